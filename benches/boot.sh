@@ -1,0 +1,251 @@
+#!/usr/bin/env bash
+# Boot benchmark: berth-vmm vs QEMU `-M microvm`, same guest kernel, same
+# initramfs (the machine VM's: static berth-agent as /init), same command
+# line, 1 vCPU / 512 MiB each. Rounds are interleaved (the order alternates
+# every round) and the table shows medians over the rounds.
+#
+#   benches/boot.sh                 # ROUNDS=3
+#   ROUNDS=5 NICE=0 benches/boot.sh
+#
+# Measured per boot, from process launch (timestamps from polling the serial
+# log every 20 ms):
+#   init   launch -> serial line `berth-agent: started as init` (kernel -> /init)
+#   ready  launch -> `berth-agent: ready on vsock port 1024` (berth-vmm only:
+#          QEMU has no vsock here, as there is no /dev/vhost-vsock)
+#   RSS    VmRSS of the VMM process (/proc/<pid>/status) when the marker appears
+#   uptime the guest's own uptime at the marker, when the agent prints it
+# Then the VMM is killed (SIGKILL, by the PID this script started).
+#
+# Environment: ROUNDS (3), BERTH_KERNEL (default: newest
+# ${BERTH_CACHE_DIR:-~/.cache/berth}/kernel/*/vmlinux, built with
+# kernel-config/build-kernel.sh when there is none), BOOT_TIMEOUT (400 s per
+# boot), NICE (niceness of both VMMs, 10), KEEP=1 keeps the work directory
+# (serial logs).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+rounds=${ROUNDS:-3}
+timeout_s=${BOOT_TIMEOUT:-400}
+niceness=${NICE:-10}
+init_marker='berth-agent: started as init'
+ready_marker='berth-agent: ready on vsock port 1024'
+base_cmdline='console=ttyS0 reboot=k panic=-1 quiet clocksource=kvm-clock'
+# = PVM_CMDLINE_EXTRAS in vmm/src/host_quirks.rs; berth-vmm appends it by
+# itself on kvm_pvm hosts, QEMU gets it explicitly.
+pvm_extras='kvm_emul_safe noreplace-smp noxsave clearcpuid=cx16,pcid,invpcid,fsgsbase,smap,rdrand,rdseed,rdpid,rdtscp,popcnt,serialize,clflushopt,clwb,umip,xsaveopt,xsavec,xsaves,erms,fsrm'
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { log "FAIL: $*"; exit 1; }
+
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
+[ -w /dev/kvm ] || die "/dev/kvm is not usable"
+command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing (apt-get install qemu-system-x86)"
+command -v cpio >/dev/null || die "cpio missing"
+command -v python3 >/dev/null || die "python3 missing"
+
+# ------------------------------------------------------------------ inputs
+if [ -n "${BERTH_KERNEL:-}" ]; then
+    kernel=$BERTH_KERNEL
+else
+    kernel=$(ls -t "${BERTH_CACHE_DIR:-$HOME/.cache/berth}"/kernel/*/vmlinux 2>/dev/null | head -n 1 || true)
+    if [ -z "$kernel" ]; then
+        log "no guest kernel cached: building it (kernel-config/build-kernel.sh)"
+        kernel=$(nice -n 10 "$root/kernel-config/build-kernel.sh" | tail -n 1)
+    fi
+fi
+[ -f "$kernel" ] || die "no kernel at $kernel"
+
+vmm=$root/target/release/berth-vmm
+agent=$root/target/x86_64-unknown-linux-gnu/release/berth-agent
+if [ ! -x "$vmm" ] || [ ! -x "$agent" ]; then
+    log "building berth-vmm and berth-agent (PROFILE=release scripts/dev-build.sh)"
+    (cd "$root" && PROFILE=release nice -n 10 scripts/dev-build.sh) >&2
+fi
+[ -x "$vmm" ] || die "missing $vmm"
+[ -x "$agent" ] || die "missing $agent"
+grep -qaF "started as init" "$agent" ||
+    die "$agent predates the 'started as init' serial line: rebuild it (PROFILE=release scripts/dev-build.sh)"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/berth-bench-boot.XXXXXX")
+helper_pid=""
+cleanup() {
+    # The helper kills the VMM it started when it gets SIGTERM.
+    if [ -n "$helper_pid" ] && kill -0 "$helper_pid" 2>/dev/null; then
+        kill -TERM "$helper_pid" 2>/dev/null || true
+        wait "$helper_pid" 2>/dev/null || true
+    fi
+    if [ "${KEEP:-0}" = 1 ]; then log "work directory kept: $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# The machine VM's initramfs (host-cli/src/machine.rs write_initramfs):
+# /dev, /dev/console (c 5 1), /init = the static agent. Uncompressed.
+mkdir -p "$work/root/dev"
+cp "$agent" "$work/root/init"
+chmod 755 "$work/root/init"
+mknod -m 600 "$work/root/dev/console" c 5 1 || die "mknod /dev/console failed (needs root)"
+(cd "$work/root" && printf '%s\n' dev dev/console init | cpio -o -H newc --owner=0:0 --quiet) >"$work/initramfs.cpio"
+initrd=$work/initramfs.cpio
+# Same page-cache state for both VMMs from the first boot on.
+cat "$kernel" "$initrd" "$vmm" >/dev/null
+
+# ------------------------------------------------------------------ one boot
+# boot_one.py NAME SERIAL TIMEOUT MARKER... -- CMD...
+# Launches CMD, polls SERIAL, prints "<s since launch> <VmRSS KiB> <guest
+# uptime or ->" for each marker line (the agent appends "(uptime X s)" to
+# its lines when built with it), then SIGKILLs CMD (its own child, by PID).
+cat >"$work/boot_one.py" <<'EOF'
+import os, re, signal, subprocess, sys, time
+
+name, serial, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3])
+sep = sys.argv.index("--")
+markers = [m.encode() for m in sys.argv[4:sep]]
+cmd = sys.argv[sep + 1:]
+child = None
+
+def stop(*_):
+    raise SystemExit(143)
+
+signal.signal(signal.SIGTERM, stop)
+
+def rss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
+
+try:
+    try:
+        os.unlink(serial)
+    except FileNotFoundError:
+        pass
+    out = open(serial + ".vmm.log", "wb")
+    t0 = time.monotonic()
+    child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+                             stderr=subprocess.STDOUT, start_new_session=True)
+    buf, f, results, i = b"", None, [], 0
+    while i < len(markers):
+        if f is None:
+            try:
+                f = open(serial, "rb")
+            except FileNotFoundError:
+                pass
+        if f is not None:
+            chunk = f.read()
+            if chunk:
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
+                    if i < len(markers) and markers[i] in line:
+                        t = time.monotonic() - t0
+                        m = re.search(rb"\(uptime ([0-9.]+) s\)", line)
+                        results.append((t, rss_kib(child.pid), m.group(1).decode() if m else "-"))
+                        i += 1
+                continue
+        now = time.monotonic() - t0
+        if child.poll() is not None:
+            sys.exit(f"{name}: VMM exited with status {child.returncode} after {now:.1f} s, "
+                     f"before '{markers[i].decode()}'")
+        if now > timeout:
+            sys.exit(f"{name}: '{markers[i].decode()}' not seen within {timeout:.0f} s")
+        time.sleep(0.02)
+    print(" ".join(f"{t:.3f} {r} {u}" for t, r, u in results))
+finally:
+    if child is not None and child.poll() is None:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+EOF
+
+berth_cmd=(nice -n "$niceness" "$vmm" --kernel "$kernel" --initrd "$initrd"
+    --cmdline "$base_cmdline" --cpus 1 --mem-mib 512
+    --serial-log "$work/berth.serial" --vsock-uds "$work/vsock.sock" --rng)
+qemu_cmd=(nice -n "$niceness" qemu-system-x86_64
+    -M microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=off
+    -enable-kvm -cpu host,-arch-capabilities -m 512 -smp 1
+    -nodefaults -no-user-config -nographic
+    -serial "file:$work/qemu.serial" -no-reboot -device i8042
+    -kernel "$kernel" -initrd "$initrd" -append "$base_cmdline $pvm_extras")
+
+# boot NAME ROUND: one boot; its result line goes to $work/NAME.results
+boot() {
+    local name=$1 r=$2 line
+    local -a markers cmd
+    if [ "$name" = berth ]; then
+        markers=("$init_marker" "$ready_marker") cmd=("${berth_cmd[@]}")
+        rm -f "$work/vsock.sock"
+    else
+        markers=("$init_marker") cmd=("${qemu_cmd[@]}")
+    fi
+    python3 "$work/boot_one.py" "$name" "$work/$name.serial" "$timeout_s" \
+        "${markers[@]}" -- "${cmd[@]}" >"$work/$name.out" &
+    helper_pid=$!
+    if ! wait "$helper_pid"; then
+        helper_pid=""
+        log "serial log of $name (last lines):"
+        tail -n 15 "$work/$name.serial" 2>/dev/null | sed 's/^/    /' >&2 || true
+        log "VMM output of $name:"
+        tail -n 15 "$work/$name.serial.vmm.log" 2>/dev/null | sed 's/^/    /' >&2 || true
+        die "round $r: $name boot failed"
+    fi
+    helper_pid=""
+    line=$(cat "$work/$name.out")
+    echo "$line" >>"$work/$name.results"
+    local ti ri ui tr rr ur
+    read -r ti ri ui tr rr ur <<<"$line"
+    if [ "$name" = berth ]; then
+        log "round $r: berth-vmm  init $ti s (guest uptime $ui s, RSS $((ri / 1024)) MiB), agent ready $tr s (guest uptime $ur s, RSS $((rr / 1024)) MiB)"
+    else
+        log "round $r: qemu       init $ti s (guest uptime $ui s, RSS $((ri / 1024)) MiB)"
+    fi
+}
+
+log "kernel $kernel ($(( $(stat -c %s "$kernel") / 1024 )) KiB), initramfs $(( $(stat -c %s "$initrd") / 1024 )) KiB"
+log "$(qemu-system-x86_64 --version | head -n 1); host: $([ -e /sys/module/kvm_pvm ] && echo kvm_pvm || echo kvm), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+log "$rounds round(s), timeout ${timeout_s} s per boot, VMMs at nice $niceness"
+for ((r = 1; r <= rounds; r++)); do
+    if ((r % 2)); then order=(berth qemu); else order=(qemu berth); fi
+    for name in "${order[@]}"; do boot "$name" "$r"; done
+done
+
+# ------------------------------------------------------------------ report
+# Median of one column of NAME.results ("n/a" when a value is missing).
+col() {
+    awk -v c="$2" '{print $c}' "$work/$1.results" | sort -g |
+        awk '$1 == "-" {bad = 1} {v[NR] = $1}
+             END {if (bad) print "n/a"; else print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'
+}
+# berth.results: init_s init_rss_kib init_uptime ready_s ready_rss_kib ready_uptime
+# qemu.results:  init_s init_rss_kib init_uptime
+echo
+echo "berth-vmm vs qemu-system-x86_64 -M microvm: $rounds round(s), interleaved, medians"
+echo "kernel $kernel"
+echo "initramfs: berth-agent as /init ($(( $(stat -c %s "$initrd") / 1024 )) KiB); 1 vCPU, 512 MiB each"
+awk -v bi="$(col berth 1)" -v qi="$(col qemu 1)" \
+    -v bu="$(col berth 3)" -v qu="$(col qemu 3)" \
+    -v bir="$(col berth 2)" -v qir="$(col qemu 2)" \
+    -v br="$(col berth 4)" -v brr="$(col berth 5)" -v bru="$(col berth 6)" 'BEGIN {
+    fmt = "%-44s %10s %10s %11s\n"
+    printf fmt, "", "berth-vmm", "qemu", "berth/qemu"
+    row("(a) launch -> started as init (s)", bi, qi, "%.2f")
+    row("    guest uptime at started as init (s)", bu, qu, "%.2f")
+    row("(b) launch -> agent ready on vsock (s)", br, "n/a", "%.2f")
+    row("    guest uptime at agent ready (s)", bru, "n/a", "%.2f")
+    row("(c) VMM VmRSS at started as init (MiB)", kib(bir), kib(qir), "%.1f")
+    row("    VMM VmRSS at agent ready (MiB)", kib(brr), "n/a", "%.1f")
+}
+function kib(v) { return v == "n/a" ? v : v / 1024 }
+function num(v, f) { return v == "n/a" ? v : sprintf(f, v) }
+function row(label, b, q, f) {
+    printf fmt, label, num(b, f), num(q, f), (b == "n/a" || q == "n/a" || q == 0) ? "n/a" : sprintf("%.3f", b / q)
+}'
+echo "QEMU gets no vsock device here (no /dev/vhost-vsock on this host), so its agent"
+echo "never becomes ready: only the 'started as init' rows compare both VMMs."
+echo "per round (launch->marker s, VmRSS KiB, guest uptime s):"
+awk '{printf "  berth-vmm round %d: init %s %s %s | ready %s %s %s\n", NR, $1, $2, $3, $4, $5, $6}' "$work/berth.results"
+awk '{printf "  qemu      round %d: init %s %s %s\n", NR, $1, $2, $3}' "$work/qemu.results"

@@ -1,0 +1,445 @@
+//! `commit`: turns a container's writable layer (the overlay upper dir)
+//! into an image layer — overlay whiteouts become `.wh.` entries, opaque
+//! directories `.wh..wh..opq` — and stores a new image whose config is the
+//! container's configuration with the requested changes applied.
+
+use super::containers::{err, internal};
+use super::shim::ContainerPaths;
+use super::Engine;
+use berth_protocol::{ApiError, CommitOptions, ContainerStatus, ErrorKind, ImageCommit, LayerRef};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+/// Mount points the engine creates in every container; not the user's
+/// changes when they are still empty.
+const ENGINE_FILES: &[&str] = &[
+    "etc/hostname",
+    "etc/hosts",
+    "etc/resolv.conf",
+    "sbin/docker-init",
+];
+
+/// A writer that hashes what passes through.
+struct Hashing<W: Write> {
+    inner: W,
+    hash: Sha256,
+    len: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn opaque(p: &Path) -> bool {
+    for name in ["trusted.overlay.opaque", "user.overlay.opaque"] {
+        if let Ok(Some(v)) = xattr_get(p, name) {
+            if v == b"y" {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+fn xattr_get(p: &Path, name: &str) -> std::io::Result<Option<Vec<u8>>> {
+    use std::os::unix::ffi::OsStrExt;
+    let cp = std::ffi::CString::new(p.as_os_str().as_bytes())?;
+    let cn = std::ffi::CString::new(name)?;
+    let mut buf = vec![0u8; 256];
+    // SAFETY: both strings are NUL-terminated, the buffer is valid for its length.
+    let n =
+        unsafe { libc::lgetxattr(cp.as_ptr(), cn.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENODATA) | Some(libc::ENOTSUP) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    buf.truncate(n as usize);
+    Ok(Some(buf))
+}
+
+fn header_for(m: &std::fs::Metadata) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(m.mode() & 0o7777);
+    h.set_uid(m.uid() as u64);
+    h.set_gid(m.gid() as u64);
+    h.set_mtime(m.mtime().max(0) as u64);
+    h
+}
+
+/// Writes the upper dir as a layer tar; returns (sha256 hex, size).
+pub fn diff_tar(upper: &Path, out: &Path) -> std::io::Result<(String, u64)> {
+    let f = File::create(out)?;
+    let mut w = Hashing {
+        inner: BufWriter::new(f),
+        hash: Sha256::new(),
+        len: 0,
+    };
+    {
+        let mut b = tar::Builder::new(&mut w);
+        b.follow_symlinks(false);
+        let mut links: HashMap<(u64, u64), std::path::PathBuf> = HashMap::new();
+        if upper.is_dir() {
+            walk(&mut b, upper, Path::new(""), &mut links)?;
+        }
+        b.finish()?;
+    }
+    w.flush()?;
+    let hex = hex::encode(w.hash.finalize());
+    Ok((hex, w.len))
+}
+
+fn walk<W: Write>(
+    b: &mut tar::Builder<W>,
+    dir: &Path,
+    rel: &Path,
+    links: &mut HashMap<(u64, u64), std::path::PathBuf>,
+) -> std::io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let path = e.path();
+        let name = rel.join(e.file_name());
+        let m = std::fs::symlink_metadata(&path)?;
+        let ft = m.file_type();
+        if ft.is_char_device() && m.rdev() == 0 {
+            // An overlay whiteout: the file was deleted.
+            let wh = rel.join(format!(".wh.{}", e.file_name().to_string_lossy()));
+            let mut h = header_for(&m);
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_size(0);
+            b.append_data(&mut h, wh, std::io::empty())?;
+            continue;
+        }
+        if ft.is_file()
+            && m.len() == 0
+            && ENGINE_FILES.iter().any(|f| Path::new(f) == name.as_path())
+        {
+            continue;
+        }
+        let mut h = header_for(&m);
+        if ft.is_dir() {
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_size(0);
+            b.append_data(&mut h, &name, std::io::empty())?;
+            if opaque(&path) {
+                let mut h = header_for(&m);
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(0o644);
+                h.set_size(0);
+                b.append_data(&mut h, name.join(".wh..wh..opq"), std::io::empty())?;
+            }
+            walk(b, &path, &name, links)?;
+        } else if ft.is_symlink() {
+            let target = std::fs::read_link(&path)?;
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            b.append_link(&mut h, &name, target)?;
+        } else if ft.is_file() {
+            if m.nlink() > 1 {
+                let key = (m.dev(), m.ino());
+                if let Some(first) = links.get(&key) {
+                    h.set_entry_type(tar::EntryType::Link);
+                    h.set_size(0);
+                    b.append_link(&mut h, &name, first)?;
+                    continue;
+                }
+                links.insert(key, name.clone());
+            }
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_size(m.len());
+            b.append_data(&mut h, &name, File::open(&path)?)?;
+        } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
+            h.set_entry_type(if ft.is_fifo() {
+                tar::EntryType::Fifo
+            } else if ft.is_char_device() {
+                tar::EntryType::Char
+            } else {
+                tar::EntryType::Block
+            });
+            let major = (m.rdev() >> 8) & 0xfff;
+            let minor = (m.rdev() & 0xff) | ((m.rdev() >> 12) & 0xfff00);
+            h.set_device_major(major as u32)?;
+            h.set_device_minor(minor as u32)?;
+            h.set_size(0);
+            b.append_data(&mut h, &name, std::io::empty())?;
+        }
+        // Sockets are not part of a layer.
+    }
+    Ok(())
+}
+
+/// Splits a `CMD`/`ENTRYPOINT` value: JSON array or shell form.
+fn exec_form(v: &str) -> Value {
+    let t = v.trim();
+    if t.starts_with('[') {
+        if let Ok(a) = serde_json::from_str::<Vec<String>>(t) {
+            return json!(a);
+        }
+    }
+    json!(["/bin/sh", "-c", t])
+}
+
+/// Applies `--change` instructions to an image's `config` object.
+pub fn apply_changes(cfg: &mut Value, changes: &[String]) -> Result<(), String> {
+    if !cfg.is_object() {
+        *cfg = json!({});
+    }
+    for ch in changes {
+        let ch = ch.trim();
+        let (instr, rest) = ch
+            .split_once(char::is_whitespace)
+            .map(|(a, b)| (a, b.trim()))
+            .unwrap_or((ch, ""));
+        match instr.to_ascii_uppercase().as_str() {
+            "CMD" => cfg["Cmd"] = exec_form(rest),
+            "ENTRYPOINT" => cfg["Entrypoint"] = exec_form(rest),
+            "WORKDIR" => cfg["WorkingDir"] = json!(rest),
+            "USER" => cfg["User"] = json!(rest),
+            "STOPSIGNAL" => cfg["StopSignal"] = json!(rest),
+            "ENV" => {
+                let (k, v) = rest
+                    .split_once('=')
+                    .or_else(|| rest.split_once(char::is_whitespace))
+                    .ok_or_else(|| format!("ENV needs a value: {ch:?}"))?;
+                let k = k.trim();
+                if k.is_empty() {
+                    return Err(format!("ENV needs a name: {ch:?}"));
+                }
+                let mut env: Vec<String> = cfg["Env"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                env.retain(|e| e.split('=').next() != Some(k));
+                env.push(format!("{k}={}", v.trim().trim_matches('"')));
+                cfg["Env"] = json!(env);
+            }
+            "LABEL" => {
+                let (k, v) = rest
+                    .split_once('=')
+                    .ok_or_else(|| format!("LABEL needs key=value: {ch:?}"))?;
+                if !cfg["Labels"].is_object() {
+                    cfg["Labels"] = json!({});
+                }
+                cfg["Labels"][k.trim().trim_matches('"')] = json!(v.trim().trim_matches('"'));
+            }
+            "EXPOSE" => {
+                if !cfg["ExposedPorts"].is_object() {
+                    cfg["ExposedPorts"] = json!({});
+                }
+                for p in rest.split_whitespace() {
+                    let p = if p.contains('/') {
+                        p.to_string()
+                    } else {
+                        format!("{p}/tcp")
+                    };
+                    cfg["ExposedPorts"][p] = json!({});
+                }
+            }
+            "" => {}
+            other => return Err(format!("{other} is not a valid change command")),
+        }
+    }
+    Ok(())
+}
+
+pub fn commit(
+    engine: &Engine,
+    o: &CommitOptions,
+) -> Result<berth_protocol::ImageSummary, ApiError> {
+    let c = &engine.containers;
+    let rec = c.resolve(&o.id)?;
+    let base = engine
+        .images
+        .record(&rec.image_id)
+        .map_err(|e| err(ErrorKind::NotFound, e.to_string()))?;
+    let (_, mut config) = engine
+        .images
+        .read_config(&rec.image_id)
+        .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
+    let paths = ContainerPaths::new(engine.layout(), &rec.id);
+    let was_running = c.status(&rec.id).0 == ContainerStatus::Running;
+    let paused_here = o.pause && was_running && c.pause(&rec.id).is_ok();
+    let tmp = engine.layout().temp_dir("commit").map_err(internal)?;
+    let tar_path = tmp.join("layer.tar");
+    let result = diff_tar(&paths.upper, &tar_path);
+    if paused_here {
+        let _ = c.unpause(&rec.id);
+    }
+    let (hex, size) = result.map_err(|e| err(ErrorKind::Internal, format!("commit: {e}")))?;
+    let digest = format!("sha256:{hex}");
+    let store_blob = |digest: &str, size: u64, path: &Path| -> Result<(), ApiError> {
+        if engine.images.has_blob(digest) {
+            return Ok(());
+        }
+        let mut f = File::open(path).map_err(internal)?;
+        engine
+            .images
+            .put_blob(digest, size, &mut f)
+            .map_err(|e| err(ErrorKind::Internal, e.to_string()))
+    };
+    store_blob(&digest, size, &tar_path)?;
+
+    // The new config: the container's settings, then the changes.
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let mut run = config.get("config").cloned().unwrap_or_else(|| json!({}));
+    let env: Vec<&String> = rec
+        .env
+        .iter()
+        .filter(|e| !e.starts_with("HOSTNAME="))
+        .collect();
+    run["Env"] = json!(env);
+    if let Some(cmd) = &rec.config.cmd {
+        run["Cmd"] = json!(cmd);
+    }
+    if let Some(ep) = &rec.config.entrypoint {
+        run["Entrypoint"] = if ep.is_empty() {
+            Value::Null
+        } else {
+            json!(ep)
+        };
+    }
+    if let Some(w) = rec.config.workdir.as_ref().filter(|w| !w.is_empty()) {
+        run["WorkingDir"] = json!(w);
+    }
+    if let Some(u) = rec.config.user.as_ref().filter(|u| !u.is_empty()) {
+        run["User"] = json!(u);
+    }
+    if !rec.config.labels.is_empty() {
+        if !run["Labels"].is_object() {
+            run["Labels"] = json!({});
+        }
+        for (k, v) in &rec.config.labels {
+            run["Labels"][k] = json!(v);
+        }
+    }
+    apply_changes(&mut run, &o.changes).map_err(|e| err(ErrorKind::InvalidArgument, e))?;
+    config["config"] = run;
+    config["created"] = json!(now);
+    if let Some(a) = &o.author {
+        config["author"] = json!(a);
+    }
+    if !config["rootfs"].is_object() {
+        config["rootfs"] = json!({"type": "layers", "diff_ids": []});
+    }
+    match config["rootfs"]["diff_ids"].as_array_mut() {
+        Some(d) => d.push(json!(digest)),
+        None => config["rootfs"]["diff_ids"] = json!([digest]),
+    }
+    let mut hist = json!({"created": now, "created_by": rec.args.join(" ")});
+    if let Some(m) = &o.message {
+        hist["comment"] = json!(m);
+    }
+    if let Some(a) = &o.author {
+        hist["author"] = json!(a);
+    }
+    match config["history"].as_array_mut() {
+        Some(h) => h.push(hist),
+        None => config["history"] = json!([hist]),
+    }
+    let bytes = serde_json::to_vec(&config).map_err(internal)?;
+    let config_digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+    let cfg_path = tmp.join("config.json");
+    std::fs::write(&cfg_path, &bytes).map_err(internal)?;
+    store_blob(&config_digest, bytes.len() as u64, &cfg_path)?;
+    let _ = std::fs::remove_dir_all(&tmp);
+
+    let mut layers: Vec<LayerRef> = base
+        .layers
+        .iter()
+        .map(|l| LayerRef {
+            digest: l.digest.clone(),
+            media_type: l.media_type.clone(),
+            size: 0,
+        })
+        .collect();
+    layers.push(LayerRef {
+        digest,
+        media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+        size,
+    });
+    engine
+        .images
+        .commit(&ImageCommit {
+            config_digest,
+            layers,
+            tags: o.tag.iter().cloned().collect(),
+            manifest_digest: None,
+        })
+        .map_err(|e| err(ErrorKind::InvalidArgument, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes() {
+        let mut c = json!({"Env": ["A=1", "PATH=/bin"]});
+        apply_changes(
+            &mut c,
+            &[
+                "CMD [\"sh\", \"-c\", \"echo hi\"]".into(),
+                "ENTRYPOINT top -b".into(),
+                "ENV A=2".into(),
+                "ENV B hello".into(),
+                "LABEL x=y".into(),
+                "EXPOSE 80 53/udp".into(),
+                "WORKDIR /srv".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c["Cmd"], json!(["sh", "-c", "echo hi"]));
+        assert_eq!(c["Entrypoint"], json!(["/bin/sh", "-c", "top -b"]));
+        assert_eq!(c["Env"], json!(["PATH=/bin", "A=2", "B=hello"]));
+        assert_eq!(c["Labels"]["x"], "y");
+        assert!(c["ExposedPorts"]["53/udp"].is_object());
+        assert_eq!(c["WorkingDir"], "/srv");
+        assert!(apply_changes(&mut c, &["RUN rm -rf /".into()]).is_err());
+    }
+
+    #[test]
+    fn whiteouts_and_opaque_dirs_become_tar_markers() {
+        let d = tempfile::tempdir().unwrap();
+        let up = d.path().join("upper");
+        std::fs::create_dir_all(up.join("etc")).unwrap();
+        std::fs::write(up.join("etc/hostname"), b"").unwrap();
+        std::fs::write(up.join("etc/new"), b"data").unwrap();
+        let gone = std::ffi::CString::new(up.join("etc/gone").to_str().unwrap()).unwrap();
+        // SAFETY: mknod with a valid path; makes a 0:0 char device (whiteout).
+        let rc = unsafe { libc::mknod(gone.as_ptr(), libc::S_IFCHR | 0o644, 0) };
+        let out = d.path().join("l.tar");
+        diff_tar(&up, &out).unwrap();
+        let mut names = Vec::new();
+        for e in tar::Archive::new(File::open(&out).unwrap())
+            .entries()
+            .unwrap()
+        {
+            names.push(e.unwrap().path().unwrap().display().to_string());
+        }
+        assert!(names.contains(&"etc/new".to_string()), "{names:?}");
+        assert!(!names.contains(&"etc/hostname".to_string()), "{names:?}");
+        if rc == 0 {
+            assert!(names.contains(&"etc/.wh.gone".to_string()), "{names:?}");
+        }
+    }
+}

@@ -1,0 +1,582 @@
+//! Container records: create, list, inspect, start (via a shim), kill,
+//! remove. Status is derived from the files the shim writes, so it survives
+//! agent restarts.
+
+use super::record::{boot_id, merge_env, resolve_args, ContainerRecord, ExitState, RunState};
+use super::shim::{is_mounted, ContainerPaths, Readiness};
+use crate::layout::{random_hex, read_json, write_json_atomic, Layout};
+use crate::store::ImageStore;
+use berth_protocol::{
+    ApiError, ContainerConfig, ContainerDetails, ContainerStatus, ContainerSummary, ErrorKind,
+};
+use std::io::BufRead;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Container bookkeeping under `<root>/containers`.
+pub struct ContainerStore {
+    layout: Layout,
+    /// Serialises create/rename/remove so names stay unique.
+    pub(super) lock: Mutex<()>,
+    /// Some container may have a restart policy (see `restart.rs`).
+    pub(super) policy_hint: std::sync::atomic::AtomicBool,
+}
+
+pub(super) fn err(kind: ErrorKind, msg: impl Into<String>) -> ApiError {
+    ApiError::new(kind, msg)
+}
+
+pub(super) fn internal(e: impl std::fmt::Display) -> ApiError {
+    err(ErrorKind::Internal, e.to_string())
+}
+
+const ADJECTIVES: &[&str] = &[
+    "brave", "calm", "eager", "fond", "gentle", "happy", "jolly", "keen", "lucid", "merry",
+    "nifty", "proud", "quiet", "sharp", "tender", "vivid", "witty", "zealous",
+];
+const NOUNS: &[&str] = &[
+    "albatross",
+    "beacon",
+    "cormorant",
+    "dinghy",
+    "estuary",
+    "frigate",
+    "galley",
+    "harbor",
+    "islet",
+    "jetty",
+    "keel",
+    "lagoon",
+    "mooring",
+    "narwhal",
+    "outrigger",
+    "pier",
+    "quay",
+    "schooner",
+];
+
+pub(super) fn valid_name(n: &str) -> bool {
+    let b = n.as_bytes();
+    b.len() >= 2
+        && b.len() <= 128
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+impl ContainerStore {
+    pub fn new(layout: Layout) -> ContainerStore {
+        ContainerStore {
+            layout,
+            lock: Mutex::new(()),
+            policy_hint: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub(super) fn records(&self) -> Vec<ContainerRecord> {
+        let Ok(rd) = std::fs::read_dir(self.layout.containers()) else {
+            return Vec::new();
+        };
+        let mut out: Vec<ContainerRecord> = rd
+            .flatten()
+            .filter_map(|e| read_json(&e.path().join("container.json")).ok().flatten())
+            .collect();
+        out.sort_by(|a, b| b.created.cmp(&a.created));
+        out
+    }
+
+    /// Resolves a name, full id or unique id prefix.
+    pub fn resolve(&self, key: &str) -> Result<ContainerRecord, ApiError> {
+        let key = key.trim_start_matches('/');
+        let recs = self.records();
+        if let Some(r) = recs.iter().find(|r| r.id == key || r.name == key) {
+            return Ok(r.clone());
+        }
+        let m: Vec<&ContainerRecord> = if key.is_empty() {
+            Vec::new()
+        } else {
+            recs.iter().filter(|r| r.id.starts_with(key)).collect()
+        };
+        match m.len() {
+            1 => Ok(m[0].clone()),
+            0 => Err(err(
+                ErrorKind::NotFound,
+                format!("No such container: {key}"),
+            )),
+            _ => Err(err(
+                ErrorKind::Conflict,
+                format!("multiple containers match id prefix {key:?}"),
+            )),
+        }
+    }
+
+    pub fn uses_image(&self, image_id: &str) -> bool {
+        self.records().iter().any(|r| r.image_id == image_id)
+    }
+
+    pub fn count(&self) -> usize {
+        self.records().len()
+    }
+
+    /// Creates a container record from `cfg` on the given image.
+    pub fn create(
+        &self,
+        images: &ImageStore,
+        cfg: ContainerConfig,
+    ) -> Result<(String, Vec<String>), ApiError> {
+        let image_id = images.resolve(&cfg.image).map_err(|e| match e {
+            crate::store::StoreError::NoSuchImage(_) => {
+                err(ErrorKind::NotFound, format!("No such image: {}", cfg.image))
+            }
+            other => err(ErrorKind::InvalidArgument, other.to_string()),
+        })?;
+        let image_cfg = images.config(&image_id).map_err(internal)?;
+        let run = image_cfg.config.clone().unwrap_or_default();
+        for e in &cfg.env {
+            if e.is_empty() || e.starts_with('=') || e.contains('\0') {
+                return Err(err(
+                    ErrorKind::InvalidArgument,
+                    format!("invalid environment variable: {e:?}"),
+                ));
+            }
+        }
+        let env_user: Vec<String> = cfg
+            .env
+            .iter()
+            .map(|e| {
+                if e.contains('=') {
+                    e.clone()
+                } else {
+                    format!("{e}=")
+                }
+            })
+            .collect();
+        let args = resolve_args(
+            run.entrypoint.as_deref(),
+            run.cmd.as_deref(),
+            cfg.entrypoint.as_deref(),
+            cfg.cmd.as_deref(),
+        );
+        if args.is_empty() {
+            return Err(err(ErrorKind::InvalidArgument, "no command specified"));
+        }
+        let workdir = cfg
+            .workdir
+            .clone()
+            .filter(|w| !w.is_empty())
+            .or(run.working_dir.clone().filter(|w| !w.is_empty()))
+            .unwrap_or_else(|| "/".into());
+        if !workdir.starts_with('/') {
+            return Err(err(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "the working directory '{workdir}' is invalid, it needs to be an absolute path"
+                ),
+            ));
+        }
+        let user = cfg.user.clone().or(run.user.clone()).unwrap_or_default();
+        let _g = self.lock.lock().unwrap();
+        let id = random_hex(32);
+        let name = match &cfg.name {
+            Some(n) => {
+                if !valid_name(n) {
+                    return Err(err(ErrorKind::InvalidArgument, format!("Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed.")));
+                }
+                if let Some(other) = self.records().iter().find(|r| r.name == *n) {
+                    return Err(err(
+                        ErrorKind::Conflict,
+                        format!("Conflict. The container name \"/{n}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.", other.id),
+                    ));
+                }
+                n.clone()
+            }
+            None => {
+                let taken: Vec<String> = self.records().into_iter().map(|r| r.name).collect();
+                let r = random_hex(2);
+                let a = ADJECTIVES[r.as_bytes()[0] as usize % ADJECTIVES.len()];
+                let n = NOUNS[r.as_bytes()[1] as usize * 7 % NOUNS.len()];
+                let mut name = format!("{a}_{n}");
+                while taken.contains(&name) {
+                    name = format!("{a}_{n}_{}", random_hex(2));
+                }
+                name
+            }
+        };
+        let hostname = cfg
+            .hostname
+            .clone()
+            .filter(|h| !h.is_empty())
+            .or(cfg.name.clone())
+            .unwrap_or_else(|| id[..12].to_string());
+        if hostname.len() > 64
+            || !hostname
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        {
+            return Err(err(
+                ErrorKind::InvalidArgument,
+                format!("invalid hostname {hostname:?}"),
+            ));
+        }
+        let env = merge_env(
+            run.env.as_deref().unwrap_or_default(),
+            &env_user,
+            &hostname,
+            cfg.tty,
+        );
+        if !matches!(cfg.restart.name.as_str(), "" | "no") {
+            self.policy_hint
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        let rec = ContainerRecord {
+            id: id.clone(),
+            name,
+            created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            image: cfg.image.clone(),
+            image_id,
+            config: cfg,
+            args,
+            env,
+            workdir,
+            user,
+            hostname,
+        };
+        // Write into tmp/ and rename, so a crash never leaves half a record.
+        let tmp = self.layout.temp_dir("ctr").map_err(internal)?;
+        write_json_atomic(&tmp.join("container.json"), &rec).map_err(internal)?;
+        std::fs::rename(&tmp, self.layout.container(&id)).map_err(internal)?;
+        Ok((id, Vec::new()))
+    }
+
+    /// Current status and exit state of a container.
+    pub fn status(&self, id: &str) -> (ContainerStatus, Option<RunState>, Option<ExitState>) {
+        let dir = self.layout.container(id);
+        let run: Option<RunState> = read_json(&dir.join("state.json")).ok().flatten();
+        let exit: Option<ExitState> = read_json(&dir.join("exit.json")).ok().flatten();
+        let status = match (&run, &exit) {
+            (_, Some(e)) if e.started_at.is_none() => ContainerStatus::Created,
+            (Some(r), Some(e)) if e.started_at.as_deref() == Some(r.started_at.as_str()) => {
+                ContainerStatus::Exited
+            }
+            (Some(r), _) => {
+                if r.boot_id == boot_id() && shim_alive(r.shim_pid) {
+                    if dir.join(super::ops::PAUSED).exists() {
+                        ContainerStatus::Paused
+                    } else {
+                        ContainerStatus::Running
+                    }
+                } else {
+                    ContainerStatus::Dead
+                }
+            }
+            (None, _) => ContainerStatus::Created,
+        };
+        (status, run, exit)
+    }
+
+    fn summary(&self, r: &ContainerRecord) -> ContainerSummary {
+        let (status, run, exit) = self.status(&r.id);
+        let exit_code = match status {
+            ContainerStatus::Exited => exit.as_ref().map(|e| e.code),
+            ContainerStatus::Created => exit.as_ref().map(|e| e.code),
+            ContainerStatus::Dead => Some(255),
+            ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Restarting => {
+                None
+            }
+        };
+        let status = if status == ContainerStatus::Dead {
+            ContainerStatus::Exited
+        } else {
+            status
+        };
+        ContainerSummary {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            image: r.image.clone(),
+            image_id: r.image_id.clone(),
+            command: r
+                .args
+                .iter()
+                .map(|a| {
+                    if a.contains(' ') {
+                        format!("'{a}'")
+                    } else {
+                        a.clone()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+            created: r.created.clone(),
+            status,
+            exit_code,
+            started_at: run.map(|s| s.started_at),
+            finished_at: exit.map(|e| e.finished_at),
+            labels: r.config.labels.clone(),
+            restart_count: restart_count(&self.layout.container(&r.id)),
+        }
+    }
+
+    pub fn list(&self, all: bool) -> Vec<ContainerSummary> {
+        self.records()
+            .iter()
+            .map(|r| self.summary(r))
+            .filter(|s| {
+                all || matches!(s.status, ContainerStatus::Running | ContainerStatus::Paused)
+            })
+            .collect()
+    }
+
+    pub fn inspect(&self, key: &str) -> Result<ContainerDetails, ApiError> {
+        let r = self.resolve(key)?;
+        let (_, run, _) = self.status(&r.id);
+        let summary = self.summary(&r);
+        Ok(ContainerDetails {
+            pid: run
+                .filter(|_| {
+                    matches!(
+                        summary.status,
+                        ContainerStatus::Running | ContainerStatus::Paused
+                    )
+                })
+                .map(|s| s.pid),
+            summary,
+            path: r.args.first().cloned().unwrap_or_default(),
+            args: r.args.iter().skip(1).cloned().collect(),
+            env: r.env.clone(),
+            hostname: r.hostname.clone(),
+            config: r.config,
+        })
+    }
+
+    /// Starts the container's shim; returns once the container runs (or,
+    /// with `wait_attach`, is created and waits for its first attach).
+    pub fn start(&self, key: &str, wait_attach: bool) -> Result<String, ApiError> {
+        let r = self.resolve(key)?;
+        let (status, run, _) = self.status(&r.id);
+        if matches!(status, ContainerStatus::Running | ContainerStatus::Paused) {
+            return Err(err(
+                ErrorKind::Conflict,
+                format!("container {} is already running", r.id),
+            ));
+        }
+        // The previous run's shim may still be tearing down (unmounting,
+        // removing the network namespace): let it finish first.
+        if let Some(run) = run.filter(|r| r.boot_id == boot_id()) {
+            wait_shim_gone(&run, Duration::from_secs(10));
+        }
+        let _ = std::fs::remove_file(self.layout.container(&r.id).join(super::ops::STOPPED));
+        let mut args = vec!["shim", "--id", r.id.as_str()];
+        if wait_attach {
+            args.push("--wait-attach");
+        }
+        spawn_monitor(
+            self.layout.root(),
+            &args,
+            &self.layout.container(&r.id).join("shim.log"),
+            "container shim",
+        )?;
+        Ok(r.id)
+    }
+
+    /// Waits until the container is not running; returns its exit code.
+    pub fn wait(&self, key: &str) -> Result<i32, ApiError> {
+        let r = self.resolve(key)?;
+        loop {
+            let (status, _, exit) = self.status(&r.id);
+            match status {
+                ContainerStatus::Running | ContainerStatus::Paused => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                ContainerStatus::Dead => return Ok(255),
+                _ => return Ok(exit.map(|e| e.code).unwrap_or(0)),
+            }
+            if !self.layout.container(&r.id).exists() {
+                return Ok(0);
+            }
+        }
+    }
+
+    pub fn kill(&self, key: &str, signal: i32) -> Result<(), ApiError> {
+        let r = self.resolve(key)?;
+        let (status, run, _) = self.status(&r.id);
+        let (ContainerStatus::Running | ContainerStatus::Paused, Some(run)) = (status, run) else {
+            return Err(err(
+                ErrorKind::Conflict,
+                format!(
+                    "Cannot kill container: {}: container {} is not running",
+                    key, r.id
+                ),
+            ));
+        };
+        let sig = nix::sys::signal::Signal::try_from(signal).map_err(|_| {
+            err(
+                ErrorKind::InvalidArgument,
+                format!("invalid signal {signal}"),
+            )
+        })?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(run.pid), sig).map_err(internal)?;
+        // As docker: a container the user signalled counts as stopped by the
+        // user, so its restart policy does not bring it back.
+        let _ = std::fs::write(self.layout.container(&r.id).join(super::ops::STOPPED), b"");
+        Ok(())
+    }
+
+    /// `rm`: refuses a running container unless forced.
+    pub fn remove(&self, key: &str, force: bool) -> Result<String, ApiError> {
+        let r = self.resolve(key)?;
+        let (status, _, _) = self.status(&r.id);
+        if matches!(status, ContainerStatus::Running | ContainerStatus::Paused) {
+            if !force {
+                return Err(err(
+                    ErrorKind::Conflict,
+                    format!("You cannot remove a running container {}. Stop the container before attempting removal or force remove", r.id),
+                ));
+            }
+            let _ = std::fs::write(self.layout.container(&r.id).join(super::ops::STOPPED), b"");
+            let _ = self.kill(&r.id, libc::SIGKILL);
+            if status == ContainerStatus::Paused {
+                let _ = self.unpause(&r.id);
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while self.is_running(&r.id) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.remove_files(&r.id).map_err(internal)?;
+        Ok(r.id)
+    }
+
+    /// Deletes a stopped container's files: unmounts what is mounted, then
+    /// moves the directory aside and deletes it without crossing mounts.
+    pub fn remove_files(&self, id: &str) -> std::io::Result<()> {
+        let _g = self.lock.lock().unwrap();
+        let paths = ContainerPaths::new(&self.layout, id);
+        if !paths.dir.exists() {
+            return Ok(());
+        }
+        for m in [&paths.rootfs, &paths.netns] {
+            if is_mounted(m) {
+                nix::mount::umount2(m.as_path(), nix::mount::MntFlags::MNT_DETACH)?;
+            }
+        }
+        let runtime = self.layout.runtime().join(id);
+        if runtime.exists() {
+            let _ = std::fs::remove_dir_all(&runtime);
+        }
+        let trash = self.layout.tmp().join(format!("rm-{id}"));
+        std::fs::rename(&paths.dir, &trash)?;
+        remove_tree_same_fs(&trash)
+    }
+}
+
+/// Starts a monitor process (`berth-agent shim` or `exec-shim`, with
+/// `--root <root>` added) in its own session, its output in `log`, and waits
+/// for the readiness line it writes on fd 3.
+pub(super) fn spawn_monitor(
+    root: &Path,
+    args: &[&str],
+    log: &Path,
+    what: &str,
+) -> Result<(), ApiError> {
+    let (rd, wr) = nix::unistd::pipe().map_err(internal)?;
+    // /proc/self/exe still works after the binary was replaced on disk.
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    cmd.args(args).arg("--root").arg(root);
+    let log_file = std::fs::File::create(log).map_err(internal)?;
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(log_file.try_clone().map_err(internal)?)
+        .stderr(log_file);
+    let wfd = wr.as_raw_fd();
+    // SAFETY: between fork and exec we only call async-signal-safe
+    // functions (setsid, dup2).
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setsid();
+            if libc::dup2(wfd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+        .map_err(|e| err(ErrorKind::Internal, format!("starting {what}: {e}")))?;
+    drop(wr);
+    let mut line = String::new();
+    std::io::BufReader::new(std::fs::File::from(rd))
+        .read_line(&mut line)
+        .map_err(internal)?;
+    let ready: Readiness = serde_json::from_str(line.trim()).map_err(|_| {
+        let out = std::fs::read_to_string(log).unwrap_or_default();
+        err(
+            ErrorKind::Internal,
+            format!("{what} failed: {}", out.trim()),
+        )
+    })?;
+    if !ready.ok {
+        return Err(err(
+            ready.kind.unwrap_or(ErrorKind::Internal),
+            ready.message.unwrap_or_default(),
+        ));
+    }
+    Ok(())
+}
+
+/// Waits (up to `timeout`) until the shim of `run` has exited.
+pub(super) fn wait_shim_gone(run: &RunState, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while shim_alive(run.shim_pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// How often the restart policy restarted this container.
+pub fn restart_count(dir: &Path) -> u32 {
+    std::fs::read_to_string(dir.join("restarts"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+pub(super) fn shim_alive(pid: i32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| c.split(|b| *b == 0).any(|a| a == b"shim"))
+        .unwrap_or(false)
+        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false)
+}
+
+/// Deletes a tree but never descends into another filesystem (a mount left
+/// behind must not have its contents deleted).
+pub fn remove_tree_same_fs(root: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::symlink_metadata(root)?.dev();
+    fn walk(p: &Path, dev: u64) -> std::io::Result<()> {
+        for e in std::fs::read_dir(p)? {
+            let e = e?;
+            let m = std::fs::symlink_metadata(e.path())?;
+            if m.is_dir() {
+                if m.dev() != dev {
+                    return Err(std::io::Error::other(format!(
+                        "refusing to delete across a mount at {}",
+                        e.path().display()
+                    )));
+                }
+                walk(&e.path(), dev)?;
+                std::fs::remove_dir(e.path())?;
+            } else {
+                std::fs::remove_file(e.path())?;
+            }
+        }
+        Ok(())
+    }
+    walk(root, dev)?;
+    std::fs::remove_dir(root)
+}

@@ -1,0 +1,254 @@
+//! `cp`: tar streams out of and into a container's root filesystem.
+//!
+//! Paths are resolved inside the container root with [`secure_join`], so a
+//! symlink the container planted can never lead outside it; entries of an
+//! incoming tar are checked one by one the same way.
+
+use super::containers::err;
+use super::rootfs_path::secure_join;
+use super::shim::{self, ContainerPaths};
+use super::Engine;
+use crate::server::Conn;
+use berth_protocol::frame::write_frame;
+use berth_protocol::{ApiError, ErrorKind, Response, ResponseEnvelope};
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
+
+/// Keeps the container's root mounted while a copy runs; unmounts on drop
+/// when the container was not running (so it had not been mounted).
+struct RootGuard<'a> {
+    engine: &'a Engine,
+    id: String,
+    rootfs: PathBuf,
+    mounted_here: bool,
+}
+
+impl Drop for RootGuard<'_> {
+    fn drop(&mut self) {
+        if self.mounted_here && !self.engine.containers.is_running(&self.id) {
+            let _ = nix::mount::umount2(&self.rootfs, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+fn open_root<'a>(engine: &'a Engine, key: &str) -> Result<RootGuard<'a>, ApiError> {
+    let rec = engine.containers.resolve(key)?;
+    let paths = ContainerPaths::new(engine.layout(), &rec.id);
+    let was = shim::is_mounted(&paths.rootfs);
+    if !was {
+        shim::mount_rootfs(engine, &rec, &paths).map_err(|e| err(ErrorKind::Internal, e))?;
+    }
+    Ok(RootGuard {
+        engine,
+        id: rec.id,
+        rootfs: paths.rootfs,
+        mounted_here: !was,
+    })
+}
+
+fn reply(conn: &mut Box<dyn Conn>, id: u64, result: Result<Response, ApiError>) {
+    let _ = write_frame(conn, &ResponseEnvelope { id, result });
+}
+
+/// Sends `path` (file or directory tree) as a tar whose top entry is its
+/// base name.
+pub fn copy_from(engine: &Engine, mut conn: Box<dyn Conn>, id: u64, key: &str, path: &str) {
+    let root = match open_root(engine, key) {
+        Ok(r) => r,
+        Err(e) => return reply(&mut conn, id, Err(e)),
+    };
+    let not_found = || {
+        err(
+            ErrorKind::NotFound,
+            format!("Could not find the file {path} in container {key}"),
+        )
+    };
+    let Ok(src) = secure_join(&root.rootfs, Path::new(path)) else {
+        return reply(&mut conn, id, Err(not_found()));
+    };
+    let Ok(meta) = std::fs::symlink_metadata(&src) else {
+        return reply(&mut conn, id, Err(not_found()));
+    };
+    let name = Path::new(path)
+        .file_name()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    reply(&mut conn, id, Ok(Response::Ready));
+    let mut b = tar::Builder::new(&mut conn);
+    b.follow_symlinks(false);
+    let r = if meta.is_dir() {
+        b.append_dir_all(&name, &src)
+    } else {
+        b.append_path_with_name(&src, &name)
+    };
+    if r.is_ok() {
+        let _ = b.finish();
+    }
+    drop(b);
+    let _ = conn.flush();
+    conn.shutdown_write();
+}
+
+/// Cleans a tar entry name into relative components; refuses `..` and
+/// anything absolute.
+fn clean(name: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in name.components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Receives a tar and extracts it at `path` inside the container: into it
+/// when it is a directory, else as that name (the tar's top entry renamed).
+pub fn copy_to(engine: &Engine, mut conn: Box<dyn Conn>, id: u64, key: &str, path: &str) {
+    let root = match open_root(engine, key) {
+        Ok(r) => r,
+        Err(e) => return reply(&mut conn, id, Err(e)),
+    };
+    let dest = match secure_join(&root.rootfs, Path::new(path)) {
+        Ok(d) => d,
+        Err(e) => {
+            return reply(
+                &mut conn,
+                id,
+                Err(err(ErrorKind::InvalidArgument, e.to_string())),
+            )
+        }
+    };
+    let (base, rename) = if dest.is_dir() {
+        (dest, None)
+    } else {
+        match (dest.parent(), dest.file_name()) {
+            (Some(p), Some(n)) if p.is_dir() => (p.to_path_buf(), Some(PathBuf::from(n))),
+            _ => {
+                return reply(
+                    &mut conn,
+                    id,
+                    Err(err(
+                        ErrorKind::NotFound,
+                        format!("Could not find the file {path} in container {key}"),
+                    )),
+                )
+            }
+        }
+    };
+    reply(&mut conn, id, Ok(Response::Ready));
+    let result = extract(&mut conn, &root.rootfs, &base, rename.as_deref());
+    reply(&mut conn, id, result.map(|_| Response::Ok));
+}
+
+fn extract(
+    r: &mut dyn Read,
+    rootfs: &Path,
+    base: &Path,
+    rename: Option<&Path>,
+) -> Result<(), ApiError> {
+    let bad = |m: String| err(ErrorKind::InvalidArgument, m);
+    let mut ar = tar::Archive::new(r);
+    let entries = ar.entries().map_err(|e| bad(e.to_string()))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| bad(format!("reading archive: {e}")))?;
+        let raw = entry.path().map_err(|e| bad(e.to_string()))?.into_owned();
+        let Some(mut rel) = clean(&raw) else {
+            return Err(bad(format!("refusing archive entry {}", raw.display())));
+        };
+        if let Some(new) = rename {
+            rel = renamed(&rel, new);
+        }
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        // Resolve inside the container root: the parent may be a symlink
+        // the container made.
+        let inner = base
+            .strip_prefix(rootfs)
+            .map(|b| Path::new("/").join(b).join(&rel))
+            .map_err(|_| bad("destination outside container".into()))?;
+        let parent_inner = inner.parent().unwrap_or(Path::new("/"));
+        let parent = secure_join(rootfs, parent_inner).map_err(|e| bad(e.to_string()))?;
+        std::fs::create_dir_all(&parent).map_err(|e| bad(e.to_string()))?;
+        let target = parent.join(inner.file_name().unwrap_or_default());
+        let mode = entry.header().mode().unwrap_or(0o644) & 0o7777;
+        let io = |e: std::io::Error| bad(format!("{}: {e}", inner.display()));
+        match entry.header().entry_type() {
+            tar::EntryType::Directory => {
+                if !target.is_dir() {
+                    let _ = std::fs::remove_file(&target);
+                    std::fs::create_dir(&target).map_err(io)?;
+                }
+                set_mode(&target, mode).map_err(io)?;
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                if std::fs::symlink_metadata(&target).is_ok_and(|m| !m.is_dir()) {
+                    std::fs::remove_file(&target).map_err(io)?;
+                }
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(mode)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&target)
+                    .map_err(io)?;
+                std::io::copy(&mut entry, &mut f).map_err(io)?;
+                set_mode(&target, mode).map_err(io)?;
+            }
+            tar::EntryType::Symlink => {
+                let link = entry
+                    .link_name()
+                    .map_err(|e| bad(e.to_string()))?
+                    .ok_or_else(|| bad("symlink without target".into()))?;
+                if std::fs::symlink_metadata(&target).is_ok() {
+                    std::fs::remove_file(&target).map_err(io)?;
+                }
+                std::os::unix::fs::symlink(&link, &target).map_err(io)?;
+            }
+            tar::EntryType::Link => {
+                let link = entry
+                    .link_name()
+                    .map_err(|e| bad(e.to_string()))?
+                    .ok_or_else(|| bad("hard link without target".into()))?;
+                let Some(mut lrel) = clean(&link) else {
+                    return Err(bad(format!("refusing hard link to {}", link.display())));
+                };
+                if let Some(new) = rename {
+                    lrel = renamed(&lrel, new);
+                }
+                let linner = base
+                    .strip_prefix(rootfs)
+                    .map(|b| Path::new("/").join(b).join(&lrel))
+                    .map_err(|_| bad("link outside container".into()))?;
+                let src = secure_join(rootfs, &linner).map_err(|e| bad(e.to_string()))?;
+                if std::fs::symlink_metadata(&src).is_ok_and(|m| m.is_file()) {
+                    let _ = std::fs::remove_file(&target);
+                    std::fs::hard_link(&src, &target).map_err(io)?;
+                }
+            }
+            // Devices and fifos are not copied (as with docker cp as a user).
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Replaces the first component of `rel` with `new`.
+fn renamed(rel: &Path, new: &Path) -> PathBuf {
+    let mut comps = rel.components();
+    comps.next();
+    let rest = comps.as_path();
+    if rest.as_os_str().is_empty() {
+        new.to_path_buf()
+    } else {
+        new.join(rest)
+    }
+}
+
+fn set_mode(p: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+}

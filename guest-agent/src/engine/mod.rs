@@ -1,0 +1,39 @@
+//! The container engine: images (see [`crate::store`]) and containers.
+
+pub mod commit;
+pub mod containers;
+pub mod copy;
+pub mod exec;
+pub mod logs;
+pub mod mini_init;
+pub mod netns;
+pub mod ops;
+pub mod record;
+pub mod restart;
+pub mod rootfs_path;
+pub mod shim;
+pub mod spec;
+pub mod user;
+
+use crate::layout::Layout;
+use crate::store::ImageStore;
+use containers::ContainerStore;
+
+/// Images and containers under one data root.
+pub struct Engine {
+    pub images: ImageStore,
+    pub containers: ContainerStore,
+}
+
+impl Engine {
+    pub fn open(layout: Layout) -> Engine {
+        Engine {
+            images: ImageStore::new(layout.clone()),
+            containers: ContainerStore::new(layout),
+        }
+    }
+
+    pub fn layout(&self) -> &Layout {
+        self.images.layout()
+    }
+}

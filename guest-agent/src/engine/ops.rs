@@ -1,0 +1,517 @@
+//! Lifecycle verbs on existing containers: stop, rename, pause/unpause,
+//! top, stats, update, prune. Resource work goes through libcgroups, so
+//! the same code serves cgroup v1 hosts and the v2 guest.
+
+use super::containers::{err, internal, valid_name, ContainerStore};
+use super::record::ContainerRecord;
+use crate::layout::write_json_atomic;
+use berth_protocol::{ApiError, ContainerStatus, ErrorKind, RestartPolicy, StatsSample, TopInfo};
+use libcgroups::common::{AnyCgroupManager, CgroupConfig, CgroupManager, FreezerState};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Marker files in a container's directory.
+pub const PAUSED: &str = "paused";
+/// Stopped by the user: restart policies leave it alone.
+pub const STOPPED: &str = "stopped";
+
+fn cgroup(id: &str) -> Result<AnyCgroupManager, ApiError> {
+    libcgroups::common::create_cgroup_manager(CgroupConfig {
+        cgroup_path: PathBuf::from(format!("/berth/{id}")),
+        systemd_cgroup: false,
+        container_name: id.to_string(),
+    })
+    .map_err(|e| err(ErrorKind::Internal, format!("cgroup: {e}")))
+}
+
+/// Parses `SIGTERM`, `TERM`, `term` or `15`.
+pub fn parse_signal(s: &str) -> Result<i32, ApiError> {
+    let t = s.trim();
+    if let Ok(n) = t.parse::<i32>() {
+        return nix::sys::signal::Signal::try_from(n)
+            .map(|s| s as i32)
+            .map_err(|_| err(ErrorKind::InvalidArgument, format!("Invalid signal: {s}")));
+    }
+    let up = t.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| err(ErrorKind::InvalidArgument, format!("Invalid signal: {s}")))
+}
+
+impl ContainerStore {
+    fn running(&self, key: &str) -> Result<(ContainerRecord, ContainerStatus), ApiError> {
+        let r = self.resolve(key)?;
+        let status = self.status(&r.id).0;
+        Ok((r, status))
+    }
+
+    /// The signal `stop` sends first.
+    fn stop_signal(&self, r: &ContainerRecord, images: &crate::store::ImageStore) -> i32 {
+        let from_image = images
+            .config(&r.image_id)
+            .ok()
+            .and_then(|c| c.config)
+            .and_then(|c| c.stop_signal);
+        r.config
+            .stop_signal
+            .as_deref()
+            .or(from_image.as_deref())
+            .and_then(|s| parse_signal(s).ok())
+            .unwrap_or(libc::SIGTERM)
+    }
+
+    /// `stop`: stop signal, up to `timeout` seconds, then SIGKILL.
+    pub fn stop(
+        &self,
+        images: &crate::store::ImageStore,
+        key: &str,
+        timeout: Option<i64>,
+    ) -> Result<String, ApiError> {
+        let (r, status) = self.running(key)?;
+        let dir = self.layout().container(&r.id);
+        let _ = std::fs::write(dir.join(STOPPED), b"");
+        if !matches!(status, ContainerStatus::Running | ContainerStatus::Paused) {
+            return Ok(r.id);
+        }
+        let timeout = timeout.unwrap_or(10);
+        let sig = self.stop_signal(&r, images);
+        let _ = self.kill(&r.id, sig);
+        if status == ContainerStatus::Paused {
+            let _ = self.thaw(&r.id);
+        }
+        let deadline = Instant::now() + Duration::from_secs(timeout.max(0) as u64);
+        while self.is_running(&r.id) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if self.is_running(&r.id) {
+            let _ = self.kill(&r.id, libc::SIGKILL);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while self.is_running(&r.id) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        if self.is_running(&r.id) {
+            return Err(err(
+                ErrorKind::Internal,
+                format!("container {} did not stop", r.id),
+            ));
+        }
+        // Return once the shim has cleaned up, so a following start or rm
+        // finds the container at rest.
+        if let (_, Some(run), _) = self.status(&r.id) {
+            super::containers::wait_shim_gone(&run, Duration::from_secs(5));
+        }
+        Ok(r.id)
+    }
+
+    pub fn is_running(&self, id: &str) -> bool {
+        matches!(
+            self.status(id).0,
+            ContainerStatus::Running | ContainerStatus::Paused
+        )
+    }
+
+    pub fn rename(&self, key: &str, name: &str) -> Result<(), ApiError> {
+        let name = name.trim_start_matches('/');
+        if !valid_name(name) {
+            return Err(err(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                ),
+            ));
+        }
+        let _g = self.lock.lock().unwrap();
+        let mut r = self.resolve(key)?;
+        if r.name == name {
+            return Err(err(
+                ErrorKind::InvalidArgument,
+                "Renaming a container with the same name as its current name",
+            ));
+        }
+        if let Some(other) = self.records().iter().find(|o| o.name == name) {
+            return Err(err(
+                ErrorKind::Conflict,
+                format!("Conflict. The container name \"/{name}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.", other.id),
+            ));
+        }
+        r.name = name.to_string();
+        write_json_atomic(&self.layout().container(&r.id).join("container.json"), &r)
+            .map_err(internal)
+    }
+
+    pub fn pause(&self, key: &str) -> Result<(), ApiError> {
+        let (r, status) = self.running(key)?;
+        match status {
+            ContainerStatus::Running => {}
+            ContainerStatus::Paused => {
+                return Err(err(
+                    ErrorKind::Conflict,
+                    format!("Container {} is already paused", r.id),
+                ))
+            }
+            _ => {
+                return Err(err(
+                    ErrorKind::Conflict,
+                    format!("Container {} is not running", r.id),
+                ))
+            }
+        }
+        cgroup(&r.id)?
+            .freeze(FreezerState::Frozen)
+            .map_err(|e| err(ErrorKind::Internal, format!("freezing: {e}")))?;
+        std::fs::write(self.layout().container(&r.id).join(PAUSED), b"").map_err(internal)
+    }
+
+    fn thaw(&self, id: &str) -> Result<(), ApiError> {
+        cgroup(id)?
+            .freeze(FreezerState::Thawed)
+            .map_err(|e| err(ErrorKind::Internal, format!("thawing: {e}")))?;
+        let _ = std::fs::remove_file(self.layout().container(id).join(PAUSED));
+        Ok(())
+    }
+
+    pub fn unpause(&self, key: &str) -> Result<(), ApiError> {
+        let (r, status) = self.running(key)?;
+        if status != ContainerStatus::Paused {
+            return Err(err(
+                ErrorKind::Conflict,
+                format!("Container {} is not paused", r.id),
+            ));
+        }
+        self.thaw(&r.id)
+    }
+
+    fn pids(&self, key: &str) -> Result<(ContainerRecord, Vec<i32>), ApiError> {
+        let (r, status) = self.running(key)?;
+        if !matches!(status, ContainerStatus::Running | ContainerStatus::Paused) {
+            return Err(err(
+                ErrorKind::Conflict,
+                format!("Container {} is not running", r.id),
+            ));
+        }
+        let pids = cgroup(&r.id)?
+            .get_all_pids()
+            .map_err(|e| err(ErrorKind::Internal, format!("listing processes: {e}")))?;
+        let mut pids: Vec<i32> = pids.into_iter().map(|p| p.as_raw()).collect();
+        pids.sort_unstable();
+        Ok((r, pids))
+    }
+
+    /// `top`: the container's processes in `ps -ef` columns.
+    pub fn top(&self, key: &str) -> Result<TopInfo, ApiError> {
+        let (_, pids) = self.pids(key)?;
+        let titles = ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let processes = pids.into_iter().filter_map(proc_row).collect();
+        Ok(TopInfo { titles, processes })
+    }
+
+    pub fn stats(&self, key: &str) -> Result<StatsSample, ApiError> {
+        let (r, _) = self.pids(key)?;
+        let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+        let (cpu, usage, raw_limit, inactive, pids) = if v2 {
+            // Read directly: libcgroups' v2 stats also want PSI files
+            // (cpu.pressure), which a kernel without CONFIG_PSI lacks.
+            v2_stats(&r.id)
+        } else {
+            let s = cgroup(&r.id)?
+                .stats()
+                .map_err(|e| err(ErrorKind::Internal, format!("reading stats: {e}")))?;
+            // Like docker: page cache that can be dropped is not "usage".
+            let inactive = s
+                .memory
+                .stats
+                .get("total_inactive_file")
+                .or_else(|| s.memory.stats.get("inactive_file"))
+                .copied()
+                .unwrap_or(0);
+            (
+                s.cpu.usage.usage_total,
+                s.memory.memory.usage,
+                s.memory.memory.limit,
+                inactive,
+                s.pids.current,
+            )
+        };
+        let total_mem = host_memory();
+        let limit = match raw_limit {
+            0 => total_mem,
+            l if l > total_mem => total_mem,
+            l => l,
+        };
+        Ok(StatsSample {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            cpu_usage_ns: cpu,
+            system_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64,
+            online_cpus: std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1),
+            memory_usage: usage.saturating_sub(inactive),
+            memory_limit: limit,
+            pids,
+        })
+    }
+
+    /// `update`: stores the new limits and applies them if it runs.
+    pub fn update(
+        &self,
+        key: &str,
+        memory: Option<i64>,
+        nano_cpus: Option<i64>,
+        pids_limit: Option<i64>,
+        restart: Option<RestartPolicy>,
+    ) -> Result<(), ApiError> {
+        let _g = self.lock.lock().unwrap();
+        let mut r = self.resolve(key)?;
+        if let Some(m) = memory {
+            if m > 0 && m < 6 * 1024 * 1024 {
+                return Err(err(
+                    ErrorKind::InvalidArgument,
+                    "Minimum memory limit allowed is 6MB",
+                ));
+            }
+            r.config.memory = Some(m);
+        }
+        if let Some(c) = nano_cpus {
+            r.config.nano_cpus = Some(c);
+        }
+        if let Some(p) = pids_limit {
+            r.config.pids_limit = Some(p);
+        }
+        if let Some(p) = restart {
+            if p.name != "no" && r.config.auto_remove {
+                return Err(err(
+                    ErrorKind::InvalidArgument,
+                    "Restart policy cannot be updated because AutoRemove is enabled for the container",
+                ));
+            }
+            if !matches!(p.name.as_str(), "" | "no") {
+                self.policy_hint
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            r.config.restart = p;
+        }
+        let status = self.status(&r.id).0;
+        if matches!(status, ContainerStatus::Running | ContainerStatus::Paused) {
+            apply_limits(&r.id, memory, nano_cpus, pids_limit)?;
+        }
+        write_json_atomic(&self.layout().container(&r.id).join("container.json"), &r)
+            .map_err(internal)
+    }
+
+    /// `container prune`: removes every container that is not running.
+    pub fn prune(&self) -> Vec<String> {
+        let mut removed = Vec::new();
+        for r in self.records() {
+            let status = self.status(&r.id).0;
+            if matches!(
+                status,
+                ContainerStatus::Exited | ContainerStatus::Created | ContainerStatus::Dead
+            ) && self.remove_files(&r.id).is_ok()
+            {
+                removed.push(r.id);
+            }
+        }
+        removed
+    }
+}
+
+fn apply_limits(
+    id: &str,
+    memory: Option<i64>,
+    nano_cpus: Option<i64>,
+    pids_limit: Option<i64>,
+) -> Result<(), ApiError> {
+    use oci_spec::runtime::{
+        LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder,
+    };
+    let bad = |e: oci_spec::OciSpecError| err(ErrorKind::InvalidArgument, e.to_string());
+    let mut res = LinuxResourcesBuilder::default();
+    if let Some(m) = memory {
+        let limit = if m > 0 { m } else { -1 };
+        let mut mem = LinuxMemoryBuilder::default().limit(limit);
+        if std::path::Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists() {
+            mem = mem.swap(if m > 0 { m.saturating_mul(2) } else { -1 });
+        }
+        res = res.memory(mem.build().map_err(bad)?);
+    }
+    if let Some(n) = nano_cpus {
+        let period: u64 = 100_000;
+        let quota: i64 = if n > 0 {
+            (n as i128 * period as i128 / 1_000_000_000) as i64
+        } else {
+            -1
+        };
+        res = res.cpu(
+            LinuxCpuBuilder::default()
+                .period(period)
+                .quota(quota)
+                .build()
+                .map_err(bad)?,
+        );
+    }
+    if let Some(p) = pids_limit {
+        res = res.pids(
+            LinuxPidsBuilder::default()
+                .limit(if p > 0 { p } else { -1 })
+                .build()
+                .map_err(bad)?,
+        );
+    }
+    let resources = res.build().map_err(bad)?;
+    cgroup(id)?
+        .apply(&libcgroups::common::ControllerOpt {
+            resources: &resources,
+            disable_oom_killer: false,
+            oom_score_adj: None,
+            freezer_state: None,
+        })
+        .map_err(|e| err(ErrorKind::Internal, format!("updating limits: {e}")))
+}
+
+/// (cpu ns, memory bytes, memory limit (0 = none), inactive file bytes,
+/// pids) of a container's cgroup v2 directory.
+fn v2_stats(id: &str) -> (u64, u64, u64, u64, u64) {
+    let dir = PathBuf::from(format!("/sys/fs/cgroup/berth/{id}"));
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+    let num = |f: &str| read(f).trim().parse::<u64>().unwrap_or(0);
+    let keyed = |f: &str, k: &str| {
+        read(f)
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(k)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .unwrap_or(0)
+    };
+    (
+        keyed("cpu.stat", "usage_usec").saturating_mul(1000),
+        num("memory.current"),
+        num("memory.max"),
+        keyed("memory.stat", "inactive_file"),
+        num("pids.current"),
+    )
+}
+
+fn host_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+const TICKS: u64 = 100;
+
+fn proc_row(pid: i32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: split after the last ')'.
+    let close = stat.rfind(')')?;
+    let comm = stat.get(stat.find('(')? + 1..close)?.to_string();
+    let f: Vec<&str> = stat[close + 2..].split(' ').collect();
+    // Field numbers in proc(5) minus 3 (pid, comm and state come first).
+    let ppid = f.get(1)?.to_string();
+    let tty_nr: u64 = f.get(4)?.parse().ok()?;
+    let cpu_ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    let start_ticks: u64 = f.get(19)?.parse().ok()?;
+    let uid = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next().map(String::from))
+        .unwrap_or_default();
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let elapsed = (uptime - start_ticks as f64 / TICKS as f64).max(0.01);
+    let c = ((cpu_ticks as f64 / TICKS as f64) / elapsed * 100.0) as u64;
+    let started = chrono::Local::now() - chrono::Duration::milliseconds((elapsed * 1000.0) as i64);
+    let stime = if elapsed < 86_400.0 {
+        started.format("%H:%M").to_string()
+    } else {
+        started.format("%b%d").to_string()
+    };
+    let tty = match (tty_nr >> 8) & 0xfff {
+        0 => "?".to_string(),
+        136..=143 => format!("pts/{}", (tty_nr & 0xff) | ((tty_nr >> 12) & 0xfff00)),
+        _ => "?".to_string(),
+    };
+    let secs = cpu_ticks / TICKS;
+    let time = format!(
+        "{:02}:{:02}:{:02}",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    );
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let cmd = if cmdline.is_empty() {
+        format!("[{comm}]")
+    } else {
+        cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    Some(vec![
+        user_name(&uid),
+        pid.to_string(),
+        ppid,
+        c.to_string(),
+        stime,
+        tty,
+        time,
+        cmd,
+    ])
+}
+
+/// The host's name for a uid, like `ps` shows it.
+fn user_name(uid: &str) -> String {
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let mut it = l.split(':');
+                let name = it.next()?;
+                let _ = it.next();
+                (it.next()? == uid).then(|| name.to_string())
+            })
+        })
+        .unwrap_or_else(|| uid.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_signal;
+
+    #[test]
+    fn signals() {
+        assert_eq!(parse_signal("SIGTERM").unwrap(), libc::SIGTERM);
+        assert_eq!(parse_signal("kill").unwrap(), libc::SIGKILL);
+        assert_eq!(parse_signal("HUP").unwrap(), libc::SIGHUP);
+        assert_eq!(parse_signal("9").unwrap(), 9);
+        assert!(parse_signal("SIGNOPE").is_err());
+        assert!(parse_signal("0").is_err());
+        assert!(parse_signal("999").is_err());
+    }
+}

@@ -1,0 +1,101 @@
+//! Restart policies (`--restart`): a background thread of the agent that
+//! starts containers again after they exit, with docker's rules — `always`
+//! and `unless-stopped` restart on any exit, `on-failure[:N]` on a non-zero
+//! code up to N times; a container stopped by the user stays stopped. The
+//! delay doubles from 100 ms per restart (capped at 1 min) and resets once
+//! a run lasted 10 s. Runs after an agent restart too, and after a machine
+//! reboot (containers that were running are then "dead").
+
+use super::containers::restart_count;
+use super::ops::STOPPED;
+use super::Engine;
+use berth_protocol::ContainerStatus;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Starts the policy thread.
+pub fn spawn(engine: Arc<Engine>) {
+    // A daemon restart re-arms `always` even for containers the user
+    // stopped, as docker does.
+    engine.containers.policy_hint.store(true, Ordering::Relaxed);
+    for r in engine.containers.records() {
+        if r.config.restart.name == "always" {
+            let _ = std::fs::remove_file(engine.layout().container(&r.id).join(STOPPED));
+        }
+    }
+    std::thread::spawn(move || loop {
+        // Idle (no file system access at all) until some container has a
+        // policy: in an emulated guest even a cheap periodic scan is work.
+        if engine.containers.policy_hint.load(Ordering::Relaxed) && !tick(&engine) {
+            engine
+                .containers
+                .policy_hint
+                .store(false, Ordering::Relaxed);
+        }
+        std::thread::sleep(Duration::from_millis(1000));
+    });
+}
+
+fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
+/// One pass; returns whether any container has a restart policy.
+fn tick(engine: &Engine) -> bool {
+    let c = &engine.containers;
+    let mut any = false;
+    for r in c.records() {
+        let policy = &r.config.restart;
+        if policy.name.is_empty() || policy.name == "no" || r.config.auto_remove {
+            continue;
+        }
+        any = true;
+        let dir = engine.layout().container(&r.id);
+        if dir.join(STOPPED).exists() {
+            continue;
+        }
+        let (status, run, exit) = c.status(&r.id);
+        let count = restart_count(&dir);
+        let code = match (status, &exit) {
+            (ContainerStatus::Exited, Some(e)) if e.started_at.is_some() => e.code,
+            (ContainerStatus::Dead, _) => 255,
+            // A restart that failed to start: keep trying, like docker.
+            (ContainerStatus::Created, Some(e)) if e.error.is_some() && count > 0 => e.code,
+            _ => continue,
+        };
+        if policy.name == "on-failure" {
+            if code == 0 {
+                continue;
+            }
+            if policy.maximum_retry_count > 0 && count >= policy.maximum_retry_count {
+                continue;
+            }
+        }
+        let now = chrono::Utc::now();
+        let started = run.as_ref().and_then(|s| parse_time(&s.started_at));
+        // A dead container (its shim died with an earlier boot) has no exit
+        // record: count from its start, so the delay does elapse.
+        let finished = exit
+            .as_ref()
+            .and_then(|e| parse_time(&e.finished_at))
+            .or(started)
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        let ran_long = started.is_some_and(|s| (finished - s).num_seconds() >= 10);
+        let delay_ms = if ran_long {
+            100
+        } else {
+            (100u64 << count.min(10)).min(60_000)
+        };
+        if (now - finished).num_milliseconds() < delay_ms as i64 {
+            continue;
+        }
+        let _ = std::fs::write(dir.join("restarts"), format!("{}\n", count + 1));
+        if let Err(e) = c.start(&r.id, false) {
+            eprintln!("berth-agent: restarting {}: {e}", &r.id[..12]);
+        }
+    }
+    any
+}

@@ -1,0 +1,861 @@
+//! The per-container monitor (`berth-agent shim`): one small
+//! single-threaded process per running container, like containerd's shim or
+//! conmon. It creates the container with libcontainer (which must not run
+//! inside a multi-threaded runtime), owns the container's stdio, writes the
+//! log, serves attach connections on a Unix socket, reaps the container's
+//! init and records its exit code. It outlives agent restarts.
+//!
+//! Readiness is reported to the agent as one JSON line on fd 3.
+
+use super::logs::{self, LogWriter};
+use super::netns;
+use super::record::{boot_id, ContainerRecord, ExitState, RunState};
+use super::rootfs_path::secure_join;
+use super::{spec, user, Engine};
+use crate::layout::{read_json, write_json_atomic, Layout};
+use berth_protocol::mux::{self, Kind};
+use berth_protocol::ErrorKind;
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The line the shim writes on fd 3.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Readiness {
+    pub ok: bool,
+    pub kind: Option<ErrorKind>,
+    pub message: Option<String>,
+}
+
+impl Readiness {
+    pub const OK: Readiness = Readiness {
+        ok: true,
+        kind: None,
+        message: None,
+    };
+}
+
+/// First line a client writes on the attach socket.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AttachHello {
+    pub stdin: bool,
+    /// Initial terminal size (rows, cols).
+    #[serde(default)]
+    pub tty_size: Option<(u16, u16)>,
+}
+
+/// A failure before the container ran, with docker's exit code.
+pub(super) struct StartError {
+    pub kind: ErrorKind,
+    pub code: i32,
+    pub message: String,
+}
+
+impl StartError {
+    pub fn engine(message: impl Into<String>) -> StartError {
+        StartError {
+            kind: ErrorKind::Internal,
+            code: 125,
+            message: message.into(),
+        }
+    }
+}
+
+pub(super) fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// Paths of one container's files.
+pub struct ContainerPaths {
+    pub dir: PathBuf,
+    pub rootfs: PathBuf,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    pub bundle: PathBuf,
+    pub netns: PathBuf,
+    pub log: PathBuf,
+}
+
+impl ContainerPaths {
+    pub fn new(layout: &Layout, id: &str) -> ContainerPaths {
+        let dir = layout.container(id);
+        ContainerPaths {
+            rootfs: dir.join("bundle/rootfs"),
+            upper: dir.join("upper"),
+            work: dir.join("work"),
+            bundle: dir.join("bundle"),
+            netns: dir.join("netns"),
+            log: dir.join("container.log"),
+            dir,
+        }
+    }
+}
+
+/// Whether `path` is a mount point (differs in device from its parent, or
+/// is listed in /proc/self/mountinfo).
+pub fn is_mounted(path: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let p = path.to_string_lossy();
+    info.lines().any(|l| l.split(' ').nth(4) == Some(&p))
+}
+
+/// Mounts the container's overlay root filesystem.
+pub fn mount_rootfs(
+    engine: &Engine,
+    rec: &ContainerRecord,
+    p: &ContainerPaths,
+) -> Result<(), String> {
+    if is_mounted(&p.rootfs) {
+        return Ok(());
+    }
+    let lowers = engine
+        .images
+        .lowerdirs(&rec.image_id)
+        .map_err(|e| e.to_string())?;
+    for d in [&p.rootfs, &p.upper, &p.work] {
+        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+    }
+    let lower = if lowers.is_empty() {
+        // An image without layers (FROM scratch + no files): an empty lower.
+        let empty = p.dir.join("empty");
+        std::fs::create_dir_all(&empty).map_err(|e| e.to_string())?;
+        empty.display().to_string()
+    } else {
+        lowers
+            .iter()
+            .map(|l| l.display().to_string())
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    let opts = format!(
+        "lowerdir={lower},upperdir={},workdir={}",
+        p.upper.display(),
+        p.work.display()
+    );
+    nix::mount::mount(
+        Some("overlay"),
+        &p.rootfs,
+        Some("overlay"),
+        nix::mount::MsFlags::empty(),
+        Some(opts.as_str()),
+    )
+    .map_err(|e| format!("mounting overlay root filesystem: {e}"))
+}
+
+/// Finds the executable the way execvp would, inside the container root.
+pub(super) fn check_executable(
+    rootfs: &Path,
+    args: &[String],
+    env: &[String],
+    cwd: &str,
+) -> Result<(), StartError> {
+    let Some(cmd) = args.first() else {
+        return Err(StartError {
+            kind: ErrorKind::InvalidArgument,
+            code: 125,
+            message: "no command specified".into(),
+        });
+    };
+    let is_exec = |p: &Path| -> Option<bool> {
+        let m = std::fs::metadata(p).ok()?;
+        Some(m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if cmd.contains('/') {
+        let inner = if cmd.starts_with('/') {
+            PathBuf::from(cmd)
+        } else {
+            Path::new(cwd).join(cmd)
+        };
+        let host = secure_join(rootfs, &inner).map_err(|e| StartError::engine(e.to_string()))?;
+        return match is_exec(&host) {
+            Some(true) => Ok(()),
+            Some(false) => Err(StartError {
+                kind: ErrorKind::CommandNotExecutable,
+                code: 126,
+                message: format!("exec: {cmd:?}: permission denied"),
+            }),
+            None => Err(StartError {
+                kind: ErrorKind::CommandNotFound,
+                code: 127,
+                message: format!("exec: {cmd:?}: stat {cmd}: no such file or directory"),
+            }),
+        };
+    }
+    let path = env
+        .iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    let mut found_non_exec = false;
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let host = secure_join(rootfs, &Path::new(dir).join(cmd))
+            .map_err(|e| StartError::engine(e.to_string()))?;
+        match is_exec(&host) {
+            Some(true) => return Ok(()),
+            Some(false) => found_non_exec = true,
+            None => {}
+        }
+    }
+    if found_non_exec {
+        return Err(StartError {
+            kind: ErrorKind::CommandNotExecutable,
+            code: 126,
+            message: format!("exec: {cmd:?}: permission denied"),
+        });
+    }
+    Err(StartError {
+        kind: ErrorKind::CommandNotFound,
+        code: 127,
+        message: format!("exec: {cmd:?}: executable file not found in $PATH"),
+    })
+}
+
+pub(super) fn report(ready: &mut Option<File>, r: &Readiness) {
+    if let Some(mut f) = ready.take() {
+        let mut line = serde_json::to_vec(r).unwrap_or_default();
+        line.push(b'\n');
+        let _ = f.write_all(&line);
+    }
+}
+
+/// Container stdio as seen by the shim.
+pub(super) enum Stdio {
+    Pipes {
+        stdin: Option<File>,
+        stdout: File,
+        stderr: File,
+    },
+    Pty {
+        master: File,
+    },
+}
+
+pub(super) struct Client {
+    pub stream: UnixStream,
+    pub stdin: bool,
+    pub tty_size: Option<(u16, u16)>,
+}
+
+/// Entry point of `berth-agent shim`.
+pub fn run(root: &Path, id: &str, wait_attach: bool) -> i32 {
+    // SAFETY: fd 3 is the readiness pipe the agent passes; nothing else in
+    // this fresh process owns it.
+    let mut ready = Some(unsafe { File::from_raw_fd(3) });
+    let engine = Engine::open(Layout::new(root));
+    let layout = engine.layout().clone();
+    let paths = ContainerPaths::new(&layout, id);
+    let rec: ContainerRecord = match read_json(&paths.dir.join("container.json")) {
+        Ok(Some(r)) => r,
+        _ => {
+            report(
+                &mut ready,
+                &Readiness {
+                    ok: false,
+                    kind: Some(ErrorKind::NotFound),
+                    message: Some(format!("No such container: {id}")),
+                },
+            );
+            return 1;
+        }
+    };
+    // Reap the container's init even if libcontainer's intermediate exits.
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes an integer flag.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let _ = std::fs::remove_file(paths.dir.join("exit.json"));
+    match start(&engine, &rec, &paths, wait_attach, &mut ready) {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = write_json_atomic(
+                &paths.dir.join("exit.json"),
+                &ExitState {
+                    code: e.code,
+                    finished_at: now(),
+                    started_at: None,
+                    error: Some(e.message.clone()),
+                },
+            );
+            // Clean up first: with --rm the container is gone by the time
+            // the client hears about the failure.
+            cleanup(&engine, &rec, &paths);
+            report(
+                &mut ready,
+                &Readiness {
+                    ok: false,
+                    kind: Some(e.kind),
+                    message: Some(e.message),
+                },
+            );
+            e.code
+        }
+    }
+}
+
+/// Tears down what a run set up; removes the container when asked to.
+fn cleanup(engine: &Engine, rec: &ContainerRecord, paths: &ContainerPaths) {
+    teardown(engine, rec, paths);
+    if rec.config.auto_remove {
+        let _ = engine.containers.remove_files(&rec.id);
+    }
+}
+
+/// Unmounts and deletes what a run set up (runtime state, rootfs mount,
+/// network namespace, sockets).
+fn teardown(engine: &Engine, rec: &ContainerRecord, paths: &ContainerPaths) {
+    let runtime = engine.layout().runtime().join(&rec.id);
+    if runtime.exists() {
+        if let Ok(mut c) = libcontainer::container::Container::load(runtime.clone()) {
+            let _ = c.delete(true);
+        }
+        let _ = std::fs::remove_dir_all(&runtime);
+    }
+    let _ = nix::mount::umount2(&paths.rootfs, nix::mount::MntFlags::MNT_DETACH);
+    netns::remove(&paths.netns);
+    let _ = std::fs::remove_file(engine.layout().attach_socket(&rec.id));
+    let _ = std::fs::remove_file(engine.layout().console_socket(&rec.id));
+    let _ = std::fs::remove_file(paths.dir.join(super::ops::PAUSED));
+}
+
+fn etc_files(
+    rec: &ContainerRecord,
+    paths: &ContainerPaths,
+) -> std::io::Result<Vec<(String, PathBuf)>> {
+    let dir = paths.dir.join("etc");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("hostname"), format!("{}\n", rec.hostname))?;
+    std::fs::write(
+        dir.join("hosts"),
+        format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
+            rec.hostname
+        ),
+    )?;
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let resolv: String = resolv
+        .lines()
+        .filter(|l| !l.contains("127.0.0."))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(dir.join("resolv.conf"), resolv)?;
+    Ok(["hostname", "hosts", "resolv.conf"]
+        .iter()
+        .map(|n| (format!("/etc/{n}"), dir.join(n)))
+        .collect())
+}
+
+fn pipe() -> std::io::Result<(File, File)> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    Ok((File::from(r), File::from(w)))
+}
+
+fn start(
+    engine: &Engine,
+    rec: &ContainerRecord,
+    paths: &ContainerPaths,
+    wait_attach: bool,
+    ready: &mut Option<File>,
+) -> Result<i32, StartError> {
+    let layout = engine.layout();
+    mount_rootfs(engine, rec, paths).map_err(StartError::engine)?;
+    let identity =
+        user::resolve(&paths.rootfs, &rec.user).map_err(|e| StartError::engine(e.to_string()))?;
+    let mut env = rec.env.clone();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", identity.home));
+    }
+    // Docker creates a missing working directory.
+    let cwd = secure_join(&paths.rootfs, Path::new(&rec.workdir))
+        .map_err(|e| StartError::engine(e.to_string()))?;
+    if !cwd.exists() {
+        std::fs::create_dir_all(&cwd)
+            .map_err(|e| StartError::engine(format!("creating working directory: {e}")))?;
+    }
+    check_executable(&paths.rootfs, &rec.args, &env, &rec.workdir)?;
+    netns::remove(&paths.netns);
+    netns::create(&paths.netns)
+        .map_err(|e| StartError::engine(format!("creating network namespace: {e}")))?;
+    let etc = etc_files(rec, paths).map_err(|e| StartError::engine(e.to_string()))?;
+    let etc_refs: Vec<(String, &Path)> =
+        etc.iter().map(|(d, p)| (d.clone(), p.as_path())).collect();
+    let swap_accounting = Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists();
+    let cgroups_path = format!("/berth/{}", rec.id);
+    let init_binary = std::env::current_exe().ok();
+    let spec_json = spec::build(
+        rec,
+        &spec::SpecInputs {
+            rootfs: &paths.rootfs,
+            identity: &identity,
+            env: &env,
+            netns: &paths.netns,
+            etc_files: &etc_refs,
+            cgroups_path,
+            swap_accounting,
+            cgroup_v2: Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
+            nofile: nofile_limit(),
+            init_binary: init_binary.as_deref(),
+        },
+    );
+    write_json_atomic(&paths.bundle.join("config.json"), &spec_json)
+        .map_err(|e| StartError::engine(e.to_string()))?;
+
+    // Stale libcontainer state from a crashed run blocks a new create.
+    let runtime_dir = layout.runtime().join(&rec.id);
+    if runtime_dir.exists() {
+        if let Ok(mut c) = libcontainer::container::Container::load(runtime_dir.clone()) {
+            let _ = c.delete(true);
+        }
+        let _ = std::fs::remove_dir_all(&runtime_dir);
+    }
+
+    let attach_path = layout.attach_socket(&rec.id);
+    let _ = std::fs::remove_file(&attach_path);
+    let listener = UnixListener::bind(&attach_path)
+        .map_err(|e| StartError::engine(format!("attach socket: {e}")))?;
+
+    let builder = libcontainer::container::builder::ContainerBuilder::new(
+        rec.id.clone(),
+        libcontainer::syscall::syscall::SyscallType::Linux,
+    )
+    .with_root_path(layout.runtime())
+    .map_err(|e| StartError::engine(e.to_string()))?;
+    let (builder, plan) = plan_stdio(
+        builder,
+        rec.config.tty,
+        rec.config.open_stdin,
+        &layout.console_socket(&rec.id),
+    )?;
+    // Children must not inherit an ignored SIGPIPE (Rust ignores it).
+    // SAFETY: resetting a signal disposition to default is always sound.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    let built = builder
+        .as_init(&paths.bundle)
+        .with_systemd(false)
+        .with_detach(true)
+        .build();
+    // SAFETY: as above; the shim itself must not die of SIGPIPE.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let mut container =
+        built.map_err(|e| StartError::engine(format!("creating container: {e}")))?;
+    let pid = container
+        .pid()
+        .ok_or_else(|| StartError::engine("container has no init pid"))?;
+    let stdio = plan.into_stdio()?;
+
+    let mut clients: Vec<Client> = Vec::new();
+    if wait_attach {
+        report(ready, &Readiness::OK);
+        // The process starts once the first client attached, so it sees all
+        // output; a client that never comes must not wedge the container.
+        if let Some(c) = accept_client(&listener, Duration::from_secs(60)) {
+            if let (Stdio::Pty { master }, Some((rows, cols))) = (&stdio, c.tty_size) {
+                set_winsize(master, rows, cols);
+            }
+            clients.push(c);
+        }
+    }
+    let started_at = now();
+    if let Err(e) = container.start() {
+        let _ = container.delete(true);
+        return Err(StartError::engine(format!("starting container: {e}")));
+    }
+    let state = RunState {
+        pid: pid.as_raw(),
+        shim_pid: std::process::id() as i32,
+        started_at: started_at.clone(),
+        boot_id: boot_id(),
+    };
+    let _ = write_json_atomic(&paths.dir.join("state.json"), &state);
+    if !wait_attach {
+        report(ready, &Readiness::OK);
+    }
+    let code = monitor(
+        pid,
+        stdio,
+        listener,
+        clients,
+        Some((
+            paths.log.as_path(),
+            rec.config.log_max_size.unwrap_or(logs::DEFAULT_MAX_SIZE),
+            rec.config.log_max_files.unwrap_or(logs::DEFAULT_MAX_FILES),
+        )),
+    );
+    // Tear down first and only then record the exit: until exit.json exists
+    // the container counts as running, so `wait`, `stop`, `start` and `cp`
+    // never meet a half-cleaned container. With --rm it is removed before
+    // attached clients hear the exit code.
+    teardown(engine, rec, paths);
+    let _ = write_json_atomic(
+        &paths.dir.join("exit.json"),
+        &ExitState {
+            code: code.0,
+            finished_at: now(),
+            started_at: Some(started_at),
+            error: None,
+        },
+    );
+    if rec.config.auto_remove {
+        let _ = engine.containers.remove_files(&rec.id);
+    }
+    for mut c in code.1 {
+        let _ = mux::write_frame(&mut c.stream, Kind::Exit, &code.0.to_be_bytes());
+    }
+    Ok(code.0)
+}
+
+/// How the container's stdio will be connected, decided before the
+/// process is created.
+pub(super) struct StdioPlan {
+    console: Option<UnixListener>,
+    pipes: Option<(Option<File>, File, File)>,
+    early: Option<std::thread::JoinHandle<std::io::Result<File>>>,
+}
+
+type Builder = libcontainer::container::builder::ContainerBuilder;
+
+/// Sets up pipes (or a console socket for a pty) on the builder.
+pub(super) fn plan_stdio(
+    mut builder: Builder,
+    tty: bool,
+    open_stdin: bool,
+    console_path: &Path,
+) -> Result<(Builder, StdioPlan), StartError> {
+    if tty {
+        let _ = std::fs::remove_file(console_path);
+        let l = UnixListener::bind(console_path)
+            .map_err(|e| StartError::engine(format!("console socket: {e}")))?;
+        builder = builder.with_console_socket(Some(console_path));
+        return Ok((
+            builder,
+            StdioPlan {
+                console: Some(l),
+                pipes: None,
+                early: None,
+            },
+        ));
+    }
+    let (out_r, out_w) = pipe().map_err(|e| StartError::engine(e.to_string()))?;
+    let (err_r, err_w) = pipe().map_err(|e| StartError::engine(e.to_string()))?;
+    let stdin_w = if open_stdin {
+        let (in_r, in_w) = pipe().map_err(|e| StartError::engine(e.to_string()))?;
+        builder = builder.with_stdin(OwnedFd::from(in_r));
+        Some(in_w)
+    } else {
+        let null = File::open("/dev/null").map_err(|e| StartError::engine(e.to_string()))?;
+        builder = builder.with_stdin(OwnedFd::from(null));
+        None
+    };
+    builder = builder
+        .with_stdout(OwnedFd::from(out_w))
+        .with_stderr(OwnedFd::from(err_w));
+    Ok((
+        builder,
+        StdioPlan {
+            console: None,
+            pipes: Some((stdin_w, out_r, err_r)),
+            early: None,
+        },
+    ))
+}
+
+impl StdioPlan {
+    /// For a process that starts as soon as it is created (exec): receive
+    /// the terminal on a thread while libcontainer creates the process, and
+    /// size it at once, so the first thing the process sees is the right
+    /// window size.
+    pub(super) fn receive_console_early(&mut self, size: Option<(u16, u16)>) {
+        if let Some(l) = self.console.take() {
+            self.early = Some(std::thread::spawn(move || {
+                let m = receive_pty_master(&l)?;
+                if let Some((rows, cols)) = size {
+                    set_winsize(&m, rows, cols);
+                }
+                Ok(m)
+            }));
+        }
+    }
+
+    /// After the process was created: our ends of its stdio.
+    pub(super) fn into_stdio(self) -> Result<Stdio, StartError> {
+        if let Some(t) = self.early {
+            let master = t
+                .join()
+                .map_err(|_| StartError::engine("terminal thread panicked"))?
+                .map_err(|e| StartError::engine(format!("receiving terminal: {e}")))?;
+            return Ok(Stdio::Pty { master });
+        }
+        match (self.pipes, self.console) {
+            (Some((stdin, stdout, stderr)), _) => Ok(Stdio::Pipes {
+                stdin,
+                stdout,
+                stderr,
+            }),
+            (None, Some(l)) => Ok(Stdio::Pty {
+                master: receive_pty_master(&l)
+                    .map_err(|e| StartError::engine(format!("receiving terminal: {e}")))?,
+            }),
+            (None, None) => Err(StartError::engine("no stdio plan")),
+        }
+    }
+}
+
+pub(super) fn set_winsize(tty: &File, rows: u16, cols: u16) {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a winsize from a valid pointer.
+    unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+}
+
+/// Docker's default open-files limit, or the hard limit we hold if lower
+/// (raising it needs CAP_SYS_RESOURCE, which sandboxes often drop).
+pub(super) fn nofile_limit() -> u64 {
+    let hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map(|(_, h)| h)
+        .unwrap_or(1024);
+    hard.min(1_048_576)
+}
+
+fn receive_pty_master(l: &UnixListener) -> std::io::Result<File> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    l.set_nonblocking(false)?;
+    let (s, _) = l.accept()?;
+    let mut buf = [0u8; 4096];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        s.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(fd) = fds.first() {
+                // SAFETY: the kernel just installed this fd for us.
+                return Ok(unsafe { File::from_raw_fd(*fd) });
+            }
+        }
+    }
+    Err(std::io::Error::other("no terminal fd received"))
+}
+
+pub(super) fn accept_client(listener: &UnixListener, timeout: Duration) -> Option<Client> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        let mut fds = [nix::poll::PollFd::new(
+            listener.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let ms = left.as_millis().min(i32::MAX as u128) as u16;
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
+            Ok(0) | Err(_) => continue,
+            Ok(_) => {
+                if let Some(c) = handshake(listener) {
+                    return Some(c);
+                }
+            }
+        }
+    }
+}
+
+fn handshake(listener: &UnixListener) -> Option<Client> {
+    let (stream, _) = listener.accept().ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    // Byte by byte: a buffered reader would swallow the mux frames that
+    // follow the line.
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while line.len() < 4096 {
+        if (&stream).read(&mut b).ok()? == 0 {
+            return None;
+        }
+        if b[0] == b'\n' {
+            break;
+        }
+        line.push(b[0]);
+    }
+    let hello: AttachHello = serde_json::from_slice(&line).ok()?;
+    stream.set_read_timeout(None).ok()?;
+    Some(Client {
+        stream,
+        stdin: hello.stdin,
+        tty_size: hello.tty_size,
+    })
+}
+
+/// Pumps stdio until the init exits and its output is drained. Returns
+/// the exit code and the clients still attached.
+pub(super) fn monitor(
+    pid: Pid,
+    stdio: Stdio,
+    listener: UnixListener,
+    mut clients: Vec<Client>,
+    log: Option<(&Path, u64, u32)>,
+) -> (i32, Vec<Client>) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    let _ = mask.thread_block();
+    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).ok();
+    let mut log = log.map(|(path, size, files)| LogWriter::open(path, size, files));
+    let (mut stdin, mut outputs): (Option<File>, Vec<(File, Kind)>) = match stdio {
+        Stdio::Pipes {
+            stdin,
+            stdout,
+            stderr,
+        } => (stdin, vec![(stdout, Kind::Stdout), (stderr, Kind::Stderr)]),
+        Stdio::Pty { master } => (master.try_clone().ok(), vec![(master, Kind::Stdout)]),
+    };
+    let tty = outputs.len() == 1;
+    let mut exit: Option<i32> = None;
+    let mut drain_deadline: Option<Instant> = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if exit.is_none() {
+            exit = reap(pid);
+            if exit.is_some() {
+                drain_deadline = Some(Instant::now() + Duration::from_secs(2));
+            }
+        }
+        if exit.is_some()
+            && (outputs.is_empty() || drain_deadline.is_some_and(|d| Instant::now() > d))
+        {
+            break;
+        }
+        let mut fds: Vec<PollFd> = Vec::new();
+        let in_flags = PollFlags::POLLIN;
+        fds.push(PollFd::new(listener.as_fd(), in_flags));
+        let sig_fd: Option<BorrowedFd> = sfd.as_ref().map(|s| s.as_fd());
+        let sig_idx = sig_fd.map(|f| {
+            fds.push(PollFd::new(f, in_flags));
+            fds.len() - 1
+        });
+        let out_base = fds.len();
+        for (f, _) in &outputs {
+            fds.push(PollFd::new(f.as_fd(), in_flags));
+        }
+        let client_base = fds.len();
+        for c in &clients {
+            fds.push(PollFd::new(c.stream.as_fd(), in_flags));
+        }
+        let timeout = if exit.is_some() {
+            PollTimeout::from(100u16)
+        } else {
+            PollTimeout::from(1000u16)
+        };
+        if poll(&mut fds, timeout).is_err() {
+            continue;
+        }
+        let revents: Vec<PollFlags> = fds
+            .iter()
+            .map(|f| f.revents().unwrap_or(PollFlags::empty()))
+            .collect();
+        drop(fds);
+        let ready = |i: usize| {
+            revents[i].intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
+        };
+        if let Some(i) = sig_idx {
+            if ready(i) {
+                if let Some(s) = &sfd {
+                    while let Ok(Some(_)) = s.read_signal() {}
+                }
+            }
+        }
+        // Container output.
+        let mut closed = Vec::new();
+        for (i, (f, kind)) in outputs.iter_mut().enumerate() {
+            if !ready(out_base + i) {
+                continue;
+            }
+            match f.read(&mut buf) {
+                Ok(0) | Err(_) => closed.push(i),
+                Ok(n) => {
+                    let data = &buf[..n];
+                    if let Some(l) = log.as_mut() {
+                        l.write(usize::from(*kind == Kind::Stderr), data);
+                    }
+                    clients.retain_mut(|c| mux::write_frame(&mut c.stream, *kind, data).is_ok());
+                }
+            }
+        }
+        for i in closed.into_iter().rev() {
+            outputs.remove(i);
+        }
+        // Client input.
+        let mut gone = Vec::new();
+        for (i, c) in clients.iter_mut().enumerate() {
+            if !ready(client_base + i) {
+                continue;
+            }
+            match mux::read_frame(&mut c.stream) {
+                Ok(Some((Kind::Stdin, data))) if c.stdin => {
+                    if let Some(w) = stdin.as_mut() {
+                        if w.write_all(&data).is_err() {
+                            stdin = None;
+                        }
+                    }
+                }
+                Ok(Some((Kind::StdinEof, _))) if c.stdin => {
+                    if tty {
+                        if let Some(w) = stdin.as_mut() {
+                            let _ = w.write_all(&[4]);
+                        }
+                    } else {
+                        stdin = None;
+                    }
+                }
+                Ok(Some((Kind::Resize, p))) => {
+                    if let (Some((rows, cols)), Some(w)) = (mux::parse_resize(&p), stdin.as_ref()) {
+                        if tty {
+                            set_winsize(w, rows, cols);
+                        }
+                    }
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => gone.push(i),
+            }
+        }
+        for i in gone.into_iter().rev() {
+            clients.remove(i);
+        }
+        if ready(0) {
+            if let Some(c) = handshake(&listener) {
+                clients.push(c);
+            }
+        }
+    }
+    if let Some(l) = log.as_mut() {
+        l.flush();
+    }
+    (exit.unwrap_or(255), clients)
+}
+
+/// Reaps children; returns the init's exit code once it has ended.
+fn reap(pid: Pid) -> Option<i32> {
+    let mut result = None;
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(p, code)) if p == pid => result = Some(code),
+            Ok(WaitStatus::Signaled(p, sig, _)) if p == pid => result = Some(128 + sig as i32),
+            Ok(WaitStatus::StillAlive) | Err(_) => return result,
+            Ok(_) => {}
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! Generates the OCI runtime spec (`config.json`) for a container.
+
+use super::user::Identity;
+use crate::engine::record::ContainerRecord;
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// Docker's default capability set.
+const CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Inputs that are not part of the record.
+pub struct SpecInputs<'a> {
+    pub rootfs: &'a Path,
+    pub identity: &'a Identity,
+    pub env: &'a [String],
+    pub netns: &'a Path,
+    /// Files bind-mounted over /etc/hostname, /etc/hosts, /etc/resolv.conf.
+    pub etc_files: &'a [(String, &'a Path)],
+    pub cgroups_path: String,
+    /// RLIMIT_NOFILE for the process (docker's 1048576, capped by what
+    /// this process may grant).
+    pub nofile: u64,
+    /// Whether the host uses the unified cgroup v2 hierarchy.
+    pub cgroup_v2: bool,
+    /// Whether the memory controller offers swap accounting.
+    pub swap_accounting: bool,
+    /// The static binary that serves as `--init` (this agent).
+    pub init_binary: Option<&'a Path>,
+}
+
+fn allow_dev(kind: &str, major: i64, minor: Option<i64>) -> Value {
+    // A missing minor means "all minors" (written as `*` for cgroup v1).
+    match minor {
+        Some(m) => {
+            json!({"allow": true, "type": kind, "major": major, "minor": m, "access": "rwm"})
+        }
+        None => json!({"allow": true, "type": kind, "major": major, "access": "rwm"}),
+    }
+}
+
+/// Where `--init` puts the tiny init inside the container (docker's path).
+pub const INIT_PATH: &str = "/sbin/docker-init";
+
+/// The OCI `process` object (also what `exec` runs).
+pub fn process(
+    terminal: bool,
+    identity: &Identity,
+    args: &[String],
+    env: &[String],
+    cwd: &str,
+    nofile: u64,
+) -> Value {
+    let caps: Vec<&str> = CAPS.to_vec();
+    json!({
+        "terminal": terminal,
+        "user": {"uid": identity.uid, "gid": identity.gid, "additionalGids": identity.additional_gids},
+        "args": args,
+        "env": env,
+        "cwd": cwd,
+        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}],
+        "noNewPrivileges": false
+    })
+}
+
+/// Builds the spec as JSON.
+pub fn build(rec: &ContainerRecord, inp: &SpecInputs) -> Value {
+    let mut mounts = vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
+    ];
+    for (dest, src) in inp.etc_files {
+        mounts.push(json!({"destination": dest, "type": "bind", "source": src, "options": ["rbind", "rprivate"]}));
+    }
+    let mut args = rec.args.clone();
+    if let (true, Some(init)) = (rec.config.init, inp.init_binary) {
+        mounts.push(json!({"destination": INIT_PATH, "type": "bind", "source": init, "options": ["rbind", "ro", "rprivate"]}));
+        args.splice(0..0, [INIT_PATH.to_string(), "--".to_string()]);
+    }
+    for t in &rec.config.tmpfs {
+        let (dest, opts) = t.split_once(':').unwrap_or((t, ""));
+        let mut options = vec![
+            "nosuid".to_string(),
+            "nodev".to_string(),
+            "noexec".to_string(),
+        ];
+        options.extend(opts.split(',').filter(|o| !o.is_empty()).map(String::from));
+        mounts.push(
+            json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": options}),
+        );
+    }
+    let mut resources = json!({
+        "devices": [
+            {"allow": false, "access": "rwm"},
+            allow_dev("c", 1, Some(3)), allow_dev("c", 1, Some(5)), allow_dev("c", 1, Some(7)),
+            allow_dev("c", 1, Some(8)), allow_dev("c", 1, Some(9)), allow_dev("c", 5, Some(0)),
+            allow_dev("c", 5, Some(1)), allow_dev("c", 5, Some(2)), allow_dev("c", 136, None),
+        ]
+    });
+    let c = &rec.config;
+    if let Some(m) = c.memory.filter(|m| *m > 0) {
+        let mut mem = json!({"limit": m});
+        if inp.swap_accounting {
+            // Docker's default: swap allowance equal to the memory limit.
+            mem["swap"] = json!(m.saturating_mul(2));
+        }
+        resources["memory"] = mem;
+    }
+    if let Some(n) = c.nano_cpus.filter(|n| *n > 0) {
+        let period: i64 = 100_000;
+        resources["cpu"] =
+            json!({"period": period, "quota": (n as i128 * period as i128 / 1_000_000_000) as i64});
+    }
+    if let Some(p) = c.pids_limit.filter(|p| *p > 0) {
+        resources["pids"] = json!({"limit": p});
+    }
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "network", "path": inp.netns}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+    ];
+    if inp.cgroup_v2 {
+        // As docker on cgroup v2: a private cgroup namespace, so the
+        // container sees its own limits at /sys/fs/cgroup.
+        namespaces.push(json!({"type": "cgroup"}));
+    }
+    json!({
+        "ociVersion": "1.0.2",
+        "process": process(c.tty, inp.identity, &args, inp.env, &rec.workdir, inp.nofile),
+        "root": {"path": inp.rootfs, "readonly": c.read_only},
+        "hostname": rec.hostname,
+        "mounts": mounts,
+        "linux": {
+            "cgroupsPath": inp.cgroups_path,
+            "resources": resources,
+            "namespaces": namespaces,
+            "maskedPaths": [
+                "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+                "/sys/firmware", "/sys/devices/virtual/powercap"
+            ],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+        }
+    })
+}

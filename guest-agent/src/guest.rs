@@ -1,0 +1,268 @@
+//! `berth-agent` as PID 1 of the berth guest: mounts the pseudo
+//! filesystems and cgroup2, sets the clock from the kernel command line,
+//! mounts the data disk, then serves the engine on vsock.
+//!
+//! Kernel command line parameters read here:
+//! - `berth.time=<unix seconds>[.<nanos>]`: wall clock at launch
+//! - `berth.disk=<device>`: ext4 data disk (default /dev/vda; without one the
+//!   engine keeps its state on tmpfs, as throw-away VMs do)
+//! - `berth.hostname=<name>`
+//! - `berth.serial=<device>`: serve the protocol on this character device
+//!   (e.g. `/dev/vport0p1`, a virtio-console port) instead of vsock, one
+//!   connection at a time. For hosts that offer no vsock device: QEMU TCG
+//!   without /dev/vhost-vsock, which the arm64 boot test uses.
+
+use crate::engine::Engine;
+use crate::layout::Layout;
+use nix::mount::{mount, MsFlags};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Where the engine keeps its state inside the guest.
+pub const DATA_ROOT: &str = "/var/lib/berth";
+
+fn log(msg: &str) {
+    eprintln!("berth-agent: {msg}");
+}
+
+fn mnt(src: &str, target: &str, fstype: &str, flags: MsFlags, data: Option<&str>) {
+    let _ = std::fs::create_dir_all(target);
+    if let Err(e) = mount(Some(src), target, Some(fstype), flags, data) {
+        log(&format!("mount {fstype} on {target}: {e}"));
+    }
+}
+
+/// Seconds since the kernel started (CLOCK_BOOTTIME).
+fn uptime() -> f64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .map(|t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9)
+        .unwrap_or(0.0)
+}
+
+fn param<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
+    cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+}
+
+fn set_clock(spec: &str) {
+    let (s, ns) = spec.split_once('.').unwrap_or((spec, "0"));
+    let (Ok(secs), Ok(nanos)) = (s.parse::<i64>(), format!("{ns:0<9}")[..9].parse::<i64>()) else {
+        return;
+    };
+    let ts = libc::timespec {
+        tv_sec: secs,
+        tv_nsec: nanos,
+    };
+    // SAFETY: clock_settime reads a valid timespec.
+    unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) };
+}
+
+/// Moves the root from the initramfs (rootfs, which pivot_root(2) refuses
+/// to leave) onto a tmpfs, as `switch_root` does, so that containers can
+/// pivot_root. The agent's own binary stays reachable as /proc/self/exe.
+fn switch_root() {
+    let new = "/newroot";
+    let _ = std::fs::create_dir_all(new);
+    let moved = mount(
+        Some("tmpfs"),
+        new,
+        Some("tmpfs"),
+        MsFlags::empty(),
+        Some("mode=0755"),
+    )
+    .and_then(|_| nix::unistd::chdir(new))
+    .and_then(|_| mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>))
+    .and_then(|_| nix::unistd::chroot("."))
+    .and_then(|_| nix::unistd::chdir("/"));
+    if let Err(e) = moved {
+        log(&format!(
+            "switching root to tmpfs failed: {e}; containers may fail to start"
+        ));
+    }
+    for d in ["dev", "proc", "sys", "run", "tmp", "etc", "var/lib/berth"] {
+        let _ = std::fs::create_dir_all(format!("/{d}"));
+    }
+}
+
+/// Runs the guest init; never returns.
+pub fn run_as_init() -> ! {
+    switch_root();
+    let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mnt(
+        "devtmpfs",
+        "/dev",
+        "devtmpfs",
+        MsFlags::MS_NOSUID,
+        Some("mode=0755"),
+    );
+    // Output to the serial console from here on.
+    if let Ok(c) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/console")
+    {
+        use std::os::fd::AsRawFd;
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the standard descriptors.
+            unsafe { libc::dup2(c.as_raw_fd(), fd) };
+        }
+    }
+    // The first line from /init: benchmarks time "kernel to /init" by it.
+    log(&format!("started as init (uptime {:.3} s)", uptime()));
+    mnt("proc", "/proc", "proc", nosuid, None);
+    mnt("sysfs", "/sys", "sysfs", nosuid, None);
+    mnt("cgroup2", "/sys/fs/cgroup", "cgroup2", nosuid, None);
+    mnt(
+        "devpts",
+        "/dev/pts",
+        "devpts",
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    );
+    mnt("tmpfs", "/dev/shm", "tmpfs", nosuid, Some("mode=1777"));
+    mnt(
+        "tmpfs",
+        "/run",
+        "tmpfs",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0755"),
+    );
+    mnt(
+        "tmpfs",
+        "/tmp",
+        "tmpfs",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=1777"),
+    );
+    // Let containers' cgroups use every controller.
+    if let Ok(ctrls) = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers") {
+        let enable: Vec<String> = ctrls.split_whitespace().map(|c| format!("+{c}")).collect();
+        let _ = std::fs::write("/sys/fs/cgroup/cgroup.subtree_control", enable.join(" "));
+    }
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    if let Some(t) = param(&cmdline, "berth.time") {
+        set_clock(t);
+    }
+    let hostname = param(&cmdline, "berth.hostname").unwrap_or("berth");
+    let _ = nix::unistd::sethostname(hostname);
+    let _ = std::fs::write("/etc/resolv.conf", "");
+    let disk = param(&cmdline, "berth.disk").unwrap_or("/dev/vda");
+    let _ = std::fs::create_dir_all(DATA_ROOT);
+    let on_disk = Path::new(disk).exists()
+        && match mount(
+            Some(disk),
+            DATA_ROOT,
+            Some("ext4"),
+            MsFlags::MS_NOATIME,
+            None::<&str>,
+        ) {
+            Ok(()) => true,
+            Err(e) => {
+                log(&format!(
+                    "cannot mount data disk {disk}: {e}; keeping state in memory"
+                ));
+                false
+            }
+        };
+    if !on_disk {
+        mnt(
+            "tmpfs",
+            DATA_ROOT,
+            "tmpfs",
+            MsFlags::empty(),
+            Some("mode=0700"),
+        );
+    }
+    let layout = Layout::new(DATA_ROOT);
+    if let Err(e) = layout.prepare() {
+        log(&format!("preparing {DATA_ROOT}: {e}"));
+    }
+    crate::spawn_reaper();
+    let engine = Arc::new(Engine::open(layout));
+    crate::engine::restart::spawn(engine.clone());
+    if let Some(dev) = param(&cmdline, "berth.serial") {
+        serve_serial(engine, dev);
+    }
+    let listener = loop {
+        match crate::vsock::VsockListener::bind(berth_protocol::AGENT_VSOCK_PORT) {
+            Ok(l) => break l,
+            Err(e) => {
+                log(&format!("vsock listen: {e}; retrying"));
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        }
+    };
+    log(&format!(
+        "ready on vsock port {} (uptime {:.3} s)",
+        berth_protocol::AGENT_VSOCK_PORT,
+        uptime()
+    ));
+    loop {
+        match listener.accept() {
+            Ok(conn) => {
+                let engine = engine.clone();
+                std::thread::spawn(move || crate::server::serve_connection(engine, Box::new(conn)));
+            }
+            Err(e) => {
+                log(&format!("accept: {e}"));
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// A character device carrying one protocol connection.
+struct SerialConn(std::fs::File);
+
+impl std::io::Read for SerialConn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl std::io::Write for SerialConn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl crate::server::Conn for SerialConn {
+    fn try_clone_conn(&self) -> std::io::Result<Box<dyn crate::server::Conn>> {
+        Ok(Box::new(SerialConn(self.0.try_clone()?)))
+    }
+    fn shutdown_write(&self) {}
+}
+
+/// Serves the engine on the character device `dev`, one session after the
+/// other (a session ends when the host side closes); never returns.
+fn serve_serial(engine: Arc<Engine>, dev: &str) -> ! {
+    log(&format!("ready on serial {dev} (uptime {:.3} s)", uptime()));
+    loop {
+        match std::fs::OpenOptions::new().read(true).write(true).open(dev) {
+            Ok(f) => crate::server::serve_connection(engine.clone(), Box::new(SerialConn(f))),
+            Err(e) => log(&format!("{dev}: {e}")),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Stops the guest: containers are killed, the data disk is synced and
+/// unmounted, and the VM resets (the VMM then exits).
+pub fn power_off() -> ! {
+    log("shutting down");
+    // SAFETY: kill(-1) signals every process but ourselves (PID 1).
+    unsafe { libc::kill(-1, libc::SIGKILL) };
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    nix::unistd::sync();
+    let _ = nix::mount::umount2(DATA_ROOT, nix::mount::MntFlags::MNT_DETACH);
+    nix::unistd::sync();
+    // SAFETY: reboot(2) with a valid command; we are PID 1 with CAP_SYS_BOOT.
+    unsafe { libc::reboot(libc::RB_AUTOBOOT) };
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,153 @@
+//! Where the engine keeps its state under the data root.
+//!
+//! ```text
+//! <root>/blobs/sha256/<hex>        content-addressed blobs (layers, configs, manifests)
+//! <root>/snapshots/<chain-hex>/fs  unpacked layers, keyed by OCI chain id
+//! <root>/images/<config-hex>.json  image records
+//! <root>/tags.json                 reference → image id
+//! <root>/containers/<id>/          container record, state, logs, rootfs mount
+//! <root>/runtime/                  libcontainer state
+//! <root>/s/                        short-path Unix sockets (attach, console)
+//! <root>/tmp/                      work in progress; wiped at agent start
+//! ```
+//! Everything becomes visible by an atomic rename, so an interrupted
+//! operation leaves at most garbage in tmp/.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Paths under one data root.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: impl Into<PathBuf>) -> Layout {
+        Layout { root: root.into() }
+    }
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn blobs(&self) -> PathBuf {
+        self.root.join("blobs/sha256")
+    }
+    pub fn blob(&self, hex: &str) -> PathBuf {
+        self.blobs().join(hex)
+    }
+    pub fn snapshots(&self) -> PathBuf {
+        self.root.join("snapshots")
+    }
+    pub fn snapshot_fs(&self, chain_hex: &str) -> PathBuf {
+        self.snapshots().join(chain_hex).join("fs")
+    }
+    pub fn images(&self) -> PathBuf {
+        self.root.join("images")
+    }
+    pub fn tags(&self) -> PathBuf {
+        self.root.join("tags.json")
+    }
+    pub fn containers(&self) -> PathBuf {
+        self.root.join("containers")
+    }
+    pub fn container(&self, id: &str) -> PathBuf {
+        self.containers().join(id)
+    }
+    pub fn runtime(&self) -> PathBuf {
+        self.root.join("runtime")
+    }
+    pub fn sockets(&self) -> PathBuf {
+        self.root.join("s")
+    }
+    /// Attach socket of a container (kept short: sun_path is 108 bytes).
+    pub fn attach_socket(&self, id: &str) -> PathBuf {
+        self.sockets()
+            .join(format!("{}.a", &id[..16.min(id.len())]))
+    }
+    pub fn console_socket(&self, id: &str) -> PathBuf {
+        self.sockets()
+            .join(format!("{}.c", &id[..16.min(id.len())]))
+    }
+    pub fn tmp(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// Creates the directory tree and clears leftovers of interrupted work.
+    pub fn prepare(&self) -> std::io::Result<()> {
+        for d in [
+            self.blobs(),
+            self.snapshots(),
+            self.images(),
+            self.containers(),
+            self.runtime(),
+            self.sockets(),
+        ] {
+            std::fs::create_dir_all(d)?;
+        }
+        let tmp = self.tmp();
+        if tmp.exists() {
+            // Unmount anything a crashed operation left mounted before deleting.
+            std::fs::remove_dir_all(&tmp)?;
+        }
+        std::fs::create_dir_all(tmp)?;
+        Ok(())
+    }
+
+    /// A fresh, unique directory under tmp/.
+    pub fn temp_dir(&self, prefix: &str) -> std::io::Result<PathBuf> {
+        let p = self.tmp().join(format!("{prefix}-{}", random_hex(8)));
+        std::fs::create_dir(&p)?;
+        Ok(p)
+    }
+}
+
+/// Random lowercase hex from the kernel's RNG.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    // getrandom(2) never fails for small requests once the RNG is seeded.
+    // SAFETY: buf is a valid writable buffer of buf.len() bytes.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    assert_eq!(n as usize, buf.len(), "getrandom failed");
+    hex::encode(buf)
+}
+
+/// Writes `data` to `path` atomically (temp file in the same directory,
+/// fsync, rename).
+pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("f"),
+        random_hex(4)
+    ));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Serialises `value` as JSON and writes it atomically.
+pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    let data = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
+    write_atomic(path, &data)
+}
+
+/// Reads a JSON file; `Ok(None)` when it does not exist.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> std::io::Result<Option<T>> {
+    match std::fs::read(path) {
+        Ok(data) => serde_json::from_slice(&data).map(Some).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,446 @@
+//! The agent's request server: one thread per connection, blocking I/O.
+//! Works over any stream socket (Unix socket in native placement, vsock in
+//! a guest).
+
+use crate::engine::shim::AttachHello;
+use crate::engine::Engine;
+use crate::store::StoreError;
+use berth_protocol::frame::{read_frame, write_frame, FrameError};
+use berth_protocol::{
+    AgentInfo, ApiError, ErrorKind, Hello, HelloReply, Request, RequestEnvelope, Response,
+    ResponseEnvelope, PROTOCOL_VERSION,
+};
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+
+/// A connected stream the server can split for proxying.
+pub trait Conn: Read + Write + Send + 'static {
+    fn try_clone_conn(&self) -> std::io::Result<Box<dyn Conn>>;
+    fn shutdown_write(&self);
+}
+
+impl Conn for UnixStream {
+    fn try_clone_conn(&self) -> std::io::Result<Box<dyn Conn>> {
+        Ok(Box::new(self.try_clone()?))
+    }
+    fn shutdown_write(&self) {
+        let _ = self.shutdown(Shutdown::Write);
+    }
+}
+
+fn store_err(e: StoreError) -> ApiError {
+    let kind = match &e {
+        StoreError::NoSuchImage(_) | StoreError::MissingBlob(_) => ErrorKind::NotFound,
+        StoreError::Conflict(_) => ErrorKind::Conflict,
+        StoreError::Io(_) => ErrorKind::Internal,
+        _ => ErrorKind::InvalidArgument,
+    };
+    ApiError::new(kind, e.to_string())
+}
+
+/// Serves one connection until the peer closes it.
+pub fn serve_connection(engine: Arc<Engine>, mut conn: Box<dyn Conn>) {
+    let hello: Hello = match read_frame(&mut conn) {
+        Ok(h) => h,
+        Err(_) => return,
+    };
+    let error = (hello.version != PROTOCOL_VERSION).then(|| {
+        format!(
+            "protocol version mismatch: client {} agent {}",
+            hello.version, PROTOCOL_VERSION
+        )
+    });
+    let reply = HelloReply {
+        version: PROTOCOL_VERSION,
+        error: error.clone(),
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    if write_frame(&mut conn, &reply).is_err() || error.is_some() {
+        return;
+    }
+    loop {
+        let env: RequestEnvelope = match read_frame(&mut conn) {
+            Ok(e) => e,
+            Err(FrameError::Closed) => return,
+            Err(e) => {
+                let _ = write_frame(
+                    &mut conn,
+                    &ResponseEnvelope {
+                        id: 0,
+                        result: Err(ApiError::new(ErrorKind::InvalidArgument, e.to_string())),
+                    },
+                );
+                return;
+            }
+        };
+        let id = env.id;
+        let respond = |conn: &mut Box<dyn Conn>, result: Result<Response, ApiError>| {
+            write_frame(conn, &ResponseEnvelope { id, result }).is_ok()
+        };
+        match env.request {
+            Request::PutBlob { digest, size } => {
+                if crate::store::digest_hex(&digest).is_err() {
+                    respond(
+                        &mut conn,
+                        Err(ApiError::new(
+                            ErrorKind::InvalidArgument,
+                            format!("invalid digest {digest:?}"),
+                        )),
+                    );
+                    return;
+                }
+                if !respond(&mut conn, Ok(Response::Ready)) {
+                    return;
+                }
+                let result = engine
+                    .images
+                    .put_blob(&digest, size, &mut conn)
+                    .map(|_| Response::BlobStored { digest })
+                    .map_err(store_err);
+                respond(&mut conn, result);
+                // The stream may be mid-blob after an error: end it.
+                return;
+            }
+            Request::Attach {
+                id: cid,
+                stdin,
+                start,
+                tty_size,
+            } => {
+                attach(
+                    &engine,
+                    conn,
+                    id,
+                    &cid,
+                    AttachHello { stdin, tty_size },
+                    start,
+                );
+                return;
+            }
+            Request::Logs(opts) => {
+                logs(&engine, conn, id, opts);
+                return;
+            }
+            Request::Exec {
+                id: cid,
+                config,
+                detach: false,
+                tty_size,
+            } => {
+                let stdin = config.stdin;
+                match engine.containers.exec(&cid, config, true) {
+                    Ok(exec_id) => proxy(
+                        conn,
+                        id,
+                        &crate::engine::exec::exec_socket(engine.layout(), &exec_id),
+                        AttachHello { stdin, tty_size },
+                        &cid,
+                    ),
+                    Err(e) => {
+                        respond(&mut conn, Err(e));
+                    }
+                }
+                return;
+            }
+            Request::CopyFrom { id: cid, path } => {
+                crate::engine::copy::copy_from(&engine, conn, id, &cid, &path);
+                return;
+            }
+            Request::CopyTo { id: cid, path } => {
+                crate::engine::copy::copy_to(&engine, conn, id, &cid, &path);
+                return;
+            }
+            other => {
+                let result = handle(&engine, other);
+                if !respond(&mut conn, result) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn handle(engine: &Engine, req: Request) -> Result<Response, ApiError> {
+    let c = &engine.containers;
+    match req {
+        Request::Info => Ok(Response::Info(info(engine))),
+        Request::BlobsPresent { digests } => Ok(Response::BlobsPresent {
+            present: digests
+                .into_iter()
+                .filter(|d| engine.images.has_blob(d))
+                .collect(),
+        }),
+        Request::ImageCommit(commit) => engine
+            .images
+            .commit(&commit)
+            .map(Response::Image)
+            .map_err(store_err),
+        Request::ImageList => engine
+            .images
+            .list()
+            .map(Response::Images)
+            .map_err(store_err),
+        Request::ImageInspect { reference } => {
+            let id = engine.images.resolve(&reference).map_err(store_err)?;
+            engine
+                .images
+                .summary(&id)
+                .map(Response::Image)
+                .map_err(store_err)
+        }
+        Request::ImageTag { source, target } => engine
+            .images
+            .tag(&source, &target)
+            .map(|_| Response::Ok)
+            .map_err(store_err),
+        Request::ImageRemove { reference, force } => engine
+            .images
+            .remove(&reference, force, &|id| c.uses_image(id))
+            .map(Response::Removed)
+            .map_err(store_err),
+        Request::ContainerCreate(cfg) => c
+            .create(&engine.images, *cfg)
+            .map(|(id, warnings)| Response::Created { id, warnings }),
+        Request::ContainerStart { id } => c.start(&id, false).map(|_| Response::Ok),
+        Request::ContainerWait { id } => c.wait(&id).map(|code| Response::Exited { code }),
+        Request::ContainerList { all } => Ok(Response::Containers(c.list(all))),
+        Request::ContainerInspect { id } => {
+            c.inspect(&id).map(|d| Response::Container(Box::new(d)))
+        }
+        Request::ContainerKill { id, signal } => c.kill(&id, signal).map(|_| Response::Ok),
+        Request::ContainerRemove { id, force } => {
+            c.remove(&id, force).map(|id| Response::Removed(vec![id]))
+        }
+        Request::Shutdown => {
+            if std::process::id() != 1 {
+                return Err(ApiError::new(
+                    ErrorKind::InvalidArgument,
+                    "shutdown is only for guest agents",
+                ));
+            }
+            std::thread::spawn(|| {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                crate::guest::power_off()
+            });
+            Ok(Response::Ok)
+        }
+        Request::ContainerStop { id, timeout } => c
+            .stop(&engine.images, &id, timeout)
+            .map(|id| Response::Removed(vec![id])),
+        Request::Exec { id, config, .. } => {
+            c.exec(&id, config, false).map(|id| Response::Created {
+                id,
+                warnings: Vec::new(),
+            })
+        }
+        Request::ContainerRename { id, name } => c.rename(&id, &name).map(|_| Response::Ok),
+        Request::ContainerPause { id } => c.pause(&id).map(|_| Response::Ok),
+        Request::ContainerUnpause { id } => c.unpause(&id).map(|_| Response::Ok),
+        Request::ContainerTop { id } => c.top(&id).map(Response::Top),
+        Request::ContainerStats { id } => c.stats(&id).map(Response::Stats),
+        Request::ContainerUpdate {
+            id,
+            memory,
+            nano_cpus,
+            pids_limit,
+            restart,
+        } => c
+            .update(&id, memory, nano_cpus, pids_limit, restart)
+            .map(|_| Response::Ok),
+        Request::ContainerPrune => Ok(Response::Removed(c.prune())),
+        Request::ContainerCommit(opts) => {
+            crate::engine::commit::commit(engine, &opts).map(Response::Image)
+        }
+        Request::PutBlob { .. }
+        | Request::Attach { .. }
+        | Request::Logs(_)
+        | Request::CopyFrom { .. }
+        | Request::CopyTo { .. } => Err(ApiError::new(
+            ErrorKind::InvalidArgument,
+            "stream request in control position",
+        )),
+    }
+}
+
+fn info(engine: &Engine) -> AgentInfo {
+    let uts = nix::sys::utsname::uname().ok();
+    AgentInfo {
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        kernel_release: uts
+            .as_ref()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        arch: std::env::consts::ARCH.into(),
+        data_root: engine.layout().root().display().to_string(),
+        cgroup_version: if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            2
+        } else {
+            1
+        },
+        images: engine.images.count(),
+        containers: engine.containers.count(),
+    }
+}
+
+/// Connects the client to the container's shim and proxies both ways.
+fn attach(
+    engine: &Engine,
+    mut conn: Box<dyn Conn>,
+    id: u64,
+    key: &str,
+    hello_msg: AttachHello,
+    start: bool,
+) {
+    let fail = |conn: &mut Box<dyn Conn>, e: ApiError| {
+        let _ = write_frame(conn, &ResponseEnvelope { id, result: Err(e) });
+    };
+    let rec = match engine.containers.resolve(key) {
+        Ok(r) => r,
+        Err(e) => return fail(&mut conn, e),
+    };
+    if start {
+        if let Err(e) = engine.containers.start(&rec.id, true) {
+            return fail(&mut conn, e);
+        }
+    }
+    let sock = engine.layout().attach_socket(&rec.id);
+    proxy(conn, id, &sock, hello_msg, &rec.id)
+}
+
+/// Connects the client to a monitor's attach socket and proxies both ways.
+fn proxy(
+    mut conn: Box<dyn Conn>,
+    id: u64,
+    sock: &std::path::Path,
+    hello_msg: AttachHello,
+    container: &str,
+) {
+    let fail = |conn: &mut Box<dyn Conn>, e: ApiError| {
+        let _ = write_frame(conn, &ResponseEnvelope { id, result: Err(e) });
+    };
+    let mut shim = match UnixStream::connect(sock) {
+        Ok(s) => s,
+        Err(_) => {
+            return fail(
+                &mut conn,
+                ApiError::new(
+                    ErrorKind::Conflict,
+                    format!("container {container} is not running"),
+                ),
+            )
+        }
+    };
+    let mut hello = serde_json::to_vec(&hello_msg).unwrap_or_default();
+    hello.push(b'\n');
+    if shim.write_all(&hello).is_err() {
+        return fail(
+            &mut conn,
+            ApiError::new(ErrorKind::Internal, "attach failed"),
+        );
+    }
+    if write_frame(
+        &mut conn,
+        &ResponseEnvelope {
+            id,
+            result: Ok(Response::Ready),
+        },
+    )
+    .is_err()
+    {
+        return;
+    }
+    let (Ok(mut conn_r), Ok(mut shim_w)) = (conn.try_clone_conn(), shim.try_clone()) else {
+        return;
+    };
+    let up = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut conn_r, &mut shim_w);
+        let _ = shim_w.shutdown(Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut shim, &mut conn);
+    let _ = conn.flush();
+    conn.shutdown_write();
+    drop(up);
+}
+
+/// Streams a container's stored log (and, with `follow`, new entries until
+/// the container stops) as mux frames, then an `Exit` frame.
+fn logs(engine: &Engine, mut conn: Box<dyn Conn>, id: u64, o: berth_protocol::LogsOptions) {
+    use crate::engine::logs::{entry_nanos, read_all, LogEntry};
+    use berth_protocol::mux::{self, Kind};
+    let rec = match engine.containers.resolve(&o.id) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = write_frame(&mut conn, &ResponseEnvelope { id, result: Err(e) });
+            return;
+        }
+    };
+    if write_frame(
+        &mut conn,
+        &ResponseEnvelope {
+            id,
+            result: Ok(Response::Ready),
+        },
+    )
+    .is_err()
+    {
+        return;
+    }
+    let path = crate::engine::shim::ContainerPaths::new(engine.layout(), &rec.id).log;
+    let send = |conn: &mut Box<dyn Conn>, e: &LogEntry| -> bool {
+        let t = entry_nanos(e);
+        if let (Some(since), Some(t)) = (o.since, t) {
+            if t < since {
+                return true;
+            }
+        }
+        if let (Some(until), Some(t)) = (o.until, t) {
+            if t >= until {
+                return true;
+            }
+        }
+        let kind = if e.stream == "stderr" {
+            Kind::Stderr
+        } else {
+            Kind::Stdout
+        };
+        let data = if o.timestamps {
+            format!("{} {}", e.time, e.log)
+        } else {
+            e.log.clone()
+        };
+        mux::write_frame(conn, kind, data.as_bytes()).is_ok()
+    };
+    let (mut all, follower) = read_all(&path);
+    let mut follower = o.follow.then_some(follower);
+    if let Some(n) = o.tail {
+        let skip = all.len().saturating_sub(n as usize);
+        all.drain(..skip);
+    }
+    for e in &all {
+        if !send(&mut conn, e) {
+            return;
+        }
+    }
+    if let Some(f) = follower.as_mut() {
+        let past_until = || {
+            o.until
+                .is_some_and(|u| chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) >= u)
+        };
+        loop {
+            let running = engine.containers.is_running(&rec.id);
+            for e in f.poll() {
+                if !send(&mut conn, &e) {
+                    return;
+                }
+            }
+            if !running || past_until() || !engine.layout().container(&rec.id).exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    let _ = mux::write_frame(&mut conn, Kind::Exit, &0i32.to_be_bytes());
+    let _ = conn.flush();
+}

@@ -1,0 +1,141 @@
+//! A blocking client of the agent protocol over any stream transport.
+
+use crate::platform::UnixStream;
+use berth_protocol::frame::{read_frame, write_frame, FrameError};
+use berth_protocol::{
+    ApiError, ErrorKind, Hello, HelloReply, Request, RequestEnvelope, Response, ResponseEnvelope,
+    PROTOCOL_VERSION,
+};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+/// Errors talking to the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to the berth agent at {path}: {source}")]
+    Connect {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("agent protocol error: {0}")]
+    Frame(#[from] FrameError),
+    #[error("agent refused the connection: {0}")]
+    Refused(String),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error("unexpected response from agent: {0}")]
+    Unexpected(String),
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl ClientError {
+    /// The API error kind, when the agent reported one.
+    pub fn kind(&self) -> Option<ErrorKind> {
+        match self {
+            ClientError::Api(e) => Some(e.kind),
+            _ => None,
+        }
+    }
+}
+
+/// Where the agent listens.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    /// A Unix socket served by the agent itself (native placement).
+    Unix(PathBuf),
+    /// The VMM's vsock muxer socket: `CONNECT <port>\n` first.
+    VsockMux { path: PathBuf, port: u32 },
+}
+
+/// One connection to the agent.
+pub struct Connection {
+    stream: UnixStream,
+    next_id: u64,
+}
+
+impl Connection {
+    pub fn open(ep: &Endpoint) -> Result<Connection, ClientError> {
+        let (path, port) = match ep {
+            Endpoint::Unix(p) => (p.as_path(), None),
+            Endpoint::VsockMux { path, port } => (path.as_path(), Some(*port)),
+        };
+        let mut stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+            path: path.display().to_string(),
+            source,
+        })?;
+        if let Some(port) = port {
+            vsock_connect(&mut stream, port)?;
+        }
+        write_frame(
+            &mut stream,
+            &Hello {
+                version: PROTOCOL_VERSION,
+                client: format!("berth {}", env!("CARGO_PKG_VERSION")),
+            },
+        )?;
+        let reply: HelloReply = read_frame(&mut stream)?;
+        if let Some(e) = reply.error {
+            return Err(ClientError::Refused(e));
+        }
+        Ok(Connection { stream, next_id: 1 })
+    }
+
+    /// Sends a request and waits for its response.
+    pub fn call(&mut self, request: Request) -> Result<Response, ClientError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        write_frame(&mut self.stream, &RequestEnvelope { id, request })?;
+        let resp: ResponseEnvelope = read_frame(&mut self.stream)?;
+        if resp.id != id && resp.id != 0 {
+            return Err(ClientError::Unexpected(format!(
+                "response id {} for request {id}",
+                resp.id
+            )));
+        }
+        Ok(resp.result?)
+    }
+
+    /// Sends a stream request; after `Ready` the raw stream is returned.
+    pub fn into_stream(mut self, request: Request) -> Result<UnixStream, ClientError> {
+        match self.call(request)? {
+            Response::Ready => Ok(self.stream),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Uploads a blob of known digest and size from `r`.
+    pub fn put_blob(self, digest: &str, size: u64, r: &mut dyn Read) -> Result<(), ClientError> {
+        let mut s = self.into_stream(Request::PutBlob {
+            digest: digest.into(),
+            size,
+        })?;
+        let mut limited = r.take(size);
+        std::io::copy(&mut limited, &mut s)?;
+        s.flush()?;
+        let resp: ResponseEnvelope = read_frame(&mut s)?;
+        resp.result?;
+        Ok(())
+    }
+}
+
+/// Firecracker-style handshake on the VMM's vsock Unix socket.
+pub fn vsock_connect(stream: &mut UnixStream, port: u32) -> Result<(), ClientError> {
+    stream.write_all(format!("CONNECT {port}\n").as_bytes())?;
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while line.len() < 64 {
+        if stream.read(&mut b)? == 0 {
+            break;
+        }
+        if b[0] == b'\n' {
+            break;
+        }
+        line.push(b[0]);
+    }
+    let line = String::from_utf8_lossy(&line);
+    if !line.starts_with("OK ") {
+        return Err(ClientError::Refused(format!("vsock port {port}: {line:?}")));
+    }
+    Ok(())
+}

@@ -1,0 +1,734 @@
+//! Verbs on existing containers: logs, exec, start, stop, restart, kill,
+//! wait, rename, pause, unpause, top, stats, update, port, commit, attach,
+//! container prune. Each accepts a name, id or unique id prefix and prints
+//! what docker prints.
+
+use crate::client::{ClientError, Connection};
+use crate::commands::connect;
+use crate::commands::run::{attach, parse_bytes, parse_restart};
+use crate::fmt::{binary_size, table};
+use crate::placement::Isolation;
+// Signals go to the Linux guest: its numbers, not the host's.
+use crate::platform::linux_signals as libc;
+use crate::tty::window_size;
+use anyhow::{bail, Result};
+use berth_protocol::mux::{self, Kind};
+use berth_protocol::{
+    CommitOptions, ErrorKind, ExecConfig, LogsOptions, Request, Response, StatsSample,
+};
+use std::io::{IsTerminal, Write};
+
+fn daemon_error(e: &ClientError) {
+    eprintln!("Error response from daemon: {e}");
+}
+
+/// Runs `f` for each container; prints the key on success like docker.
+fn each(
+    iso: Isolation,
+    keys: &[String],
+    f: &dyn Fn(&mut Connection, &str) -> Result<(), ClientError>,
+) -> Result<i32> {
+    let mut c = connect(iso)?;
+    let mut code = 0;
+    for k in keys {
+        match f(&mut c, k) {
+            Ok(()) => println!("{k}"),
+            Err(e) => {
+                daemon_error(&e);
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+#[derive(clap::Args)]
+pub struct StopArgs {
+    /// Seconds to wait before killing the container
+    #[arg(short = 't', long = "time", alias = "timeout")]
+    time: Option<i64>,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub fn stop(iso: Isolation, a: &StopArgs) -> Result<i32> {
+    each(iso, &a.containers, &|c, k| {
+        c.call(Request::ContainerStop {
+            id: k.into(),
+            timeout: a.time,
+        })
+        .map(|_| ())
+    })
+}
+
+pub fn restart(iso: Isolation, a: &StopArgs) -> Result<i32> {
+    each(iso, &a.containers, &|c, k| {
+        c.call(Request::ContainerStop {
+            id: k.into(),
+            timeout: a.time,
+        })?;
+        c.call(Request::ContainerStart { id: k.into() }).map(|_| ())
+    })
+}
+
+#[derive(clap::Args)]
+pub struct StartArgs {
+    /// Attach STDOUT/STDERR and forward signals
+    #[arg(short, long)]
+    attach: bool,
+    /// Attach container's STDIN
+    #[arg(short, long)]
+    interactive: bool,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub fn start(iso: Isolation, a: &StartArgs) -> Result<i32> {
+    if a.attach || a.interactive {
+        if a.containers.len() > 1 {
+            bail!("you cannot start and attach multiple containers at once");
+        }
+        let k = &a.containers[0];
+        let mut c = connect(iso)?;
+        let tty = match c.call(Request::ContainerInspect { id: k.clone() }) {
+            Ok(Response::Container(d)) => d.config.tty,
+            Ok(_) => false,
+            Err(e) => {
+                daemon_error(&e);
+                return Ok(1);
+            }
+        };
+        return match attach(connect(iso)?, k, a.interactive, tty, true) {
+            Ok(code) => Ok(code),
+            Err(e) => {
+                daemon_error(&e);
+                Ok(1)
+            }
+        };
+    }
+    each(iso, &a.containers, &|c, k| {
+        c.call(Request::ContainerStart { id: k.into() }).map(|_| ())
+    })
+}
+
+#[derive(clap::Args)]
+pub struct KillArgs {
+    /// Signal to send to the container
+    #[arg(short, long, default_value = "KILL")]
+    signal: String,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// Parses a signal name or number.
+pub fn parse_signal(s: &str) -> Option<i32> {
+    let t = s.trim();
+    if let Ok(n) = t.parse::<i32>() {
+        return (1..=64).contains(&n).then_some(n);
+    }
+    let up = t.to_ascii_uppercase();
+    let name = up.strip_prefix("SIG").unwrap_or(&up);
+    let table = [
+        ("HUP", libc::SIGHUP),
+        ("INT", libc::SIGINT),
+        ("QUIT", libc::SIGQUIT),
+        ("ILL", libc::SIGILL),
+        ("TRAP", libc::SIGTRAP),
+        ("ABRT", libc::SIGABRT),
+        ("BUS", libc::SIGBUS),
+        ("FPE", libc::SIGFPE),
+        ("KILL", libc::SIGKILL),
+        ("USR1", libc::SIGUSR1),
+        ("SEGV", libc::SIGSEGV),
+        ("USR2", libc::SIGUSR2),
+        ("PIPE", libc::SIGPIPE),
+        ("ALRM", libc::SIGALRM),
+        ("TERM", libc::SIGTERM),
+        ("CHLD", libc::SIGCHLD),
+        ("CONT", libc::SIGCONT),
+        ("STOP", libc::SIGSTOP),
+        ("TSTP", libc::SIGTSTP),
+        ("TTIN", libc::SIGTTIN),
+        ("TTOU", libc::SIGTTOU),
+        ("URG", libc::SIGURG),
+        ("XCPU", libc::SIGXCPU),
+        ("XFSZ", libc::SIGXFSZ),
+        ("VTALRM", libc::SIGVTALRM),
+        ("PROF", libc::SIGPROF),
+        ("WINCH", libc::SIGWINCH),
+        ("IO", libc::SIGIO),
+        ("SYS", libc::SIGSYS),
+    ];
+    table.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+}
+
+pub fn kill(iso: Isolation, a: &KillArgs) -> Result<i32> {
+    let Some(sig) = parse_signal(&a.signal) else {
+        eprintln!("Error response from daemon: Invalid signal: {}", a.signal);
+        return Ok(1);
+    };
+    each(iso, &a.containers, &|c, k| {
+        c.call(Request::ContainerKill {
+            id: k.into(),
+            signal: sig,
+        })
+        .map(|_| ())
+    })
+}
+
+pub fn wait(iso: Isolation, containers: &[String]) -> Result<i32> {
+    let mut c = connect(iso)?;
+    let mut code = 0;
+    for k in containers {
+        match c.call(Request::ContainerWait { id: k.clone() }) {
+            Ok(Response::Exited { code }) => println!("{code}"),
+            Ok(_) => {}
+            Err(e) => {
+                daemon_error(&e);
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+pub fn simple(iso: Isolation, keys: &[String], make: fn(String) -> Request) -> Result<i32> {
+    each(iso, keys, &|c, k| c.call(make(k.to_string())).map(|_| ()))
+}
+
+pub fn rename(iso: Isolation, from: &str, to: &str) -> Result<i32> {
+    match connect(iso)?.call(Request::ContainerRename {
+        id: from.into(),
+        name: to.into(),
+    }) {
+        Ok(_) => Ok(0),
+        Err(e) => {
+            daemon_error(&e);
+            Ok(1)
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct LogsArgs {
+    /// Follow log output
+    #[arg(short, long)]
+    follow: bool,
+    /// Number of lines to show from the end of the logs ("all" for all)
+    #[arg(short = 'n', long, default_value = "all")]
+    tail: String,
+    /// Show logs since timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m)
+    #[arg(long)]
+    since: Option<String>,
+    /// Show logs before a timestamp or relative time
+    #[arg(long)]
+    until: Option<String>,
+    /// Show timestamps
+    #[arg(short, long)]
+    timestamps: bool,
+    container: String,
+}
+
+/// Parses docker's time filters: RFC 3339, unix seconds (with fraction),
+/// or a duration before now (`10m`, `1h30m`, `45s`).
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    let t = s.trim();
+    if let Ok(d) = chrono::DateTime::parse_from_rfc3339(t) {
+        return d
+            .timestamp_nanos_opt()
+            .ok_or_else(|| format!("time out of range: {s}"));
+    }
+    if let Ok(secs) = t.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Ok((secs * 1e9) as i64);
+        }
+    }
+    let mut total = 0f64;
+    let mut num = String::new();
+    let bytes: Vec<char> = t.chars().collect();
+    let mut i = 0;
+    if bytes.is_empty() {
+        return Err(format!("invalid time: {s:?}"));
+    }
+    while i < bytes.len() {
+        let ch = bytes[i];
+        if ch.is_ascii_digit() || ch == '.' {
+            num.push(ch);
+            i += 1;
+            continue;
+        }
+        let (unit, len) = if t[i..].starts_with("ms") {
+            (1e-3, 2)
+        } else {
+            match ch {
+                'h' => (3600.0, 1),
+                'm' => (60.0, 1),
+                's' => (1.0, 1),
+                _ => return Err(format!("invalid time: {s:?}")),
+            }
+        };
+        let v: f64 = num.parse().map_err(|_| format!("invalid time: {s:?}"))?;
+        total += v * unit;
+        num.clear();
+        i += len;
+    }
+    if !num.is_empty() {
+        return Err(format!("invalid time: {s:?}"));
+    }
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+    Ok(now - (total * 1e9) as i64)
+}
+
+pub fn logs(iso: Isolation, a: &LogsArgs) -> Result<i32> {
+    let tail = match a.tail.as_str() {
+        "all" | "-1" => None,
+        n => match n.parse::<u64>() {
+            Ok(v) => Some(v),
+            Err(_) => {
+                eprintln!("invalid value for --tail: {n:?}");
+                return Ok(1);
+            }
+        },
+    };
+    let parse = |o: &Option<String>| o.as_deref().map(parse_time).transpose();
+    let (since, until) = match (parse(&a.since), parse(&a.until)) {
+        (Ok(s), Ok(u)) => (s, u),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("{e}");
+            return Ok(1);
+        }
+    };
+    let conn = connect(iso)?;
+    let mut stream = match conn.into_stream(Request::Logs(LogsOptions {
+        id: a.container.clone(),
+        follow: a.follow,
+        tail,
+        since,
+        until,
+        timestamps: a.timestamps,
+    })) {
+        Ok(s) => s,
+        Err(e) => {
+            // docker's CLI looks the container up first: a client-side error.
+            if e.kind() == Some(ErrorKind::NotFound) {
+                eprintln!("Error: {e}");
+            } else {
+                daemon_error(&e);
+            }
+            return Ok(1);
+        }
+    };
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
+    loop {
+        match mux::read_frame(&mut stream) {
+            Ok(Some((Kind::Stdout, d))) => {
+                if out.write_all(&d).and_then(|_| out.flush()).is_err() {
+                    return Ok(0);
+                }
+            }
+            Ok(Some((Kind::Stderr, d))) => {
+                let _ = err.write_all(&d);
+            }
+            Ok(Some((Kind::Exit, _))) | Ok(None) => return Ok(0),
+            Ok(Some(_)) => {}
+            Err(e) => bail!("reading logs: {e}"),
+        }
+    }
+}
+
+#[derive(clap::Args)]
+#[command(trailing_var_arg = true)]
+pub struct ExecArgs {
+    /// Detached mode: run command in the background
+    #[arg(short, long)]
+    detach: bool,
+    /// Keep STDIN open even if not attached
+    #[arg(short, long)]
+    interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short, long)]
+    tty: bool,
+    /// Set environment variables
+    #[arg(short, long = "env")]
+    env: Vec<String>,
+    /// Working directory inside the container
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>])
+    #[arg(short, long)]
+    user: Option<String>,
+    container: String,
+    #[arg(required = true)]
+    command: Vec<String>,
+}
+
+pub fn exec(iso: Isolation, a: &ExecArgs) -> Result<i32> {
+    if a.interactive && a.tty && !std::io::stdin().is_terminal() {
+        eprintln!("the input device is not a TTY");
+        return Ok(1);
+    }
+    let config = ExecConfig {
+        cmd: a.command.clone(),
+        env: a.env.clone(),
+        workdir: a.workdir.clone(),
+        user: a.user.clone(),
+        tty: a.tty,
+        stdin: a.interactive && !a.detach,
+    };
+    let fail = |e: &ClientError| -> i32 {
+        daemon_error(e);
+        // docker exec reports every failure to start the process as 126.
+        match e.kind() {
+            Some(ErrorKind::CommandNotFound)
+            | Some(ErrorKind::CommandNotExecutable)
+            | Some(ErrorKind::Internal) => 126,
+            _ => 1,
+        }
+    };
+    let request = Request::Exec {
+        id: a.container.clone(),
+        config,
+        detach: a.detach,
+        tty_size: if a.tty { window_size() } else { None },
+    };
+    if a.detach {
+        return match connect(iso)?.call(request) {
+            Ok(_) => Ok(0),
+            Err(e) => Ok(fail(&e)),
+        };
+    }
+    let stream = match connect(iso)?.into_stream(request) {
+        Ok(s) => s,
+        Err(e) => return Ok(fail(&e)),
+    };
+    match crate::commands::run::relay(stream, a.interactive, a.tty) {
+        Ok(code) => Ok(code),
+        Err(e) => Ok(fail(&e)),
+    }
+}
+
+#[derive(clap::Args)]
+pub struct AttachArgs {
+    /// Do not attach STDIN
+    #[arg(long)]
+    no_stdin: bool,
+    container: String,
+}
+
+pub fn attach_cmd(iso: Isolation, a: &AttachArgs) -> Result<i32> {
+    let mut c = connect(iso)?;
+    let d = match c.call(Request::ContainerInspect {
+        id: a.container.clone(),
+    }) {
+        Ok(Response::Container(d)) => d,
+        Ok(_) => bail!("unexpected response"),
+        Err(e) => {
+            daemon_error(&e);
+            return Ok(1);
+        }
+    };
+    if d.pid.is_none() {
+        eprintln!("You cannot attach to a stopped container, start it first");
+        return Ok(1);
+    }
+    let stdin = d.config.open_stdin && !a.no_stdin;
+    match attach(connect(iso)?, &a.container, stdin, d.config.tty, false) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            daemon_error(&e);
+            Ok(1)
+        }
+    }
+}
+
+pub fn top(iso: Isolation, container: &str) -> Result<i32> {
+    match connect(iso)?.call(Request::ContainerTop {
+        id: container.into(),
+    }) {
+        Ok(Response::Top(t)) => {
+            let titles: Vec<&str> = t.titles.iter().map(|s| s.as_str()).collect();
+            print!("{}", table(&titles, &t.processes));
+            Ok(0)
+        }
+        Ok(_) => bail!("unexpected response"),
+        Err(e) => {
+            daemon_error(&e);
+            Ok(1)
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct StatsArgs {
+    /// Disable streaming stats and only pull the first result
+    #[arg(long)]
+    no_stream: bool,
+    /// Show all containers (default shows just running)
+    #[arg(short, long)]
+    all: bool,
+    /// Format output: "table" or "json"
+    #[arg(long)]
+    format: Option<String>,
+    containers: Vec<String>,
+}
+
+fn sample(c: &mut Connection, id: &str) -> Result<StatsSample, ClientError> {
+    match c.call(Request::ContainerStats { id: id.into() })? {
+        Response::Stats(s) => Ok(s),
+        other => Err(ClientError::Unexpected(format!("{other:?}"))),
+    }
+}
+
+pub fn stats(iso: Isolation, a: &StatsArgs) -> Result<i32> {
+    let mut c = connect(iso)?;
+    let keys: Vec<String> = if a.containers.is_empty() {
+        match c.call(Request::ContainerList { all: false })? {
+            Response::Containers(l) => l.into_iter().map(|s| s.id).collect(),
+            _ => Vec::new(),
+        }
+    } else {
+        a.containers.clone()
+    };
+    loop {
+        let mut first = Vec::new();
+        let mut code = 0;
+        for k in &keys {
+            match sample(&mut c, k) {
+                Ok(s) => first.push(s),
+                Err(e) => {
+                    daemon_error(&e);
+                    code = 1;
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let mut rows = Vec::new();
+        let mut json_rows = Vec::new();
+        for s0 in &first {
+            let Ok(s1) = sample(&mut c, &s0.id) else {
+                continue;
+            };
+            let dcpu = s1.cpu_usage_ns.saturating_sub(s0.cpu_usage_ns) as f64;
+            let dsys = s1.system_ns.saturating_sub(s0.system_ns).max(1) as f64;
+            let cpu = dcpu / dsys * 100.0;
+            let mem_pct = if s1.memory_limit > 0 {
+                s1.memory_usage as f64 / s1.memory_limit as f64 * 100.0
+            } else {
+                0.0
+            };
+            let mem = format!(
+                "{} / {}",
+                binary_size(s1.memory_usage),
+                binary_size(s1.memory_limit)
+            );
+            json_rows.push(serde_json::json!({
+                "BlockIO": "0B / 0B", "CPUPerc": format!("{cpu:.2}%"), "Container": &s1.id[..12],
+                "ID": &s1.id[..12], "MemPerc": format!("{mem_pct:.2}%"), "MemUsage": mem,
+                "Name": s1.name, "NetIO": "0B / 0B", "PIDs": s1.pids.to_string()
+            }));
+            rows.push(vec![
+                s1.id[..12].to_string(),
+                s1.name.clone(),
+                format!("{cpu:.2}%"),
+                mem,
+                format!("{mem_pct:.2}%"),
+                "0B / 0B".into(),
+                "0B / 0B".into(),
+                s1.pids.to_string(),
+            ]);
+        }
+        match a.format.as_deref() {
+            Some("json") => json_rows.iter().for_each(|r| println!("{r}")),
+            Some(f) if f != "table" => bail!("unsupported --format {f:?} (use table or json)"),
+            _ => print!(
+                "{}",
+                table(
+                    &[
+                        "CONTAINER ID",
+                        "NAME",
+                        "CPU %",
+                        "MEM USAGE / LIMIT",
+                        "MEM %",
+                        "NET I/O",
+                        "BLOCK I/O",
+                        "PIDS"
+                    ],
+                    &rows
+                )
+            ),
+        }
+        if a.no_stream {
+            return Ok(code);
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct UpdateArgs {
+    /// Memory limit
+    #[arg(short, long)]
+    memory: Option<String>,
+    /// Number of CPUs
+    #[arg(long)]
+    cpus: Option<f64>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long)]
+    pids_limit: Option<i64>,
+    /// Restart policy to apply when a container exits
+    #[arg(long)]
+    restart: Option<String>,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub fn update(iso: Isolation, a: &UpdateArgs) -> Result<i32> {
+    let memory = match a.memory.as_deref().map(parse_bytes).transpose() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(1);
+        }
+    };
+    let nano_cpus = match a.cpus {
+        Some(c) if !(c.is_finite() && c >= 0.0) => {
+            eprintln!("invalid argument \"{c}\" for \"--cpus\" flag");
+            return Ok(1);
+        }
+        Some(c) => Some((c * 1e9) as i64),
+        None => None,
+    };
+    let restart = match a.restart.as_deref().map(parse_restart).transpose() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(1);
+        }
+    };
+    each(iso, &a.containers, &|c, k| {
+        c.call(Request::ContainerUpdate {
+            id: k.into(),
+            memory,
+            nano_cpus,
+            pids_limit: a.pids_limit,
+            restart: restart.clone(),
+        })
+        .map(|_| ())
+    })
+}
+
+pub fn port(iso: Isolation, container: &str) -> Result<i32> {
+    // No published ports yet: docker prints nothing for such a container.
+    match connect(iso)?.call(Request::ContainerInspect {
+        id: container.into(),
+    }) {
+        Ok(_) => Ok(0),
+        Err(e) => {
+            daemon_error(&e);
+            Ok(1)
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct CommitArgs {
+    /// Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")
+    #[arg(short, long)]
+    author: Option<String>,
+    /// Apply Dockerfile instruction to the created image
+    #[arg(short, long = "change")]
+    change: Vec<String>,
+    /// Commit message
+    #[arg(short, long)]
+    message: Option<String>,
+    /// Pause container during commit
+    #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pause: bool,
+    container: String,
+    repository: Option<String>,
+}
+
+pub fn commit(iso: Isolation, a: &CommitArgs) -> Result<i32> {
+    let tag = match &a.repository {
+        Some(r) => match berth_protocol::reference::Reference::parse(r) {
+            Ok(r) => Some(r.to_string()),
+            Err(e) => {
+                eprintln!("invalid reference format: {e}");
+                return Ok(1);
+            }
+        },
+        None => None,
+    };
+    match connect(iso)?.call(Request::ContainerCommit(CommitOptions {
+        id: a.container.clone(),
+        tag,
+        message: a.message.clone(),
+        author: a.author.clone(),
+        changes: a.change.clone(),
+        pause: a.pause,
+    })) {
+        Ok(Response::Image(img)) => {
+            println!("{}", img.id);
+            Ok(0)
+        }
+        Ok(_) => bail!("unexpected response"),
+        Err(e) => {
+            daemon_error(&e);
+            Ok(1)
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct PruneArgs {
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    force: bool,
+}
+
+pub fn prune(iso: Isolation, a: &PruneArgs) -> Result<i32> {
+    if !a.force {
+        eprint!("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ");
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        if !matches!(line.trim(), "y" | "Y" | "yes") {
+            return Ok(0);
+        }
+    }
+    match connect(iso)?.call(Request::ContainerPrune)? {
+        Response::Removed(ids) => {
+            if !ids.is_empty() {
+                println!("Deleted Containers:");
+                ids.iter().for_each(|i| println!("{i}"));
+                println!();
+            }
+            println!("Total reclaimed space: 0B");
+            Ok(0)
+        }
+        _ => bail!("unexpected response"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_signals() {
+        assert_eq!(parse_time("1700000000").unwrap(), 1_700_000_000_000_000_000);
+        assert_eq!(
+            parse_time("2023-11-14T22:13:20Z").unwrap(),
+            1_700_000_000_000_000_000
+        );
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+        let t = parse_time("1h30m").unwrap();
+        assert!((now - t - 5_400_000_000_000).abs() < 5_000_000_000);
+        assert!(parse_time("soon").is_err());
+        assert!(parse_time("5x").is_err());
+        assert_eq!(parse_signal("SIGTERM"), Some(15));
+        assert_eq!(parse_signal("hup"), Some(1));
+        assert_eq!(parse_signal("9"), Some(9));
+        assert_eq!(parse_signal("NOPE"), None);
+        assert_eq!(parse_signal("0"), None);
+    }
+}

@@ -1,0 +1,220 @@
+//! `berth cp`: copies files and directory trees between a container and
+//! the host, with docker's rules — copying onto an existing directory puts
+//! the source inside it, onto a new name creates that name, and a source
+//! ending in `/.` copies the directory's contents. `-` reads or writes a
+//! tar stream on stdin/stdout.
+
+use crate::commands::connect;
+use crate::placement::Isolation;
+use anyhow::{bail, Context, Result};
+use berth_protocol::frame::read_frame;
+use berth_protocol::{Request, ResponseEnvelope};
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+
+#[derive(clap::Args)]
+pub struct CpArgs {
+    /// Source: CONTAINER:SRC_PATH, a host path, or - (tar on stdin)
+    src: String,
+    /// Destination: CONTAINER:DEST_PATH, a host path, or - (tar on stdout)
+    dest: String,
+}
+
+/// `CONTAINER:PATH` → (container, path); host paths (also `./a:b`) → None.
+fn split(arg: &str) -> Option<(&str, &str)> {
+    if arg.starts_with('/') || arg.starts_with('.') {
+        return None;
+    }
+    let (c, p) = arg.split_once(':')?;
+    (!c.is_empty() && !c.contains('/')).then_some((c, p))
+}
+
+pub fn run(iso: Isolation, a: &CpArgs) -> Result<i32> {
+    match (split(&a.src), split(&a.dest)) {
+        (Some(_), Some(_)) => {
+            eprintln!("copying between containers is not supported");
+            Ok(1)
+        }
+        (None, None) => {
+            eprintln!("must specify at least one container source");
+            Ok(1)
+        }
+        (Some((c, p)), None) => from_container(iso, c, p, &a.dest),
+        (None, Some((c, p))) => to_container(iso, &a.src, c, p),
+    }
+}
+
+fn clean(name: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in name.components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+fn from_container(iso: Isolation, container: &str, path: &str, dest: &str) -> Result<i32> {
+    if path.is_empty() {
+        eprintln!("no source path given");
+        return Ok(1);
+    }
+    let contents = path.ends_with("/.");
+    let mut stream = match connect(iso)?.into_stream(Request::CopyFrom {
+        id: container.into(),
+        path: path.into(),
+    }) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("Error response from daemon: {e}");
+            return Ok(1);
+        }
+    };
+    if dest == "-" {
+        let mut out = std::io::stdout().lock();
+        std::io::copy(&mut stream, &mut out)?;
+        out.flush()?;
+        return Ok(0);
+    }
+    let dest = Path::new(dest);
+    // Where entries go and whether the top entry is renamed or dropped.
+    let (base, rename, strip) = if contents {
+        std::fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
+        (dest.to_path_buf(), None, true)
+    } else if dest.is_dir() {
+        (dest.to_path_buf(), None, false)
+    } else {
+        let parent = dest
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !parent.is_dir() {
+            bail!("destination directory {} does not exist", parent.display());
+        }
+        let name = dest
+            .file_name()
+            .context("destination has no file name")?
+            .to_owned();
+        (parent.to_path_buf(), Some(PathBuf::from(name)), false)
+    };
+    let base_real = base.canonicalize()?;
+    let mut ar = tar::Archive::new(&mut stream);
+    ar.set_preserve_permissions(true);
+    ar.set_overwrite(true);
+    for entry in ar.entries()? {
+        let mut entry = entry.context("reading the archive from the container")?;
+        let raw = entry.path()?.into_owned();
+        let Some(rel) = clean(&raw) else {
+            bail!("refusing archive entry {}", raw.display());
+        };
+        let mut comps = rel.components();
+        let first = comps.next();
+        let rest = comps.as_path().to_path_buf();
+        let rel = match (&rename, strip, first) {
+            (_, true, _) => rest,
+            (Some(n), _, Some(_)) if rest.as_os_str().is_empty() => n.clone(),
+            (Some(n), _, Some(_)) => n.join(rest),
+            _ => rel,
+        };
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        let target = base.join(&rel);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+            // A symlink from the archive must not lead the next entries out.
+            if !parent.canonicalize()?.starts_with(&base_real) {
+                bail!(
+                    "refusing archive entry {} (leaves the destination)",
+                    raw.display()
+                );
+            }
+        }
+        if entry.header().entry_type().is_dir() && target.is_dir() {
+            continue;
+        }
+        entry
+            .unpack(&target)
+            .with_context(|| format!("writing {}", target.display()))?;
+    }
+    Ok(0)
+}
+
+fn to_container(iso: Isolation, src: &str, container: &str, path: &str) -> Result<i32> {
+    if path.is_empty() {
+        eprintln!("no destination path given");
+        return Ok(1);
+    }
+    let stream = match connect(iso)?.into_stream(Request::CopyTo {
+        id: container.into(),
+        path: path.into(),
+    }) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("Error response from daemon: {e}");
+            return Ok(1);
+        }
+    };
+    let mut w = stream.try_clone()?;
+    let sent: Result<()> = (|| {
+        if src == "-" {
+            std::io::copy(&mut std::io::stdin().lock(), &mut w)?;
+            return Ok(());
+        }
+        let p = Path::new(src);
+        let meta = std::fs::symlink_metadata(p)
+            .with_context(|| format!("lstat {src}: no such file or directory"))?;
+        let mut b = tar::Builder::new(&mut w);
+        b.follow_symlinks(false);
+        if src.ends_with("/.") {
+            b.append_dir_all(".", p)?;
+        } else {
+            let name = p
+                .canonicalize()?
+                .file_name()
+                .map(PathBuf::from)
+                .context("source has no file name")?;
+            if meta.is_dir() {
+                b.append_dir_all(&name, p)?;
+            } else {
+                b.append_path_with_name(p, &name)?;
+            }
+        }
+        b.finish()?;
+        Ok(())
+    })();
+    let _ = w.flush();
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut r = stream;
+    let reply: Result<ResponseEnvelope, _> = read_frame(&mut r);
+    if let Err(e) = sent {
+        eprintln!("{e:#}");
+        return Ok(1);
+    }
+    match reply {
+        Ok(env) => match env.result {
+            Ok(_) => Ok(0),
+            Err(e) => {
+                eprintln!("Error response from daemon: {e}");
+                Ok(1)
+            }
+        },
+        Err(e) => bail!("copy failed: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split;
+
+    #[test]
+    fn container_paths() {
+        assert_eq!(split("web:/etc"), Some(("web", "/etc")));
+        assert_eq!(split("/tmp/a:b"), None);
+        assert_eq!(split("./x:y"), None);
+        assert_eq!(split("-"), None);
+        assert_eq!(split("dir/a:b"), None);
+    }
+}

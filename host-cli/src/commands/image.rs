@@ -1,0 +1,338 @@
+//! `berth image …` management verbs that have no top-level twin of their
+//! own here: `inspect`, `history`, `prune` (plus aliases of the top-level
+//! ones), and the docker-shaped image JSON `inspect` prints.
+
+use crate::commands::connect;
+use crate::fmt::{ago, human_size, table};
+use crate::image_cache::ImageCache;
+use crate::placement::Isolation;
+use anyhow::{bail, Result};
+use berth_protocol::reference::Reference;
+use berth_protocol::{ImageSummary, Request, Response};
+use serde_json::{json, Value};
+use std::io::{BufRead, IsTerminal, Write};
+
+#[derive(clap::Subcommand)]
+pub enum ImageCommand {
+    /// Display detailed information on one or more images
+    Inspect {
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Show the history of an image
+    History(HistoryArgs),
+    /// Remove unused images
+    Prune(PruneArgs),
+    /// List images
+    Ls(crate::commands::images::ImagesArgs),
+    /// Download an image from a registry
+    Pull(crate::commands::pull::PullArgs),
+    /// Upload an image to a registry
+    Push(crate::commands::push::PushArgs),
+    /// Save images to a tar archive
+    Save(crate::commands::save::SaveArgs),
+    /// Load images from a tar archive
+    Load(crate::commands::load::LoadArgs),
+}
+
+#[derive(clap::Args)]
+pub struct HistoryArgs {
+    /// Only show image IDs
+    #[arg(short, long)]
+    quiet: bool,
+    /// Don't truncate output
+    #[arg(long)]
+    no_trunc: bool,
+    /// Print sizes and dates in human readable format
+    #[arg(short = 'H', long, default_value_t = true, action = clap::ArgAction::Set)]
+    human: bool,
+    image: String,
+}
+
+#[derive(clap::Args)]
+pub struct PruneArgs {
+    /// Remove all unused images, not just dangling ones
+    #[arg(short, long)]
+    all: bool,
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    force: bool,
+}
+
+pub fn run(iso: Isolation, c: &ImageCommand) -> Result<i32> {
+    match c {
+        ImageCommand::Inspect { images } => inspect(iso, images),
+        ImageCommand::History(a) => history(iso, a),
+        ImageCommand::Prune(a) => prune(iso, a),
+        ImageCommand::Ls(a) => crate::commands::images::list(iso, a),
+        ImageCommand::Pull(a) => crate::commands::pull::run(iso, a),
+        ImageCommand::Push(a) => crate::commands::push::run(iso, a),
+        ImageCommand::Save(a) => crate::commands::save::run(iso, a),
+        ImageCommand::Load(a) => crate::commands::load::run(iso, a),
+    }
+}
+
+/// The `repo@digest` names of an image, docker-style (familiar repository).
+pub fn repo_digests(id: &str) -> Vec<String> {
+    ImageCache::open()
+        .map(|c| c.repo_digests(id))
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|rd| Reference::parse(rd).ok())
+        .map(|r| r.familiar())
+        .collect()
+}
+
+/// Docker's image inspect object for an agent image summary.
+pub fn inspect_json(img: &ImageSummary) -> Value {
+    let tags: Vec<String> = img
+        .tags
+        .iter()
+        .filter_map(|t| Reference::parse(t).ok())
+        .map(|r| r.familiar())
+        .collect();
+    let cfg = &img.config;
+    let s = |k: &str| {
+        cfg.get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    json!({
+        "Id": img.id,
+        "RepoTags": tags,
+        "RepoDigests": repo_digests(&img.id),
+        "Parent": "",
+        "Comment": s("comment"),
+        "Created": img.created.clone().unwrap_or_default(),
+        "DockerVersion": s("docker_version"),
+        "Author": s("author"),
+        "Config": cfg.get("config").cloned().unwrap_or(Value::Null),
+        "Architecture": img.architecture,
+        "Variant": cfg.get("variant").cloned().unwrap_or(Value::Null),
+        "Os": img.os,
+        "Size": img.size,
+        "VirtualSize": img.size,
+        "GraphDriver": {"Name": "overlay2", "Data": null},
+        "RootFS": {
+            "Type": "layers",
+            "Layers": cfg.pointer("/rootfs/diff_ids").cloned().unwrap_or(json!([])),
+        },
+        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"}
+    })
+}
+
+fn inspect(iso: Isolation, names: &[String]) -> Result<i32> {
+    let mut c = connect(iso)?;
+    let mut out = Vec::new();
+    let mut code = 0;
+    for n in names {
+        match c.call(Request::ImageInspect {
+            reference: n.clone(),
+        }) {
+            Ok(Response::Image(img)) => out.push(inspect_json(&img)),
+            _ => {
+                eprintln!("Error: No such image: {n}");
+                code = 1;
+            }
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(code)
+}
+
+pub fn history(iso: Isolation, a: &HistoryArgs) -> Result<i32> {
+    let img = match connect(iso)?.call(Request::ImageInspect {
+        reference: a.image.clone(),
+    }) {
+        Ok(Response::Image(img)) => img,
+        Ok(_) => bail!("unexpected response"),
+        Err(e) => bail!("No such image: {} ({e})", a.image),
+    };
+    // Layer sizes as docker shows them (regular file bytes in the layer),
+    // read from the host cache's blobs, in the order of the history
+    // entries that made a layer.
+    let layer_sizes: Vec<u64> = ImageCache::open()
+        .ok()
+        .and_then(|c| {
+            let rec = c.resolve(&img.id)?;
+            Some(
+                rec.layers
+                    .iter()
+                    .map(|l| {
+                        c.blob_path(&l.digest)
+                            .ok()
+                            .and_then(|p| layer_content_size(&p).ok())
+                            .unwrap_or(l.size)
+                    })
+                    .collect(),
+            )
+        })
+        .unwrap_or_default();
+    let empty = Vec::new();
+    let hist = img
+        .config
+        .get("history")
+        .and_then(|h| h.as_array())
+        .unwrap_or(&empty);
+    let mut rows = Vec::new();
+    let mut layer = 0;
+    for h in hist {
+        let empty_layer = h
+            .get("empty_layer")
+            .and_then(|e| e.as_bool())
+            .unwrap_or(false);
+        let size = if empty_layer {
+            0
+        } else {
+            let s = layer_sizes.get(layer).copied().unwrap_or(0);
+            layer += 1;
+            s
+        };
+        let field = |k: &str| h.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        rows.push((
+            field("created"),
+            field("created_by"),
+            size,
+            field("comment"),
+        ));
+    }
+    rows.reverse();
+    let full_id = img.id.clone();
+    let id = if a.no_trunc {
+        full_id.clone()
+    } else {
+        full_id.trim_start_matches("sha256:")[..12].to_string()
+    };
+    if a.quiet {
+        for (i, _) in rows.iter().enumerate() {
+            println!("{}", if i == 0 { id.as_str() } else { "<missing>" });
+        }
+        return Ok(0);
+    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (created, by, size, comment))| {
+            let by = if a.no_trunc || by.chars().count() <= 45 {
+                by.clone()
+            } else {
+                format!("{}…", by.chars().take(44).collect::<String>())
+            };
+            vec![
+                if i == 0 {
+                    id.clone()
+                } else {
+                    "<missing>".into()
+                },
+                if a.human {
+                    ago(Some(created.as_str()))
+                } else {
+                    created.clone()
+                },
+                by,
+                if a.human {
+                    human_size(*size)
+                } else {
+                    size.to_string()
+                },
+                comment.clone(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
+            &cells
+        )
+    );
+    Ok(0)
+}
+
+/// Sum of the regular file sizes in a (possibly gzip-compressed) layer tar.
+fn layer_content_size(path: &std::path::Path) -> Result<u64> {
+    let mut f = std::fs::File::open(path)?;
+    let mut magic = [0u8; 2];
+    let n = std::io::Read::read(&mut f, &mut magic)?;
+    std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(0))?;
+    let reader: Box<dyn std::io::Read> = if n == 2 && magic == [0x1f, 0x8b] {
+        Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
+            f,
+        )))
+    } else {
+        Box::new(std::io::BufReader::new(f))
+    };
+    let mut ar = tar::Archive::new(reader);
+    let mut total = 0;
+    for e in ar.entries()? {
+        let e = e?;
+        if matches!(
+            e.header().entry_type(),
+            tar::EntryType::Regular | tar::EntryType::Continuous
+        ) {
+            total += e.size();
+        }
+    }
+    Ok(total)
+}
+
+fn prune(iso: Isolation, a: &PruneArgs) -> Result<i32> {
+    if !a.force {
+        let what = if a.all {
+            "all images without at least one container associated to them"
+        } else {
+            "all dangling images"
+        };
+        eprint!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
+        let _ = std::io::stderr().flush();
+        let mut l = String::new();
+        if std::io::stdin().is_terminal() {
+            std::io::stdin().lock().read_line(&mut l)?;
+        }
+        if !matches!(l.trim(), "y" | "Y" | "yes") {
+            eprintln!();
+            return Ok(0);
+        }
+    }
+    let mut c = connect(iso)?;
+    let Response::Images(images) = c.call(Request::ImageList)? else {
+        bail!("unexpected response")
+    };
+    let used: Vec<String> = match c.call(Request::ContainerList { all: true })? {
+        Response::Containers(cs) => cs.into_iter().map(|c| c.image_id).collect(),
+        _ => Vec::new(),
+    };
+    let cache = ImageCache::open()?;
+    let mut deleted = Vec::new();
+    let mut reclaimed = 0u64;
+    for img in images {
+        let unused = !used.contains(&img.id);
+        if !(unused && (img.tags.is_empty() || a.all)) {
+            continue;
+        }
+        // Only images no container uses get here; -a removes them whatever
+        // their tags.
+        match c.call(Request::ImageRemove {
+            reference: img.id.clone(),
+            force: a.all,
+        }) {
+            Ok(Response::Removed(lines)) => {
+                reclaimed += img.size;
+                let _ = cache.forget(&img.id);
+                deleted.extend(lines);
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("berth: could not remove {}: {e}", &img.id),
+        }
+    }
+    if !deleted.is_empty() {
+        println!("Deleted Images:");
+        for d in &deleted {
+            println!("{d}");
+        }
+        println!();
+    }
+    println!("Total reclaimed space: {}", human_size(reclaimed));
+    Ok(0)
+}

@@ -1,0 +1,141 @@
+//! `berth images`.
+
+use crate::commands::connect;
+use crate::fmt::{ago, human_size, table};
+use crate::placement::Isolation;
+use anyhow::Result;
+use berth_protocol::reference::Reference;
+use berth_protocol::{Request, Response};
+use serde_json::json;
+
+#[derive(clap::Args)]
+pub struct ImagesArgs {
+    /// Show all images
+    #[arg(short, long)]
+    all: bool,
+    /// Only show image IDs
+    #[arg(short, long)]
+    quiet: bool,
+    /// Show digests
+    #[arg(long)]
+    digests: bool,
+    /// Format output: "table" or "json"
+    #[arg(long)]
+    format: Option<String>,
+    /// Show only images of this repository
+    repository: Option<String>,
+}
+
+pub fn list(iso: Isolation, a: &ImagesArgs) -> Result<i32> {
+    let Response::Images(images) = connect(iso)?.call(Request::ImageList)? else {
+        anyhow::bail!("unexpected response")
+    };
+    // Intermediate images do not exist in berth's store: -a lists the same.
+    let _ = a.all;
+    let mut rows = Vec::new();
+    let repo_digests: std::collections::HashMap<String, Vec<String>> = images
+        .iter()
+        .map(|i| (i.id.clone(), crate::commands::image::repo_digests(&i.id)))
+        .collect();
+    // The digest a repository knows the image by, for --digests.
+    let digest_of = |id: &str, repo: &str| -> String {
+        repo_digests
+            .get(id)
+            .and_then(|l| {
+                l.iter()
+                    .find(|rd| rd.split('@').next() == Some(repo))
+                    .and_then(|rd| rd.split('@').nth(1))
+            })
+            .unwrap_or("<none>")
+            .to_string()
+    };
+    for img in &images {
+        let short = img.id.trim_start_matches("sha256:")[..12].to_string();
+        let mut names: Vec<(String, String)> = img
+            .tags
+            .iter()
+            .filter_map(|t| Reference::parse(t).ok())
+            .map(|r| {
+                let fam = r.familiar();
+                let (repo, tag) = fam
+                    .rsplit_once(':')
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .unwrap_or((fam.clone(), "<none>".into()));
+                (repo, tag)
+            })
+            .collect();
+        // Pulled by digest only: docker lists the repository, tag <none>.
+        if names.is_empty() {
+            for rd in repo_digests.get(&img.id).into_iter().flatten() {
+                if let Some((repo, _)) = rd.split_once('@') {
+                    if !names.iter().any(|(r, _)| r == repo) {
+                        names.push((repo.to_string(), "<none>".into()));
+                    }
+                }
+            }
+        }
+        if names.is_empty() {
+            names.push(("<none>".into(), "<none>".into()));
+        }
+        for (repo, tag) in names {
+            if let Some(filter) = &a.repository {
+                let want = Reference::parse(filter).ok().map(|r| r.familiar());
+                let want_repo = want
+                    .as_deref()
+                    .and_then(|w| w.rsplit_once(':').map(|x| x.0.to_string()))
+                    .unwrap_or_else(|| filter.clone());
+                if repo != want_repo && repo != *filter {
+                    continue;
+                }
+            }
+            rows.push((repo, tag, short.clone(), img));
+        }
+    }
+    match a.format.as_deref() {
+        Some("json") => {
+            for (repo, tag, short, img) in &rows {
+                let v = json!({
+                    "Containers": "N/A", "CreatedAt": img.created.clone().unwrap_or_default(),
+                    "CreatedSince": ago(img.created.as_deref()), "Digest": digest_of(&img.id, repo), "ID": short,
+                    "Repository": repo, "SharedSize": "N/A", "Size": human_size(img.size), "Tag": tag,
+                    "UniqueSize": "N/A", "VirtualSize": human_size(img.size)
+                });
+                println!("{v}");
+            }
+        }
+        Some(f) if f != "table" => anyhow::bail!("unsupported --format {f:?} (use table or json)"),
+        _ if a.quiet => {
+            let mut seen = Vec::new();
+            for (_, _, short, _) in &rows {
+                if !seen.contains(short) {
+                    println!("{short}");
+                    seen.push(short.clone());
+                }
+            }
+        }
+        _ => {
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|(repo, tag, short, img)| {
+                    let mut row = vec![repo.clone(), tag.clone()];
+                    if a.digests {
+                        row.push(digest_of(&img.id, repo));
+                    }
+                    row.extend([
+                        short.clone(),
+                        ago(img.created.as_deref()),
+                        human_size(img.size),
+                    ]);
+                    row
+                })
+                .collect();
+            let headers: &[&str] = if a.digests {
+                &["REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED", "SIZE"]
+            } else {
+                &["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
+            };
+            print!("{}", table(headers, &cells));
+        }
+    }
+    Ok(0)
+}

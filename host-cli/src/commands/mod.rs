@@ -1,0 +1,133 @@
+//! One module per CLI verb (or family of verbs).
+
+pub mod container;
+pub mod cp;
+pub mod image;
+pub mod images;
+pub mod load;
+pub mod login;
+pub mod machine;
+pub mod ps;
+pub mod pull;
+pub mod push;
+pub mod run;
+pub mod save;
+
+use crate::client::Connection;
+use crate::placement::{self, Isolation};
+use crate::{Cli, Command, ContainerCommand};
+use anyhow::{bail, Result};
+use berth_protocol::{Request, Response};
+
+/// Opens a control connection for the selected placement.
+pub fn connect(iso: Isolation) -> Result<Connection> {
+    match iso {
+        Isolation::Native => placement::connect_native(),
+        Isolation::Shared => crate::machine::Machine::default_machine().connect(),
+        Isolation::Vm => {
+            bail!("--isolation vm is not available in this build yet; use --isolation shared or native")
+        }
+    }
+}
+
+/// Runs the command; returns the process exit code.
+pub fn dispatch(cli: &Cli) -> Result<i32> {
+    let iso = cli.isolation;
+    match &cli.command {
+        Command::Load(a) => load::run(iso, a),
+        Command::Images(a) => images::list(iso, a),
+        Command::Tag { source, target } => {
+            connect(iso)?.call(Request::ImageTag {
+                source: source.clone(),
+                target: target.clone(),
+            })?;
+            Ok(0)
+        }
+        Command::Rmi { force, images } => {
+            let mut c = connect(iso)?;
+            let mut code = 0;
+            for i in images {
+                match c.call(Request::ImageRemove {
+                    reference: i.clone(),
+                    force: *force,
+                }) {
+                    Ok(Response::Removed(lines)) => lines.iter().for_each(|l| println!("{l}")),
+                    Ok(_) => {}
+                    Err(e) => {
+                        eprintln!("Error response from daemon: {e}");
+                        code = 1;
+                    }
+                }
+            }
+            Ok(code)
+        }
+        Command::Run(a) => run::run(iso, a),
+        Command::Ps(a) => ps::run(iso, a),
+        Command::Rm { force, containers } => {
+            let mut c = connect(iso)?;
+            let mut code = 0;
+            for k in containers {
+                match c.call(Request::ContainerRemove {
+                    id: k.clone(),
+                    force: *force,
+                }) {
+                    Ok(_) => println!("{k}"),
+                    Err(e) => {
+                        eprintln!("Error response from daemon: {e}");
+                        code = 1;
+                    }
+                }
+            }
+            Ok(code)
+        }
+        Command::Inspect { names } => ps::inspect(iso, names),
+        Command::Logs(a) => container::logs(iso, a),
+        Command::Exec(a) => container::exec(iso, a),
+        Command::Start(a) => container::start(iso, a),
+        Command::Stop(a) => container::stop(iso, a),
+        Command::Restart(a) => container::restart(iso, a),
+        Command::Kill(a) => container::kill(iso, a),
+        Command::Wait { containers } => container::wait(iso, containers),
+        Command::Rename {
+            container,
+            new_name,
+        } => container::rename(iso, container, new_name),
+        Command::Pause { containers } => {
+            container::simple(iso, containers, |id| Request::ContainerPause { id })
+        }
+        Command::Unpause { containers } => {
+            container::simple(iso, containers, |id| Request::ContainerUnpause { id })
+        }
+        Command::Top { container } => container::top(iso, container),
+        Command::Stats(a) => container::stats(iso, a),
+        Command::Update(a) => container::update(iso, a),
+        Command::Port { container } => container::port(iso, container),
+        Command::Commit(a) => container::commit(iso, a),
+        Command::Cp(a) => cp::run(iso, a),
+        Command::Attach(a) => container::attach_cmd(iso, a),
+        Command::Container(ContainerCommand::Prune(a)) => container::prune(iso, a),
+        Command::Container(ContainerCommand::Ls(a)) => ps::run(iso, a),
+        Command::Machine(m) => machine::run(m),
+        Command::Pull(a) => pull::run(iso, a),
+        Command::Push(a) => push::run(iso, a),
+        Command::Login(a) => login::login(a),
+        Command::Logout(a) => login::logout(a),
+        Command::Save(a) => save::run(iso, a),
+        Command::History(a) => image::history(iso, a),
+        Command::Image(c) => image::run(iso, c),
+        Command::Info => {
+            let mut c = connect(iso)?;
+            if let Response::Info(i) = c.call(Request::Info)? {
+                println!("Isolation: {iso:?}");
+                println!("Agent version: {}", i.agent_version);
+                println!("Kernel Version: {}", i.kernel_release);
+                println!("Architecture: {}", i.arch);
+                println!("Cgroup Version: {}", i.cgroup_version);
+                println!("Data Root: {}", i.data_root);
+                println!("Images: {}", i.images);
+                println!("Containers: {}", i.containers);
+            }
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! `berth pull`: fetch an image from a registry into the host cache, then
+//! hand it to the agent like `load` does.
+
+use crate::commands::connect;
+use crate::image_cache::ImageCache;
+use crate::placement::Isolation;
+use crate::registry::fetch::{pull_image, PullProgress};
+use crate::registry::manifest::Platform;
+use crate::registry::RegistryClient;
+use anyhow::{Context, Result};
+use berth_protocol::reference::Reference;
+use berth_protocol::{ImageCommit, LayerRef};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::Mutex;
+
+#[derive(clap::Args)]
+pub struct PullArgs {
+    /// Set platform if server is multi-platform capable (os/arch[/variant])
+    #[arg(long)]
+    platform: Option<String>,
+    /// Suppress verbose output (print only the image id)
+    #[arg(short, long)]
+    quiet: bool,
+    /// Image reference: NAME[:TAG|@DIGEST]
+    image: String,
+}
+
+/// Progress bars on a terminal; otherwise docker-style summary lines.
+struct Reporter {
+    bars: Option<(MultiProgress, Mutex<HashMap<String, ProgressBar>>)>,
+    lines: bool,
+}
+
+fn short(d: &str) -> &str {
+    &d[7..19]
+}
+
+impl Reporter {
+    fn new(quiet: bool) -> Reporter {
+        let tty = std::io::stderr().is_terminal() && std::io::stdout().is_terminal();
+        let bars = (!quiet && tty).then(|| {
+            let mp = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            (mp, Mutex::new(HashMap::new()))
+        });
+        Reporter {
+            lines: !quiet && bars.is_none(),
+            bars,
+        }
+    }
+}
+
+impl PullProgress for Reporter {
+    fn start(&self, digest: &str, size: u64, cached: bool) {
+        if let Some((mp, map)) = &self.bars {
+            let pb = mp.add(ProgressBar::new(size));
+            pb.set_style(
+                ProgressStyle::with_template("{prefix}: {msg} [{bar:30}] {bytes}/{total_bytes}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            pb.set_prefix(short(digest).to_string());
+            if cached {
+                pb.set_style(
+                    ProgressStyle::with_template("{prefix}: {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+                pb.finish_with_message("Already exists");
+            } else {
+                pb.set_message("Downloading");
+            }
+            map.lock().unwrap().insert(digest.to_string(), pb);
+        } else if self.lines && cached {
+            println!("{}: Already exists", short(digest));
+        }
+    }
+
+    fn advance(&self, digest: &str, bytes: u64) {
+        if let Some((_, map)) = &self.bars {
+            if let Some(pb) = map.lock().unwrap().get(digest) {
+                pb.inc(bytes);
+            }
+        }
+    }
+
+    fn done(&self, digest: &str) {
+        if let Some((_, map)) = &self.bars {
+            if let Some(pb) = map.lock().unwrap().get(digest) {
+                pb.finish_with_message("Pull complete");
+            }
+        } else if self.lines {
+            println!("{}: Pull complete", short(digest));
+        }
+    }
+}
+
+pub fn run(iso: Isolation, a: &PullArgs) -> Result<i32> {
+    let r = Reference::parse(&a.image)?;
+    let platform = match &a.platform {
+        Some(p) => Platform::parse(p)?,
+        None => Platform::host(),
+    };
+    let reference = r
+        .digest
+        .clone()
+        .or_else(|| r.tag.clone())
+        .unwrap_or_else(|| "latest".into());
+    if !a.quiet {
+        println!("{}: Pulling from {}", reference, r.path);
+    }
+    let client = RegistryClient::connect(&r.domain, vec![format!("repository:{}:pull", r.path)])
+        .with_context(|| format!("pulling {}", r.familiar()))?;
+    let cache = ImageCache::open()?;
+    cache.remove_stale_temps();
+    let reporter = Reporter::new(a.quiet);
+    let before = cache.resolve(&r.to_string()).map(|c| c.config_digest);
+    let pulled = pull_image(&client, &r.path, &reference, &platform, &cache, &reporter)
+        .with_context(|| format!("pulling {}", r.familiar()))?;
+    let m = &pulled.manifest;
+    let tags = match (&r.tag, &r.digest) {
+        (Some(_), None) => vec![r.to_string()],
+        _ => Vec::new(),
+    };
+    let commit = ImageCommit {
+        config_digest: m.config.digest.clone(),
+        layers: m
+            .layers
+            .iter()
+            .map(|l| LayerRef {
+                digest: l.digest.clone(),
+                media_type: l.media_type.clone(),
+                size: l.size,
+            })
+            .collect(),
+        tags,
+        manifest_digest: Some(pulled.manifest_digest.clone()),
+    };
+    if iso != Isolation::Vm {
+        cache.upload(&commit, &|| connect(iso))?;
+    }
+    cache.record(&commit)?;
+    cache.add_repo_digest(
+        &commit.config_digest,
+        &format!("{}@{}", r.repository(), pulled.top_digest),
+    )?;
+    if a.quiet {
+        println!("{}", commit.config_digest);
+    } else {
+        println!("Digest: {}", pulled.top_digest);
+        let name = r.familiar();
+        if before.as_deref() == Some(commit.config_digest.as_str()) {
+            println!("Status: Image is up to date for {name}");
+        } else {
+            println!("Status: Downloaded newer image for {name}");
+        }
+        println!("{r}");
+    }
+    Ok(0)
+}

@@ -1,0 +1,523 @@
+//! `berth run`: create, attach, start, and relay the container's streams.
+
+use crate::client::{ClientError, Connection};
+use crate::commands::connect;
+use crate::placement::Isolation;
+use crate::platform::UnixStream;
+use crate::tty::{window_size, RawMode};
+use crate::EXIT_ENGINE;
+use anyhow::Result;
+use berth_protocol::mux::{self, Kind};
+use berth_protocol::{ContainerConfig, ErrorKind, Request, Response, RestartPolicy};
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Read, Write};
+use std::sync::{Arc, Mutex};
+
+#[derive(clap::Args, Debug)]
+#[command(trailing_var_arg = true)]
+pub struct RunArgs {
+    /// Run container in background and print container ID
+    #[arg(short, long)]
+    detach: bool,
+    /// Automatically remove the container when it exits
+    #[arg(long)]
+    rm: bool,
+    /// Keep STDIN open even if not attached
+    #[arg(short, long)]
+    interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short, long)]
+    tty: bool,
+    /// Set environment variables
+    #[arg(short, long = "env")]
+    env: Vec<String>,
+    /// Working directory inside the container
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>])
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Overwrite the default ENTRYPOINT of the image
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// Assign a name to the container
+    #[arg(long)]
+    name: Option<String>,
+    /// Container host name
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Set meta data on a container
+    #[arg(short, long = "label")]
+    label: Vec<String>,
+    /// Memory limit
+    #[arg(short, long)]
+    memory: Option<String>,
+    /// Number of CPUs
+    #[arg(long)]
+    cpus: Option<f64>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long)]
+    pids_limit: Option<i64>,
+    /// Read in a file of environment variables
+    #[arg(long)]
+    env_file: Vec<String>,
+    /// Mount the container's root filesystem as read only
+    #[arg(long)]
+    read_only: bool,
+    /// Mount a tmpfs directory (PATH[:OPTIONS])
+    #[arg(long)]
+    tmpfs: Vec<String>,
+    /// Restart policy to apply when a container exits (no, on-failure[:max-retries], always, unless-stopped)
+    #[arg(long, default_value = "no")]
+    restart: String,
+    /// Run an init inside the container that forwards signals and reaps processes
+    #[arg(long)]
+    init: bool,
+    /// Signal to stop the container
+    #[arg(long)]
+    stop_signal: Option<String>,
+    /// Log driver options (max-size=, max-file=)
+    #[arg(long)]
+    log_opt: Vec<String>,
+    /// The image to run
+    image: String,
+    /// Command and arguments
+    command: Vec<String>,
+}
+
+/// Parses docker's memory sizes (`32m`, `1g`, `512k`, plain bytes).
+pub fn parse_bytes(s: &str) -> Result<i64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t
+        .strip_suffix('b')
+        .filter(|x| !x.is_empty() && x.ends_with(|c: char| c.is_ascii_alphabetic()))
+        .unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        Some('b') => (&t[..t.len() - 1], 1),
+        _ => (t, 1),
+    };
+    let v: f64 = num.parse().map_err(|_| format!("invalid size: '{s}'"))?;
+    if !(v.is_finite() && v >= 0.0) {
+        return Err(format!("invalid size: '{s}'"));
+    }
+    Ok((v * mult as f64) as i64)
+}
+
+/// Parses `--restart`.
+pub fn parse_restart(s: &str) -> Result<RestartPolicy, String> {
+    let (name, count) = s.split_once(':').unwrap_or((s, ""));
+    match name {
+        "no" | "always" | "unless-stopped" if count.is_empty() => Ok(RestartPolicy {
+            name: name.into(),
+            maximum_retry_count: 0,
+        }),
+        "on-failure" => Ok(RestartPolicy {
+            name: name.into(),
+            maximum_retry_count: if count.is_empty() {
+                0
+            } else {
+                count
+                    .parse()
+                    .map_err(|_| format!("invalid restart policy format: {s}"))?
+            },
+        }),
+        "always" | "unless-stopped" | "no" => Err(format!(
+            "invalid restart policy format: maximum retry count can only be used with 'on-failure': {s}"
+        )),
+        _ => Err(format!("invalid restart policy format: {s}")),
+    }
+}
+
+/// Reads `--env-file` files: `KEY=VALUE` lines, `#` comments, a bare `KEY`
+/// takes the value from this environment.
+fn env_files(files: &[String]) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f).map_err(|e| format!("open {f}: {e}"))?;
+        for (n, line) in text.lines().enumerate() {
+            let l = line.trim_start();
+            if l.is_empty() || l.starts_with('#') {
+                continue;
+            }
+            let (k, v) = match l.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (l.trim_end(), None),
+            };
+            if k.is_empty() || k.contains(char::is_whitespace) {
+                return Err(format!(
+                    "{f}:{}: variable '{k}' contains whitespaces",
+                    n + 1
+                ));
+            }
+            match v {
+                Some(v) => out.push(format!("{k}={v}")),
+                None => {
+                    if let Ok(v) = std::env::var(k) {
+                        out.push(format!("{k}={v}"));
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn config(a: &RunArgs) -> Result<ContainerConfig, String> {
+    let memory = a.memory.as_deref().map(parse_bytes).transpose()?;
+    if let Some(m) = memory {
+        if m > 0 && m < 6 * 1024 * 1024 {
+            return Err("Minimum memory limit allowed is 6MB".into());
+        }
+    }
+    let nano_cpus = match a.cpus {
+        Some(c) if !(c.is_finite() && c >= 0.0) => {
+            return Err(format!("invalid argument \"{c}\" for \"--cpus\" flag"))
+        }
+        Some(c) => Some((c * 1e9) as i64),
+        None => None,
+    };
+    let mut labels = BTreeMap::new();
+    for l in &a.label {
+        let (k, v) = l.split_once('=').unwrap_or((l, ""));
+        labels.insert(k.to_string(), v.to_string());
+    }
+    let entrypoint = a.entrypoint.as_ref().map(|e| {
+        if e.is_empty() {
+            Vec::new()
+        } else {
+            vec![e.clone()]
+        }
+    });
+    let restart = parse_restart(&a.restart)?;
+    if a.rm && restart.name != "no" {
+        return Err("Conflicting options: --restart and --rm".into());
+    }
+    for t in &a.tmpfs {
+        let dest = t.split_once(':').map(|p| p.0).unwrap_or(t);
+        if !dest.starts_with('/') || dest.split('/').any(|c| c == "..") {
+            return Err(format!(
+                "invalid mount path for --tmpfs: {dest:?} (must be absolute)"
+            ));
+        }
+    }
+    let mut log_max_size = None;
+    let mut log_max_files = None;
+    for o in &a.log_opt {
+        match o.split_once('=') {
+            Some(("max-size", v)) => {
+                log_max_size = Some(parse_bytes(v)?.max(0) as u64);
+            }
+            Some(("max-file", v)) => {
+                log_max_files = Some(
+                    v.parse::<u32>()
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| format!("invalid value for max-file: {v}"))?,
+                );
+            }
+            _ => return Err(format!("unknown log opt '{o}' for json-file log driver")),
+        }
+    }
+    if let Some(s) = &a.stop_signal {
+        if crate::commands::container::parse_signal(s).is_none() {
+            return Err(format!("invalid signal: {s}"));
+        }
+    }
+    let mut env = env_files(&a.env_file)?;
+    env.extend(a.env.iter().cloned());
+    Ok(ContainerConfig {
+        image: a.image.clone(),
+        name: a.name.clone(),
+        cmd: if a.command.is_empty() {
+            None
+        } else {
+            Some(a.command.clone())
+        },
+        entrypoint,
+        env,
+        workdir: a.workdir.clone(),
+        user: a.user.clone(),
+        hostname: a.hostname.clone(),
+        tty: a.tty,
+        open_stdin: a.interactive,
+        auto_remove: a.rm,
+        labels,
+        memory,
+        nano_cpus,
+        pids_limit: a.pids_limit,
+        read_only: a.read_only,
+        tmpfs: a.tmpfs.clone(),
+        restart,
+        init: a.init,
+        stop_signal: a.stop_signal.clone(),
+        log_max_size,
+        log_max_files,
+    })
+}
+
+/// Docker's exit codes for failures before the command ran.
+fn error_code(e: &ClientError) -> i32 {
+    match e.kind() {
+        Some(ErrorKind::CommandNotFound) => 127,
+        Some(ErrorKind::CommandNotExecutable) => 126,
+        _ => EXIT_ENGINE,
+    }
+}
+
+fn fail(e: &ClientError) -> i32 {
+    eprintln!("berth: Error response from daemon: {e}");
+    error_code(e)
+}
+
+pub fn run(iso: Isolation, a: &RunArgs) -> Result<i32> {
+    let cfg = match config(a) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            return Ok(EXIT_ENGINE);
+        }
+    };
+    if a.interactive && a.tty && !std::io::stdin().is_terminal() {
+        eprintln!("the input device is not a TTY");
+        return Ok(1);
+    }
+    if iso == Isolation::Vm {
+        return run_in_own_vm(a, cfg);
+    }
+    run_with(&|| connect(iso), a, cfg)
+}
+
+/// `--isolation vm`: a throw-away microVM for this one container, fed the
+/// image from the host cache over vsock, powered off when it exits.
+fn run_in_own_vm(a: &RunArgs, cfg: ContainerConfig) -> Result<i32> {
+    if a.detach {
+        eprintln!("berth: --isolation vm does not support -d yet; use --isolation shared");
+        return Ok(EXIT_ENGINE);
+    }
+    let cache = crate::image_cache::ImageCache::open()?;
+    let Some(image) = cache.resolve(&a.image) else {
+        eprintln!("Unable to find image '{}' locally", a.image);
+        eprintln!(
+            "berth: Error response from daemon: No such image: {}",
+            a.image
+        );
+        return Ok(EXIT_ENGINE);
+    };
+    let vm = crate::machine::Machine::ephemeral()?;
+    let result = (|| -> Result<i32> {
+        vm.start(crate::machine::MachineSpec::default(), false)?;
+        cache.upload(&image, &|| Ok(vm.connect_running()?))?;
+        run_with(&|| Ok(vm.connect_running()?), a, cfg)
+    })();
+    vm.destroy();
+    match result {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            Ok(EXIT_ENGINE)
+        }
+    }
+}
+
+fn run_with(
+    connect: &dyn Fn() -> Result<Connection>,
+    a: &RunArgs,
+    cfg: ContainerConfig,
+) -> Result<i32> {
+    let mut ctl = match connect() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            return Ok(EXIT_ENGINE);
+        }
+    };
+    let id = match ctl.call(Request::ContainerCreate(Box::new(cfg))) {
+        Ok(Response::Created { id, warnings }) => {
+            warnings.iter().for_each(|w| eprintln!("WARNING: {w}"));
+            id
+        }
+        Ok(other) => anyhow::bail!("unexpected response {other:?}"),
+        Err(e) => {
+            if e.kind() == Some(ErrorKind::NotFound) && e.to_string().starts_with("No such image") {
+                eprintln!("Unable to find image '{}' locally", a.image);
+            }
+            return Ok(fail(&e));
+        }
+    };
+    if a.detach {
+        return match ctl.call(Request::ContainerStart { id: id.clone() }) {
+            Ok(_) => {
+                println!("{id}");
+                Ok(0)
+            }
+            Err(e) => Ok(fail(&e)),
+        };
+    }
+    let conn = match connect() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            return Ok(EXIT_ENGINE);
+        }
+    };
+    match attach(conn, &id, a.interactive, a.tty, true) {
+        Ok(code) => Ok(code),
+        Err(e) => Ok(fail(&e)),
+    }
+}
+
+/// Attaches to a container (starting it when `start`) and relays streams
+/// until it exits; returns its exit code.
+pub fn attach(
+    conn: Connection,
+    id: &str,
+    stdin: bool,
+    tty: bool,
+    start: bool,
+) -> Result<i32, ClientError> {
+    let stream = conn.into_stream(Request::Attach {
+        id: id.to_string(),
+        stdin,
+        start,
+        tty_size: if tty { window_size() } else { None },
+    })?;
+    relay(stream, stdin, tty)
+}
+
+/// Set when the user typed the detach keys (ctrl-p ctrl-q).
+static DETACHED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Relays an attached stream (stdin, resize, output) until the exit frame.
+pub fn relay(stream: UnixStream, stdin: bool, tty: bool) -> Result<i32, ClientError> {
+    let writer = Arc::new(Mutex::new(stream.try_clone()?));
+    let _raw = if tty && stdin && std::io::stdin().is_terminal() {
+        RawMode::enable()
+    } else {
+        None
+    };
+    if tty {
+        spawn_resize_watcher(writer.clone());
+    }
+    if stdin {
+        let w = writer.clone();
+        let detach_keys = tty && std::io::stdin().is_terminal();
+        let s = stream.try_clone()?;
+        std::thread::spawn(move || pump_stdin(w, detach_keys.then_some(s)));
+    }
+    match relay_output(stream) {
+        Err(_) if DETACHED.load(std::sync::atomic::Ordering::SeqCst) => Ok(0),
+        other => other,
+    }
+}
+
+fn send(w: &Mutex<UnixStream>, kind: Kind, data: &[u8]) -> std::io::Result<()> {
+    let mut s = w.lock().unwrap();
+    mux::write_frame(&mut *s, kind, data)
+}
+
+/// Forwards stdin. With `detach` (a terminal), ctrl-p ctrl-q detaches
+/// like docker: the stream is closed and the container keeps running.
+fn pump_stdin(w: Arc<Mutex<UnixStream>>, detach: Option<UnixStream>) {
+    let mut stdin = std::io::stdin().lock();
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut held_ctrl_p = false;
+    loop {
+        match stdin.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                let _ = send(&w, Kind::StdinEof, &[]);
+                return;
+            }
+            Ok(n) => {
+                let mut data = buf[..n].to_vec();
+                if let Some(s) = detach.as_ref() {
+                    if held_ctrl_p {
+                        data.insert(0, 0x10);
+                        held_ctrl_p = false;
+                    }
+                    if let Some(i) = data.windows(2).position(|p| p == [0x10, 0x11]) {
+                        let _ = send(&w, Kind::Stdin, &data[..i]);
+                        DETACHED.store(true, std::sync::atomic::Ordering::SeqCst);
+                        eprint!("\r\nread escape sequence\r\n");
+                        let _ = s.shutdown(std::net::Shutdown::Both);
+                        return;
+                    }
+                    if data.last() == Some(&0x10) {
+                        data.pop();
+                        held_ctrl_p = true;
+                    }
+                }
+                if send(&w, Kind::Stdin, &data).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn spawn_resize_watcher(w: Arc<Mutex<UnixStream>>) {
+    std::thread::spawn(move || {
+        let mut last = None;
+        loop {
+            let now = window_size();
+            if now != last {
+                if let Some((r, c)) = now {
+                    if send(&w, Kind::Resize, &mux::resize_payload(r, c)).is_err() {
+                        return;
+                    }
+                }
+                last = now;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    });
+}
+
+fn relay_output(mut stream: UnixStream) -> Result<i32, ClientError> {
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
+    loop {
+        match mux::read_frame(&mut stream) {
+            Ok(Some((Kind::Stdout, d))) => {
+                out.write_all(&d)?;
+                out.flush()?;
+            }
+            Ok(Some((Kind::Stderr, d))) => {
+                err.write_all(&d)?;
+                err.flush()?;
+            }
+            Ok(Some((Kind::Exit, p))) => return Ok(mux::parse_exit(&p).unwrap_or(255)),
+            Ok(Some((Kind::Error, p))) => {
+                return Err(ClientError::Api(berth_protocol::ApiError::new(
+                    ErrorKind::Internal,
+                    String::from_utf8_lossy(&p),
+                )))
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return Err(ClientError::Unexpected(
+                    "the container's stream ended before it exited".into(),
+                ))
+            }
+            Err(e) => return Err(ClientError::Unexpected(e.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(parse_bytes("32m"), Ok(32 << 20));
+        assert_eq!(parse_bytes("1g"), Ok(1 << 30));
+        assert_eq!(parse_bytes("512kb"), Ok(512 << 10));
+        assert_eq!(parse_bytes("1000"), Ok(1000));
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("-5m").is_err());
+    }
+}

@@ -1,0 +1,259 @@
+//! The host's content-addressed image cache (`$BERTH_HOME/cache`): every
+//! blob `berth load` and `berth pull` bring in, verified, plus the image
+//! records that tie them together. Placements without a persistent store of
+//! their own (`--isolation vm`) are fed from here over vsock.
+
+use crate::client::Connection;
+use anyhow::{bail, Context, Result};
+use berth_protocol::reference::Reference;
+use berth_protocol::{ImageCommit, Request, Response};
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+/// Blobs and image records under one directory.
+pub struct ImageCache {
+    dir: PathBuf,
+}
+
+fn hex_of(digest: &str) -> Result<&str> {
+    match digest.strip_prefix("sha256:") {
+        Some(h) if h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) => {
+            Ok(h)
+        }
+        _ => bail!("invalid digest {digest:?}"),
+    }
+}
+
+impl ImageCache {
+    pub fn open() -> Result<ImageCache> {
+        let dir = crate::placement::state_dir().join("cache");
+        std::fs::create_dir_all(dir.join("blobs/sha256"))?;
+        Ok(ImageCache { dir })
+    }
+
+    /// Serialises read-modify-write of the cache's JSON files between
+    /// berth processes; released when the returned file is dropped.
+    fn lock(&self) -> Result<std::fs::File> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join(".lock"))?;
+        if let Err(e) = crate::platform::lock_exclusive(&f) {
+            bail!("locking the image cache: {e}");
+        }
+        Ok(f)
+    }
+
+    /// Where the blob `digest` is (or would be) stored.
+    pub fn blob_path(&self, digest: &str) -> Result<PathBuf> {
+        Ok(self.dir.join("blobs/sha256").join(hex_of(digest)?))
+    }
+
+    pub fn has_blob(&self, digest: &str) -> bool {
+        self.blob_path(digest).map(|p| p.is_file()).unwrap_or(false)
+    }
+
+    /// Stores `size` bytes from `r` as `digest`, verifying both.
+    pub fn put_blob(&self, digest: &str, size: u64, r: &mut dyn Read) -> Result<()> {
+        let path = self.blob_path(digest)?;
+        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+        let mut f = std::fs::File::create(&tmp)?;
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut left = size;
+        while left > 0 {
+            let want = left.min(buf.len() as u64) as usize;
+            let n = r.read(&mut buf[..want])?;
+            if n == 0 {
+                let _ = std::fs::remove_file(&tmp);
+                bail!("blob {digest} is truncated");
+            }
+            h.update(&buf[..n]);
+            f.write_all(&buf[..n])?;
+            left -= n as u64;
+        }
+        if r.read(&mut buf[..1])? != 0 {
+            let _ = std::fs::remove_file(&tmp);
+            bail!("blob {digest} is larger than its declared {size} bytes");
+        }
+        let actual = format!("sha256:{}", hex::encode(h.finalize()));
+        if actual != digest {
+            let _ = std::fs::remove_file(&tmp);
+            bail!("digest mismatch: expected {digest}, got {actual}");
+        }
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(())
+    }
+
+    /// A fresh temporary path in the blob directory for `digest`; renamed
+    /// into place by [`adopt`](Self::adopt) once verified.
+    pub fn temp_path(&self, digest: &str) -> Result<PathBuf> {
+        Ok(self
+            .blob_path(digest)?
+            .with_extension(format!("tmp-{}", std::process::id())))
+    }
+
+    /// Moves a verified temporary file into place as `digest`.
+    pub fn adopt(&self, tmp: &std::path::Path, digest: &str) -> Result<()> {
+        std::fs::rename(tmp, self.blob_path(digest)?)?;
+        Ok(())
+    }
+
+    /// Deletes temporary files left by berth processes that died mid-way.
+    pub fn remove_stale_temps(&self) {
+        let Ok(dir) = std::fs::read_dir(self.dir.join("blobs/sha256")) else {
+            return;
+        };
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some((_, pid)) = name.split_once(".tmp-") else {
+                continue;
+            };
+            let alive = pid
+                .parse::<u32>()
+                .map(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+                .unwrap_or(false);
+            if !alive {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
+    /// Reads a small cached blob (manifest, config) whole.
+    pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>> {
+        let p = self.blob_path(digest)?;
+        std::fs::read(&p).with_context(|| format!("blob {digest} missing from the host cache"))
+    }
+
+    fn repo_digest_map(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        std::fs::read(self.dir.join("repo_digests.json"))
+            .ok()
+            .and_then(|d| serde_json::from_slice(&d).ok())
+            .unwrap_or_default()
+    }
+
+    /// `repo@digest` names an image is known by in registries.
+    pub fn repo_digests(&self, config_digest: &str) -> Vec<String> {
+        self.repo_digest_map()
+            .remove(config_digest)
+            .unwrap_or_default()
+    }
+
+    /// Remembers that `repo_digest` (`domain/path@sha256:…`) names the image.
+    /// A repository keeps one digest per image, as docker's RepoDigests.
+    pub fn add_repo_digest(&self, config_digest: &str, repo_digest: &str) -> Result<()> {
+        let _lock = self.lock()?;
+        let mut map = self.repo_digest_map();
+        let repo = repo_digest.split('@').next().unwrap_or("");
+        let list = map.entry(config_digest.to_string()).or_default();
+        list.retain(|d| d.split('@').next() != Some(repo));
+        list.push(repo_digest.to_string());
+        let tmp = self
+            .dir
+            .join(format!("repo_digests.json.tmp-{}", std::process::id()));
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&map)?)?;
+        std::fs::rename(tmp, self.dir.join("repo_digests.json"))?;
+        Ok(())
+    }
+
+    /// Forgets an image record (its blobs stay until pruned).
+    pub fn forget(&self, config_digest: &str) -> Result<()> {
+        let _lock = self.lock()?;
+        let mut all = self.records();
+        all.retain(|r| r.config_digest != config_digest);
+        let tmp = self
+            .dir
+            .join(format!("images.json.tmp-{}", std::process::id()));
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&all)?)?;
+        std::fs::rename(tmp, self.dir.join("images.json"))?;
+        Ok(())
+    }
+
+    fn records(&self) -> Vec<ImageCommit> {
+        std::fs::read(self.dir.join("images.json"))
+            .ok()
+            .and_then(|d| serde_json::from_slice(&d).ok())
+            .unwrap_or_default()
+    }
+
+    /// Records an image; its tags move away from older records.
+    pub fn record(&self, commit: &ImageCommit) -> Result<()> {
+        let _lock = self.lock()?;
+        let mut all = self.records();
+        for r in &mut all {
+            r.tags.retain(|t| !commit.tags.contains(t));
+        }
+        // The same image under another name keeps its other names.
+        let mut commit = commit.clone();
+        for r in all
+            .iter()
+            .filter(|r| r.config_digest == commit.config_digest)
+        {
+            for t in &r.tags {
+                if !commit.tags.contains(t) {
+                    commit.tags.push(t.clone());
+                }
+            }
+        }
+        all.retain(|r| r.config_digest != commit.config_digest);
+        all.push(commit);
+        let tmp = self
+            .dir
+            .join(format!("images.json.tmp-{}", std::process::id()));
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&all)?)?;
+        std::fs::rename(tmp, self.dir.join("images.json"))?;
+        Ok(())
+    }
+
+    /// Finds an image by reference, id, or unique id prefix.
+    pub fn resolve(&self, reference: &str) -> Option<ImageCommit> {
+        let all = self.records();
+        if let Ok(r) = Reference::parse(reference) {
+            let norm = r.to_string();
+            if let Some(c) = all.iter().find(|c| c.tags.contains(&norm)) {
+                return Some(c.clone());
+            }
+        }
+        let hex = reference.strip_prefix("sha256:").unwrap_or(reference);
+        if hex.len() < 4 {
+            return None;
+        }
+        let m: Vec<&ImageCommit> = all
+            .iter()
+            .filter(|c| c.config_digest[7..].starts_with(hex))
+            .collect();
+        (m.len() == 1).then(|| m[0].clone())
+    }
+
+    /// Sends the image's blobs the agent lacks, then commits the image there.
+    pub fn upload(
+        &self,
+        commit: &ImageCommit,
+        connect: &dyn Fn() -> Result<Connection>,
+    ) -> Result<()> {
+        let mut ctl = connect()?;
+        let digests: Vec<String> = std::iter::once(commit.config_digest.clone())
+            .chain(commit.layers.iter().map(|l| l.digest.clone()))
+            .collect();
+        let present = match ctl.call(Request::BlobsPresent {
+            digests: digests.clone(),
+        })? {
+            Response::BlobsPresent { present } => present,
+            _ => Vec::new(),
+        };
+        for d in digests.iter().filter(|d| !present.contains(d)) {
+            let path = self.blob_path(d)?;
+            let mut f = std::fs::File::open(&path)
+                .with_context(|| format!("blob {d} missing from the host cache"))?;
+            let size = f.metadata()?.len();
+            connect()?
+                .put_blob(d, size, &mut f)
+                .with_context(|| format!("uploading {d}"))?;
+        }
+        ctl.call(Request::ImageCommit(commit.clone()))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,159 @@
+//! `berth`: Docker-compatible containers, run natively or in microVMs.
+
+mod archive;
+mod client;
+mod commands;
+mod fmt;
+mod image_cache;
+mod machine;
+mod placement;
+mod platform;
+mod registry;
+mod tty;
+
+use clap::{Parser, Subcommand};
+use placement::Isolation;
+
+/// Exit code docker uses when the engine itself failed.
+pub const EXIT_ENGINE: i32 = 125;
+
+#[derive(Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "Docker-compatible containers in lightweight microVMs"
+)]
+pub struct Cli {
+    /// Where containers run: native (this Linux host), shared (one machine VM), vm (own microVM each)
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_ISOLATION",
+        value_enum,
+        default_value = "native"
+    )]
+    pub isolation: Isolation,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Load images from a docker-save or OCI archive
+    Load(commands::load::LoadArgs),
+    /// List images
+    Images(commands::images::ImagesArgs),
+    /// Create a new tag that refers to an image
+    Tag { source: String, target: String },
+    /// Remove one or more images
+    Rmi {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Run a command in a new container
+    Run(Box<commands::run::RunArgs>),
+    /// List containers
+    Ps(commands::ps::PsArgs),
+    /// Remove one or more containers
+    Rm {
+        /// Force the removal of a running container (uses SIGKILL)
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Return low-level information on containers or images
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Fetch the logs of a container
+    Logs(commands::container::LogsArgs),
+    /// Execute a command in a running container
+    Exec(commands::container::ExecArgs),
+    /// Start one or more stopped containers
+    Start(commands::container::StartArgs),
+    /// Stop one or more running containers
+    Stop(commands::container::StopArgs),
+    /// Restart one or more containers
+    Restart(commands::container::StopArgs),
+    /// Kill one or more running containers
+    Kill(commands::container::KillArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Rename a container
+    Rename { container: String, new_name: String },
+    /// Pause all processes within one or more containers
+    Pause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Unpause all processes within one or more containers
+    Unpause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Display the running processes of a container
+    Top { container: String },
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(commands::container::StatsArgs),
+    /// Update configuration of one or more containers
+    Update(commands::container::UpdateArgs),
+    /// List port mappings for the container
+    Port { container: String },
+    /// Create a new image from a container's changes
+    Commit(commands::container::CommitArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(commands::cp::CpArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(commands::container::AttachArgs),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(ContainerCommand),
+    /// Show agent and placement information
+    Info,
+    /// Manage the machine VM that hosts shared-placement containers
+    #[command(subcommand)]
+    Machine(commands::machine::MachineCommand),
+    /// Download an image from a registry
+    Pull(commands::pull::PullArgs),
+    /// Upload an image to a registry
+    Push(commands::push::PushArgs),
+    /// Log in to a registry
+    Login(commands::login::LoginArgs),
+    /// Log out from a registry
+    Logout(commands::login::LogoutArgs),
+    /// Save images to a tar archive (streamed to STDOUT by default)
+    Save(commands::save::SaveArgs),
+    /// Show the history of an image
+    History(commands::image::HistoryArgs),
+    /// Manage images
+    #[command(subcommand)]
+    Image(commands::image::ImageCommand),
+}
+
+#[derive(Subcommand)]
+pub enum ContainerCommand {
+    /// Remove all stopped containers
+    Prune(commands::container::PruneArgs),
+    /// List containers
+    #[command(alias = "ps", alias = "list")]
+    Ls(commands::ps::PsArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match commands::dispatch(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}

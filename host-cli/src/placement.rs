@@ -1,0 +1,145 @@
+//! Where containers run, and how to reach the agent that runs them.
+//!
+//! `native`: the agent runs on this Linux host, started on demand and found
+//! through `<state>/native/agent.sock`.
+
+use crate::client::{Connection, Endpoint};
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Container placements, as `--isolation` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Isolation {
+    /// Containers run directly on this Linux host.
+    Native,
+    /// Containers share one long-lived machine VM.
+    Shared,
+    /// Each container gets its own microVM.
+    Vm,
+}
+
+/// berth's per-user state directory.
+pub fn state_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("BERTH_HOME") {
+        return PathBuf::from(p);
+    }
+    if let Some(p) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(p).join("berth");
+    }
+    crate::platform::default_data_dir()
+}
+
+/// Finds the `berth-agent` binary: `$BERTH_AGENT`, next to `berth`, or in
+/// cargo's static-target output directory during development.
+pub fn agent_binary() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("BERTH_AGENT") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().context("locating the berth binary")?;
+    let dir = exe.parent().context("berth binary has no directory")?;
+    let profile = dir.file_name().map(|s| s.to_owned()).unwrap_or_default();
+    let candidates = [
+        dir.join("berth-agent"),
+        dir.parent()
+            .map(|t| {
+                t.join("x86_64-unknown-linux-gnu")
+                    .join(&profile)
+                    .join("berth-agent")
+            })
+            .unwrap_or_default(),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .with_context(|| {
+            format!(
+                "berth-agent not found (looked in {}); set BERTH_AGENT",
+                dir.display()
+            )
+        })
+}
+
+/// Makes `cmd` start in a session of its own, so it outlives this command.
+pub fn detach(cmd: &mut std::process::Command) {
+    crate::platform::detach(cmd);
+}
+
+/// The native agent's data root and socket.
+pub fn native_paths() -> (PathBuf, PathBuf) {
+    let root = state_dir().join("native");
+    let sock = root.join("agent.sock");
+    (root, sock)
+}
+
+/// Connects to the native agent, starting it if nobody listens.
+pub fn connect_native() -> Result<Connection> {
+    if !cfg!(target_os = "linux") {
+        bail!("--isolation native needs a Linux host; use --isolation shared or vm");
+    }
+    let (root, sock) = native_paths();
+    let ep = Endpoint::Unix(sock.clone());
+    // A listening socket is not enough: an agent that is being killed can
+    // still accept and then reset. Only a completed handshake counts.
+    if let Ok(c) = Connection::open(&ep) {
+        return Ok(c);
+    }
+    start_native_agent(&root, &sock)
+}
+
+fn start_native_agent(root: &std::path::Path, sock: &std::path::Path) -> Result<Connection> {
+    std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+    let agent = agent_binary()?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(root.join("agent.log"))?;
+    let mut cmd = std::process::Command::new(&agent);
+    cmd.arg("serve")
+        .arg("--root")
+        .arg(root)
+        .arg("--socket")
+        .arg(sock);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    detach(&mut cmd);
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", agent.display()))?;
+    let ep = Endpoint::Unix(sock.to_path_buf());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut exited = None;
+    while Instant::now() < deadline {
+        if let Ok(c) = Connection::open(&ep) {
+            if exited.is_none() {
+                // The agent lives on; its exit is reaped by init.
+                std::mem::forget(child);
+            }
+            return Ok(c);
+        }
+        if exited.is_none() {
+            if let Ok(Some(status)) = child.try_wait() {
+                // Another CLI may have started an agent at the same time;
+                // give that one a moment to answer before giving up.
+                exited = Some((status, Instant::now()));
+            }
+        }
+        if let Some((status, at)) = exited {
+            if at.elapsed() > Duration::from_secs(2) {
+                let log = std::fs::read_to_string(root.join("agent.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                bail!(
+                    "berth-agent exited ({status}): {}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!(
+        "berth-agent did not start listening on {} within 20 s",
+        sock.display()
+    )
+}

@@ -1,0 +1,196 @@
+//! What differs between host operating systems, in one place: the stream
+//! type that reaches the agent or the VMM's vsock socket, process control
+//! and file locks.
+//!
+//! The transport is AF_UNIX everywhere. Windows 10 (1803) and later support
+//! AF_UNIX stream sockets natively (`uds_windows` wraps them), so the VMM
+//! keeps one listener type and the Firecracker `CONNECT <port>\n` convention
+//! on every OS; named pipes would need a second muxer in the VMM and a second
+//! client path here, for no gain.
+
+use std::fs::File;
+use std::io;
+
+#[cfg(unix)]
+pub use std::os::unix::net::UnixStream;
+#[cfg(windows)]
+pub use uds_windows::UnixStream;
+
+/// Kills process `pid` without giving it a chance to clean up.
+pub fn kill(pid: i32) {
+    #[cfg(unix)]
+    // SAFETY: kill(2) has no memory-safety preconditions; callers only pass
+    // the pid of a VMM this machine started (pid file + name checked).
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    #[cfg(windows)]
+    {
+        use windows_sys::Win32::Foundation::CloseHandle;
+        use windows_sys::Win32::System::Threading::{
+            OpenProcess, TerminateProcess, PROCESS_TERMINATE,
+        };
+        // SAFETY: OpenProcess returns a handle we own or null; it is closed
+        // exactly once below.
+        unsafe {
+            let h = OpenProcess(PROCESS_TERMINATE, 0, pid as u32);
+            if !h.is_null() {
+                TerminateProcess(h, 1);
+                CloseHandle(h);
+            }
+        }
+    }
+}
+
+/// Blocks until this process holds an exclusive lock on `file`; the lock is
+/// released when the file is closed.
+pub fn lock_exclusive(file: &File) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::io::AsRawHandle;
+        use windows_sys::Win32::Storage::FileSystem::{LockFileEx, LOCKFILE_EXCLUSIVE_LOCK};
+        use windows_sys::Win32::System::IO::OVERLAPPED;
+        // SAFETY: the handle is live for the call; OVERLAPPED is plain data
+        // (all-zero = offset 0) and only read during this synchronous call.
+        let ok = unsafe {
+            let mut ov: OVERLAPPED = std::mem::zeroed();
+            LockFileEx(
+                file.as_raw_handle(),
+                LOCKFILE_EXCLUSIVE_LOCK,
+                0,
+                u32::MAX,
+                u32::MAX,
+                &mut ov,
+            )
+        };
+        if ok == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// Makes `cmd` start detached from this command's session / console, so it
+/// outlives it.
+pub fn detach(cmd: &mut std::process::Command) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setsid is async-signal-safe, as pre_exec requires.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::process::CommandExt;
+        const DETACHED_PROCESS: u32 = 0x0000_0008;
+        const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
+        cmd.creation_flags(DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP);
+    }
+}
+
+/// The per-user data directory berth keeps state in when neither
+/// `$BERTH_HOME` nor `$XDG_DATA_HOME` says otherwise: `~/.local/share/berth`
+/// on Linux, `~/Library/Application Support/berth` on macOS,
+/// `%LOCALAPPDATA%\berth` on Windows.
+pub fn default_data_dir() -> std::path::PathBuf {
+    use std::path::PathBuf;
+    let home = || {
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/root"))
+    };
+    if cfg!(target_os = "macos") {
+        home().join("Library/Application Support/berth")
+    } else if cfg!(windows) {
+        std::env::var_os("LOCALAPPDATA")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(r"C:\ProgramData"))
+            .join("berth")
+    } else {
+        home().join(".local/share/berth")
+    }
+}
+
+/// Signal numbers as the Linux guest (and the agent) understands them — not
+/// the host's: `SIGUSR1` is 10 in the guest even when `berth` runs on macOS
+/// (where it is 30) or Windows (where it does not exist). Same names as
+/// `libc`'s, so a module can `use crate::platform::linux_signals as libc;`
+/// for its guest-facing tables. x86_64 and arm64 Linux share these values.
+pub mod linux_signals {
+    #![allow(missing_docs)]
+    pub const SIGHUP: i32 = 1;
+    pub const SIGINT: i32 = 2;
+    pub const SIGQUIT: i32 = 3;
+    pub const SIGILL: i32 = 4;
+    pub const SIGTRAP: i32 = 5;
+    pub const SIGABRT: i32 = 6;
+    pub const SIGBUS: i32 = 7;
+    pub const SIGFPE: i32 = 8;
+    pub const SIGKILL: i32 = 9;
+    pub const SIGUSR1: i32 = 10;
+    pub const SIGSEGV: i32 = 11;
+    pub const SIGUSR2: i32 = 12;
+    pub const SIGPIPE: i32 = 13;
+    pub const SIGALRM: i32 = 14;
+    pub const SIGTERM: i32 = 15;
+    pub const SIGCHLD: i32 = 17;
+    pub const SIGCONT: i32 = 18;
+    pub const SIGSTOP: i32 = 19;
+    pub const SIGTSTP: i32 = 20;
+    pub const SIGTTIN: i32 = 21;
+    pub const SIGTTOU: i32 = 22;
+    pub const SIGURG: i32 = 23;
+    pub const SIGXCPU: i32 = 24;
+    pub const SIGXFSZ: i32 = 25;
+    pub const SIGVTALRM: i32 = 26;
+    pub const SIGPROF: i32 = 27;
+    pub const SIGWINCH: i32 = 28;
+    pub const SIGIO: i32 = 29;
+    pub const SIGSYS: i32 = 31;
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn linux_signals_match_libc_on_linux() {
+        use super::linux_signals as g;
+        let pairs = [
+            (g::SIGHUP, libc::SIGHUP),
+            (g::SIGUSR1, libc::SIGUSR1),
+            (g::SIGUSR2, libc::SIGUSR2),
+            (g::SIGCHLD, libc::SIGCHLD),
+            (g::SIGCONT, libc::SIGCONT),
+            (g::SIGSTOP, libc::SIGSTOP),
+            (g::SIGTSTP, libc::SIGTSTP),
+            (g::SIGURG, libc::SIGURG),
+            (g::SIGWINCH, libc::SIGWINCH),
+            (g::SIGIO, libc::SIGIO),
+            (g::SIGSYS, libc::SIGSYS),
+            (g::SIGTERM, libc::SIGTERM),
+        ];
+        for (guest, host) in pairs {
+            assert_eq!(guest, host);
+        }
+    }
+
+    #[test]
+    fn data_dir_is_per_user() {
+        let d = super::default_data_dir();
+        assert!(d.ends_with("berth"), "{}", d.display());
+    }
+}

@@ -1,0 +1,449 @@
+//! Request and response types.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// First frame from the client on every connection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Hello {
+    /// [`crate::PROTOCOL_VERSION`] of the client.
+    pub version: u32,
+    /// Free-form client name and version, for logs.
+    pub client: String,
+}
+
+/// The agent's answer to [`Hello`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HelloReply {
+    /// Protocol version of the agent.
+    pub version: u32,
+    /// `Err` when the versions are incompatible; the agent then closes.
+    pub error: Option<String>,
+    /// Agent build version.
+    pub agent_version: String,
+}
+
+/// A request with its id; the response carries the same id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestEnvelope {
+    pub id: u64,
+    pub request: Request,
+}
+
+/// A response to the request with the same id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResponseEnvelope {
+    pub id: u64,
+    pub result: Result<Response, ApiError>,
+}
+
+/// Error classes; the CLI maps them to messages and exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    NotFound,
+    Conflict,
+    InvalidArgument,
+    /// The container's command does not exist (docker exit code 127).
+    CommandNotFound,
+    /// The container's command cannot be executed (docker exit code 126).
+    CommandNotExecutable,
+    Internal,
+}
+
+/// An error reported by the agent.
+#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ApiError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// Everything a client may ask of the agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", content = "args")]
+pub enum Request {
+    /// Agent facts (versions, kernel, data root).
+    Info,
+    /// Which of these blob digests the store already holds.
+    BlobsPresent {
+        digests: Vec<String>,
+    },
+    /// Stream request: after an `Ok(Response::Ready)` reply the client sends
+    /// exactly `size` raw bytes; the agent verifies the digest and answers
+    /// with one more frame (`Response::BlobStored` or an error).
+    PutBlob {
+        digest: String,
+        size: u64,
+    },
+    /// Registers an image from blobs already stored: unpacks its layers and
+    /// tags it. Idempotent.
+    ImageCommit(ImageCommit),
+    ImageList,
+    ImageInspect {
+        reference: String,
+    },
+    ImageTag {
+        source: String,
+        target: String,
+    },
+    ImageRemove {
+        reference: String,
+        force: bool,
+    },
+    ContainerCreate(Box<ContainerConfig>),
+    /// Starts a created or stopped container in the background.
+    ContainerStart {
+        id: String,
+    },
+    /// Stream request: after `Ok(Response::Ready)` the connection carries
+    /// [`crate::mux`] frames. With `start`, the container is started once the
+    /// stream is attached, so no output is lost.
+    Attach {
+        id: String,
+        stdin: bool,
+        start: bool,
+        /// Initial terminal size (rows, cols), applied before the process
+        /// starts.
+        tty_size: Option<(u16, u16)>,
+    },
+    /// Blocks until the container is not running; returns its exit code.
+    ContainerWait {
+        id: String,
+    },
+    ContainerList {
+        all: bool,
+    },
+    ContainerInspect {
+        id: String,
+    },
+    ContainerKill {
+        id: String,
+        signal: i32,
+    },
+    /// Guest placements: stop containers, sync and power the VM off.
+    Shutdown,
+    ContainerRemove {
+        id: String,
+        force: bool,
+    },
+    /// Sends the stop signal, waits `timeout` seconds (default 10), then
+    /// SIGKILL. Marks the container as stopped by the user (no restart).
+    ContainerStop {
+        id: String,
+        timeout: Option<i64>,
+    },
+    /// Stream request: after `Ok(Response::Ready)` the connection carries
+    /// stdout/stderr mux frames of the stored log, then an `Exit` frame (0).
+    Logs(LogsOptions),
+    /// Runs an extra process in a running container. Unless `detach`, a
+    /// stream request like `Attach` ending with the process's exit code.
+    Exec {
+        id: String,
+        config: ExecConfig,
+        detach: bool,
+        tty_size: Option<(u16, u16)>,
+    },
+    ContainerRename {
+        id: String,
+        name: String,
+    },
+    ContainerPause {
+        id: String,
+    },
+    ContainerUnpause {
+        id: String,
+    },
+    /// Processes of the container (`top`).
+    ContainerTop {
+        id: String,
+    },
+    ContainerStats {
+        id: String,
+    },
+    /// Changes resource limits of a container (live when it runs).
+    ContainerUpdate {
+        id: String,
+        memory: Option<i64>,
+        nano_cpus: Option<i64>,
+        pids_limit: Option<i64>,
+        restart: Option<RestartPolicy>,
+    },
+    /// Removes all stopped containers.
+    ContainerPrune,
+    /// Makes an image from the container's changes.
+    ContainerCommit(CommitOptions),
+    /// Stream request: after `Ready`, the agent sends a tar of `path` as
+    /// raw bytes and closes the stream.
+    CopyFrom {
+        id: String,
+        path: String,
+    },
+    /// Stream request: after `Ready`, the client sends a tar stream and
+    /// shuts down its write side; the agent extracts it below `path` and
+    /// answers with one more frame.
+    CopyTo {
+        id: String,
+        path: String,
+    },
+}
+
+/// `logs` flags.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LogsOptions {
+    pub id: String,
+    pub follow: bool,
+    /// Only the last N lines.
+    pub tail: Option<u64>,
+    /// Only entries at or after this time (unix nanoseconds).
+    pub since: Option<i64>,
+    /// Only entries before this time (unix nanoseconds).
+    pub until: Option<i64>,
+    /// Prefix each line with its RFC 3339 timestamp.
+    pub timestamps: bool,
+}
+
+/// What `exec` runs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ExecConfig {
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub tty: bool,
+    pub stdin: bool,
+}
+
+/// `commit` options.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CommitOptions {
+    pub id: String,
+    /// Fully qualified reference to tag the new image with.
+    pub tag: Option<String>,
+    pub message: Option<String>,
+    pub author: Option<String>,
+    /// Dockerfile-like changes: `CMD`, `ENTRYPOINT`, `ENV`, `WORKDIR`,
+    /// `USER`, `LABEL`, `EXPOSE` (JSON or shell form).
+    pub changes: Vec<String>,
+    pub pause: bool,
+}
+
+/// `--restart` policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartPolicy {
+    /// `no`, `on-failure`, `always`, `unless-stopped`.
+    pub name: String,
+    pub maximum_retry_count: u32,
+}
+
+/// A process row of `top`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TopInfo {
+    pub titles: Vec<String>,
+    pub processes: Vec<Vec<String>>,
+}
+
+/// A `stats` sample.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StatsSample {
+    pub id: String,
+    pub name: String,
+    /// Total CPU time used (nanoseconds) and the wall time of the sample.
+    pub cpu_usage_ns: u64,
+    pub system_ns: u64,
+    pub online_cpus: u32,
+    pub memory_usage: u64,
+    pub memory_limit: u64,
+    pub pids: u64,
+}
+
+/// Successful responses.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", content = "value")]
+pub enum Response {
+    Info(AgentInfo),
+    /// The stream may begin.
+    Ready,
+    BlobsPresent {
+        present: Vec<String>,
+    },
+    BlobStored {
+        digest: String,
+    },
+    Image(ImageSummary),
+    Images(Vec<ImageSummary>),
+    /// Untagged and deleted image ids and tags, like `docker rmi` prints.
+    Removed(Vec<String>),
+    Created {
+        id: String,
+        warnings: Vec<String>,
+    },
+    Containers(Vec<ContainerSummary>),
+    Container(Box<ContainerDetails>),
+    Exited {
+        code: i32,
+    },
+    Ok,
+    Top(TopInfo),
+    Stats(StatsSample),
+}
+
+/// Facts about the agent and where it runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentInfo {
+    pub agent_version: String,
+    pub kernel_release: String,
+    pub arch: String,
+    pub data_root: String,
+    pub cgroup_version: u32,
+    pub images: usize,
+    pub containers: usize,
+}
+
+/// One layer of an image being committed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LayerRef {
+    /// Digest of the blob as stored (possibly compressed).
+    pub digest: String,
+    pub media_type: String,
+    pub size: u64,
+}
+
+/// An image assembled from stored blobs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageCommit {
+    /// Digest of the image config blob (the image id).
+    pub config_digest: String,
+    /// Layers, bottom first.
+    pub layers: Vec<LayerRef>,
+    /// Fully qualified references to point at the image.
+    pub tags: Vec<String>,
+    /// Digest of the manifest the image came from, if any.
+    pub manifest_digest: Option<String>,
+}
+
+/// What `images` shows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageSummary {
+    /// `sha256:<hex>` of the config.
+    pub id: String,
+    pub tags: Vec<String>,
+    pub created: Option<String>,
+    /// Unpacked size in bytes.
+    pub size: u64,
+    pub layers: usize,
+    pub architecture: String,
+    pub os: String,
+    /// The image config as stored (OCI image config JSON).
+    pub config: serde_json::Value,
+}
+
+/// Everything `run`/`create` can set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ContainerConfig {
+    pub image: String,
+    pub name: Option<String>,
+    /// Replaces the image's Cmd when set.
+    pub cmd: Option<Vec<String>>,
+    /// Replaces the image's Entrypoint when set; `Some(vec![])` clears it
+    /// (docker's `--entrypoint ''`).
+    pub entrypoint: Option<Vec<String>>,
+    /// `KEY=VALUE` entries added to (and overriding) the image's Env.
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub hostname: Option<String>,
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub auto_remove: bool,
+    pub labels: BTreeMap<String, String>,
+    /// Memory limit in bytes (`-m`).
+    pub memory: Option<i64>,
+    /// CPU quota in units of 1e-9 CPUs (`--cpus`).
+    pub nano_cpus: Option<i64>,
+    pub pids_limit: Option<i64>,
+    #[serde(default)]
+    pub read_only: bool,
+    /// `--tmpfs PATH[:OPTIONS]`.
+    #[serde(default)]
+    pub tmpfs: Vec<String>,
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    /// Run a tiny init as PID 1 that reaps zombies and forwards signals.
+    #[serde(default)]
+    pub init: bool,
+    /// Signal `stop` sends first (name or number); the image's StopSignal
+    /// or SIGTERM when unset.
+    #[serde(default)]
+    pub stop_signal: Option<String>,
+    /// Log rotation (`--log-opt max-size=`, `max-file=`).
+    #[serde(default)]
+    pub log_max_size: Option<u64>,
+    #[serde(default)]
+    pub log_max_files: Option<u32>,
+}
+
+/// Container states, named as docker names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerStatus {
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Exited,
+    Dead,
+}
+
+impl ContainerStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerStatus::Created => "created",
+            ContainerStatus::Running => "running",
+            ContainerStatus::Paused => "paused",
+            ContainerStatus::Restarting => "restarting",
+            ContainerStatus::Exited => "exited",
+            ContainerStatus::Dead => "dead",
+        }
+    }
+}
+
+/// A row of `ps`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerSummary {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub image_id: String,
+    /// The command line as docker shows it.
+    pub command: String,
+    pub created: String,
+    pub status: ContainerStatus,
+    pub exit_code: Option<i32>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub restart_count: u32,
+}
+
+/// `inspect` output (docker-shaped fields are assembled by the CLI).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerDetails {
+    pub summary: ContainerSummary,
+    pub config: ContainerConfig,
+    /// Resolved argv run in the container.
+    pub path: String,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub pid: Option<i32>,
+    pub hostname: String,
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs (apt) everything berth's build, demo and test suite need, plus the
+# guest-kernel build dependencies (kernel-config/deps.sh). Idempotent and
+# quick when all is installed. Also makes sure the Rust toolchain has what
+# the build uses (rustfmt, clippy).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+arch=$(dpkg --print-architecture)
+# libseccomp-dev for this architecture (a cross build may add other arches).
+pkgs=(build-essential pkg-config "libseccomp-dev:$arch" busybox-static e2fsprogs util-linux
+      skopeo umoci docker.io iproute2 file docker-registry apache2-utils openssl curl)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${db:Status-Status}\n' "$p" 2>/dev/null | grep -qx installed || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null 2>&1 ||
+    { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; }
+fi
+"$here/../kernel-config/deps.sh" >/dev/null
+if command -v rustup >/dev/null; then
+  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt >/dev/null 2>&1 || true
+  rustup target list --installed 2>/dev/null | grep -q '^x86_64-unknown-linux-gnu' || rustup target add x86_64-unknown-linux-gnu >/dev/null
+fi

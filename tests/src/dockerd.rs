@@ -1,0 +1,122 @@
+//! A private dockerd (Debian docker.io) for tests and benchmarks that
+//! compare berth with docker: own socket, data root and exec root.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A dockerd this process started; stopped (SIGTERM, by PID) on drop.
+pub struct Dockerd {
+    child: std::process::Child,
+    sock: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Dockerd {
+    pub fn start() -> Result<Dockerd, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-dockerd-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let d = dir.path();
+        let sock = format!("{}/docker.sock", d.display());
+        let log = std::fs::File::create(d.join("dockerd.log")).unwrap();
+        let child = Command::new("dockerd")
+            .args([
+                "--iptables=false",
+                "--bridge=none",
+                "--exec-opt",
+                "native.cgroupdriver=cgroupfs",
+                "--storage-driver=vfs",
+            ])
+            .arg(format!("--data-root={}/data", d.display()))
+            .arg(format!("--exec-root={}/exec", d.display()))
+            .arg(format!("--pidfile={}/docker.pid", d.display()))
+            .arg(format!("--host=unix://{sock}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("dockerd: {e}"))?;
+        let mut me = Dockerd {
+            child,
+            sock,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if me
+                .docker(&["version"])
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+            {
+                return Ok(me);
+            }
+            if let Ok(Some(st)) = me.child.try_wait() {
+                let log =
+                    std::fs::read_to_string(me._dir.path().join("dockerd.log")).unwrap_or_default();
+                return Err(format!(
+                    "dockerd exited ({st}): {}",
+                    log.lines().rev().take(3).collect::<Vec<_>>().join(" | ")
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Err("dockerd did not come up in 30 s".into())
+    }
+
+    pub fn docker(&self, args: &[&str]) -> std::io::Result<std::process::Output> {
+        // Debian's CLI, not a possibly newer client elsewhere on PATH.
+        let cli = if std::path::Path::new("/usr/bin/docker").exists() {
+            "/usr/bin/docker"
+        } else {
+            "docker"
+        };
+        Command::new(cli)
+            .arg("-H")
+            .arg(format!("unix://{}", self.sock))
+            .args(args)
+            .output()
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        // SAFETY: SIGTERM to the dockerd this test started.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Dockerd {
+    /// Loads berth's default image into this dockerd as `tag`.
+    pub fn load_default_image(&self, tag: &str) -> Result<(), String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let tar = dir.path().join("img.tar");
+        let st = Command::new("skopeo")
+            .args([
+                "copy",
+                "-q",
+                &format!("oci-archive:{}", crate::default_image().display()),
+                &format!("docker-archive:{}:{tag}", tar.display()),
+            ])
+            .status()
+            .map_err(|e| e.to_string())?;
+        if !st.success() {
+            return Err("skopeo copy failed".into());
+        }
+        let o = self
+            .docker(&["load", "-i", &tar.display().to_string()])
+            .map_err(|e| e.to_string())?;
+        if !o.status.success() {
+            return Err(String::from_utf8_lossy(&o.stderr).into());
+        }
+        Ok(())
+    }
+}

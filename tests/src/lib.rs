@@ -1,0 +1,288 @@
+//! Shared helpers for the black-box tests: locate the built binaries, give
+//! each test its own berth state directory and agent, and clean up after.
+//!
+//! Binaries are expected to be built by `scripts/test.sh` (or
+//! `scripts/dev-build.sh`) before `cargo test -p berth-tests` runs.
+// Drives the Linux builds of berth and berth-agent (native placement, KVM).
+#![cfg(target_os = "linux")]
+
+pub mod dockerd;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"))
+}
+
+fn profile() -> String {
+    std::env::var("BERTH_TEST_PROFILE").unwrap_or_else(|_| "release".into())
+}
+
+/// Path of the `berth` binary under test.
+pub fn berth_bin() -> PathBuf {
+    let p = target_dir().join(profile()).join("berth");
+    assert!(
+        p.is_file(),
+        "{} missing: run scripts/dev-build.sh first",
+        p.display()
+    );
+    p
+}
+
+/// Path of the static `berth-agent` binary under test.
+pub fn agent_bin() -> PathBuf {
+    let p = target_dir()
+        .join("x86_64-unknown-linux-gnu")
+        .join(profile())
+        .join("berth-agent");
+    assert!(
+        p.is_file(),
+        "{} missing: run scripts/dev-build.sh first",
+        p.display()
+    );
+    p
+}
+
+/// Runs `f` while holding an exclusive lock on `name` in the target dir
+/// (serialises work shared between test processes).
+pub fn with_lock<T>(name: &str, f: impl FnOnce() -> T) -> T {
+    let path = target_dir().join(format!(".{name}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .unwrap();
+    // SAFETY: flock on a descriptor we own for the duration of the call.
+    unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX) };
+    let r = f();
+    drop(file);
+    r
+}
+
+/// The offline default image archive (built on first use).
+pub fn default_image() -> PathBuf {
+    let out = workspace().join("out/images/busybox.oci.tar");
+    with_lock("default-image", || {
+        if !out.is_file() {
+            let st = Command::new(workspace().join("images/build-default-image.sh"))
+                .arg(&out)
+                .status()
+                .unwrap();
+            assert!(st.success(), "building the default image failed");
+        }
+    });
+    out
+}
+
+/// Name of the default image.
+pub const DEFAULT_IMAGE: &str = "berth/busybox";
+
+/// Whether a command exists on PATH.
+pub fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {cmd}"))
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Prints the skip marker the suite uses.
+pub fn skip(reason: &str) {
+    println!("SKIPPED: {reason}");
+    eprintln!("SKIPPED: {reason}");
+}
+
+/// A private berth installation: its own state dir, agent and containers.
+pub struct Berth {
+    pub home: tempfile::TempDir,
+    pub isolation: String,
+}
+
+/// Output of a berth command, with helpers.
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Out {
+    fn from(o: Output) -> Out {
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into(),
+            stderr: String::from_utf8_lossy(&o.stderr).into(),
+        }
+    }
+}
+
+impl Out {
+    #[track_caller]
+    pub fn ok(self) -> Out {
+        assert_eq!(
+            self.code, 0,
+            "command failed\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+impl Default for Berth {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Berth {
+    /// A fresh installation in the placement chosen by `BERTH_TEST_ISOLATION`
+    /// (default native).
+    pub fn new() -> Berth {
+        let home = tempfile::Builder::new()
+            .prefix("berth-test-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        Berth {
+            home,
+            isolation: std::env::var("BERTH_TEST_ISOLATION").unwrap_or_else(|_| "native".into()),
+        }
+    }
+
+    /// A command with this installation's environment.
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(berth_bin());
+        c.env("BERTH_HOME", self.home.path())
+            .env("BERTH_AGENT", agent_bin())
+            .env("BERTH_ISOLATION", &self.isolation);
+        let vmm = berth_bin().with_file_name("berth-vmm");
+        if vmm.is_file() {
+            c.env("BERTH_VMM", vmm);
+        }
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Out {
+        self.command()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+            .into()
+    }
+
+    pub fn run_stdin(&self, args: &[&str], input: &[u8]) -> Out {
+        use std::io::Write;
+        let mut child = self
+            .command()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap().into()
+    }
+
+    /// Loads the default image.
+    pub fn with_default_image(self) -> Berth {
+        let img = default_image();
+        self.run(&["load", "-q", "-i", img.to_str().unwrap()]).ok();
+        self
+    }
+
+    /// The native agent's data root.
+    pub fn native_root(&self) -> PathBuf {
+        self.home.path().join("native")
+    }
+
+    /// PID of the running native agent, if any.
+    pub fn agent_pid(&self) -> Option<i32> {
+        let pid: i32 = std::fs::read_to_string(self.native_root().join("agent.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.contains("(berth-agent)") && !s.contains(") Z "))
+            .unwrap_or(false);
+        alive.then_some(pid)
+    }
+
+    /// PID of this installation's machine VMM, if running.
+    pub fn vmm_pid(&self) -> Option<i32> {
+        let pid: i32 = std::fs::read_to_string(self.home.path().join("machine/vmm.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        (stat.contains("(berth-vmm)") && !stat.contains(") Z ")).then_some(pid)
+    }
+
+    /// SIGKILLs the machine's VMM (started by this test) and waits for it.
+    pub fn kill_vmm(&self) {
+        if let Some(pid) = self.vmm_pid() {
+            // SAFETY: kill(2) of the VMM this test's berth started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            while self.vmm_pid().is_some() {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
+
+    /// SIGKILLs the agent (started by this test) and waits until it is gone.
+    pub fn kill_agent(&self) {
+        if let Some(pid) = self.agent_pid() {
+            // SAFETY: plain kill(2) of a process this test started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            for _ in 0..200 {
+                if self.agent_pid().is_none() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+impl Drop for Berth {
+    fn drop(&mut self) {
+        self.kill_vmm();
+        if self.agent_pid().is_some() {
+            let ids = self.run(&["ps", "-aq", "--no-trunc"]).stdout;
+            for id in ids.split_whitespace() {
+                let _ = self.run(&["rm", "-f", id]);
+            }
+        }
+        self.kill_agent();
+        // Unmount anything left below the state dir before deleting it.
+        if let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") {
+            let prefix = self.home.path().to_string_lossy().to_string();
+            let mut mounts: Vec<&str> = info
+                .lines()
+                .filter_map(|l| l.split(' ').nth(4))
+                .filter(|m| m.starts_with(&prefix))
+                .collect();
+            mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+            for m in mounts {
+                let c = std::ffi::CString::new(m).unwrap();
+                // SAFETY: umount2 of a path below our own temp dir.
+                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
+    }
+}

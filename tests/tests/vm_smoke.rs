@@ -1,0 +1,239 @@
+//! The focused VM smoke suite: the machine VM boots our kernel with the
+//! agent as PID 1, loads an image over vsock, runs containers with the same
+//! exit codes and streams as native placement, and keeps its images across
+//! a clean stop and across SIGKILL of the VMM.
+//!
+//! Guest kernel code is emulated on kvm_pvm hosts (≈2 min boot, ≈1 min per
+//! container run), so this is one sequential scenario. The whole container
+//! suite runs in VM placement with `BERTH_TEST_ISOLATION=shared`.
+// Drives the Linux builds of berth and berth-agent (native placement, KVM).
+#![cfg(target_os = "linux")]
+
+use berth_tests::{default_image, skip, Berth, DEFAULT_IMAGE};
+use std::path::Path;
+use std::time::Instant;
+
+fn kernel_available() -> bool {
+    if std::env::var_os("BERTH_KERNEL").is_some() {
+        return true;
+    }
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let cache = std::env::var("BERTH_CACHE_DIR").unwrap_or_else(|_| format!("{home}/.cache/berth"));
+    std::fs::read_dir(format!("{cache}/kernel"))
+        .map(|rd| rd.flatten().any(|e| e.path().join("vmlinux").is_file()))
+        .unwrap_or(false)
+}
+
+fn step(name: &str, t: Instant) {
+    eprintln!(
+        "vm_smoke: {name} done at {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn machine_vm_boots_runs_containers_and_keeps_images() {
+    if !Path::new("/dev/kvm").exists() {
+        return skip("/dev/kvm not available");
+    }
+    if !kernel_available() {
+        return skip("no guest kernel built (kernel-config/build-kernel.sh)");
+    }
+    let mut b = Berth::new();
+    b.isolation = "shared".into();
+    let t = Instant::now();
+    let o = b.run(&["machine", "start", "--timings"]).ok();
+    assert!(o.stdout.contains("launch → agent ready:"), "{}", o.stdout);
+    eprintln!("{}", o.stdout);
+    step("boot", t);
+    assert_eq!(
+        b.run(&["machine", "status"]).ok().stdout,
+        format!("running (pid {})\n", b.vmm_pid().unwrap())
+    );
+
+    b.run(&["load", "-i", default_image().to_str().unwrap()])
+        .ok();
+    step("load", t);
+    let info = b.run(&["info"]).ok().stdout;
+    assert!(
+        info.contains("Kernel Version: 6.12") && info.contains("-berth"),
+        "{info}"
+    );
+    assert!(info.contains("Cgroup Version: 2"), "{info}");
+
+    let o = b.run(&[
+        "run",
+        "--rm",
+        DEFAULT_IMAGE,
+        "sh",
+        "-c",
+        "uname -r; echo $$; echo err >&2; exit 3",
+    ]);
+    assert_eq!(o.code, 3, "{}", o.stderr);
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert!(
+        lines[0].ends_with("-berth"),
+        "not the guest kernel: {}",
+        o.stdout
+    );
+    assert_eq!(lines[1], "1");
+    assert_eq!(o.stderr, "err\n");
+    step("run", t);
+
+    let o = b.run(&["run", "--rm", DEFAULT_IMAGE, "no-such-command"]);
+    assert_eq!(o.code, 127, "{}", o.stderr);
+    let o = b.run_stdin(
+        &[
+            "run",
+            "--rm",
+            "-i",
+            "-m",
+            "64m",
+            DEFAULT_IMAGE,
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/memory.max; wc -c",
+        ],
+        b"12345",
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(
+        o.stdout.split_whitespace().collect::<Vec<_>>(),
+        ["67108864", "5"]
+    );
+    step("exit codes, stdin, cgroup v2 limit", t);
+
+    // Lifecycle verbs in the guest: logs, exec, pause (cgroup v2 freezer),
+    // stop with escalation; a restart policy that outlives a machine restart.
+    b.run(&[
+        "run",
+        "-d",
+        "--name",
+        "svc",
+        "--restart",
+        "always",
+        DEFAULT_IMAGE,
+        "sh",
+        "-c",
+        "echo started; while :; do sleep 1; done",
+    ])
+    .ok();
+    let deadline = Instant::now() + std::time::Duration::from_secs(300);
+    while !b.run(&["logs", "svc"]).stdout.contains("started") {
+        assert!(Instant::now() < deadline, "no log output from svc");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let o = b.run(&["exec", "svc", "sh", "-c", "echo $((6*7))"]).ok();
+    assert_eq!(o.stdout, "42\n");
+    b.run(&["pause", "svc"]).ok();
+    assert!(b.run(&["ps"]).ok().stdout.contains("(Paused)"));
+    b.run(&["unpause", "svc"]).ok();
+    step("logs, exec, pause in the guest", t);
+
+    // The other verbs once each in the guest.
+    let top = b.run(&["top", "svc"]).ok().stdout;
+    assert!(top.starts_with("UID") && top.contains("sleep"), "{top}");
+    let stats = b.run(&["stats", "--no-stream", "svc"]).ok().stdout;
+    assert!(
+        stats.lines().nth(1).is_some_and(|l| l.contains("svc")),
+        "{stats}"
+    );
+    b.run(&["update", "--pids-limit", "50", "svc"]).ok();
+    let o = b
+        .run(&["exec", "svc", "cat", "/sys/fs/cgroup/pids.max"])
+        .ok();
+    assert_eq!(o.stdout, "50\n");
+    assert_eq!(b.run(&["port", "svc"]).ok().stdout, "");
+    b.run(&["rename", "svc", "svc-renamed"]).ok();
+    b.run(&["rename", "svc-renamed", "svc"]).ok();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("payload.txt");
+    std::fs::write(&f, "through the guest\n").unwrap();
+    b.run(&["cp", f.to_str().unwrap(), "svc:/tmp/"]).ok();
+    let back = dir.path().join("back.txt");
+    b.run(&["cp", "svc:/tmp/payload.txt", back.to_str().unwrap()])
+        .ok();
+    assert_eq!(
+        std::fs::read_to_string(&back).unwrap(),
+        "through the guest\n"
+    );
+    let o = b
+        .run(&[
+            "commit",
+            "-c",
+            "CMD [\"cat\", \"/tmp/payload.txt\"]",
+            "svc",
+            "vm/committed:1",
+        ])
+        .ok();
+    assert!(o.stdout.starts_with("sha256:"), "{}", o.stdout);
+    // Kept small on purpose: every container created in this emulated
+    // guest costs about a minute, and container creation in the guest has
+    // failed intermittently (corrupted state/config files read back; see
+    // the session note on issue 6). start, restart, attach, prune and a run
+    // of the committed image are covered natively in native_lifecycle.rs.
+    step("top, stats, update, port, rename, cp, commit", t);
+
+    // A clean stop and start keeps the image store.
+    b.run(&["machine", "stop"]).ok();
+    assert!(b.vmm_pid().is_none());
+    assert_eq!(b.run(&["machine", "status"]).code, 1);
+    b.run(&["machine", "start"]).ok();
+    assert!(b.run(&["images"]).ok().stdout.contains("berth/busybox"));
+    // The restart policy brings svc back after the machine restart.
+    let deadline = Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        let ps = b.run(&["ps", "--filter", "name=svc", "-q"]).ok().stdout;
+        if !ps.trim().is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "svc was not restarted");
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    b.run(&["stop", "-t", "1", "svc"]).ok();
+    assert_eq!(b.run(&["wait", "svc"]).ok().stdout, "137\n");
+    step("stop/start, restart policy, stop", t);
+
+    // SIGKILL of the VMM: the data disk stays usable.
+    b.kill_vmm();
+    b.run(&["machine", "start"]).ok();
+    assert!(b.run(&["images"]).ok().stdout.contains("berth/busybox"));
+    let o = b
+        .run(&["run", "--rm", DEFAULT_IMAGE, "echo", "after-crash"])
+        .ok();
+    assert_eq!(o.stdout, "after-crash\n");
+    step("SIGKILL recovery", t);
+    b.run(&["machine", "stop"]).ok();
+
+    // Its own throw-away microVM, fed from the host image cache.
+    let o = b.run(&[
+        "--isolation",
+        "vm",
+        "run",
+        "--rm",
+        DEFAULT_IMAGE,
+        "sh",
+        "-c",
+        "uname -r; echo $$; echo e >&2; exit 5",
+    ]);
+    assert_eq!(o.code, 5, "{}", o.stderr);
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert!(
+        lines[0].ends_with("-berth") && lines[1] == "1",
+        "{}",
+        o.stdout
+    );
+    assert_eq!(o.stderr, "e\n");
+    assert!(
+        b.vmm_pid().is_none(),
+        "--isolation vm must not start the machine"
+    );
+    assert_eq!(
+        std::fs::read_dir(b.home.path().join("vms"))
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0,
+        "throw-away VM left behind"
+    );
+    step("--isolation vm", t);
+}

@@ -1,0 +1,186 @@
+//! Assembles and runs an arm64 VM on a backend without KVM's kernel-side
+//! helpers (Hypervisor.framework): RAM at `layout::RAM_BASE`; kernel Image,
+//! initrd and device tree placed by `arch::aarch64::boot`; a PL011 console
+//! and the same virtio-mmio transport and devices as the KVM VMM, on one
+//! MMIO bus the vCPU thread dispatches to. Queue notifications arrive as
+//! MMIO exits and ring [`QueueNotifier`]s; one thread per queue waits on its
+//! notifier and processes the queue.
+//!
+//! [`QueueNotifier`]: crate::devices::notify::QueueNotifier
+//!
+//! Limits: one vCPU (PSCI CPU_ON is not implemented yet), no vsock device
+//! (its host side is epoll-based, Linux-only). Type-checked, not run: see
+//! docs/PLATFORMS.md.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use vm_memory::GuestAddress;
+
+use crate::arch::aarch64::boot::{load_guest, Arm64BootError, GuestSpec};
+use crate::arch::aarch64::layout;
+use crate::devices::pl011::Pl011;
+use crate::devices::virtio::block::{Block, BlockError};
+use crate::devices::virtio::mmio::MmioTransport;
+use crate::devices::virtio::rng::Rng;
+use crate::devices::virtio::VirtioDevice;
+use crate::devices::{Bus, BusError};
+use crate::hypervisor::{Hypervisor, HypervisorError, Vcpu, VcpuExit};
+use crate::GuestMemoryMmap;
+
+/// What to boot.
+pub struct Arm64VmConfig {
+    /// The kernel `Image`.
+    pub kernel: PathBuf,
+    /// Initial ramdisk.
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line.
+    pub cmdline: String,
+    /// Guest RAM in MiB.
+    pub mem_mib: u64,
+    /// Console output.
+    pub console: Box<dyn Write + Send>,
+    /// virtio-blk disks: (path, read-only).
+    pub disks: Vec<(PathBuf, bool)>,
+    /// Add a virtio-rng device.
+    pub rng: bool,
+}
+
+/// How the guest ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Arm64Exit {
+    /// PSCI SYSTEM_OFF (or CPU_OFF of the only vCPU).
+    PowerOff,
+    /// PSCI SYSTEM_RESET.
+    Reset,
+    /// The vCPU failed.
+    Failed(String),
+}
+
+/// Errors setting the VM up.
+#[derive(Debug, thiserror::Error)]
+pub enum Arm64VmError {
+    /// The hypervisor failed.
+    #[error(transparent)]
+    Hypervisor(#[from] HypervisorError),
+    /// Guest memory could not be allocated.
+    #[error("cannot allocate guest memory: {0}")]
+    Memory(#[from] vm_memory::mmap::FromRangesError),
+    /// Loading the guest failed.
+    #[error(transparent)]
+    Boot(#[from] Arm64BootError),
+    /// A disk could not be opened.
+    #[error(transparent)]
+    Block(#[from] BlockError),
+    /// Devices collide on the bus.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// A host file or resource failed.
+    #[error("{0}: {1}")]
+    Io(String, #[source] std::io::Error),
+}
+
+/// Boots `config` on `hypervisor` and runs it until the guest powers off.
+pub fn run(hypervisor: &dyn Hypervisor, config: Arm64VmConfig) -> Result<Arm64Exit, Arm64VmError> {
+    let ram = config.mem_mib << 20;
+    let vm = hypervisor.create_vm()?;
+    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(layout::RAM_BASE), ram as usize)])?;
+    vm.map_memory(&mem)?;
+
+    let read =
+        |p: &PathBuf| std::fs::read(p).map_err(|e| Arm64VmError::Io(p.display().to_string(), e));
+    let kernel = read(&config.kernel)?;
+    let initrd = config.initrd.as_ref().map(read).transpose()?;
+
+    let mut devices: Vec<Arc<Mutex<dyn VirtioDevice>>> = Vec::new();
+    for (path, ro) in &config.disks {
+        devices.push(Arc::new(Mutex::new(Block::open(path, *ro)?)));
+    }
+    if config.rng {
+        devices.push(Arc::new(Mutex::new(Rng::new())));
+    }
+    let boot = load_guest(
+        &mem,
+        &GuestSpec {
+            kernel: &kernel,
+            initrd: initrd.as_deref(),
+            cmdline: &config.cmdline,
+            cpus: 1,
+            ram_size: ram,
+            virtio_devices: devices.len() as u32,
+        },
+    )?;
+
+    let mut bus = Bus::new();
+    let uart = Pl011::new(config.console, vm.create_interrupt_line(layout::UART_SPI)?);
+    bus.insert(
+        layout::UART_BASE,
+        layout::UART_SIZE,
+        Arc::new(Mutex::new(uart)),
+    )?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for (i, dev) in devices.into_iter().enumerate() {
+        let (base, size) = layout::virtio_mmio_window(i as u32);
+        let irq = vm.create_interrupt_line(layout::VIRTIO_SPI_BASE + i as u32)?;
+        let transport = MmioTransport::new(dev.clone(), mem.clone(), irq)
+            .map_err(|e| Arm64VmError::Io("virtio queue notifier".into(), e))?;
+        for (q, notifier) in transport.queue_evts().iter().enumerate() {
+            let notifier = notifier
+                .try_clone()
+                .map_err(|e| Arm64VmError::Io("queue notifier".into(), e))?;
+            let (dev, stop) = (dev.clone(), stop.clone());
+            workers.push(std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if notifier
+                        .wait_timeout(Duration::from_millis(100))
+                        .unwrap_or(0)
+                        > 0
+                    {
+                        dev.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .process_queue(q);
+                    }
+                }
+            }));
+        }
+        bus.insert(base, size, Arc::new(Mutex::new(transport)))?;
+    }
+
+    let mut vcpu = vm.create_vcpu(0)?;
+    vcpu.configure_aarch64(&boot.regs)?;
+    let bus = Arc::new(bus);
+    let vcpu_thread = std::thread::spawn(move || run_vcpu(vcpu.as_mut(), &bus));
+    let exit = vcpu_thread
+        .join()
+        .unwrap_or_else(|_| Arm64Exit::Failed("vCPU thread panicked".into()));
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        let _ = w.join();
+    }
+    drop(vm);
+    Ok(exit)
+}
+
+fn run_vcpu(vcpu: &mut dyn Vcpu, bus: &Bus) -> Arm64Exit {
+    loop {
+        match vcpu.run() {
+            Ok(VcpuExit::MmioRead { addr, data }) => {
+                if !bus.read(addr, data) {
+                    data.fill(0);
+                }
+            }
+            Ok(VcpuExit::MmioWrite { addr, data }) => {
+                bus.write(addr, data);
+            }
+            Ok(VcpuExit::Interrupted) => {}
+            Ok(VcpuExit::Shutdown) | Ok(VcpuExit::Hlt) => return Arm64Exit::PowerOff,
+            Ok(VcpuExit::Reset) => return Arm64Exit::Reset,
+            Ok(other) => return Arm64Exit::Failed(format!("unexpected exit {other:?}")),
+            Err(e) => return Arm64Exit::Failed(e.to_string()),
+        }
+    }
+}

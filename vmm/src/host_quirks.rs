@@ -1,0 +1,68 @@
+//! Host-specific workarounds, detected at run time.
+//!
+//! The only one today: hosts whose /dev/kvm is the `kvm_pvm` module
+//! (software virtualization without VMX/SVM). There every guest-kernel
+//! instruction runs in KVM's instruction emulator, which cannot run a few
+//! instructions, and the module ignores parts of the CPUID the VMM sets.
+//! The guest kernel must be told on its command line to avoid them (and its
+//! `kvm_emul_safe` patch enabled). Real KVM hosts get none of this.
+
+use std::path::Path;
+
+/// Kernel command line additions for kvm_pvm hosts (research/kvm-pvm-guest).
+pub const PVM_CMDLINE_EXTRAS: &str = "kvm_emul_safe noreplace-smp noxsave clearcpuid=cx16,pcid,invpcid,fsgsbase,smap,rdrand,rdseed,rdpid,rdtscp,popcnt,serialize,clflushopt,clwb,umip,xsaveopt,xsavec,xsaves,erms,fsrm";
+
+/// What the VMM must work around on this host.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostQuirks {
+    /// /dev/kvm is provided by kvm_pvm.
+    pub kvm_pvm: bool,
+}
+
+impl HostQuirks {
+    /// Detects the quirks of the running host.
+    pub fn detect() -> Self {
+        HostQuirks {
+            kvm_pvm: Path::new("/sys/module/kvm_pvm").exists(),
+        }
+    }
+
+    /// No workarounds at all (`--no-host-quirks`).
+    pub fn none() -> Self {
+        HostQuirks::default()
+    }
+
+    /// Command line words to append for this host ("" when none).
+    pub fn cmdline_extras(&self) -> &'static str {
+        if self.kvm_pvm {
+            PVM_CMDLINE_EXTRAS
+        } else {
+            ""
+        }
+    }
+}
+
+/// The kernel command line additions this host needs, or `None` on hosts
+/// that need none. For callers that build a guest command line themselves
+/// (the host CLI); `berth-vmm` applies it on its own unless `--no-host-quirks`.
+pub fn pvm_cmdline_extras() -> Option<&'static str> {
+    let q = HostQuirks::detect();
+    q.kvm_pvm.then(|| q.cmdline_extras())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extras_only_on_pvm() {
+        assert_eq!(HostQuirks::none().cmdline_extras(), "");
+        let pvm = HostQuirks { kvm_pvm: true };
+        assert!(pvm.cmdline_extras().contains("noxsave"));
+        assert!(pvm.cmdline_extras().contains("kvm_emul_safe"));
+        assert_eq!(
+            pvm_cmdline_extras().is_some(),
+            Path::new("/sys/module/kvm_pvm").exists()
+        );
+    }
+}

@@ -1,0 +1,228 @@
+//! `berth-vmm`: boots a Linux guest in a microVM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use berth_vmm::HostQuirks;
+use clap::Parser;
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+use berth_vmm::vmm::{self, DiskConfig, SerialOutput, VmConfig, VmExitReason};
+
+/// Boot a Linux guest in a microVM (KVM).
+#[derive(Parser, Debug)]
+#[command(name = "berth-vmm", version)]
+struct Args {
+    /// Guest kernel: an ELF vmlinux or a bzImage.
+    #[arg(long)]
+    kernel: PathBuf,
+    /// Initial ramdisk (cpio).
+    #[arg(long)]
+    initrd: Option<PathBuf>,
+    /// Kernel command line (the VMM appends device and host-quirk options).
+    #[arg(long, default_value = "console=ttyS0 reboot=k panic=-1")]
+    cmdline: String,
+    /// Number of vCPUs.
+    #[arg(long, default_value_t = 1)]
+    cpus: u8,
+    /// Guest RAM in MiB.
+    #[arg(long = "mem-mib", default_value_t = 128)]
+    mem_mib: u64,
+    /// Guest console destination: a file, or `-` for stdout.
+    #[arg(long = "serial-log", default_value = "-")]
+    serial_log: String,
+    /// Expose guest vsock (CID 3) on this Unix socket (`CONNECT <port>\n`);
+    /// guest connections to host port P go to `<PATH>_P`.
+    #[arg(long = "vsock-uds")]
+    vsock_uds: Option<PathBuf>,
+    /// virtio-blk disk image, `PATH` or `PATH,ro`; repeat for more disks.
+    #[arg(long = "disk")]
+    disks: Vec<String>,
+    /// Add a virtio-rng device (host getrandom).
+    #[arg(long)]
+    rng: bool,
+    /// Do not apply host workarounds (kvm_pvm command line and CPUID filter).
+    #[arg(long = "no-host-quirks")]
+    no_host_quirks: bool,
+    /// Print setup time and time to first serial byte to stderr.
+    #[arg(long)]
+    timings: bool,
+}
+
+fn parse_disk(spec: &str) -> Result<(PathBuf, bool), String> {
+    match spec.rsplit_once(',') {
+        Some((path, "ro")) => Ok((PathBuf::from(path), true)),
+        Some((path, "rw")) => Ok((PathBuf::from(path), false)),
+        Some((_, opt)) => Err(format!(
+            "unknown disk option `{opt}` in `{spec}` (use PATH[,ro])"
+        )),
+        None => Ok((PathBuf::from(spec), false)),
+    }
+}
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let mut disks = Vec::new();
+    for spec in &args.disks {
+        match parse_disk(spec) {
+            Ok((path, read_only)) => disks.push(DiskConfig { path, read_only }),
+            Err(e) => {
+                eprintln!("berth-vmm: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let config = VmConfig {
+        kernel: args.kernel,
+        initrd: args.initrd,
+        cmdline: args.cmdline,
+        cpus: args.cpus,
+        mem_mib: args.mem_mib,
+        serial: if args.serial_log == "-" {
+            SerialOutput::Stdout
+        } else {
+            SerialOutput::File(PathBuf::from(&args.serial_log))
+        },
+        vsock_uds: args.vsock_uds,
+        disks,
+        rng: args.rng,
+        quirks: if args.no_host_quirks {
+            HostQuirks::none()
+        } else {
+            HostQuirks::detect()
+        },
+    };
+    let outcome = match vmm::run(&config) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("berth-vmm: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                eprintln!("  caused by: {s}");
+                source = s.source();
+            }
+            return ExitCode::from(1);
+        }
+    };
+    if args.timings {
+        let t = &outcome.timings;
+        let ms = |d: Option<std::time::Duration>| {
+            d.map_or("never".to_string(), |d| {
+                format!("{:.1} ms", d.as_secs_f64() * 1e3)
+            })
+        };
+        eprintln!(
+            "berth-vmm: timings: setup (open /dev/kvm -> first vCPU run) {}",
+            ms(t.setup())
+        );
+        eprintln!(
+            "berth-vmm: timings: first serial byte {}",
+            ms(t.to_first_serial_byte())
+        );
+        eprintln!("berth-vmm: timings: VM end {}", ms(Some(t.end - t.start)));
+    }
+    // Other vCPU threads may still be inside KVM_RUN: leave through exit().
+    let code = match outcome.reason {
+        VmExitReason::Reset => 0,
+        VmExitReason::SystemReset => {
+            eprintln!("berth-vmm: guest requested a reset through the hypervisor");
+            0
+        }
+        VmExitReason::Shutdown => {
+            eprintln!("berth-vmm: guest shut down abnormally (triple fault or halt)");
+            3
+        }
+        VmExitReason::Failed(msg) => {
+            eprintln!("berth-vmm: {msg}");
+            4
+        }
+    };
+    std::process::exit(code)
+}
+
+/// macOS on Apple Silicon: an arm64 guest on Hypervisor.framework
+/// (`--kernel` is an arm64 `Image`; console `ttyAMA0`).
+#[cfg(all(target_os = "macos", target_arch = "aarch64"))]
+fn main() -> ExitCode {
+    use berth_vmm::arm64_vm::{self, Arm64Exit, Arm64VmConfig};
+    use berth_vmm::hypervisor::hvf::Hvf;
+    let args = Args::parse();
+    let _ = (HostQuirks::none(), args.no_host_quirks, args.timings);
+    if args.vsock_uds.is_some() || args.cpus != 1 {
+        eprintln!("berth-vmm: on macOS only one vCPU and no vsock device are supported yet");
+        return ExitCode::from(2);
+    }
+    let mut disks = Vec::new();
+    for spec in &args.disks {
+        match parse_disk(spec) {
+            Ok(d) => disks.push(d),
+            Err(e) => {
+                eprintln!("berth-vmm: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let console: Box<dyn std::io::Write + Send> = if args.serial_log == "-" {
+        Box::new(std::io::stdout())
+    } else {
+        match std::fs::File::create(&args.serial_log) {
+            Ok(f) => Box::new(f),
+            Err(e) => {
+                eprintln!("berth-vmm: {}: {e}", args.serial_log);
+                return ExitCode::from(1);
+            }
+        }
+    };
+    let cmdline = args.cmdline.replace("console=ttyS0", "console=ttyAMA0");
+    let config = Arm64VmConfig {
+        kernel: args.kernel,
+        initrd: args.initrd,
+        cmdline,
+        mem_mib: args.mem_mib,
+        console,
+        disks,
+        rng: args.rng,
+    };
+    match arm64_vm::run(&Hvf::new(1), config) {
+        Ok(Arm64Exit::PowerOff) | Ok(Arm64Exit::Reset) => ExitCode::SUCCESS,
+        Ok(Arm64Exit::Failed(why)) => {
+            eprintln!("berth-vmm: {why}");
+            ExitCode::from(4)
+        }
+        Err(e) => {
+            eprintln!("berth-vmm: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(not(any(
+    all(target_os = "linux", target_arch = "x86_64"),
+    all(target_os = "macos", target_arch = "aarch64")
+)))]
+fn main() -> ExitCode {
+    let _ = Args::parse();
+    let _ = HostQuirks::none();
+    let _ = parse_disk;
+    eprintln!("berth-vmm: no hypervisor backend for this OS yet");
+    ExitCode::from(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_specs() {
+        assert_eq!(
+            parse_disk("a.img").unwrap(),
+            (PathBuf::from("a.img"), false)
+        );
+        assert_eq!(
+            parse_disk("a,b.img,ro").unwrap(),
+            (PathBuf::from("a,b.img"), true)
+        );
+        assert!(parse_disk("a.img,rx").is_err());
+    }
+}

@@ -1,0 +1,248 @@
+//! Shared helpers of the guest-booting integration tests: find the kernel,
+//! build the test /init and its initramfs, run `berth-vmm`, watch its serial log.
+//!
+//! A test that cannot run (no usable /dev/kvm, no kernel, no gcc) prints
+//! `SKIPPED: <reason>` and passes.
+
+#![allow(dead_code)]
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Generous: a boot takes ≈5 s on kvm_pvm hosts, well under 1 s on real KVM.
+pub const TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Base kernel command line of the tests (the VMM adds host quirks).
+pub const CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 quiet";
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// One guest at a time: the host has 2 cores and the guest kernel is
+/// emulated on kvm_pvm hosts.
+pub fn serialize() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a test needs to boot a guest.
+pub struct Guest {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub workdir: PathBuf,
+}
+
+fn skip(reason: &str) -> Option<Guest> {
+    println!("SKIPPED: {reason}");
+    eprintln!("SKIPPED: {reason}");
+    None
+}
+
+/// The guest kernel: $BERTH_KERNEL, or the newest ~/.cache/berth/kernel/*/vmlinux
+/// (built by kernel-config/build-kernel.sh).
+pub fn find_kernel() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("BERTH_KERNEL") {
+        return Some(PathBuf::from(p));
+    }
+    let root = std::env::var_os("BERTH_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/berth")))?
+        .join("kernel");
+    fs::read_dir(root)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("vmlinux"))
+        .filter(|p| p.is_file())
+        .max_by_key(|p| fs::metadata(p).and_then(|m| m.modified()).ok())
+}
+
+/// Prepares a guest for test `name`, or prints why it cannot and returns None.
+pub fn guest_or_skip(name: &str) -> Option<Guest> {
+    if OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
+        return skip("/dev/kvm is not available");
+    }
+    let Some(kernel) = find_kernel() else {
+        return skip("no guest kernel (set BERTH_KERNEL or run kernel-config/build-kernel.sh)");
+    };
+    let workdir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("vmm-{name}"));
+    let _ = fs::remove_dir_all(&workdir);
+    fs::create_dir_all(&workdir).unwrap();
+    let init = workdir.join("init");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guest/init.c");
+    let status = Command::new("gcc")
+        .args([
+            "-static",
+            "-nostdlib",
+            "-ffreestanding",
+            "-Os",
+            "-fno-stack-protector",
+        ])
+        .arg("-fno-asynchronous-unwind-tables")
+        .arg("-o")
+        .arg(&init)
+        .arg(&src)
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        _ => return skip("cannot compile tests/guest/init.c with gcc -static"),
+    }
+    let initrd = workdir.join("initramfs.cpio");
+    write_initramfs(&initrd, &fs::read(&init).unwrap()).unwrap();
+    Some(Guest {
+        kernel,
+        initrd,
+        workdir,
+    })
+}
+
+/// A newc cpio with /dev, /dev/console and /init.
+pub fn write_initramfs(path: &Path, init: &[u8]) -> std::io::Result<()> {
+    let mut out = Vec::new();
+    let mut ino = 1;
+    let mut entry = |name: &str, mode: u32, rdev: (u32, u32), data: &[u8]| {
+        let namesize = name.len() + 1;
+        let header =
+            format!(
+            "070701{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
+            ino, mode, 0, 0, 1, 0, data.len(), 0, 0, rdev.0, rdev.1, namesize, 0
+        );
+        ino += 1;
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        while out.len() % 4 != 0 {
+            out.push(0);
+        }
+        out.extend_from_slice(data);
+        while out.len() % 4 != 0 {
+            out.push(0);
+        }
+    };
+    entry("dev", 0o040755, (0, 0), &[]);
+    entry("dev/console", 0o020600, (5, 1), &[]);
+    entry("init", 0o100755, (0, 0), init);
+    entry("TRAILER!!!", 0, (0, 0), &[]);
+    File::create(path)?.write_all(&out)
+}
+
+/// A running `berth-vmm`.
+pub struct Vm {
+    pub child: Child,
+    pub serial: PathBuf,
+    pub stderr: PathBuf,
+    pub started: Instant,
+}
+
+/// Starts `berth-vmm` on `guest` with `bt_mode=<mode>` and extra arguments.
+pub fn start_vm(guest: &Guest, mode: &str, extra: &[&str]) -> Vm {
+    let serial = guest.workdir.join("serial.log");
+    let stderr = guest.workdir.join("vmm-stderr.log");
+    // A previous run's log must not satisfy this run's waits.
+    let _ = fs::remove_file(&serial);
+    let started = Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_berth-vmm"))
+        .arg("--kernel")
+        .arg(&guest.kernel)
+        .arg("--initrd")
+        .arg(&guest.initrd)
+        .arg("--cmdline")
+        .arg(format!("{CMDLINE} bt_mode={mode}"))
+        .arg("--serial-log")
+        .arg(&serial)
+        .arg("--timings")
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(&stderr).unwrap())
+        .spawn()
+        .expect("spawn berth-vmm");
+    Vm {
+        child,
+        serial,
+        stderr,
+        started,
+    }
+}
+
+impl Vm {
+    /// The serial log so far.
+    pub fn serial_text(&self) -> String {
+        fs::read_to_string(&self.serial).unwrap_or_default()
+    }
+
+    /// Waits for a serial line starting with `prefix`; returns it and when it appeared.
+    pub fn wait_for_line(&mut self, prefix: &str) -> (String, Duration) {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(line) = self.serial_text().lines().find(|l| l.starts_with(prefix)) {
+                return (line.to_string(), self.started.elapsed());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "berth-vmm exited ({status}) before `{prefix}`\n{}",
+                    self.report()
+                );
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("timed out waiting for `{prefix}`\n{}", self.report());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the VMM to exit.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("berth-vmm did not exit\n{}", self.report());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Serial log and VMM stderr, for failure messages.
+    pub fn report(&self) -> String {
+        format!(
+            "--- serial ---\n{}\n--- berth-vmm stderr ---\n{}",
+            self.serial_text(),
+            fs::read_to_string(&self.stderr).unwrap_or_default()
+        )
+    }
+
+    /// Asserts a clean exit (status 0 after the guest's reboot) with `BERTH-VMM-DONE OK`.
+    pub fn assert_clean_exit(&mut self) {
+        let status = self.wait_exit();
+        assert!(
+            status.success(),
+            "berth-vmm failed: {status}\n{}",
+            self.report()
+        );
+        assert!(
+            self.serial_text().contains("BERTH-VMM-DONE OK"),
+            "guest did not finish\n{}",
+            self.report()
+        );
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
