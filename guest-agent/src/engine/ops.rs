@@ -89,9 +89,21 @@ impl ContainerStore {
             std::thread::sleep(Duration::from_millis(20));
         }
         if self.is_running(&r.id) {
+            let pid = self.status(&r.id).1.map(|run| run.pid);
             let _ = self.kill(&r.id, libc::SIGKILL);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while self.is_running(&r.id) && Instant::now() < deadline {
+            // The process itself dies at once; the shim then tears down the
+            // rootfs, cgroup and runtime state before it records the exit,
+            // which takes many syscalls (seconds in an emulated guest).
+            // Give up only when the process survives SIGKILL, or when the
+            // teardown makes no end.
+            let killed_by = Instant::now() + Duration::from_secs(10);
+            let torn_down_by = Instant::now() + Duration::from_secs(120);
+            while self.is_running(&r.id) {
+                let now = Instant::now();
+                let gone = pid.is_none_or(|p| !process_alive(p));
+                if (!gone && now >= killed_by) || now >= torn_down_by {
+                    break;
+                }
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
@@ -514,4 +526,15 @@ mod tests {
         assert!(parse_signal("0").is_err());
         assert!(parse_signal("999").is_err());
     }
+}
+
+/// Whether `pid` is a live (not zombie) process.
+fn process_alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| state != "Z" && state != "X")
+        })
+        .unwrap_or(false)
 }
