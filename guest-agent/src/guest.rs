@@ -4,8 +4,8 @@
 //!
 //! Kernel command line parameters read here:
 //! - `berth.time=<unix seconds>[.<nanos>]`: wall clock at launch
-//! - `berth.disk=<device>`: ext4 data disk (default /dev/vda; without one the
-//!   engine keeps its state on tmpfs, as throw-away VMs do)
+//! - `berth.disk=<device>`: ext4 data disk (without one the engine keeps its
+//!   state on tmpfs, as throw-away VMs do)
 //! - `berth.hostname=<name>`
 //! - `berth.serial=<device>`: serve the protocol on this character device
 //!   (e.g. `/dev/vport0p1`, a virtio-console port) instead of vsock, one
@@ -18,8 +18,15 @@ use nix::mount::{mount, MsFlags};
 use std::path::Path;
 use std::sync::Arc;
 
-/// Where the engine keeps its state inside the guest.
+/// Where the data disk (or a tmpfs) is mounted inside the guest.
 pub const DATA_ROOT: &str = "/var/lib/berth";
+
+/// The engine's state directory on it. The host creates it when it formats
+/// the disk (`mkfs.ext4 -d`): ext4 spreads top-level directories across
+/// block groups, and the first use of each group costs seconds when the
+/// guest kernel is emulated, so the engine's many directories are better
+/// nested under one that already exists.
+pub const ENGINE_ROOT: &str = "/var/lib/berth/engine";
 
 fn log(msg: &str) {
     eprintln!("berth-agent: {msg}");
@@ -87,6 +94,7 @@ fn switch_root() {
 
 /// Runs the guest init; never returns.
 pub fn run_as_init() -> ! {
+    crate::server::LOG_SLOW_REQUESTS.store(true, std::sync::atomic::Ordering::Relaxed);
     switch_root();
     let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mnt(
@@ -102,10 +110,19 @@ pub fn run_as_init() -> ! {
         .write(true)
         .open("/dev/console")
     {
-        use std::os::fd::AsRawFd;
-        for fd in 0..3 {
-            // SAFETY: dup2 onto the standard descriptors.
-            unsafe { libc::dup2(c.as_raw_fd(), fd) };
+        use std::os::fd::IntoRawFd;
+        // Booted from a disk without /dev/console, init starts with no
+        // standard descriptors, so the console may itself be 0, 1 or 2.
+        let fd = c.into_raw_fd();
+        for std_fd in 0..3 {
+            if fd != std_fd {
+                // SAFETY: dup2 onto the standard descriptors.
+                unsafe { libc::dup2(fd, std_fd) };
+            }
+        }
+        if fd > 2 {
+            // SAFETY: fd is ours (from into_raw_fd) and no longer needed.
+            unsafe { libc::close(fd) };
         }
     }
     // The first line from /init: benchmarks time "kernel to /init" by it.
@@ -147,15 +164,21 @@ pub fn run_as_init() -> ! {
     let hostname = param(&cmdline, "berth.hostname").unwrap_or("berth");
     let _ = nix::unistd::sethostname(hostname);
     let _ = std::fs::write("/etc/resolv.conf", "");
-    let disk = param(&cmdline, "berth.disk").unwrap_or("/dev/vda");
+    // No data disk named: state on tmpfs (throw-away VMs). /dev/vda is the
+    // agent's own read-only root disk.
+    let disk = param(&cmdline, "berth.disk").unwrap_or("");
     let _ = std::fs::create_dir_all(DATA_ROOT);
-    let on_disk = Path::new(disk).exists()
+    let on_disk = !disk.is_empty()
+        && Path::new(disk).exists()
         && match mount(
             Some(disk),
             DATA_ROOT,
             Some("ext4"),
             MsFlags::MS_NOATIME,
-            None::<&str>,
+            // ext4 otherwise reads every block group's bitmap in the
+            // background after mounting (512 groups on the 64 GiB disk),
+            // which keeps an emulated guest kernel busy for many seconds.
+            Some("no_prefetch_block_bitmaps"),
         ) {
             Ok(()) => true,
             Err(e) => {
@@ -174,12 +197,18 @@ pub fn run_as_init() -> ! {
             Some("mode=0700"),
         );
     }
-    let layout = Layout::new(DATA_ROOT);
+    log(&format!(
+        "state on {} (uptime {:.3} s)",
+        if on_disk { disk } else { "tmpfs" },
+        uptime()
+    ));
+    let layout = Layout::new(ENGINE_ROOT);
     if let Err(e) = layout.prepare() {
-        log(&format!("preparing {DATA_ROOT}: {e}"));
+        log(&format!("preparing {ENGINE_ROOT}: {e}"));
     }
     crate::spawn_reaper();
     let engine = Arc::new(Engine::open(layout));
+    log(&format!("engine open (uptime {:.3} s)", uptime()));
     crate::engine::restart::spawn(engine.clone());
     if let Some(dev) = param(&cmdline, "berth.serial") {
         serve_serial(engine, dev);
@@ -193,6 +222,7 @@ pub fn run_as_init() -> ! {
             }
         }
     };
+    crate::memory::spawn_grower(&cmdline, log);
     log(&format!(
         "ready on vsock port {} (uptime {:.3} s)",
         berth_protocol::AGENT_VSOCK_PORT,

@@ -41,6 +41,50 @@ fn store_err(e: StoreError) -> ApiError {
 }
 
 /// Serves one connection until the peer closes it.
+/// Log requests that take longer than this (guest only; see
+/// [`LOG_SLOW_REQUESTS`]), to find where time goes in an emulated guest.
+const SLOW_REQUEST: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Set by the guest init: slow requests are logged on the console.
+pub static LOG_SLOW_REQUESTS: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Logs, when dropped, a request that took longer than [`SLOW_REQUEST`].
+struct SlowRequestLog {
+    what: Option<String>,
+    start: std::time::Instant,
+}
+
+impl SlowRequestLog {
+    fn start(req: &Request) -> SlowRequestLog {
+        let what = LOG_SLOW_REQUESTS
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .then(|| {
+                let d = format!("{req:?}");
+                let name: String = d
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                name
+            });
+        SlowRequestLog {
+            what,
+            start: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Drop for SlowRequestLog {
+    fn drop(&mut self) {
+        let took = self.start.elapsed();
+        if let Some(what) = &self.what {
+            if took >= SLOW_REQUEST {
+                eprintln!("berth-agent: {what} took {:.1} s", took.as_secs_f64());
+            }
+        }
+    }
+}
+
 pub fn serve_connection(engine: Arc<Engine>, mut conn: Box<dyn Conn>) {
     let hello: Hello = match read_frame(&mut conn) {
         Ok(h) => h,
@@ -76,6 +120,7 @@ pub fn serve_connection(engine: Arc<Engine>, mut conn: Box<dyn Conn>) {
             }
         };
         let id = env.id;
+        let _timer = SlowRequestLog::start(&env.request);
         let respond = |conn: &mut Box<dyn Conn>, result: Result<Response, ApiError>| {
             write_frame(conn, &ResponseEnvelope { id, result }).is_ok()
         };

@@ -32,6 +32,14 @@ impl HostQuirks {
         HostQuirks::default()
     }
 
+    /// RAM to give the guest at boot when it has more: on kvm_pvm the
+    /// emulated kernel spends ~14 s per GiB initialising its memory map, so
+    /// it boots with 256 MiB and hot-adds the rest when it needs it. `None`:
+    /// all RAM at boot (real KVM does that in milliseconds).
+    pub fn boot_mem_bytes(&self) -> Option<u64> {
+        self.kvm_pvm.then_some(256 << 20)
+    }
+
     /// Command line words to append for this host ("" when none).
     pub fn cmdline_extras(&self) -> &'static str {
         if self.kvm_pvm {

@@ -28,6 +28,11 @@ struct Args {
     /// Guest RAM in MiB.
     #[arg(long = "mem-mib", default_value_t = 128)]
     mem_mib: u64,
+    /// RAM the guest sees at boot (MiB, whole 128 MiB blocks); the rest is
+    /// offered for hotplug (`berth.mem_hotplug=` on the command line).
+    /// Default: all of it, or 256 on kvm_pvm hosts.
+    #[arg(long = "boot-mem-mib")]
+    boot_mem_mib: Option<u64>,
     /// Guest console destination: a file, or `-` for stdout.
     #[arg(long = "serial-log", default_value = "-")]
     serial_log: String,
@@ -79,6 +84,7 @@ fn main() -> ExitCode {
         cmdline: args.cmdline,
         cpus: args.cpus,
         mem_mib: args.mem_mib,
+        boot_mem_mib: args.boot_mem_mib,
         serial: if args.serial_log == "-" {
             SerialOutput::Stdout
         } else {
@@ -148,7 +154,12 @@ fn main() -> ExitCode {
     use berth_vmm::arm64_vm::{self, Arm64Exit, Arm64VmConfig};
     use berth_vmm::hypervisor::hvf::Hvf;
     let args = Args::parse();
-    let _ = (HostQuirks::none(), args.no_host_quirks, args.timings);
+    let _ = (
+        HostQuirks::none(),
+        args.no_host_quirks,
+        args.timings,
+        args.boot_mem_mib,
+    );
     if args.vsock_uds.is_some() || args.cpus != 1 {
         eprintln!("berth-vmm: on macOS only one vCPU and no vsock device are supported yet");
         return ExitCode::from(2);

@@ -65,6 +65,11 @@ pub struct VmConfig {
     pub cpus: u8,
     /// Guest RAM in MiB.
     pub mem_mib: u64,
+    /// RAM the guest sees at boot, in MiB (a multiple of 128); the rest of
+    /// `mem_mib` is mapped but left out of the e820 map and announced on the
+    /// command line (`berth.mem_hotplug=START-END,...`) for the guest to
+    /// hot-add. `None`: the host quirks decide (all RAM at boot on real KVM).
+    pub boot_mem_mib: Option<u64>,
     /// Console destination.
     pub serial: SerialOutput,
     /// Host Unix socket of the vsock device (none: no vsock device).
@@ -170,11 +175,50 @@ pub struct VmOutcome {
 }
 
 /// The final command line: the caller's, the host quirks', and the devices'.
-fn base_cmdline(config: &VmConfig) -> String {
+fn base_cmdline(config: &VmConfig, hotplug: &[(u64, u64)]) -> String {
     let extras = config.quirks.cmdline_extras();
-    format!("{} {}", config.cmdline.trim(), extras)
+    let mut s = format!("{} {}", config.cmdline.trim(), extras)
         .trim()
-        .to_string()
+        .to_string();
+    if !hotplug.is_empty() {
+        let ranges: Vec<String> = hotplug
+            .iter()
+            .map(|(a, size)| format!("{a:#x}-{:#x}", a + size))
+            .collect();
+        s.push_str(" berth.mem_hotplug=");
+        s.push_str(&ranges.join(","));
+    }
+    s
+}
+
+/// Granularity of guest memory hotplug (the x86 memory block size).
+pub const HOTPLUG_BLOCK: u64 = 128 << 20;
+
+/// The RAM (in bytes) to announce at boot, given the whole and the wish.
+fn boot_mem_size(mem_size: u64, boot_mem_mib: Option<u64>, quirks: HostQuirks) -> u64 {
+    let wish = boot_mem_mib
+        .map(|m| m << 20)
+        .or_else(|| quirks.boot_mem_bytes());
+    match wish {
+        // Whole blocks only, and never less than one.
+        Some(b) if b < mem_size => (b / HOTPLUG_BLOCK).max(1) * HOTPLUG_BLOCK,
+        _ => mem_size,
+    }
+    .min(mem_size)
+}
+
+/// The guest-physical RAM ranges that are mapped but not announced at boot.
+pub fn hotplug_ranges(mem_size: u64, boot_size: u64) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut skip = boot_size;
+    for (start, size) in arch::ram_regions(mem_size) {
+        let take = skip.min(size);
+        skip -= take;
+        if size > take {
+            out.push((start + take, size - take));
+        }
+    }
+    out
 }
 
 /// Builds the VM described by `config` and runs it to its end.
@@ -202,6 +246,8 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmmError> {
         .collect();
     let mem = GuestMemoryMmap::from_ranges(&ranges)?;
     vm.map_memory(&mem)?;
+    let boot_size = boot_mem_size(mem_size, config.boot_mem_mib, config.quirks);
+    let hotplug = hotplug_ranges(mem_size, boot_size);
 
     // Guest image.
     let kernel = boot::load_kernel(&mem, &config.kernel)?;
@@ -209,12 +255,12 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmmError> {
         Some(p) => Some(boot::load_initrd(
             &mem,
             p,
-            mem_size,
+            boot_size,
             boot::initrd_max_addr(&kernel),
         )?),
         None => None,
     };
-    let mut cmdline = boot::new_cmdline(&base_cmdline(config))?;
+    let mut cmdline = boot::new_cmdline(&base_cmdline(config, &hotplug))?;
 
     // Legacy devices.
     let (exit_tx, exit_rx) = channel::<VmExitReason>();
@@ -286,7 +332,7 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmmError> {
 
     // Boot structures.
     let cmdline_len = boot::write_cmdline(&mem, &cmdline)?;
-    boot::write_zero_page(&mem, &kernel, cmdline_len, initrd, mem_size)?;
+    boot::write_zero_page(&mem, &kernel, cmdline_len, initrd, boot_size)?;
     mptable::write(&mem, config.cpus)?;
     regs::write_boot_tables(&mem)?;
 
@@ -399,4 +445,58 @@ fn run_vcpu(mut vcpu: Box<dyn Vcpu>, ctx: VcpuContext) {
         }
     };
     let _ = ctx.exit.send(reason);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boot_memory_is_whole_blocks_and_never_more_than_all() {
+        let pvm = HostQuirks { kvm_pvm: true };
+        let kvm = HostQuirks::none();
+        assert_eq!(boot_mem_size(2 << 30, None, kvm), 2 << 30);
+        assert_eq!(boot_mem_size(2 << 30, None, pvm), 256 << 20);
+        assert_eq!(boot_mem_size(128 << 20, None, pvm), 128 << 20);
+        assert_eq!(boot_mem_size(2 << 30, Some(300), kvm), 256 << 20);
+        assert_eq!(boot_mem_size(2 << 30, Some(1), kvm), 128 << 20);
+        assert_eq!(boot_mem_size(512 << 20, Some(4096), pvm), 512 << 20);
+    }
+
+    #[test]
+    fn hotplug_ranges_cover_what_boot_leaves_out() {
+        assert_eq!(hotplug_ranges(2 << 30, 2 << 30), vec![]);
+        assert_eq!(
+            hotplug_ranges(2 << 30, 256 << 20),
+            vec![(256 << 20, (2 << 30) - (256 << 20))]
+        );
+        // Above the 32-bit device gap the rest continues at 4 GiB.
+        assert_eq!(
+            hotplug_ranges(4 << 30, 256 << 20),
+            vec![
+                (256 << 20, arch::LOW_RAM_END - (256 << 20)),
+                (arch::HIGH_RAM_START, (4 << 30) - arch::LOW_RAM_END)
+            ]
+        );
+        let cfg_line = base_cmdline(
+            &VmConfig {
+                kernel: "k".into(),
+                initrd: None,
+                cmdline: "console=ttyS0".into(),
+                cpus: 1,
+                mem_mib: 512,
+                boot_mem_mib: None,
+                serial: SerialOutput::Stdout,
+                vsock_uds: None,
+                disks: vec![],
+                rng: false,
+                quirks: HostQuirks::none(),
+            },
+            &[(0x1000_0000, 0x1000_0000)],
+        );
+        assert_eq!(
+            cfg_line,
+            "console=ttyS0 berth.mem_hotplug=0x10000000-0x20000000"
+        );
+    }
 }

@@ -512,6 +512,17 @@ fn user_name(uid: &str) -> String {
         .unwrap_or_else(|| uid.to_string())
 }
 
+/// Whether `pid` is a live (not zombie) process.
+fn process_alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| state != "Z" && state != "X")
+        })
+        .unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_signal;
@@ -526,15 +537,4 @@ mod tests {
         assert!(parse_signal("0").is_err());
         assert!(parse_signal("999").is_err());
     }
-}
-
-/// Whether `pid` is a live (not zombie) process.
-fn process_alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next())
-                .is_some_and(|state| state != "Z" && state != "X")
-        })
-        .unwrap_or(false)
 }
