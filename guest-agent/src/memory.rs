@@ -103,8 +103,13 @@ pub fn spawn_grower(cmdline: &str, log: fn(&str)) {
                     continue;
                 }
                 pending.pop();
-                if let Err(e) = std::fs::write(PROBE, format!("{addr:#x}")) {
-                    log(&format!("hot-adding memory at {addr:#x}: {e}"));
+                match std::fs::write(PROBE, format!("{addr:#x}")) {
+                    Ok(()) => log(&format!(
+                        "added {} MiB of memory at {addr:#x} ({} blocks left)",
+                        block >> 20,
+                        pending.len()
+                    )),
+                    Err(e) => log(&format!("hot-adding memory at {addr:#x}: {e}")),
                 }
             }
         });

@@ -30,7 +30,7 @@ pub struct Cli {
         global = true,
         env = "BERTH_ISOLATION",
         value_enum,
-        default_value = "native"
+        default_value = "shared"
     )]
     pub isolation: Isolation,
     #[command(subcommand)]
