@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Boot benchmark: berth-vmm vs QEMU `-M microvm`, same guest kernel, same
-# initramfs (the machine VM's: static berth-agent as /init), same command
-# line, 1 vCPU / 512 MiB each. Rounds are interleaved (the order alternates
-# every round) and the table shows medians over the rounds.
+# root disk (the machine VM's: a small read-only ext4 image with the static
+# berth-agent as /init, first virtio-blk device, /dev/vda), same command
+# line, 1 vCPU / 512 MiB at boot each (berth-vmm gets --boot-mem-mib 512, so
+# nothing is left for hotplug on kvm_pvm hosts). No data disk: the agent keeps
+# its state on tmpfs. Rounds are interleaved (the order alternates every
+# round) and the table shows medians over the rounds.
 #
 #   benches/boot.sh                 # ROUNDS=3
 #   ROUNDS=5 NICE=0 benches/boot.sh
@@ -10,7 +13,9 @@
 # Measured per boot, from process launch (timestamps from polling the serial
 # log every 20 ms):
 #   init   launch -> serial line `berth-agent: started as init` (kernel -> /init)
-#   ready  launch -> `berth-agent: ready on vsock port 1024` (berth-vmm only:
+#   engine launch -> `berth-agent: engine open` (state open, about to serve):
+#          the agent-ready point both VMMs reach
+#   vsock  launch -> `berth-agent: ready on vsock port 1024` (berth-vmm only:
 #          QEMU has no vsock here, as there is no /dev/vhost-vsock)
 #   RSS    VmRSS of the VMM process (/proc/<pid>/status) when the marker appears
 #   uptime the guest's own uptime at the marker, when the agent prints it
@@ -28,8 +33,11 @@ rounds=${ROUNDS:-3}
 timeout_s=${BOOT_TIMEOUT:-400}
 niceness=${NICE:-10}
 init_marker='berth-agent: started as init'
-ready_marker='berth-agent: ready on vsock port 1024'
+engine_marker='berth-agent: engine open'
+vsock_marker='berth-agent: ready on vsock port 1024'
 base_cmdline='console=ttyS0 reboot=k panic=-1 quiet clocksource=kvm-clock'
+# = what host-cli/src/machine.rs adds for the root disk.
+root_args='root=/dev/vda ro rootfstype=ext4 init=/init'
 # = PVM_CMDLINE_EXTRAS in vmm/src/host_quirks.rs; berth-vmm appends it by
 # itself on kvm_pvm hosts, QEMU gets it explicitly.
 pvm_extras='kvm_emul_safe noreplace-smp noxsave clearcpuid=cx16,pcid,invpcid,fsgsbase,smap,rdrand,rdseed,rdpid,rdtscp,popcnt,serialize,clflushopt,clwb,umip,xsaveopt,xsavec,xsaves,erms,fsrm'
@@ -40,7 +48,7 @@ die() { log "FAIL: $*"; exit 1; }
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
 [ -w /dev/kvm ] || die "/dev/kvm is not usable"
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing (apt-get install qemu-system-x86)"
-command -v cpio >/dev/null || die "cpio missing"
+mkfs=$(PATH="$PATH:/usr/sbin:/sbin" command -v mkfs.ext4) || die "mkfs.ext4 missing (apt-get install e2fsprogs)"
 command -v python3 >/dev/null || die "python3 missing"
 
 # ------------------------------------------------------------------ inputs
@@ -63,8 +71,8 @@ if [ ! -x "$vmm" ] || [ ! -x "$agent" ]; then
 fi
 [ -x "$vmm" ] || die "missing $vmm"
 [ -x "$agent" ] || die "missing $agent"
-grep -qaF "started as init" "$agent" ||
-    die "$agent predates the 'started as init' serial line: rebuild it (PROFILE=release scripts/dev-build.sh)"
+grep -qaF "started as init" "$agent" && grep -qaF "engine open" "$agent" ||
+    die "$agent predates the 'started as init'/'engine open' serial lines: rebuild it (PROFILE=release scripts/dev-build.sh)"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/berth-bench-boot.XXXXXX")
 helper_pid=""
@@ -80,16 +88,18 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# The machine VM's initramfs (host-cli/src/machine.rs write_initramfs):
-# /dev, /dev/console (c 5 1), /init = the static agent. Uncompressed.
-mkdir -p "$work/root/dev"
+# The machine VM's root disk (host-cli/src/machine.rs write_rootfs): ext4,
+# no journal, /init = the static agent (0755), empty /newroot; size = agent
+# + 4 MiB, rounded up to whole MiB.
+mkdir -p "$work/root/newroot"
 cp "$agent" "$work/root/init"
 chmod 755 "$work/root/init"
-mknod -m 600 "$work/root/dev/console" c 5 1 || die "mknod /dev/console failed (needs root)"
-(cd "$work/root" && printf '%s\n' dev dev/console init | cpio -o -H newc --owner=0:0 --quiet) >"$work/initramfs.cpio"
-initrd=$work/initramfs.cpio
+rootfs=$work/rootfs.ext4
+truncate -s $(( ($(stat -c %s "$agent") + (5 << 20) - 1) >> 20 ))M "$rootfs"
+"$mkfs" -q -F -b 4096 -m 0 -O ^has_journal -E root_owner=0:0 -L berth-root \
+    -d "$work/root" "$rootfs" || die "mkfs.ext4 failed building the root disk"
 # Same page-cache state for both VMMs from the first boot on.
-cat "$kernel" "$initrd" "$vmm" >/dev/null
+cat "$kernel" "$rootfs" "$vmm" >/dev/null
 
 # ------------------------------------------------------------------ one boot
 # boot_one.py NAME SERIAL TIMEOUT MARKER... -- CMD...
@@ -162,25 +172,27 @@ finally:
         child.wait()
 EOF
 
-berth_cmd=(nice -n "$niceness" "$vmm" --kernel "$kernel" --initrd "$initrd"
-    --cmdline "$base_cmdline" --cpus 1 --mem-mib 512
+berth_cmd=(nice -n "$niceness" "$vmm" --kernel "$kernel" --disk "$rootfs,ro"
+    --cmdline "$base_cmdline $root_args" --cpus 1 --mem-mib 512 --boot-mem-mib 512
     --serial-log "$work/berth.serial" --vsock-uds "$work/vsock.sock" --rng)
 qemu_cmd=(nice -n "$niceness" qemu-system-x86_64
     -M microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=off
     -enable-kvm -cpu host,-arch-capabilities -m 512 -smp 1
     -nodefaults -no-user-config -nographic
     -serial "file:$work/qemu.serial" -no-reboot -device i8042
-    -kernel "$kernel" -initrd "$initrd" -append "$base_cmdline $pvm_extras")
+    -drive "id=root,file=$rootfs,format=raw,if=none,readonly=on"
+    -device virtio-blk-device,drive=root
+    -kernel "$kernel" -append "$base_cmdline $root_args $pvm_extras")
 
 # boot NAME ROUND: one boot; its result line goes to $work/NAME.results
 boot() {
     local name=$1 r=$2 line
     local -a markers cmd
     if [ "$name" = berth ]; then
-        markers=("$init_marker" "$ready_marker") cmd=("${berth_cmd[@]}")
+        markers=("$init_marker" "$engine_marker" "$vsock_marker") cmd=("${berth_cmd[@]}")
         rm -f "$work/vsock.sock"
     else
-        markers=("$init_marker") cmd=("${qemu_cmd[@]}")
+        markers=("$init_marker" "$engine_marker") cmd=("${qemu_cmd[@]}")
     fi
     python3 "$work/boot_one.py" "$name" "$work/$name.serial" "$timeout_s" \
         "${markers[@]}" -- "${cmd[@]}" >"$work/$name.out" &
@@ -196,16 +208,16 @@ boot() {
     helper_pid=""
     line=$(cat "$work/$name.out")
     echo "$line" >>"$work/$name.results"
-    local ti ri ui tr rr ur
-    read -r ti ri ui tr rr ur <<<"$line"
+    local ti ri ui te re ue tv rv uv
+    read -r ti ri ui te re ue tv rv uv <<<"$line"
     if [ "$name" = berth ]; then
-        log "round $r: berth-vmm  init $ti s (guest uptime $ui s, RSS $((ri / 1024)) MiB), agent ready $tr s (guest uptime $ur s, RSS $((rr / 1024)) MiB)"
+        log "round $r: berth-vmm  init $ti s (guest uptime $ui s, RSS $((ri / 1024)) MiB), engine open $te s (guest uptime $ue s, RSS $((re / 1024)) MiB), ready on vsock $tv s (guest uptime $uv s, RSS $((rv / 1024)) MiB)"
     else
-        log "round $r: qemu       init $ti s (guest uptime $ui s, RSS $((ri / 1024)) MiB)"
+        log "round $r: qemu       init $ti s (guest uptime $ui s, RSS $((ri / 1024)) MiB), engine open $te s (guest uptime $ue s, RSS $((re / 1024)) MiB)"
     fi
 }
 
-log "kernel $kernel ($(( $(stat -c %s "$kernel") / 1024 )) KiB), initramfs $(( $(stat -c %s "$initrd") / 1024 )) KiB"
+log "kernel $kernel ($(( $(stat -c %s "$kernel") / 1024 )) KiB), root disk $(( $(stat -c %s "$rootfs") / 1024 )) KiB"
 log "$(qemu-system-x86_64 --version | head -n 1); host: $([ -e /sys/module/kvm_pvm ] && echo kvm_pvm || echo kvm), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 log "$rounds round(s), timeout ${timeout_s} s per boot, VMMs at nice $niceness"
 for ((r = 1; r <= rounds; r++)); do
@@ -220,32 +232,40 @@ col() {
         awk '$1 == "-" {bad = 1} {v[NR] = $1}
              END {if (bad) print "n/a"; else print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'
 }
-# berth.results: init_s init_rss_kib init_uptime ready_s ready_rss_kib ready_uptime
-# qemu.results:  init_s init_rss_kib init_uptime
+# berth.results: init_s init_rss_kib init_uptime engine_s engine_rss_kib
+#                engine_uptime vsock_s vsock_rss_kib vsock_uptime
+# qemu.results:  init_s init_rss_kib init_uptime engine_s engine_rss_kib
+#                engine_uptime
 echo
 echo "berth-vmm vs qemu-system-x86_64 -M microvm: $rounds round(s), interleaved, medians"
 echo "kernel $kernel"
-echo "initramfs: berth-agent as /init ($(( $(stat -c %s "$initrd") / 1024 )) KiB); 1 vCPU, 512 MiB each"
+echo "root disk: read-only ext4 on virtio-blk /dev/vda, berth-agent as /init ($(( $(stat -c %s "$rootfs") / 1024 )) KiB);"
+echo "agent state on tmpfs; 1 vCPU, 512 MiB at boot each"
 awk -v bi="$(col berth 1)" -v qi="$(col qemu 1)" \
     -v bu="$(col berth 3)" -v qu="$(col qemu 3)" \
     -v bir="$(col berth 2)" -v qir="$(col qemu 2)" \
-    -v br="$(col berth 4)" -v brr="$(col berth 5)" -v bru="$(col berth 6)" 'BEGIN {
-    fmt = "%-44s %10s %10s %11s\n"
+    -v be="$(col berth 4)" -v qe="$(col qemu 4)" \
+    -v bue="$(col berth 6)" -v que="$(col qemu 6)" \
+    -v ber="$(col berth 5)" -v qer="$(col qemu 5)" \
+    -v bv="$(col berth 7)" 'BEGIN {
+    fmt = "%-48s %10s %10s %11s\n"
     printf fmt, "", "berth-vmm", "qemu", "berth/qemu"
     row("(a) launch -> started as init (s)", bi, qi, "%.2f")
     row("    guest uptime at started as init (s)", bu, qu, "%.2f")
-    row("(b) launch -> agent ready on vsock (s)", br, "n/a", "%.2f")
-    row("    guest uptime at agent ready (s)", bru, "n/a", "%.2f")
+    row("(b) launch -> agent ready, engine open (s)", be, qe, "%.2f")
+    row("    guest uptime at engine open (s)", bue, que, "%.2f")
     row("(c) VMM VmRSS at started as init (MiB)", kib(bir), kib(qir), "%.1f")
-    row("    VMM VmRSS at agent ready (MiB)", kib(brr), "n/a", "%.1f")
+    row("    VMM VmRSS at engine open (MiB)", kib(ber), kib(qer), "%.1f")
+    row("berth only: launch -> ready on vsock 1024 (s)", bv, "n/a", "%.2f")
 }
 function kib(v) { return v == "n/a" ? v : v / 1024 }
 function num(v, f) { return v == "n/a" ? v : sprintf(f, v) }
 function row(label, b, q, f) {
     printf fmt, label, num(b, f), num(q, f), (b == "n/a" || q == "n/a" || q == 0) ? "n/a" : sprintf("%.3f", b / q)
 }'
-echo "QEMU gets no vsock device here (no /dev/vhost-vsock on this host), so its agent"
-echo "never becomes ready: only the 'started as init' rows compare both VMMs."
+echo "QEMU gets no vsock device here (no /dev/vhost-vsock on this host), so 'engine open'"
+echo "(agent state open, about to serve) is the agent-ready point both VMMs reach;"
+echo "'ready on vsock' is measured for berth-vmm only."
 echo "per round (launch->marker s, VmRSS KiB, guest uptime s):"
-awk '{printf "  berth-vmm round %d: init %s %s %s | ready %s %s %s\n", NR, $1, $2, $3, $4, $5, $6}' "$work/berth.results"
-awk '{printf "  qemu      round %d: init %s %s %s\n", NR, $1, $2, $3}' "$work/qemu.results"
+awk '{printf "  berth-vmm round %d: init %s %s %s | engine %s %s %s | vsock %s %s %s\n", NR, $1, $2, $3, $4, $5, $6, $7, $8, $9}' "$work/berth.results"
+awk '{printf "  qemu      round %d: init %s %s %s | engine %s %s %s\n", NR, $1, $2, $3, $4, $5, $6}' "$work/qemu.results"

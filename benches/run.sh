@@ -63,7 +63,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-export BERTH_HOME=$work/berth BERTH_AGENT=$agent
+# Native placement unless a row says otherwise (the CLI default is the VM).
+export BERTH_HOME=$work/berth BERTH_AGENT=$agent BERTH_ISOLATION=native
 [ -x "$root/target/release/berth-vmm" ] && export BERTH_VMM=$root/target/release/berth-vmm
 "$berth" load -i "$image_tar" >/dev/null
 

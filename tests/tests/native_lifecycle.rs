@@ -367,9 +367,10 @@ fn script(b: &Berth, shell: &str) -> (Option<i32>, String) {
         .replace(
             "ENVS",
             &format!(
-                "BERTH_HOME={} BERTH_AGENT={}",
+                "BERTH_HOME={} BERTH_AGENT={} BERTH_ISOLATION={}",
                 b.home.path().display(),
-                berth_tests::agent_bin().display()
+                berth_tests::agent_bin().display(),
+                b.isolation
             ),
         );
     let out = std::process::Command::new("script")
@@ -400,9 +401,10 @@ fn exec_tty_and_detach_keys() {
     assert!(text.contains("xterm"), "{text}");
     // ctrl-p ctrl-q leaves the container running.
     let cmd = format!(
-        "BERTH_HOME={} BERTH_AGENT={} {} run -it --name detachable {DEFAULT_IMAGE} sh",
+        "BERTH_HOME={} BERTH_AGENT={} BERTH_ISOLATION={} {} run -it --name detachable {DEFAULT_IMAGE} sh",
         b.home.path().display(),
         berth_tests::agent_bin().display(),
+        b.isolation,
         berth_tests::berth_bin().display()
     );
     let mut child = std::process::Command::new("script")

@@ -242,9 +242,10 @@ fn tty_gets_a_pty_and_window_size() {
     }
     let b = Berth::new().with_default_image();
     let cmd = format!(
-        "stty rows 33 cols 101; BERTH_HOME={} BERTH_AGENT={} {} run --rm -it {} sh -c 'tty; stty size; exit 4'",
+        "stty rows 33 cols 101; BERTH_HOME={} BERTH_AGENT={} BERTH_ISOLATION={} {} run --rm -it {} sh -c 'tty; stty size; exit 4'",
         b.home.path().display(),
         berth_tests::agent_bin().display(),
+        b.isolation,
         berth_tests::berth_bin().display(),
         DEFAULT_IMAGE
     );
