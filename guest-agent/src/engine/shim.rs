@@ -428,6 +428,12 @@ fn start(
     )
     .with_root_path(layout.runtime())
     .map_err(|e| StartError::engine(e.to_string()))?;
+    // libcontainer also writes the init pid here; see below.
+    let pid_file = paths.bundle.join("init.pid");
+    let _ = std::fs::remove_file(&pid_file);
+    let builder = builder
+        .with_pid_file(Some(pid_file.clone()))
+        .map_err(|e| StartError::engine(e.to_string()))?;
     let (builder, plan) = plan_stdio(
         builder,
         rec.config.tty,
@@ -446,9 +452,29 @@ fn start(
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let mut container =
         built.map_err(|e| StartError::engine(format!("creating container: {e}")))?;
+    // In guests whose kernel is emulated (kvm_pvm) the state libcontainer
+    // saves and reads straight back has been seen to come back without
+    // the pid; the pid file it writes as well is the fallback.
     let pid = container
         .pid()
+        .or_else(|| {
+            std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok())
+                .filter(|p| *p > 0)
+                .map(Pid::from_raw)
+        })
         .ok_or_else(|| StartError::engine("container has no init pid"))?;
+    if container.pid().is_none() {
+        eprintln!(
+            "berth-agent: container {}: state without the init pid, using {pid} from its pid file",
+            rec.id
+        );
+        container
+            .set_pid(pid.as_raw())
+            .set_status(libcontainer::container::ContainerStatus::Created);
+        let _ = container.save();
+    }
     let stdio = plan.into_stdio()?;
 
     let mut clients: Vec<Client> = Vec::new();
