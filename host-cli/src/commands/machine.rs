@@ -45,7 +45,7 @@ pub fn run(cmd: &MachineCommand) -> Result<i32> {
             }
             let t = m.start(spec, true)?;
             if *timings {
-                println!("prepare (disk, initramfs, spawn): {} ms", t.prepare_ms);
+                println!("prepare (disks, spawn): {} ms", t.prepare_ms);
                 if let Some(v) = t.vmm_setup_ms {
                     println!("VMM setup and kernel load: {v} ms");
                 }
