@@ -518,3 +518,50 @@ fn images_survive_agent_restart_and_rmi_frees_them() {
     assert_eq!(o.code, 1);
     assert!(o.stderr.contains("No such image"), "{}", o.stderr);
 }
+
+#[test]
+fn rmi_force_untags_an_image_in_use_and_shared_layers_survive() {
+    let b = Berth::new().with_default_image();
+    let id = b
+        .run(&["run", "-d", DEFAULT_IMAGE, "sleep", "300"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    b.run(&["exec", &id, "sh", "-c", "echo kept > /marker"])
+        .ok();
+    // A second image on top of the default image's layer.
+    b.run(&["commit", &id, "mine/child:1"]).ok();
+    // Forced removal of an image a running container uses only untags it,
+    // as docker does: the container and its layers stay.
+    let o = b.run(&["rmi", "-f", DEFAULT_IMAGE]).ok();
+    assert!(
+        o.stdout.contains("Untagged: berth/busybox:latest") && !o.stdout.contains("Deleted:"),
+        "{}",
+        o.stdout
+    );
+    assert_eq!(
+        b.run(&["exec", &id, "cat", "/marker"]).ok().stdout,
+        "kept\n"
+    );
+    b.run(&["rm", "-f", &id]).ok();
+    // With the container gone, pruning deletes the untagged image; the
+    // layer it shares with mine/child stays, and mine/child still runs.
+    b.run(&["image", "prune", "-f"]).ok();
+    let images = b.run(&["images"]).ok().stdout;
+    assert!(
+        !images.contains("berth/busybox") && images.contains("mine/child"),
+        "{images}"
+    );
+    let o = b
+        .run(&[
+            "run",
+            "--rm",
+            "mine/child:1",
+            "sh",
+            "-c",
+            "cat /marker; ls /bin/busybox",
+        ])
+        .ok();
+    assert_eq!(o.stdout, "kept\n/bin/busybox\n");
+}
