@@ -261,6 +261,18 @@ impl Berth {
 
 impl Drop for Berth {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // A failed VM test: show what the guest said (agent errors, slow
+            // requests, kernel messages) before the state dir goes.
+            let serial = self.home.path().join("machine/serial.log");
+            if let Ok(text) = std::fs::read_to_string(&serial) {
+                let lines: Vec<&str> = text.lines().collect();
+                eprintln!("--- last lines of {}:", serial.display());
+                for l in &lines[lines.len().saturating_sub(60)..] {
+                    eprintln!("{l}");
+                }
+            }
+        }
         self.kill_vmm();
         if self.agent_pid().is_some() {
             let ids = self.run(&["ps", "-aq", "--no-trunc"]).stdout;
