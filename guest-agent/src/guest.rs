@@ -166,11 +166,10 @@ pub fn run_as_init() -> ! {
     let _ = std::fs::write("/etc/resolv.conf", "");
     // No data disk named: state on tmpfs (throw-away VMs). /dev/vda is the
     // agent's own read-only root disk.
-    let disk = param(&cmdline, "berth.disk").unwrap_or("");
+    let disk = param(&cmdline, "berth.disk").filter(|d| Path::new(d).exists());
     let _ = std::fs::create_dir_all(DATA_ROOT);
-    let on_disk = !disk.is_empty()
-        && Path::new(disk).exists()
-        && match mount(
+    let on_disk = disk.is_some_and(|disk| {
+        match mount(
             Some(disk),
             DATA_ROOT,
             Some("ext4"),
@@ -187,7 +186,8 @@ pub fn run_as_init() -> ! {
                 ));
                 false
             }
-        };
+        }
+    });
     if !on_disk {
         mnt(
             "tmpfs",
@@ -199,7 +199,7 @@ pub fn run_as_init() -> ! {
     }
     log(&format!(
         "state on {} (uptime {:.3} s)",
-        if on_disk { disk } else { "tmpfs" },
+        disk.filter(|_| on_disk).unwrap_or("tmpfs"),
         uptime()
     ));
     let layout = Layout::new(ENGINE_ROOT);

@@ -40,7 +40,6 @@ fn store_err(e: StoreError) -> ApiError {
     ApiError::new(kind, e.to_string())
 }
 
-/// Serves one connection until the peer closes it.
 /// Log requests that take longer than this (guest only; see
 /// [`LOG_SLOW_REQUESTS`]), to find where time goes in an emulated guest.
 const SLOW_REQUEST: std::time::Duration = std::time::Duration::from_secs(2);
@@ -85,6 +84,7 @@ impl Drop for SlowRequestLog {
     }
 }
 
+/// Serves one connection until the peer closes it.
 pub fn serve_connection(engine: Arc<Engine>, mut conn: Box<dyn Conn>) {
     let hello: Hello = match read_frame(&mut conn) {
         Ok(h) => h,

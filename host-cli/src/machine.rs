@@ -115,6 +115,22 @@ pub fn kernel_path() -> Result<PathBuf> {
         .context("no guest kernel found: run kernel-config/build-kernel.sh or set BERTH_KERNEL")
 }
 
+/// Formats `img` as ext4 with `options`, filled from the directory `tree`.
+fn mkfs_ext4(options: &[&str], tree: &Path, img: &Path) -> Result<()> {
+    let out = std::process::Command::new("mkfs.ext4")
+        .args(["-q", "-F"])
+        .args(options)
+        .arg("-d")
+        .arg(tree)
+        .arg(img)
+        .output()
+        .context("running mkfs.ext4 (install e2fsprogs)")?;
+    if !out.status.success() {
+        bail!("mkfs.ext4 failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
 /// Bumped when the layout of the root disk changes.
 const ROOTFS_FORMAT: &str = "berth-rootfs-1";
 
@@ -142,10 +158,8 @@ pub fn write_rootfs(agent: &[u8], out: &Path) -> Result<()> {
     // The agent, its metadata and some slack, in whole MiB.
     let bytes = (agent.len() as u64 + (4 << 20)).div_ceil(1 << 20) << 20;
     std::fs::File::create(&img)?.set_len(bytes)?;
-    let out_mkfs = std::process::Command::new("mkfs.ext4")
-        .args([
-            "-q",
-            "-F",
+    mkfs_ext4(
+        &[
             "-b",
             "4096",
             "-m",
@@ -156,18 +170,11 @@ pub fn write_rootfs(agent: &[u8], out: &Path) -> Result<()> {
             "root_owner=0:0",
             "-L",
             "berth-root",
-            "-d",
-        ])
-        .arg(&tree)
-        .arg(&img)
-        .output()
-        .context("running mkfs.ext4 (install e2fsprogs)")?;
-    if !out_mkfs.status.success() {
-        bail!(
-            "mkfs.ext4 failed building the guest root disk: {}",
-            String::from_utf8_lossy(&out_mkfs.stderr)
-        );
-    }
+        ],
+        &tree,
+        &img,
+    )
+    .context("building the guest root disk")?;
     std::fs::rename(&img, out)?;
     Ok(())
 }
@@ -264,10 +271,8 @@ impl Machine {
             .prefix(".disk-")
             .tempdir_in(&self.dir)?;
         std::fs::create_dir(stage.path().join("engine"))?;
-        let out = std::process::Command::new("mkfs.ext4")
-            .args([
-                "-q",
-                "-F",
+        mkfs_ext4(
+            &[
                 "-L",
                 "berth-data",
                 // A new sparse file reads as zeros: mark the inode tables
@@ -278,15 +283,10 @@ impl Machine {
                 "lazy_itable_init=1,lazy_journal_init=1,nodiscard,assume_storage_prezeroed=1,root_owner=0:0",
                 "-m",
                 "0",
-                "-d",
-            ])
-            .arg(stage.path())
-            .arg(&tmp)
-            .output()
-            .context("running mkfs.ext4 (install e2fsprogs)")?;
-        if !out.status.success() {
-            bail!("mkfs.ext4 failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
+            ],
+            stage.path(),
+            &tmp,
+        )?;
         std::fs::rename(&tmp, &disk)?;
         Ok(disk)
     }

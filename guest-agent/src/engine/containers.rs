@@ -548,9 +548,18 @@ pub(super) fn shim_alive(pid: i32) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|c| c.split(|b| *b == 0).any(|a| a == b"shim"))
         .unwrap_or(false)
-        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| !s.contains(") Z "))
-            .unwrap_or(false)
+        && process_alive(pid)
+}
+
+/// Whether `pid` is a live (not zombie) process.
+pub(super) fn process_alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| state != "Z" && state != "X")
+        })
+        .unwrap_or(false)
 }
 
 /// Deletes a tree but never descends into another filesystem (a mount left

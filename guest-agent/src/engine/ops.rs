@@ -2,7 +2,7 @@
 //! top, stats, update, prune. Resource work goes through libcgroups, so
 //! the same code serves cgroup v1 hosts and the v2 guest.
 
-use super::containers::{err, internal, valid_name, ContainerStore};
+use super::containers::{err, internal, process_alive, valid_name, ContainerStore};
 use super::record::ContainerRecord;
 use crate::layout::write_json_atomic;
 use berth_protocol::{ApiError, ContainerStatus, ErrorKind, RestartPolicy, StatsSample, TopInfo};
@@ -510,17 +510,6 @@ fn user_name(uid: &str) -> String {
             })
         })
         .unwrap_or_else(|| uid.to_string())
-}
-
-/// Whether `pid` is a live (not zombie) process.
-fn process_alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next())
-                .is_some_and(|state| state != "Z" && state != "X")
-        })
-        .unwrap_or(false)
 }
 
 #[cfg(test)]

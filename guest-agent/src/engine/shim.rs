@@ -455,26 +455,25 @@ fn start(
     // In guests whose kernel is emulated (kvm_pvm) the state libcontainer
     // saves and reads straight back has been seen to come back without
     // the pid; the pid file it writes as well is the fallback.
-    let pid = container
-        .pid()
-        .or_else(|| {
-            std::fs::read_to_string(&pid_file)
+    let pid = match container.pid() {
+        Some(pid) => pid,
+        None => {
+            let pid = std::fs::read_to_string(&pid_file)
                 .ok()
                 .and_then(|s| s.trim().parse::<i32>().ok())
                 .filter(|p| *p > 0)
-                .map(Pid::from_raw)
-        })
-        .ok_or_else(|| StartError::engine("container has no init pid"))?;
-    if container.pid().is_none() {
-        eprintln!(
-            "berth-agent: container {}: state without the init pid, using {pid} from its pid file",
-            rec.id
-        );
-        container
-            .set_pid(pid.as_raw())
-            .set_status(libcontainer::container::ContainerStatus::Created);
-        let _ = container.save();
-    }
+                .ok_or_else(|| StartError::engine("container has no init pid"))?;
+            eprintln!(
+                "berth-agent: container {}: state without the init pid, using {pid} from its pid file",
+                rec.id
+            );
+            container
+                .set_pid(pid)
+                .set_status(libcontainer::container::ContainerStatus::Created);
+            let _ = container.save();
+            Pid::from_raw(pid)
+        }
+    };
     let stdio = plan.into_stdio()?;
 
     let mut clients: Vec<Client> = Vec::new();

@@ -150,7 +150,8 @@ impl<'a> Tree<'a> {
     }
 
     /// Makes sure every ancestor of `parts` exists as a real directory
-    /// (creating missing ones) and returns the entry's full path.
+    /// (creating missing ones) and returns the entry's path relative to the
+    /// root.
     fn prepare_parents(&mut self, parts: &[PathBuf], entry: &str) -> Result<PathBuf, UnpackError> {
         let mut rel = PathBuf::new();
         for p in &parts[..parts.len().saturating_sub(1)] {
@@ -178,7 +179,10 @@ impl<'a> Tree<'a> {
                 }
             }
         }
-        Ok(self.root.join(parts.iter().collect::<PathBuf>()))
+        if let Some(last) = parts.last() {
+            rel.push(last);
+        }
+        Ok(rel)
     }
 
     /// Removes whatever is at `rel` unless it is a directory and `keep_dir`.
@@ -311,8 +315,8 @@ pub fn apply_layer<R: Read>(reader: R, root: &Path) -> Result<Unpacked, UnpackEr
                 continue;
             }
             let base = parts.last().unwrap().as_os_str().as_bytes().to_vec();
-            let target = tree.prepare_parents(&parts, &name)?;
-            let rel: PathBuf = parts.iter().collect();
+            let rel = tree.prepare_parents(&parts, &name)?;
+            let target = root.join(&rel);
             // Whiteouts.
             if base == b".wh..wh..opq" {
                 let dir = target.parent().unwrap();
