@@ -1,0 +1,3 @@
+FROM berth/busybox:latest
+ENV GREETING=hi
+ENTRYPOINT echo "$GREETING" from the entrypoint
