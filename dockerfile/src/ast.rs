@@ -196,11 +196,26 @@ impl InstructionKind {
 }
 
 impl Dockerfile {
-    /// Number of instructions Docker's classic builder counts for its
-    /// `Step N/M` lines: every `FROM` and every instruction after it (global
-    /// `ARG`s are not steps).
+    /// The `M` of Docker's classic `Step N/M` lines: the global `ARG`s, then
+    /// every `FROM` and every instruction after it.
     pub fn step_count(&self) -> usize {
-        self.stages.iter().map(|s| 1 + s.instructions.len()).sum()
+        self.global_args.len()
+            + self
+                .stages
+                .iter()
+                .map(|s| 1 + s.instructions.len())
+                .sum::<usize>()
+    }
+
+    /// Every step in the order the classic builder prints them: the global
+    /// `ARG`s, then each stage's `FROM` and instructions. Step `N` is
+    /// `steps().nth(N - 1)`, printed as `Step N/M : {original}`.
+    pub fn steps(&self) -> impl Iterator<Item = &Instruction> {
+        self.global_args.iter().chain(
+            self.stages
+                .iter()
+                .flat_map(|s| std::iter::once(&s.from).chain(&s.instructions)),
+        )
     }
 
     /// The stage named `name` (compared case-insensitively, as Docker does).

@@ -18,13 +18,10 @@ fn case(name: &str) -> Dockerfile {
 /// `Step N/M : ...` lines as docker's classic builder prints them.
 fn steps(d: &Dockerfile) -> Vec<String> {
     let total = d.step_count();
-    let mut out = Vec::new();
-    for s in &d.stages {
-        for i in std::iter::once(&s.from).chain(&s.instructions) {
-            out.push(format!("Step {}/{total} : {}", out.len() + 1, i.original));
-        }
-    }
-    out
+    d.steps()
+        .enumerate()
+        .map(|(i, ins)| format!("Step {}/{total} : {}", i + 1, ins.original))
+        .collect()
 }
 
 #[test]
@@ -128,7 +125,12 @@ fn multistage_case() {
         names,
         vec![Some("builder".into()), Some("second".into()), None]
     );
-    assert_eq!(d.step_count(), 12);
+    assert_eq!(d.step_count(), 13);
+    assert_eq!(steps(&d)[0], "Step 1/13 : ARG GREETING=hello");
+    assert_eq!(
+        steps(&d)[1],
+        "Step 2/13 : FROM berth/busybox:latest AS Builder"
+    );
 }
 
 /// Docker's context walk: an excluded directory is skipped unless an

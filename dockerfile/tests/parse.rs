@@ -100,7 +100,19 @@ fn stages_and_global_args() {
         (s1.index, s1.name.as_deref(), s1.base.as_str()),
         (1, None, "scratch")
     );
-    assert_eq!(d.step_count(), 4);
+    assert_eq!(d.step_count(), 6);
+    let steps: Vec<&str> = d.steps().map(|i| i.original.as_str()).collect();
+    assert_eq!(
+        steps,
+        vec![
+            "ARG A=1",
+            "ARG B",
+            "FROM busybox AS Build",
+            "RUN true",
+            "FROM scratch",
+            "COPY --from=build /a /b"
+        ]
+    );
     assert_eq!(d.stage_by_name("BUILD").map(|s| s.index), Some(0));
 }
 
