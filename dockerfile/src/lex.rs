@@ -24,6 +24,8 @@ pub(crate) struct Lexer {
     pub raw_escapes: bool,
     /// Leave references to unset variables as written.
     pub skip_unset_env: bool,
+    /// Treat quote characters as ordinary characters.
+    pub skip_process_quotes: bool,
 }
 
 impl Lexer {
@@ -33,6 +35,7 @@ impl Lexer {
             raw_quotes: false,
             raw_escapes: false,
             skip_unset_env: false,
+            skip_process_quotes: false,
         }
     }
 
@@ -165,12 +168,12 @@ impl State<'_, '_> {
                     result.push_str(&tmp);
                     words.add_raw_string(&tmp);
                 }
-                '\'' => {
+                '\'' if !self.lex.skip_process_quotes => {
                     let tmp = self.process_single_quote()?;
                     result.push_str(&tmp);
                     words.add_raw_string(&tmp);
                 }
-                '"' => {
+                '"' if !self.lex.skip_process_quotes => {
                     let tmp = self.process_double_quote()?;
                     result.push_str(&tmp);
                     words.add_raw_string(&tmp);

@@ -59,3 +59,19 @@ pub fn expand_words(
 ) -> Result<Vec<String>, String> {
     lex::Lexer::new(escape).process_words(word, lookup)
 }
+
+/// Expands the body of a `COPY <<EOF` / `ADD <<EOF` heredoc whose
+/// [`Heredoc::expand`] is true, as buildkit does: `$V` and `${V...}` forms
+/// are substituted and `\` escapes the next character, but quotes are
+/// ordinary characters and stay in the file. The escape character is always
+/// `\`, whatever the `# escape=` directive says.
+pub fn expand_heredoc(
+    content: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, String> {
+    lex::Lexer {
+        skip_process_quotes: true,
+        ..lex::Lexer::new('\\')
+    }
+    .process_word(content, lookup)
+}

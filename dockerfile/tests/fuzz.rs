@@ -2,7 +2,7 @@
 //! entry point must return (Ok or Err) without panicking. Deterministic, so
 //! a failure reproduces; the seed is in the assertion message.
 
-use berth_dockerfile::{expand_word, expand_words, ignore::Matcher, parse};
+use berth_dockerfile::{expand_heredoc, expand_word, expand_words, ignore::Matcher, parse};
 
 /// xorshift64*: small, deterministic, good enough for input generation.
 struct Rng(u64);
@@ -143,6 +143,7 @@ fn exercise(input: &str) {
         let _ = expand_word(input, escape, &lookup);
         let _ = expand_words(input, escape, &lookup);
     }
+    let _ = expand_heredoc(input, &lookup);
     if let Ok(m) = Matcher::parse(input) {
         for path in ["a", "a/b", "node_modules/x/y", "é/**", ""] {
             let _ = m.excluded(path);

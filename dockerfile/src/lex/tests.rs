@@ -308,3 +308,18 @@ fn huge_values_expand_quickly() {
     assert_eq!(word("${V#*b}", &vars).unwrap().len(), big.len() - 2);
     assert_eq!(word("${V/x*y/z}", &vars).unwrap().len(), big.len());
 }
+
+#[test]
+fn heredoc_expansion_keeps_quotes() {
+    let vars = env(&[("NAME", "me")]);
+    let lookup = |k: &str| vars.get(k).cloned();
+    let lex = Lexer {
+        skip_process_quotes: true,
+        ..Lexer::new('\\')
+    };
+    assert_eq!(
+        lex.process_word("\"$NAME\" '$NAME' \\$NAME ${NAME:-x}\nnext\n", &lookup)
+            .unwrap(),
+        "\"me\" 'me' $NAME me\nnext\n"
+    );
+}
