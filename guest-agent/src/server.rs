@@ -193,8 +193,12 @@ pub fn serve_connection(engine: Arc<Engine>, mut conn: Box<dyn Conn>) {
                 crate::engine::copy::copy_from(&engine, conn, id, &cid, &path);
                 return;
             }
-            Request::CopyTo { id: cid, path } => {
-                crate::engine::copy::copy_to(&engine, conn, id, &cid, &path);
+            Request::CopyTo {
+                id: cid,
+                path,
+                build,
+            } => {
+                crate::engine::copy::copy_to(&engine, conn, id, &cid, &path, build);
                 return;
             }
             other => {
@@ -297,6 +301,12 @@ fn handle(engine: &Engine, req: Request) -> Result<Response, ApiError> {
         Request::ContainerPrune => Ok(Response::Removed(c.prune())),
         Request::ContainerCommit(opts) => {
             crate::engine::commit::commit(engine, &opts).map(Response::Image)
+        }
+        Request::ImageDerive(opts) => {
+            crate::engine::commit::derive(engine, &opts).map(Response::Image)
+        }
+        Request::BuildCacheGet { key } => {
+            crate::engine::commit::cache_get(engine, &key).map(Response::Image)
         }
         Request::PutBlob { .. }
         | Request::Attach { .. }

@@ -1,6 +1,7 @@
 //! `berth`: Docker-compatible containers, run natively or in microVMs.
 
 mod archive;
+mod build;
 mod client;
 mod commands;
 mod fmt;
@@ -106,6 +107,8 @@ pub enum Command {
     Update(commands::container::UpdateArgs),
     /// List port mappings for the container
     Port { container: String },
+    /// Build an image from a Dockerfile
+    Build(commands::build::BuildArgs),
     /// Create a new image from a container's changes
     Commit(commands::container::CommitArgs),
     /// Copy files/folders between a container and the local filesystem

@@ -193,7 +193,43 @@ pub enum Request {
     CopyTo {
         id: String,
         path: String,
+        /// Build mode (`COPY`/`ADD`): entries keep the owner in their
+        /// headers, and directories that already exist keep their metadata.
+        #[serde(default)]
+        build: bool,
     },
+    /// Makes a new image: `parent`'s layers (none: an empty image, `FROM
+    /// scratch`), plus the changes of `container` as one more layer when
+    /// given, with `config` as its run configuration.
+    ImageDerive(Box<DeriveOptions>),
+    /// The image a build step with these inputs made earlier (`NotFound`
+    /// when there is none, or it was removed).
+    BuildCacheGet {
+        key: String,
+    },
+}
+
+/// A build step's new image.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DeriveOptions {
+    /// Image id or reference; `None` for an image without layers.
+    pub parent: Option<String>,
+    /// Container whose filesystem changes become the new layer.
+    pub container: Option<String>,
+    /// The image config's `config` object (Env, Cmd, Entrypoint, ...).
+    pub config: serde_json::Value,
+    /// History entry of the step.
+    pub created_by: String,
+    pub comment: Option<String>,
+    /// The image's `author`.
+    pub author: Option<String>,
+    /// Record no layer when the container changed nothing.
+    pub skip_empty_layer: bool,
+    /// Fully qualified references to tag the new image with.
+    pub tags: Vec<String>,
+    /// Remember the image under this key (lowercase hex sha256) for
+    /// [`Request::BuildCacheGet`].
+    pub cache_key: Option<String>,
 }
 
 /// `logs` flags.
@@ -344,6 +380,9 @@ pub struct ImageSummary {
     pub os: String,
     /// The image config as stored (OCI image config JSON).
     pub config: serde_json::Value,
+    /// The image a build step derived this one from.
+    #[serde(default)]
+    pub parent: Option<String>,
 }
 
 /// Everything `run`/`create` can set.

@@ -63,6 +63,11 @@ impl Dockerd {
         Err("dockerd did not come up in 30 s".into())
     }
 
+    /// The daemon's socket path.
+    pub fn socket(&self) -> &str {
+        &self.sock
+    }
+
     pub fn docker(&self, args: &[&str]) -> std::io::Result<std::process::Output> {
         // Debian's CLI, not a possibly newer client elsewhere on PATH.
         let cli = if std::path::Path::new("/usr/bin/docker").exists() {

@@ -6,7 +6,9 @@
 use super::containers::{err, internal};
 use super::shim::ContainerPaths;
 use super::Engine;
-use berth_protocol::{ApiError, CommitOptions, ContainerStatus, ErrorKind, ImageCommit, LayerRef};
+use berth_protocol::{
+    ApiError, CommitOptions, ContainerStatus, DeriveOptions, ErrorKind, ImageCommit, LayerRef,
+};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -82,26 +84,28 @@ fn header_for(m: &std::fs::Metadata) -> tar::Header {
     h
 }
 
-/// Writes the upper dir as a layer tar; returns (sha256 hex, size).
-pub fn diff_tar(upper: &Path, out: &Path) -> std::io::Result<(String, u64)> {
+/// Writes the upper dir as a layer tar; returns (sha256 hex, size, number
+/// of entries).
+pub fn diff_tar(upper: &Path, out: &Path) -> std::io::Result<(String, u64, usize)> {
     let f = File::create(out)?;
     let mut w = Hashing {
         inner: BufWriter::new(f),
         hash: Sha256::new(),
         len: 0,
     };
+    let mut entries = 0usize;
     {
         let mut b = tar::Builder::new(&mut w);
         b.follow_symlinks(false);
         let mut links: HashMap<(u64, u64), std::path::PathBuf> = HashMap::new();
         if upper.is_dir() {
-            walk(&mut b, upper, Path::new(""), &mut links)?;
+            walk(&mut b, upper, Path::new(""), &mut links, &mut entries)?;
         }
         b.finish()?;
     }
     w.flush()?;
     let hex = hex::encode(w.hash.finalize());
-    Ok((hex, w.len))
+    Ok((hex, w.len, entries))
 }
 
 fn walk<W: Write>(
@@ -109,6 +113,7 @@ fn walk<W: Write>(
     dir: &Path,
     rel: &Path,
     links: &mut HashMap<(u64, u64), std::path::PathBuf>,
+    count: &mut usize,
 ) -> std::io::Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.flatten().collect();
     entries.sort_by_key(|e| e.file_name());
@@ -119,6 +124,7 @@ fn walk<W: Write>(
         let ft = m.file_type();
         if ft.is_char_device() && m.rdev() == 0 {
             // An overlay whiteout: the file was deleted.
+            *count += 1;
             let wh = rel.join(format!(".wh.{}", e.file_name().to_string_lossy()));
             let mut h = header_for(&m);
             h.set_entry_type(tar::EntryType::Regular);
@@ -132,6 +138,7 @@ fn walk<W: Write>(
         {
             continue;
         }
+        *count += 1;
         let mut h = header_for(&m);
         if ft.is_dir() {
             h.set_entry_type(tar::EntryType::Directory);
@@ -144,7 +151,7 @@ fn walk<W: Write>(
                 h.set_size(0);
                 b.append_data(&mut h, name.join(".wh..wh..opq"), std::io::empty())?;
             }
-            walk(b, &path, &name, links)?;
+            walk(b, &path, &name, links, count)?;
         } else if ft.is_symlink() {
             let target = std::fs::read_link(&path)?;
             h.set_entry_type(tar::EntryType::Symlink);
@@ -268,39 +275,12 @@ pub fn commit(
 ) -> Result<berth_protocol::ImageSummary, ApiError> {
     let c = &engine.containers;
     let rec = c.resolve(&o.id)?;
-    let base = engine
-        .images
-        .record(&rec.image_id)
-        .map_err(|e| err(ErrorKind::NotFound, e.to_string()))?;
     let (_, mut config) = engine
         .images
         .read_config(&rec.image_id)
         .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
-    let paths = ContainerPaths::new(engine.layout(), &rec.id);
-    let was_running = c.status(&rec.id).0 == ContainerStatus::Running;
-    let paused_here = o.pause && was_running && c.pause(&rec.id).is_ok();
-    let tmp = engine.layout().temp_dir("commit").map_err(internal)?;
-    let tar_path = tmp.join("layer.tar");
-    let result = diff_tar(&paths.upper, &tar_path);
-    if paused_here {
-        let _ = c.unpause(&rec.id);
-    }
-    let (hex, size) = result.map_err(|e| err(ErrorKind::Internal, format!("commit: {e}")))?;
-    let digest = format!("sha256:{hex}");
-    let store_blob = |digest: &str, size: u64, path: &Path| -> Result<(), ApiError> {
-        if engine.images.has_blob(digest) {
-            return Ok(());
-        }
-        let mut f = File::open(path).map_err(internal)?;
-        engine
-            .images
-            .put_blob(digest, size, &mut f)
-            .map_err(|e| err(ErrorKind::Internal, e.to_string()))
-    };
-    store_blob(&digest, size, &tar_path)?;
 
     // The new config: the container's settings, then the changes.
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     let mut run = config.get("config").cloned().unwrap_or_else(|| json!({}));
     let env: Vec<&String> = rec
         .env
@@ -334,58 +314,255 @@ pub fn commit(
     }
     apply_changes(&mut run, &o.changes).map_err(|e| err(ErrorKind::InvalidArgument, e))?;
     config["config"] = run;
-    config["created"] = json!(now);
     if let Some(a) = &o.author {
         config["author"] = json!(a);
     }
-    if !config["rootfs"].is_object() {
-        config["rootfs"] = json!({"type": "layers", "diff_ids": []});
-    }
-    match config["rootfs"]["diff_ids"].as_array_mut() {
-        Some(d) => d.push(json!(digest)),
-        None => config["rootfs"]["diff_ids"] = json!([digest]),
-    }
-    let mut hist = json!({"created": now, "created_by": rec.args.join(" ")});
+    let mut hist = json!({"created_by": rec.args.join(" ")});
     if let Some(m) = &o.message {
         hist["comment"] = json!(m);
     }
     if let Some(a) = &o.author {
         hist["author"] = json!(a);
     }
-    match config["history"].as_array_mut() {
-        Some(h) => h.push(hist),
-        None => config["history"] = json!([hist]),
-    }
-    let bytes = serde_json::to_vec(&config).map_err(internal)?;
-    let config_digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
-    let cfg_path = tmp.join("config.json");
-    std::fs::write(&cfg_path, &bytes).map_err(internal)?;
-    store_blob(&config_digest, bytes.len() as u64, &cfg_path)?;
-    let _ = std::fs::remove_dir_all(&tmp);
-
-    let mut layers: Vec<LayerRef> = base
-        .layers
-        .iter()
-        .map(|l| LayerRef {
-            digest: l.digest.clone(),
-            media_type: l.media_type.clone(),
-            size: 0,
-        })
-        .collect();
-    layers.push(LayerRef {
-        digest,
-        media_type: "application/vnd.oci.image.layer.v1.tar".into(),
-        size,
-    });
-    engine
-        .images
-        .commit(&ImageCommit {
-            config_digest,
-            layers,
+    let was_running = c.status(&rec.id).0 == ContainerStatus::Running;
+    let paused_here = o.pause && was_running && c.pause(&rec.id).is_ok();
+    let result = store_image(
+        engine,
+        NewImage {
+            parent: Some(&rec.image_id),
+            config,
+            container: Some(&rec.id),
+            skip_empty_layer: false,
+            history: Some(hist),
             tags: o.tag.iter().cloned().collect(),
-            manifest_digest: None,
-        })
-        .map_err(|e| err(ErrorKind::InvalidArgument, e.to_string()))
+        },
+    );
+    if paused_here {
+        let _ = c.unpause(&rec.id);
+    }
+    result
+}
+
+/// A build step's image (`ImageDerive`).
+pub fn derive(
+    engine: &Engine,
+    o: &DeriveOptions,
+) -> Result<berth_protocol::ImageSummary, ApiError> {
+    if let Some(k) = &o.cache_key {
+        cache_path(engine, k)?;
+    }
+    if !o.config.is_object() {
+        return Err(err(
+            ErrorKind::InvalidArgument,
+            "the image's run configuration must be a JSON object",
+        ));
+    }
+    let parent = match &o.parent {
+        Some(p) => Some(
+            engine
+                .images
+                .resolve(p)
+                .map_err(|e| err(ErrorKind::NotFound, e.to_string()))?,
+        ),
+        None => None,
+    };
+    let container = match &o.container {
+        Some(k) => {
+            let rec = engine.containers.resolve(k)?;
+            if parent.as_deref() != Some(rec.image_id.as_str()) {
+                return Err(err(
+                    ErrorKind::InvalidArgument,
+                    format!("container {k} was not created from the parent image"),
+                ));
+            }
+            Some(rec.id)
+        }
+        None => None,
+    };
+    let mut config = match &parent {
+        Some(p) => {
+            engine
+                .images
+                .read_config(p)
+                .map_err(|e| err(ErrorKind::Internal, e.to_string()))?
+                .1
+        }
+        None => json!({
+            "architecture": oci_arch(),
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": []},
+        }),
+    };
+    config["config"] = o.config.clone();
+    if let Some(a) = &o.author {
+        config["author"] = json!(a);
+    }
+    let mut hist = json!({"created_by": o.created_by});
+    if let Some(m) = &o.comment {
+        hist["comment"] = json!(m);
+    }
+    if container.is_none() {
+        hist["empty_layer"] = json!(true);
+    }
+    // The empty image a `FROM scratch` build starts from has no history.
+    let hist = (container.is_some() || !o.created_by.is_empty()).then_some(hist);
+    let summary = store_image(
+        engine,
+        NewImage {
+            parent: parent.as_deref(),
+            config,
+            container: container.as_deref(),
+            skip_empty_layer: o.skip_empty_layer,
+            history: hist,
+            tags: o.tags.clone(),
+        },
+    )?;
+    if let Some(k) = &o.cache_key {
+        let path = cache_path(engine, k)?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(internal)?;
+        }
+        crate::layout::write_atomic(&path, summary.id.as_bytes()).map_err(internal)?;
+    }
+    Ok(summary)
+}
+
+/// The image a build step with this cache key made, if it still exists.
+pub fn cache_get(engine: &Engine, key: &str) -> Result<berth_protocol::ImageSummary, ApiError> {
+    let path = cache_path(engine, key)?;
+    let miss = || err(ErrorKind::NotFound, format!("no cached build step {key}"));
+    let id = std::fs::read_to_string(&path).map_err(|_| miss())?;
+    engine.images.summary(id.trim()).map_err(|_| miss())
+}
+
+fn cache_path(engine: &Engine, key: &str) -> Result<std::path::PathBuf, ApiError> {
+    if key.len() != 64 || !key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(err(
+            ErrorKind::InvalidArgument,
+            format!("invalid build cache key {key:?}"),
+        ));
+    }
+    Ok(engine.layout().root().join("build-cache").join(key))
+}
+
+/// The OCI architecture name of this machine.
+fn oci_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// What [`store_image`] makes.
+struct NewImage<'a> {
+    parent: Option<&'a str>,
+    /// The full image config; `rootfs`, `history` and `created` are
+    /// completed here.
+    config: Value,
+    /// Container whose upper directory becomes the new top layer.
+    container: Option<&'a str>,
+    skip_empty_layer: bool,
+    /// History entry of the new image (`created` is filled in).
+    history: Option<Value>,
+    tags: Vec<String>,
+}
+
+/// Stores the layer (if any) and config of a new image and records it.
+fn store_image(engine: &Engine, n: NewImage<'_>) -> Result<berth_protocol::ImageSummary, ApiError> {
+    let NewImage {
+        parent,
+        mut config,
+        container,
+        skip_empty_layer,
+        mut history,
+        tags,
+    } = n;
+    let base_layers = match parent {
+        Some(p) => {
+            engine
+                .images
+                .record(p)
+                .map_err(|e| err(ErrorKind::NotFound, e.to_string()))?
+                .layers
+        }
+        None => Vec::new(),
+    };
+    let tmp = engine.layout().temp_dir("commit").map_err(internal)?;
+    let result = (|| {
+        let store_blob = |digest: &str, size: u64, path: &Path| -> Result<(), ApiError> {
+            if engine.images.has_blob(digest) {
+                return Ok(());
+            }
+            let mut f = File::open(path).map_err(internal)?;
+            engine
+                .images
+                .put_blob(digest, size, &mut f)
+                .map_err(|e| err(ErrorKind::Internal, e.to_string()))
+        };
+        let mut layers: Vec<LayerRef> = base_layers
+            .iter()
+            .map(|l| LayerRef {
+                digest: l.digest.clone(),
+                media_type: l.media_type.clone(),
+                size: 0,
+            })
+            .collect();
+        if !config["rootfs"].is_object() {
+            config["rootfs"] = json!({"type": "layers", "diff_ids": []});
+        }
+        if !config["rootfs"]["diff_ids"].is_array() {
+            config["rootfs"]["diff_ids"] = json!([]);
+        }
+        if let Some(id) = container {
+            let paths = ContainerPaths::new(engine.layout(), id);
+            let tar_path = tmp.join("layer.tar");
+            let (hex, size, entries) = diff_tar(&paths.upper, &tar_path)
+                .map_err(|e| err(ErrorKind::Internal, format!("commit: {e}")))?;
+            if entries > 0 || !skip_empty_layer {
+                let digest = format!("sha256:{hex}");
+                store_blob(&digest, size, &tar_path)?;
+                if let Some(d) = config["rootfs"]["diff_ids"].as_array_mut() {
+                    d.push(json!(digest));
+                }
+                layers.push(LayerRef {
+                    digest,
+                    media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+                    size,
+                });
+            } else if let Some(h) = history.as_mut() {
+                h["empty_layer"] = json!(true);
+            }
+        }
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        config["created"] = json!(now);
+        if let Some(mut history) = history {
+            history["created"] = json!(now);
+            match config["history"].as_array_mut() {
+                Some(h) => h.push(history),
+                None => config["history"] = json!([history]),
+            }
+        }
+        let bytes = serde_json::to_vec(&config).map_err(internal)?;
+        let config_digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+        let cfg_path = tmp.join("config.json");
+        std::fs::write(&cfg_path, &bytes).map_err(internal)?;
+        store_blob(&config_digest, bytes.len() as u64, &cfg_path)?;
+        engine
+            .images
+            .commit_derived(
+                &ImageCommit {
+                    config_digest,
+                    layers,
+                    tags,
+                    manifest_digest: None,
+                },
+                parent,
+            )
+            .map_err(|e| err(ErrorKind::InvalidArgument, e.to_string()))
+    })();
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
 }
 
 #[cfg(test)]

@@ -106,7 +106,17 @@ fn clean(name: &Path) -> Option<PathBuf> {
 
 /// Receives a tar and extracts it at `path` inside the container: into it
 /// when it is a directory, else as that name (the tar's top entry renamed).
-pub fn copy_to(engine: &Engine, mut conn: Box<dyn Conn>, id: u64, key: &str, path: &str) {
+///
+/// In `build` mode (`COPY`/`ADD`) files get the owner in their headers and
+/// directories that already exist keep their mode and owner.
+pub fn copy_to(
+    engine: &Engine,
+    mut conn: Box<dyn Conn>,
+    id: u64,
+    key: &str,
+    path: &str,
+    build: bool,
+) {
     let root = match open_root(engine, key) {
         Ok(r) => r,
         Err(e) => return reply(&mut conn, id, Err(e)),
@@ -139,7 +149,7 @@ pub fn copy_to(engine: &Engine, mut conn: Box<dyn Conn>, id: u64, key: &str, pat
         }
     };
     reply(&mut conn, id, Ok(Response::Ready));
-    let result = extract(&mut conn, &root.rootfs, &base, rename.as_deref());
+    let result = extract(&mut conn, &root.rootfs, &base, rename.as_deref(), build);
     reply(&mut conn, id, result.map(|_| Response::Ok));
 }
 
@@ -148,6 +158,7 @@ fn extract(
     rootfs: &Path,
     base: &Path,
     rename: Option<&Path>,
+    build: bool,
 ) -> Result<(), ApiError> {
     let bad = |m: String| err(ErrorKind::InvalidArgument, m);
     let mut ar = tar::Archive::new(r);
@@ -175,14 +186,29 @@ fn extract(
         std::fs::create_dir_all(&parent).map_err(|e| bad(e.to_string()))?;
         let target = parent.join(inner.file_name().unwrap_or_default());
         let mode = entry.header().mode().unwrap_or(0o644) & 0o7777;
+        let owner = build.then(|| {
+            (
+                entry.header().uid().unwrap_or(0) as u32,
+                entry.header().gid().unwrap_or(0) as u32,
+            )
+        });
         let io = |e: std::io::Error| bad(format!("{}: {e}", inner.display()));
+        let chown = |p: &Path| -> Result<(), ApiError> {
+            if let Some((u, g)) = owner {
+                std::os::unix::fs::lchown(p, Some(u), Some(g)).map_err(io)?;
+            }
+            Ok(())
+        };
         match entry.header().entry_type() {
             tar::EntryType::Directory => {
                 if !target.is_dir() {
                     let _ = std::fs::remove_file(&target);
                     std::fs::create_dir(&target).map_err(io)?;
+                } else if build {
+                    continue;
                 }
                 set_mode(&target, mode).map_err(io)?;
+                chown(&target)?;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 if std::fs::symlink_metadata(&target).is_ok_and(|m| !m.is_dir()) {
@@ -197,6 +223,13 @@ fn extract(
                     .map_err(io)?;
                 std::io::copy(&mut entry, &mut f).map_err(io)?;
                 set_mode(&target, mode).map_err(io)?;
+                chown(&target)?;
+                if build {
+                    if let Ok(t) = entry.header().mtime() {
+                        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t);
+                        let _ = f.set_modified(t);
+                    }
+                }
             }
             tar::EntryType::Symlink => {
                 let link = entry
@@ -207,6 +240,7 @@ fn extract(
                     std::fs::remove_file(&target).map_err(io)?;
                 }
                 std::os::unix::fs::symlink(&link, &target).map_err(io)?;
+                chown(&target)?;
             }
             tar::EntryType::Link => {
                 let link = entry

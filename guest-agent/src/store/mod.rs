@@ -83,6 +83,9 @@ pub struct ImageRecord {
     pub layers: Vec<LayerRecord>,
     pub manifest_digest: Option<String>,
     pub added: String,
+    /// The image a build step (or commit) derived this one from.
+    #[serde(default)]
+    pub parent: Option<String>,
 }
 
 /// The subset of an image config the engine reads. Parsed leniently:
@@ -240,6 +243,17 @@ impl ImageStore {
     /// Unpacks the layers of `commit` (reusing existing snapshots) and
     /// records and tags the image.
     pub fn commit(&self, commit: &ImageCommit) -> Result<ImageSummary, StoreError> {
+        self.commit_derived(commit, None)
+    }
+
+    /// [`ImageStore::commit`] of an image made from `parent` (a build step
+    /// or `commit`): the parent is recorded, so listings can hide
+    /// intermediate images.
+    pub fn commit_derived(
+        &self,
+        commit: &ImageCommit,
+        parent: Option<&str>,
+    ) -> Result<ImageSummary, StoreError> {
         let id_hex = digest_hex(&commit.config_digest)?.to_string();
         let (cfg, _) = self.read_config(&commit.config_digest)?;
         let diff_ids = cfg
@@ -285,6 +299,7 @@ impl ImageStore {
             layers,
             manifest_digest: commit.manifest_digest.clone(),
             added: chrono::Utc::now().to_rfc3339(),
+            parent: parent.map(String::from),
         };
         let _g = self.meta.lock().unwrap();
         let path = self.layout.images().join(format!("{id_hex}.json"));
@@ -464,6 +479,7 @@ impl ImageStore {
             architecture: cfg.architecture.clone(),
             os: cfg.os.clone(),
             config: value,
+            parent: rec.parent.clone(),
         })
     }
 

@@ -150,6 +150,7 @@ fn to_container(iso: Isolation, src: &str, container: &str, path: &str) -> Resul
     let stream = match connect(iso)?.into_stream(Request::CopyTo {
         id: container.into(),
         path: path.into(),
+        build: false,
     }) {
         Ok(s) => s,
         Err(e) => {

@@ -30,8 +30,14 @@ pub fn list(iso: Isolation, a: &ImagesArgs) -> Result<i32> {
     let Response::Images(images) = connect(iso)?.call(Request::ImageList)? else {
         anyhow::bail!("unexpected response")
     };
-    // Intermediate images do not exist in berth's store: -a lists the same.
-    let _ = a.all;
+    // Intermediate images (untagged build steps that other images were
+    // derived from) are listed only with -a, as docker does.
+    let parents: std::collections::HashSet<&str> =
+        images.iter().filter_map(|i| i.parent.as_deref()).collect();
+    let images: Vec<_> = images
+        .iter()
+        .filter(|i| a.all || !i.tags.is_empty() || !parents.contains(i.id.as_str()))
+        .collect();
     let mut rows = Vec::new();
     let repo_digests: std::collections::HashMap<String, Vec<String>> = images
         .iter()
@@ -49,7 +55,7 @@ pub fn list(iso: Isolation, a: &ImagesArgs) -> Result<i32> {
             .unwrap_or("<none>")
             .to_string()
     };
-    for img in &images {
+    for img in images.iter().copied() {
         let short = img.id.trim_start_matches("sha256:")[..12].to_string();
         let mut names: Vec<(String, String)> = img
             .tags

@@ -1,5 +1,6 @@
 //! One module per CLI verb (or family of verbs).
 
+pub mod build;
 pub mod container;
 pub mod cp;
 pub mod image;
@@ -102,6 +103,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Stats(a) => container::stats(iso, a),
         Command::Update(a) => container::update(iso, a),
         Command::Port { container } => container::port(iso, container),
+        Command::Build(a) => build::run(iso, a),
         Command::Commit(a) => container::commit(iso, a),
         Command::Cp(a) => cp::run(iso, a),
         Command::Attach(a) => container::attach_cmd(iso, a),

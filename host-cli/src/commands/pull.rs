@@ -96,6 +96,35 @@ impl PullProgress for Reporter {
 }
 
 pub fn run(iso: Isolation, a: &PullArgs) -> Result<i32> {
+    let connector = || connect(iso);
+    let upload: Option<&dyn Fn() -> Result<crate::client::Connection>> = if iso == Isolation::Vm {
+        None
+    } else {
+        Some(&connector)
+    };
+    pull(a, upload, true)
+}
+
+/// `FROM`/`COPY --from` of an image that is not in the engine yet.
+pub fn pull_for_build(
+    connect: &dyn Fn() -> Result<crate::client::Connection>,
+    image: &str,
+    quiet: bool,
+) -> Result<i32> {
+    let a = PullArgs {
+        platform: None,
+        quiet,
+        image: image.to_string(),
+    };
+    pull(&a, Some(connect), !quiet)
+}
+
+/// Pulls into the host cache and, with `upload`, into the engine.
+fn pull(
+    a: &PullArgs,
+    upload: Option<&dyn Fn() -> Result<crate::client::Connection>>,
+    print: bool,
+) -> Result<i32> {
     let r = Reference::parse(&a.image)?;
     let platform = match &a.platform {
         Some(p) => Platform::parse(p)?,
@@ -106,7 +135,7 @@ pub fn run(iso: Isolation, a: &PullArgs) -> Result<i32> {
         .clone()
         .or_else(|| r.tag.clone())
         .unwrap_or_else(|| "latest".into());
-    if !a.quiet {
+    if !a.quiet && print {
         println!("{}: Pulling from {}", reference, r.path);
     }
     let client = RegistryClient::connect(&r.domain, vec![format!("repository:{}:pull", r.path)])
@@ -136,15 +165,16 @@ pub fn run(iso: Isolation, a: &PullArgs) -> Result<i32> {
         tags,
         manifest_digest: Some(pulled.manifest_digest.clone()),
     };
-    if iso != Isolation::Vm {
-        cache.upload(&commit, &|| connect(iso))?;
+    if let Some(connect) = upload {
+        cache.upload(&commit, connect)?;
     }
     cache.record(&commit)?;
     cache.add_repo_digest(
         &commit.config_digest,
         &format!("{}@{}", r.repository(), pulled.top_digest),
     )?;
-    if a.quiet {
+    if !print {
+    } else if a.quiet {
         println!("{}", commit.config_digest);
     } else {
         println!("Digest: {}", pulled.top_digest);

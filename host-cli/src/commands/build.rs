@@ -1,0 +1,153 @@
+//! `berth build`: the command line of the builder in [`crate::build`].
+
+use crate::build::context::BuildContext;
+use crate::build::{BuildError, BuildOptions, Builder};
+use crate::commands::connect;
+use crate::placement::Isolation;
+use anyhow::Result;
+use berth_protocol::reference::Reference;
+use berth_protocol::{Request, Response};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::PathBuf;
+
+/// Largest Dockerfile read.
+const MAX_DOCKERFILE: u64 = 4 << 20;
+
+#[derive(clap::Args)]
+pub struct BuildArgs {
+    /// Name and optionally a tag in the 'name:tag' format
+    #[arg(short, long = "tag")]
+    tag: Vec<String>,
+    /// Name of the Dockerfile (Default is 'PATH/Dockerfile')
+    #[arg(short, long)]
+    file: Option<PathBuf>,
+    /// Set build-time variables
+    #[arg(long = "build-arg")]
+    build_arg: Vec<String>,
+    /// Set the target build stage to build
+    #[arg(long)]
+    target: Option<String>,
+    /// Do not use cache when building the image
+    #[arg(long)]
+    no_cache: bool,
+    /// Always attempt to pull a newer version of the image
+    #[arg(long)]
+    pull: bool,
+    /// Suppress the build output and print image ID on success
+    #[arg(short, long)]
+    quiet: bool,
+    /// Build context directory
+    context: String,
+}
+
+pub fn run(iso: Isolation, a: &BuildArgs) -> Result<i32> {
+    match build(iso, a) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            let code = e.downcast_ref::<BuildError>().map(|b| b.code).unwrap_or(1);
+            eprintln!("{e:#}");
+            Ok(code)
+        }
+    }
+}
+
+fn build(iso: Isolation, a: &BuildArgs) -> Result<i32> {
+    if iso == Isolation::Vm {
+        anyhow::bail!("berth build runs in the engine: use --isolation shared or native");
+    }
+    if a.context == "-" || a.context.contains("://") || a.context.starts_with("git@") {
+        anyhow::bail!(
+            "unable to prepare context: only a local directory can be the build context (got {:?})",
+            a.context
+        );
+    }
+    let mut tags = Vec::new();
+    for t in &a.tag {
+        match Reference::parse(t) {
+            Ok(r) if r.digest.is_none() => tags.push(r.to_string()),
+            _ => {
+                eprintln!(
+                    "invalid argument {t:?} for \"-t, --tag\" flag: invalid reference format"
+                );
+                return Ok(125);
+            }
+        }
+    }
+    let mut build_args = BTreeMap::new();
+    for kv in &a.build_arg {
+        match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                build_args.insert(k.to_string(), v.to_string());
+            }
+            None if !kv.is_empty() => {
+                // `--build-arg NAME` takes the value from the environment.
+                if let Ok(v) = std::env::var(kv) {
+                    build_args.insert(kv.clone(), v);
+                }
+            }
+            _ => {
+                eprintln!("invalid argument {kv:?} for \"--build-arg\" flag: want NAME=VALUE");
+                return Ok(125);
+            }
+        }
+    }
+    let root = PathBuf::from(&a.context);
+    let ctx = BuildContext::open(&root)?;
+    let file = match &a.file {
+        Some(f) if f.is_absolute() || f.exists() => f.clone(),
+        Some(f) => root.join(f),
+        None => root.join("Dockerfile"),
+    };
+    let mut text = String::new();
+    std::fs::File::open(&file)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "unable to prepare context: unable to evaluate symlinks in Dockerfile path: lstat {}: {}",
+                file.display(),
+                e.to_string().split(" (os error").next().unwrap_or("").to_lowercase()
+            )
+        })?
+        .take(MAX_DOCKERFILE)
+        .read_to_string(&mut text)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "Dockerfile".into());
+    let df = berth_dockerfile::parse(&name, &text)
+        .map_err(|e| anyhow::anyhow!("Error response from daemon: dockerfile parse error: {e}"))?;
+    let connector = || connect(iso);
+    let opts = BuildOptions {
+        build_args,
+        target: a.target.clone(),
+        no_cache: a.no_cache,
+        pull: a.pull,
+        quiet: a.quiet,
+    };
+    let mut b = Builder::new(&connector, ctx, opts)?;
+    let id = b.build(&df)?;
+    let mut ctl = connect(iso)?;
+    for t in &tags {
+        ctl.call(Request::ImageTag {
+            source: id.clone(),
+            target: t.clone(),
+        })?;
+    }
+    if a.quiet {
+        println!("{id}");
+    } else {
+        println!(
+            "Successfully built {}",
+            &id.trim_start_matches("sha256:")[..12]
+        );
+        for t in &tags {
+            let fam = Reference::parse(t)
+                .map(|r| r.familiar())
+                .unwrap_or(t.clone());
+            println!("Successfully tagged {fam}");
+        }
+    }
+    let _ = Response::Ok;
+    Ok(0)
+}
