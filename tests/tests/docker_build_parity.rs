@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 const TREE: &str =
     "find / -xdev \\( -path /proc -o -path /sys -o -path /dev \\) -prune -o -print | \
     grep -v -e '^/etc/hostname$' -e '^/etc/hosts$' -e '^/etc/resolv.conf$' -e '^/.dockerenv$' \
-    -e '^/proc$' -e '^/sys$' -e '^/dev$' | sort | \
+    -e '^/proc$' -e '^/sys$' -e '^/dev$' -e '^/etc/mtab$' | sort | \
     while read -r p; do if [ -d \"$p\" ] && [ ! -L \"$p\" ]; then stat -c '%n %F %a %u:%g' \"$p\"; \
     else stat -c '%n %F %a %u:%g %s' \"$p\"; fi; done";
 
@@ -39,9 +39,11 @@ fn cases() -> Vec<(String, PathBuf, PathBuf)> {
 }
 
 fn steps(out: &str) -> Vec<String> {
+    // A step line may follow a carriage return (progress output).
     out.lines()
-        .filter(|l| l.starts_with("Step "))
-        .map(String::from)
+        .filter_map(|l| l.rsplit('\r').next())
+        .filter_map(|l| l.find("Step ").map(|i| l[i..].to_string()))
+        .filter(|l| l.contains(" : "))
         .collect()
 }
 
@@ -133,6 +135,16 @@ fn conformance_cases_build_like_the_classic_builder() {
                 bo.stderr.trim()
             ));
         }
+        if dcode != 0 {
+            // The same error message (docker's last stderr line).
+            let want = derr.trim().lines().last().unwrap_or("").trim();
+            if !bo.stderr.contains(want) {
+                problems.push(format!(
+                    "error differs:\ndocker: {want}\nberth: {}",
+                    bo.stderr.trim()
+                ));
+            }
+        }
         if steps(&dout) != steps(&bo.stdout) {
             problems.push(format!(
                 "step lines differ:\ndocker: {:#?}\nberth: {:#?}",
@@ -157,6 +169,8 @@ fn conformance_cases_build_like_the_classic_builder() {
                         "--rm",
                         "--network",
                         "none",
+                        "-u",
+                        "0",
                         "--entrypoint",
                         "/bin/sh",
                         &tag,
@@ -164,7 +178,17 @@ fn conformance_cases_build_like_the_classic_builder() {
                         TREE,
                     ])
                     .unwrap();
-                let bt = b.run(&["run", "--rm", "--entrypoint", "/bin/sh", &tag, "-c", TREE]);
+                let bt = b.run(&[
+                    "run",
+                    "--rm",
+                    "-u",
+                    "0",
+                    "--entrypoint",
+                    "/bin/sh",
+                    &tag,
+                    "-c",
+                    TREE,
+                ]);
                 let dt = String::from_utf8_lossy(&dt.stdout).to_string();
                 if dt != bt.stdout {
                     let dl: Vec<&str> = dt.lines().collect();

@@ -539,6 +539,7 @@ impl<'a> Builder<'a> {
         st: &mut StageState,
         cmd: Vec<String>,
         env: Vec<String>,
+        run: bool,
     ) -> Result<String> {
         if st.image.is_none() {
             // `FROM scratch`: an empty image to start from.
@@ -554,6 +555,17 @@ impl<'a> Builder<'a> {
                 .as_str()
                 .filter(|u| !u.is_empty())
                 .map(String::from),
+            // Docker mounts an anonymous volume on each VOLUME path while a
+            // RUN step runs: the mount point lands in the layer, what the
+            // step writes there does not.
+            tmpfs: if run {
+                st.config["Volumes"]
+                    .as_object()
+                    .map(|m| m.keys().cloned().collect())
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            },
             ..Default::default()
         };
         match self
@@ -601,24 +613,37 @@ impl<'a> Builder<'a> {
                 self.config_step(st, ins, what, print)
             }
             InstructionKind::Env(list) => {
-                let mut env = st.env();
+                // Every word is expanded with the variables from before
+                // this instruction, as docker does.
+                let mut pairs = Vec::new();
                 for (k, v) in list {
-                    let k = self.expand(st, k)?;
-                    let v = self.expand(st, v)?;
-                    env.retain(|e| e.split('=').next() != Some(k.as_str()));
-                    env.push(format!("{k}={v}"));
-                    st.config["Env"] = json!(env);
+                    pairs.push((self.expand(st, k)?, self.expand(st, v)?));
                 }
+                let mut env = st.env();
+                for (k, v) in pairs {
+                    // A variable set again keeps its place.
+                    let kv = format!("{k}={v}");
+                    match env
+                        .iter_mut()
+                        .find(|e| e.split('=').next() == Some(k.as_str()))
+                    {
+                        Some(e) => *e = kv,
+                        None => env.push(kv),
+                    }
+                }
+                st.config["Env"] = json!(env);
                 let what = json!(["ENV"]);
                 self.config_step(st, ins, what, print)
             }
             InstructionKind::Label(list) => {
+                let mut pairs = Vec::new();
+                for (k, v) in list {
+                    pairs.push((self.expand(st, k)?, self.expand(st, v)?));
+                }
                 if !st.config["Labels"].is_object() {
                     st.config["Labels"] = json!({});
                 }
-                for (k, v) in list {
-                    let k = self.expand(st, k)?;
-                    let v = self.expand(st, v)?;
+                for (k, v) in pairs {
                     st.config["Labels"][k] = json!(v);
                 }
                 self.config_step(st, ins, json!(["LABEL"]), print)
@@ -644,14 +669,38 @@ impl<'a> Builder<'a> {
                 if !st.config["Volumes"].is_object() {
                     st.config["Volumes"] = json!({});
                 }
+                let mut paths = Vec::new();
                 for v in vols {
                     let w = self.expand(st, v)?;
                     if w.trim().is_empty() {
                         bail!("VOLUME specified can not be an empty string");
                     }
-                    st.config["Volumes"][w] = json!({});
+                    st.config["Volumes"][&w] = json!({});
+                    paths.push(w);
                 }
-                self.config_step(st, ins, json!(["VOLUME"]), print)
+                let key = self.cache_key(st, &json!(["VOLUME", paths]));
+                if self.cached(st, &key)? {
+                    return Ok(());
+                }
+                // Docker's VOLUME step leaves the mount points in the image.
+                let mut tar = LayerTar::new()?;
+                for p in &paths {
+                    let abs = clean_abs(&format!("{}/{p}", st.workdir()));
+                    let abs = if p.starts_with('/') {
+                        clean_abs(p)
+                    } else {
+                        abs
+                    };
+                    let mut upto = String::new();
+                    for part in abs.split('/').filter(|x| !x.is_empty()) {
+                        upto.push('/');
+                        upto.push_str(part);
+                        tar.dir(&upto, 0o755, Ownership::default(), now_secs())?;
+                    }
+                }
+                let (f, _) = tar.finish()?;
+                let created_by = format!("/bin/sh -c #(nop)  {}", ins.original);
+                self.copy_step(st, f, key, &created_by, true, print)
             }
             InstructionKind::User(u) => {
                 st.config["User"] = json!(self.expand(st, u)?);
@@ -714,17 +763,10 @@ impl<'a> Builder<'a> {
                 self.config_step(st, ins, json!(["HEALTHCHECK"]), print)
             }
             InstructionKind::Onbuild(inner) => {
-                let text = ins
-                    .original
-                    .trim_start()
-                    .get(7..)
-                    .unwrap_or("")
-                    .trim()
-                    .to_string();
-                let _ = inner;
+                // The trigger as docker stores it (the parser keeps its text).
                 let mut list: Vec<Value> =
                     st.config["OnBuild"].as_array().cloned().unwrap_or_default();
-                list.push(json!(text));
+                list.push(json!(inner.original));
                 st.config["OnBuild"] = json!(list);
                 self.config_step(st, ins, json!(["ONBUILD"]), print)
             }
@@ -799,7 +841,7 @@ impl<'a> Builder<'a> {
         if self.cached(st, &key)? {
             return Ok(());
         }
-        let cid = self.step_container(st, argv.clone(), arg_env)?;
+        let cid = self.step_container(st, argv.clone(), arg_env, true)?;
         if print {
             self.say(&format!(" ---> Running in {}", short_id(&cid)));
         }
@@ -885,7 +927,7 @@ impl<'a> Builder<'a> {
         skip_empty_layer: bool,
         print: bool,
     ) -> Result<()> {
-        let cid = self.step_container(st, vec!["/bin/sh".into()], Vec::new())?;
+        let cid = self.step_container(st, vec!["/bin/sh".into()], Vec::new(), false)?;
         let result = (|| -> Result<String> {
             let conn = (self.connect)()?;
             let mut s = conn
@@ -972,7 +1014,7 @@ impl<'a> Builder<'a> {
         if st.image.is_none() {
             return Ok(String::new());
         }
-        let cid = self.step_container(st, vec!["/bin/sh".into()], Vec::new())?;
+        let cid = self.step_container(st, vec!["/bin/sh".into()], Vec::new(), false)?;
         let result = self.read_container_file(&cid, path);
         self.remove_container(&cid);
         Ok(result.unwrap_or_default())
@@ -1019,6 +1061,22 @@ impl<'a> Builder<'a> {
             sources.push(self.expand(st, s)?);
         }
         let mut tar = LayerTar::new()?;
+        // Missing directories on the way to the destination are created
+        // (0755) and owned like the copied files, as docker does; existing
+        // ones are left alone by the engine.
+        let dir_own = Ownership { mode: None, ..own };
+        let mut upto = String::new();
+        let parts: Vec<&str> = dest.split('/').filter(|p| !p.is_empty()).collect();
+        let n = if dest_is_dir_syntax {
+            parts.len()
+        } else {
+            parts.len().saturating_sub(1)
+        };
+        for p in &parts[..n] {
+            upto.push('/');
+            upto.push_str(p);
+            tar.dir(&upto, 0o755, dir_own, now_secs())?;
+        }
         let mut what = json!({
             "verb": verb, "dest": dest, "dir": dest_is_dir_syntax,
             "own": [own.uid, own.gid, own.mode],

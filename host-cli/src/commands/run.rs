@@ -82,6 +82,7 @@ pub struct RunArgs {
     /// The image to run
     image: String,
     /// Command and arguments
+    #[arg(allow_hyphen_values = true)]
     command: Vec<String>,
 }
 

@@ -1,0 +1,2 @@
+FROM berth/busybox:latest
+COPY missing.txt /
