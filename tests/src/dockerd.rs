@@ -69,17 +69,28 @@ impl Dockerd {
     }
 
     pub fn docker(&self, args: &[&str]) -> std::io::Result<std::process::Output> {
+        self.command().args(args).output()
+    }
+
+    /// The docker CLI pointed at this daemon, to add arguments to.
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(Self::cli());
+        c.arg("-H").arg(format!("unix://{}", self.sock));
+        c
+    }
+
+    /// The CLI as a shell command line (for `script -c`).
+    pub fn shell_command(&self) -> String {
+        format!("{} -H unix://{}", Self::cli(), self.sock)
+    }
+
+    fn cli() -> &'static str {
         // Debian's CLI, not a possibly newer client elsewhere on PATH.
-        let cli = if std::path::Path::new("/usr/bin/docker").exists() {
+        if std::path::Path::new("/usr/bin/docker").exists() {
             "/usr/bin/docker"
         } else {
             "docker"
-        };
-        Command::new(cli)
-            .arg("-H")
-            .arg(format!("unix://{}", self.sock))
-            .args(args)
-            .output()
+        }
     }
 }
 

@@ -94,22 +94,33 @@ fn header(s: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn container_verbs_match_docker() {
+/// A private dockerd and a berth installation with the same image, or
+/// None (and a skip marker) where dockerd cannot run.
+fn pair() -> Option<Pair> {
     if !have("dockerd") || !have("skopeo") {
-        return skip("dockerd (docker.io) or skopeo not installed");
+        skip("dockerd (docker.io) or skopeo not installed");
+        return None;
     }
     let docker = match Dockerd::start() {
         Ok(d) => d,
-        Err(e) => return skip(&format!("cannot start dockerd here: {e}")),
+        Err(e) => {
+            skip(&format!("cannot start dockerd here: {e}"));
+            return None;
+        }
     };
     if let Err(e) = docker.load_default_image(&format!("{DEFAULT_IMAGE}:latest")) {
-        return skip(&format!("cannot load the image into dockerd: {e}"));
+        skip(&format!("cannot load the image into dockerd: {e}"));
+        return None;
     }
-    let p = Pair {
+    Some(Pair {
         docker,
         berth: Berth::new().with_default_image(),
-    };
+    })
+}
+
+#[test]
+fn container_verbs_match_docker() {
+    let Some(p) = pair() else { return };
     p.same(&[
         "run",
         "-d",
@@ -193,4 +204,506 @@ fn container_verbs_match_docker() {
     p.same(&["run", "--name", "done", DEFAULT_IMAGE, "sh", "-c", "exit 2"]);
     p.same(&["container", "prune", "-f"]);
     p.same(&["ps", "-aq"]);
+}
+
+/// stderr with what legitimately differs masked: the program name in
+/// usage hints, docker's doubled slash in `lstat //path`.
+fn err_text(s: &str) -> String {
+    mask(
+        &s.replace("'docker ", "'berth ")
+            .replace("lstat //", "lstat /"),
+    )
+}
+
+impl Pair {
+    /// Same exit code, stdout and whole stderr.
+    #[track_caller]
+    fn same_all(&self, args: &[&str]) {
+        let (d, b) = self.same(args);
+        assert_eq!(
+            err_text(&d.stderr),
+            err_text(&b.stderr),
+            "{args:?}: stderr differs"
+        );
+    }
+
+    /// `exec` in both, returning stdout (which must be equal).
+    #[track_caller]
+    fn exec_same(&self, container: &str, shell: &str) -> String {
+        self.same(&["exec", container, "sh", "-c", shell]).1.stdout
+    }
+}
+
+/// JSON type names, null apart (docker leaves many fields null).
+fn json_type(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "bool",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    }
+}
+
+/// The keys of two inspect objects (and of their sections) match, and
+/// so do the types of the values where both are set.
+#[track_caller]
+fn same_shape(d: &serde_json::Value, b: &serde_json::Value, path: &str) {
+    let keys = |v: &serde_json::Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(d), keys(b), "keys of {path}");
+    for k in keys(d) {
+        let (dv, bv) = (&d[&k], &b[&k]);
+        if dv.is_null() || bv.is_null() {
+            continue;
+        }
+        assert_eq!(
+            json_type(dv),
+            json_type(bv),
+            "type of {path}.{k}: docker {dv}, berth {bv}"
+        );
+        if [
+            "State",
+            "Config",
+            "HostConfig",
+            "NetworkSettings",
+            "LogConfig",
+        ]
+        .contains(&k.as_str())
+        {
+            same_shape(dv, bv, &format!("{path}.{k}"));
+        }
+    }
+}
+
+#[test]
+fn inspect_update_and_start_match_docker() {
+    let Some(p) = pair() else { return };
+    p.same(&[
+        "run",
+        "-d",
+        "--name",
+        "insp",
+        "-e",
+        "A=1",
+        "-l",
+        "k=v",
+        "-m",
+        "64m",
+        "--cpus",
+        "0.5",
+        "--pids-limit",
+        "20",
+        "--restart",
+        "on-failure:3",
+        "-w",
+        "/tmp",
+        "-u",
+        "0",
+        "--tmpfs",
+        "/scratch:size=1m",
+        DEFAULT_IMAGE,
+        "sleep",
+        "300",
+    ]);
+    let inspect = |args: &[&str]| -> (serde_json::Value, serde_json::Value) {
+        let (d, b) = p.both(args);
+        assert_eq!((d.code, b.code), (0, 0), "{args:?}: {}", b.stderr);
+        let d: serde_json::Value = serde_json::from_str(&d.stdout).unwrap();
+        let b: serde_json::Value = serde_json::from_str(&b.stdout).unwrap();
+        (d[0].clone(), b[0].clone())
+    };
+    let (d, b) = inspect(&["inspect", "insp"]);
+    same_shape(&d, &b, "");
+    for ptr in [
+        "/Path",
+        "/Args",
+        "/Name",
+        "/RestartCount",
+        "/Image",
+        "/Platform",
+        "/State/Status",
+        "/State/Running",
+        "/State/Paused",
+        "/State/ExitCode",
+        "/State/FinishedAt",
+        "/Config/User",
+        "/Config/Env",
+        "/Config/Cmd",
+        "/Config/Entrypoint",
+        "/Config/Image",
+        "/Config/WorkingDir",
+        "/Config/Labels",
+        "/Config/Tty",
+        "/Config/OpenStdin",
+        "/HostConfig/Memory",
+        "/HostConfig/MemorySwap",
+        "/HostConfig/NanoCpus",
+        "/HostConfig/PidsLimit",
+        "/HostConfig/RestartPolicy",
+        "/HostConfig/AutoRemove",
+        "/HostConfig/ReadonlyRootfs",
+        "/HostConfig/Tmpfs",
+        "/HostConfig/LogConfig",
+        "/Mounts",
+    ] {
+        assert_eq!(d.pointer(ptr), b.pointer(ptr), "inspect {ptr}");
+    }
+    assert!(b["State"]["Pid"].as_i64().unwrap() > 0);
+    assert_eq!(b["Id"].as_str().unwrap().len(), 64);
+
+    // update: output, errors, and the limits in the running container.
+    p.same_all(&["update", "--cpus", "1.5", "--pids-limit", "30", "insp"]);
+    let quota =
+        "cat /sys/fs/cgroup/cpu.max 2>/dev/null || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us; cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max";
+    let out = p.exec_same("insp", quota);
+    assert!(out.starts_with("150000") && out.contains("30\n"), "{out}");
+    let (d, b) = inspect(&["inspect", "insp"]);
+    for ptr in ["/HostConfig/NanoCpus", "/HostConfig/PidsLimit"] {
+        assert_eq!(d.pointer(ptr), b.pointer(ptr), "inspect {ptr} after update");
+    }
+    for args in [
+        &["update", "-m", "1k", "insp"][..],
+        &["update", "--cpus", "-1", "insp"][..],
+        &["update", "--cpus", "99", "insp"][..],
+        &["update", "--cpus", "abc", "insp"][..],
+        &["update", "--restart", "bogus", "insp"][..],
+        &["update", "insp"][..],
+        &["update", "--restart", "always", "insp"][..],
+        &["update", "--pids-limit", "-1", "insp"][..],
+    ] {
+        p.same_all(args);
+    }
+    // Several containers, one unknown: the known one is still updated.
+    let (d, b) = p.same(&["update", "--cpus", "1", "ghost", "insp"]);
+    assert_eq!(err_text(&d.stderr), err_text(&b.stderr));
+
+    // start: output and exit codes, attached or not, and its errors.
+    p.same(&[
+        "run",
+        "--name",
+        "once",
+        DEFAULT_IMAGE,
+        "sh",
+        "-c",
+        "echo ran; exit 3",
+    ]);
+    p.same_all(&["start", "once"]);
+    p.same(&["wait", "once"]);
+    let (_, b) = p.same(&["start", "-a", "once"]);
+    assert_eq!((b.code, b.stdout.as_str()), (3, "ran\n"));
+    p.same_all(&["start", "insp"]);
+    p.same_all(&["start", "ghost"]);
+    p.same_all(&["start", "-ai", "ghost"]);
+    p.same_all(&["start", "insp", "ghost", "once", "nope"]);
+    p.same(&["wait", "once"]);
+    p.same(&["pause", "insp"]);
+    let (d, b) = inspect(&["inspect", "insp"]);
+    assert_eq!(d["State"]["Status"], b["State"]["Status"]);
+    p.same_all(&["start", "insp"]);
+    p.same(&["unpause", "insp"]);
+    // start -a on a running container attaches to it (both at once, so
+    // that neither container is done before its engine is asked).
+    p.same(&[
+        "run",
+        "-d",
+        "--name",
+        "late",
+        DEFAULT_IMAGE,
+        "sh",
+        "-c",
+        "sleep 3; echo late; exit 5",
+    ]);
+    let (d, b) = std::thread::scope(|s| {
+        let d = s.spawn(|| -> Out { p.docker.docker(&["start", "-a", "late"]).unwrap().into() });
+        let b = p.berth.run(&["start", "-a", "late"]);
+        (d.join().unwrap(), b)
+    });
+    assert_eq!((d.code, d.stdout.as_str()), (5, "late\n"), "{}", d.stderr);
+    assert_eq!((b.code, b.stdout.as_str()), (5, "late\n"), "{}", b.stderr);
+
+    // After a stop: exit state, and the errors of the other verbs.
+    p.same(&["stop", "-t", "1", "insp"]);
+    let (d, b) = inspect(&["inspect", "insp"]);
+    same_shape(&d, &b, "");
+    for ptr in [
+        "/State/Status",
+        "/State/Running",
+        "/State/ExitCode",
+        "/State/Pid",
+    ] {
+        assert_eq!(d.pointer(ptr), b.pointer(ptr), "stopped: inspect {ptr}");
+    }
+    assert_ne!(b["State"]["FinishedAt"], "0001-01-01T00:00:00Z");
+    p.same_all(&["inspect", "ghost"]);
+    p.same_all(&["kill", "ghost"]);
+    p.same_all(&["kill", "insp"]);
+    p.same_all(&["rm", "ghost"]);
+}
+
+/// (path relative to root, mode, kind, contents) of every entry below root.
+fn tree(root: &std::path::Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    fn walk(root: &std::path::Path, p: &std::path::Path, out: &mut Vec<String>) {
+        let mut es: Vec<_> = std::fs::read_dir(p).unwrap().flatten().collect();
+        es.sort_by_key(|e| e.file_name());
+        for e in es {
+            let m = std::fs::symlink_metadata(e.path()).unwrap();
+            let rel = e.path().strip_prefix(root).unwrap().display().to_string();
+            let mode = m.permissions().mode() & 0o7777;
+            if m.file_type().is_symlink() {
+                let t = std::fs::read_link(e.path()).unwrap();
+                out.push(format!("{rel} -> {}", t.display()));
+            } else if m.is_dir() {
+                out.push(format!("{rel}/ {mode:o}"));
+                walk(root, &e.path(), out);
+            } else {
+                let data = std::fs::read_to_string(e.path()).unwrap_or_default();
+                out.push(format!("{rel} {mode:o} {data:?}"));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out
+}
+
+#[test]
+fn cp_matches_docker() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(p) = pair() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("tree");
+    std::fs::create_dir_all(src.join("sub/deeper")).unwrap();
+    std::fs::write(src.join("top.txt"), "top\n").unwrap();
+    std::fs::write(src.join("sub/secret"), "s3cret").unwrap();
+    std::fs::write(src.join("sub/deeper/run.sh"), "#!/bin/sh\necho ran\n").unwrap();
+    let mode = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    mode(&src.join("sub/secret"), 0o600);
+    mode(&src.join("sub/deeper/run.sh"), 0o755);
+    mode(&src.join("sub"), 0o750);
+    std::os::unix::fs::symlink("top.txt", src.join("link")).unwrap();
+    let s = src.display().to_string();
+    let d = dir.path().display().to_string();
+
+    p.same(&[
+        "run",
+        "-d",
+        "--name",
+        "files",
+        DEFAULT_IMAGE,
+        "sleep",
+        "300",
+    ]);
+    // Into the container: into an existing directory, onto a new name, a
+    // file onto a new name; nothing is printed.
+    p.same_all(&["cp", &s, "files:/tmp"]);
+    p.same_all(&["cp", &s, "files:/copied"]);
+    p.same_all(&["cp", &s, "files:/made/"]);
+    p.same_all(&["cp", &format!("{s}/top.txt"), "files:/etc/top.renamed"]);
+    p.same_all(&["cp", &format!("{s}/."), "files:/contents"]);
+    let listing = "cd / && for d in /tmp/tree /copied /made /contents; do find $d | sort | xargs stat -c '%n %a %F %s'; done; cat /etc/top.renamed";
+    let out = p.exec_same("files", listing);
+    assert!(
+        out.contains("/tmp/tree/sub/secret 600 regular file 6\n")
+            && out.contains("/copied/sub 750 directory")
+            && out.contains("/made/link 777 symbolic link")
+            && out.contains("/contents/top.txt 644")
+            && out.ends_with("top\n"),
+        "{out}"
+    );
+    // And back out: the same trees as the source, in both engines.
+    for (engine, name) in [("docker", "d"), ("berth", "b")] {
+        let out = dir.path().join(name);
+        std::fs::create_dir(&out).unwrap();
+        let o = out.display().to_string();
+        let run = |args: &[&str]| -> Out {
+            if engine == "docker" {
+                p.docker.docker(args).unwrap().into()
+            } else {
+                p.berth.run(args)
+            }
+        };
+        for args in [
+            &["cp", "files:/tmp/tree", &o][..],
+            &["cp", "files:/copied", &format!("{o}/renamed")][..],
+            &["cp", "files:/contents/.", &format!("{o}/contents")][..],
+            &["cp", "files:/etc/top.renamed", &format!("{o}/single")][..],
+        ] {
+            let r = run(args);
+            assert_eq!(
+                (r.code, r.stdout.as_str(), r.stderr.as_str()),
+                (0, "", ""),
+                "{engine} {args:?}"
+            );
+        }
+    }
+    for name in ["d", "b"] {
+        let out = dir.path().join(name);
+        assert_eq!(tree(&src), tree(&out.join("tree")), "{name}: tree");
+        assert_eq!(tree(&src), tree(&out.join("renamed")), "{name}: renamed");
+        assert_eq!(tree(&src), tree(&out.join("contents")), "{name}: contents");
+        assert_eq!(
+            std::fs::read_to_string(out.join("single")).unwrap(),
+            "top\n"
+        );
+    }
+    // A tar stream on stdout: the same entries and modes.
+    let (dt, bt) = p.both(&["cp", "files:/tmp/tree", "-"]);
+    assert_eq!((dt.code, bt.code), (0, 0), "{}", bt.stderr);
+    let entries = |data: &str| -> Vec<String> {
+        let mut ar = tar::Archive::new(data.as_bytes());
+        let mut v: Vec<String> = ar
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                // (docker ends every directory's name with a slash, berth
+                // only the top one's: both are valid tar.)
+                format!(
+                    "{} {:o} {:?}",
+                    e.path()
+                        .unwrap()
+                        .display()
+                        .to_string()
+                        .trim_end_matches('/'),
+                    h.mode().unwrap() & 0o7777,
+                    h.entry_type()
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(entries(&dt.stdout), entries(&bt.stdout));
+    // Errors: what is printed and the exit codes.
+    let f = format!("{s}/top.txt");
+    for args in [
+        &["cp", "files:/nope", &d][..],
+        &["cp", "ghost:/etc", &d][..],
+        &["cp", "/nope", "files:/tmp"][..],
+        &["cp", &s, "files:/nodir/x"][..],
+        &["cp", &f, "ghost:/tmp"][..],
+        &["cp", &f, "files:/tmp/tree/top.txt/"][..],
+        &["cp", &f, "files:/nodir/"][..],
+        &["cp", "files:/etc/passwd", &format!("{d}/nonexist/")][..],
+        &["cp", "files:/etc/passwd", &format!("{d}/nonexist/x")][..],
+    ] {
+        p.same_all(args);
+    }
+}
+
+#[test]
+fn logs_follow_and_exec_tty_match_docker() {
+    let Some(p) = pair() else { return };
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, Instant};
+    p.same(&[
+        "run",
+        "-d",
+        "--name",
+        "talker",
+        DEFAULT_IMAGE,
+        "sh",
+        "-c",
+        "echo one; sleep 2; echo two; echo err >&2; sleep 1; echo three",
+    ]);
+    // logs -f: lines arrive as the container writes them, and the command
+    // ends with the container.
+    let follow = |mut cmd: std::process::Command| -> (Vec<(String, Duration)>, String, i32) {
+        let t = Instant::now();
+        let mut child = cmd
+            .args(["logs", "-f", "talker"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines: Vec<(String, Duration)> = BufReader::new(child.stdout.take().unwrap())
+            .lines()
+            .map(|l| (l.unwrap(), t.elapsed()))
+            .collect();
+        let out = child.wait_with_output().unwrap();
+        (
+            lines,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            out.status.code().unwrap_or(-1),
+        )
+    };
+    let d = std::thread::scope(|s| {
+        let d = s.spawn(|| follow(p.docker.command()));
+        let b = follow(p.berth.command());
+        (d.join().unwrap(), b)
+    });
+    let ((dl, de, dc), (bl, be, bc)) = d;
+    let text = |l: &[(String, Duration)]| l.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>();
+    assert_eq!(text(&dl), ["one", "two", "three"]);
+    assert_eq!(text(&dl), text(&bl));
+    assert_eq!((de.as_str(), dc), ("err\n", 0));
+    assert_eq!((be.as_str(), bc), (de.as_str(), dc));
+    for (engine, l) in [("docker", &dl), ("berth", &bl)] {
+        // "two" came about 2 s after "one": streamed, not read at the end.
+        let gap = l[1].1.saturating_sub(l[0].1);
+        assert!(gap >= Duration::from_millis(1200), "{engine}: {l:?}");
+    }
+    // logs -f of a stopped container prints everything and ends.
+    p.same_all(&["logs", "-f", "talker"]);
+
+    // exec -it under script: a pty of the size of the caller's terminal.
+    if !have("script") {
+        return skip("util-linux script not installed");
+    }
+    p.same(&[
+        "run",
+        "-d",
+        "--name",
+        "ptybox",
+        DEFAULT_IMAGE,
+        "sleep",
+        "300",
+    ]);
+    let berth_cli = format!(
+        "BERTH_HOME={} BERTH_AGENT={} BERTH_ISOLATION={} {}",
+        p.berth.home.path().display(),
+        berth_tests::agent_bin().display(),
+        p.berth.isolation,
+        berth_tests::berth_bin().display()
+    );
+    let under_script = |cli: &str| -> (Option<i32>, String) {
+        let cmd = format!(
+            // docker 20.10 sizes an exec's terminal only after it started:
+            // give it a moment before asking.
+            "stty rows 21 cols 77; {cli} exec -it ptybox sh -c 'tty; sleep 1; stty size; echo $TERM; test -t 0 && echo stdin-tty; exit 6'"
+        );
+        let mut child = std::process::Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // stdin stays open until the end: at EOF script writes a NUL to the
+        // terminal, which upsets docker's exec.
+        let stdin = child.stdin.take();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+        let code = child.wait().unwrap().code();
+        drop(stdin);
+        (code, out)
+    };
+    let (dc, dout) = under_script(&p.docker.shell_command());
+    let (bc, bout) = under_script(&berth_cli);
+    assert_eq!(dc, Some(6), "{dout}");
+    assert_eq!(bc, dc, "{bout}");
+    assert!(
+        dout.contains("/dev/pts/") && dout.contains("21 77"),
+        "{dout}"
+    );
+    assert_eq!(mask(&dout), mask(&bout));
 }

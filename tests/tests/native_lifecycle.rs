@@ -272,6 +272,182 @@ fn start_restart_kill_wait() {
     assert!(o.stderr.contains("Invalid signal"), "{}", o.stderr);
     let o = b.run(&["start", "-a", "ghost"]);
     assert_eq!(o.code, 1);
+    assert_eq!(o.stderr, "Error: No such container: ghost\n");
+}
+
+#[test]
+fn start_attaches_stdin_and_output() {
+    let b = Berth::new().with_default_image();
+    // -i at run: `start -i` (and -ai) feeds stdin to the next run too.
+    let o = b.run_stdin(
+        &[
+            "run",
+            "-i",
+            "--name",
+            "upper",
+            DEFAULT_IMAGE,
+            "tr",
+            "a-z",
+            "A-Z",
+        ],
+        b"hello\n",
+    );
+    assert_eq!((o.code, o.stdout.as_str()), (0, "HELLO\n"), "{}", o.stderr);
+    let o = b.run_stdin(&["start", "-i", "upper"], b"again\n");
+    assert_eq!((o.code, o.stdout.as_str()), (0, "AGAIN\n"), "{}", o.stderr);
+    let o = b.run_stdin(&["start", "-ai", "upper"], b"third\n");
+    assert_eq!((o.code, o.stdout.as_str()), (0, "THIRD\n"), "{}", o.stderr);
+    assert_eq!(
+        b.run(&["logs", "upper"]).ok().stdout,
+        "HELLO\nAGAIN\nTHIRD\n"
+    );
+    // -a relays stdout and stderr apart and returns the exit code.
+    b.run(&[
+        "run",
+        "--name",
+        "both",
+        DEFAULT_IMAGE,
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 4",
+    ]);
+    let o = b.run(&["start", "-a", "both"]);
+    assert_eq!(
+        (o.code, o.stdout.as_str(), o.stderr.as_str()),
+        (4, "out\n", "err\n")
+    );
+    // On a running container: start is a no-op, start -a attaches.
+    detached(
+        &b,
+        &[
+            "--name",
+            "late",
+            DEFAULT_IMAGE,
+            "sh",
+            "-c",
+            "sleep 1; echo late; exit 5",
+        ],
+    );
+    assert_eq!(b.run(&["start", "late"]).ok().stdout, "late\n");
+    let o = b.run(&["start", "-a", "late"]);
+    assert_eq!((o.code, o.stdout.as_str()), (5, "late\n"), "{}", o.stderr);
+    // Right after it ended (its shim may still be tearing down): starts anew.
+    let o = b.run(&["start", "-a", "late"]);
+    assert_eq!((o.code, o.stdout.as_str()), (5, "late\n"), "{}", o.stderr);
+    // A paused container is not started; several at once report failures.
+    detached(&b, &["--name", "held", DEFAULT_IMAGE, "sleep", "300"]);
+    b.run(&["pause", "held"]).ok();
+    let o = b.run(&["start", "held"]);
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr
+            .contains("cannot start a paused container, try unpause instead"),
+        "{}",
+        o.stderr
+    );
+    b.run(&["unpause", "held"]).ok();
+    let o = b.run(&["start", "held", "ghost", "both"]);
+    assert_eq!((o.code, o.stdout.as_str()), (1, "held\nboth\n"));
+    assert_eq!(
+        o.stderr,
+        "Error response from daemon: No such container: ghost\nError: failed to start containers: ghost\n"
+    );
+}
+
+/// The CPU quota the container sees in its cgroup: `cpu.max` (v2) or
+/// `cpu.cfs_quota_us` (v1), as "<quota> <period>" or "max".
+fn cpu_quota(b: &Berth, c: &str) -> String {
+    let o = b
+        .run(&[
+            "exec",
+            c,
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/cpu.max 2>/dev/null || echo $(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us)",
+        ])
+        .ok();
+    o.stdout.trim().replace("-1 100000", "max 100000")
+}
+
+#[test]
+fn update_changes_cpu_memory_and_pids_limits_live() {
+    let b = Berth::new().with_default_image();
+    detached(
+        &b,
+        &[
+            "--name",
+            "tuned",
+            "--cpus",
+            "0.5",
+            "-m",
+            "64m",
+            DEFAULT_IMAGE,
+            "sleep",
+            "300",
+        ],
+    );
+    let pid = inspect(&b, "tuned")["State"]["Pid"].as_i64().unwrap();
+    assert_eq!(cpu_quota(&b, "tuned"), "50000 100000");
+    assert_eq!(
+        b.run(&["update", "--cpus", "1.5", "tuned"]).ok().stdout,
+        "tuned\n"
+    );
+    assert_eq!(cpu_quota(&b, "tuned"), "150000 100000");
+    b.run(&[
+        "update",
+        "--cpus",
+        "0.25",
+        "-m",
+        "96m",
+        "--pids-limit",
+        "33",
+        "tuned",
+    ])
+    .ok();
+    assert_eq!(cpu_quota(&b, "tuned"), "25000 100000");
+    let o = b
+        .run(&[
+            "exec",
+            "tuned",
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes; cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max",
+        ])
+        .ok();
+    assert_eq!(o.stdout, format!("{}\n33\n", 96 * 1024 * 1024));
+    let st = inspect(&b, "tuned");
+    assert_eq!(st["HostConfig"]["NanoCpus"], 250_000_000);
+    assert_eq!(
+        st["State"]["Pid"].as_i64().unwrap(),
+        pid,
+        "updated in place"
+    );
+    // Out of range, unparsable, or nothing to update.
+    let o = b.run(&["update", "--cpus", "1000", "tuned"]);
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr.contains("Range of CPUs is from 0.01 to"),
+        "{}",
+        o.stderr
+    );
+    let o = b.run(&["update", "--cpus", "-1", "tuned"]);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    let o = b.run(&["update", "--cpus", "lots", "tuned"]);
+    assert_eq!(o.code, 125);
+    let o = b.run(&["update", "tuned"]);
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr.contains("must provide one or more flags"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(cpu_quota(&b, "tuned"), "25000 100000");
+    // The new limits hold for the next run too.
+    b.run(&["restart", "-t", "0", "tuned"]).ok();
+    assert_eq!(cpu_quota(&b, "tuned"), "25000 100000");
+    // --cpus 0 lifts the limit.
+    b.run(&["update", "--cpus", "0", "tuned"]).ok();
+    assert_eq!(cpu_quota(&b, "tuned"), "max 100000");
 }
 
 #[test]
@@ -696,11 +872,7 @@ fn cp_round_trips_a_tree_with_modes() {
     // Errors.
     let o = b.run(&["cp", "files:/no/such", &dir.path().display().to_string()]);
     assert_eq!(o.code, 1);
-    assert!(
-        o.stderr.contains("Could not find the file /no/such"),
-        "{}",
-        o.stderr
-    );
+    assert_eq!(o.stderr, "Error: No such container:path: files:/no/such\n");
     let o = b.run(&["cp", "/no/such/host/file", "files:/tmp"]);
     assert_eq!(o.code, 1);
     let o = b.run(&["cp", "ghost:/etc", &dir.path().display().to_string()]);
@@ -923,6 +1095,68 @@ fn restart_policies_survive_an_agent_restart() {
         inspect(&b, "forever")["HostConfig"]["RestartPolicy"]["Name"],
         "no"
     );
+}
+
+#[test]
+fn unless_stopped_stays_stopped_across_an_agent_restart() {
+    let b = Berth::new().with_default_image();
+    for (name, policy) in [("keeper", "unless-stopped"), ("always", "always")] {
+        detached(
+            &b,
+            &[
+                "--name",
+                name,
+                "--restart",
+                policy,
+                DEFAULT_IMAGE,
+                "sh",
+                "-c",
+                "sleep 0.3",
+            ],
+        );
+    }
+    // Both restart after their exits while nobody stopped them.
+    wait_for("restarts of both", || {
+        ["keeper", "always"]
+            .iter()
+            .all(|n| inspect(&b, n)["RestartCount"].as_u64() >= Some(1))
+    });
+    assert_eq!(
+        inspect(&b, "keeper")["HostConfig"]["RestartPolicy"]["Name"],
+        "unless-stopped"
+    );
+    // Stopped by the user: neither comes back on its own...
+    for n in ["keeper", "always"] {
+        b.run(&["stop", "-t", "1", n]).ok();
+    }
+    let counts: Vec<u64> = ["keeper", "always"]
+        .iter()
+        .map(|n| inspect(&b, n)["RestartCount"].as_u64().unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    for (n, c) in ["keeper", "always"].iter().zip(&counts) {
+        let s = inspect(&b, n);
+        assert_eq!(s["State"]["Status"], "exited", "{n}");
+        assert_eq!(s["RestartCount"].as_u64().unwrap(), *c, "{n}");
+    }
+    // ...but when the agent (docker: the daemon) restarts, `always` is
+    // started again and `unless-stopped` stays stopped.
+    let old_agent = b.agent_pid().unwrap();
+    b.kill_agent();
+    b.run(&["ps"]).ok();
+    assert_ne!(b.agent_pid(), Some(old_agent), "a new agent runs");
+    wait_for("always to run again", || {
+        inspect(&b, "always")["RestartCount"].as_u64().unwrap() > counts[1]
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let s = inspect(&b, "keeper");
+    assert_eq!(s["State"]["Status"], "exited");
+    assert_eq!(s["RestartCount"].as_u64().unwrap(), counts[0]);
+    // An unless-stopped container started by hand restarts again.
+    b.run(&["start", "keeper"]).ok();
+    wait_for("keeper to restart after a start", || {
+        inspect(&b, "keeper")["RestartCount"].as_u64().unwrap() > counts[0]
+    });
 }
 
 #[test]

@@ -293,7 +293,11 @@ fn detached_ps_and_rm() {
     let v: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
     assert_eq!(v["Names"], "sleeper");
     assert_eq!(v["State"], "running");
-    assert_eq!(v["Labels"], "team=a");
+    // As docker: the image's labels and the ones given to run.
+    assert_eq!(
+        v["Labels"],
+        "org.opencontainers.image.title=berth busybox,org.opencontainers.image.version=v1.35.0,team=a"
+    );
     let o = b.run(&["run", "-d", "--name", "sleeper", DEFAULT_IMAGE, "true"]);
     assert_eq!(o.code, 125);
     assert!(o.stderr.contains("is already in use"), "{}", o.stderr);

@@ -182,6 +182,14 @@ impl ContainerStore {
             ));
         }
         let user = cfg.user.clone().or(run.user.clone()).unwrap_or_default();
+        // As docker: the container's labels are the image's, overridden by
+        // the ones given to `run`.
+        let mut cfg = cfg;
+        if let Some(image_labels) = &run.labels {
+            let mut labels = image_labels.clone();
+            labels.append(&mut cfg.labels);
+            cfg.labels = labels;
+        }
         let _g = self.lock.lock().unwrap();
         let id = random_hex(32);
         let name = match &cfg.name {
@@ -360,11 +368,20 @@ impl ContainerStore {
     pub fn start(&self, key: &str, wait_attach: bool) -> Result<String, ApiError> {
         let r = self.resolve(key)?;
         let (status, run, _) = self.status(&r.id);
-        if matches!(status, ContainerStatus::Running | ContainerStatus::Paused) {
-            return Err(err(
-                ErrorKind::Conflict,
-                format!("container {} is already running", r.id),
-            ));
+        match (status, &run) {
+            // Its process just ended and its shim is still tearing down:
+            // start it again once that is done (below).
+            (ContainerStatus::Running, Some(run)) if !process_alive(run.pid) => {}
+            // As docker: starting a running container changes nothing (and
+            // `start -a` then attaches to it).
+            (ContainerStatus::Running, _) => return Ok(r.id),
+            (ContainerStatus::Paused, _) => {
+                return Err(err(
+                    ErrorKind::Conflict,
+                    "cannot start a paused container, try unpause instead",
+                ))
+            }
+            _ => {}
         }
         // The previous run's shim may still be tearing down (unmounting,
         // removing the network namespace): let it finish first.
@@ -410,7 +427,7 @@ impl ContainerStore {
             return Err(err(
                 ErrorKind::Conflict,
                 format!(
-                    "Cannot kill container: {}: container {} is not running",
+                    "Cannot kill container: {}: Container {} is not running",
                     key, r.id
                 ),
             ));

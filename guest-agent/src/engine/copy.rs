@@ -133,6 +133,14 @@ pub fn copy_to(
     };
     let (base, rename) = if dest.is_dir() {
         (dest, None)
+    } else if path.ends_with('/') && !build {
+        // `cp FILE ctr:/dir/` where /dir is not a directory (docker's
+        // ErrDirNotExists); the CLI strips the slash for a directory source.
+        return reply(
+            &mut conn,
+            id,
+            Err(err(ErrorKind::InvalidArgument, "no such directory")),
+        );
     } else {
         match (dest.parent(), dest.file_name()) {
             (Some(p), Some(n)) if p.is_dir() => (p.to_path_buf(), Some(PathBuf::from(n))),
@@ -163,14 +171,26 @@ fn extract(
     let bad = |m: String| err(ErrorKind::InvalidArgument, m);
     let mut ar = tar::Archive::new(r);
     let entries = ar.entries().map_err(|e| bad(e.to_string()))?;
+    // A tar of a directory's contents (`cp dir/. ctr:/new`) starts with
+    // `.`: renaming then puts every entry below the new name.
+    let mut contents = None;
+    let rename_to = |rel: &Path, contents: bool, new: &Path| {
+        if contents {
+            new.join(rel)
+        } else {
+            renamed(rel, new)
+        }
+    };
     for entry in entries {
         let mut entry = entry.map_err(|e| bad(format!("reading archive: {e}")))?;
         let raw = entry.path().map_err(|e| bad(e.to_string()))?.into_owned();
         let Some(mut rel) = clean(&raw) else {
             return Err(bad(format!("refusing archive entry {}", raw.display())));
         };
+        let contents = *contents
+            .get_or_insert(rel.as_os_str().is_empty() && entry.header().entry_type().is_dir());
         if let Some(new) = rename {
-            rel = renamed(&rel, new);
+            rel = rename_to(&rel, contents, new);
         }
         if rel.as_os_str().is_empty() {
             continue;
@@ -251,7 +271,7 @@ fn extract(
                     return Err(bad(format!("refusing hard link to {}", link.display())));
                 };
                 if let Some(new) = rename {
-                    lrel = renamed(&lrel, new);
+                    lrel = rename_to(&lrel, contents, new);
                 }
                 let linner = base
                     .strip_prefix(rootfs)

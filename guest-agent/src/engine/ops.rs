@@ -294,6 +294,15 @@ impl ContainerStore {
             r.config.memory = Some(m);
         }
         if let Some(c) = nano_cpus {
+            let cpus = std::thread::available_parallelism()
+                .map(|n| n.get() as i64)
+                .unwrap_or(1);
+            if c != 0 && !(10_000_000..=cpus * 1_000_000_000).contains(&c) {
+                return Err(err(
+                    ErrorKind::InvalidArgument,
+                    format!("Range of CPUs is from 0.01 to {cpus}.00, as there are only {cpus} CPUs available"),
+                ));
+            }
             r.config.nano_cpus = Some(c);
         }
         if let Some(p) = pids_limit {

@@ -14,7 +14,7 @@ use crate::tty::window_size;
 use anyhow::{bail, Result};
 use berth_protocol::mux::{self, Kind};
 use berth_protocol::{
-    CommitOptions, ErrorKind, ExecConfig, LogsOptions, Request, Response, StatsSample,
+    ApiError, CommitOptions, ErrorKind, ExecConfig, LogsOptions, Request, Response, StatsSample,
 };
 use std::io::{IsTerminal, Write};
 
@@ -90,9 +90,14 @@ pub fn start(iso: Isolation, a: &StartArgs) -> Result<i32> {
         }
         let k = &a.containers[0];
         let mut c = connect(iso)?;
+        // docker's CLI looks the container up first: a client-side error.
         let tty = match c.call(Request::ContainerInspect { id: k.clone() }) {
             Ok(Response::Container(d)) => d.config.tty,
             Ok(_) => false,
+            Err(e) if e.kind() == Some(ErrorKind::NotFound) => {
+                eprintln!("Error: {e}");
+                return Ok(1);
+            }
             Err(e) => {
                 daemon_error(&e);
                 return Ok(1);
@@ -106,9 +111,22 @@ pub fn start(iso: Isolation, a: &StartArgs) -> Result<i32> {
             }
         };
     }
-    each(iso, &a.containers, &|c, k| {
-        c.call(Request::ContainerStart { id: k.into() }).map(|_| ())
-    })
+    let mut c = connect(iso)?;
+    let mut failed = Vec::new();
+    for k in &a.containers {
+        match c.call(Request::ContainerStart { id: k.clone() }) {
+            Ok(_) => println!("{k}"),
+            Err(e) => {
+                daemon_error(&e);
+                failed.push(k.as_str());
+            }
+        }
+    }
+    if failed.is_empty() {
+        return Ok(0);
+    }
+    eprintln!("Error: failed to start containers: {}", failed.join(", "));
+    Ok(1)
 }
 
 #[derive(clap::Args)]
@@ -173,6 +191,13 @@ pub fn kill(iso: Isolation, a: &KillArgs) -> Result<i32> {
             signal: sig,
         })
         .map(|_| ())
+        .map_err(|e| match e {
+            // The daemon's wording: "Cannot kill container: <key>: No such container: <key>".
+            ClientError::Api(a) if a.kind == ErrorKind::NotFound => ClientError::Api(
+                ApiError::new(a.kind, format!("Cannot kill container: {k}: {}", a.message)),
+            ),
+            e => e,
+        })
     })
 }
 
@@ -570,10 +595,10 @@ pub struct UpdateArgs {
     #[arg(short, long)]
     memory: Option<String>,
     /// Number of CPUs
-    #[arg(long)]
-    cpus: Option<f64>,
+    #[arg(long, allow_negative_numbers = true)]
+    cpus: Option<String>,
     /// Tune container pids limit (set -1 for unlimited)
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pids_limit: Option<i64>,
     /// Restart policy to apply when a container exits
     #[arg(long)]
@@ -583,6 +608,10 @@ pub struct UpdateArgs {
 }
 
 pub fn update(iso: Isolation, a: &UpdateArgs) -> Result<i32> {
+    if a.memory.is_none() && a.cpus.is_none() && a.pids_limit.is_none() && a.restart.is_none() {
+        eprintln!("you must provide one or more flags when using this command");
+        return Ok(1);
+    }
     let memory = match a.memory.as_deref().map(parse_bytes).transpose() {
         Ok(m) => m,
         Err(e) => {
@@ -590,20 +619,25 @@ pub fn update(iso: Isolation, a: &UpdateArgs) -> Result<i32> {
             return Ok(1);
         }
     };
-    let nano_cpus = match a.cpus {
-        Some(c) if !(c.is_finite() && c >= 0.0) => {
-            eprintln!("invalid argument \"{c}\" for \"--cpus\" flag");
-            return Ok(1);
+    // The range (0.01 to the number of CPUs) is the agent's to check: it
+    // knows how many CPUs the machine has.
+    let nano_cpus = match a.cpus.as_deref().map(|c| (c, c.trim().parse::<f64>())) {
+        Some((_, Ok(c))) if c.is_finite() => Some((c * 1e9).round() as i64),
+        Some((c, _)) => {
+            eprintln!(
+                "invalid argument \"{c}\" for \"--cpus\" flag: failed to parse {c} as a rational number\nSee 'berth update --help'."
+            );
+            return Ok(125);
         }
-        Some(c) => Some((c * 1e9) as i64),
         None => None,
     };
-    let restart = match a.restart.as_deref().map(parse_restart).transpose() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("{e}");
+    let restart = match a.restart.as_deref().map(|r| (r, parse_restart(r))) {
+        Some((_, Ok(r))) => Some(r),
+        Some((r, Err(_))) => {
+            eprintln!("Error response from daemon: invalid restart policy '{r}'");
             return Ok(1);
         }
+        None => None,
     };
     each(iso, &a.containers, &|c, k| {
         c.call(Request::ContainerUpdate {

@@ -8,7 +8,7 @@ use crate::commands::connect;
 use crate::placement::Isolation;
 use anyhow::{bail, Context, Result};
 use berth_protocol::frame::read_frame;
-use berth_protocol::{Request, ResponseEnvelope};
+use berth_protocol::{ErrorKind, Request, ResponseEnvelope};
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
@@ -67,6 +67,11 @@ fn from_container(iso: Isolation, container: &str, path: &str, dest: &str) -> Re
         path: path.into(),
     }) {
         Ok(s) => s,
+        // docker's CLI words a missing container and a missing path alike.
+        Err(e) if e.kind() == Some(ErrorKind::NotFound) => {
+            eprintln!("Error: No such container:path: {container}:{path}");
+            return Ok(1);
+        }
         Err(e) => {
             eprintln!("Error response from daemon: {e}");
             return Ok(1);
@@ -78,20 +83,34 @@ fn from_container(iso: Isolation, container: &str, path: &str, dest: &str) -> Re
         out.flush()?;
         return Ok(0);
     }
+    let asserts_dir = dest.ends_with('/') || dest.ends_with("/.");
     let dest = Path::new(dest);
+    let mut ar = tar::Archive::new(&mut stream);
+    ar.set_preserve_permissions(true);
+    ar.set_overwrite(true);
+    let mut entries = ar.entries()?.peekable();
+    let src_is_dir = matches!(entries.peek(), Some(Ok(e)) if e.header().entry_type().is_dir());
     // Where entries go and whether the top entry is renamed or dropped.
     let (base, rename, strip) = if contents {
         std::fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
         (dest.to_path_buf(), None, true)
     } else if dest.is_dir() {
         (dest.to_path_buf(), None, false)
+    } else if asserts_dir && !src_is_dir {
+        // A file cannot become a directory (docker's ErrDirNotExists).
+        eprintln!("no such directory");
+        return Ok(1);
     } else {
         let parent = dest
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         if !parent.is_dir() {
-            bail!("destination directory {} does not exist", parent.display());
+            eprintln!(
+                "invalid output path: directory \"{}\" does not exist",
+                parent.display()
+            );
+            return Ok(1);
         }
         let name = dest
             .file_name()
@@ -100,10 +119,7 @@ fn from_container(iso: Isolation, container: &str, path: &str, dest: &str) -> Re
         (parent.to_path_buf(), Some(PathBuf::from(name)), false)
     };
     let base_real = base.canonicalize()?;
-    let mut ar = tar::Archive::new(&mut stream);
-    ar.set_preserve_permissions(true);
-    ar.set_overwrite(true);
-    for entry in ar.entries()? {
+    for entry in entries {
         let mut entry = entry.context("reading the archive from the container")?;
         let raw = entry.path()?.into_owned();
         let Some(rel) = clean(&raw) else {
@@ -147,12 +163,47 @@ fn to_container(iso: Isolation, src: &str, container: &str, path: &str) -> Resul
         eprintln!("no destination path given");
         return Ok(1);
     }
+    let src_meta = if src == "-" {
+        None
+    } else {
+        match std::fs::symlink_metadata(src) {
+            Ok(m) => Some(m),
+            Err(_) => {
+                eprintln!("lstat {src}: no such file or directory");
+                return Ok(1);
+            }
+        }
+    };
+    // A trailing `/` asks for a directory: a directory source creates it,
+    // a file source needs it to exist (the agent checks).
+    let mut path = path;
+    if src_meta.as_ref().is_some_and(|m| m.is_dir()) && path.len() > 1 {
+        path = path.trim_end_matches('/');
+    }
     let stream = match connect(iso)?.into_stream(Request::CopyTo {
         id: container.into(),
         path: path.into(),
         build: false,
     }) {
         Ok(s) => s,
+        // docker's CLI names the directory it extracts into.
+        Err(e) if e.kind() == Some(ErrorKind::NotFound) => {
+            let p = Path::new(path.trim_end_matches('/'));
+            let dir = p
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("/"));
+            eprintln!(
+                "Error: No such container:path: {container}:{}",
+                dir.display()
+            );
+            return Ok(1);
+        }
+        // Found out by the agent, reported by docker's CLI.
+        Err(e) if e.to_string() == "no such directory" => {
+            eprintln!("{e}");
+            return Ok(1);
+        }
         Err(e) => {
             eprintln!("Error response from daemon: {e}");
             return Ok(1);
@@ -165,8 +216,9 @@ fn to_container(iso: Isolation, src: &str, container: &str, path: &str) -> Resul
             return Ok(());
         }
         let p = Path::new(src);
-        let meta = std::fs::symlink_metadata(p)
-            .with_context(|| format!("lstat {src}: no such file or directory"))?;
+        let Some(meta) = &src_meta else {
+            bail!("lstat {src}: no such file or directory");
+        };
         let mut b = tar::Builder::new(&mut w);
         b.follow_symlinks(false);
         if src.ends_with("/.") {

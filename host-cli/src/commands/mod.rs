@@ -73,6 +73,11 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
                     force: *force,
                 }) {
                     Ok(_) => println!("{k}"),
+                    // docker's CLI reports an unknown container itself.
+                    Err(e) if e.kind() == Some(berth_protocol::ErrorKind::NotFound) => {
+                        eprintln!("Error: {e}");
+                        code = 1;
+                    }
                     Err(e) => {
                         eprintln!("Error response from daemon: {e}");
                         code = 1;

@@ -4,8 +4,10 @@ use crate::commands::connect;
 use crate::fmt::{ago, command_column, human_duration, since, table};
 use crate::placement::Isolation;
 use anyhow::Result;
-use berth_protocol::{ContainerStatus, ContainerSummary, Request, Response};
-use serde_json::json;
+use berth_protocol::{
+    AgentInfo, ContainerDetails, ContainerStatus, ContainerSummary, Request, Response,
+};
+use serde_json::{json, Value};
 
 #[derive(clap::Args)]
 pub struct PsArgs {
@@ -207,40 +209,22 @@ pub fn inspect(iso: Isolation, names: &[String]) -> Result<i32> {
     let mut c = connect(iso)?;
     let mut out = Vec::new();
     let mut code = 0;
+    let mut info = None;
     for n in names {
         if let Ok(Response::Container(d)) = c.call(Request::ContainerInspect { id: n.clone() }) {
-            let s = &d.summary;
-            out.push(json!({
-                "Id": s.id, "Created": s.created, "Path": d.path, "Args": d.args,
-                "State": {
-                    "Status": s.status.as_str(), "Running": matches!(s.status, ContainerStatus::Running | ContainerStatus::Paused),
-                    "Paused": s.status == ContainerStatus::Paused, "Restarting": s.status == ContainerStatus::Restarting,
-                    "OOMKilled": false, "Dead": s.status == ContainerStatus::Dead,
-                    "Pid": d.pid.unwrap_or(0), "ExitCode": s.exit_code.unwrap_or(0),
-                    "StartedAt": s.started_at.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
-                    "FinishedAt": s.finished_at.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into())
-                },
-                "Image": s.image_id, "Name": format!("/{}", s.name), "RestartCount": s.restart_count,
-                "Config": {
-                    "Hostname": d.hostname, "User": d.config.user.clone().unwrap_or_default(), "Tty": d.config.tty,
-                    "OpenStdin": d.config.open_stdin, "Env": d.env, "Cmd": d.config.cmd, "Image": s.image,
-                    "WorkingDir": d.config.workdir.clone().unwrap_or_default(), "Entrypoint": d.config.entrypoint,
-                    "Labels": s.labels
-                },
-                "HostConfig": {
-                    "Memory": d.config.memory.unwrap_or(0), "NanoCpus": d.config.nano_cpus.unwrap_or(0),
-                    "PidsLimit": d.config.pids_limit, "AutoRemove": d.config.auto_remove,
-                    "ReadonlyRootfs": d.config.read_only, "Init": d.config.init,
-                    "Tmpfs": d.config.tmpfs.iter().map(|t| {
-                        let (p, o) = t.split_once(':').unwrap_or((t, ""));
-                        (p.to_string(), o.to_string())
-                    }).collect::<std::collections::BTreeMap<_, _>>(),
-                    "RestartPolicy": {"Name": if d.config.restart.name.is_empty() { "no" } else { d.config.restart.name.as_str() }, "MaximumRetryCount": d.config.restart.maximum_retry_count},
-                    "LogConfig": {"Type": "json-file", "Config": {}},
-                    "Isolation": format!("{iso:?}").to_lowercase()
-                },
-                "Mounts": [], "NetworkSettings": {"Networks": {}}
-            }));
+            if info.is_none() {
+                info = match c.call(Request::Info)? {
+                    Response::Info(i) => Some(i),
+                    _ => None,
+                };
+            }
+            let image = match c.call(Request::ImageInspect {
+                reference: d.summary.image_id.clone(),
+            }) {
+                Ok(Response::Image(img)) => Some(img.config),
+                _ => None,
+            };
+            out.push(container_json(iso, &d, image.as_ref(), info.as_ref()));
             continue;
         }
         match c.call(Request::ImageInspect {
@@ -255,4 +239,186 @@ pub fn inspect(iso: Isolation, names: &[String]) -> Result<i32> {
     }
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(code)
+}
+
+/// Config.Env as docker shows it: the `run` environment first, then the
+/// image's, without what the runtime adds (HOSTNAME, TERM for a tty).
+fn config_env(d: &ContainerDetails, image: Option<&Value>) -> Vec<String> {
+    let key = |e: &str| e.split('=').next().unwrap_or(e).to_string();
+    let user: Vec<String> = d.config.env.iter().map(|e| key(e)).collect();
+    let image_keys: Vec<String> = image
+        .and_then(|i| i.pointer("/config/Env"))
+        .and_then(|e| e.as_array())
+        .map(|a| a.iter().filter_map(|v| v.as_str()).map(key).collect())
+        .unwrap_or_default();
+    let added = |e: &String| {
+        let k = key(e);
+        (k == "HOSTNAME" || (k == "TERM" && d.config.tty))
+            && !user.contains(&k)
+            && !image_keys.contains(&k)
+    };
+    let (mut first, rest): (Vec<String>, Vec<String>) = d
+        .env
+        .iter()
+        .filter(|e| !added(e))
+        .cloned()
+        .partition(|e| user.contains(&key(e)));
+    first.sort_by_key(|e| user.iter().position(|k| *k == key(e)));
+    first.extend(rest);
+    first
+}
+
+/// docker's container inspect object.
+fn container_json(
+    iso: Isolation,
+    d: &ContainerDetails,
+    image: Option<&Value>,
+    info: Option<&AgentInfo>,
+) -> Value {
+    let s = &d.summary;
+    let cfg = &d.config;
+    let from_image = |k: &str| {
+        image
+            .and_then(|i| i.pointer(&format!("/config/{k}")))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    // Effective Entrypoint and Cmd: an --entrypoint drops the image's Cmd.
+    let entrypoint = match &cfg.entrypoint {
+        Some(e) if e.is_empty() => Value::Null,
+        Some(e) => json!(e),
+        None => from_image("Entrypoint"),
+    };
+    let cmd = match (&cfg.cmd, &cfg.entrypoint) {
+        (Some(c), _) => json!(c),
+        (None, Some(_)) => Value::Null,
+        (None, None) => from_image("Cmd"),
+    };
+    let dir = info
+        .map(|i| format!("{}/containers/{}", i.data_root, s.id))
+        .unwrap_or_default();
+    let path = |name: &str| {
+        if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/{name}")
+        }
+    };
+    let mut log_opts = serde_json::Map::new();
+    if let Some(m) = cfg.log_max_size {
+        log_opts.insert("max-size".into(), json!(m.to_string()));
+    }
+    if let Some(n) = cfg.log_max_files {
+        log_opts.insert("max-file".into(), json!(n.to_string()));
+    }
+    let running = matches!(s.status, ContainerStatus::Running | ContainerStatus::Paused);
+    let memory = cfg.memory.unwrap_or(0);
+    let mut config = json!({
+        "Hostname": d.hostname, "Domainname": "", "User": cfg.user.clone().unwrap_or_default(),
+        "AttachStdin": false, "AttachStdout": false, "AttachStderr": false,
+        "Tty": cfg.tty, "OpenStdin": cfg.open_stdin, "StdinOnce": false,
+        "Env": config_env(d, image), "Cmd": cmd, "Image": s.image, "Volumes": null,
+        "WorkingDir": cfg.workdir.clone().unwrap_or_default(), "Entrypoint": entrypoint,
+        "NetworkDisabled": true, "OnBuild": null, "Labels": s.labels
+    });
+    if let Some(sig) = &cfg.stop_signal {
+        config["StopSignal"] = json!(sig);
+    }
+    let mut host = json!({
+        "Binds": null, "ContainerIDFile": "",
+        "LogConfig": {"Type": "json-file", "Config": log_opts},
+        "NetworkMode": "none", "PortBindings": {},
+        "RestartPolicy": {
+            "Name": if cfg.restart.name.is_empty() { "no" } else { cfg.restart.name.as_str() },
+            "MaximumRetryCount": cfg.restart.maximum_retry_count
+        },
+        "AutoRemove": cfg.auto_remove, "VolumeDriver": "", "VolumesFrom": null,
+        "CapAdd": null, "CapDrop": null,
+        "CgroupnsMode": if info.is_some_and(|i| i.cgroup_version == 2) { "private" } else { "host" },
+        "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": null, "GroupAdd": null,
+        "IpcMode": "private", "Cgroup": "", "Links": null, "OomScoreAdj": 0, "PidMode": "",
+        "Privileged": false, "PublishAllPorts": false, "ReadonlyRootfs": cfg.read_only,
+        "SecurityOpt": null, "UTSMode": "", "UsernsMode": "", "ShmSize": 67108864,
+        "Runtime": "berth", "ConsoleSize": [0, 0],
+        "Isolation": format!("{iso:?}").to_lowercase()
+    });
+    // Resources (split in two: one json! this size exceeds the macro
+    // recursion limit).
+    let resources = json!({
+        "CpuShares": 0, "Memory": memory, "NanoCpus": cfg.nano_cpus.unwrap_or(0),
+        "CgroupParent": "", "BlkioWeight": 0, "BlkioWeightDevice": [],
+        "BlkioDeviceReadBps": null, "BlkioDeviceWriteBps": null,
+        "BlkioDeviceReadIOps": null, "BlkioDeviceWriteIOps": null,
+        "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0,
+        "CpusetCpus": "", "CpusetMems": "", "Devices": [], "DeviceCgroupRules": null,
+        "DeviceRequests": null, "KernelMemory": 0, "KernelMemoryTCP": 0,
+        "MemoryReservation": 0, "MemorySwap": if memory > 0 { memory * 2 } else { 0 },
+        "MemorySwappiness": null, "OomKillDisable": false, "PidsLimit": cfg.pids_limit,
+        "Ulimits": null, "CpuCount": 0, "CpuPercent": 0,
+        "IOMaximumIOps": 0, "IOMaximumBandwidth": 0,
+        "MaskedPaths": [
+            "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+            "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+            "/sys/firmware", "/sys/devices/virtual/powercap"
+        ],
+        "ReadonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+    });
+    if let (Some(h), Value::Object(r)) = (host.as_object_mut(), resources) {
+        h.extend(r);
+    }
+    // Set only when given, as docker.
+    if cfg.init {
+        host["Init"] = json!(true);
+    }
+    if !cfg.tmpfs.is_empty() {
+        host["Tmpfs"] = json!(cfg
+            .tmpfs
+            .iter()
+            .map(|t| {
+                let (p, o) = t.split_once(':').unwrap_or((t, ""));
+                (p.to_string(), o.to_string())
+            })
+            .collect::<std::collections::BTreeMap<_, _>>());
+    }
+    let network = network_settings();
+    json!({
+        "Id": s.id, "Created": s.created, "Path": d.path, "Args": d.args,
+        "State": {
+            "Status": s.status.as_str(), "Running": running,
+            "Paused": s.status == ContainerStatus::Paused,
+            "Restarting": s.status == ContainerStatus::Restarting,
+            "OOMKilled": false, "Dead": s.status == ContainerStatus::Dead,
+            "Pid": d.pid.unwrap_or(0), "ExitCode": s.exit_code.unwrap_or(0), "Error": "",
+            "StartedAt": s.started_at.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
+            "FinishedAt": s.finished_at.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into())
+        },
+        "Image": s.image_id,
+        "ResolvConfPath": path("etc/resolv.conf"), "HostnamePath": path("etc/hostname"),
+        "HostsPath": path("etc/hosts"), "LogPath": path("container.log"),
+        "Name": format!("/{}", s.name), "RestartCount": s.restart_count,
+        "Driver": "overlay2", "Platform": "linux", "MountLabel": "", "ProcessLabel": "",
+        "AppArmorProfile": "", "ExecIDs": null,
+        "HostConfig": host,
+        "GraphDriver": {"Data": null, "Name": "overlay2"},
+        "Mounts": [],
+        "Config": config,
+        "NetworkSettings": network
+    })
+}
+
+/// NetworkSettings of a container without networks (berth's today).
+fn network_settings() -> Value {
+    json!({
+            "Bridge": "", "SandboxID": "", "HairpinMode": false, "LinkLocalIPv6Address": "",
+            "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": "",
+            "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null, "EndpointID": "",
+            "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
+            "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
+            "Networks": {"none": {
+                "IPAMConfig": null, "Links": null, "Aliases": null, "NetworkID": "",
+                "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
+                "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                "MacAddress": "", "DriverOpts": null
+            }}
+    })
 }
