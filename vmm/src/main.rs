@@ -7,15 +7,18 @@ use berth_vmm::HostQuirks;
 use clap::Parser;
 
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-use berth_vmm::vmm::{self, DiskConfig, SerialOutput, VmConfig, VmExitReason};
+use berth_vmm::vmm::{
+    self, DiskConfig, RestoreConfig, SerialOutput, SnapshotOnReady, VmConfig, VmExitReason,
+};
 
 /// Boot a Linux guest in a microVM (KVM).
 #[derive(Parser, Debug)]
 #[command(name = "berth-vmm", version)]
 struct Args {
-    /// Guest kernel: an ELF vmlinux or a bzImage.
-    #[arg(long)]
-    kernel: PathBuf,
+    /// Guest kernel: an ELF vmlinux or a bzImage. With --restore optional:
+    /// when given, it must be the kernel the snapshot's guest booted.
+    #[arg(long, required_unless_present = "restore")]
+    kernel: Option<PathBuf>,
     /// Initial ramdisk (cpio).
     #[arg(long)]
     initrd: Option<PathBuf>,
@@ -52,6 +55,20 @@ struct Args {
     /// Print setup time and time to first serial byte to stderr.
     #[arg(long)]
     timings: bool,
+    /// Snapshot the VM into DIR when the guest writes its ready line
+    /// (--ready-marker) on the console, then keep running. Adds
+    /// `clocksource=kvm-clock` to the command line (the guest clock then
+    /// continues from the snapshot instead of jumping).
+    #[arg(long = "snapshot-on-ready", value_name = "DIR")]
+    snapshot_on_ready: Option<PathBuf>,
+    /// The console text that means "ready" for --snapshot-on-ready.
+    #[arg(long = "ready-marker", default_value = "ready on vsock port")]
+    ready_marker: String,
+    /// Restore the snapshot in DIR instead of booting (--vsock-uds and
+    /// --disk give this run's host resources; disks default to the
+    /// snapshot's paths).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["initrd", "snapshot_on_ready"])]
+    restore: Option<PathBuf>,
 }
 
 fn parse_disk(spec: &str) -> Result<(PathBuf, bool), String> {
@@ -78,28 +95,57 @@ fn main() -> ExitCode {
             }
         }
     }
-    let config = VmConfig {
-        kernel: args.kernel,
-        initrd: args.initrd,
-        cmdline: args.cmdline,
-        cpus: args.cpus,
-        mem_mib: args.mem_mib,
-        boot_mem_mib: args.boot_mem_mib,
-        serial: if args.serial_log == "-" {
-            SerialOutput::Stdout
-        } else {
-            SerialOutput::File(PathBuf::from(&args.serial_log))
-        },
-        vsock_uds: args.vsock_uds,
-        disks,
-        rng: args.rng,
-        quirks: if args.no_host_quirks {
-            HostQuirks::none()
-        } else {
-            HostQuirks::detect()
-        },
+    let serial = if args.serial_log == "-" {
+        SerialOutput::Stdout
+    } else {
+        SerialOutput::File(PathBuf::from(&args.serial_log))
     };
-    let outcome = match vmm::run(&config) {
+    let result = if let Some(dir) = args.restore {
+        vmm::restore(&RestoreConfig {
+            dir,
+            serial,
+            vsock_uds: args.vsock_uds,
+            disks,
+            kernel: args.kernel,
+            snapshot_on_ready: None,
+        })
+    } else {
+        let mut cmdline = args.cmdline;
+        let snapshot_on_ready = args.snapshot_on_ready.map(|dir| {
+            if !cmdline
+                .split_whitespace()
+                .any(|w| w.starts_with("clocksource="))
+            {
+                cmdline.push_str(" clocksource=kvm-clock");
+            }
+            SnapshotOnReady {
+                dir,
+                marker: args.ready_marker,
+            }
+        });
+        let config = VmConfig {
+            kernel: args
+                .kernel
+                .expect("clap requires --kernel without --restore"),
+            initrd: args.initrd,
+            cmdline,
+            cpus: args.cpus,
+            mem_mib: args.mem_mib,
+            boot_mem_mib: args.boot_mem_mib,
+            serial,
+            vsock_uds: args.vsock_uds,
+            disks,
+            rng: args.rng,
+            quirks: if args.no_host_quirks {
+                HostQuirks::none()
+            } else {
+                HostQuirks::detect()
+            },
+            snapshot_on_ready,
+        };
+        vmm::run(&config)
+    };
+    let outcome = match result {
         Ok(o) => o,
         Err(e) => {
             eprintln!("berth-vmm: {e}");
@@ -159,7 +205,16 @@ fn main() -> ExitCode {
         args.no_host_quirks,
         args.timings,
         args.boot_mem_mib,
+        &args.ready_marker,
     );
+    if args.restore.is_some() || args.snapshot_on_ready.is_some() {
+        eprintln!("berth-vmm: snapshots are supported on Linux x86_64 (KVM) only");
+        return ExitCode::from(2);
+    }
+    let Some(kernel) = args.kernel.clone() else {
+        eprintln!("berth-vmm: --kernel is required");
+        return ExitCode::from(2);
+    };
     if args.vsock_uds.is_some() || args.cpus != 1 {
         eprintln!("berth-vmm: on macOS only one vCPU and no vsock device are supported yet");
         return ExitCode::from(2);
@@ -187,7 +242,7 @@ fn main() -> ExitCode {
     };
     let cmdline = args.cmdline.replace("console=ttyS0", "console=ttyAMA0");
     let config = Arm64VmConfig {
-        kernel: args.kernel,
+        kernel,
         initrd: args.initrd,
         cmdline,
         mem_mib: args.mem_mib,

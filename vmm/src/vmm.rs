@@ -7,10 +7,14 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::path::PathBuf;
-use std::sync::mpsc::{channel, Sender};
+use std::os::unix::thread::JoinHandleExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 
 use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
 use vm_memory::GuestAddress;
@@ -21,17 +25,20 @@ use crate::arch::x86_64::{
 };
 use crate::boot::{self, BootError};
 use crate::devices::i8042::{I8042, I8042_DATA_PORT};
-use crate::devices::serial::{ConsoleSink, SerialPort, COM1_LEN, COM1_PORT};
+use crate::devices::serial::{
+    ConsoleSink, LineHook, SerialPort, SerialSnapshot, COM1_LEN, COM1_PORT,
+};
 use crate::devices::virtio::block::{Block, BlockError};
 use crate::devices::virtio::event_handler::VirtioEventHandler;
-use crate::devices::virtio::mmio::{reg, MmioTransport};
+use crate::devices::virtio::mmio::{reg, MmioState, MmioTransport};
 use crate::devices::virtio::rng::Rng;
 use crate::devices::virtio::vsock::{Vsock, GUEST_CID};
 use crate::devices::virtio::VirtioDevice;
 use crate::devices::{Bus, BusError};
 use crate::host_quirks::HostQuirks;
-use crate::hypervisor::kvm::KvmHypervisor;
-use crate::hypervisor::{Hypervisor, HypervisorError, Vcpu, VcpuExit, Vm};
+use crate::hypervisor::kvm::{KvmHypervisor, KvmVcpu, KvmVcpuState, KvmVm, KvmVmState};
+use crate::hypervisor::{HypervisorError, Vcpu, VcpuExit, Vm};
+use crate::snapshot::{self, SnapshotError};
 use crate::GuestMemoryMmap;
 
 /// Where the guest console goes.
@@ -80,6 +87,8 @@ pub struct VmConfig {
     pub rng: bool,
     /// Host workarounds to apply.
     pub quirks: HostQuirks,
+    /// Take a snapshot when the guest says it is ready.
+    pub snapshot_on_ready: Option<SnapshotOnReady>,
 }
 
 /// Errors building or running a VM.
@@ -121,6 +130,9 @@ pub enum VmmError {
     /// The event loop could not be set up.
     #[error("event loop: {0:?}")]
     EventLoop(event_manager::Error),
+    /// A snapshot cannot be restored.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> VmmError {
@@ -239,7 +251,7 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmmError> {
     let mem_size = config.mem_mib << 20;
 
     let hypervisor = KvmHypervisor::new()?;
-    let vm = hypervisor.create_vm()?;
+    let vm = hypervisor.create_kvm_vm()?;
     let ranges: Vec<(GuestAddress, usize)> = arch::ram_regions(mem_size)
         .into_iter()
         .map(|(a, s)| (GuestAddress(a), s as usize))
@@ -262,42 +274,337 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmmError> {
     };
     let mut cmdline = boot::new_cmdline(&base_cmdline(config, &hotplug))?;
 
+    let (event_tx, event_rx) = channel::<Event>();
+    let marker = config.snapshot_on_ready.as_ref().map(|s| {
+        let tx = Mutex::new(event_tx.clone());
+        (
+            s.marker.clone(),
+            Box::new(move || {
+                let _ = tx
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .send(Event::Ready);
+            }) as LineHook,
+        )
+    });
+    let mut specs = Vec::new();
+    if let Some(uds) = &config.vsock_uds {
+        specs.push(DeviceSpec::Vsock(uds.clone()));
+    }
+    for d in &config.disks {
+        specs.push(DeviceSpec::Block(d.clone()));
+    }
+    if config.rng {
+        specs.push(DeviceSpec::Rng);
+    }
+    let devices = build_devices(
+        &vm,
+        &mem,
+        &config.serial,
+        None,
+        marker,
+        &specs,
+        Some(&mut cmdline),
+        &event_tx,
+    )?;
+
+    // Boot structures.
+    let cmdline_len = boot::write_cmdline(&mem, &cmdline)?;
+    boot::write_zero_page(&mem, &kernel, cmdline_len, initrd, boot_size)?;
+    mptable::write(&mem, config.cpus)?;
+    regs::write_boot_tables(&mem)?;
+
+    let mut vcpus = Vec::new();
+    for index in 0..config.cpus {
+        let mut vcpu = vm.create_kvm_vcpu(index)?;
+        vcpu.configure_x86(&VcpuSetup {
+            index,
+            cpu_count: config.cpus,
+            hide_pvm_unsafe_features: config.quirks.kvm_pvm,
+            boot: (index == 0).then(|| BootCpuState::linux_64bit(kernel.entry)),
+        })?;
+        vcpus.push(vcpu);
+    }
+    let machine = Machine {
+        vm,
+        mem,
+        devices,
+        memory_regions: arch::ram_regions(mem_size),
+        anonymous_memory: true,
+        kernel: KernelIdentity::Path(config.kernel.clone()),
+    };
+    machine.run(
+        start,
+        vcpus,
+        event_tx,
+        event_rx,
+        config.snapshot_on_ready.as_ref().map(|s| s.dir.clone()),
+    )
+}
+
+/// Take a snapshot when the guest is ready.
+#[derive(Clone, Debug)]
+pub struct SnapshotOnReady {
+    /// Snapshot directory (created).
+    pub dir: PathBuf,
+    /// The guest is ready when it writes a console line containing this.
+    pub marker: String,
+}
+
+/// The console line of berth's guest agent once it listens on vsock.
+pub const AGENT_READY_MARKER: &str = "ready on vsock port";
+
+/// How to restore a snapshot.
+#[derive(Clone, Debug)]
+pub struct RestoreConfig {
+    /// Snapshot directory.
+    pub dir: PathBuf,
+    /// Console destination.
+    pub serial: SerialOutput,
+    /// Host Unix socket of the vsock device (required when the snapshot has
+    /// one; the host side starts without connections).
+    pub vsock_uds: Option<PathBuf>,
+    /// Disks, in the snapshot's order; empty: the paths recorded in it.
+    pub disks: Vec<DiskConfig>,
+    /// When given, must be the kernel the snapshot's guest booted.
+    pub kernel: Option<PathBuf>,
+    /// Take another snapshot at this marker line (chained snapshots).
+    pub snapshot_on_ready: Option<SnapshotOnReady>,
+}
+
+/// Restores the snapshot in `config.dir` and runs the VM to its end.
+pub fn restore(config: &RestoreConfig) -> Result<VmOutcome, VmmError> {
+    let start = Instant::now();
+    let state_path = config.dir.join(snapshot::STATE_FILE);
+    let bytes = std::fs::read(&state_path)
+        .map_err(io_err(format!("cannot read {}", state_path.display())))?;
+    let (header, state) = snapshot::decode_header(&bytes)?;
+
+    let hypervisor = KvmHypervisor::new()?;
+    let vm = hypervisor.create_kvm_vm()?;
+    let vcpu0 = vm.create_kvm_vcpu(0)?;
+    let host = snapshot::HostIdentity {
+        vmm_version: snapshot::vmm_version(),
+        hypervisor: "kvm".into(),
+        arch: "x86_64".into(),
+        tsc_khz: Some(vcpu0.tsc_khz()?),
+        kernel_sha256: match &config.kernel {
+            Some(k) => Some(snapshot::file_sha256(k)?),
+            None => None,
+        },
+    };
+    snapshot::check_compatible(&header, &host)?;
+    let state: MachineState = snapshot::decode_state(state)?;
+    if state.vcpus.len() != usize::from(state.cpus) || state.cpus == 0 {
+        return Err(SnapshotError::Mismatch(format!(
+            "{} vCPU states for {} vCPUs",
+            state.vcpus.len(),
+            state.cpus
+        ))
+        .into());
+    }
+
+    let mem = snapshot::memory::map_private(
+        &config.dir.join(snapshot::MEMORY_FILE),
+        &header.memory_regions,
+    )?;
+    vm.map_memory(&mem)?;
+
+    // Devices, in the snapshot's order, with this run's host resources.
+    let mut disks = config.disks.iter();
+    let mut specs = Vec::new();
+    for d in &state.devices {
+        specs.push(match &d.kind {
+            DeviceKind::Vsock => DeviceSpec::Vsock(config.vsock_uds.clone().ok_or_else(|| {
+                SnapshotError::Mismatch("the snapshot has a vsock device: give --vsock-uds".into())
+            })?),
+            DeviceKind::Block { path, read_only } => DeviceSpec::Block(match disks.next() {
+                Some(given) => given.clone(),
+                None if config.disks.is_empty() => DiskConfig {
+                    path: path.clone(),
+                    read_only: *read_only,
+                },
+                None => {
+                    return Err(SnapshotError::Mismatch(format!(
+                        "{} disks given, the snapshot has more",
+                        config.disks.len()
+                    ))
+                    .into())
+                }
+            }),
+            DeviceKind::Rng => DeviceSpec::Rng,
+        });
+    }
+    if disks.next().is_some() {
+        return Err(SnapshotError::Mismatch(format!(
+            "{} disks given, the snapshot has fewer",
+            config.disks.len()
+        ))
+        .into());
+    }
+    let (event_tx, event_rx) = channel::<Event>();
+    let marker = config.snapshot_on_ready.as_ref().map(|s| {
+        let tx = Mutex::new(event_tx.clone());
+        (
+            s.marker.clone(),
+            Box::new(move || {
+                let _ = tx
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .send(Event::Ready);
+            }) as LineHook,
+        )
+    });
+    let devices = build_devices(
+        &vm,
+        &mem,
+        &config.serial,
+        Some(&state.serial),
+        marker,
+        &specs,
+        None,
+        &event_tx,
+    )?;
+
+    // KVM state: VM first, then each vCPU (research/vm-snapshot order).
+    let mut vcpus = vec![vcpu0];
+    for index in 1..state.cpus {
+        vcpus.push(vm.create_kvm_vcpu(index)?);
+    }
+    vm.restore_state(&state.vm)?;
+    for (vcpu, s) in vcpus.iter().zip(&state.vcpus) {
+        vcpu.restore_state(s)?;
+    }
+    for ((transport, _), record) in devices.transports.iter().zip(&state.devices) {
+        transport
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .restore_state(&record.transport)
+            .map_err(SnapshotError::Mismatch)?;
+    }
+    let machine = Machine {
+        vm,
+        mem,
+        devices,
+        memory_regions: header.memory_regions.clone(),
+        anonymous_memory: false,
+        kernel: KernelIdentity::Hash(header.kernel_sha256.clone()),
+    };
+    machine.run(
+        start,
+        vcpus,
+        event_tx,
+        event_rx,
+        config.snapshot_on_ready.as_ref().map(|s| s.dir.clone()),
+    )
+}
+
+/// What the main thread hears about.
+enum Event {
+    /// The VM ended.
+    Exit(VmExitReason),
+    /// The guest wrote the ready marker.
+    Ready,
+}
+
+/// A virtio device to create.
+enum DeviceSpec {
+    Vsock(PathBuf),
+    Block(DiskConfig),
+    Rng,
+}
+
+/// A device as recorded in a snapshot.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+enum DeviceKind {
+    Vsock,
+    Block { path: PathBuf, read_only: bool },
+    Rng,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DeviceRecord {
+    kind: DeviceKind,
+    transport: MmioState,
+}
+
+/// The state section of a snapshot.
+#[derive(Serialize, Deserialize)]
+struct MachineState {
+    cpus: u8,
+    vm: KvmVmState,
+    vcpus: Vec<KvmVcpuState>,
+    serial: SerialSnapshot,
+    devices: Vec<DeviceRecord>,
+}
+
+/// The devices of a VM and what runs them.
+struct Devices {
+    io_bus: Arc<Bus>,
+    mmio_bus: Arc<Bus>,
+    serial: Arc<Mutex<SerialPort>>,
+    transports: Vec<(Arc<Mutex<MmioTransport>>, DeviceKind)>,
+    event_manager: EventManager<Box<dyn MutEventSubscriber + Send>>,
+    first_serial_byte: Arc<OnceLock<Instant>>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_devices(
+    vm: &Arc<KvmVm>,
+    mem: &GuestMemoryMmap,
+    serial_out: &SerialOutput,
+    serial_state: Option<&SerialSnapshot>,
+    marker: Option<(String, LineHook)>,
+    specs: &[DeviceSpec],
+    mut cmdline: Option<&mut linux_loader::cmdline::Cmdline>,
+    event_tx: &Sender<Event>,
+) -> Result<Devices, VmmError> {
     // Legacy devices.
-    let (exit_tx, exit_rx) = channel::<VmExitReason>();
     let mut io_bus = Bus::new();
     let first_serial_byte = Arc::new(OnceLock::new());
-    let out: Box<dyn Write + Send> = match &config.serial {
+    let out: Box<dyn Write + Send> = match serial_out {
         SerialOutput::Stdout => Box::new(std::io::stdout()),
         SerialOutput::File(p) => {
             Box::new(File::create(p).map_err(io_err(format!("cannot create {}", p.display())))?)
         }
     };
-    let serial = Arc::new(Mutex::new(SerialPort::new(
-        vm.create_interrupt_line(SERIAL_IRQ)?,
-        ConsoleSink::new(out, first_serial_byte.clone()),
-    )));
+    let mut sink = ConsoleSink::new(out, first_serial_byte.clone());
+    if let Some((text, f)) = marker {
+        sink = sink.with_marker(&text, f);
+    }
+    let irq = vm.create_interrupt_line(SERIAL_IRQ)?;
+    let serial = Arc::new(Mutex::new(match serial_state {
+        Some(s) => SerialPort::from_state(s, irq, sink).map_err(SnapshotError::Mismatch)?,
+        None => SerialPort::new(irq, sink),
+    }));
     io_bus.insert(COM1_PORT, COM1_LEN, serial.clone())?;
-    let reset_tx = Mutex::new(exit_tx.clone());
+    let reset_tx = Mutex::new(event_tx.clone());
     let i8042 = I8042::new(Box::new(move || {
         let _ = reset_tx
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .send(VmExitReason::Reset);
+            .send(Event::Exit(VmExitReason::Reset));
     }));
     io_bus.insert(I8042_DATA_PORT, 5, Arc::new(Mutex::new(i8042)))?;
 
     // virtio devices.
-    let mut devices: Vec<Arc<Mutex<dyn VirtioDevice>>> = Vec::new();
-    if let Some(uds) = &config.vsock_uds {
-        let v = Vsock::new(GUEST_CID, uds)
-            .map_err(io_err(format!("vsock socket {}", uds.display())))?;
-        devices.push(Arc::new(Mutex::new(v)));
-    }
-    for d in &config.disks {
-        devices.push(Arc::new(Mutex::new(Block::open(&d.path, d.read_only)?)));
-    }
-    if config.rng {
-        devices.push(Arc::new(Mutex::new(Rng::new())));
+    let mut devices: Vec<(Arc<Mutex<dyn VirtioDevice>>, DeviceKind)> = Vec::new();
+    for spec in specs {
+        match spec {
+            DeviceSpec::Vsock(uds) => {
+                let v = Vsock::new(GUEST_CID, uds)
+                    .map_err(io_err(format!("vsock socket {}", uds.display())))?;
+                devices.push((Arc::new(Mutex::new(v)), DeviceKind::Vsock));
+            }
+            DeviceSpec::Block(d) => devices.push((
+                Arc::new(Mutex::new(Block::open(&d.path, d.read_only)?)),
+                DeviceKind::Block {
+                    path: d.path.clone(),
+                    read_only: d.read_only,
+                },
+            )),
+            DeviceSpec::Rng => devices.push((Arc::new(Mutex::new(Rng::new())), DeviceKind::Rng)),
+        }
     }
     let max_devices = u32::from(IOAPIC_PINS) - FIRST_VIRTIO_IRQ;
     if devices.len() as u32 > max_devices {
@@ -308,7 +615,8 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmmError> {
     let mut event_manager: EventManager<Box<dyn MutEventSubscriber + Send>> =
         EventManager::new().map_err(VmmError::EventLoop)?;
     let mut mmio_bus = Bus::new();
-    for (i, dev) in devices.into_iter().enumerate() {
+    let mut transports = Vec::new();
+    for (i, (dev, kind)) in devices.into_iter().enumerate() {
         let irq = FIRST_VIRTIO_IRQ + i as u32;
         let base = MMIO_BASE + i as u64 * MMIO_WINDOW_SIZE;
         let transport =
@@ -324,68 +632,355 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmmError> {
             evts.push(evt.try_clone().map_err(io_err("queue notifier clone"))?);
         }
         event_manager.add_subscriber(Box::new(VirtioEventHandler::new(dev, evts)));
-        mmio_bus.insert(base, MMIO_WINDOW_SIZE, Arc::new(Mutex::new(transport)))?;
-        cmdline
-            .add_virtio_mmio_device(MMIO_WINDOW_SIZE, GuestAddress(base), irq, None)
-            .map_err(BootError::from)?;
+        let transport = Arc::new(Mutex::new(transport));
+        mmio_bus.insert(base, MMIO_WINDOW_SIZE, transport.clone())?;
+        transports.push((transport, kind));
+        if let Some(cmdline) = cmdline.as_deref_mut() {
+            cmdline
+                .add_virtio_mmio_device(MMIO_WINDOW_SIZE, GuestAddress(base), irq, None)
+                .map_err(BootError::from)?;
+        }
     }
-
-    // Boot structures.
-    let cmdline_len = boot::write_cmdline(&mem, &cmdline)?;
-    boot::write_zero_page(&mem, &kernel, cmdline_len, initrd, boot_size)?;
-    mptable::write(&mem, config.cpus)?;
-    regs::write_boot_tables(&mem)?;
-
-    std::thread::Builder::new()
-        .name("berth-events".into())
-        .spawn(move || loop {
-            if let Err(e) = event_manager.run() {
-                eprintln!("berth-vmm: event loop failed: {e:?}");
-                return;
-            }
-        })
-        .map_err(io_err("spawn event loop"))?;
-
-    // vCPUs.
-    let first_vcpu_run = Arc::new(OnceLock::new());
-    let io_bus = Arc::new(io_bus);
-    let mmio_bus = Arc::new(mmio_bus);
-    for index in 0..config.cpus {
-        let mut vcpu = vm.create_vcpu(index)?;
-        vcpu.configure_x86(&VcpuSetup {
-            index,
-            cpu_count: config.cpus,
-            hide_pvm_unsafe_features: config.quirks.kvm_pvm,
-            boot: (index == 0).then(|| BootCpuState::linux_64bit(kernel.entry)),
-        })?;
-        let ctx = VcpuContext {
-            io_bus: io_bus.clone(),
-            mmio_bus: mmio_bus.clone(),
-            mem: mem.clone(),
-            exit: exit_tx.clone(),
-            first_run: (index == 0).then(|| first_vcpu_run.clone()),
-            _vm: vm.clone(),
-        };
-        std::thread::Builder::new()
-            .name(format!("berth-vcpu{index}"))
-            .spawn(move || run_vcpu(vcpu, ctx))
-            .map_err(io_err("spawn vCPU thread"))?;
-    }
-    drop(exit_tx);
-
-    let reason = exit_rx
-        .recv()
-        .unwrap_or_else(|_| VmExitReason::Failed("all vCPU threads ended".into()));
-    serial.lock().unwrap_or_else(|e| e.into_inner()).flush();
-    Ok(VmOutcome {
-        reason,
-        timings: Timings {
-            start,
-            first_vcpu_run: first_vcpu_run.get().copied(),
-            first_serial_byte: first_serial_byte.get().copied(),
-            end: Instant::now(),
-        },
+    Ok(Devices {
+        io_bus: Arc::new(io_bus),
+        mmio_bus: Arc::new(mmio_bus),
+        serial,
+        transports,
+        event_manager,
+        first_serial_byte,
     })
+}
+
+/// Where the guest kernel's identity for a snapshot header comes from.
+enum KernelIdentity {
+    /// Hash the file when a snapshot is taken.
+    Path(PathBuf),
+    /// Already known (a restored VM).
+    Hash(String),
+}
+
+/// A VM ready to run.
+struct Machine {
+    vm: Arc<KvmVm>,
+    mem: GuestMemoryMmap,
+    devices: Devices,
+    memory_regions: Vec<(u64, u64)>,
+    /// Guest RAM is anonymous memory (a cold boot), not a snapshot mapping.
+    anonymous_memory: bool,
+    kernel: KernelIdentity,
+}
+
+/// Control of one running vCPU thread.
+struct VcpuHandle {
+    thread: libc::pthread_t,
+    pause: Arc<AtomicBool>,
+    saved: Receiver<Result<KvmVcpuState, HypervisorError>>,
+    resume: Sender<()>,
+}
+
+/// The signal that kicks a vCPU out of KVM_RUN (handler does nothing; no
+/// SA_RESTART, so KVM_RUN returns EINTR).
+fn kick_signal() -> libc::c_int {
+    libc::SIGRTMIN()
+}
+
+extern "C" fn kick_handler(_: libc::c_int) {}
+
+fn install_kick_handler() -> Result<(), VmmError> {
+    // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value;
+    // the handler is an async-signal-safe no-op with the right signature.
+    let rc = unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = kick_handler as extern "C" fn(libc::c_int) as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(kick_signal(), &sa, std::ptr::null_mut())
+    };
+    if rc != 0 {
+        return Err(VmmError::Io {
+            what: "install vCPU kick signal handler".into(),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
+/// What a snapshot cost.
+#[derive(Debug, Clone, Copy)]
+pub struct SnapshotStats {
+    /// Pausing all vCPUs.
+    pub pause: Duration,
+    /// Pause → files written.
+    pub total: Duration,
+    /// Non-zero guest memory written.
+    pub memory_data_bytes: u64,
+    /// Size of the state file.
+    pub state_bytes: u64,
+}
+
+impl Machine {
+    fn run(
+        self,
+        start: Instant,
+        vcpus: Vec<KvmVcpu>,
+        event_tx: Sender<Event>,
+        event_rx: Receiver<Event>,
+        snapshot_dir: Option<PathBuf>,
+    ) -> Result<VmOutcome, VmmError> {
+        let Machine {
+            vm,
+            mem,
+            devices,
+            memory_regions,
+            anonymous_memory,
+            kernel,
+        } = self;
+        let Devices {
+            io_bus,
+            mmio_bus,
+            serial,
+            transports,
+            mut event_manager,
+            first_serial_byte,
+        } = devices;
+        install_kick_handler()?;
+        std::thread::Builder::new()
+            .name("berth-events".into())
+            .spawn(move || loop {
+                if let Err(e) = event_manager.run() {
+                    eprintln!("berth-vmm: event loop failed: {e:?}");
+                    return;
+                }
+            })
+            .map_err(io_err("spawn event loop"))?;
+
+        let cpus = vcpus.len() as u8;
+        let first_vcpu_run = Arc::new(OnceLock::new());
+        let mut handles = Vec::new();
+        for vcpu in vcpus {
+            let index = vcpu.index();
+            let pause = Arc::new(AtomicBool::new(false));
+            let (saved_tx, saved_rx) = channel();
+            let (resume_tx, resume_rx) = channel();
+            let ctx = VcpuContext {
+                io_bus: io_bus.clone(),
+                mmio_bus: mmio_bus.clone(),
+                mem: mem.clone(),
+                exit: event_tx.clone(),
+                first_run: (index == 0).then(|| first_vcpu_run.clone()),
+                pause: pause.clone(),
+                saved: saved_tx,
+                resume: resume_rx,
+                _vm: vm.clone(),
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("berth-vcpu{index}"))
+                .spawn(move || run_vcpu(vcpu, ctx))
+                .map_err(io_err("spawn vCPU thread"))?;
+            handles.push(VcpuHandle {
+                thread: thread.as_pthread_t(),
+                pause,
+                saved: saved_rx,
+                resume: resume_tx,
+            });
+        }
+        drop(event_tx);
+
+        let reason = loop {
+            match event_rx.recv() {
+                Ok(Event::Exit(r)) => break r,
+                Ok(Event::Ready) => {
+                    let Some(dir) = &snapshot_dir else { continue };
+                    let snap = Snapshotter {
+                        vm: &vm,
+                        mem: &mem,
+                        serial: &serial,
+                        transports: &transports,
+                        memory_regions: &memory_regions,
+                        anonymous_memory,
+                        kernel: &kernel,
+                        cpus,
+                    };
+                    match snap.take(&handles, dir) {
+                        Ok(st) => eprintln!(
+                            "berth-vmm: snapshot saved to {} (pause {:.2} ms, total {:.1} ms, {:.1} MiB of memory data, {} KiB state)",
+                            dir.display(),
+                            st.pause.as_secs_f64() * 1e3,
+                            st.total.as_secs_f64() * 1e3,
+                            st.memory_data_bytes as f64 / f64::from(1 << 20),
+                            st.state_bytes / 1024
+                        ),
+                        Err(e) => eprintln!("berth-vmm: snapshot failed: {e}"),
+                    }
+                }
+                Err(_) => break VmExitReason::Failed("all vCPU threads ended".into()),
+            }
+        };
+        serial.lock().unwrap_or_else(|e| e.into_inner()).flush();
+        Ok(VmOutcome {
+            reason,
+            timings: Timings {
+                start,
+                first_vcpu_run: first_vcpu_run.get().copied(),
+                first_serial_byte: first_serial_byte.get().copied(),
+                end: Instant::now(),
+            },
+        })
+    }
+}
+
+/// What taking a snapshot needs.
+struct Snapshotter<'a> {
+    vm: &'a Arc<KvmVm>,
+    mem: &'a GuestMemoryMmap,
+    serial: &'a Arc<Mutex<SerialPort>>,
+    transports: &'a [(Arc<Mutex<MmioTransport>>, DeviceKind)],
+    memory_regions: &'a [(u64, u64)],
+    anonymous_memory: bool,
+    kernel: &'a KernelIdentity,
+    cpus: u8,
+}
+
+impl Snapshotter<'_> {
+    /// Pauses every vCPU, saves, resumes (also on failure).
+    fn take(&self, handles: &[VcpuHandle], dir: &Path) -> Result<SnapshotStats, SnapshotError> {
+        let t0 = Instant::now();
+        for h in handles {
+            h.pause.store(true, Ordering::SeqCst);
+        }
+        let mut states: Vec<Option<Result<KvmVcpuState, HypervisorError>>> =
+            handles.iter().map(|_| None).collect();
+        let deadline = t0 + Duration::from_secs(10);
+        let mut failure = None;
+        while states.iter().any(Option::is_none) {
+            for (h, st) in handles.iter().zip(states.iter_mut()) {
+                if st.is_some() {
+                    continue;
+                }
+                // A vCPU between its pause check and KVM_RUN misses one
+                // kick; kicking again until it answers closes that race.
+                // SAFETY: the thread handle belongs to a vCPU thread that
+                // is never joined, so it stays valid; the signal has a
+                // no-op handler installed.
+                unsafe { libc::pthread_kill(h.thread, kick_signal()) };
+                if let Ok(s) = h.saved.recv_timeout(Duration::from_millis(1)) {
+                    *st = Some(s);
+                }
+            }
+            if Instant::now() > deadline {
+                failure = Some(SnapshotError::NotQuiescent(
+                    "a vCPU did not pause within 10 s".into(),
+                ));
+                break;
+            }
+        }
+        let pause = t0.elapsed();
+        let result = match failure {
+            Some(e) => Err(e),
+            None => self.save(states, dir, t0, pause),
+        };
+        for h in handles {
+            h.pause.store(false, Ordering::SeqCst);
+            let _ = h.resume.send(());
+        }
+        result
+    }
+
+    fn save(
+        &self,
+        states: Vec<Option<Result<KvmVcpuState, HypervisorError>>>,
+        dir: &Path,
+        t0: Instant,
+        pause: Duration,
+    ) -> Result<SnapshotStats, SnapshotError> {
+        let vcpus = states
+            .into_iter()
+            .map(|s| match s {
+                Some(Ok(s)) => Ok(s),
+                Some(Err(e)) => Err(SnapshotError::Hypervisor(e.to_string())),
+                None => Err(SnapshotError::NotQuiescent("vCPU state missing".into())),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // Devices stay locked until memory is written: the event loop must
+        // not move a queue between its saved indices and the saved memory.
+        let transports: Vec<_> = self
+            .transports
+            .iter()
+            .map(|(t, _)| t.lock().unwrap_or_else(|e| e.into_inner()))
+            .collect();
+        let device_arcs: Vec<_> = transports.iter().map(|t| t.device()).collect();
+        let device_guards: Vec<_> = device_arcs
+            .iter()
+            .map(|d| d.lock().unwrap_or_else(|e| e.into_inner()))
+            .collect();
+        let mut records = Vec::new();
+        for ((t, d), (_, kind)) in transports
+            .iter()
+            .zip(device_guards.iter())
+            .zip(self.transports)
+        {
+            records.push(DeviceRecord {
+                kind: kind.clone(),
+                transport: t
+                    .save_state_with(&**d)
+                    .map_err(SnapshotError::NotQuiescent)?,
+            });
+        }
+        let serial = self
+            .serial
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .save_state();
+        let vm = self
+            .vm
+            .save_state()
+            .map_err(|e| SnapshotError::Hypervisor(e.to_string()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(snapshot::io_err(format!("create {}", dir.display())))?;
+        let mem_stats = snapshot::memory::write_sparse(
+            self.mem,
+            &dir.join(snapshot::MEMORY_FILE),
+            self.anonymous_memory,
+        )?;
+        drop(device_guards);
+        drop(transports);
+        let kernel_sha256 = match self.kernel {
+            KernelIdentity::Path(p) => snapshot::file_sha256(p)?,
+            KernelIdentity::Hash(h) => h.clone(),
+        };
+        let header = snapshot::Header {
+            vmm_version: snapshot::vmm_version(),
+            hypervisor: "kvm".into(),
+            arch: "x86_64".into(),
+            kernel_sha256,
+            tsc_khz: vcpus.first().map_or(0, |v| v.tsc_khz),
+            mem_size: self.memory_regions.iter().map(|r| r.1).sum(),
+            memory_regions: self.memory_regions.to_vec(),
+            state_len: 0,
+            state_sha256: String::new(),
+            created_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
+        let state = MachineState {
+            cpus: self.cpus,
+            vm,
+            vcpus,
+            serial,
+            devices: records,
+        };
+        let bytes = snapshot::encode(header, &state)?;
+        let tmp = dir.join(format!("{}.tmp", snapshot::STATE_FILE));
+        std::fs::write(&tmp, &bytes)
+            .map_err(snapshot::io_err(format!("write {}", tmp.display())))?;
+        std::fs::rename(&tmp, dir.join(snapshot::STATE_FILE))
+            .map_err(snapshot::io_err("rename state file"))?;
+        Ok(SnapshotStats {
+            pause,
+            total: t0.elapsed(),
+            memory_data_bytes: mem_stats.data_bytes,
+            state_bytes: bytes.len() as u64,
+        })
+    }
 }
 
 /// What a vCPU thread needs.
@@ -393,18 +988,32 @@ struct VcpuContext {
     io_bus: Arc<Bus>,
     mmio_bus: Arc<Bus>,
     mem: GuestMemoryMmap,
-    exit: Sender<VmExitReason>,
+    exit: Sender<Event>,
     first_run: Option<Arc<OnceLock<Instant>>>,
+    /// Set by the main thread to pause at the next exit for a snapshot.
+    pause: Arc<AtomicBool>,
+    /// Where the paused vCPU sends its state.
+    saved: Sender<Result<KvmVcpuState, HypervisorError>>,
+    /// Continue after a pause.
+    resume: Receiver<()>,
     /// Keeps the VM (and its memory slots) alive while the vCPU runs.
-    _vm: Arc<dyn Vm>,
+    _vm: Arc<KvmVm>,
 }
 
-fn run_vcpu(mut vcpu: Box<dyn Vcpu>, ctx: VcpuContext) {
+fn run_vcpu(mut vcpu: KvmVcpu, ctx: VcpuContext) {
     if let Some(t) = &ctx.first_run {
         t.get_or_init(Instant::now);
     }
     let index = vcpu.index();
     let reason = loop {
+        if ctx.pause.load(Ordering::SeqCst) {
+            vcpu.settle();
+            let _ = ctx.saved.send(vcpu.save_state());
+            if ctx.resume.recv().is_err() {
+                return;
+            }
+            continue;
+        }
         match vcpu.run() {
             Ok(VcpuExit::IoIn { port, data }) => {
                 if !ctx.io_bus.read(u64::from(port), data) {
@@ -444,7 +1053,7 @@ fn run_vcpu(mut vcpu: Box<dyn Vcpu>, ctx: VcpuContext) {
             Err(e) => break VmExitReason::Failed(format!("vCPU {index}: {e}")),
         }
     };
-    let _ = ctx.exit.send(reason);
+    let _ = ctx.exit.send(Event::Exit(reason));
 }
 
 #[cfg(test)]
@@ -491,6 +1100,7 @@ mod tests {
                 disks: vec![],
                 rng: false,
                 quirks: HostQuirks::none(),
+                snapshot_on_ready: None,
             },
             &[(0x1000_0000, 0x1000_0000)],
         );

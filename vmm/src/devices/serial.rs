@@ -27,11 +27,16 @@ impl Trigger for IrqTrigger {
     }
 }
 
+/// A callback for a console line (see [`ConsoleSink::with_marker`]).
+pub type LineHook = Box<dyn FnMut() + Send>;
+
 /// Console output: line-buffered, with the time of the first byte.
 pub struct ConsoleSink {
     out: Box<dyn Write + Send>,
     line: Vec<u8>,
     first_byte: Arc<OnceLock<Instant>>,
+    /// Called once, for the first output line that contains the text.
+    marker: Option<(Vec<u8>, LineHook)>,
 }
 
 impl ConsoleSink {
@@ -41,6 +46,26 @@ impl ConsoleSink {
             out,
             line: Vec::with_capacity(256),
             first_byte,
+            marker: None,
+        }
+    }
+
+    /// Calls `on_line` once, when the guest writes a line containing `text`
+    /// (e.g. the agent's `ready on vsock port`).
+    pub fn with_marker(mut self, text: &str, on_line: LineHook) -> Self {
+        self.marker = Some((text.as_bytes().to_vec(), on_line));
+        self
+    }
+
+    fn check_marker(&mut self) {
+        let hit = match &self.marker {
+            Some((text, _)) => !text.is_empty() && self.line.windows(text.len()).any(|w| w == text),
+            None => false,
+        };
+        if hit {
+            if let Some((_, mut f)) = self.marker.take() {
+                f();
+            }
         }
     }
 }
@@ -52,6 +77,7 @@ impl Write for ConsoleSink {
         }
         self.line.extend_from_slice(buf);
         if buf.contains(&b'\n') || self.line.len() >= 4096 {
+            self.check_marker();
             self.flush_all()?;
         }
         Ok(buf.len())
@@ -79,6 +105,31 @@ impl Drop for ConsoleSink {
     }
 }
 
+/// The 16550 registers (vm-superio's `SerialState`, serializable).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SerialSnapshot {
+    #[allow(missing_docs)]
+    pub baud_divisor_low: u8,
+    #[allow(missing_docs)]
+    pub baud_divisor_high: u8,
+    #[allow(missing_docs)]
+    pub interrupt_enable: u8,
+    #[allow(missing_docs)]
+    pub interrupt_identification: u8,
+    #[allow(missing_docs)]
+    pub line_control: u8,
+    #[allow(missing_docs)]
+    pub line_status: u8,
+    #[allow(missing_docs)]
+    pub modem_control: u8,
+    #[allow(missing_docs)]
+    pub modem_status: u8,
+    #[allow(missing_docs)]
+    pub scratch: u8,
+    /// Received bytes not yet read by the guest.
+    pub in_buffer: Vec<u8>,
+}
+
 /// The guest's serial port.
 pub struct SerialPort {
     uart: Uart<IrqTrigger, vm_superio::serial::NoEvents, ConsoleSink>,
@@ -89,6 +140,46 @@ impl SerialPort {
     pub fn new(irq: Arc<dyn InterruptLine>, sink: ConsoleSink) -> Self {
         SerialPort {
             uart: Uart::new(IrqTrigger(irq), sink),
+        }
+    }
+
+    /// A UART with saved registers (a restored VM).
+    pub fn from_state(
+        state: &SerialSnapshot,
+        irq: Arc<dyn InterruptLine>,
+        sink: ConsoleSink,
+    ) -> Result<Self, String> {
+        let st = vm_superio::serial::SerialState {
+            baud_divisor_low: state.baud_divisor_low,
+            baud_divisor_high: state.baud_divisor_high,
+            interrupt_enable: state.interrupt_enable,
+            interrupt_identification: state.interrupt_identification,
+            line_control: state.line_control,
+            line_status: state.line_status,
+            modem_control: state.modem_control,
+            modem_status: state.modem_status,
+            scratch: state.scratch,
+            in_buffer: state.in_buffer.clone(),
+        };
+        let uart = Uart::from_state(&st, IrqTrigger(irq), vm_superio::serial::NoEvents, sink)
+            .map_err(|e| format!("serial state: {e:?}"))?;
+        Ok(SerialPort { uart })
+    }
+
+    /// The UART registers, for a snapshot.
+    pub fn save_state(&self) -> SerialSnapshot {
+        let s = self.uart.state();
+        SerialSnapshot {
+            baud_divisor_low: s.baud_divisor_low,
+            baud_divisor_high: s.baud_divisor_high,
+            interrupt_enable: s.interrupt_enable,
+            interrupt_identification: s.interrupt_identification,
+            line_control: s.line_control,
+            line_status: s.line_status,
+            modem_control: s.modem_control,
+            modem_status: s.modem_status,
+            scratch: s.scratch,
+            in_buffer: s.in_buffer,
         }
     }
 

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use virtio_queue::{Queue, QueueT};
 
 use super::{
-    ActivateContext, VirtioDevice, VirtioInterrupt, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
+    ActivateContext, QueueSnapshot, VirtioDevice, VirtioInterrupt, VIRTIO_F_VERSION_1,
+    VIRTIO_RING_F_EVENT_IDX,
 };
 use crate::devices::notify::QueueNotifier;
 use crate::devices::BusDevice;
@@ -59,6 +60,32 @@ pub mod status {
     pub const FEATURES_OK: u32 = 8;
     pub const DEVICE_NEEDS_RESET: u32 = 0x40;
     pub const FAILED: u32 = 0x80;
+}
+
+/// The transport's registers and its device's queues, for snapshots.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MmioState {
+    /// virtio device id (checked on restore).
+    pub device_type: u32,
+    /// DeviceFeaturesSel.
+    pub device_features_sel: u32,
+    /// Features the driver wrote.
+    pub driver_features: u64,
+    /// DriverFeaturesSel.
+    pub driver_features_sel: u32,
+    /// QueueSel.
+    pub queue_sel: u32,
+    /// Device status.
+    pub status: u32,
+    /// ConfigGeneration.
+    pub config_generation: u32,
+    /// InterruptStatus (pending, not yet acknowledged).
+    pub interrupt_status: u32,
+    /// The device was activated (DRIVER_OK accepted).
+    pub activated: bool,
+    /// Before activation the queues being configured; after, the queues as
+    /// the device last used them (avail/used indices).
+    pub queues: Vec<QueueSnapshot>,
 }
 
 /// The virtio-mmio register file of one device.
@@ -134,6 +161,106 @@ impl MmioTransport {
     /// The device behind this transport.
     pub fn device(&self) -> Arc<Mutex<dyn VirtioDevice>> {
         self.device.clone()
+    }
+
+    /// Saves registers and queues. Fails when the device cannot be
+    /// snapshotted now ([`VirtioDevice::snapshot_blocker`]).
+    pub fn save_state(&self) -> Result<MmioState, String> {
+        let d = self.device.lock().unwrap_or_else(|e| e.into_inner());
+        self.save_state_with(&*d)
+    }
+
+    /// [`Self::save_state`] with the device already locked by the caller
+    /// (`device` must be this transport's device).
+    pub fn save_state_with(&self, d: &dyn VirtioDevice) -> Result<MmioState, String> {
+        let queues = if self.activated {
+            if let Some(why) = d.snapshot_blocker() {
+                return Err(why);
+            }
+            d.queue_snapshots()
+        } else {
+            self.queues.iter().map(QueueSnapshot::from).collect()
+        };
+        Ok(MmioState {
+            device_type: self.device_type,
+            device_features_sel: self.device_features_sel,
+            driver_features: self.driver_features,
+            driver_features_sel: self.driver_features_sel,
+            queue_sel: self.queue_sel,
+            status: self.status,
+            config_generation: self.config_generation,
+            interrupt_status: self.interrupt_status.load(Ordering::SeqCst),
+            activated: self.activated,
+            queues,
+        })
+    }
+
+    /// Loads a saved state into this (fresh) transport: re-activates the
+    /// device with the saved queues, re-raises a pending interrupt and
+    /// kicks every queue once, so a notification the device had not
+    /// processed when the snapshot was taken is not lost.
+    pub fn restore_state(&mut self, s: &MmioState) -> Result<(), String> {
+        if s.device_type != self.device_type {
+            return Err(format!(
+                "virtio device type {} in the snapshot, {} here",
+                s.device_type, self.device_type
+            ));
+        }
+        if s.queues.len() != self.max_sizes.len() {
+            return Err(format!(
+                "virtio device {}: {} queues in the snapshot, {} here",
+                self.device_type,
+                s.queues.len(),
+                self.max_sizes.len()
+            ));
+        }
+        let queues = s
+            .queues
+            .iter()
+            .enumerate()
+            .map(|(i, q)| {
+                q.to_queue()
+                    .map_err(|e| format!("virtio device {} queue {i}: {e:?}", self.device_type))
+            })
+            .collect::<Result<Vec<Queue>, String>>()?;
+        self.device_features_sel = s.device_features_sel;
+        self.driver_features = s.driver_features;
+        self.driver_features_sel = s.driver_features_sel;
+        self.queue_sel = s.queue_sel;
+        self.status = s.status;
+        self.config_generation = s.config_generation;
+        self.interrupt_status
+            .store(s.interrupt_status, Ordering::SeqCst);
+        if s.activated {
+            self.queues = Self::fresh_queues(&self.max_sizes);
+            for (fresh, used) in self.queues.iter_mut().zip(queues.iter()) {
+                fresh.set_ready(used.ready());
+            }
+            let ctx = ActivateContext {
+                mem: self.mem.clone(),
+                queues,
+                interrupt: self.interrupt.clone(),
+                acked_features: self.driver_features,
+            };
+            self.device
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .activate(ctx)
+                .map_err(|e| format!("virtio device {}: {e}", self.device_type))?;
+            self.activated = true;
+            for evt in &self.queue_evts {
+                let _ = evt.notify();
+            }
+        } else {
+            self.queues = queues;
+        }
+        if s.interrupt_status & super::INT_USED_RING != 0 {
+            self.interrupt.signal_used_queue();
+        }
+        if s.interrupt_status & super::INT_CONFIG != 0 {
+            self.interrupt.signal_config_change();
+        }
+        Ok(())
     }
 
     fn selected_queue(&mut self) -> Option<&mut Queue> {

@@ -133,6 +133,74 @@ pub trait VirtioDevice: Send {
     }
     /// Called when [`Self::host_event_fd`] is readable.
     fn process_host_events(&mut self) {}
+    /// The queues the active device works on, in queue order, for a
+    /// snapshot (empty when not activated).
+    fn queue_snapshots(&self) -> Vec<QueueSnapshot> {
+        Vec::new()
+    }
+    /// Why the device cannot be snapshotted right now (e.g. open vsock
+    /// connections, whose host ends cannot be carried over); `None`: it can.
+    fn snapshot_blocker(&self) -> Option<String> {
+        None
+    }
+}
+
+/// The state of one virtqueue as the device last saw it (serializable form
+/// of virtio-queue's `QueueState`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QueueSnapshot {
+    /// Maximum size offered by the device.
+    pub max_size: u16,
+    /// Next available-ring index the device will read.
+    pub next_avail: u16,
+    /// Next used-ring index the device will write.
+    pub next_used: u16,
+    /// VIRTIO_RING_F_EVENT_IDX negotiated.
+    pub event_idx: bool,
+    /// Size the driver chose.
+    pub size: u16,
+    /// QueueReady.
+    pub ready: bool,
+    /// Descriptor table address.
+    pub desc_table: u64,
+    /// Available (driver) ring address.
+    pub avail_ring: u64,
+    /// Used (device) ring address.
+    pub used_ring: u64,
+}
+
+impl From<&Queue> for QueueSnapshot {
+    fn from(q: &Queue) -> Self {
+        let s = q.state();
+        QueueSnapshot {
+            max_size: s.max_size,
+            next_avail: s.next_avail,
+            next_used: s.next_used,
+            event_idx: s.event_idx_enabled,
+            size: s.size,
+            ready: s.ready,
+            desc_table: s.desc_table,
+            avail_ring: s.avail_ring,
+            used_ring: s.used_ring,
+        }
+    }
+}
+
+impl QueueSnapshot {
+    /// Rebuilds the queue (validated by virtio-queue).
+    pub fn to_queue(&self) -> Result<Queue, virtio_queue::Error> {
+        Queue::try_from(virtio_queue::QueueState {
+            max_size: self.max_size,
+            next_avail: self.next_avail,
+            next_used: self.next_used,
+            event_idx_enabled: self.event_idx,
+            size: self.size,
+            ready: self.ready,
+            desc_table: self.desc_table,
+            avail_ring: self.avail_ring,
+            used_ring: self.used_ring,
+        })
+    }
 }
 
 /// Copies `data.len()` bytes of a little-endian config blob at `offset`,

@@ -11,8 +11,10 @@ use super::{HypervisorError, InterruptLine, Result, Vcpu};
 use crate::devices::notify::QueueNotifier;
 use crate::GuestMemoryMmap;
 
+mod state;
 mod vcpu;
 
+pub use state::{KvmVcpuState, KvmVmState};
 pub use vcpu::KvmVcpu;
 
 /// Addresses KVM needs for its real-mode helpers on Intel (unused by the
@@ -33,8 +35,9 @@ impl KvmHypervisor {
     }
 }
 
-impl super::Hypervisor for KvmHypervisor {
-    fn create_vm(&self) -> Result<Arc<dyn super::Vm>> {
+impl KvmHypervisor {
+    /// Creates a VM (the concrete type, for snapshot and restore).
+    pub fn create_kvm_vm(&self) -> Result<Arc<KvmVm>> {
         let vm = self
             .kvm
             .create_vm()
@@ -51,11 +54,23 @@ impl super::Hypervisor for KvmHypervisor {
             .kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(|e| HypervisorError::call("KVM_GET_SUPPORTED_CPUID", e))?;
+        let msr_list = self
+            .kvm
+            .get_msr_index_list()
+            .map(|l| l.as_slice().to_vec())
+            .unwrap_or_default();
         Ok(Arc::new(KvmVm {
             vm,
             supported_cpuid,
+            msr_list,
             run_size: self.kvm.get_vcpu_mmap_size().unwrap_or(4096),
         }))
+    }
+}
+
+impl super::Hypervisor for KvmHypervisor {
+    fn create_vm(&self) -> Result<Arc<dyn super::Vm>> {
+        Ok(self.create_kvm_vm()?)
     }
 
     fn name(&self) -> &'static str {
@@ -67,6 +82,8 @@ impl super::Hypervisor for KvmHypervisor {
 pub struct KvmVm {
     vm: VmFd,
     supported_cpuid: CpuId,
+    /// MSRs KVM can save and restore (KVM_GET_MSR_INDEX_LIST).
+    msr_list: Vec<u32>,
     #[allow(dead_code)]
     run_size: usize,
 }
@@ -80,6 +97,22 @@ struct IrqFdLine {
 impl InterruptLine for IrqFdLine {
     fn trigger(&self) -> std::io::Result<()> {
         self.fd.write(1)
+    }
+}
+
+impl KvmVm {
+    /// Creates vCPU `index` (the concrete type, for snapshot and restore).
+    pub fn create_kvm_vcpu(&self, index: u8) -> Result<KvmVcpu> {
+        let fd = self
+            .vm
+            .create_vcpu(u64::from(index))
+            .map_err(|e| HypervisorError::call("KVM_CREATE_VCPU", e))?;
+        Ok(KvmVcpu::new(
+            index,
+            fd,
+            self.supported_cpuid.clone(),
+            self.msr_list.clone(),
+        ))
     }
 }
 
@@ -106,15 +139,7 @@ impl super::Vm for KvmVm {
     }
 
     fn create_vcpu(&self, index: u8) -> Result<Box<dyn Vcpu>> {
-        let fd = self
-            .vm
-            .create_vcpu(u64::from(index))
-            .map_err(|e| HypervisorError::call("KVM_CREATE_VCPU", e))?;
-        Ok(Box::new(KvmVcpu::new(
-            index,
-            fd,
-            self.supported_cpuid.clone(),
-        )))
+        Ok(Box::new(self.create_kvm_vcpu(index)?))
     }
 
     fn create_interrupt_line(&self, gsi: u32) -> Result<Arc<dyn InterruptLine>> {

@@ -13,17 +13,19 @@ use crate::GuestMemoryMmap;
 
 /// A KVM vCPU with the CPUID set it will be given.
 pub struct KvmVcpu {
-    index: u8,
-    fd: VcpuFd,
+    pub(super) index: u8,
+    pub(super) fd: VcpuFd,
     supported_cpuid: CpuId,
+    pub(super) msr_list: Vec<u32>,
 }
 
 impl KvmVcpu {
-    pub(super) fn new(index: u8, fd: VcpuFd, supported_cpuid: CpuId) -> Self {
+    pub(super) fn new(index: u8, fd: VcpuFd, supported_cpuid: CpuId, msr_list: Vec<u32>) -> Self {
         KvmVcpu {
             index,
             fd,
             supported_cpuid,
+            msr_list,
         }
     }
 

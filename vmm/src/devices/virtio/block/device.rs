@@ -127,6 +127,13 @@ impl VirtioDevice for Block {
         Ok(())
     }
 
+    fn queue_snapshots(&self) -> Vec<super::super::QueueSnapshot> {
+        self.active
+            .iter()
+            .map(|a| super::super::QueueSnapshot::from(&a.queue))
+            .collect()
+    }
+
     fn process_queue(&mut self, _index: usize) {
         let Some(a) = self.active.as_mut() else {
             return;

@@ -69,6 +69,13 @@ impl VirtioDevice for Rng {
         Ok(())
     }
 
+    fn queue_snapshots(&self) -> Vec<super::QueueSnapshot> {
+        self.active
+            .iter()
+            .map(|a| super::QueueSnapshot::from(&a.queue))
+            .collect()
+    }
+
     fn process_queue(&mut self, _index: usize) {
         let Some(a) = self.active.as_mut() else {
             return;

@@ -26,6 +26,8 @@ struct Active {
     mem: GuestMemoryMmap,
     rx: Queue,
     tx: Queue,
+    /// Unused (berth sends no transport resets), kept for snapshots.
+    event: Queue,
     interrupt: VirtioInterrupt,
 }
 
@@ -143,7 +145,7 @@ impl VirtioDevice for Vsock {
     fn activate(&mut self, ctx: ActivateContext) -> Result<(), ActivateError> {
         let got = ctx.queues.len();
         let mut queues = ctx.queues.into_iter();
-        let (Some(rx), Some(tx), Some(_event)) = (queues.next(), queues.next(), queues.next())
+        let (Some(rx), Some(tx), Some(event)) = (queues.next(), queues.next(), queues.next())
         else {
             return Err(ActivateError::QueueCount { expected: 3, got });
         };
@@ -151,6 +153,7 @@ impl VirtioDevice for Vsock {
             mem: ctx.mem,
             rx,
             tx,
+            event,
             interrupt: ctx.interrupt,
         });
         // Host clients may have connected before the guest driver came up.
@@ -173,6 +176,23 @@ impl VirtioDevice for Vsock {
     fn reset(&mut self) {
         self.active = None;
         self.muxer.reset();
+    }
+
+    fn queue_snapshots(&self) -> Vec<crate::devices::virtio::QueueSnapshot> {
+        self.active
+            .iter()
+            .flat_map(|a| [&a.rx, &a.tx, &a.event])
+            .map(crate::devices::virtio::QueueSnapshot::from)
+            .collect()
+    }
+
+    fn snapshot_blocker(&self) -> Option<String> {
+        (!self.muxer.is_idle()).then(|| {
+            format!(
+                "vsock has {} open connection(s) or pending packets; close them first",
+                self.muxer.connection_count()
+            )
+        })
     }
 
     fn host_event_fd(&self) -> Option<RawFd> {

@@ -423,6 +423,12 @@ impl VsockMuxer {
         }
     }
 
+    /// No connection, handshake or packet in flight: the host side holds no
+    /// state a snapshot would have to carry.
+    pub fn is_idle(&self) -> bool {
+        self.conns.is_empty() && self.handshakes.is_empty() && !self.has_rx()
+    }
+
     /// Whether packets may be waiting for the guest.
     pub fn has_rx(&self) -> bool {
         !self.control.is_empty() || !self.schedule.is_empty()

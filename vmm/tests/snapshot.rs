@@ -1,0 +1,346 @@
+//! Snapshot and restore of berth's real guest (kernel + agent root disk):
+//! cold boot with `--snapshot-on-ready`, kill that VMM, `--restore` in a new
+//! process and talk to the agent over the vsock muxer socket (protocol
+//! handshake). Also: tampered and incompatible snapshots are refused.
+// Boots guests with the KVM backend and an x86_64 kernel.
+#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+
+mod common;
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CMDLINE: &str =
+    "console=ttyS0 reboot=k panic=-1 quiet root=/dev/vda ro rootfstype=ext4 init=/init";
+
+fn skip(reason: &str) {
+    println!("SKIPPED: {reason}");
+    eprintln!("SKIPPED: {reason}");
+}
+
+fn kvm_usable() -> bool {
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
+}
+
+/// The static agent built by scripts/dev-build.sh (release, then debug).
+fn find_agent() -> Option<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    ["release", "debug"]
+        .iter()
+        .map(|p| {
+            target
+                .join("x86_64-unknown-linux-gnu")
+                .join(p)
+                .join("berth-agent")
+        })
+        .find(|p| p.is_file())
+}
+
+/// The guest root disk as host-cli's machine.rs writes it: the agent as
+/// /init and an empty /newroot on a small ext4 image.
+fn write_rootfs(agent: &Path, dir: &Path) -> Option<PathBuf> {
+    let tree = dir.join("tree");
+    fs::create_dir_all(tree.join("newroot")).unwrap();
+    fs::copy(agent, tree.join("init")).unwrap();
+    let img = dir.join("rootfs.ext4");
+    let bytes = (fs::metadata(agent).unwrap().len() + (4 << 20)).div_ceil(1 << 20) << 20;
+    File::create(&img).unwrap().set_len(bytes).unwrap();
+    let ok = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-b", "4096", "-m", "0", "-O", "^has_journal"])
+        .args(["-E", "root_owner=0:0", "-L", "berth-root", "-d"])
+        .arg(&tree)
+        .arg(&img)
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some(img)
+}
+
+fn vmm() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_berth-vmm"))
+}
+
+fn spawn(mut cmd: Command, stderr: &Path) -> Child {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(stderr).unwrap())
+        .spawn()
+        .expect("spawn berth-vmm")
+}
+
+fn report(serial: &Path, stderr: &Path) -> String {
+    format!(
+        "--- serial ---\n{}\n--- berth-vmm stderr ---\n{}",
+        fs::read_to_string(serial).unwrap_or_default(),
+        fs::read_to_string(stderr).unwrap_or_default()
+    )
+}
+
+fn wait_for(child: &mut Child, file: &Path, text: &str, serial: &Path, stderr: &Path) -> Duration {
+    let t0 = Instant::now();
+    loop {
+        if fs::read_to_string(file).unwrap_or_default().contains(text) {
+            return t0.elapsed();
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!(
+                "berth-vmm exited ({st}) before `{text}`\n{}",
+                report(serial, stderr)
+            );
+        }
+        if t0.elapsed() > common::TIMEOUT {
+            let _ = child.kill();
+            panic!("timed out waiting for `{text}`\n{}", report(serial, stderr));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn read_line(s: &mut UnixStream) -> std::io::Result<String> {
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while s.read(&mut b)? == 1 {
+        line.push(b[0]);
+        if b[0] == b'\n' {
+            break;
+        }
+    }
+    Ok(String::from_utf8_lossy(&line).into_owned())
+}
+
+/// `CONNECT 1024` through the muxer socket, then the protocol's Hello
+/// (u32 BE length + JSON); returns the agent's HelloReply JSON.
+fn handshake(uds: &Path) -> std::io::Result<String> {
+    let mut s = UnixStream::connect(uds)?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    s.write_all(b"CONNECT 1024\n")?;
+    let ok = read_line(&mut s)?;
+    if !ok.starts_with("OK ") {
+        return Err(std::io::Error::other(format!("muxer answered {ok:?}")));
+    }
+    let hello = br#"{"version":1,"client":"berth-vmm snapshot test"}"#;
+    s.write_all(&(hello.len() as u32).to_be_bytes())?;
+    s.write_all(hello)?;
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len)?;
+    let mut reply = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut reply)?;
+    Ok(String::from_utf8_lossy(&reply).into_owned())
+}
+
+/// Retries the handshake until the agent answers.
+fn handshake_until(uds: &Path, child: &mut Child, serial: &Path, stderr: &Path) -> String {
+    let t0 = Instant::now();
+    loop {
+        match handshake(uds) {
+            Ok(reply) => return reply,
+            Err(e) => {
+                if let Ok(Some(st)) = child.try_wait() {
+                    panic!("berth-vmm exited ({st}): {e}\n{}", report(serial, stderr));
+                }
+                if t0.elapsed() > common::TIMEOUT {
+                    panic!("agent never answered: {e}\n{}", report(serial, stderr));
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    }
+}
+
+#[test]
+fn snapshot_at_ready_then_restore_in_a_new_process() {
+    let _one = common::serialize();
+    if !kvm_usable() {
+        return skip("/dev/kvm is not available");
+    }
+    let Some(kernel) = common::find_kernel() else {
+        return skip("no guest kernel (set BERTH_KERNEL or run kernel-config/build-kernel.sh)");
+    };
+    let Some(agent) = find_agent() else {
+        return skip("no static berth-agent (run scripts/dev-build.sh)");
+    };
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("vmm-snapshot");
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let Some(rootfs) = write_rootfs(&agent, &dir) else {
+        return skip("mkfs.ext4 -d failed (install e2fsprogs)");
+    };
+    let snap = dir.join("snap");
+
+    // Cold boot, snapshot when the agent logs "ready on vsock port".
+    let serial1 = dir.join("serial-cold.log");
+    let stderr1 = dir.join("vmm-cold.log");
+    let mut cold = vmm();
+    cold.arg("--kernel")
+        .arg(&kernel)
+        .arg("--disk")
+        .arg(format!("{},ro", rootfs.display()))
+        .args(["--cmdline", CMDLINE, "--mem-mib", "256", "--rng"])
+        .arg("--serial-log")
+        .arg(&serial1)
+        .arg("--vsock-uds")
+        .arg(dir.join("cold.sock"))
+        .arg("--snapshot-on-ready")
+        .arg(&snap);
+    let mut child = spawn(cold, &stderr1);
+    let boot = wait_for(
+        &mut child,
+        &serial1,
+        "ready on vsock port",
+        &serial1,
+        &stderr1,
+    );
+    wait_for(&mut child, &stderr1, "snapshot saved", &serial1, &stderr1);
+    let saved_line = fs::read_to_string(&stderr1)
+        .unwrap()
+        .lines()
+        .find(|l| l.contains("snapshot saved"))
+        .unwrap()
+        .to_string();
+    let _ = child.kill();
+    let _ = child.wait();
+    let mem_file = snap.join("memory.bin");
+    let apparent = fs::metadata(&mem_file).unwrap().len();
+    let on_disk = Command::new("du")
+        .args(["-k", mem_file.to_str().unwrap()])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    println!("cold boot -> agent ready line: {:.2} s", boot.as_secs_f64());
+    println!("{saved_line}");
+    println!(
+        "memory.bin: {} MiB apparent, {} KiB on disk; state.bin {} KiB",
+        apparent >> 20,
+        on_disk.split_whitespace().next().unwrap_or("?"),
+        fs::metadata(snap.join("state.bin")).unwrap().len() / 1024
+    );
+
+    // Restore in a new process; the agent must answer the handshake.
+    for run in 0..2 {
+        let serial2 = dir.join(format!("serial-restore{run}.log"));
+        let stderr2 = dir.join(format!("vmm-restore{run}.log"));
+        let uds = dir.join(format!("restore{run}.sock"));
+        let mut cmd = vmm();
+        cmd.arg("--restore")
+            .arg(&snap)
+            .arg("--kernel")
+            .arg(&kernel)
+            .arg("--serial-log")
+            .arg(&serial2)
+            .arg("--vsock-uds")
+            .arg(&uds);
+        let t0 = Instant::now();
+        let mut child = spawn(cmd, &stderr2);
+        let reply = handshake_until(&uds, &mut child, &serial2, &stderr2);
+        let answered = t0.elapsed();
+        assert!(
+            reply.contains("\"version\":1") && reply.contains("\"error\":null"),
+            "HelloReply {reply}\n{}",
+            report(&serial2, &stderr2)
+        );
+        println!(
+            "restore #{run}: process start -> agent HelloReply {:.1} ms (cold boot {:.2} s)",
+            answered.as_secs_f64() * 1e3,
+            boot.as_secs_f64()
+        );
+        // A second connection works too (the muxer is live).
+        handshake(&uds).expect("second handshake");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    // The real snapshot, tampered: the state checksum catches it.
+    let bad = dir.join("tampered");
+    fs::create_dir_all(&bad).unwrap();
+    let mut state = fs::read(snap.join("state.bin")).unwrap();
+    let n = state.len();
+    state[n - 10] ^= 0x01;
+    fs::write(bad.join("state.bin"), &state).unwrap();
+    fs::hard_link(&mem_file, bad.join("memory.bin")).unwrap();
+    let out = vmm()
+        .arg("--restore")
+        .arg(&bad)
+        .args(["--serial-log", "/dev/null"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("checksum mismatch"), "{err}");
+
+    // Another kernel than the one the guest booted.
+    let out = vmm()
+        .arg("--restore")
+        .arg(&snap)
+        .arg("--kernel")
+        .arg(&rootfs)
+        .args(["--serial-log", "/dev/null"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("booted kernel sha256"), "{err}");
+}
+
+/// Refusals that need no guest: format version, VMM version, checksum.
+#[test]
+fn incompatible_snapshots_are_refused_with_a_clear_error() {
+    if !kvm_usable() {
+        return skip("/dev/kvm is not available");
+    }
+    use berth_vmm::snapshot::{encode, vmm_version, Header};
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("vmm-snapshot-refused");
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let header = |version: String| Header {
+        vmm_version: version,
+        hypervisor: "kvm".into(),
+        arch: "x86_64".into(),
+        kernel_sha256: "00".repeat(32),
+        tsc_khz: 1,
+        mem_size: 1 << 20,
+        memory_regions: vec![(0, 1 << 20)],
+        state_len: 0,
+        state_sha256: String::new(),
+        created_unix: 0,
+    };
+    let restore = |bytes: &[u8]| -> String {
+        fs::write(dir.join("state.bin"), bytes).unwrap();
+        let out = vmm()
+            .arg("--restore")
+            .arg(&dir)
+            .args(["--serial-log", "/dev/null"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let old = encode(header("berth-vmm 0.0.1".into()), &"state").unwrap();
+    let err = restore(&old);
+    assert!(
+        err.contains("taken by berth-vmm 0.0.1") && err.contains("same VMM version"),
+        "{err}"
+    );
+
+    let mut future = encode(header(vmm_version()), &"state").unwrap();
+    future[8] = 99;
+    let err = restore(&future);
+    assert!(err.contains("format version 99 is not supported"), "{err}");
+
+    let mut tampered = encode(header(vmm_version()), &"state").unwrap();
+    let n = tampered.len();
+    tampered[n - 2] = b'X';
+    let err = restore(&tampered);
+    assert!(err.contains("checksum mismatch"), "{err}");
+
+    let err = restore(b"not a snapshot");
+    assert!(err.contains("bad magic"), "{err}");
+}
