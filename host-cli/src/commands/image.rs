@@ -303,12 +303,16 @@ fn prune(iso: Isolation, a: &PruneArgs) -> Result<i32> {
         Response::Containers(cs) => cs.into_iter().map(|c| c.image_id).collect(),
         _ => Vec::new(),
     };
+    // Intermediate build images (parents of other images) are not
+    // dangling: they stay, as the build cache, unless -a.
+    let parents: Vec<String> = images.iter().filter_map(|i| i.parent.clone()).collect();
     let cache = ImageCache::open()?;
     let mut deleted = Vec::new();
     let mut reclaimed = 0u64;
     for img in images {
         let unused = !used.contains(&img.id);
-        if !(unused && (img.tags.is_empty() || a.all)) {
+        let dangling = img.tags.is_empty() && !parents.contains(&img.id);
+        if !(unused && (dangling || a.all)) {
             continue;
         }
         // Only images no container uses get here; -a removes them whatever
