@@ -200,7 +200,12 @@ fn cache_reuses_unchanged_steps_and_invalidates_from_a_changed_copy() {
     // `image prune` keeps intermediate images: they are the cache.
     b.run(&["image", "prune", "-f"]).ok();
     let pruned = build(&b, ctx.path(), &["-t", "cached"]).ok();
-    assert_eq!(cache_pattern(&pruned.stdout), vec![true; 6], "{}", pruned.stdout);
+    assert_eq!(
+        cache_pattern(&pruned.stdout),
+        vec![true; 6],
+        "{}",
+        pruned.stdout
+    );
 
     // A new mtime alone changes nothing.
     let f = std::fs::File::options()
