@@ -422,7 +422,11 @@ pub fn derive(
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(internal)?;
         }
-        crate::layout::write_atomic(&path, summary.id.as_bytes()).map_err(internal)?;
+        // A cache entry lost in a crash is only a miss: no fsync (each costs
+        // a journal commit, seconds in an emulated guest).
+        let tmp = path.with_extension(format!("tmp-{}", crate::layout::random_hex(4)));
+        std::fs::write(&tmp, summary.id.as_bytes()).map_err(internal)?;
+        std::fs::rename(&tmp, &path).map_err(internal)?;
     }
     Ok(summary)
 }
