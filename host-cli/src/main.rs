@@ -150,7 +150,23 @@ pub enum ContainerCommand {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // docker's exit codes: 1 for a missing argument or an unknown
+            // command, 125 for a bad flag or value, 0 for help.
+            use clap::error::ErrorKind as K;
+            let code = match e.kind() {
+                K::DisplayHelp
+                | K::DisplayVersion
+                | K::DisplayHelpOnMissingArgumentOrSubcommand => 0,
+                K::MissingRequiredArgument | K::InvalidSubcommand | K::MissingSubcommand => 1,
+                _ => EXIT_ENGINE,
+            };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
     let code = match commands::dispatch(&cli) {
         Ok(code) => code,
         Err(e) => {

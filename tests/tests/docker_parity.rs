@@ -443,6 +443,18 @@ fn inspect_update_and_start_match_docker() {
     p.same_all(&["kill", "ghost"]);
     p.same_all(&["kill", "insp"]);
     p.same_all(&["rm", "ghost"]);
+    // Usage errors: the wording is the CLI library's, the exit codes are
+    // docker's (1 for a missing argument, 125 for a bad flag).
+    for args in [
+        &["start"][..],
+        &["logs"][..],
+        &["update", "--bogus", "insp"][..],
+        &["kill", "-s"][..],
+        &["no-such-verb"][..],
+    ] {
+        let (d, b) = p.both(args);
+        assert_eq!(d.code, b.code, "{args:?}: {}", b.stderr);
+    }
 }
 
 /// (path relative to root, mode, kind, contents) of every entry below root.
