@@ -189,6 +189,22 @@ pub fn serve_connection(engine: Arc<Engine>, mut conn: Box<dyn Conn>) {
                 }
                 return;
             }
+            Request::BlobGet { digest } => {
+                let mut f = match engine.images.blob_file(&digest) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        respond(&mut conn, Err(store_err(e)));
+                        continue;
+                    }
+                };
+                if !respond(&mut conn, Ok(Response::Ready)) {
+                    return;
+                }
+                let _ = std::io::copy(&mut f, &mut conn);
+                let _ = conn.flush();
+                conn.shutdown_write();
+                return;
+            }
             Request::CopyFrom { id: cid, path } => {
                 crate::engine::copy::copy_from(&engine, conn, id, &cid, &path);
                 return;
@@ -312,6 +328,7 @@ fn handle(engine: &Engine, req: Request) -> Result<Response, ApiError> {
         | Request::Attach { .. }
         | Request::Logs(_)
         | Request::CopyFrom { .. }
+        | Request::BlobGet { .. }
         | Request::CopyTo { .. } => Err(ApiError::new(
             ErrorKind::InvalidArgument,
             "stream request in control position",

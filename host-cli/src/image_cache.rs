@@ -256,4 +256,42 @@ impl ImageCache {
         ctl.call(Request::ImageCommit(commit.clone()))?;
         Ok(())
     }
+
+    /// Copies an image that exists only in the engine (made there by
+    /// `build` or `commit`) into the cache: each missing blob is streamed
+    /// from the agent and verified against its digest and size, then the
+    /// image is recorded.
+    pub fn import_from_engine(
+        &self,
+        img: &berth_protocol::ImageSummary,
+        connect: &dyn Fn() -> Result<Connection>,
+    ) -> Result<ImageCommit> {
+        let Some((config, layers)) = img.blobs.split_first() else {
+            bail!("the engine did not list the blobs of image {}", img.id);
+        };
+        if config.digest != img.id {
+            bail!("the engine listed blobs of another image for {}", img.id);
+        }
+        for b in &img.blobs {
+            if self.has_blob(&b.digest) {
+                continue;
+            }
+            let mut s = connect()?
+                .into_stream(Request::BlobGet {
+                    digest: b.digest.clone(),
+                })
+                .with_context(|| format!("reading blob {} from the engine", b.digest))?;
+            self.put_blob(&b.digest, b.size, &mut s)
+                .with_context(|| format!("copying blob {} from the engine", b.digest))?;
+        }
+        let commit = ImageCommit {
+            config_digest: img.id.clone(),
+            layers: layers.to_vec(),
+            tags: Vec::new(),
+            manifest_digest: None,
+        };
+        self.record(&commit)?;
+        self.resolve(&img.id)
+            .with_context(|| format!("image {} was not recorded", img.id))
+    }
 }

@@ -207,6 +207,13 @@ pub enum Request {
     BuildCacheGet {
         key: String,
     },
+    /// Stream request: after `Ready` the agent sends the raw bytes of a
+    /// stored blob and closes the stream (images made in the engine, by
+    /// `build` or `commit`, are copied to the host this way for `save` and
+    /// `push`).
+    BlobGet {
+        digest: String,
+    },
 }
 
 /// A build step's new image.
@@ -383,6 +390,10 @@ pub struct ImageSummary {
     /// The image a build step derived this one from.
     #[serde(default)]
     pub parent: Option<String>,
+    /// Every blob of the image as stored, with its size: the config first,
+    /// then the layers bottom first (filled by `ImageInspect`).
+    #[serde(default)]
+    pub blobs: Vec<LayerRef>,
 }
 
 /// Everything `run`/`create` can set.

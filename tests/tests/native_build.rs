@@ -99,6 +99,16 @@ fn hello_world_web_page_builds_and_runs() {
         .stdout;
     assert!(hist.contains("EXPOSE 80"), "{hist}");
     assert!(hist.contains("COPY"), "{hist}");
+    // A built image exists only in the engine: save copies its blobs out,
+    // and the archive loads and runs in another installation.
+    let dir = tempfile::tempdir().unwrap();
+    let tar = dir.path().join("hello.tar");
+    b.run(&["save", "-o", tar.to_str().unwrap(), "hello-php"])
+        .ok();
+    let other = Berth::new();
+    other.run(&["load", "-i", tar.to_str().unwrap()]).ok();
+    let run = other.run(&["run", "--rm", "hello-php"]).ok();
+    assert_eq!(run.stdout, "<?php echo 'Hello, World!'; ?>\n");
     // Intermediate images are listed only with -a.
     let plain = b.run(&["images", "-q"]).ok().stdout.lines().count();
     let all = b.run(&["images", "-a", "-q"]).ok().stdout.lines().count();

@@ -6,7 +6,7 @@
 //! (digest mismatch), a pull killed mid-way and re-run, hostile registry
 //! answers from a fake server, `save`, `image inspect/history/prune`.
 
-use berth_tests::{default_image, have, skip, Berth, Out};
+use berth_tests::{default_image, have, skip, Berth, Out, DEFAULT_IMAGE};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -1142,4 +1142,34 @@ fn pull_and_push_interoperate_with_docker() {
         ),
         field(&bj, "Id")
     );
+}
+
+#[test]
+fn built_image_is_pushed_and_pulled_back() {
+    if let Some(r) = tools_missing() {
+        return skip(&r);
+    }
+    let reg = Registry::start(false);
+    let h = reg.host();
+    let b = Berth::new().with_default_image();
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("msg"), "built and pushed\n").unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!(
+            "FROM {DEFAULT_IMAGE}\nCOPY msg /msg\nRUN cat /msg > /copy\nCMD [\"cat\", \"/copy\"]\n"
+        ),
+    )
+    .unwrap();
+    let target = format!("{h}/built/app:v1");
+    b.run(&["build", "-t", &target, ctx.path().to_str().unwrap()])
+        .ok();
+    // The image exists only in the engine: push copies its blobs out.
+    let o = b.run(&["push", &target]).ok();
+    assert!(o.stdout.contains("Pushed"), "{}", o.stdout);
+    let fresh = Berth::new();
+    fresh.run(&["pull", "-q", &target]).ok();
+    assert_eq!(image_id(&fresh, &target), image_id(&b, &target));
+    let out = fresh.run(&["run", "--rm", &target]).ok().stdout;
+    assert_eq!(out, "built and pushed\n");
 }

@@ -5,7 +5,7 @@ pub mod unpack;
 
 use crate::layout::{read_json, write_json_atomic, Layout};
 use berth_protocol::reference::Reference;
-use berth_protocol::{ImageCommit, ImageSummary};
+use berth_protocol::{ImageCommit, ImageSummary, LayerRef};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -457,7 +457,34 @@ impl ImageStore {
     pub fn summary(&self, id: &str) -> Result<ImageSummary, StoreError> {
         let rec = self.record(id)?;
         let tags = self.tags()?;
-        self.summarise(&rec, &tags)
+        let mut s = self.summarise(&rec, &tags)?;
+        let size = |d: &str| -> u64 {
+            digest_hex(d)
+                .ok()
+                .and_then(|h| fs::metadata(self.layout.blob(h)).ok())
+                .map(|m| m.len())
+                .unwrap_or(0)
+        };
+        s.blobs.push(LayerRef {
+            digest: rec.id.clone(),
+            media_type: "application/vnd.oci.image.config.v1+json".into(),
+            size: size(&rec.id),
+        });
+        for l in &rec.layers {
+            s.blobs.push(LayerRef {
+                digest: l.digest.clone(),
+                media_type: l.media_type.clone(),
+                size: size(&l.digest),
+            });
+        }
+        Ok(s)
+    }
+
+    /// The file of a stored blob.
+    pub fn blob_file(&self, digest: &str) -> Result<fs::File, StoreError> {
+        let hex = digest_hex(digest)?;
+        fs::File::open(self.layout.blob(hex))
+            .map_err(|_| StoreError::MissingBlob(digest.to_string()))
     }
 
     fn summarise(
@@ -480,6 +507,7 @@ impl ImageStore {
             os: cfg.os.clone(),
             config: value,
             parent: rec.parent.clone(),
+            blobs: Vec::new(),
         })
     }
 

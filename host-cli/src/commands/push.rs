@@ -94,13 +94,13 @@ pub fn resolve_local(
             return match c.call(Request::ImageInspect {
                 reference: name.to_string(),
             }) {
-                Ok(Response::Image(img)) => cache.resolve(&img.id).with_context(|| {
-                    format!(
-                        "the blobs of image {name} ({}) are not in the host cache (it was not \
-                         pulled or loaded through this host); cannot read it from here",
-                        &img.id[7..19]
-                    )
-                }),
+                Ok(Response::Image(img)) => match cache.resolve(&img.id) {
+                    Some(c) => Ok(c),
+                    // Made in the engine (build, commit): copy it out first.
+                    None => cache
+                        .import_from_engine(&img, &|| connect(iso))
+                        .with_context(|| format!("reading image {name} from the engine")),
+                },
                 _ => bail!("An image does not exist locally with the tag: {name}"),
             };
         }
