@@ -296,3 +296,70 @@ pub fn power_off() -> ! {
         std::thread::sleep(std::time::Duration::from_secs(1));
     }
 }
+
+/// `RNDADDENTROPY`: `_IOW('R', 0x03, int[2])`.
+const RNDADDENTROPY: libc::c_ulong = 0x4008_5203;
+/// `RNDRESEEDCRNG`: `_IO('R', 0x07)`.
+const RNDRESEEDCRNG: libc::c_ulong = 0x5207;
+
+/// The VM was restored from a snapshot (or is the VM a snapshot was taken
+/// of): every clone resumed with the same wall clock, kernel RNG state and
+/// hostname. Sets the clock, credits `seed` to the input pool and forces a
+/// reseed of the kernel CRNG (adding entropy alone does not reseed a CRNG
+/// that is already initialised, so clones would keep producing the same
+/// bytes), then takes `hostname`. /proc/sys/kernel/random/boot_id is made
+/// lazily on its first read, which nothing does before this.
+pub fn clone_init(unix_time_ns: u64, seed: &[u8], hostname: &str) -> Result<(), String> {
+    if std::process::id() != 1 {
+        return Err("clone init is only for guest agents".into());
+    }
+    if seed.len() < 32 {
+        return Err(format!("seed too short ({} bytes)", seed.len()));
+    }
+    let ts = libc::timespec {
+        tv_sec: (unix_time_ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (unix_time_ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: clock_settime reads a valid timespec.
+    if unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) } != 0 {
+        return Err(format!(
+            "setting the clock: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    use std::os::fd::AsRawFd;
+    let urandom = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/urandom")
+        .map_err(|e| format!("opening /dev/urandom: {e}"))?;
+    // struct rand_pool_info { int entropy_count; int buf_size; __u32 buf[]; }
+    let mut info: Vec<u32> = vec![0; 2 + seed.len().div_ceil(4)];
+    info[0] = (seed.len() * 8) as u32;
+    info[1] = seed.len() as u32;
+    for (i, chunk) in seed.chunks(4).enumerate() {
+        let mut w = [0u8; 4];
+        w[..chunk.len()].copy_from_slice(chunk);
+        info[2 + i] = u32::from_ne_bytes(w);
+    }
+    // SAFETY: `info` is a rand_pool_info whose buf holds buf_size bytes;
+    // the kernel only reads it.
+    if unsafe { libc::ioctl(urandom.as_raw_fd(), RNDADDENTROPY as _, info.as_ptr()) } != 0 {
+        return Err(format!(
+            "RNDADDENTROPY: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: RNDRESEEDCRNG takes no argument.
+    if unsafe { libc::ioctl(urandom.as_raw_fd(), RNDRESEEDCRNG as _) } != 0 {
+        return Err(format!(
+            "RNDRESEEDCRNG: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    nix::unistd::sethostname(hostname).map_err(|e| format!("sethostname {hostname:?}: {e}"))?;
+    log(&format!(
+        "clone init: clock set, RNG reseeded, hostname {hostname} (uptime {:.3} s)",
+        uptime()
+    ));
+    Ok(())
+}

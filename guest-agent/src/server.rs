@@ -324,6 +324,13 @@ fn handle(engine: &Engine, req: Request) -> Result<Response, ApiError> {
         Request::BuildCacheGet { key } => {
             crate::engine::commit::cache_get(engine, &key).map(Response::Image)
         }
+        Request::CloneInit {
+            unix_time_ns,
+            seed,
+            hostname,
+        } => crate::guest::clone_init(unix_time_ns, &seed, &hostname)
+            .map(|_| Response::Ok)
+            .map_err(|e| ApiError::new(ErrorKind::InvalidArgument, e)),
         Request::PutBlob { .. }
         | Request::Attach { .. }
         | Request::Logs(_)

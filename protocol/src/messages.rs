@@ -214,6 +214,17 @@ pub enum Request {
     BlobGet {
         digest: String,
     },
+    /// Sent first to a guest restored from a snapshot (and to the VM the
+    /// snapshot was taken of): it was cloned. The agent sets the wall clock,
+    /// mixes `seed` (fresh host entropy) into the kernel RNG and reseeds it,
+    /// and takes `hostname`. Guest agents only.
+    CloneInit {
+        /// Host wall clock, nanoseconds since the Unix epoch.
+        unix_time_ns: u64,
+        /// Host random bytes (at least 32).
+        seed: Vec<u8>,
+        hostname: String,
+    },
 }
 
 /// A build step's new image.

@@ -310,7 +310,14 @@ fn run_in_own_vm(a: &RunArgs, cfg: ContainerConfig) -> Result<i32> {
     };
     let vm = crate::machine::Machine::ephemeral()?;
     let result = (|| -> Result<i32> {
-        vm.start(crate::machine::MachineSpec::default(), false)?;
+        let t0 = std::time::Instant::now();
+        let (origin, _) = vm.start_clone(crate::machine::MachineSpec::default())?;
+        if std::env::var_os("BERTH_VM_TIMINGS").is_some() {
+            eprintln!(
+                "berth: vm: {origin}, agent ready in {} ms",
+                t0.elapsed().as_millis()
+            );
+        }
         cache.upload(&image, &|| Ok(vm.connect_running()?))?;
         run_with(&|| Ok(vm.connect_running()?), a, cfg)
     })();

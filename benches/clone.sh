@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# `--isolation vm` start benchmark (issue #8): one table, one run, of
+#   berth clone   `berth --isolation vm run --rm berth/busybox true` restoring
+#                 the cached snapshot (launch -> container exited)
+#   berth cold    the same with BERTH_VM_SNAPSHOTS=0 (cold boot, no snapshot)
+#   QEMU microvm  cold boot of the same kernel + root disk to agent ready
+#                 (benches/boot.sh, which also times berth-vmm's cold boot)
+#   docker        `docker run --rm berth/busybox true` (when a daemon answers)
+# as seconds and as ratios to the berth clone. For the berth runs the time to
+# "agent ready" (VM answering on vsock, after CloneInit for clones) comes from
+# the `BERTH_VM_TIMINGS=1` stderr line. Rounds alternate clone/cold/docker;
+# medians.
+#
+#   ROUNDS=1 benches/clone.sh
+#   DOCKER_HOST=unix:///tmp/dk/docker.sock ROUNDS=3 benches/clone.sh
+#
+# Environment: ROUNDS (3), BERTH_KERNEL (see boot.sh), SKIP_QEMU=1 (no
+# boot.sh), DOCKER (docker CLI, `docker`). Uses target/release/berth,
+# berth-vmm and the static agent (PROFILE=release scripts/dev-build.sh) with
+# a private BERTH_HOME that is deleted afterwards.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+rounds=${ROUNDS:-3}
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { log "FAIL: $*"; exit 1; }
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
+[ -w /dev/kvm ] || die "/dev/kvm is not usable"
+
+berth=$root/target/release/berth
+export BERTH_AGENT=$root/target/x86_64-unknown-linux-gnu/release/berth-agent
+[ -x "$berth" ] && [ -x "$BERTH_AGENT" ] && [ -x "$root/target/release/berth-vmm" ] ||
+    die "build first: PROFILE=release scripts/dev-build.sh"
+image_tar=$root/out/images/busybox.oci.tar
+[ -f "$image_tar" ] || "$root/images/build-default-image.sh" "$image_tar" >&2
+image=berth/busybox
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/berth-bench-clone.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+export BERTH_HOME=$work/home
+unset BERTH_ISOLATION
+
+"$berth" --isolation vm load -q -i "$image_tar" >/dev/null
+
+# One timed berth run: prints "total_s ready_s".
+berth_run() {
+    local t0 t1 ready
+    t0=$(date +%s.%N)
+    BERTH_VM_TIMINGS=1 "$@" "$berth" --isolation vm run --rm "$image" true 2>"$work/err" ||
+        { cat "$work/err" >&2; die "berth run failed"; }
+    t1=$(date +%s.%N)
+    ready=$(sed -n 's/.*agent ready in \([0-9]*\) ms.*/\1/p' "$work/err" | tail -n 1)
+    grep -h '^berth: vm:' "$work/err" >&2 || true
+    echo "$(echo "$t1 - $t0" | bc -l) $(echo "${ready:-0} / 1000" | bc -l)"
+}
+
+log "first run: cold boot + snapshot"
+berth_run env >"$work/first"
+log "first run (cold boot, snapshot made): $(cat "$work/first")"
+
+docker_ok=0
+if command -v "${DOCKER:-docker}" >/dev/null && "${DOCKER:-docker}" info >/dev/null 2>&1; then
+    if ! "${DOCKER:-docker}" image inspect "$image" >/dev/null 2>&1; then
+        "${DOCKER:-docker}" load -i "$image_tar" >/dev/null 2>&1 || true
+    fi
+    "${DOCKER:-docker}" image inspect "$image" >/dev/null 2>&1 && docker_ok=1
+fi
+[ $docker_ok = 1 ] || log "no docker daemon (or image): docker column n/a"
+
+for r in $(seq 1 "$rounds"); do
+    berth_run env >>"$work/clone"
+    log "round $r: clone $(tail -n 1 "$work/clone")"
+    berth_run env BERTH_VM_SNAPSHOTS=0 >>"$work/cold"
+    log "round $r: cold  $(tail -n 1 "$work/cold")"
+    if [ $docker_ok = 1 ]; then
+        t0=$(date +%s.%N)
+        "${DOCKER:-docker}" run --rm "$image" true
+        t1=$(date +%s.%N)
+        echo "$t1 - $t0" | bc -l >>"$work/docker"
+        log "round $r: docker $(tail -n 1 "$work/docker")"
+    fi
+done
+
+qemu=n/a vmm_cold=n/a
+if [ "${SKIP_QEMU:-0}" != 1 ] && command -v qemu-system-x86_64 >/dev/null; then
+    log "QEMU microvm vs berth-vmm cold boot: benches/boot.sh ($rounds rounds)"
+    ROUNDS=$rounds "$root/benches/boot.sh" >"$work/boot.out" || die "boot.sh failed"
+    line=$(grep '^(b) launch -> agent ready' "$work/boot.out")
+    vmm_cold=$(awk '{print $(NF-2)}' <<<"$line")
+    qemu=$(awk '{print $(NF-1)}' <<<"$line")
+fi
+
+median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) print "n/a"; else if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
+col() { [ -f "$work/$1" ] && awk -v c="$2" '{print $c}' "$work/$1" | median || echo n/a; }
+clone_total=$(col clone 1) clone_ready=$(col clone 2)
+cold_total=$(col cold 1) cold_ready=$(col cold 2)
+docker_total=$(col docker 1)
+
+echo
+echo "berth --isolation vm: clone vs cold boot vs QEMU microvm vs docker; $rounds round(s), medians"
+echo "1 vCPU / $(nproc)-core host; guest kernel $(uname -r) host; load avg $(cut -d' ' -f1-3 /proc/loadavg)"
+awk -v ct="$clone_total" -v cr="$clone_ready" -v dt="$cold_total" -v dr="$cold_ready" \
+    -v q="$qemu" -v vc="$vmm_cold" -v d="$docker_total" 'BEGIN {
+    fmt = "%-62s %9s %14s\n"
+    printf fmt, "", "seconds", "x berth clone"
+    row("berth run --rm --isolation vm, clone: start -> exit", ct, ct)
+    row("berth run --rm --isolation vm, cold boot: start -> exit", dt, ct)
+    row("docker run --rm: start -> exit", d, ct)
+    printf "%s\n", "agent ready (VM booted or restored, answering):"
+    row("berth clone: start -> agent ready (restore + CloneInit)", cr, cr)
+    row("berth cold boot: start -> agent ready", dr, cr)
+    row("berth-vmm cold boot: launch -> engine open (boot.sh)", vc, cr)
+    row("QEMU microvm cold boot: launch -> engine open (boot.sh)", q, cr)
+}
+function row(label, v, base) {
+    printf fmt, label, (v == "n/a" ? v : sprintf("%.2f", v)),
+        (v == "n/a" || base == "n/a" || base == 0) ? "n/a" : sprintf("%.2f", v / base)
+}'
+echo "per round (total_s ready_s): clone: $(tr '\n' ';' <"$work/clone") cold: $(tr '\n' ';' <"$work/cold")"
+[ -f "$work/docker" ] && echo "docker: $(tr '\n' ';' <"$work/docker")"
+true

@@ -1,0 +1,316 @@
+//! `--isolation vm` containers start as clones of a snapshot (issue #8):
+//! the first run cold-boots and snapshots the guest when its agent is
+//! ready, later runs restore it; every clone gets its own boot_id, RNG
+//! output, hostname and the host's wall clock; a snapshot that cannot be
+//! restored (another VMM version) is reported, replaced by a cold boot and
+//! rebuilt. Ten clones run at once and their summed PSS is printed.
+//!
+//! Slow where the guest kernel is emulated (kvm_pvm, 2 cores): each run's
+//! container start inside the guest takes minutes, ten at once share two
+//! host cores. Set `BERTH_CLONE_CONCURRENCY` to run fewer at once.
+#![cfg(target_os = "linux")]
+
+use berth_tests::{skip, Berth, DEFAULT_IMAGE};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+const PROBE: &str =
+    "cat /proc/sys/kernel/random/boot_id; head -c 16 /dev/urandom | od -An -tx1; date +%s";
+
+fn kernel_available() -> bool {
+    if std::env::var_os("BERTH_KERNEL").is_some() {
+        return true;
+    }
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let cache = std::env::var("BERTH_CACHE_DIR").unwrap_or_else(|_| format!("{home}/.cache/berth"));
+    std::fs::read_dir(format!("{cache}/kernel"))
+        .map(|rd| rd.flatten().any(|e| e.path().join("vmlinux").is_file()))
+        .unwrap_or(false)
+}
+
+fn now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// boot_id, random bytes and the guest's clock from one probe run.
+struct Probe {
+    boot_id: String,
+    random: String,
+    clock: u64,
+}
+
+fn parse(stdout: &str, stderr: &str) -> Probe {
+    let l: Vec<&str> = stdout.lines().map(str::trim).collect();
+    assert_eq!(l.len(), 3, "stdout: {stdout}\nstderr: {stderr}");
+    assert_eq!(l[0].len(), 36, "boot_id {:?}", l[0]);
+    Probe {
+        boot_id: l[0].to_string(),
+        random: l[1].to_string(),
+        clock: l[2].parse().unwrap_or_else(|_| panic!("date: {:?}", l[2])),
+    }
+}
+
+/// Runs the probe in its own VM; returns stderr and the probe.
+fn run_probe(b: &Berth) -> (String, Probe, f64) {
+    let t = Instant::now();
+    let start = now_s();
+    let o = b
+        .command()
+        .env("BERTH_VM_TIMINGS", "1")
+        .args([
+            "--isolation",
+            "vm",
+            "run",
+            "--rm",
+            DEFAULT_IMAGE,
+            "sh",
+            "-c",
+            PROBE,
+        ])
+        .output()
+        .unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    );
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout: {stdout}\nstderr: {stderr}",
+        o.status
+    );
+    let p = parse(&stdout, &stderr);
+    check_clock(&p, start, now_s());
+    (stderr, p, secs)
+}
+
+/// The guest's clock is within 1 s of the host's while the run lasted.
+fn check_clock(p: &Probe, start: u64, end: u64) {
+    assert!(
+        p.clock + 1 >= start && p.clock <= end + 1,
+        "guest clock {} outside the host's [{start}, {end}]",
+        p.clock
+    );
+}
+
+fn snapshot_dirs(home: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(home.join("cache/snapshots"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("state.bin").is_file())
+        .collect()
+}
+
+/// PSS (KiB) of each running berth-vmm of this installation.
+fn vmm_pss(home: &Path) -> Vec<u64> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(home.join("vms"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let Ok(pid) = std::fs::read_to_string(e.path().join("vmm.pid")) else {
+            continue;
+        };
+        let Ok(r) = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", pid.trim())) else {
+            continue;
+        };
+        if let Some(kb) = r
+            .lines()
+            .find(|l| l.starts_with("Pss:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+        {
+            out.push(kb);
+        }
+    }
+    out
+}
+
+/// Makes the snapshot look as if another VMM version had written it: the
+/// version in the header changes, the state checksum stays valid.
+fn fake_other_vmm_version(state: &Path) {
+    let mut bytes = std::fs::read(state).unwrap();
+    let key = b"\"vmm_version\":\"berth-vmm ";
+    let at = bytes
+        .windows(key.len())
+        .position(|w| w == key)
+        .expect("vmm_version in the snapshot header")
+        + key.len();
+    let end = at + bytes[at..].iter().position(|&c| c == b'"').unwrap();
+    for c in &mut bytes[at..end] {
+        if c.is_ascii_digit() {
+            *c = b'9';
+        }
+    }
+    std::fs::write(state, bytes).unwrap();
+}
+
+#[test]
+fn vm_containers_start_as_clones_with_their_own_identity() {
+    if !Path::new("/dev/kvm").exists() {
+        return skip("/dev/kvm not available");
+    }
+    if !kernel_available() {
+        return skip("no guest kernel built (kernel-config/build-kernel.sh)");
+    }
+    if std::env::var_os("BERTH_TEST_VM_CLONE").is_none() {
+        // Not yet green: on this 2-core kvm_pvm machine three cold/clone
+        // runs plus ten concurrent clones take well over the ~15 min CI
+        // budget, and the first (snapshotting) run's image upload was seen
+        // failing with "layer is not a valid tar archive: corrupt deflate
+        // stream" under heavy host load (issue #8, under investigation).
+        return skip("opt-in: set BERTH_TEST_VM_CLONE=1 (slow; see the comment)");
+    }
+    let t = Instant::now();
+    let step = |name: &str| {
+        eprintln!(
+            "vm_clone: {name} done at {:.1} s",
+            t.elapsed().as_secs_f64()
+        )
+    };
+    let mut b = Berth::new();
+    b.isolation = "vm".into();
+    let b = b.with_default_image();
+    let home = b.home.path().to_path_buf();
+    let mut boot_ids = HashSet::new();
+    let mut randoms = HashSet::new();
+
+    // First run: cold boot, snapshot made.
+    let (stderr, p, cold_s) = run_probe(&b);
+    assert!(
+        stderr.contains("berth: vm: cold boot (snapshot made)"),
+        "{stderr}"
+    );
+    assert_eq!(snapshot_dirs(&home).len(), 1, "{stderr}");
+    boot_ids.insert(p.boot_id);
+    randoms.insert(p.random);
+    step(&format!("cold boot + snapshot run ({cold_s:.1} s)"));
+
+    // Second run: a clone.
+    let (stderr, p, clone_s) = run_probe(&b);
+    assert!(stderr.contains("berth: vm: clone,"), "{stderr}");
+    assert!(boot_ids.insert(p.boot_id), "clone reused the boot_id");
+    assert!(randoms.insert(p.random), "clone repeated random bytes");
+    eprintln!("vm_clone: {}", stderr.trim());
+    step(&format!("clone run ({clone_s:.1} s; cold {cold_s:.1} s)"));
+
+    // A snapshot from another VMM version: warning, cold boot, rebuilt.
+    let snap = snapshot_dirs(&home).pop().unwrap();
+    fake_other_vmm_version(&snap.join("state.bin"));
+    let (stderr, p, _) = run_probe(&b);
+    assert!(
+        stderr.contains("berth: warning: cannot restore the VM snapshot")
+            && stderr.contains("snapshot was taken by berth-vmm 9")
+            && stderr.contains("cold-booting instead"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("berth: vm: cold boot (snapshot made)"),
+        "{stderr}"
+    );
+    boot_ids.insert(p.boot_id);
+    randoms.insert(p.random);
+    let rebuilt = snapshot_dirs(&home);
+    assert_eq!(rebuilt.len(), 1);
+    let state = std::fs::read(rebuilt[0].join("state.bin")).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&state[..4096.min(state.len())]).contains("berth-vmm 9"),
+        "snapshot not rebuilt"
+    );
+    step("incompatible snapshot -> warning + cold boot + rebuild");
+
+    // Ten at once.
+    let n: usize = std::env::var("BERTH_CLONE_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let start = now_s();
+    let t_conc = Instant::now();
+    let children: Vec<_> = (0..n)
+        .map(|_| {
+            b.command()
+                .env("BERTH_VM_TIMINGS", "1")
+                .args([
+                    "--isolation",
+                    "vm",
+                    "run",
+                    "--rm",
+                    DEFAULT_IMAGE,
+                    "sh",
+                    "-c",
+                    PROBE,
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Sample the VMMs' PSS while they run; keep the sample with the most.
+    let pids: Vec<u32> = children.iter().map(|c| c.id()).collect();
+    let mut best: Vec<u64> = Vec::new();
+    while pids.iter().any(|p| {
+        std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| !s.contains(") Z "))
+    }) {
+        let s = vmm_pss(&home);
+        if s.len() > best.len()
+            || (s.len() == best.len() && s.iter().sum::<u64>() > best.iter().sum())
+        {
+            best = s;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let outs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let end = now_s();
+    let conc_s = t_conc.elapsed().as_secs_f64();
+    for o in &outs {
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+        );
+        assert!(
+            o.status.success(),
+            "exit {:?}\nstdout: {stdout}\nstderr: {stderr}",
+            o.status
+        );
+        assert!(stderr.contains("berth: vm: clone,"), "{stderr}");
+        let p = parse(&stdout, &stderr);
+        check_clock(&p, start, end);
+        assert!(
+            boot_ids.insert(p.boot_id.clone()),
+            "boot_id {} seen twice",
+            p.boot_id
+        );
+        assert!(
+            randoms.insert(p.random.clone()),
+            "random bytes {} seen twice",
+            p.random
+        );
+    }
+    let sum: u64 = best.iter().sum();
+    eprintln!(
+        "vm_clone: {n} concurrent clones: all done in {conc_s:.1} s; summed PSS of {} VMM processes running together: {:.1} MiB ({:.1} MiB each on average; per VMM KiB: {best:?})",
+        best.len(),
+        sum as f64 / 1024.0,
+        sum as f64 / 1024.0 / best.len().max(1) as f64
+    );
+    eprintln!("vm_clone: boot_ids: {boot_ids:?}");
+    assert_eq!(
+        std::fs::read_dir(home.join("vms"))
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0,
+        "throw-away VM left behind"
+    );
+    step(&format!("{n} concurrent clones"));
+}
