@@ -502,7 +502,9 @@ pub(super) fn spawn_monitor(
     log: &Path,
     what: &str,
 ) -> Result<(), ApiError> {
-    let (rd, wr) = nix::unistd::pipe().map_err(internal)?;
+    // Close-on-exec: only the monitor gets the write end (as fd 3), not
+    // monitors other threads start meanwhile.
+    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(internal)?;
     // /proc/self/exe still works after the binary was replaced on disk.
     let mut cmd = std::process::Command::new("/proc/self/exe");
     cmd.args(args).arg("--root").arg(root);
@@ -522,11 +524,45 @@ pub(super) fn spawn_monitor(
             Ok(())
         });
     }
-    cmd.spawn()
+    let child = cmd
+        .spawn()
         .map_err(|e| err(ErrorKind::Internal, format!("starting {what}: {e}")))?;
+    // Reaped by the agent's reaper, not here.
+    let pid = child.id() as i32;
+    drop(child);
     drop(wr);
+    // Wait for the line, or for the monitor to die without writing it: its
+    // children (a container init waiting to be started) may still hold the
+    // pipe open, so end of file alone is not enough.
+    let rd = std::fs::File::from(rd);
+    loop {
+        use std::os::fd::AsFd;
+        let mut fds = [nix::poll::PollFd::new(
+            rd.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        if let Ok(n) = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(500u16)) {
+            if n > 0 {
+                break;
+            }
+        }
+        if !process_alive(pid) {
+            let mut fds = [nix::poll::PollFd::new(
+                rd.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            if nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).is_ok_and(|n| n > 0) {
+                break;
+            }
+            let out = std::fs::read_to_string(log).unwrap_or_default();
+            return Err(err(
+                ErrorKind::Internal,
+                format!("{what} exited without reporting: {}", out.trim()),
+            ));
+        }
+    }
     let mut line = String::new();
-    std::io::BufReader::new(std::fs::File::from(rd))
+    std::io::BufReader::new(rd)
         .read_line(&mut line)
         .map_err(internal)?;
     let ready: Readiness = serde_json::from_str(line.trim()).map_err(|_| {

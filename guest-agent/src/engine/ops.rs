@@ -95,8 +95,11 @@ impl ContainerStore {
             // rootfs, cgroup and runtime state before it records the exit,
             // which takes many syscalls (seconds in an emulated guest).
             // Give up only when the process survives SIGKILL, or when the
-            // teardown makes no end.
-            let killed_by = Instant::now() + Duration::from_secs(10);
+            // teardown makes no end. Dying takes a while too where the
+            // guest kernel is emulated and the host busy (over 10 s seen:
+            // the exit of a pid namespace's init waits for all its
+            // processes).
+            let killed_by = Instant::now() + Duration::from_secs(60);
             let torn_down_by = Instant::now() + Duration::from_secs(120);
             while self.is_running(&r.id) {
                 let now = Instant::now();
