@@ -55,7 +55,7 @@ berth_run() {
 }
 
 log "first run: cold boot + snapshot"
-berth_run env >"$work/first"
+berth_run env BERTH_VM_SNAPSHOTS=1 >"$work/first"
 log "first run (cold boot, snapshot made): $(cat "$work/first")"
 
 docker_ok=0
@@ -68,7 +68,7 @@ fi
 [ $docker_ok = 1 ] || log "no docker daemon (or image): docker column n/a"
 
 for r in $(seq 1 "$rounds"); do
-    berth_run env >>"$work/clone"
+    berth_run env BERTH_VM_SNAPSHOTS=1 >>"$work/clone"
     log "round $r: clone $(tail -n 1 "$work/clone")"
     berth_run env BERTH_VM_SNAPSHOTS=0 >>"$work/cold"
     log "round $r: cold  $(tail -n 1 "$work/cold")"

@@ -61,6 +61,7 @@ fn run_probe(b: &Berth) -> (String, Probe, f64) {
     let o = b
         .command()
         .env("BERTH_VM_TIMINGS", "1")
+        .env("BERTH_VM_SNAPSHOTS", "1")
         .args([
             "--isolation",
             "vm",
@@ -237,6 +238,7 @@ fn vm_containers_start_as_clones_with_their_own_identity() {
         .map(|_| {
             b.command()
                 .env("BERTH_VM_TIMINGS", "1")
+                .env("BERTH_VM_SNAPSHOTS", "1")
                 .args([
                     "--isolation",
                     "vm",
