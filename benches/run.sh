@@ -3,24 +3,26 @@
 # in one run, on the same image (berth's default busybox image, loaded into
 # each engine).
 #
-#   benches/run.sh                    # ROUNDS=20, VM_ROUNDS=3
+#   benches/run.sh                    # ROUNDS=20, VM_ROUNDS=5
 #   ROUNDS=10 VM_ROUNDS=0 benches/run.sh
 #
 # Measured, wall clock of the CLI process, median over the rounds:
 #   run    `<cli> run --rm <image> true`
 #   exec   `<cli> exec <running container> true`
 # Engines: berth native (agent on this host), berth in the warm machine VM
-# (--isolation shared; VM_ROUNDS rounds, as guest syscalls are emulated on
-# this host's kvm_pvm: ~1 min per container), dockerd 20.10 (private
-# instance: own socket and data root, overlay2 storage, no bridge, --network
-# none) and podman 4.3 (own root, cgroupfs, --network none). Rounds of the
-# engines are interleaved. Ratios are berth / peer: below 1 is faster.
+# (--isolation shared: booted, image loaded and one container run before
+# timing; VM_ROUNDS rounds, as guest syscalls are emulated on this host's
+# kvm_pvm: tens of seconds per container), dockerd 20.10 (private instance:
+# own socket and data root, overlay2 storage, no bridge, --network none) and
+# podman 4.3 (own root, cgroupfs, --network none). Rounds of the native
+# engines are interleaved; the VM rounds follow. Ratios are berth / peer
+# (medians): below 1 is faster.
 # Every process this script starts is stopped by its PID at the end.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 rounds=${ROUNDS:-20}
-vm_rounds=${VM_ROUNDS:-3}
+vm_rounds=${VM_ROUNDS:-5}
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
@@ -54,7 +56,7 @@ cleanup() {
     [ -n "${BERTH_HOME:-}" ] && "$berth" rm -f bench-exec >/dev/null 2>&1
     [ -n "${docker_ok:-}" ] && docker_cli rm -f bench-exec >/dev/null 2>&1
     [ -n "${podman_ok:-}" ] && podman_cli rm -f -t 0 bench-exec >/dev/null 2>&1 && podman_cli rmi -a -f >/dev/null 2>&1
-    [ "$vm_rounds" -gt 0 ] && "$berth" --isolation shared machine stop >/dev/null 2>&1
+    [ -n "${vm_up:-}" ] && "$berth" --isolation shared machine stop >/dev/null 2>&1
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
     [ -f "$work/berth/native/agent.pid" ] && kill "$(cat "$work/berth/native/agent.pid")" 2>/dev/null
     sleep 1
@@ -131,12 +133,19 @@ done
 
 if [ "$vm_rounds" -gt 0 ]; then
     log "machine VM (warm): booting, loading the image"
+    vm_up=1
     "$berth" --isolation shared machine start >/dev/null
     "$berth" --isolation shared load -i "$image_tar" >/dev/null
     "$berth" --isolation shared run --rm "$image" true >/dev/null
     log "machine VM: run --rm true, $vm_rounds rounds"
     for i in $(seq "$vm_rounds"); do
         t "$work/run.berth-vm" "$berth" --isolation shared run --rm "$image" true
+    done
+    log "machine VM: exec true, $vm_rounds rounds"
+    "$berth" --isolation shared run -d --name bench-exec "$image" sleep 3600 >/dev/null
+    "$berth" --isolation shared exec bench-exec true >/dev/null
+    for i in $(seq "$vm_rounds"); do
+        t "$work/exec.berth-vm" "$berth" --isolation shared exec bench-exec true
     done
 fi
 
@@ -150,14 +159,18 @@ def med(name):
         return None
     v = [float(x) for x in open(p).read().split()]
     return statistics.median(v), len(v)
-rows = [("run --rm true", "run"), ("exec true", "exec")]
-print(f"{'':16}{'berth':>10}{'berth VM':>10}{'docker':>10}{'podman':>10}{'b/docker':>10}{'b/podman':>10}")
-for label, key in rows:
-    b = med(f"{key}.berth"); vm = med(f"{key}.berth-vm")
+engines = [("berth native", "berth"), ("berth VM (warm)", "berth-vm"),
+           ("docker", "docker"), ("podman", "podman")]
+for label, key in [("run --rm <image> true", "run"), ("exec <container> true", "exec")]:
+    print(label)
+    print(f"  {'engine':18}{'median':>10}{'rounds':>8}{'vs docker':>11}{'vs podman':>11}")
     d = med(f"{key}.docker"); p = med(f"{key}.podman")
-    f = lambda m: f"{m[0]*1000:8.0f}ms" if m else f"{'-':>10}"
-    r = lambda x, y: f"{x[0]/y[0]:10.2f}" if x and y else f"{'-':>10}"
-    print(f"{label:16}{f(b):>10}{f(vm):>10}{f(d):>10}{f(p):>10}{r(b, d)}{r(b, p)}")
-n = med("run.berth")[1]
-print(f"(medians over {n} rounds; berth VM = warm machine VM, --isolation shared)")
+    for name, eng in engines:
+        m = med(f"{key}.{eng}")
+        if not m:
+            continue
+        ratio = lambda peer: f"{m[0] / peer[0]:11.2f}" if peer and eng.startswith("berth") else f"{'':11}"
+        print(f"  {name:18}{m[0] * 1000:8.0f}ms{m[1]:8d}{ratio(d)}{ratio(p)}")
+print("(wall clock of the CLI, medians; ratio = berth / peer, below 1 is faster;")
+print(" berth VM = warm machine VM, --isolation shared, guest emulated on kvm_pvm hosts)")
 PY
