@@ -177,8 +177,9 @@ fn to_container(iso: Isolation, src: &str, container: &str, path: &str) -> Resul
     // A trailing `/` asks for a directory: a directory source creates it,
     // a file source needs it to exist (the agent checks).
     let mut path = path;
-    if src_meta.as_ref().is_some_and(|m| m.is_dir()) && path.len() > 1 {
-        path = path.trim_end_matches('/');
+    if src_meta.as_ref().is_some_and(|m| m.is_dir()) {
+        let trimmed = path.trim_end_matches('/');
+        path = if trimmed.is_empty() { "/" } else { trimmed };
     }
     let stream = match connect(iso)?.into_stream(Request::CopyTo {
         id: container.into(),
