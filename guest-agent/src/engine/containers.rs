@@ -535,6 +535,16 @@ pub(super) fn spawn_monitor(
     // children (a container init waiting to be started) may still hold the
     // pipe open, so end of file alone is not enough.
     let rd = std::fs::File::from(rd);
+    // Gone for good: no /proc entry, or a zombie; a /proc read that fails
+    // otherwise proves nothing. Seen twice in a row before giving up.
+    let gone = || match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        Ok(s) => s
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state == "Z" || state == "X"),
+    };
+    let mut gone_before = false;
     loop {
         use std::os::fd::AsFd;
         let mut fds = [nix::poll::PollFd::new(
@@ -546,7 +556,8 @@ pub(super) fn spawn_monitor(
                 break;
             }
         }
-        if !process_alive(pid) {
+        let now_gone = gone();
+        if now_gone && gone_before {
             let mut fds = [nix::poll::PollFd::new(
                 rd.as_fd(),
                 nix::poll::PollFlags::POLLIN,
@@ -555,11 +566,13 @@ pub(super) fn spawn_monitor(
                 break;
             }
             let out = std::fs::read_to_string(log).unwrap_or_default();
+            eprintln!("berth-agent: {what} {pid} died without reporting");
             return Err(err(
                 ErrorKind::Internal,
-                format!("{what} exited without reporting: {}", out.trim()),
+                format!("{what} died without reporting: {}", out.trim()),
             ));
         }
+        gone_before = now_gone;
     }
     let mut line = String::new();
     std::io::BufReader::new(rd)

@@ -93,8 +93,25 @@ fn tick(engine: &Engine) -> bool {
             continue;
         }
         let _ = std::fs::write(dir.join("restarts"), format!("{}\n", count + 1));
-        if let Err(e) = c.start(&r.id, false) {
-            eprintln!("berth-agent: restarting {}: {e}", &r.id[..12]);
+        // After a reboot say so (once per container), so that a restart
+        // that does not come back can be told from one never tried.
+        let after_reboot = status == ContainerStatus::Dead;
+        if after_reboot {
+            eprintln!(
+                "berth-agent: restarting {} after a reboot (--restart {})",
+                &r.id[..12],
+                policy.name
+            );
+        }
+        let t = std::time::Instant::now();
+        match c.start(&r.id, false) {
+            Err(e) => eprintln!("berth-agent: restarting {}: {e}", &r.id[..12]),
+            Ok(_) if after_reboot => eprintln!(
+                "berth-agent: restarted {} in {:.1} s",
+                &r.id[..12],
+                t.elapsed().as_secs_f64()
+            ),
+            Ok(_) => {}
         }
     }
     any
