@@ -80,7 +80,8 @@ fn machine_vm_boots_runs_containers_and_keeps_images() {
     assert_eq!(o.stderr, "err\n");
     step("run", t);
 
-    let o = b.run(&["run", "--rm", DEFAULT_IMAGE, "no-such-command"]);
+    // Kept (no --rm): `container prune` removes it further down.
+    let o = b.run(&["run", "--name", "failed", DEFAULT_IMAGE, "no-such-command"]);
     assert_eq!(o.code, 127, "{}", o.stderr);
     let o = b.run_stdin(
         &[
@@ -112,7 +113,7 @@ fn machine_vm_boots_runs_containers_and_keeps_images() {
         DEFAULT_IMAGE,
         "sh",
         "-c",
-        "echo started; while :; do sleep 1; done",
+        "trap 'echo got-hup' HUP; echo started; while :; do sleep 1; done",
     ])
     .ok();
     let deadline = Instant::now() + std::time::Duration::from_secs(300);
@@ -135,11 +136,18 @@ fn machine_vm_boots_runs_containers_and_keeps_images() {
         stats.lines().nth(1).is_some_and(|l| l.contains("svc")),
         "{stats}"
     );
-    b.run(&["update", "--pids-limit", "50", "svc"]).ok();
-    let o = b
-        .run(&["exec", "svc", "cat", "/sys/fs/cgroup/pids.max"])
+    b.run(&["update", "--pids-limit", "50", "--cpus", "0.5", "svc"])
         .ok();
-    assert_eq!(o.stdout, "50\n");
+    let o = b
+        .run(&[
+            "exec",
+            "svc",
+            "cat",
+            "/sys/fs/cgroup/pids.max",
+            "/sys/fs/cgroup/cpu.max",
+        ])
+        .ok();
+    assert_eq!(o.stdout, "50\n50000 100000\n");
     assert_eq!(b.run(&["port", "svc"]).ok().stdout, "");
     b.run(&["rename", "svc", "svc-renamed"]).ok();
     b.run(&["rename", "svc-renamed", "svc"]).ok();
@@ -165,11 +173,83 @@ fn machine_vm_boots_runs_containers_and_keeps_images() {
         .ok();
     assert!(o.stdout.starts_with("sha256:"), "{}", o.stdout);
     // Kept small on purpose: every container created in this emulated
-    // guest costs about a minute, and container creation in the guest has
-    // failed intermittently (corrupted state/config files read back; see
-    // the session note on issue 6). start, restart, attach, prune and a run
-    // of the committed image are covered natively in native_lifecycle.rs.
+    // guest costs about a minute. A run of the committed image is covered
+    // natively in native_lifecycle.rs.
     step("top, stats, update, port, rename, cp, commit", t);
+
+    // Signals, attach, restart, start, inspect: on the running svc, one
+    // container start in all (each costs a minute here).
+    // Generous deadlines: on a loaded kvm_pvm host one request here has
+    // taken over 20 s, and the trap runs only after the current `sleep 1`.
+    b.run(&["kill", "-s", "HUP", "svc"]).ok();
+    let deadline = Instant::now() + std::time::Duration::from_secs(300);
+    while !b.run(&["logs", "svc"]).stdout.contains("got-hup") {
+        assert!(Instant::now() < deadline, "kill -s HUP did not reach svc");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let mut attached = b
+        .command()
+        .args(["attach", "svc"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = attached.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    // HUP until the attached stream relays the trap's line.
+    let deadline = Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        b.run(&["kill", "-s", "HUP", "svc"]).ok();
+        if let Ok(l) = rx.recv_timeout(std::time::Duration::from_secs(15)) {
+            assert_eq!(l, "got-hup");
+            break;
+        }
+        assert!(Instant::now() < deadline, "attach relayed nothing");
+    }
+    let inspect = |c: &str| -> serde_json::Value {
+        let v: serde_json::Value =
+            serde_json::from_str(&b.run(&["inspect", c]).ok().stdout).unwrap();
+        v[0].clone()
+    };
+    let st = inspect("svc");
+    assert_eq!(st["State"]["Status"], "running");
+    assert_eq!(st["HostConfig"]["PidsLimit"], 50);
+    assert_eq!(st["HostConfig"]["NanoCpus"], 500_000_000);
+    assert_eq!(st["HostConfig"]["CgroupnsMode"], "private");
+    assert_eq!(st["Config"]["Cmd"][0], "sh");
+    let pid = st["State"]["Pid"].as_i64().unwrap();
+    assert!(pid > 0);
+    // PID 1 ignores SIGTERM without a handler: restart -t 1 kills it (the
+    // attached client sees 137) and starts it again.
+    assert_eq!(b.run(&["restart", "-t", "1", "svc"]).ok().stdout, "svc\n");
+    assert_eq!(attached.wait().unwrap().code(), Some(137));
+    let st = inspect("svc");
+    assert_eq!(st["State"]["Status"], "running");
+    assert_ne!(st["State"]["Pid"].as_i64().unwrap(), pid);
+    // start: a no-op on a running container; a container whose command
+    // does not exist fails to start again.
+    assert_eq!(b.run(&["start", "svc"]).ok().stdout, "svc\n");
+    let o = b.run(&["start", "-a", "failed"]);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("executable file not found"),
+        "{}",
+        o.stderr
+    );
+    let o = b.run(&["rm", "svc"]);
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr.contains("cannot remove a running container"),
+        "{}",
+        o.stderr
+    );
+    step("kill -s, attach, restart, start, inspect", t);
 
     // A clean stop and start keeps the image store.
     b.run(&["machine", "stop"]).ok();
@@ -181,9 +261,17 @@ fn machine_vm_boots_runs_containers_and_keeps_images() {
     // restart has hung in the guest intermittently (see the issue 6 note);
     // restart policies across an agent restart are tested natively
     // (native_lifecycle::restart_policies_survive_an_agent_restart).
-    b.run(&["rm", "-f", "svc"]).ok();
+    // svc ran when the machine stopped: now it is stopped, rm needs no -f.
+    assert_eq!(b.run(&["rm", "svc"]).ok().stdout, "svc\n");
     assert!(!b.run(&["ps", "-a"]).ok().stdout.contains("svc"));
-    step("stop/start keeps images, rm -f", t);
+    let failed = inspect("failed")["Id"].as_str().unwrap().to_string();
+    let o = b.run(&["container", "prune", "-f"]).ok();
+    assert_eq!(
+        o.stdout,
+        format!("Deleted Containers:\n{failed}\n\nTotal reclaimed space: 0B\n")
+    );
+    assert_eq!(b.run(&["ps", "-aq"]).ok().stdout, "");
+    step("stop/start keeps images, rm, prune", t);
 
     // SIGKILL of the VMM: the data disk stays usable.
     b.kill_vmm();
