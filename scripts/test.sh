@@ -4,25 +4,47 @@
 # runs unit tests and the black-box tests against the real binaries.
 #
 #   BERTH_TEST_ISOLATION=native|shared|vm  placement for the container suite (default native)
+#   BERTH_TEST_BUDGET=SECS  the whole run's time limit (default 5100, inside
+#                           CI's 90 min): the tests are stopped when it is
+#                           spent, so the log still says where time went.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+T0=$(date +%s)
+phase() { echo "== [$(($(date +%s) - T0)) s] $*" >&2; }
+phase deps
 scripts/deps.sh
-echo "== build" >&2
+phase build
 PROFILE=release scripts/dev-build.sh
 images/build-default-image.sh >/dev/null
-echo "== guest kernel (cached)" >&2
+phase "guest kernel (cached)"
 kernel-config/build-kernel.sh | tail -n 1
-echo "== fmt + clippy" >&2
+phase "fmt + clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
-echo "== cross: macOS/Windows clippy, berth.exe, arm64 agent + kernel (cached)" >&2
+phase "cross: macOS/Windows clippy, berth.exe, arm64 agent + kernel (cached)"
 scripts/check-cross.sh
-echo "== tests" >&2
+phase tests
+export BERTH_TEST_TIMINGS="$PWD/target/test-timings.log"
+rm -f "$BERTH_TEST_TIMINGS"
+left=$((${BERTH_TEST_BUDGET:-5100} - ($(date +%s) - T0)))
+if [ "$left" -lt 600 ]; then left=600; fi
 set +e
-cargo test --workspace --no-fail-fast 2>&1 | tee target/test.log
+# Each test binary's start time goes in front of cargo's "Running" line.
+timeout -k 30 "$left" cargo test --workspace --no-fail-fast 2>&1 |
+    while IFS= read -r l; do
+        case $l in
+        *"     Running "*) echo "[$(($(date +%s) - T0)) s]$l" ;;
+        *) printf '%s\n' "$l" ;;
+        esac
+    done | tee target/test.log
 rc=${PIPESTATUS[0]}
 set -e
-echo "== summary" >&2
+if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+    echo "tests stopped: the ${BERTH_TEST_BUDGET:-5100} s budget was spent" >&2
+fi
+phase summary
+echo "-- slow steps (BERTH_TEST_TIMINGS)"
+cat "$BERTH_TEST_TIMINGS" 2>/dev/null || true
 grep -E '^test result: ' target/test.log | awk '{p+=$4; f+=$6} END {printf "%d passed, %d failed\n", p, f}'
 grep -h 'SKIPPED' target/test.log | sort | uniq -c || true
 exit "$rc"

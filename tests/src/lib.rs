@@ -8,8 +8,10 @@
 
 pub mod dockerd;
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
@@ -100,6 +102,105 @@ pub fn have(cmd: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Waits for `child` (stdout and stderr piped) and collects its output; if
+/// it is still running after `limit`, SIGKILLs it and fails the test with
+/// what it printed so far, so a hang costs minutes, not the CI run.
+#[track_caller]
+pub fn wait_output(mut child: Child, limit: Duration, what: &str) -> Out {
+    fn drain(r: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    }
+    let out = drain(child.stdout.take());
+    let err = drain(child.stderr.take());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break Some(st);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // A grandchild may still hold the pipes open: don't wait for it forever.
+    let collect = |h: std::thread::JoinHandle<Vec<u8>>| -> Vec<u8> {
+        let until = Instant::now() + Duration::from_secs(10);
+        while !h.is_finished() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if h.is_finished() {
+            h.join().unwrap_or_default()
+        } else {
+            b"<output still held open by a child process>".to_vec()
+        }
+    };
+    let (stdout, stderr) = (collect(out), collect(err));
+    let Some(status) = status else {
+        panic!(
+            "`{what}` did not finish within {} s (killed)\nstdout: {}\nstderr: {}",
+            limit.as_secs(),
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr)
+        );
+    };
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+    .into()
+}
+
+/// Waits for `child` up to `limit`; SIGKILLs it and fails the test if it
+/// is still running then.
+#[track_caller]
+pub fn wait_status(child: &mut Child, limit: Duration, what: &str) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "`{what}` did not finish within {} s (killed)",
+                limit.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Records how long a step of a slow test took: on stderr, and appended to
+/// the file named by `BERTH_TEST_TIMINGS` (scripts/test.sh prints it at the
+/// end, so CI logs show where the time went even when a test hangs).
+pub fn timing(test: &str, step: &str, since: Instant) {
+    let line = format!(
+        "{test}: {step} done at {:.1} s",
+        since.elapsed().as_secs_f64()
+    );
+    eprintln!("{line}");
+    if let Some(path) = std::env::var_os("BERTH_TEST_TIMINGS") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
+
 /// Prints the skip marker the suite uses.
 pub fn skip(reason: &str) {
     println!("SKIPPED: {reason}");
@@ -110,6 +211,10 @@ pub fn skip(reason: &str) {
 pub struct Berth {
     pub home: tempfile::TempDir,
     pub isolation: String,
+    /// How long one berth command may take before the test fails (instead
+    /// of hanging the suite). `BERTH_TEST_CMD_TIMEOUT` (seconds) sets the
+    /// default; VM tests set their own.
+    pub timeout: Duration,
 }
 
 /// Output of a berth command, with helpers.
@@ -155,9 +260,14 @@ impl Berth {
             .prefix("berth-test-")
             .tempdir_in("/tmp")
             .unwrap();
+        let timeout = std::env::var("BERTH_TEST_CMD_TIMEOUT")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1200);
         Berth {
             home,
             isolation: std::env::var("BERTH_TEST_ISOLATION").unwrap_or_else(|_| "native".into()),
+            timeout: Duration::from_secs(timeout),
         }
     }
 
@@ -174,27 +284,43 @@ impl Berth {
         c
     }
 
+    /// Runs berth with `args` and no stdin; fails the test if it takes
+    /// longer than `self.timeout`.
+    #[track_caller]
     pub fn run(&self, args: &[&str]) -> Out {
-        self.command()
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-            .into()
+        self.run_with(args, None)
     }
 
+    /// Runs berth with `args`, feeding `input` on stdin.
+    #[track_caller]
     pub fn run_stdin(&self, args: &[&str], input: &[u8]) -> Out {
-        use std::io::Write;
+        self.run_with(args, Some(input))
+    }
+
+    #[track_caller]
+    fn run_with(&self, args: &[&str], input: Option<&[u8]>) -> Out {
         let mut child = self
             .command()
             .args(args)
-            .stdin(Stdio::piped())
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(input).unwrap();
-        child.wait_with_output().unwrap().into()
+        if let Some(input) = input {
+            let mut stdin = child.stdin.take().unwrap();
+            let input = input.to_vec();
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let _ = stdin.write_all(&input);
+            });
+        }
+        let what = format!("berth {}", args.join(" "));
+        wait_output(child, self.timeout, &what)
     }
 
     /// Loads the default image.

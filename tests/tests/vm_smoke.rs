@@ -9,7 +9,7 @@
 // Drives the Linux builds of berth and berth-agent (native placement, KVM).
 #![cfg(target_os = "linux")]
 
-use berth_tests::{default_image, skip, Berth, DEFAULT_IMAGE};
+use berth_tests::{default_image, skip, timing, wait_status, Berth, DEFAULT_IMAGE};
 use std::path::Path;
 use std::time::Instant;
 
@@ -25,10 +25,7 @@ fn kernel_available() -> bool {
 }
 
 fn step(name: &str, t: Instant) {
-    eprintln!(
-        "vm_smoke: {name} done at {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
+    timing("vm_smoke", name, t);
 }
 
 #[test]
@@ -41,6 +38,10 @@ fn machine_vm_boots_runs_containers_and_keeps_images() {
     }
     let mut b = Berth::new();
     b.isolation = "shared".into();
+    // One request has taken minutes on a loaded emulated guest; a command
+    // still running after 15 min is a hang, and fails here instead of
+    // running the CI out of time.
+    b.timeout = std::time::Duration::from_secs(900);
     let t = Instant::now();
     let o = b.run(&["machine", "start", "--timings"]).ok();
     assert!(o.stdout.contains("launch → agent ready:"), "{}", o.stdout);
@@ -228,7 +229,10 @@ fn machine_vm_boots_runs_containers_and_keeps_images() {
     // PID 1 ignores SIGTERM without a handler: restart -t 1 kills it (the
     // attached client sees 137) and starts it again.
     assert_eq!(b.run(&["restart", "-t", "1", "svc"]).ok().stdout, "svc\n");
-    assert_eq!(attached.wait().unwrap().code(), Some(137));
+    assert_eq!(
+        wait_status(&mut attached, b.timeout, "berth attach svc").code(),
+        Some(137)
+    );
     let st = inspect("svc");
     assert_eq!(st["State"]["Status"], "running");
     assert_ne!(st["State"]["Pid"].as_i64().unwrap(), pid);
