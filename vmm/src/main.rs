@@ -7,6 +7,8 @@ use berth_vmm::HostQuirks;
 use clap::Parser;
 
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+use berth_vmm::snapshot::memory::MemoryRestore;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 use berth_vmm::vmm::{
     self, DiskConfig, RestoreConfig, SerialOutput, SnapshotOnReady, VmConfig, VmExitReason,
 };
@@ -69,6 +71,11 @@ struct Args {
     /// snapshot's paths).
     #[arg(long, value_name = "DIR", conflicts_with_all = ["initrd", "snapshot_on_ready"])]
     restore: Option<PathBuf>,
+    /// How --restore brings guest memory back: `private` (copy-on-write
+    /// mapping of the memory file, the default) or `copy` (read into
+    /// anonymous memory that the VM owns).
+    #[arg(long = "restore-memory", value_name = "HOW", value_parser = ["private", "copy"], default_value = "private")]
+    restore_memory: String,
 }
 
 fn parse_disk(spec: &str) -> Result<(PathBuf, bool), String> {
@@ -108,6 +115,11 @@ fn main() -> ExitCode {
             disks,
             kernel: args.kernel,
             snapshot_on_ready: None,
+            memory: if args.restore_memory == "copy" {
+                MemoryRestore::Copy
+            } else {
+                MemoryRestore::Private
+            },
         })
     } else {
         let mut cmdline = args.cmdline;

@@ -370,6 +370,8 @@ pub struct RestoreConfig {
     pub kernel: Option<PathBuf>,
     /// Take another snapshot at this marker line (chained snapshots).
     pub snapshot_on_ready: Option<SnapshotOnReady>,
+    /// How guest memory comes back (see [`snapshot::memory::MemoryRestore`]).
+    pub memory: snapshot::memory::MemoryRestore,
 }
 
 /// Restores the snapshot in `config.dir` and runs the VM to its end.
@@ -404,9 +406,10 @@ pub fn restore(config: &RestoreConfig) -> Result<VmOutcome, VmmError> {
         .into());
     }
 
-    let mem = snapshot::memory::map_private(
+    let mem = snapshot::memory::restore(
         &config.dir.join(snapshot::MEMORY_FILE),
         &header.memory_regions,
+        config.memory,
     )?;
     vm.map_memory(&mem)?;
 

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 
 /// Largest image config accepted (configs are small JSON documents).
@@ -46,6 +46,13 @@ pub enum StoreError {
         expected: String,
         actual: String,
     },
+    #[error("blob {digest} changed in storage after it was verified: it now hashes to {actual} ({changed})")]
+    BlobChanged {
+        digest: String,
+        actual: String,
+        /// Which 4 KiB pages look damaged, as far as can be told alone.
+        changed: String,
+    },
     #[error("No such image: {0}")]
     NoSuchImage(String),
     #[error("{0}")]
@@ -54,6 +61,39 @@ pub enum StoreError {
     Conflict(String),
     #[error("store i/o error: {0}")]
     Io(#[from] io::Error),
+}
+
+/// Re-hashes a stored blob: `Some(BlobChanged)` when it no longer matches
+/// `digest`, with the all-zero 4 KiB pages counted (a lost page reads as
+/// zeros) and the first few listed.
+fn recheck_blob(path: &Path, digest: &str) -> Option<StoreError> {
+    let data = fs::read(path).ok()?;
+    let actual = format!("sha256:{}", hex::encode(Sha256::digest(&data)));
+    if actual == digest {
+        return None;
+    }
+    let zero: Vec<usize> = data
+        .chunks(4096)
+        .enumerate()
+        .filter(|(_, c)| c.len() == 4096 && c.iter().all(|&b| b == 0))
+        .map(|(i, _)| i)
+        .collect();
+    let first: Vec<String> = zero.iter().take(8).map(|p| p.to_string()).collect();
+    Some(StoreError::BlobChanged {
+        digest: digest.to_string(),
+        actual,
+        changed: format!(
+            "{} bytes, {} of {} pages all zero{}",
+            data.len(),
+            zero.len(),
+            data.len().div_ceil(4096),
+            if first.is_empty() {
+                String::new()
+            } else {
+                format!(": pages {}", first.join(", "))
+            }
+        ),
+    })
 }
 
 /// Returns the hex part of a `sha256:` digest after validating it.
@@ -371,6 +411,14 @@ impl ImageStore {
         })();
         if result.is_err() {
             let _ = fs::remove_dir_all(&work);
+        }
+        // A layer that does not unpack although its digest was verified on
+        // arrival: check whether the stored bytes changed since (storage or
+        // memory corruption), and say so instead of blaming the layer.
+        if let Err(StoreError::Layer { .. }) = &result {
+            if let Some(e) = recheck_blob(&blob, digest) {
+                return Err(e);
+            }
         }
         result
     }
