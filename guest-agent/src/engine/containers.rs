@@ -23,6 +23,11 @@ pub struct ContainerStore {
     pub(super) lock: Mutex<()>,
     /// Some container may have a restart policy (see `restart.rs`).
     pub(super) policy_hint: std::sync::atomic::AtomicBool,
+    /// Held by the restart-policy thread from its "not stopped by the
+    /// user" check through the start, and by stop/kill/rm while they mark
+    /// a container stopped: a user stop that races a policy restart either
+    /// comes first (no restart) or waits and then stops the new run.
+    pub(super) policy_gate: Mutex<()>,
 }
 
 pub(super) fn err(kind: ErrorKind, msg: impl Into<String>) -> ApiError {
@@ -73,6 +78,7 @@ impl ContainerStore {
             layout,
             lock: Mutex::new(()),
             policy_hint: std::sync::atomic::AtomicBool::new(false),
+            policy_gate: Mutex::new(()),
         }
     }
 
@@ -441,6 +447,7 @@ impl ContainerStore {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(run.pid), sig).map_err(internal)?;
         // As docker: a container the user signalled counts as stopped by the
         // user, so its restart policy does not bring it back.
+        let _gate = self.policy_gate.lock().unwrap_or_else(|e| e.into_inner());
         let _ = std::fs::write(self.layout.container(&r.id).join(super::ops::STOPPED), b"");
         Ok(())
     }
@@ -456,7 +463,10 @@ impl ContainerStore {
                     format!("You cannot remove a running container {}. Stop the container before attempting removal or force remove", r.id),
                 ));
             }
-            let _ = std::fs::write(self.layout.container(&r.id).join(super::ops::STOPPED), b"");
+            {
+                let _gate = self.policy_gate.lock().unwrap_or_else(|e| e.into_inner());
+                let _ = std::fs::write(self.layout.container(&r.id).join(super::ops::STOPPED), b"");
+            }
             let _ = self.kill(&r.id, libc::SIGKILL);
             if status == ContainerStatus::Paused {
                 let _ = self.unpause(&r.id);

@@ -72,9 +72,14 @@ impl ContainerStore {
         key: &str,
         timeout: Option<i64>,
     ) -> Result<String, ApiError> {
-        let (r, status) = self.running(key)?;
-        let dir = self.layout().container(&r.id);
-        let _ = std::fs::write(dir.join(STOPPED), b"");
+        // Marked stopped before the status is read, under the policy gate:
+        // a policy restart in flight finishes first and is then stopped.
+        let (r, status) = {
+            let _gate = self.policy_gate.lock().unwrap_or_else(|e| e.into_inner());
+            let (r, status) = self.running(key)?;
+            let _ = std::fs::write(self.layout().container(&r.id).join(STOPPED), b"");
+            (r, status)
+        };
         if !matches!(status, ContainerStatus::Running | ContainerStatus::Paused) {
             return Ok(r.id);
         }

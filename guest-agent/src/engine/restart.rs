@@ -54,6 +54,7 @@ fn tick(engine: &Engine) -> bool {
         }
         any = true;
         let dir = engine.layout().container(&r.id);
+        // Checked again under the gate right before the start.
         if dir.join(STOPPED).exists() {
             continue;
         }
@@ -91,6 +92,10 @@ fn tick(engine: &Engine) -> bool {
         };
         if (now - finished).num_milliseconds() < delay_ms as i64 {
             continue;
+        }
+        let _gate = c.policy_gate.lock().unwrap_or_else(|e| e.into_inner());
+        if dir.join(STOPPED).exists() || c.status(&r.id).0 != status {
+            continue; // the user stopped it (or started it) meanwhile
         }
         let _ = std::fs::write(dir.join("restarts"), format!("{}\n", count + 1));
         // After a reboot say so (once per container), so that a restart
