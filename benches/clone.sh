@@ -61,7 +61,9 @@ log "first run (cold boot, snapshot made): $(cat "$work/first")"
 docker_ok=0
 if command -v "${DOCKER:-docker}" >/dev/null && "${DOCKER:-docker}" info >/dev/null 2>&1; then
     if ! "${DOCKER:-docker}" image inspect "$image" >/dev/null 2>&1; then
-        "${DOCKER:-docker}" load -i "$image_tar" >/dev/null 2>&1 || true
+        # docker 20.10 loads docker archives, not OCI ones.
+        skopeo copy -q "oci-archive:$image_tar" "docker-archive:$work/img.tar:$image" >&2 &&
+            "${DOCKER:-docker}" load -i "$work/img.tar" >/dev/null 2>&1 || true
     fi
     "${DOCKER:-docker}" image inspect "$image" >/dev/null 2>&1 && docker_ok=1
 fi

@@ -30,7 +30,10 @@ left=$((${BERTH_TEST_BUDGET:-5100} - ($(date +%s) - T0)))
 if [ "$left" -lt 600 ]; then left=600; fi
 set +e
 # Each test binary's start time goes in front of cargo's "Running" line.
-timeout -k 30 "$left" cargo test --workspace --no-fail-fast 2>&1 |
+# --release: reuses the release build above instead of compiling the whole
+# workspace a fourth time, and the VMM the vmm tests boot guests with runs
+# optimised (its device emulation is the slow part of those tests).
+timeout -k 30 "$left" cargo test --workspace --release --no-fail-fast 2>&1 |
     while IFS= read -r l; do
         case $l in
         *"     Running "*) echo "[$(($(date +%s) - T0)) s]$l" ;;

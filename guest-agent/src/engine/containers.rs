@@ -503,6 +503,11 @@ impl ContainerStore {
     }
 }
 
+/// How long a monitor may take to report that its process started. Far
+/// above the slowest start seen (minutes, in an emulated guest kernel on a
+/// loaded host); what passes it is stuck.
+const MONITOR_REPORT_TIMEOUT: Duration = Duration::from_secs(900);
+
 /// Starts a monitor process (`berth-agent shim` or `exec-shim`, with
 /// `--root <root>` added) in its own session, its output in `log`, and waits
 /// for the readiness line it writes on fd 3.
@@ -555,8 +560,30 @@ pub(super) fn spawn_monitor(
             .is_some_and(|state| state == "Z" || state == "X"),
     };
     let mut gone_before = false;
+    // A monitor that neither reports nor dies would wedge the request (and
+    // the client) forever: past this it is killed and the start fails.
+    let deadline = Instant::now() + MONITOR_REPORT_TIMEOUT;
     loop {
         use std::os::fd::AsFd;
+        if Instant::now() > deadline {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let out = std::fs::read_to_string(log).unwrap_or_default();
+            eprintln!(
+                "berth-agent: {what} {pid} did not report within {} s; killed",
+                MONITOR_REPORT_TIMEOUT.as_secs()
+            );
+            return Err(err(
+                ErrorKind::Internal,
+                format!(
+                    "{what} did not report within {} s (killed): {}",
+                    MONITOR_REPORT_TIMEOUT.as_secs(),
+                    out.trim()
+                ),
+            ));
+        }
         let mut fds = [nix::poll::PollFd::new(
             rd.as_fd(),
             nix::poll::PollFlags::POLLIN,
