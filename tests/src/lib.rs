@@ -281,6 +281,17 @@ impl Berth {
         if vmm.is_file() {
             c.env("BERTH_VMM", vmm);
         }
+        // Guests boot in ~50 s on an idle kvm_pvm host but took over 300 s
+        // (berth's default limit) while other VMs loaded its two cores: the
+        // tests check behaviour, so they give boots and restores longer.
+        for (var, secs) in [
+            ("BERTH_BOOT_TIMEOUT", "900"),
+            ("BERTH_RESTORE_TIMEOUT", "600"),
+        ] {
+            if std::env::var_os(var).is_none() {
+                c.env(var, secs);
+            }
+        }
         c
     }
 
