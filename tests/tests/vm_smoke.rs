@@ -39,9 +39,9 @@ fn machine_vm_boots_runs_containers_and_keeps_images() {
     let mut b = Berth::new();
     b.isolation = "shared".into();
     // One request has taken minutes on a loaded emulated guest; a command
-    // still running after 15 min is a hang, and fails here instead of
+    // still running after 20 min is a hang, and fails here instead of
     // running the CI out of time.
-    b.timeout = std::time::Duration::from_secs(900);
+    b.timeout = std::time::Duration::from_secs(1200);
     let t = Instant::now();
     let o = b.run(&["machine", "start", "--timings"]).ok();
     assert!(o.stdout.contains("launch → agent ready:"), "{}", o.stdout);
