@@ -40,7 +40,9 @@ impl HostQuirks {
     /// kvm_pvm guest under host load read back data it had just written
     /// wrong, transiently (layer blobs that re-hashed fine failed to
     /// unpack; libcontainer state came back without its pid; a shim died).
-    /// With all RAM at boot the same runs were clean (see the issue 8 note).
+    /// With all RAM at boot the same runs were clean at load 2–3 (10 of 10
+    /// against 7 of 10 failing); ten guests on two cores still misread
+    /// once (see the issue 8 note).
     pub fn boot_mem_bytes(&self) -> Option<u64> {
         None
     }
