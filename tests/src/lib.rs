@@ -118,18 +118,7 @@ pub fn wait_output(mut child: Child, limit: Duration, what: &str) -> Out {
     }
     let out = drain(child.stdout.take());
     let err = drain(child.stderr.take());
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break Some(st);
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_or_kill(&mut child, limit);
     // A grandchild may still hold the pipes open: don't wait for it forever.
     let collect = |h: std::thread::JoinHandle<Vec<u8>>| -> Vec<u8> {
         let until = Instant::now() + Duration::from_secs(10);
@@ -163,18 +152,26 @@ pub fn wait_output(mut child: Child, limit: Duration, what: &str) -> Out {
 /// is still running then.
 #[track_caller]
 pub fn wait_status(child: &mut Child, limit: Duration, what: &str) -> std::process::ExitStatus {
+    wait_or_kill(child, limit).unwrap_or_else(|| {
+        panic!(
+            "`{what}` did not finish within {} s (killed)",
+            limit.as_secs()
+        )
+    })
+}
+
+/// Waits for `child` up to `limit`; `None` when it was still running then
+/// (it has been SIGKILLed and reaped).
+fn wait_or_kill(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
     let start = Instant::now();
     loop {
         if let Some(st) = child.try_wait().unwrap() {
-            return st;
+            return Some(st);
         }
         if start.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            panic!(
-                "`{what}` did not finish within {} s (killed)",
-                limit.as_secs()
-            );
+            return None;
         }
         std::thread::sleep(Duration::from_millis(20));
     }

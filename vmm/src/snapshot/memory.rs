@@ -101,9 +101,9 @@ pub fn write_sparse(
     Ok(stats)
 }
 
-/// Maps `path` as guest memory with the given regions (guest address,
-/// size; file offsets back to back), private and copy-on-write.
-pub fn map_private(path: &Path, regions: &[(u64, u64)]) -> Result<GuestMemoryMmap, SnapshotError> {
+/// Opens the memory file of a snapshot whose RAM is `regions`, checking
+/// that its length is their total.
+fn open_memory_file(path: &Path, regions: &[(u64, u64)]) -> Result<File, SnapshotError> {
     let file = File::open(path).map_err(io_err(format!("open {}", path.display())))?;
     let total: u64 = regions.iter().map(|r| r.1).sum();
     let len = file
@@ -116,6 +116,13 @@ pub fn map_private(path: &Path, regions: &[(u64, u64)]) -> Result<GuestMemoryMma
             path.display()
         )));
     }
+    Ok(file)
+}
+
+/// Maps `path` as guest memory with the given regions (guest address,
+/// size; file offsets back to back), private and copy-on-write.
+pub fn map_private(path: &Path, regions: &[(u64, u64)]) -> Result<GuestMemoryMmap, SnapshotError> {
+    let file = open_memory_file(path, regions)?;
     let mut offset = 0u64;
     let mut out = Vec::new();
     for &(addr, size) in regions {
@@ -198,18 +205,7 @@ fn data_extents(file: &File, start: u64, end: u64) -> Vec<(u64, u64)> {
 /// Reads `path` into fresh anonymous guest memory with the given regions;
 /// holes stay untouched (zero, and not even allocated).
 pub fn load_copy(path: &Path, regions: &[(u64, u64)]) -> Result<GuestMemoryMmap, SnapshotError> {
-    let file = File::open(path).map_err(io_err(format!("open {}", path.display())))?;
-    let total: u64 = regions.iter().map(|r| r.1).sum();
-    let len = file
-        .metadata()
-        .map_err(io_err(format!("stat {}", path.display())))?
-        .len();
-    if len != total {
-        return Err(SnapshotError::Memory(format!(
-            "{} is {len} bytes, the snapshot's guest RAM is {total}",
-            path.display()
-        )));
-    }
+    let file = open_memory_file(path, regions)?;
     let ranges: Vec<(GuestAddress, usize)> = regions
         .iter()
         .map(|&(a, s)| (GuestAddress(a), s as usize))
