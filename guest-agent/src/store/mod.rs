@@ -67,26 +67,44 @@ pub enum StoreError {
 /// `digest`, with the all-zero 4 KiB pages counted (a lost page reads as
 /// zeros) and the first few listed.
 fn recheck_blob(path: &Path, digest: &str) -> Option<StoreError> {
-    let data = fs::read(path).ok()?;
-    let actual = format!("sha256:{}", hex::encode(Sha256::digest(&data)));
+    // Streamed page by page: a layer can be larger than a guest's free RAM.
+    let mut f = io::BufReader::with_capacity(256 * 1024, fs::File::open(path).ok()?);
+    let mut hasher = Sha256::new();
+    let (mut len, mut pages, mut zero, mut first) = (0u64, 0u64, 0u64, Vec::new());
+    let mut page = vec![0u8; 4096];
+    loop {
+        let mut n = 0;
+        while n < page.len() {
+            match f.read(&mut page[n..]).ok()? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        if n == 0 {
+            break;
+        }
+        hasher.update(&page[..n]);
+        if n == page.len() && page.iter().all(|&b| b == 0) {
+            zero += 1;
+            if first.len() < 8 {
+                first.push(pages.to_string());
+            }
+        }
+        len += n as u64;
+        pages += 1;
+        if n < page.len() {
+            break;
+        }
+    }
+    let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
     if actual == digest {
         return None;
     }
-    let zero: Vec<usize> = data
-        .chunks(4096)
-        .enumerate()
-        .filter(|(_, c)| c.len() == 4096 && c.iter().all(|&b| b == 0))
-        .map(|(i, _)| i)
-        .collect();
-    let first: Vec<String> = zero.iter().take(8).map(|p| p.to_string()).collect();
     Some(StoreError::BlobChanged {
         digest: digest.to_string(),
         actual,
         changed: format!(
-            "{} bytes, {} of {} pages all zero{}",
-            data.len(),
-            zero.len(),
-            data.len().div_ceil(4096),
+            "{len} bytes, {zero} of {pages} pages all zero{}",
             if first.is_empty() {
                 String::new()
             } else {
@@ -707,4 +725,30 @@ struct SnapshotMeta {
     chain_id: String,
     diff_id: String,
     size: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recheck_reports_changed_blobs_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        let mut data = vec![7u8; 4096];
+        data.extend(vec![0u8; 2 * 4096]);
+        data.extend(b"tail");
+        fs::write(&path, &data).unwrap();
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&data)));
+        assert!(recheck_blob(&path, &digest).is_none());
+        let other = format!("sha256:{}", "0".repeat(64));
+        let e = recheck_blob(&path, &other)
+            .expect("a changed blob")
+            .to_string();
+        assert!(
+            e.contains(&format!("now hashes to {digest}"))
+                && e.contains("12292 bytes, 2 of 4 pages all zero: pages 1, 2"),
+            "{e}"
+        );
+    }
 }
