@@ -18,6 +18,8 @@ pub mod hypervisor;
 pub mod snapshot;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub mod vmm;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_vm;
 
 pub use host_quirks::{pvm_cmdline_extras, HostQuirks};
 

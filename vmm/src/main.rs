@@ -276,9 +276,83 @@ fn main() -> ExitCode {
     }
 }
 
+/// Windows on x86_64: an x86_64 guest on the Windows Hypervisor Platform,
+/// assembled by the portable `x86_vm` (console, virtio-blk, virtio-rng).
+#[cfg(all(windows, target_arch = "x86_64"))]
+fn main() -> ExitCode {
+    use berth_vmm::hypervisor::whp::Whp;
+    use berth_vmm::x86_vm::{self, X86Exit, X86VmConfig};
+    let args = Args::parse();
+    let _ = (args.timings, args.boot_mem_mib, &args.ready_marker);
+    if args.restore.is_some() || args.snapshot_on_ready.is_some() {
+        eprintln!("berth-vmm: snapshots are supported on Linux x86_64 (KVM) only");
+        return ExitCode::from(2);
+    }
+    let Some(kernel) = args.kernel.clone() else {
+        eprintln!("berth-vmm: --kernel is required");
+        return ExitCode::from(2);
+    };
+    if args.vsock_uds.is_some() {
+        eprintln!("berth-vmm: on Windows there is no vsock device yet");
+        return ExitCode::from(2);
+    }
+    let mut disks = Vec::new();
+    for spec in &args.disks {
+        match parse_disk(spec) {
+            Ok(d) => disks.push(d),
+            Err(e) => {
+                eprintln!("berth-vmm: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let console: Box<dyn std::io::Write + Send> = if args.serial_log == "-" {
+        Box::new(std::io::stdout())
+    } else {
+        match std::fs::File::create(&args.serial_log) {
+            Ok(f) => Box::new(f),
+            Err(e) => {
+                eprintln!("berth-vmm: {}: {e}", args.serial_log);
+                return ExitCode::from(1);
+            }
+        }
+    };
+    let config = X86VmConfig {
+        kernel,
+        initrd: args.initrd,
+        cmdline: args.cmdline,
+        cpus: args.cpus,
+        mem_mib: args.mem_mib,
+        console,
+        disks,
+        rng: args.rng,
+        // kvm_pvm workarounds never apply on Windows.
+        quirks: HostQuirks::none(),
+    };
+    let _ = args.no_host_quirks;
+    let code = match x86_vm::run(&Whp::new(args.cpus), config) {
+        Ok(X86Exit::Reset) | Ok(X86Exit::SystemReset) => 0,
+        Ok(X86Exit::Shutdown) => {
+            eprintln!("berth-vmm: guest shut down abnormally (triple fault or halt)");
+            3
+        }
+        Ok(X86Exit::Failed(why)) => {
+            eprintln!("berth-vmm: {why}");
+            4
+        }
+        Err(e) => {
+            eprintln!("berth-vmm: {e}");
+            1
+        }
+    };
+    // Other vCPU threads may still be inside the hypervisor: leave through exit().
+    std::process::exit(code)
+}
+
 #[cfg(not(any(
     all(target_os = "linux", target_arch = "x86_64"),
-    all(target_os = "macos", target_arch = "aarch64")
+    all(target_os = "macos", target_arch = "aarch64"),
+    all(windows, target_arch = "x86_64")
 )))]
 fn main() -> ExitCode {
     let _ = Args::parse();

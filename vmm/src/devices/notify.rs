@@ -12,7 +12,6 @@
 use std::io;
 #[cfg(not(target_os = "linux"))]
 use std::sync::{Arc, Condvar, Mutex};
-#[cfg(not(target_os = "linux"))]
 use std::time::Duration;
 
 #[cfg(target_os = "linux")]
@@ -93,6 +92,31 @@ impl QueueNotifier {
         Ok(std::mem::take(&mut *guard))
     }
 
+    /// Waits up to `timeout` for the doorbell, then behaves like [`Self::take`]
+    /// (poll(2) on the eventfd).
+    #[cfg(target_os = "linux")]
+    pub fn wait_timeout(&self, timeout: Duration) -> io::Result<u64> {
+        use std::os::fd::AsRawFd;
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: `pfd` is one valid pollfd that lives across the call, and
+        // the count passed is 1.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(0)
+            } else {
+                Err(e)
+            };
+        }
+        self.take()
+    }
+
     /// The eventfd behind the notifier (for KVM's ioeventfd and epoll).
     #[cfg(target_os = "linux")]
     pub fn event_fd(&self) -> &EventFd {
@@ -113,5 +137,18 @@ mod tests {
         c.notify().unwrap();
         assert_eq!(n.take().unwrap(), 2);
         assert_eq!(c.take().unwrap(), 0);
+    }
+
+    #[test]
+    fn wait_timeout_returns_the_count_or_zero() {
+        let n = QueueNotifier::new().unwrap();
+        let c = n.try_clone().unwrap();
+        assert_eq!(n.wait_timeout(Duration::from_millis(10)).unwrap(), 0);
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            c.notify().unwrap();
+        });
+        assert_eq!(n.wait_timeout(Duration::from_secs(10)).unwrap(), 1);
+        t.join().unwrap();
     }
 }

@@ -1,0 +1,354 @@
+//! Assembles and runs an x86_64 VM through the `Hypervisor` traits alone,
+//! for backends that are not KVM (the Windows Hypervisor Platform). It is
+//! the x86 twin of `arm64_vm`: RAM laid out by `arch::x86_64`; the kernel
+//! (ELF vmlinux or bzImage), initrd, command line, zero page, MP table and
+//! boot page tables placed by `boot`; a 16550 console and the i8042 reset
+//! line on the port-I/O bus; virtio-blk and virtio-rng on the MMIO bus, the
+//! same transport and devices as the KVM VMM. Queue notifications ring
+//! [`QueueNotifier`]s; one thread per queue waits on its notifier and
+//! processes the queue, so nothing here needs epoll or eventfd.
+//!
+//! The KVM VMM (`vmm.rs`) stays the Linux path: it adds vsock, snapshots and
+//! the epoll event loop. This module compiles on every x86_64 host, and its
+//! integration test (`vmm/tests/portable_x86.rs`) boots a real guest with
+//! the KVM backend through these traits, so the assembly is checked on
+//! Linux even though WHP itself cannot run there.
+//!
+//! Limits: no vsock device (its host side is epoll-based, Linux-only); when
+//! one vCPU ends the VM, the others are left to the process exit (as in
+//! `berth-vmm`).
+//!
+//! [`QueueNotifier`]: crate::devices::notify::QueueNotifier
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use vm_memory::GuestAddress;
+
+use crate::arch::x86_64::{
+    self as arch, mptable, regs, BootCpuState, VcpuSetup, FIRST_VIRTIO_IRQ, IOAPIC_PINS, MMIO_BASE,
+    MMIO_WINDOW_SIZE, SERIAL_IRQ,
+};
+use crate::boot::{self, BootError};
+use crate::devices::i8042::{I8042, I8042_DATA_PORT};
+use crate::devices::serial::{ConsoleSink, SerialPort, COM1_LEN, COM1_PORT};
+use crate::devices::virtio::block::{Block, BlockError};
+use crate::devices::virtio::mmio::MmioTransport;
+use crate::devices::virtio::rng::Rng;
+use crate::devices::virtio::VirtioDevice;
+use crate::devices::{Bus, BusError};
+use crate::host_quirks::HostQuirks;
+use crate::hypervisor::{Hypervisor, HypervisorError, Vcpu, VcpuExit};
+use crate::GuestMemoryMmap;
+
+/// What to boot.
+pub struct X86VmConfig {
+    /// ELF vmlinux or bzImage.
+    pub kernel: PathBuf,
+    /// Initial ramdisk.
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line (virtio-mmio devices and host quirks are appended).
+    pub cmdline: String,
+    /// Number of vCPUs (1 to 16).
+    pub cpus: u8,
+    /// Guest RAM in MiB.
+    pub mem_mib: u64,
+    /// Console output.
+    pub console: Box<dyn Write + Send>,
+    /// virtio-blk disks: (path, read-only).
+    pub disks: Vec<(PathBuf, bool)>,
+    /// Add a virtio-rng device.
+    pub rng: bool,
+    /// Host workarounds (command line and CPUID filter on kvm_pvm hosts).
+    pub quirks: HostQuirks,
+}
+
+/// How the guest ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum X86Exit {
+    /// The guest rebooted through the i8042 reset line (`reboot=k`), which
+    /// is how berth guests power off.
+    Reset,
+    /// The hypervisor reported a reset system event.
+    SystemReset,
+    /// Triple fault, or HLT with interrupts off.
+    Shutdown,
+    /// A vCPU failed.
+    Failed(String),
+}
+
+/// Errors setting the VM up.
+#[derive(Debug, thiserror::Error)]
+pub enum X86VmError {
+    /// The configuration cannot be booted.
+    #[error("invalid VM configuration: {0}")]
+    Config(String),
+    /// The hypervisor failed.
+    #[error(transparent)]
+    Hypervisor(#[from] HypervisorError),
+    /// Guest memory could not be allocated.
+    #[error("cannot allocate guest memory: {0}")]
+    Memory(#[from] vm_memory::mmap::FromRangesError),
+    /// Loading the guest failed.
+    #[error(transparent)]
+    Boot(#[from] BootError),
+    /// The MP table could not be written.
+    #[error(transparent)]
+    Mptable(#[from] mptable::MptableError),
+    /// The boot page tables or GDT could not be written.
+    #[error(transparent)]
+    Regs(#[from] regs::RegsError),
+    /// A disk could not be opened.
+    #[error(transparent)]
+    Block(#[from] BlockError),
+    /// Devices collide on the bus.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// A host resource failed.
+    #[error("{0}: {1}")]
+    Io(&'static str, #[source] std::io::Error),
+}
+
+/// Boots `config` on `hypervisor` and runs it until a vCPU ends it.
+pub fn run(hypervisor: &dyn Hypervisor, config: X86VmConfig) -> Result<X86Exit, X86VmError> {
+    if config.cpus == 0 || config.cpus > 16 {
+        return Err(X86VmError::Config(format!(
+            "{} vCPUs (1 to 16 supported)",
+            config.cpus
+        )));
+    }
+    if config.mem_mib < 32 {
+        return Err(X86VmError::Config(
+            "at least 32 MiB of RAM are needed".into(),
+        ));
+    }
+    let mem_size = config.mem_mib << 20;
+    let vm = hypervisor.create_vm()?;
+    let ranges: Vec<(GuestAddress, usize)> = arch::ram_regions(mem_size)
+        .into_iter()
+        .map(|(a, s)| (GuestAddress(a), s as usize))
+        .collect();
+    let mem = GuestMemoryMmap::from_ranges(&ranges)?;
+    vm.map_memory(&mem)?;
+
+    let kernel = boot::load_kernel(&mem, &config.kernel)?;
+    let initrd = match &config.initrd {
+        Some(p) => Some(boot::load_initrd(
+            &mem,
+            p,
+            mem_size,
+            boot::initrd_max_addr(&kernel),
+        )?),
+        None => None,
+    };
+    let mut cmdline = boot::new_cmdline(
+        format!(
+            "{} {}",
+            config.cmdline.trim(),
+            config.quirks.cmdline_extras()
+        )
+        .trim(),
+    )?;
+
+    // Legacy devices: the console and the reset line.
+    let (exit_tx, exit_rx) = channel::<X86Exit>();
+    let mut io_bus = Bus::new();
+    let sink = ConsoleSink::new(config.console, Arc::new(OnceLock::new()));
+    let serial = Arc::new(Mutex::new(SerialPort::new(
+        vm.create_interrupt_line(SERIAL_IRQ)?,
+        sink,
+    )));
+    io_bus.insert(COM1_PORT, COM1_LEN, serial.clone())?;
+    let reset_tx = Mutex::new(exit_tx.clone());
+    let i8042 = I8042::new(Box::new(move || {
+        let _ = reset_tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(X86Exit::Reset);
+    }));
+    io_bus.insert(I8042_DATA_PORT, 5, Arc::new(Mutex::new(i8042)))?;
+
+    // virtio devices, each with one worker thread per queue.
+    let mut devices: Vec<Arc<Mutex<dyn VirtioDevice>>> = Vec::new();
+    for (path, ro) in &config.disks {
+        devices.push(Arc::new(Mutex::new(Block::open(path, *ro)?)));
+    }
+    if config.rng {
+        devices.push(Arc::new(Mutex::new(Rng::new())));
+    }
+    let max_devices = u32::from(IOAPIC_PINS) - FIRST_VIRTIO_IRQ;
+    if devices.len() as u32 > max_devices {
+        return Err(X86VmError::Config(format!(
+            "at most {max_devices} virtio devices"
+        )));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    let mut mmio_bus = Bus::new();
+    for (i, dev) in devices.into_iter().enumerate() {
+        let irq = FIRST_VIRTIO_IRQ + i as u32;
+        let base = MMIO_BASE + i as u64 * MMIO_WINDOW_SIZE;
+        let transport =
+            MmioTransport::new(dev.clone(), mem.clone(), vm.create_interrupt_line(irq)?)
+                .map_err(|e| X86VmError::Io("virtio queue notifier", e))?;
+        for (q, notifier) in transport.queue_evts().iter().enumerate() {
+            let notifier = notifier
+                .try_clone()
+                .map_err(|e| X86VmError::Io("virtio queue notifier", e))?;
+            let (dev, stop) = (dev.clone(), stop.clone());
+            workers.push(std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if notifier
+                        .wait_timeout(Duration::from_millis(100))
+                        .unwrap_or(0)
+                        > 0
+                    {
+                        dev.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .process_queue(q);
+                    }
+                }
+            }));
+        }
+        mmio_bus.insert(base, MMIO_WINDOW_SIZE, Arc::new(Mutex::new(transport)))?;
+        cmdline
+            .add_virtio_mmio_device(MMIO_WINDOW_SIZE, GuestAddress(base), irq, None)
+            .map_err(BootError::from)?;
+    }
+
+    // Boot structures.
+    let cmdline_len = boot::write_cmdline(&mem, &cmdline)?;
+    boot::write_zero_page(&mem, &kernel, cmdline_len, initrd, mem_size)?;
+    mptable::write(&mem, config.cpus)?;
+    regs::write_boot_tables(&mem)?;
+
+    let buses = Arc::new((io_bus, mmio_bus));
+    let mut threads = Vec::new();
+    for index in 0..config.cpus {
+        let mut vcpu = vm.create_vcpu(index)?;
+        vcpu.configure_x86(&VcpuSetup {
+            index,
+            cpu_count: config.cpus,
+            hide_pvm_unsafe_features: config.quirks.kvm_pvm,
+            boot: (index == 0).then(|| BootCpuState::linux_64bit(kernel.entry)),
+        })?;
+        let (buses, tx, mem) = (buses.clone(), exit_tx.clone(), mem.clone());
+        threads.push(std::thread::spawn(move || {
+            run_vcpu(vcpu.as_mut(), &buses.0, &buses.1, &mem, &tx)
+        }));
+    }
+    drop(exit_tx);
+    let exit = exit_rx
+        .recv()
+        .unwrap_or_else(|_| X86Exit::Failed("every vCPU thread ended without a reason".into()));
+    serial.lock().unwrap_or_else(|e| e.into_inner()).flush();
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        let _ = w.join();
+    }
+    // A single vCPU has returned from its run loop (or is about to, once
+    // the reset is seen); more are left running until the process exits.
+    if config.cpus == 1 {
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+    Ok(exit)
+}
+
+fn run_vcpu(
+    vcpu: &mut dyn Vcpu,
+    io_bus: &Bus,
+    mmio_bus: &Bus,
+    mem: &GuestMemoryMmap,
+    exit: &Sender<X86Exit>,
+) {
+    let index = vcpu.index();
+    let reason = loop {
+        match vcpu.run() {
+            Ok(VcpuExit::IoIn { port, data }) => {
+                if !io_bus.read(u64::from(port), data) {
+                    data.fill(0xff);
+                }
+            }
+            Ok(VcpuExit::IoOut { port, data }) => {
+                let reset = port == 0x64 && data.first() == Some(&0xfe);
+                io_bus.write(u64::from(port), data);
+                if reset {
+                    // The i8042 has reported the reset; this vCPU stops here.
+                    return;
+                }
+            }
+            Ok(VcpuExit::MmioRead { addr, data }) => {
+                if !mmio_bus.read(addr, data) {
+                    data.fill(0xff);
+                }
+            }
+            Ok(VcpuExit::MmioWrite { addr, data }) => {
+                mmio_bus.write(addr, data);
+            }
+            Ok(VcpuExit::Interrupted) => {}
+            Ok(VcpuExit::Hlt) | Ok(VcpuExit::Shutdown) => break X86Exit::Shutdown,
+            Ok(VcpuExit::Reset) => break X86Exit::SystemReset,
+            Ok(VcpuExit::InternalError { suberror, data }) => {
+                let words: Vec<String> = data.iter().map(|w| format!("{w:#x}")).collect();
+                break X86Exit::Failed(format!(
+                    "vCPU {index}: hypervisor internal error (suberror {suberror}; data [{}])\n{}",
+                    words.join(", "),
+                    vcpu.describe_failure(mem)
+                ));
+            }
+            Ok(VcpuExit::Other(what)) => {
+                break X86Exit::Failed(format!(
+                    "vCPU {index}: unexpected exit {what}\n{}",
+                    vcpu.describe_failure(mem)
+                ))
+            }
+            Err(e) => break X86Exit::Failed(format!("vCPU {index}: {e}")),
+        }
+    };
+    let _ = exit.send(reason);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct NoHypervisor;
+    impl Hypervisor for NoHypervisor {
+        fn create_vm(&self) -> crate::hypervisor::Result<Arc<dyn crate::hypervisor::Vm>> {
+            Err(HypervisorError::MissingCapability("test"))
+        }
+        fn name(&self) -> &'static str {
+            "none"
+        }
+    }
+
+    fn config(cpus: u8, mem_mib: u64) -> X86VmConfig {
+        X86VmConfig {
+            kernel: PathBuf::from("/nonexistent"),
+            initrd: None,
+            cmdline: String::new(),
+            cpus,
+            mem_mib,
+            console: Box::new(std::io::sink()),
+            disks: Vec::new(),
+            rng: false,
+            quirks: HostQuirks::none(),
+        }
+    }
+
+    #[test]
+    fn bad_sizes_are_refused_before_the_hypervisor_is_touched() {
+        for (cpus, mem) in [(0, 128), (17, 128), (1, 16)] {
+            let e = run(&NoHypervisor, config(cpus, mem)).unwrap_err();
+            assert!(matches!(e, X86VmError::Config(_)), "{e}");
+        }
+        let e = run(&NoHypervisor, config(1, 128)).unwrap_err();
+        assert!(matches!(e, X86VmError::Hypervisor(_)), "{e}");
+    }
+}
