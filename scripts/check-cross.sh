@@ -8,7 +8,7 @@
 # 1. clippy -D warnings of the whole workspace (all targets) for
 #    aarch64-apple-darwin, x86_64-apple-darwin, x86_64-pc-windows-msvc
 #    (type-checks the hvf and whp backends; nothing is linked);
-# 2. berth.exe for x86_64-pc-windows-gnu, linked with mingw-w64
+# 2. berth.exe and berth-vmm.exe for x86_64-pc-windows-gnu, linked with mingw-w64
 #    (tests/tests/windows_cli_wine.rs runs it under wine);
 # 3. the static aarch64 berth-agent (scripts/build-agent-arm64.sh);
 # 4. the arm64 guest kernel (kernel-config/build-kernel.sh arm64; cached by
@@ -68,9 +68,9 @@ for t in aarch64-apple-darwin x86_64-apple-darwin x86_64-pc-windows-msvc; do
     cargo clippy --workspace --all-targets --target "$t" --no-default-features -q -- -D warnings
 done
 
-log "berth.exe (x86_64-pc-windows-gnu, mingw-w64)"
+log "berth.exe + berth-vmm.exe (x86_64-pc-windows-gnu, mingw-w64)"
 CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc \
-    cargo build -q --release -p berth --target x86_64-pc-windows-gnu
+    cargo build -q --release -p berth -p berth-vmm --target x86_64-pc-windows-gnu
 
 # The arm64 guest costs ~40 min (kernel) + ~15 min (agent) cold on a 2-core
 # machine: too much for every CI run on a fresh machine. Build it when asked

@@ -5,6 +5,11 @@ use std::ffi::c_void;
 
 use windows_sys::Win32::System::Hypervisor::*;
 
+use super::api::{
+    WHvEmulatorCreateEmulator, WHvEmulatorDestroyEmulator, WHvEmulatorTryMmioEmulation,
+    WHvGetVirtualProcessorRegisters, WHvSetVirtualProcessorRegisters, WHvTranslateGva,
+};
+
 use super::check;
 use crate::hypervisor::Result;
 

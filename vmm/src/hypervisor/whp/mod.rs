@@ -25,12 +25,21 @@
 // WinHvPlatform's constants keep their C names (matched in patterns below).
 #![allow(non_upper_case_globals)]
 
+mod api;
 mod emulator;
 
 use std::sync::Arc;
 
 use vm_memory::{GuestMemory, GuestMemoryRegion};
 use windows_sys::Win32::System::Hypervisor::*;
+
+// The functions come from the DLLs loaded at run time; these names shadow
+// windows-sys' link-time declarations of the same names.
+use api::{
+    WHvCreatePartition, WHvCreateVirtualProcessor, WHvDeletePartition,
+    WHvGetVirtualProcessorRegisters, WHvMapGpaRange, WHvRequestInterrupt, WHvRunVirtualProcessor,
+    WHvSetPartitionProperty, WHvSetVirtualProcessorRegisters, WHvSetupPartition,
+};
 
 use super::x86_exits::{merge_in_value, segment_attributes, whp_instruction_length, IoAccess};
 use super::{HypervisorError, InterruptLine, Result, Vcpu, VcpuExit};
@@ -77,6 +86,7 @@ impl Drop for Partition {
 
 impl super::Hypervisor for Whp {
     fn create_vm(&self) -> Result<Arc<dyn super::Vm>> {
+        api::load().map_err(|why| HypervisorError::Open(std::io::Error::other(why)))?;
         let mut handle: WHV_PARTITION_HANDLE = 0;
         // SAFETY: valid out pointer.
         check("WHvCreatePartition", unsafe {
