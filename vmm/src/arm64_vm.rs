@@ -1,22 +1,22 @@
 //! Assembles and runs an arm64 VM on a backend without KVM's kernel-side
 //! helpers (Hypervisor.framework): RAM at `layout::RAM_BASE`; kernel Image,
 //! initrd and device tree placed by `arch::aarch64::boot`; a PL011 console
-//! and the same virtio-mmio transport and devices as the KVM VMM, on one
-//! MMIO bus the vCPU thread dispatches to. Queue notifications arrive as
-//! MMIO exits and ring [`QueueNotifier`]s; one thread per queue waits on its
-//! notifier and processes the queue.
+//! and the same virtio-mmio transport and devices as the KVM VMM (vsock,
+//! blk, rng), on one MMIO bus the vCPU thread dispatches to. Queue
+//! notifications arrive as MMIO exits and ring [`QueueNotifier`]s;
+//! [`DeviceWorkers`] threads wait on them and on vsock's host sockets, as in
+//! `x86_vm`, whose integration test runs the same workers and vsock muxer
+//! against a real guest on Linux.
 //!
 //! [`QueueNotifier`]: crate::devices::notify::QueueNotifier
+//! [`DeviceWorkers`]: crate::devices::virtio::worker::DeviceWorkers
 //!
-//! Limits: one vCPU (PSCI CPU_ON is not implemented yet), no vsock device
-//! (its host side is epoll-based, Linux-only). Type-checked, not run: see
-//! docs/PLATFORMS.md.
+//! Limits: one vCPU (PSCI CPU_ON is not implemented yet). Type-checked, not
+//! run: see docs/PLATFORMS.md.
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use vm_memory::GuestAddress;
 
@@ -26,6 +26,8 @@ use crate::devices::pl011::Pl011;
 use crate::devices::virtio::block::{Block, BlockError};
 use crate::devices::virtio::mmio::MmioTransport;
 use crate::devices::virtio::rng::Rng;
+use crate::devices::virtio::vsock::{Vsock, GUEST_CID};
+use crate::devices::virtio::worker::DeviceWorkers;
 use crate::devices::virtio::VirtioDevice;
 use crate::devices::{Bus, BusError};
 use crate::hypervisor::{Hypervisor, HypervisorError, Vcpu, VcpuExit};
@@ -43,6 +45,8 @@ pub struct Arm64VmConfig {
     pub mem_mib: u64,
     /// Console output.
     pub console: Box<dyn Write + Send>,
+    /// Expose guest vsock (CID 3) on this Unix socket (see `x86_vm`).
+    pub vsock_uds: Option<PathBuf>,
     /// virtio-blk disks: (path, read-only).
     pub disks: Vec<(PathBuf, bool)>,
     /// Add a virtio-rng device.
@@ -96,6 +100,11 @@ pub fn run(hypervisor: &dyn Hypervisor, config: Arm64VmConfig) -> Result<Arm64Ex
     let initrd = config.initrd.as_ref().map(read).transpose()?;
 
     let mut devices: Vec<Arc<Mutex<dyn VirtioDevice>>> = Vec::new();
+    if let Some(uds) = &config.vsock_uds {
+        let v = Vsock::new(GUEST_CID, uds)
+            .map_err(|e| Arm64VmError::Io(format!("vsock socket {}", uds.display()), e))?;
+        devices.push(Arc::new(Mutex::new(v)));
+    }
     for (path, ro) in &config.disks {
         devices.push(Arc::new(Mutex::new(Block::open(path, *ro)?)));
     }
@@ -121,32 +130,19 @@ pub fn run(hypervisor: &dyn Hypervisor, config: Arm64VmConfig) -> Result<Arm64Ex
         layout::UART_SIZE,
         Arc::new(Mutex::new(uart)),
     )?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut workers = Vec::new();
+    let mut workers = DeviceWorkers::new();
     for (i, dev) in devices.into_iter().enumerate() {
         let (base, size) = layout::virtio_mmio_window(i as u32);
         let irq = vm.create_interrupt_line(layout::VIRTIO_SPI_BASE + i as u32)?;
         let transport = MmioTransport::new(dev.clone(), mem.clone(), irq)
             .map_err(|e| Arm64VmError::Io("virtio queue notifier".into(), e))?;
-        for (q, notifier) in transport.queue_evts().iter().enumerate() {
-            let notifier = notifier
-                .try_clone()
-                .map_err(|e| Arm64VmError::Io("queue notifier".into(), e))?;
-            let (dev, stop) = (dev.clone(), stop.clone());
-            workers.push(std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    if notifier
-                        .wait_timeout(Duration::from_millis(100))
-                        .unwrap_or(0)
-                        > 0
-                    {
-                        dev.lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .process_queue(q);
-                    }
-                }
-            }));
-        }
+        let notifiers = transport
+            .queue_evts()
+            .iter()
+            .map(|n| n.try_clone())
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(|e| Arm64VmError::Io("queue notifier".into(), e))?;
+        workers.spawn(dev, notifiers);
         bus.insert(base, size, Arc::new(Mutex::new(transport)))?;
     }
 
@@ -157,10 +153,7 @@ pub fn run(hypervisor: &dyn Hypervisor, config: Arm64VmConfig) -> Result<Arm64Ex
     let exit = vcpu_thread
         .join()
         .unwrap_or_else(|_| Arm64Exit::Failed("vCPU thread panicked".into()));
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        let _ = w.join();
-    }
+    workers.stop();
     drop(vm);
     Ok(exit)
 }

@@ -228,8 +228,8 @@ fn main() -> ExitCode {
         eprintln!("berth-vmm: --kernel is required");
         return ExitCode::from(2);
     };
-    if args.vsock_uds.is_some() || args.cpus != 1 {
-        eprintln!("berth-vmm: on macOS only one vCPU and no vsock device are supported yet");
+    if args.cpus != 1 {
+        eprintln!("berth-vmm: on macOS only one vCPU is supported yet");
         return ExitCode::from(2);
     }
     let mut disks = Vec::new();
@@ -260,6 +260,7 @@ fn main() -> ExitCode {
         cmdline,
         mem_mib: args.mem_mib,
         console,
+        vsock_uds: args.vsock_uds,
         disks,
         rng: args.rng,
     };
@@ -324,6 +325,7 @@ fn main() -> ExitCode {
         cpus: args.cpus,
         mem_mib: args.mem_mib,
         console,
+        vsock_uds: None,
         disks,
         rng: args.rng,
         // kvm_pvm workarounds never apply on Windows.

@@ -3,29 +3,29 @@
 //! the x86 twin of `arm64_vm`: RAM laid out by `arch::x86_64`; the kernel
 //! (ELF vmlinux or bzImage), initrd, command line, zero page, MP table and
 //! boot page tables placed by `boot`; a 16550 console and the i8042 reset
-//! line on the port-I/O bus; virtio-blk and virtio-rng on the MMIO bus, the
-//! same transport and devices as the KVM VMM. Queue notifications ring
-//! [`QueueNotifier`]s; one thread per queue waits on its notifier and
-//! processes the queue, so nothing here needs epoll or eventfd.
+//! line on the port-I/O bus; virtio-vsock (Unix hosts), virtio-blk and
+//! virtio-rng on the MMIO bus, the same transport and devices as the KVM
+//! VMM. Queue notifications ring [`QueueNotifier`]s, and
+//! [`DeviceWorkers`] threads wait on them (and on vsock's host sockets), so
+//! nothing here needs the epoll event loop.
 //!
-//! The KVM VMM (`vmm.rs`) stays the Linux path: it adds vsock, snapshots and
-//! the epoll event loop. This module compiles on every x86_64 host, and its
+//! The KVM VMM (`vmm.rs`) stays the Linux path: it adds snapshots and the
+//! epoll event loop. This module compiles on every x86_64 host, and its
 //! integration test (`vmm/tests/portable_x86.rs`) boots a real guest with
 //! the KVM backend through these traits, so the assembly is checked on
 //! Linux even though WHP itself cannot run there.
 //!
-//! Limits: no vsock device (its host side is epoll-based, Linux-only); when
-//! one vCPU ends the VM, the others are left to the process exit (as in
-//! `berth-vmm`).
+//! Limits: no vsock device on Windows yet (the muxer needs Unix sockets in
+//! mio); when one vCPU ends the VM, the others are left to the process exit
+//! (as in `berth-vmm`).
 //!
 //! [`QueueNotifier`]: crate::devices::notify::QueueNotifier
+//! [`DeviceWorkers`]: crate::devices::virtio::worker::DeviceWorkers
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
 
 use vm_memory::GuestAddress;
 
@@ -39,6 +39,7 @@ use crate::devices::serial::{ConsoleSink, SerialPort, COM1_LEN, COM1_PORT};
 use crate::devices::virtio::block::{Block, BlockError};
 use crate::devices::virtio::mmio::MmioTransport;
 use crate::devices::virtio::rng::Rng;
+use crate::devices::virtio::worker::DeviceWorkers;
 use crate::devices::virtio::VirtioDevice;
 use crate::devices::{Bus, BusError};
 use crate::host_quirks::HostQuirks;
@@ -59,6 +60,9 @@ pub struct X86VmConfig {
     pub mem_mib: u64,
     /// Console output.
     pub console: Box<dyn Write + Send>,
+    /// Expose guest vsock (CID 3) on this Unix socket (`CONNECT <port>\n`;
+    /// guest connections to host port P go to `<PATH>_P`). Unix hosts only.
+    pub vsock_uds: Option<PathBuf>,
     /// virtio-blk disks: (path, read-only).
     pub disks: Vec<(PathBuf, bool)>,
     /// Add a virtio-rng device.
@@ -174,6 +178,21 @@ pub fn run(hypervisor: &dyn Hypervisor, config: X86VmConfig) -> Result<X86Exit, 
 
     // virtio devices, each with one worker thread per queue.
     let mut devices: Vec<Arc<Mutex<dyn VirtioDevice>>> = Vec::new();
+    if let Some(uds) = &config.vsock_uds {
+        #[cfg(unix)]
+        devices.push(Arc::new(Mutex::new(
+            crate::devices::virtio::vsock::Vsock::new(
+                crate::devices::virtio::vsock::GUEST_CID,
+                uds,
+            )
+            .map_err(|e| X86VmError::Io("vsock socket", e))?,
+        )));
+        #[cfg(not(unix))]
+        return Err(X86VmError::Config(format!(
+            "no vsock device on this host ({})",
+            uds.display()
+        )));
+    }
     for (path, ro) in &config.disks {
         devices.push(Arc::new(Mutex::new(Block::open(path, *ro)?)));
     }
@@ -186,8 +205,7 @@ pub fn run(hypervisor: &dyn Hypervisor, config: X86VmConfig) -> Result<X86Exit, 
             "at most {max_devices} virtio devices"
         )));
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut workers = Vec::new();
+    let mut workers = DeviceWorkers::new();
     let mut mmio_bus = Bus::new();
     for (i, dev) in devices.into_iter().enumerate() {
         let irq = FIRST_VIRTIO_IRQ + i as u32;
@@ -195,25 +213,13 @@ pub fn run(hypervisor: &dyn Hypervisor, config: X86VmConfig) -> Result<X86Exit, 
         let transport =
             MmioTransport::new(dev.clone(), mem.clone(), vm.create_interrupt_line(irq)?)
                 .map_err(|e| X86VmError::Io("virtio queue notifier", e))?;
-        for (q, notifier) in transport.queue_evts().iter().enumerate() {
-            let notifier = notifier
-                .try_clone()
-                .map_err(|e| X86VmError::Io("virtio queue notifier", e))?;
-            let (dev, stop) = (dev.clone(), stop.clone());
-            workers.push(std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    if notifier
-                        .wait_timeout(Duration::from_millis(100))
-                        .unwrap_or(0)
-                        > 0
-                    {
-                        dev.lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .process_queue(q);
-                    }
-                }
-            }));
-        }
+        let notifiers = transport
+            .queue_evts()
+            .iter()
+            .map(|n| n.try_clone())
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(|e| X86VmError::Io("virtio queue notifier", e))?;
+        workers.spawn(dev, notifiers);
         mmio_bus.insert(base, MMIO_WINDOW_SIZE, Arc::new(Mutex::new(transport)))?;
         cmdline
             .add_virtio_mmio_device(MMIO_WINDOW_SIZE, GuestAddress(base), irq, None)
@@ -246,10 +252,7 @@ pub fn run(hypervisor: &dyn Hypervisor, config: X86VmConfig) -> Result<X86Exit, 
         .recv()
         .unwrap_or_else(|_| X86Exit::Failed("every vCPU thread ended without a reason".into()));
     serial.lock().unwrap_or_else(|e| e.into_inner()).flush();
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        let _ = w.join();
-    }
+    workers.stop();
     // A single vCPU has returned from its run loop (or is about to, once
     // the reset is seen); more are left running until the process exits.
     if config.cpus == 1 {
@@ -336,6 +339,7 @@ mod tests {
             cpus,
             mem_mib,
             console: Box::new(std::io::sink()),
+            vsock_uds: None,
             disks: Vec::new(),
             rng: false,
             quirks: HostQuirks::none(),

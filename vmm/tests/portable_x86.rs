@@ -2,18 +2,21 @@
 //! Windows Hypervisor Platform) boots a real guest here, with the KVM
 //! backend seen only through the `Hypervisor` traits: port I/O (console,
 //! i8042 reset), MMIO to virtio-blk and virtio-rng, interrupt lines, and the
-//! per-queue worker threads that replace the epoll loop off Linux. The
-//! guest writes a pattern to its disk, reads what the host put there and
-//! reboots; the VM must end with the i8042 reset.
+//! worker threads that replace the epoll loop off Linux (queues, and the
+//! vsock muxer's host sockets). One guest writes a pattern to its disk,
+//! reads what the host put there and reboots; another echoes 1 MiB over
+//! vsock to a host client. Each VM must end with the i8042 reset.
 // Boots guests with the KVM backend and an x86_64 kernel.
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
 mod common;
 
 use std::fs::OpenOptions;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
+use std::os::unix::net::UnixStream;
 use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use berth_vmm::hypervisor::kvm::KvmHypervisor;
 use berth_vmm::x86_vm::{self, X86Exit, X86VmConfig};
@@ -37,6 +40,52 @@ impl Console {
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
+
+    /// Waits for a console line starting with `prefix`.
+    fn wait_for_line(
+        &self,
+        prefix: &str,
+        done: &mpsc::Receiver<Result<X86Exit, String>>,
+    ) -> String {
+        let deadline = Instant::now() + common::TIMEOUT;
+        loop {
+            if let Some(l) = self.text().lines().find(|l| l.starts_with(prefix)) {
+                return l.to_string();
+            }
+            if let Ok(exit) = done.try_recv() {
+                panic!("the VM ended ({exit:?}) before `{prefix}`\n{}", self.text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no `{prefix}` within {:?}\n{}",
+                common::TIMEOUT,
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Runs `config` through `x86_vm` with the KVM backend on its own thread;
+/// the receiver gets how it ended.
+fn start(config: X86VmConfig) -> mpsc::Receiver<Result<X86Exit, String>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let hv = KvmHypervisor::new().expect("open /dev/kvm");
+        let _ = tx.send(x86_vm::run(&hv, config).map_err(|e| e.to_string()));
+    });
+    rx
+}
+
+fn wait_end(rx: &mpsc::Receiver<Result<X86Exit, String>>, console: &Console) -> X86Exit {
+    match rx.recv_timeout(common::TIMEOUT) {
+        Ok(r) => r.unwrap_or_else(|e| panic!("{e}\n--- console ---\n{}", console.text())),
+        Err(_) => panic!(
+            "the VM did not end within {:?}\n--- console ---\n{}",
+            common::TIMEOUT,
+            console.text()
+        ),
+    }
 }
 
 #[test]
@@ -59,32 +108,21 @@ fn portable_assembly_boots_a_guest_through_the_traits() {
     f.write_all_at(&host_sector, 1 << 20).unwrap();
 
     let console = Console::default();
-    let config = X86VmConfig {
+    let rx = start(X86VmConfig {
         kernel: guest.kernel.clone(),
         initrd: Some(guest.initrd.clone()),
         cmdline: format!("{} bt_mode=blk", common::CMDLINE),
         cpus: 1,
         mem_mib: 128,
         console: Box::new(console.clone()),
+        vsock_uds: None,
         disks: vec![(image.clone(), false)],
         rng: true,
         quirks: HostQuirks::detect(),
-    };
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let hv = KvmHypervisor::new().expect("open /dev/kvm");
-        let _ = tx.send(x86_vm::run(&hv, config).map_err(|e| e.to_string()));
     });
-    let exit = match rx.recv_timeout(common::TIMEOUT) {
-        Ok(r) => r,
-        Err(_) => panic!(
-            "the VM did not end within {:?}\n--- console ---\n{}",
-            common::TIMEOUT,
-            console.text()
-        ),
-    };
+    let exit = wait_end(&rx, &console);
     let text = console.text();
-    assert_eq!(exit, Ok(X86Exit::Reset), "--- console ---\n{text}");
+    assert_eq!(exit, X86Exit::Reset, "--- console ---\n{text}");
     assert!(
         text.lines()
             .any(|l| l.trim() == "BERTH-VMM-HOSTDATA host-was-here"),
@@ -99,4 +137,65 @@ fn portable_assembly_boots_a_guest_through_the_traits() {
     f.read_exact_at(&mut got, 0).unwrap();
     let want: Vec<u8> = (0..got.len() as u32).map(|i| (i * 31 + 7) as u8).collect();
     assert!(got == want, "pattern not found in the image");
+}
+
+fn read_line(s: &mut UnixStream) -> String {
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while s.read(&mut b).unwrap() == 1 {
+        line.push(b[0]);
+        if b[0] == b'\n' {
+            break;
+        }
+    }
+    String::from_utf8(line).unwrap()
+}
+
+#[test]
+fn portable_assembly_runs_vsock_on_worker_threads() {
+    const SIZE: usize = 1 << 20;
+    let _one = common::serialize();
+    let Some(guest) = common::guest_or_skip("portable-x86-vsock") else {
+        return;
+    };
+    let uds = guest.workdir.join("vsock.sock");
+    let console = Console::default();
+    let rx = start(X86VmConfig {
+        kernel: guest.kernel.clone(),
+        initrd: Some(guest.initrd.clone()),
+        cmdline: format!("{} bt_mode=vsock_listen", common::CMDLINE),
+        cpus: 1,
+        mem_mib: 128,
+        console: Box::new(console.clone()),
+        vsock_uds: Some(uds.clone()),
+        disks: Vec::new(),
+        rng: false,
+        quirks: HostQuirks::detect(),
+    });
+    console.wait_for_line("BERTH-VMM-LISTENING 1024", &rx);
+
+    let mut stream = UnixStream::connect(&uds).unwrap();
+    stream.set_read_timeout(Some(common::TIMEOUT)).unwrap();
+    stream.write_all(b"CONNECT 1024\n").unwrap();
+    let ok = read_line(&mut stream);
+    assert!(ok.starts_with("OK "), "handshake answer {ok:?}");
+    let data: Vec<u8> = (0..SIZE).map(|i| (i * 7 + i / 4096) as u8).collect();
+    let mut writer = stream.try_clone().unwrap();
+    let to_send = data.clone();
+    let sender = std::thread::spawn(move || {
+        writer.write_all(&to_send).unwrap();
+        writer.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let mut echoed = Vec::with_capacity(SIZE);
+    stream.read_to_end(&mut echoed).unwrap();
+    sender.join().unwrap();
+    assert_eq!(echoed.len(), SIZE, "{}", console.text());
+    assert!(echoed == data, "echoed data differs");
+    console.wait_for_line(&format!("BERTH-VMM-ECHOED {SIZE}"), &rx);
+    assert_eq!(
+        wait_end(&rx, &console),
+        X86Exit::Reset,
+        "{}",
+        console.text()
+    );
 }

@@ -19,10 +19,11 @@ pub mod block;
 pub mod event_handler;
 pub mod mmio;
 pub mod rng;
-// The host side of vsock multiplexes Unix sockets with epoll; a kqueue /
-// IOCP muxer for macOS and Windows is still to be written.
-#[cfg(target_os = "linux")]
+// The host side of vsock multiplexes Unix sockets with mio (epoll, kqueue);
+// Windows (AF_UNIX through IOCP) is still to be written.
+#[cfg(unix)]
 pub mod vsock;
+pub mod worker;
 
 /// virtio device ids.
 pub mod device_type {
@@ -127,7 +128,7 @@ pub trait VirtioDevice: Send {
     fn reset(&mut self);
     /// A host file descriptor to watch for readability besides the queues
     /// (vsock's socket multiplexer); `None` for most devices.
-    #[cfg(target_os = "linux")]
+    #[cfg(unix)]
     fn host_event_fd(&self) -> Option<std::os::unix::io::RawFd> {
         None
     }

@@ -196,7 +196,7 @@ impl VirtioDevice for Vsock {
     }
 
     fn host_event_fd(&self) -> Option<RawFd> {
-        Some(self.muxer.epoll_fd())
+        Some(self.muxer.poll_fd())
     }
 
     fn process_host_events(&mut self) {

@@ -8,10 +8,12 @@
 //! - Guest-initiated: a guest connection to host port `P` is forwarded to a
 //!   Unix socket listening at `<uds>_P`.
 //!
-//! Host sockets live on the muxer's own epoll instance, so the device
-//! exposes one fd to the VMM's event loop. Host streams are watched
-//! edge-triggered: readiness is remembered in `Connection::host_readable`
-//! and consumed only when the guest has both credit and receive buffers.
+//! Host sockets live on the muxer's own `mio::Poll` (epoll on Linux, kqueue
+//! on macOS), so the device exposes one pollable fd to whatever runs it: the
+//! VMM's epoll event loop on Linux, or a thread that waits for that fd to
+//! become readable (`x86_vm`, `arm64_vm`). mio watches edge-triggered on
+//! both: readiness is remembered in `Connection::host_readable` and
+//! consumed only when the guest has both credit and receive buffers.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
@@ -19,7 +21,8 @@ use std::os::unix::io::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
-use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
 
 use super::connection::{ConnKey, ConnState, Connection, CONN_BUF_SIZE};
 use super::packet::{op, PacketHeader, HOST_CID, SHUTDOWN_RCV, SHUTDOWN_SEND, TYPE_STREAM};
@@ -43,12 +46,25 @@ struct Control {
     flags: u32,
 }
 
+/// What a host socket is ready for.
+#[derive(Clone, Copy, Debug)]
+struct Readiness {
+    readable: bool,
+    writable: bool,
+}
+
+/// mio token of a host socket: its fd (unique while it is open).
+fn token(fd: RawFd) -> Token {
+    Token(fd as usize)
+}
+
 /// The vsock connection multiplexer.
 pub struct VsockMuxer {
     uds_path: PathBuf,
     guest_cid: u64,
     listener: UnixListener,
-    epoll: Epoll,
+    poll: Poll,
+    events: Events,
     handshakes: HashMap<RawFd, Handshake>,
     conns: HashMap<ConnKey, Connection>,
     fd_keys: HashMap<RawFd, ConnKey>,
@@ -68,18 +84,16 @@ impl VsockMuxer {
         }
         let listener = UnixListener::bind(uds_path)?;
         listener.set_nonblocking(true)?;
-        let epoll = Epoll::new()?;
+        let poll = Poll::new()?;
         let fd = listener.as_raw_fd();
-        epoll.ctl(
-            ControlOperation::Add,
-            fd,
-            EpollEvent::new(EventSet::IN, fd as u64),
-        )?;
+        poll.registry()
+            .register(&mut SourceFd(&fd), token(fd), Interest::READABLE)?;
         Ok(VsockMuxer {
             uds_path: uds_path.to_owned(),
             guest_cid,
             listener,
-            epoll,
+            poll,
+            events: Events::with_capacity(64),
             handshakes: HashMap::new(),
             conns: HashMap::new(),
             fd_keys: HashMap::new(),
@@ -89,9 +103,10 @@ impl VsockMuxer {
         })
     }
 
-    /// The epoll fd that becomes readable when host sockets need attention.
-    pub fn epoll_fd(&self) -> RawFd {
-        self.epoll.as_raw_fd()
+    /// The fd (epoll or kqueue) that becomes readable when host sockets
+    /// need attention.
+    pub fn poll_fd(&self) -> RawFd {
+        self.poll.as_raw_fd()
     }
 
     /// Number of live connections.
@@ -111,34 +126,53 @@ impl VsockMuxer {
 
     /// Handles whatever host sockets are ready, without blocking.
     pub fn process_host_events(&mut self) {
-        let mut events = [EpollEvent::default(); 64];
         loop {
-            let n = match self.epoll.wait(0, &mut events) {
-                Ok(n) => n,
+            match self
+                .poll
+                .poll(&mut self.events, Some(std::time::Duration::ZERO))
+            {
+                Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return,
-            };
-            for ev in &events[..n] {
-                self.handle_event(ev.data() as RawFd, ev.event_set());
             }
-            if n < events.len() {
+            let ready: Vec<(RawFd, Readiness)> = self
+                .events
+                .iter()
+                .map(|ev| {
+                    (
+                        ev.token().0 as RawFd,
+                        Readiness {
+                            // Hang-ups and errors count as readable: the
+                            // next read reports them.
+                            readable: ev.is_readable()
+                                || ev.is_read_closed()
+                                || ev.is_write_closed()
+                                || ev.is_error(),
+                            writable: ev.is_writable(),
+                        },
+                    )
+                })
+                .collect();
+            let n = ready.len();
+            for (fd, set) in ready {
+                self.handle_event(fd, set);
+            }
+            if n < self.events.capacity() {
                 return;
             }
         }
     }
 
-    fn handle_event(&mut self, fd: RawFd, set: EventSet) {
+    fn handle_event(&mut self, fd: RawFd, set: Readiness) {
         if fd == self.listener.as_raw_fd() {
             self.accept_clients();
         } else if self.handshakes.contains_key(&fd) {
             self.read_handshake(fd);
         } else if let Some(key) = self.fd_keys.get(&fd).copied() {
-            if set.intersects(EventSet::OUT) {
+            if set.writable {
                 self.flush(key);
             }
-            if set.intersects(
-                EventSet::IN | EventSet::HANG_UP | EventSet::READ_HANG_UP | EventSet::ERROR,
-            ) {
+            if set.readable {
                 if let Some(c) = self.conns.get_mut(&key) {
                     c.host_readable = true;
                 }
@@ -147,18 +181,15 @@ impl VsockMuxer {
         }
     }
 
-    fn watch(&self, fd: RawFd, events: EventSet) -> io::Result<()> {
-        self.epoll.ctl(
-            ControlOperation::Add,
-            fd,
-            EpollEvent::new(events, fd as u64),
-        )
+    /// Watches `fd` (edge-triggered, as mio always is).
+    fn watch(&self, fd: RawFd, interest: Interest) -> io::Result<()> {
+        self.poll
+            .registry()
+            .register(&mut SourceFd(&fd), token(fd), interest)
     }
 
     fn unwatch(&self, fd: RawFd) {
-        let _ = self
-            .epoll
-            .ctl(ControlOperation::Delete, fd, EpollEvent::default());
+        let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
     }
 
     fn accept_clients(&mut self) {
@@ -169,10 +200,7 @@ impl VsockMuxer {
                         continue;
                     }
                     let fd = stream.as_raw_fd();
-                    if self
-                        .watch(fd, EventSet::IN | EventSet::EDGE_TRIGGERED)
-                        .is_ok()
-                    {
+                    if self.watch(fd, Interest::READABLE).is_ok() {
                         self.handshakes.insert(
                             fd,
                             Handshake {
@@ -262,10 +290,7 @@ impl VsockMuxer {
 
     fn insert(&mut self, key: ConnKey, conn: Connection) -> io::Result<()> {
         let fd = conn.stream.as_raw_fd();
-        self.watch(
-            fd,
-            EventSet::IN | EventSet::OUT | EventSet::READ_HANG_UP | EventSet::EDGE_TRIGGERED,
-        )?;
+        self.watch(fd, Interest::READABLE | Interest::WRITABLE)?;
         self.fd_keys.insert(fd, key);
         self.conns.insert(key, conn);
         Ok(())
