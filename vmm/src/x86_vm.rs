@@ -207,6 +207,10 @@ pub fn run(hypervisor: &dyn Hypervisor, config: X86VmConfig) -> Result<X86Exit, 
     }
     let mut workers = DeviceWorkers::new();
     let mut mmio_bus = Bus::new();
+    // Interrupt controllers the hypervisor leaves to the VMM (WHP's I/O APIC).
+    for (base, size, dev) in vm.platform_mmio_devices() {
+        mmio_bus.insert(base, size, dev)?;
+    }
     for (i, dev) in devices.into_iter().enumerate() {
         let irq = FIRST_VIRTIO_IRQ + i as u32;
         let base = MMIO_BASE + i as u64 * MMIO_WINDOW_SIZE;

@@ -138,6 +138,12 @@ pub trait Vm: Send + Sync {
         datamatch: u32,
         notifier: &QueueNotifier,
     ) -> Result<bool>;
+    /// Devices the VMM must put on its MMIO bus because the hypervisor does
+    /// not emulate them, as (base, size, device): WHP's I/O APIC. Empty
+    /// for KVM, whose interrupt controllers live in the kernel.
+    fn platform_mmio_devices(&self) -> Vec<(u64, u64, crate::devices::bus::SharedDevice)> {
+        Vec::new()
+    }
 }
 
 /// One virtual CPU. Moved to its own thread to run.

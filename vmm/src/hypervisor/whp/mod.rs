@@ -14,10 +14,11 @@
 //!   fails the access (the emulator commits no register), the VMM reads the
 //!   device, and the next `run()` emulates again with the data. Stores need
 //!   one pass;
-//! - interrupt lines inject a fixed, edge-triggered vector into the xAPIC
-//!   with `WHvRequestInterrupt`: vector 0x30 + line, Linux's legacy ISA
-//!   layout. A userspace IOAPIC model (the vectors the guest programs) is
-//!   still to be written, see docs/PLATFORMS.md.
+//! - WHP emulates the local APICs but no I/O APIC, so the VM carries a
+//!   userspace one (`devices::ioapic`) that the VMM maps at the MP table's
+//!   address (`Vm::platform_mmio_devices`). Interrupt lines raise its pins;
+//!   the entry the guest programmed (vector, delivery and destination mode,
+//!   destination, trigger) becomes a `WHvRequestInterrupt`.
 //!
 //! Not verified on Windows: this machine type-checks it
 //! (`cargo clippy --target x86_64-pc-windows-msvc`).
@@ -28,7 +29,7 @@
 mod api;
 mod emulator;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use vm_memory::{GuestMemory, GuestMemoryRegion};
 use windows_sys::Win32::System::Hypervisor::*;
@@ -43,13 +44,12 @@ use api::{
 
 use super::x86_exits::{merge_in_value, segment_attributes, whp_instruction_length, IoAccess};
 use super::{HypervisorError, InterruptLine, Result, Vcpu, VcpuExit};
-use crate::arch::x86_64::{Segment, VcpuSetup};
+use crate::arch::x86_64::{Segment, VcpuSetup, IOAPIC_ADDR};
+use crate::devices::bus::SharedDevice;
+use crate::devices::ioapic::{Delivery, IoApic, IOAPIC_SIZE};
 use crate::devices::notify::QueueNotifier;
 use crate::GuestMemoryMmap;
 use emulator::{MmioEmulator, Pass};
-
-/// First vector of the legacy ISA interrupt layout Linux uses.
-const ISA_VECTOR_BASE: u32 = 0x30;
 
 fn check(op: &'static str, hr: i32) -> Result<()> {
     if hr >= 0 {
@@ -117,9 +117,14 @@ impl super::Hypervisor for Whp {
             )?;
             check("WHvSetupPartition", WHvSetupPartition(handle))?;
         }
-        Ok(Arc::new(WhpVm {
-            partition: Arc::new(partition),
-        }))
+        let partition = Arc::new(partition);
+        let target = partition.clone();
+        let ioapic = Arc::new(Mutex::new(IoApic::new(Box::new(move |d| {
+            // A failed injection has nobody to report to; the guest sees a
+            // lost interrupt, as with a masked pin.
+            let _ = request_interrupt(&target, d);
+        }))));
+        Ok(Arc::new(WhpVm { partition, ioapic }))
     }
 
     fn name(&self) -> &'static str {
@@ -130,6 +135,7 @@ impl super::Hypervisor for Whp {
 /// A WHP partition.
 pub struct WhpVm {
     partition: Arc<Partition>,
+    ioapic: Arc<Mutex<IoApic>>,
 }
 
 // SAFETY: a partition handle may be used from any thread; WHP serialises
@@ -138,38 +144,61 @@ unsafe impl Send for Partition {}
 // SAFETY: as above, the handle is an opaque token shared read-only.
 unsafe impl Sync for Partition {}
 
-struct ApicLine {
-    partition: Arc<Partition>,
-    vector: u32,
+/// Injects what the I/O APIC sends into the partition's local APICs.
+fn request_interrupt(partition: &Partition, d: Delivery) -> std::io::Result<()> {
+    let kind = match d.mode {
+        1 => WHvX64InterruptTypeLowestPriority,
+        4 => WHvX64InterruptTypeNmi,
+        5 => WHvX64InterruptTypeInit,
+        _ => WHvX64InterruptTypeFixed,
+    };
+    let dest_mode = if d.logical {
+        WHvX64InterruptDestinationModeLogical
+    } else {
+        WHvX64InterruptDestinationModePhysical
+    };
+    let trigger = if d.level {
+        WHvX64InterruptTriggerModeLevel
+    } else {
+        WHvX64InterruptTriggerModeEdge
+    };
+    let ctl = WHV_INTERRUPT_CONTROL {
+        // Type in bits 0..8, destination mode in 8..12, trigger mode in 12..16.
+        _bitfield: (kind as u64) | ((dest_mode as u64) << 8) | ((trigger as u64) << 12),
+        Destination: u32::from(d.destination),
+        Vector: u32::from(d.vector),
+    };
+    // SAFETY: `ctl` is a valid WHV_INTERRUPT_CONTROL of the size passed.
+    let hr = unsafe {
+        WHvRequestInterrupt(
+            partition.0,
+            &ctl,
+            std::mem::size_of::<WHV_INTERRUPT_CONTROL>() as u32,
+        )
+    };
+    if hr >= 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "WHvRequestInterrupt: {:#010x}",
+            hr as u32
+        )))
+    }
 }
 
-impl InterruptLine for ApicLine {
+/// An interrupt line: a pin of the VM's I/O APIC.
+struct IoApicLine {
+    ioapic: Arc<Mutex<IoApic>>,
+    pin: u32,
+}
+
+impl InterruptLine for IoApicLine {
     fn trigger(&self) -> std::io::Result<()> {
-        let ctl = WHV_INTERRUPT_CONTROL {
-            // Type (bits 0..8) fixed, destination mode (8..12) physical,
-            // trigger mode (12..16) edge: all zero.
-            _bitfield: (WHvX64InterruptTypeFixed as u64)
-                | ((WHvX64InterruptDestinationModePhysical as u64) << 8)
-                | ((WHvX64InterruptTriggerModeEdge as u64) << 12),
-            Destination: 0,
-            Vector: self.vector,
-        };
-        // SAFETY: `ctl` is a valid WHV_INTERRUPT_CONTROL of the size passed.
-        let hr = unsafe {
-            WHvRequestInterrupt(
-                self.partition.0,
-                &ctl,
-                std::mem::size_of::<WHV_INTERRUPT_CONTROL>() as u32,
-            )
-        };
-        if hr >= 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::other(format!(
-                "WHvRequestInterrupt: {:#010x}",
-                hr as u32
-            )))
-        }
+        self.ioapic
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .raise(self.pin);
+        Ok(())
     }
 }
 
@@ -209,10 +238,15 @@ impl super::Vm for WhpVm {
     }
 
     fn create_interrupt_line(&self, gsi: u32) -> Result<Arc<dyn InterruptLine>> {
-        Ok(Arc::new(ApicLine {
-            partition: self.partition.clone(),
-            vector: ISA_VECTOR_BASE + gsi,
+        Ok(Arc::new(IoApicLine {
+            ioapic: self.ioapic.clone(),
+            pin: gsi,
         }))
+    }
+
+    fn platform_mmio_devices(&self) -> Vec<(u64, u64, SharedDevice)> {
+        let dev: SharedDevice = self.ioapic.clone();
+        vec![(u64::from(IOAPIC_ADDR), IOAPIC_SIZE, dev)]
     }
 
     fn register_mmio_notifier(&self, _: u64, _: u32, _: &QueueNotifier) -> Result<bool> {
