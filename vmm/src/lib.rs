@@ -17,6 +17,8 @@ pub mod host_quirks;
 pub mod hypervisor;
 pub mod snapshot;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub mod standby;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub mod vmm;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_vm;

@@ -19,7 +19,7 @@ use berth_vmm::vmm::{
 struct Args {
     /// Guest kernel: an ELF vmlinux or a bzImage. With --restore optional:
     /// when given, it must be the kernel the snapshot's guest booted.
-    #[arg(long, required_unless_present = "restore")]
+    #[arg(long, required_unless_present_any = ["restore", "standby"])]
     kernel: Option<PathBuf>,
     /// Initial ramdisk (cpio).
     #[arg(long)]
@@ -77,6 +77,14 @@ struct Args {
     /// anonymous memory that the VM owns).
     #[arg(long = "restore-memory", value_name = "HOW", value_parser = ["private", "copy"], default_value = "private")]
     restore_memory: String,
+    /// Warm pool: make the VM and its --cpus vCPUs now, then wait on this
+    /// Unix socket for one JSON request naming the snapshot to restore into
+    /// it (see `berth_vmm::standby`). Linux/KVM only.
+    #[arg(long, value_name = "SOCKET", conflicts_with_all = ["restore", "initrd", "snapshot_on_ready", "kernel"])]
+    standby: Option<PathBuf>,
+    /// With --standby: exit when no request came within this many seconds.
+    #[arg(long = "standby-idle", value_name = "SECS", default_value_t = 600)]
+    standby_idle: u64,
 }
 
 fn parse_disk(spec: &str) -> Result<(PathBuf, bool), String> {
@@ -108,7 +116,12 @@ fn main() -> ExitCode {
     } else {
         SerialOutput::File(PathBuf::from(&args.serial_log))
     };
-    let result = if let Some(dir) = args.restore {
+    let result = if let Some(sock) = args.standby.clone() {
+        match standby(&sock, &args) {
+            Ok((prepared, config)) => vmm::restore_prepared(Some(prepared), &config),
+            Err(code) => return code,
+        }
+    } else if let Some(dir) = args.restore {
         vmm::restore(&RestoreConfig {
             dir,
             serial,
@@ -206,6 +219,70 @@ fn main() -> ExitCode {
     std::process::exit(code)
 }
 
+/// `--standby`: makes the VM, waits for the restore request and answers it.
+/// `Err` carries the exit code when there is nothing to run.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+fn standby(
+    sock: &std::path::Path,
+    args: &Args,
+) -> Result<(vmm::PreparedVm, RestoreConfig), ExitCode> {
+    use berth_vmm::standby::{self, StandbyError};
+    let fail = |what: String, code: u8| {
+        eprintln!("berth-vmm: standby: {what}");
+        ExitCode::from(code)
+    };
+    let prepared = vmm::PreparedVm::new(args.cpus).map_err(|e| fail(e.to_string(), 1))?;
+    let _ = std::fs::remove_file(sock);
+    let listener = std::os::unix::net::UnixListener::bind(sock)
+        .map_err(|e| fail(format!("{}: {e}", sock.display()), 1))?;
+    let waited =
+        standby::wait_request(&listener, std::time::Duration::from_secs(args.standby_idle));
+    // One request per standby: nobody else may find the socket.
+    let _ = std::fs::remove_file(sock);
+    drop(listener);
+    let (req, mut stream) = match waited {
+        Ok(r) => r,
+        Err(StandbyError::Idle(s)) => {
+            return Err(fail(format!("no request within {s} s; exiting"), 0));
+        }
+        Err(e) => return Err(fail(e.to_string(), 1)),
+    };
+    let mut refuse = |why: String| {
+        let _ = standby::answer(&mut stream, Err(&why));
+        fail(why, 2)
+    };
+    let mut disks = Vec::new();
+    for spec in &req.disks {
+        let (path, read_only) = parse_disk(spec).map_err(&mut refuse)?;
+        disks.push(DiskConfig { path, read_only });
+    }
+    let memory = match req.restore_memory.as_deref() {
+        None | Some("private") => MemoryRestore::Private,
+        Some("copy") => MemoryRestore::Copy,
+        Some(other) => {
+            return Err(refuse(format!(
+                "unknown restore_memory `{other}` (private or copy)"
+            )))
+        }
+    };
+    if let Some(log) = &req.log {
+        standby::redirect_output(log).map_err(|e| refuse(format!("log {}: {e}", log.display())))?;
+    }
+    let _ = standby::answer(&mut stream, Ok(()));
+    Ok((
+        prepared,
+        RestoreConfig {
+            dir: req.restore,
+            serial: SerialOutput::File(req.serial_log),
+            vsock_uds: req.vsock_uds,
+            disks,
+            kernel: req.kernel,
+            snapshot_on_ready: None,
+            memory,
+        },
+    ))
+}
+
 /// macOS on Apple Silicon: an arm64 guest on Hypervisor.framework
 /// (`--kernel` is an arm64 `Image`; console `ttyAMA0`).
 #[cfg(all(target_os = "macos", target_arch = "aarch64"))]
@@ -219,9 +296,10 @@ fn main() -> ExitCode {
         args.timings,
         args.boot_mem_mib,
         &args.ready_marker,
+        args.standby_idle,
     );
-    if args.restore.is_some() || args.snapshot_on_ready.is_some() {
-        eprintln!("berth-vmm: snapshots are supported on Linux x86_64 (KVM) only");
+    if args.restore.is_some() || args.snapshot_on_ready.is_some() || args.standby.is_some() {
+        eprintln!("berth-vmm: snapshots and --standby are supported on Linux x86_64 (KVM) only");
         return ExitCode::from(2);
     }
     let Some(kernel) = args.kernel.clone() else {
@@ -284,9 +362,14 @@ fn main() -> ExitCode {
     use berth_vmm::hypervisor::whp::Whp;
     use berth_vmm::x86_vm::{self, X86Exit, X86VmConfig};
     let args = Args::parse();
-    let _ = (args.timings, args.boot_mem_mib, &args.ready_marker);
-    if args.restore.is_some() || args.snapshot_on_ready.is_some() {
-        eprintln!("berth-vmm: snapshots are supported on Linux x86_64 (KVM) only");
+    let _ = (
+        args.timings,
+        args.boot_mem_mib,
+        &args.ready_marker,
+        args.standby_idle,
+    );
+    if args.restore.is_some() || args.snapshot_on_ready.is_some() || args.standby.is_some() {
+        eprintln!("berth-vmm: snapshots and --standby are supported on Linux x86_64 (KVM) only");
         return ExitCode::from(2);
     }
     let Some(kernel) = args.kernel.clone() else {

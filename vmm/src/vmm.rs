@@ -374,22 +374,67 @@ pub struct RestoreConfig {
     pub memory: snapshot::memory::MemoryRestore,
 }
 
+/// A VM made ahead of a restore, for a warm pool (`berth-vmm --standby`):
+/// /dev/kvm open, the VM with its irqchip and PIT, and its vCPUs created.
+/// What is left for [`restore_prepared`] is mapping the snapshot's memory,
+/// creating the devices and setting the saved state.
+pub struct PreparedVm {
+    _hypervisor: KvmHypervisor,
+    vm: Arc<KvmVm>,
+    vcpus: Vec<KvmVcpu>,
+}
+
+impl PreparedVm {
+    /// Creates the VM and `cpus` vCPUs (1 to 16).
+    pub fn new(cpus: u8) -> Result<Self, VmmError> {
+        if cpus == 0 || cpus > 16 {
+            return Err(VmmError::Config(format!(
+                "{cpus} vCPUs (1 to 16 supported)"
+            )));
+        }
+        let hypervisor = KvmHypervisor::new()?;
+        let vm = hypervisor.create_kvm_vm()?;
+        let vcpus = (0..cpus)
+            .map(|i| vm.create_kvm_vcpu(i))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(PreparedVm {
+            _hypervisor: hypervisor,
+            vm,
+            vcpus,
+        })
+    }
+}
+
 /// Restores the snapshot in `config.dir` and runs the VM to its end.
 pub fn restore(config: &RestoreConfig) -> Result<VmOutcome, VmmError> {
+    restore_prepared(None, config)
+}
+
+/// [`restore`] into a VM made ahead of time (warm pool), or into a new one.
+/// A prepared VM must have as many vCPUs as the snapshot.
+pub fn restore_prepared(
+    prepared: Option<PreparedVm>,
+    config: &RestoreConfig,
+) -> Result<VmOutcome, VmmError> {
     let start = Instant::now();
     let state_path = config.dir.join(snapshot::STATE_FILE);
     let bytes = std::fs::read(&state_path)
         .map_err(io_err(format!("cannot read {}", state_path.display())))?;
     let (header, state) = snapshot::decode_header(&bytes)?;
 
-    let hypervisor = KvmHypervisor::new()?;
-    let vm = hypervisor.create_kvm_vm()?;
-    let vcpu0 = vm.create_kvm_vcpu(0)?;
+    let PreparedVm {
+        _hypervisor,
+        vm,
+        mut vcpus,
+    } = match prepared {
+        Some(p) => p,
+        None => PreparedVm::new(1)?,
+    };
     let host = snapshot::HostIdentity {
         vmm_version: snapshot::vmm_version(),
         hypervisor: "kvm".into(),
         arch: "x86_64".into(),
-        tsc_khz: Some(vcpu0.tsc_khz()?),
+        tsc_khz: Some(vcpus[0].tsc_khz()?),
         kernel_sha256: match &config.kernel {
             Some(k) => Some(snapshot::file_sha256(k)?),
             None => None,
@@ -401,6 +446,14 @@ pub fn restore(config: &RestoreConfig) -> Result<VmOutcome, VmmError> {
         return Err(SnapshotError::Mismatch(format!(
             "{} vCPU states for {} vCPUs",
             state.vcpus.len(),
+            state.cpus
+        ))
+        .into());
+    }
+    if vcpus.len() > usize::from(state.cpus) {
+        return Err(SnapshotError::Mismatch(format!(
+            "the prepared VM has {} vCPUs, the snapshot {}",
+            vcpus.len(),
             state.cpus
         ))
         .into());
@@ -470,8 +523,7 @@ pub fn restore(config: &RestoreConfig) -> Result<VmOutcome, VmmError> {
     )?;
 
     // KVM state: VM first, then each vCPU (research/vm-snapshot order).
-    let mut vcpus = vec![vcpu0];
-    for index in 1..state.cpus {
+    for index in vcpus.len() as u8..state.cpus {
         vcpus.push(vm.create_kvm_vcpu(index)?);
     }
     vm.restore_state(&state.vm)?;

@@ -1,7 +1,8 @@
 //! Snapshot and restore of berth's real guest (kernel + agent root disk):
 //! cold boot with `--snapshot-on-ready`, kill that VMM, `--restore` in a new
 //! process and talk to the agent over the vsock muxer socket (protocol
-//! handshake). Also: tampered and incompatible snapshots are refused.
+//! handshake); the same through a warm-pool standby VMM (`--standby`).
+//! Also: tampered and incompatible snapshots are refused.
 // Boots guests with the KVM backend and an x86_64 kernel.
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
@@ -137,6 +138,31 @@ fn handshake(uds: &Path) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&reply).into_owned())
 }
 
+/// Retries `CONNECT 1024` until the guest accepts it (the muxer's `OK`).
+fn vsock_accepted(uds: &Path, child: &mut Child, log: &Path) {
+    let t0 = Instant::now();
+    loop {
+        let ok = UnixStream::connect(uds).and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(60)))?;
+            s.write_all(b"CONNECT 1024\n")?;
+            read_line(&mut s)
+        });
+        match ok {
+            Ok(l) if l.starts_with("OK ") => return,
+            other => {
+                if let Ok(Some(st)) = child.try_wait() {
+                    panic!(
+                        "berth-vmm exited ({st}): {other:?}\n{}",
+                        fs::read_to_string(log).unwrap_or_default()
+                    );
+                }
+                assert!(t0.elapsed() < common::TIMEOUT, "no vsock accept: {other:?}");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+}
+
 /// Retries the handshake until the agent answers.
 fn handshake_until(uds: &Path, child: &mut Child, serial: &Path, stderr: &Path) -> String {
     let t0 = Instant::now();
@@ -240,6 +266,8 @@ fn snapshot_at_ready_then_restore_in_a_new_process() {
             .arg(&uds);
         let t0 = Instant::now();
         let mut child = spawn(cmd, &stderr2);
+        vsock_accepted(&uds, &mut child, &stderr2);
+        let accepted = t0.elapsed();
         let reply = handshake_until(&uds, &mut child, &serial2, &stderr2);
         let answered = t0.elapsed();
         assert!(
@@ -248,7 +276,8 @@ fn snapshot_at_ready_then_restore_in_a_new_process() {
             report(&serial2, &stderr2)
         );
         println!(
-            "restore #{run}: process start -> agent HelloReply {:.1} ms (cold boot {:.2} s)",
+            "restore #{run}: process start -> guest accepts vsock {:.1} ms, -> agent HelloReply {:.1} ms (cold boot {:.2} s)",
+            accepted.as_secs_f64() * 1e3,
             answered.as_secs_f64() * 1e3,
             boot.as_secs_f64()
         );
@@ -257,6 +286,74 @@ fn snapshot_at_ready_then_restore_in_a_new_process() {
         let _ = child.kill();
         let _ = child.wait();
     }
+
+    // Warm pool: a standby VMM made its VM and vCPUs ahead of time; the
+    // request names the snapshot, and the agent must answer as above.
+    for run in 0..2 {
+        let serial3 = dir.join(format!("serial-standby{run}.log"));
+        let stderr3 = dir.join(format!("vmm-standby{run}.log"));
+        let log3 = dir.join(format!("vmm-standby{run}-after.log"));
+        let uds = dir.join(format!("standby{run}.sock"));
+        let ctl = dir.join(format!("standby{run}.ctl"));
+        let mut cmd = vmm();
+        cmd.arg("--standby")
+            .arg(&ctl)
+            .args(["--standby-idle", "120"]);
+        let mut child = spawn(cmd, &stderr3);
+        let t_ctl = Instant::now();
+        let mut c = loop {
+            match UnixStream::connect(&ctl) {
+                Ok(c) => break c,
+                Err(e) => {
+                    if let Ok(Some(st)) = child.try_wait() {
+                        panic!("standby exited ({st}): {e}\n{}", report(&serial3, &stderr3));
+                    }
+                    assert!(t_ctl.elapsed() < common::TIMEOUT, "no standby socket: {e}");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        };
+        // Let the standby finish making its VM before the clock starts.
+        std::thread::sleep(Duration::from_millis(200));
+        let request = format!(
+            "{{\"restore\":{:?},\"kernel\":{:?},\"serial_log\":{:?},\"vsock_uds\":{:?},\"log\":{:?}}}\n",
+            snap, kernel, serial3, uds, log3
+        );
+        let t0 = Instant::now();
+        c.write_all(request.as_bytes()).unwrap();
+        c.set_read_timeout(Some(common::TIMEOUT)).unwrap();
+        let ok = read_line(&mut c).unwrap();
+        assert_eq!(ok, "OK\n", "{}", report(&serial3, &stderr3));
+        assert!(!ctl.exists(), "the standby socket is gone once claimed");
+        vsock_accepted(&uds, &mut child, &log3);
+        let accepted = t0.elapsed();
+        let reply = handshake_until(&uds, &mut child, &serial3, &log3);
+        let answered = t0.elapsed();
+        assert!(
+            reply.contains("\"version\":1") && reply.contains("\"error\":null"),
+            "HelloReply {reply}\n{}",
+            report(&serial3, &log3)
+        );
+        println!(
+            "warm-pool restore #{run}: request -> guest accepts vsock {:.1} ms, -> agent HelloReply {:.1} ms",
+            accepted.as_secs_f64() * 1e3,
+            answered.as_secs_f64() * 1e3
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    // A standby nobody claims exits by itself and removes its socket.
+    let ctl = dir.join("idle.ctl");
+    let mut cmd = vmm();
+    cmd.arg("--standby").arg(&ctl).args(["--standby-idle", "1"]);
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no request within 1 s"));
+    assert!(!ctl.exists());
 
     // The real snapshot, tampered: the state checksum catches it.
     let bad = dir.join("tampered");
