@@ -18,6 +18,8 @@ pub mod hypervisor;
 pub mod snapshot;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub mod standby;
+#[cfg(unix)]
+pub mod sys;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub mod vmm;
 #[cfg(target_arch = "x86_64")]

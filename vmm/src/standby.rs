@@ -67,7 +67,7 @@ pub fn wait_request(
     let deadline = Instant::now() + idle;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || !readable(listener.as_raw_fd(), left) {
+        if left.is_zero() || !crate::sys::wait_readable(listener.as_raw_fd(), left)? {
             if Instant::now() >= deadline {
                 return Err(StandbyError::Idle(idle.as_secs()));
             }
@@ -110,18 +110,6 @@ pub fn answer(stream: &mut impl Write, result: Result<(), &str>) -> io::Result<(
         Ok(()) => stream.write_all(b"OK\n"),
         Err(why) => writeln!(stream, "ERROR {}", why.replace('\n', " ")),
     }
-}
-
-fn readable(fd: std::os::unix::io::RawFd, timeout: Duration) -> bool {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-    // SAFETY: one valid pollfd that lives across the call; count 1.
-    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-    n > 0 && pfd.revents & libc::POLLIN != 0
 }
 
 /// Points this process's stdout and stderr at `path` (appending).

@@ -11,9 +11,7 @@
 
 mod common;
 
-use std::fs::OpenOptions;
 use std::io::{Read, Write};
-use std::os::unix::fs::FileExt;
 use std::os::unix::net::UnixStream;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -95,17 +93,7 @@ fn portable_assembly_boots_a_guest_through_the_traits() {
         return;
     };
     let image = guest.workdir.join("disk.img");
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(&image)
-        .unwrap();
-    f.set_len(4 << 20).unwrap();
-    let mut host_sector = [0u8; 512];
-    host_sector[..13].copy_from_slice(b"host-was-here");
-    f.write_all_at(&host_sector, 1 << 20).unwrap();
+    let f = common::blk_image(&image);
 
     let console = Console::default();
     let rx = start(X86VmConfig {
@@ -133,22 +121,7 @@ fn portable_assembly_boots_a_guest_through_the_traits() {
         "--- console ---\n{text}"
     );
 
-    let mut got = vec![0u8; 64 * 1024];
-    f.read_exact_at(&mut got, 0).unwrap();
-    let want: Vec<u8> = (0..got.len() as u32).map(|i| (i * 31 + 7) as u8).collect();
-    assert!(got == want, "pattern not found in the image");
-}
-
-fn read_line(s: &mut UnixStream) -> String {
-    let mut line = Vec::new();
-    let mut b = [0u8; 1];
-    while s.read(&mut b).unwrap() == 1 {
-        line.push(b[0]);
-        if b[0] == b'\n' {
-            break;
-        }
-    }
-    String::from_utf8(line).unwrap()
+    common::assert_blk_pattern(&f);
 }
 
 #[test]
@@ -177,7 +150,7 @@ fn portable_assembly_runs_vsock_on_worker_threads() {
     let mut stream = UnixStream::connect(&uds).unwrap();
     stream.set_read_timeout(Some(common::TIMEOUT)).unwrap();
     stream.write_all(b"CONNECT 1024\n").unwrap();
-    let ok = read_line(&mut stream);
+    let ok = common::read_line(&mut stream).unwrap();
     assert!(ok.starts_with("OK "), "handshake answer {ok:?}");
     let data: Vec<u8> = (0..SIZE).map(|i| (i * 7 + i / 4096) as u8).collect();
     let mut writer = stream.try_clone().unwrap();

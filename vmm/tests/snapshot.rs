@@ -106,25 +106,13 @@ fn wait_for(child: &mut Child, file: &Path, text: &str, serial: &Path, stderr: &
     }
 }
 
-fn read_line(s: &mut UnixStream) -> std::io::Result<String> {
-    let mut line = Vec::new();
-    let mut b = [0u8; 1];
-    while s.read(&mut b)? == 1 {
-        line.push(b[0]);
-        if b[0] == b'\n' {
-            break;
-        }
-    }
-    Ok(String::from_utf8_lossy(&line).into_owned())
-}
-
 /// `CONNECT 1024` through the muxer socket, then the protocol's Hello
 /// (u32 BE length + JSON); returns the agent's HelloReply JSON.
 fn handshake(uds: &Path) -> std::io::Result<String> {
     let mut s = UnixStream::connect(uds)?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
     s.write_all(b"CONNECT 1024\n")?;
-    let ok = read_line(&mut s)?;
+    let ok = common::read_line(&mut s)?;
     if !ok.starts_with("OK ") {
         return Err(std::io::Error::other(format!("muxer answered {ok:?}")));
     }
@@ -145,7 +133,7 @@ fn vsock_accepted(uds: &Path, child: &mut Child, log: &Path) {
         let ok = UnixStream::connect(uds).and_then(|mut s| {
             s.set_read_timeout(Some(Duration::from_secs(60)))?;
             s.write_all(b"CONNECT 1024\n")?;
-            read_line(&mut s)
+            common::read_line(&mut s)
         });
         match ok {
             Ok(l) if l.starts_with("OK ") => return,
@@ -322,7 +310,7 @@ fn snapshot_at_ready_then_restore_in_a_new_process() {
         let t0 = Instant::now();
         c.write_all(request.as_bytes()).unwrap();
         c.set_read_timeout(Some(common::TIMEOUT)).unwrap();
-        let ok = read_line(&mut c).unwrap();
+        let ok = common::read_line(&mut c).unwrap();
         assert_eq!(ok, "OK\n", "{}", report(&serial3, &stderr3));
         assert!(!ctl.exists(), "the standby socket is gone once claimed");
         vsock_accepted(&uds, &mut child, &log3);

@@ -11,18 +11,6 @@ use std::time::{Duration, Instant};
 
 const SIZE: usize = 1 << 20;
 
-fn read_line(s: &mut UnixStream) -> String {
-    let mut line = Vec::new();
-    let mut b = [0u8; 1];
-    while s.read(&mut b).unwrap() == 1 {
-        line.push(b[0]);
-        if b[0] == b'\n' {
-            break;
-        }
-    }
-    String::from_utf8(line).unwrap()
-}
-
 #[test]
 fn host_connects_and_echoes_one_mib() {
     let _one = common::serialize();
@@ -40,7 +28,7 @@ fn host_connects_and_echoes_one_mib() {
     let mut stream = UnixStream::connect(&uds).unwrap();
     stream.set_read_timeout(Some(common::TIMEOUT)).unwrap();
     stream.write_all(b"CONNECT 1024\n").unwrap();
-    let ok = read_line(&mut stream);
+    let ok = common::read_line(&mut stream).unwrap();
     assert!(
         ok.starts_with("OK ") && ok.ends_with('\n'),
         "handshake answer {ok:?}"

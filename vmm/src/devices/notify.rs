@@ -97,23 +97,7 @@ impl QueueNotifier {
     #[cfg(target_os = "linux")]
     pub fn wait_timeout(&self, timeout: Duration) -> io::Result<u64> {
         use std::os::fd::AsRawFd;
-        let mut pfd = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-        // SAFETY: `pfd` is one valid pollfd that lives across the call, and
-        // the count passed is 1.
-        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::Interrupted {
-                Ok(0)
-            } else {
-                Err(e)
-            };
-        }
+        crate::sys::wait_readable(self.fd.as_raw_fd(), timeout)?;
         self.take()
     }
 

@@ -7,7 +7,8 @@
 #![allow(dead_code)]
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, MutexGuard};
@@ -245,4 +246,43 @@ impl Drop for Vm {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Reads one line (up to and including `\n`, or to EOF) byte by byte, so
+/// nothing after it is consumed.
+pub fn read_line(s: &mut impl Read) -> std::io::Result<String> {
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while s.read(&mut b)? == 1 {
+        line.push(b[0]);
+        if b[0] == b'\n' {
+            break;
+        }
+    }
+    Ok(String::from_utf8_lossy(&line).into_owned())
+}
+
+/// The disk of the `blk` guest mode: 4 MiB with `host-was-here` at 1 MiB,
+/// which the guest prints as `BERTH-VMM-HOSTDATA host-was-here`.
+pub fn blk_image(path: &Path) -> File {
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    f.set_len(4 << 20).unwrap();
+    let mut host_sector = [0u8; 512];
+    host_sector[..13].copy_from_slice(b"host-was-here");
+    f.write_all_at(&host_sector, 1 << 20).unwrap();
+    f
+}
+
+/// Asserts that the `blk` guest's pattern reached the first 64 KiB of `f`.
+pub fn assert_blk_pattern(f: &File) {
+    let mut got = vec![0u8; 64 * 1024];
+    f.read_exact_at(&mut got, 0).unwrap();
+    let want: Vec<u8> = (0..got.len() as u32).map(|i| (i * 31 + 7) as u8).collect();
+    assert!(got == want, "pattern not found in the image");
 }

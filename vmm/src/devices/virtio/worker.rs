@@ -50,8 +50,11 @@ impl DeviceWorkers {
                 let stop = self.stop.clone();
                 self.threads.push(std::thread::spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        if readable(fd, TICK) {
-                            lock(&dev).process_host_events();
+                        match crate::sys::wait_readable(fd, TICK) {
+                            Ok(true) => lock(&dev).process_host_events(),
+                            Ok(false) => {}
+                            // Not expected for a live fd; do not spin.
+                            Err(_) => std::thread::sleep(TICK),
                         }
                     }
                 }));
@@ -72,18 +75,4 @@ fn lock<'a>(
     dev: &'a Mutex<dyn VirtioDevice + 'static>,
 ) -> std::sync::MutexGuard<'a, dyn VirtioDevice + 'static> {
     dev.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Waits up to `timeout` for `fd` to become readable.
-#[cfg(unix)]
-fn readable(fd: std::os::unix::io::RawFd, timeout: Duration) -> bool {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-    // SAFETY: one valid pollfd that lives across the call; count 1.
-    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-    n > 0 && pfd.revents & libc::POLLIN != 0
 }
