@@ -283,6 +283,34 @@ fn standby(
     ))
 }
 
+/// The portable assemblies' disks (`PATH[,ro]`) and console (`-` or a
+/// file), or the exit code after saying what is wrong.
+#[cfg(any(
+    all(target_os = "macos", target_arch = "aarch64"),
+    all(windows, target_arch = "x86_64")
+))]
+#[allow(clippy::type_complexity)]
+fn disks_and_console(
+    args: &Args,
+) -> Result<(Vec<(PathBuf, bool)>, Box<dyn std::io::Write + Send>), ExitCode> {
+    let mut disks = Vec::new();
+    for spec in &args.disks {
+        disks.push(parse_disk(spec).map_err(|e| {
+            eprintln!("berth-vmm: {e}");
+            ExitCode::from(2)
+        })?);
+    }
+    let console: Box<dyn std::io::Write + Send> = if args.serial_log == "-" {
+        Box::new(std::io::stdout())
+    } else {
+        Box::new(std::fs::File::create(&args.serial_log).map_err(|e| {
+            eprintln!("berth-vmm: {}: {e}", args.serial_log);
+            ExitCode::from(1)
+        })?)
+    };
+    Ok((disks, console))
+}
+
 /// macOS on Apple Silicon: an arm64 guest on Hypervisor.framework
 /// (`--kernel` is an arm64 `Image`; console `ttyAMA0`).
 #[cfg(all(target_os = "macos", target_arch = "aarch64"))]
@@ -310,26 +338,9 @@ fn main() -> ExitCode {
         eprintln!("berth-vmm: on macOS only one vCPU is supported yet");
         return ExitCode::from(2);
     }
-    let mut disks = Vec::new();
-    for spec in &args.disks {
-        match parse_disk(spec) {
-            Ok(d) => disks.push(d),
-            Err(e) => {
-                eprintln!("berth-vmm: {e}");
-                return ExitCode::from(2);
-            }
-        }
-    }
-    let console: Box<dyn std::io::Write + Send> = if args.serial_log == "-" {
-        Box::new(std::io::stdout())
-    } else {
-        match std::fs::File::create(&args.serial_log) {
-            Ok(f) => Box::new(f),
-            Err(e) => {
-                eprintln!("berth-vmm: {}: {e}", args.serial_log);
-                return ExitCode::from(1);
-            }
-        }
+    let (disks, console) = match disks_and_console(&args) {
+        Ok(v) => v,
+        Err(code) => return code,
     };
     let cmdline = args.cmdline.replace("console=ttyS0", "console=ttyAMA0");
     let config = Arm64VmConfig {
@@ -380,26 +391,9 @@ fn main() -> ExitCode {
         eprintln!("berth-vmm: on Windows there is no vsock device yet");
         return ExitCode::from(2);
     }
-    let mut disks = Vec::new();
-    for spec in &args.disks {
-        match parse_disk(spec) {
-            Ok(d) => disks.push(d),
-            Err(e) => {
-                eprintln!("berth-vmm: {e}");
-                return ExitCode::from(2);
-            }
-        }
-    }
-    let console: Box<dyn std::io::Write + Send> = if args.serial_log == "-" {
-        Box::new(std::io::stdout())
-    } else {
-        match std::fs::File::create(&args.serial_log) {
-            Ok(f) => Box::new(f),
-            Err(e) => {
-                eprintln!("berth-vmm: {}: {e}", args.serial_log);
-                return ExitCode::from(1);
-            }
-        }
+    let (disks, console) = match disks_and_console(&args) {
+        Ok(v) => v,
+        Err(code) => return code,
     };
     let config = X86VmConfig {
         kernel,
