@@ -1269,3 +1269,37 @@ fn attach_relays_a_running_containers_output() {
     assert_eq!(o.code, 1);
     assert!(o.stderr.contains("start it first"), "{}", o.stderr);
 }
+
+/// A shim that dies right after creating its container (fault injected
+/// through the engine-owned container dir, as seen in emulated guests) is
+/// cleaned up after, and the start is tried once more: the container runs
+/// once more (one more output line, not two) and the agent logged the retry.
+#[test]
+fn start_retries_once_after_the_shim_dies_without_reporting() {
+    let b = Berth::new().with_default_image();
+    assert_eq!(
+        b.run(&["run", "--name", "flaky", DEFAULT_IMAGE, "echo", "hello"])
+            .ok()
+            .stdout,
+        "hello\n"
+    );
+    let st: serde_json::Value =
+        serde_json::from_str(&b.run(&["inspect", "flaky"]).ok().stdout).unwrap();
+    let id = st[0]["Id"].as_str().unwrap().to_string();
+    let cdir = b.native_root().join("containers").join(&id);
+    assert!(cdir.is_dir(), "{}", cdir.display());
+    std::fs::write(cdir.join("fault-shim-dies-once"), b"").unwrap();
+    assert_eq!(b.run(&["start", "-a", "flaky"]).ok().stdout, "hello\n");
+    assert!(!cdir.join("fault-shim-dies-once").exists());
+    let agent_log = std::fs::read_to_string(b.native_root().join("agent.log")).unwrap_or_default();
+    let shim_log = std::fs::read_to_string(cdir.join("shim.log")).unwrap_or_default();
+    assert!(
+        agent_log.contains("starting it once more"),
+        "agent log:\n{agent_log}\nshim log:\n{shim_log}"
+    );
+    let st: serde_json::Value =
+        serde_json::from_str(&b.run(&["inspect", "flaky"]).ok().stdout).unwrap();
+    assert_eq!(st[0]["State"]["Status"], "exited");
+    assert_eq!(st[0]["State"]["ExitCode"], 0);
+    assert_eq!(b.run(&["logs", "flaky"]).ok().stdout, "hello\nhello\n");
+}

@@ -399,12 +399,24 @@ impl ContainerStore {
         if wait_attach {
             args.push("--wait-attach");
         }
-        spawn_monitor(
-            self.layout.root(),
-            &args,
-            &self.layout.container(&r.id).join("shim.log"),
-            "container shim",
-        )?;
+        let log = self.layout.container(&r.id).join("shim.log");
+        let spawn = || spawn_monitor(self.layout.root(), &args, &log, "container shim");
+        match spawn() {
+            // A shim that vanished without a word left nothing a user
+            // caused: in emulated guests (kvm_pvm) a shim has been seen to
+            // die right after creating the container, under load. The next
+            // shim clears what it left (libcontainer state, the waiting
+            // init, the rootfs mount, the network namespace), so one more
+            // try is safe; a second death is reported as it is.
+            Err(e) if e.message.starts_with(SHIM_DIED) => {
+                eprintln!(
+                    "berth-agent: container {}: {}; starting it once more",
+                    r.id, e.message
+                );
+                spawn()?;
+            }
+            other => other?,
+        }
         Ok(r.id)
     }
 
@@ -511,6 +523,11 @@ const MONITOR_REPORT_TIMEOUT: Duration = Duration::from_secs(900);
 /// Starts a monitor process (`berth-agent shim` or `exec-shim`, with
 /// `--root <root>` added) in its own session, its output in `log`, and waits
 /// for the readiness line it writes on fd 3.
+/// How [`spawn_monitor`] words a monitor that exited before reporting.
+const DIED_WITHOUT_REPORTING: &str = "died without reporting";
+/// The start of that error for a container shim.
+const SHIM_DIED: &str = "container shim died without reporting";
+
 pub(super) fn spawn_monitor(
     root: &Path,
     args: &[&str],
@@ -606,7 +623,7 @@ pub(super) fn spawn_monitor(
             eprintln!("berth-agent: {what} {pid} died without reporting");
             return Err(err(
                 ErrorKind::Internal,
-                format!("{what} died without reporting: {}", out.trim()),
+                format!("{what} {DIED_WITHOUT_REPORTING}: {}", out.trim()),
             ));
         }
         gone_before = now_gone;

@@ -247,6 +247,11 @@ pub(super) struct Client {
     pub tty_size: Option<(u16, u16)>,
 }
 
+/// A file in a container's directory that makes its next shim die right
+/// after creating the container (tests of the start retry; the directory
+/// belongs to the engine, so only whoever owns the engine can place it).
+pub const SHIM_DIES_ONCE: &str = "fault-shim-dies-once";
+
 /// Entry point of `berth-agent shim`.
 pub fn run(root: &Path, id: &str, wait_attach: bool) -> i32 {
     // SAFETY: fd 3 is the readiness pipe the agent passes; nothing else in
@@ -474,6 +479,16 @@ fn start(
             Pid::from_raw(pid)
         }
     };
+    // Fault injection for the start retry's test: a shim dying here leaves
+    // a created container (runtime state, an init waiting to be started)
+    // behind, as the shims that died in emulated guests did.
+    if std::fs::remove_file(paths.dir.join(SHIM_DIES_ONCE)).is_ok() {
+        eprintln!(
+            "berth-agent: container {}: fault injected: shim dies",
+            rec.id
+        );
+        std::process::abort();
+    }
     let stdio = plan.into_stdio()?;
 
     let mut clients: Vec<Client> = Vec::new();
