@@ -283,6 +283,23 @@ fn standby(
     ))
 }
 
+/// What the portable assemblies cannot do (snapshots, standby) refused,
+/// and the kernel they need; or the exit code after saying what is wrong.
+#[cfg(any(
+    all(target_os = "macos", target_arch = "aarch64"),
+    all(windows, target_arch = "x86_64")
+))]
+fn portable_kernel(args: &Args) -> Result<PathBuf, ExitCode> {
+    if args.restore.is_some() || args.snapshot_on_ready.is_some() || args.standby.is_some() {
+        eprintln!("berth-vmm: snapshots and --standby are supported on Linux x86_64 (KVM) only");
+        return Err(ExitCode::from(2));
+    }
+    args.kernel.clone().ok_or_else(|| {
+        eprintln!("berth-vmm: --kernel is required");
+        ExitCode::from(2)
+    })
+}
+
 /// The portable assemblies' disks (`PATH[,ro]`) and console (`-` or a
 /// file), or the exit code after saying what is wrong.
 #[cfg(any(
@@ -326,13 +343,9 @@ fn main() -> ExitCode {
         &args.ready_marker,
         args.standby_idle,
     );
-    if args.restore.is_some() || args.snapshot_on_ready.is_some() || args.standby.is_some() {
-        eprintln!("berth-vmm: snapshots and --standby are supported on Linux x86_64 (KVM) only");
-        return ExitCode::from(2);
-    }
-    let Some(kernel) = args.kernel.clone() else {
-        eprintln!("berth-vmm: --kernel is required");
-        return ExitCode::from(2);
+    let kernel = match portable_kernel(&args) {
+        Ok(k) => k,
+        Err(code) => return code,
     };
     if args.cpus != 1 {
         eprintln!("berth-vmm: on macOS only one vCPU is supported yet");
@@ -379,13 +392,9 @@ fn main() -> ExitCode {
         &args.ready_marker,
         args.standby_idle,
     );
-    if args.restore.is_some() || args.snapshot_on_ready.is_some() || args.standby.is_some() {
-        eprintln!("berth-vmm: snapshots and --standby are supported on Linux x86_64 (KVM) only");
-        return ExitCode::from(2);
-    }
-    let Some(kernel) = args.kernel.clone() else {
-        eprintln!("berth-vmm: --kernel is required");
-        return ExitCode::from(2);
+    let kernel = match portable_kernel(&args) {
+        Ok(k) => k,
+        Err(code) => return code,
     };
     if args.vsock_uds.is_some() {
         eprintln!("berth-vmm: on Windows there is no vsock device yet");

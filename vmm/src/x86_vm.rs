@@ -34,7 +34,7 @@ use crate::arch::x86_64::{
     MMIO_WINDOW_SIZE, SERIAL_IRQ,
 };
 use crate::boot::{self, BootError};
-use crate::devices::i8042::{I8042, I8042_DATA_PORT};
+use crate::devices::i8042::{is_reset_write, I8042, I8042_DATA_PORT};
 use crate::devices::serial::{ConsoleSink, SerialPort, COM1_LEN, COM1_PORT};
 use crate::devices::virtio::block::{Block, BlockError};
 use crate::devices::virtio::mmio::MmioTransport;
@@ -283,7 +283,7 @@ fn run_vcpu(
                 }
             }
             Ok(VcpuExit::IoOut { port, data }) => {
-                let reset = port == 0x64 && data.first() == Some(&0xfe);
+                let reset = is_reset_write(u64::from(port), data);
                 io_bus.write(u64::from(port), data);
                 if reset {
                     // The i8042 has reported the reset; this vCPU stops here.

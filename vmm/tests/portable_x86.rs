@@ -11,8 +11,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
+use std::io::Write;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -147,21 +146,7 @@ fn portable_assembly_runs_vsock_on_worker_threads() {
     });
     console.wait_for_line("BERTH-VMM-LISTENING 1024", &rx);
 
-    let mut stream = UnixStream::connect(&uds).unwrap();
-    stream.set_read_timeout(Some(common::TIMEOUT)).unwrap();
-    stream.write_all(b"CONNECT 1024\n").unwrap();
-    let ok = common::read_line(&mut stream).unwrap();
-    assert!(ok.starts_with("OK "), "handshake answer {ok:?}");
-    let data: Vec<u8> = (0..SIZE).map(|i| (i * 7 + i / 4096) as u8).collect();
-    let mut writer = stream.try_clone().unwrap();
-    let to_send = data.clone();
-    let sender = std::thread::spawn(move || {
-        writer.write_all(&to_send).unwrap();
-        writer.shutdown(std::net::Shutdown::Write).unwrap();
-    });
-    let mut echoed = Vec::with_capacity(SIZE);
-    stream.read_to_end(&mut echoed).unwrap();
-    sender.join().unwrap();
+    let (data, echoed, _) = common::vsock_echo(&uds, SIZE);
     assert_eq!(echoed.len(), SIZE, "{}", console.text());
     assert!(echoed == data, "echoed data differs");
     console.wait_for_line(&format!("BERTH-VMM-ECHOED {SIZE}"), &rx);

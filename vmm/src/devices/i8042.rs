@@ -11,6 +11,12 @@ const COMMAND_OFFSET: u64 = 4;
 /// "Pulse output line 0" = CPU reset.
 const CMD_RESET_CPU: u8 = 0xfe;
 
+/// Whether a guest write of `data` to I/O port `port` is the reset command
+/// (for a vCPU loop that stops after handing it to the device).
+pub fn is_reset_write(port: u64, data: &[u8]) -> bool {
+    port == I8042_DATA_PORT + COMMAND_OFFSET && data.first() == Some(&CMD_RESET_CPU)
+}
+
 /// i8042 with only the reset command implemented.
 pub struct I8042 {
     on_reset: Box<dyn Fn() + Send>,
@@ -51,5 +57,9 @@ mod tests {
         assert!(rx.try_recv().is_err(), "data port writes are not commands");
         dev.write(COMMAND_OFFSET, &[CMD_RESET_CPU]);
         assert!(rx.try_recv().is_ok());
+        assert!(is_reset_write(0x64, &[0xfe]));
+        assert!(!is_reset_write(0x60, &[0xfe]));
+        assert!(!is_reset_write(0x64, &[0xfd]));
+        assert!(!is_reset_write(0x64, &[]));
     }
 }

@@ -286,3 +286,31 @@ pub fn assert_blk_pattern(f: &File) {
     let want: Vec<u8> = (0..got.len() as u32).map(|i| (i * 31 + 7) as u8).collect();
     assert!(got == want, "pattern not found in the image");
 }
+
+/// Connects to guest vsock port 1024 through the muxer socket `uds`
+/// (`CONNECT 1024`, answered `OK <hostport>`), sends `size` patterned bytes
+/// and half-closes, and reads the echo to EOF. Returns (sent, echoed, time).
+pub fn vsock_echo(uds: &Path, size: usize) -> (Vec<u8>, Vec<u8>, Duration) {
+    let mut stream = std::os::unix::net::UnixStream::connect(uds).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.write_all(b"CONNECT 1024\n").unwrap();
+    let ok = read_line(&mut stream).unwrap();
+    assert!(
+        ok.starts_with("OK ") && ok.ends_with('\n'),
+        "handshake answer {ok:?}"
+    );
+    ok[3..].trim().parse::<u32>().expect("OK <hostport>");
+
+    let data: Vec<u8> = (0..size).map(|i| (i * 7 + i / 4096) as u8).collect();
+    let start = Instant::now();
+    let mut writer = stream.try_clone().unwrap();
+    let to_send = data.clone();
+    let sender = std::thread::spawn(move || {
+        writer.write_all(&to_send).unwrap();
+        writer.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let mut echoed = Vec::with_capacity(size);
+    stream.read_to_end(&mut echoed).unwrap();
+    sender.join().unwrap();
+    (data, echoed, start.elapsed())
+}
