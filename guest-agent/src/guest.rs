@@ -28,7 +28,7 @@ pub const DATA_ROOT: &str = "/var/lib/berth";
 /// nested under one that already exists.
 pub const ENGINE_ROOT: &str = "/var/lib/berth/engine";
 
-fn log(msg: &str) {
+pub fn log(msg: &str) {
     eprintln!("berth-agent: {msg}");
 }
 

@@ -34,7 +34,7 @@ use std::sync::Arc;
 
 #[cfg(target_os = "linux")]
 fn usage() -> ! {
-    eprintln!("usage: berth-agent serve --root DIR --socket PATH\n       berth-agent shim --root DIR --id ID [--wait-attach]\n       berth-agent --version");
+    eprintln!("usage: berth-agent serve --root DIR --socket PATH\n       berth-agent shim --root DIR --id ID [--wait-attach]\n       berth-agent image-disk-tree --root EMPTY-DIR --blobs DIR < image-commit.json\n       berth-agent --version");
     std::process::exit(2);
 }
 
@@ -45,6 +45,7 @@ struct Args {
     socket: Option<PathBuf>,
     id: Option<String>,
     exec: Option<String>,
+    blobs: Option<PathBuf>,
     wait_attach: bool,
 }
 
@@ -58,6 +59,7 @@ fn parse_args() -> Args {
         socket: None,
         id: None,
         exec: None,
+        blobs: None,
         wait_attach: false,
     };
     while let Some(k) = it.next() {
@@ -66,6 +68,7 @@ fn parse_args() -> Args {
             "--socket" => a.socket = Some(it.next().unwrap_or_else(|| usage()).into()),
             "--id" => a.id = Some(it.next().unwrap_or_else(|| usage())),
             "--exec" => a.exec = Some(it.next().unwrap_or_else(|| usage())),
+            "--blobs" => a.blobs = Some(it.next().unwrap_or_else(|| usage()).into()),
             "--wait-attach" => a.wait_attach = true,
             _ => usage(),
         }
@@ -189,7 +192,38 @@ fn main() {
             );
             std::process::exit(code);
         }
+        "image-disk-tree" => std::process::exit(image_disk_tree(
+            &args.root.unwrap_or_else(|| usage()),
+            &args.blobs.unwrap_or_else(|| usage()),
+        )),
         _ => usage(),
+    }
+}
+
+/// `image-disk-tree`: the host's half of an image disk (see
+/// `store::image_disk`): unpacks the image named by the `ImageCommit` JSON
+/// on stdin into a tree for `mkfs.ext4 -d`.
+#[cfg(target_os = "linux")]
+fn image_disk_tree(root: &std::path::Path, blobs: &std::path::Path) -> i32 {
+    use std::io::Read;
+    let mut input = Vec::new();
+    if let Err(e) = std::io::stdin().take(1 << 20).read_to_end(&mut input) {
+        eprintln!("berth-agent: reading the image commit: {e}");
+        return 2;
+    }
+    let commit: berth_protocol::ImageCommit = match serde_json::from_slice(&input) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("berth-agent: invalid image commit on stdin: {e}");
+            return 2;
+        }
+    };
+    match store::image_disk::build_tree(root, blobs, &commit) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("berth-agent: {e}");
+            1
+        }
     }
 }
 

@@ -331,6 +331,20 @@ fn handle(engine: &Engine, req: Request) -> Result<Response, ApiError> {
         } => crate::guest::clone_init(unix_time_ns, &seed, &hostname)
             .map(|_| Response::Ok)
             .map_err(|e| ApiError::new(ErrorKind::InvalidArgument, e)),
+        Request::ImageDiskAttach { device } => {
+            if std::process::id() != 1 {
+                return Err(ApiError::new(
+                    ErrorKind::InvalidArgument,
+                    "image disks are only for guest agents",
+                ));
+            }
+            crate::store::image_disk::attach(engine.images.layout(), &device)
+                .map(|n| {
+                    crate::guest::log(&format!("image disk {device}: {n} layers linked"));
+                    Response::Ok
+                })
+                .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))
+        }
         Request::PutBlob { .. }
         | Request::Attach { .. }
         | Request::Logs(_)

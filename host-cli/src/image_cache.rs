@@ -32,6 +32,11 @@ impl ImageCache {
         Ok(ImageCache { dir })
     }
 
+    /// The cache's directory.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     /// Serialises read-modify-write of the cache's JSON files between
     /// berth processes; released when the returned file is dropped.
     fn lock(&self) -> Result<std::fs::File> {
@@ -169,6 +174,7 @@ impl ImageCache {
             .join(format!("images.json.tmp-{}", std::process::id()));
         std::fs::write(&tmp, serde_json::to_vec_pretty(&all)?)?;
         std::fs::rename(tmp, self.dir.join("images.json"))?;
+        crate::image_disk::forget(self, config_digest);
         Ok(())
     }
 

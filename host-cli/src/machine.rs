@@ -66,6 +66,9 @@ pub struct Machine {
     /// The long-lived machine keeps a data disk; throw-away VMs keep their
     /// state in guest memory.
     persistent: bool,
+    /// Throw-away VMs: the read-only image disk for their image slot
+    /// (`/dev/vdb`); an empty placeholder disk fills the slot without one.
+    image_disk: Option<PathBuf>,
 }
 
 fn pid_alive(pid: i32) -> bool {
@@ -209,7 +212,7 @@ impl std::fmt::Display for VmOrigin {
 }
 
 /// Bumped when what a snapshot holds changes (guest command line, devices).
-const SNAPSHOT_FORMAT: &str = "berth-vm-snapshot-1";
+const SNAPSHOT_FORMAT: &str = "berth-vm-snapshot-2";
 
 /// Identity of a file that is not hashed: path, size, modification time.
 fn file_identity(p: &Path) -> Result<String> {
@@ -319,6 +322,7 @@ impl Machine {
         Machine {
             dir: state_dir().join("machine"),
             persistent: true,
+            image_disk: None,
         }
     }
 
@@ -334,7 +338,36 @@ impl Machine {
         Ok(Machine {
             dir,
             persistent: false,
+            image_disk: None,
         })
+    }
+
+    /// Puts `disk` (see [`crate::image_disk`]) in this throw-away VM's
+    /// image slot.
+    pub fn with_image_disk(mut self, disk: Option<PathBuf>) -> Machine {
+        self.image_disk = disk;
+        self
+    }
+
+    /// The disk for the image slot of a throw-away VM (`None` for the
+    /// machine VM): the image disk, or an empty one where there is none or
+    /// for a boot that will be snapshotted, whose clones get theirs after
+    /// the restore (the VMM then tells the guest the capacity changed).
+    fn image_slot(&self, for_snapshot: bool) -> Result<Option<PathBuf>> {
+        if self.persistent {
+            return Ok(None);
+        }
+        if let (Some(d), false) = (&self.image_disk, for_snapshot) {
+            return Ok(Some(d.clone()));
+        }
+        let empty = state_dir().join("cache").join("empty-disk.img");
+        if !empty.is_file() {
+            std::fs::create_dir_all(empty.parent().context("no cache dir")?)?;
+            let tmp = empty.with_extension(format!("tmp-{}", std::process::id()));
+            std::fs::File::create(&tmp)?;
+            std::fs::rename(&tmp, &empty)?;
+        }
+        Ok(Some(empty))
     }
 
     /// Connects to the agent of a machine that is already running.
@@ -522,6 +555,12 @@ impl Machine {
                 // --kernel makes the VMM check that the snapshot's guest
                 // booted this kernel.
                 cmd.arg("--restore").arg(dir).arg("--kernel").arg(kernel);
+                if let Some(slot) = self.image_slot(false)? {
+                    cmd.arg("--disk")
+                        .arg(format!("{},ro", rootfs.display()))
+                        .arg("--disk")
+                        .arg(format!("{},ro", slot.display()));
+                }
             }
             Launch::Boot { snapshot_to } => {
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
@@ -548,6 +587,9 @@ impl Machine {
                     .arg(spec.mem_mib.to_string());
                 if let Some(disk) = disk {
                     cmd.arg("--disk").arg(format!("{},rw", disk.display()));
+                }
+                if let Some(slot) = self.image_slot(snapshot_to.is_some())? {
+                    cmd.arg("--disk").arg(format!("{},ro", slot.display()));
                 }
                 cmd.arg("--rng");
                 if let Some(dir) = snapshot_to {

@@ -6,6 +6,7 @@ mod client;
 mod commands;
 mod fmt;
 mod image_cache;
+mod image_disk;
 mod machine;
 mod placement;
 mod platform;

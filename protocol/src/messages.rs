@@ -225,6 +225,13 @@ pub enum Request {
         seed: Vec<u8>,
         hostname: String,
     },
+    /// Mounts the read-only image disk `device` (`/dev/vdb` … `/dev/vdz`)
+    /// made by the host and links the unpacked layers and configs it holds
+    /// into the store; an `ImageCommit` of the image then unpacks nothing.
+    /// Answers `Ok`. Guest agents only.
+    ImageDiskAttach {
+        device: String,
+    },
 }
 
 /// A build step's new image.

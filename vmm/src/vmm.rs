@@ -474,7 +474,9 @@ pub fn restore_prepared(
             DeviceKind::Vsock => DeviceSpec::Vsock(config.vsock_uds.clone().ok_or_else(|| {
                 SnapshotError::Mismatch("the snapshot has a vsock device: give --vsock-uds".into())
             })?),
-            DeviceKind::Block { path, read_only } => DeviceSpec::Block(match disks.next() {
+            DeviceKind::Block {
+                path, read_only, ..
+            } => DeviceSpec::Block(match disks.next() {
                 Some(given) => given.clone(),
                 None if config.disks.is_empty() => DiskConfig {
                     path: path.clone(),
@@ -530,12 +532,22 @@ pub fn restore_prepared(
     for (vcpu, s) in vcpus.iter().zip(&state.vcpus) {
         vcpu.restore_state(s)?;
     }
-    for ((transport, _), record) in devices.transports.iter().zip(&state.devices) {
+    for ((transport, kind), record) in devices.transports.iter().zip(&state.devices) {
+        let mut transport = transport.lock().unwrap_or_else(|e| e.into_inner());
         transport
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .restore_state(&record.transport)
             .map_err(SnapshotError::Mismatch)?;
+        if let (
+            DeviceKind::Block { size: now, .. },
+            DeviceKind::Block {
+                size: Some(then), ..
+            },
+        ) = (kind, &record.kind)
+        {
+            if *now != Some(*then) {
+                transport.config_changed();
+            }
+        }
     }
     let machine = Machine {
         vm,
@@ -573,7 +585,17 @@ enum DeviceSpec {
 #[derive(Serialize, Deserialize, Clone, Debug)]
 enum DeviceKind {
     Vsock,
-    Block { path: PathBuf, read_only: bool },
+    Block {
+        path: PathBuf,
+        read_only: bool,
+        /// Capacity in bytes when the device was made (absent in older
+        /// snapshots). A restore given a disk of another size tells the
+        /// guest its configuration changed, so the driver reads the new
+        /// capacity: an empty disk slot in a snapshot can be filled per
+        /// clone (berth's image disks).
+        #[serde(default)]
+        size: Option<u64>,
+    },
     Rng,
 }
 
@@ -651,13 +673,18 @@ fn build_devices(
                     .map_err(io_err(format!("vsock socket {}", uds.display())))?;
                 devices.push((Arc::new(Mutex::new(v)), DeviceKind::Vsock));
             }
-            DeviceSpec::Block(d) => devices.push((
-                Arc::new(Mutex::new(Block::open(&d.path, d.read_only)?)),
-                DeviceKind::Block {
-                    path: d.path.clone(),
-                    read_only: d.read_only,
-                },
-            )),
+            DeviceSpec::Block(d) => {
+                let block = Block::open(&d.path, d.read_only)?;
+                let size = Some(block.size());
+                devices.push((
+                    Arc::new(Mutex::new(block)),
+                    DeviceKind::Block {
+                        path: d.path.clone(),
+                        read_only: d.read_only,
+                        size,
+                    },
+                ))
+            }
             DeviceSpec::Rng => devices.push((Arc::new(Mutex::new(Rng::new())), DeviceKind::Rng)),
         }
     }

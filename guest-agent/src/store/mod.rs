@@ -1,6 +1,7 @@
 //! The image store: verified blobs, unpacked layer snapshots, image records
 //! and tags.
 
+pub mod image_disk;
 pub mod unpack;
 
 use crate::layout::{read_json, write_json_atomic, Layout};

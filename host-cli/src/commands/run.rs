@@ -308,17 +308,70 @@ fn run_in_own_vm(a: &RunArgs, cfg: ContainerConfig) -> Result<i32> {
         );
         return Ok(EXIT_ENGINE);
     };
-    let vm = crate::machine::Machine::ephemeral()?;
+    let timings = std::env::var_os("BERTH_VM_TIMINGS").is_some();
+    let t0 = std::time::Instant::now();
+    let disk = match crate::image_disk::ensure(&cache, &image) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!(
+                "berth: warning: no image disk for {}: {e:#}; streaming the image into the VM instead",
+                a.image
+            );
+            None
+        }
+    };
+    if timings {
+        match &disk {
+            Some(_) => eprintln!(
+                "berth: vm: image disk ready in {} ms",
+                t0.elapsed().as_millis()
+            ),
+            None => eprintln!(
+                "berth: vm: no image disk ({})",
+                crate::image_disk::unavailable().unwrap_or("see the warning")
+            ),
+        }
+    }
+    let vm = crate::machine::Machine::ephemeral()?.with_image_disk(disk.clone());
     let result = (|| -> Result<i32> {
         let t0 = std::time::Instant::now();
         let (origin, _) = vm.start_clone(crate::machine::MachineSpec::default())?;
-        if std::env::var_os("BERTH_VM_TIMINGS").is_some() {
+        if timings {
             eprintln!(
                 "berth: vm: {origin}, agent ready in {} ms",
                 t0.elapsed().as_millis()
             );
         }
-        cache.upload(&image, &|| Ok(vm.connect_running()?))?;
+        let t1 = std::time::Instant::now();
+        let from_disk = disk.is_some()
+            && match vm.connect_running()?.call(Request::ImageDiskAttach {
+                device: crate::image_disk::GUEST_DEVICE.into(),
+            }) {
+                Ok(_) => true,
+                Err(e) => {
+                    eprintln!(
+                        "berth: warning: the VM could not use the image disk: {e}; streaming the image instead"
+                    );
+                    false
+                }
+            };
+        if from_disk {
+            vm.connect_running()?
+                .call(Request::ImageCommit(image.clone()))?;
+        } else {
+            cache.upload(&image, &|| Ok(vm.connect_running()?))?;
+        }
+        if timings {
+            eprintln!(
+                "berth: vm: image {} in {} ms",
+                if from_disk {
+                    "disk attached"
+                } else {
+                    "streamed"
+                },
+                t1.elapsed().as_millis()
+            );
+        }
         run_with(&|| Ok(vm.connect_running()?), a, cfg)
     })();
     vm.destroy();

@@ -263,6 +263,14 @@ impl MmioTransport {
         Ok(())
     }
 
+    /// The device's configuration changed under the driver (a restored
+    /// disk of another size): a new configuration generation and a
+    /// configuration-change interrupt.
+    pub fn config_changed(&mut self) {
+        self.config_generation = self.config_generation.wrapping_add(1);
+        self.interrupt.signal_config_change();
+    }
+
     fn selected_queue(&mut self) -> Option<&mut Queue> {
         if self.activated {
             return None;
@@ -623,5 +631,18 @@ mod tests {
         let mut b = [0u8; 2];
         t.read(reg::CONFIG + 2, &mut b);
         assert_eq!(b, [0xab, 0xcd]);
+    }
+
+    #[test]
+    fn config_changed_raises_the_config_interrupt_and_a_new_generation() {
+        let (mut t, _) = setup();
+        let gen = r(&mut t, reg::CONFIG_GENERATION);
+        assert_eq!(r(&mut t, reg::INTERRUPT_STATUS), 0);
+        t.config_changed();
+        assert_eq!(r(&mut t, reg::INTERRUPT_STATUS), super::super::INT_CONFIG);
+        assert_ne!(r(&mut t, reg::CONFIG_GENERATION), gen);
+        // The state a snapshot keeps carries both.
+        let s = t.save_state().unwrap();
+        assert_eq!(s.interrupt_status, super::super::INT_CONFIG);
     }
 }
