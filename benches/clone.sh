@@ -3,6 +3,9 @@
 #   berth clone   `berth --isolation vm run --rm berth/busybox true` restoring
 #                 the cached snapshot (launch -> container exited)
 #   berth cold    the same with BERTH_VM_SNAPSHOTS=0 (cold boot, no snapshot)
+#   berth stream  a clone with BERTH_IMAGE_DISKS=0: the image streamed over
+#                 vsock and unpacked by the guest instead of attached on a
+#                 read-only image disk unpacked once on the host
 #   QEMU microvm  cold boot of the same kernel + root disk to agent ready
 #                 (benches/boot.sh, which also times berth-vmm's cold boot)
 #   docker        `docker run --rm berth/busybox true` (when a daemon answers)
@@ -13,6 +16,8 @@
 #
 #   ROUNDS=1 benches/clone.sh
 #   DOCKER_HOST=unix:///tmp/dk/docker.sock ROUNDS=3 benches/clone.sh
+#
+# Without a docker daemon answering, a private dockerd is started for the run.
 #
 # Environment: ROUNDS (3), BERTH_KERNEL (see boot.sh), SKIP_QEMU=1 (no
 # boot.sh), DOCKER (docker CLI, `docker`). Uses target/release/berth,
@@ -36,13 +41,22 @@ image_tar=$root/out/images/busybox.oci.tar
 image=berth/busybox
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/berth-bench-clone.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+pids=()
+cleanup() {
+    set +e
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+    sleep 1
+    grep " $work" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m"; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
 export BERTH_HOME=$work/home
 unset BERTH_ISOLATION
 
 "$berth" --isolation vm load -q -i "$image_tar" >/dev/null
 
-# One timed berth run: prints "total_s ready_s".
+# One timed berth run: prints "total_s ready_s image_s" (image_s: image
+# disk attached or image streamed, from the BERTH_VM_TIMINGS line).
 berth_run() {
     local t0 t1 ready
     t0=$(date +%s.%N)
@@ -50,8 +64,9 @@ berth_run() {
         { cat "$work/err" >&2; die "berth run failed"; }
     t1=$(date +%s.%N)
     ready=$(sed -n 's/.*agent ready in \([0-9]*\) ms.*/\1/p' "$work/err" | tail -n 1)
+    img=$(sed -n 's/.*image \(disk attached\|streamed\) in \([0-9]*\) ms.*/\2/p' "$work/err" | tail -n 1)
     grep -h '^berth: vm:' "$work/err" >&2 || true
-    echo "$(echo "$t1 - $t0" | bc -l) $(echo "${ready:-0} / 1000" | bc -l)"
+    echo "$(echo "$t1 - $t0" | bc -l) $(echo "${ready:-0} / 1000" | bc -l) $(echo "${img:-0} / 1000" | bc -l)"
 }
 
 log "first run: cold boot + snapshot"
@@ -59,6 +74,15 @@ berth_run env BERTH_VM_SNAPSHOTS=1 >"$work/first"
 log "first run (cold boot, snapshot made): $(cat "$work/first")"
 
 docker_ok=0
+if command -v dockerd >/dev/null && ! "${DOCKER:-docker}" info >/dev/null 2>&1; then
+    # No daemon answers: a private dockerd 20.10 (as benches/build.sh).
+    dockerd --iptables=false --bridge=none --exec-opt native.cgroupdriver=cgroupfs \
+        --storage-driver=overlay2 --data-root="$work/docker" --exec-root="$work/docker-exec" \
+        --pidfile="$work/docker.pid" --host="unix://$work/docker.sock" >"$work/dockerd.log" 2>&1 &
+    pids+=($!)
+    export DOCKER_HOST=unix://$work/docker.sock
+    for _ in $(seq 150); do "${DOCKER:-docker}" version >/dev/null 2>&1 && break; sleep 0.2; done
+fi
 if command -v "${DOCKER:-docker}" >/dev/null && "${DOCKER:-docker}" info >/dev/null 2>&1; then
     if ! "${DOCKER:-docker}" image inspect "$image" >/dev/null 2>&1; then
         # docker 20.10 loads docker archives, not OCI ones.
@@ -74,6 +98,8 @@ for r in $(seq 1 "$rounds"); do
     log "round $r: clone $(tail -n 1 "$work/clone")"
     berth_run env BERTH_VM_SNAPSHOTS=0 >>"$work/cold"
     log "round $r: cold  $(tail -n 1 "$work/cold")"
+    berth_run env BERTH_VM_SNAPSHOTS=1 BERTH_IMAGE_DISKS=0 >>"$work/stream"
+    log "round $r: stream $(tail -n 1 "$work/stream")"
     if [ $docker_ok = 1 ]; then
         t0=$(date +%s.%N)
         "${DOCKER:-docker}" run --rm "$image" true
@@ -94,7 +120,8 @@ fi
 
 median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) print "n/a"; else if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
 col() { [ -f "$work/$1" ] && awk -v c="$2" '{print $c}' "$work/$1" | median || echo n/a; }
-clone_total=$(col clone 1) clone_ready=$(col clone 2)
+clone_total=$(col clone 1) clone_ready=$(col clone 2) clone_image=$(col clone 3)
+stream_total=$(col stream 1) stream_image=$(col stream 3)
 cold_total=$(col cold 1) cold_ready=$(col cold 2)
 docker_total=$(col docker 1)
 
@@ -102,12 +129,17 @@ echo
 echo "berth --isolation vm: clone vs cold boot vs QEMU microvm vs docker; $rounds round(s), medians"
 echo "1 vCPU / $(nproc)-core host; guest kernel $(uname -r) host; load avg $(cut -d' ' -f1-3 /proc/loadavg)"
 awk -v ct="$clone_total" -v cr="$clone_ready" -v dt="$cold_total" -v dr="$cold_ready" \
-    -v q="$qemu" -v vc="$vmm_cold" -v d="$docker_total" 'BEGIN {
+    -v q="$qemu" -v vc="$vmm_cold" -v d="$docker_total" \
+    -v st="$stream_total" -v ci="$clone_image" -v si="$stream_image" 'BEGIN {
     fmt = "%-62s %9s %14s\n"
     printf fmt, "", "seconds", "x berth clone"
     row("berth run --rm --isolation vm, clone: start -> exit", ct, ct)
     row("berth run --rm --isolation vm, cold boot: start -> exit", dt, ct)
+    row("berth clone, image streamed (no image disk): start -> exit", st, ct)
     row("docker run --rm: start -> exit", d, ct)
+    printf "%s\n", "image into the clone (x image disk):"
+    row("read-only image disk: attach + mount + link", ci, ci)
+    row("streamed over vsock + unpacked in the guest", si, ci)
     printf "%s\n", "agent ready (VM booted or restored, answering):"
     row("berth clone: start -> agent ready (restore + CloneInit)", cr, cr)
     row("berth cold boot: start -> agent ready", dr, cr)
@@ -118,6 +150,6 @@ function row(label, v, base) {
     printf fmt, label, (v == "n/a" ? v : sprintf("%.2f", v)),
         (v == "n/a" || base == "n/a" || base == 0) ? "n/a" : sprintf("%.2f", v / base)
 }'
-echo "per round (total_s ready_s): clone: $(tr '\n' ';' <"$work/clone") cold: $(tr '\n' ';' <"$work/cold")"
+echo "per round (total_s ready_s image_s): clone: $(tr '\n' ';' <"$work/clone") cold: $(tr '\n' ';' <"$work/cold") stream: $(tr '\n' ';' <"$work/stream")"
 [ -f "$work/docker" ] && echo "docker: $(tr '\n' ';' <"$work/docker")"
 true

@@ -374,6 +374,7 @@ fn info(engine: &Engine) -> AgentInfo {
         },
         images: engine.images.count(),
         containers: engine.containers.count(),
+        cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
     }
 }
 

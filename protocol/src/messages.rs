@@ -367,6 +367,9 @@ pub struct AgentInfo {
     pub cgroup_version: u32,
     pub images: usize,
     pub containers: usize,
+    /// CPUs the agent may run on (0 from agents that predate it).
+    #[serde(default)]
+    pub cpus: usize,
 }
 
 /// One layer of an image being committed.

@@ -565,3 +565,88 @@ fn rmi_force_untags_an_image_in_use_and_shared_layers_survive() {
         .ok();
     assert_eq!(o.stdout, "kept\n/bin/busybox\n");
 }
+
+/// `berth-agent image-disk-tree` (the host's half of `--isolation vm`
+/// image disks) unpacks an image from the host cache into the store layout
+/// the guest links in: the config blob and each layer's snapshot with its
+/// meta.json, nothing else (no layer blobs, records, tags or work dirs).
+/// Bad input is refused with a message and a non-zero exit.
+#[test]
+fn image_disk_tree_holds_the_unpacked_layers_and_nothing_else() {
+    if unsafe_not_root() {
+        return skip("image disk trees keep file owners: needs root");
+    }
+    let b = Berth::new().with_default_image();
+    let cache = b.home.path().join("cache");
+    let records: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cache.join("images.json")).unwrap()).unwrap();
+    let commit = records[0].clone();
+    let config = commit["config_digest"].as_str().unwrap().to_string();
+    let tree_of = |input: &[u8]| {
+        let work = tempfile::tempdir().unwrap();
+        let tree = work.path().join("tree");
+        std::fs::create_dir(&tree).unwrap();
+        let mut child = Command::new(berth_tests::agent_bin())
+            .arg("image-disk-tree")
+            .arg("--root")
+            .arg(&tree)
+            .arg("--blobs")
+            .arg(cache.join("blobs/sha256"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let o = child.wait_with_output().unwrap();
+        (work, tree, o)
+    };
+
+    let (_work, tree, o) = tree_of(&serde_json::to_vec(&commit).unwrap());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let names = |p: PathBuf| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(tree.clone()), ["blobs", "snapshots"]);
+    assert_eq!(names(tree.join("blobs/sha256")), [config[7..].to_string()]);
+    let snaps = names(tree.join("snapshots"));
+    assert_eq!(snaps.len(), commit["layers"].as_array().unwrap().len());
+    let snap = tree.join("snapshots").join(&snaps[0]);
+    assert!(snap.join("meta.json").is_file());
+    let busybox = snap.join("fs/bin/busybox");
+    assert!(busybox.is_file(), "{}", busybox.display());
+    assert!(!busybox.is_symlink());
+
+    // Hostile or broken input.
+    let (_w, _t, o) = tree_of(b"{not json");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("invalid image commit"));
+    let mut missing = commit.clone();
+    missing["layers"][0]["digest"] = format!("sha256:{}", "0".repeat(64)).into();
+    let (_w, _t, o) = tree_of(&serde_json::to_vec(&missing).unwrap());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("is not in the store"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut escape = commit.clone();
+    escape["config_digest"] = "sha256:../../../etc/passwd".into();
+    let (_w, t, o) = tree_of(&serde_json::to_vec(&escape).unwrap());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("invalid digest"));
+    assert!(std::fs::read_dir(t.join("blobs/sha256"))
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(true));
+}
+
+fn unsafe_not_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() != 0 }
+}

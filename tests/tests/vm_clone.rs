@@ -56,11 +56,18 @@ fn parse(stdout: &str, stderr: &str) -> Probe {
 
 /// Runs the probe in its own VM; returns stderr and the probe.
 fn run_probe(b: &Berth) -> (String, Probe, f64) {
+    run_probe_with(b, true)
+}
+
+/// [`run_probe`], the image on an image disk or (`image_disk` false)
+/// streamed over vsock.
+fn run_probe_with(b: &Berth, image_disk: bool) -> (String, Probe, f64) {
     let t = Instant::now();
     let start = now_s();
     let o = b
         .command()
         .env("BERTH_VM_TIMINGS", "1")
+        .env("BERTH_IMAGE_DISKS", if image_disk { "1" } else { "0" })
         .env("BERTH_VM_SNAPSHOTS", "1") // the default; explicit here
         .args([
             "--isolation",
@@ -196,6 +203,10 @@ fn vm_containers_start_as_clones_with_their_own_identity() {
     // Second run: a clone.
     let (stderr, p, clone_s) = run_probe(&b);
     assert!(stderr.contains("berth: vm: clone,"), "{stderr}");
+    assert!(
+        stderr.contains("berth: vm: image disk attached"),
+        "{stderr}"
+    );
     assert!(boot_ids.insert(p.boot_id), "clone reused the boot_id");
     assert!(randoms.insert(p.random), "clone repeated random bytes");
     eprintln!("vm_clone: {}", stderr.trim());
@@ -204,7 +215,10 @@ fn vm_containers_start_as_clones_with_their_own_identity() {
     // A snapshot from another VMM version: warning, cold boot, rebuilt.
     let snap = snapshot_dirs(&home).pop().unwrap();
     fake_other_vmm_version(&snap.join("state.bin"));
-    let (stderr, p, _) = run_probe(&b);
+    // The image streamed over vsock this time (the path without image
+    // disks: hosts other than Linux, or not root).
+    let (stderr, p, _) = run_probe_with(&b, false);
+    assert!(stderr.contains("berth: vm: image streamed"), "{stderr}");
     assert!(
         stderr.contains("berth: warning: cannot restore the VM snapshot")
             && stderr.contains("snapshot was taken by berth-vmm 9")

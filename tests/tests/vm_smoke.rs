@@ -318,5 +318,17 @@ fn machine_vm_boots_runs_containers_and_keeps_images() {
         0,
         "throw-away VM left behind"
     );
+    // As root the image came on a read-only image disk made on the host
+    // (a failed attach would have warned on stderr, checked above).
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let disks: Vec<_> = std::fs::read_dir(b.home.path().join("cache/image-disks"))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(
+            disks.iter().any(|n| n.to_string_lossy().ends_with(".ext4")),
+            "no image disk made: {disks:?}"
+        );
+    }
     step("--isolation vm", t);
 }

@@ -2,6 +2,7 @@
 //! cold boot with `--snapshot-on-ready`, kill that VMM, `--restore` in a new
 //! process and talk to the agent over the vsock muxer socket (protocol
 //! handshake); the same through a warm-pool standby VMM (`--standby`).
+//! A 2-vCPU snapshot restored with a disk in a slot that was empty.
 //! Also: tampered and incompatible snapshots are refused.
 // Boots guests with the KVM backend and an x86_64 kernel.
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
@@ -373,6 +374,159 @@ fn snapshot_at_ready_then_restore_in_a_new_process() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("booted kernel sha256"), "{err}");
+}
+
+/// One request to the agent after the handshake (`{"id":1,"request":…}`);
+/// returns the response envelope's JSON.
+fn agent_request(uds: &Path, request: &str) -> String {
+    let mut s = UnixStream::connect(uds).unwrap();
+    s.set_read_timeout(Some(common::TIMEOUT)).unwrap();
+    s.write_all(b"CONNECT 1024\n").unwrap();
+    assert!(common::read_line(&mut s).unwrap().starts_with("OK "));
+    let frame = |s: &mut UnixStream, body: &[u8]| {
+        s.write_all(&(body.len() as u32).to_be_bytes()).unwrap();
+        s.write_all(body).unwrap();
+    };
+    let read = |s: &mut UnixStream| {
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).unwrap();
+        let mut reply = vec![0u8; u32::from_be_bytes(len) as usize];
+        s.read_exact(&mut reply).unwrap();
+        String::from_utf8_lossy(&reply).into_owned()
+    };
+    frame(
+        &mut s,
+        br#"{"version":1,"client":"berth-vmm snapshot test"}"#,
+    );
+    read(&mut s);
+    frame(
+        &mut s,
+        format!(r#"{{"id":1,"request":{request}}}"#).as_bytes(),
+    );
+    read(&mut s)
+}
+
+/// A snapshot of a 2-vCPU guest whose second disk is an empty slot,
+/// restored with a real disk in the slot: both vCPUs come back, and the
+/// guest learns the disk's capacity from the configuration-change
+/// interrupt the VMM raises (berth's per-clone image disks).
+#[test]
+fn two_vcpu_snapshot_restored_with_a_disk_in_the_empty_slot() {
+    let _one = common::serialize();
+    if !kvm_usable() {
+        return skip("/dev/kvm is not available");
+    }
+    let Some(kernel) = common::find_kernel() else {
+        return skip("no guest kernel (set BERTH_KERNEL or run kernel-config/build-kernel.sh)");
+    };
+    let Some(agent) = find_agent() else {
+        return skip("no static berth-agent (run scripts/dev-build.sh)");
+    };
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("vmm-snapshot-smp");
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let Some(rootfs) = write_rootfs(&agent, &dir) else {
+        return skip("mkfs.ext4 -d failed (install e2fsprogs)");
+    };
+    let empty = dir.join("empty.img");
+    File::create(&empty).unwrap();
+    // An image disk as the host makes them: an ext4 holding snapshots/.
+    let tree = dir.join("image-tree");
+    fs::create_dir_all(tree.join("snapshots")).unwrap();
+    fs::create_dir_all(tree.join("blobs/sha256")).unwrap();
+    let image = dir.join("image.ext4");
+    File::create(&image).unwrap().set_len(8 << 20).unwrap();
+    assert!(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-b", "4096", "-O", "^has_journal", "-d"])
+        .arg(&tree)
+        .arg(&image)
+        .status()
+        .unwrap()
+        .success());
+    let snap = dir.join("snap");
+    let serial1 = dir.join("serial-cold.log");
+    let stderr1 = dir.join("vmm-cold.log");
+    let mut cold = vmm();
+    cold.arg("--kernel")
+        .arg(&kernel)
+        .arg("--disk")
+        .arg(format!("{},ro", rootfs.display()))
+        .arg("--disk")
+        .arg(format!("{},ro", empty.display()))
+        .args([
+            "--cmdline",
+            CMDLINE,
+            "--mem-mib",
+            "256",
+            "--cpus",
+            "2",
+            "--rng",
+        ])
+        .arg("--serial-log")
+        .arg(&serial1)
+        .arg("--vsock-uds")
+        .arg(dir.join("cold.sock"))
+        .arg("--snapshot-on-ready")
+        .arg(&snap);
+    let mut child = spawn(cold, &stderr1);
+    let boot = wait_for(
+        &mut child,
+        &serial1,
+        "ready on vsock port",
+        &serial1,
+        &stderr1,
+    );
+    wait_for(&mut child, &stderr1, "snapshot saved", &serial1, &stderr1);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let serial2 = dir.join("serial-restore.log");
+    let stderr2 = dir.join("vmm-restore.log");
+    let uds = dir.join("restore.sock");
+    let mut cmd = vmm();
+    cmd.arg("--restore")
+        .arg(&snap)
+        .arg("--kernel")
+        .arg(&kernel)
+        .arg("--disk")
+        .arg(format!("{},ro", rootfs.display()))
+        .arg("--disk")
+        .arg(format!("{},ro", image.display()))
+        .arg("--serial-log")
+        .arg(&serial2)
+        .arg("--vsock-uds")
+        .arg(&uds);
+    let t0 = Instant::now();
+    let mut child = spawn(cmd, &stderr2);
+    let reply = handshake_until(&uds, &mut child, &serial2, &stderr2);
+    assert!(reply.contains("\"error\":null"), "{reply}");
+    let info = agent_request(&uds, r#"{"type":"Info"}"#);
+    assert!(
+        info.contains("\"cpus\":2"),
+        "{info}\n{}",
+        report(&serial2, &stderr2)
+    );
+    let attach = agent_request(
+        &uds,
+        r#"{"type":"ImageDiskAttach","args":{"device":"/dev/vdb"}}"#,
+    );
+    assert!(
+        attach.contains("\"Ok\"") && !attach.contains("\"Err\""),
+        "{attach}\n{}",
+        report(&serial2, &stderr2)
+    );
+    let refused = agent_request(
+        &uds,
+        r#"{"type":"ImageDiskAttach","args":{"device":"/dev/vda"}}"#,
+    );
+    assert!(refused.contains("is not a virtio disk"), "{refused}");
+    println!(
+        "2 vCPUs: cold boot -> ready {:.2} s; restore -> Info and image disk attached {:.2} s",
+        boot.as_secs_f64(),
+        t0.elapsed().as_secs_f64()
+    );
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Refusals that need no guest: format version, VMM version, checksum.
