@@ -77,7 +77,7 @@ docker_ok=0
 if command -v dockerd >/dev/null && ! "${DOCKER:-docker}" info >/dev/null 2>&1; then
     # No daemon answers: a private dockerd 20.10 (as benches/build.sh).
     dockerd --iptables=false --bridge=none --exec-opt native.cgroupdriver=cgroupfs \
-        --storage-driver=overlay2 --data-root="$work/docker" --exec-root="$work/docker-exec" \
+        --storage-driver=overlay2 --data-root="$work/dockerd-root" --exec-root="$work/dockerd-exec" \
         --pidfile="$work/docker.pid" --host="unix://$work/docker.sock" >"$work/dockerd.log" 2>&1 &
     pids+=($!)
     export DOCKER_HOST=unix://$work/docker.sock

@@ -78,7 +78,7 @@ fn pid_alive(pid: i32) -> bool {
 }
 
 /// `$BERTH_VMM`, or `berth-vmm` next to `berth`.
-fn vmm_binary() -> Result<PathBuf> {
+pub(crate) fn vmm_binary() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("BERTH_VMM") {
         return Ok(PathBuf::from(p));
     }
@@ -195,6 +195,8 @@ enum Launch<'a> {
 pub enum VmOrigin {
     /// Restored from the cached snapshot.
     Clone,
+    /// Restored from the cached snapshot by a warm-pool standby VMM.
+    PoolClone,
     /// Cold boot that also made the snapshot.
     ColdBootSnapshotted,
     /// Cold boot only.
@@ -205,6 +207,7 @@ impl std::fmt::Display for VmOrigin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             VmOrigin::Clone => "clone",
+            VmOrigin::PoolClone => "clone (warm pool standby)",
             VmOrigin::ColdBootSnapshotted => "cold boot (snapshot made), clone of it",
             VmOrigin::ColdBoot => "cold boot",
         })
@@ -734,7 +737,14 @@ impl Machine {
         );
         if dir.join("state.bin").is_file() {
             match self.restore(&dir, spec, &kernel, &rootfs, t0) {
-                Ok(t) => return Ok((VmOrigin::Clone, t)),
+                Ok((t, pooled)) => {
+                    let origin = if pooled {
+                        VmOrigin::PoolClone
+                    } else {
+                        VmOrigin::Clone
+                    };
+                    return Ok((origin, t));
+                }
                 Err(reason) => {
                     eprintln!(
                         "berth: warning: cannot restore the VM snapshot {}: {reason}; cold-booting instead (the snapshot will be rebuilt)",
@@ -795,7 +805,7 @@ impl Machine {
                         }
                         drop(claim);
                         match self.restore(&dir, spec, &kernel, &rootfs, Instant::now()) {
-                            Ok(t) => return Ok((VmOrigin::ColdBootSnapshotted, t)),
+                            Ok((t, _)) => return Ok((VmOrigin::ColdBootSnapshotted, t)),
                             Err(reason) => {
                                 eprintln!(
                                     "berth: warning: cannot restore the VM snapshot {} just made: {reason}; cold-booting without it",
@@ -819,8 +829,10 @@ impl Machine {
         Ok((VmOrigin::ColdBoot, t))
     }
 
-    /// Restores the snapshot in `dir` and tells the guest it is a clone;
-    /// the reason when that fails (the VMM is stopped then).
+    /// Restores the snapshot in `dir` (through a warm-pool standby when
+    /// one is idle, see [`crate::vm_pool`]) and tells the guest it is a
+    /// clone; whether a standby did it, or the reason when that fails (the
+    /// VMM is stopped then).
     fn restore(
         &self,
         dir: &Path,
@@ -828,10 +840,23 @@ impl Machine {
         kernel: &Path,
         rootfs: &Path,
         t0: Instant,
-    ) -> Result<Timings, String> {
+    ) -> Result<(Timings, bool), String> {
+        let mut pooled = false;
         let started = (|| {
-            let cmd = self.vmm_command(&Launch::Restore(dir), spec, kernel, rootfs, None)?;
-            let pid = self.spawn_vmm(cmd)?;
+            let pid = match self.claim_standby(dir, spec, kernel, rootfs)? {
+                Some(pid) => {
+                    pooled = true;
+                    pid
+                }
+                None => {
+                    let cmd =
+                        self.vmm_command(&Launch::Restore(dir), spec, kernel, rootfs, None)?;
+                    self.spawn_vmm(cmd)?
+                }
+            };
+            if let Err(e) = crate::vm_pool::refill(spec.cpus) {
+                eprintln!("berth: warning: warm pool: {e:#}");
+            }
             let prepare_ms = t0.elapsed().as_millis() as u64;
             let timeout = Duration::from_secs(
                 std::env::var("BERTH_RESTORE_TIMEOUT")
@@ -842,6 +867,7 @@ impl Machine {
             self.wait_ready_within(pid, t0, prepare_ms, false, timeout)
                 .and_then(|t| self.clone_init().map(|_| t))
         })();
+        let started = started.map(|t| (t, pooled));
         started.map_err(|e| {
             if let Some(pid) = self.vmm_pid() {
                 crate::platform::kill(pid);
@@ -855,6 +881,42 @@ impl Machine {
                 .map(|l| l.trim_start_matches("berth-vmm: ").to_string())
                 .unwrap_or_else(|| format!("{e:#}"))
         })
+    }
+
+    /// Gives the restore of `dir` to an idle warm-pool standby; its PID
+    /// (recorded as this VM's VMM) when one took it.
+    fn claim_standby(
+        &self,
+        dir: &Path,
+        spec: MachineSpec,
+        kernel: &Path,
+        rootfs: &Path,
+    ) -> Result<Option<i32>> {
+        if crate::vm_pool::size() == 0 {
+            return Ok(None);
+        }
+        let _ = std::fs::remove_file(self.vsock_socket());
+        let log = self.dir.join("vmm.log");
+        std::fs::File::create(&log)?;
+        let mut disks = vec![format!("{},ro", rootfs.display())];
+        if let Some(slot) = self.image_slot(false)? {
+            disks.push(format!("{},ro", slot.display()));
+        }
+        let serial = self.serial_log();
+        let vsock = self.vsock_socket();
+        let request = crate::vm_pool::Request {
+            restore: dir,
+            kernel,
+            serial_log: &serial,
+            vsock_uds: &vsock,
+            disks,
+            log: &log,
+        };
+        let Some(pid) = crate::vm_pool::claim(spec.cpus, &request) else {
+            return Ok(None);
+        };
+        std::fs::write(self.dir.join("vmm.pid"), format!("{pid}\n"))?;
+        Ok(Some(pid))
     }
 
     /// Waits until the VMM has written a complete snapshot to `tmp`.

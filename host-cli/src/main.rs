@@ -12,6 +12,7 @@ mod placement;
 mod platform;
 mod registry;
 mod tty;
+mod vm_pool;
 
 use clap::{Parser, Subcommand};
 use placement::Isolation;

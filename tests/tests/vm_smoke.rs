@@ -288,17 +288,29 @@ fn machine_vm_boots_runs_containers_and_keeps_images() {
     step("SIGKILL recovery", t);
     b.run(&["machine", "stop"]).ok();
 
-    // Its own throw-away microVM, fed from the host image cache.
-    let o = b.run(&[
-        "--isolation",
-        "vm",
-        "run",
-        "--rm",
-        DEFAULT_IMAGE,
-        "sh",
-        "-c",
-        "uname -r; echo $$; echo e >&2; exit 5",
-    ]);
+    // Its own throw-away microVM, fed from the host image cache; with a
+    // warm pool of one standby VMM (BERTH_VM_POOL), which the run after
+    // it restores through.
+    let vm_run = |timings: bool, script: &str| {
+        let mut c = b.command();
+        c.env("BERTH_VM_POOL", "1")
+            .env("BERTH_VM_POOL_IDLE", "300")
+            .args([
+                "--isolation",
+                "vm",
+                "run",
+                "--rm",
+                DEFAULT_IMAGE,
+                "sh",
+                "-c",
+            ])
+            .arg(script);
+        if timings {
+            c.env("BERTH_VM_TIMINGS", "1");
+        }
+        berth_tests::Out::from(c.output().unwrap())
+    };
+    let o = vm_run(false, "uname -r; echo $$; echo e >&2; exit 5");
     assert_eq!(o.code, 5, "{}", o.stderr);
     let lines: Vec<&str> = o.stdout.lines().collect();
     assert!(
@@ -329,6 +341,25 @@ fn machine_vm_boots_runs_containers_and_keeps_images() {
             disks.iter().any(|n| n.to_string_lossy().ends_with(".ext4")),
             "no image disk made: {disks:?}"
         );
+    }
+    let p = vm_run(true, "echo pooled");
+    assert_eq!((p.code, p.stdout.as_str()), (0, "pooled\n"), "{}", p.stderr);
+    assert!(
+        p.stderr.contains("berth: vm: clone (warm pool standby)"),
+        "{}",
+        p.stderr
+    );
+    // The standby that refilled the pool: started by this test's runs.
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let pool = b.home.path().join("pool");
+        if String::from_utf8_lossy(&cmdline).contains(&*pool.to_string_lossy()) {
+            // SAFETY: kill only sends a signal to the standby found above.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
     }
     step("--isolation vm", t);
 }

@@ -540,6 +540,9 @@ pub(super) fn spawn_monitor(
     // /proc/self/exe still works after the binary was replaced on disk.
     let mut cmd = std::process::Command::new("/proc/self/exe");
     cmd.args(args).arg("--root").arg(root);
+    if std::process::id() == 1 {
+        cmd.env(super::shim::CONSOLE_TRACE_ENV, "1");
+    }
     let log_file = std::fs::File::create(log).map_err(internal)?;
     cmd.stdin(std::process::Stdio::null())
         .stdout(log_file.try_clone().map_err(internal)?)

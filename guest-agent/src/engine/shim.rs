@@ -28,6 +28,64 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// Set by the agent for the shims it starts as a guest's init: slow
+/// container starts are also reported on the console.
+pub(super) const CONSOLE_TRACE_ENV: &str = "BERTH_SHIM_CONSOLE_TRACE";
+
+/// How long each step of a container start took. Reported (shim log, and
+/// the console in guests) when the whole took over [`Phases::SLOW`]: where
+/// the guest kernel is emulated a start takes tens of seconds, and this is
+/// how to see which step.
+struct Phases {
+    id: String,
+    t0: Instant,
+    last: Instant,
+    steps: Vec<(&'static str, Duration)>,
+}
+
+impl Phases {
+    const SLOW: Duration = Duration::from_secs(1);
+
+    fn new(id: &str) -> Phases {
+        let now = Instant::now();
+        Phases {
+            id: id.to_string(),
+            t0: now,
+            last: now,
+            steps: Vec::new(),
+        }
+    }
+
+    fn mark(&mut self, step: &'static str) {
+        let now = Instant::now();
+        self.steps.push((step, now - self.last));
+        self.last = now;
+    }
+
+    fn report(&self, what: &str) {
+        if self.t0.elapsed() < Self::SLOW {
+            return;
+        }
+        let steps: Vec<String> = self
+            .steps
+            .iter()
+            .map(|(n, d)| format!("{n} {:.2}", d.as_secs_f64()))
+            .collect();
+        let line = format!(
+            "berth-agent: container {}: {what} took {:.2} s: {}\n",
+            &self.id[..12.min(self.id.len())],
+            self.t0.elapsed().as_secs_f64(),
+            steps.join(", ")
+        );
+        eprint!("{line}");
+        if std::env::var_os(CONSOLE_TRACE_ENV).is_some() {
+            if let Ok(mut c) = std::fs::OpenOptions::new().write(true).open("/dev/console") {
+                let _ = c.write_all(line.as_bytes());
+            }
+        }
+    }
+}
+
 /// The line the shim writes on fd 3.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Readiness {
@@ -371,7 +429,9 @@ fn start(
     ready: &mut Option<File>,
 ) -> Result<i32, StartError> {
     let layout = engine.layout();
+    let mut phases = Phases::new(&rec.id);
     mount_rootfs(engine, rec, paths).map_err(StartError::engine)?;
+    phases.mark("rootfs");
     let identity =
         user::resolve(&paths.rootfs, &rec.user).map_err(|e| StartError::engine(e.to_string()))?;
     let mut env = rec.env.clone();
@@ -386,9 +446,11 @@ fn start(
             .map_err(|e| StartError::engine(format!("creating working directory: {e}")))?;
     }
     check_executable(&paths.rootfs, &rec.args, &env, &rec.workdir)?;
+    phases.mark("user+cwd+exe");
     netns::remove(&paths.netns);
     netns::create(&paths.netns)
         .map_err(|e| StartError::engine(format!("creating network namespace: {e}")))?;
+    phases.mark("netns");
     let etc = etc_files(rec, paths).map_err(|e| StartError::engine(e.to_string()))?;
     let etc_refs: Vec<(String, &Path)> =
         etc.iter().map(|(d, p)| (d.clone(), p.as_path())).collect();
@@ -412,6 +474,7 @@ fn start(
     );
     write_json_atomic(&paths.bundle.join("config.json"), &spec_json)
         .map_err(|e| StartError::engine(e.to_string()))?;
+    phases.mark("spec");
 
     // Stale libcontainer state from a crashed run blocks a new create.
     let runtime_dir = layout.runtime().join(&rec.id);
@@ -457,6 +520,7 @@ fn start(
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let mut container =
         built.map_err(|e| StartError::engine(format!("creating container: {e}")))?;
+    phases.mark("create");
     // In guests whose kernel is emulated (kvm_pvm) the state libcontainer
     // saves and reads straight back has been seen to come back without
     // the pid; the pid file it writes as well is the fallback.
@@ -490,6 +554,7 @@ fn start(
         std::process::abort();
     }
     let stdio = plan.into_stdio()?;
+    phases.mark("stdio");
 
     let mut clients: Vec<Client> = Vec::new();
     if wait_attach {
@@ -502,12 +567,15 @@ fn start(
             }
             clients.push(c);
         }
+        phases.mark("attach");
     }
     let started_at = now();
     if let Err(e) = container.start() {
         let _ = container.delete(true);
         return Err(StartError::engine(format!("starting container: {e}")));
     }
+    phases.mark("start");
+    phases.report("start");
     let state = RunState {
         pid: pid.as_raw(),
         shim_pid: std::process::id() as i32,
@@ -533,7 +601,9 @@ fn start(
     // the container counts as running, so `wait`, `stop`, `start` and `cp`
     // never meet a half-cleaned container. With --rm it is removed before
     // attached clients hear the exit code.
+    let mut phases = Phases::new(&rec.id);
     teardown(engine, rec, paths);
+    phases.mark("teardown");
     let _ = write_json_atomic(
         &paths.dir.join("exit.json"),
         &ExitState {
@@ -545,7 +615,9 @@ fn start(
     );
     if rec.config.auto_remove {
         let _ = engine.containers.remove_files(&rec.id);
+        phases.mark("remove");
     }
+    phases.report("exit");
     for mut c in code.1 {
         let _ = mux::write_frame(&mut c.stream, Kind::Exit, &code.0.to_be_bytes());
     }
