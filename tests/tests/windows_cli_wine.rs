@@ -88,15 +88,20 @@ impl Wine {
         Some(Wine { wine, dir, prefix })
     }
 
+    /// One wine process at a time: two tests starting wine at once on a
+    /// prefix that does not exist yet race while creating it (seen in CI:
+    /// `wine: chdir to /tmp/wine-…/server-…: No such file or directory`).
     fn run(&self, exe: &str, args: &[&str]) -> std::process::Output {
-        Command::new(&self.wine)
-            .arg(self.dir.path().join(format!("{exe}.exe")))
-            .args(args)
-            .env("WINEPREFIX", &self.prefix)
-            .env("WINEDEBUG", "-all")
-            .env("WINEDLLOVERRIDES", "bcryptprimitives=n")
-            .output()
-            .unwrap()
+        berth_tests::with_lock("wine", || {
+            Command::new(&self.wine)
+                .arg(self.dir.path().join(format!("{exe}.exe")))
+                .args(args)
+                .env("WINEPREFIX", &self.prefix)
+                .env("WINEDEBUG", "-all")
+                .env("WINEDLLOVERRIDES", "bcryptprimitives=n")
+                .output()
+                .unwrap()
+        })
     }
 
     /// Runs and expects success; returns stdout.
