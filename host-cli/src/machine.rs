@@ -373,6 +373,18 @@ impl Machine {
         Ok(Some(empty))
     }
 
+    /// The `--disk` arguments of a restore: none for the machine VM (the
+    /// snapshot's own), the root disk and the image slot for a clone.
+    fn restore_disks(&self, rootfs: &Path) -> Result<Vec<String>> {
+        Ok(match self.image_slot(false)? {
+            Some(slot) => vec![
+                format!("{},ro", rootfs.display()),
+                format!("{},ro", slot.display()),
+            ],
+            None => Vec::new(),
+        })
+    }
+
     /// Connects to the agent of a machine that is already running.
     pub fn connect_running(&self) -> Result<Connection, crate::client::ClientError> {
         Connection::open(&self.endpoint())
@@ -558,11 +570,8 @@ impl Machine {
                 // --kernel makes the VMM check that the snapshot's guest
                 // booted this kernel.
                 cmd.arg("--restore").arg(dir).arg("--kernel").arg(kernel);
-                if let Some(slot) = self.image_slot(false)? {
-                    cmd.arg("--disk")
-                        .arg(format!("{},ro", rootfs.display()))
-                        .arg("--disk")
-                        .arg(format!("{},ro", slot.display()));
+                for d in self.restore_disks(rootfs)? {
+                    cmd.arg("--disk").arg(d);
                 }
             }
             Launch::Boot { snapshot_to } => {
@@ -898,10 +907,7 @@ impl Machine {
         let _ = std::fs::remove_file(self.vsock_socket());
         let log = self.dir.join("vmm.log");
         std::fs::File::create(&log)?;
-        let mut disks = vec![format!("{},ro", rootfs.display())];
-        if let Some(slot) = self.image_slot(false)? {
-            disks.push(format!("{},ro", slot.display()));
-        }
+        let disks = self.restore_disks(rootfs)?;
         let serial = self.serial_log();
         let vsock = self.vsock_socket();
         let request = crate::vm_pool::Request {
