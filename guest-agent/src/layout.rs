@@ -72,6 +72,47 @@ impl Layout {
         self.root.join("tmp")
     }
 
+    /// The engine's own copy of its binary, bind-mounted as `--init`.
+    pub fn init_binary(&self) -> PathBuf {
+        self.root.join("bin/docker-init")
+    }
+
+    /// Makes [`Layout::init_binary`] a copy of the running binary. A copy,
+    /// not the binary's own path: that path may be replaced by an upgrade
+    /// while this agent runs, and a bind mount of `… (deleted)` fails. The
+    /// copy is redone only when the running binary is another file than
+    /// the one last copied (device, inode, size, mtime in a stamp beside it).
+    pub fn install_init_binary(&self) -> std::io::Result<PathBuf> {
+        use std::os::unix::fs::MetadataExt;
+        let dest = self.init_binary();
+        let me = std::fs::metadata("/proc/self/exe")?;
+        let id = format!(
+            "{} {} {} {}.{}",
+            me.dev(),
+            me.ino(),
+            me.size(),
+            me.mtime(),
+            me.mtime_nsec()
+        );
+        let stamp = dest.with_extension("id");
+        if dest.is_file() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(id.as_str()) {
+            return Ok(dest);
+        }
+        let dir = dest.parent().unwrap_or(&self.root);
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join(format!(".docker-init.tmp-{}", random_hex(4)));
+        let result = (|| {
+            std::fs::copy("/proc/self/exe", &tmp)?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, &dest)?;
+            write_atomic(&stamp, id.as_bytes())
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result.map(|()| dest)
+    }
+
     /// Creates the directory tree and clears leftovers of interrupted work.
     pub fn prepare(&self) -> std::io::Result<()> {
         for d in [

@@ -81,6 +81,21 @@ impl Connection {
         Ok(Connection { stream, next_id: 1 })
     }
 
+    /// The PID of the process at the other end of a native agent's socket
+    /// (SO_PEERCRED): the agent itself. None elsewhere.
+    #[cfg(target_os = "linux")]
+    pub fn peer_pid(&self) -> Option<i32> {
+        let cred =
+            nix::sys::socket::getsockopt(&self.stream, nix::sys::socket::sockopt::PeerCredentials)
+                .ok()?;
+        (cred.pid() > 0).then_some(cred.pid())
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn peer_pid(&self) -> Option<i32> {
+        None
+    }
+
     /// Sends a request and waits for its response.
     pub fn call(&mut self, request: Request) -> Result<Response, ClientError> {
         let id = self.next_id;

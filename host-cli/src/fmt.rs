@@ -169,3 +169,15 @@ mod tests {
         assert_eq!(t, "A         BB\nx         y\n");
     }
 }
+
+/// An I/O error worded as Go (and so docker) words it: the C library's
+/// text with a lowercase first letter, without Rust's "(os error N)".
+pub fn io_error(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = text.split(" (os error").next().unwrap_or(&text);
+    let mut c = text.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
+}

@@ -428,10 +428,41 @@ impl Machine {
         (pid_alive(pid) && comm.trim() == "berth-vmm").then_some(pid)
     }
 
+    /// Where a boot records which agent binary the guest runs.
+    fn agent_record(&self) -> PathBuf {
+        self.dir.join("agent.identity")
+    }
+
+    /// Whether the running machine's agent came from another build than
+    /// the one this `berth` would boot now: Some((booted, now)) when so.
+    pub fn outdated_agent(&self) -> Option<(String, String)> {
+        let booted = std::fs::read_to_string(self.agent_record()).unwrap_or_default();
+        let now = file_identity(&agent_binary().ok()?).ok()?;
+        let path = |id: &str| id.split('\0').next().unwrap_or("").to_string();
+        (booted != now).then(|| {
+            let was = if booted.is_empty() {
+                "an older berth".to_string()
+            } else {
+                format!("an older {}", path(&booted))
+            };
+            (was, path(&now))
+        })
+    }
+
     /// Connects to the agent, starting the machine when it is not running.
     pub fn connect(&self) -> Result<Connection> {
         if self.vmm_pid().is_some() {
             if let Ok(c) = self.connect_running() {
+                if let Some((was, now)) = self.persistent.then(|| self.outdated_agent()).flatten() {
+                    static WARNED: std::sync::atomic::AtomicBool =
+                        std::sync::atomic::AtomicBool::new(false);
+                    if !WARNED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                        eprintln!(
+                            "berth: warning: the machine VM runs the berth-agent of {was}, not {now}; \
+                             restart it to upgrade: berth machine stop (containers stop with it)"
+                        );
+                    }
+                }
                 return Ok(c);
             }
         }
@@ -540,6 +571,10 @@ impl Machine {
             None
         };
         let rootfs = self.ensure_rootfs()?;
+        if self.persistent {
+            // What this boot's guest runs, for [`Machine::outdated_agent`].
+            let _ = std::fs::write(self.agent_record(), file_identity(&agent_binary()?)?);
+        }
         let kernel = kernel_path()?;
         let cmd = self.vmm_command(
             &Launch::Boot { snapshot_to: None },

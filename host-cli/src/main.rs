@@ -11,6 +11,7 @@ mod machine;
 mod placement;
 mod platform;
 mod registry;
+mod sig_proxy;
 mod tty;
 mod vm_pool;
 
@@ -57,6 +58,8 @@ pub enum Command {
     },
     /// Run a command in a new container
     Run(Box<commands::run::RunArgs>),
+    /// Create a new container
+    Create(Box<commands::run::CreateArgs>),
     /// List containers
     Ps(commands::ps::PsArgs),
     /// Remove one or more containers
@@ -122,6 +125,8 @@ pub enum Command {
     Container(ContainerCommand),
     /// Show agent and placement information
     Info,
+    /// Show the berth version information (client and engine)
+    Version(commands::version::VersionArgs),
     /// Manage the machine VM that hosts shared-placement containers
     #[command(subcommand)]
     Machine(commands::machine::MachineCommand),
@@ -165,7 +170,12 @@ fn main() {
                 K::MissingRequiredArgument | K::InvalidSubcommand | K::MissingSubcommand => 1,
                 _ => EXIT_ENGINE,
             };
-            let _ = e.print();
+            match docker_style(&e) {
+                Some(text) => eprintln!("{text}"),
+                None => {
+                    let _ = e.print();
+                }
+            }
             std::process::exit(code);
         }
     };
@@ -177,4 +187,53 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// The verb path typed (`run`, `container ls`), global flags skipped.
+fn verb_path() -> String {
+    let mut words = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--isolation" {
+            args.next();
+            continue;
+        }
+        if a.starts_with('-') {
+            continue;
+        }
+        words.push(a);
+        if !matches!(words[0].as_str(), "container" | "image" | "machine") || words.len() == 2 {
+            break;
+        }
+    }
+    words.join(" ")
+}
+
+/// docker's wording for the usage errors a script is likely to match:
+/// an unknown flag, a missing argument. Others keep clap's text.
+fn docker_style(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind as K};
+    let verb = verb_path();
+    if verb.is_empty() {
+        return None;
+    }
+    let hint = format!("See 'berth {verb} --help'.");
+    match e.kind() {
+        K::UnknownArgument => {
+            let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+                return None;
+            };
+            let arg = arg.split('=').next().unwrap_or(arg);
+            if arg.starts_with("--") {
+                Some(format!("unknown flag: {arg}\n{hint}"))
+            } else {
+                let c = arg.trim_start_matches('-').chars().next()?;
+                Some(format!("unknown shorthand flag: '{c}' in {arg}\n{hint}"))
+            }
+        }
+        K::MissingRequiredArgument => Some(format!(
+            "\"berth {verb}\" requires at least 1 argument.\n{hint}"
+        )),
+        _ => None,
+    }
 }

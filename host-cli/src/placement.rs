@@ -83,9 +83,139 @@ pub fn connect_native() -> Result<Connection> {
     // A listening socket is not enough: an agent that is being killed can
     // still accept and then reset. Only a completed handshake counts.
     if let Ok(c) = Connection::open(&ep) {
-        return Ok(c);
+        return upgrade_native_agent(c, &root, &sock);
     }
     start_native_agent(&root, &sock)
+}
+
+/// The running native agent, and whether it runs the binary this `berth`
+/// would start now.
+#[derive(Debug, Clone)]
+pub struct NativeAgent {
+    pub pid: i32,
+    /// What `/proc/<pid>/exe` names (`… (deleted)` once replaced).
+    pub exe: PathBuf,
+    /// The agent this `berth` would start.
+    pub expected: PathBuf,
+    /// Whether the running agent's executable is that very file.
+    pub current: bool,
+}
+
+/// Compares the agent at the other end of `c` with [`agent_binary`]:
+/// same file (device and inode) or not. None when that cannot be told
+/// (not Linux, no permission to read the agent's /proc entry).
+pub fn native_agent(c: &Connection) -> Option<NativeAgent> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let pid = c.peer_pid()?;
+        let proc_exe = PathBuf::from(format!("/proc/{pid}/exe"));
+        let running = std::fs::metadata(&proc_exe).ok()?;
+        let exe = std::fs::read_link(&proc_exe).ok()?;
+        let expected = agent_binary().ok()?;
+        let current = std::fs::metadata(&expected)
+            .map(|m| (m.dev(), m.ino()) == (running.dev(), running.ino()))
+            .unwrap_or(false);
+        Some(NativeAgent {
+            pid,
+            exe,
+            expected,
+            current,
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = c;
+        None
+    }
+}
+
+/// Set once this process has warned about an outdated agent.
+static WARNED_OUTDATED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// After an upgrade the native agent may still run the old binary (the
+/// file it started from was replaced). With no container running it is
+/// restarted from the new one; otherwise the user is told, once per
+/// command, what keeps it and what to do.
+fn upgrade_native_agent(
+    mut c: Connection,
+    root: &std::path::Path,
+    sock: &std::path::Path,
+) -> Result<Connection> {
+    let Some(agent) = native_agent(&c) else {
+        return Ok(c);
+    };
+    if agent.current {
+        return Ok(c);
+    }
+    use berth_protocol::{ContainerStatus, Request, Response};
+    let busy = match c.call(Request::ContainerList { all: true }) {
+        Ok(Response::Containers(list)) => list
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s.status,
+                    ContainerStatus::Running
+                        | ContainerStatus::Paused
+                        | ContainerStatus::Restarting
+                )
+            })
+            .count(),
+        _ => return Ok(c),
+    };
+    if busy > 0 {
+        if !WARNED_OUTDATED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            eprintln!(
+                "berth: warning: the native engine (berth-agent, pid {}) runs an older build ({}) than {}; \
+                 it is restarted on the first command after its {busy} running container(s) stop",
+                agent.pid,
+                agent.exe.display(),
+                agent.expected.display()
+            );
+        }
+        return Ok(c);
+    }
+    drop(c);
+    eprintln!(
+        "berth: restarting the native engine: berth-agent (pid {}) ran an older build than {}",
+        agent.pid,
+        agent.expected.display()
+    );
+    stop_process(agent.pid)?;
+    start_native_agent(root, sock)
+}
+
+/// SIGTERM to `pid`, then waits (10 s, then SIGKILL) until it is gone.
+fn stop_process(pid: i32) -> Result<()> {
+    #[cfg(unix)]
+    {
+        let alive = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| {
+                    // A zombie (state Z) has exited.
+                    s.rsplit(')')
+                        .next()
+                        .map(|r| r.trim_start().starts_with('Z'))
+                        != Some(true)
+                })
+                .unwrap_or(false)
+        };
+        // SAFETY: a signal to the agent's PID, read from its socket just now.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while alive() {
+            if Instant::now() >= deadline {
+                // SAFETY: as above.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                std::thread::sleep(Duration::from_millis(200));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = pid;
+    Ok(())
 }
 
 fn start_native_agent(root: &std::path::Path, sock: &std::path::Path) -> Result<Connection> {

@@ -137,6 +137,8 @@ impl ContainerStore {
         images: &ImageStore,
         cfg: ContainerConfig,
     ) -> Result<(String, Vec<String>), ApiError> {
+        // As docker's daemon: the host settings are checked before the image.
+        validate_host_config(&cfg, cpu_count())?;
         let image_id = images.resolve(&cfg.image).map_err(|e| match e {
             crate::store::StoreError::NoSuchImage(_) => {
                 err(ErrorKind::NotFound, format!("No such image: {}", cfg.image))
@@ -153,17 +155,9 @@ impl ContainerStore {
                 ));
             }
         }
-        let env_user: Vec<String> = cfg
-            .env
-            .iter()
-            .map(|e| {
-                if e.contains('=') {
-                    e.clone()
-                } else {
-                    format!("{e}=")
-                }
-            })
-            .collect();
+        // A bare NAME (unset where the client ran) removes NAME, as in
+        // docker; merge_env does that.
+        let env_user: Vec<String> = cfg.env.clone();
         let args = resolve_args(
             run.entrypoint.as_deref(),
             run.cmd.as_deref(),
@@ -227,7 +221,7 @@ impl ContainerStore {
             .hostname
             .clone()
             .filter(|h| !h.is_empty())
-            .or(cfg.name.clone())
+            // As docker: the short id, also for a named container.
             .unwrap_or_else(|| id[..12].to_string());
         if hostname.len() > 64
             || !hostname
@@ -711,4 +705,111 @@ pub fn remove_tree_same_fs(root: &Path) -> std::io::Result<()> {
     }
     walk(root, dev)?;
     std::fs::remove_dir(root)
+}
+
+/// CPUs this engine may run containers on.
+fn cpu_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// docker's daemon-side checks of a new container's host settings, with
+/// its messages (the CLI passes what it parsed; an API client may send
+/// anything).
+pub fn validate_host_config(cfg: &ContainerConfig, cpus: usize) -> Result<(), ApiError> {
+    let invalid = |m: String| Err(err(ErrorKind::InvalidArgument, m));
+    if let Some(m) = cfg.memory {
+        if m > 0 && m < 6 * 1024 * 1024 {
+            return invalid("Minimum memory limit allowed is 6MB".into());
+        }
+        if m < 0 && m != -1 {
+            return invalid(format!("invalid memory limit {m}"));
+        }
+    }
+    if let Some(n) = cfg.nano_cpus {
+        if n < 0 || n > cpus as i64 * 1_000_000_000 {
+            return invalid(format!(
+                "Range of CPUs is from 0.01 to {cpus}.00, as there are only {cpus} CPUs available"
+            ));
+        }
+    }
+    let p = &cfg.restart;
+    match p.name.as_str() {
+        "" | "no" | "always" | "unless-stopped" if p.maximum_retry_count != 0 => {
+            return invalid(format!(
+                "maximum retry count cannot be used with restart policy '{}'",
+                p.name
+            ))
+        }
+        "" | "no" | "always" | "unless-stopped" => {}
+        "on-failure" => {}
+        other => return invalid(format!("invalid restart policy '{other}'")),
+    }
+    if let Some(s) = &cfg.stop_signal {
+        super::ops::parse_signal(s)?;
+    }
+    for t in &cfg.tmpfs {
+        let dest = t.split_once(':').map_or(t.as_str(), |p| p.0);
+        if !dest.starts_with('/') {
+            return invalid(format!(
+                "invalid mount path: '{dest}' mount path must be absolute"
+            ));
+        }
+        if dest.split('/').any(|c| c == "..") || dest.contains('\0') {
+            return invalid(format!("invalid mount path: '{dest}'"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod validate_tests {
+    use super::*;
+
+    fn cfg() -> ContainerConfig {
+        ContainerConfig {
+            image: "x".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn host_settings_are_checked_with_dockers_messages() {
+        let msg = |c: &ContainerConfig| {
+            validate_host_config(c, 2)
+                .err()
+                .map(|e| e.message)
+                .unwrap_or_default()
+        };
+        assert_eq!(msg(&cfg()), "");
+        let mut c = cfg();
+        c.memory = Some(1024);
+        assert_eq!(msg(&c), "Minimum memory limit allowed is 6MB");
+        let mut c = cfg();
+        c.nano_cpus = Some(-1_000_000_000);
+        assert!(msg(&c).starts_with("Range of CPUs is from 0.01 to 2.00"));
+        c.nano_cpus = Some(3_000_000_000);
+        assert!(msg(&c).contains("only 2 CPUs"));
+        let mut c = cfg();
+        c.restart.name = "bogus".into();
+        assert_eq!(msg(&c), "invalid restart policy 'bogus'");
+        c.restart.name = "always".into();
+        c.restart.maximum_retry_count = 3;
+        assert_eq!(
+            msg(&c),
+            "maximum retry count cannot be used with restart policy 'always'"
+        );
+        c.restart.name = "on-failure".into();
+        assert_eq!(msg(&c), "");
+        let mut c = cfg();
+        c.stop_signal = Some("NOPE".into());
+        assert_eq!(msg(&c), "Invalid signal: NOPE");
+        let mut c = cfg();
+        c.tmpfs = vec!["data:size=1m".into()];
+        assert_eq!(
+            msg(&c),
+            "invalid mount path: 'data' mount path must be absolute"
+        );
+        c.tmpfs = vec!["/a/../etc".into()];
+        assert!(msg(&c).starts_with("invalid mount path"));
+    }
 }

@@ -182,14 +182,12 @@ fn run_exec(
         env.push("TERM=xterm".into());
     }
     for e in &c.env {
-        let kv = if e.contains('=') {
-            e.clone()
-        } else {
-            format!("{e}=")
-        };
-        let key = kv.split('=').next().unwrap_or_default().to_string();
-        env.retain(|x| x.split('=').next() != Some(key.as_str()));
-        env.push(kv);
+        // A bare NAME (unset where the client ran) removes NAME, as in docker.
+        let key = e.split('=').next().unwrap_or_default();
+        env.retain(|x| x.split('=').next() != Some(key));
+        if e.contains('=') {
+            env.push(e.clone());
+        }
     }
     let cwd = c
         .workdir

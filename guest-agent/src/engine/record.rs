@@ -49,13 +49,17 @@ pub fn boot_id() -> String {
 }
 
 /// Merges image and user environment: later entries override earlier ones
-/// with the same key; PATH gets docker's default when missing.
+/// with the same key; PATH gets docker's default when missing. A user
+/// entry without `=` removes the variable (docker's rule for `-e NAME`
+/// when NAME was unset on the client).
 pub fn merge_env(image: &[String], user: &[String], hostname: &str, tty: bool) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut set = |kv: &str| {
         let key = kv.split('=').next().unwrap_or(kv);
         out.retain(|e| e.split('=').next() != Some(key));
-        out.push(kv.to_string());
+        if kv.contains('=') {
+            out.push(kv.to_string());
+        }
     };
     if !image.iter().any(|e| e.starts_with("PATH=")) {
         set("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
@@ -124,5 +128,8 @@ mod tests {
     fn env_overrides_by_key() {
         let e = merge_env(&v(&["PATH=/bin", "A=1"]), &v(&["A=2", "B=3"]), "h", false);
         assert_eq!(e, v(&["HOSTNAME=h", "PATH=/bin", "A=2", "B=3"]));
+        // A bare name removes the variable, image default included.
+        let e = merge_env(&v(&["PATH=/bin", "A=1"]), &v(&["A", "C"]), "h", false);
+        assert_eq!(e, v(&["HOSTNAME=h", "PATH=/bin"]));
     }
 }

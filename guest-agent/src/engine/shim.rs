@@ -456,7 +456,18 @@ fn start(
         etc.iter().map(|(d, p)| (d.clone(), p.as_path())).collect();
     let swap_accounting = Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists();
     let cgroups_path = format!("/berth/{}", rec.id);
-    let init_binary = std::env::current_exe().ok();
+    // A copy in the engine root, made on first use, never this binary's
+    // own path: an upgrade may have replaced that file while the agent
+    // runs, and a bind mount of `… (deleted)` fails.
+    let init_binary = if rec.config.init {
+        Some(
+            layout
+                .install_init_binary()
+                .map_err(|e| StartError::engine(format!("installing the --init binary: {e}")))?,
+        )
+    } else {
+        None
+    };
     let spec_json = spec::build(
         rec,
         &spec::SpecInputs {

@@ -121,7 +121,11 @@ pub fn resolve(root: &Path, spec: &str) -> Result<Identity, UserError> {
                 .ok_or_else(|| UserError::NoGroup(g.into()))?,
         };
     }
-    let mut additional_gids = Vec::new();
+    // As docker (20.10.24 and later, containerd's fix for CVE-2023-25173):
+    // the primary group is always among the additional groups, so that
+    // setgroups(2) cannot leave a group of the engine's own in place and a
+    // file's group permissions apply to the process as `id` shows them.
+    let mut additional_gids = vec![gid];
     if group.is_none() {
         if let Some(e) = entry {
             for g in &grs {
@@ -167,8 +171,16 @@ mod tests {
         let w = resolve(d.path(), "www").unwrap();
         assert_eq!(
             (w.uid, w.gid, w.additional_gids.clone()),
-            (33, 33, vec![50])
+            (33, 33, vec![33, 50])
         );
+        assert_eq!(r.additional_gids, vec![0]);
+        // An explicit group: only that one, no memberships.
+        assert_eq!(
+            resolve(d.path(), "www:staff").unwrap().additional_gids,
+            vec![50]
+        );
+        // A uid without a passwd entry: group root.
+        assert_eq!(resolve(d.path(), "1000").unwrap().additional_gids, vec![0]);
         assert_eq!(resolve(d.path(), "1000:staff").unwrap().gid, 50);
         assert_eq!(resolve(d.path(), "1000").unwrap().home, "/");
         assert!(matches!(

@@ -91,9 +91,9 @@ pub fn start(iso: Isolation, a: &StartArgs) -> Result<i32> {
         let k = &a.containers[0];
         let mut c = connect(iso)?;
         // docker's CLI looks the container up first: a client-side error.
-        let tty = match c.call(Request::ContainerInspect { id: k.clone() }) {
-            Ok(Response::Container(d)) => d.config.tty,
-            Ok(_) => false,
+        let (tty, id) = match c.call(Request::ContainerInspect { id: k.clone() }) {
+            Ok(Response::Container(d)) => (d.config.tty, d.summary.id.clone()),
+            Ok(_) => (false, k.clone()),
             Err(e) if e.kind() == Some(ErrorKind::NotFound) => {
                 eprintln!("Error: {e}");
                 return Ok(1);
@@ -103,6 +103,10 @@ pub fn start(iso: Isolation, a: &StartArgs) -> Result<i32> {
                 return Ok(1);
             }
         };
+        // docker's start -a always proxies signals without a tty.
+        if !tty {
+            crate::sig_proxy::forward(c, id);
+        }
         return match attach(connect(iso)?, k, a.interactive, tty, true) {
             Ok(code) => Ok(code),
             Err(e) => {
@@ -393,9 +397,13 @@ pub fn exec(iso: Isolation, a: &ExecArgs) -> Result<i32> {
         eprintln!("the input device is not a TTY");
         return Ok(1);
     }
+    let env = match crate::commands::run::resolve_env(&a.env) {
+        Ok(e) => e,
+        Err(e) => return Ok(e.report("exec")),
+    };
     let config = ExecConfig {
         cmd: a.command.clone(),
-        env: a.env.clone(),
+        env,
         workdir: a.workdir.clone(),
         user: a.user.clone(),
         tty: a.tty,
@@ -438,6 +446,9 @@ pub struct AttachArgs {
     /// Do not attach STDIN
     #[arg(long)]
     no_stdin: bool,
+    /// Proxy all received signals to the process
+    #[arg(long, default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    sig_proxy: bool,
     container: String,
 }
 
@@ -458,6 +469,9 @@ pub fn attach_cmd(iso: Isolation, a: &AttachArgs) -> Result<i32> {
         return Ok(1);
     }
     let stdin = d.config.open_stdin && !a.no_stdin;
+    if a.sig_proxy && !d.config.tty {
+        crate::sig_proxy::forward(c, d.summary.id.clone());
+    }
     match attach(connect(iso)?, &a.container, stdin, d.config.tty, false) {
         Ok(code) => Ok(code),
         Err(e) => {

@@ -13,6 +13,7 @@ pub mod pull;
 pub mod push;
 pub mod run;
 pub mod save;
+pub mod version;
 
 use crate::client::Connection;
 use crate::placement::{self, Isolation};
@@ -122,6 +123,8 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Save(a) => save::run(iso, a),
         Command::History(a) => image::history(iso, a),
         Command::Image(c) => image::run(iso, c),
+        Command::Version(a) => version::run(iso, a),
+        Command::Create(a) => run::create(iso, a),
         Command::Info => {
             let mut c = connect(iso)?;
             if let Response::Info(i) = c.call(Request::Info)? {

@@ -13,12 +13,34 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read, Write};
 use std::sync::{Arc, Mutex};
 
+/// `run`'s flags: `create`'s, and how to attach.
 #[derive(clap::Args, Debug)]
-#[command(trailing_var_arg = true)]
+#[command(trailing_var_arg = true, disable_help_flag = true)]
 pub struct RunArgs {
     /// Run container in background and print container ID
     #[arg(short, long)]
     detach: bool,
+    /// Proxy received signals to the process (without a tty)
+    #[arg(long, default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    sig_proxy: bool,
+    #[command(flatten)]
+    create: CreateArgs,
+}
+
+impl std::ops::Deref for RunArgs {
+    type Target = CreateArgs;
+    fn deref(&self) -> &CreateArgs {
+        &self.create
+    }
+}
+
+/// `create`'s flags (docker's: `-h` is the hostname, help is `--help`).
+#[derive(clap::Args, Debug)]
+#[command(trailing_var_arg = true, disable_help_flag = true)]
+pub struct CreateArgs {
+    /// Print help
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
     /// Automatically remove the container when it exits
     #[arg(long)]
     rm: bool,
@@ -44,7 +66,7 @@ pub struct RunArgs {
     #[arg(long)]
     name: Option<String>,
     /// Container host name
-    #[arg(long)]
+    #[arg(short = 'h', long)]
     hostname: Option<String>,
     /// Set meta data on a container
     #[arg(short, long = "label")]
@@ -53,10 +75,10 @@ pub struct RunArgs {
     #[arg(short, long)]
     memory: Option<String>,
     /// Number of CPUs
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     cpus: Option<f64>,
     /// Tune container pids limit (set -1 for unlimited)
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pids_limit: Option<i64>,
     /// Read in a file of environment variables
     #[arg(long)]
@@ -134,12 +156,13 @@ pub fn parse_restart(s: &str) -> Result<RestartPolicy, String> {
 }
 
 /// Reads `--env-file` files: `KEY=VALUE` lines, `#` comments, a bare `KEY`
-/// takes the value from this environment.
-fn env_files(files: &[String]) -> Result<Vec<String>, String> {
+/// takes the value from this environment (and is left out when unset).
+fn env_files(files: &[String]) -> Result<Vec<String>, ArgError> {
     let mut out = Vec::new();
     for f in files {
-        let text = std::fs::read_to_string(f).map_err(|e| format!("open {f}: {e}"))?;
-        for (n, line) in text.lines().enumerate() {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| ArgError::Other(format!("open {f}: {}", crate::fmt::io_error(&e))))?;
+        for line in text.lines() {
             let l = line.trim_start();
             if l.is_empty() || l.starts_with('#') {
                 continue;
@@ -148,11 +171,15 @@ fn env_files(files: &[String]) -> Result<Vec<String>, String> {
                 Some((k, v)) => (k, Some(v)),
                 None => (l.trim_end(), None),
             };
-            if k.is_empty() || k.contains(char::is_whitespace) {
-                return Err(format!(
-                    "{f}:{}: variable '{k}' contains whitespaces",
-                    n + 1
-                ));
+            if k.is_empty() {
+                return Err(ArgError::Other(format!(
+                    "poorly formatted environment: no variable name on line '{line}'"
+                )));
+            }
+            if k.contains(char::is_whitespace) {
+                return Err(ArgError::Other(format!(
+                    "poorly formatted environment: variable '{k}' contains whitespaces"
+                )));
             }
             match v {
                 Some(v) => out.push(format!("{k}={v}")),
@@ -167,16 +194,107 @@ fn env_files(files: &[String]) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-fn config(a: &RunArgs) -> Result<ContainerConfig, String> {
-    let memory = a.memory.as_deref().map(parse_bytes).transpose()?;
-    if let Some(m) = memory {
-        if m > 0 && m < 6 * 1024 * 1024 {
-            return Err("Minimum memory limit allowed is 6MB".into());
+/// A `run`/`create` argument berth refuses, printed the way docker's CLI
+/// prints the same refusal.
+#[derive(Debug)]
+pub enum ArgError {
+    /// A flag value that does not parse.
+    Flag {
+        flag: &'static str,
+        value: String,
+        reason: String,
+    },
+    /// Any other argument error.
+    Other(String),
+    /// What docker's daemon refuses but only berth's CLI can check (the
+    /// protocol carries the parsed log options, not the raw ones).
+    Daemon(String),
+}
+
+impl ArgError {
+    /// Prints the error for `verb` (`run`, `create`); returns the exit code.
+    pub fn report(&self, verb: &str) -> i32 {
+        match self {
+            ArgError::Flag {
+                flag,
+                value,
+                reason,
+            } => eprintln!(
+                "invalid argument {value:?} for \"{flag}\" flag: {reason}\nSee 'berth {verb} --help'."
+            ),
+            ArgError::Other(m) => eprintln!(
+                "berth: {}.\nSee 'berth {verb} --help'.",
+                m.trim_end_matches('.')
+            ),
+            ArgError::Daemon(m) => eprintln!(
+                "berth: Error response from daemon: {}.\nSee 'berth {verb} --help'.",
+                m.trim_end_matches('.')
+            ),
         }
+        EXIT_ENGINE
     }
+}
+
+/// docker's `-e`: `NAME=VALUE` as given; a bare `NAME` takes this
+/// environment's value, and stays bare when unset (the engine then leaves
+/// the variable out, image default included).
+pub fn resolve_env(list: &[String]) -> Result<Vec<String>, ArgError> {
+    list.iter()
+        .map(|e| {
+            let name = e.split_once('=').map_or(e.as_str(), |p| p.0);
+            if name.is_empty() {
+                return Err(ArgError::Flag {
+                    flag: "-e, --env",
+                    value: e.clone(),
+                    reason: format!("invalid environment variable: {e}"),
+                });
+            }
+            Ok(match (e.contains('='), std::env::var_os(e)) {
+                (false, Some(v)) => format!("{e}={}", v.to_string_lossy()),
+                _ => e.clone(),
+            })
+        })
+        .collect()
+}
+
+/// `--restart`, as docker's CLI reads it: NAME[:COUNT]. Which names and
+/// counts are valid is the engine's to say.
+fn restart_policy(s: &str) -> Result<RestartPolicy, ArgError> {
+    let (name, count) = s.split_once(':').unwrap_or((s, ""));
+    let maximum_retry_count = if count.is_empty() {
+        0
+    } else {
+        count.parse().map_err(|_| {
+            ArgError::Other(format!(
+                "invalid restart policy format: maximum retry count must be an integer: {s}"
+            ))
+        })?
+    };
+    Ok(RestartPolicy {
+        name: name.into(),
+        maximum_retry_count,
+    })
+}
+
+fn config(a: &CreateArgs) -> Result<ContainerConfig, ArgError> {
+    let memory = a
+        .memory
+        .as_deref()
+        .map(|m| {
+            parse_bytes(m).map_err(|reason| ArgError::Flag {
+                flag: "-m, --memory",
+                value: m.into(),
+                reason,
+            })
+        })
+        .transpose()?;
     let nano_cpus = match a.cpus {
-        Some(c) if !(c.is_finite() && c >= 0.0) => {
-            return Err(format!("invalid argument \"{c}\" for \"--cpus\" flag"))
+        Some(c) if !c.is_finite() => {
+            return Err(ArgError::Flag {
+                flag: "--cpus",
+                value: c.to_string(),
+                reason: "invalid number of CPUs".into(),
+            })
         }
         Some(c) => Some((c * 1e9) as i64),
         None => None,
@@ -193,43 +311,45 @@ fn config(a: &RunArgs) -> Result<ContainerConfig, String> {
             vec![e.clone()]
         }
     });
-    let restart = parse_restart(&a.restart)?;
-    if a.rm && restart.name != "no" {
-        return Err("Conflicting options: --restart and --rm".into());
-    }
-    for t in &a.tmpfs {
-        let dest = t.split_once(':').map(|p| p.0).unwrap_or(t);
-        if !dest.starts_with('/') || dest.split('/').any(|c| c == "..") {
-            return Err(format!(
-                "invalid mount path for --tmpfs: {dest:?} (must be absolute)"
-            ));
-        }
+    let restart = restart_policy(&a.restart)?;
+    if a.rm && !matches!(restart.name.as_str(), "no" | "") {
+        return Err(ArgError::Other(
+            "Conflicting options: --restart and --rm".into(),
+        ));
     }
     let mut log_max_size = None;
     let mut log_max_files = None;
     for o in &a.log_opt {
         match o.split_once('=') {
             Some(("max-size", v)) => {
-                log_max_size = Some(parse_bytes(v)?.max(0) as u64);
-            }
-            Some(("max-file", v)) => {
-                log_max_files = Some(
-                    v.parse::<u32>()
-                        .ok()
-                        .filter(|n| *n >= 1)
-                        .ok_or_else(|| format!("invalid value for max-file: {v}"))?,
+                log_max_size = Some(
+                    parse_bytes(v)
+                        .map_err(|e| ArgError::Daemon(format!("invalid value for max-size: {e}")))?
+                        .max(0) as u64,
                 );
             }
-            _ => return Err(format!("unknown log opt '{o}' for json-file log driver")),
-        }
-    }
-    if let Some(s) = &a.stop_signal {
-        if crate::commands::container::parse_signal(s).is_none() {
-            return Err(format!("invalid signal: {s}"));
+            Some(("max-file", v)) => {
+                log_max_files =
+                    Some(v.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                        ArgError::Daemon(format!("invalid value for max-file: {v}"))
+                    })?);
+            }
+            Some((k, _)) => {
+                return Err(ArgError::Daemon(format!(
+                    "unknown log opt '{k}' for json-file log driver"
+                )))
+            }
+            None => {
+                return Err(ArgError::Flag {
+                    flag: "--log-opt",
+                    value: o.clone(),
+                    reason: format!("invalid key value pair format: {o}"),
+                })
+            }
         }
     }
     let mut env = env_files(&a.env_file)?;
-    env.extend(a.env.iter().cloned());
+    env.extend(resolve_env(&a.env)?);
     Ok(ContainerConfig {
         image: a.image.clone(),
         name: a.name.clone(),
@@ -269,18 +389,65 @@ fn error_code(e: &ClientError) -> i32 {
     }
 }
 
-fn fail(e: &ClientError) -> i32 {
-    eprintln!("berth: Error response from daemon: {e}");
+/// docker's CLI ends a daemon error with one period.
+fn sentence(e: &ClientError) -> String {
+    format!("{}.", e.to_string().trim_end_matches('.'))
+}
+
+/// The engine refused to create the container: as docker's `run` prints it.
+fn fail_create(e: &ClientError) -> i32 {
+    eprintln!(
+        "berth: Error response from daemon: {}\nSee 'berth run --help'.",
+        sentence(e)
+    );
     error_code(e)
+}
+
+/// The container could not be started (or attached to).
+fn fail(e: &ClientError) -> i32 {
+    eprintln!("berth: Error response from daemon: {}", sentence(e));
+    error_code(e)
+}
+
+/// `berth create`: the container, made and not started; prints its id.
+pub fn create(iso: Isolation, a: &CreateArgs) -> Result<i32> {
+    let cfg = match config(a) {
+        Ok(c) => c,
+        Err(e) => return Ok(e.report("create")),
+    };
+    if iso == Isolation::Vm {
+        eprintln!("berth: --isolation vm runs a container only with run; use --isolation shared");
+        return Ok(EXIT_ENGINE);
+    }
+    let mut ctl = match connect(iso) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            return Ok(EXIT_ENGINE);
+        }
+    };
+    match ctl.call(Request::ContainerCreate(Box::new(cfg))) {
+        Ok(Response::Created { id, warnings }) => {
+            warnings.iter().for_each(|w| eprintln!("WARNING: {w}"));
+            println!("{id}");
+            Ok(0)
+        }
+        Ok(other) => anyhow::bail!("unexpected response {other:?}"),
+        Err(e) => {
+            if e.kind() == Some(ErrorKind::NotFound) && e.to_string().starts_with("No such image") {
+                eprintln!("Unable to find image '{}' locally", a.image);
+            }
+            // docker's create: the daemon's error as it is, exit 1.
+            eprintln!("Error response from daemon: {e}");
+            Ok(1)
+        }
+    }
 }
 
 pub fn run(iso: Isolation, a: &RunArgs) -> Result<i32> {
     let cfg = match config(a) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("berth: {e}");
-            return Ok(EXIT_ENGINE);
-        }
+        Err(e) => return Ok(e.report("run")),
     };
     if a.interactive && a.tty && !std::io::stdin().is_terminal() {
         eprintln!("the input device is not a TTY");
@@ -406,7 +573,7 @@ fn run_with(
             if e.kind() == Some(ErrorKind::NotFound) && e.to_string().starts_with("No such image") {
                 eprintln!("Unable to find image '{}' locally", a.image);
             }
-            return Ok(fail(&e));
+            return Ok(fail_create(&e));
         }
     };
     if a.detach {
@@ -417,6 +584,11 @@ fn run_with(
             }
             Err(e) => Ok(fail(&e)),
         };
+    }
+    // docker forwards signals only without a tty: with one, Ctrl-C is a
+    // byte the container's terminal turns into SIGINT itself.
+    if a.sig_proxy && !a.tty {
+        crate::sig_proxy::forward(ctl, id.clone());
     }
     let conn = match connect() {
         Ok(c) => c,

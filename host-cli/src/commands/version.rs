@@ -1,0 +1,155 @@
+//! `berth version`: the client and the engine, in docker's shape, and
+//! whether the engine runs the build this client would start.
+
+use crate::commands::connect;
+use crate::placement::{self, Isolation};
+use anyhow::Result;
+use berth_protocol::{Request, Response};
+use serde_json::{json, Value};
+
+#[derive(clap::Args)]
+pub struct VersionArgs {
+    /// Output format: "json" (the table is the default)
+    #[arg(short, long)]
+    format: Option<String>,
+}
+
+fn client() -> Value {
+    json!({
+        "Version": env!("CARGO_PKG_VERSION"),
+        "Os": std::env::consts::OS,
+        "Arch": go_arch(std::env::consts::ARCH),
+    })
+}
+
+/// Docker names architectures as Go does.
+fn go_arch(a: &str) -> &str {
+    match a {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// The engine's facts, or the reason it could not be asked.
+fn server(iso: Isolation) -> Result<Value, String> {
+    if iso == Isolation::Vm {
+        // Each container's VM boots the agent next to this berth: never stale.
+        let agent = placement::agent_binary().map_err(|e| format!("{e:#}"))?;
+        return Ok(json!({
+            "Version": env!("CARGO_PKG_VERSION"),
+            "Placement": "vm",
+            "Agent": agent.display().to_string(),
+            "UpToDate": true,
+        }));
+    }
+    let mut c = connect(iso).map_err(|e| format!("{e:#}"))?;
+    let info = match c.call(Request::Info) {
+        Ok(Response::Info(i)) => i,
+        Ok(other) => return Err(format!("unexpected response {other:?}")),
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut v = json!({
+        "Version": info.agent_version,
+        "Placement": match iso { Isolation::Native => "native", _ => "shared" },
+        "KernelVersion": info.kernel_release,
+        "Os": "linux",
+        "Arch": go_arch(&info.arch),
+    });
+    match iso {
+        Isolation::Native => {
+            if let Some(a) = placement::native_agent(&c) {
+                v["Pid"] = json!(a.pid);
+                v["Agent"] = json!(a.exe.display().to_string());
+                v["UpToDate"] = json!(a.current);
+                if !a.current {
+                    v["Outdated"] = json!(format!(
+                        "runs an older build than {}; it restarts on the first command after its containers stop",
+                        a.expected.display()
+                    ));
+                }
+            }
+        }
+        _ => {
+            let m = crate::machine::Machine::default_machine();
+            match m.outdated_agent() {
+                Some((was, now)) => {
+                    v["UpToDate"] = json!(false);
+                    v["Outdated"] = json!(format!(
+                        "the machine VM runs the berth-agent of {was}, not {now}; restart it with: berth machine stop"
+                    ));
+                }
+                None => v["UpToDate"] = json!(true),
+            }
+        }
+    }
+    Ok(v)
+}
+
+pub fn run(iso: Isolation, a: &VersionArgs) -> Result<i32> {
+    let client = client();
+    let server = server(iso);
+    match a.format.as_deref() {
+        Some("json") | Some("{{json .}}") => {
+            let v = json!({
+                "Client": client,
+                "Server": server.as_ref().ok(),
+            });
+            println!("{v}");
+        }
+        Some(f) => {
+            eprintln!("berth: unsupported --format {f:?}: only json");
+            return Ok(crate::EXIT_ENGINE);
+        }
+        None => {
+            let s = |v: &Value, k: &str| v[k].as_str().unwrap_or("").to_string();
+            println!("Client:");
+            println!(" Version:           {}", s(&client, "Version"));
+            println!(
+                " OS/Arch:           {}/{}",
+                s(&client, "Os"),
+                s(&client, "Arch")
+            );
+            println!(" Isolation:         {}", iso_name(iso));
+            if let Ok(v) = &server {
+                println!();
+                println!("Server: berth engine");
+                println!(" Engine:");
+                println!("  Version:          {}", s(v, "Version"));
+                if v.get("KernelVersion").is_some() {
+                    println!("  Kernel Version:   {}", s(v, "KernelVersion"));
+                    println!("  OS/Arch:          {}/{}", s(v, "Os"), s(v, "Arch"));
+                }
+                println!("  Placement:        {}", s(v, "Placement"));
+                if let Some(p) = v.get("Pid") {
+                    println!("  Pid:              {p}");
+                }
+                if v.get("Agent").is_some() {
+                    println!("  Agent:            {}", s(v, "Agent"));
+                }
+                match v.get("UpToDate").and_then(|u| u.as_bool()) {
+                    Some(true) => println!("  Up to date:       yes"),
+                    Some(false) => println!("  Up to date:       no: {}", s(v, "Outdated")),
+                    None => {}
+                }
+            }
+        }
+    }
+    // As docker: the client part is printed even when the engine is not
+    // reachable, and the command then fails.
+    match server {
+        Ok(_) => Ok(0),
+        Err(e) => {
+            eprintln!("berth: cannot reach the {} engine: {e}", iso_name(iso));
+            Ok(1)
+        }
+    }
+}
+
+fn iso_name(iso: Isolation) -> &'static str {
+    match iso {
+        Isolation::Native => "native",
+        Isolation::Shared => "shared",
+        Isolation::Vm => "vm",
+    }
+}

@@ -1,0 +1,494 @@
+//! The parity sweep: a table of `run` invocations, and create/start/attach/
+//! wait/kill sequences with signals, each run against a private dockerd
+//! (Debian's docker.io) and against berth natively, with the same image.
+//! stdout, stderr and exit codes must be equal after masking only what is
+//! truly variable: container ids (and the hostnames made of them) and the
+//! program name in messages. A difference kept on purpose is listed in
+//! `DOCUMENTED` with its reason, and in the README's "Differences from
+//! docker"; its exit code must still match.
+//!
+//! dockerd is a required peer here: when it does not start, the test fails
+//! with its log instead of passing without comparing anything.
+// Drives the Linux builds of berth and berth-agent (native placement).
+#![cfg(target_os = "linux")]
+
+use berth_tests::dockerd::Dockerd;
+use berth_tests::{wait_output, Berth, Out, DEFAULT_IMAGE};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Cases whose output differs from docker's on purpose (name, reason).
+/// Each has a line in the README's "Differences from docker".
+const DOCUMENTED: &[(&str, &str)] = &[(
+    "no image",
+    "a usage error prints the first two lines of docker's text, not its usage summary",
+)];
+
+/// One `run` invocation.
+struct Case {
+    name: &'static str,
+    args: Vec<String>,
+    stdin: Option<Vec<u8>>,
+}
+
+fn case(name: &'static str, args: &[&str]) -> Case {
+    Case {
+        name,
+        args: args.iter().map(|s| s.to_string()).collect(),
+        stdin: None,
+    }
+}
+
+fn with_stdin(mut c: Case, input: &[u8]) -> Case {
+    c.stdin = Some(input.to_vec());
+    c
+}
+
+/// `run --rm IMAGE args…`
+fn rm(name: &'static str, flags: &[&str], cmd: &[&str]) -> Case {
+    let mut args = vec!["--rm"];
+    args.extend_from_slice(flags);
+    args.push(DEFAULT_IMAGE);
+    args.extend_from_slice(cmd);
+    case(name, &args)
+}
+
+fn cases(env_file: &str, bad_env_file: &str) -> Vec<Case> {
+    let sh = |name, flags: &[&str], script: &str| rm(name, flags, &["sh", "-c", script]);
+    let long = format!("LONG={}", "x".repeat(4000));
+    let mut v = vec![
+        // Exit codes and streams.
+        rm("true", &[], &["true"]),
+        rm("false", &[], &["false"]),
+        sh("exit 3", &[], "exit 3"),
+        sh("exit 255", &[], "exit 255"),
+        sh("killed by SIGKILL", &[], "kill -9 $$"),
+        sh("SIGTERM to pid 1 without a handler", &[], "kill -TERM $$; echo still-here"),
+        sh("trap and exit", &[], "trap 'echo trapped; exit 9' USR1; kill -USR1 $$; sleep 5"),
+        rm("echo args", &[], &["echo", "hello", "world"]),
+        sh("stdout and stderr", &[], "echo out; echo err >&2; echo out2"),
+        sh("empty output", &[], "printf ''"),
+        sh("binary output", &[], "printf 'a\\000b\\377' | od -c"),
+        sh("delayed exit", &[], "sleep 0.2; exit 4"),
+        // Missing or bad commands.
+        rm("command not found", &[], &["nosuchcmd"]),
+        rm("not executable", &[], &["/etc/passwd"]),
+        rm("missing path", &[], &["/no/such/bin"]),
+        rm("directory as command", &[], &["/etc"]),
+        // Working directory.
+        rm("workdir", &["-w", "/tmp"], &["pwd"]),
+        rm("workdir created", &["-w", "/new/dir"], &["pwd"]),
+        rm("workdir relative", &["-w", "relative"], &["pwd"]),
+        sh("workdir and relative path", &["--workdir", "/etc"], "ls passwd"),
+        // Users and groups.
+        rm("id as root", &[], &["id"]),
+        rm("id as nobody", &["-u", "nobody"], &["id"]),
+        rm("id as uid 1000", &["-u", "1000"], &["id"]),
+        rm("id as uid:gid", &["-u", "1000:1000"], &["id"]),
+        rm("id as user:group", &["-u", "nobody:root"], &["id"]),
+        rm("id as 0:100", &["--user", "0:100"], &["id"]),
+        rm("groups as nobody", &["-u", "nobody"], &["id", "-G"]),
+        rm("unknown user", &["-u", "nosuchuser"], &["id"]),
+        rm("unknown group", &["-u", "root:nosuchgroup"], &["id"]),
+        sh("HOME as nobody", &["-u", "nobody"], "echo $HOME"),
+        sh("HOME as root", &[], "echo $HOME"),
+        sh(
+            "capabilities as root",
+            &[],
+            "grep -E '^Cap(Prm|Eff|Bnd)' /proc/self/status",
+        ),
+        sh(
+            "capabilities as nobody",
+            &["-u", "nobody"],
+            "grep -E '^Cap(Prm|Eff|Bnd)' /proc/self/status",
+        ),
+        // Environment.
+        sh("env value", &["-e", "A=1"], "echo $A"),
+        sh("env empty value", &["-e", "A="], "echo \"[$A]\"; env | grep -c '^A='"),
+        sh("env from host", &["-e", "HOSTV"], "echo \"[$HOSTV]\""),
+        sh("env unset on host", &["-e", "UNSETV"], "env | grep -c UNSETV"),
+        sh("env overrides PATH", &["-e", "PATH=/bin"], "echo $PATH"),
+        sh("env twice", &["-e", "A=1", "-e", "A=2"], "echo $A"),
+        sh("env long value", &["-e", &long], "echo ${#LONG}"),
+        rm("env without name", &["-e", "=x"], &["true"]),
+        sh(
+            "env file",
+            &["--env-file", env_file],
+            "env | grep -E '^(F_|HOSTV)' | sort",
+        ),
+        rm("env file missing", &["--env-file", "/no/such/file"], &["true"]),
+        rm("env file bad key", &["--env-file", bad_env_file], &["true"]),
+        sh("default environment", &[], "env | grep -v ^HOSTNAME= | sort"),
+        sh("hostname variable", &[], "echo ${#HOSTNAME}"),
+        // Entrypoint and command.
+        rm(
+            "entrypoint with args",
+            &["--entrypoint", "echo"],
+            &["a", "b"],
+        ),
+        rm("empty entrypoint", &["--entrypoint", ""], &["echo", "x"]),
+        rm(
+            "entrypoint sh",
+            &["--entrypoint", "/bin/sh"],
+            &["-c", "echo $0; exit 9"],
+        ),
+        rm("entrypoint not found", &["--entrypoint", "nosuch"], &[]),
+        rm("image default command", &[], &[]),
+        rm("dash args", &[], &["echo", "-n", "--", "-x"]),
+        // stdin.
+        with_stdin(rm("stdin cat", &["-i"], &["cat"]), b"abc\n"),
+        with_stdin(rm("stdin not attached", &[], &["cat"]), b"ignored\n"),
+        with_stdin(sh("stdin read", &["-i"], "read x; echo got $x"), b"line\n"),
+        with_stdin(rm("stdin bytes", &["-i"], &["wc", "-c"]), &[b'z'; 100_000]),
+        with_stdin(rm("stdin interactive with tty", &["-it"], &["true"]), b""),
+        // A terminal (stdin is not one here).
+        rm("tty output", &["-t"], &["echo", "hi"]),
+        sh("tty test", &["-t"], "test -t 1 && echo tty; exit 2"),
+        // Hostname and names.
+        rm("hostname short flag", &["-h", "myhost"], &["hostname"]),
+        sh("hostname of a named container", &["--name", "named"], "hostname | wc -c"),
+        sh("hostname file", &["--hostname", "box"], "cat /etc/hostname"),
+        rm("bad name", &["--name", "bad/name"], &["true"]),
+        rm("label", &["-l", "a=b", "--label", "c"], &["true"]),
+        // Filesystems.
+        sh("read-only rootfs", &["--read-only"], "touch /x"),
+        sh("read-only with tmpfs", &["--read-only", "--tmpfs", "/tmp"], "touch /tmp/x && ls /tmp"),
+        sh("tmpfs", &["--tmpfs", "/data"], "touch /data/a && ls /data"),
+        rm("tmpfs relative", &["--tmpfs", "data"], &["true"]),
+        sh("dev entries", &[], "ls /dev | sort"),
+        sh("nofile limit", &[], "ulimit -n"),
+        // Resources.
+        sh(
+            "memory limit",
+            &["-m", "64m"],
+            "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes",
+        ),
+        sh(
+            "cpu limit",
+            &["--cpus", "0.5"],
+            "cat /sys/fs/cgroup/cpu.max 2>/dev/null || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+        ),
+        sh(
+            "pids limit",
+            &["--pids-limit", "10"],
+            "cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max",
+        ),
+        rm("memory too small", &["-m", "1k"], &["true"]),
+        rm("memory not a size", &["-m", "lots"], &["true"]),
+        rm("negative cpus", &["--cpus", "-1"], &["true"]),
+        rm("pids unlimited", &["--pids-limit", "-1"], &["true"]),
+        // Policies and options.
+        rm("restart with rm", &["--restart", "always"], &["true"]),
+        case(
+            "restart bogus",
+            &["--restart", "bogus", DEFAULT_IMAGE, "true"],
+        ),
+        case(
+            "restart retries without on-failure",
+            &["--restart", "always:3", DEFAULT_IMAGE, "true"],
+        ),
+        rm("stop signal bad", &["--stop-signal", "NOPE"], &["true"]),
+        rm("log opt", &["--log-opt", "max-size=1k"], &["echo", "x"]),
+        rm("log opt unknown", &["--log-opt", "bogus=1"], &["true"]),
+        sh("init", &["--init"], "cat /proc/1/cmdline | tr '\\000' ' '; echo"),
+        sh("no init", &[], "cat /proc/1/cmdline | tr '\\000' ' '; echo"),
+        // Flags.
+        rm("unknown flag", &["--bogus"], &["true"]),
+        case("no image", &[]),
+    ];
+    v.retain(|c| !c.name.is_empty());
+    v
+}
+
+/// Masks container ids (12 or 64 hex digits), which differ by nature.
+fn mask_ids(s: &str) -> String {
+    let mut out = String::new();
+    let mut word = String::new();
+    let flush = |w: &mut String, out: &mut String| {
+        if (w.len() == 12 || w.len() == 64) && w.chars().all(|c| c.is_ascii_hexdigit()) {
+            out.push_str("<id>");
+        } else {
+            out.push_str(w);
+        }
+        w.clear();
+    };
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
+/// What docker's daemon puts around a process start error: its
+/// containerd and runc layers, which berth does not have.
+const RUNTIME_CHAIN: &str = "failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: ";
+
+/// stderr with the program name made the same, and docker's runtime
+/// layers taken off start errors.
+fn norm_err(s: &str) -> String {
+    let s: String = s
+        .lines()
+        .map(|l| {
+            let l = l
+                .strip_prefix("docker: ")
+                .map_or(l.to_string(), |r| format!("berth: {r}"));
+            let l = match l.find(RUNTIME_CHAIN) {
+                Some(i) => {
+                    let rest = &l[i + RUNTIME_CHAIN.len()..];
+                    let rest = rest
+                        .strip_suffix(": unknown.")
+                        .map_or(rest.to_string(), |r| format!("{r}."));
+                    format!("{}{rest}", &l[..i])
+                }
+                None => l,
+            };
+            l.replace("'docker ", "'berth ")
+        })
+        .map(|l| l + "\n")
+        .collect();
+    mask_ids(&s)
+}
+
+struct Peers {
+    docker: Dockerd,
+    berth: Berth,
+}
+
+/// dockerd with the default image loaded, and berth with the same image.
+/// Fails (never skips) when dockerd cannot start: this test exists to
+/// compare with it.
+fn peers() -> Peers {
+    let docker = Dockerd::start().unwrap_or_else(|e| panic!("dockerd did not start: {e}"));
+    docker
+        .load_default_image(&format!("{DEFAULT_IMAGE}:latest"))
+        .unwrap_or_else(|e| panic!("docker load of the default image failed: {e}"));
+    Peers {
+        docker,
+        berth: Berth::new().with_default_image(),
+    }
+}
+
+impl Peers {
+    fn command(&self, docker: bool) -> Command {
+        let mut c = if docker {
+            self.docker.command()
+        } else {
+            self.berth.command()
+        };
+        c.env("HOSTV", "hostval").env_remove("UNSETV");
+        c
+    }
+
+    fn exec(&self, docker: bool, args: &[String], stdin: Option<&[u8]>) -> Out {
+        let mut child = self
+            .command(docker)
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(input) = stdin {
+            let mut w = child.stdin.take().unwrap();
+            let input = input.to_vec();
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let _ = w.write_all(&input);
+            });
+        }
+        let what = format!(
+            "{} {}",
+            if docker { "docker" } else { "berth" },
+            args.join(" ")
+        );
+        wait_output(child, Duration::from_secs(120), &what)
+    }
+
+    fn both(&self, args: &[&str]) -> (Out, Out) {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        (self.exec(true, &args, None), self.exec(false, &args, None))
+    }
+
+    /// Runs `args` in both until `pred` holds for both outputs (10 s).
+    fn both_until(&self, args: &[&str], pred: impl Fn(&Out) -> bool) -> (Out, Out) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (d, b) = self.both(args);
+            if (pred(&d) && pred(&b)) || Instant::now() > deadline {
+                return (d, b);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The differences between docker's and berth's outputs, empty when equal.
+fn differences(d: &Out, b: &Out) -> Vec<String> {
+    let mut diffs = Vec::new();
+    if d.code != b.code {
+        diffs.push(format!("exit code: docker {} berth {}", d.code, b.code));
+    }
+    if mask_ids(&d.stdout) != mask_ids(&b.stdout) {
+        diffs.push(format!(
+            "stdout:\n  docker: {:?}\n  berth:  {:?}",
+            d.stdout, b.stdout
+        ));
+    }
+    if norm_err(&d.stderr) != norm_err(&b.stderr) {
+        diffs.push(format!(
+            "stderr:\n  docker: {:?}\n  berth:  {:?}",
+            d.stderr, b.stderr
+        ));
+    }
+    diffs
+}
+
+#[test]
+fn run_invocations_and_sequences_match_docker() {
+    let p = peers();
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = dir.path().join("env");
+    std::fs::write(
+        &env_file,
+        "# a comment\nF_A=1\n\n  F_B=two words\nF_C=\nHOSTV\nUNSETV\nF_D=a=b\n",
+    )
+    .unwrap();
+    let bad_env_file = dir.path().join("bad-env");
+    std::fs::write(&bad_env_file, "GOOD=1\nBAD KEY=2\n").unwrap();
+    let cases = cases(env_file.to_str().unwrap(), bad_env_file.to_str().unwrap());
+    assert!(cases.len() >= 60, "the sweep has {} run cases", cases.len());
+    let mut failures = Vec::new();
+    let mut documented = 0;
+    for c in &cases {
+        let mut args = vec!["run".to_string()];
+        args.extend(c.args.iter().cloned());
+        let d = p.exec(true, &args, c.stdin.as_deref());
+        let b = p.exec(false, &args, c.stdin.as_deref());
+        let diffs = differences(&d, &b);
+        if diffs.is_empty() {
+            continue;
+        }
+        if let Some((_, why)) = DOCUMENTED.iter().find(|(n, _)| *n == c.name) {
+            documented += 1;
+            println!(
+                "documented difference in {:?} ({why}):\n{}",
+                c.name,
+                diffs.join("\n")
+            );
+            if d.code == b.code {
+                continue;
+            }
+        }
+        failures.push(format!("{} ({args:?}):\n{}", c.name, diffs.join("\n")));
+    }
+    println!(
+        "sweep: {} run cases, {} equal, {documented} documented differences, {} failures",
+        cases.len(),
+        cases.len() - documented - failures.len(),
+        failures.len()
+    );
+
+    // Sequences: create, start -a, wait, rm.
+    let mut step = |what: &str, (d, b): (Out, Out)| {
+        let diffs = differences(&d, &b);
+        if !diffs.is_empty() {
+            failures.push(format!("{what}:\n{}", diffs.join("\n")));
+        }
+    };
+    step(
+        "create",
+        p.both(&[
+            "create",
+            "--name",
+            "seq",
+            DEFAULT_IMAGE,
+            "sh",
+            "-c",
+            "echo hi; echo err >&2; exit 3",
+        ]),
+    );
+    step("ps -a after create", {
+        let (d, b) = p.both(&["ps", "-a"]);
+        // Status column only: "Created" in both.
+        let st = |o: &Out| Out {
+            code: o.code,
+            stdout: o.stdout.contains("Created").to_string(),
+            stderr: o.stderr.clone(),
+        };
+        (st(&d), st(&b))
+    });
+    step("start -a", p.both(&["start", "-a", "seq"]));
+    step("wait", p.both(&["wait", "seq"]));
+    step("start again", p.both(&["start", "seq"]));
+    step("wait again", p.both(&["wait", "seq"]));
+    step("logs", p.both(&["logs", "seq"]));
+    step("rm", p.both(&["rm", "seq"]));
+    step("create conflict", {
+        p.both(&["create", "--name", "dup", DEFAULT_IMAGE, "true"]);
+        p.both(&["create", "--name", "dup", DEFAULT_IMAGE, "true"])
+    });
+    step("rm dup", p.both(&["rm", "dup"]));
+
+    // Signals to a detached container: kill -s, then wait's exit code.
+    let script = "trap 'echo got-usr1' USR1; trap 'echo got-term; exit 9' TERM; echo ready; while true; do sleep 0.1; done";
+    step(
+        "run -d trapper",
+        p.both(&[
+            "run",
+            "-d",
+            "--name",
+            "trap",
+            DEFAULT_IMAGE,
+            "sh",
+            "-c",
+            script,
+        ]),
+    );
+    let ready = |o: &Out| o.stdout.contains("ready");
+    step("logs ready", p.both_until(&["logs", "trap"], ready));
+    step("kill -s USR1", p.both(&["kill", "-s", "USR1", "trap"]));
+    step(
+        "logs got-usr1",
+        p.both_until(&["logs", "trap"], |o| o.stdout.contains("got-usr1")),
+    );
+    step("kill -s TERM", p.both(&["kill", "-s", "TERM", "trap"]));
+    step("wait after TERM", p.both(&["wait", "trap"]));
+    step("logs after TERM", p.both(&["logs", "trap"]));
+    step("kill of an exited container", p.both(&["kill", "trap"]));
+    step("rm trap", p.both(&["rm", "trap"]));
+    step("stop with stop-signal", {
+        p.both(&[
+            "run",
+            "-d",
+            "--name",
+            "stopper",
+            "--stop-signal",
+            "USR1",
+            DEFAULT_IMAGE,
+            "sh",
+            "-c",
+            "trap 'echo usr1; exit 5' USR1; echo ready; while true; do sleep 0.1; done",
+        ]);
+        p.both_until(&["logs", "stopper"], ready);
+        p.both(&["stop", "stopper"])
+    });
+    step("wait stopper", p.both(&["wait", "stopper"]));
+    step("rm stopper", p.both(&["rm", "stopper"]));
+    step("nothing left", p.both(&["ps", "-aq"]));
+
+    assert!(
+        failures.is_empty(),
+        "{} differences from docker:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
