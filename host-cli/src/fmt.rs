@@ -134,6 +134,18 @@ pub fn command_column(cmd: &str, trunc: bool) -> String {
     format!("\"{c}\"")
 }
 
+/// An I/O error worded as Go (and so docker) words it: the C library's
+/// text with a lowercase first letter, without Rust's "(os error N)".
+pub fn io_error(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = text.split(" (os error").next().unwrap_or(&text);
+    let mut c = text.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,16 +180,10 @@ mod tests {
         let t = table(&["A", "BB"], &[vec!["x".into(), "y".into()]]);
         assert_eq!(t, "A         BB\nx         y\n");
     }
-}
 
-/// An I/O error worded as Go (and so docker) words it: the C library's
-/// text with a lowercase first letter, without Rust's "(os error N)".
-pub fn io_error(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    let text = text.split(" (os error").next().unwrap_or(&text);
-    let mut c = text.chars();
-    match c.next() {
-        Some(f) => f.to_lowercase().chain(c).collect(),
-        None => String::new(),
+    #[test]
+    fn io_errors_worded_as_go() {
+        let e = std::io::Error::from_raw_os_error(2);
+        assert_eq!(super::io_error(&e), "no such file or directory");
     }
 }

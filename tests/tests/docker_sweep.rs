@@ -233,6 +233,12 @@ const RUNTIME_CHAIN: &str = "failed to create shim task: OCI runtime create fail
 fn norm_err(s: &str) -> String {
     let s: String = s
         .lines()
+        // docker's CLI sometimes logs a race of its own after a failed
+        // start: noise, not output.
+        .filter(|l| {
+            !(l.starts_with("time=\"")
+                && l.ends_with("msg=\"error waiting for container: context canceled\""))
+        })
         .map(|l| {
             let l = l
                 .strip_prefix("docker: ")
@@ -352,8 +358,14 @@ fn differences(d: &Out, b: &Out) -> Vec<String> {
     diffs
 }
 
+// The tests of this file take turns: one dockerd at a time on a 2-core
+// machine.
 #[test]
 fn run_invocations_and_sequences_match_docker() {
+    berth_tests::with_lock("docker-sweep", sweep);
+}
+
+fn sweep() {
     let p = peers();
     let dir = tempfile::tempdir().unwrap();
     let env_file = dir.path().join("env");
@@ -491,4 +503,225 @@ fn run_invocations_and_sequences_match_docker() {
         failures.len(),
         failures.join("\n\n")
     );
+}
+
+/// Reads `child`'s stdout until a line equal to `want` (or the stream
+/// ends); returns what was read.
+fn read_until(out: &mut impl std::io::BufRead, want: &str) -> String {
+    let mut seen = String::new();
+    let mut line = String::new();
+    while out.read_line(&mut line).unwrap_or(0) > 0 {
+        seen.push_str(&line);
+        if line.trim_end() == want {
+            break;
+        }
+        line.clear();
+    }
+    seen
+}
+
+/// Starts `args` in one engine's CLI, waits for the line `ready`, sends
+/// `sig` to the CLI and returns (exit code or -signal, all stdout).
+fn signal_cli(p: &Peers, docker: bool, args: &[&str], sig: i32) -> (i32, String) {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = p
+        .command(docker)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut seen = read_until(&mut out, "ready");
+    assert!(seen.contains("ready"), "{args:?}: no ready line: {seen:?}");
+    // SAFETY: a signal to the CLI process this test started.
+    unsafe { libc::kill(child.id() as i32, sig) };
+    out.read_to_string(&mut seen).unwrap();
+    let st = berth_tests::wait_status(&mut child, Duration::from_secs(60), "signalled CLI");
+    (st.code().unwrap_or_else(|| -st.signal().unwrap_or(0)), seen)
+}
+
+#[test]
+fn signals_reach_the_container_as_with_docker() {
+    berth_tests::with_lock("docker-sweep", signals);
+}
+
+fn signals() {
+    let p = peers();
+    let trap = "trap 'echo got-term; exit 7' TERM; echo ready; sleep 100 & wait";
+    // run: SIGTERM to the CLI goes to the container, which exits 7; the
+    // CLI exits 7 and --rm removes the container.
+    let run = [
+        "run",
+        "--rm",
+        "--name",
+        "sigt",
+        DEFAULT_IMAGE,
+        "sh",
+        "-c",
+        trap,
+    ];
+    let d = signal_cli(&p, true, &run, libc::SIGTERM);
+    let b = signal_cli(&p, false, &run, libc::SIGTERM);
+    assert_eq!(d, (7, "ready\ngot-term\n".to_string()), "docker");
+    assert_eq!(b, d, "berth");
+    let (dps, bps) = p.both(&["ps", "-aq"]);
+    assert_eq!((dps.stdout.as_str(), bps.stdout.as_str()), ("", ""));
+
+    // start -a: the same.
+    p.both(&["create", "--name", "sa", DEFAULT_IMAGE, "sh", "-c", trap]);
+    let d = signal_cli(&p, true, &["start", "-a", "sa"], libc::SIGTERM);
+    let b = signal_cli(&p, false, &["start", "-a", "sa"], libc::SIGTERM);
+    assert_eq!(d, (7, "ready\ngot-term\n".to_string()), "docker start -a");
+    assert_eq!(b, d, "berth start -a");
+    let (d, b) = p.both(&["wait", "sa"]);
+    assert_eq!((d.stdout.as_str(), b.stdout.as_str()), ("7\n", "7\n"));
+    p.both(&["rm", "sa"]);
+
+    // attach: the container prints a tick while it runs, so a tick seen
+    // by the attached CLI means it is attached (and forwarding).
+    let ticker = "trap 'echo got-term; exit 7' TERM; while true; do echo ready; sleep 0.2; done";
+    p.both(&[
+        "run",
+        "-d",
+        "--name",
+        "at",
+        DEFAULT_IMAGE,
+        "sh",
+        "-c",
+        ticker,
+    ]);
+    let (dc, dout) = signal_cli(&p, true, &["attach", "at"], libc::SIGTERM);
+    let (bc, bout) = signal_cli(&p, false, &["attach", "at"], libc::SIGTERM);
+    assert_eq!(dc, 7, "docker attach: {dout}");
+    assert_eq!(bc, 7, "berth attach: {bout}");
+    assert!(
+        dout.ends_with("got-term\n") && bout.ends_with("got-term\n"),
+        "{dout:?} {bout:?}"
+    );
+    p.both(&["rm", "at"]);
+
+    // --sig-proxy=false: the CLI dies of the signal, the container runs on.
+    let off = [
+        "run",
+        "--sig-proxy=false",
+        "--name",
+        "off",
+        DEFAULT_IMAGE,
+        "sh",
+        "-c",
+        trap,
+    ];
+    let d = signal_cli(&p, true, &off, libc::SIGTERM);
+    let b = signal_cli(&p, false, &off, libc::SIGTERM);
+    assert_eq!(d.0, -libc::SIGTERM, "docker: {d:?}");
+    assert_eq!(b.0, d.0, "berth: {b:?}");
+    let (d, b) = p.both(&["ps", "--filter", "name=off", "-q"]);
+    assert!(
+        !d.stdout.is_empty() && !b.stdout.is_empty(),
+        "both still run"
+    );
+    let (d, b) = p.both(&["rm", "-f", "off"]);
+    assert_eq!((d.code, b.code), (0, 0), "{}", b.stderr);
+}
+
+#[test]
+fn init_survives_an_agent_upgrade_and_the_outdated_agent_is_restarted() {
+    berth_tests::with_lock("docker-sweep", upgrade);
+}
+
+fn upgrade() {
+    let p = peers();
+    // berth with its own copy of the agent binary, replaced below as an
+    // upgrade (or a rebuild) replaces it: a new file under the same name.
+    let dir = tempfile::tempdir().unwrap();
+    let agent = dir.path().join("berth-agent");
+    std::fs::copy(berth_tests::agent_bin(), &agent).unwrap();
+    let berth = |args: &[&str]| -> Out {
+        let child = p
+            .berth
+            .command()
+            .env("BERTH_AGENT", &agent)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_output(child, Duration::from_secs(120), &args.join(" "))
+    };
+    // Any agent from the shared peers() installation goes first.
+    p.berth.kill_agent();
+    let keep = berth(&["run", "-d", "--name", "keep", DEFAULT_IMAGE, "sleep", "300"]);
+    assert_eq!(keep.code, 0, "{}", keep.stderr);
+    let pid = p.berth.agent_pid().expect("agent running");
+    let up = berth(&["version"]);
+    assert!(up.stdout.contains("Up to date:       yes"), "{}", up.stdout);
+
+    let new = dir.path().join("berth-agent.new");
+    std::fs::copy(berth_tests::agent_bin(), &new).unwrap();
+    std::fs::rename(&new, &agent).unwrap();
+
+    // --init still works, as docker's: the running agent's init is a copy.
+    let init = [
+        "run",
+        "--rm",
+        "--init",
+        DEFAULT_IMAGE,
+        "sh",
+        "-c",
+        "tr '\\000' ' ' </proc/1/cmdline; echo",
+    ];
+    let d: Out = p.docker.docker(&init).unwrap().into();
+    let b = berth(&init);
+    assert_eq!(
+        (d.code, d.stdout.as_str()),
+        (
+            0,
+            "/sbin/docker-init -- sh -c tr '\\000' ' ' </proc/1/cmdline; echo \n"
+        )
+    );
+    assert_eq!(
+        (b.code, b.stdout.as_str()),
+        (d.code, d.stdout.as_str()),
+        "{}",
+        b.stderr
+    );
+    // A running container keeps the old agent: a warning says so, once.
+    assert!(
+        b.stderr.contains("runs an older build") && b.stderr.matches("warning").count() == 1,
+        "{}",
+        b.stderr
+    );
+    assert_eq!(
+        p.berth.agent_pid(),
+        Some(pid),
+        "restarted under a running container"
+    );
+    let v = berth(&["version"]);
+    assert!(v.stdout.contains("Up to date:       no"), "{}", v.stdout);
+
+    // Once nothing runs, the next command restarts it from the new binary.
+    assert_eq!(berth(&["rm", "-f", "keep"]).code, 0);
+    let ps = berth(&["ps", "-a"]);
+    assert_eq!(ps.code, 0, "{}", ps.stderr);
+    assert!(
+        ps.stderr.contains("restarting the native engine"),
+        "{}",
+        ps.stderr
+    );
+    let new_pid = p.berth.agent_pid().expect("agent running again");
+    assert_ne!(new_pid, pid);
+    let v = berth(&["version"]);
+    assert!(
+        v.stdout.contains("Up to date:       yes") && v.stderr.is_empty(),
+        "{}{}",
+        v.stdout,
+        v.stderr
+    );
+    // The restarted agent kept the image and serves containers.
+    let o = berth(&["run", "--rm", DEFAULT_IMAGE, "echo", "after"]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "after\n"), "{}", o.stderr);
 }

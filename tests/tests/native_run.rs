@@ -172,7 +172,8 @@ fn env_workdir_user_entrypoint() {
     let o = b
         .run(&["run", "--rm", "-u", "1234:5", DEFAULT_IMAGE, "id"])
         .ok();
-    assert_eq!(o.stdout, "uid=1234 gid=5(tty)\n");
+    // As docker (20.10.24): the primary group is also a supplementary one.
+    assert_eq!(o.stdout, "uid=1234 gid=5(tty) groups=5(tty)\n");
     let o = b.run(&["run", "--rm", "-u", "nosuchuser", DEFAULT_IMAGE, "id"]);
     assert_eq!(o.code, 125);
     assert!(
