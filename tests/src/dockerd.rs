@@ -41,7 +41,9 @@ impl Dockerd {
             sock,
             _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // A first start on a loaded 2-core machine (CI) can take well
+        // over 30 s; a dockerd that exits is reported at once anyway.
+        let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {
             if me
                 .docker(&["version"])
@@ -60,7 +62,7 @@ impl Dockerd {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        Err("dockerd did not come up in 30 s".into())
+        Err("dockerd did not come up in 120 s".into())
     }
 
     /// The daemon's socket path.
