@@ -91,7 +91,7 @@ impl Connection {
         (cred.pid() > 0).then_some(cred.pid())
     }
 
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(all(unix, not(target_os = "linux")))]
     pub fn peer_pid(&self) -> Option<i32> {
         None
     }

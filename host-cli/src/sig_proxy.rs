@@ -8,7 +8,6 @@
 //! with docker.
 
 use crate::client::Connection;
-use berth_protocol::Request;
 
 /// Host signals that are forwarded, with their number in the Linux guest.
 /// docker forwards every signal but SIGCHLD, SIGPIPE and SIGURG; the
@@ -58,7 +57,7 @@ pub fn forward(mut ctl: Connection, id: String) -> bool {
             if let Some((_, guest)) = table.iter().find(|(h, _)| *h == sig) {
                 // As docker: a failed kill (the container just exited, or
                 // was never started) is not the user's error.
-                let _ = ctl.call(Request::ContainerKill {
+                let _ = ctl.call(berth_protocol::Request::ContainerKill {
                     id: id.clone(),
                     signal: *guest,
                 });
