@@ -5,14 +5,28 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A dockerd this process started; stopped (SIGTERM, by PID) on drop.
+/// One runs at a time across the test binaries of one target dir: two
+/// dockerds starting at once on a loaded 2-core machine is how a
+/// comparison used to time out.
 pub struct Dockerd {
     child: std::process::Child,
     sock: String,
     _dir: tempfile::TempDir,
+    /// Released after the daemon stopped (fields drop after `drop`).
+    _turn: std::fs::File,
 }
 
 impl Dockerd {
+    /// A dockerd for a test that compares with docker: the test fails,
+    /// with dockerd's own words, when it cannot start. deps.sh installs
+    /// docker.io, so a missing dockerd is a broken set-up, not a skip.
+    #[track_caller]
+    pub fn required() -> Dockerd {
+        Dockerd::start().unwrap_or_else(|e| panic!("dockerd did not start: {e}"))
+    }
+
     pub fn start() -> Result<Dockerd, String> {
+        let turn = crate::hold_lock("dockerd");
         let dir = tempfile::Builder::new()
             .prefix("berth-dockerd-")
             .tempdir_in("/tmp")
@@ -40,6 +54,7 @@ impl Dockerd {
             child,
             sock,
             _dir: dir,
+            _turn: turn,
         };
         // A first start on a loaded 2-core machine (CI) can take well
         // over 30 s; a dockerd that exits is reported at once anyway.

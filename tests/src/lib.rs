@@ -59,6 +59,15 @@ pub fn agent_bin() -> PathBuf {
 /// Runs `f` while holding an exclusive lock on `name` in the target dir
 /// (serialises work shared between test processes).
 pub fn with_lock<T>(name: &str, f: impl FnOnce() -> T) -> T {
+    let file = hold_lock(name);
+    let r = f();
+    drop(file);
+    r
+}
+
+/// Takes the exclusive lock `name` (see [`with_lock`]); it is held until
+/// the returned file is dropped.
+pub fn hold_lock(name: &str) -> std::fs::File {
     let path = target_dir().join(format!(".{name}.lock"));
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -66,11 +75,9 @@ pub fn with_lock<T>(name: &str, f: impl FnOnce() -> T) -> T {
         .write(true)
         .open(path)
         .unwrap();
-    // SAFETY: flock on a descriptor we own for the duration of the call.
+    // SAFETY: flock on a descriptor we own; the lock lives as long as it.
     unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX) };
-    let r = f();
-    drop(file);
-    r
+    file
 }
 
 /// The offline default image archive (built on first use).
@@ -198,10 +205,43 @@ pub fn timing(test: &str, step: &str, since: Instant) {
     }
 }
 
-/// Prints the skip marker the suite uses.
+/// Prints the skip marker the suite uses, and appends it (with the test's
+/// name) to the file named by `BERTH_TEST_SKIPS`, which scripts/test.sh
+/// lists in its summary: cargo hides a passing test's output, so a skip
+/// printed alone is never seen.
 pub fn skip(reason: &str) {
     println!("SKIPPED: {reason}");
     eprintln!("SKIPPED: {reason}");
+    record_skip(reason);
+}
+
+/// Appends `<test binary> <test>: <reason>` to `$BERTH_TEST_SKIPS`.
+pub fn record_skip(reason: &str) {
+    let Some(path) = std::env::var_os("BERTH_TEST_SKIPS") else {
+        return;
+    };
+    let bin = std::env::args()
+        .next()
+        .and_then(|a| {
+            Path::new(&a)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default();
+    // Test binaries are named <name>-<hash>.
+    let bin = bin
+        .rsplit_once('-')
+        .map_or(bin.as_str(), |p| p.0)
+        .to_string();
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(f, "{bin} {test}: {reason}");
+    }
 }
 
 /// A private berth installation: its own state dir, agent and containers.

@@ -269,7 +269,7 @@ struct Peers {
 /// Fails (never skips) when dockerd cannot start: this test exists to
 /// compare with it.
 fn peers() -> Peers {
-    let docker = Dockerd::start().unwrap_or_else(|e| panic!("dockerd did not start: {e}"));
+    let docker = Dockerd::required();
     docker
         .load_default_image(&format!("{DEFAULT_IMAGE}:latest"))
         .unwrap_or_else(|e| panic!("docker load of the default image failed: {e}"));
@@ -358,11 +358,11 @@ fn differences(d: &Out, b: &Out) -> Vec<String> {
     diffs
 }
 
-// The tests of this file take turns: one dockerd at a time on a 2-core
-// machine.
+// The tests of this file take turns: a Dockerd holds the suite's one
+// dockerd turn while it lives.
 #[test]
 fn run_invocations_and_sequences_match_docker() {
-    berth_tests::with_lock("docker-sweep", sweep);
+    sweep();
 }
 
 fn sweep() {
@@ -545,7 +545,7 @@ fn signal_cli(p: &Peers, docker: bool, args: &[&str], sig: i32) -> (i32, String)
 
 #[test]
 fn signals_reach_the_container_as_with_docker() {
-    berth_tests::with_lock("docker-sweep", signals);
+    signals();
 }
 
 fn signals() {
@@ -629,7 +629,7 @@ fn signals() {
 
 #[test]
 fn init_survives_an_agent_upgrade_and_the_outdated_agent_is_restarted() {
-    berth_tests::with_lock("docker-sweep", upgrade);
+    upgrade();
 }
 
 fn upgrade() {

@@ -368,7 +368,9 @@ fn dockerignore_and_errors() {
 
     let err_case = |dockerfile: &str, want: &str, code: i32| {
         write(ctx.path(), "Dockerfile", dockerfile);
-        let out = build(&b, ctx.path(), &[]);
+        // Tagged, so that a failed build that still tagged an image shows
+        // in `images` below.
+        let out = build(&b, ctx.path(), &["-t", "failed-build:latest"]);
         assert_eq!(out.code, code, "{dockerfile}\n{}{}", out.stdout, out.stderr);
         assert!(
             out.stderr.contains(want),
@@ -442,8 +444,12 @@ fn dockerignore_and_errors() {
         "{}",
         out.stderr
     );
-    // No image was left tagged by the failures.
+    // No image was left tagged by the failures (all were built with -t).
     let imgs = b.run(&["images", "--format", "json"]).ok().stdout;
+    assert!(
+        imgs.contains(DEFAULT_IMAGE) && !imgs.contains("failed-build"),
+        "{imgs}"
+    );
     assert!(!imgs.contains("pwned"), "{imgs}");
 }
 

@@ -12,10 +12,7 @@ fn real_docker_save_archive_loads_and_runs() {
     if !have("dockerd") || !have("skopeo") {
         return skip("dockerd (docker.io) or skopeo not installed");
     }
-    let dockerd = match Dockerd::start() {
-        Ok(d) => d,
-        Err(e) => return skip(&format!("cannot start dockerd here: {e}")),
-    };
+    let dockerd = Dockerd::required();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display().to_string();
     let st = Command::new("skopeo")

@@ -11,6 +11,50 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+/// A container script that prints `wait` until /go exists, then `late`,
+/// and exits with `code`: an attached client sees `wait` once it is
+/// connected, whatever the machine's load.
+fn gated(code: i32) -> String {
+    format!("while [ ! -e /go ]; do echo wait; sleep 0.1; done; echo late; exit {code}")
+}
+
+/// Runs `berth args` (an attach), waits until it relayed a `wait` line,
+/// creates /go in `container`, and returns (exit code, stdout, stderr).
+fn attach_then_release(b: &Berth, args: &[&str], container: &str) -> (i32, String, String) {
+    let mut child = b
+        .command()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(out).lines() {
+            let line = line.unwrap_or_default();
+            all.push_str(&line);
+            all.push('\n');
+            let _ = tx.send(line);
+        }
+        all
+    });
+    let first = rx.recv_timeout(Duration::from_secs(120));
+    assert_eq!(first.as_deref(), Ok("wait"), "{args:?} relayed nothing");
+    b.run(&["exec", container, "touch", "/go"]).ok();
+    let status = berth_tests::wait_status(&mut child, Duration::from_secs(120), "attach");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let stdout = reader.join().unwrap();
+    assert!(
+        stdout.lines().all(|l| l == "wait" || l == "late"),
+        "{stdout}"
+    );
+    (status.code().unwrap_or(-1), stdout, err)
+}
+
 fn detached(b: &Berth, args: &[&str]) -> String {
     let mut a = vec!["run", "-d"];
     a.extend_from_slice(args);
@@ -319,19 +363,14 @@ fn start_attaches_stdin_and_output() {
     // On a running container: start is a no-op, start -a attaches.
     detached(
         &b,
-        &[
-            "--name",
-            "late",
-            DEFAULT_IMAGE,
-            "sh",
-            "-c",
-            "sleep 1; echo late; exit 5",
-        ],
+        &["--name", "late", DEFAULT_IMAGE, "sh", "-c", &gated(5)],
     );
     assert_eq!(b.run(&["start", "late"]).ok().stdout, "late\n");
-    let o = b.run(&["start", "-a", "late"]);
-    assert_eq!((o.code, o.stdout.as_str()), (5, "late\n"), "{}", o.stderr);
-    // Right after it ended (its shim may still be tearing down): starts anew.
+    let (code, stdout, err) = attach_then_release(&b, &["start", "-a", "late"], "late");
+    assert_eq!(code, 5, "{err}");
+    assert!(stdout.ends_with("wait\nlate\n"), "{stdout}");
+    // Right after it ended (its shim may still be tearing down): starts
+    // anew, and /go is still there.
     let o = b.run(&["start", "-a", "late"]);
     assert_eq!((o.code, o.stdout.as_str()), (5, "late\n"), "{}", o.stderr);
     // A paused container is not started; several at once report failures.
@@ -1253,18 +1292,11 @@ fn attach_relays_a_running_containers_output() {
     let b = Berth::new().with_default_image();
     detached(
         &b,
-        &[
-            "--name",
-            "att",
-            DEFAULT_IMAGE,
-            "sh",
-            "-c",
-            "sleep 1; echo late; exit 12",
-        ],
+        &["--name", "att", DEFAULT_IMAGE, "sh", "-c", &gated(12)],
     );
-    let o = b.run(&["attach", "att"]);
-    assert_eq!(o.code, 12);
-    assert_eq!(o.stdout, "late\n");
+    let (code, stdout, _) = attach_then_release(&b, &["attach", "att"], "att");
+    assert_eq!(code, 12);
+    assert!(stdout.ends_with("wait\nlate\n"), "{stdout}");
     let o = b.run(&["attach", "att"]);
     assert_eq!(o.code, 1);
     assert!(o.stderr.contains("start it first"), "{}", o.stderr);

@@ -101,7 +101,7 @@ fn boot_time_vs_qemu_microvm() {
         .output()
         .is_err()
     {
-        println!("SKIPPED: qemu-system-x86_64 is not installed; no comparison");
+        common::skipped("qemu-system-x86_64 is not installed; no comparison");
         return;
     }
     let mut qemu = Vec::new();

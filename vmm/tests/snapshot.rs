@@ -20,8 +20,7 @@ const CMDLINE: &str =
     "console=ttyS0 reboot=k panic=-1 quiet root=/dev/vda ro rootfstype=ext4 init=/init";
 
 fn skip(reason: &str) {
-    println!("SKIPPED: {reason}");
-    eprintln!("SKIPPED: {reason}");
+    common::skipped(reason);
 }
 
 fn kvm_usable() -> bool {

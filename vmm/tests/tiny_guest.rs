@@ -3,6 +3,8 @@
 // Boots guests with the KVM backend and an x86_64 kernel.
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
+mod common;
+
 use std::fs::OpenOptions;
 use std::path::PathBuf;
 use std::process::Command;
@@ -15,7 +17,7 @@ fn tiny_kernel_prints_and_resets() {
         .open("/dev/kvm")
         .is_err()
     {
-        println!("SKIPPED: /dev/kvm is not available");
+        common::skipped("/dev/kvm is not available");
         return;
     }
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("vmm-tiny");
@@ -35,7 +37,7 @@ fn tiny_kernel_prints_and_resets() {
         .arg(&src)
         .status();
     if !matches!(built, Ok(s) if s.success()) {
-        println!("SKIPPED: cannot assemble tests/guest/tiny_kernel.S with gcc");
+        common::skipped("cannot assemble tests/guest/tiny_kernel.S with gcc");
         return;
     }
     let serial = dir.join("serial.log");

@@ -36,9 +36,27 @@ pub struct Guest {
 }
 
 fn skip(reason: &str) -> Option<Guest> {
+    skipped(reason);
+    None
+}
+
+/// Prints the skip marker and appends it to `$BERTH_TEST_SKIPS`, which
+/// scripts/test.sh lists in its summary (cargo hides a passing test's
+/// output).
+pub fn skipped(reason: &str) {
     println!("SKIPPED: {reason}");
     eprintln!("SKIPPED: {reason}");
-    None
+    if let Some(path) = std::env::var_os("BERTH_TEST_SKIPS") {
+        use std::io::Write;
+        let test = std::thread::current().name().unwrap_or("?").to_string();
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "vmm {test}: {reason}");
+        }
+    }
 }
 
 /// The guest kernel: $BERTH_KERNEL, or the newest ~/.cache/berth/kernel/*/vmlinux
