@@ -374,6 +374,8 @@ fn info(engine: &Engine) -> AgentInfo {
         },
         images: engine.images.count(),
         containers: engine.containers.count(),
+        quirks: crate::quirks::Quirks::detect().names(),
+        workarounds: crate::quirks::counts(engine.layout().root()),
         cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
     }
 }

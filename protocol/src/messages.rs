@@ -370,6 +370,12 @@ pub struct AgentInfo {
     /// CPUs the agent may run on (0 from agents that predate it).
     #[serde(default)]
     pub cpus: usize,
+    /// Host quirks the agent works around (`emulated-kernel`), if any.
+    #[serde(default)]
+    pub quirks: Vec<String>,
+    /// How often each workaround was used under this engine root.
+    #[serde(default)]
+    pub workarounds: BTreeMap<String, u64>,
 }
 
 /// One layer of an image being committed.

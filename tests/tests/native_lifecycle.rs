@@ -1302,26 +1302,57 @@ fn attach_relays_a_running_containers_output() {
     assert!(o.stderr.contains("start it first"), "{}", o.stderr);
 }
 
+/// berth commands whose agent works around an emulated guest kernel
+/// (`Some("emulated-kernel")`) or explicitly none (`Some("none")`): the two
+/// kinds of host, simulated through the agent's quirk override.
+fn with_quirks(b: &Berth, quirks: &str, args: &[&str]) -> berth_tests::Out {
+    let child = b
+        .command()
+        .env("BERTH_AGENT_QUIRKS", quirks)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    berth_tests::wait_output(child, Duration::from_secs(120), &args.join(" "))
+}
+
+/// The workaround counts `berth info` shows.
+fn workarounds(b: &Berth, quirks: &str) -> String {
+    let o = with_quirks(b, quirks, &["info"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    o.stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Host workarounds"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// A shim that dies right after creating its container (fault injected
-/// through the engine-owned container dir, as seen in emulated guests) is
-/// cleaned up after, and the start is tried once more: the container runs
-/// once more (one more output line, not two) and the agent logged the retry.
+/// through the engine-owned container dir, as seen in emulated guests).
+/// Where the host's guests are emulated, it is cleaned up after and the
+/// start is tried once more: the container runs once more (one more output
+/// line, not two), the agent logged the retry and `info` counts it.
 #[test]
 fn start_retries_once_after_the_shim_dies_without_reporting() {
     let b = Berth::new().with_default_image();
-    assert_eq!(
-        b.run(&["run", "--name", "flaky", DEFAULT_IMAGE, "echo", "hello"])
-            .ok()
-            .stdout,
-        "hello\n"
+    b.kill_agent();
+    let q = "emulated-kernel";
+    let o = with_quirks(
+        &b,
+        q,
+        &["run", "--name", "flaky", DEFAULT_IMAGE, "echo", "hello"],
     );
+    assert_eq!((o.code, o.stdout.as_str()), (0, "hello\n"), "{}", o.stderr);
     let st: serde_json::Value =
         serde_json::from_str(&b.run(&["inspect", "flaky"]).ok().stdout).unwrap();
     let id = st[0]["Id"].as_str().unwrap().to_string();
     let cdir = b.native_root().join("containers").join(&id);
     assert!(cdir.is_dir(), "{}", cdir.display());
     std::fs::write(cdir.join("fault-shim-dies-once"), b"").unwrap();
-    assert_eq!(b.run(&["start", "-a", "flaky"]).ok().stdout, "hello\n");
+    let o = with_quirks(&b, q, &["start", "-a", "flaky"]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "hello\n"), "{}", o.stderr);
     assert!(!cdir.join("fault-shim-dies-once").exists());
     let agent_log = std::fs::read_to_string(b.native_root().join("agent.log")).unwrap_or_default();
     let shim_log = std::fs::read_to_string(cdir.join("shim.log")).unwrap_or_default();
@@ -1334,4 +1365,60 @@ fn start_retries_once_after_the_shim_dies_without_reporting() {
     assert_eq!(st[0]["State"]["Status"], "exited");
     assert_eq!(st[0]["State"]["ExitCode"], 0);
     assert_eq!(b.run(&["logs", "flaky"]).ok().stdout, "hello\nhello\n");
+    let w = workarounds(&b, q);
+    assert!(
+        w.contains("Host workarounds: emulated-kernel")
+            && w.contains("shim restarted after dying without reporting: 1"),
+        "{w}"
+    );
+
+    // libcontainer's state without the init pid: the pid file stands in.
+    std::fs::write(cdir.join("fault-state-without-pid-once"), b"").unwrap();
+    let o = with_quirks(&b, q, &["start", "-a", "flaky"]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "hello\n"), "{}", o.stderr);
+    assert!(
+        workarounds(&b, q).contains("init pid read from the pid file: 1"),
+        "{}",
+        workarounds(&b, q)
+    );
+}
+
+/// On a host whose guests are not emulated, neither workaround runs: a
+/// shim that dies is reported, and its container's process never ran
+/// twice; a state without the init pid fails the start.
+#[test]
+fn without_the_quirk_a_dying_shim_is_reported_not_retried() {
+    let b = Berth::new().with_default_image();
+    b.kill_agent();
+    let q = "none";
+    let o = with_quirks(
+        &b,
+        q,
+        &["run", "--name", "flaky", DEFAULT_IMAGE, "echo", "hello"],
+    );
+    assert_eq!((o.code, o.stdout.as_str()), (0, "hello\n"), "{}", o.stderr);
+    let st: serde_json::Value =
+        serde_json::from_str(&b.run(&["inspect", "flaky"]).ok().stdout).unwrap();
+    let cdir = b
+        .native_root()
+        .join("containers")
+        .join(st[0]["Id"].as_str().unwrap());
+    std::fs::write(cdir.join("fault-shim-dies-once"), b"").unwrap();
+    let o = with_quirks(&b, q, &["start", "-a", "flaky"]);
+    assert_ne!(o.code, 0, "{}", o.stdout);
+    assert!(o.stderr.contains("died without reporting"), "{}", o.stderr);
+    let agent_log = std::fs::read_to_string(b.native_root().join("agent.log")).unwrap_or_default();
+    assert!(!agent_log.contains("starting it once more"), "{agent_log}");
+    assert_eq!(b.run(&["logs", "flaky"]).ok().stdout, "hello\n");
+    // The next start is a normal one.
+    let o = with_quirks(&b, q, &["start", "-a", "flaky"]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "hello\n"), "{}", o.stderr);
+
+    std::fs::write(cdir.join("fault-state-without-pid-once"), b"").unwrap();
+    let o = with_quirks(&b, q, &["start", "-a", "flaky"]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("saved no init pid"), "{}", o.stderr);
+    assert_eq!(workarounds(&b, q), "Host workarounds: none");
+    let o = with_quirks(&b, q, &["start", "-a", "flaky"]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "hello\n"), "{}", o.stderr);
 }

@@ -394,19 +394,30 @@ impl ContainerStore {
             args.push("--wait-attach");
         }
         let log = self.layout.container(&r.id).join("shim.log");
+        let attempted = self
+            .layout
+            .container(&r.id)
+            .join(super::shim::START_ATTEMPTED);
+        let _ = std::fs::remove_file(&attempted);
         let spawn = || spawn_monitor(self.layout.root(), &args, &log, "container shim");
         match spawn() {
-            // A shim that vanished without a word left nothing a user
-            // caused: in emulated guests (kvm_pvm) a shim has been seen to
-            // die right after creating the container, under load. The next
-            // shim clears what it left (libcontainer state, the waiting
-            // init, the rootfs mount, the network namespace), so one more
-            // try is safe; a second death is reported as it is.
-            Err(e) if e.message.starts_with(SHIM_DIED) => {
+            // In emulated guests (kvm_pvm hosts only) a shim has been seen
+            // to die right after creating the container, under load. The
+            // next shim clears what it left (libcontainer state, the
+            // waiting init, the rootfs mount, the network namespace), so
+            // one more try is safe as long as the dead shim never asked for
+            // the user's process to start (it marks that first). Elsewhere
+            // a shim that dies is a bug and is reported as it is.
+            Err(e)
+                if e.message.starts_with(SHIM_DIED)
+                    && crate::quirks::Quirks::detect().emulated_kernel
+                    && !attempted.exists() =>
+            {
                 eprintln!(
-                    "berth-agent: container {}: {}; starting it once more",
+                    "berth-agent: container {}: {}; starting it once more (emulated-kernel workaround)",
                     r.id, e.message
                 );
+                crate::quirks::record(self.layout.root(), crate::quirks::SHIM_RESTART, &r.id);
                 spawn()?;
             }
             other => other?,

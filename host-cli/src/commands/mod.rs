@@ -136,6 +136,14 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
                 println!("Data Root: {}", i.data_root);
                 println!("Images: {}", i.images);
                 println!("Containers: {}", i.containers);
+                if i.quirks.is_empty() {
+                    println!("Host workarounds: none");
+                } else {
+                    println!("Host workarounds: {}", i.quirks.join(", "));
+                    for (what, n) in &i.workarounds {
+                        println!(" {what}: {n}");
+                    }
+                }
             }
             Ok(0)
         }
