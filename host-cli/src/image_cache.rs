@@ -164,6 +164,24 @@ impl ImageCache {
         Ok(())
     }
 
+    /// Forgets some of the `repo@digest` names of an image.
+    pub fn remove_repo_digests(&self, config_digest: &str, gone: &[String]) -> Result<()> {
+        let _lock = self.lock()?;
+        let mut map = self.repo_digest_map();
+        if let Some(list) = map.get_mut(config_digest) {
+            list.retain(|d| !gone.contains(d));
+            if list.is_empty() {
+                map.remove(config_digest);
+            }
+        }
+        let tmp = self
+            .dir
+            .join(format!("repo_digests.json.tmp-{}", std::process::id()));
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&map)?)?;
+        std::fs::rename(tmp, self.dir.join("repo_digests.json"))?;
+        Ok(())
+    }
+
     /// Forgets an image record (its blobs stay until pruned).
     pub fn forget(&self, config_digest: &str) -> Result<()> {
         let _lock = self.lock()?;

@@ -1112,6 +1112,87 @@ fn pull_and_push_interoperate_with_docker() {
         };
         assert_eq!(trim(b.run(args).ok().stdout), trim(dk(args)), "{args:?}");
     }
+    // push prints what docker prints (piped, so only the lines that say
+    // what happened to each layer, and the digest line): the same image to
+    // a repository of its own for each, twice.
+    let outcome = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| {
+                l.starts_with("The push refers to")
+                    || l.contains(": Pushed")
+                    || l.contains(": Layer already exists")
+                    || l.contains(": Mounted from")
+                    || l.contains(": digest: sha256:")
+            })
+            .map(|l| {
+                l.replace("/by-docker", "/by-engine")
+                    .replace("/by-berth", "/by-engine")
+            })
+            // docker re-serialises a pulled image's manifest when it pushes
+            // it; berth pushes the manifest it pulled, so its digest stays
+            // the source's (checked below). The line's shape is docker's.
+            .map(|l| match l.split_once(": digest: sha256:") {
+                Some((tag, rest)) => {
+                    let (hex, size) = rest.split_once(" size: ").unwrap_or((rest, ""));
+                    assert!(hex.len() == 64 && size.parse::<u64>().is_ok(), "{l}");
+                    format!("{tag}: digest: sha256:<digest> size: <size>")
+                }
+                None => l,
+            })
+            .collect()
+    };
+    for round in ["first push", "second push"] {
+        let (dt, bt) = (
+            format!("{h}/by-docker/img:v1"),
+            format!("{h}/by-berth/img:v1"),
+        );
+        dk(&["tag", &r, &dt]);
+        b.run(&["tag", &r, &bt]).ok();
+        let dp = dk(&["push", &dt]);
+        let bp = b.run(&["push", &bt]).ok().stdout;
+        assert_eq!(
+            outcome(&bp),
+            outcome(&dp),
+            "{round}\nberth:\n{bp}\ndocker:\n{dp}"
+        );
+        assert!(!outcome(&dp).is_empty(), "{dp}");
+        let source = field(&bj, "RepoDigests")[0]
+            .as_str()
+            .unwrap()
+            .split_once('@')
+            .unwrap()
+            .1
+            .to_string();
+        assert!(bp.contains(&format!("v1: digest: {source} size: ")), "{bp}");
+    }
+    // rmi of a pushed tag: the same Untagged lines.
+    let (dt, bt) = (
+        format!("{h}/by-docker/img:v1"),
+        format!("{h}/by-berth/img:v1"),
+    );
+    // (The digests differ as above: berth's is the source's.)
+    let norm = |s: &str| {
+        let s = s
+            .replace("/by-docker/", "/by-engine/")
+            .replace("/by-berth/", "/by-engine/");
+        match s.split_once("@sha256:") {
+            Some((a, b)) => format!("{a}@sha256:<digest>{}", &b[64.min(b.len())..]),
+            None => s,
+        }
+    };
+    let (dr, br) = (dk(&["rmi", &dt]), b.run(&["rmi", &bt]).ok().stdout);
+    assert_eq!(norm(&br), norm(&dr), "rmi");
+    assert_eq!(br.lines().count(), 2, "{br}");
+    // Untagged means gone: RepoDigests no longer name that repository.
+    let left = field(&b.run(&["image", "inspect", &r]).ok().stdout, "RepoDigests");
+    assert!(!left.to_string().contains("/by-berth/"), "{left}");
+    // The images header.
+    let first = |s: String| s.lines().next().unwrap_or("").trim_end().to_string();
+    assert_eq!(
+        first(b.run(&["images"]).ok().stdout),
+        first(dk(&["images"]))
+    );
+
     // berth pushes, docker pulls what berth pushed.
     let pushed = format!("{h}/from/berth:v1");
     b.run(&["tag", &r, &pushed]).ok();

@@ -340,3 +340,96 @@ fn prune(iso: Isolation, a: &PruneArgs) -> Result<i32> {
     println!("Total reclaimed space: {}", human_size(reclaimed));
     Ok(0)
 }
+
+/// `rmi`: the engine removes tags and images; the repository digests the
+/// host cache keeps go with them as docker's do. When the last tag of a
+/// repository leaves an image, that repository's digests are untagged too
+/// (`Untagged: repo@sha256:…`), and a deleted image keeps none.
+pub fn rmi(iso: Isolation, images: &[String], force: bool) -> Result<i32> {
+    let mut c = connect(iso)?;
+    let cache = crate::image_cache::ImageCache::open().ok();
+    let mut code = 0;
+    for i in images {
+        let before = match c.call(Request::ImageInspect {
+            reference: i.clone(),
+        }) {
+            Ok(Response::Image(img)) => Some(img),
+            _ => None,
+        };
+        match c.call(Request::ImageRemove {
+            reference: i.clone(),
+            force,
+        }) {
+            Ok(Response::Removed(lines)) => {
+                let extra = match (&before, &cache) {
+                    (Some(img), Some(cache)) => digest_untags(cache, img, i, &lines),
+                    _ => Vec::new(),
+                };
+                // docker: the tag, then the digests, then what was deleted.
+                let untagged = lines.iter().take_while(|l| l.starts_with("Untagged:"));
+                let rest = lines.iter().skip_while(|l| l.starts_with("Untagged:"));
+                untagged
+                    .chain(extra.iter())
+                    .chain(rest)
+                    .for_each(|l| println!("{l}"));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("Error response from daemon: {e}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// The `Untagged: repo@digest` lines owed after removing `reference` from
+/// `img`, with those digests forgotten by the cache.
+fn digest_untags(
+    cache: &crate::image_cache::ImageCache,
+    img: &berth_protocol::ImageSummary,
+    reference: &str,
+    lines: &[String],
+) -> Vec<String> {
+    let deleted = lines.iter().any(|l| l.starts_with("Deleted:"));
+    let removed_repo = match Reference::parse(reference) {
+        Ok(r) if r.digest.is_none() && !deleted => Some(r.repository()),
+        // An id or a digest: only a deleted image loses its digests.
+        _ if deleted => None,
+        _ => return Vec::new(),
+    };
+    let repo_of = |s: &str| Reference::parse(s).ok().map(|r| r.repository());
+    let mut gone = Vec::new();
+    for rd in cache.repo_digests(&img.id) {
+        let repo = repo_of(&rd);
+        let drop = match &removed_repo {
+            // The last tag of that repository on this image went.
+            Some(r) => {
+                repo.as_ref() == Some(r)
+                    && !img.tags.iter().any(|t| {
+                        repo_of(t).as_ref() == Some(r)
+                            && Reference::parse(t).ok().map(|x| x.familiar())
+                                != Reference::parse(reference).ok().map(|x| x.familiar())
+                    })
+            }
+            None => true,
+        };
+        if drop {
+            gone.push(rd);
+        }
+    }
+    if gone.is_empty() {
+        return Vec::new();
+    }
+    if let Err(e) = cache.remove_repo_digests(&img.id, &gone) {
+        eprintln!("berth: warning: forgetting repository digests: {e:#}");
+    }
+    gone.iter()
+        .map(|d| {
+            let name = Reference::parse(d)
+                .map(|r| r.familiar())
+                .unwrap_or_else(|_| d.clone());
+            format!("Untagged: {name}")
+        })
+        .collect()
+}

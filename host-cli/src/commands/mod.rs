@@ -45,24 +45,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             })?;
             Ok(0)
         }
-        Command::Rmi { force, images } => {
-            let mut c = connect(iso)?;
-            let mut code = 0;
-            for i in images {
-                match c.call(Request::ImageRemove {
-                    reference: i.clone(),
-                    force: *force,
-                }) {
-                    Ok(Response::Removed(lines)) => lines.iter().for_each(|l| println!("{l}")),
-                    Ok(_) => {}
-                    Err(e) => {
-                        eprintln!("Error response from daemon: {e}");
-                        code = 1;
-                    }
-                }
-            }
-            Ok(code)
-        }
+        Command::Rmi { force, images } => image::rmi(iso, images, *force),
         Command::Run(a) => run::run(iso, a),
         Command::Ps(a) => ps::run(iso, a),
         Command::Rm { force, containers } => {

@@ -145,6 +145,31 @@ pub fn run(iso: Isolation, a: &PushArgs) -> Result<i32> {
     if !a.quiet {
         println!("The push refers to repository [{}]", r.repository());
     }
+    // docker names a layer by its uncompressed digest (the config's
+    // diff_ids, in layer order) and says nothing about the config blob.
+    let diff_ids: Vec<String> = cache
+        .blob_path(&commit.config_digest)
+        .ok()
+        .and_then(|p| std::fs::read(p).ok())
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| {
+            v["rootfs"]["diff_ids"].as_array().map(|a| {
+                a.iter()
+                    .filter_map(|d| d.as_str().map(String::from))
+                    .collect()
+            })
+        })
+        .unwrap_or_default();
+    let layer_name = |digest: &str| -> Option<String> {
+        if digest == commit.config_digest {
+            return None;
+        }
+        let i = commit.layers.iter().position(|l| l.digest == digest);
+        let id = i
+            .and_then(|i| diff_ids.get(i))
+            .map_or(digest, |d| d.as_str());
+        Some(id.trim_start_matches("sha256:").chars().take(12).collect())
+    };
     let client = RegistryClient::connect(&r.domain, scopes)
         .with_context(|| format!("pushing {}", name.familiar()))?;
     // Up to three blobs at a time; the manifest only after all of them.
@@ -176,7 +201,9 @@ pub fn run(iso: Isolation, a: &PushArgs) -> Result<i32> {
                 });
                 match out {
                     Ok(out) if !a.quiet => {
-                        let short = &b.digest[7..19];
+                        let Some(short) = layer_name(&b.digest) else {
+                            continue;
+                        };
                         match out {
                             BlobOutcome::AlreadyExists => println!("{short}: Layer already exists"),
                             BlobOutcome::Mounted(from) => println!("{short}: Mounted from {from}"),

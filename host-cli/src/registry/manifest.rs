@@ -306,7 +306,7 @@ pub fn select(list: &[Descriptor], want: &Platform) -> Result<Descriptor, Regist
 
 /// A manifest for an image whose original manifest is not cached (loaded
 /// from a docker-save archive): schema2 for Docker layer types, else OCI.
-pub fn synthesize(config: &Descriptor, layers: &[Descriptor]) -> (String, Vec<u8>) {
+pub fn synthesize<'a>(config: &'a Descriptor, layers: &'a [Descriptor]) -> (String, Vec<u8>) {
     let docker = layers
         .iter()
         .all(|l| l.media_type.starts_with("application/vnd.docker."));
@@ -315,23 +315,74 @@ pub fn synthesize(config: &Descriptor, layers: &[Descriptor]) -> (String, Vec<u8
     } else {
         (OCI_MANIFEST, OCI_CONFIG)
     };
-    let mut config = config.clone();
-    config.media_type = cfg_mt.into();
-    let v = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": mt,
-        "config": config,
-        "layers": layers,
-    });
-    (
-        mt.to_string(),
-        serde_json::to_vec_pretty(&v).unwrap_or_default(),
-    )
+    // docker's own serialisation (field order, three-space indent, no
+    // final newline), so that an image berth pushes gets the digest docker
+    // gives the same image.
+    #[derive(serde::Serialize)]
+    struct Desc<'a> {
+        #[serde(rename = "mediaType")]
+        media_type: &'a str,
+        size: u64,
+        digest: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        urls: Option<&'a Vec<String>>,
+    }
+    #[derive(serde::Serialize)]
+    struct Manifest<'a> {
+        #[serde(rename = "schemaVersion")]
+        schema_version: u32,
+        #[serde(rename = "mediaType")]
+        media_type: &'a str,
+        config: Desc<'a>,
+        layers: Vec<Desc<'a>>,
+    }
+    let desc = |d: &'a Descriptor, media_type: &'a str| Desc {
+        media_type,
+        size: d.size,
+        digest: &d.digest,
+        urls: d.urls.as_ref(),
+    };
+    let m = Manifest {
+        schema_version: 2,
+        media_type: mt,
+        config: desc(config, cfg_mt),
+        layers: layers.iter().map(|l| desc(l, &l.media_type)).collect(),
+    };
+    let mut body = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"   ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut body, fmt);
+    serde::Serialize::serialize(&m, &mut ser).expect("a manifest serialises");
+    (mt.to_string(), body)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn synthesized_manifests_are_serialised_as_docker_does() {
+        let desc = |mt: &str, c: char, size: u64| Descriptor {
+            media_type: mt.into(),
+            digest: format!("sha256:{}", c.to_string().repeat(64)),
+            size,
+            platform: None,
+            urls: None,
+        };
+        let config = desc("", 'c', 1469);
+        let layers = [desc(
+            "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            'a',
+            2811,
+        )];
+        let (mt, body) = synthesize(&config, &layers);
+        assert_eq!(mt, DOCKER_MANIFEST);
+        let want = format!(
+            "{{\n   \"schemaVersion\": 2,\n   \"mediaType\": \"{DOCKER_MANIFEST}\",\n   \"config\": {{\n      \"mediaType\": \"{DOCKER_CONFIG}\",\n      \"size\": 1469,\n      \"digest\": \"sha256:{c}\"\n   }},\n   \"layers\": [\n      {{\n         \"mediaType\": \"application/vnd.docker.image.rootfs.diff.tar.gzip\",\n         \"size\": 2811,\n         \"digest\": \"sha256:{a}\"\n      }}\n   ]\n}}",
+            c = "c".repeat(64),
+            a = "a".repeat(64)
+        );
+        assert_eq!(String::from_utf8(body).unwrap(), want);
+    }
 
     const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
     const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
