@@ -205,6 +205,58 @@ fn conformance_cases_build_like_the_classic_builder() {
             failures.push(format!("case {name}:\n{}", problems.join("\n")));
         }
     }
+    // A build-arg no step consumed: docker's warning, word for word and
+    // on the same stream.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("Dockerfile"),
+        format!("FROM {DEFAULT_IMAGE}\nARG USED\nRUN echo $USED\n"),
+    )
+    .unwrap();
+    let dir = tmp.path().to_str().unwrap();
+    let args = [
+        "build",
+        "--build-arg",
+        "USED=1",
+        "--build-arg",
+        "NOBODY=2",
+        "-t",
+        "parity-unused",
+        dir,
+    ];
+    let d = std::process::Command::new(if Path::new("/usr/bin/docker").exists() {
+        "/usr/bin/docker"
+    } else {
+        "docker"
+    })
+    .env("DOCKER_BUILDKIT", "0")
+    .args(["-H", &format!("unix://{}", docker_sock(&docker))])
+    .args(args)
+    .output()
+    .unwrap();
+    let bo = b.run(&args);
+    let warning = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| l.contains("were not consumed"))
+            .map(str::to_string)
+            .collect()
+    };
+    let (dout, derr) = (
+        String::from_utf8_lossy(&d.stdout),
+        String::from_utf8_lossy(&d.stderr),
+    );
+    assert_eq!(
+        (warning(&bo.stdout), warning(&bo.stderr)),
+        (warning(&dout), warning(&derr)),
+        "docker:\n{dout}{derr}\nberth:\n{}{}",
+        bo.stdout,
+        bo.stderr
+    );
+    assert_eq!(
+        warning(&dout).len() + warning(&derr).len(),
+        1,
+        "{dout}{derr}"
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 

@@ -40,6 +40,18 @@ fn real_docker_save_archive_loads_and_runs() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let b = Berth::new();
     let o = b.run(&["load", "-i", &format!("{d}/saved.tar")]).ok();
+    // What docker prints loading the same archive (into a daemon that had
+    // removed the image first).
+    let rmi = dockerd.docker(&["rmi", "saved/by-docker:v1"]).unwrap();
+    assert!(
+        rmi.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rmi.stderr)
+    );
+    let dl = dockerd
+        .docker(&["load", "-i", &format!("{d}/saved.tar")])
+        .unwrap();
+    assert_eq!(o.stdout, String::from_utf8_lossy(&dl.stdout));
     assert_eq!(o.stdout, "Loaded image: saved/by-docker:v1\n");
     let o = b
         .run(&[
