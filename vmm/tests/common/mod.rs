@@ -43,9 +43,12 @@ fn skip(reason: &str) -> Option<Guest> {
 /// Prints the skip marker and appends it to `$BERTH_TEST_SKIPS`, which
 /// scripts/test.sh lists in its summary (cargo hides a passing test's
 /// output).
+/// Under `CI=true` a skip fails the test, as berth_tests::skip does.
+#[track_caller]
 pub fn skipped(reason: &str) {
     println!("SKIPPED: {reason}");
     eprintln!("SKIPPED: {reason}");
+    let fail_in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
     if let Some(path) = std::env::var_os("BERTH_TEST_SKIPS") {
         use std::io::Write;
         let test = std::thread::current().name().unwrap_or("?").to_string();
@@ -56,6 +59,9 @@ pub fn skipped(reason: &str) {
         {
             let _ = writeln!(f, "vmm {test}: {reason}");
         }
+    }
+    if fail_in_ci {
+        panic!("a test skipped under CI=true: {reason}");
     }
 }
 

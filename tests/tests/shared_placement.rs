@@ -1,0 +1,202 @@
+//! The shared placement, the one users get by default: containers in the
+//! machine VM. The native suite holds the breadth; this pass runs, in one
+//! machine (one boot), what goes another way there:
+//! - images reach the guest from the host cache (load, pull, build);
+//! - build steps run as containers in the guest;
+//! - registries are spoken to by the host CLI (push, pull, login, save);
+//! - a few `run` comparisons with docker (users, env, exit codes, a missing
+//!   command, stdin, a created working directory), the sweep's masking.
+//!
+//! Why this subset: each container start in an emulated guest kernel costs
+//! about 20 s on this project's 2-core kvm_pvm machines, and CI has 90
+//! minutes for everything; this pass takes about 5 of them. vm_smoke covers
+//! the container lifecycle in the machine; vm_clone the own-VM placement.
+#![cfg(target_os = "linux")]
+
+use berth_tests::dockerd::Dockerd;
+use berth_tests::parity::differences;
+use berth_tests::registry::{tools_missing, Registry, PASS, USER};
+use berth_tests::{skip, timing, Berth, Out, DEFAULT_IMAGE};
+use std::io::Write;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Instant;
+
+fn kernel_available() -> bool {
+    if std::env::var_os("BERTH_KERNEL").is_some() {
+        return true;
+    }
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let cache = std::env::var("BERTH_CACHE_DIR").unwrap_or_else(|_| format!("{home}/.cache/berth"));
+    std::fs::read_dir(format!("{cache}/kernel"))
+        .map(|rd| rd.flatten().any(|e| e.path().join("vmlinux").is_file()))
+        .unwrap_or(false)
+}
+
+/// `args` with `stdin`, in docker (`Some`) or berth.
+fn run(docker: Option<&Dockerd>, b: &Berth, args: &[&str], stdin: Option<&[u8]>) -> Out {
+    let mut c = match docker {
+        Some(d) => d.command(),
+        None => b.command(),
+    };
+    c.env("HOSTV", "hostval")
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    if let Some(input) = stdin {
+        let mut w = child.stdin.take().unwrap();
+        w.write_all(input).unwrap();
+    }
+    berth_tests::wait_output(child, b.timeout, &args.join(" "))
+}
+
+#[test]
+fn machine_vm_runs_builds_and_talks_to_registries_like_native() {
+    if !Path::new("/dev/kvm").exists() {
+        return skip("/dev/kvm not available");
+    }
+    if !kernel_available() {
+        return skip("no guest kernel built (kernel-config/build-kernel.sh)");
+    }
+    if let Some(r) = tools_missing() {
+        return skip(&r);
+    }
+    let t = Instant::now();
+    let docker = Dockerd::required();
+    docker
+        .load_default_image(&format!("{DEFAULT_IMAGE}:latest"))
+        .unwrap_or_else(|e| panic!("docker load of the default image failed: {e}"));
+    let mut b = Berth::new();
+    b.isolation = "shared".into();
+    b.timeout = std::time::Duration::from_secs(900);
+    let b = b.with_default_image();
+    timing("shared_placement", "machine booted, image loaded", t);
+
+    // run, compared with docker.
+    let cases: &[(&[&str], Option<&[u8]>)] = &[
+        (&["run", "--rm", "-u", "nobody", DEFAULT_IMAGE, "id"], None),
+        (
+            &[
+                "run",
+                "--rm",
+                "-e",
+                "HOSTV",
+                DEFAULT_IMAGE,
+                "sh",
+                "-c",
+                "echo $HOSTV; exit 3",
+            ],
+            None,
+        ),
+        (&["run", "--rm", DEFAULT_IMAGE, "nosuchcmd"], None),
+        (
+            &["run", "--rm", "-i", DEFAULT_IMAGE, "cat"],
+            Some(b"through stdin\n"),
+        ),
+        (
+            &["run", "--rm", "-w", "/new/dir", DEFAULT_IMAGE, "pwd"],
+            None,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (args, stdin) in cases {
+        let d = run(Some(&docker), &b, args, *stdin);
+        let o = run(None, &b, args, *stdin);
+        let diffs = differences(&d, &o);
+        if !diffs.is_empty() {
+            failures.push(format!("{args:?}:\n{}", diffs.join("\n")));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    timing("shared_placement", "run compared with docker", t);
+
+    // build: steps run in the guest; the result runs there too.
+    let reg = Registry::start(false);
+    let h = reg.host();
+    let target = format!("{h}/shared/app:v1");
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("msg"), "built in the machine\n").unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!(
+            "FROM {DEFAULT_IMAGE}\nCOPY msg /msg\nRUN cat /msg > /copy\nCMD [\"cat\", \"/copy\"]\n"
+        ),
+    )
+    .unwrap();
+    b.run(&["build", "-t", &target, ctx.path().to_str().unwrap()])
+        .ok();
+    assert_eq!(
+        b.run(&["run", "--rm", &target]).ok().stdout,
+        "built in the machine\n"
+    );
+    timing("shared_placement", "build and run", t);
+
+    // push from the machine's engine, pull back into an empty cache.
+    let o = b.run(&["push", &target]).ok();
+    assert!(o.stdout.contains("v1: digest: sha256:"), "{}", o.stdout);
+    let id = |b: &Berth| -> serde_json::Value {
+        let out = b.run(&["image", "inspect", &target]).ok().stdout;
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()[0]["Id"].clone()
+    };
+    let built = id(&b);
+    b.run(&["rmi", &target]).ok();
+    let o = b.run(&["pull", &target]).ok();
+    assert!(
+        o.stdout.contains("Status: Downloaded newer image"),
+        "{}",
+        o.stdout
+    );
+    assert_eq!(id(&b), built);
+    assert_eq!(
+        b.run(&["run", "--rm", &target]).ok().stdout,
+        "built in the machine\n"
+    );
+    timing("shared_placement", "push, rmi, pull, run", t);
+
+    // save: a docker-loadable archive of what the machine holds.
+    let dir = tempfile::tempdir().unwrap();
+    let tar = dir.path().join("app.tar");
+    b.run(&["save", "-o", tar.to_str().unwrap(), &target]).ok();
+    let o = docker
+        .docker(&["load", "-i", tar.to_str().unwrap()])
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("Loaded image: {target}\n")
+    );
+
+    // login and logout against a TLS registry with basic auth.
+    let secure = Registry::start(true);
+    let sh = secure.host();
+    let mut login = b.command();
+    login
+        .env("BERTH_REGISTRY_CA", secure.ca.as_ref().unwrap())
+        .args(["login", "-u", USER, "--password-stdin", &sh])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = login.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PASS}\n").as_bytes())
+        .unwrap();
+    let o: Out = child.wait_with_output().unwrap().into();
+    assert_eq!(
+        (o.code, o.stdout.as_str()),
+        (0, "Login Succeeded\n"),
+        "{}",
+        o.stderr
+    );
+    let o = b.run(&["logout", &sh]).ok();
+    assert_eq!(o.stdout, format!("Removing login credentials for {sh}\n"));
+    timing("shared_placement", "save, login, logout", t);
+}
