@@ -53,6 +53,8 @@ pub struct Registry {
     pub dir: tempfile::TempDir,
     /// CA certificate when serving TLS.
     pub ca: Option<PathBuf>,
+    /// Whether it asks for basic auth (USER, PASS).
+    pub auth: bool,
 }
 
 /// The user of the TLS registry's htpasswd.
@@ -61,7 +63,14 @@ pub const USER: &str = "berthuser";
 pub const PASS: &str = "s3cret-pass";
 
 impl Registry {
+    /// Plain HTTP without auth, or (`secure`) TLS with basic auth.
     pub fn start(secure: bool) -> Registry {
+        Registry::start_with(secure, secure)
+    }
+
+    /// `tls` and basic `auth` chosen separately (docker logs in over plain
+    /// HTTP to 127.0.0.0/8 with no set-up, so login tests use that).
+    pub fn start_with(tls: bool, auth: bool) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let port = free_port();
@@ -72,7 +81,7 @@ impl Registry {
             d.display()
         );
         let mut ca = None;
-        if secure {
+        if tls {
             sh(&format!(
                 "cd {} && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
                  -keyout ca.key -out ca.crt -days 2 -subj /CN=berth-test-ca 2>/dev/null && \
@@ -80,16 +89,24 @@ impl Registry {
                  -keyout srv.key -out srv.csr -subj /CN=127.0.0.1 2>/dev/null && \
                  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nbasicConstraints=CA:FALSE\\n' > ext && \
                  openssl x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
-                 -out srv.crt -days 2 -extfile ext 2>/dev/null && \
-                 htpasswd -Bbn {USER} {PASS} > htpasswd",
+                 -out srv.crt -days 2 -extfile ext 2>/dev/null",
                 d.display()
             ));
             cfg.push_str(&format!(
-                "  tls:\n    certificate: {0}/srv.crt\n    key: {0}/srv.key\n\
-                 auth:\n  htpasswd:\n    realm: berth-test\n    path: {0}/htpasswd\n",
+                "  tls:\n    certificate: {0}/srv.crt\n    key: {0}/srv.key\n",
                 d.display()
             ));
             ca = Some(d.join("ca.crt"));
+        }
+        if auth {
+            sh(&format!(
+                "cd {} && htpasswd -Bbn {USER} {PASS} > htpasswd",
+                d.display()
+            ));
+            cfg.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}/htpasswd\n",
+                d.display()
+            ));
         }
         std::fs::write(d.join("config.yml"), cfg).unwrap();
         let child = Command::new("docker-registry")
@@ -109,6 +126,7 @@ impl Registry {
             port,
             dir,
             ca,
+            auth,
         }
     }
 
@@ -120,7 +138,7 @@ impl Registry {
     /// destinations, "" for inspect.
     pub fn skopeo_flags(&self, side: &str) -> String {
         let mut f = format!("--{side}tls-verify=false");
-        if self.ca.is_some() {
+        if self.auth {
             f.push_str(&format!(" --{side}creds {USER}:{PASS}"));
         }
         f

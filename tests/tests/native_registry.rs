@@ -1102,3 +1102,88 @@ fn built_image_is_pushed_and_pulled_back() {
     let out = fresh.run(&["run", "--rm", &target]).ok().stdout;
     assert_eq!(out, "built and pushed\n");
 }
+
+/// login and logout print what docker prints, against a registry with basic
+/// auth (plain HTTP on 127.0.0.1, which both allow without set-up).
+#[test]
+fn login_and_logout_print_what_docker_prints() {
+    if let Some(r) = tools_missing() {
+        return skip(&r);
+    }
+    let reg = Registry::start_with(false, true);
+    let h = reg.host();
+    let docker = berth_tests::dockerd::Dockerd::required();
+    let cfg = tempfile::tempdir().unwrap();
+    let b = Berth::new();
+    // `engine` runs args with `stdin` in docker (its own config dir) or berth.
+    let engine = |docker_side: bool, args: &[&str], stdin: &str| -> Out {
+        let mut c = if docker_side {
+            let mut c = docker.command();
+            c.env("DOCKER_CONFIG", cfg.path());
+            c
+        } else {
+            b.command()
+        };
+        let mut child = c
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap().into()
+    };
+    // The credentials file is each engine's own.
+    let first = |s: &str| {
+        let l = s.lines().next().unwrap_or("").to_string();
+        match l.split_once(" unencrypted in ") {
+            Some((a, _)) => format!("{a} unencrypted in <file>."),
+            None => l,
+        }
+    };
+    let login = ["login", "-u", USER, "--password-stdin", h.as_str()];
+    let pass = format!("{PASS}\n");
+    let (d, o) = (engine(true, &login, &pass), engine(false, &login, &pass));
+    assert_eq!(
+        (o.code, o.stdout.as_str()),
+        (d.code, d.stdout.as_str()),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(
+        (d.code, d.stdout.as_str()),
+        (0, "Login Succeeded\n"),
+        "{}",
+        d.stderr
+    );
+    assert_eq!(first(&o.stderr), first(&d.stderr));
+    for args in [&["logout", h.as_str()][..], &["logout", h.as_str()][..]] {
+        let (d, o) = (engine(true, args, ""), engine(false, args, ""));
+        assert_eq!(
+            (o.code, &o.stdout, &o.stderr),
+            (d.code, &d.stdout, &d.stderr),
+            "{args:?}"
+        );
+    }
+    // A wrong password: refused by both, nothing stored. (The wording
+    // differs: docker's daemon reports the HTTP status, berth the reason;
+    // README, differences from docker.)
+    let (d, o) = (
+        engine(true, &login, "wrong\n"),
+        engine(false, &login, "wrong\n"),
+    );
+    assert_eq!((o.code, d.code), (1, 1), "{}\n{}", o.stderr, d.stderr);
+    assert!(o.stderr.contains("unauthorized"), "{}", o.stderr);
+    assert!(
+        !b.home.path().join("auth.json").exists()
+            || !std::fs::read_to_string(b.home.path().join("auth.json"))
+                .unwrap()
+                .contains(&h)
+    );
+}

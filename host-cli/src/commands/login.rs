@@ -126,17 +126,22 @@ pub fn login(a: &LoginArgs) -> Result<i32> {
     RegistryClient::connect_with(&key, Vec::new(), Some(creds.clone()))
         .and_then(|c| c.verify())
         .with_context(|| format!("login to {key} failed"))?;
-    CredentialStore::open().set(&key, &creds)?;
+    let store = CredentialStore::open();
+    store.set(&key, &creds)?;
+    // docker's first line, word for word; berth has no credential helpers.
+    eprintln!(
+        "WARNING! Your password will be stored unencrypted in {}.\n\
+         The file is readable by its owner only (mode 0600).\n",
+        store.path().display()
+    );
     println!("Login Succeeded");
     Ok(0)
 }
 
 pub fn logout(a: &LogoutArgs) -> Result<i32> {
     let key = registry_key(a.server.as_deref())?;
-    if CredentialStore::open().remove(&key)? {
-        println!("Removing login credentials for {key}");
-    } else {
-        println!("Not logged in to {key}");
-    }
+    // docker says this whether or not it held credentials for the key.
+    CredentialStore::open().remove(&key)?;
+    println!("Removing login credentials for {key}");
     Ok(0)
 }

@@ -136,6 +136,11 @@ impl CredentialStore {
         }
     }
 
+    /// The file the credentials are kept in.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     fn load(&self) -> Result<AuthFile, RegistryError> {
         match std::fs::read(&self.path) {
             Ok(d) => serde_json::from_slice(&d).map_err(|e| {
