@@ -156,10 +156,18 @@ impl ImageCache {
         let list = map.entry(config_digest.to_string()).or_default();
         list.retain(|d| d.split('@').next() != Some(repo));
         list.push(repo_digest.to_string());
+        self.write_repo_digest_map(&map)
+    }
+
+    /// Replaces repo_digests.json (the caller holds the lock).
+    fn write_repo_digest_map(
+        &self,
+        map: &std::collections::BTreeMap<String, Vec<String>>,
+    ) -> Result<()> {
         let tmp = self
             .dir
             .join(format!("repo_digests.json.tmp-{}", std::process::id()));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&map)?)?;
+        std::fs::write(&tmp, serde_json::to_vec_pretty(map)?)?;
         std::fs::rename(tmp, self.dir.join("repo_digests.json"))?;
         Ok(())
     }
@@ -174,12 +182,7 @@ impl ImageCache {
                 map.remove(config_digest);
             }
         }
-        let tmp = self
-            .dir
-            .join(format!("repo_digests.json.tmp-{}", std::process::id()));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&map)?)?;
-        std::fs::rename(tmp, self.dir.join("repo_digests.json"))?;
-        Ok(())
+        self.write_repo_digest_map(&map)
     }
 
     /// Forgets an image record (its blobs stay until pruned).

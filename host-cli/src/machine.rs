@@ -71,7 +71,8 @@ pub struct Machine {
     image_disk: Option<PathBuf>,
 }
 
-fn pid_alive(pid: i32) -> bool {
+/// Whether `pid` runs (not a zombie, not dead).
+pub(crate) fn pid_alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| !s.contains(") Z ") && !s.contains(") X "))
         .unwrap_or(false)

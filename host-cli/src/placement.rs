@@ -189,17 +189,7 @@ fn upgrade_native_agent(
 fn stop_process(pid: i32) -> Result<()> {
     #[cfg(unix)]
     {
-        let alive = || {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| {
-                    // A zombie (state Z) has exited.
-                    s.rsplit(')')
-                        .next()
-                        .map(|r| r.trim_start().starts_with('Z'))
-                        != Some(true)
-                })
-                .unwrap_or(false)
-        };
+        let alive = || crate::machine::pid_alive(pid);
         // SAFETY: a signal to the agent's PID, read from its socket just now.
         unsafe { libc::kill(pid, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -426,20 +426,38 @@ pub fn create(iso: Isolation, a: &CreateArgs) -> Result<i32> {
             return Ok(EXIT_ENGINE);
         }
     };
+    match create_container(&mut ctl, cfg, &a.image)? {
+        Ok(id) => {
+            println!("{id}");
+            Ok(0)
+        }
+        Err(e) => {
+            // docker's create: the daemon's error as it is, exit 1.
+            eprintln!("Error response from daemon: {e}");
+            Ok(1)
+        }
+    }
+}
+
+/// Asks the engine for the container; prints its warnings, and docker's
+/// `Unable to find image` line when the image is missing. The inner error
+/// is the engine's refusal, which `run` and `create` word differently.
+fn create_container(
+    ctl: &mut Connection,
+    cfg: ContainerConfig,
+    image: &str,
+) -> Result<Result<String, ClientError>> {
     match ctl.call(Request::ContainerCreate(Box::new(cfg))) {
         Ok(Response::Created { id, warnings }) => {
             warnings.iter().for_each(|w| eprintln!("WARNING: {w}"));
-            println!("{id}");
-            Ok(0)
+            Ok(Ok(id))
         }
         Ok(other) => anyhow::bail!("unexpected response {other:?}"),
         Err(e) => {
             if e.kind() == Some(ErrorKind::NotFound) && e.to_string().starts_with("No such image") {
-                eprintln!("Unable to find image '{}' locally", a.image);
+                eprintln!("Unable to find image '{image}' locally");
             }
-            // docker's create: the daemon's error as it is, exit 1.
-            eprintln!("Error response from daemon: {e}");
-            Ok(1)
+            Ok(Err(e))
         }
     }
 }
@@ -563,18 +581,9 @@ fn run_with(
             return Ok(EXIT_ENGINE);
         }
     };
-    let id = match ctl.call(Request::ContainerCreate(Box::new(cfg))) {
-        Ok(Response::Created { id, warnings }) => {
-            warnings.iter().for_each(|w| eprintln!("WARNING: {w}"));
-            id
-        }
-        Ok(other) => anyhow::bail!("unexpected response {other:?}"),
-        Err(e) => {
-            if e.kind() == Some(ErrorKind::NotFound) && e.to_string().starts_with("No such image") {
-                eprintln!("Unable to find image '{}' locally", a.image);
-            }
-            return Ok(fail_create(&e));
-        }
+    let id = match create_container(&mut ctl, cfg, &a.image)? {
+        Ok(id) => id,
+        Err(e) => return Ok(fail_create(&e)),
     };
     if a.detach {
         return match ctl.call(Request::ContainerStart { id: id.clone() }) {

@@ -38,7 +38,7 @@ fn server(iso: Isolation) -> Result<Value, String> {
         let agent = placement::agent_binary().map_err(|e| format!("{e:#}"))?;
         return Ok(json!({
             "Version": env!("CARGO_PKG_VERSION"),
-            "Placement": "vm",
+            "Placement": iso_name(iso),
             "Agent": agent.display().to_string(),
             "UpToDate": true,
         }));
@@ -51,7 +51,7 @@ fn server(iso: Isolation) -> Result<Value, String> {
     };
     let mut v = json!({
         "Version": info.agent_version,
-        "Placement": match iso { Isolation::Native => "native", _ => "shared" },
+        "Placement": iso_name(iso),
         "KernelVersion": info.kernel_release,
         "Os": "linux",
         "Arch": go_arch(&info.arch),
@@ -146,10 +146,10 @@ pub fn run(iso: Isolation, a: &VersionArgs) -> Result<i32> {
     }
 }
 
-fn iso_name(iso: Isolation) -> &'static str {
-    match iso {
-        Isolation::Native => "native",
-        Isolation::Shared => "shared",
-        Isolation::Vm => "vm",
-    }
+/// The placement as `--isolation` spells it.
+fn iso_name(iso: Isolation) -> String {
+    use clap::ValueEnum;
+    iso.to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default()
 }
