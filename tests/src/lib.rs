@@ -186,6 +186,57 @@ fn wait_or_kill(child: &mut Child, limit: Duration) -> Option<std::process::Exit
     }
 }
 
+/// Runs `cmd` (any CLI: berth with extra environment, docker) with `input`
+/// on stdin, or none, and collects its output; fails the test, as
+/// [`wait_output`] does, when it runs past `limit`.
+#[track_caller]
+pub fn run_command(mut cmd: Command, input: Option<&[u8]>, limit: Duration, what: &str) -> Out {
+    let mut child = cmd
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = input {
+        let mut stdin = child.stdin.take().unwrap();
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(&input);
+        });
+    }
+    wait_output(child, limit, what)
+}
+
+/// Runs a shell command; fails the test when it fails.
+pub fn sh(cmd: &str) -> String {
+    let o = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd}\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Whether a guest kernel is built: `$BERTH_KERNEL`, or one in the cache
+/// (kernel-config/build-kernel.sh).
+pub fn kernel_available() -> bool {
+    if std::env::var_os("BERTH_KERNEL").is_some() {
+        return true;
+    }
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let cache = std::env::var("BERTH_CACHE_DIR").unwrap_or_else(|_| format!("{home}/.cache/berth"));
+    std::fs::read_dir(format!("{cache}/kernel"))
+        .map(|rd| rd.flatten().any(|e| e.path().join("vmlinux").is_file()))
+        .unwrap_or(false)
+}
+
 /// Records how long a step of a slow test took: on stderr, and appended to
 /// the file named by `BERTH_TEST_TIMINGS` (scripts/test.sh prints it at the
 /// end, so CI logs show where the time went even when a test hangs).
@@ -195,15 +246,22 @@ pub fn timing(test: &str, step: &str, since: Instant) {
         since.elapsed().as_secs_f64()
     );
     eprintln!("{line}");
-    if let Some(path) = std::env::var_os("BERTH_TEST_TIMINGS") {
-        use std::io::Write;
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
-            let _ = writeln!(f, "{line}");
-        }
+    append_line("BERTH_TEST_TIMINGS", &line);
+}
+
+/// Appends `line` to the file the environment variable `var` names, if it
+/// is set (scripts/test.sh prints those files in its summary).
+fn append_line(var: &str, line: &str) {
+    let Some(path) = std::env::var_os(var) else {
+        return;
+    };
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(f, "{line}");
     }
 }
 
@@ -233,9 +291,6 @@ pub fn skip_fails_here(reason: &str) -> bool {
 
 /// Appends `<test binary> <test>: <reason>` to `$BERTH_TEST_SKIPS`.
 pub fn record_skip(reason: &str) {
-    let Some(path) = std::env::var_os("BERTH_TEST_SKIPS") else {
-        return;
-    };
     let bin = std::env::args()
         .next()
         .and_then(|a| {
@@ -250,14 +305,7 @@ pub fn record_skip(reason: &str) {
         .map_or(bin.as_str(), |p| p.0)
         .to_string();
     let test = std::thread::current().name().unwrap_or("?").to_string();
-    use std::io::Write;
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-    {
-        let _ = writeln!(f, "{bin} {test}: {reason}");
-    }
+    append_line("BERTH_TEST_SKIPS", &format!("{bin} {test}: {reason}"));
 }
 
 /// A private berth installation: its own state dir, agent and containers.
@@ -363,28 +411,14 @@ impl Berth {
 
     #[track_caller]
     fn run_with(&self, args: &[&str], input: Option<&[u8]>) -> Out {
-        let mut child = self
-            .command()
-            .args(args)
-            .stdin(if input.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(input) = input {
-            let mut stdin = child.stdin.take().unwrap();
-            let input = input.to_vec();
-            std::thread::spawn(move || {
-                use std::io::Write;
-                let _ = stdin.write_all(&input);
-            });
-        }
-        let what = format!("berth {}", args.join(" "));
-        wait_output(child, self.timeout, &what)
+        let mut cmd = self.command();
+        cmd.args(args);
+        run_command(
+            cmd,
+            input,
+            self.timeout,
+            &format!("berth {}", args.join(" ")),
+        )
     }
 
     /// Loads the default image.

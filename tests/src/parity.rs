@@ -5,10 +5,16 @@ use crate::Out;
 
 /// Masks container ids (12 or 64 hex digits), which differ by nature.
 pub fn mask_ids(s: &str) -> String {
+    mask_hex_words(s, |n| n == 12 || n == 64)
+}
+
+/// Replaces each word of hex digits whose length `is_id` accepts with
+/// `<id>`; words are runs of ASCII letters and digits.
+pub fn mask_hex_words(s: &str, is_id: impl Fn(usize) -> bool) -> String {
     let mut out = String::new();
     let mut word = String::new();
     let flush = |w: &mut String, out: &mut String| {
-        if (w.len() == 12 || w.len() == 64) && w.chars().all(|c| c.is_ascii_hexdigit()) {
+        if is_id(w.len()) && w.chars().all(|c| c.is_ascii_hexdigit()) {
             out.push_str("<id>");
         } else {
             out.push_str(w);

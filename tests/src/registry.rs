@@ -3,22 +3,11 @@
 //! made here. Images are seeded with skopeo.
 
 use crate::have;
+pub use crate::sh;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Runs a shell command; fails the test when it fails.
-pub fn sh(cmd: &str) -> String {
-    let o = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
-    assert!(
-        o.status.success(),
-        "{cmd}\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 /// The first tool the registry tests need that is missing.
 pub fn tools_missing() -> Option<String> {

@@ -14,26 +14,7 @@ use berth_tests::{have, skip, Berth, Out, DEFAULT_IMAGE};
 /// must be docker's; a command whose output holds times or usage figures
 /// is compared by its shape instead (see the callers).
 fn mask(s: &str) -> String {
-    let mut out = String::new();
-    let mut word = String::new();
-    let flush = |w: &mut String, out: &mut String| {
-        if w.len() >= 12 && w.chars().all(|c| c.is_ascii_hexdigit()) {
-            out.push_str("<id>");
-        } else {
-            out.push_str(w);
-        }
-        w.clear();
-    };
-    for c in s.chars() {
-        if c.is_ascii_alphanumeric() {
-            word.push(c);
-        } else {
-            flush(&mut word, &mut out);
-            out.push(c);
-        }
-    }
-    flush(&mut word, &mut out);
-    out
+    berth_tests::parity::mask_hex_words(s, |n| n >= 12)
 }
 
 struct Pair {

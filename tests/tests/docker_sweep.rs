@@ -14,7 +14,7 @@
 
 use berth_tests::dockerd::Dockerd;
 use berth_tests::parity::differences;
-use berth_tests::{wait_output, Berth, Out, DEFAULT_IMAGE};
+use berth_tests::{run_command, Berth, Out, DEFAULT_IMAGE};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -232,32 +232,14 @@ impl Peers {
     }
 
     fn exec(&self, docker: bool, args: &[String], stdin: Option<&[u8]>) -> Out {
-        let mut child = self
-            .command(docker)
-            .args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(input) = stdin {
-            let mut w = child.stdin.take().unwrap();
-            let input = input.to_vec();
-            std::thread::spawn(move || {
-                use std::io::Write;
-                let _ = w.write_all(&input);
-            });
-        }
+        let mut cmd = self.command(docker);
+        cmd.args(args);
         let what = format!(
             "{} {}",
             if docker { "docker" } else { "berth" },
             args.join(" ")
         );
-        wait_output(child, Duration::from_secs(120), &what)
+        run_command(cmd, stdin, Duration::from_secs(120), &what)
     }
 
     fn both(&self, args: &[&str]) -> (Out, Out) {
@@ -282,10 +264,6 @@ impl Peers {
 // dockerd turn while it lives.
 #[test]
 fn run_invocations_and_sequences_match_docker() {
-    sweep();
-}
-
-fn sweep() {
     let p = peers();
     let dir = tempfile::tempdir().unwrap();
     let env_file = dir.path().join("env");
@@ -465,10 +443,6 @@ fn signal_cli(p: &Peers, docker: bool, args: &[&str], sig: i32) -> (i32, String)
 
 #[test]
 fn signals_reach_the_container_as_with_docker() {
-    signals();
-}
-
-fn signals() {
     let p = peers();
     let trap = "trap 'echo got-term; exit 7' TERM; echo ready; sleep 100 & wait";
     // run: SIGTERM to the CLI goes to the container, which exits 7; the
@@ -549,10 +523,6 @@ fn signals() {
 
 #[test]
 fn init_survives_an_agent_upgrade_and_the_outdated_agent_is_restarted() {
-    upgrade();
-}
-
-fn upgrade() {
     let p = peers();
     // berth with its own copy of the agent binary, replaced below as an
     // upgrade (or a rebuild) replaces it: a new file under the same name.
@@ -560,17 +530,9 @@ fn upgrade() {
     let agent = dir.path().join("berth-agent");
     std::fs::copy(berth_tests::agent_bin(), &agent).unwrap();
     let berth = |args: &[&str]| -> Out {
-        let child = p
-            .berth
-            .command()
-            .env("BERTH_AGENT", &agent)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        wait_output(child, Duration::from_secs(120), &args.join(" "))
+        let mut cmd = p.berth.command();
+        cmd.env("BERTH_AGENT", &agent).args(args);
+        run_command(cmd, None, Duration::from_secs(120), &args.join(" "))
     };
     // Any agent from the shared peers() installation goes first.
     p.berth.kill_agent();

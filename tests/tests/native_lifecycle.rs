@@ -1306,16 +1306,29 @@ fn attach_relays_a_running_containers_output() {
 /// (`Some("emulated-kernel")`) or explicitly none (`Some("none")`): the two
 /// kinds of host, simulated through the agent's quirk override.
 fn with_quirks(b: &Berth, quirks: &str, args: &[&str]) -> berth_tests::Out {
-    let child = b
-        .command()
-        .env("BERTH_AGENT_QUIRKS", quirks)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    berth_tests::wait_output(child, Duration::from_secs(120), &args.join(" "))
+    let mut cmd = b.command();
+    cmd.env("BERTH_AGENT_QUIRKS", quirks).args(args);
+    berth_tests::run_command(cmd, None, Duration::from_secs(120), &args.join(" "))
+}
+
+/// A container "flaky" that ran `echo hello` once, under an agent with
+/// `quirks`; returns its directory (where fault files go).
+fn flaky_container(b: &Berth, quirks: &str) -> std::path::PathBuf {
+    b.kill_agent();
+    let o = with_quirks(
+        b,
+        quirks,
+        &["run", "--name", "flaky", DEFAULT_IMAGE, "echo", "hello"],
+    );
+    assert_eq!((o.code, o.stdout.as_str()), (0, "hello\n"), "{}", o.stderr);
+    let st: serde_json::Value =
+        serde_json::from_str(&b.run(&["inspect", "flaky"]).ok().stdout).unwrap();
+    let cdir = b
+        .native_root()
+        .join("containers")
+        .join(st[0]["Id"].as_str().unwrap());
+    assert!(cdir.is_dir(), "{}", cdir.display());
+    cdir
 }
 
 /// The workaround counts `berth info` shows.
@@ -1337,19 +1350,8 @@ fn workarounds(b: &Berth, quirks: &str) -> String {
 #[test]
 fn start_retries_once_after_the_shim_dies_without_reporting() {
     let b = Berth::new().with_default_image();
-    b.kill_agent();
     let q = "emulated-kernel";
-    let o = with_quirks(
-        &b,
-        q,
-        &["run", "--name", "flaky", DEFAULT_IMAGE, "echo", "hello"],
-    );
-    assert_eq!((o.code, o.stdout.as_str()), (0, "hello\n"), "{}", o.stderr);
-    let st: serde_json::Value =
-        serde_json::from_str(&b.run(&["inspect", "flaky"]).ok().stdout).unwrap();
-    let id = st[0]["Id"].as_str().unwrap().to_string();
-    let cdir = b.native_root().join("containers").join(&id);
-    assert!(cdir.is_dir(), "{}", cdir.display());
+    let cdir = flaky_container(&b, q);
     std::fs::write(cdir.join("fault-shim-dies-once"), b"").unwrap();
     let o = with_quirks(&b, q, &["start", "-a", "flaky"]);
     assert_eq!((o.code, o.stdout.as_str()), (0, "hello\n"), "{}", o.stderr);
@@ -1389,20 +1391,8 @@ fn start_retries_once_after_the_shim_dies_without_reporting() {
 #[test]
 fn without_the_quirk_a_dying_shim_is_reported_not_retried() {
     let b = Berth::new().with_default_image();
-    b.kill_agent();
     let q = "none";
-    let o = with_quirks(
-        &b,
-        q,
-        &["run", "--name", "flaky", DEFAULT_IMAGE, "echo", "hello"],
-    );
-    assert_eq!((o.code, o.stdout.as_str()), (0, "hello\n"), "{}", o.stderr);
-    let st: serde_json::Value =
-        serde_json::from_str(&b.run(&["inspect", "flaky"]).ok().stdout).unwrap();
-    let cdir = b
-        .native_root()
-        .join("containers")
-        .join(st[0]["Id"].as_str().unwrap());
+    let cdir = flaky_container(&b, q);
     std::fs::write(cdir.join("fault-shim-dies-once"), b"").unwrap();
     let o = with_quirks(&b, q, &["start", "-a", "flaky"]);
     assert_ne!(o.code, 0, "{}", o.stdout);

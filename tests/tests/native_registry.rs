@@ -6,7 +6,7 @@
 //! (digest mismatch), a pull killed mid-way and re-run, hostile registry
 //! answers from a fake server, `save`, `image inspect/history/prune`.
 
-use berth_tests::{default_image, have, skip, Berth, Out, DEFAULT_IMAGE};
+use berth_tests::{default_image, have, run_command, skip, Berth, Out, DEFAULT_IMAGE};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -436,15 +436,10 @@ fn tls_basic_auth_login_logout() {
     assert!(o.stderr.contains("berth login"), "{}", o.stderr);
     // Wrong password: refused, nothing saved.
     let mut login = b.command();
-    let out = login
+    login
         .env("BERTH_REGISTRY_CA", &ca)
-        .args(["login", "-u", USER, "--password-stdin", &h])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = out.spawn().unwrap();
-    child.stdin.take().unwrap().write_all(b"wrong\n").unwrap();
-    let o: Out = child.wait_with_output().unwrap().into();
+        .args(["login", "-u", USER, "--password-stdin", &h]);
+    let o = run_command(login, Some(b"wrong\n"), b.timeout, "login");
     assert_ne!(o.code, 0);
     assert!(o.stderr.contains("unauthorized"), "{}", o.stderr);
     assert!(!b.home.path().join("auth.json").exists());
@@ -453,19 +448,8 @@ fn tls_basic_auth_login_logout() {
     std::fs::create_dir_all(&certs).unwrap();
     std::fs::copy(&ca, certs.join("ca.crt")).unwrap();
     let mut c = b.command();
-    c.args(["login", "-u", USER, "--password-stdin", &h])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{PASS}\n").as_bytes())
-        .unwrap();
-    let o: Out = child.wait_with_output().unwrap().into();
-    let o = o.ok();
+    c.args(["login", "-u", USER, "--password-stdin", &h]);
+    let o = run_command(c, Some(format!("{PASS}\n").as_bytes()), b.timeout, "login").ok();
     assert!(o.stdout.contains("Login Succeeded"), "{}", o.stdout);
     let meta = std::fs::metadata(b.home.path().join("auth.json")).unwrap();
     assert_eq!(
@@ -1124,20 +1108,8 @@ fn login_and_logout_print_what_docker_prints() {
         } else {
             b.command()
         };
-        let mut child = c
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap().into()
+        c.args(args);
+        run_command(c, Some(stdin.as_bytes()), b.timeout, &args.join(" "))
     };
     // The credentials file is each engine's own.
     let first = |s: &str| {

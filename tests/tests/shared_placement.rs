@@ -16,22 +16,9 @@
 use berth_tests::dockerd::Dockerd;
 use berth_tests::parity::differences;
 use berth_tests::registry::{tools_missing, Registry, PASS, USER};
-use berth_tests::{skip, timing, Berth, Out, DEFAULT_IMAGE};
-use std::io::Write;
+use berth_tests::{run_command, skip, timing, Berth, Out, DEFAULT_IMAGE};
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Instant;
-
-fn kernel_available() -> bool {
-    if std::env::var_os("BERTH_KERNEL").is_some() {
-        return true;
-    }
-    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-    let cache = std::env::var("BERTH_CACHE_DIR").unwrap_or_else(|_| format!("{home}/.cache/berth"));
-    std::fs::read_dir(format!("{cache}/kernel"))
-        .map(|rd| rd.flatten().any(|e| e.path().join("vmlinux").is_file()))
-        .unwrap_or(false)
-}
 
 /// `args` with `stdin`, in docker (`Some`) or berth.
 fn run(docker: Option<&Dockerd>, b: &Berth, args: &[&str], stdin: Option<&[u8]>) -> Out {
@@ -39,21 +26,8 @@ fn run(docker: Option<&Dockerd>, b: &Berth, args: &[&str], stdin: Option<&[u8]>)
         Some(d) => d.command(),
         None => b.command(),
     };
-    c.env("HOSTV", "hostval")
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    if let Some(input) = stdin {
-        let mut w = child.stdin.take().unwrap();
-        w.write_all(input).unwrap();
-    }
-    berth_tests::wait_output(child, b.timeout, &args.join(" "))
+    c.env("HOSTV", "hostval").args(args);
+    run_command(c, stdin, b.timeout, &args.join(" "))
 }
 
 #[test]
@@ -61,7 +35,7 @@ fn machine_vm_runs_builds_and_talks_to_registries_like_native() {
     if !Path::new("/dev/kvm").exists() {
         return skip("/dev/kvm not available");
     }
-    if !kernel_available() {
+    if !berth_tests::kernel_available() {
         return skip("no guest kernel built (kernel-config/build-kernel.sh)");
     }
     if let Some(r) = tools_missing() {
@@ -178,18 +152,13 @@ fn machine_vm_runs_builds_and_talks_to_registries_like_native() {
     let mut login = b.command();
     login
         .env("BERTH_REGISTRY_CA", secure.ca.as_ref().unwrap())
-        .args(["login", "-u", USER, "--password-stdin", &sh])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = login.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{PASS}\n").as_bytes())
-        .unwrap();
-    let o: Out = child.wait_with_output().unwrap().into();
+        .args(["login", "-u", USER, "--password-stdin", &sh]);
+    let o = run_command(
+        login,
+        Some(format!("{PASS}\n").as_bytes()),
+        b.timeout,
+        "login",
+    );
     assert_eq!(
         (o.code, o.stdout.as_str()),
         (0, "Login Succeeded\n"),

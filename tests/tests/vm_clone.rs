@@ -21,17 +21,6 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 const PROBE: &str =
     "cat /proc/sys/kernel/random/boot_id; head -c 16 /dev/urandom | od -An -tx1; date +%s";
 
-fn kernel_available() -> bool {
-    if std::env::var_os("BERTH_KERNEL").is_some() {
-        return true;
-    }
-    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-    let cache = std::env::var("BERTH_CACHE_DIR").unwrap_or_else(|_| format!("{home}/.cache/berth"));
-    std::fs::read_dir(format!("{cache}/kernel"))
-        .map(|rd| rd.flatten().any(|e| e.path().join("vmlinux").is_file()))
-        .unwrap_or(false)
-}
-
 fn now_s() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -168,7 +157,7 @@ fn vm_containers_start_as_clones_with_their_own_identity() {
     if !Path::new("/dev/kvm").exists() {
         return skip("/dev/kvm not available");
     }
-    if !kernel_available() {
+    if !berth_tests::kernel_available() {
         return skip("no guest kernel built (kernel-config/build-kernel.sh)");
     }
     let full = std::env::var("BERTH_TEST_VM_CLONE").is_ok_and(|v| v == "full");

@@ -13,17 +13,6 @@ use berth_tests::{default_image, skip, timing, wait_status, Berth, DEFAULT_IMAGE
 use std::path::Path;
 use std::time::Instant;
 
-fn kernel_available() -> bool {
-    if std::env::var_os("BERTH_KERNEL").is_some() {
-        return true;
-    }
-    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-    let cache = std::env::var("BERTH_CACHE_DIR").unwrap_or_else(|_| format!("{home}/.cache/berth"));
-    std::fs::read_dir(format!("{cache}/kernel"))
-        .map(|rd| rd.flatten().any(|e| e.path().join("vmlinux").is_file()))
-        .unwrap_or(false)
-}
-
 fn step(name: &str, t: Instant) {
     timing("vm_smoke", name, t);
 }
@@ -33,7 +22,7 @@ fn machine_vm_boots_runs_containers_and_keeps_images() {
     if !Path::new("/dev/kvm").exists() {
         return skip("/dev/kvm not available");
     }
-    if !kernel_available() {
+    if !berth_tests::kernel_available() {
         return skip("no guest kernel built (kernel-config/build-kernel.sh)");
     }
     let mut b = Berth::new();
