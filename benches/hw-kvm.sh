@@ -89,10 +89,10 @@ EOF
     echo "== machine VM (--isolation shared)"
     t "$work/m.start" env BERTH_VM_TIMINGS=1 "$b" --isolation shared machine start
     cat "$work/last.err" | grep -i 'vm:' || true
-    "$b" --isolation shared load -q -i "$dir/busybox.oci.tar" >/dev/null || log "load failed"
+    timeout "${STEP_TIMEOUT:-120}" "$b" --isolation shared load -q -i "$dir/busybox.oci.tar" >/dev/null || log "load failed"
     t "$work/m.first" "$b" --isolation shared run --rm "$img" true
     for _ in $(seq "$rounds"); do t "$work/m.run" "$b" --isolation shared run --rm "$img" true; done
-    "$b" --isolation shared run -d --name hwx "$img" sleep 3600 >/dev/null || log "run -d failed"
+    timeout "${STEP_TIMEOUT:-120}" "$b" --isolation shared run -d --name hwx "$img" sleep 3600 >/dev/null || log "run -d failed"
     for _ in $(seq "$rounds"); do t "$work/m.exec" "$b" --isolation shared exec hwx true; done
     local vmm_rss="-"
     for p in /proc/[0-9]*; do
@@ -100,10 +100,10 @@ EOF
             vmm_rss=$(awk '/VmRSS/{print $2" "$3}' "$p/status"); break
         fi
     done
-    "$b" --isolation shared rm -f hwx >/dev/null 2>&1
+    timeout "${STEP_TIMEOUT:-120}" "$b" --isolation shared rm -f hwx >/dev/null 2>&1
     t "$work/m.stop" "$b" --isolation shared machine stop
     echo "== own VM (--isolation vm)"
-    "$b" --isolation vm load -q -i "$dir/busybox.oci.tar" >/dev/null || log "vm load failed"
+    timeout "${STEP_TIMEOUT:-120}" "$b" --isolation vm load -q -i "$dir/busybox.oci.tar" >/dev/null || log "vm load failed"
     vm_run() { # FILE_TOTAL FILE_READY env...
         local ft=$1 fr=$2; shift 2
         local s e
@@ -121,7 +121,7 @@ EOF
     for _ in $(seq "$rounds"); do vm_run "$work/v.clone" "$work/v.cloner" BERTH_VM_SNAPSHOTS=1; done
     for _ in $(seq "$cold_rounds"); do vm_run "$work/v.cold" "$work/v.coldr" BERTH_VM_SNAPSHOTS=0; done
     echo "== native"
-    "$b" --isolation native load -q -i "$dir/busybox.oci.tar" >/dev/null || log "native load failed"
+    timeout "${STEP_TIMEOUT:-120}" "$b" --isolation native load -q -i "$dir/busybox.oci.tar" >/dev/null || log "native load failed"
     t "$work/n.first" "$b" --isolation native run --rm "$img" true
     for _ in $(seq "$rounds"); do t "$work/n.run" "$b" --isolation native run --rm "$img" true; done
     "$b" --isolation native info 2>/dev/null | head -n 20
