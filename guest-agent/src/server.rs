@@ -275,7 +275,7 @@ fn handle(engine: &Engine, req: Request) -> Result<Response, ApiError> {
             c.inspect(&id).map(|d| Response::Container(Box::new(d)))
         }
         Request::ContainerKill { id, signal } => c.kill(&id, signal).map(|_| Response::Ok),
-        Request::ContainerRemove { id, force } => {
+        Request::ContainerRemove { id, force, .. } => {
             c.remove(&id, force).map(|id| Response::Removed(vec![id]))
         }
         Request::Shutdown => {
@@ -331,6 +331,14 @@ fn handle(engine: &Engine, req: Request) -> Result<Response, ApiError> {
         } => crate::guest::clone_init(unix_time_ns, &seed, &hostname)
             .map(|_| Response::Ok)
             .map_err(|e| ApiError::new(ErrorKind::InvalidArgument, e)),
+        Request::VolumeCreate { .. }
+        | Request::VolumeList
+        | Request::VolumeInspect { .. }
+        | Request::VolumeRemove { .. }
+        | Request::VolumePrune { .. } => Err(ApiError::new(
+            ErrorKind::InvalidArgument,
+            "volumes are not implemented yet",
+        )),
         Request::ImageDiskAttach { device } => {
             if std::process::id() != 1 {
                 return Err(ApiError::new(

@@ -134,6 +134,9 @@ pub enum Request {
     ContainerRemove {
         id: String,
         force: bool,
+        /// Also remove the container's anonymous volumes (`rm -v`).
+        #[serde(default)]
+        volumes: bool,
     },
     /// Sends the stop signal, waits `timeout` seconds (default 10), then
     /// SIGKILL. Marks the container as stopped by the user (no restart).
@@ -231,6 +234,27 @@ pub enum Request {
     /// Answers `Ok`. Guest agents only.
     ImageDiskAttach {
         device: String,
+    },
+    /// Creates a volume (a new anonymous one without a name); creating
+    /// one that exists returns it unchanged, as docker does.
+    VolumeCreate {
+        name: Option<String>,
+        driver: Option<String>,
+        labels: BTreeMap<String, String>,
+        options: BTreeMap<String, String>,
+    },
+    VolumeList,
+    VolumeInspect {
+        name: String,
+    },
+    /// Refused while a container uses it; `force` only hides NotFound.
+    VolumeRemove {
+        name: String,
+        force: bool,
+    },
+    /// Removes unused volumes: anonymous ones, or all with `all`.
+    VolumePrune {
+        all: bool,
     },
 }
 
@@ -355,6 +379,13 @@ pub enum Response {
     Ok,
     Top(TopInfo),
     Stats(StatsSample),
+    Volume(VolumeInfo),
+    Volumes(Vec<VolumeInfo>),
+    /// `volume prune`: the names removed and the bytes they held.
+    VolumesPruned {
+        names: Vec<String>,
+        reclaimed: u64,
+    },
 }
 
 /// Facts about the agent and where it runs.
@@ -466,6 +497,146 @@ pub struct ContainerConfig {
     pub log_max_size: Option<u64>,
     #[serde(default)]
     pub log_max_files: Option<u32>,
+    /// `-v` and `--mount`, in the order given.
+    #[serde(default)]
+    pub mounts: Vec<MountSpec>,
+    /// `--volumes-from CONTAINER[:ro|rw]`.
+    #[serde(default)]
+    pub volumes_from: Vec<String>,
+}
+
+/// The kinds of mount `-v` and `--mount` make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MountType {
+    Bind,
+    Volume,
+    Tmpfs,
+}
+
+impl MountType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MountType::Bind => "bind",
+            MountType::Volume => "volume",
+            MountType::Tmpfs => "tmpfs",
+        }
+    }
+}
+
+/// One `-v` or `--mount` as the CLI parsed it (docker's `mount.Mount`).
+/// What the engine makes of it is a [`MountPoint`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountSpec {
+    #[serde(rename = "type")]
+    pub kind: MountType,
+    /// Bind: an absolute path where the engine runs. Volume: its name, or
+    /// empty for a new anonymous volume. Tmpfs: empty.
+    #[serde(default)]
+    pub source: String,
+    /// Absolute path in the container.
+    pub target: String,
+    #[serde(default)]
+    pub read_only: bool,
+    /// `-v`'s mode field as given (`ro,z`); inspect shows it as `Mode`.
+    #[serde(default)]
+    pub mode: String,
+    /// Bind propagation (`rprivate` when unset).
+    #[serde(default)]
+    pub propagation: Option<String>,
+    /// Bind: no `rbind` (`bind-nonrecursive`).
+    #[serde(default)]
+    pub non_recursive: bool,
+    /// Bind from `-v`: create a missing host directory (`--mount` refuses).
+    #[serde(default)]
+    pub create_host_path: bool,
+    /// Volume: do not fill a new volume with the image's content.
+    #[serde(default)]
+    pub no_copy: bool,
+    /// Volume: labels and driver options for a volume this mount creates.
+    #[serde(default)]
+    pub volume_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub volume_options: BTreeMap<String, String>,
+    #[serde(default)]
+    pub volume_driver: Option<String>,
+    /// Tmpfs: size in bytes and mode.
+    #[serde(default)]
+    pub tmpfs_size: Option<i64>,
+    #[serde(default)]
+    pub tmpfs_mode: Option<u32>,
+}
+
+impl MountSpec {
+    /// A mount of `kind` at `target` with every option at its default.
+    pub fn new(kind: MountType, source: &str, target: &str) -> MountSpec {
+        MountSpec {
+            kind,
+            source: source.into(),
+            target: target.into(),
+            read_only: false,
+            mode: String::new(),
+            propagation: None,
+            non_recursive: false,
+            create_host_path: false,
+            no_copy: false,
+            volume_labels: BTreeMap::new(),
+            volume_options: BTreeMap::new(),
+            volume_driver: None,
+            tmpfs_size: None,
+            tmpfs_mode: None,
+        }
+    }
+}
+
+/// A container's mount as the engine resolved it (inspect's `Mounts`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountPoint {
+    #[serde(rename = "type")]
+    pub kind: MountType,
+    /// The volume's name (volumes only).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Host path (bind), the volume's data directory, or empty (tmpfs).
+    pub source: String,
+    pub destination: String,
+    pub mode: String,
+    pub rw: bool,
+    /// Bind propagation; empty for volumes and tmpfs.
+    pub propagation: String,
+    /// The engine made this volume for this container (`-v /path`, an
+    /// image `VOLUME`): `rm -v` and `--rm` remove it.
+    #[serde(default)]
+    pub anonymous: bool,
+    #[serde(default)]
+    pub non_recursive: bool,
+    /// Fill the volume from the image at the first start when it is empty.
+    #[serde(default)]
+    pub copy_up: bool,
+    /// Tmpfs mount options (`size=`, `mode=`).
+    #[serde(default)]
+    pub tmpfs_options: Vec<String>,
+}
+
+/// A volume (`volume ls`, `volume inspect`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeInfo {
+    pub name: String,
+    pub driver: String,
+    /// Where its files are, where the engine runs.
+    pub mountpoint: String,
+    /// RFC 3339.
+    pub created_at: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// Made by the engine for one container (no name given).
+    #[serde(default)]
+    pub anonymous: bool,
+    /// Ids of the containers (in any state) that mount it.
+    #[serde(default)]
+    pub used_by: Vec<String>,
 }
 
 /// Container states, named as docker names them.
@@ -523,4 +694,6 @@ pub struct ContainerDetails {
     pub env: Vec<String>,
     pub pid: Option<i32>,
     pub hostname: String,
+    #[serde(default)]
+    pub mounts: Vec<MountPoint>,
 }

@@ -358,6 +358,7 @@ impl ContainerStore {
             path: r.args.first().cloned().unwrap_or_default(),
             args: r.args.iter().skip(1).cloned().collect(),
             env: r.env.clone(),
+            mounts: Vec::new(),
             hostname: r.hostname.clone(),
             config: r.config,
         })

@@ -581,6 +581,7 @@ impl<'a> Builder<'a> {
         let _ = self.call(Request::ContainerRemove {
             id: id.to_string(),
             force: true,
+            volumes: true,
         });
     }
 

@@ -55,6 +55,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
                 match c.call(Request::ContainerRemove {
                     id: k.clone(),
                     force: *force,
+                    volumes: false,
                 }) {
                     Ok(_) => println!("{k}"),
                     // docker's CLI reports an unknown container itself.

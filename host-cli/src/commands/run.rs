@@ -377,6 +377,8 @@ fn config(a: &CreateArgs) -> Result<ContainerConfig, ArgError> {
         stop_signal: a.stop_signal.clone(),
         log_max_size,
         log_max_files,
+        mounts: Vec::new(),
+        volumes_from: Vec::new(),
     })
 }
 
