@@ -6,6 +6,7 @@
 //! <root>/images/<config-hex>.json  image records
 //! <root>/tags.json                 reference → image id
 //! <root>/containers/<id>/          container record, state, logs, rootfs mount
+//! <root>/volumes/<name>/_data      a volume's files; volume.json beside it
 //! <root>/runtime/                  libcontainer state
 //! <root>/s/                        short-path Unix sockets (attach, console)
 //! <root>/tmp/                      work in progress; wiped at agent start
@@ -52,6 +53,16 @@ impl Layout {
     }
     pub fn container(&self, id: &str) -> PathBuf {
         self.containers().join(id)
+    }
+    pub fn volumes(&self) -> PathBuf {
+        self.root.join("volumes")
+    }
+    pub fn volume(&self, name: &str) -> PathBuf {
+        self.volumes().join(name)
+    }
+    /// Where a volume's files are (docker's `Mountpoint`).
+    pub fn volume_data(&self, name: &str) -> PathBuf {
+        self.volume(name).join("_data")
     }
     pub fn runtime(&self) -> PathBuf {
         self.root.join("runtime")
@@ -120,6 +131,7 @@ impl Layout {
             self.snapshots(),
             self.images(),
             self.containers(),
+            self.volumes(),
             self.runtime(),
             self.sockets(),
         ] {

@@ -275,9 +275,9 @@ fn handle(engine: &Engine, req: Request) -> Result<Response, ApiError> {
             c.inspect(&id).map(|d| Response::Container(Box::new(d)))
         }
         Request::ContainerKill { id, signal } => c.kill(&id, signal).map(|_| Response::Ok),
-        Request::ContainerRemove { id, force, .. } => {
-            c.remove(&id, force).map(|id| Response::Removed(vec![id]))
-        }
+        Request::ContainerRemove { id, force, volumes } => c
+            .remove(&id, force, volumes)
+            .map(|id| Response::Removed(vec![id])),
         Request::Shutdown => {
             if std::process::id() != 1 {
                 return Err(ApiError::new(
@@ -331,14 +331,23 @@ fn handle(engine: &Engine, req: Request) -> Result<Response, ApiError> {
         } => crate::guest::clone_init(unix_time_ns, &seed, &hostname)
             .map(|_| Response::Ok)
             .map_err(|e| ApiError::new(ErrorKind::InvalidArgument, e)),
-        Request::VolumeCreate { .. }
-        | Request::VolumeList
-        | Request::VolumeInspect { .. }
-        | Request::VolumeRemove { .. }
-        | Request::VolumePrune { .. } => Err(ApiError::new(
-            ErrorKind::InvalidArgument,
-            "volumes are not implemented yet",
-        )),
+        Request::VolumeCreate {
+            name,
+            driver,
+            labels,
+            options,
+        } => c
+            .volume_create(name.as_deref(), driver.as_deref(), &labels, &options)
+            .map(Response::Volume),
+        Request::VolumeList => Ok(Response::Volumes(c.volume_list())),
+        Request::VolumeInspect { name } => c.volume_inspect(&name).map(Response::Volume),
+        Request::VolumeRemove { name, force } => {
+            c.volume_remove(&name, force).map(|()| Response::Ok)
+        }
+        Request::VolumePrune { all } => {
+            let (names, reclaimed) = c.volume_prune(all);
+            Ok(Response::VolumesPruned { names, reclaimed })
+        }
         Request::ImageDiskAttach { device } => {
             if std::process::id() != 1 {
                 return Err(ApiError::new(

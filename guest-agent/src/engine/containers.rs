@@ -239,6 +239,12 @@ impl ContainerStore {
             &hostname,
             cfg.tty,
         );
+        let image_volumes: Vec<String> = run
+            .volumes
+            .as_ref()
+            .map(|v| v.keys().cloned().collect())
+            .unwrap_or_default();
+        let mounts = self.resolve_mounts(&cfg.mounts, &cfg.volumes_from, &image_volumes)?;
         if !matches!(cfg.restart.name.as_str(), "" | "no") {
             self.policy_hint
                 .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -255,11 +261,23 @@ impl ContainerStore {
             workdir,
             user,
             hostname,
+            mounts,
         };
         // Write into tmp/ and rename, so a crash never leaves half a record.
-        let tmp = self.layout.temp_dir("ctr").map_err(internal)?;
-        write_json_atomic(&tmp.join("container.json"), &rec).map_err(internal)?;
-        std::fs::rename(&tmp, self.layout.container(&id)).map_err(internal)?;
+        let written = (|| {
+            let tmp = self.layout.temp_dir("ctr")?;
+            write_json_atomic(&tmp.join("container.json"), &rec)?;
+            std::fs::rename(&tmp, self.layout.container(&id))
+        })();
+        if let Err(e) = written {
+            // The volumes made for it go too; named ones stay, as in docker.
+            for m in rec.mounts.iter().filter(|m| m.anonymous) {
+                if let Some(n) = &m.name {
+                    let _ = self.volume_delete_locked(n);
+                }
+            }
+            return Err(internal(e));
+        }
         Ok((id, Vec::new()))
     }
 
@@ -358,7 +376,7 @@ impl ContainerStore {
             path: r.args.first().cloned().unwrap_or_default(),
             args: r.args.iter().skip(1).cloned().collect(),
             env: r.env.clone(),
-            mounts: Vec::new(),
+            mounts: r.mounts.clone(),
             hostname: r.hostname.clone(),
             config: r.config,
         })
@@ -470,8 +488,9 @@ impl ContainerStore {
         Ok(())
     }
 
-    /// `rm`: refuses a running container unless forced.
-    pub fn remove(&self, key: &str, force: bool) -> Result<String, ApiError> {
+    /// `rm`: refuses a running container unless forced; with `volumes`
+    /// also removes the anonymous volumes it made.
+    pub fn remove(&self, key: &str, force: bool, volumes: bool) -> Result<String, ApiError> {
         let r = self.resolve(key)?;
         let (status, _, _) = self.status(&r.id);
         if matches!(status, ContainerStatus::Running | ContainerStatus::Paused) {
@@ -495,6 +514,9 @@ impl ContainerStore {
             }
         }
         self.remove_files(&r.id).map_err(internal)?;
+        if volumes {
+            self.remove_anonymous_volumes(&r);
+        }
         Ok(r.id)
     }
 

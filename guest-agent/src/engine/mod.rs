@@ -14,6 +14,7 @@ pub mod rootfs_path;
 pub mod shim;
 pub mod spec;
 pub mod user;
+pub mod volumes;
 
 use crate::layout::Layout;
 use crate::store::ImageStore;

@@ -19,6 +19,10 @@ pub struct ContainerRecord {
     pub workdir: String,
     pub user: String,
     pub hostname: String,
+    /// `-v`, `--mount`, `--volumes-from` and image `VOLUME`s, resolved at
+    /// create.
+    #[serde(default)]
+    pub mounts: Vec<berth_protocol::MountPoint>,
 }
 
 /// Written by the shim once the container process runs (`state.json`).

@@ -375,8 +375,8 @@ pub fn run(root: &Path, id: &str, wait_attach: bool) -> i32 {
 /// Tears down what a run set up; removes the container when asked to.
 fn cleanup(engine: &Engine, rec: &ContainerRecord, paths: &ContainerPaths) {
     teardown(engine, rec, paths);
-    if rec.config.auto_remove {
-        let _ = engine.containers.remove_files(&rec.id);
+    if rec.config.auto_remove && engine.containers.remove_files(&rec.id).is_ok() {
+        engine.containers.remove_anonymous_volumes(rec);
     }
 }
 
@@ -440,6 +440,7 @@ fn start(
     let mut phases = Phases::new(&rec.id);
     mount_rootfs(engine, rec, paths).map_err(StartError::engine)?;
     phases.mark("rootfs");
+    super::volumes::prepare_mounts(layout, rec, &paths.rootfs).map_err(StartError::engine)?;
     let identity =
         user::resolve(&paths.rootfs, &rec.user).map_err(|e| StartError::engine(e.to_string()))?;
     let mut env = rec.env.clone();
@@ -644,7 +645,9 @@ fn start(
         },
     );
     if rec.config.auto_remove {
-        let _ = engine.containers.remove_files(&rec.id);
+        if engine.containers.remove_files(&rec.id).is_ok() {
+            engine.containers.remove_anonymous_volumes(rec);
+        }
         phases.mark("remove");
     }
     phases.report("exit");

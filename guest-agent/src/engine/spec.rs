@@ -2,6 +2,7 @@
 
 use super::user::Identity;
 use crate::engine::record::ContainerRecord;
+use berth_protocol::{MountPoint, MountType};
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -78,6 +79,38 @@ pub fn process(
     })
 }
 
+/// The OCI mounts for `-v`, `--mount`, `--volumes-from` and image
+/// `VOLUME`s, parents before children (as docker sorts them).
+pub fn user_mounts(points: &[MountPoint]) -> Vec<Value> {
+    let mut points: Vec<&MountPoint> = points.iter().collect();
+    points.sort_by_key(|p| p.destination.split('/').filter(|c| !c.is_empty()).count());
+    points
+        .into_iter()
+        .map(|p| {
+            let mut options: Vec<String> = match p.kind {
+                MountType::Tmpfs => p.tmpfs_options.clone(),
+                MountType::Bind | MountType::Volume => {
+                    let bind = if p.non_recursive { "bind" } else { "rbind" };
+                    let propagation = if p.propagation.is_empty() {
+                        "rprivate"
+                    } else {
+                        p.propagation.as_str()
+                    };
+                    vec![bind.to_string(), propagation.to_string()]
+                }
+            };
+            if !p.rw {
+                options.push("ro".into());
+            }
+            let (kind, source) = match p.kind {
+                MountType::Tmpfs => ("tmpfs", "tmpfs"),
+                MountType::Bind | MountType::Volume => ("bind", p.source.as_str()),
+            };
+            json!({"destination": p.destination, "type": kind, "source": source, "options": options})
+        })
+        .collect()
+}
+
 /// Builds the spec as JSON.
 pub fn build(rec: &ContainerRecord, inp: &SpecInputs) -> Value {
     let mut mounts = vec![
@@ -97,6 +130,7 @@ pub fn build(rec: &ContainerRecord, inp: &SpecInputs) -> Value {
         mounts.push(json!({"destination": INIT_PATH, "type": "bind", "source": init, "options": ["rbind", "ro", "rprivate"]}));
         args.splice(0..0, [INIT_PATH.to_string(), "--".to_string()]);
     }
+    mounts.extend(user_mounts(&rec.mounts));
     for t in &rec.config.tmpfs {
         let (dest, opts) = t.split_once(':').unwrap_or((t, ""));
         let mut options = vec![
@@ -164,4 +198,45 @@ pub fn build(rec: &ContainerRecord, inp: &SpecInputs) -> Value {
             "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(kind: MountType, source: &str, dest: &str, rw: bool) -> MountPoint {
+        MountPoint {
+            kind,
+            name: None,
+            source: source.into(),
+            destination: dest.into(),
+            mode: String::new(),
+            rw,
+            propagation: if kind == MountType::Bind {
+                "rslave".into()
+            } else {
+                String::new()
+            },
+            anonymous: false,
+            non_recursive: false,
+            copy_up: false,
+            tmpfs_options: vec!["nosuid".into(), "size=1024".into()],
+        }
+    }
+
+    #[test]
+    fn user_mounts_parents_first_with_options() {
+        let m = user_mounts(&[
+            point(MountType::Volume, "/v/_data", "/a/b", true),
+            point(MountType::Bind, "/src", "/a", false),
+            point(MountType::Tmpfs, "", "/t", true),
+        ]);
+        assert_eq!(m[0]["destination"], "/a");
+        assert_eq!(m[0]["options"], json!(["rbind", "rslave", "ro"]));
+        assert_eq!(m[1]["destination"], "/t");
+        assert_eq!(m[1]["type"], "tmpfs");
+        assert_eq!(m[1]["options"], json!(["nosuid", "size=1024"]));
+        assert_eq!(m[2]["source"], "/v/_data");
+        assert_eq!(m[2]["options"], json!(["rbind", "rprivate"]));
+    }
 }

@@ -181,6 +181,9 @@ pub struct RunConfig {
     pub labels: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub stop_signal: Option<String>,
+    /// `VOLUME` paths (an object whose keys are the paths).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<BTreeMap<String, serde_json::Value>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
