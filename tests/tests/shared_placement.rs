@@ -5,7 +5,8 @@
 //! - build steps run as containers in the guest;
 //! - registries are spoken to by the host CLI (push, pull, login, save);
 //! - a few `run` comparisons with docker (users, env, exit codes, a missing
-//!   command, stdin, a created working directory), the sweep's masking.
+//!   command, stdin, a created working directory), the sweep's masking;
+//! - a named volume on the machine's data disk, and bind mounts refused.
 //!
 //! Why this subset: each container start in an emulated guest kernel costs
 //! about 20 s on this project's 2-core kvm_pvm machines, and CI has 90
@@ -89,6 +90,29 @@ fn machine_vm_runs_builds_and_talks_to_registries_like_native() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     timing("shared_placement", "run compared with docker", t);
+
+    // A named volume lives on the machine's data disk and outlives the
+    // container; bind mounts are refused until the machine shares folders.
+    b.run(&[
+        "run",
+        "--rm",
+        "-v",
+        "data:/d",
+        DEFAULT_IMAGE,
+        "sh",
+        "-c",
+        "echo persisted > /d/f",
+    ])
+    .ok();
+    let o = b
+        .run(&["run", "--rm", "-v", "data:/d", DEFAULT_IMAGE, "cat", "/d/f"])
+        .ok();
+    assert_eq!(o.stdout, "persisted\n");
+    assert_eq!(b.run(&["volume", "ls", "-q"]).ok().stdout, "data\n");
+    let o = b.run(&["run", "--rm", "-v", "/tmp:/h", DEFAULT_IMAGE, "true"]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("--isolation native"), "{}", o.stderr);
+    timing("shared_placement", "named volume", t);
 
     // build: steps run in the guest; the result runs there too.
     let reg = Registry::start(false);
