@@ -244,18 +244,35 @@ fn machine_vm_boots_runs_containers_and_keeps_images() {
     );
     step("kill -s, attach, restart, start, inspect", t);
 
-    // A clean stop and start keeps the image store.
+    // A clean stop and start keeps the image store, and brings back a
+    // container whose restart policy says so (docker after a daemon
+    // restart).
+    b.run(&["update", "--restart", "always", "svc"]).ok();
     b.run(&["machine", "stop"]).ok();
     assert!(b.vmm_pid().is_none());
     assert_eq!(b.run(&["machine", "status"]).code, 1);
     b.run(&["machine", "start"]).ok();
     assert!(b.run(&["images"]).ok().stdout.contains("berth/busybox"));
-    // No restart policy on svc: bringing a container back after a machine
-    // restart has hung in the guest intermittently (see the issue 6 note);
-    // restart policies across an agent restart are tested natively
-    // (native_lifecycle::restart_policies_survive_an_agent_restart).
-    // svc ran when the machine stopped: now it is stopped, rm needs no -f.
-    assert_eq!(b.run(&["rm", "svc"]).ok().stdout, "svc\n");
+    // The policy thread starts svc again in the new boot; bounded, so a
+    // hang shows as a failure with the guest's log, not as a stuck suite.
+    let deadline = Instant::now() + std::time::Duration::from_secs(600);
+    loop {
+        let st = inspect("svc");
+        if st["State"]["Status"] == "running" {
+            break;
+        }
+        if Instant::now() > deadline {
+            let log = b.run(&["machine", "logs"]).stdout;
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            panic!(
+                "svc (--restart always) not running 600 s after the machine restart: {}\nguest log (last lines, newest first):\n{}",
+                st["State"],
+                tail.join("\n")
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+    assert_eq!(b.run(&["rm", "-f", "svc"]).ok().stdout, "svc\n");
     assert!(!b.run(&["ps", "-a"]).ok().stdout.contains("svc"));
     let failed = inspect("failed")["Id"].as_str().unwrap().to_string();
     let o = b.run(&["container", "prune", "-f"]).ok();
