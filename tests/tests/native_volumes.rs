@@ -193,6 +193,23 @@ fn named_volumes_persist_are_shared_and_refuse_removal_in_use() {
             .unwrap()
             .contains("w2")
     );
+    // cp into a running container writes where the container sees the
+    // path: into the volume.
+    let src = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(src.path(), "copied in\n").unwrap();
+    b.run(&["cp", src.path().to_str().unwrap(), "w1:/d/copied"])
+        .ok();
+    assert_eq!(
+        std::fs::read_to_string(Path::new(&mountpoint).join("copied")).unwrap(),
+        "copied in\n"
+    );
+    let back = tempfile::tempdir().unwrap();
+    b.run(&["cp", "w2:/d/copied", back.path().to_str().unwrap()])
+        .ok();
+    assert_eq!(
+        std::fs::read_to_string(back.path().join("copied")).unwrap(),
+        "copied in\n"
+    );
     let m = &inspect(&b, "w1")["Mounts"][0];
     assert_eq!(m["Type"], "volume", "{m}");
     assert_eq!(m["Name"], "data");

@@ -10,7 +10,7 @@ use super::shim::{self, ContainerPaths};
 use super::Engine;
 use crate::server::Conn;
 use berth_protocol::frame::write_frame;
-use berth_protocol::{ApiError, ErrorKind, Response, ResponseEnvelope};
+use berth_protocol::{ApiError, ContainerStatus, ErrorKind, Response, ResponseEnvelope};
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
@@ -34,6 +34,23 @@ impl Drop for RootGuard<'_> {
 
 fn open_root<'a>(engine: &'a Engine, key: &str) -> Result<RootGuard<'a>, ApiError> {
     let rec = engine.containers.resolve(key)?;
+    // A running container is copied through its own view of the files, so
+    // volumes, bind mounts and tmpfs mounts are read and written as the
+    // container sees them (as docker does).
+    if let (ContainerStatus::Running | ContainerStatus::Paused, Some(run)) = {
+        let (status, run, _) = engine.containers.status(&rec.id);
+        (status, run)
+    } {
+        let root = PathBuf::from(format!("/proc/{}/root", run.pid));
+        if root.join(".").exists() {
+            return Ok(RootGuard {
+                engine,
+                id: rec.id,
+                rootfs: root,
+                mounted_here: false,
+            });
+        }
+    }
     let paths = ContainerPaths::new(engine.layout(), &rec.id);
     let was = shim::is_mounted(&paths.rootfs);
     if !was {
