@@ -712,3 +712,167 @@ fn logs_follow_and_exec_tty_match_docker() {
     );
     assert_eq!(mask(&dout), mask(&bout));
 }
+
+#[test]
+fn volumes_match_docker() {
+    let Some(p) = pair() else { return };
+    p.same(&["volume", "create", "pv1"]);
+    p.same(&["volume", "create", "--label", "team=a", "pv2"]);
+    // Creating an existing volume returns it.
+    p.same(&["volume", "create", "pv1"]);
+    p.same_all(&["volume", "create", "bad/name"]);
+    p.same_all(&["volume", "create", "-d", "nosuchdriver", "pv3"]);
+    p.same_all(&["volume", "create", "-o", "bogus=1", "pv3"]);
+    p.same(&["volume", "ls"]);
+    p.same(&["volume", "ls", "-q"]);
+    p.same(&["volume", "ls", "-q", "--filter", "label=team=a"]);
+    p.same(&["volume", "ls", "-q", "--filter", "name=pv1"]);
+    let (d, b) = p.same(&["volume", "inspect", "pv2"]);
+    let d: serde_json::Value = serde_json::from_str(&d.stdout).unwrap();
+    let b: serde_json::Value = serde_json::from_str(&b.stdout).unwrap();
+    let keys = |v: &serde_json::Value| -> Vec<String> {
+        v[0].as_object().unwrap().keys().cloned().collect()
+    };
+    assert_eq!(keys(&d), keys(&b), "volume inspect keys");
+    for k in ["Driver", "Labels", "Name", "Options", "Scope"] {
+        assert_eq!(d[0][k], b[0][k], "volume inspect {k}");
+    }
+    p.same_all(&["volume", "inspect", "nope"]);
+
+    // Mount flags and their refusals.
+    p.same(&[
+        "run",
+        "--rm",
+        "-v",
+        "pv1:/d",
+        DEFAULT_IMAGE,
+        "sh",
+        "-c",
+        "echo 1 > /d/f; cat /d/f",
+    ]);
+    p.same(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=volume,source=pv1,target=/d,readonly",
+        DEFAULT_IMAGE,
+        "cat",
+        "/d/f",
+    ]);
+    for bad in [
+        &["run", "--rm", "-v", "/x:rw", DEFAULT_IMAGE, "true"][..],
+        &["run", "--rm", "-v", "pv1:/d:bogus", DEFAULT_IMAGE, "true"][..],
+        &["run", "--rm", "-v", "pv1:rel", DEFAULT_IMAGE, "true"][..],
+        &["run", "--rm", "-v", "a:b:c:d", DEFAULT_IMAGE, "true"][..],
+        &["run", "--rm", "-v", "x/y:/d", DEFAULT_IMAGE, "true"][..],
+        &[
+            "run",
+            "--rm",
+            "-v",
+            "pv1:/d",
+            "-v",
+            "pv2:/d",
+            DEFAULT_IMAGE,
+            "true",
+        ][..],
+        &[
+            "run",
+            "--rm",
+            "--mount",
+            "type=bind,target=/d",
+            DEFAULT_IMAGE,
+            "true",
+        ][..],
+        &[
+            "run",
+            "--rm",
+            "--mount",
+            "type=bind,src=/nonexistent-dir,dst=/d",
+            DEFAULT_IMAGE,
+            "true",
+        ][..],
+        &[
+            "run",
+            "--rm",
+            "--mount",
+            "type=tmpfs,src=x,dst=/d",
+            DEFAULT_IMAGE,
+            "true",
+        ][..],
+        &[
+            "run",
+            "--rm",
+            "--mount",
+            "type=volume,src=pv1",
+            DEFAULT_IMAGE,
+            "true",
+        ][..],
+        &[
+            "run",
+            "--rm",
+            "--mount",
+            "type=volume,dst=/d,bind-propagation=shared",
+            DEFAULT_IMAGE,
+            "true",
+        ][..],
+        &[
+            "run",
+            "--rm",
+            "--mount",
+            "type=volume,dst=/d,foo=bar",
+            DEFAULT_IMAGE,
+            "true",
+        ][..],
+        &[
+            "run",
+            "--rm",
+            "--mount",
+            "type=nope,dst=/d",
+            DEFAULT_IMAGE,
+            "true",
+        ][..],
+        &[
+            "run",
+            "--rm",
+            "--volumes-from",
+            "ghost",
+            DEFAULT_IMAGE,
+            "true",
+        ][..],
+    ] {
+        p.same_all(bad);
+    }
+
+    // In use: refused with the container's id; rm -v keeps named volumes.
+    p.same(&[
+        "create",
+        "--name",
+        "user1",
+        "-v",
+        "pv1:/d",
+        "-v",
+        "/anon",
+        DEFAULT_IMAGE,
+        "true",
+    ]);
+    p.same_all(&["volume", "rm", "pv1"]);
+    p.same(&["rm", "-v", "user1"]);
+    p.same(&["volume", "ls", "-q"]);
+    p.same_all(&["volume", "rm", "pv1", "nope", "pv2"]);
+    p.same(&["volume", "rm", "-f", "nope"]);
+    p.same(&["volume", "ls"]);
+    // Only unused anonymous volumes here, where docker 20.10's prune (all
+    // unused volumes) and 23+'s (anonymous ones) agree.
+    p.same(&[
+        "create",
+        "--name",
+        "user2",
+        "-v",
+        "/anon",
+        DEFAULT_IMAGE,
+        "true",
+    ]);
+    p.same(&["rm", "user2"]);
+    p.same(&["volume", "prune", "-f"]);
+    p.same(&["volume", "ls", "-q"]);
+}

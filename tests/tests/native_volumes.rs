@@ -37,7 +37,15 @@ fn bind_mounts_share_files_both_ways_and_ro_is_enforced() {
 
     // Host → container, container → host.
     let out = b
-        .run(&["run", "--rm", "-v", &format!("{d}:/w"), IMG, "cat", "/w/a.txt"])
+        .run(&[
+            "run",
+            "--rm",
+            "-v",
+            &format!("{d}:/w"),
+            IMG,
+            "cat",
+            "/w/a.txt",
+        ])
         .ok();
     assert_eq!(out.stdout, "from host\n");
     b.run(&[
@@ -74,10 +82,7 @@ fn bind_mounts_share_files_both_ways_and_ro_is_enforced() {
         .to_string();
     std::fs::write(dir.path().join("go"), "edited on the host\n").unwrap();
     assert_eq!(b.run(&["wait", &id]).ok().stdout.trim(), "0");
-    assert_eq!(
-        b.run(&["logs", &id]).ok().stdout,
-        "edited on the host\n"
-    );
+    assert_eq!(b.run(&["logs", &id]).ok().stdout, "edited on the host\n");
     let m = &inspect(&b, &id)["Mounts"][0];
     assert_eq!(m["Type"], "bind", "{m}");
     assert_eq!(m["Source"], d.as_str());
@@ -148,12 +153,21 @@ fn named_volumes_persist_are_shared_and_refuse_removal_in_use() {
     let b = Berth::new().with_default_image();
     assert_eq!(b.run(&["volume", "create", "data"]).ok().stdout, "data\n");
     b.run(&[
-        "run", "--rm", "-v", "data:/d", IMG, "sh", "-c", "echo 1 > /d/f",
+        "run",
+        "--rm",
+        "-v",
+        "data:/d",
+        IMG,
+        "sh",
+        "-c",
+        "echo 1 > /d/f",
     ])
     .ok();
     // A volume named by a container is made on first use.
-    b.run(&["run", "--name", "keep", "-v", "auto:/a", IMG, "touch", "/a/x"])
-        .ok();
+    b.run(&[
+        "run", "--name", "keep", "-v", "auto:/a", IMG, "touch", "/a/x",
+    ])
+    .ok();
     assert_eq!(volumes(&b), vec!["auto", "data"]);
     // Named volumes survive `rm` and `rm -v`.
     b.run(&["rm", "-v", "keep"]).ok();
@@ -188,11 +202,9 @@ fn named_volumes_persist_are_shared_and_refuse_removal_in_use() {
     let mountpoint = info[0]["Mountpoint"].as_str().unwrap().to_string();
     assert_eq!(info[0]["Name"], "data");
     assert_eq!(info[0]["Driver"], "local");
-    assert!(
-        std::fs::read_to_string(Path::new(&mountpoint).join("log"))
-            .unwrap()
-            .contains("w2")
-    );
+    assert!(std::fs::read_to_string(Path::new(&mountpoint).join("log"))
+        .unwrap()
+        .contains("w2"));
     // cp into a running container writes where the container sees the
     // path: into the volume.
     let src = tempfile::NamedTempFile::new().unwrap();
@@ -229,7 +241,8 @@ fn named_volumes_persist_are_shared_and_refuse_removal_in_use() {
     let out = b.run(&["volume", "create", "bad/name"]);
     assert_ne!(out.code, 0);
     assert!(
-        out.stderr.contains("includes invalid characters for a local volume name"),
+        out.stderr
+            .contains("includes invalid characters for a local volume name"),
         "{}",
         out.stderr
     );
@@ -253,7 +266,12 @@ fn anonymous_volumes_copy_up_volumes_from_and_prune() {
     // The image's VOLUME becomes an anonymous volume filled from the image.
     let out = b
         .run(&[
-            "run", "--name", "c1", "withvol", "sh", "-c",
+            "run",
+            "--name",
+            "c1",
+            "withvol",
+            "sh",
+            "-c",
             "cat /data/seed; stat -c %u /data",
         ])
         .ok();
@@ -268,8 +286,16 @@ fn anonymous_volumes_copy_up_volumes_from_and_prune() {
     b.run(&["rm", "-v", "c1"]).ok();
     assert!(volumes(&b).is_empty());
     // --rm removes anonymous volumes, `-v /path` and the image's.
-    b.run(&["run", "--rm", "-v", "/scratch", "withvol", "touch", "/scratch/x"])
-        .ok();
+    b.run(&[
+        "run",
+        "--rm",
+        "-v",
+        "/scratch",
+        "withvol",
+        "touch",
+        "/scratch/x",
+    ])
+    .ok();
     assert!(volumes(&b).is_empty(), "{:?}", volumes(&b));
 
     // Copy-up into a new named volume; none with volume-nocopy.
@@ -294,10 +320,20 @@ fn anonymous_volumes_copy_up_volumes_from_and_prune() {
     assert_eq!(out.stdout, "");
 
     // --volumes-from shares the other container's volumes; :ro limits.
-    b.run(&["run", "-d", "--name", "src", "-v", "fresh:/s", IMG, "sleep", "1000"])
-        .ok();
+    b.run(&[
+        "run", "-d", "--name", "src", "-v", "fresh:/s", IMG, "sleep", "1000",
+    ])
+    .ok();
     let out = b
-        .run(&["run", "--rm", "--volumes-from", "src", IMG, "cat", "/s/seed"])
+        .run(&[
+            "run",
+            "--rm",
+            "--volumes-from",
+            "src",
+            IMG,
+            "cat",
+            "/s/seed",
+        ])
         .ok();
     assert_eq!(out.stdout, "seed\n");
     let out = b.run(&[
@@ -310,7 +346,11 @@ fn anonymous_volumes_copy_up_volumes_from_and_prune() {
         "/s/new",
     ]);
     assert_ne!(out.code, 0);
-    assert!(out.stderr.contains("Read-only file system"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Read-only file system"),
+        "{}",
+        out.stderr
+    );
 
     // --mount type=tmpfs.
     let out = b
@@ -335,7 +375,11 @@ fn anonymous_volumes_copy_up_volumes_from_and_prune() {
     let before = volumes(&b);
     assert_eq!(before.len(), 3, "{before:?}");
     let out = b.run(&["volume", "prune", "-f"]).ok();
-    assert!(out.stdout.starts_with("Deleted Volumes:\n"), "{}", out.stdout);
+    assert!(
+        out.stdout.starts_with("Deleted Volumes:\n"),
+        "{}",
+        out.stdout
+    );
     let after = volumes(&b);
     assert_eq!(after, vec!["fresh", "nocp"]);
     b.run(&["volume", "prune", "-a", "-f"]).ok();
