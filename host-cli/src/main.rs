@@ -8,6 +8,7 @@ mod fmt;
 mod image_cache;
 mod image_disk;
 mod machine;
+mod mounts;
 mod placement;
 mod platform;
 mod registry;

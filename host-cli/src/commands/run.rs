@@ -101,6 +101,15 @@ pub struct CreateArgs {
     /// Log driver options (max-size=, max-file=)
     #[arg(long)]
     log_opt: Vec<String>,
+    /// Bind mount a volume
+    #[arg(short = 'v', long = "volume")]
+    volume: Vec<String>,
+    /// Attach a filesystem mount to the container
+    #[arg(long)]
+    mount: Vec<String>,
+    /// Mount volumes from the specified container(s)
+    #[arg(long)]
+    volumes_from: Vec<String>,
     /// The image to run
     image: String,
     /// Command and arguments
@@ -226,6 +235,11 @@ impl ArgError {
                 "berth: {}.\nSee 'berth {verb} --help'.",
                 m.trim_end_matches('.')
             ),
+            // docker's create prints the daemon's refusal as it is, exit 1.
+            ArgError::Daemon(m) if verb == "create" => {
+                eprintln!("Error response from daemon: {m}");
+                return 1;
+            }
             ArgError::Daemon(m) => eprintln!(
                 "berth: Error response from daemon: {}.\nSee 'berth {verb} --help'.",
                 m.trim_end_matches('.')
@@ -350,6 +364,20 @@ fn config(a: &CreateArgs) -> Result<ContainerConfig, ArgError> {
     }
     let mut env = env_files(&a.env_file)?;
     env.extend(resolve_env(&a.env)?);
+    let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+    let mut mounts = Vec::new();
+    // --mount is a flag value docker's CLI checks as it reads the flags.
+    for raw in &a.mount {
+        mounts.push(crate::mounts::parse_mount(raw, &cwd)?);
+    }
+    let mut binds = Vec::new();
+    for (i, raw) in a.volume.iter().enumerate() {
+        // docker's CLI keeps -v in a set: a repeated spec counts once.
+        if !a.volume[..i].contains(raw) {
+            binds.push(crate::mounts::parse_volume(raw, &cwd)?);
+        }
+    }
+    binds.extend(mounts);
     Ok(ContainerConfig {
         image: a.image.clone(),
         name: a.name.clone(),
@@ -377,8 +405,8 @@ fn config(a: &CreateArgs) -> Result<ContainerConfig, ArgError> {
         stop_signal: a.stop_signal.clone(),
         log_max_size,
         log_max_files,
-        mounts: Vec::new(),
-        volumes_from: Vec::new(),
+        mounts: binds,
+        volumes_from: a.volumes_from.clone(),
     })
 }
 
@@ -419,6 +447,10 @@ pub fn create(iso: Isolation, a: &CreateArgs) -> Result<i32> {
     };
     if iso == Isolation::Vm {
         eprintln!("berth: --isolation vm runs a container only with run; use --isolation shared");
+        return Ok(EXIT_ENGINE);
+    }
+    if let Err(m) = crate::mounts::check_placement(iso, &cfg) {
+        eprintln!("berth: {m}");
         return Ok(EXIT_ENGINE);
     }
     let mut ctl = match connect(iso) {
@@ -469,6 +501,10 @@ pub fn run(iso: Isolation, a: &RunArgs) -> Result<i32> {
         Ok(c) => c,
         Err(e) => return Ok(e.report("run")),
     };
+    if let Err(m) = crate::mounts::check_placement(iso, &cfg) {
+        eprintln!("berth: {m}");
+        return Ok(EXIT_ENGINE);
+    }
     if a.interactive && a.tty && !std::io::stdin().is_terminal() {
         eprintln!("the input device is not a TTY");
         return Ok(1);
