@@ -33,6 +33,17 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 
 /// Docker's `HumanSizeWithPrecision(size, 3)` (decimal units).
 pub fn human_size(bytes: u64) -> String {
+    human_size_precision(bytes, 3)
+}
+
+/// Docker's `units.HumanSize` (`HumanSizeWithPrecision(size, 4)`), as the
+/// prune verbs print the space reclaimed.
+pub fn human_size4(bytes: u64) -> String {
+    human_size_precision(bytes, 4)
+}
+
+/// `%.{precision}g` of the size in decimal units.
+fn human_size_precision(bytes: u64, precision: usize) -> String {
     let units = ["B", "kB", "MB", "GB", "TB", "PB"];
     let mut v = bytes as f64;
     let mut i = 0;
@@ -40,14 +51,14 @@ pub fn human_size(bytes: u64) -> String {
         v /= 1000.0;
         i += 1;
     }
-    // %.3g: three significant digits.
-    let digits = if v >= 100.0 {
-        0
+    let int_digits = if v >= 100.0 {
+        3
     } else if v >= 10.0 {
-        1
-    } else {
         2
+    } else {
+        1
     };
+    let digits = precision.saturating_sub(int_digits);
     let s2 = format!("{v:.digits$}");
     let trimmed = if s2.contains('.') {
         s2.trim_end_matches('0').trim_end_matches('.').to_string()
@@ -146,6 +157,244 @@ pub fn io_error(e: &std::io::Error) -> String {
     }
 }
 
+/// fvbommel/sortorder's `NaturalLess`, the order docker's CLI lists
+/// volumes in: runs of digits compare as numbers, and sort before other
+/// characters.
+pub fn natural_less(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let (da, db) = (a[i].is_ascii_digit(), b[j].is_ascii_digit());
+        if da != db {
+            return da;
+        }
+        if !da {
+            if a[i] != b[j] {
+                return a[i] < b[j];
+            }
+            i += 1;
+            j += 1;
+            continue;
+        }
+        while i < a.len() && a[i] == b'0' {
+            i += 1;
+        }
+        while j < b.len() && b[j] == b'0' {
+            j += 1;
+        }
+        let (nz_a, nz_b) = (i, j);
+        while i < a.len() && a[i].is_ascii_digit() {
+            i += 1;
+        }
+        while j < b.len() && b[j].is_ascii_digit() {
+            j += 1;
+        }
+        if i - nz_a != j - nz_b {
+            return i - nz_a < j - nz_b;
+        }
+        if a[nz_a..i] != b[nz_b..j] {
+            return a[nz_a..i] < b[nz_b..j];
+        }
+        if nz_a != nz_b {
+            return nz_a < nz_b;
+        }
+    }
+    a.len() < b.len()
+}
+
+/// One piece of a [`Template`].
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    Text(String),
+    /// `{{.Field}}` or `{{.Method "arg"}}`, with the byte offset of its `.`.
+    Field(String, Option<String>, usize),
+    /// `{{json .}}` (None) or `{{json .Field}}`.
+    Json(Option<String>, usize),
+}
+
+/// The small subset of docker's Go `--format` templates berth renders:
+/// text, `{{.Field}}`, `{{.Label "key"}}`, `{{json .}}`, `{{json .Field}}`,
+/// a `table ` prefix (a header row, columns as docker's tabwriter lays
+/// them out) and `\t`, `\n` escapes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    pub table: bool,
+    parts: Vec<Part>,
+}
+
+/// A value a template field names: text, or JSON printed the way Go's
+/// `text/template` prints the value it came from.
+pub enum TemplateValue {
+    Text(String),
+    Json(serde_json::Value),
+}
+
+impl Template {
+    /// Parses `format` (docker's `table`/`json` keywords are the caller's).
+    pub fn parse(format: &str) -> Result<Template, String> {
+        let (table, body) = match format.strip_prefix("table") {
+            Some(rest) if rest.is_empty() || rest.starts_with(char::is_whitespace) => {
+                (true, rest.trim_start())
+            }
+            _ => (false, format),
+        };
+        let prefix = format.len() - body.len();
+        let mut parts = Vec::new();
+        let mut rest = body;
+        let mut offset = prefix;
+        while let Some(start) = rest.find("{{") {
+            if start > 0 {
+                parts.push(Part::Text(unescape(&rest[..start])));
+            }
+            let Some(len) = rest[start..].find("}}") else {
+                return Err("template: :1: unclosed action".into());
+            };
+            let inner = &rest[start + 2..start + len];
+            let lead = inner.len() - inner.trim_start().len();
+            let at = offset + start + 2 + lead;
+            let inner = inner.trim();
+            let words: Vec<&str> = inner.split_whitespace().collect();
+            let field = |w: &str| -> Result<Option<String>, String> {
+                match w {
+                    "." => Ok(None),
+                    f if f.starts_with('.') && f.len() > 1 => Ok(Some(f[1..].to_string())),
+                    _ => Err(format!("template: :1: function \"{w}\" not defined")),
+                }
+            };
+            match words.as_slice() {
+                ["json", f] => {
+                    let jat = at + inner.find(f).unwrap_or(0);
+                    parts.push(Part::Json(field(f)?, jat));
+                }
+                [f] if f.starts_with('.') => {
+                    parts.push(Part::Field(field(f)?.unwrap_or_default(), None, at))
+                }
+                [f, arg]
+                    if f.starts_with('.')
+                        && arg.len() >= 2
+                        && arg.starts_with('"')
+                        && arg.ends_with('"') =>
+                {
+                    parts.push(Part::Field(
+                        field(f)?.unwrap_or_default(),
+                        Some(arg[1..arg.len() - 1].to_string()),
+                        at,
+                    ))
+                }
+                _ => return Err(format!("template: :1: unsupported action {{{{{inner}}}}}")),
+            }
+            offset += start + len + 2;
+            rest = &rest[start + len + 2..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Text(unescape(rest)));
+        }
+        Ok(Template { table, parts })
+    }
+
+    /// The header row of a `table` template: each field's header, from
+    /// `header` (docker's upper-case names), the text between them kept.
+    pub fn header(&self, header: &dyn Fn(&str) -> String) -> String {
+        self.parts
+            .iter()
+            .map(|p| match p {
+                Part::Text(t) => t.clone(),
+                Part::Field(f, _, _) => header(f),
+                Part::Json(Some(f), _) => header(f),
+                Part::Json(None, _) => String::new(),
+            })
+            .collect()
+    }
+
+    /// Renders one item; `lookup(field, arg)` gives a field's value, `None`
+    /// for a field the item has not (an error, named as Go names it with
+    /// `type_name`). `whole` is `{{json .}}`.
+    pub fn render(
+        &self,
+        lookup: &dyn Fn(&str, Option<&str>) -> Option<TemplateValue>,
+        whole: &serde_json::Value,
+        type_name: &str,
+    ) -> Result<String, String> {
+        let mut out = String::new();
+        let missing = |f: &str, at: usize| {
+            format!(
+                "template: :1:{at}: executing \"\" at <.{f}>: can't evaluate field {f} in type {type_name}"
+            )
+        };
+        for p in &self.parts {
+            match p {
+                Part::Text(t) => out.push_str(t),
+                Part::Field(f, arg, at) => match lookup(f, arg.as_deref()) {
+                    Some(TemplateValue::Text(t)) => out.push_str(&t),
+                    Some(TemplateValue::Json(v)) => out.push_str(&go_value(&v)),
+                    None => return Err(missing(f, *at)),
+                },
+                Part::Json(None, _) => out.push_str(&whole.to_string()),
+                Part::Json(Some(f), at) => match lookup(f, None) {
+                    Some(TemplateValue::Text(t)) => {
+                        out.push_str(&serde_json::Value::String(t).to_string())
+                    }
+                    Some(TemplateValue::Json(v)) => out.push_str(&v.to_string()),
+                    None => return Err(missing(f, *at)),
+                },
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// docker's CLI turns the two characters `\t` and `\n` in a format into a
+/// tab and a newline.
+fn unescape(s: &str) -> String {
+    s.replace("\\t", "\t").replace("\\n", "\n")
+}
+
+/// A JSON value as Go's `text/template` prints the Go value behind it:
+/// maps as `map[k:v]`, lists as `[a b]`, nil as `map[]`/`<nil>`.
+fn go_value(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::Null => "<nil>".into(),
+        Value::String(s) => s.clone(),
+        Value::Object(m) => format!(
+            "map[{}]",
+            m.iter()
+                .map(|(k, v)| format!("{k}:{}", go_value(v)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        Value::Array(a) => format!("[{}]", a.iter().map(go_value).collect::<Vec<_>>().join(" ")),
+        other => other.to_string(),
+    }
+}
+
+/// Lays out tab-separated lines as docker's tabwriter does (min width 10,
+/// padding 3); a cell is padded only when a tab follows it.
+pub fn tab_lines(lines: &[String]) -> String {
+    let rows: Vec<Vec<&str>> = lines.iter().map(|l| l.split('\t').collect()).collect();
+    let cols = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+    let mut widths = vec![0usize; cols];
+    for r in &rows {
+        for (i, c) in r.iter().enumerate().take(r.len().saturating_sub(1)) {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in &rows {
+        let mut s = String::new();
+        for (i, c) in r.iter().enumerate() {
+            s.push_str(c);
+            if i + 1 < r.len() {
+                let w = (widths[i] + 3).max(10);
+                s.push_str(&" ".repeat(w - c.chars().count()));
+            }
+        }
+        out.push_str(&s);
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,6 +414,74 @@ mod tests {
         assert_eq!(human_size(4_261_000), "4.26MB");
         assert_eq!(human_size(12_345), "12.3kB");
         assert_eq!(human_size(1_000_000), "1MB");
+    }
+
+    #[test]
+    fn sizes_like_units_human_size() {
+        assert_eq!(human_size4(0), "0B");
+        assert_eq!(human_size4(12_345), "12.35kB");
+        assert_eq!(human_size4(1_234_567), "1.235MB");
+        assert_eq!(human_size4(4_096), "4.096kB");
+        assert_eq!(human_size4(100_000), "100kB");
+    }
+
+    #[test]
+    fn natural_order() {
+        let mut v = vec![
+            "542a", "96b4", "1bc6", "a9b0", "3950e", "lv1", "lv10", "lv2", "860d",
+        ];
+        v.sort_by(|a, b| {
+            if natural_less(a, b) {
+                std::cmp::Ordering::Less
+            } else if natural_less(b, a) {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        });
+        assert_eq!(
+            v,
+            ["1bc6", "96b4", "542a", "860d", "3950e", "a9b0", "lv1", "lv2", "lv10"]
+        );
+        assert!(natural_less("a01", "a001"));
+        assert!(natural_less("ab", "abc"));
+    }
+
+    #[test]
+    fn templates() {
+        let t = Template::parse("x {{.Name}}\\t{{ .Label \"a\" }} {{json .}} {{json .Labels}}")
+            .unwrap();
+        assert!(!t.table);
+        let lookup = |f: &str, arg: Option<&str>| match (f, arg) {
+            ("Name", None) => Some(TemplateValue::Text("n".into())),
+            ("Label", Some("a")) => Some(TemplateValue::Text("b".into())),
+            ("Labels", None) => Some(TemplateValue::Json(serde_json::json!({"a": "b"}))),
+            _ => None,
+        };
+        let whole = serde_json::json!({"Name": "n"});
+        assert_eq!(
+            t.render(&lookup, &whole, "T").unwrap(),
+            "x n\tb {\"Name\":\"n\"} {\"a\":\"b\"}"
+        );
+        let t = Template::parse("x {{.Foo}}").unwrap();
+        assert_eq!(
+            t.render(&lookup, &whole, "*formatter.volumeContext").unwrap_err(),
+            "template: :1:4: executing \"\" at <.Foo>: can't evaluate field Foo in type *formatter.volumeContext"
+        );
+        let t = Template::parse("table {{.Name}}\\t{{.Driver}}").unwrap();
+        assert!(t.table);
+        assert_eq!(t.header(&|f| f.to_uppercase()), "NAME\tDRIVER");
+        assert!(Template::parse("{{").is_err());
+        assert_eq!(
+            go_value(&serde_json::json!({"k": "", "a": null})),
+            "map[a:<nil> k:]"
+        );
+    }
+
+    #[test]
+    fn tab_layout() {
+        let out = tab_lines(&["VOLUME NAME\tLABELS".into(), "plain\t".into()]);
+        assert_eq!(out, "VOLUME NAME   LABELS\nplain         \n");
     }
 
     #[test]

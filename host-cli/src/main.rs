@@ -68,6 +68,9 @@ pub enum Command {
         /// Force the removal of a running container (uses SIGKILL)
         #[arg(short, long)]
         force: bool,
+        /// Remove anonymous volumes associated with the container
+        #[arg(short, long)]
+        volumes: bool,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -146,6 +149,9 @@ pub enum Command {
     /// Manage images
     #[command(subcommand)]
     Image(commands::image::ImageCommand),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(commands::volume::VolumeCommand),
 }
 
 #[derive(Subcommand)]
@@ -203,7 +209,11 @@ fn verb_path() -> String {
             continue;
         }
         words.push(a);
-        if !matches!(words[0].as_str(), "container" | "image" | "machine") || words.len() == 2 {
+        if !matches!(
+            words[0].as_str(),
+            "container" | "image" | "machine" | "volume"
+        ) || words.len() == 2
+        {
             break;
         }
     }

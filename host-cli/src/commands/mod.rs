@@ -14,6 +14,7 @@ pub mod push;
 pub mod run;
 pub mod save;
 pub mod version;
+pub mod volume;
 
 use crate::client::Connection;
 use crate::placement::{self, Isolation};
@@ -48,14 +49,18 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Rmi { force, images } => image::rmi(iso, images, *force),
         Command::Run(a) => run::run(iso, a),
         Command::Ps(a) => ps::run(iso, a),
-        Command::Rm { force, containers } => {
+        Command::Rm {
+            force,
+            volumes,
+            containers,
+        } => {
             let mut c = connect(iso)?;
             let mut code = 0;
             for k in containers {
                 match c.call(Request::ContainerRemove {
                     id: k.clone(),
                     force: *force,
-                    volumes: false,
+                    volumes: *volumes,
                 }) {
                     Ok(_) => println!("{k}"),
                     // docker's CLI reports an unknown container itself.
@@ -107,6 +112,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Save(a) => save::run(iso, a),
         Command::History(a) => image::history(iso, a),
         Command::Image(c) => image::run(iso, c),
+        Command::Volume(c) => volume::run(iso, c),
         Command::Version(a) => version::run(iso, a),
         Command::Create(a) => run::create(iso, a),
         Command::Info => {
