@@ -9,7 +9,8 @@
 
 use crate::commands::run::ArgError;
 use crate::placement::Isolation;
-use berth_protocol::{ContainerConfig, MountSpec, MountType};
+use berth_protocol::{ContainerConfig, MountPoint, MountSpec, MountType};
+use serde_json::{json, Map, Value};
 use std::path::{Component, Path, PathBuf};
 
 /// moby's `errInvalidSpec`.
@@ -527,6 +528,151 @@ pub fn check_placement(iso: Isolation, cfg: &ContainerConfig) -> Result<(), Stri
     Ok(())
 }
 
+/// Whether `m` came from `-v` rather than `--mount`, as far as the spec
+/// tells: a `-v` bind may create its host path; a `-v` volume has a mode
+/// string whenever it is read-only or nocopy, and never labels, options
+/// or a driver. (A plain `--mount type=volume` reads as `-v`.)
+fn from_volume_flag(m: &MountSpec) -> bool {
+    match m.kind {
+        MountType::Bind => m.create_host_path,
+        MountType::Volume => {
+            !m.mode.is_empty()
+                || (!m.read_only
+                    && !m.no_copy
+                    && m.volume_labels.is_empty()
+                    && m.volume_options.is_empty()
+                    && m.volume_driver.is_none())
+        }
+        MountType::Tmpfs => false,
+    }
+}
+
+/// inspect's `HostConfig.Binds`: the `-v SRC:DST[:MODE]` specs (host parts
+/// absolute, as docker's CLI sent them); null when there are none.
+pub fn binds_json(mounts: &[MountSpec]) -> Value {
+    let list: Vec<String> = mounts
+        .iter()
+        .filter(|m| from_volume_flag(m) && !m.source.is_empty())
+        .map(|m| {
+            let mut s = format!("{}:{}", m.source, m.target);
+            if !m.mode.is_empty() {
+                s.push(':');
+                s.push_str(&m.mode);
+            }
+            s
+        })
+        .collect();
+    if list.is_empty() {
+        Value::Null
+    } else {
+        json!(list)
+    }
+}
+
+/// inspect's `Config.Volumes`: the anonymous `-v DST` volumes; null when
+/// there are none.
+pub fn config_volumes_json(mounts: &[MountSpec]) -> Value {
+    let map: Map<String, Value> = mounts
+        .iter()
+        .filter(|m| from_volume_flag(m) && m.kind == MountType::Volume && m.source.is_empty())
+        .map(|m| (m.target.clone(), json!({})))
+        .collect();
+    if map.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(map)
+    }
+}
+
+/// inspect's `HostConfig.Mounts`: the `--mount`s, as docker's API type
+/// `mount.Mount` (empty fields left out); `None` when there are none
+/// (docker then leaves the key out).
+pub fn host_mounts_json(mounts: &[MountSpec]) -> Option<Value> {
+    let list: Vec<Value> = mounts
+        .iter()
+        .filter(|m| !from_volume_flag(m))
+        .map(|m| {
+            let mut o = Map::new();
+            o.insert("Type".into(), json!(m.kind.as_str()));
+            if !m.source.is_empty() {
+                o.insert("Source".into(), json!(m.source));
+            }
+            o.insert("Target".into(), json!(m.target));
+            if m.read_only {
+                o.insert("ReadOnly".into(), json!(true));
+            }
+            let mut bind = Map::new();
+            if let Some(p) = m.propagation.as_ref().filter(|p| !p.is_empty()) {
+                bind.insert("Propagation".into(), json!(p));
+            }
+            if m.non_recursive {
+                bind.insert("NonRecursive".into(), json!(true));
+            }
+            if !bind.is_empty() {
+                o.insert("BindOptions".into(), Value::Object(bind));
+            }
+            let opts = m.no_copy
+                || !m.volume_labels.is_empty()
+                || !m.volume_options.is_empty()
+                || m.volume_driver.is_some();
+            if opts {
+                let mut vo = Map::new();
+                if m.no_copy {
+                    vo.insert("NoCopy".into(), json!(true));
+                }
+                if !m.volume_labels.is_empty() {
+                    vo.insert("Labels".into(), json!(m.volume_labels));
+                }
+                let mut driver = Map::new();
+                if let Some(d) = &m.volume_driver {
+                    driver.insert("Name".into(), json!(d));
+                }
+                if !m.volume_options.is_empty() {
+                    driver.insert("Options".into(), json!(m.volume_options));
+                }
+                vo.insert("DriverConfig".into(), Value::Object(driver));
+                o.insert("VolumeOptions".into(), Value::Object(vo));
+            }
+            let mut tmpfs = Map::new();
+            if let Some(n) = m.tmpfs_size.filter(|n| *n != 0) {
+                tmpfs.insert("SizeBytes".into(), json!(n));
+            }
+            if let Some(n) = m.tmpfs_mode.filter(|n| *n != 0) {
+                tmpfs.insert("Mode".into(), json!(n));
+            }
+            if !tmpfs.is_empty() {
+                o.insert("TmpfsOptions".into(), Value::Object(tmpfs));
+            }
+            Value::Object(o)
+        })
+        .collect();
+    (!list.is_empty()).then(|| json!(list))
+}
+
+/// inspect's top-level `Mounts`: what the engine mounted, as docker shows
+/// it (a volume's name and driver; none for binds and tmpfs).
+pub fn mount_points_json(points: &[MountPoint]) -> Value {
+    json!(points
+        .iter()
+        .map(|p| {
+            let mut o = Map::new();
+            o.insert("Type".into(), json!(p.kind.as_str()));
+            if p.kind == MountType::Volume {
+                o.insert("Name".into(), json!(p.name.clone().unwrap_or_default()));
+            }
+            o.insert("Source".into(), json!(p.source));
+            o.insert("Destination".into(), json!(p.destination));
+            if p.kind == MountType::Volume {
+                o.insert("Driver".into(), json!("local"));
+            }
+            o.insert("Mode".into(), json!(p.mode));
+            o.insert("RW".into(), json!(p.rw));
+            o.insert("Propagation".into(), json!(p.propagation));
+            Value::Object(o)
+        })
+        .collect::<Vec<_>>())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -835,6 +981,76 @@ mod tests {
         assert_eq!(clean("a/../.."), "..");
         assert_eq!(absolute("../x", Path::new("/a/b")), "/a/x");
         assert_eq!(absolute(".", Path::new("/a/b")), "/a/b");
+    }
+
+    #[test]
+    fn inspect_shapes() {
+        let mounts = vec![
+            v("myvol:/data"),
+            v("/tmp/hh:/c:ro,z"),
+            v("/anon"),
+            v("./hh:/rel"),
+            mnt("type=volume,src=mv2,dst=/m2,volume-label=x=y"),
+            mnt("type=tmpfs,dst=/t,tmpfs-size=64m,tmpfs-mode=1770"),
+            mnt("type=bind,src=/tmp,target=/b,bind-propagation=rslave,bind-nonrecursive,ro"),
+            mnt("type=volume,src=named,dst=/n,ro"),
+        ];
+        assert_eq!(
+            binds_json(&mounts),
+            json!(["myvol:/data", "/tmp/hh:/c:ro,z", "/home/u/proj/hh:/rel"])
+        );
+        assert_eq!(config_volumes_json(&mounts), json!({"/anon": {}}));
+        assert_eq!(
+            host_mounts_json(&mounts).unwrap(),
+            json!([
+                {"Type": "volume", "Source": "mv2", "Target": "/m2",
+                 "VolumeOptions": {"Labels": {"x": "y"}, "DriverConfig": {}}},
+                {"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"SizeBytes": 67108864, "Mode": 1016}},
+                {"Type": "bind", "Source": "/tmp", "Target": "/b", "ReadOnly": true,
+                 "BindOptions": {"Propagation": "rslave", "NonRecursive": true}},
+                {"Type": "volume", "Source": "named", "Target": "/n", "ReadOnly": true}
+            ])
+        );
+        assert_eq!(binds_json(&[]), Value::Null);
+        assert_eq!(config_volumes_json(&[]), Value::Null);
+        assert_eq!(host_mounts_json(&[v("/x")]), None);
+        let points = vec![
+            MountPoint {
+                kind: MountType::Volume,
+                name: Some("v".into()),
+                source: "/var/lib/docker/volumes/v/_data".into(),
+                destination: "/data".into(),
+                mode: "z".into(),
+                rw: true,
+                propagation: String::new(),
+                anonymous: false,
+                non_recursive: false,
+                copy_up: true,
+                tmpfs_options: Vec::new(),
+            },
+            MountPoint {
+                kind: MountType::Bind,
+                name: None,
+                source: "/h".into(),
+                destination: "/c".into(),
+                mode: String::new(),
+                rw: true,
+                propagation: "rprivate".into(),
+                anonymous: false,
+                non_recursive: false,
+                copy_up: false,
+                tmpfs_options: Vec::new(),
+            },
+        ];
+        assert_eq!(
+            mount_points_json(&points),
+            json!([
+                {"Type": "volume", "Name": "v", "Source": "/var/lib/docker/volumes/v/_data",
+                 "Destination": "/data", "Driver": "local", "Mode": "z", "RW": true, "Propagation": ""},
+                {"Type": "bind", "Source": "/h", "Destination": "/c", "Mode": "", "RW": true,
+                 "Propagation": "rprivate"}
+            ])
+        );
     }
 
     fn cfg(mounts: Vec<MountSpec>, from: &[&str]) -> ContainerConfig {

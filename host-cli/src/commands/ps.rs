@@ -317,7 +317,8 @@ fn container_json(
         "Hostname": d.hostname, "Domainname": "", "User": cfg.user.clone().unwrap_or_default(),
         "AttachStdin": false, "AttachStdout": false, "AttachStderr": false,
         "Tty": cfg.tty, "OpenStdin": cfg.open_stdin, "StdinOnce": false,
-        "Env": config_env(d, image), "Cmd": cmd, "Image": s.image, "Volumes": null,
+        "Env": config_env(d, image), "Cmd": cmd, "Image": s.image,
+        "Volumes": crate::mounts::config_volumes_json(&cfg.mounts),
         "WorkingDir": cfg.workdir.clone().unwrap_or_default(), "Entrypoint": entrypoint,
         "NetworkDisabled": true, "OnBuild": null, "Labels": s.labels
     });
@@ -325,14 +326,15 @@ fn container_json(
         config["StopSignal"] = json!(sig);
     }
     let mut host = json!({
-        "Binds": null, "ContainerIDFile": "",
+        "Binds": crate::mounts::binds_json(&cfg.mounts), "ContainerIDFile": "",
         "LogConfig": {"Type": "json-file", "Config": log_opts},
         "NetworkMode": "none", "PortBindings": {},
         "RestartPolicy": {
             "Name": if cfg.restart.name.is_empty() { "no" } else { cfg.restart.name.as_str() },
             "MaximumRetryCount": cfg.restart.maximum_retry_count
         },
-        "AutoRemove": cfg.auto_remove, "VolumeDriver": "", "VolumesFrom": null,
+        "AutoRemove": cfg.auto_remove, "VolumeDriver": "",
+        "VolumesFrom": if cfg.volumes_from.is_empty() { Value::Null } else { json!(cfg.volumes_from) },
         "CapAdd": null, "CapDrop": null,
         "CgroupnsMode": if info.is_some_and(|i| i.cgroup_version == 2) { "private" } else { "host" },
         "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": null, "GroupAdd": null,
@@ -367,6 +369,9 @@ fn container_json(
         h.extend(r);
     }
     // Set only when given, as docker.
+    if let Some(m) = crate::mounts::host_mounts_json(&cfg.mounts) {
+        host["Mounts"] = m;
+    }
     if cfg.init {
         host["Init"] = json!(true);
     }
@@ -400,7 +405,7 @@ fn container_json(
         "AppArmorProfile": "", "ExecIDs": null,
         "HostConfig": host,
         "GraphDriver": {"Data": null, "Name": "overlay2"},
-        "Mounts": [],
+        "Mounts": crate::mounts::mount_points_json(&d.mounts),
         "Config": config,
         "NetworkSettings": network
     })
