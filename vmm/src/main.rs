@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use berth_vmm::devices::virtio::fs::{check_unique_tags, FsConfig};
 use berth_vmm::HostQuirks;
 use clap::Parser;
 
@@ -52,6 +53,11 @@ struct Args {
     /// Add a virtio-rng device (host getrandom).
     #[arg(long)]
     rng: bool,
+    /// Share a host directory (virtio-fs): `tag=TAG,path=HOSTDIR[,ro]`;
+    /// repeat for more. The guest mounts it with `mount -t virtiofs TAG`.
+    /// Linux (KVM) only; a VM with shares cannot be snapshotted.
+    #[arg(long = "fs", value_name = "tag=TAG,path=HOSTDIR[,ro]", conflicts_with_all = ["restore", "standby", "snapshot_on_ready"])]
+    fs: Vec<String>,
     /// Do not apply host workarounds (kvm_pvm command line and CPUID filter).
     #[arg(long = "no-host-quirks")]
     no_host_quirks: bool,
@@ -98,9 +104,43 @@ fn parse_disk(spec: &str) -> Result<(PathBuf, bool), String> {
     }
 }
 
+/// The `--fs` shares, or the exit code after saying what is wrong.
+fn parse_shares(specs: &[String]) -> Result<Vec<FsConfig>, ExitCode> {
+    let shares = specs
+        .iter()
+        .map(|s| FsConfig::parse(s))
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|v| check_unique_tags(&v).map(|()| v));
+    shares.map_err(|e| {
+        eprintln!("berth-vmm: {e}");
+        ExitCode::from(2)
+    })
+}
+
+/// The portable assemblies have no virtio-fs device yet.
+#[cfg(any(
+    all(target_os = "macos", target_arch = "aarch64"),
+    all(windows, target_arch = "x86_64")
+))]
+fn refuse_shares(args: &Args) -> Result<(), ExitCode> {
+    parse_shares(&args.fs)?;
+    if args.fs.is_empty() {
+        Ok(())
+    } else {
+        eprintln!(
+            "berth-vmm: --fs (virtio-fs shared folders) is supported on Linux (KVM) only yet"
+        );
+        Err(ExitCode::from(2))
+    }
+}
+
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 fn main() -> ExitCode {
     let args = Args::parse();
+    let fs = match parse_shares(&args.fs) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
     let mut disks = Vec::new();
     for spec in &args.disks {
         match parse_disk(spec) {
@@ -162,6 +202,7 @@ fn main() -> ExitCode {
             vsock_uds: args.vsock_uds,
             disks,
             rng: args.rng,
+            fs,
             quirks: if args.no_host_quirks {
                 HostQuirks::none()
             } else {
@@ -347,6 +388,9 @@ fn main() -> ExitCode {
         Ok(k) => k,
         Err(code) => return code,
     };
+    if let Err(code) = refuse_shares(&args) {
+        return code;
+    }
     if args.cpus != 1 {
         eprintln!("berth-vmm: on macOS only one vCPU is supported yet");
         return ExitCode::from(2);
@@ -396,6 +440,9 @@ fn main() -> ExitCode {
         Ok(k) => k,
         Err(code) => return code,
     };
+    if let Err(code) = refuse_shares(&args) {
+        return code;
+    }
     if args.vsock_uds.is_some() {
         eprintln!("berth-vmm: on Windows there is no vsock device yet");
         return ExitCode::from(2);
@@ -446,6 +493,7 @@ fn main() -> ExitCode {
     let _ = Args::parse();
     let _ = HostQuirks::none();
     let _ = parse_disk;
+    let _ = parse_shares;
     eprintln!("berth-vmm: no hypervisor backend for this OS yet");
     ExitCode::from(1)
 }
@@ -465,5 +513,35 @@ mod tests {
             (PathBuf::from("a,b.img"), true)
         );
         assert!(parse_disk("a.img,rx").is_err());
+    }
+
+    #[test]
+    fn fs_flags() {
+        let a = Args::try_parse_from([
+            "berth-vmm",
+            "--kernel",
+            "k",
+            "--fs",
+            "tag=t1,path=/tmp/a",
+            "--fs",
+            "tag=t2,path=/tmp/b,ro",
+        ])
+        .unwrap();
+        let shares = parse_shares(&a.fs).unwrap();
+        assert_eq!(shares.len(), 2);
+        assert!(shares[1].read_only);
+        assert!(parse_shares(&["tag=t,path=/a".into(), "tag=t,path=/b".into()]).is_err());
+        assert!(parse_shares(&["tag=t".into()]).is_err());
+        // Snapshots cannot carry a share.
+        assert!(Args::try_parse_from([
+            "berth-vmm",
+            "--kernel",
+            "k",
+            "--fs",
+            "tag=t1,path=/tmp/a",
+            "--snapshot-on-ready",
+            "/tmp/s",
+        ])
+        .is_err());
     }
 }

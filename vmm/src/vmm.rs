@@ -30,6 +30,7 @@ use crate::devices::serial::{
 };
 use crate::devices::virtio::block::{Block, BlockError};
 use crate::devices::virtio::event_handler::VirtioEventHandler;
+use crate::devices::virtio::fs::{self as virtio_fs, Fs, FsConfig, FsError};
 use crate::devices::virtio::mmio::{reg, MmioState, MmioTransport};
 use crate::devices::virtio::rng::Rng;
 use crate::devices::virtio::vsock::{Vsock, GUEST_CID};
@@ -85,6 +86,9 @@ pub struct VmConfig {
     pub disks: Vec<DiskConfig>,
     /// Add a virtio-rng device.
     pub rng: bool,
+    /// Shared host directories (virtio-fs), one device each. A VM with
+    /// shares cannot be snapshotted.
+    pub fs: Vec<FsConfig>,
     /// Host workarounds to apply.
     pub quirks: HostQuirks,
     /// Take a snapshot when the guest says it is ready.
@@ -115,6 +119,9 @@ pub enum VmmError {
     /// A disk could not be opened.
     #[error(transparent)]
     Block(#[from] BlockError),
+    /// A shared directory could not be set up.
+    #[error(transparent)]
+    Fs(#[from] FsError),
     /// Devices collide on a bus.
     #[error(transparent)]
     Bus(#[from] BusError),
@@ -248,6 +255,13 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmmError> {
     if config.mem_mib < 32 {
         return Err(VmmError::Config("at least 32 MiB of RAM are needed".into()));
     }
+    virtio_fs::check_unique_tags(&config.fs)?;
+    if let (Some(_), Some(share)) = (&config.snapshot_on_ready, config.fs.first()) {
+        return Err(SnapshotError::UnsupportedDevice {
+            device: format!("virtio-fs share `{}`", share.tag),
+        }
+        .into());
+    }
     let mem_size = config.mem_mib << 20;
 
     let hypervisor = KvmHypervisor::new()?;
@@ -296,6 +310,9 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmmError> {
     }
     if config.rng {
         specs.push(DeviceSpec::Rng);
+    }
+    for share in &config.fs {
+        specs.push(DeviceSpec::Fs(share.clone()));
     }
     let devices = build_devices(
         &vm,
@@ -491,6 +508,14 @@ pub fn restore_prepared(
                 }
             }),
             DeviceKind::Rng => DeviceSpec::Rng,
+            // Never written (snapshots refuse VMs with shares); refused
+            // should a state file claim one.
+            DeviceKind::Fs { tag } => {
+                return Err(SnapshotError::UnsupportedDevice {
+                    device: format!("virtio-fs share `{tag}`"),
+                }
+                .into())
+            }
         });
     }
     if disks.next().is_some() {
@@ -579,6 +604,7 @@ enum DeviceSpec {
     Vsock(PathBuf),
     Block(DiskConfig),
     Rng,
+    Fs(FsConfig),
 }
 
 /// A device as recorded in a snapshot.
@@ -597,6 +623,10 @@ enum DeviceKind {
         size: Option<u64>,
     },
     Rng,
+    /// A virtio-fs share (snapshots refuse VMs that have one).
+    Fs {
+        tag: String,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -686,6 +716,12 @@ fn build_devices(
                 ))
             }
             DeviceSpec::Rng => devices.push((Arc::new(Mutex::new(Rng::new())), DeviceKind::Rng)),
+            DeviceSpec::Fs(share) => devices.push((
+                Arc::new(Mutex::new(Fs::new(share)?)),
+                DeviceKind::Fs {
+                    tag: share.tag.clone(),
+                },
+            )),
         }
     }
     let max_devices = u32::from(IOAPIC_PINS) - FIRST_VIRTIO_IRQ;
@@ -982,6 +1018,14 @@ impl Snapshotter<'_> {
                 None => Err(SnapshotError::NotQuiescent("vCPU state missing".into())),
             })
             .collect::<Result<Vec<_>, _>>()?;
+        if let Some(tag) = self.transports.iter().find_map(|(_, k)| match k {
+            DeviceKind::Fs { tag } => Some(tag),
+            _ => None,
+        }) {
+            return Err(SnapshotError::UnsupportedDevice {
+                device: format!("virtio-fs share `{tag}`"),
+            });
+        }
         // Devices stay locked until memory is written: the event loop must
         // not move a queue between its saved indices and the saved memory.
         let transports: Vec<_> = self
@@ -1182,6 +1226,7 @@ mod tests {
                 vsock_uds: None,
                 disks: vec![],
                 rng: false,
+                fs: vec![],
                 quirks: HostQuirks::none(),
                 snapshot_on_ready: None,
             },

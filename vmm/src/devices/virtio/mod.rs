@@ -17,6 +17,9 @@ use crate::GuestMemoryMmap;
 pub mod block;
 #[cfg(target_os = "linux")]
 pub mod event_handler;
+// The share configuration is portable; the device (fuse-backend-rs's
+// passthrough file system) is Linux-only.
+pub mod fs;
 pub mod mmio;
 pub mod rng;
 // The host side of vsock multiplexes Unix sockets with mio (epoll, kqueue);
@@ -33,6 +36,8 @@ pub mod device_type {
     pub const RNG: u32 = 4;
     /// Socket device.
     pub const VSOCK: u32 = 19;
+    /// File system device (virtio-fs).
+    pub const FS: u32 = 26;
 }
 
 /// Feature bit: the device complies with virtio 1.0+ (mandatory for mmio v2).

@@ -1,0 +1,169 @@
+//! The virtio-fs device: queue 0 is the high-priority queue (FORGET),
+//! queue 1 the one request queue. Requests are served inline, on the thread
+//! that runs the device's notifications.
+
+use std::sync::Arc;
+
+use fuse_backend_rs::abi::fuse_abi::InHeader;
+use fuse_backend_rs::api::server::Server;
+use fuse_backend_rs::transport::{Reader, VirtioFsWriter, Writer};
+use virtio_queue::{DescriptorChain, Queue};
+use vm_memory::Bytes;
+
+use super::{FsConfig, FsError, ShareFs, TAG_LEN};
+use crate::devices::virtio::{
+    device_type, drain_queue, read_config_bytes, ActivateContext, ActivateError, VirtioDevice,
+    VirtioInterrupt, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
+};
+use crate::GuestMemoryMmap;
+
+const QUEUE_SIZE: u16 = 256;
+/// Request queues besides the high-priority one.
+const REQUEST_QUEUES: u32 = 1;
+const QUEUE_SIZES: [u16; 1 + REQUEST_QUEUES as usize] = [QUEUE_SIZE; 1 + REQUEST_QUEUES as usize];
+
+struct Active {
+    mem: GuestMemoryMmap,
+    queues: Vec<Queue>,
+    interrupt: VirtioInterrupt,
+}
+
+/// A virtio-fs device serving one host directory.
+pub struct Fs {
+    config: FsConfig,
+    config_space: [u8; TAG_LEN + 4],
+    server: Arc<Server<ShareFs>>,
+    active: Option<Active>,
+}
+
+impl Fs {
+    /// Opens the share (the directory must exist).
+    pub fn new(config: &FsConfig) -> Result<Fs, FsError> {
+        super::validate_tag(&config.tag)?;
+        let fs = ShareFs::new(&config.path, config.read_only)?;
+        Ok(Fs {
+            config_space: config.config_space(REQUEST_QUEUES),
+            config: config.clone(),
+            server: Arc::new(Server::new(fs)),
+            active: None,
+        })
+    }
+
+    /// The share's configuration.
+    pub fn config(&self) -> &FsConfig {
+        &self.config
+    }
+}
+
+/// Size of a FUSE reply header (`len: u32, error: i32, unique: u64`).
+const OUT_HEADER_LEN: usize = 16;
+
+/// Serves one FUSE request chain; returns the bytes written into it.
+pub(super) fn serve_chain(
+    server: &Server<ShareFs>,
+    mem: &GuestMemoryMmap,
+    chain: DescriptorChain<&GuestMemoryMmap>,
+) -> u32 {
+    let reader = match Reader::from_descriptor_chain(mem, chain.clone()) {
+        Ok(r) => r,
+        Err(_) => return 0,
+    };
+    let unique = {
+        let mut peek = reader.clone();
+        match peek.read_obj::<InHeader>() {
+            Ok(h) => h.unique,
+            Err(_) => return 0,
+        }
+    };
+    // Where the reply header goes, cleared so that a reply the server
+    // wrote before giving up on a request can be recognized below.
+    let reply_head = chain
+        .clone()
+        .writable()
+        .next()
+        .filter(|d| d.len() as usize >= OUT_HEADER_LEN)
+        .map(|d| (d.addr(), d.len()));
+    if let Some((addr, _)) = reply_head {
+        if mem.write_slice(&[0u8; OUT_HEADER_LEN], addr).is_err() {
+            return 0;
+        }
+    }
+    let writer = match VirtioFsWriter::new(mem, chain) {
+        Ok(w) => w,
+        Err(_) => return 0,
+    };
+    match server.handle_message(reader, Writer::VirtioFs(writer), None, None) {
+        Ok(n) => u32::try_from(n).unwrap_or(0),
+        // Some failures (a name without its NUL, a bad header length) are
+        // answered with an error reply and then reported as errors; the
+        // driver must still learn that reply's length. Other malformed
+        // requests get no reply (FORGET never has one).
+        Err(_) => reply_head
+            .and_then(|(addr, cap)| {
+                let mut h = [0u8; OUT_HEADER_LEN];
+                mem.read_slice(&mut h, addr).ok()?;
+                let len = u32::from_le_bytes(h[0..4].try_into().ok()?);
+                let got = u64::from_le_bytes(h[8..16].try_into().ok()?);
+                (got == unique && len as usize >= OUT_HEADER_LEN && len <= cap).then_some(len)
+            })
+            .unwrap_or(0),
+    }
+}
+
+impl VirtioDevice for Fs {
+    fn device_type(&self) -> u32 {
+        device_type::FS
+    }
+
+    fn features(&self) -> u64 {
+        VIRTIO_F_VERSION_1 | VIRTIO_RING_F_EVENT_IDX
+    }
+
+    fn queue_max_sizes(&self) -> &[u16] {
+        &QUEUE_SIZES
+    }
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        read_config_bytes(&self.config_space, offset, data);
+    }
+
+    fn activate(&mut self, ctx: ActivateContext) -> Result<(), ActivateError> {
+        if ctx.queues.len() != QUEUE_SIZES.len() {
+            return Err(ActivateError::QueueCount {
+                expected: QUEUE_SIZES.len(),
+                got: ctx.queues.len(),
+            });
+        }
+        self.active = Some(Active {
+            mem: ctx.mem,
+            queues: ctx.queues,
+            interrupt: ctx.interrupt,
+        });
+        Ok(())
+    }
+
+    fn process_queue(&mut self, index: usize) {
+        let Some(a) = self.active.as_mut() else {
+            return;
+        };
+        let Some(queue) = a.queues.get_mut(index) else {
+            return;
+        };
+        let mem = a.mem.clone();
+        let server = self.server.clone();
+        drain_queue(queue, &mem, &a.interrupt, |chain| {
+            serve_chain(&server, &mem, chain)
+        });
+    }
+
+    fn reset(&mut self) {
+        self.active = None;
+    }
+
+    fn snapshot_blocker(&self) -> Option<String> {
+        Some(format!(
+            "virtio-fs share `{}` cannot be snapshotted (open host files and node ids are not saved)",
+            self.config.tag
+        ))
+    }
+}
