@@ -1200,6 +1200,39 @@ mod tests {
     }
 
     #[test]
+    fn shares_refuse_snapshots_and_duplicate_tags_before_the_hypervisor() {
+        let share = FsConfig::parse("tag=t1,path=/nonexistent").unwrap();
+        let mut config = VmConfig {
+            kernel: "k".into(),
+            initrd: None,
+            cmdline: String::new(),
+            cpus: 1,
+            mem_mib: 128,
+            boot_mem_mib: None,
+            serial: SerialOutput::Stdout,
+            vsock_uds: None,
+            disks: vec![],
+            rng: false,
+            fs: vec![share.clone()],
+            quirks: HostQuirks::none(),
+            snapshot_on_ready: Some(SnapshotOnReady {
+                dir: "/nonexistent".into(),
+                marker: AGENT_READY_MARKER.into(),
+            }),
+        };
+        assert!(matches!(
+            run(&config),
+            Err(VmmError::Snapshot(SnapshotError::UnsupportedDevice { .. }))
+        ));
+        config.snapshot_on_ready = None;
+        config.fs.push(share);
+        assert!(matches!(
+            run(&config),
+            Err(VmmError::Fs(FsError::DuplicateTag(_)))
+        ));
+    }
+
+    #[test]
     fn hotplug_ranges_cover_what_boot_leaves_out() {
         assert_eq!(hotplug_ranges(2 << 30, 2 << 30), vec![]);
         assert_eq!(

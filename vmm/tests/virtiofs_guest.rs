@@ -1,0 +1,158 @@
+//! virtio-fs with berth's real guest: boot the kernel + agent root disk
+//! with two shares (`--fs`, one read-only) and `berth.shares=` on the
+//! command line; the agent mounts them under /host_mnt before its engine
+//! opens and logs each with its entry count. Proves the guest sees the
+//! host's files (the count), that a guest write reaches the host
+//! (`berth.shares_check=1` writes `.berth-share-check` into writable
+//! shares) and that the read-only share stays untouched.
+// Boots guests with the KVM backend and an x86_64 kernel.
+#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+
+mod common;
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+const CMDLINE: &str =
+    "console=ttyS0 reboot=k panic=-1 quiet root=/dev/vda ro rootfstype=ext4 init=/init";
+
+fn kvm_usable() -> bool {
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
+}
+
+/// The static agent built by scripts/dev-build.sh (release, then debug).
+fn find_agent() -> Option<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    ["release", "debug"]
+        .iter()
+        .map(|p| {
+            target
+                .join("x86_64-unknown-linux-gnu")
+                .join(p)
+                .join("berth-agent")
+        })
+        .find(|p| p.is_file())
+}
+
+/// The guest root disk as host-cli's machine.rs writes it.
+fn write_rootfs(agent: &Path, dir: &Path) -> Option<PathBuf> {
+    let tree = dir.join("tree");
+    fs::create_dir_all(tree.join("newroot")).unwrap();
+    fs::copy(agent, tree.join("init")).unwrap();
+    let img = dir.join("rootfs.ext4");
+    let bytes = (fs::metadata(agent).unwrap().len() + (4 << 20)).div_ceil(1 << 20) << 20;
+    File::create(&img).unwrap().set_len(bytes).unwrap();
+    let ok = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-b", "4096", "-m", "0", "-O", "^has_journal"])
+        .args(["-E", "root_owner=0:0", "-L", "berth-root", "-d"])
+        .arg(&tree)
+        .arg(&img)
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some(img)
+}
+
+#[test]
+fn guest_mounts_shares_and_writes_through() {
+    let _one = common::serialize();
+    if !kvm_usable() {
+        return common::skipped("/dev/kvm is not available");
+    }
+    let Some(kernel) = common::find_kernel() else {
+        return common::skipped(
+            "no guest kernel (set BERTH_KERNEL or run kernel-config/build-kernel.sh)",
+        );
+    };
+    let Some(agent) = find_agent() else {
+        return common::skipped("no static berth-agent (run scripts/dev-build.sh)");
+    };
+    let agent_bytes = fs::read(&agent).unwrap();
+    assert!(
+        agent_bytes
+            .windows(b"berth.shares".len())
+            .any(|w| w == b"berth.shares"),
+        "{} predates virtio-fs shares: rebuild it (scripts/dev-build.sh)",
+        agent.display()
+    );
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("vmm-virtiofs");
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let Some(rootfs) = write_rootfs(&agent, &dir) else {
+        return common::skipped("mkfs.ext4 -d failed (install e2fsprogs)");
+    };
+    let rw = dir.join("share-rw");
+    let ro = dir.join("share-ro");
+    fs::create_dir_all(rw.join("sub")).unwrap();
+    fs::create_dir_all(&ro).unwrap();
+    fs::write(rw.join("from-host.txt"), "hello").unwrap();
+    fs::write(ro.join("only.txt"), "read me").unwrap();
+
+    let serial = dir.join("serial.log");
+    let stderr = dir.join("vmm.log");
+    let cmdline = format!(
+        "{CMDLINE} berth.shares=t1@{},t2@{}:ro berth.shares_check=1",
+        rw.display(),
+        ro.display()
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth-vmm"))
+        .arg("--kernel")
+        .arg(&kernel)
+        .arg("--disk")
+        .arg(format!("{},ro", rootfs.display()))
+        .args(["--cmdline", &cmdline, "--mem-mib", "256", "--rng"])
+        .arg("--fs")
+        .arg(format!("tag=t1,path={}", rw.display()))
+        .arg("--fs")
+        .arg(format!("tag=t2,path={},ro", ro.display()))
+        .arg("--serial-log")
+        .arg(&serial)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(&stderr).unwrap())
+        .spawn()
+        .expect("spawn berth-vmm");
+    let report = || {
+        format!(
+            "--- serial ---\n{}\n--- berth-vmm stderr ---\n{}",
+            fs::read_to_string(&serial).unwrap_or_default(),
+            fs::read_to_string(&stderr).unwrap_or_default()
+        )
+    };
+    // The ro share is mounted second: wait for its line (or the engine).
+    let t0 = Instant::now();
+    let text = loop {
+        let text = fs::read_to_string(&serial).unwrap_or_default();
+        if text.contains("share t2 at") || text.contains("engine open") {
+            break text;
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!("berth-vmm exited ({st}) before mounting\n{}", report());
+        }
+        if t0.elapsed() > common::TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("timed out waiting for the share lines\n{}", report());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    println!("shares mounted after {:.1} s", t0.elapsed().as_secs_f64());
+    // from-host.txt, sub and the guest's check file.
+    let want_rw = format!("share t1 at /host_mnt{}: 3 entries", rw.display());
+    let want_ro = format!("share t2 at /host_mnt{} (ro): 1 entries", ro.display());
+    assert!(text.contains(&want_rw), "no `{want_rw}`\n{}", report());
+    assert!(text.contains(&want_ro), "no `{want_ro}`\n{}", report());
+    let check = fs::read_to_string(rw.join(".berth-share-check")).unwrap_or_default();
+    assert_eq!(check, "written by the guest through share t1\n");
+    assert!(!ro.join(".berth-share-check").exists());
+    assert_eq!(fs::read_dir(&ro).unwrap().count(), 1);
+}
