@@ -96,6 +96,20 @@ impl Dockerd {
         c
     }
 
+    /// The newest docker CLI on this machine (the 28.x client this machine
+    /// kind ships at /usr/local/bin/docker, which negotiates the API down
+    /// to this dockerd), for comparisons whose wording changed after 20.10.
+    pub fn newest_cli_command(&self) -> Command {
+        let cli = if std::path::Path::new("/usr/local/bin/docker").exists() {
+            "/usr/local/bin/docker"
+        } else {
+            Self::cli()
+        };
+        let mut c = Command::new(cli);
+        c.arg("-H").arg(format!("unix://{}", self.sock));
+        c
+    }
+
     /// The CLI as a shell command line (for `script -c`).
     pub fn shell_command(&self) -> String {
         format!("{} -H unix://{}", Self::cli(), self.sock)

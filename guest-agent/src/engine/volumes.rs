@@ -73,7 +73,7 @@ fn check_options(name: &str, options: &BTreeMap<String, String>) -> Result<(), A
         if !LOCAL_OPTIONS.contains(&k.as_str()) {
             return Err(err(
                 ErrorKind::InvalidArgument,
-                format!("create {name}: invalid option key: {k:?}"),
+                format!("create {name}: invalid option: {k:?}"),
             ));
         }
     }
@@ -762,7 +762,7 @@ mod tests {
         assert!(e(&spec(MountType::Volume, "v1", "/a/../b")).contains("invalid mount path"));
         let mut opts = spec(MountType::Volume, "v1", "/d");
         opts.volume_options.insert("foo".into(), "1".into());
-        assert_eq!(e(&opts), "create v1: invalid option key: \"foo\"");
+        assert_eq!(e(&opts), "create v1: invalid option: \"foo\"");
         let mut drv = spec(MountType::Volume, "v1", "/d");
         drv.volume_driver = Some("nfs".into());
         assert_eq!(
