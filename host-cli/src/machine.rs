@@ -577,16 +577,47 @@ impl Machine {
             let _ = std::fs::write(self.agent_record(), file_identity(&agent_binary()?)?);
         }
         let kernel = kernel_path()?;
+        // The host folders this boot shares (persistent machine only: a
+        // throw-away VM is a snapshot clone, and snapshots hold no shares),
+        // recorded for [`Machine::shares`].
+        let shares = if self.persistent {
+            crate::shares::effective(&crate::shares::configured())
+        } else {
+            Vec::new()
+        };
         let cmd = self.vmm_command(
             &Launch::Boot { snapshot_to: None },
             spec,
             &kernel,
             &rootfs,
             disk.as_deref(),
+            &shares,
         )?;
+        if self.persistent {
+            let text: String = shares
+                .iter()
+                .map(|p| format!("{}\n", p.display()))
+                .collect();
+            std::fs::write(self.dir.join("shares"), text)?;
+        }
         let pid = self.spawn_vmm(cmd)?;
         let prepare_ms = t0.elapsed().as_millis() as u64;
         self.wait_ready(pid, t0, prepare_ms, verbose)
+    }
+
+    /// The host folders the running machine shares (`None` when it does
+    /// not run).
+    pub fn shares(&self) -> Option<Vec<PathBuf>> {
+        self.vmm_pid()?;
+        // A machine booted before shares existed records none: it shares
+        // nothing.
+        let text = std::fs::read_to_string(self.dir.join("shares")).unwrap_or_default();
+        Some(
+            text.lines()
+                .filter(|l| !l.is_empty())
+                .map(PathBuf::from)
+                .collect(),
+        )
     }
 
     /// The `berth-vmm` command line for a cold boot or a restore.
@@ -597,6 +628,7 @@ impl Machine {
         kernel: &Path,
         rootfs: &Path,
         disk: Option<&Path>,
+        shares: &[PathBuf],
     ) -> Result<std::process::Command> {
         let vmm = vmm_binary()?;
         let _ = std::fs::remove_file(self.vsock_socket());
@@ -612,17 +644,20 @@ impl Machine {
             }
             Launch::Boot { snapshot_to } => {
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+                let (share_flags, share_param) = crate::shares::vmm_args(shares);
                 let cmdline = format!(
                     "console=ttyS0 reboot=k panic=-1 quiet clocksource=kvm-clock \
-                     root=/dev/vda ro rootfstype=ext4 init=/init berth.time={}.{:09}{}",
+                     root=/dev/vda ro rootfstype=ext4 init=/init berth.time={}.{:09}{}{}",
                     now.as_secs(),
                     now.subsec_nanos(),
                     if disk.is_some() {
                         " berth.disk=/dev/vdb"
                     } else {
                         ""
-                    }
+                    },
+                    share_param.map(|p| format!(" {p}")).unwrap_or_default()
                 );
+                cmd.args(&share_flags);
                 cmd.arg("--kernel")
                     .arg(kernel)
                     .arg("--disk")
@@ -820,6 +855,7 @@ impl Machine {
             &kernel,
             &rootfs,
             None,
+            &[],
         )?;
         let pid = self.spawn_vmm(cmd)?;
         let prepare_ms = t0.elapsed().as_millis() as u64;
@@ -895,7 +931,7 @@ impl Machine {
                 }
                 None => {
                     let cmd =
-                        self.vmm_command(&Launch::Restore(dir), spec, kernel, rootfs, None)?;
+                        self.vmm_command(&Launch::Restore(dir), spec, kernel, rootfs, None, &[])?;
                     self.spawn_vmm(cmd)?
                 }
             };

@@ -12,6 +12,7 @@ mod mounts;
 mod placement;
 mod platform;
 mod registry;
+mod shares;
 mod sig_proxy;
 mod tty;
 mod vm_pool;

@@ -489,15 +489,53 @@ pub fn describe(m: &MountSpec) -> String {
 }
 
 /// What `iso` cannot give a container, checked before the engine is asked:
-/// bind mounts need the host path where the engine runs (native only);
-/// a container with its own VM has its own disk, so a named volume there
-/// would be neither shared nor kept.
-pub fn check_placement(iso: Isolation, cfg: &ContainerConfig) -> Result<(), String> {
+/// bind mounts need the host path where the engine runs: native, or in
+/// the machine VM a folder it shares (the source is rewritten to its guest
+/// path); a container with its own VM has its own disk, so a named volume
+/// there would be neither shared nor kept.
+pub fn check_placement(iso: Isolation, cfg: &mut ContainerConfig) -> Result<(), String> {
+    check_placement_with(iso, cfg, || {
+        crate::machine::Machine::default_machine()
+            .shares()
+            .unwrap_or_else(|| crate::shares::effective(&crate::shares::configured()))
+    })
+}
+
+/// [`check_placement`] with the machine's shared folders from `shares`.
+fn check_placement_with(
+    iso: Isolation,
+    cfg: &mut ContainerConfig,
+    shares: impl FnOnce() -> Vec<std::path::PathBuf>,
+) -> Result<(), String> {
     let name = match iso {
         Isolation::Native => return Ok(()),
         Isolation::Shared => "shared",
         Isolation::Vm => "vm",
     };
+    if iso == Isolation::Shared && cfg.mounts.iter().any(|m| m.kind == MountType::Bind) {
+        let shares = shares();
+        for m in cfg.mounts.iter_mut().filter(|m| m.kind == MountType::Bind) {
+            let host = crate::shares::resolve_host_path(std::path::Path::new(&m.source));
+            let Some(guest) = crate::shares::guest_path(&host, &shares) else {
+                let list: Vec<String> = shares.iter().map(|s| s.display().to_string()).collect();
+                return Err(format!(
+                    "bind mount source {} is not in a folder shared with the machine VM (shared: {}); share it with `berth machine shares --set DIR...` (or {}) and restart the machine (`berth machine stop`), or use --isolation native",
+                    m.source,
+                    if list.is_empty() { "none".to_string() } else { list.join(", ") },
+                    crate::shares::ENV
+                ));
+            };
+            // As the daemon words it, naming the host path the user gave.
+            if !m.create_host_path && !host.exists() {
+                return Err(format!(
+                    "Error response from daemon: invalid mount config for type \"bind\": bind source path does not exist: {}",
+                    m.source
+                ));
+            }
+            m.source = guest;
+        }
+        return Ok(());
+    }
     for m in &cfg.mounts {
         if m.kind == MountType::Bind {
             let why = if iso == Isolation::Shared {
@@ -1067,30 +1105,52 @@ mod tests {
         let named = cfg(vec![v("data:/d")], &[]);
         let anon = cfg(vec![v("/d"), mnt("type=tmpfs,dst=/t")], &[]);
         let from = cfg(vec![], &["other:ro"]);
+        let check = |iso, c: &ContainerConfig| {
+            let mut c = c.clone();
+            check_placement_with(iso, &mut c, Vec::new).map(|()| c)
+        };
         for c in [&bind, &named, &anon, &from] {
-            assert!(check_placement(Isolation::Native, c).is_ok());
+            assert!(check(Isolation::Native, c).is_ok());
         }
-        let e = check_placement(Isolation::Shared, &bind).unwrap_err();
-        assert_eq!(e, "bind mounts (-v /h:/c) are not available with --isolation shared yet: the machine VM has no shared folders; use --isolation native, or a named volume");
-        let e = check_placement(
-            Isolation::Shared,
-            &cfg(vec![mnt("type=bind,src=/h,dst=/c")], &[]),
-        )
-        .unwrap_err();
+        // Shared: a bind must lie in a shared folder; its source becomes
+        // the guest path.
+        let e = check(Isolation::Shared, &bind).unwrap_err();
         assert!(
-            e.starts_with("bind mounts (--mount type=bind,source=/h,target=/c)"),
+            e.starts_with(
+                "bind mount source /h is not in a folder shared with the machine VM (shared: none)"
+            ),
             "{e}"
         );
-        assert!(check_placement(Isolation::Shared, &named).is_ok());
-        assert!(check_placement(Isolation::Shared, &anon).is_ok());
-        assert!(check_placement(Isolation::Shared, &from).is_ok());
-        assert!(check_placement(Isolation::Vm, &bind)
+        let d = tempfile::tempdir().unwrap();
+        let real = std::fs::canonicalize(d.path()).unwrap();
+        let inside = cfg(vec![v(&format!("{}/sub:/c", real.display()))], &[]);
+        let mut c = inside.clone();
+        check_placement_with(Isolation::Shared, &mut c, || vec![real.clone()]).unwrap();
+        assert_eq!(
+            c.mounts[0].source,
+            format!("/host_mnt{}/sub", real.display())
+        );
+        let missing = cfg(
+            vec![mnt(&format!(
+                "type=bind,src={}/nope,dst=/c",
+                real.display()
+            ))],
+            &[],
+        );
+        let mut c = missing.clone();
+        let e = check_placement_with(Isolation::Shared, &mut c, || vec![real.clone()]).unwrap_err();
+        let want = format!("bind source path does not exist: {}/nope", real.display());
+        assert!(e.ends_with(&want), "{e}");
+        assert!(check(Isolation::Shared, &named).is_ok());
+        assert!(check(Isolation::Shared, &anon).is_ok());
+        assert!(check(Isolation::Shared, &from).is_ok());
+        assert!(check(Isolation::Vm, &bind)
             .unwrap_err()
             .contains("--isolation vm yet"));
-        assert!(check_placement(Isolation::Vm, &named)
+        assert!(check(Isolation::Vm, &named)
             .unwrap_err()
             .starts_with("named volumes (-v data:/d)"));
-        assert!(check_placement(Isolation::Vm, &anon).is_ok());
-        assert!(check_placement(Isolation::Vm, &from).is_err());
+        assert!(check(Isolation::Vm, &anon).is_ok());
+        assert!(check(Isolation::Vm, &from).is_err());
     }
 }

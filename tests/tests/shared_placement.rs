@@ -6,7 +6,9 @@
 //! - registries are spoken to by the host CLI (push, pull, login, save);
 //! - a few `run` comparisons with docker (users, env, exit codes, a missing
 //!   command, stdin, a created working directory), the sweep's masking;
-//! - a named volume on the machine's data disk, and bind mounts refused.
+//! - a named volume on the machine's data disk; a bind mount of a shared
+//!   host folder (virtio-fs), read-write and read-only; an unshared one
+//!   refused.
 //!
 //! Why this subset: each container start in an emulated guest kernel costs
 //! about 20 s on this project's 2-core kvm_pvm machines, and CI has 90
@@ -92,27 +94,49 @@ fn machine_vm_runs_builds_and_talks_to_registries_like_native() {
     timing("shared_placement", "run compared with docker", t);
 
     // A named volume lives on the machine's data disk and outlives the
-    // container; bind mounts are refused until the machine shares folders.
-    b.run(&[
-        "run",
-        "--rm",
-        "-v",
-        "data:/d",
-        DEFAULT_IMAGE,
-        "sh",
-        "-c",
-        "echo persisted > /d/f",
-    ])
-    .ok();
+    // container. A bind mount of a host folder the machine shares (the
+    // temp directory, by default) is read and written through virtio-fs,
+    // and `:ro` holds; a folder outside the shares is refused.
+    let shared = tempfile::tempdir().unwrap();
+    let sd = shared.path().to_str().unwrap();
+    std::fs::write(shared.path().join("a.txt"), "from the host\n").unwrap();
+    let o = b
+        .run(&[
+            "run",
+            "--rm",
+            "-v",
+            "data:/d",
+            "-v",
+            &format!("{sd}:/w"),
+            "-v",
+            &format!("{sd}:/r:ro"),
+            DEFAULT_IMAGE,
+            "sh",
+            "-c",
+            "echo persisted > /d/f; cat /w/a.txt; echo from the guest > /w/b.txt; \
+             echo x > /r/c.txt 2>/dev/null || echo ro refused",
+        ])
+        .ok();
+    assert_eq!(o.stdout, "from the host\nro refused\n");
+    assert_eq!(
+        std::fs::read_to_string(shared.path().join("b.txt")).unwrap(),
+        "from the guest\n"
+    );
+    assert!(!shared.path().join("c.txt").exists());
     let o = b
         .run(&["run", "--rm", "-v", "data:/d", DEFAULT_IMAGE, "cat", "/d/f"])
         .ok();
     assert_eq!(o.stdout, "persisted\n");
     assert_eq!(b.run(&["volume", "ls", "-q"]).ok().stdout, "data\n");
-    let o = b.run(&["run", "--rm", "-v", "/tmp:/h", DEFAULT_IMAGE, "true"]);
+    let o = b.run(&["run", "--rm", "-v", "/etc:/h", DEFAULT_IMAGE, "true"]);
     assert_ne!(o.code, 0);
-    assert!(o.stderr.contains("--isolation native"), "{}", o.stderr);
-    timing("shared_placement", "named volume", t);
+    assert!(
+        o.stderr
+            .contains("not in a folder shared with the machine VM"),
+        "{}",
+        o.stderr
+    );
+    timing("shared_placement", "named volume, shared folder", t);
 
     // build: steps run in the guest; the result runs there too.
     let reg = Registry::start(false);

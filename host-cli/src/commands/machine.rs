@@ -1,4 +1,4 @@
-//! `berth machine start|stop|status|logs`.
+//! `berth machine start|stop|status|logs|shares`.
 
 use crate::machine::{Machine, MachineSpec};
 use anyhow::Result;
@@ -26,6 +26,19 @@ pub enum MachineCommand {
     },
     /// Print the guest's serial console log
     Logs,
+    /// List, or set, the host folders the machine VM shares (bind mounts
+    /// must lie in one); a change applies at the next machine start
+    Shares {
+        /// Share exactly these folders (none: share nothing)
+        #[arg(long, num_args = 0.., value_name = "DIR")]
+        set: Option<Vec<std::path::PathBuf>>,
+        /// Back to the default: the home and the temp directory
+        #[arg(long, conflicts_with = "set")]
+        reset: bool,
+        /// Output format: table (default) or json
+        #[arg(long)]
+        format: Option<String>,
+    },
 }
 
 pub fn run(cmd: &MachineCommand) -> Result<i32> {
@@ -65,6 +78,9 @@ pub fn run(cmd: &MachineCommand) -> Result<i32> {
             }
             Ok(0)
         }
+        MachineCommand::Shares { set, reset, format } => {
+            shares(&m, set.as_deref(), *reset, format.as_deref())
+        }
         MachineCommand::Status { format } => {
             let pid = m.vmm_pid();
             if format.as_deref() == Some("json") {
@@ -88,4 +104,67 @@ pub fn run(cmd: &MachineCommand) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// `machine shares`: the setting, and what the running machine shares.
+fn shares(
+    m: &Machine,
+    set: Option<&[std::path::PathBuf]>,
+    reset: bool,
+    format: Option<&str>,
+) -> Result<i32> {
+    if !matches!(format, None | Some("table") | Some("json")) {
+        eprintln!(
+            "berth: unknown format {:?}: use table or json",
+            format.unwrap_or("")
+        );
+        return Ok(crate::EXIT_ENGINE);
+    }
+    let changed = set.is_some() || reset;
+    if let Some(dirs) = set {
+        let mut abs = Vec::new();
+        for d in dirs {
+            let p = std::path::absolute(d)?;
+            if !p.is_dir() {
+                eprintln!("berth: {} is not a directory", p.display());
+                return Ok(crate::EXIT_ENGINE);
+            }
+            abs.push(p);
+        }
+        if let Err(e) = crate::shares::save(&abs) {
+            eprintln!("berth: {e:#}");
+            return Ok(crate::EXIT_ENGINE);
+        }
+    } else if reset {
+        crate::shares::reset()?;
+    }
+    if changed && std::env::var_os(crate::shares::ENV).is_some() {
+        eprintln!(
+            "berth: note: {} is set and overrides the saved setting",
+            crate::shares::ENV
+        );
+    }
+    let configured = crate::shares::configured();
+    let running = m.shares();
+    if format == Some("json") {
+        println!("{}", json!({"Configured": configured, "Running": running}));
+        return Ok(0);
+    }
+    for p in &configured {
+        println!("{}", p.display());
+    }
+    if let Some(r) = running {
+        let now: Vec<std::path::PathBuf> = crate::shares::effective(&configured);
+        if r != now {
+            eprintln!(
+                "berth: the running machine shares {}; stop it (`berth machine stop`) to apply the setting",
+                if r.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    r.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+                }
+            );
+        }
+    }
+    Ok(0)
 }

@@ -211,7 +211,29 @@ pub fn inspect(iso: Isolation, names: &[String]) -> Result<i32> {
     let mut code = 0;
     let mut info = None;
     for n in names {
-        if let Ok(Response::Container(d)) = c.call(Request::ContainerInspect { id: n.clone() }) {
+        if let Ok(Response::Container(mut d)) = c.call(Request::ContainerInspect { id: n.clone() })
+        {
+            if iso == Isolation::Shared {
+                // Shared folders are at /host_mnt + host path in the
+                // machine: show the host path, as the user gave it.
+                for s in d
+                    .mounts
+                    .iter_mut()
+                    .filter(|m| m.kind == berth_protocol::MountType::Bind)
+                    .map(|m| &mut m.source)
+                    .chain(
+                        d.config
+                            .mounts
+                            .iter_mut()
+                            .filter(|m| m.kind == berth_protocol::MountType::Bind)
+                            .map(|m| &mut m.source),
+                    )
+                {
+                    if let Some(h) = crate::shares::host_path(s) {
+                        *s = h.to_string();
+                    }
+                }
+            }
             if info.is_none() {
                 info = match c.call(Request::Info)? {
                     Response::Info(i) => Some(i),

@@ -441,7 +441,7 @@ fn fail(e: &ClientError) -> i32 {
 
 /// `berth create`: the container, made and not started; prints its id.
 pub fn create(iso: Isolation, a: &CreateArgs) -> Result<i32> {
-    let cfg = match config(a) {
+    let mut cfg = match config(a) {
         Ok(c) => c,
         Err(e) => return Ok(e.report("create")),
     };
@@ -449,7 +449,7 @@ pub fn create(iso: Isolation, a: &CreateArgs) -> Result<i32> {
         eprintln!("berth: --isolation vm runs a container only with run; use --isolation shared");
         return Ok(EXIT_ENGINE);
     }
-    if let Err(m) = crate::mounts::check_placement(iso, &cfg) {
+    if let Err(m) = crate::mounts::check_placement(iso, &mut cfg) {
         eprintln!("berth: {m}");
         return Ok(EXIT_ENGINE);
     }
@@ -497,11 +497,11 @@ fn create_container(
 }
 
 pub fn run(iso: Isolation, a: &RunArgs) -> Result<i32> {
-    let cfg = match config(a) {
+    let mut cfg = match config(a) {
         Ok(c) => c,
         Err(e) => return Ok(e.report("run")),
     };
-    if let Err(m) = crate::mounts::check_placement(iso, &cfg) {
+    if let Err(m) = crate::mounts::check_placement(iso, &mut cfg) {
         eprintln!("berth: {m}");
         return Ok(EXIT_ENGINE);
     }
