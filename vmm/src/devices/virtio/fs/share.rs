@@ -1,6 +1,8 @@
 //! [`ShareFs`]: `PassthroughFs` confined to berth's rules (see the module
 //! documentation of `fs`): read-only shares refused in the server, the
-//! VMM's credentials for every operation, no set-id bits, no device nodes.
+//! VMM's credentials for every operation, no set-id bits, no device nodes,
+//! and the guest's view of owners and modes kept in an override xattr
+//! ([`OVERRIDE_XATTR`]).
 
 use std::ffi::CStr;
 use std::io;
@@ -26,6 +28,150 @@ fn erofs() -> io::Error {
 
 /// Mode bits a guest may not set on host files.
 const SET_ID_BITS: u32 = libc::S_ISUID | libc::S_ISGID;
+
+/// Permission bits of a mode (what an override holds).
+const PERM_BITS: u32 = 0o7777;
+
+/// The extended attribute holding the guest's view of a regular file's or
+/// a directory's owner and permission bits, as text `UID:GID:0MODE`
+/// (decimal ids, octal mode, e.g. `1000:1000:0640`): the name and format
+/// of libkrun, fuse-overlayfs and containers/storage
+/// (`user.containers.override_stat`), so that a folder shared with those
+/// reads the same. On reading, file-type bits in MODE are ignored (the
+/// host file's type is reported) and a value that does not parse counts
+/// as no override.
+pub const OVERRIDE_XATTR: &CStr = c"user.containers.override_stat";
+
+/// The longest override value read (`4294967295:4294967295:07777` is 29).
+const OVERRIDE_MAX: u32 = 64;
+
+/// The guest's view of a file: owner, group and permission bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Override {
+    /// Owner as the guest sees it.
+    pub uid: u32,
+    /// Group as the guest sees it.
+    pub gid: u32,
+    /// Permission bits (`0o7777`) as the guest sees them.
+    pub mode: u32,
+}
+
+impl Override {
+    /// Parses an [`OVERRIDE_XATTR`] value.
+    pub fn parse(value: &[u8]) -> Option<Override> {
+        let text = std::str::from_utf8(value).ok()?;
+        let text = text.trim_end_matches('\0');
+        let mut parts = text.split(':');
+        let mut number = |radix| {
+            let part = parts.next()?;
+            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            u32::from_str_radix(part, radix).ok()
+        };
+        let (uid, gid, mode) = (number(10)?, number(10)?, number(8)?);
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(Override {
+            uid,
+            gid,
+            mode: mode & PERM_BITS,
+        })
+    }
+
+    /// The [`OVERRIDE_XATTR`] value.
+    pub fn encode(&self) -> String {
+        format!("{}:{}:0{:o}", self.uid, self.gid, self.mode & PERM_BITS)
+    }
+
+    /// The host's attributes as a view (for files without an override).
+    fn of(st: &stat64) -> Override {
+        Override {
+            uid: st.st_uid,
+            gid: st.st_gid,
+            mode: st.st_mode & PERM_BITS,
+        }
+    }
+
+    /// `st` as the guest sees it: the type from the host, the rest from
+    /// the override.
+    fn apply(&self, st: &mut stat64) {
+        st.st_uid = self.uid;
+        st.st_gid = self.gid;
+        st.st_mode = (st.st_mode & libc::S_IFMT) | (self.mode & PERM_BITS);
+    }
+}
+
+/// Whether a file of this mode keeps an override: regular files and
+/// directories only (Linux refuses `user.*` xattrs on symlinks, FIFOs,
+/// sockets and devices; those show their host owner and mode).
+fn keeps_override(mode: u32) -> bool {
+    matches!(mode & libc::S_IFMT, libc::S_IFREG | libc::S_IFDIR)
+}
+
+/// Permission bits a host file with an override always has, so that the
+/// server (the file's owner) can read and write it, search a directory,
+/// and read and write the override (`user.*` xattrs need read/write
+/// permission): `rw-` for files, `rwx` for directories.
+fn host_owner_bits(mode: u32) -> u32 {
+    if mode & libc::S_IFMT == libc::S_IFDIR {
+        0o700
+    } else {
+        0o600
+    }
+}
+
+/// The host file system has no `user.*` xattrs (or not on this file).
+fn unsupported(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EOPNOTSUPP)
+}
+
+/// The context PassthroughFs gets: uid/gid 0 make it skip its per-thread
+/// setresuid/setresgid, so every operation runs with the VMM's own
+/// credentials; the guest's ids only go into overrides.
+fn host(ctx: &Context) -> Context {
+    Context {
+        uid: 0,
+        gid: 0,
+        pid: ctx.pid,
+    }
+}
+
+/// A context for the server's own requests (override xattrs).
+const SERVER: Context = Context {
+    uid: 0,
+    gid: 0,
+    pid: 0,
+};
+
+/// ACCESS from the guest's view (`st` with its override applied), by the
+/// rules PassthroughFs uses: uid 0 may read and write anything and
+/// execute what has an x bit (search any directory); others by owner,
+/// primary group, then other bits.
+fn check_access(st: &stat64, ctx: &Context, mask: u32) -> io::Result<()> {
+    let mask = mask as i32 & (libc::R_OK | libc::W_OK | libc::X_OK);
+    let mode = st.st_mode;
+    let allowed = if ctx.uid == 0 {
+        let exec = mode & libc::S_IFMT == libc::S_IFDIR || mode & 0o111 != 0;
+        libc::R_OK | libc::W_OK | if exec { libc::X_OK } else { 0 }
+    } else {
+        // R_OK, W_OK, X_OK are 4, 2, 1: the class's bits themselves.
+        let class = if ctx.uid == st.st_uid {
+            mode >> 6
+        } else if ctx.gid == st.st_gid {
+            mode >> 3
+        } else {
+            mode
+        };
+        (class & 7) as i32
+    };
+    if mask & !allowed != 0 {
+        Err(io::Error::from_raw_os_error(libc::EACCES))
+    } else {
+        Ok(())
+    }
+}
 
 /// A shared host directory as the FUSE server sees it.
 pub struct ShareFs {
@@ -59,7 +205,10 @@ impl ShareFs {
             entry_timeout: Duration::from_secs(1),
             attr_timeout: Duration::from_secs(1),
             writeback: false,
-            xattr: false,
+            // For the server's own override xattrs (OVERRIDE_XATTR),
+            // through the inode's own fd; the guest's xattr requests are
+            // refused in ShareFs.
+            xattr: true,
             do_import: true,
             ..Config::default()
         };
@@ -87,6 +236,81 @@ impl ShareFs {
             Ok(())
         }
     }
+
+    /// The override of `inode` (whose host mode is `mode`), if it has a
+    /// valid one the server can read.
+    fn read_override(&self, inode: Inode, mode: u32) -> Option<Override> {
+        if !keeps_override(mode) {
+            return None;
+        }
+        match self
+            .inner
+            .getxattr(&SERVER, inode, OVERRIDE_XATTR, OVERRIDE_MAX)
+        {
+            Ok(GetxattrReply::Value(v)) => Override::parse(&v),
+            _ => None,
+        }
+    }
+
+    fn write_override(&self, inode: Inode, view: &Override) -> io::Result<()> {
+        self.inner
+            .setxattr(&SERVER, inode, OVERRIDE_XATTR, view.encode().as_bytes(), 0)
+    }
+
+    /// `st` (of `inode`) as the guest sees it.
+    fn view(&self, inode: Inode, st: &mut stat64) {
+        if let Some(o) = self.read_override(inode, st.st_mode) {
+            o.apply(st);
+        }
+    }
+
+    fn view_entry(&self, entry: &mut Entry) {
+        if entry.inode != 0 {
+            self.view(entry.inode, &mut entry.attr);
+        }
+    }
+
+    /// The group of a file the guest makes in `parent`, and whether the
+    /// parent is set-group-ID (its group is then inherited, and a new
+    /// directory is set-group-ID too).
+    fn new_group(&self, ctx: &Context, parent: Inode) -> (u32, bool) {
+        match self.inner.getattr(&host(ctx), parent, None) {
+            Ok((mut st, _)) => {
+                self.view(parent, &mut st);
+                if st.st_mode & libc::S_ISGID != 0 {
+                    (st.st_gid, true)
+                } else {
+                    (ctx.gid, false)
+                }
+            }
+            Err(_) => (ctx.gid, false),
+        }
+    }
+
+    /// After the guest made `entry`: the host file gets its owner bits
+    /// (the process umask may have cleared them) and the override `view`;
+    /// `entry` then shows `view`. A failure leaves the file as the host
+    /// made it (it exists; refusing now would leak the server's lookup).
+    fn adopt(&self, entry: &mut Entry, view: Override) {
+        if !keeps_override(entry.attr.st_mode) {
+            return;
+        }
+        let need = host_owner_bits(entry.attr.st_mode);
+        if entry.attr.st_mode & need != need {
+            let mut attr = entry.attr;
+            attr.st_mode = (entry.attr.st_mode & PERM_BITS) | need;
+            match self
+                .inner
+                .setattr(&SERVER, entry.inode, attr, None, SetattrValid::MODE)
+            {
+                Ok((st, _)) => entry.attr = st,
+                Err(_) => return,
+            }
+        }
+        if self.write_override(entry.inode, &view).is_ok() {
+            view.apply(&mut entry.attr);
+        }
+    }
 }
 
 /// Open flags that change a file.
@@ -112,15 +336,17 @@ impl FileSystem for ShareFs {
     }
 
     fn lookup(&self, ctx: &Context, parent: Inode, name: &CStr) -> io::Result<Entry> {
-        self.inner.lookup(ctx, parent, name)
+        let mut entry = self.inner.lookup(&host(ctx), parent, name)?;
+        self.view_entry(&mut entry);
+        Ok(entry)
     }
 
     fn forget(&self, ctx: &Context, inode: Inode, count: u64) {
-        self.inner.forget(ctx, inode, count)
+        self.inner.forget(&host(ctx), inode, count)
     }
 
     fn batch_forget(&self, ctx: &Context, requests: Vec<(Inode, u64)>) {
-        self.inner.batch_forget(ctx, requests)
+        self.inner.batch_forget(&host(ctx), requests)
     }
 
     fn getattr(
@@ -129,7 +355,9 @@ impl FileSystem for ShareFs {
         inode: Inode,
         handle: Option<Handle>,
     ) -> io::Result<(stat64, Duration)> {
-        self.inner.getattr(ctx, inode, handle)
+        let (mut st, timeout) = self.inner.getattr(&host(ctx), inode, handle)?;
+        self.view(inode, &mut st);
+        Ok((st, timeout))
     }
 
     fn setattr(
@@ -141,22 +369,70 @@ impl FileSystem for ShareFs {
         valid: SetattrValid,
     ) -> io::Result<(stat64, Duration)> {
         self.writable()?;
+        let hctx = host(ctx);
         let mut attr = attr;
-        // Ownership stays the VMM user's (kept in xattrs one day).
-        let valid = valid - (SetattrValid::UID | SetattrValid::GID);
-        if valid.contains(SetattrValid::MODE) {
-            let (st, _) = self.inner.getattr(ctx, inode, handle)?;
+        let (st, _) = self.inner.getattr(&hctx, inode, handle)?;
+        let chmod = valid.contains(SetattrValid::MODE);
+        let chown = valid.intersects(SetattrValid::UID | SetattrValid::GID);
+        if chmod {
             if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
                 attr.st_mode &= !SET_ID_BITS;
             } else {
                 attr.st_mode &= !libc::S_ISUID;
             }
         }
-        self.inner.setattr(ctx, inode, attr, handle, valid)
+        // The host owner stays the VMM user's: chown only changes the
+        // override.
+        let mut host_valid = valid - (SetattrValid::UID | SetattrValid::GID);
+        if !keeps_override(st.st_mode) || !(chmod || chown) {
+            // No override to change (symlinks, FIFOs, sockets keep their
+            // host owner: chown on them is accepted and not kept).
+            let (mut st, timeout) = self.inner.setattr(&hctx, inode, attr, handle, host_valid)?;
+            self.view(inode, &mut st);
+            return Ok((st, timeout));
+        }
+        let mut view = self
+            .read_override(inode, st.st_mode)
+            .unwrap_or_else(|| Override::of(&st));
+        if valid.contains(SetattrValid::UID) {
+            view.uid = attr.st_uid;
+        }
+        if valid.contains(SetattrValid::GID) {
+            view.gid = attr.st_gid;
+        }
+        if chmod {
+            view.mode = attr.st_mode & PERM_BITS;
+        }
+        // The host file keeps its owner bits (the server reads, writes,
+        // searches it and its override); its other bits follow chmod.
+        let need = host_owner_bits(st.st_mode);
+        if chmod {
+            attr.st_mode = view.mode | need;
+        } else if st.st_mode & need != need {
+            attr.st_mode = (st.st_mode & PERM_BITS) | need;
+            host_valid |= SetattrValid::MODE;
+        }
+        let (mut new_st, timeout) = self.inner.setattr(&hctx, inode, attr, handle, host_valid)?;
+        match self.write_override(inode, &view) {
+            Ok(()) => view.apply(&mut new_st),
+            Err(e) if unsupported(&e) => {
+                // No user xattrs on this host file system: chmod goes to
+                // the host file as asked, ownership is not kept.
+                if chmod && view.mode & need != need {
+                    attr.st_mode = view.mode;
+                    new_st = self
+                        .inner
+                        .setattr(&hctx, inode, attr, handle, SetattrValid::MODE)?
+                        .0;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        Ok((new_st, timeout))
     }
 
     fn readlink(&self, ctx: &Context, inode: Inode) -> io::Result<Vec<u8>> {
-        self.inner.readlink(ctx, inode)
+        self.inner.readlink(&host(ctx), inode)
     }
 
     fn symlink(
@@ -167,7 +443,9 @@ impl FileSystem for ShareFs {
         name: &CStr,
     ) -> io::Result<Entry> {
         self.writable()?;
-        self.inner.symlink(ctx, linkname, parent, name)
+        // No override: Linux keeps no user xattrs on symlinks, so a
+        // symlink shows its host owner (its mode is always 0777).
+        self.inner.symlink(&host(ctx), linkname, parent, name)
     }
 
     fn mknod(
@@ -184,8 +462,33 @@ impl FileSystem for ShareFs {
             libc::S_IFCHR | libc::S_IFBLK => return Err(io::Error::from_raw_os_error(libc::EPERM)),
             _ => {}
         }
-        self.inner
-            .mknod(ctx, inode, name, mode & !SET_ID_BITS, rdev, umask)
+        let perm = mode & PERM_BITS & !SET_ID_BITS & !(umask & 0o777);
+        let kind = mode & libc::S_IFMT;
+        // A regular file (type 0 is one) keeps an override; FIFOs and
+        // sockets get the guest's mode on the host and show the host owner.
+        let (host_mode, overridden) = match kind {
+            0 | libc::S_IFREG => (kind | perm | host_owner_bits(libc::S_IFREG), true),
+            _ => (kind | perm, false),
+        };
+        let group = if overridden {
+            self.new_group(ctx, inode).0
+        } else {
+            ctx.gid
+        };
+        let mut entry = self
+            .inner
+            .mknod(&host(ctx), inode, name, host_mode, rdev, 0)?;
+        if overridden {
+            self.adopt(
+                &mut entry,
+                Override {
+                    uid: ctx.uid,
+                    gid: group,
+                    mode: perm,
+                },
+            );
+        }
+        Ok(entry)
     }
 
     fn mkdir(
@@ -197,18 +500,37 @@ impl FileSystem for ShareFs {
         umask: u32,
     ) -> io::Result<Entry> {
         self.writable()?;
-        self.inner
-            .mkdir(ctx, parent, name, mode & !libc::S_ISUID, umask)
+        // mkdir keeps rwx and the sticky bit; set-group-ID comes from the
+        // parent.
+        let perm = mode & (0o777 | libc::S_ISVTX) & !(umask & 0o777);
+        let (group, setgid) = self.new_group(ctx, parent);
+        let mut entry = self.inner.mkdir(
+            &host(ctx),
+            parent,
+            name,
+            perm | host_owner_bits(libc::S_IFDIR),
+            0,
+        )?;
+        let inherited = if setgid { libc::S_ISGID } else { 0 };
+        self.adopt(
+            &mut entry,
+            Override {
+                uid: ctx.uid,
+                gid: group,
+                mode: perm | inherited,
+            },
+        );
+        Ok(entry)
     }
 
     fn unlink(&self, ctx: &Context, parent: Inode, name: &CStr) -> io::Result<()> {
         self.writable()?;
-        self.inner.unlink(ctx, parent, name)
+        self.inner.unlink(&host(ctx), parent, name)
     }
 
     fn rmdir(&self, ctx: &Context, parent: Inode, name: &CStr) -> io::Result<()> {
         self.writable()?;
-        self.inner.rmdir(ctx, parent, name)
+        self.inner.rmdir(&host(ctx), parent, name)
     }
 
     fn rename(
@@ -222,7 +544,7 @@ impl FileSystem for ShareFs {
     ) -> io::Result<()> {
         self.writable()?;
         self.inner
-            .rename(ctx, olddir, oldname, newdir, newname, flags)
+            .rename(&host(ctx), olddir, oldname, newdir, newname, flags)
     }
 
     fn link(
@@ -233,7 +555,9 @@ impl FileSystem for ShareFs {
         newname: &CStr,
     ) -> io::Result<Entry> {
         self.writable()?;
-        self.inner.link(ctx, inode, newparent, newname)
+        let mut entry = self.inner.link(&host(ctx), inode, newparent, newname)?;
+        self.view_entry(&mut entry);
+        Ok(entry)
     }
 
     fn open(
@@ -246,7 +570,7 @@ impl FileSystem for ShareFs {
         if open_writes(flags) {
             self.writable()?;
         }
-        self.inner.open(ctx, inode, flags, fuse_flags)
+        self.inner.open(&host(ctx), inode, flags, fuse_flags)
     }
 
     fn create(
@@ -257,11 +581,44 @@ impl FileSystem for ShareFs {
         args: CreateIn,
     ) -> io::Result<(Entry, Option<Handle>, OpenOptions, Option<u32>)> {
         self.writable()?;
-        let args = CreateIn {
-            mode: args.mode & !SET_ID_BITS,
+        let perm = args.mode & PERM_BITS & !SET_ID_BITS & !(args.umask & 0o777);
+        let (group, _) = self.new_group(ctx, parent);
+        // O_EXCL first, to know whether the guest made the file (only then
+        // does it get the creator's override).
+        let made = CreateIn {
+            flags: args.flags | libc::O_EXCL as u32,
+            mode: (args.mode & libc::S_IFMT) | perm | host_owner_bits(libc::S_IFREG),
+            umask: 0,
             ..args
         };
-        self.inner.create(ctx, parent, name, args)
+        match self.inner.create(&host(ctx), parent, name, made) {
+            Ok((mut entry, handle, opts, passthrough)) => {
+                self.adopt(
+                    &mut entry,
+                    Override {
+                        uid: ctx.uid,
+                        gid: group,
+                        mode: perm,
+                    },
+                );
+                Ok((entry, handle, opts, passthrough))
+            }
+            Err(e)
+                if e.raw_os_error() == Some(libc::EEXIST)
+                    && args.flags & libc::O_EXCL as u32 == 0 =>
+            {
+                // It exists: opened as it is.
+                let args = CreateIn {
+                    mode: args.mode & !SET_ID_BITS,
+                    ..args
+                };
+                let (mut entry, handle, opts, passthrough) =
+                    self.inner.create(&host(ctx), parent, name, args)?;
+                self.view_entry(&mut entry);
+                Ok((entry, handle, opts, passthrough))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn read(
@@ -275,8 +632,16 @@ impl FileSystem for ShareFs {
         lock_owner: Option<u64>,
         flags: u32,
     ) -> io::Result<usize> {
-        self.inner
-            .read(ctx, inode, handle, w, size, offset, lock_owner, flags)
+        self.inner.read(
+            &host(ctx),
+            inode,
+            handle,
+            w,
+            size,
+            offset,
+            lock_owner,
+            flags,
+        )
     }
 
     fn write(
@@ -294,7 +659,7 @@ impl FileSystem for ShareFs {
     ) -> io::Result<usize> {
         self.writable()?;
         self.inner.write(
-            ctx,
+            &host(ctx),
             inode,
             handle,
             r,
@@ -314,11 +679,11 @@ impl FileSystem for ShareFs {
         handle: Handle,
         lock_owner: u64,
     ) -> io::Result<()> {
-        self.inner.flush(ctx, inode, handle, lock_owner)
+        self.inner.flush(&host(ctx), inode, handle, lock_owner)
     }
 
     fn fsync(&self, ctx: &Context, inode: Inode, datasync: bool, handle: Handle) -> io::Result<()> {
-        self.inner.fsync(ctx, inode, datasync, handle)
+        self.inner.fsync(&host(ctx), inode, datasync, handle)
     }
 
     fn fallocate(
@@ -332,7 +697,7 @@ impl FileSystem for ShareFs {
     ) -> io::Result<()> {
         self.writable()?;
         self.inner
-            .fallocate(ctx, inode, handle, mode, offset, length)
+            .fallocate(&host(ctx), inode, handle, mode, offset, length)
     }
 
     fn release(
@@ -345,43 +710,53 @@ impl FileSystem for ShareFs {
         flock_release: bool,
         lock_owner: Option<u64>,
     ) -> io::Result<()> {
-        self.inner
-            .release(ctx, inode, flags, handle, flush, flock_release, lock_owner)
+        self.inner.release(
+            &host(ctx),
+            inode,
+            flags,
+            handle,
+            flush,
+            flock_release,
+            lock_owner,
+        )
     }
 
     fn statfs(&self, ctx: &Context, inode: Inode) -> io::Result<statvfs64> {
-        self.inner.statfs(ctx, inode)
+        self.inner.statfs(&host(ctx), inode)
     }
 
+    // Extended attributes are not offered to the guest (ENOSYS, as with
+    // `xattr: false`; the guest kernel then stops asking). In particular
+    // the guest can neither see nor change OVERRIDE_XATTR: PassthroughFs's
+    // xattr support is only for the server's own overrides. Offering
+    // xattrs one day must filter that name out of all four.
     fn setxattr(
         &self,
-        ctx: &Context,
-        inode: Inode,
-        name: &CStr,
-        value: &[u8],
-        flags: u32,
+        _ctx: &Context,
+        _inode: Inode,
+        _name: &CStr,
+        _value: &[u8],
+        _flags: u32,
     ) -> io::Result<()> {
-        self.writable()?;
-        self.inner.setxattr(ctx, inode, name, value, flags)
+        Err(io::Error::from_raw_os_error(libc::ENOSYS))
     }
 
     fn getxattr(
         &self,
-        ctx: &Context,
-        inode: Inode,
-        name: &CStr,
-        size: u32,
+        _ctx: &Context,
+        _inode: Inode,
+        _name: &CStr,
+        _size: u32,
     ) -> io::Result<GetxattrReply> {
-        self.inner.getxattr(ctx, inode, name, size)
+        Err(io::Error::from_raw_os_error(libc::ENOSYS))
     }
 
-    fn listxattr(&self, ctx: &Context, inode: Inode, size: u32) -> io::Result<ListxattrReply> {
-        self.inner.listxattr(ctx, inode, size)
+    fn listxattr(&self, _ctx: &Context, _inode: Inode, _size: u32) -> io::Result<ListxattrReply> {
+        Err(io::Error::from_raw_os_error(libc::ENOSYS))
     }
 
-    fn removexattr(&self, ctx: &Context, inode: Inode, name: &CStr) -> io::Result<()> {
-        self.writable()?;
-        self.inner.removexattr(ctx, inode, name)
+    fn removexattr(&self, _ctx: &Context, _inode: Inode, _name: &CStr) -> io::Result<()> {
+        Err(io::Error::from_raw_os_error(libc::ENOSYS))
     }
 
     fn opendir(
@@ -390,7 +765,7 @@ impl FileSystem for ShareFs {
         inode: Inode,
         flags: u32,
     ) -> io::Result<(Option<Handle>, OpenOptions)> {
-        self.inner.opendir(ctx, inode, flags)
+        self.inner.opendir(&host(ctx), inode, flags)
     }
 
     fn readdir(
@@ -403,7 +778,7 @@ impl FileSystem for ShareFs {
         add_entry: &mut dyn FnMut(DirEntry) -> io::Result<usize>,
     ) -> io::Result<()> {
         self.inner
-            .readdir(ctx, inode, handle, size, offset, add_entry)
+            .readdir(&host(ctx), inode, handle, size, offset, add_entry)
     }
 
     fn readdirplus(
@@ -415,8 +790,17 @@ impl FileSystem for ShareFs {
         offset: u64,
         add_entry: &mut dyn FnMut(DirEntry, Entry) -> io::Result<usize>,
     ) -> io::Result<()> {
-        self.inner
-            .readdirplus(ctx, inode, handle, size, offset, add_entry)
+        self.inner.readdirplus(
+            &host(ctx),
+            inode,
+            handle,
+            size,
+            offset,
+            &mut |dir_entry, mut entry| {
+                self.view_entry(&mut entry);
+                add_entry(dir_entry, entry)
+            },
+        )
     }
 
     fn fsyncdir(
@@ -426,7 +810,7 @@ impl FileSystem for ShareFs {
         datasync: bool,
         handle: Handle,
     ) -> io::Result<()> {
-        self.inner.fsyncdir(ctx, inode, datasync, handle)
+        self.inner.fsyncdir(&host(ctx), inode, datasync, handle)
     }
 
     fn releasedir(
@@ -436,7 +820,7 @@ impl FileSystem for ShareFs {
         flags: u32,
         handle: Handle,
     ) -> io::Result<()> {
-        self.inner.releasedir(ctx, inode, flags, handle)
+        self.inner.releasedir(&host(ctx), inode, flags, handle)
     }
 
     fn setupmapping(
@@ -468,7 +852,12 @@ impl FileSystem for ShareFs {
         if self.read_only && mask & libc::W_OK as u32 != 0 {
             return Err(erofs());
         }
-        self.inner.access(ctx, inode, mask)
+        // The guest mounts virtiofs with default_permissions (the kernel
+        // checks from the attributes we report, and does not send ACCESS);
+        // a client that asks gets the answer from the same view.
+        let (mut st, _) = self.inner.getattr(&host(ctx), inode, None)?;
+        self.view(inode, &mut st);
+        check_access(&st, ctx, mask)
     }
 
     fn lseek(
@@ -479,7 +868,7 @@ impl FileSystem for ShareFs {
         offset: u64,
         whence: u32,
     ) -> io::Result<u64> {
-        self.inner.lseek(ctx, inode, handle, offset, whence)
+        self.inner.lseek(&host(ctx), inode, handle, offset, whence)
     }
 
     fn getlk(
@@ -491,7 +880,8 @@ impl FileSystem for ShareFs {
         lock: FileLock,
         flags: u32,
     ) -> io::Result<FileLock> {
-        self.inner.getlk(ctx, inode, handle, owner, lock, flags)
+        self.inner
+            .getlk(&host(ctx), inode, handle, owner, lock, flags)
     }
 
     fn setlk(
@@ -503,7 +893,8 @@ impl FileSystem for ShareFs {
         lock: FileLock,
         flags: u32,
     ) -> io::Result<()> {
-        self.inner.setlk(ctx, inode, handle, owner, lock, flags)
+        self.inner
+            .setlk(&host(ctx), inode, handle, owner, lock, flags)
     }
 
     fn setlkw(
@@ -515,7 +906,8 @@ impl FileSystem for ShareFs {
         lock: FileLock,
         flags: u32,
     ) -> io::Result<()> {
-        self.inner.setlkw(ctx, inode, handle, owner, lock, flags)
+        self.inner
+            .setlkw(&host(ctx), inode, handle, owner, lock, flags)
     }
 
     fn ioctl(
@@ -545,18 +937,17 @@ impl FileSystem for ShareFs {
         flags: u32,
         events: u32,
     ) -> io::Result<u32> {
-        self.inner.poll(ctx, inode, handle, khandle, flags, events)
+        self.inner
+            .poll(&host(ctx), inode, handle, khandle, flags, events)
     }
 
     fn notify_reply(&self) -> io::Result<()> {
         self.inner.notify_reply()
     }
 
-    fn id_remap(&self, ctx: &mut Context) -> io::Result<()> {
-        // Uid/gid 0 makes PassthroughFs skip its per-thread setresuid/gid:
-        // every operation runs with the VMM's own credentials.
-        ctx.uid = 0;
-        ctx.gid = 0;
+    fn id_remap(&self, _ctx: &mut Context) -> io::Result<()> {
+        // The guest's uid/gid reach ShareFs (they go into overrides);
+        // every call into PassthroughFs gets `host(ctx)` instead.
         Ok(())
     }
 }

@@ -5,14 +5,15 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use fuse_backend_rs::abi::fuse_abi::{
-    AttrOut, CreateIn, EntryOut, GetattrIn, InHeader, MkdirIn, MknodIn, Opcode, OpenIn, OpenOut,
-    OutHeader, ReadIn, SetattrIn, WriteIn,
+    AccessIn, AttrOut, CreateIn, Dirent, EntryOut, GetattrIn, GetxattrIn, InHeader, MkdirIn,
+    MknodIn, Opcode, OpenIn, OpenOut, OutHeader, ReadIn, SetattrIn, SetxattrIn, WriteIn,
 };
 use virtio_bindings::bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
 use virtio_queue::desc::{split::Descriptor, RawDescriptor};
 use virtio_queue::mock::MockSplitQueue;
 use vm_memory::{Address, ByteValued, Bytes, GuestAddress};
 
+use super::share::{Override, OVERRIDE_XATTR};
 use super::{Fs, FsConfig};
 use crate::devices::virtio::test_utils::{null_interrupt, test_memory};
 use crate::devices::virtio::{ActivateContext, VirtioDevice, VIRTIO_F_VERSION_1};
@@ -139,16 +140,29 @@ impl<'a> Session<'a> {
         (used_len, out)
     }
 
-    /// A well-formed request; `Err(errno)` for an error reply.
+    /// A well-formed request from uid/gid 1000; `Err(errno)` for an
+    /// error reply.
     fn call(&mut self, opcode: Opcode, nodeid: u64, body: &[u8]) -> Result<Vec<u8>, i32> {
+        self.call_as(1000, 1000, opcode, nodeid, body)
+    }
+
+    /// A well-formed request from `uid`/`gid`.
+    fn call_as(
+        &mut self,
+        uid: u32,
+        gid: u32,
+        opcode: Opcode,
+        nodeid: u64,
+        body: &[u8],
+    ) -> Result<Vec<u8>, i32> {
         self.unique += 1;
         let header = InHeader {
             len: (std::mem::size_of::<InHeader>() + body.len()) as u32,
             opcode: opcode as u32,
             unique: self.unique,
             nodeid,
-            uid: 1000,
-            gid: 1000,
+            uid,
+            gid,
             pid: 42,
             padding: 0,
         };
@@ -231,20 +245,94 @@ impl<'a> Session<'a> {
         )
     }
 
-    fn mkdir(&mut self, parent: u64, name: &[u8]) -> Result<EntryOut, i32> {
-        let args = MkdirIn {
-            mode: 0o755,
-            umask: 0,
+    /// CREATE by `uid`/`gid`: the entry and the open handle.
+    fn create_as(
+        &mut self,
+        (uid, gid): (u32, u32),
+        parent: u64,
+        name: &[u8],
+        flags: i32,
+        mode: u32,
+    ) -> Result<(EntryOut, u64), i32> {
+        let args = CreateIn {
+            flags: flags as u32,
+            mode: libc::S_IFREG | mode,
+            umask: 0o022,
+            fuse_flags: 0,
         };
         let mut body = args.as_slice().to_vec();
         body.extend_from_slice(name);
         body.push(0);
-        let out = self.call(Opcode::Mkdir, parent, &body)?;
+        let out = self.call_as(uid, gid, Opcode::Create, parent, &body)?;
+        let n = std::mem::size_of::<EntryOut>();
+        let entry = EntryOut::from_slice(&out[..n]).copied().unwrap();
+        let open = OpenOut::from_slice(&out[n..n + std::mem::size_of::<OpenOut>()])
+            .copied()
+            .unwrap();
+        Ok((entry, open.fh))
+    }
+
+    fn mkdir(&mut self, parent: u64, name: &[u8]) -> Result<EntryOut, i32> {
+        self.mkdir_as((1000, 1000), parent, name, 0o755)
+    }
+
+    fn mkdir_as(
+        &mut self,
+        (uid, gid): (u32, u32),
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+    ) -> Result<EntryOut, i32> {
+        let args = MkdirIn { mode, umask: 0 };
+        let mut body = args.as_slice().to_vec();
+        body.extend_from_slice(name);
+        body.push(0);
+        let out = self.call_as(uid, gid, Opcode::Mkdir, parent, &body)?;
         Ok(
             EntryOut::from_slice(&out[..std::mem::size_of::<EntryOut>()])
                 .copied()
                 .unwrap(),
         )
+    }
+
+    /// Every entry READDIRPLUS returns for directory `node`, by name.
+    fn readdirplus(&mut self, node: u64) -> Vec<(String, EntryOut)> {
+        let open = OpenIn {
+            flags: libc::O_RDONLY as u32,
+            fuse_flags: 0,
+        };
+        let out = self.call(Opcode::Opendir, node, open.as_slice()).unwrap();
+        let fh = OpenOut::from_slice(&out[..std::mem::size_of::<OpenOut>()])
+            .unwrap()
+            .fh;
+        let mut entries = Vec::new();
+        let mut offset = 0;
+        loop {
+            let body = ReadIn {
+                fh,
+                offset,
+                size: 32 * 1024,
+                ..Default::default()
+            };
+            let out = self
+                .call(Opcode::Readdirplus, node, body.as_slice())
+                .unwrap();
+            if out.is_empty() {
+                return entries;
+            }
+            let mut rest = &out[..];
+            while !rest.is_empty() {
+                let n = std::mem::size_of::<EntryOut>();
+                let entry = EntryOut::from_slice(&rest[..n]).copied().unwrap();
+                let d = std::mem::size_of::<Dirent>();
+                let dirent = Dirent::from_slice(&rest[n..n + d]).copied().unwrap();
+                let name = &rest[n + d..n + d + dirent.namelen as usize];
+                entries.push((String::from_utf8(name.to_vec()).unwrap(), entry));
+                offset = dirent.off;
+                let len = (n + d + dirent.namelen as usize + 7) & !7;
+                rest = &rest[len..];
+            }
+        }
     }
 
     fn setattr(&mut self, node: u64, args: SetattrIn) -> Result<AttrOut, i32> {
@@ -258,6 +346,7 @@ impl<'a> Session<'a> {
 // FATTR_* bits of SetattrIn::valid.
 const FATTR_MODE: u32 = 1 << 0;
 const FATTR_UID: u32 = 1 << 1;
+const FATTR_GID: u32 = 1 << 2;
 const FATTR_SIZE: u32 = 1 << 3;
 
 fn is_symlink(mode: u32) -> bool {
@@ -543,9 +632,8 @@ fn guest_changes_reach_the_host_without_set_id_bits_or_devices() {
     let meta = std::fs::metadata(&host).unwrap();
     assert_eq!(meta.mode() & 0o7000, 0, "set-id bits are stripped");
     // The VMM's credentials, not the guest's uid 1000.
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(meta.uid(), unsafe { libc::geteuid() });
-    // chmod u+s is stripped; chown is accepted and ignored.
+    assert_eq!(meta.uid(), euid());
+    // chmod u+s is stripped; chown goes to the override only.
     let chmod = SetattrIn {
         valid: FATTR_MODE | FATTR_UID,
         mode: 0o6777,
@@ -557,6 +645,7 @@ fn guest_changes_reach_the_host_without_set_id_bits_or_devices() {
     let meta = std::fs::metadata(&host).unwrap();
     assert_eq!(meta.mode() & 0o7777, 0o777);
     assert_ne!(meta.uid(), 4242);
+    assert_eq!(attr.attr.uid, 4242);
     // Device nodes are refused.
     let mut mknod = MknodIn {
         mode: libc::S_IFCHR | 0o666,
@@ -608,4 +697,583 @@ fn device_shape() {
         read_only: false
     })
     .is_err());
+}
+
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+fn egid() -> u32 {
+    // SAFETY: getegid has no preconditions.
+    unsafe { libc::getegid() }
+}
+
+fn c_path(p: &Path) -> std::ffi::CString {
+    std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap()
+}
+
+/// The override xattr of a host file, as the host reads it.
+fn host_override(p: &Path) -> Option<String> {
+    let path = c_path(p);
+    let mut buf = [0u8; 128];
+    // SAFETY: both strings are NUL-terminated; the kernel writes at most
+    // `buf.len()` bytes into `buf`.
+    let n = unsafe {
+        libc::lgetxattr(
+            path.as_ptr(),
+            OVERRIDE_XATTR.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    (n >= 0).then(|| String::from_utf8(buf[..n as usize].to_vec()).unwrap())
+}
+
+/// Sets the override xattr of a host file as a host tool (or libkrun)
+/// would.
+fn set_host_override(p: &Path, value: &str) {
+    let path = c_path(p);
+    // SAFETY: both strings are NUL-terminated; the value is read for
+    // `value.len()` bytes.
+    let r = unsafe {
+        libc::lsetxattr(
+            path.as_ptr(),
+            OVERRIDE_XATTR.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+}
+
+fn owner_mode(a: &fuse_backend_rs::abi::fuse_abi::Attr) -> (u32, u32, u32) {
+    (a.uid, a.gid, a.mode & 0o7777)
+}
+
+const GUEST: (u32, u32) = (1000, 1000);
+
+#[test]
+fn override_values_parse_and_encode() {
+    let o = Override::parse(b"1000:1000:0640").unwrap();
+    assert_eq!((o.uid, o.gid, o.mode), (1000, 1000, 0o640));
+    assert_eq!(o.encode(), "1000:1000:0640");
+    // libkrun may store the file type too: only permission bits count.
+    let o = Override::parse(b"0:0:0100755").unwrap();
+    assert_eq!((o.uid, o.gid, o.mode), (0, 0, 0o755));
+    assert_eq!(Override::parse(b"0:0:4755\0").unwrap().mode, 0o4755);
+    for bad in [
+        &b""[..],
+        b"1:2",
+        b"1:2:3:4",
+        b"a:0:0644",
+        b"-1:0:0644",
+        b"1:2:0899",
+        b"1::0644",
+        b"99999999999:0:0644",
+        b"\xff:0:0",
+    ] {
+        assert_eq!(Override::parse(bad), None, "{:?}", bad);
+    }
+}
+
+#[test]
+fn guest_owner_and_mode_live_in_the_override_not_on_the_host() {
+    let l = layout();
+    let mem = test_memory();
+    let mut s = Session::new(&mem, &l.share, false);
+    let host = l.share.join("owned");
+    // CREATE by 1000:1000, mode 0640: the reply shows the creator.
+    let (entry, fh) = s
+        .create_as(GUEST, ROOT, b"owned", libc::O_RDWR | libc::O_CREAT, 0o640)
+        .unwrap();
+    assert_eq!(owner_mode(&entry.attr), (1000, 1000, 0o640));
+    assert_eq!(entry.attr.mode & libc::S_IFMT, libc::S_IFREG);
+    s.write(entry.nodeid, fh, b"data").unwrap();
+    // ...and so do GETATTR and LOOKUP.
+    let node = entry.nodeid;
+    assert_eq!(
+        owner_mode(&s.getattr(node).unwrap().attr),
+        (1000, 1000, 0o640)
+    );
+    assert_eq!(
+        owner_mode(&s.lookup(ROOT, b"owned").unwrap().attr),
+        (1000, 1000, 0o640)
+    );
+    // On the host: the VMM's user, the override beside.
+    let meta = std::fs::metadata(&host).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (euid(), egid()));
+    assert_eq!(meta.mode() & 0o600, 0o600);
+    assert_eq!(host_override(&host).as_deref(), Some("1000:1000:0640"));
+
+    // chown 0:0: the guest sees root, the host owner does not change.
+    let chown = SetattrIn {
+        valid: FATTR_UID | FATTR_GID,
+        uid: 0,
+        gid: 0,
+        ..Default::default()
+    };
+    let attr = s.setattr(node, chown).unwrap();
+    assert_eq!(owner_mode(&attr.attr), (0, 0, 0o640));
+    assert_eq!(owner_mode(&s.getattr(node).unwrap().attr), (0, 0, 0o640));
+    let meta = std::fs::metadata(&host).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (euid(), egid()));
+    assert_eq!(host_override(&host).as_deref(), Some("0:0:0640"));
+
+    // chmod 0200: shown as 0200; the host file stays owner-rw, so the
+    // server can still open it for writing (and the host user read it).
+    let chmod = SetattrIn {
+        valid: FATTR_MODE,
+        mode: libc::S_IFREG | 0o200,
+        ..Default::default()
+    };
+    let attr = s.setattr(node, chmod).unwrap();
+    assert_eq!(owner_mode(&attr.attr), (0, 0, 0o200));
+    assert_eq!(attr.attr.mode & libc::S_IFMT, libc::S_IFREG);
+    assert_eq!(owner_mode(&s.getattr(node).unwrap().attr), (0, 0, 0o200));
+    let meta = std::fs::metadata(&host).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o600);
+    assert_eq!(host_override(&host).as_deref(), Some("0:0:0200"));
+    let fh = s.open(node, libc::O_WRONLY | libc::O_TRUNC).unwrap();
+    s.write(node, fh, b"written at 0200").unwrap();
+    assert_eq!(std::fs::read(&host).unwrap(), b"written at 0200");
+    // chmod 0000 keeps the host file owner-rw as well.
+    let chmod = SetattrIn {
+        valid: FATTR_MODE,
+        mode: 0,
+        ..Default::default()
+    };
+    assert_eq!(s.setattr(node, chmod).unwrap().attr.mode & 0o7777, 0);
+    assert_eq!(std::fs::metadata(&host).unwrap().mode() & 0o7777, 0o600);
+    let fh = s.open(node, libc::O_RDONLY).unwrap();
+    assert_eq!(s.read(node, fh, 100).unwrap(), b"written at 0200");
+    // chmod's group/other bits reach the host file; set-id bits never.
+    let chmod = SetattrIn {
+        valid: FATTR_MODE,
+        mode: 0o6755,
+        ..Default::default()
+    };
+    assert_eq!(s.setattr(node, chmod).unwrap().attr.mode & 0o7777, 0o755);
+    assert_eq!(std::fs::metadata(&host).unwrap().mode() & 0o7777, 0o755);
+    // Other changes (truncate) keep the view.
+    let truncate = SetattrIn {
+        valid: FATTR_SIZE,
+        size: 0,
+        ..Default::default()
+    };
+    let attr = s.setattr(node, truncate).unwrap();
+    assert_eq!(owner_mode(&attr.attr), (0, 0, 0o755));
+    assert_eq!(attr.attr.size, 0);
+}
+
+#[test]
+fn a_file_created_0200_is_writable_by_its_creator() {
+    let l = layout();
+    let mem = test_memory();
+    let mut s = Session::new(&mem, &l.share, false);
+    // open(O_WRONLY|O_CREAT, 0200) as uid 1000, write through that handle.
+    let (entry, fh) = s
+        .create_as(GUEST, ROOT, b"w", libc::O_WRONLY | libc::O_CREAT, 0o200)
+        .unwrap();
+    assert_eq!(owner_mode(&entry.attr), (1000, 1000, 0o200));
+    s.write(entry.nodeid, fh, b"first").unwrap();
+    let host = l.share.join("w");
+    assert_eq!(std::fs::read(&host).unwrap(), b"first");
+    // Opened again for writing (the guest kernel allows its owner, from
+    // the mode reported), and rewritten.
+    let fh = s
+        .open(entry.nodeid, libc::O_WRONLY | libc::O_TRUNC)
+        .unwrap();
+    s.write(entry.nodeid, fh, b"second").unwrap();
+    assert_eq!(std::fs::read(&host).unwrap(), b"second");
+    let meta = std::fs::metadata(&host).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o600, "owner-rw on the host");
+    assert_eq!(meta.uid(), euid());
+    // ACCESS answers from the view: its owner may write, not read;
+    // others neither.
+    let access = |s: &mut Session<'_>, uid, mask: i32| {
+        let body = AccessIn {
+            mask: mask as u32,
+            padding: 0,
+        };
+        s.call_as(uid, uid, Opcode::Access, entry.nodeid, body.as_slice())
+            .map(|_| ())
+    };
+    assert_eq!(access(&mut s, 1000, libc::W_OK), Ok(()));
+    assert_eq!(access(&mut s, 1000, libc::R_OK), Err(libc::EACCES));
+    assert_eq!(access(&mut s, 2000, libc::W_OK), Err(libc::EACCES));
+    assert_eq!(access(&mut s, 0, libc::R_OK | libc::W_OK), Ok(()));
+    assert_eq!(access(&mut s, 0, libc::X_OK), Err(libc::EACCES));
+    assert_eq!(access(&mut s, 2000, libc::F_OK), Ok(()));
+}
+
+#[test]
+fn directories_keep_an_override_and_stay_usable_by_the_server() {
+    let l = layout();
+    let mem = test_memory();
+    let mut s = Session::new(&mem, &l.share, false);
+    let made = s.mkdir_as((0, 0), ROOT, b"rootdir", 0o755).unwrap();
+    assert_eq!(owner_mode(&made.attr), (0, 0, 0o755));
+    assert_eq!(made.attr.mode & libc::S_IFMT, libc::S_IFDIR);
+    let host = l.share.join("rootdir");
+    assert_eq!(host_override(&host).as_deref(), Some("0:0:0755"));
+    assert_eq!(std::fs::metadata(&host).unwrap().uid(), euid());
+    // A 0500 directory: shown 0500, rwx for the server on the host, so a
+    // file can still be made in it (the guest kernel decides who may).
+    let ro = s.mkdir_as(GUEST, ROOT, b"r-x", 0o500).unwrap();
+    assert_eq!(owner_mode(&ro.attr), (1000, 1000, 0o500));
+    assert_eq!(
+        std::fs::metadata(l.share.join("r-x")).unwrap().mode() & 0o7777,
+        0o700
+    );
+    let (inner, _) = s
+        .create_as((0, 0), ro.nodeid, b"f", libc::O_RDWR | libc::O_CREAT, 0o644)
+        .unwrap();
+    assert_eq!(owner_mode(&inner.attr), (0, 0, 0o644));
+    // A set-group-ID directory of group 50: new files and directories in
+    // it get group 50; directories inherit the bit.
+    let shared = s.mkdir_as(GUEST, ROOT, b"team", 0o775).unwrap();
+    let chown = SetattrIn {
+        valid: FATTR_MODE | FATTR_GID,
+        mode: libc::S_IFDIR | 0o2775,
+        gid: 50,
+        ..Default::default()
+    };
+    let attr = s.setattr(shared.nodeid, chown).unwrap();
+    assert_eq!(owner_mode(&attr.attr), (1000, 50, 0o2775));
+    let (f, _) = s
+        .create_as(
+            GUEST,
+            shared.nodeid,
+            b"f",
+            libc::O_RDWR | libc::O_CREAT,
+            0o664,
+        )
+        .unwrap();
+    assert_eq!(owner_mode(&f.attr), (1000, 50, 0o644), "umask 022 applies");
+    let d = s.mkdir_as(GUEST, shared.nodeid, b"sub", 0o755).unwrap();
+    assert_eq!(owner_mode(&d.attr), (1000, 50, 0o2755));
+}
+
+#[test]
+fn host_files_show_their_host_owner_and_host_overrides_are_read() {
+    let l = layout();
+    let mem = test_memory();
+    let mut s = Session::new(&mem, &l.share, false);
+    let meta = std::fs::metadata(l.share.join("hello.txt")).unwrap();
+    let hello = s.lookup(ROOT, b"hello.txt").unwrap();
+    assert_eq!(
+        owner_mode(&hello.attr),
+        (meta.uid(), meta.gid(), meta.mode() & 0o7777)
+    );
+    assert_eq!(host_override(&l.share.join("hello.txt")), None);
+    // CREATE of an existing host file without O_EXCL opens it; it does
+    // not become the guest's.
+    let (again, _) = s
+        .create_as(
+            GUEST,
+            ROOT,
+            b"hello.txt",
+            libc::O_RDWR | libc::O_CREAT,
+            0o600,
+        )
+        .unwrap();
+    assert_eq!(again.nodeid, hello.nodeid);
+    assert_eq!(owner_mode(&again.attr), owner_mode(&hello.attr));
+    assert_eq!(host_override(&l.share.join("hello.txt")), None);
+    // With O_EXCL it is refused.
+    assert_eq!(
+        s.create_as(
+            GUEST,
+            ROOT,
+            b"hello.txt",
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+            0o600
+        )
+        .err(),
+        Some(libc::EEXIST)
+    );
+    // An override set on the host (by a host tool, or a folder libkrun
+    // served) is what the guest sees; one that does not parse is not.
+    let d = l.share.join("d");
+    set_host_override(&d, "33:44:0100750");
+    let attr = s.lookup(ROOT, b"d").unwrap().attr;
+    assert_eq!(owner_mode(&attr), (33, 44, 0o750));
+    assert_eq!(attr.mode & libc::S_IFMT, libc::S_IFDIR);
+    set_host_override(&d, "thirty-three");
+    let meta = std::fs::metadata(&d).unwrap();
+    assert_eq!(
+        owner_mode(&s.lookup(ROOT, b"d").unwrap().attr),
+        (meta.uid(), meta.gid(), meta.mode() & 0o7777)
+    );
+    // A symlink the guest makes shows the host owner (no xattrs on
+    // symlinks); chown on it is accepted and not kept.
+    let link = s.call(Opcode::Symlink, ROOT, b"lnk\0hello.txt\0").unwrap();
+    let link = EntryOut::from_slice(&link[..std::mem::size_of::<EntryOut>()])
+        .copied()
+        .unwrap();
+    assert!(is_symlink(link.attr.mode));
+    assert_eq!((link.attr.uid, link.attr.gid), (euid(), egid()));
+    let chown = SetattrIn {
+        valid: FATTR_UID,
+        uid: 1000,
+        ..Default::default()
+    };
+    assert_eq!(s.setattr(link.nodeid, chown).unwrap().attr.uid, euid());
+    // A hard link shows its inode's override.
+    let (f, _) = s
+        .create_as(GUEST, ROOT, b"orig", libc::O_RDWR | libc::O_CREAT, 0o604)
+        .unwrap();
+    let mut body = f.nodeid.to_le_bytes().to_vec();
+    body.extend_from_slice(b"hard\0");
+    let hard = s.call(Opcode::Link, ROOT, &body).unwrap();
+    let hard = EntryOut::from_slice(&hard[..std::mem::size_of::<EntryOut>()])
+        .copied()
+        .unwrap();
+    assert_eq!(owner_mode(&hard.attr), (1000, 1000, 0o604));
+}
+
+#[test]
+fn readdirplus_entries_show_overrides() {
+    let l = layout();
+    let mem = test_memory();
+    let mut s = Session::new(&mem, &l.share, false);
+    s.create_as(
+        (0, 0),
+        ROOT,
+        b"by-root",
+        libc::O_RDWR | libc::O_CREAT,
+        0o600,
+    )
+    .unwrap();
+    s.mkdir_as((1000, 1001), ROOT, b"by-user", 0o700).unwrap();
+    let entries = s.readdirplus(ROOT);
+    let get = |name: &str| {
+        entries
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("{name} in {entries:?}"))
+            .1
+    };
+    assert_eq!(owner_mode(&get("by-root").attr), (0, 0, 0o600));
+    assert_eq!(owner_mode(&get("by-user").attr), (1000, 1001, 0o700));
+    let meta = std::fs::metadata(l.share.join("hello.txt")).unwrap();
+    assert_eq!(
+        owner_mode(&get("hello.txt").attr),
+        (meta.uid(), meta.gid(), meta.mode() & 0o7777)
+    );
+    assert!(is_symlink(get("esc").attr.mode));
+}
+
+#[test]
+fn overrides_survive_a_new_server_and_read_only_shares_refuse_chown() {
+    let l = layout();
+    let mem = test_memory();
+    {
+        let mut s = Session::new(&mem, &l.share, false);
+        s.create_as(GUEST, ROOT, b"kept", libc::O_RDWR | libc::O_CREAT, 0o600)
+            .unwrap();
+        let d = s.mkdir_as(GUEST, ROOT, b"kept-dir", 0o750).unwrap();
+        let chown = SetattrIn {
+            valid: FATTR_UID | FATTR_GID | FATTR_MODE,
+            uid: 0,
+            gid: 0,
+            mode: 0o711,
+            ..Default::default()
+        };
+        s.setattr(d.nodeid, chown).unwrap();
+    }
+    // The VMM restarts: a new device over the same folder.
+    let mem = test_memory();
+    let mut s = Session::new(&mem, &l.share, false);
+    let kept = s.lookup(ROOT, b"kept").unwrap();
+    assert_eq!(owner_mode(&kept.attr), (1000, 1000, 0o600));
+    assert_eq!(
+        owner_mode(&s.lookup(ROOT, b"kept-dir").unwrap().attr),
+        (0, 0, 0o711)
+    );
+    drop(s);
+    // A read-only share shows the overrides and refuses chown/chmod.
+    let mem = test_memory();
+    let mut s = Session::new(&mem, &l.share, true);
+    let kept = s.lookup(ROOT, b"kept").unwrap();
+    assert_eq!(owner_mode(&kept.attr), (1000, 1000, 0o600));
+    for valid in [FATTR_UID, FATTR_GID, FATTR_MODE] {
+        let change = SetattrIn {
+            valid,
+            mode: 0o777,
+            ..Default::default()
+        };
+        assert_eq!(s.setattr(kept.nodeid, change).err(), Some(libc::EROFS));
+    }
+    assert_eq!(
+        host_override(&l.share.join("kept")).as_deref(),
+        Some("1000:1000:0600")
+    );
+}
+
+#[test]
+fn the_override_xattr_is_out_of_the_guests_reach() {
+    let l = layout();
+    let mem = test_memory();
+    let mut s = Session::new(&mem, &l.share, false);
+    let (f, _) = s
+        .create_as(GUEST, ROOT, b"mine", libc::O_RDWR | libc::O_CREAT, 0o644)
+        .unwrap();
+    let name = OVERRIDE_XATTR.to_bytes_with_nul();
+    let mut get = GetxattrIn {
+        size: 256,
+        padding: 0,
+    }
+    .as_slice()
+    .to_vec();
+    get.extend_from_slice(name);
+    assert_eq!(
+        s.call(Opcode::Getxattr, f.nodeid, &get).err(),
+        Some(libc::ENOSYS)
+    );
+    let list = GetxattrIn {
+        size: 256,
+        padding: 0,
+    };
+    assert_eq!(
+        s.call(Opcode::Listxattr, f.nodeid, list.as_slice()).err(),
+        Some(libc::ENOSYS)
+    );
+    let value = b"0:0:04755";
+    let mut set = SetxattrIn {
+        size: value.len() as u32,
+        flags: 0,
+    }
+    .as_slice()
+    .to_vec();
+    set.extend_from_slice(name);
+    set.extend_from_slice(value);
+    assert_eq!(
+        s.call_as(0, 0, Opcode::Setxattr, f.nodeid, &set).err(),
+        Some(libc::ENOSYS)
+    );
+    assert_eq!(
+        s.call_as(0, 0, Opcode::Removexattr, f.nodeid, name).err(),
+        Some(libc::ENOSYS)
+    );
+    assert_eq!(
+        host_override(&l.share.join("mine")).as_deref(),
+        Some("1000:1000:0644")
+    );
+}
+
+/// This thread's effective uid/gid switched to `id` (the thread only:
+/// raw setresuid/setresgid, as PassthroughFs does), back on drop; `None`
+/// when the process is not root (it then already runs unprivileged).
+struct AsUser;
+
+impl AsUser {
+    fn enter(id: u32) -> Option<AsUser> {
+        if euid() != 0 {
+            return None;
+        }
+        let keep = libc::c_long::from(-1i32);
+        // SAFETY: setresgid/setresuid change only this thread's
+        // credentials; -1 keeps the real and saved ids (root, to return).
+        let r = unsafe { libc::syscall(libc::SYS_setresgid, keep, id, keep) };
+        assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+        // SAFETY: as above.
+        let r = unsafe { libc::syscall(libc::SYS_setresuid, keep, id, keep) };
+        assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+        Some(AsUser)
+    }
+}
+
+impl Drop for AsUser {
+    fn drop(&mut self) {
+        let keep = libc::c_long::from(-1i32);
+        // SAFETY: back to the saved root ids, this thread only.
+        unsafe {
+            libc::syscall(libc::SYS_setresuid, keep, 0, keep);
+            libc::syscall(libc::SYS_setresgid, keep, 0, keep);
+        }
+    }
+}
+
+#[test]
+fn an_unprivileged_vmm_keeps_0200_and_0000_files_usable() {
+    // Root would pass every host permission check: serve the share as an
+    // unprivileged user, as berth-vmm runs on a desktop.
+    const NOBODY: u32 = 65534;
+    let l = layout();
+    let tmp = l.share.parent().unwrap();
+    std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let host_made = l.share.join("host-0400");
+    std::fs::write(&host_made, b"made on the host").unwrap();
+    std::fs::set_permissions(&host_made, std::fs::Permissions::from_mode(0o400)).unwrap();
+    if euid() == 0 {
+        for p in [&l.share, &l.share.join("d"), &host_made] {
+            std::os::unix::fs::chown(p, Some(NOBODY), Some(NOBODY)).unwrap();
+        }
+    }
+    let _user = AsUser::enter(NOBODY);
+    let mem = test_memory();
+    let mut s = Session::new(&mem, &l.share, false);
+    // Created 0200 by the guest: written, opened again, written again.
+    let (w, fh) = s
+        .create_as(GUEST, ROOT, b"w", libc::O_WRONLY | libc::O_CREAT, 0o200)
+        .unwrap();
+    assert_eq!(owner_mode(&w.attr), (1000, 1000, 0o200));
+    s.write(w.nodeid, fh, b"one").unwrap();
+    let fh = s.open(w.nodeid, libc::O_WRONLY | libc::O_TRUNC).unwrap();
+    s.write(w.nodeid, fh, b"two").unwrap();
+    // chmod 0000: still shown (the server reads the override) and the
+    // data still reachable by the server.
+    let chmod = SetattrIn {
+        valid: FATTR_MODE,
+        mode: 0,
+        ..Default::default()
+    };
+    assert_eq!(s.setattr(w.nodeid, chmod).unwrap().attr.mode & 0o7777, 0);
+    assert_eq!(
+        owner_mode(&s.getattr(w.nodeid).unwrap().attr),
+        (1000, 1000, 0)
+    );
+    let fh = s.open(w.nodeid, libc::O_RDONLY).unwrap();
+    assert_eq!(s.read(w.nodeid, fh, 10).unwrap(), b"two");
+    // A 0500 directory of the guest's still takes new files.
+    let dir = s.mkdir_as(GUEST, ROOT, b"r-x", 0o500).unwrap();
+    s.create_as(
+        GUEST,
+        dir.nodeid,
+        b"in",
+        libc::O_RDWR | libc::O_CREAT,
+        0o644,
+    )
+    .unwrap();
+    // A host file at 0400: chown from the guest gets the host file its
+    // owner's write bit (for the override) and shows 0400 still.
+    let h = s.lookup(ROOT, b"host-0400").unwrap();
+    let chown = SetattrIn {
+        valid: FATTR_UID | FATTR_GID,
+        ..Default::default()
+    };
+    assert_eq!(
+        owner_mode(&s.setattr(h.nodeid, chown).unwrap().attr),
+        (0, 0, 0o400)
+    );
+    assert_eq!(
+        owner_mode(&s.getattr(h.nodeid).unwrap().attr),
+        (0, 0, 0o400)
+    );
+    drop(s);
+    drop(_user);
+    assert_eq!(std::fs::read(l.share.join("w")).unwrap(), b"two");
+    let meta = std::fs::metadata(l.share.join("w")).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&host_made).unwrap().mode() & 0o7777,
+        0o600
+    );
+    assert_eq!(host_override(&host_made).as_deref(), Some("0:0:0400"));
+    if euid() == 0 {
+        assert_eq!(meta.uid(), NOBODY, "files belong to the VMM's user");
+    }
 }
