@@ -31,12 +31,32 @@
 //!   (not only through the guest's mount flags);
 //! - the guest's uid/gid are not used on the host: every operation runs
 //!   with the VMM's credentials, so files the guest creates belong to the
-//!   user who runs the VMM (Docker Desktop behaviour). Ownership changes
-//!   (chown) are accepted and ignored (keeping them in xattrs is to do);
+//!   user who runs the VMM (Docker Desktop behaviour);
+//! - the guest's view of a regular file's or directory's owner and mode
+//!   lives in the xattr `user.containers.override_stat`
+//!   ([`OVERRIDE_XATTR`], text `UID:GID:0MODE`, libkrun's and
+//!   fuse-overlayfs's name and format): written when the guest makes the
+//!   file (the request's uid/gid, the parent's group if it is
+//!   set-group-ID, the mode after umask) and on chown/chmod, and shown in
+//!   every reply carrying attributes (the file type is the host's). The
+//!   host file keeps the VMM user as owner and always its owner's `rw-`
+//!   (`rwx` for directories), so that a file the guest makes 0200 or
+//!   chmods 0000 stays usable by the server; its group/other bits follow
+//!   the guest's chmod. Permission checks are the guest kernel's (virtiofs
+//!   mounts with `default_permissions`), from the attributes shown;
+//!   ACCESS, if asked, answers from the same view. Files without an
+//!   override (made on the host) show their host owner and mode; so do
+//!   symlinks, FIFOs and sockets (Linux refuses `user.*` xattrs on them:
+//!   chown of them is accepted and not kept). On a host file system
+//!   without user xattrs, chmod goes to the host file and chown is not
+//!   kept;
 //! - setuid/setgid bits are stripped from modes the guest sets on files,
 //!   and device nodes (mknod of block/char devices) are refused, so a
 //!   guest cannot plant set-id programs or device nodes for host users;
-//! - extended attributes are off.
+//! - extended attributes are not offered to the guest (ENOSYS for all
+//!   four xattr requests), so the override cannot be read, listed, set
+//!   or removed from the guest; the server writes it through the inode's
+//!   own fd (PassthroughFs's xattr support, enabled for that alone).
 //!
 //! Not covered: a directory the *host* moves out of the share while the
 //! guest holds it stays reachable (as with virtiofsd); host bind mounts
@@ -53,7 +73,7 @@ mod tests;
 #[cfg(target_os = "linux")]
 pub use device::Fs;
 #[cfg(target_os = "linux")]
-pub use share::ShareFs;
+pub use share::{Override, ShareFs, OVERRIDE_XATTR};
 
 use std::path::PathBuf;
 

@@ -13,8 +13,7 @@ use virtio_queue::desc::{split::Descriptor, RawDescriptor};
 use virtio_queue::mock::MockSplitQueue;
 use vm_memory::{Address, ByteValued, Bytes, GuestAddress};
 
-use super::share::{Override, OVERRIDE_XATTR};
-use super::{Fs, FsConfig};
+use super::{Fs, FsConfig, Override, OVERRIDE_XATTR};
 use crate::devices::virtio::test_utils::{null_interrupt, test_memory};
 use crate::devices::virtio::{ActivateContext, VirtioDevice, VIRTIO_F_VERSION_1};
 use crate::GuestMemoryMmap;
