@@ -153,6 +153,31 @@ fn guest_mounts_shares_and_writes_through() {
     assert!(text.contains(&want_ro), "no `{want_ro}`\n{}", report());
     let check = fs::read_to_string(rw.join(".berth-share-check")).unwrap_or_default();
     assert_eq!(check, "written by the guest through share t1\n");
+    // The agent (root in the guest) made it: its owner as the guest sees
+    // it is in the override xattr, the host file is the VMM user's.
+    let over = override_xattr(&rw.join(".berth-share-check"));
+    assert!(
+        over.as_deref().is_some_and(|v| v.starts_with("0:0:0")),
+        "override {over:?}"
+    );
     assert!(!ro.join(".berth-share-check").exists());
     assert_eq!(fs::read_dir(&ro).unwrap().count(), 1);
+}
+
+/// `user.containers.override_stat` of a host file (berth-vmm's record of
+/// the guest's owner and mode).
+fn override_xattr(p: &Path) -> Option<String> {
+    let path = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    let mut buf = [0u8; 128];
+    // SAFETY: both names are NUL-terminated; the kernel writes at most
+    // `buf.len()` bytes into `buf`.
+    let n = unsafe {
+        libc::lgetxattr(
+            path.as_ptr(),
+            c"user.containers.override_stat".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    (n >= 0).then(|| String::from_utf8_lossy(&buf[..n as usize]).into_owned())
 }
