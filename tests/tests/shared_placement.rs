@@ -114,7 +114,7 @@ fn machine_vm_runs_builds_and_talks_to_registries_like_native() {
             "sh",
             "-c",
             "echo persisted > /d/f; cat /w/a.txt; echo from the guest > /w/b.txt; \
-             echo x > /r/c.txt 2>/dev/null || echo ro refused",
+             chown 1234:5678 /w/b.txt; echo x > /r/c.txt 2>/dev/null || echo ro refused",
         ])
         .ok();
     assert_eq!(o.stdout, "from the host\nro refused\n");
@@ -123,10 +123,29 @@ fn machine_vm_runs_builds_and_talks_to_registries_like_native() {
         "from the guest\n"
     );
     assert!(!shared.path().join("c.txt").exists());
+    // The container's chown is kept (in an xattr) for the next container;
+    // the host file stays the user's.
     let o = b
-        .run(&["run", "--rm", "-v", "data:/d", DEFAULT_IMAGE, "cat", "/d/f"])
+        .run(&[
+            "run",
+            "--rm",
+            "-v",
+            "data:/d",
+            "-v",
+            &format!("{sd}:/w"),
+            DEFAULT_IMAGE,
+            "sh",
+            "-c",
+            "cat /d/f; stat -c %u:%g /w/b.txt",
+        ])
         .ok();
-    assert_eq!(o.stdout, "persisted\n");
+    assert_eq!(o.stdout, "persisted\n1234:5678\n");
+    {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(shared.path().join("b.txt")).unwrap();
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(m.uid(), unsafe { libc::geteuid() });
+    }
     assert_eq!(b.run(&["volume", "ls", "-q"]).ok().stdout, "data\n");
     let o = b.run(&["run", "--rm", "-v", "/etc:/h", DEFAULT_IMAGE, "true"]);
     assert_ne!(o.code, 0);
