@@ -387,3 +387,29 @@ fn anonymous_volumes_copy_up_volumes_from_and_prune() {
     assert_eq!(volumes(&b), vec!["fresh"]);
     b.run(&["rm", "-f", "src"]).ok();
 }
+
+#[test]
+fn sparse_files_pass_4_gib_on_binds_and_volumes() {
+    let b = Berth::new().with_default_image();
+    let dir = tempfile::tempdir().unwrap();
+    let w = format!("{}:/w", dir.path().display());
+    for target in [w.as_str(), "big:/w"] {
+        let o = b
+            .run(&[
+                "run",
+                "--rm",
+                "-v",
+                target,
+                IMG,
+                "sh",
+                "-c",
+                "dd if=/dev/zero of=/w/big bs=1 count=1 seek=5368709120 2>/dev/null && stat -c %s /w/big",
+            ])
+            .ok();
+        assert_eq!(o.stdout, "5368709121\n", "{target}");
+    }
+    assert_eq!(
+        std::fs::metadata(dir.path().join("big")).unwrap().len(),
+        5_368_709_121
+    );
+}

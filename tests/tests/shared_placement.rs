@@ -114,7 +114,8 @@ fn machine_vm_runs_builds_and_talks_to_registries_like_native() {
             "sh",
             "-c",
             "echo persisted > /d/f; cat /w/a.txt; echo from the guest > /w/b.txt; \
-             chown 1234:5678 /w/b.txt; echo x > /r/c.txt 2>/dev/null || echo ro refused",
+             chown 1234:5678 /w/b.txt; echo x > /r/c.txt 2>/dev/null || echo ro refused; \
+             dd if=/dev/zero of=/w/big bs=1 count=1 seek=5368709120 2>/dev/null",
         ])
         .ok();
     assert_eq!(o.stdout, "from the host\nro refused\n");
@@ -123,6 +124,11 @@ fn machine_vm_runs_builds_and_talks_to_registries_like_native() {
         "from the guest\n"
     );
     assert!(!shared.path().join("c.txt").exists());
+    // A sparse file past 4 GiB, written through virtio-fs.
+    assert_eq!(
+        std::fs::metadata(shared.path().join("big")).unwrap().len(),
+        5_368_709_121
+    );
     // The container's chown is kept (in an xattr) for the next container;
     // the host file stays the user's.
     let o = b
