@@ -1,0 +1,450 @@
+#!/usr/bin/env bash
+# Shared-folder file-system benchmark: the same file operations, timed inside
+# the guest, in three places:
+#   berth      a container in the machine VM (--isolation shared) with a bind
+#              mount `-v DIR:/w`, which reaches the host through berth-vmm's
+#              in-process virtio-fs device (fuse-backend-rs PassthroughFs)
+#   virtiofsd  QEMU `-M microvm` booting the same guest kernel, with a
+#              vhost-user-fs device served by virtiofsd (the usual stack):
+#              a busybox /init mounts the share and runs the operations
+#   native     the operations run directly on this host, on the same disk
+# All three run one ops script with the same static busybox (Debian's
+# busybox-static, which is also the binary in berth's default image), and time
+# each step with busybox sh's $EPOCHREALTIME, so the container start-up / VM
+# boot is not counted.
+#
+#   benches/fs.sh                                   # ROUNDS=1
+#   ROUNDS=3 FILE_MB=256 SMALL_FILES=2000 TREE_FILES=10000 benches/fs.sh
+#   ENGINES="berth native" benches/fs.sh            # skip a column
+#
+# Steps (each timed separately):
+#   write   dd if=/dev/zero of=seq.bin bs=1M count=FILE_MB conv=fsync
+#   read    dd if=seq.bin of=/dev/null bs=1M (a fresh open: with cache=auto
+#           the guest's page cache of the file is dropped at open, so the data
+#           crosses the transport; the host's page cache is warm everywhere)
+#   create  SMALL_FILES files of 2 bytes (`echo x >f$i`, a shell builtin: no fork)
+#   stat    `[ -f f$i ]` on each (builtin, one stat(2) each)
+#   unlink  one `rm -f small/*` (the glob lists the directory, rm unlinks each)
+#   find    `find tree >/dev/null` over TREE_FILES files in directories of
+#           TREE_PER_DIR, created on the host beforehand (busybox find lstat()s
+#           every entry); then an untimed second find checks the entry count
+# Nothing drops page caches: a berth container cannot (/proc/sys is read-only
+# there and berth has no --privileged), so neither guest does, for symmetry.
+#
+# Same setup for both VMs: the newest ${BERTH_CACHE_DIR:-~/.cache/berth}/
+# kernel/*/vmlinux (or $BERTH_KERNEL; berth gets it through BERTH_KERNEL too),
+# 1 vCPU, 512 MiB, and the same cache policy on the host side (cache=auto:
+# entry/attr timeout 1 s, no writeback cache, no xattrs; virtiofsd serves
+# requests inline on its vring thread, --thread-pool-size 0, as berth-vmm
+# serves them on its event loop). virtiofsd: $VIRTIOFSD, else `virtiofsd` on
+# PATH, ~/.cargo/bin/virtiofsd (`cargo install virtiofsd --locked`, needs
+# libseccomp-dev and libcap-ng-dev), /usr/libexec/virtiofsd, or QEMU 7.2's C
+# virtiofsd /usr/lib/qemu/virtiofsd; both are run with the chroot sandbox (one
+# process). If QEMU/virtiofsd fails, that column is printed as SKIPPED with the
+# reason and the others still run.
+#
+# Environment: ROUNDS (1; rounds are interleaved, the engine order rotates
+# each round, the table shows medians), FILE_MB (64), SMALL_FILES (500),
+# TREE_FILES (2000), TREE_PER_DIR (100), ENGINES ("berth virtiofsd native"),
+# NICE (niceness of the VMMs, virtiofsd and the native run, 10), RUN_TIMEOUT
+# (seconds per guest run, 3600), KEEP=1 keeps the work directory.
+#
+# Processes: the berth machine VM of a private BERTH_HOME (stopped with
+# `machine stop`, then its recorded VMM PID killed if still there), and QEMU /
+# virtiofsd started here (killed by PID). Nothing is killed by name.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+rounds=${ROUNDS:-1}
+file_mb=${FILE_MB:-64}
+nsmall=${SMALL_FILES:-500}
+ntree=${TREE_FILES:-2000}
+per_dir=${TREE_PER_DIR:-100}
+engines=${ENGINES:-berth virtiofsd native}
+niceness=${NICE:-10}
+timeout_s=${RUN_TIMEOUT:-3600}
+base_cmdline='console=ttyS0 reboot=k panic=-1 quiet clocksource=kvm-clock'
+root_args='root=/dev/vda ro rootfstype=ext4 init=/init'
+# = PVM_CMDLINE_EXTRAS in vmm/src/host_quirks.rs: berth-vmm appends it on
+# kvm_pvm hosts by itself, QEMU gets it explicitly there.
+pvm_extras='kvm_emul_safe noreplace-smp noxsave clearcpuid=cx16,pcid,invpcid,fsgsbase,smap,rdrand,rdseed,rdpid,rdtscp,popcnt,serialize,clflushopt,clwb,umip,xsaveopt,xsavec,xsaves,erms,fsrm'
+t_start=$(date +%s)
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { log "FAIL: $*"; exit 1; }
+posint() { [[ $2 =~ ^[1-9][0-9]*$ ]] || die "$1 must be a positive integer"; }
+posint ROUNDS "$rounds"; posint FILE_MB "$file_mb"; posint SMALL_FILES "$nsmall"
+posint TREE_FILES "$ntree"; posint TREE_PER_DIR "$per_dir"
+has() { [[ " $engines " == *" $1 "* ]]; }
+for e in $engines; do
+    case $e in berth | virtiofsd | native) ;; *) die "unknown engine '$e' in ENGINES" ;; esac
+done
+
+busybox=${BUSYBOX:-/bin/busybox}
+[ -x "$busybox" ] || die "$busybox missing (apt-get install busybox-static)"
+[[ $(file -b "$busybox") == *"statically linked"* ]] || die "$busybox is not static (apt-get install busybox-static)"
+"$busybox" sh -c '[ -n "$EPOCHREALTIME" ]' || die "$busybox sh has no \$EPOCHREALTIME"
+
+# ------------------------------------------------------------------ inputs
+if [ -n "${BERTH_KERNEL:-}" ]; then
+    kernel=$BERTH_KERNEL
+else
+    kernel=$(ls -t "${BERTH_CACHE_DIR:-$HOME/.cache/berth}"/kernel/*/vmlinux 2>/dev/null | head -n 1 || true)
+    if [ -z "$kernel" ] && { has berth || has virtiofsd; }; then
+        log "no guest kernel cached: building it (kernel-config/build-kernel.sh)"
+        kernel=$(nice -n 10 "$root/kernel-config/build-kernel.sh" | tail -n 1)
+    fi
+fi
+if has berth || has virtiofsd; then
+    [ -f "$kernel" ] || die "no kernel at $kernel"
+    [ -w /dev/kvm ] || die "/dev/kvm is not usable"
+fi
+
+berth=$root/target/release/berth
+vmm=$root/target/release/berth-vmm
+agent=$root/target/x86_64-unknown-linux-gnu/release/berth-agent
+image_tar=$root/out/images/busybox.oci.tar
+if has berth; then
+    if [ ! -x "$berth" ] || [ ! -x "$vmm" ] || [ ! -x "$agent" ]; then
+        log "building berth, berth-vmm, berth-agent (PROFILE=release scripts/dev-build.sh)"
+        (cd "$root" && PROFILE=release nice -n 10 scripts/dev-build.sh) >&2
+    fi
+    for b in "$berth" "$vmm" "$agent"; do [ -x "$b" ] || die "missing $b"; done
+    grep -qaF -- "--fs" "$vmm" && grep -qaF "berth.shares" "$agent" ||
+        die "$vmm or $agent predates virtio-fs shares: rebuild (PROFILE=release scripts/dev-build.sh)"
+    [ -f "$image_tar" ] || "$root/images/build-default-image.sh" >&2
+fi
+
+vfsd_skip=""
+if has virtiofsd; then
+    mkfs=$(PATH="$PATH:/usr/sbin:/sbin" command -v mkfs.ext4 || true)
+    virtiofsd=${VIRTIOFSD:-}
+    if [ -z "$virtiofsd" ]; then
+        for c in "$(command -v virtiofsd || true)" "$HOME/.cargo/bin/virtiofsd" \
+            /usr/libexec/virtiofsd /usr/lib/qemu/virtiofsd; do
+            if [ -n "$c" ] && [ -x "$c" ]; then virtiofsd=$c; break; fi
+        done
+    fi
+    if ! command -v qemu-system-x86_64 >/dev/null; then
+        vfsd_skip="qemu-system-x86_64 missing (apt-get install qemu-system-x86)"
+    elif [ -z "$mkfs" ]; then
+        vfsd_skip="mkfs.ext4 missing (apt-get install e2fsprogs)"
+    elif [ -z "$virtiofsd" ]; then
+        vfsd_skip="no virtiofsd (cargo install virtiofsd --locked, or set VIRTIOFSD)"
+    else
+        vfsd_version=$("$virtiofsd" --version 2>&1 | head -n 1)
+        # QEMU's C virtiofsd (<= 7.2) takes -o options; the Rust one long flags.
+        if [[ $vfsd_version == *"(Debian"* || $vfsd_version == *QEMU* ]] ||
+            "$virtiofsd" --help 2>&1 | grep -q -- '-o source='; then
+            vfsd_kind=c
+        else
+            vfsd_kind=rust
+        fi
+    fi
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/berth-bench-fs.XXXXXX")
+data=$work/data        # the one shared folder (berth: BERTH_MACHINE_SHARES; virtiofsd: --shared-dir)
+mkdir -p "$data"
+qemu_pid="" vfsd_pid="" berth_pid="" machine_up=""
+cleanup() {
+    set +e
+    local p
+    for p in "$berth_pid" "$qemu_pid" "$vfsd_pid"; do
+        if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then kill -KILL "$p"; wait "$p" 2>/dev/null; fi
+    done
+    if [ -n "$machine_up" ]; then
+        p=$(cat "$BERTH_HOME/machine/vmm.pid" 2>/dev/null)
+        timeout 120 "$berth" --isolation shared machine stop >/dev/null 2>&1 ||
+            log "machine stop failed"
+        # The VMM berth started for this BERTH_HOME, if `stop` left it.
+        if [ -n "$p" ] && kill -0 "$p" 2>/dev/null &&
+            tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "$work/"; then
+            log "machine VMM $p still running after stop: killing it"
+            kill -KILL "$p"
+        fi
+    fi
+    if [ "${KEEP:-0}" = 1 ]; then log "work directory kept: $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ------------------------------------------------------------------ ops script
+# busybox sh ops.sh DIR FILE_MB SMALL_FILES TREE_ENTRIES; prints
+# "FSBENCH <step> <t0> <t1>" per step, FSBENCH-END when done, FSBENCH-ERROR on failure.
+cat >"$work/ops.sh" <<'EOF'
+d=$1 mb=$2 n=$3 want=$4
+fail() { echo "FSBENCH-ERROR $*"; exit 1; }
+echo "FSBENCH-BEGIN $(uname -r)"
+[ -d "$d/tree" ] || fail "no $d/tree"
+
+t0=$EPOCHREALTIME
+dd if=/dev/zero of="$d/seq.bin" bs=1M count="$mb" conv=fsync 2>/dev/null || fail write
+t1=$EPOCHREALTIME
+echo "FSBENCH write $t0 $t1"
+[ "$(stat -c %s "$d/seq.bin")" = $((mb * 1048576)) ] || fail "write: wrong size"
+
+t0=$EPOCHREALTIME
+dd if="$d/seq.bin" of=/dev/null bs=1M 2>/dev/null || fail read
+t1=$EPOCHREALTIME
+echo "FSBENCH read $t0 $t1"
+rm -f "$d/seq.bin"
+
+mkdir "$d/small" || fail mkdir
+i=0
+t0=$EPOCHREALTIME
+while [ $i -lt $n ]; do echo x >"$d/small/f$i" || fail "create f$i"; i=$((i + 1)); done
+t1=$EPOCHREALTIME
+echo "FSBENCH create $t0 $t1"
+
+i=0
+t0=$EPOCHREALTIME
+while [ $i -lt $n ]; do [ -f "$d/small/f$i" ] || fail "stat f$i"; i=$((i + 1)); done
+t1=$EPOCHREALTIME
+echo "FSBENCH stat $t0 $t1"
+
+t0=$EPOCHREALTIME
+rm -f "$d/small/"* || fail unlink
+t1=$EPOCHREALTIME
+echo "FSBENCH unlink $t0 $t1"
+rmdir "$d/small" || fail "unlink left files in small/"
+
+t0=$EPOCHREALTIME
+find "$d/tree" >/dev/null || fail find
+t1=$EPOCHREALTIME
+echo "FSBENCH find $t0 $t1"
+c=$(find "$d/tree" | wc -l)
+[ "$c" = "$want" ] || fail "find saw $c entries, want $want"
+echo FSBENCH-END
+EOF
+ndirs=$(( (ntree + per_dir - 1) / per_dir ))
+tree_entries=$(( 1 + ndirs + ntree ))
+
+# A round directory: the ops script and the find tree, made on the host.
+make_round_dir() {
+    local dir=$1 i k=0
+    mkdir -p "$dir/tree"
+    cp "$work/ops.sh" "$dir/ops.sh"
+    for ((i = 0; i < ndirs; i++)); do
+        mkdir "$dir/tree/d$i"
+        while ((k < ntree && k < (i + 1) * per_dir)); do : >"$dir/tree/d$i/f$k"; k=$((k + 1)); done
+    done
+    sync
+}
+
+# parse ENGINE OUTPUT: FSBENCH lines -> ENGINE.results ("step seconds" lines,
+# round-tagged); fails when FSBENCH-END is missing.
+parse() {
+    local e=$1 out=$2 r=$3
+    tr -d '\r' <"$out" >"$out.clean"
+    if grep -q '^FSBENCH-ERROR' "$out.clean"; then
+        grep '^FSBENCH-ERROR' "$out.clean" | head -n 1 >&2
+        return 1
+    fi
+    grep -q '^FSBENCH-END' "$out.clean" || return 1
+    awk -v r="$r" '$1 == "FSBENCH" {printf "%s %s %.6f\n", r, $2, $4 - $3}' "$out.clean" >>"$work/$e.results"
+    awk '$1 == "FSBENCH" {printf " %s %.3f", $2, $4 - $3}' "$out.clean"
+}
+
+# ------------------------------------------------------------------ berth
+berth_setup() {
+    export BERTH_HOME=$work/home BERTH_AGENT=$agent BERTH_VMM=$vmm BERTH_KERNEL=$kernel
+    export BERTH_MACHINE_SHARES=$data
+    unset BERTH_ISOLATION
+    log "berth: booting the machine VM (private BERTH_HOME $BERTH_HOME, share $data)"
+    local t0=$SECONDS
+    machine_up=1
+    nice -n "$niceness" "$berth" --isolation shared machine start >/dev/null ||
+        die "berth machine start failed"
+    "$berth" --isolation shared load -q -i "$image_tar" >/dev/null || die "berth load failed"
+    log "berth: machine VM up and image loaded in $((SECONDS - t0)) s"
+}
+
+run_berth() {
+    local r=$1 dir=$data/berth-r$1 t0 rc=0
+    make_round_dir "$dir"
+    t0=$(date +%s.%N)
+    timeout -k 10 "$timeout_s" "$berth" --isolation shared run --rm -v "$dir:/w" berth/busybox \
+        sh /w/ops.sh /w "$file_mb" "$nsmall" "$tree_entries" >"$work/berth.r$r.out" 2>"$work/berth.r$r.err" &
+    berth_pid=$!
+    wait "$berth_pid" || rc=$?
+    berth_pid=""
+    local wall
+    wall=$(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN {printf "%.3f", a - b}')
+    if ! steps=$(parse berth "$work/berth.r$r.out" "$r"); then
+        log "berth round $r: run exited $rc; stdout/stderr tail:"
+        tail -n 10 "$work/berth.r$r.out" "$work/berth.r$r.err" | sed 's/^/    /' >&2
+        die "berth round $r failed"
+    fi
+    echo "$r $wall" >>"$work/berth.wall"
+    log "round $r: berth     $steps (run --rm wall $(printf %.1f "$wall") s)"
+}
+
+# ------------------------------------------------------------------ QEMU + virtiofsd
+vfsd_setup() {
+    # Root disk: static busybox, its applet links, an /init that mounts the
+    # share and runs the round's /mnt/run.sh (written per round), then reboots
+    # (reboot=k + -no-reboot: QEMU exits).
+    local tree=$work/qroot
+    mkdir -p "$tree"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,mnt,tmp}
+    cp "$busybox" "$tree/bin/busybox"
+    "$busybox" --list-full | while read -r applet; do
+        [ "$applet" = bin/busybox ] || ln -sf /bin/busybox "$tree/$applet"
+    done
+    cat >"$tree/init" <<'EOF'
+#!/bin/busybox sh
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t virtiofs fsbench /mnt || echo "FSBENCH-ERROR mount virtiofs failed"
+[ -f /mnt/run.sh ] && sh /mnt/run.sh
+sync
+reboot -f
+EOF
+    chmod 755 "$tree/init"
+    qroot=$work/qroot.ext4
+    truncate -s 16M "$qroot"
+    "$mkfs" -q -F -b 4096 -m 0 -O ^has_journal -E root_owner=0:0 -d "$tree" "$qroot" ||
+        { vfsd_skip="mkfs.ext4 failed building the QEMU root disk"; return; }
+    append="$base_cmdline $root_args"
+    [ -e /sys/module/kvm_pvm ] && append="$append $pvm_extras"
+    log "virtiofsd: $virtiofsd ($vfsd_version), $(qemu-system-x86_64 --version | head -n 1)"
+}
+
+run_vfsd() {
+    local r=$1 dir=$data/virtiofsd-r$1 sock=$work/vfsd.sock serial=$work/virtiofsd.r$1.serial
+    make_round_dir "$dir"
+    printf 'exec sh /mnt/virtiofsd-r%s/ops.sh /mnt/virtiofsd-r%s %s %s %s\n' \
+        "$r" "$r" "$file_mb" "$nsmall" "$tree_entries" >"$data/run.sh"
+    rm -f "$sock" "$serial"
+    local -a vcmd
+    if [ "$vfsd_kind" = rust ]; then
+        vcmd=("$virtiofsd" --socket-path="$sock" --shared-dir="$data" --cache=auto
+            --sandbox=chroot --thread-pool-size=0 --log-level=error)
+    else
+        vcmd=("$virtiofsd" --socket-path="$sock" -o source="$data" -o cache=auto
+            -o sandbox=chroot -o no_writeback -o no_xattr -o log_level=err)
+    fi
+    nice -n "$niceness" "${vcmd[@]}" >"$work/virtiofsd.r$r.log" 2>&1 &
+    vfsd_pid=$!
+    local i
+    for ((i = 0; i < 100; i++)); do [ -S "$sock" ] && break; sleep 0.1; done
+    if [ ! -S "$sock" ]; then
+        vfsd_skip="virtiofsd did not create its socket: $(tail -n 3 "$work/virtiofsd.r$r.log" | tr '\n' ' ')"
+        return 1
+    fi
+    local t0
+    t0=$(date +%s.%N)
+    nice -n "$niceness" qemu-system-x86_64 \
+        -M microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=off,memory-backend=mem \
+        -enable-kvm -cpu host,-arch-capabilities -m 512 -smp 1 \
+        -object memory-backend-memfd,id=mem,size=512M,share=on \
+        -nodefaults -no-user-config -nographic \
+        -serial "file:$serial" -no-reboot -device i8042 \
+        -drive "id=root,file=$qroot,format=raw,if=none,readonly=on" \
+        -device virtio-blk-device,drive=root \
+        -chardev "socket,id=vfs,path=$sock" -device vhost-user-fs-device,chardev=vfs,tag=fsbench \
+        -kernel "$kernel" -append "$append" >"$work/qemu.r$r.log" 2>&1 &
+    qemu_pid=$!
+    local booted=""
+    while :; do
+        if [ -z "$booted" ] && grep -q '^FSBENCH-BEGIN' "$serial" 2>/dev/null; then
+            booted=$(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN {printf "%.3f", a - b}')
+        fi
+        grep -qE '^FSBENCH-(END|ERROR)' "$serial" 2>/dev/null && break
+        kill -0 "$qemu_pid" 2>/dev/null || break
+        awk -v a="$(date +%s.%N)" -v b="$t0" -v l="$timeout_s" 'BEGIN {exit !(a - b > l)}' && break
+        sleep 0.5
+    done
+    local wall
+    wall=$(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN {printf "%.3f", a - b}')
+    sleep 1
+    kill -KILL "$qemu_pid" 2>/dev/null || true
+    wait "$qemu_pid" 2>/dev/null || true
+    qemu_pid=""
+    kill -TERM "$vfsd_pid" 2>/dev/null || true
+    for ((i = 0; i < 20; i++)); do kill -0 "$vfsd_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$vfsd_pid" 2>/dev/null || true
+    wait "$vfsd_pid" 2>/dev/null || true
+    vfsd_pid=""
+    if ! steps=$(parse virtiofsd "$serial" "$r"); then
+        log "virtiofsd round $r: serial / QEMU / virtiofsd output (tail):"
+        tail -n 12 "$serial" "$work/qemu.r$r.log" "$work/virtiofsd.r$r.log" 2>/dev/null | sed 's/^/    /' >&2
+        vfsd_skip="round $r: no complete run on the serial console after $(printf %.0f "$wall") s ($(grep -m1 '^FSBENCH-ERROR' "$serial.clean" 2>/dev/null || tail -n 1 "$work/qemu.r$r.log" 2>/dev/null || echo 'see log'))"
+        return 1
+    fi
+    echo "$r $wall ${booted:-n/a}" >>"$work/virtiofsd.wall"
+    log "round $r: virtiofsd $steps (launch -> ops start $(printf %.1f "${booted:-0}") s, -> done $(printf %.1f "$wall") s)"
+}
+
+# ------------------------------------------------------------------ native
+run_native() {
+    local r=$1 dir=$data/native-r$1
+    make_round_dir "$dir"
+    nice -n "$niceness" "$busybox" sh "$dir/ops.sh" "$dir" "$file_mb" "$nsmall" "$tree_entries" \
+        >"$work/native.r$r.out" 2>&1 || true
+    steps=$(parse native "$work/native.r$r.out" "$r") || {
+        tail -n 5 "$work/native.r$r.out" >&2
+        die "native round $r failed"
+    }
+    log "round $r: native    $steps"
+}
+
+# ------------------------------------------------------------------ run
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+log "kernel $kernel; host $([ -e /sys/module/kvm_pvm ] && echo kvm_pvm || echo kvm), $(nproc) CPUs, load $load_before"
+log "$rounds round(s): write/read ${file_mb} MiB, $nsmall small files, find over $ntree files in $ndirs dirs; engines: $engines"
+has berth && berth_setup
+if has virtiofsd && [ -z "$vfsd_skip" ]; then vfsd_setup; fi
+order=()
+for e in berth virtiofsd native; do has "$e" && order+=("$e"); done
+for ((r = 1; r <= rounds; r++)); do
+    for ((k = 0; k < ${#order[@]}; k++)); do
+        e=${order[$(( (k + r - 1) % ${#order[@]} ))]}
+        case $e in
+        berth) run_berth "$r" ;;
+        virtiofsd) if [ -z "$vfsd_skip" ]; then run_vfsd "$r" || log "virtiofsd SKIPPED: $vfsd_skip"; fi ;;
+        native) run_native "$r" ;;
+        esac
+        rm -rf "${data:?}/$e-r$r"
+    done
+done
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ------------------------------------------------------------------ report
+# med ENGINE STEP: median seconds over the rounds ("n/a" when none)
+med() {
+    [ -f "$work/$1.results" ] || { echo n/a; return; }
+    awk -v s="$2" '$2 == s {print $3}' "$work/$1.results" | sort -g |
+        awk '{v[NR] = $1} END {if (NR == 0) print "n/a"; else print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'
+}
+kernel_release=$(grep -m1 -h '^FSBENCH-BEGIN' "$work"/*.clean 2>/dev/null | grep -v "$(uname -r)" | awk '{print $2}' | head -n 1 || true)
+echo
+echo "shared-folder file operations, timed inside each guest: $rounds round(s), medians (seconds)"
+echo "kernel $kernel${kernel_release:+ ($kernel_release)}, 1 vCPU / 512 MiB per VM"
+echo "host: $(uname -r), $([ -e /sys/module/kvm_pvm ] && echo 'kvm_pvm (guest kernel emulated)' || echo kvm), $(nproc) CPUs; load average $load_before at start, $load_after at end"
+has virtiofsd && [ -z "$vfsd_skip" ] && echo "virtiofsd: $virtiofsd ($vfsd_version), cache=auto, sandbox chroot; $(qemu-system-x86_64 --version | head -n 1) -M microvm"
+echo
+labels=("write:write ${file_mb} MiB (dd bs=1M conv=fsync)" "read:read ${file_mb} MiB (dd bs=1M)"
+    "create:create $nsmall files" "stat:stat $nsmall files" "unlink:unlink $nsmall files (one rm)"
+    "find:find over $ntree files / $ndirs dirs")
+fmt='| %-40s | %9s | %12s | %9s | %15s | %12s |\n'
+printf "$fmt" op "berth s" "virtiofsd s" "native s" "berth/virtiofsd" "berth/native"
+printf '|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..42})" "-----------" "--------------" "-----------" "-----------------" "--------------"
+for l in "${labels[@]}"; do
+    s=${l%%:*} label=${l#*:}
+    b=$(med berth "$s") v=$(med virtiofsd "$s") n=$(med native "$s")
+    ratio() { if [ "$1" = n/a ] || [ "$2" = n/a ]; then echo n/a; else awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "inf"}'; fi; }
+    f3() { if [ "$1" = n/a ]; then echo n/a; else printf %.4f "$1"; fi; }
+    printf "$fmt" "$label" "$(f3 "$b")" "$(f3 "$v")" "$(f3 "$n")" "$(ratio "$b" "$v")" "$(ratio "$b" "$n")"
+done
+echo
+if has virtiofsd && [ -n "$vfsd_skip" ]; then echo "virtiofsd: SKIPPED: $vfsd_skip"; fi
+has berth && [ -f "$work/berth.wall" ] &&
+    echo "berth: 'run --rm' wall clock per round (container start + ops + exit): $(awk '{printf "%.1f s ", $2}' "$work/berth.wall")"
+has virtiofsd && [ -f "$work/virtiofsd.wall" ] &&
+    echo "virtiofsd: QEMU launch -> ops start / -> ops done per round: $(awk '{printf "%s / %.1f s ", ($3 == "n/a" ? "n/a" : sprintf("%.1f", $3)), $2}' "$work/virtiofsd.wall")"
+echo "no page-cache drops anywhere (a berth container cannot write /proc/sys); reads re-open the file:"
+echo "with cache=auto the guest's page cache of it is dropped at open; the host's is warm in all three"
+echo "total bench wall time $(( $(date +%s) - t_start )) s"
