@@ -168,6 +168,10 @@ pub fn serve_connection(engine: Arc<Engine>, mut conn: Box<dyn Conn>) {
                 logs(&engine, conn, id, opts);
                 return;
             }
+            Request::Events(opts) => {
+                events(&engine, conn, id, opts);
+                return;
+            }
             Request::Exec {
                 id: cid,
                 config,
@@ -365,6 +369,7 @@ fn handle(engine: &Engine, req: Request) -> Result<Response, ApiError> {
         Request::PutBlob { .. }
         | Request::Attach { .. }
         | Request::Logs(_)
+        | Request::Events(_)
         | Request::CopyFrom { .. }
         | Request::BlobGet { .. }
         | Request::CopyTo { .. } => Err(ApiError::new(
@@ -413,6 +418,7 @@ fn attach(
         Ok(r) => r,
         Err(e) => return fail(&mut conn, e),
     };
+    crate::engine::events::container(engine.layout().root(), &rec, "attach", &[]);
     if start {
         if let Err(e) = engine.containers.start(&rec.id, true) {
             return fail(&mut conn, e);
@@ -556,4 +562,47 @@ fn logs(engine: &Engine, mut conn: Box<dyn Conn>, id: u64, o: berth_protocol::Lo
     }
     let _ = mux::write_frame(&mut conn, Kind::Exit, &0i32.to_be_bytes());
     let _ = conn.flush();
+}
+
+/// Streams engine events as JSON lines: the stored ones from `since`, then
+/// new ones until `until` has passed or the client went away.
+fn events(engine: &Engine, mut conn: Box<dyn Conn>, id: u64, o: berth_protocol::EventsOptions) {
+    use crate::engine::events::{check_times, matches, watch_peer, Reader};
+    let now = || chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+    let result = check_times(o.since, o.until)
+        .map(|_| Response::Ready)
+        .map_err(|e| ApiError::new(ErrorKind::InvalidArgument, e));
+    let ok = result.is_ok();
+    if write_frame(&mut conn, &ResponseEnvelope { id, result }).is_err() || !ok {
+        return;
+    }
+    let gone = match conn.try_clone_conn() {
+        Ok(r) => watch_peer(Box::new(r)),
+        Err(_) => return,
+    };
+    let start = now();
+    let mut reader = Reader::open(engine.layout().root());
+    // Without `since`, only what happens from now on (as docker).
+    let since = o.since.unwrap_or(start);
+    let wanted = |e: &berth_protocol::Event| {
+        e.time_nano >= since && o.until.is_none_or(|u| e.time_nano <= u) && matches(&o.filters, e)
+    };
+    loop {
+        let past_until = o.until.is_some_and(|u| now() > u);
+        for e in reader.poll().iter().filter(|e| wanted(e)) {
+            let Ok(mut line) = serde_json::to_vec(e) else {
+                continue;
+            };
+            line.push(b'\n');
+            if conn.write_all(&line).and_then(|_| conn.flush()).is_err() {
+                return;
+            }
+        }
+        if past_until || gone.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = conn.flush();
+    conn.shutdown_write();
 }

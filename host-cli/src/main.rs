@@ -82,6 +82,8 @@ pub enum Command {
     },
     /// Fetch the logs of a container
     Logs(commands::container::LogsArgs),
+    /// Get real time events from the server
+    Events(commands::events::EventsArgs),
     /// Execute a command in a running container
     Exec(commands::container::ExecArgs),
     /// Start one or more stopped containers

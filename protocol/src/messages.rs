@@ -147,6 +147,12 @@ pub enum Request {
     /// Stream request: after `Ok(Response::Ready)` the connection carries
     /// stdout/stderr mux frames of the stored log, then an `Exit` frame (0).
     Logs(LogsOptions),
+    /// Stream request (`events`): after `Ok(Response::Ready)` the agent
+    /// sends one [`Event`] as a JSON line per event — the stored ones in
+    /// `since..=until`, then new ones as they happen — and closes the
+    /// connection once `until` has passed (or the client went away).
+    /// Without `since` no stored events are sent (as docker).
+    Events(EventsOptions),
     /// Runs an extra process in a running container. Unless `detach`, a
     /// stream request like `Attach` ending with the process's exit code.
     Exec {
@@ -294,6 +300,55 @@ pub struct LogsOptions {
     pub until: Option<i64>,
     /// Prefix each line with its RFC 3339 timestamp.
     pub timestamps: bool,
+}
+
+/// `events` flags.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EventsOptions {
+    /// Events at or after this time (unix nanoseconds).
+    #[serde(default)]
+    pub since: Option<i64>,
+    /// Events at or before this time (unix nanoseconds); the stream ends
+    /// once it has passed.
+    #[serde(default)]
+    pub until: Option<i64>,
+    /// docker's event filters (`type`, `event`, `container`, `image`,
+    /// `volume`, `label`, …), each key with its values.
+    #[serde(default)]
+    pub filters: BTreeMap<String, Vec<String>>,
+}
+
+/// One engine event, as docker's `events.Message` (its JSON shape).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Legacy fields, container events only (docker's JSONMessage).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub status: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub from: String,
+    #[serde(rename = "Type")]
+    pub kind: String,
+    #[serde(rename = "Action")]
+    pub action: String,
+    #[serde(rename = "Actor")]
+    pub actor: EventActor,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub scope: String,
+    #[serde(default)]
+    pub time: i64,
+    #[serde(default, rename = "timeNano")]
+    pub time_nano: i64,
+}
+
+/// What an event is about.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventActor {
+    #[serde(rename = "ID")]
+    pub id: String,
+    #[serde(rename = "Attributes", default)]
+    pub attributes: BTreeMap<String, String>,
 }
 
 /// What `exec` runs.

@@ -1373,6 +1373,30 @@ fn start_retries_once_after_the_shim_dies_without_reporting() {
             && w.contains("shim restarted after dying without reporting: 1"),
         "{w}"
     );
+    // ... and `events` shows it as berth's `workaround` event.
+    let ev = with_quirks(
+        &b,
+        q,
+        &[
+            "events",
+            "--since",
+            "0",
+            "--until=-1s",
+            "--filter",
+            "type=berth",
+            "--format",
+            "{{.Type}} {{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.container}}",
+        ],
+    );
+    assert_eq!(
+        ev.stdout,
+        format!(
+            "berth workaround shim restarted after dying without reporting {}\n",
+            st[0]["Id"].as_str().unwrap()
+        ),
+        "{}",
+        ev.stderr
+    );
 
     // libcontainer's state without the init pid: the pid file stands in.
     std::fs::write(cdir.join("fault-state-without-pid-once"), b"").unwrap();

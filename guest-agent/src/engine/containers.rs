@@ -278,6 +278,7 @@ impl ContainerStore {
             }
             return Err(internal(e));
         }
+        super::events::container(self.layout.root(), &rec, "create", &[]);
         Ok((id, Vec::new()))
     }
 
@@ -481,6 +482,12 @@ impl ContainerStore {
             )
         })?;
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(run.pid), sig).map_err(internal)?;
+        super::events::container(
+            self.layout.root(),
+            &r,
+            "kill",
+            &[("signal", signal.to_string())],
+        );
         // As docker: a container the user signalled counts as stopped by the
         // user, so its restart policy does not bring it back.
         let _gate = self.policy_gate.lock().unwrap_or_else(|e| e.into_inner());
@@ -537,8 +544,11 @@ impl ContainerStore {
         if runtime.exists() {
             let _ = std::fs::remove_dir_all(&runtime);
         }
+        let rec: Option<ContainerRecord> =
+            read_json(&paths.dir.join("container.json")).ok().flatten();
         let trash = self.layout.tmp().join(format!("rm-{id}"));
         std::fs::rename(&paths.dir, &trash)?;
+        rec.inspect(|r| super::events::container(self.layout.root(), r, "destroy", &[]));
         remove_tree_same_fs(&trash)
     }
 }

@@ -3,6 +3,7 @@
 pub mod commit;
 pub mod containers;
 pub mod copy;
+pub mod events;
 pub mod exec;
 pub mod logs;
 pub mod mini_init;

@@ -126,6 +126,7 @@ impl ContainerStore {
         if let (_, Some(run), _) = self.status(&r.id) {
             super::containers::wait_shim_gone(&run, Duration::from_secs(5));
         }
+        super::events::container(self.layout().root(), &r, "stop", &[]);
         Ok(r.id)
     }
 
@@ -160,9 +161,16 @@ impl ContainerStore {
                 format!("Conflict. The container name \"/{name}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.", other.id),
             ));
         }
-        r.name = name.to_string();
+        let old = std::mem::replace(&mut r.name, name.to_string());
         write_json_atomic(&self.layout().container(&r.id).join("container.json"), &r)
-            .map_err(internal)
+            .map_err(internal)?;
+        super::events::container(
+            self.layout().root(),
+            &r,
+            "rename",
+            &[("oldName", format!("/{old}"))],
+        );
+        Ok(())
     }
 
     pub fn pause(&self, key: &str) -> Result<(), ApiError> {
@@ -185,7 +193,9 @@ impl ContainerStore {
         cgroup(&r.id)?
             .freeze(FreezerState::Frozen)
             .map_err(|e| err(ErrorKind::Internal, format!("freezing: {e}")))?;
-        std::fs::write(self.layout().container(&r.id).join(PAUSED), b"").map_err(internal)
+        std::fs::write(self.layout().container(&r.id).join(PAUSED), b"").map_err(internal)?;
+        super::events::container(self.layout().root(), &r, "pause", &[]);
+        Ok(())
     }
 
     fn thaw(&self, id: &str) -> Result<(), ApiError> {
@@ -204,7 +214,9 @@ impl ContainerStore {
                 format!("Container {} is not paused", r.id),
             ));
         }
-        self.thaw(&r.id)
+        self.thaw(&r.id)?;
+        super::events::container(self.layout().root(), &r, "unpause", &[]);
+        Ok(())
     }
 
     fn pids(&self, key: &str) -> Result<(ContainerRecord, Vec<i32>), ApiError> {

@@ -607,6 +607,7 @@ fn start(
     }
     phases.mark("start");
     phases.report("start");
+    super::events::container(layout.root(), rec, "start", &[]);
     let state = RunState {
         pid: pid.as_raw(),
         shim_pid: std::process::id() as i32,
@@ -635,6 +636,13 @@ fn start(
     let mut phases = Phases::new(&rec.id);
     teardown(engine, rec, paths);
     phases.mark("teardown");
+    // Before exit.json: whoever sees the container stopped finds its `die`.
+    super::events::container(
+        layout.root(),
+        rec,
+        "die",
+        &[("exitCode", code.0.to_string())],
+    );
     let _ = write_json_atomic(
         &paths.dir.join("exit.json"),
         &ExitState {

@@ -321,6 +321,7 @@ impl ContainerStore {
             let _ = std::fs::remove_dir_all(&tmp);
             return Err(internal(format!("create {name}: {e}")));
         }
+        super::events::volume(layout.root(), "create", &name);
         Ok((rec, true))
     }
 
@@ -371,6 +372,7 @@ impl ContainerStore {
         let trash = self.layout().tmp().join(format!("rmvol-{}", random_hex(8)));
         std::fs::rename(&dir, &trash)?;
         remove_tree_same_fs(&trash)?;
+        super::events::volume(self.layout().root(), "destroy", name);
         Ok(size)
     }
 

@@ -519,6 +519,15 @@ impl ImageStore {
             .collect())
     }
 
+    /// The image's labels (docker's image events carry them).
+    fn labels(&self, image_id: &str) -> BTreeMap<String, String> {
+        self.config(image_id)
+            .ok()
+            .and_then(|c| c.config)
+            .and_then(|c| c.labels)
+            .unwrap_or_default()
+    }
+
     /// The image's parsed config.
     pub fn config(&self, image_id: &str) -> Result<ImageConfigFile, StoreError> {
         Ok(self.read_config(image_id)?.0)
@@ -601,8 +610,15 @@ impl ImageStore {
         }
         let _g = self.meta.lock().unwrap();
         let mut map = self.tags()?;
-        map.insert(target.to_string(), id);
+        map.insert(target.to_string(), id.clone());
         write_json_atomic(&self.layout.tags(), &map)?;
+        crate::engine::events::image(
+            self.layout.root(),
+            "tag",
+            &id,
+            &target.familiar(),
+            self.labels(&id),
+        );
         Ok(())
     }
 
@@ -631,6 +647,13 @@ impl ImageStore {
             if image_tags.len() > 1 {
                 map.remove(t);
                 write_json_atomic(&self.layout.tags(), &map)?;
+                crate::engine::events::image(
+                    self.layout.root(),
+                    "untag",
+                    &id,
+                    &id,
+                    self.labels(&id),
+                );
                 return Ok(vec![format!(
                     "Untagged: {}",
                     Reference::parse(t)?.familiar()
@@ -652,6 +675,9 @@ impl ImageStore {
             out.push(format!("Untagged: {}", Reference::parse(t)?.familiar()));
         }
         write_json_atomic(&self.layout.tags(), &map)?;
+        for _ in &image_tags {
+            crate::engine::events::image(self.layout.root(), "untag", &id, &id, self.labels(&id));
+        }
         if in_use(&id) {
             // Forced: untag only; the container keeps its layers.
             return Ok(out);
@@ -662,6 +688,7 @@ impl ImageStore {
                 .join(format!("{}.json", digest_hex(&id)?)),
         )?;
         out.push(format!("Deleted: {id}"));
+        crate::engine::events::image(self.layout.root(), "delete", &id, &id, BTreeMap::new());
         drop(_g);
         self.collect_garbage()?;
         Ok(out)

@@ -3,6 +3,7 @@
 pub mod build;
 pub mod container;
 pub mod cp;
+pub mod events;
 pub mod image;
 pub mod images;
 pub mod load;
@@ -78,6 +79,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         }
         Command::Inspect { names } => ps::inspect(iso, names),
         Command::Logs(a) => container::logs(iso, a),
+        Command::Events(a) => events::events(iso, a),
         Command::Exec(a) => container::exec(iso, a),
         Command::Start(a) => container::start(iso, a),
         Command::Stop(a) => container::stop(iso, a),

@@ -1,0 +1,428 @@
+//! `berth events` (docker's `docker events`) in native placement: the
+//! stored history between two times, following new events, filters, bad
+//! input, and the same command sequence compared with a real docker.
+#![cfg(target_os = "linux")]
+
+use berth_tests::{Berth, DEFAULT_IMAGE};
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// Now as unix seconds with nanoseconds (docker's `--since` form).
+fn now() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
+}
+
+/// The events between `since` and `until` (plus `extra` flags), as JSON.
+fn history(b: &Berth, since: &str, until: &str, extra: &[&str]) -> Vec<serde_json::Value> {
+    let mut args = vec![
+        "events", "--since", since, "--until", until, "--format", "json",
+    ];
+    args.extend_from_slice(extra);
+    let out = b.run(&args).ok().stdout;
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// `Type Action Actor.ID name exitCode/signal` of each event.
+fn summary(events: &[serde_json::Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| {
+            let a = &e["Actor"]["Attributes"];
+            let mut s = format!(
+                "{} {} {}",
+                e["Type"].as_str().unwrap(),
+                e["Action"].as_str().unwrap(),
+                a["name"]
+                    .as_str()
+                    .map_or("-", |n| if n.starts_with("sha256:") { "ID" } else { n })
+            );
+            for k in ["exitCode", "signal", "oldName"] {
+                if let Some(v) = a[k].as_str() {
+                    s.push_str(&format!(" {k}={v}"));
+                }
+            }
+            s
+        })
+        .collect()
+}
+
+#[test]
+fn history_lists_what_happened_in_order() {
+    let b = Berth::new().with_default_image();
+    let t0 = now();
+    let one = b
+        .run(&[
+            "run",
+            "-d",
+            "--name",
+            "ev1",
+            "--label",
+            "tier=x",
+            DEFAULT_IMAGE,
+            "sh",
+            "-c",
+            "exit 3",
+        ])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    b.run(&["wait", "ev1"]).ok();
+    b.run(&["run", "-d", "--name", "ev2", DEFAULT_IMAGE, "sleep", "100"])
+        .ok();
+    b.run(&["stop", "-t", "1", "ev2"]).ok();
+    b.run(&["rename", "ev2", "ev3"]).ok();
+    b.run(&["rm", "ev1", "ev3"]).ok();
+    b.run(&["volume", "create", "evvol"]).ok();
+    b.run(&["volume", "rm", "evvol"]).ok();
+    b.run(&["tag", DEFAULT_IMAGE, "evimg:v1"]).ok();
+    b.run(&["rmi", "evimg:v1"]).ok();
+    let t1 = now();
+    let all = history(&b, &t0, &t1, &[]);
+    assert_eq!(
+        summary(&all),
+        [
+            "container create ev1",
+            "container start ev1",
+            "container die ev1 exitCode=3",
+            "container create ev2",
+            "container start ev2",
+            "container kill ev2 signal=15",
+            "container kill ev2 signal=9",
+            "container die ev2 exitCode=137",
+            "container stop ev2",
+            "container rename ev3 oldName=/ev2",
+            "container destroy ev1",
+            "container destroy ev3",
+            "volume create -",
+            "volume destroy -",
+            "image tag evimg:v1",
+            "image untag ID",
+        ]
+        .map(String::from)
+        .to_vec()
+    );
+    // docker's fields: container events carry the legacy status/id/from,
+    // every event scope, time and timeNano.
+    let first = &all[0];
+    assert_eq!(first["status"], "create");
+    assert_eq!(first["id"], one.as_str());
+    assert_eq!(first["from"], DEFAULT_IMAGE);
+    assert_eq!(first["Actor"]["ID"], one.as_str());
+    assert_eq!(first["Actor"]["Attributes"]["image"], DEFAULT_IMAGE);
+    assert_eq!(first["Actor"]["Attributes"]["tier"], "x");
+    assert_eq!(first["scope"], "local");
+    let nanos = first["timeNano"].as_i64().unwrap();
+    assert_eq!(first["time"].as_i64().unwrap(), nanos / 1_000_000_000);
+    assert_eq!(all[12]["Actor"]["ID"], "evvol");
+    assert_eq!(all[12]["Actor"]["Attributes"]["driver"], "local");
+    assert!(all[12].get("status").is_none());
+    let image_id = all[14]["Actor"]["ID"].as_str().unwrap();
+    assert!(image_id.starts_with("sha256:"), "{image_id}");
+    assert_eq!(all[15]["Actor"]["Attributes"]["name"], image_id);
+
+    // docker's default line: time (RFC 3339, 9 fraction digits, local
+    // zone), type, action, id, the attributes sorted by key.
+    let out = b
+        .run(&[
+            "events",
+            "--since",
+            &t0,
+            "--until",
+            &t1,
+            "--filter",
+            "event=create",
+        ])
+        .ok()
+        .stdout;
+    let line = out.lines().next().unwrap();
+    let (time, rest) = line.split_once(' ').unwrap();
+    // (The image's labels come between: a container's labels include them.)
+    let head = format!("container create {one} (image={DEFAULT_IMAGE}, name=ev1, ");
+    assert!(
+        rest.starts_with(&head) && rest.ends_with(", tier=x)"),
+        "{rest}"
+    );
+    let t = chrono::DateTime::parse_from_rfc3339(time).unwrap();
+    assert_eq!(t.timestamp_nanos_opt(), Some(nanos));
+    let fraction = time.split('.').nth(1).unwrap();
+    assert_eq!(
+        fraction.chars().take_while(char::is_ascii_digit).count(),
+        9,
+        "{time}"
+    );
+
+    // Filters, as docker's.
+    let f = |extra: &[&str]| summary(&history(&b, &t0, &t1, extra));
+    assert_eq!(
+        f(&["--filter", "event=die"]),
+        [
+            "container die ev1 exitCode=3",
+            "container die ev2 exitCode=137"
+        ]
+    );
+    assert_eq!(
+        f(&["-f", "type=volume"]),
+        ["volume create -", "volume destroy -"]
+    );
+    assert_eq!(
+        f(&["-f", "volume=evvol", "-f", "event=destroy"]),
+        ["volume destroy -"]
+    );
+    assert_eq!(
+        f(&["-f", "container=ev1"]),
+        [
+            "container create ev1",
+            "container start ev1",
+            "container die ev1 exitCode=3",
+            "container destroy ev1"
+        ]
+    );
+    assert_eq!(f(&["-f", &format!("container={}", &one[..12])]).len(), 4);
+    assert_eq!(
+        f(&["-f", "label=tier=x", "-f", "event=start"]),
+        ["container start ev1"]
+    );
+    assert_eq!(f(&["-f", "image=evimg"]), ["image tag evimg:v1"]);
+    assert_eq!(
+        f(&["-f", "type=image", "-f", "type=volume"]).len(),
+        4,
+        "filters of one key are alternatives"
+    );
+    // Go templates on docker's events.Message.
+    let o = b
+        .run(&[
+            "events",
+            "--since",
+            &t0,
+            "--until",
+            &t1,
+            "-f",
+            "event=die",
+            "--format",
+            "{{.Type}}/{{.Action}}/{{.Actor.Attributes.exitCode}}/{{.Status}}",
+        ])
+        .ok();
+    assert_eq!(o.stdout, "container/die/3/die\ncontainer/die/137/die\n");
+    // Nothing in a window before anything happened.
+    assert!(history(&b, "1", "2", &[]).is_empty());
+}
+
+#[test]
+fn follow_prints_new_events_until_stopped() {
+    let b = Berth::new().with_default_image();
+    let mut child = b
+        .command()
+        .args([
+            "events",
+            "--filter",
+            "type=volume",
+            "--format",
+            "{{.Action}} {{.Actor.ID}}",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let _ = tx.send(line.unwrap_or_default());
+        }
+    });
+    // The stream starts when the agent has the request: make volumes
+    // until the follower shows one (those before it connected are not
+    // history: no --since).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut made = Vec::new();
+    let line = loop {
+        assert!(Instant::now() < deadline, "no event followed");
+        let name = format!("fol{}", made.len());
+        b.run(&["volume", "create", &name]).ok();
+        made.push(format!("create {name}"));
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(500)) {
+            break l;
+        }
+    };
+    assert!(made.contains(&line), "{line} not in {made:?}");
+    // Still following: a later event shows too, container events do not.
+    b.run(&["run", "--rm", DEFAULT_IMAGE, "true"]).ok();
+    b.run(&["volume", "rm", "fol0"]).ok();
+    let mut next = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    while next.starts_with("create ") {
+        next = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    }
+    assert_eq!(next, "destroy fol0");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "events ended by itself"
+    );
+    // SAFETY: kill(2) of the child this test started, by its pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let _ = child.wait();
+
+    // With --until in the future it ends by itself once that passed.
+    let start = Instant::now();
+    let o = b.run(&["events", "--until=-2s"]).ok();
+    assert_eq!(o.stdout, "");
+    assert!(
+        start.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn bad_input_gets_dockers_errors() {
+    let b = Berth::new();
+    let o = b.run(&["events", "--since", "foo"]);
+    assert_eq!(
+        (o.code, o.stderr.trim()),
+        (1, "failed to parse value as time or duration: \"foo\"")
+    );
+    let o = b.run(&["events", "--until", "bar"]);
+    assert_eq!(
+        (o.code, o.stderr.trim()),
+        (1, "failed to parse value as time or duration: \"bar\"")
+    );
+    // As docker 20.10's daemon: unknown filter keys are ignored.
+    let o = b.run(&[
+        "events", "--since", "1", "--until", "2", "--filter", "foo=bar",
+    ]);
+    assert_eq!((o.code, o.stderr.as_str()), (0, ""));
+    let o = b.run(&["events", "--since", "1", "--until", "0"]);
+    assert_eq!(
+        (o.code, o.stderr.trim()),
+        (
+            1,
+            "Error response from daemon: `since` time (1) cannot be after `until` time (0)"
+        )
+    );
+    let o = b.run(&["events", "--until", "1", "--format", "{{.Foo}}"]);
+    assert_eq!(
+        (o.code, o.stderr.trim()),
+        (64, "Error parsing format: template: :1:2: executing \"\" at <.Foo>: can't evaluate field Foo in type *events.Message")
+    );
+    let o = b.run(&["events", "--until", "1", "--filter", "foo"]);
+    assert_eq!(o.code, 125, "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("bad format of filter (expected name=value)"),
+        "{}",
+        o.stderr
+    );
+    // Times docker accepts.
+    for t in [
+        "10m",
+        "1h30m",
+        "2026-01-02",
+        "2026-01-02T10:00:00Z",
+        "2026-01-02T10:00:00.5+01:00",
+        "1700000000.5",
+    ] {
+        let o = b.run(&["events", "--since", t, "--until", "0s"]);
+        assert_eq!(o.code, 0, "{t}: {}", o.stderr);
+    }
+}
+
+/// Runs one CLI command: (exit code, stdout, stderr).
+type Runner<'a> = dyn Fn(&[&str]) -> (i32, String, String) + 'a;
+
+/// The same commands give the same `Type Action` sequence as docker's, and
+/// the same default line once times and ids are masked.
+#[test]
+fn events_match_dockers() {
+    let docker = berth_tests::dockerd::Dockerd::required();
+    docker.load_default_image(DEFAULT_IMAGE).unwrap();
+    let b = Berth::new().with_default_image();
+    let mask = |s: &str| -> String {
+        s.lines()
+            .map(|l| {
+                l.split(' ')
+                    .enumerate()
+                    .map(|(i, w)| {
+                        if i == 0 {
+                            "TIME".to_string()
+                        } else if w.len() >= 64 && w.chars().take(64).all(|c| c.is_ascii_hexdigit())
+                        {
+                            format!("ID{}", &w[64..])
+                        } else if let Some(rest) = w.strip_prefix("name=sha256:") {
+                            format!("name=sha256:ID{}", &rest[64.min(rest.len())..])
+                        } else if let Some(rest) = w.strip_prefix("sha256:") {
+                            format!("sha256:ID{}", &rest[64.min(rest.len())..])
+                        } else {
+                            w.to_string()
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let seq = |run: &Runner| -> (String, String) {
+        let t0 = now();
+        for args in [
+            &["run", "--rm", "--name", "par", DEFAULT_IMAGE, "true"][..],
+            &["run", "-d", "--name", "par2", DEFAULT_IMAGE, "sleep", "100"],
+            &["kill", "par2"],
+            &["wait", "par2"],
+            &["rm", "par2"],
+            &["tag", DEFAULT_IMAGE, "partag:v1"],
+            &["rmi", "partag:v1"],
+            &["volume", "create", "parvol"],
+            &["volume", "rm", "parvol"],
+        ] {
+            let (code, _, err) = run(args);
+            assert_eq!(code, 0, "{args:?}: {err}");
+        }
+        let t1 = now();
+        let filters = [
+            "-f",
+            "type=container",
+            "-f",
+            "type=image",
+            "-f",
+            "type=volume",
+        ];
+        let mut a = vec![
+            "events",
+            "--since",
+            &t0,
+            "--until",
+            &t1,
+            "--format",
+            "{{.Type}} {{.Action}}",
+        ];
+        a.extend_from_slice(&filters);
+        let (code, short, err) = run(&a);
+        assert_eq!(code, 0, "{err}");
+        let mut a = vec!["events", "--since", &t0, "--until", &t1];
+        a.extend_from_slice(&filters);
+        let (code, full, err) = run(&a);
+        assert_eq!(code, 0, "{err}");
+        (short, mask(&full))
+    };
+    let d = seq(&|args| {
+        let o = docker.docker(args).unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    });
+    let ours = seq(&|args| {
+        let o = b.run(args);
+        (o.code, o.stdout, o.stderr)
+    });
+    assert_eq!(ours.0, d.0, "berth:\n{}\ndocker:\n{}", ours.0, d.0);
+    assert_eq!(ours.1, d.1, "berth:\n{}\ndocker:\n{}", ours.1, d.1);
+}
