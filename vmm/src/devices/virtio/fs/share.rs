@@ -328,7 +328,19 @@ impl FileSystem for ShareFs {
         if self.read_only {
             capable.remove(FsOptions::WRITEBACK_CACHE);
         }
-        self.inner.init(capable)
+        // PassthroughFs asks for none of these, and without them the
+        // server answers INIT with a 4 KiB max_write and the guest's 128
+        // KiB request default: a 1 MiB write became 256 requests, each a
+        // queue round trip (and each guest step costly where the guest
+        // kernel is emulated). virtiofsd asks for the same ones: 1 MiB
+        // requests (MAX_PAGES, BIG_WRITES), reads issued ahead of use
+        // (ASYNC_READ), lookups in one directory in parallel
+        // (PARALLEL_DIROPS).
+        let wanted = FsOptions::BIG_WRITES
+            | FsOptions::MAX_PAGES
+            | FsOptions::ASYNC_READ
+            | FsOptions::PARALLEL_DIROPS;
+        Ok(self.inner.init(capable)? | (capable & wanted))
     }
 
     fn destroy(&self) {

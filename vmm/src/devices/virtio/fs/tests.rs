@@ -1276,3 +1276,35 @@ fn an_unprivileged_vmm_keeps_0200_and_0000_files_usable() {
         assert_eq!(meta.uid(), NOBODY, "files belong to the VMM's user");
     }
 }
+
+#[test]
+fn init_offers_one_mebibyte_requests() {
+    use fuse_backend_rs::abi::fuse_abi::{FsOptions, InitIn, InitOut};
+    let l = layout();
+    let mem = test_memory();
+    let mut s = Session::new(&mem, &l.share, false);
+    let offered = FsOptions::MAX_PAGES
+        | FsOptions::BIG_WRITES
+        | FsOptions::ASYNC_READ
+        | FsOptions::PARALLEL_DIROPS
+        | FsOptions::DO_READDIRPLUS;
+    let body = InitIn {
+        major: 7,
+        minor: 38,
+        max_readahead: 128 * 1024,
+        flags: offered.bits() as u32,
+    };
+    let out = s.call(Opcode::Init, 0, body.as_slice()).unwrap();
+    let init = InitOut::from_slice(&out[..std::mem::size_of::<InitOut>()])
+        .copied()
+        .unwrap();
+    assert_eq!(init.max_write, 1 << 20, "1 MiB writes");
+    assert_eq!(init.max_pages, 256);
+    let got = FsOptions::from_bits_truncate(u64::from(init.flags));
+    assert!(
+        got.contains(FsOptions::MAX_PAGES | FsOptions::ASYNC_READ | FsOptions::PARALLEL_DIROPS),
+        "{got:?}"
+    );
+    // Nothing the guest did not offer is switched on.
+    assert!(!got.contains(FsOptions::WRITEBACK_CACHE), "{got:?}");
+}
