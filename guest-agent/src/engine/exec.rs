@@ -86,6 +86,8 @@ impl ContainerStore {
             }
         }
         let exec_id = random_hex(32);
+        let action = |what: &str| format!("{what}: {}", config.cmd.join(" "));
+        let (created, started) = (action("exec_create"), action("exec_start"));
         let dir = exec_dir(self.layout(), &r.id);
         std::fs::create_dir_all(&dir).map_err(internal)?;
         write_json_atomic(
@@ -107,12 +109,15 @@ impl ContainerStore {
         if wait_attach {
             args.push("--wait-attach");
         }
+        let exec_attr = [("execID", exec_id.clone())];
+        super::events::container(self.layout().root(), &r, &created, &exec_attr);
         spawn_monitor(
             self.layout().root(),
             &args,
             &dir.join(format!("{exec_id}.log")),
             "exec",
         )?;
+        super::events::container(self.layout().root(), &r, &started, &exec_attr);
         Ok(exec_id)
     }
 }
@@ -246,6 +251,9 @@ fn run_exec(
         shim::report(ready, &Readiness::OK);
     }
     let (code, clients) = shim::monitor(pid, stdio, listener, clients, None);
+    // Before the clients hear the exit code, as `die` before exit.json.
+    let attrs = [("execID", ex.id.clone()), ("exitCode", code.to_string())];
+    super::events::container(layout.root(), rec, "exec_die", &attrs);
     for mut c in clients {
         let _ = mux::write_frame(&mut c.stream, Kind::Exit, &code.to_be_bytes());
         let _ = c.stream.flush();

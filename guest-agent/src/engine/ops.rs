@@ -346,7 +346,9 @@ impl ContainerStore {
             apply_limits(&r.id, memory, nano_cpus, pids_limit)?;
         }
         write_json_atomic(&self.layout().container(&r.id).join("container.json"), &r)
-            .map_err(internal)
+            .map_err(internal)?;
+        super::events::container(self.layout().root(), &r, "update", &[]);
+        Ok(())
     }
 
     /// `container prune`: removes every container that is not running.
