@@ -273,6 +273,9 @@ fn handle(engine: &Engine, req: Request) -> Result<Response, ApiError> {
             .create(&engine.images, *cfg)
             .map(|(id, warnings)| Response::Created { id, warnings }),
         Request::ContainerStart { id } => c.start(&id, false).map(|_| Response::Ok),
+        Request::ContainerRestart { id, timeout } => c
+            .restart(&engine.images, &id, timeout)
+            .map(|_| Response::Ok),
         Request::ContainerWait { id } => c.wait(&id).map(|code| Response::Exited { code }),
         Request::ContainerList { all } => Ok(Response::Containers(c.list(all))),
         Request::ContainerInspect { id } => {

@@ -104,6 +104,12 @@ pub enum Request {
     ContainerStart {
         id: String,
     },
+    /// `restart`: stop (as `ContainerStop`) then start; records docker's
+    /// `restart` event.
+    ContainerRestart {
+        id: String,
+        timeout: Option<i64>,
+    },
     /// Stream request: after `Ok(Response::Ready)` the connection carries
     /// [`crate::mux`] frames. With `start`, the container is started once the
     /// stream is attached, so no output is lost.

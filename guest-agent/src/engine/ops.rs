@@ -130,6 +130,20 @@ impl ContainerStore {
         Ok(r.id)
     }
 
+    /// `restart`: stop, start, then docker's `restart` event.
+    pub fn restart(
+        &self,
+        images: &crate::store::ImageStore,
+        key: &str,
+        timeout: Option<i64>,
+    ) -> Result<(), ApiError> {
+        let id = self.stop(images, key, timeout)?;
+        self.start(&id, false)?;
+        let r = self.resolve(&id)?;
+        super::events::container(self.layout().root(), &r, "restart", &[]);
+        Ok(())
+    }
+
     pub fn is_running(&self, id: &str) -> bool {
         matches!(
             self.status(id).0,

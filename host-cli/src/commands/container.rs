@@ -63,11 +63,11 @@ pub fn stop(iso: Isolation, a: &StopArgs) -> Result<i32> {
 
 pub fn restart(iso: Isolation, a: &StopArgs) -> Result<i32> {
     each(iso, &a.containers, &|c, k| {
-        c.call(Request::ContainerStop {
+        c.call(Request::ContainerRestart {
             id: k.into(),
             timeout: a.time,
-        })?;
-        c.call(Request::ContainerStart { id: k.into() }).map(|_| ())
+        })
+        .map(|_| ())
     })
 }
 
