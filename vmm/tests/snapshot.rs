@@ -16,54 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const CMDLINE: &str =
-    "console=ttyS0 reboot=k panic=-1 quiet root=/dev/vda ro rootfstype=ext4 init=/init";
-
 fn skip(reason: &str) {
     common::skipped(reason);
-}
-
-fn kvm_usable() -> bool {
-    fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok()
-}
-
-/// The static agent built by scripts/dev-build.sh (release, then debug).
-fn find_agent() -> Option<PathBuf> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    ["release", "debug"]
-        .iter()
-        .map(|p| {
-            target
-                .join("x86_64-unknown-linux-gnu")
-                .join(p)
-                .join("berth-agent")
-        })
-        .find(|p| p.is_file())
-}
-
-/// The guest root disk as host-cli's machine.rs writes it: the agent as
-/// /init and an empty /newroot on a small ext4 image.
-fn write_rootfs(agent: &Path, dir: &Path) -> Option<PathBuf> {
-    let tree = dir.join("tree");
-    fs::create_dir_all(tree.join("newroot")).unwrap();
-    fs::copy(agent, tree.join("init")).unwrap();
-    let img = dir.join("rootfs.ext4");
-    let bytes = (fs::metadata(agent).unwrap().len() + (4 << 20)).div_ceil(1 << 20) << 20;
-    File::create(&img).unwrap().set_len(bytes).unwrap();
-    let ok = Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-b", "4096", "-m", "0", "-O", "^has_journal"])
-        .args(["-E", "root_owner=0:0", "-L", "berth-root", "-d"])
-        .arg(&tree)
-        .arg(&img)
-        .status()
-        .is_ok_and(|s| s.success());
-    ok.then_some(img)
 }
 
 fn vmm() -> Command {
@@ -173,19 +127,19 @@ fn handshake_until(uds: &Path, child: &mut Child, serial: &Path, stderr: &Path) 
 #[test]
 fn snapshot_at_ready_then_restore_in_a_new_process() {
     let _one = common::serialize();
-    if !kvm_usable() {
+    if !common::kvm_usable() {
         return skip("/dev/kvm is not available");
     }
     let Some(kernel) = common::find_kernel() else {
         return skip("no guest kernel (set BERTH_KERNEL or run kernel-config/build-kernel.sh)");
     };
-    let Some(agent) = find_agent() else {
+    let Some(agent) = common::find_agent() else {
         return skip("no static berth-agent (run scripts/dev-build.sh)");
     };
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("vmm-snapshot");
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
-    let Some(rootfs) = write_rootfs(&agent, &dir) else {
+    let Some(rootfs) = common::write_agent_rootfs(&agent, &dir) else {
         return skip("mkfs.ext4 -d failed (install e2fsprogs)");
     };
     let snap = dir.join("snap");
@@ -198,7 +152,13 @@ fn snapshot_at_ready_then_restore_in_a_new_process() {
         .arg(&kernel)
         .arg("--disk")
         .arg(format!("{},ro", rootfs.display()))
-        .args(["--cmdline", CMDLINE, "--mem-mib", "256", "--rng"])
+        .args([
+            "--cmdline",
+            common::AGENT_CMDLINE,
+            "--mem-mib",
+            "256",
+            "--rng",
+        ])
         .arg("--serial-log")
         .arg(&serial1)
         .arg("--vsock-uds")
@@ -412,19 +372,19 @@ fn agent_request(uds: &Path, request: &str) -> String {
 #[test]
 fn two_vcpu_snapshot_restored_with_a_disk_in_the_empty_slot() {
     let _one = common::serialize();
-    if !kvm_usable() {
+    if !common::kvm_usable() {
         return skip("/dev/kvm is not available");
     }
     let Some(kernel) = common::find_kernel() else {
         return skip("no guest kernel (set BERTH_KERNEL or run kernel-config/build-kernel.sh)");
     };
-    let Some(agent) = find_agent() else {
+    let Some(agent) = common::find_agent() else {
         return skip("no static berth-agent (run scripts/dev-build.sh)");
     };
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("vmm-snapshot-smp");
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
-    let Some(rootfs) = write_rootfs(&agent, &dir) else {
+    let Some(rootfs) = common::write_agent_rootfs(&agent, &dir) else {
         return skip("mkfs.ext4 -d failed (install e2fsprogs)");
     };
     let empty = dir.join("empty.img");
@@ -454,7 +414,7 @@ fn two_vcpu_snapshot_restored_with_a_disk_in_the_empty_slot() {
         .arg(format!("{},ro", empty.display()))
         .args([
             "--cmdline",
-            CMDLINE,
+            common::AGENT_CMDLINE,
             "--mem-mib",
             "256",
             "--cpus",
@@ -531,7 +491,7 @@ fn two_vcpu_snapshot_restored_with_a_disk_in_the_empty_slot() {
 /// Refusals that need no guest: format version, VMM version, checksum.
 #[test]
 fn incompatible_snapshots_are_refused_with_a_clear_error() {
-    if !kvm_usable() {
+    if !common::kvm_usable() {
         return skip("/dev/kvm is not available");
     }
     use berth_vmm::snapshot::{encode, vmm_version, Header};

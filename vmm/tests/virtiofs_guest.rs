@@ -15,55 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-const CMDLINE: &str =
-    "console=ttyS0 reboot=k panic=-1 quiet root=/dev/vda ro rootfstype=ext4 init=/init";
-
-fn kvm_usable() -> bool {
-    fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok()
-}
-
-/// The static agent built by scripts/dev-build.sh (release, then debug).
-fn find_agent() -> Option<PathBuf> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    ["release", "debug"]
-        .iter()
-        .map(|p| {
-            target
-                .join("x86_64-unknown-linux-gnu")
-                .join(p)
-                .join("berth-agent")
-        })
-        .find(|p| p.is_file())
-}
-
-/// The guest root disk as host-cli's machine.rs writes it.
-fn write_rootfs(agent: &Path, dir: &Path) -> Option<PathBuf> {
-    let tree = dir.join("tree");
-    fs::create_dir_all(tree.join("newroot")).unwrap();
-    fs::copy(agent, tree.join("init")).unwrap();
-    let img = dir.join("rootfs.ext4");
-    let bytes = (fs::metadata(agent).unwrap().len() + (4 << 20)).div_ceil(1 << 20) << 20;
-    File::create(&img).unwrap().set_len(bytes).unwrap();
-    let ok = Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-b", "4096", "-m", "0", "-O", "^has_journal"])
-        .args(["-E", "root_owner=0:0", "-L", "berth-root", "-d"])
-        .arg(&tree)
-        .arg(&img)
-        .status()
-        .is_ok_and(|s| s.success());
-    ok.then_some(img)
-}
-
 #[test]
 fn guest_mounts_shares_and_writes_through() {
     let _one = common::serialize();
-    if !kvm_usable() {
+    if !common::kvm_usable() {
         return common::skipped("/dev/kvm is not available");
     }
     let Some(kernel) = common::find_kernel() else {
@@ -71,7 +26,7 @@ fn guest_mounts_shares_and_writes_through() {
             "no guest kernel (set BERTH_KERNEL or run kernel-config/build-kernel.sh)",
         );
     };
-    let Some(agent) = find_agent() else {
+    let Some(agent) = common::find_agent() else {
         return common::skipped("no static berth-agent (run scripts/dev-build.sh)");
     };
     let agent_bytes = fs::read(&agent).unwrap();
@@ -85,7 +40,7 @@ fn guest_mounts_shares_and_writes_through() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("vmm-virtiofs");
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
-    let Some(rootfs) = write_rootfs(&agent, &dir) else {
+    let Some(rootfs) = common::write_agent_rootfs(&agent, &dir) else {
         return common::skipped("mkfs.ext4 -d failed (install e2fsprogs)");
     };
     let rw = dir.join("share-rw");
@@ -98,7 +53,8 @@ fn guest_mounts_shares_and_writes_through() {
     let serial = dir.join("serial.log");
     let stderr = dir.join("vmm.log");
     let cmdline = format!(
-        "{CMDLINE} berth.shares=t1@{},t2@{}:ro berth.shares_check=1",
+        "{} berth.shares=t1@{},t2@{}:ro berth.shares_check=1",
+        common::AGENT_CMDLINE,
         rw.display(),
         ro.display()
     );

@@ -20,6 +20,11 @@ pub const TIMEOUT: Duration = Duration::from_secs(180);
 /// Base kernel command line of the tests (the VMM adds host quirks).
 pub const CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 quiet";
 
+/// Kernel command line of a guest whose /init is the berth agent on a root
+/// disk made by [`write_agent_rootfs`].
+pub const AGENT_CMDLINE: &str =
+    "console=ttyS0 reboot=k panic=-1 quiet root=/dev/vda ro rootfstype=ext4 init=/init";
+
 static SERIAL: Mutex<()> = Mutex::new(());
 
 /// One guest at a time: the host has 2 cores and the guest kernel is
@@ -337,4 +342,49 @@ pub fn vsock_echo(uds: &Path, size: usize) -> (Vec<u8>, Vec<u8>, Duration) {
     stream.read_to_end(&mut echoed).unwrap();
     sender.join().unwrap();
     (data, echoed, start.elapsed())
+}
+
+/// Whether /dev/kvm can be opened read-write.
+pub fn kvm_usable() -> bool {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
+}
+
+/// The static agent built by scripts/dev-build.sh (release, then debug).
+pub fn find_agent() -> Option<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    ["release", "debug"]
+        .iter()
+        .map(|p| {
+            target
+                .join("x86_64-unknown-linux-gnu")
+                .join(p)
+                .join("berth-agent")
+        })
+        .find(|p| p.is_file())
+}
+
+/// The guest root disk as host-cli's machine.rs writes it: the agent as
+/// /init and an empty /newroot on a small ext4 image in `dir`; `None`
+/// when mkfs.ext4 fails.
+pub fn write_agent_rootfs(agent: &Path, dir: &Path) -> Option<PathBuf> {
+    let tree = dir.join("tree");
+    fs::create_dir_all(tree.join("newroot")).unwrap();
+    fs::copy(agent, tree.join("init")).unwrap();
+    let img = dir.join("rootfs.ext4");
+    let bytes = (fs::metadata(agent).unwrap().len() + (4 << 20)).div_ceil(1 << 20) << 20;
+    File::create(&img).unwrap().set_len(bytes).unwrap();
+    let ok = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-b", "4096", "-m", "0", "-O", "^has_journal"])
+        .args(["-E", "root_owner=0:0", "-L", "berth-root", "-d"])
+        .arg(&tree)
+        .arg(&img)
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some(img)
 }
