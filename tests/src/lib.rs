@@ -318,6 +318,19 @@ pub struct Berth {
     pub timeout: Duration,
 }
 
+/// Polls `f` every 50 ms until it holds; fails the test after 60 s.
+#[track_caller]
+pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
 /// Output of a berth command, with helpers.
 pub struct Out {
     pub code: i32,
@@ -419,6 +432,14 @@ impl Berth {
             self.timeout,
             &format!("berth {}", args.join(" ")),
         )
+    }
+
+    /// `inspect NAME` parsed: the first (only) object of docker's array.
+    #[track_caller]
+    pub fn inspect(&self, name: &str) -> serde_json::Value {
+        let out = self.run(&["inspect", name]).ok().stdout;
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v[0].clone()
     }
 
     /// Loads the default image.

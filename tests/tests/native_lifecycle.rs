@@ -6,7 +6,7 @@
 // Drives the Linux builds of berth and berth-agent (native placement, KVM).
 #![cfg(target_os = "linux")]
 
-use berth_tests::{have, skip, Berth, DEFAULT_IMAGE};
+use berth_tests::{have, skip, wait_for, Berth, DEFAULT_IMAGE};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -61,23 +61,6 @@ fn detached(b: &Berth, args: &[&str]) -> String {
     let id = b.run(&a).ok().stdout.trim().to_string();
     assert_eq!(id.len(), 64, "{id}");
     id
-}
-
-fn inspect(b: &Berth, c: &str) -> serde_json::Value {
-    let out = b.run(&["inspect", c]).ok().stdout;
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v[0].clone()
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 #[test]
@@ -219,7 +202,7 @@ fn stop_sends_sigterm_then_sigkill_after_the_timeout() {
         "stop returned after {took:?}"
     );
     assert_eq!(b.run(&["wait", "stubborn"]).ok().stdout, "137\n");
-    let st = inspect(&b, "stubborn");
+    let st = b.inspect("stubborn");
     assert_eq!(st["State"]["Status"], "exited");
     assert_eq!(st["State"]["ExitCode"], 137);
     // A process that handles SIGTERM exits with its own code.
@@ -301,9 +284,9 @@ fn start_restart_kill_wait() {
     wait_for("the HUP trap", || {
         b.run(&["logs", "svc"]).stdout.contains("got-hup")
     });
-    let pid_before = inspect(&b, "svc")["State"]["Pid"].as_i64().unwrap();
+    let pid_before = b.inspect("svc")["State"]["Pid"].as_i64().unwrap();
     assert_eq!(b.run(&["restart", "-t", "1", "svc"]).ok().stdout, "svc\n");
-    let st = inspect(&b, &id[..8]);
+    let st = b.inspect(&id[..8]);
     assert_eq!(st["State"]["Status"], "running");
     assert_ne!(st["State"]["Pid"].as_i64().unwrap(), pid_before);
     assert_eq!(b.run(&["kill", "svc"]).ok().stdout, "svc\n");
@@ -425,7 +408,7 @@ fn update_changes_cpu_memory_and_pids_limits_live() {
             "300",
         ],
     );
-    let pid = inspect(&b, "tuned")["State"]["Pid"].as_i64().unwrap();
+    let pid = b.inspect("tuned")["State"]["Pid"].as_i64().unwrap();
     assert_eq!(cpu_quota(&b, "tuned"), "50000 100000");
     assert_eq!(
         b.run(&["update", "--cpus", "1.5", "tuned"]).ok().stdout,
@@ -454,7 +437,7 @@ fn update_changes_cpu_memory_and_pids_limits_live() {
         ])
         .ok();
     assert_eq!(o.stdout, format!("{}\n33\n", 96 * 1024 * 1024));
-    let st = inspect(&b, "tuned");
+    let st = b.inspect("tuned");
     assert_eq!(st["HostConfig"]["NanoCpus"], 250_000_000);
     assert_eq!(
         st["State"]["Pid"].as_i64().unwrap(),
@@ -515,7 +498,7 @@ fn exec_runs_processes_inside_a_running_container() {
             "echo $FROM_RUN; pwd; hostname; cat /proc/1/cmdline | tr '\\0' ' '",
         ])
         .ok();
-    let host = inspect(&b, "box")["Config"]["Hostname"]
+    let host = b.inspect("box")["Config"]["Hostname"]
         .as_str()
         .unwrap()
         .to_string();
@@ -643,7 +626,7 @@ fn exec_tty_and_detach_keys() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("read escape sequence"), "{text}");
-    assert_eq!(inspect(&b, "detachable")["State"]["Status"], "running");
+    assert_eq!(b.inspect("detachable")["State"]["Status"], "running");
 }
 
 #[test]
@@ -665,7 +648,7 @@ fn pause_rename_top_stats_update_port() {
     assert_eq!(b.run(&["pause", "worker"]).ok().stdout, "worker\n");
     let ps = b.run(&["ps"]).ok().stdout;
     assert!(ps.contains("(Paused)"), "{ps}");
-    assert_eq!(inspect(&b, "worker")["State"]["Paused"], true);
+    assert_eq!(b.inspect("worker")["State"]["Paused"], true);
     let o = b.run(&["pause", "worker"]);
     assert_eq!(o.code, 1);
     assert!(o.stderr.contains("already paused"), "{}", o.stderr);
@@ -675,7 +658,7 @@ fn pause_rename_top_stats_update_port() {
     assert!(o.stderr.contains("is not paused"), "{}", o.stderr);
 
     b.run(&["rename", "worker", "renamed"]).ok();
-    assert_eq!(inspect(&b, &id)["Name"], "/renamed");
+    assert_eq!(b.inspect(&id)["Name"], "/renamed");
     detached(&b, &["--name", "other", DEFAULT_IMAGE, "sleep", "300"]);
     let o = b.run(&["rename", "renamed", "other"]);
     assert_eq!(o.code, 1);
@@ -717,7 +700,7 @@ fn pause_rename_top_stats_update_port() {
 
     b.run(&["update", "-m", "96m", "--pids-limit", "40", "renamed"])
         .ok();
-    let st = inspect(&b, "renamed");
+    let st = b.inspect("renamed");
     assert_eq!(st["HostConfig"]["Memory"], 96 * 1024 * 1024);
     assert_eq!(st["HostConfig"]["PidsLimit"], 40);
     let stats = b.run(&["stats", "--no-stream", "renamed"]).ok().stdout;
@@ -1078,11 +1061,11 @@ fn restart_policies_survive_an_agent_restart() {
         ],
     );
     wait_for("two restarts", || {
-        let s = inspect(&b, "flaky");
+        let s = b.inspect("flaky");
         s["RestartCount"] == 2 && s["State"]["Status"] == "exited"
     });
     std::thread::sleep(Duration::from_millis(800));
-    let s = inspect(&b, "flaky");
+    let s = b.inspect("flaky");
     assert_eq!(s["RestartCount"], 2);
     assert_eq!(s["HostConfig"]["RestartPolicy"]["Name"], "on-failure");
     assert_eq!(b.run(&["logs", "flaky"]).ok().stdout, "try\ntry\ntry\n");
@@ -1113,25 +1096,25 @@ fn restart_policies_survive_an_agent_restart() {
         ],
     );
     wait_for("a restart", || {
-        inspect(&b, "forever")["RestartCount"].as_u64() >= Some(1)
+        b.inspect("forever")["RestartCount"].as_u64() >= Some(1)
     });
     b.kill_agent();
-    let before = inspect(&b, "forever")["RestartCount"].as_u64().unwrap();
+    let before = b.inspect("forever")["RestartCount"].as_u64().unwrap();
     wait_for("restarts after the agent restart", || {
-        inspect(&b, "forever")["RestartCount"].as_u64().unwrap() > before
+        b.inspect("forever")["RestartCount"].as_u64().unwrap() > before
     });
     // A user stop wins over the policy.
     b.run(&["stop", "forever"]).ok();
-    let n = inspect(&b, "forever")["RestartCount"].as_u64().unwrap();
+    let n = b.inspect("forever")["RestartCount"].as_u64().unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    let s = inspect(&b, "forever");
+    let s = b.inspect("forever");
     assert_eq!(s["State"]["Status"], "exited");
     assert_eq!(s["RestartCount"].as_u64().unwrap(), n);
-    assert_eq!(inspect(&b, "clean")["RestartCount"], 0);
+    assert_eq!(b.inspect("clean")["RestartCount"], 0);
     // update can change the policy.
     b.run(&["update", "--restart", "no", "forever"]).ok();
     assert_eq!(
-        inspect(&b, "forever")["HostConfig"]["RestartPolicy"]["Name"],
+        b.inspect("forever")["HostConfig"]["RestartPolicy"]["Name"],
         "no"
     );
 }
@@ -1158,10 +1141,10 @@ fn unless_stopped_stays_stopped_across_an_agent_restart() {
     wait_for("restarts of both", || {
         ["keeper", "always"]
             .iter()
-            .all(|n| inspect(&b, n)["RestartCount"].as_u64() >= Some(1))
+            .all(|n| b.inspect(n)["RestartCount"].as_u64() >= Some(1))
     });
     assert_eq!(
-        inspect(&b, "keeper")["HostConfig"]["RestartPolicy"]["Name"],
+        b.inspect("keeper")["HostConfig"]["RestartPolicy"]["Name"],
         "unless-stopped"
     );
     // Stopped by the user: neither comes back on its own...
@@ -1170,11 +1153,11 @@ fn unless_stopped_stays_stopped_across_an_agent_restart() {
     }
     let counts: Vec<u64> = ["keeper", "always"]
         .iter()
-        .map(|n| inspect(&b, n)["RestartCount"].as_u64().unwrap())
+        .map(|n| b.inspect(n)["RestartCount"].as_u64().unwrap())
         .collect();
     std::thread::sleep(Duration::from_millis(1500));
     for (n, c) in ["keeper", "always"].iter().zip(&counts) {
-        let s = inspect(&b, n);
+        let s = b.inspect(n);
         assert_eq!(s["State"]["Status"], "exited", "{n}");
         assert_eq!(s["RestartCount"].as_u64().unwrap(), *c, "{n}");
     }
@@ -1185,16 +1168,16 @@ fn unless_stopped_stays_stopped_across_an_agent_restart() {
     b.run(&["ps"]).ok();
     assert_ne!(b.agent_pid(), Some(old_agent), "a new agent runs");
     wait_for("always to run again", || {
-        inspect(&b, "always")["RestartCount"].as_u64().unwrap() > counts[1]
+        b.inspect("always")["RestartCount"].as_u64().unwrap() > counts[1]
     });
     std::thread::sleep(Duration::from_millis(1500));
-    let s = inspect(&b, "keeper");
+    let s = b.inspect("keeper");
     assert_eq!(s["State"]["Status"], "exited");
     assert_eq!(s["RestartCount"].as_u64().unwrap(), counts[0]);
     // An unless-stopped container started by hand restarts again.
     b.run(&["start", "keeper"]).ok();
     wait_for("keeper to restart after a start", || {
-        inspect(&b, "keeper")["RestartCount"].as_u64().unwrap() > counts[0]
+        b.inspect("keeper")["RestartCount"].as_u64().unwrap() > counts[0]
     });
 }
 
@@ -1264,8 +1247,8 @@ fn ps_filters_names_prefixes_and_prune() {
     let o = b.run(&["ps", "--filter", "colour=red"]);
     assert_eq!(o.code, 1);
     // Names, full ids and unique prefixes all work.
-    assert_eq!(inspect(&b, &a[..5])["Name"], "/alpha");
-    assert_eq!(inspect(&b, &a)["Name"], "/alpha");
+    assert_eq!(b.inspect(&a[..5])["Name"], "/alpha");
+    assert_eq!(b.inspect(&a)["Name"], "/alpha");
     assert_eq!(
         b.run(&["container", "ls", "-q"]).ok().stdout.trim(),
         &a[..12]

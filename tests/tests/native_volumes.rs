@@ -3,29 +3,13 @@
 // Drives the Linux builds of berth and berth-agent (native placement).
 #![cfg(target_os = "linux")]
 
-use berth_tests::{Berth, DEFAULT_IMAGE as IMG};
+use berth_tests::{wait_for, Berth, DEFAULT_IMAGE as IMG};
 use std::path::Path;
-use std::time::{Duration, Instant};
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
-}
+use std::time::Duration;
 
 fn volumes(b: &Berth) -> Vec<String> {
     let out = b.run(&["volume", "ls", "-q"]).ok().stdout;
     out.lines().map(String::from).collect()
-}
-
-fn inspect(b: &Berth, c: &str) -> serde_json::Value {
-    let out = b.run(&["inspect", c]).ok().stdout;
-    serde_json::from_str::<serde_json::Value>(&out).unwrap()[0].clone()
 }
 
 #[test]
@@ -83,7 +67,7 @@ fn bind_mounts_share_files_both_ways_and_ro_is_enforced() {
     std::fs::write(dir.path().join("go"), "edited on the host\n").unwrap();
     assert_eq!(b.run(&["wait", &id]).ok().stdout.trim(), "0");
     assert_eq!(b.run(&["logs", &id]).ok().stdout, "edited on the host\n");
-    let m = &inspect(&b, &id)["Mounts"][0];
+    let m = &b.inspect(&id)["Mounts"][0];
     assert_eq!(m["Type"], "bind", "{m}");
     assert_eq!(m["Source"], d.as_str());
     assert_eq!(m["Destination"], "/w");
@@ -222,7 +206,7 @@ fn named_volumes_persist_are_shared_and_refuse_removal_in_use() {
         std::fs::read_to_string(back.path().join("copied")).unwrap(),
         "copied in\n"
     );
-    let m = &inspect(&b, "w1")["Mounts"][0];
+    let m = &b.inspect("w1")["Mounts"][0];
     assert_eq!(m["Type"], "volume", "{m}");
     assert_eq!(m["Name"], "data");
     assert_eq!(m["Source"], mountpoint.as_str());
@@ -279,7 +263,7 @@ fn anonymous_volumes_copy_up_volumes_from_and_prune() {
     let anon = volumes(&b);
     assert_eq!(anon.len(), 1, "{anon:?}");
     assert_eq!(anon[0].len(), 64);
-    let m = &inspect(&b, "c1")["Mounts"][0];
+    let m = &b.inspect("c1")["Mounts"][0];
     assert_eq!(m["Destination"], "/data");
     assert_eq!(m["Name"], anon[0].as_str());
     // `rm` keeps it, `rm -v` removes it.
