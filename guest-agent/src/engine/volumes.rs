@@ -10,7 +10,7 @@
 //! lock, so a volume cannot be removed while a container that uses it is
 //! being created.
 
-use super::containers::{err, internal, remove_tree_same_fs, ContainerStore};
+use super::containers::{docker_name, err, internal, remove_tree_same_fs, ContainerStore};
 use super::record::ContainerRecord;
 use crate::layout::{random_hex, read_json, write_json_atomic, Layout};
 use berth_protocol::{ApiError, ErrorKind, MountPoint, MountSpec, MountType, VolumeInfo};
@@ -37,14 +37,9 @@ pub struct VolumeRecord {
     pub anonymous: bool,
 }
 
-/// Docker's rule for local volume names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
+/// Docker's rule for local volume names (a file name: at most 255 bytes).
 pub fn valid_volume_name(n: &str) -> bool {
-    let b = n.as_bytes();
-    b.len() >= 2
-        && b.len() <= 255
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+    docker_name(n, 255)
 }
 
 fn invalid_name(n: &str) -> ApiError {
@@ -399,11 +394,10 @@ impl ContainerStore {
     /// `volume prune`: unused anonymous volumes, or every unused one.
     pub fn volume_prune(&self, all: bool) -> (Vec<String>, u64) {
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let used = users(&self.records());
         let mut names = Vec::new();
         let mut reclaimed = 0;
         for v in self.volume_list() {
-            if used.contains_key(&v.name) || !(all || v.anonymous) {
+            if !v.used_by.is_empty() || !(all || v.anonymous) {
                 continue;
             }
             if let Ok(n) = self.volume_delete_locked(&v.name) {
