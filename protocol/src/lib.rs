@@ -15,10 +15,12 @@
 pub mod frame;
 pub mod messages;
 pub mod mux;
+pub mod network;
 pub mod reference;
 
 pub use frame::{FrameError, MAX_FRAME_LEN};
 pub use messages::*;
+pub use network::*;
 
 /// Protocol version spoken by this build. Bumped on incompatible changes.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -268,6 +268,44 @@ pub enum Request {
     VolumePrune {
         all: bool,
     },
+    /// Creates a user-defined bridge network.
+    NetworkCreate {
+        name: String,
+        driver: Option<String>,
+        subnet: Option<String>,
+        gateway: Option<String>,
+        internal: bool,
+        labels: BTreeMap<String, String>,
+        options: BTreeMap<String, String>,
+    },
+    NetworkList,
+    /// By name, full id or unique id prefix.
+    NetworkInspect {
+        name: String,
+    },
+    /// Refused while a container is connected, and for the predefined
+    /// networks.
+    NetworkRemove {
+        name: String,
+    },
+    /// Removes user-defined networks no container uses.
+    NetworkPrune,
+    /// Attaches a container (running or not) to a network.
+    NetworkConnect {
+        network: String,
+        container: String,
+        aliases: Vec<String>,
+        ipv4_address: Option<String>,
+    },
+    NetworkDisconnect {
+        network: String,
+        container: String,
+        force: bool,
+    },
+    /// The ports a container publishes now (`port`).
+    ContainerPorts {
+        id: String,
+    },
 }
 
 /// A build step's new image.
@@ -447,6 +485,13 @@ pub enum Response {
         names: Vec<String>,
         reclaimed: u64,
     },
+    Network(crate::NetworkInfo),
+    Networks(Vec<crate::NetworkInfo>),
+    /// `network prune`: the names removed.
+    NetworksPruned {
+        names: Vec<String>,
+    },
+    Ports(Vec<crate::PublishedPort>),
 }
 
 /// Facts about the agent and where it runs.
@@ -564,6 +609,39 @@ pub struct ContainerConfig {
     /// `--volumes-from CONTAINER[:ro|rw]`.
     #[serde(default)]
     pub volumes_from: Vec<String>,
+    /// `--network`: `bridge` (the default when unset), `none`, `host`, or a
+    /// user-defined network's name or id.
+    #[serde(default)]
+    pub network_mode: Option<String>,
+    /// `--network-alias`, on the network of `network_mode`.
+    #[serde(default)]
+    pub network_aliases: Vec<String>,
+    /// `--ip`.
+    #[serde(default)]
+    pub ipv4_address: Option<String>,
+    /// `-p`.
+    #[serde(default)]
+    pub ports: Vec<crate::PortBinding>,
+    /// `-P`: publish every exposed port on a free host port.
+    #[serde(default)]
+    pub publish_all: bool,
+    /// `--expose` (`80`, `80/udp`), added to the image's ExposedPorts.
+    #[serde(default)]
+    pub expose: Vec<String>,
+    #[serde(default)]
+    pub dns: Vec<String>,
+    #[serde(default)]
+    pub dns_search: Vec<String>,
+    #[serde(default)]
+    pub dns_options: Vec<String>,
+    /// `--add-host NAME:IP`; `IP` may be `host-gateway`.
+    #[serde(default)]
+    pub extra_hosts: Vec<String>,
+    #[serde(default)]
+    pub domainname: Option<String>,
+    /// `--link CONTAINER[:ALIAS]`.
+    #[serde(default)]
+    pub links: Vec<String>,
 }
 
 /// The kinds of mount `-v` and `--mount` make.
@@ -757,4 +835,14 @@ pub struct ContainerDetails {
     pub hostname: String,
     #[serde(default)]
     pub mounts: Vec<MountPoint>,
+    /// The networks it is attached to, by network name; addresses are
+    /// filled while it runs.
+    #[serde(default)]
+    pub networks: BTreeMap<String, crate::EndpointInfo>,
+    /// Ports published now (empty unless running).
+    #[serde(default)]
+    pub ports: Vec<crate::PublishedPort>,
+    /// Image ExposedPorts plus `--expose`, as `80/tcp`.
+    #[serde(default)]
+    pub exposed_ports: Vec<String>,
 }

@@ -7,7 +7,7 @@ pub mod events;
 pub mod exec;
 pub mod logs;
 pub mod mini_init;
-pub mod netns;
+pub mod net;
 pub mod ops;
 pub mod record;
 pub mod restart;

@@ -8,7 +8,7 @@
 //! Readiness is reported to the agent as one JSON line on fd 3.
 
 use super::logs::{self, LogWriter};
-use super::netns;
+use super::net::netns;
 use super::record::{boot_id, ContainerRecord, ExitState, RunState};
 use super::rootfs_path::secure_join;
 use super::{spec, user, Engine};

@@ -407,6 +407,7 @@ fn config(a: &CreateArgs) -> Result<ContainerConfig, ArgError> {
         log_max_files,
         mounts: binds,
         volumes_from: a.volumes_from.clone(),
+        ..Default::default()
     })
 }
 
