@@ -355,6 +355,17 @@ fn handle(engine: &Engine, req: Request) -> Result<Response, ApiError> {
             let (names, reclaimed) = c.volume_prune(all);
             Ok(Response::VolumesPruned { names, reclaimed })
         }
+        Request::NetworkCreate { .. }
+        | Request::NetworkList
+        | Request::NetworkInspect { .. }
+        | Request::NetworkRemove { .. }
+        | Request::NetworkPrune
+        | Request::NetworkConnect { .. }
+        | Request::NetworkDisconnect { .. }
+        | Request::ContainerPorts { .. } => Err(ApiError::new(
+            ErrorKind::InvalidArgument,
+            "networks are not implemented yet",
+        )),
         Request::ImageDiskAttach { device } => {
             if std::process::id() != 1 {
                 return Err(ApiError::new(

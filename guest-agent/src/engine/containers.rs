@@ -386,6 +386,9 @@ impl ContainerStore {
             mounts: r.mounts.clone(),
             hostname: r.hostname.clone(),
             config: r.config,
+            networks: Default::default(),
+            ports: Vec::new(),
+            exposed_ports: Vec::new(),
         })
     }
 
