@@ -355,17 +355,47 @@ fn handle(engine: &Engine, req: Request) -> Result<Response, ApiError> {
             let (names, reclaimed) = c.volume_prune(all);
             Ok(Response::VolumesPruned { names, reclaimed })
         }
-        Request::NetworkCreate { .. }
-        | Request::NetworkList
-        | Request::NetworkInspect { .. }
-        | Request::NetworkRemove { .. }
-        | Request::NetworkPrune
-        | Request::NetworkConnect { .. }
-        | Request::NetworkDisconnect { .. }
-        | Request::ContainerPorts { .. } => Err(ApiError::new(
-            ErrorKind::InvalidArgument,
-            "networks are not implemented yet",
-        )),
+        Request::NetworkCreate {
+            name,
+            driver,
+            subnet,
+            gateway,
+            internal,
+            labels,
+            options,
+        } => c
+            .network_create(
+                &name,
+                driver.as_deref(),
+                subnet.as_deref(),
+                gateway.as_deref(),
+                internal,
+                &labels,
+                &options,
+            )
+            .map(Response::Network),
+        Request::NetworkList => c.network_list().map(Response::Networks),
+        Request::NetworkInspect { name } => c.network_inspect(&name).map(Response::Network),
+        Request::NetworkRemove { name } => c.network_remove(&name).map(|_| Response::Ok),
+        Request::NetworkPrune => Ok(Response::NetworksPruned {
+            names: c.network_prune(),
+        }),
+        Request::NetworkConnect {
+            network,
+            container,
+            aliases,
+            ipv4_address,
+        } => c
+            .network_connect(&network, &container, &aliases, ipv4_address.as_deref())
+            .map(|()| Response::Ok),
+        Request::NetworkDisconnect {
+            network,
+            container,
+            force,
+        } => c
+            .network_disconnect(&network, &container, force)
+            .map(|()| Response::Ok),
+        Request::ContainerPorts { id } => c.ports(&id).map(Response::Ports),
         Request::ImageDiskAttach { device } => {
             if std::process::id() != 1 {
                 return Err(ApiError::new(

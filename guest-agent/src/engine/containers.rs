@@ -250,6 +250,11 @@ impl ContainerStore {
             .as_ref()
             .map(|v| v.keys().cloned().collect())
             .unwrap_or_default();
+        let exposed_ports = super::net::store::exposed_ports(
+            run.exposed_ports.as_ref().map(|m| m.keys().cloned().collect::<Vec<_>>()).unwrap_or_default(),
+            &cfg,
+        )?;
+        let networks = self.resolve_attachments(&cfg)?;
         let mounts = self.resolve_mounts(&cfg.mounts, &cfg.volumes_from, &image_volumes)?;
         if !matches!(cfg.restart.name.as_str(), "" | "no") {
             self.policy_hint
@@ -268,6 +273,8 @@ impl ContainerStore {
             user,
             hostname,
             mounts,
+            networks: Some(networks),
+            exposed_ports,
         };
         // Write into tmp/ and rename, so a crash never leaves half a record.
         let written = (|| {
@@ -385,10 +392,10 @@ impl ContainerStore {
             env: r.env.clone(),
             mounts: r.mounts.clone(),
             hostname: r.hostname.clone(),
-            config: r.config,
-            networks: Default::default(),
-            ports: Vec::new(),
-            exposed_ports: Vec::new(),
+            networks: self.endpoints_for_inspect(&r),
+            config: r.config.clone(),
+            ports: self.published_ports(&r.id),
+            exposed_ports: r.exposed_ports.clone(),
         })
     }
 

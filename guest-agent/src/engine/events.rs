@@ -163,6 +163,15 @@ pub fn volume(root: &Path, action: &str, name: &str) {
 
 /// berth's `workaround` event: the host workaround `what` was used for
 /// container `container`.
+/// A network event (`create`, `destroy`, `connect`, `disconnect`), as
+/// docker records them: the network id, its name and type.
+pub fn network(root: &Path, id: &str, name: &str, action: &str) {
+    let mut attrs = BTreeMap::new();
+    attrs.insert("name".to_string(), name.to_string());
+    attrs.insert("type".to_string(), "bridge".to_string());
+    emit(root, "network", action, id, attrs);
+}
+
 pub fn workaround(root: &Path, what: &str, container: &str) {
     let attrs = BTreeMap::from([
         ("name".to_string(), what.to_string()),
@@ -467,6 +476,8 @@ mod tests {
             user: String::new(),
             hostname: "h".into(),
             mounts: Vec::new(),
+            networks: None,
+            exposed_ports: Vec::new(),
         };
         container(d.path(), &rec, "die", &[("exitCode", "3".into())]);
         let line = std::fs::read_to_string(log_path(d.path())).unwrap();

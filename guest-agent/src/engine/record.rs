@@ -23,6 +23,19 @@ pub struct ContainerRecord {
     /// create.
     #[serde(default)]
     pub mounts: Vec<berth_protocol::MountPoint>,
+    /// The networks it joins, resolved at create. Records made before
+    /// berth had networks have none: loopback only, as they always had.
+    #[serde(default)]
+    pub networks: Option<Vec<super::net::store::Attachment>>,
+    /// The image's ExposedPorts, `--expose` and `-p` ports (`80/tcp`).
+    #[serde(default)]
+    pub exposed_ports: Vec<String>,
+}
+
+impl ContainerRecord {
+    pub fn attachments(&self) -> Vec<super::net::store::Attachment> {
+        self.networks.clone().unwrap_or_default()
+    }
 }
 
 /// Written by the shim once the container process runs (`state.json`).

@@ -184,6 +184,9 @@ pub struct RunConfig {
     /// `VOLUME` paths (an object whose keys are the paths).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volumes: Option<BTreeMap<String, serde_json::Value>>,
+    /// `EXPOSE`d ports (`80/tcp` keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
