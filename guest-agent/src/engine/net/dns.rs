@@ -558,6 +558,17 @@ fn is_fatal(err: &io::Error) -> bool {
     )
 }
 
+/// Runs a socket call again when a signal interrupted it (the shim has
+/// signal handlers).
+fn retry<T>(mut call: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match call() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
+}
+
 fn serve_udp(server: Arc<Server>, socket: Arc<UdpSocket>) {
     let mut buf = vec![0u8; MAX_MESSAGE];
     loop {
@@ -576,7 +587,7 @@ fn serve_udp(server: Arc<Server>, socket: Arc<UdpSocket>) {
         let query = &buf[..len];
         match respond(query, &*server.resolver, Transport::Udp) {
             Action::Reply(reply) => {
-                let _ = socket.send_to(&reply, client);
+                let _ = retry(|| socket.send_to(&reply, client));
             }
             Action::Drop => {}
             Action::Forward => forward_udp(&server, &socket, query.to_vec(), client),
@@ -587,7 +598,7 @@ fn serve_udp(server: Arc<Server>, socket: Arc<UdpSocket>) {
 fn forward_udp(server: &Arc<Server>, socket: &Arc<UdpSocket>, query: Vec<u8>, client: SocketAddr) {
     let fail = |query: &[u8]| {
         if let Some(reply) = servfail(query) {
-            let _ = socket.send_to(&reply, client);
+            let _ = retry(|| socket.send_to(&reply, client));
         }
     };
     if server.upstreams.is_empty() {
@@ -610,7 +621,7 @@ fn forward_udp(server: &Arc<Server>, socket: &Arc<UdpSocket>, query: Vec<u8>, cl
                     None => servfail(&query),
                 };
                 if let Some(reply) = reply {
-                    let _ = thread_socket.send_to(&reply, client);
+                    let _ = retry(|| thread_socket.send_to(&reply, client));
                 }
             }
         });
@@ -725,7 +736,7 @@ fn exchange_udp(
     let deadline = Instant::now() + timeout;
     let socket = UdpSocket::bind(unspecified_for(&upstream))?;
     socket.connect(upstream)?;
-    socket.send(query)?;
+    retry(|| socket.send(query))?;
     let mut buf = vec![0u8; MAX_MESSAGE];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -1302,9 +1313,9 @@ garbage \u{0} \u{ff}
             .unwrap();
         std::thread::spawn(move || {
             let mut buf = vec![0u8; MAX_MESSAGE];
-            while let Ok((len, peer)) = socket.recv_from(&mut buf) {
+            while let Ok((len, peer)) = retry(|| socket.recv_from(&mut buf)) {
                 for reply in handler(&buf[..len]) {
-                    let _ = socket.send_to(&reply, peer);
+                    let _ = retry(|| socket.send_to(&reply, peer));
                 }
             }
         });
@@ -1339,7 +1350,7 @@ garbage \u{0} \u{ff}
         let socket = client();
         socket.send_to(q, server).unwrap();
         let mut buf = vec![0u8; MAX_MESSAGE];
-        let (len, from) = socket.recv_from(&mut buf).unwrap();
+        let (len, from) = retry(|| socket.recv_from(&mut buf)).unwrap();
         assert_eq!(from, server);
         buf.truncate(len);
         buf
@@ -1433,11 +1444,11 @@ garbage \u{0} \u{ff}
         std::thread::sleep(Duration::from_millis(100));
         socket.send_to(&query(2, "b.example", TYPE_A), udp).unwrap();
         let mut buf = vec![0u8; 1024];
-        let len = socket.recv(&mut buf).unwrap();
+        let len = retry(|| socket.recv(&mut buf)).unwrap();
         assert_eq!(&buf[..2], &[0, 2], "the second is refused first");
         assert_eq!(flags(&buf[..len]) & 0x000F, SERVFAIL);
         assert!(started.elapsed() < Duration::from_millis(1000));
-        let len = socket.recv(&mut buf).unwrap();
+        let len = retry(|| socket.recv(&mut buf)).unwrap();
         assert_eq!(&buf[..2], &[0, 1]);
         assert_eq!(flags(&buf[..len]) & 0x000F, SERVFAIL);
     }
@@ -1505,7 +1516,7 @@ garbage \u{0} \u{ff}
         let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = upstream.local_addr().unwrap();
         std::thread::spawn(move || {
-            let (mut conn, _) = upstream.accept().unwrap();
+            let (mut conn, _) = retry(|| upstream.accept()).unwrap();
             let mut prefix = [0u8; 2];
             conn.read_exact(&mut prefix).unwrap();
             let mut q = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
@@ -1557,7 +1568,7 @@ garbage \u{0} \u{ff}
         socket.send_to(&query(0xABCD, "web", TYPE_A), udp).unwrap();
         let mut buf = vec![0u8; MAX_MESSAGE];
         loop {
-            let len = socket.recv(&mut buf).unwrap();
+            let len = retry(|| socket.recv(&mut buf)).unwrap();
             if buf[..2] == [0xAB, 0xCD] && len > 12 {
                 assert_eq!(a_records(&buf[..len]), vec![Ipv4Addr::new(172, 18, 0, 2)]);
                 break;

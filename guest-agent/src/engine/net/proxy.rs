@@ -440,6 +440,17 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 type Flows = Arc<Mutex<HashMap<SocketAddr, Arc<Flow>>>>;
 
+/// Runs a socket call again when a signal interrupted it (the shim has
+/// signal handlers).
+fn retry<T>(mut call: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match call() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
+}
+
 fn serve_udp(listener: Arc<UdpSocket>, target: SocketAddrV4, limits: Limits) {
     let flows: Flows = Arc::new(Mutex::new(HashMap::new()));
     let mut buf = vec![0u8; UDP_BUFFER];
@@ -459,7 +470,7 @@ fn serve_udp(listener: Arc<UdpSocket>, target: SocketAddrV4, limits: Limits) {
         let Some(flow) = flow_for(&flows, &listener, client, target, limits) else {
             continue;
         };
-        let _ = flow.socket.send(&buf[..len]);
+        let _ = retry(|| flow.socket.send(&buf[..len]));
     }
 }
 
@@ -544,7 +555,7 @@ fn reply_loop(
         match flow.socket.recv(&mut buf) {
             Ok(len) => {
                 flow.touch();
-                let _ = listener.send_to(&buf[..len], client);
+                let _ = retry(|| listener.send_to(&buf[..len], client));
             }
             Err(e)
                 if matches!(
@@ -589,8 +600,7 @@ mod tests {
         let listener = TcpListener::bind((LOOPBACK, 0)).unwrap();
         let port = listener.local_addr().unwrap().port();
         std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { return };
+            while let Ok((mut conn, _)) = retry(|| listener.accept()) {
                 std::thread::spawn(move || {
                     let mut writer = conn.try_clone().unwrap();
                     let _ = io::copy(&mut conn, &mut writer);
@@ -607,10 +617,10 @@ mod tests {
         let port = socket.local_addr().unwrap().port();
         std::thread::spawn(move || {
             let mut buf = vec![0u8; UDP_BUFFER];
-            while let Ok((len, peer)) = socket.recv_from(&mut buf) {
+            while let Ok((len, peer)) = retry(|| socket.recv_from(&mut buf)) {
                 let mut reply = format!("{peer}|").into_bytes();
                 reply.extend_from_slice(&buf[..len]);
-                let _ = socket.send_to(&reply, peer);
+                let _ = retry(|| socket.send_to(&reply, peer));
             }
         });
         port
@@ -717,7 +727,7 @@ mod tests {
         );
         let mut stream = connect(addr);
         let mut buf = [0u8; 8];
-        assert!(matches!(stream.read(&mut buf), Ok(0) | Err(_)));
+        assert!(matches!(retry(|| stream.read(&mut buf)), Ok(0) | Err(_)));
     }
 
     #[test]
@@ -732,7 +742,7 @@ mod tests {
         echo_round(&mut first, b"one");
         let mut second = connect(addr);
         let mut buf = [0u8; 8];
-        assert!(matches!(second.read(&mut buf), Ok(0) | Err(_)));
+        assert!(matches!(retry(|| second.read(&mut buf)), Ok(0) | Err(_)));
         echo_round(&mut first, b"still one");
     }
 
@@ -749,7 +759,7 @@ mod tests {
     fn udp_round(socket: &UdpSocket, proxy: SocketAddr, text: &str) -> (String, String) {
         socket.send_to(text.as_bytes(), proxy).unwrap();
         let mut buf = vec![0u8; UDP_BUFFER];
-        let (len, from) = socket.recv_from(&mut buf).unwrap();
+        let (len, from) = retry(|| socket.recv_from(&mut buf)).unwrap();
         assert_eq!(from, proxy, "reply from the published socket");
         let reply = String::from_utf8(buf[..len].to_vec()).unwrap();
         let (peer, payload) = reply.split_once('|').unwrap();
@@ -794,7 +804,7 @@ mod tests {
             .unwrap();
         b.send_to(b"2", addr).unwrap();
         let mut buf = [0u8; 64];
-        assert!(b.recv_from(&mut buf).is_err());
+        assert!(retry(|| b.recv_from(&mut buf)).is_err());
         // Once idle long enough, the flow is gone: a new one (another port
         // towards the container), and room for the other client.
         std::thread::sleep(Duration::from_millis(700));
