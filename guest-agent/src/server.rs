@@ -364,15 +364,15 @@ fn handle(engine: &Engine, req: Request) -> Result<Response, ApiError> {
             labels,
             options,
         } => c
-            .network_create(
-                &name,
-                driver.as_deref(),
-                subnet.as_deref(),
-                gateway.as_deref(),
+            .network_create(&crate::engine::net::store::NetworkSpec {
+                name: &name,
+                driver: driver.as_deref(),
+                subnet: subnet.as_deref(),
+                gateway: gateway.as_deref(),
                 internal,
-                &labels,
-                &options,
-            )
+                labels: &labels,
+                options: &options,
+            })
             .map(Response::Network),
         Request::NetworkList => c.network_list().map(Response::Networks),
         Request::NetworkInspect { name } => c.network_inspect(&name).map(Response::Network),

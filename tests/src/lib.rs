@@ -504,6 +504,37 @@ impl Berth {
     }
 }
 
+impl Berth {
+    /// Removes the bridges and nftables tables this installation's native
+    /// engine made on the host, so that tests leave no network state
+    /// behind (berth itself keeps the default bridge, as docker keeps
+    /// docker0).
+    fn remove_host_networks(&self) {
+        let Ok(rd) = std::fs::read_dir(self.native_root().join("networks")) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let Ok(text) = std::fs::read_to_string(e.path().join("network.json")) else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+                continue;
+            };
+            let Some(br) = v["bridge"].as_str().filter(|s| !s.is_empty()) else {
+                continue;
+            };
+            let _ = Command::new("ip")
+                .args(["link", "del", br])
+                .stderr(std::process::Stdio::null())
+                .status();
+            let _ = Command::new("nft")
+                .args(["delete", "table", "ip", &format!("berth-{br}")])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
 impl Drop for Berth {
     fn drop(&mut self) {
         if std::thread::panicking() {
@@ -526,6 +557,7 @@ impl Drop for Berth {
             }
         }
         self.kill_agent();
+        self.remove_host_networks();
         // Unmount anything left below the state dir before deleting it.
         if let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") {
             let prefix = self.home.path().to_string_lossy().to_string();

@@ -227,12 +227,14 @@ fn stdin_is_forwarded_with_i_and_closed_without() {
 }
 
 #[test]
-fn loopback_only_network() {
+fn network_none_is_loopback_only() {
     let b = Berth::new().with_default_image();
     let o = b
         .run(&[
             "run",
             "--rm",
+            "--network",
+            "none",
             DEFAULT_IMAGE,
             "sh",
             "-c",

@@ -251,7 +251,10 @@ impl ContainerStore {
             .map(|v| v.keys().cloned().collect())
             .unwrap_or_default();
         let exposed_ports = super::net::store::exposed_ports(
-            run.exposed_ports.as_ref().map(|m| m.keys().cloned().collect::<Vec<_>>()).unwrap_or_default(),
+            run.exposed_ports
+                .as_ref()
+                .map(|m| m.keys().cloned().collect::<Vec<_>>())
+                .unwrap_or_default(),
             &cfg,
         )?;
         let networks = self.resolve_attachments(&cfg)?;
@@ -425,6 +428,9 @@ impl ContainerStore {
             wait_shim_gone(&run, Duration::from_secs(10));
         }
         let _ = std::fs::remove_file(self.layout.container(&r.id).join(super::ops::STOPPED));
+        // Addresses are chosen here, under the store's lock, so two
+        // starts never take the same one; the shim sets them up.
+        self.allocate_endpoints(&r)?;
         let mut args = vec!["shim", "--id", r.id.as_str()];
         if wait_attach {
             args.push("--wait-attach");

@@ -8,7 +8,7 @@
 //! Readiness is reported to the agent as one JSON line on fd 3.
 
 use super::logs::{self, LogWriter};
-use super::net::netns;
+use super::net::{self, netns};
 use super::record::{boot_id, ContainerRecord, ExitState, RunState};
 use super::rootfs_path::secure_join;
 use super::{spec, user, Engine};
@@ -391,6 +391,7 @@ fn teardown(engine: &Engine, rec: &ContainerRecord, paths: &ContainerPaths) {
         let _ = std::fs::remove_dir_all(&runtime);
     }
     let _ = nix::mount::umount2(&paths.rootfs, nix::mount::MntFlags::MNT_DETACH);
+    net::container::teardown(engine, rec);
     netns::remove(&paths.netns);
     let _ = std::fs::remove_file(engine.layout().attach_socket(&rec.id));
     let _ = std::fs::remove_file(engine.layout().console_socket(&rec.id));
@@ -398,26 +399,27 @@ fn teardown(engine: &Engine, rec: &ContainerRecord, paths: &ContainerPaths) {
 }
 
 fn etc_files(
+    engine: &Engine,
     rec: &ContainerRecord,
     paths: &ContainerPaths,
+    mode: net::container::Mode,
 ) -> std::io::Result<Vec<(String, PathBuf)>> {
     let dir = paths.dir.join("etc");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("hostname"), format!("{}\n", rec.hostname))?;
     std::fs::write(
         dir.join("hosts"),
-        format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
-            rec.hostname
-        ),
+        net::container::hosts_file(engine, rec, mode),
     )?;
-    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let resolv: String = resolv
-        .lines()
-        .filter(|l| !l.contains("127.0.0."))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::write(dir.join("resolv.conf"), resolv)?;
+    let user_network = engine
+        .containers
+        .runtime_net(&rec.id)
+        .is_some_and(|rt| rt.endpoints.iter().any(|e| e.user_defined));
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    std::fs::write(
+        dir.join("resolv.conf"),
+        net::container::resolv_conf(rec, mode, user_network, &host),
+    )?;
     Ok(["hostname", "hosts", "resolv.conf"]
         .iter()
         .map(|n| (format!("/etc/{n}"), dir.join(n)))
@@ -456,11 +458,17 @@ fn start(
     }
     check_executable(&paths.rootfs, &rec.args, &env, &rec.workdir)?;
     phases.mark("user+cwd+exe");
+    let mode = net::container::mode(engine, rec);
     netns::remove(&paths.netns);
-    netns::create(&paths.netns)
-        .map_err(|e| StartError::engine(format!("creating network namespace: {e}")))?;
+    let prepared = if mode == net::container::Mode::Host {
+        None
+    } else {
+        netns::create(&paths.netns)
+            .map_err(|e| StartError::engine(format!("creating network namespace: {e}")))?;
+        Some(net::container::prepare(engine, rec, &paths.netns).map_err(StartError::engine)?)
+    };
     phases.mark("netns");
-    let etc = etc_files(rec, paths).map_err(|e| StartError::engine(e.to_string()))?;
+    let etc = etc_files(engine, rec, paths, mode).map_err(|e| StartError::engine(e.to_string()))?;
     let etc_refs: Vec<(String, &Path)> =
         etc.iter().map(|(d, p)| (d.clone(), p.as_path())).collect();
     let swap_accounting = Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists();
@@ -483,7 +491,7 @@ fn start(
             rootfs: &paths.rootfs,
             identity: &identity,
             env: &env,
-            netns: &paths.netns,
+            netns: prepared.as_ref().map(|_| paths.netns.as_path()),
             etc_files: &etc_refs,
             cgroups_path,
             swap_accounting,
@@ -606,6 +614,9 @@ fn start(
         return Err(StartError::engine(format!("starting container: {e}")));
     }
     phases.mark("start");
+    if let Some(p) = prepared {
+        net::container::activate(engine, rec, p);
+    }
     phases.report("start");
     super::events::container(layout.root(), rec, "start", &[]);
     let state = RunState {

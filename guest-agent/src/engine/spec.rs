@@ -29,7 +29,9 @@ pub struct SpecInputs<'a> {
     pub rootfs: &'a Path,
     pub identity: &'a Identity,
     pub env: &'a [String],
-    pub netns: &'a Path,
+    /// The container's network namespace; `None` shares the engine's
+    /// (`--network host`).
+    pub netns: Option<&'a Path>,
     /// Files bind-mounted over /etc/hostname, /etc/hosts, /etc/resolv.conf.
     pub etc_files: &'a [(String, &'a Path)],
     pub cgroups_path: String,
@@ -170,11 +172,13 @@ pub fn build(rec: &ContainerRecord, inp: &SpecInputs) -> Value {
     }
     let mut namespaces = vec![
         json!({"type": "pid"}),
-        json!({"type": "network", "path": inp.netns}),
         json!({"type": "ipc"}),
         json!({"type": "uts"}),
         json!({"type": "mount"}),
     ];
+    if let Some(ns) = inp.netns {
+        namespaces.insert(1, json!({"type": "network", "path": ns}));
+    }
     if inp.cgroup_v2 {
         // As docker on cgroup v2: a private cgroup namespace, so the
         // container sees its own limits at /sys/fs/cgroup.

@@ -50,7 +50,11 @@ pub type SetupError = String;
 
 /// Interfaces, ports and DNS sockets, before the container is created.
 /// `netns` is the container's pinned namespace (unused in host mode).
-pub fn prepare(engine: &Engine, rec: &ContainerRecord, netns: &Path) -> Result<Prepared, SetupError> {
+pub fn prepare(
+    engine: &Engine,
+    rec: &ContainerRecord,
+    netns: &Path,
+) -> Result<Prepared, SetupError> {
     let rt = engine.containers.runtime_net(&rec.id).unwrap_or_default();
     for (i, e) in rt.endpoints.iter().enumerate() {
         attach(e, i == 0, netns)?;
@@ -75,7 +79,9 @@ pub fn prepare(engine: &Engine, rec: &ContainerRecord, netns: &Path) -> Result<P
         Some(dns_sockets(netns).map_err(|e| format!("starting the embedded DNS server: {e}"))?)
     };
     let upstreams = if rec.config.dns.is_empty() {
-        dns::upstreams_from_resolv_conf(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default())
+        dns::upstreams_from_resolv_conf(
+            &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        )
     } else {
         rec.config
             .dns
@@ -136,7 +142,10 @@ pub fn bindings(rec: &ContainerRecord) -> Vec<PortBinding> {
             let (Ok(port), Some(proto)) = (port.parse::<u16>(), PortProto::parse(proto)) else {
                 continue;
             };
-            if !out.iter().any(|b| b.container_port == port && b.proto == proto) {
+            if !out
+                .iter()
+                .any(|b| b.container_port == port && b.proto == proto)
+            {
                 out.push(PortBinding {
                     host_ip: String::new(),
                     host_port: 0,
@@ -150,7 +159,11 @@ pub fn bindings(rec: &ContainerRecord) -> Vec<PortBinding> {
     out
 }
 
-fn port_error(rec: &ContainerRecord, ep: Option<&RuntimeEndpoint>, e: &proxy::ProxyError) -> String {
+fn port_error(
+    rec: &ContainerRecord,
+    ep: Option<&RuntimeEndpoint>,
+    e: &proxy::ProxyError,
+) -> String {
     let (epid, ip) = ep
         .map(|e| (e.info.endpoint_id.as_str(), e.info.ipv4_address.as_str()))
         .unwrap_or_default();
@@ -180,13 +193,15 @@ fn port_error(rec: &ContainerRecord, ep: Option<&RuntimeEndpoint>, e: &proxy::Pr
 /// made on a short-lived thread so the shim stays where it is.
 fn dns_sockets(netns: &Path) -> std::io::Result<(UdpSocket, Option<TcpListener>)> {
     let ns = std::fs::File::open(netns)?;
-    std::thread::spawn(move || -> std::io::Result<(UdpSocket, Option<TcpListener>)> {
-        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)?;
-        let addr = SocketAddr::from((Ipv4Addr::new(127, 0, 0, 11), 53));
-        let udp = UdpSocket::bind(addr)?;
-        let tcp = TcpListener::bind(addr).ok();
-        Ok((udp, tcp))
-    })
+    std::thread::spawn(
+        move || -> std::io::Result<(UdpSocket, Option<TcpListener>)> {
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)?;
+            let addr = SocketAddr::from((Ipv4Addr::new(127, 0, 0, 11), 53));
+            let udp = UdpSocket::bind(addr)?;
+            let tcp = TcpListener::bind(addr).ok();
+            Ok((udp, tcp))
+        },
+    )
     .join()
     .map_err(|_| std::io::Error::other("DNS socket thread panicked"))?
 }
@@ -300,7 +315,12 @@ pub fn hosts_file(engine: &Engine, rec: &ContainerRecord, mode: Mode) -> String 
 }
 
 /// `/etc/resolv.conf` for the container, from the host's (`host_conf`).
-pub fn resolv_conf(rec: &ContainerRecord, mode: Mode, user_network: bool, host_conf: &str) -> String {
+pub fn resolv_conf(
+    rec: &ContainerRecord,
+    mode: Mode,
+    user_network: bool,
+    host_conf: &str,
+) -> String {
     if mode == Mode::Host && rec.config.dns.is_empty() && rec.config.dns_search.is_empty() {
         return host_conf.to_string();
     }
@@ -321,7 +341,13 @@ pub fn resolv_conf(rec: &ContainerRecord, mode: Mode, user_network: bool, host_c
         }
     }
     if !rec.config.dns_search.is_empty() {
-        search = rec.config.dns_search.iter().filter(|s| *s != ".").cloned().collect();
+        search = rec
+            .config
+            .dns_search
+            .iter()
+            .filter(|s| *s != ".")
+            .cloned()
+            .collect();
     }
     if !rec.config.dns_options.is_empty() {
         options = rec.config.dns_options.clone();
@@ -432,7 +458,10 @@ mod tests {
 
     #[test]
     fn macs() {
-        assert_eq!(parse_mac("02:42:ac:11:00:02"), Some([2, 0x42, 0xac, 0x11, 0, 2]));
+        assert_eq!(
+            parse_mac("02:42:ac:11:00:02"),
+            Some([2, 0x42, 0xac, 0x11, 0, 2])
+        );
         assert_eq!(parse_mac("02:42"), None);
         assert_eq!(parse_mac("02:42:ac:11:00:02:07"), None);
     }

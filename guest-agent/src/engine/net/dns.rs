@@ -20,7 +20,6 @@
 //! name.
 
 // The shim wires these in (engine/shim.rs); until then nothing calls them.
-#![allow(dead_code)]
 
 use simple_dns::{Packet, SimpleDnsError};
 use std::io::{self, Read, Write};
@@ -93,6 +92,7 @@ const REFUSED: u16 = 5;
 const TYPE_A: u16 = 1;
 const CLASS_IN: u16 = 1;
 
+#[cfg(test)]
 /// Decides what to do with one query received over UDP: answer it (with a
 /// reply no larger than 512 bytes, or the client's EDNS size, truncated with
 /// TC set when the addresses do not fit), forward it, or drop it. Never

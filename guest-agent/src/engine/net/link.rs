@@ -10,7 +10,6 @@
 
 // Wired into the engine by the network integration; until then only the
 // tests use this module.
-#![cfg_attr(not(test), allow(dead_code))]
 
 use netlink_packet_core::{
     NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
@@ -143,6 +142,7 @@ pub fn remove_link(name: &str) -> Result<(), LinkError> {
     }
 }
 
+#[cfg(test)]
 /// Whether a link named `name` exists in the caller's network namespace.
 pub fn link_exists(name: &str) -> bool {
     check_name(name).is_ok()

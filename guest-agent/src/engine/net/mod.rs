@@ -9,6 +9,7 @@
 //! - [`proxy`]: published ports (a userland proxy in the container's shim);
 //! - [`dns`]: the embedded DNS server at 127.0.0.11 on user networks.
 
+pub mod container;
 pub mod dns;
 pub mod link;
 pub mod nat;

@@ -24,7 +24,6 @@
 
 // Wired into the engine by the network integration; until then only the
 // tests use this module.
-#![cfg_attr(not(test), allow(dead_code))]
 
 use std::fmt::Write as _;
 use std::io::{self, Write as _};
@@ -89,11 +88,13 @@ pub fn remove(bridge: &str) -> Result<(), NatError> {
     Nft::find()?.remove(bridge)
 }
 
+#[cfg(test)]
 /// The names of berth's tables (family ip) in the caller's network namespace.
 pub fn tables() -> Result<Vec<String>, NatError> {
     Nft::find()?.tables()
 }
 
+#[cfg(test)]
 /// Whether an `nft` that runs is installed.
 pub fn available() -> bool {
     Nft::find().is_ok_and(|nft| nft.run("--version", &["--version"], None).is_ok())
@@ -253,6 +254,7 @@ impl Nft {
         .map(drop)
     }
 
+    #[cfg(test)]
     fn tables(&self) -> Result<Vec<String>, NatError> {
         let listing = self.run("list tables", &["list", "tables", "ip"], None)?;
         Ok(listing

@@ -9,7 +9,6 @@
 //! socket; a flow idle for 90 s is forgotten.
 
 // The shim wires these in (engine/shim.rs); until then nothing calls them.
-#![allow(dead_code)]
 
 use berth_protocol::{PortBinding, PortProto, PublishedPort};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};

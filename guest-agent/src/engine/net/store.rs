@@ -22,32 +22,6 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-/// Bridge and NAT operations (link.rs, nat.rs); routed through here while
-/// those modules are written.
-mod hostnet {
-    use std::net::Ipv4Addr;
-    pub struct BridgeRules<'a> {
-        pub bridge: &'a str,
-        pub subnet: &'a str,
-        pub internal: bool,
-    }
-    pub fn ensure_bridge(_: &str, _: Ipv4Addr, _: u8) -> Result<(), String> {
-        Err("bridges are not implemented yet".into())
-    }
-    pub fn enable_ip_forward() -> Result<(), String> {
-        Ok(())
-    }
-    pub fn remove_link(_: &str) -> Result<(), String> {
-        Ok(())
-    }
-    pub fn install(_: &BridgeRules) -> Result<(), String> {
-        Ok(())
-    }
-    pub fn remove(_: &str) -> Result<(), String> {
-        Ok(())
-    }
-}
-
 /// `network.json` of a network.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct NetworkRecord {
@@ -102,6 +76,18 @@ impl NetworkRecord {
     }
 }
 
+/// What `network create` asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct NetworkSpec<'a> {
+    pub name: &'a str,
+    pub driver: Option<&'a str>,
+    pub subnet: Option<&'a str>,
+    pub gateway: Option<&'a str>,
+    pub internal: bool,
+    pub labels: &'a BTreeMap<String, String>,
+    pub options: &'a BTreeMap<String, String>,
+}
+
 /// docker's predefined networks and their drivers.
 const PREDEFINED: &[(&str, &str)] = &[("bridge", "bridge"), ("host", "host"), ("none", "null")];
 
@@ -147,7 +133,9 @@ pub fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
     let (a, p) = s
         .split_once('/')
         .ok_or_else(|| format!("invalid CIDR address: {s}"))?;
-    let addr: Ipv4Addr = a.parse().map_err(|_| format!("invalid CIDR address: {s}"))?;
+    let addr: Ipv4Addr = a
+        .parse()
+        .map_err(|_| format!("invalid CIDR address: {s}"))?;
     let prefix: u8 = p
         .parse()
         .ok()
@@ -395,7 +383,10 @@ impl ContainerStore {
             [] => Err(not_found(key)),
             _ => Err(err(
                 ErrorKind::InvalidArgument,
-                format!("network {key} is ambiguous ({} matches found based on ID prefix)", by_prefix.len()),
+                format!(
+                    "network {key} is ambiguous ({} matches found based on ID prefix)",
+                    by_prefix.len()
+                ),
             )),
         }
     }
@@ -435,16 +426,16 @@ impl ContainerStore {
         (rt.boot_id == boot_id()).then_some(rt)
     }
 
-    pub fn network_create(
-        &self,
-        name: &str,
-        driver: Option<&str>,
-        subnet: Option<&str>,
-        gateway: Option<&str>,
-        internal_net: bool,
-        labels: &BTreeMap<String, String>,
-        options: &BTreeMap<String, String>,
-    ) -> Result<NetworkInfo, ApiError> {
+    pub fn network_create(&self, spec: &NetworkSpec) -> Result<NetworkInfo, ApiError> {
+        let NetworkSpec {
+            name,
+            driver,
+            subnet,
+            gateway,
+            internal: internal_net,
+            labels,
+            options,
+        } = *spec;
         match driver {
             None | Some("") | Some("bridge") => {}
             Some(d @ ("host" | "null")) => {
@@ -504,18 +495,18 @@ impl ContainerStore {
             .gateway
             .parse()
             .map_err(|_| internal(format!("network {}: bad gateway", rec.name)))?;
-        hostnet::ensure_bridge(&rec.bridge, gw, prefix)
+        super::link::ensure_bridge(&rec.bridge, gw, prefix)
             .map_err(|e| internal(format!("creating bridge {}: {e}", rec.bridge)))?;
-        hostnet::enable_ip_forward()
+        super::link::enable_ip_forward()
             .map_err(|e| internal(format!("enabling IP forwarding: {e}")))?;
         if !in_guest() {
-            let rules = hostnet::BridgeRules {
+            let rules = super::nat::BridgeRules {
                 bridge: &rec.bridge,
                 subnet: &rec.subnet,
                 internal: rec.internal,
             };
-            if let Err(e) = hostnet::install(&rules) {
-                let _ = hostnet::remove_link(&rec.bridge);
+            if let Err(e) = super::nat::install(&rules) {
+                let _ = super::link::remove_link(&rec.bridge);
                 return Err(err(ErrorKind::Internal, e.to_string()));
             }
         }
@@ -527,9 +518,9 @@ impl ContainerStore {
             return;
         }
         if !in_guest() {
-            let _ = hostnet::remove(&rec.bridge);
+            let _ = super::nat::remove(&rec.bridge);
         }
-        let _ = hostnet::remove_link(&rec.bridge);
+        let _ = super::link::remove_link(&rec.bridge);
     }
 
     pub fn network_list(&self) -> Result<Vec<NetworkInfo>, ApiError> {
@@ -625,7 +616,10 @@ impl ContainerStore {
         }
         if let Some(ip) = &cfg.ipv4_address {
             let a: Ipv4Addr = ip.parse().map_err(|_| {
-                err(ErrorKind::InvalidArgument, format!("invalid IPv4 address: {ip}"))
+                err(
+                    ErrorKind::InvalidArgument,
+                    format!("invalid IPv4 address: {ip}"),
+                )
             })?;
             let net = n.subnet().unwrap_or((Ipv4Addr::UNSPECIFIED, 32));
             if !contains(net, a) {
@@ -794,7 +788,10 @@ impl ContainerStore {
         if atts.iter().any(|a| a.network_id == n.id) {
             return Err(err(
                 ErrorKind::Conflict,
-                format!("endpoint with name {} already exists in network {}", rec.name, n.name),
+                format!(
+                    "endpoint with name {} already exists in network {}",
+                    rec.name, n.name
+                ),
             ));
         }
         if self.runtime_net(&rec.id).is_some() {
@@ -836,7 +833,10 @@ impl ContainerStore {
         if !atts.iter().any(|a| a.network_id == n.id) {
             return Err(err(
                 ErrorKind::Conflict,
-                format!("container {} is not connected to network {}", rec.id, n.name),
+                format!(
+                    "container {} is not connected to network {}",
+                    rec.id, n.name
+                ),
             ));
         }
         if n.driver != "bridge" {
@@ -937,7 +937,10 @@ pub fn exposed_ports(
     let mut add = |spec: &str| -> Result<(), ApiError> {
         let (port, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
         let proto = berth_protocol::PortProto::parse(proto).ok_or_else(|| {
-            err(ErrorKind::InvalidArgument, format!("invalid proto: {proto}"))
+            err(
+                ErrorKind::InvalidArgument,
+                format!("invalid proto: {proto}"),
+            )
         })?;
         let (a, b) = port.split_once('-').unwrap_or((port, port));
         let bad = || err(ErrorKind::InvalidArgument, format!("invalid port: {spec}"));
