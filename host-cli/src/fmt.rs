@@ -135,6 +135,29 @@ pub fn ago(ts: Option<&str>) -> String {
         .unwrap_or_else(|| "N/A".into())
 }
 
+/// An RFC 3339 time as Go's `time.Time.String` prints it (docker's
+/// `CreatedAt` columns): `2026-12-05 19:45:47.123456789 +0000 UTC`. A
+/// time in UTC is named `UTC`, another offset is printed twice, as Go
+/// does for a zone without a name.
+pub fn go_time(ts: &str) -> String {
+    let Ok(t) = DateTime::parse_from_rfc3339(ts) else {
+        return ts.to_string();
+    };
+    let mut s = t.format("%Y-%m-%d %H:%M:%S").to_string();
+    let nanos = t.timestamp_subsec_nanos();
+    if nanos > 0 {
+        let frac = format!("{nanos:09}");
+        s.push('.');
+        s.push_str(frac.trim_end_matches('0'));
+    }
+    let offset = t.format("%z").to_string();
+    if t.offset().local_minus_utc() == 0 {
+        format!("{s} {offset} UTC")
+    } else {
+        format!("{s} {offset} {offset}")
+    }
+}
+
 /// Docker's ps COMMAND column: quoted, truncated to 20 characters with `…`.
 pub fn command_column(cmd: &str, trunc: bool) -> String {
     let c: String = if trunc && cmd.chars().count() > 20 {
@@ -496,6 +519,19 @@ mod tests {
     fn table_pads_like_tabwriter() {
         let t = table(&["A", "BB"], &[vec!["x".into(), "y".into()]]);
         assert_eq!(t, "A         BB\nx         y\n");
+    }
+
+    #[test]
+    fn go_times() {
+        assert_eq!(
+            go_time("2026-12-05T19:45:47.120Z"),
+            "2026-12-05 19:45:47.12 +0000 UTC"
+        );
+        assert_eq!(
+            go_time("2026-12-05T19:45:47+02:00"),
+            "2026-12-05 19:45:47 +0200 +0200"
+        );
+        assert_eq!(go_time("bogus"), "bogus");
     }
 
     #[test]

@@ -9,8 +9,10 @@ mod image_cache;
 mod image_disk;
 mod machine;
 mod mounts;
+mod net_flags;
 mod placement;
 mod platform;
+mod ports;
 mod registry;
 mod shares;
 mod sig_proxy;
@@ -77,6 +79,9 @@ pub enum Command {
     },
     /// Return low-level information on containers or images
     Inspect {
+        /// Format output using a custom template ("json" for JSON)
+        #[arg(short, long)]
+        format: Option<String>,
         #[arg(required = true)]
         names: Vec<String>,
     },
@@ -117,8 +122,8 @@ pub enum Command {
     Stats(commands::container::StatsArgs),
     /// Update configuration of one or more containers
     Update(commands::container::UpdateArgs),
-    /// List port mappings for the container
-    Port { container: String },
+    /// List port mappings or a specific mapping for the container
+    Port(commands::container::PortArgs),
     /// Build an image from a Dockerfile
     Build(commands::build::BuildArgs),
     /// Create a new image from a container's changes
@@ -155,6 +160,9 @@ pub enum Command {
     /// Manage volumes
     #[command(subcommand)]
     Volume(commands::volume::VolumeCommand),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(commands::network::NetworkCommand),
 }
 
 #[derive(Subcommand)]
@@ -164,6 +172,8 @@ pub enum ContainerCommand {
     /// List containers
     #[command(alias = "ps", alias = "list")]
     Ls(commands::ps::PsArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(commands::container::PortArgs),
 }
 
 fn main() {
@@ -214,7 +224,7 @@ fn verb_path() -> String {
         words.push(a);
         if !matches!(
             words[0].as_str(),
-            "container" | "image" | "machine" | "volume"
+            "container" | "image" | "machine" | "network" | "volume"
         ) || words.len() == 2
         {
             break;

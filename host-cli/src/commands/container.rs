@@ -665,14 +665,41 @@ pub fn update(iso: Isolation, a: &UpdateArgs) -> Result<i32> {
     })
 }
 
-pub fn port(iso: Isolation, container: &str) -> Result<i32> {
-    // No published ports yet: docker prints nothing for such a container.
-    match connect(iso)?.call(Request::ContainerInspect {
-        id: container.into(),
+#[derive(clap::Args)]
+pub struct PortArgs {
+    container: String,
+    /// PRIVATE_PORT[/PROTO]
+    private_port: Option<String>,
+}
+
+/// `berth port`: the container's published ports, as docker 28 prints
+/// them.
+pub fn port(iso: Isolation, a: &PortArgs) -> Result<i32> {
+    let published = match connect(iso)?.call(Request::ContainerPorts {
+        id: a.container.clone(),
     }) {
-        Ok(_) => Ok(0),
+        Ok(Response::Ports(p)) => p,
+        Ok(other) => anyhow::bail!("unexpected response {other:?}"),
         Err(e) => {
             daemon_error(&e);
+            return Ok(1);
+        }
+    };
+    match crate::ports::port_lines(&published, a.private_port.as_deref()) {
+        Ok(Some(lines)) => {
+            lines.iter().for_each(|l| println!("{l}"));
+            Ok(0)
+        }
+        Ok(None) => {
+            eprintln!(
+                "Error: No public port '{}' published for {}",
+                a.private_port.as_deref().unwrap_or_default(),
+                a.container
+            );
+            Ok(1)
+        }
+        Err(m) => {
+            eprintln!("{m}");
             Ok(1)
         }
     }

@@ -9,6 +9,8 @@ pub mod images;
 pub mod load;
 pub mod login;
 pub mod machine;
+pub mod net_settings;
+pub mod network;
 pub mod ps;
 pub mod pull;
 pub mod push;
@@ -77,7 +79,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             }
             Ok(code)
         }
-        Command::Inspect { names } => ps::inspect(iso, names),
+        Command::Inspect { names, format } => ps::inspect(iso, names, format.as_deref()),
         Command::Logs(a) => container::logs(iso, a),
         Command::Events(a) => events::events(iso, a),
         Command::Exec(a) => container::exec(iso, a),
@@ -99,13 +101,14 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Top { container } => container::top(iso, container),
         Command::Stats(a) => container::stats(iso, a),
         Command::Update(a) => container::update(iso, a),
-        Command::Port { container } => container::port(iso, container),
+        Command::Port(a) => container::port(iso, a),
         Command::Build(a) => build::run(iso, a),
         Command::Commit(a) => container::commit(iso, a),
         Command::Cp(a) => cp::run(iso, a),
         Command::Attach(a) => container::attach_cmd(iso, a),
         Command::Container(ContainerCommand::Prune(a)) => container::prune(iso, a),
         Command::Container(ContainerCommand::Ls(a)) => ps::run(iso, a),
+        Command::Container(ContainerCommand::Port(a)) => container::port(iso, a),
         Command::Machine(m) => machine::run(m),
         Command::Pull(a) => pull::run(iso, a),
         Command::Push(a) => push::run(iso, a),
@@ -115,6 +118,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         Command::History(a) => image::history(iso, a),
         Command::Image(c) => image::run(iso, c),
         Command::Volume(c) => volume::run(iso, c),
+        Command::Network(c) => network::run(iso, c),
         Command::Version(a) => version::run(iso, a),
         Command::Create(a) => run::create(iso, a),
         Command::Info => {

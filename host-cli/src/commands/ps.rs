@@ -1,7 +1,7 @@
 //! `berth ps` and `berth inspect`.
 
-use crate::commands::connect;
-use crate::fmt::{ago, command_column, human_duration, since, table};
+use crate::commands::{connect, net_settings};
+use crate::fmt::{ago, command_column, human_duration, since, tab_lines, Template, TemplateValue};
 use crate::placement::Isolation;
 use anyhow::Result;
 use berth_protocol::{
@@ -137,75 +137,142 @@ pub fn run(iso: Isolation, a: &PsArgs) -> Result<i32> {
         || a.last.is_some()
         || a.latest
         || filters.iter().any(|(k, _)| k == "status" || k == "exited");
-    let Response::Containers(mut list) = connect(iso)?.call(Request::ContainerList { all })? else {
+    let mut conn = connect(iso)?;
+    let Response::Containers(mut list) = conn.call(Request::ContainerList { all })? else {
         anyhow::bail!("unexpected response")
     };
     list.retain(|s| matches(s, &filters));
     if let Some(n) = a.last.or(a.latest.then_some(1)) {
         list.truncate(n);
     }
-    let id = |s: &ContainerSummary| {
-        if a.no_trunc {
-            s.id.clone()
-        } else {
-            s.id[..12].to_string()
-        }
+    let format = match a.format.as_deref() {
+        None | Some("") | Some("table") if a.quiet => "{{.ID}}",
+        None | Some("") | Some("table") => DEFAULT_FORMAT,
+        Some(f) => f,
     };
-    match a.format.as_deref() {
-        Some("json") => {
-            for s in &list {
-                let labels: Vec<String> =
-                    s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                println!(
-                    "{}",
-                    json!({
-                        "Command": command_column(&s.command, !a.no_trunc), "CreatedAt": s.created, "ID": id(s),
-                        "Image": s.image, "Labels": labels.join(","), "LocalVolumes": "0", "Mounts": "",
-                        "Names": s.name, "Networks": "", "Ports": "", "RunningFor": ago(Some(&s.created)),
-                        "Size": "0B", "State": s.status.as_str(), "Status": status_text(s)
-                    })
-                );
+    let template = match format {
+        "json" => None,
+        f => match Template::parse(f) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("template parsing error: {e}");
+                return Ok(1);
+            }
+        },
+    };
+    // The summaries carry no ports or networks: ask for the details of
+    // the containers whose columns need them.
+    let whole = format == "json" || format.contains("{{json .}}");
+    let wants = |field: &str| whole || format.contains(field);
+    let rows: Vec<Value> = list
+        .iter()
+        .map(|s| {
+            let needed = (wants(".Ports")
+                && matches!(s.status, ContainerStatus::Running | ContainerStatus::Paused))
+                || wants(".Networks");
+            let details = needed
+                .then(
+                    || match conn.call(Request::ContainerInspect { id: s.id.clone() }) {
+                        Ok(Response::Container(d)) => Some(d),
+                        _ => None,
+                    },
+                )
+                .flatten();
+            ps_json(s, details.as_deref(), !a.no_trunc)
+        })
+        .collect();
+    let Some(t) = template else {
+        rows.iter().for_each(|r| println!("{r}"));
+        return Ok(0);
+    };
+    let mut lines = Vec::new();
+    if t.table {
+        lines.push(t.header(&ps_header));
+    }
+    for (s, row) in list.iter().zip(&rows) {
+        match t.render(
+            &|f, arg| ps_field(s, row, f, arg),
+            row,
+            "*formatter.ContainerContext",
+        ) {
+            Ok(l) => lines.push(l),
+            Err(e) => {
+                eprintln!("template parsing error: {e}");
+                return Ok(1);
             }
         }
-        Some(f) if f != "table" => anyhow::bail!("unsupported --format {f:?} (use table or json)"),
-        _ if a.quiet => list.iter().for_each(|s| println!("{}", id(s))),
-        _ => {
-            let rows: Vec<Vec<String>> = list
-                .iter()
-                .map(|s| {
-                    vec![
-                        id(s),
-                        s.image.clone(),
-                        command_column(&s.command, !a.no_trunc),
-                        ago(Some(&s.created)),
-                        status_text(s),
-                        String::new(),
-                        s.name.clone(),
-                    ]
-                })
-                .collect();
-            print!(
-                "{}",
-                table(
-                    &[
-                        "CONTAINER ID",
-                        "IMAGE",
-                        "COMMAND",
-                        "CREATED",
-                        "STATUS",
-                        "PORTS",
-                        "NAMES"
-                    ],
-                    &rows
-                )
-            );
-        }
+    }
+    if t.table {
+        print!("{}", tab_lines(&lines));
+    } else {
+        lines.iter().for_each(|l| println!("{l}"));
     }
     Ok(0)
 }
 
-/// `inspect`: containers first, then images, like docker.
-pub fn inspect(iso: Isolation, names: &[String]) -> Result<i32> {
+/// docker's default `ps` table.
+const DEFAULT_FORMAT: &str =
+    "table {{.ID}}\\t{{.Image}}\\t{{.Command}}\\t{{.RunningFor}}\\t{{.Status}}\\t{{.Ports}}\\t{{.Names}}";
+
+/// docker's `ps --format json` object (its `ContainerContext` fields);
+/// `details` gives the ports and networks.
+fn ps_json(s: &ContainerSummary, details: Option<&ContainerDetails>, trunc: bool) -> Value {
+    let labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let id = if trunc { &s.id[..12] } else { s.id.as_str() };
+    json!({
+        "Command": command_column(&s.command, trunc), "CreatedAt": s.created, "ID": id,
+        "Image": s.image, "Labels": labels.join(","), "LocalVolumes": "0", "Mounts": "",
+        "Names": s.name,
+        "Networks": details.map(net_settings::ps_networks).unwrap_or_default(),
+        "Ports": details.map(net_settings::ps_ports).unwrap_or_default(),
+        "RunningFor": ago(Some(&s.created)),
+        "Size": "0B", "State": s.status.as_str(), "Status": status_text(s)
+    })
+}
+
+/// A `ps` template field: the JSON object's, or a label.
+fn ps_field(
+    s: &ContainerSummary,
+    row: &Value,
+    field: &str,
+    arg: Option<&str>,
+) -> Option<TemplateValue> {
+    match (field, arg) {
+        ("Label", Some(k)) => Some(TemplateValue::Text(
+            s.labels.get(k).cloned().unwrap_or_default(),
+        )),
+        (_, Some(_)) => None,
+        (f, None) => row
+            .get(f)
+            .and_then(Value::as_str)
+            .map(|t| TemplateValue::Text(t.to_string())),
+    }
+}
+
+/// docker's table headers for the `ps` fields.
+fn ps_header(field: &str) -> String {
+    match field {
+        "ID" => "CONTAINER ID".into(),
+        "CreatedAt" => "CREATED AT".into(),
+        "RunningFor" => "CREATED".into(),
+        "LocalVolumes" => "LOCAL VOLUMES".into(),
+        f => f.to_uppercase(),
+    }
+}
+
+/// `inspect`: containers first, then images, like docker; `-f` renders
+/// each through a template (or as one line of JSON with `json`).
+pub fn inspect(iso: Isolation, names: &[String], format: Option<&str>) -> Result<i32> {
+    let template = match format {
+        None | Some("") | Some("json") => None,
+        Some(f) => match Template::parse(f) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("template parsing error: {e}");
+                return Ok(64);
+            }
+        },
+    };
     let mut c = connect(iso)?;
     let mut out = Vec::new();
     let mut code = 0;
@@ -259,8 +326,42 @@ pub fn inspect(iso: Isolation, names: &[String]) -> Result<i32> {
             }
         }
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    match (&template, format) {
+        (Some(t), _) => {
+            for v in &out {
+                match t.render(&|f, arg| inspect_field(v, f, arg), v, "") {
+                    Ok(l) => println!("{l}"),
+                    Err(e) => {
+                        eprintln!("template parsing error: {e}");
+                        return Ok(1);
+                    }
+                }
+            }
+        }
+        (None, Some("json")) => println!("{}", serde_json::to_string(&out)?),
+        (None, _) => println!("{}", serde_json::to_string_pretty(&out)?),
+    }
     Ok(code)
+}
+
+/// An `inspect -f` field: a path into the inspect object
+/// (`State.Status`, `NetworkSettings.Networks`); a missing one prints as
+/// docker's raw-JSON fallback prints it.
+fn inspect_field(v: &Value, field: &str, arg: Option<&str>) -> Option<TemplateValue> {
+    if arg.is_some() {
+        return None;
+    }
+    let mut v = v;
+    for part in field.split('.') {
+        match v.get(part) {
+            Some(x) => v = x,
+            None => return Some(TemplateValue::Text("<no value>".into())),
+        }
+    }
+    Some(match v {
+        Value::String(s) => TemplateValue::Text(s.clone()),
+        other => TemplateValue::Json(other.clone()),
+    })
 }
 
 /// Config.Env as docker shows it: the `run` environment first, then the
@@ -336,21 +437,24 @@ fn container_json(
     let running = matches!(s.status, ContainerStatus::Running | ContainerStatus::Paused);
     let memory = cfg.memory.unwrap_or(0);
     let mut config = json!({
-        "Hostname": d.hostname, "Domainname": "", "User": cfg.user.clone().unwrap_or_default(),
+        "Hostname": d.hostname, "Domainname": cfg.domainname.clone().unwrap_or_default(),
+        "User": cfg.user.clone().unwrap_or_default(),
         "AttachStdin": false, "AttachStdout": false, "AttachStderr": false,
         "Tty": cfg.tty, "OpenStdin": cfg.open_stdin, "StdinOnce": false,
         "Env": config_env(d, image), "Cmd": cmd, "Image": s.image,
         "Volumes": crate::mounts::config_volumes_json(&cfg.mounts),
         "WorkingDir": cfg.workdir.clone().unwrap_or_default(), "Entrypoint": entrypoint,
-        "NetworkDisabled": true, "OnBuild": null, "Labels": s.labels
+        "OnBuild": null, "Labels": s.labels
     });
+    if let Some(p) = net_settings::exposed_ports(d) {
+        config["ExposedPorts"] = p;
+    }
     if let Some(sig) = &cfg.stop_signal {
         config["StopSignal"] = json!(sig);
     }
     let mut host = json!({
         "Binds": crate::mounts::binds_json(&cfg.mounts), "ContainerIDFile": "",
         "LogConfig": {"Type": "json-file", "Config": log_opts},
-        "NetworkMode": "none", "PortBindings": {},
         "RestartPolicy": {
             "Name": if cfg.restart.name.is_empty() { "no" } else { cfg.restart.name.as_str() },
             "MaximumRetryCount": cfg.restart.maximum_retry_count
@@ -359,9 +463,9 @@ fn container_json(
         "VolumesFrom": if cfg.volumes_from.is_empty() { Value::Null } else { json!(cfg.volumes_from) },
         "CapAdd": null, "CapDrop": null,
         "CgroupnsMode": if info.is_some_and(|i| i.cgroup_version == 2) { "private" } else { "host" },
-        "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": null, "GroupAdd": null,
-        "IpcMode": "private", "Cgroup": "", "Links": null, "OomScoreAdj": 0, "PidMode": "",
-        "Privileged": false, "PublishAllPorts": false, "ReadonlyRootfs": cfg.read_only,
+        "GroupAdd": null,
+        "IpcMode": "private", "Cgroup": "", "OomScoreAdj": 0, "PidMode": "",
+        "Privileged": false, "ReadonlyRootfs": cfg.read_only,
         "SecurityOpt": null, "UTSMode": "", "UsernsMode": "", "ShmSize": 67108864,
         "Runtime": "berth", "ConsoleSize": [0, 0],
         "Isolation": format!("{iso:?}").to_lowercase()
@@ -389,6 +493,7 @@ fn container_json(
     });
     if let (Some(h), Value::Object(r)) = (host.as_object_mut(), resources) {
         h.extend(r);
+        h.extend(net_settings::host_config(cfg, &s.name));
     }
     // Set only when given, as docker.
     if let Some(m) = crate::mounts::host_mounts_json(&cfg.mounts) {
@@ -407,7 +512,7 @@ fn container_json(
             })
             .collect::<std::collections::BTreeMap<_, _>>());
     }
-    let network = network_settings();
+    let network = net_settings::network_settings(d);
     json!({
         "Id": s.id, "Created": s.created, "Path": d.path, "Args": d.args,
         "State": {
@@ -433,19 +538,87 @@ fn container_json(
     })
 }
 
-/// NetworkSettings of a container without networks (berth's today).
-fn network_settings() -> Value {
-    json!({
-            "Bridge": "", "SandboxID": "", "HairpinMode": false, "LinkLocalIPv6Address": "",
-            "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": "",
-            "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null, "EndpointID": "",
-            "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
-            "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
-            "Networks": {"none": {
-                "IPAMConfig": null, "Links": null, "Aliases": null, "NetworkID": "",
-                "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
-                "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-                "MacAddress": "", "DriverOpts": null
-            }}
-    })
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::net_settings::sample_details;
+    use berth_protocol::{EndpointInfo, PortProto, PublishedPort};
+
+    fn running_web() -> ContainerDetails {
+        let mut d = sample_details(ContainerStatus::Running);
+        d.networks.insert(
+            "bridge".into(),
+            EndpointInfo {
+                network_name: "bridge".into(),
+                ..Default::default()
+            },
+        );
+        d.exposed_ports = vec!["80/tcp".into()];
+        d.ports = ["0.0.0.0", "::"]
+            .iter()
+            .map(|ip| PublishedPort {
+                container_port: 80,
+                proto: PortProto::Tcp,
+                host_ip: ip.to_string(),
+                host_port: 8080,
+            })
+            .collect();
+        d
+    }
+
+    #[test]
+    fn ps_ports_and_networks() {
+        let d = running_web();
+        let row = ps_json(&d.summary, Some(&d), true);
+        assert_eq!(row["Ports"], "0.0.0.0:8080->80/tcp, [::]:8080->80/tcp");
+        assert_eq!(row["Networks"], "bridge");
+        assert_eq!(row["ID"], "0123456789ab");
+        let t = Template::parse("{{.Names}} {{.Ports}} {{.Networks}} {{.Label \"x\"}}").unwrap();
+        let out = t
+            .render(&|f, a| ps_field(&d.summary, &row, f, a), &row, "x")
+            .unwrap();
+        assert_eq!(out, "web 0.0.0.0:8080->80/tcp, [::]:8080->80/tcp bridge ");
+        // Without details (a container not running): empty columns.
+        let row = ps_json(&d.summary, None, false);
+        assert_eq!(
+            (row["Ports"].as_str(), row["Networks"].as_str()),
+            (Some(""), Some(""))
+        );
+        let t = Template::parse(DEFAULT_FORMAT).unwrap();
+        assert_eq!(
+            t.header(&ps_header),
+            "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tPORTS\tNAMES"
+        );
+        let t = Template::parse("table {{.Names}}\\t{{.Networks}}").unwrap();
+        assert_eq!(t.header(&ps_header), "NAMES\tNETWORKS");
+    }
+
+    #[test]
+    fn inspect_networking_like_docker_28() {
+        let mut d = running_web();
+        d.config.network_mode = None;
+        d.config.domainname = Some("corp".into());
+        d.config.dns = vec!["8.8.8.8".into()];
+        let v = container_json(Isolation::Native, &d, None, None);
+        assert_eq!(v["HostConfig"]["NetworkMode"], "bridge");
+        assert_eq!(v["HostConfig"]["PortBindings"], json!({}));
+        assert_eq!(v["HostConfig"]["Dns"], json!(["8.8.8.8"]));
+        assert_eq!(v["HostConfig"]["ExtraHosts"], Value::Null);
+        assert_eq!(v["Config"]["Domainname"], "corp");
+        assert_eq!(v["Config"]["ExposedPorts"], json!({"80/tcp": {}}));
+        assert!(v["Config"].get("NetworkDisabled").is_none());
+        assert_eq!(
+            v["NetworkSettings"]["Ports"]["80/tcp"][1],
+            json!({"HostIp": "::", "HostPort": "8080"})
+        );
+        assert!(v["NetworkSettings"]["Networks"]["bridge"].is_object());
+        let field = |f: &str| match inspect_field(&v, f, None) {
+            Some(TemplateValue::Text(t)) => t,
+            Some(TemplateValue::Json(j)) => j.to_string(),
+            None => "?".into(),
+        };
+        assert_eq!(field("State.Status"), "running");
+        assert_eq!(field("HostConfig.NetworkMode"), "bridge");
+        assert_eq!(field("NetworkSettings.Nope"), "<no value>");
+    }
 }

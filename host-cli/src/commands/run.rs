@@ -110,6 +110,8 @@ pub struct CreateArgs {
     /// Mount volumes from the specified container(s)
     #[arg(long)]
     volumes_from: Vec<String>,
+    #[command(flatten)]
+    net: crate::net_flags::NetworkArgs,
     /// The image to run
     image: String,
     /// Command and arguments
@@ -378,7 +380,7 @@ fn config(a: &CreateArgs) -> Result<ContainerConfig, ArgError> {
         }
     }
     binds.extend(mounts);
-    Ok(ContainerConfig {
+    let mut cfg = ContainerConfig {
         image: a.image.clone(),
         name: a.name.clone(),
         cmd: if a.command.is_empty() {
@@ -408,7 +410,16 @@ fn config(a: &CreateArgs) -> Result<ContainerConfig, ArgError> {
         mounts: binds,
         volumes_from: a.volumes_from.clone(),
         ..Default::default()
-    })
+    };
+    a.net.apply(&mut cfg)?;
+    Ok(cfg)
+}
+
+/// What the placement cannot give the container: bind mounts outside the
+/// shared folders, published ports, ...
+fn check_placement(iso: Isolation, cfg: &mut ContainerConfig) -> Result<(), String> {
+    crate::mounts::check_placement(iso, cfg)?;
+    crate::ports::check_placement(iso, cfg)
 }
 
 /// Docker's exit codes for failures before the command ran.
@@ -450,7 +461,7 @@ pub fn create(iso: Isolation, a: &CreateArgs) -> Result<i32> {
         eprintln!("berth: --isolation vm runs a container only with run; use --isolation shared");
         return Ok(EXIT_ENGINE);
     }
-    if let Err(m) = crate::mounts::check_placement(iso, &mut cfg) {
+    if let Err(m) = check_placement(iso, &mut cfg) {
         eprintln!("berth: {m}");
         return Ok(EXIT_ENGINE);
     }
@@ -482,9 +493,17 @@ fn create_container(
     cfg: ContainerConfig,
     image: &str,
 ) -> Result<Result<String, ClientError>> {
+    let mut printed = crate::net_flags::warnings(&cfg);
     match ctl.call(Request::ContainerCreate(Box::new(cfg))) {
         Ok(Response::Created { id, warnings }) => {
-            warnings.iter().for_each(|w| eprintln!("WARNING: {w}"));
+            // The daemon's warnings berth's CLI gives, then the engine's
+            // (once each, should the engine give the same).
+            for w in warnings {
+                if !printed.contains(&w) {
+                    printed.push(w);
+                }
+            }
+            printed.iter().for_each(|w| eprintln!("WARNING: {w}"));
             Ok(Ok(id))
         }
         Ok(other) => anyhow::bail!("unexpected response {other:?}"),
@@ -502,7 +521,7 @@ pub fn run(iso: Isolation, a: &RunArgs) -> Result<i32> {
         Ok(c) => c,
         Err(e) => return Ok(e.report("run")),
     };
-    if let Err(m) = crate::mounts::check_placement(iso, &mut cfg) {
+    if let Err(m) = check_placement(iso, &mut cfg) {
         eprintln!("berth: {m}");
         return Ok(EXIT_ENGINE);
     }
