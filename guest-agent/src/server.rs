@@ -209,6 +209,10 @@ pub fn serve_connection(engine: Arc<Engine>, mut conn: Box<dyn Conn>) {
                 conn.shutdown_write();
                 return;
             }
+            Request::PortConnect { port } => {
+                port_connect(conn, id, port);
+                return;
+            }
             Request::CopyFrom { id: cid, path } => {
                 crate::engine::copy::copy_from(&engine, conn, id, &cid, &path);
                 return;
@@ -396,6 +400,12 @@ fn handle(engine: &Engine, req: Request) -> Result<Response, ApiError> {
             .network_disconnect(&network, &container, force)
             .map(|()| Response::Ok),
         Request::ContainerPorts { id } => c.ports(&id).map(Response::Ports),
+        Request::PublishedPorts => Ok(Response::Ports(
+            c.list(false)
+                .iter()
+                .flat_map(|s| c.published_ports(&s.id))
+                .collect(),
+        )),
         Request::ImageDiskAttach { device } => {
             if std::process::id() != 1 {
                 return Err(ApiError::new(
@@ -416,7 +426,8 @@ fn handle(engine: &Engine, req: Request) -> Result<Response, ApiError> {
         | Request::Events(_)
         | Request::CopyFrom { .. }
         | Request::BlobGet { .. }
-        | Request::CopyTo { .. } => Err(ApiError::new(
+        | Request::CopyTo { .. }
+        | Request::PortConnect { .. } => Err(ApiError::new(
             ErrorKind::InvalidArgument,
             "stream request in control position",
         )),
@@ -610,6 +621,51 @@ fn logs(engine: &Engine, mut conn: Box<dyn Conn>, id: u64, o: berth_protocol::Lo
 
 /// Streams engine events as JSON lines: the stored ones from `since`, then
 /// new ones until `until` has passed or the client went away.
+/// Joins a host connection to a published port's proxy where the agent
+/// runs, for the host's port forwarder (VM placements).
+fn port_connect(mut conn: Box<dyn Conn>, id: u64, port: u16) {
+    let tcp = match std::net::TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, port)) {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = write_frame(
+                &mut conn,
+                &ResponseEnvelope {
+                    id,
+                    result: Err(ApiError::new(
+                        ErrorKind::NotFound,
+                        format!("connecting to published port {port}: {e}"),
+                    )),
+                },
+            );
+            return;
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    if write_frame(
+        &mut conn,
+        &ResponseEnvelope {
+            id,
+            result: Ok(Response::Ready),
+        },
+    )
+    .is_err()
+    {
+        return;
+    }
+    let (Ok(mut conn_r), Ok(mut tcp_w)) = (conn.try_clone_conn(), tcp.try_clone()) else {
+        return;
+    };
+    let up = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut conn_r, &mut tcp_w);
+        let _ = tcp_w.shutdown(std::net::Shutdown::Write);
+    });
+    let mut tcp_r = tcp;
+    let _ = std::io::copy(&mut tcp_r, &mut conn);
+    let _ = conn.flush();
+    conn.shutdown_write();
+    let _ = up.join();
+}
+
 fn events(engine: &Engine, mut conn: Box<dyn Conn>, id: u64, o: berth_protocol::EventsOptions) {
     use crate::engine::events::{check_times, matches, watch_peer, Reader};
     let now = || chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);

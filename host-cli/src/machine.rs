@@ -450,10 +450,63 @@ impl Machine {
         })
     }
 
+    /// Runs this machine's port forwarder (see [`crate::port_forward`]).
+    pub fn serve_ports(&self) -> Result<()> {
+        crate::port_forward::serve(&self.dir, self.endpoint(), || self.vmm_pid().is_some())
+    }
+
+    /// Starts the port forwarder of the machine VM unless one runs.
+    pub fn ensure_port_forwarder(&self) {
+        if !self.persistent || self.vmm_pid().is_none() {
+            return;
+        }
+        let (_, pid_file) = crate::port_forward::paths(&self.dir);
+        let alive = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+            .is_some_and(|p| {
+                pid_alive(p)
+                    && std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                        .is_ok_and(|c| c.contains("port-forwarder"))
+            });
+        if alive {
+            return;
+        }
+        let Ok(exe) = std::env::current_exe() else {
+            return;
+        };
+        let mut cmd = std::process::Command::new(exe);
+        cmd.args(["machine", "port-forwarder"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(
+                std::fs::File::create(self.dir.join("ports.log"))
+                    .map(std::process::Stdio::from)
+                    .unwrap_or_else(|_| std::process::Stdio::null()),
+            );
+        crate::placement::detach(&mut cmd);
+        if cmd.spawn().is_ok() {
+            // Until it listens, a `sync` would find nobody.
+            let (sock, _) = crate::port_forward::paths(&self.dir);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !sock.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    /// Publishes the machine's ports on the host now; the host addresses
+    /// that could not be bound, with the error.
+    pub fn sync_ports(&self) -> Vec<(String, String)> {
+        self.ensure_port_forwarder();
+        crate::port_forward::sync(&self.dir).unwrap_or_default()
+    }
+
     /// Connects to the agent, starting the machine when it is not running.
     pub fn connect(&self) -> Result<Connection> {
         if self.vmm_pid().is_some() {
             if let Ok(c) = self.connect_running() {
+                self.ensure_port_forwarder();
                 if let Some((was, now)) = self.persistent.then(|| self.outdated_agent()).flatten() {
                     static WARNED: std::sync::atomic::AtomicBool =
                         std::sync::atomic::AtomicBool::new(false);
@@ -468,6 +521,7 @@ impl Machine {
             }
         }
         self.start(MachineSpec::default(), false)?;
+        self.ensure_port_forwarder();
         Ok(self.connect_running()?)
     }
 

@@ -12,6 +12,7 @@ mod mounts;
 mod net_flags;
 mod placement;
 mod platform;
+mod port_forward;
 mod ports;
 mod registry;
 mod shares;

@@ -12,9 +12,9 @@ use std::fs::File;
 use std::io;
 
 #[cfg(unix)]
-pub use std::os::unix::net::UnixStream;
+pub use std::os::unix::net::{UnixListener, UnixStream};
 #[cfg(windows)]
-pub use uds_windows::UnixStream;
+pub use uds_windows::{UnixListener, UnixStream};
 
 /// Kills process `pid` without giving it a chance to clean up.
 pub fn kill(pid: i32) {

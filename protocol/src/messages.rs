@@ -306,6 +306,15 @@ pub enum Request {
     ContainerPorts {
         id: String,
     },
+    /// Every port published by a running container (the host's port
+    /// forwarder in VM placements).
+    PublishedPorts,
+    /// A stream request: the agent connects to `127.0.0.1:port` where it
+    /// runs (a published port's proxy) and, after `Ready`, the connection
+    /// carries that TCP stream's bytes both ways.
+    PortConnect {
+        port: u16,
+    },
 }
 
 /// A build step's new image.

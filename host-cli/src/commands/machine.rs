@@ -39,6 +39,10 @@ pub enum MachineCommand {
         #[arg(long)]
         format: Option<String>,
     },
+    /// Serve the machine's published ports on the host (started with the
+    /// machine; runs until its VMM exits)
+    #[command(hide = true)]
+    PortForwarder,
 }
 
 pub fn run(cmd: &MachineCommand) -> Result<i32> {
@@ -57,6 +61,7 @@ pub fn run(cmd: &MachineCommand) -> Result<i32> {
                 spec.mem_mib = *mm;
             }
             let t = m.start(spec, true)?;
+            m.ensure_port_forwarder();
             if *timings {
                 println!("prepare (disks, spawn): {} ms", t.prepare_ms);
                 if let Some(v) = t.vmm_setup_ms {
@@ -76,6 +81,10 @@ pub fn run(cmd: &MachineCommand) -> Result<i32> {
             if !m.stop()? {
                 eprintln!("machine is not running");
             }
+            Ok(0)
+        }
+        MachineCommand::PortForwarder => {
+            m.serve_ports()?;
             Ok(0)
         }
         MachineCommand::Shares { set, reset, format } => {
