@@ -250,6 +250,9 @@ pub struct Template {
 pub enum TemplateValue {
     Text(String),
     Json(serde_json::Value),
+    /// A key a JSON object lacks (docker's raw-JSON fallback): Go prints
+    /// `<no value>`, and `json` prints `null`.
+    Missing,
 }
 
 impl Template {
@@ -350,6 +353,7 @@ impl Template {
                 Part::Field(f, arg, at) => match lookup(f, arg.as_deref()) {
                     Some(TemplateValue::Text(t)) => out.push_str(&t),
                     Some(TemplateValue::Json(v)) => out.push_str(&go_value(&v)),
+                    Some(TemplateValue::Missing) => out.push_str("<no value>"),
                     None => return Err(missing(f, *at)),
                 },
                 Part::Json(None, _) => out.push_str(&whole.to_string()),
@@ -358,6 +362,7 @@ impl Template {
                         out.push_str(&serde_json::Value::String(t).to_string())
                     }
                     Some(TemplateValue::Json(v)) => out.push_str(&v.to_string()),
+                    Some(TemplateValue::Missing) => out.push_str("null"),
                     None => return Err(missing(f, *at)),
                 },
             }

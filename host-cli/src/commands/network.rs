@@ -776,7 +776,8 @@ fn inspect_json(n: &NetworkInfo) -> InspectJson<'_> {
 }
 
 /// A `network inspect` template field: a path into the inspect object
-/// (`Name`, `IPAM.Config`); Go's field name `ID` too.
+/// (`Name`, `IPAM.Config`), Go's field name `ID` too; a missing one
+/// prints as docker's raw-JSON fallback prints it.
 fn inspect_field(
     whole: &Value,
     n: &NetworkInfo,
@@ -792,7 +793,10 @@ fn inspect_field(
     let mut v = whole;
     for part in field.split('.') {
         let part = if part == "ID" { "Id" } else { part };
-        v = v.get(part)?;
+        match v.get(part) {
+            Some(x) => v = x,
+            None => return Some(TemplateValue::Missing),
+        }
     }
     Some(match v {
         Value::String(s) => TemplateValue::Text(s.clone()),
@@ -1351,6 +1355,10 @@ mod tests {
             )
         );
         assert_eq!(inspect_render(&[], Some("{{.Name}}")).unwrap(), "\n");
+        assert_eq!(
+            inspect_render(&[n], Some("{{.Nope}} {{json .IPAM.Nope}}")).unwrap(),
+            "<no value> null\n"
+        );
     }
 
     /// As docker CLI 28.2.2 words them (it checks these itself).

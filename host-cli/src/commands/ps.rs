@@ -355,7 +355,7 @@ fn inspect_field(v: &Value, field: &str, arg: Option<&str>) -> Option<TemplateVa
     for part in field.split('.') {
         match v.get(part) {
             Some(x) => v = x,
-            None => return Some(TemplateValue::Text("<no value>".into())),
+            None => return Some(TemplateValue::Missing),
         }
     }
     Some(match v {
@@ -615,10 +615,16 @@ mod tests {
         let field = |f: &str| match inspect_field(&v, f, None) {
             Some(TemplateValue::Text(t)) => t,
             Some(TemplateValue::Json(j)) => j.to_string(),
+            Some(TemplateValue::Missing) => "<no value>".into(),
             None => "?".into(),
         };
         assert_eq!(field("State.Status"), "running");
         assert_eq!(field("HostConfig.NetworkMode"), "bridge");
         assert_eq!(field("NetworkSettings.Nope"), "<no value>");
+        let t = Template::parse("{{.Nope.X}} {{json .Nope}} {{json .Config.Domainname}}").unwrap();
+        assert_eq!(
+            t.render(&|f, a| inspect_field(&v, f, a), &v, "").unwrap(),
+            "<no value> null \"corp\""
+        );
     }
 }
