@@ -668,7 +668,7 @@ pub fn update(iso: Isolation, a: &UpdateArgs) -> Result<i32> {
 #[derive(clap::Args)]
 pub struct PortArgs {
     container: String,
-    /// PRIVATE_PORT[/PROTO]
+    #[arg(value_name = "PRIVATE_PORT[/PROTO]")]
     private_port: Option<String>,
 }
 

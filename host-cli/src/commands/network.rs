@@ -54,7 +54,7 @@ pub struct CreateArgs {
     /// Set driver specific options
     #[arg(short, long, allow_hyphen_values = true)]
     opt: Vec<String>,
-    /// NETWORK
+    #[arg(value_name = "NETWORK")]
     names: Vec<String>,
 }
 
@@ -79,7 +79,7 @@ pub struct InspectArgs {
     /// Format output: "json" or a Go template
     #[arg(short, long)]
     format: Option<String>,
-    #[arg(required = true)]
+    #[arg(required = true, value_name = "NETWORK")]
     networks: Vec<String>,
 }
 
@@ -88,7 +88,7 @@ pub struct RmArgs {
     /// Do not error if the network does not exist
     #[arg(short, long)]
     force: bool,
-    #[arg(required = true)]
+    #[arg(required = true, value_name = "NETWORK")]
     networks: Vec<String>,
 }
 
@@ -110,7 +110,7 @@ pub struct ConnectArgs {
     /// IPv4 address (e.g., "172.30.100.104")
     #[arg(long)]
     ip: Option<String>,
-    /// NETWORK CONTAINER
+    #[arg(value_name = "NETWORK CONTAINER")]
     args: Vec<String>,
 }
 
@@ -119,7 +119,7 @@ pub struct DisconnectArgs {
     /// Force the container to disconnect from a network
     #[arg(short, long)]
     force: bool,
-    /// NETWORK CONTAINER
+    #[arg(value_name = "NETWORK CONTAINER")]
     args: Vec<String>,
 }
 
