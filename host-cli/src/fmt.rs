@@ -233,12 +233,25 @@ enum Part {
     Field(String, Option<String>, usize),
     /// `{{json .}}` (None) or `{{json .Field}}`.
     Json(Option<String>, usize),
+    /// `{{range .Field}}…{{end}}`: the body once for each element of a
+    /// list (or value of a map, in key order), that element being `.`.
+    Range(String, Vec<Part>, usize),
+    /// `{{index .Field "key" 0}}`.
+    Index(String, Vec<IndexKey>, usize),
+}
+
+/// One key of `{{index}}`: a map key or a list position.
+#[derive(Debug, Clone, PartialEq)]
+enum IndexKey {
+    Name(String),
+    Position(usize),
 }
 
 /// The small subset of docker's Go `--format` templates berth renders:
-/// text, `{{.Field}}`, `{{.Label "key"}}`, `{{json .}}`, `{{json .Field}}`,
-/// a `table ` prefix (a header row, columns as docker's tabwriter lays
-/// them out) and `\t`, `\n` escapes.
+/// text, `{{.Field}}` (a dotted path into JSON items), `{{.Label "key"}}`,
+/// `{{json .}}`, `{{json .Field}}`, `{{range .Field}}…{{end}}`,
+/// `{{index .Field "key"}}`, a `table ` prefix (a header row, columns as
+/// docker's tabwriter lays them out) and `\t`, `\n` escapes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template {
     pub table: bool,
@@ -255,6 +268,21 @@ pub enum TemplateValue {
     Missing,
 }
 
+/// The value at a dotted `path` in a JSON item (`.` itself when empty).
+pub fn json_field(v: &serde_json::Value, path: &str) -> TemplateValue {
+    let mut v = v;
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        match v.get(part) {
+            Some(x) => v = x,
+            None => return TemplateValue::Missing,
+        }
+    }
+    match v {
+        serde_json::Value::String(s) => TemplateValue::Text(s.clone()),
+        other => TemplateValue::Json(other.clone()),
+    }
+}
+
 impl Template {
     /// Parses `format` (docker's `table`/`json` keywords are the caller's).
     pub fn parse(format: &str) -> Result<Template, String> {
@@ -265,7 +293,10 @@ impl Template {
             _ => (false, format),
         };
         let prefix = format.len() - body.len();
+        // The parts being read, and each enclosing `range` (its field,
+        // offset and the parts before it).
         let mut parts = Vec::new();
+        let mut open: Vec<(String, usize, Vec<Part>)> = Vec::new();
         let mut rest = body;
         let mut offset = prefix;
         while let Some(start) = rest.find("{{") {
@@ -287,30 +318,51 @@ impl Template {
                     _ => Err(format!("template: :1: function \"{w}\" not defined")),
                 }
             };
+            let quoted = |w: &str| w.len() >= 2 && w.starts_with('"') && w.ends_with('"');
             match words.as_slice() {
                 ["json", f] => {
                     let jat = at + inner.find(f).unwrap_or(0);
                     parts.push(Part::Json(field(f)?, jat));
                 }
+                ["range", f] => {
+                    let path = field(f)?.unwrap_or_default();
+                    open.push((path, at, std::mem::take(&mut parts)));
+                }
+                ["end"] => {
+                    let Some((path, rat, outer)) = open.pop() else {
+                        return Err("template: :1: unexpected {{end}}".into());
+                    };
+                    let body = std::mem::replace(&mut parts, outer);
+                    parts.push(Part::Range(path, body, rat));
+                }
+                ["index", f, keys @ ..] if !keys.is_empty() => {
+                    let keys = keys
+                        .iter()
+                        .map(|k| match k.parse::<usize>() {
+                            Ok(n) => Ok(IndexKey::Position(n)),
+                            Err(_) if quoted(k) => Ok(IndexKey::Name(k[1..k.len() - 1].into())),
+                            Err(_) => {
+                                Err(format!("template: :1: unsupported action {{{{{inner}}}}}"))
+                            }
+                        })
+                        .collect::<Result<Vec<_>, String>>()?;
+                    parts.push(Part::Index(field(f)?.unwrap_or_default(), keys, at));
+                }
                 [f] if f.starts_with('.') => {
                     parts.push(Part::Field(field(f)?.unwrap_or_default(), None, at))
                 }
-                [f, arg]
-                    if f.starts_with('.')
-                        && arg.len() >= 2
-                        && arg.starts_with('"')
-                        && arg.ends_with('"') =>
-                {
-                    parts.push(Part::Field(
-                        field(f)?.unwrap_or_default(),
-                        Some(arg[1..arg.len() - 1].to_string()),
-                        at,
-                    ))
-                }
+                [f, arg] if f.starts_with('.') && quoted(arg) => parts.push(Part::Field(
+                    field(f)?.unwrap_or_default(),
+                    Some(arg[1..arg.len() - 1].to_string()),
+                    at,
+                )),
                 _ => return Err(format!("template: :1: unsupported action {{{{{inner}}}}}")),
             }
             offset += start + len + 2;
             rest = &rest[start + len + 2..];
+        }
+        if !open.is_empty() {
+            return Err("template: :1: unexpected EOF".into());
         }
         if !rest.is_empty() {
             parts.push(Part::Text(unescape(rest)));
@@ -325,9 +377,9 @@ impl Template {
             .iter()
             .map(|p| match p {
                 Part::Text(t) => t.clone(),
-                Part::Field(f, _, _) => header(f),
+                Part::Field(f, _, _) | Part::Index(f, _, _) => header(f),
                 Part::Json(Some(f), _) => header(f),
-                Part::Json(None, _) => String::new(),
+                Part::Json(None, _) | Part::Range(..) => String::new(),
             })
             .collect()
     }
@@ -342,33 +394,108 @@ impl Template {
         type_name: &str,
     ) -> Result<String, String> {
         let mut out = String::new();
-        let missing = |f: &str, at: usize| {
-            format!(
-                "template: :1:{at}: executing \"\" at <.{f}>: can't evaluate field {f} in type {type_name}"
-            )
-        };
-        for p in &self.parts {
-            match p {
-                Part::Text(t) => out.push_str(t),
-                Part::Field(f, arg, at) => match lookup(f, arg.as_deref()) {
-                    Some(TemplateValue::Text(t)) => out.push_str(&t),
-                    Some(TemplateValue::Json(v)) => out.push_str(&go_value(&v)),
-                    Some(TemplateValue::Missing) => out.push_str("<no value>"),
-                    None => return Err(missing(f, *at)),
-                },
-                Part::Json(None, _) => out.push_str(&whole.to_string()),
-                Part::Json(Some(f), at) => match lookup(f, None) {
-                    Some(TemplateValue::Text(t)) => {
-                        out.push_str(&serde_json::Value::String(t).to_string())
-                    }
-                    Some(TemplateValue::Json(v)) => out.push_str(&v.to_string()),
-                    Some(TemplateValue::Missing) => out.push_str("null"),
-                    None => return Err(missing(f, *at)),
-                },
-            }
-        }
+        render_parts(&self.parts, lookup, whole, type_name, &mut out)?;
         Ok(out)
     }
+}
+
+/// Renders `parts` for one item (see [`Template::render`]).
+fn render_parts(
+    parts: &[Part],
+    lookup: &dyn Fn(&str, Option<&str>) -> Option<TemplateValue>,
+    whole: &serde_json::Value,
+    type_name: &str,
+    out: &mut String,
+) -> Result<(), String> {
+    use serde_json::Value;
+    let missing = |f: &str, at: usize| {
+        format!(
+            "template: :1:{at}: executing \"\" at <.{f}>: can't evaluate field {f} in type {type_name}"
+        )
+    };
+    // A field's value; `.` is the whole item.
+    let value = |f: &str, at: usize| -> Result<TemplateValue, String> {
+        if f.is_empty() {
+            return Ok(json_field(whole, ""));
+        }
+        lookup(f, None).ok_or_else(|| missing(f, at))
+    };
+    for p in parts {
+        match p {
+            Part::Text(t) => out.push_str(t),
+            Part::Field(f, arg, at) => match lookup(f, arg.as_deref()) {
+                Some(TemplateValue::Text(t)) => out.push_str(&t),
+                Some(TemplateValue::Json(v)) => out.push_str(&go_value(&v)),
+                Some(TemplateValue::Missing) => out.push_str("<no value>"),
+                None if f.is_empty() => out.push_str(&go_value(whole)),
+                None => return Err(missing(f, *at)),
+            },
+            Part::Json(None, _) => out.push_str(&whole.to_string()),
+            Part::Json(Some(f), at) => match lookup(f, None) {
+                Some(TemplateValue::Text(t)) => out.push_str(&Value::String(t).to_string()),
+                Some(TemplateValue::Json(v)) => out.push_str(&v.to_string()),
+                Some(TemplateValue::Missing) => out.push_str("null"),
+                None => return Err(missing(f, *at)),
+            },
+            Part::Range(f, body, at) => {
+                let items: Vec<Value> = match value(f, *at)? {
+                    TemplateValue::Json(Value::Array(a)) => a,
+                    TemplateValue::Json(Value::Object(m)) => {
+                        m.into_iter().map(|(_, v)| v).collect()
+                    }
+                    TemplateValue::Json(Value::Null) | TemplateValue::Missing => Vec::new(),
+                    _ => return Err(format!(
+                        "template: :1:{at}: executing \"\" at <.{f}>: range can't iterate over {}",
+                        match value(f, *at)? {
+                            TemplateValue::Text(t) => t,
+                            TemplateValue::Json(v) => go_value(&v),
+                            TemplateValue::Missing => String::new(),
+                        }
+                    )),
+                };
+                for item in &items {
+                    let inner =
+                        |f: &str, arg: Option<&str>| arg.is_none().then(|| json_field(item, f));
+                    render_parts(body, &inner, item, type_name, out)?;
+                }
+            }
+            Part::Index(f, keys, at) => {
+                let mut v = match value(f, *at)? {
+                    TemplateValue::Text(t) => Value::String(t),
+                    TemplateValue::Json(v) => v,
+                    TemplateValue::Missing => Value::Null,
+                };
+                let mut found = true;
+                for k in keys {
+                    let next = match (k, &v) {
+                        (IndexKey::Name(n), Value::Object(m)) => m.get(n).cloned(),
+                        (IndexKey::Position(i), Value::Array(a)) => match a.get(*i) {
+                            Some(x) => Some(x.clone()),
+                            None => {
+                                return Err(format!(
+                                    "template: :1:{at}: executing \"\" at <index .{f}>: error calling index: index out of range: {i}"
+                                ))
+                            }
+                        },
+                        _ => None,
+                    };
+                    match next {
+                        Some(x) => v = x,
+                        None => {
+                            found = false;
+                            break;
+                        }
+                    }
+                }
+                match (found, v) {
+                    (false, _) => out.push_str("<no value>"),
+                    (true, Value::String(s)) => out.push_str(&s),
+                    (true, v) => out.push_str(&go_value(&v)),
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// docker's CLI turns the two characters `\t` and `\n` in a format into a
@@ -503,6 +630,48 @@ mod tests {
         assert_eq!(
             go_value(&serde_json::json!({"k": "", "a": null})),
             "map[a:<nil> k:]"
+        );
+    }
+
+    #[test]
+    fn range_and_index() {
+        let whole = serde_json::json!({
+            "Networks": {"b": {"IPAddress": "10.0.0.3"}, "a": {"IPAddress": "10.0.0.2"}},
+            "Ports": {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]},
+            "List": ["x", "y"],
+            "None": null
+        });
+        let lookup = |f: &str, a: Option<&str>| a.is_none().then(|| json_field(&whole, f));
+        let render = |t: &str| Template::parse(t).unwrap().render(&lookup, &whole, "T");
+        assert_eq!(
+            render("{{range .Networks}}{{.IPAddress}} {{end}}").unwrap(),
+            "10.0.0.2 10.0.0.3 "
+        );
+        assert_eq!(render("{{range .List}}[{{.}}]{{end}}").unwrap(), "[x][y]");
+        assert_eq!(render("{{range .None}}x{{end}}-").unwrap(), "-");
+        assert_eq!(
+            Template::parse("{{range $p := .List}}{{end}}").unwrap_err(),
+            "template: :1: unsupported action {{range $p := .List}}"
+        );
+        assert_eq!(
+            render("{{index .Ports \"80/tcp\" 0 \"HostPort\"}}").unwrap(),
+            "8080"
+        );
+        assert_eq!(render("{{index .Ports \"81/tcp\"}}").unwrap(), "<no value>");
+        assert!(render("{{index .List 5}}")
+            .unwrap_err()
+            .contains("index out of range: 5"));
+        assert_eq!(
+            Template::parse("{{range .List}}").unwrap_err(),
+            "template: :1: unexpected EOF"
+        );
+        assert_eq!(
+            Template::parse("{{end}}").unwrap_err(),
+            "template: :1: unexpected {{end}}"
+        );
+        assert_eq!(
+            render("{{range .Networks}}{{range .}}{{.}}{{end}};{{end}}").unwrap(),
+            "10.0.0.2;10.0.0.3;"
         );
     }
 

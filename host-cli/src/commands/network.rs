@@ -4,7 +4,7 @@
 //! network's addresses and driver, worded as the daemon words it.
 
 use crate::commands::connect;
-use crate::fmt::{go_time, natural_less, tab_lines, Template, TemplateValue};
+use crate::fmt::{go_time, json_field, natural_less, tab_lines, Template, TemplateValue};
 use crate::placement::Isolation;
 use anyhow::{bail, Result};
 use berth_protocol::{ErrorKind, NetworkInfo, Request, Response};
@@ -790,18 +790,11 @@ fn inspect_field(
     if field == "Created" {
         return Some(TemplateValue::Text(go_time(&n.created_at)));
     }
-    let mut v = whole;
-    for part in field.split('.') {
-        let part = if part == "ID" { "Id" } else { part };
-        match v.get(part) {
-            Some(x) => v = x,
-            None => return Some(TemplateValue::Missing),
-        }
-    }
-    Some(match v {
-        Value::String(s) => TemplateValue::Text(s.clone()),
-        other => TemplateValue::Json(other.clone()),
-    })
+    let path: Vec<&str> = field
+        .split('.')
+        .map(|p| if p == "ID" { "Id" } else { p })
+        .collect();
+    Some(json_field(whole, &path.join(".")))
 }
 
 /// `network inspect`'s output for the networks found: indented JSON, one

@@ -1,7 +1,9 @@
 //! `berth ps` and `berth inspect`.
 
 use crate::commands::{connect, net_settings};
-use crate::fmt::{ago, command_column, human_duration, since, tab_lines, Template, TemplateValue};
+use crate::fmt::{
+    ago, command_column, human_duration, json_field, since, tab_lines, Template, TemplateValue,
+};
 use crate::placement::Isolation;
 use anyhow::Result;
 use berth_protocol::{
@@ -348,20 +350,7 @@ pub fn inspect(iso: Isolation, names: &[String], format: Option<&str>) -> Result
 /// (`State.Status`, `NetworkSettings.Networks`); a missing one prints as
 /// docker's raw-JSON fallback prints it.
 fn inspect_field(v: &Value, field: &str, arg: Option<&str>) -> Option<TemplateValue> {
-    if arg.is_some() {
-        return None;
-    }
-    let mut v = v;
-    for part in field.split('.') {
-        match v.get(part) {
-            Some(x) => v = x,
-            None => return Some(TemplateValue::Missing),
-        }
-    }
-    Some(match v {
-        Value::String(s) => TemplateValue::Text(s.clone()),
-        other => TemplateValue::Json(other.clone()),
-    })
+    arg.is_none().then(|| json_field(v, field))
 }
 
 /// Config.Env as docker shows it: the `run` environment first, then the
