@@ -78,14 +78,73 @@ fn parse_args() -> Args {
     a
 }
 
+/// Children that some thread waits for itself (see [`wait_owned`]): the
+/// reaper leaves them alone.
 #[cfg(target_os = "linux")]
-/// Reaps exited children (shims) so none stays a zombie.
+static OWNED_CHILDREN: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+#[cfg(target_os = "linux")]
+/// Reaps exited children (shims) so none stays a zombie, except those a
+/// thread waits for itself ([`wait_owned`]).
 pub(crate) fn spawn_reaper() {
+    use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag};
     std::thread::spawn(|| loop {
-        if let Err(nix::errno::Errno::ECHILD) = nix::sys::wait::waitpid(None, None) {
-            std::thread::sleep(std::time::Duration::from_millis(200));
+        // Look without reaping, then reap only what nobody else awaits.
+        match waitid(Id::All, WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
+            Err(nix::errno::Errno::ECHILD) => {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            Ok(st) => {
+                let Some(pid) = st.pid() else {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    continue;
+                };
+                let owned = OWNED_CHILDREN
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .contains(&pid.as_raw());
+                if owned {
+                    // Its owner reaps it in a moment.
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                } else {
+                    let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
+                }
+            }
         }
     });
+}
+
+/// Runs `cmd` to completion with its output captured, safe from the
+/// reaper thread (which would otherwise take its exit status).
+#[cfg(target_os = "linux")]
+pub(crate) fn wait_owned(
+    mut cmd: std::process::Command,
+    stdin: Option<&[u8]>,
+) -> std::io::Result<std::process::Output> {
+    use std::io::Write;
+    let mut list = OWNED_CHILDREN.lock().unwrap_or_else(|e| e.into_inner());
+    // Spawned under the lock: the reaper cannot look at the new child
+    // before it is on the list.
+    let child = cmd.spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => return Err(e),
+    };
+    let pid = child.id() as i32;
+    list.push(pid);
+    drop(list);
+    let result = (|| {
+        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(input)?;
+        }
+        child.wait_with_output()
+    })();
+    OWNED_CHILDREN
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|p| *p != pid);
+    result
 }
 
 #[cfg(target_os = "linux")]

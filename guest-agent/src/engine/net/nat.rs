@@ -26,7 +26,7 @@
 // tests use this module.
 
 use std::fmt::Write as _;
-use std::io::{self, Write as _};
+use std::io;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -277,23 +277,18 @@ impl Nft {
                 }
             }
         };
-        let mut child = Command::new(&self.program)
-            .args(args)
+        let mut cmd = Command::new(&self.program);
+        cmd.args(args)
             .stdin(if stdin.is_some() {
                 Stdio::piped()
             } else {
                 Stdio::null()
             })
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(spawn_error)?;
-        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            // nft reads the whole script before it writes anything, and the
-            // script is far smaller than a pipe's buffer.
-            pipe.write_all(input.as_bytes()).map_err(spawn_error)?;
-        }
-        let output = child.wait_with_output().map_err(spawn_error)?;
+            .stderr(Stdio::piped());
+        // nft reads the whole script before it writes anything, and the
+        // script is far smaller than a pipe's buffer.
+        let output = crate::wait_owned(cmd, stdin.map(str::as_bytes)).map_err(spawn_error)?;
         if output.status.success() {
             Ok(String::from_utf8_lossy(&output.stdout).into_owned())
         } else {
