@@ -126,11 +126,7 @@ pub(crate) fn wait_owned(
     let mut list = OWNED_CHILDREN.lock().unwrap_or_else(|e| e.into_inner());
     // Spawned under the lock: the reaper cannot look at the new child
     // before it is on the list.
-    let child = cmd.spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => return Err(e),
-    };
+    let mut child = cmd.spawn()?;
     let pid = child.id() as i32;
     list.push(pid);
     drop(list);

@@ -444,14 +444,16 @@ fn render_parts(
                         m.into_iter().map(|(_, v)| v).collect()
                     }
                     TemplateValue::Json(Value::Null) | TemplateValue::Missing => Vec::new(),
-                    _ => return Err(format!(
+                    _ => {
+                        return Err(format!(
                         "template: :1:{at}: executing \"\" at <.{f}>: range can't iterate over {}",
                         match value(f, *at)? {
                             TemplateValue::Text(t) => t,
                             TemplateValue::Json(v) => go_value(&v),
                             TemplateValue::Missing => String::new(),
                         }
-                    )),
+                    ))
+                    }
                 };
                 for item in &items {
                     let inner =

@@ -16,12 +16,12 @@
 //! Only TCP is forwarded so far; UDP ports are bound in the guest only.
 
 use crate::client::{Connection, Endpoint};
+use crate::platform::{UnixListener, UnixStream};
 use anyhow::{Context, Result};
 use berth_protocol::{EventsOptions, PortProto, PublishedPort, Request, Response};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use crate::platform::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -190,7 +190,8 @@ fn forward(client: TcpStream, ep: &Endpoint, guest_port: u16) -> Result<()> {
 pub fn serve(machine_dir: &Path, endpoint: Endpoint, vmm_alive: impl Fn() -> bool) -> Result<()> {
     let (sock, pid_file) = paths(machine_dir);
     let _ = std::fs::remove_file(&sock);
-    let control = UnixListener::bind(&sock).with_context(|| format!("binding {}", sock.display()))?;
+    let control =
+        UnixListener::bind(&sock).with_context(|| format!("binding {}", sock.display()))?;
     std::fs::write(&pid_file, std::process::id().to_string())?;
     let fwd = Arc::new(Forwarder {
         endpoint,

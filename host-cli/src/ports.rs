@@ -227,9 +227,47 @@ pub fn check_placement(iso: Isolation, cfg: &ContainerConfig) -> Result<(), Stri
     } else {
         return Ok(());
     };
-    Err(format!(
-        "publishing ports ({flag}) is not supported yet with --isolation {name}; use --isolation native"
-    ))
+    if iso == Isolation::Vm {
+        return Err(format!(
+            "publishing ports ({flag}) is not supported yet with --isolation {name}; use --isolation shared or native"
+        ));
+    }
+    // The machine's host forwarder relays TCP only so far.
+    if cfg.ports.iter().any(|p| p.proto == PortProto::Udp) {
+        return Err(format!(
+            "publishing UDP ports is not supported yet with --isolation {name}; use --isolation native"
+        ));
+    }
+    Ok(())
+}
+
+/// In the machine VM: has the host forwarder bind this container's ports
+/// now. On failure the container is stopped and docker's error returned.
+pub fn publish_on_host(conn: &mut crate::client::Connection, id: &str) -> Result<(), String> {
+    let ports = match conn.call(berth_protocol::Request::ContainerPorts { id: id.to_string() }) {
+        Ok(berth_protocol::Response::Ports(p)) => p,
+        _ => return Ok(()),
+    };
+    let tcp: Vec<&PublishedPort> = ports.iter().filter(|p| p.proto == PortProto::Tcp).collect();
+    if tcp.is_empty() {
+        return Ok(());
+    }
+    let failed = crate::machine::Machine::default_machine().sync_ports();
+    for p in tcp {
+        let addr = join_host_port(&p.host_ip, &p.host_port.to_string());
+        if let Some((_, e)) = failed.iter().find(|(a, _)| *a == addr) {
+            let _ = conn.call(berth_protocol::Request::ContainerKill {
+                id: id.to_string(),
+                signal: 9,
+            });
+            return Err(format!(
+                "driver failed programming external connectivity on endpoint {id}: failed to bind host port for {addr}:{}/tcp: {}",
+                p.container_port,
+                e.split(" (os error").next().unwrap_or(e).to_lowercase()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Go's `net.JoinHostPort`.
@@ -633,18 +671,20 @@ mod tests {
     }
 
     #[test]
-    fn only_native_publishes() {
+    fn publishing_by_placement() {
         let mut cfg = ContainerConfig::default();
         assert!(check_placement(Isolation::Shared, &cfg).is_ok());
         cfg.publish_all = true;
         assert_eq!(
             check_placement(Isolation::Vm, &cfg).unwrap_err(),
-            "publishing ports (-P) is not supported yet with --isolation vm; use --isolation native"
+            "publishing ports (-P) is not supported yet with --isolation vm; use --isolation shared or native"
         );
         cfg.ports = parse_publish("80").unwrap();
+        assert!(check_placement(Isolation::Shared, &cfg).is_ok());
+        cfg.ports = parse_publish("53/udp").unwrap();
         assert_eq!(
             check_placement(Isolation::Shared, &cfg).unwrap_err(),
-            "publishing ports (-p) is not supported yet with --isolation shared; use --isolation native"
+            "publishing UDP ports is not supported yet with --isolation shared; use --isolation native"
         );
         assert!(check_placement(Isolation::Native, &cfg).is_ok());
     }

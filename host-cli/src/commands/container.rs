@@ -119,6 +119,13 @@ pub fn start(iso: Isolation, a: &StartArgs) -> Result<i32> {
     let mut failed = Vec::new();
     for k in &a.containers {
         match c.call(Request::ContainerStart { id: k.clone() }) {
+            Ok(_) if iso == Isolation::Shared => match crate::ports::publish_on_host(&mut c, k) {
+                Ok(()) => println!("{k}"),
+                Err(m) => {
+                    eprintln!("Error response from daemon: {m}");
+                    failed.push(k.as_str());
+                }
+            },
             Ok(_) => println!("{k}"),
             Err(e) => {
                 daemon_error(&e);

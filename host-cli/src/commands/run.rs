@@ -532,7 +532,7 @@ pub fn run(iso: Isolation, a: &RunArgs) -> Result<i32> {
     if iso == Isolation::Vm {
         return run_in_own_vm(a, cfg);
     }
-    run_with(&|| connect(iso), a, cfg)
+    run_with(&|| connect(iso), a, cfg, iso == Isolation::Shared)
 }
 
 /// `--isolation vm`: a throw-away microVM for this one container, fed the
@@ -615,7 +615,7 @@ fn run_in_own_vm(a: &RunArgs, cfg: ContainerConfig) -> Result<i32> {
                 t1.elapsed().as_millis()
             );
         }
-        run_with(&|| Ok(vm.connect_running()?), a, cfg)
+        run_with(&|| Ok(vm.connect_running()?), a, cfg, false)
     })();
     vm.destroy();
     match result {
@@ -631,7 +631,9 @@ fn run_with(
     connect: &dyn Fn() -> Result<Connection>,
     a: &RunArgs,
     cfg: ContainerConfig,
+    machine_vm: bool,
 ) -> Result<i32> {
+    let publishes = !cfg.ports.is_empty() || cfg.publish_all;
     let mut ctl = match connect() {
         Ok(c) => c,
         Err(e) => {
@@ -646,6 +648,12 @@ fn run_with(
     if a.detach {
         return match ctl.call(Request::ContainerStart { id: id.clone() }) {
             Ok(_) => {
+                if machine_vm && publishes {
+                    if let Err(m) = crate::ports::publish_on_host(&mut ctl, &id) {
+                        eprintln!("berth: Error response from daemon: {m}.");
+                        return Ok(EXIT_ENGINE);
+                    }
+                }
                 println!("{id}");
                 Ok(0)
             }

@@ -506,6 +506,7 @@ impl ContainerStore {
                 internal: rec.internal,
             };
             if let Err(e) = super::nat::install(&rules) {
+                let _ = super::nat::remove(&rec.bridge);
                 let _ = super::link::remove_link(&rec.bridge);
                 return Err(err(ErrorKind::Internal, e.to_string()));
             }
