@@ -15,6 +15,7 @@ pub mod boot;
 pub mod devices;
 pub mod host_quirks;
 pub mod hypervisor;
+pub mod net;
 pub mod snapshot;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub mod standby;
