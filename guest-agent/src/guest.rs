@@ -347,6 +347,11 @@ pub fn run_as_init() -> ! {
         log(&format!("preparing {ENGINE_ROOT}: {e}"));
     }
     crate::spawn_reaper();
+    // Published ports bind the guest's loopback too (`-p 127.0.0.1:…`),
+    // and the host's forwarder reaches every published port through it.
+    if let Err(e) = crate::engine::net::netns::loopback_up() {
+        log(&format!("bringing up lo: {e}"));
+    }
     let engine = Arc::new(Engine::open(layout));
     log(&format!("engine open (uptime {:.3} s)", uptime()));
     crate::engine::restart::spawn(engine.clone());

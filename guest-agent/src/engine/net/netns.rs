@@ -40,7 +40,8 @@ pub fn remove(path: &Path) {
     let _ = std::fs::remove_file(path);
 }
 
-fn loopback_up() -> std::io::Result<()> {
+/// Brings `lo` up in the calling thread's network namespace.
+pub fn loopback_up() -> std::io::Result<()> {
     // SAFETY: plain socket(2) call; the fd is owned by the File below.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
