@@ -58,6 +58,13 @@ struct Args {
     /// Linux (KVM) only; a VM with shares cannot be snapshotted.
     #[arg(long = "fs", value_name = "tag=TAG,path=HOSTDIR[,ro]", conflicts_with_all = ["restore", "standby", "snapshot_on_ready"])]
     fs: Vec<String>,
+    /// Network card (virtio-net): `user` = user-mode networking, the
+    /// guest's connections leave through the VMM's host sockets (VM
+    /// network 192.168.127.0/24: gateway and DNS .1, guest .2, host
+    /// loopback .254). Linux (KVM) only yet; such a VM cannot be
+    /// snapshotted.
+    #[arg(long, value_name = "MODE", value_parser = ["user"], conflicts_with_all = ["restore", "standby", "snapshot_on_ready"])]
+    net: Option<String>,
     /// Do not apply host workarounds (kvm_pvm command line and CPUID filter).
     #[arg(long = "no-host-quirks")]
     no_host_quirks: bool,
@@ -124,6 +131,10 @@ fn parse_shares(specs: &[String]) -> Result<Vec<FsConfig>, ExitCode> {
 ))]
 fn refuse_shares(args: &Args) -> Result<(), ExitCode> {
     parse_shares(&args.fs)?;
+    if args.net.is_some() {
+        eprintln!("berth-vmm: --net is supported on Linux (KVM) only yet");
+        return Err(ExitCode::from(2));
+    }
     if args.fs.is_empty() {
         Ok(())
     } else {
@@ -203,6 +214,10 @@ fn main() -> ExitCode {
             disks,
             rng: args.rng,
             fs,
+            net: args
+                .net
+                .as_ref()
+                .map(|_| berth_vmm::net::UserNetConfig::from_host()),
             quirks: if args.no_host_quirks {
                 HostQuirks::none()
             } else {

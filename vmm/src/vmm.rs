@@ -32,6 +32,7 @@ use crate::devices::virtio::block::{Block, BlockError};
 use crate::devices::virtio::event_handler::VirtioEventHandler;
 use crate::devices::virtio::fs::{self as virtio_fs, Fs, FsConfig, FsError};
 use crate::devices::virtio::mmio::{reg, MmioState, MmioTransport};
+use crate::devices::virtio::net::Net;
 use crate::devices::virtio::rng::Rng;
 use crate::devices::virtio::vsock::{Vsock, GUEST_CID};
 use crate::devices::virtio::VirtioDevice;
@@ -39,6 +40,7 @@ use crate::devices::{Bus, BusError};
 use crate::host_quirks::HostQuirks;
 use crate::hypervisor::kvm::{KvmHypervisor, KvmVcpu, KvmVcpuState, KvmVm, KvmVmState};
 use crate::hypervisor::{HypervisorError, Vcpu, VcpuExit, Vm};
+use crate::net::{NetError, UserNetConfig};
 use crate::snapshot::{self, SnapshotError};
 use crate::GuestMemoryMmap;
 
@@ -89,6 +91,9 @@ pub struct VmConfig {
     /// Shared host directories (virtio-fs), one device each. A VM with
     /// shares cannot be snapshotted.
     pub fs: Vec<FsConfig>,
+    /// A virtio-net device with user-mode networking (crate::net), set up
+    /// this way. A VM with one cannot be snapshotted.
+    pub net: Option<UserNetConfig>,
     /// Host workarounds to apply.
     pub quirks: HostQuirks,
     /// Take a snapshot when the guest says it is ready.
@@ -122,6 +127,9 @@ pub enum VmmError {
     /// A shared directory could not be set up.
     #[error(transparent)]
     Fs(#[from] FsError),
+    /// The network device could not be set up.
+    #[error(transparent)]
+    Net(#[from] NetError),
     /// Devices collide on a bus.
     #[error(transparent)]
     Bus(#[from] BusError),
@@ -262,6 +270,12 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmmError> {
         }
         .into());
     }
+    if let (Some(_), Some(_)) = (&config.snapshot_on_ready, &config.net) {
+        return Err(SnapshotError::UnsupportedDevice {
+            device: "virtio-net (user networking)".into(),
+        }
+        .into());
+    }
     let mem_size = config.mem_mib << 20;
 
     let hypervisor = KvmHypervisor::new()?;
@@ -313,6 +327,9 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmmError> {
     }
     for share in &config.fs {
         specs.push(DeviceSpec::Fs(share.clone()));
+    }
+    if let Some(net) = &config.net {
+        specs.push(DeviceSpec::Net(net.clone()));
     }
     let devices = build_devices(
         &vm,
@@ -516,6 +533,12 @@ pub fn restore_prepared(
                 }
                 .into())
             }
+            DeviceKind::Net => {
+                return Err(SnapshotError::UnsupportedDevice {
+                    device: "virtio-net (user networking)".into(),
+                }
+                .into())
+            }
         });
     }
     if disks.next().is_some() {
@@ -605,6 +628,7 @@ enum DeviceSpec {
     Block(DiskConfig),
     Rng,
     Fs(FsConfig),
+    Net(UserNetConfig),
 }
 
 /// A device as recorded in a snapshot.
@@ -627,6 +651,8 @@ enum DeviceKind {
     Fs {
         tag: String,
     },
+    /// virtio-net with user networking (snapshots refuse VMs that have one).
+    Net,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -721,6 +747,10 @@ fn build_devices(
                 DeviceKind::Fs {
                     tag: share.tag.clone(),
                 },
+            )),
+            DeviceSpec::Net(net) => devices.push((
+                Arc::new(Mutex::new(Net::new(crate::net::GUEST_MAC, net.clone())?)),
+                DeviceKind::Net,
             )),
         }
     }
@@ -1026,6 +1056,15 @@ impl Snapshotter<'_> {
                 device: format!("virtio-fs share `{tag}`"),
             });
         }
+        if self
+            .transports
+            .iter()
+            .any(|(_, k)| matches!(k, DeviceKind::Net))
+        {
+            return Err(SnapshotError::UnsupportedDevice {
+                device: "virtio-net (user networking)".into(),
+            });
+        }
         // Devices stay locked until memory is written: the event loop must
         // not move a queue between its saved indices and the saved memory.
         let transports: Vec<_> = self
@@ -1214,6 +1253,7 @@ mod tests {
             disks: vec![],
             rng: false,
             fs: vec![share.clone()],
+            net: None,
             quirks: HostQuirks::none(),
             snapshot_on_ready: Some(SnapshotOnReady {
                 dir: "/nonexistent".into(),
@@ -1260,6 +1300,7 @@ mod tests {
                 disks: vec![],
                 rng: false,
                 fs: vec![],
+                net: None,
                 quirks: HostQuirks::none(),
                 snapshot_on_ready: None,
             },

@@ -21,6 +21,9 @@ pub mod event_handler;
 // passthrough file system) is Linux-only.
 pub mod fs;
 pub mod mmio;
+// virtio-net's wake-up from the stack thread is a Unix socket pair.
+#[cfg(unix)]
+pub mod net;
 pub mod rng;
 // The host side of vsock multiplexes Unix sockets with mio (epoll, kqueue);
 // Windows (AF_UNIX through IOCP) is still to be written.
@@ -30,6 +33,8 @@ pub mod worker;
 
 /// virtio device ids.
 pub mod device_type {
+    /// Network card.
+    pub const NET: u32 = 1;
     /// Block device.
     pub const BLOCK: u32 = 2;
     /// Entropy source.
