@@ -18,6 +18,14 @@
 //! - `berth.shares_check=1`: after mounting, write `.berth-share-check`
 //!   into each writable share (a boot test's proof that guest writes reach
 //!   the host).
+//! - `berth.net=ADDR/LEN[,gw=GATEWAY][,dns=SERVER[;SERVER2]]`: configure
+//!   `eth0` (the VMM's `--net user` card: `192.168.127.2/24,gw=
+//!   192.168.127.1,dns=192.168.127.1`) with that address, up, a default
+//!   route, and /etc/resolv.conf naming the servers; IPv4 forwarding is
+//!   turned on so that containers on the guest's bridges reach the
+//!   network with their own addresses (the VMM's stack routes replies to
+//!   them back via the guest; the guest kernel has no NAT). Without it the
+//!   guest has no network and an empty /etc/resolv.conf.
 
 use crate::engine::Engine;
 use crate::layout::Layout;
@@ -167,6 +175,93 @@ fn mount_shares(cmdline: &str) {
     }
 }
 
+/// The parsed `berth.net=` parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetParams {
+    /// The guest's address on eth0.
+    pub addr: std::net::Ipv4Addr,
+    /// Its prefix length.
+    pub prefix_len: u8,
+    /// Default gateway.
+    pub gateway: Option<std::net::Ipv4Addr>,
+    /// DNS servers for /etc/resolv.conf.
+    pub dns: Vec<std::net::Ipv4Addr>,
+}
+
+/// Parses the value of `berth.net=` (see the module docs).
+pub fn parse_net(value: &str) -> Result<NetParams, String> {
+    let mut parts = value.split(',');
+    let cidr = parts.next().unwrap_or_default();
+    let (addr, len) = cidr
+        .split_once('/')
+        .ok_or_else(|| format!("`{cidr}`: expected ADDR/LEN"))?;
+    let addr = addr.parse().map_err(|_| format!("bad address `{addr}`"))?;
+    let prefix_len = len
+        .parse::<u8>()
+        .ok()
+        .filter(|l| (1..=32).contains(l))
+        .ok_or_else(|| format!("bad prefix length `{len}`"))?;
+    let mut net = NetParams {
+        addr,
+        prefix_len,
+        gateway: None,
+        dns: Vec::new(),
+    };
+    for part in parts {
+        match part.split_once('=') {
+            Some(("gw", v)) => {
+                net.gateway = Some(v.parse().map_err(|_| format!("bad gateway `{v}`"))?)
+            }
+            Some(("dns", v)) => {
+                for d in v.split(';') {
+                    net.dns
+                        .push(d.parse().map_err(|_| format!("bad DNS server `{d}`"))?);
+                }
+            }
+            _ => return Err(format!("unknown option `{part}`")),
+        }
+    }
+    Ok(net)
+}
+
+/// Sets up eth0 and /etc/resolv.conf from `berth.net=` (an empty
+/// resolv.conf without it).
+fn configure_network(cmdline: &str) {
+    let Some(value) = param(cmdline, "berth.net") else {
+        let _ = std::fs::write("/etc/resolv.conf", "");
+        return;
+    };
+    let net = match parse_net(value) {
+        Ok(n) => n,
+        Err(e) => {
+            log(&format!("berth.net: {e}; no network"));
+            let _ = std::fs::write("/etc/resolv.conf", "");
+            return;
+        }
+    };
+    let resolv: String = net
+        .dns
+        .iter()
+        .map(|d| format!("nameserver {d}\n"))
+        .collect();
+    let _ = std::fs::write("/etc/resolv.conf", resolv);
+    use crate::engine::net::link;
+    if let Err(e) = link::configure_link("eth0", net.addr, net.prefix_len, net.gateway) {
+        log(&format!("configuring eth0: {e}"));
+        return;
+    }
+    if let Err(e) = link::enable_ip_forward() {
+        log(&format!("IPv4 forwarding: {e}"));
+    }
+    log(&format!(
+        "eth0 {}/{} via {} (uptime {:.3} s)",
+        net.addr,
+        net.prefix_len,
+        net.gateway.map_or("-".to_string(), |g| g.to_string()),
+        uptime()
+    ));
+}
+
 pub fn log(msg: &str) {
     eprintln!("berth-agent: {msg}");
 }
@@ -302,7 +397,7 @@ pub fn run_as_init() -> ! {
     }
     let hostname = param(&cmdline, "berth.hostname").unwrap_or("berth");
     let _ = nix::unistd::sethostname(hostname);
-    let _ = std::fs::write("/etc/resolv.conf", "");
+    configure_network(&cmdline);
     // No data disk named: state on tmpfs (throw-away VMs). /dev/vda is the
     // agent's own read-only root disk.
     let disk = param(&cmdline, "berth.disk").filter(|d| Path::new(d).exists());
@@ -518,6 +613,26 @@ mod tests {
             tag: tag.into(),
             host_path: path.into(),
             read_only: ro,
+        }
+    }
+
+    #[test]
+    fn net_parses() {
+        let n = parse_net("192.168.127.2/24,gw=192.168.127.1,dns=192.168.127.1;1.1.1.1").unwrap();
+        assert_eq!(n.addr, std::net::Ipv4Addr::new(192, 168, 127, 2));
+        assert_eq!(n.prefix_len, 24);
+        assert_eq!(n.gateway, Some(std::net::Ipv4Addr::new(192, 168, 127, 1)));
+        assert_eq!(n.dns.len(), 2);
+        assert_eq!(parse_net("10.0.0.2/8").unwrap().gateway, None);
+        for bad in [
+            "",
+            "10.0.0.2",
+            "10.0.0.2/33",
+            "x/24",
+            "10.0.0.2/24,gw=x",
+            "10.0.0.2/24,foo=1",
+        ] {
+            assert!(parse_net(bad).is_err(), "{bad}");
         }
     }
 

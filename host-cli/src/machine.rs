@@ -699,9 +699,15 @@ impl Machine {
             Launch::Boot { snapshot_to } => {
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
                 let (share_flags, share_param) = crate::shares::vmm_args(shares);
+                // Egress through the VMM's user-mode network stack (host
+                // sockets, so the host's VPN, DNS and proxy apply). Not for
+                // snapshotted boots: snapshots hold no host connections.
+                // BERTH_MACHINE_NET=none boots without a network card.
+                let net = snapshot_to.is_none()
+                    && std::env::var("BERTH_MACHINE_NET").as_deref() != Ok("none");
                 let cmdline = format!(
                     "console=ttyS0 reboot=k panic=-1 quiet clocksource=kvm-clock \
-                     root=/dev/vda ro rootfstype=ext4 init=/init berth.time={}.{:09}{}{}",
+                     root=/dev/vda ro rootfstype=ext4 init=/init berth.time={}.{:09}{}{}{}",
                     now.as_secs(),
                     now.subsec_nanos(),
                     if disk.is_some() {
@@ -709,9 +715,17 @@ impl Machine {
                     } else {
                         ""
                     },
-                    share_param.map(|p| format!(" {p}")).unwrap_or_default()
+                    share_param.map(|p| format!(" {p}")).unwrap_or_default(),
+                    if net {
+                        " berth.net=192.168.127.2/24,gw=192.168.127.1,dns=192.168.127.1"
+                    } else {
+                        ""
+                    }
                 );
                 cmd.args(&share_flags);
+                if net {
+                    cmd.arg("--net").arg("user");
+                }
                 cmd.arg("--kernel")
                     .arg(kernel)
                     .arg("--disk")

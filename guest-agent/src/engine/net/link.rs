@@ -132,6 +132,42 @@ pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix_len: u8) -> Result<()
     Ok(())
 }
 
+/// Configures the existing link `name` (the guest's eth0 on the VMM's
+/// user-mode network): gives it `addr/prefix_len` if it lacks that
+/// address, sets it up, and adds a default route via `gateway` when given.
+/// Idempotent.
+pub fn configure_link(
+    name: &str,
+    addr: Ipv4Addr,
+    prefix_len: u8,
+    gateway: Option<Ipv4Addr>,
+) -> Result<(), LinkError> {
+    check_name(name)?;
+    check_prefix(prefix_len)?;
+    let mut nl = Netlink::open()?;
+    let link = nl
+        .link_by_name(name)?
+        .ok_or_else(|| LinkError::NotFound(name.to_string()))?;
+    let index = link.header.index;
+    if !nl.ipv4_addresses(index)?.contains(&(addr, prefix_len)) {
+        match nl.add_address(index, name, addr, prefix_len) {
+            Err(e) if e.errno() == Some(libc::EEXIST) => {}
+            other => other?,
+        }
+    }
+    // Up before the route: the kernel refuses a gateway it cannot reach.
+    if !link.header.flags.contains(LinkFlags::Up) {
+        nl.set_up(index, name)?;
+    }
+    if let Some(gateway) = gateway {
+        match nl.add_default_route(index, name, gateway) {
+            Err(e) if e.errno() == Some(libc::EEXIST) => {}
+            other => other?,
+        }
+    }
+    Ok(())
+}
+
 /// Deletes link `name` (for a veth, both ends). Ok when it does not exist.
 pub fn remove_link(name: &str) -> Result<(), LinkError> {
     check_name(name)?;
@@ -756,6 +792,32 @@ mod tests {
             assert_eq!(addresses("berth-t0"), vec![]);
             ensure_bridge("berth-t0", gateway, 16).unwrap();
             assert_eq!(addresses("berth-t0"), vec![(gateway, 16)]);
+        });
+    }
+
+    #[test]
+    fn configure_link_sets_address_up_and_default_route() {
+        in_new_netns(|| {
+            // A bridge stands in for the guest's eth0: an existing link.
+            ensure_bridge("berth-t9", Ipv4Addr::new(10, 87, 9, 1), 24).unwrap();
+            let addr = Ipv4Addr::new(192, 168, 127, 2);
+            let gateway = Some(Ipv4Addr::new(192, 168, 127, 1));
+            configure_link("berth-t9", addr, 24, gateway).unwrap();
+            configure_link("berth-t9", addr, 24, gateway).unwrap();
+            assert!(addresses("berth-t9").contains(&(addr, 24)));
+            assert!(is_up(&link("berth-t9").unwrap()));
+            let routes = std::fs::read_to_string("/proc/thread-self/net/route").unwrap();
+            // Destination 0, gateway 192.168.127.1 (little-endian hex).
+            assert!(
+                routes
+                    .lines()
+                    .any(|l| l.starts_with("berth-t9\t00000000\t017FA8C0")),
+                "{routes}"
+            );
+            assert!(matches!(
+                configure_link("berth-nope", addr, 24, None),
+                Err(LinkError::NotFound(_))
+            ));
         });
     }
 
