@@ -347,7 +347,7 @@ for key, label, unit in rows:
     ratio = f"{statistics.median(b) / statistics.median(d):.2f}" if b and d and statistics.median(d) else "n/a"
     print(f"| {label} | {unit} | {cell(b)} | {cell(d)} | {ratio} |")
 print()
-print("(medians, (min–max) over the rounds from 3 on; higher is better except the")
+print("(median, with (min–max) when ROUNDS >= 3; higher is better except the")
 print(" ↓ rows (CPU time of berth's shim / docker-proxy): there berth/docker above 1")
 print(" means berth's proxy burns more CPU; elsewhere below 1 means berth is slower)")
 PY
