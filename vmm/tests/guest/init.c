@@ -10,6 +10,9 @@
  *   blk            write a pattern to /dev/vda, fsync, print what the host put at 1 MiB
  *   rng            read 32 bytes from /dev/hwrng and print them in hex
  *   smp            print /sys/devices/system/cpu/online
+ *   net_http:PORT  give eth0 192.168.127.2/24, fetch http://192.168.127.254:PORT/
+ *                  (the host's 127.0.0.1 through berth-vmm --net user) and
+ *                  print the status line and the body
  *
  * Every mode ends with "BERTH-VMM-DONE <result>" and reboot(2); with
  * `reboot=k` the VMM sees the i8042 reset and exits.
@@ -32,6 +35,7 @@ typedef unsigned char u8;
 #define SYS_shutdown 48
 #define SYS_bind 49
 #define SYS_listen 50
+#define SYS_ioctl 16
 #define SYS_fsync 74
 #define SYS_mkdir 83
 #define SYS_mount 165
@@ -247,6 +251,102 @@ static void smp(void)
 	finish("OK");
 }
 
+struct sockaddr_in {
+	u16 family;
+	u16 port; /* big-endian */
+	u32 addr; /* big-endian */
+	u8 zero[8];
+};
+struct ifreq {
+	char name[16];
+	union {
+		struct sockaddr_in addr;
+		u16 flags;
+		u8 pad[24];
+	} u;
+};
+#define AF_INET 2
+#define SOCK_DGRAM 2
+#define SIOCGIFFLAGS 0x8913
+#define SIOCSIFFLAGS 0x8914
+#define SIOCSIFADDR 0x8916
+#define SIOCSIFNETMASK 0x891c
+#define IFF_UP 1
+
+static u32 ip4(u8 a, u8 b, u8 c, u8 d) { return a | b << 8 | c << 16 | (u32)d << 24; }
+static u16 be16(u16 v) { return (u16)(v >> 8 | v << 8); }
+
+static void ifreq_addr(struct ifreq *r, u32 addr)
+{
+	memset(r, 0, sizeof(*r));
+	memcpy(r->name, "eth0", 5);
+	r->u.addr.family = AF_INET;
+	r->u.addr.addr = addr;
+}
+
+static void net_http(const char *port_text)
+{
+	long port = 0;
+	while (*port_text >= '0' && *port_text <= '9')
+		port = port * 10 + (*port_text++ - '0');
+	int s = sc(SYS_socket, AF_INET, SOCK_DGRAM, 0, 0, 0);
+	struct ifreq r;
+	ifreq_addr(&r, ip4(192, 168, 127, 2));
+	if (s < 0 || sc(SYS_ioctl, s, SIOCSIFADDR, (long)&r, 0, 0) < 0)
+		finish("FAIL eth0 address");
+	ifreq_addr(&r, ip4(255, 255, 255, 0));
+	if (sc(SYS_ioctl, s, SIOCSIFNETMASK, (long)&r, 0, 0) < 0)
+		finish("FAIL eth0 netmask");
+	ifreq_addr(&r, 0);
+	if (sc(SYS_ioctl, s, SIOCGIFFLAGS, (long)&r, 0, 0) < 0)
+		finish("FAIL eth0 flags");
+	r.u.flags |= IFF_UP;
+	if (sc(SYS_ioctl, s, SIOCSIFFLAGS, (long)&r, 0, 0) < 0)
+		finish("FAIL eth0 up");
+	sc(SYS_close, s, 0, 0, 0, 0);
+	struct sockaddr_in a = { AF_INET, be16((u16)port), ip4(192, 168, 127, 254), { 0 } };
+	int c = sc(SYS_socket, AF_INET, SOCK_STREAM, 0, 0, 0);
+	long rc = c < 0 ? c : sc(SYS_connect, c, (long)&a, sizeof(a), 0, 0);
+	if (rc < 0) {
+		out("BERTH-VMM-NET connect errno ");
+		out_num(-rc);
+		out("\n");
+		finish("FAIL connect");
+	}
+	const char *req = "GET / HTTP/1.0\r\nHost: host.docker.internal\r\n\r\n";
+	if (write_all(c, (const u8 *)req, slen(req)) < 0)
+		finish("FAIL write");
+	long got = 0;
+	for (;;) {
+		long n = sc(SYS_read, c, (long)buf + got, sizeof(buf) - 1 - got, 0, 0);
+		if (n < 0)
+			finish("FAIL read");
+		if (n == 0 || got + n >= (long)sizeof(buf) - 1)
+			break;
+		got += n;
+	}
+	buf[got] = 0;
+	sc(SYS_close, c, 0, 0, 0, 0);
+	/* Status line, then the body after the blank line. */
+	char *p = (char *)buf;
+	char *eol = p;
+	while (*eol && *eol != '\r' && *eol != '\n')
+		eol++;
+	char *body = eol;
+	while (*body && !starts(body, "\r\n\r\n"))
+		body++;
+	*eol = 0;
+	out("BERTH-VMM-HTTP ");
+	out(p);
+	out("\n");
+	if (*body) {
+		out("BERTH-VMM-BODY ");
+		out(body + 4);
+		out("\n");
+	}
+	finish("OK");
+}
+
 void cmain(long *sp)
 {
 	long argc = sp[0];
@@ -267,6 +367,8 @@ void cmain(long *sp)
 		rng();
 	else if (starts(mode, "smp"))
 		smp();
+	else if (starts(mode, "net_http:"))
+		net_http(mode + 9);
 	finish("OK");
 }
 
