@@ -466,3 +466,87 @@ fn hostile_frames_do_not_panic() {
     // Keep the helper's Device impl in use for the tests' types.
     let _ = FrameQueue::default().capabilities();
 }
+
+#[test]
+fn bulk_transfer_both_ways_with_backpressure() {
+    // The host sends 1 MiB and reads 1 MiB back; the guest's buffers are
+    // 8 KiB, so both relays stall and resume many times.
+    const N: usize = 1 << 20;
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut r = s.try_clone().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            r.read_to_end(&mut got).unwrap();
+            got
+        });
+        let data: Vec<u8> = (0..N).map(|i| (i % 253) as u8).collect();
+        s.write_all(&data).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        reader.join().unwrap()
+    });
+    let mut h = Harness::new(default_config());
+    let s = h.connect((GUEST, 49160), (HOST_ALIAS, port));
+    h.run_until("established", |h| h.tcp(s).may_send());
+    let out: Vec<u8> = (0..N).map(|i| (i % 241) as u8).collect();
+    let (mut sent, mut got) = (0, Vec::new());
+    let deadline = StdInstant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            StdInstant::now() < deadline,
+            "stalled: sent {sent}, got {}",
+            got.len()
+        );
+        let sock = h.tcp(s);
+        if sent < N && sock.can_send() {
+            sent += sock.send_slice(&out[sent..]).unwrap();
+            if sent == N {
+                sock.close();
+            }
+        }
+        while sock.can_recv() {
+            sock.recv(|b| {
+                got.extend_from_slice(b);
+                (b.len(), ())
+            })
+            .unwrap();
+        }
+        if sent == N && !sock.may_recv() {
+            break;
+        }
+        h.step();
+    }
+    assert_eq!(got.len(), N);
+    assert!(got.iter().enumerate().all(|(i, b)| *b == (i % 253) as u8));
+    // The guest's last data and FIN still have to reach the host.
+    h.run_until("both sides closed", |h| {
+        server.is_finished() && h.net.flow_counts().0 == 0
+    });
+    assert_eq!(server.join().unwrap(), out);
+}
+
+#[test]
+fn guest_reset_closes_the_host_side() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut b = [0u8; 16];
+        // EOF (or a reset) once the guest aborts.
+        loop {
+            match s.read(&mut b) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    });
+    let mut h = Harness::new(default_config());
+    let s = h.connect((GUEST, 49161), (HOST_ALIAS, port));
+    h.run_until("established", |h| h.tcp(s).may_send());
+    h.tcp(s).abort();
+    h.run_until("flow gone", |h| h.net.flow_counts().0 == 0);
+    server.join().unwrap();
+}
