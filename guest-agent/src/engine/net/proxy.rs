@@ -3,8 +3,11 @@
 //! a port conflict fails the container's start), then served by [`spawn`],
 //! which relays each to the container's address.
 //!
-//! TCP: one connection to the container per client connection, bytes copied
-//! both ways with half-close carried over. UDP: one socket towards the
+//! TCP: one connection to the container per client connection, bytes moved
+//! both ways with half-close carried over: on Linux with splice(2) through a
+//! pipe (the bytes stay in the kernel, as docker-proxy's Go `io.Copy`
+//! between two TCP connections does), read/write through a buffer where
+//! splice is refused. UDP: one socket towards the
 //! container per client address, replies sent back from the published
 //! socket; a flow idle for 90 s is forgotten.
 
@@ -262,6 +265,9 @@ struct Limits {
     max_tcp_connections: usize,
     /// How long a connection to the container may take.
     connect_timeout: Duration,
+    /// Move TCP bytes with splice(2) where the kernel allows it (tests turn
+    /// it off to check the copy fallback).
+    splice: bool,
 }
 
 impl Default for Limits {
@@ -271,13 +277,22 @@ impl Default for Limits {
             max_udp_flows: 1024,
             max_tcp_connections: 1024,
             connect_timeout: Duration::from_secs(30),
+            splice: true,
         }
     }
 }
 
-/// Stack of the proxy's threads: their buffers live on the heap.
+/// Stack of the proxy's listener and UDP threads: their buffers live on
+/// the heap.
 const THREAD_STACK: usize = 256 * 1024;
-/// Copy buffer of one TCP direction.
+/// Stack of the threads TCP connections run on ([`workers`], named
+/// `proxy-tcp`), which run only [`relay_tcp`] / [`forward`]: a connect,
+/// socket calls and small frames. No buffer lives on them (splice
+/// keeps the bytes in a pipe; the copy fallback's buffer is on the heap),
+/// so a little over what std and glibc need (16 KiB minimum, TLS) is
+/// plenty.
+const CONN_STACK: usize = 64 * 1024;
+/// Copy buffer of one TCP direction, when splice is refused.
 const TCP_BUFFER: usize = 64 * 1024;
 /// Largest UDP payload over IPv4 (docker-proxy's buffer).
 const UDP_BUFFER: usize = 65507;
@@ -358,43 +373,67 @@ fn serve_tcp(listener: TcpListener, target: SocketAddrV4, limits: Limits) {
         let Some(permit) = Permit::acquire(&connections, limits.max_tcp_connections) else {
             continue; // dropped: closed at once
         };
-        let _ = std::thread::Builder::new()
-            .name("proxy-tcp-conn".into())
-            .stack_size(THREAD_STACK)
-            .spawn(move || {
-                let _permit = permit;
-                relay_tcp(client, target, limits.connect_timeout);
-            });
+        let _ = workers::run(move || relay_tcp(client, target, limits, permit));
     }
 }
 
 /// One client connection: connect to the container (on failure the client
-/// is just closed, as docker-proxy does), then copy both ways.
-fn relay_tcp(client: TcpStream, target: SocketAddrV4, connect_timeout: Duration) {
-    let Ok(server) = TcpStream::connect_timeout(&target.into(), connect_timeout) else {
+/// is just closed, as docker-proxy does), then move bytes both ways, one
+/// direction here and one on another worker. The sockets are closed, and
+/// `permit` given back, when both directions are over.
+fn relay_tcp(client: TcpStream, target: SocketAddrV4, limits: Limits, permit: Permit) {
+    let Ok(server) = TcpStream::connect_timeout(&target.into(), limits.connect_timeout) else {
         return;
     };
     // Go's sockets (docker-proxy's) have Nagle off.
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
-    let (Ok(client_write), Ok(server_read)) = (client.try_clone(), server.try_clone()) else {
-        return;
-    };
-    let back = std::thread::Builder::new()
-        .name("proxy-tcp-back".into())
-        .stack_size(THREAD_STACK)
-        .spawn(move || pipe(server_read, client_write));
-    let Ok(back) = back else {
-        return;
-    };
-    pipe(client, server);
-    let _ = back.join();
+    let (client, server, permit) = (Arc::new(client), Arc::new(server), Arc::new(permit));
+    let splice = limits.splice;
+    let (back_client, back_server) = (client.clone(), server.clone());
+    let back = workers::run(move || {
+        let _permit = permit;
+        forward(&back_server, &back_client, splice);
+    });
+    if back.is_ok() {
+        forward(&client, &server, splice);
+    }
 }
 
-/// Copies `from` to `to` until EOF or an error, then carries the end
+/// How [`forward`] moved the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Moved {
+    /// All through splice(2).
+    Spliced,
+    /// Through a buffer: splice off, refused, or no pipe to be had
+    /// (possibly after some bytes went through splice).
+    Copied,
+}
+
+/// Moves `from` to `to` until EOF or an error, then carries the end
 /// over: no more reading from `from`, no more writing to `to` (a FIN), the
 /// other direction going on until it ends too.
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
+fn forward(from: &TcpStream, to: &TcpStream, splice: bool) -> Moved {
+    #[cfg(target_os = "linux")]
+    let done = splice && splice::forward(from, to) == splice::End::Done;
+    #[cfg(not(target_os = "linux"))]
+    let done = {
+        let _ = splice;
+        false
+    };
+    let moved = if done {
+        Moved::Spliced
+    } else {
+        copy(from, to);
+        Moved::Copied
+    };
+    let _ = from.shutdown(Shutdown::Read);
+    let _ = to.shutdown(Shutdown::Write);
+    moved
+}
+
+/// Copies `from` to `to` through a heap buffer until EOF or an error.
+fn copy(mut from: &TcpStream, mut to: &TcpStream) {
     let mut buf = vec![0u8; TCP_BUFFER];
     loop {
         match from.read(&mut buf) {
@@ -408,8 +447,260 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
             Err(_) => break,
         }
     }
-    let _ = from.shutdown(Shutdown::Read);
-    let _ = to.shutdown(Shutdown::Write);
+}
+
+/// The threads TCP connections run on (two per connection, one per
+/// direction), kept for the next connections once done: creating a thread
+/// (stack, guard page, signal stack) and tearing it down cost more than
+/// a short connection's bytes. A thread idle for [`workers::IDLE`] ends.
+mod workers {
+    use super::{io, lock, CONN_STACK};
+    use std::collections::VecDeque;
+    use std::sync::{Condvar, Mutex};
+    use std::time::{Duration, Instant};
+
+    type Job = Box<dyn FnOnce() + Send>;
+
+    /// How long a thread waits for another connection before it ends.
+    pub(super) const IDLE: Duration = Duration::from_secs(30);
+
+    /// Jobs handed to idle threads; never more of them than idle threads.
+    struct Queue {
+        jobs: VecDeque<Job>,
+        idle: usize,
+    }
+
+    static QUEUE: Mutex<Queue> = Mutex::new(Queue {
+        jobs: VecDeque::new(),
+        idle: 0,
+    });
+    static WAKE: Condvar = Condvar::new();
+
+    /// Runs `job` on an idle thread, or on a new one (with the small
+    /// [`CONN_STACK`]); `Err` when no thread can be created (`job` is
+    /// dropped).
+    pub(super) fn run(job: impl FnOnce() + Send + 'static) -> io::Result<()> {
+        let job: Job = Box::new(job);
+        let mut queue = lock(&QUEUE);
+        if queue.idle > queue.jobs.len() {
+            queue.jobs.push_back(job);
+            drop(queue);
+            WAKE.notify_one();
+            return Ok(());
+        }
+        drop(queue);
+        std::thread::Builder::new()
+            .name("proxy-tcp".into())
+            .stack_size(CONN_STACK)
+            .spawn(move || work(job))
+            .map(drop)
+    }
+
+    /// Runs `job`, then the jobs handed over, until idle for [`IDLE`].
+    fn work(mut job: Job) {
+        loop {
+            job();
+            let mut queue = lock(&QUEUE);
+            queue.idle += 1;
+            let until = Instant::now() + IDLE;
+            job = loop {
+                if let Some(next) = queue.jobs.pop_front() {
+                    queue.idle -= 1;
+                    break next;
+                }
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    queue.idle -= 1;
+                    return;
+                }
+                queue = match WAKE.wait_timeout(queue, left) {
+                    Ok((queue, _)) => queue,
+                    Err(poisoned) => poisoned.into_inner().0,
+                };
+            };
+        }
+    }
+}
+
+/// TCP bytes moved socket → pipe → socket with splice(2): the data pages
+/// stay in the kernel, nothing is copied through user space and no buffer
+/// is allocated per connection. Pipes are kept in a small pool for the
+/// next connections (docker-proxy's Go runtime pools its splice pipes
+/// too).
+#[cfg(target_os = "linux")]
+mod splice {
+    use super::{io, lock, Read, TcpStream, Write, TCP_BUFFER};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+    use std::sync::Mutex;
+
+    /// How [`forward`] ended.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(super) enum End {
+        /// EOF or an error: the direction is over.
+        Done,
+        /// splice is refused (or no pipe): the caller copies the rest;
+        /// nothing is left in a pipe.
+        Fallback,
+    }
+
+    /// Capacity asked of each pipe (best effort): bytes per splice call.
+    /// The kernel's default is 64 KiB (16 slots, each holding one page or
+    /// packet fragment); more slots take more of a burst per call.
+    const PIPE_SIZE: usize = 256 * 1024;
+    /// Empty pipes kept for later connections.
+    const POOL_MAX: usize = 64;
+
+    static POOL: Mutex<Vec<Pipe>> = Mutex::new(Vec::new());
+
+    #[derive(Debug)]
+    struct Pipe {
+        read: OwnedFd,
+        write: OwnedFd,
+    }
+
+    impl Pipe {
+        /// An empty pipe, from the pool or new.
+        fn take() -> io::Result<Pipe> {
+            if let Some(pipe) = lock(&POOL).pop() {
+                return Ok(pipe);
+            }
+            let mut fds: [libc::c_int; 2] = [-1; 2];
+            // SAFETY: pipe2 writes two descriptors into `fds`, which has
+            // room for exactly two.
+            if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: pipe2 succeeded: both descriptors are open, new, and
+            // owned by nothing else.
+            let (read, write) =
+                unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+            // SAFETY: fcntl on a descriptor we own, with an integer
+            // argument. A refusal (the user's pipe quota) keeps the
+            // default size: more calls, same result.
+            unsafe {
+                libc::fcntl(
+                    write.as_raw_fd(),
+                    libc::F_SETPIPE_SZ,
+                    PIPE_SIZE as libc::c_int,
+                )
+            };
+            Ok(Pipe { read, write })
+        }
+
+        /// Back to the pool; only an empty pipe may be given back.
+        fn give_back(self) {
+            let mut pool = lock(&POOL);
+            if pool.len() < POOL_MAX {
+                pool.push(self);
+            }
+        }
+    }
+
+    /// splice(2) between two descriptors, neither with an offset (sockets
+    /// and pipes have none), again after a signal.
+    fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+        loop {
+            // SAFETY: plain descriptors, null offset pointers (allowed
+            // and required for pipes and sockets); no memory is handed to
+            // the kernel.
+            let n = unsafe {
+                libc::splice(
+                    from,
+                    std::ptr::null_mut(),
+                    to,
+                    std::ptr::null_mut(),
+                    len,
+                    libc::SPLICE_F_MOVE,
+                )
+            };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+
+    /// Whether splice is not available for these descriptors (rather
+    /// than the connection failing).
+    fn refused(err: &io::Error) -> bool {
+        matches!(
+            err.raw_os_error(),
+            Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
+        )
+    }
+
+    /// Moves `from` to `to` until EOF or an error ([`End::Done`]), or
+    /// until splice is refused ([`End::Fallback`], every byte read so far
+    /// written). Both sockets are blocking: a splice into the (empty)
+    /// pipe waits for data like a read, and the pipe is emptied into `to`
+    /// before the next one.
+    pub(super) fn forward(from: &TcpStream, to: &TcpStream) -> End {
+        let Ok(pipe) = Pipe::take() else {
+            return End::Fallback;
+        };
+        let (src, dst) = (from.as_raw_fd(), to.as_raw_fd());
+        let (pipe_read, pipe_write) = (pipe.read.as_raw_fd(), pipe.write.as_raw_fd());
+        loop {
+            let mut pending = match splice(src, pipe_write, PIPE_SIZE) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if refused(&e) => {
+                    pipe.give_back();
+                    return End::Fallback;
+                }
+                Err(_) => break,
+            };
+            while pending > 0 {
+                match splice(pipe_read, dst, pending) {
+                    // Nothing moved out of a pipe holding bytes: give up
+                    // on this connection rather than spin.
+                    Ok(0) => return End::Done,
+                    Ok(n) => pending -= n,
+                    Err(e) if refused(&e) => {
+                        return if drain(&pipe, pending, to) {
+                            pipe.give_back();
+                            End::Fallback
+                        } else {
+                            End::Done
+                        };
+                    }
+                    // The pipe may hold bytes: dropped with it.
+                    Err(_) => return End::Done,
+                }
+            }
+        }
+        // EOF or a read error, with the pipe empty.
+        pipe.give_back();
+        End::Done
+    }
+
+    /// Writes the `pending` bytes left in `pipe` to `to` with read and
+    /// write; whether all went.
+    fn drain(pipe: &Pipe, mut pending: usize, mut to: &TcpStream) -> bool {
+        let mut from = std::fs::File::from(match pipe.read.try_clone() {
+            Ok(fd) => fd,
+            Err(_) => return false,
+        });
+        let mut buf = vec![0u8; TCP_BUFFER.min(pending)];
+        while pending > 0 {
+            let want = buf.len().min(pending);
+            match from.read(&mut buf[..want]) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    if to.write_all(&buf[..n]).is_err() {
+                        return false;
+                    }
+                    pending -= n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        true
+    }
 }
 
 /// One client address's path to the container.
@@ -670,11 +961,22 @@ mod tests {
 
     #[test]
     fn tcp_large_transfer_and_half_close() {
+        large_transfer_and_half_close(Limits::default());
+    }
+
+    #[test]
+    fn tcp_large_transfer_and_half_close_copying() {
+        large_transfer_and_half_close(Limits {
+            splice: false,
+            ..Limits::default()
+        });
+    }
+
+    /// 8 MiB echoed through the proxy while still being sent, then our
+    /// FIN carried to the server and its "bye" and FIN carried back.
+    fn large_transfer_and_half_close(limits: Limits) {
         let target = tcp_echo_server();
-        let addr = publish(
-            binding("127.0.0.1", 0, 0, target, PortProto::Tcp),
-            Limits::default(),
-        );
+        let addr = publish(binding("127.0.0.1", 0, 0, target, PortProto::Tcp), limits);
         let stream = connect(addr);
         let data: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
         let mut writer = stream.try_clone().unwrap();
@@ -692,6 +994,77 @@ mod tests {
         assert_eq!(got.len(), data.len() + 3);
         assert!(got[..data.len()] == data[..]);
         assert_eq!(&got[data.len()..], b"bye");
+    }
+
+    /// Both ends of a fresh loopback TCP connection.
+    fn tcp_pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind((LOOPBACK, 0)).unwrap();
+        let near = connect(listener.local_addr().unwrap());
+        let (far, _) = retry(|| listener.accept()).unwrap();
+        far.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        (near, far)
+    }
+
+    /// [`forward`] itself, between two real connections: every byte goes
+    /// through splice (not the copy fallback), in order, across many
+    /// pipe fills, and the EOF arrives as a FIN while the other direction
+    /// stays open; the pipe goes back to the pool and serves again.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn splice_forwards_bytes_and_eof() {
+        for round in 0..2u8 {
+            let (mut client, proxy_in) = tcp_pair();
+            let (proxy_out, mut server) = tcp_pair();
+            let (mut to_client, mut from_server) = (
+                proxy_in.try_clone().unwrap(),
+                proxy_out.try_clone().unwrap(),
+            );
+            let forwarder = std::thread::Builder::new()
+                .stack_size(CONN_STACK)
+                .spawn(move || forward(&proxy_in, &proxy_out, true))
+                .unwrap();
+            let data: Vec<u8> = (0..3 * 1024 * 1024 + 17u32)
+                .map(|i| (i % 253) as u8 ^ round)
+                .collect();
+            let sent = data.clone();
+            let sender = std::thread::spawn(move || {
+                client.write_all(&sent).unwrap();
+                client.shutdown(Shutdown::Write).unwrap();
+                client
+            });
+            let mut got = Vec::new();
+            server.read_to_end(&mut got).unwrap();
+            assert_eq!(forwarder.join().unwrap(), Moved::Spliced);
+            let mut client = sender.join().unwrap();
+            assert_eq!(got.len(), data.len());
+            assert!(got == data);
+            // Half-close only: the other way still carries bytes, both
+            // out of the server and into the client.
+            server.write_all(b"up").unwrap();
+            let mut up = [0u8; 2];
+            from_server.read_exact(&mut up).unwrap();
+            assert_eq!(&up, b"up");
+            to_client.write_all(b"late").unwrap();
+            let mut late = [0u8; 4];
+            client.read_exact(&mut late).unwrap();
+            assert_eq!(&late, b"late");
+        }
+    }
+
+    /// Connection threads are reused: jobs run one after another take an
+    /// idle thread rather than a new one each (other tests share the
+    /// pool, so only "far fewer threads than jobs" is certain).
+    #[test]
+    fn worker_threads_are_reused() {
+        let mut threads = std::collections::HashSet::new();
+        for _ in 0..50 {
+            let (done, wait) = std::sync::mpsc::channel();
+            workers::run(move || done.send(std::thread::current().id()).unwrap()).unwrap();
+            threads.insert(wait.recv_timeout(Duration::from_secs(10)).unwrap());
+            // Let the thread get back to waiting.
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(threads.len() < 25, "{} threads for 50 jobs", threads.len());
     }
 
     #[test]
