@@ -236,8 +236,9 @@ enum Part {
     /// `{{range .Field}}…{{end}}`: the body once for each element of a
     /// list (or value of a map, in key order), that element being `.`.
     Range(String, Vec<Part>, usize),
-    /// `{{index .Field "key" 0}}`.
-    Index(String, Vec<IndexKey>, usize),
+    /// `{{index .Field "key" 0}}`, or `{{(index .Field 0).Sub.Field}}`
+    /// with the path after the parentheses (empty without them or none).
+    Index(String, Vec<IndexKey>, String, usize),
 }
 
 /// One key of `{{index}}`: a map key or a list position.
@@ -250,7 +251,7 @@ enum IndexKey {
 /// The small subset of docker's Go `--format` templates berth renders:
 /// text, `{{.Field}}` (a dotted path into JSON items), `{{.Label "key"}}`,
 /// `{{json .}}`, `{{json .Field}}`, `{{range .Field}}…{{end}}`,
-/// `{{index .Field "key"}}`, a `table ` prefix (a header row, columns as
+/// `{{index .Field "key"}}`, `{{(index .Field 0).Sub}}`, a `table ` prefix (a header row, columns as
 /// docker's tabwriter lays them out) and `\t`, `\n` escapes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template {
@@ -319,6 +320,41 @@ impl Template {
                 }
             };
             let quoted = |w: &str| w.len() >= 2 && w.starts_with('"') && w.ends_with('"');
+            let unsupported = || format!("template: :1: unsupported action {{{{{inner}}}}}");
+            let index_keys = |keys: &[&str]| {
+                keys.iter()
+                    .map(|k| match k.parse::<usize>() {
+                        Ok(n) => Ok(IndexKey::Position(n)),
+                        Err(_) if quoted(k) => Ok(IndexKey::Name(k[1..k.len() - 1].into())),
+                        Err(_) => Err(unsupported()),
+                    })
+                    .collect::<Result<Vec<_>, String>>()
+            };
+            // `(index .Field keys…)` then a field path: Go's parenthesised
+            // pipeline as the receiver of a field chain.
+            if let Some(paren) = inner.strip_prefix('(') {
+                let close = paren.rfind(')').ok_or_else(unsupported)?;
+                let tail = &paren[close + 1..];
+                let words: Vec<&str> = paren[..close].split_whitespace().collect();
+                let tail_ok = tail.is_empty()
+                    || (tail.len() > 1
+                        && tail.starts_with('.')
+                        && !tail.contains(char::is_whitespace)
+                        && !tail[1..].split('.').any(str::is_empty));
+                match words.as_slice() {
+                    ["index", f, keys @ ..] if !keys.is_empty() && tail_ok => {
+                        let keys = index_keys(keys)?;
+                        let tail = tail.strip_prefix('.').unwrap_or_default().to_string();
+                        // Go places the error of `index` at the word.
+                        let at = at + 1 + paren.len() - paren.trim_start().len();
+                        parts.push(Part::Index(field(f)?.unwrap_or_default(), keys, tail, at));
+                    }
+                    _ => return Err(unsupported()),
+                }
+                offset += start + len + 2;
+                rest = &rest[start + len + 2..];
+                continue;
+            }
             match words.as_slice() {
                 ["json", f] => {
                     let jat = at + inner.find(f).unwrap_or(0);
@@ -336,17 +372,13 @@ impl Template {
                     parts.push(Part::Range(path, body, rat));
                 }
                 ["index", f, keys @ ..] if !keys.is_empty() => {
-                    let keys = keys
-                        .iter()
-                        .map(|k| match k.parse::<usize>() {
-                            Ok(n) => Ok(IndexKey::Position(n)),
-                            Err(_) if quoted(k) => Ok(IndexKey::Name(k[1..k.len() - 1].into())),
-                            Err(_) => {
-                                Err(format!("template: :1: unsupported action {{{{{inner}}}}}"))
-                            }
-                        })
-                        .collect::<Result<Vec<_>, String>>()?;
-                    parts.push(Part::Index(field(f)?.unwrap_or_default(), keys, at));
+                    let keys = index_keys(keys)?;
+                    parts.push(Part::Index(
+                        field(f)?.unwrap_or_default(),
+                        keys,
+                        String::new(),
+                        at,
+                    ));
                 }
                 [f] if f.starts_with('.') => {
                     parts.push(Part::Field(field(f)?.unwrap_or_default(), None, at))
@@ -356,7 +388,7 @@ impl Template {
                     Some(arg[1..arg.len() - 1].to_string()),
                     at,
                 )),
-                _ => return Err(format!("template: :1: unsupported action {{{{{inner}}}}}")),
+                _ => return Err(unsupported()),
             }
             offset += start + len + 2;
             rest = &rest[start + len + 2..];
@@ -377,7 +409,7 @@ impl Template {
             .iter()
             .map(|p| match p {
                 Part::Text(t) => t.clone(),
-                Part::Field(f, _, _) | Part::Index(f, _, _) => header(f),
+                Part::Field(f, _, _) | Part::Index(f, _, _, _) => header(f),
                 Part::Json(Some(f), _) => header(f),
                 Part::Json(None, _) | Part::Range(..) => String::new(),
             })
@@ -461,7 +493,7 @@ fn render_parts(
                     render_parts(body, &inner, item, type_name, out)?;
                 }
             }
-            Part::Index(f, keys, at) => {
+            Part::Index(f, keys, tail, at) => {
                 let mut v = match value(f, *at)? {
                     TemplateValue::Text(t) => Value::String(t),
                     TemplateValue::Json(v) => v,
@@ -475,7 +507,11 @@ fn render_parts(
                             Some(x) => Some(x.clone()),
                             None => {
                                 return Err(format!(
-                                    "template: :1:{at}: executing \"\" at <index .{f}>: error calling index: index out of range: {i}"
+                                    "template: :1:{at}: executing \"\" at <index .{f} {}>: error calling index: index out of range: {i}",
+                                    keys.iter().map(|k| match k {
+                                        IndexKey::Name(n) => format!("{n:?}"),
+                                        IndexKey::Position(i) => i.to_string(),
+                                    }).collect::<Vec<_>>().join(" ")
                                 ))
                             }
                         },
@@ -489,15 +525,55 @@ fn render_parts(
                         }
                     }
                 }
-                match (found, v) {
-                    (false, _) => out.push_str("<no value>"),
-                    (true, Value::String(s)) => out.push_str(&s),
-                    (true, v) => out.push_str(&go_value(&v)),
+                // A key a map lacks gives Go's zero value: printed as
+                // `<no value>`, a nil receiver for a field after it.
+                let v = if found { Some(v) } else { None };
+                match field_chain(v, tail, *at)? {
+                    None => out.push_str("<no value>"),
+                    Some(Value::String(s)) => out.push_str(&s),
+                    Some(v) => out.push_str(&go_value(&v)),
                 }
             }
         }
     }
     Ok(())
+}
+
+/// Follows a field path (`Sub.Field`, may be empty) from `v` as Go's
+/// `text/template` does on the JSON behind it (maps of `interface{}`):
+/// `None` is a key a map lacks (printed `<no value>`); a field of that or
+/// of null is Go's nil-pointer error, a field of anything but a map its
+/// can't-evaluate error.
+fn field_chain(
+    mut v: Option<serde_json::Value>,
+    path: &str,
+    at: usize,
+) -> Result<Option<serde_json::Value>, String> {
+    use serde_json::Value;
+    for name in path.split('.').filter(|p| !p.is_empty()) {
+        let error =
+            |what: String| format!("template: :1:{at}: executing \"\" at <.{name}>: {what}");
+        v = match v {
+            Some(Value::Object(mut m)) => m.remove(name),
+            None | Some(Value::Null) => {
+                return Err(error(format!(
+                    "nil pointer evaluating interface {{}}.{name}"
+                )))
+            }
+            Some(other) => {
+                let type_name = match other {
+                    Value::Bool(_) => "bool",
+                    Value::Number(_) => "float64",
+                    Value::String(_) => "string",
+                    _ => "[]interface {}",
+                };
+                return Err(error(format!(
+                    "can't evaluate field {name} in type {type_name}"
+                )));
+            }
+        };
+    }
+    Ok(v)
 }
 
 /// docker's CLI turns the two characters `\t` and `\n` in a format into a
@@ -675,6 +751,86 @@ mod tests {
             render("{{range .Networks}}{{range .}}{{.}}{{end}};{{end}}").unwrap(),
             "10.0.0.2;10.0.0.3;"
         );
+    }
+
+    #[test]
+    fn parenthesised_index_then_fields() {
+        let whole = serde_json::json!({
+            "IPAM": {"Config": [{"Subnet": "172.17.0.0/16", "Gateway": "172.17.0.1"}]},
+            "Ports": {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]},
+            "Networks": {"bridge": {"IPAMConfig": null, "Aliases": ["a", "b"]}},
+            "Empty": []
+        });
+        let lookup = |f: &str, a: Option<&str>| a.is_none().then(|| json_field(&whole, f));
+        let render = |t: &str| Template::parse(t).unwrap().render(&lookup, &whole, "T");
+        assert_eq!(
+            render("{{(index .IPAM.Config 0).Gateway}}").unwrap(),
+            "172.17.0.1"
+        );
+        assert_eq!(
+            render("gw={{ (index .IPAM.Config 0).Gateway }}/{{(index .IPAM.Config 0).Subnet}}")
+                .unwrap(),
+            "gw=172.17.0.1/172.17.0.0/16"
+        );
+        assert_eq!(
+            render("{{(index .Ports \"80/tcp\" 0).HostPort}}").unwrap(),
+            "8080"
+        );
+        assert_eq!(
+            render("{{(index .Networks \"bridge\").Aliases}}").unwrap(),
+            "[a b]"
+        );
+        // No path after the parentheses: the element itself.
+        assert_eq!(
+            render("{{(index .IPAM.Config 0)}}").unwrap(),
+            "map[Gateway:172.17.0.1 Subnet:172.17.0.0/16]"
+        );
+        // A key the element lacks: Go's <no value>.
+        assert_eq!(
+            render("{{(index .IPAM.Config 0).Nope}}").unwrap(),
+            "<no value>"
+        );
+        // Go's errors: past the end, a field of a missing key or of
+        // null, a field of a string.
+        assert_eq!(
+            render("{{(index .Empty 0).Gateway}}").unwrap_err(),
+            "template: :1:3: executing \"\" at <index .Empty 0>: error calling index: index out of range: 0"
+        );
+        assert_eq!(
+            render("x{{index .Ports \"80/tcp\" 3}}").unwrap_err(),
+            "template: :1:3: executing \"\" at <index .Ports \"80/tcp\" 3>: error calling index: index out of range: 3"
+        );
+        assert!(render("{{(index .Ports \"81/tcp\").X}}")
+            .unwrap_err()
+            .ends_with("nil pointer evaluating interface {}.X"));
+        assert!(
+            render("{{(index .Networks \"bridge\").IPAMConfig.IPv4Address}}")
+                .unwrap_err()
+                .ends_with("nil pointer evaluating interface {}.IPv4Address")
+        );
+        assert!(render("{{(index .IPAM.Config 0).Gateway.X}}")
+            .unwrap_err()
+            .ends_with("can't evaluate field X in type string"));
+        // The same inside a range.
+        assert_eq!(
+            render("{{range .IPAM.Config}}{{.Gateway}}{{end}}").unwrap(),
+            "172.17.0.1"
+        );
+        for bad in [
+            "{{(index .IPAM.Config 0}}",
+            "{{(index .IPAM.Config 0).}}",
+            "{{(index .IPAM.Config 0).A..B}}",
+            "{{(index .IPAM.Config 0) .A}}",
+            "{{(index .IPAM.Config).A}}",
+            "{{(json .IPAM).A}}",
+            "{{(index .IPAM.Config x).A}}",
+        ] {
+            assert_eq!(
+                Template::parse(bad).unwrap_err(),
+                format!("template: :1: unsupported action {bad}"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

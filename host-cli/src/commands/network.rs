@@ -797,39 +797,77 @@ fn inspect_field(
     Some(json_field(whole, &path.join(".")))
 }
 
-/// `network inspect`'s output for the networks found: indented JSON, one
-/// line of JSON, or each one through a template. `Err` is a template
-/// error.
-fn inspect_render(found: &[NetworkInfo], format: Option<&str>) -> Result<String, String> {
-    let items: Vec<InspectJson> = found.iter().map(inspect_json).collect();
-    match format {
-        None | Some("") => Ok(format!(
-            "{}\n",
-            crate::commands::volume::indented(&items).map_err(|e| e.to_string())?
-        )),
-        Some("json") => Ok(format!(
-            "{}\n",
-            serde_json::to_string(&items).map_err(|e| e.to_string())?
-        )),
-        Some(f) => {
-            let t = Template::parse(f)?;
-            let mut out = String::new();
-            for (n, item) in found.iter().zip(&items) {
-                let whole = serde_json::to_value(item).map_err(|e| e.to_string())?;
-                out.push_str(&t.render(
+/// `network inspect`'s output for what each name gave (a network, or the
+/// daemon's error line): stdout, and the error lines in the order of the
+/// names. Without a template, the networks as one JSON array (indented,
+/// or on one line for `json`); with one, each network rendered on its own
+/// line, and a network the template fails on an error line as docker's
+/// template inspector words it (the other networks still printed); one
+/// empty line when nothing was printed.
+fn inspect_output(
+    results: &[Result<NetworkInfo, String>],
+    format: Option<&str>,
+) -> (String, Vec<String>) {
+    let mut errors = Vec::new();
+    let template = match format {
+        None | Some("") | Some("json") => None,
+        Some(f) => match Template::parse(f) {
+            Ok(t) => Some(t),
+            Err(e) => return (String::new(), vec![format!("template parsing error: {e}")]),
+        },
+    };
+    let Some(t) = template else {
+        let mut items = Vec::new();
+        for r in results {
+            match r {
+                Ok(n) => items.push(inspect_json(n)),
+                Err(e) => errors.push(e.clone()),
+            }
+        }
+        let text = if format == Some("json") {
+            serde_json::to_string(&items).map_err(|e| e.to_string())
+        } else {
+            crate::commands::volume::indented(&items).map_err(|e| e.to_string())
+        };
+        return match text {
+            Ok(text) => (format!("{text}\n"), errors),
+            Err(e) => {
+                errors.push(e);
+                (String::new(), errors)
+            }
+        };
+    };
+    let mut out = String::new();
+    for r in results {
+        let n = match r {
+            Ok(n) => n,
+            Err(e) => {
+                errors.push(e.clone());
+                continue;
+            }
+        };
+        let rendered = serde_json::to_value(inspect_json(n))
+            .map_err(|e| e.to_string())
+            .and_then(|whole| {
+                t.render(
                     &|f, arg| inspect_field(&whole, n, f, arg),
                     &whole,
                     "network.Inspect",
-                )?);
+                )
+            });
+        match rendered {
+            Ok(line) => {
+                out.push_str(&line);
                 out.push('\n');
             }
-            // docker's template inspector prints one empty line for none.
-            if out.is_empty() {
-                out.push('\n');
-            }
-            Ok(out)
+            Err(e) => errors.push(format!("template parsing error: {e}")),
         }
     }
+    // docker's template inspector prints one empty line for nothing.
+    if out.is_empty() {
+        out.push('\n');
+    }
+    (out, errors)
 }
 
 fn inspect(iso: Isolation, a: &InspectArgs) -> Result<i32> {
@@ -844,19 +882,16 @@ fn inspect(iso: Isolation, a: &InspectArgs) -> Result<i32> {
         }
     }
     let mut c = connect(iso)?;
-    let mut found = Vec::new();
-    let mut errors = Vec::new();
+    let mut results = Vec::new();
     for n in &a.networks {
         match c.call(Request::NetworkInspect { name: n.clone() }) {
-            Ok(Response::Network(net)) => found.push(net),
+            Ok(Response::Network(net)) => results.push(Ok(net)),
             Ok(other) => bail!("unexpected response {other:?}"),
-            Err(e) => errors.push(format!("Error response from daemon: {e}")),
+            Err(e) => results.push(Err(format!("Error response from daemon: {e}"))),
         }
     }
-    match inspect_render(&found, a.format.as_deref()) {
-        Ok(out) => print!("{out}"),
-        Err(e) => errors.push(format!("template: {e}")),
-    }
+    let (out, errors) = inspect_output(&results, a.format.as_deref());
+    print!("{out}");
     if errors.is_empty() {
         return Ok(0);
     }
@@ -1352,6 +1387,81 @@ mod tests {
             inspect_render(&[n], Some("{{.Nope}} {{json .IPAM.Nope}}")).unwrap(),
             "<no value> null\n"
         );
+    }
+
+    /// [`inspect_output`] for networks all found: stdout, or the error
+    /// lines.
+    fn inspect_render(found: &[NetworkInfo], format: Option<&str>) -> Result<String, String> {
+        let results: Vec<_> = found.iter().cloned().map(Ok).collect();
+        let (out, errors) = inspect_output(&results, format);
+        if errors.is_empty() {
+            Ok(out)
+        } else {
+            Err(errors.join("\n"))
+        }
+    }
+
+    /// The gateway idioms of docker's docs and scripts: a range over
+    /// `IPAM.Config`, and `index` in parentheses with a field after it.
+    /// Go's text/template on docker 28's `network.Inspect` gives the same:
+    /// the gateway and a newline per network; for a network without
+    /// subnets (`none`, `host`) an empty line from the range and
+    /// `index`'s out-of-range error.
+    #[test]
+    fn inspect_gateway_templates() {
+        let mut nets = builtin();
+        let bridge = nets.remove(0);
+        let none = nets.remove(1);
+        assert_eq!(bridge.name, "bridge");
+        assert_eq!(none.name, "none");
+        let gw = bridge.gateway.clone();
+        assert!(!gw.is_empty());
+        let range = "{{range .IPAM.Config}}{{.Gateway}}{{end}}";
+        let index = "{{(index .IPAM.Config 0).Gateway}}";
+        for f in [range, index] {
+            assert_eq!(
+                inspect_render(std::slice::from_ref(&bridge), Some(f)).unwrap(),
+                format!("{gw}\n"),
+                "{f}"
+            );
+        }
+        assert_eq!(
+            inspect_render(&[bridge.clone(), none.clone()], Some(range)).unwrap(),
+            format!("{gw}\n\n")
+        );
+        assert_eq!(
+            inspect_render(
+                std::slice::from_ref(&bridge),
+                Some("{{range .IPAM.Config}}{{.Subnet}} via {{.Gateway}}{{end}}")
+            )
+            .unwrap(),
+            format!("{} via {gw}\n", bridge.subnet)
+        );
+        assert_eq!(
+            inspect_render(std::slice::from_ref(&none), Some(index)).unwrap_err(),
+            "template parsing error: template: :1:3: executing \"\" at <index .IPAM.Config 0>: error calling index: index out of range: 0"
+        );
+        // As docker's inspect: the networks the template works on are
+        // printed, each failure and each name not found is an error line,
+        // in the order of the names.
+        let results = [
+            Ok(bridge.clone()),
+            Err("Error response from daemon: network nope not found".to_string()),
+            Ok(none.clone()),
+        ];
+        let (out, errors) = inspect_output(&results, Some(index));
+        assert_eq!(out, format!("{gw}\n"));
+        assert_eq!(errors.len(), 2);
+        assert_eq!(
+            errors[0],
+            "Error response from daemon: network nope not found"
+        );
+        assert!(errors[1].starts_with("template parsing error: template: :1:3: "));
+        let (out, errors) = inspect_output(&results[1..2], Some(index));
+        assert_eq!((out.as_str(), errors.len()), ("\n", 1));
+        let (out, errors) = inspect_output(&results[1..], None);
+        assert!(out.starts_with("[\n    {\n        \"Name\": \"none\","));
+        assert_eq!(errors.len(), 1);
     }
 
     /// As docker CLI 28.2.2 words them (it checks these itself).
