@@ -317,14 +317,24 @@ impl UserNet {
             return;
         }
         self.neighbors.insert(src, now);
+        // Frames queued before (a real ARP request from the guest among
+        // them) are handled first, so that only the synthesized request's
+        // reply is dropped below: the guest did not ask.
+        self.iface_poll();
+        let before = self.link.tx.len();
         let frame = super::frames::arp_request(mac, src, GATEWAY);
         self.link.push_rx(&frame);
         self.iface_poll();
-        // Drop the ARP reply: the guest did not ask.
-        self.link.tx.retain(|f| {
-            EthernetFrame::new_checked(&f[..])
-                .map_or(true, |e| e.ethertype() != EthernetProtocol::Arp)
-        });
+        let mut i = before;
+        while i < self.link.tx.len() {
+            let is_arp = EthernetFrame::new_checked(&self.link.tx[i][..])
+                .is_ok_and(|e| e.ethertype() == EthernetProtocol::Arp);
+            if is_arp {
+                self.link.tx.remove(i);
+            } else {
+                i += 1;
+            }
+        }
     }
 
     /// A guest SYN for a new connection: connect the host side first.

@@ -550,3 +550,27 @@ fn guest_reset_closes_the_host_side() {
     h.run_until("flow gone", |h| h.net.flow_counts().0 == 0);
     server.join().unwrap();
 }
+
+#[test]
+fn a_guest_arp_request_is_answered_even_when_ip_follows_at_once() {
+    // The stack refreshes its neighbor entry of the guest with a request
+    // of its own and drops that reply; the guest's own must survive.
+    let mut net = UserNet::new(default_config()).unwrap();
+    net.guest_frame(&arp_request(GATEWAY));
+    net.guest_frame(&syn_frame(Ipv4Addr::new(192, 168, 127, 9), 80));
+    net.poll(Duration::ZERO);
+    let mut arp_replies = 0;
+    let mut rsts = 0;
+    while let Some(f) = net.take_guest_frame() {
+        let eth = EthernetFrame::new_checked(&f[..]).unwrap();
+        match eth.ethertype() {
+            EthernetProtocol::Arp => arp_replies += 1,
+            EthernetProtocol::Ipv4 => {
+                let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+                rsts += usize::from(TcpPacket::new_checked(ip.payload()).unwrap().rst());
+            }
+            _ => {}
+        }
+    }
+    assert_eq!((arp_replies, rsts), (1, 1));
+}
