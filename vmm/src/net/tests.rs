@@ -574,3 +574,64 @@ fn a_guest_arp_request_is_answered_even_when_ip_follows_at_once() {
     }
     assert_eq!((arp_replies, rsts), (1, 1));
 }
+
+/// An ICMP echo request from `src` to `dst`.
+fn ping_frame(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+    use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr};
+    let icmp = Icmpv4Repr::EchoRequest {
+        ident: 1,
+        seq_no: 1,
+        data: b"ping",
+    };
+    let ip = Ipv4Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: IpProtocol::Icmp,
+        payload_len: icmp.buffer_len(),
+        hop_limit: 64,
+    };
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress(GUEST_MAC),
+        dst_addr: EthernetAddress(GATEWAY_MAC),
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    let mut buf = vec![0u8; 14 + ip.buffer_len() + icmp.buffer_len()];
+    let caps = ChecksumCapabilities::default();
+    let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
+    eth.emit(&mut frame);
+    let mut p = Ipv4Packet::new_unchecked(frame.payload_mut());
+    ip.emit(&mut p, &caps);
+    icmp.emit(&mut Icmpv4Packet::new_unchecked(p.payload_mut()), &caps);
+    buf
+}
+
+#[test]
+fn pings_of_the_gateway_are_answered_and_odd_sources_do_not_panic() {
+    let mut net = UserNet::new(default_config()).unwrap();
+    net.guest_frame(&arp_request(GATEWAY));
+    net.poll(Duration::ZERO);
+    while net.take_guest_frame().is_some() {}
+    net.guest_frame(&ping_frame(GUEST, GATEWAY));
+    net.poll(Duration::ZERO);
+    let reply = net.take_guest_frame().expect("echo reply");
+    let eth = EthernetFrame::new_checked(&reply[..]).unwrap();
+    let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+    assert_eq!((ip.src_addr(), ip.dst_addr()), (GATEWAY, GUEST));
+    // Sources that cannot be answered, and a container source behind the
+    // guest (answered via the guest).
+    for src in [
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::BROADCAST,
+        Ipv4Addr::new(224, 0, 0, 1),
+        Ipv4Addr::new(127, 0, 0, 1),
+        Ipv4Addr::new(8, 8, 8, 8),
+        CONTAINER,
+    ] {
+        for dst in [GATEWAY, HOST_ALIAS, Ipv4Addr::new(1, 2, 3, 4)] {
+            net.guest_frame(&ping_frame(src, dst));
+            net.guest_frame(&syn_frame(dst, 80));
+            net.poll(Duration::ZERO);
+            while net.take_guest_frame().is_some() {}
+        }
+    }
+}
