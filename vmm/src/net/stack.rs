@@ -682,7 +682,15 @@ impl UserNet {
         self.process();
         let now = self.now();
         let mut wait = max_wait.min(MAX_SLEEP);
-        if let Some(d) = self.iface.poll_delay(now, &self.sockets) {
+        // With the guest's queue full, smoltcp's timers would ask for an
+        // immediate poll it cannot act on: wait for the waker instead (the
+        // device wakes the stack when it takes frames from a full queue).
+        let guest_full = self.link.tx.len() >= super::MAX_QUEUED_FRAMES;
+        if let Some(d) = self
+            .iface
+            .poll_delay(now, &self.sockets)
+            .filter(|_| !guest_full)
+        {
             wait = wait.min(Duration::from_micros(d.total_micros()));
         }
         if !self.link.rx.is_empty() {
