@@ -8,7 +8,10 @@
 //!
 //! # The VM network (192.168.127.0/24, gvisor-tap-vsock's numbers)
 //! - `192.168.127.1` ([`GATEWAY`]): the stack. It answers ARP and ping,
-//!   and DNS on UDP/TCP port 53 (forwarded to the host's resolvers).
+//!   and DNS on port 53, forwarded to the host's resolvers
+//!   ([`UserNetConfig::dns_upstreams`], from /etc/resolv.conf): a UDP
+//!   query goes to all of them (of the first one's address family) and
+//!   the first answer wins; TCP goes to the first.
 //! - `192.168.127.2` ([`GUEST`]): the guest.
 //! - `192.168.127.254` ([`HOST_ALIAS`]): the host's loopback
 //!   (`host.docker.internal`): connections to it go to 127.0.0.1.

@@ -66,6 +66,12 @@ struct TcpFlow {
 struct UdpFlow {
     token: Token,
     socket: UdpSocket,
+    /// DNS to the gateway: every upstream resolver of the first one's
+    /// address family gets each query, and the first answer wins (as
+    /// dnsmasq's `--all-servers`), so one dead resolver (a VPN's, gone
+    /// after a disconnect) costs nothing. Empty: `socket` is connected to
+    /// its one peer.
+    peers: Vec<SocketAddr>,
     guest_mac: EthernetAddress,
     last_active: StdInstant,
     idle: Duration,
@@ -565,9 +571,20 @@ impl UserNet {
             let Ok(mut socket) = UdpSocket::bind(bind) else {
                 return;
             };
-            if socket.connect(target).is_err() {
+            let peers: Vec<SocketAddr> = if *key.1.ip() == GATEWAY {
+                self.config
+                    .dns_upstreams
+                    .iter()
+                    .filter(|u| u.is_ipv4() == target.is_ipv4())
+                    .copied()
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            if peers.len() <= 1 && socket.connect(target).is_err() {
                 return;
             }
+            let peers = if peers.len() > 1 { peers } else { Vec::new() };
             let token = self.token();
             if self
                 .poll
@@ -588,6 +605,7 @@ impl UserNet {
                 UdpFlow {
                     token,
                     socket,
+                    peers,
                     guest_mac,
                     last_active: StdInstant::now(),
                     idle,
@@ -598,7 +616,12 @@ impl UserNet {
             flow.last_active = StdInstant::now();
             flow.guest_mac = guest_mac;
             // A full host socket buffer drops the datagram, as UDP may.
-            let _ = flow.socket.send(payload);
+            if flow.peers.is_empty() {
+                let _ = flow.socket.send(payload);
+            }
+            for peer in &flow.peers {
+                let _ = flow.socket.send_to(payload, *peer);
+            }
         }
     }
 
@@ -609,8 +632,11 @@ impl UserNet {
             return;
         };
         loop {
-            match flow.socket.recv(&mut self.udp_buf) {
-                Ok(n) => {
+            match flow.socket.recv_from(&mut self.udp_buf) {
+                // Only the flow's peers answer (a connected socket filters
+                // by itself).
+                Ok((_, from)) if !flow.peers.is_empty() && !flow.peers.contains(&from) => {}
+                Ok((n, _)) => {
                     flow.last_active = StdInstant::now();
                     let frame = udp_frame(
                         EthernetAddress(GATEWAY_MAC),

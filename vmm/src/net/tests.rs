@@ -635,3 +635,21 @@ fn pings_of_the_gateway_are_answered_and_odd_sources_do_not_panic() {
         }
     }
 }
+
+#[test]
+fn dns_goes_to_every_upstream_and_the_first_answer_wins() {
+    // The first upstream never answers (a resolver gone with a VPN).
+    let dead = StdUdp::bind("127.0.0.1:0").unwrap();
+    let live = udp_server(b"answer:", 1);
+    let mut h = Harness::new(UserNetConfig::with_upstreams(vec![
+        dead.local_addr().unwrap(),
+        live,
+    ]));
+    let got = udp_exchange(&mut h, (GATEWAY, 53), b"query");
+    assert_eq!(got, b"answer:query");
+    // The dead one got the query too.
+    let mut b = [0u8; 16];
+    dead.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let (n, _) = dead.recv_from(&mut b).unwrap();
+    assert_eq!(&b[..n], b"query");
+}
