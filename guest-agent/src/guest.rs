@@ -18,9 +18,11 @@
 //! - `berth.shares_check=1`: after mounting, write `.berth-share-check`
 //!   into each writable share (a boot test's proof that guest writes reach
 //!   the host).
-//! - `berth.net=ADDR/LEN[,gw=GATEWAY][,dns=SERVER[;SERVER2]]`: configure
-//!   `eth0` (the VMM's `--net user` card: `192.168.127.2/24,gw=
-//!   192.168.127.1,dns=192.168.127.1`) with that address, up, a default
+//! - `berth.net=ADDR/LEN[,gw=GATEWAY][,dns=SERVER[;SERVER2]][,host=HOST]`:
+//!   configure `eth0` (the VMM's `--net user` card: `192.168.127.2/24,gw=
+//!   192.168.127.1,dns=192.168.127.1,host=192.168.127.254`; HOST is where
+//!   the host's loopback services answer, containers' `host.docker.internal`
+//!   and `host-gateway`) with that address, up, a default
 //!   route, and /etc/resolv.conf naming the servers; IPv4 forwarding is
 //!   turned on so that containers on the guest's bridges reach the
 //!   network with their own addresses (the VMM's stack routes replies to
@@ -186,6 +188,19 @@ pub struct NetParams {
     pub gateway: Option<std::net::Ipv4Addr>,
     /// DNS servers for /etc/resolv.conf.
     pub dns: Vec<std::net::Ipv4Addr>,
+    /// Where the host's own loopback services are reached
+    /// (`host.docker.internal`, `host-gateway`).
+    pub host: Option<std::net::Ipv4Addr>,
+}
+
+/// The host's address as containers in this guest reach it, once eth0 is
+/// configured (`host=` of `berth.net=`).
+static HOST_ALIAS: std::sync::OnceLock<std::net::Ipv4Addr> = std::sync::OnceLock::new();
+
+/// `host.docker.internal` for containers in the machine VM; None natively
+/// and in guests without a network.
+pub fn host_alias() -> Option<std::net::Ipv4Addr> {
+    HOST_ALIAS.get().copied()
 }
 
 /// Parses the value of `berth.net=` (see the module docs).
@@ -206,11 +221,15 @@ pub fn parse_net(value: &str) -> Result<NetParams, String> {
         prefix_len,
         gateway: None,
         dns: Vec::new(),
+        host: None,
     };
     for part in parts {
         match part.split_once('=') {
             Some(("gw", v)) => {
                 net.gateway = Some(v.parse().map_err(|_| format!("bad gateway `{v}`"))?)
+            }
+            Some(("host", v)) => {
+                net.host = Some(v.parse().map_err(|_| format!("bad host address `{v}`"))?)
             }
             Some(("dns", v)) => {
                 for d in v.split(';') {
@@ -252,6 +271,9 @@ fn configure_network(cmdline: &str) {
     }
     if let Err(e) = link::enable_ip_forward() {
         log(&format!("IPv4 forwarding: {e}"));
+    }
+    if let Some(h) = net.host {
+        let _ = HOST_ALIAS.set(h);
     }
     log(&format!(
         "eth0 {}/{} via {} (uptime {:.3} s)",
@@ -623,7 +645,12 @@ mod tests {
         assert_eq!(n.prefix_len, 24);
         assert_eq!(n.gateway, Some(std::net::Ipv4Addr::new(192, 168, 127, 1)));
         assert_eq!(n.dns.len(), 2);
+        assert_eq!(n.host, None);
         assert_eq!(parse_net("10.0.0.2/8").unwrap().gateway, None);
+        assert_eq!(
+            parse_net("10.0.0.2/8,host=10.0.0.254").unwrap().host,
+            Some(std::net::Ipv4Addr::new(10, 0, 0, 254))
+        );
         for bad in [
             "",
             "10.0.0.2",
@@ -631,6 +658,7 @@ mod tests {
             "x/24",
             "10.0.0.2/24,gw=x",
             "10.0.0.2/24,foo=1",
+            "10.0.0.2/24,host=x",
         ] {
             assert!(parse_net(bad).is_err(), "{bad}");
         }

@@ -717,7 +717,7 @@ impl Machine {
                     },
                     share_param.map(|p| format!(" {p}")).unwrap_or_default(),
                     if net {
-                        " berth.net=192.168.127.2/24,gw=192.168.127.1,dns=192.168.127.1"
+                        " berth.net=192.168.127.2/24,gw=192.168.127.1,dns=192.168.127.1,host=192.168.127.254"
                     } else {
                         ""
                     }

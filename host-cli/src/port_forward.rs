@@ -27,6 +27,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// How often the forwarder catches up without an event.
+const RECHECK: Duration = Duration::from_secs(10);
+
 /// One host listener: the address it binds and the guest port behind it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Key {
@@ -91,6 +94,7 @@ impl Forwarder {
             .cloned()
             .collect();
         for k in gone {
+            eprintln!("{} unpublish {}", stamp(), k.addr);
             if let Some(l) = bound.remove(&k) {
                 l.stop.store(true, Ordering::SeqCst);
                 // Wake its accept(); it sees the flag and returns.
@@ -110,9 +114,11 @@ impl Forwarder {
                     let st = Arc::clone(&stop);
                     let guest = k.guest_port;
                     std::thread::spawn(move || me.accept_loop(l, guest, st));
+                    eprintln!("{} publish {} -> guest port {guest}", stamp(), k.addr);
                     bound.insert(k, Listening { stop, local });
                 }
                 Err(e) => {
+                    eprintln!("{} cannot bind {}: {e}", stamp(), k.addr);
                     failed.insert(k.addr.to_string(), e.to_string());
                 }
             }
@@ -226,7 +232,9 @@ pub fn serve(machine_dir: &Path, endpoint: Endpoint, vmm_alive: impl Fn() -> boo
     }
     // Follow container events; reconcile on each, and after reconnecting.
     while vmm_alive() {
-        let _ = fwd.reconcile();
+        if let Err(e) = fwd.reconcile() {
+            eprintln!("{} engine not reachable: {e:#}", stamp());
+        }
         let stream = Connection::open(&fwd.endpoint).and_then(|c| {
             c.into_stream(Request::Events(EventsOptions {
                 since: None,
@@ -238,21 +246,51 @@ pub fn serve(machine_dir: &Path, endpoint: Endpoint, vmm_alive: impl Fn() -> boo
             std::thread::sleep(Duration::from_secs(1));
             continue;
         };
+        eprintln!("{} following container events", stamp());
         let _ = fwd.reconcile();
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            if line.contains("\"start\"")
-                || line.contains("\"die\"")
-                || line.contains("\"destroy\"")
-            {
-                let _ = fwd.reconcile();
+        // Catch up every RECHECK as well: an event can be missed while
+        // the machine restarts, and a reconcile that finds nothing to do
+        // costs one request.
+        let _ = stream.set_read_timeout(Some(RECHECK));
+        let mut lines = BufReader::new(stream);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match lines.read_line(&mut line) {
+                Ok(0) => break,
+                Ok(_) => {
+                    if line.contains("\"start\"")
+                        || line.contains("\"die\"")
+                        || line.contains("\"destroy\"")
+                    {
+                        let _ = fwd.reconcile();
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if !vmm_alive() {
+                        break;
+                    }
+                    let _ = fwd.reconcile();
+                }
+                Err(_) => break,
             }
         }
+        eprintln!("{} event stream ended", stamp());
         std::thread::sleep(Duration::from_millis(200));
     }
+    eprintln!("{} the machine's VMM is gone; exiting", stamp());
     let _ = std::fs::remove_file(&sock);
     let _ = std::fs::remove_file(&pid_file);
     Ok(())
+}
+
+fn stamp() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Asks a running forwarder to catch up; returns the host addresses it

@@ -14,6 +14,31 @@ use berth_tests::{default_image, skip, timing, wait_status, Berth, DEFAULT_IMAGE
 use std::path::Path;
 use std::time::Instant;
 
+/// Fetches `/` from 127.0.0.1:`port` until the body holds `want` (the
+/// server in the guest may still be starting); bounded.
+fn wait_http(port: u16, want: &str) {
+    wait_http_path(port, "/", want)
+}
+
+fn wait_http_path(port: u16, path: &str, want: &str) {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + std::time::Duration::from_secs(300);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(60)));
+            let _ = s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes());
+            last.clear();
+            let _ = s.read_to_string(&mut last);
+            if last.contains(want) {
+                return;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    panic!("no {want:?} at {path} of the published port {port} in 300 s; last answer: {last:?}");
+}
+
 fn step(name: &str, t: Instant) {
     timing("vm_smoke", name, t);
 }
@@ -96,15 +121,41 @@ fn machine_vm_boots_runs_containers_and_keeps_images() {
     step("exit codes, stdin, cgroup v2 limit", t);
 
     // Lifecycle verbs in the guest: logs, exec, pause (cgroup v2 freezer).
+    // svc also serves HTTP on a published port, through the machine's
+    // host forwarder.
+    let web_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let publish = format!("127.0.0.1:{web_port}:8080");
+    // A service on the host's loopback, reached from the container as
+    // host.docker.internal through the VMM's network stack (egress).
+    let host_srv = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host_port = host_srv.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut c in host_srv.incoming().flatten() {
+            let mut req = [0u8; 1024];
+            let _ = c.read(&mut req);
+            let _ = c.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 15\r\n\r\nfrom-the-host!\n");
+        }
+    });
+    let script = format!(
+        "mkdir -p /www; echo svc-web > /www/index.html; \
+         wget -q -O /www/host.txt http://host.docker.internal:{host_port}/ || echo egress-failed > /www/host.txt; \
+         httpd -p 8080 -h /www; trap 'echo got-hup' HUP; echo started; while :; do sleep 1; done"
+    );
     b.run(&[
         "run",
         "-d",
         "--name",
         "svc",
+        "-p",
+        &publish,
         DEFAULT_IMAGE,
         "sh",
         "-c",
-        "trap 'echo got-hup' HUP; echo started; while :; do sleep 1; done",
+        &script,
     ])
     .ok();
     let deadline = Instant::now() + std::time::Duration::from_secs(300);
@@ -139,7 +190,12 @@ fn machine_vm_boots_runs_containers_and_keeps_images() {
         ])
         .ok();
     assert_eq!(o.stdout, "50\n50000 100000\n");
-    assert_eq!(b.run(&["port", "svc"]).ok().stdout, "");
+    assert_eq!(
+        b.run(&["port", "svc"]).ok().stdout,
+        format!("8080/tcp -> 127.0.0.1:{web_port}\n")
+    );
+    wait_http(web_port, "svc-web");
+    wait_http_path(web_port, "/host.txt", "from-the-host!");
     b.run(&["rename", "svc", "svc-renamed"]).ok();
     b.run(&["rename", "svc-renamed", "svc"]).ok();
     let dir = tempfile::tempdir().unwrap();
@@ -273,6 +329,8 @@ fn machine_vm_boots_runs_containers_and_keeps_images() {
         }
         std::thread::sleep(std::time::Duration::from_secs(2));
     }
+    // Its published port works again, with no berth command running.
+    wait_http(web_port, "svc-web");
     assert_eq!(b.run(&["rm", "-f", "svc"]).ok().stdout, "svc\n");
     assert!(!b.run(&["ps", "-a"]).ok().stdout.contains("svc"));
     let failed = inspect("failed")["Id"].as_str().unwrap().to_string();

@@ -276,18 +276,35 @@ pub fn hosts_file(engine: &Engine, rec: &ContainerRecord, mode: Mode) -> String 
     );
     let rt = engine.containers.runtime_net(&rec.id).unwrap_or_default();
     let primary = rt.endpoints.first();
+    // In the machine VM the host's own services are behind the VMM's
+    // network stack, as on Docker Desktop; natively `host-gateway` is the
+    // bridge's address on the host, as with dockerd.
+    let host_alias = crate::guest::host_alias();
+    let host_gateway = match (host_alias, primary) {
+        (Some(h), _) => h.to_string(),
+        (None, Some(e)) => e.info.gateway.clone(),
+        (None, None) => "127.0.0.1".into(),
+    };
     for h in &rec.config.extra_hosts {
         let Some((name, ip)) = h.split_once(':') else {
             continue;
         };
         let ip = if ip == "host-gateway" {
-            primary
-                .map(|e| e.info.gateway.clone())
-                .unwrap_or_else(|| "127.0.0.1".into())
+            host_gateway.clone()
         } else {
             ip.to_string()
         };
         s.push_str(&format!("{ip}\t{name}\n"));
+    }
+    if let Some(h) = host_alias {
+        if !rec
+            .config
+            .extra_hosts
+            .iter()
+            .any(|e| e.starts_with("host.docker.internal:"))
+        {
+            s.push_str(&format!("{h}\thost.docker.internal\n"));
+        }
     }
     for l in &rec.config.links {
         let (target, alias) = l.split_once(':').unwrap_or((l, l));
