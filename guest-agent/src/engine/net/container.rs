@@ -111,6 +111,9 @@ fn attach(e: &RuntimeEndpoint, primary: bool, netns: &Path) -> Result<(), SetupE
         None
     };
     let mac = parse_mac(&e.info.mac_address).unwrap_or([2, 0x42, 0, 0, 0, 2]);
+    // A shim that died (or a crash) can leave this container's previous
+    // host end behind; the name is this container's own.
+    let _ = link::detach_veth(&e.veth);
     link::attach_veth(&link::VethSpec {
         host_name: &e.veth,
         bridge: &e.bridge,
