@@ -58,6 +58,10 @@
 #
 # Environment: SIZE_MIB (1024), REQUESTS (5000, ab), WGET_REQUESTS (1000),
 # CONCURRENCY (8), ROUNDS (5), KEEP=1 keeps the work directory.
+# VM=1 adds the machine-VM rows after these (benches/net-vm.sh: berth's VM
+# with its user-mode network stack and port forwarder against QEMU microvm
+# with passt and with slirp, same guest kernel; VM_SIZE_MIB, VM_ROUNDS, see
+# that script), VM=only runs just those.
 # Processes: containers are removed, dockerd is stopped by its pidfile PID,
 # the berth agent by its agent.pid, the host-side servers by the PIDs started
 # here; then the namespaces and the work directory are removed. Nothing is
@@ -65,6 +69,12 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# VM rows (benches/net-vm.sh): VM=only runs just them, VM=1 after the rows above.
+case ${VM:-0} in
+only) exec "$root/benches/net-vm.sh" ;;
+0 | 1) ;;
+*) printf 'bench: FAIL: VM must be 0, 1 or only\n' >&2; exit 1 ;;
+esac
 size_mib=${SIZE_MIB:-1024}
 requests=${REQUESTS:-5000}
 wget_requests=${WGET_REQUESTS:-1000}
@@ -351,3 +361,7 @@ print("(median, with (min–max) when ROUNDS >= 3; higher is better except the")
 print(" ↓ rows (CPU time of berth's shim / docker-proxy): there berth/docker above 1")
 print(" means berth's proxy burns more CPU; elsewhere below 1 means berth is slower)")
 PY
+if [ "${VM:-0}" = 1 ]; then
+    echo
+    "$root/benches/net-vm.sh"
+fi

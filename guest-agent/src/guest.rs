@@ -193,14 +193,16 @@ pub struct NetParams {
     pub host: Option<std::net::Ipv4Addr>,
 }
 
-/// The host's address as containers in this guest reach it, once eth0 is
-/// configured (`host=` of `berth.net=`).
-static HOST_ALIAS: std::sync::OnceLock<std::net::Ipv4Addr> = std::sync::OnceLock::new();
-
-/// `host.docker.internal` for containers in the machine VM; None natively
-/// and in guests without a network.
+/// `host.docker.internal` for containers in the machine VM: the `host=`
+/// of the kernel's `berth.net=` (read from /proc/cmdline, so that shims,
+/// which are processes of their own, see it too). None natively (a host's
+/// command line has no `berth.net=`) and in guests without a network.
 pub fn host_alias() -> Option<std::net::Ipv4Addr> {
-    HOST_ALIAS.get().copied()
+    static HOST_ALIAS: std::sync::OnceLock<Option<std::net::Ipv4Addr>> = std::sync::OnceLock::new();
+    *HOST_ALIAS.get_or_init(|| {
+        let cmdline = std::fs::read_to_string("/proc/cmdline").ok()?;
+        parse_net(param(&cmdline, "berth.net")?).ok()?.host
+    })
 }
 
 /// Parses the value of `berth.net=` (see the module docs).
@@ -272,9 +274,7 @@ fn configure_network(cmdline: &str) {
     if let Err(e) = link::enable_ip_forward() {
         log(&format!("IPv4 forwarding: {e}"));
     }
-    if let Some(h) = net.host {
-        let _ = HOST_ALIAS.set(h);
-    }
+
     log(&format!(
         "eth0 {}/{} via {} (uptime {:.3} s)",
         net.addr,
