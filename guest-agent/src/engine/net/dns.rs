@@ -21,13 +21,14 @@
 
 // The shim wires these in (engine/shim.rs); until then nothing calls them.
 
+use super::sockets::{is_fatal, retry, Permit};
 use simple_dns::{Packet, SimpleDnsError};
 use std::io::{self, Read, Write};
 use std::net::{
     IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, TcpListener, TcpStream, UdpSocket,
 };
 use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -527,46 +528,6 @@ fn spawn_with(
         .stack_size(THREAD_STACK)
         .spawn(move || serve_udp(server, udp))?;
     Ok(())
-}
-
-/// A slot counted in a shared counter, given back on drop.
-struct Permit(Arc<AtomicUsize>);
-
-impl Permit {
-    fn acquire(counter: &Arc<AtomicUsize>, max: usize) -> Option<Permit> {
-        counter
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Permit(counter.clone()))
-    }
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// Whether a socket error means the socket itself is unusable (rather than
-/// a passing shortage: descriptors, memory, an aborted connection).
-fn is_fatal(err: &io::Error) -> bool {
-    matches!(
-        err.raw_os_error(),
-        Some(libc::EBADF | libc::EINVAL | libc::ENOTSOCK | libc::EOPNOTSUPP)
-    )
-}
-
-/// Runs a socket call again when a signal interrupted it (the shim has
-/// signal handlers).
-fn retry<T>(mut call: impl FnMut() -> io::Result<T>) -> io::Result<T> {
-    loop {
-        match call() {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            other => return other,
-        }
-    }
 }
 
 fn serve_udp(server: Arc<Server>, socket: Arc<UdpSocket>) {

@@ -7,7 +7,8 @@
 //! - [`link`]: bridges, veth pairs, addresses and routes over rtnetlink;
 //! - [`nat`]: egress masquerade and network isolation with nftables;
 //! - [`proxy`]: published ports (a userland proxy in the container's shim);
-//! - [`dns`]: the embedded DNS server at 127.0.0.11 on user networks.
+//! - [`dns`]: the embedded DNS server at 127.0.0.11 on user networks;
+//! - [`sockets`]: socket helpers those two share.
 
 pub mod container;
 pub mod dns;
@@ -15,4 +16,5 @@ pub mod link;
 pub mod nat;
 pub mod netns;
 pub mod proxy;
+pub mod sockets;
 pub mod store;

@@ -13,6 +13,7 @@
 
 // The shim wires these in (engine/shim.rs); until then nothing calls them.
 
+use super::sockets::{is_fatal, retry, Permit};
 use berth_protocol::{PortBinding, PortProto, PublishedPort};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::collections::HashMap;
@@ -21,7 +22,7 @@ use std::net::{
     IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream,
     UdpSocket,
 };
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -324,35 +325,6 @@ fn spawn_with(bound: Bound, target: Ipv4Addr, limits: Limits) -> io::Result<()> 
 
 fn local_port(addr: io::Result<SocketAddr>) -> u16 {
     addr.map_or(0, |a| a.port())
-}
-
-/// A slot counted in a shared counter, given back on drop.
-struct Permit(Arc<AtomicUsize>);
-
-impl Permit {
-    fn acquire(counter: &Arc<AtomicUsize>, max: usize) -> Option<Permit> {
-        counter
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Permit(counter.clone()))
-    }
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// Whether a socket error means the socket itself is unusable (rather than
-/// a passing shortage of descriptors or memory, or an aborted connection).
-fn is_fatal(err: &io::Error) -> bool {
-    matches!(
-        err.raw_os_error(),
-        Some(libc::EBADF | libc::EINVAL | libc::ENOTSOCK | libc::EOPNOTSUPP)
-    )
 }
 
 fn serve_tcp(listener: TcpListener, target: SocketAddrV4, limits: Limits) {
@@ -729,17 +701,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 type Flows = Arc<Mutex<HashMap<SocketAddr, Arc<Flow>>>>;
-
-/// Runs a socket call again when a signal interrupted it (the shim has
-/// signal handlers).
-fn retry<T>(mut call: impl FnMut() -> io::Result<T>) -> io::Result<T> {
-    loop {
-        match call() {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            other => return other,
-        }
-    }
-}
 
 fn serve_udp(listener: Arc<UdpSocket>, target: SocketAddrV4, limits: Limits) {
     let flows: Flows = Arc::new(Mutex::new(HashMap::new()));
