@@ -195,7 +195,7 @@ fn field(whole: &serde_json::Value, path: &str) -> Option<TemplateValue> {
 }
 
 /// Go's `time.ParseDuration`, in nanoseconds.
-fn go_duration(s: &str) -> Option<i64> {
+pub(crate) fn go_duration(s: &str) -> Option<i64> {
     let (neg, mut rest) = match s.strip_prefix('-') {
         Some(r) => (true, r),
         None => (false, s.strip_prefix('+').unwrap_or(s)),

@@ -924,52 +924,14 @@ fn confirm(warning: &str) -> Result<bool> {
 
 const PRUNE_WARNING: &str = "WARNING! This will remove all custom networks not used by at least one container.\nAre you sure you want to continue?";
 
-/// Go's `time.ParseDuration`, in seconds.
-fn go_duration(s: &str) -> Option<f64> {
-    let (sign, mut rest) = match s.as_bytes().first()? {
-        b'-' => (-1.0, &s[1..]),
-        b'+' => (1.0, &s[1..]),
-        _ => (1.0, s),
-    };
-    if rest == "0" {
-        return Some(0.0);
-    }
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total = 0.0;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let num: f64 = rest[..num_len].parse().ok()?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += num * scale;
-    }
-    Some(sign * total)
-}
-
 /// docker's `until` prune filter as a point in time (`GetTimestamp`: a
 /// duration back from now, an RFC 3339 time or date, or Unix seconds).
 fn until_time(value: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     use chrono::{NaiveDate, TimeZone, Utc};
     let now = Utc::now();
     if value != "0" {
-        if let Some(secs) = go_duration(value) {
-            return Ok(now - chrono::Duration::milliseconds((secs * 1000.0) as i64));
+        if let Some(ns) = super::events::go_duration(value) {
+            return Ok(now - chrono::Duration::milliseconds(ns / 1_000_000));
         }
     }
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {
@@ -1642,8 +1604,9 @@ mod tests {
             "Deleted Networks:\na\nb\n\n"
         );
         assert_eq!(prune_report(&[]), "");
-        assert_eq!(go_duration("1h30m"), Some(5400.0));
-        assert_eq!(go_duration("1.5s"), Some(1.5));
+        use super::super::events::go_duration;
+        assert_eq!(go_duration("1h30m"), Some(5400 * 1_000_000_000));
+        assert_eq!(go_duration("1.5s"), Some(1_500_000_000));
         assert_eq!(go_duration("10"), None);
     }
 
