@@ -192,33 +192,18 @@ fn host_routes() -> Vec<(Ipv4Addr, u8)> {
 }
 
 /// Host-wide lock around choosing a subnet and creating its bridge, so that
-/// two engine roots never pick the same one.
-struct HostLock(#[allow(dead_code)] std::fs::File);
+/// two engine roots never pick the same one; released on drop. None when
+/// the lock file cannot be opened or locked (nothing is serialised then).
+type HostLock = Option<nix::fcntl::Flock<std::fs::File>>;
 
 fn host_lock() -> HostLock {
-    let path = std::env::temp_dir().join("berth-networks.lock");
     let f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&path)
-        .or_else(|_| std::fs::File::open("/dev/null"));
-    let f = f.expect("opening /dev/null");
-    let _ = nix::fcntl::Flock::lock(
-        f.try_clone().expect("dup of lock file"),
-        nix::fcntl::FlockArg::LockExclusive,
-    )
-    .map(std::mem::forget);
-    HostLock(f)
-}
-
-impl Drop for HostLock {
-    fn drop(&mut self) {
-        use std::os::fd::AsRawFd;
-        // SAFETY: flock(2) on a descriptor we own; unlocking cannot fail
-        // in a way that matters here.
-        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
-    }
+        .open(std::env::temp_dir().join("berth-networks.lock"))
+        .ok()?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).ok()
 }
 
 fn networks_dir(layout: &Layout) -> PathBuf {
