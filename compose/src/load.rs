@@ -1,0 +1,1666 @@
+//! Loading: file lookup, `.env`, interpolation, conversion to the typed
+//! model, `extends`, merging of several files, and validation.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Component, Path, PathBuf};
+
+use crate::error::ComposeError;
+use crate::interp::{interpolate, parse_env_file, InterpError};
+use crate::model::*;
+use crate::value::Value;
+use crate::yaml::{self, Kind, Node, Scalar};
+
+/// Default compose file names, in lookup order.
+pub const DEFAULT_FILES: [&str; 4] = [
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yml",
+    "docker-compose.yaml",
+];
+
+/// Override files picked up beside a default file.
+pub const OVERRIDE_FILES: [&str; 4] = [
+    "compose.override.yaml",
+    "compose.override.yml",
+    "docker-compose.override.yml",
+    "docker-compose.override.yaml",
+];
+
+/// What [`Project::load`] needs; the CLI fills it from its options.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// `-f` files in order; empty means look up the default file (and its
+    /// override) in `working_dir`.
+    pub files: Vec<PathBuf>,
+    /// `-p`.
+    pub project_name: Option<String>,
+    /// The process environment (wins over `.env`).
+    pub env: BTreeMap<String, String>,
+    /// `--env-file`; empty means `<project dir>/.env` when it exists.
+    pub env_files: Vec<PathBuf>,
+    /// `--profile`.
+    pub profiles: Vec<String>,
+    /// Where to look for default files (and the project directory when no
+    /// `-f` is given); defaults to the current directory.
+    pub working_dir: Option<PathBuf>,
+}
+
+/// Service keys of the Compose Specification that are kept as written.
+const PASSTHROUGH_SERVICE_KEYS: &[&str] = &[
+    "annotations",
+    "attach",
+    "blkio_config",
+    "cap_add",
+    "cap_drop",
+    "cgroup",
+    "cgroup_parent",
+    "configs",
+    "container_name",
+    "cpu_count",
+    "cpu_percent",
+    "cpu_period",
+    "cpu_quota",
+    "cpu_rt_period",
+    "cpu_rt_runtime",
+    "cpu_shares",
+    "cpus",
+    "cpuset",
+    "credential_spec",
+    "device_cgroup_rules",
+    "devices",
+    "dns",
+    "dns_opt",
+    "dns_search",
+    "domainname",
+    "expose",
+    "external_links",
+    "extra_hosts",
+    "group_add",
+    "ipc",
+    "isolation",
+    "logging",
+    "mac_address",
+    "mem_limit",
+    "mem_reservation",
+    "mem_swappiness",
+    "memswap_limit",
+    "network_mode",
+    "oom_kill_disable",
+    "oom_score_adj",
+    "pid",
+    "pids_limit",
+    "platform",
+    "privileged",
+    "pull_policy",
+    "read_only",
+    "runtime",
+    "secrets",
+    "security_opt",
+    "shm_size",
+    "storage_opt",
+    "sysctls",
+    "ulimits",
+    "userns_mode",
+    "uts",
+    "volumes_from",
+];
+
+const TOP_KEYS: &[&str] = &[
+    "version", "name", "services", "volumes", "networks", "secrets", "configs",
+];
+
+struct Cx<'a> {
+    file: &'a Path,
+    dir: &'a Path,
+    env: &'a BTreeMap<String, String>,
+}
+
+impl Cx<'_> {
+    fn err(&self, node: &Node, key: &str, msg: impl Into<String>) -> ComposeError {
+        ComposeError::Invalid {
+            file: self.file.to_path_buf(),
+            line: node.mark.line,
+            col: node.mark.col,
+            key: key.to_string(),
+            msg: msg.into(),
+        }
+    }
+
+    fn map<'n>(&self, n: &'n Node, key: &str) -> Result<&'n [(Node, Node)], ComposeError> {
+        n.as_map()
+            .ok_or_else(|| self.err(n, key, "contains an invalid type, it should be a mapping"))
+    }
+
+    fn seq<'n>(&self, n: &'n Node, key: &str) -> Result<&'n [Node], ComposeError> {
+        n.as_seq()
+            .ok_or_else(|| self.err(n, key, "contains an invalid type, it should be an array"))
+    }
+
+    /// A scalar read as a string (numbers and booleans as written).
+    fn string(&self, n: &Node, key: &str) -> Result<String, ComposeError> {
+        match n.typed() {
+            Some(Scalar::Null) | None => {
+                Err(self.err(n, key, "contains an invalid type, it should be a string"))
+            }
+            Some(_) => Ok(n.text().unwrap_or_default().to_string()),
+        }
+    }
+
+    fn opt_string(&self, n: &Node, key: &str) -> Result<Option<String>, ComposeError> {
+        if n.is_null() {
+            return Ok(None);
+        }
+        self.string(n, key).map(Some)
+    }
+
+    fn bool(&self, n: &Node, key: &str) -> Result<bool, ComposeError> {
+        match n.typed() {
+            Some(Scalar::Bool(b)) => Ok(b),
+            _ => Err(self.err(n, key, "contains an invalid type, it should be a boolean")),
+        }
+    }
+
+    fn uint(&self, n: &Node, key: &str) -> Result<u64, ComposeError> {
+        match n.typed() {
+            Some(Scalar::Int(i)) if i >= 0 => Ok(i as u64),
+            Some(Scalar::Str(s)) if s.parse::<u64>().is_ok() => Ok(s.parse().unwrap_or(0)),
+            _ => Err(self.err(n, key, "contains an invalid type, it should be an integer")),
+        }
+    }
+
+    fn string_list(&self, n: &Node, key: &str) -> Result<Vec<String>, ComposeError> {
+        match &n.kind {
+            Kind::Scalar { .. } => Ok(vec![self.string(n, key)?]),
+            Kind::Seq(s) => s.iter().map(|i| self.string(i, key)).collect(),
+            Kind::Map(_) => Err(self.err(
+                n,
+                key,
+                "contains an invalid type, it should be a string or an array",
+            )),
+        }
+    }
+
+    /// A list of `k=v` strings or a mapping, as docker-compose reads labels.
+    fn kv(&self, n: &Node, key: &str) -> Result<BTreeMap<String, Option<Value>>, ComposeError> {
+        let mut out = BTreeMap::new();
+        if n.is_null() {
+            return Ok(out);
+        }
+        match &n.kind {
+            Kind::Seq(items) => {
+                for i in items {
+                    let s = self.string(i, key)?;
+                    match s.split_once('=') {
+                        Some((k, v)) => out.insert(k.to_string(), Some(Value::str(v))),
+                        None => out.insert(s, None),
+                    };
+                }
+            }
+            Kind::Map(m) => {
+                for (k, v) in m {
+                    let k = k.text().unwrap_or_default().to_string();
+                    let val = match v.typed() {
+                        Some(Scalar::Null) => None,
+                        Some(_) => Some(Value::from_node(v)),
+                        None => return Err(self.err(
+                            v,
+                            &format!("{key}.{k}"),
+                            "contains an invalid type, it should be a string, number, or a null",
+                        )),
+                    };
+                    out.insert(k, val);
+                }
+            }
+            Kind::Scalar { .. } => {
+                return Err(self.err(
+                    n,
+                    key,
+                    "contains an invalid type, it should be an object or an array",
+                ))
+            }
+        }
+        Ok(out)
+    }
+
+    fn string_map(&self, n: &Node, key: &str) -> Result<BTreeMap<String, String>, ComposeError> {
+        Ok(self
+            .kv(n, key)?
+            .into_iter()
+            .map(|(k, v)| (k, v.map(|v| value_text(&v)).unwrap_or_default()))
+            .collect())
+    }
+
+    /// Makes a host path absolute against the project directory.
+    fn host_path(&self, p: &str) -> String {
+        if let Some(rest) = p.strip_prefix('~') {
+            if rest.is_empty() || rest.starts_with('/') {
+                if let Some(home) = self.env.get("HOME") {
+                    return normpath(&format!("{home}{rest}"));
+                }
+            }
+        }
+        if p.starts_with('/') {
+            normpath(p)
+        } else {
+            normpath(&self.dir.join(p).to_string_lossy())
+        }
+    }
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::Str(s) => s.clone(),
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Null => String::new(),
+        other => other.to_yaml().trim_end().to_string(),
+    }
+}
+
+/// Lexical normalisation (`a/./b/../c` -> `a/c`), as Python's normpath.
+pub fn normpath(p: &str) -> String {
+    let abs = p.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for c in Path::new(p).components() {
+        match c {
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            Component::ParentDir => {
+                if parts.last().is_some_and(|l| *l != "..") {
+                    parts.pop();
+                } else if !abs {
+                    parts.push("..");
+                }
+            }
+            Component::Normal(s) => parts.push(s.to_str().unwrap_or_default()),
+        }
+    }
+    let joined = parts.join("/");
+    match (abs, joined.is_empty()) {
+        (true, _) => format!("/{joined}"),
+        (false, true) => ".".into(),
+        (false, false) => joined,
+    }
+}
+
+/// docker compose's normalisation of a directory name into a project name.
+pub fn normalize_project_name(name: &str) -> String {
+    let s: String = name
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-')
+        .collect();
+    s.trim_start_matches(['_', '-']).to_string()
+}
+
+fn valid_project_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, ComposeError> {
+    std::fs::read(path).map_err(|source| ComposeError::Io {
+        file: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Interpolates every scalar value (not keys) of a section in place.
+fn interpolate_node(
+    n: &mut Node,
+    path: &str,
+    file: &Path,
+    env: &BTreeMap<String, String>,
+    unset: &mut Vec<String>,
+) -> Result<(), ComposeError> {
+    match &mut n.kind {
+        Kind::Scalar { text, .. } => {
+            if text.contains('$') {
+                *text = interpolate(text, env, unset).map_err(|e| ComposeError::Interpolation {
+                    file: file.to_path_buf(),
+                    line: n.mark.line,
+                    col: n.mark.col,
+                    key: path.to_string(),
+                    msg: match e {
+                        InterpError::Required { var, msg } => {
+                            format!("required variable {var} is missing a value: {msg}")
+                        }
+                        InterpError::Syntax(m) => m,
+                    },
+                })?;
+            }
+        }
+        Kind::Seq(items) => {
+            for i in items {
+                interpolate_node(i, path, file, env, unset)?;
+            }
+        }
+        Kind::Map(m) => {
+            for (k, v) in m {
+                let p = format!("{path}.{}", k.text().unwrap_or_default());
+                interpolate_node(v, &p, file, env, unset)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One file, converted.
+struct FileModel {
+    version: Option<String>,
+    name: Option<String>,
+    legacy_v1: bool,
+    services: BTreeMap<String, Service>,
+    volumes: BTreeMap<String, VolumeDef>,
+    networks: BTreeMap<String, NetworkDef>,
+    other: BTreeMap<String, Value>,
+}
+
+impl Project {
+    /// Loads, interpolates, merges and validates a project.
+    pub fn load(opts: &LoadOptions) -> Result<(Project, Vec<Warning>), ComposeError> {
+        let cwd = match &opts.working_dir {
+            Some(d) => d.clone(),
+            None => std::env::current_dir().map_err(|source| ComposeError::Io {
+                file: PathBuf::from("."),
+                source,
+            })?,
+        };
+        let files: Vec<PathBuf> = if opts.files.is_empty() {
+            let main = DEFAULT_FILES
+                .iter()
+                .map(|f| cwd.join(f))
+                .find(|p| p.is_file())
+                .ok_or_else(|| ComposeError::NoComposeFile { dir: cwd.clone() })?;
+            let mut v = vec![main];
+            if let Some(o) = OVERRIDE_FILES
+                .iter()
+                .map(|f| cwd.join(f))
+                .find(|p| p.is_file())
+            {
+                v.push(o);
+            }
+            v
+        } else {
+            opts.files
+                .iter()
+                .map(|f| {
+                    if f.is_absolute() {
+                        f.clone()
+                    } else {
+                        cwd.join(f)
+                    }
+                })
+                .collect()
+        };
+        let dir = match &opts.working_dir {
+            Some(d) if opts.files.is_empty() => d.clone(),
+            _ => files[0]
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or(cwd.clone()),
+        };
+        let dir = PathBuf::from(normpath(&dir.to_string_lossy()));
+
+        // Interpolation environment: env files, then the given environment.
+        let mut env = BTreeMap::new();
+        let env_files: Vec<PathBuf> = if opts.env_files.is_empty() {
+            let d = dir.join(".env");
+            if d.is_file() {
+                vec![d]
+            } else {
+                vec![]
+            }
+        } else {
+            opts.env_files.iter().map(|f| cwd.join(f)).collect()
+        };
+        for f in &env_files {
+            let bytes = read(f)?;
+            let text = std::str::from_utf8(&bytes).map_err(|e| ComposeError::NotUtf8 {
+                file: f.clone(),
+                offset: e.valid_up_to(),
+            })?;
+            let vars = parse_env_file(text).map_err(|(line, msg)| ComposeError::Invalid {
+                file: f.clone(),
+                line,
+                col: 1,
+                key: String::new(),
+                msg,
+            })?;
+            env.extend(vars);
+        }
+        env.extend(opts.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+
+        let mut warnings = Vec::new();
+        let mut unset = Vec::new();
+        let mut merged: Option<FileModel> = None;
+        for f in &files {
+            let cx = Cx {
+                file: f,
+                dir: &dir,
+                env: &env,
+            };
+            let fm = load_file(&cx, &mut unset, &mut warnings, 0)?;
+            merged = Some(match merged {
+                None => fm,
+                Some(base) => merge_files(base, fm),
+            });
+        }
+        let Some(fm) = merged else {
+            return Err(ComposeError::NoComposeFile { dir });
+        };
+        let mut seen = BTreeSet::new();
+        for u in unset {
+            if seen.insert(u.clone()) {
+                warnings.push(Warning::UnsetVariable { name: u });
+            }
+        }
+
+        let name = match opts
+            .project_name
+            .clone()
+            .or_else(|| {
+                env.get("COMPOSE_PROJECT_NAME")
+                    .filter(|s| !s.is_empty())
+                    .cloned()
+            })
+            .or(fm.name.clone())
+        {
+            Some(n) => {
+                if !valid_project_name(&n) {
+                    return Err(ComposeError::ProjectName { name: n });
+                }
+                n
+            }
+            None => {
+                let base = dir
+                    .file_name()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let n = normalize_project_name(&base);
+                if n.is_empty() {
+                    return Err(ComposeError::ProjectName { name: base });
+                }
+                n
+            }
+        };
+
+        let mut project = Project {
+            name,
+            working_dir: dir,
+            files,
+            version: fm.version,
+            legacy_v1: fm.legacy_v1,
+            services: fm.services,
+            volumes: fm.volumes,
+            networks: fm.networks,
+            profiles: opts.profiles.clone(),
+            environment: env,
+            other: fm.other,
+        };
+        project.finalize(&mut warnings)?;
+        Ok((project, warnings))
+    }
+
+    fn finalize(&mut self, warnings: &mut Vec<Warning>) -> Result<(), ComposeError> {
+        let names: BTreeSet<String> = self.services.keys().cloned().collect();
+        for (name, s) in self.services.iter_mut() {
+            // env_file contents first, then `environment`, then bare names
+            // from the interpolation environment.
+            let mut env: BTreeMap<String, EnvValue> = BTreeMap::new();
+            for f in &s.env_file {
+                let bytes = read(f)?;
+                let text = String::from_utf8_lossy(&bytes);
+                let vars = parse_env_file(&text).map_err(|(line, msg)| ComposeError::Invalid {
+                    file: f.clone(),
+                    line,
+                    col: 1,
+                    key: format!("services.{name}.env_file"),
+                    msg,
+                })?;
+                env.extend(vars.into_iter().map(|(k, v)| (k, EnvValue::Str(v))));
+            }
+            env.extend(std::mem::take(&mut s.environment));
+            for (k, v) in env.iter_mut() {
+                if *v == EnvValue::Unset {
+                    if let Some(val) = self.environment.get(k) {
+                        *v = EnvValue::Str(val.clone());
+                    }
+                }
+            }
+            s.environment = env;
+            if let Some(b) = &mut s.build {
+                for (k, v) in b.args.iter_mut() {
+                    if v.is_empty() {
+                        if let Some(val) = self.environment.get(k) {
+                            v.clone_from(val);
+                        }
+                    }
+                }
+            }
+            for dep in s.depends_on.keys() {
+                if !names.contains(dep) {
+                    return Err(ComposeError::Service {
+                        service: name.clone(),
+                        msg: format!("depends on service {dep:?} which is undefined"),
+                    });
+                }
+            }
+            for l in &s.links {
+                let target = l.split(':').next().unwrap_or_default();
+                if !names.contains(target) {
+                    return Err(ComposeError::Service {
+                        service: name.clone(),
+                        msg: format!("has a link to service {target:?} which is undefined"),
+                    });
+                }
+            }
+            if !s.links.is_empty() {
+                warnings.push(Warning::Links {
+                    service: name.clone(),
+                });
+            }
+            for m in &s.volumes {
+                if let Some(v) = m.named_volume() {
+                    if !self.volumes.contains_key(v) {
+                        return Err(ComposeError::Service {
+                            service: name.clone(),
+                            msg: format!(
+                                "named volume {v:?} is used but no declaration was found in the volumes section"
+                            ),
+                        });
+                    }
+                }
+            }
+            for n in s.networks.keys() {
+                if n != "default" && !self.networks.contains_key(n) {
+                    return Err(ComposeError::Service {
+                        service: name.clone(),
+                        msg: format!("uses an undefined network {n:?}"),
+                    });
+                }
+            }
+        }
+        self.services_in_dependency_order()?;
+        Ok(())
+    }
+
+    /// Services sorted so that each comes after those it depends on
+    /// (`depends_on` and `links`); ties in name order. A cycle is an error.
+    pub fn services_in_dependency_order(&self) -> Result<Vec<&Service>, ComposeError> {
+        let deps = |s: &Service| -> Vec<String> {
+            let mut d: Vec<String> = s.depends_on.keys().cloned().collect();
+            d.extend(
+                s.links
+                    .iter()
+                    .map(|l| l.split(':').next().unwrap_or_default().to_string()),
+            );
+            d.retain(|x| self.services.contains_key(x));
+            d
+        };
+        // 0 = unvisited, 1 = on the stack, 2 = done
+        let mut state: BTreeMap<&str, u8> = BTreeMap::new();
+        let mut out: Vec<&Service> = Vec::new();
+        for start in self.services.keys() {
+            if state.get(start.as_str()).copied().unwrap_or(0) == 2 {
+                continue;
+            }
+            // Iterative DFS: (name, its deps, next index).
+            let mut stack: Vec<(&str, Vec<String>, usize)> = Vec::new();
+            state.insert(start, 1);
+            stack.push((start, deps(&self.services[start]), 0));
+            while let Some((name, ds, i)) = stack.last_mut() {
+                if *i < ds.len() {
+                    let d = ds[*i].clone();
+                    *i += 1;
+                    let (key, _) = self.services.get_key_value(&d).expect("filtered");
+                    match state.get(key.as_str()).copied().unwrap_or(0) {
+                        0 => {
+                            state.insert(key, 1);
+                            let dd = deps(&self.services[key]);
+                            stack.push((key, dd, 0));
+                        }
+                        1 => {
+                            let mut cycle: Vec<String> = stack
+                                .iter()
+                                .map(|(n, _, _)| n.to_string())
+                                .skip_while(|n| n != key)
+                                .collect();
+                            cycle.push(key.clone());
+                            return Err(ComposeError::Cycle { cycle });
+                        }
+                        _ => {}
+                    }
+                } else {
+                    let n: &str = name;
+                    state.insert(n, 2);
+                    out.push(&self.services[n]);
+                    stack.pop();
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The services enabled by the load-time profiles, in dependency order.
+    pub fn active_services(&self) -> Result<Vec<&Service>, ComposeError> {
+        Ok(self
+            .services_in_dependency_order()?
+            .into_iter()
+            .filter(|s| s.enabled_for(&self.profiles))
+            .collect())
+    }
+}
+
+const MAX_EXTENDS_DEPTH: usize = 16;
+
+fn load_file(
+    cx: &Cx,
+    unset: &mut Vec<String>,
+    warnings: &mut Vec<Warning>,
+    depth: usize,
+) -> Result<FileModel, ComposeError> {
+    let bytes = read(cx.file)?;
+    let root = yaml::load(cx.file, &bytes)?;
+    let Some(mut root) = root else {
+        return Err(ComposeError::Invalid {
+            file: cx.file.to_path_buf(),
+            line: 1,
+            col: 1,
+            key: String::new(),
+            msg: "empty compose file".into(),
+        });
+    };
+    let top = cx.map(&root, "(root)")?;
+    let legacy_v1 = top.iter().all(|(k, _)| {
+        let k = k.text().unwrap_or_default();
+        !TOP_KEYS.contains(&k)
+    }) && !top.is_empty();
+    let mut fm = FileModel {
+        version: None,
+        name: None,
+        legacy_v1,
+        services: BTreeMap::new(),
+        volumes: BTreeMap::new(),
+        networks: BTreeMap::new(),
+        other: BTreeMap::new(),
+    };
+    if legacy_v1 {
+        warnings.push(Warning::LegacyV1 {
+            file: cx.file.to_path_buf(),
+        });
+        fm.version = Some("1".into());
+        let Kind::Map(entries) = &mut root.kind else {
+            unreachable!()
+        };
+        let mut services = Vec::new();
+        for (k, v) in entries.iter_mut() {
+            let name = k.text().unwrap_or_default().to_string();
+            if name.starts_with("x-") {
+                continue;
+            }
+            interpolate_node(v, &name, cx.file, cx.env, unset)?;
+            services.push((name, &*v));
+        }
+        for (name, v) in services {
+            let s = service(cx, &name, v)?;
+            fm.services.insert(name, s);
+        }
+    } else {
+        let Kind::Map(entries) = &mut root.kind else {
+            unreachable!()
+        };
+        for (k, v) in entries.iter_mut() {
+            let key = k.text().unwrap_or_default().to_string();
+            if key.starts_with("x-") {
+                continue;
+            }
+            if !TOP_KEYS.contains(&key.as_str()) {
+                return Err(cx.err(k, &key, format!("unsupported top-level key '{key}'")));
+            }
+            if key != "version" {
+                interpolate_node(v, &key, cx.file, cx.env, unset)?;
+            }
+        }
+        let Kind::Map(entries) = &root.kind else {
+            unreachable!()
+        };
+        for (k, v) in entries {
+            let key = k.text().unwrap_or_default();
+            match key {
+                "version" => fm.version = cx.opt_string(v, "version")?,
+                "name" => fm.name = cx.opt_string(v, "name")?,
+                "services" => {
+                    if v.is_null() {
+                        continue;
+                    }
+                    for (sk, sv) in cx.map(v, "services")? {
+                        let name = sk.text().unwrap_or_default().to_string();
+                        if name.starts_with("x-") {
+                            continue;
+                        }
+                        let s = service(cx, &name, sv)?;
+                        fm.services.insert(name, s);
+                    }
+                }
+                "volumes" => {
+                    if v.is_null() {
+                        continue;
+                    }
+                    for (vk, vv) in cx.map(v, "volumes")? {
+                        let name = vk.text().unwrap_or_default().to_string();
+                        if name.starts_with("x-") {
+                            continue;
+                        }
+                        fm.volumes.insert(name.clone(), volume_def(cx, &name, vv)?);
+                    }
+                }
+                "networks" => {
+                    if v.is_null() {
+                        continue;
+                    }
+                    for (nk, nv) in cx.map(v, "networks")? {
+                        let name = nk.text().unwrap_or_default().to_string();
+                        if name.starts_with("x-") {
+                            continue;
+                        }
+                        fm.networks
+                            .insert(name.clone(), network_def(cx, &name, nv)?);
+                    }
+                }
+                k if k.starts_with("x-") => {}
+                other => {
+                    fm.other.insert(other.to_string(), Value::from_node(v));
+                }
+            }
+        }
+    }
+    // `extends`, resolved inside each file as docker-compose does.
+    let raw: BTreeMap<String, Node> = raw_services(&root, legacy_v1);
+    let names: Vec<String> = fm.services.keys().cloned().collect();
+    for name in names {
+        let mut chain = vec![name.clone()];
+        let resolved = resolve_extends(
+            cx,
+            &fm.services,
+            &raw,
+            &name,
+            &mut chain,
+            unset,
+            warnings,
+            depth,
+        )?;
+        fm.services.insert(name, resolved);
+    }
+    Ok(fm)
+}
+
+fn raw_services(root: &Node, legacy_v1: bool) -> BTreeMap<String, Node> {
+    let section = if legacy_v1 {
+        Some(root)
+    } else {
+        root.get("services")
+    };
+    section
+        .and_then(Node::as_map)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.text().unwrap_or_default().to_string(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn resolve_extends(
+    cx: &Cx,
+    services: &BTreeMap<String, Service>,
+    raw: &BTreeMap<String, Node>,
+    name: &str,
+    chain: &mut Vec<String>,
+    unset: &mut Vec<String>,
+    warnings: &mut Vec<Warning>,
+    depth: usize,
+) -> Result<Service, ComposeError> {
+    let svc = services[name].clone();
+    let Some(ext) = raw.get(name).and_then(|n| n.get("extends")) else {
+        return Ok(svc);
+    };
+    let key = format!("services.{name}.extends");
+    let (base_name, file) = match &ext.kind {
+        Kind::Scalar { .. } => (cx.string(ext, &key)?, None),
+        Kind::Map(m) => {
+            let mut service = None;
+            let mut file = None;
+            for (k, v) in m {
+                match k.text().unwrap_or_default() {
+                    "service" => service = Some(cx.string(v, &format!("{key}.service"))?),
+                    "file" => file = Some(cx.string(v, &format!("{key}.file"))?),
+                    other => {
+                        return Err(cx.err(
+                            k,
+                            &format!("{key}.{other}"),
+                            format!("unsupported config option for {key}: '{other}'"),
+                        ))
+                    }
+                }
+            }
+            (
+                service.ok_or_else(|| cx.err(ext, &key, "requires a 'service' key"))?,
+                file,
+            )
+        }
+        Kind::Seq(_) => {
+            return Err(cx.err(
+                ext,
+                &key,
+                "contains an invalid type, it should be a string or an object",
+            ))
+        }
+    };
+    if chain.len() > MAX_EXTENDS_DEPTH || depth > MAX_EXTENDS_DEPTH {
+        return Err(cx.err(ext, &key, "extends nested too deeply"));
+    }
+    let base = match file {
+        None => {
+            if chain.contains(&base_name) {
+                return Err(cx.err(
+                    ext,
+                    &key,
+                    format!("circular reference: {} -> {base_name}", chain.join(" -> ")),
+                ));
+            }
+            if !services.contains_key(&base_name) {
+                return Err(cx.err(
+                    ext,
+                    &key,
+                    format!("cannot extend service '{base_name}': it is not defined"),
+                ));
+            }
+            chain.push(base_name.clone());
+            let b = resolve_extends(cx, services, raw, &base_name, chain, unset, warnings, depth)?;
+            chain.pop();
+            b
+        }
+        Some(f) => {
+            let path = PathBuf::from(cx.host_path(&f));
+            let sub = Cx {
+                file: &path,
+                dir: cx.dir,
+                env: cx.env,
+            };
+            let fm = load_file(&sub, unset, warnings, depth + 1)?;
+            fm.services.get(&base_name).cloned().ok_or_else(|| {
+                cx.err(
+                    ext,
+                    &key,
+                    format!("cannot extend service '{base_name}': it is not defined in {f}"),
+                )
+            })?
+        }
+    };
+    let mut merged = merge_service(base, svc);
+    merged.name = name.to_string();
+    // docker-compose does not inherit these through extends.
+    Ok(merged)
+}
+
+fn merge_files(mut base: FileModel, over: FileModel) -> FileModel {
+    if over.version.is_some() {
+        base.version = over.version;
+    }
+    if over.name.is_some() {
+        base.name = over.name;
+    }
+    base.legacy_v1 = base.legacy_v1 && over.legacy_v1;
+    for (name, s) in over.services {
+        let merged = match base.services.remove(&name) {
+            Some(b) => merge_service(b, s),
+            None => s,
+        };
+        base.services.insert(name, merged);
+    }
+    base.volumes.extend(over.volumes);
+    base.networks.extend(over.networks);
+    base.other.extend(over.other);
+    base
+}
+
+fn merge_opt<T>(base: &mut Option<T>, over: Option<T>) {
+    if over.is_some() {
+        *base = over;
+    }
+}
+
+fn merge_unique(base: &mut Vec<String>, over: Vec<String>) {
+    for o in over {
+        if !base.contains(&o) {
+            base.push(o);
+        }
+    }
+}
+
+fn merge_value(base: &mut Option<Value>, over: Option<Value>) {
+    match (base.as_mut(), over) {
+        (Some(Value::Map(b)), Some(Value::Map(o))) => {
+            for (k, v) in o {
+                let mut slot = b.remove(&k);
+                merge_value(&mut slot, Some(v));
+                if let Some(s) = slot {
+                    b.insert(k, s);
+                }
+            }
+        }
+        (_, Some(o)) => *base = Some(o),
+        (_, None) => {}
+    }
+}
+
+/// Merges an override service into a base one (docker-compose's rules).
+pub fn merge_service(mut b: Service, o: Service) -> Service {
+    if let Some(ob) = o.build {
+        b.build = Some(match b.build.take() {
+            None => ob,
+            Some(mut bb) => {
+                bb.context = ob.context;
+                merge_opt(&mut bb.dockerfile, ob.dockerfile);
+                merge_opt(&mut bb.target, ob.target);
+                bb.args.extend(ob.args);
+                bb.other.extend(ob.other);
+                bb
+            }
+        });
+    }
+    merge_opt(&mut b.image, o.image);
+    merge_opt(&mut b.command, o.command);
+    merge_opt(&mut b.entrypoint, o.entrypoint);
+    b.environment.extend(o.environment);
+    for f in o.env_file {
+        if !b.env_file.contains(&f) {
+            b.env_file.push(f);
+        }
+    }
+    for p in o.ports {
+        if !b.ports.contains(&p) {
+            b.ports.push(p);
+        }
+    }
+    for m in o.volumes {
+        match b.volumes.iter_mut().find(|x| x.target() == m.target()) {
+            Some(slot) => *slot = m,
+            None => b.volumes.push(m),
+        }
+    }
+    merge_unique(&mut b.tmpfs, o.tmpfs);
+    b.depends_on.extend(o.depends_on);
+    merge_unique(&mut b.links, o.links);
+    for (k, v) in o.networks {
+        match (b.networks.get_mut(&k), v) {
+            (Some(Some(bn)), Some(on)) => {
+                merge_unique(&mut bn.aliases, on.aliases);
+                bn.other.extend(on.other);
+            }
+            (Some(_), None) => {}
+            (_, v) => {
+                b.networks.insert(k, v);
+            }
+        }
+    }
+    if let Some(oh) = o.healthcheck {
+        b.healthcheck = Some(match b.healthcheck.take() {
+            None => oh,
+            Some(mut bh) => {
+                merge_opt(&mut bh.test, oh.test);
+                merge_opt(&mut bh.interval, oh.interval);
+                merge_opt(&mut bh.timeout, oh.timeout);
+                merge_opt(&mut bh.start_period, oh.start_period);
+                merge_opt(&mut bh.retries, oh.retries);
+                bh
+            }
+        });
+    }
+    merge_opt(&mut b.restart, o.restart);
+    merge_value(&mut b.deploy, o.deploy);
+    merge_opt(&mut b.scale, o.scale);
+    b.labels.extend(o.labels);
+    merge_opt(&mut b.working_dir, o.working_dir);
+    merge_opt(&mut b.user, o.user);
+    merge_opt(&mut b.hostname, o.hostname);
+    merge_opt(&mut b.init, o.init);
+    merge_opt(&mut b.tty, o.tty);
+    merge_opt(&mut b.stdin_open, o.stdin_open);
+    merge_opt(&mut b.stop_signal, o.stop_signal);
+    merge_opt(&mut b.stop_grace_period, o.stop_grace_period);
+    merge_unique(&mut b.profiles, o.profiles);
+    for (k, v) in o.other {
+        let mut slot = b.other.remove(&k);
+        merge_value(&mut slot, Some(v));
+        if let Some(s) = slot {
+            b.other.insert(k, s);
+        }
+    }
+    b
+}
+
+fn command(cx: &Cx, n: &Node, key: &str) -> Result<Option<Command>, ComposeError> {
+    Ok(match &n.kind {
+        _ if n.is_null() => None,
+        Kind::Scalar { .. } => Some(Command::Shell(cx.string(n, key)?)),
+        Kind::Seq(items) => Some(Command::Exec(
+            items
+                .iter()
+                .map(|i| cx.string(i, key))
+                .collect::<Result<_, _>>()?,
+        )),
+        Kind::Map(_) => {
+            return Err(cx.err(
+                n,
+                key,
+                "contains an invalid type, it should be a string or an array",
+            ))
+        }
+    })
+}
+
+fn service(cx: &Cx, name: &str, n: &Node) -> Result<Service, ComposeError> {
+    let base = format!("services.{name}");
+    let mut s = Service {
+        name: name.to_string(),
+        ..Service::default()
+    };
+    if n.is_null() {
+        return Ok(s);
+    }
+    for (k, v) in cx.map(n, &base)? {
+        let key = k.text().unwrap_or_default();
+        let path = format!("{base}.{key}");
+        let p = path.as_str();
+        match key {
+            "build" => s.build = Some(build(cx, v, p)?),
+            "image" => s.image = cx.opt_string(v, p)?,
+            "command" => s.command = command(cx, v, p)?,
+            "entrypoint" => s.entrypoint = command(cx, v, p)?,
+            "environment" => {
+                for (ek, ev) in cx.kv(v, p)? {
+                    let val = match ev {
+                        None => EnvValue::Unset,
+                        Some(Value::Str(s)) => EnvValue::Str(s),
+                        Some(Value::Int(i)) => EnvValue::Int(i),
+                        Some(Value::Float(f)) => EnvValue::Float(f),
+                        Some(other) => {
+                            let bad = match other {
+                                Value::Bool(b) => b.to_string(),
+                                _ => "a collection".into(),
+                            };
+                            let at = v.get(&ek).unwrap_or(v);
+                            return Err(cx.err(
+                                at,
+                                &format!("{p}.{ek}"),
+                                format!("contains {bad}, which is an invalid type, it should be a string, number, or a null"),
+                            ));
+                        }
+                    };
+                    s.environment.insert(ek, val);
+                }
+            }
+            "env_file" => {
+                s.env_file = cx
+                    .string_list(v, p)?
+                    .iter()
+                    .map(|f| PathBuf::from(cx.host_path(f)))
+                    .collect()
+            }
+            "ports" => {
+                for item in cx.seq(v, p)? {
+                    s.ports.extend(port(cx, item, p)?);
+                }
+            }
+            "volumes" => {
+                for item in cx.seq(v, p)? {
+                    s.volumes.push(mount(cx, item, p)?);
+                }
+            }
+            "tmpfs" => s.tmpfs = cx.string_list(v, p)?,
+            "depends_on" => match &v.kind {
+                Kind::Seq(items) => {
+                    for i in items {
+                        s.depends_on.insert(
+                            cx.string(i, p)?,
+                            Dependency {
+                                condition: Condition::Started,
+                            },
+                        );
+                    }
+                }
+                Kind::Map(m) => {
+                    for (dk, dv) in m {
+                        let dname = dk.text().unwrap_or_default().to_string();
+                        let dp = format!("{p}.{dname}");
+                        let mut condition = Condition::Started;
+                        if !dv.is_null() {
+                            for (ck, cv) in cx.map(dv, &dp)? {
+                                match ck.text().unwrap_or_default() {
+                                    "condition" => {
+                                        condition = match cx
+                                            .string(cv, &format!("{dp}.condition"))?
+                                            .as_str()
+                                        {
+                                            "service_started" => Condition::Started,
+                                            "service_healthy" => Condition::Healthy,
+                                            "service_completed_successfully" => {
+                                                Condition::CompletedSuccessfully
+                                            }
+                                            other => {
+                                                return Err(cx.err(
+                                                    cv,
+                                                    &format!("{dp}.condition"),
+                                                    format!("unknown condition '{other}'"),
+                                                ))
+                                            }
+                                        }
+                                    }
+                                    "restart" | "required" => {}
+                                    other => {
+                                        return Err(cx.err(
+                                            ck,
+                                            &format!("{dp}.{other}"),
+                                            format!(
+                                                "unsupported config option for {dp}: '{other}'"
+                                            ),
+                                        ))
+                                    }
+                                }
+                            }
+                        }
+                        s.depends_on.insert(dname, Dependency { condition });
+                    }
+                }
+                Kind::Scalar { .. } => {
+                    return Err(cx.err(
+                        v,
+                        p,
+                        "contains an invalid type, it should be an array or an object",
+                    ))
+                }
+            },
+            "links" => s.links = cx.string_list(v, p)?,
+            "networks" => match &v.kind {
+                Kind::Seq(items) => {
+                    for i in items {
+                        s.networks.insert(cx.string(i, p)?, None);
+                    }
+                }
+                Kind::Map(m) => {
+                    for (nk, nv) in m {
+                        let nname = nk.text().unwrap_or_default().to_string();
+                        let np = format!("{p}.{nname}");
+                        if nv.is_null() {
+                            s.networks.insert(nname, None);
+                            continue;
+                        }
+                        let mut sn = ServiceNetwork::default();
+                        for (ak, av) in cx.map(nv, &np)? {
+                            match ak.text().unwrap_or_default() {
+                                "aliases" => {
+                                    sn.aliases = cx.string_list(av, &format!("{np}.aliases"))?
+                                }
+                                other @ ("ipv4_address" | "ipv6_address" | "link_local_ips"
+                                | "priority" | "mac_address" | "driver_opts"
+                                | "gw_priority") => {
+                                    sn.other.insert(other.to_string(), Value::from_node(av));
+                                }
+                                other if other.starts_with("x-") => {}
+                                other => {
+                                    return Err(cx.err(
+                                        ak,
+                                        &format!("{np}.{other}"),
+                                        format!("unsupported config option for {np}: '{other}'"),
+                                    ))
+                                }
+                            }
+                        }
+                        s.networks.insert(nname, Some(sn));
+                    }
+                }
+                Kind::Scalar { .. } => {
+                    return Err(cx.err(
+                        v,
+                        p,
+                        "contains an invalid type, it should be an array or an object",
+                    ))
+                }
+            },
+            "healthcheck" => s.healthcheck = Some(healthcheck(cx, v, p)?),
+            "restart" => {
+                s.restart = match v.typed() {
+                    Some(Scalar::Bool(false)) => Some("no".into()),
+                    _ => cx.opt_string(v, p)?,
+                }
+            }
+            "deploy" => {
+                if let Some(r) = v.get("replicas") {
+                    cx.uint(r, &format!("{p}.replicas"))?;
+                }
+                s.deploy = Some(Value::from_node(v));
+            }
+            "scale" => s.scale = Some(cx.uint(v, p)?),
+            "labels" => s.labels = cx.string_map(v, p)?,
+            "working_dir" => s.working_dir = cx.opt_string(v, p)?,
+            "user" => s.user = cx.opt_string(v, p)?,
+            "hostname" => s.hostname = cx.opt_string(v, p)?,
+            "init" => s.init = Some(cx.bool(v, p)?),
+            "tty" => s.tty = Some(cx.bool(v, p)?),
+            "stdin_open" => s.stdin_open = Some(cx.bool(v, p)?),
+            "stop_signal" => s.stop_signal = cx.opt_string(v, p)?,
+            "stop_grace_period" => {
+                let d = cx.string(v, p)?;
+                if Duration::parse(&d).is_none() {
+                    return Err(cx.err(v, p, format!("invalid duration '{d}'")));
+                }
+                s.stop_grace_period = Some(d)
+            }
+            "profiles" => s.profiles = cx.string_list(v, p)?,
+            "extends" => {} // resolved after the file is read
+            k if k.starts_with("x-") || PASSTHROUGH_SERVICE_KEYS.contains(&k) => {
+                s.other.insert(k.to_string(), Value::from_node(v));
+            }
+            other => {
+                return Err(cx.err(
+                    k,
+                    p,
+                    format!("unsupported config option for {base}: '{other}'"),
+                ));
+            }
+        }
+    }
+    Ok(s)
+}
+
+fn build(cx: &Cx, n: &Node, p: &str) -> Result<Build, ComposeError> {
+    let ctx_path = |c: &str| -> String {
+        if c.contains("://") || c.starts_with("git@") || c.starts_with("github.com/") {
+            c.to_string()
+        } else {
+            cx.host_path(c)
+        }
+    };
+    if let Kind::Scalar { .. } = n.kind {
+        return Ok(Build {
+            context: ctx_path(&cx.string(n, p)?),
+            ..Build::default()
+        });
+    }
+    let mut b = Build {
+        context: ctx_path("."),
+        ..Build::default()
+    };
+    for (k, v) in cx.map(n, p)? {
+        let key = k.text().unwrap_or_default();
+        let kp = format!("{p}.{key}");
+        match key {
+            "context" => b.context = ctx_path(&cx.string(v, &kp)?),
+            "dockerfile" => b.dockerfile = cx.opt_string(v, &kp)?,
+            "target" => b.target = cx.opt_string(v, &kp)?,
+            "args" => b.args = cx.string_map(v, &kp)?,
+            "labels"
+            | "cache_from"
+            | "cache_to"
+            | "network"
+            | "shm_size"
+            | "extra_hosts"
+            | "isolation"
+            | "no_cache"
+            | "pull"
+            | "platforms"
+            | "secrets"
+            | "ssh"
+            | "tags"
+            | "dockerfile_inline"
+            | "additional_contexts"
+            | "privileged"
+            | "ulimits" => {
+                b.other.insert(key.to_string(), Value::from_node(v));
+            }
+            k if k.starts_with("x-") => {}
+            other => {
+                return Err(cx.err(
+                    k,
+                    &kp,
+                    format!("unsupported config option for {p}: '{other}'"),
+                ))
+            }
+        }
+    }
+    Ok(b)
+}
+
+fn healthcheck(cx: &Cx, n: &Node, p: &str) -> Result<Healthcheck, ComposeError> {
+    let mut h = Healthcheck::default();
+    let mut disable = false;
+    for (k, v) in cx.map(n, p)? {
+        let key = k.text().unwrap_or_default();
+        let kp = format!("{p}.{key}");
+        let dur = |v: &Node| -> Result<Option<Duration>, ComposeError> {
+            if v.is_null() {
+                return Ok(None);
+            }
+            let s = cx.string(v, &kp)?;
+            Duration::parse(&s)
+                .map(Some)
+                .ok_or_else(|| cx.err(v, &kp, format!("invalid duration '{s}'")))
+        };
+        match key {
+            "test" => h.test = command(cx, v, &kp)?,
+            "interval" => h.interval = dur(v)?,
+            "timeout" => h.timeout = dur(v)?,
+            "start_period" => h.start_period = dur(v)?,
+            "start_interval" => {}
+            "retries" => h.retries = Some(cx.uint(v, &kp)?),
+            "disable" => disable = cx.bool(v, &kp)?,
+            k if k.starts_with("x-") => {}
+            other => {
+                return Err(cx.err(
+                    k,
+                    &kp,
+                    format!("unsupported config option for {p}: '{other}'"),
+                ))
+            }
+        }
+    }
+    if disable {
+        h.test = Some(Command::Exec(vec!["NONE".into()]));
+    }
+    Ok(h)
+}
+
+fn parse_port_num(cx: &Cx, n: &Node, key: &str, s: &str) -> Result<u16, ComposeError> {
+    s.parse::<u16>()
+        .map_err(|_| cx.err(n, key, format!("invalid port '{s}'")))
+}
+
+fn port_range(cx: &Cx, n: &Node, key: &str, s: &str) -> Result<Vec<u16>, ComposeError> {
+    match s.split_once('-') {
+        None => Ok(vec![parse_port_num(cx, n, key, s)?]),
+        Some((a, b)) => {
+            let a = parse_port_num(cx, n, key, a)?;
+            let b = parse_port_num(cx, n, key, b)?;
+            if b < a {
+                return Err(cx.err(n, key, format!("invalid port range '{s}'")));
+            }
+            Ok((a..=b).collect())
+        }
+    }
+}
+
+fn port(cx: &Cx, n: &Node, p: &str) -> Result<Vec<Port>, ComposeError> {
+    match &n.kind {
+        Kind::Map(m) => {
+            let mut port = Port::default();
+            let mut has_target = false;
+            for (k, v) in m {
+                let key = k.text().unwrap_or_default();
+                let kp = format!("{p}.{key}");
+                match key {
+                    "target" => {
+                        port.target = parse_port_num(cx, v, &kp, &cx.string(v, &kp)?)?;
+                        has_target = true;
+                    }
+                    "published" => {
+                        if !v.is_null() {
+                            port.published = Some(parse_port_num(cx, v, &kp, &cx.string(v, &kp)?)?)
+                        }
+                    }
+                    "host_ip" => port.host_ip = cx.opt_string(v, &kp)?,
+                    "protocol" => port.protocol = cx.opt_string(v, &kp)?,
+                    "mode" => port.mode = cx.opt_string(v, &kp)?,
+                    "name" | "app_protocol" => {}
+                    k if k.starts_with("x-") => {}
+                    other => {
+                        return Err(cx.err(
+                            k,
+                            &kp,
+                            format!("unsupported config option for {p}: '{other}'"),
+                        ))
+                    }
+                }
+            }
+            if !has_target {
+                return Err(cx.err(n, p, "a port needs a 'target'"));
+            }
+            Ok(vec![port])
+        }
+        Kind::Scalar { .. } => {
+            let spec = cx.string(n, p)?;
+            let (addr, proto) = match spec.split_once('/') {
+                Some((a, pr)) => (a, Some(pr.to_string())),
+                None => (spec.as_str(), None),
+            };
+            let parts: Vec<&str> = addr.rsplitn(3, ':').collect();
+            let (ip, published, target) = match parts.as_slice() {
+                [t] => (None, None, *t),
+                [t, pb] => (None, Some(*pb), *t),
+                [t, pb, ip] => (
+                    Some(ip.trim_start_matches('[').trim_end_matches(']').to_string()),
+                    Some(*pb),
+                    *t,
+                ),
+                _ => return Err(cx.err(n, p, format!("invalid port '{spec}'"))),
+            };
+            let targets = port_range(cx, n, p, target)?;
+            let published: Vec<Option<u16>> = match published.filter(|s| !s.is_empty()) {
+                None => vec![None; targets.len()],
+                Some(pb) => {
+                    let r = port_range(cx, n, p, pb)?;
+                    if r.len() != targets.len() {
+                        return Err(cx.err(
+                            n,
+                            p,
+                            format!("port ranges don't match in length: '{spec}'"),
+                        ));
+                    }
+                    r.into_iter().map(Some).collect()
+                }
+            };
+            Ok(targets
+                .into_iter()
+                .zip(published)
+                .map(|(t, pb)| Port {
+                    target: t,
+                    published: pb,
+                    host_ip: ip.clone().filter(|s| !s.is_empty()),
+                    protocol: proto.clone(),
+                    mode: None,
+                })
+                .collect())
+        }
+        Kind::Seq(_) => Err(cx.err(
+            n,
+            p,
+            "contains an invalid type, it should be a string, number or object",
+        )),
+    }
+}
+
+fn mount(cx: &Cx, n: &Node, p: &str) -> Result<Mount, ComposeError> {
+    match &n.kind {
+        Kind::Scalar { .. } => {
+            let spec = cx.string(n, p)?;
+            let parts: Vec<&str> = spec.split(':').collect();
+            match parts.as_slice() {
+                [t] => Ok(Mount::Short {
+                    source: None,
+                    target: normpath(t),
+                    mode: "rw".into(),
+                }),
+                [s, t, rest @ ..] if rest.len() <= 1 => {
+                    let source = if s.starts_with(['.', '/', '~']) {
+                        cx.host_path(s)
+                    } else {
+                        s.to_string()
+                    };
+                    Ok(Mount::Short {
+                        source: Some(source),
+                        target: normpath(t),
+                        mode: rest.first().map_or("rw", |m| m).to_string(),
+                    })
+                }
+                _ => Err(cx.err(
+                    n,
+                    p,
+                    format!(
+                        "volume {spec} has incorrect format, should be external:internal[:mode]"
+                    ),
+                )),
+            }
+        }
+        Kind::Map(m) => {
+            let mut kind = None;
+            let mut source = None;
+            let mut target = None;
+            let mut read_only = false;
+            let mut consistency = None;
+            let mut options = None;
+            for (k, v) in m {
+                let key = k.text().unwrap_or_default();
+                let kp = format!("{p}.{key}");
+                match key {
+                    "type" => {
+                        kind = Some(match cx.string(v, &kp)?.as_str() {
+                            "bind" => MountKind::Bind,
+                            "volume" => MountKind::Volume,
+                            "tmpfs" => MountKind::Tmpfs,
+                            "npipe" => MountKind::Npipe,
+                            other => {
+                                return Err(cx.err(v, &kp, format!("unknown mount type '{other}'")))
+                            }
+                        })
+                    }
+                    "source" => source = cx.opt_string(v, &kp)?,
+                    "target" => target = Some(cx.string(v, &kp)?),
+                    "read_only" => read_only = cx.bool(v, &kp)?,
+                    "consistency" => consistency = cx.opt_string(v, &kp)?,
+                    "bind" | "volume" | "tmpfs" => {
+                        options = Some((key.to_string(), Value::from_node(v)))
+                    }
+                    k if k.starts_with("x-") => {}
+                    other => {
+                        return Err(cx.err(
+                            k,
+                            &kp,
+                            format!("unsupported config option for {p}: '{other}'"),
+                        ))
+                    }
+                }
+            }
+            let kind = kind.ok_or_else(|| cx.err(n, p, "a long-syntax volume needs a 'type'"))?;
+            let target =
+                target.ok_or_else(|| cx.err(n, p, "a long-syntax volume needs a 'target'"))?;
+            if kind == MountKind::Tmpfs && source.is_some() {
+                return Err(cx.err(n, p, "tmpfs mounts can not specify a source"));
+            }
+            if let Some((ok, _)) = &options {
+                if ok != kind.as_str() {
+                    return Err(cx.err(
+                        n,
+                        &format!("{p}.{ok}"),
+                        format!("'{ok}' options given for a {} mount", kind.as_str()),
+                    ));
+                }
+            }
+            if kind == MountKind::Bind {
+                source = source.map(|s| cx.host_path(&s));
+            }
+            Ok(Mount::Long {
+                kind,
+                source,
+                target,
+                read_only,
+                consistency,
+                options: options.map(|(_, v)| v),
+            })
+        }
+        Kind::Seq(_) => Err(cx.err(
+            n,
+            p,
+            "contains an invalid type, it should be a string or an object",
+        )),
+    }
+}
+
+fn external(cx: &Cx, v: &Node, kp: &str, name: &mut Option<String>) -> Result<bool, ComposeError> {
+    match &v.kind {
+        Kind::Map(m) => {
+            // Legacy `external: {name: x}`.
+            for (k, ev) in m {
+                if k.text() == Some("name") {
+                    *name = cx.opt_string(ev, &format!("{kp}.name"))?;
+                }
+            }
+            Ok(true)
+        }
+        _ => cx.bool(v, kp),
+    }
+}
+
+fn volume_def(cx: &Cx, name: &str, n: &Node) -> Result<VolumeDef, ComposeError> {
+    let p = format!("volumes.{name}");
+    let mut d = VolumeDef::default();
+    if n.is_null() {
+        return Ok(d);
+    }
+    for (k, v) in cx.map(n, &p)? {
+        let key = k.text().unwrap_or_default();
+        let kp = format!("{p}.{key}");
+        match key {
+            "external" => d.external = external(cx, v, &kp, &mut d.name)?,
+            "name" => d.name = cx.opt_string(v, &kp)?,
+            "driver" => d.driver = cx.opt_string(v, &kp)?,
+            "driver_opts" => d.driver_opts = cx.string_map(v, &kp)?,
+            "labels" => d.labels = cx.string_map(v, &kp)?,
+            k if k.starts_with("x-") => {}
+            other => {
+                return Err(cx.err(
+                    k,
+                    &kp,
+                    format!("unsupported config option for {p}: '{other}'"),
+                ))
+            }
+        }
+    }
+    Ok(d)
+}
+
+fn network_def(cx: &Cx, name: &str, n: &Node) -> Result<NetworkDef, ComposeError> {
+    let p = format!("networks.{name}");
+    let mut d = NetworkDef::default();
+    if n.is_null() {
+        return Ok(d);
+    }
+    for (k, v) in cx.map(n, &p)? {
+        let key = k.text().unwrap_or_default();
+        let kp = format!("{p}.{key}");
+        match key {
+            "external" => d.external = external(cx, v, &kp, &mut d.name)?,
+            "name" => d.name = cx.opt_string(v, &kp)?,
+            "driver" => d.driver = cx.opt_string(v, &kp)?,
+            "driver_opts" => d.driver_opts = cx.string_map(v, &kp)?,
+            "labels" => d.labels = cx.string_map(v, &kp)?,
+            "internal" => d.internal = Some(cx.bool(v, &kp)?),
+            "attachable" | "enable_ipv6" | "ipam" => {
+                d.other.insert(key.to_string(), Value::from_node(v));
+            }
+            k if k.starts_with("x-") => {}
+            other => {
+                return Err(cx.err(
+                    k,
+                    &kp,
+                    format!("unsupported config option for {p}: '{other}'"),
+                ))
+            }
+        }
+    }
+    Ok(d)
+}
