@@ -121,6 +121,8 @@ pub struct Healthcheck {
     pub timeout: Option<Duration>,
     /// `--start-period`; `None` when absent or zero.
     pub start_period: Option<Duration>,
+    /// `--start-interval`; `None` when absent or zero.
+    pub start_interval: Option<Duration>,
     /// `--retries`; `None` when absent.
     pub retries: Option<u32>,
 }

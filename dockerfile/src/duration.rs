@@ -2,7 +2,7 @@
 //! (`1m30s`, `1.5h`, `300ms`, ...).
 
 /// Nanoseconds, signed like Go's `time.Duration`.
-pub(crate) fn parse_go_duration(orig: &str) -> Result<i64, String> {
+pub fn parse_go_duration(orig: &str) -> Result<i64, String> {
     let invalid = || format!("time: invalid duration {orig:?}");
     let mut s = orig;
     let mut neg = false;

@@ -417,7 +417,7 @@ fn build_healthcheck(split: &SplitLine) -> Result<Healthcheck, String> {
             ("interval", FlagKind::String),
             ("timeout", FlagKind::String),
             ("start-period", FlagKind::String),
-            ("start-interval", FlagKind::Unsupported),
+            ("start-interval", FlagKind::String),
             ("retries", FlagKind::String),
         ],
     )?;
@@ -444,6 +444,7 @@ fn build_healthcheck(split: &SplitLine) -> Result<Healthcheck, String> {
         interval: interval(&f, "interval")?,
         timeout: interval(&f, "timeout")?,
         start_period: interval(&f, "start-period")?,
+        start_interval: interval(&f, "start-interval")?,
         retries,
     })
 }

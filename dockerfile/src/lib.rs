@@ -27,6 +27,7 @@ pub use ast::{
     CopyArgs, Dockerfile, Healthcheck, Heredoc, Instruction, InstructionKind, Location,
     ShellOrExec, Stage,
 };
+pub use duration::parse_go_duration;
 pub use error::ParseError;
 
 /// Parses Dockerfile `text`; `file_name` only labels errors.

@@ -594,7 +594,7 @@ fn shell_instruction() {
 
 #[test]
 fn healthchecks() {
-    let text = "FROM debian\nHEALTHCHECK --interval=5s --timeout=3s --retries=3 \\\n  CMD /app/check.sh --quiet\nHEALTHCHECK   CMD   a b\nHEALTHCHECK --timeout=3s CMD [\"foo\"]\nHEALTHCHECK NONE\nHEALTHCHECK --start-period=1m30s --interval=0s --retries=0 cmd [\"foo\"]\n";
+    let text = "FROM debian\nHEALTHCHECK --interval=5s --timeout=3s --retries=3 \\\n  CMD /app/check.sh --quiet\nHEALTHCHECK   CMD   a b\nHEALTHCHECK --timeout=3s CMD [\"foo\"]\nHEALTHCHECK NONE\nHEALTHCHECK --start-period=1m30s --interval=0s --retries=0 cmd [\"foo\"]\nHEALTHCHECK --start-interval=2s CMD true\n";
     let k = kinds(text);
     assert_eq!(
         k[0],
@@ -604,6 +604,7 @@ fn healthchecks() {
             interval: Some(Duration::from_secs(5)),
             timeout: Some(Duration::from_secs(3)),
             start_period: None,
+            start_interval: None,
             retries: Some(3),
         })
     );
@@ -635,6 +636,14 @@ fn healthchecks() {
             test: Some(exec(&["foo"])),
             start_period: Some(Duration::from_secs(90)),
             retries: Some(0),
+            ..Healthcheck::default()
+        })
+    );
+    assert_eq!(
+        k[5],
+        K::Healthcheck(Healthcheck {
+            test: Some(shell("true")),
+            start_interval: Some(Duration::from_secs(2)),
             ..Healthcheck::default()
         })
     );

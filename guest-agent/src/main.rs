@@ -4,6 +4,7 @@
 //! berth-agent serve --root DIR --socket PATH   engine daemon on a Unix socket (native placement)
 //! berth-agent shim --root DIR --id ID [--wait-attach]   per-container monitor (internal)
 //! berth-agent exec-shim --root DIR --id ID --exec EXEC [--wait-attach]   per-exec monitor (internal)
+//! berth-agent health-probe --root DIR --id ID   one healthcheck probe (internal)
 //! ```
 
 #[cfg(target_os = "linux")]
@@ -249,6 +250,10 @@ fn main() {
             );
             std::process::exit(code);
         }
+        "health-probe" => std::process::exit(engine::health::run_probe(
+            &args.root.unwrap_or_else(|| usage()),
+            &args.id.unwrap_or_else(|| usage()),
+        )),
         "image-disk-tree" => std::process::exit(image_disk_tree(
             &args.root.unwrap_or_else(|| usage()),
             &args.blobs.unwrap_or_else(|| usage()),

@@ -13,12 +13,14 @@
 //! Attach streams use [`mux`] frames instead.
 
 pub mod frame;
+pub mod health;
 pub mod messages;
 pub mod mux;
 pub mod network;
 pub mod reference;
 
 pub use frame::{FrameError, MAX_FRAME_LEN};
+pub use health::{Health, HealthConfig, HealthResult};
 pub use messages::*;
 pub use network::*;
 

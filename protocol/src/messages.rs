@@ -651,6 +651,10 @@ pub struct ContainerConfig {
     /// `--link CONTAINER[:ALIAS]`.
     #[serde(default)]
     pub links: Vec<String>,
+    /// `--health-*` / `--no-healthcheck` as given; in a stored record, the
+    /// merge with the image's `Healthcheck` (docker's `Config.Healthcheck`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<crate::HealthConfig>,
 }
 
 /// The kinds of mount `-v` and `--mount` make.
@@ -829,6 +833,9 @@ pub struct ContainerSummary {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub restart_count: u32,
+    /// `State.Health`: set once a container with a healthcheck started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::Health>,
 }
 
 /// `inspect` output (docker-shaped fields are assembled by the CLI).

@@ -312,6 +312,10 @@ pub fn commit(
             run["Labels"][k] = json!(v);
         }
     }
+    // The container's healthcheck (image's merged with its flags).
+    if let Some(h) = &rec.config.healthcheck {
+        run["Healthcheck"] = json!(h);
+    }
     apply_changes(&mut run, &o.changes).map_err(|e| err(ErrorKind::InvalidArgument, e))?;
     config["config"] = run;
     if let Some(a) = &o.author {

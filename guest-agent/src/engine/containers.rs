@@ -8,6 +8,7 @@ use crate::layout::{random_hex, read_json, write_json_atomic, Layout};
 use crate::store::ImageStore;
 use berth_protocol::{
     ApiError, ContainerConfig, ContainerDetails, ContainerStatus, ContainerSummary, ErrorKind,
+    HealthConfig,
 };
 use std::io::BufRead;
 use std::os::fd::AsRawFd;
@@ -188,9 +189,12 @@ impl ContainerStore {
             ));
         }
         let user = cfg.user.clone().or(run.user.clone()).unwrap_or_default();
+        // docker's merge: unset healthcheck fields come from the image.
+        let healthcheck = HealthConfig::merge(cfg.healthcheck.clone(), run.healthcheck.as_ref());
         // As docker: the container's labels are the image's, overridden by
         // the ones given to `run`.
         let mut cfg = cfg;
+        cfg.healthcheck = healthcheck;
         if let Some(image_labels) = &run.labels {
             let mut labels = image_labels.clone();
             labels.append(&mut cfg.labels);
@@ -363,6 +367,12 @@ impl ContainerStore {
             finished_at: exit.map(|e| e.finished_at),
             labels: r.config.labels.clone(),
             restart_count: restart_count(&self.layout.container(&r.id)),
+            health: r
+                .config
+                .healthcheck
+                .as_ref()
+                .filter(|h| h.probes())
+                .and_then(|_| super::health::read(&self.layout.container(&r.id))),
         }
     }
 
@@ -783,6 +793,8 @@ fn cpu_count() -> usize {
 /// anything).
 pub fn validate_host_config(cfg: &ContainerConfig, cpus: usize) -> Result<(), ApiError> {
     let invalid = |m: String| Err(err(ErrorKind::InvalidArgument, m));
+    // docker checks the container config (healthcheck) before the host's.
+    super::health::validate(cfg.healthcheck.as_ref()).or_else(invalid)?;
     if let Some(m) = cfg.memory {
         if m > 0 && m < 6 * 1024 * 1024 {
             return invalid("Minimum memory limit allowed is 6MB".into());

@@ -250,7 +250,7 @@ fn run_exec(
     if !wait_attach {
         shim::report(ready, &Readiness::OK);
     }
-    let (code, clients) = shim::monitor(pid, stdio, listener, clients, None);
+    let (code, clients) = shim::monitor(pid, stdio, listener, clients, None, None);
     // Before the clients hear the exit code, as `die` before exit.json.
     let attrs = [("execID", ex.id.clone()), ("exitCode", code.to_string())];
     super::events::container(layout.root(), rec, "exec_die", &attrs);

@@ -5,6 +5,7 @@ pub mod containers;
 pub mod copy;
 pub mod events;
 pub mod exec;
+pub mod health;
 pub mod logs;
 pub mod mini_init;
 pub mod net;

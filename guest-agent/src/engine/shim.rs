@@ -629,6 +629,7 @@ fn start(
     if !wait_attach {
         report(ready, &Readiness::OK);
     }
+    let mut health = super::health::Monitor::new(layout.root(), rec, &started_at);
     let code = monitor(
         pid,
         stdio,
@@ -639,7 +640,11 @@ fn start(
             rec.config.log_max_size.unwrap_or(logs::DEFAULT_MAX_SIZE),
             rec.config.log_max_files.unwrap_or(logs::DEFAULT_MAX_FILES),
         )),
+        health.as_mut(),
     );
+    if let Some(h) = health.as_mut() {
+        h.stop();
+    }
     // Tear down first and only then record the exit: until exit.json exists
     // the container counts as running, so `wait`, `stop`, `start` and `cp`
     // never meet a half-cleaned container. With --rm it is removed before
@@ -872,6 +877,7 @@ pub(super) fn monitor(
     listener: UnixListener,
     mut clients: Vec<Client>,
     log: Option<(&Path, u64, u32)>,
+    mut health: Option<&mut super::health::Monitor>,
 ) -> (i32, Vec<Client>) {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let mut mask = SigSet::empty();
@@ -919,11 +925,14 @@ pub(super) fn monitor(
         for c in &clients {
             fds.push(PollFd::new(c.stream.as_fd(), in_flags));
         }
-        let timeout = if exit.is_some() {
-            PollTimeout::from(100u16)
-        } else {
-            PollTimeout::from(1000u16)
-        };
+        let mut wait_ms: u16 = if exit.is_some() { 100 } else { 1000 };
+        if let Some(h) = health.as_deref().filter(|_| exit.is_none()) {
+            if let Some(fd) = h.fd() {
+                fds.push(PollFd::new(fd, in_flags));
+            }
+            wait_ms = wait_ms.min(h.wait().as_millis().min(u128::from(wait_ms)) as u16);
+        }
+        let timeout = PollTimeout::from(wait_ms);
         if poll(&mut fds, timeout).is_err() {
             continue;
         }
@@ -1003,6 +1012,9 @@ pub(super) fn monitor(
             if let Some(c) = handshake(&listener) {
                 clients.push(c);
             }
+        }
+        if let Some(h) = health.as_deref_mut().filter(|_| exit.is_none()) {
+            h.service();
         }
     }
     if let Some(l) = log.as_mut() {

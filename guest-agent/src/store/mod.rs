@@ -181,12 +181,37 @@ pub struct RunConfig {
     pub labels: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub stop_signal: Option<String>,
+    /// `SHELL`: what a `CMD-SHELL` healthcheck runs under.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub shell: Option<Vec<String>>,
+    /// `HEALTHCHECK`; one of the wrong shape counts as none rather than
+    /// making the whole image unreadable.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub healthcheck: Option<berth_protocol::HealthConfig>,
     /// `VOLUME` paths (an object whose keys are the paths).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volumes: Option<BTreeMap<String, serde_json::Value>>,
     /// `EXPOSE`d ports (`80/tcp` keys).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+/// Any JSON value; `None` unless it has `T`'s shape.
+fn lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(v).ok())
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -566,6 +566,11 @@ impl<'a> Builder<'a> {
             } else {
                 Vec::new()
             },
+            // A build step runs no healthcheck probes, as docker's.
+            healthcheck: Some(berth_protocol::HealthConfig {
+                test: vec!["NONE".into()],
+                ..Default::default()
+            }),
             ..Default::default()
         };
         match self
@@ -755,6 +760,9 @@ impl<'a> Builder<'a> {
                     }
                     if let Some(n) = ns(&h.start_period) {
                         hc["StartPeriod"] = json!(n);
+                    }
+                    if let Some(n) = ns(&h.start_interval) {
+                        hc["StartInterval"] = json!(n);
                     }
                     if let Some(r) = h.retries {
                         hc["Retries"] = json!(r);

@@ -217,6 +217,7 @@ pub(crate) fn sample_details(status: ContainerStatus) -> ContainerDetails {
             finished_at: None,
             labels: BTreeMap::new(),
             restart_count: 0,
+            health: None,
         },
         config: ContainerConfig::default(),
         path: "sh".into(),

@@ -64,6 +64,10 @@ fn matches(s: &ContainerSummary, filters: &[(String, String)]) -> bool {
                             .trim_start_matches("sha256:")
                             .starts_with(v.as_str())
                 }
+                "health" => {
+                    let h = s.health.as_ref().map_or("none", |h| h.status.as_str());
+                    h == v
+                }
                 "exited" => {
                     s.status == ContainerStatus::Exited
                         && s.exit_code.map(|c| c.to_string()).as_deref() == Some(v.as_str())
@@ -83,10 +87,13 @@ pub fn status_text(s: &ContainerSummary) -> String {
                 .and_then(since)
                 .map(human_duration)
                 .unwrap_or_default(),
-            if s.status == ContainerStatus::Paused {
-                " (Paused)"
-            } else {
-                ""
+            match (&s.status, &s.health) {
+                (ContainerStatus::Paused, _) => " (Paused)".to_string(),
+                (_, Some(h)) if h.status == berth_protocol::health::STARTING => {
+                    " (health: starting)".to_string()
+                }
+                (_, Some(h)) => format!(" ({})", h.status),
+                _ => String::new(),
             }
         ),
         ContainerStatus::Restarting => format!(
@@ -110,8 +117,17 @@ pub fn run(iso: Isolation, a: &PsArgs) -> Result<i32> {
     for f in &a.filter {
         match f.split_once('=') {
             Some((k, v))
-                if ["status", "name", "label", "ancestor", "id", "exited"].contains(&k) =>
+                if [
+                    "status", "name", "label", "ancestor", "id", "exited", "health",
+                ]
+                .contains(&k) =>
             {
+                if k == "health" && !["starting", "healthy", "unhealthy", "none"].contains(&v) {
+                    eprintln!(
+                        "Error response from daemon: Unrecognised filter value for health: {v}"
+                    );
+                    return Ok(1);
+                }
                 if k == "status"
                     && ![
                         "created",
@@ -441,6 +457,9 @@ fn container_json(
     if let Some(sig) = &cfg.stop_signal {
         config["StopSignal"] = json!(sig);
     }
+    if let Some(h) = &cfg.healthcheck {
+        config["Healthcheck"] = json!(h);
+    }
     let mut host = json!({
         "Binds": crate::mounts::binds_json(&cfg.mounts), "ContainerIDFile": "",
         "LogConfig": {"Type": "json-file", "Config": log_opts},
@@ -502,17 +521,21 @@ fn container_json(
             .collect::<std::collections::BTreeMap<_, _>>());
     }
     let network = net_settings::network_settings(d);
+    let mut state = json!({
+        "Status": s.status.as_str(), "Running": running,
+        "Paused": s.status == ContainerStatus::Paused,
+        "Restarting": s.status == ContainerStatus::Restarting,
+        "OOMKilled": false, "Dead": s.status == ContainerStatus::Dead,
+        "Pid": d.pid.unwrap_or(0), "ExitCode": s.exit_code.unwrap_or(0), "Error": "",
+        "StartedAt": s.started_at.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
+        "FinishedAt": s.finished_at.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into())
+    });
+    if let Some(h) = &s.health {
+        state["Health"] = json!(h);
+    }
     json!({
         "Id": s.id, "Created": s.created, "Path": d.path, "Args": d.args,
-        "State": {
-            "Status": s.status.as_str(), "Running": running,
-            "Paused": s.status == ContainerStatus::Paused,
-            "Restarting": s.status == ContainerStatus::Restarting,
-            "OOMKilled": false, "Dead": s.status == ContainerStatus::Dead,
-            "Pid": d.pid.unwrap_or(0), "ExitCode": s.exit_code.unwrap_or(0), "Error": "",
-            "StartedAt": s.started_at.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
-            "FinishedAt": s.finished_at.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into())
-        },
+        "State": state,
         "Image": s.image_id,
         "ResolvConfPath": path("etc/resolv.conf"), "HostnamePath": path("etc/hostname"),
         "HostsPath": path("etc/hosts"), "LogPath": path("container.log"),

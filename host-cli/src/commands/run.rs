@@ -112,11 +112,157 @@ pub struct CreateArgs {
     volumes_from: Vec<String>,
     #[command(flatten)]
     net: crate::net_flags::NetworkArgs,
+    #[command(flatten)]
+    health: HealthArgs,
     /// The image to run
     image: String,
     /// Command and arguments
     #[arg(allow_hyphen_values = true)]
     command: Vec<String>,
+}
+
+/// docker's healthcheck flags.
+#[derive(clap::Args, Debug, Default)]
+pub struct HealthArgs {
+    /// Command to run to check health
+    #[arg(long)]
+    health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h) (default 0s)
+    #[arg(long, allow_hyphen_values = true)]
+    health_interval: Option<String>,
+    /// Maximum time to allow one check to run (ms|s|m|h) (default 0s)
+    #[arg(long, allow_hyphen_values = true)]
+    health_timeout: Option<String>,
+    /// Consecutive failures needed to report unhealthy
+    #[arg(long, allow_hyphen_values = true)]
+    health_retries: Option<String>,
+    /// Start period for the container to initialize before starting health-retries countdown (ms|s|m|h) (default 0s)
+    #[arg(long, allow_hyphen_values = true)]
+    health_start_period: Option<String>,
+    /// Time between running the check during the start period (ms|s|m|h) (default 0s)
+    #[arg(long, allow_hyphen_values = true)]
+    health_start_interval: Option<String>,
+    /// Disable any container-specified HEALTHCHECK
+    #[arg(long)]
+    no_healthcheck: bool,
+}
+
+impl HealthArgs {
+    /// docker's CLI: durations and retries as pflag parses them, then the
+    /// conflict and sign checks, in docker's order.
+    pub fn config(&self) -> Result<Option<berth_protocol::HealthConfig>, ArgError> {
+        let dur = |flag: &'static str, v: &Option<String>| -> Result<i64, ArgError> {
+            match v {
+                None => Ok(0),
+                Some(s) => {
+                    berth_dockerfile::parse_go_duration(s).map_err(|reason| ArgError::Flag {
+                        flag,
+                        value: s.clone(),
+                        reason,
+                    })
+                }
+            }
+        };
+        let interval = dur("--health-interval", &self.health_interval)?;
+        let timeout = dur("--health-timeout", &self.health_timeout)?;
+        let start_period = dur("--health-start-period", &self.health_start_period)?;
+        let start_interval = dur("--health-start-interval", &self.health_start_interval)?;
+        let retries = match &self.health_retries {
+            None => 0,
+            Some(s) => go_parse_int(s).map_err(|why| ArgError::Flag {
+                flag: "--health-retries",
+                value: s.clone(),
+                reason: format!("strconv.ParseInt: parsing {s:?}: {why}"),
+            })?,
+        };
+        let cmd = self.health_cmd.clone().unwrap_or_default();
+        let any = !cmd.is_empty()
+            || interval != 0
+            || timeout != 0
+            || start_period != 0
+            || retries != 0
+            || start_interval != 0;
+        if self.no_healthcheck {
+            if any {
+                return Err(ArgError::Other(
+                    "--no-healthcheck conflicts with --health-* options".into(),
+                ));
+            }
+            return Ok(Some(berth_protocol::HealthConfig {
+                test: vec!["NONE".into()],
+                ..Default::default()
+            }));
+        }
+        if !any {
+            return Ok(None);
+        }
+        for (v, flag) in [
+            (interval, "--health-interval"),
+            (timeout, "--health-timeout"),
+            (retries, "--health-retries"),
+            (start_period, "--health-start-period"),
+            (start_interval, "--health-start-interval"),
+        ] {
+            if v < 0 {
+                return Err(ArgError::Other(format!("{flag} cannot be negative")));
+            }
+        }
+        Ok(Some(berth_protocol::HealthConfig {
+            test: if cmd.is_empty() {
+                Vec::new()
+            } else {
+                vec!["CMD-SHELL".into(), cmd]
+            },
+            interval,
+            timeout,
+            start_period,
+            start_interval,
+            retries,
+        }))
+    }
+}
+
+/// Go's `strconv.ParseInt(s, 0, 64)` (pflag's int flags): a sign, then
+/// `0x`/`0o`/`0b`/`0` prefixes pick the base, `_` may separate digits
+/// after a prefix.
+fn go_parse_int(s: &str) -> Result<i64, &'static str> {
+    let (neg, body) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let lower = body.to_ascii_lowercase();
+    let (radix, digits, prefixed) = if let Some(d) = lower.strip_prefix("0x") {
+        (16, d.to_string(), true)
+    } else if let Some(d) = lower.strip_prefix("0o") {
+        (8, d.to_string(), true)
+    } else if let Some(d) = lower.strip_prefix("0b") {
+        (2, d.to_string(), true)
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        (8, lower[1..].to_string(), true)
+    } else {
+        (10, lower.clone(), false)
+    };
+    let clean: String = if prefixed {
+        if digits.starts_with('_') || digits.ends_with('_') || digits.contains("__") {
+            return Err("invalid syntax");
+        }
+        digits.replace('_', "")
+    } else {
+        digits
+    };
+    if clean.is_empty() || !clean.chars().all(|c| c.is_digit(radix)) {
+        return Err("invalid syntax");
+    }
+    let v = u64::from_str_radix(&clean, radix).map_err(|_| "value out of range")?;
+    if neg {
+        if v > 1 << 63 {
+            return Err("value out of range");
+        }
+        Ok((v as i64).wrapping_neg())
+    } else {
+        i64::try_from(v).map_err(|_| "value out of range")
+    }
 }
 
 /// Parses docker's memory sizes (`32m`, `1g`, `512k`, plain bytes).
@@ -411,6 +557,7 @@ fn config(a: &CreateArgs) -> Result<ContainerConfig, ArgError> {
         volumes_from: a.volumes_from.clone(),
         ..Default::default()
     };
+    cfg.healthcheck = a.health.config()?;
     a.net.apply(&mut cfg)?;
     Ok(cfg)
 }
