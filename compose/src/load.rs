@@ -156,6 +156,8 @@ impl Cx<'_> {
     fn bool(&self, n: &Node, key: &str) -> Result<bool, ComposeError> {
         match n.typed() {
             Some(Scalar::Bool(b)) => Ok(b),
+            Some(Scalar::Str(s)) if s.eq_ignore_ascii_case("true") => Ok(true),
+            Some(Scalar::Str(s)) if s.eq_ignore_ascii_case("false") => Ok(false),
             _ => Err(self.err(n, key, "contains an invalid type, it should be a boolean")),
         }
     }
@@ -317,8 +319,12 @@ fn interpolate_node(
     unset: &mut Vec<String>,
 ) -> Result<(), ComposeError> {
     match &mut n.kind {
-        Kind::Scalar { text, .. } => {
+        Kind::Scalar { text, plain } => {
             if text.contains('$') {
+                // The result is a string, as in docker-compose 1.29: an
+                // empty result is "" (not null); typed fields accept
+                // numeric and boolean strings.
+                *plain = false;
                 *text = interpolate(text, env, unset).map_err(|e| ComposeError::Interpolation {
                     file: file.to_path_buf(),
                     line: n.mark.line,

@@ -76,7 +76,24 @@ fn emit_seq(out: &mut String, s: &[Value], indent: usize) {
     for v in s {
         out.push_str(&" ".repeat(indent));
         out.push('-');
-        emit_child(out, v, indent + 2, true);
+        match v {
+            // `- key: value` with the other keys under the first.
+            Value::Map(m) if !m.is_empty() => {
+                let mut first = true;
+                for (k, item) in m {
+                    if first {
+                        out.push(' ');
+                        first = false;
+                    } else {
+                        out.push_str(&" ".repeat(indent + 2));
+                    }
+                    out.push_str(&quote(k));
+                    out.push(':');
+                    emit_child(out, item, indent + 4, false);
+                }
+            }
+            _ => emit_child(out, v, indent + 2, true),
+        }
     }
 }
 
