@@ -68,6 +68,21 @@ const INVALID: &[(&str, &str, &str)] = &[
         "services.web.environment.DEBUG contains true, which is an invalid type, it should be a string, number, or a null",
         "services.web.environment.DEBUG: contains true, which is an invalid type, it should be a string, number, or a null",
     ),
+    (
+        "invalid_extends_missing",
+        "Cannot extend service 'nothere'",
+        "services.web.extends: cannot extend service 'nothere'",
+    ),
+    (
+        "invalid_interpolation_syntax",
+        "Invalid interpolation format for \"command\" option in service \"web\": \"echo ${UNCLOSED\"",
+        "services.web.command: unclosed '${' in \"echo ${UNCLOSED\"",
+    ),
+    (
+        "invalid_tmpfs_source",
+        "tmpfs mounts can not specify a source",
+        "services.web.volumes: tmpfs mounts can not specify a source",
+    ),
 ];
 
 fn corpus() -> PathBuf {
@@ -99,23 +114,26 @@ fn case_env(dir: &Path) -> BTreeMap<String, String> {
     env
 }
 
-fn case_files(dir: &Path) -> Vec<String> {
+/// The case's global options (`-f F`, `--env-file F`), given to both.
+fn case_args(dir: &Path) -> Vec<String> {
     std::fs::read_to_string(dir.join("ARGS"))
-        .map(|a| {
-            a.split_whitespace()
-                .filter(|w| *w != "-f")
-                .map(str::to_string)
-                .collect()
-        })
+        .map(|a| a.split_whitespace().map(str::to_string).collect())
         .unwrap_or_default()
+}
+
+/// The values of one option in the case's ARGS.
+fn case_opt(dir: &Path, opt: &str) -> Vec<PathBuf> {
+    let args = case_args(dir);
+    args.windows(2)
+        .filter(|w| w[0] == opt)
+        .map(|w| PathBuf::from(&w[1]))
+        .collect()
 }
 
 fn docker_compose(dir: &Path) -> (bool, String, String) {
     let mut cmd = Command::new("docker-compose");
     cmd.current_dir(dir).env_clear().envs(case_env(dir));
-    for f in case_files(dir) {
-        cmd.arg("-f").arg(f);
-    }
+    cmd.args(case_args(dir));
     let out = cmd.arg("config").output().expect("run docker-compose");
     (
         out.status.success(),
@@ -126,7 +144,8 @@ fn docker_compose(dir: &Path) -> (bool, String, String) {
 
 fn ours(dir: &Path) -> Result<String, String> {
     let opts = LoadOptions {
-        files: case_files(dir).into_iter().map(PathBuf::from).collect(),
+        files: case_opt(dir, "-f"),
+        env_files: case_opt(dir, "--env-file"),
         env: case_env(dir),
         working_dir: Some(dir.to_path_buf()),
         ..LoadOptions::default()
