@@ -1,6 +1,7 @@
 //! Loading: file lookup, `.env`, interpolation, conversion to the typed
 //! model, `extends`, merging of several files, and validation.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 
@@ -113,7 +114,14 @@ struct Cx<'a> {
     file: &'a Path,
     dir: &'a Path,
     env: &'a BTreeMap<String, String>,
+    /// Files read so far, `extends: {file:}` included (bounded).
+    loads: &'a Cell<usize>,
 }
+
+/// Most files one load may read (`-f` files plus `extends` files).
+const MAX_FILE_LOADS: usize = 256;
+/// Most ports one service may expand to (ranges included).
+const MAX_PORTS: usize = 65_536;
 
 impl Cx<'_> {
     fn err(&self, node: &Node, key: &str, msg: impl Into<String>) -> ComposeError {
@@ -443,11 +451,13 @@ impl Project {
         let mut warnings = Vec::new();
         let mut unset = Vec::new();
         let mut merged: Option<FileModel> = None;
+        let loads = Cell::new(0);
         for f in &files {
             let cx = Cx {
                 file: f,
                 dir: &dir,
                 env: &env,
+                loads: &loads,
             };
             let fm = load_file(&cx, &mut unset, &mut warnings, 0)?;
             merged = Some(match merged {
@@ -669,6 +679,13 @@ fn load_file(
     warnings: &mut Vec<Warning>,
     depth: usize,
 ) -> Result<FileModel, ComposeError> {
+    cx.loads.set(cx.loads.get() + 1);
+    if cx.loads.get() > MAX_FILE_LOADS {
+        return Err(ComposeError::Limit {
+            file: cx.file.to_path_buf(),
+            what: format!("more than {MAX_FILE_LOADS} compose files read (extends)"),
+        });
+    }
     let bytes = read(cx.file)?;
     let root = yaml::load(cx.file, &bytes)?;
     let Some(mut root) = root else {
@@ -897,6 +914,7 @@ fn resolve_extends(
                 file: &path,
                 dir: cx.dir,
                 env: cx.env,
+                loads: cx.loads,
             };
             let fm = load_file(&sub, unset, warnings, depth + 1)?;
             fm.services.get(&base_name).cloned().ok_or_else(|| {
@@ -1122,6 +1140,9 @@ fn service(cx: &Cx, name: &str, n: &Node) -> Result<Service, ComposeError> {
             "ports" => {
                 for item in cx.seq(v, p)? {
                     s.ports.extend(port(cx, item, p)?);
+                    if s.ports.len() > MAX_PORTS {
+                        return Err(cx.err(item, p, format!("more than {MAX_PORTS} ports")));
+                    }
                 }
             }
             "volumes" => {
