@@ -918,3 +918,109 @@ fn volumes_match_docker() {
     p.same(&["volume", "prune", "-f"]);
     p.same(&["volume", "ls", "-q"]);
 }
+
+#[test]
+fn healthchecks_match_docker() {
+    let Some(p) = pair() else { return };
+    let inspect = |name: &str| -> (serde_json::Value, serde_json::Value) {
+        let (d, b) = p.both(&["inspect", name]);
+        assert_eq!((d.code, b.code), (0, 0), "{name}: {}", b.stderr);
+        let d: serde_json::Value = serde_json::from_str(&d.stdout).unwrap();
+        let b: serde_json::Value = serde_json::from_str(&b.stdout).unwrap();
+        (d[0].clone(), b[0].clone())
+    };
+    for (name, flags) in [
+        (
+            "hc-ok",
+            &["--health-cmd", "echo ok", "--health-interval", "1s"][..],
+        ),
+        (
+            "hc-bad",
+            &[
+                "--health-cmd",
+                "echo no >&2; exit 2",
+                "--health-interval",
+                "1s",
+                "--health-retries",
+                "2",
+                "--health-timeout",
+                "20s",
+            ][..],
+        ),
+        ("hc-off", &["--no-healthcheck"][..]),
+    ] {
+        let mut args = vec!["run", "-d", "--name", name];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&[DEFAULT_IMAGE, "sleep", "300"]);
+        p.same(&args);
+    }
+    // Both engines settle; no assumption about how long that takes.
+    let settled = |name: &str, want: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        loop {
+            let (d, b) = inspect(name);
+            if d["State"]["Health"]["Status"] == want && b["State"]["Health"]["Status"] == want {
+                return (d, b);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name}: docker {} berth {}",
+                d["State"]["Health"],
+                b["State"]["Health"]
+            );
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    };
+    for (name, want, code, output) in [
+        ("hc-ok", "healthy", 0, "ok\n"),
+        ("hc-bad", "unhealthy", 2, "no\n"),
+    ] {
+        let (d, b) = settled(name, want);
+        assert_eq!(
+            d["Config"]["Healthcheck"], b["Config"]["Healthcheck"],
+            "{name}"
+        );
+        same_shape(
+            &d["State"]["Health"],
+            &b["State"]["Health"],
+            "/State/Health",
+        );
+        for h in [&d, &b] {
+            let last = h["State"]["Health"]["Log"]
+                .as_array()
+                .unwrap()
+                .last()
+                .unwrap()
+                .clone();
+            assert_eq!(
+                (last["ExitCode"].as_i64(), last["Output"].as_str()),
+                (Some(code), Some(output)),
+                "{name}"
+            );
+        }
+        let (ds, bs) = p.both(&[
+            "ps",
+            "--filter",
+            &format!("name={name}"),
+            "--format",
+            "{{.Status}}",
+        ]);
+        let suffix = |s: &str| s.trim().rsplit_once(" (").map(|x| x.1.to_string());
+        assert_eq!(suffix(&ds.stdout), suffix(&bs.stdout), "{name}");
+    }
+    let (d, b) = inspect("hc-off");
+    assert_eq!(d["Config"]["Healthcheck"], b["Config"]["Healthcheck"]);
+    assert_eq!(d["State"].get("Health"), b["State"].get("Health"));
+    for f in ["healthy", "unhealthy", "starting"] {
+        let (d, b) = p.both(&[
+            "ps",
+            "--filter",
+            &format!("health={f}"),
+            "--format",
+            "{{.Names}}",
+        ]);
+        assert_eq!(d.stdout, b.stdout, "health={f}");
+    }
+    p.same_err(&["ps", "--filter", "health=bogus"]);
+    p.same(&["rm", "-f", "hc-ok", "hc-bad", "hc-off"]);
+}

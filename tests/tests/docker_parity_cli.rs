@@ -192,3 +192,30 @@ fn bad_network_create_addresses_refused_as_docker_28() {
     p.same_refusal(&["network", "ls", "--filter", "bogus"]);
     p.same_refusal(&["network", "prune", "--filter", "bogus"]);
 }
+
+#[test]
+fn bad_health_flags_refused_as_docker_28() {
+    let Some(p) = clis() else { return };
+    for flags in [
+        &["--no-healthcheck", "--health-cmd", "true"][..],
+        &["--no-healthcheck", "--health-interval", "1s"][..],
+        &["--health-interval=-1s"][..],
+        &["--health-timeout=-1ms"][..],
+        &["--health-retries=-1"][..],
+        &["--health-start-period=-1s"][..],
+        &["--health-start-interval=-1s"][..],
+        &["--health-timeout=-1ms", "--health-interval=-1s"][..],
+        &["--health-interval=x"][..],
+        &["--health-interval=5"][..],
+        &["--health-timeout=1y"][..],
+        &["--health-retries=x"][..],
+        &["--health-retries=99999999999999999999"][..],
+    ] {
+        for verb in ["run", "create"] {
+            let mut args = vec![verb];
+            args.extend_from_slice(flags);
+            args.extend_from_slice(&[DEFAULT_IMAGE, "true"]);
+            p.same_refusal(&args);
+        }
+    }
+}
