@@ -30,8 +30,9 @@ pub const OVERRIDE_FILES: [&str; 4] = [
 /// What [`Project::load`] needs; the CLI fills it from its options.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
-    /// `-f` files in order; empty means look up the default file (and its
-    /// override) in `working_dir`.
+    /// `-f` files in order; empty means COMPOSE_FILE (split on
+    /// COMPOSE_PATH_SEPARATOR, default `:`), else the default file (and its
+    /// override) in `working_dir` or its nearest parent that has one.
     pub files: Vec<PathBuf>,
     /// `-p`.
     pub project_name: Option<String>,
@@ -39,7 +40,7 @@ pub struct LoadOptions {
     pub env: BTreeMap<String, String>,
     /// `--env-file`; empty means `<project dir>/.env` when it exists.
     pub env_files: Vec<PathBuf>,
-    /// `--profile`.
+    /// `--profile` (else COMPOSE_PROFILES, comma-separated).
     pub profiles: Vec<String>,
     /// Where to look for default files (and the project directory when no
     /// `-f` is given); defaults to the current directory.
@@ -362,6 +363,76 @@ fn interpolate_node(
     Ok(())
 }
 
+/// docker-compose 1.29's normalisation of some keys kept as written.
+fn normalize_other(s: &mut Service, names: &BTreeSet<String>) {
+    for key in ["dns", "dns_search"] {
+        if let Some(Value::Str(x)) = s.other.get(key) {
+            let v = Value::Seq(vec![Value::Str(x.clone())]);
+            s.other.insert(key.to_string(), v);
+        }
+    }
+    if let Some(Value::Seq(items)) = s.other.get("sysctls") {
+        let m = items
+            .iter()
+            .map(|i| {
+                let t = value_text(i);
+                match t.split_once('=') {
+                    Some((k, v)) => (k.to_string(), Value::str(v)),
+                    None => (t, Value::str("")),
+                }
+            })
+            .collect();
+        s.other.insert("sysctls".into(), Value::Map(m));
+    }
+    if let Some(Value::Seq(items)) = s.other.get("volumes_from") {
+        let v = items
+            .iter()
+            .map(|i| {
+                let t = value_text(i);
+                let parts: Vec<&str> = t.split(':').collect();
+                let (kind, name, mode) = match parts.as_slice() {
+                    [n] => (None, *n, "rw"),
+                    [k @ ("service" | "container"), n] => (Some(*k), *n, "rw"),
+                    [n, m] => (None, *n, *m),
+                    [k, n, m, ..] => (Some(*k), *n, *m),
+                    [] => (None, "", "rw"),
+                };
+                let kind = kind.unwrap_or(if names.contains(name) {
+                    "service"
+                } else {
+                    "container"
+                });
+                Value::Str(format!("{kind}:{name}:{mode}"))
+            })
+            .collect();
+        s.other.insert("volumes_from".into(), Value::Seq(v));
+    }
+}
+
+/// Services a service needs started first: `depends_on`, `links`,
+/// `volumes_from: service:x` and `network_mode: service:x`.
+pub(crate) fn service_deps(s: &Service) -> Vec<String> {
+    let mut d: Vec<String> = s.depends_on.keys().cloned().collect();
+    d.extend(
+        s.links
+            .iter()
+            .map(|l| l.split(':').next().unwrap_or_default().to_string()),
+    );
+    if let Some(Value::Seq(items)) = s.other.get("volumes_from") {
+        for i in items {
+            if let Some(rest) = value_text(i).strip_prefix("service:") {
+                d.push(rest.split(':').next().unwrap_or_default().to_string());
+            }
+        }
+    }
+    if let Some(Value::Str(m)) = s.other.get("network_mode") {
+        if let Some(n) = m.strip_prefix("service:") {
+            d.push(n.to_string());
+        }
+    }
+    d
+}
+
 /// One file, converted.
 struct FileModel {
     version: Option<String>,
@@ -383,16 +454,54 @@ impl Project {
                 source,
             })?,
         };
-        let files: Vec<PathBuf> = if opts.files.is_empty() {
-            let main = DEFAULT_FILES
-                .iter()
-                .map(|f| cwd.join(f))
-                .find(|p| p.is_file())
+        // COMPOSE_FILE / COMPOSE_PROFILES from the environment or ./.env.
+        let early = |key: &str| -> Option<String> {
+            opts.env.get(key).cloned().or_else(|| {
+                let text = std::fs::read_to_string(cwd.join(".env")).ok()?;
+                parse_env_file(&text).ok()?.remove(key)
+            })
+        };
+        let compose_file: Vec<PathBuf> = if opts.files.is_empty() {
+            let sep = early("COMPOSE_PATH_SEPARATOR").unwrap_or_else(|| ":".into());
+            early("COMPOSE_FILE")
+                .map(|v| {
+                    v.split(sep.as_str())
+                        .filter(|s| !s.is_empty())
+                        .map(|s| cwd.join(s))
+                        .collect()
+                })
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let mut profiles = opts.profiles.clone();
+        if profiles.is_empty() {
+            if let Some(p) = early("COMPOSE_PROFILES") {
+                profiles = p
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect();
+            }
+        }
+        let files: Vec<PathBuf> = if !compose_file.is_empty() {
+            compose_file
+        } else if opts.files.is_empty() {
+            // The default file in the directory or the nearest parent.
+            let main = cwd
+                .ancestors()
+                .find_map(|d| {
+                    DEFAULT_FILES
+                        .iter()
+                        .map(|f| d.join(f))
+                        .find(|p| p.is_file())
+                })
                 .ok_or_else(|| ComposeError::NoComposeFile { dir: cwd.clone() })?;
+            let found_in = main.parent().map(Path::to_path_buf).unwrap_or_default();
             let mut v = vec![main];
             if let Some(o) = OVERRIDE_FILES
                 .iter()
-                .map(|f| cwd.join(f))
+                .map(|f| found_in.join(f))
                 .find(|p| p.is_file())
             {
                 v.push(o);
@@ -410,13 +519,10 @@ impl Project {
                 })
                 .collect()
         };
-        let dir = match &opts.working_dir {
-            Some(d) if opts.files.is_empty() => d.clone(),
-            _ => files[0]
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or(cwd.clone()),
-        };
+        let dir = files[0]
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or(cwd.clone());
         let dir = PathBuf::from(normpath(&dir.to_string_lossy()));
 
         // Interpolation environment: env files, then the given environment.
@@ -513,7 +619,7 @@ impl Project {
             services: fm.services,
             volumes: fm.volumes,
             networks: fm.networks,
-            profiles: opts.profiles.clone(),
+            profiles,
             environment: env,
             other: fm.other,
         };
@@ -548,6 +654,7 @@ impl Project {
                 }
             }
             s.environment = env;
+            normalize_other(s, &names);
             if let Some(b) = &mut s.build {
                 for (k, v) in b.args.iter_mut() {
                     if v.is_empty() {
@@ -605,7 +712,8 @@ impl Project {
     }
 
     /// Services sorted so that each comes after those it depends on
-    /// (`depends_on` and `links`); ties in name order. A cycle is an error.
+    /// (`depends_on`, `links`, `volumes_from`, `network_mode: service:`);
+    /// otherwise in name order. A cycle is an error.
     pub fn services_in_dependency_order(&self) -> Result<Vec<&Service>, ComposeError> {
         let deps = |s: &Service| -> Vec<String> {
             let mut d: Vec<String> = s.depends_on.keys().cloned().collect();

@@ -105,6 +105,20 @@ fn default_lookup_and_override() {
     let a = &p.services["a"];
     assert_eq!(a.environment_strings()["X"], "over");
     assert_eq!(a.replicas(), 3);
+    // Found from a subdirectory; the project directory is the file's.
+    let sub = t.path().join("deeper/still");
+    std::fs::create_dir_all(&sub).unwrap();
+    let (p, _) = load_in(&sub, &[]).unwrap();
+    assert_eq!(p.working_dir, t.path());
+    assert_eq!(p.files.len(), 2);
+    // COMPOSE_FILE wins over the lookup.
+    write(
+        t.path(),
+        "other.yml",
+        "services:\n  o:\n    image: busybox\n",
+    );
+    let (p, _) = load_in(t.path(), &[("COMPOSE_FILE", "other.yml")]).unwrap();
+    assert_eq!(p.service_names(), ["o"]);
 }
 
 #[test]
