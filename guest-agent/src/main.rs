@@ -93,7 +93,11 @@ pub(crate) fn spawn_reaper() {
         // Look without reaping, then reap only what nobody else awaits.
         match waitid(Id::All, WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
             Err(nix::errno::Errno::ECHILD) => {
-                std::thread::sleep(std::time::Duration::from_millis(200));
+                // No children at all: nothing can need reaping before one
+                // is spawned. Each wake-up is guest-kernel work (emulated
+                // on kvm_pvm hosts), so an idle agent looks rarely; a child
+                // that exits within this second stays a zombie that long.
+                std::thread::sleep(std::time::Duration::from_millis(1000));
             }
             Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
             Ok(st) => {

@@ -667,7 +667,7 @@ fn port_connect(mut conn: Box<dyn Conn>, id: u64, port: u16) {
 }
 
 fn events(engine: &Engine, mut conn: Box<dyn Conn>, id: u64, o: berth_protocol::EventsOptions) {
-    use crate::engine::events::{check_times, matches, watch_peer, Reader};
+    use crate::engine::events::{check_times, matches, watch_peer, Reader, Waiter};
     let now = || chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
     let result = check_times(o.since, o.until)
         .map(|_| Response::Ready)
@@ -681,6 +681,8 @@ fn events(engine: &Engine, mut conn: Box<dyn Conn>, id: u64, o: berth_protocol::
         Err(_) => return,
     };
     let start = now();
+    // Set up before the first read, so no append between the two is missed.
+    let waiter = Waiter::new(engine.layout().root());
     let mut reader = Reader::open(engine.layout().root());
     // Without `since`, only what happens from now on (as docker).
     let since = o.since.unwrap_or(start);
@@ -701,7 +703,11 @@ fn events(engine: &Engine, mut conn: Box<dyn Conn>, id: u64, o: berth_protocol::
         if past_until || gone.load(std::sync::atomic::Ordering::Relaxed) {
             break;
         }
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        // Woken by an append; the timeout bounds how late a closed peer or
+        // a passed `until` is noticed.
+        let left = o.until.map_or(i64::MAX, |u| u.saturating_sub(now()));
+        let wait_ms = (left.max(0) / 1_000_000).clamp(1, 1000) as u64;
+        waiter.wait(std::time::Duration::from_millis(wait_ms));
     }
     let _ = conn.flush();
     conn.shutdown_write();

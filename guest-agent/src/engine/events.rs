@@ -351,6 +351,80 @@ impl Reader {
     }
 }
 
+/// Wakes an events follower when `events.log` changes, instead of polling
+/// it: in an emulated guest kernel every poll (a `statx`, a `lseek`, a
+/// `read` and a thread wake-up) is work, and 20 polls a second kept an idle
+/// machine VM's vCPU busy (the host's port forwarder follows events all the
+/// time). inotify on the log's directory sees the appends of the agent and
+/// of its shims (other processes) and the rename a trim does.
+pub struct Waiter {
+    inotify: Option<nix::sys::inotify::Inotify>,
+}
+
+impl Waiter {
+    /// A waiter for `<root>/events.log`; without inotify (error at setup)
+    /// [`Waiter::wait`] falls back to a short sleep.
+    pub fn new(root: &Path) -> Waiter {
+        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+            .ok()
+            .filter(|i| {
+                i.add_watch(
+                    root,
+                    AddWatchFlags::IN_MODIFY
+                        | AddWatchFlags::IN_CREATE
+                        | AddWatchFlags::IN_MOVED_TO,
+                )
+                .is_ok()
+            });
+        Waiter { inotify }
+    }
+
+    /// Returns when `events.log` may have changed, or after `timeout`.
+    pub fn wait(&self, timeout: std::time::Duration) {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let Some(inotify) = &self.inotify else {
+            std::thread::sleep(timeout.min(std::time::Duration::from_millis(50)));
+            return;
+        };
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            let mut fds = [PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
+            let ms =
+                PollTimeout::try_from(left.as_millis().max(1) as i32).unwrap_or(PollTimeout::MAX);
+            match poll(&mut fds, ms) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    return;
+                }
+            }
+            match inotify.read_events() {
+                Ok(events) => {
+                    let ours = events
+                        .iter()
+                        .any(|e| e.name.as_deref() == Some(std::ffi::OsStr::new("events.log")));
+                    if ours {
+                        return;
+                    }
+                }
+                Err(nix::errno::Errno::EAGAIN) => {}
+                Err(_) => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// Whether the peer of a stream connection has gone (a reader thread sees
 /// EOF); the client sends nothing after its request.
 pub fn watch_peer(mut r: Box<dyn Read + Send>) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
