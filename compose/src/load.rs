@@ -716,12 +716,7 @@ impl Project {
     /// otherwise in name order. A cycle is an error.
     pub fn services_in_dependency_order(&self) -> Result<Vec<&Service>, ComposeError> {
         let deps = |s: &Service| -> Vec<String> {
-            let mut d: Vec<String> = s.depends_on.keys().cloned().collect();
-            d.extend(
-                s.links
-                    .iter()
-                    .map(|l| l.split(':').next().unwrap_or_default().to_string()),
-            );
+            let mut d = service_deps(s);
             d.retain(|x| self.services.contains_key(x));
             d
         };

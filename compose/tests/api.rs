@@ -318,3 +318,21 @@ fn durations() {
     assert_eq!(Duration::parse("1s1m"), None);
     assert_eq!(Duration::parse(""), None);
 }
+
+#[test]
+fn order_follows_volumes_from_and_network_mode() {
+    let t = tempfile::tempdir().unwrap();
+    write(
+        t.path(),
+        "compose.yaml",
+        "services:\n  a:\n    image: x\n    volumes_from: [z]\n  b:\n    image: x\n    network_mode: service:a\n  z:\n    image: x\n",
+    );
+    let (p, _) = load_in(t.path(), &[]).unwrap();
+    let order: Vec<&str> = p
+        .services_in_dependency_order()
+        .unwrap()
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(order, ["z", "a", "b"]);
+}
