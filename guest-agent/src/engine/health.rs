@@ -310,6 +310,10 @@ impl Monitor {
 
     /// How long the shim may sleep before [`Monitor::service`] has work.
     pub fn wait(&self) -> Duration {
+        if self.paused {
+            // Only the unpause to notice: the shim's usual tick.
+            return Duration::from_secs(1);
+        }
         let at = match &self.probe {
             Some(p) => p.kill_at,
             None => self.next,

@@ -579,6 +579,49 @@ mod tests {
     }
 
     #[test]
+    fn health_in_status_and_filter() {
+        let mut d = sample_details(ContainerStatus::Running);
+        let st = |d: &ContainerDetails| status_text(&d.summary);
+        let f = |d: &ContainerDetails, v: &str| matches(&d.summary, &[("health".into(), v.into())]);
+        assert!(!st(&d).contains('('));
+        assert!(f(&d, "none") && !f(&d, "healthy"));
+        for (status, suffix) in [
+            ("starting", " (health: starting)"),
+            ("healthy", " (healthy)"),
+            ("unhealthy", " (unhealthy)"),
+        ] {
+            d.summary.health = Some(berth_protocol::Health {
+                status: status.into(),
+                ..Default::default()
+            });
+            assert!(
+                st(&d).starts_with("Up ") && st(&d).ends_with(suffix),
+                "{}",
+                st(&d)
+            );
+            assert!(f(&d, status) && !f(&d, "none"));
+        }
+        // Paused wins; stopped containers show no health.
+        d.summary.status = ContainerStatus::Paused;
+        assert!(st(&d).ends_with(" (Paused)"));
+        d.summary.status = ContainerStatus::Exited;
+        assert!(st(&d).starts_with("Exited ("));
+        // inspect: State.Health and Config.Healthcheck as docker's.
+        d.config.healthcheck = Some(berth_protocol::HealthConfig {
+            test: vec!["CMD".into(), "true".into()],
+            retries: 2,
+            ..Default::default()
+        });
+        let v = container_json(Isolation::Native, &d, None, None);
+        assert_eq!(v["State"]["Health"]["Status"], "unhealthy");
+        assert_eq!(v["State"]["Health"]["FailingStreak"], 0);
+        assert_eq!(
+            v["Config"]["Healthcheck"],
+            json!({"Test": ["CMD", "true"], "Retries": 2})
+        );
+    }
+
+    #[test]
     fn ps_ports_and_networks() {
         let d = running_web();
         let row = ps_json(&d.summary, Some(&d), true);

@@ -976,3 +976,94 @@ mod tests {
         assert!(parse_bytes("-5m").is_err());
     }
 }
+
+#[cfg(test)]
+mod health_flag_tests {
+    use super::*;
+
+    fn flags(
+        f: impl FnOnce(&mut HealthArgs),
+    ) -> Result<Option<berth_protocol::HealthConfig>, String> {
+        let mut a = HealthArgs::default();
+        f(&mut a);
+        a.config().map_err(|e| match e {
+            ArgError::Flag {
+                flag,
+                value,
+                reason,
+            } => format!("{flag} {value} {reason}"),
+            ArgError::Other(m) | ArgError::Daemon(m) => m,
+        })
+    }
+
+    #[test]
+    fn health_flags_as_dockers_cli() {
+        assert_eq!(flags(|_| {}), Ok(None));
+        let c = flags(|a| {
+            a.health_cmd = Some("curl -f x".into());
+            a.health_interval = Some("1m30s".into());
+            a.health_retries = Some("0x10".into());
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.test, vec!["CMD-SHELL", "curl -f x"]);
+        assert_eq!((c.interval, c.retries), (90_000_000_000, 16));
+        // Options without a command keep the image's test.
+        let c = flags(|a| a.health_timeout = Some("2s".into()))
+            .unwrap()
+            .unwrap();
+        assert!(c.test.is_empty());
+        assert_eq!(
+            flags(|a| a.no_healthcheck = true).unwrap().unwrap().test,
+            vec!["NONE"]
+        );
+        assert_eq!(
+            flags(|a| {
+                a.no_healthcheck = true;
+                a.health_retries = Some("1".into());
+            }),
+            Err("--no-healthcheck conflicts with --health-* options".into())
+        );
+        // Zero values are "not given", as docker's.
+        assert_eq!(
+            flags(|a| {
+                a.no_healthcheck = true;
+                a.health_interval = Some("0s".into());
+            })
+            .unwrap()
+            .unwrap()
+            .test,
+            vec!["NONE"]
+        );
+        assert_eq!(
+            flags(|a| {
+                a.health_timeout = Some("-1s".into());
+                a.health_interval = Some("-1s".into());
+            }),
+            Err("--health-interval cannot be negative".into())
+        );
+        assert_eq!(
+            flags(|a| a.health_interval = Some("7".into())),
+            Err("--health-interval 7 time: missing unit in duration \"7\"".into())
+        );
+        assert_eq!(
+            flags(|a| a.health_retries = Some("1e3".into())),
+            Err("--health-retries 1e3 strconv.ParseInt: parsing \"1e3\": invalid syntax".into())
+        );
+    }
+
+    #[test]
+    fn go_ints() {
+        assert_eq!(go_parse_int("42"), Ok(42));
+        assert_eq!(go_parse_int("-0x1f"), Ok(-31));
+        assert_eq!(go_parse_int("010"), Ok(8));
+        assert_eq!(go_parse_int("0b1_01"), Ok(5));
+        assert_eq!(go_parse_int("1_0"), Err("invalid syntax"));
+        assert_eq!(go_parse_int(""), Err("invalid syntax"));
+        assert_eq!(
+            go_parse_int("9223372036854775808"),
+            Err("value out of range")
+        );
+        assert_eq!(go_parse_int("-9223372036854775808"), Ok(i64::MIN));
+    }
+}
