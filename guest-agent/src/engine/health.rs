@@ -43,8 +43,11 @@ pub const MAX_OUTPUT: usize = 4096;
 /// (docker's, separate from the probe's own timeout).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// docker's `timeoutWithDefault`; a negative value (an image's: the
+/// engine refuses the user's) counts as unset too, so a hostile image
+/// cannot make the shim probe back to back.
 fn or_default(v: i64, d: i64) -> i64 {
-    if v == 0 {
+    if v <= 0 {
         d
     } else {
         v
@@ -721,6 +724,9 @@ mod tests {
         assert_eq!(next_interval(&c, SECOND, STARTING), Duration::from_secs(5));
         c.start_interval = SECOND;
         assert_eq!(next_interval(&c, SECOND, STARTING), Duration::from_secs(1));
+        c.start_interval = -SECOND;
+        assert_eq!(next_interval(&c, SECOND, STARTING), Duration::from_secs(5));
+        c.start_interval = SECOND;
         assert_eq!(next_interval(&c, SECOND, HEALTHY), Duration::from_secs(2));
         assert_eq!(
             next_interval(&c, 61 * SECOND, STARTING),
