@@ -384,6 +384,20 @@ fn normalize_other(s: &mut Service, names: &BTreeSet<String>) {
             .collect();
         s.other.insert("sysctls".into(), Value::Map(m));
     }
+    for key in ["secrets", "configs"] {
+        if let Some(Value::Seq(items)) = s.other.get(key) {
+            let v = items
+                .iter()
+                .map(|i| match i {
+                    Value::Str(x) => {
+                        Value::Map(BTreeMap::from([("source".to_string(), Value::str(x))]))
+                    }
+                    other => other.clone(),
+                })
+                .collect();
+            s.other.insert(key.to_string(), Value::Seq(v));
+        }
+    }
     if let Some(Value::Seq(items)) = s.other.get("volumes_from") {
         let v = items
             .iter()
@@ -629,6 +643,27 @@ impl Project {
 
     fn finalize(&mut self, warnings: &mut Vec<Warning>) -> Result<(), ComposeError> {
         let names: BTreeSet<String> = self.services.keys().cloned().collect();
+        // Top-level secrets/configs: `file` made absolute, external named.
+        for section in ["secrets", "configs"] {
+            if let Some(Value::Map(entries)) = self.other.get_mut(section) {
+                for (name, def) in entries.iter_mut() {
+                    let Value::Map(d) = def else { continue };
+                    if let Some(Value::Str(f)) = d.get("file") {
+                        let abs = if f.starts_with('/') {
+                            normpath(f)
+                        } else {
+                            normpath(&self.working_dir.join(f).to_string_lossy())
+                        };
+                        d.insert("file".into(), Value::Str(abs));
+                    }
+                    if matches!(d.get("external"), Some(Value::Bool(true)))
+                        && !d.contains_key("name")
+                    {
+                        d.insert("name".into(), Value::str(name.clone()));
+                    }
+                }
+            }
+        }
         for (name, s) in self.services.iter_mut() {
             // env_file contents first, then `environment`, then bare names
             // from the interpolation environment.
