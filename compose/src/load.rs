@@ -721,6 +721,15 @@ impl Project {
                     service: name.clone(),
                 });
             }
+            let mut targets = BTreeSet::new();
+            for m in &s.volumes {
+                if !targets.insert(m.target()) {
+                    return Err(ComposeError::Service {
+                        service: name.clone(),
+                        msg: format!("duplicate mount points: {:?} is mounted twice", m.target()),
+                    });
+                }
+            }
             for m in &s.volumes {
                 if let Some(v) = m.named_volume() {
                     if !self.volumes.contains_key(v) {
