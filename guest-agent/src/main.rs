@@ -96,8 +96,9 @@ pub(crate) fn spawn_reaper() {
                 // No children at all: nothing can need reaping before one
                 // is spawned. Each wake-up is guest-kernel work (emulated
                 // on kvm_pvm hosts), so an idle agent looks rarely; a child
-                // that exits within this second stays a zombie that long.
-                std::thread::sleep(std::time::Duration::from_millis(1000));
+                // that exits meanwhile stays a zombie that long (liveness
+                // checks treat zombies as gone).
+                std::thread::sleep(std::time::Duration::from_secs(5));
             }
             Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
             Ok(st) => {

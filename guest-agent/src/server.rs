@@ -706,7 +706,7 @@ fn events(engine: &Engine, mut conn: Box<dyn Conn>, id: u64, o: berth_protocol::
         // Woken by an append; the timeout bounds how late a closed peer or
         // a passed `until` is noticed.
         let left = o.until.map_or(i64::MAX, |u| u.saturating_sub(now()));
-        let wait_ms = (left.max(0) / 1_000_000).clamp(1, 1000) as u64;
+        let wait_ms = (left.max(0) / 1_000_000).clamp(1, 5000) as u64;
         waiter.wait(std::time::Duration::from_millis(wait_ms));
     }
     let _ = conn.flush();

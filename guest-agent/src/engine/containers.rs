@@ -266,6 +266,7 @@ impl ContainerStore {
         if !matches!(cfg.restart.name.as_str(), "" | "no") {
             self.policy_hint
                 .store(true, std::sync::atomic::Ordering::Relaxed);
+            super::restart::wake();
         }
         let rec = ContainerRecord {
             id: id.clone(),

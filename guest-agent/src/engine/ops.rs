@@ -352,6 +352,7 @@ impl ContainerStore {
             if !matches!(p.name.as_str(), "" | "no") {
                 self.policy_hint
                     .store(true, std::sync::atomic::Ordering::Relaxed);
+                super::restart::wake();
             }
             r.config.restart = p;
         }

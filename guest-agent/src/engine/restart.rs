@@ -24,10 +24,16 @@ pub fn spawn(engine: Arc<Engine>) {
             let _ = std::fs::remove_file(engine.layout().container(&r.id).join(STOPPED));
         }
     }
-    std::thread::spawn(move || loop {
+    let handle = std::thread::spawn(move || loop {
         // Idle (no file system access at all) until some container has a
-        // policy: in an emulated guest even a cheap periodic scan is work.
-        if engine.containers.policy_hint.load(Ordering::Relaxed) && !tick(&engine) {
+        // policy: in an emulated guest even a cheap periodic scan is work,
+        // and so is waking up every second to look at the hint.
+        if !engine.containers.policy_hint.load(Ordering::Relaxed) {
+            // `wake` unparks it when a policy is set.
+            std::thread::park_timeout(Duration::from_secs(60));
+            continue;
+        }
+        if !tick(&engine) {
             engine
                 .containers
                 .policy_hint
@@ -35,6 +41,18 @@ pub fn spawn(engine: Arc<Engine>) {
         }
         std::thread::sleep(Duration::from_millis(1000));
     });
+    let _ = POLICY_THREAD.set(handle.thread().clone());
+}
+
+/// The policy thread, for [`wake`].
+static POLICY_THREAD: std::sync::OnceLock<std::thread::Thread> = std::sync::OnceLock::new();
+
+/// Tells the policy thread that a container may have a policy now (call
+/// after setting `policy_hint`).
+pub(super) fn wake() {
+    if let Some(t) = POLICY_THREAD.get() {
+        t.unpark();
+    }
 }
 
 fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
