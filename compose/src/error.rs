@@ -40,21 +40,44 @@ pub enum ComposeError {
         key: String,
         msg: String,
     },
-    #[error("service {service:?}: {msg}")]
-    Service { service: String, msg: String },
+    /// A service refers to something undefined, or mounts a path twice.
+    /// `key` is the dotted path (`services.web.depends_on`); `location`
+    /// is where that key was written (the last file that set it).
+    #[error("{}{key}: {msg}", fmt_location(.location))]
+    Service {
+        service: String,
+        key: String,
+        location: Option<Location>,
+        msg: String,
+    },
     #[error("invalid project name {name:?}: use lowercase letters, digits, '-' and '_', starting with a letter or digit")]
     ProjectName { name: String },
     #[error("circular dependency between services: {}", cycle.join(" -> "))]
     Cycle { cycle: Vec<String> },
 }
 
+/// Where a key was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub file: PathBuf,
+    pub line: usize,
+    pub col: usize,
+}
+
+fn fmt_location(l: &Option<Location>) -> String {
+    match l {
+        Some(l) => format!("{}:{}:{}: ", l.file.display(), l.line, l.col),
+        None => String::new(),
+    }
+}
+
 impl ComposeError {
     /// The dotted key path an error is about, when it has one.
     pub fn key(&self) -> Option<&str> {
         match self {
-            ComposeError::Invalid { key, .. } | ComposeError::Interpolation { key, .. } => {
-                Some(key)
-            }
+            ComposeError::Invalid { key, .. }
+            | ComposeError::Interpolation { key, .. }
+            | ComposeError::Service { key, .. } => Some(key),
             _ => None,
         }
     }

@@ -363,6 +363,15 @@ fn interpolate_node(
     Ok(())
 }
 
+fn svc_err(name: &str, s: &Service, key: &str, msg: String) -> ComposeError {
+    ComposeError::Service {
+        service: name.to_string(),
+        key: format!("services.{name}.{key}"),
+        location: s.key_locations.get(key).cloned(),
+        msg,
+    }
+}
+
 /// docker-compose 1.29's normalisation of some keys kept as written.
 fn normalize_other(s: &mut Service, names: &BTreeSet<String>) {
     for key in ["dns", "dns_search"] {
@@ -701,19 +710,23 @@ impl Project {
             }
             for dep in s.depends_on.keys() {
                 if !names.contains(dep) {
-                    return Err(ComposeError::Service {
-                        service: name.clone(),
-                        msg: format!("depends on service {dep:?} which is undefined"),
-                    });
+                    return Err(svc_err(
+                        name,
+                        s,
+                        "depends_on",
+                        format!("depends on service {dep:?} which is undefined"),
+                    ));
                 }
             }
             for l in &s.links {
                 let target = l.split(':').next().unwrap_or_default();
                 if !names.contains(target) {
-                    return Err(ComposeError::Service {
-                        service: name.clone(),
-                        msg: format!("has a link to service {target:?} which is undefined"),
-                    });
+                    return Err(svc_err(
+                        name,
+                        s,
+                        "links",
+                        format!("has a link to service {target:?} which is undefined"),
+                    ));
                 }
             }
             if !s.links.is_empty() {
@@ -724,30 +737,31 @@ impl Project {
             let mut targets = BTreeSet::new();
             for m in &s.volumes {
                 if !targets.insert(m.target()) {
-                    return Err(ComposeError::Service {
-                        service: name.clone(),
-                        msg: format!("duplicate mount points: {:?} is mounted twice", m.target()),
-                    });
+                    return Err(svc_err(
+                        name,
+                        s,
+                        "volumes",
+                        format!("duplicate mount points: {:?} is mounted twice", m.target()),
+                    ));
                 }
             }
             for m in &s.volumes {
                 if let Some(v) = m.named_volume() {
                     if !self.volumes.contains_key(v) {
-                        return Err(ComposeError::Service {
-                            service: name.clone(),
-                            msg: format!(
+                        return Err(svc_err(name, s, "volumes", format!(
                                 "named volume {v:?} is used but no declaration was found in the volumes section"
-                            ),
-                        });
+                            )));
                     }
                 }
             }
             for n in s.networks.keys() {
                 if n != "default" && !self.networks.contains_key(n) {
-                    return Err(ComposeError::Service {
-                        service: name.clone(),
-                        msg: format!("uses an undefined network {n:?}"),
-                    });
+                    return Err(svc_err(
+                        name,
+                        s,
+                        "networks",
+                        format!("uses an undefined network {n:?}"),
+                    ));
                 }
             }
         }
@@ -1206,6 +1220,7 @@ pub fn merge_service(mut b: Service, o: Service) -> Service {
     merge_opt(&mut b.stop_signal, o.stop_signal);
     merge_opt(&mut b.stop_grace_period, o.stop_grace_period);
     merge_unique(&mut b.profiles, o.profiles);
+    b.key_locations.extend(o.key_locations);
     for (k, v) in o.other {
         let mut slot = b.other.remove(&k);
         merge_value(&mut slot, Some(v));
@@ -1247,6 +1262,14 @@ fn service(cx: &Cx, name: &str, n: &Node) -> Result<Service, ComposeError> {
     }
     for (k, v) in cx.map(n, &base)? {
         let key = k.text().unwrap_or_default();
+        s.key_locations.insert(
+            key.to_string(),
+            Location {
+                file: cx.file.to_path_buf(),
+                line: k.mark.line,
+                col: k.mark.col,
+            },
+        );
         let path = format!("{base}.{key}");
         let p = path.as_str();
         match key {

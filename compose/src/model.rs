@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+pub use crate::error::Location;
 use crate::value::Value;
 
 /// A loaded, merged and interpolated compose project.
@@ -66,6 +67,9 @@ pub struct Service {
     pub profiles: Vec<String>,
     /// Other Compose Specification keys (and `x-` keys), kept as written.
     pub other: BTreeMap<String, Value>,
+    /// Where each top-level key of the service was written (the last file
+    /// that set it), for error messages.
+    pub key_locations: BTreeMap<String, Location>,
 }
 
 impl Service {

@@ -56,12 +56,12 @@ const INVALID: &[(&str, &str, &str)] = &[
     (
         "invalid_depends_undefined",
         "Service 'a' depends on service 'ghost' which is undefined.",
-        "service \"a\": depends on service \"ghost\" which is undefined",
+        "docker-compose.yml:5:5: services.a.depends_on: depends on service \"ghost\" which is undefined",
     ),
     (
         "invalid_undefined_volume",
         "Named volume \"missing:/data:rw\" is used in service \"a\" but no declaration was found in the volumes section.",
-        "named volume \"missing\" is used but no declaration was found in the volumes section",
+        "docker-compose.yml:5:5: services.a.volumes: named volume \"missing\" is used but no declaration was found in the volumes section",
     ),
     (
         "invalid_env_bool",
@@ -86,7 +86,7 @@ const INVALID: &[(&str, &str, &str)] = &[
     (
         "invalid_duplicate_mount",
         "Duplicate mount points: [",
-        "service \"app\": duplicate mount points: \"/data\" is mounted twice",
+        "docker-compose.yml:4:5: services.app.volumes: duplicate mount points: \"/data\" is mounted twice",
     ),
 ];
 
@@ -227,7 +227,10 @@ fn config_matches_docker_compose_1_29() {
             let Some((_, theirs_says, ours_says)) = entry else {
                 // Ad-hoc corpora: both must fail; show the two messages.
                 assert!(ad_hoc, "{name}: no entry in INVALID");
-                println!("{name}:\n  docker-compose: {}\n  ours: {mine:?}", stderr.trim());
+                println!(
+                    "{name}:\n  docker-compose: {}\n  ours: {mine:?}",
+                    stderr.trim()
+                );
                 if !ok && mine.is_err() {
                     same_err += 1;
                 } else {
