@@ -2,7 +2,7 @@
 //! model, `extends`, merging of several files, and validation.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::ComposeError;
@@ -312,11 +312,26 @@ fn valid_project_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
+/// Reads a compose, env or extends file, refusing more than
+/// [`yaml::MAX_FILE_BYTES`] (a path may name /dev/zero or a FIFO's peer).
 fn read(path: &Path) -> Result<Vec<u8>, ComposeError> {
-    std::fs::read(path).map_err(|source| ComposeError::Io {
+    use std::io::Read;
+    let io = |source| ComposeError::Io {
         file: path.to_path_buf(),
         source,
-    })
+    };
+    let f = std::fs::File::open(path).map_err(io)?;
+    let mut buf = Vec::new();
+    f.take(yaml::MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(io)?;
+    if buf.len() > yaml::MAX_FILE_BYTES {
+        return Err(ComposeError::Limit {
+            file: path.to_path_buf(),
+            what: format!("file larger than {} bytes", yaml::MAX_FILE_BYTES),
+        });
+    }
+    Ok(buf)
 }
 
 /// Interpolates every scalar value (not keys) of a section in place.
@@ -1121,8 +1136,9 @@ fn merge_opt<T>(base: &mut Option<T>, over: Option<T>) {
 }
 
 fn merge_unique(base: &mut Vec<String>, over: Vec<String>) {
+    let mut seen: HashSet<String> = base.iter().cloned().collect();
     for o in over {
-        if !base.contains(&o) {
+        if seen.insert(o.clone()) {
             base.push(o);
         }
     }
@@ -1168,15 +1184,26 @@ pub fn merge_service(mut b: Service, o: Service) -> Service {
             b.env_file.push(f);
         }
     }
+    let mut have: HashSet<Port> = b.ports.iter().cloned().collect();
     for p in o.ports {
-        if !b.ports.contains(&p) {
+        if have.insert(p.clone()) {
             b.ports.push(p);
         }
     }
+    // Override mounts replace base ones with the same target.
+    let mut by_target: HashMap<String, usize> = b
+        .volumes
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.target().to_string(), i))
+        .collect();
     for m in o.volumes {
-        match b.volumes.iter_mut().find(|x| x.target() == m.target()) {
-            Some(slot) => *slot = m,
-            None => b.volumes.push(m),
+        match by_target.get(m.target()) {
+            Some(&i) => b.volumes[i] = m,
+            None => {
+                by_target.insert(m.target().to_string(), b.volumes.len());
+                b.volumes.push(m);
+            }
         }
     }
     merge_unique(&mut b.tmpfs, o.tmpfs);

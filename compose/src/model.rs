@@ -141,7 +141,7 @@ pub enum Command {
 }
 
 /// A published or exposed port.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Port {
     pub target: u16,
     pub published: Option<u16>,

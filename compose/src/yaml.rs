@@ -7,7 +7,7 @@
 //! plain (unquoted): typing (int, bool, null) is decided by the schema
 //! position that reads them, as YAML 1.1 (PyYAML, docker-compose) would.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use yaml_rust2::parser::{Event, Parser};
@@ -17,8 +17,11 @@ use crate::error::ComposeError;
 
 /// Deepest nesting of sequences/mappings accepted.
 pub const MAX_DEPTH: usize = 128;
-/// Most nodes a document may hold once aliases are expanded.
+/// Most nodes a document may hold once aliases are expanded; every 64
+/// bytes of scalar text count as one more node, so this also bounds the
+/// expanded size (about 64 MiB).
 pub const MAX_NODES: usize = 1_000_000;
+const BYTES_PER_NODE: usize = 64;
 /// Largest compose file accepted, in bytes.
 pub const MAX_FILE_BYTES: usize = 16 << 20;
 
@@ -117,7 +120,7 @@ impl Node {
 
     fn count(&self) -> usize {
         match &self.kind {
-            Kind::Scalar { .. } => 1,
+            Kind::Scalar { text, .. } => 1 + text.len() / BYTES_PER_NODE,
             Kind::Seq(s) => 1 + s.iter().map(Node::count).sum::<usize>(),
             Kind::Map(m) => 1 + m.iter().map(|(k, v)| k.count() + v.count()).sum::<usize>(),
         }
@@ -338,7 +341,7 @@ pub fn load(file: &Path, bytes: &[u8]) -> Result<Option<Node>, ComposeError> {
                 _ => return Err(syntax(mark.line, mark.col, "unbalanced mapping".into())),
             },
             Event::Scalar(text, style, anchor, _tag) => {
-                total += 1;
+                total += 1 + text.len() / BYTES_PER_NODE;
                 (
                     Node {
                         mark,
@@ -400,6 +403,8 @@ pub fn load(file: &Path, bytes: &[u8]) -> Result<Option<Node>, ComposeError> {
 
 /// Resolves `<<` merge keys and rejects duplicate keys.
 fn apply_merge(file: &Path, items: Vec<(Node, Node)>) -> Result<Vec<(Node, Node)>, ComposeError> {
+    let mut seen: HashSet<String> = HashSet::with_capacity(items.len());
+    let mut merged_seen: HashSet<String> = HashSet::new();
     let has_merge = items
         .iter()
         .any(|(k, _)| matches!(&k.kind, Kind::Scalar { text, plain: true } if text == "<<"));
@@ -432,14 +437,14 @@ fn apply_merge(file: &Path, items: Vec<(Node, Node)>) -> Result<Vec<(Node, Node)
                 };
                 for (mk, mv) in entries {
                     // The first source to give a key wins.
-                    if !merged.iter().any(|(e, _)| e.text() == mk.text()) {
+                    if merged_seen.insert(mk.text().unwrap_or_default().to_string()) {
                         merged.push((mk, mv));
                     }
                 }
             }
             continue;
         }
-        if out.iter().any(|(e, _)| e.text() == k.text()) {
+        if !seen.insert(k.text().unwrap_or_default().to_string()) {
             return Err(ComposeError::Invalid {
                 file: file.to_path_buf(),
                 line: k.mark.line,
@@ -452,7 +457,7 @@ fn apply_merge(file: &Path, items: Vec<(Node, Node)>) -> Result<Vec<(Node, Node)
     }
     if has_merge {
         for (mk, mv) in merged {
-            if !out.iter().any(|(e, _)| e.text() == mk.text()) {
+            if !seen.contains(mk.text().unwrap_or_default()) {
                 out.push((mk, mv));
             }
         }
@@ -489,6 +494,27 @@ mod tests {
             ));
         }
         assert!(matches!(p(&s), Err(ComposeError::Limit { .. })));
+    }
+
+    #[test]
+    fn big_aliased_strings_are_bounded() {
+        let big = "x".repeat(1 << 20);
+        let mut s = format!("a: &a {big}\nb: [");
+        s.push_str(&vec!["*a"; 200].join(","));
+        s.push_str("]\n");
+        assert!(matches!(p(&s), Err(ComposeError::Limit { .. })));
+    }
+
+    #[test]
+    fn wide_mappings_and_late_duplicates() {
+        let s: String = (0..200_000).map(|i| format!("k{i}: v\n")).collect();
+        let n = p(&s).unwrap().unwrap();
+        assert_eq!(n.as_map().unwrap().len(), 200_000);
+        let dup = s + "k7: again\n";
+        assert!(matches!(
+            p(&dup),
+            Err(ComposeError::Invalid { line: 200_001, .. })
+        ));
     }
 
     #[test]

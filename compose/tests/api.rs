@@ -291,6 +291,16 @@ fn hostile_files_fail_cleanly() {
     write(
         t.path(),
         "compose.yaml",
+        "services:\n  a:\n    image: x\n    env_file: /dev/zero\n",
+    );
+    assert!(matches!(
+        load_in(t.path(), &[]),
+        Err(ComposeError::Limit { .. })
+    ));
+
+    write(
+        t.path(),
+        "compose.yaml",
         "services:\n  a:\n    extends: a\n",
     );
     assert!(load_in(t.path(), &[]).is_err());
