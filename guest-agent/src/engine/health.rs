@@ -42,6 +42,9 @@ pub const MAX_OUTPUT: usize = 4096;
 /// How long an exec may take to start before the probe counts as failed
 /// (docker's, separate from the probe's own timeout).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Past start and timeout, how long the shim waits before it kills a
+/// probe process that has not reported.
+const WEDGED_MARGIN: Duration = Duration::from_secs(90);
 
 /// docker's `timeoutWithDefault`; a negative value (an image's: the
 /// engine refuses the user's) counts as unset too, so a hostile image
@@ -423,10 +426,13 @@ impl Monitor {
                     out,
                     buf: Vec::new(),
                     start,
+                    // The probe enforces the timeout itself; this only
+                    // catches a wedged one. Generous: where the guest
+                    // kernel is emulated and busy, one probe took 80 s.
                     kill_at: Instant::now()
                         + START_TIMEOUT
                         + Duration::from_nanos(timeout)
-                        + Duration::from_secs(5),
+                        + WEDGED_MARGIN,
                 });
             }
             Err(e) => self.finish(start, -1, format!("health check probe: {e}")),
