@@ -21,7 +21,7 @@
 #   uptime the guest's own uptime at the marker, when the agent prints it
 # Then the VMM is killed (SIGKILL, by the PID this script started).
 #
-# Environment: ROUNDS (3), BERTH_KERNEL (default: newest
+# Environment: ROUNDS (3), MEM_MIB (guest RAM, 512), BERTH_KERNEL (default: newest
 # ${BERTH_CACHE_DIR:-~/.cache/berth}/kernel/*/vmlinux, built with
 # kernel-config/build-kernel.sh when there is none), BOOT_TIMEOUT (400 s per
 # boot), NICE (niceness of both VMMs, 10), KEEP=1 keeps the work directory
@@ -30,6 +30,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 rounds=${ROUNDS:-3}
+mem_mib=${MEM_MIB:-512}
 timeout_s=${BOOT_TIMEOUT:-400}
 niceness=${NICE:-10}
 init_marker='berth-agent: started as init'
@@ -173,11 +174,11 @@ finally:
 EOF
 
 berth_cmd=(nice -n "$niceness" "$vmm" --kernel "$kernel" --disk "$rootfs,ro"
-    --cmdline "$base_cmdline $root_args" --cpus 1 --mem-mib 512 --boot-mem-mib 512
+    --cmdline "$base_cmdline $root_args" --cpus 1 --mem-mib "$mem_mib" --boot-mem-mib "$mem_mib"
     --serial-log "$work/berth.serial" --vsock-uds "$work/vsock.sock" --rng)
 qemu_cmd=(nice -n "$niceness" qemu-system-x86_64
     -M microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=off
-    -enable-kvm -cpu host,-arch-capabilities -m 512 -smp 1
+    -enable-kvm -cpu host,-arch-capabilities -m "$mem_mib" -smp 1
     -nodefaults -no-user-config -nographic
     -serial "file:$work/qemu.serial" -no-reboot -device i8042
     -drive "id=root,file=$rootfs,format=raw,if=none,readonly=on"
@@ -240,7 +241,7 @@ echo
 echo "berth-vmm vs qemu-system-x86_64 -M microvm: $rounds round(s), interleaved, medians"
 echo "kernel $kernel"
 echo "root disk: read-only ext4 on virtio-blk /dev/vda, berth-agent as /init ($(( $(stat -c %s "$rootfs") / 1024 )) KiB);"
-echo "agent state on tmpfs; 1 vCPU, 512 MiB at boot each"
+echo "agent state on tmpfs; 1 vCPU, $mem_mib MiB at boot each"
 awk -v bi="$(col berth 1)" -v qi="$(col qemu 1)" \
     -v bu="$(col berth 3)" -v qu="$(col qemu 3)" \
     -v bir="$(col berth 2)" -v qir="$(col qemu 2)" \

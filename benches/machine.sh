@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Machine VM efficiency (issue 25), one run, side by side:
+#   1. boot -> agent ready: berth-vmm vs QEMU `-M microvm` with the same
+#      kernel, root disk (the agent as /init) and command line
+#      (benches/boot.sh, ROUNDS=1 by default), and the ratio;
+#   2. `berth machine start` (the real machine: data disk, shares, network)
+#      -> agent ready, with the CLI's own breakdown (timings.json);
+#   3. `berth run --rm berth/busybox true` in the warm machine;
+#   4. the idle machine VMM's CPU (utime+stime of the VMM process from
+#      /proc/<pid>/stat) over IDLE_S seconds, no containers running.
+# The machine runs in a private BERTH_HOME (removed at the end) and is
+# stopped afterwards.
+#
+#   benches/machine.sh
+#   ROUNDS=3 IDLE_S=60 MEM_MIB=512 benches/machine.sh
+#
+# Environment: ROUNDS (boot rounds, 1), IDLE_S (60), SETTLE_S (wait after
+# the last run before the idle window, 30), MEM_MIB (guest RAM for
+# both VMMs in step 1 and for the machine, default: the machine's default),
+# BERTH_KERNEL, IMAGE (out/images/busybox.oci.tar), KEEP=1 keeps the
+# BERTH_HOME. Needs the release binaries (PROFILE=release scripts/dev-build.sh).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+idle_s=${IDLE_S:-60}
+settle_s=${SETTLE_S:-30}
+image=${IMAGE:-$root/out/images/busybox.oci.tar}
+berth=$root/target/release/berth
+agent=$root/target/x86_64-unknown-linux-gnu/release/berth-agent
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { log "FAIL: $*"; exit 1; }
+
+[[ $idle_s =~ ^[1-9][0-9]*$ ]] || die "IDLE_S must be a positive integer"
+[[ $settle_s =~ ^[0-9]+$ ]] || die "SETTLE_S must be a whole number"
+[ -x "$berth" ] || die "missing $berth (PROFILE=release scripts/dev-build.sh)"
+[ -x "$agent" ] || die "missing $agent (PROFILE=release scripts/dev-build.sh)"
+[ -f "$image" ] || die "missing $image (images/build-default-image.sh)"
+
+home=$(mktemp -d "${TMPDIR:-/tmp}/berth-bench-machine.XXXXXX")
+cleanup() {
+    BERTH_HOME=$home "$berth" machine stop >/dev/null 2>&1 || true
+    if [ "${KEEP:-0}" = 1 ]; then log "BERTH_HOME kept: $home"; else rm -rf "$home"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+export BERTH_HOME=$home
+# The static agent: a dynamically linked target/release/berth-agent (from a
+# host-side `cargo build`) next to berth would otherwise win and cannot run
+# as the guest's /init.
+export BERTH_AGENT=$agent
+[ -z "${MEM_MIB:-}" ] || export BERTH_MACHINE_MEM_MIB=$MEM_MIB
+mem=${MEM_MIB:-$(
+    if [ -e /sys/module/kvm_pvm ]; then echo 256; else echo 2048; fi
+)}
+
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b - a}'; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+log "host: $([ -e /sys/module/kvm_pvm ] && echo kvm_pvm || echo kvm), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ------------------------------------------------------------------ 1. boot vs QEMU
+log "1/4 boot: berth-vmm vs QEMU microvm (benches/boot.sh, $mem MiB)"
+boot_out=$(ROUNDS=${ROUNDS:-1} MEM_MIB=$mem "$root/benches/boot.sh")
+echo "$boot_out" >&2
+row() { echo "$boot_out" | grep -F "$1" | head -n 1; }
+eng=$(row "(b) launch -> agent ready, engine open (s)")
+b_boot=$(awk '{print $(NF-2)}' <<<"$eng")
+q_boot=$(awk '{print $(NF-1)}' <<<"$eng")
+b_vsock=$(row "berth only: launch -> ready on vsock" | awk '{print $(NF-2)}')
+
+# ------------------------------------------------------------------ 2. machine start
+log "2/4 berth machine start"
+t0=$(now)
+"$berth" machine start >/dev/null 2>&1 || die "machine start failed (see $home/machine/serial.log)"
+m_start=$(secs "$t0" "$(now)")
+timings=$(cat "$home/machine/timings.json")
+log "machine timings: $timings"
+vmm_pid=$(cat "$home/machine/vmm.pid")
+
+log "loading $image"
+"$berth" load -i "$image" >/dev/null
+
+# ------------------------------------------------------------------ 3. run --rm true
+log "3/4 run --rm berth/busybox true (twice; the second is reported)"
+"$berth" run --rm berth/busybox true >/dev/null
+t0=$(now)
+"$berth" run --rm berth/busybox true >/dev/null
+run_s=$(secs "$t0" "$(now)")
+
+# ------------------------------------------------------------------ 4. idle CPU
+log "4/4 idle VMM CPU over $idle_s s (no containers), after ${settle_s} s to settle"
+# The guest finishes a container's teardown after `run --rm` returns.
+sleep "$settle_s"
+hz=$(getconf CLK_TCK)
+a=$(cpu_ticks "$vmm_pid")
+sleep "$idle_s"
+b=$(cpu_ticks "$vmm_pid")
+idle_pct=$(awk -v a="$a" -v b="$b" -v hz="$hz" -v s="$idle_s" 'BEGIN {printf "%.1f", (b - a) * 100 / hz / s}')
+
+# ------------------------------------------------------------------ report
+echo
+echo "machine VM efficiency, $(date -u +%Y-%m-%dT%H:%MZ), $([ -e /sys/module/kvm_pvm ] && echo kvm_pvm || echo kvm) host, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), guest RAM $mem MiB"
+fmt="%-52s %10s %10s %11s\n"
+printf "$fmt" "" berth qemu berth/qemu
+ratio=$(awk -v b="$b_boot" -v q="$q_boot" 'BEGIN {if (q > 0 && b > 0) printf "%.2f", b / q; else print "n/a"}')
+printf "$fmt" "boot -> agent ready (engine open), bare VM (s)" "$b_boot" "$q_boot" "$ratio"
+printf "$fmt" "boot -> ready on vsock, bare VM (s)" "$b_vsock" "n/a" ""
+printf "$fmt" "berth machine start -> agent answers (s)" "$m_start" "" ""
+printf "$fmt" "run --rm berth/busybox true, warm machine (s)" "$run_s" "" ""
+printf "$fmt" "idle machine VMM CPU over ${idle_s} s (% of a core)" "$idle_pct" "" ""
+echo "machine start breakdown (timings.json): $timings"
