@@ -357,6 +357,9 @@ impl Monitor {
                 self.probe = None;
                 self.finish(start, outcome.exit_code, outcome.output);
             } else if Instant::now() >= p.kill_at {
+                // Its whole process group (it is a session leader): a
+                // runtime child half way into the container goes too.
+                let _ = kill(Pid::from_raw(-p.pid.as_raw()), Signal::SIGKILL);
                 let _ = kill(p.pid, Signal::SIGKILL);
                 let start = p.start;
                 self.probe = None;
@@ -462,6 +465,7 @@ impl Monitor {
     /// unhealthy (no event).
     pub fn stop(&mut self) {
         if let Some(p) = self.probe.take() {
+            let _ = kill(Pid::from_raw(-p.pid.as_raw()), Signal::SIGKILL);
             let _ = kill(p.pid, Signal::SIGKILL);
         }
         self.health.status = UNHEALTHY.into();
