@@ -180,50 +180,7 @@ pub fn io_error(e: &std::io::Error) -> String {
     }
 }
 
-/// fvbommel/sortorder's `NaturalLess`, the order docker's CLI lists
-/// volumes in: runs of digits compare as numbers, and sort before other
-/// characters.
-pub fn natural_less(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        let (da, db) = (a[i].is_ascii_digit(), b[j].is_ascii_digit());
-        if da != db {
-            return da;
-        }
-        if !da {
-            if a[i] != b[j] {
-                return a[i] < b[j];
-            }
-            i += 1;
-            j += 1;
-            continue;
-        }
-        while i < a.len() && a[i] == b'0' {
-            i += 1;
-        }
-        while j < b.len() && b[j] == b'0' {
-            j += 1;
-        }
-        let (nz_a, nz_b) = (i, j);
-        while i < a.len() && a[i].is_ascii_digit() {
-            i += 1;
-        }
-        while j < b.len() && b[j].is_ascii_digit() {
-            j += 1;
-        }
-        if i - nz_a != j - nz_b {
-            return i - nz_a < j - nz_b;
-        }
-        if a[nz_a..i] != b[nz_b..j] {
-            return a[nz_a..i] < b[nz_b..j];
-        }
-        if nz_a != nz_b {
-            return nz_a < nz_b;
-        }
-    }
-    a.len() < b.len()
-}
+pub use berth_host::ports::natural_less;
 
 /// One piece of a [`Template`].
 #[derive(Debug, Clone, PartialEq)]

@@ -1,24 +1,14 @@
 //! `berth`: Docker-compatible containers, run natively or in microVMs.
 
-mod archive;
-mod build;
-mod client;
 mod commands;
 mod fmt;
-mod image_cache;
-mod image_disk;
-mod machine;
-mod mounts;
 mod net_flags;
-mod placement;
-mod platform;
-mod port_forward;
-mod ports;
-mod registry;
-mod shares;
-mod sig_proxy;
-mod tty;
-mod vm_pool;
+
+// The host library's modules, under the names the commands use.
+use berth_host::{
+    archive, build, client, image_cache, image_disk, machine, mounts, placement, platform, ports,
+    registry, shares, sig_proxy, tty,
+};
 
 use clap::{Parser, Subcommand};
 use placement::Isolation;

@@ -125,7 +125,8 @@ fn build(iso: Isolation, a: &BuildArgs) -> Result<i32> {
         pull: a.pull,
         quiet: a.quiet,
     };
-    let mut b = Builder::new(&connector, ctx, opts)?;
+    let puller = |name: &str| super::pull::pull_for_build(&connector, name, a.quiet);
+    let mut b = Builder::new(&connector, &puller, ctx, opts)?;
     let id = b.build(&df)?;
     let mut ctl = connect(iso)?;
     for t in &tags {

@@ -5,7 +5,7 @@
 
 use crate::client::{ClientError, Connection};
 use crate::commands::connect;
-use crate::commands::run::{attach, parse_bytes, parse_restart};
+use crate::commands::run::{attach, parse_bytes, parse_restart, Report};
 use crate::fmt::{binary_size, table};
 use crate::placement::Isolation;
 // Signals go to the Linux guest: its numbers, not the host's.

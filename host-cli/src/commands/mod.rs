@@ -9,7 +9,7 @@ pub mod images;
 pub mod load;
 pub mod login;
 pub mod machine;
-pub mod net_settings;
+pub use berth_host::net_settings;
 pub mod network;
 pub mod ps;
 pub mod pull;

@@ -7,6 +7,7 @@ use crate::platform::UnixStream;
 use crate::tty::{window_size, RawMode};
 use crate::EXIT_ENGINE;
 use anyhow::Result;
+pub use berth_host::args::ArgError;
 use berth_protocol::mux::{self, Kind};
 use berth_protocol::{ContainerConfig, ErrorKind, Request, Response, RestartPolicy};
 use std::collections::BTreeMap;
@@ -351,26 +352,14 @@ fn env_files(files: &[String]) -> Result<Vec<String>, ArgError> {
     Ok(out)
 }
 
-/// A `run`/`create` argument berth refuses, printed the way docker's CLI
-/// prints the same refusal.
-#[derive(Debug)]
-pub enum ArgError {
-    /// A flag value that does not parse.
-    Flag {
-        flag: &'static str,
-        value: String,
-        reason: String,
-    },
-    /// Any other argument error.
-    Other(String),
-    /// What docker's daemon refuses but only berth's CLI can check (the
-    /// protocol carries the parsed log options, not the raw ones).
-    Daemon(String),
+/// Prints an [`ArgError`] the way docker's CLI prints the same refusal.
+pub trait Report {
+    /// Prints the error for `verb` (`run`, `create`); returns the exit code.
+    fn report(&self, verb: &str) -> i32;
 }
 
-impl ArgError {
-    /// Prints the error for `verb` (`run`, `create`); returns the exit code.
-    pub fn report(&self, verb: &str) -> i32 {
+impl Report for ArgError {
+    fn report(&self, verb: &str) -> i32 {
         match self {
             ArgError::Flag {
                 flag,

@@ -81,6 +81,10 @@ impl std::error::Error for BuildError {}
 /// How to reach the engine (a fresh connection per stream request).
 pub type Connector<'a> = &'a dyn Fn() -> Result<Connection>;
 
+/// Pulls an image that `FROM`/`COPY --from` names and the engine lacks
+/// (the front end's pull, with its progress output); the exit code.
+pub type Puller<'a> = &'a dyn Fn(&str) -> Result<i32>;
+
 /// The state of the stage being built.
 struct StageState {
     /// Current image id; `None` before the first step of `FROM scratch`.
@@ -144,6 +148,7 @@ impl StageState {
 /// One build.
 pub struct Builder<'a> {
     connect: Connector<'a>,
+    pull: Puller<'a>,
     ctl: Connection,
     ctx: BuildContext,
     opts: BuildOptions,
@@ -178,10 +183,16 @@ fn parse_chmod(s: &str) -> Result<u32> {
 }
 
 impl<'a> Builder<'a> {
-    pub fn new(connect: Connector<'a>, ctx: BuildContext, opts: BuildOptions) -> Result<Self> {
+    pub fn new(
+        connect: Connector<'a>,
+        pull: Puller<'a>,
+        ctx: BuildContext,
+        opts: BuildOptions,
+    ) -> Result<Self> {
         let ctl = connect()?;
         Ok(Builder {
             connect,
+            pull,
             ctl,
             ctx,
             opts,
@@ -355,9 +366,7 @@ impl<'a> Builder<'a> {
         let id = match local {
             Some(id) if !self.opts.pull || r.digest.is_some() => id,
             _ => {
-                let code =
-                    crate::commands::pull::pull_for_build(self.connect, name, self.opts.quiet)
-                        .with_context(|| format!("pulling {name}"))?;
+                let code = (self.pull)(name).with_context(|| format!("pulling {name}"))?;
                 if code != 0 {
                     bail!("pull access denied or image not found: {name}");
                 }

@@ -7,7 +7,7 @@
 //! text of) is an [`ArgError::Daemon`]. A missing `--mount` bind source and
 //! volume names are the engine's to check.
 
-use crate::commands::run::ArgError;
+use crate::args::ArgError;
 use crate::placement::Isolation;
 use berth_protocol::{ContainerConfig, MountPoint, MountSpec, MountType};
 use serde_json::{json, Map, Value};

@@ -1,0 +1,1 @@
+//! docker-shaped inspect JSON.
