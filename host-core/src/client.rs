@@ -9,6 +9,8 @@ use berth_protocol::{
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
+pub use crate::engine::Engine;
+
 /// Errors talking to the agent.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -48,14 +50,14 @@ pub enum Endpoint {
     VsockMux { path: PathBuf, port: u32 },
 }
 
-/// One connection to the agent.
-pub struct Connection {
+/// One connection to the agent: the transport under [`Engine`].
+pub(crate) struct Connection {
     stream: UnixStream,
     next_id: u64,
 }
 
 impl Connection {
-    pub fn open(ep: &Endpoint) -> Result<Connection, ClientError> {
+    pub(crate) fn open(ep: &Endpoint) -> Result<Connection, ClientError> {
         let (path, port) = match ep {
             Endpoint::Unix(p) => (p.as_path(), None),
             Endpoint::VsockMux { path, port } => (path.as_path(), Some(*port)),
@@ -84,7 +86,7 @@ impl Connection {
     /// The PID of the process at the other end of a native agent's socket
     /// (SO_PEERCRED): the agent itself. None elsewhere.
     #[cfg(target_os = "linux")]
-    pub fn peer_pid(&self) -> Option<i32> {
+    pub(crate) fn peer_pid(&self) -> Option<i32> {
         let cred =
             nix::sys::socket::getsockopt(&self.stream, nix::sys::socket::sockopt::PeerCredentials)
                 .ok()?;
@@ -92,12 +94,12 @@ impl Connection {
     }
 
     #[cfg(all(unix, not(target_os = "linux")))]
-    pub fn peer_pid(&self) -> Option<i32> {
+    pub(crate) fn peer_pid(&self) -> Option<i32> {
         None
     }
 
     /// Sends a request and waits for its response.
-    pub fn call(&mut self, request: Request) -> Result<Response, ClientError> {
+    pub(crate) fn call(&mut self, request: Request) -> Result<Response, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
         write_frame(&mut self.stream, &RequestEnvelope { id, request })?;
@@ -112,7 +114,7 @@ impl Connection {
     }
 
     /// Sends a stream request; after `Ready` the raw stream is returned.
-    pub fn into_stream(mut self, request: Request) -> Result<UnixStream, ClientError> {
+    pub(crate) fn into_stream(mut self, request: Request) -> Result<UnixStream, ClientError> {
         match self.call(request)? {
             Response::Ready => Ok(self.stream),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
@@ -120,7 +122,7 @@ impl Connection {
     }
 
     /// Uploads a blob of known digest and size from `r`.
-    pub fn put_blob(self, digest: &str, size: u64, r: &mut dyn Read) -> Result<(), ClientError> {
+    pub(crate) fn put_blob(self, digest: &str, size: u64, r: &mut dyn Read) -> Result<(), ClientError> {
         let mut s = self.into_stream(Request::PutBlob {
             digest: digest.into(),
             size,

@@ -3,10 +3,10 @@
 //! records that tie them together. Placements without a persistent store of
 //! their own (`--isolation vm`) are fed from here over vsock.
 
-use crate::client::Connection;
+use crate::client::Engine;
 use anyhow::{bail, Context, Result};
 use berth_protocol::reference::Reference;
-use berth_protocol::{ImageCommit, Request, Response};
+use berth_protocol::ImageCommit;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -259,17 +259,16 @@ impl ImageCache {
     pub fn upload(
         &self,
         commit: &ImageCommit,
-        connect: &dyn Fn() -> Result<Connection>,
+        connect: &dyn Fn() -> Result<Engine>,
     ) -> Result<()> {
         let mut ctl = connect()?;
         let digests: Vec<String> = std::iter::once(commit.config_digest.clone())
             .chain(commit.layers.iter().map(|l| l.digest.clone()))
             .collect();
-        let present = match ctl.call(Request::BlobsPresent {
-            digests: digests.clone(),
-        })? {
-            Response::BlobsPresent { present } => present,
-            _ => Vec::new(),
+        let present = match ctl.blobs_present(digests.clone()) {
+            Ok(present) => present,
+            Err(crate::client::ClientError::Unexpected(_)) => Vec::new(),
+            Err(e) => return Err(e.into()),
         };
         for d in digests.iter().filter(|d| !present.contains(d)) {
             let path = self.blob_path(d)?;
@@ -280,7 +279,7 @@ impl ImageCache {
                 .put_blob(d, size, &mut f)
                 .with_context(|| format!("uploading {d}"))?;
         }
-        ctl.call(Request::ImageCommit(commit.clone()))?;
+        ctl.image_commit(commit)?;
         Ok(())
     }
 
@@ -291,7 +290,7 @@ impl ImageCache {
     pub fn import_from_engine(
         &self,
         img: &berth_protocol::ImageSummary,
-        connect: &dyn Fn() -> Result<Connection>,
+        connect: &dyn Fn() -> Result<Engine>,
     ) -> Result<ImageCommit> {
         let Some((config, layers)) = img.blobs.split_first() else {
             bail!("the engine did not list the blobs of image {}", img.id);
@@ -304,9 +303,7 @@ impl ImageCache {
                 continue;
             }
             let mut s = connect()?
-                .into_stream(Request::BlobGet {
-                    digest: b.digest.clone(),
-                })
+                .blob_get(&b.digest)
                 .with_context(|| format!("reading blob {} from the engine", b.digest))?;
             self.put_blob(&b.digest, b.size, &mut s)
                 .with_context(|| format!("copying blob {} from the engine", b.digest))?;

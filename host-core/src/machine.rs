@@ -7,10 +7,10 @@
 //! `vmm.pid`, `timings.json`; the agent's read-only root disk
 //! (`rootfs-<hash>.ext4`, see [`write_rootfs`]) is cached in `$BERTH_HOME/cache`.
 
-use crate::client::{Connection, Endpoint};
+use crate::client::{Engine, Endpoint};
 use crate::placement::{agent_binary, state_dir};
 use anyhow::{bail, Context, Result};
-use berth_protocol::{Request, AGENT_VSOCK_PORT};
+use berth_protocol::AGENT_VSOCK_PORT;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::io::{IsTerminal, Write};
@@ -390,8 +390,8 @@ impl Machine {
     }
 
     /// Connects to the agent of a machine that is already running.
-    pub fn connect_running(&self) -> Result<Connection, crate::client::ClientError> {
-        Connection::open(&self.endpoint())
+    pub fn connect_running(&self) -> Result<Engine, crate::client::ClientError> {
+        Engine::open(&self.endpoint())
     }
 
     /// Stops a throw-away VM and deletes its directory.
@@ -506,7 +506,7 @@ impl Machine {
     }
 
     /// Connects to the agent, starting the machine when it is not running.
-    pub fn connect(&self) -> Result<Connection> {
+    pub fn connect(&self) -> Result<Engine> {
         if self.vmm_pid().is_some() {
             if let Ok(c) = self.connect_running() {
                 self.ensure_port_forwarder();
@@ -806,7 +806,7 @@ impl Machine {
                 );
             }
             if let Ok(mut c) = self.connect_running() {
-                if c.call(Request::Info).is_ok() {
+                if c.info().is_ok() {
                     break;
                 }
             }
@@ -862,7 +862,7 @@ impl Machine {
     /// when its agent is ready (built in a temporary directory, renamed
     /// into place when complete). A snapshot that cannot be restored is
     /// reported, removed, and replaced by a cold boot that rebuilds it.
-    /// Every VM is then told it was cloned ([`Request::CloneInit`]): the
+    /// Every VM is then told it was cloned ([`Engine::clone_init`]): the
     /// clock, RNG and hostname it resumed with are shared with the snapshot.
     /// `BERTH_VM_SNAPSHOTS=0` turns this off (a plain cold boot each time).
     pub fn start_clone(&self, spec: MachineSpec) -> Result<(VmOrigin, Timings)> {
@@ -1103,12 +1103,8 @@ impl Machine {
             .duration_since(std::time::UNIX_EPOCH)?
             .as_nanos() as u64;
         let hostname = format!("berth-{}", hex::encode(host_random(6)?));
-        c.call(Request::CloneInit {
-            unix_time_ns,
-            seed: host_random(64)?,
-            hostname,
-        })
-        .context("clone init")?;
+        c.clone_init(unix_time_ns, host_random(64)?, hostname)
+            .context("clone init")?;
         Ok(())
     }
 
@@ -1126,7 +1122,7 @@ impl Machine {
             return Ok(false);
         };
         if let Ok(mut c) = self.connect_running() {
-            let _ = c.call(Request::Shutdown);
+            let _ = c.shutdown();
         }
         let deadline = Instant::now() + Duration::from_secs(60);
         while pid_alive(pid) && Instant::now() < deadline {

@@ -3,7 +3,7 @@
 //! `native`: the agent runs on this Linux host, started on demand and found
 //! through `<state>/native/agent.sock`.
 
-use crate::client::{Connection, Endpoint};
+use crate::client::{Engine, Endpoint};
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -75,7 +75,7 @@ pub fn native_paths() -> (PathBuf, PathBuf) {
 }
 
 /// Connects to the native agent, starting it if nobody listens.
-pub fn connect_native() -> Result<Connection> {
+pub fn connect_native() -> Result<Engine> {
     if !cfg!(target_os = "linux") {
         bail!("--isolation native needs a Linux host; use --isolation shared or vm");
     }
@@ -83,7 +83,7 @@ pub fn connect_native() -> Result<Connection> {
     let ep = Endpoint::Unix(sock.clone());
     // A listening socket is not enough: an agent that is being killed can
     // still accept and then reset. Only a completed handshake counts.
-    if let Ok(c) = Connection::open(&ep) {
+    if let Ok(c) = Engine::open(&ep) {
         return upgrade_native_agent(c, &root, &sock);
     }
     start_native_agent(&root, &sock)
@@ -105,7 +105,7 @@ pub struct NativeAgent {
 /// Compares the agent at the other end of `c` with [`agent_binary`]:
 /// same file (device and inode) or not. None when that cannot be told
 /// (not Linux, no permission to read the agent's /proc entry).
-pub fn native_agent(c: &Connection) -> Option<NativeAgent> {
+pub fn native_agent(c: &Engine) -> Option<NativeAgent> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
@@ -139,19 +139,19 @@ static WARNED_OUTDATED: std::sync::atomic::AtomicBool = std::sync::atomic::Atomi
 /// restarted from the new one; otherwise the user is told, once per
 /// command, what keeps it and what to do.
 fn upgrade_native_agent(
-    mut c: Connection,
+    mut c: Engine,
     root: &std::path::Path,
     sock: &std::path::Path,
-) -> Result<Connection> {
+) -> Result<Engine> {
     let Some(agent) = native_agent(&c) else {
         return Ok(c);
     };
     if agent.current {
         return Ok(c);
     }
-    use berth_protocol::{ContainerStatus, Request, Response};
-    let busy = match c.call(Request::ContainerList { all: true }) {
-        Ok(Response::Containers(list)) => list
+    use berth_protocol::ContainerStatus;
+    let busy = match c.container_list(true) {
+        Ok(list) => list
             .iter()
             .filter(|s| {
                 matches!(
@@ -209,7 +209,7 @@ fn stop_process(pid: i32) -> Result<()> {
     Ok(())
 }
 
-fn start_native_agent(root: &std::path::Path, sock: &std::path::Path) -> Result<Connection> {
+fn start_native_agent(root: &std::path::Path, sock: &std::path::Path) -> Result<Engine> {
     std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
     let agent = agent_binary()?;
     let log = std::fs::OpenOptions::new()
@@ -233,7 +233,7 @@ fn start_native_agent(root: &std::path::Path, sock: &std::path::Path) -> Result<
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut exited = None;
     while Instant::now() < deadline {
-        if let Ok(c) = Connection::open(&ep) {
+        if let Ok(c) = Engine::open(&ep) {
             if exited.is_none() {
                 // The agent lives on; its exit is reaped by init.
                 std::mem::forget(child);

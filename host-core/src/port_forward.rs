@@ -15,10 +15,10 @@
 //!
 //! Only TCP is forwarded so far; UDP ports are bound in the guest only.
 
-use crate::client::{Connection, Endpoint};
+use crate::client::{Engine, Endpoint};
 use crate::platform::{UnixListener, UnixStream};
 use anyhow::{Context, Result};
-use berth_protocol::{EventsOptions, PortProto, PublishedPort, Request, Response};
+use berth_protocol::{EventsOptions, PortProto, PublishedPort};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -66,11 +66,8 @@ fn host_addrs(p: &PublishedPort) -> Option<SocketAddr> {
 impl Forwarder {
     /// Ports the engine publishes now.
     fn wanted(&self) -> Result<BTreeSet<Key>> {
-        let mut c = Connection::open(&self.endpoint)?;
-        let ports = match c.call(Request::PublishedPorts)? {
-            Response::Ports(p) => p,
-            other => anyhow::bail!("unexpected answer {other:?}"),
-        };
+        let mut c = Engine::open(&self.endpoint)?;
+        let ports = c.published_ports()?;
         Ok(ports
             .iter()
             .filter(|p| p.proto == PortProto::Tcp)
@@ -177,8 +174,8 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// One host connection, joined to the guest's port.
 fn forward(client: TcpStream, ep: &Endpoint, guest_port: u16) -> Result<()> {
     let _ = client.set_nodelay(true);
-    let conn = Connection::open(ep)?;
-    let guest = conn.into_stream(Request::PortConnect { port: guest_port })?;
+    let conn = Engine::open(ep)?;
+    let guest = conn.port_connect(guest_port)?;
     let (mut c_r, mut g_w) = (client.try_clone()?, guest.try_clone()?);
     let up = std::thread::spawn(move || {
         let _ = std::io::copy(&mut c_r, &mut g_w);
@@ -235,12 +232,12 @@ pub fn serve(machine_dir: &Path, endpoint: Endpoint, vmm_alive: impl Fn() -> boo
         if let Err(e) = fwd.reconcile() {
             eprintln!("{} engine not reachable: {e:#}", stamp());
         }
-        let stream = Connection::open(&fwd.endpoint).and_then(|c| {
-            c.into_stream(Request::Events(EventsOptions {
+        let stream = Engine::open(&fwd.endpoint).and_then(|c| {
+            c.events(EventsOptions {
                 since: None,
                 until: None,
                 filters: BTreeMap::from([("type".to_string(), vec!["container".to_string()])]),
-            }))
+            })
         });
         let Ok(stream) = stream else {
             std::thread::sleep(Duration::from_secs(1));

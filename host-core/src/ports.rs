@@ -243,10 +243,9 @@ pub fn check_placement(iso: Isolation, cfg: &ContainerConfig) -> Result<(), Stri
 
 /// In the machine VM: has the host forwarder bind this container's ports
 /// now. On failure the container is stopped and docker's error returned.
-pub fn publish_on_host(conn: &mut crate::client::Connection, id: &str) -> Result<(), String> {
-    let ports = match conn.call(berth_protocol::Request::ContainerPorts { id: id.to_string() }) {
-        Ok(berth_protocol::Response::Ports(p)) => p,
-        _ => return Ok(()),
+pub fn publish_on_host(conn: &mut crate::client::Engine, id: &str) -> Result<(), String> {
+    let Ok(ports) = conn.container_ports(id) else {
+        return Ok(());
     };
     let tcp: Vec<&PublishedPort> = ports.iter().filter(|p| p.proto == PortProto::Tcp).collect();
     if tcp.is_empty() {
@@ -256,10 +255,7 @@ pub fn publish_on_host(conn: &mut crate::client::Connection, id: &str) -> Result
     for p in tcp {
         let addr = join_host_port(&p.host_ip, &p.host_port.to_string());
         if let Some((_, e)) = failed.iter().find(|(a, _)| *a == addr) {
-            let _ = conn.call(berth_protocol::Request::ContainerKill {
-                id: id.to_string(),
-                signal: 9,
-            });
+            let _ = conn.container_kill(id, 9);
             return Err(format!(
                 "driver failed programming external connectivity on endpoint {id}: failed to bind host port for {addr}:{}/tcp: {}",
                 p.container_port,

@@ -7,7 +7,7 @@
 //! be caught, so `kill -9` of the CLI still orphans the container, as
 //! with docker.
 
-use crate::client::Connection;
+use crate::client::Engine;
 
 /// Host signals that are forwarded, with their number in the Linux guest.
 /// docker forwards every signal but SIGCHLD, SIGPIPE and SIGURG; the
@@ -42,7 +42,7 @@ fn forwarded() -> Vec<(i32, i32)> {
 /// process exits. Returns false where signals cannot be caught (Windows,
 /// or a failed handler install, which is printed).
 #[cfg(unix)]
-pub fn forward(mut ctl: Connection, id: String) -> bool {
+pub fn forward(mut ctl: Engine, id: String) -> bool {
     let table = forwarded();
     let host: Vec<i32> = table.iter().map(|(h, _)| *h).collect();
     let mut signals = match signal_hook::iterator::Signals::new(&host) {
@@ -57,10 +57,7 @@ pub fn forward(mut ctl: Connection, id: String) -> bool {
             if let Some((_, guest)) = table.iter().find(|(h, _)| *h == sig) {
                 // As docker: a failed kill (the container just exited, or
                 // was never started) is not the user's error.
-                let _ = ctl.call(berth_protocol::Request::ContainerKill {
-                    id: id.clone(),
-                    signal: *guest,
-                });
+                let _ = ctl.container_kill(&id, *guest);
             }
         }
     });
@@ -68,7 +65,7 @@ pub fn forward(mut ctl: Connection, id: String) -> bool {
 }
 
 #[cfg(not(unix))]
-pub fn forward(_ctl: Connection, _id: String) -> bool {
+pub fn forward(_ctl: Engine, _id: String) -> bool {
     false
 }
 

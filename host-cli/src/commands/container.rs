@@ -3,7 +3,7 @@
 //! container prune. Each accepts a name, id or unique id prefix and prints
 //! what docker prints.
 
-use crate::client::{ClientError, Connection};
+use crate::client::{ClientError, Engine};
 use crate::commands::connect;
 use crate::commands::run::{attach, parse_bytes, parse_restart, Report};
 use crate::fmt::{binary_size, table};
@@ -26,7 +26,7 @@ fn daemon_error(e: &ClientError) {
 fn each(
     iso: Isolation,
     keys: &[String],
-    f: &dyn Fn(&mut Connection, &str) -> Result<(), ClientError>,
+    f: &dyn Fn(&mut Engine, &str) -> Result<(), ClientError>,
 ) -> Result<i32> {
     let mut c = connect(iso)?;
     let mut code = 0;
@@ -519,7 +519,7 @@ pub struct StatsArgs {
     containers: Vec<String>,
 }
 
-fn sample(c: &mut Connection, id: &str) -> Result<StatsSample, ClientError> {
+fn sample(c: &mut Engine, id: &str) -> Result<StatsSample, ClientError> {
     match c.call(Request::ContainerStats { id: id.into() })? {
         Response::Stats(s) => Ok(s),
         other => Err(ClientError::Unexpected(format!("{other:?}"))),

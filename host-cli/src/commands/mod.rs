@@ -19,14 +19,14 @@ pub mod save;
 pub mod version;
 pub mod volume;
 
-use crate::client::Connection;
+use crate::client::Engine;
 use crate::placement::{self, Isolation};
 use crate::{Cli, Command, ContainerCommand};
 use anyhow::{bail, Result};
 use berth_protocol::{Request, Response};
 
 /// Opens a control connection for the selected placement.
-pub fn connect(iso: Isolation) -> Result<Connection> {
+pub fn connect(iso: Isolation) -> Result<Engine> {
     match iso {
         Isolation::Native => placement::connect_native(),
         Isolation::Shared => crate::machine::Machine::default_machine().connect(),

@@ -97,7 +97,7 @@ impl PullProgress for Reporter {
 
 pub fn run(iso: Isolation, a: &PullArgs) -> Result<i32> {
     let connector = || connect(iso);
-    let upload: Option<&dyn Fn() -> Result<crate::client::Connection>> = if iso == Isolation::Vm {
+    let upload: Option<&dyn Fn() -> Result<crate::client::Engine>> = if iso == Isolation::Vm {
         None
     } else {
         Some(&connector)
@@ -107,7 +107,7 @@ pub fn run(iso: Isolation, a: &PullArgs) -> Result<i32> {
 
 /// `FROM`/`COPY --from` of an image that is not in the engine yet.
 pub fn pull_for_build(
-    connect: &dyn Fn() -> Result<crate::client::Connection>,
+    connect: &dyn Fn() -> Result<crate::client::Engine>,
     image: &str,
     quiet: bool,
 ) -> Result<i32> {
@@ -122,7 +122,7 @@ pub fn pull_for_build(
 /// Pulls into the host cache and, with `upload`, into the engine.
 fn pull(
     a: &PullArgs,
-    upload: Option<&dyn Fn() -> Result<crate::client::Connection>>,
+    upload: Option<&dyn Fn() -> Result<crate::client::Engine>>,
     print: bool,
 ) -> Result<i32> {
     let r = Reference::parse(&a.image)?;

@@ -1,6 +1,6 @@
 //! `berth run`: create, attach, start, and relay the container's streams.
 
-use crate::client::{ClientError, Connection};
+use crate::client::{ClientError, Engine};
 use crate::commands::connect;
 use crate::placement::Isolation;
 use crate::platform::UnixStream;
@@ -625,7 +625,7 @@ pub fn create(iso: Isolation, a: &CreateArgs) -> Result<i32> {
 /// `Unable to find image` line when the image is missing. The inner error
 /// is the engine's refusal, which `run` and `create` word differently.
 fn create_container(
-    ctl: &mut Connection,
+    ctl: &mut Engine,
     cfg: ContainerConfig,
     image: &str,
 ) -> Result<Result<String, ClientError>> {
@@ -764,7 +764,7 @@ fn run_in_own_vm(a: &RunArgs, cfg: ContainerConfig) -> Result<i32> {
 }
 
 fn run_with(
-    connect: &dyn Fn() -> Result<Connection>,
+    connect: &dyn Fn() -> Result<Engine>,
     a: &RunArgs,
     cfg: ContainerConfig,
     machine_vm: bool,
@@ -817,7 +817,7 @@ fn run_with(
 /// Attaches to a container (starting it when `start`) and relays streams
 /// until it exits; returns its exit code.
 pub fn attach(
-    conn: Connection,
+    conn: Engine,
     id: &str,
     stdin: bool,
     tty: bool,

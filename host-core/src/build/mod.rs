@@ -20,14 +20,14 @@
 
 pub mod context;
 
-use crate::client::{ClientError, Connection};
+use crate::client::{ClientError, Engine};
 use anyhow::{anyhow, bail, Context as _, Result};
 use berth_dockerfile::{
     CopyArgs, Dockerfile, Heredoc, Instruction, InstructionKind, ShellOrExec, Stage,
 };
 use berth_protocol::mux::{self, Kind};
 use berth_protocol::reference::Reference;
-use berth_protocol::{ContainerConfig, DeriveOptions, ErrorKind, Request, Response};
+use berth_protocol::{ContainerConfig, DeriveOptions, ErrorKind};
 use context::{clean_abs, BuildContext, LayerTar, Ownership};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -79,7 +79,7 @@ impl std::fmt::Display for BuildError {
 impl std::error::Error for BuildError {}
 
 /// How to reach the engine (a fresh connection per stream request).
-pub type Connector<'a> = &'a dyn Fn() -> Result<Connection>;
+pub type Connector<'a> = &'a dyn Fn() -> Result<Engine>;
 
 /// Pulls an image that `FROM`/`COPY --from` names and the engine lacks
 /// (the front end's pull, with its progress output); the exit code.
@@ -149,7 +149,7 @@ impl StageState {
 pub struct Builder<'a> {
     connect: Connector<'a>,
     pull: Puller<'a>,
-    ctl: Connection,
+    ctl: Engine,
     ctx: BuildContext,
     opts: BuildOptions,
     escape: char,
@@ -210,10 +210,6 @@ impl<'a> Builder<'a> {
         if !self.opts.quiet {
             println!("{line}");
         }
-    }
-
-    fn call(&mut self, r: Request) -> Result<Response, ClientError> {
-        self.ctl.call(r)
     }
 
     fn print_step(&mut self, ins: &Instruction) {
@@ -355,11 +351,9 @@ impl<'a> Builder<'a> {
         let r = Reference::parse(name)
             .map_err(|e| anyhow!("invalid reference format: {name:?}: {e}"))?;
         let full = r.to_string();
-        let local = match self.call(Request::ImageInspect {
-            reference: full.clone(),
-        }) {
-            Ok(Response::Image(i)) => Some(i.id),
-            Ok(_) => None,
+        let local = match self.ctl.image_inspect(&full) {
+            Ok(i) => Some(i.id),
+            Err(ClientError::Unexpected(_)) => None,
             Err(e) if e.kind() == Some(ErrorKind::NotFound) => None,
             Err(e) => return Err(api(e)),
         };
@@ -370,10 +364,7 @@ impl<'a> Builder<'a> {
                 if code != 0 {
                     bail!("pull access denied or image not found: {name}");
                 }
-                match self.call(Request::ImageInspect { reference: full })? {
-                    Response::Image(i) => i.id,
-                    other => bail!("unexpected response {other:?}"),
-                }
+                self.ctl.image_inspect(&full)?.id
             }
         };
         self.image_refs.insert(name.to_string(), id.clone());
@@ -406,12 +397,7 @@ impl<'a> Builder<'a> {
                     .ok_or_else(|| anyhow!("stage {i} was not built"))?,
                 None => self.resolve_image(&base)?,
             };
-            let img = match self.call(Request::ImageInspect {
-                reference: id.clone(),
-            })? {
-                Response::Image(i) => i,
-                other => bail!("unexpected response {other:?}"),
-            };
+            let img = self.ctl.image_inspect(&id)?;
             st.config = img.config.get("config").cloned().unwrap_or(json!({}));
             if !st.config.is_object() {
                 st.config = json!({});
@@ -470,7 +456,7 @@ impl<'a> Builder<'a> {
         cache_key: Option<String>,
         skip_empty_layer: bool,
     ) -> Result<String> {
-        let summary = match self.call(Request::ImageDerive(Box::new(DeriveOptions {
+        let summary = self.ctl.image_derive(DeriveOptions {
             parent: st.image.clone(),
             container,
             config: st.config.clone(),
@@ -480,10 +466,7 @@ impl<'a> Builder<'a> {
             skip_empty_layer,
             tags: Vec::new(),
             cache_key,
-        })))? {
-            Response::Image(i) => i,
-            other => bail!("unexpected response {other:?}"),
-        };
+        })?;
         st.image = Some(summary.id.clone());
         Ok(summary.id)
     }
@@ -505,15 +488,15 @@ impl<'a> Builder<'a> {
         if self.opts.no_cache {
             return Ok(false);
         }
-        match self.call(Request::BuildCacheGet { key: key.into() }) {
-            Ok(Response::Image(i)) => {
+        match self.ctl.build_cache_get(key) {
+            Ok(i) => {
                 self.say(" ---> Using cache");
                 self.say(&format!(" ---> {}", short_id(&i.id)));
                 st.image = Some(i.id);
                 st.config = i.config.get("config").cloned().unwrap_or(json!({}));
                 Ok(true)
             }
-            Ok(_) => Ok(false),
+            Err(ClientError::Unexpected(_)) => Ok(false),
             Err(e) if e.kind() == Some(ErrorKind::NotFound) => Ok(false),
             Err(e) => Err(api(e)),
         }
@@ -582,21 +565,11 @@ impl<'a> Builder<'a> {
             }),
             ..Default::default()
         };
-        match self
-            .call(Request::ContainerCreate(Box::new(cfg)))
-            .map_err(api)?
-        {
-            Response::Created { id, .. } => Ok(id),
-            other => bail!("unexpected response {other:?}"),
-        }
+        Ok(self.ctl.container_create(cfg).map_err(api)?.id)
     }
 
     fn remove_container(&mut self, id: &str) {
-        let _ = self.call(Request::ContainerRemove {
-            id: id.to_string(),
-            force: true,
-            volumes: true,
-        });
+        let _ = self.ctl.container_remove(id, true, true);
     }
 
     fn run_instruction(
@@ -909,12 +882,7 @@ impl<'a> Builder<'a> {
     fn attach_run(&mut self, cid: &str) -> Result<i32> {
         let conn = (self.connect)()?;
         let mut stream = conn
-            .into_stream(Request::Attach {
-                id: cid.to_string(),
-                stdin: false,
-                start: true,
-                tty_size: None,
-            })
+            .attach(cid, false, true, None)
             .map_err(api)?;
         let mut out = std::io::stdout();
         loop {
@@ -949,11 +917,7 @@ impl<'a> Builder<'a> {
         let result = (|| -> Result<String> {
             let conn = (self.connect)()?;
             let mut s = conn
-                .into_stream(Request::CopyTo {
-                    id: cid.clone(),
-                    path: "/".into(),
-                    build: true,
-                })
+                .copy_to(&cid, "/", true)
                 .map_err(api)?;
             std::io::copy(&mut tar, &mut s).context("sending files to the engine")?;
             s.flush()?;
@@ -1041,10 +1005,7 @@ impl<'a> Builder<'a> {
     fn read_container_file(&mut self, cid: &str, path: &str) -> Result<String> {
         let conn = (self.connect)()?;
         let s = conn
-            .into_stream(Request::CopyFrom {
-                id: cid.to_string(),
-                path: path.to_string(),
-            })
+            .copy_from(cid, path)
             .map_err(api)?;
         let mut ar = tar::Archive::new(s);
         let mut text = String::new();
@@ -1150,22 +1111,13 @@ impl<'a> Builder<'a> {
                 entrypoint: Some(Vec::new()),
                 ..Default::default()
             };
-            let src_cid = match self
-                .call(Request::ContainerCreate(Box::new(cfg)))
-                .map_err(api)?
-            {
-                Response::Created { id, .. } => id,
-                other => bail!("unexpected response {other:?}"),
-            };
+            let src_cid = self.ctl.container_create(cfg).map_err(api)?.id;
             let r = (|| -> Result<()> {
                 for s in &sources {
                     let path = clean_abs(s);
                     let conn = (self.connect)()?;
                     let stream = conn
-                        .into_stream(Request::CopyFrom {
-                            id: src_cid.clone(),
-                            path: path.clone(),
-                        })
+                        .copy_from(&src_cid, &path)
                         .map_err(|e| fail(anyhow!("{e}")))?;
                     let top = path.rsplit('/').next().unwrap_or("").to_string();
                     // A directory's contents go below dest; a file lands on
