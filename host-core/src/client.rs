@@ -122,7 +122,12 @@ impl Connection {
     }
 
     /// Uploads a blob of known digest and size from `r`.
-    pub(crate) fn put_blob(self, digest: &str, size: u64, r: &mut dyn Read) -> Result<(), ClientError> {
+    pub(crate) fn put_blob(
+        self,
+        digest: &str,
+        size: u64,
+        r: &mut dyn Read,
+    ) -> Result<(), ClientError> {
         let mut s = self.into_stream(Request::PutBlob {
             digest: digest.into(),
             size,

@@ -10,10 +10,9 @@
 use crate::client::{ClientError, Connection, Endpoint};
 use crate::platform::UnixStream;
 use berth_protocol::{
-    AgentInfo, CommitOptions, ContainerConfig, ContainerDetails, ContainerSummary,
-    DeriveOptions, EventsOptions, ExecConfig, ImageCommit, ImageSummary, LogsOptions,
-    NetworkInfo, PublishedPort, Request, Response, RestartPolicy, StatsSample, TopInfo,
-    VolumeInfo,
+    AgentInfo, CommitOptions, ContainerConfig, ContainerDetails, ContainerSummary, DeriveOptions,
+    EventsOptions, ExecConfig, ImageCommit, ImageSummary, LogsOptions, NetworkInfo, PublishedPort,
+    Request, Response, RestartPolicy, StatsSample, TopInfo, VolumeInfo,
 };
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -245,11 +244,7 @@ impl Engine {
         })
     }
 
-    pub fn container_restart(
-        &mut self,
-        id: &str,
-        timeout: Option<i64>,
-    ) -> Result<(), ClientError> {
+    pub fn container_restart(&mut self, id: &str, timeout: Option<i64>) -> Result<(), ClientError> {
         self.ack(Request::ContainerRestart {
             id: id.into(),
             timeout,
@@ -401,17 +396,19 @@ impl Engine {
         })
     }
 
-    /// Starts a process in a container and leaves it running; its exec ID.
-    pub fn exec_detached(&mut self, id: &str, config: ExecConfig) -> Result<String, ClientError> {
-        match self.call(Request::Exec {
+    /// Starts a process in a container and leaves it running.
+    pub fn exec_detached(
+        &mut self,
+        id: &str,
+        config: ExecConfig,
+        tty_size: Option<(u16, u16)>,
+    ) -> Result<(), ClientError> {
+        self.ack(Request::Exec {
             id: id.into(),
             config,
             detach: true,
-            tty_size: None,
-        })? {
-            Response::Created { id, .. } => Ok(id),
-            other => Err(unexpected(other)),
-        }
+            tty_size,
+        })
     }
 
     pub fn logs(self, opts: LogsOptions) -> Result<UnixStream, ClientError> {

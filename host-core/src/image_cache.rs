@@ -256,11 +256,7 @@ impl ImageCache {
     }
 
     /// Sends the image's blobs the agent lacks, then commits the image there.
-    pub fn upload(
-        &self,
-        commit: &ImageCommit,
-        connect: &dyn Fn() -> Result<Engine>,
-    ) -> Result<()> {
+    pub fn upload(&self, commit: &ImageCommit, connect: &dyn Fn() -> Result<Engine>) -> Result<()> {
         let mut ctl = connect()?;
         let digests: Vec<String> = std::iter::once(commit.config_digest.clone())
             .chain(commit.layers.iter().map(|l| l.digest.clone()))

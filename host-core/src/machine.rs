@@ -7,7 +7,7 @@
 //! `vmm.pid`, `timings.json`; the agent's read-only root disk
 //! (`rootfs-<hash>.ext4`, see [`write_rootfs`]) is cached in `$BERTH_HOME/cache`.
 
-use crate::client::{Engine, Endpoint};
+use crate::client::{Endpoint, Engine};
 use crate::placement::{agent_binary, state_dir};
 use anyhow::{bail, Context, Result};
 use berth_protocol::AGENT_VSOCK_PORT;

@@ -201,8 +201,10 @@ pub fn exposed_ports(d: &ContainerDetails) -> Option<Value> {
 }
 
 /// A container named `web` for the tests of inspect and ps.
-#[cfg(test)]
-pub(crate) fn sample_details(status: ContainerStatus) -> ContainerDetails {
+/// A container as tests of inspect and list output start from.
+#[cfg(any(test, feature = "test-support"))]
+#[doc(hidden)]
+pub fn sample_details(status: ContainerStatus) -> ContainerDetails {
     ContainerDetails {
         summary: berth_protocol::ContainerSummary {
             id: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(),

@@ -3,7 +3,7 @@
 //! `native`: the agent runs on this Linux host, started on demand and found
 //! through `<state>/native/agent.sock`.
 
-use crate::client::{Engine, Endpoint};
+use crate::client::{Endpoint, Engine};
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -263,4 +263,156 @@ fn start_native_agent(root: &std::path::Path, sock: &std::path::Path) -> Result<
         "berth-agent did not start listening on {} within 20 s",
         sock.display()
     )
+}
+
+impl Isolation {
+    /// Connects to the engine of this placement: the native agent
+    /// (started on demand), the machine VM's agent (the VM booted on
+    /// demand). An own VM is made per container by [`OwnVm`], not here.
+    pub fn connect(self) -> Result<Engine> {
+        match self {
+            Isolation::Native => connect_native(),
+            Isolation::Shared => crate::machine::Machine::default_machine().connect(),
+            Isolation::Vm => {
+                bail!("--isolation vm is not available in this build yet; use --isolation shared or native")
+            }
+        }
+    }
+
+    /// Whether a long-lived engine holds images and containers between
+    /// commands (native, shared). With an own VM each, images live only in
+    /// the host cache and each container's VM is given its image.
+    pub fn has_engine(self) -> bool {
+        self != Isolation::Vm
+    }
+
+    /// Whether ports the engine publishes are bound on this host by the
+    /// machine's port forwarder (shared) rather than by the engine itself.
+    pub fn forwards_ports(self) -> bool {
+        self == Isolation::Shared
+    }
+
+    /// Whether host folders appear in the engine under the machine's
+    /// share prefix (shared): inspect shows them at their host path.
+    pub fn shares_host_folders(self) -> bool {
+        self == Isolation::Shared
+    }
+
+    /// Whether each container runs in a microVM of its own.
+    pub fn own_vm(self) -> bool {
+        self == Isolation::Vm
+    }
+}
+
+/// A throw-away microVM for one container (`--isolation vm`), cloned
+/// from the machine snapshot and given the image from the host cache:
+/// as a disk when one can be made, streamed over vsock otherwise. It is
+/// powered off and removed when dropped.
+pub struct OwnVm {
+    vm: crate::machine::Machine,
+    disk: Option<PathBuf>,
+}
+
+impl OwnVm {
+    /// Prepares the VM (not started): `image` as a disk when one can be
+    /// made. `note` receives the warnings and, with `timings`, the timing
+    /// lines a front end may print.
+    pub fn new(
+        cache: &crate::image_cache::ImageCache,
+        image: &berth_protocol::ImageCommit,
+        name: &str,
+        timings: bool,
+        note: &dyn Fn(&str),
+    ) -> Result<OwnVm> {
+        let t0 = Instant::now();
+        let disk = match crate::image_disk::ensure(cache, image) {
+            Ok(d) => d,
+            Err(e) => {
+                note(&format!(
+                    "berth: warning: no image disk for {name}: {e:#}; streaming the image into the VM instead"
+                ));
+                None
+            }
+        };
+        if timings {
+            match &disk {
+                Some(_) => note(&format!(
+                    "berth: vm: image disk ready in {} ms",
+                    t0.elapsed().as_millis()
+                )),
+                None => note(&format!(
+                    "berth: vm: no image disk ({})",
+                    crate::image_disk::unavailable().unwrap_or("see the warning")
+                )),
+            }
+        }
+        Ok(OwnVm {
+            vm: crate::machine::Machine::ephemeral()?.with_image_disk(disk.clone()),
+            disk,
+        })
+    }
+
+    /// Boots the VM and hands its engine `image` (from the disk, or
+    /// streamed from `cache`).
+    pub fn start(
+        &self,
+        cache: &crate::image_cache::ImageCache,
+        image: &berth_protocol::ImageCommit,
+        timings: bool,
+        note: &dyn Fn(&str),
+    ) -> Result<()> {
+        let t0 = Instant::now();
+        let (origin, _) = self
+            .vm
+            .start_clone(crate::machine::MachineSpec::default())?;
+        if timings {
+            note(&format!(
+                "berth: vm: {origin}, agent ready in {} ms",
+                t0.elapsed().as_millis()
+            ));
+        }
+        let t1 = Instant::now();
+        let from_disk = self.disk.is_some()
+            && match self
+                .vm
+                .connect_running()?
+                .image_disk_attach(crate::image_disk::GUEST_DEVICE)
+            {
+                Ok(()) => true,
+                Err(e) => {
+                    note(&format!(
+                        "berth: warning: the VM could not use the image disk: {e}; streaming the image instead"
+                    ));
+                    false
+                }
+            };
+        if from_disk {
+            self.vm.connect_running()?.image_commit(image)?;
+        } else {
+            cache.upload(image, &|| Ok(self.vm.connect_running()?))?;
+        }
+        if timings {
+            note(&format!(
+                "berth: vm: image {} in {} ms",
+                if from_disk {
+                    "disk attached"
+                } else {
+                    "streamed"
+                },
+                t1.elapsed().as_millis()
+            ));
+        }
+        Ok(())
+    }
+
+    /// A new connection to the VM's engine.
+    pub fn connect(&self) -> Result<Engine> {
+        Ok(self.vm.connect_running()?)
+    }
+}
+
+impl Drop for OwnVm {
+    fn drop(&mut self) {
+        self.vm.destroy();
+    }
 }

@@ -15,7 +15,7 @@
 //!
 //! Only TCP is forwarded so far; UDP ports are bound in the guest only.
 
-use crate::client::{Engine, Endpoint};
+use crate::client::{Endpoint, Engine};
 use crate::platform::{UnixListener, UnixStream};
 use anyhow::{Context, Result};
 use berth_protocol::{EventsOptions, PortProto, PublishedPort};

@@ -6,7 +6,6 @@ use crate::commands::connect;
 use crate::placement::Isolation;
 use anyhow::Result;
 use berth_protocol::reference::Reference;
-use berth_protocol::{Request, Response};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
@@ -53,7 +52,7 @@ pub fn run(iso: Isolation, a: &BuildArgs) -> Result<i32> {
 }
 
 fn build(iso: Isolation, a: &BuildArgs) -> Result<i32> {
-    if iso == Isolation::Vm {
+    if !iso.has_engine() {
         anyhow::bail!("berth build runs in the engine: use --isolation shared or native");
     }
     if a.context == "-" || a.context.contains("://") || a.context.starts_with("git@") {
@@ -130,10 +129,7 @@ fn build(iso: Isolation, a: &BuildArgs) -> Result<i32> {
     let id = b.build(&df)?;
     let mut ctl = connect(iso)?;
     for t in &tags {
-        ctl.call(Request::ImageTag {
-            source: id.clone(),
-            target: t.clone(),
-        })?;
+        ctl.image_tag(&id, t)?;
     }
     if a.quiet {
         println!("{id}");
@@ -149,6 +145,5 @@ fn build(iso: Isolation, a: &BuildArgs) -> Result<i32> {
             println!("Successfully tagged {fam}");
         }
     }
-    let _ = Response::Ok;
     Ok(0)
 }

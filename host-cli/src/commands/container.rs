@@ -8,14 +8,13 @@ use crate::commands::connect;
 use crate::commands::run::{attach, parse_bytes, parse_restart, Report};
 use crate::fmt::{binary_size, table};
 use crate::placement::Isolation;
+use berth_host::engine::ContainerUpdate;
 // Signals go to the Linux guest: its numbers, not the host's.
 use crate::platform::linux_signals as libc;
 use crate::tty::window_size;
 use anyhow::{bail, Result};
 use berth_protocol::mux::{self, Kind};
-use berth_protocol::{
-    ApiError, CommitOptions, ErrorKind, ExecConfig, LogsOptions, Request, Response, StatsSample,
-};
+use berth_protocol::{ApiError, CommitOptions, ErrorKind, ExecConfig, LogsOptions, StatsSample};
 use std::io::{IsTerminal, Write};
 
 fn daemon_error(e: &ClientError) {
@@ -52,23 +51,11 @@ pub struct StopArgs {
 }
 
 pub fn stop(iso: Isolation, a: &StopArgs) -> Result<i32> {
-    each(iso, &a.containers, &|c, k| {
-        c.call(Request::ContainerStop {
-            id: k.into(),
-            timeout: a.time,
-        })
-        .map(|_| ())
-    })
+    each(iso, &a.containers, &|c, k| c.container_stop(k, a.time))
 }
 
 pub fn restart(iso: Isolation, a: &StopArgs) -> Result<i32> {
-    each(iso, &a.containers, &|c, k| {
-        c.call(Request::ContainerRestart {
-            id: k.into(),
-            timeout: a.time,
-        })
-        .map(|_| ())
-    })
+    each(iso, &a.containers, &|c, k| c.container_restart(k, a.time))
 }
 
 #[derive(clap::Args)]
@@ -91,9 +78,9 @@ pub fn start(iso: Isolation, a: &StartArgs) -> Result<i32> {
         let k = &a.containers[0];
         let mut c = connect(iso)?;
         // docker's CLI looks the container up first: a client-side error.
-        let (tty, id) = match c.call(Request::ContainerInspect { id: k.clone() }) {
-            Ok(Response::Container(d)) => (d.config.tty, d.summary.id.clone()),
-            Ok(_) => (false, k.clone()),
+        let (tty, id) = match c.container_inspect(k) {
+            Ok(d) => (d.config.tty, d.summary.id.clone()),
+            Err(ClientError::Unexpected(_)) => (false, k.clone()),
             Err(e) if e.kind() == Some(ErrorKind::NotFound) => {
                 eprintln!("Error: {e}");
                 return Ok(1);
@@ -118,8 +105,8 @@ pub fn start(iso: Isolation, a: &StartArgs) -> Result<i32> {
     let mut c = connect(iso)?;
     let mut failed = Vec::new();
     for k in &a.containers {
-        match c.call(Request::ContainerStart { id: k.clone() }) {
-            Ok(_) if iso == Isolation::Shared => match crate::ports::publish_on_host(&mut c, k) {
+        match c.container_start(k) {
+            Ok(()) if iso.forwards_ports() => match crate::ports::publish_on_host(&mut c, k) {
                 Ok(()) => println!("{k}"),
                 Err(m) => {
                     eprintln!("Error response from daemon: {m}");
@@ -197,12 +184,7 @@ pub fn kill(iso: Isolation, a: &KillArgs) -> Result<i32> {
         return Ok(1);
     };
     each(iso, &a.containers, &|c, k| {
-        c.call(Request::ContainerKill {
-            id: k.into(),
-            signal: sig,
-        })
-        .map(|_| ())
-        .map_err(|e| match e {
+        c.container_kill(k, sig).map_err(|e| match e {
             // The daemon's wording: "Cannot kill container: <key>: No such container: <key>".
             ClientError::Api(a) if a.kind == ErrorKind::NotFound => ClientError::Api(
                 ApiError::new(a.kind, format!("Cannot kill container: {k}: {}", a.message)),
@@ -216,9 +198,9 @@ pub fn wait(iso: Isolation, containers: &[String]) -> Result<i32> {
     let mut c = connect(iso)?;
     let mut code = 0;
     for k in containers {
-        match c.call(Request::ContainerWait { id: k.clone() }) {
-            Ok(Response::Exited { code }) => println!("{code}"),
-            Ok(_) => {}
+        match c.container_wait(k) {
+            Ok(code) => println!("{code}"),
+            Err(ClientError::Unexpected(_)) => {}
             Err(e) => {
                 daemon_error(&e);
                 code = 1;
@@ -228,15 +210,16 @@ pub fn wait(iso: Isolation, containers: &[String]) -> Result<i32> {
     Ok(code)
 }
 
-pub fn simple(iso: Isolation, keys: &[String], make: fn(String) -> Request) -> Result<i32> {
-    each(iso, keys, &|c, k| c.call(make(k.to_string())).map(|_| ()))
+pub fn simple(
+    iso: Isolation,
+    keys: &[String],
+    f: &dyn Fn(&mut Engine, &str) -> Result<(), ClientError>,
+) -> Result<i32> {
+    each(iso, keys, f)
 }
 
 pub fn rename(iso: Isolation, from: &str, to: &str) -> Result<i32> {
-    match connect(iso)?.call(Request::ContainerRename {
-        id: from.into(),
-        name: to.into(),
-    }) {
+    match connect(iso)?.container_rename(from, to) {
         Ok(_) => Ok(0),
         Err(e) => {
             daemon_error(&e);
@@ -335,14 +318,14 @@ pub fn logs(iso: Isolation, a: &LogsArgs) -> Result<i32> {
         }
     };
     let conn = connect(iso)?;
-    let mut stream = match conn.into_stream(Request::Logs(LogsOptions {
+    let mut stream = match conn.logs(LogsOptions {
         id: a.container.clone(),
         follow: a.follow,
         tail,
         since,
         until,
         timestamps: a.timestamps,
-    })) {
+    }) {
         Ok(s) => s,
         Err(e) => {
             // docker's CLI looks the container up first: a client-side error.
@@ -426,19 +409,14 @@ pub fn exec(iso: Isolation, a: &ExecArgs) -> Result<i32> {
             _ => 1,
         }
     };
-    let request = Request::Exec {
-        id: a.container.clone(),
-        config,
-        detach: a.detach,
-        tty_size: if a.tty { window_size() } else { None },
-    };
+    let tty_size = if a.tty { window_size() } else { None };
     if a.detach {
-        return match connect(iso)?.call(request) {
-            Ok(_) => Ok(0),
+        return match connect(iso)?.exec_detached(&a.container, config, tty_size) {
+            Ok(()) => Ok(0),
             Err(e) => Ok(fail(&e)),
         };
     }
-    let stream = match connect(iso)?.into_stream(request) {
+    let stream = match connect(iso)?.exec(&a.container, config, tty_size) {
         Ok(s) => s,
         Err(e) => return Ok(fail(&e)),
     };
@@ -461,11 +439,9 @@ pub struct AttachArgs {
 
 pub fn attach_cmd(iso: Isolation, a: &AttachArgs) -> Result<i32> {
     let mut c = connect(iso)?;
-    let d = match c.call(Request::ContainerInspect {
-        id: a.container.clone(),
-    }) {
-        Ok(Response::Container(d)) => d,
-        Ok(_) => bail!("unexpected response"),
+    let d = match c.container_inspect(&a.container) {
+        Ok(d) => d,
+        Err(e @ ClientError::Unexpected(_)) => return Err(e.into()),
         Err(e) => {
             daemon_error(&e);
             return Ok(1);
@@ -489,15 +465,13 @@ pub fn attach_cmd(iso: Isolation, a: &AttachArgs) -> Result<i32> {
 }
 
 pub fn top(iso: Isolation, container: &str) -> Result<i32> {
-    match connect(iso)?.call(Request::ContainerTop {
-        id: container.into(),
-    }) {
-        Ok(Response::Top(t)) => {
+    match connect(iso)?.container_top(container) {
+        Ok(t) => {
             let titles: Vec<&str> = t.titles.iter().map(|s| s.as_str()).collect();
             print!("{}", table(&titles, &t.processes));
             Ok(0)
         }
-        Ok(_) => bail!("unexpected response"),
+        Err(e @ ClientError::Unexpected(_)) => Err(e.into()),
         Err(e) => {
             daemon_error(&e);
             Ok(1)
@@ -520,19 +494,13 @@ pub struct StatsArgs {
 }
 
 fn sample(c: &mut Engine, id: &str) -> Result<StatsSample, ClientError> {
-    match c.call(Request::ContainerStats { id: id.into() })? {
-        Response::Stats(s) => Ok(s),
-        other => Err(ClientError::Unexpected(format!("{other:?}"))),
-    }
+    c.container_stats(id)
 }
 
 pub fn stats(iso: Isolation, a: &StatsArgs) -> Result<i32> {
     let mut c = connect(iso)?;
     let keys: Vec<String> = if a.containers.is_empty() {
-        match c.call(Request::ContainerList { all: false })? {
-            Response::Containers(l) => l.into_iter().map(|s| s.id).collect(),
-            _ => Vec::new(),
-        }
+        c.container_list(false)?.into_iter().map(|s| s.id).collect()
     } else {
         a.containers.clone()
     };
@@ -661,14 +629,15 @@ pub fn update(iso: Isolation, a: &UpdateArgs) -> Result<i32> {
         None => None,
     };
     each(iso, &a.containers, &|c, k| {
-        c.call(Request::ContainerUpdate {
-            id: k.into(),
-            memory,
-            nano_cpus,
-            pids_limit: a.pids_limit,
-            restart: restart.clone(),
-        })
-        .map(|_| ())
+        c.container_update(
+            k,
+            ContainerUpdate {
+                memory,
+                nano_cpus,
+                pids_limit: a.pids_limit,
+                restart: restart.clone(),
+            },
+        )
     })
 }
 
@@ -682,11 +651,9 @@ pub struct PortArgs {
 /// `berth port`: the container's published ports, as docker 28 prints
 /// them.
 pub fn port(iso: Isolation, a: &PortArgs) -> Result<i32> {
-    let published = match connect(iso)?.call(Request::ContainerPorts {
-        id: a.container.clone(),
-    }) {
-        Ok(Response::Ports(p)) => p,
-        Ok(other) => anyhow::bail!("unexpected response {other:?}"),
+    let published = match connect(iso)?.container_ports(&a.container) {
+        Ok(p) => p,
+        Err(e @ ClientError::Unexpected(_)) => return Err(e.into()),
         Err(e) => {
             daemon_error(&e);
             return Ok(1);
@@ -741,19 +708,19 @@ pub fn commit(iso: Isolation, a: &CommitArgs) -> Result<i32> {
         },
         None => None,
     };
-    match connect(iso)?.call(Request::ContainerCommit(CommitOptions {
+    match connect(iso)?.container_commit(CommitOptions {
         id: a.container.clone(),
         tag,
         message: a.message.clone(),
         author: a.author.clone(),
         changes: a.change.clone(),
         pause: a.pause,
-    })) {
-        Ok(Response::Image(img)) => {
+    }) {
+        Ok(img) => {
             println!("{}", img.id);
             Ok(0)
         }
-        Ok(_) => bail!("unexpected response"),
+        Err(e @ ClientError::Unexpected(_)) => Err(e.into()),
         Err(e) => {
             daemon_error(&e);
             Ok(1)
@@ -777,18 +744,14 @@ pub fn prune(iso: Isolation, a: &PruneArgs) -> Result<i32> {
             return Ok(0);
         }
     }
-    match connect(iso)?.call(Request::ContainerPrune)? {
-        Response::Removed(ids) => {
-            if !ids.is_empty() {
-                println!("Deleted Containers:");
-                ids.iter().for_each(|i| println!("{i}"));
-                println!();
-            }
-            println!("Total reclaimed space: 0B");
-            Ok(0)
-        }
-        _ => bail!("unexpected response"),
+    let ids = connect(iso)?.container_prune()?;
+    if !ids.is_empty() {
+        println!("Deleted Containers:");
+        ids.iter().for_each(|i| println!("{i}"));
+        println!();
     }
+    println!("Total reclaimed space: 0B");
+    Ok(0)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use crate::commands::connect;
 use crate::placement::Isolation;
 use anyhow::{bail, Context, Result};
 use berth_protocol::frame::read_frame;
-use berth_protocol::{ErrorKind, Request, ResponseEnvelope};
+use berth_protocol::{ErrorKind, ResponseEnvelope};
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
@@ -62,10 +62,7 @@ fn from_container(iso: Isolation, container: &str, path: &str, dest: &str) -> Re
         return Ok(1);
     }
     let contents = path.ends_with("/.");
-    let mut stream = match connect(iso)?.into_stream(Request::CopyFrom {
-        id: container.into(),
-        path: path.into(),
-    }) {
+    let mut stream = match connect(iso)?.copy_from(container, path) {
         Ok(s) => s,
         // docker's CLI words a missing container and a missing path alike.
         Err(e) if e.kind() == Some(ErrorKind::NotFound) => {
@@ -181,11 +178,7 @@ fn to_container(iso: Isolation, src: &str, container: &str, path: &str) -> Resul
         let trimmed = path.trim_end_matches('/');
         path = if trimmed.is_empty() { "/" } else { trimmed };
     }
-    let stream = match connect(iso)?.into_stream(Request::CopyTo {
-        id: container.into(),
-        path: path.into(),
-        build: false,
-    }) {
+    let stream = match connect(iso)?.copy_to(container, path, false) {
         Ok(s) => s,
         // docker's CLI names the directory it extracts into.
         Err(e) if e.kind() == Some(ErrorKind::NotFound) => {

@@ -4,7 +4,7 @@ use crate::commands::connect;
 use crate::fmt::{Template, TemplateValue};
 use crate::placement::Isolation;
 use anyhow::Result;
-use berth_protocol::{ErrorKind, Event, EventsOptions, Request};
+use berth_protocol::{ErrorKind, Event, EventsOptions};
 use chrono::{Local, LocalResult, NaiveDate, NaiveDateTime, TimeZone};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -62,11 +62,11 @@ pub fn events(iso: Isolation, a: &EventsArgs) -> Result<i32> {
             return Ok(1);
         }
     };
-    let stream = match connect(iso)?.into_stream(Request::Events(EventsOptions {
+    let stream = match connect(iso)?.events(EventsOptions {
         since,
         until,
         filters,
-    })) {
+    }) {
         Ok(s) => s,
         Err(e) => {
             if e.kind() == Some(ErrorKind::NotFound) {

@@ -2,14 +2,13 @@
 //! own here: `inspect`, `history`, `prune` (plus aliases of the top-level
 //! ones), and the docker-shaped image JSON `inspect` prints.
 
+use crate::client::ClientError;
 use crate::commands::connect;
 use crate::fmt::{ago, human_size, table};
 use crate::image_cache::ImageCache;
 use crate::placement::Isolation;
 use anyhow::{bail, Result};
 use berth_protocol::reference::Reference;
-use berth_protocol::{ImageSummary, Request, Response};
-use serde_json::{json, Value};
 use std::io::{BufRead, IsTerminal, Write};
 
 #[derive(clap::Subcommand)]
@@ -72,65 +71,15 @@ pub fn run(iso: Isolation, c: &ImageCommand) -> Result<i32> {
     }
 }
 
-/// The `repo@digest` names of an image, docker-style (familiar repository).
-pub fn repo_digests(id: &str) -> Vec<String> {
-    ImageCache::open()
-        .map(|c| c.repo_digests(id))
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|rd| Reference::parse(rd).ok())
-        .map(|r| r.familiar())
-        .collect()
-}
-
-/// Docker's image inspect object for an agent image summary.
-pub fn inspect_json(img: &ImageSummary) -> Value {
-    let tags: Vec<String> = img
-        .tags
-        .iter()
-        .filter_map(|t| Reference::parse(t).ok())
-        .map(|r| r.familiar())
-        .collect();
-    let cfg = &img.config;
-    let s = |k: &str| {
-        cfg.get(k)
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-            .to_string()
-    };
-    json!({
-        "Id": img.id,
-        "RepoTags": tags,
-        "RepoDigests": repo_digests(&img.id),
-        "Parent": "",
-        "Comment": s("comment"),
-        "Created": img.created.clone().unwrap_or_default(),
-        "DockerVersion": s("docker_version"),
-        "Author": s("author"),
-        "Config": cfg.get("config").cloned().unwrap_or(Value::Null),
-        "Architecture": img.architecture,
-        "Variant": cfg.get("variant").cloned().unwrap_or(Value::Null),
-        "Os": img.os,
-        "Size": img.size,
-        "VirtualSize": img.size,
-        "GraphDriver": {"Name": "overlay2", "Data": null},
-        "RootFS": {
-            "Type": "layers",
-            "Layers": cfg.pointer("/rootfs/diff_ids").cloned().unwrap_or(json!([])),
-        },
-        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"}
-    })
-}
+pub use berth_host::inspect::repo_digests;
 
 fn inspect(iso: Isolation, names: &[String]) -> Result<i32> {
     let mut c = connect(iso)?;
     let mut out = Vec::new();
     let mut code = 0;
     for n in names {
-        match c.call(Request::ImageInspect {
-            reference: n.clone(),
-        }) {
-            Ok(Response::Image(img)) => out.push(inspect_json(&img)),
+        match c.image_inspect(n) {
+            Ok(img) => out.push(berth_host::inspect::image_json(&img)),
             _ => {
                 eprintln!("Error: No such image: {n}");
                 code = 1;
@@ -142,11 +91,9 @@ fn inspect(iso: Isolation, names: &[String]) -> Result<i32> {
 }
 
 pub fn history(iso: Isolation, a: &HistoryArgs) -> Result<i32> {
-    let img = match connect(iso)?.call(Request::ImageInspect {
-        reference: a.image.clone(),
-    }) {
-        Ok(Response::Image(img)) => img,
-        Ok(_) => bail!("unexpected response"),
+    let img = match connect(iso)?.image_inspect(&a.image) {
+        Ok(img) => img,
+        Err(e @ ClientError::Unexpected(_)) => return Err(e.into()),
         Err(e) => bail!("No such image: {} ({e})", a.image),
     };
     // Layer sizes as docker shows them (regular file bytes in the layer),
@@ -296,12 +243,11 @@ fn prune(iso: Isolation, a: &PruneArgs) -> Result<i32> {
         }
     }
     let mut c = connect(iso)?;
-    let Response::Images(images) = c.call(Request::ImageList)? else {
-        bail!("unexpected response")
-    };
-    let used: Vec<String> = match c.call(Request::ContainerList { all: true })? {
-        Response::Containers(cs) => cs.into_iter().map(|c| c.image_id).collect(),
-        _ => Vec::new(),
+    let images = c.image_list()?;
+    let used: Vec<String> = match c.container_list(true) {
+        Ok(cs) => cs.into_iter().map(|c| c.image_id).collect(),
+        Err(ClientError::Unexpected(_)) => Vec::new(),
+        Err(e) => return Err(e.into()),
     };
     // Intermediate build images (parents of other images) are not
     // dangling: they stay, as the build cache, unless -a.
@@ -317,16 +263,13 @@ fn prune(iso: Isolation, a: &PruneArgs) -> Result<i32> {
         }
         // Only images no container uses get here; -a removes them whatever
         // their tags.
-        match c.call(Request::ImageRemove {
-            reference: img.id.clone(),
-            force: a.all,
-        }) {
-            Ok(Response::Removed(lines)) => {
+        match c.image_remove(&img.id, a.all) {
+            Ok(lines) => {
                 reclaimed += img.size;
                 let _ = cache.forget(&img.id);
                 deleted.extend(lines);
             }
-            Ok(_) => {}
+            Err(ClientError::Unexpected(_)) => {}
             Err(e) => eprintln!("berth: could not remove {}: {e}", &img.id),
         }
     }
@@ -350,17 +293,9 @@ pub fn rmi(iso: Isolation, images: &[String], force: bool) -> Result<i32> {
     let cache = crate::image_cache::ImageCache::open().ok();
     let mut code = 0;
     for i in images {
-        let before = match c.call(Request::ImageInspect {
-            reference: i.clone(),
-        }) {
-            Ok(Response::Image(img)) => Some(img),
-            _ => None,
-        };
-        match c.call(Request::ImageRemove {
-            reference: i.clone(),
-            force,
-        }) {
-            Ok(Response::Removed(lines)) => {
+        let before = c.image_inspect(i).ok();
+        match c.image_remove(i, force) {
+            Ok(lines) => {
                 let extra = match (&before, &cache) {
                     (Some(img), Some(cache)) => digest_untags(cache, img, i, &lines),
                     _ => Vec::new(),
@@ -373,7 +308,7 @@ pub fn rmi(iso: Isolation, images: &[String], force: bool) -> Result<i32> {
                     .chain(rest)
                     .for_each(|l| println!("{l}"));
             }
-            Ok(_) => {}
+            Err(ClientError::Unexpected(_)) => {}
             Err(e) => {
                 eprintln!("Error response from daemon: {e}");
                 code = 1;

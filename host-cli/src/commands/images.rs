@@ -5,7 +5,6 @@ use crate::fmt::{ago, human_size, table};
 use crate::placement::Isolation;
 use anyhow::Result;
 use berth_protocol::reference::Reference;
-use berth_protocol::{Request, Response};
 use serde_json::json;
 
 #[derive(clap::Args)]
@@ -27,9 +26,7 @@ pub struct ImagesArgs {
 }
 
 pub fn list(iso: Isolation, a: &ImagesArgs) -> Result<i32> {
-    let Response::Images(images) = connect(iso)?.call(Request::ImageList)? else {
-        anyhow::bail!("unexpected response")
-    };
+    let images = connect(iso)?.image_list()?;
     // Intermediate images (untagged build steps that other images were
     // derived from) are listed only with -a, as docker does.
     let parents: std::collections::HashSet<&str> =

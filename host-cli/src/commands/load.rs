@@ -144,7 +144,7 @@ fn load_path(iso: Isolation, path: &std::path::Path, quiet: bool) -> Result<i32>
             tags: tags.clone(),
             manifest_digest: img.manifest_digest.clone(),
         };
-        if iso != Isolation::Vm {
+        if iso.has_engine() {
             // The agent verifies the config and layers before the host
             // cache records the image.
             cache.upload(&commit, &|| connect(iso))?;

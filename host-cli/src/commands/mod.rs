@@ -20,20 +20,13 @@ pub mod version;
 pub mod volume;
 
 use crate::client::Engine;
-use crate::placement::{self, Isolation};
+use crate::placement::Isolation;
 use crate::{Cli, Command, ContainerCommand};
-use anyhow::{bail, Result};
-use berth_protocol::{Request, Response};
+use anyhow::Result;
 
 /// Opens a control connection for the selected placement.
 pub fn connect(iso: Isolation) -> Result<Engine> {
-    match iso {
-        Isolation::Native => placement::connect_native(),
-        Isolation::Shared => crate::machine::Machine::default_machine().connect(),
-        Isolation::Vm => {
-            bail!("--isolation vm is not available in this build yet; use --isolation shared or native")
-        }
-    }
+    iso.connect()
 }
 
 /// Runs the command; returns the process exit code.
@@ -43,10 +36,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Load(a) => load::run(iso, a),
         Command::Images(a) => images::list(iso, a),
         Command::Tag { source, target } => {
-            connect(iso)?.call(Request::ImageTag {
-                source: source.clone(),
-                target: target.clone(),
-            })?;
+            connect(iso)?.image_tag(source, target)?;
             Ok(0)
         }
         Command::Rmi { force, images } => image::rmi(iso, images, *force),
@@ -60,11 +50,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             let mut c = connect(iso)?;
             let mut code = 0;
             for k in containers {
-                match c.call(Request::ContainerRemove {
-                    id: k.clone(),
-                    force: *force,
-                    volumes: *volumes,
-                }) {
+                match c.container_remove(k, *force, *volumes) {
                     Ok(_) => println!("{k}"),
                     // docker's CLI reports an unknown container itself.
                     Err(e) if e.kind() == Some(berth_protocol::ErrorKind::NotFound) => {
@@ -93,10 +79,10 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             new_name,
         } => container::rename(iso, container, new_name),
         Command::Pause { containers } => {
-            container::simple(iso, containers, |id| Request::ContainerPause { id })
+            container::simple(iso, containers, &|c, id| c.container_pause(id))
         }
         Command::Unpause { containers } => {
-            container::simple(iso, containers, |id| Request::ContainerUnpause { id })
+            container::simple(iso, containers, &|c, id| c.container_unpause(id))
         }
         Command::Top { container } => container::top(iso, container),
         Command::Stats(a) => container::stats(iso, a),
@@ -123,7 +109,8 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Create(a) => run::create(iso, a),
         Command::Info => {
             let mut c = connect(iso)?;
-            if let Response::Info(i) = c.call(Request::Info)? {
+            {
+                let i = c.info()?;
                 println!("Isolation: {iso:?}");
                 println!("Agent version: {}", i.agent_version);
                 println!("Kernel Version: {}", i.kernel_release);

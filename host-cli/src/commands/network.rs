@@ -3,11 +3,13 @@
 //! checked here with its words; so is what its daemon checks of a new
 //! network's addresses and driver, worded as the daemon words it.
 
+use crate::client::ClientError;
 use crate::commands::connect;
 use crate::fmt::{go_time, json_field, natural_less, tab_lines, Template, TemplateValue};
 use crate::placement::Isolation;
-use anyhow::{bail, Result};
-use berth_protocol::{ErrorKind, NetworkInfo, Request, Response};
+use anyhow::Result;
+use berth_host::engine::{NetworkConnect, NetworkCreate};
+use berth_protocol::{ErrorKind, NetworkInfo};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -397,7 +399,7 @@ fn create(iso: Isolation, a: &CreateArgs) -> Result<i32> {
         return Ok(daemon_error(m));
     }
     let (subnet, gateway) = ipam.into_iter().next().unzip();
-    match connect(iso)?.call(Request::NetworkCreate {
+    match connect(iso)?.network_create(NetworkCreate {
         name: name.clone(),
         driver: Some(a.driver.clone()),
         subnet,
@@ -406,11 +408,11 @@ fn create(iso: Isolation, a: &CreateArgs) -> Result<i32> {
         labels: kv_map(&a.label),
         options: kv_map(&a.opt),
     }) {
-        Ok(Response::Network(n)) => {
+        Ok(n) => {
             println!("{}", n.id);
             Ok(0)
         }
-        Ok(other) => bail!("unexpected response {other:?}"),
+        Err(e @ ClientError::Unexpected(_)) => Err(e.into()),
         Err(e) => Ok(daemon_error(e)),
     }
 }
@@ -631,9 +633,9 @@ fn list(iso: Isolation, a: &LsArgs) -> Result<i32> {
             }
         },
     };
-    let mut nets = match connect(iso)?.call(Request::NetworkList) {
-        Ok(Response::Networks(n)) => n,
-        Ok(other) => bail!("unexpected response {other:?}"),
+    let mut nets = match connect(iso)?.network_list() {
+        Ok(n) => n,
+        Err(e @ ClientError::Unexpected(_)) => return Err(e.into()),
         Err(e) => return Ok(daemon_error(e)),
     };
     nets.retain(|n| ls_matches(n, &filters));
@@ -884,9 +886,9 @@ fn inspect(iso: Isolation, a: &InspectArgs) -> Result<i32> {
     let mut c = connect(iso)?;
     let mut results = Vec::new();
     for n in &a.networks {
-        match c.call(Request::NetworkInspect { name: n.clone() }) {
-            Ok(Response::Network(net)) => results.push(Ok(net)),
-            Ok(other) => bail!("unexpected response {other:?}"),
+        match c.network_inspect(n) {
+            Ok(net) => results.push(Ok(net)),
+            Err(e @ ClientError::Unexpected(_)) => return Err(e.into()),
             Err(e) => results.push(Err(format!("Error response from daemon: {e}"))),
         }
     }
@@ -903,7 +905,7 @@ fn remove(iso: Isolation, a: &RmArgs) -> Result<i32> {
     let mut c = connect(iso)?;
     let mut code = 0;
     for n in &a.networks {
-        match c.call(Request::NetworkRemove { name: n.clone() }) {
+        match c.network_remove(n) {
             Ok(_) => println!("{n}"),
             // `-f`: a missing network is no error, and not printed.
             Err(e) if a.force && e.kind() == Some(ErrorKind::NotFound) => {}
@@ -1030,23 +1032,21 @@ fn prune(iso: Isolation, a: &PruneArgs) -> Result<i32> {
     }
     let mut c = connect(iso)?;
     let names = if filters.is_empty() {
-        match c.call(Request::NetworkPrune) {
-            Ok(Response::NetworksPruned { names }) => names,
-            Ok(other) => bail!("unexpected response {other:?}"),
+        match c.network_prune() {
+            Ok(names) => names,
+            Err(e @ ClientError::Unexpected(_)) => return Err(e.into()),
             Err(e) => return Ok(daemon_error(e)),
         }
     } else {
         // The engine's prune takes no filters: choose here, remove each.
-        let nets = match c.call(Request::NetworkList) {
-            Ok(Response::Networks(n)) => n,
-            Ok(other) => bail!("unexpected response {other:?}"),
+        let nets = match c.network_list() {
+            Ok(n) => n,
+            Err(e @ ClientError::Unexpected(_)) => return Err(e.into()),
             Err(e) => return Ok(daemon_error(e)),
         };
         let mut names = Vec::new();
         for n in nets.iter().filter(|n| prunable(n, &filters)) {
-            if c.call(Request::NetworkRemove { name: n.id.clone() })
-                .is_ok()
-            {
+            if c.network_remove(&n.id).is_ok() {
                 names.push(n.name.clone());
             }
         }
@@ -1060,7 +1060,7 @@ fn connect_cmd(iso: Isolation, a: &ConnectArgs) -> Result<i32> {
     if let Some(code) = exact_args("connect", 2, &a.args) {
         return Ok(code);
     }
-    match connect(iso)?.call(Request::NetworkConnect {
+    match connect(iso)?.network_connect(NetworkConnect {
         network: a.args[0].clone(),
         container: a.args[1].clone(),
         aliases: a.alias.clone(),
@@ -1075,11 +1075,7 @@ fn disconnect(iso: Isolation, a: &DisconnectArgs) -> Result<i32> {
     if let Some(code) = exact_args("disconnect", 2, &a.args) {
         return Ok(code);
     }
-    match connect(iso)?.call(Request::NetworkDisconnect {
-        network: a.args[0].clone(),
-        container: a.args[1].clone(),
-        force: a.force,
-    }) {
+    match connect(iso)?.network_disconnect(&a.args[0], &a.args[1], a.force) {
         Ok(_) => Ok(0),
         Err(e) => Ok(daemon_error(e)),
     }

@@ -97,7 +97,7 @@ impl PullProgress for Reporter {
 
 pub fn run(iso: Isolation, a: &PullArgs) -> Result<i32> {
     let connector = || connect(iso);
-    let upload: Option<&dyn Fn() -> Result<crate::client::Engine>> = if iso == Isolation::Vm {
+    let upload: Option<&dyn Fn() -> Result<crate::client::Engine>> = if !iso.has_engine() {
         None
     } else {
         Some(&connector)

@@ -8,7 +8,6 @@ use crate::registry::upload::{push_blob, put_manifest, BlobOutcome};
 use crate::registry::RegistryClient;
 use anyhow::{bail, Context, Result};
 use berth_protocol::reference::Reference;
-use berth_protocol::{Request, Response};
 
 #[derive(clap::Args)]
 pub struct PushArgs {
@@ -87,14 +86,12 @@ pub fn resolve_local(
     cache: &ImageCache,
     name: &str,
 ) -> Result<berth_protocol::ImageCommit> {
-    if iso != Isolation::Vm {
+    if iso.has_engine() {
         if let Ok(mut c) = connect(iso) {
             // The agent owns tags: a name it does not know is not an image,
             // whatever the cache still remembers.
-            return match c.call(Request::ImageInspect {
-                reference: name.to_string(),
-            }) {
-                Ok(Response::Image(img)) => match cache.resolve(&img.id) {
+            return match c.image_inspect(name) {
+                Ok(img) => match cache.resolve(&img.id) {
                     Some(c) => Ok(c),
                     // Made in the engine (build, commit): copy it out first.
                     None => cache

@@ -8,8 +8,10 @@ use crate::tty::{window_size, RawMode};
 use crate::EXIT_ENGINE;
 use anyhow::Result;
 pub use berth_host::args::ArgError;
+use berth_host::engine::Created;
+use berth_host::placement::OwnVm;
 use berth_protocol::mux::{self, Kind};
-use berth_protocol::{ContainerConfig, ErrorKind, Request, Response, RestartPolicy};
+use berth_protocol::{ContainerConfig, ErrorKind, RestartPolicy};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read, Write};
 use std::sync::{Arc, Mutex};
@@ -593,7 +595,7 @@ pub fn create(iso: Isolation, a: &CreateArgs) -> Result<i32> {
         Ok(c) => c,
         Err(e) => return Ok(e.report("create")),
     };
-    if iso == Isolation::Vm {
+    if iso.own_vm() {
         eprintln!("berth: --isolation vm runs a container only with run; use --isolation shared");
         return Ok(EXIT_ENGINE);
     }
@@ -630,8 +632,8 @@ fn create_container(
     image: &str,
 ) -> Result<Result<String, ClientError>> {
     let mut printed = crate::net_flags::warnings(&cfg);
-    match ctl.call(Request::ContainerCreate(Box::new(cfg))) {
-        Ok(Response::Created { id, warnings }) => {
+    match ctl.container_create(cfg) {
+        Ok(Created { id, warnings }) => {
             // The daemon's warnings berth's CLI gives, then the engine's
             // (once each, should the engine give the same).
             for w in warnings {
@@ -642,7 +644,7 @@ fn create_container(
             printed.iter().for_each(|w| eprintln!("WARNING: {w}"));
             Ok(Ok(id))
         }
-        Ok(other) => anyhow::bail!("unexpected response {other:?}"),
+        Err(e @ ClientError::Unexpected(_)) => Err(e.into()),
         Err(e) => {
             if e.kind() == Some(ErrorKind::NotFound) && e.to_string().starts_with("No such image") {
                 eprintln!("Unable to find image '{image}' locally");
@@ -665,10 +667,10 @@ pub fn run(iso: Isolation, a: &RunArgs) -> Result<i32> {
         eprintln!("the input device is not a TTY");
         return Ok(1);
     }
-    if iso == Isolation::Vm {
+    if iso.own_vm() {
         return run_in_own_vm(a, cfg);
     }
-    run_with(&|| connect(iso), a, cfg, iso == Isolation::Shared)
+    run_with(&|| connect(iso), a, cfg, iso.forwards_ports())
 }
 
 /// `--isolation vm`: a throw-away microVM for this one container, fed the
@@ -688,72 +690,12 @@ fn run_in_own_vm(a: &RunArgs, cfg: ContainerConfig) -> Result<i32> {
         return Ok(EXIT_ENGINE);
     };
     let timings = std::env::var_os("BERTH_VM_TIMINGS").is_some();
-    let t0 = std::time::Instant::now();
-    let disk = match crate::image_disk::ensure(&cache, &image) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!(
-                "berth: warning: no image disk for {}: {e:#}; streaming the image into the VM instead",
-                a.image
-            );
-            None
-        }
-    };
-    if timings {
-        match &disk {
-            Some(_) => eprintln!(
-                "berth: vm: image disk ready in {} ms",
-                t0.elapsed().as_millis()
-            ),
-            None => eprintln!(
-                "berth: vm: no image disk ({})",
-                crate::image_disk::unavailable().unwrap_or("see the warning")
-            ),
-        }
-    }
-    let vm = crate::machine::Machine::ephemeral()?.with_image_disk(disk.clone());
-    let result = (|| -> Result<i32> {
-        let t0 = std::time::Instant::now();
-        let (origin, _) = vm.start_clone(crate::machine::MachineSpec::default())?;
-        if timings {
-            eprintln!(
-                "berth: vm: {origin}, agent ready in {} ms",
-                t0.elapsed().as_millis()
-            );
-        }
-        let t1 = std::time::Instant::now();
-        let from_disk = disk.is_some()
-            && match vm.connect_running()?.call(Request::ImageDiskAttach {
-                device: crate::image_disk::GUEST_DEVICE.into(),
-            }) {
-                Ok(_) => true,
-                Err(e) => {
-                    eprintln!(
-                        "berth: warning: the VM could not use the image disk: {e}; streaming the image instead"
-                    );
-                    false
-                }
-            };
-        if from_disk {
-            vm.connect_running()?
-                .call(Request::ImageCommit(image.clone()))?;
-        } else {
-            cache.upload(&image, &|| Ok(vm.connect_running()?))?;
-        }
-        if timings {
-            eprintln!(
-                "berth: vm: image {} in {} ms",
-                if from_disk {
-                    "disk attached"
-                } else {
-                    "streamed"
-                },
-                t1.elapsed().as_millis()
-            );
-        }
-        run_with(&|| Ok(vm.connect_running()?), a, cfg, false)
-    })();
-    vm.destroy();
+    let note = |line: &str| eprintln!("{line}");
+    let vm = OwnVm::new(&cache, &image, &a.image, timings, &note)?;
+    let result = vm
+        .start(&cache, &image, timings, &note)
+        .and_then(|()| run_with(&|| vm.connect(), a, cfg, false));
+    drop(vm);
     match result {
         Ok(code) => Ok(code),
         Err(e) => {
@@ -782,8 +724,8 @@ fn run_with(
         Err(e) => return Ok(fail_create(&e)),
     };
     if a.detach {
-        return match ctl.call(Request::ContainerStart { id: id.clone() }) {
-            Ok(_) => {
+        return match ctl.container_start(&id) {
+            Ok(()) => {
                 if machine_vm && publishes {
                     if let Err(m) = crate::ports::publish_on_host(&mut ctl, &id) {
                         eprintln!("berth: Error response from daemon: {m}.");
@@ -823,12 +765,7 @@ pub fn attach(
     tty: bool,
     start: bool,
 ) -> Result<i32, ClientError> {
-    let stream = conn.into_stream(Request::Attach {
-        id: id.to_string(),
-        stdin,
-        start,
-        tty_size: if tty { window_size() } else { None },
-    })?;
+    let stream = conn.attach(id, stdin, start, if tty { window_size() } else { None })?;
     relay(stream, stdin, tty)
 }
 

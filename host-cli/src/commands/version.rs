@@ -4,7 +4,6 @@
 use crate::commands::connect;
 use crate::placement::{self, Isolation};
 use anyhow::Result;
-use berth_protocol::{Request, Response};
 use serde_json::{json, Value};
 
 #[derive(clap::Args)]
@@ -33,7 +32,7 @@ fn go_arch(a: &str) -> &str {
 
 /// The engine's facts, or the reason it could not be asked.
 fn server(iso: Isolation) -> Result<Value, String> {
-    if iso == Isolation::Vm {
+    if !iso.has_engine() {
         // Each container's VM boots the agent next to this berth: never stale.
         let agent = placement::agent_binary().map_err(|e| format!("{e:#}"))?;
         return Ok(json!({
@@ -44,11 +43,7 @@ fn server(iso: Isolation) -> Result<Value, String> {
         }));
     }
     let mut c = connect(iso).map_err(|e| format!("{e:#}"))?;
-    let info = match c.call(Request::Info) {
-        Ok(Response::Info(i)) => i,
-        Ok(other) => return Err(format!("unexpected response {other:?}")),
-        Err(e) => return Err(e.to_string()),
-    };
+    let info = c.info().map_err(|e| e.to_string())?;
     let mut v = json!({
         "Version": info.agent_version,
         "Placement": iso_name(iso),

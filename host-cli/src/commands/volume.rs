@@ -1,11 +1,13 @@
 //! `berth volume create|ls|inspect|rm|prune`, printed as docker's CLI
 //! prints them.
 
+use crate::client::ClientError;
 use crate::commands::connect;
 use crate::fmt::{human_size4, natural_less, tab_lines, Template, TemplateValue};
 use crate::placement::Isolation;
-use anyhow::{bail, Result};
-use berth_protocol::{ErrorKind, Request, Response, VolumeInfo};
+use anyhow::Result;
+use berth_host::engine::VolumeCreate;
+use berth_protocol::{ErrorKind, VolumeInfo};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -166,17 +168,17 @@ fn create(iso: Isolation, a: &CreateArgs) -> Result<i32> {
         );
         return Ok(1);
     }
-    match connect(iso)?.call(Request::VolumeCreate {
+    match connect(iso)?.volume_create(VolumeCreate {
         name,
         driver: Some(a.driver.clone()),
         labels: kv_map(&a.label),
         options: kv_map(&a.opt),
     }) {
-        Ok(Response::Volume(v)) => {
+        Ok(v) => {
             println!("{}", v.name);
             Ok(0)
         }
-        Ok(other) => bail!("unexpected response {other:?}"),
+        Err(e @ ClientError::Unexpected(_)) => Err(e.into()),
         Err(e) => {
             eprintln!("Error response from daemon: {e}");
             Ok(1)
@@ -310,9 +312,7 @@ fn list(iso: Isolation, a: &LsArgs) -> Result<i32> {
             }
         },
     };
-    let Response::Volumes(mut vols) = connect(iso)?.call(Request::VolumeList)? else {
-        bail!("unexpected response")
-    };
+    let mut vols = connect(iso)?.volume_list()?;
     vols.retain(|v| ls_matches(v, &filters));
     vols.sort_by(|x, y| {
         if natural_less(&x.name, &y.name) {
@@ -424,9 +424,9 @@ fn inspect(iso: Isolation, a: &InspectArgs) -> Result<i32> {
     let mut found = Vec::new();
     let mut code = 0;
     for n in &a.volumes {
-        match c.call(Request::VolumeInspect { name: n.clone() }) {
-            Ok(Response::Volume(v)) => found.push(v),
-            Ok(other) => bail!("unexpected response {other:?}"),
+        match c.volume_inspect(n) {
+            Ok(v) => found.push(v),
+            Err(e @ ClientError::Unexpected(_)) => return Err(e.into()),
             Err(e) => {
                 eprintln!("Error response from daemon: {e}");
                 code = 1;
@@ -462,10 +462,7 @@ fn remove(iso: Isolation, a: &RmArgs) -> Result<i32> {
     let mut c = connect(iso)?;
     let mut code = 0;
     for n in &a.volumes {
-        match c.call(Request::VolumeRemove {
-            name: n.clone(),
-            force: a.force,
-        }) {
+        match c.volume_remove(n, a.force) {
             Ok(_) => println!("{n}"),
             // `-f` hides a missing volume (the engine does too).
             Err(e) if a.force && e.kind() == Some(ErrorKind::NotFound) => println!("{n}"),
@@ -535,21 +532,14 @@ fn prune(iso: Isolation, a: &PruneArgs) -> Result<i32> {
     }
     let mut c = connect(iso)?;
     let (names, reclaimed) = if filters.is_empty() {
-        match c.call(Request::VolumePrune { all: a.all })? {
-            Response::VolumesPruned { names, reclaimed } => (names, reclaimed),
-            other => bail!("unexpected response {other:?}"),
-        }
+        let p = c.volume_prune(a.all)?;
+        (p.names, p.reclaimed)
     } else {
         // The engine's prune takes no filters: choose here, remove each.
-        let Response::Volumes(vols) = c.call(Request::VolumeList)? else {
-            bail!("unexpected response")
-        };
+        let vols = c.volume_list()?;
         let mut names = Vec::new();
         for v in vols.iter().filter(|v| prunable(v, a.all, &filters)) {
-            match c.call(Request::VolumeRemove {
-                name: v.name.clone(),
-                force: false,
-            }) {
+            match c.volume_remove(&v.name, false) {
                 Ok(_) => names.push(v.name.clone()),
                 Err(e) => eprintln!("berth: could not remove volume {}: {e}", v.name),
             }

@@ -881,9 +881,7 @@ impl<'a> Builder<'a> {
     /// (docker's build output carries both streams); returns the exit code.
     fn attach_run(&mut self, cid: &str) -> Result<i32> {
         let conn = (self.connect)()?;
-        let mut stream = conn
-            .attach(cid, false, true, None)
-            .map_err(api)?;
+        let mut stream = conn.attach(cid, false, true, None).map_err(api)?;
         let mut out = std::io::stdout();
         loop {
             match mux::read_frame(&mut stream) {
@@ -916,9 +914,7 @@ impl<'a> Builder<'a> {
         let cid = self.step_container(st, vec!["/bin/sh".into()], Vec::new(), false)?;
         let result = (|| -> Result<String> {
             let conn = (self.connect)()?;
-            let mut s = conn
-                .copy_to(&cid, "/", true)
-                .map_err(api)?;
+            let mut s = conn.copy_to(&cid, "/", true).map_err(api)?;
             std::io::copy(&mut tar, &mut s).context("sending files to the engine")?;
             s.flush()?;
             s.shutdown(std::net::Shutdown::Write)?;
@@ -1004,9 +1000,7 @@ impl<'a> Builder<'a> {
 
     fn read_container_file(&mut self, cid: &str, path: &str) -> Result<String> {
         let conn = (self.connect)()?;
-        let s = conn
-            .copy_from(cid, path)
-            .map_err(api)?;
+        let s = conn.copy_from(cid, path).map_err(api)?;
         let mut ar = tar::Archive::new(s);
         let mut text = String::new();
         if let Some(e) = ar.entries()?.next() {
