@@ -302,6 +302,25 @@ impl Isolation {
     pub fn own_vm(self) -> bool {
         self == Isolation::Vm
     }
+
+    /// Whether the engine behind `c` runs the agent build this `berth`
+    /// would start now.
+    pub fn agent_build(self, c: &Engine) -> AgentBuild {
+        match self {
+            Isolation::Native => AgentBuild::Native(native_agent(c)),
+            _ => AgentBuild::Machine(crate::machine::Machine::default_machine().outdated_agent()),
+        }
+    }
+}
+
+/// How current the engine's agent is, as its placement can tell.
+#[derive(Debug, Clone)]
+pub enum AgentBuild {
+    /// The native agent's process and binary (None: cannot be told).
+    Native(Option<NativeAgent>),
+    /// The machine VM's agent: Some((booted, now)) when it came from
+    /// another build than the one this `berth` would boot.
+    Machine(Option<(String, String)>),
 }
 
 /// A throw-away microVM for one container (`--isolation vm`), cloned

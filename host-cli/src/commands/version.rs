@@ -2,6 +2,7 @@
 //! whether the engine runs the build this client would start.
 
 use crate::commands::connect;
+use crate::placement::AgentBuild;
 use crate::placement::{self, Isolation};
 use anyhow::Result;
 use serde_json::{json, Value};
@@ -51,9 +52,9 @@ fn server(iso: Isolation) -> Result<Value, String> {
         "Os": "linux",
         "Arch": go_arch(&info.arch),
     });
-    match iso {
-        Isolation::Native => {
-            if let Some(a) = placement::native_agent(&c) {
+    match iso.agent_build(&c) {
+        AgentBuild::Native(agent) => {
+            if let Some(a) = agent {
                 v["Pid"] = json!(a.pid);
                 v["Agent"] = json!(a.exe.display().to_string());
                 v["UpToDate"] = json!(a.current);
@@ -65,18 +66,15 @@ fn server(iso: Isolation) -> Result<Value, String> {
                 }
             }
         }
-        _ => {
-            let m = crate::machine::Machine::default_machine();
-            match m.outdated_agent() {
-                Some((was, now)) => {
-                    v["UpToDate"] = json!(false);
-                    v["Outdated"] = json!(format!(
+        AgentBuild::Machine(outdated) => match outdated {
+            Some((was, now)) => {
+                v["UpToDate"] = json!(false);
+                v["Outdated"] = json!(format!(
                         "the machine VM runs the berth-agent of {was}, not {now}; restart it with: berth machine stop"
                     ));
-                }
-                None => v["UpToDate"] = json!(true),
             }
-        }
+            None => v["UpToDate"] = json!(true),
+        },
     }
     Ok(v)
 }
