@@ -9,8 +9,6 @@ use berth_protocol::{
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
-pub use crate::engine::Engine;
-
 /// Errors talking to the agent.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -50,7 +48,7 @@ pub enum Endpoint {
     VsockMux { path: PathBuf, port: u32 },
 }
 
-/// One connection to the agent: the transport under [`Engine`].
+/// One connection to the agent: the transport under [`crate::engine::Engine`].
 pub(crate) struct Connection {
     stream: UnixStream,
     next_id: u64,

@@ -3,7 +3,7 @@
 //! records that tie them together. Placements without a persistent store of
 //! their own (`--isolation vm`) are fed from here over vsock.
 
-use crate::client::Engine;
+use crate::engine::Engine;
 use anyhow::{bail, Context, Result};
 use berth_protocol::reference::Reference;
 use berth_protocol::ImageCommit;
@@ -27,7 +27,7 @@ fn hex_of(digest: &str) -> Result<&str> {
 
 impl ImageCache {
     pub fn open() -> Result<ImageCache> {
-        let dir = crate::placement::state_dir().join("cache");
+        let dir = crate::paths::state_dir().join("cache");
         std::fs::create_dir_all(dir.join("blobs/sha256"))?;
         Ok(ImageCache { dir })
     }
@@ -195,8 +195,20 @@ impl ImageCache {
             .join(format!("images.json.tmp-{}", std::process::id()));
         std::fs::write(&tmp, serde_json::to_vec_pretty(&all)?)?;
         std::fs::rename(tmp, self.dir.join("images.json"))?;
-        crate::image_disk::forget(self, config_digest);
+        self.forget_image_disk(config_digest);
         Ok(())
+    }
+
+    /// Removes the image disk ([`crate::image_disk`]) of the image
+    /// `config_digest`, if any. VMs using it keep their open file.
+    pub fn forget_image_disk(&self, config_digest: &str) {
+        if let Some(hex) = config_digest.strip_prefix("sha256:") {
+            if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                let dir = self.dir().join("image-disks");
+                let _ = std::fs::remove_file(dir.join(image_disk_file(hex)));
+                let _ = std::fs::remove_file(dir.join(format!("{hex}.lock")));
+            }
+        }
     }
 
     fn records(&self) -> Vec<ImageCommit> {
@@ -314,4 +326,12 @@ impl ImageCache {
         self.resolve(&img.id)
             .with_context(|| format!("image {} was not recorded", img.id))
     }
+}
+/// Bumped when the tree on an image disk changes.
+const IMAGE_DISK_FORMAT: &str = "1";
+
+/// The file name of the image disk of the image whose config digest has
+/// the hex `hex`, under `<cache>/image-disks/`.
+pub(crate) fn image_disk_file(hex: &str) -> String {
+    format!("{hex}-{IMAGE_DISK_FORMAT}.ext4")
 }

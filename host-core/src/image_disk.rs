@@ -16,9 +16,6 @@ use berth_protocol::ImageCommit;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Bumped when the tree on the disk changes.
-const FORMAT: &str = "1";
-
 /// The guest device of the image slot of a throw-away VM: the disk after
 /// its root disk (`/dev/vda`).
 pub const GUEST_DEVICE: &str = "/dev/vdb";
@@ -53,7 +50,7 @@ pub fn ensure(cache: &ImageCache, image: &ImageCommit) -> Result<Option<PathBuf>
         .with_context(|| format!("invalid image id {:?}", image.config_digest))?;
     let dir = cache.dir().join("image-disks");
     std::fs::create_dir_all(&dir)?;
-    let path = dir.join(format!("{hex}-{FORMAT}.ext4"));
+    let path = dir.join(crate::image_cache::image_disk_file(hex));
     if path.is_file() {
         return Ok(Some(path));
     }
@@ -79,23 +76,11 @@ pub fn ensure(cache: &ImageCache, image: &ImageCommit) -> Result<Option<PathBuf>
     Ok(Some(path))
 }
 
-/// Removes the image disk of the image `config_digest`, if any. VMs using
-/// it keep their open file.
-pub fn forget(cache: &ImageCache, config_digest: &str) {
-    if let Some(hex) = config_digest.strip_prefix("sha256:") {
-        if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            let dir = cache.dir().join("image-disks");
-            let _ = std::fs::remove_file(dir.join(format!("{hex}-{FORMAT}.ext4")));
-            let _ = std::fs::remove_file(dir.join(format!("{hex}.lock")));
-        }
-    }
-}
-
 fn build(cache: &ImageCache, image: &ImageCommit, dir: &Path, out: &Path) -> Result<()> {
     let stage = tempfile::Builder::new().prefix(".tmp-").tempdir_in(dir)?;
     let tree = stage.path().join("tree");
     std::fs::create_dir(&tree)?;
-    let agent = crate::placement::agent_binary()?;
+    let agent = crate::paths::agent_binary()?;
     let mut child = std::process::Command::new(&agent)
         .arg("image-disk-tree")
         .arg("--root")

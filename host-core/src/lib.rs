@@ -23,6 +23,7 @@ pub mod inspect;
 pub mod machine;
 pub mod mounts;
 pub mod net_settings;
+pub mod paths;
 pub mod placement;
 pub mod platform;
 pub mod port_forward;

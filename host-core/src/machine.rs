@@ -7,8 +7,9 @@
 //! `vmm.pid`, `timings.json`; the agent's read-only root disk
 //! (`rootfs-<hash>.ext4`, see [`write_rootfs`]) is cached in `$BERTH_HOME/cache`.
 
-use crate::client::{Endpoint, Engine};
-use crate::placement::{agent_binary, state_dir};
+use crate::client::Endpoint;
+use crate::engine::Engine;
+use crate::paths::{agent_binary, state_dir};
 use anyhow::{bail, Context, Result};
 use berth_protocol::AGENT_VSOCK_PORT;
 use serde::{Deserialize, Serialize};
@@ -81,21 +82,7 @@ pub(crate) fn pid_alive(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
-/// `$BERTH_VMM`, or `berth-vmm` next to `berth`.
-pub(crate) fn vmm_binary() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("BERTH_VMM") {
-        return Ok(PathBuf::from(p));
-    }
-    let exe = std::env::current_exe()?;
-    let p = exe.with_file_name("berth-vmm");
-    if p.is_file() {
-        return Ok(p);
-    }
-    bail!(
-        "berth-vmm not found next to {}; set BERTH_VMM",
-        exe.display()
-    )
-}
+pub use crate::paths::vmm_binary;
 
 /// `$BERTH_KERNEL`, or the newest kernel built by kernel-config/build-kernel.sh.
 pub fn kernel_path() -> Result<PathBuf> {
@@ -487,7 +474,7 @@ impl Machine {
                     .map(std::process::Stdio::from)
                     .unwrap_or_else(|_| std::process::Stdio::null()),
             );
-        crate::placement::detach(&mut cmd);
+        crate::platform::detach(&mut cmd);
         if cmd.spawn().is_ok() {
             // Until it listens, a `sync` would find nobody.
             let (sock, _) = crate::port_forward::paths(&self.dir);
@@ -765,7 +752,7 @@ impl Machine {
         cmd.stdin(std::process::Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        crate::placement::detach(&mut cmd);
+        crate::platform::detach(&mut cmd);
         let child = cmd
             .spawn()
             .with_context(|| format!("starting {}", cmd.get_program().to_string_lossy()))?;

@@ -3,7 +3,8 @@
 //! `native`: the agent runs on this Linux host, started on demand and found
 //! through `<state>/native/agent.sock`.
 
-use crate::client::{Endpoint, Engine};
+use crate::client::Endpoint;
+use crate::engine::Engine;
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -20,47 +21,7 @@ pub enum Isolation {
     Vm,
 }
 
-/// berth's per-user state directory.
-pub fn state_dir() -> PathBuf {
-    if let Some(p) = std::env::var_os("BERTH_HOME") {
-        return PathBuf::from(p);
-    }
-    if let Some(p) = std::env::var_os("XDG_DATA_HOME") {
-        return PathBuf::from(p).join("berth");
-    }
-    crate::platform::default_data_dir()
-}
-
-/// Finds the `berth-agent` binary: `$BERTH_AGENT`, next to `berth`, or in
-/// cargo's static-target output directory during development.
-pub fn agent_binary() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("BERTH_AGENT") {
-        return Ok(PathBuf::from(p));
-    }
-    let exe = std::env::current_exe().context("locating the berth binary")?;
-    let dir = exe.parent().context("berth binary has no directory")?;
-    let profile = dir.file_name().map(|s| s.to_owned()).unwrap_or_default();
-    let candidates = [
-        dir.join("berth-agent"),
-        dir.parent()
-            .map(|t| {
-                t.join("x86_64-unknown-linux-gnu")
-                    .join(&profile)
-                    .join("berth-agent")
-            })
-            .unwrap_or_default(),
-    ];
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .with_context(|| {
-            format!(
-                "berth-agent not found (looked in {}); set BERTH_AGENT",
-                dir.display()
-            )
-        })
-}
+pub use crate::paths::{agent_binary, state_dir};
 
 /// Makes `cmd` start in a session of its own, so it outlives this command.
 pub fn detach(cmd: &mut std::process::Command) {

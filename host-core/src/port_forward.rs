@@ -15,7 +15,8 @@
 //!
 //! Only TCP is forwarded so far; UDP ports are bound in the guest only.
 
-use crate::client::{Endpoint, Engine};
+use crate::client::Endpoint;
+use crate::engine::Engine;
 use crate::platform::{UnixListener, UnixStream};
 use anyhow::{Context, Result};
 use berth_protocol::{EventsOptions, PortProto, PublishedPort};

@@ -243,7 +243,7 @@ pub fn check_placement(iso: Isolation, cfg: &ContainerConfig) -> Result<(), Stri
 
 /// In the machine VM: has the host forwarder bind this container's ports
 /// now. On failure the container is stopped and docker's error returned.
-pub fn publish_on_host(conn: &mut crate::client::Engine, id: &str) -> Result<(), String> {
+pub fn publish_on_host(conn: &mut crate::engine::Engine, id: &str) -> Result<(), String> {
     let Ok(ports) = conn.container_ports(id) else {
         return Ok(());
     };

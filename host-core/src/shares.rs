@@ -23,7 +23,7 @@ pub const GUEST_PREFIX: &str = "/host_mnt";
 pub const ENV: &str = "BERTH_MACHINE_SHARES";
 
 fn settings_file() -> PathBuf {
-    crate::placement::state_dir().join("machine-shares")
+    crate::paths::state_dir().join("machine-shares")
 }
 
 /// The folders as configured (not yet checked).

@@ -7,7 +7,7 @@
 //! be caught, so `kill -9` of the CLI still orphans the container, as
 //! with docker.
 
-use crate::client::Engine;
+use crate::engine::Engine;
 
 /// Host signals that are forwarded, with their number in the Linux guest.
 /// docker forwards every signal but SIGCHLD, SIGPIPE and SIGURG; the

@@ -27,7 +27,7 @@ pub fn size() -> usize {
 
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 fn dir(cpus: u32) -> PathBuf {
-    crate::placement::state_dir()
+    crate::paths::state_dir()
         .join("pool")
         .join(format!("cpus-{cpus}"))
 }
@@ -123,7 +123,7 @@ pub fn refill(cpus: u32) -> Result<()> {
             .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut name))
             .context("reading /dev/urandom")?;
         let sock = dir.join(format!("{}.sock", hex::encode(name)));
-        let mut cmd = std::process::Command::new(crate::machine::vmm_binary()?);
+        let mut cmd = std::process::Command::new(crate::paths::vmm_binary()?);
         cmd.arg("--standby")
             .arg(&sock)
             .arg("--cpus")
@@ -134,7 +134,7 @@ pub fn refill(cpus: u32) -> Result<()> {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
-        crate::placement::detach(&mut cmd);
+        crate::platform::detach(&mut cmd);
         // Reaped by init once it exits: it outlives this command.
         std::mem::forget(cmd.spawn().context("starting a standby berth-vmm")?);
     }

@@ -3,9 +3,10 @@
 //! container prune. Each accepts a name, id or unique id prefix and prints
 //! what docker prints.
 
-use crate::client::{ClientError, Engine};
+use crate::client::ClientError;
 use crate::commands::connect;
 use crate::commands::run::{attach, parse_bytes, parse_restart, Report};
+use crate::engine::Engine;
 use crate::fmt::{binary_size, table};
 use crate::placement::Isolation;
 use berth_host::engine::ContainerUpdate;

@@ -19,7 +19,7 @@ pub mod save;
 pub mod version;
 pub mod volume;
 
-use crate::client::Engine;
+use crate::engine::Engine;
 use crate::placement::Isolation;
 use crate::{Cli, Command, ContainerCommand};
 use anyhow::Result;

@@ -97,7 +97,7 @@ impl PullProgress for Reporter {
 
 pub fn run(iso: Isolation, a: &PullArgs) -> Result<i32> {
     let connector = || connect(iso);
-    let upload: Option<&dyn Fn() -> Result<crate::client::Engine>> = if !iso.has_engine() {
+    let upload: Option<&dyn Fn() -> Result<crate::engine::Engine>> = if !iso.has_engine() {
         None
     } else {
         Some(&connector)
@@ -107,7 +107,7 @@ pub fn run(iso: Isolation, a: &PullArgs) -> Result<i32> {
 
 /// `FROM`/`COPY --from` of an image that is not in the engine yet.
 pub fn pull_for_build(
-    connect: &dyn Fn() -> Result<crate::client::Engine>,
+    connect: &dyn Fn() -> Result<crate::engine::Engine>,
     image: &str,
     quiet: bool,
 ) -> Result<i32> {
@@ -122,7 +122,7 @@ pub fn pull_for_build(
 /// Pulls into the host cache and, with `upload`, into the engine.
 fn pull(
     a: &PullArgs,
-    upload: Option<&dyn Fn() -> Result<crate::client::Engine>>,
+    upload: Option<&dyn Fn() -> Result<crate::engine::Engine>>,
     print: bool,
 ) -> Result<i32> {
     let r = Reference::parse(&a.image)?;

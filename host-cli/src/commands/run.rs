@@ -1,7 +1,8 @@
 //! `berth run`: create, attach, start, and relay the container's streams.
 
-use crate::client::{ClientError, Engine};
+use crate::client::ClientError;
 use crate::commands::connect;
+use crate::engine::Engine;
 use crate::placement::Isolation;
 use crate::platform::UnixStream;
 use crate::tty::{window_size, RawMode};

@@ -20,7 +20,8 @@
 
 pub mod context;
 
-use crate::client::{ClientError, Engine};
+use crate::client::ClientError;
+use crate::engine::Engine;
 use anyhow::{anyhow, bail, Context as _, Result};
 use berth_dockerfile::{
     CopyArgs, Dockerfile, Heredoc, Instruction, InstructionKind, ShellOrExec, Stage,

@@ -132,7 +132,7 @@ pub struct CredentialStore {
 impl CredentialStore {
     pub fn open() -> CredentialStore {
         CredentialStore {
-            path: crate::placement::state_dir().join("auth.json"),
+            path: crate::paths::state_dir().join("auth.json"),
         }
     }
 

@@ -89,7 +89,7 @@ fn tls_config(host_port: &str) -> Result<std::sync::Arc<rustls::ClientConfig>, R
     if let Some(p) = std::env::var_os("BERTH_REGISTRY_CA").filter(|p| !p.is_empty()) {
         files.push(std::path::PathBuf::from(p));
     }
-    let per_host = crate::placement::state_dir()
+    let per_host = crate::paths::state_dir()
         .join("certs.d")
         .join(host_port)
         .join("ca.crt");
