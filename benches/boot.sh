@@ -37,7 +37,7 @@ init_marker='berth-agent: started as init'
 engine_marker='berth-agent: engine open'
 vsock_marker='berth-agent: ready on vsock port 1024'
 base_cmdline='console=ttyS0 reboot=k panic=-1 quiet clocksource=kvm-clock'
-# = what host-cli/src/machine.rs adds for the root disk.
+# = what host-core/src/machine.rs adds for the root disk.
 root_args='root=/dev/vda ro rootfstype=ext4 init=/init'
 # = PVM_CMDLINE_EXTRAS in vmm/src/host_quirks.rs; berth-vmm appends it by
 # itself on kvm_pvm hosts, QEMU gets it explicitly.
@@ -89,7 +89,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# The machine VM's root disk (host-cli/src/machine.rs write_rootfs): ext4,
+# The machine VM's root disk (host-core/src/machine.rs write_rootfs): ext4,
 # no journal, /init = the static agent (0755), empty /newroot; size = agent
 # + 4 MiB, rounded up to whole MiB.
 mkdir -p "$work/root/newroot"

@@ -6,7 +6,7 @@
 #
 #   berth   the machine VM (--isolation shared, private BERTH_HOME): virtio-net
 #           served by berth-vmm's user-mode TCP/IP stack (--net user, smoltcp);
-#           published ports through the host-side port forwarder (host-cli
+#           published ports through the host-side port forwarder (host-core
 #           port_forward.rs: host TCP <-> vsock <-> the guest)
 #   passt   QEMU + passt (Debian `passt`): `-netdev stream,addr.type=unix`
 #           (QEMU >= 7.2) to passt's socket, `-t HOSTPORT:80` forwards

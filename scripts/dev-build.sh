@@ -12,7 +12,7 @@ cargo build "${flag[@]}" -p berth -p berth-vmm
 LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-gnu \
 RUSTFLAGS='-C target-feature=+crt-static -C relocation-model=static' \
   cargo build "${flag[@]}" -p berth-agent --target x86_64-unknown-linux-gnu
-# The agent is the guest's root disk (host-cli machine.rs): ship it without symbols.
+# The agent is the guest's root disk (host-core machine.rs): ship it without symbols.
 agent=target/x86_64-unknown-linux-gnu/$profile/berth-agent
 if [ "$profile" = release ] && command -v strip >/dev/null; then
   strip -o "$agent.tmp" "$agent" && mv "$agent.tmp" "$agent"

@@ -369,7 +369,7 @@ pub fn find_agent() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The guest root disk as host-cli's machine.rs writes it: the agent as
+/// The guest root disk as host-core's machine.rs writes it: the agent as
 /// /init and an empty /newroot on a small ext4 image in `dir`; `None`
 /// when mkfs.ext4 fails.
 pub fn write_agent_rootfs(agent: &Path, dir: &Path) -> Option<PathBuf> {
