@@ -2,14 +2,11 @@
 //! hand it to the agent like `load` does.
 
 use crate::commands::connect;
-use crate::image_cache::ImageCache;
 use crate::placement::Isolation;
-use crate::registry::fetch::{pull_image, PullProgress};
+use crate::registry::fetch::PullProgress;
 use crate::registry::manifest::Platform;
-use crate::registry::RegistryClient;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use berth_protocol::reference::Reference;
-use berth_protocol::{ImageCommit, LayerRef};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -138,41 +135,9 @@ fn pull(
     if !a.quiet && print {
         println!("{}: Pulling from {}", reference, r.path);
     }
-    let client = RegistryClient::connect(&r.domain, vec![format!("repository:{}:pull", r.path)])
-        .with_context(|| format!("pulling {}", r.familiar()))?;
-    let cache = ImageCache::open()?;
-    cache.remove_stale_temps();
     let reporter = Reporter::new(a.quiet);
-    let before = cache.resolve(&r.to_string()).map(|c| c.config_digest);
-    let pulled = pull_image(&client, &r.path, &reference, &platform, &cache, &reporter)
-        .with_context(|| format!("pulling {}", r.familiar()))?;
-    let m = &pulled.manifest;
-    let tags = match (&r.tag, &r.digest) {
-        (Some(_), None) => vec![r.to_string()],
-        _ => Vec::new(),
-    };
-    let commit = ImageCommit {
-        config_digest: m.config.digest.clone(),
-        layers: m
-            .layers
-            .iter()
-            .map(|l| LayerRef {
-                digest: l.digest.clone(),
-                media_type: l.media_type.clone(),
-                size: l.size,
-            })
-            .collect(),
-        tags,
-        manifest_digest: Some(pulled.manifest_digest.clone()),
-    };
-    if let Some(connect) = upload {
-        cache.upload(&commit, connect)?;
-    }
-    cache.record(&commit)?;
-    cache.add_repo_digest(
-        &commit.config_digest,
-        &format!("{}@{}", r.repository(), pulled.top_digest),
-    )?;
+    let pulled = berth_host::registry::pull::pull(&r, &platform, &reporter, upload)?;
+    let (commit, before) = (&pulled.commit, pulled.before);
     if !print {
     } else if a.quiet {
         println!("{}", commit.config_digest);

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod client;
 pub mod fetch;
 pub mod manifest;
+pub mod pull;
 pub mod upload;
 
 pub use client::RegistryClient;

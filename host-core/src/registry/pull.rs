@@ -1,0 +1,78 @@
+//! A pull: an image from a registry into the host cache and, when the
+//! placement has an engine, into the engine.
+
+use super::fetch::{pull_image, PullProgress};
+use super::manifest::Platform;
+use super::RegistryClient;
+use crate::engine::Engine;
+use crate::image_cache::ImageCache;
+use anyhow::{Context, Result};
+use berth_protocol::reference::Reference;
+use berth_protocol::{ImageCommit, LayerRef};
+
+/// What a pull recorded.
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    /// The image as the cache (and the engine) recorded it.
+    pub commit: ImageCommit,
+    /// The digest the reference resolved to (an index's, for a
+    /// multi-platform image).
+    pub top_digest: String,
+    /// The image the reference named in the cache before the pull.
+    pub before: Option<String>,
+}
+
+/// Pulls `r` for `platform` into the host cache; with `upload`, hands it
+/// to the engine that connects (the agent verifies it before the cache
+/// records it).
+pub fn pull(
+    r: &Reference,
+    platform: &Platform,
+    progress: &dyn PullProgress,
+    upload: Option<&dyn Fn() -> Result<Engine>>,
+) -> Result<Pulled> {
+    let reference = r
+        .digest
+        .clone()
+        .or_else(|| r.tag.clone())
+        .unwrap_or_else(|| "latest".into());
+    let client = RegistryClient::connect(&r.domain, vec![format!("repository:{}:pull", r.path)])
+        .with_context(|| format!("pulling {}", r.familiar()))?;
+    let cache = ImageCache::open()?;
+    cache.remove_stale_temps();
+    let before = cache.resolve(&r.to_string()).map(|c| c.config_digest);
+    let pulled = pull_image(&client, &r.path, &reference, platform, &cache, progress)
+        .with_context(|| format!("pulling {}", r.familiar()))?;
+    let m = &pulled.manifest;
+    let tags = match (&r.tag, &r.digest) {
+        (Some(_), None) => vec![r.to_string()],
+        _ => Vec::new(),
+    };
+    let commit = ImageCommit {
+        config_digest: m.config.digest.clone(),
+        layers: m
+            .layers
+            .iter()
+            .map(|l| LayerRef {
+                digest: l.digest.clone(),
+                media_type: l.media_type.clone(),
+                size: l.size,
+            })
+            .collect(),
+        tags,
+        manifest_digest: Some(pulled.manifest_digest.clone()),
+    };
+    if let Some(connect) = upload {
+        cache.upload(&commit, connect)?;
+    }
+    cache.record(&commit)?;
+    cache.add_repo_digest(
+        &commit.config_digest,
+        &format!("{}@{}", r.repository(), pulled.top_digest),
+    )?;
+    Ok(Pulled {
+        commit,
+        top_digest: pulled.top_digest,
+        before,
+    })
+}
