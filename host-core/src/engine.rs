@@ -549,3 +549,115 @@ impl Engine {
         })
     }
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use berth_protocol::frame::{read_frame, write_frame};
+    use berth_protocol::{
+        ApiError, ErrorKind, Hello, HelloReply, RequestEnvelope, ResponseEnvelope, PROTOCOL_VERSION,
+    };
+    use std::os::unix::net::UnixListener;
+
+    /// An agent on a Unix socket that answers each request with what
+    /// `reply` makes of it, and hands the requests it saw back.
+    fn fake_agent(
+        reply: fn(&Request) -> Result<Response, ApiError>,
+        requests: usize,
+    ) -> (
+        tempfile::TempDir,
+        Endpoint,
+        std::thread::JoinHandle<Vec<Request>>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let agent = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let _: Hello = read_frame(&mut s).unwrap();
+            write_frame(
+                &mut s,
+                &HelloReply {
+                    version: PROTOCOL_VERSION,
+                    error: None,
+                    agent_version: "test".into(),
+                },
+            )
+            .unwrap();
+            let mut seen = Vec::new();
+            for _ in 0..requests {
+                let env: RequestEnvelope = read_frame(&mut s).unwrap();
+                let result = reply(&env.request);
+                write_frame(&mut s, &ResponseEnvelope { id: env.id, result }).unwrap();
+                seen.push(env.request);
+            }
+            seen
+        });
+        (dir, Endpoint::Unix(path), agent)
+    }
+
+    #[test]
+    fn verbs_build_their_requests_and_read_their_replies() {
+        let (_dir, ep, agent) = fake_agent(
+            |r| match r {
+                Request::ContainerCreate(cfg) => Ok(Response::Created {
+                    id: format!("id-of-{}", cfg.image),
+                    warnings: vec!["w".into()],
+                }),
+                Request::ContainerWait { .. } => Ok(Response::Exited { code: 3 }),
+                Request::NetworkPrune => Ok(Response::NetworksPruned {
+                    names: vec!["n1".into()],
+                }),
+                Request::ContainerStop { .. } => Ok(Response::Removed(vec!["x".into()])),
+                _ => Ok(Response::Ok),
+            },
+            4,
+        );
+        let mut e = Engine::open(&ep).unwrap();
+        let created = e
+            .container_create(ContainerConfig {
+                image: "busybox".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            created,
+            Created {
+                id: "id-of-busybox".into(),
+                warnings: vec!["w".into()]
+            }
+        );
+        assert_eq!(e.container_wait("c1").unwrap(), 3);
+        assert_eq!(e.network_prune().unwrap(), vec!["n1".to_string()]);
+        // An acknowledgement carries nothing the caller uses.
+        e.container_stop("c1", Some(2)).unwrap();
+        let seen = agent.join().unwrap();
+        assert!(matches!(&seen[1], Request::ContainerWait { id } if id == "c1"));
+        assert!(matches!(
+            &seen[3],
+            Request::ContainerStop { id, timeout: Some(2) } if id == "c1"
+        ));
+    }
+
+    #[test]
+    fn a_reply_of_the_wrong_shape_or_an_error_is_a_client_error() {
+        let (_dir, ep, agent) = fake_agent(
+            |r| match r {
+                Request::ContainerInspect { id } => Err(ApiError::new(
+                    ErrorKind::NotFound,
+                    format!("No such container: {id}"),
+                )),
+                _ => Ok(Response::Ok),
+            },
+            2,
+        );
+        let mut e = Engine::open(&ep).unwrap();
+        // `Ok` where a list was due.
+        let err = e.container_list(true).unwrap_err();
+        assert!(matches!(err, ClientError::Unexpected(_)), "{err:?}");
+        let err = e.container_inspect("nope").unwrap_err();
+        assert_eq!(err.kind(), Some(ErrorKind::NotFound));
+        assert_eq!(err.to_string(), "No such container: nope");
+        agent.join().unwrap();
+    }
+}
