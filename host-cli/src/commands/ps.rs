@@ -422,7 +422,7 @@ mod tests {
             retries: 2,
             ..Default::default()
         });
-        let v = container_json(Isolation::Native, &d, None, None);
+        let v = inspect::container_json(Isolation::Native, &d, None, None);
         assert_eq!(v["State"]["Health"]["Status"], "unhealthy");
         assert_eq!(v["State"]["Health"]["FailingStreak"], 0);
         assert_eq!(
