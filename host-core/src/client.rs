@@ -118,25 +118,6 @@ impl Connection {
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
     }
-
-    /// Uploads a blob of known digest and size from `r`.
-    pub(crate) fn put_blob(
-        self,
-        digest: &str,
-        size: u64,
-        r: &mut dyn Read,
-    ) -> Result<(), ClientError> {
-        let mut s = self.into_stream(Request::PutBlob {
-            digest: digest.into(),
-            size,
-        })?;
-        let mut limited = r.take(size);
-        std::io::copy(&mut limited, &mut s)?;
-        s.flush()?;
-        let resp: ResponseEnvelope = read_frame(&mut s)?;
-        resp.result?;
-        Ok(())
-    }
 }
 
 /// Firecracker-style handshake on the VMM's vsock Unix socket.

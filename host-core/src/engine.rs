@@ -9,13 +9,14 @@
 
 use crate::client::{ClientError, Connection, Endpoint};
 use crate::platform::UnixStream;
+use berth_protocol::frame::read_frame;
 use berth_protocol::{
     AgentInfo, CommitOptions, ContainerConfig, ContainerDetails, ContainerSummary, DeriveOptions,
     EventsOptions, ExecConfig, ImageCommit, ImageSummary, LogsOptions, NetworkInfo, PublishedPort,
-    Request, Response, RestartPolicy, StatsSample, TopInfo, VolumeInfo,
+    Request, Response, ResponseEnvelope, RestartPolicy, StatsSample, TopInfo, VolumeInfo,
 };
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{Read, Write};
 
 /// A container the engine created.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,7 +156,15 @@ impl Engine {
 
     /// Uploads a blob of known digest and size from `r`.
     pub fn put_blob(self, digest: &str, size: u64, r: &mut dyn Read) -> Result<(), ClientError> {
-        self.conn.put_blob(digest, size, r)
+        let mut s = self.stream(Request::PutBlob {
+            digest: digest.into(),
+            size,
+        })?;
+        std::io::copy(&mut r.take(size), &mut s)?;
+        s.flush()?;
+        let resp: ResponseEnvelope = read_frame(&mut s)?;
+        resp.result?;
+        Ok(())
     }
 
     /// A stream of one blob's bytes.
