@@ -1,12 +1,17 @@
 //! docker-shaped inspect objects (`docker inspect` of containers and
-//! images), built from what the engine reports.
+//! images, `volume inspect`, `network inspect`), built from what the
+//! engine reports.
 
 use crate::image_cache::ImageCache;
 use crate::net_settings;
 use crate::placement::Isolation;
 use berth_protocol::reference::Reference;
-use berth_protocol::{AgentInfo, ContainerDetails, ContainerStatus, ImageSummary};
+use berth_protocol::{
+    AgentInfo, ContainerDetails, ContainerStatus, ImageSummary, NetworkInfo, VolumeInfo,
+};
+use serde::Serialize;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
 /// The `repo@digest` names of an image, docker-style (familiar repository).
 pub fn repo_digests(id: &str) -> Vec<String> {
@@ -237,4 +242,154 @@ fn config_env(d: &ContainerDetails, image: Option<&Value>) -> Vec<String> {
     first.sort_by_key(|e| user.iter().position(|k| *k == key(e)));
     first.extend(rest);
     first
+}
+
+/// docker's `volume inspect` object, fields in its order.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VolumeJson<'a> {
+    created_at: &'a str,
+    driver: &'a str,
+    labels: Option<&'a BTreeMap<String, String>>,
+    mountpoint: &'a str,
+    name: &'a str,
+    options: Option<&'a BTreeMap<String, String>>,
+    scope: &'a str,
+}
+
+pub fn volume_json(v: &VolumeInfo) -> VolumeJson<'_> {
+    VolumeJson {
+        created_at: &v.created_at,
+        driver: &v.driver,
+        labels: (!v.labels.is_empty()).then_some(&v.labels),
+        mountpoint: &v.mountpoint,
+        name: &v.name,
+        options: (!v.options.is_empty()).then_some(&v.options),
+        scope: "local",
+    }
+}
+
+/// docker's `network inspect` object (API `network.Inspect`), fields in
+/// its order.
+#[derive(Serialize)]
+pub struct NetworkJson<'a> {
+    #[serde(rename = "Name")]
+    name: &'a str,
+    #[serde(rename = "Id")]
+    id: &'a str,
+    #[serde(rename = "Created")]
+    created: &'a str,
+    #[serde(rename = "Scope")]
+    scope: &'static str,
+    #[serde(rename = "Driver")]
+    driver: &'a str,
+    #[serde(rename = "EnableIPv4")]
+    enable_ipv4: bool,
+    #[serde(rename = "EnableIPv6")]
+    enable_ipv6: bool,
+    #[serde(rename = "IPAM")]
+    ipam: IpamJson<'a>,
+    #[serde(rename = "Internal")]
+    internal: bool,
+    #[serde(rename = "Attachable")]
+    attachable: bool,
+    #[serde(rename = "Ingress")]
+    ingress: bool,
+    #[serde(rename = "ConfigFrom")]
+    config_from: ConfigFromJson,
+    #[serde(rename = "ConfigOnly")]
+    config_only: bool,
+    #[serde(rename = "Containers")]
+    containers: BTreeMap<&'a str, MemberJson<'a>>,
+    #[serde(rename = "Options")]
+    options: &'a BTreeMap<String, String>,
+    #[serde(rename = "Labels")]
+    labels: &'a BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+pub struct IpamJson<'a> {
+    #[serde(rename = "Driver")]
+    driver: &'static str,
+    /// null for the predefined networks, `{}` for those `create` made.
+    #[serde(rename = "Options")]
+    options: Option<BTreeMap<String, String>>,
+    #[serde(rename = "Config")]
+    config: Vec<IpamConfigJson<'a>>,
+}
+
+#[derive(Serialize)]
+pub struct IpamConfigJson<'a> {
+    #[serde(rename = "Subnet", skip_serializing_if = "str::is_empty")]
+    subnet: &'a str,
+    #[serde(rename = "Gateway", skip_serializing_if = "str::is_empty")]
+    gateway: &'a str,
+}
+
+#[derive(Serialize)]
+pub struct ConfigFromJson {
+    #[serde(rename = "Network")]
+    network: &'static str,
+}
+
+#[derive(Serialize)]
+pub struct MemberJson<'a> {
+    #[serde(rename = "Name")]
+    name: &'a str,
+    #[serde(rename = "EndpointID")]
+    endpoint_id: &'a str,
+    #[serde(rename = "MacAddress")]
+    mac_address: &'a str,
+    #[serde(rename = "IPv4Address")]
+    ipv4_address: &'a str,
+    #[serde(rename = "IPv6Address")]
+    ipv6_address: &'static str,
+}
+
+pub fn network_json(n: &NetworkInfo) -> NetworkJson<'_> {
+    let config = if n.subnet.is_empty() {
+        Vec::new()
+    } else {
+        vec![IpamConfigJson {
+            subnet: &n.subnet,
+            gateway: &n.gateway,
+        }]
+    };
+    NetworkJson {
+        name: &n.name,
+        id: &n.id,
+        created: &n.created_at,
+        scope: "local",
+        driver: &n.driver,
+        enable_ipv4: true,
+        enable_ipv6: false,
+        ipam: IpamJson {
+            driver: "default",
+            options: (!n.builtin).then(BTreeMap::new),
+            config,
+        },
+        internal: n.internal,
+        attachable: false,
+        ingress: false,
+        config_from: ConfigFromJson { network: "" },
+        config_only: false,
+        containers: n
+            .containers
+            .iter()
+            .map(|(id, m)| {
+                (
+                    id.as_str(),
+                    MemberJson {
+                        name: &m.name,
+                        endpoint_id: &m.endpoint_id,
+                        mac_address: &m.mac_address,
+                        ipv4_address: &m.ipv4_address,
+                        ipv6_address: "",
+                    },
+                )
+            })
+            .collect(),
+        options: &n.options,
+        labels: &n.labels,
+    }
 }

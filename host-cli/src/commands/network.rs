@@ -9,8 +9,8 @@ use crate::fmt::{go_time, json_field, natural_less, tab_lines, Template, Templat
 use crate::placement::Isolation;
 use anyhow::Result;
 use berth_host::engine::{NetworkConnect, NetworkCreate};
+use berth_host::inspect::network_json as inspect_json;
 use berth_protocol::{ErrorKind, NetworkInfo};
-use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -649,131 +649,6 @@ fn list(iso: Isolation, a: &LsArgs) -> Result<i32> {
             eprintln!("template parsing error: {e}");
             Ok(1)
         }
-    }
-}
-
-/// docker's `network inspect` object (API `network.Inspect`), fields in
-/// its order.
-#[derive(Serialize)]
-struct InspectJson<'a> {
-    #[serde(rename = "Name")]
-    name: &'a str,
-    #[serde(rename = "Id")]
-    id: &'a str,
-    #[serde(rename = "Created")]
-    created: &'a str,
-    #[serde(rename = "Scope")]
-    scope: &'static str,
-    #[serde(rename = "Driver")]
-    driver: &'a str,
-    #[serde(rename = "EnableIPv4")]
-    enable_ipv4: bool,
-    #[serde(rename = "EnableIPv6")]
-    enable_ipv6: bool,
-    #[serde(rename = "IPAM")]
-    ipam: IpamJson<'a>,
-    #[serde(rename = "Internal")]
-    internal: bool,
-    #[serde(rename = "Attachable")]
-    attachable: bool,
-    #[serde(rename = "Ingress")]
-    ingress: bool,
-    #[serde(rename = "ConfigFrom")]
-    config_from: ConfigFromJson,
-    #[serde(rename = "ConfigOnly")]
-    config_only: bool,
-    #[serde(rename = "Containers")]
-    containers: BTreeMap<&'a str, MemberJson<'a>>,
-    #[serde(rename = "Options")]
-    options: &'a BTreeMap<String, String>,
-    #[serde(rename = "Labels")]
-    labels: &'a BTreeMap<String, String>,
-}
-
-#[derive(Serialize)]
-struct IpamJson<'a> {
-    #[serde(rename = "Driver")]
-    driver: &'static str,
-    /// null for the predefined networks, `{}` for those `create` made.
-    #[serde(rename = "Options")]
-    options: Option<BTreeMap<String, String>>,
-    #[serde(rename = "Config")]
-    config: Vec<IpamConfigJson<'a>>,
-}
-
-#[derive(Serialize)]
-struct IpamConfigJson<'a> {
-    #[serde(rename = "Subnet", skip_serializing_if = "str::is_empty")]
-    subnet: &'a str,
-    #[serde(rename = "Gateway", skip_serializing_if = "str::is_empty")]
-    gateway: &'a str,
-}
-
-#[derive(Serialize)]
-struct ConfigFromJson {
-    #[serde(rename = "Network")]
-    network: &'static str,
-}
-
-#[derive(Serialize)]
-struct MemberJson<'a> {
-    #[serde(rename = "Name")]
-    name: &'a str,
-    #[serde(rename = "EndpointID")]
-    endpoint_id: &'a str,
-    #[serde(rename = "MacAddress")]
-    mac_address: &'a str,
-    #[serde(rename = "IPv4Address")]
-    ipv4_address: &'a str,
-    #[serde(rename = "IPv6Address")]
-    ipv6_address: &'static str,
-}
-
-fn inspect_json(n: &NetworkInfo) -> InspectJson<'_> {
-    let config = if n.subnet.is_empty() {
-        Vec::new()
-    } else {
-        vec![IpamConfigJson {
-            subnet: &n.subnet,
-            gateway: &n.gateway,
-        }]
-    };
-    InspectJson {
-        name: &n.name,
-        id: &n.id,
-        created: &n.created_at,
-        scope: "local",
-        driver: &n.driver,
-        enable_ipv4: true,
-        enable_ipv6: false,
-        ipam: IpamJson {
-            driver: "default",
-            options: (!n.builtin).then(BTreeMap::new),
-            config,
-        },
-        internal: n.internal,
-        attachable: false,
-        ingress: false,
-        config_from: ConfigFromJson { network: "" },
-        config_only: false,
-        containers: n
-            .containers
-            .iter()
-            .map(|(id, m)| {
-                (
-                    id.as_str(),
-                    MemberJson {
-                        name: &m.name,
-                        endpoint_id: &m.endpoint_id,
-                        mac_address: &m.mac_address,
-                        ipv4_address: &m.ipv4_address,
-                        ipv6_address: "",
-                    },
-                )
-            })
-            .collect(),
-        options: &n.options,
-        labels: &n.labels,
     }
 }
 

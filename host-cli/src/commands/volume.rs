@@ -7,6 +7,7 @@ use crate::fmt::{human_size4, natural_less, tab_lines, Template, TemplateValue};
 use crate::placement::Isolation;
 use anyhow::Result;
 use berth_host::engine::VolumeCreate;
+use berth_host::inspect::{volume_json as inspect_json, VolumeJson as InspectJson};
 use berth_protocol::{ErrorKind, VolumeInfo};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -358,31 +359,6 @@ fn print_items(items: &[VolumeInfo], template: Option<&Template>) -> Result<i32>
         lines.iter().for_each(|l| println!("{l}"));
     }
     Ok(0)
-}
-
-/// docker's `volume inspect` object, fields in its order.
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct InspectJson<'a> {
-    created_at: &'a str,
-    driver: &'a str,
-    labels: Option<&'a BTreeMap<String, String>>,
-    mountpoint: &'a str,
-    name: &'a str,
-    options: Option<&'a BTreeMap<String, String>>,
-    scope: &'a str,
-}
-
-fn inspect_json(v: &VolumeInfo) -> InspectJson<'_> {
-    InspectJson {
-        created_at: &v.created_at,
-        driver: &v.driver,
-        labels: (!v.labels.is_empty()).then_some(&v.labels),
-        mountpoint: &v.mountpoint,
-        name: &v.name,
-        options: (!v.options.is_empty()).then_some(&v.options),
-        scope: "local",
-    }
 }
 
 /// A JSON array indented with four spaces, as docker prints inspect's.
