@@ -14,8 +14,11 @@ pub fn state_dir() -> PathBuf {
     crate::platform::default_data_dir()
 }
 
-/// Finds the `berth-agent` binary: `$BERTH_AGENT`, next to `berth`, or in
-/// cargo's static-target output directory during development.
+/// Finds the `berth-agent` binary: `$BERTH_AGENT`, cargo's static-target
+/// output directory during development, or next to `berth` (an installed
+/// layout). The static build comes first: a workspace build also leaves a
+/// dynamically linked `berth-agent` next to `berth`, and that one cannot
+/// be the guest's /init.
 pub fn agent_binary() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("BERTH_AGENT") {
         return Ok(PathBuf::from(p));
@@ -24,7 +27,6 @@ pub fn agent_binary() -> Result<PathBuf> {
     let dir = exe.parent().context("berth binary has no directory")?;
     let profile = dir.file_name().map(|s| s.to_owned()).unwrap_or_default();
     let candidates = [
-        dir.join("berth-agent"),
         dir.parent()
             .map(|t| {
                 t.join("x86_64-unknown-linux-gnu")
@@ -32,6 +34,7 @@ pub fn agent_binary() -> Result<PathBuf> {
                     .join("berth-agent")
             })
             .unwrap_or_default(),
+        dir.join("berth-agent"),
     ];
     candidates
         .iter()
