@@ -129,6 +129,11 @@ fn service(svc: &Service, legacy: bool) -> Value {
             m.insert(k.into(), s(v));
         }
     };
+    let strs = |m: &mut BTreeMap<String, Value>, k: &str, v: &[String]| {
+        if !v.is_empty() {
+            m.insert(k.into(), Value::Seq(v.iter().map(|x| s(x)).collect()));
+        }
+    };
     opt(&mut m, "image", &svc.image);
     if let Some(c) = &svc.command {
         m.insert("command".into(), cmd(c));
@@ -167,12 +172,7 @@ fn service(svc: &Service, legacy: bool) -> Value {
             Value::Seq(svc.volumes.iter().map(mount).collect()),
         );
     }
-    if !svc.tmpfs.is_empty() {
-        m.insert(
-            "tmpfs".into(),
-            Value::Seq(svc.tmpfs.iter().map(|x| s(x)).collect()),
-        );
-    }
+    strs(&mut m, "tmpfs", &svc.tmpfs);
     if !svc.depends_on.is_empty() {
         let deps = svc
             .depends_on
@@ -185,12 +185,7 @@ fn service(svc: &Service, legacy: bool) -> Value {
             .collect();
         m.insert("depends_on".into(), Value::Map(deps));
     }
-    if !svc.links.is_empty() {
-        m.insert(
-            "links".into(),
-            Value::Seq(svc.links.iter().map(|x| s(x)).collect()),
-        );
-    }
+    strs(&mut m, "links", &svc.links);
     if !svc.networks.is_empty() {
         let nets = svc
             .networks
@@ -261,12 +256,7 @@ fn service(svc: &Service, legacy: bool) -> Value {
     }
     opt(&mut m, "stop_signal", &svc.stop_signal);
     opt(&mut m, "stop_grace_period", &svc.stop_grace_period);
-    if !svc.profiles.is_empty() {
-        m.insert(
-            "profiles".into(),
-            Value::Seq(svc.profiles.iter().map(|x| s(x)).collect()),
-        );
-    }
+    strs(&mut m, "profiles", &svc.profiles);
     if legacy && !m.contains_key("network_mode") {
         m.insert("network_mode".into(), Value::str("bridge"));
     }

@@ -100,6 +100,14 @@ pub fn default_image() -> PathBuf {
 /// Name of the default image.
 pub const DEFAULT_IMAGE: &str = "berth/busybox";
 
+/// Now as unix seconds with nanoseconds (docker's `events --since` form).
+pub fn events_now() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
+}
+
 /// Whether a command exists on PATH.
 pub fn have(cmd: &str) -> bool {
     Command::new("sh")

@@ -3,18 +3,10 @@
 //! input, and the same command sequence compared with a real docker.
 #![cfg(target_os = "linux")]
 
-use berth_tests::{Berth, DEFAULT_IMAGE};
+use berth_tests::{events_now as now, Berth, DEFAULT_IMAGE};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-/// Now as unix seconds with nanoseconds (docker's `--since` form).
-fn now() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
-}
 
 /// The events between `since` and `until` (plus `extra` flags), as JSON.
 fn history(b: &Berth, since: &str, until: &str, extra: &[&str]) -> Vec<serde_json::Value> {

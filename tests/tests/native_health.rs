@@ -6,17 +6,9 @@
 //! rather than assuming how long a probe takes.
 #![cfg(target_os = "linux")]
 
-use berth_tests::{Berth, DEFAULT_IMAGE};
+use berth_tests::{events_now as now, Berth, DEFAULT_IMAGE};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-
-/// Now as unix seconds with nanoseconds (`events --since`).
-fn now() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
-}
 
 fn health(b: &Berth, name: &str) -> Value {
     b.inspect(name)["State"]["Health"].clone()
