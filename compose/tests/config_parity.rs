@@ -200,6 +200,10 @@ fn parse(text: &str) -> Value {
 #[test]
 fn config_matches_docker_compose_1_29() {
     if !have_docker_compose() {
+        // Recorded in the suite's summary, and a failure under CI=true.
+        #[cfg(target_os = "linux")]
+        berth_tests::skip("docker-compose not installed");
+        #[cfg(not(target_os = "linux"))]
         println!("SKIPPED: docker-compose not installed");
         return;
     }
