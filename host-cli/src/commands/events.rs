@@ -194,41 +194,11 @@ fn field(whole: &serde_json::Value, path: &str) -> Option<TemplateValue> {
     })
 }
 
-/// Go's `time.ParseDuration`, in nanoseconds.
+/// Go's `time.ParseDuration`, in nanoseconds: the one parser the CLI uses
+/// for durations (`berth_dockerfile::parse_go_duration`), without its error
+/// text, which the callers here word themselves.
 pub(crate) fn go_duration(s: &str) -> Option<i64> {
-    let (neg, mut rest) = match s.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    if rest == "0" {
-        return Some(0);
-    }
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let num: f64 = rest[..num_len].parse().ok()?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        total += num * scale;
-        rest = &rest[unit_len..];
-    }
-    Some(if neg { -total } else { total } as i64)
+    berth_dockerfile::parse_go_duration(s).ok()
 }
 
 /// docker's `timetypes.GetTimestamp`: a Go duration before `now` (whole

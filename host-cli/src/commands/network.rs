@@ -1479,6 +1479,14 @@ mod tests {
         assert_eq!(go_duration("1h30m"), Some(5400 * 1_000_000_000));
         assert_eq!(go_duration("1.5s"), Some(1_500_000_000));
         assert_eq!(go_duration("10"), None);
+        // Go's rules, which the old f64 parser did not keep: a sign only
+        // in front, no empty unit, no overflow past i64, exact fractions.
+        assert_eq!(go_duration("-1m"), Some(-60_000_000_000));
+        assert_eq!(go_duration("1m-1s"), None);
+        assert_eq!(go_duration("."), None);
+        assert_eq!(go_duration("3000000h"), None);
+        assert_eq!(go_duration("0.1s"), Some(100_000_000));
+        assert_eq!(go_duration("1.000000001s"), Some(1_000_000_001));
     }
 
     #[test]
