@@ -804,34 +804,8 @@ const PRUNE_WARNING: &str = "WARNING! This will remove all custom networks not u
 /// docker's `until` prune filter as a point in time (`GetTimestamp`: a
 /// duration back from now, an RFC 3339 time or date, or Unix seconds).
 fn until_time(value: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
-    use chrono::{NaiveDate, TimeZone, Utc};
-    let now = Utc::now();
-    if value != "0" {
-        if let Some(ns) = super::events::go_duration(value) {
-            return Ok(now - chrono::Duration::milliseconds(ns / 1_000_000));
-        }
-    }
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(value, "%Y-%m-%d") {
-        if let Some(t) = d.and_hms_opt(0, 0, 0) {
-            return Ok(Utc.from_utc_datetime(&t));
-        }
-    }
-    let (secs, frac) = value.split_once('.').unwrap_or((value, "0"));
-    match (
-        secs.parse::<i64>(),
-        frac.bytes().all(|b| b.is_ascii_digit()),
-    ) {
-        (Ok(s), true) => Utc
-            .timestamp_opt(s, 0)
-            .single()
-            .ok_or_else(|| format!("failed to parse value as time or duration: {value:?}")),
-        _ => Err(format!(
-            "failed to parse value as time or duration: {value:?}"
-        )),
-    }
+    let ns = super::events::docker_timestamp(value, chrono::Utc::now())?;
+    Ok(chrono::DateTime::from_timestamp_nanos(ns))
 }
 
 /// The prune filters docker's daemon takes: `label`, `label!`, `until`.
