@@ -471,6 +471,14 @@ pub(crate) fn service_deps(s: &Service) -> Vec<String> {
     d
 }
 
+impl Service {
+    /// The services this one needs first (`depends_on`, `links`,
+    /// `volumes_from: service:`, `network_mode: service:`), as written.
+    pub fn dependencies(&self) -> Vec<String> {
+        service_deps(self)
+    }
+}
+
 /// One file, converted.
 struct FileModel {
     version: Option<String>,

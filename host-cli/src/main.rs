@@ -117,6 +117,8 @@ pub enum Command {
     Port(commands::container::PortArgs),
     /// Build an image from a Dockerfile
     Build(commands::build::BuildArgs),
+    /// Define and run multi-container applications
+    Compose(Box<commands::compose::ComposeArgs>),
     /// Create a new image from a container's changes
     Commit(commands::container::CommitArgs),
     /// Copy files/folders between a container and the local filesystem

@@ -11,11 +11,14 @@
 //! - [`build`]: the Dockerfile build driver.
 //! - [`ports`], [`port_forward`], [`mounts`]: publishing and mount models.
 //! - [`inspect`], [`net_settings`]: docker-shaped inspect/list JSON.
+//! - [`compose`]: compose projects (the model is `berth_compose`) on an
+//!   engine.
 
 pub mod archive;
 pub mod args;
 pub mod build;
 pub mod client;
+pub mod compose;
 pub mod engine;
 pub mod image_cache;
 pub mod image_disk;

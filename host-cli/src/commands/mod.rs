@@ -1,6 +1,7 @@
 //! One module per CLI verb (or family of verbs).
 
 pub mod build;
+pub mod compose;
 pub mod container;
 pub mod cp;
 pub mod events;
@@ -89,6 +90,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Update(a) => container::update(iso, a),
         Command::Port(a) => container::port(iso, a),
         Command::Build(a) => build::run(iso, a),
+        Command::Compose(a) => compose::run(iso, a),
         Command::Commit(a) => container::commit(iso, a),
         Command::Cp(a) => cp::run(iso, a),
         Command::Attach(a) => container::attach_cmd(iso, a),
