@@ -19,9 +19,22 @@
 #          QEMU has no vsock here, as there is no /dev/vhost-vsock)
 #   RSS    VmRSS of the VMM process (/proc/<pid>/status) when the marker appears
 #   uptime the guest's own uptime at the marker, when the agent prints it
-# Then the VMM is killed (SIGKILL, by the PID this script started).
+# Then the VMM is killed (SIGKILL, by the PID this script started; under
+# PERF=1 the VMM is perf's child: it is killed first and perf's count read).
 #
-# Environment: ROUNDS (3), MEM_MIB (guest RAM, 512), BERTH_KERNEL (default: newest
+# With PERF=1 each VMM runs under `perf stat -e kvm:kvm_emulate_insn` and the
+# table adds the emulated guest instructions from launch to the last marker
+# (on kvm_pvm hosts every guest-kernel instruction goes through KVM's
+# emulator, so this counts the guest kernel's work independently of load).
+# PERF=record samples every PERF_PERIOD-th (100) emulated instruction
+# instead (`perf record`) and prints, per VMM and round, the guest kernel
+# functions that took the most (symbols from the kernel's ELF), with the
+# samples' spread over the run (where in the boot they ran).
+# QEMU=0 skips the QEMU boots.
+#
+# Environment: ROUNDS (3), MEM_MIB (guest RAM, 512), PERF (0, 1 or record),
+# PERF_PERIOD (100), PROFILE_TOP (30), QEMU (1),
+# BERTH_KERNEL (default: newest
 # ${BERTH_CACHE_DIR:-~/.cache/berth}/kernel/*/vmlinux, built with
 # kernel-config/build-kernel.sh when there is none), BOOT_TIMEOUT (400 s per
 # boot), NICE (niceness of both VMMs, 10), KEEP=1 keeps the work directory
@@ -32,6 +45,8 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 rounds=${ROUNDS:-3}
 mem_mib=${MEM_MIB:-512}
 timeout_s=${BOOT_TIMEOUT:-400}
+perf=${PERF:-0}
+with_qemu=${QEMU:-1}
 niceness=${NICE:-10}
 init_marker='berth-agent: started as init'
 engine_marker='berth-agent: engine open'
@@ -41,14 +56,16 @@ base_cmdline='console=ttyS0 reboot=k panic=-1 quiet clocksource=kvm-clock'
 root_args='root=/dev/vda ro rootfstype=ext4 init=/init'
 # = PVM_CMDLINE_EXTRAS in vmm/src/host_quirks.rs; berth-vmm appends it by
 # itself on kvm_pvm hosts, QEMU gets it explicitly.
-pvm_extras='kvm_emul_safe noreplace-smp noxsave clearcpuid=cx16,pcid,invpcid,fsgsbase,smap,rdrand,rdseed,rdpid,rdtscp,popcnt,serialize,clflushopt,clwb,umip,xsaveopt,xsavec,xsaves,erms,fsrm'
+pvm_extras='kvm_emul_safe noreplace-smp noxsave clearcpuid=141,145,298,288,308,158,306,534,59,151,590,311,312,514,320,321,323,297,580'
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
 
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
 [ -w /dev/kvm ] || die "/dev/kvm is not usable"
-command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing (apt-get install qemu-system-x86)"
+case $perf in 0 | 1 | record) ;; *) die "PERF must be 0, 1 or record" ;; esac
+[ "$perf" = 0 ] || command -v perf >/dev/null || die "PERF needs perf (apt-get install linux-perf)"
+[ "$with_qemu" = 0 ] || command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing (apt-get install qemu-system-x86)"
 mkfs=$(PATH="$PATH:/usr/sbin:/sbin" command -v mkfs.ext4) || die "mkfs.ext4 missing (apt-get install e2fsprogs)"
 command -v python3 >/dev/null || die "python3 missing"
 
@@ -115,6 +132,39 @@ sep = sys.argv.index("--")
 markers = [m.encode() for m in sys.argv[4:sep]]
 cmd = sys.argv[sep + 1:]
 child = None
+# PERF_OUT: run CMD under perf stat, counting emulated guest instructions.
+perf_out = os.environ.get("PERF_OUT")
+if perf_out and os.environ.get("PERF_MODE") == "record":
+    cmd = ["perf", "record", "-q", "-e", "kvm:kvm_emulate_insn", "-c",
+           os.environ.get("PERF_PERIOD", "100"), "-o", perf_out, "--"] + cmd
+elif perf_out:
+    cmd = ["perf", "stat", "-x", ",", "-o", perf_out, "-e", "kvm:kvm_emulate_insn", "--"] + cmd
+
+def vmm_pids():
+    # Under perf the VMM is perf's only child.
+    if not perf_out:
+        return [child.pid]
+    try:
+        with open(f"/proc/{child.pid}/task/{child.pid}/children") as f:
+            return [int(k) for k in f.read().split()]
+    except OSError:
+        return []
+
+def kill_vmm():
+    # Under perf: kill the VMM, perf then writes its count and exits.
+    if perf_out:
+        for k in vmm_pids():
+            try:
+                os.kill(k, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            child.wait(timeout=10)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
 
 def stop(*_):
     raise SystemExit(143)
@@ -156,7 +206,7 @@ try:
                     if i < len(markers) and markers[i] in line:
                         t = time.monotonic() - t0
                         m = re.search(rb"\(uptime ([0-9.]+) s\)", line)
-                        results.append((t, rss_kib(child.pid), m.group(1).decode() if m else "-"))
+                        results.append((t, rss_kib((vmm_pids() or [-1])[0]), m.group(1).decode() if m else "-"))
                         i += 1
                 continue
         now = time.monotonic() - t0
@@ -169,9 +219,43 @@ try:
     print(" ".join(f"{t:.3f} {r} {u}" for t, r, u in results))
 finally:
     if child is not None and child.poll() is None:
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait()
+        kill_vmm()
 EOF
+
+# profile.py KERNEL TOP < `perf script -F time,trace` of kvm:kvm_emulate_insn:
+# top guest functions by samples, and samples per tenth of the run.
+cat >"$work/profile.py" <<'PYEOF'
+import bisect, re, subprocess, sys
+
+kernel, top = sys.argv[1], int(sys.argv[2])
+syms = []
+for line in subprocess.run(["nm", "-n", kernel], capture_output=True, text=True).stdout.splitlines():
+    parts = line.split()
+    if len(parts) == 3 and parts[1] in "tTwW":
+        syms.append((int(parts[0], 16), parts[2]))
+addrs = [a for a, _ in syms]
+count, times = {}, []
+pat = re.compile(r"^\s*([0-9.]+):\s+[0-9a-f]+:([0-9a-f]+):")
+for line in sys.stdin:
+    m = pat.match(line)
+    if not m:
+        continue
+    times.append(float(m.group(1)))
+    i = bisect.bisect_right(addrs, int(m.group(2), 16)) - 1
+    name = syms[i][1] if i >= 0 else "?"
+    count[name] = count.get(name, 0) + 1
+total = sum(count.values()) or 1
+print(f"  {total} samples")
+for name, n in sorted(count.items(), key=lambda kv: -kv[1])[:top]:
+    print(f"  {100 * n / total:5.1f} %  {n:8d}  {name}")
+if times:
+    t0, t1 = times[0], times[-1]
+    step = (t1 - t0) / 10 or 1
+    hist = [0] * 10
+    for t in times:
+        hist[min(9, int((t - t0) / step))] += 1
+    print(f"  spread over {t1 - t0:.1f} s, per tenth: " + " ".join(str(h) for h in hist))
+PYEOF
 
 berth_cmd=(nice -n "$niceness" "$vmm" --kernel "$kernel" --disk "$rootfs,ro"
     --cmdline "$base_cmdline $root_args" --cpus 1 --mem-mib "$mem_mib" --boot-mem-mib "$mem_mib"
@@ -195,7 +279,9 @@ boot() {
     else
         markers=("$init_marker" "$engine_marker") cmd=("${qemu_cmd[@]}")
     fi
-    python3 "$work/boot_one.py" "$name" "$work/$name.serial" "$timeout_s" \
+    local perf_out=
+    [ "$perf" = 0 ] || perf_out=$work/$name.perf
+    PERF_MODE=$perf PERF_OUT=$perf_out python3 "$work/boot_one.py" "$name" "$work/$name.serial" "$timeout_s" \
         "${markers[@]}" -- "${cmd[@]}" >"$work/$name.out" &
     helper_pid=$!
     if ! wait "$helper_pid"; then
@@ -209,6 +295,18 @@ boot() {
     helper_pid=""
     line=$(cat "$work/$name.out")
     echo "$line" >>"$work/$name.results"
+    if [ "$perf" = 1 ]; then
+        # perf -x, line: value,unit,event,...
+        local insns
+        insns=$(awk -F, '$3 ~ /kvm_emulate_insn/ {print $1}' "$work/$name.perf" 2>/dev/null)
+        echo "${insns:--}" >>"$work/$name.insns"
+        log "round $r: $name emulated guest instructions to the last marker: ${insns:-?}"
+    elif [ "$perf" = record ]; then
+        log "round $r: $name: guest kernel functions by emulated instructions (1 sample = ${PERF_PERIOD:-100})"
+        perf script -i "$work/$name.perf" -F time,trace 2>/dev/null |
+            python3 "$work/profile.py" "$kernel" "${PROFILE_TOP:-30}" >&2 ||
+            log "round $r: $name: no profile (perf script failed)"
+    fi
     local ti ri ui te re ue tv rv uv
     read -r ti ri ui te re ue tv rv uv <<<"$line"
     if [ "$name" = berth ]; then
@@ -219,17 +317,21 @@ boot() {
 }
 
 log "kernel $kernel ($(( $(stat -c %s "$kernel") / 1024 )) KiB), root disk $(( $(stat -c %s "$rootfs") / 1024 )) KiB"
-log "$(qemu-system-x86_64 --version | head -n 1); host: $([ -e /sys/module/kvm_pvm ] && echo kvm_pvm || echo kvm), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+log "$([ "$with_qemu" = 0 ] && echo "no QEMU (QEMU=0)" || qemu-system-x86_64 --version | head -n 1); host: $([ -e /sys/module/kvm_pvm ] && echo kvm_pvm || echo kvm), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 log "$rounds round(s), timeout ${timeout_s} s per boot, VMMs at nice $niceness"
 for ((r = 1; r <= rounds; r++)); do
-    if ((r % 2)); then order=(berth qemu); else order=(qemu berth); fi
+    if [ "$with_qemu" = 0 ]; then order=(berth)
+    elif ((r % 2)); then order=(berth qemu); else order=(qemu berth); fi
     for name in "${order[@]}"; do boot "$name" "$r"; done
 done
 
 # ------------------------------------------------------------------ report
 # Median of one column of NAME.results ("n/a" when a value is missing).
 col() {
-    awk -v c="$2" '{print $c}' "$work/$1.results" | sort -g |
+    local f=$work/$1.results
+    [ -z "${3:-}" ] || f=$work/$1.$3
+    if [ ! -s "$f" ]; then echo n/a; return; fi
+    awk -v c="$2" '{print $c}' "$f" | sort -g |
         awk '$1 == "-" {bad = 1} {v[NR] = $1}
              END {if (bad) print "n/a"; else print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'
 }
@@ -248,7 +350,7 @@ awk -v bi="$(col berth 1)" -v qi="$(col qemu 1)" \
     -v be="$(col berth 4)" -v qe="$(col qemu 4)" \
     -v bue="$(col berth 6)" -v que="$(col qemu 6)" \
     -v ber="$(col berth 5)" -v qer="$(col qemu 5)" \
-    -v bv="$(col berth 7)" 'BEGIN {
+    -v bv="$(col berth 7)" -v bn="$(col berth 1 insns)" -v qn="$(col qemu 1 insns)" 'BEGIN {
     fmt = "%-48s %10s %10s %11s\n"
     printf fmt, "", "berth-vmm", "qemu", "berth/qemu"
     row("(a) launch -> started as init (s)", bi, qi, "%.2f")
@@ -258,7 +360,10 @@ awk -v bi="$(col berth 1)" -v qi="$(col qemu 1)" \
     row("(c) VMM VmRSS at started as init (MiB)", kib(bir), kib(qir), "%.1f")
     row("    VMM VmRSS at engine open (MiB)", kib(ber), kib(qer), "%.1f")
     row("berth only: launch -> ready on vsock 1024 (s)", bv, "n/a", "%.2f")
+    if (bn != "n/a" || qn != "n/a")
+        row("emulated guest instructions, last marker (M)", mil(bn), mil(qn), "%.1f")
 }
+function mil(v) { return v == "n/a" ? v : v / 1e6 }
 function kib(v) { return v == "n/a" ? v : v / 1024 }
 function num(v, f) { return v == "n/a" ? v : sprintf(f, v) }
 function row(label, b, q, f) {
@@ -269,4 +374,6 @@ echo "(agent state open, about to serve) is the agent-ready point both VMMs reac
 echo "'ready on vsock' is measured for berth-vmm only."
 echo "per round (launch->marker s, VmRSS KiB, guest uptime s):"
 awk '{printf "  berth-vmm round %d: init %s %s %s | engine %s %s %s | vsock %s %s %s\n", NR, $1, $2, $3, $4, $5, $6, $7, $8, $9}' "$work/berth.results"
-awk '{printf "  qemu      round %d: init %s %s %s | engine %s %s %s\n", NR, $1, $2, $3, $4, $5, $6}' "$work/qemu.results"
+[ ! -f "$work/qemu.results" ] ||
+    awk '{printf "  qemu      round %d: init %s %s %s | engine %s %s %s\n", NR, $1, $2, $3, $4, $5, $6}' "$work/qemu.results"
+[ "$perf" = 0 ] || echo "emulated instructions: to 'ready on vsock' for berth-vmm, to 'engine open' for QEMU"

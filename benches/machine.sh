@@ -51,8 +51,9 @@ export BERTH_HOME=$home
 # as the guest's /init.
 export BERTH_AGENT=$agent
 [ -z "${MEM_MIB:-}" ] || export BERTH_MACHINE_MEM_MIB=$MEM_MIB
+# = the machine's default (host-core machine.rs): 512 MiB on kvm_pvm hosts.
 mem=${MEM_MIB:-$(
-    if [ -e /sys/module/kvm_pvm ]; then echo 256; else echo 2048; fi
+    if [ -e /sys/module/kvm_pvm ]; then echo 512; else echo 2048; fi
 )}
 
 now() { date +%s.%N; }

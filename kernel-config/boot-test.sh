@@ -57,7 +57,7 @@ log "kernel $vmlinux ($(( $(stat -c %s "$vmlinux") / 1024 )) KiB), initramfs $((
 # noreplace-smp: with one vCPU an SMP kernel otherwise rewrites ~6000 LOCK
 # prefixes one text_poke() at a time (several seconds emulated).
 cmdline="console=ttyS0 kvm_emul_safe noxsave noreplace-smp reboot=k panic=-1 quiet"
-cmdline+=" clearcpuid=cx16,pcid,invpcid,fsgsbase,smap,rdrand,rdseed,rdpid,rdtscp,popcnt,serialize,clflushopt,clwb,umip,xsaveopt,xsavec,xsaves,erms,fsrm"
+cmdline+=" clearcpuid=141,145,298,288,308,158,306,534,59,151,590,311,312,514,320,321,323,297,580"
 [ -z "$extra_cmdline" ] || cmdline+=" $extra_cmdline"
 
 qemu=(qemu-system-x86_64

@@ -60,6 +60,30 @@ enum Reg {
 const ECX_HYPERVISOR: u32 = 1 << 31;
 /// CPUID.1:EDX hyper-threading (more than one logical CPU per package).
 const EDX_HTT: u32 = 1 << 28;
+/// CPUID.4:EAX bits 31:26, cores per package minus one.
+const L4_CORES_SHIFT: u32 = 26;
+/// CPUID.4:EAX bits 25:14, logical CPUs sharing this cache minus one.
+const L4_SHARING_SHIFT: u32 = 14;
+
+/// Leaf 4 (deterministic cache parameters) EAX for a package of
+/// `cpu_count` single-threaded cores: the host's cache type and level are
+/// kept, its core and sharing counts replaced. L1 and L2 are per core, the
+/// last level is shared by all. Passing the host's counts through told the
+/// guest its package had as many cores as the host's, more than leaf 1's
+/// logical CPU count, and Linux's legacy topology parser WARNs about that
+/// with a backtrace at boot (printk formatting that kvm_pvm hosts emulate
+/// instruction by instruction).
+fn leaf4_eax(eax: u32, cpu_count: u8) -> u32 {
+    if eax & 0x1f == 0 {
+        return eax; // no more caches
+    }
+    let level = (eax >> 5) & 0x7;
+    let cores = u32::from(cpu_count.max(1)) - 1;
+    let sharing = if level >= 3 { cores } else { 0 };
+    (eax & ((1 << L4_SHARING_SHIFT) - 1))
+        | (cores << L4_CORES_SHIFT)
+        | (sharing << L4_SHARING_SHIFT)
+}
 
 /// Adapts the supported CPUID set for vCPU `index` of `cpu_count`.
 pub fn adjust(entries: &mut [CpuidEntry], index: u8, cpu_count: u8, hide_pvm_unsafe: bool) {
@@ -72,8 +96,11 @@ pub fn adjust(entries: &mut [CpuidEntry], index: u8, cpu_count: u8, hide_pvm_uns
                 e.ecx |= ECX_HYPERVISOR;
                 if cpu_count > 1 {
                     e.edx |= EDX_HTT;
+                } else {
+                    e.edx &= !EDX_HTT;
                 }
             }
+            4 => e.eax = leaf4_eax(e.eax, cpu_count),
             // Extended topology: x2APIC id of this CPU.
             0xb | 0x1f => e.edx = u32::from(index),
             _ => {}
@@ -119,6 +146,39 @@ mod tests {
         assert_eq!(e[1].ebx & (1 << 20), 0, "smap hidden");
         assert_eq!(e[2].edx & (1 << 27), 0, "rdtscp hidden");
         assert_eq!(e[3].edx, 2);
+    }
+
+    #[test]
+    fn leaf4_matches_the_vm_topology() {
+        // Host: L1d (level 1, type 1) shared by 2, L3 (level 3, type 3)
+        // shared by 64, 32 cores per package; plus the terminating subleaf.
+        let host_l1 = (31 << L4_CORES_SHIFT) | (1 << L4_SHARING_SHIFT) | (1 << 5) | 1;
+        let host_l3 = (31 << L4_CORES_SHIFT) | (63 << L4_SHARING_SHIFT) | (3 << 5) | 3 | (1 << 8);
+        let mut e = vec![leaf(1, 0), leaf(4, 0), leaf(4, 3), leaf(4, 4)];
+        e[1].eax = host_l1;
+        e[2].eax = host_l3;
+        e[3].eax = 0;
+        adjust(&mut e, 0, 1, false);
+        assert_eq!(e[0].edx & EDX_HTT, 0, "one vCPU: no HTT");
+        assert_eq!(e[1].eax, (1 << 5) | 1, "one core, L1 not shared");
+        assert_eq!(
+            e[2].eax,
+            (3 << 5) | 3 | (1 << 8),
+            "self-initialising bit kept"
+        );
+        assert_eq!(e[3].eax, 0);
+
+        e[1].eax = host_l1;
+        e[2].eax = host_l3;
+        adjust(&mut e, 1, 4, false);
+        assert_ne!(e[0].edx & EDX_HTT, 0);
+        assert_eq!(e[1].eax >> L4_CORES_SHIFT, 3);
+        assert_eq!((e[1].eax >> L4_SHARING_SHIFT) & 0xfff, 0);
+        assert_eq!(
+            (e[2].eax >> L4_SHARING_SHIFT) & 0xfff,
+            3,
+            "L3 shared by all"
+        );
     }
 
     #[test]
