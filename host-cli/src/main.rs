@@ -156,6 +156,11 @@ pub enum Command {
     /// Manage networks
     #[command(subcommand)]
     Network(commands::network::NetworkCommand),
+    /// Serve the Docker Engine API (`system service`)
+    #[command(subcommand)]
+    System(commands::system::SystemCommand),
+    /// Print the DOCKER_HOST that points docker at berth's API socket
+    DockerEnv,
 }
 
 #[derive(Subcommand)]
@@ -217,7 +222,7 @@ fn verb_path() -> String {
         words.push(a);
         if !matches!(
             words[0].as_str(),
-            "container" | "image" | "machine" | "network" | "volume"
+            "container" | "image" | "machine" | "network" | "system" | "volume"
         ) || words.len() == 2
         {
             break;

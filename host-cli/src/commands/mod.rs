@@ -17,6 +17,7 @@ pub mod pull;
 pub mod push;
 pub mod run;
 pub mod save;
+pub mod system;
 pub mod version;
 pub mod volume;
 
@@ -107,6 +108,8 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Image(c) => image::run(iso, c),
         Command::Volume(c) => volume::run(iso, c),
         Command::Network(c) => network::run(iso, c),
+        Command::System(c) => system::run(iso, c),
+        Command::DockerEnv => system::docker_env(),
         Command::Version(a) => version::run(iso, a),
         Command::Create(a) => run::create(iso, a),
         Command::Info => {

@@ -1,0 +1,679 @@
+//! Container endpoints answered with one engine call (or a few): list,
+//! create, inspect, stop, kill, remove, …
+
+use crate::error::{ApiError, ApiResult};
+use crate::filters;
+use crate::routes::{qbool, qint, query};
+use crate::server::{read_json, AppState};
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use berth_protocol::{
+    ContainerConfig, ContainerStatus, ContainerSummary, MountSpec, MountType, PortBinding,
+    PortProto, PublishedPort, RestartPolicy,
+};
+use bollard_stubs::models;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+
+/// `Cmd` and `Entrypoint`: a list, or one string (docker's StrSlice).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum StrSlice {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl StrSlice {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            StrSlice::One(s) => vec![s],
+            StrSlice::Many(v) => v,
+        }
+    }
+}
+
+/// The fields of docker's create body berth uses (`container.Config`
+/// with `HostConfig`); others are accepted and ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+struct CreateBody {
+    hostname: Option<String>,
+    domainname: Option<String>,
+    user: Option<String>,
+    tty: Option<bool>,
+    open_stdin: Option<bool>,
+    env: Option<Vec<String>>,
+    cmd: Option<StrSlice>,
+    entrypoint: Option<StrSlice>,
+    image: Option<String>,
+    working_dir: Option<String>,
+    labels: Option<BTreeMap<String, String>>,
+    stop_signal: Option<String>,
+    exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
+    volumes: Option<BTreeMap<String, serde_json::Value>>,
+    host_config: Option<HostConfigBody>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+struct HostConfigBody {
+    binds: Option<Vec<String>>,
+    port_bindings: Option<BTreeMap<String, Option<Vec<PortBindingBody>>>>,
+    publish_all_ports: Option<bool>,
+    auto_remove: Option<bool>,
+    restart_policy: Option<RestartBody>,
+    network_mode: Option<String>,
+    memory: Option<i64>,
+    nano_cpus: Option<i64>,
+    pids_limit: Option<i64>,
+    readonly_rootfs: Option<bool>,
+    init: Option<bool>,
+    dns: Option<Vec<String>>,
+    dns_search: Option<Vec<String>>,
+    dns_options: Option<Vec<String>>,
+    extra_hosts: Option<Vec<String>>,
+    volumes_from: Option<Vec<String>>,
+    tmpfs: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+struct PortBindingBody {
+    host_ip: Option<String>,
+    host_port: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+struct RestartBody {
+    name: Option<String>,
+    maximum_retry_count: Option<i64>,
+}
+
+/// berth's container config for a create body; errors are docker's 400s.
+fn container_config(b: CreateBody, name: Option<String>) -> ApiResult<ContainerConfig> {
+    let image = b
+        .image
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| ApiError::bad_request("no image specified"))?;
+    let h = b.host_config.unwrap_or_default();
+    let mut cfg = ContainerConfig {
+        image,
+        name,
+        cmd: b.cmd.map(StrSlice::into_vec),
+        entrypoint: b.entrypoint.map(|e| {
+            let v = e.into_vec();
+            // `[""]` resets the image's entrypoint.
+            if v.iter().all(String::is_empty) {
+                Vec::new()
+            } else {
+                v
+            }
+        }),
+        env: b.env.unwrap_or_default(),
+        workdir: b.working_dir.filter(|w| !w.is_empty()),
+        user: b.user.filter(|u| !u.is_empty()),
+        hostname: b.hostname.filter(|h| !h.is_empty()),
+        domainname: b.domainname.filter(|d| !d.is_empty()),
+        tty: b.tty.unwrap_or(false),
+        open_stdin: b.open_stdin.unwrap_or(false),
+        auto_remove: h.auto_remove.unwrap_or(false),
+        labels: b.labels.unwrap_or_default(),
+        memory: h.memory.filter(|m| *m > 0),
+        nano_cpus: h.nano_cpus.filter(|n| *n > 0),
+        pids_limit: h.pids_limit.filter(|p| *p > 0),
+        read_only: h.readonly_rootfs.unwrap_or(false),
+        init: h.init.unwrap_or(false),
+        stop_signal: b.stop_signal.filter(|s| !s.is_empty()),
+        network_mode: h.network_mode.filter(|m| !m.is_empty() && m != "default"),
+        publish_all: h.publish_all_ports.unwrap_or(false),
+        dns: h.dns.unwrap_or_default(),
+        dns_search: h.dns_search.unwrap_or_default(),
+        dns_options: h.dns_options.unwrap_or_default(),
+        extra_hosts: h.extra_hosts.unwrap_or_default(),
+        volumes_from: h.volumes_from.unwrap_or_default(),
+        ..Default::default()
+    };
+    if let Some(r) = h.restart_policy {
+        let name = r.name.unwrap_or_default();
+        if !name.is_empty() && name != "no" {
+            if !["always", "unless-stopped", "on-failure"].contains(&name.as_str()) {
+                return Err(ApiError::bad_request(format!(
+                    "invalid restart policy: unknown policy '{name}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"
+                )));
+            }
+            cfg.restart = RestartPolicy {
+                name,
+                maximum_retry_count: r.maximum_retry_count.unwrap_or(0).clamp(0, u32::MAX as i64)
+                    as u32,
+            };
+        }
+    }
+    for (path, opts) in h.tmpfs.unwrap_or_default() {
+        cfg.tmpfs.push(if opts.is_empty() {
+            path
+        } else {
+            format!("{path}:{opts}")
+        });
+    }
+    for bind in h.binds.unwrap_or_default() {
+        let m = berth_host::mounts::parse_volume(&bind, std::path::Path::new("/"))
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        cfg.mounts.push(m);
+    }
+    for target in b.volumes.unwrap_or_default().into_keys() {
+        if !cfg.mounts.iter().any(|m| m.target == target) {
+            if !target.starts_with('/') {
+                return Err(ApiError::bad_request(format!(
+                    "invalid volume specification: '{target}': invalid mount config for type \"volume\": invalid mount path: '{target}' mount path must be absolute"
+                )));
+            }
+            cfg.mounts
+                .push(MountSpec::new(MountType::Volume, "", &target));
+        }
+    }
+    for port in b.exposed_ports.unwrap_or_default().into_keys() {
+        cfg.expose.push(port);
+    }
+    for (key, bindings) in h.port_bindings.unwrap_or_default() {
+        let (proto, port) = berth_host::ports::split_proto_port(&key);
+        let bad = || ApiError::bad_request(format!("invalid port specification: \"{key}\""));
+        let container_port: u16 = port.parse().map_err(|_| bad())?;
+        let proto = PortProto::parse(proto).ok_or_else(bad)?;
+        for b in bindings.unwrap_or_default() {
+            let (host_port, host_port_end) = match b.host_port.as_deref().unwrap_or("") {
+                "" => (0, 0),
+                hp => {
+                    let (lo, hi) = berth_host::ports::parse_port_range(hp).map_err(|e| {
+                        ApiError::bad_request(format!("invalid port specification: \"{hp}\": {e}"))
+                    })?;
+                    (lo, if hi == lo { 0 } else { hi })
+                }
+            };
+            cfg.ports.push(PortBinding {
+                host_ip: b.host_ip.unwrap_or_default(),
+                host_port,
+                host_port_end,
+                container_port,
+                proto,
+            });
+        }
+    }
+    Ok(cfg)
+}
+
+pub(crate) async fn create(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> ApiResult<impl IntoResponse> {
+    let q = query(q);
+    let b: CreateBody = read_json(body).await?.ok_or_else(|| {
+        ApiError::bad_request("config cannot be empty in order to create a container")
+    })?;
+    let name = q.get("name").filter(|n| !n.is_empty()).cloned();
+    let mut cfg = container_config(b, name)?;
+    let iso = st.iso();
+    berth_host::mounts::check_placement(iso, &mut cfg).map_err(ApiError::bad_request)?;
+    berth_host::ports::check_placement(iso, &cfg).map_err(ApiError::bad_request)?;
+    let created = st.engine(move |e| Ok(e.container_create(cfg)?)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(models::ContainerCreateResponse {
+            id: created.id,
+            warnings: created.warnings,
+        }),
+    ))
+}
+
+/// `go-units`' HumanDuration, as docker's STATUS column words it.
+pub(crate) fn human_duration(secs: i64) -> String {
+    let (m, h) = (secs / 60, secs / 3600);
+    match () {
+        _ if secs < 1 => "Less than a second".into(),
+        _ if secs == 1 => "1 second".into(),
+        _ if secs < 60 => format!("{secs} seconds"),
+        _ if m == 1 => "About a minute".into(),
+        _ if m < 60 => format!("{m} minutes"),
+        _ if h == 1 => "About an hour".into(),
+        _ if h < 48 => format!("{h} hours"),
+        _ if h < 24 * 7 * 2 => format!("{} days", h / 24),
+        _ if h < 24 * 30 * 2 => format!("{} weeks", h / 24 / 7),
+        _ if h < 24 * 365 * 2 => format!("{} months", h / 24 / 30),
+        _ => format!("{} years", h / 24 / 365),
+    }
+}
+
+fn unix(t: Option<&str>) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(t?)
+        .ok()
+        .map(|d| d.timestamp())
+}
+
+fn ago(t: Option<&str>, now: i64) -> String {
+    unix(t).map_or(String::new(), |t| human_duration(now - t))
+}
+
+/// docker's `Status` text of a list entry.
+pub(crate) fn status_text(s: &ContainerSummary, now: i64) -> String {
+    match s.status {
+        ContainerStatus::Running => format!("Up {}", ago(s.started_at.as_deref(), now)),
+        ContainerStatus::Paused => {
+            format!("Up {} (Paused)", ago(s.started_at.as_deref(), now))
+        }
+        ContainerStatus::Restarting => format!(
+            "Restarting ({}) {} ago",
+            s.exit_code.unwrap_or(0),
+            ago(s.finished_at.as_deref(), now)
+        ),
+        ContainerStatus::Exited => format!(
+            "Exited ({}) {} ago",
+            s.exit_code.unwrap_or(0),
+            ago(s.finished_at.as_deref(), now)
+        ),
+        ContainerStatus::Dead => "Dead".into(),
+        ContainerStatus::Created => "Created".into(),
+    }
+}
+
+const LIST_FILTERS: &[&str] = &[
+    "status",
+    "name",
+    "id",
+    "label",
+    "ancestor",
+    "exited",
+    "health",
+    "before",
+    "since",
+    "network",
+    "volume",
+    "publish",
+    "expose",
+    "isolation",
+    "is-task",
+];
+
+/// Whether `s` passes the filters (values of one key ORed, keys ANDed).
+pub(crate) fn matches(s: &ContainerSummary, f: &filters::Filters) -> bool {
+    f.iter().filter(|(_, v)| !v.is_empty()).all(|(key, vals)| {
+        vals.iter().any(|v| match key.as_str() {
+            "status" => s.status.as_str() == v,
+            "name" => s.name.contains(v.trim_start_matches('/')),
+            "id" => s.id.starts_with(v.as_str()),
+            "label" => match v.split_once('=') {
+                Some((k, lv)) => s.labels.get(k).is_some_and(|x| x == lv),
+                None => s.labels.contains_key(v.as_str()),
+            },
+            "ancestor" => {
+                let norm = |x: &str| {
+                    berth_protocol::reference::Reference::parse(x)
+                        .map(|r| r.to_string())
+                        .unwrap_or_else(|_| x.to_string())
+                };
+                norm(&s.image) == norm(v)
+                    || s.image_id == *v
+                    || s.image_id
+                        .trim_start_matches("sha256:")
+                        .starts_with(v.trim_start_matches("sha256:"))
+            }
+            "exited" => {
+                s.status == ContainerStatus::Exited
+                    && s.exit_code.map(|c| c.to_string()).as_deref() == Some(v.as_str())
+            }
+            "health" => s.health.as_ref().map_or("none", |h| h.status.as_str()) == v,
+            // Filters berth does not model yet match everything.
+            _ => true,
+        })
+    })
+}
+
+fn port_json(p: &PublishedPort) -> models::Port {
+    models::Port {
+        ip: Some(p.host_ip.clone()),
+        private_port: p.container_port,
+        public_port: Some(p.host_port),
+        typ: Some(match p.proto {
+            PortProto::Tcp => models::PortTypeEnum::TCP,
+            PortProto::Udp => models::PortTypeEnum::UDP,
+        }),
+    }
+}
+
+/// A `/containers/json` entry.
+pub(crate) fn summary_json(
+    s: &ContainerSummary,
+    ports: &[PublishedPort],
+    now: i64,
+) -> models::ContainerSummary {
+    models::ContainerSummary {
+        id: Some(s.id.clone()),
+        names: Some(vec![format!("/{}", s.name)]),
+        image: Some(s.image.clone()),
+        image_id: Some(s.image_id.clone()),
+        command: Some(s.command.clone()),
+        created: unix(Some(&s.created)),
+        ports: Some(ports.iter().map(port_json).collect()),
+        labels: Some(
+            s.labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        state: Some(s.status.as_str().into()),
+        status: Some(status_text(s, now)),
+        host_config: Some(models::ContainerSummaryHostConfig {
+            network_mode: Some("default".into()),
+            annotations: None,
+        }),
+        network_settings: Some(models::ContainerSummaryNetworkSettings {
+            networks: Some(HashMap::new()),
+        }),
+        mounts: Some(Vec::new()),
+        ..Default::default()
+    }
+}
+
+pub(crate) async fn list(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<Vec<models::ContainerSummary>>> {
+    let q = query(q);
+    let f = filters::parse(q.get("filters").map_or("", String::as_str))
+        .map_err(ApiError::bad_request)?;
+    filters::check_keys(&f, LIST_FILTERS).map_err(ApiError::bad_request)?;
+    let limit = qint(&q, "limit")?.filter(|l| *l > 0);
+    let all = qbool(&q, "all") || limit.is_some();
+    let rows = st
+        .engine(move |e| {
+            let mut list = e.container_list(all)?;
+            list.retain(|s| matches(s, &f));
+            // Newest first, as docker.
+            list.sort_by(|a, b| b.created.cmp(&a.created));
+            if let Some(l) = limit {
+                list.truncate(l as usize);
+            }
+            let mut rows = Vec::with_capacity(list.len());
+            for s in list {
+                let ports = if s.status == ContainerStatus::Running {
+                    e.container_ports(&s.id).unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                rows.push((s, ports));
+            }
+            Ok(rows)
+        })
+        .await?;
+    let now = chrono::Utc::now().timestamp();
+    Ok(Json(
+        rows.iter().map(|(s, p)| summary_json(s, p, now)).collect(),
+    ))
+}
+
+pub(crate) async fn inspect(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let iso = st.iso();
+    let v = st
+        .engine(move |e| {
+            let d = e.container_inspect(&id)?;
+            let info = e.info().ok();
+            let image = e.image_inspect(&d.summary.image_id).ok().map(|i| i.config);
+            Ok(berth_host::inspect::container_json(
+                iso,
+                &d,
+                image.as_ref(),
+                info.as_ref(),
+            ))
+        })
+        .await?;
+    Ok(Json(v))
+}
+
+fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
+fn not_modified() -> Response {
+    StatusCode::NOT_MODIFIED.into_response()
+}
+
+/// The stop timeout: `t` (`timeout` is a newer spelling).
+fn stop_timeout(q: &crate::routes::Query) -> ApiResult<Option<i64>> {
+    Ok(qint(q, "t")?.or(qint(q, "timeout")?))
+}
+
+pub(crate) async fn stop(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let q = query(q);
+    let t = stop_timeout(&q)?;
+    st.engine(move |e| {
+        let d = e.container_inspect(&id)?;
+        if !matches!(
+            d.summary.status,
+            ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Restarting
+        ) {
+            return Ok(not_modified());
+        }
+        e.container_stop(&d.summary.id, t)?;
+        Ok(no_content())
+    })
+    .await
+}
+
+pub(crate) async fn restart(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let q = query(q);
+    let t = stop_timeout(&q)?;
+    st.engine(move |e| {
+        e.container_restart(&id, t)?;
+        Ok(no_content())
+    })
+    .await
+}
+
+/// A signal by name (`KILL`, `SIGKILL`) or number.
+pub(crate) fn parse_signal(s: &str) -> Option<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        return (1..=64).contains(&n).then_some(n);
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .ok()
+        .map(|s| s as i32)
+}
+
+pub(crate) async fn kill(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let q = query(q);
+    let sig = match q.get("signal").map(String::as_str) {
+        None | Some("") => 9,
+        Some(s) => {
+            parse_signal(s).ok_or_else(|| ApiError::bad_request(format!("Invalid signal: {s}")))?
+        }
+    };
+    st.engine(move |e| {
+        e.container_kill(&id, sig)?;
+        Ok(no_content())
+    })
+    .await
+}
+
+pub(crate) async fn pause(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    st.engine(move |e| {
+        e.container_pause(&id)?;
+        Ok(no_content())
+    })
+    .await
+}
+
+pub(crate) async fn unpause(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    st.engine(move |e| {
+        e.container_unpause(&id)?;
+        Ok(no_content())
+    })
+    .await
+}
+
+pub(crate) async fn rename(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let q = query(q);
+    let name = q
+        .get("name")
+        .filter(|n| !n.is_empty())
+        .cloned()
+        .ok_or_else(|| ApiError::bad_request("name is required"))?;
+    st.engine(move |e| {
+        e.container_rename(&id, &name)?;
+        Ok(no_content())
+    })
+    .await
+}
+
+/// A resize: sent to the container's attached stream when this server
+/// relays one, otherwise accepted without effect.
+pub(crate) async fn resize(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let q = query(q);
+    let (h, w) = (qint(&q, "h")?, qint(&q, "w")?);
+    let (Some(h), Some(w)) = (h, w) else {
+        return Err(ApiError::bad_request("h and w are required"));
+    };
+    crate::streams::resize(&st, &id, h, w).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+pub(crate) async fn exec_resize(
+    Path(_id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let q = query(q);
+    qint(&q, "h")?;
+    qint(&q, "w")?;
+    Ok(StatusCode::OK.into_response())
+}
+
+pub(crate) async fn remove(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let q = query(q);
+    let (force, volumes) = (qbool(&q, "force"), qbool(&q, "v"));
+    st.engine(move |e| {
+        e.container_remove(&id, force, volumes)?;
+        Ok(no_content())
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_body_as_docker_cli_sends_it() {
+        let raw = r#"{"Hostname":"","Domainname":"","User":"","AttachStdin":false,
+            "AttachStdout":true,"AttachStderr":true,"ExposedPorts":{"80/tcp":{}},
+            "Tty":false,"OpenStdin":false,"StdinOnce":false,"Env":["A=1"],
+            "Cmd":["echo","hi"],"Image":"busybox","Volumes":{"/data":{}},
+            "WorkingDir":"","Entrypoint":null,"OnBuild":null,"Labels":{"k":"v"},
+            "HostConfig":{"Binds":["/tmp:/host:ro"],"ContainerIDFile":"",
+              "LogConfig":{"Type":"","Config":{}},"NetworkMode":"default",
+              "PortBindings":{"80/tcp":[{"HostIp":"127.0.0.1","HostPort":"8080"}]},
+              "RestartPolicy":{"Name":"no","MaximumRetryCount":0},"AutoRemove":true,
+              "VolumeDriver":"","VolumesFrom":null,"CapAdd":null,"CapDrop":null,
+              "CgroupnsMode":"","Dns":[],"DnsOptions":[],"DnsSearch":[],"ExtraHosts":null,
+              "Isolation":"","CpuShares":0,"Memory":0,"NanoCpus":0,"PidsLimit":null,
+              "ConsoleSize":[0,0]},
+            "NetworkingConfig":{"EndpointsConfig":{}}}"#;
+        let b: CreateBody = serde_json::from_str(raw).unwrap();
+        let c = container_config(b, Some("web".into())).unwrap();
+        assert_eq!(c.image, "busybox");
+        assert_eq!(c.cmd, Some(vec!["echo".to_string(), "hi".to_string()]));
+        assert_eq!(c.entrypoint, None);
+        assert!(c.auto_remove);
+        assert_eq!(c.network_mode, None);
+        assert_eq!(c.restart, RestartPolicy::default());
+        assert_eq!(c.mounts.len(), 2);
+        assert_eq!(c.mounts[0].source, "/tmp");
+        assert!(c.mounts[0].read_only);
+        assert_eq!(c.mounts[1].target, "/data");
+        assert_eq!(c.ports.len(), 1);
+        assert_eq!(c.ports[0].host_port, 8080);
+        assert_eq!(c.ports[0].container_port, 80);
+        assert_eq!(c.expose, vec!["80/tcp"]);
+        assert_eq!(c.memory, None);
+    }
+
+    #[test]
+    fn hostile_create_bodies_are_bad_requests() {
+        let bad = |raw: &str| {
+            let b: CreateBody = serde_json::from_str(raw).unwrap();
+            container_config(b, None).unwrap_err().status
+        };
+        assert_eq!(bad(r#"{}"#), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            bad(r#"{"Image":"x","HostConfig":{"PortBindings":{"http/tcp":[]}}}"#),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            bad(r#"{"Image":"x","HostConfig":{"RestartPolicy":{"Name":"sometimes"}}}"#),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            bad(r#"{"Image":"x","Volumes":{"rel":{}}}"#),
+            StatusCode::BAD_REQUEST
+        );
+        // A string Cmd is one argument, as docker's StrSlice.
+        let b: CreateBody = serde_json::from_str(r#"{"Image":"x","Cmd":"true"}"#).unwrap();
+        assert_eq!(
+            container_config(b, None).unwrap().cmd,
+            Some(vec!["true".into()])
+        );
+    }
+
+    #[test]
+    fn status_texts_and_signals() {
+        assert_eq!(human_duration(0), "Less than a second");
+        assert_eq!(human_duration(5), "5 seconds");
+        assert_eq!(human_duration(90), "About a minute");
+        assert_eq!(human_duration(3 * 3600), "3 hours");
+        assert_eq!(parse_signal("KILL"), Some(9));
+        assert_eq!(parse_signal("sigterm"), Some(15));
+        assert_eq!(parse_signal("10"), Some(10));
+        assert_eq!(parse_signal("BOGUS"), None);
+        assert_eq!(parse_signal("0"), None);
+    }
+}

@@ -1,0 +1,297 @@
+//! Image endpoints: list, pull (`images/create`), inspect, tag, remove.
+
+use crate::error::{ApiError, ApiResult};
+use crate::routes::{qbool, query};
+use crate::server::AppState;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use berth_protocol::reference::Reference;
+use berth_protocol::ImageSummary;
+use bollard_stubs::models;
+use bytes::Bytes;
+use std::collections::HashMap;
+
+fn familiar_tags(img: &ImageSummary) -> Vec<String> {
+    img.tags
+        .iter()
+        .filter_map(|t| Reference::parse(t).ok())
+        .map(|r| r.familiar())
+        .collect()
+}
+
+fn summary_json(img: &ImageSummary) -> models::ImageSummary {
+    let labels: HashMap<String, String> = img
+        .config
+        .pointer("/config/Labels")
+        .and_then(|l| serde_json::from_value(l.clone()).ok())
+        .unwrap_or_default();
+    let created = img
+        .created
+        .as_deref()
+        .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+        .map_or(0, |d| d.timestamp());
+    let mut tags = familiar_tags(img);
+    if tags.is_empty() {
+        tags.push("<none>:<none>".into());
+    }
+    models::ImageSummary {
+        id: img.id.clone(),
+        parent_id: img.parent.clone().unwrap_or_default(),
+        repo_tags: tags,
+        repo_digests: berth_host::inspect::repo_digests(&img.id),
+        created,
+        size: img.size as i64,
+        shared_size: -1,
+        virtual_size: Some(img.size as i64),
+        labels,
+        containers: -1,
+        manifests: None,
+    }
+}
+
+pub(crate) async fn list(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<Vec<models::ImageSummary>>> {
+    let q = query(q);
+    let f = crate::filters::parse(q.get("filters").map_or("", String::as_str))
+        .map_err(ApiError::bad_request)?;
+    crate::filters::check_keys(&f, &["dangling", "reference", "label", "before", "since"])
+        .map_err(ApiError::bad_request)?;
+    let mut list = st.engine(|e| Ok(e.image_list()?)).await?;
+    list.retain(|img| {
+        f.iter().filter(|(_, v)| !v.is_empty()).all(|(k, vals)| {
+            vals.iter().any(|v| match k.as_str() {
+                "dangling" => (v == "true") == img.tags.is_empty(),
+                "reference" => familiar_tags(img).iter().any(|t| {
+                    t == v || t.split(':').next() == Some(v.as_str()) || t.starts_with(v.as_str())
+                }),
+                "label" => {
+                    let labels = img.config.pointer("/config/Labels");
+                    match v.split_once('=') {
+                        Some((lk, lv)) => labels
+                            .and_then(|l| l.get(lk))
+                            .and_then(|x| x.as_str())
+                            .is_some_and(|x| x == lv),
+                        None => labels.and_then(|l| l.get(v.as_str())).is_some(),
+                    }
+                }
+                _ => true,
+            })
+        })
+    });
+    Ok(Json(list.iter().map(summary_json).collect()))
+}
+
+/// `GET /images/{name}/json` (names may hold slashes).
+pub(crate) async fn by_name_get(
+    State(st): State<AppState>,
+    Path(rest): Path<String>,
+) -> ApiResult<Response> {
+    let Some(name) = rest.strip_suffix("/json") else {
+        return Err(ApiError::not_found("page not found"));
+    };
+    let name = name.to_string();
+    let img = st.engine(move |e| Ok(e.image_inspect(&name)?)).await?;
+    Ok(Json(berth_host::inspect::image_json(&img)).into_response())
+}
+
+/// `POST /images/{name}/tag?repo=&tag=`.
+pub(crate) async fn by_name_post(
+    State(st): State<AppState>,
+    Path(rest): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let q = query(q);
+    if rest.ends_with("/push") {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "push is not served on this socket yet; use berth push",
+        ));
+    }
+    let Some(source) = rest.strip_suffix("/tag") else {
+        return Err(ApiError::not_found("page not found"));
+    };
+    let repo = q
+        .get("repo")
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| ApiError::bad_request("repository name must have at least one component"))?;
+    let target = match q.get("tag").filter(|t| !t.is_empty()) {
+        Some(t) => format!("{repo}:{t}"),
+        None => repo.clone(),
+    };
+    Reference::parse(&target).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let source = source.to_string();
+    st.engine(move |e| Ok(e.image_tag(&source, &target)?))
+        .await?;
+    Ok(StatusCode::CREATED.into_response())
+}
+
+pub(crate) async fn remove(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<Vec<models::ImageDeleteResponseItem>>> {
+    let q = query(q);
+    let force = qbool(&q, "force");
+    let lines = st
+        .engine(move |e| Ok(e.image_remove(&name, force)?))
+        .await?;
+    Ok(Json(
+        lines
+            .iter()
+            .filter_map(|l| {
+                if let Some(t) = l.strip_prefix("Untagged: ") {
+                    Some(models::ImageDeleteResponseItem {
+                        untagged: Some(t.to_string()),
+                        deleted: None,
+                    })
+                } else {
+                    l.strip_prefix("Deleted: ")
+                        .map(|d| models::ImageDeleteResponseItem {
+                            untagged: None,
+                            deleted: Some(d.to_string()),
+                        })
+                }
+            })
+            .collect(),
+    ))
+}
+
+/// Pull progress as docker's JSON message lines.
+struct Progress {
+    tx: tokio::sync::mpsc::UnboundedSender<Bytes>,
+}
+
+fn short(d: &str) -> String {
+    d.trim_start_matches("sha256:").chars().take(12).collect()
+}
+
+impl Progress {
+    fn send(&self, m: &models::CreateImageInfo) {
+        if let Ok(mut v) = serde_json::to_vec(m) {
+            v.extend_from_slice(b"\r\n");
+            let _ = self.tx.send(Bytes::from(v));
+        }
+    }
+
+    fn status(&self, id: Option<String>, status: &str) {
+        self.send(&models::CreateImageInfo {
+            id,
+            status: Some(status.to_string()),
+            ..Default::default()
+        });
+    }
+}
+
+impl berth_host::registry::fetch::PullProgress for Progress {
+    fn start(&self, digest: &str, size: u64, cached: bool) {
+        let status = if cached {
+            "Already exists"
+        } else {
+            "Pulling fs layer"
+        };
+        let _ = size;
+        self.status(Some(short(digest)), status);
+    }
+
+    fn advance(&self, digest: &str, bytes: u64) {
+        self.send(&models::CreateImageInfo {
+            id: Some(short(digest)),
+            status: Some("Downloading".into()),
+            progress_detail: Some(models::ProgressDetail {
+                current: Some(bytes as i64),
+                total: None,
+            }),
+            ..Default::default()
+        });
+    }
+
+    fn done(&self, digest: &str) {
+        self.status(Some(short(digest)), "Pull complete");
+    }
+}
+
+/// `POST /images/create?fromImage=&tag=`: a pull, its progress streamed
+/// as JSON lines (an error ends the stream as docker's error message).
+pub(crate) async fn create(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let q = query(q);
+    if q.get("fromSrc").is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "image import (fromSrc) is not served on this socket yet",
+        ));
+    }
+    let image = q
+        .get("fromImage")
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| ApiError::bad_request("fromImage is required"))?;
+    let full = match q.get("tag").filter(|t| !t.is_empty()) {
+        Some(t) if t.starts_with("sha256:") => format!("{image}@{t}"),
+        Some(t) => format!("{image}:{t}"),
+        None => image.clone(),
+    };
+    let r = Reference::parse(&full).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let platform = match q.get("platform").filter(|p| !p.is_empty()) {
+        Some(p) => berth_host::registry::manifest::Platform::parse(p)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?,
+        None => berth_host::registry::manifest::Platform::host(),
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+    let iso = st.iso();
+    tokio::task::spawn_blocking(move || {
+        let p = Progress { tx };
+        let tag = r
+            .digest
+            .clone()
+            .or_else(|| r.tag.clone())
+            .unwrap_or_default();
+        p.status(
+            Some(tag),
+            &format!(
+                "Pulling from {}",
+                r.familiar().split([':', '@']).next().unwrap_or("")
+            ),
+        );
+        let connect = || iso.connect();
+        let upload: Option<&dyn Fn() -> anyhow::Result<berth_host::engine::Engine>> =
+            iso.has_engine().then_some(&connect);
+        match berth_host::registry::pull::pull(&r, &platform, &p, upload) {
+            Ok(pulled) => {
+                p.status(None, &format!("Digest: {}", pulled.top_digest));
+                let word = if pulled.before.as_deref() == Some(pulled.commit.config_digest.as_str())
+                {
+                    "Image is up to date for"
+                } else {
+                    "Downloaded newer image for"
+                };
+                p.status(None, &format!("Status: {word} {}", r.familiar()));
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                p.send(&models::CreateImageInfo {
+                    error: Some(msg.clone()),
+                    error_detail: Some(models::ErrorDetail {
+                        code: None,
+                        message: Some(msg),
+                    }),
+                    ..Default::default()
+                });
+            }
+        }
+    });
+    let stream = futures_util::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx).map(|o| o.map(Ok::<_, std::io::Error>))
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}

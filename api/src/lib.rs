@@ -1,0 +1,23 @@
+//! berth's Docker Engine API server: the API the docker CLI, compose and
+//! the SDKs speak, served on a Unix socket over berth's host library
+//! (`berth_host`), so the API and the `berth` CLI see one state.
+//!
+//! - [`server`]: the listener, version prefixes, body caps, shared state.
+//! - [`version`], [`filters`], [`stdcopy`]: the protocol's small parts.
+//! - The endpoint modules: containers, streams (start, wait, attach,
+//!   exec, logs, events), images, volumes, networks, system.
+
+mod containers;
+pub mod error;
+pub mod filters;
+mod images;
+mod networks;
+mod routes;
+pub mod server;
+pub mod stdcopy;
+mod streams;
+mod system;
+pub mod version;
+mod volumes;
+
+pub use server::{default_socket, serve, ServeError, ServeOptions};

@@ -1,0 +1,91 @@
+//! The route table.
+
+use crate::error::ApiError;
+use crate::server::AppState;
+use axum::routing::{delete, get, post};
+use axum::Router;
+
+pub(crate) fn router(state: AppState) -> Router {
+    use crate::{containers as c, images as i, streams as s, system as sys};
+    Router::new()
+        .route("/_ping", get(sys::ping).head(sys::ping))
+        .route("/version", get(sys::version))
+        .route("/info", get(sys::info))
+        .route("/events", get(s::events))
+        .route("/containers/json", get(c::list))
+        .route("/containers/create", post(c::create))
+        .route("/containers/{id}/json", get(c::inspect))
+        .route("/containers/{id}/start", post(s::start))
+        .route("/containers/{id}/stop", post(c::stop))
+        .route("/containers/{id}/restart", post(c::restart))
+        .route("/containers/{id}/kill", post(c::kill))
+        .route("/containers/{id}/pause", post(c::pause))
+        .route("/containers/{id}/unpause", post(c::unpause))
+        .route("/containers/{id}/rename", post(c::rename))
+        .route("/containers/{id}/resize", post(c::resize))
+        .route("/containers/{id}/wait", post(s::wait))
+        .route("/containers/{id}/attach", post(s::attach))
+        .route("/containers/{id}/logs", get(s::logs))
+        .route("/containers/{id}/exec", post(s::exec_create))
+        .route("/containers/{id}", delete(c::remove))
+        .route("/exec/{id}/start", post(s::exec_start))
+        .route("/exec/{id}/resize", post(c::exec_resize))
+        .route("/exec/{id}/json", get(s::exec_inspect))
+        .route("/images/json", get(i::list))
+        .route("/images/create", post(i::create))
+        .route(
+            "/images/{*name}",
+            get(i::by_name_get).post(i::by_name_post).delete(i::remove),
+        )
+        .route("/volumes", get(crate::volumes::list))
+        .route("/volumes/create", post(crate::volumes::create))
+        .route(
+            "/volumes/{name}",
+            get(crate::volumes::inspect).delete(crate::volumes::remove),
+        )
+        .route("/networks", get(crate::networks::list))
+        .route("/networks/create", post(crate::networks::create))
+        .route(
+            "/networks/{id}",
+            get(crate::networks::inspect).delete(crate::networks::remove),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_found)
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("page not found")
+}
+
+/// Query parameters as a map (the last of repeated keys wins).
+pub(crate) type Query = std::collections::HashMap<String, String>;
+
+/// Parses a raw query string; malformed escapes are kept lossily, as Go.
+pub(crate) fn query(raw: Option<String>) -> Query {
+    form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// docker's boolean query values: `1`, `true`, `True` (anything but empty,
+/// `0`, `false`, `no`).
+pub(crate) fn qbool(q: &Query, key: &str) -> bool {
+    q.get(key).is_some_and(|v| {
+        !matches!(
+            v.to_ascii_lowercase().as_str(),
+            "" | "0" | "false" | "no" | "off"
+        )
+    })
+}
+
+/// An integer query value; a malformed one is a 400.
+pub(crate) fn qint(q: &Query, key: &str) -> Result<Option<i64>, ApiError> {
+    match q.get(key).map(|v| v.trim()) {
+        None | Some("") => Ok(None),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(format!("invalid value for {key}: {v:?}"))),
+    }
+}

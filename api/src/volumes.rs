@@ -1,0 +1,70 @@
+//! Volume endpoints.
+
+use crate::error::{ApiError, ApiResult};
+use crate::routes::{qbool, query};
+use crate::server::{read_json, AppState};
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use berth_host::engine::VolumeCreate;
+use berth_host::inspect::volume_json;
+use bollard_stubs::models::VolumeCreateOptions;
+use serde_json::json;
+
+pub(crate) async fn list(State(st): State<AppState>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+    let q = query(q);
+    let f = crate::filters::parse(q.get("filters").map_or("", String::as_str))
+        .map_err(ApiError::bad_request)?;
+    crate::filters::check_keys(&f, &["dangling", "driver", "label", "name"])
+        .map_err(ApiError::bad_request)?;
+    let mut list = st.engine(|e| Ok(e.volume_list()?)).await?;
+    list.retain(|v| {
+        f.iter().filter(|(_, x)| !x.is_empty()).all(|(k, vals)| {
+            vals.iter().any(|x| match k.as_str() {
+                "dangling" => (x == "true" || x == "1") == v.used_by.is_empty(),
+                "driver" => v.driver == *x,
+                "name" => v.name.contains(x.as_str()),
+                "label" => match x.split_once('=') {
+                    Some((lk, lv)) => v.labels.get(lk).is_some_and(|y| y == lv),
+                    None => v.labels.contains_key(x.as_str()),
+                },
+                _ => true,
+            })
+        })
+    });
+    let vols: Vec<_> = list.iter().map(volume_json).collect();
+    Ok(Json(json!({ "Volumes": vols, "Warnings": [] })).into_response())
+}
+
+pub(crate) async fn create(State(st): State<AppState>, body: Body) -> ApiResult<Response> {
+    let b: VolumeCreateOptions = read_json(body).await?.unwrap_or_default();
+    let v = VolumeCreate {
+        name: b.name.filter(|n| !n.is_empty()),
+        driver: b.driver.filter(|d| !d.is_empty()),
+        labels: b.labels.unwrap_or_default().into_iter().collect(),
+        options: b.driver_opts.unwrap_or_default().into_iter().collect(),
+    };
+    let info = st.engine(move |e| Ok(e.volume_create(v)?)).await?;
+    Ok((StatusCode::CREATED, Json(json!(volume_json(&info)))).into_response())
+}
+
+pub(crate) async fn inspect(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    let info = st.engine(move |e| Ok(e.volume_inspect(&name)?)).await?;
+    Ok(Json(json!(volume_json(&info))).into_response())
+}
+
+pub(crate) async fn remove(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let force = qbool(&query(q), "force");
+    st.engine(move |e| Ok(e.volume_remove(&name, force)?))
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
