@@ -136,12 +136,13 @@ pub fn container_json(
         },
         "AutoRemove": cfg.auto_remove, "VolumeDriver": "",
         "VolumesFrom": if cfg.volumes_from.is_empty() { Value::Null } else { json!(cfg.volumes_from) },
-        "CapAdd": null, "CapDrop": null,
+        "CapAdd": if cfg.cap_add.is_empty() { Value::Null } else { json!(cfg.cap_add) },
+        "CapDrop": if cfg.cap_drop.is_empty() { Value::Null } else { json!(cfg.cap_drop) },
         "CgroupnsMode": if info.is_some_and(|i| i.cgroup_version == 2) { "private" } else { "host" },
         "GroupAdd": null,
         "IpcMode": "private", "Cgroup": "", "OomScoreAdj": 0, "PidMode": "",
-        "Privileged": false, "ReadonlyRootfs": cfg.read_only,
-        "SecurityOpt": null, "UTSMode": "", "UsernsMode": "", "ShmSize": 67108864,
+        "Privileged": cfg.privileged, "ReadonlyRootfs": cfg.read_only,
+        "SecurityOpt": security_opt(cfg), "UTSMode": "", "UsernsMode": "", "ShmSize": 67108864,
         "Runtime": "berth", "ConsoleSize": [0, 0],
         "Isolation": format!("{iso:?}").to_lowercase()
     });
@@ -219,6 +220,20 @@ pub fn container_json(
 
 /// Config.Env as docker shows it: the `run` environment first, then the
 /// image's, without what the runtime adds (HOSTNAME, TERM for a tty).
+/// `HostConfig.SecurityOpt`: the options as given; docker's daemon adds
+/// `label=disable` to a privileged container's.
+fn security_opt(cfg: &berth_protocol::ContainerConfig) -> Value {
+    let mut opts = cfg.security_opt.clone();
+    if cfg.privileged && !opts.iter().any(|o| o == "label=disable") {
+        opts.push("label=disable".into());
+    }
+    if opts.is_empty() {
+        Value::Null
+    } else {
+        json!(opts)
+    }
+}
+
 fn config_env(d: &ContainerDetails, image: Option<&Value>) -> Vec<String> {
     let key = |e: &str| e.split('=').next().unwrap_or(e).to_string();
     let user: Vec<String> = d.config.env.iter().map(|e| key(e)).collect();

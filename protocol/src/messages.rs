@@ -655,6 +655,21 @@ pub struct ContainerConfig {
     /// merge with the image's `Healthcheck` (docker's `Config.Healthcheck`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<crate::HealthConfig>,
+    /// `--cap-add`, as the CLI normalized them (`CAP_NET_ADMIN`, `ALL`).
+    #[serde(default)]
+    pub cap_add: Vec<String>,
+    /// `--cap-drop`, likewise.
+    #[serde(default)]
+    pub cap_drop: Vec<String>,
+    /// `--privileged`: every capability, no seccomp, no masked or
+    /// read-only paths, the host's devices.
+    #[serde(default)]
+    pub privileged: bool,
+    /// `--security-opt` as docker's API carries them: `no-new-privileges`,
+    /// `no-new-privileges:BOOL`, `seccomp=unconfined`, or `seccomp=` followed
+    /// by the profile's JSON itself (the CLI reads the file).
+    #[serde(default)]
+    pub security_opt: Vec<String>,
 }
 
 /// The kinds of mount `-v` and `--mount` make.

@@ -826,6 +826,11 @@ pub fn validate_host_config(cfg: &ContainerConfig, cpus: usize) -> Result<(), Ap
     if let Some(s) = &cfg.stop_signal {
         super::ops::parse_signal(s)?;
     }
+    // Capabilities, --security-opt and a custom seccomp profile: refused
+    // now with the reason rather than when the container starts.
+    super::security::Privileges::resolve(cfg)
+        .map(|_| ())
+        .or_else(invalid)?;
     for t in &cfg.tmpfs {
         let dest = t.split_once(':').map_or(t.as_str(), |p| p.0);
         if !dest.starts_with('/') {

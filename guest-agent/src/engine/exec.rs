@@ -211,7 +211,18 @@ fn run_exec(
         });
     }
     shim::check_executable(&paths.rootfs, &c.cmd, &env, &cwd)?;
-    let process = spec::process(c.tty, &identity, &c.cmd, &env, &cwd, shim::nofile_limit());
+    let privileges =
+        super::security::Privileges::resolve(&rec.config).map_err(StartError::engine)?;
+    let mut process = spec::process(
+        c.tty,
+        &identity,
+        &c.cmd,
+        &env,
+        &cwd,
+        shim::nofile_limit(),
+        &privileges,
+    );
+    let seccomp = super::security::for_tenant(&privileges, &mut process);
     let process_path = exec_dir(layout, &rec.id).join(format!("{}.process.json", ex.id));
     write_json_atomic(&process_path, &process).map_err(|e| StartError::engine(e.to_string()))?;
 
@@ -233,6 +244,10 @@ fn run_exec(
     .with_root_path(layout.runtime())
     .map_err(|e| StartError::engine(e.to_string()))?;
     let console = layout.sockets().join(format!("{}.x", &ex.id[..16]));
+    let builder = match seccomp {
+        Some(x) => builder.with_executor(x),
+        None => builder,
+    };
     let (builder, mut plan) = shim::plan_stdio(builder, c.tty, c.stdin, &console)?;
     plan.receive_console_early(clients.first().and_then(|c| c.tty_size));
     // SAFETY: resetting a signal disposition to default is always sound.

@@ -518,14 +518,17 @@ fn probe(root: &Path, id: &str) -> Result<ProbeOutcome, String> {
             e.message
         ));
     }
-    let process = spec::process(
+    let privileges = super::security::Privileges::resolve(&rec.config)?;
+    let mut process = spec::process(
         false,
         &identity,
         &argv,
         &env,
         &rec.workdir,
         shim::nofile_limit(),
+        &privileges,
     );
+    let seccomp = super::security::for_tenant(&privileges, &mut process);
     let dir = layout.container(id).join("exec");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let process_path = dir.join(format!("{exec_id}.probe.json"));
@@ -541,6 +544,10 @@ fn probe(root: &Path, id: &str) -> Result<ProbeOutcome, String> {
     )
     .with_root_path(layout.runtime())
     .map_err(|e| e.to_string())
+    .map(|b| match seccomp {
+        Some(x) => b.with_executor(x),
+        None => b,
+    })
     .and_then(|b| {
         b.with_stdin(OwnedFd::from(null))
             .with_stdout(wr)

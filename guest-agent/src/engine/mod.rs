@@ -13,6 +13,8 @@ pub mod ops;
 pub mod record;
 pub mod restart;
 pub mod rootfs_path;
+pub mod seccomp;
+pub mod security;
 pub mod shim;
 pub mod spec;
 pub mod user;

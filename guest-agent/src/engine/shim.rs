@@ -485,6 +485,8 @@ fn start(
     } else {
         None
     };
+    let privileges =
+        super::security::Privileges::resolve(&rec.config).map_err(StartError::engine)?;
     let spec_json = spec::build(
         rec,
         &spec::SpecInputs {
@@ -498,6 +500,7 @@ fn start(
             cgroup_v2: Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
             nofile: nofile_limit(),
             init_binary: init_binary.as_deref(),
+            privileges: &privileges,
         },
     );
     write_json_atomic(&paths.bundle.join("config.json"), &spec_json)

@@ -1,28 +1,11 @@
 //! Generates the OCI runtime spec (`config.json`) for a container.
 
+use super::security::Privileges;
 use super::user::Identity;
 use crate::engine::record::ContainerRecord;
 use berth_protocol::{MountPoint, MountType};
 use serde_json::{json, Value};
 use std::path::Path;
-
-/// Docker's default capability set.
-const CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
 
 /// Inputs that are not part of the record.
 pub struct SpecInputs<'a> {
@@ -44,6 +27,8 @@ pub struct SpecInputs<'a> {
     pub swap_accounting: bool,
     /// The static binary that serves as `--init` (this agent).
     pub init_binary: Option<&'a Path>,
+    /// Capabilities, no-new-privileges, seccomp, `--privileged`.
+    pub privileges: &'a Privileges,
 }
 
 fn allow_dev(kind: &str, major: i64, minor: Option<i64>) -> Value {
@@ -67,18 +52,25 @@ pub fn process(
     env: &[String],
     cwd: &str,
     nofile: u64,
+    privileges: &Privileges,
 ) -> Value {
-    let caps: Vec<&str> = CAPS.to_vec();
-    json!({
+    let caps = &privileges.caps;
+    let mut p = json!({
         "terminal": terminal,
         "user": {"uid": identity.uid, "gid": identity.gid, "additionalGids": identity.additional_gids},
         "args": args,
         "env": env,
         "cwd": cwd,
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}],
-        "noNewPrivileges": false
-    })
+        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}]
+    });
+    // Left out unless set: libcontainer loads the seccomp filter before it
+    // drops capabilities only when the field is absent (loading it later
+    // needs CAP_SYS_ADMIN or no-new-privileges).
+    if privileges.no_new_privileges {
+        p["noNewPrivileges"] = json!(true);
+    }
+    p
 }
 
 /// The OCI mounts for `-v`, `--mount`, `--volumes-from` and image
@@ -115,14 +107,26 @@ pub fn user_mounts(points: &[MountPoint]) -> Vec<Value> {
 
 /// Builds the spec as JSON.
 pub fn build(rec: &ContainerRecord, inp: &SpecInputs) -> Value {
+    let privs = inp.privileges;
+    // docker's --privileged: /sys and the cgroup tree writable.
+    let sys_opts: &[&str] = if privs.privileged {
+        &["nosuid", "noexec", "nodev", "rw"]
+    } else {
+        &["nosuid", "noexec", "nodev", "ro"]
+    };
+    let cgroup_opts: &[&str] = if privs.privileged {
+        &["nosuid", "noexec", "nodev", "relatime", "rw"]
+    } else {
+        &["nosuid", "noexec", "nodev", "relatime", "ro"]
+    };
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
         json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
         json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
-        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": sys_opts}),
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": cgroup_opts}),
     ];
     for (dest, src) in inp.etc_files {
         mounts.push(json!({"destination": dest, "type": "bind", "source": src, "options": ["rbind", "rprivate"]}));
@@ -153,6 +157,10 @@ pub fn build(rec: &ContainerRecord, inp: &SpecInputs) -> Value {
             allow_dev("c", 5, Some(1)), allow_dev("c", 5, Some(2)), allow_dev("c", 136, None),
         ]
     });
+    if privs.privileged {
+        // docker's --privileged: every device allowed.
+        resources["devices"] = json!([{"allow": true, "access": "rwm"}]);
+    }
     let c = &rec.config;
     if let Some(m) = c.memory.filter(|m| *m > 0) {
         let mut mem = json!({"limit": m});
@@ -184,23 +192,52 @@ pub fn build(rec: &ContainerRecord, inp: &SpecInputs) -> Value {
         // container sees its own limits at /sys/fs/cgroup.
         namespaces.push(json!({"type": "cgroup"}));
     }
+    let (masked, readonly) = if privs.privileged {
+        (json!([]), json!([]))
+    } else {
+        (
+            json!([
+                "/proc/asound",
+                "/proc/acpi",
+                "/proc/kcore",
+                "/proc/keys",
+                "/proc/latency_stats",
+                "/proc/timer_list",
+                "/proc/timer_stats",
+                "/proc/sched_debug",
+                "/proc/scsi",
+                "/sys/firmware",
+                "/sys/devices/virtual/powercap"
+            ]),
+            json!([
+                "/proc/bus",
+                "/proc/fs",
+                "/proc/irq",
+                "/proc/sys",
+                "/proc/sysrq-trigger"
+            ]),
+        )
+    };
+    let mut linux = json!({
+        "cgroupsPath": inp.cgroups_path,
+        "resources": resources,
+        "namespaces": namespaces,
+        "maskedPaths": masked,
+        "readonlyPaths": readonly
+    });
+    if let Some(s) = privs.seccomp_json() {
+        linux["seccomp"] = s;
+    }
+    if privs.privileged {
+        linux["devices"] = json!(super::security::host_devices());
+    }
     json!({
         "ociVersion": "1.0.2",
-        "process": process(c.tty, inp.identity, &args, inp.env, &rec.workdir, inp.nofile),
+        "process": process(c.tty, inp.identity, &args, inp.env, &rec.workdir, inp.nofile, privs),
         "root": {"path": inp.rootfs, "readonly": c.read_only},
         "hostname": rec.hostname,
         "mounts": mounts,
-        "linux": {
-            "cgroupsPath": inp.cgroups_path,
-            "resources": resources,
-            "namespaces": namespaces,
-            "maskedPaths": [
-                "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
-                "/sys/firmware", "/sys/devices/virtual/powercap"
-            ],
-            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
-        }
+        "linux": linux
     })
 }
 

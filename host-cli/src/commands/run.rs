@@ -114,6 +114,18 @@ pub struct CreateArgs {
     /// Mount volumes from the specified container(s)
     #[arg(long)]
     volumes_from: Vec<String>,
+    /// Add Linux capabilities
+    #[arg(long)]
+    cap_add: Vec<String>,
+    /// Drop Linux capabilities
+    #[arg(long)]
+    cap_drop: Vec<String>,
+    /// Give extended privileges to this container
+    #[arg(long)]
+    privileged: bool,
+    /// Security Options
+    #[arg(long)]
+    security_opt: Vec<String>,
     #[command(flatten)]
     net: crate::net_flags::NetworkArgs,
     #[command(flatten)]
@@ -549,9 +561,120 @@ fn config(a: &CreateArgs) -> Result<ContainerConfig, ArgError> {
         volumes_from: a.volumes_from.clone(),
         ..Default::default()
     };
+    cfg.cap_add = normalize_caps(&a.cap_add);
+    cfg.cap_drop = normalize_caps(&a.cap_drop);
+    cfg.privileged = a.privileged;
+    cfg.security_opt = security_opts(&a.security_opt)?;
     cfg.healthcheck = a.health.config()?;
     a.net.apply(&mut cfg)?;
     Ok(cfg)
+}
+
+/// docker's CLI (`normalizeCapabilities`): upper case, a `CAP_` prefix
+/// where missing (`ALL` stays), each once, sorted. Which names exist is
+/// the engine's to say.
+fn normalize_caps(list: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = list
+        .iter()
+        .map(|c| {
+            let c = c.to_ascii_uppercase();
+            if c == "ALL" || c.starts_with("CAP_") {
+                c
+            } else {
+                format!("CAP_{c}")
+            }
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The largest seccomp profile file `--security-opt seccomp=` reads.
+const MAX_SECCOMP_PROFILE: u64 = 1 << 20;
+
+/// docker's CLI (`parseSecurityOpts`): every option but
+/// `no-new-privileges` needs a value; `seccomp=FILE` is replaced by the
+/// file's JSON, compacted (`unconfined` and `builtin` name profiles).
+/// What the options mean is the engine's to check.
+fn security_opts(opts: &[String]) -> Result<Vec<String>, ArgError> {
+    let mut out = Vec::with_capacity(opts.len());
+    for opt in opts {
+        let (mut k, mut v, mut ok) = match opt.split_once('=') {
+            Some((k, v)) => (k, v, true),
+            None => (opt.as_str(), "", false),
+        };
+        if !ok && k != "no-new-privileges" {
+            if let Some((k2, v2)) = opt.split_once(':') {
+                (k, v, ok) = (k2, v2, true);
+            }
+        }
+        if (!ok || v.is_empty()) && k != "no-new-privileges" {
+            return Err(ArgError::Other(format!("Invalid --security-opt: {opt:?}")));
+        }
+        if k == "seccomp" && v != "unconfined" && v != "builtin" {
+            out.push(format!("seccomp={}", read_seccomp_profile(v)?));
+        } else {
+            out.push(opt.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Reads a seccomp profile file (at most [`MAX_SECCOMP_PROFILE`] bytes)
+/// and compacts its JSON as Go's `json.Compact` does: the text as
+/// written, whitespace outside strings removed.
+fn read_seccomp_profile(path: &str) -> Result<String, ArgError> {
+    use std::io::Read as _;
+    let opening = |e: &std::io::Error| {
+        ArgError::Other(format!(
+            "opening seccomp profile ({path}) failed: open {path}: {}",
+            crate::fmt::io_error(e)
+        ))
+    };
+    let file = std::fs::File::open(path).map_err(|e| opening(&e))?;
+    let mut text = Vec::new();
+    file.take(MAX_SECCOMP_PROFILE + 1)
+        .read_to_end(&mut text)
+        .map_err(|e| opening(&e))?;
+    if text.len() as u64 > MAX_SECCOMP_PROFILE {
+        return Err(ArgError::Other(format!(
+            "seccomp profile ({path}) is larger than {MAX_SECCOMP_PROFILE} bytes"
+        )));
+    }
+    let compacting = |why: String| {
+        ArgError::Other(format!(
+            "compacting json for seccomp profile ({path}) failed: {why}"
+        ))
+    };
+    serde_json::from_slice::<serde::de::IgnoredAny>(&text)
+        .map_err(|e| compacting(e.to_string()))?;
+    let text = String::from_utf8(text).map_err(|e| compacting(e.to_string()))?;
+    Ok(compact_json(&text))
+}
+
+/// Removes the whitespace outside strings of valid JSON.
+fn compact_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// What the placement cannot give the container: bind mounts outside the
@@ -891,7 +1014,67 @@ fn relay_output(mut stream: UnixStream) -> Result<i32, ClientError> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_bytes;
+    use super::{compact_json, normalize_caps, parse_bytes, security_opts, ArgError};
+
+    #[test]
+    fn capabilities_as_dockers_cli() {
+        let v = |l: &[&str]| normalize_caps(&l.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            v(&["net_admin", "CAP_SYS_TIME", "Net_Admin"]),
+            vec!["CAP_NET_ADMIN", "CAP_SYS_TIME"]
+        );
+        assert_eq!(v(&["chown", "all"]), vec!["ALL", "CAP_CHOWN"]);
+    }
+
+    #[test]
+    fn security_opts_as_dockers_cli() {
+        let p = |l: &[&str]| security_opts(&l.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            p(&[
+                "no-new-privileges",
+                "seccomp=unconfined",
+                "no-new-privileges:false"
+            ])
+            .unwrap(),
+            vec![
+                "no-new-privileges",
+                "seccomp=unconfined",
+                "no-new-privileges:false"
+            ]
+        );
+        for bad in ["foo", "seccomp", "seccomp=", "label:"] {
+            match p(&[bad]) {
+                Err(ArgError::Other(m)) => {
+                    assert_eq!(m, format!("Invalid --security-opt: {bad:?}"))
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.json");
+        std::fs::write(
+            &f,
+            "{\n  \"defaultAction\": \"SCMP_ACT_ALLOW\",\n \"x\": \"a b\\\" c\"\n}\n",
+        )
+        .unwrap();
+        let got = p(&[&format!("seccomp={}", f.display())]).unwrap();
+        assert_eq!(
+            got,
+            vec![r#"seccomp={"defaultAction":"SCMP_ACT_ALLOW","x":"a b\" c"}"#]
+        );
+        std::fs::write(&f, "{\"defaultAction\":").unwrap();
+        assert!(
+            matches!(p(&[&format!("seccomp={}", f.display())]), Err(ArgError::Other(m)) if m.starts_with("compacting json for seccomp profile"))
+        );
+        std::fs::write(&f, vec![b' '; (1 << 20) + 1]).unwrap();
+        assert!(
+            matches!(p(&[&format!("seccomp={}", f.display())]), Err(ArgError::Other(m)) if m.contains("larger than"))
+        );
+        assert!(
+            matches!(p(&["seccomp=/nonexistent/p.json"]), Err(ArgError::Other(m)) if m == "opening seccomp profile (/nonexistent/p.json) failed: open /nonexistent/p.json: no such file or directory")
+        );
+        assert_eq!(compact_json("[ 1 , \"\\\\\" ]"), "[1,\"\\\\\"]");
+    }
 
     #[test]
     fn memory_sizes() {

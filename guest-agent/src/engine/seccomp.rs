@@ -1,0 +1,1144 @@
+//! Seccomp: docker's default profile as our own table, docker's JSON
+//! profile format (`--security-opt seccomp=PROFILE.json`), and the
+//! resolution of either into the OCI spec's `linux.seccomp` for one
+//! container (its capabilities, this machine's architecture and kernel).
+//!
+//! # What the default profile matches
+//! The profile moby ships (`profiles/seccomp`, docker 28/29):
+//! - default action `SCMP_ACT_ERRNO` with `EPERM`;
+//! - the same unconditional allow-list ([`ALLOWED`]), ptrace and
+//!   `process_vm_*` from kernel 4.8 on;
+//! - `socket` only for the address families docker allows (all but
+//!   `AF_ALG`, `AF_VSOCK` and the families the kernel removed);
+//! - `personality` only with the personas 0, `PER_LINUX32`,
+//!   `UNAME26`, `UNAME26|PER_LINUX32` and the query `0xffffffff`;
+//! - the capability-gated groups ([`CAP_GATED`]): `CAP_SYS_ADMIN` unlocks
+//!   mount, unshare, setns, bpf, the new mount API, ... ; `CAP_SYS_BOOT`
+//!   reboot; `CAP_SYS_MODULE` the module calls; `CAP_SYS_PTRACE` ptrace,
+//!   kcmp, `process_vm_*`; `CAP_BPF` bpf; `CAP_PERFMON` perf_event_open;
+//!   and the rest as docker has them;
+//! - without `CAP_SYS_ADMIN`: `clone` only when its flags ask for no new
+//!   namespace, and `clone3` fails with `ENOSYS` (its flags sit behind a
+//!   pointer seccomp cannot read, so libc falls back to `clone`);
+//! - per-architecture extras (`arch_prctl`, `modify_ldt` on x86;
+//!   the ARM cache and TLS calls on arm64).
+//!
+//! # Where it deliberately differs
+//! - Only the architectures berth runs on (x86_64 with its i386/x32
+//!   sub-architectures, aarch64 with arm): docker's table also carries
+//!   mips, ppc64le, s390x, riscv64 and loongarch64 entries, including the
+//!   s390 `clone` argument order.
+//! - A custom profile is checked when the container is created, not when
+//!   it starts: a malformed profile or an unknown action, operator,
+//!   architecture or flag is refused at once with the reason.
+//! - `SCMP_ACT_NOTIFY` and `listenerPath` are refused: berth has no
+//!   seccomp agent to hand the notification descriptor to.
+//! - Syscall names this machine's libseccomp does not know are skipped
+//!   (as runc does); on an older libseccomp that only narrows what is
+//!   allowed.
+
+use oci_spec::runtime::{
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompFilterFlag,
+    LinuxSeccompOperator, LinuxSyscall,
+};
+use serde::Deserialize;
+use std::str::FromStr;
+
+/// The largest custom profile accepted, in bytes of JSON.
+pub const MAX_PROFILE_BYTES: usize = 1 << 20;
+/// At most this many syscall entries in a custom profile.
+const MAX_RULES: usize = 4096;
+/// At most this many names in all entries of a custom profile together.
+const MAX_NAMES: usize = 65536;
+
+/// A profile in docker's JSON format (`types.Seccomp`). Unknown fields
+/// are ignored, as docker's decoder ignores them.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Profile {
+    #[serde(default)]
+    pub default_action: String,
+    #[serde(default)]
+    pub default_errno_ret: Option<u32>,
+    #[serde(default)]
+    pub architectures: Vec<String>,
+    #[serde(default)]
+    pub arch_map: Vec<ArchMap>,
+    #[serde(default)]
+    pub syscalls: Vec<Rule>,
+    #[serde(default)]
+    pub flags: Vec<String>,
+    #[serde(default)]
+    pub listener_path: String,
+}
+
+/// One `archMap` entry: an architecture and the ones it can also run.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchMap {
+    pub architecture: String,
+    #[serde(default)]
+    pub sub_architectures: Vec<String>,
+}
+
+/// One `syscalls` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rule {
+    /// The old single-name form; docker refuses it beside `names`.
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub names: Vec<String>,
+    pub action: String,
+    #[serde(default)]
+    pub errno_ret: Option<u32>,
+    #[serde(default)]
+    pub args: Vec<Arg>,
+    #[serde(default)]
+    pub includes: Option<Filter>,
+    #[serde(default)]
+    pub excludes: Option<Filter>,
+}
+
+/// An argument comparison.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Arg {
+    pub index: u32,
+    #[serde(default)]
+    pub value: u64,
+    #[serde(default)]
+    pub value_two: u64,
+    pub op: String,
+}
+
+/// When an entry applies: every listed capability held (`includes`) or
+/// any of them held (`excludes`), the architecture (Go's names: `amd64`,
+/// `arm64`, ...), and the kernel version (`"4.8"`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Filter {
+    #[serde(default)]
+    pub caps: Vec<String>,
+    #[serde(default)]
+    pub arches: Vec<String>,
+    #[serde(default)]
+    pub min_kernel: Option<String>,
+}
+
+/// A profile that cannot be used, with the reason.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProfileError {
+    #[error("seccomp profile is larger than {MAX_PROFILE_BYTES} bytes")]
+    TooLarge,
+    #[error("decoding seccomp profile failed: {0}")]
+    Decode(String),
+    #[error("seccomp profile: unknown action {0:?}")]
+    Action(String),
+    #[error("seccomp profile: unknown operator {0:?}")]
+    Operator(String),
+    #[error("seccomp profile: unknown architecture {0:?}")]
+    Arch(String),
+    #[error("seccomp profile: unknown flag {0:?}")]
+    Flag(String),
+    #[error("seccomp profile: {0}")]
+    Invalid(String),
+}
+
+/// The unconditional allow-list (docker's first entry).
+pub const ALLOWED: &[&str] = &[
+    "accept",
+    "accept4",
+    "access",
+    "adjtimex",
+    "alarm",
+    "bind",
+    "brk",
+    "cachestat",
+    "capget",
+    "capset",
+    "chdir",
+    "chmod",
+    "chown",
+    "chown32",
+    "clock_adjtime",
+    "clock_adjtime64",
+    "clock_getres",
+    "clock_getres_time64",
+    "clock_gettime",
+    "clock_gettime64",
+    "clock_nanosleep",
+    "clock_nanosleep_time64",
+    "close",
+    "close_range",
+    "connect",
+    "copy_file_range",
+    "creat",
+    "dup",
+    "dup2",
+    "dup3",
+    "epoll_create",
+    "epoll_create1",
+    "epoll_ctl",
+    "epoll_ctl_old",
+    "epoll_pwait",
+    "epoll_pwait2",
+    "epoll_wait",
+    "epoll_wait_old",
+    "eventfd",
+    "eventfd2",
+    "execve",
+    "execveat",
+    "exit",
+    "exit_group",
+    "faccessat",
+    "faccessat2",
+    "fadvise64",
+    "fadvise64_64",
+    "fallocate",
+    "fanotify_mark",
+    "fchdir",
+    "fchmod",
+    "fchmodat",
+    "fchmodat2",
+    "fchown",
+    "fchown32",
+    "fchownat",
+    "fcntl",
+    "fcntl64",
+    "fdatasync",
+    "fgetxattr",
+    "flistxattr",
+    "flock",
+    "fork",
+    "fremovexattr",
+    "fsetxattr",
+    "fstat",
+    "fstat64",
+    "fstatat64",
+    "fstatfs",
+    "fstatfs64",
+    "fsync",
+    "ftruncate",
+    "ftruncate64",
+    "futex",
+    "futex_requeue",
+    "futex_time64",
+    "futex_wait",
+    "futex_waitv",
+    "futex_wake",
+    "futimesat",
+    "getcpu",
+    "getcwd",
+    "getdents",
+    "getdents64",
+    "getegid",
+    "getegid32",
+    "geteuid",
+    "geteuid32",
+    "getgid",
+    "getgid32",
+    "getgroups",
+    "getgroups32",
+    "getitimer",
+    "getpeername",
+    "getpgid",
+    "getpgrp",
+    "getpid",
+    "getppid",
+    "getpriority",
+    "getrandom",
+    "getresgid",
+    "getresgid32",
+    "getresuid",
+    "getresuid32",
+    "getrlimit",
+    "get_robust_list",
+    "getrusage",
+    "getsid",
+    "getsockname",
+    "getsockopt",
+    "get_thread_area",
+    "gettid",
+    "gettimeofday",
+    "getuid",
+    "getuid32",
+    "getxattr",
+    "getxattrat",
+    "inotify_add_watch",
+    "inotify_init",
+    "inotify_init1",
+    "inotify_rm_watch",
+    "io_cancel",
+    "ioctl",
+    "io_destroy",
+    "io_getevents",
+    "io_pgetevents",
+    "io_pgetevents_time64",
+    "ioprio_get",
+    "ioprio_set",
+    "io_setup",
+    "io_submit",
+    "ipc",
+    "kill",
+    "landlock_add_rule",
+    "landlock_create_ruleset",
+    "landlock_restrict_self",
+    "lchown",
+    "lchown32",
+    "lgetxattr",
+    "link",
+    "linkat",
+    "listen",
+    "listmount",
+    "listxattr",
+    "listxattrat",
+    "llistxattr",
+    "_llseek",
+    "lremovexattr",
+    "lseek",
+    "lsetxattr",
+    "lstat",
+    "lstat64",
+    "madvise",
+    "map_shadow_stack",
+    "membarrier",
+    "memfd_create",
+    "memfd_secret",
+    "mincore",
+    "mkdir",
+    "mkdirat",
+    "mknod",
+    "mknodat",
+    "mlock",
+    "mlock2",
+    "mlockall",
+    "mmap",
+    "mmap2",
+    "mprotect",
+    "mq_getsetattr",
+    "mq_notify",
+    "mq_open",
+    "mq_timedreceive",
+    "mq_timedreceive_time64",
+    "mq_timedsend",
+    "mq_timedsend_time64",
+    "mq_unlink",
+    "mremap",
+    "mseal",
+    "msgctl",
+    "msgget",
+    "msgrcv",
+    "msgsnd",
+    "msync",
+    "munlock",
+    "munlockall",
+    "munmap",
+    "name_to_handle_at",
+    "nanosleep",
+    "newfstatat",
+    "_newselect",
+    "open",
+    "openat",
+    "openat2",
+    "pause",
+    "pidfd_open",
+    "pidfd_send_signal",
+    "pipe",
+    "pipe2",
+    "pkey_alloc",
+    "pkey_free",
+    "pkey_mprotect",
+    "poll",
+    "ppoll",
+    "ppoll_time64",
+    "prctl",
+    "pread64",
+    "preadv",
+    "preadv2",
+    "prlimit64",
+    "process_mrelease",
+    "pselect6",
+    "pselect6_time64",
+    "pwrite64",
+    "pwritev",
+    "pwritev2",
+    "read",
+    "readahead",
+    "readlink",
+    "readlinkat",
+    "readv",
+    "recv",
+    "recvfrom",
+    "recvmmsg",
+    "recvmmsg_time64",
+    "recvmsg",
+    "remap_file_pages",
+    "removexattr",
+    "removexattrat",
+    "rename",
+    "renameat",
+    "renameat2",
+    "restart_syscall",
+    "riscv_hwprobe",
+    "rmdir",
+    "rseq",
+    "rt_sigaction",
+    "rt_sigpending",
+    "rt_sigprocmask",
+    "rt_sigqueueinfo",
+    "rt_sigreturn",
+    "rt_sigsuspend",
+    "rt_sigtimedwait",
+    "rt_sigtimedwait_time64",
+    "rt_tgsigqueueinfo",
+    "sched_getaffinity",
+    "sched_getattr",
+    "sched_getparam",
+    "sched_get_priority_max",
+    "sched_get_priority_min",
+    "sched_getscheduler",
+    "sched_rr_get_interval",
+    "sched_rr_get_interval_time64",
+    "sched_setaffinity",
+    "sched_setattr",
+    "sched_setparam",
+    "sched_setscheduler",
+    "sched_yield",
+    "seccomp",
+    "select",
+    "semctl",
+    "semget",
+    "semop",
+    "semtimedop",
+    "semtimedop_time64",
+    "send",
+    "sendfile",
+    "sendfile64",
+    "sendmmsg",
+    "sendmsg",
+    "sendto",
+    "setfsgid",
+    "setfsgid32",
+    "setfsuid",
+    "setfsuid32",
+    "setgid",
+    "setgid32",
+    "setgroups",
+    "setgroups32",
+    "setitimer",
+    "setpgid",
+    "setpriority",
+    "setregid",
+    "setregid32",
+    "setresgid",
+    "setresgid32",
+    "setresuid",
+    "setresuid32",
+    "setreuid",
+    "setreuid32",
+    "setrlimit",
+    "set_robust_list",
+    "setsid",
+    "setsockopt",
+    "set_thread_area",
+    "set_tid_address",
+    "setuid",
+    "setuid32",
+    "setxattr",
+    "setxattrat",
+    "shmat",
+    "shmctl",
+    "shmdt",
+    "shmget",
+    "shutdown",
+    "sigaltstack",
+    "signalfd",
+    "signalfd4",
+    "sigprocmask",
+    "sigreturn",
+    "socketcall",
+    "socketpair",
+    "splice",
+    "stat",
+    "stat64",
+    "statfs",
+    "statfs64",
+    "statmount",
+    "statx",
+    "symlink",
+    "symlinkat",
+    "sync",
+    "sync_file_range",
+    "syncfs",
+    "sysinfo",
+    "tee",
+    "tgkill",
+    "time",
+    "timer_create",
+    "timer_delete",
+    "timer_getoverrun",
+    "timer_gettime",
+    "timer_gettime64",
+    "timer_settime",
+    "timer_settime64",
+    "timerfd_create",
+    "timerfd_gettime",
+    "timerfd_gettime64",
+    "timerfd_settime",
+    "timerfd_settime64",
+    "times",
+    "tkill",
+    "truncate",
+    "truncate64",
+    "ugetrlimit",
+    "umask",
+    "uname",
+    "unlink",
+    "unlinkat",
+    "uretprobe",
+    "utime",
+    "utimensat",
+    "utimensat_time64",
+    "utimes",
+    "vfork",
+    "vmsplice",
+    "wait4",
+    "waitid",
+    "waitpid",
+    "write",
+    "writev",
+];
+
+/// Syscalls a capability unlocks (each group needs its one capability).
+pub const CAP_GATED: &[(&str, &[&str])] = &[
+    ("CAP_DAC_READ_SEARCH", &["open_by_handle_at"]),
+    (
+        "CAP_SYS_ADMIN",
+        &[
+            "bpf",
+            "clone",
+            "clone3",
+            "fanotify_init",
+            "fsconfig",
+            "fsmount",
+            "fsopen",
+            "fspick",
+            "lookup_dcookie",
+            "lsm_get_self_attr",
+            "lsm_list_modules",
+            "lsm_set_self_attr",
+            "mount",
+            "mount_setattr",
+            "move_mount",
+            "open_tree",
+            "perf_event_open",
+            "quotactl",
+            "quotactl_fd",
+            "setdomainname",
+            "sethostname",
+            "setns",
+            "syslog",
+            "umount",
+            "umount2",
+            "unshare",
+        ],
+    ),
+    ("CAP_SYS_BOOT", &["reboot"]),
+    ("CAP_SYS_CHROOT", &["chroot"]),
+    (
+        "CAP_SYS_MODULE",
+        &["delete_module", "init_module", "finit_module"],
+    ),
+    ("CAP_SYS_PACCT", &["acct"]),
+    (
+        "CAP_SYS_PTRACE",
+        &[
+            "kcmp",
+            "pidfd_getfd",
+            "process_madvise",
+            "process_vm_readv",
+            "process_vm_writev",
+            "ptrace",
+        ],
+    ),
+    ("CAP_SYS_RAWIO", &["iopl", "ioperm"]),
+    (
+        "CAP_SYS_TIME",
+        &["settimeofday", "stime", "clock_settime", "clock_settime64"],
+    ),
+    ("CAP_SYS_TTY_CONFIG", &["vhangup"]),
+    (
+        "CAP_SYS_NICE",
+        &[
+            "get_mempolicy",
+            "mbind",
+            "set_mempolicy",
+            "set_mempolicy_home_node",
+        ],
+    ),
+    ("CAP_SYSLOG", &["syslog"]),
+    ("CAP_BPF", &["bpf"]),
+    ("CAP_PERFMON", &["perf_event_open"]),
+];
+
+/// Address families `socket` may create: every family the kernel still
+/// has except `AF_ALG` (38, the kernel crypto API) and `AF_VSOCK` (40,
+/// host/guest sockets, global across network namespaces).
+const SOCKET_FAMILIES: &[u64] = &[
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, // AF_UNIX .. AF_ROSE
+    13, 14, 15, 16, 17, 18, // AF_NETBEUI .. AF_ASH (no AF_DECnet 12)
+    21, 22, // AF_RDS, AF_SNA (no AF_ECONET 19, AF_ATMSVC 20)
+    24, // AF_PPPOX (no AF_IRDA 23)
+    26, 27, 28, 29, 30, 31, 32, 33, // AF_LLC .. AF_RXRPC (no AF_WANPIPE 25)
+    35, 36, // AF_PHONET, AF_IEEE802154 (no AF_ISDN 34)
+    39, // AF_NFC (no AF_CAIF 37, AF_ALG 38)
+    41, 42, 43, 44, 45, // AF_KCM .. AF_MCTP (no AF_VSOCK 40)
+];
+
+/// The namespace flags of `clone` (`CLONE_NEWNS | NEWUTS | NEWIPC |
+/// NEWUSER | NEWPID | NEWNET | NEWCGROUP`).
+const CLONE_NS_FLAGS: u64 =
+    0x0002_0000 | 0x0400_0000 | 0x0800_0000 | 0x1000_0000 | 0x2000_0000 | 0x4000_0000 | 0x0200_0000;
+
+fn rule(names: &[&str], action: &str) -> Rule {
+    Rule {
+        names: names.iter().map(|s| s.to_string()).collect(),
+        action: action.into(),
+        ..Default::default()
+    }
+}
+
+fn allow_if(names: &[&str], includes: Filter) -> Rule {
+    Rule {
+        includes: Some(includes),
+        ..rule(names, "SCMP_ACT_ALLOW")
+    }
+}
+
+fn with_arg(names: &[&str], index: u32, value: u64, value_two: u64, op: &str) -> Rule {
+    Rule {
+        args: vec![Arg {
+            index,
+            value,
+            value_two,
+            op: op.into(),
+        }],
+        ..rule(names, "SCMP_ACT_ALLOW")
+    }
+}
+
+fn caps(list: &[&str]) -> Filter {
+    Filter {
+        caps: list.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn arches(list: &[&str]) -> Filter {
+    Filter {
+        arches: list.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// docker's default profile, as a [`Profile`] to resolve like any other.
+pub fn default_profile() -> Profile {
+    let mut rules = vec![rule(ALLOWED, "SCMP_ACT_ALLOW")];
+    rules.push(allow_if(
+        &["process_vm_readv", "process_vm_writev", "ptrace"],
+        Filter {
+            min_kernel: Some("4.8".into()),
+            ..Default::default()
+        },
+    ));
+    // The families from AF_UNIX up to the first gap as one `<` rule, the
+    // rest one by one (a rule cannot bound one argument from both sides).
+    let run = SOCKET_FAMILIES
+        .iter()
+        .enumerate()
+        .take_while(|(i, f)| **f == *i as u64 + 1)
+        .count();
+    rules.push(with_arg(&["socket"], 0, run as u64 + 1, 0, "SCMP_CMP_LT"));
+    for f in &SOCKET_FAMILIES[run..] {
+        rules.push(with_arg(&["socket"], 0, *f, 0, "SCMP_CMP_EQ"));
+    }
+    for persona in [0, 0x0008, 0x20000, 0x20008, 0xffff_ffff] {
+        rules.push(with_arg(&["personality"], 0, persona, 0, "SCMP_CMP_EQ"));
+    }
+    rules.push(allow_if(
+        &[
+            "arm_fadvise64_64",
+            "arm_sync_file_range",
+            "sync_file_range2",
+            "breakpoint",
+            "cacheflush",
+            "set_tls",
+        ],
+        arches(&["arm", "arm64"]),
+    ));
+    rules.push(allow_if(&["arch_prctl"], arches(&["amd64", "x32"])));
+    rules.push(allow_if(&["modify_ldt"], arches(&["amd64", "x32", "x86"])));
+    for (cap, names) in CAP_GATED {
+        rules.push(allow_if(names, caps(&[cap])));
+    }
+    // Without CAP_SYS_ADMIN: clone without namespace flags only, and
+    // clone3 (flags behind a pointer) answers ENOSYS so libc uses clone.
+    rules.push(Rule {
+        excludes: Some(caps(&["CAP_SYS_ADMIN"])),
+        ..with_arg(&["clone"], 0, CLONE_NS_FLAGS, 0, "SCMP_CMP_MASKED_EQ")
+    });
+    rules.push(Rule {
+        errno_ret: Some(libc::ENOSYS as u32),
+        excludes: Some(caps(&["CAP_SYS_ADMIN"])),
+        ..rule(&["clone3"], "SCMP_ACT_ERRNO")
+    });
+    Profile {
+        default_action: "SCMP_ACT_ERRNO".into(),
+        default_errno_ret: Some(libc::EPERM as u32),
+        arch_map: vec![
+            ArchMap {
+                architecture: "SCMP_ARCH_X86_64".into(),
+                sub_architectures: vec!["SCMP_ARCH_X86".into(), "SCMP_ARCH_X32".into()],
+            },
+            ArchMap {
+                architecture: "SCMP_ARCH_AARCH64".into(),
+                sub_architectures: vec!["SCMP_ARCH_ARM".into()],
+            },
+        ],
+        syscalls: rules,
+        ..Default::default()
+    }
+}
+
+/// Parses a custom profile (docker's JSON), with the size and count
+/// limits above.
+pub fn parse_profile(json: &str) -> Result<Profile, ProfileError> {
+    if json.len() > MAX_PROFILE_BYTES {
+        return Err(ProfileError::TooLarge);
+    }
+    let p: Profile = serde_json::from_str(json).map_err(|e| ProfileError::Decode(e.to_string()))?;
+    if p.syscalls.len() > MAX_RULES {
+        return Err(ProfileError::Invalid(format!(
+            "more than {MAX_RULES} syscall entries"
+        )));
+    }
+    let names: usize = p.syscalls.iter().map(|r| r.names.len() + 1).sum();
+    if names > MAX_NAMES {
+        return Err(ProfileError::Invalid(format!(
+            "more than {MAX_NAMES} syscall names"
+        )));
+    }
+    Ok(p)
+}
+
+/// Where the container runs: Go's architecture name (docker's
+/// `includes.arches`), the seccomp architecture, and the kernel version.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    pub go_arch: &'static str,
+    pub arch: Arch,
+    pub kernel: (u32, u32),
+}
+
+impl Target {
+    /// This machine.
+    pub fn native() -> Target {
+        let (go_arch, arch) = if cfg!(target_arch = "aarch64") {
+            ("arm64", Arch::ScmpArchAarch64)
+        } else {
+            ("amd64", Arch::ScmpArchX86_64)
+        };
+        let release = nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Target {
+            go_arch,
+            arch,
+            kernel: parse_kernel(&release).unwrap_or((0, 0)),
+        }
+    }
+}
+
+/// `6.18.44-foo` or `4.8` -> (6, 18).
+fn parse_kernel(s: &str) -> Option<(u32, u32)> {
+    let mut parts = s.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next().and_then(|m| m.parse().ok()).unwrap_or(0);
+    Some((major, minor))
+}
+
+fn action(s: &str) -> Result<LinuxSeccompAction, ProfileError> {
+    let a = LinuxSeccompAction::from_str(s).map_err(|_| ProfileError::Action(s.into()))?;
+    if a == LinuxSeccompAction::ScmpActNotify {
+        return Err(ProfileError::Invalid(
+            "SCMP_ACT_NOTIFY is not supported (berth has no seccomp agent)".into(),
+        ));
+    }
+    Ok(a)
+}
+
+fn arch(s: &str) -> Result<Arch, ProfileError> {
+    Arch::from_str(s).map_err(|_| ProfileError::Arch(s.into()))
+}
+
+fn errno(e: Option<u32>) -> Result<Option<u32>, ProfileError> {
+    match e {
+        Some(n) if n > 4095 => Err(ProfileError::Invalid(format!(
+            "errnoRet {n} is not an errno (at most 4095)"
+        ))),
+        other => Ok(other),
+    }
+}
+
+/// Turns `profile` into the OCI spec's seccomp section for a container
+/// whose bounding set is `caps`, as docker's `setupSeccomp` does: entries
+/// whose `includes`/`excludes` do not hold here are left out. `None` when
+/// the profile has no default action (docker: seccomp disabled).
+pub fn resolve(
+    profile: &Profile,
+    caps: &[String],
+    target: Target,
+) -> Result<Option<LinuxSeccomp>, ProfileError> {
+    if profile.default_action.is_empty() {
+        return Ok(None);
+    }
+    if !profile.listener_path.is_empty() {
+        return Err(ProfileError::Invalid(
+            "listenerPath is not supported (berth has no seccomp agent)".into(),
+        ));
+    }
+    if !profile.architectures.is_empty() && !profile.arch_map.is_empty() {
+        return Err(ProfileError::Invalid(
+            "both 'architectures' and 'archMap' are specified in the seccomp profile, use either 'architectures' or 'archMap'".into(),
+        ));
+    }
+    let mut architectures = profile
+        .architectures
+        .iter()
+        .map(|a| arch(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    for m in &profile.arch_map {
+        let main = arch(&m.architecture)?;
+        let subs = m
+            .sub_architectures
+            .iter()
+            .map(|a| arch(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        if main == target.arch {
+            architectures.push(main);
+            architectures.extend(subs);
+        }
+    }
+    let flags = profile
+        .flags
+        .iter()
+        .map(|f| LinuxSeccompFilterFlag::from_str(f).map_err(|_| ProfileError::Flag(f.clone())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let has = |c: &String| caps.contains(c);
+    let kernel_at_least = |v: &str| -> Result<bool, ProfileError> {
+        let want = parse_kernel(v)
+            .ok_or_else(|| ProfileError::Invalid(format!("invalid minKernel {v:?}")))?;
+        Ok(target.kernel >= want)
+    };
+    let mut syscalls = Vec::new();
+    for r in &profile.syscalls {
+        // Everything is checked, also in entries that do not apply here.
+        let act = action(&r.action)?;
+        let errno_ret = errno(r.errno_ret)?;
+        if !r.name.is_empty() && !r.names.is_empty() {
+            return Err(ProfileError::Invalid("use either 'name' or 'names'".into()));
+        }
+        if r.args.len() > 6 {
+            return Err(ProfileError::Invalid(
+                "a syscall has at most 6 arguments".into(),
+            ));
+        }
+        let mut args = Vec::with_capacity(r.args.len());
+        for a in &r.args {
+            if a.index > 5 {
+                return Err(ProfileError::Invalid(format!(
+                    "argument index {} is out of range (0-5)",
+                    a.index
+                )));
+            }
+            let op = LinuxSeccompOperator::from_str(&a.op)
+                .map_err(|_| ProfileError::Operator(a.op.clone()))?;
+            // libcontainer 0.7 hands MASKED_EQ to libseccomp with
+            // `valueTwo` as the mask and `value` as the datum: the reverse
+            // of the OCI spec (and runc), where `value` is the mask. Passed
+            // as written, docker's clone rule (mask = namespace flags,
+            // datum 0) became `arg & 0 == 0` and allowed every clone. So
+            // the two are swapped for it here; native_security.rs checks
+            // that clone with a namespace flag is refused.
+            let (value, value_two) = if op == LinuxSeccompOperator::ScmpCmpMaskedEq {
+                (a.value_two, a.value)
+            } else {
+                (a.value, a.value_two)
+            };
+            let arg = LinuxSeccompArgBuilder::default()
+                .index(a.index as usize)
+                .value(value)
+                .value_two(value_two)
+                .op(op)
+                .build()
+                .map_err(|e| ProfileError::Invalid(e.to_string()))?;
+            args.push(arg);
+        }
+        let mut applies = true;
+        if let Some(x) = &r.excludes {
+            if x.arches.iter().any(|a| a == target.go_arch) || x.caps.iter().any(has) {
+                applies = false;
+            }
+            if let Some(k) = &x.min_kernel {
+                if kernel_at_least(k)? {
+                    applies = false;
+                }
+            }
+        }
+        if let Some(i) = &r.includes {
+            if !i.arches.is_empty() && !i.arches.iter().any(|a| a == target.go_arch) {
+                applies = false;
+            }
+            if !i.caps.iter().all(has) {
+                applies = false;
+            }
+            if let Some(k) = &i.min_kernel {
+                if !kernel_at_least(k)? {
+                    applies = false;
+                }
+            }
+        }
+        if !applies {
+            continue;
+        }
+        let names = if r.name.is_empty() {
+            r.names.clone()
+        } else {
+            vec![r.name.clone()]
+        };
+        let mut call = LinuxSyscall::default();
+        call.set_names(names);
+        call.set_action(act);
+        call.set_errno_ret(errno_ret);
+        call.set_args((!args.is_empty()).then_some(args));
+        syscalls.push(call);
+    }
+    let mut out = LinuxSeccomp::default();
+    out.set_default_action(action(&profile.default_action)?);
+    out.set_default_errno_ret(errno(profile.default_errno_ret)?);
+    out.set_architectures((!architectures.is_empty()).then_some(architectures));
+    out.set_flags((!flags.is_empty()).then_some(flags));
+    out.set_syscalls(Some(syscalls));
+    Ok(Some(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const X86: Target = Target {
+        go_arch: "amd64",
+        arch: Arch::ScmpArchX86_64,
+        kernel: (6, 1),
+    };
+
+    fn docker_caps() -> Vec<String> {
+        ["CAP_CHOWN", "CAP_SETUID", "CAP_SYS_CHROOT", "CAP_KILL"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    /// The names allowed unconditionally (no argument filter).
+    fn allowed(s: &LinuxSeccomp, name: &str) -> bool {
+        s.syscalls().iter().flatten().any(|c| {
+            c.action() == LinuxSeccompAction::ScmpActAllow
+                && c.args().is_none()
+                && c.names().iter().any(|n| n == name)
+        })
+    }
+
+    #[test]
+    fn default_profile_gates_on_capabilities() {
+        let s = resolve(&default_profile(), &docker_caps(), X86)
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.default_action(), LinuxSeccompAction::ScmpActErrno);
+        assert_eq!(s.default_errno_ret(), Some(libc::EPERM as u32));
+        assert_eq!(
+            s.architectures().clone().unwrap(),
+            vec![Arch::ScmpArchX86_64, Arch::ScmpArchX86, Arch::ScmpArchX32]
+        );
+        for name in ["read", "execve", "arch_prctl", "chroot", "ptrace"] {
+            assert!(allowed(&s, name), "{name} should be allowed");
+        }
+        for name in [
+            "mount",
+            "unshare",
+            "setns",
+            "keyctl",
+            "add_key",
+            "reboot",
+            "init_module",
+            "bpf",
+            "swapon",
+            "clone3",
+            "kexec_load",
+            "cacheflush",
+        ] {
+            assert!(!allowed(&s, name), "{name} should not be allowed");
+        }
+        // clone with the namespace mask; clone3 answers ENOSYS.
+        let clone = s
+            .syscalls()
+            .iter()
+            .flatten()
+            .find(|c| c.names() == &["clone"])
+            .unwrap();
+        let a = clone.args().as_ref().unwrap()[0];
+        assert_eq!(a.op(), LinuxSeccompOperator::ScmpCmpMaskedEq);
+        // Swapped for libcontainer: valueTwo carries the mask.
+        assert_eq!((a.value(), a.value_two()), (0, Some(0x7E02_0000)));
+        let clone3 = s
+            .syscalls()
+            .iter()
+            .flatten()
+            .find(|c| c.names() == &["clone3"])
+            .unwrap();
+        assert_eq!(clone3.errno_ret(), Some(libc::ENOSYS as u32));
+        // AF_ALG and AF_VSOCK have no socket rule.
+        let sock: Vec<(u64, LinuxSeccompOperator)> = s
+            .syscalls()
+            .iter()
+            .flatten()
+            .filter(|c| c.names() == &["socket"])
+            .map(|c| {
+                (
+                    c.args().as_ref().unwrap()[0].value(),
+                    c.args().as_ref().unwrap()[0].op(),
+                )
+            })
+            .collect();
+        assert_eq!(sock[0], (12, LinuxSeccompOperator::ScmpCmpLt));
+        assert!(!sock.iter().any(|(v, _)| *v == 38 || *v == 40));
+        assert!(sock.iter().any(|(v, _)| *v == 16));
+    }
+
+    #[test]
+    fn sys_admin_unlocks_its_group_and_drops_the_clone_filter() {
+        let mut caps = docker_caps();
+        caps.push("CAP_SYS_ADMIN".into());
+        caps.push("CAP_SYS_BOOT".into());
+        let s = resolve(&default_profile(), &caps, X86).unwrap().unwrap();
+        for name in [
+            "mount", "unshare", "setns", "bpf", "clone", "clone3", "reboot",
+        ] {
+            assert!(allowed(&s, name), "{name}");
+        }
+        assert!(!s
+            .syscalls()
+            .iter()
+            .flatten()
+            .any(|c| c.action() == LinuxSeccompAction::ScmpActErrno));
+        // No CAP_SYS_PTRACE and an old kernel: no ptrace.
+        let old = Target {
+            kernel: (4, 4),
+            ..X86
+        };
+        let s = resolve(&default_profile(), &docker_caps(), old)
+            .unwrap()
+            .unwrap();
+        assert!(!allowed(&s, "ptrace"));
+    }
+
+    #[test]
+    fn aarch64_gets_its_own_arches_and_calls() {
+        let arm = Target {
+            go_arch: "arm64",
+            arch: Arch::ScmpArchAarch64,
+            kernel: (6, 1),
+        };
+        let s = resolve(&default_profile(), &docker_caps(), arm)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            s.architectures().clone().unwrap(),
+            vec![Arch::ScmpArchAarch64, Arch::ScmpArchArm]
+        );
+        assert!(allowed(&s, "cacheflush"));
+        assert!(!allowed(&s, "arch_prctl"));
+    }
+
+    #[test]
+    fn custom_profiles_parse_defensively() {
+        let p = parse_profile(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":13},{"name":"ptrace","action":"SCMP_ACT_KILL","includes":{"caps":["CAP_SYS_ADMIN"]}}],"extra":1}"#,
+        )
+        .unwrap();
+        let s = resolve(&p, &docker_caps(), X86).unwrap().unwrap();
+        let calls = s.syscalls().clone().unwrap();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].errno_ret(), Some(13));
+        assert!(s.architectures().is_none());
+
+        let bad = |json: &str| resolve(&parse_profile(json)?, &docker_caps(), X86);
+        assert_eq!(
+            bad(r#"{"defaultAction":"SCMP_ACT_BOGUS"}"#).unwrap_err(),
+            ProfileError::Action("SCMP_ACT_BOGUS".into())
+        );
+        assert_eq!(
+            bad(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["x"],"action":"SCMP_ACT_NOPE"}]}"#)
+                .unwrap_err(),
+            ProfileError::Action("SCMP_ACT_NOPE".into())
+        );
+        assert_eq!(
+            bad(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["x"],"action":"SCMP_ACT_ERRNO","args":[{"index":0,"op":"SCMP_CMP_WHAT"}]}]}"#)
+                .unwrap_err(),
+            ProfileError::Operator("SCMP_CMP_WHAT".into())
+        );
+        assert!(matches!(
+            bad(
+                r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["x"],"action":"SCMP_ACT_ERRNO","args":[{"index":9,"op":"SCMP_CMP_EQ"}]}]}"#
+            ),
+            Err(ProfileError::Invalid(_))
+        ));
+        assert!(matches!(
+            bad(r#"{"defaultAction":"SCMP_ACT_NOTIFY"}"#),
+            Err(ProfileError::Invalid(_))
+        ));
+        assert!(matches!(
+            bad(
+                r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X86"],"archMap":[{"architecture":"SCMP_ARCH_X86_64"}]}"#
+            ),
+            Err(ProfileError::Invalid(_))
+        ));
+        assert_eq!(
+            bad(r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_Z80"]}"#)
+                .unwrap_err(),
+            ProfileError::Arch("SCMP_ARCH_Z80".into())
+        );
+        assert!(matches!(
+            bad(r#"{"defaultAction":"#),
+            Err(ProfileError::Decode(_))
+        ));
+        assert!(matches!(bad(r#"[1,2]"#), Err(ProfileError::Decode(_))));
+        assert!(matches!(
+            bad(r#"{"defaultAction":"SCMP_ACT_ERRNO","defaultErrnoRet":100000}"#),
+            Err(ProfileError::Invalid(_))
+        ));
+        let huge = format!("{{\"x\":\"{}\"}}", "a".repeat(MAX_PROFILE_BYTES));
+        assert_eq!(parse_profile(&huge).unwrap_err(), ProfileError::TooLarge);
+        // No default action: docker runs without seccomp.
+        assert!(bad("{}").unwrap().is_none());
+    }
+
+    #[test]
+    fn kernel_versions() {
+        assert_eq!(parse_kernel("6.18.44-fc-v1252"), Some((6, 18)));
+        assert_eq!(parse_kernel("4.8"), Some((4, 8)));
+        assert_eq!(parse_kernel("5"), Some((5, 0)));
+        assert_eq!(parse_kernel("x"), None);
+    }
+}
