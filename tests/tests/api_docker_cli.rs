@@ -1,0 +1,437 @@
+//! berth's Docker Engine API socket (`berth system service`) driven by
+//! the real docker CLI (Debian's 20.10 at /usr/bin/docker), natively:
+//! run, ps, logs, inspect, stop, rm, images, volumes, networks; one state
+//! with the berth CLI; docker's errors for bad input; output shapes
+//! compared with a private dockerd where one starts.
+// Drives the Linux builds of berth and berth-agent (native placement).
+#![cfg(target_os = "linux")]
+
+use berth_tests::{run_command, skip, wait_for, Berth, Out, DEFAULT_IMAGE as IMG};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+/// Debian's CLI, the one the issue names.
+fn docker_cli() -> Option<&'static str> {
+    ["/usr/bin/docker", "/usr/local/bin/docker"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+}
+
+/// A `berth system service` on a private socket, stopped (by PID) on drop.
+struct Service {
+    berth: Berth,
+    child: Child,
+    sock: PathBuf,
+    cli: &'static str,
+    config: tempfile::TempDir,
+}
+
+impl Service {
+    /// None (after a skip) without a docker CLI.
+    fn start() -> Option<Service> {
+        let Some(cli) = docker_cli() else {
+            skip("no docker CLI at /usr/bin/docker (Debian docker.io)");
+            return None;
+        };
+        let berth = Berth::new().with_default_image();
+        let sock = berth.home.path().join("api").join("docker.sock");
+        let child = berth
+            .command()
+            .args(["system", "service", "--socket"])
+            .arg(&sock)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let s = Service {
+            berth,
+            child,
+            sock,
+            cli,
+            config: tempfile::tempdir().unwrap(),
+        };
+        wait_for("the API socket", || {
+            s.raw(
+                "GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                b"",
+            )
+            .is_ok_and(|r| r.starts_with("HTTP/1.1 200"))
+        });
+        Some(s)
+    }
+
+    /// The docker CLI pointed at the socket (its own config dir).
+    fn docker_cmd(&self) -> Command {
+        let mut c = Command::new(self.cli);
+        c.env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
+            .env("DOCKER_CONFIG", self.config.path());
+        c
+    }
+
+    #[track_caller]
+    fn docker(&self, args: &[&str]) -> Out {
+        let mut c = self.docker_cmd();
+        c.args(args);
+        run_command(
+            c,
+            None,
+            Duration::from_secs(300),
+            &format!("docker {}", args.join(" ")),
+        )
+    }
+
+    #[track_caller]
+    fn docker_stdin(&self, args: &[&str], input: &[u8]) -> Out {
+        let mut c = self.docker_cmd();
+        c.args(args);
+        run_command(
+            c,
+            Some(input),
+            Duration::from_secs(300),
+            &format!("docker {}", args.join(" ")),
+        )
+    }
+
+    /// One raw HTTP exchange: `head` then `body`; the whole answer.
+    fn raw(&self, head: &str, body: &[u8]) -> std::io::Result<String> {
+        let mut s = UnixStream::connect(&self.sock)?;
+        s.set_read_timeout(Some(Duration::from_secs(120)))?;
+        s.write_all(head.as_bytes())?;
+        // The server may answer (413) and close before the body is all
+        // sent: what it said is still there to read.
+        let _ = s.write_all(body);
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        // SAFETY: SIGTERM to the service this test started.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+/// `s` with each 64-hex container id as `<id>`.
+fn ids_masked(s: &str) -> String {
+    s.lines()
+        .map(|l| {
+            if l.len() == 64 && l.bytes().all(|b| b.is_ascii_hexdigit()) {
+                "<id>"
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn lines(s: &str) -> Vec<&str> {
+    s.lines().filter(|l| !l.is_empty()).collect()
+}
+
+#[test]
+fn the_docker_cli_runs_containers_through_the_socket() {
+    let Some(s) = Service::start() else { return };
+    // Mode 0600: only this user talks to the engine.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&s.sock).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "socket mode {mode:o}");
+
+    let v = s
+        .docker(&["version", "--format", "{{.Server.APIVersion}}"])
+        .ok();
+    assert_eq!(v.stdout.trim(), "1.47");
+
+    let out = s.docker(&["run", "--rm", IMG, "echo", "hi"]).ok();
+    assert_eq!(out.stdout, "hi\n");
+    let out = s.docker(&["run", "--rm", IMG, "sh", "-c", "echo err >&2; exit 7"]);
+    assert_eq!((out.code, out.stderr.as_str()), (7, "err\n"));
+    let out = s
+        .docker_stdin(&["run", "--rm", "-i", IMG, "cat"], b"piped\n")
+        .ok();
+    assert_eq!(out.stdout, "piped\n");
+    let out = s.docker(&["run", "--rm", IMG, "no-such-command"]);
+    assert_eq!(out.code, 127, "{}", out.stderr);
+    // --rm removed them all.
+    assert_eq!(s.docker(&["ps", "-aq"]).ok().stdout, "");
+
+    let id = s
+        .docker(&[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "-l",
+            "tier=front",
+            IMG,
+            "sh",
+            "-c",
+            "echo started; sleep 300",
+        ])
+        .ok()
+        .stdout;
+    let id = id.trim();
+    assert_eq!(id.len(), 64, "{id}");
+    let ps = s
+        .docker(&["ps", "--format", "{{.Names}} {{.Image}} {{.State}}"])
+        .ok();
+    assert_eq!(lines(&ps.stdout), vec!["web berth/busybox running"]);
+    let ps = s
+        .docker(&["ps", "-q", "--no-trunc", "--filter", "label=tier=front"])
+        .ok();
+    assert_eq!(ps.stdout.trim(), id);
+    let ps = s.docker(&["ps", "-q", "--filter", "label=tier=back"]).ok();
+    assert_eq!(ps.stdout, "");
+    wait_for("the log line", || {
+        s.docker(&["logs", "web"]).stdout == "started\n"
+    });
+    let out = s.docker(&["exec", "web", "sh", "-c", "echo in-exec; exit 4"]);
+    assert_eq!((out.code, out.stdout.as_str()), (4, "in-exec\n"));
+    let st = s
+        .docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Running}} {{.Name}} {{index .Config.Labels \"tier\"}}",
+            "web",
+        ])
+        .ok();
+    assert_eq!(st.stdout.trim(), "true /web front");
+    s.docker(&["stop", "-t", "1", "web"]).ok();
+    let ps = s
+        .docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            "status=exited",
+            "--format",
+            "{{.Names}}",
+        ])
+        .ok();
+    assert_eq!(lines(&ps.stdout), vec!["web"]);
+    // Starting a stopped container again, then removing it by force.
+    s.docker(&["start", "web"]).ok();
+    s.docker(&["rm", "-f", "web"]).ok();
+    assert_eq!(s.docker(&["ps", "-aq"]).ok().stdout, "");
+    let out = s.docker(&["rm", "web"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("No such container"), "{}", out.stderr);
+
+    let images = s
+        .docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .ok();
+    assert!(
+        lines(&images.stdout).contains(&"berth/busybox:latest"),
+        "{}",
+        images.stdout
+    );
+    s.docker(&["tag", IMG, "berth/retagged:v1"]).ok();
+    let img = s
+        .docker(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{.RepoTags}}",
+            "berth/retagged:v1",
+        ])
+        .ok();
+    assert!(img.stdout.contains("berth/retagged:v1"), "{}", img.stdout);
+    s.docker(&["rmi", "berth/retagged:v1"]).ok();
+    assert_ne!(s.docker(&["image", "inspect", "berth/retagged:v1"]).code, 0);
+
+    s.docker(&["volume", "create", "--label", "k=v", "vol1"])
+        .ok();
+    let vols = s.docker(&["volume", "ls", "-q"]).ok();
+    assert_eq!(lines(&vols.stdout), vec!["vol1"]);
+    let vi = s
+        .docker(&["volume", "inspect", "-f", "{{.Labels.k}}", "vol1"])
+        .ok();
+    assert_eq!(vi.stdout.trim(), "v");
+    s.docker(&["volume", "rm", "vol1"]).ok();
+    assert_eq!(s.docker(&["volume", "ls", "-q"]).ok().stdout, "");
+
+    let nets = s.docker(&["network", "ls", "--format", "{{.Name}}"]).ok();
+    for n in ["bridge", "host", "none"] {
+        assert!(lines(&nets.stdout).contains(&n), "{}", nets.stdout);
+    }
+    s.docker(&["network", "create", "apinet"]).ok();
+    let ni = s
+        .docker(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{.Name}} {{.Driver}}",
+            "apinet",
+        ])
+        .ok();
+    assert_eq!(ni.stdout.trim(), "apinet bridge");
+    s.docker(&["network", "rm", "apinet"]).ok();
+}
+
+#[test]
+fn the_socket_and_the_berth_cli_share_one_state() {
+    let Some(s) = Service::start() else { return };
+    s.docker(&["create", "--name", "made-by-docker", IMG, "true"])
+        .ok();
+    let ps = s.berth.run(&["ps", "-a", "--format", "{{.Names}}"]).ok();
+    assert_eq!(lines(&ps.stdout), vec!["made-by-docker"]);
+    s.berth.run(&["rm", "made-by-docker"]).ok();
+    assert_eq!(s.docker(&["ps", "-aq"]).ok().stdout, "");
+    // And the other way.
+    s.berth
+        .run(&["run", "-d", "--name", "made-by-berth", IMG, "sleep", "300"])
+        .ok();
+    let ps = s.docker(&["ps", "--format", "{{.Names}}"]).ok();
+    assert_eq!(lines(&ps.stdout), vec!["made-by-berth"]);
+    s.docker(&["rm", "-f", "made-by-berth"]).ok();
+    let ps = s.berth.run(&["ps", "-a", "-q"]).ok();
+    assert_eq!(ps.stdout, "");
+}
+
+#[test]
+fn bad_input_gets_dockers_errors_and_the_server_keeps_serving() {
+    let Some(s) = Service::start() else { return };
+    let post = |path: &str, body: &[u8]| {
+        s.raw(
+            &format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            ),
+            body,
+        )
+        .unwrap()
+    };
+    let r = post("/v1.41/containers/create", b"{\"Image\": ");
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    assert!(r.contains(r#"{"message":"invalid JSON"#), "{r}");
+    let r = post("/v1.41/containers/create", b"[1,2,3]");
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    let big = vec![b' '; 3 << 20];
+    let r = post("/v1.41/containers/create", &big);
+    assert!(r.starts_with("HTTP/1.1 413"), "{}", &r[..r.len().min(200)]);
+    assert!(r.contains("\"message\""), "{r}");
+    let r = post(
+        "/v1.41/containers/create?name=x",
+        br#"{"Image":"no-such/image:1"}"#,
+    );
+    assert!(r.starts_with("HTTP/1.1 404"), "{r}");
+    let get = |path: &str| {
+        s.raw(
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+            b"",
+        )
+        .unwrap()
+    };
+    let r = get("/v1.41/no/such/endpoint");
+    assert!(r.starts_with("HTTP/1.1 404"), "{r}");
+    assert!(r.contains(r#"{"message":"page not found"}"#), "{r}");
+    let r = get("/v1.99/info");
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    assert!(
+        r.contains("client version 1.99 is too new. Maximum supported API version is 1.47"),
+        "{r}"
+    );
+    let r = get("/v1.41/containers/json?filters=%7Bbad");
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    let r = get("/containers/no-such/json");
+    assert!(r.starts_with("HTTP/1.1 404"), "{r}");
+    assert!(r.contains("No such container: no-such"), "{r}");
+    // A client that goes away in the middle of a wait and of a followed
+    // log leaves nothing behind: the container runs on and is removed.
+    s.docker(&["run", "-d", "--name", "long", IMG, "sleep", "300"])
+        .ok();
+    for path in [
+        "/v1.41/containers/long/wait",
+        "/v1.41/containers/long/logs?follow=1&stdout=1",
+    ] {
+        let mut c = UnixStream::connect(&s.sock).unwrap();
+        let method = if path.ends_with("wait") {
+            "POST"
+        } else {
+            "GET"
+        };
+        write!(
+            c,
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+        )
+        .unwrap();
+        let mut b = [0u8; 12];
+        c.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"HTTP/1.1 200");
+        drop(c);
+    }
+    let st = s
+        .docker(&["inspect", "-f", "{{.State.Status}}", "long"])
+        .ok();
+    assert_eq!(st.stdout.trim(), "running");
+    s.docker(&["rm", "-f", "long"]).ok();
+    let r = get("/_ping");
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(r.ends_with("OK"), "{r}");
+    assert!(r.to_ascii_lowercase().contains("api-version: 1.47"), "{r}");
+}
+
+#[test]
+fn output_shapes_match_a_private_dockerd() {
+    let Some(s) = Service::start() else { return };
+    if !berth_tests::have("dockerd") || !berth_tests::have("skopeo") {
+        skip("no dockerd or skopeo to compare with");
+        return;
+    }
+    let d = match berth_tests::dockerd::Dockerd::start() {
+        Ok(d) => d,
+        Err(e) => {
+            skip(&format!("dockerd did not start: {e}"));
+            return;
+        }
+    };
+    d.load_default_image(IMG).unwrap();
+    let on_dockerd = |args: &[&str]| -> Out {
+        let mut c = Command::new(s.cli);
+        c.arg("-H")
+            .arg(format!("unix://{}", d.socket()))
+            .env("DOCKER_CONFIG", s.config.path())
+            .args(args);
+        run_command(
+            c,
+            None,
+            Duration::from_secs(300),
+            &format!("docker {}", args.join(" ")),
+        )
+    };
+    for args in [
+        vec!["run", "--rm", IMG, "echo", "hi"],
+        vec!["create", "--name", "shape", "-l", "a=b", IMG, "echo", "x"],
+        vec![
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}} {{.Image}} {{.Command}} {{.State}} {{.Label \"a\"}}",
+        ],
+        vec![
+            "inspect",
+            "-f",
+            "{{.Name}} {{.State.Status}} {{.Config.Cmd}} {{.HostConfig.AutoRemove}}",
+            "shape",
+        ],
+        vec!["start", "-a", "shape"],
+        vec!["ps", "-a", "--format", "{{.Names}} {{.State}}"],
+        vec!["rm", "shape"],
+        vec!["ps", "-a", "-q"],
+    ] {
+        let ours = s.docker(&args);
+        let theirs = on_dockerd(&args);
+        assert_eq!(
+            (ours.code, ids_masked(&ours.stdout)),
+            (theirs.code, ids_masked(&theirs.stdout)),
+            "docker {args:?}\nberth stderr: {}\ndockerd stderr: {}",
+            ours.stderr,
+            theirs.stderr
+        );
+    }
+}
