@@ -134,8 +134,11 @@ fn default_profile_blocks_and_opt_outs_lift_it() {
     );
 
     // seccomp=unconfined: the calls reach the kernel. Those that check
-    // their arguments first answer for them; those that check a
-    // capability first still refuse (docker's default set lacks it).
+    // their arguments first answer for them (swapon checks its flags
+    // before CAP_SYS_ADMIN); reboot checks CAP_SYS_BOOT first, which
+    // docker's default set lacks, so it still refuses. (init_module
+    // answers EPERM for the missing CAP_SYS_MODULE, or ENOSYS on a kernel
+    // without modules: not asserted.)
     let m = run_probe(&b, &probe, &["--security-opt", "seccomp=unconfined"]);
     for (k, want) in [
         ("unshare_bad", "EINVAL"),
@@ -144,9 +147,8 @@ fn default_profile_blocks_and_opt_outs_lift_it() {
         ("mount_bad", "EFAULT"),
         ("clone_ns", "EINVAL"),
         ("personality", "OK"),
-        ("swapon", "EPERM"),
+        ("swapon", "EINVAL"),
         ("reboot", "EPERM"),
-        ("init_module", "EPERM"),
     ] {
         assert_eq!(m.get(k).map(String::as_str), Some(want), "{k}: {m:?}");
         let e = format!("exec.{k}");
@@ -219,15 +221,34 @@ fn privileged_mounts_and_sees_devices() {
     assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
     let lines: Vec<&str> = o.stdout.lines().collect();
     assert_eq!(lines[0], "1", "{}", o.stdout);
-    // Every capability this kernel has.
-    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let all = format!("{:016x}", (1u64 << (last + 1)) - 1);
-    assert!(lines[1].ends_with(&all), "{}", o.stdout);
-    assert!(lines[2].ends_with(&all), "{}", o.stdout);
+    // Every capability the engine can hand out: what the kernel has, less
+    // what the engine's own bounding set lacks (natively, the same as
+    // this test's; some CI hosts withhold one or two).
+    let eff = lines[1].rsplit('\t').next().unwrap();
+    let bnd = lines[2].rsplit('\t').next().unwrap();
+    assert_eq!(eff, bnd, "{}", o.stdout);
+    let eff = u64::from_str_radix(eff, 16).unwrap();
+    assert_ne!(eff & (1 << 21), 0, "CAP_SYS_ADMIN: {}", o.stdout);
+    if b.isolation == "native" {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let mine = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapBnd:"))
+            .unwrap()
+            .trim();
+        let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let kernel = (1u64 << (last + 1)) - 1;
+        assert_eq!(
+            eff,
+            u64::from_str_radix(mine, 16).unwrap() & kernel,
+            "{}",
+            o.stdout
+        );
+    }
     assert!(o.stdout.contains("keys-readable"), "{}", o.stdout);
     // Without --privileged the same mount is refused.
     let o = b.run(&[
