@@ -1024,3 +1024,94 @@ fn healthchecks_match_docker() {
     p.same_err(&["ps", "--filter", "health=bogus"]);
     p.same(&["rm", "-f", "hc-ok", "hc-bad", "hc-off"]);
 }
+
+#[test]
+fn security_flags_match_docker() {
+    let Some(p) = pair() else { return };
+    let status = "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status";
+    // docker's default set and filter; --cap-drop ALL; no-new-privileges;
+    // an added capability; seccomp=unconfined.
+    for flags in [
+        &[][..],
+        &["--cap-drop", "ALL"][..],
+        &["--security-opt", "no-new-privileges"][..],
+        &["--security-opt", "no-new-privileges:false"][..],
+        &[
+            "--cap-drop",
+            "ALL",
+            "--cap-add",
+            "CAP_CHOWN",
+            "--cap-add",
+            "CAP_KILL",
+        ][..],
+        &["--cap-add", "CAP_NET_ADMIN", "--cap-drop", "CAP_CHOWN"][..],
+        &["--security-opt", "seccomp=unconfined"][..],
+    ] {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&[DEFAULT_IMAGE, "sh", "-c", status]);
+        p.same(&args);
+    }
+    // chown without CAP_CHOWN fails in both.
+    p.same(&[
+        "run",
+        "--rm",
+        "--cap-drop",
+        "ALL",
+        DEFAULT_IMAGE,
+        "sh",
+        "-c",
+        "touch /f; chown 1:1 /f 2>/dev/null; echo $?",
+    ]);
+    // Refusals: the CLI's and the daemon's words, exit 125.
+    for flags in [
+        &["--cap-add", "CAP_FOO"][..],
+        &["--cap-drop", "CAP_NOPE"][..],
+        &["--security-opt", "foo"][..],
+        &["--security-opt", "foo=bar"][..],
+        &["--security-opt", "no-new-privileges=maybe"][..],
+        &["--security-opt", "seccomp=/nonexistent/profile.json"][..],
+    ] {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&[DEFAULT_IMAGE, "true"]);
+        p.same_all(&args);
+    }
+    // inspect's HostConfig fields.
+    p.same(&[
+        "create",
+        "--name",
+        "sec",
+        "--cap-add",
+        "CAP_NET_ADMIN",
+        "--cap-add",
+        "CAP_SYS_TIME",
+        "--cap-drop",
+        "CAP_CHOWN",
+        "--security-opt",
+        "no-new-privileges",
+        "--security-opt",
+        "seccomp=unconfined",
+        DEFAULT_IMAGE,
+        "true",
+    ]);
+    p.same(&["create", "--name", "plain", DEFAULT_IMAGE, "true"]);
+    for name in ["sec", "plain"] {
+        let (d, b) = p.both(&["inspect", name]);
+        assert_eq!((d.code, b.code), (0, 0), "{name}: {}", b.stderr);
+        let d: serde_json::Value = serde_json::from_str(&d.stdout).unwrap();
+        let b: serde_json::Value = serde_json::from_str(&b.stdout).unwrap();
+        for ptr in [
+            "/HostConfig/CapAdd",
+            "/HostConfig/CapDrop",
+            "/HostConfig/Privileged",
+            "/HostConfig/SecurityOpt",
+        ] {
+            assert_eq!(
+                d[0].pointer(ptr),
+                b[0].pointer(ptr),
+                "{name}: inspect {ptr}"
+            );
+        }
+    }
+}
