@@ -827,6 +827,7 @@ fn up(o: &mut Orchestrator, u: &UpArgs) -> anyhow::Result<i32> {
         Err(e) => return Ok(fail(e)),
     };
     o.check_services(&u.services)?;
+    o.check_services(&scale.keys().cloned().collect::<Vec<_>>())?;
     let code = images_for_up(o, u)?;
     if code != 0 {
         return Ok(code);
@@ -869,6 +870,12 @@ fn up(o: &mut Orchestrator, u: &UpArgs) -> anyhow::Result<i32> {
     if stop.load(std::sync::atomic::Ordering::SeqCst) {
         eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
         o.stop(&u.services, None, &mut print_progress)?;
+        return Ok(0);
+    }
+    for c in o.service_containers(&u.services, true)? {
+        if matches!(c.status, ContainerStatus::Exited | ContainerStatus::Dead) {
+            println!("{} exited with code {}", c.name, c.exit_code.unwrap_or(0));
+        }
     }
     Ok(0)
 }

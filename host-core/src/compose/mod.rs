@@ -69,6 +69,9 @@ fn note(report: Report, object: &'static str, name: &str, status: &'static str) 
     })
 }
 
+/// What [`Orchestrator`] runs on each container of a group at once.
+type Worker<'a> = dyn Fn(&mut Engine, &ContainerSummary, Report) -> Result<()> + Sync + 'a;
+
 /// `up`'s options.
 #[derive(Debug, Clone, Default)]
 pub struct UpOptions {
@@ -462,19 +465,85 @@ impl<'p> Orchestrator<'p> {
         volumes: bool,
         report: Report,
     ) -> Result<()> {
-        if running(c) {
-            note(report, "Container", &c.name, "Stopping");
-            self.engine.container_stop(&c.id, timeout)?;
-            note(report, "Container", &c.name, "Stopped");
+        remove_container(&mut self.engine, c, timeout, volumes, report)
+    }
+
+    /// Each service's depth in the dependency graph: 0 for one that needs
+    /// no other.
+    fn levels(&self) -> Result<BTreeMap<String, usize>> {
+        let mut lv: BTreeMap<String, usize> = BTreeMap::new();
+        for s in self.order()? {
+            let l = s
+                .dependencies()
+                .iter()
+                .filter_map(|d| lv.get(d))
+                .map(|l| l + 1)
+                .max()
+                .unwrap_or(0);
+            lv.insert(s.name.clone(), l);
         }
-        note(report, "Container", &c.name, "Removing");
-        match self.engine.container_remove(&c.id, true, volumes) {
-            Ok(()) => {}
-            Err(e) if not_found(&e) => {}
-            Err(e) => return Err(e.into()),
+        Ok(lv)
+    }
+
+    /// Runs `f` on every container of `list`, dependents before what they
+    /// depend on (the deepest level first; containers of no service first
+    /// of all), the containers of one level at once.
+    fn reverse_levels_parallel(
+        &self,
+        list: &[ContainerSummary],
+        report: Report,
+        f: &Worker<'_>,
+    ) -> Result<()> {
+        let levels = self.levels()?;
+        let mut groups: BTreeMap<std::cmp::Reverse<usize>, Vec<&ContainerSummary>> =
+            BTreeMap::new();
+        for c in list {
+            let l = levels.get(service_of(c)).copied().unwrap_or(usize::MAX);
+            groups.entry(std::cmp::Reverse(l)).or_default().push(c);
         }
-        note(report, "Container", &c.name, "Removed");
+        for group in groups.values() {
+            self.parallel(group, report, f)?;
+        }
         Ok(())
+    }
+
+    /// Runs `f` on each container of `group` at once, each on a
+    /// connection of its own. Progress is reported from this thread; the
+    /// first error is returned once every worker ended.
+    fn parallel(&self, group: &[&ContainerSummary], report: Report, f: &Worker<'_>) -> Result<()> {
+        let iso = self.iso;
+        let (tx, rx) = std::sync::mpsc::channel::<Progress>();
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = group
+                .iter()
+                .map(|c| {
+                    let tx = tx.clone();
+                    scope.spawn(move || -> Result<()> {
+                        let mut engine = iso
+                            .connect()
+                            .map_err(|e| Error::Connect(format!("{e:#}")))?;
+                        let mut send = |p: Progress| {
+                            let _ = tx.send(p);
+                        };
+                        f(&mut engine, c, &mut send)
+                    })
+                })
+                .collect();
+            drop(tx);
+            for p in rx {
+                report(p);
+            }
+            let mut first = Ok(());
+            for w in workers {
+                let r = w
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::Connect("a worker thread panicked".into())));
+                if first.is_ok() {
+                    first = r;
+                }
+            }
+            first
+        })
     }
 
     /// Containers of the project whose service the model no longer has.
@@ -566,22 +635,22 @@ impl<'p> Orchestrator<'p> {
     /// `down`: the containers in reverse dependency order (one-offs too),
     /// then the project's networks, then (`volumes`) its named volumes.
     pub fn down(&mut self, o: &DownOptions, report: Report) -> Result<()> {
-        let mut list = self.containers(true, true)?;
-        list.reverse();
         let orphans: Vec<ContainerSummary> = self.orphans()?;
-        for c in &list {
-            let orphan = orphans.iter().any(|x| x.id == c.id);
-            if orphan && !o.remove_orphans {
-                continue;
-            }
-            let timeout = self
-                .project
-                .services
-                .get(service_of(c))
-                .and_then(spec::stop_timeout)
-                .or(o.timeout);
-            self.remove_one(c, timeout, false, report)?;
-        }
+        let list: Vec<ContainerSummary> = self
+            .containers(true, true)?
+            .into_iter()
+            .filter(|c| o.remove_orphans || !orphans.iter().any(|x| x.id == c.id))
+            .collect();
+        let project = self.project;
+        self.reverse_levels_parallel(&list, report, &|engine, c, report| {
+            let timeout = o.timeout.or_else(|| {
+                project
+                    .services
+                    .get(service_of(c))
+                    .and_then(spec::stop_timeout)
+            });
+            remove_container(engine, c, timeout, false, report)
+        })?;
         let keep_networks = !o.remove_orphans && !orphans.is_empty();
         for n in self.engine.network_list()? {
             if n.labels.get(label::PROJECT) != Some(&self.project.name) || keep_networks {
@@ -617,20 +686,20 @@ impl<'p> Orchestrator<'p> {
         timeout: Option<i64>,
         report: Report,
     ) -> Result<()> {
-        let mut list = self.service_containers(services, false)?;
-        list.reverse();
-        for c in &list {
+        let list = self.service_containers(services, false)?;
+        let project = self.project;
+        self.reverse_levels_parallel(&list, report, &|engine, c, report| {
             let t = timeout.or_else(|| {
-                self.project
+                project
                     .services
                     .get(service_of(c))
                     .and_then(spec::stop_timeout)
             });
             note(report, "Container", &c.name, "Stopping");
-            self.engine.container_stop(&c.id, t)?;
+            engine.container_stop(&c.id, t)?;
             note(report, "Container", &c.name, "Stopped");
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// `start`: the stopped containers, in dependency order.
@@ -734,6 +803,29 @@ impl<'p> Orchestrator<'p> {
         cfg.restart = Default::default();
         self.prepare(cfg)
     }
+}
+
+/// Stops (when running) and removes one container.
+fn remove_container(
+    engine: &mut Engine,
+    c: &ContainerSummary,
+    timeout: Option<i64>,
+    volumes: bool,
+    report: Report,
+) -> Result<()> {
+    if running(c) {
+        note(report, "Container", &c.name, "Stopping");
+        engine.container_stop(&c.id, timeout)?;
+        note(report, "Container", &c.name, "Stopped");
+    }
+    note(report, "Container", &c.name, "Removing");
+    match engine.container_remove(&c.id, true, volumes) {
+        Ok(()) => {}
+        Err(e) if not_found(&e) => {}
+        Err(e) => return Err(e.into()),
+    }
+    note(report, "Container", &c.name, "Removed");
+    Ok(())
 }
 
 /// Twelve hex digits that tell one-off containers apart.

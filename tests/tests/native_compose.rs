@@ -1,0 +1,497 @@
+//! `berth compose` in native placement, with docker compose v2's
+//! semantics: `<project>-<service>-<n>` containers with the
+//! `com.docker.compose.*` labels, one project network where services
+//! find each other by name and alias, published ports answered on
+//! 127.0.0.1, named volumes that survive `down` and go with `down -v`,
+//! dependency order and `depends_on` conditions, recreation only of what
+//! changed, `ps`/`stop`/`start`/`rm`/`down`, seed 001's version-1 file
+//! scaled to three, and the errors for an unknown service or a bad file.
+#![cfg(target_os = "linux")]
+
+use berth_tests::{have, run_command, skip, wait_for, Berth, Out};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::Duration;
+
+fn ready() -> bool {
+    if !have("nft") || !have("ip") {
+        skip("nft or ip missing (scripts/deps.sh installs nftables and iproute2)");
+        return false;
+    }
+    true
+}
+
+/// `berth compose ARGS` run in `dir` (the project directory).
+#[track_caller]
+fn compose(b: &Berth, dir: &Path, args: &[&str]) -> Out {
+    let mut cmd = b.command();
+    cmd.current_dir(dir).arg("compose").args(args);
+    run_command(
+        cmd,
+        None,
+        b.timeout,
+        &format!("berth compose {}", args.join(" ")),
+    )
+}
+
+/// A project directory named `name` (the default project name).
+fn project_dir(root: &tempfile::TempDir, name: &str) -> std::path::PathBuf {
+    let d = root.path().join(name);
+    std::fs::create_dir(&d).unwrap();
+    d
+}
+
+fn write(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
+fn http_get(addr: &str) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(3)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+/// `ps -a -q` as a sorted list of IDs.
+fn ids(b: &Berth, dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = compose(b, dir, &["ps", "-a", "-q"])
+        .ok()
+        .stdout
+        .lines()
+        .map(String::from)
+        .collect();
+    v.sort();
+    v
+}
+
+/// The container names `ps` lists (first column, header dropped).
+fn ps_names(b: &Berth, dir: &Path, all: bool) -> Vec<String> {
+    let args: &[&str] = if all { &["ps", "-a"] } else { &["ps"] };
+    compose(b, dir, args)
+        .ok()
+        .stdout
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next().map(String::from))
+        .collect()
+}
+
+const WEB_CLIENT: &str = r#"
+services:
+  web:
+    image: berth/busybox
+    init: true
+    command: sh -c 'mkdir -p /www && echo "hello-$$GREETING" > /www/index.html && exec httpd -f -p 80 -h /www'
+    environment:
+      GREETING: GREETING_VALUE
+    ports: ["127.0.0.1::80"]
+    networks:
+      default:
+        aliases: [www-alias]
+  client:
+    image: berth/busybox
+    init: true
+    depends_on: [web]
+    command: sh -c 'while ! wget -q -O /data/by-name http://web/ || ! wget -q -O /data/by-alias http://www-alias/; do sleep 0.2; done; exec sleep 100000'
+    volumes: [data:/data]
+volumes:
+  data: {}
+"#;
+
+#[test]
+fn up_network_ports_volumes_recreate_ps_stop_rm_down() {
+    if !ready() {
+        return;
+    }
+    let b = Berth::new().with_default_image();
+    let dir = tempfile::tempdir().unwrap();
+    let d = &project_dir(&dir, "demo");
+    write(
+        d,
+        "compose.yaml",
+        &WEB_CLIENT.replace("GREETING_VALUE", "one"),
+    );
+
+    // `config` is wired: services, volumes, quiet.
+    let out = compose(&b, d, &["config", "--services"]).ok();
+    assert_eq!(out.stdout, "client\nweb\n");
+    let out = compose(&b, d, &["config", "--volumes"]).ok();
+    assert_eq!(out.stdout, "data\n");
+    let out = compose(&b, d, &["config", "-q"]).ok();
+    assert_eq!(out.stdout, "");
+
+    let out = compose(&b, d, &["up", "-d"]).ok();
+    // Dependency order: web before client.
+    let web_at = out.stderr.find("Container demo-web-1  Started").unwrap();
+    let client_at = out.stderr.find("Container demo-client-1  Started").unwrap();
+    assert!(web_at < client_at, "{}", out.stderr);
+
+    // Names and labels as docker compose v2 gives them.
+    let web = b.inspect("demo-web-1");
+    let labels = &web["Config"]["Labels"];
+    assert_eq!(labels["com.docker.compose.project"], "demo");
+    assert_eq!(labels["com.docker.compose.service"], "web");
+    assert_eq!(labels["com.docker.compose.container-number"], "1");
+    assert_eq!(labels["com.docker.compose.oneoff"], "False");
+    assert!(labels["com.docker.compose.config-hash"]
+        .as_str()
+        .is_some_and(|h| h.len() == 64));
+    assert_eq!(
+        labels["com.docker.compose.project.working_dir"],
+        d.canonicalize().unwrap().display().to_string()
+    );
+    assert!(b.run(&["network", "inspect", "demo_default"]).code == 0);
+    assert!(b.run(&["volume", "inspect", "demo_data"]).code == 0);
+
+    // The client reached web by service name and by alias.
+    wait_for("the client's fetches", || {
+        compose(
+            &b,
+            d,
+            &[
+                "exec",
+                "-T",
+                "client",
+                "cat",
+                "/data/by-name",
+                "/data/by-alias",
+            ],
+        )
+        .stdout
+            == "hello-one\nhello-one\n"
+    });
+
+    // The published port answers on the host.
+    let addr = compose(&b, d, &["port", "web", "80"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    let page = http_get(&addr).unwrap_or_default();
+    assert!(page.contains("hello-one"), "{page}");
+
+    // A second `up` changes nothing.
+    let before = ids(&b, d);
+    assert_eq!(before.len(), 2);
+    let out = compose(&b, d, &["up", "-d"]).ok();
+    assert!(!out.stderr.contains("Recreate"), "{}", out.stderr);
+    assert!(!out.stderr.contains("Creat"), "{}", out.stderr);
+    assert_eq!(ids(&b, d), before);
+
+    // Changing web's environment recreates web only.
+    let client_id = b.inspect("demo-client-1")["Id"].clone();
+    let web_id = b.inspect("demo-web-1")["Id"].clone();
+    write(
+        d,
+        "compose.yaml",
+        &WEB_CLIENT.replace("GREETING_VALUE", "two"),
+    );
+    let out = compose(&b, d, &["up", "-d"]).ok();
+    assert!(
+        out.stderr.contains("Container demo-web-1  Recreate"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("demo-client-1  Recreate"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(b.inspect("demo-client-1")["Id"], client_id);
+    assert_ne!(b.inspect("demo-web-1")["Id"], web_id);
+    let addr = compose(&b, d, &["port", "web", "80"]).ok().stdout;
+    wait_for("the new page", || {
+        http_get(addr.trim()).is_some_and(|p| p.contains("hello-two"))
+    });
+
+    // ps, stop, start, rm.
+    assert_eq!(ps_names(&b, d, false), ["demo-web-1", "demo-client-1"]);
+    let json = compose(&b, d, &["ps", "--format", "json"]).ok().stdout;
+    let rows: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["Service"], "web");
+    assert_eq!(rows[0]["State"], "running");
+    assert_eq!(rows[0]["Publishers"][0]["TargetPort"], 80);
+    compose(&b, d, &["stop", "client"]).ok();
+    assert_eq!(ps_names(&b, d, false), ["demo-web-1"]);
+    assert_eq!(ps_names(&b, d, true), ["demo-web-1", "demo-client-1"]);
+    compose(&b, d, &["start"]).ok();
+    assert_eq!(ps_names(&b, d, false), ["demo-web-1", "demo-client-1"]);
+    compose(&b, d, &["stop"]).ok();
+    assert!(ps_names(&b, d, false).is_empty());
+    compose(&b, d, &["rm", "-f", "client"]).ok();
+    assert_eq!(ps_names(&b, d, true), ["demo-web-1"]);
+
+    // The named volume survives down and up; down -v removes it.
+    compose(&b, d, &["up", "-d"]).ok();
+    compose(
+        &b,
+        d,
+        &["exec", "-T", "client", "sh", "-c", "echo kept > /data/mark"],
+    )
+    .ok();
+    compose(&b, d, &["down"]).ok();
+    assert!(compose(&b, d, &["ps", "-a", "-q"]).ok().stdout.is_empty());
+    assert!(b.run(&["network", "inspect", "demo_default"]).code != 0);
+    assert!(b.run(&["volume", "inspect", "demo_data"]).code == 0);
+    compose(&b, d, &["up", "-d"]).ok();
+    let out = compose(&b, d, &["exec", "-T", "client", "cat", "/data/mark"]).ok();
+    assert_eq!(out.stdout, "kept\n");
+    let out = compose(&b, d, &["down", "-v"]).ok();
+    // Reverse dependency order on down.
+    let client_at = out.stderr.find("demo-client-1  Removed").unwrap();
+    let web_at = out.stderr.find("demo-web-1  Removed").unwrap();
+    assert!(client_at < web_at, "{}", out.stderr);
+    assert!(b.run(&["volume", "inspect", "demo_data"]).code != 0);
+    assert!(b.run(&["ps", "-a", "-q"]).ok().stdout.is_empty());
+}
+
+/// Seed 001's version-1 layout with `links`, scaled as
+/// `docker-compose scale web=10` (to three here).
+#[test]
+fn seed_001_v1_links_scale() {
+    if !ready() {
+        return;
+    }
+    let b = Berth::new().with_default_image();
+    let dir = tempfile::tempdir().unwrap();
+    let d = &project_dir(&dir, "seed");
+    write(
+        d,
+        "docker-compose.yml",
+        r#"
+web:
+  image: berth/busybox
+  init: true
+  command: sh -c 'while ! ping -c1 -W1 mysql >/dev/null; do sleep 0.2; done; echo linked; exec sleep 100000'
+  links:
+    - mysql
+mysql:
+  image: berth/busybox
+  init: true
+  command: sleep 100000
+"#,
+    );
+    let out = compose(&b, d, &["up", "-d"]).ok();
+    assert!(out.stderr.contains("version-1"), "{}", out.stderr);
+    compose(&b, d, &["scale", "web=3"]).ok();
+    assert_eq!(
+        ps_names(&b, d, false)
+            .into_iter()
+            .filter(|n| n.starts_with("seed-web-"))
+            .collect::<Vec<_>>(),
+        ["seed-web-1", "seed-web-2", "seed-web-3"]
+    );
+    // Each replica reached mysql by its link name.
+    wait_for("three linked replicas", || {
+        compose(&b, d, &["logs", "web"])
+            .stdout
+            .lines()
+            .filter(|l| l.ends_with("| linked"))
+            .count()
+            == 3
+    });
+    // Scaling down removes the highest numbers.
+    compose(&b, d, &["up", "-d", "--scale", "web=1"]).ok();
+    assert_eq!(ps_names(&b, d, true), ["seed-mysql-1", "seed-web-1"]);
+    compose(&b, d, &["down"]).ok();
+    assert!(ps_names(&b, d, true).is_empty());
+}
+
+/// `service_healthy` waits for the healthcheck; `service_completed_
+/// successfully` for a one-shot service to exit 0, and fails `up` when it
+/// exits otherwise. The app checks the markers the two leave behind.
+#[test]
+fn depends_on_conditions() {
+    if !ready() {
+        return;
+    }
+    let b = Berth::new().with_default_image();
+    let dir = tempfile::tempdir().unwrap();
+    let d = &project_dir(&dir, "cond");
+    let project = |migrate_exit: i32| {
+        format!(
+            r#"
+services:
+  db:
+    image: berth/busybox
+    init: true
+    command: sh -c 'sleep 2; touch /shared/db-ready; exec sleep 100000'
+    volumes: [shared:/shared]
+    healthcheck:
+      test: test -f /shared/db-ready
+      interval: 1s
+      retries: 100
+  migrate:
+    image: berth/busybox
+    command: sh -c 'sleep 2; touch /shared/migrated; exit {migrate_exit}'
+    volumes: [shared:/shared]
+  app:
+    image: berth/busybox
+    init: true
+    depends_on:
+      db: {{condition: service_healthy}}
+      migrate: {{condition: service_completed_successfully}}
+    command: sh -c 'test -f /shared/db-ready && test -f /shared/migrated && echo saw-both; exec sleep 100000'
+    volumes: [shared:/shared]
+volumes:
+  shared: {{}}
+"#
+        )
+    };
+    write(d, "compose.yaml", &project(0));
+    let out = compose(&b, d, &["up", "-d"]).ok();
+    assert!(
+        out.stderr.contains("Container cond-db-1  Healthy"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("Container cond-migrate-1  Exited"),
+        "{}",
+        out.stderr
+    );
+    wait_for("the app's check", || {
+        compose(&b, d, &["logs", "app"]).stdout.contains("saw-both")
+    });
+    compose(&b, d, &["down", "-v"]).ok();
+
+    write(d, "compose.yaml", &project(3));
+    let out = compose(&b, d, &["up", "-d"]);
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("service \"migrate\" didn't complete successfully: exit 3"),
+        "{}",
+        out.stderr
+    );
+    assert!(!ps_names(&b, d, true).contains(&"cond-app-1".to_string()));
+    compose(&b, d, &["down", "-v"]).ok();
+}
+
+#[test]
+fn errors_unknown_service_and_bad_file() {
+    let b = Berth::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "compose.yaml",
+        "services:\n  web:\n    image: berth/busybox\n",
+    );
+    for args in [
+        &["up", "-d", "nosuch"][..],
+        &["stop", "nosuch"],
+        &["logs", "nosuch"],
+        &["up", "-d", "--scale", "nosuch=2"],
+    ] {
+        let out = compose(&b, d, args);
+        assert_ne!(out.code, 0, "{args:?}");
+        assert!(
+            out.stderr.contains("no such service: nosuch"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    let out = compose(&b, d, &["up", "-d", "--scale", "web"]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("invalid scale specifier"),
+        "{}",
+        out.stderr
+    );
+
+    write(
+        d,
+        "compose.yaml",
+        "services:\n  web:\n    image: [unclosed\n",
+    );
+    let out = compose(&b, d, &["up", "-d"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("compose.yaml"), "{}", out.stderr);
+    let out = compose(&b, d, &["config", "-q"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("compose.yaml"), "{}", out.stderr);
+
+    write(
+        d,
+        "compose.yaml",
+        "services:\n  web:\n    image: berth/busybox\n    ports: 80\n",
+    );
+    let out = compose(&b, d, &["up", "-d"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("ports"), "{}", out.stderr);
+
+    let empty = tempfile::tempdir().unwrap();
+    let out = compose(&b, empty.path(), &["ps"]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("no compose file found"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// `up` without `-d` follows the logs, each line prefixed by the
+/// container, until every container exited; Ctrl-C (SIGINT) stops the
+/// project instead.
+#[test]
+fn attached_up_follows_logs_and_ctrl_c_stops() {
+    if !ready() {
+        return;
+    }
+    let b = Berth::new().with_default_image();
+    let dir = tempfile::tempdir().unwrap();
+    let d = &project_dir(&dir, "att");
+    write(
+        d,
+        "compose.yaml",
+        "services:\n  a:\n    image: berth/busybox\n    command: echo from-a\n  b:\n    image: berth/busybox\n    command: sh -c 'sleep 0.3; echo from-b'\n",
+    );
+    let out = compose(&b, d, &["up"]).ok();
+    assert!(out.stdout.contains("att-a-1 | from-a\n"), "{}", out.stdout);
+    assert!(out.stdout.contains("att-b-1 | from-b\n"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("att-b-1 exited with code 0"),
+        "{}",
+        out.stdout
+    );
+    compose(&b, d, &["down"]).ok();
+
+    write(
+        d,
+        "compose.yaml",
+        "services:\n  srv:\n    image: berth/busybox\n    init: true\n    command: sh -c 'echo serving; exec sleep 100000'\n",
+    );
+    let mut cmd = b.command();
+    cmd.current_dir(d)
+        .args(["compose", "up"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    wait_for("the service running", || {
+        ps_names(&b, d, false) == ["att-srv-1"]
+    });
+    // SAFETY: kill(2) on the PID of a child this test spawned and has not
+    // waited for yet.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = berth_tests::wait_output(child, b.timeout, "berth compose up");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("att-srv-1 | serving"), "{}", out.stdout);
+    assert!(
+        out.stderr.contains("Container att-srv-1  Stopped"),
+        "{}",
+        out.stderr
+    );
+    assert!(ps_names(&b, d, false).is_empty());
+    assert_eq!(ps_names(&b, d, true), ["att-srv-1"]);
+    compose(&b, d, &["down"]).ok();
+}
