@@ -253,7 +253,7 @@ fn up_network_ports_volumes_recreate_ps_stop_rm_down() {
     assert!(b.run(&["ps", "-a", "-q"]).ok().stdout.is_empty());
 }
 
-/// Seed 001's version-1 layout with `links`, scaled as
+/// Seed 001's version-1 layout (`build: .`, `command`, `links`), scaled as
 /// `docker-compose scale web=10` (to three here).
 #[test]
 fn seed_001_v1_links_scale() {
@@ -263,12 +263,13 @@ fn seed_001_v1_links_scale() {
     let b = Berth::new().with_default_image();
     let dir = tempfile::tempdir().unwrap();
     let d = &project_dir(&dir, "seed");
+    write(d, "Dockerfile", "FROM berth/busybox\nWORKDIR /code\n");
     write(
         d,
         "docker-compose.yml",
         r#"
 web:
-  image: berth/busybox
+  build: .
   init: true
   command: sh -c 'while ! ping -c1 -W1 mysql >/dev/null; do sleep 0.2; done; echo linked; exec sleep 100000'
   links:
@@ -494,4 +495,140 @@ fn attached_up_follows_logs_and_ctrl_c_stops() {
     assert!(ps_names(&b, d, false).is_empty());
     assert_eq!(ps_names(&b, d, true), ["att-srv-1"]);
     compose(&b, d, &["down"]).ok();
+}
+
+/// `build:` (and `up --build` recreating what a rebuilt image runs), `run`
+/// (its command, `-e`, exit code, `--rm`), `exec`, `pause`/`unpause`,
+/// `top`, `kill`, `restart`, `ls` and `images`.
+#[test]
+fn build_run_exec_and_the_other_verbs() {
+    if !ready() {
+        return;
+    }
+    let b = Berth::new().with_default_image();
+    let dir = tempfile::tempdir().unwrap();
+    let d = &project_dir(&dir, "verbs");
+    write(
+        d,
+        "Dockerfile",
+        "FROM berth/busybox\nRUN echo built-1 > /built\nCMD [\"sh\", \"-c\", \"cat /built; exec sleep 100000\"]\n",
+    );
+    write(
+        d,
+        "compose.yaml",
+        "services:\n  app:\n    build: .\n    init: true\n  other:\n    image: berth/busybox\n    init: true\n    command: sleep 100000\n",
+    );
+    compose(&b, d, &["up", "-d"]).ok();
+    let images = compose(&b, d, &["images"]).ok().stdout;
+    assert!(
+        images.contains("verbs-app-1") && images.contains("verbs-app "),
+        "{images}"
+    );
+    wait_for("the built file", || {
+        compose(&b, d, &["logs", "app"]).stdout == "verbs-app-1 | built-1\n"
+    });
+
+    // A second up reuses the image; up --build after a change recreates.
+    let out = compose(&b, d, &["up", "-d"]).ok();
+    assert!(!out.stderr.contains("Recreate"), "{}", out.stderr);
+    write(
+        d,
+        "Dockerfile",
+        "FROM berth/busybox\nRUN echo built-2 > /built\nCMD [\"sh\", \"-c\", \"cat /built; exec sleep 100000\"]\n",
+    );
+    let out = compose(&b, d, &["up", "-d", "--build"]).ok();
+    assert!(
+        out.stderr.contains("Container verbs-app-1  Recreate"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("verbs-other-1  Recreate"),
+        "{}",
+        out.stderr
+    );
+    wait_for("the rebuilt file", || {
+        compose(&b, d, &["logs", "app"]).stdout == "verbs-app-1 | built-2\n"
+    });
+
+    // run: the service's image and environment, the given command.
+    let out = compose(
+        &b,
+        d,
+        &[
+            "run",
+            "--rm",
+            "-T",
+            "-e",
+            "X=42",
+            "app",
+            "sh",
+            "-c",
+            "echo run-$X; cat /built",
+        ],
+    )
+    .ok();
+    assert_eq!(out.stdout, "run-42\nbuilt-2\n");
+    let out = compose(&b, d, &["run", "-T", "other", "sh", "-c", "exit 7"]);
+    assert_eq!(out.code, 7, "{}", out.stderr);
+    let all = b
+        .run(&[
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}} {{.Label \"com.docker.compose.oneoff\"}}",
+        ])
+        .ok()
+        .stdout;
+    assert!(
+        all.lines()
+            .any(|l| l.starts_with("verbs-other-run-") && l.ends_with(" True")),
+        "{all}"
+    );
+    assert!(
+        !all.contains("verbs-app-run-"),
+        "--rm left a container: {all}"
+    );
+
+    let out = compose(
+        &b,
+        d,
+        &["exec", "-T", "other", "sh", "-c", "echo exec-ok; exit 3"],
+    );
+    assert_eq!(out.code, 3);
+    assert_eq!(out.stdout, "exec-ok\n");
+
+    compose(&b, d, &["pause", "other"]).ok();
+    // Pause is synchronous (kill, below, is not).
+    let ps = compose(&b, d, &["ps", "--format", "json", "other"])
+        .ok()
+        .stdout;
+    assert!(ps.contains("\"State\":\"paused\""), "{ps}");
+    compose(&b, d, &["unpause", "other"]).ok();
+    let top = compose(&b, d, &["top", "other"]).ok().stdout;
+    assert!(
+        top.starts_with("verbs-other-1\n") && top.contains("sleep 100000"),
+        "{top}"
+    );
+    let ls = compose(&b, d, &["ls"]).ok().stdout;
+    assert!(
+        ls.lines()
+            .any(|l| l.starts_with("verbs ") && l.contains("running(2)")),
+        "{ls}"
+    );
+
+    compose(&b, d, &["kill", "other"]).ok();
+    wait_for("other killed", || {
+        compose(&b, d, &["ps", "--format", "json", "-a", "other"])
+            .stdout
+            .contains("\"ExitCode\":137")
+    });
+    compose(&b, d, &["restart", "other"]).ok();
+    assert_eq!(ps_names(&b, d, false), ["verbs-app-1", "verbs-other-1"]);
+
+    compose(&b, d, &["down", "--rmi", "local"]).ok();
+    assert!(b.run(&["ps", "-a", "-q"]).ok().stdout.is_empty());
+    assert!(b.run(&["image", "inspect", "verbs-app"]).code != 0);
+    let ls = compose(&b, d, &["ls", "-a"]).ok().stdout;
+    assert!(!ls.contains("verbs"), "{ls}");
 }

@@ -591,7 +591,8 @@ impl<'p> Orchestrator<'p> {
             .get(&s.name)
             .copied()
             .unwrap_or_else(|| s.replicas());
-        let existing = self.service_containers(&[s.name.clone()], true)?;
+        let existing = self.service_containers(std::slice::from_ref(&s.name), true)?;
+        let image_id = self.engine.image_inspect(&base.image).ok().map(|i| i.id);
         let timeout = spec::stop_timeout(s);
         let mut taken = BTreeSet::new();
         for c in &existing {
@@ -601,7 +602,9 @@ impl<'p> Orchestrator<'p> {
                 self.remove_one(c, timeout, false, report)?;
                 continue;
             }
-            let stale = c.labels.get(label::HASH) != Some(&hash);
+            // A changed config, or an image rebuilt or pulled since.
+            let stale = c.labels.get(label::HASH) != Some(&hash)
+                || image_id.as_ref().is_some_and(|id| *id != c.image_id);
             if (stale || o.force_recreate) && !o.no_recreate {
                 note(report, "Container", &c.name, "Recreate");
                 if running(c) {
