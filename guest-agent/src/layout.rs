@@ -67,6 +67,11 @@ impl Layout {
     pub fn runtime(&self) -> PathBuf {
         self.root.join("runtime")
     }
+    /// Compiled seccomp filters (engine/seccomp.rs `compile_cached`).
+    pub fn seccomp_cache(&self) -> PathBuf {
+        self.root.join("seccomp")
+    }
+
     pub fn sockets(&self) -> PathBuf {
         self.root.join("s")
     }

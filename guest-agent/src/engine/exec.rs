@@ -222,7 +222,9 @@ fn run_exec(
         shim::nofile_limit(),
         &privileges,
     );
-    let seccomp = super::security::for_tenant(&privileges, &mut process);
+    let seccomp =
+        super::security::seccomp_executor(&privileges, &mut process, &layout.seccomp_cache())
+            .map_err(StartError::engine)?;
     let process_path = exec_dir(layout, &rec.id).join(format!("{}.process.json", ex.id));
     write_json_atomic(&process_path, &process).map_err(|e| StartError::engine(e.to_string()))?;
 

@@ -528,7 +528,8 @@ fn probe(root: &Path, id: &str) -> Result<ProbeOutcome, String> {
         shim::nofile_limit(),
         &privileges,
     );
-    let seccomp = super::security::for_tenant(&privileges, &mut process);
+    let seccomp =
+        super::security::seccomp_executor(&privileges, &mut process, &layout.seccomp_cache())?;
     let dir = layout.container(id).join("exec");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let process_path = dir.join(format!("{exec_id}.probe.json"));

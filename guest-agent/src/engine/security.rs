@@ -224,13 +224,6 @@ impl Privileges {
             privileged: cfg.privileged,
         })
     }
-
-    /// The spec's seccomp section as JSON (absent when unconfined).
-    pub fn seccomp_json(&self) -> Option<Value> {
-        self.seccomp
-            .as_ref()
-            .and_then(|s| serde_json::to_value(s).ok())
-    }
 }
 
 /// Host device nodes `--privileged` gives the container, as docker's
@@ -292,32 +285,34 @@ pub fn host_devices() -> Vec<Value> {
     out
 }
 
-/// Loads the container's seccomp filter in a process that joins a running
-/// container (`exec`, health probes), then runs the command as
-/// libcontainer's default executor does. libcontainer 0.7 gives such
-/// processes no seccomp section of their own, where runc (docker) applies
-/// the container's filter to them.
+/// Loads the container's seccomp filter, compiled once by the agent
+/// ([`seccomp::compile_cached`]), right before the container's command
+/// runs, then runs it as libcontainer's default executor does. Used for
+/// the container's own process and for processes that join it (`exec`,
+/// health probes): libcontainer 0.7 gives the latter no seccomp section,
+/// where runc (docker) applies the container's filter to them, and it
+/// compiles a spec's filter afresh in every container's init.
 ///
 /// Loading a filter needs `CAP_SYS_ADMIN` or no-new-privileges, and this
 /// runs after libcontainer set the process's capabilities. So, where the
-/// container has neither, [`for_tenant`] gives the process `CAP_SYS_ADMIN`
-/// in its effective and permitted sets only (never the bounding set);
-/// this executor drops it again once the filter is loaded, and `execve`
-/// could not carry it over anyway: it recomputes the permitted set from
-/// the bounding set (root) or clears it (other users).
+/// container has neither, [`seccomp_executor`] gives the process
+/// `CAP_SYS_ADMIN` in its effective and permitted sets only (never the
+/// bounding set); this executor drops it again once the filter is loaded,
+/// and `execve` could not carry it over anyway: it recomputes the
+/// permitted set from the bounding set (root) or clears it (other users).
 #[derive(Clone)]
-pub struct TenantSeccomp {
-    filter: LinuxSeccomp,
+pub struct SeccompExecutor {
+    filter: seccomp::Compiled,
     drop_admin: bool,
 }
 
-impl libcontainer::workload::Executor for TenantSeccomp {
+impl libcontainer::workload::Executor for SeccompExecutor {
     fn exec(
         &self,
         spec: &oci_spec::runtime::Spec,
     ) -> Result<(), libcontainer::workload::ExecutorError> {
         use libcontainer::workload::ExecutorError;
-        libcontainer::seccomp::initialize_seccomp(&self.filter)
+        seccomp::load(&self.filter)
             .map_err(|e| ExecutorError::Other(format!("loading the seccomp filter: {e}")))?;
         if self.drop_admin {
             for set in [caps::CapSet::Effective, caps::CapSet::Permitted] {
@@ -337,11 +332,18 @@ impl libcontainer::workload::Executor for TenantSeccomp {
     }
 }
 
-/// Prepares the OCI `process` of a process joining the container: the
-/// executor that applies the container's seccomp filter (`None` when the
-/// container has none), with `process`'s capabilities adjusted for it.
-pub fn for_tenant(privileges: &Privileges, process: &mut Value) -> Option<TenantSeccomp> {
-    let filter = privileges.seccomp.clone()?;
+/// The executor that applies the container's seccomp filter (`None` when
+/// the container has none), with `process`'s capabilities adjusted for it.
+/// `cache` is where compiled filters are kept.
+pub fn seccomp_executor(
+    privileges: &Privileges,
+    process: &mut Value,
+    cache: &std::path::Path,
+) -> Result<Option<SeccompExecutor>, String> {
+    let Some(filter) = &privileges.seccomp else {
+        return Ok(None);
+    };
+    let filter = seccomp::compile_cached(filter, cache)?;
     let admin = "CAP_SYS_ADMIN";
     let drop_admin = !privileges.no_new_privileges && !privileges.caps.iter().any(|c| c == admin);
     if drop_admin {
@@ -351,7 +353,7 @@ pub fn for_tenant(privileges: &Privileges, process: &mut Value) -> Option<Tenant
             }
         }
     }
-    Some(TenantSeccomp { filter, drop_admin })
+    Ok(Some(SeccompExecutor { filter, drop_admin }))
 }
 
 #[cfg(test)]

@@ -64,9 +64,7 @@ pub fn process(
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
         "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}]
     });
-    // Left out unless set: libcontainer loads the seccomp filter before it
-    // drops capabilities only when the field is absent (loading it later
-    // needs CAP_SYS_ADMIN or no-new-privileges).
+    // Left out unless set, as docker leaves it.
     if privileges.no_new_privileges {
         p["noNewPrivileges"] = json!(true);
     }
@@ -225,9 +223,8 @@ pub fn build(rec: &ContainerRecord, inp: &SpecInputs) -> Value {
         "maskedPaths": masked,
         "readonlyPaths": readonly
     });
-    if let Some(s) = privs.seccomp_json() {
-        linux["seccomp"] = s;
-    }
+    // No `seccomp` section: the agent compiles the filter once and the
+    // container's executor loads it (security::SeccompExecutor).
     if privs.privileged {
         linux["devices"] = json!(super::security::host_devices());
     }
