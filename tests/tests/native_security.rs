@@ -250,6 +250,25 @@ fn privileged_mounts_and_sees_devices() {
         );
     }
     assert!(o.stdout.contains("keys-readable"), "{}", o.stdout);
+    // The host's device nodes are there (natively the host is this
+    // machine; in a VM, the guest's).
+    if b.isolation == "native" {
+        let o = b
+            .run(&["run", "--rm", "--privileged", DEFAULT_IMAGE, "ls", "/dev"])
+            .ok();
+        let inside: Vec<&str> = o.stdout.lines().collect();
+        for dev in ["tty0", "loop0", "loop-control", "kvm", "fuse"] {
+            if std::path::Path::new("/dev").join(dev).exists() {
+                assert!(inside.contains(&dev), "/dev/{dev}: {}", o.stdout);
+            }
+        }
+        let o = b.run(&["run", "--rm", DEFAULT_IMAGE, "ls", "/dev"]).ok();
+        assert!(
+            !o.stdout.lines().any(|l| l == "tty0" || l == "loop0"),
+            "{}",
+            o.stdout
+        );
+    }
     // Without --privileged the same mount is refused.
     let o = b.run(&[
         "run",
