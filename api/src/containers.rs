@@ -513,6 +513,11 @@ pub(crate) async fn kill(
     };
     st.engine(move |e| {
         e.container_kill(&id, sig)?;
+        // As dockerd: a SIGKILL answers once the container is down, so a
+        // `kill` then `rm` does not race.
+        if sig == 9 {
+            e.container_wait(&id)?;
+        }
         Ok(no_content())
     })
     .await

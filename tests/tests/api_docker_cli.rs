@@ -156,6 +156,61 @@ fn the_docker_cli_runs_containers_through_the_socket() {
         .docker_stdin(&["run", "--rm", "-i", IMG, "cat"], b"piped\n")
         .ok();
     assert_eq!(out.stdout, "piped\n");
+    // A TTY under script(1): raw output, no stdcopy framing.
+    if berth_tests::have("script") {
+        let cmd = format!(
+            "DOCKER_HOST=unix://{} DOCKER_CONFIG={} {} run --rm -it {IMG} sh -c 'tty >/dev/null && echo tty-ok'",
+            s.sock.display(),
+            s.config.path().display(),
+            s.cli
+        );
+        let mut c = Command::new("script");
+        c.args(["-qec", &cmd, "/dev/null"]);
+        let out = run_command(c, None, Duration::from_secs(300), "script docker run -it");
+        assert_eq!(out.code, 0, "{} {}", out.stdout, out.stderr);
+        assert!(out.stdout.contains("tty-ok\r\n"), "{:?}", out.stdout);
+    }
+    // -v and -p.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f.txt"), "from host\n").unwrap();
+    let bind = format!("{}:/h:ro", dir.path().display());
+    let out = s
+        .docker(&["run", "--rm", "-v", &bind, IMG, "cat", "/h/f.txt"])
+        .ok();
+    assert_eq!(out.stdout, "from host\n");
+    s.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "pub",
+        "-p",
+        "127.0.0.1::8080",
+        IMG,
+        "sleep",
+        "300",
+    ])
+    .ok();
+    let port = s.docker(&["port", "pub", "8080"]).ok();
+    assert!(port.stdout.starts_with("127.0.0.1:"), "{}", port.stdout);
+    let ps = s.docker(&["ps", "--format", "{{.Ports}}"]).ok();
+    assert!(ps.stdout.contains("->8080/tcp"), "{}", ps.stdout);
+    s.docker(&["kill", "pub"]).ok();
+    s.docker(&["rm", "pub"]).ok();
+    // logs -f follows until the container exits.
+    s.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "follow",
+        IMG,
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo line$i; sleep 0.2; done",
+    ])
+    .ok();
+    let out = s.docker(&["logs", "-f", "follow"]).ok();
+    assert_eq!(out.stdout, "line1\nline2\nline3\n");
+    s.docker(&["rm", "follow"]).ok();
     let out = s.docker(&["run", "--rm", IMG, "no-such-command"]);
     assert_eq!(out.code, 127, "{}", out.stderr);
     // --rm removed them all.
