@@ -1073,7 +1073,7 @@ fn tempfile_for_export() -> Result<std::fs::File, String> {
 
 /// Raw `struct sock_filter`s (8 bytes each, this machine's byte order).
 fn decode(bytes: &[u8]) -> Result<Vec<libc::sock_filter>, String> {
-    if bytes.is_empty() || bytes.len() % 8 != 0 || bytes.len() / 8 > MAX_INSNS {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(8) || bytes.len() / 8 > MAX_INSNS {
         return Err(format!(
             "seccomp: a program of {} bytes cannot be loaded",
             bytes.len()
