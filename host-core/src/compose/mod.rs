@@ -508,41 +508,14 @@ impl<'p> Orchestrator<'p> {
     }
 
     /// Runs `f` on each container of `group` at once, each on a
-    /// connection of its own. Progress is reported from this thread; the
-    /// first error is returned once every worker ended.
+    /// connection of its own.
     fn parallel(&self, group: &[&ContainerSummary], report: Report, f: &Worker<'_>) -> Result<()> {
         let iso = self.iso;
-        let (tx, rx) = std::sync::mpsc::channel::<Progress>();
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = group
-                .iter()
-                .map(|c| {
-                    let tx = tx.clone();
-                    scope.spawn(move || -> Result<()> {
-                        let mut engine = iso
-                            .connect()
-                            .map_err(|e| Error::Connect(format!("{e:#}")))?;
-                        let mut send = |p: Progress| {
-                            let _ = tx.send(p);
-                        };
-                        f(&mut engine, c, &mut send)
-                    })
-                })
-                .collect();
-            drop(tx);
-            for p in rx {
-                report(p);
-            }
-            let mut first = Ok(());
-            for w in workers {
-                let r = w
-                    .join()
-                    .unwrap_or_else(|_| Err(Error::Connect("a worker thread panicked".into())));
-                if first.is_ok() {
-                    first = r;
-                }
-            }
-            first
+        fan_out(group, report, &|c, report| {
+            let mut engine = iso
+                .connect()
+                .map_err(|e| Error::Connect(format!("{e:#}")))?;
+            f(&mut engine, c, report)
         })
     }
 
@@ -572,13 +545,32 @@ impl<'p> Orchestrator<'p> {
         self.ensure_networks(&services, report)?;
         self.ensure_volumes(&services, report)?;
         let chosen: BTreeSet<&str> = services.iter().map(|s| s.name.as_str()).collect();
-        for s in &services {
-            for (dep, d) in &s.depends_on {
-                if chosen.contains(dep.as_str()) && !o.no_start {
-                    self.wait_condition(dep, d.condition, report)?;
+        // Level by level (what a service depends on is on a lower one);
+        // the services of one level at once, each on its own connection.
+        let levels = self.levels()?;
+        let mut by_level: BTreeMap<usize, Vec<&Service>> = BTreeMap::new();
+        for s in services {
+            by_level
+                .entry(levels.get(&s.name).copied().unwrap_or(0))
+                .or_default()
+                .push(s);
+        }
+        for group in by_level.values() {
+            for s in group {
+                for (dep, d) in &s.depends_on {
+                    if chosen.contains(dep.as_str()) && !o.no_start {
+                        self.wait_condition(dep, d.condition, report)?;
+                    }
                 }
             }
-            self.converge(s, o, report)?;
+            if let [s] = group.as_slice() {
+                self.converge(s, o, report)?;
+                continue;
+            }
+            let (project, iso) = (self.project, self.iso);
+            fan_out(group, report, &|s, report| {
+                Orchestrator::new(project, iso)?.converge(s, o, report)
+            })?;
         }
         Ok(())
     }
@@ -806,6 +798,45 @@ impl<'p> Orchestrator<'p> {
         cfg.restart = Default::default();
         self.prepare(cfg)
     }
+}
+
+/// Runs `f` on every item at once, a thread each. Progress is reported
+/// from the calling thread; the first error is returned once every worker
+/// ended.
+fn fan_out<T: Sync>(
+    items: &[T],
+    report: Report,
+    f: &(dyn Fn(&T, Report) -> Result<()> + Sync),
+) -> Result<()> {
+    let (tx, rx) = std::sync::mpsc::channel::<Progress>();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = items
+            .iter()
+            .map(|item| {
+                let tx = tx.clone();
+                scope.spawn(move || {
+                    let mut send = |p: Progress| {
+                        let _ = tx.send(p);
+                    };
+                    f(item, &mut send)
+                })
+            })
+            .collect();
+        drop(tx);
+        for p in rx {
+            report(p);
+        }
+        let mut first = Ok(());
+        for w in workers {
+            let r = w
+                .join()
+                .unwrap_or_else(|_| Err(Error::Connect("a worker thread panicked".into())));
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    })
 }
 
 /// Stops (when running) and removes one container.
