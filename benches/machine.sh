@@ -7,15 +7,18 @@
 #      -> agent ready, with the CLI's own breakdown (timings.json);
 #   3. `berth run --rm berth/busybox true` in the warm machine;
 #   4. the idle machine VMM's CPU (utime+stime of the VMM process from
-#      /proc/<pid>/stat) over IDLE_S seconds, no containers running.
+#      /proc/<pid>/stat) over IDLE_S seconds, no containers running;
+#   5. the same with one sleeping container (`run -d berth/busybox sleep`;
+#      SLEEPER=0 skips it): what a running container's shim costs idle.
 # The machine runs in a private BERTH_HOME (removed at the end) and is
 # stopped afterwards.
 #
 #   benches/machine.sh
 #   ROUNDS=3 IDLE_S=60 MEM_MIB=512 benches/machine.sh
 #
-# Environment: ROUNDS (boot rounds, 1), IDLE_S (60), SETTLE_S (wait after
-# the last run before the idle window, 30), MEM_MIB (guest RAM for
+# Environment: PERF=1 (count the emulated guest instructions of the bare
+# boots, see boot.sh), ROUNDS (boot rounds, 1), IDLE_S (60), SETTLE_S (wait after
+# the last run before the idle window, 30), SLEEPER (1), MEM_MIB (guest RAM for
 # both VMMs in step 1 and for the machine, default: the machine's default),
 # BERTH_KERNEL, IMAGE (out/images/busybox.oci.tar), KEEP=1 keeps the
 # BERTH_HOME. Needs the release binaries (PROFILE=release scripts/dev-build.sh).
@@ -63,7 +66,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 log "host: $([ -e /sys/module/kvm_pvm ] && echo kvm_pvm || echo kvm), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ------------------------------------------------------------------ 1. boot vs QEMU
-log "1/4 boot: berth-vmm vs QEMU microvm (benches/boot.sh, $mem MiB)"
+log "1/5 boot: berth-vmm vs QEMU microvm (benches/boot.sh, $mem MiB)"
 boot_out=$(ROUNDS=${ROUNDS:-1} MEM_MIB=$mem "$root/benches/boot.sh")
 echo "$boot_out" >&2
 row() { echo "$boot_out" | grep -F "$1" | head -n 1; }
@@ -71,9 +74,13 @@ eng=$(row "(b) launch -> agent ready, engine open (s)")
 b_boot=$(awk '{print $(NF-2)}' <<<"$eng")
 q_boot=$(awk '{print $(NF-1)}' <<<"$eng")
 b_vsock=$(row "berth only: launch -> ready on vsock" | awk '{print $(NF-2)}')
+# PERF=1 (passed on to boot.sh): emulated guest instructions of each boot.
+insns=$(row "emulated guest instructions, last marker (M)" || true)
+b_insns=$(awk '{print $(NF-2)}' <<<"$insns")
+q_insns=$(awk '{print $(NF-1)}' <<<"$insns")
 
 # ------------------------------------------------------------------ 2. machine start
-log "2/4 berth machine start"
+log "2/5 berth machine start"
 t0=$(now)
 "$berth" machine start >/dev/null 2>&1 || die "machine start failed (see $home/machine/serial.log)"
 m_start=$(secs "$t0" "$(now)")
@@ -85,14 +92,14 @@ log "loading $image"
 "$berth" load -i "$image" >/dev/null
 
 # ------------------------------------------------------------------ 3. run --rm true
-log "3/4 run --rm berth/busybox true (twice; the second is reported)"
+log "3/5 run --rm berth/busybox true (twice; the second is reported)"
 "$berth" run --rm berth/busybox true >/dev/null
 t0=$(now)
 "$berth" run --rm berth/busybox true >/dev/null
 run_s=$(secs "$t0" "$(now)")
 
 # ------------------------------------------------------------------ 4. idle CPU
-log "4/4 idle VMM CPU over $idle_s s (no containers), after ${settle_s} s to settle"
+log "4/5 idle VMM CPU over $idle_s s (no containers), after ${settle_s} s to settle"
 # The guest finishes a container's teardown after `run --rm` returns.
 sleep "$settle_s"
 hz=$(getconf CLK_TCK)
@@ -100,6 +107,19 @@ a=$(cpu_ticks "$vmm_pid")
 sleep "$idle_s"
 b=$(cpu_ticks "$vmm_pid")
 idle_pct=$(awk -v a="$a" -v b="$b" -v hz="$hz" -v s="$idle_s" 'BEGIN {printf "%.1f", (b - a) * 100 / hz / s}')
+
+# ------------------------------------------------------------------ 5. idle, one sleeper
+sleeper_pct=n/a
+if [ "${SLEEPER:-1}" != 0 ]; then
+    log "5/5 idle VMM CPU over $idle_s s with one sleeping container, after ${settle_s} s to settle"
+    "$berth" run -d --name bench-sleeper berth/busybox sleep 100000 >/dev/null
+    sleep "$settle_s"
+    a=$(cpu_ticks "$vmm_pid")
+    sleep "$idle_s"
+    b=$(cpu_ticks "$vmm_pid")
+    sleeper_pct=$(awk -v a="$a" -v b="$b" -v hz="$hz" -v s="$idle_s" 'BEGIN {printf "%.1f", (b - a) * 100 / hz / s}')
+    "$berth" rm -f bench-sleeper >/dev/null 2>&1 || true
+fi
 
 # ------------------------------------------------------------------ report
 echo
@@ -109,7 +129,10 @@ printf "$fmt" "" berth qemu berth/qemu
 ratio=$(awk -v b="$b_boot" -v q="$q_boot" 'BEGIN {if (q > 0 && b > 0) printf "%.2f", b / q; else print "n/a"}')
 printf "$fmt" "boot -> agent ready (engine open), bare VM (s)" "$b_boot" "$q_boot" "$ratio"
 printf "$fmt" "boot -> ready on vsock, bare VM (s)" "$b_vsock" "n/a" ""
+[ -z "$insns" ] || printf "$fmt" "emulated guest insns, bare boot (M; berth: vsock)" "$b_insns" "$q_insns" \
+    "$(awk -v b="$b_insns" -v q="$q_insns" 'BEGIN {if (q > 0) printf "%.2f", b / q; else print "n/a"}')"
 printf "$fmt" "berth machine start -> agent answers (s)" "$m_start" "" ""
 printf "$fmt" "run --rm berth/busybox true, warm machine (s)" "$run_s" "" ""
 printf "$fmt" "idle machine VMM CPU over ${idle_s} s (% of a core)" "$idle_pct" "" ""
+printf "$fmt" "  the same, one sleeping container (% of a core)" "$sleeper_pct" "" ""
 echo "machine start breakdown (timings.json): $timings"

@@ -80,6 +80,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn clearcpuid_fits_the_kernel_buffer() {
+        // Linux copies the value into `char arg[128]`
+        // (cpu_parse_early_param) and silently cuts the rest: the old list
+        // of names was 129 characters and lost "rm" of "fsrm".
+        let value = PVM_CMDLINE_EXTRAS
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("clearcpuid="))
+            .expect("clearcpuid= present");
+        assert!(value.len() < 128, "{} characters", value.len());
+        let bits: Vec<u32> = value.split(',').map(|b| b.parse().unwrap()).collect();
+        assert_eq!(bits.len(), 19);
+        // NCAPINTS is 22 in 6.12: bits above 22 * 32 are ignored.
+        assert!(bits.iter().all(|b| *b < 22 * 32));
+    }
+
+    #[test]
     fn extras_only_on_pvm() {
         assert_eq!(HostQuirks::none().cmdline_extras(), "");
         let pvm = HostQuirks { kvm_pvm: true };
