@@ -589,6 +589,13 @@ fn build_run_exec_and_the_other_verbs() {
         !all.contains("verbs-app-run-"),
         "--rm left a container: {all}"
     );
+    // ps lists one-offs too, as v2 does.
+    let ps = compose(&b, d, &["ps", "-a"]).ok().stdout;
+    assert!(
+        ps.lines()
+            .any(|l| l.starts_with("verbs-other-run-") && l.contains("Exited (7)")),
+        "{ps}"
+    );
 
     let out = compose(
         &b,

@@ -973,7 +973,7 @@ fn ps(
     services: bool,
     names: &[String],
 ) -> anyhow::Result<i32> {
-    let list = o.service_containers(names, all)?;
+    let list = o.listing(names, all)?;
     if quiet {
         list.iter().for_each(|c| println!("{}", c.id));
         return Ok(0);

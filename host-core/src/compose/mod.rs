@@ -228,6 +228,17 @@ impl<'p> Orchestrator<'p> {
             .collect())
     }
 
+    /// What `ps` lists: the named services' containers (every service's
+    /// when empty), one-offs of `run` included.
+    pub fn listing(&mut self, services: &[String], all: bool) -> Result<Vec<ContainerSummary>> {
+        self.check_services(services)?;
+        Ok(self
+            .containers(all, true)?
+            .into_iter()
+            .filter(|c| services.is_empty() || services.iter().any(|s| s == service_of(c)))
+            .collect())
+    }
+
     /// The named services and (unless `no_deps`) everything they depend
     /// on, in dependency order; all active services when none is named.
     pub fn selection(&self, names: &[String], no_deps: bool) -> Result<Vec<&'p Service>> {
