@@ -47,6 +47,8 @@ pub fn default_socket() -> PathBuf {
 /// An attach that waits for its container to start (docker's CLI
 /// attaches before it starts): the start hands it the engine's stream.
 pub(crate) struct PendingAttach {
+    /// Tells this waiting attach from others on the same container.
+    pub token: u64,
     pub stdin: bool,
     pub tx: tokio::sync::oneshot::Sender<berth_host::platform::UnixStream>,
 }

@@ -356,6 +356,8 @@ pub(crate) async fn attach(
         tty: d.config.tty,
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
+    let mut waiting = None;
+    let started_at = d.summary.started_at.clone();
     let source = if running(d.summary.status) {
         let id = full.clone();
         let s = st
@@ -368,12 +370,18 @@ pub(crate) async fn attach(
         // docker's CLI attaches before it starts: the start hands over
         // the stream.
         let (tx, rx) = oneshot::channel();
+        let token = NEXT_TOKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         st.0.pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(full.clone())
             .or_default()
-            .push(PendingAttach { stdin: r.stdin, tx });
+            .push(PendingAttach {
+                token,
+                stdin: r.stdin,
+                tx,
+            });
+        waiting = Some(token);
         rx
     };
     let resize = resize_channel(&st, &full);
@@ -382,7 +390,11 @@ pub(crate) async fn attach(
         let Ok(upgraded) = on_upgrade.await else {
             return;
         };
-        if let Ok(engine) = source.await {
+        let engine = match waiting {
+            None => source.await.ok(),
+            Some(token) => started_elsewhere(&st2, &full, token, r.stdin, source, started_at).await,
+        };
+        if let Some(engine) = engine {
             let io = hyper_util::rt::TokioIo::new(upgraded);
             relay(io, engine, r, resize, |_| {}).await;
         }
@@ -393,6 +405,61 @@ pub(crate) async fn attach(
             .remove(&full);
     });
     Ok(upgraded_response(r.tty))
+}
+
+static NEXT_TOKEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// A waiting attach's stream: the one a `start` through this server
+/// hands over, or, when something else started the container (the
+/// berth CLI, a restart policy), one attached to it running.
+async fn started_elsewhere(
+    st: &AppState,
+    id: &str,
+    token: u64,
+    stdin: bool,
+    mut source: oneshot::Receiver<StdStream>,
+    started_at: Option<String>,
+) -> Option<StdStream> {
+    loop {
+        tokio::select! {
+            s = &mut source => return s.ok(),
+            _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+        }
+        let key = id.to_string();
+        let Ok(d) = st.engine(move |e| Ok(e.container_inspect(&key)?)).await else {
+            // Removed while waiting.
+            return None;
+        };
+        let ran = d.summary.started_at != started_at;
+        if !running(d.summary.status) && !ran {
+            continue;
+        }
+        let mine = {
+            let mut map = st.0.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let list = map.entry(id.to_string()).or_default();
+            let before = list.len();
+            list.retain(|p| p.token != token);
+            let mine = list.len() != before;
+            if list.is_empty() {
+                map.remove(id);
+            }
+            mine
+        };
+        if !mine {
+            // A start here took it: its stream is on the way.
+            return source.await.ok();
+        }
+        if !running(d.summary.status) {
+            // It ran and stopped between two looks: the attach ends, as
+            // docker's does when its container stops.
+            return None;
+        }
+        let key = id.to_string();
+        return st
+            .engine_owned(move |e| Ok(e.attach(&key, stdin, false, None)?))
+            .await
+            .ok();
+    }
 }
 
 fn new_exec_id() -> String {

@@ -490,3 +490,90 @@ fn output_shapes_match_a_private_dockerd() {
         );
     }
 }
+
+#[test]
+fn an_attach_waiting_for_a_start_by_the_berth_cli_gets_the_output() {
+    let Some(s) = Service::start() else { return };
+    // The container prints once /h/go exists, after the attach is in.
+    let dir = tempfile::tempdir().unwrap();
+    let bind = format!("{}:/h", dir.path().display());
+    s.docker(&[
+        "create",
+        "--name",
+        "waiter",
+        "-v",
+        &bind,
+        IMG,
+        "sh",
+        "-c",
+        "while [ ! -e /h/go ]; do sleep 0.1; done; echo out; echo err >&2",
+    ])
+    .ok();
+    let since = berth_tests::events_now();
+    let mut c = UnixStream::connect(&s.sock).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    write!(
+        c,
+        "POST /v1.41/containers/waiter/attach?stream=1&stdout=1&stderr=1 HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            c.read(&mut b).unwrap(),
+            1,
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(
+        head.contains("application/vnd.docker.multiplexed-stream"),
+        "{head}"
+    );
+    // Started by the other front end, not through this socket: the
+    // waiting attach notices and attaches (the engine records it).
+    s.berth.run(&["start", "waiter"]).ok();
+    wait_for("the server's attach", || {
+        let until = berth_tests::events_now();
+        s.docker(&[
+            "events",
+            "--since",
+            &since,
+            "--until",
+            &until,
+            "--filter",
+            "event=attach",
+            "--filter",
+            "container=waiter",
+            "--format",
+            "{{.Action}}",
+        ])
+        .stdout
+        .contains("attach")
+    });
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).unwrap();
+    // stdcopy frames: [stream, 0, 0, 0, len BE] + payload.
+    let mut got = Vec::new();
+    let mut rest = &out[..];
+    while rest.len() >= 8 {
+        let len = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
+        got.push((
+            rest[0],
+            String::from_utf8_lossy(&rest[8..8 + len]).into_owned(),
+        ));
+        rest = &rest[8 + len..];
+    }
+    assert!(rest.is_empty(), "{out:?}");
+    got.sort();
+    assert_eq!(
+        got,
+        vec![(1, "out\n".to_string()), (2, "err\n".to_string())]
+    );
+    s.docker(&["rm", "waiter"]).ok();
+}
