@@ -880,6 +880,10 @@ fn up(o: &mut Orchestrator, u: &UpArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// Foreground colours for log prefixes on a terminal (cyan, yellow,
+/// green, magenta, blue, then their bright forms).
+const COLOURS: [&str; 10] = ["36", "33", "32", "35", "34", "96", "93", "92", "95", "94"];
+
 /// Prints the containers' logs, each line prefixed by the container's
 /// name; with `follow`, until every stream ends or `stop` is set.
 fn follow_logs(
@@ -894,7 +898,8 @@ fn follow_logs(
     let width = list.iter().map(|c| c.name.len()).max().unwrap_or(0);
     let out = Arc::new(Mutex::new(()));
     let mut threads = Vec::new();
-    for c in list {
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    for (i, c) in list.iter().enumerate() {
         let conn = o.connect()?;
         let mut stream = conn.logs(LogsOptions {
             id: c.id.clone(),
@@ -904,10 +909,14 @@ fn follow_logs(
             until: None,
             timestamps,
         })?;
-        let head = if prefix {
-            format!("{:width$} | ", c.name)
-        } else {
+        let head = if !prefix {
             String::new()
+        } else if colour {
+            // docker compose's rotation of ANSI colours, one per container.
+            let code = COLOURS[i % COLOURS.len()];
+            format!("\x1b[{code}m{:width$} |\x1b[0m ", c.name)
+        } else {
+            format!("{:width$} | ", c.name)
         };
         let out = out.clone();
         threads.push(std::thread::spawn(move || {
