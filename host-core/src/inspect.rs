@@ -160,12 +160,15 @@ pub fn container_json(
         "MemorySwappiness": null, "OomKillDisable": false, "PidsLimit": cfg.pids_limit,
         "Ulimits": null, "CpuCount": 0, "CpuPercent": 0,
         "IOMaximumIOps": 0, "IOMaximumBandwidth": 0,
-        "MaskedPaths": [
+        // A privileged container has none (docker: null).
+        "MaskedPaths": if cfg.privileged { Value::Null } else { json!([
             "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
             "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
             "/sys/firmware", "/sys/devices/virtual/powercap"
-        ],
-        "ReadonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+        ]) },
+        "ReadonlyPaths": if cfg.privileged { Value::Null } else {
+            json!(["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"])
+        }
     });
     if let (Some(h), Value::Object(r)) = (host.as_object_mut(), resources) {
         h.extend(r);

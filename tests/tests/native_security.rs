@@ -475,6 +475,9 @@ fn custom_profiles_and_refusals() {
     let h = &b.inspect("priv")["HostConfig"];
     assert_eq!(h["Privileged"], true);
     assert_eq!(h["SecurityOpt"], serde_json::json!(["label=disable"]));
+    assert_eq!(h["MaskedPaths"], serde_json::Value::Null);
+    assert_eq!(h["ReadonlyPaths"], serde_json::Value::Null);
+    assert!(b.inspect("insp")["HostConfig"]["MaskedPaths"].is_array());
     assert_eq!(h["CapAdd"], serde_json::Value::Null);
 
     // Refusals, with docker's words where docker has them; exit 125.
