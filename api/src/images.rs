@@ -252,13 +252,7 @@ pub(crate) async fn create(
             .clone()
             .or_else(|| r.tag.clone())
             .unwrap_or_default();
-        p.status(
-            Some(tag),
-            &format!(
-                "Pulling from {}",
-                r.familiar().split([':', '@']).next().unwrap_or("")
-            ),
-        );
+        p.status(Some(tag), &format!("Pulling from {}", r.path));
         let connect = || iso.connect();
         let upload: Option<&dyn Fn() -> anyhow::Result<berth_host::engine::Engine>> =
             iso.has_engine().then_some(&connect);
