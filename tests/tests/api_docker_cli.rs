@@ -577,3 +577,52 @@ fn an_attach_waiting_for_a_start_by_the_berth_cli_gets_the_output() {
     );
     s.docker(&["rm", "waiter"]).ok();
 }
+
+#[test]
+fn pulls_through_the_socket_from_a_local_registry() {
+    if let Some(why) = berth_tests::registry::tools_missing() {
+        skip(&why);
+        return;
+    }
+    let Some(s) = Service::start() else { return };
+    let reg = berth_tests::registry::Registry::start(false);
+    let src = format!("oci-archive:{}", berth_tests::default_image().display());
+    reg.seed(&src, "api/pulled:v1", "");
+    let name = format!("{}/api/pulled:v1", reg.host());
+    let out = s.docker(&["pull", &name]).ok();
+    assert!(
+        out.stdout.contains("Pulling from api/pulled"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("Status: Downloaded newer image for {name}")),
+        "{}",
+        out.stdout
+    );
+    let images = s
+        .docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .ok();
+    assert!(
+        lines(&images.stdout).contains(&name.as_str()),
+        "{}",
+        images.stdout
+    );
+    // A run of an image the engine lacks: the CLI pulls it, then runs it.
+    reg.seed(&src, "api/run-me:v1", "");
+    let name = format!("{}/api/run-me:v1", reg.host());
+    let out = s
+        .docker(&["run", "--rm", &name, "echo", "pulled-and-ran"])
+        .ok();
+    assert_eq!(
+        out.stdout.lines().last(),
+        Some("pulled-and-ran"),
+        "{}",
+        out.stdout
+    );
+    // An unreachable registry ends the progress stream with an error.
+    let out = s.docker(&["pull", "127.0.0.1:1/none:v1"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("127.0.0.1:1"), "{}", out.stderr);
+}
