@@ -1096,17 +1096,33 @@ fn security_flags_match_docker() {
         "true",
     ]);
     p.same(&["create", "--name", "plain", DEFAULT_IMAGE, "true"]);
-    for name in ["sec", "plain"] {
+    p.same(&[
+        "create",
+        "--name",
+        "priv",
+        "--privileged",
+        "--security-opt",
+        "no-new-privileges:true",
+        DEFAULT_IMAGE,
+        "true",
+    ]);
+    for name in ["sec", "plain", "priv"] {
         let (d, b) = p.both(&["inspect", name]);
         assert_eq!((d.code, b.code), (0, 0), "{name}: {}", b.stderr);
         let d: serde_json::Value = serde_json::from_str(&d.stdout).unwrap();
         let b: serde_json::Value = serde_json::from_str(&b.stdout).unwrap();
-        for ptr in [
+        let mut fields = vec![
             "/HostConfig/CapAdd",
             "/HostConfig/CapDrop",
             "/HostConfig/Privileged",
             "/HostConfig/SecurityOpt",
-        ] {
+        ];
+        // Other containers' lists are each engine's own; a privileged
+        // container has none.
+        if name == "priv" {
+            fields.extend(["/HostConfig/MaskedPaths", "/HostConfig/ReadonlyPaths"]);
+        }
+        for ptr in fields {
             assert_eq!(
                 d[0].pointer(ptr),
                 b[0].pointer(ptr),
