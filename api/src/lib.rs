@@ -6,6 +6,9 @@
 //! - [`version`], [`filters`], [`stdcopy`]: the protocol's small parts.
 //! - The endpoint modules: containers, streams (start, wait, attach,
 //!   exec, logs, events), images, volumes, networks, system.
+//!
+//! Unix hosts only (a Unix socket, `umask`): empty elsewhere.
+#![cfg(unix)]
 
 mod containers;
 pub mod error;

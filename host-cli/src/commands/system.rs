@@ -20,6 +20,7 @@ pub struct ServiceArgs {
 
 pub fn run(iso: Isolation, c: &SystemCommand) -> Result<i32> {
     match c {
+        #[cfg(unix)]
         SystemCommand::Service(a) => {
             let socket = a.socket.clone().unwrap_or_else(berth_api::default_socket);
             eprintln!(
@@ -33,12 +34,17 @@ pub fn run(iso: Isolation, c: &SystemCommand) -> Result<i32> {
             })?;
             Ok(0)
         }
+        #[cfg(not(unix))]
+        SystemCommand::Service(a) => {
+            let _ = (iso, &a.socket);
+            anyhow::bail!("the Docker Engine API socket needs a Unix host")
+        }
     }
 }
 
 /// Prints the `DOCKER_HOST` to export for the default socket.
 pub fn docker_env() -> Result<i32> {
-    let socket = berth_api::default_socket();
+    let socket = berth_host::paths::state_dir().join("docker.sock");
     println!("export DOCKER_HOST=unix://{}", socket.display());
     println!("# serve it with: berth system service");
     println!(
