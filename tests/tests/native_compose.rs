@@ -430,6 +430,21 @@ fn errors_unknown_service_and_bad_file() {
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("ports"), "{}", out.stderr);
 
+    // A value berth cannot run is refused before anything is made.
+    write(
+        d,
+        "compose.yaml",
+        "services:\n  web:\n    image: berth/busybox\n    restart: sometimes\n",
+    );
+    let out = compose(&b, d, &["up", "-d"]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("invalid restart policy \"sometimes\""),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("Network"), "{}", out.stderr);
+
     let empty = tempfile::tempdir().unwrap();
     let out = compose(&b, empty.path(), &["ps"]);
     assert_ne!(out.code, 0);

@@ -826,16 +826,6 @@ fn up(o: &mut Orchestrator, u: &UpArgs) -> anyhow::Result<i32> {
         Ok(s) => s,
         Err(e) => return Ok(fail(e)),
     };
-    o.check_services(&u.services)?;
-    o.check_services(&scale.keys().cloned().collect::<Vec<_>>())?;
-    let code = images_for_up(o, u)?;
-    if code != 0 {
-        return Ok(code);
-    }
-    let orphans = o.orphans()?;
-    if !orphans.is_empty() && !u.remove_orphans {
-        warn_orphans(o.project, &orphans);
-    }
     let opts = UpOptions {
         services: u.services.clone(),
         no_deps: u.no_deps,
@@ -845,6 +835,15 @@ fn up(o: &mut Orchestrator, u: &UpArgs) -> anyhow::Result<i32> {
         scale,
         no_start: false,
     };
+    o.check_up(&opts)?;
+    let code = images_for_up(o, u)?;
+    if code != 0 {
+        return Ok(code);
+    }
+    let orphans = o.orphans()?;
+    if !orphans.is_empty() && !u.remove_orphans {
+        warn_orphans(o.project, &orphans);
+    }
     o.up(&opts, &mut print_progress)?;
     if u.wait {
         for s in o.selection(&u.services, u.no_deps)? {

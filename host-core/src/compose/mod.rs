@@ -539,13 +539,23 @@ impl<'p> Orchestrator<'p> {
             .collect())
     }
 
+    /// What `up` refuses before it makes anything: an unknown service
+    /// (named or scaled), a service berth cannot turn into a container.
+    pub fn check_up(&self, o: &UpOptions) -> Result<()> {
+        for s in o.scale.keys() {
+            self.service(s)?;
+        }
+        for s in self.selection(&o.services, o.no_deps)? {
+            spec::service_config(self.project, s)?;
+        }
+        Ok(())
+    }
+
     /// `up`: networks, volumes, then each service in dependency order,
     /// waiting for its dependencies' conditions first; a service's
     /// containers are recreated only when its config hash changed.
     pub fn up(&mut self, o: &UpOptions, report: Report) -> Result<()> {
-        for s in o.scale.keys() {
-            self.service(s)?;
-        }
+        self.check_up(o)?;
         let services = self.selection(&o.services, o.no_deps)?;
         let orphans = self.orphans()?;
         if o.remove_orphans {
