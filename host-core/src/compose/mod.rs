@@ -479,21 +479,8 @@ impl<'p> Orchestrator<'p> {
         remove_container(&mut self.engine, c, timeout, volumes, report)
     }
 
-    /// Each service's depth in the dependency graph: 0 for one that needs
-    /// no other.
     fn levels(&self) -> Result<BTreeMap<String, usize>> {
-        let mut lv: BTreeMap<String, usize> = BTreeMap::new();
-        for s in self.order()? {
-            let l = s
-                .dependencies()
-                .iter()
-                .filter_map(|d| lv.get(d))
-                .map(|l| l + 1)
-                .max()
-                .unwrap_or(0);
-            lv.insert(s.name.clone(), l);
-        }
-        Ok(lv)
+        dependency_levels(self.project)
     }
 
     /// Runs `f` on every container of `list`, dependents before what they
@@ -819,6 +806,24 @@ impl<'p> Orchestrator<'p> {
         cfg.restart = Default::default();
         self.prepare(cfg)
     }
+}
+
+/// Each service's depth in the dependency graph: 0 for one that needs no
+/// other, else one more than the deepest it needs. `up` goes through the
+/// levels upwards, `down` downwards.
+pub fn dependency_levels(project: &Project) -> Result<BTreeMap<String, usize>> {
+    let mut lv: BTreeMap<String, usize> = BTreeMap::new();
+    for s in project.services_in_dependency_order()? {
+        let l = s
+            .dependencies()
+            .iter()
+            .filter_map(|d| lv.get(d))
+            .map(|l| l + 1)
+            .max()
+            .unwrap_or(0);
+        lv.insert(s.name.clone(), l);
+    }
+    Ok(lv)
 }
 
 /// Runs `f` on every item at once, a thread each. Progress is reported

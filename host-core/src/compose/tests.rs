@@ -90,3 +90,17 @@ fn healthcheck_restart_and_hostile_values() {
     let e = spec::service_config(&bad, &bad.services["x"]).unwrap_err();
     assert!(e.to_string().contains("restart"), "{e}");
 }
+
+#[test]
+fn dependency_levels_follow_depends_on_and_links() {
+    let d = tempfile::tempdir().unwrap();
+    let p = load(
+        d.path(),
+        "services:\n  db:\n    image: busybox\n  cache:\n    image: busybox\n  api:\n    image: busybox\n    depends_on: [db]\n    links: [cache]\n  web:\n    image: busybox\n    depends_on:\n      api: {condition: service_healthy}\n",
+    );
+    let lv = super::dependency_levels(&p).unwrap();
+    assert_eq!(lv["db"], 0);
+    assert_eq!(lv["cache"], 0);
+    assert_eq!(lv["api"], 1);
+    assert_eq!(lv["web"], 2);
+}
