@@ -397,3 +397,52 @@ fn sparse_files_pass_4_gib_on_binds_and_volumes() {
         5_368_709_121
     );
 }
+
+/// The command may live in a mount: docker resolves it in the container's
+/// view, binds and volumes included (the image's own file under a bind's
+/// mount point is hidden). `exec` and PATH lookups see the same.
+#[test]
+fn commands_run_from_binds_and_volumes() {
+    let b = Berth::new().with_default_image();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("hello");
+    std::fs::write(&script, "#!/bin/sh\necho hello from $0\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let t = format!("{}:/t", dir.path().display());
+    let o = b.run(&["run", "--rm", "-v", &t, IMG, "/t/hello"]).ok();
+    assert_eq!(o.stdout, "hello from /t/hello\n");
+    let o = b
+        .run(&["run", "--rm", "-v", &t, "-e", "PATH=/t:/bin", IMG, "hello"])
+        .ok();
+    assert_eq!(o.stdout, "hello from /t/hello\n");
+    // A bind over /bin hides the image's sh: not found, as in docker.
+    let o = b.run(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{}:/bin", dir.path().display()),
+        IMG,
+        "/bin/sh",
+    ]);
+    assert_eq!(o.code, 127, "{}", o.stderr);
+    // A volume, and exec into a running container.
+    b.run(&[
+        "run", "--rm", "-v", "tools:/v", "-v", &t, IMG, "cp", "/t/hello", "/v/hello",
+    ])
+    .ok();
+    let name = "cmd-in-volume";
+    b.run(&[
+        "run", "-d", "--name", name, "-v", "tools:/v", IMG, "sleep", "300",
+    ])
+    .ok();
+    let o = b.run(&["exec", name, "/v/hello"]).ok();
+    assert_eq!(o.stdout, "hello from /v/hello\n");
+    b.run(&["rm", "-f", name]).ok();
+    // Still refused when it is not there.
+    let o = b.run(&["run", "--rm", "-v", &t, IMG, "/t/missing"]);
+    assert_eq!(o.code, 127);
+    assert!(o.stderr.contains("/t/missing"), "{}", o.stderr);
+}

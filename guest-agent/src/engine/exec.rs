@@ -210,7 +210,7 @@ fn run_exec(
             ),
         });
     }
-    shim::check_executable(&paths.rootfs, &c.cmd, &env, &cwd)?;
+    shim::check_executable(&paths.rootfs, &rec.mounts, &c.cmd, &env, &cwd)?;
     let privileges =
         super::security::Privileges::resolve(&rec.config).map_err(StartError::engine)?;
     let mut process = spec::process(

@@ -512,7 +512,7 @@ fn probe(root: &Path, id: &str) -> Result<ProbeOutcome, String> {
         super::events::container(root, &rec, what, extra);
     };
     events(&format!("exec_create: {}", argv.join(" ")), &attrs);
-    if let Err(e) = shim::check_executable(&paths.rootfs, &argv, &env, &rec.workdir) {
+    if let Err(e) = shim::check_executable(&paths.rootfs, &rec.mounts, &argv, &env, &rec.workdir) {
         return Err(format!(
             "OCI runtime exec failed: exec failed: unable to start container process: {}: unknown",
             e.message

@@ -211,9 +211,50 @@ pub fn mount_rootfs(
     .map_err(|e| format!("mounting overlay root filesystem: {e}"))
 }
 
-/// Finds the executable the way execvp would, inside the container root.
+/// Where `inner` (an absolute path in the container) is found from the
+/// engine's side: under the bind or volume mounted deepest above it (its
+/// source), else in the root filesystem. The container's own mounts are
+/// not visible from here (natively they live in its mount namespace, and
+/// at start they do not exist yet), so `run -v /opt/tools:/t IMAGE
+/// /t/prog` must be looked up in `/opt/tools`. A tmpfs is empty at start:
+/// nothing is found under one.
+pub(super) fn locate_in_container(
+    rootfs: &Path,
+    mounts: &[berth_protocol::MountPoint],
+    inner: &Path,
+) -> std::io::Result<Option<PathBuf>> {
+    // `..` is taken lexically before the mount is chosen, so `/p/../q`
+    // is looked up under `/q`'s mount, not inside `/p`'s source.
+    let mut normal = PathBuf::from("/");
+    for c in inner.components() {
+        match c {
+            std::path::Component::Normal(n) => normal.push(n),
+            std::path::Component::ParentDir => {
+                normal.pop();
+            }
+            _ => {}
+        }
+    }
+    let inner = normal.as_path();
+    let deepest = mounts
+        .iter()
+        .filter_map(|m| {
+            let rest = inner.strip_prefix(&m.destination).ok()?;
+            Some((Path::new(&m.destination).components().count(), m, rest))
+        })
+        .max_by_key(|(depth, _, _)| *depth);
+    match deepest {
+        Some((_, m, _)) if m.kind == berth_protocol::MountType::Tmpfs => Ok(None),
+        Some((_, m, rest)) => secure_join(Path::new(&m.source), rest).map(Some),
+        None => secure_join(rootfs, inner).map(Some),
+    }
+}
+
+/// Finds the executable the way execvp would, inside the container root
+/// and its mounts.
 pub(super) fn check_executable(
     rootfs: &Path,
+    mounts: &[berth_protocol::MountPoint],
     args: &[String],
     env: &[String],
     cwd: &str,
@@ -235,8 +276,9 @@ pub(super) fn check_executable(
         } else {
             Path::new(cwd).join(cmd)
         };
-        let host = secure_join(rootfs, &inner).map_err(|e| StartError::engine(e.to_string()))?;
-        return match is_exec(&host) {
+        let host = locate_in_container(rootfs, mounts, &inner)
+            .map_err(|e| StartError::engine(e.to_string()))?;
+        return match host.as_deref().and_then(is_exec) {
             Some(true) => Ok(()),
             Some(false) => Err(StartError {
                 kind: ErrorKind::CommandNotExecutable,
@@ -257,9 +299,9 @@ pub(super) fn check_executable(
         .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     let mut found_non_exec = false;
     for dir in path.split(':').filter(|d| !d.is_empty()) {
-        let host = secure_join(rootfs, &Path::new(dir).join(cmd))
+        let host = locate_in_container(rootfs, mounts, &Path::new(dir).join(cmd))
             .map_err(|e| StartError::engine(e.to_string()))?;
-        match is_exec(&host) {
+        match host.as_deref().and_then(is_exec) {
             Some(true) => return Ok(()),
             Some(false) => found_non_exec = true,
             None => {}
@@ -456,7 +498,7 @@ fn start(
         std::fs::create_dir_all(&cwd)
             .map_err(|e| StartError::engine(format!("creating working directory: {e}")))?;
     }
-    check_executable(&paths.rootfs, &rec.args, &env, &rec.workdir)?;
+    check_executable(&paths.rootfs, &rec.mounts, &rec.args, &env, &rec.workdir)?;
     phases.mark("user+cwd+exe");
     let mode = net::container::mode(engine, rec);
     netns::remove(&paths.netns);
@@ -1075,5 +1117,69 @@ fn reap(pid: Pid) -> Option<i32> {
             Ok(WaitStatus::StillAlive) | Err(_) => return result,
             Ok(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_protocol::{MountPoint, MountType};
+
+    fn point(kind: MountType, source: &Path, dest: &str) -> MountPoint {
+        MountPoint {
+            kind,
+            name: None,
+            source: source.to_string_lossy().into_owned(),
+            destination: dest.into(),
+            mode: String::new(),
+            rw: true,
+            propagation: String::new(),
+            anonymous: false,
+            non_recursive: false,
+            copy_up: false,
+            tmpfs_options: Vec::new(),
+        }
+    }
+
+    fn touch_exec(p: &Path) {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn executables_are_found_in_binds_volumes_and_the_root() {
+        let root = tempfile::tempdir().unwrap();
+        let bind = tempfile::tempdir().unwrap();
+        let vol = tempfile::tempdir().unwrap();
+        touch_exec(&root.path().join("bin/sh"));
+        touch_exec(&bind.path().join("prog"));
+        touch_exec(&vol.path().join("bin/tool"));
+        // The root has its own /p/prog-less mount point directories.
+        std::fs::create_dir_all(root.path().join("p")).unwrap();
+        touch_exec(&root.path().join("p/shadowed"));
+        let mounts = [
+            point(MountType::Bind, bind.path(), "/p"),
+            point(MountType::Volume, vol.path(), "/p/v"),
+            point(MountType::Tmpfs, Path::new(""), "/scratch"),
+        ];
+        let env = ["PATH=/p/v/bin:/bin".to_string()];
+        let check = |cmd: &str| {
+            check_executable(root.path(), &mounts, &[cmd.to_string()], &env, "/")
+                .map_err(|e| e.code)
+        };
+        assert_eq!(check("/p/prog"), Ok(()));
+        assert_eq!(check("/p/v/bin/tool"), Ok(()));
+        // PATH lookup reaches into the volume nested under the bind.
+        assert_eq!(check("tool"), Ok(()));
+        assert_eq!(check("sh"), Ok(()));
+        // The bind hides what the image has under its mount point; a tmpfs
+        // is empty at start; `..` cannot climb out of the bind's source.
+        assert_eq!(check("/p/shadowed"), Err(127));
+        assert_eq!(check("/scratch/x"), Err(127));
+        assert_eq!(check("/p/../p/prog"), Ok(()));
+        assert_eq!(check("/p/../bin/sh"), Ok(()));
+        std::fs::write(bind.path().join("data"), "x").unwrap();
+        assert_eq!(check("/p/data"), Err(126));
     }
 }
