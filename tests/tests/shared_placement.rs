@@ -8,7 +8,9 @@
 //!   command, stdin, a created working directory), the sweep's masking;
 //! - a named volume on the machine's data disk; a bind mount of a shared
 //!   host folder (virtio-fs), read-write and read-only; an unshared one
-//!   refused.
+//!   refused;
+//! - docker's default seccomp profile, and `seccomp=unconfined`, in the
+//!   guest kernel.
 //!
 //! Why this subset: each container start in an emulated guest kernel costs
 //! about 20 s on this project's 2-core kvm_pvm machines, and CI has 90
@@ -162,6 +164,68 @@ fn machine_vm_runs_builds_and_talks_to_registries_like_native() {
         o.stderr
     );
     timing("shared_placement", "named volume, shared folder", t);
+
+    // docker's default seccomp profile holds in the machine's kernel too:
+    // the probe (tests/probe/seccomp_probe.c, see native_security.rs for
+    // the breadth) reaches the container through the shared folder. Under
+    // the default profile each call is refused by the filter (EPERM);
+    // under seccomp=unconfined the calls reach the guest kernel, which
+    // rejects their bad arguments (or lacks the call) with other errors.
+    if berth_tests::have("gcc") {
+        let probe = shared.path().join("seccomp_probe");
+        let o = std::process::Command::new("gcc")
+            .args(["-static", "-O1", "-o"])
+            .arg(&probe)
+            .arg(berth_tests::workspace().join("tests/probe/seccomp_probe.c"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let answers = |flags: &[&str]| -> std::collections::BTreeMap<String, String> {
+            let mount = format!("{sd}:/p:ro");
+            let mut args = vec!["run", "--rm", "-v", &mount];
+            args.extend_from_slice(flags);
+            args.extend_from_slice(&[DEFAULT_IMAGE, "/p/seccomp_probe"]);
+            let o = b.run(&args).ok();
+            o.stdout
+                .lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let blocked = [
+            "unshare_user",
+            "unshare_bad",
+            "keyctl",
+            "add_key",
+            "mount_bad",
+            "swapon",
+            "reboot",
+            "init_module",
+            "bpf",
+            "clone_ns",
+            "personality",
+        ];
+        let m = answers(&[]);
+        for k in blocked {
+            assert_eq!(m.get(k).map(String::as_str), Some("EPERM"), "{k}: {m:?}");
+        }
+        assert_eq!(m.get("fork").map(String::as_str), Some("OK"), "{m:?}");
+        let m = answers(&["--security-opt", "seccomp=unconfined"]);
+        for k in [
+            "unshare_bad",
+            "keyctl",
+            "add_key",
+            "mount_bad",
+            "clone_ns",
+            "swapon",
+        ] {
+            let got = m.get(k).map(String::as_str);
+            assert!(got.is_some() && got != Some("EPERM"), "{k}: {m:?}");
+        }
+        timing("shared_placement", "seccomp default and unconfined", t);
+    } else {
+        skip("gcc not installed (the seccomp probe is a static C program)");
+    }
 
     // build: steps run in the guest; the result runs there too.
     let reg = Registry::start(false);
