@@ -76,8 +76,12 @@ q_boot=$(awk '{print $(NF-1)}' <<<"$eng")
 b_vsock=$(row "berth only: launch -> ready on vsock" | awk '{print $(NF-2)}')
 # PERF=1 (passed on to boot.sh): emulated guest instructions of each boot.
 insns=$(row "emulated guest instructions, last marker (M)" || true)
-b_insns=$(awk '{print $(NF-2)}' <<<"$insns")
-q_insns=$(awk '{print $(NF-1)}' <<<"$insns")
+b_insns=""
+q_insns=""
+if [ -n "$insns" ]; then
+    b_insns=$(awk '{print $(NF-2)}' <<<"$insns")
+    q_insns=$(awk '{print $(NF-1)}' <<<"$insns")
+fi
 
 # ------------------------------------------------------------------ 2. machine start
 log "2/5 berth machine start"
