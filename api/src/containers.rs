@@ -483,21 +483,9 @@ pub(crate) async fn restart(
     .await
 }
 
-/// A signal by name (`KILL`, `SIGKILL`) or number.
-pub(crate) fn parse_signal(s: &str) -> Option<i32> {
-    if let Ok(n) = s.parse::<i32>() {
-        return (1..=64).contains(&n).then_some(n);
-    }
-    let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") {
-        up
-    } else {
-        format!("SIG{up}")
-    };
-    name.parse::<nix::sys::signal::Signal>()
-        .ok()
-        .map(|s| s as i32)
-}
+/// A signal by name (`KILL`, `SIGKILL`) or number, as the guest numbers
+/// it (not the host: the API also runs on macOS).
+pub(crate) use berth_host::platform::parse_linux_signal as parse_signal;
 
 pub(crate) async fn kill(
     State(st): State<AppState>,

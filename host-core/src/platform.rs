@@ -147,6 +147,7 @@ pub mod linux_signals {
     pub const SIGPIPE: i32 = 13;
     pub const SIGALRM: i32 = 14;
     pub const SIGTERM: i32 = 15;
+    pub const SIGSTKFLT: i32 = 16;
     pub const SIGCHLD: i32 = 17;
     pub const SIGCONT: i32 = 18;
     pub const SIGSTOP: i32 = 19;
@@ -160,7 +161,55 @@ pub mod linux_signals {
     pub const SIGPROF: i32 = 27;
     pub const SIGWINCH: i32 = 28;
     pub const SIGIO: i32 = 29;
+    pub const SIGPWR: i32 = 30;
     pub const SIGSYS: i32 = 31;
+}
+
+/// A signal by name (`TERM`, `SIGTERM`, `term`) or number (1–64), as the
+/// Linux guest numbers it ([`linux_signals`]): the one parser for the CLI
+/// and the Engine API server.
+pub fn parse_linux_signal(s: &str) -> Option<i32> {
+    use linux_signals as g;
+    let t = s.trim();
+    if let Ok(n) = t.parse::<i32>() {
+        return (1..=64).contains(&n).then_some(n);
+    }
+    let up = t.to_ascii_uppercase();
+    let name = up.strip_prefix("SIG").unwrap_or(&up);
+    let table = [
+        ("HUP", g::SIGHUP),
+        ("INT", g::SIGINT),
+        ("QUIT", g::SIGQUIT),
+        ("ILL", g::SIGILL),
+        ("TRAP", g::SIGTRAP),
+        ("ABRT", g::SIGABRT),
+        ("BUS", g::SIGBUS),
+        ("FPE", g::SIGFPE),
+        ("KILL", g::SIGKILL),
+        ("USR1", g::SIGUSR1),
+        ("SEGV", g::SIGSEGV),
+        ("USR2", g::SIGUSR2),
+        ("PIPE", g::SIGPIPE),
+        ("ALRM", g::SIGALRM),
+        ("TERM", g::SIGTERM),
+        ("STKFLT", g::SIGSTKFLT),
+        ("CHLD", g::SIGCHLD),
+        ("CONT", g::SIGCONT),
+        ("STOP", g::SIGSTOP),
+        ("TSTP", g::SIGTSTP),
+        ("TTIN", g::SIGTTIN),
+        ("TTOU", g::SIGTTOU),
+        ("URG", g::SIGURG),
+        ("XCPU", g::SIGXCPU),
+        ("XFSZ", g::SIGXFSZ),
+        ("VTALRM", g::SIGVTALRM),
+        ("PROF", g::SIGPROF),
+        ("WINCH", g::SIGWINCH),
+        ("IO", g::SIGIO),
+        ("PWR", g::SIGPWR),
+        ("SYS", g::SIGSYS),
+    ];
+    table.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
 }
 
 #[cfg(test)]
@@ -182,10 +231,26 @@ mod tests {
             (g::SIGIO, libc::SIGIO),
             (g::SIGSYS, libc::SIGSYS),
             (g::SIGTERM, libc::SIGTERM),
+            (g::SIGSTKFLT, libc::SIGSTKFLT),
+            (g::SIGPWR, libc::SIGPWR),
         ];
         for (guest, host) in pairs {
             assert_eq!(guest, host);
         }
+    }
+
+    #[test]
+    fn signals_by_name_or_number() {
+        use super::parse_linux_signal as p;
+        assert_eq!(p("SIGTERM"), Some(15));
+        assert_eq!(p("hup"), Some(1));
+        // The guest's number on every host (macOS's SIGUSR1 is 30).
+        assert_eq!(p("usr1"), Some(10));
+        assert_eq!(p("PWR"), Some(30));
+        assert_eq!(p("34"), Some(34));
+        assert_eq!(p("0"), None);
+        assert_eq!(p("65"), None);
+        assert_eq!(p("BOGUS"), None);
     }
 
     #[test]

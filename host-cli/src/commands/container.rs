@@ -9,11 +9,9 @@ use crate::commands::run::{attach, parse_bytes, parse_restart, Report};
 use crate::engine::Engine;
 use crate::fmt::{binary_size, table};
 use crate::placement::Isolation;
-use berth_host::engine::ContainerUpdate;
-// Signals go to the Linux guest: its numbers, not the host's.
-use crate::platform::linux_signals as libc;
 use crate::tty::window_size;
 use anyhow::{bail, Result};
+use berth_host::engine::ContainerUpdate;
 use berth_protocol::mux::{self, Kind};
 use berth_protocol::{ApiError, CommitOptions, ErrorKind, ExecConfig, LogsOptions, StatsSample};
 use std::io::{IsTerminal, Write};
@@ -137,47 +135,8 @@ pub struct KillArgs {
     containers: Vec<String>,
 }
 
-/// Parses a signal name or number.
-pub fn parse_signal(s: &str) -> Option<i32> {
-    let t = s.trim();
-    if let Ok(n) = t.parse::<i32>() {
-        return (1..=64).contains(&n).then_some(n);
-    }
-    let up = t.to_ascii_uppercase();
-    let name = up.strip_prefix("SIG").unwrap_or(&up);
-    let table = [
-        ("HUP", libc::SIGHUP),
-        ("INT", libc::SIGINT),
-        ("QUIT", libc::SIGQUIT),
-        ("ILL", libc::SIGILL),
-        ("TRAP", libc::SIGTRAP),
-        ("ABRT", libc::SIGABRT),
-        ("BUS", libc::SIGBUS),
-        ("FPE", libc::SIGFPE),
-        ("KILL", libc::SIGKILL),
-        ("USR1", libc::SIGUSR1),
-        ("SEGV", libc::SIGSEGV),
-        ("USR2", libc::SIGUSR2),
-        ("PIPE", libc::SIGPIPE),
-        ("ALRM", libc::SIGALRM),
-        ("TERM", libc::SIGTERM),
-        ("CHLD", libc::SIGCHLD),
-        ("CONT", libc::SIGCONT),
-        ("STOP", libc::SIGSTOP),
-        ("TSTP", libc::SIGTSTP),
-        ("TTIN", libc::SIGTTIN),
-        ("TTOU", libc::SIGTTOU),
-        ("URG", libc::SIGURG),
-        ("XCPU", libc::SIGXCPU),
-        ("XFSZ", libc::SIGXFSZ),
-        ("VTALRM", libc::SIGVTALRM),
-        ("PROF", libc::SIGPROF),
-        ("WINCH", libc::SIGWINCH),
-        ("IO", libc::SIGIO),
-        ("SYS", libc::SIGSYS),
-    ];
-    table.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
-}
+/// Parses a signal name or number (the guest's numbers).
+pub use berth_host::platform::parse_linux_signal as parse_signal;
 
 pub fn kill(iso: Isolation, a: &KillArgs) -> Result<i32> {
     let Some(sig) = parse_signal(&a.signal) else {
