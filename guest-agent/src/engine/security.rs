@@ -360,29 +360,13 @@ pub fn seccomp_executor(
 mod tests {
     use super::*;
 
+    /// docker's default set plus three more the engine could grant.
     fn known() -> Vec<String> {
-        [
-            "CAP_CHOWN",
-            "CAP_DAC_OVERRIDE",
-            "CAP_FSETID",
-            "CAP_FOWNER",
-            "CAP_MKNOD",
-            "CAP_NET_RAW",
-            "CAP_SETGID",
-            "CAP_SETUID",
-            "CAP_SETFCAP",
-            "CAP_SETPCAP",
-            "CAP_NET_BIND_SERVICE",
-            "CAP_SYS_CHROOT",
-            "CAP_KILL",
-            "CAP_AUDIT_WRITE",
-            "CAP_SYS_ADMIN",
-            "CAP_NET_ADMIN",
-            "CAP_SYS_TIME",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+        DEFAULT_CAPS
+            .iter()
+            .chain(&["CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_SYS_TIME"])
+            .map(|s| s.to_string())
+            .collect()
     }
 
     fn cfg(add: &[&str], drop: &[&str]) -> ContainerConfig {
