@@ -563,10 +563,22 @@ impl ContainerStore {
     /// Deletes a stopped container's files: unmounts what is mounted, then
     /// moves the directory aside and deletes it without crossing mounts.
     pub fn remove_files(&self, id: &str) -> std::io::Result<()> {
+        match self.detach_files(id)? {
+            Some(trash) => remove_tree_same_fs(&trash),
+            None => Ok(()),
+        }
+    }
+
+    /// The part of [`Self::remove_files`] that makes the container gone:
+    /// unmounts, moves its directory into the engine's tmp/ and records
+    /// `destroy`. Returns the moved directory, which the caller deletes
+    /// (tmp/ is emptied at the next engine start should that not happen);
+    /// `None` when there was nothing to remove.
+    pub fn detach_files(&self, id: &str) -> std::io::Result<Option<std::path::PathBuf>> {
         let _g = self.lock.lock().unwrap();
         let paths = ContainerPaths::new(&self.layout, id);
         if !paths.dir.exists() {
-            return Ok(());
+            return Ok(None);
         }
         for m in [&paths.rootfs, &paths.netns] {
             if is_mounted(m) {
@@ -582,7 +594,7 @@ impl ContainerStore {
         let trash = self.layout.tmp().join(format!("rm-{id}"));
         std::fs::rename(&paths.dir, &trash)?;
         rec.inspect(|r| super::events::container(self.layout.root(), r, "destroy", &[]));
-        remove_tree_same_fs(&trash)
+        Ok(Some(trash))
     }
 }
 

@@ -416,7 +416,7 @@ pub fn run(root: &Path, id: &str, wait_attach: bool) -> i32 {
 
 /// Tears down what a run set up; removes the container when asked to.
 fn cleanup(engine: &Engine, rec: &ContainerRecord, paths: &ContainerPaths) {
-    teardown(engine, rec, paths);
+    teardown(engine, rec, paths, &mut Phases::new(&rec.id));
     if rec.config.auto_remove && engine.containers.remove_files(&rec.id).is_ok() {
         engine.containers.remove_anonymous_volumes(rec);
     }
@@ -424,17 +424,21 @@ fn cleanup(engine: &Engine, rec: &ContainerRecord, paths: &ContainerPaths) {
 
 /// Unmounts and deletes what a run set up (runtime state, rootfs mount,
 /// network namespace, sockets).
-fn teardown(engine: &Engine, rec: &ContainerRecord, paths: &ContainerPaths) {
+fn teardown(engine: &Engine, rec: &ContainerRecord, paths: &ContainerPaths, phases: &mut Phases) {
     let runtime = engine.layout().runtime().join(&rec.id);
     if runtime.exists() {
         if let Ok(mut c) = libcontainer::container::Container::load(runtime.clone()) {
             let _ = c.delete(true);
         }
+        phases.mark("delete");
         let _ = std::fs::remove_dir_all(&runtime);
     }
     let _ = nix::mount::umount2(&paths.rootfs, nix::mount::MntFlags::MNT_DETACH);
+    phases.mark("umount");
     net::container::teardown(engine, rec);
+    phases.mark("net");
     netns::remove(&paths.netns);
+    phases.mark("netns");
     let _ = std::fs::remove_file(engine.layout().attach_socket(&rec.id));
     let _ = std::fs::remove_file(engine.layout().console_socket(&rec.id));
     let _ = std::fs::remove_file(paths.dir.join(super::ops::PAUSED));
@@ -705,8 +709,7 @@ fn start(
     // never meet a half-cleaned container. With --rm it is removed before
     // attached clients hear the exit code.
     let mut phases = Phases::new(&rec.id);
-    teardown(engine, rec, paths);
-    phases.mark("teardown");
+    teardown(engine, rec, paths, &mut phases);
     // Before exit.json: whoever sees the container stopped finds its `die`.
     super::events::container(
         layout.root(),
@@ -723,16 +726,26 @@ fn start(
             error: None,
         },
     );
+    // With --rm the container is gone (its directory moved aside) before
+    // attached clients hear the exit code; deleting its files can wait
+    // until they have it.
+    let mut trash = None;
     if rec.config.auto_remove {
-        if engine.containers.remove_files(&rec.id).is_ok() {
+        if let Ok(t) = engine.containers.detach_files(&rec.id) {
+            phases.mark("remove");
             engine.containers.remove_anonymous_volumes(rec);
+            phases.mark("volumes");
+            trash = t;
         }
-        phases.mark("remove");
     }
-    phases.report("exit");
     for mut c in code.1 {
         let _ = mux::write_frame(&mut c.stream, Kind::Exit, &code.0.to_be_bytes());
     }
+    if let Some(t) = trash {
+        let _ = super::containers::remove_tree_same_fs(&t);
+        phases.mark("delete");
+    }
+    phases.report("exit");
     Ok(code.0)
 }
 

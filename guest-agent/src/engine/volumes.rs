@@ -411,6 +411,10 @@ impl ContainerStore {
     /// Removes the anonymous volumes `rec` made that no other container
     /// uses (`rm -v`, `--rm`). Named volumes stay, as in docker.
     pub fn remove_anonymous_volumes(&self, rec: &ContainerRecord) {
+        // Most containers have none: skip reading every record.
+        if !rec.mounts.iter().any(|m| m.anonymous) {
+            return;
+        }
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let used = users(&self.records());
         for m in rec.mounts.iter().filter(|m| m.anonymous) {
