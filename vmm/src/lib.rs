@@ -12,6 +12,8 @@ pub mod arch;
 pub mod arm64_vm;
 #[cfg(target_arch = "x86_64")]
 pub mod boot;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub mod confine;
 pub mod devices;
 pub mod host_quirks;
 pub mod hypervisor;

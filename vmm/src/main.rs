@@ -152,6 +152,17 @@ fn main() -> ExitCode {
         Ok(v) => v,
         Err(code) => return code,
     };
+    // Each VMM thread confines itself when it starts its loop.
+    match berth_vmm::confine::Mode::from_env() {
+        Ok(mode) => berth_vmm::confine::enable(berth_vmm::confine::Policy {
+            mode,
+            fs_shares: !fs.is_empty(),
+        }),
+        Err(e) => {
+            eprintln!("berth-vmm: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let mut disks = Vec::new();
     for spec in &args.disks {
         match parse_disk(spec) {

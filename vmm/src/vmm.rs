@@ -24,6 +24,7 @@ use crate::arch::x86_64::{
     MMIO_WINDOW_SIZE, SERIAL_IRQ,
 };
 use crate::boot::{self, BootError};
+use crate::confine::ThreadKind;
 use crate::devices::i8042::{I8042, I8042_DATA_PORT};
 use crate::devices::serial::{
     ConsoleSink, LineHook, SerialPort, SerialSnapshot, COM1_LEN, COM1_PORT,
@@ -893,10 +894,13 @@ impl Machine {
         install_kick_handler()?;
         std::thread::Builder::new()
             .name("berth-events".into())
-            .spawn(move || loop {
-                if let Err(e) = event_manager.run() {
-                    eprintln!("berth-vmm: event loop failed: {e:?}");
-                    return;
+            .spawn(move || {
+                crate::confine::confine_or_exit(ThreadKind::Events);
+                loop {
+                    if let Err(e) = event_manager.run() {
+                        eprintln!("berth-vmm: event loop failed: {e:?}");
+                        return;
+                    }
                 }
             })
             .map_err(io_err("spawn event loop"))?;
@@ -932,6 +936,9 @@ impl Machine {
             });
         }
         drop(event_tx);
+        // Every thread of the VM runs now; the main thread only waits,
+        // snapshots and reports from here on.
+        crate::confine::confine_or_exit(ThreadKind::Main);
 
         let reason = loop {
             match event_rx.recv() {
@@ -1166,6 +1173,11 @@ struct VcpuContext {
 }
 
 fn run_vcpu(mut vcpu: KvmVcpu, ctx: VcpuContext) {
+    crate::confine::confine_or_exit(ThreadKind::Vcpu);
+    #[cfg(feature = "test-hooks")]
+    if vcpu.index() == 0 {
+        crate::confine::test_hook_forbidden_syscall(ThreadKind::Vcpu);
+    }
     if let Some(t) = &ctx.first_run {
         t.get_or_init(Instant::now);
     }

@@ -46,6 +46,8 @@ impl UserNetThread {
         let thread = std::thread::Builder::new()
             .name("berth-usernet".into())
             .spawn(move || {
+                #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+                crate::confine::confine_or_exit(crate::confine::ThreadKind::Net);
                 while !s.stop.load(Ordering::Relaxed) {
                     let input = std::mem::take(&mut *lock(&s.to_stack));
                     for frame in &input {

@@ -172,6 +172,11 @@ pub struct Vm {
 
 /// Starts `berth-vmm` on `guest` with `bt_mode=<mode>` and extra arguments.
 pub fn start_vm(guest: &Guest, mode: &str, extra: &[&str]) -> Vm {
+    start_vm_with_env(guest, mode, extra, &[])
+}
+
+/// [`start_vm`] with extra environment variables for `berth-vmm`.
+pub fn start_vm_with_env(guest: &Guest, mode: &str, extra: &[&str], env: &[(&str, &str)]) -> Vm {
     let serial = guest.workdir.join("serial.log");
     let stderr = guest.workdir.join("vmm-stderr.log");
     // A previous run's log must not satisfy this run's waits.
@@ -188,6 +193,7 @@ pub fn start_vm(guest: &Guest, mode: &str, extra: &[&str]) -> Vm {
         .arg(&serial)
         .arg("--timings")
         .args(extra)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(File::create(&stderr).unwrap())

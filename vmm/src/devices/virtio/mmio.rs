@@ -321,8 +321,11 @@ impl MmioTransport {
             reg::DRIVER_FEATURES_SEL => self.driver_features_sel = v,
             reg::QUEUE_SEL => self.queue_sel = v,
             reg::QUEUE_NUM => {
-                if let Some(q) = self.selected_queue() {
-                    q.set_size(v as u16);
+                // A size over 16 bits is refused, not truncated (0x1_0010
+                // must not become 16); virtio-queue refuses sizes that
+                // exceed the maximum or are not a power of two.
+                if let (Some(q), Ok(size)) = (self.selected_queue(), u16::try_from(v)) {
+                    q.set_size(size);
                 }
             }
             reg::QUEUE_READY => {
@@ -631,6 +634,70 @@ mod tests {
         let mut b = [0u8; 2];
         t.read(reg::CONFIG + 2, &mut b);
         assert_eq!(b, [0xab, 0xcd]);
+    }
+
+    /// Every register value and offset the guest writes is bounded: queue
+    /// sizes (16 bits, at most the maximum, a power of two), queue and
+    /// notify indices, feature selectors, register widths, and config
+    /// offsets far past the config space.
+    #[test]
+    fn guest_controlled_registers_are_bounded() {
+        let (mut t, _) = setup();
+        let size = |t: &MmioTransport, i: usize| t.queues[i].size();
+        w(&mut t, reg::QUEUE_SEL, 0);
+        w(&mut t, reg::QUEUE_NUM, 8);
+        assert_eq!(size(&t, 0), 8);
+        // Truncation would make these 16 or 0.
+        w(&mut t, reg::QUEUE_NUM, 0x1_0010);
+        assert_eq!(size(&t, 0), 8);
+        w(&mut t, reg::QUEUE_NUM, 0x1_0000);
+        assert_eq!(size(&t, 0), 8);
+        // Over the maximum (16), not a power of two, zero.
+        for bad in [32, 12, 0, u32::MAX] {
+            w(&mut t, reg::QUEUE_NUM, bad);
+            assert_eq!(size(&t, 0), 8, "size {bad}");
+        }
+        w(&mut t, reg::QUEUE_NUM, 16);
+        assert_eq!(size(&t, 0), 16);
+        // A queue index past the device's queues: writes go nowhere,
+        // reads are zero.
+        w(&mut t, reg::QUEUE_SEL, u32::MAX);
+        w(&mut t, reg::QUEUE_NUM, 4);
+        w(&mut t, reg::QUEUE_READY, 1);
+        w(&mut t, reg::QUEUE_DESC_LOW, 0x1000);
+        assert_eq!(r(&mut t, reg::QUEUE_NUM_MAX), 0);
+        assert_eq!(r(&mut t, reg::QUEUE_READY), 0);
+        assert_eq!((size(&t, 0), size(&t, 1)), (16, 8));
+        // Notify indices past the queues are ignored.
+        w(&mut t, reg::QUEUE_NOTIFY, u32::MAX);
+        w(&mut t, reg::QUEUE_NOTIFY, 2);
+        assert!(t.queue_evts().iter().all(|e| e.take().unwrap() == 0));
+        // Feature selectors past the two words.
+        w(&mut t, reg::DEVICE_FEATURES_SEL, 7);
+        assert_eq!(r(&mut t, reg::DEVICE_FEATURES), 0);
+        w(&mut t, reg::DRIVER_FEATURES_SEL, 7);
+        w(&mut t, reg::DRIVER_FEATURES, u32::MAX);
+        assert_eq!(t.driver_features, 0);
+        // Writes narrower or wider than a register are ignored.
+        t.write(reg::QUEUE_SEL, &[1, 0]);
+        t.write(reg::QUEUE_SEL, &[1, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(t.queue_sel, u32::MAX);
+        // Offsets far past the config space read zeros, never panic.
+        for off in [
+            reg::CONFIG + 8,
+            reg::CONFIG + 0x1000,
+            u64::MAX - 8,
+            u64::MAX,
+        ] {
+            let mut b = [0xffu8; 8];
+            t.read(off, &mut b);
+            assert_eq!(b, [0; 8], "offset {off:#x}");
+        }
+        let mut b = [0xffu8; 8];
+        t.read(reg::CONFIG + 6, &mut b);
+        assert_eq!(b, [0; 8]);
+        // Unknown register offsets read zero.
+        assert_eq!(r(&mut t, 0x0ff0), 0);
     }
 
     #[test]

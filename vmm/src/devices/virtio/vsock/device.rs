@@ -22,6 +22,16 @@ const QUEUE_SIZE: u16 = 256;
 /// Largest payload accepted from one guest packet (Linux sends ≤ 64 KiB).
 const MAX_PAYLOAD: usize = 64 * 1024;
 
+/// The payload bytes taken from a guest packet: what its header claims,
+/// but never more than the chain holds after the header, nor more than
+/// [`MAX_PAYLOAD`].
+fn tx_payload_len(claimed: u32, in_chain: usize) -> usize {
+    usize::try_from(claimed)
+        .unwrap_or(usize::MAX)
+        .min(in_chain)
+        .min(MAX_PAYLOAD)
+}
+
 struct Active {
     mem: GuestMemoryMmap,
     rx: Queue,
@@ -65,9 +75,7 @@ impl Vsock {
                 return 0;
             };
             let hdr = hdr.from_le();
-            let len = (hdr.len as usize)
-                .min(reader.available_bytes())
-                .min(MAX_PAYLOAD);
+            let len = tx_payload_len(hdr.len, reader.available_bytes());
             payload.resize(len, 0);
             if reader.read_exact(payload).is_ok() {
                 muxer.handle_guest_packet(&hdr, payload);
@@ -218,6 +226,68 @@ mod tests {
 
     const TX_BUF: u64 = 0x40_0000;
     const RX_BUF: u64 = 0x50_0000;
+
+    #[test]
+    fn guest_payload_lengths_are_bounded() {
+        // The header's claim, the chain's bytes and MAX_PAYLOAD: the least.
+        assert_eq!(tx_payload_len(10, 100), 10);
+        assert_eq!(tx_payload_len(u32::MAX, 5), 5);
+        assert_eq!(tx_payload_len(u32::MAX, 1 << 30), MAX_PAYLOAD);
+        assert_eq!(tx_payload_len(100_000, 100_000), MAX_PAYLOAD);
+        assert_eq!(tx_payload_len(0, 100), 0);
+    }
+
+    /// Chains shorter than a header, headers that claim more payload than
+    /// the chain holds, and descriptors outside guest memory are returned
+    /// unused; the device keeps working.
+    #[test]
+    fn malformed_tx_chains_are_returned() {
+        let mut b = [0u8; 8];
+        crate::devices::virtio::rng::host_random(&mut b).unwrap();
+        let dir = std::env::temp_dir().join(format!("berth-vsock-bad-{:x}", u64::from_le_bytes(b)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let uds = dir.join("v.sock");
+        let mem = test_memory();
+        let rxq = MockSplitQueue::create(&mem, GuestAddress(0x1_0000), 16);
+        let txq = MockSplitQueue::create(&mem, GuestAddress(0x2_0000), 16);
+        let evq = MockSplitQueue::create(&mem, GuestAddress(0x3_0000), 16);
+        let mut dev = Vsock::new(3, &uds).unwrap();
+        dev.activate(ActivateContext {
+            mem: mem.clone(),
+            queues: vec![
+                rxq.create_queue().unwrap(),
+                txq.create_queue().unwrap(),
+                evq.create_queue().unwrap(),
+            ],
+            interrupt: null_interrupt(),
+            acked_features: VIRTIO_F_VERSION_1,
+        })
+        .unwrap();
+        let rw = PacketHeader {
+            src_cid: 3,
+            dst_cid: HOST_CID,
+            src_port: 1,
+            dst_port: 2,
+            len: u32::MAX,
+            type_: TYPE_STREAM,
+            op: op::RW,
+            ..Default::default()
+        };
+        mem.write_obj(rw.to_le(), GuestAddress(TX_BUF)).unwrap();
+        let chains: Vec<Vec<RawDescriptor>> = vec![
+            vec![Descriptor::new(TX_BUF, 10, 0, 0).into()],
+            vec![Descriptor::new(TX_BUF, HEADER_SIZE as u32 + 5, 0, 0).into()],
+            vec![Descriptor::new(0xffff_0000_0000, 64, 0, 0).into()],
+            vec![Descriptor::new(u64::MAX - 8, 64, 0, 0).into()],
+        ];
+        for (i, c) in chains.iter().enumerate() {
+            txq.add_desc_chains(c, i as u16).unwrap();
+        }
+        dev.process_queue(TX);
+        let used_idx: u16 = mem.read_obj(GuestAddress(txq.used_addr().0 + 2)).unwrap();
+        assert_eq!(usize::from(used_idx), chains.len());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn request_on_tx_is_answered_on_rx() {

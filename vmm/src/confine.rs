@@ -1,0 +1,577 @@
+//! Confinement of the VMM's threads (Linux): a seccomp filter per thread
+//! kind and a drop of the capabilities that thread does not need, like
+//! Firecracker's.
+//!
+//! Every long-lived thread calls [`confine`] once, when it starts its loop
+//! (its files and devices are open by then):
+//!
+//! | kind               | thread                               |
+//! |--------------------|--------------------------------------|
+//! | [`ThreadKind::Main`]   | the main thread: waits for the VM's end, takes snapshots |
+//! | [`ThreadKind::Vcpu`]   | `berth-vcpuN`: KVM_RUN, port and MMIO exits (serial, virtio transports) |
+//! | [`ThreadKind::Events`] | `berth-events`: the virtio queues (blk, rng, vsock, fs, net) |
+//! | [`ThreadKind::Net`]    | `berth-usernet`: the user-mode network stack's host sockets |
+//!
+//! Filters are per thread (no TSYNC): each allows only the system calls of
+//! its kind ([`allowed_syscalls`]); anything else kills the whole VMM
+//! (`SECCOMP_RET_KILL_PROCESS`: a vCPU or device thread that breaks its
+//! rules must not leave a half-working VM behind). Threads spawned later
+//! inherit their parent's filter.
+//!
+//! Capabilities are per thread too: every thread clears its bounding set
+//! and keeps in its permitted/effective sets only what its devices need
+//! ([`kept_capabilities`]: the events thread of a VM with virtio-fs shares
+//! keeps the file-owner overrides of the passthrough server; every other
+//! thread keeps none). `no_new_privs` is set before the filter.
+//!
+//! Nothing is confined unless the binary asked for it with [`enable`]
+//! (library users such as unit tests run unconfined).
+//!
+//! `BERTH_VMM_SECCOMP` (read by [`Mode::from_env`]) chooses the filters'
+//! action for a system call outside the list: unset or `kill` (default),
+//! `log` (allowed, and logged by the kernel's audit log as
+//! `type=SECCOMP`/`audit: ... syscall=N`, see `dmesg`; for diagnosing a
+//! missing entry), or `off` (no filter; capabilities are still dropped).
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, SeccompRule, TargetArch};
+
+/// The long-lived threads of a KVM VMM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThreadKind {
+    /// The main thread while the VM runs (event wait, snapshots, exit).
+    Main,
+    /// A vCPU thread.
+    Vcpu,
+    /// The device event loop (virtio queues of every device).
+    Events,
+    /// The user-mode network stack.
+    Net,
+}
+
+impl ThreadKind {
+    /// Every kind, for tests and reports.
+    pub const ALL: [ThreadKind; 4] = [
+        ThreadKind::Main,
+        ThreadKind::Vcpu,
+        ThreadKind::Events,
+        ThreadKind::Net,
+    ];
+}
+
+/// What a filter does with a system call outside its list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Kill the process (`SECCOMP_RET_KILL_PROCESS`); the default.
+    Kill,
+    /// Allow it and have the kernel log it (`SECCOMP_RET_LOG`).
+    Log,
+    /// Install no filter.
+    Off,
+}
+
+/// The environment variable that selects the [`Mode`].
+pub const MODE_ENV: &str = "BERTH_VMM_SECCOMP";
+
+impl Mode {
+    /// The mode `BERTH_VMM_SECCOMP` names (`kill`, `log`, `off`; unset or
+    /// empty: `kill`).
+    pub fn from_env() -> Result<Mode, ConfineError> {
+        match std::env::var(MODE_ENV) {
+            Err(_) => Ok(Mode::Kill),
+            Ok(v) => Mode::parse(&v),
+        }
+    }
+
+    /// Parses a `BERTH_VMM_SECCOMP` value.
+    pub fn parse(v: &str) -> Result<Mode, ConfineError> {
+        match v {
+            "" | "kill" => Ok(Mode::Kill),
+            "log" => Ok(Mode::Log),
+            "off" => Ok(Mode::Off),
+            other => Err(ConfineError::Mode(other.to_string())),
+        }
+    }
+}
+
+/// The process-wide confinement settings.
+#[derive(Clone, Copy, Debug)]
+pub struct Policy {
+    /// The filters' action.
+    pub mode: Mode,
+    /// The VM has virtio-fs shares: the events thread keeps the
+    /// passthrough server's capabilities.
+    pub fs_shares: bool,
+}
+
+/// Why a thread could not be confined.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfineError {
+    /// `BERTH_VMM_SECCOMP` has an unknown value.
+    #[error("{MODE_ENV}={0}: expected kill, log or off")]
+    Mode(String),
+    /// The filter could not be built.
+    #[error("building the seccomp filter of the {kind:?} thread: {source}")]
+    Build {
+        /// The thread kind.
+        kind: ThreadKind,
+        /// What seccompiler said.
+        source: seccompiler::BackendError,
+    },
+    /// The kernel refused the filter.
+    #[error("installing the seccomp filter of the {kind:?} thread: {source}")]
+    Install {
+        /// The thread kind.
+        kind: ThreadKind,
+        /// What seccompiler said.
+        source: seccompiler::Error,
+    },
+    /// Dropping capabilities failed.
+    #[error("dropping capabilities: {0}")]
+    Caps(std::io::Error),
+}
+
+static POLICY: OnceLock<Policy> = OnceLock::new();
+
+/// Turns confinement on for this process (the `berth-vmm` binary calls it
+/// once, before the VM is built). Later calls are ignored.
+pub fn enable(policy: Policy) {
+    let _ = POLICY.set(policy);
+}
+
+/// The policy [`enable`] set, if any.
+pub fn policy() -> Option<Policy> {
+    POLICY.get().copied()
+}
+
+/// Confines the calling thread as a `kind` thread: drops capabilities,
+/// sets `no_new_privs` and installs its seccomp filter. Does nothing when
+/// [`enable`] was not called.
+pub fn confine(kind: ThreadKind) -> Result<(), ConfineError> {
+    let Some(policy) = policy() else {
+        return Ok(());
+    };
+    drop_capabilities(&kept_capabilities(kind, policy.fs_shares))?;
+    set_no_new_privs()?;
+    let action = match policy.mode {
+        Mode::Off => return Ok(()),
+        Mode::Kill => SeccompAction::KillProcess,
+        Mode::Log => SeccompAction::Log,
+    };
+    let program = build_filter(kind, action)?;
+    seccompiler::apply_filter(&program).map_err(|source| ConfineError::Install { kind, source })
+}
+
+/// [`confine`], or end the process: a thread that should run confined
+/// never runs without its filter.
+pub fn confine_or_exit(kind: ThreadKind) {
+    if let Err(e) = confine(kind) {
+        eprintln!("berth-vmm: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// The BPF program of `kind`'s filter: allow the listed system calls,
+/// `mismatch` for the rest.
+pub fn build_filter(kind: ThreadKind, mismatch: SeccompAction) -> Result<BpfProgram, ConfineError> {
+    let build = |source| ConfineError::Build { kind, source };
+    let rules: BTreeMap<i64, Vec<SeccompRule>> = allowed_syscalls(kind)
+        .iter()
+        .map(|&nr| (nr, Vec::new()))
+        .collect();
+    let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(build)?;
+    let filter = SeccompFilter::new(rules, mismatch, SeccompAction::Allow, arch).map_err(build)?;
+    filter.try_into().map_err(build)
+}
+
+/// What every thread does: memory, locks, time, signals (the vCPU kick,
+/// panics and aborts), its own end, writes to stderr and eventfds.
+const COMMON: &[i64] = &[
+    libc::SYS_read,
+    libc::SYS_write,
+    libc::SYS_writev,
+    libc::SYS_close,
+    libc::SYS_mmap,
+    libc::SYS_munmap,
+    libc::SYS_mremap,
+    libc::SYS_mprotect,
+    libc::SYS_madvise,
+    libc::SYS_brk,
+    libc::SYS_futex,
+    libc::SYS_sched_yield,
+    libc::SYS_sched_getaffinity,
+    libc::SYS_clock_gettime,
+    libc::SYS_clock_nanosleep,
+    libc::SYS_nanosleep,
+    libc::SYS_rt_sigreturn,
+    libc::SYS_rt_sigprocmask,
+    libc::SYS_rt_sigaction,
+    libc::SYS_sigaltstack,
+    libc::SYS_gettid,
+    libc::SYS_getpid,
+    libc::SYS_tgkill,
+    libc::SYS_getrandom,
+    libc::SYS_exit,
+    libc::SYS_exit_group,
+    libc::SYS_restart_syscall,
+];
+
+/// vCPU threads: KVM_RUN and the vCPU state ioctls (snapshots), console
+/// output to its file, queue notifications and interrupts (eventfds).
+const VCPU: &[i64] = &[libc::SYS_ioctl, libc::SYS_fsync];
+
+/// The main thread after the VM started: waits, takes snapshots (KVM
+/// state ioctls, the memory and state files), pauses vCPUs with a signal,
+/// flushes the console and exits.
+const MAIN: &[i64] = &[
+    libc::SYS_ioctl,
+    libc::SYS_openat,
+    libc::SYS_mkdir,
+    libc::SYS_mkdirat,
+    libc::SYS_unlinkat,
+    libc::SYS_rename,
+    libc::SYS_renameat,
+    libc::SYS_renameat2,
+    libc::SYS_fsync,
+    libc::SYS_fdatasync,
+    libc::SYS_ftruncate,
+    libc::SYS_fallocate,
+    libc::SYS_lseek,
+    libc::SYS_pread64,
+    libc::SYS_pwrite64,
+    libc::SYS_pwritev,
+    libc::SYS_statx,
+    libc::SYS_newfstatat,
+    libc::SYS_fstat,
+    libc::SYS_fcntl,
+    libc::SYS_getdents64,
+    libc::SYS_mincore,
+];
+
+/// Socket calls of the vsock muxer (host Unix sockets) and the network
+/// stack (host TCP/UDP sockets).
+const SOCKETS: &[i64] = &[
+    libc::SYS_socket,
+    libc::SYS_connect,
+    libc::SYS_accept4,
+    libc::SYS_bind,
+    libc::SYS_listen,
+    libc::SYS_shutdown,
+    libc::SYS_sendto,
+    libc::SYS_recvfrom,
+    libc::SYS_sendmsg,
+    libc::SYS_recvmsg,
+    libc::SYS_getsockopt,
+    libc::SYS_setsockopt,
+    libc::SYS_getsockname,
+    libc::SYS_getpeername,
+    libc::SYS_fcntl,
+    libc::SYS_ioctl,
+    libc::SYS_epoll_wait,
+    libc::SYS_epoll_pwait,
+    libc::SYS_epoll_ctl,
+    libc::SYS_poll,
+    libc::SYS_ppoll,
+];
+
+/// The device event loop: epoll, block I/O, vsock sockets, and the
+/// virtio-fs passthrough server's file operations.
+const EVENTS: &[i64] = &[
+    // block
+    libc::SYS_pread64,
+    libc::SYS_pwrite64,
+    libc::SYS_preadv,
+    libc::SYS_pwritev,
+    libc::SYS_lseek,
+    libc::SYS_fsync,
+    libc::SYS_fdatasync,
+    // virtio-fs (fuse-backend-rs PassthroughFs and berth's ShareFs)
+    libc::SYS_openat,
+    libc::SYS_open,
+    libc::SYS_newfstatat,
+    libc::SYS_fstat,
+    libc::SYS_statx,
+    libc::SYS_fstatfs,
+    libc::SYS_statfs,
+    libc::SYS_getdents64,
+    libc::SYS_readlinkat,
+    libc::SYS_mkdirat,
+    libc::SYS_mknodat,
+    libc::SYS_unlinkat,
+    libc::SYS_renameat,
+    libc::SYS_renameat2,
+    libc::SYS_linkat,
+    libc::SYS_symlinkat,
+    libc::SYS_fchownat,
+    libc::SYS_fchown,
+    libc::SYS_fchmodat,
+    libc::SYS_fchmod,
+    libc::SYS_utimensat,
+    libc::SYS_ftruncate,
+    libc::SYS_fallocate,
+    libc::SYS_copy_file_range,
+    libc::SYS_dup,
+    libc::SYS_flock,
+    libc::SYS_umask,
+    libc::SYS_geteuid,
+    libc::SYS_getegid,
+    libc::SYS_getuid,
+    libc::SYS_getgid,
+    libc::SYS_setxattr,
+    libc::SYS_lsetxattr,
+    libc::SYS_fsetxattr,
+    libc::SYS_getxattr,
+    libc::SYS_lgetxattr,
+    libc::SYS_fgetxattr,
+    libc::SYS_listxattr,
+    libc::SYS_llistxattr,
+    libc::SYS_flistxattr,
+    libc::SYS_removexattr,
+    libc::SYS_lremovexattr,
+    libc::SYS_fremovexattr,
+    libc::SYS_name_to_handle_at,
+    libc::SYS_open_by_handle_at,
+    libc::SYS_capget,
+    libc::SYS_capset,
+];
+
+/// The system calls `kind`'s filter allows (sorted, no duplicates).
+pub fn allowed_syscalls(kind: ThreadKind) -> Vec<i64> {
+    let extra: &[&[i64]] = match kind {
+        ThreadKind::Main => &[MAIN],
+        ThreadKind::Vcpu => &[VCPU],
+        ThreadKind::Events => &[EVENTS, SOCKETS],
+        ThreadKind::Net => &[SOCKETS],
+    };
+    let mut all: Vec<i64> = COMMON
+        .iter()
+        .chain(extra.iter().flat_map(|s| s.iter()))
+        .copied()
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    all
+}
+
+/// Capability numbers (linux/capability.h).
+mod cap {
+    pub const CHOWN: u32 = 0;
+    pub const DAC_OVERRIDE: u32 = 1;
+    pub const DAC_READ_SEARCH: u32 = 2;
+    pub const FOWNER: u32 = 3;
+    pub const FSETID: u32 = 4;
+}
+
+/// The capabilities a `kind` thread keeps: the events thread of a VM with
+/// virtio-fs shares keeps what a root passthrough server needs to work on
+/// files that other users own (read and search them, open them by handle,
+/// set times, modes and the owner-override xattr, keep or clear set-id
+/// bits); everything else keeps nothing.
+pub fn kept_capabilities(kind: ThreadKind, fs_shares: bool) -> Vec<u32> {
+    if kind == ThreadKind::Events && fs_shares {
+        vec![
+            cap::CHOWN,
+            cap::DAC_OVERRIDE,
+            cap::DAC_READ_SEARCH,
+            cap::FOWNER,
+            cap::FSETID,
+        ]
+    } else {
+        Vec::new()
+    }
+}
+
+/// The highest capability number this kernel knows.
+fn last_cap() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40)
+}
+
+/// Clears the calling thread's bounding set and keeps only `keep` in its
+/// permitted and effective sets (inheritable and ambient cleared).
+fn drop_capabilities(keep: &[u32]) -> Result<(), ConfineError> {
+    let last = last_cap();
+    for c in 0..=last {
+        // SAFETY: prctl(PR_CAPBSET_READ/DROP) takes plain integers.
+        unsafe {
+            if libc::prctl(libc::PR_CAPBSET_READ, c as libc::c_ulong, 0, 0, 0) == 1
+                && libc::prctl(libc::PR_CAPBSET_DROP, c as libc::c_ulong, 0, 0, 0) != 0
+            {
+                let e = std::io::Error::last_os_error();
+                // EPERM: no CAP_SETPCAP (an unprivileged VMM), nothing to drop.
+                if e.raw_os_error() != Some(libc::EPERM) {
+                    return Err(ConfineError::Caps(e));
+                }
+            }
+        }
+    }
+    // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes no pointers.
+    unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+    }
+    let mut mask = [0u32; 2];
+    for &c in keep {
+        mask[(c / 32) as usize] |= 1 << (c % 32);
+    }
+    // capget first: keep only what the thread has now.
+    let mut header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: header and a two-element data array, as capget(2) wants for
+    // version 3.
+    if unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) } != 0 {
+        return Err(ConfineError::Caps(std::io::Error::last_os_error()));
+    }
+    for (d, m) in data.iter_mut().zip(mask) {
+        d.permitted &= m;
+        d.effective &= m;
+        d.inheritable = 0;
+    }
+    // SAFETY: as above; pid 0 is the calling thread.
+    if unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) } != 0 {
+        return Err(ConfineError::Caps(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+fn set_no_new_privs() -> Result<(), ConfineError> {
+    // SAFETY: PR_SET_NO_NEW_PRIVS takes plain integers.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(ConfineError::Caps(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// The test-only hook (cargo feature `test-hooks`): with
+/// `BERTH_VMM_TEST_FORBIDDEN_SYSCALL=vcpu`, the first vCPU thread makes a
+/// system call outside its filter right after confining itself.
+#[cfg(feature = "test-hooks")]
+pub fn test_hook_forbidden_syscall(kind: ThreadKind) {
+    let wanted = match std::env::var("BERTH_VMM_TEST_FORBIDDEN_SYSCALL").as_deref() {
+        Ok("vcpu") => ThreadKind::Vcpu,
+        Ok("events") => ThreadKind::Events,
+        Ok("net") => ThreadKind::Net,
+        Ok("main") => ThreadKind::Main,
+        _ => return,
+    };
+    if wanted == kind {
+        eprintln!("berth-vmm: test hook: {kind:?} thread calls getppid (forbidden)");
+        // SAFETY: getppid has no arguments and no effects.
+        unsafe { libc::syscall(libc::SYS_getppid) };
+        eprintln!("berth-vmm: test hook: {kind:?} thread survived getppid");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_parse() {
+        assert_eq!(Mode::parse("").unwrap(), Mode::Kill);
+        assert_eq!(Mode::parse("kill").unwrap(), Mode::Kill);
+        assert_eq!(Mode::parse("log").unwrap(), Mode::Log);
+        assert_eq!(Mode::parse("off").unwrap(), Mode::Off);
+        assert!(Mode::parse("allow").is_err());
+    }
+
+    #[test]
+    fn every_filter_builds_and_forbids_what_no_thread_needs() {
+        for kind in ThreadKind::ALL {
+            let prog = build_filter(kind, SeccompAction::KillProcess).unwrap();
+            assert!(!prog.is_empty());
+            let allowed = allowed_syscalls(kind);
+            for forbidden in [
+                libc::SYS_execve,
+                libc::SYS_execveat,
+                libc::SYS_ptrace,
+                libc::SYS_fork,
+                libc::SYS_vfork,
+                libc::SYS_mount,
+                libc::SYS_init_module,
+                libc::SYS_getppid,
+                libc::SYS_setuid,
+                libc::SYS_unshare,
+                libc::SYS_bpf,
+            ] {
+                assert!(!allowed.contains(&forbidden), "{kind:?} allows {forbidden}");
+            }
+        }
+        // Only the device threads open sockets; only the event loop works
+        // on shared files; vCPUs open nothing.
+        let vcpu = allowed_syscalls(ThreadKind::Vcpu);
+        for nr in [libc::SYS_socket, libc::SYS_openat, libc::SYS_connect] {
+            assert!(!vcpu.contains(&nr));
+        }
+        assert!(!allowed_syscalls(ThreadKind::Net).contains(&libc::SYS_openat));
+        assert!(!allowed_syscalls(ThreadKind::Main).contains(&libc::SYS_socket));
+    }
+
+    #[test]
+    fn only_the_events_thread_of_a_vm_with_shares_keeps_capabilities() {
+        for kind in ThreadKind::ALL {
+            assert!(kept_capabilities(kind, false).is_empty());
+            assert_eq!(
+                kept_capabilities(kind, true).is_empty(),
+                kind != ThreadKind::Events
+            );
+        }
+    }
+
+    /// A child thread confined with a log-free kill filter that allows
+    /// everything but getppid: the filter really applies per thread.
+    #[test]
+    fn a_filter_applies_to_its_thread_only() {
+        let t = std::thread::spawn(|| {
+            // Errno instead of kill, so the test process survives.
+            let rules: BTreeMap<i64, Vec<SeccompRule>> = [(libc::SYS_getppid, Vec::new())].into();
+            let arch = TargetArch::try_from(std::env::consts::ARCH).unwrap();
+            let f = SeccompFilter::new(
+                rules,
+                SeccompAction::Allow,
+                SeccompAction::Errno(libc::EPERM as u32),
+                arch,
+            )
+            .unwrap();
+            let prog: BpfProgram = f.try_into().unwrap();
+            seccompiler::apply_filter(&prog).unwrap();
+            // SAFETY: getppid has no arguments.
+            let r = unsafe { libc::syscall(libc::SYS_getppid) };
+            let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+            (r, status.contains("Seccomp:\t2"))
+        });
+        let (r, filtered) = t.join().unwrap();
+        assert_eq!(r, -1);
+        assert!(filtered);
+        // SAFETY: as above.
+        assert!(unsafe { libc::syscall(libc::SYS_getppid) } > 0);
+    }
+}

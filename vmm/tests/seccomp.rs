@@ -1,0 +1,154 @@
+//! The VMM's confinement (src/confine.rs): every thread of a running VMM
+//! with every device runs under its seccomp filter (`Seccomp: 2`), without
+//! capabilities it does not need and with `no_new_privs`; and a vCPU
+//! thread that makes a forbidden system call takes the VMM down with
+//! SIGSYS (the test-only hook needs `--features test-hooks`:
+//! `cargo test -p berth-vmm --features test-hooks --test seccomp`).
+// Boots guests with the KVM backend and an x86_64 kernel.
+#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+
+mod common;
+
+use std::collections::BTreeMap;
+
+/// `/proc/<pid>/task/*/status` of a process: thread name -> the fields
+/// asked for.
+fn thread_status(pid: u32, fields: &[&str]) -> Vec<(String, BTreeMap<String, String>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let path = e.unwrap().path().join("status");
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue; // the thread ended meanwhile
+        };
+        let mut name = String::new();
+        let mut got = BTreeMap::new();
+        for line in text.lines() {
+            let Some((k, v)) = line.split_once(':') else {
+                continue;
+            };
+            if k == "Name" {
+                name = v.trim().to_string();
+            }
+            if fields.contains(&k) {
+                got.insert(k.to_string(), v.trim().to_string());
+            }
+        }
+        out.push((name, got));
+    }
+    out.sort();
+    out
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[test]
+fn every_vmm_thread_runs_confined() {
+    let _one = common::serialize();
+    let Some(guest) = common::guest_or_skip("seccomp-threads") else {
+        return;
+    };
+    let uds = guest.workdir.join("vsock.sock");
+    let image = guest.workdir.join("disk.img");
+    let _disk = common::blk_image(&image);
+    let share = guest.workdir.join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    let fs_arg = format!("tag=t,path={}", share.display());
+    // Every device, two vCPUs: every thread kind runs.
+    let mut vm = common::start_vm(
+        &guest,
+        "vsock_listen",
+        &[
+            "--cpus",
+            "2",
+            "--vsock-uds",
+            uds.to_str().unwrap(),
+            "--disk",
+            image.to_str().unwrap(),
+            "--rng",
+            "--net",
+            "user",
+            "--fs",
+            &fs_arg,
+        ],
+    );
+    vm.wait_for_line("BERTH-VMM-LISTENING 1024");
+    let threads = thread_status(
+        vm.child.id(),
+        &["Seccomp", "NoNewPrivs", "CapEff", "CapPrm", "CapBnd"],
+    );
+    println!("{threads:#?}");
+    let names: Vec<&str> = threads.iter().map(|(n, _)| n.as_str()).collect();
+    for want in [
+        "berth-vmm",
+        "berth-vcpu0",
+        "berth-vcpu1",
+        "berth-events",
+        "berth-usernet",
+    ] {
+        assert!(names.contains(&want), "no thread {want}: {names:?}");
+    }
+    for (name, f) in &threads {
+        assert_eq!(f["Seccomp"], "2", "thread {name} is not filtered");
+        assert_eq!(f["NoNewPrivs"], "1", "thread {name}");
+        if is_root() {
+            assert_eq!(f["CapBnd"], "0000000000000000", "thread {name}");
+            // Only the device loop of a VM with a share keeps capabilities:
+            // CHOWN, DAC_OVERRIDE, DAC_READ_SEARCH, FOWNER, FSETID.
+            let want = if name == "berth-events" {
+                "000000000000001f"
+            } else {
+                "0000000000000000"
+            };
+            assert_eq!(f["CapEff"], want, "thread {name}");
+            assert_eq!(f["CapPrm"], want, "thread {name}");
+        }
+    }
+    // The confined devices still work: 64 KiB through vsock and back.
+    let (data, echoed, _) = common::vsock_echo(&uds, 64 * 1024);
+    assert!(echoed == data, "echo differs\n{}", vm.report());
+    vm.assert_clean_exit();
+}
+
+/// Without the `test-hooks` feature the binary has no hook: skipped.
+#[cfg(not(feature = "test-hooks"))]
+#[test]
+fn a_forbidden_syscall_on_a_vcpu_kills_the_vmm() {
+    common::skipped(
+        "berth-vmm built without the test-hooks feature (cargo test -p berth-vmm --features test-hooks --test seccomp)",
+    );
+}
+
+#[cfg(feature = "test-hooks")]
+#[test]
+fn a_forbidden_syscall_on_a_vcpu_kills_the_vmm() {
+    use std::os::unix::process::ExitStatusExt;
+    let _one = common::serialize();
+    let Some(guest) = common::guest_or_skip("seccomp-kill") else {
+        return;
+    };
+    let hook = ("BERTH_VMM_TEST_FORBIDDEN_SYSCALL", "vcpu");
+    // Logged only: the hook's call goes through and the guest boots.
+    let mut vm =
+        common::start_vm_with_env(&guest, "boot", &[], &[hook, ("BERTH_VMM_SECCOMP", "log")]);
+    vm.assert_clean_exit();
+    let stderr = std::fs::read_to_string(&vm.stderr).unwrap();
+    assert!(stderr.contains("thread survived getppid"), "{stderr}");
+    drop(vm);
+
+    // The default: the VMM dies of SIGSYS before the guest runs.
+    let mut vm = common::start_vm_with_env(&guest, "boot", &[], &[hook]);
+    let status = vm.wait_exit();
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGSYS),
+        "{status}\n{}",
+        vm.report()
+    );
+    let stderr = std::fs::read_to_string(&vm.stderr).unwrap();
+    assert!(stderr.contains("calls getppid"), "{stderr}");
+    assert!(!stderr.contains("survived"), "{stderr}");
+    assert!(!vm.serial_text().contains("BERTH-VMM-BOOT-OK"));
+}
