@@ -311,6 +311,48 @@ mod tests {
 
     const STATUS_OK_: u8 = 0;
 
+    /// Sector ranges the guest asks for are bounded by the capacity: the
+    /// last sector is fine, one byte past it, a sector whose byte offset
+    /// overflows, and sectors far past the end are I/O errors that touch
+    /// neither the file nor guest memory beyond the status byte.
+    #[test]
+    fn sector_ranges_are_bounded_by_the_capacity() {
+        let (path, f) = temp_image(64 * 1024);
+        let mem = test_memory();
+        let mut dev = Block::open(&path, false).unwrap();
+        let last = 64 * 1024 / 512 - 1;
+        mem.write_slice(&[0x5a; 1024], GuestAddress(DATA)).unwrap();
+        assert_eq!(
+            run_request(&mut dev, &mem, 1, last, 512, false).0,
+            STATUS_OK_
+        );
+        assert_eq!(
+            run_request(&mut dev, &mem, 0, last, 512, true).0,
+            STATUS_OK_
+        );
+        for (sector, len) in [
+            (last, 1024),              // one sector past the end
+            (last + 1, 512),           // starts at the end
+            (u64::MAX / 512 + 1, 512), // sector * 512 overflows
+            (u64::MAX, 512),
+            ((u64::MAX - 100) / 512, 512), // offset + length overflows
+        ] {
+            assert_eq!(
+                run_request(&mut dev, &mem, 1, sector, len, false).0,
+                1,
+                "write {sector}"
+            );
+            assert_eq!(
+                run_request(&mut dev, &mem, 0, sector, len, true).0,
+                1,
+                "read {sector}"
+            );
+        }
+        // The file did not grow.
+        assert_eq!(f.metadata().unwrap().len(), 64 * 1024);
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
     #[test]
     fn read_only_refuses_writes() {
         let (path, _f) = temp_image(64 * 1024);

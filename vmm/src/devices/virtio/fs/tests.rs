@@ -519,6 +519,45 @@ fn hostile_names_and_lengths_are_refused() {
     assert!(s.lookup(ROOT, b"hello.txt").is_ok());
 }
 
+/// READ and WRITE sizes the guest claims are bounded: a read larger than
+/// the reply buffer or the server's limit, and a write whose size claims
+/// more than the request carries, are refused without touching the file.
+#[test]
+fn read_and_write_sizes_are_bounded() {
+    let l = layout();
+    let mem = test_memory();
+    let mut s = Session::new(&mem, &l.share, false);
+    let hello = s.lookup(ROOT, b"hello.txt").unwrap();
+    let fh = s.open(hello.nodeid, libc::O_RDWR).unwrap();
+    for size in [u32::MAX, 1 << 30, (1 << 20) + 4096 + 1, OUT_LEN * 2] {
+        assert!(s.read(hello.nodeid, fh, size).is_err(), "read {size}");
+    }
+    for claimed in [u32::MAX, 1 << 30, 11] {
+        let body = WriteIn {
+            fh,
+            size: claimed,
+            ..Default::default()
+        };
+        let mut bytes = body.as_slice().to_vec();
+        bytes.extend_from_slice(b"overwrite");
+        let r = s.call(Opcode::Write, hello.nodeid, &bytes);
+        // At most the bytes the request carries reach the file.
+        if let Ok(out) = r {
+            let written = u32::from_le_bytes(out[..4].try_into().unwrap());
+            assert!(written <= 9, "write claiming {claimed} wrote {written}");
+        }
+        let now = std::fs::read(l.share.join("hello.txt")).unwrap();
+        assert_eq!(now.len(), b"hello from the host".len(), "{claimed}");
+        assert!(
+            now == b"hello from the host" || now == b"overwritem the host",
+            "{:?}",
+            String::from_utf8_lossy(&now)
+        );
+    }
+    // Still serving, and in-bounds I/O works.
+    assert_eq!(s.read(hello.nodeid, fh, 4).unwrap().len(), 4);
+}
+
 #[test]
 fn unknown_node_ids_are_refused() {
     let l = layout();
