@@ -1,5 +1,6 @@
 //! The container engine: images (see [`crate::store`]) and containers.
 
+pub mod cgroup;
 pub mod commit;
 pub mod containers;
 pub mod copy;

@@ -416,7 +416,7 @@ pub fn run(root: &Path, id: &str, wait_attach: bool) -> i32 {
 
 /// Tears down what a run set up; removes the container when asked to.
 fn cleanup(engine: &Engine, rec: &ContainerRecord, paths: &ContainerPaths) {
-    teardown(engine, rec, paths, &mut Phases::new(&rec.id));
+    teardown(engine, rec, paths, false, &mut Phases::new(&rec.id));
     if rec.config.auto_remove && engine.containers.remove_files(&rec.id).is_ok() {
         engine.containers.remove_anonymous_volumes(rec);
     }
@@ -424,11 +424,23 @@ fn cleanup(engine: &Engine, rec: &ContainerRecord, paths: &ContainerPaths) {
 
 /// Unmounts and deletes what a run set up (runtime state, rootfs mount,
 /// network namespace, sockets).
-fn teardown(engine: &Engine, rec: &ContainerRecord, paths: &ContainerPaths, phases: &mut Phases) {
+///
+/// `exited`: the container's init is known to have exited, so its cgroups
+/// can be removed without libcontainer (see [`super::cgroup`]).
+fn teardown(
+    engine: &Engine,
+    rec: &ContainerRecord,
+    paths: &ContainerPaths,
+    exited: bool,
+    phases: &mut Phases,
+) {
     let runtime = engine.layout().runtime().join(&rec.id);
     if runtime.exists() {
-        if let Ok(mut c) = libcontainer::container::Container::load(runtime.clone()) {
-            let _ = c.delete(true);
+        let fast = exited && super::cgroup::remove(&format!("/berth/{}", rec.id)).is_ok();
+        if !fast {
+            if let Ok(mut c) = libcontainer::container::Container::load(runtime.clone()) {
+                let _ = c.delete(true);
+            }
         }
         phases.mark("delete");
         let _ = std::fs::remove_dir_all(&runtime);
@@ -709,7 +721,7 @@ fn start(
     // never meet a half-cleaned container. With --rm it is removed before
     // attached clients hear the exit code.
     let mut phases = Phases::new(&rec.id);
-    teardown(engine, rec, paths, &mut phases);
+    teardown(engine, rec, paths, true, &mut phases);
     // Before exit.json: whoever sees the container stopped finds its `die`.
     super::events::container(
         layout.root(),
