@@ -205,6 +205,14 @@ fn container_config(b: CreateBody, name: Option<String>) -> ApiResult<ContainerC
     Ok(cfg)
 }
 
+/// The create endpoint's body handling up to the engine call (JSON, then
+/// berth's config), for the fuzz targets and their replay test.
+#[doc(hidden)]
+pub fn config_from_body(body: &[u8], name: Option<String>) -> Result<ContainerConfig, String> {
+    let b: CreateBody = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    container_config(b, name).map_err(|e| e.message)
+}
+
 pub(crate) async fn create(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,

@@ -23,4 +23,10 @@ mod system;
 pub mod version;
 mod volumes;
 
+/// Request parsing reachable without a server, for the fuzz targets.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::containers::config_from_body as container_create_body;
+}
+
 pub use server::{default_socket, serve, ServeError, ServeOptions};
