@@ -51,6 +51,8 @@ pub enum Command {
         #[arg(required = true)]
         images: Vec<String>,
     },
+    /// Measure the same image natively, in the machine VM and in an own VM, side by side
+    Compare(Box<commands::compare::CompareArgs>),
     /// Run a command in a new container
     Run(Box<commands::run::RunArgs>),
     /// Create a new container

@@ -18,6 +18,7 @@ pub mod archive;
 pub mod args;
 pub mod build;
 pub mod client;
+pub mod compare;
 pub mod compose;
 pub mod engine;
 pub mod image_cache;

@@ -389,6 +389,11 @@ impl OwnVm {
     pub fn connect(&self) -> Result<Engine> {
         Ok(self.vm.connect_running()?)
     }
+
+    /// PID of the VM's VMM process, while it runs.
+    pub fn vmm_pid(&self) -> Option<i32> {
+        self.vm.vmm_pid()
+    }
 }
 
 impl Drop for OwnVm {

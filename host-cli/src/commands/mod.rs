@@ -1,6 +1,7 @@
 //! One module per CLI verb (or family of verbs).
 
 pub mod build;
+pub mod compare;
 pub mod compose;
 pub mod container;
 pub mod cp;
@@ -42,6 +43,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Rmi { force, images } => image::rmi(iso, images, *force),
+        Command::Compare(a) => compare::run(a),
         Command::Run(a) => run::run(iso, a),
         Command::Ps(a) => ps::run(iso, a),
         Command::Rm {

@@ -1,0 +1,260 @@
+//! One placement as `compare` drives it: containers created, attached,
+//! exec'd into and removed through the placement API (the engine of the
+//! native agent or of the machine VM; an [`OwnVm`] per container for
+//! `vm`), with the host processes each container needs.
+
+use super::PlacementKind;
+use crate::engine::Engine;
+use crate::image_cache::ImageCache;
+use crate::placement::OwnVm;
+use anyhow::{anyhow, bail, Context, Result};
+use berth_protocol::mux::{self, Kind};
+use berth_protocol::{ContainerConfig, ExecConfig, ImageCommit};
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+/// Longest output kept from one container process.
+const MAX_OUTPUT: usize = 64 * 1024;
+
+/// A placement ready to run containers of one image.
+pub struct Target {
+    pub kind: PlacementKind,
+    image: String,
+    /// The image as the host cache records it (needed for `vm`).
+    commit: Option<ImageCommit>,
+    cache: Option<ImageCache>,
+}
+
+/// A container left running (idle) for exec and memory measurements.
+pub struct Running {
+    pub id: String,
+    vm: Option<OwnVm>,
+}
+
+/// What one attached run gave.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    /// From the request to the first byte of output.
+    pub first_output: Option<Duration>,
+    /// From the request to the exit.
+    pub exited: Duration,
+    /// From the exit until the container (and its VM) is gone.
+    pub teardown: Duration,
+    pub code: i32,
+    pub stdout: String,
+}
+
+/// What one exec gave.
+#[derive(Debug, Clone)]
+pub struct ExecResult {
+    pub elapsed: Duration,
+    pub code: i32,
+    pub stdout: String,
+}
+
+impl Target {
+    /// Opens the placement: checks the image is there (uploading it from
+    /// the host cache to the engine when the engine lacks it).
+    pub fn open(kind: PlacementKind, image: &str) -> Result<Target> {
+        let cache = ImageCache::open().ok();
+        let commit = cache.as_ref().and_then(|c| c.resolve(image));
+        let t = Target {
+            kind,
+            image: image.to_string(),
+            commit,
+            cache,
+        };
+        match kind {
+            PlacementKind::Vm => {
+                if t.commit.is_none() {
+                    bail!("image {image:?} is not in berth's image cache (berth load or berth pull it first)");
+                }
+            }
+            _ => {
+                let mut e = t.engine()?;
+                if e.image_inspect(image).is_err() {
+                    let (Some(cache), Some(commit)) = (&t.cache, &t.commit) else {
+                        bail!("no such image: {image} (berth load or berth pull it first)");
+                    };
+                    cache
+                        .upload(commit, &|| t.engine())
+                        .with_context(|| format!("giving {image} to the {kind} engine"))?;
+                }
+            }
+        }
+        Ok(t)
+    }
+
+    /// A connection to the long-lived engine (native, shared).
+    fn engine(&self) -> Result<Engine> {
+        self.kind.isolation().connect()
+    }
+
+    /// PIDs of the long-lived engine's root process: the native agent, or
+    /// the machine's VMM.
+    pub fn engine_root_pid(&self) -> Option<i32> {
+        match self.kind {
+            PlacementKind::Native => self.engine().ok()?.peer_pid(),
+            PlacementKind::Shared => crate::machine::Machine::default_machine().vmm_pid(),
+            PlacementKind::Vm => None,
+        }
+    }
+
+    /// The host process roots a running container needs (its process
+    /// trees, with the engine's, are what memory counts).
+    pub fn roots(&self, running: &[Running]) -> Vec<i32> {
+        match self.kind {
+            PlacementKind::Vm => running
+                .iter()
+                .filter_map(|r| r.vm.as_ref().and_then(|v| v.vmm_pid()))
+                .collect(),
+            _ => self.engine_root_pid().into_iter().collect(),
+        }
+    }
+
+    /// The VMM process behind `running` (shared: the machine's).
+    pub fn vmm_pid(&self, running: &Running) -> Option<i32> {
+        match self.kind {
+            PlacementKind::Native => None,
+            PlacementKind::Shared => self.engine_root_pid(),
+            PlacementKind::Vm => running.vm.as_ref().and_then(|v| v.vmm_pid()),
+        }
+    }
+
+    fn config(&self, cmd: &[&str]) -> ContainerConfig {
+        ContainerConfig {
+            image: self.image.clone(),
+            cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+            entrypoint: Some(Vec::new()),
+            network_mode: Some("none".into()),
+            labels: [("berth.compare".to_string(), "1".to_string())].into(),
+            ..Default::default()
+        }
+    }
+
+    /// An own VM with the image, started (vm only).
+    fn own_vm(&self) -> Result<OwnVm> {
+        let (Some(cache), Some(commit)) = (&self.cache, &self.commit) else {
+            bail!("no image cache entry for {}", self.image);
+        };
+        let quiet = |_: &str| {};
+        let vm = OwnVm::new(cache, commit, &self.image, false, &quiet)?;
+        vm.start(cache, commit, false, &quiet)?;
+        Ok(vm)
+    }
+
+    /// Runs `cmd` in a new container, attached: times to its first output
+    /// and its exit, then removes it (and its VM) and times that.
+    pub fn run(&self, cmd: &[&str]) -> Result<RunResult> {
+        let t0 = Instant::now();
+        let vm = match self.kind {
+            PlacementKind::Vm => Some(self.own_vm()?),
+            _ => None,
+        };
+        let connect = || -> Result<Engine> {
+            match &vm {
+                Some(v) => v.connect(),
+                None => self.engine(),
+            }
+        };
+        let mut ctl = connect()?;
+        let id = ctl.container_create(self.config(cmd))?.id;
+        let result = (|| -> Result<(Option<Duration>, Duration, i32, String)> {
+            let stream = connect()?.attach(&id, false, true, None)?;
+            let (first, code, out) = relay(stream, t0)?;
+            Ok((first, t0.elapsed(), code, out))
+        })();
+        let t1 = Instant::now();
+        let removed = ctl.container_remove(&id, true, false);
+        drop(vm);
+        let teardown = t1.elapsed();
+        let (first_output, exited, code, stdout) = result?;
+        removed?;
+        Ok(RunResult {
+            first_output,
+            exited,
+            teardown,
+            code,
+            stdout,
+        })
+    }
+
+    /// Starts a container that idles until removed.
+    pub fn start_idle(&self) -> Result<Running> {
+        let vm = match self.kind {
+            PlacementKind::Vm => Some(self.own_vm()?),
+            _ => None,
+        };
+        let mut ctl = match &vm {
+            Some(v) => v.connect()?,
+            None => self.engine()?,
+        };
+        let id = ctl
+            .container_create(self.config(&["sleep", "2147483647"]))?
+            .id;
+        if let Err(e) = ctl.container_start(&id) {
+            let _ = ctl.container_remove(&id, true, false);
+            return Err(e.into());
+        }
+        Ok(Running { id, vm })
+    }
+
+    fn connect_to(&self, r: &Running) -> Result<Engine> {
+        match &r.vm {
+            Some(v) => v.connect(),
+            None => self.engine(),
+        }
+    }
+
+    /// Runs `cmd` in `r` and waits for it; the time from request to exit.
+    pub fn exec(&self, r: &Running, cmd: &[&str]) -> Result<ExecResult> {
+        let cfg = ExecConfig {
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let t0 = Instant::now();
+        let stream = self.connect_to(r)?.exec(&r.id, cfg, None)?;
+        let (_, code, stdout) = relay(stream, t0)?;
+        Ok(ExecResult {
+            elapsed: t0.elapsed(),
+            code,
+            stdout,
+        })
+    }
+
+    /// Removes `r` (and powers off its VM).
+    pub fn remove(&self, r: Running) -> Result<()> {
+        let res = self
+            .connect_to(&r)
+            .and_then(|mut c| Ok(c.container_remove(&r.id, true, false)?));
+        drop(r.vm);
+        res
+    }
+}
+
+/// Reads an attached stream to its exit frame: the time of the first
+/// output (from `t0`), the exit code and stdout (bounded).
+fn relay(mut stream: impl Read, t0: Instant) -> Result<(Option<Duration>, i32, String)> {
+    let mut first = None;
+    let mut out = Vec::new();
+    loop {
+        match mux::read_frame(&mut stream)
+            .map_err(|e| anyhow!("reading the container's stream: {e}"))?
+        {
+            Some((Kind::Stdout | Kind::Stderr, d)) => {
+                if first.is_none() && !d.is_empty() {
+                    first = Some(t0.elapsed());
+                }
+                let room = MAX_OUTPUT.saturating_sub(out.len());
+                out.extend_from_slice(&d[..d.len().min(room)]);
+            }
+            Some((Kind::Exit, p)) => {
+                let code = mux::parse_exit(&p).unwrap_or(255);
+                return Ok((first, code, String::from_utf8_lossy(&out).into_owned()));
+            }
+            Some((Kind::Error, p)) => bail!("engine: {}", String::from_utf8_lossy(&p)),
+            Some(_) => {}
+            None => bail!("the container's stream ended before it exited"),
+        }
+    }
+}

@@ -1,0 +1,395 @@
+//! The measurements of one placement.
+//!
+//! Timed workloads run in a busybox-style shell inside an idle container,
+//! started by `exec`. What one exec costs (engine round trips, the shell's
+//! own start) is taken out by measuring differentially: the same command
+//! with a small and a large count, the difference divided by the extra
+//! work. The count grows until the extra work takes `target_ms`, so slow
+//! placements (an emulated guest kernel) do not run for minutes.
+
+use super::probe::{self, HostFacts, Isolation};
+use super::report::{Metric, PlacementReport};
+use super::target::{Running, Target};
+use super::{Options, PlacementKind, Progress, Workload};
+use anyhow::{bail, Result};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+/// Measures everything `opts` asks for in one placement. Errors are kept
+/// in the report (whole placement, or one metric).
+pub fn measure_placement(
+    kind: PlacementKind,
+    opts: &Options,
+    host: &HostFacts,
+    progress: &dyn Progress,
+) -> PlacementReport {
+    let mut rep = PlacementReport::new(kind);
+    progress.step(kind, "opening the placement");
+    let t0 = Instant::now();
+    let target = match Target::open(kind, &opts.image) {
+        Ok(t) => t,
+        Err(e) => {
+            rep.error = Some(format!("{e:#}"));
+            return rep;
+        }
+    };
+    rep.available = true;
+    if kind != PlacementKind::Vm {
+        rep.push(Metric::value("engine_ready_ms", ms(t0.elapsed())));
+    }
+    if opts.workloads.contains(&Workload::Startup) {
+        startup(&target, opts, &mut rep, progress);
+    }
+    progress.step(kind, "starting an idle container");
+    let idle = match target.start_idle() {
+        Ok(r) => r,
+        Err(e) => {
+            rep.error = Some(format!("starting an idle container: {e:#}"));
+            return rep;
+        }
+    };
+    progress.step(kind, "probing isolation");
+    match target.exec(&idle, &["sh", "-c", probe::SCRIPT]) {
+        Ok(r) if r.stdout.contains("probe=done") => {
+            let mut iso = Isolation::from_probe(&probe::parse(&r.stdout), host);
+            iso.vmm_seccomp = target.vmm_pid(&idle).and_then(probe::process_seccomp);
+            rep.isolation = Some(iso);
+        }
+        Ok(r) => {
+            rep.error = Some(format!(
+            "the isolation probe did not finish (exit {}); does the image have sh and coreutils?",
+            r.code
+        ))
+        }
+        Err(e) => rep.error = Some(format!("isolation probe: {e:#}")),
+    }
+    if opts.workloads.contains(&Workload::Exec) {
+        progress.step(kind, "exec latency");
+        let n = opts.rounds.max(3);
+        let r = (0..n)
+            .map(|_| {
+                let r = target.exec(&idle, &["true"])?;
+                if r.code != 0 {
+                    bail!("exec true exited {}", r.code);
+                }
+                Ok(ms(r.elapsed))
+            })
+            .collect::<Result<Vec<f64>>>();
+        rep.push(Metric::from_samples("exec_ms", r));
+    }
+    let target_time = Duration::from_millis(opts.target_ms.max(10));
+    for (w, spec) in DIFFERENTIAL {
+        if !opts.workloads.contains(&w) {
+            continue;
+        }
+        progress.step(kind, spec.what);
+        let r = differential(&target, &idle, &spec, target_time, opts.rounds.max(1));
+        rep.push(Metric::from_samples(spec.id, r));
+    }
+    let mut running = vec![idle];
+    if opts.workloads.contains(&Workload::Memory) {
+        memory(&target, opts, &mut running, &mut rep, progress);
+    }
+    progress.step(kind, "removing containers");
+    for r in running {
+        if let Err(e) = target.remove(r) {
+            rep.notes.push(format!("removing a container: {e:#}"));
+        }
+    }
+    rep
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn startup(target: &Target, opts: &Options, rep: &mut PlacementReport, progress: &dyn Progress) {
+    let kind = target.kind;
+    let mut teardown = Vec::new();
+    let mut first = |label: &str| -> Result<f64> {
+        progress.step(kind, label);
+        let r = target.run(&["echo", "ready"])?;
+        if r.code != 0 || r.stdout.trim() != "ready" {
+            bail!("echo ready exited {} with {:?}", r.code, r.stdout);
+        }
+        teardown.push(ms(r.teardown));
+        Ok(ms(r.first_output.unwrap_or(r.exited)))
+    };
+    let cold = first("startup (cold)");
+    let warm = (0..opts.rounds.max(1))
+        .map(|i| first(&format!("startup (warm {}/{})", i + 1, opts.rounds.max(1))))
+        .collect::<Result<Vec<f64>>>();
+    rep.push(Metric::from_samples(
+        "startup_cold_ms",
+        cold.map(|v| vec![v]),
+    ));
+    rep.push(Metric::from_samples("startup_warm_ms", warm));
+    if teardown.is_empty() {
+        rep.push(Metric::failed("teardown_ms", "no container ran"));
+    } else {
+        rep.push(Metric::from_samples("teardown_ms", Ok(teardown)));
+    }
+}
+
+/// A workload measured differentially.
+pub struct Differential {
+    pub id: &'static str,
+    pub what: &'static str,
+    /// The shell command for a count.
+    pub command: fn(u64) -> String,
+    /// The baseline count, the first count tried, the largest allowed.
+    pub base: u64,
+    pub start: u64,
+    pub max: u64,
+    /// Turns (seconds, extra count) into the metric's value.
+    pub value: fn(f64, u64) -> f64,
+}
+
+const DIFFERENTIAL: [(Workload, Differential); 5] = [
+    (
+        Workload::Syscall,
+        Differential {
+            id: "syscall_ns",
+            what: "syscall latency",
+            // Each byte is one read(2) and one write(2).
+            command: |n| format!("dd if=/dev/zero of=/dev/null bs=1 count={n} 2>/dev/null"),
+            base: 1,
+            start: 2000,
+            max: 50_000_000,
+            value: |s, n| s * 1e9 / (2.0 * n as f64),
+        },
+    ),
+    (
+        Workload::Fork,
+        Differential {
+            id: "fork_exec_us",
+            what: "fork+exec",
+            command: |n| format!("i=0; while [ $i -lt {n} ]; do /bin/true; i=$((i+1)); done"),
+            base: 0,
+            start: 4,
+            max: 200_000,
+            value: |s, n| s * 1e6 / n as f64,
+        },
+    ),
+    (
+        Workload::Cpu,
+        Differential {
+            id: "cpu_loop_ns",
+            what: "CPU loop",
+            command: |n| format!("i=0; while [ $i -lt {n} ]; do i=$((i+1)); done"),
+            base: 0,
+            start: 10_000,
+            max: 500_000_000,
+            value: |s, n| s * 1e9 / n as f64,
+        },
+    ),
+    (
+        Workload::Fault,
+        Differential {
+            id: "page_fault_ns",
+            what: "page faults",
+            // dd's buffer of n KiB is fresh anonymous memory: each 4 KiB
+            // page faults in once, and is filled from /dev/zero.
+            command: |n| format!("dd if=/dev/zero of=/dev/null bs={n}k count=1 2>/dev/null"),
+            base: 4,
+            start: 1024,
+            max: 256 * 1024,
+            value: |s, n| s * 1e9 / (n as f64 / 4.0),
+        },
+    ),
+    (
+        Workload::Fs,
+        Differential {
+            id: "fs_write_mib_s",
+            what: "rootfs writes",
+            command: |n| {
+                format!(
+                    "dd if=/dev/zero of=/tmp/.berth-compare bs=64k count={n} conv=fsync 2>/dev/null; rm -f /tmp/.berth-compare"
+                )
+            },
+            base: 1,
+            start: 16,
+            max: 4096,
+            value: |s, n| (n as f64 / 16.0) / s,
+        },
+    ),
+];
+
+/// Runs `spec` in `r`: grows the count until the extra work takes
+/// `target`, then measures `rounds` times.
+pub fn differential(
+    t: &Target,
+    r: &Running,
+    spec: &Differential,
+    target: Duration,
+    rounds: u32,
+) -> Result<Vec<f64>> {
+    let time = |n: u64| -> Result<f64> {
+        let cmd = (spec.command)(n);
+        let res = t.exec(r, &["sh", "-c", &cmd])?;
+        if res.code != 0 {
+            bail!("`{cmd}` exited {}", res.code);
+        }
+        Ok(res.elapsed.as_secs_f64())
+    };
+    let want = target.as_secs_f64();
+    let base = time(spec.base)?;
+    let mut n = spec.start;
+    loop {
+        let d = time(n)? - base;
+        if d >= want || n >= spec.max {
+            break;
+        }
+        let factor = if d > 0.0 {
+            (want * 1.5 / d).clamp(2.0, 16.0)
+        } else {
+            16.0
+        };
+        n = ((n as f64 * factor) as u64).min(spec.max);
+    }
+    let extra = n - spec.base;
+    let mut samples = Vec::new();
+    for _ in 0..rounds {
+        let a = time(spec.base)?;
+        let b = time(n)?;
+        // Noise can make the difference negative when the work is tiny
+        // next to an exec; a floor of 1 µs keeps the value positive.
+        samples.push((spec.value)((b - a).max(1e-6), extra));
+    }
+    Ok(samples)
+}
+
+/// Host memory: PSS of the processes behind one idle container, then
+/// what each further idle container adds.
+fn memory(
+    target: &Target,
+    opts: &Options,
+    running: &mut Vec<Running>,
+    rep: &mut PlacementReport,
+    progress: &dyn Progress,
+) {
+    let kind = target.kind;
+    let n = opts.memory_containers.max(2) as usize;
+    let settle = || std::thread::sleep(Duration::from_secs(1));
+    settle();
+    let one = pss_kib(&target.roots(&running[..1]));
+    rep.push(Metric::value("memory_first_mib", one as f64 / 1024.0));
+    while running.len() < n {
+        progress.step(
+            kind,
+            &format!("memory: idle container {}/{n}", running.len() + 1),
+        );
+        match target.start_idle() {
+            Ok(r) => running.push(r),
+            Err(e) => {
+                rep.push(Metric::failed(
+                    "memory_additional_mib",
+                    &format!("starting container {}: {e:#}", running.len() + 1),
+                ));
+                return;
+            }
+        }
+    }
+    settle();
+    let all = pss_kib(&target.roots(running));
+    let per = (all as f64 - one as f64) / (n as f64 - 1.0) / 1024.0;
+    let mut m = Metric::value("memory_additional_mib", per);
+    m.detail = Some(format!(
+        "{n} idle containers: {:.1} MiB PSS in all",
+        all as f64 / 1024.0
+    ));
+    rep.push(m);
+}
+
+/// Sum of the PSS (KiB) of `roots` and all their descendants.
+pub fn pss_kib(roots: &[i32]) -> u64 {
+    tree(roots)
+        .iter()
+        .map(|&p| process_pss_kib(p).unwrap_or(0))
+        .sum()
+}
+
+/// `roots` and their descendants, from /proc/*/stat.
+pub fn tree(roots: &[i32]) -> BTreeSet<i32> {
+    let mut children: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+    if let Ok(d) = std::fs::read_dir("/proc") {
+        for e in d.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            if let Some(ppid) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| parent_of(&s))
+            {
+                children.entry(ppid).or_default().push(pid);
+            }
+        }
+    }
+    let mut seen = BTreeSet::new();
+    let mut todo: Vec<i32> = roots.to_vec();
+    while let Some(p) = todo.pop() {
+        if seen.insert(p) {
+            todo.extend(children.get(&p).into_iter().flatten());
+        }
+    }
+    seen
+}
+
+/// The parent PID from a /proc/PID/stat line (the name in parentheses
+/// may itself hold spaces and parentheses).
+pub fn parent_of(stat: &str) -> Option<i32> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// PSS of one process in KiB, from /proc/PID/smaps_rollup.
+pub fn process_pss_kib(pid: i32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    parse_pss(&s)
+}
+
+/// The `Pss:` line of smaps_rollup, in KiB.
+pub fn parse_pss(rollup: &str) -> Option<u64> {
+    rollup
+        .lines()
+        .find(|l| l.starts_with("Pss:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_parent_survives_odd_names() {
+        assert_eq!(parent_of("42 (a) b) (c) S 7 42 42 0"), Some(7));
+        assert_eq!(parent_of("42 (sh) S 1 42"), Some(1));
+        assert_eq!(parent_of("garbage"), None);
+    }
+
+    #[test]
+    fn pss_from_rollup() {
+        let s = "00200000-7ffcd3ac3000 ---p 00000000 00:00 0 [rollup]\nRss:  6376 kB\nPss:  3680 kB\nPss_Dirty: 868 kB\n";
+        assert_eq!(parse_pss(s), Some(3680));
+        assert_eq!(parse_pss("Rss: 1 kB\n"), None);
+    }
+
+    #[test]
+    fn this_process_has_pss_and_is_in_its_tree() {
+        let me = std::process::id() as i32;
+        assert!(process_pss_kib(me).unwrap_or(0) > 0);
+        assert!(tree(&[me]).contains(&me));
+    }
+
+    #[test]
+    fn differential_commands_take_counts() {
+        for (_, d) in DIFFERENTIAL {
+            assert!((d.command)(d.start).contains(&d.start.to_string()));
+            assert!(d.base < d.start && d.start <= d.max);
+            assert!((d.value)(1.0, d.start - d.base) > 0.0);
+        }
+    }
+}
