@@ -21,7 +21,7 @@
 //! Capabilities are per thread too: every thread clears its bounding set
 //! and keeps in its permitted/effective sets only what its devices need
 //! ([`kept_capabilities`]: the events thread of a VM with virtio-fs shares
-//! keeps the file-owner overrides of the passthrough server; every other
+//! keeps DAC_OVERRIDE and FOWNER for the passthrough server; every other
 //! thread keeps none). `no_new_privs` is set before the filter.
 //!
 //! Nothing is confined unless the binary asked for it with [`enable`]
@@ -36,7 +36,10 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, SeccompRule, TargetArch};
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
+};
 
 /// The long-lived threads of a KVM VMM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -177,10 +180,20 @@ pub fn confine_or_exit(kind: ThreadKind) {
 /// `mismatch` for the rest.
 pub fn build_filter(kind: ThreadKind, mismatch: SeccompAction) -> Result<BpfProgram, ConfineError> {
     let build = |source| ConfineError::Build { kind, source };
-    let rules: BTreeMap<i64, Vec<SeccompRule>> = allowed_syscalls(kind)
-        .iter()
-        .map(|&nr| (nr, Vec::new()))
-        .collect();
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    for nr in allowed_syscalls(kind) {
+        let mut nr_rules = Vec::new();
+        if nr == libc::SYS_ioctl {
+            // ioctl only with the request numbers the thread uses.
+            for &(_, request) in allowed_ioctls(kind) {
+                let cond =
+                    SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, request)
+                        .map_err(build)?;
+                nr_rules.push(SeccompRule::new(vec![cond]).map_err(build)?);
+            }
+        }
+        rules.insert(nr, nr_rules);
+    }
     let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(build)?;
     let filter = SeccompFilter::new(rules, mismatch, SeccompAction::Allow, arch).map_err(build)?;
     filter.try_into().map_err(build)
@@ -220,44 +233,33 @@ const COMMON: &[i64] = &[
 
 /// vCPU threads: KVM_RUN and the vCPU state ioctls (snapshots), console
 /// output to its file, queue notifications and interrupts (eventfds).
-const VCPU: &[i64] = &[libc::SYS_ioctl, libc::SYS_fsync];
+const VCPU: &[i64] = &[libc::SYS_ioctl];
 
 /// The main thread after the VM started: waits, takes snapshots (KVM
-/// state ioctls, the memory and state files), pauses vCPUs with a signal,
-/// flushes the console and exits.
+/// state ioctls; the directory, the memory file written sparsely after a
+/// mincore look, the state file through a rename; the kernel's hash),
+/// pauses vCPUs with a signal, flushes the console and exits.
 const MAIN: &[i64] = &[
     libc::SYS_ioctl,
     libc::SYS_openat,
     libc::SYS_mkdir,
     libc::SYS_mkdirat,
-    libc::SYS_unlinkat,
     libc::SYS_rename,
     libc::SYS_renameat,
     libc::SYS_renameat2,
-    libc::SYS_fsync,
-    libc::SYS_fdatasync,
     libc::SYS_ftruncate,
-    libc::SYS_fallocate,
-    libc::SYS_lseek,
-    libc::SYS_pread64,
     libc::SYS_pwrite64,
-    libc::SYS_pwritev,
+    libc::SYS_mincore,
     libc::SYS_statx,
     libc::SYS_newfstatat,
     libc::SYS_fstat,
-    libc::SYS_fcntl,
-    libc::SYS_getdents64,
-    libc::SYS_mincore,
 ];
 
 /// Socket calls of the vsock muxer (host Unix sockets) and the network
-/// stack (host TCP/UDP sockets).
+/// stack (host TCP/UDP sockets), and their epoll loops.
 const SOCKETS: &[i64] = &[
     libc::SYS_socket,
     libc::SYS_connect,
-    libc::SYS_accept4,
-    libc::SYS_bind,
-    libc::SYS_listen,
     libc::SYS_shutdown,
     libc::SYS_sendto,
     libc::SYS_recvfrom,
@@ -272,13 +274,17 @@ const SOCKETS: &[i64] = &[
     libc::SYS_epoll_wait,
     libc::SYS_epoll_pwait,
     libc::SYS_epoll_ctl,
-    libc::SYS_poll,
-    libc::SYS_ppoll,
 ];
 
-/// The device event loop: epoll, block I/O, vsock sockets, and the
-/// virtio-fs passthrough server's file operations.
+/// The network stack binds its UDP sockets (DNS and other datagrams).
+const NET: &[i64] = &[libc::SYS_bind];
+
+/// The device event loop: block I/O, the vsock muxer's accepts, the
+/// virtio-rng's getrandom (in COMMON), and the virtio-fs passthrough
+/// server's file operations (fuse-backend-rs PassthroughFs, without file
+/// handles, and berth's ShareFs).
 const EVENTS: &[i64] = &[
+    libc::SYS_accept4,
     // block
     libc::SYS_pread64,
     libc::SYS_pwrite64,
@@ -287,14 +293,12 @@ const EVENTS: &[i64] = &[
     libc::SYS_lseek,
     libc::SYS_fsync,
     libc::SYS_fdatasync,
-    // virtio-fs (fuse-backend-rs PassthroughFs and berth's ShareFs)
+    // virtio-fs
     libc::SYS_openat,
-    libc::SYS_open,
     libc::SYS_newfstatat,
     libc::SYS_fstat,
     libc::SYS_statx,
     libc::SYS_fstatfs,
-    libc::SYS_statfs,
     libc::SYS_getdents64,
     libc::SYS_readlinkat,
     libc::SYS_mkdirat,
@@ -305,20 +309,15 @@ const EVENTS: &[i64] = &[
     libc::SYS_linkat,
     libc::SYS_symlinkat,
     libc::SYS_fchownat,
-    libc::SYS_fchown,
     libc::SYS_fchmodat,
     libc::SYS_fchmod,
     libc::SYS_utimensat,
     libc::SYS_ftruncate,
     libc::SYS_fallocate,
-    libc::SYS_copy_file_range,
     libc::SYS_dup,
-    libc::SYS_flock,
     libc::SYS_umask,
     libc::SYS_geteuid,
     libc::SYS_getegid,
-    libc::SYS_getuid,
-    libc::SYS_getgid,
     libc::SYS_setxattr,
     libc::SYS_lsetxattr,
     libc::SYS_fsetxattr,
@@ -326,16 +325,68 @@ const EVENTS: &[i64] = &[
     libc::SYS_lgetxattr,
     libc::SYS_fgetxattr,
     libc::SYS_listxattr,
-    libc::SYS_llistxattr,
     libc::SYS_flistxattr,
     libc::SYS_removexattr,
-    libc::SYS_lremovexattr,
     libc::SYS_fremovexattr,
-    libc::SYS_name_to_handle_at,
-    libc::SYS_open_by_handle_at,
     libc::SYS_capget,
     libc::SYS_capset,
 ];
+
+/// ioctl request numbers (`<linux/kvm.h>` and `<asm-generic/ioctls.h>`
+/// on x86_64; a stable kernel ABI).
+pub mod ioctl {
+    #![allow(missing_docs)]
+    pub const KVM_RUN: u64 = 0xae80;
+    pub const KVM_GET_REGS: u64 = 0x8090_ae81;
+    pub const KVM_GET_SREGS: u64 = 0x8138_ae83;
+    pub const KVM_TRANSLATE: u64 = 0xc018_ae85;
+    pub const KVM_GET_MSRS: u64 = 0xc008_ae88;
+    pub const KVM_GET_LAPIC: u64 = 0x8400_ae8e;
+    pub const KVM_GET_CPUID2: u64 = 0xc008_ae91;
+    pub const KVM_GET_MP_STATE: u64 = 0x8004_ae98;
+    pub const KVM_GET_VCPU_EVENTS: u64 = 0x8040_ae9f;
+    pub const KVM_GET_DEBUGREGS: u64 = 0x8080_aea1;
+    pub const KVM_GET_TSC_KHZ: u64 = 0xaea3;
+    pub const KVM_GET_XSAVE: u64 = 0x9000_aea4;
+    pub const KVM_GET_XCRS: u64 = 0x8188_aea6;
+    pub const KVM_GET_CLOCK: u64 = 0x8030_ae7c;
+    pub const KVM_GET_IRQCHIP: u64 = 0xc208_ae62;
+    pub const KVM_GET_PIT2: u64 = 0x8070_ae9f;
+    pub const FIONBIO: u64 = 0x5421;
+}
+
+/// The ioctl requests a `kind` thread may make (name, number).
+pub fn allowed_ioctls(kind: ThreadKind) -> &'static [(&'static str, u64)] {
+    use ioctl::*;
+    match kind {
+        // KVM_RUN (also the settle before a snapshot), the vCPU state a
+        // snapshot saves, and what a failure report reads (registers,
+        // KVM_TRANSLATE of the instruction pointer).
+        ThreadKind::Vcpu => &[
+            ("KVM_RUN", KVM_RUN),
+            ("KVM_GET_REGS", KVM_GET_REGS),
+            ("KVM_GET_SREGS", KVM_GET_SREGS),
+            ("KVM_TRANSLATE", KVM_TRANSLATE),
+            ("KVM_GET_MSRS", KVM_GET_MSRS),
+            ("KVM_GET_LAPIC", KVM_GET_LAPIC),
+            ("KVM_GET_CPUID2", KVM_GET_CPUID2),
+            ("KVM_GET_MP_STATE", KVM_GET_MP_STATE),
+            ("KVM_GET_VCPU_EVENTS", KVM_GET_VCPU_EVENTS),
+            ("KVM_GET_DEBUGREGS", KVM_GET_DEBUGREGS),
+            ("KVM_GET_TSC_KHZ", KVM_GET_TSC_KHZ),
+            ("KVM_GET_XSAVE", KVM_GET_XSAVE),
+            ("KVM_GET_XCRS", KVM_GET_XCRS),
+        ],
+        // The VM state a snapshot saves.
+        ThreadKind::Main => &[
+            ("KVM_GET_CLOCK", KVM_GET_CLOCK),
+            ("KVM_GET_IRQCHIP", KVM_GET_IRQCHIP),
+            ("KVM_GET_PIT2", KVM_GET_PIT2),
+        ],
+        // Non-blocking host sockets.
+        ThreadKind::Events | ThreadKind::Net => &[("FIONBIO", FIONBIO)],
+    }
+}
 
 /// The system calls `kind`'s filter allows (sorted, no duplicates).
 pub fn allowed_syscalls(kind: ThreadKind) -> Vec<i64> {
@@ -343,7 +394,7 @@ pub fn allowed_syscalls(kind: ThreadKind) -> Vec<i64> {
         ThreadKind::Main => &[MAIN],
         ThreadKind::Vcpu => &[VCPU],
         ThreadKind::Events => &[EVENTS, SOCKETS],
-        ThreadKind::Net => &[SOCKETS],
+        ThreadKind::Net => &[NET, SOCKETS],
     };
     let mut all: Vec<i64> = COMMON
         .iter()
@@ -357,27 +408,20 @@ pub fn allowed_syscalls(kind: ThreadKind) -> Vec<i64> {
 
 /// Capability numbers (linux/capability.h).
 mod cap {
-    pub const CHOWN: u32 = 0;
     pub const DAC_OVERRIDE: u32 = 1;
-    pub const DAC_READ_SEARCH: u32 = 2;
     pub const FOWNER: u32 = 3;
-    pub const FSETID: u32 = 4;
 }
 
 /// The capabilities a `kind` thread keeps: the events thread of a VM with
-/// virtio-fs shares keeps what a root passthrough server needs to work on
-/// files that other users own (read and search them, open them by handle,
-/// set times, modes and the owner-override xattr, keep or clear set-id
-/// bits); everything else keeps nothing.
+/// virtio-fs shares keeps what a root passthrough server needs on shared
+/// files that other users own: DAC_OVERRIDE (read, write and search them)
+/// and FOWNER (set their times and modes and the owner-override xattr).
+/// It needs no CHOWN (host owners never change: the guest's view lives in
+/// the override xattr), no FSETID (set-id bits are refused), no
+/// DAC_READ_SEARCH (no file handles). Every other thread keeps nothing.
 pub fn kept_capabilities(kind: ThreadKind, fs_shares: bool) -> Vec<u32> {
     if kind == ThreadKind::Events && fs_shares {
-        vec![
-            cap::CHOWN,
-            cap::DAC_OVERRIDE,
-            cap::DAC_READ_SEARCH,
-            cap::FOWNER,
-            cap::FSETID,
-        ]
+        vec![cap::DAC_OVERRIDE, cap::FOWNER]
     } else {
         Vec::new()
     }
@@ -535,6 +579,29 @@ mod tests {
         assert!(!allowed_syscalls(ThreadKind::Main).contains(&libc::SYS_socket));
     }
 
+    /// ioctl is allowed only with listed requests: a thread with ioctl in
+    /// its list has requests, and no thread may make KVM calls that change
+    /// the VM (KVM_SET_*, KVM_CREATE_VCPU, KVM_SET_USER_MEMORY_REGION).
+    #[test]
+    fn ioctls_are_narrowed_to_their_requests() {
+        for kind in ThreadKind::ALL {
+            let has_ioctl = allowed_syscalls(kind).contains(&libc::SYS_ioctl);
+            assert_eq!(has_ioctl, !allowed_ioctls(kind).is_empty(), "{kind:?}");
+            for &(name, nr) in allowed_ioctls(kind) {
+                assert!(
+                    name.starts_with("KVM_GET")
+                        || name == "KVM_RUN"
+                        || name == "KVM_TRANSLATE"
+                        || name == "FIONBIO",
+                    "{name}"
+                );
+                // KVMIO (0xae) requests are KVM's; FIONBIO is the only other.
+                assert!((nr >> 8) & 0xff == 0xae || nr == ioctl::FIONBIO);
+            }
+        }
+        assert!(!allowed_ioctls(ThreadKind::Vcpu).is_empty());
+    }
+
     #[test]
     fn only_the_events_thread_of_a_vm_with_shares_keeps_capabilities() {
         for kind in ThreadKind::ALL {
@@ -544,6 +611,80 @@ mod tests {
                 kind != ThreadKind::Events
             );
         }
+    }
+
+    /// The real filters, with EPERM instead of a kill so that the test
+    /// survives: what a kind may do works, the rest is refused, and ioctl
+    /// is narrowed to its requests.
+    #[test]
+    fn real_filters_allow_their_lists_and_refuse_the_rest() {
+        let errno = || std::io::Error::last_os_error().raw_os_error();
+        let events = std::thread::spawn(move || {
+            let prog =
+                build_filter(ThreadKind::Events, SeccompAction::Errno(libc::EPERM as u32)).unwrap();
+            seccompiler::apply_filter(&prog).unwrap();
+            let mut out = Vec::new();
+            // SAFETY: plain system calls on a socket this thread owns.
+            unsafe {
+                let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+                out.push(("socket", fd >= 0, errno()));
+                let mut one: libc::c_int = 1;
+                let r = libc::ioctl(fd, libc::FIONBIO, &mut one);
+                out.push(("FIONBIO", r == 0, errno()));
+                let r = libc::ioctl(fd, libc::FIONREAD, &mut one);
+                out.push((
+                    "FIONREAD refused",
+                    r == -1 && errno() == Some(libc::EPERM),
+                    errno(),
+                ));
+                let r = libc::syscall(libc::SYS_getppid);
+                out.push((
+                    "getppid refused",
+                    r == -1 && errno() == Some(libc::EPERM),
+                    errno(),
+                ));
+                let r = libc::syscall(libc::SYS_execve, c"/bin/true".as_ptr(), 0, 0);
+                out.push((
+                    "execve refused",
+                    r == -1 && errno() == Some(libc::EPERM),
+                    errno(),
+                ));
+                libc::close(fd);
+            }
+            let opened = std::fs::File::open("/proc/self/status").is_ok();
+            out.push(("open", opened, None));
+            out
+        })
+        .join()
+        .unwrap();
+        for (what, ok, e) in events {
+            assert!(ok, "events: {what} ({e:?})");
+        }
+        let vcpu = std::thread::spawn(move || {
+            let prog =
+                build_filter(ThreadKind::Vcpu, SeccompAction::Errno(libc::EPERM as u32)).unwrap();
+            seccompiler::apply_filter(&prog).unwrap();
+            // SAFETY: plain system calls; a refused socket returns -1.
+            let sock = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) };
+            let sock_errno = errno();
+            let open = std::fs::File::open("/proc/self/status").map_err(|e| e.raw_os_error());
+            // SAFETY: KVM_RUN on fd 0 (stdin) is a harmless ENOTTY if it
+            // passes the filter; FIONBIO on it must not pass.
+            let run = unsafe { libc::ioctl(0, ioctl::KVM_RUN as _, 0) };
+            let run_errno = errno();
+            let mut one: libc::c_int = 1;
+            // SAFETY: as above.
+            let nb = unsafe { libc::ioctl(0, libc::FIONBIO, &mut one) };
+            let nb_errno = errno();
+            (sock, sock_errno, open.err(), run, run_errno, nb, nb_errno)
+        })
+        .join()
+        .unwrap();
+        assert_eq!((vcpu.0, vcpu.1), (-1, Some(libc::EPERM)), "vcpu socket");
+        assert_eq!(vcpu.2, Some(Some(libc::EPERM)), "vcpu open");
+        assert_eq!(vcpu.3, -1);
+        assert_ne!(vcpu.4, Some(libc::EPERM), "KVM_RUN passes the filter");
+        assert_eq!((vcpu.5, vcpu.6), (-1, Some(libc::EPERM)), "vcpu FIONBIO");
     }
 
     /// A child thread confined with a log-free kill filter that allows
