@@ -54,7 +54,183 @@ struct CreateBody {
     stop_signal: Option<String>,
     exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
     volumes: Option<BTreeMap<String, serde_json::Value>>,
+    healthcheck: Option<berth_protocol::HealthConfig>,
     host_config: Option<HostConfigBody>,
+    networking_config: Option<NetworkingConfigBody>,
+}
+
+/// `NetworkingConfig`: the endpoint settings per network.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+struct NetworkingConfigBody {
+    endpoints_config: Option<BTreeMap<String, Option<EndpointBody>>>,
+}
+
+/// An `EndpointSettings` (the parts berth models): also the body of a
+/// network connect.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub(crate) struct EndpointBody {
+    pub aliases: Option<Vec<String>>,
+    #[serde(rename = "IPAMConfig")]
+    pub ipam_config: Option<EndpointIpam>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct EndpointIpam {
+    #[serde(rename = "IPv4Address")]
+    pub ipv4_address: Option<String>,
+}
+
+impl EndpointBody {
+    pub(crate) fn ipv4(&self) -> Option<String> {
+        self.ipam_config
+            .as_ref()
+            .and_then(|i| i.ipv4_address.clone())
+            .filter(|a| !a.is_empty())
+    }
+}
+
+/// One `HostConfig.Mounts` entry (docker's `mount.Mount`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+struct MountBody {
+    #[serde(rename = "Type")]
+    kind: String,
+    source: String,
+    target: String,
+    read_only: bool,
+    bind_options: Option<BindOptionsBody>,
+    volume_options: Option<VolumeOptionsBody>,
+    tmpfs_options: Option<TmpfsOptionsBody>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+struct BindOptionsBody {
+    propagation: Option<String>,
+    non_recursive: bool,
+    create_mountpoint: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+struct VolumeOptionsBody {
+    no_copy: bool,
+    labels: Option<BTreeMap<String, String>>,
+    driver_config: Option<DriverConfigBody>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+struct DriverConfigBody {
+    name: Option<String>,
+    options: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+struct TmpfsOptionsBody {
+    size_bytes: Option<i64>,
+    mode: Option<u32>,
+}
+
+/// berth's mount for a `HostConfig.Mounts` entry; docker's 400s.
+fn mount_spec(m: MountBody) -> ApiResult<MountSpec> {
+    let bad = |why: String| {
+        ApiError::bad_request(format!(
+            "invalid mount config for type \"{}\": {why}",
+            m.kind
+        ))
+    };
+    if !m.target.starts_with('/') {
+        return Err(bad(format!(
+            "invalid mount path: '{}' mount path must be absolute",
+            m.target
+        )));
+    }
+    let kind = match m.kind.as_str() {
+        "bind" => MountType::Bind,
+        "volume" => MountType::Volume,
+        "tmpfs" => MountType::Tmpfs,
+        k => {
+            return Err(ApiError::bad_request(format!(
+                "mount type unknown: \"{k}\""
+            )))
+        }
+    };
+    let mut spec = MountSpec::new(kind, &m.source, &m.target);
+    spec.read_only = m.read_only;
+    match kind {
+        MountType::Bind => {
+            if m.source.is_empty() {
+                return Err(bad("field Source must not be empty".into()));
+            }
+            if !m.source.starts_with('/') {
+                return Err(bad(format!(
+                    "invalid mount path: '{}' mount path must be absolute",
+                    m.source
+                )));
+            }
+            if m.volume_options.is_some() || m.tmpfs_options.is_some() {
+                return Err(bad(
+                    "field VolumeOptions/TmpfsOptions must not be specified".into(),
+                ));
+            }
+            if let Some(b) = m.bind_options {
+                spec.propagation = b.propagation.filter(|p| !p.is_empty());
+                spec.non_recursive = b.non_recursive;
+                spec.create_host_path = b.create_mountpoint;
+            }
+        }
+        MountType::Volume => {
+            if m.bind_options.is_some() || m.tmpfs_options.is_some() {
+                return Err(bad(
+                    "field BindOptions/TmpfsOptions must not be specified".into()
+                ));
+            }
+            if let Some(v) = m.volume_options {
+                spec.no_copy = v.no_copy;
+                spec.volume_labels = v.labels.unwrap_or_default();
+                if let Some(d) = v.driver_config {
+                    spec.volume_driver = d.name.filter(|n| !n.is_empty());
+                    spec.volume_options = d.options.unwrap_or_default();
+                }
+            }
+        }
+        MountType::Tmpfs => {
+            if !m.source.is_empty() {
+                return Err(bad("field Source must not be specified".into()));
+            }
+            if let Some(t) = m.tmpfs_options {
+                spec.tmpfs_size = t.size_bytes.filter(|s| *s > 0);
+                spec.tmpfs_mode = t.mode.filter(|m| *m != 0);
+            }
+        }
+    }
+    Ok(spec)
+}
+
+/// docker's CLI's capability spelling (`normalizeCapabilities`): upper
+/// case with a `CAP_` prefix (`ALL` stays), each once, sorted. Older
+/// clients send the names as typed.
+fn normalize_caps(list: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = list
+        .into_iter()
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            let c = c.to_ascii_uppercase();
+            if c == "ALL" || c.starts_with("CAP_") {
+                c
+            } else {
+                format!("CAP_{c}")
+            }
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,6 +253,12 @@ struct HostConfigBody {
     extra_hosts: Option<Vec<String>>,
     volumes_from: Option<Vec<String>>,
     tmpfs: Option<BTreeMap<String, String>>,
+    mounts: Option<Vec<MountBody>>,
+    cap_add: Option<Vec<String>>,
+    cap_drop: Option<Vec<String>>,
+    privileged: Option<bool>,
+    security_opt: Option<Vec<String>>,
+    links: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -93,8 +275,13 @@ struct RestartBody {
     maximum_retry_count: Option<i64>,
 }
 
-/// berth's container config for a create body; errors are docker's 400s.
-fn container_config(b: CreateBody, name: Option<String>) -> ApiResult<ContainerConfig> {
+/// berth's container config for a create body, and the further networks
+/// its `NetworkingConfig` names (connected after the create); errors are
+/// docker's 400s.
+fn container_config(
+    b: CreateBody,
+    name: Option<String>,
+) -> ApiResult<(ContainerConfig, Vec<(String, EndpointBody)>)> {
     let image = b
         .image
         .filter(|i| !i.is_empty())
@@ -135,8 +322,39 @@ fn container_config(b: CreateBody, name: Option<String>) -> ApiResult<ContainerC
         dns_options: h.dns_options.unwrap_or_default(),
         extra_hosts: h.extra_hosts.unwrap_or_default(),
         volumes_from: h.volumes_from.unwrap_or_default(),
+        cap_add: normalize_caps(h.cap_add.unwrap_or_default()),
+        cap_drop: normalize_caps(h.cap_drop.unwrap_or_default()),
+        privileged: h.privileged.unwrap_or(false),
+        security_opt: h.security_opt.unwrap_or_default(),
+        healthcheck: b.healthcheck,
+        links: h.links.unwrap_or_default(),
         ..Default::default()
     };
+    // The endpoint of the network the container starts on gives its
+    // aliases and address; other endpoints are connected after the create.
+    let mut extra = Vec::new();
+    let mut endpoints: Vec<(String, EndpointBody)> = b
+        .networking_config
+        .and_then(|n| n.endpoints_config)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.unwrap_or_default()))
+        .collect();
+    if cfg.network_mode.is_none() && endpoints.len() == 1 {
+        let net = endpoints[0].0.clone();
+        if net != "bridge" {
+            cfg.network_mode = Some(net);
+        }
+    }
+    let primary = cfg.network_mode.clone().unwrap_or_else(|| "bridge".into());
+    for (net, ep) in endpoints.drain(..) {
+        if net == primary {
+            cfg.network_aliases = ep.aliases.clone().unwrap_or_default();
+            cfg.ipv4_address = ep.ipv4();
+        } else {
+            extra.push((net, ep));
+        }
+    }
     if let Some(r) = h.restart_policy {
         let name = r.name.unwrap_or_default();
         if !name.is_empty() && name != "no" {
@@ -158,6 +376,16 @@ fn container_config(b: CreateBody, name: Option<String>) -> ApiResult<ContainerC
         } else {
             format!("{path}:{opts}")
         });
+    }
+    for m in h.mounts.unwrap_or_default() {
+        let spec = mount_spec(m)?;
+        if cfg.mounts.iter().any(|x| x.target == spec.target) {
+            return Err(ApiError::bad_request(format!(
+                "Duplicate mount point: {}",
+                spec.target
+            )));
+        }
+        cfg.mounts.push(spec);
     }
     for bind in h.binds.unwrap_or_default() {
         let m = berth_host::mounts::parse_volume(&bind, std::path::Path::new("/"))
@@ -202,7 +430,7 @@ fn container_config(b: CreateBody, name: Option<String>) -> ApiResult<ContainerC
             });
         }
     }
-    Ok(cfg)
+    Ok((cfg, extra))
 }
 
 /// The create endpoint's body handling up to the engine call (JSON, then
@@ -210,7 +438,9 @@ fn container_config(b: CreateBody, name: Option<String>) -> ApiResult<ContainerC
 #[doc(hidden)]
 pub fn config_from_body(body: &[u8], name: Option<String>) -> Result<ContainerConfig, String> {
     let b: CreateBody = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    container_config(b, name).map_err(|e| e.message)
+    container_config(b, name)
+        .map(|(c, _)| c)
+        .map_err(|e| e.message)
 }
 
 pub(crate) async fn create(
@@ -223,11 +453,29 @@ pub(crate) async fn create(
         ApiError::bad_request("config cannot be empty in order to create a container")
     })?;
     let name = q.get("name").filter(|n| !n.is_empty()).cloned();
-    let mut cfg = container_config(b, name)?;
+    let (mut cfg, extra) = container_config(b, name)?;
     let iso = st.iso();
     berth_host::mounts::check_placement(iso, &mut cfg).map_err(ApiError::bad_request)?;
     berth_host::ports::check_placement(iso, &cfg).map_err(ApiError::bad_request)?;
-    let created = st.engine(move |e| Ok(e.container_create(cfg)?)).await?;
+    let created = st
+        .engine(move |e| {
+            let created = e.container_create(cfg)?;
+            for (network, ep) in extra {
+                let c = berth_host::engine::NetworkConnect {
+                    network,
+                    container: created.id.clone(),
+                    ipv4_address: ep.ipv4(),
+                    aliases: ep.aliases.unwrap_or_default(),
+                };
+                if let Err(err) = e.network_connect(c) {
+                    // As dockerd: a create that cannot be completed leaves nothing.
+                    let _ = e.container_remove(&created.id, true, true);
+                    return Err(err.into());
+                }
+            }
+            Ok(created)
+        })
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(models::ContainerCreateResponse {
@@ -308,7 +556,7 @@ const LIST_FILTERS: &[&str] = &[
 /// Whether `s` passes the filters (values of one key ORed, keys ANDed).
 pub(crate) fn matches(s: &ContainerSummary, f: &filters::Filters) -> bool {
     f.iter().filter(|(_, v)| !v.is_empty()).all(|(key, vals)| {
-        vals.iter().any(|v| match key.as_str() {
+        crate::filters::key_matches(key, vals, |v| match key.as_str() {
             "status" => s.status.as_str() == v,
             "name" => s.name.contains(v.trim_start_matches('/')),
             "id" => s.id.starts_with(v.as_str()),
@@ -599,6 +847,92 @@ pub(crate) async fn remove(
     .await
 }
 
+/// Refuses filters berth does not apply (a prune must not remove more
+/// than the client asked for).
+pub(crate) fn no_prune_filters(q: &crate::routes::Query, what: &str) -> ApiResult<()> {
+    let f = filters::parse(q.get("filters").map_or("", String::as_str))
+        .map_err(ApiError::bad_request)?;
+    if f.values().any(|v| !v.is_empty()) {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            format!("{what} prune filters are not supported by berth yet"),
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /containers/prune`: removes every stopped container.
+pub(crate) async fn prune(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let q = query(q);
+    no_prune_filters(&q, "container")?;
+    let ids = st.engine(|e| Ok(e.container_prune()?)).await?;
+    Ok(Json(serde_json::json!({ "ContainersDeleted": ids, "SpaceReclaimed": 0 })).into_response())
+}
+
+/// `GET /containers/{id}/top` (`ps_args` is not applied: the engine's
+/// columns are fixed).
+pub(crate) async fn top(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let t = st
+        .engine(move |e| {
+            let d = e.container_inspect(&id)?;
+            if d.summary.status != ContainerStatus::Running {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!("Container {} is not running", d.summary.id),
+                ));
+            }
+            Ok(e.container_top(&d.summary.id)?)
+        })
+        .await?;
+    Ok(Json(serde_json::json!({ "Titles": t.titles, "Processes": t.processes })).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+struct UpdateBody {
+    memory: Option<i64>,
+    nano_cpus: Option<i64>,
+    pids_limit: Option<i64>,
+    restart_policy: Option<RestartBody>,
+}
+
+/// `POST /containers/{id}/update`: memory, CPUs, pids and the restart
+/// policy (what the engine can change on a live container).
+pub(crate) async fn update(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    body: Body,
+) -> ApiResult<Response> {
+    let b: UpdateBody = read_json(body).await?.unwrap_or_default();
+    let restart = match b.restart_policy {
+        Some(r) if r.name.as_deref().is_some_and(|n| !n.is_empty()) => {
+            let name = r.name.unwrap_or_default();
+            if !["no", "always", "unless-stopped", "on-failure"].contains(&name.as_str()) {
+                return Err(ApiError::bad_request(format!(
+                    "invalid restart policy: unknown policy '{name}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"
+                )));
+            }
+            Some(RestartPolicy {
+                name,
+                maximum_retry_count: r.maximum_retry_count.unwrap_or(0).clamp(0, u32::MAX as i64)
+                    as u32,
+            })
+        }
+        _ => None,
+    };
+    let u = berth_host::engine::ContainerUpdate {
+        memory: b.memory.filter(|m| *m > 0),
+        nano_cpus: b.nano_cpus.filter(|n| *n > 0),
+        pids_limit: b.pids_limit.filter(|p| *p != 0),
+        restart,
+    };
+    st.engine(move |e| Ok(e.container_update(&id, u)?)).await?;
+    Ok(Json(serde_json::json!({ "Warnings": [] })).into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -620,7 +954,8 @@ mod tests {
               "ConsoleSize":[0,0]},
             "NetworkingConfig":{"EndpointsConfig":{}}}"#;
         let b: CreateBody = serde_json::from_str(raw).unwrap();
-        let c = container_config(b, Some("web".into())).unwrap();
+        let (c, extra) = container_config(b, Some("web".into())).unwrap();
+        assert!(extra.is_empty());
         assert_eq!(c.image, "busybox");
         assert_eq!(c.cmd, Some(vec!["echo".to_string(), "hi".to_string()]));
         assert_eq!(c.entrypoint, None);
@@ -660,7 +995,7 @@ mod tests {
         // A string Cmd is one argument, as docker's StrSlice.
         let b: CreateBody = serde_json::from_str(r#"{"Image":"x","Cmd":"true"}"#).unwrap();
         assert_eq!(
-            container_config(b, None).unwrap().cmd,
+            container_config(b, None).unwrap().0.cmd,
             Some(vec!["true".into()])
         );
     }

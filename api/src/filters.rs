@@ -7,6 +7,16 @@ use std::collections::BTreeMap;
 /// Filter keys and their values (values of one key are ORed, keys ANDed).
 pub type Filters = BTreeMap<String, Vec<String>>;
 
+/// Whether the values of one key match: docker ANDs `label` values (each
+/// label must be there) and ORs the values of every other key.
+pub fn key_matches(key: &str, vals: &[String], mut m: impl FnMut(&String) -> bool) -> bool {
+    if key == "label" {
+        vals.iter().all(m)
+    } else {
+        vals.iter().any(&mut m)
+    }
+}
+
 /// Parses the parameter; an empty one is no filter. The error is docker's
 /// wording for a malformed one.
 pub fn parse(raw: &str) -> Result<Filters, String> {
@@ -78,5 +88,15 @@ mod tests {
             check_keys(&f, &["status"]).unwrap_err(),
             "invalid filter 'bogus'"
         );
+    }
+
+    #[test]
+    fn labels_are_anded_other_keys_ored() {
+        let vals = vec!["a=1".to_string(), "b=2".to_string()];
+        let have = ["a=1"];
+        assert!(!key_matches("label", &vals, |v| have.contains(&v.as_str())));
+        assert!(key_matches("name", &vals, |v| have.contains(&v.as_str())));
+        let have = ["a=1", "b=2"];
+        assert!(key_matches("label", &vals, |v| have.contains(&v.as_str())));
     }
 }

@@ -64,7 +64,7 @@ pub(crate) async fn list(
     let mut list = st.engine(|e| Ok(e.image_list()?)).await?;
     list.retain(|img| {
         f.iter().filter(|(_, v)| !v.is_empty()).all(|(k, vals)| {
-            vals.iter().any(|v| match k.as_str() {
+            crate::filters::key_matches(k, vals, |v| match k.as_str() {
                 "dangling" => (v == "true") == img.tags.is_empty(),
                 "reference" => familiar_tags(img).iter().any(|t| {
                     t == v || t.split(':').next() == Some(v.as_str()) || t.starts_with(v.as_str())
@@ -140,25 +140,7 @@ pub(crate) async fn remove(
     let lines = st
         .engine(move |e| Ok(e.image_remove(&name, force)?))
         .await?;
-    Ok(Json(
-        lines
-            .iter()
-            .filter_map(|l| {
-                if let Some(t) = l.strip_prefix("Untagged: ") {
-                    Some(models::ImageDeleteResponseItem {
-                        untagged: Some(t.to_string()),
-                        deleted: None,
-                    })
-                } else {
-                    l.strip_prefix("Deleted: ")
-                        .map(|d| models::ImageDeleteResponseItem {
-                            untagged: None,
-                            deleted: Some(d.to_string()),
-                        })
-                }
-            })
-            .collect(),
-    ))
+    Ok(Json(delete_items(&lines)))
 }
 
 /// Pull progress as docker's JSON message lines.
@@ -288,4 +270,93 @@ pub(crate) async fn create(
         Body::from_stream(stream),
     )
         .into_response())
+}
+
+/// `POST /images/prune`: dangling images (untagged), or with the
+/// `dangling=false` filter every image no container uses.
+pub(crate) async fn prune(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let q = query(q);
+    let f = crate::filters::parse(q.get("filters").map_or("", String::as_str))
+        .map_err(ApiError::bad_request)?;
+    crate::filters::check_keys(&f, &["dangling", "label", "label!", "until"])
+        .map_err(ApiError::bad_request)?;
+    if ["label", "label!", "until"]
+        .iter()
+        .any(|k| f.get(*k).is_some_and(|v| !v.is_empty()))
+    {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "image prune label and until filters are not supported by berth yet",
+        ));
+    }
+    let dangling_only = match f.get("dangling").and_then(|v| v.last()) {
+        None => true,
+        Some(v) => match v.as_str() {
+            "1" | "true" | "True" => true,
+            "0" | "false" | "False" => false,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid filter 'dangling={other}'"
+                )))
+            }
+        },
+    };
+    let (items, reclaimed) = st
+        .engine(move |e| {
+            let used: std::collections::HashSet<String> = e
+                .container_list(true)?
+                .into_iter()
+                .map(|c| c.image_id)
+                .collect();
+            let mut items = Vec::new();
+            let mut reclaimed = 0u64;
+            for img in e.image_list()? {
+                if used.contains(&img.id) || (dangling_only && !img.tags.is_empty()) {
+                    continue;
+                }
+                // An image another one is built on refuses (409): skip it.
+                let Ok(lines) = e.image_remove(&img.id, false) else {
+                    continue;
+                };
+                reclaimed += img.size;
+                items.extend(delete_items(&lines));
+            }
+            Ok((items, reclaimed))
+        })
+        .await?;
+    Ok(
+        Json(serde_json::json!({ "ImagesDeleted": items, "SpaceReclaimed": reclaimed }))
+            .into_response(),
+    )
+}
+
+fn delete_items(lines: &[String]) -> Vec<models::ImageDeleteResponseItem> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            if let Some(t) = l.strip_prefix("Untagged: ") {
+                Some(models::ImageDeleteResponseItem {
+                    untagged: Some(t.to_string()),
+                    deleted: None,
+                })
+            } else {
+                l.strip_prefix("Deleted: ")
+                    .map(|d| models::ImageDeleteResponseItem {
+                        untagged: None,
+                        deleted: Some(d.to_string()),
+                    })
+            }
+        })
+        .collect()
+}
+
+/// An image list entry (for `system df`).
+pub(crate) fn summary_for_df(img: &ImageSummary, containers: i64) -> models::ImageSummary {
+    let mut s = summary_json(img);
+    s.containers = containers;
+    s.shared_size = 0;
+    s
 }

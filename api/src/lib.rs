@@ -10,6 +10,7 @@
 //! Unix hosts only (a Unix socket, `umask`): empty elsewhere.
 #![cfg(unix)]
 
+mod archive;
 mod containers;
 pub mod error;
 pub mod filters;

@@ -8,7 +8,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use berth_host::engine::NetworkCreate;
+use berth_host::engine::{NetworkConnect, NetworkCreate};
 use berth_host::inspect::network_json;
 use serde::Deserialize;
 use serde_json::json;
@@ -26,7 +26,7 @@ pub(crate) async fn list(State(st): State<AppState>, RawQuery(q): RawQuery) -> A
     let mut list = st.engine(|e| Ok(e.network_list()?)).await?;
     list.retain(|n| {
         f.iter().filter(|(_, x)| !x.is_empty()).all(|(k, vals)| {
-            vals.iter().any(|x| match k.as_str() {
+            crate::filters::key_matches(k, vals, |x| match k.as_str() {
                 "driver" => n.driver == *x,
                 "id" => n.id.starts_with(x.as_str()),
                 "name" => n.name.contains(x.as_str()),
@@ -111,4 +111,70 @@ pub(crate) async fn remove(
 ) -> ApiResult<Response> {
     st.engine(move |e| Ok(e.network_remove(&id)?)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+struct ConnectBody {
+    container: String,
+    endpoint_config: Option<crate::containers::EndpointBody>,
+}
+
+pub(crate) async fn connect(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    body: Body,
+) -> ApiResult<Response> {
+    let b: ConnectBody = read_json(body).await?.unwrap_or_default();
+    if b.container.is_empty() {
+        return Err(ApiError::bad_request("container is required"));
+    }
+    let ep = b.endpoint_config.unwrap_or_default();
+    let c = NetworkConnect {
+        network: id,
+        container: b.container,
+        ipv4_address: ep.ipv4(),
+        aliases: ep.aliases.unwrap_or_default(),
+    };
+    st.engine(move |e| Ok(e.network_connect(c)?)).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+struct DisconnectBody {
+    container: String,
+    force: bool,
+}
+
+pub(crate) async fn disconnect(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    body: Body,
+) -> ApiResult<Response> {
+    let b: DisconnectBody = read_json(body).await?.unwrap_or_default();
+    if b.container.is_empty() {
+        return Err(ApiError::bad_request("container is required"));
+    }
+    st.engine(move |e| Ok(e.network_disconnect(&id, &b.container, b.force)?))
+        .await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+pub(crate) async fn prune(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let q = query(q);
+    let f = crate::filters::parse(q.get("filters").map_or("", String::as_str))
+        .map_err(ApiError::bad_request)?;
+    crate::filters::check_keys(&f, &["label", "label!", "until"]).map_err(ApiError::bad_request)?;
+    if f.values().any(|v| !v.is_empty()) {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "network prune filters are not supported by berth yet",
+        ));
+    }
+    let names = st.engine(|e| Ok(e.network_prune()?)).await?;
+    Ok(Json(json!({ "NetworksDeleted": names })).into_response())
 }

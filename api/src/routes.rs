@@ -11,6 +11,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/_ping", get(sys::ping).head(sys::ping))
         .route("/version", get(sys::version))
         .route("/info", get(sys::info))
+        .route("/system/df", get(sys::df))
         .route("/events", get(s::events))
         .route("/containers/json", get(c::list))
         .route("/containers/create", post(c::create))
@@ -28,23 +29,41 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/containers/{id}/logs", get(s::logs))
         .route("/containers/{id}/exec", post(s::exec_create))
         .route("/containers/{id}", delete(c::remove))
+        .route("/containers/prune", post(c::prune))
+        .route("/containers/{id}/top", get(c::top))
+        .route("/containers/{id}/update", post(c::update))
+        .route("/containers/{id}/stats", get(s::stats))
+        .route(
+            "/containers/{id}/archive",
+            get(crate::archive::get)
+                .head(crate::archive::head)
+                .put(crate::archive::put),
+        )
         .route("/exec/{id}/start", post(s::exec_start))
         .route("/exec/{id}/resize", post(c::exec_resize))
         .route("/exec/{id}/json", get(s::exec_inspect))
         .route("/images/json", get(i::list))
         .route("/images/create", post(i::create))
+        .route("/images/prune", post(i::prune))
         .route(
             "/images/{*name}",
             get(i::by_name_get).post(i::by_name_post).delete(i::remove),
         )
         .route("/volumes", get(crate::volumes::list))
         .route("/volumes/create", post(crate::volumes::create))
+        .route("/volumes/prune", post(crate::volumes::prune))
         .route(
             "/volumes/{name}",
             get(crate::volumes::inspect).delete(crate::volumes::remove),
         )
         .route("/networks", get(crate::networks::list))
         .route("/networks/create", post(crate::networks::create))
+        .route("/networks/prune", post(crate::networks::prune))
+        .route("/networks/{id}/connect", post(crate::networks::connect))
+        .route(
+            "/networks/{id}/disconnect",
+            post(crate::networks::disconnect),
+        )
         .route(
             "/networks/{id}",
             get(crate::networks::inspect).delete(crate::networks::remove),

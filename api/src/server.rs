@@ -143,6 +143,10 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> ApiResult<Bytes> {
     }
 }
 
+/// The API version of a request (an extension every request carries).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientVersion(pub version::Version);
+
 /// The headers dockerd puts on every response.
 fn add_headers(r: &mut Response<Body>) {
     let h = r.headers_mut();
@@ -184,6 +188,10 @@ async fn handle(router: axum::Router, mut req: Request<hyper::body::Incoming>) -
                     }
                 }
             }
+            // The version the client asked for (the newest when none):
+            // a few endpoints answer older clients the older way.
+            req.extensions_mut()
+                .insert(ClientVersion(v.unwrap_or(version::MAX_VERSION)));
             let req = req.map(Body::new);
             match router.oneshot(req).await {
                 Ok(r) => r,

@@ -151,6 +151,7 @@ pub(crate) async fn wait(
         })
         .await?;
     let events = to_tokio(events).map_err(ApiError::internal)?;
+    let st = st.clone();
     let result = async move {
         let mut lines = tokio::io::BufReader::new(events).lines();
         let mut code = if already { initial } else { 0 };
@@ -175,6 +176,20 @@ pub(crate) async fn wait(
                 }
                 "destroy" => break,
                 _ => {}
+            }
+        }
+        // The engine sends `die` as the process goes, a moment before its
+        // record says so: answer once a `rm` that follows would find the
+        // container stopped (as dockerd), or it is gone.
+        if cond != Condition::Removed {
+            for _ in 0..500 {
+                let id = full.clone();
+                match st.engine(move |e| Ok(e.container_inspect(&id)?)).await {
+                    Ok(d) if d.summary.status == ContainerStatus::Running => {
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await
+                    }
+                    _ => break,
+                }
             }
         }
         let body = models::ContainerWaitResponse {
@@ -512,9 +527,11 @@ pub(crate) async fn exec_create(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(exec_id.clone(), rec);
+    // bollard's IdResponse spells the key `ID`; dockerd (and the Python
+    // SDK, which matches keys exactly) use `Id`.
     Ok((
         StatusCode::CREATED,
-        Json(models::IdResponse { id: exec_id }),
+        Json(serde_json::json!({ "Id": exec_id })),
     )
         .into_response())
 }
@@ -758,6 +775,128 @@ pub(crate) async fn events(
         .await?;
     let s = to_tokio(s).map_err(ApiError::internal)?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body_of(s)).into_response())
+}
+
+// ---- stats ----
+
+/// docker's stats object for a sample and the one before it.
+fn stats_json(
+    s: &berth_protocol::StatsSample,
+    pre: Option<&berth_protocol::StatsSample>,
+    read: &str,
+    preread: &str,
+) -> serde_json::Value {
+    let cpu = |x: Option<&berth_protocol::StatsSample>| {
+        let x = x.cloned().unwrap_or_default();
+        serde_json::json!({
+            "cpu_usage": {"total_usage": x.cpu_usage_ns, "usage_in_kernelmode": 0,
+                          "usage_in_usermode": x.cpu_usage_ns},
+            "system_cpu_usage": x.system_ns, "online_cpus": x.online_cpus,
+            "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}
+        })
+    };
+    serde_json::json!({
+        "read": read, "preread": preread,
+        "name": format!("/{}", s.name), "id": s.id,
+        "pids_stats": {"current": s.pids},
+        "blkio_stats": {"io_service_bytes_recursive": null, "io_serviced_recursive": null,
+                        "io_queue_recursive": null, "io_service_time_recursive": null,
+                        "io_wait_time_recursive": null, "io_merged_recursive": null,
+                        "io_time_recursive": null, "sectors_recursive": null},
+        "num_procs": 0, "storage_stats": {},
+        "cpu_stats": cpu(Some(s)), "precpu_stats": cpu(pre),
+        "memory_stats": {"usage": s.memory_usage, "limit": s.memory_limit, "stats": {}},
+    })
+}
+
+fn rfc3339_now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// `GET /containers/{id}/stats`: one sample a second while `stream`
+/// (the default); with `stream=false` one object whose `precpu_stats`
+/// is a sample a second earlier (none with `one-shot`). A container
+/// that is not running gives one zeroed object, as dockerd.
+pub(crate) async fn stats(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let q = query(q);
+    let stream = !q.contains_key("stream") || qbool(&q, "stream");
+    let one_shot = qbool(&q, "one-shot");
+    let d = st.engine(move |e| Ok(e.container_inspect(&id)?)).await?;
+    let full = d.summary.id.clone();
+    let sample = {
+        let st = st.clone();
+        move || {
+            let st = st.clone();
+            let id = full.clone();
+            async move { st.engine(move |e| Ok(e.container_stats(&id)?)).await }
+        }
+    };
+    if d.summary.status != ContainerStatus::Running {
+        let zero = berth_protocol::StatsSample {
+            id: d.summary.id.clone(),
+            name: d.summary.name.clone(),
+            ..Default::default()
+        };
+        let mut v = serde_json::to_vec(&stats_json(&zero, None, ZERO_TIME, ZERO_TIME))
+            .map_err(ApiError::internal)?;
+        v.push(b'\n');
+        return Ok(([(header::CONTENT_TYPE, "application/json")], v).into_response());
+    }
+    let first = sample().await?;
+    let first_at = rfc3339_now();
+    if !stream {
+        let v = if one_shot {
+            stats_json(&first, None, &first_at, ZERO_TIME)
+        } else {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let second = sample().await?;
+            stats_json(&second, Some(&first), &rfc3339_now(), &first_at)
+        };
+        let mut v = serde_json::to_vec(&v).map_err(ApiError::internal)?;
+        v.push(b'\n');
+        return Ok(([(header::CONTENT_TYPE, "application/json")], v).into_response());
+    }
+    // Streamed: the first object has no previous sample; each next one
+    // a second later, until the client goes or the container stops.
+    let state = (
+        Some(first),
+        first_at,
+        None::<(berth_protocol::StatsSample, String)>,
+    );
+    let body = futures_util::stream::unfold(state, move |(next, at, prev)| {
+        let sample = sample.clone();
+        async move {
+            let (cur, cur_at) = match next {
+                Some(s) => (s, at),
+                None => {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    let s = sample().await.ok()?;
+                    (s, rfc3339_now())
+                }
+            };
+            let v = match &prev {
+                Some((p, pat)) => stats_json(&cur, Some(p), &cur_at, pat),
+                None => stats_json(&cur, None, &cur_at, ZERO_TIME),
+            };
+            let mut b = serde_json::to_vec(&v).ok()?;
+            b.push(b'\n');
+            Some((
+                Ok::<_, std::io::Error>(Bytes::from(b)),
+                (None, String::new(), Some((cur, cur_at))),
+            ))
+        }
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(body),
+    )
+        .into_response())
 }
 
 #[cfg(test)]

@@ -110,3 +110,82 @@ fn mem_total() -> u64 {
         })
         .map_or(0, |k| k * 1024)
 }
+
+/// Bytes under `dir` (not following symlinks; at most `budget` entries
+/// looked at, so a huge volume cannot stall the answer: -1 past it).
+fn dir_size(dir: &std::path::Path, budget: &mut usize) -> i64 {
+    let mut total = 0i64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if *budget == 0 {
+                return -1;
+            }
+            *budget -= 1;
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                total += m.len() as i64;
+            }
+        }
+    }
+    total
+}
+
+/// `GET /system/df`: images, containers and volumes with their sizes
+/// as far as berth knows them (a volume's size natively; -1 in a VM).
+pub(crate) async fn df(State(st): State<AppState>) -> ApiResult<impl IntoResponse> {
+    let native = st.iso() == berth_host::placement::Isolation::Native;
+    let (images, containers, volumes) = st
+        .engine(|e| Ok((e.image_list()?, e.container_list(true)?, e.volume_list()?)))
+        .await?;
+    let now = chrono::Utc::now().timestamp();
+    let layers: u64 = images.iter().map(|i| i.size).sum();
+    let imgs: Vec<_> = images
+        .iter()
+        .map(|i| {
+            let n = containers.iter().filter(|c| c.image_id == i.id).count() as i64;
+            crate::images::summary_for_df(i, n)
+        })
+        .collect();
+    let ctrs: Vec<_> = containers
+        .iter()
+        .map(|c| {
+            let mut s = crate::containers::summary_json(c, &[], now);
+            s.size_rw = Some(0);
+            s.size_root_fs = images
+                .iter()
+                .find(|i| i.id == c.image_id)
+                .map(|i| i.size as i64);
+            s
+        })
+        .collect();
+    let mut budget = 100_000usize;
+    let vols: Vec<_> = volumes
+        .iter()
+        .map(|v| {
+            let size = if native {
+                dir_size(std::path::Path::new(&v.mountpoint), &mut budget)
+            } else {
+                -1
+            };
+            let mut j =
+                serde_json::to_value(berth_host::inspect::volume_json(v)).unwrap_or_default();
+            if let Some(o) = j.as_object_mut() {
+                o.insert(
+                    "UsageData".into(),
+                    json!({"Size": size, "RefCount": v.used_by.len()}),
+                );
+            }
+            j
+        })
+        .collect();
+    Ok(Json(json!({
+        "LayersSize": layers, "Images": imgs, "Containers": ctrs,
+        "Volumes": vols, "BuildCache": []
+    })))
+}

@@ -22,7 +22,7 @@ pub(crate) async fn list(State(st): State<AppState>, RawQuery(q): RawQuery) -> A
     let mut list = st.engine(|e| Ok(e.volume_list()?)).await?;
     list.retain(|v| {
         f.iter().filter(|(_, x)| !x.is_empty()).all(|(k, vals)| {
-            vals.iter().any(|x| match k.as_str() {
+            crate::filters::key_matches(k, vals, |x| match k.as_str() {
                 "dangling" => (x == "true" || x == "1") == v.used_by.is_empty(),
                 "driver" => v.driver == *x,
                 "name" => v.name.contains(x.as_str()),
@@ -67,4 +67,32 @@ pub(crate) async fn remove(
     st.engine(move |e| Ok(e.volume_remove(&name, force)?))
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /volumes/prune`: unused volumes; from API 1.42 only anonymous
+/// ones unless the `all` filter is true (as dockerd).
+pub(crate) async fn prune(
+    State(st): State<AppState>,
+    axum::Extension(v): axum::Extension<crate::server::ClientVersion>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let q = query(q);
+    let f = crate::filters::parse(q.get("filters").map_or("", String::as_str))
+        .map_err(ApiError::bad_request)?;
+    crate::filters::check_keys(&f, &["all", "label", "label!"]).map_err(ApiError::bad_request)?;
+    if ["label", "label!"]
+        .iter()
+        .any(|k| f.get(*k).is_some_and(|v| !v.is_empty()))
+    {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "volume prune label filters are not supported by berth yet",
+        ));
+    }
+    let all = match f.get("all").and_then(|v| v.last()) {
+        Some(x) => matches!(x.as_str(), "1" | "true" | "True"),
+        None => v.0 < crate::version::Version(1, 42),
+    };
+    let p = st.engine(move |e| Ok(e.volume_prune(all)?)).await?;
+    Ok(Json(json!({ "VolumesDeleted": p.names, "SpaceReclaimed": p.reclaimed })).into_response())
 }
