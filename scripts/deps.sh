@@ -20,6 +20,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; }
 fi
 "$here/../kernel-config/deps.sh" >/dev/null
+# The Python docker SDK from PyPI, for tests/tests/api_clients.rs, in a venv
+# of Debian's python3 (the test falls back to Debian's python3-docker).
+venv="${BERTH_CACHE_DIR:-${HOME:-/root}/.cache/berth}/py-docker"
+if ! "$venv/bin/python3" -c 'import docker' >/dev/null 2>&1; then
+  { /usr/bin/python3 -m venv "$venv" && "$venv/bin/pip" install -q docker; } >/dev/null 2>&1 ||
+    echo "deps: could not install the Python docker SDK from PyPI into $venv" >&2
+fi
 if command -v rustup >/dev/null; then
   rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt >/dev/null 2>&1 || true
   rustup target list --installed 2>/dev/null | grep -q '^x86_64-unknown-linux-gnu' || rustup target add x86_64-unknown-linux-gnu >/dev/null

@@ -115,6 +115,23 @@ async fn open(st: &AppState, id: &str, path: &str) -> ApiResult<StdStream> {
 /// The stat of `path` from the first entry of its tar (the rest is
 /// dropped: the engine stops at the closed stream).
 async fn stat(st: &AppState, id: &str, path: &str) -> ApiResult<PathStat> {
+    if std::path::Path::new(path)
+        .components()
+        .all(|c| matches!(c, Component::RootDir | Component::CurDir))
+    {
+        // The root is a directory (the engine tars no entry for it); the
+        // container must exist.
+        let i = id.to_string();
+        st.engine(move |e| Ok(e.container_inspect(&i)?)).await?;
+        return Ok(PathStat {
+            name: "/".into(),
+            size: 4096,
+            mode: (1 << 31) | 0o755,
+            mtime: chrono::DateTime::<chrono::Utc>::default()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            link_target: String::new(),
+        });
+    }
     let s = open(st, id, path).await?;
     let p = path.to_string();
     tokio::task::spawn_blocking(move || {
@@ -185,6 +202,42 @@ fn clean(p: &std::path::Path) -> Option<PathBuf> {
     Some(out)
 }
 
+/// Appends an entry named exactly `name` (tar's `set_path` drops `./`,
+/// which docker's CLI needs to see on a `/.` copy): a GNU long-name
+/// record first when it does not fit the header.
+fn append_named<W: Write>(
+    b: &mut tar::Builder<W>,
+    h: &mut tar::Header,
+    name: &std::path::Path,
+    data: &mut dyn std::io::Read,
+) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut bytes = name.as_os_str().as_bytes().to_vec();
+    if h.entry_type() == tar::EntryType::Directory && !bytes.ends_with(b"/") {
+        bytes.push(b'/');
+    }
+    if let Some(u) = h.as_ustar_mut() {
+        u.prefix = [0; 155];
+    }
+    let field = &mut h.as_old_mut().name;
+    if bytes.len() >= field.len() {
+        let mut long = tar::Header::new_gnu();
+        long.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
+        long.set_entry_type(tar::EntryType::GNULongName);
+        long.set_mode(0o644);
+        long.set_size(bytes.len() as u64 + 1);
+        long.set_cksum();
+        let mut with_nul = bytes.clone();
+        with_nul.push(0);
+        b.append(&long, &with_nul[..])?;
+        bytes.truncate(field.len() - 1);
+    }
+    *field = [0; 100];
+    field[..bytes.len()].copy_from_slice(&bytes);
+    h.set_cksum();
+    b.append(h, data)
+}
+
 /// Copies the engine's tar to `out`, renaming entries under `.` when
 /// `contents`; the first entry's stat goes to `first`.
 fn relay_tar(
@@ -227,18 +280,14 @@ fn relay_tar(
         };
         let name = if contents { rebased(&rel) } else { rel };
         let mut h = entry.header().clone();
-        match (h.entry_type(), link) {
-            (tar::EntryType::Symlink, Some(l)) => b.append_link(&mut h, &name, &l)?,
-            (tar::EntryType::Link, Some(l)) => {
-                let l = match clean(&l) {
-                    Some(l) if contents => rebased(&l),
-                    Some(l) => l,
-                    None => continue,
-                };
-                b.append_link(&mut h, &name, &l)?
+        if let (tar::EntryType::Link, Some(l)) = (h.entry_type(), &link) {
+            match clean(l) {
+                Some(l) if contents => h.set_link_name(rebased(&l))?,
+                Some(_) => {}
+                None => continue,
             }
-            _ => b.append_data(&mut h, &name, &mut entry)?,
         }
+        append_named(&mut b, &mut h, &name, &mut entry)?;
     }
     if let Some(f) = first.take() {
         let _ = f.send(Err(ApiError::internal("the engine sent an empty archive")));
