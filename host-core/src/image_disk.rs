@@ -23,7 +23,7 @@ pub const GUEST_DEVICE: &str = "/dev/vdb";
 /// Whether image disks can be made here (and are not turned off with
 /// `BERTH_IMAGE_DISKS=0`); the reason when not.
 pub fn unavailable() -> Option<&'static str> {
-    if std::env::var("BERTH_IMAGE_DISKS").is_ok_and(|v| v == "0") {
+    if crate::env::is(crate::env::IMAGE_DISKS, "0") {
         return Some("BERTH_IMAGE_DISKS=0");
     }
     if !cfg!(target_os = "linux") {

@@ -21,6 +21,7 @@ pub mod client;
 pub mod compare;
 pub mod compose;
 pub mod engine;
+pub mod env;
 pub mod image_cache;
 pub mod image_disk;
 pub mod inspect;

@@ -40,14 +40,8 @@ impl Default for MachineSpec {
         // and gained nothing on machine start, so 512 stays.
         let pvm = std::path::Path::new("/sys/module/kvm_pvm").exists();
         let (dc, dm) = if pvm { (1, 512) } else { (2, 2048) };
-        let cpus = std::env::var("BERTH_MACHINE_CPUS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(dc);
-        let mem_mib = std::env::var("BERTH_MACHINE_MEM_MIB")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(dm);
+        let cpus = crate::env::parse(crate::env::MACHINE_CPUS).unwrap_or(dc);
+        let mem_mib = crate::env::parse(crate::env::MACHINE_MEM_MIB).unwrap_or(dm);
         MachineSpec { cpus, mem_mib }
     }
 }
@@ -88,15 +82,13 @@ pub use crate::paths::vmm_binary;
 
 /// `$BERTH_KERNEL`, or the newest kernel built by kernel-config/build-kernel.sh.
 pub fn kernel_path() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("BERTH_KERNEL") {
+    if let Some(p) = crate::env::os(crate::env::KERNEL) {
         return Ok(PathBuf::from(p));
     }
-    let cache = std::env::var_os("BERTH_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
-                .join(".cache/berth")
-        });
+    let cache = crate::env::path(crate::env::CACHE_DIR).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+            .join(".cache/berth")
+    });
     let mut found: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(cache.join("kernel"))
         .into_iter()
         .flatten()
@@ -695,8 +687,7 @@ impl Machine {
                 // sockets, so the host's VPN, DNS and proxy apply). Not for
                 // snapshotted boots: snapshots hold no host connections.
                 // BERTH_MACHINE_NET=none boots without a network card.
-                let net = snapshot_to.is_none()
-                    && std::env::var("BERTH_MACHINE_NET").as_deref() != Ok("none");
+                let net = snapshot_to.is_none() && !crate::env::is(crate::env::MACHINE_NET, "none");
                 let cmdline = format!(
                     "console=ttyS0 reboot=k panic=-1 quiet clocksource=kvm-clock \
                      root=/dev/vda ro rootfstype=ext4 init=/init berth.time={}.{:09}{}{}{}",
@@ -765,12 +756,8 @@ impl Machine {
     }
 
     fn wait_ready(&self, pid: i32, t0: Instant, prepare_ms: u64, verbose: bool) -> Result<Timings> {
-        let timeout = Duration::from_secs(
-            std::env::var("BERTH_BOOT_TIMEOUT")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(300),
-        );
+        let timeout =
+            Duration::from_secs(crate::env::parse(crate::env::BOOT_TIMEOUT).unwrap_or(300));
         self.wait_ready_within(pid, t0, prepare_ms, verbose, timeout)
     }
 
@@ -856,7 +843,7 @@ impl Machine {
     /// `BERTH_VM_SNAPSHOTS=0` turns this off (a plain cold boot each time).
     pub fn start_clone(&self, spec: MachineSpec) -> Result<(VmOrigin, Timings)> {
         let enabled = cfg!(all(target_os = "linux", target_arch = "x86_64"))
-            && std::env::var("BERTH_VM_SNAPSHOTS").map_or(true, |v| v != "0");
+            && !crate::env::is(crate::env::VM_SNAPSHOTS, "0");
         if !enabled {
             return Ok((VmOrigin::ColdBoot, self.start(spec, false)?));
         }
@@ -999,12 +986,8 @@ impl Machine {
                 eprintln!("berth: warning: warm pool: {e:#}");
             }
             let prepare_ms = t0.elapsed().as_millis() as u64;
-            let timeout = Duration::from_secs(
-                std::env::var("BERTH_RESTORE_TIMEOUT")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(180),
-            );
+            let timeout =
+                Duration::from_secs(crate::env::parse(crate::env::RESTORE_TIMEOUT).unwrap_or(180));
             self.wait_ready_within(pid, t0, prepare_ms, false, timeout)
                 .and_then(|t| self.clone_init().map(|_| t))
         })();
@@ -1059,12 +1042,8 @@ impl Machine {
 
     /// Waits until the VMM has written a complete snapshot to `tmp`.
     fn wait_snapshot(&self, pid: i32, tmp: &Path) -> Result<()> {
-        let timeout = Duration::from_secs(
-            std::env::var("BERTH_BOOT_TIMEOUT")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(300),
-        );
+        let timeout =
+            Duration::from_secs(crate::env::parse(crate::env::BOOT_TIMEOUT).unwrap_or(300));
         let t0 = Instant::now();
         loop {
             if tmp.join("state.bin").is_file() {

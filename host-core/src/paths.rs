@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 /// berth's per-user state directory.
 pub fn state_dir() -> PathBuf {
-    if let Some(p) = std::env::var_os("BERTH_HOME") {
+    if let Some(p) = crate::env::os(crate::env::HOME) {
         return PathBuf::from(p);
     }
     if let Some(p) = std::env::var_os("XDG_DATA_HOME") {
@@ -20,7 +20,7 @@ pub fn state_dir() -> PathBuf {
 /// dynamically linked `berth-agent` next to `berth`, and that one cannot
 /// be the guest's /init.
 pub fn agent_binary() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("BERTH_AGENT") {
+    if let Some(p) = crate::env::os(crate::env::AGENT) {
         return Ok(PathBuf::from(p));
     }
     let exe = std::env::current_exe().context("locating the berth binary")?;
@@ -50,7 +50,7 @@ pub fn agent_binary() -> Result<PathBuf> {
 
 /// `$BERTH_VMM`, or `berth-vmm` next to `berth`.
 pub fn vmm_binary() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("BERTH_VMM") {
+    if let Some(p) = crate::env::os(crate::env::VMM) {
         return Ok(PathBuf::from(p));
     }
     let exe = std::env::current_exe()?;

@@ -20,7 +20,7 @@ use std::path::{Component, Path, PathBuf};
 pub const GUEST_PREFIX: &str = "/host_mnt";
 
 /// The environment variable that overrides the saved setting.
-pub const ENV: &str = "BERTH_MACHINE_SHARES";
+pub const ENV: &str = crate::env::MACHINE_SHARES;
 
 fn settings_file() -> PathBuf {
     crate::paths::state_dir().join("machine-shares")
@@ -28,7 +28,7 @@ fn settings_file() -> PathBuf {
 
 /// The folders as configured (not yet checked).
 pub fn configured() -> Vec<PathBuf> {
-    if let Some(v) = std::env::var_os(ENV) {
+    if let Some(v) = crate::env::os(ENV) {
         return std::env::split_paths(&v)
             .filter(|p| !p.as_os_str().is_empty())
             .collect();

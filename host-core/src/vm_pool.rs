@@ -18,11 +18,7 @@ use std::path::{Path, PathBuf};
 
 /// Standbys to keep per vCPU count (`BERTH_VM_POOL`, default 0: no pool).
 pub fn size() -> usize {
-    std::env::var("BERTH_VM_POOL")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-        .min(16)
+    crate::env::parse(crate::env::VM_POOL).unwrap_or(0).min(16)
 }
 
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
@@ -113,10 +109,7 @@ pub fn refill(cpus: u32) -> Result<()> {
         .flatten()
         .filter(|e| e.path().extension().and_then(|x| x.to_str()) == Some("sock"))
         .count();
-    let idle: u64 = std::env::var("BERTH_VM_POOL_IDLE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(600);
+    let idle: u64 = crate::env::parse(crate::env::VM_POOL_IDLE).unwrap_or(600);
     for _ in have..want {
         let mut name = [0u8; 8];
         std::fs::File::open("/dev/urandom")

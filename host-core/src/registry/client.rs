@@ -72,7 +72,7 @@ pub fn plain_http_allowed(host_port: &str) -> bool {
     if is_loopback(host) {
         return true;
     }
-    std::env::var("BERTH_INSECURE_REGISTRIES")
+    crate::env::text(crate::env::INSECURE_REGISTRIES)
         .unwrap_or_default()
         .split(',')
         .map(str::trim)
@@ -86,7 +86,7 @@ fn tls_config(host_port: &str) -> Result<std::sync::Arc<rustls::ClientConfig>, R
         let _ = roots.add(c);
     }
     let mut files = Vec::new();
-    if let Some(p) = std::env::var_os("BERTH_REGISTRY_CA").filter(|p| !p.is_empty()) {
+    if let Some(p) = crate::env::os(crate::env::REGISTRY_CA).filter(|p| !p.is_empty()) {
         files.push(std::path::PathBuf::from(p));
     }
     let per_host = crate::paths::state_dir()

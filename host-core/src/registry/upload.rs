@@ -14,9 +14,7 @@ pub const CHUNK: u64 = 32 * 1024 * 1024;
 /// The chunk size: [`CHUNK`], or `BERTH_REGISTRY_CHUNK_SIZE` bytes (at
 /// least 64 KiB; for tests of the chunked path).
 fn chunk_size() -> u64 {
-    std::env::var("BERTH_REGISTRY_CHUNK_SIZE")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
+    crate::env::parse::<u64>(crate::env::REGISTRY_CHUNK_SIZE)
         .map(|v| v.max(64 * 1024))
         .unwrap_or(CHUNK)
 }
