@@ -16,7 +16,15 @@ use berth_vmm::vmm::{
 
 /// Boot a Linux guest in a microVM (KVM).
 #[derive(Parser, Debug)]
-#[command(name = "berth-vmm", version)]
+#[command(
+    name = "berth-vmm",
+    version,
+    after_help = "Environment (Linux): BERTH_VMM_SECCOMP=kill (default) | log | off. Every VMM \
+thread runs under its own seccomp filter and drops the capabilities it does not need; a system \
+call outside a thread's filter kills the VMM (SIGSYS). `log` lets such calls through and the \
+kernel logs them (dmesg / audit: type=SECCOMP), for finding a missing entry; `off` installs no \
+filter (capabilities are still dropped)."
+)]
 struct Args {
     /// Guest kernel: an ELF vmlinux or a bzImage. With --restore optional:
     /// when given, it must be the kernel the snapshot's guest booted.
