@@ -1,11 +1,13 @@
 //! The measurements of one placement.
 //!
 //! Timed workloads run in a busybox-style shell inside an idle container,
-//! started by `exec`. What one exec costs (engine round trips, the shell's
-//! own start) is taken out by measuring differentially: the same command
-//! with a small and a large count, the difference divided by the extra
-//! work. The count grows until the extra work takes `target_ms`, so slow
-//! placements (an emulated guest kernel) do not run for minutes.
+//! started by `exec`, and time themselves there with the container
+//! kernel's clock (/proc/uptime, 10 ms ticks): what an exec costs (engine
+//! round trips, which take minutes in a loaded emulated guest) is not in
+//! the numbers. The count grows inside the script until the work takes
+//! `target_ms`; the same work at a baseline count is subtracted (the
+//! shell's own loop and program start), and the difference is divided by
+//! the extra work.
 
 use super::probe::{self, HostFacts, Isolation};
 use super::report::{Metric, PlacementReport};
@@ -215,8 +217,62 @@ const DIFFERENTIAL: [(Workload, Differential); 5] = [
     ),
 ];
 
-/// Runs `spec` in `r`: grows the count until the extra work takes
-/// `target`, then measures `rounds` times.
+/// The in-container script for `spec`: the clock is /proc/uptime
+/// (centiseconds, read by the shell's builtin `read`, no fork), so the
+/// cost of the exec itself is not measured. The count grows inside the
+/// script until the work takes `want_cs`; then the baseline count is
+/// timed. Prints `n=<count> d=<cs> b=<cs>`.
+pub fn script(spec: &Differential, want_cs: u64) -> String {
+    let body = (spec.command)(COUNT_MARK).replace(&COUNT_MARK.to_string(), "${n}");
+    format!(
+        r#"n={start}; want={want_cs}
+while :; do
+  read u _ < /proc/uptime; t0=$(( ${{u%.*}} * 100 + 1${{u#*.}} - 100 ))
+  {body}
+  read u _ < /proc/uptime; t1=$(( ${{u%.*}} * 100 + 1${{u#*.}} - 100 ))
+  d=$((t1 - t0))
+  if [ $d -ge $want ] || [ $n -ge {max} ]; then break; fi
+  if [ $d -gt 0 ]; then f=$((want * 3 / 2 / d)); else f=16; fi
+  [ $f -lt 2 ] && f=2; [ $f -gt 16 ] && f=16
+  n=$((n * f)); [ $n -gt {max} ] && n={max}
+done
+m=$n; n={base}
+read u _ < /proc/uptime; t0=$(( ${{u%.*}} * 100 + 1${{u#*.}} - 100 ))
+{body}
+read u _ < /proc/uptime; t1=$(( ${{u%.*}} * 100 + 1${{u#*.}} - 100 ))
+echo "n=$m d=$d b=$((t1 - t0))"
+"#,
+        start = spec.start,
+        max = spec.max,
+        base = spec.base,
+    )
+}
+
+/// A count no workload uses, replaced by `$n` in the script.
+const COUNT_MARK: u64 = 987_654_321;
+
+/// Parses the script's `n=.. d=.. b=..` line.
+pub fn parse_result(out: &str) -> Option<(u64, u64, u64)> {
+    let line = out.lines().rev().find(|l| l.starts_with("n="))?;
+    if line.split_whitespace().count() != 3 {
+        return None;
+    }
+    let mut v = [0u64; 3];
+    for (i, (k, kv)) in ["n", "d", "b"]
+        .iter()
+        .zip(line.split_whitespace())
+        .enumerate()
+    {
+        let (key, val) = kv.split_once('=')?;
+        if key != *k {
+            return None;
+        }
+        v[i] = val.parse().ok()?;
+    }
+    Some((v[0], v[1], v[2]))
+}
+
+/// Runs `spec` in `r`, `rounds` times, timed inside the container.
 pub fn differential(
     t: &Target,
     r: &Running,
@@ -224,37 +280,26 @@ pub fn differential(
     target: Duration,
     rounds: u32,
 ) -> Result<Vec<f64>> {
-    let time = |n: u64| -> Result<f64> {
-        let cmd = (spec.command)(n);
-        let res = t.exec(r, &["sh", "-c", &cmd])?;
-        if res.code != 0 {
-            bail!("`{cmd}` exited {}", res.code);
-        }
-        Ok(res.elapsed.as_secs_f64())
-    };
-    let want = target.as_secs_f64();
-    let base = time(spec.base)?;
-    let mut n = spec.start;
-    loop {
-        let d = time(n)? - base;
-        if d >= want || n >= spec.max {
-            break;
-        }
-        let factor = if d > 0.0 {
-            (want * 1.5 / d).clamp(2.0, 16.0)
-        } else {
-            16.0
-        };
-        n = ((n as f64 * factor) as u64).min(spec.max);
-    }
-    let extra = n - spec.base;
+    let want_cs = (target.as_millis() as u64 / 10).max(5);
+    let script = script(spec, want_cs);
     let mut samples = Vec::new();
     for _ in 0..rounds {
-        let a = time(spec.base)?;
-        let b = time(n)?;
-        // Noise can make the difference negative when the work is tiny
-        // next to an exec; a floor of 1 µs keeps the value positive.
-        samples.push((spec.value)((b - a).max(1e-6), extra));
+        let res = t.exec(r, &["sh", "-c", &script])?;
+        let Some((n, d, b)) = parse_result(&res.stdout).filter(|_| res.code == 0) else {
+            bail!(
+                "{} exited {} with {:?}",
+                spec.what,
+                res.code,
+                res.stdout.trim()
+            );
+        };
+        if n <= spec.base {
+            bail!("{}: no work measured", spec.what);
+        }
+        // A floor of one clock tick keeps the value positive when the
+        // baseline was as slow as the work (noise).
+        let secs = (d.saturating_sub(b)).max(1) as f64 / 100.0;
+        samples.push((spec.value)(secs, n - spec.base));
     }
     Ok(samples)
 }
@@ -382,6 +427,26 @@ mod tests {
         let me = std::process::id() as i32;
         assert!(process_pss_kib(me).unwrap_or(0) > 0);
         assert!(tree(&[me]).contains(&me));
+    }
+
+    #[test]
+    fn scripts_time_themselves_in_a_shell() {
+        // The script runs in the host's sh here: it must finish, and say
+        // how far it got.
+        for (_, d) in DIFFERENTIAL.iter().filter(|(w, _)| *w == Workload::Cpu) {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(script(d, 5))
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            let (n, dt, _) = parse_result(&text).unwrap_or_else(|| panic!("{text}"));
+            assert!(n >= d.start && (dt >= 5 || n == d.max), "{text}");
+        }
+        assert_eq!(parse_result("junk\nn=4 d=30 b=1\n"), Some((4, 30, 1)));
+        assert_eq!(parse_result("n=4 d=-3 b=1"), None);
+        assert_eq!(parse_result("n=4 x=3 b=1"), None);
+        assert_eq!(parse_result("n=4"), None);
     }
 
     #[test]
