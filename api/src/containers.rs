@@ -823,16 +823,6 @@ pub(crate) async fn resize(
     Ok(StatusCode::OK.into_response())
 }
 
-pub(crate) async fn exec_resize(
-    Path(_id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> ApiResult<Response> {
-    let q = query(q);
-    qint(&q, "h")?;
-    qint(&q, "w")?;
-    Ok(StatusCode::OK.into_response())
-}
-
 pub(crate) async fn remove(
     State(st): State<AppState>,
     Path(id): Path<String>,

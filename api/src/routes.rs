@@ -40,7 +40,7 @@ pub(crate) fn router(state: AppState) -> Router {
                 .put(crate::archive::put),
         )
         .route("/exec/{id}/start", post(s::exec_start))
-        .route("/exec/{id}/resize", post(c::exec_resize))
+        .route("/exec/{id}/resize", post(s::exec_resize))
         .route("/exec/{id}/json", get(s::exec_inspect))
         .route("/images/json", get(i::list))
         .route("/images/create", post(i::create))

@@ -335,6 +335,42 @@ fn resize_channel(st: &AppState, key: &str) -> mpsc::UnboundedReceiver<(u16, u16
     rx
 }
 
+/// `POST /exec/{id}/resize`: sent to the exec's relay while it runs.
+pub(crate) async fn exec_resize(
+    State(st): State<AppState>,
+    Path(exec_id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let q = query(q);
+    let (Some(h), Some(w)) = (qint(&q, "h")?, qint(&q, "w")?) else {
+        return Err(ApiError::bad_request("h and w are required"));
+    };
+    if !st
+        .0
+        .execs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains_key(&exec_id)
+    {
+        return Err(ApiError::not_found(format!(
+            "No such exec instance: {exec_id}"
+        )));
+    }
+    let size = (
+        h.clamp(0, u16::MAX as i64) as u16,
+        w.clamp(0, u16::MAX as i64) as u16,
+    );
+    if let Some(tx) =
+        st.0.resizers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&format!("exec:{exec_id}"))
+    {
+        let _ = tx.send(size);
+    }
+    Ok(StatusCode::OK.into_response())
+}
+
 pub(crate) async fn resize(st: &AppState, id: &str, h: i64, w: i64) -> ApiResult<()> {
     let (h, w) = (
         h.clamp(0, u16::MAX as i64) as u16,
@@ -607,7 +643,9 @@ pub(crate) async fn exec_start(
         .engine_owned(move |e| Ok(e.exec(&container, cfg, None)?))
         .await?;
     set(true, None);
-    let (_tx, resize) = mpsc::unbounded_channel();
+    let key = format!("exec:{exec_id}");
+    let resize = resize_channel(&st, &key);
+    let st2 = st.clone();
     tokio::spawn(async move {
         let done = set.clone();
         let Ok(upgraded) = on_upgrade.await else {
@@ -624,6 +662,11 @@ pub(crate) async fn exec_start(
         if code.is_none() {
             done(false, Some(255));
         }
+        st2.0
+            .resizers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
     });
     Ok(upgraded_response(r.tty))
 }
