@@ -604,6 +604,57 @@ fn build_run_exec_and_the_other_verbs() {
         !all.contains("verbs-app-run-"),
         "--rm left a container: {all}"
     );
+    // run's container flags: --name, --entrypoint (the service's command
+    // dropped), -u, -w, -l, -v.
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("f"), "from-host\n").unwrap();
+    let vol = format!("{}:/h:ro", host.path().display());
+    let out = compose(
+        &b,
+        d,
+        &[
+            "run",
+            "-T",
+            "--name",
+            "verbs-custom",
+            "--entrypoint",
+            "sh -c 'echo ep; id -u; pwd; cat /h/f; touch /h/x || echo ro'",
+            "-u",
+            "1234",
+            "-w",
+            "/tmp",
+            "-l",
+            "extra=yes",
+            "-v",
+            &vol,
+            "app",
+        ],
+    )
+    .ok();
+    assert_eq!(
+        out.stdout, "ep\n1234\n/tmp\nfrom-host\nro\n",
+        "{}",
+        out.stderr
+    );
+    let label = b
+        .run(&[
+            "inspect",
+            "-f",
+            "{{index .Config.Labels \"extra\"}}",
+            "verbs-custom",
+        ])
+        .ok()
+        .stdout;
+    assert_eq!(label.trim(), "yes");
+    b.run(&["rm", "verbs-custom"]).ok();
+    // Bad flags are refused before anything is made.
+    let out = compose(&b, d, &["run", "-T", "--entrypoint", "sh -c 'x", "app"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("unbalanced quotes"), "{}", out.stderr);
+    let out = compose(&b, d, &["run", "-T", "-p", "notaport", "app", "true"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("notaport"), "{}", out.stderr);
+
     // ps lists one-offs too, as v2 does.
     let ps = compose(&b, d, &["ps", "-a"]).ok().stdout;
     assert!(

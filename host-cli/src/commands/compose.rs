@@ -7,7 +7,9 @@ use crate::commands::{build, container, pull, run};
 use crate::placement::Isolation;
 use anyhow::Result;
 use berth_compose::{LoadOptions, Project};
-use berth_host::compose::{self as orch, spec, DownOptions, Orchestrator, Progress, UpOptions};
+use berth_host::compose::{
+    self as orch, spec, DownOptions, Orchestrator, Progress, RunOverrides, UpOptions,
+};
 use berth_protocol::mux::{self, Kind};
 use berth_protocol::{ContainerStatus, ContainerSummary, ErrorKind, LogsOptions};
 use clap::Parser;
@@ -242,6 +244,27 @@ enum Verb {
         /// Disable pseudo-TTY allocation
         #[arg(short = 'T', long = "no-TTY")]
         no_tty: bool,
+        /// Assign a name to the container
+        #[arg(long)]
+        name: Option<String>,
+        /// Override the entrypoint of the image
+        #[arg(long)]
+        entrypoint: Option<String>,
+        /// Run as specified username or uid
+        #[arg(short, long)]
+        user: Option<String>,
+        /// Working directory inside the container
+        #[arg(short, long)]
+        workdir: Option<String>,
+        /// Add or override a label
+        #[arg(short, long = "label")]
+        label: Vec<String>,
+        /// Publish a container's port(s) to the host
+        #[arg(short, long = "publish")]
+        publish: Vec<String>,
+        /// Bind mount a volume
+        #[arg(short, long = "volume")]
+        volume: Vec<String>,
         service: String,
         #[arg(allow_hyphen_values = true)]
         command: Vec<String>,
@@ -286,6 +309,51 @@ enum Verb {
     },
     /// Display the running processes
     Top { services: Vec<String> },
+}
+
+/// `compose run`'s container flags, checked as docker compose does.
+fn run_overrides(
+    name: &Option<String>,
+    entrypoint: &Option<String>,
+    user: &Option<String>,
+    workdir: &Option<String>,
+    labels: &[String],
+    publish: &[String],
+    volumes: &[String],
+) -> std::result::Result<RunOverrides, String> {
+    let entrypoint = match entrypoint {
+        None => None,
+        Some(e) => Some(
+            shlex::split(e)
+                .ok_or_else(|| format!("invalid entrypoint {e:?}: unbalanced quotes"))?,
+        ),
+    };
+    let mut label_map = std::collections::BTreeMap::new();
+    for l in labels {
+        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+        if k.is_empty() {
+            return Err(format!("invalid label {l:?}: empty key"));
+        }
+        label_map.insert(k.to_string(), v.to_string());
+    }
+    let mut ports = Vec::new();
+    for p in publish {
+        ports.extend(berth_host::ports::parse_publish(p)?);
+    }
+    let cwd = std::env::current_dir().map_err(|e| format!("current directory: {e}"))?;
+    let mut mounts = Vec::new();
+    for v in volumes {
+        mounts.push(berth_host::mounts::parse_volume(v, &cwd).map_err(|e| e.to_string())?);
+    }
+    Ok(RunOverrides {
+        name: name.clone(),
+        entrypoint,
+        user: user.clone(),
+        workdir: workdir.clone(),
+        labels: label_map,
+        publish: ports,
+        volumes: mounts,
+    })
 }
 
 /// Prints one progress step as docker compose's plain progress does.
@@ -561,9 +629,21 @@ fn verb(o: &mut Orchestrator, v: &Verb) -> anyhow::Result<i32> {
             no_deps,
             service_ports,
             no_tty,
+            name,
+            entrypoint,
+            user,
+            workdir,
+            label,
+            publish,
+            volume,
             service,
             command,
         } => {
+            let overrides =
+                match run_overrides(name, entrypoint, user, workdir, label, publish, volume) {
+                    Ok(o) => o,
+                    Err(e) => return Ok(fail(e)),
+                };
             let deps = o
                 .project
                 .services
@@ -583,7 +663,14 @@ fn verb(o: &mut Orchestrator, v: &Verb) -> anyhow::Result<i32> {
                 Ok(e) => e,
                 Err(e) => return Ok(fail(e)),
             };
-            let mut cfg = o.run_config(service, command.clone(), env, *service_ports, report)?;
+            let mut cfg = o.run_config(
+                service,
+                command.clone(),
+                env,
+                *service_ports,
+                &overrides,
+                report,
+            )?;
             let terminal = std::io::IsTerminal::is_terminal(&std::io::stdin());
             cfg.tty = cfg.tty || (!no_tty && terminal && !detach);
             cfg.open_stdin = !detach;

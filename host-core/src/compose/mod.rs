@@ -782,6 +782,7 @@ impl<'p> Orchestrator<'p> {
         command: Vec<String>,
         env: Vec<String>,
         service_ports: bool,
+        overrides: &RunOverrides,
         report: Report,
     ) -> Result<ContainerConfig> {
         let s = self.service(service)?;
@@ -789,23 +790,60 @@ impl<'p> Orchestrator<'p> {
         self.ensure_volumes(&[s], report)?;
         let mut cfg = spec::service_config(self.project, s)?;
         let hash = spec::config_hash(self.project, s, &cfg);
-        cfg.name = Some(format!(
-            "{}-{}-run-{}",
-            self.project.name,
-            s.name,
-            run_suffix()
-        ));
-        cfg.labels = spec::container_labels(&cfg.labels, 1, &hash, true);
+        cfg.name =
+            Some(overrides.name.clone().unwrap_or_else(|| {
+                format!("{}-{}-run-{}", self.project.name, s.name, run_suffix())
+            }));
+        let mut labels = cfg.labels.clone();
+        labels.extend(overrides.labels.clone());
+        cfg.labels = spec::container_labels(&labels, 1, &hash, true);
+        if let Some(e) = &overrides.entrypoint {
+            // As docker compose: a new entrypoint drops the service's command
+            // unless one is given on the command line.
+            cfg.entrypoint = Some(e.clone());
+            cfg.cmd = Some(Vec::new());
+        }
         if !command.is_empty() {
             cfg.cmd = Some(command);
+        }
+        if let Some(u) = &overrides.user {
+            cfg.user = Some(u.clone());
+        }
+        if let Some(w) = &overrides.workdir {
+            cfg.workdir = Some(w.clone());
         }
         cfg.env.extend(env);
         if !service_ports {
             cfg.ports.clear();
         }
+        cfg.ports.extend(overrides.publish.iter().cloned());
+        for m in &overrides.volumes {
+            cfg.mounts.retain(|x| x.target != m.target);
+            cfg.mounts.push(m.clone());
+        }
         cfg.restart = Default::default();
         self.prepare(cfg)
     }
+}
+
+/// What `compose run`'s flags change in the service's container.
+#[derive(Debug, Clone, Default)]
+pub struct RunOverrides {
+    /// `--name`.
+    pub name: Option<String>,
+    /// `--entrypoint`, already split into words.
+    pub entrypoint: Option<Vec<String>>,
+    /// `-u`.
+    pub user: Option<String>,
+    /// `-w`.
+    pub workdir: Option<String>,
+    /// `-l KEY=VALUE`.
+    pub labels: BTreeMap<String, String>,
+    /// `-p`, added to (or, without `--service-ports`, instead of) the
+    /// service's ports.
+    pub publish: Vec<berth_protocol::PortBinding>,
+    /// `-v`; one on a target the service mounts replaces that mount.
+    pub volumes: Vec<berth_protocol::MountSpec>,
 }
 
 /// Each service's depth in the dependency graph: 0 for one that needs no
