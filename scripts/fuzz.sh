@@ -13,8 +13,8 @@
 # To keep new interesting inputs as seeds, minimise them first:
 #   cargo +nightly fuzz cmin TARGET fuzz/corpus/TARGET   (from fuzz/)
 #
-# FUZZ_JOBS=N runs N libFuzzer processes (default 1). The last line printed
-# is "fuzz: TARGET execs=N seconds=S": the executions run and the time.
+# The last line printed is "fuzz: TARGET execs=N seconds=S rc=RC": the
+# executions run, the time, and libFuzzer's status (non-zero: a crash).
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
@@ -54,9 +54,12 @@ case $target in archive | unpack | virtio_*) len=(-max_len=70000) ;; esac
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-"${wrap[@]}" cargo +nightly fuzz run --release "$target" "$work" "corpus/$target" "regressions/$target" -- \
+# The binary itself, not `cargo fuzz run`: that rebuilds first, and the
+# build above already happened.
+"${wrap[@]}" "target/$(rustc -vV | sed -n 's/^host: //p')/release/$target" \
+    "$work" "corpus/$target" "regressions/$target" \
+    -artifact_prefix="artifacts/$target/" \
     -max_total_time="$secs" -timeout=10 -rss_limit_mb=4096 "${len[@]}" \
-    -jobs="${FUZZ_JOBS:-1}" -workers="${FUZZ_JOBS:-1}" \
     -print_final_stats=1 "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
