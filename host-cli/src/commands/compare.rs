@@ -2,7 +2,9 @@
 //! in an own microVM, measured side by side. The work is in
 //! `berth_host::compare`; this is the flags, the progress and the output.
 
-use anyhow::{bail, Context, Result};
+#[cfg(unix)]
+use anyhow::Context;
+use anyhow::{bail, Result};
 use berth_host::compare::{self, Options, PlacementKind, Workload};
 use clap::{Args, ValueEnum};
 use std::io::IsTerminal;
