@@ -212,25 +212,10 @@ fn mount_spec(m: MountBody) -> ApiResult<MountSpec> {
     Ok(spec)
 }
 
-/// docker's CLI's capability spelling (`normalizeCapabilities`): upper
-/// case with a `CAP_` prefix (`ALL` stays), each once, sorted. Older
-/// clients send the names as typed.
+/// The caps a create body names, spelled as docker's CLI would send them
+/// (older clients send them as typed); empty names are dropped.
 fn normalize_caps(list: Vec<String>) -> Vec<String> {
-    let mut out: Vec<String> = list
-        .into_iter()
-        .filter(|c| !c.is_empty())
-        .map(|c| {
-            let c = c.to_ascii_uppercase();
-            if c == "ALL" || c.starts_with("CAP_") {
-                c
-            } else {
-                format!("CAP_{c}")
-            }
-        })
-        .collect();
-    out.sort();
-    out.dedup();
-    out
+    berth_host::args::normalize_caps(list.into_iter().filter(|c| !c.is_empty()))
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -20,3 +20,24 @@ pub enum ArgError {
     #[error("Error response from daemon: {0}")]
     Daemon(String),
 }
+
+/// docker's CLI capability spelling (`normalizeCapabilities`): upper case,
+/// a `CAP_` prefix where missing (`ALL` stays), each once, sorted. Which
+/// names exist is the engine's to say. Shared by `run`/`create` and the
+/// Engine API's container create.
+pub fn normalize_caps<S: AsRef<str>>(list: impl IntoIterator<Item = S>) -> Vec<String> {
+    let mut out: Vec<String> = list
+        .into_iter()
+        .map(|c| {
+            let c = c.as_ref().to_ascii_uppercase();
+            if c == "ALL" || c.starts_with("CAP_") {
+                c
+            } else {
+                format!("CAP_{c}")
+            }
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}

@@ -561,33 +561,13 @@ fn config(a: &CreateArgs) -> Result<ContainerConfig, ArgError> {
         volumes_from: a.volumes_from.clone(),
         ..Default::default()
     };
-    cfg.cap_add = normalize_caps(&a.cap_add);
-    cfg.cap_drop = normalize_caps(&a.cap_drop);
+    cfg.cap_add = berth_host::args::normalize_caps(&a.cap_add);
+    cfg.cap_drop = berth_host::args::normalize_caps(&a.cap_drop);
     cfg.privileged = a.privileged;
     cfg.security_opt = security_opts(&a.security_opt)?;
     cfg.healthcheck = a.health.config()?;
     a.net.apply(&mut cfg)?;
     Ok(cfg)
-}
-
-/// docker's CLI (`normalizeCapabilities`): upper case, a `CAP_` prefix
-/// where missing (`ALL` stays), each once, sorted. Which names exist is
-/// the engine's to say.
-fn normalize_caps(list: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = list
-        .iter()
-        .map(|c| {
-            let c = c.to_ascii_uppercase();
-            if c == "ALL" || c.starts_with("CAP_") {
-                c
-            } else {
-                format!("CAP_{c}")
-            }
-        })
-        .collect();
-    out.sort();
-    out.dedup();
-    out
 }
 
 /// The largest seccomp profile file `--security-opt seccomp=` reads.
@@ -1014,11 +994,12 @@ fn relay_output(mut stream: UnixStream) -> Result<i32, ClientError> {
 
 #[cfg(test)]
 mod tests {
-    use super::{compact_json, normalize_caps, parse_bytes, security_opts, ArgError};
+    use super::{compact_json, parse_bytes, security_opts, ArgError};
+    use berth_host::args::normalize_caps;
 
     #[test]
     fn capabilities_as_dockers_cli() {
-        let v = |l: &[&str]| normalize_caps(&l.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let v = |l: &[&str]| normalize_caps(l);
         assert_eq!(
             v(&["net_admin", "CAP_SYS_TIME", "Net_Admin"]),
             vec!["CAP_NET_ADMIN", "CAP_SYS_TIME"]
