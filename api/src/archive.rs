@@ -162,7 +162,9 @@ pub(crate) async fn head(
 }
 
 /// Writes into a bounded channel in chunks (the response body).
-struct ChannelWriter(tokio::sync::mpsc::Sender<Bytes>);
+/// A blocking writer that sends what it gets as body chunks; a gone reader
+/// is a broken pipe.
+pub(crate) struct ChannelWriter(pub(crate) tokio::sync::mpsc::Sender<Bytes>);
 
 impl Write for ChannelWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -324,7 +326,7 @@ pub(crate) async fn get(
     Ok(r)
 }
 
-fn tokio_stream_of(
+pub(crate) fn tokio_stream_of(
     mut rx: tokio::sync::mpsc::Receiver<Bytes>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|o| o.map(Ok)))

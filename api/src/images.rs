@@ -1,4 +1,5 @@
-//! Image endpoints: list, pull (`images/create`), inspect, tag, remove.
+//! Image endpoints: list, pull (`images/create`), inspect, tag, remove;
+//! save, load, push and history are in `image_transfer`.
 
 use crate::error::{ApiError, ApiResult};
 use crate::routes::{qbool, query};
@@ -91,6 +92,12 @@ pub(crate) async fn by_name_get(
     State(st): State<AppState>,
     Path(rest): Path<String>,
 ) -> ApiResult<Response> {
+    if let Some(name) = rest.strip_suffix("/history") {
+        return crate::image_transfer::history(st, name.to_string()).await;
+    }
+    if let Some(name) = rest.strip_suffix("/get") {
+        return crate::image_transfer::save(st, vec![name.to_string()]).await;
+    }
     let Some(name) = rest.strip_suffix("/json") else {
         return Err(ApiError::not_found("page not found"));
     };
@@ -99,19 +106,17 @@ pub(crate) async fn by_name_get(
     Ok(Json(berth_host::inspect::image_json(&img)).into_response())
 }
 
-/// `POST /images/{name}/tag?repo=&tag=`.
+/// `POST /images/{name}/tag?repo=&tag=` and `POST /images/{name}/push`.
 pub(crate) async fn by_name_post(
     State(st): State<AppState>,
     Path(rest): Path<String>,
     RawQuery(q): RawQuery,
+    headers: axum::http::HeaderMap,
 ) -> ApiResult<Response> {
-    let q = query(q);
-    if rest.ends_with("/push") {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "push is not served on this socket yet; use berth push",
-        ));
+    if let Some(name) = rest.strip_suffix("/push") {
+        return crate::image_transfer::push(st, name.to_string(), q, &headers).await;
     }
+    let q = query(q);
     let Some(source) = rest.strip_suffix("/tag") else {
         return Err(ApiError::not_found("page not found"));
     };

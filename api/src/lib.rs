@@ -14,6 +14,7 @@ mod archive;
 mod containers;
 pub mod error;
 pub mod filters;
+mod image_transfer;
 mod images;
 mod networks;
 mod routes;

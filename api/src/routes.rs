@@ -2,6 +2,7 @@
 
 use crate::error::ApiError;
 use crate::server::AppState;
+use axum::extract::{RawQuery, State};
 use axum::routing::{delete, get, post};
 use axum::Router;
 
@@ -45,6 +46,21 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/images/json", get(i::list))
         .route("/images/create", post(i::create))
         .route("/images/prune", post(i::prune))
+        .route(
+            "/images/get",
+            get(|State(st): State<AppState>, RawQuery(q): RawQuery| async move {
+                crate::image_transfer::save(st, crate::image_transfer::names_param(q.as_deref()))
+                    .await
+            }),
+        )
+        .route(
+            "/images/load",
+            post(
+                |State(st): State<AppState>, RawQuery(q): RawQuery, body: axum::body::Body| async move {
+                    crate::image_transfer::load(st, q, body).await
+                },
+            ),
+        )
         .route(
             "/images/{*name}",
             get(i::by_name_get).post(i::by_name_post).delete(i::remove),

@@ -6,8 +6,8 @@ mod net_flags;
 
 // The host library's modules, under the names the commands use.
 use berth_host::{
-    archive, build, client, engine, image_cache, machine, mounts, placement, platform, ports,
-    registry, shares, sig_proxy, tty,
+    build, client, engine, image_cache, machine, mounts, placement, platform, ports, registry,
+    shares, sig_proxy, tty,
 };
 
 use clap::{Parser, Subcommand};

@@ -411,3 +411,96 @@ pub fn network_json(n: &NetworkInfo) -> NetworkJson<'_> {
         labels: &n.labels,
     }
 }
+
+/// One row of `docker history`, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    pub created: String,
+    pub created_by: String,
+    /// Bytes of regular files in the layer this step made (0 for steps
+    /// that made none).
+    pub size: u64,
+    pub comment: String,
+}
+
+/// The image's history (its config's `history`), newest first, with each
+/// layer's size as docker shows it: the regular file bytes in the layer,
+/// read from the host cache's blobs (the compressed size where a blob is
+/// not there to read).
+pub fn image_history(img: &ImageSummary) -> Vec<HistoryEntry> {
+    let layer_sizes: Vec<u64> = ImageCache::open()
+        .ok()
+        .and_then(|c| {
+            let rec = c.resolve(&img.id)?;
+            Some(
+                rec.layers
+                    .iter()
+                    .map(|l| {
+                        c.blob_path(&l.digest)
+                            .ok()
+                            .and_then(|p| layer_content_size(&p).ok())
+                            .unwrap_or(l.size)
+                    })
+                    .collect(),
+            )
+        })
+        .unwrap_or_default();
+    let empty = Vec::new();
+    let hist = img
+        .config
+        .get("history")
+        .and_then(|h| h.as_array())
+        .unwrap_or(&empty);
+    let mut rows = Vec::new();
+    let mut layer = 0;
+    for h in hist {
+        let empty_layer = h
+            .get("empty_layer")
+            .and_then(|e| e.as_bool())
+            .unwrap_or(false);
+        let size = if empty_layer {
+            0
+        } else {
+            let s = layer_sizes.get(layer).copied().unwrap_or(0);
+            layer += 1;
+            s
+        };
+        let field = |k: &str| h.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        rows.push(HistoryEntry {
+            created: field("created"),
+            created_by: field("created_by"),
+            size,
+            comment: field("comment"),
+        });
+    }
+    rows.reverse();
+    rows
+}
+
+/// Sum of the regular file sizes in a (possibly gzip-compressed) layer tar.
+fn layer_content_size(path: &std::path::Path) -> std::io::Result<u64> {
+    use std::io::{Read, Seek};
+    let mut f = std::fs::File::open(path)?;
+    let mut magic = [0u8; 2];
+    let n = f.read(&mut magic)?;
+    f.seek(std::io::SeekFrom::Start(0))?;
+    let reader: Box<dyn Read> = if n == 2 && magic == [0x1f, 0x8b] {
+        Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
+            f,
+        )))
+    } else {
+        Box::new(std::io::BufReader::new(f))
+    };
+    let mut ar = tar::Archive::new(reader);
+    let mut total = 0;
+    for e in ar.entries()? {
+        let e = e?;
+        if matches!(
+            e.header().entry_type(),
+            tar::EntryType::Regular | tar::EntryType::Continuous
+        ) {
+            total += e.size();
+        }
+    }
+    Ok(total)
+}

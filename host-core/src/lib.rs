@@ -7,7 +7,8 @@
 //! - [`engine`]: the typed engine client, the only code that builds
 //!   protocol requests.
 //! - [`machine`], [`vm_pool`], [`image_disk`], [`shares`]: the VMs.
-//! - [`image_cache`], [`registry`], [`archive`]: images on the host.
+//! - [`image_cache`], [`registry`], [`archive`]: images on the host;
+//!   [`transfer`]: save, load and push.
 //! - [`build`]: the Dockerfile build driver.
 //! - [`ports`], [`port_forward`], [`mounts`]: publishing and mount models.
 //! - [`inspect`], [`net_settings`]: docker-shaped inspect/list JSON.
@@ -36,5 +37,6 @@ pub mod ports;
 pub mod registry;
 pub mod shares;
 pub mod sig_proxy;
+pub mod transfer;
 pub mod tty;
 pub mod vm_pool;

@@ -626,3 +626,110 @@ fn pulls_through_the_socket_from_a_local_registry() {
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("127.0.0.1:1"), "{}", out.stderr);
 }
+
+#[test]
+fn saves_loads_pushes_and_shows_history_through_the_socket() {
+    let Some(s) = Service::start() else { return };
+    // history: the same rows as berth's own command, the image id first.
+    let id = s
+        .docker(&["image", "inspect", "--format", "{{.Id}}", IMG])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    assert!(id.starts_with("sha256:"), "{id}");
+    let dh = s
+        .docker(&[
+            "history",
+            "--no-trunc",
+            "--format",
+            "{{.ID}}|{{.CreatedBy}}",
+            IMG,
+        ])
+        .ok();
+    let rows = lines(&dh.stdout);
+    assert!(!rows.is_empty(), "{}", dh.stdout);
+    assert!(rows[0].starts_with(&format!("{id}|")), "{}", dh.stdout);
+    let bh = s.berth.run(&["history", "-q", IMG]).ok();
+    assert_eq!(lines(&bh.stdout).len(), rows.len(), "{}", bh.stdout);
+    let out = s.docker(&["history", "no/such:image"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("no/such"), "{}", out.stderr);
+
+    // save -> rmi -> load gives the image back under its name.
+    s.docker(&["tag", IMG, "saved/copy:v1"]).ok();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("copy.tar");
+    s.docker(&["save", "-o", file.to_str().unwrap(), "saved/copy:v1"])
+        .ok();
+    let names: Vec<String> = tar::Archive::new(std::fs::File::open(&file).unwrap())
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().any(|n| n == "manifest.json"), "{names:?}");
+    s.docker(&["rmi", "saved/copy:v1"]).ok();
+    let out = s.docker(&["load", "-i", file.to_str().unwrap()]).ok();
+    assert!(
+        out.stdout.contains("Loaded image: saved/copy:v1"),
+        "{}",
+        out.stdout
+    );
+    let images = s
+        .docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .ok();
+    assert!(
+        lines(&images.stdout).contains(&"saved/copy:v1"),
+        "{}",
+        images.stdout
+    );
+    // A missing image fails before anything is written; garbage is no archive.
+    let out = s.docker(&[
+        "save",
+        "-o",
+        dir.path().join("none.tar").to_str().unwrap(),
+        "no/such:image",
+    ]);
+    assert_ne!(out.code, 0);
+    assert!(!dir.path().join("none.tar").exists());
+    let out = s.docker_stdin(&["load"], b"this is not a tar archive at all");
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(!out.stderr.is_empty());
+    s.docker(&["version"]).ok();
+
+    // push to a local registry, then pull it back by digest.
+    if let Some(why) = berth_tests::registry::tools_missing() {
+        skip(&why);
+        return;
+    }
+    let reg = berth_tests::registry::Registry::start(false);
+    let name = format!("{}/api/pushed:v1", reg.host());
+    s.docker(&["tag", IMG, &name]).ok();
+    let out = s.docker(&["push", &name]).ok();
+    assert!(
+        out.stdout.contains(&format!(
+            "The push refers to repository [{}/api/pushed]",
+            reg.host()
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("v1: digest: sha256:"), "{}", out.stdout);
+    let digest = reg.digest("api/pushed:v1");
+    assert!(
+        out.stdout.contains(&digest),
+        "{digest} not in {}",
+        out.stdout
+    );
+    // A second push finds every layer there.
+    let again = s.docker(&["push", &name]).ok();
+    assert!(
+        again.stdout.contains("Layer already exists"),
+        "{}",
+        again.stdout
+    );
+    // Pushing an image the engine lacks is docker's error.
+    let out = s.docker(&["push", &format!("{}/api/absent:v1", reg.host())]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
+}

@@ -96,55 +96,10 @@ pub fn history(iso: Isolation, a: &HistoryArgs) -> Result<i32> {
         Err(e @ ClientError::Unexpected(_)) => return Err(e.into()),
         Err(e) => bail!("No such image: {} ({e})", a.image),
     };
-    // Layer sizes as docker shows them (regular file bytes in the layer),
-    // read from the host cache's blobs, in the order of the history
-    // entries that made a layer.
-    let layer_sizes: Vec<u64> = ImageCache::open()
-        .ok()
-        .and_then(|c| {
-            let rec = c.resolve(&img.id)?;
-            Some(
-                rec.layers
-                    .iter()
-                    .map(|l| {
-                        c.blob_path(&l.digest)
-                            .ok()
-                            .and_then(|p| layer_content_size(&p).ok())
-                            .unwrap_or(l.size)
-                    })
-                    .collect(),
-            )
-        })
-        .unwrap_or_default();
-    let empty = Vec::new();
-    let hist = img
-        .config
-        .get("history")
-        .and_then(|h| h.as_array())
-        .unwrap_or(&empty);
-    let mut rows = Vec::new();
-    let mut layer = 0;
-    for h in hist {
-        let empty_layer = h
-            .get("empty_layer")
-            .and_then(|e| e.as_bool())
-            .unwrap_or(false);
-        let size = if empty_layer {
-            0
-        } else {
-            let s = layer_sizes.get(layer).copied().unwrap_or(0);
-            layer += 1;
-            s
-        };
-        let field = |k: &str| h.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
-        rows.push((
-            field("created"),
-            field("created_by"),
-            size,
-            field("comment"),
-        ));
-    }
-    rows.reverse();
+    let rows: Vec<(String, String, u64, String)> = berth_host::inspect::image_history(&img)
+        .into_iter()
+        .map(|h| (h.created, h.created_by, h.size, h.comment))
+        .collect();
     let full_id = img.id.clone();
     let id = if a.no_trunc {
         full_id.clone()
@@ -195,33 +150,6 @@ pub fn history(iso: Isolation, a: &HistoryArgs) -> Result<i32> {
         )
     );
     Ok(0)
-}
-
-/// Sum of the regular file sizes in a (possibly gzip-compressed) layer tar.
-fn layer_content_size(path: &std::path::Path) -> Result<u64> {
-    let mut f = std::fs::File::open(path)?;
-    let mut magic = [0u8; 2];
-    let n = std::io::Read::read(&mut f, &mut magic)?;
-    std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(0))?;
-    let reader: Box<dyn std::io::Read> = if n == 2 && magic == [0x1f, 0x8b] {
-        Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
-            f,
-        )))
-    } else {
-        Box::new(std::io::BufReader::new(f))
-    };
-    let mut ar = tar::Archive::new(reader);
-    let mut total = 0;
-    for e in ar.entries()? {
-        let e = e?;
-        if matches!(
-            e.header().entry_type(),
-            tar::EntryType::Regular | tar::EntryType::Continuous
-        ) {
-            total += e.size();
-        }
-    }
-    Ok(total)
 }
 
 fn prune(iso: Isolation, a: &PruneArgs) -> Result<i32> {

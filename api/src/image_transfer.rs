@@ -1,0 +1,355 @@
+//! Images in and out through the socket: `GET /images/get` and
+//! `/images/{name}/get` (`docker save`), `POST /images/load`
+//! (`docker load`), `POST /images/{name}/push` (`docker push`) and
+//! `GET /images/{name}/history`, over the host library's
+//! [`berth_host::transfer`].
+
+use crate::archive::{tokio_stream_of, ChannelWriter};
+use crate::error::{ApiError, ApiResult};
+use crate::routes::{qbool, query};
+use crate::server::AppState;
+use axum::body::Body;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine as _;
+use berth_host::registry::auth::Credentials;
+use berth_host::registry::upload::BlobOutcome;
+use berth_host::transfer::load::{is_gzip, load_archive, spool, tempdir, LoadEvent};
+use berth_host::transfer::push::{push as push_image, PushEvent};
+use berth_host::transfer::save::{collect, write_archive, SaveFormat};
+use berth_protocol::reference::Reference;
+use bollard_stubs::models;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+
+/// Largest archive `POST /images/load` accepts.
+pub const MAX_LOAD_BODY: u64 = 32 << 30;
+
+/// Largest `X-Registry-Auth` header decoded.
+const MAX_AUTH_HEADER: usize = 16 << 10;
+
+/// `GET /images/get?names=A&names=B` and `GET /images/{name}/get`: the
+/// images as one docker-save archive, streamed as it is written. Every
+/// name is resolved before the first byte, so a missing image is a 404.
+pub(crate) async fn save(st: AppState, names: Vec<String>) -> ApiResult<Response> {
+    if names.is_empty() {
+        return Err(ApiError::bad_request("no image names given"));
+    }
+    let iso = st.iso();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
+    tokio::task::spawn_blocking(move || {
+        let cache = match berth_host::image_cache::ImageCache::open() {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = ready_tx.send(Err(format!("{e:#}")));
+                return;
+            }
+        };
+        match collect(iso, &cache, &names) {
+            Ok(entries) => {
+                let _ = ready_tx.send(Ok(()));
+                // A client that goes away ends the write (broken pipe).
+                let sink = std::io::BufWriter::with_capacity(256 << 10, ChannelWriter(tx));
+                let _ = write_archive(&cache, &entries, SaveFormat::Docker, sink);
+            }
+            Err(e) => {
+                let _ = ready_tx.send(Err(format!("{e:#}")));
+            }
+        }
+    });
+    match ready_rx.await {
+        Ok(Ok(())) => {}
+        Ok(Err(msg)) if msg.contains("does not exist") => return Err(ApiError::not_found(msg)),
+        Ok(Err(msg)) => return Err(ApiError::internal(msg)),
+        Err(_) => return Err(ApiError::internal("the save ended early")),
+    }
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-tar")],
+        Body::from_stream(tokio_stream_of(rx)),
+    )
+        .into_response())
+}
+
+/// Every `names` value of a raw query (the key repeats).
+pub(crate) fn names_param(raw: Option<&str>) -> Vec<String> {
+    form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .filter(|(k, _)| k == "names")
+        .map(|(_, v)| v.into_owned())
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
+/// One JSON message line of a progress stream.
+fn line(v: &impl serde::Serialize) -> Bytes {
+    let mut b = serde_json::to_vec(v).unwrap_or_default();
+    b.extend_from_slice(b"\r\n");
+    Bytes::from(b)
+}
+
+fn error_line(msg: &str) -> Bytes {
+    line(&json!({"errorDetail": {"message": msg}, "error": msg}))
+}
+
+/// `POST /images/load?quiet=`: the body (a docker-save or OCI archive,
+/// gzip or not) is spooled to a private file, then loaded; the answer is
+/// docker's JSON stream (`Loaded image: …`).
+pub(crate) async fn load(
+    st: AppState,
+    raw_query: Option<String>,
+    body: Body,
+) -> ApiResult<Response> {
+    let quiet = qbool(&query(raw_query), "quiet");
+    let dir = tempdir().map_err(ApiError::internal)?;
+    let upload = dir.join("upload");
+    let spooled = async {
+        let mut f = tokio::fs::File::create(&upload)
+            .await
+            .map_err(ApiError::internal)?;
+        let mut frames = body.into_data_stream();
+        let mut total = 0u64;
+        while let Some(chunk) = frames.next().await {
+            let c =
+                chunk.map_err(|e| ApiError::bad_request(format!("reading the archive: {e}")))?;
+            total += c.len() as u64;
+            if total > MAX_LOAD_BODY {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("request body exceeds the limit of {MAX_LOAD_BODY} bytes"),
+                ));
+            }
+            f.write_all(&c).await.map_err(ApiError::internal)?;
+        }
+        f.flush().await.map_err(ApiError::internal)?;
+        if total == 0 {
+            return Err(ApiError::bad_request("the archive is empty"));
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = spooled {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e);
+    }
+    let iso = st.iso();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    tokio::task::spawn_blocking(move || {
+        let result = (|| -> anyhow::Result<()> {
+            let path = if is_gzip(&upload)? {
+                spool(std::fs::File::open(&upload)?, &dir)?
+            } else {
+                upload.clone()
+            };
+            load_archive(iso, &path, &mut |ev| match ev {
+                LoadEvent::Layer { digest, size } if !quiet => {
+                    let _ = tx.blocking_send(line(&json!({
+                        "status": "Loading layer",
+                        "progressDetail": {"current": size, "total": size},
+                        "id": digest.trim_start_matches("sha256:").chars().take(12).collect::<String>(),
+                    })));
+                }
+                LoadEvent::Layer { .. } => {}
+                LoadEvent::Image { id, tags } => {
+                    let mut text = String::new();
+                    if tags.is_empty() {
+                        text.push_str(&format!("Loaded image ID: {id}\n"));
+                    }
+                    for t in tags {
+                        let fam = Reference::parse(t)
+                            .map(|r| r.familiar())
+                            .unwrap_or(t.clone());
+                        text.push_str(&format!("Loaded image: {fam}\n"));
+                    }
+                    let _ = tx.blocking_send(line(&json!({ "stream": text })));
+                }
+            })?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            let _ = tx.blocking_send(error_line(&format!("{e:#}")));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(tokio_stream_of(rx)),
+    )
+        .into_response())
+}
+
+/// The credentials of an `X-Registry-Auth` header (base64url JSON, padded
+/// or not, as the docker CLI and SDKs send it); `None` when it names no
+/// user, so that the saved credentials (`berth login`) apply.
+pub(crate) fn registry_auth(headers: &HeaderMap) -> ApiResult<Option<Credentials>> {
+    let Some(v) = headers.get("x-registry-auth") else {
+        return Ok(None);
+    };
+    let bad = || ApiError::bad_request("invalid X-Registry-Auth header");
+    let raw = v.to_str().map_err(|_| bad())?.trim();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    if raw.len() > MAX_AUTH_HEADER {
+        return Err(bad());
+    }
+    let trimmed = raw.trim_end_matches('=');
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(trimmed)
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(trimmed))
+        .map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let username = field("username");
+    if username.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Credentials {
+        username,
+        password: field("password"),
+    }))
+}
+
+/// `POST /images/{name}/push?tag=`: the push's progress as docker's JSON
+/// stream; an error ends it as docker's error message.
+pub(crate) async fn push(
+    st: AppState,
+    name: String,
+    raw_query: Option<String>,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
+    let q = query(raw_query);
+    let creds = registry_auth(headers)?;
+    let r = Reference::parse(&name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let tag = q
+        .get("tag")
+        .filter(|t| !t.is_empty())
+        .cloned()
+        .or(r.tag.clone())
+        .unwrap_or_else(|| "latest".into());
+    let image = format!(
+        "{}:{tag}",
+        Reference {
+            tag: None,
+            digest: None,
+            ..r
+        }
+    );
+    Reference::parse(&image).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let iso = st.iso();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    tokio::task::spawn_blocking(move || {
+        let send = |b: Bytes| {
+            let _ = tx.blocking_send(b);
+        };
+        let out = push_image(iso, &image, creds, &|ev| match ev {
+            PushEvent::Start { repository } => send(line(
+                &json!({"status": format!("The push refers to repository [{repository}]")}),
+            )),
+            PushEvent::Layer { id, outcome } => {
+                let status = match outcome {
+                    BlobOutcome::AlreadyExists => "Layer already exists".to_string(),
+                    BlobOutcome::Mounted(from) => format!("Mounted from {from}"),
+                    BlobOutcome::Pushed => "Pushed".to_string(),
+                };
+                send(line(
+                    &json!({"status": status, "progressDetail": {}, "id": id}),
+                ));
+            }
+        });
+        match out {
+            Ok(p) => {
+                send(line(&json!({
+                    "status": format!("{}: digest: {} size: {}", p.tag, p.digest, p.size)
+                })));
+                send(line(&json!({
+                    "progressDetail": {},
+                    "aux": {"Tag": p.tag, "Digest": p.digest, "Size": p.size}
+                })));
+            }
+            Err(e) => send(error_line(&format!("{e:#}"))),
+        }
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(tokio_stream_of(rx)),
+    )
+        .into_response())
+}
+
+/// `GET /images/{name}/history`: newest first, as `docker history` reads it.
+pub(crate) async fn history(st: AppState, name: String) -> ApiResult<Response> {
+    let img = st.engine(move |e| Ok(e.image_inspect(&name)?)).await?;
+    let rows = tokio::task::spawn_blocking(move || {
+        let tags: Vec<String> = img
+            .tags
+            .iter()
+            .filter_map(|t| Reference::parse(t).ok())
+            .map(|r| r.familiar())
+            .collect();
+        berth_host::inspect::image_history(&img)
+            .into_iter()
+            .enumerate()
+            .map(|(i, h)| models::HistoryResponseItem {
+                id: if i == 0 {
+                    img.id.clone()
+                } else {
+                    "<missing>".into()
+                },
+                created: chrono::DateTime::parse_from_rfc3339(&h.created)
+                    .map_or(0, |d| d.timestamp()),
+                created_by: h.created_by,
+                tags: if i == 0 { tags.clone() } else { Vec::new() },
+                size: h.size as i64,
+                comment: h.comment,
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(Json(rows).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth_headers(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-registry-auth", v.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn registry_auth_decodes_what_clients_send() {
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE.encode(s);
+        // The docker CLI sends `{}` when it has no credentials.
+        assert!(registry_auth(&auth_headers(&b64("{}"))).unwrap().is_none());
+        assert!(registry_auth(&HeaderMap::new()).unwrap().is_none());
+        let c = registry_auth(&auth_headers(&b64(
+            r#"{"username":"u","password":"p?>","serveraddress":"r"}"#,
+        )))
+        .unwrap()
+        .unwrap();
+        assert_eq!((c.username.as_str(), c.password.as_str()), ("u", "p?>"));
+        // Unpadded and standard-alphabet forms are accepted too.
+        let unpadded = base64::engine::general_purpose::STANDARD_NO_PAD
+            .encode(r#"{"username":"a","password":"b"}"#);
+        assert!(registry_auth(&auth_headers(&unpadded)).unwrap().is_some());
+        // Hostile values are a 400, not a panic.
+        for bad in ["!!!!", &b64("not json"), &"A".repeat(MAX_AUTH_HEADER + 4)] {
+            assert!(registry_auth(&auth_headers(bad)).is_err(), "{bad:.20}");
+        }
+    }
+
+    #[test]
+    fn names_come_from_every_repeated_key() {
+        assert_eq!(
+            names_param(Some("names=a&names=b%2Fc%3Av1&other=x&names=")),
+            vec!["a".to_string(), "b/c:v1".into()]
+        );
+        assert!(names_param(None).is_empty());
+    }
+}
