@@ -149,8 +149,8 @@ pub(crate) async fn remove(
 }
 
 /// Pull progress as docker's JSON message lines.
-struct Progress {
-    tx: tokio::sync::mpsc::UnboundedSender<Bytes>,
+pub(crate) struct Progress {
+    send: Box<dyn Fn(Bytes) + Send + Sync>,
 }
 
 fn short(d: &str) -> String {
@@ -158,10 +158,27 @@ fn short(d: &str) -> String {
 }
 
 impl Progress {
+    fn unbounded(tx: tokio::sync::mpsc::UnboundedSender<Bytes>) -> Progress {
+        Progress {
+            send: Box::new(move |b| {
+                let _ = tx.send(b);
+            }),
+        }
+    }
+
+    /// Progress into a bounded stream, from a blocking thread.
+    pub(crate) fn from_sender(tx: tokio::sync::mpsc::Sender<Bytes>) -> Progress {
+        Progress {
+            send: Box::new(move |b| {
+                let _ = tx.blocking_send(b);
+            }),
+        }
+    }
+
     fn send(&self, m: &models::CreateImageInfo) {
         if let Ok(mut v) = serde_json::to_vec(m) {
             v.extend_from_slice(b"\r\n");
-            let _ = self.tx.send(Bytes::from(v));
+            (self.send)(Bytes::from(v));
         }
     }
 
@@ -233,7 +250,7 @@ pub(crate) async fn create(
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
     let iso = st.iso();
     tokio::task::spawn_blocking(move || {
-        let p = Progress { tx };
+        let p = Progress::unbounded(tx);
         let tag = r
             .digest
             .clone()

@@ -11,6 +11,7 @@
 #![cfg(unix)]
 
 mod archive;
+mod build;
 mod containers;
 pub mod error;
 pub mod filters;

@@ -733,3 +733,100 @@ fn saves_loads_pushes_and_shows_history_through_the_socket() {
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
 }
+
+/// A one-file tar whose entry name is written raw (the tar crate's
+/// builder refuses `..`).
+fn raw_name_tar(name: &str) -> Vec<u8> {
+    let mut h = tar::Header::new_old();
+    h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+    h.set_size(1);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    let mut out = h.as_bytes().to_vec();
+    out.push(b'x');
+    out.resize(1024, 0);
+    out.extend_from_slice(&[0u8; 1024]);
+    out
+}
+
+#[test]
+fn the_docker_cli_builds_through_the_socket() {
+    let Some(s) = Service::start() else { return };
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!(
+            "FROM {IMG}\nARG WHO=nobody\nCOPY hello.txt /hello.txt\nRUN echo \"built by $WHO\" > /who && echo step-output\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(ctx.path().join("hello.txt"), "hello from the context\n").unwrap();
+    std::fs::write(ctx.path().join(".dockerignore"), "secret\n").unwrap();
+    std::fs::write(ctx.path().join("secret"), "not sent\n").unwrap();
+    let dir = ctx.path().to_str().unwrap();
+    let mut c = s.docker_cmd();
+    c.env("DOCKER_BUILDKIT", "0").args([
+        "build",
+        "-t",
+        "api/built:v1",
+        "--build-arg",
+        "WHO=the-api",
+        dir,
+    ]);
+    let out = run_command(c, None, Duration::from_secs(600), "docker build").ok();
+    assert!(out.stdout.contains("Step 1/4 : FROM"), "{}", out.stdout);
+    assert!(out.stdout.contains("step-output"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("Successfully tagged api/built:v1"),
+        "{}",
+        out.stdout
+    );
+    let run = s
+        .docker(&["run", "--rm", "api/built:v1", "cat", "/hello.txt", "/who"])
+        .ok();
+    assert_eq!(run.stdout, "hello from the context\nbuilt by the-api\n");
+    // The same image in berth's own list.
+    let images = s.berth.run(&["images"]).ok();
+    assert!(
+        images
+            .stdout
+            .lines()
+            .any(|l| l.split_whitespace().take(2).eq(["api/built", "v1"])),
+        "{}",
+        images.stdout
+    );
+    // -q prints only the id; a failing RUN is docker's error and code.
+    let mut c = s.docker_cmd();
+    c.env("DOCKER_BUILDKIT", "0").args(["build", "-q", dir]);
+    let q = run_command(c, None, Duration::from_secs(600), "docker build -q").ok();
+    assert!(q.stdout.trim().starts_with("sha256:"), "{}", q.stdout);
+    std::fs::write(
+        ctx.path().join("Dockerfile.fail"),
+        format!("FROM {IMG}\nRUN exit 3\n"),
+    )
+    .unwrap();
+    let mut c = s.docker_cmd();
+    c.env("DOCKER_BUILDKIT", "0")
+        .arg("build")
+        .arg("-f")
+        .arg(ctx.path().join("Dockerfile.fail"))
+        .arg(dir);
+    let out = run_command(c, None, Duration::from_secs(600), "docker build (failing)");
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("returned a non-zero code: 3"),
+        "{}",
+        out.stderr
+    );
+    // A context entry that leaves the context is refused; the server serves on.
+    let body = raw_name_tar("../evil");
+    let head = format!(
+        "POST /build HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-tar\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let answer = s.raw(&head, &body).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("outside of the build context"), "{answer}");
+    s.docker(&["version"]).ok();
+}

@@ -1,17 +1,12 @@
 //! `berth build`: the command line of the builder in [`crate::build`].
 
-use crate::build::context::BuildContext;
-use crate::build::{BuildError, BuildOptions, Builder};
+use crate::build::{build_and_tag, BuildError, BuildOptions};
 use crate::commands::connect;
 use crate::placement::Isolation;
 use anyhow::Result;
 use berth_protocol::reference::Reference;
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::PathBuf;
-
-/// Largest Dockerfile read.
-const MAX_DOCKERFILE: u64 = 4 << 20;
 
 #[derive(clap::Args)]
 pub struct BuildArgs {
@@ -92,30 +87,11 @@ fn build(iso: Isolation, a: &BuildArgs) -> Result<i32> {
         }
     }
     let root = PathBuf::from(&a.context);
-    let ctx = BuildContext::open(&root)?;
     let file = match &a.file {
         Some(f) if f.is_absolute() || f.exists() => f.clone(),
         Some(f) => root.join(f),
         None => root.join("Dockerfile"),
     };
-    let mut text = String::new();
-    std::fs::File::open(&file)
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "unable to prepare context: unable to evaluate symlinks in Dockerfile path: lstat {}: {}",
-                file.display(),
-                e.to_string().split(" (os error").next().unwrap_or("").to_lowercase()
-            )
-        })?
-        .take(MAX_DOCKERFILE)
-        .read_to_string(&mut text)
-        .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
-    let name = file
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_else(|| "Dockerfile".into());
-    let df = berth_dockerfile::parse(&name, &text)
-        .map_err(|e| anyhow::anyhow!("Error response from daemon: dockerfile parse error: {e}"))?;
     let connector = || connect(iso);
     let opts = BuildOptions {
         build_args,
@@ -125,12 +101,7 @@ fn build(iso: Isolation, a: &BuildArgs) -> Result<i32> {
         quiet: a.quiet,
     };
     let puller = |name: &str| super::pull::pull_for_build(&connector, name, a.quiet);
-    let mut b = Builder::new(&connector, &puller, ctx, opts)?;
-    let id = b.build(&df)?;
-    let mut ctl = connect(iso)?;
-    for t in &tags {
-        ctl.image_tag(&id, t)?;
-    }
+    let id = build_and_tag(&connector, &puller, &root, &file, &tags, opts, None)?;
     if a.quiet {
         println!("{id}");
     } else {

@@ -164,6 +164,8 @@ pub struct Builder<'a> {
     image_refs: HashMap<String, String>,
     step: usize,
     total: usize,
+    /// Where the build's output goes: stdout unless [`Builder::set_output`].
+    out: Box<dyn Write + 'a>,
 }
 
 fn short_id(id: &str) -> &str {
@@ -204,12 +206,20 @@ impl<'a> Builder<'a> {
             image_refs: HashMap::new(),
             step: 0,
             total: 0,
+            out: Box::new(std::io::stdout()),
         })
     }
 
-    fn say(&self, line: &str) {
+    /// Sends the build's output (steps, the step containers' output) to
+    /// `out` instead of stdout; the Engine API streams it as JSON.
+    pub fn set_output(&mut self, out: Box<dyn Write + 'a>) {
+        self.out = out;
+    }
+
+    fn say(&mut self, line: &str) {
         if !self.opts.quiet {
-            println!("{line}");
+            let _ = writeln!(self.out, "{line}");
+            let _ = self.out.flush();
         }
     }
 
@@ -883,13 +893,12 @@ impl<'a> Builder<'a> {
     fn attach_run(&mut self, cid: &str) -> Result<i32> {
         let conn = (self.connect)()?;
         let mut stream = conn.attach(cid, false, true, None).map_err(api)?;
-        let mut out = std::io::stdout();
         loop {
             match mux::read_frame(&mut stream) {
                 Ok(Some((Kind::Stdout | Kind::Stderr, d))) => {
                     if !self.opts.quiet {
-                        out.write_all(&d)?;
-                        out.flush()?;
+                        self.out.write_all(&d)?;
+                        self.out.flush()?;
                     }
                 }
                 Ok(Some((Kind::Exit, p))) => return Ok(mux::parse_exit(&p).unwrap_or(255)),
@@ -1332,6 +1341,53 @@ fn validate_signal(s: &str) -> Result<()> {
     } else {
         bail!("Invalid signal: {s}")
     }
+}
+
+/// Largest Dockerfile read.
+pub const MAX_DOCKERFILE: u64 = 4 << 20;
+
+/// A whole build: reads and parses `dockerfile`, builds it in the context
+/// at `root`, tags the result with every name of `tags` (full references),
+/// and returns the image id. `out` takes the build's output (stdout when
+/// `None`).
+pub fn build_and_tag<'a>(
+    connect: Connector<'a>,
+    pull: Puller<'a>,
+    root: &std::path::Path,
+    dockerfile: &std::path::Path,
+    tags: &[String],
+    opts: BuildOptions,
+    out: Option<Box<dyn Write + 'a>>,
+) -> Result<String> {
+    let ctx = context::BuildContext::open(root)?;
+    let mut text = String::new();
+    std::fs::File::open(dockerfile)
+        .map_err(|e| {
+            anyhow!(
+                "unable to prepare context: unable to evaluate symlinks in Dockerfile path: lstat {}: {}",
+                dockerfile.display(),
+                e.to_string().split(" (os error").next().unwrap_or("").to_lowercase()
+            )
+        })?
+        .take(MAX_DOCKERFILE)
+        .read_to_string(&mut text)
+        .map_err(|e| anyhow!("reading {}: {e}", dockerfile.display()))?;
+    let name = dockerfile
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "Dockerfile".into());
+    let df = berth_dockerfile::parse(&name, &text)
+        .map_err(|e| anyhow!("Error response from daemon: dockerfile parse error: {e}"))?;
+    let mut b = Builder::new(connect, pull, ctx, opts)?;
+    if let Some(out) = out {
+        b.set_output(out);
+    }
+    let id = b.build(&df)?;
+    let mut ctl = connect()?;
+    for t in tags {
+        ctl.image_tag(&id, t).map_err(api)?;
+    }
+    Ok(id)
 }
 
 #[cfg(test)]
