@@ -290,6 +290,14 @@ assert w.id in pr["ContainersDeleted"], pr
 c2.remove(force=True)
 n.remove()
 v.remove()
+import os, tempfile
+d = tempfile.mkdtemp()
+with open(os.path.join(d, "Dockerfile"), "w") as f:
+    f.write("FROM %s\nRUN echo sdk-built > /b\n" % img)
+bi, _ = c.images.build(path=d, tag="sdk/built:v1", rm=True)
+assert "sdk/built:v1" in bi.tags, bi.tags
+assert c.containers.run("sdk/built:v1", ["cat", "/b"], remove=True) == b"sdk-built\n"
+c.images.remove("sdk/built:v1")
 df = c.df()
 assert len(df["Images"]) >= 1 and "Volumes" in df, df
 try:
