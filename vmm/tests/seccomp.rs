@@ -156,3 +156,124 @@ fn a_forbidden_syscall_on_a_vcpu_kills_the_vmm() {
     assert!(!stderr.contains("survived"), "{stderr}");
     assert!(!vm.serial_text().contains("BERTH-VMM-BOOT-OK"));
 }
+
+/// A standby VMM (`--standby`) that made its VM and vCPUs and waits for a
+/// restore request: every thread is filtered (`Seccomp: 2`), without
+/// capabilities and with `no_new_privs`; the wait still answers a bad
+/// request, and a request for a snapshot that is not there ends the
+/// process with its error, not with SIGSYS (the restore's first steps run
+/// under the filter). Needs /dev/kvm only, no guest kernel.
+#[test]
+fn a_standby_vmm_waits_confined() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::UnixStream;
+    use std::os::unix::process::ExitStatusExt;
+    if !common::kvm_usable() {
+        common::skipped("standby-confined: /dev/kvm is not usable");
+        return;
+    }
+    let _one = common::serialize();
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = dir.path().join("standby.ctl");
+    let stderr = dir.path().join("vmm.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_berth-vmm"))
+        .arg("--standby")
+        .arg(&ctl)
+        .args(["--standby-idle", "120"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(&stderr).unwrap_or_default();
+    // The socket exists before the wait confines the thread: wait for both.
+    let t0 = std::time::Instant::now();
+    let threads = loop {
+        let threads = thread_status(child.id(), &["Seccomp", "NoNewPrivs", "CapEff", "CapBnd"]);
+        let confined = threads
+            .iter()
+            .all(|(_, f)| f.get("Seccomp").is_some_and(|s| s == "2"));
+        if ctl.exists() && confined && !threads.is_empty() {
+            break threads;
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!("standby exited ({st})\n{}", log());
+        }
+        assert!(
+            t0.elapsed() < common::TIMEOUT,
+            "standby not confined: {threads:?}\n{}",
+            log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    println!("{threads:#?}");
+    for (name, f) in &threads {
+        assert_eq!(f["NoNewPrivs"], "1", "thread {name}");
+        if is_root() {
+            assert_eq!(f["CapBnd"], "0000000000000000", "thread {name}");
+            assert_eq!(f["CapEff"], "0000000000000000", "thread {name}");
+        }
+    }
+    // Garbage is answered under the filter and the wait goes on.
+    let mut c = UnixStream::connect(&ctl).unwrap();
+    c.write_all(b"garbage\n").unwrap();
+    let mut reply = String::new();
+    BufReader::new(&c).read_line(&mut reply).unwrap();
+    assert!(reply.starts_with("ERROR invalid request"), "{reply}");
+    // A request for a snapshot that is not there: accepted, then the
+    // restore fails with an error of its own.
+    let mut c = UnixStream::connect(&ctl).unwrap();
+    let req = format!(
+        "{{\"restore\":{:?},\"serial_log\":{:?}}}\n",
+        dir.path().join("no-such-snapshot"),
+        dir.path().join("serial.log")
+    );
+    c.write_all(req.as_bytes()).unwrap();
+    let mut ok = String::new();
+    BufReader::new(&c).read_line(&mut ok).unwrap();
+    assert_eq!(ok, "OK\n", "{}", log());
+    let t0 = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if t0.elapsed() > common::TIMEOUT {
+            let _ = child.kill();
+            panic!("the standby did not end after a bad restore\n{}", log());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status.signal(), None, "{status}\n{}", log());
+    assert!(!status.success(), "{}", log());
+    assert!(log().contains("no-such-snapshot"), "{}", log());
+}
+
+/// The test-only hook in the standby: its confined main thread makes a
+/// forbidden call while waiting and the process dies of SIGSYS.
+#[cfg(feature = "test-hooks")]
+#[test]
+fn a_forbidden_syscall_in_a_standby_kills_it() {
+    use std::os::unix::process::ExitStatusExt;
+    if !common::kvm_usable() {
+        common::skipped("standby-kill: /dev/kvm is not usable");
+        return;
+    }
+    let _one = common::serialize();
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth-vmm"))
+        .arg("--standby")
+        .arg(dir.path().join("standby.ctl"))
+        .args(["--standby-idle", "120"])
+        .env("BERTH_VMM_TEST_FORBIDDEN_SYSCALL", "standby")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGSYS),
+        "{}\n{stderr}",
+        out.status
+    );
+    assert!(stderr.contains("Standby thread calls getppid"), "{stderr}");
+    assert!(!stderr.contains("survived"), "{stderr}");
+}
