@@ -277,3 +277,138 @@ fn a_forbidden_syscall_in_a_standby_kills_it() {
     assert!(stderr.contains("Standby thread calls getppid"), "{stderr}");
     assert!(!stderr.contains("survived"), "{stderr}");
 }
+
+/// A standby VMM restores a snapshot and runs it confined: the restore
+/// got through the standby filter (no SIGSYS), and every thread of the
+/// restored VM (main, events, vCPU) runs under two stacked filters (the
+/// standby's and its kind's) without capabilities. The snapshot is of a few instructions that print a ready
+/// line and halt (`tests/guest/idle_kernel.S`), so no guest kernel is
+/// needed.
+#[test]
+fn a_restored_standby_runs_confined() {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    if !common::kvm_usable() {
+        common::skipped("standby-restore-confined: /dev/kvm is not usable");
+        return;
+    }
+    let _one = common::serialize();
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = dir.path().join("idle_kernel");
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guest/idle_kernel.S");
+    let built = Command::new("gcc")
+        .args(["-static", "-nostdlib", "-no-pie", "-Wl,-Ttext=0x200000"])
+        .args(["-Wl,--build-id=none", "-o"])
+        .arg(&kernel)
+        .arg(&src)
+        .status();
+    if !matches!(built, Ok(s) if s.success()) {
+        common::skipped("cannot assemble tests/guest/idle_kernel.S with gcc");
+        return;
+    }
+    let vmm = || Command::new(env!("CARGO_BIN_EXE_berth-vmm"));
+    let file = |name: &str| dir.path().join(name);
+    let read = |name: &str| std::fs::read_to_string(file(name)).unwrap_or_default();
+    let wait = |child: &mut std::process::Child, what: &str, done: &dyn Fn() -> bool| {
+        let t0 = Instant::now();
+        while !done() {
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!(
+                    "berth-vmm exited ({st}) before {what}\n{}\n{}",
+                    read("cold.log"),
+                    read("standby.log")
+                );
+            }
+            if t0.elapsed() > common::TIMEOUT {
+                let _ = child.kill();
+                panic!(
+                    "timed out waiting for {what}\n{}\n{}",
+                    read("cold.log"),
+                    read("standby.log")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    // The snapshot: taken on the ready line, then that VMM is ended.
+    let snap = file("snap");
+    let mut cold = vmm()
+        .arg("--kernel")
+        .arg(&kernel)
+        .args(["--mem-mib", "64", "--ready-marker", "BERTH-IDLE-READY"])
+        .arg("--serial-log")
+        .arg(file("cold-serial.log"))
+        .arg("--snapshot-on-ready")
+        .arg(&snap)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(file("cold.log")).unwrap())
+        .spawn()
+        .unwrap();
+    wait(&mut cold, "the snapshot", &|| {
+        read("cold.log").contains("snapshot saved")
+    });
+    let _ = cold.kill();
+    let _ = cold.wait();
+
+    let ctl = file("standby.ctl");
+    let mut standby = vmm()
+        .arg("--standby")
+        .arg(&ctl)
+        .args(["--standby-idle", "120"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(file("standby.log")).unwrap())
+        .spawn()
+        .unwrap();
+    wait(&mut standby, "the standby socket", &|| ctl.exists());
+    let mut c = UnixStream::connect(&ctl).unwrap();
+    let req = format!(
+        "{{\"restore\":{:?},\"serial_log\":{:?}}}\n",
+        snap,
+        file("serial.log")
+    );
+    c.write_all(req.as_bytes()).unwrap();
+    let ok = common::read_line(&mut c).unwrap();
+    assert_eq!(ok, "OK\n", "{}", read("standby.log"));
+    // The restored VM's threads come up and confine themselves.
+    let pid = standby.id();
+    let fields = [
+        "Seccomp",
+        "Seccomp_filters",
+        "NoNewPrivs",
+        "CapEff",
+        "CapBnd",
+    ];
+    wait(&mut standby, "the restored VM's threads", &|| {
+        let names: Vec<String> = thread_status(pid, &fields)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        names.iter().any(|n| n == "berth-events") && names.iter().any(|n| n == "berth-vcpu0")
+    });
+    let threads = thread_status(pid, &fields);
+    println!("{threads:#?}");
+    for (name, f) in &threads {
+        assert_eq!(f["Seccomp"], "2", "thread {name} is not filtered");
+        // Linux >= 5.9 counts the filters.
+        if let Some(n) = f.get("Seccomp_filters") {
+            assert_eq!(n, "2", "thread {name}: the standby's and its own");
+        }
+        assert_eq!(f["NoNewPrivs"], "1", "thread {name}");
+        if is_root() {
+            assert_eq!(f["CapBnd"], "0000000000000000", "thread {name}");
+            assert_eq!(f["CapEff"], "0000000000000000", "thread {name}");
+        }
+    }
+    // Still running (the guest halts for good): nothing was killed.
+    assert!(
+        standby.try_wait().unwrap().is_none(),
+        "{}",
+        read("standby.log")
+    );
+    let _ = standby.kill();
+    let _ = standby.wait();
+}
