@@ -11,6 +11,16 @@
 //! | [`ThreadKind::Vcpu`]   | `berth-vcpuN`: KVM_RUN, port and MMIO exits (serial, virtio transports) |
 //! | [`ThreadKind::Events`] | `berth-events`: the virtio queues (blk, rng, vsock, fs, net) |
 //! | [`ThreadKind::Net`]    | `berth-usernet`: the user-mode network stack's host sockets |
+//! | [`ThreadKind::Standby`] | the main thread of a warm-pool VMM (`--standby`), from its wait for a request through the restore |
+//!
+//! The standby's main thread confines itself before it waits for a
+//! restore request (`crate::standby::wait_request`); the threads the
+//! restore spawns inherit that filter and stack their own kind's filter on
+//! it, so after the restore every thread runs under its kind's list (the
+//! intersection of both). The standby list is therefore the union of all
+//! kinds' lists plus what waiting and restoring take (accepting the
+//! request, spawning threads, confining them, setting up the VM with any
+//! KVM ioctl); it still refuses exec, fork, ptrace, mounts and the like.
 //!
 //! Filters are per thread (no TSYNC): each allows only the system calls of
 //! its kind ([`allowed_syscalls`]); anything else kills the whole VMM
@@ -52,6 +62,9 @@ pub enum ThreadKind {
     Events,
     /// The user-mode network stack.
     Net,
+    /// The main thread of a standby VMM, before and during the restore
+    /// (not in [`ThreadKind::ALL`]: its list is the union of the others').
+    Standby,
 }
 
 impl ThreadKind {
@@ -183,6 +196,18 @@ pub fn build_filter(kind: ThreadKind, mismatch: SeccompAction) -> Result<BpfProg
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for nr in allowed_syscalls(kind) {
         let mut nr_rules = Vec::new();
+        if nr == libc::SYS_ioctl && kind == ThreadKind::Standby {
+            // The restore sets the VM up: any KVM request (type 0xae),
+            // and FIONBIO for its sockets.
+            let kvm = SeccompCondition::new(
+                1,
+                SeccompCmpArgLen::Dword,
+                SeccompCmpOp::MaskedEq(0xff00),
+                0xae00,
+            )
+            .map_err(build)?;
+            nr_rules.push(SeccompRule::new(vec![kvm]).map_err(build)?);
+        }
         if nr == libc::SYS_ioctl {
             // ioctl only with the request numbers the thread uses.
             for &(_, request) in allowed_ioctls(kind) {
@@ -332,6 +357,46 @@ const EVENTS: &[i64] = &[
     libc::SYS_capset,
 ];
 
+/// The standby's main thread, besides every other kind's calls: it waits
+/// for the request on its socket (poll, accept, a read timeout), removes
+/// the socket, points its output at the request's log, then restores:
+/// opens the snapshot, the disks and the vsock socket, maps the memory,
+/// sets up the VM (KVM ioctls, eventfds), spawns the VM's threads, which
+/// confine themselves (prctl, capabilities, seccomp).
+const STANDBY: &[i64] = &[
+    libc::SYS_poll,
+    libc::SYS_ppoll,
+    libc::SYS_accept,
+    libc::SYS_unlink,
+    libc::SYS_unlinkat,
+    libc::SYS_dup2,
+    libc::SYS_dup3,
+    libc::SYS_listen,
+    libc::SYS_bind,
+    libc::SYS_socketpair,
+    libc::SYS_eventfd2,
+    libc::SYS_epoll_create1,
+    libc::SYS_clone,
+    libc::SYS_clone3,
+    libc::SYS_set_robust_list,
+    libc::SYS_rseq,
+    libc::SYS_prctl,
+    libc::SYS_seccomp,
+    libc::SYS_capget,
+    libc::SYS_capset,
+    libc::SYS_readlink,
+    libc::SYS_readlinkat,
+    libc::SYS_getcwd,
+    libc::SYS_access,
+    libc::SYS_faccessat,
+    libc::SYS_faccessat2,
+    libc::SYS_fadvise64,
+    libc::SYS_prlimit64,
+    libc::SYS_getuid,
+    libc::SYS_getgid,
+    libc::SYS_uname,
+];
+
 /// ioctl request numbers (`<linux/kvm.h>` and `<asm-generic/ioctls.h>`
 /// on x86_64; a stable kernel ABI).
 pub mod ioctl {
@@ -383,8 +448,9 @@ pub fn allowed_ioctls(kind: ThreadKind) -> &'static [(&'static str, u64)] {
             ("KVM_GET_IRQCHIP", KVM_GET_IRQCHIP),
             ("KVM_GET_PIT2", KVM_GET_PIT2),
         ],
-        // Non-blocking host sockets.
-        ThreadKind::Events | ThreadKind::Net => &[("FIONBIO", FIONBIO)],
+        // Non-blocking host sockets; the standby also any KVM request
+        // (a masked rule in `build_filter`).
+        ThreadKind::Events | ThreadKind::Net | ThreadKind::Standby => &[("FIONBIO", FIONBIO)],
     }
 }
 
@@ -395,6 +461,7 @@ pub fn allowed_syscalls(kind: ThreadKind) -> Vec<i64> {
         ThreadKind::Vcpu => &[VCPU],
         ThreadKind::Events => &[EVENTS, SOCKETS],
         ThreadKind::Net => &[NET, SOCKETS],
+        ThreadKind::Standby => &[MAIN, VCPU, EVENTS, SOCKETS, NET, STANDBY],
     };
     let mut all: Vec<i64> = COMMON
         .iter()
@@ -515,7 +582,8 @@ fn set_no_new_privs() -> Result<(), ConfineError> {
 }
 
 /// The test-only hook (cargo feature `test-hooks`): with
-/// `BERTH_VMM_TEST_FORBIDDEN_SYSCALL=vcpu`, the first vCPU thread makes a
+/// `BERTH_VMM_TEST_FORBIDDEN_SYSCALL=vcpu` (or `events`, `net`, `main`,
+/// `standby`), the first thread of that kind makes a
 /// system call outside its filter right after confining itself.
 #[cfg(feature = "test-hooks")]
 pub fn test_hook_forbidden_syscall(kind: ThreadKind) {
@@ -524,6 +592,7 @@ pub fn test_hook_forbidden_syscall(kind: ThreadKind) {
         Ok("events") => ThreadKind::Events,
         Ok("net") => ThreadKind::Net,
         Ok("main") => ThreadKind::Main,
+        Ok("standby") => ThreadKind::Standby,
         _ => return,
     };
     if wanted == kind {
@@ -685,6 +754,100 @@ mod tests {
         assert_eq!(vcpu.3, -1);
         assert_ne!(vcpu.4, Some(libc::EPERM), "KVM_RUN passes the filter");
         assert_eq!((vcpu.5, vcpu.6), (-1, Some(libc::EPERM)), "vcpu FIONBIO");
+    }
+
+    /// The standby's list holds every kind's (the VM's threads stack
+    /// their filters on it after the restore), and still refuses what no
+    /// VMM thread needs; it keeps no capabilities.
+    #[test]
+    fn the_standby_filter_covers_every_kind_and_forbids_the_rest() {
+        let standby = allowed_syscalls(ThreadKind::Standby);
+        for kind in ThreadKind::ALL {
+            for nr in allowed_syscalls(kind) {
+                assert!(standby.contains(&nr), "standby lacks {kind:?}'s {nr}");
+            }
+        }
+        for forbidden in [
+            libc::SYS_execve,
+            libc::SYS_execveat,
+            libc::SYS_ptrace,
+            libc::SYS_fork,
+            libc::SYS_vfork,
+            libc::SYS_mount,
+            libc::SYS_init_module,
+            libc::SYS_getppid,
+            libc::SYS_setuid,
+            libc::SYS_unshare,
+            libc::SYS_bpf,
+            libc::SYS_kill,
+        ] {
+            assert!(!standby.contains(&forbidden), "standby allows {forbidden}");
+        }
+        assert!(kept_capabilities(ThreadKind::Standby, false).is_empty());
+        assert!(kept_capabilities(ThreadKind::Standby, true).is_empty());
+        assert!(
+            !build_filter(ThreadKind::Standby, SeccompAction::KillProcess)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    /// The real standby filter (EPERM instead of a kill): KVM requests and
+    /// FIONBIO pass, other ioctls and calls outside the list do not.
+    #[test]
+    fn the_standby_filter_passes_kvm_ioctls_only() {
+        let errno = || std::io::Error::last_os_error().raw_os_error();
+        let got = std::thread::spawn(move || {
+            let prog = build_filter(
+                ThreadKind::Standby,
+                SeccompAction::Errno(libc::EPERM as u32),
+            )
+            .unwrap();
+            seccompiler::apply_filter(&prog).unwrap();
+            // SAFETY: plain system calls on a socket this thread owns; KVM
+            // requests on a Unix socket fail (not with EPERM) once past
+            // the filter.
+            unsafe {
+                let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+                let sock = (fd >= 0, errno());
+                let run = (libc::ioctl(fd, ioctl::KVM_RUN as _, 0), errno());
+                // KVM_SET_REGS: the restore's kind of request.
+                let set = (libc::ioctl(fd, 0x4090_ae82, 0), errno());
+                let mut one: libc::c_int = 1;
+                let nb = libc::ioctl(fd, libc::FIONBIO, &mut one);
+                let fionread = (libc::ioctl(fd, libc::FIONREAD, &mut one), errno());
+                let ppid = (libc::syscall(libc::SYS_getppid), errno());
+                let exec = (
+                    libc::syscall(libc::SYS_execve, c"/bin/true".as_ptr(), 0, 0),
+                    errno(),
+                );
+                libc::close(fd);
+                let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+                (
+                    sock,
+                    run,
+                    set,
+                    nb,
+                    fionread,
+                    ppid,
+                    exec,
+                    status.contains("Seccomp:\t2"),
+                )
+            }
+        })
+        .join()
+        .unwrap();
+        let (sock, run, set, nb, fionread, ppid, exec, filtered) = got;
+        assert!(sock.0, "socket {sock:?}");
+        assert_eq!(run.0, -1);
+        assert_ne!(run.1, Some(libc::EPERM), "KVM_RUN passes the filter");
+        assert_eq!(set.0, -1);
+        assert_ne!(set.1, Some(libc::EPERM), "KVM_SET_REGS passes the filter");
+        assert_eq!(nb, 0, "FIONBIO");
+        assert_eq!(fionread, (-1, Some(libc::EPERM)), "FIONREAD refused");
+        assert_eq!(ppid, (-1, Some(libc::EPERM)), "getppid refused");
+        assert_eq!(exec, (-1, Some(libc::EPERM)), "execve refused");
+        assert!(filtered);
     }
 
     /// A child thread confined with a log-free kill filter that allows

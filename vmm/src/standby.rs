@@ -60,10 +60,20 @@ pub enum StandbyError {
 /// Waits up to `idle` for clients on `listener` and returns the first
 /// valid request with its connection (answer it with [`answer`]). Clients
 /// that send garbage get `ERROR …` and the wait goes on.
+///
+/// The calling thread confines itself first ([`ThreadKind::Standby`]
+/// when the binary enabled confinement): the wait and the restore after
+/// it run under the standby filter without capabilities, and the VM's
+/// threads that the restore spawns stack their own filters on it.
+///
+/// [`ThreadKind::Standby`]: crate::confine::ThreadKind::Standby
 pub fn wait_request(
     listener: &UnixListener,
     idle: Duration,
 ) -> Result<(StandbyRequest, UnixStream), StandbyError> {
+    crate::confine::confine_or_exit(crate::confine::ThreadKind::Standby);
+    #[cfg(feature = "test-hooks")]
+    crate::confine::test_hook_forbidden_syscall(crate::confine::ThreadKind::Standby);
     let deadline = Instant::now() + idle;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());

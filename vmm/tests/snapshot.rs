@@ -287,6 +287,22 @@ fn snapshot_at_ready_then_restore_in_a_new_process() {
             accepted.as_secs_f64() * 1e3,
             answered.as_secs_f64() * 1e3
         );
+        // The restored standby runs confined: every thread (the main one
+        // under the standby filter, the VM's own under theirs stacked on
+        // it; src/confine.rs).
+        let mut threads = 0;
+        for task in fs::read_dir(format!("/proc/{}/task", child.id()))
+            .unwrap()
+            .flatten()
+        {
+            let Ok(status) = fs::read_to_string(task.path().join("status")) else {
+                continue; // the thread ended meanwhile
+            };
+            assert!(status.contains("Seccomp:\t2"), "not filtered:\n{status}");
+            assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+            threads += 1;
+        }
+        assert!(threads >= 3, "main, vCPU and events threads: {threads}");
         let _ = child.kill();
         let _ = child.wait();
     }

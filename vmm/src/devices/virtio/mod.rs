@@ -225,6 +225,23 @@ pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
     }
 }
 
+/// How many times in a row a queue handler asks the ring again after a
+/// pop found nothing while the ring still claims buffers. A driver whose
+/// available index runs more than the queue size ahead claims buffers
+/// that can never be popped: asking without a bound spins the device
+/// thread forever (found by the virtio fuzz targets).
+pub const MAX_IDLE_ROUNDS: u32 = 4;
+
+/// For a receive loop whose `pop_descriptor_chain` found nothing: turns
+/// the driver's notifications back on and says whether to look again
+/// (buffers arrived meanwhile), at most [`MAX_IDLE_ROUNDS`] times in a row.
+/// The caller sets `idle_rounds` to 0 whenever a pop succeeds.
+pub fn rx_retry(queue: &mut Queue, mem: &GuestMemoryMmap, idle_rounds: &mut u32) -> bool {
+    use virtio_queue::QueueT;
+    *idle_rounds += 1;
+    matches!(queue.enable_notification(mem), Ok(true)) && *idle_rounds < MAX_IDLE_ROUNDS
+}
+
 /// Pops every available chain of `queue`, hands it to `handle` (which
 /// returns the number of bytes it wrote into the chain), returns it to the
 /// driver, and interrupts the driver once if it asked for it. Uses the
@@ -262,7 +279,7 @@ pub fn drain_queue<F>(
             // than the queue size ahead) would keep this true forever:
             // give up after a few rounds that popped nothing (found by
             // the virtio fuzz targets).
-            Ok(true) if idle_rounds < 4 => continue,
+            Ok(true) if idle_rounds < MAX_IDLE_ROUNDS => continue,
             _ => break,
         }
     }

@@ -11,8 +11,8 @@ use virtio_queue::{Queue, QueueT};
 
 use super::{NET_HDR_LEN, VIRTIO_NET_F_MAC};
 use crate::devices::virtio::{
-    device_type, drain_queue, read_config_bytes, ActivateContext, ActivateError, VirtioDevice,
-    VirtioInterrupt, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
+    device_type, drain_queue, read_config_bytes, rx_retry, ActivateContext, ActivateError,
+    VirtioDevice, VirtioInterrupt, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
 };
 use crate::net::{NetError, UserNet, UserNetConfig, UserNetThread, MAX_FRAME};
 use crate::GuestMemoryMmap;
@@ -92,15 +92,21 @@ impl Net {
         };
         let mem = &a.mem;
         let mut used_any = false;
+        let mut idle_rounds = 0;
         while let Some(frame) = self.stack.recv_frame() {
             let Some(chain) = a.rx.pop_descriptor_chain(mem) else {
                 self.stack.unrecv_frame(frame);
                 // Ask for a kick when the driver adds buffers.
-                match a.rx.enable_notification(mem) {
-                    Ok(true) => continue,
-                    _ => break,
+                // Ask again only while that finds buffers: a ring index
+                // more than the queue size ahead claims buffers that
+                // cannot be popped, and would keep this true forever
+                // (found by the fuzz target; see `rx_retry`).
+                if rx_retry(&mut a.rx, mem, &mut idle_rounds) {
+                    continue;
                 }
+                break;
             };
+            idle_rounds = 0;
             let head = chain.head_index();
             let mut len = 0u32;
             if let Ok(mut writer) = chain.writer(mem) {

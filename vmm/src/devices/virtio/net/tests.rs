@@ -206,3 +206,58 @@ fn malformed_chains_are_returned_empty() {
     assert_eq!(Rig::used_len(&r.rxq, &mem, 0), 0);
     assert_eq!(Rig::used_len(&r.rxq, &mem, 1), 0);
 }
+
+/// A receive ring whose available index runs further ahead than the queue
+/// has entries claims buffers that cannot be popped: with a frame for the
+/// guest pending, the device gives up instead of asking the ring forever,
+/// keeps the frame, and delivers it once the ring is sane (the
+/// `virtio_net` fuzz target's hang).
+#[test]
+fn rx_ring_index_far_ahead_does_not_spin() {
+    let mem = test_memory();
+    let r = rig(&mem);
+    let (rxq, txq, mut dev) = (r.rxq, r.txq, r.dev);
+    let avail_idx = GuestAddress(rxq.avail_addr().0 + 2);
+    mem.write_obj(200u16, avail_idx).unwrap();
+    // An ARP request: the stack queues a reply for the guest.
+    let mut tx = vec![0u8; NET_HDR_LEN];
+    tx.extend_from_slice(&arp_request());
+    mem.write_slice(&tx, GuestAddress(TX_BUF)).unwrap();
+    txq.build_desc_chain(&[Descriptor::new(TX_BUF, tx.len() as u32, 0, 0).into()])
+        .unwrap();
+    let wake = dev.host_event_fd().unwrap();
+    dev.process_queue(1);
+    // The stack thread signals the reply on the device's wake-up fd.
+    assert!(
+        crate::sys::wait_readable(wake, Duration::from_secs(30)).unwrap(),
+        "no frame for the guest"
+    );
+    for far in [17u16, 200, u16::MAX] {
+        mem.write_obj(far, avail_idx).unwrap();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            dev.process_host_events();
+            dev.process_queue(0);
+            let _ = done_tx.send(dev);
+        });
+        dev = done_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the device spins on a hostile receive queue");
+        assert_eq!(Rig::used_idx(&rxq, &mem), 0, "avail index {far}");
+    }
+    // A sane ring again: the kept reply arrives.
+    mem.write_obj(0u16, avail_idx).unwrap();
+    rxq.add_desc_chains(
+        &[RawDescriptor::from(Descriptor::new(
+            RX_BUF,
+            2048,
+            VRING_DESC_F_WRITE as u16,
+            0,
+        ))],
+        0,
+    )
+    .unwrap();
+    dev.process_queue(0);
+    assert_eq!(Rig::used_idx(&rxq, &mem), 1);
+    assert_eq!(Rig::used_len(&rxq, &mem, 0) as usize, NET_HDR_LEN + 42);
+}
