@@ -144,6 +144,11 @@ impl Reference {
         } else {
             path
         };
+        // docker's limit on a repository name, applied to the normalised
+        // `domain/path` so that every printed reference parses again.
+        if domain.len() + 1 + path.len() > 255 {
+            return Err(invalid());
+        }
         let tag = if tag.is_none() && digest.is_none() {
             Some("latest".to_string())
         } else {
@@ -244,5 +249,14 @@ mod tests {
         ] {
             assert!(Reference::parse(bad).is_err(), "{bad:?} accepted");
         }
+        // A name of 255 characters with its domain parses (and prints back
+        // to a reference that parses); one more does not.
+        let long = format!("reg.example/{}", "a".repeat(255 - 12));
+        assert_eq!(norm(&norm(&long)), format!("{long}:latest"));
+        assert!(Reference::parse(&format!("{long}a")).is_err());
+        // The fuzzer's find: short enough as given, too long once
+        // `docker.io/` is added.
+        let path = vec!["abcdefgh"; 28].join("/");
+        assert!(Reference::parse(&path).is_err());
     }
 }
