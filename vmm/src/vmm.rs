@@ -16,32 +16,26 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
+use event_manager::{EventManager, MutEventSubscriber};
 use vm_memory::GuestAddress;
 
-use crate::arch::x86_64::{
-    self as arch, mptable, regs, BootCpuState, VcpuSetup, FIRST_VIRTIO_IRQ, IOAPIC_PINS, MMIO_BASE,
-    MMIO_WINDOW_SIZE, SERIAL_IRQ,
-};
+use crate::arch::x86_64::{self as arch, mptable, regs, BootCpuState, VcpuSetup, SERIAL_IRQ};
 use crate::boot::{self, BootError};
 use crate::confine::ThreadKind;
+use crate::device_manager::{
+    self, AttachedDevice, DeviceConfig, DeviceError, DeviceKind, RestoreResources,
+};
 use crate::devices::i8042::{I8042, I8042_DATA_PORT};
 use crate::devices::serial::{
     ConsoleSink, LineHook, SerialPort, SerialSnapshot, COM1_LEN, COM1_PORT,
 };
-use crate::devices::virtio::block::{Block, BlockError};
-use crate::devices::virtio::event_handler::VirtioEventHandler;
-use crate::devices::virtio::fs::{self as virtio_fs, Fs, FsConfig, FsError};
-use crate::devices::virtio::mmio::{reg, MmioState, MmioTransport};
-use crate::devices::virtio::net::Net;
-use crate::devices::virtio::rng::Rng;
-use crate::devices::virtio::vsock::{Vsock, GUEST_CID};
-use crate::devices::virtio::VirtioDevice;
+use crate::devices::virtio::fs::{self as virtio_fs, FsConfig, FsError};
+use crate::devices::virtio::mmio::MmioState;
 use crate::devices::{Bus, BusError};
 use crate::host_quirks::HostQuirks;
 use crate::hypervisor::kvm::{KvmHypervisor, KvmVcpu, KvmVcpuState, KvmVm, KvmVmState};
 use crate::hypervisor::{HypervisorError, Vcpu, VcpuExit, Vm};
-use crate::net::{NetError, UserNetConfig};
+use crate::net::UserNetConfig;
 use crate::snapshot::{self, SnapshotError};
 use crate::GuestMemoryMmap;
 
@@ -54,14 +48,7 @@ pub enum SerialOutput {
     File(PathBuf),
 }
 
-/// A virtio-blk disk.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DiskConfig {
-    /// Raw image file.
-    pub path: PathBuf,
-    /// Refuse guest writes.
-    pub read_only: bool,
-}
+pub use crate::device_manager::DiskConfig;
 
 /// Everything that describes one VM.
 #[derive(Clone, Debug)]
@@ -101,6 +88,25 @@ pub struct VmConfig {
     pub snapshot_on_ready: Option<SnapshotOnReady>,
 }
 
+impl VmConfig {
+    /// The virtio devices, in slot order: vsock, disks, rng, shares, net.
+    pub fn devices(&self) -> Vec<DeviceConfig> {
+        let mut out = Vec::new();
+        if let Some(uds) = &self.vsock_uds {
+            out.push(DeviceConfig::Vsock(uds.clone()));
+        }
+        out.extend(self.disks.iter().cloned().map(DeviceConfig::Block));
+        if self.rng {
+            out.push(DeviceConfig::Rng);
+        }
+        out.extend(self.fs.iter().cloned().map(DeviceConfig::Fs));
+        if let Some(net) = &self.net {
+            out.push(DeviceConfig::Net(net.clone()));
+        }
+        out
+    }
+}
+
 /// Errors building or running a VM.
 #[derive(Debug, thiserror::Error)]
 pub enum VmmError {
@@ -122,15 +128,12 @@ pub enum VmmError {
     /// The MP table could not be written.
     #[error(transparent)]
     Mptable(#[from] mptable::MptableError),
-    /// A disk could not be opened.
+    /// A device could not be created or attached.
     #[error(transparent)]
-    Block(#[from] BlockError),
-    /// A shared directory could not be set up.
+    Device(#[from] DeviceError),
+    /// The shared directories are not valid together.
     #[error(transparent)]
     Fs(#[from] FsError),
-    /// The network device could not be set up.
-    #[error(transparent)]
-    Net(#[from] NetError),
     /// Devices collide on a bus.
     #[error(transparent)]
     Bus(#[from] BusError),
@@ -265,17 +268,14 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmmError> {
         return Err(VmmError::Config("at least 32 MiB of RAM are needed".into()));
     }
     virtio_fs::check_unique_tags(&config.fs)?;
-    if let (Some(_), Some(share)) = (&config.snapshot_on_ready, config.fs.first()) {
-        return Err(SnapshotError::UnsupportedDevice {
-            device: format!("virtio-fs share `{}`", share.tag),
-        }
-        .into());
-    }
-    if let (Some(_), Some(_)) = (&config.snapshot_on_ready, &config.net) {
-        return Err(SnapshotError::UnsupportedDevice {
-            device: "virtio-net (user networking)".into(),
-        }
-        .into());
+    let device_configs = config.devices();
+    if config.snapshot_on_ready.is_some() {
+        DeviceKind::check_snapshot_support(
+            &device_configs
+                .iter()
+                .map(DeviceConfig::kind)
+                .collect::<Vec<_>>(),
+        )?;
     }
     let mem_size = config.mem_mib << 20;
 
@@ -316,31 +316,12 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmmError> {
             }) as LineHook,
         )
     });
-    let mut specs = Vec::new();
-    if let Some(uds) = &config.vsock_uds {
-        specs.push(DeviceSpec::Vsock(uds.clone()));
-    }
-    for d in &config.disks {
-        specs.push(DeviceSpec::Block(d.clone()));
-    }
-    if config.rng {
-        specs.push(DeviceSpec::Rng);
-    }
-    for share in &config.fs {
-        specs.push(DeviceSpec::Fs(share.clone()));
-    }
-    if let Some(net) = &config.net {
-        specs.push(DeviceSpec::Net(net.clone()));
-    }
-    let devices = build_devices(
-        &vm,
+    let legacy = legacy_devices(&*vm, &config.serial, None, marker, &event_tx)?;
+    let devices = legacy.with_virtio(
+        &*vm,
         &mem,
-        &config.serial,
-        None,
-        marker,
-        &specs,
+        device_manager::build(&device_configs)?,
         Some(&mut cmdline),
-        &event_tx,
     )?;
 
     // Boot structures.
@@ -502,53 +483,14 @@ pub fn restore_prepared(
     vm.map_memory(&mem)?;
 
     // Devices, in the snapshot's order, with this run's host resources.
-    let mut disks = config.disks.iter();
-    let mut specs = Vec::new();
-    for d in &state.devices {
-        specs.push(match &d.kind {
-            DeviceKind::Vsock => DeviceSpec::Vsock(config.vsock_uds.clone().ok_or_else(|| {
-                SnapshotError::Mismatch("the snapshot has a vsock device: give --vsock-uds".into())
-            })?),
-            DeviceKind::Block {
-                path, read_only, ..
-            } => DeviceSpec::Block(match disks.next() {
-                Some(given) => given.clone(),
-                None if config.disks.is_empty() => DiskConfig {
-                    path: path.clone(),
-                    read_only: *read_only,
-                },
-                None => {
-                    return Err(SnapshotError::Mismatch(format!(
-                        "{} disks given, the snapshot has more",
-                        config.disks.len()
-                    ))
-                    .into())
-                }
-            }),
-            DeviceKind::Rng => DeviceSpec::Rng,
-            // Never written (snapshots refuse VMs with shares); refused
-            // should a state file claim one.
-            DeviceKind::Fs { tag } => {
-                return Err(SnapshotError::UnsupportedDevice {
-                    device: format!("virtio-fs share `{tag}`"),
-                }
-                .into())
-            }
-            DeviceKind::Net => {
-                return Err(SnapshotError::UnsupportedDevice {
-                    device: "virtio-net (user networking)".into(),
-                }
-                .into())
-            }
-        });
-    }
-    if disks.next().is_some() {
-        return Err(SnapshotError::Mismatch(format!(
-            "{} disks given, the snapshot has fewer",
-            config.disks.len()
-        ))
-        .into());
-    }
+    let records: Vec<DeviceKind> = state.devices.iter().map(|d| d.kind.clone()).collect();
+    let device_configs = DeviceConfig::for_restore(
+        &records,
+        &RestoreResources {
+            vsock_uds: config.vsock_uds.clone(),
+            disks: config.disks.clone(),
+        },
+    )?;
     let (event_tx, event_rx) = channel::<Event>();
     let marker = config.snapshot_on_ready.as_ref().map(|s| {
         let tx = Mutex::new(event_tx.clone());
@@ -562,16 +504,8 @@ pub fn restore_prepared(
             }) as LineHook,
         )
     });
-    let devices = build_devices(
-        &vm,
-        &mem,
-        &config.serial,
-        Some(&state.serial),
-        marker,
-        &specs,
-        None,
-        &event_tx,
-    )?;
+    let legacy = legacy_devices(&*vm, &config.serial, Some(&state.serial), marker, &event_tx)?;
+    let devices = legacy.with_virtio(&*vm, &mem, device_manager::build(&device_configs)?, None)?;
 
     // KVM state: VM first, then each vCPU (research/vm-snapshot order).
     for index in vcpus.len() as u8..state.cpus {
@@ -581,22 +515,8 @@ pub fn restore_prepared(
     for (vcpu, s) in vcpus.iter().zip(&state.vcpus) {
         vcpu.restore_state(s)?;
     }
-    for ((transport, kind), record) in devices.transports.iter().zip(&state.devices) {
-        let mut transport = transport.lock().unwrap_or_else(|e| e.into_inner());
-        transport
-            .restore_state(&record.transport)
-            .map_err(SnapshotError::Mismatch)?;
-        if let (
-            DeviceKind::Block { size: now, .. },
-            DeviceKind::Block {
-                size: Some(then), ..
-            },
-        ) = (kind, &record.kind)
-        {
-            if *now != Some(*then) {
-                transport.config_changed();
-            }
-        }
+    for (device, record) in devices.transports.iter().zip(&state.devices) {
+        device.restore(&record.kind, &record.transport)?;
     }
     let machine = Machine {
         vm,
@@ -623,39 +543,6 @@ enum Event {
     Ready,
 }
 
-/// A virtio device to create.
-enum DeviceSpec {
-    Vsock(PathBuf),
-    Block(DiskConfig),
-    Rng,
-    Fs(FsConfig),
-    Net(UserNetConfig),
-}
-
-/// A device as recorded in a snapshot.
-#[derive(Serialize, Deserialize, Clone, Debug)]
-enum DeviceKind {
-    Vsock,
-    Block {
-        path: PathBuf,
-        read_only: bool,
-        /// Capacity in bytes when the device was made (absent in older
-        /// snapshots). A restore given a disk of another size tells the
-        /// guest its configuration changed, so the driver reads the new
-        /// capacity: an empty disk slot in a snapshot can be filled per
-        /// clone (berth's image disks).
-        #[serde(default)]
-        size: Option<u64>,
-    },
-    Rng,
-    /// A virtio-fs share (snapshots refuse VMs that have one).
-    Fs {
-        tag: String,
-    },
-    /// virtio-net with user networking (snapshots refuse VMs that have one).
-    Net,
-}
-
 #[derive(Serialize, Deserialize)]
 struct DeviceRecord {
     kind: DeviceKind,
@@ -677,23 +564,25 @@ struct Devices {
     io_bus: Arc<Bus>,
     mmio_bus: Arc<Bus>,
     serial: Arc<Mutex<SerialPort>>,
-    transports: Vec<(Arc<Mutex<MmioTransport>>, DeviceKind)>,
+    transports: Vec<AttachedDevice>,
     event_manager: EventManager<Box<dyn MutEventSubscriber + Send>>,
     first_serial_byte: Arc<OnceLock<Instant>>,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn build_devices(
-    vm: &Arc<KvmVm>,
-    mem: &GuestMemoryMmap,
+/// The port-I/O devices (console, reset line), before the virtio devices.
+struct LegacyDevices {
+    io_bus: Bus,
+    serial: Arc<Mutex<SerialPort>>,
+    first_serial_byte: Arc<OnceLock<Instant>>,
+}
+
+fn legacy_devices(
+    vm: &dyn Vm,
     serial_out: &SerialOutput,
     serial_state: Option<&SerialSnapshot>,
     marker: Option<(String, LineHook)>,
-    specs: &[DeviceSpec],
-    mut cmdline: Option<&mut linux_loader::cmdline::Cmdline>,
     event_tx: &Sender<Event>,
-) -> Result<Devices, VmmError> {
-    // Legacy devices.
+) -> Result<LegacyDevices, VmmError> {
     let mut io_bus = Bus::new();
     let first_serial_byte = Arc::new(OnceLock::new());
     let out: Box<dyn Write + Send> = match serial_out {
@@ -720,84 +609,36 @@ fn build_devices(
             .send(Event::Exit(VmExitReason::Reset));
     }));
     io_bus.insert(I8042_DATA_PORT, 5, Arc::new(Mutex::new(i8042)))?;
-
-    // virtio devices.
-    let mut devices: Vec<(Arc<Mutex<dyn VirtioDevice>>, DeviceKind)> = Vec::new();
-    for spec in specs {
-        match spec {
-            DeviceSpec::Vsock(uds) => {
-                let v = Vsock::new(GUEST_CID, uds)
-                    .map_err(io_err(format!("vsock socket {}", uds.display())))?;
-                devices.push((Arc::new(Mutex::new(v)), DeviceKind::Vsock));
-            }
-            DeviceSpec::Block(d) => {
-                let block = Block::open(&d.path, d.read_only)?;
-                let size = Some(block.size());
-                devices.push((
-                    Arc::new(Mutex::new(block)),
-                    DeviceKind::Block {
-                        path: d.path.clone(),
-                        read_only: d.read_only,
-                        size,
-                    },
-                ))
-            }
-            DeviceSpec::Rng => devices.push((Arc::new(Mutex::new(Rng::new())), DeviceKind::Rng)),
-            DeviceSpec::Fs(share) => devices.push((
-                Arc::new(Mutex::new(Fs::new(share)?)),
-                DeviceKind::Fs {
-                    tag: share.tag.clone(),
-                },
-            )),
-            DeviceSpec::Net(net) => devices.push((
-                Arc::new(Mutex::new(Net::new(crate::net::GUEST_MAC, net.clone())?)),
-                DeviceKind::Net,
-            )),
-        }
-    }
-    let max_devices = u32::from(IOAPIC_PINS) - FIRST_VIRTIO_IRQ;
-    if devices.len() as u32 > max_devices {
-        return Err(VmmError::Config(format!(
-            "at most {max_devices} virtio devices"
-        )));
-    }
-    let mut event_manager: EventManager<Box<dyn MutEventSubscriber + Send>> =
-        EventManager::new().map_err(VmmError::EventLoop)?;
-    let mut mmio_bus = Bus::new();
-    let mut transports = Vec::new();
-    for (i, (dev, kind)) in devices.into_iter().enumerate() {
-        let irq = FIRST_VIRTIO_IRQ + i as u32;
-        let base = MMIO_BASE + i as u64 * MMIO_WINDOW_SIZE;
-        let transport =
-            MmioTransport::new(dev.clone(), mem.clone(), vm.create_interrupt_line(irq)?)
-                .map_err(io_err("virtio queue eventfd"))?;
-        let mut evts = Vec::new();
-        for (q, evt) in transport.queue_evts().iter().enumerate() {
-            // Without the fast path the transport signals the same eventfd
-            // from the vCPU thread, so a refusal only costs speed.
-            if let Err(e) = vm.register_mmio_notifier(base + reg::QUEUE_NOTIFY, q as u32, evt) {
-                eprintln!("berth-vmm: queue notifications take the slow path: {e}");
-            }
-            evts.push(evt.try_clone().map_err(io_err("queue notifier clone"))?);
-        }
-        event_manager.add_subscriber(Box::new(VirtioEventHandler::new(dev, evts)));
-        let transport = Arc::new(Mutex::new(transport));
-        mmio_bus.insert(base, MMIO_WINDOW_SIZE, transport.clone())?;
-        transports.push((transport, kind));
-        if let Some(cmdline) = cmdline.as_deref_mut() {
-            cmdline
-                .add_virtio_mmio_device(MMIO_WINDOW_SIZE, GuestAddress(base), irq, None)
-                .map_err(BootError::from)?;
-        }
-    }
-    Ok(Devices {
-        io_bus: Arc::new(io_bus),
-        mmio_bus: Arc::new(mmio_bus),
+    Ok(LegacyDevices {
+        io_bus,
         serial,
-        transports,
-        event_manager,
         first_serial_byte,
     })
+}
+
+impl LegacyDevices {
+    /// Adds the virtio devices (from the device manager) on the MMIO bus,
+    /// their queues on the epoll event loop.
+    fn with_virtio(
+        self,
+        vm: &dyn Vm,
+        mem: &GuestMemoryMmap,
+        virtio: device_manager::BuiltDevices,
+        cmdline: Option<&mut linux_loader::cmdline::Cmdline>,
+    ) -> Result<Devices, VmmError> {
+        let mut event_manager: EventManager<Box<dyn MutEventSubscriber + Send>> =
+            EventManager::new().map_err(VmmError::EventLoop)?;
+        let mut mmio_bus = Bus::new();
+        let transports = virtio.attach(vm, mem, &mut mmio_bus, &mut event_manager, cmdline)?;
+        Ok(Devices {
+            io_bus: Arc::new(self.io_bus),
+            mmio_bus: Arc::new(mmio_bus),
+            serial: self.serial,
+            transports,
+            event_manager,
+            first_serial_byte: self.first_serial_byte,
+        })
+    }
 }
 
 /// Where the guest kernel's identity for a snapshot header comes from.
@@ -988,7 +829,7 @@ struct Snapshotter<'a> {
     vm: &'a Arc<KvmVm>,
     mem: &'a GuestMemoryMmap,
     serial: &'a Arc<Mutex<SerialPort>>,
-    transports: &'a [(Arc<Mutex<MmioTransport>>, DeviceKind)],
+    transports: &'a [AttachedDevice],
     memory_regions: &'a [(u64, u64)],
     anonymous_memory: bool,
     kernel: &'a KernelIdentity,
@@ -1055,29 +896,13 @@ impl Snapshotter<'_> {
                 None => Err(SnapshotError::NotQuiescent("vCPU state missing".into())),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        if let Some(tag) = self.transports.iter().find_map(|(_, k)| match k {
-            DeviceKind::Fs { tag } => Some(tag),
-            _ => None,
-        }) {
-            return Err(SnapshotError::UnsupportedDevice {
-                device: format!("virtio-fs share `{tag}`"),
-            });
-        }
-        if self
-            .transports
-            .iter()
-            .any(|(_, k)| matches!(k, DeviceKind::Net))
-        {
-            return Err(SnapshotError::UnsupportedDevice {
-                device: "virtio-net (user networking)".into(),
-            });
-        }
+        DeviceKind::check_snapshot_support(self.transports.iter().map(|d| &d.kind))?;
         // Devices stay locked until memory is written: the event loop must
         // not move a queue between its saved indices and the saved memory.
         let transports: Vec<_> = self
             .transports
             .iter()
-            .map(|(t, _)| t.lock().unwrap_or_else(|e| e.into_inner()))
+            .map(|d| d.transport.lock().unwrap_or_else(|e| e.into_inner()))
             .collect();
         let device_arcs: Vec<_> = transports.iter().map(|t| t.device()).collect();
         let device_guards: Vec<_> = device_arcs
@@ -1085,13 +910,13 @@ impl Snapshotter<'_> {
             .map(|d| d.lock().unwrap_or_else(|e| e.into_inner()))
             .collect();
         let mut records = Vec::new();
-        for ((t, d), (_, kind)) in transports
+        for ((t, d), device) in transports
             .iter()
             .zip(device_guards.iter())
             .zip(self.transports)
         {
             records.push(DeviceRecord {
-                kind: kind.clone(),
+                kind: device.kind.clone(),
                 transport: t
                     .save_state_with(&**d)
                     .map_err(SnapshotError::NotQuiescent)?,

@@ -29,18 +29,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use vm_memory::GuestAddress;
 
-use crate::arch::x86_64::{
-    self as arch, mptable, regs, BootCpuState, VcpuSetup, FIRST_VIRTIO_IRQ, IOAPIC_PINS, MMIO_BASE,
-    MMIO_WINDOW_SIZE, SERIAL_IRQ,
-};
+use crate::arch::x86_64::{self as arch, mptable, regs, BootCpuState, VcpuSetup, SERIAL_IRQ};
 use crate::boot::{self, BootError};
+use crate::device_manager::{self, DeviceConfig, DeviceError, DiskConfig};
 use crate::devices::i8042::{is_reset_write, I8042, I8042_DATA_PORT};
 use crate::devices::serial::{ConsoleSink, SerialPort, COM1_LEN, COM1_PORT};
-use crate::devices::virtio::block::{Block, BlockError};
-use crate::devices::virtio::mmio::MmioTransport;
-use crate::devices::virtio::rng::Rng;
 use crate::devices::virtio::worker::DeviceWorkers;
-use crate::devices::virtio::VirtioDevice;
 use crate::devices::{Bus, BusError};
 use crate::host_quirks::HostQuirks;
 use crate::hypervisor::{Hypervisor, HypervisorError, Vcpu, VcpuExit};
@@ -69,6 +63,26 @@ pub struct X86VmConfig {
     pub rng: bool,
     /// Host workarounds (command line and CPUID filter on kvm_pvm hosts).
     pub quirks: HostQuirks,
+}
+
+impl X86VmConfig {
+    /// The virtio devices, in slot order: vsock, disks, rng.
+    pub fn devices(&self) -> Vec<DeviceConfig> {
+        let mut out = Vec::new();
+        if let Some(uds) = &self.vsock_uds {
+            out.push(DeviceConfig::Vsock(uds.clone()));
+        }
+        out.extend(self.disks.iter().map(|(path, read_only)| {
+            DeviceConfig::Block(DiskConfig {
+                path: path.clone(),
+                read_only: *read_only,
+            })
+        }));
+        if self.rng {
+            out.push(DeviceConfig::Rng);
+        }
+        out
+    }
 }
 
 /// How the guest ended.
@@ -106,9 +120,9 @@ pub enum X86VmError {
     /// The boot page tables or GDT could not be written.
     #[error(transparent)]
     Regs(#[from] regs::RegsError),
-    /// A disk could not be opened.
+    /// A device could not be created or attached.
     #[error(transparent)]
-    Block(#[from] BlockError),
+    Device(#[from] DeviceError),
     /// Devices collide on the bus.
     #[error(transparent)]
     Bus(#[from] BusError),
@@ -131,6 +145,7 @@ pub fn run(hypervisor: &dyn Hypervisor, config: X86VmConfig) -> Result<X86Exit, 
         ));
     }
     let mem_size = config.mem_mib << 20;
+    let device_configs = config.devices();
     let vm = hypervisor.create_vm()?;
     let ranges: Vec<(GuestAddress, usize)> = arch::ram_regions(mem_size)
         .into_iter()
@@ -176,59 +191,16 @@ pub fn run(hypervisor: &dyn Hypervisor, config: X86VmConfig) -> Result<X86Exit, 
     }));
     io_bus.insert(I8042_DATA_PORT, 5, Arc::new(Mutex::new(i8042)))?;
 
-    // virtio devices, each with one worker thread per queue.
-    let mut devices: Vec<Arc<Mutex<dyn VirtioDevice>>> = Vec::new();
-    if let Some(uds) = &config.vsock_uds {
-        #[cfg(unix)]
-        devices.push(Arc::new(Mutex::new(
-            crate::devices::virtio::vsock::Vsock::new(
-                crate::devices::virtio::vsock::GUEST_CID,
-                uds,
-            )
-            .map_err(|e| X86VmError::Io("vsock socket", e))?,
-        )));
-        #[cfg(not(unix))]
-        return Err(X86VmError::Config(format!(
-            "no vsock device on this host ({})",
-            uds.display()
-        )));
-    }
-    for (path, ro) in &config.disks {
-        devices.push(Arc::new(Mutex::new(Block::open(path, *ro)?)));
-    }
-    if config.rng {
-        devices.push(Arc::new(Mutex::new(Rng::new())));
-    }
-    let max_devices = u32::from(IOAPIC_PINS) - FIRST_VIRTIO_IRQ;
-    if devices.len() as u32 > max_devices {
-        return Err(X86VmError::Config(format!(
-            "at most {max_devices} virtio devices"
-        )));
-    }
+    // virtio devices (from the device manager), each with one worker
+    // thread per queue.
+    let virtio = device_manager::build(&device_configs)?;
     let mut workers = DeviceWorkers::new();
     let mut mmio_bus = Bus::new();
     // Interrupt controllers the hypervisor leaves to the VMM (WHP's I/O APIC).
     for (base, size, dev) in vm.platform_mmio_devices() {
         mmio_bus.insert(base, size, dev)?;
     }
-    for (i, dev) in devices.into_iter().enumerate() {
-        let irq = FIRST_VIRTIO_IRQ + i as u32;
-        let base = MMIO_BASE + i as u64 * MMIO_WINDOW_SIZE;
-        let transport =
-            MmioTransport::new(dev.clone(), mem.clone(), vm.create_interrupt_line(irq)?)
-                .map_err(|e| X86VmError::Io("virtio queue notifier", e))?;
-        let notifiers = transport
-            .queue_evts()
-            .iter()
-            .map(|n| n.try_clone())
-            .collect::<std::io::Result<Vec<_>>>()
-            .map_err(|e| X86VmError::Io("virtio queue notifier", e))?;
-        workers.spawn(dev, notifiers);
-        mmio_bus.insert(base, MMIO_WINDOW_SIZE, Arc::new(Mutex::new(transport)))?;
-        cmdline
-            .add_virtio_mmio_device(MMIO_WINDOW_SIZE, GuestAddress(base), irq, None)
-            .map_err(BootError::from)?;
-    }
+    virtio.attach(&*vm, &mem, &mut mmio_bus, &mut workers, Some(&mut cmdline))?;
 
     // Boot structures.
     let cmdline_len = boot::write_cmdline(&mem, &cmdline)?;
