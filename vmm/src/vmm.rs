@@ -33,8 +33,8 @@ use crate::devices::virtio::fs::{self as virtio_fs, FsConfig, FsError};
 use crate::devices::virtio::mmio::MmioState;
 use crate::devices::{Bus, BusError};
 use crate::host_quirks::HostQuirks;
-use crate::hypervisor::kvm::{KvmHypervisor, KvmVcpu, KvmVcpuState, KvmVm, KvmVmState};
-use crate::hypervisor::{HypervisorError, Vcpu, VcpuExit, Vm};
+use crate::hypervisor::kvm::KvmHypervisor;
+use crate::hypervisor::{Hypervisor, HypervisorError, Vcpu, VcpuState, Vm, VmState};
 use crate::net::UserNetConfig;
 use crate::snapshot::{self, SnapshotError};
 use crate::GuestMemoryMmap;
@@ -159,18 +159,7 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> VmmError {
     move |source| VmmError::Io { what, source }
 }
 
-/// How the VM ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VmExitReason {
-    /// The guest reset itself through the i8042 (a clean `reboot`).
-    Reset,
-    /// The guest asked the hypervisor for a reset (system event).
-    SystemReset,
-    /// The guest triple-faulted or requested shutdown.
-    Shutdown,
-    /// A vCPU failed; the description includes registers and instruction bytes.
-    Failed(String),
-}
+pub use crate::x86_vm::VmExitReason;
 
 /// Timestamps of a run, for `--timings`.
 #[derive(Debug, Clone, Copy)]
@@ -280,7 +269,7 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmmError> {
     let mem_size = config.mem_mib << 20;
 
     let hypervisor = KvmHypervisor::new()?;
-    let vm = hypervisor.create_kvm_vm()?;
+    let vm = hypervisor.create_vm()?;
     let ranges: Vec<(GuestAddress, usize)> = arch::ram_regions(mem_size)
         .into_iter()
         .map(|(a, s)| (GuestAddress(a), s as usize))
@@ -332,7 +321,7 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmmError> {
 
     let mut vcpus = Vec::new();
     for index in 0..config.cpus {
-        let mut vcpu = vm.create_kvm_vcpu(index)?;
+        let mut vcpu = vm.create_vcpu(index)?;
         vcpu.configure_x86(&VcpuSetup {
             index,
             cpu_count: config.cpus,
@@ -396,8 +385,8 @@ pub struct RestoreConfig {
 /// creating the devices and setting the saved state.
 pub struct PreparedVm {
     _hypervisor: KvmHypervisor,
-    vm: Arc<KvmVm>,
-    vcpus: Vec<KvmVcpu>,
+    vm: Arc<dyn Vm>,
+    vcpus: Vec<Box<dyn Vcpu>>,
 }
 
 impl PreparedVm {
@@ -409,9 +398,9 @@ impl PreparedVm {
             )));
         }
         let hypervisor = KvmHypervisor::new()?;
-        let vm = hypervisor.create_kvm_vm()?;
+        let vm = hypervisor.create_vm()?;
         let vcpus = (0..cpus)
-            .map(|i| vm.create_kvm_vcpu(i))
+            .map(|i| vm.create_vcpu(i))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(PreparedVm {
             _hypervisor: hypervisor,
@@ -450,7 +439,7 @@ pub fn restore_prepared(
         vmm_version: snapshot::vmm_version(),
         hypervisor: "kvm".into(),
         arch: "x86_64".into(),
-        tsc_khz: Some(vcpus[0].tsc_khz()?),
+        tsc_khz: vcpus[0].tsc_khz()?,
         kernel_sha256: match &config.kernel {
             Some(k) => Some(snapshot::file_sha256(k)?),
             None => None,
@@ -507,13 +496,13 @@ pub fn restore_prepared(
     let legacy = legacy_devices(&*vm, &config.serial, Some(&state.serial), marker, &event_tx)?;
     let devices = legacy.with_virtio(&*vm, &mem, device_manager::build(&device_configs)?, None)?;
 
-    // KVM state: VM first, then each vCPU (research/vm-snapshot order).
+    // Hypervisor state: VM first, then each vCPU (research/vm-snapshot order).
     for index in vcpus.len() as u8..state.cpus {
-        vcpus.push(vm.create_kvm_vcpu(index)?);
+        vcpus.push(vm.create_vcpu(index)?);
     }
-    vm.restore_state(&state.vm)?;
-    for (vcpu, s) in vcpus.iter().zip(&state.vcpus) {
-        vcpu.restore_state(s)?;
+    vm.set_state(&state.vm)?;
+    for (vcpu, s) in vcpus.iter_mut().zip(&state.vcpus) {
+        vcpu.set_state(s)?;
     }
     for (device, record) in devices.transports.iter().zip(&state.devices) {
         device.restore(&record.kind, &record.transport)?;
@@ -553,8 +542,8 @@ struct DeviceRecord {
 #[derive(Serialize, Deserialize)]
 struct MachineState {
     cpus: u8,
-    vm: KvmVmState,
-    vcpus: Vec<KvmVcpuState>,
+    vm: VmState,
+    vcpus: Vec<VcpuState>,
     serial: SerialSnapshot,
     devices: Vec<DeviceRecord>,
 }
@@ -651,7 +640,7 @@ enum KernelIdentity {
 
 /// A VM ready to run.
 struct Machine {
-    vm: Arc<KvmVm>,
+    vm: Arc<dyn Vm>,
     mem: GuestMemoryMmap,
     devices: Devices,
     memory_regions: Vec<(u64, u64)>,
@@ -664,7 +653,7 @@ struct Machine {
 struct VcpuHandle {
     thread: libc::pthread_t,
     pause: Arc<AtomicBool>,
-    saved: Receiver<Result<KvmVcpuState, HypervisorError>>,
+    saved: Receiver<Result<VcpuState, HypervisorError>>,
     resume: Sender<()>,
 }
 
@@ -711,7 +700,7 @@ impl Machine {
     fn run(
         self,
         start: Instant,
-        vcpus: Vec<KvmVcpu>,
+        vcpus: Vec<Box<dyn Vcpu>>,
         event_tx: Sender<Event>,
         event_rx: Receiver<Event>,
         snapshot_dir: Option<PathBuf>,
@@ -826,7 +815,7 @@ impl Machine {
 
 /// What taking a snapshot needs.
 struct Snapshotter<'a> {
-    vm: &'a Arc<KvmVm>,
+    vm: &'a Arc<dyn Vm>,
     mem: &'a GuestMemoryMmap,
     serial: &'a Arc<Mutex<SerialPort>>,
     transports: &'a [AttachedDevice],
@@ -843,7 +832,7 @@ impl Snapshotter<'_> {
         for h in handles {
             h.pause.store(true, Ordering::SeqCst);
         }
-        let mut states: Vec<Option<Result<KvmVcpuState, HypervisorError>>> =
+        let mut states: Vec<Option<Result<VcpuState, HypervisorError>>> =
             handles.iter().map(|_| None).collect();
         let deadline = t0 + Duration::from_secs(10);
         let mut failure = None;
@@ -883,7 +872,7 @@ impl Snapshotter<'_> {
 
     fn save(
         &self,
-        states: Vec<Option<Result<KvmVcpuState, HypervisorError>>>,
+        states: Vec<Option<Result<VcpuState, HypervisorError>>>,
         dir: &Path,
         t0: Instant,
         pause: Duration,
@@ -929,7 +918,7 @@ impl Snapshotter<'_> {
             .save_state();
         let vm = self
             .vm
-            .save_state()
+            .state()
             .map_err(|e| SnapshotError::Hypervisor(e.to_string()))?;
         std::fs::create_dir_all(dir)
             .map_err(snapshot::io_err(format!("create {}", dir.display())))?;
@@ -949,7 +938,7 @@ impl Snapshotter<'_> {
             hypervisor: "kvm".into(),
             arch: "x86_64".into(),
             kernel_sha256,
-            tsc_khz: vcpus.first().map_or(0, |v| v.tsc_khz),
+            tsc_khz: vcpus.first().and_then(VcpuState::tsc_khz).unwrap_or(0),
             mem_size: self.memory_regions.iter().map(|r| r.1).sum(),
             memory_regions: self.memory_regions.to_vec(),
             state_len: 0,
@@ -990,14 +979,14 @@ struct VcpuContext {
     /// Set by the main thread to pause at the next exit for a snapshot.
     pause: Arc<AtomicBool>,
     /// Where the paused vCPU sends its state.
-    saved: Sender<Result<KvmVcpuState, HypervisorError>>,
+    saved: Sender<Result<VcpuState, HypervisorError>>,
     /// Continue after a pause.
     resume: Receiver<()>,
     /// Keeps the VM (and its memory slots) alive while the vCPU runs.
-    _vm: Arc<KvmVm>,
+    _vm: Arc<dyn Vm>,
 }
 
-fn run_vcpu(mut vcpu: KvmVcpu, ctx: VcpuContext) {
+fn run_vcpu(mut vcpu: Box<dyn Vcpu>, ctx: VcpuContext) {
     crate::confine::confine_or_exit(ThreadKind::Vcpu);
     #[cfg(feature = "test-hooks")]
     if vcpu.index() == 0 {
@@ -1006,56 +995,26 @@ fn run_vcpu(mut vcpu: KvmVcpu, ctx: VcpuContext) {
     if let Some(t) = &ctx.first_run {
         t.get_or_init(Instant::now);
     }
-    let index = vcpu.index();
-    let reason = loop {
-        if ctx.pause.load(Ordering::SeqCst) {
-            vcpu.settle();
-            let _ = ctx.saved.send(vcpu.save_state());
+    // Between two runs: pause for a snapshot while the main thread asks.
+    let mut between = |vcpu: &mut dyn Vcpu| {
+        while ctx.pause.load(Ordering::SeqCst) {
+            let _ = ctx.saved.send(vcpu.state());
             if ctx.resume.recv().is_err() {
-                return;
+                return false;
             }
-            continue;
         }
-        match vcpu.run() {
-            Ok(VcpuExit::IoIn { port, data }) => {
-                if !ctx.io_bus.read(u64::from(port), data) {
-                    data.fill(0xff);
-                }
-            }
-            Ok(VcpuExit::IoOut { port, data }) => {
-                ctx.io_bus.write(u64::from(port), data);
-            }
-            Ok(VcpuExit::MmioRead { addr, data }) => {
-                if !ctx.mmio_bus.read(addr, data) {
-                    data.fill(0xff);
-                }
-            }
-            Ok(VcpuExit::MmioWrite { addr, data }) => {
-                ctx.mmio_bus.write(addr, data);
-            }
-            Ok(VcpuExit::Interrupted) => {}
-            Ok(VcpuExit::Hlt) => break VmExitReason::Shutdown,
-            Ok(VcpuExit::Shutdown) => break VmExitReason::Shutdown,
-            Ok(VcpuExit::Reset) => break VmExitReason::SystemReset,
-            Ok(VcpuExit::InternalError { suberror, data }) => {
-                let words: Vec<String> = data.iter().map(|w| format!("{w:#x}")).collect();
-                let state = vcpu.describe_failure(&ctx.mem);
-                break VmExitReason::Failed(format!(
-                    "vCPU {index}: hypervisor internal error (suberror {suberror}{}; data [{}])\n{state}",
-                    if suberror == 1 { ": instruction emulation failure" } else { "" },
-                    words.join(", ")
-                ));
-            }
-            Ok(VcpuExit::Other(what)) => {
-                let state = vcpu.describe_failure(&ctx.mem);
-                break VmExitReason::Failed(format!(
-                    "vCPU {index}: unexpected exit {what}\n{state}"
-                ));
-            }
-            Err(e) => break VmExitReason::Failed(format!("vCPU {index}: {e}")),
-        }
+        true
     };
-    let _ = ctx.exit.send(Event::Exit(reason));
+    let ended = crate::x86_vm::exit_loop(
+        vcpu.as_mut(),
+        &ctx.io_bus,
+        &ctx.mmio_bus,
+        &ctx.mem,
+        &mut between,
+    );
+    if let Some(reason) = ended {
+        let _ = ctx.exit.send(Event::Exit(reason));
+    }
 }
 
 #[cfg(test)]

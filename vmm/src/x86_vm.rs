@@ -85,9 +85,9 @@ impl X86VmConfig {
     }
 }
 
-/// How the guest ended.
-#[derive(Debug, PartialEq, Eq)]
-pub enum X86Exit {
+/// How an x86 VM ended (every backend: KVM, WHP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmExitReason {
     /// The guest rebooted through the i8042 reset line (`reboot=k`), which
     /// is how berth guests power off.
     Reset,
@@ -95,9 +95,13 @@ pub enum X86Exit {
     SystemReset,
     /// Triple fault, or HLT with interrupts off.
     Shutdown,
-    /// A vCPU failed.
+    /// A vCPU failed; the description includes registers and instruction
+    /// bytes.
     Failed(String),
 }
+
+/// How the guest ended (the name this module's callers know).
+pub type X86Exit = VmExitReason;
 
 /// Errors setting the VM up.
 #[derive(Debug, thiserror::Error)]
@@ -246,8 +250,29 @@ fn run_vcpu(
     mem: &GuestMemoryMmap,
     exit: &Sender<X86Exit>,
 ) {
+    if let Some(reason) = exit_loop(vcpu, io_bus, mmio_bus, mem, &mut |_| true) {
+        let _ = exit.send(reason);
+    }
+}
+
+/// The x86 vCPU exit loop of every backend: runs `vcpu`, dispatching port
+/// and MMIO exits to the buses, until the VM ends. `between` runs before
+/// each entry into the guest (the KVM VMM pauses there for a snapshot); it
+/// returns `false` to stop the vCPU. `None`: the vCPU stopped without a
+/// reason to report (`between` said so, or the guest wrote the i8042
+/// reset, which the i8042 has reported itself).
+pub(crate) fn exit_loop(
+    vcpu: &mut dyn Vcpu,
+    io_bus: &Bus,
+    mmio_bus: &Bus,
+    mem: &GuestMemoryMmap,
+    between: &mut dyn FnMut(&mut dyn Vcpu) -> bool,
+) -> Option<VmExitReason> {
     let index = vcpu.index();
-    let reason = loop {
+    loop {
+        if !between(vcpu) {
+            return None;
+        }
         match vcpu.run() {
             Ok(VcpuExit::IoIn { port, data }) => {
                 if !io_bus.read(u64::from(port), data) {
@@ -259,7 +284,7 @@ fn run_vcpu(
                 io_bus.write(u64::from(port), data);
                 if reset {
                     // The i8042 has reported the reset; this vCPU stops here.
-                    return;
+                    return None;
                 }
             }
             Ok(VcpuExit::MmioRead { addr, data }) => {
@@ -271,26 +296,26 @@ fn run_vcpu(
                 mmio_bus.write(addr, data);
             }
             Ok(VcpuExit::Interrupted) => {}
-            Ok(VcpuExit::Hlt) | Ok(VcpuExit::Shutdown) => break X86Exit::Shutdown,
-            Ok(VcpuExit::Reset) => break X86Exit::SystemReset,
+            Ok(VcpuExit::Hlt) | Ok(VcpuExit::Shutdown) => return Some(VmExitReason::Shutdown),
+            Ok(VcpuExit::Reset) => return Some(VmExitReason::SystemReset),
             Ok(VcpuExit::InternalError { suberror, data }) => {
                 let words: Vec<String> = data.iter().map(|w| format!("{w:#x}")).collect();
-                break X86Exit::Failed(format!(
-                    "vCPU {index}: hypervisor internal error (suberror {suberror}; data [{}])\n{}",
-                    words.join(", "),
-                    vcpu.describe_failure(mem)
-                ));
+                let state = vcpu.describe_failure(mem);
+                return Some(VmExitReason::Failed(format!(
+                    "vCPU {index}: hypervisor internal error (suberror {suberror}{}; data [{}])\n{state}",
+                    if suberror == 1 { ": instruction emulation failure" } else { "" },
+                    words.join(", ")
+                )));
             }
             Ok(VcpuExit::Other(what)) => {
-                break X86Exit::Failed(format!(
-                    "vCPU {index}: unexpected exit {what}\n{}",
-                    vcpu.describe_failure(mem)
-                ))
+                let state = vcpu.describe_failure(mem);
+                return Some(VmExitReason::Failed(format!(
+                    "vCPU {index}: unexpected exit {what}\n{state}"
+                )));
             }
-            Err(e) => break X86Exit::Failed(format!("vCPU {index}: {e}")),
+            Err(e) => return Some(VmExitReason::Failed(format!("vCPU {index}: {e}"))),
         }
-    };
-    let _ = exit.send(reason);
+    }
 }
 
 #[cfg(test)]

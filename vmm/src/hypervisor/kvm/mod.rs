@@ -161,4 +161,14 @@ impl super::Vm for KvmVm {
             .map_err(|e| HypervisorError::call("KVM_IOEVENTFD", e))?;
         Ok(true)
     }
+
+    fn state(&self) -> Result<super::VmState> {
+        Ok(super::VmState::Kvm(self.save_state()?))
+    }
+
+    fn set_state(&self, state: &super::VmState) -> Result<()> {
+        match state {
+            super::VmState::Kvm(s) => self.restore_state(s),
+        }
+    }
 }
