@@ -20,18 +20,16 @@ use event_manager::{EventManager, MutEventSubscriber};
 use vm_memory::GuestAddress;
 
 use crate::arch::x86_64::{self as arch, mptable, regs, BootCpuState, VcpuSetup, SERIAL_IRQ};
-use crate::boot::{self, BootError};
+use crate::boot;
 use crate::confine::ThreadKind;
-use crate::device_manager::{
-    self, AttachedDevice, DeviceConfig, DeviceError, DeviceKind, RestoreResources,
-};
+use crate::device_manager::{self, AttachedDevice, DeviceConfig, DeviceKind, RestoreResources};
 use crate::devices::i8042::{I8042, I8042_DATA_PORT};
 use crate::devices::serial::{
     ConsoleSink, LineHook, SerialPort, SerialSnapshot, COM1_LEN, COM1_PORT,
 };
-use crate::devices::virtio::fs::{self as virtio_fs, FsConfig, FsError};
+use crate::devices::virtio::fs::{self as virtio_fs, FsConfig};
 use crate::devices::virtio::mmio::MmioState;
-use crate::devices::{Bus, BusError};
+use crate::devices::Bus;
 use crate::host_quirks::HostQuirks;
 use crate::hypervisor::kvm::KvmHypervisor;
 use crate::hypervisor::{Hypervisor, HypervisorError, Vcpu, VcpuState, Vm, VmState};
@@ -107,52 +105,7 @@ impl VmConfig {
     }
 }
 
-/// Errors building or running a VM.
-#[derive(Debug, thiserror::Error)]
-pub enum VmmError {
-    /// Invalid configuration.
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    /// The hypervisor failed.
-    #[error(transparent)]
-    Hypervisor(#[from] HypervisorError),
-    /// Guest memory could not be allocated.
-    #[error("cannot allocate guest memory: {0}")]
-    Memory(#[from] vm_memory::mmap::FromRangesError),
-    /// Loading the guest failed.
-    #[error(transparent)]
-    Boot(#[from] BootError),
-    /// The boot page tables could not be written.
-    #[error(transparent)]
-    Regs(#[from] regs::RegsError),
-    /// The MP table could not be written.
-    #[error(transparent)]
-    Mptable(#[from] mptable::MptableError),
-    /// A device could not be created or attached.
-    #[error(transparent)]
-    Device(#[from] DeviceError),
-    /// The shared directories are not valid together.
-    #[error(transparent)]
-    Fs(#[from] FsError),
-    /// Devices collide on a bus.
-    #[error(transparent)]
-    Bus(#[from] BusError),
-    /// A host resource failed.
-    #[error("{what}: {source}")]
-    Io {
-        /// What was being done.
-        what: String,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The event loop could not be set up.
-    #[error("event loop: {0:?}")]
-    EventLoop(event_manager::Error),
-    /// A snapshot cannot be restored.
-    #[error(transparent)]
-    Snapshot(#[from] SnapshotError),
-}
+pub use crate::x86_vm::VmmError;
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> VmmError {
     let what = what.into();
@@ -1020,6 +973,7 @@ fn run_vcpu(mut vcpu: Box<dyn Vcpu>, ctx: VcpuContext) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::devices::virtio::fs::FsError;
 
     #[test]
     fn boot_memory_is_whole_blocks_and_never_more_than_all() {

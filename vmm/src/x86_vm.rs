@@ -34,10 +34,12 @@ use crate::boot::{self, BootError};
 use crate::device_manager::{self, DeviceConfig, DeviceError, DiskConfig};
 use crate::devices::i8042::{is_reset_write, I8042, I8042_DATA_PORT};
 use crate::devices::serial::{ConsoleSink, SerialPort, COM1_LEN, COM1_PORT};
+use crate::devices::virtio::fs::FsError;
 use crate::devices::virtio::worker::DeviceWorkers;
 use crate::devices::{Bus, BusError};
 use crate::host_quirks::HostQuirks;
 use crate::hypervisor::{Hypervisor, HypervisorError, Vcpu, VcpuExit};
+use crate::snapshot::SnapshotError;
 use crate::GuestMemoryMmap;
 
 /// What to boot.
@@ -103,11 +105,11 @@ pub enum VmExitReason {
 /// How the guest ended (the name this module's callers know).
 pub type X86Exit = VmExitReason;
 
-/// Errors setting the VM up.
+/// Errors building or running an x86 VM (every backend: KVM, WHP).
 #[derive(Debug, thiserror::Error)]
-pub enum X86VmError {
-    /// The configuration cannot be booted.
-    #[error("invalid VM configuration: {0}")]
+pub enum VmmError {
+    /// Invalid configuration.
+    #[error("invalid configuration: {0}")]
     Config(String),
     /// The hypervisor failed.
     #[error(transparent)]
@@ -118,22 +120,41 @@ pub enum X86VmError {
     /// Loading the guest failed.
     #[error(transparent)]
     Boot(#[from] BootError),
-    /// The MP table could not be written.
-    #[error(transparent)]
-    Mptable(#[from] mptable::MptableError),
     /// The boot page tables or GDT could not be written.
     #[error(transparent)]
     Regs(#[from] regs::RegsError),
+    /// The MP table could not be written.
+    #[error(transparent)]
+    Mptable(#[from] mptable::MptableError),
     /// A device could not be created or attached.
     #[error(transparent)]
     Device(#[from] DeviceError),
-    /// Devices collide on the bus.
+    /// The shared directories are not valid together.
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    /// Devices collide on a bus.
     #[error(transparent)]
     Bus(#[from] BusError),
     /// A host resource failed.
-    #[error("{0}: {1}")]
-    Io(&'static str, #[source] std::io::Error),
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The event loop could not be set up.
+    #[cfg(target_os = "linux")]
+    #[error("event loop: {0:?}")]
+    EventLoop(event_manager::Error),
+    /// A snapshot cannot be taken or restored.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
 }
+
+/// The error type of [`run`] (the name this module's callers know).
+pub type X86VmError = VmmError;
 
 /// Boots `config` on `hypervisor` and runs it until a vCPU ends it.
 pub fn run(hypervisor: &dyn Hypervisor, config: X86VmConfig) -> Result<X86Exit, X86VmError> {
