@@ -17,10 +17,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use event_manager::{EventManager, MutEventSubscriber};
-use vm_memory::GuestAddress;
 
-use crate::arch::x86_64::{self as arch, mptable, regs, BootCpuState, VcpuSetup, SERIAL_IRQ};
-use crate::boot;
+use crate::arch::x86_64::{self as arch, SERIAL_IRQ};
 use crate::confine::ThreadKind;
 use crate::device_manager::{self, AttachedDevice, DeviceConfig, DeviceKind, RestoreResources};
 use crate::devices::i8042::{I8042, I8042_DATA_PORT};
@@ -200,15 +198,7 @@ pub fn hotplug_ranges(mem_size: u64, boot_size: u64) -> Vec<(u64, u64)> {
 /// a process that runs one VM (the `berth-vmm` binary) simply exits.
 pub fn run(config: &VmConfig) -> Result<VmOutcome, VmmError> {
     let start = Instant::now();
-    if config.cpus == 0 || u32::from(config.cpus) > 16 {
-        return Err(VmmError::Config(format!(
-            "{} vCPUs (1 to 16 supported)",
-            config.cpus
-        )));
-    }
-    if config.mem_mib < 32 {
-        return Err(VmmError::Config("at least 32 MiB of RAM are needed".into()));
-    }
+    crate::x86_vm::check_sizes(config.cpus, config.mem_mib)?;
     virtio_fs::check_unique_tags(&config.fs)?;
     let device_configs = config.devices();
     if config.snapshot_on_ready.is_some() {
@@ -223,27 +213,17 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmmError> {
 
     let hypervisor = KvmHypervisor::new()?;
     let vm = hypervisor.create_vm()?;
-    let ranges: Vec<(GuestAddress, usize)> = arch::ram_regions(mem_size)
-        .into_iter()
-        .map(|(a, s)| (GuestAddress(a), s as usize))
-        .collect();
-    let mem = GuestMemoryMmap::from_ranges(&ranges)?;
-    vm.map_memory(&mem)?;
     let boot_size = boot_mem_size(mem_size, config.boot_mem_mib, config.quirks);
     let hotplug = hotplug_ranges(mem_size, boot_size);
-
-    // Guest image.
-    let kernel = boot::load_kernel(&mem, &config.kernel)?;
-    let initrd = match &config.initrd {
-        Some(p) => Some(boot::load_initrd(
-            &mem,
-            p,
-            boot_size,
-            boot::initrd_max_addr(&kernel),
-        )?),
-        None => None,
-    };
-    let mut cmdline = boot::new_cmdline(&base_cmdline(config, &hotplug))?;
+    let mut guest = crate::x86_vm::load_guest(
+        &*vm,
+        &config.kernel,
+        config.initrd.as_deref(),
+        mem_size,
+        boot_size,
+        &base_cmdline(config, &hotplug),
+    )?;
+    let mem = guest.mem.clone();
 
     let (event_tx, event_rx) = channel::<Event>();
     let marker = config.snapshot_on_ready.as_ref().map(|s| {
@@ -263,26 +243,9 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmmError> {
         &*vm,
         &mem,
         device_manager::build(&device_configs)?,
-        Some(&mut cmdline),
+        Some(&mut guest.cmdline),
     )?;
-
-    // Boot structures.
-    let cmdline_len = boot::write_cmdline(&mem, &cmdline)?;
-    boot::write_zero_page(&mem, &kernel, cmdline_len, initrd, boot_size)?;
-    mptable::write(&mem, config.cpus)?;
-    regs::write_boot_tables(&mem)?;
-
-    let mut vcpus = Vec::new();
-    for index in 0..config.cpus {
-        let mut vcpu = vm.create_vcpu(index)?;
-        vcpu.configure_x86(&VcpuSetup {
-            index,
-            cpu_count: config.cpus,
-            hide_pvm_unsafe_features: config.quirks.kvm_pvm,
-            boot: (index == 0).then(|| BootCpuState::linux_64bit(kernel.entry)),
-        })?;
-        vcpus.push(vcpu);
-    }
+    let vcpus = guest.finish(&*vm, config.cpus, config.quirks)?;
     let machine = Machine {
         vm,
         mem,
@@ -570,7 +533,7 @@ impl LegacyDevices {
     ) -> Result<Devices, VmmError> {
         let mut event_manager: EventManager<Box<dyn MutEventSubscriber + Send>> =
             EventManager::new().map_err(VmmError::EventLoop)?;
-        let mut mmio_bus = Bus::new();
+        let mut mmio_bus = crate::x86_vm::platform_mmio_bus(vm)?;
         let transports = virtio.attach(vm, mem, &mut mmio_bus, &mut event_manager, cmdline)?;
         Ok(Devices {
             io_bus: Arc::new(self.io_bus),

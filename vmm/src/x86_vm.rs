@@ -23,7 +23,7 @@
 //! [`DeviceWorkers`]: crate::devices::virtio::worker::DeviceWorkers
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -38,7 +38,7 @@ use crate::devices::virtio::fs::FsError;
 use crate::devices::virtio::worker::DeviceWorkers;
 use crate::devices::{Bus, BusError};
 use crate::host_quirks::HostQuirks;
-use crate::hypervisor::{Hypervisor, HypervisorError, Vcpu, VcpuExit};
+use crate::hypervisor::{Hypervisor, HypervisorError, Vcpu, VcpuExit, Vm};
 use crate::snapshot::SnapshotError;
 use crate::GuestMemoryMmap;
 
@@ -158,45 +158,23 @@ pub type X86VmError = VmmError;
 
 /// Boots `config` on `hypervisor` and runs it until a vCPU ends it.
 pub fn run(hypervisor: &dyn Hypervisor, config: X86VmConfig) -> Result<X86Exit, X86VmError> {
-    if config.cpus == 0 || config.cpus > 16 {
-        return Err(X86VmError::Config(format!(
-            "{} vCPUs (1 to 16 supported)",
-            config.cpus
-        )));
-    }
-    if config.mem_mib < 32 {
-        return Err(X86VmError::Config(
-            "at least 32 MiB of RAM are needed".into(),
-        ));
-    }
+    check_sizes(config.cpus, config.mem_mib)?;
     let mem_size = config.mem_mib << 20;
     let device_configs = config.devices();
     let vm = hypervisor.create_vm()?;
-    let ranges: Vec<(GuestAddress, usize)> = arch::ram_regions(mem_size)
-        .into_iter()
-        .map(|(a, s)| (GuestAddress(a), s as usize))
-        .collect();
-    let mem = GuestMemoryMmap::from_ranges(&ranges)?;
-    vm.map_memory(&mem)?;
-
-    let kernel = boot::load_kernel(&mem, &config.kernel)?;
-    let initrd = match &config.initrd {
-        Some(p) => Some(boot::load_initrd(
-            &mem,
-            p,
-            mem_size,
-            boot::initrd_max_addr(&kernel),
-        )?),
-        None => None,
-    };
-    let mut cmdline = boot::new_cmdline(
-        format!(
+    let guest = load_guest(
+        &*vm,
+        &config.kernel,
+        config.initrd.as_deref(),
+        mem_size,
+        mem_size,
+        &format!(
             "{} {}",
             config.cmdline.trim(),
             config.quirks.cmdline_extras()
-        )
-        .trim(),
+        ),
     )?;
+    let mem = guest.mem.clone();
 
     // Legacy devices: the console and the reset line.
     let (exit_tx, exit_rx) = channel::<X86Exit>();
@@ -220,29 +198,20 @@ pub fn run(hypervisor: &dyn Hypervisor, config: X86VmConfig) -> Result<X86Exit, 
     // thread per queue.
     let virtio = device_manager::build(&device_configs)?;
     let mut workers = DeviceWorkers::new();
-    let mut mmio_bus = Bus::new();
-    // Interrupt controllers the hypervisor leaves to the VMM (WHP's I/O APIC).
-    for (base, size, dev) in vm.platform_mmio_devices() {
-        mmio_bus.insert(base, size, dev)?;
-    }
-    virtio.attach(&*vm, &mem, &mut mmio_bus, &mut workers, Some(&mut cmdline))?;
-
-    // Boot structures.
-    let cmdline_len = boot::write_cmdline(&mem, &cmdline)?;
-    boot::write_zero_page(&mem, &kernel, cmdline_len, initrd, mem_size)?;
-    mptable::write(&mem, config.cpus)?;
-    regs::write_boot_tables(&mem)?;
+    let mut mmio_bus = platform_mmio_bus(&*vm)?;
+    let mut guest = guest;
+    virtio.attach(
+        &*vm,
+        &mem,
+        &mut mmio_bus,
+        &mut workers,
+        Some(&mut guest.cmdline),
+    )?;
+    let vcpus = guest.finish(&*vm, config.cpus, config.quirks)?;
 
     let buses = Arc::new((io_bus, mmio_bus));
     let mut threads = Vec::new();
-    for index in 0..config.cpus {
-        let mut vcpu = vm.create_vcpu(index)?;
-        vcpu.configure_x86(&VcpuSetup {
-            index,
-            cpu_count: config.cpus,
-            hide_pvm_unsafe_features: config.quirks.kvm_pvm,
-            boot: (index == 0).then(|| BootCpuState::linux_64bit(kernel.entry)),
-        })?;
+    for mut vcpu in vcpus {
         let (buses, tx, mem) = (buses.clone(), exit_tx.clone(), mem.clone());
         threads.push(std::thread::spawn(move || {
             run_vcpu(vcpu.as_mut(), &buses.0, &buses.1, &mem, &tx)
@@ -262,6 +231,107 @@ pub fn run(hypervisor: &dyn Hypervisor, config: X86VmConfig) -> Result<X86Exit, 
         }
     }
     Ok(exit)
+}
+
+/// Refuses sizes no x86 VM can have, before the hypervisor is touched.
+pub(crate) fn check_sizes(cpus: u8, mem_mib: u64) -> Result<(), VmmError> {
+    if cpus == 0 || cpus > 16 {
+        return Err(VmmError::Config(format!(
+            "{cpus} vCPUs (1 to 16 supported)"
+        )));
+    }
+    if mem_mib < 32 {
+        return Err(VmmError::Config("at least 32 MiB of RAM are needed".into()));
+    }
+    Ok(())
+}
+
+/// An x86 guest loaded into RAM, waiting for its devices (which add
+/// themselves to `cmdline`) and its boot structures.
+pub(crate) struct LoadedGuest {
+    /// Guest RAM, mapped into the VM.
+    pub mem: GuestMemoryMmap,
+    /// The command line so far.
+    pub cmdline: linux_loader::cmdline::Cmdline,
+    kernel: boot::LoadedKernel,
+    initrd: Option<boot::InitrdPlacement>,
+    boot_size: u64,
+}
+
+/// Lays out `mem_size` bytes of RAM (`arch::x86_64::ram_regions`), maps it
+/// into `vm` and loads the kernel and initrd; `boot_size` is the RAM the
+/// guest is told about at boot (the rest is left for hotplug).
+pub(crate) fn load_guest(
+    vm: &dyn Vm,
+    kernel: &Path,
+    initrd: Option<&Path>,
+    mem_size: u64,
+    boot_size: u64,
+    cmdline: &str,
+) -> Result<LoadedGuest, VmmError> {
+    let ranges: Vec<(GuestAddress, usize)> = arch::ram_regions(mem_size)
+        .into_iter()
+        .map(|(a, s)| (GuestAddress(a), s as usize))
+        .collect();
+    let mem = GuestMemoryMmap::from_ranges(&ranges)?;
+    vm.map_memory(&mem)?;
+    let kernel = boot::load_kernel(&mem, kernel)?;
+    let initrd = match initrd {
+        Some(p) => Some(boot::load_initrd(
+            &mem,
+            p,
+            boot_size,
+            boot::initrd_max_addr(&kernel),
+        )?),
+        None => None,
+    };
+    let cmdline = boot::new_cmdline(cmdline.trim())?;
+    Ok(LoadedGuest {
+        mem,
+        cmdline,
+        kernel,
+        initrd,
+        boot_size,
+    })
+}
+
+impl LoadedGuest {
+    /// Writes the command line, zero page, MP table and boot page tables,
+    /// and creates the `cpus` vCPUs, the first at the kernel's entry.
+    pub(crate) fn finish(
+        self,
+        vm: &dyn Vm,
+        cpus: u8,
+        quirks: HostQuirks,
+    ) -> Result<Vec<Box<dyn Vcpu>>, VmmError> {
+        let mem = &self.mem;
+        let cmdline_len = boot::write_cmdline(mem, &self.cmdline)?;
+        boot::write_zero_page(mem, &self.kernel, cmdline_len, self.initrd, self.boot_size)?;
+        mptable::write(mem, cpus)?;
+        regs::write_boot_tables(mem)?;
+        let mut vcpus = Vec::new();
+        for index in 0..cpus {
+            let mut vcpu = vm.create_vcpu(index)?;
+            vcpu.configure_x86(&VcpuSetup {
+                index,
+                cpu_count: cpus,
+                hide_pvm_unsafe_features: quirks.kvm_pvm,
+                boot: (index == 0).then(|| BootCpuState::linux_64bit(self.kernel.entry)),
+            })?;
+            vcpus.push(vcpu);
+        }
+        Ok(vcpus)
+    }
+}
+
+/// An MMIO bus with the interrupt controllers the hypervisor leaves to the
+/// VMM (WHP's I/O APIC; none for KVM).
+pub(crate) fn platform_mmio_bus(vm: &dyn Vm) -> Result<Bus, VmmError> {
+    let mut bus = Bus::new();
+    for (base, size, dev) in vm.platform_mmio_devices() {
+        bus.insert(base, size, dev)?;
+    }
+    Ok(bus)
 }
 
 fn run_vcpu(
