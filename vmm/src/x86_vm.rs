@@ -438,6 +438,234 @@ mod tests {
         }
     }
 
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use crate::devices::bus::BusDevice;
+
+    /// One scripted exit of [`ScriptedVcpu`].
+    enum Step {
+        In(u16, usize),
+        Out(u16, Vec<u8>),
+        MmioRead(u64, usize),
+        MmioWrite(u64, Vec<u8>),
+        Hlt,
+        SystemReset,
+        Internal(u32),
+        Error,
+    }
+
+    /// A vCPU that returns scripted exits and records what the loop
+    /// filled into read buffers.
+    struct ScriptedVcpu {
+        steps: VecDeque<Step>,
+        buf: Vec<u8>,
+        filled: Vec<Vec<u8>>,
+        pending_read: bool,
+        runs: usize,
+    }
+
+    impl ScriptedVcpu {
+        fn new(steps: Vec<Step>) -> Self {
+            ScriptedVcpu {
+                steps: steps.into(),
+                buf: Vec::new(),
+                filled: Vec::new(),
+                pending_read: false,
+                runs: 0,
+            }
+        }
+    }
+
+    impl Vcpu for ScriptedVcpu {
+        fn index(&self) -> u8 {
+            0
+        }
+        fn configure_x86(&mut self, _: &VcpuSetup) -> crate::hypervisor::Result<()> {
+            Ok(())
+        }
+        fn run(&mut self) -> crate::hypervisor::Result<VcpuExit<'_>> {
+            self.runs += 1;
+            if std::mem::take(&mut self.pending_read) {
+                self.filled.push(self.buf.clone());
+            }
+            let step = self
+                .steps
+                .pop_front()
+                .expect("the loop ran past the script");
+            Ok(match step {
+                Step::In(port, n) => {
+                    self.buf = vec![0; n];
+                    self.pending_read = true;
+                    VcpuExit::IoIn {
+                        port,
+                        data: &mut self.buf,
+                    }
+                }
+                Step::Out(port, d) => {
+                    self.buf = d;
+                    VcpuExit::IoOut {
+                        port,
+                        data: &self.buf,
+                    }
+                }
+                Step::MmioRead(addr, n) => {
+                    self.buf = vec![0; n];
+                    self.pending_read = true;
+                    VcpuExit::MmioRead {
+                        addr,
+                        data: &mut self.buf,
+                    }
+                }
+                Step::MmioWrite(addr, d) => {
+                    self.buf = d;
+                    VcpuExit::MmioWrite {
+                        addr,
+                        data: &self.buf,
+                    }
+                }
+                Step::Hlt => VcpuExit::Hlt,
+                Step::SystemReset => VcpuExit::Reset,
+                Step::Internal(suberror) => VcpuExit::InternalError {
+                    suberror,
+                    data: vec![0x10, 0x20],
+                },
+                Step::Error => {
+                    return Err(HypervisorError::call(
+                        "KVM_RUN",
+                        std::io::Error::other("scripted failure"),
+                    ))
+                }
+            })
+        }
+        fn describe_failure(&mut self, _: &GuestMemoryMmap) -> String {
+            "RIP=0xscripted".into()
+        }
+    }
+
+    /// Answers reads with its byte, records writes.
+    struct Recorder {
+        value: u8,
+        writes: Arc<Mutex<Vec<(u64, Vec<u8>)>>>,
+    }
+
+    impl BusDevice for Recorder {
+        fn read(&mut self, _: u64, data: &mut [u8]) {
+            data.fill(self.value);
+        }
+        fn write(&mut self, offset: u64, data: &[u8]) {
+            self.writes.lock().unwrap().push((offset, data.to_vec()));
+        }
+    }
+
+    fn buses() -> (Bus, Bus, Arc<Mutex<Vec<(u64, Vec<u8>)>>>, Arc<AtomicBool>) {
+        let writes = Arc::new(Mutex::new(Vec::new()));
+        let reset = Arc::new(AtomicBool::new(false));
+        let mut io = Bus::new();
+        io.insert(
+            0x3f8,
+            8,
+            Arc::new(Mutex::new(Recorder {
+                value: 0x42,
+                writes: writes.clone(),
+            })),
+        )
+        .unwrap();
+        let r = reset.clone();
+        io.insert(
+            I8042_DATA_PORT,
+            5,
+            Arc::new(Mutex::new(I8042::new(Box::new(move || {
+                r.store(true, Ordering::SeqCst)
+            })))),
+        )
+        .unwrap();
+        let mut mmio = Bus::new();
+        mmio.insert(
+            0xd000_0000,
+            0x1000,
+            Arc::new(Mutex::new(Recorder {
+                value: 0x17,
+                writes: writes.clone(),
+            })),
+        )
+        .unwrap();
+        (io, mmio, writes, reset)
+    }
+
+    fn mem() -> GuestMemoryMmap {
+        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap()
+    }
+
+    #[test]
+    fn the_exit_loop_dispatches_to_the_buses_and_fills_unclaimed_reads() {
+        let (io, mmio, writes, _) = buses();
+        let mut vcpu = ScriptedVcpu::new(vec![
+            Step::In(0x3f8, 1),
+            Step::In(0x1234, 2),
+            Step::MmioRead(0xd000_0010, 4),
+            Step::MmioRead(0xe000_0000, 4),
+            Step::Out(0x3f9, vec![7]),
+            Step::MmioWrite(0xd000_0020, vec![1, 2, 3, 4]),
+            Step::Hlt,
+        ]);
+        let end = exit_loop(&mut vcpu, &io, &mmio, &mem(), &mut |_| true);
+        assert_eq!(end, Some(VmExitReason::Shutdown));
+        assert_eq!(
+            vcpu.filled,
+            vec![vec![0x42], vec![0xff, 0xff], vec![0x17; 4], vec![0xff; 4]]
+        );
+        assert_eq!(
+            *writes.lock().unwrap(),
+            vec![(1, vec![7]), (0x20, vec![1, 2, 3, 4])]
+        );
+    }
+
+    #[test]
+    fn the_i8042_reset_stops_the_vcpu_without_a_second_report() {
+        let (io, mmio, _, reset) = buses();
+        let mut vcpu = ScriptedVcpu::new(vec![Step::Out(0x64, vec![0xfe]), Step::Hlt]);
+        let end = exit_loop(&mut vcpu, &io, &mmio, &mem(), &mut |_| true);
+        assert_eq!(end, None);
+        assert!(reset.load(Ordering::SeqCst), "the i8042 saw the reset");
+        assert_eq!(vcpu.runs, 1);
+    }
+
+    #[test]
+    fn the_hook_between_runs_can_stop_the_vcpu() {
+        let (io, mmio, _, _) = buses();
+        let mut vcpu = ScriptedVcpu::new(vec![Step::Out(0x3f8, vec![1]), Step::Hlt]);
+        let mut calls = 0;
+        let end = exit_loop(&mut vcpu, &io, &mmio, &mem(), &mut |_| {
+            calls += 1;
+            calls < 2
+        });
+        assert_eq!(end, None);
+        assert_eq!((vcpu.runs, calls), (1, 2));
+    }
+
+    #[test]
+    fn failures_and_system_events_end_the_vm_with_a_reason() {
+        let (io, mmio, _, _) = buses();
+        let run = |step| {
+            let mut vcpu = ScriptedVcpu::new(vec![step]);
+            exit_loop(&mut vcpu, &io, &mmio, &mem(), &mut |_| true)
+        };
+        assert_eq!(run(Step::SystemReset), Some(VmExitReason::SystemReset));
+        let Some(VmExitReason::Failed(why)) = run(Step::Internal(1)) else {
+            panic!("an internal error must fail the VM");
+        };
+        assert!(why.contains("instruction emulation failure"), "{why}");
+        assert!(
+            why.contains("0x10, 0x20") && why.contains("RIP=0xscripted"),
+            "{why}"
+        );
+        let Some(VmExitReason::Failed(why)) = run(Step::Error) else {
+            panic!("a failed run must fail the VM");
+        };
+        assert!(why.starts_with("vCPU 0: KVM_RUN failed"), "{why}");
+    }
+
     #[test]
     fn bad_sizes_are_refused_before_the_hypervisor_is_touched() {
         for (cpus, mem) in [(0, 128), (17, 128), (1, 16)] {
