@@ -543,10 +543,13 @@ mod tests {
         }
     }
 
+    /// Writes seen by [`Recorder`]s: (offset, bytes).
+    type Writes = Arc<Mutex<Vec<(u64, Vec<u8>)>>>;
+
     /// Answers reads with its byte, records writes.
     struct Recorder {
         value: u8,
-        writes: Arc<Mutex<Vec<(u64, Vec<u8>)>>>,
+        writes: Writes,
     }
 
     impl BusDevice for Recorder {
@@ -558,7 +561,7 @@ mod tests {
         }
     }
 
-    fn buses() -> (Bus, Bus, Arc<Mutex<Vec<(u64, Vec<u8>)>>>, Arc<AtomicBool>) {
+    fn buses() -> (Bus, Bus, Writes, Arc<AtomicBool>) {
         let writes = Arc::new(Mutex::new(Vec::new()));
         let reset = Arc::new(AtomicBool::new(false));
         let mut io = Bus::new();
