@@ -5,8 +5,6 @@
 //! exits to the buses), one event loop (virtio queue notifications and host
 //! sockets), and the caller's, which waits for the VM to end.
 
-use std::fs::File;
-use std::io::Write;
 use std::os::unix::thread::JoinHandleExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,85 +23,18 @@ use crate::devices::i8042::{I8042, I8042_DATA_PORT};
 use crate::devices::serial::{
     ConsoleSink, LineHook, SerialPort, SerialSnapshot, COM1_LEN, COM1_PORT,
 };
-use crate::devices::virtio::fs::{self as virtio_fs, FsConfig};
+use crate::devices::virtio::fs as virtio_fs;
 use crate::devices::virtio::mmio::MmioState;
 use crate::devices::Bus;
-use crate::host_quirks::HostQuirks;
 use crate::hypervisor::kvm::KvmHypervisor;
 use crate::hypervisor::{Hypervisor, HypervisorError, Vcpu, VcpuState, Vm, VmState};
-use crate::net::UserNetConfig;
 use crate::snapshot::{self, SnapshotError};
 use crate::GuestMemoryMmap;
 
-/// Where the guest console goes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SerialOutput {
-    /// The VMM's stdout.
-    Stdout,
-    /// A file (created or truncated).
-    File(PathBuf),
-}
-
 pub use crate::device_manager::DiskConfig;
-
-/// Everything that describes one VM.
-#[derive(Clone, Debug)]
-pub struct VmConfig {
-    /// Kernel image (ELF vmlinux or bzImage).
-    pub kernel: PathBuf,
-    /// Initial ramdisk.
-    pub initrd: Option<PathBuf>,
-    /// Kernel command line (device and host-quirk parts are appended).
-    pub cmdline: String,
-    /// Number of vCPUs.
-    pub cpus: u8,
-    /// Guest RAM in MiB.
-    pub mem_mib: u64,
-    /// RAM the guest sees at boot, in MiB (a multiple of 128); the rest of
-    /// `mem_mib` is mapped but left out of the e820 map and announced on the
-    /// command line (`berth.mem_hotplug=START-END,...`) for the guest to
-    /// hot-add. `None`: the host quirks decide (all RAM at boot on real KVM).
-    pub boot_mem_mib: Option<u64>,
-    /// Console destination.
-    pub serial: SerialOutput,
-    /// Host Unix socket of the vsock device (none: no vsock device).
-    pub vsock_uds: Option<PathBuf>,
-    /// virtio-blk disks, in /dev/vda, vdb, ... order.
-    pub disks: Vec<DiskConfig>,
-    /// Add a virtio-rng device.
-    pub rng: bool,
-    /// Shared host directories (virtio-fs), one device each. A VM with
-    /// shares cannot be snapshotted.
-    pub fs: Vec<FsConfig>,
-    /// A virtio-net device with user-mode networking (crate::net), set up
-    /// this way. A VM with one cannot be snapshotted.
-    pub net: Option<UserNetConfig>,
-    /// Host workarounds to apply.
-    pub quirks: HostQuirks,
-    /// Take a snapshot when the guest says it is ready.
-    pub snapshot_on_ready: Option<SnapshotOnReady>,
-}
-
-impl VmConfig {
-    /// The virtio devices, in slot order: vsock, disks, rng, shares, net.
-    pub fn devices(&self) -> Vec<DeviceConfig> {
-        let mut out = Vec::new();
-        if let Some(uds) = &self.vsock_uds {
-            out.push(DeviceConfig::Vsock(uds.clone()));
-        }
-        out.extend(self.disks.iter().cloned().map(DeviceConfig::Block));
-        if self.rng {
-            out.push(DeviceConfig::Rng);
-        }
-        out.extend(self.fs.iter().cloned().map(DeviceConfig::Fs));
-        if let Some(net) = &self.net {
-            out.push(DeviceConfig::Net(net.clone()));
-        }
-        out
-    }
-}
-
-pub use crate::x86_vm::VmmError;
+pub use crate::x86_vm::{
+    hotplug_ranges, SerialOutput, SnapshotOnReady, VmConfig, VmmError, HOTPLUG_BLOCK,
+};
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> VmmError {
     let what = what.into();
@@ -145,53 +76,6 @@ pub struct VmOutcome {
     pub timings: Timings,
 }
 
-/// The final command line: the caller's, the host quirks', and the devices'.
-fn base_cmdline(config: &VmConfig, hotplug: &[(u64, u64)]) -> String {
-    let extras = config.quirks.cmdline_extras();
-    let mut s = format!("{} {}", config.cmdline.trim(), extras)
-        .trim()
-        .to_string();
-    if !hotplug.is_empty() {
-        let ranges: Vec<String> = hotplug
-            .iter()
-            .map(|(a, size)| format!("{a:#x}-{:#x}", a + size))
-            .collect();
-        s.push_str(" berth.mem_hotplug=");
-        s.push_str(&ranges.join(","));
-    }
-    s
-}
-
-/// Granularity of guest memory hotplug (the x86 memory block size).
-pub const HOTPLUG_BLOCK: u64 = 128 << 20;
-
-/// The RAM (in bytes) to announce at boot, given the whole and the wish.
-fn boot_mem_size(mem_size: u64, boot_mem_mib: Option<u64>, quirks: HostQuirks) -> u64 {
-    let wish = boot_mem_mib
-        .map(|m| m << 20)
-        .or_else(|| quirks.boot_mem_bytes());
-    match wish {
-        // Whole blocks only, and never less than one.
-        Some(b) if b < mem_size => (b / HOTPLUG_BLOCK).max(1) * HOTPLUG_BLOCK,
-        _ => mem_size,
-    }
-    .min(mem_size)
-}
-
-/// The guest-physical RAM ranges that are mapped but not announced at boot.
-pub fn hotplug_ranges(mem_size: u64, boot_size: u64) -> Vec<(u64, u64)> {
-    let mut out = Vec::new();
-    let mut skip = boot_size;
-    for (start, size) in arch::ram_regions(mem_size) {
-        let take = skip.min(size);
-        skip -= take;
-        if size > take {
-            out.push((start + take, size - take));
-        }
-    }
-    out
-}
-
 /// Builds the VM described by `config` and runs it to its end.
 ///
 /// vCPU threads of a VM that ended may still be blocked in the hypervisor;
@@ -213,7 +97,7 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmmError> {
 
     let hypervisor = KvmHypervisor::new()?;
     let vm = hypervisor.create_vm()?;
-    let boot_size = boot_mem_size(mem_size, config.boot_mem_mib, config.quirks);
+    let boot_size = crate::x86_vm::boot_mem_size(mem_size, config.boot_mem_mib, config.quirks);
     let hotplug = hotplug_ranges(mem_size, boot_size);
     let mut guest = crate::x86_vm::load_guest(
         &*vm,
@@ -221,7 +105,7 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmmError> {
         config.initrd.as_deref(),
         mem_size,
         boot_size,
-        &base_cmdline(config, &hotplug),
+        &crate::x86_vm::base_cmdline(config, &hotplug),
     )?;
     let mem = guest.mem.clone();
 
@@ -261,15 +145,6 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmmError> {
         event_rx,
         config.snapshot_on_ready.as_ref().map(|s| s.dir.clone()),
     )
-}
-
-/// Take a snapshot when the guest is ready.
-#[derive(Clone, Debug)]
-pub struct SnapshotOnReady {
-    /// Snapshot directory (created).
-    pub dir: PathBuf,
-    /// The guest is ready when it writes a console line containing this.
-    pub marker: String,
 }
 
 /// The console line of berth's guest agent once it listens on vsock.
@@ -490,12 +365,7 @@ fn legacy_devices(
 ) -> Result<LegacyDevices, VmmError> {
     let mut io_bus = Bus::new();
     let first_serial_byte = Arc::new(OnceLock::new());
-    let out: Box<dyn Write + Send> = match serial_out {
-        SerialOutput::Stdout => Box::new(std::io::stdout()),
-        SerialOutput::File(p) => {
-            Box::new(File::create(p).map_err(io_err(format!("cannot create {}", p.display())))?)
-        }
-    };
+    let out = serial_out.open()?;
     let mut sink = ConsoleSink::new(out, first_serial_byte.clone());
     if let Some((text, f)) = marker {
         sink = sink.with_marker(&text, f);
@@ -936,20 +806,8 @@ fn run_vcpu(mut vcpu: Box<dyn Vcpu>, ctx: VcpuContext) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devices::virtio::fs::FsError;
-
-    #[test]
-    fn boot_memory_is_whole_blocks_and_never_more_than_all() {
-        let pvm = HostQuirks { kvm_pvm: true };
-        let kvm = HostQuirks::none();
-        assert_eq!(boot_mem_size(2 << 30, None, kvm), 2 << 30);
-        // All RAM at boot on kvm_pvm too (see HostQuirks::boot_mem_bytes).
-        assert_eq!(boot_mem_size(2 << 30, None, pvm), 2 << 30);
-        assert_eq!(boot_mem_size(128 << 20, None, pvm), 128 << 20);
-        assert_eq!(boot_mem_size(2 << 30, Some(300), kvm), 256 << 20);
-        assert_eq!(boot_mem_size(2 << 30, Some(1), kvm), 128 << 20);
-        assert_eq!(boot_mem_size(512 << 20, Some(4096), pvm), 512 << 20);
-    }
+    use crate::devices::virtio::fs::{FsConfig, FsError};
+    use crate::host_quirks::HostQuirks;
 
     #[test]
     fn shares_refuse_snapshots_and_duplicate_tags_before_the_hypervisor() {
@@ -983,45 +841,5 @@ mod tests {
             run(&config),
             Err(VmmError::Fs(FsError::DuplicateTag(_)))
         ));
-    }
-
-    #[test]
-    fn hotplug_ranges_cover_what_boot_leaves_out() {
-        assert_eq!(hotplug_ranges(2 << 30, 2 << 30), vec![]);
-        assert_eq!(
-            hotplug_ranges(2 << 30, 256 << 20),
-            vec![(256 << 20, (2 << 30) - (256 << 20))]
-        );
-        // Above the 32-bit device gap the rest continues at 4 GiB.
-        assert_eq!(
-            hotplug_ranges(4 << 30, 256 << 20),
-            vec![
-                (256 << 20, arch::LOW_RAM_END - (256 << 20)),
-                (arch::HIGH_RAM_START, (4 << 30) - arch::LOW_RAM_END)
-            ]
-        );
-        let cfg_line = base_cmdline(
-            &VmConfig {
-                kernel: "k".into(),
-                initrd: None,
-                cmdline: "console=ttyS0".into(),
-                cpus: 1,
-                mem_mib: 512,
-                boot_mem_mib: None,
-                serial: SerialOutput::Stdout,
-                vsock_uds: None,
-                disks: vec![],
-                rng: false,
-                fs: vec![],
-                net: None,
-                quirks: HostQuirks::none(),
-                snapshot_on_ready: None,
-            },
-            &[(0x1000_0000, 0x1000_0000)],
-        );
-        assert_eq!(
-            cfg_line,
-            "console=ttyS0 berth.mem_hotplug=0x10000000-0x20000000"
-        );
     }
 }

@@ -34,57 +34,189 @@ use crate::boot::{self, BootError};
 use crate::device_manager::{self, DeviceConfig, DeviceError, DiskConfig};
 use crate::devices::i8042::{is_reset_write, I8042, I8042_DATA_PORT};
 use crate::devices::serial::{ConsoleSink, SerialPort, COM1_LEN, COM1_PORT};
-use crate::devices::virtio::fs::FsError;
+use crate::devices::virtio::fs::{FsConfig, FsError};
 use crate::devices::virtio::worker::DeviceWorkers;
 use crate::devices::{Bus, BusError};
 use crate::host_quirks::HostQuirks;
 use crate::hypervisor::{Hypervisor, HypervisorError, Vcpu, VcpuExit, Vm};
+use crate::net::UserNetConfig;
 use crate::snapshot::SnapshotError;
 use crate::GuestMemoryMmap;
 
-/// What to boot.
-pub struct X86VmConfig {
-    /// ELF vmlinux or bzImage.
+/// Where the guest console goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SerialOutput {
+    /// The VMM's stdout.
+    Stdout,
+    /// A file (created or truncated).
+    File(PathBuf),
+    /// A writer of the caller's (tests capture the console with one).
+    Writer(ConsoleWriter),
+}
+
+impl SerialOutput {
+    /// Opens the destination.
+    pub(crate) fn open(&self) -> Result<Box<dyn Write + Send>, VmmError> {
+        Ok(match self {
+            SerialOutput::Stdout => Box::new(std::io::stdout()),
+            SerialOutput::File(p) => {
+                Box::new(std::fs::File::create(p).map_err(|source| VmmError::Io {
+                    what: format!("cannot create {}", p.display()),
+                    source,
+                })?)
+            }
+            SerialOutput::Writer(w) => Box::new(w.clone()),
+        })
+    }
+}
+
+/// A console writer that clones of a configuration share.
+#[derive(Clone)]
+pub struct ConsoleWriter(Arc<Mutex<Box<dyn Write + Send>>>);
+
+impl ConsoleWriter {
+    /// Wraps `w`.
+    pub fn new(w: impl Write + Send + 'static) -> Self {
+        ConsoleWriter(Arc::new(Mutex::new(Box::new(w))))
+    }
+}
+
+impl Write for ConsoleWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).flush()
+    }
+}
+
+impl std::fmt::Debug for ConsoleWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConsoleWriter")
+    }
+}
+
+/// The same writer.
+impl PartialEq for ConsoleWriter {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ConsoleWriter {}
+
+/// Everything that describes one x86 VM (every backend; snapshots, shares
+/// and user networking need the KVM VMM, `vmm::run`).
+#[derive(Clone, Debug)]
+pub struct VmConfig {
+    /// Kernel image (ELF vmlinux or bzImage).
     pub kernel: PathBuf,
     /// Initial ramdisk.
     pub initrd: Option<PathBuf>,
-    /// Kernel command line (virtio-mmio devices and host quirks are appended).
+    /// Kernel command line (device and host-quirk parts are appended).
     pub cmdline: String,
-    /// Number of vCPUs (1 to 16).
+    /// Number of vCPUs.
     pub cpus: u8,
     /// Guest RAM in MiB.
     pub mem_mib: u64,
-    /// Console output.
-    pub console: Box<dyn Write + Send>,
-    /// Expose guest vsock (CID 3) on this Unix socket (`CONNECT <port>\n`;
-    /// guest connections to host port P go to `<PATH>_P`). Unix hosts only.
+    /// RAM the guest sees at boot, in MiB (a multiple of 128); the rest of
+    /// `mem_mib` is mapped but left out of the e820 map and announced on the
+    /// command line (`berth.mem_hotplug=START-END,...`) for the guest to
+    /// hot-add. `None`: the host quirks decide (all RAM at boot on real KVM).
+    pub boot_mem_mib: Option<u64>,
+    /// Console destination.
+    pub serial: SerialOutput,
+    /// Host Unix socket of the vsock device (none: no vsock device).
     pub vsock_uds: Option<PathBuf>,
-    /// virtio-blk disks: (path, read-only).
-    pub disks: Vec<(PathBuf, bool)>,
+    /// virtio-blk disks, in /dev/vda, vdb, ... order.
+    pub disks: Vec<DiskConfig>,
     /// Add a virtio-rng device.
     pub rng: bool,
-    /// Host workarounds (command line and CPUID filter on kvm_pvm hosts).
+    /// Shared host directories (virtio-fs), one device each. A VM with
+    /// shares cannot be snapshotted.
+    pub fs: Vec<FsConfig>,
+    /// A virtio-net device with user-mode networking (crate::net), set up
+    /// this way. A VM with one cannot be snapshotted.
+    pub net: Option<UserNetConfig>,
+    /// Host workarounds to apply.
     pub quirks: HostQuirks,
+    /// Take a snapshot when the guest says it is ready.
+    pub snapshot_on_ready: Option<SnapshotOnReady>,
 }
 
-impl X86VmConfig {
-    /// The virtio devices, in slot order: vsock, disks, rng.
+impl VmConfig {
+    /// The virtio devices, in slot order: vsock, disks, rng, shares, net.
     pub fn devices(&self) -> Vec<DeviceConfig> {
         let mut out = Vec::new();
         if let Some(uds) = &self.vsock_uds {
             out.push(DeviceConfig::Vsock(uds.clone()));
         }
-        out.extend(self.disks.iter().map(|(path, read_only)| {
-            DeviceConfig::Block(DiskConfig {
-                path: path.clone(),
-                read_only: *read_only,
-            })
-        }));
+        out.extend(self.disks.iter().cloned().map(DeviceConfig::Block));
         if self.rng {
             out.push(DeviceConfig::Rng);
         }
+        out.extend(self.fs.iter().cloned().map(DeviceConfig::Fs));
+        if let Some(net) = &self.net {
+            out.push(DeviceConfig::Net(net.clone()));
+        }
         out
     }
+}
+
+/// Take a snapshot when the guest is ready.
+#[derive(Clone, Debug)]
+pub struct SnapshotOnReady {
+    /// Snapshot directory (created).
+    pub dir: PathBuf,
+    /// The guest is ready when it writes a console line containing this.
+    pub marker: String,
+}
+
+/// The final command line: the caller's, the host quirks', and the devices'.
+pub(crate) fn base_cmdline(config: &VmConfig, hotplug: &[(u64, u64)]) -> String {
+    let extras = config.quirks.cmdline_extras();
+    let mut s = format!("{} {}", config.cmdline.trim(), extras)
+        .trim()
+        .to_string();
+    if !hotplug.is_empty() {
+        let ranges: Vec<String> = hotplug
+            .iter()
+            .map(|(a, size)| format!("{a:#x}-{:#x}", a + size))
+            .collect();
+        s.push_str(" berth.mem_hotplug=");
+        s.push_str(&ranges.join(","));
+    }
+    s
+}
+
+/// Granularity of guest memory hotplug (the x86 memory block size).
+pub const HOTPLUG_BLOCK: u64 = 128 << 20;
+
+/// The RAM (in bytes) to announce at boot, given the whole and the wish.
+pub(crate) fn boot_mem_size(mem_size: u64, boot_mem_mib: Option<u64>, quirks: HostQuirks) -> u64 {
+    let wish = boot_mem_mib
+        .map(|m| m << 20)
+        .or_else(|| quirks.boot_mem_bytes());
+    match wish {
+        // Whole blocks only, and never less than one.
+        Some(b) if b < mem_size => (b / HOTPLUG_BLOCK).max(1) * HOTPLUG_BLOCK,
+        _ => mem_size,
+    }
+    .min(mem_size)
+}
+
+/// The guest-physical RAM ranges that are mapped but not announced at boot.
+pub fn hotplug_ranges(mem_size: u64, boot_size: u64) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut skip = boot_size;
+    for (start, size) in arch::ram_regions(mem_size) {
+        let take = skip.min(size);
+        skip -= take;
+        if size > take {
+            out.push((start + take, size - take));
+        }
+    }
+    out
 }
 
 /// How an x86 VM ended (every backend: KVM, WHP).
@@ -157,29 +289,33 @@ pub enum VmmError {
 pub type X86VmError = VmmError;
 
 /// Boots `config` on `hypervisor` and runs it until a vCPU ends it.
-pub fn run(hypervisor: &dyn Hypervisor, config: X86VmConfig) -> Result<X86Exit, X86VmError> {
+pub fn run(hypervisor: &dyn Hypervisor, config: &VmConfig) -> Result<X86Exit, VmmError> {
     check_sizes(config.cpus, config.mem_mib)?;
+    if config.snapshot_on_ready.is_some() {
+        return Err(VmmError::Config(
+            "snapshots need the KVM VMM (vmm::run)".into(),
+        ));
+    }
+    crate::devices::virtio::fs::check_unique_tags(&config.fs)?;
     let mem_size = config.mem_mib << 20;
     let device_configs = config.devices();
+    let console = config.serial.open()?;
     let vm = hypervisor.create_vm()?;
+    let boot_size = boot_mem_size(mem_size, config.boot_mem_mib, config.quirks);
     let guest = load_guest(
         &*vm,
         &config.kernel,
         config.initrd.as_deref(),
         mem_size,
-        mem_size,
-        &format!(
-            "{} {}",
-            config.cmdline.trim(),
-            config.quirks.cmdline_extras()
-        ),
+        boot_size,
+        &base_cmdline(config, &hotplug_ranges(mem_size, boot_size)),
     )?;
     let mem = guest.mem.clone();
 
     // Legacy devices: the console and the reset line.
     let (exit_tx, exit_rx) = channel::<X86Exit>();
     let mut io_bus = Bus::new();
-    let sink = ConsoleSink::new(config.console, Arc::new(OnceLock::new()));
+    let sink = ConsoleSink::new(console, Arc::new(OnceLock::new()));
     let serial = Arc::new(Mutex::new(SerialPort::new(
         vm.create_interrupt_line(SERIAL_IRQ)?,
         sink,
@@ -423,18 +559,22 @@ mod tests {
         }
     }
 
-    fn config(cpus: u8, mem_mib: u64) -> X86VmConfig {
-        X86VmConfig {
+    fn config(cpus: u8, mem_mib: u64) -> VmConfig {
+        VmConfig {
             kernel: PathBuf::from("/nonexistent"),
             initrd: None,
             cmdline: String::new(),
             cpus,
             mem_mib,
-            console: Box::new(std::io::sink()),
+            boot_mem_mib: None,
+            serial: SerialOutput::Writer(ConsoleWriter::new(std::io::sink())),
             vsock_uds: None,
             disks: Vec::new(),
             rng: false,
+            fs: Vec::new(),
+            net: None,
             quirks: HostQuirks::none(),
+            snapshot_on_ready: None,
         }
     }
 
@@ -672,10 +812,63 @@ mod tests {
     #[test]
     fn bad_sizes_are_refused_before_the_hypervisor_is_touched() {
         for (cpus, mem) in [(0, 128), (17, 128), (1, 16)] {
-            let e = run(&NoHypervisor, config(cpus, mem)).unwrap_err();
+            let e = run(&NoHypervisor, &config(cpus, mem)).unwrap_err();
             assert!(matches!(e, X86VmError::Config(_)), "{e}");
         }
-        let e = run(&NoHypervisor, config(1, 128)).unwrap_err();
+        let e = run(&NoHypervisor, &config(1, 128)).unwrap_err();
         assert!(matches!(e, X86VmError::Hypervisor(_)), "{e}");
+    }
+
+    #[test]
+    fn boot_memory_is_whole_blocks_and_never_more_than_all() {
+        let pvm = HostQuirks { kvm_pvm: true };
+        let kvm = HostQuirks::none();
+        assert_eq!(boot_mem_size(2 << 30, None, kvm), 2 << 30);
+        // All RAM at boot on kvm_pvm too (see HostQuirks::boot_mem_bytes).
+        assert_eq!(boot_mem_size(2 << 30, None, pvm), 2 << 30);
+        assert_eq!(boot_mem_size(128 << 20, None, pvm), 128 << 20);
+        assert_eq!(boot_mem_size(2 << 30, Some(300), kvm), 256 << 20);
+        assert_eq!(boot_mem_size(2 << 30, Some(1), kvm), 128 << 20);
+        assert_eq!(boot_mem_size(512 << 20, Some(4096), pvm), 512 << 20);
+    }
+
+    #[test]
+    fn hotplug_ranges_cover_what_boot_leaves_out() {
+        assert_eq!(hotplug_ranges(2 << 30, 2 << 30), vec![]);
+        assert_eq!(
+            hotplug_ranges(2 << 30, 256 << 20),
+            vec![(256 << 20, (2 << 30) - (256 << 20))]
+        );
+        // Above the 32-bit device gap the rest continues at 4 GiB.
+        assert_eq!(
+            hotplug_ranges(4 << 30, 256 << 20),
+            vec![
+                (256 << 20, arch::LOW_RAM_END - (256 << 20)),
+                (arch::HIGH_RAM_START, (4 << 30) - arch::LOW_RAM_END)
+            ]
+        );
+        let cfg_line = base_cmdline(
+            &VmConfig {
+                kernel: "k".into(),
+                initrd: None,
+                cmdline: "console=ttyS0".into(),
+                cpus: 1,
+                mem_mib: 512,
+                boot_mem_mib: None,
+                serial: SerialOutput::Stdout,
+                vsock_uds: None,
+                disks: vec![],
+                rng: false,
+                fs: vec![],
+                net: None,
+                quirks: HostQuirks::none(),
+                snapshot_on_ready: None,
+            },
+            &[(0x1000_0000, 0x1000_0000)],
+        );
+        assert_eq!(
+            cfg_line,
+            "console=ttyS0 berth.mem_hotplug=0x10000000-0x20000000"
+        );
     }
 }
