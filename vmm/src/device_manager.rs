@@ -6,9 +6,9 @@
 //! A VM's devices go through three steps:
 //! 1. a list of [`DeviceConfig`]s (from the VM's configuration, or from a
 //!    snapshot's [`DeviceKind`] records with [`DeviceConfig::for_restore`]);
-//! 2. [`build`]: each config opens its host resources and becomes a
+//! 2. [`build()`]: each config opens its host resources and becomes a
 //!    [`VirtioDevice`] with the [`DeviceKind`] a snapshot records;
-//! 3. [`attach`]: device `i` gets MMIO window and interrupt line `i` of the
+//! 3. [`BuiltDevices::attach`]: device `i` gets MMIO window and interrupt line `i` of the
 //!    architecture ([`slot`]), an [`MmioTransport`] on the MMIO bus, its
 //!    queue notifications (ioeventfd where the hypervisor has one) and a
 //!    [`QueueRunner`] (the epoll event loop or worker threads) that

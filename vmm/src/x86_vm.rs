@@ -1,23 +1,23 @@
-//! Assembles and runs an x86_64 VM through the `Hypervisor` traits alone,
-//! for backends that are not KVM (the Windows Hypervisor Platform). It is
-//! the x86 twin of `arm64_vm`: RAM laid out by `arch::x86_64`; the kernel
-//! (ELF vmlinux or bzImage), initrd, command line, zero page, MP table and
-//! boot page tables placed by `boot`; a 16550 console and the i8042 reset
-//! line on the port-I/O bus; virtio-vsock (Unix hosts), virtio-blk and
-//! virtio-rng on the MMIO bus, the same transport and devices as the KVM
-//! VMM. Queue notifications ring [`QueueNotifier`]s, and
-//! [`DeviceWorkers`] threads wait on them (and on vsock's host sockets), so
-//! nothing here needs the epoll event loop.
+//! The x86_64 VM assembly of every backend, through the `Hypervisor`
+//! traits alone: the configuration ([`VmConfig`]), error ([`VmmError`]) and
+//! exit reason ([`VmExitReason`]) types, the boot assembly (`load_guest`:
+//! RAM laid out by `arch::x86_64`, the kernel (ELF vmlinux or bzImage),
+//! initrd and command line; `LoadedGuest::finish`: zero page, MP table,
+//! boot page tables, configured vCPUs) and the one vCPU exit loop
+//! (`exit_loop`). Devices come from `device_manager`: a 16550 console and
+//! the i8042 reset line on the port-I/O bus, virtio devices on the MMIO bus.
 //!
-//! The KVM VMM (`vmm.rs`) stays the Linux path: it adds snapshots and the
-//! epoll event loop. This module compiles on every x86_64 host, and its
-//! integration test (`vmm/tests/portable_x86.rs`) boots a real guest with
-//! the KVM backend through these traits, so the assembly is checked on
-//! Linux even though WHP itself cannot run there.
+//! Two runners use it. The KVM VMM (`vmm.rs`, Linux) adds the epoll event
+//! loop and snapshots. [`run`] here is the machine without snapshots: queue
+//! notifications ring [`QueueNotifier`]s and [`DeviceWorkers`] threads wait
+//! on them (and on vsock's host sockets), so nothing needs epoll; it is what
+//! `berth-vmm` runs on the Windows Hypervisor Platform, and its integration
+//! test (`vmm/tests/portable_x86.rs`) boots a real guest with the KVM
+//! backend through it on Linux.
 //!
-//! Limits: no vsock device on Windows yet (the muxer needs Unix sockets in
-//! mio); when one vCPU ends the VM, the others are left to the process exit
-//! (as in `berth-vmm`).
+//! Limits of [`run`]: no vsock device on Windows yet (the muxer needs Unix
+//! sockets in mio); when one vCPU ends the VM, the others are left to the
+//! process exit (as in `berth-vmm`).
 //!
 //! [`QueueNotifier`]: crate::devices::notify::QueueNotifier
 //! [`DeviceWorkers`]: crate::devices::virtio::worker::DeviceWorkers
