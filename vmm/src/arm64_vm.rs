@@ -22,13 +22,9 @@ use vm_memory::GuestAddress;
 
 use crate::arch::aarch64::boot::{load_guest, Arm64BootError, GuestSpec};
 use crate::arch::aarch64::layout;
+use crate::device_manager::{self, DeviceConfig, DeviceError, DiskConfig};
 use crate::devices::pl011::Pl011;
-use crate::devices::virtio::block::{Block, BlockError};
-use crate::devices::virtio::mmio::MmioTransport;
-use crate::devices::virtio::rng::Rng;
-use crate::devices::virtio::vsock::{Vsock, GUEST_CID};
 use crate::devices::virtio::worker::DeviceWorkers;
-use crate::devices::virtio::VirtioDevice;
 use crate::devices::{Bus, BusError};
 use crate::hypervisor::{Hypervisor, HypervisorError, Vcpu, VcpuExit};
 use crate::GuestMemoryMmap;
@@ -76,9 +72,9 @@ pub enum Arm64VmError {
     /// Loading the guest failed.
     #[error(transparent)]
     Boot(#[from] Arm64BootError),
-    /// A disk could not be opened.
+    /// A device could not be created or attached.
     #[error(transparent)]
-    Block(#[from] BlockError),
+    Device(#[from] DeviceError),
     /// Devices collide on the bus.
     #[error(transparent)]
     Bus(#[from] BusError),
@@ -99,18 +95,20 @@ pub fn run(hypervisor: &dyn Hypervisor, config: Arm64VmConfig) -> Result<Arm64Ex
     let kernel = read(&config.kernel)?;
     let initrd = config.initrd.as_ref().map(read).transpose()?;
 
-    let mut devices: Vec<Arc<Mutex<dyn VirtioDevice>>> = Vec::new();
+    let mut configs = Vec::new();
     if let Some(uds) = &config.vsock_uds {
-        let v = Vsock::new(GUEST_CID, uds)
-            .map_err(|e| Arm64VmError::Io(format!("vsock socket {}", uds.display()), e))?;
-        devices.push(Arc::new(Mutex::new(v)));
+        configs.push(DeviceConfig::Vsock(uds.clone()));
     }
-    for (path, ro) in &config.disks {
-        devices.push(Arc::new(Mutex::new(Block::open(path, *ro)?)));
-    }
+    configs.extend(config.disks.iter().map(|(path, read_only)| {
+        DeviceConfig::Block(DiskConfig {
+            path: path.clone(),
+            read_only: *read_only,
+        })
+    }));
     if config.rng {
-        devices.push(Arc::new(Mutex::new(Rng::new())));
+        configs.push(DeviceConfig::Rng);
     }
+    let devices = device_manager::build(&configs)?;
     let boot = load_guest(
         &mem,
         &GuestSpec {
@@ -131,20 +129,7 @@ pub fn run(hypervisor: &dyn Hypervisor, config: Arm64VmConfig) -> Result<Arm64Ex
         Arc::new(Mutex::new(uart)),
     )?;
     let mut workers = DeviceWorkers::new();
-    for (i, dev) in devices.into_iter().enumerate() {
-        let (base, size) = layout::virtio_mmio_window(i as u32);
-        let irq = vm.create_interrupt_line(layout::VIRTIO_SPI_BASE + i as u32)?;
-        let transport = MmioTransport::new(dev.clone(), mem.clone(), irq)
-            .map_err(|e| Arm64VmError::Io("virtio queue notifier".into(), e))?;
-        let notifiers = transport
-            .queue_evts()
-            .iter()
-            .map(|n| n.try_clone())
-            .collect::<std::io::Result<Vec<_>>>()
-            .map_err(|e| Arm64VmError::Io("queue notifier".into(), e))?;
-        workers.spawn(dev, notifiers);
-        bus.insert(base, size, Arc::new(Mutex::new(transport)))?;
-    }
+    devices.attach(&*vm, &mem, &mut bus, &mut workers)?;
 
     let mut vcpu = vm.create_vcpu(0)?;
     vcpu.configure_aarch64(&boot.regs)?;

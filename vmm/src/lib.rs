@@ -14,6 +14,8 @@ pub mod arm64_vm;
 pub mod boot;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub mod confine;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub mod device_manager;
 pub mod devices;
 pub mod host_quirks;
 pub mod hypervisor;

@@ -375,12 +375,9 @@ fn portable_kernel(args: &Args) -> Result<PathBuf, ExitCode> {
     })
 }
 
-/// The portable assemblies' disks (`PATH[,ro]`) and console (`-` or a
-/// file), or the exit code after saying what is wrong.
-#[cfg(any(
-    all(target_os = "macos", target_arch = "aarch64"),
-    all(windows, target_arch = "x86_64")
-))]
+/// The arm64 assembly's disks (`PATH[,ro]`) and console (`-` or a file),
+/// or the exit code after saying what is wrong.
+#[cfg(all(target_os = "macos", target_arch = "aarch64"))]
 #[allow(clippy::type_complexity)]
 fn disks_and_console(
     args: &Args,
@@ -461,8 +458,9 @@ fn main() -> ExitCode {
 /// assembled by the portable `x86_vm` (console, virtio-blk, virtio-rng).
 #[cfg(all(windows, target_arch = "x86_64"))]
 fn main() -> ExitCode {
+    use berth_vmm::device_manager::DiskConfig;
     use berth_vmm::hypervisor::whp::Whp;
-    use berth_vmm::x86_vm::{self, X86Exit, X86VmConfig};
+    use berth_vmm::x86_vm::{self, SerialOutput, VmConfig, X86Exit};
     let args = Args::parse();
     let _ = (
         args.timings,
@@ -481,25 +479,39 @@ fn main() -> ExitCode {
         eprintln!("berth-vmm: on Windows there is no vsock device yet");
         return ExitCode::from(2);
     }
-    let (disks, console) = match disks_and_console(&args) {
-        Ok(v) => v,
-        Err(code) => return code,
-    };
-    let config = X86VmConfig {
+    let mut disks = Vec::new();
+    for spec in &args.disks {
+        match parse_disk(spec) {
+            Ok((path, read_only)) => disks.push(DiskConfig { path, read_only }),
+            Err(e) => {
+                eprintln!("berth-vmm: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let config = VmConfig {
         kernel,
         initrd: args.initrd,
         cmdline: args.cmdline,
         cpus: args.cpus,
         mem_mib: args.mem_mib,
-        console,
+        boot_mem_mib: None,
+        serial: if args.serial_log == "-" {
+            SerialOutput::Stdout
+        } else {
+            SerialOutput::File(PathBuf::from(&args.serial_log))
+        },
         vsock_uds: None,
         disks,
         rng: args.rng,
+        fs: Vec::new(),
+        net: None,
         // kvm_pvm workarounds never apply on Windows.
         quirks: HostQuirks::none(),
+        snapshot_on_ready: None,
     };
     let _ = args.no_host_quirks;
-    let code = match x86_vm::run(&Whp::new(args.cpus), config) {
+    let code = match x86_vm::run(&Whp::new(args.cpus), &config) {
         Ok(X86Exit::Reset) | Ok(X86Exit::SystemReset) => 0,
         Ok(X86Exit::Shutdown) => {
             eprintln!("berth-vmm: guest shut down abnormally (triple fault or halt)");

@@ -15,8 +15,9 @@ use std::io::Write;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use berth_vmm::device_manager::DiskConfig;
 use berth_vmm::hypervisor::kvm::KvmHypervisor;
-use berth_vmm::x86_vm::{self, X86Exit, X86VmConfig};
+use berth_vmm::x86_vm::{self, ConsoleWriter, SerialOutput, VmConfig, X86Exit};
 use berth_vmm::HostQuirks;
 
 /// Console output shared with the test.
@@ -65,11 +66,11 @@ impl Console {
 
 /// Runs `config` through `x86_vm` with the KVM backend on its own thread;
 /// the receiver gets how it ended.
-fn start(config: X86VmConfig) -> mpsc::Receiver<Result<X86Exit, String>> {
+fn start(config: VmConfig) -> mpsc::Receiver<Result<X86Exit, String>> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let hv = KvmHypervisor::new().expect("open /dev/kvm");
-        let _ = tx.send(x86_vm::run(&hv, config).map_err(|e| e.to_string()));
+        let _ = tx.send(x86_vm::run(&hv, &config).map_err(|e| e.to_string()));
     });
     rx
 }
@@ -95,17 +96,24 @@ fn portable_assembly_boots_a_guest_through_the_traits() {
     let f = common::blk_image(&image);
 
     let console = Console::default();
-    let rx = start(X86VmConfig {
+    let rx = start(VmConfig {
         kernel: guest.kernel.clone(),
         initrd: Some(guest.initrd.clone()),
         cmdline: format!("{} bt_mode=blk", common::CMDLINE),
         cpus: 1,
         mem_mib: 128,
-        console: Box::new(console.clone()),
+        boot_mem_mib: None,
+        serial: SerialOutput::Writer(ConsoleWriter::new(console.clone())),
         vsock_uds: None,
-        disks: vec![(image.clone(), false)],
+        disks: vec![DiskConfig {
+            path: image.clone(),
+            read_only: false,
+        }],
         rng: true,
+        fs: Vec::new(),
+        net: None,
         quirks: HostQuirks::detect(),
+        snapshot_on_ready: None,
     });
     let exit = wait_end(&rx, &console);
     let text = console.text();
@@ -132,17 +140,21 @@ fn portable_assembly_runs_vsock_on_worker_threads() {
     };
     let uds = guest.workdir.join("vsock.sock");
     let console = Console::default();
-    let rx = start(X86VmConfig {
+    let rx = start(VmConfig {
         kernel: guest.kernel.clone(),
         initrd: Some(guest.initrd.clone()),
         cmdline: format!("{} bt_mode=vsock_listen", common::CMDLINE),
         cpus: 1,
         mem_mib: 128,
-        console: Box::new(console.clone()),
+        boot_mem_mib: None,
+        serial: SerialOutput::Writer(ConsoleWriter::new(console.clone())),
         vsock_uds: Some(uds.clone()),
         disks: Vec::new(),
         rng: false,
+        fs: Vec::new(),
+        net: None,
         quirks: HostQuirks::detect(),
+        snapshot_on_ready: None,
     });
     console.wait_for_line("BERTH-VMM-LISTENING 1024", &rx);
 

@@ -105,6 +105,72 @@ pub enum VcpuExit<'a> {
     Other(String),
 }
 
+/// The saved state of one vCPU, tagged by the backend that saved it (as
+/// Cloud Hypervisor's `CpuState`): only that backend's `set_state` takes it.
+/// In a snapshot file the state is written as the backend's own structure;
+/// the header's `hypervisor` field is the tag there.
+pub enum VcpuState {
+    /// KVM's registers, MSRs, LAPIC, events, ...
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    Kvm(kvm::KvmVcpuState),
+}
+
+impl VcpuState {
+    /// The guest TSC frequency the state was saved with, where the backend
+    /// records one.
+    pub fn tsc_khz(&self) -> Option<u32> {
+        match *self {
+            #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+            VcpuState::Kvm(ref s) => Some(s.tsc_khz),
+        }
+    }
+}
+
+/// The saved VM-wide state (interrupt controllers, timers, clock), tagged
+/// by backend like [`VcpuState`].
+pub enum VmState {
+    /// KVM's in-kernel PIC, IOAPIC, PIT and kvmclock.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    Kvm(kvm::KvmVmState),
+}
+
+// The on-disk form is the backend's structure itself (snapshots written
+// before the tagged types existed load unchanged).
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+mod state_serde {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{kvm, VcpuState, VmState};
+
+    impl Serialize for VcpuState {
+        fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            match self {
+                VcpuState::Kvm(k) => k.serialize(s),
+            }
+        }
+    }
+
+    impl<'de> Deserialize<'de> for VcpuState {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+            kvm::KvmVcpuState::deserialize(d).map(VcpuState::Kvm)
+        }
+    }
+
+    impl Serialize for VmState {
+        fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            match self {
+                VmState::Kvm(k) => k.serialize(s),
+            }
+        }
+    }
+
+    impl<'de> Deserialize<'de> for VmState {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+            kvm::KvmVmState::deserialize(d).map(VmState::Kvm)
+        }
+    }
+}
+
 /// A guest interrupt line (a GSI on x86, an SPI on arm64) that a device can
 /// raise without knowing how the hypervisor delivers it.
 pub trait InterruptLine: Send + Sync {
@@ -144,6 +210,15 @@ pub trait Vm: Send + Sync {
     fn platform_mmio_devices(&self) -> Vec<(u64, u64, crate::devices::bus::SharedDevice)> {
         Vec::new()
     }
+    /// Saves the VM-wide state (every vCPU paused). Backends without
+    /// snapshots refuse.
+    fn state(&self) -> Result<VmState> {
+        Err(HypervisorError::MissingCapability("VM snapshots"))
+    }
+    /// Loads VM-wide state saved by the same backend (before the vCPUs').
+    fn set_state(&self, _state: &VmState) -> Result<()> {
+        Err(HypervisorError::MissingCapability("VM snapshots"))
+    }
 }
 
 /// One virtual CPU. Moved to its own thread to run.
@@ -162,4 +237,19 @@ pub trait Vcpu: Send {
     /// Describes the vCPU state after a failure: registers and the bytes of
     /// the instruction at the instruction pointer (read through `mem`).
     fn describe_failure(&mut self, mem: &GuestMemoryMmap) -> String;
+    /// Completes the instruction of the last exit without entering the
+    /// guest again and saves the vCPU's state (on the vCPU's thread, between
+    /// runs). Backends without snapshots refuse.
+    fn state(&mut self) -> Result<VcpuState> {
+        Err(HypervisorError::MissingCapability("vCPU snapshots"))
+    }
+    /// Loads a state saved by the same backend into this fresh vCPU.
+    fn set_state(&mut self, _state: &VcpuState) -> Result<()> {
+        Err(HypervisorError::MissingCapability("vCPU snapshots"))
+    }
+    /// The guest TSC frequency in kHz, where the backend knows it (a
+    /// snapshot restores only on a host with the same).
+    fn tsc_khz(&self) -> Result<Option<u32>> {
+        Ok(None)
+    }
 }

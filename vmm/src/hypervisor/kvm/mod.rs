@@ -36,8 +36,8 @@ impl KvmHypervisor {
 }
 
 impl KvmHypervisor {
-    /// Creates a VM (the concrete type, for snapshot and restore).
-    pub fn create_kvm_vm(&self) -> Result<Arc<KvmVm>> {
+    /// Creates a VM with its in-kernel irqchip and PIT.
+    fn create_kvm_vm(&self) -> Result<Arc<KvmVm>> {
         let vm = self
             .kvm
             .create_vm()
@@ -101,8 +101,8 @@ impl InterruptLine for IrqFdLine {
 }
 
 impl KvmVm {
-    /// Creates vCPU `index` (the concrete type, for snapshot and restore).
-    pub fn create_kvm_vcpu(&self, index: u8) -> Result<KvmVcpu> {
+    /// Creates vCPU `index`.
+    fn create_kvm_vcpu(&self, index: u8) -> Result<KvmVcpu> {
         let fd = self
             .vm
             .create_vcpu(u64::from(index))
@@ -160,5 +160,15 @@ impl super::Vm for KvmVm {
             .register_ioevent(notifier.event_fd(), &IoEventAddress::Mmio(addr), datamatch)
             .map_err(|e| HypervisorError::call("KVM_IOEVENTFD", e))?;
         Ok(true)
+    }
+
+    fn state(&self) -> Result<super::VmState> {
+        Ok(super::VmState::Kvm(self.save_state()?))
+    }
+
+    fn set_state(&self, state: &super::VmState) -> Result<()> {
+        match state {
+            super::VmState::Kvm(s) => self.restore_state(s),
+        }
     }
 }

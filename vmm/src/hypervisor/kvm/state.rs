@@ -1,4 +1,5 @@
-//! Saving and loading KVM vCPU and VM state (snapshots).
+//! Saving and loading KVM vCPU and VM state (snapshots), reached through
+//! the `Vm::state/set_state` and `Vcpu::state/set_state` trait methods.
 //!
 //! The set and its restore order follow the measured proof of concept
 //! (research/vm-snapshot): REGS, SREGS, MSRs, LAPIC and the irqchip are
@@ -66,7 +67,7 @@ impl KvmVcpu {
     /// Completes the instruction of the last exit without entering the
     /// guest again (KVM_RUN with immediate_exit), so the vCPU is at an
     /// instruction boundary and its state can be saved.
-    pub fn settle(&mut self) {
+    pub(super) fn settle(&mut self) {
         self.fd.set_kvm_immediate_exit(1);
         // EINTR is the expected answer; anything else changes nothing here.
         let _ = self.fd.run();
@@ -102,7 +103,7 @@ impl KvmVcpu {
     }
 
     /// Saves the vCPU's state (call [`Self::settle`] first).
-    pub fn save_state(&self) -> Result<KvmVcpuState> {
+    pub(super) fn save_state(&self) -> Result<KvmVcpuState> {
         let fd = &self.fd;
         let cpuid = fd
             .get_cpuid2(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
@@ -124,7 +125,7 @@ impl KvmVcpu {
     }
 
     /// Loads a saved state into this fresh vCPU.
-    pub fn restore_state(&self, s: &KvmVcpuState) -> Result<()> {
+    pub(super) fn restore_state(&self, s: &KvmVcpuState) -> Result<()> {
         let fd = &self.fd;
         let cpuid = CpuId::from_entries(&s.cpuid).map_err(|_| {
             HypervisorError::call("build CPUID", std::io::Error::other("too many entries"))
@@ -166,7 +167,7 @@ impl KvmVcpu {
     }
 
     /// The guest TSC frequency in kHz.
-    pub fn tsc_khz(&self) -> Result<u32> {
+    pub(super) fn tsc_khz(&self) -> Result<u32> {
         self.fd.get_tsc_khz().map_err(call("KVM_GET_TSC_KHZ"))
     }
 }
@@ -180,7 +181,7 @@ fn chip(id: u32) -> kvm_irqchip {
 
 impl KvmVm {
     /// Saves irqchip, PIT and clock (vCPUs paused).
-    pub fn save_state(&self) -> Result<KvmVmState> {
+    pub(super) fn save_state(&self) -> Result<KvmVmState> {
         let mut pic_master = chip(KVM_IRQCHIP_PIC_MASTER);
         let mut pic_slave = chip(KVM_IRQCHIP_PIC_SLAVE);
         let mut ioapic = chip(KVM_IRQCHIP_IOAPIC);
@@ -197,7 +198,7 @@ impl KvmVm {
     }
 
     /// Loads VM-wide state (before the vCPUs').
-    pub fn restore_state(&self, s: &KvmVmState) -> Result<()> {
+    pub(super) fn restore_state(&self, s: &KvmVmState) -> Result<()> {
         self.vm.set_pit2(&s.pit2).map_err(call("KVM_SET_PIT2"))?;
         // Only the clock value: the flags of KVM_GET_CLOCK (TSC_STABLE,
         // REALTIME, HOST_TSC) are not accepted back by every kernel.

@@ -166,6 +166,21 @@ impl crate::hypervisor::Vcpu for KvmVcpu {
         self.index
     }
 
+    fn state(&mut self) -> Result<crate::hypervisor::VcpuState> {
+        self.settle();
+        Ok(crate::hypervisor::VcpuState::Kvm(self.save_state()?))
+    }
+
+    fn set_state(&mut self, state: &crate::hypervisor::VcpuState) -> Result<()> {
+        match state {
+            crate::hypervisor::VcpuState::Kvm(s) => self.restore_state(s),
+        }
+    }
+
+    fn tsc_khz(&self) -> Result<Option<u32>> {
+        KvmVcpu::tsc_khz(self).map(Some)
+    }
+
     fn configure_x86(&mut self, setup: &VcpuSetup) -> Result<()> {
         self.set_cpuid(setup)?;
         self.set_msrs()?;

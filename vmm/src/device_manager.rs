@@ -1,0 +1,606 @@
+//! The device list of a VM: every virtio device kind is registered here once
+//! (its configuration, how it is built, its snapshot record), and every VM
+//! assembly (the KVM VMM `vmm`, the portable `x86_vm` and `arm64_vm`) and
+//! the snapshot code get their devices from here.
+//!
+//! A VM's devices go through three steps:
+//! 1. a list of [`DeviceConfig`]s (from the VM's configuration, or from a
+//!    snapshot's [`DeviceKind`] records with [`DeviceConfig::for_restore`]);
+//! 2. [`build()`]: each config opens its host resources and becomes a
+//!    [`VirtioDevice`] with the [`DeviceKind`] a snapshot records;
+//! 3. [`BuiltDevices::attach`]: device `i` gets MMIO window and interrupt line `i` of the
+//!    architecture ([`slot`]), an [`MmioTransport`] on the MMIO bus, its
+//!    queue notifications (ioeventfd where the hypervisor has one) and a
+//!    [`QueueRunner`] (the epoll event loop or worker threads) that
+//!    processes its queues; on x86 the window is also announced on the
+//!    kernel command line.
+//!
+//! Adding a device kind means one variant in [`DeviceConfig`] and one in
+//! [`DeviceKind`] and their arms in this file (see docs/adding-a-device.md).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::devices::bus::{Bus, BusError};
+use crate::devices::notify::QueueNotifier;
+use crate::devices::virtio::block::{Block, BlockError};
+use crate::devices::virtio::fs::{FsConfig, FsError};
+use crate::devices::virtio::mmio::{reg, MmioTransport};
+use crate::devices::virtio::rng::Rng;
+use crate::devices::virtio::worker::DeviceWorkers;
+use crate::devices::virtio::VirtioDevice;
+use crate::hypervisor::{HypervisorError, Vm};
+use crate::net::{NetError, UserNetConfig};
+use crate::snapshot::SnapshotError;
+use crate::GuestMemoryMmap;
+
+/// A virtio-blk disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiskConfig {
+    /// Raw image file.
+    pub path: PathBuf,
+    /// Refuse guest writes.
+    pub read_only: bool,
+}
+
+/// A virtio device to create, with the host resources it uses.
+#[derive(Clone, Debug)]
+pub enum DeviceConfig {
+    /// virtio-vsock (guest CID 3) behind this host Unix socket
+    /// (`CONNECT <port>\n`; guest connections to host port P go to
+    /// `<PATH>_P`). Unix hosts only.
+    Vsock(PathBuf),
+    /// A virtio-blk disk.
+    Block(DiskConfig),
+    /// A virtio-rng entropy source.
+    Rng,
+    /// A shared host directory (virtio-fs). Linux hosts only; a VM with one
+    /// cannot be snapshotted.
+    Fs(FsConfig),
+    /// virtio-net with user-mode networking (crate::net). Unix hosts only;
+    /// a VM with one cannot be snapshotted.
+    Net(UserNetConfig),
+}
+
+/// A device as recorded in a snapshot (the serialized form is part of the
+/// snapshot format: keep variant and field names).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// virtio-vsock (the host socket is given again at restore).
+    Vsock,
+    /// virtio-blk.
+    Block {
+        /// The image the device was made with.
+        path: PathBuf,
+        /// Guest writes refused.
+        read_only: bool,
+        /// Capacity in bytes when the device was made (absent in older
+        /// snapshots). A restore given a disk of another size tells the
+        /// guest its configuration changed, so the driver reads the new
+        /// capacity: an empty disk slot in a snapshot can be filled per
+        /// clone (berth's image disks).
+        #[serde(default)]
+        size: Option<u64>,
+    },
+    /// virtio-rng.
+    Rng,
+    /// A virtio-fs share (snapshots refuse VMs that have one).
+    Fs {
+        /// The share's mount tag.
+        tag: String,
+    },
+    /// virtio-net with user networking (snapshots refuse VMs that have one).
+    Net,
+}
+
+impl DeviceKind {
+    /// Why a VM with this device cannot be snapshotted (the device's name
+    /// for [`SnapshotError::UnsupportedDevice`]), or `None` when it can.
+    pub fn snapshot_refusal(&self) -> Option<String> {
+        match self {
+            DeviceKind::Vsock | DeviceKind::Block { .. } | DeviceKind::Rng => None,
+            DeviceKind::Fs { tag } => Some(format!("virtio-fs share `{tag}`")),
+            DeviceKind::Net => Some("virtio-net (user networking)".into()),
+        }
+    }
+
+    /// [`SnapshotError::UnsupportedDevice`] for the first device of `kinds`
+    /// that refuses snapshots.
+    pub fn check_snapshot_support<'a>(
+        kinds: impl IntoIterator<Item = &'a DeviceKind>,
+    ) -> Result<(), SnapshotError> {
+        match kinds.into_iter().find_map(DeviceKind::snapshot_refusal) {
+            Some(device) => Err(SnapshotError::UnsupportedDevice { device }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Host resources a restore gives the snapshot's devices.
+#[derive(Clone, Debug, Default)]
+pub struct RestoreResources {
+    /// Host Unix socket of the vsock device (required when the snapshot has
+    /// one).
+    pub vsock_uds: Option<PathBuf>,
+    /// Disks, in the snapshot's order; empty: the paths recorded in it.
+    pub disks: Vec<DiskConfig>,
+}
+
+impl DeviceConfig {
+    /// What a snapshot records for this device before it is built (a disk's
+    /// size is only known once it is open: see [`build`]).
+    pub fn kind(&self) -> DeviceKind {
+        match self {
+            DeviceConfig::Vsock(_) => DeviceKind::Vsock,
+            DeviceConfig::Block(d) => DeviceKind::Block {
+                path: d.path.clone(),
+                read_only: d.read_only,
+                size: None,
+            },
+            DeviceConfig::Rng => DeviceKind::Rng,
+            DeviceConfig::Fs(share) => DeviceKind::Fs {
+                tag: share.tag.clone(),
+            },
+            DeviceConfig::Net(_) => DeviceKind::Net,
+        }
+    }
+
+    /// The devices to create for a snapshot's `records`, in their order,
+    /// with this run's host resources.
+    pub fn for_restore(
+        records: &[DeviceKind],
+        resources: &RestoreResources,
+    ) -> Result<Vec<DeviceConfig>, SnapshotError> {
+        let mut disks = resources.disks.iter();
+        let mut out = Vec::new();
+        for kind in records {
+            out.push(match kind {
+                DeviceKind::Vsock => {
+                    DeviceConfig::Vsock(resources.vsock_uds.clone().ok_or_else(|| {
+                        SnapshotError::Mismatch(
+                            "the snapshot has a vsock device: give --vsock-uds".into(),
+                        )
+                    })?)
+                }
+                DeviceKind::Block {
+                    path, read_only, ..
+                } => DeviceConfig::Block(match disks.next() {
+                    Some(given) => given.clone(),
+                    None if resources.disks.is_empty() => DiskConfig {
+                        path: path.clone(),
+                        read_only: *read_only,
+                    },
+                    None => {
+                        return Err(SnapshotError::Mismatch(format!(
+                            "{} disks given, the snapshot has more",
+                            resources.disks.len()
+                        )))
+                    }
+                }),
+                DeviceKind::Rng => DeviceConfig::Rng,
+                // Never written (snapshots refuse VMs with these); refused
+                // should a state file claim one.
+                DeviceKind::Fs { .. } | DeviceKind::Net => {
+                    return Err(SnapshotError::UnsupportedDevice {
+                        device: kind.snapshot_refusal().unwrap_or_default(),
+                    })
+                }
+            });
+        }
+        if disks.next().is_some() {
+            return Err(SnapshotError::Mismatch(format!(
+                "{} disks given, the snapshot has fewer",
+                resources.disks.len()
+            )));
+        }
+        Ok(out)
+    }
+
+    /// Opens the host resources and creates the device.
+    fn build(&self) -> Result<(Arc<Mutex<dyn VirtioDevice>>, DeviceKind), DeviceError> {
+        let kind = self.kind();
+        let dev: Arc<Mutex<dyn VirtioDevice>> = match self {
+            #[cfg(unix)]
+            DeviceConfig::Vsock(uds) => {
+                use crate::devices::virtio::vsock::{Vsock, GUEST_CID};
+                Arc::new(Mutex::new(Vsock::new(GUEST_CID, uds).map_err(
+                    |source| DeviceError::Io {
+                        what: format!("vsock socket {}", uds.display()),
+                        source,
+                    },
+                )?))
+            }
+            DeviceConfig::Block(d) => {
+                let block = Block::open(&d.path, d.read_only)?;
+                let size = Some(block.size());
+                return Ok((
+                    Arc::new(Mutex::new(block)),
+                    DeviceKind::Block {
+                        path: d.path.clone(),
+                        read_only: d.read_only,
+                        size,
+                    },
+                ));
+            }
+            DeviceConfig::Rng => Arc::new(Mutex::new(Rng::new())),
+            #[cfg(target_os = "linux")]
+            DeviceConfig::Fs(share) => {
+                Arc::new(Mutex::new(crate::devices::virtio::fs::Fs::new(share)?))
+            }
+            #[cfg(unix)]
+            DeviceConfig::Net(net) => Arc::new(Mutex::new(crate::devices::virtio::net::Net::new(
+                crate::net::GUEST_MAC,
+                net.clone(),
+            )?)),
+            #[allow(unreachable_patterns)]
+            other => return Err(DeviceError::NotOnThisHost(other.kind())),
+        };
+        Ok((dev, kind))
+    }
+}
+
+/// Errors creating or attaching devices.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// A disk could not be opened.
+    #[error(transparent)]
+    Block(#[from] BlockError),
+    /// A shared directory could not be set up.
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    /// The network device could not be set up.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// A host resource failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The device kind is not available on this host.
+    #[error("no {0:?} device on this host")]
+    NotOnThisHost(DeviceKind),
+    /// More devices than the architecture has windows and interrupt lines.
+    #[error("at most {0} virtio devices")]
+    TooMany(usize),
+    /// The hypervisor failed (an interrupt line).
+    #[error(transparent)]
+    Hypervisor(#[from] HypervisorError),
+    /// Devices collide on a bus.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// The device could not be announced on the kernel command line.
+    #[cfg(target_arch = "x86_64")]
+    #[error(transparent)]
+    Cmdline(#[from] crate::boot::BootError),
+}
+
+/// Where virtio device `index` lives: its MMIO window and interrupt line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MmioSlot {
+    /// Base of the MMIO window.
+    pub base: u64,
+    /// Size of the window.
+    pub size: u64,
+    /// Interrupt line (GSI on x86, SPI on arm64).
+    pub irq: u32,
+}
+
+/// How many virtio devices the architecture has room for.
+#[cfg(target_arch = "x86_64")]
+pub fn max_devices() -> usize {
+    use crate::arch::x86_64::{FIRST_VIRTIO_IRQ, IOAPIC_PINS};
+    (u32::from(IOAPIC_PINS) - FIRST_VIRTIO_IRQ) as usize
+}
+
+/// How many virtio devices the architecture has room for.
+#[cfg(target_arch = "aarch64")]
+pub fn max_devices() -> usize {
+    crate::arch::aarch64::layout::VIRTIO_MMIO_MAX as usize
+}
+
+/// The slot of virtio device `index` (below [`max_devices`]).
+#[cfg(target_arch = "x86_64")]
+pub fn slot(index: usize) -> MmioSlot {
+    use crate::arch::x86_64::{FIRST_VIRTIO_IRQ, MMIO_BASE, MMIO_WINDOW_SIZE};
+    MmioSlot {
+        base: MMIO_BASE + index as u64 * MMIO_WINDOW_SIZE,
+        size: MMIO_WINDOW_SIZE,
+        irq: FIRST_VIRTIO_IRQ + index as u32,
+    }
+}
+
+/// The slot of virtio device `index` (below [`max_devices`]).
+#[cfg(target_arch = "aarch64")]
+pub fn slot(index: usize) -> MmioSlot {
+    use crate::arch::aarch64::layout;
+    let (base, size) = layout::virtio_mmio_window(index as u32);
+    MmioSlot {
+        base,
+        size,
+        irq: layout::VIRTIO_SPI_BASE + index as u32,
+    }
+}
+
+/// Devices built from their configs, not yet on a bus.
+pub struct BuiltDevices {
+    devices: Vec<(Arc<Mutex<dyn VirtioDevice>>, DeviceKind)>,
+}
+
+/// Builds the devices of `configs`, in order (device `i` gets slot `i`).
+pub fn build(configs: &[DeviceConfig]) -> Result<BuiltDevices, DeviceError> {
+    if configs.len() > max_devices() {
+        return Err(DeviceError::TooMany(max_devices()));
+    }
+    let devices = configs
+        .iter()
+        .map(DeviceConfig::build)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(BuiltDevices { devices })
+}
+
+/// Whoever processes the queues of the VM's devices: the epoll event loop
+/// (the KVM VMM) or one worker thread per queue (the portable assemblies).
+pub trait QueueRunner {
+    /// Processes queue `i` of `dev` whenever `notifiers[i]` rings (and the
+    /// device's host events, if it has any).
+    fn add(&mut self, dev: Arc<Mutex<dyn VirtioDevice>>, notifiers: Vec<QueueNotifier>);
+}
+
+impl QueueRunner for DeviceWorkers {
+    fn add(&mut self, dev: Arc<Mutex<dyn VirtioDevice>>, notifiers: Vec<QueueNotifier>) {
+        self.spawn(dev, notifiers);
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl QueueRunner
+    for event_manager::EventManager<Box<dyn event_manager::MutEventSubscriber + Send>>
+{
+    fn add(&mut self, dev: Arc<Mutex<dyn VirtioDevice>>, notifiers: Vec<QueueNotifier>) {
+        use event_manager::SubscriberOps;
+        self.add_subscriber(Box::new(
+            crate::devices::virtio::event_handler::VirtioEventHandler::new(dev, notifiers),
+        ));
+    }
+}
+
+/// A device on the MMIO bus.
+pub struct AttachedDevice {
+    /// Its transport (registers, queues, snapshot state).
+    pub transport: Arc<Mutex<MmioTransport>>,
+    /// What a snapshot records.
+    pub kind: DeviceKind,
+    /// Where it lives.
+    pub slot: MmioSlot,
+}
+
+impl BuiltDevices {
+    /// How many devices there are (the arm64 device tree needs the count
+    /// before the devices are attached).
+    pub fn len(&self) -> usize {
+        self.devices.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.devices.is_empty()
+    }
+
+    /// Puts device `i` on `mmio_bus` at [`slot`] `i` with interrupt line
+    /// `i`, lets the hypervisor signal its queue notifiers directly where
+    /// it can, hands its queues to `runner` and, on x86, announces it on
+    /// `cmdline`.
+    pub fn attach(
+        self,
+        vm: &dyn Vm,
+        mem: &GuestMemoryMmap,
+        mmio_bus: &mut Bus,
+        runner: &mut dyn QueueRunner,
+        #[cfg(target_arch = "x86_64")] mut cmdline: Option<&mut linux_loader::cmdline::Cmdline>,
+    ) -> Result<Vec<AttachedDevice>, DeviceError> {
+        let io = |what: &str| {
+            let what = what.to_string();
+            move |source| DeviceError::Io { what, source }
+        };
+        let mut out = Vec::new();
+        for (i, (dev, kind)) in self.devices.into_iter().enumerate() {
+            let slot = slot(i);
+            let transport = MmioTransport::new(
+                dev.clone(),
+                mem.clone(),
+                vm.create_interrupt_line(slot.irq)?,
+            )
+            .map_err(io("virtio queue eventfd"))?;
+            let mut notifiers = Vec::new();
+            for (q, n) in transport.queue_evts().iter().enumerate() {
+                // Without the fast path the transport signals the same
+                // notifier from the vCPU thread, so a refusal only costs
+                // speed.
+                if let Err(e) =
+                    vm.register_mmio_notifier(slot.base + reg::QUEUE_NOTIFY, q as u32, n)
+                {
+                    eprintln!("berth-vmm: queue notifications take the slow path: {e}");
+                }
+                notifiers.push(n.try_clone().map_err(io("queue notifier clone"))?);
+            }
+            runner.add(dev, notifiers);
+            let transport = Arc::new(Mutex::new(transport));
+            mmio_bus.insert(slot.base, slot.size, transport.clone())?;
+            #[cfg(target_arch = "x86_64")]
+            if let Some(cmdline) = cmdline.as_deref_mut() {
+                cmdline
+                    .add_virtio_mmio_device(
+                        slot.size,
+                        vm_memory::GuestAddress(slot.base),
+                        slot.irq,
+                        None,
+                    )
+                    .map_err(crate::boot::BootError::from)?;
+            }
+            out.push(AttachedDevice {
+                transport,
+                kind,
+                slot,
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl AttachedDevice {
+    /// Sets the transport state saved with `record`, and tells the guest
+    /// about what changed since (a disk of another size).
+    pub fn restore(
+        &self,
+        record: &DeviceKind,
+        state: &crate::devices::virtio::mmio::MmioState,
+    ) -> Result<(), SnapshotError> {
+        let mut transport = self.transport.lock().unwrap_or_else(|e| e.into_inner());
+        transport
+            .restore_state(state)
+            .map_err(SnapshotError::Mismatch)?;
+        if let (
+            DeviceKind::Block { size: now, .. },
+            DeviceKind::Block {
+                size: Some(then), ..
+            },
+        ) = (&self.kind, record)
+        {
+            if *now != Some(*then) {
+                transport.config_changed();
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn disk(p: &str) -> DiskConfig {
+        DiskConfig {
+            path: p.into(),
+            read_only: false,
+        }
+    }
+
+    #[test]
+    fn restore_configs_follow_the_snapshot_order_with_this_runs_resources() {
+        let records = vec![
+            DeviceKind::Vsock,
+            DeviceKind::Block {
+                path: "/then.img".into(),
+                read_only: true,
+                size: Some(4096),
+            },
+            DeviceKind::Rng,
+        ];
+        let res = RestoreResources {
+            vsock_uds: Some("/run/v.sock".into()),
+            disks: vec![],
+        };
+        let configs = DeviceConfig::for_restore(&records, &res).unwrap();
+        let kinds: Vec<_> = configs.iter().map(DeviceConfig::kind).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                DeviceKind::Vsock,
+                DeviceKind::Block {
+                    path: "/then.img".into(),
+                    read_only: true,
+                    size: None
+                },
+                DeviceKind::Rng
+            ]
+        );
+        // Given disks replace the recorded ones, one for one.
+        let res = RestoreResources {
+            vsock_uds: Some("/run/v.sock".into()),
+            disks: vec![disk("/now.img")],
+        };
+        let configs = DeviceConfig::for_restore(&records, &res).unwrap();
+        assert!(
+            matches!(&configs[1], DeviceConfig::Block(d) if d.path == std::path::Path::new("/now.img"))
+        );
+    }
+
+    #[test]
+    fn restore_refuses_missing_resources_wrong_disk_counts_and_unsnapshottable_devices() {
+        let block = DeviceKind::Block {
+            path: "/a".into(),
+            read_only: false,
+            size: None,
+        };
+        let e = DeviceConfig::for_restore(&[DeviceKind::Vsock], &RestoreResources::default())
+            .unwrap_err();
+        assert!(matches!(e, SnapshotError::Mismatch(_)), "{e}");
+        let two = RestoreResources {
+            vsock_uds: None,
+            disks: vec![disk("/x"), disk("/y")],
+        };
+        let e = DeviceConfig::for_restore(std::slice::from_ref(&block), &two).unwrap_err();
+        assert!(e.to_string().contains("fewer"), "{e}");
+        let one = RestoreResources {
+            vsock_uds: None,
+            disks: vec![disk("/x")],
+        };
+        let e = DeviceConfig::for_restore(&[block.clone(), block], &one).unwrap_err();
+        assert!(e.to_string().contains("more"), "{e}");
+        for hostile in [DeviceKind::Fs { tag: "t".into() }, DeviceKind::Net] {
+            let e =
+                DeviceConfig::for_restore(&[hostile], &RestoreResources::default()).unwrap_err();
+            assert!(matches!(e, SnapshotError::UnsupportedDevice { .. }), "{e}");
+        }
+    }
+
+    #[test]
+    fn only_shares_and_user_networking_refuse_snapshots() {
+        assert!(DeviceKind::check_snapshot_support(&[DeviceKind::Vsock, DeviceKind::Rng]).is_ok());
+        let e = DeviceKind::check_snapshot_support(&[
+            DeviceKind::Rng,
+            DeviceKind::Fs { tag: "home".into() },
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("virtio-fs share `home`"), "{e}");
+        let e = DeviceKind::check_snapshot_support(&[DeviceKind::Net]).unwrap_err();
+        assert!(e.to_string().contains("virtio-net"), "{e}");
+    }
+
+    #[test]
+    fn the_snapshot_record_format_is_unchanged() {
+        // Snapshots written before the device manager existed must load.
+        let old = r#"[{"Block":{"path":"/d.img","read_only":true}},"Vsock","Rng"]"#;
+        let kinds: Vec<DeviceKind> = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            kinds[0],
+            DeviceKind::Block {
+                path: "/d.img".into(),
+                read_only: true,
+                size: None
+            }
+        );
+        assert_eq!(
+            serde_json::to_string(&kinds[1..]).unwrap(),
+            r#"["Vsock","Rng"]"#
+        );
+    }
+
+    #[test]
+    fn slots_do_not_overlap_and_too_many_devices_are_refused() {
+        let n = max_devices();
+        for i in 1..n {
+            let (a, b) = (slot(i - 1), slot(i));
+            assert!(a.base + a.size <= b.base);
+            assert_ne!(a.irq, b.irq);
+        }
+        let configs = vec![DeviceConfig::Rng; n + 1];
+        assert!(matches!(build(&configs), Err(DeviceError::TooMany(m)) if m == n));
+    }
+}
