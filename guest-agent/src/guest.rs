@@ -477,7 +477,7 @@ pub fn run_as_init() -> ! {
     if let Err(e) = layout.prepare() {
         log(&format!("preparing {ENGINE_ROOT}: {e}"));
     }
-    crate::spawn_reaper();
+    crate::children::spawn_reaper();
     // Published ports bind the guest's loopback too (`-p 127.0.0.1:…`),
     // and the host's forwarder reaches every published port through it.
     if let Err(e) = crate::engine::net::netns::loopback_up() {
