@@ -8,7 +8,7 @@ use super::containers::err;
 use super::rootfs_path::secure_join;
 use super::shim::{self, ContainerPaths};
 use super::Engine;
-use crate::server::Conn;
+use crate::engine::conn::Conn;
 use berth_protocol::frame::write_frame;
 use berth_protocol::{ApiError, ContainerStatus, ErrorKind, Response, ResponseEnvelope};
 use std::io::{Read, Write};

@@ -2,6 +2,7 @@
 
 pub mod cgroup;
 pub mod commit;
+pub mod conn;
 pub mod containers;
 pub mod copy;
 pub mod events;
