@@ -548,7 +548,7 @@ fn logs(engine: &Engine, mut conn: Box<dyn Conn>, id: u64, o: berth_protocol::Lo
     {
         return;
     }
-    let path = crate::engine::shim::ContainerPaths::new(engine.layout(), &rec.id).log;
+    let path = crate::engine::files::ContainerPaths::new(engine.layout(), &rec.id).log;
     let send = |conn: &mut Box<dyn Conn>, e: &LogEntry| -> bool {
         let t = entry_nanos(e);
         if let (Some(since), Some(t)) = (o.since, t) {

@@ -2,8 +2,9 @@
 //! remove. Status is derived from the files the shim writes, so it survives
 //! agent restarts.
 
+use super::files::ContainerPaths;
 use super::record::{boot_id, merge_env, resolve_args, ContainerRecord, ExitState, RunState};
-use super::shim::{is_mounted, ContainerPaths, Readiness};
+use super::shim::{is_mounted, Readiness};
 use crate::layout::{random_hex, read_json, write_json_atomic, Layout};
 use crate::store::ImageStore;
 use berth_protocol::{
@@ -99,7 +100,11 @@ impl ContainerStore {
         };
         let mut out: Vec<ContainerRecord> = rd
             .flatten()
-            .filter_map(|e| read_json(&e.path().join("container.json")).ok().flatten())
+            .filter_map(|e| {
+                read_json(&e.path().join(super::files::RECORD))
+                    .ok()
+                    .flatten()
+            })
             .collect();
         out.sort_by(|a, b| b.created.cmp(&a.created));
         out
@@ -287,7 +292,7 @@ impl ContainerStore {
         // Write into tmp/ and rename, so a crash never leaves half a record.
         let written = (|| {
             let tmp = self.layout.temp_dir("ctr")?;
-            write_json_atomic(&tmp.join("container.json"), &rec)?;
+            write_json_atomic(&tmp.join(super::files::RECORD), &rec)?;
             std::fs::rename(&tmp, self.layout.container(&id))
         })();
         if let Err(e) = written {
@@ -306,8 +311,10 @@ impl ContainerStore {
     /// Current status and exit state of a container.
     pub fn status(&self, id: &str) -> (ContainerStatus, Option<RunState>, Option<ExitState>) {
         let dir = self.layout.container(id);
-        let run: Option<RunState> = read_json(&dir.join("state.json")).ok().flatten();
-        let exit: Option<ExitState> = read_json(&dir.join("exit.json")).ok().flatten();
+        let run: Option<RunState> = read_json(&dir.join(super::files::RUN_STATE)).ok().flatten();
+        let exit: Option<ExitState> = read_json(&dir.join(super::files::EXIT_STATE))
+            .ok()
+            .flatten();
         let status = match (&run, &exit) {
             (_, Some(e)) if e.started_at.is_none() => ContainerStatus::Created,
             (Some(r), Some(e)) if e.started_at.as_deref() == Some(r.started_at.as_str()) => {
@@ -315,7 +322,7 @@ impl ContainerStore {
             }
             (Some(r), _) => {
                 if r.boot_id == boot_id() && shim_alive(r.shim_pid) {
-                    if dir.join(super::ops::PAUSED).exists() {
+                    if dir.join(super::files::PAUSED).exists() {
                         ContainerStatus::Paused
                     } else {
                         ContainerStatus::Running
@@ -438,7 +445,7 @@ impl ContainerStore {
         if let Some(run) = run.filter(|r| r.boot_id == boot_id()) {
             wait_shim_gone(&run, Duration::from_secs(10));
         }
-        let _ = std::fs::remove_file(self.layout.container(&r.id).join(super::ops::STOPPED));
+        let _ = std::fs::remove_file(self.layout.container(&r.id).join(super::files::STOPPED));
         // Addresses are chosen here, under the store's lock, so two
         // starts never take the same one; the shim sets them up.
         self.allocate_endpoints(&r)?;
@@ -446,11 +453,11 @@ impl ContainerStore {
         if wait_attach {
             args.push("--wait-attach");
         }
-        let log = self.layout.container(&r.id).join("shim.log");
+        let log = self.layout.container(&r.id).join(super::files::SHIM_LOG);
         let attempted = self
             .layout
             .container(&r.id)
-            .join(super::shim::START_ATTEMPTED);
+            .join(super::files::START_ATTEMPTED);
         let _ = std::fs::remove_file(&attempted);
         let spawn = || spawn_monitor(self.layout.root(), &args, &log, "container shim");
         match spawn() {
@@ -524,7 +531,10 @@ impl ContainerStore {
         // As docker: a container the user signalled counts as stopped by the
         // user, so its restart policy does not bring it back.
         let _gate = self.policy_gate.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = std::fs::write(self.layout.container(&r.id).join(super::ops::STOPPED), b"");
+        let _ = std::fs::write(
+            self.layout.container(&r.id).join(super::files::STOPPED),
+            b"",
+        );
         Ok(())
     }
 
@@ -542,7 +552,10 @@ impl ContainerStore {
             }
             {
                 let _gate = self.policy_gate.lock().unwrap_or_else(|e| e.into_inner());
-                let _ = std::fs::write(self.layout.container(&r.id).join(super::ops::STOPPED), b"");
+                let _ = std::fs::write(
+                    self.layout.container(&r.id).join(super::files::STOPPED),
+                    b"",
+                );
             }
             let _ = self.kill(&r.id, libc::SIGKILL);
             if status == ContainerStatus::Paused {
@@ -589,8 +602,9 @@ impl ContainerStore {
         if runtime.exists() {
             let _ = std::fs::remove_dir_all(&runtime);
         }
-        let rec: Option<ContainerRecord> =
-            read_json(&paths.dir.join("container.json")).ok().flatten();
+        let rec: Option<ContainerRecord> = read_json(&paths.dir.join(super::files::RECORD))
+            .ok()
+            .flatten();
         let trash = self.layout.tmp().join(format!("rm-{id}"));
         std::fs::rename(&paths.dir, &trash)?;
         rec.inspect(|r| super::events::container(self.layout.root(), r, "destroy", &[]));
@@ -744,7 +758,7 @@ pub(super) fn wait_shim_gone(run: &RunState, timeout: Duration) {
 
 /// How often the restart policy restarted this container.
 pub fn restart_count(dir: &Path) -> u32 {
-    std::fs::read_to_string(dir.join("restarts"))
+    std::fs::read_to_string(dir.join(super::files::RESTARTS))
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0)

@@ -5,8 +5,9 @@
 //! incoming tar are checked one by one the same way.
 
 use super::containers::err;
+use super::files::ContainerPaths;
 use super::rootfs_path::secure_join;
-use super::shim::{self, ContainerPaths};
+use super::shim;
 use super::Engine;
 use crate::engine::conn::Conn;
 use berth_protocol::frame::write_frame;

@@ -7,6 +7,8 @@ pub mod containers;
 pub mod copy;
 pub mod events;
 pub mod exec;
+pub mod fault;
+pub mod files;
 pub mod health;
 pub mod logs;
 pub mod mini_init;

@@ -10,11 +10,6 @@ use libcgroups::common::{AnyCgroupManager, CgroupConfig, CgroupManager, FreezerS
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// Marker files in a container's directory.
-pub const PAUSED: &str = "paused";
-/// Stopped by the user: restart policies leave it alone.
-pub const STOPPED: &str = "stopped";
-
 fn cgroup(id: &str) -> Result<AnyCgroupManager, ApiError> {
     libcgroups::common::create_cgroup_manager(CgroupConfig {
         cgroup_path: PathBuf::from(format!("/berth/{id}")),
@@ -77,7 +72,10 @@ impl ContainerStore {
         let (r, status) = {
             let _gate = self.policy_gate.lock().unwrap_or_else(|e| e.into_inner());
             let (r, status) = self.running(key)?;
-            let _ = std::fs::write(self.layout().container(&r.id).join(STOPPED), b"");
+            let _ = std::fs::write(
+                self.layout().container(&r.id).join(super::files::STOPPED),
+                b"",
+            );
             (r, status)
         };
         if !matches!(status, ContainerStatus::Running | ContainerStatus::Paused) {
@@ -176,8 +174,11 @@ impl ContainerStore {
             ));
         }
         let old = std::mem::replace(&mut r.name, name.to_string());
-        write_json_atomic(&self.layout().container(&r.id).join("container.json"), &r)
-            .map_err(internal)?;
+        write_json_atomic(
+            &self.layout().container(&r.id).join(super::files::RECORD),
+            &r,
+        )
+        .map_err(internal)?;
         super::events::container(
             self.layout().root(),
             &r,
@@ -207,7 +208,11 @@ impl ContainerStore {
         cgroup(&r.id)?
             .freeze(FreezerState::Frozen)
             .map_err(|e| err(ErrorKind::Internal, format!("freezing: {e}")))?;
-        std::fs::write(self.layout().container(&r.id).join(PAUSED), b"").map_err(internal)?;
+        std::fs::write(
+            self.layout().container(&r.id).join(super::files::PAUSED),
+            b"",
+        )
+        .map_err(internal)?;
         super::events::container(self.layout().root(), &r, "pause", &[]);
         Ok(())
     }
@@ -216,7 +221,7 @@ impl ContainerStore {
         cgroup(id)?
             .freeze(FreezerState::Thawed)
             .map_err(|e| err(ErrorKind::Internal, format!("thawing: {e}")))?;
-        let _ = std::fs::remove_file(self.layout().container(id).join(PAUSED));
+        let _ = std::fs::remove_file(self.layout().container(id).join(super::files::PAUSED));
         Ok(())
     }
 
@@ -360,8 +365,11 @@ impl ContainerStore {
         if matches!(status, ContainerStatus::Running | ContainerStatus::Paused) {
             apply_limits(&r.id, memory, nano_cpus, pids_limit)?;
         }
-        write_json_atomic(&self.layout().container(&r.id).join("container.json"), &r)
-            .map_err(internal)?;
+        write_json_atomic(
+            &self.layout().container(&r.id).join(super::files::RECORD),
+            &r,
+        )
+        .map_err(internal)?;
         super::events::container(self.layout().root(), &r, "update", &[]);
         Ok(())
     }

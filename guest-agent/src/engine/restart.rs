@@ -7,7 +7,7 @@
 //! reboot (containers that were running are then "dead").
 
 use super::containers::restart_count;
-use super::ops::STOPPED;
+use super::files::STOPPED;
 use super::Engine;
 use berth_protocol::ContainerStatus;
 use std::sync::atomic::Ordering;
@@ -115,7 +115,7 @@ fn tick(engine: &Engine) -> bool {
         if dir.join(STOPPED).exists() || c.status(&r.id).0 != status {
             continue; // the user stopped it (or started it) meanwhile
         }
-        let _ = std::fs::write(dir.join("restarts"), format!("{}\n", count + 1));
+        let _ = std::fs::write(dir.join(super::files::RESTARTS), format!("{}\n", count + 1));
         // After a reboot say so (once per container), so that a restart
         // that does not come back can be told from one never tried.
         let after_reboot = status == ContainerStatus::Dead;

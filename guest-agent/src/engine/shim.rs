@@ -7,6 +7,7 @@
 //!
 //! Readiness is reported to the agent as one JSON line on fd 3.
 
+use super::files::ContainerPaths;
 use super::logs::{self, LogWriter};
 use super::net::{self, netns};
 use super::record::{boot_id, ContainerRecord, ExitState, RunState};
@@ -132,32 +133,6 @@ pub(super) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
-/// Paths of one container's files.
-pub struct ContainerPaths {
-    pub dir: PathBuf,
-    pub rootfs: PathBuf,
-    pub upper: PathBuf,
-    pub work: PathBuf,
-    pub bundle: PathBuf,
-    pub netns: PathBuf,
-    pub log: PathBuf,
-}
-
-impl ContainerPaths {
-    pub fn new(layout: &Layout, id: &str) -> ContainerPaths {
-        let dir = layout.container(id);
-        ContainerPaths {
-            rootfs: dir.join("bundle/rootfs"),
-            upper: dir.join("upper"),
-            work: dir.join("work"),
-            bundle: dir.join("bundle"),
-            netns: dir.join("netns"),
-            log: dir.join("container.log"),
-            dir,
-        }
-    }
-}
-
 /// Whether `path` is a mount point (differs in device from its parent, or
 /// is listed in /proc/self/mountinfo).
 pub fn is_mounted(path: &Path) -> bool {
@@ -186,7 +161,7 @@ pub fn mount_rootfs(
     }
     let lower = if lowers.is_empty() {
         // An image without layers (FROM scratch + no files): an empty lower.
-        let empty = p.dir.join("empty");
+        let empty = p.dir.join(super::files::EMPTY_LOWER);
         std::fs::create_dir_all(&empty).map_err(|e| e.to_string())?;
         empty.display().to_string()
     } else {
@@ -347,19 +322,6 @@ pub(super) struct Client {
     pub tty_size: Option<(u16, u16)>,
 }
 
-/// A file in a container's directory that makes its next shim die right
-/// after creating the container (tests of the start retry; the directory
-/// belongs to the engine, so only whoever owns the engine can place it).
-pub const SHIM_DIES_ONCE: &str = "fault-shim-dies-once";
-
-/// A file in a container's directory that makes its next shim act as if
-/// libcontainer's saved state had no init pid (tests of that workaround).
-pub const STATE_WITHOUT_PID_ONCE: &str = "fault-state-without-pid-once";
-
-/// Written by a shim just before it asks for the user's process to start:
-/// the agent never retries a start whose shim got that far.
-pub const START_ATTEMPTED: &str = "start-attempted";
-
 /// Entry point of `berth-agent shim`.
 pub fn run(root: &Path, id: &str, wait_attach: bool) -> i32 {
     // SAFETY: fd 3 is the readiness pipe the agent passes; nothing else in
@@ -368,7 +330,7 @@ pub fn run(root: &Path, id: &str, wait_attach: bool) -> i32 {
     let engine = Engine::open(Layout::new(root));
     let layout = engine.layout().clone();
     let paths = ContainerPaths::new(&layout, id);
-    let rec: ContainerRecord = match read_json(&paths.dir.join("container.json")) {
+    let rec: ContainerRecord = match read_json(&paths.dir.join(super::files::RECORD)) {
         Ok(Some(r)) => r,
         _ => {
             report(
@@ -385,12 +347,12 @@ pub fn run(root: &Path, id: &str, wait_attach: bool) -> i32 {
     // Reap the container's init even if libcontainer's intermediate exits.
     // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes an integer flag.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    let _ = std::fs::remove_file(paths.dir.join("exit.json"));
+    let _ = std::fs::remove_file(paths.dir.join(super::files::EXIT_STATE));
     match start(&engine, &rec, &paths, wait_attach, &mut ready) {
         Ok(code) => code,
         Err(e) => {
             let _ = write_json_atomic(
-                &paths.dir.join("exit.json"),
+                &paths.dir.join(super::files::EXIT_STATE),
                 &ExitState {
                     code: e.code,
                     finished_at: now(),
@@ -453,7 +415,7 @@ fn teardown(
     phases.mark("netns");
     let _ = std::fs::remove_file(engine.layout().attach_socket(&rec.id));
     let _ = std::fs::remove_file(engine.layout().console_socket(&rec.id));
-    let _ = std::fs::remove_file(paths.dir.join(super::ops::PAUSED));
+    let _ = std::fs::remove_file(paths.dir.join(super::files::PAUSED));
 }
 
 fn etc_files(
@@ -462,7 +424,7 @@ fn etc_files(
     paths: &ContainerPaths,
     mode: net::container::Mode,
 ) -> std::io::Result<Vec<(String, PathBuf)>> {
-    let dir = paths.dir.join("etc");
+    let dir = paths.dir.join(super::files::ETC);
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("hostname"), format!("{}\n", rec.hostname))?;
     std::fs::write(
@@ -624,7 +586,7 @@ fn start(
     // saves and reads straight back has been seen to come back without
     // the pid; the pid file it writes as well is the fallback there. On
     // other hosts a missing pid is a state-save bug, reported as one.
-    let fault = std::fs::remove_file(paths.dir.join(STATE_WITHOUT_PID_ONCE)).is_ok();
+    let fault = super::fault::take(&paths.dir, super::fault::Fault::StateWithoutPid);
     let pid = match container.pid().filter(|_| !fault) {
         Some(pid) => pid,
         None if !crate::quirks::Quirks::detect().emulated_kernel => {
@@ -654,13 +616,7 @@ fn start(
     // Fault injection for the start retry's test: a shim dying here leaves
     // a created container (runtime state, an init waiting to be started)
     // behind, as the shims that died in emulated guests did.
-    if std::fs::remove_file(paths.dir.join(SHIM_DIES_ONCE)).is_ok() {
-        eprintln!(
-            "berth-agent: container {}: fault injected: shim dies",
-            rec.id
-        );
-        std::process::abort();
-    }
+    super::fault::shim_dies_here(&paths.dir, &rec.id);
     let stdio = plan.into_stdio()?;
     phases.mark("stdio");
 
@@ -679,7 +635,7 @@ fn start(
     }
     let started_at = now();
     // Before the start, never after: see START_ATTEMPTED.
-    let _ = std::fs::write(paths.dir.join(START_ATTEMPTED), b"");
+    let _ = std::fs::write(paths.dir.join(super::files::START_ATTEMPTED), b"");
     if let Err(e) = container.start() {
         let _ = container.delete(true);
         return Err(StartError::engine(format!("starting container: {e}")));
@@ -696,7 +652,7 @@ fn start(
         started_at: started_at.clone(),
         boot_id: boot_id(),
     };
-    let _ = write_json_atomic(&paths.dir.join("state.json"), &state);
+    let _ = write_json_atomic(&paths.dir.join(super::files::RUN_STATE), &state);
     if !wait_attach {
         report(ready, &Readiness::OK);
     }
@@ -730,7 +686,7 @@ fn start(
         &[("exitCode", code.0.to_string())],
     );
     let _ = write_json_atomic(
-        &paths.dir.join("exit.json"),
+        &paths.dir.join(super::files::EXIT_STATE),
         &ExitState {
             code: code.0,
             finished_at: now(),
