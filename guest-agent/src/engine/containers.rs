@@ -3,8 +3,9 @@
 //! agent restarts.
 
 use super::files::ContainerPaths;
+use super::fsutil::{is_mounted, remove_tree_same_fs};
 use super::record::{boot_id, merge_env, resolve_args, ContainerRecord, ExitState, RunState};
-use super::shim::{is_mounted, Readiness};
+use super::shim::Readiness;
 use crate::layout::{random_hex, read_json, write_json_atomic, Layout};
 use crate::store::ImageStore;
 use berth_protocol::{
@@ -271,7 +272,7 @@ impl ContainerStore {
         if !matches!(cfg.restart.name.as_str(), "" | "no") {
             self.policy_hint
                 .store(true, std::sync::atomic::Ordering::Relaxed);
-            super::restart::wake();
+            wake_policy_thread();
         }
         let rec = ContainerRecord {
             id: id.clone(),
@@ -782,32 +783,20 @@ pub(super) fn process_alive(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
-/// Deletes a tree but never descends into another filesystem (a mount left
-/// behind must not have its contents deleted).
-pub fn remove_tree_same_fs(root: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let dev = std::fs::symlink_metadata(root)?.dev();
-    fn walk(p: &Path, dev: u64) -> std::io::Result<()> {
-        for e in std::fs::read_dir(p)? {
-            let e = e?;
-            let m = std::fs::symlink_metadata(e.path())?;
-            if m.is_dir() {
-                if m.dev() != dev {
-                    return Err(std::io::Error::other(format!(
-                        "refusing to delete across a mount at {}",
-                        e.path().display()
-                    )));
-                }
-                walk(&e.path(), dev)?;
-                std::fs::remove_dir(e.path())?;
-            } else {
-                std::fs::remove_file(e.path())?;
-            }
-        }
-        Ok(())
+/// The restart policy thread (`super::restart`), for [`wake_policy_thread`].
+static POLICY_THREAD: std::sync::OnceLock<std::thread::Thread> = std::sync::OnceLock::new();
+
+/// Tells the policy thread that a container may have a policy now (call
+/// after setting `policy_hint`).
+pub(super) fn wake_policy_thread() {
+    if let Some(t) = POLICY_THREAD.get() {
+        t.unpark();
     }
-    walk(root, dev)?;
-    std::fs::remove_dir(root)
+}
+
+/// Registers the restart policy thread ([`wake_policy_thread`] wakes it).
+pub(super) fn set_policy_thread(t: std::thread::Thread) {
+    let _ = POLICY_THREAD.set(t);
 }
 
 /// CPUs this engine may run containers on.
@@ -850,7 +839,7 @@ pub fn validate_host_config(cfg: &ContainerConfig, cpus: usize) -> Result<(), Ap
         other => return invalid(format!("invalid restart policy '{other}'")),
     }
     if let Some(s) = &cfg.stop_signal {
-        super::ops::parse_signal(s)?;
+        super::signal::parse(s).map_err(|e| err(ErrorKind::InvalidArgument, e.to_string()))?;
     }
     // Capabilities, --security-opt and a custom seccomp profile: refused
     // now with the reason rather than when the container starts.

@@ -19,25 +19,6 @@ fn cgroup(id: &str) -> Result<AnyCgroupManager, ApiError> {
     .map_err(|e| err(ErrorKind::Internal, format!("cgroup: {e}")))
 }
 
-/// Parses `SIGTERM`, `TERM`, `term` or `15`.
-pub fn parse_signal(s: &str) -> Result<i32, ApiError> {
-    let t = s.trim();
-    if let Ok(n) = t.parse::<i32>() {
-        return nix::sys::signal::Signal::try_from(n)
-            .map(|s| s as i32)
-            .map_err(|_| err(ErrorKind::InvalidArgument, format!("Invalid signal: {s}")));
-    }
-    let up = t.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") {
-        up
-    } else {
-        format!("SIG{up}")
-    };
-    name.parse::<nix::sys::signal::Signal>()
-        .map(|s| s as i32)
-        .map_err(|_| err(ErrorKind::InvalidArgument, format!("Invalid signal: {s}")))
-}
-
 impl ContainerStore {
     fn running(&self, key: &str) -> Result<(ContainerRecord, ContainerStatus), ApiError> {
         let r = self.resolve(key)?;
@@ -56,7 +37,7 @@ impl ContainerStore {
             .stop_signal
             .as_deref()
             .or(from_image.as_deref())
-            .and_then(|s| parse_signal(s).ok())
+            .and_then(|s| super::signal::parse(s).ok())
             .unwrap_or(libc::SIGTERM)
     }
 
@@ -357,7 +338,7 @@ impl ContainerStore {
             if !matches!(p.name.as_str(), "" | "no") {
                 self.policy_hint
                     .store(true, std::sync::atomic::Ordering::Relaxed);
-                super::restart::wake();
+                super::containers::wake_policy_thread();
             }
             r.config.restart = p;
         }
@@ -564,20 +545,4 @@ fn user_name(uid: &str) -> String {
             })
         })
         .unwrap_or_else(|| uid.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_signal;
-
-    #[test]
-    fn signals() {
-        assert_eq!(parse_signal("SIGTERM").unwrap(), libc::SIGTERM);
-        assert_eq!(parse_signal("kill").unwrap(), libc::SIGKILL);
-        assert_eq!(parse_signal("HUP").unwrap(), libc::SIGHUP);
-        assert_eq!(parse_signal("9").unwrap(), 9);
-        assert!(parse_signal("SIGNOPE").is_err());
-        assert!(parse_signal("0").is_err());
-        assert!(parse_signal("999").is_err());
-    }
 }

@@ -41,18 +41,7 @@ pub fn spawn(engine: Arc<Engine>) {
         }
         std::thread::sleep(Duration::from_millis(1000));
     });
-    let _ = POLICY_THREAD.set(handle.thread().clone());
-}
-
-/// The policy thread, for [`wake`].
-static POLICY_THREAD: std::sync::OnceLock<std::thread::Thread> = std::sync::OnceLock::new();
-
-/// Tells the policy thread that a container may have a policy now (call
-/// after setting `policy_hint`).
-pub(super) fn wake() {
-    if let Some(t) = POLICY_THREAD.get() {
-        t.unpark();
-    }
+    super::containers::set_policy_thread(handle.thread().clone());
 }
 
 fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {

@@ -8,6 +8,7 @@
 //! Readiness is reported to the agent as one JSON line on fd 3.
 
 use super::files::ContainerPaths;
+use super::fsutil::is_mounted;
 use super::logs::{self, LogWriter};
 use super::net::{self, netns};
 use super::record::{boot_id, ContainerRecord, ExitState, RunState};
@@ -131,16 +132,6 @@ impl StartError {
 
 pub(super) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
-}
-
-/// Whether `path` is a mount point (differs in device from its parent, or
-/// is listed in /proc/self/mountinfo).
-pub fn is_mounted(path: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let p = path.to_string_lossy();
-    info.lines().any(|l| l.split(' ').nth(4) == Some(&p))
 }
 
 /// Mounts the container's overlay root filesystem.
@@ -714,7 +705,7 @@ fn start(
         // to the next container's start (a machine VM here has one vCPU).
         // SAFETY: setpriority on this process only changes its nice value.
         unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
-        let _ = super::containers::remove_tree_same_fs(&t);
+        let _ = super::fsutil::remove_tree_same_fs(&t);
         phases.mark("delete");
     }
     phases.report("exit");

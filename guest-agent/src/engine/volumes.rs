@@ -10,7 +10,8 @@
 //! lock, so a volume cannot be removed while a container that uses it is
 //! being created.
 
-use super::containers::{docker_name, err, internal, remove_tree_same_fs, ContainerStore};
+use super::containers::{docker_name, err, internal, ContainerStore};
+use super::fsutil::remove_tree_same_fs;
 use super::record::ContainerRecord;
 use crate::layout::{random_hex, read_json, write_json_atomic, Layout};
 use berth_protocol::{ApiError, ErrorKind, MountPoint, MountSpec, MountType, VolumeInfo};
@@ -360,7 +361,7 @@ impl ContainerStore {
     pub(super) fn volume_delete_locked(&self, name: &str) -> std::io::Result<u64> {
         let dir = self.layout().volume(name);
         let data = dir.join("_data");
-        if super::shim::is_mounted(&data) {
+        if super::fsutil::is_mounted(&data) {
             nix::mount::umount2(&data, nix::mount::MntFlags::MNT_DETACH)?;
         }
         let size = disk_usage(&data);
@@ -613,7 +614,7 @@ pub fn prepare_mounts(layout: &Layout, rec: &ContainerRecord, rootfs: &Path) -> 
                     format!("error while mounting volume '{name}': no such volume")
                 })?;
                 let data = layout.volume_data(name);
-                if !v.options.is_empty() && !super::shim::is_mounted(&data) {
+                if !v.options.is_empty() && !super::fsutil::is_mounted(&data) {
                     mount_with_options(&v.options, &data).map_err(|e| {
                         format!("error while mounting volume '{}': {e}", data.display())
                     })?;
