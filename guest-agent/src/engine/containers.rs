@@ -316,42 +316,18 @@ impl ContainerStore {
         let exit: Option<ExitState> = read_json(&dir.join(super::files::EXIT_STATE))
             .ok()
             .flatten();
-        let status = match (&run, &exit) {
-            (_, Some(e)) if e.started_at.is_none() => ContainerStatus::Created,
-            (Some(r), Some(e)) if e.started_at.as_deref() == Some(r.started_at.as_str()) => {
-                ContainerStatus::Exited
-            }
-            (Some(r), _) => {
-                if r.boot_id == boot_id() && shim_alive(r.shim_pid) {
-                    if dir.join(super::files::PAUSED).exists() {
-                        ContainerStatus::Paused
-                    } else {
-                        ContainerStatus::Running
-                    }
-                } else {
-                    ContainerStatus::Dead
-                }
-            }
-            (None, _) => ContainerStatus::Created,
-        };
+        let status =
+            super::decide::status(run.as_ref(), exit.as_ref(), |r| super::decide::Liveness {
+                same_boot: r.boot_id == boot_id(),
+                shim_alive: shim_alive(r.shim_pid),
+                paused: dir.join(super::files::PAUSED).exists(),
+            });
         (status, run, exit)
     }
 
     fn summary(&self, r: &ContainerRecord) -> ContainerSummary {
         let (status, run, exit) = self.status(&r.id);
-        let exit_code = match status {
-            ContainerStatus::Exited => exit.as_ref().map(|e| e.code),
-            ContainerStatus::Created => exit.as_ref().map(|e| e.code),
-            ContainerStatus::Dead => Some(255),
-            ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Restarting => {
-                None
-            }
-        };
-        let status = if status == ContainerStatus::Dead {
-            ContainerStatus::Exited
-        } else {
-            status
-        };
+        let (status, exit_code) = super::decide::shown(status, exit.as_ref());
         ContainerSummary {
             id: r.id.clone(),
             name: r.name.clone(),

@@ -5,6 +5,7 @@ pub mod commit;
 pub mod conn;
 pub mod containers;
 pub mod copy;
+pub mod decide;
 pub mod events;
 pub mod exec;
 pub mod fault;
