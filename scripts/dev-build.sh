@@ -19,8 +19,12 @@ agent=target/x86_64-unknown-linux-gnu/$profile/berth-agent
 # armed by files the tests write), kept beside the release agent; the
 # release agent, built last, has none of it. Cargo keeps both builds of the
 # crate, so switching features recompiles nothing twice.
+# Its own directory, same file name: the tests find their agents by the
+# process name (comm), which is the file name's first 15 bytes.
 agent_build --features fault-injection
-cp "$agent" "$agent-fault-injection"
+mkdir -p "$(dirname "$agent")/fault-injection"
+cp "$agent" "$(dirname "$agent")/fault-injection/berth-agent.tmp"
+mv "$(dirname "$agent")/fault-injection/berth-agent.tmp" "$(dirname "$agent")/fault-injection/berth-agent"
 agent_build
 # The agent is the guest's root disk (host-core machine.rs): ship it without symbols.
 if [ "$profile" = release ] && command -v strip >/dev/null; then

@@ -62,7 +62,9 @@ pub fn agent_bin() -> PathBuf {
 /// the agent's `fault-injection` feature (the faults tests arm with files
 /// in a container's directory).
 pub fn fault_agent_bin() -> PathBuf {
-    let p = agent_bin().with_file_name("berth-agent-fault-injection");
+    let p = agent_bin()
+        .with_file_name("fault-injection")
+        .join("berth-agent");
     assert!(
         p.is_file(),
         "{} missing: run scripts/dev-build.sh first",

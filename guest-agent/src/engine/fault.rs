@@ -5,7 +5,7 @@
 //!
 //! Compiled in only with the `fault-injection` cargo feature, which
 //! `scripts/dev-build.sh` enables for the test variant of the agent
-//! (`berth-agent-fault-injection` beside `berth-agent`); the release agent
+//! (`fault-injection/berth-agent` beside the release `berth-agent`); the release agent
 //! has none of it, and every check here is `false` there.
 
 use std::path::Path;
