@@ -12,7 +12,7 @@
 
 use super::files::ContainerPaths;
 use super::record::ContainerRecord;
-use super::shim;
+
 use super::{spec, user, Engine};
 use crate::layout::{random_hex, read_json, write_json_atomic, Layout};
 use berth_protocol::health::{HEALTHY, STARTING, UNHEALTHY};
@@ -512,7 +512,9 @@ fn probe(root: &Path, id: &str) -> Result<ProbeOutcome, String> {
         super::events::container(root, &rec, what, extra);
     };
     events(&format!("exec_create: {}", argv.join(" ")), &attrs);
-    if let Err(e) = shim::check_executable(&paths.rootfs, &rec.mounts, &argv, &env, &rec.workdir) {
+    if let Err(e) =
+        super::launch::check_executable(&paths.rootfs, &rec.mounts, &argv, &env, &rec.workdir)
+    {
         return Err(format!(
             "OCI runtime exec failed: exec failed: unable to start container process: {}: unknown",
             e.message
@@ -525,7 +527,7 @@ fn probe(root: &Path, id: &str) -> Result<ProbeOutcome, String> {
         &argv,
         &env,
         &rec.workdir,
-        shim::nofile_limit(),
+        super::launch::nofile_limit(),
         &privileges,
     );
     let seccomp =

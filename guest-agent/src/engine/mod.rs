@@ -12,6 +12,7 @@ pub mod fault;
 pub mod files;
 pub mod fsutil;
 pub mod health;
+pub mod launch;
 pub mod logs;
 pub mod mini_init;
 pub mod net;
