@@ -3,11 +3,13 @@
 (`crate::`, `super::`, `self::` and child-module paths, in use lines and
 inline; test modules left out); fails on a cycle.
 
-    scripts/module-cycles.py SRC-DIR [--depth N] [-v]
+    scripts/module-cycles.py SRC-DIR [--depth N] [--files] [-v]
 
 Depth 1 compares the top-level modules; depth N also compares, at each
 level up to N, the sibling modules under one parent (`engine::containers`
-with `engine::ops`). A path to an item resolves to the longest module
+with `engine::ops`), a directory module standing for all its files.
+--files also compares every file's module with every other, leaving out
+a module's edges to its own ancestors and descendants. A path to an item resolves to the longest module
 prefix it names. -v prints the edges."""
 import os, re, sys
 
@@ -121,5 +123,15 @@ for d in range(1, depth + 1):
             print(f"{a:26} -> {', '.join(sorted(g[a]))}")
     cycles = sccs(g)
     print(f"depth {d} cycles:", cycles if cycles else "none")
+    bad |= bool(cycles)
+if '--files' in sys.argv:
+    def related(a, b):
+        return a == b or b.startswith(a + '::') or a.startswith(b + '::')
+    g = {a: {b for b in ts if a and b and not related(a, b)} for a, ts in edges.items()}
+    if verbose:
+        for a in sorted(g):
+            print(f"{a:26} -> {', '.join(sorted(g[a]))}")
+    cycles = sccs(g)
+    print("file-level cycles:", cycles if cycles else "none")
     bad |= bool(cycles)
 sys.exit(1 if bad else 0)

@@ -66,16 +66,7 @@ const NOUNS: &[&str] = &[
     "schooner",
 ];
 
-/// Docker's rule for container and volume names,
-/// `[a-zA-Z0-9][a-zA-Z0-9_.-]+`, at most `max` bytes.
-pub(super) fn docker_name(n: &str, max: usize) -> bool {
-    let b = n.as_bytes();
-    b.len() >= 2
-        && b.len() <= max
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
-}
+pub(super) use super::names::docker_name;
 
 pub(super) fn valid_name(n: &str) -> bool {
     docker_name(n, 128)

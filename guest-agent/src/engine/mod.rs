@@ -15,6 +15,8 @@ pub mod health;
 pub mod launch;
 pub mod logs;
 pub mod mini_init;
+pub mod mounts;
+pub mod names;
 pub mod net;
 pub mod ops;
 pub mod record;

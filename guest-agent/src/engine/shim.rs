@@ -326,7 +326,7 @@ fn start(
     let mut phases = Phases::new(&rec.id);
     mount_rootfs(engine, rec, paths).map_err(StartError::engine)?;
     phases.mark("rootfs");
-    super::volumes::prepare_mounts(layout, rec, &paths.rootfs).map_err(StartError::engine)?;
+    super::mounts::prepare_mounts(layout, rec, &paths.rootfs).map_err(StartError::engine)?;
     let identity =
         user::resolve(&paths.rootfs, &rec.user).map_err(|e| StartError::engine(e.to_string()))?;
     let mut env = rec.env.clone();
