@@ -21,6 +21,9 @@ kernel-config/build-kernel.sh | tail -n 1
 phase "fmt + clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
+phase "module cycles"
+python3 scripts/module-cycles.py host-core/src
+python3 scripts/module-cycles.py guest-agent/src --depth 1
 phase "cross: macOS/Windows clippy, berth.exe, arm64 agent + kernel (cached)"
 scripts/check-cross.sh
 phase tests

@@ -70,7 +70,7 @@ fn log_path(root: &Path) -> std::path::PathBuf {
 /// shim and the agent are different processes).
 pub fn record(root: &Path, what: &str, id: &str) {
     use std::io::Write;
-    crate::engine::events::workaround(root, what, id);
+    crate::events::workaround(root, what, id);
     let line = format!(
         "{} {id} {what}\n",
         epoch_secs().unwrap_or_else(|| "-".into())

@@ -10,25 +10,12 @@ use berth_protocol::{
     AgentInfo, ApiError, ErrorKind, Hello, HelloReply, Request, RequestEnvelope, Response,
     ResponseEnvelope, PROTOCOL_VERSION,
 };
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 
-/// A connected stream the server can split for proxying.
-pub trait Conn: Read + Write + Send + 'static {
-    fn try_clone_conn(&self) -> std::io::Result<Box<dyn Conn>>;
-    fn shutdown_write(&self);
-}
-
-impl Conn for UnixStream {
-    fn try_clone_conn(&self) -> std::io::Result<Box<dyn Conn>> {
-        Ok(Box::new(self.try_clone()?))
-    }
-    fn shutdown_write(&self) {
-        let _ = self.shutdown(Shutdown::Write);
-    }
-}
+pub use crate::engine::conn::Conn;
 
 fn store_err(e: StoreError) -> ApiError {
     let kind = match &e {
@@ -298,7 +285,7 @@ fn handle(engine: &Engine, req: Request) -> Result<Response, ApiError> {
             }
             std::thread::spawn(|| {
                 std::thread::sleep(std::time::Duration::from_millis(50));
-                crate::guest::power_off()
+                crate::machine::power_off()
             });
             Ok(Response::Ok)
         }
@@ -339,7 +326,7 @@ fn handle(engine: &Engine, req: Request) -> Result<Response, ApiError> {
             unix_time_ns,
             seed,
             hostname,
-        } => crate::guest::clone_init(unix_time_ns, &seed, &hostname)
+        } => crate::machine::clone_init(unix_time_ns, &seed, &hostname)
             .map(|_| Response::Ok)
             .map_err(|e| ApiError::new(ErrorKind::InvalidArgument, e)),
         Request::VolumeCreate {
@@ -415,7 +402,7 @@ fn handle(engine: &Engine, req: Request) -> Result<Response, ApiError> {
             }
             crate::store::image_disk::attach(engine.images.layout(), &device)
                 .map(|n| {
-                    crate::guest::log(&format!("image disk {device}: {n} layers linked"));
+                    crate::machine::log(&format!("image disk {device}: {n} layers linked"));
                     Response::Ok
                 })
                 .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))
@@ -561,7 +548,7 @@ fn logs(engine: &Engine, mut conn: Box<dyn Conn>, id: u64, o: berth_protocol::Lo
     {
         return;
     }
-    let path = crate::engine::shim::ContainerPaths::new(engine.layout(), &rec.id).log;
+    let path = crate::engine::files::ContainerPaths::new(engine.layout(), &rec.id).log;
     let send = |conn: &mut Box<dyn Conn>, e: &LogEntry| -> bool {
         let t = entry_nanos(e);
         if let (Some(since), Some(t)) = (o.since, t) {

@@ -58,6 +58,21 @@ pub fn agent_bin() -> PathBuf {
     p
 }
 
+/// The test variant of [`agent_bin`], built by `scripts/dev-build.sh` with
+/// the agent's `fault-injection` feature (the faults tests arm with files
+/// in a container's directory).
+pub fn fault_agent_bin() -> PathBuf {
+    let p = agent_bin()
+        .with_file_name("fault-injection")
+        .join("berth-agent");
+    assert!(
+        p.is_file(),
+        "{} missing: run scripts/dev-build.sh first",
+        p.display()
+    );
+    p
+}
+
 /// Runs `f` while holding an exclusive lock on `name` in the target dir
 /// (serialises work shared between test processes).
 pub fn with_lock<T>(name: &str, f: impl FnOnce() -> T) -> T {

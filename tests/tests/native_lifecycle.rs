@@ -1290,6 +1290,8 @@ fn attach_relays_a_running_containers_output() {
 /// kinds of host, simulated through the agent's quirk override.
 fn with_quirks(b: &Berth, quirks: &str, args: &[&str]) -> berth_tests::Out {
     let mut cmd = b.command();
+    // The agent variant with fault injection (the release agent has none).
+    cmd.env("BERTH_AGENT", berth_tests::fault_agent_bin());
     cmd.env("BERTH_AGENT_QUIRKS", quirks).args(args);
     berth_tests::run_command(cmd, None, Duration::from_secs(120), &args.join(" "))
 }
@@ -1323,6 +1325,19 @@ fn workarounds(b: &Berth, quirks: &str) -> String {
         .skip_while(|l| !l.starts_with("Host workarounds"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The release agent carries no fault injection: none of the file names
+/// that arm a fault in the test variant is in its binary.
+#[test]
+fn the_release_agent_has_no_fault_injection() {
+    let release = std::fs::read(berth_tests::agent_bin()).unwrap();
+    let variant = std::fs::read(berth_tests::fault_agent_bin()).unwrap();
+    for name in ["fault-shim-dies-once", "fault-state-without-pid-once"] {
+        let has = |bin: &[u8]| bin.windows(name.len()).any(|w| w == name.as_bytes());
+        assert!(has(&variant), "the test variant lacks {name}");
+        assert!(!has(&release), "the release agent contains {name}");
+    }
 }
 
 /// A shim that dies right after creating its container (fault injected

@@ -4,7 +4,7 @@
 //! container's configuration with the requested changes applied.
 
 use super::containers::{err, internal};
-use super::shim::ContainerPaths;
+use super::files::ContainerPaths;
 use super::Engine;
 use berth_protocol::{
     ApiError, CommitOptions, ContainerStatus, DeriveOptions, ErrorKind, ImageCommit, LayerRef,

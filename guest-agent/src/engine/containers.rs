@@ -2,8 +2,10 @@
 //! remove. Status is derived from the files the shim writes, so it survives
 //! agent restarts.
 
+use super::files::ContainerPaths;
+use super::fsutil::{is_mounted, remove_tree_same_fs};
 use super::record::{boot_id, merge_env, resolve_args, ContainerRecord, ExitState, RunState};
-use super::shim::{is_mounted, ContainerPaths, Readiness};
+use super::shim::Readiness;
 use crate::layout::{random_hex, read_json, write_json_atomic, Layout};
 use crate::store::ImageStore;
 use berth_protocol::{
@@ -64,16 +66,7 @@ const NOUNS: &[&str] = &[
     "schooner",
 ];
 
-/// Docker's rule for container and volume names,
-/// `[a-zA-Z0-9][a-zA-Z0-9_.-]+`, at most `max` bytes.
-pub(super) fn docker_name(n: &str, max: usize) -> bool {
-    let b = n.as_bytes();
-    b.len() >= 2
-        && b.len() <= max
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
-}
+pub(super) use super::names::docker_name;
 
 pub(super) fn valid_name(n: &str) -> bool {
     docker_name(n, 128)
@@ -99,7 +92,11 @@ impl ContainerStore {
         };
         let mut out: Vec<ContainerRecord> = rd
             .flatten()
-            .filter_map(|e| read_json(&e.path().join("container.json")).ok().flatten())
+            .filter_map(|e| {
+                read_json(&e.path().join(super::files::RECORD))
+                    .ok()
+                    .flatten()
+            })
             .collect();
         out.sort_by(|a, b| b.created.cmp(&a.created));
         out
@@ -266,7 +263,7 @@ impl ContainerStore {
         if !matches!(cfg.restart.name.as_str(), "" | "no") {
             self.policy_hint
                 .store(true, std::sync::atomic::Ordering::Relaxed);
-            super::restart::wake();
+            wake_policy_thread();
         }
         let rec = ContainerRecord {
             id: id.clone(),
@@ -287,7 +284,7 @@ impl ContainerStore {
         // Write into tmp/ and rename, so a crash never leaves half a record.
         let written = (|| {
             let tmp = self.layout.temp_dir("ctr")?;
-            write_json_atomic(&tmp.join("container.json"), &rec)?;
+            write_json_atomic(&tmp.join(super::files::RECORD), &rec)?;
             std::fs::rename(&tmp, self.layout.container(&id))
         })();
         if let Err(e) = written {
@@ -306,44 +303,22 @@ impl ContainerStore {
     /// Current status and exit state of a container.
     pub fn status(&self, id: &str) -> (ContainerStatus, Option<RunState>, Option<ExitState>) {
         let dir = self.layout.container(id);
-        let run: Option<RunState> = read_json(&dir.join("state.json")).ok().flatten();
-        let exit: Option<ExitState> = read_json(&dir.join("exit.json")).ok().flatten();
-        let status = match (&run, &exit) {
-            (_, Some(e)) if e.started_at.is_none() => ContainerStatus::Created,
-            (Some(r), Some(e)) if e.started_at.as_deref() == Some(r.started_at.as_str()) => {
-                ContainerStatus::Exited
-            }
-            (Some(r), _) => {
-                if r.boot_id == boot_id() && shim_alive(r.shim_pid) {
-                    if dir.join(super::ops::PAUSED).exists() {
-                        ContainerStatus::Paused
-                    } else {
-                        ContainerStatus::Running
-                    }
-                } else {
-                    ContainerStatus::Dead
-                }
-            }
-            (None, _) => ContainerStatus::Created,
-        };
+        let run: Option<RunState> = read_json(&dir.join(super::files::RUN_STATE)).ok().flatten();
+        let exit: Option<ExitState> = read_json(&dir.join(super::files::EXIT_STATE))
+            .ok()
+            .flatten();
+        let status =
+            super::decide::status(run.as_ref(), exit.as_ref(), |r| super::decide::Liveness {
+                same_boot: r.boot_id == boot_id(),
+                shim_alive: shim_alive(r.shim_pid),
+                paused: dir.join(super::files::PAUSED).exists(),
+            });
         (status, run, exit)
     }
 
     fn summary(&self, r: &ContainerRecord) -> ContainerSummary {
         let (status, run, exit) = self.status(&r.id);
-        let exit_code = match status {
-            ContainerStatus::Exited => exit.as_ref().map(|e| e.code),
-            ContainerStatus::Created => exit.as_ref().map(|e| e.code),
-            ContainerStatus::Dead => Some(255),
-            ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Restarting => {
-                None
-            }
-        };
-        let status = if status == ContainerStatus::Dead {
-            ContainerStatus::Exited
-        } else {
-            status
-        };
+        let (status, exit_code) = super::decide::shown(status, exit.as_ref());
         ContainerSummary {
             id: r.id.clone(),
             name: r.name.clone(),
@@ -438,7 +413,7 @@ impl ContainerStore {
         if let Some(run) = run.filter(|r| r.boot_id == boot_id()) {
             wait_shim_gone(&run, Duration::from_secs(10));
         }
-        let _ = std::fs::remove_file(self.layout.container(&r.id).join(super::ops::STOPPED));
+        let _ = std::fs::remove_file(self.layout.container(&r.id).join(super::files::STOPPED));
         // Addresses are chosen here, under the store's lock, so two
         // starts never take the same one; the shim sets them up.
         self.allocate_endpoints(&r)?;
@@ -446,11 +421,11 @@ impl ContainerStore {
         if wait_attach {
             args.push("--wait-attach");
         }
-        let log = self.layout.container(&r.id).join("shim.log");
+        let log = self.layout.container(&r.id).join(super::files::SHIM_LOG);
         let attempted = self
             .layout
             .container(&r.id)
-            .join(super::shim::START_ATTEMPTED);
+            .join(super::files::START_ATTEMPTED);
         let _ = std::fs::remove_file(&attempted);
         let spawn = || spawn_monitor(self.layout.root(), &args, &log, "container shim");
         match spawn() {
@@ -524,7 +499,10 @@ impl ContainerStore {
         // As docker: a container the user signalled counts as stopped by the
         // user, so its restart policy does not bring it back.
         let _gate = self.policy_gate.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = std::fs::write(self.layout.container(&r.id).join(super::ops::STOPPED), b"");
+        let _ = std::fs::write(
+            self.layout.container(&r.id).join(super::files::STOPPED),
+            b"",
+        );
         Ok(())
     }
 
@@ -542,7 +520,10 @@ impl ContainerStore {
             }
             {
                 let _gate = self.policy_gate.lock().unwrap_or_else(|e| e.into_inner());
-                let _ = std::fs::write(self.layout.container(&r.id).join(super::ops::STOPPED), b"");
+                let _ = std::fs::write(
+                    self.layout.container(&r.id).join(super::files::STOPPED),
+                    b"",
+                );
             }
             let _ = self.kill(&r.id, libc::SIGKILL);
             if status == ContainerStatus::Paused {
@@ -589,8 +570,9 @@ impl ContainerStore {
         if runtime.exists() {
             let _ = std::fs::remove_dir_all(&runtime);
         }
-        let rec: Option<ContainerRecord> =
-            read_json(&paths.dir.join("container.json")).ok().flatten();
+        let rec: Option<ContainerRecord> = read_json(&paths.dir.join(super::files::RECORD))
+            .ok()
+            .flatten();
         let trash = self.layout.tmp().join(format!("rm-{id}"));
         std::fs::rename(&paths.dir, &trash)?;
         rec.inspect(|r| super::events::container(self.layout.root(), r, "destroy", &[]));
@@ -744,7 +726,7 @@ pub(super) fn wait_shim_gone(run: &RunState, timeout: Duration) {
 
 /// How often the restart policy restarted this container.
 pub fn restart_count(dir: &Path) -> u32 {
-    std::fs::read_to_string(dir.join("restarts"))
+    std::fs::read_to_string(dir.join(super::files::RESTARTS))
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0)
@@ -768,32 +750,20 @@ pub(super) fn process_alive(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
-/// Deletes a tree but never descends into another filesystem (a mount left
-/// behind must not have its contents deleted).
-pub fn remove_tree_same_fs(root: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let dev = std::fs::symlink_metadata(root)?.dev();
-    fn walk(p: &Path, dev: u64) -> std::io::Result<()> {
-        for e in std::fs::read_dir(p)? {
-            let e = e?;
-            let m = std::fs::symlink_metadata(e.path())?;
-            if m.is_dir() {
-                if m.dev() != dev {
-                    return Err(std::io::Error::other(format!(
-                        "refusing to delete across a mount at {}",
-                        e.path().display()
-                    )));
-                }
-                walk(&e.path(), dev)?;
-                std::fs::remove_dir(e.path())?;
-            } else {
-                std::fs::remove_file(e.path())?;
-            }
-        }
-        Ok(())
+/// The restart policy thread (`super::restart`), for [`wake_policy_thread`].
+static POLICY_THREAD: std::sync::OnceLock<std::thread::Thread> = std::sync::OnceLock::new();
+
+/// Tells the policy thread that a container may have a policy now (call
+/// after setting `policy_hint`).
+pub(super) fn wake_policy_thread() {
+    if let Some(t) = POLICY_THREAD.get() {
+        t.unpark();
     }
-    walk(root, dev)?;
-    std::fs::remove_dir(root)
+}
+
+/// Registers the restart policy thread ([`wake_policy_thread`] wakes it).
+pub(super) fn set_policy_thread(t: std::thread::Thread) {
+    let _ = POLICY_THREAD.set(t);
 }
 
 /// CPUs this engine may run containers on.
@@ -836,7 +806,7 @@ pub fn validate_host_config(cfg: &ContainerConfig, cpus: usize) -> Result<(), Ap
         other => return invalid(format!("invalid restart policy '{other}'")),
     }
     if let Some(s) = &cfg.stop_signal {
-        super::ops::parse_signal(s)?;
+        super::signal::parse(s).map_err(|e| err(ErrorKind::InvalidArgument, e.to_string()))?;
     }
     // Capabilities, --security-opt and a custom seccomp profile: refused
     // now with the reason rather than when the container starts.

@@ -5,10 +5,11 @@
 //! incoming tar are checked one by one the same way.
 
 use super::containers::err;
+use super::files::ContainerPaths;
 use super::rootfs_path::secure_join;
-use super::shim::{self, ContainerPaths};
+use super::shim;
 use super::Engine;
-use crate::server::Conn;
+use crate::engine::conn::Conn;
 use berth_protocol::frame::write_frame;
 use berth_protocol::{ApiError, ContainerStatus, ErrorKind, Response, ResponseEnvelope};
 use std::io::{Read, Write};
@@ -52,7 +53,7 @@ fn open_root<'a>(engine: &'a Engine, key: &str) -> Result<RootGuard<'a>, ApiErro
         }
     }
     let paths = ContainerPaths::new(engine.layout(), &rec.id);
-    let was = shim::is_mounted(&paths.rootfs);
+    let was = super::fsutil::is_mounted(&paths.rootfs);
     if !was {
         shim::mount_rootfs(engine, &rec, &paths).map_err(|e| err(ErrorKind::Internal, e))?;
     }

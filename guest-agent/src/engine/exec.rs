@@ -5,9 +5,10 @@
 //! attach socket and reports the exit code.
 
 use super::containers::{err, internal, spawn_monitor, ContainerStore};
+use super::files::ContainerPaths;
 use super::record::ContainerRecord;
 use super::rootfs_path::secure_join;
-use super::shim::{self, ContainerPaths, Readiness, StartError};
+use super::shim::{self, Readiness, StartError};
 use super::{spec, user, Engine};
 use crate::layout::{random_hex, read_json, write_json_atomic, Layout};
 use berth_protocol::mux::{self, Kind};
@@ -29,7 +30,7 @@ pub struct ExecRecord {
 }
 
 fn exec_dir(layout: &Layout, container: &str) -> PathBuf {
-    layout.container(container).join("exec")
+    layout.container(container).join(super::files::EXEC_DIR)
 }
 
 /// The attach socket of one exec.
@@ -142,7 +143,7 @@ pub fn run_shim(root: &Path, id: &str, exec_id: &str, wait_attach: bool) -> i32 
         e.code
     };
     let (Ok(Some(rec)), Ok(Some(ex))) = (
-        read_json::<ContainerRecord>(&paths.dir.join("container.json")),
+        read_json::<ContainerRecord>(&paths.dir.join(super::files::RECORD)),
         read_json::<ExecRecord>(&dir.join(format!("{exec_id}.json"))),
     ) else {
         return fail(

@@ -10,8 +10,9 @@
 //! `inspect`/`ps` in other processes see it, and emits `health_status`
 //! events on changes.
 
+use super::files::ContainerPaths;
 use super::record::ContainerRecord;
-use super::shim::{self, ContainerPaths};
+
 use super::{spec, user, Engine};
 use crate::layout::{random_hex, read_json, write_json_atomic, Layout};
 use berth_protocol::health::{HEALTHY, STARTING, UNHEALTHY};
@@ -25,9 +26,6 @@ use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// `containers/<id>/health.json`: the container's `State.Health`.
-pub const HEALTH_FILE: &str = "health.json";
 
 const SECOND: i64 = 1_000_000_000;
 /// docker's defaults.
@@ -195,7 +193,9 @@ pub fn go_duration_string(ns: i64) -> String {
 
 /// A container's `State.Health`, if it ever started with a healthcheck.
 pub fn read(dir: &Path) -> Option<Health> {
-    read_json(&dir.join(HEALTH_FILE)).ok().flatten()
+    read_json(&dir.join(super::files::HEALTH_FILE))
+        .ok()
+        .flatten()
 }
 
 /// What `berth-agent health-probe` prints.
@@ -302,7 +302,7 @@ impl Monitor {
     }
 
     fn save(&self) {
-        let _ = write_json_atomic(&self.dir.join(HEALTH_FILE), &self.health);
+        let _ = write_json_atomic(&self.dir.join(super::files::HEALTH_FILE), &self.health);
     }
 
     fn since_start(&self, t: chrono::DateTime<chrono::Utc>) -> i64 {
@@ -371,7 +371,7 @@ impl Monitor {
             }
             return;
         }
-        let paused = self.dir.join(super::ops::PAUSED).exists();
+        let paused = self.dir.join(super::files::PAUSED).exists();
         if paused {
             // docker stops the monitor of a paused container, which leaves
             // it unhealthy; it starts over (one interval) on unpause.
@@ -488,7 +488,7 @@ fn probe(root: &Path, id: &str) -> Result<ProbeOutcome, String> {
     let engine = Engine::open(Layout::new(root));
     let layout = engine.layout().clone();
     let paths = ContainerPaths::new(&layout, id);
-    let rec: ContainerRecord = read_json(&paths.dir.join("container.json"))
+    let rec: ContainerRecord = read_json(&paths.dir.join(super::files::RECORD))
         .ok()
         .flatten()
         .ok_or_else(|| format!("No such container: {id}"))?;
@@ -512,7 +512,9 @@ fn probe(root: &Path, id: &str) -> Result<ProbeOutcome, String> {
         super::events::container(root, &rec, what, extra);
     };
     events(&format!("exec_create: {}", argv.join(" ")), &attrs);
-    if let Err(e) = shim::check_executable(&paths.rootfs, &rec.mounts, &argv, &env, &rec.workdir) {
+    if let Err(e) =
+        super::launch::check_executable(&paths.rootfs, &rec.mounts, &argv, &env, &rec.workdir)
+    {
         return Err(format!(
             "OCI runtime exec failed: exec failed: unable to start container process: {}: unknown",
             e.message
@@ -525,12 +527,12 @@ fn probe(root: &Path, id: &str) -> Result<ProbeOutcome, String> {
         &argv,
         &env,
         &rec.workdir,
-        shim::nofile_limit(),
+        super::launch::nofile_limit(),
         &privileges,
     );
     let seccomp =
         super::security::seccomp_executor(&privileges, &mut process, &layout.seccomp_cache())?;
-    let dir = layout.container(id).join("exec");
+    let dir = layout.container(id).join(super::files::EXEC_DIR);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let process_path = dir.join(format!("{exec_id}.probe.json"));
     write_json_atomic(&process_path, &process).map_err(|e| e.to_string())?;

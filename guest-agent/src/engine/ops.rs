@@ -10,11 +10,6 @@ use libcgroups::common::{AnyCgroupManager, CgroupConfig, CgroupManager, FreezerS
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// Marker files in a container's directory.
-pub const PAUSED: &str = "paused";
-/// Stopped by the user: restart policies leave it alone.
-pub const STOPPED: &str = "stopped";
-
 fn cgroup(id: &str) -> Result<AnyCgroupManager, ApiError> {
     libcgroups::common::create_cgroup_manager(CgroupConfig {
         cgroup_path: PathBuf::from(format!("/berth/{id}")),
@@ -22,25 +17,6 @@ fn cgroup(id: &str) -> Result<AnyCgroupManager, ApiError> {
         container_name: id.to_string(),
     })
     .map_err(|e| err(ErrorKind::Internal, format!("cgroup: {e}")))
-}
-
-/// Parses `SIGTERM`, `TERM`, `term` or `15`.
-pub fn parse_signal(s: &str) -> Result<i32, ApiError> {
-    let t = s.trim();
-    if let Ok(n) = t.parse::<i32>() {
-        return nix::sys::signal::Signal::try_from(n)
-            .map(|s| s as i32)
-            .map_err(|_| err(ErrorKind::InvalidArgument, format!("Invalid signal: {s}")));
-    }
-    let up = t.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") {
-        up
-    } else {
-        format!("SIG{up}")
-    };
-    name.parse::<nix::sys::signal::Signal>()
-        .map(|s| s as i32)
-        .map_err(|_| err(ErrorKind::InvalidArgument, format!("Invalid signal: {s}")))
 }
 
 impl ContainerStore {
@@ -61,7 +37,7 @@ impl ContainerStore {
             .stop_signal
             .as_deref()
             .or(from_image.as_deref())
-            .and_then(|s| parse_signal(s).ok())
+            .and_then(|s| super::signal::parse(s).ok())
             .unwrap_or(libc::SIGTERM)
     }
 
@@ -77,7 +53,10 @@ impl ContainerStore {
         let (r, status) = {
             let _gate = self.policy_gate.lock().unwrap_or_else(|e| e.into_inner());
             let (r, status) = self.running(key)?;
-            let _ = std::fs::write(self.layout().container(&r.id).join(STOPPED), b"");
+            let _ = std::fs::write(
+                self.layout().container(&r.id).join(super::files::STOPPED),
+                b"",
+            );
             (r, status)
         };
         if !matches!(status, ContainerStatus::Running | ContainerStatus::Paused) {
@@ -176,8 +155,11 @@ impl ContainerStore {
             ));
         }
         let old = std::mem::replace(&mut r.name, name.to_string());
-        write_json_atomic(&self.layout().container(&r.id).join("container.json"), &r)
-            .map_err(internal)?;
+        write_json_atomic(
+            &self.layout().container(&r.id).join(super::files::RECORD),
+            &r,
+        )
+        .map_err(internal)?;
         super::events::container(
             self.layout().root(),
             &r,
@@ -207,7 +189,11 @@ impl ContainerStore {
         cgroup(&r.id)?
             .freeze(FreezerState::Frozen)
             .map_err(|e| err(ErrorKind::Internal, format!("freezing: {e}")))?;
-        std::fs::write(self.layout().container(&r.id).join(PAUSED), b"").map_err(internal)?;
+        std::fs::write(
+            self.layout().container(&r.id).join(super::files::PAUSED),
+            b"",
+        )
+        .map_err(internal)?;
         super::events::container(self.layout().root(), &r, "pause", &[]);
         Ok(())
     }
@@ -216,7 +202,7 @@ impl ContainerStore {
         cgroup(id)?
             .freeze(FreezerState::Thawed)
             .map_err(|e| err(ErrorKind::Internal, format!("thawing: {e}")))?;
-        let _ = std::fs::remove_file(self.layout().container(id).join(PAUSED));
+        let _ = std::fs::remove_file(self.layout().container(id).join(super::files::PAUSED));
         Ok(())
     }
 
@@ -352,7 +338,7 @@ impl ContainerStore {
             if !matches!(p.name.as_str(), "" | "no") {
                 self.policy_hint
                     .store(true, std::sync::atomic::Ordering::Relaxed);
-                super::restart::wake();
+                super::containers::wake_policy_thread();
             }
             r.config.restart = p;
         }
@@ -360,8 +346,11 @@ impl ContainerStore {
         if matches!(status, ContainerStatus::Running | ContainerStatus::Paused) {
             apply_limits(&r.id, memory, nano_cpus, pids_limit)?;
         }
-        write_json_atomic(&self.layout().container(&r.id).join("container.json"), &r)
-            .map_err(internal)?;
+        write_json_atomic(
+            &self.layout().container(&r.id).join(super::files::RECORD),
+            &r,
+        )
+        .map_err(internal)?;
         super::events::container(self.layout().root(), &r, "update", &[]);
         Ok(())
     }
@@ -556,20 +545,4 @@ fn user_name(uid: &str) -> String {
             })
         })
         .unwrap_or_else(|| uid.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_signal;
-
-    #[test]
-    fn signals() {
-        assert_eq!(parse_signal("SIGTERM").unwrap(), libc::SIGTERM);
-        assert_eq!(parse_signal("kill").unwrap(), libc::SIGKILL);
-        assert_eq!(parse_signal("HUP").unwrap(), libc::SIGHUP);
-        assert_eq!(parse_signal("9").unwrap(), 9);
-        assert!(parse_signal("SIGNOPE").is_err());
-        assert!(parse_signal("0").is_err());
-        assert!(parse_signal("999").is_err());
-    }
 }

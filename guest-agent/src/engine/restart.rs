@@ -7,7 +7,8 @@
 //! reboot (containers that were running are then "dead").
 
 use super::containers::restart_count;
-use super::ops::STOPPED;
+use super::decide;
+use super::files::STOPPED;
 use super::Engine;
 use berth_protocol::ContainerStatus;
 use std::sync::atomic::Ordering;
@@ -41,18 +42,7 @@ pub fn spawn(engine: Arc<Engine>) {
         }
         std::thread::sleep(Duration::from_millis(1000));
     });
-    let _ = POLICY_THREAD.set(handle.thread().clone());
-}
-
-/// The policy thread, for [`wake`].
-static POLICY_THREAD: std::sync::OnceLock<std::thread::Thread> = std::sync::OnceLock::new();
-
-/// Tells the policy thread that a container may have a policy now (call
-/// after setting `policy_hint`).
-pub(super) fn wake() {
-    if let Some(t) = POLICY_THREAD.get() {
-        t.unpark();
-    }
+    super::containers::set_policy_thread(handle.thread().clone());
 }
 
 fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
@@ -78,44 +68,20 @@ fn tick(engine: &Engine) -> bool {
         }
         let (status, run, exit) = c.status(&r.id);
         let count = restart_count(&dir);
-        let code = match (status, &exit) {
-            (ContainerStatus::Exited, Some(e)) if e.started_at.is_some() => e.code,
-            (ContainerStatus::Dead, _) => 255,
-            // A restart that failed to start: keep trying, like docker.
-            (ContainerStatus::Created, Some(e)) if e.error.is_some() && count > 0 => e.code,
-            _ => continue,
-        };
-        if policy.name == "on-failure" {
-            if code == 0 {
-                continue;
-            }
-            if policy.maximum_retry_count > 0 && count >= policy.maximum_retry_count {
-                continue;
-            }
-        }
-        let now = chrono::Utc::now();
-        let started = run.as_ref().and_then(|s| parse_time(&s.started_at));
-        // A dead container (its shim died with an earlier boot) has no exit
-        // record: count from its start, so the delay does elapse.
-        let finished = exit
-            .as_ref()
-            .and_then(|e| parse_time(&e.finished_at))
-            .or(started)
-            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
-        let ran_long = started.is_some_and(|s| (finished - s).num_seconds() >= 10);
-        let delay_ms = if ran_long {
-            100
-        } else {
-            (100u64 << count.min(10)).min(60_000)
-        };
-        if (now - finished).num_milliseconds() < delay_ms as i64 {
+        let ms = |t: &str| parse_time(t).map(|t| t.timestamp_millis());
+        let started = run.as_ref().and_then(|s| ms(&s.started_at));
+        let finished = exit.as_ref().and_then(|e| ms(&e.finished_at));
+        let now = chrono::Utc::now().timestamp_millis();
+        let decision =
+            decide::restart(policy, status, exit.as_ref(), count, started, finished, now);
+        if decision != decide::Restart::Now {
             continue;
         }
         let _gate = c.policy_gate.lock().unwrap_or_else(|e| e.into_inner());
         if dir.join(STOPPED).exists() || c.status(&r.id).0 != status {
             continue; // the user stopped it (or started it) meanwhile
         }
-        let _ = std::fs::write(dir.join("restarts"), format!("{}\n", count + 1));
+        let _ = std::fs::write(dir.join(super::files::RESTARTS), format!("{}\n", count + 1));
         // After a reboot say so (once per container), so that a restart
         // that does not come back can be told from one never tried.
         let after_reboot = status == ContainerStatus::Dead;

@@ -7,6 +7,9 @@
 //!
 //! Readiness is reported to the agent as one JSON line on fd 3.
 
+use super::files::ContainerPaths;
+use super::fsutil::is_mounted;
+pub(super) use super::launch::{check_executable, nofile_limit, StartError};
 use super::logs::{self, LogWriter};
 use super::net::{self, netns};
 use super::record::{boot_id, ContainerRecord, ExitState, RunState};
@@ -23,7 +26,6 @@ use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -111,61 +113,8 @@ pub struct AttachHello {
     pub tty_size: Option<(u16, u16)>,
 }
 
-/// A failure before the container ran, with docker's exit code.
-pub(super) struct StartError {
-    pub kind: ErrorKind,
-    pub code: i32,
-    pub message: String,
-}
-
-impl StartError {
-    pub fn engine(message: impl Into<String>) -> StartError {
-        StartError {
-            kind: ErrorKind::Internal,
-            code: 125,
-            message: message.into(),
-        }
-    }
-}
-
 pub(super) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
-}
-
-/// Paths of one container's files.
-pub struct ContainerPaths {
-    pub dir: PathBuf,
-    pub rootfs: PathBuf,
-    pub upper: PathBuf,
-    pub work: PathBuf,
-    pub bundle: PathBuf,
-    pub netns: PathBuf,
-    pub log: PathBuf,
-}
-
-impl ContainerPaths {
-    pub fn new(layout: &Layout, id: &str) -> ContainerPaths {
-        let dir = layout.container(id);
-        ContainerPaths {
-            rootfs: dir.join("bundle/rootfs"),
-            upper: dir.join("upper"),
-            work: dir.join("work"),
-            bundle: dir.join("bundle"),
-            netns: dir.join("netns"),
-            log: dir.join("container.log"),
-            dir,
-        }
-    }
-}
-
-/// Whether `path` is a mount point (differs in device from its parent, or
-/// is listed in /proc/self/mountinfo).
-pub fn is_mounted(path: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let p = path.to_string_lossy();
-    info.lines().any(|l| l.split(' ').nth(4) == Some(&p))
 }
 
 /// Mounts the container's overlay root filesystem.
@@ -186,7 +135,7 @@ pub fn mount_rootfs(
     }
     let lower = if lowers.is_empty() {
         // An image without layers (FROM scratch + no files): an empty lower.
-        let empty = p.dir.join("empty");
+        let empty = p.dir.join(super::files::EMPTY_LOWER);
         std::fs::create_dir_all(&empty).map_err(|e| e.to_string())?;
         empty.display().to_string()
     } else {
@@ -209,116 +158,6 @@ pub fn mount_rootfs(
         Some(opts.as_str()),
     )
     .map_err(|e| format!("mounting overlay root filesystem: {e}"))
-}
-
-/// Where `inner` (an absolute path in the container) is found from the
-/// engine's side: under the bind or volume mounted deepest above it (its
-/// source), else in the root filesystem. The container's own mounts are
-/// not visible from here (natively they live in its mount namespace, and
-/// at start they do not exist yet), so `run -v /opt/tools:/t IMAGE
-/// /t/prog` must be looked up in `/opt/tools`. A tmpfs is empty at start:
-/// nothing is found under one.
-pub(super) fn locate_in_container(
-    rootfs: &Path,
-    mounts: &[berth_protocol::MountPoint],
-    inner: &Path,
-) -> std::io::Result<Option<PathBuf>> {
-    // `..` is taken lexically before the mount is chosen, so `/p/../q`
-    // is looked up under `/q`'s mount, not inside `/p`'s source.
-    let mut normal = PathBuf::from("/");
-    for c in inner.components() {
-        match c {
-            std::path::Component::Normal(n) => normal.push(n),
-            std::path::Component::ParentDir => {
-                normal.pop();
-            }
-            _ => {}
-        }
-    }
-    let inner = normal.as_path();
-    let deepest = mounts
-        .iter()
-        .filter_map(|m| {
-            let rest = inner.strip_prefix(&m.destination).ok()?;
-            Some((Path::new(&m.destination).components().count(), m, rest))
-        })
-        .max_by_key(|(depth, _, _)| *depth);
-    match deepest {
-        Some((_, m, _)) if m.kind == berth_protocol::MountType::Tmpfs => Ok(None),
-        Some((_, m, rest)) => secure_join(Path::new(&m.source), rest).map(Some),
-        None => secure_join(rootfs, inner).map(Some),
-    }
-}
-
-/// Finds the executable the way execvp would, inside the container root
-/// and its mounts.
-pub(super) fn check_executable(
-    rootfs: &Path,
-    mounts: &[berth_protocol::MountPoint],
-    args: &[String],
-    env: &[String],
-    cwd: &str,
-) -> Result<(), StartError> {
-    let Some(cmd) = args.first() else {
-        return Err(StartError {
-            kind: ErrorKind::InvalidArgument,
-            code: 125,
-            message: "no command specified".into(),
-        });
-    };
-    let is_exec = |p: &Path| -> Option<bool> {
-        let m = std::fs::metadata(p).ok()?;
-        Some(m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    if cmd.contains('/') {
-        let inner = if cmd.starts_with('/') {
-            PathBuf::from(cmd)
-        } else {
-            Path::new(cwd).join(cmd)
-        };
-        let host = locate_in_container(rootfs, mounts, &inner)
-            .map_err(|e| StartError::engine(e.to_string()))?;
-        return match host.as_deref().and_then(is_exec) {
-            Some(true) => Ok(()),
-            Some(false) => Err(StartError {
-                kind: ErrorKind::CommandNotExecutable,
-                code: 126,
-                message: format!("exec: {cmd:?}: permission denied"),
-            }),
-            None => Err(StartError {
-                kind: ErrorKind::CommandNotFound,
-                code: 127,
-                message: format!("exec: {cmd:?}: stat {cmd}: no such file or directory"),
-            }),
-        };
-    }
-    let path = env
-        .iter()
-        .rev()
-        .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    let mut found_non_exec = false;
-    for dir in path.split(':').filter(|d| !d.is_empty()) {
-        let host = locate_in_container(rootfs, mounts, &Path::new(dir).join(cmd))
-            .map_err(|e| StartError::engine(e.to_string()))?;
-        match host.as_deref().and_then(is_exec) {
-            Some(true) => return Ok(()),
-            Some(false) => found_non_exec = true,
-            None => {}
-        }
-    }
-    if found_non_exec {
-        return Err(StartError {
-            kind: ErrorKind::CommandNotExecutable,
-            code: 126,
-            message: format!("exec: {cmd:?}: permission denied"),
-        });
-    }
-    Err(StartError {
-        kind: ErrorKind::CommandNotFound,
-        code: 127,
-        message: format!("exec: {cmd:?}: executable file not found in $PATH"),
-    })
 }
 
 pub(super) fn report(ready: &mut Option<File>, r: &Readiness) {
@@ -347,19 +186,6 @@ pub(super) struct Client {
     pub tty_size: Option<(u16, u16)>,
 }
 
-/// A file in a container's directory that makes its next shim die right
-/// after creating the container (tests of the start retry; the directory
-/// belongs to the engine, so only whoever owns the engine can place it).
-pub const SHIM_DIES_ONCE: &str = "fault-shim-dies-once";
-
-/// A file in a container's directory that makes its next shim act as if
-/// libcontainer's saved state had no init pid (tests of that workaround).
-pub const STATE_WITHOUT_PID_ONCE: &str = "fault-state-without-pid-once";
-
-/// Written by a shim just before it asks for the user's process to start:
-/// the agent never retries a start whose shim got that far.
-pub const START_ATTEMPTED: &str = "start-attempted";
-
 /// Entry point of `berth-agent shim`.
 pub fn run(root: &Path, id: &str, wait_attach: bool) -> i32 {
     // SAFETY: fd 3 is the readiness pipe the agent passes; nothing else in
@@ -368,7 +194,7 @@ pub fn run(root: &Path, id: &str, wait_attach: bool) -> i32 {
     let engine = Engine::open(Layout::new(root));
     let layout = engine.layout().clone();
     let paths = ContainerPaths::new(&layout, id);
-    let rec: ContainerRecord = match read_json(&paths.dir.join("container.json")) {
+    let rec: ContainerRecord = match read_json(&paths.dir.join(super::files::RECORD)) {
         Ok(Some(r)) => r,
         _ => {
             report(
@@ -385,12 +211,12 @@ pub fn run(root: &Path, id: &str, wait_attach: bool) -> i32 {
     // Reap the container's init even if libcontainer's intermediate exits.
     // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes an integer flag.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    let _ = std::fs::remove_file(paths.dir.join("exit.json"));
+    let _ = std::fs::remove_file(paths.dir.join(super::files::EXIT_STATE));
     match start(&engine, &rec, &paths, wait_attach, &mut ready) {
         Ok(code) => code,
         Err(e) => {
             let _ = write_json_atomic(
-                &paths.dir.join("exit.json"),
+                &paths.dir.join(super::files::EXIT_STATE),
                 &ExitState {
                     code: e.code,
                     finished_at: now(),
@@ -453,7 +279,7 @@ fn teardown(
     phases.mark("netns");
     let _ = std::fs::remove_file(engine.layout().attach_socket(&rec.id));
     let _ = std::fs::remove_file(engine.layout().console_socket(&rec.id));
-    let _ = std::fs::remove_file(paths.dir.join(super::ops::PAUSED));
+    let _ = std::fs::remove_file(paths.dir.join(super::files::PAUSED));
 }
 
 fn etc_files(
@@ -462,7 +288,7 @@ fn etc_files(
     paths: &ContainerPaths,
     mode: net::container::Mode,
 ) -> std::io::Result<Vec<(String, PathBuf)>> {
-    let dir = paths.dir.join("etc");
+    let dir = paths.dir.join(super::files::ETC);
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("hostname"), format!("{}\n", rec.hostname))?;
     std::fs::write(
@@ -500,7 +326,7 @@ fn start(
     let mut phases = Phases::new(&rec.id);
     mount_rootfs(engine, rec, paths).map_err(StartError::engine)?;
     phases.mark("rootfs");
-    super::volumes::prepare_mounts(layout, rec, &paths.rootfs).map_err(StartError::engine)?;
+    super::mounts::prepare_mounts(layout, rec, &paths.rootfs).map_err(StartError::engine)?;
     let identity =
         user::resolve(&paths.rootfs, &rec.user).map_err(|e| StartError::engine(e.to_string()))?;
     let mut env = rec.env.clone();
@@ -624,7 +450,7 @@ fn start(
     // saves and reads straight back has been seen to come back without
     // the pid; the pid file it writes as well is the fallback there. On
     // other hosts a missing pid is a state-save bug, reported as one.
-    let fault = std::fs::remove_file(paths.dir.join(STATE_WITHOUT_PID_ONCE)).is_ok();
+    let fault = super::fault::take(&paths.dir, super::fault::Fault::StateWithoutPid);
     let pid = match container.pid().filter(|_| !fault) {
         Some(pid) => pid,
         None if !crate::quirks::Quirks::detect().emulated_kernel => {
@@ -654,13 +480,7 @@ fn start(
     // Fault injection for the start retry's test: a shim dying here leaves
     // a created container (runtime state, an init waiting to be started)
     // behind, as the shims that died in emulated guests did.
-    if std::fs::remove_file(paths.dir.join(SHIM_DIES_ONCE)).is_ok() {
-        eprintln!(
-            "berth-agent: container {}: fault injected: shim dies",
-            rec.id
-        );
-        std::process::abort();
-    }
+    super::fault::shim_dies_here(&paths.dir, &rec.id);
     let stdio = plan.into_stdio()?;
     phases.mark("stdio");
 
@@ -679,7 +499,7 @@ fn start(
     }
     let started_at = now();
     // Before the start, never after: see START_ATTEMPTED.
-    let _ = std::fs::write(paths.dir.join(START_ATTEMPTED), b"");
+    let _ = std::fs::write(paths.dir.join(super::files::START_ATTEMPTED), b"");
     if let Err(e) = container.start() {
         let _ = container.delete(true);
         return Err(StartError::engine(format!("starting container: {e}")));
@@ -696,7 +516,7 @@ fn start(
         started_at: started_at.clone(),
         boot_id: boot_id(),
     };
-    let _ = write_json_atomic(&paths.dir.join("state.json"), &state);
+    let _ = write_json_atomic(&paths.dir.join(super::files::RUN_STATE), &state);
     if !wait_attach {
         report(ready, &Readiness::OK);
     }
@@ -730,7 +550,7 @@ fn start(
         &[("exitCode", code.0.to_string())],
     );
     let _ = write_json_atomic(
-        &paths.dir.join("exit.json"),
+        &paths.dir.join(super::files::EXIT_STATE),
         &ExitState {
             code: code.0,
             finished_at: now(),
@@ -758,7 +578,7 @@ fn start(
         // to the next container's start (a machine VM here has one vCPU).
         // SAFETY: setpriority on this process only changes its nice value.
         unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
-        let _ = super::containers::remove_tree_same_fs(&t);
+        let _ = super::fsutil::remove_tree_same_fs(&t);
         phases.mark("delete");
     }
     phases.report("exit");
@@ -870,15 +690,6 @@ pub(super) fn set_winsize(tty: &File, rows: u16, cols: u16) {
     };
     // SAFETY: TIOCSWINSZ reads a winsize from a valid pointer.
     unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-}
-
-/// Docker's default open-files limit, or the hard limit we hold if lower
-/// (raising it needs CAP_SYS_RESOURCE, which sandboxes often drop).
-pub(super) fn nofile_limit() -> u64 {
-    let hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-        .map(|(_, h)| h)
-        .unwrap_or(1024);
-    hard.min(1_048_576)
 }
 
 fn receive_pty_master(l: &UnixListener) -> std::io::Result<File> {
@@ -1153,6 +964,7 @@ fn reap(pid: Pid) -> Option<i32> {
 mod tests {
     use super::*;
     use berth_protocol::{MountPoint, MountType};
+    use std::os::unix::fs::PermissionsExt;
 
     fn point(kind: MountType, source: &Path, dest: &str) -> MountPoint {
         MountPoint {

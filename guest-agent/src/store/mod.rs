@@ -640,7 +640,7 @@ impl ImageStore {
         let mut map = self.tags()?;
         map.insert(target.to_string(), id.clone());
         write_json_atomic(&self.layout.tags(), &map)?;
-        crate::engine::events::image(
+        crate::events::image(
             self.layout.root(),
             "tag",
             &id,
@@ -675,13 +675,7 @@ impl ImageStore {
             if image_tags.len() > 1 {
                 map.remove(t);
                 write_json_atomic(&self.layout.tags(), &map)?;
-                crate::engine::events::image(
-                    self.layout.root(),
-                    "untag",
-                    &id,
-                    &id,
-                    self.labels(&id),
-                );
+                crate::events::image(self.layout.root(), "untag", &id, &id, self.labels(&id));
                 return Ok(vec![format!(
                     "Untagged: {}",
                     Reference::parse(t)?.familiar()
@@ -704,7 +698,7 @@ impl ImageStore {
         }
         write_json_atomic(&self.layout.tags(), &map)?;
         for _ in &image_tags {
-            crate::engine::events::image(self.layout.root(), "untag", &id, &id, self.labels(&id));
+            crate::events::image(self.layout.root(), "untag", &id, &id, self.labels(&id));
         }
         if in_use(&id) {
             // Forced: untag only; the container keeps its layers.
@@ -716,7 +710,7 @@ impl ImageStore {
                 .join(format!("{}.json", digest_hex(&id)?)),
         )?;
         out.push(format!("Deleted: {id}"));
-        crate::engine::events::image(self.layout.root(), "delete", &id, &id, BTreeMap::new());
+        crate::events::image(self.layout.root(), "delete", &id, &id, BTreeMap::new());
         drop(_g);
         self.collect_garbage()?;
         Ok(out)

@@ -282,7 +282,7 @@ pub fn hosts_file(engine: &Engine, rec: &ContainerRecord, mode: Mode) -> String 
     // In the machine VM the host's own services are behind the VMM's
     // network stack, as on Docker Desktop; natively `host-gateway` is the
     // bridge's address on the host, as with dockerd.
-    let host_alias = crate::guest::host_alias();
+    let host_alias = crate::machine::host_alias();
     let host_gateway = match (host_alias, primary) {
         (Some(h), _) => h.to_string(),
         (None, Some(e)) => e.info.gateway.clone(),

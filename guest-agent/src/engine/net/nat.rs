@@ -288,7 +288,8 @@ impl Nft {
             .stderr(Stdio::piped());
         // nft reads the whole script before it writes anything, and the
         // script is far smaller than a pipe's buffer.
-        let output = crate::wait_owned(cmd, stdin.map(str::as_bytes)).map_err(spawn_error)?;
+        let output =
+            crate::children::wait_owned(cmd, stdin.map(str::as_bytes)).map_err(spawn_error)?;
         if output.status.success() {
             Ok(String::from_utf8_lossy(&output.stdout).into_owned())
         } else {
