@@ -680,7 +680,14 @@ struct Devices {
     transports: Vec<(Arc<Mutex<MmioTransport>>, DeviceKind)>,
     event_manager: EventManager<Box<dyn MutEventSubscriber + Send>>,
     first_serial_byte: Arc<OnceLock<Instant>>,
+    /// The host watcher of the shares (live file events), kept while the
+    /// VM runs.
+    share_watcher: Option<crate::devices::virtio::fs::watch::ShareWatcher>,
 }
+
+/// Set (to anything) to run shares without the host watcher (no live
+/// file events in the guest).
+pub const NO_SHARE_EVENTS_ENV: &str = "BERTH_VMM_NO_SHARE_EVENTS";
 
 #[allow(clippy::too_many_arguments)]
 fn build_devices(
@@ -723,11 +730,14 @@ fn build_devices(
 
     // virtio devices.
     let mut devices: Vec<(Arc<Mutex<dyn VirtioDevice>>, DeviceKind)> = Vec::new();
+    let mut watched = Vec::new();
+    let mut events_uds = None;
     for spec in specs {
         match spec {
             DeviceSpec::Vsock(uds) => {
                 let v = Vsock::new(GUEST_CID, uds)
                     .map_err(io_err(format!("vsock socket {}", uds.display())))?;
+                events_uds = Some(crate::devices::virtio::fs::watch::listen_path(uds));
                 devices.push((Arc::new(Mutex::new(v)), DeviceKind::Vsock));
             }
             DeviceSpec::Block(d) => {
@@ -743,12 +753,27 @@ fn build_devices(
                 ))
             }
             DeviceSpec::Rng => devices.push((Arc::new(Mutex::new(Rng::new())), DeviceKind::Rng)),
-            DeviceSpec::Fs(share) => devices.push((
-                Arc::new(Mutex::new(Fs::new(share)?)),
-                DeviceKind::Fs {
-                    tag: share.tag.clone(),
-                },
-            )),
+            DeviceSpec::Fs(share) => {
+                let fs = Fs::new(share)?;
+                // Host changes reach guest inotify watchers only through
+                // the agent, which mirrors them in the guest; a read-only
+                // guest mount cannot (see docs/file-events.md).
+                if !share.read_only {
+                    if let Ok(root) = std::fs::canonicalize(&share.path) {
+                        watched.push(crate::devices::virtio::fs::watch::WatchedShare {
+                            tag: share.tag.clone(),
+                            root,
+                            events: fs.events(),
+                        });
+                    }
+                }
+                devices.push((
+                    Arc::new(Mutex::new(fs)),
+                    DeviceKind::Fs {
+                        tag: share.tag.clone(),
+                    },
+                ))
+            }
             DeviceSpec::Net(net) => devices.push((
                 Arc::new(Mutex::new(Net::new(crate::net::GUEST_MAC, net.clone())?)),
                 DeviceKind::Net,
@@ -790,7 +815,22 @@ fn build_devices(
                 .map_err(BootError::from)?;
         }
     }
+    // Without vsock the agent has no way to hear of host changes.
+    let share_watcher = match events_uds {
+        Some(listen) if !watched.is_empty() && std::env::var_os(NO_SHARE_EVENTS_ENV).is_none() => {
+            match crate::devices::virtio::fs::watch::start(watched, &listen) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    // Shares still work; only live events are missing.
+                    eprintln!("berth-vmm: share events are off: {e}");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     Ok(Devices {
+        share_watcher,
         io_bus: Arc::new(io_bus),
         mmio_bus: Arc::new(mmio_bus),
         serial,
@@ -890,7 +930,10 @@ impl Machine {
             transports,
             mut event_manager,
             first_serial_byte,
+            share_watcher,
         } = devices;
+        // Lives as long as the VM (the process).
+        std::mem::forget(share_watcher);
         install_kick_handler()?;
         std::thread::Builder::new()
             .name("berth-events".into())

@@ -7,6 +7,7 @@
 use std::ffi::CStr;
 use std::io;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use fuse_backend_rs::abi::fuse_abi::{stat64, statvfs64, CreateIn};
@@ -17,6 +18,7 @@ use fuse_backend_rs::api::filesystem::{
 use fuse_backend_rs::passthrough::{CachePolicy, Config, PassthroughFs};
 use fuse_backend_rs::transport::FsCacheReqHandler;
 
+use super::events::{Expect, FileType, Key, ShareEvents};
 use super::FsError;
 
 type Inode = u64;
@@ -177,6 +179,17 @@ fn check_access(st: &stat64, ctx: &Context, mask: u32) -> io::Result<()> {
 pub struct ShareFs {
     inner: PassthroughFs,
     read_only: bool,
+    /// Live file-change events (`events.rs`): expectations of the guest
+    /// agent's mirroring operations, echoes of the guest's own changes.
+    events: Arc<ShareEvents>,
+}
+
+/// How long the guest caches a ghost's attributes (it only removes or
+/// moves it).
+const GHOST_TIMEOUT: Duration = Duration::from_secs(1);
+
+fn enoent() -> io::Error {
+    io::Error::from_raw_os_error(libc::ENOENT)
 }
 
 impl ShareFs {
@@ -221,7 +234,91 @@ impl ShareFs {
         // SAFETY: as above, restoring the saved mask.
         unsafe { libc::umask(old) };
         imported.map_err(dir_err)?;
-        Ok(ShareFs { inner, read_only })
+        Ok(ShareFs {
+            inner,
+            read_only,
+            events: Arc::new(ShareEvents::new()),
+        })
+    }
+
+    /// The share's event tables (the host watcher's side).
+    pub fn events(&self) -> Arc<ShareEvents> {
+        self.events.clone()
+    }
+
+    /// The host identity of a server node (`None`: unknown node).
+    fn node_key(&self, inode: Inode) -> Option<Key> {
+        let (st, _) = self.inner.getattr(&SERVER, inode, None).ok()?;
+        Some(Key::Node {
+            dev: st.st_dev,
+            ino: st.st_ino,
+        })
+    }
+
+    /// The host identity of `name` in the directory node `parent`.
+    fn entry_key(&self, parent: Inode, name: &CStr) -> Option<Key> {
+        match self.node_key(parent)? {
+            Key::Node { dev, ino } => Some(Key::Entry {
+                dev,
+                dir: ino,
+                name: name.to_bytes().to_vec(),
+            }),
+            Key::Entry { .. } => None,
+        }
+    }
+
+    /// Consumes the expectation `expect` of `name` in `parent`.
+    fn take_entry(&self, parent: Inode, name: &CStr, expect: Expect) -> bool {
+        self.events.any_pending()
+            && self
+                .entry_key(parent, name)
+                .is_some_and(|k| self.events.take(&k, expect))
+    }
+
+    /// A create the guest agent mirrors: the host made the file already;
+    /// the guest gets its entry.
+    fn mirrored_create(&self, ctx: &Context, parent: Inode, name: &CStr) -> io::Result<Entry> {
+        let mut entry = self.inner.lookup(&host(ctx), parent, name)?;
+        self.view_entry(&mut entry);
+        Ok(entry)
+    }
+
+    /// Records that the server changed `name` in `parent` (and the node
+    /// `made`, if any) for the guest, so the host watcher drops the echo.
+    fn echo_entry(&self, parent: Inode, name: &CStr, made: Option<Inode>) {
+        if !self.events.watching() {
+            return;
+        }
+        if let Some(k) = self.entry_key(parent, name) {
+            self.events.echo(k);
+        }
+        if let Some(k) = made.and_then(|n| self.node_key(n)) {
+            self.events.echo(k);
+        }
+    }
+
+    /// Records that the server changed the node `inode` for the guest.
+    fn echo_node(&self, inode: Inode) {
+        if self.events.watching() {
+            if let Some(k) = self.node_key(inode) {
+                self.events.echo(k);
+            }
+        }
+    }
+
+    /// The attributes of a ghost (a gone name the guest removes or moves).
+    fn ghost_attr(id: u64, dir: bool) -> stat64 {
+        // SAFETY: stat64 is plain old data; all-zero is a valid value.
+        let mut st: stat64 = unsafe { std::mem::zeroed() };
+        st.st_ino = id;
+        st.st_mode = if dir {
+            libc::S_IFDIR | 0o755
+        } else {
+            libc::S_IFREG | 0o644
+        };
+        st.st_nlink = if dir { 2 } else { 1 };
+        st.st_blksize = 4096;
+        st
     }
 
     /// Whether every change is refused.
@@ -348,17 +445,44 @@ impl FileSystem for ShareFs {
     }
 
     fn lookup(&self, ctx: &Context, parent: Inode, name: &CStr) -> io::Result<Entry> {
+        if self.events.any_pending() {
+            if let Some(k) = self.entry_key(parent, name) {
+                if self.events.hides(&k) {
+                    return Err(enoent());
+                }
+                if let Some(dir) = self.events.gone(&k) {
+                    let id = self.events.new_ghost(dir);
+                    return Ok(Entry {
+                        inode: id,
+                        generation: 0,
+                        attr: Self::ghost_attr(id, dir),
+                        attr_flags: 0,
+                        attr_timeout: GHOST_TIMEOUT,
+                        entry_timeout: Duration::ZERO,
+                    });
+                }
+            }
+        }
         let mut entry = self.inner.lookup(&host(ctx), parent, name)?;
         self.view_entry(&mut entry);
         Ok(entry)
     }
 
     fn forget(&self, ctx: &Context, inode: Inode, count: u64) {
+        if inode >= super::events::GHOST_BASE {
+            return self.events.forget_ghost(inode);
+        }
         self.inner.forget(&host(ctx), inode, count)
     }
 
     fn batch_forget(&self, ctx: &Context, requests: Vec<(Inode, u64)>) {
-        self.inner.batch_forget(&host(ctx), requests)
+        let (ghosts, real): (Vec<_>, Vec<_>) = requests
+            .into_iter()
+            .partition(|(i, _)| *i >= super::events::GHOST_BASE);
+        for (g, _) in ghosts {
+            self.events.forget_ghost(g);
+        }
+        self.inner.batch_forget(&host(ctx), real)
     }
 
     fn getattr(
@@ -367,6 +491,9 @@ impl FileSystem for ShareFs {
         inode: Inode,
         handle: Option<Handle>,
     ) -> io::Result<(stat64, Duration)> {
+        if let Some(dir) = self.events.ghost(inode) {
+            return Ok((Self::ghost_attr(inode, dir), GHOST_TIMEOUT));
+        }
         let (mut st, timeout) = self.inner.getattr(&host(ctx), inode, handle)?;
         self.view(inode, &mut st);
         Ok((st, timeout))
@@ -383,7 +510,33 @@ impl FileSystem for ShareFs {
         self.writable()?;
         let hctx = host(ctx);
         let mut attr = attr;
-        let (st, _) = self.inner.getattr(&hctx, inode, handle)?;
+        let (st, timeout) = self.inner.getattr(&hctx, inode, handle)?;
+        if self.events.any_pending() {
+            // The agent's utimensat mirroring a host write (mtime alone:
+            // IN_MODIFY) or a host metadata change (both times: IN_ATTRIB).
+            let times = SetattrValid::ATIME | SetattrValid::MTIME;
+            let extra = valid
+                - (times | SetattrValid::ATIME_NOW | SetattrValid::MTIME_NOW | SetattrValid::CTIME);
+            let expect = if valid & times == SetattrValid::MTIME {
+                Some(Expect::Modify)
+            } else if valid & times == times {
+                Some(Expect::Attrib)
+            } else {
+                None
+            };
+            let key = Key::Node {
+                dev: st.st_dev,
+                ino: st.st_ino,
+            };
+            if let Some(expect) = expect.filter(|_| extra.is_empty()) {
+                if self.events.take(&key, expect) {
+                    let mut st = st;
+                    self.view(inode, &mut st);
+                    return Ok((st, timeout));
+                }
+            }
+        }
+        self.echo_node(inode);
         let chmod = valid.contains(SetattrValid::MODE);
         let chown = valid.intersects(SetattrValid::UID | SetattrValid::GID);
         if chmod {
@@ -455,8 +608,12 @@ impl FileSystem for ShareFs {
         name: &CStr,
     ) -> io::Result<Entry> {
         self.writable()?;
+        if self.take_entry(parent, name, Expect::Create(FileType::Symlink)) {
+            return self.mirrored_create(ctx, parent, name);
+        }
         // No override: Linux keeps no user xattrs on symlinks, so a
         // symlink shows its host owner (its mode is always 0777).
+        self.echo_entry(parent, name, None);
         self.inner.symlink(&host(ctx), linkname, parent, name)
     }
 
@@ -474,6 +631,11 @@ impl FileSystem for ShareFs {
             libc::S_IFCHR | libc::S_IFBLK => return Err(io::Error::from_raw_os_error(libc::EPERM)),
             _ => {}
         }
+        if let Some(t) = FileType::of_mode(mode) {
+            if self.take_entry(inode, name, Expect::Create(t)) {
+                return self.mirrored_create(ctx, inode, name);
+            }
+        }
         let perm = mode & PERM_BITS & !SET_ID_BITS & !(umask & 0o777);
         let kind = mode & libc::S_IFMT;
         // A regular file (type 0 is one) keeps an override; FIFOs and
@@ -487,9 +649,11 @@ impl FileSystem for ShareFs {
         } else {
             ctx.gid
         };
+        self.echo_entry(inode, name, None);
         let mut entry = self
             .inner
             .mknod(&host(ctx), inode, name, host_mode, rdev, 0)?;
+        self.echo_node(entry.inode);
         if overridden {
             self.adopt(
                 &mut entry,
@@ -512,10 +676,14 @@ impl FileSystem for ShareFs {
         umask: u32,
     ) -> io::Result<Entry> {
         self.writable()?;
+        if self.take_entry(parent, name, Expect::Create(FileType::Dir)) {
+            return self.mirrored_create(ctx, parent, name);
+        }
         // mkdir keeps rwx and the sticky bit; set-group-ID comes from the
         // parent.
         let perm = mode & (0o777 | libc::S_ISVTX) & !(umask & 0o777);
         let (group, setgid) = self.new_group(ctx, parent);
+        self.echo_entry(parent, name, None);
         let mut entry = self.inner.mkdir(
             &host(ctx),
             parent,
@@ -523,6 +691,7 @@ impl FileSystem for ShareFs {
             perm | host_owner_bits(libc::S_IFDIR),
             0,
         )?;
+        self.echo_node(entry.inode);
         let inherited = if setgid { libc::S_ISGID } else { 0 };
         self.adopt(
             &mut entry,
@@ -537,11 +706,19 @@ impl FileSystem for ShareFs {
 
     fn unlink(&self, ctx: &Context, parent: Inode, name: &CStr) -> io::Result<()> {
         self.writable()?;
+        if self.take_entry(parent, name, Expect::Remove { dir: false }) {
+            return Ok(());
+        }
+        self.echo_entry(parent, name, None);
         self.inner.unlink(&host(ctx), parent, name)
     }
 
     fn rmdir(&self, ctx: &Context, parent: Inode, name: &CStr) -> io::Result<()> {
         self.writable()?;
+        if self.take_entry(parent, name, Expect::Remove { dir: true }) {
+            return Ok(());
+        }
+        self.echo_entry(parent, name, None);
         self.inner.rmdir(&host(ctx), parent, name)
     }
 
@@ -555,6 +732,18 @@ impl FileSystem for ShareFs {
         flags: u32,
     ) -> io::Result<()> {
         self.writable()?;
+        if self.events.any_pending() && flags == 0 {
+            if let (Some(from), Some(to)) = (
+                self.entry_key(olddir, oldname),
+                self.entry_key(newdir, newname),
+            ) {
+                if self.events.take_rename(&from, &to) {
+                    return Ok(());
+                }
+            }
+        }
+        self.echo_entry(olddir, oldname, None);
+        self.echo_entry(newdir, newname, None);
         self.inner
             .rename(&host(ctx), olddir, oldname, newdir, newname, flags)
     }
@@ -567,6 +756,7 @@ impl FileSystem for ShareFs {
         newname: &CStr,
     ) -> io::Result<Entry> {
         self.writable()?;
+        self.echo_entry(newparent, newname, Some(inode));
         let mut entry = self.inner.link(&host(ctx), inode, newparent, newname)?;
         self.view_entry(&mut entry);
         Ok(entry)
@@ -603,8 +793,10 @@ impl FileSystem for ShareFs {
             umask: 0,
             ..args
         };
+        self.echo_entry(parent, name, None);
         match self.inner.create(&host(ctx), parent, name, made) {
             Ok((mut entry, handle, opts, passthrough)) => {
+                self.echo_node(entry.inode);
                 self.adopt(
                     &mut entry,
                     Override {
@@ -670,6 +862,7 @@ impl FileSystem for ShareFs {
         fuse_flags: u32,
     ) -> io::Result<usize> {
         self.writable()?;
+        self.echo_node(inode);
         self.inner.write(
             &host(ctx),
             inode,
@@ -708,6 +901,7 @@ impl FileSystem for ShareFs {
         length: u64,
     ) -> io::Result<()> {
         self.writable()?;
+        self.echo_node(inode);
         self.inner
             .fallocate(&host(ctx), inode, handle, mode, offset, length)
     }
