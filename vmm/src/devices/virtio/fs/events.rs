@@ -141,8 +141,16 @@ struct Pending {
     seq: u64,
     key: Key,
     expect: Expect,
+    /// The object's [`Key::Node`] when the watcher saw it (a create, a
+    /// rename): a ghost made for this name stands for that node.
+    node: Option<Key>,
     made: Instant,
 }
+
+/// A ghost: whether it is a directory, and the host node it stands for
+/// (if known), so that a later mirrored SETATTR on it still finds its
+/// expectation.
+pub type Ghost = (bool, Option<Key>);
 
 /// The expectation and echo tables of one share.
 pub struct ShareEvents {
@@ -152,7 +160,7 @@ pub struct ShareEvents {
     /// `pending.len()`, read without the lock on every request.
     pending_len: AtomicUsize,
     echo: Mutex<VecDeque<(Instant, Key)>>,
-    ghosts: Mutex<HashMap<u64, bool>>,
+    ghosts: Mutex<HashMap<u64, Ghost>>,
     next_ghost: AtomicU64,
 }
 
@@ -200,10 +208,15 @@ impl ShareEvents {
 
     /// Records that the guest will do `expect` on `key` for event `seq`.
     pub fn expect(&self, seq: u64, key: Key, expect: Expect) {
-        self.expect_at(seq, key, expect, Instant::now())
+        self.expect_node(seq, key, expect, None)
     }
 
-    fn expect_at(&self, seq: u64, key: Key, expect: Expect, now: Instant) {
+    /// [`Self::expect`], with the host node of the object if known.
+    pub fn expect_node(&self, seq: u64, key: Key, expect: Expect, node: Option<Key>) {
+        self.expect_at(seq, key, expect, node, Instant::now())
+    }
+
+    fn expect_at(&self, seq: u64, key: Key, expect: Expect, node: Option<Key>, now: Instant) {
         let mut p = self.lock_pending();
         Self::sweep(&mut p, now);
         if p.len() >= PENDING_MAX {
@@ -213,6 +226,7 @@ impl ShareEvents {
             seq,
             key,
             expect,
+            node,
             made: now,
         });
         self.pending_len.store(p.len(), Ordering::Release);
@@ -250,8 +264,8 @@ impl ShareEvents {
     }
 
     /// LOOKUP of `key` must answer a ghost: a gone name whose guest
-    /// removal (or move) is pending. `Some(is_dir)`.
-    pub fn gone(&self, key: &Key) -> Option<bool> {
+    /// removal (or move) is pending: the ghost to make.
+    pub fn gone(&self, key: &Key) -> Option<Ghost> {
         if !self.any_pending() {
             return None;
         }
@@ -261,7 +275,7 @@ impl ShareEvents {
             matches!(x, Expect::Remove { .. } | Expect::RenameFrom { .. })
         })?;
         match p[i].expect {
-            Expect::Remove { dir } | Expect::RenameFrom { dir } => Some(dir),
+            Expect::Remove { dir } | Expect::RenameFrom { dir } => Some((dir, p[i].node.clone())),
             _ => None,
         }
     }
@@ -269,16 +283,19 @@ impl ShareEvents {
     /// Consumes the expectation `expect` of `key`: true if it was pending
     /// (the server then answers success without a host operation).
     pub fn take(&self, key: &Key, expect: Expect) -> bool {
+        self.take_node(key, expect).is_some()
+    }
+
+    /// [`Self::take`], returning the node recorded with the expectation.
+    pub fn take_node(&self, key: &Key, expect: Expect) -> Option<Option<Key>> {
         if !self.any_pending() {
-            return false;
+            return None;
         }
         let mut p = self.lock_pending();
-        let Some(i) = Self::find(&p, key, Instant::now(), |x| x == expect) else {
-            return false;
-        };
-        p.remove(i);
+        let i = Self::find(&p, key, Instant::now(), |x| x == expect)?;
+        let e = p.remove(i);
         self.pending_len.store(p.len(), Ordering::Release);
-        true
+        Some(e.node)
     }
 
     /// Consumes a pending rename `from` -> `to` (both sides, or neither).
@@ -335,8 +352,8 @@ impl ShareEvents {
             .any(|(t, k)| k == key && now.duration_since(*t) < ECHO_TTL)
     }
 
-    /// A new ghost node id (`dir`: a directory).
-    pub fn new_ghost(&self, dir: bool) -> u64 {
+    /// A new ghost node id.
+    pub fn new_ghost(&self, ghost: Ghost) -> u64 {
         let id = self.next_ghost.fetch_add(1, Ordering::Relaxed);
         let mut g = self.ghosts.lock().unwrap_or_else(|p| p.into_inner());
         // The guest forgets ghosts once it dropped their names; a guest
@@ -344,17 +361,17 @@ impl ShareEvents {
         if g.len() >= PENDING_MAX {
             g.clear();
         }
-        g.insert(id, dir);
+        g.insert(id, ghost);
         id
     }
 
-    /// `Some(is_dir)` for a ghost node id.
-    pub fn ghost(&self, id: u64) -> Option<bool> {
+    /// The ghost of a node id, if it is one.
+    pub fn ghost(&self, id: u64) -> Option<Ghost> {
         if id < GHOST_BASE {
             return None;
         }
         let g = self.ghosts.lock().unwrap_or_else(|p| p.into_inner());
-        g.get(&id).copied()
+        g.get(&id).cloned()
     }
 
     /// The guest forgot a ghost.
@@ -416,11 +433,15 @@ pub struct HostEvent {
     pub key: Key,
     /// A rename's target [`Key::Entry`].
     pub to_key: Option<Key>,
+    /// The object's [`Key::Node`] when seen (creates and renames), for
+    /// ghosts.
+    pub node: Option<Key>,
 }
 
 impl HostEvent {
     /// The expectations the guest operation of this event must meet.
     pub fn expectations(&self) -> Vec<(Key, Expect)> {
+        // (The node, if any, goes with each: see `ShareEvents::expect_node`.)
         let k = self.key.clone();
         match &self.change {
             Change::Create(t) => vec![(k, Expect::Create(*t))],
@@ -500,15 +521,16 @@ mod tests {
         let t = ShareEvents::new();
         t.expect(1, entry(5, "f"), Expect::Remove { dir: false });
         t.expect(2, entry(5, "d"), Expect::Remove { dir: true });
-        assert_eq!(t.gone(&entry(5, "f")), Some(false));
-        assert_eq!(t.gone(&entry(5, "d")), Some(true));
+        assert_eq!(t.gone(&entry(5, "f")), Some((false, None)));
+        assert_eq!(t.gone(&entry(5, "d")), Some((true, None)));
         assert!(!t.hides(&entry(5, "f")));
         assert!(!t.take(&entry(5, "f"), Expect::Remove { dir: true }));
         assert!(t.take(&entry(5, "f"), Expect::Remove { dir: false }));
         assert!(t.take(&entry(5, "d"), Expect::Remove { dir: true }));
-        let g = t.new_ghost(true);
+        let node = Key::Node { dev: 1, ino: 77 };
+        let g = t.new_ghost((true, Some(node.clone())));
         assert!(g >= GHOST_BASE);
-        assert_eq!(t.ghost(g), Some(true));
+        assert_eq!(t.ghost(g), Some((true, Some(node))));
         assert_eq!(t.ghost(3), None, "server node ids are never ghosts");
         t.forget_ghost(g);
         assert_eq!(t.ghost(g), None);
@@ -520,7 +542,7 @@ mod tests {
         t.expect(7, entry(5, "a"), Expect::RenameFrom { dir: false });
         t.expect(7, entry(6, "b"), Expect::RenameTo);
         assert!(t.hides(&entry(6, "b")));
-        assert_eq!(t.gone(&entry(5, "a")), Some(false));
+        assert_eq!(t.gone(&entry(5, "a")), Some((false, None)));
         // A rename to another target consumes nothing.
         assert!(!t.take_rename(&entry(5, "a"), &entry(6, "c")));
         assert!(t.any_pending());
@@ -539,7 +561,7 @@ mod tests {
         assert!(t.any_pending());
         // An expectation older than PENDING_TTL no longer counts.
         let now = Instant::now();
-        t.expect_at(3, entry(1, "x"), Expect::Create(FileType::File), now);
+        t.expect_at(3, entry(1, "x"), Expect::Create(FileType::File), None, now);
         t.acked_at(2, now + PENDING_TTL);
         assert!(!t.any_pending());
     }
@@ -569,6 +591,7 @@ mod tests {
             change,
             key: Key::Node { dev: 1, ino: 1 },
             to_key: None,
+            node: None,
         }
     }
 

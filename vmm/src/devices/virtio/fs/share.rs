@@ -269,18 +269,53 @@ impl ShareFs {
 
     /// Consumes the expectation `expect` of `name` in `parent`.
     fn take_entry(&self, parent: Inode, name: &CStr, expect: Expect) -> bool {
-        self.events.any_pending()
-            && self
-                .entry_key(parent, name)
-                .is_some_and(|k| self.events.take(&k, expect))
+        self.take_entry_node(parent, name, expect).is_some()
+    }
+
+    /// [`Self::take_entry`], with the node recorded with the expectation.
+    fn take_entry_node(&self, parent: Inode, name: &CStr, expect: Expect) -> Option<Option<Key>> {
+        if !self.events.any_pending() {
+            return None;
+        }
+        let k = self.entry_key(parent, name)?;
+        self.events.take_node(&k, expect)
+    }
+
+    /// A ghost's entry (a name the host had, or has no more).
+    fn ghost_entry(&self, ghost: super::events::Ghost) -> Entry {
+        let dir = ghost.0;
+        let id = self.events.new_ghost(ghost);
+        Entry {
+            inode: id,
+            generation: 0,
+            attr: Self::ghost_attr(id, dir),
+            attr_flags: 0,
+            attr_timeout: GHOST_TIMEOUT,
+            entry_timeout: Duration::ZERO,
+        }
     }
 
     /// A create the guest agent mirrors: the host made the file already;
-    /// the guest gets its entry.
-    fn mirrored_create(&self, ctx: &Context, parent: Inode, name: &CStr) -> io::Result<Entry> {
-        let mut entry = self.inner.lookup(&host(ctx), parent, name)?;
-        self.view_entry(&mut entry);
-        Ok(entry)
+    /// the guest gets its entry, or a ghost where the host has removed or
+    /// moved it again since (its later events then apply to the ghost).
+    fn mirrored_create(
+        &self,
+        ctx: &Context,
+        parent: Inode,
+        name: &CStr,
+        kind: FileType,
+        node: Option<Key>,
+    ) -> io::Result<Entry> {
+        match self.inner.lookup(&host(ctx), parent, name) {
+            Ok(mut entry) => {
+                self.view_entry(&mut entry);
+                Ok(entry)
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) && kind != FileType::Symlink => {
+                Ok(self.ghost_entry((kind == FileType::Dir, node)))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Records that the server changed `name` in `parent` (and the node
@@ -450,16 +485,8 @@ impl FileSystem for ShareFs {
                 if self.events.hides(&k) {
                     return Err(enoent());
                 }
-                if let Some(dir) = self.events.gone(&k) {
-                    let id = self.events.new_ghost(dir);
-                    return Ok(Entry {
-                        inode: id,
-                        generation: 0,
-                        attr: Self::ghost_attr(id, dir),
-                        attr_flags: 0,
-                        attr_timeout: GHOST_TIMEOUT,
-                        entry_timeout: Duration::ZERO,
-                    });
+                if let Some(ghost) = self.events.gone(&k) {
+                    return Ok(self.ghost_entry(ghost));
                 }
             }
         }
@@ -491,7 +518,7 @@ impl FileSystem for ShareFs {
         inode: Inode,
         handle: Option<Handle>,
     ) -> io::Result<(stat64, Duration)> {
-        if let Some(dir) = self.events.ghost(inode) {
+        if let Some((dir, _)) = self.events.ghost(inode) {
             return Ok((Self::ghost_attr(inode, dir), GHOST_TIMEOUT));
         }
         let (mut st, timeout) = self.inner.getattr(&host(ctx), inode, handle)?;
@@ -508,32 +535,43 @@ impl FileSystem for ShareFs {
         valid: SetattrValid,
     ) -> io::Result<(stat64, Duration)> {
         self.writable()?;
-        let hctx = host(ctx);
-        let mut attr = attr;
-        let (st, timeout) = self.inner.getattr(&hctx, inode, handle)?;
-        if self.events.any_pending() {
-            // The agent's utimensat mirroring a host write (mtime alone:
-            // IN_MODIFY) or a host metadata change (both times: IN_ATTRIB).
+        // The agent's utimensat mirroring a host write (mtime alone:
+        // IN_MODIFY) or a host metadata change (both times: IN_ATTRIB).
+        let mirror = {
             let times = SetattrValid::ATIME | SetattrValid::MTIME;
             let extra = valid
                 - (times | SetattrValid::ATIME_NOW | SetattrValid::MTIME_NOW | SetattrValid::CTIME);
-            let expect = if valid & times == SetattrValid::MTIME {
+            if !extra.is_empty() || !self.events.any_pending() {
+                None
+            } else if valid & times == SetattrValid::MTIME {
                 Some(Expect::Modify)
             } else if valid & times == times {
                 Some(Expect::Attrib)
             } else {
                 None
+            }
+        };
+        if let Some((dir, node)) = self.events.ghost(inode) {
+            // A ghost standing for a host node the host has moved since.
+            return match (mirror, node) {
+                (Some(expect), Some(node)) if self.events.take(&node, expect) => {
+                    Ok((Self::ghost_attr(inode, dir), GHOST_TIMEOUT))
+                }
+                _ => Err(io::Error::from_raw_os_error(libc::ESTALE)),
             };
+        }
+        let hctx = host(ctx);
+        let mut attr = attr;
+        let (st, timeout) = self.inner.getattr(&hctx, inode, handle)?;
+        if let Some(expect) = mirror {
             let key = Key::Node {
                 dev: st.st_dev,
                 ino: st.st_ino,
             };
-            if let Some(expect) = expect.filter(|_| extra.is_empty()) {
-                if self.events.take(&key, expect) {
-                    let mut st = st;
-                    self.view(inode, &mut st);
-                    return Ok((st, timeout));
-                }
+            if self.events.take(&key, expect) {
+                let mut st = st;
+                self.view(inode, &mut st);
+                return Ok((st, timeout));
             }
         }
         self.echo_node(inode);
@@ -608,8 +646,8 @@ impl FileSystem for ShareFs {
         name: &CStr,
     ) -> io::Result<Entry> {
         self.writable()?;
-        if self.take_entry(parent, name, Expect::Create(FileType::Symlink)) {
-            return self.mirrored_create(ctx, parent, name);
+        if let Some(node) = self.take_entry_node(parent, name, Expect::Create(FileType::Symlink)) {
+            return self.mirrored_create(ctx, parent, name, FileType::Symlink, node);
         }
         // No override: Linux keeps no user xattrs on symlinks, so a
         // symlink shows its host owner (its mode is always 0777).
@@ -632,8 +670,8 @@ impl FileSystem for ShareFs {
             _ => {}
         }
         if let Some(t) = FileType::of_mode(mode) {
-            if self.take_entry(inode, name, Expect::Create(t)) {
-                return self.mirrored_create(ctx, inode, name);
+            if let Some(node) = self.take_entry_node(inode, name, Expect::Create(t)) {
+                return self.mirrored_create(ctx, inode, name, t, node);
             }
         }
         let perm = mode & PERM_BITS & !SET_ID_BITS & !(umask & 0o777);
@@ -676,8 +714,8 @@ impl FileSystem for ShareFs {
         umask: u32,
     ) -> io::Result<Entry> {
         self.writable()?;
-        if self.take_entry(parent, name, Expect::Create(FileType::Dir)) {
-            return self.mirrored_create(ctx, parent, name);
+        if let Some(node) = self.take_entry_node(parent, name, Expect::Create(FileType::Dir)) {
+            return self.mirrored_create(ctx, parent, name, FileType::Dir, node);
         }
         // mkdir keeps rwx and the sticky bit; set-group-ID comes from the
         // parent.

@@ -23,7 +23,7 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use notify::event::{EventKind, ModifyKind, RemoveKind, RenameMode};
+use notify::event::{CreateKind, EventKind, ModifyKind, RemoveKind, RenameMode};
 use notify::{RecursiveMode, Watcher};
 
 use super::events::{push_coalesced, Change, FileType, HostEvent, Key, ShareEvents};
@@ -248,7 +248,7 @@ fn send_loop(shares: Vec<WatchedShare>, rx: Receiver<Msg>) {
             };
             sent += 1;
             for (k, x) in ev.expectations() {
-                shares[i].events.expect(sent, k, x);
+                shares[i].events.expect_node(sent, k, x, ev.node.clone());
             }
             if stream.write_all(line.as_bytes()).is_err() {
                 failed = true;
@@ -327,6 +327,7 @@ impl Translator {
             change,
             key,
             to_key: None,
+            node: None,
         })
     }
 
@@ -341,7 +342,9 @@ impl Translator {
         }
     }
 
-    fn created(&mut self, p: &Path, out: &mut Vec<HostEvent>) {
+    /// `dir_hint`: what `notify` said the new object is, for when it is
+    /// already gone again (the guest then gets a ghost of that type).
+    fn created(&mut self, p: &Path, dir_hint: bool, out: &mut Vec<HostEvent>) {
         self.removed.remove(p);
         let now = Instant::now();
         self.scanned
@@ -349,8 +352,15 @@ impl Translator {
         if self.scanned.remove(p).is_some() {
             return;
         }
-        let Some(m) = lstat(p) else { return };
-        let Some(t) = file_type(&m) else { return };
+        let m = lstat(p);
+        let t = match &m {
+            Some(m) => match file_type(m) {
+                Some(t) => t,
+                None => return,
+            },
+            None if dir_hint => FileType::Dir,
+            None => FileType::File,
+        };
         let Some(key) = self.entry_key(p) else { return };
         if self.events.is_echo(&key) {
             return;
@@ -360,8 +370,11 @@ impl Translator {
         } else {
             Change::Create(t)
         };
-        out.extend(self.event(p, change, key));
-        if t == FileType::Dir {
+        if let Some(mut e) = self.event(p, change, key) {
+            e.node = m.as_ref().map(node_key);
+            out.push(e);
+        }
+        if t == FileType::Dir && m.is_some() {
             let mut budget = SCAN_MAX;
             self.scan(p, out, &mut budget);
         }
@@ -389,7 +402,10 @@ impl Translator {
             } else {
                 Change::Create(t)
             };
-            out.extend(self.event(&p, change, key));
+            if let Some(mut e) = self.event(&p, change, key) {
+                e.node = Some(node_key(&m));
+                out.push(e);
+            }
             self.scanned.insert(p.clone(), Instant::now());
             if t == FileType::Dir {
                 self.scan(&p, out, budget);
@@ -423,7 +439,8 @@ impl Translator {
                 if !paired {
                     // Moved in from outside the share: new for the guest.
                     self.flush_from(&mut out);
-                    self.created(&p, &mut out);
+                    let dir = lstat(&p).is_some_and(|m| m.is_dir());
+                    self.created(&p, dir, &mut out);
                 }
             }
             EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {
@@ -437,20 +454,22 @@ impl Translator {
                 if self.events.is_echo(&to_key) || self.events.is_echo(&key) {
                     return out;
                 }
-                let dir = lstat(to).is_some_and(|m| m.is_dir());
+                let m = lstat(to);
+                let dir = m.as_ref().is_some_and(|m| m.is_dir());
                 if let (Some(path), Some(to_rel)) = (self.rel(&from), self.rel(to)) {
                     out.push(HostEvent {
                         path,
                         change: Change::Rename { to: to_rel, dir },
                         key,
                         to_key: Some(to_key),
+                        node: m.as_ref().map(node_key),
                     });
                 }
             }
-            EventKind::Create(_) => {
+            EventKind::Create(kind) => {
                 self.flush_from(&mut out);
                 if let Some(p) = first {
-                    self.created(&p, &mut out);
+                    self.created(&p, kind == CreateKind::Folder, &mut out);
                 }
             }
             EventKind::Remove(kind) => {
@@ -507,7 +526,7 @@ impl Translator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use notify::event::{CreateKind, DataChange, MetadataKind};
+    use notify::event::{DataChange, MetadataKind};
 
     fn ev(kind: EventKind, paths: &[&Path]) -> notify::Event {
         let mut e = notify::Event::new(kind);
@@ -668,6 +687,7 @@ mod tests {
             },
             key: Key::Node { dev: 0, ino: 0 },
             to_key: None,
+            node: None,
         };
         let line = wire(3, "s0", &e).unwrap();
         assert!(line.ends_with('\n') && line.matches('\n').count() == 1);
