@@ -54,10 +54,9 @@ pub struct WatchedShare {
     pub events: Arc<ShareEvents>,
 }
 
-/// The running watcher; dropping it stops the host watches (the threads
-/// end with the process).
+/// The running watcher (its threads end with the process).
 pub struct ShareWatcher {
-    _watchers: Vec<notify::RecommendedWatcher>,
+    _private: (),
 }
 
 enum Msg {
@@ -76,28 +75,46 @@ pub fn listen_path(vsock_uds: &Path) -> PathBuf {
 
 /// Starts watching `shares` and serving the agent on `listen` (a Unix
 /// socket path, replaced if stale).
+///
+/// The recursive watches are set up on a thread of their own: walking a
+/// large home folder takes a while, and the VM need not wait for it (events
+/// before the agent connects are not sent anyway).
 pub fn start(shares: Vec<WatchedShare>, listen: &Path) -> std::io::Result<ShareWatcher> {
     let (tx, rx) = channel();
-    let mut watchers = Vec::new();
+    let mut setup = Vec::new();
     for (i, share) in shares.iter().enumerate() {
         share.events.set_watching();
         let translator = Mutex::new(Translator::new(share.root.clone(), share.events.clone()));
         let tx = tx.clone();
-        let mut w =
-            notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
-                Ok(ev) => {
-                    let mut t = translator.lock().unwrap_or_else(|p| p.into_inner());
-                    for h in t.translate(ev) {
-                        let _ = tx.send(Msg::Host(i, h));
-                    }
+        let w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
+            Ok(ev) => {
+                let mut t = translator.lock().unwrap_or_else(|p| p.into_inner());
+                for h in t.translate(ev) {
+                    let _ = tx.send(Msg::Host(i, h));
                 }
-                Err(e) => eprintln!("berth-vmm: share watcher: {e}"),
-            })
-            .map_err(std::io::Error::other)?;
-        w.watch(&share.root, RecursiveMode::Recursive)
-            .map_err(std::io::Error::other)?;
-        watchers.push(w);
+            }
+            Err(e) => eprintln!("berth-vmm: share watcher: {e}"),
+        })
+        .map_err(std::io::Error::other)?;
+        setup.push((w, share.root.clone()));
     }
+    std::thread::Builder::new()
+        .name("berth-fswatch-setup".into())
+        .spawn(move || {
+            let mut watchers = Vec::new();
+            for (mut w, root) in setup {
+                // A partial watch (e.g. past fs.inotify.max_user_watches)
+                // still reports what it covers.
+                if let Err(e) = w.watch(&root, RecursiveMode::Recursive) {
+                    eprintln!("berth-vmm: share events of {}: {e}", root.display());
+                }
+                watchers.push(w);
+            }
+            // The watchers live as long as the process.
+            loop {
+                std::thread::park();
+            }
+        })?;
     let _ = std::fs::remove_file(listen);
     let listener = UnixListener::bind(listen)?;
     let accept_tx = tx.clone();
@@ -108,9 +125,7 @@ pub fn start(shares: Vec<WatchedShare>, listen: &Path) -> std::io::Result<ShareW
     std::thread::Builder::new()
         .name("berth-fswatch".into())
         .spawn(move || send_loop(shares, rx))?;
-    Ok(ShareWatcher {
-        _watchers: watchers,
-    })
+    Ok(ShareWatcher { _private: () })
 }
 
 fn accept_loop(listener: UnixListener, tx: Sender<Msg>) {
