@@ -680,9 +680,6 @@ struct Devices {
     transports: Vec<(Arc<Mutex<MmioTransport>>, DeviceKind)>,
     event_manager: EventManager<Box<dyn MutEventSubscriber + Send>>,
     first_serial_byte: Arc<OnceLock<Instant>>,
-    /// The host watcher of the shares (live file events), kept while the
-    /// VM runs.
-    share_watcher: Option<crate::devices::virtio::fs::watch::ShareWatcher>,
 }
 
 /// Set (to anything) to run shares without the host watcher (no live
@@ -816,21 +813,16 @@ fn build_devices(
         }
     }
     // Without vsock the agent has no way to hear of host changes.
-    let share_watcher = match events_uds {
-        Some(listen) if !watched.is_empty() && std::env::var_os(NO_SHARE_EVENTS_ENV).is_none() => {
-            match crate::devices::virtio::fs::watch::start(watched, &listen) {
-                Ok(w) => Some(w),
-                Err(e) => {
-                    // Shares still work; only live events are missing.
-                    eprintln!("berth-vmm: share events are off: {e}");
-                    None
-                }
+    // Its threads run as long as the process.
+    if let Some(listen) = events_uds {
+        if !watched.is_empty() && std::env::var_os(NO_SHARE_EVENTS_ENV).is_none() {
+            if let Err(e) = crate::devices::virtio::fs::watch::start(watched, &listen) {
+                // Shares still work; only live events are missing.
+                eprintln!("berth-vmm: share events are off: {e}");
             }
         }
-        _ => None,
-    };
+    }
     Ok(Devices {
-        share_watcher,
         io_bus: Arc::new(io_bus),
         mmio_bus: Arc::new(mmio_bus),
         serial,
@@ -930,10 +922,7 @@ impl Machine {
             transports,
             mut event_manager,
             first_serial_byte,
-            share_watcher,
         } = devices;
-        // Lives as long as the VM (the process).
-        std::mem::forget(share_watcher);
         install_kick_handler()?;
         std::thread::Builder::new()
             .name("berth-events".into())

@@ -54,11 +54,6 @@ pub struct WatchedShare {
     pub events: Arc<ShareEvents>,
 }
 
-/// The running watcher (its threads end with the process).
-pub struct ShareWatcher {
-    _private: (),
-}
-
 enum Msg {
     Host(usize, HostEvent),
     Conn(u64, UnixStream),
@@ -79,7 +74,7 @@ pub fn listen_path(vsock_uds: &Path) -> PathBuf {
 /// The recursive watches are set up on a thread of their own: walking a
 /// large home folder takes a while, and the VM need not wait for it (events
 /// before the agent connects are not sent anyway).
-pub fn start(shares: Vec<WatchedShare>, listen: &Path) -> std::io::Result<ShareWatcher> {
+pub fn start(shares: Vec<WatchedShare>, listen: &Path) -> std::io::Result<()> {
     let (tx, rx) = channel();
     let mut setup = Vec::new();
     for (i, share) in shares.iter().enumerate() {
@@ -125,7 +120,7 @@ pub fn start(shares: Vec<WatchedShare>, listen: &Path) -> std::io::Result<ShareW
     std::thread::Builder::new()
         .name("berth-fswatch".into())
         .spawn(move || send_loop(shares, rx))?;
-    Ok(ShareWatcher { _private: () })
+    Ok(())
 }
 
 fn accept_loop(listener: UnixListener, tx: Sender<Msg>) {
