@@ -712,3 +712,122 @@ mod tests {
         assert!(wire(1, "s0", &bad).is_none());
     }
 }
+
+#[cfg(test)]
+mod stream_tests {
+    use super::*;
+    use std::io::BufRead;
+
+    /// The next event line's (kind, path), or `None` after 300 ms.
+    fn next(r: &mut std::io::BufReader<UnixStream>) -> Option<(String, String)> {
+        let mut line = String::new();
+        r.read_line(&mut line).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&line).ok()?;
+        Some((
+            v["kind"].as_str()?.to_string(),
+            v["path"].as_str()?.to_string(),
+        ))
+    }
+
+    #[test]
+    fn host_changes_stream_to_the_agent_with_expectations_until_acked() {
+        let share = tempfile::tempdir().unwrap();
+        let sockdir = tempfile::tempdir().unwrap();
+        let root = share.path().canonicalize().unwrap();
+        let events = Arc::new(ShareEvents::new());
+        let listen = listen_path(&sockdir.path().join("v.sock"));
+        assert!(listen.ends_with("v.sock_1031"));
+        start(
+            vec![WatchedShare {
+                tag: "s0".into(),
+                root: root.clone(),
+                events: events.clone(),
+            }],
+            &listen,
+        )
+        .unwrap();
+        let agent = UnixStream::connect(&listen).unwrap();
+        agent
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut acks = agent.try_clone().unwrap();
+        let mut r = std::io::BufReader::new(agent);
+        // The watches are set up on their own thread: poke until one shows.
+        let mut k = 0;
+        loop {
+            std::fs::write(root.join(format!("poke{k}")), b"").unwrap();
+            k += 1;
+            if next(&mut r).is_some() {
+                break;
+            }
+            assert!(k < 100, "no event after {k} pokes");
+        }
+        while next(&mut r).is_some() {}
+        let mut seen = Vec::new();
+        let mut step = |op: &dyn Fn(), want: &[(&str, &str)]| {
+            op();
+            for _ in want {
+                seen.push(next(&mut r).expect("an event"));
+            }
+        };
+        step(
+            &|| std::fs::create_dir(root.join("d")).unwrap(),
+            &[("mkdir", "d")],
+        );
+        step(
+            &|| std::fs::write(root.join("d/f"), b"x").unwrap(),
+            &[("create", "d/f"), ("modify", "d/f")],
+        );
+        step(
+            &|| std::fs::rename(root.join("d/f"), root.join("d/g")).unwrap(),
+            &[("rename", "d/f")],
+        );
+        step(
+            &|| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(root.join("d/g"), std::fs::Permissions::from_mode(0o600))
+                    .unwrap()
+            },
+            &[("attrib", "d/g")],
+        );
+        step(
+            &|| std::fs::remove_file(root.join("d/g")).unwrap(),
+            &[("delete", "d/g")],
+        );
+        step(
+            &|| std::fs::remove_dir(root.join("d")).unwrap(),
+            &[("rmdir", "d")],
+        );
+        let want = [
+            ("mkdir", "d"),
+            ("create", "d/f"),
+            ("modify", "d/f"),
+            ("rename", "d/f"),
+            ("attrib", "d/g"),
+            ("delete", "d/g"),
+            ("rmdir", "d"),
+        ];
+        let seen: Vec<(&str, &str)> = seen.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        assert_eq!(seen, want);
+        assert!(next(&mut r).is_none(), "no duplicates");
+        // Nothing acknowledged yet: the expectations wait for the guest.
+        assert!(events.any_pending());
+        // The agent acknowledges every event: they go.
+        acks.write_all(&vec![b'\n'; 2 * k + 20]).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while events.any_pending() {
+            assert!(Instant::now() < deadline, "expectations not dropped on ack");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // A change the server made for the guest is not sent.
+        let rm = std::fs::metadata(&root).unwrap();
+        events.echo(Key::Entry {
+            dev: rm.dev(),
+            dir: rm.ino(),
+            name: b"mine".to_vec(),
+        });
+        std::fs::write(root.join("mine"), b"").unwrap();
+        std::fs::write(root.join("theirs"), b"").unwrap();
+        assert_eq!(next(&mut r), Some(("create".into(), "theirs".into())));
+    }
+}
