@@ -1625,3 +1625,62 @@ fn the_guests_own_changes_are_recorded_as_echoes() {
     s.call(Opcode::Unlink, ROOT, b"quiet\0").unwrap();
     assert!(ev.is_echo(&entry_key(&root, "quiet")));
 }
+
+#[test]
+fn a_guest_behind_the_host_mirrors_through_ghosts() {
+    use super::events::{Expect, FileType, GHOST_BASE};
+    let l = layout();
+    let mem = test_memory();
+    let mut s = Session::new(&mem, &l.share, false);
+    let ev = s.dev.events();
+    let root = l.share.clone();
+    // The host made q, wrote it and moved it to q2 before the guest
+    // mirrored anything: the watcher saw q's node at its create.
+    std::fs::write(root.join("q"), b"").unwrap();
+    let node = node_key(&root.join("q"));
+    std::fs::rename(root.join("q"), root.join("q2")).unwrap();
+    ev.expect_node(
+        1,
+        entry_key(&root, "q"),
+        Expect::Create(FileType::File),
+        Some(node.clone()),
+    );
+    ev.expect(2, node.clone(), Expect::Modify);
+    ev.expect_node(
+        3,
+        entry_key(&root, "q"),
+        Expect::RenameFrom { dir: false },
+        Some(node.clone()),
+    );
+    ev.expect(3, entry_key(&root, "q2"), Expect::RenameTo);
+    // The create gets a ghost (q is gone on the host)...
+    let out = s
+        .call(
+            Opcode::Mknod,
+            ROOT,
+            &mknod_body(libc::S_IFREG | 0o644, b"q"),
+        )
+        .unwrap();
+    let q = EntryOut::from_slice(&out[..std::mem::size_of::<EntryOut>()])
+        .copied()
+        .unwrap();
+    assert!(q.nodeid >= GHOST_BASE);
+    assert_eq!(q.attr.mode & libc::S_IFMT, libc::S_IFREG);
+    // ...the modify on the ghost finds the node's expectation...
+    let modify = SetattrIn {
+        valid: FATTR_MTIME | FATTR_MTIME_NOW,
+        ..Default::default()
+    };
+    assert!(s.setattr(q.nodeid, modify).is_ok());
+    // ...a second one has none left: stale.
+    assert_eq!(s.setattr(q.nodeid, modify).err(), Some(libc::ESTALE));
+    // ...and the rename completes; q2 is then the real file.
+    let mut rename = ROOT.to_le_bytes().to_vec();
+    rename.extend_from_slice(b"q\0q2\0");
+    assert_eq!(s.call(Opcode::Rename, ROOT, &rename), Ok(vec![]));
+    assert!(!ev.any_pending());
+    assert_eq!(
+        s.lookup(ROOT, b"q2").unwrap().attr.ino,
+        host_ino(&root.join("q2"))
+    );
+}
