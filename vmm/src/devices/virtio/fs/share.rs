@@ -480,6 +480,10 @@ impl FileSystem for ShareFs {
     }
 
     fn lookup(&self, ctx: &Context, parent: Inode, name: &CStr) -> io::Result<Entry> {
+        if self.events.ghost(parent).is_some() {
+            // A directory the host removed or moved: nothing below it.
+            return Err(enoent());
+        }
         if self.events.any_pending() {
             if let Some(k) = self.entry_key(parent, name) {
                 if self.events.hides(&k) {
