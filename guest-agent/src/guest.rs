@@ -136,6 +136,8 @@ fn mount_shares(cmdline: &str) {
     for why in refused {
         log(&format!("{why}; not mounted"));
     }
+    // Writable shares get live host events (share_events.rs).
+    let mut watched = Vec::new();
     for share in shares {
         let mp = share.mount_point();
         if let Err(e) = std::fs::create_dir_all(&mp) {
@@ -181,7 +183,11 @@ fn mount_shares(cmdline: &str) {
             if share.read_only { " (ro)" } else { "" },
             uptime()
         ));
+        if !share.read_only {
+            watched.push((share.tag.clone(), mp.into()));
+        }
     }
+    crate::share_events::spawn(watched);
 }
 
 /// Sets up eth0 and /etc/resolv.conf from `berth.net=` (an empty

@@ -25,6 +25,8 @@ pub mod quirks;
 #[cfg(target_os = "linux")]
 pub mod server;
 #[cfg(target_os = "linux")]
+pub mod share_events;
+#[cfg(target_os = "linux")]
 pub mod store;
 #[cfg(target_os = "linux")]
 pub mod vsock;

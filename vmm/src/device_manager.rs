@@ -337,12 +337,62 @@ pub fn build(configs: &[DeviceConfig]) -> Result<BuiltDevices, DeviceError> {
     if configs.len() > max_devices() {
         return Err(DeviceError::TooMany(max_devices()));
     }
-    let devices = configs
-        .iter()
-        .map(DeviceConfig::build)
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut devices = Vec::new();
+    #[cfg(target_os = "linux")]
+    let mut watched = Vec::new();
+    #[cfg(target_os = "linux")]
+    let mut events_uds = None;
+    for c in configs {
+        #[cfg(target_os = "linux")]
+        match c {
+            DeviceConfig::Fs(share) => {
+                let fs = crate::devices::virtio::fs::Fs::new(share)?;
+                // Host changes reach guest inotify watchers only through
+                // the agent, which mirrors them in the guest; a read-only
+                // guest mount cannot (see docs/file-events.md).
+                if !share.read_only {
+                    if let Ok(root) = std::fs::canonicalize(&share.path) {
+                        watched.push(crate::devices::virtio::fs::watch::WatchedShare {
+                            tag: share.tag.clone(),
+                            root,
+                            events: fs.events(),
+                        });
+                    }
+                }
+                devices.push((
+                    Arc::new(Mutex::new(fs)) as Arc<Mutex<dyn VirtioDevice>>,
+                    c.kind(),
+                ));
+                continue;
+            }
+            DeviceConfig::Vsock(uds) => {
+                events_uds = Some(crate::devices::virtio::fs::watch::listen_path(uds));
+            }
+            _ => {}
+        }
+        devices.push(c.build()?);
+    }
+    // Without vsock the agent has no way to hear of host changes. The
+    // watcher's threads run as long as the process; it listens before the
+    // guest runs, and the agent connects once its shares are mounted.
+    #[cfg(target_os = "linux")]
+    if let Some(listen) = events_uds {
+        if !watched.is_empty() && std::env::var_os(SHARE_EVENTS_ENV).is_some_and(|v| v == "1") {
+            if let Err(e) = crate::devices::virtio::fs::watch::start(watched, &listen) {
+                // Shares still work; only live events are missing.
+                eprintln!("berth-vmm: share events are off: {e}");
+            }
+        }
+    }
     Ok(BuiltDevices { devices })
 }
+
+/// `1` starts the host watcher of writable shares (live file events in
+/// the guest). Off by default for now: every change under a share is
+/// mirrored in the guest, watched or not, and the default shares (home,
+/// temp) change all the time; the default waits for mirroring limited to
+/// the folders containers bind-mount (docs/file-events.md).
+pub const SHARE_EVENTS_ENV: &str = "BERTH_SHARE_EVENTS";
 
 /// Whoever processes the queues of the VM's devices: the epoll event loop
 /// (the KVM VMM) or one worker thread per queue (the portable assemblies).

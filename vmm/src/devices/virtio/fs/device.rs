@@ -31,6 +31,7 @@ struct Active {
 /// A virtio-fs device serving one host directory.
 pub struct Fs {
     config: FsConfig,
+    events: Arc<super::events::ShareEvents>,
     config_space: [u8; TAG_LEN + 4],
     server: Arc<Server<ShareFs>>,
     active: Option<Active>,
@@ -42,11 +43,17 @@ impl Fs {
         super::validate_tag(&config.tag)?;
         let fs = ShareFs::new(&config.path, config.read_only)?;
         Ok(Fs {
+            events: fs.events(),
             config_space: config.config_space(REQUEST_QUEUES),
             config: config.clone(),
             server: Arc::new(Server::new(fs)),
             active: None,
         })
+    }
+
+    /// The share's live-event tables (for the host watcher).
+    pub fn events(&self) -> Arc<super::events::ShareEvents> {
+        self.events.clone()
     }
 
     /// The share's configuration.

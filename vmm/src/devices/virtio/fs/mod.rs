@@ -66,9 +66,13 @@
 #[cfg(target_os = "linux")]
 mod device;
 #[cfg(target_os = "linux")]
+pub mod events;
+#[cfg(target_os = "linux")]
 mod share;
 #[cfg(all(test, target_os = "linux"))]
 mod tests;
+#[cfg(target_os = "linux")]
+pub mod watch;
 
 #[cfg(target_os = "linux")]
 pub use device::Fs;

@@ -7,6 +7,7 @@
 use std::ffi::CStr;
 use std::io;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use fuse_backend_rs::abi::fuse_abi::{stat64, statvfs64, CreateIn};
@@ -17,6 +18,7 @@ use fuse_backend_rs::api::filesystem::{
 use fuse_backend_rs::passthrough::{CachePolicy, Config, PassthroughFs};
 use fuse_backend_rs::transport::FsCacheReqHandler;
 
+use super::events::{Expect, FileType, Key, ShareEvents};
 use super::FsError;
 
 type Inode = u64;
@@ -177,6 +179,17 @@ fn check_access(st: &stat64, ctx: &Context, mask: u32) -> io::Result<()> {
 pub struct ShareFs {
     inner: PassthroughFs,
     read_only: bool,
+    /// Live file-change events (`events.rs`): expectations of the guest
+    /// agent's mirroring operations, echoes of the guest's own changes.
+    events: Arc<ShareEvents>,
+}
+
+/// How long the guest caches a ghost's attributes (it only removes or
+/// moves it).
+const GHOST_TIMEOUT: Duration = Duration::from_secs(1);
+
+fn enoent() -> io::Error {
+    io::Error::from_raw_os_error(libc::ENOENT)
 }
 
 impl ShareFs {
@@ -221,7 +234,126 @@ impl ShareFs {
         // SAFETY: as above, restoring the saved mask.
         unsafe { libc::umask(old) };
         imported.map_err(dir_err)?;
-        Ok(ShareFs { inner, read_only })
+        Ok(ShareFs {
+            inner,
+            read_only,
+            events: Arc::new(ShareEvents::new()),
+        })
+    }
+
+    /// The share's event tables (the host watcher's side).
+    pub fn events(&self) -> Arc<ShareEvents> {
+        self.events.clone()
+    }
+
+    /// The host identity of a server node (`None`: unknown node).
+    fn node_key(&self, inode: Inode) -> Option<Key> {
+        let (st, _) = self.inner.getattr(&SERVER, inode, None).ok()?;
+        Some(Key::Node {
+            dev: st.st_dev,
+            ino: st.st_ino,
+        })
+    }
+
+    /// The host identity of `name` in the directory node `parent`.
+    fn entry_key(&self, parent: Inode, name: &CStr) -> Option<Key> {
+        match self.node_key(parent)? {
+            Key::Node { dev, ino } => Some(Key::Entry {
+                dev,
+                dir: ino,
+                name: name.to_bytes().to_vec(),
+            }),
+            Key::Entry { .. } => None,
+        }
+    }
+
+    /// Consumes the expectation `expect` of `name` in `parent`.
+    fn take_entry(&self, parent: Inode, name: &CStr, expect: Expect) -> bool {
+        self.take_entry_node(parent, name, expect).is_some()
+    }
+
+    /// [`Self::take_entry`], with the node recorded with the expectation.
+    fn take_entry_node(&self, parent: Inode, name: &CStr, expect: Expect) -> Option<Option<Key>> {
+        if !self.events.any_pending() {
+            return None;
+        }
+        let k = self.entry_key(parent, name)?;
+        self.events.take_node(&k, expect)
+    }
+
+    /// A ghost's entry (a name the host had, or has no more).
+    fn ghost_entry(&self, ghost: super::events::Ghost) -> Entry {
+        let dir = ghost.0;
+        let id = self.events.new_ghost(ghost);
+        Entry {
+            inode: id,
+            generation: 0,
+            attr: Self::ghost_attr(id, dir),
+            attr_flags: 0,
+            attr_timeout: GHOST_TIMEOUT,
+            entry_timeout: Duration::ZERO,
+        }
+    }
+
+    /// A create the guest agent mirrors: the host made the file already;
+    /// the guest gets its entry, or a ghost where the host has removed or
+    /// moved it again since (its later events then apply to the ghost).
+    fn mirrored_create(
+        &self,
+        ctx: &Context,
+        parent: Inode,
+        name: &CStr,
+        kind: FileType,
+        node: Option<Key>,
+    ) -> io::Result<Entry> {
+        match self.inner.lookup(&host(ctx), parent, name) {
+            Ok(mut entry) => {
+                self.view_entry(&mut entry);
+                Ok(entry)
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) && kind != FileType::Symlink => {
+                Ok(self.ghost_entry((kind == FileType::Dir, node)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records that the server changed `name` in `parent` (and the node
+    /// `made`, if any) for the guest, so the host watcher drops the echo.
+    fn echo_entry(&self, parent: Inode, name: &CStr, made: Option<Inode>) {
+        if !self.events.watching() {
+            return;
+        }
+        if let Some(k) = self.entry_key(parent, name) {
+            self.events.echo(k);
+        }
+        if let Some(k) = made.and_then(|n| self.node_key(n)) {
+            self.events.echo(k);
+        }
+    }
+
+    /// Records that the server changed the node `inode` for the guest.
+    fn echo_node(&self, inode: Inode) {
+        if self.events.watching() {
+            if let Some(k) = self.node_key(inode) {
+                self.events.echo(k);
+            }
+        }
+    }
+
+    /// The attributes of a ghost (a gone name the guest removes or moves).
+    fn ghost_attr(id: u64, dir: bool) -> stat64 {
+        // SAFETY: stat64 is plain old data; all-zero is a valid value.
+        let mut st: stat64 = unsafe { std::mem::zeroed() };
+        st.st_ino = id;
+        st.st_mode = if dir {
+            libc::S_IFDIR | 0o755
+        } else {
+            libc::S_IFREG | 0o644
+        };
+        st.st_nlink = if dir { 2 } else { 1 };
+        st.st_blksize = 4096;
+        st
     }
 
     /// Whether every change is refused.
@@ -348,17 +480,40 @@ impl FileSystem for ShareFs {
     }
 
     fn lookup(&self, ctx: &Context, parent: Inode, name: &CStr) -> io::Result<Entry> {
+        if self.events.ghost(parent).is_some() {
+            // A directory the host removed or moved: nothing below it.
+            return Err(enoent());
+        }
+        if self.events.any_pending() {
+            if let Some(k) = self.entry_key(parent, name) {
+                if self.events.hides(&k) {
+                    return Err(enoent());
+                }
+                if let Some(ghost) = self.events.gone(&k) {
+                    return Ok(self.ghost_entry(ghost));
+                }
+            }
+        }
         let mut entry = self.inner.lookup(&host(ctx), parent, name)?;
         self.view_entry(&mut entry);
         Ok(entry)
     }
 
     fn forget(&self, ctx: &Context, inode: Inode, count: u64) {
+        if inode >= super::events::GHOST_BASE {
+            return self.events.forget_ghost(inode);
+        }
         self.inner.forget(&host(ctx), inode, count)
     }
 
     fn batch_forget(&self, ctx: &Context, requests: Vec<(Inode, u64)>) {
-        self.inner.batch_forget(&host(ctx), requests)
+        let (ghosts, real): (Vec<_>, Vec<_>) = requests
+            .into_iter()
+            .partition(|(i, _)| *i >= super::events::GHOST_BASE);
+        for (g, _) in ghosts {
+            self.events.forget_ghost(g);
+        }
+        self.inner.batch_forget(&host(ctx), real)
     }
 
     fn getattr(
@@ -367,6 +522,9 @@ impl FileSystem for ShareFs {
         inode: Inode,
         handle: Option<Handle>,
     ) -> io::Result<(stat64, Duration)> {
+        if let Some((dir, _)) = self.events.ghost(inode) {
+            return Ok((Self::ghost_attr(inode, dir), GHOST_TIMEOUT));
+        }
         let (mut st, timeout) = self.inner.getattr(&host(ctx), inode, handle)?;
         self.view(inode, &mut st);
         Ok((st, timeout))
@@ -381,9 +539,46 @@ impl FileSystem for ShareFs {
         valid: SetattrValid,
     ) -> io::Result<(stat64, Duration)> {
         self.writable()?;
+        // The agent's utimensat mirroring a host write (mtime alone:
+        // IN_MODIFY) or a host metadata change (both times: IN_ATTRIB).
+        let mirror = {
+            let times = SetattrValid::ATIME | SetattrValid::MTIME;
+            let extra = valid
+                - (times | SetattrValid::ATIME_NOW | SetattrValid::MTIME_NOW | SetattrValid::CTIME);
+            if !extra.is_empty() || !self.events.any_pending() {
+                None
+            } else if valid & times == SetattrValid::MTIME {
+                Some(Expect::Modify)
+            } else if valid & times == times {
+                Some(Expect::Attrib)
+            } else {
+                None
+            }
+        };
+        if let Some((dir, node)) = self.events.ghost(inode) {
+            // A ghost standing for a host node the host has moved since.
+            return match (mirror, node) {
+                (Some(expect), Some(node)) if self.events.take(&node, expect) => {
+                    Ok((Self::ghost_attr(inode, dir), GHOST_TIMEOUT))
+                }
+                _ => Err(io::Error::from_raw_os_error(libc::ESTALE)),
+            };
+        }
         let hctx = host(ctx);
         let mut attr = attr;
-        let (st, _) = self.inner.getattr(&hctx, inode, handle)?;
+        let (st, timeout) = self.inner.getattr(&hctx, inode, handle)?;
+        if let Some(expect) = mirror {
+            let key = Key::Node {
+                dev: st.st_dev,
+                ino: st.st_ino,
+            };
+            if self.events.take(&key, expect) {
+                let mut st = st;
+                self.view(inode, &mut st);
+                return Ok((st, timeout));
+            }
+        }
+        self.echo_node(inode);
         let chmod = valid.contains(SetattrValid::MODE);
         let chown = valid.intersects(SetattrValid::UID | SetattrValid::GID);
         if chmod {
@@ -455,8 +650,12 @@ impl FileSystem for ShareFs {
         name: &CStr,
     ) -> io::Result<Entry> {
         self.writable()?;
+        if let Some(node) = self.take_entry_node(parent, name, Expect::Create(FileType::Symlink)) {
+            return self.mirrored_create(ctx, parent, name, FileType::Symlink, node);
+        }
         // No override: Linux keeps no user xattrs on symlinks, so a
         // symlink shows its host owner (its mode is always 0777).
+        self.echo_entry(parent, name, None);
         self.inner.symlink(&host(ctx), linkname, parent, name)
     }
 
@@ -474,6 +673,11 @@ impl FileSystem for ShareFs {
             libc::S_IFCHR | libc::S_IFBLK => return Err(io::Error::from_raw_os_error(libc::EPERM)),
             _ => {}
         }
+        if let Some(t) = FileType::of_mode(mode) {
+            if let Some(node) = self.take_entry_node(inode, name, Expect::Create(t)) {
+                return self.mirrored_create(ctx, inode, name, t, node);
+            }
+        }
         let perm = mode & PERM_BITS & !SET_ID_BITS & !(umask & 0o777);
         let kind = mode & libc::S_IFMT;
         // A regular file (type 0 is one) keeps an override; FIFOs and
@@ -487,9 +691,11 @@ impl FileSystem for ShareFs {
         } else {
             ctx.gid
         };
+        self.echo_entry(inode, name, None);
         let mut entry = self
             .inner
             .mknod(&host(ctx), inode, name, host_mode, rdev, 0)?;
+        self.echo_node(entry.inode);
         if overridden {
             self.adopt(
                 &mut entry,
@@ -512,10 +718,14 @@ impl FileSystem for ShareFs {
         umask: u32,
     ) -> io::Result<Entry> {
         self.writable()?;
+        if let Some(node) = self.take_entry_node(parent, name, Expect::Create(FileType::Dir)) {
+            return self.mirrored_create(ctx, parent, name, FileType::Dir, node);
+        }
         // mkdir keeps rwx and the sticky bit; set-group-ID comes from the
         // parent.
         let perm = mode & (0o777 | libc::S_ISVTX) & !(umask & 0o777);
         let (group, setgid) = self.new_group(ctx, parent);
+        self.echo_entry(parent, name, None);
         let mut entry = self.inner.mkdir(
             &host(ctx),
             parent,
@@ -523,6 +733,7 @@ impl FileSystem for ShareFs {
             perm | host_owner_bits(libc::S_IFDIR),
             0,
         )?;
+        self.echo_node(entry.inode);
         let inherited = if setgid { libc::S_ISGID } else { 0 };
         self.adopt(
             &mut entry,
@@ -537,11 +748,19 @@ impl FileSystem for ShareFs {
 
     fn unlink(&self, ctx: &Context, parent: Inode, name: &CStr) -> io::Result<()> {
         self.writable()?;
+        if self.take_entry(parent, name, Expect::Remove { dir: false }) {
+            return Ok(());
+        }
+        self.echo_entry(parent, name, None);
         self.inner.unlink(&host(ctx), parent, name)
     }
 
     fn rmdir(&self, ctx: &Context, parent: Inode, name: &CStr) -> io::Result<()> {
         self.writable()?;
+        if self.take_entry(parent, name, Expect::Remove { dir: true }) {
+            return Ok(());
+        }
+        self.echo_entry(parent, name, None);
         self.inner.rmdir(&host(ctx), parent, name)
     }
 
@@ -555,6 +774,18 @@ impl FileSystem for ShareFs {
         flags: u32,
     ) -> io::Result<()> {
         self.writable()?;
+        if self.events.any_pending() && flags == 0 {
+            if let (Some(from), Some(to)) = (
+                self.entry_key(olddir, oldname),
+                self.entry_key(newdir, newname),
+            ) {
+                if self.events.take_rename(&from, &to) {
+                    return Ok(());
+                }
+            }
+        }
+        self.echo_entry(olddir, oldname, None);
+        self.echo_entry(newdir, newname, None);
         self.inner
             .rename(&host(ctx), olddir, oldname, newdir, newname, flags)
     }
@@ -567,6 +798,7 @@ impl FileSystem for ShareFs {
         newname: &CStr,
     ) -> io::Result<Entry> {
         self.writable()?;
+        self.echo_entry(newparent, newname, Some(inode));
         let mut entry = self.inner.link(&host(ctx), inode, newparent, newname)?;
         self.view_entry(&mut entry);
         Ok(entry)
@@ -603,8 +835,10 @@ impl FileSystem for ShareFs {
             umask: 0,
             ..args
         };
+        self.echo_entry(parent, name, None);
         match self.inner.create(&host(ctx), parent, name, made) {
             Ok((mut entry, handle, opts, passthrough)) => {
+                self.echo_node(entry.inode);
                 self.adopt(
                     &mut entry,
                     Override {
@@ -670,6 +904,7 @@ impl FileSystem for ShareFs {
         fuse_flags: u32,
     ) -> io::Result<usize> {
         self.writable()?;
+        self.echo_node(inode);
         self.inner.write(
             &host(ctx),
             inode,
@@ -708,6 +943,7 @@ impl FileSystem for ShareFs {
         length: u64,
     ) -> io::Result<()> {
         self.writable()?;
+        self.echo_node(inode);
         self.inner
             .fallocate(&host(ctx), inode, handle, mode, offset, length)
     }

@@ -1347,3 +1347,340 @@ fn init_offers_one_mebibyte_requests() {
     // Nothing the guest did not offer is switched on.
     assert!(!got.contains(FsOptions::WRITEBACK_CACHE), "{got:?}");
 }
+
+// Live file events (events.rs): the guest agent's mirroring requests are
+// completed from the host's state, without a host operation.
+
+const FATTR_ATIME: u32 = 1 << 4;
+const FATTR_MTIME: u32 = 1 << 5;
+const FATTR_ATIME_NOW: u32 = 1 << 7;
+const FATTR_MTIME_NOW: u32 = 1 << 8;
+
+fn entry_key(dir: &Path, name: &str) -> super::events::Key {
+    let m = std::fs::symlink_metadata(dir).unwrap();
+    super::events::Key::Entry {
+        dev: m.dev(),
+        dir: m.ino(),
+        name: name.as_bytes().to_vec(),
+    }
+}
+
+fn node_key(p: &Path) -> super::events::Key {
+    let m = std::fs::symlink_metadata(p).unwrap();
+    super::events::Key::Node {
+        dev: m.dev(),
+        ino: m.ino(),
+    }
+}
+
+fn mknod_body(mode: u32, name: &[u8]) -> Vec<u8> {
+    let mut b = MknodIn {
+        mode,
+        ..Default::default()
+    }
+    .as_slice()
+    .to_vec();
+    b.extend_from_slice(name);
+    b.push(0);
+    b
+}
+
+/// Sets `p`'s atime and mtime to `secs` (no follow).
+fn set_times(p: &Path, secs: i64) {
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    let ts = [libc::timespec {
+        tv_sec: secs,
+        tv_nsec: 0,
+    }; 2];
+    // SAFETY: c is a NUL-terminated path, ts two valid timespecs.
+    let r = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            ts.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    assert_eq!(r, 0);
+}
+
+#[test]
+fn mirrored_host_changes_complete_without_a_host_operation() {
+    use super::events::{Expect, FileType, GHOST_BASE};
+    let l = layout();
+    let mem = test_memory();
+    let mut s = Session::new(&mem, &l.share, false);
+    let ev = s.dev.events();
+    let root = l.share.clone();
+
+    // create: the host made new.txt; the name is hidden until the
+    // agent's MKNOD, which gets the host file's entry.
+    std::fs::write(root.join("new.txt"), b"abc").unwrap();
+    ev.expect(
+        1,
+        entry_key(&root, "new.txt"),
+        Expect::Create(FileType::File),
+    );
+    assert_eq!(s.lookup(ROOT, b"new.txt").err(), Some(libc::ENOENT));
+    let out = s
+        .call(
+            Opcode::Mknod,
+            ROOT,
+            &mknod_body(libc::S_IFREG | 0o644, b"new.txt"),
+        )
+        .unwrap();
+    let e = EntryOut::from_slice(&out[..std::mem::size_of::<EntryOut>()])
+        .copied()
+        .unwrap();
+    assert_eq!(e.attr.ino, host_ino(&root.join("new.txt")));
+    assert_eq!(e.attr.size, 3, "the host's attributes");
+    assert_eq!(std::fs::read(root.join("new.txt")).unwrap(), b"abc");
+    assert_eq!(s.lookup(ROOT, b"new.txt").unwrap().attr.ino, e.attr.ino);
+
+    // mkdir, and a symlink.
+    std::fs::create_dir(root.join("nd")).unwrap();
+    ev.expect(2, entry_key(&root, "nd"), Expect::Create(FileType::Dir));
+    assert_eq!(s.lookup(ROOT, b"nd").err(), Some(libc::ENOENT));
+    let nd = s.mkdir(ROOT, b"nd").unwrap();
+    assert_eq!(nd.attr.ino, host_ino(&root.join("nd")));
+    std::os::unix::fs::symlink("target-text", root.join("nd/ln")).unwrap();
+    ev.expect(
+        3,
+        entry_key(&root.join("nd"), "ln"),
+        Expect::Create(FileType::Symlink),
+    );
+    let out = s.call(Opcode::Symlink, nd.nodeid, b"ln\0.\0").unwrap();
+    let ln = EntryOut::from_slice(&out[..std::mem::size_of::<EntryOut>()])
+        .copied()
+        .unwrap();
+    assert!(is_symlink(ln.attr.mode));
+    assert_eq!(
+        std::fs::read_link(root.join("nd/ln")).unwrap(),
+        Path::new("target-text"),
+        "the host's symlink is untouched"
+    );
+
+    // delete: the host removed hello.txt; the guest never looked it up,
+    // so LOOKUP answers a ghost it can unlink.
+    std::fs::remove_file(root.join("hello.txt")).unwrap();
+    ev.expect(
+        4,
+        entry_key(&root, "hello.txt"),
+        Expect::Remove { dir: false },
+    );
+    let ghost = s.lookup(ROOT, b"hello.txt").unwrap();
+    assert!(ghost.nodeid >= GHOST_BASE);
+    assert_eq!(ghost.attr.mode & libc::S_IFMT, libc::S_IFREG);
+    assert_eq!(s.getattr(ghost.nodeid).unwrap().attr.ino, ghost.nodeid);
+    assert_eq!(s.call(Opcode::Unlink, ROOT, b"hello.txt\0"), Ok(vec![]));
+    assert_eq!(s.lookup(ROOT, b"hello.txt").err(), Some(libc::ENOENT));
+    // Its FORGET is the server's own business (no host inode behind it).
+    let forget = fuse_backend_rs::abi::fuse_abi::ForgetIn { nlookup: 1 };
+    let _ = s.raw(&{
+        let h = InHeader {
+            len: (std::mem::size_of::<InHeader>() + 8) as u32,
+            opcode: Opcode::Forget as u32,
+            unique: 999,
+            nodeid: ghost.nodeid,
+            ..Default::default()
+        };
+        let mut b = h.as_slice().to_vec();
+        b.extend_from_slice(forget.as_slice());
+        b
+    });
+    assert_eq!(s.getattr(ghost.nodeid).err(), Some(libc::EBADF));
+
+    // rmdir of a directory the guest knows.
+    let d = s.lookup(ROOT, b"d").unwrap();
+    assert!(d.nodeid < GHOST_BASE);
+    std::fs::remove_dir(root.join("d")).unwrap();
+    ev.expect(5, entry_key(&root, "d"), Expect::Remove { dir: true });
+    assert_eq!(s.call(Opcode::Rmdir, ROOT, b"d\0"), Ok(vec![]));
+
+    // rename: both names as the guest knew them, taken together.
+    std::fs::rename(root.join("new.txt"), root.join("nd/moved")).unwrap();
+    ev.expect(
+        6,
+        entry_key(&root, "new.txt"),
+        Expect::RenameFrom { dir: false },
+    );
+    ev.expect(6, entry_key(&root.join("nd"), "moved"), Expect::RenameTo);
+    assert_eq!(s.lookup(nd.nodeid, b"moved").err(), Some(libc::ENOENT));
+    let mut rename = nd.nodeid.to_le_bytes().to_vec();
+    rename.extend_from_slice(b"new.txt\0moved\0");
+    assert_eq!(s.call(Opcode::Rename, ROOT, &rename), Ok(vec![]));
+    let moved = s.lookup(nd.nodeid, b"moved").unwrap();
+    assert_eq!(moved.attr.ino, e.attr.ino);
+    assert!(!ev.any_pending(), "every expectation was consumed");
+
+    // modify (mtime alone) and attrib (both times): the host's times
+    // stay, the guest gets the host's attributes.
+    let moved_path = root.join("nd/moved");
+    set_times(&moved_path, 1_000_000);
+    ev.expect(7, node_key(&moved_path), Expect::Modify);
+    ev.expect(8, node_key(&moved_path), Expect::Attrib);
+    let modify = SetattrIn {
+        valid: FATTR_MTIME | FATTR_MTIME_NOW,
+        ..Default::default()
+    };
+    let a = s.setattr(moved.nodeid, modify).unwrap();
+    assert_eq!(a.attr.mtime, 1_000_000);
+    let attrib = SetattrIn {
+        valid: FATTR_ATIME | FATTR_MTIME | FATTR_ATIME_NOW | FATTR_MTIME_NOW,
+        ..Default::default()
+    };
+    let a = s.setattr(moved.nodeid, attrib).unwrap();
+    assert_eq!(a.attr.atime, 1_000_000);
+    assert_eq!(std::fs::metadata(&moved_path).unwrap().mtime(), 1_000_000);
+
+    // Without an expectation the same requests are real ones.
+    let a = s.setattr(moved.nodeid, attrib).unwrap();
+    assert_ne!(a.attr.mtime, 1_000_000);
+    assert!(s
+        .call(
+            Opcode::Mknod,
+            ROOT,
+            &mknod_body(libc::S_IFREG | 0o644, b"real")
+        )
+        .is_ok());
+    assert!(root.join("real").is_file());
+}
+
+#[test]
+fn acknowledged_or_mismatched_expectations_change_nothing() {
+    use super::events::{Expect, FileType};
+    let l = layout();
+    let mem = test_memory();
+    let mut s = Session::new(&mem, &l.share, false);
+    let ev = s.dev.events();
+    let root = l.share.clone();
+    // An expectation the agent acknowledged without using it is gone: a
+    // later guest MKNOD of that name is a real one.
+    ev.expect(1, entry_key(&root, "late"), Expect::Create(FileType::File));
+    ev.acked(1);
+    assert!(s
+        .call(
+            Opcode::Mknod,
+            ROOT,
+            &mknod_body(libc::S_IFREG | 0o644, b"late")
+        )
+        .is_ok());
+    assert!(root.join("late").is_file(), "made on the host");
+    // An expected removal is not taken by an operation of the other kind:
+    // RMDIR of an expected file removal, a rename to another name.
+    ev.expect(2, entry_key(&root, "late"), Expect::Remove { dir: false });
+    assert_eq!(
+        s.call(Opcode::Rmdir, ROOT, b"late\0").err(),
+        Some(libc::ENOTDIR)
+    );
+    ev.acked(2);
+    ev.expect(
+        3,
+        entry_key(&root, "late"),
+        Expect::RenameFrom { dir: false },
+    );
+    ev.expect(3, entry_key(&root, "other"), Expect::RenameTo);
+    let mut rename = ROOT.to_le_bytes().to_vec();
+    rename.extend_from_slice(b"late\0third\0");
+    assert_eq!(s.call(Opcode::Rename, ROOT, &rename), Ok(vec![]));
+    assert!(root.join("third").is_file(), "a real rename");
+    // A SETATTR that changes more than times is never a mirror.
+    let third = s.lookup(ROOT, b"third").unwrap();
+    ev.expect(4, node_key(&root.join("third")), Expect::Modify);
+    let truncate = SetattrIn {
+        valid: FATTR_SIZE | FATTR_MTIME,
+        size: 0,
+        ..Default::default()
+    };
+    std::fs::write(root.join("third"), b"data").unwrap();
+    s.setattr(third.nodeid, truncate).unwrap();
+    assert_eq!(std::fs::metadata(root.join("third")).unwrap().len(), 0);
+    assert!(ev.any_pending(), "not consumed by the truncate");
+}
+
+#[test]
+fn the_guests_own_changes_are_recorded_as_echoes() {
+    let l = layout();
+    let mem = test_memory();
+    let mut s = Session::new(&mem, &l.share, false);
+    let ev = s.dev.events();
+    let root = l.share.clone();
+    // Without a watcher nothing is recorded.
+    s.create(ROOT, b"quiet", libc::O_RDWR, 0o644).unwrap();
+    assert!(!ev.is_echo(&entry_key(&root, "quiet")));
+    ev.set_watching();
+    let (e, fh) = s
+        .create_as((1000, 1000), ROOT, b"x", libc::O_RDWR, 0o644)
+        .unwrap();
+    assert!(ev.is_echo(&entry_key(&root, "x")));
+    assert!(ev.is_echo(&node_key(&root.join("x"))));
+    s.write(e.nodeid, fh, b"data").unwrap();
+    let hello = s.lookup(ROOT, b"hello.txt").unwrap();
+    assert!(!ev.is_echo(&node_key(&root.join("hello.txt"))));
+    let fh = s.open(hello.nodeid, libc::O_RDWR).unwrap();
+    s.write(hello.nodeid, fh, b"guest").unwrap();
+    assert!(ev.is_echo(&node_key(&root.join("hello.txt"))));
+    s.mkdir(ROOT, b"gd").unwrap();
+    assert!(ev.is_echo(&entry_key(&root, "gd")));
+    s.call(Opcode::Unlink, ROOT, b"quiet\0").unwrap();
+    assert!(ev.is_echo(&entry_key(&root, "quiet")));
+}
+
+#[test]
+fn a_guest_behind_the_host_mirrors_through_ghosts() {
+    use super::events::{Expect, FileType, GHOST_BASE};
+    let l = layout();
+    let mem = test_memory();
+    let mut s = Session::new(&mem, &l.share, false);
+    let ev = s.dev.events();
+    let root = l.share.clone();
+    // The host made q, wrote it and moved it to q2 before the guest
+    // mirrored anything: the watcher saw q's node at its create.
+    std::fs::write(root.join("q"), b"").unwrap();
+    let node = node_key(&root.join("q"));
+    std::fs::rename(root.join("q"), root.join("q2")).unwrap();
+    ev.expect_node(
+        1,
+        entry_key(&root, "q"),
+        Expect::Create(FileType::File),
+        Some(node.clone()),
+    );
+    ev.expect(2, node.clone(), Expect::Modify);
+    ev.expect_node(
+        3,
+        entry_key(&root, "q"),
+        Expect::RenameFrom { dir: false },
+        Some(node.clone()),
+    );
+    ev.expect(3, entry_key(&root, "q2"), Expect::RenameTo);
+    // The create gets a ghost (q is gone on the host)...
+    let out = s
+        .call(
+            Opcode::Mknod,
+            ROOT,
+            &mknod_body(libc::S_IFREG | 0o644, b"q"),
+        )
+        .unwrap();
+    let q = EntryOut::from_slice(&out[..std::mem::size_of::<EntryOut>()])
+        .copied()
+        .unwrap();
+    assert!(q.nodeid >= GHOST_BASE);
+    assert_eq!(q.attr.mode & libc::S_IFMT, libc::S_IFREG);
+    // ...the modify on the ghost finds the node's expectation...
+    let modify = SetattrIn {
+        valid: FATTR_MTIME | FATTR_MTIME_NOW,
+        ..Default::default()
+    };
+    assert!(s.setattr(q.nodeid, modify).is_ok());
+    // ...a second one has none left: stale.
+    assert_eq!(s.setattr(q.nodeid, modify).err(), Some(libc::ESTALE));
+    // ...and the rename completes; q2 is then the real file.
+    let mut rename = ROOT.to_le_bytes().to_vec();
+    rename.extend_from_slice(b"q\0q2\0");
+    assert_eq!(s.call(Opcode::Rename, ROOT, &rename), Ok(vec![]));
+    assert!(!ev.any_pending());
+    assert_eq!(
+        s.lookup(ROOT, b"q2").unwrap().attr.ino,
+        host_ino(&root.join("q2"))
+    );
+}
