@@ -31,7 +31,7 @@ image_tar=$root/out/images/busybox.oci.tar
 
 work=$(mktemp -d /tmp/berth-fsev.XXXXXX)
 mkdir -p "$work/w" "$work/p"
-export BERTH_HOME=$work/home BERTH_KERNEL=$kernel BERTH_MACHINE_SHARES=$work
+export BERTH_HOME=$work/home BERTH_KERNEL=$kernel BERTH_MACHINE_SHARES=$work BERTH_SHARE_EVENTS=1
 export BERTH_AGENT=$root/target/x86_64-unknown-linux-gnu/release/berth-agent
 export BERTH_VMM=$root/target/release/berth-vmm
 unset BERTH_ISOLATION

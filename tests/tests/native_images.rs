@@ -43,6 +43,24 @@ fn default_image_loads_and_lists() {
     let json = b.run(&["images", "--format", "json"]).ok().stdout;
     let v: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
     assert_eq!(v["Repository"], "berth/busybox");
+    // Go templates, as docker's CLI takes them.
+    let t = b
+        .run(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .ok()
+        .stdout;
+    assert_eq!(t, "berth/busybox:latest\n");
+    let t = b
+        .run(&["images", "--format", "table {{.Repository}}\t{{.ID}}"])
+        .ok()
+        .stdout;
+    assert!(t.starts_with("REPOSITORY      IMAGE ID\n"), "{t}");
+    let bad = b.run(&["images", "--format", "{{.Nope}}"]);
+    assert_ne!(bad.code, 0);
+    assert!(
+        bad.stderr.contains("can't evaluate field Nope"),
+        "{}",
+        bad.stderr
+    );
     // Loading again is idempotent.
     let o = b
         .run(&["load", "-i", default_image().to_str().unwrap()])

@@ -63,7 +63,14 @@ fn host_changes_reach_a_containers_inotify_watcher() {
         std::fs::create_dir_all(w.join(d)).unwrap();
     }
     // Live events are opt-in for now; the machine's VMM inherits this.
+    // The machine shares only this test's two folders: with the default
+    // shares (home, temp) every other change on the host (the suite's own
+    // files) would be mirrored in the guest too and slow the test down.
     std::env::set_var("BERTH_SHARE_EVENTS", "1");
+    std::env::set_var(
+        "BERTH_MACHINE_SHARES",
+        std::env::join_paths([w, probe_dir.path()]).unwrap(),
+    );
     let mut b = Berth::new();
     b.isolation = "shared".into();
     b.timeout = Duration::from_secs(1200);

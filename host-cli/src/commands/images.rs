@@ -1,10 +1,11 @@
 //! `berth images`.
 
 use crate::commands::connect;
-use crate::fmt::{ago, human_size, table};
+use crate::fmt::{ago, human_size, json_field, tab_lines, table, Template, TemplateValue};
 use crate::placement::Isolation;
 use anyhow::Result;
 use berth_protocol::reference::Reference;
+use berth_protocol::ImageSummary;
 use serde_json::json;
 
 #[derive(clap::Args)]
@@ -94,19 +95,56 @@ pub fn list(iso: Isolation, a: &ImagesArgs) -> Result<i32> {
             rows.push((repo, tag, short.clone(), img));
         }
     }
+    let row_json = |repo: &String, tag: &String, short: &String, img: &ImageSummary| {
+        json!({
+            "Containers": "N/A", "CreatedAt": img.created.clone().unwrap_or_default(),
+            "CreatedSince": ago(img.created.as_deref()), "Digest": digest_of(&img.id, repo), "ID": short,
+            "Repository": repo, "SharedSize": "N/A", "Size": human_size(img.size), "Tag": tag,
+            "UniqueSize": "N/A", "VirtualSize": human_size(img.size)
+        })
+    };
     match a.format.as_deref() {
         Some("json") => {
             for (repo, tag, short, img) in &rows {
-                let v = json!({
-                    "Containers": "N/A", "CreatedAt": img.created.clone().unwrap_or_default(),
-                    "CreatedSince": ago(img.created.as_deref()), "Digest": digest_of(&img.id, repo), "ID": short,
-                    "Repository": repo, "SharedSize": "N/A", "Size": human_size(img.size), "Tag": tag,
-                    "UniqueSize": "N/A", "VirtualSize": human_size(img.size)
-                });
-                println!("{v}");
+                println!("{}", row_json(repo, tag, short, img));
             }
         }
-        Some(f) if f != "table" => anyhow::bail!("unsupported --format {f:?} (use table or json)"),
+        // A Go template, as docker's `--format '{{.Repository}}:{{.Tag}}'`.
+        Some(f) if f != "table" => {
+            let t = match Template::parse(f) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("template parsing error: {e}");
+                    return Ok(1);
+                }
+            };
+            let mut lines = Vec::new();
+            if t.table {
+                lines.push(t.header(&images_header));
+            }
+            for (repo, tag, short, img) in &rows {
+                let row = row_json(repo, tag, short, img);
+                match t.render(
+                    &|f, _| match json_field(&row, f) {
+                        TemplateValue::Missing => None,
+                        v => Some(v),
+                    },
+                    &row,
+                    "*formatter.imageContext",
+                ) {
+                    Ok(l) => lines.push(l),
+                    Err(e) => {
+                        eprintln!("template parsing error: {e}");
+                        return Ok(1);
+                    }
+                }
+            }
+            if t.table {
+                print!("{}", tab_lines(&lines));
+            } else {
+                lines.iter().for_each(|l| println!("{l}"));
+            }
+        }
         _ if a.quiet => {
             let mut seen = Vec::new();
             for (_, _, short, _) in &rows {
@@ -141,4 +179,17 @@ pub fn list(iso: Isolation, a: &ImagesArgs) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// docker's column header for an image template field.
+fn images_header(field: &str) -> String {
+    match field {
+        "ID" => "IMAGE ID".into(),
+        "CreatedSince" => "CREATED".into(),
+        "CreatedAt" => "CREATED AT".into(),
+        "SharedSize" => "SHARED SIZE".into(),
+        "UniqueSize" => "UNIQUE SIZE".into(),
+        "VirtualSize" => "VIRTUAL SIZE".into(),
+        f => f.to_uppercase(),
+    }
 }
