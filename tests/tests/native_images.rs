@@ -61,6 +61,21 @@ fn default_image_loads_and_lists() {
         "{}",
         bad.stderr
     );
+    // image inspect -f, as docker's.
+    let id = b
+        .run(&["image", "inspect", "-f", "{{.Id}}", "berth/busybox"])
+        .ok()
+        .stdout;
+    let whole = b.run(&["image", "inspect", "berth/busybox"]).ok().stdout;
+    let v: serde_json::Value = serde_json::from_str(&whole).unwrap();
+    assert_eq!(Some(id.trim()), v[0]["Id"].as_str(), "{whole}");
+    let missing = b.run(&["image", "inspect", "--format", "{{.Id}}", "no/such"]);
+    assert_eq!(missing.code, 1);
+    assert!(
+        missing.stderr.contains("No such image: no/such"),
+        "{}",
+        missing.stderr
+    );
     // Loading again is idempotent.
     let o = b
         .run(&["load", "-i", default_image().to_str().unwrap()])

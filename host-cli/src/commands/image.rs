@@ -15,6 +15,9 @@ use std::io::{BufRead, IsTerminal, Write};
 pub enum ImageCommand {
     /// Display detailed information on one or more images
     Inspect {
+        /// Format output using a custom template: 'json', or a Go template
+        #[arg(short, long)]
+        format: Option<String>,
         #[arg(required = true)]
         images: Vec<String>,
     },
@@ -60,7 +63,7 @@ pub struct PruneArgs {
 
 pub fn run(iso: Isolation, c: &ImageCommand) -> Result<i32> {
     match c {
-        ImageCommand::Inspect { images } => inspect(iso, images),
+        ImageCommand::Inspect { format, images } => inspect(iso, images, format.as_deref()),
         ImageCommand::History(a) => history(iso, a),
         ImageCommand::Prune(a) => prune(iso, a),
         ImageCommand::Ls(a) => crate::commands::images::list(iso, a),
@@ -73,7 +76,17 @@ pub fn run(iso: Isolation, c: &ImageCommand) -> Result<i32> {
 
 pub use berth_host::inspect::repo_digests;
 
-fn inspect(iso: Isolation, names: &[String]) -> Result<i32> {
+fn inspect(iso: Isolation, names: &[String], format: Option<&str>) -> Result<i32> {
+    let template = match format {
+        None | Some("") | Some("json") => None,
+        Some(f) => match crate::fmt::Template::parse(f) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("template parsing error: {e}");
+                return Ok(64);
+            }
+        },
+    };
     let mut c = connect(iso)?;
     let mut out = Vec::new();
     let mut code = 0;
@@ -86,8 +99,8 @@ fn inspect(iso: Isolation, names: &[String]) -> Result<i32> {
             }
         }
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(code)
+    let printed = crate::commands::ps::print_inspect(&out, template.as_ref(), format)?;
+    Ok(if printed != 0 { printed } else { code })
 }
 
 pub fn history(iso: Isolation, a: &HistoryArgs) -> Result<i32> {

@@ -335,9 +335,20 @@ pub fn inspect(iso: Isolation, names: &[String], format: Option<&str>) -> Result
             }
         }
     }
-    match (&template, format) {
+    let printed = print_inspect(&out, template.as_ref(), format)?;
+    Ok(if printed != 0 { printed } else { code })
+}
+
+/// Prints inspect objects as docker does: pretty JSON, one line of JSON
+/// (`json`), or each through `template`. Returns the exit code.
+pub fn print_inspect(
+    out: &[Value],
+    template: Option<&Template>,
+    format: Option<&str>,
+) -> Result<i32> {
+    match (template, format) {
         (Some(t), _) => {
-            for v in &out {
+            for v in out {
                 match t.render(&|f, arg| inspect_field(v, f, arg), v, "") {
                     Ok(l) => println!("{l}"),
                     Err(e) => {
@@ -347,10 +358,10 @@ pub fn inspect(iso: Isolation, names: &[String], format: Option<&str>) -> Result
                 }
             }
         }
-        (None, Some("json")) => println!("{}", serde_json::to_string(&out)?),
-        (None, _) => println!("{}", serde_json::to_string_pretty(&out)?),
+        (None, Some("json")) => println!("{}", serde_json::to_string(out)?),
+        (None, _) => println!("{}", serde_json::to_string_pretty(out)?),
     }
-    Ok(code)
+    Ok(0)
 }
 
 /// An `inspect -f` field: a path into the inspect object
