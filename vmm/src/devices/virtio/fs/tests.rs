@@ -1684,3 +1684,44 @@ fn a_guest_behind_the_host_mirrors_through_ghosts() {
         host_ino(&root.join("q2"))
     );
 }
+
+/// Host descriptors the test process holds open inside `dir`.
+fn fds_in(dir: &Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter(|t| t.starts_with(dir))
+        .count()
+}
+
+#[test]
+fn a_driver_reset_closes_what_the_guest_had_open() {
+    let l = layout();
+    let mem = test_memory();
+    let mut s = Session::new(&mem, &l.share, false);
+    let share = std::fs::canonicalize(&l.share).unwrap();
+    let before = fds_in(&share);
+    let hello = s.lookup(ROOT, b"hello.txt").unwrap();
+    let fh = s.open(hello.nodeid, libc::O_RDONLY).unwrap();
+    assert_eq!(s.read(hello.nodeid, fh, 5).unwrap(), b"hello");
+    let mut held = Vec::new();
+    for i in 0..20 {
+        let name = format!("f{i}");
+        held.push(
+            s.create(ROOT, name.as_bytes(), libc::O_RDWR, 0o644)
+                .unwrap(),
+        );
+    }
+    assert!(fds_in(&share) >= before + 21, "{} open", fds_in(&share));
+    s.dev.reset();
+    assert!(
+        fds_in(&share) <= before + 1,
+        "{} descriptors left open after the reset ({before} before)",
+        fds_in(&share)
+    );
+    // A new session starts clean: old node ids are unknown.
+    let mut s = Session::new(&mem, &l.share, false);
+    assert_eq!(s.getattr(hello.nodeid).err(), Some(libc::EBADF));
+    assert!(s.lookup(ROOT, b"hello.txt").is_ok());
+}
