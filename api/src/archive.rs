@@ -397,6 +397,25 @@ pub(crate) async fn put(
     }
 }
 
+/// `GET /containers/{id}/export`: the container's whole filesystem as one
+/// tar (`docker export`), streamed from the engine's copy of `/`.
+pub(crate) async fn export(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let mut engine = open(&st, &id, "/").await?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    tokio::task::spawn_blocking(move || {
+        // A client that goes away ends the copy (broken pipe).
+        let _ = std::io::copy(&mut engine, &mut ChannelWriter(tx));
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-tar")],
+        Body::from_stream(tokio_stream_of(rx)),
+    )
+        .into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -125,6 +125,8 @@ pub enum Command {
     Commit(commands::container::CommitArgs),
     /// Copy files/folders between a container and the local filesystem
     Cp(commands::cp::CpArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(commands::cp::ExportArgs),
     /// Attach local standard input, output, and error streams to a running container
     Attach(commands::container::AttachArgs),
     /// Manage containers

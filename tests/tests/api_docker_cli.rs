@@ -830,3 +830,43 @@ fn the_docker_cli_builds_through_the_socket() {
     assert!(answer.contains("outside of the build context"), "{answer}");
     s.docker(&["version"]).ok();
 }
+
+/// The entry names of a tar file.
+fn tar_names(p: &Path) -> Vec<String> {
+    tar::Archive::new(std::fs::File::open(p).unwrap())
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn containers_export_through_the_socket_and_the_cli() {
+    let Some(s) = Service::start() else { return };
+    s.docker(&["create", "--name", "ex", IMG, "true"]).ok();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.tar"), dir.path().join("b.tar"));
+    s.docker(&["export", "-o", a.to_str().unwrap(), "ex"]).ok();
+    s.berth
+        .run(&["export", "-o", b.to_str().unwrap(), "ex"])
+        .ok();
+    let names = tar_names(&a);
+    assert!(names.iter().any(|n| n == "bin/busybox"), "{names:?}");
+    assert_eq!(names, tar_names(&b));
+    let out = s.docker(&[
+        "export",
+        "-o",
+        dir.path().join("c.tar").to_str().unwrap(),
+        "no-such",
+    ]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("No such container"), "{}", out.stderr);
+    let out = s.berth.run(&[
+        "export",
+        "-o",
+        dir.path().join("d.tar").to_str().unwrap(),
+        "no-such",
+    ]);
+    assert_ne!(out.code, 0);
+    assert!(!dir.path().join("d.tar").exists());
+}

@@ -252,6 +252,45 @@ fn to_container(iso: Isolation, src: &str, container: &str, path: &str) -> Resul
     }
 }
 
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    /// Write to a file, instead of STDOUT
+    #[arg(short, long)]
+    output: Option<std::path::PathBuf>,
+    /// The container
+    container: String,
+}
+
+/// `berth export`: the container's filesystem as one tar, as `docker
+/// export` writes it (the engine's copy of `/`). A file is written under a
+/// temporary name and renamed when complete.
+pub fn export(iso: Isolation, a: &ExportArgs) -> Result<i32> {
+    use std::io::IsTerminal;
+    if a.output.is_none() && std::io::stdout().is_terminal() {
+        anyhow::bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
+    }
+    let mut tar = connect(iso)?.copy_from(&a.container, "/")?;
+    let Some(out) = &a.output else {
+        let mut stdout = std::io::stdout().lock();
+        std::io::copy(&mut tar, &mut stdout)?;
+        return Ok(0);
+    };
+    let tmp = out.with_extension(format!("berth-tmp-{}", std::process::id()));
+    let result = (|| -> Result<()> {
+        let mut f = std::io::BufWriter::new(
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
+        );
+        std::io::copy(&mut tar, &mut f)?;
+        f.flush()?;
+        std::fs::rename(&tmp, out)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map(|()| 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::split;

@@ -96,6 +96,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Compose(a) => compose::run(iso, a),
         Command::Commit(a) => container::commit(iso, a),
         Command::Cp(a) => cp::run(iso, a),
+        Command::Export(a) => cp::export(iso, a),
         Command::Attach(a) => container::attach_cmd(iso, a),
         Command::Container(ContainerCommand::Prune(a)) => container::prune(iso, a),
         Command::Container(ContainerCommand::Ls(a)) => ps::run(iso, a),
