@@ -33,10 +33,7 @@ pub struct Fs {
     config: FsConfig,
     events: Arc<super::events::ShareEvents>,
     config_space: [u8; TAG_LEN + 4],
-    /// The file system, also held here so that a driver reset can drop
-    /// what the guest had open.
-    fs: Arc<ShareFs>,
-    server: Arc<Server<Arc<ShareFs>>>,
+    server: Arc<Server<ShareFs>>,
     active: Option<Active>,
 }
 
@@ -44,13 +41,12 @@ impl Fs {
     /// Opens the share (the directory must exist).
     pub fn new(config: &FsConfig) -> Result<Fs, FsError> {
         super::validate_tag(&config.tag)?;
-        let fs = Arc::new(ShareFs::new(&config.path, config.read_only)?);
+        let fs = ShareFs::new(&config.path, config.read_only)?;
         Ok(Fs {
             events: fs.events(),
             config_space: config.config_space(REQUEST_QUEUES),
             config: config.clone(),
-            server: Arc::new(Server::new(fs.clone())),
-            fs,
+            server: Arc::new(Server::new(fs)),
             active: None,
         })
     }
@@ -71,7 +67,7 @@ const OUT_HEADER_LEN: usize = 16;
 
 /// Serves one FUSE request chain; returns the bytes written into it.
 pub(super) fn serve_chain(
-    server: &Server<Arc<ShareFs>>,
+    server: &Server<ShareFs>,
     mem: &GuestMemoryMmap,
     chain: DescriptorChain<&GuestMemoryMmap>,
 ) -> u32 {
@@ -169,10 +165,6 @@ impl VirtioDevice for Fs {
 
     fn reset(&mut self) {
         self.active = None;
-        // A reset driver starts a new FUSE session (INIT again) and holds
-        // no node or handle of the old one: close their host descriptors,
-        // or a guest resetting again and again runs the VMM out of them.
-        fuse_backend_rs::api::filesystem::FileSystem::destroy(&*self.fs);
     }
 
     fn snapshot_blocker(&self) -> Option<String> {
