@@ -17,12 +17,10 @@ use berth_host::build::context::clean_rel;
 use berth_host::build::{build_and_tag, BuildError, BuildOptions};
 use berth_protocol::reference::Reference;
 use bytes::Bytes;
-use futures_util::StreamExt;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Component, Path};
-use tokio::io::AsyncWriteExt;
 
 /// Largest build context accepted.
 pub const MAX_CONTEXT: u64 = 8 << 30;
@@ -266,28 +264,15 @@ pub(crate) async fn build(
     }
     let dir = berth_host::transfer::load::tempdir().map_err(ApiError::internal)?;
     let upload = dir.join("context.tar");
-    let spooled = async {
-        let mut f = tokio::fs::File::create(&upload)
-            .await
-            .map_err(ApiError::internal)?;
-        let mut frames = body.into_data_stream();
-        let mut total = 0u64;
-        while let Some(chunk) = frames.next().await {
-            let c =
-                chunk.map_err(|e| ApiError::bad_request(format!("reading the context: {e}")))?;
-            total += c.len() as u64;
-            if total > MAX_CONTEXT {
-                return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("the build context exceeds the limit of {MAX_CONTEXT} bytes"),
-                ));
-            }
-            f.write_all(&c).await.map_err(ApiError::internal)?;
-        }
-        f.flush().await.map_err(ApiError::internal)?;
-        Ok(())
-    }
-    .await;
+    let spooled = crate::server::spool_body(
+        body,
+        &upload,
+        MAX_CONTEXT,
+        "the context",
+        "the build context",
+    )
+    .await
+    .map(|_| ());
     let root = dir.join("context");
     let extracted = match spooled {
         Ok(()) => {

@@ -9,7 +9,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::routes::{qbool, query};
 use crate::server::AppState;
 use axum::body::Body;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine as _;
@@ -21,9 +21,7 @@ use berth_host::transfer::save::{collect, write_archive, SaveFormat};
 use berth_protocol::reference::Reference;
 use bollard_stubs::models;
 use bytes::Bytes;
-use futures_util::StreamExt;
 use serde_json::{json, Value};
-use tokio::io::AsyncWriteExt;
 
 /// Largest archive `POST /images/load` accepts.
 pub const MAX_LOAD_BODY: u64 = 32 << 30;
@@ -105,31 +103,13 @@ pub(crate) async fn load(
     let quiet = qbool(&query(raw_query), "quiet");
     let dir = tempdir().map_err(ApiError::internal)?;
     let upload = dir.join("upload");
-    let spooled = async {
-        let mut f = tokio::fs::File::create(&upload)
+    let spooled =
+        crate::server::spool_body(body, &upload, MAX_LOAD_BODY, "the archive", "request body")
             .await
-            .map_err(ApiError::internal)?;
-        let mut frames = body.into_data_stream();
-        let mut total = 0u64;
-        while let Some(chunk) = frames.next().await {
-            let c =
-                chunk.map_err(|e| ApiError::bad_request(format!("reading the archive: {e}")))?;
-            total += c.len() as u64;
-            if total > MAX_LOAD_BODY {
-                return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("request body exceeds the limit of {MAX_LOAD_BODY} bytes"),
-                ));
-            }
-            f.write_all(&c).await.map_err(ApiError::internal)?;
-        }
-        f.flush().await.map_err(ApiError::internal)?;
-        if total == 0 {
-            return Err(ApiError::bad_request("the archive is empty"));
-        }
-        Ok(())
-    }
-    .await;
+            .and_then(|total| match total {
+                0 => Err(ApiError::bad_request("the archive is empty")),
+                _ => Ok(()),
+            });
     if let Err(e) = spooled {
         let _ = std::fs::remove_dir_all(&dir);
         return Err(e);

@@ -143,6 +143,38 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> ApiResult<Bytes> {
     }
 }
 
+/// Streams a body of at most `limit` bytes into a new file at `path`;
+/// returns its length. `what` names the body in a read error ("reading
+/// {what}: …"), `subject` in the 413 ("{subject} exceeds the limit …").
+pub(crate) async fn spool_body(
+    body: Body,
+    path: &std::path::Path,
+    limit: u64,
+    what: &str,
+    subject: &str,
+) -> ApiResult<u64> {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let mut f = tokio::fs::File::create(path)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut frames = body.into_data_stream();
+    let mut total = 0u64;
+    while let Some(chunk) = frames.next().await {
+        let c = chunk.map_err(|e| ApiError::bad_request(format!("reading {what}: {e}")))?;
+        total += c.len() as u64;
+        if total > limit {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("{subject} exceeds the limit of {limit} bytes"),
+            ));
+        }
+        f.write_all(&c).await.map_err(ApiError::internal)?;
+    }
+    f.flush().await.map_err(ApiError::internal)?;
+    Ok(total)
+}
+
 /// The API version of a request (an extension every request carries).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ClientVersion(pub version::Version);
