@@ -9,6 +9,7 @@ pub mod save;
 
 use crate::image_cache::ImageCache;
 use crate::placement::Isolation;
+use crate::registry::manifest::{self, Descriptor, Fetched, DOCKER_CONFIG, OCI_CONFIG};
 use anyhow::{bail, Context, Result};
 
 /// Finds an image's host-cache record by any name the agent knows it by
@@ -39,4 +40,64 @@ pub fn resolve_local(
     cache
         .resolve(name)
         .with_context(|| format!("An image does not exist locally with the tag: {name}"))
+}
+
+/// The manifest of a cached image, with the blobs it names (layers, then
+/// the config), for `push` and `save`: the one it was pulled or loaded
+/// with when cached, else one assembled from its record.
+pub(crate) fn manifest_for(
+    cache: &ImageCache,
+    commit: &berth_protocol::ImageCommit,
+) -> Result<(String, Vec<u8>, Vec<Descriptor>)> {
+    if let Some(md) = &commit.manifest_digest {
+        if cache.has_blob(md) {
+            let body = cache.read_blob(md)?;
+            if let Fetched::Image(m) = manifest::parse(&body, None)? {
+                if m.config.digest == commit.config_digest
+                    && m.layers.len() == commit.layers.len()
+                    && m.layers
+                        .iter()
+                        .zip(&commit.layers)
+                        .all(|(a, b)| a.digest == b.digest)
+                {
+                    let mut blobs = m.layers.clone();
+                    blobs.push(m.config.clone());
+                    return Ok((m.media_type, body, blobs));
+                }
+            }
+        }
+    }
+    let config_size = std::fs::metadata(cache.blob_path(&commit.config_digest)?)
+        .with_context(|| {
+            format!(
+                "the config {} of this image is not in the host cache; pull or load the image again",
+                commit.config_digest
+            )
+        })?
+        .len();
+    let layers: Vec<Descriptor> = commit
+        .layers
+        .iter()
+        .map(|l| Descriptor {
+            media_type: l.media_type.clone(),
+            digest: l.digest.clone(),
+            size: l.size,
+            platform: None,
+            urls: None,
+        })
+        .collect();
+    let docker = layers
+        .iter()
+        .all(|l| l.media_type.starts_with("application/vnd.docker."));
+    let config = Descriptor {
+        media_type: if docker { DOCKER_CONFIG } else { OCI_CONFIG }.into(),
+        digest: commit.config_digest.clone(),
+        size: config_size,
+        platform: None,
+        urls: None,
+    };
+    let (mt, body) = manifest::synthesize(&config, &layers);
+    let mut blobs = layers;
+    blobs.push(config);
+    Ok((mt, body, blobs))
 }

@@ -3,7 +3,7 @@
 use crate::image_cache::ImageCache;
 use crate::placement::Isolation;
 use crate::registry::auth::Credentials;
-use crate::registry::manifest::{self, Descriptor, Fetched, DOCKER_CONFIG, OCI_CONFIG};
+use crate::registry::manifest::Descriptor;
 use crate::registry::upload::{push_blob, put_manifest, BlobOutcome};
 use crate::registry::RegistryClient;
 use anyhow::{bail, Context, Result};
@@ -32,65 +32,6 @@ pub struct Pushed {
     pub size: usize,
 }
 
-/// The manifest to push for a cached image: the one it was pulled or loaded
-/// with when cached, else one assembled from its record.
-fn manifest_for(
-    cache: &ImageCache,
-    commit: &berth_protocol::ImageCommit,
-) -> Result<(String, Vec<u8>, Vec<Descriptor>)> {
-    if let Some(md) = &commit.manifest_digest {
-        if cache.has_blob(md) {
-            let body = cache.read_blob(md)?;
-            if let Fetched::Image(m) = manifest::parse(&body, None)? {
-                if m.config.digest == commit.config_digest
-                    && m.layers.len() == commit.layers.len()
-                    && m.layers
-                        .iter()
-                        .zip(&commit.layers)
-                        .all(|(a, b)| a.digest == b.digest)
-                {
-                    let mut blobs = m.layers.clone();
-                    blobs.push(m.config.clone());
-                    return Ok((m.media_type, body, blobs));
-                }
-            }
-        }
-    }
-    let config_size = std::fs::metadata(cache.blob_path(&commit.config_digest)?)
-        .with_context(|| {
-            format!(
-                "the config {} of this image is not in the host cache; pull or load the image again",
-                commit.config_digest
-            )
-        })?
-        .len();
-    let layers: Vec<Descriptor> = commit
-        .layers
-        .iter()
-        .map(|l| Descriptor {
-            media_type: l.media_type.clone(),
-            digest: l.digest.clone(),
-            size: l.size,
-            platform: None,
-            urls: None,
-        })
-        .collect();
-    let docker = layers
-        .iter()
-        .all(|l| l.media_type.starts_with("application/vnd.docker."));
-    let config = Descriptor {
-        media_type: if docker { DOCKER_CONFIG } else { OCI_CONFIG }.into(),
-        digest: commit.config_digest.clone(),
-        size: config_size,
-        platform: None,
-        urls: None,
-    };
-    let (mt, body) = manifest::synthesize(&config, &layers);
-    let mut blobs = layers;
-    blobs.push(config);
-    Ok((mt, body, blobs))
-}
-
 /// Pushes `image` (`NAME:TAG`). `creds` overrides the saved credentials
 /// for the registry (the Engine API's `X-Registry-Auth`); `None` uses the
 /// saved ones (`berth login`).
@@ -110,7 +51,7 @@ pub fn push(
     };
     let cache = ImageCache::open()?;
     let commit = super::resolve_local(iso, &cache, &name.familiar())?;
-    let (media_type, body, blobs) = manifest_for(&cache, &commit)?;
+    let (media_type, body, blobs) = super::manifest_for(&cache, &commit)?;
     for b in &blobs {
         if !cache.has_blob(&b.digest) {
             bail!(

@@ -5,7 +5,7 @@
 
 use crate::image_cache::ImageCache;
 use crate::placement::Isolation;
-use crate::registry::manifest::{self, Fetched, DOCKER_CONFIG, OCI_CONFIG};
+use crate::registry::manifest;
 use anyhow::{bail, Result};
 use berth_protocol::reference::Reference;
 use berth_protocol::ImageCommit;
@@ -51,45 +51,7 @@ pub fn collect(iso: Isolation, cache: &ImageCache, names: &[String]) -> Result<V
         let is_id =
             name.starts_with("sha256:") || commit.config_digest[7..].starts_with(name.as_str());
         let named = Reference::parse(name).ok().filter(|_| !is_id);
-        let (manifest_type, manifest) = match commit
-            .manifest_digest
-            .as_ref()
-            .filter(|d| cache.has_blob(d))
-            .map(|d| cache.read_blob(d))
-            .transpose()?
-            .and_then(|b| match manifest::parse(&b, None) {
-                Ok(Fetched::Image(m)) if m.config.digest == commit.config_digest => {
-                    Some((m.media_type, b))
-                }
-                _ => None,
-            }) {
-            Some(x) => x,
-            None => {
-                let config_size = std::fs::metadata(cache.blob_path(&commit.config_digest)?)?.len();
-                let layers: Vec<manifest::Descriptor> = commit
-                    .layers
-                    .iter()
-                    .map(|l| manifest::Descriptor {
-                        media_type: l.media_type.clone(),
-                        digest: l.digest.clone(),
-                        size: l.size,
-                        platform: None,
-                        urls: None,
-                    })
-                    .collect();
-                let docker = layers
-                    .iter()
-                    .all(|l| l.media_type.starts_with("application/vnd.docker."));
-                let cfg = manifest::Descriptor {
-                    media_type: if docker { DOCKER_CONFIG } else { OCI_CONFIG }.into(),
-                    digest: commit.config_digest.clone(),
-                    size: config_size,
-                    platform: None,
-                    urls: None,
-                };
-                manifest::synthesize(&cfg, &layers)
-            }
-        };
+        let (manifest_type, manifest, _) = super::manifest_for(cache, &commit)?;
         for d in
             std::iter::once(&commit.config_digest).chain(commit.layers.iter().map(|l| &l.digest))
         {
