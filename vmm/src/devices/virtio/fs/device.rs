@@ -33,21 +33,29 @@ pub struct Fs {
     config: FsConfig,
     events: Arc<super::events::ShareEvents>,
     config_space: [u8; TAG_LEN + 4],
-    server: Arc<Server<ShareFs>>,
+    /// The file system, also held here so that a new driver session can
+    /// drop what the old one had open.
+    fs: Arc<ShareFs>,
+    server: Arc<Server<Arc<ShareFs>>>,
     active: Option<Active>,
+    /// The driver was reset: the FUSE session it had is over, and its nodes
+    /// and handles are closed before the next request is served.
+    session_ended: bool,
 }
 
 impl Fs {
     /// Opens the share (the directory must exist).
     pub fn new(config: &FsConfig) -> Result<Fs, FsError> {
         super::validate_tag(&config.tag)?;
-        let fs = ShareFs::new(&config.path, config.read_only)?;
+        let fs = Arc::new(ShareFs::new(&config.path, config.read_only)?);
         Ok(Fs {
             events: fs.events(),
             config_space: config.config_space(REQUEST_QUEUES),
             config: config.clone(),
-            server: Arc::new(Server::new(fs)),
+            server: Arc::new(Server::new(fs.clone())),
+            fs,
             active: None,
+            session_ended: false,
         })
     }
 
@@ -67,7 +75,7 @@ const OUT_HEADER_LEN: usize = 16;
 
 /// Serves one FUSE request chain; returns the bytes written into it.
 pub(super) fn serve_chain(
-    server: &Server<ShareFs>,
+    server: &Server<Arc<ShareFs>>,
     mem: &GuestMemoryMmap,
     chain: DescriptorChain<&GuestMemoryMmap>,
 ) -> u32 {
@@ -156,6 +164,13 @@ impl VirtioDevice for Fs {
         let Some(queue) = a.queues.get_mut(index) else {
             return;
         };
+        if std::mem::take(&mut self.session_ended) {
+            // Here, not in `reset`: a reset runs on the vCPU thread that
+            // wrote the status register, whose seccomp list has no file
+            // calls, and `destroy` re-opens the share's root. Requests are
+            // served on this thread, so none meets the old session's nodes.
+            fuse_backend_rs::api::filesystem::FileSystem::destroy(&*self.fs);
+        }
         let mem = a.mem.clone();
         let server = self.server.clone();
         drain_queue(queue, &mem, &a.interrupt, |chain| {
@@ -165,6 +180,11 @@ impl VirtioDevice for Fs {
 
     fn reset(&mut self) {
         self.active = None;
+        // A reset driver starts a new FUSE session (INIT again) and holds no
+        // node or handle of the old one: their host descriptors are closed
+        // before the next request, or a guest resetting again and again
+        // would run the VMM out of them.
+        self.session_ended = true;
     }
 
     fn snapshot_blocker(&self) -> Option<String> {

@@ -96,6 +96,24 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// Resets the driver and activates it again on fresh queues, as a guest
+    /// that reloads its virtio-fs driver does.
+    fn restart(&mut self) {
+        self.dev.reset();
+        let hq = MockSplitQueue::create(self.mem, GuestAddress(HIPRIO_Q), QSIZE);
+        self.vq = MockSplitQueue::create(self.mem, GuestAddress(REQUEST_Q), QSIZE);
+        self.dev
+            .activate(ActivateContext {
+                mem: self.mem.clone(),
+                queues: vec![hq.create_queue().unwrap(), self.vq.create_queue().unwrap()],
+                interrupt: null_interrupt(),
+                acked_features: VIRTIO_F_VERSION_1,
+            })
+            .unwrap();
+        self.next_desc = 0;
+        self.requests = 0;
+    }
+
     /// Puts `bytes` (header included) on the request queue with a 64 KiB
     /// reply buffer; returns the used length and the reply buffer.
     fn raw(&mut self, bytes: &[u8]) -> (u32, Vec<u8>) {
@@ -1683,4 +1701,43 @@ fn a_guest_behind_the_host_mirrors_through_ghosts() {
         s.lookup(ROOT, b"q2").unwrap().attr.ino,
         host_ino(&root.join("q2"))
     );
+}
+
+/// Host descriptors the test process holds open inside `dir`.
+fn fds_in(dir: &Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter(|t| t.starts_with(dir))
+        .count()
+}
+
+#[test]
+fn a_driver_reset_closes_what_the_guest_had_open() {
+    let l = layout();
+    let mem = test_memory();
+    let mut s = Session::new(&mem, &l.share, false);
+    let share = std::fs::canonicalize(&l.share).unwrap();
+    let before = fds_in(&share);
+    let hello = s.lookup(ROOT, b"hello.txt").unwrap();
+    let fh = s.open(hello.nodeid, libc::O_RDONLY).unwrap();
+    assert_eq!(s.read(hello.nodeid, fh, 5).unwrap(), b"hello");
+    for i in 0..20 {
+        let name = format!("f{i}");
+        s.create(ROOT, name.as_bytes(), libc::O_RDWR, 0o644)
+            .unwrap();
+    }
+    let held = fds_in(&share);
+    assert!(held >= before + 21, "{held} open, {before} before");
+    s.restart();
+    // The new session's first request closes the old one's nodes and
+    // handles; old node ids are unknown to it.
+    assert_eq!(s.getattr(hello.nodeid).err(), Some(libc::EBADF));
+    assert!(
+        fds_in(&share) <= before,
+        "{} descriptors open after the reset ({before} before, {held} held)",
+        fds_in(&share)
+    );
+    assert!(s.lookup(ROOT, b"hello.txt").is_ok());
 }
