@@ -205,6 +205,11 @@ enum IndexKey {
     Position(usize),
 }
 
+/// How [`Template::render_list`] finds a field of one list item: the item,
+/// its `{{json .}}` value, the field's name and its argument.
+pub type ListLookup<'a, T> =
+    dyn Fn(&T, &serde_json::Value, &str, Option<&str>) -> Option<TemplateValue> + 'a;
+
 /// The small subset of docker's Go `--format` templates berth renders:
 /// text, `{{.Field}}` (a dotted path into JSON items), `{{.Label "key"}}`,
 /// `{{json .}}`, `{{json .Field}}`, `{{range .Field}}…{{end}}`,
@@ -371,6 +376,32 @@ impl Template {
                 Part::Json(None, _) | Part::Range(..) => String::new(),
             })
             .collect()
+    }
+
+    /// Renders a list the way docker prints one: a `table` template gets
+    /// the header row (from `header`) and tabwriter columns, any other
+    /// template one line per item. Each item comes with its `{{json .}}`
+    /// value; `lookup(item, whole, field, arg)` is as in [`Template::render`].
+    /// Every line ends in a newline.
+    pub fn render_list<T>(
+        &self,
+        items: &[(T, serde_json::Value)],
+        header: &dyn Fn(&str) -> String,
+        type_name: &str,
+        lookup: &ListLookup<'_, T>,
+    ) -> Result<String, String> {
+        let mut lines = Vec::with_capacity(items.len() + 1);
+        if self.table {
+            lines.push(self.header(header));
+        }
+        for (item, whole) in items {
+            lines.push(self.render(&|f, arg| lookup(item, whole, f, arg), whole, type_name)?);
+        }
+        Ok(if self.table {
+            tab_lines(&lines)
+        } else {
+            lines.iter().map(|l| format!("{l}\n")).collect()
+        })
     }
 
     /// Renders one item; `lookup(field, arg)` gives a field's value, `None`

@@ -1,7 +1,7 @@
 //! `berth images`.
 
 use crate::commands::connect;
-use crate::fmt::{ago, human_size, json_field, tab_lines, table, Template, TemplateValue};
+use crate::fmt::{ago, human_size, json_field, table, Template, TemplateValue};
 use crate::placement::Isolation;
 use anyhow::Result;
 use berth_protocol::reference::Reference;
@@ -118,31 +118,22 @@ pub fn list(iso: Isolation, a: &ImagesArgs) -> Result<i32> {
                     return Ok(1);
                 }
             };
-            let mut lines = Vec::new();
-            if t.table {
-                lines.push(t.header(&images_header));
-            }
-            for (repo, tag, short, img) in &rows {
-                let row = row_json(repo, tag, short, img);
-                match t.render(
-                    &|f, _| match json_field(&row, f) {
-                        TemplateValue::Missing => None,
-                        v => Some(v),
-                    },
-                    &row,
-                    "*formatter.imageContext",
-                ) {
-                    Ok(l) => lines.push(l),
-                    Err(e) => {
-                        eprintln!("template parsing error: {e}");
-                        return Ok(1);
-                    }
+            let items: Vec<((), serde_json::Value)> = rows
+                .iter()
+                .map(|(repo, tag, short, img)| ((), row_json(repo, tag, short, img)))
+                .collect();
+            let lookup = |_: &(), row: &serde_json::Value, f: &str, _: Option<&str>| {
+                match json_field(row, f) {
+                    TemplateValue::Missing => None,
+                    v => Some(v),
                 }
-            }
-            if t.table {
-                print!("{}", tab_lines(&lines));
-            } else {
-                lines.iter().for_each(|l| println!("{l}"));
+            };
+            match t.render_list(&items, &images_header, "*formatter.imageContext", &lookup) {
+                Ok(out) => print!("{out}"),
+                Err(e) => {
+                    eprintln!("template parsing error: {e}");
+                    return Ok(1);
+                }
             }
         }
         _ if a.quiet => {

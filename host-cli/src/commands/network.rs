@@ -5,7 +5,7 @@
 
 use crate::client::ClientError;
 use crate::commands::connect;
-use crate::fmt::{go_time, json_field, natural_less, tab_lines, Template, TemplateValue};
+use crate::fmt::{go_time, json_field, natural_less, Template, TemplateValue};
 use crate::placement::Isolation;
 use anyhow::Result;
 use berth_host::engine::{NetworkConnect, NetworkCreate};
@@ -572,22 +572,13 @@ fn ls_render(
             .map(|n| format!("{}\n", ls_json(n, trunc)))
             .collect());
     };
-    let mut lines = Vec::new();
-    if t.table {
-        lines.push(t.header(&ls_header));
-    }
-    for n in items {
-        lines.push(t.render(
-            &|f, arg| ls_field(n, trunc, f, arg),
-            &ls_json(n, trunc),
-            "*network.networkContext",
-        )?);
-    }
-    Ok(if t.table {
-        tab_lines(&lines)
-    } else {
-        lines.iter().map(|l| format!("{l}\n")).collect()
-    })
+    let items: Vec<(&NetworkInfo, Value)> = items.iter().map(|n| (n, ls_json(n, trunc))).collect();
+    t.render_list(
+        &items,
+        &ls_header,
+        "*network.networkContext",
+        &|n, _, f, arg| ls_field(n, trunc, f, arg),
+    )
 }
 
 /// The template `network ls` uses for its `--format` and `-q`.

@@ -1,9 +1,7 @@
 //! `berth ps` and `berth inspect`.
 
 use crate::commands::{connect, net_settings};
-use crate::fmt::{
-    ago, command_column, human_duration, json_field, since, tab_lines, Template, TemplateValue,
-};
+use crate::fmt::{ago, command_column, human_duration, json_field, since, Template, TemplateValue};
 use crate::placement::Isolation;
 use anyhow::Result;
 use berth_host::inspect;
@@ -193,27 +191,18 @@ pub fn run(iso: Isolation, a: &PsArgs) -> Result<i32> {
         rows.iter().for_each(|r| println!("{r}"));
         return Ok(0);
     };
-    let mut lines = Vec::new();
-    if t.table {
-        lines.push(t.header(&ps_header));
-    }
-    for (s, row) in list.iter().zip(&rows) {
-        match t.render(
-            &|f, arg| ps_field(s, row, f, arg),
-            row,
-            "*formatter.ContainerContext",
-        ) {
-            Ok(l) => lines.push(l),
-            Err(e) => {
-                eprintln!("template parsing error: {e}");
-                return Ok(1);
-            }
+    let items: Vec<(&ContainerSummary, Value)> = list.iter().zip(rows).collect();
+    match t.render_list(
+        &items,
+        &ps_header,
+        "*formatter.ContainerContext",
+        &|s, row, f, arg| ps_field(s, row, f, arg),
+    ) {
+        Ok(out) => print!("{out}"),
+        Err(e) => {
+            eprintln!("template parsing error: {e}");
+            return Ok(1);
         }
-    }
-    if t.table {
-        print!("{}", tab_lines(&lines));
-    } else {
-        lines.iter().for_each(|l| println!("{l}"));
     }
     Ok(0)
 }

@@ -3,7 +3,7 @@
 
 use crate::client::ClientError;
 use crate::commands::connect;
-use crate::fmt::{human_size4, natural_less, tab_lines, Template, TemplateValue};
+use crate::fmt::{human_size4, natural_less, Template, TemplateValue};
 use crate::placement::Isolation;
 use anyhow::Result;
 use berth_host::engine::VolumeCreate;
@@ -336,27 +336,18 @@ fn print_items(items: &[VolumeInfo], template: Option<&Template>) -> Result<i32>
         }
         return Ok(0);
     };
-    let mut lines = Vec::new();
-    if t.table {
-        lines.push(t.header(&ls_header));
-    }
-    for v in items {
-        match t.render(
-            &|f, arg| ls_field(v, f, arg),
-            &ls_json(v),
-            "*formatter.volumeContext",
-        ) {
-            Ok(l) => lines.push(l),
-            Err(e) => {
-                eprintln!("template parsing error: {e}");
-                return Ok(1);
-            }
+    let items: Vec<(&VolumeInfo, Value)> = items.iter().map(|v| (v, ls_json(v))).collect();
+    match t.render_list(
+        &items,
+        &ls_header,
+        "*formatter.volumeContext",
+        &|v, _, f, arg| ls_field(v, f, arg),
+    ) {
+        Ok(out) => print!("{out}"),
+        Err(e) => {
+            eprintln!("template parsing error: {e}");
+            return Ok(1);
         }
-    }
-    if t.table {
-        print!("{}", tab_lines(&lines));
-    } else {
-        lines.iter().for_each(|l| println!("{l}"));
     }
     Ok(0)
 }
@@ -620,15 +611,11 @@ mod tests {
     fn ls_table_like_docker() {
         let t = Template::parse("table {{.Driver}}\\t{{.Name}}").unwrap();
         let v = vol("myvol");
-        let mut lines = vec![t.header(&ls_header)];
-        lines.push(
-            t.render(&|f, a| ls_field(&v, f, a), &ls_json(&v), "x")
-                .unwrap(),
-        );
-        assert_eq!(
-            tab_lines(&lines),
-            "DRIVER    VOLUME NAME\nlocal     myvol\n"
-        );
+        let items = [(&v, ls_json(&v))];
+        let out = t
+            .render_list(&items, &ls_header, "x", &|v, _, f, a| ls_field(v, f, a))
+            .unwrap();
+        assert_eq!(out, "DRIVER    VOLUME NAME\nlocal     myvol\n");
     }
 
     #[test]
