@@ -405,7 +405,6 @@ fn disks_and_console(
 #[cfg(all(target_os = "macos", target_arch = "aarch64"))]
 fn main() -> ExitCode {
     use berth_vmm::arm64_vm::{self, Arm64Exit, Arm64VmConfig};
-    use berth_vmm::hypervisor::hvf::Hvf;
     let args = Args::parse();
     let _ = (
         HostQuirks::none(),
@@ -441,7 +440,14 @@ fn main() -> ExitCode {
         disks,
         rng: args.rng,
     };
-    match arm64_vm::run(&Hvf::new(1), config) {
+    let hypervisor = match berth_vmm::hypervisor::open_host(1) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("berth-vmm: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match arm64_vm::run(&*hypervisor, config) {
         Ok(Arm64Exit::PowerOff) | Ok(Arm64Exit::Reset) => ExitCode::SUCCESS,
         Ok(Arm64Exit::Failed(why)) => {
             eprintln!("berth-vmm: {why}");
@@ -459,7 +465,6 @@ fn main() -> ExitCode {
 #[cfg(all(windows, target_arch = "x86_64"))]
 fn main() -> ExitCode {
     use berth_vmm::device_manager::DiskConfig;
-    use berth_vmm::hypervisor::whp::Whp;
     use berth_vmm::x86_vm::{self, SerialOutput, VmConfig, X86Exit};
     let args = Args::parse();
     let _ = (
@@ -511,7 +516,14 @@ fn main() -> ExitCode {
         snapshot_on_ready: None,
     };
     let _ = args.no_host_quirks;
-    let code = match x86_vm::run(&Whp::new(args.cpus), &config) {
+    let hypervisor = match berth_vmm::hypervisor::open_host(args.cpus) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("berth-vmm: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = match x86_vm::run(&*hypervisor, &config) {
         Ok(X86Exit::Reset) | Ok(X86Exit::SystemReset) => 0,
         Ok(X86Exit::Shutdown) => {
             eprintln!("berth-vmm: guest shut down abnormally (triple fault or halt)");

@@ -26,7 +26,6 @@ use crate::devices::serial::{
 use crate::devices::virtio::fs as virtio_fs;
 use crate::devices::virtio::mmio::MmioState;
 use crate::devices::Bus;
-use crate::hypervisor::kvm::KvmHypervisor;
 use crate::hypervisor::{Hypervisor, HypervisorError, Vcpu, VcpuState, Vm, VmState};
 use crate::snapshot::{self, SnapshotError};
 use crate::GuestMemoryMmap;
@@ -95,7 +94,7 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmmError> {
     }
     let mem_size = config.mem_mib << 20;
 
-    let hypervisor = KvmHypervisor::new()?;
+    let hypervisor = crate::hypervisor::open_host(config.cpus)?;
     let vm = hypervisor.create_vm()?;
     let boot_size = crate::x86_vm::boot_mem_size(mem_size, config.boot_mem_mib, config.quirks);
     let hotplug = hotplug_ranges(mem_size, boot_size);
@@ -131,6 +130,7 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmmError> {
     )?;
     let vcpus = guest.finish(&*vm, config.cpus, config.quirks)?;
     let machine = Machine {
+        backend: hypervisor.name(),
         vm,
         mem,
         devices,
@@ -175,7 +175,7 @@ pub struct RestoreConfig {
 /// What is left for [`restore_prepared`] is mapping the snapshot's memory,
 /// creating the devices and setting the saved state.
 pub struct PreparedVm {
-    _hypervisor: KvmHypervisor,
+    hypervisor: Box<dyn Hypervisor>,
     vm: Arc<dyn Vm>,
     vcpus: Vec<Box<dyn Vcpu>>,
 }
@@ -188,13 +188,13 @@ impl PreparedVm {
                 "{cpus} vCPUs (1 to 16 supported)"
             )));
         }
-        let hypervisor = KvmHypervisor::new()?;
+        let hypervisor = crate::hypervisor::open_host(cpus)?;
         let vm = hypervisor.create_vm()?;
         let vcpus = (0..cpus)
             .map(|i| vm.create_vcpu(i))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(PreparedVm {
-            _hypervisor: hypervisor,
+            hypervisor,
             vm,
             vcpus,
         })
@@ -219,7 +219,7 @@ pub fn restore_prepared(
     let (header, state) = snapshot::decode_header(&bytes)?;
 
     let PreparedVm {
-        _hypervisor,
+        hypervisor,
         vm,
         mut vcpus,
     } = match prepared {
@@ -228,7 +228,7 @@ pub fn restore_prepared(
     };
     let host = snapshot::HostIdentity {
         vmm_version: snapshot::vmm_version(),
-        hypervisor: "kvm".into(),
+        hypervisor: hypervisor.name().into(),
         arch: "x86_64".into(),
         tsc_khz: vcpus[0].tsc_khz()?,
         kernel_sha256: match &config.kernel {
@@ -299,6 +299,7 @@ pub fn restore_prepared(
         device.restore(&record.kind, &record.transport)?;
     }
     let machine = Machine {
+        backend: hypervisor.name(),
         vm,
         mem,
         devices,
@@ -426,6 +427,8 @@ enum KernelIdentity {
 
 /// A VM ready to run.
 struct Machine {
+    /// The hypervisor's name, for snapshot headers.
+    backend: &'static str,
     vm: Arc<dyn Vm>,
     mem: GuestMemoryMmap,
     devices: Devices,
@@ -492,6 +495,7 @@ impl Machine {
         snapshot_dir: Option<PathBuf>,
     ) -> Result<VmOutcome, VmmError> {
         let Machine {
+            backend,
             vm,
             mem,
             devices,
@@ -562,6 +566,7 @@ impl Machine {
                 Ok(Event::Ready) => {
                     let Some(dir) = &snapshot_dir else { continue };
                     let snap = Snapshotter {
+                        backend,
                         vm: &vm,
                         mem: &mem,
                         serial: &serial,
@@ -601,6 +606,7 @@ impl Machine {
 
 /// What taking a snapshot needs.
 struct Snapshotter<'a> {
+    backend: &'static str,
     vm: &'a Arc<dyn Vm>,
     mem: &'a GuestMemoryMmap,
     serial: &'a Arc<Mutex<SerialPort>>,
@@ -721,7 +727,7 @@ impl Snapshotter<'_> {
         };
         let header = snapshot::Header {
             vmm_version: snapshot::vmm_version(),
-            hypervisor: "kvm".into(),
+            hypervisor: self.backend.into(),
             arch: "x86_64".into(),
             kernel_sha256,
             tsc_khz: vcpus.first().and_then(VcpuState::tsc_khz).unwrap_or(0),

@@ -178,6 +178,27 @@ pub trait InterruptLine: Send + Sync {
     fn trigger(&self) -> io::Result<()>;
 }
 
+/// Opens this host's hypervisor for a VM of `cpus` vCPUs: KVM on Linux,
+/// Hypervisor.framework on macOS, WHP on Windows. Every VM assembly starts
+/// here rather than naming a backend.
+#[cfg(any(
+    all(target_os = "linux", target_arch = "x86_64"),
+    all(target_os = "macos", target_arch = "aarch64"),
+    all(windows, target_arch = "x86_64")
+))]
+pub fn open_host(cpus: u8) -> Result<Box<dyn Hypervisor>> {
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    let h = {
+        let _ = cpus;
+        kvm::KvmHypervisor::new()?
+    };
+    #[cfg(all(target_os = "macos", target_arch = "aarch64"))]
+    let h = hvf::Hvf::new(cpus);
+    #[cfg(all(windows, target_arch = "x86_64"))]
+    let h = whp::Whp::new(cpus);
+    Ok(Box::new(h))
+}
+
 /// A host virtualization API.
 pub trait Hypervisor {
     /// Creates an empty VM with its interrupt controller.
