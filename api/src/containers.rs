@@ -11,8 +11,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use berth_protocol::{
-    ContainerConfig, ContainerStatus, ContainerSummary, MountSpec, MountType, PortBinding,
-    PortProto, PublishedPort, RestartPolicy,
+    ChangeKind, ContainerConfig, ContainerStatus, ContainerSummary, MountSpec, MountType,
+    PortBinding, PortProto, PublishedPort, RestartPolicy,
 };
 use bollard_stubs::models;
 use serde::Deserialize;
@@ -863,6 +863,31 @@ pub(crate) async fn top(State(st): State<AppState>, Path(id): Path<String>) -> A
         })
         .await?;
     Ok(Json(serde_json::json!({ "Titles": t.titles, "Processes": t.processes })).into_response())
+}
+
+/// `GET /containers/{id}/changes` (`docker diff`): the engine's list in
+/// the API's `FilesystemChange` form; `null` when nothing changed, as
+/// dockerd answers.
+pub(crate) async fn changes(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let list = st.engine(move |e| Ok(e.container_changes(&id)?)).await?;
+    let items: Vec<bollard_stubs::models::FilesystemChange> = list
+        .into_iter()
+        .map(|c| bollard_stubs::models::FilesystemChange {
+            path: c.path,
+            kind: match c.kind {
+                ChangeKind::Modified => bollard_stubs::models::ChangeType::_0,
+                ChangeKind::Added => bollard_stubs::models::ChangeType::_1,
+                ChangeKind::Deleted => bollard_stubs::models::ChangeType::_2,
+            },
+        })
+        .collect();
+    if items.is_empty() {
+        return Ok(Json(serde_json::Value::Null).into_response());
+    }
+    Ok(Json(items).into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]

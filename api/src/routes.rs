@@ -32,6 +32,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/containers/{id}", delete(c::remove))
         .route("/containers/prune", post(c::prune))
         .route("/containers/{id}/top", get(c::top))
+        .route("/containers/{id}/changes", get(c::changes))
         .route("/containers/{id}/export", get(crate::archive::export))
         .route("/containers/{id}/update", post(c::update))
         .route("/containers/{id}/stats", get(s::stats))

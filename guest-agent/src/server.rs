@@ -302,6 +302,9 @@ fn handle(engine: &Engine, req: Request) -> Result<Response, ApiError> {
         Request::ContainerPause { id } => c.pause(&id).map(|_| Response::Ok),
         Request::ContainerUnpause { id } => c.unpause(&id).map(|_| Response::Ok),
         Request::ContainerTop { id } => c.top(&id).map(Response::Top),
+        Request::ContainerChanges { id } => {
+            crate::engine::commit::changes(engine, &id).map(Response::Changes)
+        }
         Request::ContainerStats { id } => c.stats(&id).map(Response::Stats),
         Request::ContainerUpdate {
             id,

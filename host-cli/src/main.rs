@@ -111,6 +111,8 @@ pub enum Command {
     },
     /// Display the running processes of a container
     Top { container: String },
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff { container: String },
     /// Display a live stream of container(s) resource usage statistics
     Stats(commands::container::StatsArgs),
     /// Update configuration of one or more containers

@@ -12,8 +12,9 @@ use crate::platform::UnixStream;
 use berth_protocol::frame::read_frame;
 use berth_protocol::{
     AgentInfo, CommitOptions, ContainerConfig, ContainerDetails, ContainerSummary, DeriveOptions,
-    EventsOptions, ExecConfig, ImageCommit, ImageSummary, LogsOptions, NetworkInfo, PublishedPort,
-    Request, Response, ResponseEnvelope, RestartPolicy, StatsSample, TopInfo, VolumeInfo,
+    EventsOptions, ExecConfig, FileChange, ImageCommit, ImageSummary, LogsOptions, NetworkInfo,
+    PublishedPort, Request, Response, ResponseEnvelope, RestartPolicy, StatsSample, TopInfo,
+    VolumeInfo,
 };
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -320,6 +321,14 @@ impl Engine {
     pub fn container_top(&mut self, id: &str) -> Result<TopInfo, ClientError> {
         match self.call(Request::ContainerTop { id: id.into() })? {
             Response::Top(t) => Ok(t),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// What the container changed in its filesystem (`diff`).
+    pub fn container_changes(&mut self, id: &str) -> Result<Vec<FileChange>, ClientError> {
+        match self.call(Request::ContainerChanges { id: id.into() })? {
+            Response::Changes(c) => Ok(c),
             other => Err(unexpected(other)),
         }
     }

@@ -181,6 +181,10 @@ pub enum Request {
     ContainerTop {
         id: String,
     },
+    /// What the container changed in its filesystem (`diff`).
+    ContainerChanges {
+        id: String,
+    },
     ContainerStats {
         id: String,
     },
@@ -437,6 +441,33 @@ pub struct RestartPolicy {
     pub maximum_retry_count: u32,
 }
 
+/// How a path changed (`diff`); the numbers are the Engine API's `Kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChangeKind {
+    Modified = 0,
+    Added = 1,
+    Deleted = 2,
+}
+
+impl ChangeKind {
+    /// The letter `docker diff` prints.
+    pub fn letter(self) -> char {
+        match self {
+            ChangeKind::Modified => 'C',
+            ChangeKind::Added => 'A',
+            ChangeKind::Deleted => 'D',
+        }
+    }
+}
+
+/// One changed path of a container's filesystem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileChange {
+    /// Absolute, inside the container.
+    pub path: String,
+    pub kind: ChangeKind,
+}
+
 /// A process row of `top`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TopInfo {
@@ -486,6 +517,7 @@ pub enum Response {
     },
     Ok,
     Top(TopInfo),
+    Changes(Vec<FileChange>),
     Stats(StatsSample),
     Volume(VolumeInfo),
     Volumes(Vec<VolumeInfo>),

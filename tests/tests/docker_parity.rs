@@ -205,6 +205,44 @@ fn container_verbs_match_docker() {
     p.same(&["ps", "-aq"]);
 }
 
+#[test]
+fn diff_matches_docker() {
+    let Some(p) = pair() else { return };
+    p.same(&[
+        "run",
+        "--name",
+        "ch",
+        DEFAULT_IMAGE,
+        "sh",
+        "-c",
+        "touch /x; mkdir -p /tmp/a/b; echo hi > /tmp/a/b/f; rm /bin/ls; \
+         echo me >> /etc/passwd; mkdir /new; ln -s /x /new/link; rm -r /home",
+    ]);
+    let (d, b) = p.both(&["diff", "ch"]);
+    assert_eq!((d.code, b.code), (0, 0), "{}{}", d.stderr, b.stderr);
+    // berth reports as dockerd's overlay2 driver does (the one Docker
+    // Desktop uses): by name, a directory before what it holds.
+    assert_eq!(
+        b.stdout,
+        "C /bin\nD /bin/ls\nC /etc/passwd\nD /home\nA /new\nA /new/link\n\
+         C /tmp\nA /tmp/a\nA /tmp/a/b\nA /tmp/a/b/f\nA /x\n"
+    );
+    // The private dockerd runs the vfs driver: its list comes in no set
+    // order, and it also marks a directory changed when only a file in it
+    // was (`/etc`, for `/etc/passwd`). Otherwise the same.
+    let mut want: Vec<&str> = b.stdout.lines().chain(["C /etc"]).collect();
+    let mut got: Vec<&str> = d.stdout.lines().collect();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want, "docker diff: {}", d.stdout);
+    // Made, never started: nothing changed.
+    p.same(&["create", "--name", "fresh", DEFAULT_IMAGE, "true"]);
+    let (_, b) = p.same(&["diff", "fresh"]);
+    assert_eq!(b.stdout, "");
+    p.same_err(&["diff", "ghost"]);
+    p.same(&["rm", "ch", "fresh"]);
+}
+
 /// stderr with what legitimately differs masked: the program name in
 /// usage hints, docker's doubled slash in `lstat //path`.
 fn err_text(s: &str) -> String {

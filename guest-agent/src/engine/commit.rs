@@ -56,7 +56,7 @@ fn opaque(p: &Path) -> bool {
     false
 }
 
-fn xattr_get(p: &Path, name: &str) -> std::io::Result<Option<Vec<u8>>> {
+pub(super) fn xattr_get(p: &Path, name: &str) -> std::io::Result<Option<Vec<u8>>> {
     use std::os::unix::ffi::OsStrExt;
     let cp = std::ffi::CString::new(p.as_os_str().as_bytes())?;
     let cn = std::ffi::CString::new(name)?;
@@ -345,6 +345,26 @@ pub fn commit(
         let _ = c.unpause(&rec.id);
     }
     result
+}
+
+/// What container `key` changed in its filesystem (`diff`).
+pub fn changes(engine: &Engine, key: &str) -> Result<Vec<berth_protocol::FileChange>, ApiError> {
+    let rec = engine.containers.resolve(key)?;
+    let lowers = engine
+        .images
+        .lowerdirs(&rec.image_id)
+        .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
+    let paths = ContainerPaths::new(engine.layout(), &rec.id);
+    if !paths.upper.exists() {
+        // Never started: nothing changed yet.
+        return Ok(Vec::new());
+    }
+    super::changes::changes(&paths.upper, &lowers, ENGINE_FILES).map_err(|e| {
+        internal(format!(
+            "reading the changes of container {}: {e}",
+            rec.name
+        ))
+    })
 }
 
 /// A build step's image (`ImageDerive`).

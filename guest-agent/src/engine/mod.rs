@@ -1,6 +1,7 @@
 //! The container engine: images (see [`crate::store`]) and containers.
 
 pub mod cgroup;
+pub mod changes;
 pub mod commit;
 pub mod conn;
 pub mod containers;

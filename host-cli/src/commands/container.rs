@@ -439,6 +439,28 @@ pub fn top(iso: Isolation, container: &str) -> Result<i32> {
     }
 }
 
+/// `diff`: one `C|A|D /path` line per change, as docker prints them.
+pub fn diff(iso: Isolation, container: &str) -> Result<i32> {
+    match connect(iso)?.container_changes(container) {
+        Ok(changes) => {
+            let mut out = String::new();
+            for c in changes {
+                out.push(c.kind.letter());
+                out.push(' ');
+                out.push_str(&c.path);
+                out.push('\n');
+            }
+            print!("{out}");
+            Ok(0)
+        }
+        Err(e @ ClientError::Unexpected(_)) => Err(e.into()),
+        Err(e) => {
+            daemon_error(&e);
+            Ok(1)
+        }
+    }
+}
+
 #[derive(clap::Args)]
 pub struct StatsArgs {
     /// Disable streaming stats and only pull the first result

@@ -89,6 +89,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             container::simple(iso, containers, &|c, id| c.container_unpause(id))
         }
         Command::Top { container } => container::top(iso, container),
+        Command::Diff { container } => container::diff(iso, container),
         Command::Stats(a) => container::stats(iso, a),
         Command::Update(a) => container::update(iso, a),
         Command::Port(a) => container::port(iso, a),
