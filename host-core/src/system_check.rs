@@ -200,6 +200,9 @@ struct Checker<'a> {
     report: Report,
     /// Blob files already verified (path → verdict), as images share them.
     verified: BTreeMap<PathBuf, Result<(), String>>,
+    /// Container ids a live process names on its command line (its shim,
+    /// an exec monitor): their files may be changing now.
+    live: BTreeSet<String>,
 }
 
 impl Checker<'_> {
@@ -371,9 +374,12 @@ impl Checker<'_> {
     /// Temporary files of the engine's `write_atomic` (`.<name>.tmp-<hex>`)
     /// in `dir`.
     fn engine_temps(&mut self, dir: &Path) {
+        let live = names_live(&self.live, &dir.to_string_lossy());
         for (name, p) in list_dir(dir) {
             if name.starts_with('.') && name.contains(".tmp-") {
-                if self.opts.engine_running && self.young(&p) {
+                if live {
+                    self.note(&p, "temporary file of a container's live shim");
+                } else if self.opts.engine_running && self.young(&p) {
                     self.note(&p, "temporary file of the running engine");
                 } else {
                     self.debris(
@@ -514,8 +520,10 @@ impl Checker<'_> {
             }
         }
         // Work in progress of interrupted operations.
-        for (_, p) in list_dir(&root.join("tmp")) {
-            if running {
+        for (name, p) in list_dir(&root.join("tmp")) {
+            if names_live(&self.live, &name) {
+                self.note(&p, "being removed by the container's live shim");
+            } else if running {
                 self.note(
                     &p,
                     "work area of the running engine (cleared when it starts)",
@@ -529,7 +537,12 @@ impl Checker<'_> {
         self.volumes(root);
         if !running {
             let tmp = root.join("tmp");
-            for m in mounts.iter().filter(|m| m.starts_with(&tmp)) {
+            let stray: Vec<PathBuf> = mounts
+                .iter()
+                .filter(|m| m.starts_with(&tmp) && !names_live(&self.live, &m.to_string_lossy()))
+                .cloned()
+                .collect();
+            for m in &stray {
                 self.debris(m, "mount left by an interrupted operation", Action::Unmount);
             }
         }
@@ -586,7 +599,10 @@ impl Checker<'_> {
                     let shim = r["shim_pid"].as_u64().unwrap_or(0) as u32;
                     let alive =
                         r["boot_id"].as_str() == Some(boot.as_str()) && shim > 0 && pid_alive(shim);
-                    if !alive && r["boot_id"].as_str() == Some(boot.as_str()) {
+                    if !alive
+                        && r["boot_id"].as_str() == Some(boot.as_str())
+                        && !self.live.contains(&name)
+                    {
                         self.find(
                             Kind::Inconsistent,
                             &dir.join("state.json"),
@@ -599,8 +615,15 @@ impl Checker<'_> {
                 }
                 (None, _) => false,
             };
-            if !running {
-                for m in mounts.iter().filter(|m| m.starts_with(&dir)) {
+            let engine = self.opts.engine_running;
+            for m in mounts.iter().filter(|m| m.starts_with(&dir)) {
+                if running || self.live.contains(&name) {
+                    continue;
+                }
+                if engine {
+                    // The engine mounts before the shim starts.
+                    self.note(m, "mount of a container that does not run (the running engine may be starting it)");
+                } else {
                     self.debris(m, "mount of a container that does not run", Action::Unmount);
                 }
             }
@@ -656,6 +679,35 @@ impl Checker<'_> {
     }
 }
 
+/// The 64-hex arguments of live processes: a container's shim is
+/// `berth-agent shim --id <id> …`, and it works on the container's files
+/// (and moves them into the engine's `tmp/rm-<id>` for `--rm`) whether or
+/// not the engine runs.
+fn live_ids() -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (name, p) in list_dir(Path::new("/proc")) {
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(p.join("cmdline")) else {
+            continue;
+        };
+        for arg in cmdline.split(|&b| b == 0) {
+            if let Ok(a) = std::str::from_utf8(arg) {
+                if is_hex64(a) {
+                    out.insert(a.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether a live process names an id that `name` contains.
+fn names_live(live: &BTreeSet<String>, name: &str) -> bool {
+    live.iter().any(|id| name.contains(id.as_str()))
+}
+
 /// Mount points on this host (from `/proc/self/mountinfo`).
 fn mount_points() -> Vec<PathBuf> {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
@@ -693,6 +745,7 @@ pub fn check(home: &Path, opts: &Options) -> Report {
         opts,
         report: Report::default(),
         verified: BTreeMap::new(),
+        live: live_ids(),
     };
     c.host_cache(&home.join("cache"));
     c.engine(&home.join("native"));
@@ -1126,6 +1179,39 @@ mod tests {
             .path()
             .join(format!("berth-load-{}-1", std::process::id()))
             .exists());
+    }
+
+    #[test]
+    fn files_of_a_container_with_a_live_process_are_left_alone() {
+        let (t, _) = store();
+        let n = t.path().join("native");
+        let id = "a".repeat(64);
+        let cdir = n.join("containers").join(&id);
+        std::fs::write(cdir.join(".state.json.tmp-1234"), b"{").unwrap();
+        std::fs::create_dir_all(n.join("tmp").join(format!("rm-{}", "9".repeat(64)))).unwrap();
+        std::fs::create_dir_all(n.join("tmp").join(format!("rm-{id}"))).unwrap();
+        // A process that names the container (as its shim does).
+        let mut shim = std::process::Command::new("sh")
+            .args(["-c", "read x; :", &id])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        while !std::fs::read(format!("/proc/{}/cmdline", shim.id()))
+            .is_ok_and(|c| c.windows(64).any(|w| w == id.as_bytes()))
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let r = check(t.path(), &opts(false));
+        let _ = shim.kill();
+        let _ = shim.wait();
+        // Only the tmp/ entry of the container without a process.
+        assert_eq!(r.findings.len(), 1, "{:?}", kinds(&r));
+        assert!(r.findings[0]
+            .path
+            .ends_with(format!("rm-{}", "9".repeat(64))));
+        assert_eq!(r.notes.len(), 2, "{:?}", r.notes);
+        let r = check(t.path(), &opts(false));
+        assert_eq!(r.findings.len(), 3, "{:?}", kinds(&r));
     }
 
     #[test]

@@ -15,8 +15,12 @@ use berth_tests::{default_image, skip, Berth, Out, DEFAULT_IMAGE};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-/// Trial seeds that found corruption once, replayed in every run.
-const FIXED_SEEDS: &[u64] = &[];
+/// Trial seeds that found a bug once, replayed in every run (the timing
+/// differs from run to run, so a replay is a chance, not a certainty).
+/// - 8705845627923827576: `run --rm` killed with the engine 84 ms in; the
+///   check took the container being started (no state.json yet, its shim
+///   alive) for a dead one, and --repair unmounted its rootfs.
+const FIXED_SEEDS: &[u64] = &[8705845627923827576];
 
 /// splitmix64: a small seeded generator, so a seed replays a trial.
 struct Rng(u64);
@@ -175,8 +179,18 @@ fn trial(w: &World, seed: u64, trial: u64) -> String {
         .filter(|o| !matches!(o, Op::Pull) || w.reg.is_some())
         .collect();
     let op = ops[rng.below(ops.len() as u64) as usize];
-    // These commands take 0.05 to 1 s natively.
-    let delay = Duration::from_millis(rng.below(800));
+    // Within what each command takes natively here (measured: load ~20 ms,
+    // pull ~40 ms, rm ~50 ms, run ~100 ms, a volume write ~150 ms, build
+    // ~250 ms), so that most trials interrupt it.
+    let span = match op {
+        Op::Load => 40,
+        Op::Pull => 60,
+        Op::Rm => 80,
+        Op::Run => 120,
+        Op::VolumeWrite => 160,
+        Op::Build => 300,
+    };
+    let delay = Duration::from_millis(rng.below(span));
     let kill_engine = rng.below(2) == 0;
     let args = w.prepare(op, trial);
     let what = format!(
@@ -196,8 +210,10 @@ fn trial(w: &World, seed: u64, trial: u64) -> String {
             .unwrap();
     let t0 = Instant::now();
     let mut killed = false;
+    let mut took = Duration::ZERO;
     loop {
         if child.try_wait().unwrap().is_some() {
+            took = t0.elapsed();
             break;
         }
         if t0.elapsed() >= delay {
@@ -301,9 +317,9 @@ fn trial(w: &World, seed: u64, trial: u64) -> String {
     format!(
         "{what}: {}, {debris} debris finding(s)",
         if killed {
-            "interrupted"
+            "interrupted".to_string()
         } else {
-            "had finished"
+            format!("had finished in {} ms", took.as_millis())
         }
     )
 }
@@ -346,7 +362,9 @@ fn sigkill_at_random_points_corrupts_nothing() {
         .collect();
     let t0 = Instant::now();
     for (i, s) in seeds.iter().enumerate() {
-        lines.push(trial(&w, *s, i as u64));
+        let line = trial(&w, *s, i as u64);
+        println!("  {line}");
+        lines.push(line);
     }
     let total: usize = lines
         .iter()
