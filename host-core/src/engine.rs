@@ -161,7 +161,14 @@ impl Engine {
             digest: digest.into(),
             size,
         })?;
-        std::io::copy(&mut r.take(size), &mut s)?;
+        if let Err(e) = std::io::copy(&mut r.take(size), &mut s) {
+            // The engine stops reading when storing fails (a full disk,
+            // say); its reply, still there to read, says why.
+            if let Ok(resp) = read_frame::<_, ResponseEnvelope>(&mut s) {
+                resp.result?;
+            }
+            return Err(e.into());
+        }
         s.flush()?;
         let resp: ResponseEnvelope = read_frame(&mut s)?;
         resp.result?;

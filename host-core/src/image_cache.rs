@@ -64,33 +64,38 @@ impl ImageCache {
     pub fn put_blob(&self, digest: &str, size: u64, r: &mut dyn Read) -> Result<()> {
         let path = self.blob_path(digest)?;
         let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-        let mut f = std::fs::File::create(&tmp)?;
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut left = size;
-        while left > 0 {
-            let want = left.min(buf.len() as u64) as usize;
-            let n = r.read(&mut buf[..want])?;
-            if n == 0 {
-                let _ = std::fs::remove_file(&tmp);
-                bail!("blob {digest} is truncated");
+        let result = (|| -> Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            let mut h = Sha256::new();
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut left = size;
+            while left > 0 {
+                let want = left.min(buf.len() as u64) as usize;
+                let n = r.read(&mut buf[..want])?;
+                if n == 0 {
+                    bail!("blob {digest} is truncated");
+                }
+                h.update(&buf[..n]);
+                f.write_all(&buf[..n])
+                    .with_context(|| format!("storing blob {digest} in the host cache"))?;
+                left -= n as u64;
             }
-            h.update(&buf[..n]);
-            f.write_all(&buf[..n])?;
-            left -= n as u64;
-        }
-        if r.read(&mut buf[..1])? != 0 {
+            if r.read(&mut buf[..1])? != 0 {
+                bail!("blob {digest} is larger than its declared {size} bytes");
+            }
+            let actual = format!("sha256:{}", hex::encode(h.finalize()));
+            if actual != digest {
+                bail!("digest mismatch: expected {digest}, got {actual}");
+            }
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            Ok(())
+        })();
+        if result.is_err() {
+            // A failed store (a full disk, a bad digest) leaves nothing.
             let _ = std::fs::remove_file(&tmp);
-            bail!("blob {digest} is larger than its declared {size} bytes");
         }
-        let actual = format!("sha256:{}", hex::encode(h.finalize()));
-        if actual != digest {
-            let _ = std::fs::remove_file(&tmp);
-            bail!("digest mismatch: expected {digest}, got {actual}");
-        }
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        Ok(())
+        result
     }
 
     /// A fresh temporary path in the blob directory for `digest`; renamed
@@ -164,12 +169,25 @@ impl ImageCache {
         &self,
         map: &std::collections::BTreeMap<String, Vec<String>>,
     ) -> Result<()> {
-        let tmp = self
-            .dir
-            .join(format!("repo_digests.json.tmp-{}", std::process::id()));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(map)?)?;
-        std::fs::rename(tmp, self.dir.join("repo_digests.json"))?;
-        Ok(())
+        self.replace_json("repo_digests.json", &serde_json::to_vec_pretty(map)?)
+    }
+
+    /// Replaces the cache's file `name` with `data`: written under a
+    /// temporary name, synced, renamed, so that a crash or a full disk
+    /// leaves the old file or the new one, never a part (and a failed
+    /// write leaves no temporary file behind).
+    fn replace_json(&self, name: &str, data: &[u8]) -> Result<()> {
+        let tmp = self.dir.join(format!("{name}.tmp-{}", std::process::id()));
+        let result = (|| -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(data)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, self.dir.join(name))
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result.with_context(|| format!("writing {}", self.dir.join(name).display()))
     }
 
     /// Forgets some of the `repo@digest` names of an image.
@@ -190,11 +208,7 @@ impl ImageCache {
         let _lock = self.lock()?;
         let mut all = self.records();
         all.retain(|r| r.config_digest != config_digest);
-        let tmp = self
-            .dir
-            .join(format!("images.json.tmp-{}", std::process::id()));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&all)?)?;
-        std::fs::rename(tmp, self.dir.join("images.json"))?;
+        self.replace_json("images.json", &serde_json::to_vec_pretty(&all)?)?;
         self.forget_image_disk(config_digest);
         Ok(())
     }
@@ -239,11 +253,7 @@ impl ImageCache {
         }
         all.retain(|r| r.config_digest != commit.config_digest);
         all.push(commit);
-        let tmp = self
-            .dir
-            .join(format!("images.json.tmp-{}", std::process::id()));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&all)?)?;
-        std::fs::rename(tmp, self.dir.join("images.json"))?;
+        self.replace_json("images.json", &serde_json::to_vec_pretty(&all)?)?;
         Ok(())
     }
 

@@ -37,6 +37,7 @@ pub mod ports;
 pub mod registry;
 pub mod shares;
 pub mod sig_proxy;
+pub mod system_check;
 pub mod transfer;
 pub mod tty;
 pub mod vm_pool;

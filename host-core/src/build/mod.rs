@@ -925,7 +925,16 @@ impl<'a> Builder<'a> {
         let result = (|| -> Result<String> {
             let conn = (self.connect)()?;
             let mut s = conn.copy_to(&cid, "/", true).map_err(api)?;
-            std::io::copy(&mut tar, &mut s).context("sending files to the engine")?;
+            if let Err(e) = std::io::copy(&mut tar, &mut s) {
+                // The engine stops reading when it fails (a full disk, say)
+                // and says why in its reply, which is still there to read.
+                if let Ok(resp) =
+                    berth_protocol::frame::read_frame::<_, berth_protocol::ResponseEnvelope>(&mut s)
+                {
+                    resp.result.map_err(|e| anyhow!("{e}"))?;
+                }
+                return Err(anyhow::Error::from(e).context("sending files to the engine"));
+            }
             s.flush()?;
             s.shutdown(std::net::Shutdown::Write)?;
             let resp: berth_protocol::ResponseEnvelope =
