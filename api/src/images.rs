@@ -135,6 +135,70 @@ pub(crate) async fn by_name_post(
     Ok(StatusCode::CREATED.into_response())
 }
 
+/// `POST /commit?container=&repo=&tag=&comment=&author=&pause=&changes=`
+/// (`docker commit`): a new image from the container's writable layer.
+/// `changes` repeats, one Dockerfile instruction each. The body, a
+/// container configuration dockerd would merge in, is not applied: the
+/// docker CLI sends its `--change` values as `changes`.
+pub(crate) async fn commit(
+    State(st): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
+    let pairs: Vec<(String, String)> =
+        form_urlencoded::parse(raw.as_deref().unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let one = |k: &str| {
+        pairs
+            .iter()
+            .rev()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .filter(|v| !v.is_empty())
+    };
+    let container = one("container").unwrap_or_default();
+    let tag = match one("repo") {
+        Some(repo) => {
+            let target = match one("tag") {
+                Some(t) => format!("{repo}:{t}"),
+                None => repo,
+            };
+            let r = Reference::parse(&target).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            Some(r.to_string())
+        }
+        None if one("tag").is_some() => {
+            return Err(ApiError::bad_request(
+                "invalid reference format: a tag needs a repository",
+            ))
+        }
+        None => None,
+    };
+    let pause = one("pause").is_none_or(|v| {
+        !matches!(
+            v.to_ascii_lowercase().as_str(),
+            "0" | "false" | "no" | "off"
+        )
+    });
+    let opts = berth_protocol::CommitOptions {
+        id: container,
+        tag,
+        message: one("comment"),
+        author: one("author"),
+        changes: pairs
+            .iter()
+            .filter(|(k, v)| k == "changes" && !v.is_empty())
+            .map(|(_, v)| v.clone())
+            .collect(),
+        pause,
+    };
+    let img = st.engine(move |e| Ok(e.container_commit(opts)?)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "Id": img.id })),
+    )
+        .into_response())
+}
+
 pub(crate) async fn remove(
     State(st): State<AppState>,
     Path(name): Path<String>,

@@ -46,6 +46,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/exec/{id}/resize", post(s::exec_resize))
         .route("/exec/{id}/json", get(s::exec_inspect))
         .route("/build", post(crate::build::build))
+        .route("/commit", post(i::commit))
         .route("/images/json", get(i::list))
         .route("/images/create", post(i::create))
         .route("/images/prune", post(i::prune))

@@ -870,3 +870,64 @@ fn containers_export_through_the_socket_and_the_cli() {
     assert_ne!(out.code, 0);
     assert!(!dir.path().join("d.tar").exists());
 }
+
+#[test]
+fn diff_and_commit_through_the_socket() {
+    let Some(s) = Service::start() else { return };
+    s.docker(&[
+        "run",
+        "--name",
+        "dc",
+        IMG,
+        "sh",
+        "-c",
+        "mkdir /made; echo hi > /made/f; rm /bin/ls",
+    ])
+    .ok();
+    let out = s.docker(&["diff", "dc"]).ok();
+    assert_eq!(out.stdout, "C /bin\nD /bin/ls\nA /made\nA /made/f\n");
+    assert_eq!(out.stdout, s.berth.run(&["diff", "dc"]).ok().stdout);
+    let out = s.docker(&["diff", "no-such"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("No such container"), "{}", out.stderr);
+
+    s.docker(&[
+        "commit",
+        "-c",
+        "ENV MADE=yes",
+        "-c",
+        "CMD [\"cat\", \"/made/f\"]",
+        "-m",
+        "through the socket",
+        "dc",
+        "committed/dc:1",
+    ])
+    .ok();
+    let out = s.docker(&["run", "--rm", "committed/dc:1"]).ok();
+    assert_eq!(out.stdout, "hi\n");
+    let out = s.docker(&[
+        "run",
+        "--rm",
+        "committed/dc:1",
+        "sh",
+        "-c",
+        "echo $MADE; ls /bin/ls",
+    ]);
+    assert_eq!(out.stdout, "yes\n", "{}", out.stderr);
+    assert_ne!(out.code, 0, "/bin/ls was removed before the commit");
+    let out = s
+        .berth
+        .run(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .ok();
+    assert!(out.stdout.contains("committed/dc:1"), "{}", out.stdout);
+    let out = s.docker(&["commit", "dc", "Bad/Name"]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("invalid reference format"),
+        "{}",
+        out.stderr
+    );
+    let out = s.docker(&["commit", "no-such", "x:1"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("No such container"), "{}", out.stderr);
+}
