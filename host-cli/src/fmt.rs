@@ -1,6 +1,6 @@
 //! Output formatting in docker's style: tables, human sizes and durations.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 
 /// Renders rows like docker's tabwriter (min width 10, padding 3).
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
@@ -155,6 +155,15 @@ pub fn go_time(ts: &str) -> String {
         format!("{s} {offset} UTC")
     } else {
         format!("{s} {offset} {offset}")
+    }
+}
+
+/// [`go_time`] to the second: how docker prints a time it keeps as Unix
+/// seconds (`images` and `ps` `CreatedAt`: `2026-12-05 19:45:47 +0000 UTC`).
+pub fn go_time_secs(ts: &str) -> String {
+    match DateTime::parse_from_rfc3339(ts) {
+        Ok(t) => go_time(&t.with_nanosecond(0).unwrap_or(t).to_rfc3339()),
+        Err(_) => ts.to_string(),
     }
 }
 
@@ -839,6 +848,15 @@ mod tests {
     fn table_pads_like_tabwriter() {
         let t = table(&["A", "BB"], &[vec!["x".into(), "y".into()]]);
         assert_eq!(t, "A         BB\nx         y\n");
+    }
+
+    #[test]
+    fn go_times_to_the_second() {
+        assert_eq!(
+            go_time_secs("2026-12-05T19:45:47.120Z"),
+            "2026-12-05 19:45:47 +0000 UTC"
+        );
+        assert_eq!(go_time_secs(""), "");
     }
 
     #[test]

@@ -54,6 +54,13 @@ fn default_image_loads_and_lists() {
         .ok()
         .stdout;
     assert!(t.starts_with("REPOSITORY      IMAGE ID\n"), "{t}");
+    // docker prints the creation time as Go prints a time.Time.
+    let t = b.run(&["images", "--format", "{{.CreatedAt}}"]).ok().stdout;
+    let t = t.trim_end();
+    assert!(
+        t.len() == 29 && t.ends_with(" +0000 UTC") && t.as_bytes()[10] == b' ',
+        "{t:?}"
+    );
     let bad = b.run(&["images", "--format", "{{.Nope}}"]);
     assert_ne!(bad.code, 0);
     assert!(

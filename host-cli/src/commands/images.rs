@@ -1,7 +1,7 @@
 //! `berth images`.
 
 use crate::commands::connect;
-use crate::fmt::{ago, human_size, json_field, table, Template, TemplateValue};
+use crate::fmt::{ago, go_time_secs, human_size, json_field, table, Template, TemplateValue};
 use crate::placement::Isolation;
 use anyhow::Result;
 use berth_protocol::reference::Reference;
@@ -97,7 +97,7 @@ pub fn list(iso: Isolation, a: &ImagesArgs) -> Result<i32> {
     }
     let row_json = |repo: &String, tag: &String, short: &String, img: &ImageSummary| {
         json!({
-            "Containers": "N/A", "CreatedAt": img.created.clone().unwrap_or_default(),
+            "Containers": "N/A", "CreatedAt": go_time_secs(img.created.as_deref().unwrap_or_default()),
             "CreatedSince": ago(img.created.as_deref()), "Digest": digest_of(&img.id, repo), "ID": short,
             "Repository": repo, "SharedSize": "N/A", "Size": human_size(img.size), "Tag": tag,
             "UniqueSize": "N/A", "VirtualSize": human_size(img.size)

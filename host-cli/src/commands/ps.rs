@@ -1,7 +1,9 @@
 //! `berth ps` and `berth inspect`.
 
 use crate::commands::{connect, net_settings};
-use crate::fmt::{ago, command_column, human_duration, json_field, since, Template, TemplateValue};
+use crate::fmt::{
+    ago, command_column, go_time_secs, human_duration, json_field, since, Template, TemplateValue,
+};
 use crate::placement::Isolation;
 use anyhow::Result;
 use berth_host::inspect;
@@ -217,7 +219,7 @@ fn ps_json(s: &ContainerSummary, details: Option<&ContainerDetails>, trunc: bool
     let labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let id = if trunc { &s.id[..12] } else { s.id.as_str() };
     json!({
-        "Command": command_column(&s.command, trunc), "CreatedAt": s.created, "ID": id,
+        "Command": command_column(&s.command, trunc), "CreatedAt": go_time_secs(&s.created), "ID": id,
         "Image": s.image, "Labels": labels.join(","), "LocalVolumes": "0", "Mounts": "",
         "Names": s.name,
         "Networks": details.map(net_settings::ps_networks).unwrap_or_default(),
