@@ -215,6 +215,18 @@ fn full_path(root: &Path, rel: &Path) -> PathBuf {
     }
 }
 
+/// Confines the calling watcher thread as a [`crate::confine::ThreadKind::Watch`]
+/// thread (x86_64 VMMs that enabled confinement; nothing otherwise). The
+/// threads it spawns afterwards inherit the filter.
+fn confine_watch_thread() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        crate::confine::confine_or_exit(crate::confine::ThreadKind::Watch);
+        #[cfg(feature = "test-hooks")]
+        crate::confine::test_hook_forbidden_syscall(crate::confine::ThreadKind::Watch);
+    }
+}
+
 /// A watch request: the agent connection it came from, and its folders.
 type WatchSet = (u64, Vec<(usize, PathBuf)>);
 
@@ -226,6 +238,8 @@ fn watch_loop(
     rx: Receiver<WatchSet>,
     sent: Arc<AtomicU64>,
 ) {
+    // Before the watchers exist: notify's inotify thread inherits this.
+    confine_watch_thread();
     let mut watchers = Vec::new();
     for (i, (_, root, events)) in shares.iter().enumerate() {
         let translator = Mutex::new(Translator::new(root.clone(), events.clone()));
@@ -318,6 +332,8 @@ fn accept_loop(
     watch_tx: Sender<WatchSet>,
     tags: Arc<Vec<String>>,
 ) {
+    // The reader threads of agent connections inherit this.
+    confine_watch_thread();
     let mut id = 0u64;
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
@@ -450,6 +466,7 @@ fn wire(seq: u64, tag: &str, ev: &HostEvent) -> Option<String> {
 }
 
 fn send_loop(shares: Vec<WatchedShare>, rx: Receiver<Msg>, total: Arc<AtomicU64>) {
+    confine_watch_thread();
     let mut queue: VecDeque<(usize, HostEvent)> = VecDeque::new();
     let mut conn: Option<(u64, UnixStream)> = None;
     let (mut sent, mut acked) = (0u64, 0u64);
