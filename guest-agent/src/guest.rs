@@ -187,7 +187,7 @@ fn mount_shares(cmdline: &str) {
             watched.push((share.tag.clone(), mp.into()));
         }
     }
-    crate::share_events::spawn(watched);
+    crate::share_events::spawn(watched, Path::new(ENGINE_ROOT));
 }
 
 /// Sets up eth0 and /etc/resolv.conf from `berth.net=` (an empty

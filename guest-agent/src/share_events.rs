@@ -13,12 +13,24 @@
 //!
 //! The input comes from the VMM; it is still checked: paths must be
 //! relative, without `.`/`..` components or NULs, and lines are bounded.
+//!
+//! The VMM watches only the folders running containers bind-mount: each
+//! container's shim registers the bind-mount sources of its container in
+//! `<engine root>/share-watch/<id>` before the container's process starts
+//! and removes the file when the container ends ([`register`],
+//! [`unregister`]); a thread here follows that directory (inotify) and
+//! sends the VMM the share-relative folders as one watch line
+//! (`{"watch":[{"tag":"s0","path":"proj/src"}]}`) whenever the set
+//! changes, on the same connection as the acknowledgements (which are
+//! empty lines, so the two never mix up).
 
+use std::collections::BTreeSet;
 use std::ffi::CString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// The host vsock port of the VMM's share-event stream (the VMM's
 /// `fs::watch::SHARE_EVENTS_PORT`).
@@ -190,12 +202,185 @@ pub fn serve(shares: &[(String, PathBuf)], input: impl Read, mut ack: impl Write
     }
 }
 
+/// The directory where shims register their containers' bind mounts.
+pub fn interest_dir(engine_root: &Path) -> PathBuf {
+    engine_root.join("share-watch")
+}
+
+/// One running container's bind-mount sources under the shares.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Interest {
+    /// The guest boot it was written in (a file left by an earlier boot
+    /// means nothing).
+    boot: String,
+    /// Guest paths under `/host_mnt`.
+    sources: Vec<String>,
+}
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Registers the bind-mount `sources` of container `id` that lie under
+/// the shares (`/host_mnt/…`; others, e.g. on a native host, are not
+/// shared folders and are left out). Written before the container's
+/// process starts, so its watches are asked for before it can watch.
+pub fn register<'a>(engine_root: &Path, id: &str, sources: impl IntoIterator<Item = &'a str>) {
+    let prefix = format!("{}/", crate::guest::HOST_MNT);
+    let sources: Vec<String> = sources
+        .into_iter()
+        .filter(|s| s.starts_with(&prefix) || *s == crate::guest::HOST_MNT)
+        .map(str::to_string)
+        .collect();
+    if sources.is_empty() {
+        return;
+    }
+    let dir = interest_dir(engine_root);
+    let body = Interest {
+        boot: boot_id(),
+        sources,
+    };
+    let Ok(json) = serde_json::to_vec(&body) else {
+        return;
+    };
+    let tmp = dir.join(format!(".{id}.tmp"));
+    let _ = std::fs::create_dir_all(&dir);
+    if std::fs::write(&tmp, json).is_ok() {
+        let _ = std::fs::rename(&tmp, dir.join(id));
+    }
+}
+
+/// Removes container `id`'s registration (it has ended).
+pub fn unregister(engine_root: &Path, id: &str) {
+    let _ = std::fs::remove_file(interest_dir(engine_root).join(id));
+}
+
+/// The bind-mount sources registered in `dir` this boot (files of an
+/// earlier boot are removed).
+fn registered(dir: &Path) -> Vec<PathBuf> {
+    let boot = boot_id();
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        if e.file_name().as_bytes().starts_with(b".") {
+            continue;
+        }
+        let Ok(body) = std::fs::read(e.path()) else {
+            continue;
+        };
+        match serde_json::from_slice::<Interest>(&body) {
+            Ok(i) if i.boot == boot => out.extend(i.sources.into_iter().map(PathBuf::from)),
+            _ => {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// The (tag, share-relative path) pairs of `sources` (resolved guest
+/// paths) under the shares mounted at `shares` (tag, mount point); a
+/// source under nested shares belongs to the innermost.
+pub fn watch_set(shares: &[(String, PathBuf)], sources: &[PathBuf]) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for src in sources {
+        let best = shares
+            .iter()
+            .filter_map(|(tag, mp)| Some((tag, mp, src.strip_prefix(mp).ok()?)))
+            .max_by_key(|(_, mp, _)| mp.as_os_str().len());
+        if let Some((tag, _, rel)) = best {
+            if let Some(rel) = rel.to_str() {
+                out.insert((tag.clone(), rel.to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// The watch line of `set`.
+pub fn watch_line(set: &BTreeSet<(String, String)>) -> String {
+    let watch: Vec<_> = set
+        .iter()
+        .map(|(tag, path)| serde_json::json!({"tag": tag, "path": path}))
+        .collect();
+    let mut line = serde_json::json!({ "watch": watch }).to_string();
+    line.push('\n');
+    line
+}
+
+/// A writer shared by the acknowledgements and the watch lines: each
+/// write goes out whole under the lock, so lines never interleave.
+#[derive(Clone)]
+struct Shared(Arc<Mutex<std::fs::File>>);
+
+impl Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut f = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        f.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Sends the VMM the folders the running containers bind-mount, now and
+/// whenever a registration in `dir` changes.
+fn follow_interest(shares: &[(String, PathBuf)], dir: &Path, mut out: Shared) {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    let _ = std::fs::create_dir_all(dir);
+    let inotify = Inotify::init(InitFlags::IN_CLOEXEC).ok().filter(|i| {
+        i.add_watch(
+            dir,
+            AddWatchFlags::IN_CREATE
+                | AddWatchFlags::IN_DELETE
+                | AddWatchFlags::IN_MOVED_TO
+                | AddWatchFlags::IN_MOVED_FROM
+                | AddWatchFlags::IN_CLOSE_WRITE,
+        )
+        .is_ok()
+    });
+    let mut last = None;
+    loop {
+        let sources: Vec<PathBuf> = registered(dir)
+            .into_iter()
+            .filter_map(|p| std::fs::canonicalize(p).ok())
+            .collect();
+        let set = watch_set(shares, &sources);
+        if last.as_ref() != Some(&set) {
+            if out.write_all(watch_line(&set).as_bytes()).is_err() {
+                return;
+            }
+            crate::machine::log(&format!(
+                "share events: {} folder(s) bind-mounted by containers",
+                set.len()
+            ));
+            last = Some(set);
+        }
+        match &inotify {
+            Some(i) => {
+                if i.read_events().is_err() {
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                }
+            }
+            None => std::thread::sleep(std::time::Duration::from_secs(1)),
+        }
+    }
+}
+
 /// Connects to the VMM's event stream and serves it on a thread of its
-/// own (no stream: a VMM without the watcher; nothing happens).
-pub fn spawn(shares: Vec<(String, PathBuf)>) {
+/// own (no stream: a VMM without the watcher; nothing happens). Another
+/// thread tells the VMM which folders to watch (see the module docs).
+pub fn spawn(shares: Vec<(String, PathBuf)>, engine_root: &Path) {
     if shares.is_empty() {
         return;
     }
+    let dir = interest_dir(engine_root);
     let _ = std::thread::Builder::new()
         .name("share-events".into())
         .spawn(move || {
@@ -210,7 +395,13 @@ pub fn spawn(shares: Vec<(String, PathBuf)>) {
                 Ok(r) => std::fs::File::from(r),
                 Err(_) => return,
             };
-            serve(&shares, reader, std::fs::File::from(fd));
+            let out = Shared(Arc::new(Mutex::new(std::fs::File::from(fd))));
+            let watch_out = out.clone();
+            let watch_shares = shares.clone();
+            let _ = std::thread::Builder::new()
+                .name("share-watch".into())
+                .spawn(move || follow_interest(&watch_shares, &dir, watch_out));
+            serve(&shares, reader, out);
         });
 }
 
@@ -257,5 +448,56 @@ mod tests {
             .file_type()
             .is_symlink());
         assert!(!root.join("x").exists() && !dir.path().join("../escape").exists());
+    }
+
+    #[test]
+    fn bind_sources_map_to_share_relative_folders() {
+        let shares = vec![
+            ("s0".to_string(), PathBuf::from("/host_mnt/tmp")),
+            ("s1".to_string(), PathBuf::from("/host_mnt/tmp/inner")),
+            ("s2".to_string(), PathBuf::from("/host_mnt/home/u")),
+        ];
+        let sources: Vec<PathBuf> = [
+            "/host_mnt/tmp/a/b",
+            "/host_mnt/tmp/inner/c",
+            "/host_mnt/home/u",
+            "/host_mnt/home/other",
+            "/var/lib/x",
+            "/host_mnt/tmpfoo",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        let set = watch_set(&shares, &sources);
+        let want: BTreeSet<(String, String)> = [("s0", "a/b"), ("s1", "c"), ("s2", "")]
+            .iter()
+            .map(|(t, p)| (t.to_string(), p.to_string()))
+            .collect();
+        assert_eq!(set, want);
+        let line = watch_line(&set);
+        assert!(line.ends_with('\n') && line.matches('\n').count() == 1);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            v["watch"][0],
+            serde_json::json!({"tag": "s0", "path": "a/b"})
+        );
+        assert_eq!(watch_line(&BTreeSet::new()), "{\"watch\":[]}\n");
+    }
+
+    #[test]
+    fn registrations_are_kept_per_container_and_boot() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = interest_dir(root.path());
+        register(root.path(), "c1", ["/host_mnt/tmp/a", "/srv/native"]);
+        register(root.path(), "c2", ["/srv/only-native"]);
+        assert!(!dir.join("c2").exists(), "nothing under the shares");
+        assert_eq!(registered(&dir), [PathBuf::from("/host_mnt/tmp/a")]);
+        // A file from an earlier boot is dropped.
+        std::fs::write(dir.join("old"), r#"{"boot":"x","sources":["/host_mnt/y"]}"#).unwrap();
+        std::fs::write(dir.join("junk"), b"\xff").unwrap();
+        assert_eq!(registered(&dir), [PathBuf::from("/host_mnt/tmp/a")]);
+        assert!(!dir.join("old").exists() && !dir.join("junk").exists());
+        unregister(root.path(), "c1");
+        assert!(registered(&dir).is_empty());
     }
 }

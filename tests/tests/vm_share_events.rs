@@ -1,7 +1,8 @@
 //! Live file events in the machine VM (issue 18, item 4): host changes
 //! under a shared folder reach an inotify watcher in a container, each with
 //! its event type, in order for each path, nested directories included,
-//! without duplicates (see docs/file-events.md for how).
+//! without duplicates (see docs/file-events.md for how). Changes in a
+//! shared folder no container bind-mounts are not sent to the guest.
 //!
 //! The watcher is `tests/probe/inotify_watch.c` (static; Debian's busybox
 //! has no inotifyd), run from a second shared folder. One container, one
@@ -57,19 +58,22 @@ fn host_changes_reach_a_containers_inotify_watcher() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
+    // The machine shares `shared`; the container bind-mounts only its
+    // `bound/`, and the host also changes `other/` beside it all along.
     let shared = tempfile::tempdir().unwrap();
-    let w = shared.path();
-    for d in DIRS.iter().filter(|d| !d.is_empty()) {
+    let w = &shared.path().join("bound");
+    let other = shared.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    for d in DIRS.iter() {
         std::fs::create_dir_all(w.join(d)).unwrap();
     }
-    // Live events are opt-in for now; the machine's VMM inherits this.
-    // The machine shares only this test's two folders: with the default
-    // shares (home, temp) every other change on the host (the suite's own
-    // files) would be mirrored in the guest too and slow the test down.
-    std::env::set_var("BERTH_SHARE_EVENTS", "1");
+    // Live events are on by default. The machine shares only this test's
+    // two folders: the VMM watches only what containers bind-mount, but a
+    // small share keeps the test's own setup out of the picture.
+    std::env::remove_var("BERTH_SHARE_EVENTS");
     std::env::set_var(
         "BERTH_MACHINE_SHARES",
-        std::env::join_paths([w, probe_dir.path()]).unwrap(),
+        std::env::join_paths([shared.path(), probe_dir.path()]).unwrap(),
     );
     let mut b = Berth::new();
     b.isolation = "shared".into();
@@ -81,6 +85,7 @@ fn host_changes_reach_a_containers_inotify_watcher() {
     let pmount = format!("{}:/p:ro", probe_dir.path().display());
     let mut expected: BTreeMap<String, Vec<char>> = BTreeMap::new();
     let mut ops = 0usize;
+    let mut other_ops = 0usize;
     let out = std::thread::scope(|s| {
         let watcher = s.spawn(|| {
             b.run(&[
@@ -156,6 +161,11 @@ fn host_changes_reach_a_containers_inotify_watcher() {
                 exp(sd(i), 'd');
                 ops += 1;
             }
+            // Beside it, in the share but bound by no container.
+            let o = other.join(format!("o{r}"));
+            std::fs::write(&o, b"x").unwrap();
+            std::fs::remove_file(&o).unwrap();
+            other_ops += 2;
             // Paced like a fast editor, not a benchmark: each host object
             // lives a few milliseconds at least.
             std::thread::sleep(Duration::from_millis(2));
@@ -191,8 +201,39 @@ fn host_changes_reach_a_containers_inotify_watcher() {
         expected.len(),
         wrong.join("\n")
     );
+    // When the container has ended the agent asks the VMM to watch
+    // nothing, and the VMM logs how many events it sent in all: those of
+    // bound/ (each operation, and END), none of other/.
+    let log = b.home.path().join("machine/vmm.log");
+    let mut sent = None;
+    berth_tests::wait_for("the VMM to stop watching", || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("share events: watching ["))
+            .collect();
+        let watched = lines.iter().position(|l| !l.contains("watching [];"));
+        let Some(last) = lines.last().filter(|l| l.contains("watching [];")) else {
+            return false;
+        };
+        if watched.is_none() {
+            return false;
+        }
+        sent = last
+            .rsplit("; ")
+            .next()
+            .and_then(|t| t.strip_suffix(" sent"))
+            .and_then(|n| n.parse::<usize>().ok());
+        true
+    });
+    let sent = sent.expect("a count of events sent in vmm.log");
+    assert!(
+        sent >= ops && sent < ops + other_ops,
+        "{sent} events sent for {ops} operations in the bound folder and {other_ops} beside it"
+    );
     println!(
-        "{ops} host operations, {} events, every path in order",
+        "{ops} host operations, {} events, every path in order; {sent} events sent, \
+         none of {other_ops} operations in a shared folder no container binds",
         expected.values().map(Vec::len).sum::<usize>()
     );
 }

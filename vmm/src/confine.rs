@@ -11,6 +11,7 @@
 //! | [`ThreadKind::Vcpu`]   | `berth-vcpuN`: KVM_RUN, port and MMIO exits (serial, virtio transports) |
 //! | [`ThreadKind::Events`] | `berth-events`: the virtio queues (blk, rng, vsock, fs, net) |
 //! | [`ThreadKind::Net`]    | `berth-usernet`: the user-mode network stack's host sockets |
+//! | [`ThreadKind::Watch`]  | `berth-fswatch*` and `notify-rs inotify loop`: the host watcher of shared folders (live file events) |
 //! | [`ThreadKind::Standby`] | the main thread of a warm-pool VMM (`--standby`), from its wait for a request through the restore |
 //!
 //! The standby's main thread confines itself before it waits for a
@@ -62,6 +63,11 @@ pub enum ThreadKind {
     Events,
     /// The user-mode network stack.
     Net,
+    /// The host watcher of shared folders (`fs/watch.rs`): its own
+    /// threads confine themselves, and the threads they spawn (the
+    /// `notify` crate's inotify loop, one reader per agent connection)
+    /// inherit the filter.
+    Watch,
     /// The main thread of a standby VMM, before and during the restore
     /// (not in [`ThreadKind::ALL`]: its list is the union of the others').
     Standby,
@@ -69,11 +75,12 @@ pub enum ThreadKind {
 
 impl ThreadKind {
     /// Every kind, for tests and reports.
-    pub const ALL: [ThreadKind; 4] = [
+    pub const ALL: [ThreadKind; 5] = [
         ThreadKind::Main,
         ThreadKind::Vcpu,
         ThreadKind::Events,
         ThreadKind::Net,
+        ThreadKind::Watch,
     ];
 }
 
@@ -196,6 +203,17 @@ pub fn build_filter(kind: ThreadKind, mismatch: SeccompAction) -> Result<BpfProg
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for nr in allowed_syscalls(kind) {
         let mut nr_rules = Vec::new();
+        if nr == libc::SYS_prctl && kind == ThreadKind::Watch {
+            // Only naming a new thread (std's spawn does it).
+            let cond = SeccompCondition::new(
+                0,
+                SeccompCmpArgLen::Dword,
+                SeccompCmpOp::Eq,
+                libc::PR_SET_NAME as u64,
+            )
+            .map_err(build)?;
+            nr_rules.push(SeccompRule::new(vec![cond]).map_err(build)?);
+        }
         if nr == libc::SYS_ioctl && kind == ThreadKind::Standby {
             // The restore sets the VM up: any KVM request (type 0xae),
             // and FIONBIO for its sockets.
@@ -357,6 +375,43 @@ const EVENTS: &[i64] = &[
     libc::SYS_capset,
 ];
 
+/// The host watcher of shared folders (measured with `strace -f` on
+/// `fs::watch`'s stream tests, by thread): the `notify` watchers' creation
+/// (an inotify instance, mio's epoll and its waker eventfd) and their
+/// inotify loop thread (spawned here: clone3, then its setup: robust list,
+/// rseq, the thread's name), which adds and removes watches while walking
+/// folders and reads the objects of each event (lstat, a new directory's
+/// entries); `canonicalize` of a folder before it is watched (readlink);
+/// the agent connection (accept, reads, writes with a timeout). No socket
+/// is made, nothing is written on the host.
+const WATCH: &[i64] = &[
+    libc::SYS_clone,
+    libc::SYS_clone3,
+    libc::SYS_set_robust_list,
+    libc::SYS_rseq,
+    libc::SYS_prctl,
+    libc::SYS_inotify_init1,
+    libc::SYS_inotify_add_watch,
+    libc::SYS_inotify_rm_watch,
+    libc::SYS_epoll_create1,
+    libc::SYS_epoll_ctl,
+    libc::SYS_epoll_wait,
+    libc::SYS_epoll_pwait,
+    libc::SYS_eventfd2,
+    libc::SYS_openat,
+    libc::SYS_getdents64,
+    libc::SYS_newfstatat,
+    libc::SYS_fstat,
+    libc::SYS_statx,
+    libc::SYS_readlink,
+    libc::SYS_readlinkat,
+    libc::SYS_accept4,
+    libc::SYS_fcntl,
+    libc::SYS_recvfrom,
+    libc::SYS_sendto,
+    libc::SYS_setsockopt,
+];
+
 /// The standby's main thread, besides every other kind's calls: it waits
 /// for the request on its socket (poll, accept, a read timeout), removes
 /// the socket, points its output at the request's log, then restores:
@@ -451,6 +506,7 @@ pub fn allowed_ioctls(kind: ThreadKind) -> &'static [(&'static str, u64)] {
         // Non-blocking host sockets; the standby also any KVM request
         // (a masked rule in `build_filter`).
         ThreadKind::Events | ThreadKind::Net | ThreadKind::Standby => &[("FIONBIO", FIONBIO)],
+        ThreadKind::Watch => &[],
     }
 }
 
@@ -461,7 +517,8 @@ pub fn allowed_syscalls(kind: ThreadKind) -> Vec<i64> {
         ThreadKind::Vcpu => &[VCPU],
         ThreadKind::Events => &[EVENTS, SOCKETS],
         ThreadKind::Net => &[NET, SOCKETS],
-        ThreadKind::Standby => &[MAIN, VCPU, EVENTS, SOCKETS, NET, STANDBY],
+        ThreadKind::Watch => &[WATCH],
+        ThreadKind::Standby => &[MAIN, VCPU, EVENTS, SOCKETS, NET, WATCH, STANDBY],
     };
     let mut all: Vec<i64> = COMMON
         .iter()
@@ -591,6 +648,7 @@ pub fn test_hook_forbidden_syscall(kind: ThreadKind) {
         Ok("vcpu") => ThreadKind::Vcpu,
         Ok("events") => ThreadKind::Events,
         Ok("net") => ThreadKind::Net,
+        Ok("watch") => ThreadKind::Watch,
         Ok("main") => ThreadKind::Main,
         Ok("standby") => ThreadKind::Standby,
         _ => return,
@@ -685,6 +743,60 @@ mod tests {
     /// The real filters, with EPERM instead of a kill so that the test
     /// survives: what a kind may do works, the rest is refused, and ioctl
     /// is narrowed to its requests.
+    #[test]
+    fn the_watch_filter_names_threads_and_makes_nothing_on_the_host() {
+        let watch = allowed_syscalls(ThreadKind::Watch);
+        for nr in [
+            libc::SYS_socket,
+            libc::SYS_ioctl,
+            libc::SYS_bind,
+            libc::SYS_unlinkat,
+            libc::SYS_mkdirat,
+            libc::SYS_renameat2,
+            libc::SYS_fchmodat,
+            libc::SYS_seccomp,
+            libc::SYS_capset,
+        ] {
+            assert!(!watch.contains(&nr), "watch allows {nr}");
+        }
+        let errno = || std::io::Error::last_os_error().raw_os_error();
+        let got = std::thread::spawn(move || {
+            let prog =
+                build_filter(ThreadKind::Watch, SeccompAction::Errno(libc::EPERM as u32)).unwrap();
+            seccompiler::apply_filter(&prog).unwrap();
+            let mut out = Vec::new();
+            // A thread spawned under the filter (as notify's is) works.
+            let child = std::thread::Builder::new()
+                .name("child".into())
+                .spawn(|| std::fs::read_dir("/").is_ok())
+                .map(|h| h.join().unwrap_or(false));
+            out.push(("spawn + read_dir", child.unwrap_or(false), None));
+            // SAFETY: prctl calls that only read or name this thread.
+            unsafe {
+                let r = libc::prctl(libc::PR_SET_NAME, c"w".as_ptr());
+                out.push(("PR_SET_NAME", r == 0, errno()));
+                let r = libc::prctl(libc::PR_GET_DUMPABLE);
+                out.push((
+                    "PR_GET_DUMPABLE refused",
+                    r == -1 && errno() == Some(libc::EPERM),
+                    errno(),
+                ));
+                let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+                out.push((
+                    "socket refused",
+                    fd == -1 && errno() == Some(libc::EPERM),
+                    errno(),
+                ));
+            }
+            out
+        })
+        .join()
+        .unwrap();
+        for (what, ok, e) in got {
+            assert!(ok, "watch: {what} ({e:?})");
+        }
+    }
+
     #[test]
     fn real_filters_allow_their_lists_and_refuse_the_rest() {
         let errno = || std::io::Error::last_os_error().raw_os_error();

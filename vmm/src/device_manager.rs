@@ -377,7 +377,8 @@ pub fn build(configs: &[DeviceConfig]) -> Result<BuiltDevices, DeviceError> {
     // guest runs, and the agent connects once its shares are mounted.
     #[cfg(target_os = "linux")]
     if let Some(listen) = events_uds {
-        if !watched.is_empty() && std::env::var_os(SHARE_EVENTS_ENV).is_some_and(|v| v == "1") {
+        let off = std::env::var_os(SHARE_EVENTS_ENV).is_some_and(|v| v == "0");
+        if !watched.is_empty() && !off {
             if let Err(e) = crate::devices::virtio::fs::watch::start(watched, &listen) {
                 // Shares still work; only live events are missing.
                 eprintln!("berth-vmm: share events are off: {e}");
@@ -387,11 +388,9 @@ pub fn build(configs: &[DeviceConfig]) -> Result<BuiltDevices, DeviceError> {
     Ok(BuiltDevices { devices })
 }
 
-/// `1` starts the host watcher of writable shares (live file events in
-/// the guest). Off by default for now: every change under a share is
-/// mirrored in the guest, watched or not, and the default shares (home,
-/// temp) change all the time; the default waits for mirroring limited to
-/// the folders containers bind-mount (docs/file-events.md).
+/// `0` turns off the host watcher of writable shares (live file events
+/// in the guest; on by default: it watches only the folders running
+/// containers bind-mount, see docs/file-events.md).
 pub const SHARE_EVENTS_ENV: &str = "BERTH_SHARE_EVENTS";
 
 /// Whoever processes the queues of the VM's devices: the epoll event loop

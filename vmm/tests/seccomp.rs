@@ -87,6 +87,12 @@ fn every_vmm_thread_runs_confined() {
         "berth-vcpu1",
         "berth-events",
         "berth-usernet",
+        // The share watcher (live file events, on by default; names are
+        // cut to 15 bytes): its own threads and notify's inotify loop.
+        "berth-fswatch",
+        "berth-fswatch-w",
+        "berth-fswatch-a",
+        "notify-rs inoti",
     ] {
         assert!(names.contains(&want), "no thread {want}: {names:?}");
     }

@@ -280,6 +280,7 @@ fn teardown(
     let _ = std::fs::remove_file(engine.layout().attach_socket(&rec.id));
     let _ = std::fs::remove_file(engine.layout().console_socket(&rec.id));
     let _ = std::fs::remove_file(paths.dir.join(super::files::PAUSED));
+    crate::share_events::unregister(engine.layout().root(), &rec.id);
 }
 
 fn etc_files(
@@ -327,6 +328,16 @@ fn start(
     mount_rootfs(engine, rec, paths).map_err(StartError::engine)?;
     phases.mark("rootfs");
     super::mounts::prepare_mounts(layout, rec, &paths.rootfs).map_err(StartError::engine)?;
+    // Before the process starts: the machine's VMM then watches the shared
+    // folders this container bind-mounts (share_events.rs).
+    crate::share_events::register(
+        layout.root(),
+        &rec.id,
+        rec.mounts
+            .iter()
+            .filter(|m| m.kind == berth_protocol::MountType::Bind)
+            .map(|m| m.source.as_str()),
+    );
     let identity =
         user::resolve(&paths.rootfs, &rec.user).map_err(|e| StartError::engine(e.to_string()))?;
     let mut env = rec.env.clone();

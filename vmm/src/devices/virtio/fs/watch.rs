@@ -8,17 +8,21 @@
 //! `{"seq":N,"tag":"s0","kind":"create","type":"file","path":"a/b"}`
 //! (`kind`: create, mkdir, delete, rmdir, rename (with `"to"`), modify,
 //! attrib; `type` only for create; paths relative to the share root).
-//! Agent to VMM: one `\n` per event applied, in order (the only bytes read
-//! from the guest: everything else is ignored). At most [`WINDOW`] events
-//! are unacknowledged; an event's expectations go when it is acknowledged
-//! (see `events.rs`).
+//! Agent to VMM, one line at a time: an empty line (`\n`) per event
+//! applied, in order, and a watch line
+//! `{"watch":[{"tag":"s0","path":"proj/src"}]}` whenever the set of
+//! share-relative folders its running containers bind-mount changes
+//! (checked: [`parse_watch`]). Only those folders are watched on the host.
+//! At most [`WINDOW`] events are unacknowledged; an event's expectations
+//! go when it is acknowledged (see `events.rs`).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -68,20 +72,179 @@ pub fn listen_path(vsock_uds: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// Starts watching `shares` and serving the agent on `listen` (a Unix
-/// socket path, replaced if stale).
+/// Starts serving the agent on `listen` (a Unix socket path, replaced if
+/// stale) and watching the parts of `shares` the agent asks for.
 ///
-/// The recursive watches are set up on a thread of their own: walking a
-/// large home folder takes a while, and the VM need not wait for it (events
-/// before the agent connects are not sent anyway).
+/// Nothing is watched until the agent sends a watch line (the folders its
+/// running containers bind-mount): host changes elsewhere in a share cost
+/// nothing. The watches are set up on a thread of their own (walking a
+/// large folder takes a while), which also creates the `notify` watchers,
+/// so their inotify thread inherits that thread's confinement.
 pub fn start(shares: Vec<WatchedShare>, listen: &Path) -> std::io::Result<()> {
     let (tx, rx) = channel();
-    let mut setup = Vec::new();
-    for (i, share) in shares.iter().enumerate() {
+    let (watch_tx, watch_rx) = channel();
+    let sent = Arc::new(AtomicU64::new(0));
+    let mut roots = Vec::new();
+    for share in &shares {
         share.events.set_watching();
-        let translator = Mutex::new(Translator::new(share.root.clone(), share.events.clone()));
+        roots.push((share.tag.clone(), share.root.clone(), share.events.clone()));
+    }
+    let tags: Arc<Vec<String>> = Arc::new(shares.iter().map(|s| s.tag.clone()).collect());
+    let watch_events = tx.clone();
+    let watch_sent = sent.clone();
+    std::thread::Builder::new()
+        .name("berth-fswatch-watch".into())
+        .spawn(move || watch_loop(roots, watch_events, watch_rx, watch_sent))?;
+    let _ = std::fs::remove_file(listen);
+    let listener = UnixListener::bind(listen)?;
+    let accept_tx = tx.clone();
+    std::thread::Builder::new()
+        .name("berth-fswatch-accept".into())
+        .spawn(move || accept_loop(listener, accept_tx, watch_tx, tags))?;
+    drop(tx);
+    std::thread::Builder::new()
+        .name("berth-fswatch".into())
+        .spawn(move || send_loop(shares, rx, sent))?;
+    Ok(())
+}
+
+/// Most bytes of one line from the agent.
+pub const WATCH_LINE_MAX: usize = 64 * 1024;
+/// Most folders in one watch line.
+pub const WATCH_MAX: usize = 256;
+/// Longest share-relative path in a watch line.
+pub const WATCH_PATH_MAX: usize = 4096;
+/// Refused agent lines logged (the rest are counted silently).
+const REFUSED_LOG_MAX: u64 = 20;
+
+/// Why a watch line from the agent was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WatchLineError {
+    /// Longer than [`WATCH_LINE_MAX`].
+    #[error("line longer than {WATCH_LINE_MAX} bytes")]
+    TooLong,
+    /// Not the expected JSON object.
+    #[error("not a watch line: {0}")]
+    Json(String),
+    /// More than [`WATCH_MAX`] folders.
+    #[error("{0} folders (at most {WATCH_MAX})")]
+    TooMany(usize),
+    /// A tag of no watched share.
+    #[error("unknown share tag {0:?}")]
+    UnknownTag(String),
+    /// Not a plain relative path.
+    #[error("path {0:?} is not a plain relative path")]
+    BadPath(String),
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WatchLine {
+    watch: Vec<WatchEntry>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WatchEntry {
+    tag: String,
+    path: String,
+}
+
+/// Whether `p` is a plain relative path: `""` (the share's root) or
+/// `/`-separated names, none empty, `.` or `..`, no NUL, bounded length.
+fn plain_relative(p: &str) -> bool {
+    p.len() <= WATCH_PATH_MAX
+        && !p.contains('\0')
+        && (p.is_empty() || p.split('/').all(|c| !c.is_empty() && c != "." && c != ".."))
+}
+
+/// Parses the agent's watch line (without its `\n`):
+/// `{"watch":[{"tag":"s0","path":"proj/src"},…]}`, the share-relative
+/// folders its running containers bind-mount (`""`: the whole share).
+/// Returns (index in `tags`, path) pairs, without duplicates. The line is
+/// guest input: its length, count, tags and paths are checked.
+pub fn parse_watch(line: &[u8], tags: &[String]) -> Result<Vec<(usize, PathBuf)>, WatchLineError> {
+    if line.len() > WATCH_LINE_MAX {
+        return Err(WatchLineError::TooLong);
+    }
+    let w: WatchLine =
+        serde_json::from_slice(line).map_err(|e| WatchLineError::Json(e.to_string()))?;
+    if w.watch.len() > WATCH_MAX {
+        return Err(WatchLineError::TooMany(w.watch.len()));
+    }
+    let mut out = Vec::new();
+    for e in w.watch {
+        let Some(i) = tags.iter().position(|t| *t == e.tag) else {
+            return Err(WatchLineError::UnknownTag(e.tag));
+        };
+        if !plain_relative(&e.path) {
+            return Err(WatchLineError::BadPath(e.path));
+        }
+        let p = (i, PathBuf::from(e.path));
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// The folders to watch per share: of nested ones, only the outermost
+/// (a recursive watch covers the rest).
+fn cover(n: usize, set: &[(usize, PathBuf)]) -> Vec<BTreeSet<PathBuf>> {
+    let mut out = vec![BTreeSet::new(); n];
+    for (i, p) in set {
+        if *i >= n {
+            continue;
+        }
+        let covered = set
+            .iter()
+            .any(|(j, q)| j == i && q != p && p.starts_with(q));
+        if !covered {
+            out[*i].insert(p.clone());
+        }
+    }
+    out
+}
+
+/// `root` joined with a share-relative folder (`""`: `root` itself).
+fn full_path(root: &Path, rel: &Path) -> PathBuf {
+    if rel.as_os_str().is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(rel)
+    }
+}
+
+/// Confines the calling watcher thread as a [`crate::confine::ThreadKind::Watch`]
+/// thread (x86_64 VMMs that enabled confinement; nothing otherwise). The
+/// threads it spawns afterwards inherit the filter.
+fn confine_watch_thread() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        crate::confine::confine_or_exit(crate::confine::ThreadKind::Watch);
+        #[cfg(feature = "test-hooks")]
+        crate::confine::test_hook_forbidden_syscall(crate::confine::ThreadKind::Watch);
+    }
+}
+
+/// A watch request: the agent connection it came from, and its folders.
+type WatchSet = (u64, Vec<(usize, PathBuf)>);
+
+/// Owns the `notify` watchers and keeps their watches on the folders the
+/// newest agent connection asked for.
+fn watch_loop(
+    shares: Vec<(String, PathBuf, Arc<ShareEvents>)>,
+    tx: Sender<Msg>,
+    rx: Receiver<WatchSet>,
+    sent: Arc<AtomicU64>,
+) {
+    // Before the watchers exist: notify's inotify thread inherits this.
+    confine_watch_thread();
+    let mut watchers = Vec::new();
+    for (i, (_, root, events)) in shares.iter().enumerate() {
+        let translator = Mutex::new(Translator::new(root.clone(), events.clone()));
         let tx = tx.clone();
-        let w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
+        let handler = move |res: notify::Result<notify::Event>| match res {
             Ok(ev) => {
                 let mut t = translator.lock().unwrap_or_else(|p| p.into_inner());
                 for h in t.translate(ev) {
@@ -89,41 +252,88 @@ pub fn start(shares: Vec<WatchedShare>, listen: &Path) -> std::io::Result<()> {
                 }
             }
             Err(e) => eprintln!("berth-vmm: share watcher: {e}"),
-        })
-        .map_err(std::io::Error::other)?;
-        setup.push((w, share.root.clone()));
+        };
+        // Symbolic links are not followed: a link in a share may point
+        // anywhere on the host.
+        let config = notify::Config::default().with_follow_symlinks(false);
+        match notify::RecommendedWatcher::new(handler, config) {
+            Ok(w) => watchers.push(Some(w)),
+            Err(e) => {
+                eprintln!("berth-vmm: share events of {}: {e}", root.display());
+                watchers.push(None);
+            }
+        }
     }
-    std::thread::Builder::new()
-        .name("berth-fswatch-setup".into())
-        .spawn(move || {
-            let mut watchers = Vec::new();
-            for (mut w, root) in setup {
-                // A partial watch (e.g. past fs.inotify.max_user_watches)
-                // still reports what it covers.
-                if let Err(e) = w.watch(&root, RecursiveMode::Recursive) {
-                    eprintln!("berth-vmm: share events of {}: {e}", root.display());
-                }
-                watchers.push(w);
-            }
-            // The watchers live as long as the process.
-            loop {
-                std::thread::park();
-            }
-        })?;
-    let _ = std::fs::remove_file(listen);
-    let listener = UnixListener::bind(listen)?;
-    let accept_tx = tx.clone();
-    std::thread::Builder::new()
-        .name("berth-fswatch-accept".into())
-        .spawn(move || accept_loop(listener, accept_tx))?;
     drop(tx);
-    std::thread::Builder::new()
-        .name("berth-fswatch".into())
-        .spawn(move || send_loop(shares, rx))?;
-    Ok(())
+    let n = shares.len();
+    let mut current: Vec<BTreeSet<PathBuf>> = vec![BTreeSet::new(); n];
+    let mut latest = 0u64;
+    while let Ok(first) = rx.recv() {
+        let mut next = None;
+        for (conn, set) in std::iter::once(first).chain(rx.try_iter()) {
+            // A closed connection clears its set; an older one is ignored.
+            if conn >= latest {
+                latest = conn;
+                next = Some(set);
+            }
+        }
+        let Some(set) = next else { continue };
+        let want = cover(n, &set);
+        for (i, (_, root, _)) in shares.iter().enumerate() {
+            let Some(w) = watchers[i].as_mut() else {
+                continue;
+            };
+            for p in current[i].difference(&want[i]) {
+                let _ = w.unwatch(&full_path(root, p));
+            }
+            let mut now: BTreeSet<PathBuf> = current[i].intersection(&want[i]).cloned().collect();
+            for p in want[i].difference(&current[i]) {
+                let full = full_path(root, p);
+                // Only a real folder of the share: no component may be a
+                // symbolic link (the guest can make those).
+                match std::fs::canonicalize(&full) {
+                    Ok(c) if c == full => {}
+                    _ => {
+                        eprintln!(
+                            "berth-vmm: share events: not watching {}: missing or behind a symbolic link",
+                            full.display()
+                        );
+                        continue;
+                    }
+                }
+                match w.watch(&full, RecursiveMode::Recursive) {
+                    // A partial watch (e.g. past fs.inotify.max_user_watches)
+                    // still reports what it covers.
+                    Err(e) => eprintln!("berth-vmm: share events of {}: {e}", full.display()),
+                    Ok(()) => {
+                        now.insert(p.clone());
+                    }
+                }
+            }
+            current[i] = now;
+        }
+        let mut names = Vec::new();
+        for (i, (tag, _, _)) in shares.iter().enumerate() {
+            for p in &current[i] {
+                names.push(format!("{tag}:{}", p.display()));
+            }
+        }
+        eprintln!(
+            "berth-vmm: share events: watching [{}]; {} sent",
+            names.join(", "),
+            sent.load(Ordering::Relaxed)
+        );
+    }
 }
 
-fn accept_loop(listener: UnixListener, tx: Sender<Msg>) {
+fn accept_loop(
+    listener: UnixListener,
+    tx: Sender<Msg>,
+    watch_tx: Sender<WatchSet>,
+    tags: Arc<Vec<String>>,
+) {
+    // The reader threads of agent connections inherit this.
+    confine_watch_thread();
     let mut id = 0u64;
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
@@ -135,30 +345,102 @@ fn accept_loop(listener: UnixListener, tx: Sender<Msg>) {
             return;
         }
         let tx = tx.clone();
+        let watch_tx = watch_tx.clone();
+        let tags = tags.clone();
         let conn = id;
         let _ = std::thread::Builder::new()
             .name("berth-fswatch-acks".into())
-            .spawn(move || ack_loop(conn, reader, tx));
+            .spawn(move || agent_loop(conn, reader, tx, watch_tx, &tags));
     }
 }
 
-/// Counts the agent's acknowledgements (newlines); every other byte the
-/// guest sends is ignored.
-fn ack_loop(conn: u64, mut s: UnixStream, tx: Sender<Msg>) {
-    let mut buf = [0u8; 512];
-    let mut acked = 0u64;
+/// What the agent sends, line by line: an empty line acknowledges one
+/// event; any other line is a watch line ([`parse_watch`]). A line
+/// past [`WATCH_LINE_MAX`] is refused whole and acknowledges nothing.
+#[derive(Default)]
+pub struct AgentLines {
+    line: Vec<u8>,
+    overlong: bool,
+    /// Empty lines so far.
+    pub acked: u64,
+    /// Lines refused so far.
+    pub refused: u64,
+}
+
+impl AgentLines {
+    /// Takes `bytes`; returns the watch sets and refusals of the lines
+    /// they complete, in order.
+    pub fn feed(
+        &mut self,
+        bytes: &[u8],
+        tags: &[String],
+    ) -> Vec<Result<Vec<(usize, PathBuf)>, WatchLineError>> {
+        let mut out = Vec::new();
+        for &b in bytes {
+            if b != b'\n' {
+                if self.line.len() >= WATCH_LINE_MAX {
+                    self.overlong = true;
+                    self.line.clear();
+                }
+                if !self.overlong {
+                    self.line.push(b);
+                }
+                continue;
+            }
+            let r = if self.overlong {
+                Some(Err(WatchLineError::TooLong))
+            } else if self.line.is_empty() {
+                self.acked += 1;
+                None
+            } else {
+                Some(parse_watch(&self.line, tags))
+            };
+            if let Some(r) = r {
+                self.refused += u64::from(r.is_err());
+                out.push(r);
+            }
+            self.line.clear();
+            self.overlong = false;
+        }
+        out
+    }
+}
+
+/// Reads the agent's acknowledgements and watch lines.
+fn agent_loop(
+    conn: u64,
+    mut s: UnixStream,
+    tx: Sender<Msg>,
+    watch_tx: Sender<WatchSet>,
+    tags: &[String],
+) {
+    let mut buf = [0u8; 4096];
+    let mut lines = AgentLines::default();
     loop {
-        match s.read(&mut buf) {
+        let n = match s.read(&mut buf) {
             Ok(0) | Err(_) => {
                 let _ = tx.send(Msg::Closed(conn));
+                let _ = watch_tx.send((conn, Vec::new()));
                 return;
             }
-            Ok(n) => {
-                acked += buf[..n].iter().filter(|b| **b == b'\n').count() as u64;
-                if tx.send(Msg::Acked(conn, acked)).is_err() {
-                    return;
+            Ok(n) => n,
+        };
+        let acked = lines.acked;
+        let logged = lines.refused;
+        for (k, r) in lines.feed(&buf[..n], tags).into_iter().enumerate() {
+            match r {
+                Ok(set) => {
+                    let _ = watch_tx.send((conn, set));
                 }
+                // The first few are logged, the rest only counted.
+                Err(e) if logged + (k as u64) < REFUSED_LOG_MAX => {
+                    eprintln!("berth-vmm: share events: agent line refused: {e}");
+                }
+                Err(_) => {}
             }
+        }
+        if lines.acked != acked && tx.send(Msg::Acked(conn, lines.acked)).is_err() {
+            return;
         }
     }
 }
@@ -183,7 +465,8 @@ fn wire(seq: u64, tag: &str, ev: &HostEvent) -> Option<String> {
     Some(line)
 }
 
-fn send_loop(shares: Vec<WatchedShare>, rx: Receiver<Msg>) {
+fn send_loop(shares: Vec<WatchedShare>, rx: Receiver<Msg>, total: Arc<AtomicU64>) {
+    confine_watch_thread();
     let mut queue: VecDeque<(usize, HostEvent)> = VecDeque::new();
     let mut conn: Option<(u64, UnixStream)> = None;
     let (mut sent, mut acked) = (0u64, 0u64);
@@ -257,6 +540,7 @@ fn send_loop(shares: Vec<WatchedShare>, rx: Receiver<Msg>) {
                 continue;
             };
             sent += 1;
+            total.fetch_add(1, Ordering::Relaxed);
             for (k, x) in ev.expectations() {
                 shares[i].events.expect_node(sent, k, x, ev.node.clone());
             }
@@ -761,6 +1045,9 @@ mod stream_tests {
             .set_read_timeout(Some(Duration::from_millis(300)))
             .unwrap();
         let mut acks = agent.try_clone().unwrap();
+        // The whole share: the agent's containers bind-mount its root.
+        acks.write_all(b"{\"watch\":[{\"tag\":\"s0\",\"path\":\"\"}]}\n")
+            .unwrap();
         let mut r = std::io::BufReader::new(agent);
         // The watches are set up on their own thread: poke until one shows.
         let mut k = 0;
@@ -842,5 +1129,200 @@ mod stream_tests {
             next_within(&mut r, Duration::from_secs(30)),
             Some(("create".into(), "theirs".into()))
         );
+    }
+
+    #[test]
+    fn only_the_folders_the_agent_names_are_watched() {
+        let share = tempfile::tempdir().unwrap();
+        let sockdir = tempfile::tempdir().unwrap();
+        let root = share.path().canonicalize().unwrap();
+        for d in ["in/deep", "out", "later"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        let events = Arc::new(ShareEvents::new());
+        let listen = listen_path(&sockdir.path().join("v.sock"));
+        start(
+            vec![WatchedShare {
+                tag: "s0".into(),
+                root: root.clone(),
+                events,
+            }],
+            &listen,
+        )
+        .unwrap();
+        let agent = UnixStream::connect(&listen).unwrap();
+        let mut w = agent.try_clone().unwrap();
+        let mut r = std::io::BufReader::new(agent);
+        // Nothing asked for: nothing sent.
+        std::fs::write(root.join("in/deep/early"), b"").unwrap();
+        assert_eq!(next(&mut r), None);
+        // A hostile line changes nothing; a nested duplicate is covered.
+        w.write_all(b"{\"watch\":[{\"tag\":\"s0\",\"path\":\"../x\"}]}\n")
+            .unwrap();
+        w.write_all(
+            b"{\"watch\":[{\"tag\":\"s0\",\"path\":\"in\"},{\"tag\":\"s0\",\"path\":\"in/deep\"}]}\n",
+        )
+        .unwrap();
+        let mut k = 0;
+        loop {
+            std::fs::write(root.join(format!("in/deep/poke{k}")), b"").unwrap();
+            k += 1;
+            if next(&mut r).is_some() {
+                break;
+            }
+            assert!(k < 100, "no event after {k} pokes");
+        }
+        while next(&mut r).is_some() {}
+        std::fs::write(root.join("out/x"), b"").unwrap();
+        std::fs::write(root.join("in/y"), b"").unwrap();
+        assert_eq!(
+            next_within(&mut r, Duration::from_secs(30)),
+            Some(("create".into(), "in/y".into()))
+        );
+        assert_eq!(next(&mut r), None, "out/x is not watched");
+        // A new set replaces the old one: in/ is no longer watched, and a
+        // folder behind a symbolic link (the guest can make those) never is.
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("link")).unwrap();
+        w.write_all(
+            b"{\"watch\":[{\"tag\":\"s0\",\"path\":\"link\"},{\"tag\":\"s0\",\"path\":\"later\"}]}\n",
+        )
+        .unwrap();
+        let mut k = 0;
+        loop {
+            std::fs::write(root.join(format!("later/poke{k}")), b"").unwrap();
+            k += 1;
+            if next(&mut r).is_some() {
+                break;
+            }
+            assert!(k < 100, "no event after {k} pokes");
+        }
+        while next(&mut r).is_some() {}
+        std::fs::write(root.join("in/z"), b"").unwrap();
+        std::fs::write(outside.path().join("z"), b"").unwrap();
+        std::fs::write(root.join("later/z"), b"").unwrap();
+        assert_eq!(
+            next_within(&mut r, Duration::from_secs(30)),
+            Some(("create".into(), "later/z".into()))
+        );
+        assert_eq!(next(&mut r), None, "in/z and link/z are not watched");
+    }
+}
+
+#[cfg(test)]
+mod agent_line_tests {
+    use super::*;
+
+    fn tags() -> Vec<String> {
+        vec!["s0".into(), "s1".into()]
+    }
+
+    #[test]
+    fn watch_lines_name_known_shares_and_plain_relative_paths() {
+        let got = parse_watch(
+            br#"{"watch":[{"tag":"s1","path":"a/b"},{"tag":"s0","path":""},{"tag":"s1","path":"a/b"}]}"#,
+            &tags(),
+        )
+        .unwrap();
+        assert_eq!(got, [(1, PathBuf::from("a/b")), (0, PathBuf::new())]);
+        assert_eq!(parse_watch(br#"{"watch":[]}"#, &tags()).unwrap(), []);
+        let long = "a/".repeat(WATCH_PATH_MAX / 2) + "b";
+        for bad in [
+            "/etc",
+            "..",
+            "a/..",
+            "../a",
+            "a/../b",
+            ".",
+            "./a",
+            "a/.",
+            "a//b",
+            "a/",
+            "a\u{0}b",
+            long.as_str(),
+        ] {
+            let line = serde_json::json!({"watch":[{"tag":"s0","path":bad}]}).to_string();
+            assert!(
+                matches!(
+                    parse_watch(line.as_bytes(), &tags()),
+                    Err(WatchLineError::BadPath(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            parse_watch(br#"{"watch":[{"tag":"s9","path":"a"}]}"#, &tags()),
+            Err(WatchLineError::UnknownTag("s9".into()))
+        );
+        for bad in [
+            &br#"{"watch":[{"tag":"s0"}]}"#[..],
+            br#"{"watch":[{"tag":"s0","path":"a","x":1}]}"#,
+            br#"{"watch":{"tag":"s0"}}"#,
+            br#"{"watch":[{"tag":0,"path":"a"}]}"#,
+            br#"["s0","a"]"#,
+            b"\xff\xfe",
+            b"{",
+        ] {
+            assert!(
+                matches!(parse_watch(bad, &tags()), Err(WatchLineError::Json(_))),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let many: Vec<_> = (0..WATCH_MAX + 1)
+            .map(|i| serde_json::json!({"tag":"s0","path":format!("d{i}")}))
+            .collect();
+        let line = serde_json::json!({ "watch": many }).to_string();
+        assert_eq!(
+            parse_watch(line.as_bytes(), &tags()),
+            Err(WatchLineError::TooMany(WATCH_MAX + 1))
+        );
+        assert_eq!(
+            parse_watch(&vec![b' '; WATCH_LINE_MAX + 1], &tags()),
+            Err(WatchLineError::TooLong)
+        );
+    }
+
+    #[test]
+    fn empty_lines_are_acks_and_other_lines_never_count_as_acks() {
+        let mut l = AgentLines::default();
+        // Split anywhere: a watch line between acks.
+        let input = b"\n\n{\"watch\":[{\"tag\":\"s0\",\"path\":\"p\"}]}\n\nnonsense\n";
+        let mut got = Vec::new();
+        for chunk in input.chunks(3) {
+            got.extend(l.feed(chunk, &tags()));
+        }
+        assert_eq!(l.acked, 3);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0], Ok(vec![(0, PathBuf::from("p"))]));
+        assert!(matches!(got[1], Err(WatchLineError::Json(_))));
+        assert_eq!(l.refused, 1);
+        // An endless line is refused once, whole, and acknowledges nothing;
+        // the stream goes on after its newline.
+        let mut l = AgentLines::default();
+        let junk = vec![b'x'; 3 * WATCH_LINE_MAX];
+        assert!(l.feed(&junk, &tags()).is_empty());
+        let got = l.feed(b"x\n\n", &tags());
+        assert_eq!(got, [Err(WatchLineError::TooLong)]);
+        assert_eq!((l.acked, l.refused), (1, 1));
+    }
+
+    #[test]
+    fn nested_folders_are_covered_by_the_outermost() {
+        let set = [
+            (0, PathBuf::from("a/b")),
+            (0, PathBuf::from("a")),
+            (0, PathBuf::from("ab")),
+            (1, PathBuf::from("a/b")),
+            (7, PathBuf::from("x")),
+        ];
+        let c = cover(2, &set);
+        assert_eq!(
+            c[0].iter().collect::<Vec<_>>(),
+            [Path::new("a"), Path::new("ab")]
+        );
+        assert_eq!(c[1].iter().collect::<Vec<_>>(), [Path::new("a/b")]);
+        let root = cover(1, &[(0, PathBuf::new()), (0, PathBuf::from("z"))]);
+        assert_eq!(root[0].iter().collect::<Vec<_>>(), [Path::new("")]);
     }
 }
