@@ -6,6 +6,7 @@ pub mod conn;
 pub mod containers;
 pub mod copy;
 pub mod decide;
+pub mod error;
 pub mod events;
 pub mod exec;
 pub mod fault;
@@ -29,6 +30,8 @@ pub mod signal;
 pub mod spec;
 pub mod user;
 pub mod volumes;
+
+pub use error::{Error, Object};
 
 use crate::layout::Layout;
 use crate::store::ImageStore;
