@@ -82,6 +82,10 @@ pub enum Error {
     /// The engine cannot do what was asked, for a reason it found itself.
     #[error("{0}")]
     Internal(String),
+    /// A monitor process (the container shim, an exec's monitor) exited
+    /// before it reported; `output` is what it wrote.
+    #[error("{what} died without reporting: {output}")]
+    MonitorDied { what: String, output: String },
     /// A helper process (the container's monitor) reported the failure
     /// with its wire kind (the command not found, say).
     #[error("{message}")]
@@ -97,6 +101,15 @@ impl Error {
             kind,
             name: name.into(),
         }
+    }
+
+    pub fn missing(msg: impl Into<String>) -> Error {
+        Error::Missing(msg.into())
+    }
+
+    /// For `map_err`: something is missing, as this error says.
+    pub fn missing_because(e: impl Into<BoxError>) -> Error {
+        Error::MissingBecause(e.into())
     }
 
     pub fn conflict(msg: impl Into<String>) -> Error {
@@ -148,9 +161,11 @@ impl Error {
             Error::InvalidArgument(_) | Error::Malformed(_) | Error::MalformedIn { .. } => {
                 ErrorKind::InvalidArgument
             }
-            Error::Io { .. } | Error::Failed { .. } | Error::Unexpected(_) | Error::Internal(_) => {
-                ErrorKind::Internal
-            }
+            Error::Io { .. }
+            | Error::Failed { .. }
+            | Error::Unexpected(_)
+            | Error::Internal(_)
+            | Error::MonitorDied { .. } => ErrorKind::Internal,
             Error::Reported { kind, .. } => *kind,
         }
     }
@@ -267,6 +282,14 @@ mod tests {
                 Error::internal("container x did not stop"),
                 ErrorKind::Internal,
                 "container x did not stop".into(),
+            ),
+            (
+                Error::MonitorDied {
+                    what: "container shim".into(),
+                    output: "panic".into(),
+                },
+                ErrorKind::Internal,
+                "container shim died without reporting: panic".into(),
             ),
             (
                 Error::Reported {

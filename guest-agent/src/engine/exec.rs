@@ -4,15 +4,16 @@
 //! cgroup through libcontainer's tenant builder, relays stdio over an
 //! attach socket and reports the exit code.
 
-use super::containers::{err, internal, spawn_monitor, ContainerStore};
+use super::containers::{spawn_monitor, ContainerStore};
 use super::files::ContainerPaths;
 use super::record::ContainerRecord;
 use super::rootfs_path::secure_join;
 use super::shim::{self, Readiness, StartError};
 use super::{spec, user, Engine};
+use crate::engine::Error;
 use crate::layout::{random_hex, read_json, write_json_atomic, Layout};
 use berth_protocol::mux::{self, Kind};
-use berth_protocol::{ApiError, ContainerStatus, ErrorKind, ExecConfig};
+use berth_protocol::{ContainerStatus, ErrorKind, ExecConfig};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::Write;
@@ -43,54 +44,44 @@ pub fn exec_socket(layout: &Layout, exec_id: &str) -> PathBuf {
 impl ContainerStore {
     /// Starts an exec's monitor. With `wait_attach` the process starts only
     /// once a client attached to [`exec_socket`]. Returns the exec id.
-    pub fn exec(
-        &self,
-        key: &str,
-        config: ExecConfig,
-        wait_attach: bool,
-    ) -> Result<String, ApiError> {
+    pub fn exec(&self, key: &str, config: ExecConfig, wait_attach: bool) -> Result<String, Error> {
         let r = self.resolve(key)?;
         match self.status(&r.id).0 {
             ContainerStatus::Running => {}
             ContainerStatus::Paused => {
-                return Err(err(
-                    ErrorKind::Conflict,
-                    format!("Container {key} is paused, unpause the container before exec"),
-                ))
+                return Err(Error::conflict(format!(
+                    "Container {key} is paused, unpause the container before exec"
+                )))
             }
             _ => {
-                return Err(err(
-                    ErrorKind::Conflict,
-                    format!("Container {} is not running", r.id),
-                ))
+                return Err(Error::conflict(format!(
+                    "Container {} is not running",
+                    r.id
+                )))
             }
         }
         if config.cmd.is_empty() {
-            return Err(err(ErrorKind::InvalidArgument, "No exec command specified"));
+            return Err(Error::invalid("No exec command specified"));
         }
         for e in &config.env {
             if e.is_empty() || e.starts_with('=') || e.contains('\0') {
-                return Err(err(
-                    ErrorKind::InvalidArgument,
-                    format!("invalid environment variable: {e:?}"),
-                ));
+                return Err(Error::invalid(format!(
+                    "invalid environment variable: {e:?}"
+                )));
             }
         }
         if let Some(w) = config.workdir.as_deref().filter(|w| !w.is_empty()) {
             if !w.starts_with('/') {
-                return Err(err(
-                    ErrorKind::InvalidArgument,
-                    format!(
-                        "the working directory '{w}' is invalid, it needs to be an absolute path"
-                    ),
-                ));
+                return Err(Error::invalid(format!(
+                    "the working directory '{w}' is invalid, it needs to be an absolute path"
+                )));
             }
         }
         let exec_id = random_hex(32);
         let action = |what: &str| format!("{what}: {}", config.cmd.join(" "));
         let (created, started) = (action("exec_create"), action("exec_start"));
         let dir = exec_dir(self.layout(), &r.id);
-        std::fs::create_dir_all(&dir).map_err(internal)?;
+        std::fs::create_dir_all(&dir).map_err(Error::unexpected)?;
         write_json_atomic(
             &dir.join(format!("{exec_id}.json")),
             &ExecRecord {
@@ -99,7 +90,7 @@ impl ContainerStore {
                 config,
             },
         )
-        .map_err(internal)?;
+        .map_err(Error::unexpected)?;
         let mut args = vec![
             "exec-shim",
             "--id",
