@@ -4,8 +4,8 @@
 
 use super::files::ContainerPaths;
 use super::fsutil::{is_mounted, remove_tree_same_fs};
+use super::launch::Readiness;
 use super::record::{boot_id, merge_env, resolve_args, ContainerRecord, ExitState, RunState};
-use super::shim::Readiness;
 use super::{Error, Object};
 use crate::layout::{random_hex, read_json, write_json_atomic, Layout};
 use crate::store::ImageStore;
@@ -230,7 +230,7 @@ impl ContainerStore {
             .as_ref()
             .map(|v| v.keys().cloned().collect())
             .unwrap_or_default();
-        let exposed_ports = super::net::store::exposed_ports(
+        let exposed_ports = super::ports::exposed_ports(
             run.exposed_ports
                 .as_ref()
                 .map(|m| m.keys().cloned().collect::<Vec<_>>())
@@ -574,7 +574,7 @@ pub(super) fn spawn_monitor(
     let mut cmd = std::process::Command::new("/proc/self/exe");
     cmd.args(args).arg("--root").arg(root);
     if std::process::id() == 1 {
-        cmd.env(super::shim::CONSOLE_TRACE_ENV, "1");
+        cmd.env(super::launch::CONSOLE_TRACE_ENV, "1");
     }
     let log_file = std::fs::File::create(log).map_err(Error::unexpected)?;
     cmd.stdin(std::process::Stdio::null())

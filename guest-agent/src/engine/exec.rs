@@ -6,9 +6,10 @@
 
 use super::containers::{spawn_monitor, ContainerStore};
 use super::files::ContainerPaths;
+use super::launch::Readiness;
 use super::record::ContainerRecord;
 use super::rootfs_path::secure_join;
-use super::shim::{self, Readiness, StartError};
+use super::shim::{self, StartError};
 use super::{spec, user, Engine};
 use crate::engine::Error;
 use crate::layout::{random_hex, read_json, write_json_atomic, Layout};

@@ -1,12 +1,34 @@
 //! What every container process needs checked or set before it starts,
 //! shared by the container shim, `exec` and health probes: the executable
 //! lookup inside the container (docker's 126/127), the open-files limit,
-//! and [`StartError`], the failure before the process ran.
+//! [`StartError`], the failure before the process ran, and [`Readiness`],
+//! how a monitor (shim, exec-shim) reports the start to the agent.
 
 use super::rootfs_path::secure_join;
 use berth_protocol::ErrorKind;
+use serde::{Deserialize, Serialize};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+
+/// Set by the agent for the shims it starts as a guest's init: slow
+/// container starts are also reported on the console.
+pub(super) const CONSOLE_TRACE_ENV: &str = "BERTH_SHIM_CONSOLE_TRACE";
+
+/// The line a monitor (the shim, an exec-shim) writes on fd 3.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Readiness {
+    pub ok: bool,
+    pub kind: Option<ErrorKind>,
+    pub message: Option<String>,
+}
+
+impl Readiness {
+    pub const OK: Readiness = Readiness {
+        ok: true,
+        kind: None,
+        message: None,
+    };
+}
 
 /// A failure before the container ran, with docker's exit code.
 pub(super) struct StartError {

@@ -20,6 +20,7 @@ pub mod mounts;
 pub mod names;
 pub mod net;
 pub mod ops;
+pub mod ports;
 pub mod record;
 pub mod restart;
 pub mod rootfs_path;

@@ -10,6 +10,7 @@
 use super::files::ContainerPaths;
 use super::fsutil::is_mounted;
 pub(super) use super::launch::{check_executable, nofile_limit, StartError};
+use super::launch::{Readiness, CONSOLE_TRACE_ENV};
 use super::logs::{self, LogWriter};
 use super::net::{self, netns};
 use super::record::{boot_id, ContainerRecord, ExitState, RunState};
@@ -29,10 +30,6 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// Set by the agent for the shims it starts as a guest's init: slow
-/// container starts are also reported on the console.
-pub(super) const CONSOLE_TRACE_ENV: &str = "BERTH_SHIM_CONSOLE_TRACE";
 
 /// How long each step of a container start took. Reported (shim log, and
 /// the console in guests) when the whole took over [`Phases::SLOW`]: where
@@ -86,22 +83,6 @@ impl Phases {
             }
         }
     }
-}
-
-/// The line the shim writes on fd 3.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Readiness {
-    pub ok: bool,
-    pub kind: Option<ErrorKind>,
-    pub message: Option<String>,
-}
-
-impl Readiness {
-    pub const OK: Readiness = Readiness {
-        ok: true,
-        kind: None,
-        message: None,
-    };
 }
 
 /// First line a client writes on the attach socket.

@@ -14,7 +14,7 @@
 //! the shim removes that file when the container stops, which frees them.
 
 use super::super::containers::ContainerStore;
-use super::super::record::{boot_id, ContainerRecord};
+use super::super::record::{boot_id, Attachment, ContainerRecord};
 use crate::engine::{Error, Object};
 use crate::layout::{random_hex, read_json, write_json_atomic, Layout};
 use berth_protocol::{EndpointInfo, NetworkInfo, NetworkMember};
@@ -91,18 +91,6 @@ pub struct NetworkSpec<'a> {
 
 /// docker's predefined networks and their drivers.
 const PREDEFINED: &[(&str, &str)] = &[("bridge", "bridge"), ("host", "host"), ("none", "null")];
-
-/// A network a container is attached to (in its record).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
-pub struct Attachment {
-    pub network_id: String,
-    #[serde(default)]
-    pub aliases: Vec<String>,
-    #[serde(default)]
-    pub ipv4_requested: Option<String>,
-    #[serde(default)]
-    pub links: Vec<String>,
-}
 
 /// One endpoint of a running container (`<container>/network.json`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -420,7 +408,7 @@ impl ContainerStore {
             }
             Some(d) => return Err(Error::missing(format!("plugin \"{d}\" not found"))),
         }
-        if !super::super::containers::docker_name(name, 255) {
+        if !super::super::names::docker_name(name, 255) {
             return Err(Error::invalid(format!(
                 "invalid name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
             )));
@@ -861,45 +849,6 @@ impl ContainerStore {
             .flatten()
             .unwrap_or_default()
     }
-}
-
-/// A container's exposed ports: the image's, `--expose` and every `-p`
-/// container port, normalised to `PORT/PROTO` and sorted like docker.
-pub fn exposed_ports(
-    image: Vec<String>,
-    cfg: &berth_protocol::ContainerConfig,
-) -> Result<Vec<String>, Error> {
-    let mut out: Vec<(u16, String)> = Vec::new();
-    let mut add = |spec: &str| -> Result<(), Error> {
-        let (port, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
-        let proto = berth_protocol::PortProto::parse(proto)
-            .ok_or_else(|| Error::invalid(format!("invalid proto: {proto}")))?;
-        let (a, b) = port.split_once('-').unwrap_or((port, port));
-        let bad = || Error::invalid(format!("invalid port: {spec}"));
-        let a: u16 = a.parse().map_err(|_| bad())?;
-        let b: u16 = b.parse().map_err(|_| bad())?;
-        if a == 0 || b < a || b - a > 4096 {
-            return Err(bad());
-        }
-        for p in a..=b {
-            let k = (p, format!("{p}/{}", proto.as_str()));
-            if !out.contains(&k) {
-                out.push(k);
-            }
-        }
-        Ok(())
-    };
-    for p in &image {
-        add(p)?;
-    }
-    for p in &cfg.expose {
-        add(p)?;
-    }
-    for b in &cfg.ports {
-        add(&format!("{}/{}", b.container_port, b.proto.as_str()))?;
-    }
-    out.sort();
-    Ok(out.into_iter().map(|(_, s)| s).collect())
 }
 
 #[cfg(test)]
