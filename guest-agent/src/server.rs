@@ -201,7 +201,19 @@ pub fn serve_connection(engine: Arc<Engine>, mut conn: Box<dyn Conn>) {
                 return;
             }
             Request::CopyFrom { id: cid, path } => {
-                crate::engine::copy::copy_from(&engine, conn, id, &cid, &path);
+                match crate::engine::copy::source(&engine, &cid, &path) {
+                    Err(e) => {
+                        respond(&mut conn, Err(e.into()));
+                    }
+                    Ok(src) => {
+                        if respond(&mut conn, Ok(Response::Ready)) {
+                            // The client sees a short tar if this fails.
+                            let _ = src.send(&mut conn);
+                            let _ = conn.flush();
+                            conn.shutdown_write();
+                        }
+                    }
+                }
                 return;
             }
             Request::CopyTo {
@@ -209,7 +221,17 @@ pub fn serve_connection(engine: Arc<Engine>, mut conn: Box<dyn Conn>) {
                 path,
                 build,
             } => {
-                crate::engine::copy::copy_to(&engine, conn, id, &cid, &path, build);
+                match crate::engine::copy::target(&engine, &cid, &path, build) {
+                    Err(e) => {
+                        respond(&mut conn, Err(e.into()));
+                    }
+                    Ok(target) => {
+                        if respond(&mut conn, Ok(Response::Ready)) {
+                            let result = target.receive(&mut conn);
+                            respond(&mut conn, wire(result.map(|()| Response::Ok)));
+                        }
+                    }
+                }
                 return;
             }
             other => {

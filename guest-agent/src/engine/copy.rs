@@ -8,10 +8,8 @@ use super::files::ContainerPaths;
 use super::rootfs_path::secure_join;
 use super::shim;
 use super::Engine;
-use crate::engine::conn::Conn;
 use crate::engine::Error;
-use berth_protocol::frame::write_frame;
-use berth_protocol::{ApiError, ContainerStatus, Response, ResponseEnvelope};
+use berth_protocol::ContainerStatus;
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
@@ -65,45 +63,50 @@ fn open_root<'a>(engine: &'a Engine, key: &str) -> Result<RootGuard<'a>, Error> 
     })
 }
 
-/// A copy answers on the connection itself: this is its server edge, where
-/// an engine error becomes the wire error.
-fn reply(conn: &mut Box<dyn Conn>, id: u64, result: Result<Response, Error>) {
-    let result = result.map_err(ApiError::from);
-    let _ = write_frame(conn, &ResponseEnvelope { id, result });
+/// What [`source`] found to send: `path` (a file or a directory tree) in
+/// the container, to go out as a tar whose top entry is its base name.
+pub struct Source<'a> {
+    _root: RootGuard<'a>,
+    src: PathBuf,
+    name: PathBuf,
+    dir: bool,
 }
 
-/// Sends `path` (file or directory tree) as a tar whose top entry is its
-/// base name.
-pub fn copy_from(engine: &Engine, mut conn: Box<dyn Conn>, id: u64, key: &str, path: &str) {
-    let root = match open_root(engine, key) {
-        Ok(r) => r,
-        Err(e) => return reply(&mut conn, id, Err(e)),
-    };
+/// Resolves `path` in container `key` for `cp CONTAINER:PATH`; the caller
+/// answers `Ready` and then calls [`Source::send`].
+pub fn source<'a>(engine: &'a Engine, key: &str, path: &str) -> Result<Source<'a>, Error> {
+    let root = open_root(engine, key)?;
     let not_found = || Error::missing(format!("Could not find the file {path} in container {key}"));
     let Ok(src) = secure_join(&root.rootfs, Path::new(path)) else {
-        return reply(&mut conn, id, Err(not_found()));
+        return Err(not_found());
     };
     let Ok(meta) = std::fs::symlink_metadata(&src) else {
-        return reply(&mut conn, id, Err(not_found()));
+        return Err(not_found());
     };
     let name = Path::new(path)
         .file_name()
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."));
-    reply(&mut conn, id, Ok(Response::Ready));
-    let mut b = tar::Builder::new(&mut conn);
-    b.follow_symlinks(false);
-    let r = if meta.is_dir() {
-        b.append_dir_all(&name, &src)
-    } else {
-        b.append_path_with_name(&src, &name)
-    };
-    if r.is_ok() {
-        let _ = b.finish();
+    Ok(Source {
+        _root: root,
+        src,
+        name,
+        dir: meta.is_dir(),
+    })
+}
+
+impl Source<'_> {
+    /// Writes the tar to `w` (symlinks as links, never followed).
+    pub fn send(self, w: &mut dyn Write) -> std::io::Result<()> {
+        let mut b = tar::Builder::new(w);
+        b.follow_symlinks(false);
+        if self.dir {
+            b.append_dir_all(&self.name, &self.src)?;
+        } else {
+            b.append_path_with_name(&self.src, &self.name)?;
+        }
+        b.finish()
     }
-    drop(b);
-    let _ = conn.flush();
-    conn.shutdown_write();
 }
 
 /// Cleans a tar entry name into relative components; refuses `..` and
@@ -120,50 +123,63 @@ fn clean(name: &Path) -> Option<PathBuf> {
     Some(out)
 }
 
-/// Receives a tar and extracts it at `path` inside the container: into it
+/// Where [`target`] will extract a tar: `path` in the container, into it
 /// when it is a directory, else as that name (the tar's top entry renamed).
+pub struct Target<'a> {
+    root: RootGuard<'a>,
+    base: PathBuf,
+    rename: Option<PathBuf>,
+    build: bool,
+}
+
+/// Resolves `path` in container `key` for `cp SRC CONTAINER:PATH`; the
+/// caller answers `Ready` and then calls [`Target::receive`].
 ///
 /// In `build` mode (`COPY`/`ADD`) files get the owner in their headers and
 /// directories that already exist keep their mode and owner.
-pub fn copy_to(
-    engine: &Engine,
-    mut conn: Box<dyn Conn>,
-    id: u64,
+pub fn target<'a>(
+    engine: &'a Engine,
     key: &str,
     path: &str,
     build: bool,
-) {
-    let root = match open_root(engine, key) {
-        Ok(r) => r,
-        Err(e) => return reply(&mut conn, id, Err(e)),
-    };
-    let dest = match secure_join(&root.rootfs, Path::new(path)) {
-        Ok(d) => d,
-        Err(e) => return reply(&mut conn, id, Err(Error::malformed(e))),
-    };
+) -> Result<Target<'a>, Error> {
+    let root = open_root(engine, key)?;
+    let dest = secure_join(&root.rootfs, Path::new(path)).map_err(Error::malformed)?;
     let (base, rename) = if dest.is_dir() {
         (dest, None)
     } else if path.ends_with('/') && !build {
         // `cp FILE ctr:/dir/` where /dir is not a directory (docker's
         // ErrDirNotExists); the CLI strips the slash for a directory source.
-        return reply(&mut conn, id, Err(Error::invalid("no such directory")));
+        return Err(Error::invalid("no such directory"));
     } else {
         match (dest.parent(), dest.file_name()) {
             (Some(p), Some(n)) if p.is_dir() => (p.to_path_buf(), Some(PathBuf::from(n))),
             _ => {
-                return reply(
-                    &mut conn,
-                    id,
-                    Err(Error::missing(format!(
-                        "Could not find the file {path} in container {key}"
-                    ))),
-                )
+                return Err(Error::missing(format!(
+                    "Could not find the file {path} in container {key}"
+                )))
             }
         }
     };
-    reply(&mut conn, id, Ok(Response::Ready));
-    let result = extract(&mut conn, &root.rootfs, &base, rename.as_deref(), build);
-    reply(&mut conn, id, result.map(|_| Response::Ok));
+    Ok(Target {
+        root,
+        base,
+        rename,
+        build,
+    })
+}
+
+impl Target<'_> {
+    /// Reads a tar from `r` and extracts it; every entry is checked.
+    pub fn receive(self, r: &mut dyn Read) -> Result<(), Error> {
+        extract(
+            r,
+            &self.root.rootfs,
+            &self.base,
+            self.rename.as_deref(),
+            self.build,
+        )
+    }
 }
 
 fn extract(
