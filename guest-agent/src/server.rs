@@ -15,7 +15,7 @@ use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 
-pub use crate::engine::conn::Conn;
+pub use crate::conn::Conn;
 
 fn store_err(e: StoreError) -> ApiError {
     let kind = match &e {

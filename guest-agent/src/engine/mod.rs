@@ -2,7 +2,6 @@
 
 pub mod cgroup;
 pub mod commit;
-pub mod conn;
 pub mod containers;
 pub mod copy;
 pub mod decide;
