@@ -53,7 +53,7 @@ fn open_root<'a>(engine: &'a Engine, key: &str) -> Result<RootGuard<'a>, Error> 
     let paths = ContainerPaths::new(engine.layout(), &rec.id);
     let was = super::fsutil::is_mounted(&paths.rootfs);
     if !was {
-        shim::mount_rootfs(engine, &rec, &paths).map_err(Error::internal)?;
+        shim::mount_rootfs(engine, &rec, &paths)?;
     }
     Ok(RootGuard {
         engine,

@@ -45,6 +45,12 @@ impl StartError {
             message: message.into(),
         }
     }
+
+    /// An engine error before the process ran: its wire message, reported
+    /// as the engine's own failure (docker's 125).
+    pub fn from_engine(e: super::Error) -> StartError {
+        StartError::engine(e.message())
+    }
 }
 
 /// Where `inner` (an absolute path in the container) is found from the

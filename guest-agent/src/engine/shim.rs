@@ -15,7 +15,7 @@ use super::logs::{self, LogWriter};
 use super::net::{self, netns};
 use super::record::{boot_id, ContainerRecord, ExitState, RunState};
 use super::rootfs_path::secure_join;
-use super::{spec, user, Engine};
+use super::{spec, user, Engine, Error};
 use crate::layout::{read_json, write_json_atomic, Layout};
 use berth_protocol::mux::{self, Kind};
 use berth_protocol::ErrorKind;
@@ -103,21 +103,21 @@ pub fn mount_rootfs(
     engine: &Engine,
     rec: &ContainerRecord,
     p: &ContainerPaths,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     if is_mounted(&p.rootfs) {
         return Ok(());
     }
     let lowers = engine
         .images
         .lowerdirs(&rec.image_id)
-        .map_err(|e| e.to_string())?;
+        .map_err(Error::unexpected)?;
     for d in [&p.rootfs, &p.upper, &p.work] {
-        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        std::fs::create_dir_all(d).map_err(Error::io(d.display().to_string()))?;
     }
     let lower = if lowers.is_empty() {
         // An image without layers (FROM scratch + no files): an empty lower.
         let empty = p.dir.join(super::files::EMPTY_LOWER);
-        std::fs::create_dir_all(&empty).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&empty).map_err(Error::unexpected)?;
         empty.display().to_string()
     } else {
         lowers
@@ -138,7 +138,7 @@ pub fn mount_rootfs(
         nix::mount::MsFlags::empty(),
         Some(opts.as_str()),
     )
-    .map_err(|e| format!("mounting overlay root filesystem: {e}"))
+    .map_err(Error::failed("mounting overlay root filesystem"))
 }
 
 pub(super) fn report(ready: &mut Option<File>, r: &Readiness) {
@@ -305,9 +305,9 @@ fn start(
 ) -> Result<i32, StartError> {
     let layout = engine.layout();
     let mut phases = Phases::new(&rec.id);
-    mount_rootfs(engine, rec, paths).map_err(StartError::engine)?;
+    mount_rootfs(engine, rec, paths).map_err(StartError::from_engine)?;
     phases.mark("rootfs");
-    super::mounts::prepare_mounts(layout, rec, &paths.rootfs).map_err(StartError::engine)?;
+    super::mounts::prepare_mounts(layout, rec, &paths.rootfs).map_err(StartError::from_engine)?;
     let identity =
         user::resolve(&paths.rootfs, &rec.user).map_err(|e| StartError::engine(e.to_string()))?;
     let mut env = rec.env.clone();
