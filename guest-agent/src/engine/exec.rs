@@ -170,8 +170,7 @@ fn run_exec(
 ) -> Result<i32, StartError> {
     let c = &ex.config;
     let user_spec = c.user.clone().unwrap_or_else(|| rec.user.clone());
-    let identity =
-        user::resolve(&paths.rootfs, &user_spec).map_err(|e| StartError::engine(e.to_string()))?;
+    let identity = user::resolve(&paths.rootfs, &user_spec).map_err(Error::unexpected)?;
     let mut env = rec.env.clone();
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", identity.home));
@@ -192,8 +191,7 @@ fn run_exec(
         .clone()
         .filter(|w| !w.is_empty())
         .unwrap_or_else(|| rec.workdir.clone());
-    let host_cwd = secure_join(&paths.rootfs, Path::new(&cwd))
-        .map_err(|e| StartError::engine(e.to_string()))?;
+    let host_cwd = secure_join(&paths.rootfs, Path::new(&cwd)).map_err(Error::unexpected)?;
     if !host_cwd.is_dir() {
         return Err(StartError {
             kind: ErrorKind::Internal,
@@ -219,12 +217,11 @@ fn run_exec(
         super::security::seccomp_executor(&privileges, &mut process, &layout.seccomp_cache())
             .map_err(StartError::engine)?;
     let process_path = exec_dir(layout, &rec.id).join(format!("{}.process.json", ex.id));
-    write_json_atomic(&process_path, &process).map_err(|e| StartError::engine(e.to_string()))?;
+    write_json_atomic(&process_path, &process).map_err(Error::unexpected)?;
 
     let attach_path = exec_socket(layout, &ex.id);
     let _ = std::fs::remove_file(&attach_path);
-    let listener = UnixListener::bind(&attach_path)
-        .map_err(|e| StartError::engine(format!("attach socket: {e}")))?;
+    let listener = UnixListener::bind(&attach_path).map_err(Error::failed("attach socket"))?;
     let mut clients = Vec::new();
     if wait_attach {
         shim::report(ready, &Readiness::OK);
@@ -237,7 +234,7 @@ fn run_exec(
         libcontainer::syscall::syscall::SyscallType::Linux,
     )
     .with_root_path(layout.runtime())
-    .map_err(|e| StartError::engine(e.to_string()))?;
+    .map_err(Error::unexpected)?;
     let console = layout.sockets().join(format!("{}.x", &ex.id[..16]));
     let builder = match seccomp {
         Some(x) => builder.with_executor(x),
@@ -255,7 +252,7 @@ fn run_exec(
     // SAFETY: as above; the monitor itself must not die of SIGPIPE.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let _ = std::fs::remove_file(&process_path);
-    let pid = built.map_err(|e| StartError::engine(format!("exec failed: {e}")))?;
+    let pid = built.map_err(Error::failed("exec failed"))?;
     let stdio = plan.into_stdio()?;
     if !wait_attach {
         shim::report(ready, &Readiness::OK);

@@ -5,6 +5,7 @@
 //! how a monitor (shim, exec-shim) reports the start to the agent.
 
 use super::rootfs_path::secure_join;
+use super::Error;
 use berth_protocol::ErrorKind;
 use serde::{Deserialize, Serialize};
 use std::os::unix::fs::PermissionsExt;
@@ -48,8 +49,15 @@ impl StartError {
 
     /// An engine error before the process ran: its wire message, reported
     /// as the engine's own failure (docker's 125).
-    pub fn from_engine(e: super::Error) -> StartError {
+    pub fn from_engine(e: Error) -> StartError {
         StartError::engine(e.message())
+    }
+}
+
+/// `?` on an engine error in a monitor: [`StartError::from_engine`].
+impl From<Error> for StartError {
+    fn from(e: Error) -> StartError {
+        StartError::from_engine(e)
     }
 }
 
@@ -118,8 +126,7 @@ pub(super) fn check_executable(
         } else {
             Path::new(cwd).join(cmd)
         };
-        let host = locate_in_container(rootfs, mounts, &inner)
-            .map_err(|e| StartError::engine(e.to_string()))?;
+        let host = locate_in_container(rootfs, mounts, &inner).map_err(Error::unexpected)?;
         return match host.as_deref().and_then(is_exec) {
             Some(true) => Ok(()),
             Some(false) => Err(StartError {
@@ -142,7 +149,7 @@ pub(super) fn check_executable(
     let mut found_non_exec = false;
     for dir in path.split(':').filter(|d| !d.is_empty()) {
         let host = locate_in_container(rootfs, mounts, &Path::new(dir).join(cmd))
-            .map_err(|e| StartError::engine(e.to_string()))?;
+            .map_err(Error::unexpected)?;
         match host.as_deref().and_then(is_exec) {
             Some(true) => return Ok(()),
             Some(false) => found_non_exec = true,

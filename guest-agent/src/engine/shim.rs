@@ -305,21 +305,18 @@ fn start(
 ) -> Result<i32, StartError> {
     let layout = engine.layout();
     let mut phases = Phases::new(&rec.id);
-    mount_rootfs(engine, rec, paths).map_err(StartError::from_engine)?;
+    mount_rootfs(engine, rec, paths)?;
     phases.mark("rootfs");
-    super::mounts::prepare_mounts(layout, rec, &paths.rootfs).map_err(StartError::from_engine)?;
-    let identity =
-        user::resolve(&paths.rootfs, &rec.user).map_err(|e| StartError::engine(e.to_string()))?;
+    super::mounts::prepare_mounts(layout, rec, &paths.rootfs)?;
+    let identity = user::resolve(&paths.rootfs, &rec.user).map_err(Error::unexpected)?;
     let mut env = rec.env.clone();
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", identity.home));
     }
     // Docker creates a missing working directory.
-    let cwd = secure_join(&paths.rootfs, Path::new(&rec.workdir))
-        .map_err(|e| StartError::engine(e.to_string()))?;
+    let cwd = secure_join(&paths.rootfs, Path::new(&rec.workdir)).map_err(Error::unexpected)?;
     if !cwd.exists() {
-        std::fs::create_dir_all(&cwd)
-            .map_err(|e| StartError::engine(format!("creating working directory: {e}")))?;
+        std::fs::create_dir_all(&cwd).map_err(Error::failed("creating working directory"))?;
     }
     check_executable(&paths.rootfs, &rec.mounts, &rec.args, &env, &rec.workdir)?;
     phases.mark("user+cwd+exe");
@@ -328,12 +325,11 @@ fn start(
     let prepared = if mode == net::container::Mode::Host {
         None
     } else {
-        netns::create(&paths.netns)
-            .map_err(|e| StartError::engine(format!("creating network namespace: {e}")))?;
+        netns::create(&paths.netns).map_err(Error::failed("creating network namespace"))?;
         Some(net::container::prepare(engine, rec, &paths.netns).map_err(StartError::engine)?)
     };
     phases.mark("netns");
-    let etc = etc_files(engine, rec, paths, mode).map_err(|e| StartError::engine(e.to_string()))?;
+    let etc = etc_files(engine, rec, paths, mode).map_err(Error::unexpected)?;
     let etc_refs: Vec<(String, &Path)> =
         etc.iter().map(|(d, p)| (d.clone(), p.as_path())).collect();
     let swap_accounting = Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists();
@@ -345,7 +341,7 @@ fn start(
         Some(
             layout
                 .install_init_binary()
-                .map_err(|e| StartError::engine(format!("installing the --init binary: {e}")))?,
+                .map_err(Error::failed("installing the --init binary"))?,
         )
     } else {
         None
@@ -374,8 +370,7 @@ fn start(
         &layout.seccomp_cache(),
     )
     .map_err(StartError::engine)?;
-    write_json_atomic(&paths.bundle.join("config.json"), &spec_json)
-        .map_err(|e| StartError::engine(e.to_string()))?;
+    write_json_atomic(&paths.bundle.join("config.json"), &spec_json).map_err(Error::unexpected)?;
     phases.mark("spec");
 
     // Stale libcontainer state from a crashed run blocks a new create.
@@ -389,21 +384,20 @@ fn start(
 
     let attach_path = layout.attach_socket(&rec.id);
     let _ = std::fs::remove_file(&attach_path);
-    let listener = UnixListener::bind(&attach_path)
-        .map_err(|e| StartError::engine(format!("attach socket: {e}")))?;
+    let listener = UnixListener::bind(&attach_path).map_err(Error::failed("attach socket"))?;
 
     let builder = libcontainer::container::builder::ContainerBuilder::new(
         rec.id.clone(),
         libcontainer::syscall::syscall::SyscallType::Linux,
     )
     .with_root_path(layout.runtime())
-    .map_err(|e| StartError::engine(e.to_string()))?;
+    .map_err(Error::unexpected)?;
     // libcontainer also writes the init pid here; see below.
     let pid_file = paths.bundle.join("init.pid");
     let _ = std::fs::remove_file(&pid_file);
     let builder = builder
         .with_pid_file(Some(pid_file.clone()))
-        .map_err(|e| StartError::engine(e.to_string()))?;
+        .map_err(Error::unexpected)?;
     let builder = match seccomp {
         Some(x) => builder.with_executor(x),
         None => builder,
@@ -424,8 +418,7 @@ fn start(
         .build();
     // SAFETY: as above; the shim itself must not die of SIGPIPE.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-    let mut container =
-        built.map_err(|e| StartError::engine(format!("creating container: {e}")))?;
+    let mut container = built.map_err(Error::failed("creating container"))?;
     phases.mark("create");
     // In guests whose kernel is emulated (kvm_pvm) the state libcontainer
     // saves and reads straight back has been seen to come back without
@@ -585,8 +578,7 @@ pub(super) fn plan_stdio(
 ) -> Result<(Builder, StdioPlan), StartError> {
     if tty {
         let _ = std::fs::remove_file(console_path);
-        let l = UnixListener::bind(console_path)
-            .map_err(|e| StartError::engine(format!("console socket: {e}")))?;
+        let l = UnixListener::bind(console_path).map_err(Error::failed("console socket"))?;
         builder = builder.with_console_socket(Some(console_path));
         return Ok((
             builder,
@@ -597,14 +589,14 @@ pub(super) fn plan_stdio(
             },
         ));
     }
-    let (out_r, out_w) = pipe().map_err(|e| StartError::engine(e.to_string()))?;
-    let (err_r, err_w) = pipe().map_err(|e| StartError::engine(e.to_string()))?;
+    let (out_r, out_w) = pipe().map_err(Error::unexpected)?;
+    let (err_r, err_w) = pipe().map_err(Error::unexpected)?;
     let stdin_w = if open_stdin {
-        let (in_r, in_w) = pipe().map_err(|e| StartError::engine(e.to_string()))?;
+        let (in_r, in_w) = pipe().map_err(Error::unexpected)?;
         builder = builder.with_stdin(OwnedFd::from(in_r));
         Some(in_w)
     } else {
-        let null = File::open("/dev/null").map_err(|e| StartError::engine(e.to_string()))?;
+        let null = File::open("/dev/null").map_err(Error::unexpected)?;
         builder = builder.with_stdin(OwnedFd::from(null));
         None
     };
@@ -644,7 +636,7 @@ impl StdioPlan {
             let master = t
                 .join()
                 .map_err(|_| StartError::engine("terminal thread panicked"))?
-                .map_err(|e| StartError::engine(format!("receiving terminal: {e}")))?;
+                .map_err(Error::failed("receiving terminal"))?;
             return Ok(Stdio::Pty { master });
         }
         match (self.pipes, self.console) {
@@ -654,8 +646,7 @@ impl StdioPlan {
                 stderr,
             }),
             (None, Some(l)) => Ok(Stdio::Pty {
-                master: receive_pty_master(&l)
-                    .map_err(|e| StartError::engine(format!("receiving terminal: {e}")))?,
+                master: receive_pty_master(&l).map_err(Error::failed("receiving terminal"))?,
             }),
             (None, None) => Err(StartError::engine("no stdio plan")),
         }
