@@ -17,7 +17,6 @@ pub enum Object {
     Image,
     Network,
     Volume,
-    Exec,
 }
 
 /// Docker's message for a missing object of each kind.
@@ -27,7 +26,6 @@ fn missing(kind: Object, name: &str) -> String {
         Object::Image => format!("No such image: {name}"),
         Object::Network => format!("network {name} not found"),
         Object::Volume => format!("get {name}: no such volume"),
-        Object::Exec => format!("No such exec instance: {name}"),
     }
 }
 
@@ -228,11 +226,6 @@ mod tests {
                 Error::not_found(Object::Volume, "data"),
                 ErrorKind::NotFound,
                 "get data: no such volume".into(),
-            ),
-            (
-                Error::not_found(Object::Exec, "abc"),
-                ErrorKind::NotFound,
-                "No such exec instance: abc".into(),
             ),
             (
                 Error::Missing("no cached build step k".into()),
