@@ -44,10 +44,7 @@ use std::sync::Arc;
 /// nested under one that already exists.
 pub const ENGINE_ROOT: &str = "/var/lib/berth/engine";
 
-/// Where virtio-fs shares appear in the guest: a host directory `/x/y` is
-/// mounted at `/host_mnt/x/y` (Docker Desktop's layout), so bind mounts
-/// of host paths translate by prefixing.
-pub const HOST_MNT: &str = "/host_mnt";
+pub use crate::engine::share_watch::HOST_MNT;
 
 /// One `berth.shares=` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]

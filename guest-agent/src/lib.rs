@@ -9,6 +9,8 @@
 #[cfg(target_os = "linux")]
 pub mod children;
 #[cfg(target_os = "linux")]
+pub mod conn;
+#[cfg(target_os = "linux")]
 pub mod engine;
 #[cfg(target_os = "linux")]
 pub mod events;

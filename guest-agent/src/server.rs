@@ -15,7 +15,7 @@ use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 
-pub use crate::engine::conn::Conn;
+pub use crate::conn::Conn;
 
 fn store_err(e: StoreError) -> ApiError {
     let kind = match &e {
@@ -175,7 +175,7 @@ pub fn serve_connection(engine: Arc<Engine>, mut conn: Box<dyn Conn>) {
                         &cid,
                     ),
                     Err(e) => {
-                        respond(&mut conn, Err(e));
+                        respond(&mut conn, Err(e.into()));
                     }
                 }
                 return;
@@ -201,7 +201,19 @@ pub fn serve_connection(engine: Arc<Engine>, mut conn: Box<dyn Conn>) {
                 return;
             }
             Request::CopyFrom { id: cid, path } => {
-                crate::engine::copy::copy_from(&engine, conn, id, &cid, &path);
+                match crate::engine::copy::source(&engine, &cid, &path) {
+                    Err(e) => {
+                        respond(&mut conn, Err(e.into()));
+                    }
+                    Ok(src) => {
+                        if respond(&mut conn, Ok(Response::Ready)) {
+                            // The client sees a short tar if this fails.
+                            let _ = src.send(&mut conn);
+                            let _ = conn.flush();
+                            conn.shutdown_write();
+                        }
+                    }
+                }
                 return;
             }
             Request::CopyTo {
@@ -209,7 +221,17 @@ pub fn serve_connection(engine: Arc<Engine>, mut conn: Box<dyn Conn>) {
                 path,
                 build,
             } => {
-                crate::engine::copy::copy_to(&engine, conn, id, &cid, &path, build);
+                match crate::engine::copy::target(&engine, &cid, &path, build) {
+                    Err(e) => {
+                        respond(&mut conn, Err(e.into()));
+                    }
+                    Ok(target) => {
+                        if respond(&mut conn, Ok(Response::Ready)) {
+                            let result = target.receive(&mut conn);
+                            respond(&mut conn, wire(result.map(|()| Response::Ok)));
+                        }
+                    }
+                }
                 return;
             }
             other => {
@@ -220,6 +242,12 @@ pub fn serve_connection(engine: Arc<Engine>, mut conn: Box<dyn Conn>) {
             }
         }
     }
+}
+
+/// The server edge: an engine error becomes the wire error here (one
+/// conversion, `From<engine::Error> for ApiError`).
+fn wire<T>(r: Result<T, crate::engine::Error>) -> Result<T, ApiError> {
+    r.map_err(ApiError::from)
 }
 
 fn handle(engine: &Engine, req: Request) -> Result<Response, ApiError> {
@@ -260,22 +288,25 @@ fn handle(engine: &Engine, req: Request) -> Result<Response, ApiError> {
             .remove(&reference, force, &|id| c.uses_image(id))
             .map(Response::Removed)
             .map_err(store_err),
-        Request::ContainerCreate(cfg) => c
-            .create(&engine.images, *cfg)
-            .map(|(id, warnings)| Response::Created { id, warnings }),
-        Request::ContainerStart { id } => c.start(&id, false).map(|_| Response::Ok),
-        Request::ContainerRestart { id, timeout } => c
-            .restart(&engine.images, &id, timeout)
-            .map(|_| Response::Ok),
-        Request::ContainerWait { id } => c.wait(&id).map(|code| Response::Exited { code }),
+        Request::ContainerCreate(cfg) => wire(
+            c.create(&engine.images, *cfg)
+                .map(|(id, warnings)| Response::Created { id, warnings }),
+        ),
+        Request::ContainerStart { id } => wire(c.start(&id, false).map(|_| Response::Ok)),
+        Request::ContainerRestart { id, timeout } => wire(
+            c.restart(&engine.images, &id, timeout)
+                .map(|_| Response::Ok),
+        ),
+        Request::ContainerWait { id } => wire(c.wait(&id).map(|code| Response::Exited { code })),
         Request::ContainerList { all } => Ok(Response::Containers(c.list(all))),
         Request::ContainerInspect { id } => {
-            c.inspect(&id).map(|d| Response::Container(Box::new(d)))
+            wire(c.inspect(&id).map(|d| Response::Container(Box::new(d))))
         }
-        Request::ContainerKill { id, signal } => c.kill(&id, signal).map(|_| Response::Ok),
-        Request::ContainerRemove { id, force, volumes } => c
-            .remove(&id, force, volumes)
-            .map(|id| Response::Removed(vec![id])),
+        Request::ContainerKill { id, signal } => wire(c.kill(&id, signal).map(|_| Response::Ok)),
+        Request::ContainerRemove { id, force, volumes } => wire(
+            c.remove(&id, force, volumes)
+                .map(|id| Response::Removed(vec![id])),
+        ),
         Request::Shutdown => {
             if std::process::id() != 1 {
                 return Err(ApiError::new(
@@ -289,41 +320,43 @@ fn handle(engine: &Engine, req: Request) -> Result<Response, ApiError> {
             });
             Ok(Response::Ok)
         }
-        Request::ContainerStop { id, timeout } => c
-            .stop(&engine.images, &id, timeout)
-            .map(|id| Response::Removed(vec![id])),
+        Request::ContainerStop { id, timeout } => wire(
+            c.stop(&engine.images, &id, timeout)
+                .map(|id| Response::Removed(vec![id])),
+        ),
         Request::Exec { id, config, .. } => {
-            c.exec(&id, config, false).map(|id| Response::Created {
+            wire(c.exec(&id, config, false).map(|id| Response::Created {
                 id,
                 warnings: Vec::new(),
-            })
+            }))
         }
-        Request::ContainerRename { id, name } => c.rename(&id, &name).map(|_| Response::Ok),
-        Request::ContainerPause { id } => c.pause(&id).map(|_| Response::Ok),
-        Request::ContainerUnpause { id } => c.unpause(&id).map(|_| Response::Ok),
-        Request::ContainerTop { id } => c.top(&id).map(Response::Top),
+        Request::ContainerRename { id, name } => wire(c.rename(&id, &name).map(|_| Response::Ok)),
+        Request::ContainerPause { id } => wire(c.pause(&id).map(|_| Response::Ok)),
+        Request::ContainerUnpause { id } => wire(c.unpause(&id).map(|_| Response::Ok)),
+        Request::ContainerTop { id } => wire(c.top(&id).map(Response::Top)),
         Request::ContainerChanges { id } => {
-            crate::engine::commit::changes(engine, &id).map(Response::Changes)
+            wire(crate::engine::commit::changes(engine, &id).map(Response::Changes))
         }
-        Request::ContainerStats { id } => c.stats(&id).map(Response::Stats),
+        Request::ContainerStats { id } => wire(c.stats(&id).map(Response::Stats)),
         Request::ContainerUpdate {
             id,
             memory,
             nano_cpus,
             pids_limit,
             restart,
-        } => c
-            .update(&id, memory, nano_cpus, pids_limit, restart)
-            .map(|_| Response::Ok),
+        } => wire(
+            c.update(&id, memory, nano_cpus, pids_limit, restart)
+                .map(|_| Response::Ok),
+        ),
         Request::ContainerPrune => Ok(Response::Removed(c.prune())),
         Request::ContainerCommit(opts) => {
-            crate::engine::commit::commit(engine, &opts).map(Response::Image)
+            wire(crate::engine::commit::commit(engine, &opts).map(Response::Image))
         }
         Request::ImageDerive(opts) => {
-            crate::engine::commit::derive(engine, &opts).map(Response::Image)
+            wire(crate::engine::commit::derive(engine, &opts).map(Response::Image))
         }
         Request::BuildCacheGet { key } => {
-            crate::engine::commit::cache_get(engine, &key).map(Response::Image)
+            wire(crate::engine::commit::cache_get(engine, &key).map(Response::Image))
         }
         Request::CloneInit {
             unix_time_ns,
@@ -337,13 +370,14 @@ fn handle(engine: &Engine, req: Request) -> Result<Response, ApiError> {
             driver,
             labels,
             options,
-        } => c
-            .volume_create(name.as_deref(), driver.as_deref(), &labels, &options)
-            .map(Response::Volume),
+        } => wire(
+            c.volume_create(name.as_deref(), driver.as_deref(), &labels, &options)
+                .map(Response::Volume),
+        ),
         Request::VolumeList => Ok(Response::Volumes(c.volume_list())),
-        Request::VolumeInspect { name } => c.volume_inspect(&name).map(Response::Volume),
+        Request::VolumeInspect { name } => wire(c.volume_inspect(&name).map(Response::Volume)),
         Request::VolumeRemove { name, force } => {
-            c.volume_remove(&name, force).map(|()| Response::Ok)
+            wire(c.volume_remove(&name, force).map(|()| Response::Ok))
         }
         Request::VolumePrune { all } => {
             let (names, reclaimed) = c.volume_prune(all);
@@ -357,8 +391,8 @@ fn handle(engine: &Engine, req: Request) -> Result<Response, ApiError> {
             internal,
             labels,
             options,
-        } => c
-            .network_create(&crate::engine::net::store::NetworkSpec {
+        } => wire(
+            c.network_create(&crate::engine::net::store::NetworkSpec {
                 name: &name,
                 driver: driver.as_deref(),
                 subnet: subnet.as_deref(),
@@ -368,9 +402,10 @@ fn handle(engine: &Engine, req: Request) -> Result<Response, ApiError> {
                 options: &options,
             })
             .map(Response::Network),
-        Request::NetworkList => c.network_list().map(Response::Networks),
-        Request::NetworkInspect { name } => c.network_inspect(&name).map(Response::Network),
-        Request::NetworkRemove { name } => c.network_remove(&name).map(|_| Response::Ok),
+        ),
+        Request::NetworkList => wire(c.network_list().map(Response::Networks)),
+        Request::NetworkInspect { name } => wire(c.network_inspect(&name).map(Response::Network)),
+        Request::NetworkRemove { name } => wire(c.network_remove(&name).map(|_| Response::Ok)),
         Request::NetworkPrune => Ok(Response::NetworksPruned {
             names: c.network_prune(),
         }),
@@ -379,17 +414,19 @@ fn handle(engine: &Engine, req: Request) -> Result<Response, ApiError> {
             container,
             aliases,
             ipv4_address,
-        } => c
-            .network_connect(&network, &container, &aliases, ipv4_address.as_deref())
-            .map(|()| Response::Ok),
+        } => wire(
+            c.network_connect(&network, &container, &aliases, ipv4_address.as_deref())
+                .map(|()| Response::Ok),
+        ),
         Request::NetworkDisconnect {
             network,
             container,
             force,
-        } => c
-            .network_disconnect(&network, &container, force)
-            .map(|()| Response::Ok),
-        Request::ContainerPorts { id } => c.ports(&id).map(Response::Ports),
+        } => wire(
+            c.network_disconnect(&network, &container, force)
+                .map(|()| Response::Ok),
+        ),
+        Request::ContainerPorts { id } => wire(c.ports(&id).map(Response::Ports)),
         Request::PublishedPorts => Ok(Response::Ports(
             c.list(false)
                 .iter()
@@ -461,12 +498,12 @@ fn attach(
     };
     let rec = match engine.containers.resolve(key) {
         Ok(r) => r,
-        Err(e) => return fail(&mut conn, e),
+        Err(e) => return fail(&mut conn, e.into()),
     };
     crate::engine::events::container(engine.layout().root(), &rec, "attach", &[]);
     if start {
         if let Err(e) = engine.containers.start(&rec.id, true) {
-            return fail(&mut conn, e);
+            return fail(&mut conn, e.into());
         }
     }
     let sock = engine.layout().attach_socket(&rec.id);
@@ -536,7 +573,13 @@ fn logs(engine: &Engine, mut conn: Box<dyn Conn>, id: u64, o: berth_protocol::Lo
     let rec = match engine.containers.resolve(&o.id) {
         Ok(r) => r,
         Err(e) => {
-            let _ = write_frame(&mut conn, &ResponseEnvelope { id, result: Err(e) });
+            let _ = write_frame(
+                &mut conn,
+                &ResponseEnvelope {
+                    id,
+                    result: Err(e.into()),
+                },
+            );
             return;
         }
     };

@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 
 use berth_protocol::{ChangeKind, FileChange};
 
+use super::fsutil::overlay_opaque as opaque;
+
 /// The most entries one report lists; a bigger upper directory is cut
 /// there (the walk is bounded whatever a container wrote).
 pub const MAX_CHANGES: usize = 1_000_000;
@@ -130,12 +132,6 @@ fn lower_meta(layer: &Path, rel: &Path) -> Option<std::fs::Metadata> {
         }
     }
     None
-}
-
-fn opaque(p: &Path) -> bool {
-    ["trusted.overlay.opaque", "user.overlay.opaque"]
-        .iter()
-        .any(|n| matches!(super::commit::xattr_get(p, n), Ok(Some(v)) if v == b"y"))
 }
 
 #[cfg(test)]

@@ -3,12 +3,11 @@
 //! directories `.wh..wh..opq` — and stores a new image whose config is the
 //! container's configuration with the requested changes applied.
 
-use super::containers::{err, internal};
 use super::files::ContainerPaths;
+use super::fsutil::overlay_opaque as opaque;
 use super::Engine;
-use berth_protocol::{
-    ApiError, CommitOptions, ContainerStatus, DeriveOptions, ErrorKind, ImageCommit, LayerRef,
-};
+use crate::engine::Error;
+use berth_protocol::{CommitOptions, ContainerStatus, DeriveOptions, ImageCommit, LayerRef};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -43,36 +42,6 @@ impl<W: Write> Write for Hashing<W> {
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
     }
-}
-
-fn opaque(p: &Path) -> bool {
-    for name in ["trusted.overlay.opaque", "user.overlay.opaque"] {
-        if let Ok(Some(v)) = xattr_get(p, name) {
-            if v == b"y" {
-                return true;
-            }
-        }
-    }
-    false
-}
-
-pub(super) fn xattr_get(p: &Path, name: &str) -> std::io::Result<Option<Vec<u8>>> {
-    use std::os::unix::ffi::OsStrExt;
-    let cp = std::ffi::CString::new(p.as_os_str().as_bytes())?;
-    let cn = std::ffi::CString::new(name)?;
-    let mut buf = vec![0u8; 256];
-    // SAFETY: both strings are NUL-terminated, the buffer is valid for its length.
-    let n =
-        unsafe { libc::lgetxattr(cp.as_ptr(), cn.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        let e = std::io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(libc::ENODATA) | Some(libc::ENOTSUP) => Ok(None),
-            _ => Err(e),
-        };
-    }
-    buf.truncate(n as usize);
-    Ok(Some(buf))
 }
 
 fn header_for(m: &std::fs::Metadata) -> tar::Header {
@@ -269,16 +238,13 @@ pub fn apply_changes(cfg: &mut Value, changes: &[String]) -> Result<(), String> 
     Ok(())
 }
 
-pub fn commit(
-    engine: &Engine,
-    o: &CommitOptions,
-) -> Result<berth_protocol::ImageSummary, ApiError> {
+pub fn commit(engine: &Engine, o: &CommitOptions) -> Result<berth_protocol::ImageSummary, Error> {
     let c = &engine.containers;
     let rec = c.resolve(&o.id)?;
     let (_, mut config) = engine
         .images
         .read_config(&rec.image_id)
-        .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
+        .map_err(Error::unexpected)?;
 
     // The new config: the container's settings, then the changes.
     let mut run = config.get("config").cloned().unwrap_or_else(|| json!({}));
@@ -316,7 +282,7 @@ pub fn commit(
     if let Some(h) = &rec.config.healthcheck {
         run["Healthcheck"] = json!(h);
     }
-    apply_changes(&mut run, &o.changes).map_err(|e| err(ErrorKind::InvalidArgument, e))?;
+    apply_changes(&mut run, &o.changes).map_err(Error::invalid)?;
     config["config"] = run;
     if let Some(a) = &o.author {
         config["author"] = json!(a);
@@ -348,69 +314,51 @@ pub fn commit(
 }
 
 /// What container `key` changed in its filesystem (`diff`).
-pub fn changes(engine: &Engine, key: &str) -> Result<Vec<berth_protocol::FileChange>, ApiError> {
+pub fn changes(engine: &Engine, key: &str) -> Result<Vec<berth_protocol::FileChange>, Error> {
     let rec = engine.containers.resolve(key)?;
     let lowers = engine
         .images
         .lowerdirs(&rec.image_id)
-        .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
+        .map_err(Error::unexpected)?;
     let paths = ContainerPaths::new(engine.layout(), &rec.id);
     if !paths.upper.exists() {
         // Never started: nothing changed yet.
         return Ok(Vec::new());
     }
-    super::changes::changes(&paths.upper, &lowers, ENGINE_FILES).map_err(|e| {
-        internal(format!(
-            "reading the changes of container {}: {e}",
-            rec.name
-        ))
-    })
+    super::changes::changes(&paths.upper, &lowers, ENGINE_FILES).map_err(Error::io(format!(
+        "reading the changes of container {}",
+        rec.name
+    )))
 }
 
 /// A build step's image (`ImageDerive`).
-pub fn derive(
-    engine: &Engine,
-    o: &DeriveOptions,
-) -> Result<berth_protocol::ImageSummary, ApiError> {
+pub fn derive(engine: &Engine, o: &DeriveOptions) -> Result<berth_protocol::ImageSummary, Error> {
     if let Some(k) = &o.cache_key {
         cache_path(engine, k)?;
     }
     if !o.config.is_object() {
-        return Err(err(
-            ErrorKind::InvalidArgument,
+        return Err(Error::invalid(
             "the image's run configuration must be a JSON object",
         ));
     }
     let parent = match &o.parent {
-        Some(p) => Some(
-            engine
-                .images
-                .resolve(p)
-                .map_err(|e| err(ErrorKind::NotFound, e.to_string()))?,
-        ),
+        Some(p) => Some(engine.images.resolve(p).map_err(Error::missing_because)?),
         None => None,
     };
     let container = match &o.container {
         Some(k) => {
             let rec = engine.containers.resolve(k)?;
             if parent.as_deref() != Some(rec.image_id.as_str()) {
-                return Err(err(
-                    ErrorKind::InvalidArgument,
-                    format!("container {k} was not created from the parent image"),
-                ));
+                return Err(Error::invalid(format!(
+                    "container {k} was not created from the parent image"
+                )));
             }
             Some(rec.id)
         }
         None => None,
     };
     let mut config = match &parent {
-        Some(p) => {
-            engine
-                .images
-                .read_config(p)
-                .map_err(|e| err(ErrorKind::Internal, e.to_string()))?
-                .1
-        }
+        Some(p) => engine.images.read_config(p).map_err(Error::unexpected)?.1,
         None => json!({
             "architecture": oci_arch(),
             "os": "linux",
@@ -444,31 +392,28 @@ pub fn derive(
     if let Some(k) = &o.cache_key {
         let path = cache_path(engine, k)?;
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(internal)?;
+            std::fs::create_dir_all(dir).map_err(Error::unexpected)?;
         }
         // A cache entry lost in a crash is only a miss: no fsync (each costs
         // a journal commit, seconds in an emulated guest).
         let tmp = path.with_extension(format!("tmp-{}", crate::layout::random_hex(4)));
-        std::fs::write(&tmp, summary.id.as_bytes()).map_err(internal)?;
-        std::fs::rename(&tmp, &path).map_err(internal)?;
+        std::fs::write(&tmp, summary.id.as_bytes()).map_err(Error::unexpected)?;
+        std::fs::rename(&tmp, &path).map_err(Error::unexpected)?;
     }
     Ok(summary)
 }
 
 /// The image a build step with this cache key made, if it still exists.
-pub fn cache_get(engine: &Engine, key: &str) -> Result<berth_protocol::ImageSummary, ApiError> {
+pub fn cache_get(engine: &Engine, key: &str) -> Result<berth_protocol::ImageSummary, Error> {
     let path = cache_path(engine, key)?;
-    let miss = || err(ErrorKind::NotFound, format!("no cached build step {key}"));
+    let miss = || Error::missing(format!("no cached build step {key}"));
     let id = std::fs::read_to_string(&path).map_err(|_| miss())?;
     engine.images.summary(id.trim()).map_err(|_| miss())
 }
 
-fn cache_path(engine: &Engine, key: &str) -> Result<std::path::PathBuf, ApiError> {
+fn cache_path(engine: &Engine, key: &str) -> Result<std::path::PathBuf, Error> {
     if key.len() != 64 || !key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return Err(err(
-            ErrorKind::InvalidArgument,
-            format!("invalid build cache key {key:?}"),
-        ));
+        return Err(Error::invalid(format!("invalid build cache key {key:?}")));
     }
     Ok(engine.layout().root().join("build-cache").join(key))
 }
@@ -497,7 +442,7 @@ struct NewImage<'a> {
 }
 
 /// Stores the layer (if any) and config of a new image and records it.
-fn store_image(engine: &Engine, n: NewImage<'_>) -> Result<berth_protocol::ImageSummary, ApiError> {
+fn store_image(engine: &Engine, n: NewImage<'_>) -> Result<berth_protocol::ImageSummary, Error> {
     let NewImage {
         parent,
         mut config,
@@ -511,22 +456,25 @@ fn store_image(engine: &Engine, n: NewImage<'_>) -> Result<berth_protocol::Image
             engine
                 .images
                 .record(p)
-                .map_err(|e| err(ErrorKind::NotFound, e.to_string()))?
+                .map_err(Error::missing_because)?
                 .layers
         }
         None => Vec::new(),
     };
-    let tmp = engine.layout().temp_dir("commit").map_err(internal)?;
+    let tmp = engine
+        .layout()
+        .temp_dir("commit")
+        .map_err(Error::unexpected)?;
     let result = (|| {
-        let store_blob = |digest: &str, size: u64, path: &Path| -> Result<(), ApiError> {
+        let store_blob = |digest: &str, size: u64, path: &Path| -> Result<(), Error> {
             if engine.images.has_blob(digest) {
                 return Ok(());
             }
-            let mut f = File::open(path).map_err(internal)?;
+            let mut f = File::open(path).map_err(Error::unexpected)?;
             engine
                 .images
                 .put_blob(digest, size, &mut f)
-                .map_err(|e| err(ErrorKind::Internal, e.to_string()))
+                .map_err(Error::unexpected)
         };
         let mut layers: Vec<LayerRef> = base_layers
             .iter()
@@ -545,8 +493,8 @@ fn store_image(engine: &Engine, n: NewImage<'_>) -> Result<berth_protocol::Image
         if let Some(id) = container {
             let paths = ContainerPaths::new(engine.layout(), id);
             let tar_path = tmp.join("layer.tar");
-            let (hex, size, entries) = diff_tar(&paths.upper, &tar_path)
-                .map_err(|e| err(ErrorKind::Internal, format!("commit: {e}")))?;
+            let (hex, size, entries) =
+                diff_tar(&paths.upper, &tar_path).map_err(Error::failed("commit"))?;
             if entries > 0 || !skip_empty_layer {
                 let digest = format!("sha256:{hex}");
                 store_blob(&digest, size, &tar_path)?;
@@ -571,10 +519,10 @@ fn store_image(engine: &Engine, n: NewImage<'_>) -> Result<berth_protocol::Image
                 None => config["history"] = json!([history]),
             }
         }
-        let bytes = serde_json::to_vec(&config).map_err(internal)?;
+        let bytes = serde_json::to_vec(&config).map_err(Error::unexpected)?;
         let config_digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
         let cfg_path = tmp.join("config.json");
-        std::fs::write(&cfg_path, &bytes).map_err(internal)?;
+        std::fs::write(&cfg_path, &bytes).map_err(Error::unexpected)?;
         store_blob(&config_digest, bytes.len() as u64, &cfg_path)?;
         engine
             .images
@@ -587,7 +535,7 @@ fn store_image(engine: &Engine, n: NewImage<'_>) -> Result<berth_protocol::Image
                 },
                 parent,
             )
-            .map_err(|e| err(ErrorKind::InvalidArgument, e.to_string()))
+            .map_err(Error::malformed)
     })();
     let _ = std::fs::remove_dir_all(&tmp);
     result

@@ -4,13 +4,13 @@
 
 use super::files::ContainerPaths;
 use super::fsutil::{is_mounted, remove_tree_same_fs};
+use super::launch::Readiness;
 use super::record::{boot_id, merge_env, resolve_args, ContainerRecord, ExitState, RunState};
-use super::shim::Readiness;
+use super::{Error, Object};
 use crate::layout::{random_hex, read_json, write_json_atomic, Layout};
 use crate::store::ImageStore;
 use berth_protocol::{
-    ApiError, ContainerConfig, ContainerDetails, ContainerStatus, ContainerSummary, ErrorKind,
-    HealthConfig,
+    ContainerConfig, ContainerDetails, ContainerStatus, ContainerSummary, ErrorKind, HealthConfig,
 };
 use std::io::BufRead;
 use std::os::fd::AsRawFd;
@@ -31,14 +31,6 @@ pub struct ContainerStore {
     /// a container stopped: a user stop that races a policy restart either
     /// comes first (no restart) or waits and then stops the new run.
     pub(super) policy_gate: Mutex<()>,
-}
-
-pub(super) fn err(kind: ErrorKind, msg: impl Into<String>) -> ApiError {
-    ApiError::new(kind, msg)
-}
-
-pub(super) fn internal(e: impl std::fmt::Display) -> ApiError {
-    err(ErrorKind::Internal, e.to_string())
 }
 
 const ADJECTIVES: &[&str] = &[
@@ -103,7 +95,7 @@ impl ContainerStore {
     }
 
     /// Resolves a name, full id or unique id prefix.
-    pub fn resolve(&self, key: &str) -> Result<ContainerRecord, ApiError> {
+    pub fn resolve(&self, key: &str) -> Result<ContainerRecord, Error> {
         let key = key.trim_start_matches('/');
         let recs = self.records();
         if let Some(r) = recs.iter().find(|r| r.id == key || r.name == key) {
@@ -116,14 +108,10 @@ impl ContainerStore {
         };
         match m.len() {
             1 => Ok(m[0].clone()),
-            0 => Err(err(
-                ErrorKind::NotFound,
-                format!("No such container: {key}"),
-            )),
-            _ => Err(err(
-                ErrorKind::Conflict,
-                format!("multiple containers match id prefix {key:?}"),
-            )),
+            0 => Err(Error::not_found(Object::Container, key)),
+            _ => Err(Error::conflict(format!(
+                "multiple containers match id prefix {key:?}"
+            ))),
         }
     }
 
@@ -140,23 +128,20 @@ impl ContainerStore {
         &self,
         images: &ImageStore,
         cfg: ContainerConfig,
-    ) -> Result<(String, Vec<String>), ApiError> {
+    ) -> Result<(String, Vec<String>), Error> {
         // As docker's daemon: the host settings are checked before the image.
         validate_host_config(&cfg, cpu_count())?;
         let image_id = images.resolve(&cfg.image).map_err(|e| match e {
-            crate::store::StoreError::NoSuchImage(_) => {
-                err(ErrorKind::NotFound, format!("No such image: {}", cfg.image))
-            }
-            other => err(ErrorKind::InvalidArgument, other.to_string()),
+            crate::store::StoreError::NoSuchImage(_) => Error::not_found(Object::Image, &cfg.image),
+            other => Error::malformed(other),
         })?;
-        let image_cfg = images.config(&image_id).map_err(internal)?;
+        let image_cfg = images.config(&image_id).map_err(Error::unexpected)?;
         let run = image_cfg.config.clone().unwrap_or_default();
         for e in &cfg.env {
             if e.is_empty() || e.starts_with('=') || e.contains('\0') {
-                return Err(err(
-                    ErrorKind::InvalidArgument,
-                    format!("invalid environment variable: {e:?}"),
-                ));
+                return Err(Error::invalid(format!(
+                    "invalid environment variable: {e:?}"
+                )));
             }
         }
         // A bare NAME (unset where the client ran) removes NAME, as in
@@ -169,7 +154,7 @@ impl ContainerStore {
             cfg.cmd.as_deref(),
         );
         if args.is_empty() {
-            return Err(err(ErrorKind::InvalidArgument, "no command specified"));
+            return Err(Error::invalid("no command specified"));
         }
         let workdir = cfg
             .workdir
@@ -178,12 +163,9 @@ impl ContainerStore {
             .or(run.working_dir.clone().filter(|w| !w.is_empty()))
             .unwrap_or_else(|| "/".into());
         if !workdir.starts_with('/') {
-            return Err(err(
-                ErrorKind::InvalidArgument,
-                format!(
-                    "the working directory '{workdir}' is invalid, it needs to be an absolute path"
-                ),
-            ));
+            return Err(Error::invalid(format!(
+                "the working directory '{workdir}' is invalid, it needs to be an absolute path"
+            )));
         }
         let user = cfg.user.clone().or(run.user.clone()).unwrap_or_default();
         // docker's merge: unset healthcheck fields come from the image.
@@ -202,12 +184,12 @@ impl ContainerStore {
         let name = match &cfg.name {
             Some(n) => {
                 if !valid_name(n) {
-                    return Err(err(ErrorKind::InvalidArgument, format!("Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed.")));
+                    return Err(Error::invalid(format!(
+                        "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed."
+                    )));
                 }
                 if let Some(other) = self.records().iter().find(|r| r.name == *n) {
-                    return Err(err(
-                        ErrorKind::Conflict,
-                        format!("Conflict. The container name \"/{n}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.", other.id),
+                    return Err(Error::conflict(format!("Conflict. The container name \"/{n}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.", other.id),
                     ));
                 }
                 n.clone()
@@ -235,10 +217,7 @@ impl ContainerStore {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
         {
-            return Err(err(
-                ErrorKind::InvalidArgument,
-                format!("invalid hostname {hostname:?}"),
-            ));
+            return Err(Error::invalid(format!("invalid hostname {hostname:?}")));
         }
         let env = merge_env(
             run.env.as_deref().unwrap_or_default(),
@@ -251,7 +230,7 @@ impl ContainerStore {
             .as_ref()
             .map(|v| v.keys().cloned().collect())
             .unwrap_or_default();
-        let exposed_ports = super::net::store::exposed_ports(
+        let exposed_ports = super::ports::exposed_ports(
             run.exposed_ports
                 .as_ref()
                 .map(|m| m.keys().cloned().collect::<Vec<_>>())
@@ -294,7 +273,7 @@ impl ContainerStore {
                     let _ = self.volume_delete_locked(n);
                 }
             }
-            return Err(internal(e));
+            return Err(Error::unexpected(e));
         }
         super::events::container(self.layout.root(), &rec, "create", &[]);
         Ok((id, Vec::new()))
@@ -362,7 +341,7 @@ impl ContainerStore {
             .collect()
     }
 
-    pub fn inspect(&self, key: &str) -> Result<ContainerDetails, ApiError> {
+    pub fn inspect(&self, key: &str) -> Result<ContainerDetails, Error> {
         let r = self.resolve(key)?;
         let (_, run, _) = self.status(&r.id);
         let summary = self.summary(&r);
@@ -390,7 +369,7 @@ impl ContainerStore {
 
     /// Starts the container's shim; returns once the container runs (or,
     /// with `wait_attach`, is created and waits for its first attach).
-    pub fn start(&self, key: &str, wait_attach: bool) -> Result<String, ApiError> {
+    pub fn start(&self, key: &str, wait_attach: bool) -> Result<String, Error> {
         let r = self.resolve(key)?;
         let (status, run, _) = self.status(&r.id);
         match (status, &run) {
@@ -401,8 +380,7 @@ impl ContainerStore {
             // `start -a` then attaches to it).
             (ContainerStatus::Running, _) => return Ok(r.id),
             (ContainerStatus::Paused, _) => {
-                return Err(err(
-                    ErrorKind::Conflict,
+                return Err(Error::conflict(
                     "cannot start a paused container, try unpause instead",
                 ))
             }
@@ -427,7 +405,7 @@ impl ContainerStore {
             .container(&r.id)
             .join(super::files::START_ATTEMPTED);
         let _ = std::fs::remove_file(&attempted);
-        let spawn = || spawn_monitor(self.layout.root(), &args, &log, "container shim");
+        let spawn = || spawn_monitor(self.layout.root(), &args, &log, SHIM);
         match spawn() {
             // In emulated guests (kvm_pvm hosts only) a shim has been seen
             // to die right after creating the container, under load. The
@@ -437,13 +415,13 @@ impl ContainerStore {
             // the user's process to start (it marks that first). Elsewhere
             // a shim that dies is a bug and is reported as it is.
             Err(e)
-                if e.message.starts_with(SHIM_DIED)
+                if matches!(&e, Error::MonitorDied { what, .. } if what == SHIM)
                     && crate::quirks::Quirks::detect().emulated_kernel
                     && !attempted.exists() =>
             {
                 eprintln!(
                     "berth-agent: container {}: {}; starting it once more (emulated-kernel workaround)",
-                    r.id, e.message
+                    r.id, e
                 );
                 crate::quirks::record(self.layout.root(), crate::quirks::SHIM_RESTART, &r.id);
                 spawn()?;
@@ -454,7 +432,7 @@ impl ContainerStore {
     }
 
     /// Waits until the container is not running; returns its exit code.
-    pub fn wait(&self, key: &str) -> Result<i32, ApiError> {
+    pub fn wait(&self, key: &str) -> Result<i32, Error> {
         let r = self.resolve(key)?;
         loop {
             let (status, _, exit) = self.status(&r.id);
@@ -471,25 +449,19 @@ impl ContainerStore {
         }
     }
 
-    pub fn kill(&self, key: &str, signal: i32) -> Result<(), ApiError> {
+    pub fn kill(&self, key: &str, signal: i32) -> Result<(), Error> {
         let r = self.resolve(key)?;
         let (status, run, _) = self.status(&r.id);
         let (ContainerStatus::Running | ContainerStatus::Paused, Some(run)) = (status, run) else {
-            return Err(err(
-                ErrorKind::Conflict,
-                format!(
-                    "Cannot kill container: {}: Container {} is not running",
-                    key, r.id
-                ),
-            ));
+            return Err(Error::conflict(format!(
+                "Cannot kill container: {}: Container {} is not running",
+                key, r.id
+            )));
         };
-        let sig = nix::sys::signal::Signal::try_from(signal).map_err(|_| {
-            err(
-                ErrorKind::InvalidArgument,
-                format!("invalid signal {signal}"),
-            )
-        })?;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(run.pid), sig).map_err(internal)?;
+        let sig = nix::sys::signal::Signal::try_from(signal)
+            .map_err(|_| Error::invalid(format!("invalid signal {signal}")))?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(run.pid), sig)
+            .map_err(Error::unexpected)?;
         super::events::container(
             self.layout.root(),
             &r,
@@ -508,14 +480,12 @@ impl ContainerStore {
 
     /// `rm`: refuses a running container unless forced; with `volumes`
     /// also removes the anonymous volumes it made.
-    pub fn remove(&self, key: &str, force: bool, volumes: bool) -> Result<String, ApiError> {
+    pub fn remove(&self, key: &str, force: bool, volumes: bool) -> Result<String, Error> {
         let r = self.resolve(key)?;
         let (status, _, _) = self.status(&r.id);
         if matches!(status, ContainerStatus::Running | ContainerStatus::Paused) {
             if !force {
-                return Err(err(
-                    ErrorKind::Conflict,
-                    format!("You cannot remove a running container {}. Stop the container before attempting removal or force remove", r.id),
+                return Err(Error::conflict(format!("You cannot remove a running container {}. Stop the container before attempting removal or force remove", r.id),
                 ));
             }
             {
@@ -534,7 +504,7 @@ impl ContainerStore {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        self.remove_files(&r.id).map_err(internal)?;
+        self.remove_files(&r.id).map_err(Error::unexpected)?;
         if volumes {
             self.remove_anonymous_volumes(&r);
         }
@@ -585,32 +555,30 @@ impl ContainerStore {
 /// loaded host); what passes it is stuck.
 const MONITOR_REPORT_TIMEOUT: Duration = Duration::from_secs(900);
 
+/// What [`spawn_monitor`] calls a container's shim.
+const SHIM: &str = "container shim";
+
 /// Starts a monitor process (`berth-agent shim` or `exec-shim`, with
 /// `--root <root>` added) in its own session, its output in `log`, and waits
 /// for the readiness line it writes on fd 3.
-/// How [`spawn_monitor`] words a monitor that exited before reporting.
-const DIED_WITHOUT_REPORTING: &str = "died without reporting";
-/// The start of that error for a container shim.
-const SHIM_DIED: &str = "container shim died without reporting";
-
 pub(super) fn spawn_monitor(
     root: &Path,
     args: &[&str],
     log: &Path,
     what: &str,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     // Close-on-exec: only the monitor gets the write end (as fd 3), not
     // monitors other threads start meanwhile.
-    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(internal)?;
+    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(Error::unexpected)?;
     // /proc/self/exe still works after the binary was replaced on disk.
     let mut cmd = std::process::Command::new("/proc/self/exe");
     cmd.args(args).arg("--root").arg(root);
     if std::process::id() == 1 {
-        cmd.env(super::shim::CONSOLE_TRACE_ENV, "1");
+        cmd.env(super::launch::CONSOLE_TRACE_ENV, "1");
     }
-    let log_file = std::fs::File::create(log).map_err(internal)?;
+    let log_file = std::fs::File::create(log).map_err(Error::unexpected)?;
     cmd.stdin(std::process::Stdio::null())
-        .stdout(log_file.try_clone().map_err(internal)?)
+        .stdout(log_file.try_clone().map_err(Error::unexpected)?)
         .stderr(log_file);
     let wfd = wr.as_raw_fd();
     // SAFETY: between fork and exec we only call async-signal-safe
@@ -624,9 +592,7 @@ pub(super) fn spawn_monitor(
             Ok(())
         });
     }
-    let child = cmd
-        .spawn()
-        .map_err(|e| err(ErrorKind::Internal, format!("starting {what}: {e}")))?;
+    let child = cmd.spawn().map_err(Error::io(format!("starting {what}")))?;
     // Reaped by the agent's reaper, not here.
     let pid = child.id() as i32;
     drop(child);
@@ -660,14 +626,11 @@ pub(super) fn spawn_monitor(
                 "berth-agent: {what} {pid} did not report within {} s; killed",
                 MONITOR_REPORT_TIMEOUT.as_secs()
             );
-            return Err(err(
-                ErrorKind::Internal,
-                format!(
-                    "{what} did not report within {} s (killed): {}",
-                    MONITOR_REPORT_TIMEOUT.as_secs(),
-                    out.trim()
-                ),
-            ));
+            return Err(Error::internal(format!(
+                "{what} did not report within {} s (killed): {}",
+                MONITOR_REPORT_TIMEOUT.as_secs(),
+                out.trim()
+            )));
         }
         let mut fds = [nix::poll::PollFd::new(
             rd.as_fd(),
@@ -689,29 +652,26 @@ pub(super) fn spawn_monitor(
             }
             let out = std::fs::read_to_string(log).unwrap_or_default();
             eprintln!("berth-agent: {what} {pid} died without reporting");
-            return Err(err(
-                ErrorKind::Internal,
-                format!("{what} {DIED_WITHOUT_REPORTING}: {}", out.trim()),
-            ));
+            return Err(Error::MonitorDied {
+                what: what.into(),
+                output: out.trim().into(),
+            });
         }
         gone_before = now_gone;
     }
     let mut line = String::new();
     std::io::BufReader::new(rd)
         .read_line(&mut line)
-        .map_err(internal)?;
+        .map_err(Error::unexpected)?;
     let ready: Readiness = serde_json::from_str(line.trim()).map_err(|_| {
         let out = std::fs::read_to_string(log).unwrap_or_default();
-        err(
-            ErrorKind::Internal,
-            format!("{what} failed: {}", out.trim()),
-        )
+        Error::internal(format!("{what} failed: {}", out.trim()))
     })?;
     if !ready.ok {
-        return Err(err(
-            ready.kind.unwrap_or(ErrorKind::Internal),
-            ready.message.unwrap_or_default(),
-        ));
+        return Err(Error::Reported {
+            kind: ready.kind.unwrap_or(ErrorKind::Internal),
+            message: ready.message.unwrap_or_default(),
+        });
     }
     Ok(())
 }
@@ -774,8 +734,8 @@ fn cpu_count() -> usize {
 /// docker's daemon-side checks of a new container's host settings, with
 /// its messages (the CLI passes what it parsed; an API client may send
 /// anything).
-pub fn validate_host_config(cfg: &ContainerConfig, cpus: usize) -> Result<(), ApiError> {
-    let invalid = |m: String| Err(err(ErrorKind::InvalidArgument, m));
+pub fn validate_host_config(cfg: &ContainerConfig, cpus: usize) -> Result<(), Error> {
+    let invalid = |m: String| Err(Error::invalid(m));
     // docker checks the container config (healthcheck) before the host's.
     super::health::validate(cfg.healthcheck.as_ref()).or_else(invalid)?;
     if let Some(m) = cfg.memory {
@@ -806,7 +766,7 @@ pub fn validate_host_config(cfg: &ContainerConfig, cpus: usize) -> Result<(), Ap
         other => return invalid(format!("invalid restart policy '{other}'")),
     }
     if let Some(s) = &cfg.stop_signal {
-        super::signal::parse(s).map_err(|e| err(ErrorKind::InvalidArgument, e.to_string()))?;
+        super::signal::parse(s).map_err(Error::malformed)?;
     }
     // Capabilities, --security-opt and a custom seccomp profile: refused
     // now with the reason rather than when the container starts.
@@ -843,7 +803,7 @@ mod validate_tests {
         let msg = |c: &ContainerConfig| {
             validate_host_config(c, 2)
                 .err()
-                .map(|e| e.message)
+                .map(|e| e.message())
                 .unwrap_or_default()
         };
         assert_eq!(msg(&cfg()), "");

@@ -4,14 +4,12 @@
 //! symlink the container planted can never lead outside it; entries of an
 //! incoming tar are checked one by one the same way.
 
-use super::containers::err;
 use super::files::ContainerPaths;
 use super::rootfs_path::secure_join;
 use super::shim;
 use super::Engine;
-use crate::engine::conn::Conn;
-use berth_protocol::frame::write_frame;
-use berth_protocol::{ApiError, ContainerStatus, ErrorKind, Response, ResponseEnvelope};
+use crate::engine::Error;
+use berth_protocol::ContainerStatus;
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
@@ -33,7 +31,7 @@ impl Drop for RootGuard<'_> {
     }
 }
 
-fn open_root<'a>(engine: &'a Engine, key: &str) -> Result<RootGuard<'a>, ApiError> {
+fn open_root<'a>(engine: &'a Engine, key: &str) -> Result<RootGuard<'a>, Error> {
     let rec = engine.containers.resolve(key)?;
     // A running container is copied through its own view of the files, so
     // volumes, bind mounts and tmpfs mounts are read and written as the
@@ -55,7 +53,7 @@ fn open_root<'a>(engine: &'a Engine, key: &str) -> Result<RootGuard<'a>, ApiErro
     let paths = ContainerPaths::new(engine.layout(), &rec.id);
     let was = super::fsutil::is_mounted(&paths.rootfs);
     if !was {
-        shim::mount_rootfs(engine, &rec, &paths).map_err(|e| err(ErrorKind::Internal, e))?;
+        shim::mount_rootfs(engine, &rec, &paths)?;
     }
     Ok(RootGuard {
         engine,
@@ -65,47 +63,50 @@ fn open_root<'a>(engine: &'a Engine, key: &str) -> Result<RootGuard<'a>, ApiErro
     })
 }
 
-fn reply(conn: &mut Box<dyn Conn>, id: u64, result: Result<Response, ApiError>) {
-    let _ = write_frame(conn, &ResponseEnvelope { id, result });
+/// What [`source`] found to send: `path` (a file or a directory tree) in
+/// the container, to go out as a tar whose top entry is its base name.
+pub struct Source<'a> {
+    _root: RootGuard<'a>,
+    src: PathBuf,
+    name: PathBuf,
+    dir: bool,
 }
 
-/// Sends `path` (file or directory tree) as a tar whose top entry is its
-/// base name.
-pub fn copy_from(engine: &Engine, mut conn: Box<dyn Conn>, id: u64, key: &str, path: &str) {
-    let root = match open_root(engine, key) {
-        Ok(r) => r,
-        Err(e) => return reply(&mut conn, id, Err(e)),
-    };
-    let not_found = || {
-        err(
-            ErrorKind::NotFound,
-            format!("Could not find the file {path} in container {key}"),
-        )
-    };
+/// Resolves `path` in container `key` for `cp CONTAINER:PATH`; the caller
+/// answers `Ready` and then calls [`Source::send`].
+pub fn source<'a>(engine: &'a Engine, key: &str, path: &str) -> Result<Source<'a>, Error> {
+    let root = open_root(engine, key)?;
+    let not_found = || Error::missing(format!("Could not find the file {path} in container {key}"));
     let Ok(src) = secure_join(&root.rootfs, Path::new(path)) else {
-        return reply(&mut conn, id, Err(not_found()));
+        return Err(not_found());
     };
     let Ok(meta) = std::fs::symlink_metadata(&src) else {
-        return reply(&mut conn, id, Err(not_found()));
+        return Err(not_found());
     };
     let name = Path::new(path)
         .file_name()
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."));
-    reply(&mut conn, id, Ok(Response::Ready));
-    let mut b = tar::Builder::new(&mut conn);
-    b.follow_symlinks(false);
-    let r = if meta.is_dir() {
-        b.append_dir_all(&name, &src)
-    } else {
-        b.append_path_with_name(&src, &name)
-    };
-    if r.is_ok() {
-        let _ = b.finish();
+    Ok(Source {
+        _root: root,
+        src,
+        name,
+        dir: meta.is_dir(),
+    })
+}
+
+impl Source<'_> {
+    /// Writes the tar to `w` (symlinks as links, never followed).
+    pub fn send(self, w: &mut dyn Write) -> std::io::Result<()> {
+        let mut b = tar::Builder::new(w);
+        b.follow_symlinks(false);
+        if self.dir {
+            b.append_dir_all(&self.name, &self.src)?;
+        } else {
+            b.append_path_with_name(&self.src, &self.name)?;
+        }
+        b.finish()
     }
-    drop(b);
-    let _ = conn.flush();
-    conn.shutdown_write();
 }
 
 /// Cleans a tar entry name into relative components; refuses `..` and
@@ -122,61 +123,63 @@ fn clean(name: &Path) -> Option<PathBuf> {
     Some(out)
 }
 
-/// Receives a tar and extracts it at `path` inside the container: into it
+/// Where [`target`] will extract a tar: `path` in the container, into it
 /// when it is a directory, else as that name (the tar's top entry renamed).
+pub struct Target<'a> {
+    root: RootGuard<'a>,
+    base: PathBuf,
+    rename: Option<PathBuf>,
+    build: bool,
+}
+
+/// Resolves `path` in container `key` for `cp SRC CONTAINER:PATH`; the
+/// caller answers `Ready` and then calls [`Target::receive`].
 ///
 /// In `build` mode (`COPY`/`ADD`) files get the owner in their headers and
 /// directories that already exist keep their mode and owner.
-pub fn copy_to(
-    engine: &Engine,
-    mut conn: Box<dyn Conn>,
-    id: u64,
+pub fn target<'a>(
+    engine: &'a Engine,
     key: &str,
     path: &str,
     build: bool,
-) {
-    let root = match open_root(engine, key) {
-        Ok(r) => r,
-        Err(e) => return reply(&mut conn, id, Err(e)),
-    };
-    let dest = match secure_join(&root.rootfs, Path::new(path)) {
-        Ok(d) => d,
-        Err(e) => {
-            return reply(
-                &mut conn,
-                id,
-                Err(err(ErrorKind::InvalidArgument, e.to_string())),
-            )
-        }
-    };
+) -> Result<Target<'a>, Error> {
+    let root = open_root(engine, key)?;
+    let dest = secure_join(&root.rootfs, Path::new(path)).map_err(Error::malformed)?;
     let (base, rename) = if dest.is_dir() {
         (dest, None)
     } else if path.ends_with('/') && !build {
         // `cp FILE ctr:/dir/` where /dir is not a directory (docker's
         // ErrDirNotExists); the CLI strips the slash for a directory source.
-        return reply(
-            &mut conn,
-            id,
-            Err(err(ErrorKind::InvalidArgument, "no such directory")),
-        );
+        return Err(Error::invalid("no such directory"));
     } else {
         match (dest.parent(), dest.file_name()) {
             (Some(p), Some(n)) if p.is_dir() => (p.to_path_buf(), Some(PathBuf::from(n))),
             _ => {
-                return reply(
-                    &mut conn,
-                    id,
-                    Err(err(
-                        ErrorKind::NotFound,
-                        format!("Could not find the file {path} in container {key}"),
-                    )),
-                )
+                return Err(Error::missing(format!(
+                    "Could not find the file {path} in container {key}"
+                )))
             }
         }
     };
-    reply(&mut conn, id, Ok(Response::Ready));
-    let result = extract(&mut conn, &root.rootfs, &base, rename.as_deref(), build);
-    reply(&mut conn, id, result.map(|_| Response::Ok));
+    Ok(Target {
+        root,
+        base,
+        rename,
+        build,
+    })
+}
+
+impl Target<'_> {
+    /// Reads a tar from `r` and extracts it; every entry is checked.
+    pub fn receive(self, r: &mut dyn Read) -> Result<(), Error> {
+        extract(
+            r,
+            &self.root.rootfs,
+            &self.base,
+            self.rename.as_deref(),
+            self.build,
+        )
+    }
 }
 
 fn extract(
@@ -185,10 +188,9 @@ fn extract(
     base: &Path,
     rename: Option<&Path>,
     build: bool,
-) -> Result<(), ApiError> {
-    let bad = |m: String| err(ErrorKind::InvalidArgument, m);
+) -> Result<(), Error> {
     let mut ar = tar::Archive::new(r);
-    let entries = ar.entries().map_err(|e| bad(e.to_string()))?;
+    let entries = ar.entries().map_err(Error::malformed)?;
     // A tar of a directory's contents (`cp dir/. ctr:/new`) starts with
     // `.`: renaming then puts every entry below the new name.
     let mut contents = None;
@@ -200,10 +202,16 @@ fn extract(
         }
     };
     for entry in entries {
-        let mut entry = entry.map_err(|e| bad(format!("reading archive: {e}")))?;
-        let raw = entry.path().map_err(|e| bad(e.to_string()))?.into_owned();
+        let mut entry = entry.map_err(|source| Error::MalformedIn {
+            context: "reading archive".into(),
+            source: source.into(),
+        })?;
+        let raw = entry.path().map_err(Error::malformed)?.into_owned();
         let Some(mut rel) = clean(&raw) else {
-            return Err(bad(format!("refusing archive entry {}", raw.display())));
+            return Err(Error::invalid(format!(
+                "refusing archive entry {}",
+                raw.display()
+            )));
         };
         let contents = *contents
             .get_or_insert(rel.as_os_str().is_empty() && entry.header().entry_type().is_dir());
@@ -218,10 +226,10 @@ fn extract(
         let inner = base
             .strip_prefix(rootfs)
             .map(|b| Path::new("/").join(b).join(&rel))
-            .map_err(|_| bad("destination outside container".into()))?;
+            .map_err(|_| Error::invalid("destination outside container"))?;
         let parent_inner = inner.parent().unwrap_or(Path::new("/"));
-        let parent = secure_join(rootfs, parent_inner).map_err(|e| bad(e.to_string()))?;
-        std::fs::create_dir_all(&parent).map_err(|e| bad(e.to_string()))?;
+        let parent = secure_join(rootfs, parent_inner).map_err(Error::malformed)?;
+        std::fs::create_dir_all(&parent).map_err(Error::malformed)?;
         let target = parent.join(inner.file_name().unwrap_or_default());
         let mode = entry.header().mode().unwrap_or(0o644) & 0o7777;
         let owner = build.then(|| {
@@ -230,8 +238,11 @@ fn extract(
                 entry.header().gid().unwrap_or(0) as u32,
             )
         });
-        let io = |e: std::io::Error| bad(format!("{}: {e}", inner.display()));
-        let chown = |p: &Path| -> Result<(), ApiError> {
+        let io = |source: std::io::Error| Error::MalformedIn {
+            context: inner.display().to_string(),
+            source: source.into(),
+        };
+        let chown = |p: &Path| -> Result<(), Error> {
             if let Some((u, g)) = owner {
                 std::os::unix::fs::lchown(p, Some(u), Some(g)).map_err(io)?;
             }
@@ -272,8 +283,8 @@ fn extract(
             tar::EntryType::Symlink => {
                 let link = entry
                     .link_name()
-                    .map_err(|e| bad(e.to_string()))?
-                    .ok_or_else(|| bad("symlink without target".into()))?;
+                    .map_err(Error::malformed)?
+                    .ok_or_else(|| Error::invalid("symlink without target"))?;
                 if std::fs::symlink_metadata(&target).is_ok() {
                     std::fs::remove_file(&target).map_err(io)?;
                 }
@@ -283,10 +294,13 @@ fn extract(
             tar::EntryType::Link => {
                 let link = entry
                     .link_name()
-                    .map_err(|e| bad(e.to_string()))?
-                    .ok_or_else(|| bad("hard link without target".into()))?;
+                    .map_err(Error::malformed)?
+                    .ok_or_else(|| Error::invalid("hard link without target"))?;
                 let Some(mut lrel) = clean(&link) else {
-                    return Err(bad(format!("refusing hard link to {}", link.display())));
+                    return Err(Error::invalid(format!(
+                        "refusing hard link to {}",
+                        link.display()
+                    )));
                 };
                 if let Some(new) = rename {
                     lrel = rename_to(&lrel, contents, new);
@@ -294,8 +308,8 @@ fn extract(
                 let linner = base
                     .strip_prefix(rootfs)
                     .map(|b| Path::new("/").join(b).join(&lrel))
-                    .map_err(|_| bad("link outside container".into()))?;
-                let src = secure_join(rootfs, &linner).map_err(|e| bad(e.to_string()))?;
+                    .map_err(|_| Error::invalid("link outside container"))?;
+                let src = secure_join(rootfs, &linner).map_err(Error::malformed)?;
                 if std::fs::symlink_metadata(&src).is_ok_and(|m| m.is_file()) {
                     let _ = std::fs::remove_file(&target);
                     std::fs::hard_link(&src, &target).map_err(io)?;

@@ -4,15 +4,17 @@
 //! cgroup through libcontainer's tenant builder, relays stdio over an
 //! attach socket and reports the exit code.
 
-use super::containers::{err, internal, spawn_monitor, ContainerStore};
+use super::containers::{spawn_monitor, ContainerStore};
 use super::files::ContainerPaths;
+use super::launch::Readiness;
 use super::record::ContainerRecord;
 use super::rootfs_path::secure_join;
-use super::shim::{self, Readiness, StartError};
+use super::shim::{self, StartError};
 use super::{spec, user, Engine};
+use crate::engine::Error;
 use crate::layout::{random_hex, read_json, write_json_atomic, Layout};
 use berth_protocol::mux::{self, Kind};
-use berth_protocol::{ApiError, ContainerStatus, ErrorKind, ExecConfig};
+use berth_protocol::{ContainerStatus, ErrorKind, ExecConfig};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::Write;
@@ -43,54 +45,44 @@ pub fn exec_socket(layout: &Layout, exec_id: &str) -> PathBuf {
 impl ContainerStore {
     /// Starts an exec's monitor. With `wait_attach` the process starts only
     /// once a client attached to [`exec_socket`]. Returns the exec id.
-    pub fn exec(
-        &self,
-        key: &str,
-        config: ExecConfig,
-        wait_attach: bool,
-    ) -> Result<String, ApiError> {
+    pub fn exec(&self, key: &str, config: ExecConfig, wait_attach: bool) -> Result<String, Error> {
         let r = self.resolve(key)?;
         match self.status(&r.id).0 {
             ContainerStatus::Running => {}
             ContainerStatus::Paused => {
-                return Err(err(
-                    ErrorKind::Conflict,
-                    format!("Container {key} is paused, unpause the container before exec"),
-                ))
+                return Err(Error::conflict(format!(
+                    "Container {key} is paused, unpause the container before exec"
+                )))
             }
             _ => {
-                return Err(err(
-                    ErrorKind::Conflict,
-                    format!("Container {} is not running", r.id),
-                ))
+                return Err(Error::conflict(format!(
+                    "Container {} is not running",
+                    r.id
+                )))
             }
         }
         if config.cmd.is_empty() {
-            return Err(err(ErrorKind::InvalidArgument, "No exec command specified"));
+            return Err(Error::invalid("No exec command specified"));
         }
         for e in &config.env {
             if e.is_empty() || e.starts_with('=') || e.contains('\0') {
-                return Err(err(
-                    ErrorKind::InvalidArgument,
-                    format!("invalid environment variable: {e:?}"),
-                ));
+                return Err(Error::invalid(format!(
+                    "invalid environment variable: {e:?}"
+                )));
             }
         }
         if let Some(w) = config.workdir.as_deref().filter(|w| !w.is_empty()) {
             if !w.starts_with('/') {
-                return Err(err(
-                    ErrorKind::InvalidArgument,
-                    format!(
-                        "the working directory '{w}' is invalid, it needs to be an absolute path"
-                    ),
-                ));
+                return Err(Error::invalid(format!(
+                    "the working directory '{w}' is invalid, it needs to be an absolute path"
+                )));
             }
         }
         let exec_id = random_hex(32);
         let action = |what: &str| format!("{what}: {}", config.cmd.join(" "));
         let (created, started) = (action("exec_create"), action("exec_start"));
         let dir = exec_dir(self.layout(), &r.id);
-        std::fs::create_dir_all(&dir).map_err(internal)?;
+        std::fs::create_dir_all(&dir).map_err(Error::unexpected)?;
         write_json_atomic(
             &dir.join(format!("{exec_id}.json")),
             &ExecRecord {
@@ -99,7 +91,7 @@ impl ContainerStore {
                 config,
             },
         )
-        .map_err(internal)?;
+        .map_err(Error::unexpected)?;
         let mut args = vec![
             "exec-shim",
             "--id",
@@ -178,8 +170,7 @@ fn run_exec(
 ) -> Result<i32, StartError> {
     let c = &ex.config;
     let user_spec = c.user.clone().unwrap_or_else(|| rec.user.clone());
-    let identity =
-        user::resolve(&paths.rootfs, &user_spec).map_err(|e| StartError::engine(e.to_string()))?;
+    let identity = user::resolve(&paths.rootfs, &user_spec).map_err(Error::unexpected)?;
     let mut env = rec.env.clone();
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", identity.home));
@@ -200,8 +191,7 @@ fn run_exec(
         .clone()
         .filter(|w| !w.is_empty())
         .unwrap_or_else(|| rec.workdir.clone());
-    let host_cwd = secure_join(&paths.rootfs, Path::new(&cwd))
-        .map_err(|e| StartError::engine(e.to_string()))?;
+    let host_cwd = secure_join(&paths.rootfs, Path::new(&cwd)).map_err(Error::unexpected)?;
     if !host_cwd.is_dir() {
         return Err(StartError {
             kind: ErrorKind::Internal,
@@ -227,12 +217,11 @@ fn run_exec(
         super::security::seccomp_executor(&privileges, &mut process, &layout.seccomp_cache())
             .map_err(StartError::engine)?;
     let process_path = exec_dir(layout, &rec.id).join(format!("{}.process.json", ex.id));
-    write_json_atomic(&process_path, &process).map_err(|e| StartError::engine(e.to_string()))?;
+    write_json_atomic(&process_path, &process).map_err(Error::unexpected)?;
 
     let attach_path = exec_socket(layout, &ex.id);
     let _ = std::fs::remove_file(&attach_path);
-    let listener = UnixListener::bind(&attach_path)
-        .map_err(|e| StartError::engine(format!("attach socket: {e}")))?;
+    let listener = UnixListener::bind(&attach_path).map_err(Error::failed("attach socket"))?;
     let mut clients = Vec::new();
     if wait_attach {
         shim::report(ready, &Readiness::OK);
@@ -245,7 +234,7 @@ fn run_exec(
         libcontainer::syscall::syscall::SyscallType::Linux,
     )
     .with_root_path(layout.runtime())
-    .map_err(|e| StartError::engine(e.to_string()))?;
+    .map_err(Error::unexpected)?;
     let console = layout.sockets().join(format!("{}.x", &ex.id[..16]));
     let builder = match seccomp {
         Some(x) => builder.with_executor(x),
@@ -263,7 +252,7 @@ fn run_exec(
     // SAFETY: as above; the monitor itself must not die of SIGPIPE.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let _ = std::fs::remove_file(&process_path);
-    let pid = built.map_err(|e| StartError::engine(format!("exec failed: {e}")))?;
+    let pid = built.map_err(Error::failed("exec failed"))?;
     let stdio = plan.into_stdio()?;
     if !wait_attach {
         shim::report(ready, &Readiness::OK);

@@ -1,12 +1,35 @@
 //! What every container process needs checked or set before it starts,
 //! shared by the container shim, `exec` and health probes: the executable
 //! lookup inside the container (docker's 126/127), the open-files limit,
-//! and [`StartError`], the failure before the process ran.
+//! [`StartError`], the failure before the process ran, and [`Readiness`],
+//! how a monitor (shim, exec-shim) reports the start to the agent.
 
 use super::rootfs_path::secure_join;
+use super::Error;
 use berth_protocol::ErrorKind;
+use serde::{Deserialize, Serialize};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+
+/// Set by the agent for the shims it starts as a guest's init: slow
+/// container starts are also reported on the console.
+pub(super) const CONSOLE_TRACE_ENV: &str = "BERTH_SHIM_CONSOLE_TRACE";
+
+/// The line a monitor (the shim, an exec-shim) writes on fd 3.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Readiness {
+    pub ok: bool,
+    pub kind: Option<ErrorKind>,
+    pub message: Option<String>,
+}
+
+impl Readiness {
+    pub const OK: Readiness = Readiness {
+        ok: true,
+        kind: None,
+        message: None,
+    };
+}
 
 /// A failure before the container ran, with docker's exit code.
 pub(super) struct StartError {
@@ -22,6 +45,19 @@ impl StartError {
             code: 125,
             message: message.into(),
         }
+    }
+
+    /// An engine error before the process ran: its wire message, reported
+    /// as the engine's own failure (docker's 125).
+    pub fn from_engine(e: Error) -> StartError {
+        StartError::engine(e.message())
+    }
+}
+
+/// `?` on an engine error in a monitor: [`StartError::from_engine`].
+impl From<Error> for StartError {
+    fn from(e: Error) -> StartError {
+        StartError::from_engine(e)
     }
 }
 
@@ -90,8 +126,7 @@ pub(super) fn check_executable(
         } else {
             Path::new(cwd).join(cmd)
         };
-        let host = locate_in_container(rootfs, mounts, &inner)
-            .map_err(|e| StartError::engine(e.to_string()))?;
+        let host = locate_in_container(rootfs, mounts, &inner).map_err(Error::unexpected)?;
         return match host.as_deref().and_then(is_exec) {
             Some(true) => Ok(()),
             Some(false) => Err(StartError {
@@ -114,7 +149,7 @@ pub(super) fn check_executable(
     let mut found_non_exec = false;
     for dir in path.split(':').filter(|d| !d.is_empty()) {
         let host = locate_in_container(rootfs, mounts, &Path::new(dir).join(cmd))
-            .map_err(|e| StartError::engine(e.to_string()))?;
+            .map_err(Error::unexpected)?;
         match host.as_deref().and_then(is_exec) {
             Some(true) => return Ok(()),
             Some(false) => found_non_exec = true,

@@ -3,10 +3,10 @@
 pub mod cgroup;
 pub mod changes;
 pub mod commit;
-pub mod conn;
 pub mod containers;
 pub mod copy;
 pub mod decide;
+pub mod error;
 pub mod events;
 pub mod exec;
 pub mod fault;
@@ -20,16 +20,20 @@ pub mod mounts;
 pub mod names;
 pub mod net;
 pub mod ops;
+pub mod ports;
 pub mod record;
 pub mod restart;
 pub mod rootfs_path;
 pub mod seccomp;
 pub mod security;
+pub mod share_watch;
 pub mod shim;
 pub mod signal;
 pub mod spec;
 pub mod user;
 pub mod volumes;
+
+pub use error::{Error, Object};
 
 use crate::layout::Layout;
 use crate::store::ImageStore;

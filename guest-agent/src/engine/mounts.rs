@@ -4,6 +4,7 @@
 
 use super::names::docker_name;
 use super::record::ContainerRecord;
+use super::Error;
 use crate::layout::{read_json, Layout};
 use berth_protocol::MountType;
 use serde::{Deserialize, Serialize};
@@ -40,7 +41,7 @@ pub(super) fn read_volume(layout: &Layout, name: &str) -> Option<VolumeRecord> {
 /// Before a start: makes missing `-v` host directories, mounts volumes that
 /// have driver options (`type`/`device`/`o`), and fills empty volumes from
 /// the image (docker's copy-up) from the container's mounted rootfs.
-pub fn prepare_mounts(layout: &Layout, rec: &ContainerRecord, rootfs: &Path) -> Result<(), String> {
+pub fn prepare_mounts(layout: &Layout, rec: &ContainerRecord, rootfs: &Path) -> Result<(), Error> {
     for m in &rec.mounts {
         match m.kind {
             MountType::Bind => {
@@ -49,34 +50,36 @@ pub fn prepare_mounts(layout: &Layout, rec: &ContainerRecord, rootfs: &Path) -> 
                         s.kind == MountType::Bind && s.create_host_path && s.source == m.source
                     });
                     if !create {
-                        return Err(format!(
+                        return Err(Error::invalid(format!(
                             "invalid mount config for type \"bind\": bind source path does not exist: {}",
                             m.source
-                        ));
+                        )));
                     }
-                    std::fs::create_dir_all(&m.source).map_err(|e| {
-                        format!("error while creating mount source path '{}': {e}", m.source)
-                    })?;
+                    std::fs::create_dir_all(&m.source).map_err(Error::io(format!(
+                        "error while creating mount source path '{}'",
+                        m.source
+                    )))?;
                 }
             }
             MountType::Volume => {
                 let Some(name) = &m.name else { continue };
                 let v = read_volume(layout, name).ok_or_else(|| {
-                    format!("error while mounting volume '{name}': no such volume")
+                    Error::missing(format!(
+                        "error while mounting volume '{name}': no such volume"
+                    ))
                 })?;
                 let data = layout.volume_data(name);
                 if !v.options.is_empty() && !super::fsutil::is_mounted(&data) {
-                    mount_with_options(&v.options, &data).map_err(|e| {
-                        format!("error while mounting volume '{}': {e}", data.display())
-                    })?;
+                    mount_with_options(&v.options, &data).map_err(Error::failed(format!(
+                        "error while mounting volume '{}'",
+                        data.display()
+                    )))?;
                 }
                 if m.copy_up {
-                    copy_up(rootfs, &m.destination, &data).map_err(|e| {
-                        format!(
-                            "copying the image's {} into volume {name}: {e}",
-                            m.destination
-                        )
-                    })?;
+                    copy_up(rootfs, &m.destination, &data).map_err(Error::io(format!(
+                        "copying the image's {} into volume {name}",
+                        m.destination
+                    )))?;
                 }
             }
             MountType::Tmpfs => {}

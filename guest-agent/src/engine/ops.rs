@@ -2,25 +2,26 @@
 //! top, stats, update, prune. Resource work goes through libcgroups, so
 //! the same code serves cgroup v1 hosts and the v2 guest.
 
-use super::containers::{err, internal, process_alive, valid_name, ContainerStore};
+use super::containers::{process_alive, valid_name, ContainerStore};
 use super::record::ContainerRecord;
+use crate::engine::Error;
 use crate::layout::write_json_atomic;
-use berth_protocol::{ApiError, ContainerStatus, ErrorKind, RestartPolicy, StatsSample, TopInfo};
+use berth_protocol::{ContainerStatus, RestartPolicy, StatsSample, TopInfo};
 use libcgroups::common::{AnyCgroupManager, CgroupConfig, CgroupManager, FreezerState};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-fn cgroup(id: &str) -> Result<AnyCgroupManager, ApiError> {
+fn cgroup(id: &str) -> Result<AnyCgroupManager, Error> {
     libcgroups::common::create_cgroup_manager(CgroupConfig {
         cgroup_path: PathBuf::from(format!("/berth/{id}")),
         systemd_cgroup: false,
         container_name: id.to_string(),
     })
-    .map_err(|e| err(ErrorKind::Internal, format!("cgroup: {e}")))
+    .map_err(Error::failed("cgroup"))
 }
 
 impl ContainerStore {
-    fn running(&self, key: &str) -> Result<(ContainerRecord, ContainerStatus), ApiError> {
+    fn running(&self, key: &str) -> Result<(ContainerRecord, ContainerStatus), Error> {
         let r = self.resolve(key)?;
         let status = self.status(&r.id).0;
         Ok((r, status))
@@ -47,7 +48,7 @@ impl ContainerStore {
         images: &crate::store::ImageStore,
         key: &str,
         timeout: Option<i64>,
-    ) -> Result<String, ApiError> {
+    ) -> Result<String, Error> {
         // Marked stopped before the status is read, under the policy gate:
         // a policy restart in flight finishes first and is then stopped.
         let (r, status) = {
@@ -95,10 +96,7 @@ impl ContainerStore {
             }
         }
         if self.is_running(&r.id) {
-            return Err(err(
-                ErrorKind::Internal,
-                format!("container {} did not stop", r.id),
-            ));
+            return Err(Error::internal(format!("container {} did not stop", r.id)));
         }
         // Return once the shim has cleaned up, so a following start or rm
         // finds the container at rest.
@@ -115,7 +113,7 @@ impl ContainerStore {
         images: &crate::store::ImageStore,
         key: &str,
         timeout: Option<i64>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         let id = self.stop(images, key, timeout)?;
         self.start(&id, false)?;
         let r = self.resolve(&id)?;
@@ -130,28 +128,22 @@ impl ContainerStore {
         )
     }
 
-    pub fn rename(&self, key: &str, name: &str) -> Result<(), ApiError> {
+    pub fn rename(&self, key: &str, name: &str) -> Result<(), Error> {
         let name = name.trim_start_matches('/');
         if !valid_name(name) {
-            return Err(err(
-                ErrorKind::InvalidArgument,
-                format!(
-                    "Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
-                ),
-            ));
+            return Err(Error::invalid(format!(
+                "Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
         }
         let _g = self.lock.lock().unwrap();
         let mut r = self.resolve(key)?;
         if r.name == name {
-            return Err(err(
-                ErrorKind::InvalidArgument,
+            return Err(Error::invalid(
                 "Renaming a container with the same name as its current name",
             ));
         }
         if let Some(other) = self.records().iter().find(|o| o.name == name) {
-            return Err(err(
-                ErrorKind::Conflict,
-                format!("Conflict. The container name \"/{name}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.", other.id),
+            return Err(Error::conflict(format!("Conflict. The container name \"/{name}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.", other.id),
             ));
         }
         let old = std::mem::replace(&mut r.name, name.to_string());
@@ -159,7 +151,7 @@ impl ContainerStore {
             &self.layout().container(&r.id).join(super::files::RECORD),
             &r,
         )
-        .map_err(internal)?;
+        .map_err(Error::unexpected)?;
         super::events::container(
             self.layout().root(),
             &r,
@@ -169,74 +161,71 @@ impl ContainerStore {
         Ok(())
     }
 
-    pub fn pause(&self, key: &str) -> Result<(), ApiError> {
+    pub fn pause(&self, key: &str) -> Result<(), Error> {
         let (r, status) = self.running(key)?;
         match status {
             ContainerStatus::Running => {}
             ContainerStatus::Paused => {
-                return Err(err(
-                    ErrorKind::Conflict,
-                    format!("Container {} is already paused", r.id),
-                ))
+                return Err(Error::conflict(format!(
+                    "Container {} is already paused",
+                    r.id
+                )))
             }
             _ => {
-                return Err(err(
-                    ErrorKind::Conflict,
-                    format!("Container {} is not running", r.id),
-                ))
+                return Err(Error::conflict(format!(
+                    "Container {} is not running",
+                    r.id
+                )))
             }
         }
         cgroup(&r.id)?
             .freeze(FreezerState::Frozen)
-            .map_err(|e| err(ErrorKind::Internal, format!("freezing: {e}")))?;
+            .map_err(Error::failed("freezing"))?;
         std::fs::write(
             self.layout().container(&r.id).join(super::files::PAUSED),
             b"",
         )
-        .map_err(internal)?;
+        .map_err(Error::unexpected)?;
         super::events::container(self.layout().root(), &r, "pause", &[]);
         Ok(())
     }
 
-    fn thaw(&self, id: &str) -> Result<(), ApiError> {
+    fn thaw(&self, id: &str) -> Result<(), Error> {
         cgroup(id)?
             .freeze(FreezerState::Thawed)
-            .map_err(|e| err(ErrorKind::Internal, format!("thawing: {e}")))?;
+            .map_err(Error::failed("thawing"))?;
         let _ = std::fs::remove_file(self.layout().container(id).join(super::files::PAUSED));
         Ok(())
     }
 
-    pub fn unpause(&self, key: &str) -> Result<(), ApiError> {
+    pub fn unpause(&self, key: &str) -> Result<(), Error> {
         let (r, status) = self.running(key)?;
         if status != ContainerStatus::Paused {
-            return Err(err(
-                ErrorKind::Conflict,
-                format!("Container {} is not paused", r.id),
-            ));
+            return Err(Error::conflict(format!("Container {} is not paused", r.id)));
         }
         self.thaw(&r.id)?;
         super::events::container(self.layout().root(), &r, "unpause", &[]);
         Ok(())
     }
 
-    fn pids(&self, key: &str) -> Result<(ContainerRecord, Vec<i32>), ApiError> {
+    fn pids(&self, key: &str) -> Result<(ContainerRecord, Vec<i32>), Error> {
         let (r, status) = self.running(key)?;
         if !matches!(status, ContainerStatus::Running | ContainerStatus::Paused) {
-            return Err(err(
-                ErrorKind::Conflict,
-                format!("Container {} is not running", r.id),
-            ));
+            return Err(Error::conflict(format!(
+                "Container {} is not running",
+                r.id
+            )));
         }
         let pids = cgroup(&r.id)?
             .get_all_pids()
-            .map_err(|e| err(ErrorKind::Internal, format!("listing processes: {e}")))?;
+            .map_err(Error::failed("listing processes"))?;
         let mut pids: Vec<i32> = pids.into_iter().map(|p| p.as_raw()).collect();
         pids.sort_unstable();
         Ok((r, pids))
     }
 
     /// `top`: the container's processes in `ps -ef` columns.
-    pub fn top(&self, key: &str) -> Result<TopInfo, ApiError> {
+    pub fn top(&self, key: &str) -> Result<TopInfo, Error> {
         let (_, pids) = self.pids(key)?;
         let titles = ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
             .iter()
@@ -246,7 +235,7 @@ impl ContainerStore {
         Ok(TopInfo { titles, processes })
     }
 
-    pub fn stats(&self, key: &str) -> Result<StatsSample, ApiError> {
+    pub fn stats(&self, key: &str) -> Result<StatsSample, Error> {
         let (r, _) = self.pids(key)?;
         let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
         let (cpu, usage, raw_limit, inactive, pids) = if v2 {
@@ -256,7 +245,7 @@ impl ContainerStore {
         } else {
             let s = cgroup(&r.id)?
                 .stats()
-                .map_err(|e| err(ErrorKind::Internal, format!("reading stats: {e}")))?;
+                .map_err(Error::failed("reading stats"))?;
             // Like docker: page cache that can be dropped is not "usage".
             let inactive = s
                 .memory
@@ -301,15 +290,12 @@ impl ContainerStore {
         nano_cpus: Option<i64>,
         pids_limit: Option<i64>,
         restart: Option<RestartPolicy>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         let _g = self.lock.lock().unwrap();
         let mut r = self.resolve(key)?;
         if let Some(m) = memory {
             if m > 0 && m < 6 * 1024 * 1024 {
-                return Err(err(
-                    ErrorKind::InvalidArgument,
-                    "Minimum memory limit allowed is 6MB",
-                ));
+                return Err(Error::invalid("Minimum memory limit allowed is 6MB"));
             }
             r.config.memory = Some(m);
         }
@@ -318,9 +304,7 @@ impl ContainerStore {
                 .map(|n| n.get() as i64)
                 .unwrap_or(1);
             if c != 0 && !(10_000_000..=cpus * 1_000_000_000).contains(&c) {
-                return Err(err(
-                    ErrorKind::InvalidArgument,
-                    format!("Range of CPUs is from 0.01 to {cpus}.00, as there are only {cpus} CPUs available"),
+                return Err(Error::invalid(format!("Range of CPUs is from 0.01 to {cpus}.00, as there are only {cpus} CPUs available"),
                 ));
             }
             r.config.nano_cpus = Some(c);
@@ -330,9 +314,7 @@ impl ContainerStore {
         }
         if let Some(p) = restart {
             if p.name != "no" && r.config.auto_remove {
-                return Err(err(
-                    ErrorKind::InvalidArgument,
-                    "Restart policy cannot be updated because AutoRemove is enabled for the container",
+                return Err(Error::invalid("Restart policy cannot be updated because AutoRemove is enabled for the container",
                 ));
             }
             if !matches!(p.name.as_str(), "" | "no") {
@@ -350,7 +332,7 @@ impl ContainerStore {
             &self.layout().container(&r.id).join(super::files::RECORD),
             &r,
         )
-        .map_err(internal)?;
+        .map_err(Error::unexpected)?;
         super::events::container(self.layout().root(), &r, "update", &[]);
         Ok(())
     }
@@ -377,11 +359,11 @@ fn apply_limits(
     memory: Option<i64>,
     nano_cpus: Option<i64>,
     pids_limit: Option<i64>,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     use oci_spec::runtime::{
         LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder,
     };
-    let bad = |e: oci_spec::OciSpecError| err(ErrorKind::InvalidArgument, e.to_string());
+    let bad = |e: oci_spec::OciSpecError| Error::invalid(e.to_string());
     let mut res = LinuxResourcesBuilder::default();
     if let Some(m) = memory {
         let limit = if m > 0 { m } else { -1 };
@@ -422,7 +404,7 @@ fn apply_limits(
             oom_score_adj: None,
             freezer_state: None,
         })
-        .map_err(|e| err(ErrorKind::Internal, format!("updating limits: {e}")))
+        .map_err(Error::failed("updating limits"))
 }
 
 /// (cpu ns, memory bytes, memory limit (0 = none), inactive file bytes,

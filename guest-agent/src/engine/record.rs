@@ -26,16 +26,30 @@ pub struct ContainerRecord {
     /// The networks it joins, resolved at create. Records made before
     /// berth had networks have none: loopback only, as they always had.
     #[serde(default)]
-    pub networks: Option<Vec<super::net::store::Attachment>>,
+    pub networks: Option<Vec<Attachment>>,
     /// The image's ExposedPorts, `--expose` and `-p` ports (`80/tcp`).
     #[serde(default)]
     pub exposed_ports: Vec<String>,
 }
 
 impl ContainerRecord {
-    pub fn attachments(&self) -> Vec<super::net::store::Attachment> {
+    pub fn attachments(&self) -> Vec<Attachment> {
         self.networks.clone().unwrap_or_default()
     }
+}
+
+/// A network a container is attached to, as its record keeps it (the
+/// networks themselves are `net::store`'s). Here, with the record, so the
+/// record depends on no engine module.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct Attachment {
+    pub network_id: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub ipv4_requested: Option<String>,
+    #[serde(default)]
+    pub links: Vec<String>,
 }
 
 /// Written by the shim once the container process runs (`state.json`).

@@ -10,11 +10,12 @@
 use super::files::ContainerPaths;
 use super::fsutil::is_mounted;
 pub(super) use super::launch::{check_executable, nofile_limit, StartError};
+use super::launch::{Readiness, CONSOLE_TRACE_ENV};
 use super::logs::{self, LogWriter};
 use super::net::{self, netns};
 use super::record::{boot_id, ContainerRecord, ExitState, RunState};
 use super::rootfs_path::secure_join;
-use super::{spec, user, Engine};
+use super::{spec, user, Engine, Error};
 use crate::layout::{read_json, write_json_atomic, Layout};
 use berth_protocol::mux::{self, Kind};
 use berth_protocol::ErrorKind;
@@ -29,10 +30,6 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// Set by the agent for the shims it starts as a guest's init: slow
-/// container starts are also reported on the console.
-pub(super) const CONSOLE_TRACE_ENV: &str = "BERTH_SHIM_CONSOLE_TRACE";
 
 /// How long each step of a container start took. Reported (shim log, and
 /// the console in guests) when the whole took over [`Phases::SLOW`]: where
@@ -88,22 +85,6 @@ impl Phases {
     }
 }
 
-/// The line the shim writes on fd 3.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Readiness {
-    pub ok: bool,
-    pub kind: Option<ErrorKind>,
-    pub message: Option<String>,
-}
-
-impl Readiness {
-    pub const OK: Readiness = Readiness {
-        ok: true,
-        kind: None,
-        message: None,
-    };
-}
-
 /// First line a client writes on the attach socket.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct AttachHello {
@@ -122,21 +103,21 @@ pub fn mount_rootfs(
     engine: &Engine,
     rec: &ContainerRecord,
     p: &ContainerPaths,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     if is_mounted(&p.rootfs) {
         return Ok(());
     }
     let lowers = engine
         .images
         .lowerdirs(&rec.image_id)
-        .map_err(|e| e.to_string())?;
+        .map_err(Error::unexpected)?;
     for d in [&p.rootfs, &p.upper, &p.work] {
-        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        std::fs::create_dir_all(d).map_err(Error::io(d.display().to_string()))?;
     }
     let lower = if lowers.is_empty() {
         // An image without layers (FROM scratch + no files): an empty lower.
         let empty = p.dir.join(super::files::EMPTY_LOWER);
-        std::fs::create_dir_all(&empty).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&empty).map_err(Error::unexpected)?;
         empty.display().to_string()
     } else {
         lowers
@@ -157,7 +138,7 @@ pub fn mount_rootfs(
         nix::mount::MsFlags::empty(),
         Some(opts.as_str()),
     )
-    .map_err(|e| format!("mounting overlay root filesystem: {e}"))
+    .map_err(Error::failed("mounting overlay root filesystem"))
 }
 
 pub(super) fn report(ready: &mut Option<File>, r: &Readiness) {
@@ -280,7 +261,7 @@ fn teardown(
     let _ = std::fs::remove_file(engine.layout().attach_socket(&rec.id));
     let _ = std::fs::remove_file(engine.layout().console_socket(&rec.id));
     let _ = std::fs::remove_file(paths.dir.join(super::files::PAUSED));
-    crate::share_events::unregister(engine.layout().root(), &rec.id);
+    super::share_watch::unregister(engine.layout().root(), &rec.id);
 }
 
 fn etc_files(
@@ -325,12 +306,12 @@ fn start(
 ) -> Result<i32, StartError> {
     let layout = engine.layout();
     let mut phases = Phases::new(&rec.id);
-    mount_rootfs(engine, rec, paths).map_err(StartError::engine)?;
+    mount_rootfs(engine, rec, paths)?;
     phases.mark("rootfs");
-    super::mounts::prepare_mounts(layout, rec, &paths.rootfs).map_err(StartError::engine)?;
+    super::mounts::prepare_mounts(layout, rec, &paths.rootfs)?;
     // Before the process starts: the machine's VMM then watches the shared
-    // folders this container bind-mounts (share_events.rs).
-    crate::share_events::register(
+    // folders this container bind-mounts (share_watch.rs).
+    super::share_watch::register(
         layout.root(),
         &rec.id,
         rec.mounts
@@ -338,18 +319,15 @@ fn start(
             .filter(|m| m.kind == berth_protocol::MountType::Bind)
             .map(|m| m.source.as_str()),
     );
-    let identity =
-        user::resolve(&paths.rootfs, &rec.user).map_err(|e| StartError::engine(e.to_string()))?;
+    let identity = user::resolve(&paths.rootfs, &rec.user).map_err(Error::unexpected)?;
     let mut env = rec.env.clone();
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", identity.home));
     }
     // Docker creates a missing working directory.
-    let cwd = secure_join(&paths.rootfs, Path::new(&rec.workdir))
-        .map_err(|e| StartError::engine(e.to_string()))?;
+    let cwd = secure_join(&paths.rootfs, Path::new(&rec.workdir)).map_err(Error::unexpected)?;
     if !cwd.exists() {
-        std::fs::create_dir_all(&cwd)
-            .map_err(|e| StartError::engine(format!("creating working directory: {e}")))?;
+        std::fs::create_dir_all(&cwd).map_err(Error::failed("creating working directory"))?;
     }
     check_executable(&paths.rootfs, &rec.mounts, &rec.args, &env, &rec.workdir)?;
     phases.mark("user+cwd+exe");
@@ -358,12 +336,11 @@ fn start(
     let prepared = if mode == net::container::Mode::Host {
         None
     } else {
-        netns::create(&paths.netns)
-            .map_err(|e| StartError::engine(format!("creating network namespace: {e}")))?;
+        netns::create(&paths.netns).map_err(Error::failed("creating network namespace"))?;
         Some(net::container::prepare(engine, rec, &paths.netns).map_err(StartError::engine)?)
     };
     phases.mark("netns");
-    let etc = etc_files(engine, rec, paths, mode).map_err(|e| StartError::engine(e.to_string()))?;
+    let etc = etc_files(engine, rec, paths, mode).map_err(Error::unexpected)?;
     let etc_refs: Vec<(String, &Path)> =
         etc.iter().map(|(d, p)| (d.clone(), p.as_path())).collect();
     let swap_accounting = Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists();
@@ -375,7 +352,7 @@ fn start(
         Some(
             layout
                 .install_init_binary()
-                .map_err(|e| StartError::engine(format!("installing the --init binary: {e}")))?,
+                .map_err(Error::failed("installing the --init binary"))?,
         )
     } else {
         None
@@ -404,8 +381,7 @@ fn start(
         &layout.seccomp_cache(),
     )
     .map_err(StartError::engine)?;
-    write_json_atomic(&paths.bundle.join("config.json"), &spec_json)
-        .map_err(|e| StartError::engine(e.to_string()))?;
+    write_json_atomic(&paths.bundle.join("config.json"), &spec_json).map_err(Error::unexpected)?;
     phases.mark("spec");
 
     // Stale libcontainer state from a crashed run blocks a new create.
@@ -419,21 +395,20 @@ fn start(
 
     let attach_path = layout.attach_socket(&rec.id);
     let _ = std::fs::remove_file(&attach_path);
-    let listener = UnixListener::bind(&attach_path)
-        .map_err(|e| StartError::engine(format!("attach socket: {e}")))?;
+    let listener = UnixListener::bind(&attach_path).map_err(Error::failed("attach socket"))?;
 
     let builder = libcontainer::container::builder::ContainerBuilder::new(
         rec.id.clone(),
         libcontainer::syscall::syscall::SyscallType::Linux,
     )
     .with_root_path(layout.runtime())
-    .map_err(|e| StartError::engine(e.to_string()))?;
+    .map_err(Error::unexpected)?;
     // libcontainer also writes the init pid here; see below.
     let pid_file = paths.bundle.join("init.pid");
     let _ = std::fs::remove_file(&pid_file);
     let builder = builder
         .with_pid_file(Some(pid_file.clone()))
-        .map_err(|e| StartError::engine(e.to_string()))?;
+        .map_err(Error::unexpected)?;
     let builder = match seccomp {
         Some(x) => builder.with_executor(x),
         None => builder,
@@ -454,8 +429,7 @@ fn start(
         .build();
     // SAFETY: as above; the shim itself must not die of SIGPIPE.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-    let mut container =
-        built.map_err(|e| StartError::engine(format!("creating container: {e}")))?;
+    let mut container = built.map_err(Error::failed("creating container"))?;
     phases.mark("create");
     // In guests whose kernel is emulated (kvm_pvm) the state libcontainer
     // saves and reads straight back has been seen to come back without
@@ -615,8 +589,7 @@ pub(super) fn plan_stdio(
 ) -> Result<(Builder, StdioPlan), StartError> {
     if tty {
         let _ = std::fs::remove_file(console_path);
-        let l = UnixListener::bind(console_path)
-            .map_err(|e| StartError::engine(format!("console socket: {e}")))?;
+        let l = UnixListener::bind(console_path).map_err(Error::failed("console socket"))?;
         builder = builder.with_console_socket(Some(console_path));
         return Ok((
             builder,
@@ -627,14 +600,14 @@ pub(super) fn plan_stdio(
             },
         ));
     }
-    let (out_r, out_w) = pipe().map_err(|e| StartError::engine(e.to_string()))?;
-    let (err_r, err_w) = pipe().map_err(|e| StartError::engine(e.to_string()))?;
+    let (out_r, out_w) = pipe().map_err(Error::unexpected)?;
+    let (err_r, err_w) = pipe().map_err(Error::unexpected)?;
     let stdin_w = if open_stdin {
-        let (in_r, in_w) = pipe().map_err(|e| StartError::engine(e.to_string()))?;
+        let (in_r, in_w) = pipe().map_err(Error::unexpected)?;
         builder = builder.with_stdin(OwnedFd::from(in_r));
         Some(in_w)
     } else {
-        let null = File::open("/dev/null").map_err(|e| StartError::engine(e.to_string()))?;
+        let null = File::open("/dev/null").map_err(Error::unexpected)?;
         builder = builder.with_stdin(OwnedFd::from(null));
         None
     };
@@ -674,7 +647,7 @@ impl StdioPlan {
             let master = t
                 .join()
                 .map_err(|_| StartError::engine("terminal thread panicked"))?
-                .map_err(|e| StartError::engine(format!("receiving terminal: {e}")))?;
+                .map_err(Error::failed("receiving terminal"))?;
             return Ok(Stdio::Pty { master });
         }
         match (self.pipes, self.console) {
@@ -684,8 +657,7 @@ impl StdioPlan {
                 stderr,
             }),
             (None, Some(l)) => Ok(Stdio::Pty {
-                master: receive_pty_master(&l)
-                    .map_err(|e| StartError::engine(format!("receiving terminal: {e}")))?,
+                master: receive_pty_master(&l).map_err(Error::failed("receiving terminal"))?,
             }),
             (None, None) => Err(StartError::engine("no stdio plan")),
         }

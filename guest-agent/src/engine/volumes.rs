@@ -10,13 +10,14 @@
 //! lock, so a volume cannot be removed while a container that uses it is
 //! being created.
 
-use super::containers::{err, internal, ContainerStore};
+use super::containers::ContainerStore;
 use super::fsutil::remove_tree_same_fs;
 use super::mounts::read_volume;
 pub use super::mounts::{copy_up, prepare_mounts, valid_volume_name, VolumeRecord};
 use super::record::ContainerRecord;
+use crate::engine::{Error, Object};
 use crate::layout::{random_hex, write_json_atomic, Layout};
-use berth_protocol::{ApiError, ErrorKind, MountPoint, MountSpec, MountType, VolumeInfo};
+use berth_protocol::{MountPoint, MountSpec, MountType, VolumeInfo};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -27,54 +28,46 @@ pub const ANONYMOUS_LABEL: &str = "com.docker.volume.anonymous";
 /// The option keys docker's `local` driver accepts.
 const LOCAL_OPTIONS: &[&str] = &["type", "device", "o", "size"];
 
-fn invalid_name(n: &str) -> ApiError {
-    err(
-        ErrorKind::InvalidArgument,
-        format!("create {n}: \"{n}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"),
+fn invalid_name(n: &str) -> Error {
+    Error::invalid(format!("create {n}: \"{n}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"),
     )
 }
 
-fn no_such_volume(n: &str) -> ApiError {
-    err(ErrorKind::NotFound, format!("get {n}: no such volume"))
+fn no_such_volume(n: &str) -> Error {
+    Error::not_found(Object::Volume, n)
 }
 
-fn check_driver(name: &str, driver: Option<&str>) -> Result<(), ApiError> {
+fn check_driver(name: &str, driver: Option<&str>) -> Result<(), Error> {
     match driver {
         None | Some("") | Some("local") => Ok(()),
-        Some(d) => Err(err(
-            ErrorKind::NotFound,
-            format!("create {name}: error looking up volume plugin {d}: plugin \"{d}\" not found"),
-        )),
+        Some(d) => Err(Error::missing(format!(
+            "create {name}: error looking up volume plugin {d}: plugin \"{d}\" not found"
+        ))),
     }
 }
 
-fn check_options(name: &str, options: &BTreeMap<String, String>) -> Result<(), ApiError> {
+fn check_options(name: &str, options: &BTreeMap<String, String>) -> Result<(), Error> {
     for k in options.keys() {
         if !LOCAL_OPTIONS.contains(&k.as_str()) {
-            return Err(err(
-                ErrorKind::InvalidArgument,
-                format!("create {name}: invalid option: {k:?}"),
-            ));
+            return Err(Error::invalid(format!(
+                "create {name}: invalid option: {k:?}"
+            )));
         }
     }
     if options.contains_key("size") {
-        return Err(err(
-            ErrorKind::InvalidArgument,
-            format!("create {name}: quota size requested but no quota support"),
-        ));
+        return Err(Error::invalid(format!(
+            "create {name}: quota size requested but no quota support"
+        )));
     }
     if options.contains_key("device") != options.contains_key("type") {
-        return Err(err(
-            ErrorKind::InvalidArgument,
-            format!(
-                "create {name}: missing required option: \"{}\"",
-                if options.contains_key("type") {
-                    "device"
-                } else {
-                    "type"
-                }
-            ),
-        ));
+        return Err(Error::invalid(format!(
+            "create {name}: missing required option: \"{}\"",
+            if options.contains_key("type") {
+                "device"
+            } else {
+                "type"
+            }
+        )));
     }
     Ok(())
 }
@@ -146,14 +139,10 @@ fn normalize(p: &str) -> String {
 }
 
 /// Docker's daemon-side checks of one mount (`validateMountConfig`).
-pub fn validate_mount(m: &MountSpec) -> Result<(), ApiError> {
+pub fn validate_mount(m: &MountSpec) -> Result<(), Error> {
     let kind = m.kind.as_str();
-    let bad = |msg: String| {
-        err(
-            ErrorKind::InvalidArgument,
-            format!("invalid mount config for type \"{kind}\": {msg}"),
-        )
-    };
+    let bad =
+        |msg: String| Error::invalid(format!("invalid mount config for type \"{kind}\": {msg}"));
     if m.target.is_empty() {
         return Err(bad("field Target must not be empty".into()));
     }
@@ -167,8 +156,7 @@ pub fn validate_mount(m: &MountSpec) -> Result<(), ApiError> {
         return Err(bad(format!("invalid mount path: '{}'", m.target)));
     }
     if normalize(&m.target) == "/" {
-        return Err(err(
-            ErrorKind::InvalidArgument,
+        return Err(Error::invalid(
             "invalid specification: destination can't be '/'",
         ));
     }
@@ -218,14 +206,11 @@ pub fn validate_mount(m: &MountSpec) -> Result<(), ApiError> {
 }
 
 /// `--volumes-from NAME[:ro|rw]` → (container, read-only override).
-fn parse_volumes_from(s: &str) -> Result<(&str, Option<bool>), ApiError> {
+fn parse_volumes_from(s: &str) -> Result<(&str, Option<bool>), Error> {
     match s.rsplit_once(':') {
         Some((c, "ro")) => Ok((c, Some(true))),
         Some((c, "rw")) => Ok((c, Some(false))),
-        Some((_, mode)) => Err(err(
-            ErrorKind::InvalidArgument,
-            format!("invalid mode: {mode}"),
-        )),
+        Some((_, mode)) => Err(Error::invalid(format!("invalid mode: {mode}"))),
         None => Ok((s, None)),
     }
 }
@@ -252,7 +237,7 @@ impl ContainerStore {
         labels: &BTreeMap<String, String>,
         options: &BTreeMap<String, String>,
         anonymous: bool,
-    ) -> Result<(VolumeRecord, bool), ApiError> {
+    ) -> Result<(VolumeRecord, bool), Error> {
         let layout = self.layout();
         let name = match name.filter(|n| !n.is_empty()) {
             Some(n) => {
@@ -281,7 +266,7 @@ impl ContainerStore {
         };
         // Made in tmp/ and renamed into place: a volume is there whole or
         // not at all.
-        let tmp = layout.temp_dir("vol").map_err(internal)?;
+        let tmp = layout.temp_dir("vol").map_err(Error::unexpected)?;
         let made = (|| {
             std::fs::create_dir(tmp.join("_data"))?;
             write_json_atomic(&tmp.join("volume.json"), &rec)?;
@@ -290,7 +275,7 @@ impl ContainerStore {
         })();
         if let Err(e) = made {
             let _ = std::fs::remove_dir_all(&tmp);
-            return Err(internal(format!("create {name}: {e}")));
+            return Err(Error::io(format!("create {name}"))(e));
         }
         super::events::volume(layout.root(), "create", &name);
         Ok((rec, true))
@@ -302,7 +287,7 @@ impl ContainerStore {
         driver: Option<&str>,
         labels: &BTreeMap<String, String>,
         options: &BTreeMap<String, String>,
-    ) -> Result<VolumeInfo, ApiError> {
+    ) -> Result<VolumeInfo, Error> {
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let (v, _) = self.volume_create_locked(name, driver, labels, options, false)?;
         let used = users(&self.records()).remove(&v.name).unwrap_or_default();
@@ -326,7 +311,7 @@ impl ContainerStore {
         out
     }
 
-    pub fn volume_inspect(&self, name: &str) -> Result<VolumeInfo, ApiError> {
+    pub fn volume_inspect(&self, name: &str) -> Result<VolumeInfo, Error> {
         let v = read_volume(self.layout(), name).ok_or_else(|| no_such_volume(name))?;
         let used = users(&self.records()).remove(name).unwrap_or_default();
         Ok(info(self.layout(), &v, used))
@@ -347,7 +332,7 @@ impl ContainerStore {
         Ok(size)
     }
 
-    pub fn volume_remove(&self, name: &str, force: bool) -> Result<(), ApiError> {
+    pub fn volume_remove(&self, name: &str, force: bool) -> Result<(), Error> {
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         if read_volume(self.layout(), name).is_none() {
             return if force {
@@ -357,14 +342,14 @@ impl ContainerStore {
             };
         }
         if let Some(ids) = users(&self.records()).remove(name) {
-            return Err(err(
-                ErrorKind::Conflict,
-                format!("remove {name}: volume is in use - [{}]", ids.join(", ")),
-            ));
+            return Err(Error::conflict(format!(
+                "remove {name}: volume is in use - [{}]",
+                ids.join(", ")
+            )));
         }
         self.volume_delete_locked(name)
             .map(|_| ())
-            .map_err(|e| internal(format!("remove {name}: {e}")))
+            .map_err(Error::io(format!("remove {name}")))
     }
 
     /// `volume prune`: unused anonymous volumes, or every unused one.
@@ -414,7 +399,7 @@ impl ContainerStore {
         specs: &[MountSpec],
         volumes_from: &[String],
         image_volumes: &[String],
-    ) -> Result<Vec<MountPoint>, ApiError> {
+    ) -> Result<Vec<MountPoint>, Error> {
         let mut made: Vec<String> = Vec::new();
         let result = self.resolve_mounts_inner(specs, volumes_from, image_volumes, &mut made);
         if result.is_err() {
@@ -431,7 +416,7 @@ impl ContainerStore {
         volumes_from: &[String],
         image_volumes: &[String],
         made: &mut Vec<String>,
-    ) -> Result<Vec<MountPoint>, ApiError> {
+    ) -> Result<Vec<MountPoint>, Error> {
         for m in specs {
             validate_mount(m)?;
         }
@@ -440,10 +425,7 @@ impl ContainerStore {
         for m in specs {
             let dest = normalize(&m.target);
             if taken(&out, &dest) {
-                return Err(err(
-                    ErrorKind::InvalidArgument,
-                    format!("Duplicate mount point: {dest}"),
-                ));
+                return Err(Error::invalid(format!("Duplicate mount point: {dest}")));
             }
             let point = match m.kind {
                 MountType::Bind => MountPoint {
@@ -581,7 +563,7 @@ mod tests {
 
     #[test]
     fn mounts_are_checked_as_docker_checks_them() {
-        let e = |m: &MountSpec| validate_mount(m).unwrap_err().message;
+        let e = |m: &MountSpec| validate_mount(m).unwrap_err().message();
         assert_eq!(
             e(&spec(MountType::Bind, "/", "rel")),
             "invalid mount config for type \"bind\": invalid mount path: 'rel' mount path must be absolute"
@@ -627,7 +609,7 @@ mod tests {
         assert_eq!(parse_volumes_from("c1:ro").unwrap(), ("c1", Some(true)));
         assert_eq!(parse_volumes_from("c1:rw").unwrap(), ("c1", Some(false)));
         assert_eq!(
-            parse_volumes_from("c1:x").unwrap_err().message,
+            parse_volumes_from("c1:x").unwrap_err().message(),
             "invalid mode: x"
         );
     }
@@ -696,7 +678,7 @@ mod tests {
         assert_eq!(names, vec!["data1".to_string()]);
         assert_eq!(reclaimed, 5);
         assert_eq!(
-            store.volume_remove("data1", false).unwrap_err().message,
+            store.volume_remove("data1", false).unwrap_err().message(),
             "get data1: no such volume"
         );
         assert!(store.volume_remove("data1", true).is_ok());
@@ -711,7 +693,7 @@ mod tests {
             &[],
         );
         drop(_g);
-        assert_eq!(bad.unwrap_err().message, "Duplicate mount point: /a");
+        assert_eq!(bad.unwrap_err().message(), "Duplicate mount point: /a");
         assert!(store.volume_list().is_empty());
         std::fs::remove_dir_all(&t).unwrap();
     }

@@ -13,10 +13,11 @@
 //! the container store's lock, and written to `<container>/network.json`;
 //! the shim removes that file when the container stops, which frees them.
 
-use super::super::containers::{err, internal, ContainerStore};
-use super::super::record::{boot_id, ContainerRecord};
+use super::super::containers::ContainerStore;
+use super::super::record::{boot_id, Attachment, ContainerRecord};
+use crate::engine::{Error, Object};
 use crate::layout::{random_hex, read_json, write_json_atomic, Layout};
-use berth_protocol::{ApiError, EndpointInfo, ErrorKind, NetworkInfo, NetworkMember};
+use berth_protocol::{EndpointInfo, NetworkInfo, NetworkMember};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -90,18 +91,6 @@ pub struct NetworkSpec<'a> {
 
 /// docker's predefined networks and their drivers.
 const PREDEFINED: &[(&str, &str)] = &[("bridge", "bridge"), ("host", "host"), ("none", "null")];
-
-/// A network a container is attached to (in its record).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
-pub struct Attachment {
-    pub network_id: String,
-    #[serde(default)]
-    pub aliases: Vec<String>,
-    #[serde(default)]
-    pub ipv4_requested: Option<String>,
-    #[serde(default)]
-    pub links: Vec<String>,
-}
 
 /// One endpoint of a running container (`<container>/network.json`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -222,8 +211,8 @@ fn read_networks(layout: &Layout) -> Vec<NetworkRecord> {
     out
 }
 
-fn not_found(key: &str) -> ApiError {
-    err(ErrorKind::NotFound, format!("network {key} not found"))
+fn not_found(key: &str) -> Error {
+    Error::not_found(Object::Network, key)
 }
 
 fn now() -> String {
@@ -238,7 +227,7 @@ fn in_guest() -> bool {
 
 impl ContainerStore {
     /// Makes the predefined networks on first use. Callers hold `self.lock`.
-    fn ensure_predefined(&self) -> Result<Vec<NetworkRecord>, ApiError> {
+    fn ensure_predefined(&self) -> Result<Vec<NetworkRecord>, Error> {
         let mut all = read_networks(self.layout());
         for (name, driver) in PREDEFINED {
             if all.iter().any(|n| n.name == *name) {
@@ -267,14 +256,14 @@ impl ContainerStore {
         Ok(all)
     }
 
-    fn write_network(&self, rec: &NetworkRecord) -> Result<(), ApiError> {
+    fn write_network(&self, rec: &NetworkRecord) -> Result<(), Error> {
         (|| {
             let tmp = self.layout().temp_dir("net")?;
             write_json_atomic(&tmp.join("network.json"), rec)?;
             std::fs::create_dir_all(networks_dir(self.layout()))?;
             std::fs::rename(&tmp, networks_dir(self.layout()).join(&rec.id))
         })()
-        .map_err(internal)
+        .map_err(Error::unexpected)
     }
 
     /// A new bridge network's record, its subnet chosen or checked.
@@ -286,21 +275,19 @@ impl ContainerStore {
         internal_net: bool,
         options: &BTreeMap<String, String>,
         existing: &[NetworkRecord],
-    ) -> Result<NetworkRecord, ApiError> {
+    ) -> Result<NetworkRecord, Error> {
         let taken: Vec<(Ipv4Addr, u8)> = existing.iter().filter_map(|n| n.subnet()).collect();
         let (net, prefix) = match subnet {
             Some(s) => {
-                let (a, p) = parse_cidr(s).map_err(|e| err(ErrorKind::InvalidArgument, e))?;
+                let (a, p) = parse_cidr(s).map_err(Error::invalid)?;
                 if p > 30 {
-                    return Err(err(
-                        ErrorKind::InvalidArgument,
-                        format!("invalid pool request: subnet {s} is too small"),
-                    ));
+                    return Err(Error::invalid(format!(
+                        "invalid pool request: subnet {s} is too small"
+                    )));
                 }
                 let n = (network_of(a, p), p);
                 if taken.iter().any(|t| overlaps(*t, n)) {
-                    return Err(err(
-                        ErrorKind::Conflict,
+                    return Err(Error::conflict(
                         "invalid pool request: Pool overlaps with other one on this address space",
                     ));
                 }
@@ -314,26 +301,20 @@ impl ContainerStore {
                             && !routes.iter().any(|r| overlaps(*r, *p))
                     })
                     .ok_or_else(|| {
-                        err(
-                            ErrorKind::Conflict,
-                            "could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network",
+                        Error::conflict("could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network",
                         )
                     })?
             }
         };
         let gw = match gateway {
             Some(g) => {
-                let g: Ipv4Addr = g.parse().map_err(|_| {
-                    err(
-                        ErrorKind::InvalidArgument,
-                        format!("invalid gateway address {g}"),
-                    )
-                })?;
+                let g: Ipv4Addr = g
+                    .parse()
+                    .map_err(|_| Error::invalid(format!("invalid gateway address {g}")))?;
                 if !contains((net, prefix), g) {
-                    return Err(err(
-                        ErrorKind::InvalidArgument,
-                        format!("no matching subnet for gateway {g}"),
-                    ));
+                    return Err(Error::invalid(format!(
+                        "no matching subnet for gateway {g}"
+                    )));
                 }
                 g
             }
@@ -355,7 +336,7 @@ impl ContainerStore {
     }
 
     /// By exact name, full id or unique id prefix.
-    fn find_network(&self, all: &[NetworkRecord], key: &str) -> Result<NetworkRecord, ApiError> {
+    fn find_network(&self, all: &[NetworkRecord], key: &str) -> Result<NetworkRecord, Error> {
         if let Some(n) = all.iter().find(|n| n.name == key || n.id == key) {
             return Ok(n.clone());
         }
@@ -366,17 +347,14 @@ impl ContainerStore {
         match by_prefix.as_slice() {
             [one] => Ok((*one).clone()),
             [] => Err(not_found(key)),
-            _ => Err(err(
-                ErrorKind::InvalidArgument,
-                format!(
-                    "network {key} is ambiguous ({} matches found based on ID prefix)",
-                    by_prefix.len()
-                ),
-            )),
+            _ => Err(Error::invalid(format!(
+                "network {key} is ambiguous ({} matches found based on ID prefix)",
+                by_prefix.len()
+            ))),
         }
     }
 
-    fn networks_locked(&self) -> Result<Vec<NetworkRecord>, ApiError> {
+    fn networks_locked(&self) -> Result<Vec<NetworkRecord>, Error> {
         self.ensure_predefined()
     }
 
@@ -411,7 +389,7 @@ impl ContainerStore {
         (rt.boot_id == boot_id()).then_some(rt)
     }
 
-    pub fn network_create(&self, spec: &NetworkSpec) -> Result<NetworkInfo, ApiError> {
+    pub fn network_create(&self, spec: &NetworkSpec) -> Result<NetworkInfo, Error> {
         let NetworkSpec {
             name,
             driver,
@@ -424,37 +402,28 @@ impl ContainerStore {
         match driver {
             None | Some("") | Some("bridge") => {}
             Some(d @ ("host" | "null")) => {
-                return Err(err(
-                    ErrorKind::Conflict,
-                    format!("only one instance of \"{d}\" network is allowed"),
-                ))
+                return Err(Error::conflict(format!(
+                    "only one instance of \"{d}\" network is allowed"
+                )))
             }
-            Some(d) => {
-                return Err(err(
-                    ErrorKind::NotFound,
-                    format!("plugin \"{d}\" not found"),
-                ))
-            }
+            Some(d) => return Err(Error::missing(format!("plugin \"{d}\" not found"))),
         }
-        if !super::super::containers::docker_name(name, 255) {
-            return Err(err(
-                ErrorKind::InvalidArgument,
-                format!("invalid name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"),
-            ));
+        if !super::super::names::docker_name(name, 255) {
+            return Err(Error::invalid(format!(
+                "invalid name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
         }
         if gateway.is_some() && subnet.is_none() {
-            return Err(err(
-                ErrorKind::InvalidArgument,
+            return Err(Error::invalid(
                 "invalid pool request: gateway requires a subnet",
             ));
         }
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let all = self.networks_locked()?;
         if all.iter().any(|n| n.name == name) {
-            return Err(err(
-                ErrorKind::Conflict,
-                format!("network with name {name} already exists"),
-            ));
+            return Err(Error::conflict(format!(
+                "network with name {name} already exists"
+            )));
         }
         let _host = host_lock();
         let mut rec = self.new_bridge(name, subnet, gateway, internal_net, options, &all)?;
@@ -469,21 +438,20 @@ impl ContainerStore {
     }
 
     /// Creates (or re-creates after a reboot) a bridge and its rules.
-    pub fn setup_bridge(&self, rec: &NetworkRecord) -> Result<(), ApiError> {
+    pub fn setup_bridge(&self, rec: &NetworkRecord) -> Result<(), Error> {
         if rec.driver != "bridge" {
             return Ok(());
         }
         let (_, prefix) = rec
             .subnet()
-            .ok_or_else(|| internal(format!("network {}: bad subnet", rec.name)))?;
+            .ok_or_else(|| Error::internal(format!("network {}: bad subnet", rec.name)))?;
         let gw: Ipv4Addr = rec
             .gateway
             .parse()
-            .map_err(|_| internal(format!("network {}: bad gateway", rec.name)))?;
+            .map_err(|_| Error::internal(format!("network {}: bad gateway", rec.name)))?;
         super::link::ensure_bridge(&rec.bridge, gw, prefix)
-            .map_err(|e| internal(format!("creating bridge {}: {e}", rec.bridge)))?;
-        super::link::enable_ip_forward()
-            .map_err(|e| internal(format!("enabling IP forwarding: {e}")))?;
+            .map_err(Error::failed(format!("creating bridge {}", rec.bridge)))?;
+        super::link::enable_ip_forward().map_err(Error::failed("enabling IP forwarding"))?;
         if !in_guest() {
             let rules = super::nat::BridgeRules {
                 bridge: &rec.bridge,
@@ -493,7 +461,7 @@ impl ContainerStore {
             if let Err(e) = super::nat::install(&rules) {
                 let _ = super::nat::remove(&rec.bridge);
                 let _ = super::link::remove_link(&rec.bridge);
-                return Err(err(ErrorKind::Internal, e.to_string()));
+                return Err(Error::unexpected(e));
             }
         }
         Ok(())
@@ -509,7 +477,7 @@ impl ContainerStore {
         let _ = super::link::remove_link(&rec.bridge);
     }
 
-    pub fn network_list(&self) -> Result<Vec<NetworkInfo>, ApiError> {
+    pub fn network_list(&self) -> Result<Vec<NetworkInfo>, Error> {
         let all = {
             let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
             self.networks_locked()?
@@ -521,7 +489,7 @@ impl ContainerStore {
             .collect())
     }
 
-    pub fn network_inspect(&self, key: &str) -> Result<NetworkInfo, ApiError> {
+    pub fn network_inspect(&self, key: &str) -> Result<NetworkInfo, Error> {
         let all = {
             let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
             self.networks_locked()?
@@ -531,27 +499,25 @@ impl ContainerStore {
         Ok(n.info(members))
     }
 
-    pub fn network_remove(&self, key: &str) -> Result<String, ApiError> {
+    pub fn network_remove(&self, key: &str) -> Result<String, Error> {
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let all = self.networks_locked()?;
         let n = self.find_network(&all, key)?;
         if n.is_predefined() {
-            return Err(err(
-                ErrorKind::Conflict,
-                format!("{} is a pre-defined network and cannot be removed", n.name),
-            ));
+            return Err(Error::conflict(format!(
+                "{} is a pre-defined network and cannot be removed",
+                n.name
+            )));
         }
         if self.members().get(&n.id).is_some_and(|m| !m.is_empty()) {
-            return Err(err(
-                ErrorKind::Conflict,
-                format!(
-                    "error while removing network: network {} id {} has active endpoints",
-                    n.name, n.id
-                ),
-            ));
+            return Err(Error::conflict(format!(
+                "error while removing network: network {} id {} has active endpoints",
+                n.name, n.id
+            )));
         }
         self.teardown_bridge(&n);
-        std::fs::remove_dir_all(networks_dir(self.layout()).join(&n.id)).map_err(internal)?;
+        std::fs::remove_dir_all(networks_dir(self.layout()).join(&n.id))
+            .map_err(Error::unexpected)?;
         super::super::events::network(self.layout().root(), &n.id, &n.name, "destroy");
         Ok(n.name)
     }
@@ -571,58 +537,45 @@ impl ContainerStore {
     pub(in crate::engine) fn resolve_attachments(
         &self,
         cfg: &berth_protocol::ContainerConfig,
-    ) -> Result<Vec<Attachment>, ApiError> {
+    ) -> Result<Vec<Attachment>, Error> {
         let all = self.networks_locked()?;
         let mode = cfg.network_mode.as_deref().unwrap_or("bridge");
         let mode = if mode == "default" { "bridge" } else { mode };
         if mode.starts_with("container:") {
-            return Err(err(
-                ErrorKind::InvalidArgument,
+            return Err(Error::invalid(
                 "--network container:NAME is not supported yet",
             ));
         }
         let n = self.find_network(&all, mode)?;
         if !cfg.network_aliases.is_empty() && !n.user_defined() {
-            return Err(err(
-                ErrorKind::InvalidArgument,
+            return Err(Error::invalid(
                 "network-scoped alias is supported only for containers in user defined networks",
             ));
         }
         if cfg.ipv4_address.is_some() && !n.user_defined() {
-            return Err(err(
-                ErrorKind::InvalidArgument,
+            return Err(Error::invalid(
                 "user specified IP address is supported on user defined networks only",
             ));
         }
         if !cfg.links.is_empty() && n.driver != "bridge" {
-            return Err(err(
-                ErrorKind::InvalidArgument,
-                "conflicting options: host type networking can't be used with links. This would result in undefined behavior",
+            return Err(Error::invalid("conflicting options: host type networking can't be used with links. This would result in undefined behavior",
             ));
         }
         if let Some(ip) = &cfg.ipv4_address {
-            let a: Ipv4Addr = ip.parse().map_err(|_| {
-                err(
-                    ErrorKind::InvalidArgument,
-                    format!("invalid IPv4 address: {ip}"),
-                )
-            })?;
+            let a: Ipv4Addr = ip
+                .parse()
+                .map_err(|_| Error::invalid(format!("invalid IPv4 address: {ip}")))?;
             let net = n.subnet().unwrap_or((Ipv4Addr::UNSPECIFIED, 32));
             if !contains(net, a) {
-                return Err(err(
-                    ErrorKind::InvalidArgument,
-                    format!("no configured subnet or ip-range contain the IP address {ip}"),
-                ));
+                return Err(Error::invalid(format!(
+                    "no configured subnet or ip-range contain the IP address {ip}"
+                )));
             }
         }
         for l in &cfg.links {
             let target = l.split(':').next().unwrap_or_default();
-            self.resolve(target).map_err(|_| {
-                err(
-                    ErrorKind::InvalidArgument,
-                    format!("could not get container for {target}"),
-                )
-            })?;
+            self.resolve(target)
+                .map_err(|_| Error::invalid(format!("could not get container for {target}")))?;
         }
         Ok(vec![Attachment {
             network_id: n.id,
@@ -646,7 +599,7 @@ impl ContainerStore {
 
     /// Allocates addresses for a container about to start and writes
     /// `network.json`. Takes `self.lock`.
-    pub fn allocate_endpoints(&self, rec: &ContainerRecord) -> Result<RuntimeNet, ApiError> {
+    pub fn allocate_endpoints(&self, rec: &ContainerRecord) -> Result<RuntimeNet, Error> {
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let all = self.networks_locked()?;
         let mut used: Vec<Ipv4Addr> = Vec::new();
@@ -664,27 +617,22 @@ impl ContainerStore {
         }
         let mut endpoints = Vec::new();
         for (i, a) in rec.attachments().iter().enumerate() {
-            let n = all.iter().find(|n| n.id == a.network_id).ok_or_else(|| {
-                err(
-                    ErrorKind::NotFound,
-                    format!("network {} not found", a.network_id),
-                )
-            })?;
+            let n = all
+                .iter()
+                .find(|n| n.id == a.network_id)
+                .ok_or_else(|| not_found(&a.network_id))?;
             if n.driver != "bridge" {
                 continue;
             }
             let _host = host_lock();
             self.setup_bridge(n)?;
-            let (net, prefix) = n.subnet().ok_or_else(|| internal("bad subnet"))?;
-            let gw: Ipv4Addr = n.gateway.parse().map_err(internal)?;
+            let (net, prefix) = n.subnet().ok_or_else(|| Error::internal("bad subnet"))?;
+            let gw: Ipv4Addr = n.gateway.parse().map_err(Error::unexpected)?;
             let ip = match &a.ipv4_requested {
                 Some(ip) => {
-                    let ip: Ipv4Addr = ip.parse().map_err(internal)?;
+                    let ip: Ipv4Addr = ip.parse().map_err(Error::unexpected)?;
                     if used.contains(&ip) || ip == gw {
-                        return Err(err(
-                            ErrorKind::Conflict,
-                            format!("Address already in use: {ip}"),
-                        ));
+                        return Err(Error::conflict(format!("Address already in use: {ip}")));
                     }
                     ip
                 }
@@ -695,10 +643,10 @@ impl ContainerStore {
                         .map(|o| Ipv4Addr::from(base + o as u32))
                         .find(|c| *c != gw && !used.contains(c))
                         .ok_or_else(|| {
-                            err(
-                                ErrorKind::Conflict,
-                                format!("no available IPv4 addresses on network {}", n.name),
-                            )
+                            Error::conflict(format!(
+                                "no available IPv4 addresses on network {}",
+                                n.name
+                            ))
                         })?
                 }
             };
@@ -736,7 +684,7 @@ impl ContainerStore {
             endpoints,
         };
         write_json_atomic(&self.layout().container(&rec.id).join(RUNTIME_FILE), &rt)
-            .map_err(internal)?;
+            .map_err(Error::unexpected)?;
         Ok(rt)
     }
 
@@ -755,7 +703,7 @@ impl ContainerStore {
         container: &str,
         aliases: &[String],
         ipv4: Option<&str>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let all = self.networks_locked()?;
         let n = self.find_network(&all, network)?;
@@ -766,23 +714,18 @@ impl ContainerStore {
             .filter_map(|a| all.iter().find(|n| n.id == a.network_id))
             .collect();
         if n.driver != "bridge" || current.iter().any(|c| c.driver != "bridge") {
-            return Err(err(
-                ErrorKind::Conflict,
+            return Err(Error::conflict(
                 "container cannot be disconnected from host network or connected to host network",
             ));
         }
         if atts.iter().any(|a| a.network_id == n.id) {
-            return Err(err(
-                ErrorKind::Conflict,
-                format!(
-                    "endpoint with name {} already exists in network {}",
-                    rec.name, n.name
-                ),
-            ));
+            return Err(Error::conflict(format!(
+                "endpoint with name {} already exists in network {}",
+                rec.name, n.name
+            )));
         }
         if self.runtime_net(&rec.id).is_some() {
-            return Err(err(
-                ErrorKind::Conflict,
+            return Err(Error::conflict(
                 "connecting a running container to a network is not supported yet: stop it first",
             ));
         }
@@ -802,7 +745,7 @@ impl ContainerStore {
         network: &str,
         container: &str,
         force: bool,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let all = self.networks_locked()?;
         let n = self.find_network(&all, network);
@@ -817,23 +760,18 @@ impl ContainerStore {
         };
         let mut atts = rec.attachments();
         if !atts.iter().any(|a| a.network_id == n.id) {
-            return Err(err(
-                ErrorKind::Conflict,
-                format!(
-                    "container {} is not connected to network {}",
-                    rec.id, n.name
-                ),
-            ));
+            return Err(Error::conflict(format!(
+                "container {} is not connected to network {}",
+                rec.id, n.name
+            )));
         }
         if n.driver != "bridge" {
-            return Err(err(
-                ErrorKind::Conflict,
+            return Err(Error::conflict(
                 "container cannot be disconnected from host network or connected to host network",
             ));
         }
         if self.runtime_net(&rec.id).is_some() {
-            return Err(err(
-                ErrorKind::Conflict,
+            return Err(Error::conflict(
                 "disconnecting a running container is not supported yet: stop it first",
             ));
         }
@@ -842,12 +780,12 @@ impl ContainerStore {
         self.rewrite_record(&rec)
     }
 
-    fn rewrite_record(&self, rec: &ContainerRecord) -> Result<(), ApiError> {
+    fn rewrite_record(&self, rec: &ContainerRecord) -> Result<(), Error> {
         write_json_atomic(
             &self.layout().container(&rec.id).join("container.json"),
             rec,
         )
-        .map_err(internal)
+        .map_err(Error::unexpected)
     }
 
     /// Containers reachable by name from `rec` on its user networks (for the
@@ -897,7 +835,7 @@ impl ContainerStore {
     }
 
     /// Ports published now.
-    pub fn ports(&self, key: &str) -> Result<Vec<berth_protocol::PublishedPort>, ApiError> {
+    pub fn ports(&self, key: &str) -> Result<Vec<berth_protocol::PublishedPort>, Error> {
         let r = self.resolve(key)?;
         Ok(self.published_ports(&r.id))
     }
@@ -911,49 +849,6 @@ impl ContainerStore {
             .flatten()
             .unwrap_or_default()
     }
-}
-
-/// A container's exposed ports: the image's, `--expose` and every `-p`
-/// container port, normalised to `PORT/PROTO` and sorted like docker.
-pub fn exposed_ports(
-    image: Vec<String>,
-    cfg: &berth_protocol::ContainerConfig,
-) -> Result<Vec<String>, ApiError> {
-    let mut out: Vec<(u16, String)> = Vec::new();
-    let mut add = |spec: &str| -> Result<(), ApiError> {
-        let (port, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
-        let proto = berth_protocol::PortProto::parse(proto).ok_or_else(|| {
-            err(
-                ErrorKind::InvalidArgument,
-                format!("invalid proto: {proto}"),
-            )
-        })?;
-        let (a, b) = port.split_once('-').unwrap_or((port, port));
-        let bad = || err(ErrorKind::InvalidArgument, format!("invalid port: {spec}"));
-        let a: u16 = a.parse().map_err(|_| bad())?;
-        let b: u16 = b.parse().map_err(|_| bad())?;
-        if a == 0 || b < a || b - a > 4096 {
-            return Err(bad());
-        }
-        for p in a..=b {
-            let k = (p, format!("{p}/{}", proto.as_str()));
-            if !out.contains(&k) {
-                out.push(k);
-            }
-        }
-        Ok(())
-    };
-    for p in &image {
-        add(p)?;
-    }
-    for p in &cfg.expose {
-        add(p)?;
-    }
-    for b in &cfg.ports {
-        add(&format!("{}/{}", b.container_port, b.proto.as_str()))?;
-    }
-    out.sort();
-    Ok(out.into_iter().map(|(_, s)| s).collect())
 }
 
 #[cfg(test)]

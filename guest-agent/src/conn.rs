@@ -1,6 +1,6 @@
-//! The byte stream a request arrived on, as the engine sees it: streaming
-//! operations (copy, attach) read and write it directly. The server and
-//! the transports (Unix socket, vsock, serial) implement it.
+//! The byte stream a request arrived on: the transports (Unix socket,
+//! vsock, serial) implement it and the server reads requests from it and
+//! streams (copy, attach, logs) on it. The engine never sees it.
 
 use std::io::{Read, Write};
 use std::net::Shutdown;
