@@ -528,6 +528,35 @@ impl Berth {
 }
 
 impl Berth {
+    /// Kills the shims this installation's native engine started that are
+    /// still alive (a test that killed the engine, or the CLI while a
+    /// container waited for its attach, leaves them): found by their
+    /// `--root` under this test's state dir, killed by PID.
+    fn kill_leftover_shims(&self) {
+        use std::os::unix::ffi::OsStrExt;
+        let home = self.home.path();
+        let Ok(rd) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for e in rd.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+                continue;
+            };
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let ours = args.windows(2).any(|w| {
+                w[0] == b"--root"
+                    && std::path::Path::new(std::ffi::OsStr::from_bytes(w[1])).starts_with(home)
+            });
+            if ours && args.contains(&&b"shim"[..]) && pid != std::process::id() as i32 {
+                // SAFETY: plain kill(2) of a shim this test's engine started.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+
     /// Removes the bridges and nftables tables this installation's native
     /// engine made on the host, so that tests leave no network state
     /// behind (berth itself keeps the default bridge, as docker keeps
@@ -580,6 +609,7 @@ impl Drop for Berth {
             }
         }
         self.kill_agent();
+        self.kill_leftover_shims();
         self.remove_host_networks();
         // Unmount anything left below the state dir before deleting it.
         if let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") {
