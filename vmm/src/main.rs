@@ -156,6 +156,7 @@ fn refuse_shares(args: &Args) -> Result<(), ExitCode> {
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 fn main() -> ExitCode {
     let args = Args::parse();
+    berth_log::init(None);
     let fs = match parse_shares(&args.fs) {
         Ok(v) => v,
         Err(code) => return code,
@@ -407,6 +408,7 @@ fn main() -> ExitCode {
     use berth_vmm::arm64_vm::{self, Arm64Exit, Arm64VmConfig};
     use berth_vmm::hypervisor::hvf::Hvf;
     let args = Args::parse();
+    berth_log::init(None);
     let _ = (
         HostQuirks::none(),
         args.no_host_quirks,
@@ -462,6 +464,7 @@ fn main() -> ExitCode {
     use berth_vmm::hypervisor::whp::Whp;
     use berth_vmm::x86_vm::{self, SerialOutput, VmConfig, X86Exit};
     let args = Args::parse();
+    berth_log::init(None);
     let _ = (
         args.timings,
         args.boot_mem_mib,
