@@ -380,7 +380,7 @@ pub fn build(configs: &[DeviceConfig]) -> Result<BuiltDevices, DeviceError> {
         if !watched.is_empty() && std::env::var_os(SHARE_EVENTS_ENV).is_some_and(|v| v == "1") {
             if let Err(e) = crate::devices::virtio::fs::watch::start(watched, &listen) {
                 // Shares still work; only live events are missing.
-                eprintln!("berth-vmm: share events are off: {e}");
+                log::warn!("share events are off: {e}");
             }
         }
     }
@@ -475,7 +475,7 @@ impl BuiltDevices {
                 if let Err(e) =
                     vm.register_mmio_notifier(slot.base + reg::QUEUE_NOTIFY, q as u32, n)
                 {
-                    eprintln!("berth-vmm: queue notifications take the slow path: {e}");
+                    log::info!("queue notifications take the slow path: {e}");
                 }
                 notifiers.push(n.try_clone().map_err(io("queue notifier clone"))?);
             }

@@ -88,7 +88,7 @@ pub fn start(shares: Vec<WatchedShare>, listen: &Path) -> std::io::Result<()> {
                     let _ = tx.send(Msg::Host(i, h));
                 }
             }
-            Err(e) => eprintln!("berth-vmm: share watcher: {e}"),
+            Err(e) => log::warn!("share watcher: {e}"),
         })
         .map_err(std::io::Error::other)?;
         setup.push((w, share.root.clone()));
@@ -101,7 +101,7 @@ pub fn start(shares: Vec<WatchedShare>, listen: &Path) -> std::io::Result<()> {
                 // A partial watch (e.g. past fs.inotify.max_user_watches)
                 // still reports what it covers.
                 if let Err(e) = w.watch(&root, RecursiveMode::Recursive) {
-                    eprintln!("berth-vmm: share events of {}: {e}", root.display());
+                    log::warn!("share events of {}: {e}", root.display());
                 }
                 watchers.push(w);
             }
@@ -242,7 +242,7 @@ fn send_loop(shares: Vec<WatchedShare>, rx: Receiver<Msg>) {
             }
         }
         if dropped > 0 {
-            eprintln!("berth-vmm: share events: {dropped} dropped (the guest did not keep up)");
+            log::warn!("share events: {dropped} dropped (the guest did not keep up)");
             dropped = 0;
         }
         let Some((_, stream)) = conn.as_mut() else {
@@ -522,8 +522,8 @@ impl Translator {
                 }
             }
             EventKind::Other if ev.need_rescan() => {
-                eprintln!(
-                    "berth-vmm: share watcher of {}: host events were lost (inotify queue overflow)",
+                log::warn!(
+                    "share watcher of {}: host events were lost (inotify queue overflow)",
                     self.root.display()
                 );
             }
