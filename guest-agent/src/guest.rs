@@ -356,7 +356,8 @@ pub fn run_as_init() -> ! {
     // is the serial log, a file kept for diagnosis: `info` (slow requests)
     // unless `berth.log=` says otherwise.
     berth_log::export_name(param(&cmdline, "berth.log").unwrap_or("info"));
-    berth_log::init(None);
+    let level = berth_log::init(None);
+    log::debug!("log level {}", berth_log::level_name(level));
     if let Some(t) = param(&cmdline, "berth.time") {
         set_clock(t);
     }

@@ -6,6 +6,8 @@
 //! - `BERTH_LOG=error|warn|info|debug|trace` ([`ENV`]) raises or lowers the
 //!   level; `berth --log-level LEVEL` overrides it. An unknown value is a
 //!   warning, never a crash: the default level applies.
+//! - Dependencies that log through `log` too (fuse-backend-rs, rustls)
+//!   show at most their `info` lines unless the level is `trace`.
 //! - Lines go to stderr as `berth[LEVEL] target: message`, one `write` per
 //!   line (no timestamps, no extra system calls: the VMM's threads log under
 //!   a seccomp filter that allows `write` and little else).
@@ -140,11 +142,24 @@ fn emit(out: impl Write, record: &log::Record<'_>) {
     line.flush_buf();
 }
 
+/// Whether a record passes at `max`: berth's own crates (targets
+/// `berth…`) log at `max`; dependencies (fuse-backend-rs, rustls, …) at
+/// most at `info` unless `max` is `trace`, so that `debug` shows berth's
+/// traces without, say, a line per FUSE request.
+fn passes(level: log::Level, target: &str, max: LevelFilter) -> bool {
+    let max = if target.starts_with("berth") || max == LevelFilter::Trace {
+        max
+    } else {
+        max.min(LevelFilter::Info)
+    };
+    level <= max
+}
+
 struct Stderr;
 
 impl log::Log for Stderr {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() <= log::max_level()
+        passes(metadata.level(), metadata.target(), log::max_level())
     }
 
     fn log(&self, record: &log::Record<'_>) {
@@ -242,6 +257,23 @@ mod tests {
             choose(None, Some("bogus")),
             (LevelFilter::Warn, Some(BadLevel("bogus".into())))
         );
+    }
+
+    #[test]
+    fn dependencies_need_trace_for_their_debug_lines() {
+        use log::Level::*;
+        let (d, i, t) = (LevelFilter::Debug, LevelFilter::Info, LevelFilter::Trace);
+        assert!(passes(Debug, "berth_host::machine", d));
+        assert!(passes(Debug, "berth", d));
+        assert!(!passes(Trace, "berth_vmm", d));
+        assert!(!passes(Debug, "fuse_backend_rs::api", d));
+        assert!(passes(Info, "fuse_backend_rs::api", d));
+        assert!(passes(Debug, "fuse_backend_rs::api", t));
+        assert!(passes(Trace, "fuse_backend_rs::api", t));
+        assert!(!passes(Info, "berth_agent", LevelFilter::Warn));
+        assert!(!passes(Info, "rustls", LevelFilter::Warn));
+        assert!(passes(Warn, "rustls", LevelFilter::Warn));
+        assert!(passes(Info, "rustls", i));
     }
 
     #[test]
