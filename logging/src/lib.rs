@@ -7,7 +7,8 @@
 //!   level; `berth --log-level LEVEL` overrides it. An unknown value is a
 //!   warning, never a crash: the default level applies.
 //! - Dependencies that log through `log` too (fuse-backend-rs, rustls)
-//!   show at most their `info` lines unless the level is `trace`.
+//!   are silent at `warn` and `error`, show up to their `info` lines at
+//!   `info` and `debug`, and everything at `trace`.
 //! - Lines go to stderr as `berth[LEVEL] target: message`, one `write` per
 //!   line (no timestamps, no extra system calls: the VMM's threads log under
 //!   a seccomp filter that allows `write` and little else).
@@ -143,14 +144,18 @@ fn emit(out: impl Write, record: &log::Record<'_>) {
 }
 
 /// Whether a record passes at `max`: berth's own crates (targets
-/// `berth…`) log at `max`; dependencies (fuse-backend-rs, rustls, …) at
-/// most at `info` unless `max` is `trace`, so that `debug` shows berth's
-/// traces without, say, a line per FUSE request.
+/// `berth…`) log at `max`. Dependencies that log too (fuse-backend-rs,
+/// rustls, …) are silent below `info` (rustls warns of every TLS alert it
+/// sends, which berth reports as its own error), show up to `info` at
+/// `info` and `debug` (no line per FUSE request), and everything at
+/// `trace`.
 fn passes(level: log::Level, target: &str, max: LevelFilter) -> bool {
     let max = if target.starts_with("berth") || max == LevelFilter::Trace {
         max
+    } else if max < LevelFilter::Info {
+        LevelFilter::Off
     } else {
-        max.min(LevelFilter::Info)
+        LevelFilter::Info
     };
     level <= max
 }
@@ -271,9 +276,13 @@ mod tests {
         assert!(passes(Debug, "fuse_backend_rs::api", t));
         assert!(passes(Trace, "fuse_backend_rs::api", t));
         assert!(!passes(Info, "berth_agent", LevelFilter::Warn));
-        assert!(!passes(Info, "rustls", LevelFilter::Warn));
-        assert!(passes(Warn, "rustls", LevelFilter::Warn));
+        assert!(passes(Warn, "berth_agent", LevelFilter::Warn));
+        // Quiet by default: a dependency's warnings and errors too.
+        assert!(!passes(Warn, "rustls", LevelFilter::Warn));
+        assert!(!passes(Error, "rustls", LevelFilter::Error));
+        assert!(passes(Warn, "rustls", i));
         assert!(passes(Info, "rustls", i));
+        assert!(!passes(Debug, "rustls", i));
     }
 
     #[test]
