@@ -202,6 +202,9 @@ fn add_headers(r: &mut Response<Body>) {
 /// and adds the common headers.
 async fn handle(router: axum::Router, mut req: Request<hyper::body::Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
+    // The path only: a query can carry registry credentials or filters
+    // a user would not want in a log.
+    log::debug!("{} {path}", req.method());
     let mut resp = match version::split(&path) {
         Err(e) => ApiError::bad_request(e.to_string()).into_response_body(),
         Ok((v, route)) => {
@@ -276,6 +279,7 @@ pub fn bind(path: &Path) -> Result<std::os::unix::net::UnixListener, ServeError>
 /// (SIGINT/SIGTERM remove the socket and return).
 pub fn serve(opts: &ServeOptions) -> Result<(), ServeError> {
     let listener = bind(&opts.socket)?;
+    log::debug!("Engine API on {}", opts.socket.display());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -301,7 +305,7 @@ async fn serve_listener(
             a = listener.accept() => match a {
                 Ok(a) => a,
                 Err(e) => {
-                    eprintln!("berth: accepting a connection: {e}");
+                    log::warn!("accepting a connection: {e}");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 }

@@ -7,6 +7,10 @@
 //! - `berth.disk=<device>`: ext4 data disk (without one the engine keeps its
 //!   state on tmpfs, as throw-away VMs do)
 //! - `berth.hostname=<name>`
+//! - `berth.log=<level>`: the log level of the agent and its shims
+//!   (`error`, `warn`, `info`, `debug`, `trace`; default `info`: the
+//!   console is the serial log file). `berth` passes its own level when
+//!   `BERTH_LOG` or `--log-level` sets one.
 //! - `berth.serial=<device>`: serve the protocol on this character device
 //!   (e.g. `/dev/vport0p1`, a virtio-console port) instead of vsock, one
 //!   connection at a time. For hosts that offer no vsock device: QEMU TCG
@@ -275,7 +279,6 @@ fn switch_root() {
 
 /// Runs the guest init; never returns.
 pub fn run_as_init() -> ! {
-    crate::server::LOG_SLOW_REQUESTS.store(true, std::sync::atomic::Ordering::Relaxed);
     switch_root();
     let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mnt(
@@ -345,6 +348,13 @@ pub fn run_as_init() -> ! {
         let _ = std::fs::write("/sys/fs/cgroup/cgroup.subtree_control", enable.join(" "));
     }
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    // The level of the agent and the shims it starts (they inherit the
+    // variable; single-threaded still, so setting it is sound). The console
+    // is the serial log, a file kept for diagnosis: `info` (slow requests)
+    // unless `berth.log=` says otherwise.
+    berth_log::export_name(param(&cmdline, "berth.log").unwrap_or("info"));
+    let level = berth_log::init(None);
+    log::debug!("log level {}", berth_log::level_name(level));
     if let Some(t) = param(&cmdline, "berth.time") {
         set_clock(t);
     }

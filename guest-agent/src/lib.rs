@@ -103,7 +103,7 @@ pub fn serve(root: PathBuf, socket: PathBuf) -> ! {
     });
     children::spawn_reaper();
     let _ = std::fs::write(root.join("agent.pid"), format!("{}\n", std::process::id()));
-    eprintln!(
+    log::info!(
         "berth-agent {} serving {} on {}",
         env!("CARGO_PKG_VERSION"),
         root.display(),

@@ -67,6 +67,8 @@ fn main() {
     if std::process::id() == 1 {
         berth_agent::guest::run_as_init();
     }
+    // After the docker-init case: there the environment is the container's.
+    berth_log::init(None);
     let args = parse_args();
     match args.cmd.as_str() {
         "--version" | "version" => println!("berth-agent {}", env!("CARGO_PKG_VERSION")),

@@ -27,13 +27,10 @@ fn store_err(e: StoreError) -> ApiError {
     ApiError::new(kind, e.to_string())
 }
 
-/// Log requests that take longer than this (guest only; see
-/// [`LOG_SLOW_REQUESTS`]), to find where time goes in an emulated guest.
+/// Requests that take longer than this are logged at `info` (shown in a
+/// guest's serial log by default), to find where time goes in an emulated
+/// guest.
 const SLOW_REQUEST: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Set by the guest init: slow requests are logged on the console.
-pub static LOG_SLOW_REQUESTS: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
 
 /// Logs, when dropped, a request that took longer than [`SLOW_REQUEST`].
 struct SlowRequestLog {
@@ -43,16 +40,14 @@ struct SlowRequestLog {
 
 impl SlowRequestLog {
     fn start(req: &Request) -> SlowRequestLog {
-        let what = LOG_SLOW_REQUESTS
-            .load(std::sync::atomic::Ordering::Relaxed)
-            .then(|| {
-                let d = format!("{req:?}");
-                let name: String = d
-                    .chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
-                    .collect();
-                name
-            });
+        let what = log::log_enabled!(log::Level::Info).then(|| {
+            let d = format!("{req:?}");
+            let name: String = d
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            name
+        });
         SlowRequestLog {
             what,
             start: std::time::Instant::now(),
@@ -65,7 +60,7 @@ impl Drop for SlowRequestLog {
         let took = self.start.elapsed();
         if let Some(what) = &self.what {
             if took >= SLOW_REQUEST {
-                eprintln!("berth-agent: {what} took {:.1} s", took.as_secs_f64());
+                log::info!("{what} took {:.1} s", took.as_secs_f64());
             }
         }
     }

@@ -32,6 +32,9 @@ pub struct Cli {
         default_value = "shared"
     )]
     pub isolation: Isolation,
+    /// Diagnostics to show on stderr: error, warn (the default), info, debug or trace (overrides BERTH_LOG)
+    #[arg(long, global = true, value_name = "LEVEL", value_parser = berth_log::parse_level)]
+    pub log_level: Option<berth_log::LevelFilter>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -203,6 +206,18 @@ fn main() {
             std::process::exit(code);
         }
     };
+    let level = berth_log::init(cli.log_level);
+    // The programs berth starts (the VMM, a native agent; the machine VM's
+    // agent through its kernel command line) log at the same level.
+    if berth_log::requested() {
+        berth_log::export(level);
+    }
+    log::debug!(
+        "berth {} (log level {}, isolation {:?})",
+        env!("CARGO_PKG_VERSION"),
+        berth_log::level_name(level),
+        cli.isolation
+    );
     let code = match commands::dispatch(&cli) {
         Ok(code) => code,
         Err(e) => {
@@ -218,7 +233,7 @@ fn verb_path() -> String {
     let mut words = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        if a == "--isolation" {
+        if a == "--isolation" || a == "--log-level" {
             args.next();
             continue;
         }

@@ -47,7 +47,11 @@ pub const REGISTRY_CHUNK_SIZE: &str = "BERTH_REGISTRY_CHUNK_SIZE";
 
 /// The variable's value, if set (empty counts as set).
 pub fn os(name: &str) -> Option<OsString> {
-    std::env::var_os(name)
+    let v = std::env::var_os(name);
+    if let Some(v) = &v {
+        log::debug!("{name}={v:?}");
+    }
+    v
 }
 
 /// The variable's value as a path, if set.
@@ -57,7 +61,11 @@ pub fn path(name: &str) -> Option<PathBuf> {
 
 /// The variable's value as UTF-8 text, if set and valid.
 pub fn text(name: &str) -> Option<String> {
-    std::env::var(name).ok()
+    let v = std::env::var(name).ok();
+    if let Some(v) = &v {
+        log::debug!("{name}={v:?}");
+    }
+    v
 }
 
 /// The variable parsed as `T`; `None` when unset or not a `T`.

@@ -688,9 +688,19 @@ impl Machine {
                 // snapshotted boots: snapshots hold no host connections.
                 // BERTH_MACHINE_NET=none boots without a network card.
                 let net = snapshot_to.is_none() && !crate::env::is(crate::env::MACHINE_NET, "none");
+                // The guest agent logs at this berth's level when one was
+                // asked for (BERTH_LOG or --log-level exported it). Not in
+                // snapshotted boots: every clone of a snapshot keeps the
+                // command line it was made with, so they use the guest's
+                // default.
+                let log = if snapshot_to.is_none() && berth_log::requested() {
+                    format!(" berth.log={}", berth_log::level_name(log::max_level()))
+                } else {
+                    String::new()
+                };
                 let cmdline = format!(
                     "console=ttyS0 reboot=k panic=-1 quiet clocksource=kvm-clock \
-                     root=/dev/vda ro rootfstype=ext4 init=/init berth.time={}.{:09}{}{}{}",
+                     root=/dev/vda ro rootfstype=ext4 init=/init berth.time={}.{:09}{}{}{}{log}",
                     now.as_secs(),
                     now.subsec_nanos(),
                     if disk.is_some() {
@@ -741,6 +751,7 @@ impl Machine {
 
     /// Starts the VMM detached, logging to `vmm.log`; returns its PID.
     fn spawn_vmm(&self, mut cmd: std::process::Command) -> Result<i32> {
+        log::debug!("starting the VMM: {cmd:?}");
         let log = std::fs::File::create(self.dir.join("vmm.log"))?;
         cmd.stdin(std::process::Stdio::null())
             .stdout(log.try_clone()?)
@@ -750,6 +761,7 @@ impl Machine {
             .spawn()
             .with_context(|| format!("starting {}", cmd.get_program().to_string_lossy()))?;
         let pid = child.id() as i32;
+        log::debug!("VMM pid {pid}, log {}", self.dir.join("vmm.log").display());
         std::fs::write(self.dir.join("vmm.pid"), format!("{pid}\n"))?;
         std::mem::forget(child);
         Ok(pid)

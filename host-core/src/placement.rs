@@ -45,6 +45,7 @@ pub fn connect_native() -> Result<Engine> {
     // A listening socket is not enough: an agent that is being killed can
     // still accept and then reset. Only a completed handshake counts.
     if let Ok(c) = Engine::open(&ep) {
+        log::debug!("native engine answers on {}", sock.display());
         return upgrade_native_agent(c, &root, &sock);
     }
     start_native_agent(&root, &sock)
@@ -187,6 +188,7 @@ fn start_native_agent(root: &std::path::Path, sock: &std::path::Path) -> Result<
         .stdout(log.try_clone()?)
         .stderr(log);
     detach(&mut cmd);
+    log::debug!("starting the native engine: {cmd:?}");
     let mut child = cmd
         .spawn()
         .with_context(|| format!("starting {}", agent.display()))?;

@@ -413,7 +413,10 @@ impl Berth {
         let mut c = Command::new(berth_bin());
         c.env("BERTH_HOME", self.home.path())
             .env("BERTH_AGENT", agent_bin())
-            .env("BERTH_ISOLATION", &self.isolation);
+            .env("BERTH_ISOLATION", &self.isolation)
+            // Tests compare stderr with docker's: no log lines unless a
+            // test asks for them.
+            .env_remove("BERTH_LOG");
         let vmm = berth_bin().with_file_name("berth-vmm");
         if vmm.is_file() {
             c.env("BERTH_VMM", vmm);

@@ -95,6 +95,7 @@ fn environment_doc_matches_the_sources() {
         "kernel-config",
         ".ci",
         "fuzz",
+        "logging",
     ] {
         walk(&root.join(d), &mut files);
     }

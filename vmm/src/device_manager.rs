@@ -381,7 +381,7 @@ pub fn build(configs: &[DeviceConfig]) -> Result<BuiltDevices, DeviceError> {
         if !watched.is_empty() && !off {
             if let Err(e) = crate::devices::virtio::fs::watch::start(watched, &listen) {
                 // Shares still work; only live events are missing.
-                eprintln!("berth-vmm: share events are off: {e}");
+                log::warn!("share events are off: {e}");
             }
         }
     }
@@ -474,7 +474,7 @@ impl BuiltDevices {
                 if let Err(e) =
                     vm.register_mmio_notifier(slot.base + reg::QUEUE_NOTIFY, q as u32, n)
                 {
-                    eprintln!("berth-vmm: queue notifications take the slow path: {e}");
+                    log::info!("queue notifications take the slow path: {e}");
                 }
                 notifiers.push(n.try_clone().map_err(io("queue notifier clone"))?);
             }

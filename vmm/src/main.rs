@@ -156,6 +156,7 @@ fn refuse_shares(args: &Args) -> Result<(), ExitCode> {
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 fn main() -> ExitCode {
     let args = Args::parse();
+    berth_log::init(None);
     let fs = match parse_shares(&args.fs) {
         Ok(v) => v,
         Err(code) => return code,
@@ -406,6 +407,7 @@ fn disks_and_console(
 fn main() -> ExitCode {
     use berth_vmm::arm64_vm::{self, Arm64Exit, Arm64VmConfig};
     let args = Args::parse();
+    berth_log::init(None);
     let _ = (
         HostQuirks::none(),
         args.no_host_quirks,
@@ -467,6 +469,7 @@ fn main() -> ExitCode {
     use berth_vmm::device_manager::DiskConfig;
     use berth_vmm::x86_vm::{self, SerialOutput, VmConfig, X86Exit};
     let args = Args::parse();
+    berth_log::init(None);
     let _ = (
         args.timings,
         args.boot_mem_mib,

@@ -86,17 +86,17 @@ fn tick(engine: &Engine) -> bool {
         // that does not come back can be told from one never tried.
         let after_reboot = status == ContainerStatus::Dead;
         if after_reboot {
-            eprintln!(
-                "berth-agent: restarting {} after a reboot (--restart {})",
+            log::info!(
+                "restarting {} after a reboot (--restart {})",
                 &r.id[..12],
                 policy.name
             );
         }
         let t = std::time::Instant::now();
         match c.start(&r.id, false) {
-            Err(e) => eprintln!("berth-agent: restarting {}: {e}", &r.id[..12]),
-            Ok(_) if after_reboot => eprintln!(
-                "berth-agent: restarted {} in {:.1} s",
+            Err(e) => log::warn!("restarting {}: {e}", &r.id[..12]),
+            Ok(_) if after_reboot => log::info!(
+                "restarted {} in {:.1} s",
                 &r.id[..12],
                 t.elapsed().as_secs_f64()
             ),

@@ -385,7 +385,7 @@ impl ContainerStore {
                 .is_some_and(|ids| ids.iter().any(|i| *i != rec.id));
             if !others && read_volume(self.layout(), name).is_some() {
                 if let Err(e) = self.volume_delete_locked(name) {
-                    eprintln!("berth-agent: removing volume {name}: {e}");
+                    log::warn!("removing volume {name}: {e}");
                 }
             }
         }

@@ -241,7 +241,7 @@ pub fn activate(engine: &Engine, rec: &ContainerRecord, p: Prepared) {
     if let (Some(bound), Some(target)) = (p.ports, p.target) {
         published = bound.published.clone();
         if let Err(e) = proxy::spawn(bound, target) {
-            eprintln!("berth-agent: container {}: port proxy: {e}", rec.id);
+            log::warn!("container {}: port proxy: {e}", rec.id);
         }
     }
     let _ = write_json_atomic(&dir.join(PORTS_FILE), &published);
@@ -251,7 +251,7 @@ pub fn activate(engine: &Engine, rec: &ContainerRecord, p: Prepared) {
             networks: p.networks,
         });
         if let Err(e) = dns::spawn(udp, tcp, names, p.upstreams) {
-            eprintln!("berth-agent: container {}: DNS server: {e}", rec.id);
+            log::warn!("container {}: DNS server: {e}", rec.id);
         }
     }
 }

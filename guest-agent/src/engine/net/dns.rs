@@ -537,7 +537,7 @@ fn serve_udp(server: Arc<Server>, socket: Arc<UdpSocket>) {
             Ok(received) => received,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) if is_fatal(&e) => {
-                eprintln!("berth-agent: embedded DNS (udp) stops: {e}");
+                log::warn!("embedded DNS (udp) stops: {e}");
                 return;
             }
             Err(_) => {
@@ -597,7 +597,7 @@ fn serve_tcp(server: Arc<Server>, listener: TcpListener) {
             Ok((stream, _)) => stream,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) if is_fatal(&e) => {
-                eprintln!("berth-agent: embedded DNS (tcp) stops: {e}");
+                log::warn!("embedded DNS (tcp) stops: {e}");
                 return;
             }
             Err(_) => {

@@ -334,7 +334,7 @@ fn serve_tcp(listener: TcpListener, target: SocketAddrV4, limits: Limits) {
             Ok((client, _)) => client,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) if is_fatal(&e) => {
-                eprintln!("berth-agent: port proxy to {target}/tcp stops: {e}");
+                log::warn!("port proxy to {target}/tcp stops: {e}");
                 return;
             }
             Err(_) => {
@@ -710,7 +710,7 @@ fn serve_udp(listener: Arc<UdpSocket>, target: SocketAddrV4, limits: Limits) {
             Ok(received) => received,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) if is_fatal(&e) => {
-                eprintln!("berth-agent: port proxy to {target}/udp stops: {e}");
+                log::warn!("port proxy to {target}/udp stops: {e}");
                 return;
             }
             Err(_) => {

@@ -28,7 +28,7 @@ impl MutEventSubscriber for VirtioEventHandler {
     fn init(&mut self, ops: &mut EventOps) {
         for (i, evt) in self.queue_evts.iter().enumerate() {
             if let Err(e) = ops.add(Events::with_data(evt.event_fd(), i as u32, EventSet::IN)) {
-                eprintln!("berth-vmm: cannot watch queue {i} notifications: {e:?}");
+                log::warn!("cannot watch queue {i} notifications: {e:?}");
             }
         }
         let host_fd = self
@@ -38,7 +38,7 @@ impl MutEventSubscriber for VirtioEventHandler {
             .host_event_fd();
         if let Some(fd) = host_fd {
             if let Err(e) = ops.add(Events::with_data_raw(fd, HOST_EVENT, EventSet::IN)) {
-                eprintln!("berth-vmm: cannot watch device host events: {e:?}");
+                log::warn!("cannot watch device host events: {e:?}");
             }
         }
     }

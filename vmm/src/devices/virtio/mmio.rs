@@ -383,10 +383,7 @@ impl MmioTransport {
         let mut queues = std::mem::replace(&mut self.queues, Self::fresh_queues(&self.max_sizes));
         for (i, q) in queues.iter_mut().enumerate() {
             if q.ready() && !q.is_valid(&self.mem) {
-                eprintln!(
-                    "berth-vmm: virtio device {} queue {i} is invalid",
-                    self.device_type
-                );
+                log::warn!("virtio device {} queue {i} is invalid", self.device_type);
                 self.status |= status::DEVICE_NEEDS_RESET;
                 self.interrupt.signal_config_change();
                 return;
@@ -411,10 +408,7 @@ impl MmioTransport {
         match result {
             Ok(()) => self.activated = true,
             Err(e) => {
-                eprintln!(
-                    "berth-vmm: virtio device {} failed to activate: {e}",
-                    self.device_type
-                );
+                log::warn!("virtio device {} failed to activate: {e}", self.device_type);
                 self.status |= status::DEVICE_NEEDS_RESET;
                 self.interrupt.signal_config_change();
             }

@@ -251,7 +251,7 @@ fn watch_loop(
                     let _ = tx.send(Msg::Host(i, h));
                 }
             }
-            Err(e) => eprintln!("berth-vmm: share watcher: {e}"),
+            Err(e) => log::warn!("share watcher: {e}"),
         };
         // Symbolic links are not followed: a link in a share may point
         // anywhere on the host.
@@ -259,7 +259,7 @@ fn watch_loop(
         match notify::RecommendedWatcher::new(handler, config) {
             Ok(w) => watchers.push(Some(w)),
             Err(e) => {
-                eprintln!("berth-vmm: share events of {}: {e}", root.display());
+                log::warn!("share events of {}: {e}", root.display());
                 watchers.push(None);
             }
         }
@@ -294,8 +294,8 @@ fn watch_loop(
                 match std::fs::canonicalize(&full) {
                     Ok(c) if c == full => {}
                     _ => {
-                        eprintln!(
-                            "berth-vmm: share events: not watching {}: missing or behind a symbolic link",
+                        log::warn!(
+                            "share events: not watching {}: missing or behind a symbolic link",
                             full.display()
                         );
                         continue;
@@ -304,7 +304,7 @@ fn watch_loop(
                 match w.watch(&full, RecursiveMode::Recursive) {
                     // A partial watch (e.g. past fs.inotify.max_user_watches)
                     // still reports what it covers.
-                    Err(e) => eprintln!("berth-vmm: share events of {}: {e}", full.display()),
+                    Err(e) => log::warn!("share events of {}: {e}", full.display()),
                     Ok(()) => {
                         now.insert(p.clone());
                     }
@@ -318,6 +318,8 @@ fn watch_loop(
                 names.push(format!("{tag}:{}", p.display()));
             }
         }
+        // Plain stderr (the VMM's log file) at every level: the watched set
+        // and the running count are what vm_share_events reads.
         eprintln!(
             "berth-vmm: share events: watching [{}]; {} sent",
             names.join(", "),
@@ -434,7 +436,7 @@ fn agent_loop(
                 }
                 // The first few are logged, the rest only counted.
                 Err(e) if logged + (k as u64) < REFUSED_LOG_MAX => {
-                    eprintln!("berth-vmm: share events: agent line refused: {e}");
+                    log::warn!("share events: agent line refused: {e}");
                 }
                 Err(_) => {}
             }
@@ -525,7 +527,7 @@ fn send_loop(shares: Vec<WatchedShare>, rx: Receiver<Msg>, total: Arc<AtomicU64>
             }
         }
         if dropped > 0 {
-            eprintln!("berth-vmm: share events: {dropped} dropped (the guest did not keep up)");
+            log::warn!("share events: {dropped} dropped (the guest did not keep up)");
             dropped = 0;
         }
         let Some((_, stream)) = conn.as_mut() else {
@@ -806,8 +808,8 @@ impl Translator {
                 }
             }
             EventKind::Other if ev.need_rescan() => {
-                eprintln!(
-                    "berth-vmm: share watcher of {}: host events were lost (inotify queue overflow)",
+                log::warn!(
+                    "share watcher of {}: host events were lost (inotify queue overflow)",
                     self.root.display()
                 );
             }
