@@ -560,6 +560,14 @@ impl Checker<'_> {
             let rec_path = dir.join("container.json");
             let rec = match read_json(&rec_path) {
                 Ok(Some(v)) => v,
+                Ok(None) if self.opts.engine_running || self.young(&dir) => {
+                    // The engine makes the directory, then the record.
+                    self.note(
+                        &dir,
+                        "container directory without a record yet (a create may be under way)",
+                    );
+                    continue;
+                }
                 Ok(None) => {
                     self.debris(
                         &dir,
@@ -1084,6 +1092,8 @@ mod tests {
         let n = t.path().join("native");
         std::fs::create_dir_all(n.join("tmp/snap-1234/fs")).unwrap();
         std::fs::create_dir_all(n.join("snapshots").join("d".repeat(64)).join("fs")).unwrap();
+        let creating = n.join("containers").join("e".repeat(64));
+        std::fs::create_dir_all(creating.join("upper")).unwrap();
         let young = put(&n.join("blobs/sha256"), b"arriving");
         let o = Options {
             min_age: Duration::from_secs(600),
@@ -1092,7 +1102,8 @@ mod tests {
         };
         let r = check(t.path(), &o);
         assert!(r.clean(), "{:?}", kinds(&r));
-        assert_eq!(r.notes.len(), 3, "{:?}", r.notes);
+        assert_eq!(r.notes.len(), 4, "{:?}", r.notes);
+        assert!(creating.exists());
         assert!(repair(&r).is_empty());
         assert!(n.join("blobs/sha256").join(&young[7..]).exists());
     }
