@@ -22,8 +22,9 @@ phase "fmt + clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
 phase "module cycles"
-python3 scripts/module-cycles.py host-core/src
-python3 scripts/module-cycles.py guest-agent/src --depth 1
+python3 scripts/module-cycles.py host-core/src --files
+python3 scripts/module-cycles.py host-cli/src --files
+python3 scripts/module-cycles.py guest-agent/src --files
 phase "cross: macOS/Windows clippy, berth.exe, arm64 agent + kernel (cached)"
 scripts/check-cross.sh
 phase tests

@@ -3,8 +3,8 @@
 //! as it words its refusals; what only docker's daemon refuses is worded
 //! as the daemon words it.
 
-use crate::commands::run::ArgError;
 use crate::ports;
+use berth_host::args::ArgError;
 use berth_protocol::ContainerConfig;
 
 /// The daemon's warning for `-p` with `--network host`.

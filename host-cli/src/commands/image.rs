@@ -74,8 +74,6 @@ pub fn run(iso: Isolation, c: &ImageCommand) -> Result<i32> {
     }
 }
 
-pub use berth_host::inspect::repo_digests;
-
 fn inspect(iso: Isolation, names: &[String], format: Option<&str>) -> Result<i32> {
     let template = match format {
         None | Some("") | Some("json") => None,

@@ -39,7 +39,7 @@ pub fn list(iso: Isolation, a: &ImagesArgs) -> Result<i32> {
     let mut rows = Vec::new();
     let repo_digests: std::collections::HashMap<String, Vec<String>> = images
         .iter()
-        .map(|i| (i.id.clone(), crate::commands::image::repo_digests(&i.id)))
+        .map(|i| (i.id.clone(), berth_host::inspect::repo_digests(&i.id)))
         .collect();
     // The digest a repository knows the image by, for --digests.
     let digest_of = |id: &str, repo: &str| -> String {
