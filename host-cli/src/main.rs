@@ -3,6 +3,7 @@
 mod commands;
 mod fmt;
 mod net_flags;
+mod out_file;
 
 // The host library's modules, under the names the commands use.
 use berth_host::{

@@ -275,20 +275,11 @@ pub fn export(iso: Isolation, a: &ExportArgs) -> Result<i32> {
         std::io::copy(&mut tar, &mut stdout)?;
         return Ok(0);
     };
-    let tmp = out.with_extension(format!("berth-tmp-{}", std::process::id()));
-    let result = (|| -> Result<()> {
-        let mut f = std::io::BufWriter::new(
-            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
-        );
-        std::io::copy(&mut tar, &mut f)?;
-        f.flush()?;
-        std::fs::rename(&tmp, out)?;
+    crate::out_file::write_atomically(out, |w| {
+        std::io::copy(&mut tar, w)?;
         Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map(|()| 0)
+    })?;
+    Ok(0)
 }
 
 #[cfg(test)]

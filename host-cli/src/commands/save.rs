@@ -5,7 +5,7 @@
 //! a plain OCI image layout.
 
 use crate::image_cache::ImageCache;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use berth_host::transfer::save::{collect, write_archive, SaveFormat};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -37,15 +37,6 @@ pub fn run(iso: crate::placement::Isolation, a: &SaveArgs) -> Result<i32> {
         write_archive(&cache, &entries, format, sink)?;
         return Ok(0);
     };
-    let tmp = out.with_extension(format!("berth-tmp-{}", std::process::id()));
-    let file =
-        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    match write_archive(&cache, &entries, format, std::io::BufWriter::new(file)) {
-        Ok(()) => std::fs::rename(&tmp, out)?,
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-    }
+    crate::out_file::write_atomically(out, |w| write_archive(&cache, &entries, format, w))?;
     Ok(0)
 }
