@@ -13,6 +13,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/version", get(sys::version))
         .route("/info", get(sys::info))
         .route("/system/df", get(sys::df))
+        .route("/auth", post(sys::auth))
         .route("/events", get(s::events))
         .route("/containers/json", get(c::list))
         .route("/containers/create", post(c::create))

@@ -189,3 +189,55 @@ pub(crate) async fn df(State(st): State<AppState>) -> ApiResult<impl IntoRespons
         "Volumes": vols, "BuildCache": []
     })))
 }
+
+/// The body of `POST /auth` (the API's `AuthConfig`).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct AuthBody {
+    username: String,
+    password: String,
+    serveraddress: String,
+}
+
+/// `POST /auth` (`docker login` through the socket): checks the
+/// credentials against the registry, as dockerd does. Nothing is saved:
+/// the client keeps its own. Refused credentials are a 401.
+pub(crate) async fn auth(body: axum::body::Body) -> ApiResult<axum::response::Response> {
+    use crate::error::ApiError;
+    use axum::http::StatusCode;
+    use berth_host::registry::auth::{registry_key, Credentials};
+    let b: AuthBody = crate::server::read_json(body)
+        .await?
+        .ok_or_else(|| ApiError::bad_request("no credentials given"))?;
+    if b.username.is_empty() || b.password.is_empty() {
+        return Err(ApiError::bad_request(
+            "username and password must not be empty",
+        ));
+    }
+    if b.username.contains(':') {
+        return Err(ApiError::bad_request("username must not contain ':'"));
+    }
+    let server = (!b.serveraddress.is_empty()).then_some(b.serveraddress.as_str());
+    let key = registry_key(server).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let creds = Credentials {
+        username: b.username,
+        password: b.password,
+    };
+    let k = key.clone();
+    let checked = tokio::task::spawn_blocking(move || {
+        berth_host::registry::RegistryClient::connect_with(&k, Vec::new(), Some(creds))
+            .and_then(|c| c.verify())
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    match checked {
+        Ok(()) => {
+            Ok(Json(json!({ "Status": "Login Succeeded", "IdentityToken": "" })).into_response())
+        }
+        Err(berth_host::registry::RegistryError::Auth(m)) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            format!("login attempt to {key} failed: {m}"),
+        )),
+        Err(e) => Err(ApiError::internal(format!("login to {key} failed: {e}"))),
+    }
+}

@@ -931,3 +931,34 @@ fn diff_and_commit_through_the_socket() {
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("No such container"), "{}", out.stderr);
 }
+
+#[test]
+fn docker_login_checks_credentials_through_the_socket() {
+    use berth_tests::registry::{Registry, PASS, USER};
+    if let Some(why) = berth_tests::registry::tools_missing() {
+        skip(&why);
+        return;
+    }
+    let Some(s) = Service::start() else { return };
+    let reg = Registry::start_with(false, true);
+    let h = reg.host();
+    let out = s.docker_stdin(&["login", "-u", USER, "--password-stdin", &h], b"wrong\n");
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("unauthorized"), "{}", out.stderr);
+    let out = s.docker_stdin(
+        &["login", "-u", USER, "--password-stdin", &h],
+        format!("{PASS}\n").as_bytes(),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("Login Succeeded"), "{}", out.stdout);
+    // Hostile or empty bodies are a 400, and the server serves on.
+    for body in ["{}", "{\"username\":\"a:b\",\"password\":\"x\"}", "[1"] {
+        let head = format!(
+            "POST /v1.41/auth HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let reply = s.raw(&head, body.as_bytes()).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 400"), "{body}: {reply}");
+    }
+    s.docker(&["version"]).ok();
+}

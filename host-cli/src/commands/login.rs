@@ -27,28 +27,8 @@ pub struct LogoutArgs {
     server: Option<String>,
 }
 
-/// `https://host:port/v1/` or `host:port` → `host:port`; Docker Hub's
-/// aliases → `docker.io`.
 fn registry_key(server: Option<&str>) -> Result<String> {
-    let s = server.unwrap_or("docker.io").trim();
-    let s = s
-        .strip_prefix("https://")
-        .or_else(|| s.strip_prefix("http://"))
-        .unwrap_or(s);
-    let host = s.split('/').next().unwrap_or("");
-    if host.is_empty()
-        || !host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-    {
-        bail!("invalid registry address {s:?}");
-    }
-    Ok(match host {
-        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
-            "docker.io".into()
-        }
-        h => h.to_ascii_lowercase(),
-    })
+    Ok(crate::registry::auth::registry_key(server)?)
 }
 
 fn read_line_no_echo(prompt: &str) -> Result<String> {

@@ -95,6 +95,32 @@ pub fn parse_challenges(header: &str) -> Vec<Challenge> {
     out
 }
 
+/// The key credentials are kept under for a registry the user names:
+/// `https://host:port/v1/` or `host:port` → `host:port` (lowercase);
+/// Docker Hub's aliases and no name at all → `docker.io`.
+pub fn registry_key(server: Option<&str>) -> Result<String, RegistryError> {
+    let s = server.unwrap_or("docker.io").trim();
+    let s = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .unwrap_or(s);
+    let host = s.split('/').next().unwrap_or("");
+    if host.is_empty()
+        || host.len() > 255
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+    {
+        return Err(RegistryError::Address(s.to_string()));
+    }
+    Ok(match host {
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
+            "docker.io".into()
+        }
+        h => h.to_ascii_lowercase(),
+    })
+}
+
 /// A username and password (or identity token as password).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credentials {

@@ -43,6 +43,9 @@ pub enum RegistryError {
     /// No index entry for the requested platform.
     #[error("no matching manifest for {want} in the manifest list entries (available: {have})")]
     NoPlatform { want: String, have: String },
+    /// A registry name that is not a host[:port].
+    #[error("invalid registry address {0:?}")]
+    Address(String),
     /// Reading or writing saved credentials failed.
     #[error("credentials: {0}")]
     Credentials(String),
