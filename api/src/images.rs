@@ -87,6 +87,58 @@ pub(crate) async fn list(
     Ok(Json(list.iter().map(summary_json).collect()))
 }
 
+/// `GET /images/search?term=&limit=&filters=`: see
+/// `berth_host::registry::search` (a registry's catalog for a term that
+/// names one, Docker Hub's search for a bare term).
+pub(crate) async fn search(RawQuery(raw): RawQuery) -> ApiResult<Response> {
+    use berth_host::registry::search::{SearchFilters, DEFAULT_LIMIT, MAX_LIMIT};
+    let q = query(raw);
+    let term = q.get("term").cloned().unwrap_or_default();
+    let limit = match crate::routes::qint(&q, "limit")? {
+        None | Some(0) => DEFAULT_LIMIT,
+        Some(n) if n < 0 || n as usize > MAX_LIMIT => {
+            return Err(ApiError::bad_request(format!(
+                "limit {n} is outside the range of [1, 100]"
+            )))
+        }
+        Some(n) => n as usize,
+    };
+    let f = crate::filters::parse(q.get("filters").map(String::as_str).unwrap_or(""))
+        .map_err(ApiError::bad_request)?;
+    let mut filters = SearchFilters::default();
+    for (k, vals) in &f {
+        for v in vals {
+            if !filters.add(k, v) {
+                return Err(ApiError::bad_request(format!("invalid filter '{k}={v}'")));
+            }
+        }
+    }
+    let hits =
+        tokio::task::spawn_blocking(move || berth_host::registry::search::search(&term, limit))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(|e| match e {
+                berth_host::registry::RegistryError::Invalid(m)
+                | berth_host::registry::RegistryError::Address(m) => ApiError::bad_request(m),
+                berth_host::registry::RegistryError::Auth(m) => {
+                    ApiError::new(StatusCode::UNAUTHORIZED, m)
+                }
+                other => ApiError::internal(other.to_string()),
+            })?;
+    let items: Vec<models::ImageSearchResponseItem> = hits
+        .into_iter()
+        .filter(|h| filters.keeps(h))
+        .map(|h| models::ImageSearchResponseItem {
+            description: Some(h.description),
+            is_official: Some(h.is_official),
+            is_automated: Some(h.is_automated),
+            name: Some(h.name),
+            star_count: Some(h.star_count as i64),
+        })
+        .collect();
+    Ok(Json(items).into_response())
+}
+
 /// `GET /images/{name}/json` (names may hold slashes).
 pub(crate) async fn by_name_get(
     State(st): State<AppState>,

@@ -51,6 +51,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/images/json", get(i::list))
         .route("/images/create", post(i::create))
         .route("/images/prune", post(i::prune))
+        .route("/images/search", get(i::search))
         .route(
             "/images/get",
             get(|State(st): State<AppState>, RawQuery(q): RawQuery| async move {

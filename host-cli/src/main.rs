@@ -149,6 +149,8 @@ pub enum Command {
     Pull(commands::pull::PullArgs),
     /// Upload an image to a registry
     Push(commands::push::PushArgs),
+    /// Search a registry's repositories (HOST[:PORT]/TERM), or Docker Hub
+    Search(commands::search::SearchArgs),
     /// Log in to a registry
     Login(commands::login::LoginArgs),
     /// Log out from a registry

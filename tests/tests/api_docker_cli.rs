@@ -962,3 +962,44 @@ fn docker_login_checks_credentials_through_the_socket() {
     }
     s.docker(&["version"]).ok();
 }
+
+#[test]
+fn search_lists_a_registrys_catalog_through_the_socket_and_the_cli() {
+    if let Some(why) = berth_tests::registry::tools_missing() {
+        skip(&why);
+        return;
+    }
+    let Some(s) = Service::start() else { return };
+    let reg = berth_tests::registry::Registry::start(false);
+    let src = format!("oci-archive:{}", berth_tests::default_image().display());
+    for name in ["found/busybox:v1", "found/busytool:v1", "other/thing:v1"] {
+        reg.seed(&src, name, "");
+    }
+    let h = reg.host();
+    // Matched case-folded.
+    let term = format!("{h}/Busy");
+    let out = s.docker(&["search", &term]).ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].contains("OFFICIAL"),
+        "{}",
+        out.stdout
+    );
+    let names: Vec<&str> = lines[1..]
+        .iter()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let want = [format!("{h}/found/busybox"), format!("{h}/found/busytool")];
+    assert_eq!(names, want, "{}", out.stdout);
+    // berth's own verb gives the same rows.
+    assert_eq!(s.berth.run(&["search", &term]).ok().stdout, out.stdout);
+    let out = s
+        .docker(&["search", "--limit", "1", "--format", "{{.Name}}", &term])
+        .ok();
+    assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
+    let out = s.berth.run(&["search", "--filter", "stars=x", &term]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("Invalid filter"), "{}", out.stderr);
+    let out = s.berth.run(&["search", "--limit", "101", &term]);
+    assert_ne!(out.code, 0);
+}

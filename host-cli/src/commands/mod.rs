@@ -18,6 +18,7 @@ pub mod pull;
 pub mod push;
 pub mod run;
 pub mod save;
+pub mod search;
 pub mod system;
 pub mod version;
 pub mod volume;
@@ -105,6 +106,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Machine(m) => machine::run(m),
         Command::Pull(a) => pull::run(iso, a),
         Command::Push(a) => push::run(iso, a),
+        Command::Search(a) => search::run(a),
         Command::Login(a) => login::login(a),
         Command::Logout(a) => login::logout(a),
         Command::Save(a) => save::run(iso, a),

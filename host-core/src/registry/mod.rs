@@ -15,6 +15,7 @@ pub mod client;
 pub mod fetch;
 pub mod manifest;
 pub mod pull;
+pub mod search;
 pub mod upload;
 
 pub use client::RegistryClient;
