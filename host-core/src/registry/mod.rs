@@ -44,6 +44,9 @@ pub enum RegistryError {
     /// No index entry for the requested platform.
     #[error("no matching manifest for {want} in the manifest list entries (available: {have})")]
     NoPlatform { want: String, have: String },
+    /// A search term that is empty, too long or holds control characters.
+    #[error("invalid search term {0:?}")]
+    Term(String),
     /// A registry name that is not a host[:port].
     #[error("invalid registry address {0:?}")]
     Address(String),

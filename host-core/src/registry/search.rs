@@ -78,9 +78,7 @@ impl SearchFilters {
 pub fn split_term(term: &str) -> Result<(String, String), RegistryError> {
     let term = term.trim();
     if term.is_empty() || term.len() > 1024 || term.chars().any(char::is_control) {
-        return Err(RegistryError::Invalid(format!(
-            "invalid search term {term:?}"
-        )));
+        return Err(RegistryError::Term(term.to_string()));
     }
     match term.split_once('/') {
         Some((host, rest)) if host.contains('.') || host.contains(':') || host == "localhost" => {
