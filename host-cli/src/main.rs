@@ -186,8 +186,52 @@ pub enum ContainerCommand {
     Port(commands::container::PortArgs),
 }
 
+/// Container verbs docker also spells `container VERB`; `ls`, `ps`,
+/// `list`, `prune` and `port` are `container` subcommands of their own.
+const CONTAINER_VERBS: &[&str] = &[
+    "attach", "commit", "cp", "create", "diff", "exec", "export", "inspect", "kill", "logs",
+    "pause", "rename", "restart", "rm", "run", "start", "stats", "stop", "top", "unpause",
+    "update", "wait",
+];
+
+/// Image verbs docker also spells `image VERB` that are not `image`
+/// subcommands of their own (`image rm` is `rmi`).
+const IMAGE_VERBS: &[&str] = &["build", "tag", "rm"];
+
+/// docker's `container VERB` and `image VERB` spellings of the top-level
+/// verbs, rewritten to them: `container top c` is `top c`, `image rm x` is
+/// `rmi x`. Global flags before the group word are kept.
+fn alias_args(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut i = 1;
+    while i < args.len() {
+        let a = args[i].to_string_lossy();
+        if a == "--isolation" || a == "--log-level" {
+            i += 2;
+            continue;
+        }
+        if a.starts_with('-') {
+            i += 1;
+            continue;
+        }
+        break;
+    }
+    let (Some(group), Some(verb)) = (args.get(i), args.get(i + 1)) else {
+        return args;
+    };
+    let verb = verb.to_string_lossy().into_owned();
+    if group == "container" && CONTAINER_VERBS.contains(&verb.as_str()) {
+        args.remove(i);
+    } else if group == "image" && IMAGE_VERBS.contains(&verb.as_str()) {
+        args.remove(i);
+        if verb == "rm" {
+            args[i] = "rmi".into();
+        }
+    }
+    args
+}
+
 fn main() {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(alias_args(std::env::args_os().collect())) {
         Ok(cli) => cli,
         Err(e) => {
             // docker's exit codes: 1 for a missing argument or an unknown
@@ -281,5 +325,42 @@ fn docker_style(e: &clap::Error) -> Option<String> {
             "\"berth {verb}\" requires at least 1 argument.\n{hint}"
         )),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod alias_tests {
+    use super::alias_args;
+
+    fn words(s: &str) -> Vec<String> {
+        alias_args(s.split(' ').map(Into::into).collect())
+            .into_iter()
+            .map(|w| w.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn group_spellings_become_the_top_level_verbs() {
+        assert_eq!(words("berth container top c"), ["berth", "top", "c"]);
+        assert_eq!(
+            words("berth --isolation native container diff c"),
+            ["berth", "--isolation", "native", "diff", "c"]
+        );
+        assert_eq!(words("berth image rm x"), ["berth", "rmi", "x"]);
+        assert_eq!(words("berth image tag a b"), ["berth", "tag", "a", "b"]);
+        // Subcommands of their own, and other words, are left alone.
+        assert_eq!(
+            words("berth container ls -a"),
+            ["berth", "container", "ls", "-a"]
+        );
+        assert_eq!(
+            words("berth image inspect x"),
+            ["berth", "image", "inspect", "x"]
+        );
+        assert_eq!(
+            words("berth run container top"),
+            ["berth", "run", "container", "top"]
+        );
+        assert_eq!(words("berth container"), ["berth", "container"]);
     }
 }
