@@ -117,6 +117,25 @@ impl Drop for Service {
     }
 }
 
+/// The service and a local docker-registry (`tls`, basic `auth`), or None
+/// with a skip marker where the registry tools are missing.
+fn service_and_registry(
+    tls: bool,
+    auth: bool,
+) -> Option<(Service, berth_tests::registry::Registry)> {
+    if let Some(why) = berth_tests::registry::tools_missing() {
+        skip(&why);
+        return None;
+    }
+    let s = Service::start()?;
+    Some((s, berth_tests::registry::Registry::start_with(tls, auth)))
+}
+
+/// The default image as skopeo names its archive, for seeding a registry.
+fn default_image_src() -> String {
+    format!("oci-archive:{}", berth_tests::default_image().display())
+}
+
 /// `s` with each 64-hex container id as `<id>`.
 fn ids_masked(s: &str) -> String {
     s.lines()
@@ -580,13 +599,10 @@ fn an_attach_waiting_for_a_start_by_the_berth_cli_gets_the_output() {
 
 #[test]
 fn pulls_through_the_socket_from_a_local_registry() {
-    if let Some(why) = berth_tests::registry::tools_missing() {
-        skip(&why);
+    let Some((s, reg)) = service_and_registry(false, false) else {
         return;
-    }
-    let Some(s) = Service::start() else { return };
-    let reg = berth_tests::registry::Registry::start(false);
-    let src = format!("oci-archive:{}", berth_tests::default_image().display());
+    };
+    let src = default_image_src();
     reg.seed(&src, "api/pulled:v1", "");
     let name = format!("{}/api/pulled:v1", reg.host());
     let out = s.docker(&["pull", &name]).ok();
@@ -934,13 +950,10 @@ fn diff_and_commit_through_the_socket() {
 
 #[test]
 fn docker_login_checks_credentials_through_the_socket() {
-    use berth_tests::registry::{Registry, PASS, USER};
-    if let Some(why) = berth_tests::registry::tools_missing() {
-        skip(&why);
+    use berth_tests::registry::{PASS, USER};
+    let Some((s, reg)) = service_and_registry(false, true) else {
         return;
-    }
-    let Some(s) = Service::start() else { return };
-    let reg = Registry::start_with(false, true);
+    };
     let h = reg.host();
     let out = s.docker_stdin(&["login", "-u", USER, "--password-stdin", &h], b"wrong\n");
     assert_ne!(out.code, 0);
@@ -965,13 +978,10 @@ fn docker_login_checks_credentials_through_the_socket() {
 
 #[test]
 fn search_lists_a_registrys_catalog_through_the_socket_and_the_cli() {
-    if let Some(why) = berth_tests::registry::tools_missing() {
-        skip(&why);
+    let Some((s, reg)) = service_and_registry(false, false) else {
         return;
-    }
-    let Some(s) = Service::start() else { return };
-    let reg = berth_tests::registry::Registry::start(false);
-    let src = format!("oci-archive:{}", berth_tests::default_image().display());
+    };
+    let src = default_image_src();
     for name in ["found/busybox:v1", "found/busytool:v1", "other/thing:v1"] {
         reg.seed(&src, name, "");
     }
