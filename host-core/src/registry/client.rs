@@ -171,6 +171,23 @@ fn error_message(resp: ureq::Response) -> String {
     }
 }
 
+/// The HTTP agent berth speaks to `host` (`host[:port]`) with: the extra
+/// CA certificates, the proxy settings, timeouts, same-host redirects.
+pub(crate) fn http_agent(host: &str) -> Result<ureq::Agent, RegistryError> {
+    let builder = ureq::AgentBuilder::new();
+    #[cfg(feature = "tls")]
+    let builder = builder.tls_config(tls_config(host)?);
+    Ok(builder
+        .timeout_connect(Duration::from_secs(15))
+        .timeout_read(Duration::from_secs(60))
+        .timeout_write(Duration::from_secs(60))
+        .redirects(5)
+        .redirect_auth_headers(ureq::RedirectAuthHeaders::SameHost)
+        .try_proxy_from_env(use_env_proxy(host))
+        .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+        .build())
+}
+
 impl RegistryClient {
     /// Connects to the registry of `domain` and authorises `scopes`
     /// (`repository:<path>:pull[,push]`).
@@ -190,18 +207,7 @@ impl RegistryClient {
         } else {
             domain
         };
-        let builder = ureq::AgentBuilder::new();
-        #[cfg(feature = "tls")]
-        let builder = builder.tls_config(tls_config(host)?);
-        let agent = builder
-            .timeout_connect(Duration::from_secs(15))
-            .timeout_read(Duration::from_secs(60))
-            .timeout_write(Duration::from_secs(60))
-            .redirects(5)
-            .redirect_auth_headers(ureq::RedirectAuthHeaders::SameHost)
-            .try_proxy_from_env(use_env_proxy(host))
-            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
-            .build();
+        let agent = http_agent(host)?;
         let mut c = RegistryClient {
             agent,
             base: format!("https://{host}"),

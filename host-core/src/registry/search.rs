@@ -150,15 +150,12 @@ fn hub_search(text: &str, limit: usize) -> Result<Vec<SearchHit>, RegistryError>
         results: Vec<SearchHit>,
     }
     let q: String = url_encode(text);
-    let agent = ureq::AgentBuilder::new()
-        .timeout_connect(std::time::Duration::from_secs(15))
-        .timeout_read(std::time::Duration::from_secs(60))
-        .build();
+    let agent = super::client::http_agent("index.docker.io")?;
     let url = format!("https://index.docker.io/v1/search?q={q}&n={limit}");
     let resp = agent
         .get(&url)
         .call()
-        .map_err(|e| RegistryError::Transport(format!("searching Docker Hub ({url}): {e}")))?;
+        .map_err(|e| RegistryError::Transport(format!("searching Docker Hub: {e}")))?;
     let r: Results = serde_json::from_reader(std::io::Read::take(resp.into_reader(), 16 << 20))
         .map_err(|e| RegistryError::Invalid(format!("Docker Hub search: {e}")))?;
     Ok(r.results.into_iter().take(limit).collect())
