@@ -732,9 +732,11 @@ fn events(engine: &Engine, mut conn: Box<dyn Conn>, id: u64, o: berth_protocol::
             break;
         }
         // Woken by an append; the timeout bounds how late a closed peer or
-        // a passed `until` is noticed.
+        // a passed `until` is noticed. Long, because each wake-up of an
+        // idle follower (the machine's port forwarder keeps one open) is
+        // guest-kernel work, emulated on kvm_pvm hosts.
         let left = o.until.map_or(i64::MAX, |u| u.saturating_sub(now()));
-        let wait_ms = (left.max(0) / 1_000_000).clamp(1, 5000) as u64;
+        let wait_ms = (left.max(0) / 1_000_000).clamp(1, 30_000) as u64;
         waiter.wait(std::time::Duration::from_millis(wait_ms));
     }
     let _ = conn.flush();

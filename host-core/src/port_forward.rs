@@ -28,8 +28,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// How often the forwarder catches up without an event.
-const RECHECK: Duration = Duration::from_secs(10);
+/// How often the forwarder, with no event coming, checks that the
+/// machine's VMM still runs. Only the host is asked: a periodic catch-up
+/// with the engine (a vsock connection and a container listing each time)
+/// was most of an idle machine's CPU on an emulated guest kernel, 110 of
+/// 145 VMM ticks a minute, and it caught nothing the event stream, the
+/// reconnect and `sync` do not.
+const ALIVE_CHECK: Duration = Duration::from_secs(10);
 
 /// One host listener: the address it binds and the guest port behind it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -246,10 +251,10 @@ pub fn serve(machine_dir: &Path, endpoint: Endpoint, vmm_alive: impl Fn() -> boo
         };
         eprintln!("{} following container events", stamp());
         let _ = fwd.reconcile();
-        // Catch up every RECHECK as well: an event can be missed while
-        // the machine restarts, and a reconcile that finds nothing to do
-        // costs one request.
-        let _ = stream.set_read_timeout(Some(RECHECK));
+        // A restarting machine ends the stream; the reconnect above
+        // catches up. While the stream is quiet, nothing is asked of the
+        // guest.
+        let _ = stream.set_read_timeout(Some(ALIVE_CHECK));
         let mut lines = BufReader::new(stream);
         let mut line = String::new();
         loop {
@@ -273,7 +278,6 @@ pub fn serve(machine_dir: &Path, endpoint: Endpoint, vmm_alive: impl Fn() -> boo
                     if !vmm_alive() {
                         break;
                     }
-                    let _ = fwd.reconcile();
                 }
                 Err(_) => break,
             }
