@@ -5,7 +5,10 @@
 #      (benches/boot.sh, ROUNDS=1 by default), and the ratio;
 #   2. `berth machine start` (the real machine: data disk, shares, network)
 #      -> agent ready, with the CLI's own breakdown (timings.json);
-#   3. `berth run --rm berth/busybox true` in the warm machine;
+#   3. `berth run --rm berth/busybox true` in the warm machine, with the
+#      guest kernel's work for it (`berth machine counters` before and
+#      after: forks, context switches, interrupts, page faults, CPU ticks;
+#      with PERF=1 also the emulated instructions, perf on the VMM);
 #   4. the idle machine VMM's CPU (utime+stime of the VMM process from
 #      /proc/<pid>/stat) over IDLE_S seconds, no containers running;
 #   5. the same with one sleeping container (`run -d berth/busybox sleep`;
@@ -98,9 +101,30 @@ log "loading $image"
 # ------------------------------------------------------------------ 3. run --rm true
 log "3/5 run --rm berth/busybox true (twice; the second is reported)"
 "$berth" run --rm berth/busybox true >/dev/null
+# The guest kernel's counters around the timed run (berth machine
+# counters); two reads back to back first give what a read itself costs.
+counters() { "$berth" machine counters --format json; }
+c0=$(counters)
+c1=$(counters)
+perf_pid=""
+if [ "${PERF:-0}" = 1 ]; then
+    perf stat -x , -o "$home/run.perf" -e kvm:kvm_emulate_insn -p "$vmm_pid" 2>/dev/null &
+    perf_pid=$!
+    sleep 1
+fi
 t0=$(now)
 "$berth" run --rm berth/busybox true >/dev/null
 run_s=$(secs "$t0" "$(now)")
+c2=$(counters)
+run_insns=""
+if [ -n "$perf_pid" ]; then
+    kill -INT "$perf_pid" && wait "$perf_pid" || true
+    run_insns=$(awk -F, '/kvm_emulate_insn/ {printf "%.1f", $1 / 1e6}' "$home/run.perf")
+fi
+# delta NAME: the run's change of a counter, less one read's own.
+delta() {
+    python3 -c 'import json,sys; a,b,c=(json.loads(x) for x in sys.argv[2:5]); k=sys.argv[1]; print((c[k]-b[k])-(b[k]-a[k]))' "$1" "$c0" "$c1" "$c2"
+}
 
 # ------------------------------------------------------------------ 4. idle CPU
 log "4/5 idle VMM CPU over $idle_s s (no containers), after ${settle_s} s to settle"
@@ -137,6 +161,12 @@ printf "$fmt" "boot -> ready on vsock, bare VM (s)" "$b_vsock" "n/a" ""
     "$(awk -v b="$b_insns" -v q="$q_insns" 'BEGIN {if (q > 0) printf "%.2f", b / q; else print "n/a"}')"
 printf "$fmt" "berth machine start -> agent answers (s)" "$m_start" "" ""
 printf "$fmt" "run --rm berth/busybox true, warm machine (s)" "$run_s" "" ""
+printf "$fmt" "  guest forks" "$(delta forks)" "" ""
+printf "$fmt" "  guest context switches" "$(delta context_switches)" "" ""
+printf "$fmt" "  guest interrupts" "$(delta interrupts)" "" ""
+printf "$fmt" "  guest page faults" "$(delta page_faults)" "" ""
+printf "$fmt" "  guest CPU, system + user (ticks of 10 ms)" "$(( $(delta cpu_system_ticks) + $(delta cpu_user_ticks) ))" "" ""
+[ -z "$run_insns" ] || printf "$fmt" "  emulated guest instructions (M)" "$run_insns" "" ""
 printf "$fmt" "idle machine VMM CPU over ${idle_s} s (% of a core)" "$idle_pct" "" ""
 printf "$fmt" "  the same, one sleeping container (% of a core)" "$sleeper_pct" "" ""
 echo "machine start breakdown (timings.json): $timings"

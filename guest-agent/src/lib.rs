@@ -17,6 +17,8 @@ pub mod events;
 #[cfg(target_os = "linux")]
 pub mod guest;
 #[cfg(target_os = "linux")]
+pub mod kernel_counters;
+#[cfg(target_os = "linux")]
 pub mod layout;
 #[cfg(target_os = "linux")]
 pub mod machine;

@@ -249,6 +249,7 @@ fn handle(engine: &Engine, req: Request) -> Result<Response, ApiError> {
     let c = &engine.containers;
     match req {
         Request::Info => Ok(Response::Info(info(engine))),
+        Request::KernelCounters => Ok(Response::KernelCounters(crate::kernel_counters::read())),
         Request::BlobsPresent { digests } => Ok(Response::BlobsPresent {
             present: digests
                 .into_iter()

@@ -119,6 +119,15 @@ impl Engine {
         }
     }
 
+    /// The engine's kernel's work counters since boot (the guest kernel's
+    /// in a VM).
+    pub fn kernel_counters(&mut self) -> Result<BTreeMap<String, u64>, ClientError> {
+        match self.call(Request::KernelCounters)? {
+            Response::KernelCounters(m) => Ok(m),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Asks the engine to exit (a machine VM's agent before power-off).
     pub fn shutdown(&mut self) -> Result<(), ClientError> {
         self.ack(Request::Shutdown)

@@ -73,6 +73,10 @@ impl ApiError {
 pub enum Request {
     /// Agent facts (versions, kernel, data root).
     Info,
+    /// The running kernel's work counters since boot (forks, context
+    /// switches, interrupts, page faults, CPU time): what a guest kernel
+    /// did, which costs exits and emulation on a VM host.
+    KernelCounters,
     /// Which of these blob digests the store already holds.
     BlobsPresent {
         digests: Vec<String>,
@@ -494,6 +498,8 @@ pub struct StatsSample {
 #[serde(tag = "type", content = "value")]
 pub enum Response {
     Info(AgentInfo),
+    /// Counter name to value (see `Request::KernelCounters`).
+    KernelCounters(BTreeMap<String, u64>),
     /// The stream may begin.
     Ready,
     BlobsPresent {

@@ -77,6 +77,14 @@ fn machine_vm_boots_runs_containers_and_keeps_images() {
     );
     assert!(info.contains("Cgroup Version: 2"), "{info}");
 
+    // The guest kernel's work counters, read around the next run: it
+    // forks (the shim, the container's init) and faults in the guest.
+    let counters = |b: &Berth| -> serde_json::Value {
+        let o = b.run(&["machine", "counters", "--format", "json"]).ok();
+        eprintln!("guest counters: {}", o.stdout.trim());
+        serde_json::from_str(&o.stdout).expect("machine counters JSON")
+    };
+    let before = counters(&b);
     let o = b.run(&[
         "run",
         "--rm",
@@ -94,6 +102,14 @@ fn machine_vm_boots_runs_containers_and_keeps_images() {
     );
     assert_eq!(lines[1], "1");
     assert_eq!(o.stderr, "err\n");
+    let after = counters(&b);
+    for k in ["forks", "context_switches", "interrupts", "page_faults"] {
+        let (x, y) = (before[k].as_u64(), after[k].as_u64());
+        assert!(
+            matches!((x, y), (Some(x), Some(y)) if y > x),
+            "{k}: {x:?} -> {y:?}"
+        );
+    }
     step("run", t);
 
     // Kept (no --rm): `container prune` removes it further down.

@@ -1,4 +1,4 @@
-//! `berth machine start|stop|status|logs|shares`.
+//! `berth machine start|stop|status|logs|counters|shares`.
 
 use crate::machine::{Machine, MachineSpec};
 use anyhow::Result;
@@ -26,6 +26,13 @@ pub enum MachineCommand {
     },
     /// Print the guest's serial console log
     Logs,
+    /// Print the guest kernel's work counters since boot (forks, context
+    /// switches, interrupts, page faults, CPU ticks)
+    Counters {
+        /// Output format: table (default) or json
+        #[arg(long)]
+        format: Option<String>,
+    },
     /// List, or set, the host folders the machine VM shares (bind mounts
     /// must lie in one); a change applies at the next machine start
     Shares {
@@ -105,6 +112,7 @@ pub fn run(cmd: &MachineCommand) -> Result<i32> {
             }
             Ok(if pid.is_some() { 0 } else { 1 })
         }
+        MachineCommand::Counters { format } => counters(&m, format.as_deref()),
         MachineCommand::Logs => {
             print!(
                 "{}",
@@ -113,6 +121,31 @@ pub fn run(cmd: &MachineCommand) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// `machine counters`: the guest kernel's counters, from the agent.
+fn counters(m: &Machine, format: Option<&str>) -> Result<i32> {
+    if !matches!(format, None | Some("table") | Some("json")) {
+        eprintln!(
+            "berth: unknown format {:?}: use table or json",
+            format.unwrap_or("")
+        );
+        return Ok(crate::EXIT_ENGINE);
+    }
+    if m.vmm_pid().is_none() {
+        eprintln!("berth: the machine is not running (berth machine start)");
+        return Ok(1);
+    }
+    let counters = crate::engine::Engine::open(&m.endpoint())?.kernel_counters()?;
+    if format == Some("json") {
+        println!("{}", serde_json::to_string(&counters)?);
+    } else {
+        let width = counters.keys().map(|k| k.len()).max().unwrap_or(0);
+        for (k, v) in &counters {
+            println!("{k:width$}  {v}");
+        }
+    }
+    Ok(0)
 }
 
 /// `machine shares`: the setting, and what the running machine shares.
