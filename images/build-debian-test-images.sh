@@ -51,6 +51,9 @@ fi
 for t in debootstrap umoci skopeo curl; do
   command -v "$t" >/dev/null || { say "$t missing (scripts/deps.sh installs it)"; exit 1; }
 done
+# A build killed outright (no trap) leaves its work dir: drop old ones.
+# --one-file-system: never into a proc mount a killed build left behind.
+find "$cache_root" -maxdepth 1 -name '.build.*' -mmin +120 -exec rm -rf --one-file-system {} + 2>/dev/null || true
 if ! curl -fsS -o /dev/null --max-time 15 "$mirror/dists/$suite/Release" 2>/dev/null; then
   say "cannot reach the Debian mirror $mirror (offline?): nothing built"
   exit 3
@@ -63,7 +66,7 @@ mounted=()
 cleanup() {
   local m
   for m in "${mounted[@]}"; do umount -l "$m" 2>/dev/null || true; done
-  rm -rf "$work"
+  rm -rf --one-file-system "$work"
 }
 trap cleanup EXIT
 layout=$work/oci
