@@ -8,7 +8,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 arch=$(dpkg --print-architecture)
 # libseccomp-dev for this architecture (a cross build may add other arches).
 pkgs=(build-essential pkg-config "libseccomp-dev:$arch" busybox-static e2fsprogs util-linux
-      skopeo umoci docker.io docker-compose iproute2 nftables file docker-registry apache2-utils openssl curl python3 python3-venv
+      skopeo umoci debootstrap docker.io docker-compose iproute2 nftables file docker-registry apache2-utils openssl curl python3 python3-venv
       chromium)
 missing=()
 for p in "${pkgs[@]}"; do

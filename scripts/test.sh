@@ -18,6 +18,9 @@ PROFILE=release scripts/dev-build.sh
 images/build-default-image.sh >/dev/null
 phase "guest kernel (cached)"
 kernel-config/build-kernel.sh | tail -n 1
+phase "Debian test images for seed 003 (cached)"
+# Exit 3: the Debian mirror cannot be reached; native_seed003 says so.
+images/build-debian-test-images.sh >/dev/null || [ $? -eq 3 ]
 phase "fmt + clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings

@@ -282,6 +282,14 @@ mysql:
     );
     let out = compose(&b, d, &["up", "-d"]).ok();
     assert!(out.stderr.contains("version-1"), "{}", out.stderr);
+    // The build's output (steps, result) is progress: on stderr, as docker
+    // compose prints it; `up -d` prints nothing on stdout.
+    assert!(
+        out.stderr.contains("Successfully tagged seed-web"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stdout, "");
     compose(&b, d, &["scale", "web=3"]).ok();
     assert_eq!(
         ps_names(&b, d, false)

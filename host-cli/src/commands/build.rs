@@ -2,6 +2,7 @@
 
 use crate::build::{build_and_tag, BuildError, BuildOptions};
 use crate::commands::connect;
+use crate::commands::pull::Sink;
 use crate::placement::Isolation;
 use anyhow::Result;
 use berth_protocol::reference::Reference;
@@ -36,7 +37,12 @@ pub struct BuildArgs {
 }
 
 pub fn run(iso: Isolation, a: &BuildArgs) -> Result<i32> {
-    match build(iso, a) {
+    run_to(iso, a, Sink::Stdout)
+}
+
+/// [`run`] with the build's output (steps, pulls, the result) on `sink`.
+pub fn run_to(iso: Isolation, a: &BuildArgs, sink: Sink) -> Result<i32> {
+    match build(iso, a, sink) {
         Ok(code) => Ok(code),
         Err(e) => {
             let code = e.downcast_ref::<BuildError>().map(|b| b.code).unwrap_or(1);
@@ -46,7 +52,7 @@ pub fn run(iso: Isolation, a: &BuildArgs) -> Result<i32> {
     }
 }
 
-fn build(iso: Isolation, a: &BuildArgs) -> Result<i32> {
+fn build(iso: Isolation, a: &BuildArgs, sink: Sink) -> Result<i32> {
     if !iso.has_engine() {
         anyhow::bail!("berth build runs in the engine: use --isolation shared or native");
     }
@@ -100,20 +106,21 @@ fn build(iso: Isolation, a: &BuildArgs) -> Result<i32> {
         pull: a.pull,
         quiet: a.quiet,
     };
-    let puller = |name: &str| super::pull::pull_for_build(&connector, name, a.quiet);
-    let id = build_and_tag(&connector, &puller, &root, &file, &tags, opts, None)?;
+    let puller = |name: &str| super::pull::pull_for_build(&connector, name, a.quiet, sink);
+    let out = (sink != Sink::Stdout).then(|| sink.writer());
+    let id = build_and_tag(&connector, &puller, &root, &file, &tags, opts, out)?;
     if a.quiet {
-        println!("{id}");
+        sink.line(&id);
     } else {
-        println!(
+        sink.line(&format!(
             "Successfully built {}",
             &id.trim_start_matches("sha256:")[..12]
-        );
+        ));
         for t in &tags {
             let fam = Reference::parse(t)
                 .map(|r| r.familiar())
                 .unwrap_or(t.clone());
-            println!("Successfully tagged {fam}");
+            sink.line(&format!("Successfully tagged {fam}"));
         }
     }
     Ok(0)

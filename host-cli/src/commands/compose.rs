@@ -862,7 +862,7 @@ fn build_service(
     eprintln!(" Service {}  Building", s.name);
     let w = BuildWrap::try_parse_from(argv)?;
     // The build's own output goes to stderr: stdout is the verb's.
-    build::run(o.isolation(), &w.a)
+    build::run_to(o.isolation(), &w.a, pull::Sink::Stderr)
 }
 
 fn pull_image(iso: Isolation, image: &str, quiet: bool) -> anyhow::Result<i32> {
@@ -872,7 +872,8 @@ fn pull_image(iso: Isolation, image: &str, quiet: bool) -> anyhow::Result<i32> {
     }
     argv.push(image.into());
     let w = PullWrap::try_parse_from(argv)?;
-    pull::run(iso, &w.a)
+    // As the build's: progress on stderr.
+    pull::run_to(iso, &w.a, pull::Sink::Stderr)
 }
 
 /// Builds (or pulls) what `up` is about to run and is missing.

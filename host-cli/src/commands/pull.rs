@@ -24,10 +24,37 @@ pub struct PullArgs {
     image: String,
 }
 
+/// Where a command's progress lines go: stdout for `berth pull`/`build`;
+/// stderr when compose runs them, as docker compose keeps its stdout for
+/// the verb's own output (`up -d` prints nothing there).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Sink {
+    Stdout,
+    Stderr,
+}
+
+impl Sink {
+    pub fn line(self, text: &str) {
+        match self {
+            Sink::Stdout => println!("{text}"),
+            Sink::Stderr => eprintln!("{text}"),
+        }
+    }
+
+    /// A writer for streamed output (a build's step output).
+    pub fn writer(self) -> Box<dyn std::io::Write> {
+        match self {
+            Sink::Stdout => Box::new(std::io::stdout()),
+            Sink::Stderr => Box::new(std::io::stderr()),
+        }
+    }
+}
+
 /// Progress bars on a terminal; otherwise docker-style summary lines.
 struct Reporter {
     bars: Option<(MultiProgress, Mutex<HashMap<String, ProgressBar>>)>,
     lines: bool,
+    sink: Sink,
 }
 
 fn short(d: &str) -> &str {
@@ -35,7 +62,7 @@ fn short(d: &str) -> &str {
 }
 
 impl Reporter {
-    fn new(quiet: bool) -> Reporter {
+    fn new(quiet: bool, sink: Sink) -> Reporter {
         let tty = std::io::stderr().is_terminal() && std::io::stdout().is_terminal();
         let bars = (!quiet && tty).then(|| {
             let mp = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
@@ -44,6 +71,7 @@ impl Reporter {
         Reporter {
             lines: !quiet && bars.is_none(),
             bars,
+            sink,
         }
     }
 }
@@ -69,7 +97,8 @@ impl PullProgress for Reporter {
             }
             map.lock().unwrap().insert(digest.to_string(), pb);
         } else if self.lines && cached {
-            println!("{}: Already exists", short(digest));
+            self.sink
+                .line(&format!("{}: Already exists", short(digest)));
         }
     }
 
@@ -87,19 +116,24 @@ impl PullProgress for Reporter {
                 pb.finish_with_message("Pull complete");
             }
         } else if self.lines {
-            println!("{}: Pull complete", short(digest));
+            self.sink.line(&format!("{}: Pull complete", short(digest)));
         }
     }
 }
 
 pub fn run(iso: Isolation, a: &PullArgs) -> Result<i32> {
+    run_to(iso, a, Sink::Stdout)
+}
+
+/// [`run`] with its output on `sink`.
+pub fn run_to(iso: Isolation, a: &PullArgs, sink: Sink) -> Result<i32> {
     let connector = || connect(iso);
     let upload: Option<&dyn Fn() -> Result<crate::engine::Engine>> = if !iso.has_engine() {
         None
     } else {
         Some(&connector)
     };
-    pull(a, upload, true)
+    pull(a, upload, true, sink)
 }
 
 /// `FROM`/`COPY --from` of an image that is not in the engine yet.
@@ -107,13 +141,14 @@ pub fn pull_for_build(
     connect: &dyn Fn() -> Result<crate::engine::Engine>,
     image: &str,
     quiet: bool,
+    sink: Sink,
 ) -> Result<i32> {
     let a = PullArgs {
         platform: None,
         quiet,
         image: image.to_string(),
     };
-    pull(&a, Some(connect), !quiet)
+    pull(&a, Some(connect), !quiet, sink)
 }
 
 /// Pulls into the host cache and, with `upload`, into the engine.
@@ -121,6 +156,7 @@ fn pull(
     a: &PullArgs,
     upload: Option<&dyn Fn() -> Result<crate::engine::Engine>>,
     print: bool,
+    sink: Sink,
 ) -> Result<i32> {
     let r = Reference::parse(&a.image)?;
     let platform = match &a.platform {
@@ -133,23 +169,23 @@ fn pull(
         .or_else(|| r.tag.clone())
         .unwrap_or_else(|| "latest".into());
     if !a.quiet && print {
-        println!("{}: Pulling from {}", reference, r.path);
+        sink.line(&format!("{}: Pulling from {}", reference, r.path));
     }
-    let reporter = Reporter::new(a.quiet);
+    let reporter = Reporter::new(a.quiet, sink);
     let pulled = berth_host::registry::pull::pull(&r, &platform, &reporter, upload)?;
     let (commit, before) = (&pulled.commit, pulled.before);
     if !print {
     } else if a.quiet {
-        println!("{}", commit.config_digest);
+        sink.line(&commit.config_digest);
     } else {
-        println!("Digest: {}", pulled.top_digest);
+        sink.line(&format!("Digest: {}", pulled.top_digest));
         let name = r.familiar();
         if before.as_deref() == Some(commit.config_digest.as_str()) {
-            println!("Status: Image is up to date for {name}");
+            sink.line(&format!("Status: Image is up to date for {name}"));
         } else {
-            println!("Status: Downloaded newer image for {name}");
+            sink.line(&format!("Status: Downloaded newer image for {name}"));
         }
-        println!("{r}");
+        sink.line(&r.to_string());
     }
     Ok(0)
 }
