@@ -13,7 +13,14 @@
 //! forwarder to catch up at once over `<machine>/ports.sock` (`sync`), and
 //! hears which host ports could not be bound.
 //!
-//! Only TCP is forwarded so far; UDP ports are bound in the guest only.
+//! UDP: the forwarder binds the `/udp` socket the same way (no
+//! SO_REUSEADDR, so a port in use is seen), and gives each host peer a
+//! flow: the agent's `PortConnectUdp` stream, whose guest end is a UDP
+//! socket connected to the guest port, carrying datagrams in
+//! [`berth_protocol::datagram`] frames. Replies go back to the peer from
+//! the published socket. A flow ends after [`UDP_IDLE`] without a datagram,
+//! when the guest closes it or sends a bad frame (it is untrusted), or with
+//! its socket; [`MAX_UDP_FLOWS`] per socket.
 
 use crate::client::Endpoint;
 use crate::engine::Engine;
