@@ -121,7 +121,8 @@ pub fn fuzz_manifest(data: &[u8]) {
 }
 
 /// Agent protocol frames (length-prefixed JSON) as either side reads
-/// them: requests and hellos on the agent, responses on the host.
+/// them: requests and hellos on the agent, responses on the host; and the
+/// same bytes as datagram frames.
 pub fn fuzz_protocol_frame(data: &[u8]) {
     use berth_protocol::frame::read_frame;
     use berth_protocol::{Hello, HelloReply, Request, RequestEnvelope, Response, ResponseEnvelope};
@@ -141,6 +142,17 @@ pub fn fuzz_protocol_frame(data: &[u8]) {
     let _ = read_frame::<_, HelloReply>(&mut Cursor::new(data));
     let _ = serde_json::from_slice::<Request>(data);
     let _ = serde_json::from_slice::<Response>(data);
+    // Datagram frames (a UDP port's flow, read by the host forwarder and
+    // by the agent): never above the limit, never more than was sent.
+    use berth_protocol::datagram::{read_datagram, HEADER, MAX_DATAGRAM};
+    let mut c = Cursor::new(data);
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut used = 0;
+    while let Ok(Some(n)) = read_datagram(&mut c, &mut buf) {
+        assert!(n <= MAX_DATAGRAM);
+        used += HEADER + n;
+        assert!(used <= data.len());
+    }
 }
 
 /// The stdio multiplexer's frames and its control payloads.

@@ -195,6 +195,10 @@ pub fn serve_connection(engine: Arc<Engine>, mut conn: Box<dyn Conn>) {
                 port_connect(conn, id, port);
                 return;
             }
+            Request::PortConnectUdp { port } => {
+                port_connect_udp(conn, id, port);
+                return;
+            }
             Request::CopyFrom { id: cid, path } => {
                 match crate::engine::copy::source(&engine, &cid, &path) {
                     Err(e) => {
@@ -450,7 +454,8 @@ fn handle(engine: &Engine, req: Request) -> Result<Response, ApiError> {
         | Request::CopyFrom { .. }
         | Request::BlobGet { .. }
         | Request::CopyTo { .. }
-        | Request::PortConnect { .. } => Err(ApiError::new(
+        | Request::PortConnect { .. }
+        | Request::PortConnectUdp { .. } => Err(ApiError::new(
             ErrorKind::InvalidArgument,
             "stream request in control position",
         )),
@@ -691,6 +696,84 @@ fn port_connect(mut conn: Box<dyn Conn>, id: u64, port: u16) {
     let mut tcp_r = tcp;
     let _ = std::io::copy(&mut tcp_r, &mut conn);
     let _ = conn.flush();
+    conn.shutdown_write();
+    let _ = up.join();
+}
+
+/// Joins a host peer's UDP flow to a published UDP port's proxy where the
+/// agent runs (VM placements): a socket of its own, connected to
+/// `127.0.0.1:port`, so replies come back to this stream alone. Datagrams
+/// travel in [`berth_protocol::datagram`] frames; a bad frame from the host
+/// ends the flow. Ends when the host closes the stream.
+fn port_connect_udp(mut conn: Box<dyn Conn>, id: u64, port: u16) {
+    use berth_protocol::datagram::{read_datagram, write_datagram, MAX_DATAGRAM};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let socket = std::net::UdpSocket::bind((std::net::Ipv4Addr::LOCALHOST, 0)).and_then(|s| {
+        s.connect((std::net::Ipv4Addr::LOCALHOST, port))?;
+        // The receiving side looks at `done` this often.
+        s.set_read_timeout(Some(std::time::Duration::from_secs(1)))?;
+        Ok(s)
+    });
+    let socket = match socket {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = write_frame(
+                &mut conn,
+                &ResponseEnvelope {
+                    id,
+                    result: Err(ApiError::new(
+                        ErrorKind::NotFound,
+                        format!("connecting to published port {port}/udp: {e}"),
+                    )),
+                },
+            );
+            return;
+        }
+    };
+    if write_frame(
+        &mut conn,
+        &ResponseEnvelope {
+            id,
+            result: Ok(Response::Ready),
+        },
+    )
+    .is_err()
+    {
+        return;
+    }
+    let (Ok(mut conn_r), Ok(up_socket)) = (conn.try_clone_conn(), socket.try_clone()) else {
+        return;
+    };
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let up_done = std::sync::Arc::clone(&done);
+    let up = std::thread::spawn(move || {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        while let Ok(Some(n)) = read_datagram(&mut conn_r, &mut buf) {
+            // Nothing listening yet (ECONNREFUSED from an earlier
+            // datagram's ICMP) is the client's to retry, as with UDP.
+            let _ = up_socket.send(&buf[..n]);
+        }
+        up_done.store(true, Ordering::SeqCst);
+    });
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    while !done.load(Ordering::SeqCst) {
+        match socket.recv(&mut buf) {
+            Ok(n) => {
+                if write_datagram(&mut conn, &buf[..n]).is_err() {
+                    break;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                        | std::io::ErrorKind::ConnectionRefused
+                ) => {}
+            Err(_) => break,
+        }
+    }
     conn.shutdown_write();
     let _ = up.join();
 }

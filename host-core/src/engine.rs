@@ -476,6 +476,13 @@ impl Engine {
         self.stream(Request::PortConnect { port })
     }
 
+    /// A stream of datagram frames ([`berth_protocol::datagram`]) to a
+    /// published UDP port inside the engine's host, from a socket of its
+    /// own there.
+    pub fn port_connect_udp(self, port: u16) -> Result<UnixStream, ClientError> {
+        self.stream(Request::PortConnectUdp { port })
+    }
+
     // ---- volumes ----
 
     pub fn volume_create(&mut self, v: VolumeCreate) -> Result<VolumeInfo, ClientError> {

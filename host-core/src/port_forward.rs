@@ -13,20 +13,29 @@
 //! forwarder to catch up at once over `<machine>/ports.sock` (`sync`), and
 //! hears which host ports could not be bound.
 //!
-//! Only TCP is forwarded so far; UDP ports are bound in the guest only.
+//! UDP: the forwarder binds the `/udp` socket the same way (no
+//! SO_REUSEADDR, so a port in use is seen), and gives each host peer a
+//! flow: the agent's `PortConnectUdp` stream, whose guest end is a UDP
+//! socket connected to the guest port, carrying datagrams in
+//! [`berth_protocol::datagram`] frames. Replies go back to the peer from
+//! the published socket. A flow ends after [`UDP_IDLE`] without a datagram,
+//! when the guest closes it or sends a bad frame (it is untrusted), or with
+//! its socket; [`MAX_UDP_FLOWS`] per socket.
 
 use crate::client::Endpoint;
 use crate::engine::Engine;
 use crate::platform::{UnixListener, UnixStream};
 use anyhow::{Context, Result};
+use berth_protocol::datagram::{read_datagram, write_datagram, DatagramError, MAX_DATAGRAM};
 use berth_protocol::{EventsOptions, PortProto, PublishedPort};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// How often the forwarder, with no event coming, checks that the
 /// machine's VMM still runs. Only the host is asked: a periodic catch-up
@@ -36,16 +45,45 @@ use std::time::Duration;
 /// reconnect and `sync` do not.
 const ALIVE_CHECK: Duration = Duration::from_secs(10);
 
-/// One host listener: the address it binds and the guest port behind it.
+/// A UDP flow (one host peer) with no datagram either way for this long
+/// is closed (docker-proxy and the guest's proxy: 90 s).
+const UDP_IDLE: Duration = Duration::from_secs(90);
+/// UDP flows per published socket; datagrams from further peers are
+/// dropped until one expires (as the guest's proxy does).
+const MAX_UDP_FLOWS: usize = 1024;
+/// Datagrams queued towards the guest per flow; beyond it they are
+/// dropped, as a full socket buffer drops them.
+const UDP_QUEUE: usize = 64;
+/// How often a flow's writer looks at its idle time.
+const UDP_TICK: Duration = Duration::from_secs(5);
+
+/// One host socket: protocol, the address it binds and the guest port
+/// behind it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Key {
+    proto: PortProto,
     addr: SocketAddr,
     guest_port: u16,
+}
+
+impl Key {
+    /// How `sync` names it: `127.0.0.1:8080/udp`.
+    fn name(&self) -> String {
+        format!("{}/{}", self.addr, self.proto.as_str())
+    }
 }
 
 struct Listening {
     stop: Arc<AtomicBool>,
     local: SocketAddr,
+    /// Disconnected once the serving thread is done with the socket.
+    ended: Receiver<()>,
+}
+
+/// A bound host socket, not yet served.
+enum HostSocket {
+    Tcp(TcpListener),
+    Udp(UdpSocket),
 }
 
 /// The forwarder's state: what it binds now, and the ports it could not
@@ -76,9 +114,9 @@ impl Forwarder {
         let ports = c.published_ports()?;
         Ok(ports
             .iter()
-            .filter(|p| p.proto == PortProto::Tcp)
             .filter_map(|p| {
                 Some(Key {
+                    proto: p.proto,
                     addr: host_addrs(p)?,
                     guest_port: p.host_port,
                 })
@@ -97,11 +135,16 @@ impl Forwarder {
             .cloned()
             .collect();
         for k in gone {
-            eprintln!("{} unpublish {}", stamp(), k.addr);
+            eprintln!("{} unpublish {}", stamp(), k.name());
             if let Some(l) = bound.remove(&k) {
                 l.stop.store(true, Ordering::SeqCst);
-                // Wake its accept(); it sees the flag and returns.
-                let _ = TcpStream::connect_timeout(&wake_addr(l.local), Duration::from_millis(200));
+                // Wake its accept() or recv_from(); it sees the flag and
+                // returns.
+                wake(k.proto, l.local);
+                // Let the port go before it is bound again (a container
+                // restarted at once): the thread closes its UDP flows,
+                // which hold the socket, on the way out.
+                let _ = l.ended.recv_timeout(Duration::from_secs(2));
             }
         }
         let mut failed = BTreeMap::new();
@@ -109,20 +152,33 @@ impl Forwarder {
             if bound.contains_key(&k) {
                 continue;
             }
-            match bind(k.addr) {
-                Ok(l) => {
-                    let local = l.local_addr().unwrap_or(k.addr);
+            match bind(k.addr, k.proto) {
+                Ok((socket, local)) => {
                     let stop = Arc::new(AtomicBool::new(false));
                     let me = Arc::clone(self);
                     let st = Arc::clone(&stop);
                     let guest = k.guest_port;
-                    std::thread::spawn(move || me.accept_loop(l, guest, st));
-                    eprintln!("{} publish {} -> guest port {guest}", stamp(), k.addr);
-                    bound.insert(k, Listening { stop, local });
+                    let (end, ended) = sync_channel::<()>(0);
+                    match socket {
+                        HostSocket::Tcp(l) => {
+                            std::thread::spawn(move || {
+                                me.accept_loop(l, guest, st);
+                                drop(end);
+                            });
+                        }
+                        HostSocket::Udp(s) => {
+                            std::thread::spawn(move || {
+                                me.udp_loop(s, guest, st);
+                                drop(end);
+                            });
+                        }
+                    }
+                    eprintln!("{} publish {} -> guest port {guest}", stamp(), k.name());
+                    bound.insert(k, Listening { stop, local, ended });
                 }
                 Err(e) => {
-                    eprintln!("{} cannot bind {}: {e}", stamp(), k.addr);
-                    failed.insert(k.addr.to_string(), e.to_string());
+                    eprintln!("{} cannot bind {}: {e}", stamp(), k.name());
+                    failed.insert(k.name(), e.to_string());
                 }
             }
         }
@@ -159,22 +215,61 @@ fn wake_addr(a: SocketAddr) -> SocketAddr {
     }
 }
 
-/// Binds like docker: SO_REUSEADDR, and an IPv6 socket for `::` that takes
-/// IPv6 only (`0.0.0.0` is bound beside it).
-fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+/// Wakes the thread serving the socket bound at `local` (blocked in
+/// accept() or recv_from()): a connection, or an empty datagram.
+fn wake(proto: PortProto, local: SocketAddr) {
+    let to = wake_addr(local);
+    match proto {
+        PortProto::Tcp => {
+            let _ = TcpStream::connect_timeout(&to, Duration::from_millis(200));
+        }
+        PortProto::Udp => {
+            let from: SocketAddr = if to.is_ipv6() {
+                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+            } else {
+                (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+            };
+            if let Ok(s) = UdpSocket::bind(from) {
+                let _ = s.send_to(&[], to);
+            }
+        }
+    }
+}
+
+/// Binds like docker (and the guest's proxy): an IPv6 socket for `::`
+/// takes IPv6 only (`0.0.0.0` is bound beside it); TCP listeners set
+/// SO_REUSEADDR (no wait after a restart), UDP sockets do not (on Linux
+/// it would let a second socket share the port, hiding a port in use).
+fn bind(addr: SocketAddr, proto: PortProto) -> std::io::Result<(HostSocket, SocketAddr)> {
     let domain = if addr.is_ipv6() {
         socket2::Domain::IPV6
     } else {
         socket2::Domain::IPV4
     };
-    let s = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
-    s.set_reuse_address(true)?;
+    let (ty, protocol) = match proto {
+        PortProto::Tcp => (socket2::Type::STREAM, socket2::Protocol::TCP),
+        PortProto::Udp => (socket2::Type::DGRAM, socket2::Protocol::UDP),
+    };
+    let s = socket2::Socket::new(domain, ty, Some(protocol))?;
+    if proto == PortProto::Tcp {
+        s.set_reuse_address(true)?;
+    }
     if addr.is_ipv6() {
         s.set_only_v6(true)?;
     }
     s.bind(&addr.into())?;
-    s.listen(1024)?;
-    Ok(s.into())
+    let local = s
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .unwrap_or(addr);
+    Ok(match proto {
+        PortProto::Tcp => {
+            s.listen(1024)?;
+            (HostSocket::Tcp(s.into()), local)
+        }
+        PortProto::Udp => (HostSocket::Udp(s.into()), local),
+    })
 }
 
 /// One host connection, joined to the guest's port.
@@ -192,6 +287,264 @@ fn forward(client: TcpStream, ep: &Endpoint, guest_port: u16) -> Result<()> {
     let _ = c_w.shutdown(Shutdown::Write);
     let _ = up.join();
     Ok(())
+}
+
+/// Locks, going on after a panic elsewhere (the data stays consistent: an
+/// instant, a map of flows, a stream).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One host peer's path to a published UDP port in the guest: a
+/// `PortConnectUdp` stream of its own, so the guest's proxy sees one
+/// source per peer and its replies come back on the right stream.
+struct UdpFlow {
+    last_active: Mutex<Instant>,
+    /// The stream to the guest, once connected (shut down to end the flow).
+    stream: Mutex<Option<UnixStream>>,
+    closed: AtomicBool,
+}
+
+impl UdpFlow {
+    fn touch(&self) {
+        *lock(&self.last_active) = Instant::now();
+    }
+
+    fn idle_for(&self) -> Duration {
+        lock(&self.last_active).elapsed()
+    }
+
+    /// Ends the flow: both of its threads return soon after.
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        if let Some(s) = lock(&self.stream).as_ref() {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// A flow in its socket's table. Dropping `tx` (the entry leaves the
+/// table) ends the flow's writer once it has sent what is queued.
+struct FlowEntry {
+    tx: SyncSender<Vec<u8>>,
+    flow: Arc<UdpFlow>,
+}
+
+type UdpFlows = Arc<Mutex<HashMap<SocketAddr, FlowEntry>>>;
+
+/// Removes `flow` from the table unless a newer flow took its place.
+fn forget(flows: &UdpFlows, peer: SocketAddr, flow: &Arc<UdpFlow>) {
+    let mut table = lock(flows);
+    if table.get(&peer).is_some_and(|e| Arc::ptr_eq(&e.flow, flow)) {
+        table.remove(&peer);
+    }
+}
+
+impl Forwarder {
+    /// Serves one published UDP socket: each datagram goes to its peer's
+    /// flow (made on the peer's first datagram), until `stop`.
+    fn udp_loop(self: Arc<Self>, socket: UdpSocket, guest_port: u16, stop: Arc<AtomicBool>) {
+        let socket = Arc::new(socket);
+        // A fallback to the wake-up datagram, which a full buffer drops.
+        let _ = socket.set_read_timeout(Some(Duration::from_secs(1)));
+        let flows: UdpFlows = Arc::new(Mutex::new(HashMap::new()));
+        let mut threads: Vec<std::thread::JoinHandle<()>> = Vec::new();
+        // One byte more than the largest datagram carried: a larger one
+        // (IPv6 allows 65527) fills it and is dropped, not cut.
+        let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+        while !stop.load(Ordering::SeqCst) {
+            let (n, peer) = match socket.recv_from(&mut buf) {
+                Ok(got) => got,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::Interrupted
+                            // Windows reports an earlier send's ICMP
+                            // unreachable here.
+                            | std::io::ErrorKind::ConnectionReset
+                            | std::io::ErrorKind::ConnectionRefused
+                    ) =>
+                {
+                    continue
+                }
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+            };
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            if n > MAX_DATAGRAM {
+                continue;
+            }
+            threads.retain(|t| !t.is_finished());
+            if let Some(t) = self.relay(&flows, &socket, guest_port, peer, buf[..n].to_vec()) {
+                threads.push(t);
+            }
+        }
+        let entries: Vec<FlowEntry> = lock(&flows).drain().map(|(_, e)| e).collect();
+        for e in entries {
+            e.flow.close();
+        }
+        // The flows' threads hold the socket: the port is free once they
+        // are gone.
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+
+    /// Queues one datagram from `peer` on its flow, making the flow (and
+    /// returning its thread) when there is none. Dropped when the flow's
+    /// queue is full or the table is.
+    fn relay(
+        self: &Arc<Self>,
+        flows: &UdpFlows,
+        socket: &Arc<UdpSocket>,
+        guest_port: u16,
+        peer: SocketAddr,
+        data: Vec<u8>,
+    ) -> Option<std::thread::JoinHandle<()>> {
+        let mut table = lock(flows);
+        let data = match table.get(&peer) {
+            Some(e) => match e.tx.try_send(data) {
+                Ok(()) => {
+                    e.flow.touch();
+                    return None;
+                }
+                Err(TrySendError::Full(_)) => return None,
+                // The flow ended (the guest closed it): start another.
+                Err(TrySendError::Disconnected(d)) => {
+                    table.remove(&peer);
+                    d
+                }
+            },
+            None => data,
+        };
+        if table.len() >= MAX_UDP_FLOWS {
+            return None;
+        }
+        let (tx, rx) = sync_channel(UDP_QUEUE);
+        tx.try_send(data).ok()?;
+        let flow = Arc::new(UdpFlow {
+            last_active: Mutex::new(Instant::now()),
+            stream: Mutex::new(None),
+            closed: AtomicBool::new(false),
+        });
+        let (ep, fl, fw, so) = (
+            self.endpoint.clone(),
+            Arc::clone(flows),
+            Arc::clone(&flow),
+            Arc::clone(socket),
+        );
+        let t = std::thread::Builder::new()
+            .name("ports-udp-flow".into())
+            .spawn(move || run_flow(&ep, guest_port, peer, so, &fl, fw, rx))
+            .ok()?;
+        table.insert(peer, FlowEntry { tx, flow });
+        Some(t)
+    }
+}
+
+/// One UDP flow: connects to the guest's port, then sends the queued
+/// datagrams to the guest while a second thread sends the guest's replies
+/// to `peer` from the published socket, until the flow is idle for
+/// [`UDP_IDLE`], closed, or the guest ends it.
+fn run_flow(
+    ep: &Endpoint,
+    guest_port: u16,
+    peer: SocketAddr,
+    socket: Arc<UdpSocket>,
+    flows: &UdpFlows,
+    flow: Arc<UdpFlow>,
+    rx: Receiver<Vec<u8>>,
+) {
+    let stream = Engine::open(ep)
+        .map_err(anyhow::Error::from)
+        .and_then(|c| Ok(c.port_connect_udp(guest_port)?));
+    let mut stream = match stream {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "{} udp flow from {peer} to guest port {guest_port}: {e:#}",
+                stamp()
+            );
+            forget(flows, peer, &flow);
+            return;
+        }
+    };
+    // A guest that stops reading ends the flow instead of holding it.
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
+    let Ok(mut from_guest) = stream.try_clone() else {
+        forget(flows, peer, &flow);
+        return;
+    };
+    {
+        let mut slot = lock(&flow.stream);
+        if flow.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        *slot = stream.try_clone().ok();
+    }
+    let (rf, rflows) = (Arc::clone(&flow), Arc::clone(flows));
+    let replies = std::thread::spawn(move || {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        loop {
+            match read_datagram(&mut from_guest, &mut buf) {
+                Ok(Some(n)) => {
+                    rf.touch();
+                    let _ = socket.send_to(&buf[..n], peer);
+                }
+                Ok(None) => break,
+                Err(e @ (DatagramError::TooLarge(_) | DatagramError::Truncated)) => {
+                    eprintln!(
+                        "{} udp flow from {peer}: bad frame from the guest: {e}",
+                        stamp()
+                    );
+                    break;
+                }
+                Err(DatagramError::Io(_)) => break,
+            }
+        }
+        // Datagrams from now on start a new flow.
+        forget(&rflows, peer, &rf);
+        rf.close();
+    });
+    loop {
+        match rx.recv_timeout(UDP_TICK) {
+            Ok(d) => {
+                if write_datagram(&mut stream, &d).is_err() {
+                    break;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if flow.closed.load(Ordering::SeqCst) {
+                    break;
+                }
+                if flow.idle_for() >= UDP_IDLE {
+                    // Decided under the table's lock, which the receiving
+                    // side holds while it queues and touches: no datagram
+                    // is queued on a flow being forgotten.
+                    let mut table = lock(flows);
+                    if flow.idle_for() >= UDP_IDLE {
+                        if table
+                            .get(&peer)
+                            .is_some_and(|e| Arc::ptr_eq(&e.flow, &flow))
+                        {
+                            table.remove(&peer);
+                        }
+                        break;
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    forget(flows, peer, &flow);
+    flow.close();
+    let _ = replies.join();
 }
 
 /// Runs the forwarder for the machine at `machine_dir` until its VMM is
@@ -339,7 +692,167 @@ mod tests {
     #[test]
     fn bind_refuses_a_port_in_use() {
         let a = TcpListener::bind("127.0.0.1:0").unwrap();
-        let e = bind(a.local_addr().unwrap()).unwrap_err();
+        let e = bind(a.local_addr().unwrap(), PortProto::Tcp).err().unwrap();
         assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
+        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let e = bind(u.local_addr().unwrap(), PortProto::Udp).err().unwrap();
+        assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
+        // Every address, while one address holds the port.
+        let port = u.local_addr().unwrap().port();
+        let e = bind(SocketAddr::from(([0, 0, 0, 0], port)), PortProto::Udp)
+            .err()
+            .unwrap();
+        assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
+    }
+
+    #[test]
+    fn sync_names_say_the_protocol() {
+        let k = Key {
+            proto: PortProto::Udp,
+            addr: "[::1]:53".parse().unwrap(),
+            guest_port: 53,
+        };
+        assert_eq!(k.name(), "[::1]:53/udp");
+    }
+
+    /// A stand-in for the agent on a Unix socket (the native endpoint):
+    /// answers each `PortConnectUdp` stream by echoing datagram frames
+    /// with `echo:` in front; `bad` is answered with a frame no datagram
+    /// can have (65535 bytes announced). Counts the streams.
+    #[cfg(unix)]
+    fn fake_agent(dir: &Path) -> (Endpoint, Arc<std::sync::atomic::AtomicUsize>) {
+        use berth_protocol::frame::{read_frame, write_frame};
+        use berth_protocol::{
+            Hello, HelloReply, Request, RequestEnvelope, Response, ResponseEnvelope,
+        };
+        let path = dir.join("agent.sock");
+        let l = UnixListener::bind(&path).unwrap();
+        let streams = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = Arc::clone(&streams);
+        std::thread::spawn(move || {
+            for mut c in l.incoming().flatten() {
+                let count = Arc::clone(&count);
+                std::thread::spawn(move || {
+                    let _: Hello = read_frame(&mut c).unwrap();
+                    write_frame(
+                        &mut c,
+                        &HelloReply {
+                            version: berth_protocol::PROTOCOL_VERSION,
+                            error: None,
+                            agent_version: "test".into(),
+                        },
+                    )
+                    .unwrap();
+                    let req: RequestEnvelope = read_frame(&mut c).unwrap();
+                    assert!(matches!(req.request, Request::PortConnectUdp { port: 9 }));
+                    count.fetch_add(1, Ordering::SeqCst);
+                    write_frame(
+                        &mut c,
+                        &ResponseEnvelope {
+                            id: req.id,
+                            result: Ok(Response::Ready),
+                        },
+                    )
+                    .unwrap();
+                    let mut buf = vec![0u8; MAX_DATAGRAM];
+                    while let Ok(Some(n)) = read_datagram(&mut c, &mut buf) {
+                        if &buf[..n] == b"bad" {
+                            let _ = c.write_all(&[0xff, 0xff, 1, 2, 3]);
+                            continue;
+                        }
+                        let mut out = b"echo:".to_vec();
+                        out.extend_from_slice(&buf[..n.min(MAX_DATAGRAM - 5)]);
+                        if write_datagram(&mut c, &out).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        (Endpoint::Unix(path), streams)
+    }
+
+    #[cfg(unix)]
+    fn client() -> UdpSocket {
+        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        c
+    }
+
+    /// Sends `msg` until an answer comes (the first datagrams of a flow
+    /// can race its set-up only in the hostile case); the answer.
+    #[cfg(unix)]
+    fn round(c: &UdpSocket, to: SocketAddr, msg: &[u8]) -> Vec<u8> {
+        let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+        for _ in 0..40 {
+            c.send_to(msg, to).unwrap();
+            if let Ok((n, from)) = c.recv_from(&mut buf) {
+                assert_eq!(from, to, "replies come from the published socket");
+                return buf[..n].to_vec();
+            }
+        }
+        panic!(
+            "no answer to {:?}",
+            String::from_utf8_lossy(&msg[..msg.len().min(20)])
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn udp_flows_echo_per_peer_keep_boundaries_and_survive_a_hostile_guest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (endpoint, streams) = fake_agent(dir.path());
+        let fwd = Arc::new(Forwarder {
+            endpoint,
+            bound: Mutex::new(BTreeMap::new()),
+            failed: Mutex::new(BTreeMap::new()),
+        });
+        let (HostSocket::Udp(s), local) =
+            bind("127.0.0.1:0".parse().unwrap(), PortProto::Udp).unwrap()
+        else {
+            panic!("not a UDP socket");
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let (end, ended) = sync_channel::<()>(0);
+        let (f, st) = (Arc::clone(&fwd), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            f.udp_loop(s, 9, st);
+            drop(end);
+        });
+
+        // Two peers, each answered on its own flow, boundaries kept.
+        let (a, b) = (client(), client());
+        assert_eq!(round(&a, local, b"one"), b"echo:one");
+        assert_eq!(round(&b, local, b"two"), b"echo:two");
+        assert_eq!(round(&a, local, b""), b"echo:");
+        let big = vec![b'x'; MAX_DATAGRAM - 5];
+        let got = round(&b, local, &big);
+        assert_eq!(got.len(), MAX_DATAGRAM);
+        assert!(got.starts_with(b"echo:x") && got.ends_with(b"xx"));
+        assert_eq!(streams.load(Ordering::SeqCst), 2, "one stream per peer");
+
+        // A frame no datagram can have ends that flow, nothing of it
+        // reaches the peer, and the peer's next datagram gets a new flow.
+        a.send_to(b"bad", local).unwrap();
+        let mut buf = [0u8; 64];
+        match a.recv_from(&mut buf) {
+            Ok((n, _)) => panic!("relayed {:?}", &buf[..n]),
+            Err(e) => assert!(matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            )),
+        }
+        assert_eq!(round(&a, local, b"again"), b"echo:again");
+        assert_eq!(streams.load(Ordering::SeqCst), 3);
+        // b's flow was not disturbed.
+        assert_eq!(round(&b, local, b"still"), b"echo:still");
+        assert_eq!(streams.load(Ordering::SeqCst), 3);
+
+        // Stopped: the port is free again once the thread is done.
+        stop.store(true, Ordering::SeqCst);
+        wake(PortProto::Udp, local);
+        let _ = ended.recv();
+        UdpSocket::bind(local).expect("port released after stop");
     }
 }

@@ -232,12 +232,6 @@ pub fn check_placement(iso: Isolation, cfg: &ContainerConfig) -> Result<(), Stri
             "publishing ports ({flag}) is not supported yet with --isolation {name}; use --isolation shared or native"
         ));
     }
-    // The machine's host forwarder relays TCP only so far.
-    if cfg.ports.iter().any(|p| p.proto == PortProto::Udp) {
-        return Err(format!(
-            "publishing UDP ports is not supported yet with --isolation {name}; use --isolation native"
-        ));
-    }
     Ok(())
 }
 
@@ -247,17 +241,23 @@ pub fn publish_on_host(conn: &mut crate::engine::Engine, id: &str) -> Result<(),
     let Ok(ports) = conn.container_ports(id) else {
         return Ok(());
     };
-    let tcp: Vec<&PublishedPort> = ports.iter().filter(|p| p.proto == PortProto::Tcp).collect();
-    if tcp.is_empty() {
+    if ports.is_empty() {
         return Ok(());
     }
     let failed = crate::machine::Machine::default_machine().sync_ports();
-    for p in tcp {
+    for p in &ports {
         let addr = join_host_port(&p.host_ip, &p.host_port.to_string());
-        if let Some((_, e)) = failed.iter().find(|(a, _)| *a == addr) {
+        let proto = p.proto.as_str();
+        // The forwarder names its sockets `ADDR/PROTO` (one of an older
+        // build `ADDR`, TCP only).
+        let named = format!("{addr}/{proto}");
+        let found = failed
+            .iter()
+            .find(|(a, _)| *a == named || (p.proto == PortProto::Tcp && *a == addr));
+        if let Some((_, e)) = found {
             let _ = conn.container_kill(id, 9);
             return Err(format!(
-                "driver failed programming external connectivity on endpoint {id}: failed to bind host port for {addr}:{}/tcp: {}",
+                "driver failed programming external connectivity on endpoint {id}: failed to bind host port for {addr}:{}/{proto}: {}",
                 p.container_port,
                 e.split(" (os error").next().unwrap_or(e).to_lowercase()
             ));
@@ -723,11 +723,9 @@ mod tests {
         cfg.ports = parse_publish("80").unwrap();
         assert!(check_placement(Isolation::Shared, &cfg).is_ok());
         cfg.ports = parse_publish("53/udp").unwrap();
-        assert_eq!(
-            check_placement(Isolation::Shared, &cfg).unwrap_err(),
-            "publishing UDP ports is not supported yet with --isolation shared; use --isolation native"
-        );
+        assert!(check_placement(Isolation::Shared, &cfg).is_ok());
         assert!(check_placement(Isolation::Native, &cfg).is_ok());
+        assert!(check_placement(Isolation::Vm, &cfg).is_err());
     }
 
     fn published(ip: &str, host: u16, port: u16, proto: PortProto) -> PublishedPort {

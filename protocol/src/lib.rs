@@ -12,6 +12,7 @@
 //! A frame is a u32 big-endian length followed by that many bytes of JSON.
 //! Attach streams use [`mux`] frames instead.
 
+pub mod datagram;
 pub mod frame;
 pub mod health;
 pub mod messages;

@@ -323,6 +323,13 @@ pub enum Request {
     PortConnect {
         port: u16,
     },
+    /// A stream request: the agent sends to `127.0.0.1:port`/udp where it
+    /// runs (a published UDP port's proxy) from a socket of this stream's
+    /// own and, after `Ready`, the connection carries datagrams both ways
+    /// in [`crate::datagram`] frames. One stream per host peer.
+    PortConnectUdp {
+        port: u16,
+    },
 }
 
 /// A build step's new image.

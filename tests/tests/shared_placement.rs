@@ -10,7 +10,10 @@
 //!   host folder (virtio-fs), read-write and read-only; an unshared one
 //!   refused;
 //! - docker's default seccomp profile, and `seccomp=unconfined`, in the
-//!   guest kernel.
+//!   guest kernel;
+//! - a UDP echo through `-p …/udp` (the host forwarder's datagram flows
+//!   over vsock): two host peers, each answered alone, and a datagram of
+//!   the largest size.
 //!
 //! Why this subset: each container start in an emulated guest kernel costs
 //! about 20 s on this project's 2-core kvm_pvm machines, and CI has 90
@@ -21,9 +24,10 @@
 use berth_tests::dockerd::Dockerd;
 use berth_tests::parity::differences;
 use berth_tests::registry::{tools_missing, Registry, PASS, USER};
-use berth_tests::{run_command, skip, timing, Berth, Out, DEFAULT_IMAGE};
+use berth_tests::{run_command, skip, timing, wait_for, Berth, Out, DEFAULT_IMAGE};
+use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// `args` with `stdin`, in docker (`Some`) or berth.
 fn run(docker: Option<&Dockerd>, b: &Berth, args: &[&str], stdin: Option<&[u8]>) -> Out {
@@ -56,6 +60,92 @@ fn machine_vm_runs_builds_and_talks_to_registries_like_native() {
     b.timeout = std::time::Duration::from_secs(900);
     let b = b.with_default_image();
     timing("shared_placement", "machine booted, image loaded", t);
+
+    // UDP through -p …/udp: an echo server in the container (a static C
+    // helper, tests/probe/udp_echo.c, through the shared folder; busybox
+    // has no UDP nc), reached from two host sockets through the machine's
+    // port forwarder. Each peer gets its own answers; a datagram of the
+    // largest size keeps its boundary both ways.
+    if berth_tests::have("gcc") {
+        let probes = tempfile::tempdir().unwrap();
+        let echo = probes.path().join("udp_echo");
+        let o = std::process::Command::new("gcc")
+            .args(["-static", "-O1", "-o"])
+            .arg(&echo)
+            .arg(berth_tests::workspace().join("tests/probe/udp_echo.c"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        b.run(&[
+            "run",
+            "-d",
+            "--name",
+            "udpecho",
+            "-p",
+            &format!("127.0.0.1:{port}:9999/udp"),
+            "-v",
+            &format!("{}:/p:ro", probes.path().display()),
+            DEFAULT_IMAGE,
+            "/p/udp_echo",
+            "9999",
+        ])
+        .ok();
+        let out = b.run(&["port", "udpecho"]).ok().stdout;
+        assert_eq!(out.trim(), format!("9999/udp -> 127.0.0.1:{port}"));
+        wait_for("the UDP echo server in the machine", || {
+            b.run(&["logs", "udpecho"]).stdout.contains("ready")
+        });
+        let to = SocketAddr::from(([127, 0, 0, 1], port));
+        let peer = || {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            s
+        };
+        // Sends `msg` and reads answers until one is `want`: a retry's
+        // earlier try may still be answered late (a flow's first datagram
+        // waits for its stream to the guest).
+        let answer = |s: &UdpSocket, msg: &[u8], want: &dyn Fn(&[u8]) -> bool| -> bool {
+            let _ = s.send_to(msg, to);
+            let mut buf = vec![0u8; 65536];
+            while let Ok((n, from)) = s.recv_from(&mut buf) {
+                assert_eq!(from, to, "the answer comes from the published port");
+                if want(&buf[..n]) {
+                    return true;
+                }
+            }
+            false
+        };
+        let (a, c) = (peer(), peer());
+        wait_for("a UDP echo through the published port", || {
+            answer(&a, b"ping", &|r| r == b"echo:ping")
+        });
+        wait_for("a second peer's echo", || {
+            answer(&c, b"pong", &|r| r == b"echo:pong")
+        });
+        let big = vec![b'u'; 65507 - 5];
+        wait_for("the answer to a 65502-byte datagram", || {
+            answer(&a, &big, &|r| {
+                r.len() == 65507 && r.starts_with(b"echo:") && r[5..].iter().all(|&x| x == b'u')
+            })
+        });
+        // Nothing for `a` was sent to `c`: all it has left are late
+        // answers to its own tries.
+        let mut buf = vec![0u8; 65536];
+        c.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        while let Ok((n, _)) = c.recv_from(&mut buf) {
+            assert_eq!(&buf[..n], b"echo:pong", "c got an answer meant for a");
+        }
+        b.run(&["rm", "-f", "udpecho"]).ok();
+        timing("shared_placement", "UDP echo through -p …/udp", t);
+    } else {
+        skip("gcc not installed (the UDP echo server is a static C program)");
+    }
 
     // run, compared with docker.
     let cases: &[(&[&str], Option<&[u8]>)] = &[
