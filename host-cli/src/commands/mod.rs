@@ -8,6 +8,7 @@ pub mod cp;
 pub mod events;
 pub mod image;
 pub mod images;
+pub mod import;
 pub mod load;
 pub mod login;
 pub mod machine;
@@ -38,6 +39,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
     let iso = cli.isolation;
     match &cli.command {
         Command::Load(a) => load::run(iso, a),
+        Command::Import(a) => import::run(iso, a),
         Command::Images(a) => images::list(iso, a),
         Command::Tag { source, target } => {
             connect(iso)?.image_tag(source, target)?;
