@@ -175,6 +175,11 @@ pub enum Command {
     System(commands::system::SystemCommand),
     /// Print the DOCKER_HOST that points docker at berth's API socket
     DockerEnv,
+    /// Generate the autocompletion script for the specified shell (bash, zsh, fish, powershell, elvish)
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand)]

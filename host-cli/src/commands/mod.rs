@@ -118,6 +118,18 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Network(c) => network::run(iso, c),
         Command::System(c) => system::run(iso, c),
         Command::DockerEnv => system::docker_env(),
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "berth", &mut script);
+            // A reader that stops early (`| head`) is not an error.
+            use std::io::Write;
+            match std::io::stdout().lock().write_all(&script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(0),
+            }
+        }
         Command::Version(a) => version::run(iso, a),
         Command::Create(a) => run::create(iso, a),
         Command::Info => {
