@@ -5,6 +5,7 @@ pub mod compare;
 pub mod compose;
 pub mod container;
 pub mod cp;
+pub mod df;
 pub mod events;
 pub mod image;
 pub mod images;
