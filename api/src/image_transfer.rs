@@ -160,6 +160,154 @@ pub(crate) async fn load(
         .into_response())
 }
 
+/// `POST /images/create?fromSrc=-|URL&repo=&tag=&message=&changes=&platform=`
+/// (`docker import`): the body (`fromSrc=-`) or the URL's content, a
+/// filesystem tarball, becomes a one-layer image. A body is spooled and
+/// imported before the answer, so that a refusal is docker's HTTP error
+/// (400 for a bad change or platform, 500 for a bad tarball); a URL's
+/// download is reported as it goes (`Downloading from URL`, then
+/// `Importing` progress), its later errors in the stream. Both end with
+/// `{"status":"sha256:…"}`, which the docker CLI prints.
+pub(crate) async fn import(
+    st: AppState,
+    raw_query: Option<String>,
+    body: Body,
+) -> ApiResult<Response> {
+    use berth_host::transfer::import::{
+        config_from_changes, import as import_tarball, open_url, parse_platform, ImportOptions,
+    };
+    let pairs: Vec<(String, String)> =
+        form_urlencoded::parse(raw_query.as_deref().unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let one = |k: &str| {
+        pairs
+            .iter()
+            .rev()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .filter(|v| !v.is_empty())
+    };
+    let src = one("fromSrc").unwrap_or_default();
+    let reference = match one("repo") {
+        Some(repo) => {
+            let target = match one("tag") {
+                Some(t) => format!("{repo}:{t}"),
+                None => repo,
+            };
+            let r = Reference::parse(&target).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            Some(r.to_string())
+        }
+        None => None,
+    };
+    let opts = ImportOptions {
+        source: src.clone(),
+        message: one("message"),
+        changes: pairs
+            .iter()
+            .filter(|(k, v)| k == "changes" && !v.is_empty())
+            .map(|(_, v)| v.clone())
+            .collect(),
+        reference,
+        platform: one("platform"),
+    };
+    // What docker's daemon refuses before reading the tarball.
+    config_from_changes(&opts.changes).map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+    parse_platform(opts.platform.as_deref())
+        .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+    let iso = st.iso();
+    if src == "-" {
+        let dir = tempdir().map_err(ApiError::internal)?;
+        let upload = dir.join("upload");
+        let spooled =
+            crate::server::spool_body(body, &upload, MAX_LOAD_BODY, "the tarball", "request body")
+                .await;
+        let result = match spooled {
+            Ok(_) => tokio::task::spawn_blocking(move || {
+                let mut f = std::fs::File::open(&upload)?;
+                import_tarball(iso, &mut f, &opts)
+            })
+            .await
+            .map_err(ApiError::internal)
+            .and_then(|r| r.map_err(|e| ApiError::internal(format!("{e:#}")))),
+            Err(e) => Err(e),
+        };
+        let _ = std::fs::remove_dir_all(&dir);
+        let commit = result?;
+        return Ok((
+            [(header::CONTENT_TYPE, "application/json")],
+            line(&json!({ "status": commit.config_digest })),
+        )
+            .into_response());
+    }
+    drop(body);
+    // docker takes a URL without a scheme as http.
+    let url = if src.contains("://") {
+        src.clone()
+    } else {
+        format!("http://{src}")
+    };
+    // A failed GET is an HTTP error, as docker's (nothing is sent yet).
+    let fetch = url.clone();
+    let (r, total) = tokio::task::spawn_blocking(move || open_url(&fetch))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::internal(format!("{e:#}")))?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    tokio::task::spawn_blocking(move || {
+        let _ = tx.blocking_send(line(
+            &json!({ "status": format!("Downloading from {url}") }),
+        ));
+        let result = (|| -> anyhow::Result<String> {
+            let mut r = ProgressReader {
+                inner: r,
+                done: 0,
+                total,
+                reported: 0,
+                tx: &tx,
+            };
+            Ok(import_tarball(iso, &mut r, &opts)?.config_digest)
+        })();
+        let _ = match result {
+            Ok(id) => tx.blocking_send(line(&json!({ "status": id }))),
+            Err(e) => tx.blocking_send(error_line(&format!("{e:#}"))),
+        };
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(tokio_stream_of(rx)),
+    )
+        .into_response())
+}
+
+/// A download's `Importing` progress, at most one line a MiB.
+struct ProgressReader<'a> {
+    inner: Box<dyn std::io::Read + Send>,
+    done: u64,
+    total: Option<u64>,
+    reported: u64,
+    tx: &'a tokio::sync::mpsc::Sender<Bytes>,
+}
+
+impl std::io::Read for ProgressReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.done += n as u64;
+        if self.done - self.reported >= 1 << 20 || (n == 0 && self.done > self.reported) {
+            self.reported = self.done;
+            let mut detail = json!({ "current": self.done });
+            if let Some(t) = self.total {
+                detail["total"] = json!(t);
+            }
+            let _ = self.tx.blocking_send(line(&json!({
+                "status": "Importing",
+                "progressDetail": detail,
+            })));
+        }
+        Ok(n)
+    }
+}
+
 /// The credentials of an `X-Registry-Auth` header (base64url JSON, padded
 /// or not, as the docker CLI and SDKs send it); `None` when it names no
 /// user, so that the saved credentials (`berth login`) apply.

@@ -337,16 +337,15 @@ impl berth_host::registry::fetch::PullProgress for Progress {
 
 /// `POST /images/create?fromImage=&tag=`: a pull, its progress streamed
 /// as JSON lines (an error ends the stream as docker's error message).
+/// With `fromSrc=`, an import ([`crate::image_transfer::import`]).
 pub(crate) async fn create(
     State(st): State<AppState>,
-    RawQuery(q): RawQuery,
+    RawQuery(raw): RawQuery,
+    body: Body,
 ) -> ApiResult<Response> {
-    let q = query(q);
+    let q = query(raw.clone());
     if q.get("fromSrc").is_some_and(|s| !s.is_empty()) {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "image import (fromSrc) is not served on this socket yet",
-        ));
+        return crate::image_transfer::import(st, raw, body).await;
     }
     let image = q
         .get("fromImage")

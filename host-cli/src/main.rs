@@ -44,6 +44,8 @@ pub struct Cli {
 pub enum Command {
     /// Load images from a docker-save or OCI archive
     Load(commands::load::LoadArgs),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(commands::import::ImportArgs),
     /// List images
     Images(commands::images::ImagesArgs),
     /// Create a new tag that refers to an image
@@ -173,6 +175,11 @@ pub enum Command {
     System(commands::system::SystemCommand),
     /// Print the DOCKER_HOST that points docker at berth's API socket
     DockerEnv,
+    /// Generate the autocompletion script for the specified shell (bash, zsh, fish, powershell, elvish)
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand)]
@@ -196,7 +203,7 @@ const CONTAINER_VERBS: &[&str] = &[
 
 /// Image verbs docker also spells `image VERB` that are not `image`
 /// subcommands of their own (`image rm` is `rmi`).
-const IMAGE_VERBS: &[&str] = &["build", "tag", "rm"];
+const IMAGE_VERBS: &[&str] = &["build", "tag", "rm", "import"];
 
 /// docker's `container VERB` and `image VERB` spellings of the top-level
 /// verbs, rewritten to them: `container top c` is `top c`, `image rm x` is

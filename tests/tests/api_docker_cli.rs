@@ -1013,3 +1013,114 @@ fn search_lists_a_registrys_catalog_through_the_socket_and_the_cli() {
     let out = s.berth.run(&["search", "--limit", "101", &term]);
     assert_ne!(out.code, 0);
 }
+
+#[test]
+fn the_docker_cli_imports_through_the_socket() {
+    let Some(s) = Service::start() else { return };
+    s.docker(&["create", "--name", "src", IMG, "true"]).ok();
+    let dir = tempfile::tempdir().unwrap();
+    let tar = dir.path().join("rootfs.tar");
+    s.docker(&["export", "-o", tar.to_str().unwrap(), "src"])
+        .ok();
+    // A file: the CLI sends it as the body (fromSrc=-).
+    let out = s
+        .docker(&[
+            "import",
+            "-c",
+            "CMD [\"echo\", \"imported\"]",
+            "-c",
+            "ENV A=1",
+            "-m",
+            "through the socket",
+            tar.to_str().unwrap(),
+            "viaapi:1",
+        ])
+        .ok();
+    let id = out.stdout.trim().to_string();
+    assert!(
+        id.starts_with("sha256:") && id.len() == 71,
+        "{}",
+        out.stdout
+    );
+    let run = s.docker(&["run", "--rm", "viaapi:1"]).ok();
+    assert_eq!(run.stdout, "imported\n");
+    // One state: the berth CLI sees it, with docker's fields.
+    let v = s.berth.inspect("viaapi:1");
+    assert_eq!(v["Id"], id.as_str());
+    assert_eq!(v["Comment"], "through the socket");
+    assert_eq!(v["Config"]["Env"], serde_json::json!(["A=1"]));
+    // Stdin, gzip-compressed, untagged: docker's default comment.
+    let raw = std::fs::read(&tar).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&raw).unwrap();
+    let out = s.docker_stdin(&["import", "-"], &gz.finish().unwrap()).ok();
+    let v = s.berth.inspect(out.stdout.trim());
+    assert_eq!(v["Comment"], "Imported from -");
+    // Refusals are docker's errors, and the server keeps serving.
+    let bad = s.docker(&["import", "-c", "RUN true", tar.to_str().unwrap()]);
+    assert_eq!(bad.code, 1);
+    assert_eq!(
+        bad.stderr.trim(),
+        "Error response from daemon: run is not a valid change command"
+    );
+    let bad = s.docker_stdin(&["import", "-"], b"not a tarball at all\n");
+    assert_eq!(bad.code, 1);
+    assert!(
+        bad.stderr.starts_with("Error response from daemon: "),
+        "{}",
+        bad.stderr
+    );
+    let bad = s.docker(&[
+        "import",
+        "--platform",
+        "windows/amd64",
+        tar.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        bad.stderr.trim(),
+        "Error response from daemon: operating system is not supported"
+    );
+    // A URL the service fetches: progress, then the id.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/rootfs.tar", l.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let (mut c, _) = l.accept().unwrap();
+        let mut req = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = c.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            req.extend_from_slice(&buf[..n]);
+        }
+        let _ = write!(
+            c,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            raw.len()
+        );
+        let _ = c.write_all(&raw);
+    });
+    let out = s.docker(&["import", &url, "fromurl"]).ok();
+    server.join().unwrap();
+    assert!(
+        out.stdout.starts_with("Downloading from "),
+        "{}",
+        out.stdout
+    );
+    let id = out.stdout.trim().lines().last().unwrap().to_string();
+    assert_eq!(s.berth.inspect("fromurl")["Id"], id.as_str());
+    assert_eq!(
+        s.berth.inspect("fromurl")["Comment"],
+        format!("Imported from {url}")
+    );
+    // A missing URL: docker's error (the listener is gone: refused).
+    let bad = s.docker(&["import", &url]);
+    assert_eq!(bad.code, 1);
+    assert!(
+        bad.stderr.starts_with("Error response from daemon: "),
+        "{}",
+        bad.stderr
+    );
+    assert!(s.docker(&["version"]).code == 0);
+}

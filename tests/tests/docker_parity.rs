@@ -240,20 +240,27 @@ fn diff_matches_docker() {
     assert_eq!((d2.code, b2.stdout.as_str()), (0, b.stdout.as_str()));
     p.same(&["container", "commit", "ch", "parity/diffed:1"]);
     p.same(&["image", "tag", "parity/diffed:1", "parity/diffed:2"]);
-    // docker also lists the deleted layer ("Deleted: sha256:…" twice);
-    // berth names the image only: compare what was untagged.
-    let (d2, b2) = p.both(&["image", "rm", "parity/diffed:1", "parity/diffed:2"]);
-    let untagged = |s: &str| -> Vec<String> {
-        s.lines()
-            .filter(|l| l.starts_with("Untagged:"))
-            .map(str::to_string)
-            .collect()
-    };
+    // docker names the image and then its layer ("Deleted: sha256:…"
+    // twice), as berth does.
+    let (_, b2) = p.same(&["image", "rm", "parity/diffed:1", "parity/diffed:2"]);
     assert_eq!(
-        (d2.code, untagged(&d2.stdout)),
-        (b2.code, untagged(&b2.stdout))
+        b2.stdout
+            .lines()
+            .filter(|l| l.starts_with("Untagged:"))
+            .count(),
+        2,
+        "{}",
+        b2.stdout
     );
-    assert_eq!(untagged(&b2.stdout).len(), 2, "{}", b2.stdout);
+    assert_eq!(
+        b2.stdout
+            .lines()
+            .filter(|l| l.starts_with("Deleted: sha256:"))
+            .count(),
+        2,
+        "{}",
+        b2.stdout
+    );
     // Made, never started: nothing changed.
     p.same(&["create", "--name", "fresh", DEFAULT_IMAGE, "true"]);
     let (_, b) = p.same(&["diff", "fresh"]);
@@ -1187,4 +1194,121 @@ fn security_flags_match_docker() {
             );
         }
     }
+}
+
+#[test]
+fn import_matches_docker() {
+    let Some(p) = pair() else { return };
+    // One tarball (berth's export of the default image) into both.
+    p.berth
+        .run(&["create", "--name", "exp", DEFAULT_IMAGE, "true"])
+        .ok();
+    let dir = tempfile::tempdir().unwrap();
+    let tar = dir.path().join("rootfs.tar");
+    let tar_s = tar.to_str().unwrap();
+    p.berth.run(&["export", "-o", tar_s, "exp"]).ok();
+    let (d, b) = p.same(&[
+        "import",
+        "-c",
+        "CMD [\"echo\", \"hi\"]",
+        "-c",
+        "ENV A=1 B=$A",
+        "-c",
+        "EXPOSE 80",
+        "-c",
+        "WORKDIR rel",
+        "-m",
+        "parity",
+        tar_s,
+        "imp:1",
+    ]);
+    assert!(d.stdout.starts_with("sha256:") && b.stdout.starts_with("sha256:"));
+    for f in [
+        "{{.Comment}}",
+        "{{json .Config.Cmd}}",
+        "{{json .Config.Env}}",
+        "{{json .Config.ExposedPorts}}",
+        "{{.Config.WorkingDir}}",
+        "{{json .RootFS.Layers}}",
+        "{{.Os}}/{{.Architecture}}",
+    ] {
+        p.same(&["image", "inspect", "-f", f, "imp:1"]);
+    }
+    p.same(&["import", tar_s, "imp:2"]);
+    p.same(&["image", "inspect", "-f", "{{.Comment}}", "imp:2"]);
+    p.same(&["run", "--rm", "imp:1"]);
+    // docker's errors.
+    p.same_err(&["import", "/no/such/file.tar"]);
+    p.same_err(&["import", "-c", "RUN true", tar_s]);
+    p.same_err(&["import", "-c", "STOPSIGNAL 9", tar_s]);
+    p.same_err(&["import", "--platform", "windows/amd64", tar_s]);
+}
+
+#[test]
+fn system_df_matches_docker() {
+    let Some(p) = pair() else { return };
+    p.same(&["volume", "create", "dfv"]);
+    p.same(&[
+        "create",
+        "--name",
+        "dfc",
+        "-v",
+        "dfv:/data",
+        DEFAULT_IMAGE,
+        "true",
+    ]);
+    let (d, b) = p.same(&[
+        "system",
+        "df",
+        "--format",
+        "{{.Type}}\t{{.TotalCount}}\t{{.Active}}",
+    ]);
+    assert_eq!(d.stdout.lines().count(), 4, "{}", d.stdout);
+    let (d, b2) = p.both(&["system", "df"]);
+    assert_eq!(d.code, b2.code);
+    assert_eq!(header(&d.stdout), header(&b2.stdout));
+    let first_col = |s: &str| -> Vec<String> {
+        s.lines()
+            .map(|l| l.split("  ").next().unwrap_or("").to_string())
+            .collect()
+    };
+    assert_eq!(first_col(&d.stdout), first_col(&b2.stdout));
+    drop(b);
+    // -v: the same sections, headers and rows (volatile cells aside).
+    let (d, b) = p.both(&["system", "df", "-v"]);
+    assert_eq!(d.code, b.code, "{}", b.stderr);
+    let shape = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| {
+                l.ends_with(':')
+                    || l.starts_with("Build cache usage")
+                    || l.chars().all(|c| c.is_ascii_uppercase() || c == ' ')
+            })
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    assert_eq!(
+        shape(&d.stdout),
+        shape(&b.stdout),
+        "docker:\n{}\nberth:\n{}",
+        d.stdout,
+        b.stdout
+    );
+    for (name, col) in [("dfc", "NAMES"), ("dfv", "VOLUME NAME")] {
+        assert!(
+            b.stdout
+                .lines()
+                .any(|l| l.ends_with(name) || l.starts_with(name)),
+            "{col}: {}",
+            b.stdout
+        );
+    }
+    let (d, b) = p.both(&["system", "df", "-v", "--format", "{{json .}}"]);
+    let keys = |s: &str| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(s.trim()).unwrap();
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&d.stdout), keys(&b.stdout));
 }

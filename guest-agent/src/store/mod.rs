@@ -704,6 +704,12 @@ impl ImageStore {
             // Forced: untag only; the container keeps its layers.
             return Ok(out);
         }
+        // The image's layer chains, top first: docker names each one
+        // whose last user this image was after the image itself.
+        let chains: Vec<String> = self
+            .record(&id)
+            .map(|r| r.layers.iter().rev().map(|l| l.chain_id.clone()).collect())
+            .unwrap_or_default();
         fs::remove_file(
             self.layout
                 .images()
@@ -712,12 +718,18 @@ impl ImageStore {
         out.push(format!("Deleted: {id}"));
         crate::events::image(self.layout.root(), "delete", &id, &id, BTreeMap::new());
         drop(_g);
-        self.collect_garbage()?;
+        let removed = self.collect_garbage()?;
+        for c in chains {
+            if digest_hex(&c).is_ok_and(|h| removed.iter().any(|r| r == h)) {
+                out.push(format!("Deleted: {c}"));
+            }
+        }
         Ok(out)
     }
 
-    /// Deletes snapshots and blobs no image refers to.
-    pub fn collect_garbage(&self) -> Result<(), StoreError> {
+    /// Deletes snapshots and blobs no image refers to; returns the chain
+    /// ids (hex) of the snapshots deleted.
+    pub fn collect_garbage(&self) -> Result<Vec<String>, StoreError> {
         let _gc = self.gc.write().unwrap();
         let _g = self.meta.lock().unwrap();
         let records = self.records()?;
@@ -735,6 +747,7 @@ impl ImageStore {
                 blobs.insert(digest_hex(&l.digest)?.to_string());
             }
         }
+        let mut removed = Vec::new();
         for e in fs::read_dir(self.layout.snapshots())? {
             let e = e?;
             let name = e.file_name().to_string_lossy().into_owned();
@@ -743,6 +756,7 @@ impl ImageStore {
                 let trash = self.layout.tmp().join(format!("gc-{name}"));
                 if fs::rename(e.path(), &trash).is_ok() {
                     let _ = fs::remove_dir_all(&trash);
+                    removed.push(name);
                 }
             }
         }
@@ -760,7 +774,7 @@ impl ImageStore {
                 let _ = fs::remove_file(e.path());
             }
         }
-        Ok(())
+        Ok(removed)
     }
 
     pub fn count(&self) -> usize {

@@ -5,9 +5,11 @@ pub mod compare;
 pub mod compose;
 pub mod container;
 pub mod cp;
+pub mod df;
 pub mod events;
 pub mod image;
 pub mod images;
+pub mod import;
 pub mod load;
 pub mod login;
 pub mod machine;
@@ -38,6 +40,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
     let iso = cli.isolation;
     match &cli.command {
         Command::Load(a) => load::run(iso, a),
+        Command::Import(a) => import::run(iso, a),
         Command::Images(a) => images::list(iso, a),
         Command::Tag { source, target } => {
             connect(iso)?.image_tag(source, target)?;
@@ -116,6 +119,18 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Network(c) => network::run(iso, c),
         Command::System(c) => system::run(iso, c),
         Command::DockerEnv => system::docker_env(),
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "berth", &mut script);
+            // A reader that stops early (`| head`) is not an error.
+            use std::io::Write;
+            match std::io::stdout().lock().write_all(&script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(0),
+            }
+        }
         Command::Version(a) => version::run(iso, a),
         Command::Create(a) => run::create(iso, a),
         Command::Info => {

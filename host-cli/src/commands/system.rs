@@ -13,6 +13,8 @@ pub enum SystemCommand {
     /// Check the store: images complete and verified, no debris of
     /// interrupted commands, containers consistent (exit 1 on findings)
     Check(CheckArgs),
+    /// Show docker disk usage
+    Df(crate::commands::df::DfArgs),
 }
 
 #[derive(clap::Args)]
@@ -40,6 +42,7 @@ pub struct ServiceArgs {
 pub fn run(iso: Isolation, c: &SystemCommand) -> Result<i32> {
     match c {
         SystemCommand::Check(a) => check(a),
+        SystemCommand::Df(a) => crate::commands::df::run(iso, a),
         #[cfg(unix)]
         SystemCommand::Service(a) => {
             let socket = a.socket.clone().unwrap_or_else(berth_api::default_socket);

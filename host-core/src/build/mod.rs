@@ -1307,7 +1307,7 @@ fn heredoc_script(cmd: &str, heredocs: &[Heredoc]) -> String {
 }
 
 /// `EXPOSE` words: `80`, `80/udp`, `8000-8002/tcp` (ranges expanded).
-fn expand_port(w: &str) -> Result<Vec<String>> {
+pub(crate) fn expand_port(w: &str) -> Result<Vec<String>> {
     let (ports, proto) = match w.split_once('/') {
         Some((p, proto)) => (p, proto.to_ascii_lowercase()),
         None => (w, "tcp".to_string()),

@@ -3,6 +3,7 @@
 //! (to a registry). The `berth` CLI and the Engine API server both call
 //! these; they only print or stream what the callbacks report.
 
+pub mod import;
 pub mod load;
 pub mod push;
 pub mod save;
