@@ -209,7 +209,8 @@ echo
 echo "machine VM efficiency, $(date -u +%Y-%m-%dT%H:%MZ), $([ -e /sys/module/kvm_pvm ] && echo kvm_pvm || echo kvm) host, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), guest RAM $mem MiB"
 fmt="%-52s %10s %10s %11s\n"
 printf "$fmt" "" berth qemu berth/qemu
-ratio=$(awk -v b="$b_boot" -v q="$q_boot" 'BEGIN {if (q > 0 && b > 0) printf "%.2f", b / q; else print "n/a"}')
+ratio=n/a
+[ "$b_boot" = n/a ] || ratio=$(awk -v b="$b_boot" -v q="$q_boot" 'BEGIN {if (q > 0 && b > 0) printf "%.2f", b / q; else print "n/a"}')
 printf "$fmt" "boot -> agent ready (engine open), bare VM (s)" "$b_boot" "$q_boot" "$ratio"
 printf "$fmt" "boot -> ready on vsock, bare VM (s)" "$b_vsock" "n/a" ""
 [ -z "$insns" ] || printf "$fmt" "emulated guest insns, bare boot (M; berth: vsock)" "$b_insns" "$q_insns" \
