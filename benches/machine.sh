@@ -12,7 +12,17 @@
 #   4. the idle machine VMM's CPU (utime+stime of the VMM process from
 #      /proc/<pid>/stat) over IDLE_S seconds, no containers running;
 #   5. the same with one sleeping container (`run -d berth/busybox sleep`;
-#      SLEEPER=0 skips it): what a running container's shim costs idle.
+#      SLEEPER=0 skips it): what a running container's shim costs idle;
+#   6. memory given back: a container fills a 300 MiB tmpfs (HOG_MIB) in
+#      the machine and waits; the VMM's VmRSS is read, the container is
+#      removed (its tmpfs, 300 MiB of touched guest memory, is freed), and
+#      the VmRSS is sampled when the container is gone (its attached run
+#      returned) and every second for 10 s (RSS_S) after. Done with the
+#      virtio-balloon (free page reporting, the default) and then, after a
+#      machine restart with BERTH_BALLOON=0, without it; prints the share of
+#      the 300 MiB back on the host at the end of the window. RSS=0 skips
+#      it; RSS_OFF=0 skips the second round; RSS_ONLY=1 runs only steps 2
+#      and 6.
 # The machine runs in a private BERTH_HOME (removed at the end) and is
 # stopped afterwards.
 #
@@ -23,7 +33,8 @@
 # boots, see boot.sh), ROUNDS (boot rounds, 1), IDLE_S (60), SETTLE_S (wait after
 # the last run before the idle window, 30), SLEEPER (1), MEM_MIB (guest RAM for
 # both VMMs in step 1 and for the machine, default: the machine's default),
-# BERTH_KERNEL, IMAGE (out/images/busybox.oci.tar), KEEP=1 keeps the
+# BERTH_KERNEL, IMAGE (out/images/busybox.oci.tar), RSS (1), RSS_OFF (1), RSS_ONLY (0),
+# HOG_MIB (300), RSS_S (10), KEEP=1 keeps the
 # BERTH_HOME. Needs the release binaries (PROFILE=release scripts/dev-build.sh).
 set -euo pipefail
 
@@ -65,11 +76,19 @@ mem=${MEM_MIB:-$(
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b - a}'; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+rss_only=${RSS_ONLY:-0}
+hog_mib=${HOG_MIB:-300}
+rss_s=${RSS_S:-10}
+[[ $hog_mib =~ ^[1-9][0-9]*$ ]] || die "HOG_MIB must be a positive integer"
+[[ $rss_s =~ ^[1-9][0-9]*$ ]] || die "RSS_S must be a positive integer"
 
 log "host: $([ -e /sys/module/kvm_pvm ] && echo kvm_pvm || echo kvm), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ------------------------------------------------------------------ 1. boot vs QEMU
-log "1/5 boot: berth-vmm vs QEMU microvm (benches/boot.sh, $mem MiB)"
+b_boot=n/a q_boot=n/a b_vsock=n/a insns="" boot_out=""
+if [ "$rss_only" != 1 ]; then
+log "1/6 boot: berth-vmm vs QEMU microvm (benches/boot.sh, $mem MiB)"
 boot_out=$(ROUNDS=${ROUNDS:-1} MEM_MIB=$mem "$root/benches/boot.sh")
 echo "$boot_out" >&2
 row() { echo "$boot_out" | grep -F "$1" | head -n 1; }
@@ -85,9 +104,10 @@ if [ -n "$insns" ]; then
     b_insns=$(awk '{print $(NF-2)}' <<<"$insns")
     q_insns=$(awk '{print $(NF-1)}' <<<"$insns")
 fi
+fi
 
 # ------------------------------------------------------------------ 2. machine start
-log "2/5 berth machine start"
+log "2/6 berth machine start"
 t0=$(now)
 "$berth" machine start >/dev/null 2>&1 || die "machine start failed (see $home/machine/serial.log)"
 m_start=$(secs "$t0" "$(now)")
@@ -98,8 +118,10 @@ vmm_pid=$(cat "$home/machine/vmm.pid")
 log "loading $image"
 "$berth" load -i "$image" >/dev/null
 
+run_s=n/a idle_pct=n/a sleeper_pct=n/a
+if [ "$rss_only" != 1 ]; then
 # ------------------------------------------------------------------ 3. run --rm true
-log "3/5 run --rm berth/busybox true (twice; the second is reported)"
+log "3/6 run --rm berth/busybox true (twice; the second is reported)"
 "$berth" run --rm berth/busybox true >/dev/null
 # The guest kernel's counters around the timed run (berth machine
 # counters); two reads back to back first give what a read itself costs.
@@ -127,7 +149,7 @@ delta() {
 }
 
 # ------------------------------------------------------------------ 4. idle CPU
-log "4/5 idle VMM CPU over $idle_s s (no containers), after ${settle_s} s to settle"
+log "4/6 idle VMM CPU over $idle_s s (no containers), after ${settle_s} s to settle"
 # The guest finishes a container's teardown after `run --rm` returns.
 sleep "$settle_s"
 hz=$(getconf CLK_TCK)
@@ -139,7 +161,7 @@ idle_pct=$(awk -v a="$a" -v b="$b" -v hz="$hz" -v s="$idle_s" 'BEGIN {printf "%.
 # ------------------------------------------------------------------ 5. idle, one sleeper
 sleeper_pct=n/a
 if [ "${SLEEPER:-1}" != 0 ]; then
-    log "5/5 idle VMM CPU over $idle_s s with one sleeping container, after ${settle_s} s to settle"
+    log "5/6 idle VMM CPU over $idle_s s with one sleeping container, after ${settle_s} s to settle"
     "$berth" run -d --name bench-sleeper berth/busybox sleep 100000 >/dev/null
     sleep "$settle_s"
     a=$(cpu_ticks "$vmm_pid")
@@ -148,13 +170,71 @@ if [ "${SLEEPER:-1}" != 0 ]; then
     sleeper_pct=$(awk -v a="$a" -v b="$b" -v hz="$hz" -v s="$idle_s" 'BEGIN {printf "%.1f", (b - a) * 100 / hz / s}')
     "$berth" rm -f bench-sleeper >/dev/null 2>&1 || true
 fi
+fi
+
+# ------------------------------------------------------------------ 6. memory given back
+# One round in the running machine: prints "full_kib samples_kib..." (the
+# VmRSS with the tmpfs full, then one sample a second after the removal).
+# A tmpfs holds the memory until the host chooses to free it (rm -f), so
+# the full reading is not raced by the guest's reporting (which starts 2 s
+# after a free). `head -c` copies /dev/zero with sendfile (busybox), so the
+# guest kernel fills the pages with plain stores: dd's read/write copies go
+# through `rep movsq`, which kvm_pvm emulates per iteration (4x slower here).
+hog_round() {
+    local pid=$1 full gone samples="" i cli out=$home/hog.out t0
+    # Attached, its output streamed to a host file: polling `berth logs`
+    # would keep the guest's one vCPU busy with agent requests.
+    : >"$out"
+    t0=$(now)
+    "$berth" run --name bench-hog --tmpfs "/t:size=$((hog_mib + 16))m" berth/busybox \
+        sh -c "head -c ${hog_mib}m /dev/zero >/t/x && echo filled; exec sleep 100000" >"$out" 2>&1 &
+    cli=$!
+    for i in $(seq 1200); do
+        grep -q filled "$out" && break
+        [ "$i" != 1200 ] || die "the hog container did not fill its tmpfs in 1200 s"
+        sleep 1
+    done
+    full=$(rss_kib "$pid")
+    log "run -> tmpfs full: $(secs "$t0" "$(now)") s"
+    # The window starts when the container is gone (its attached run
+    # returned): `rm -f` answers before the emulated guest has torn the
+    # container down and freed its tmpfs (tens of seconds on a loaded host).
+    t0=$(now)
+    "$berth" rm -f bench-hog >/dev/null
+    wait "$cli" || true
+    gone=$(rss_kib "$pid")
+    log "rm -f -> container gone: $(secs "$t0" "$(now)") s"
+    for i in $(seq "$rss_s"); do
+        sleep 1
+        samples="$samples $(rss_kib "$pid")"
+    done
+    echo "$full $gone$samples"
+}
+rss_on="" rss_off=""
+if [ "${RSS:-1}" != 0 ]; then
+    log "6/6 VmRSS after a container frees $hog_mib MiB, balloon on"
+    rss_on=$(hog_round "$vmm_pid")
+    log "balloon on: VmRSS full, when the container is gone, then every second (KiB): $rss_on"
+    if [ "${RSS_OFF:-1}" != 0 ]; then
+        "$berth" machine stop >/dev/null
+        log "6/6 the same after a restart with BERTH_BALLOON=0"
+        BERTH_BALLOON=0 "$berth" machine start >/dev/null 2>&1 || die "machine start (BERTH_BALLOON=0) failed"
+        rss_off=$(hog_round "$(cat "$home/machine/vmm.pid")")
+        log "balloon off: VmRSS full, when the container is gone, then every second (KiB): $rss_off"
+    fi
+fi
+# "full samples..." -> "full_MiB -> last_MiB (share of HOG_MIB back)".
+rss_row() {
+    awk -v hog="$hog_mib" '{full = $1; last = $NF; printf "%.0f -> %.0f MiB, %.0f %%", full / 1024, last / 1024, (full - last) / 1024 * 100 / hog}' <<<"$1"
+}
 
 # ------------------------------------------------------------------ report
 echo
 echo "machine VM efficiency, $(date -u +%Y-%m-%dT%H:%MZ), $([ -e /sys/module/kvm_pvm ] && echo kvm_pvm || echo kvm) host, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), guest RAM $mem MiB"
 fmt="%-52s %10s %10s %11s\n"
 printf "$fmt" "" berth qemu berth/qemu
-ratio=$(awk -v b="$b_boot" -v q="$q_boot" 'BEGIN {if (q > 0 && b > 0) printf "%.2f", b / q; else print "n/a"}')
+ratio=n/a
+[ "$b_boot" = n/a ] || ratio=$(awk -v b="$b_boot" -v q="$q_boot" 'BEGIN {if (q > 0 && b > 0) printf "%.2f", b / q; else print "n/a"}')
 printf "$fmt" "boot -> agent ready (engine open), bare VM (s)" "$b_boot" "$q_boot" "$ratio"
 printf "$fmt" "boot -> ready on vsock, bare VM (s)" "$b_vsock" "n/a" ""
 [ -z "$insns" ] || printf "$fmt" "emulated guest insns, bare boot (M; berth: vsock)" "$b_insns" "$q_insns" \
@@ -169,4 +249,10 @@ printf "$fmt" "  guest CPU, system + user (ticks of 10 ms)" "$(( $(delta cpu_sys
 [ -z "$run_insns" ] || printf "$fmt" "  emulated guest instructions (M)" "$run_insns" "" ""
 printf "$fmt" "idle machine VMM CPU over ${idle_s} s (% of a core)" "$idle_pct" "" ""
 printf "$fmt" "  the same, one sleeping container (% of a core)" "$sleeper_pct" "" ""
+if [ -n "$rss_on" ]; then
+    printf "$fmt" "VMM VmRSS, $hog_mib MiB freed, full -> +${rss_s} s, balloon" "$(rss_row "$rss_on")" "" ""
+    [ -z "$rss_off" ] || printf "$fmt" "  the same, BERTH_BALLOON=0" "$(rss_row "$rss_off")" "" ""
+    echo "VmRSS when the container is gone, then per second (MiB), balloon: $(awk '{for (i = 2; i <= NF; i++) printf "%.0f ", $i / 1024}' <<<"$rss_on")"
+    [ -z "$rss_off" ] || echo "the same, BERTH_BALLOON=0: $(awk '{for (i = 2; i <= NF; i++) printf "%.0f ", $i / 1024}' <<<"$rss_off")"
+fi
 echo "machine start breakdown (timings.json): $timings"

@@ -360,6 +360,23 @@ mod seeds {
         save("virtio_rng", "two", &m.input(0));
         save("virtio_rng", "two-event-idx", &m.input(1));
 
+        // balloon: a free page report of two blocks (queue 2), an inflate
+        // and a deflate request of 4 KiB page numbers (queues 0 and 1)
+        let pfns: Vec<u8> = [1u32, 2, 3, 9]
+            .iter()
+            .flat_map(|p| p.to_le_bytes())
+            .collect();
+        let mut m = Mem::new(3);
+        m.chain(2, &[(b"", 0x1000, true), (b"", 0x2000, true)]);
+        m.chain(0, &[(&pfns, 16, false)]);
+        m.chain(1, &[(&pfns[..4], 4, false)]);
+        save("virtio_balloon", "report-inflate-deflate", &m.input(0));
+        save(
+            "virtio_balloon",
+            "report-inflate-deflate-event-idx",
+            &m.input(1),
+        );
+
         // blk: header (type, reserved, sector), data, status
         let hdr = |t: u32, sector: u64| {
             let mut h = Vec::new();

@@ -96,6 +96,10 @@ pub const TARGETS: &[Target] = &[
         run: virtio::fuzz_virtio_rng,
     },
     Target {
+        name: "virtio_balloon",
+        run: virtio::fuzz_virtio_balloon,
+    },
+    Target {
         name: "virtio_fs",
         run: virtio::fuzz_virtio_fs,
     },

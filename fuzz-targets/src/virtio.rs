@@ -133,6 +133,14 @@ pub fn fuzz_virtio_rng(data: &[u8]) {
     with_device(&DEV, Rng::new, data);
 }
 
+/// virtio-balloon (free page reporting and inflate requests release the
+/// input's own guest memory).
+pub fn fuzz_virtio_balloon(data: &[u8]) {
+    use berth_vmm::devices::virtio::balloon::Balloon;
+    static DEV: OnceLock<Mutex<Balloon>> = OnceLock::new();
+    with_device(&DEV, Balloon::new, data);
+}
+
 /// virtio-fs sharing a scratch directory.
 pub fn fuzz_virtio_fs(data: &[u8]) {
     use berth_vmm::devices::virtio::fs::{Fs, FsConfig};

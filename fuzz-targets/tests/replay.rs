@@ -99,6 +99,7 @@ replay_tests!(
     virtio_blk,
     virtio_vsock,
     virtio_rng,
+    virtio_balloon,
     virtio_fs,
     virtio_net,
 );

@@ -24,6 +24,9 @@ pub const MACHINE_CPUS: &str = "BERTH_MACHINE_CPUS";
 pub const MACHINE_MEM_MIB: &str = "BERTH_MACHINE_MEM_MIB";
 /// `none`: the machine VM boots without a network card.
 pub const MACHINE_NET: &str = "BERTH_MACHINE_NET";
+/// `0`: VMs boot without the virtio-balloon device (free page reporting,
+/// which gives the memory a guest frees back to the host).
+pub const BALLOON: &str = "BERTH_BALLOON";
 /// The machine VM's shared folders (see `shares.rs`).
 pub const MACHINE_SHARES: &str = "BERTH_MACHINE_SHARES";
 /// Seconds to wait for a booting guest's agent (default 300).
@@ -88,6 +91,7 @@ pub const ALL: &[&str] = &[
     MACHINE_CPUS,
     MACHINE_MEM_MIB,
     MACHINE_NET,
+    BALLOON,
     MACHINE_SHARES,
     BOOT_TIMEOUT,
     RESTORE_TIMEOUT,

@@ -736,6 +736,11 @@ impl Machine {
                     cmd.arg("--disk").arg(format!("{},ro", slot.display()));
                 }
                 cmd.arg("--rng");
+                // BERTH_BALLOON=0: no free page reporting (freed guest
+                // memory stays on the host).
+                if !crate::env::is(crate::env::BALLOON, "0") {
+                    cmd.arg("--balloon");
+                }
                 if let Some(dir) = snapshot_to {
                     cmd.arg("--snapshot-on-ready").arg(dir);
                 }

@@ -47,6 +47,8 @@ pub struct Arm64VmConfig {
     pub disks: Vec<(PathBuf, bool)>,
     /// Add a virtio-rng device.
     pub rng: bool,
+    /// Add a virtio-balloon device (free page reporting).
+    pub balloon: bool,
 }
 
 /// How the guest ended.
@@ -107,6 +109,9 @@ pub fn run(hypervisor: &dyn Hypervisor, config: Arm64VmConfig) -> Result<Arm64Ex
     }));
     if config.rng {
         configs.push(DeviceConfig::Rng);
+    }
+    if config.balloon {
+        configs.push(DeviceConfig::Balloon);
     }
     let devices = device_manager::build(&configs)?;
     let boot = load_guest(

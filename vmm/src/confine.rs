@@ -9,7 +9,7 @@
 //! |--------------------|--------------------------------------|
 //! | [`ThreadKind::Main`]   | the main thread: waits for the VM's end, takes snapshots |
 //! | [`ThreadKind::Vcpu`]   | `berth-vcpuN`: KVM_RUN, port and MMIO exits (serial, virtio transports) |
-//! | [`ThreadKind::Events`] | `berth-events`: the virtio queues (blk, rng, vsock, fs, net) |
+//! | [`ThreadKind::Events`] | `berth-events`: the virtio queues (blk, rng, balloon, vsock, fs, net) |
 //! | [`ThreadKind::Net`]    | `berth-usernet`: the user-mode network stack's host sockets |
 //! | [`ThreadKind::Watch`]  | `berth-fswatch*` and `notify-rs inotify loop`: the host watcher of shared folders (live file events) |
 //! | [`ThreadKind::Standby`] | the main thread of a warm-pool VMM (`--standby`), from its wait for a request through the restore |

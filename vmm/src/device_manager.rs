@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::devices::bus::{Bus, BusError};
 use crate::devices::notify::QueueNotifier;
+use crate::devices::virtio::balloon::Balloon;
 use crate::devices::virtio::block::{Block, BlockError};
 use crate::devices::virtio::fs::{FsConfig, FsError};
 use crate::devices::virtio::mmio::{reg, MmioTransport};
@@ -56,6 +57,8 @@ pub enum DeviceConfig {
     Block(DiskConfig),
     /// A virtio-rng entropy source.
     Rng,
+    /// A virtio-balloon that takes back the memory the guest reports free.
+    Balloon,
     /// A shared host directory (virtio-fs). Linux hosts only; a VM with one
     /// cannot be snapshotted.
     Fs(FsConfig),
@@ -93,6 +96,8 @@ pub enum DeviceKind {
     },
     /// virtio-net with user networking (snapshots refuse VMs that have one).
     Net,
+    /// virtio-balloon (free page reporting).
+    Balloon,
 }
 
 impl DeviceKind {
@@ -100,7 +105,10 @@ impl DeviceKind {
     /// for [`SnapshotError::UnsupportedDevice`]), or `None` when it can.
     pub fn snapshot_refusal(&self) -> Option<String> {
         match self {
-            DeviceKind::Vsock | DeviceKind::Block { .. } | DeviceKind::Rng => None,
+            DeviceKind::Vsock
+            | DeviceKind::Block { .. }
+            | DeviceKind::Rng
+            | DeviceKind::Balloon => None,
             DeviceKind::Fs { tag } => Some(format!("virtio-fs share `{tag}`")),
             DeviceKind::Net => Some("virtio-net (user networking)".into()),
         }
@@ -140,6 +148,7 @@ impl DeviceConfig {
                 size: None,
             },
             DeviceConfig::Rng => DeviceKind::Rng,
+            DeviceConfig::Balloon => DeviceKind::Balloon,
             DeviceConfig::Fs(share) => DeviceKind::Fs {
                 tag: share.tag.clone(),
             },
@@ -180,6 +189,7 @@ impl DeviceConfig {
                     }
                 }),
                 DeviceKind::Rng => DeviceConfig::Rng,
+                DeviceKind::Balloon => DeviceConfig::Balloon,
                 // Never written (snapshots refuse VMs with these); refused
                 // should a state file claim one.
                 DeviceKind::Fs { .. } | DeviceKind::Net => {
@@ -225,6 +235,7 @@ impl DeviceConfig {
                 ));
             }
             DeviceConfig::Rng => Arc::new(Mutex::new(Rng::new())),
+            DeviceConfig::Balloon => Arc::new(Mutex::new(Balloon::new())),
             #[cfg(target_os = "linux")]
             DeviceConfig::Fs(share) => {
                 Arc::new(Mutex::new(crate::devices::virtio::fs::Fs::new(share)?))
@@ -550,6 +561,7 @@ mod tests {
                 size: Some(4096),
             },
             DeviceKind::Rng,
+            DeviceKind::Balloon,
         ];
         let res = RestoreResources {
             vsock_uds: Some("/run/v.sock".into()),
@@ -566,7 +578,8 @@ mod tests {
                     read_only: true,
                     size: None
                 },
-                DeviceKind::Rng
+                DeviceKind::Rng,
+                DeviceKind::Balloon
             ]
         );
         // Given disks replace the recorded ones, one for one.
@@ -611,7 +624,12 @@ mod tests {
 
     #[test]
     fn only_shares_and_user_networking_refuse_snapshots() {
-        assert!(DeviceKind::check_snapshot_support(&[DeviceKind::Vsock, DeviceKind::Rng]).is_ok());
+        assert!(DeviceKind::check_snapshot_support(&[
+            DeviceKind::Vsock,
+            DeviceKind::Rng,
+            DeviceKind::Balloon
+        ])
+        .is_ok());
         let e = DeviceKind::check_snapshot_support(&[
             DeviceKind::Rng,
             DeviceKind::Fs { tag: "home".into() },
@@ -638,6 +656,11 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&kinds[1..]).unwrap(),
             r#"["Vsock","Rng"]"#
+        );
+        // The balloon's record, as snapshots with it store it.
+        assert_eq!(
+            serde_json::to_string(&DeviceKind::Balloon).unwrap(),
+            r#""Balloon""#
         );
     }
 

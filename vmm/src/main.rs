@@ -61,6 +61,11 @@ struct Args {
     /// Add a virtio-rng device (host getrandom).
     #[arg(long)]
     rng: bool,
+    /// Add a virtio-balloon device with free page reporting: memory the
+    /// guest frees is released on the host (madvise MADV_DONTNEED on Linux).
+    /// A restore takes its devices from the snapshot instead.
+    #[arg(long)]
+    balloon: bool,
     /// Share a host directory (virtio-fs): `tag=TAG,path=HOSTDIR[,ro]`;
     /// repeat for more. The guest mounts it with `mount -t virtiofs TAG`.
     /// Linux (KVM) only; a VM with shares cannot be snapshotted.
@@ -233,6 +238,7 @@ fn main() -> ExitCode {
             vsock_uds: args.vsock_uds,
             disks,
             rng: args.rng,
+            balloon: args.balloon,
             fs,
             net: args
                 .net
@@ -441,6 +447,7 @@ fn main() -> ExitCode {
         vsock_uds: args.vsock_uds,
         disks,
         rng: args.rng,
+        balloon: args.balloon,
     };
     let hypervisor = match berth_vmm::hypervisor::open_host(1) {
         Ok(h) => h,
@@ -512,6 +519,7 @@ fn main() -> ExitCode {
         vsock_uds: None,
         disks,
         rng: args.rng,
+        balloon: args.balloon,
         fs: Vec::new(),
         net: None,
         // kvm_pvm workarounds never apply on Windows.

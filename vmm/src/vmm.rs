@@ -829,6 +829,7 @@ mod tests {
             vsock_uds: None,
             disks: vec![],
             rng: false,
+            balloon: false,
             fs: vec![share.clone()],
             net: None,
             quirks: HostQuirks::none(),

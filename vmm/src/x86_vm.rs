@@ -132,6 +132,9 @@ pub struct VmConfig {
     pub disks: Vec<DiskConfig>,
     /// Add a virtio-rng device.
     pub rng: bool,
+    /// Add a virtio-balloon device (free page reporting: memory the guest
+    /// frees goes back to the host).
+    pub balloon: bool,
     /// Shared host directories (virtio-fs), one device each. A VM with
     /// shares cannot be snapshotted.
     pub fs: Vec<FsConfig>,
@@ -145,7 +148,8 @@ pub struct VmConfig {
 }
 
 impl VmConfig {
-    /// The virtio devices, in slot order: vsock, disks, rng, shares, net.
+    /// The virtio devices, in slot order: vsock, disks, rng, balloon,
+    /// shares, net.
     pub fn devices(&self) -> Vec<DeviceConfig> {
         let mut out = Vec::new();
         if let Some(uds) = &self.vsock_uds {
@@ -154,6 +158,9 @@ impl VmConfig {
         out.extend(self.disks.iter().cloned().map(DeviceConfig::Block));
         if self.rng {
             out.push(DeviceConfig::Rng);
+        }
+        if self.balloon {
+            out.push(DeviceConfig::Balloon);
         }
         out.extend(self.fs.iter().cloned().map(DeviceConfig::Fs));
         if let Some(net) = &self.net {
@@ -571,6 +578,7 @@ mod tests {
             vsock_uds: None,
             disks: Vec::new(),
             rng: false,
+            balloon: false,
             fs: Vec::new(),
             net: None,
             quirks: HostQuirks::none(),
@@ -859,6 +867,7 @@ mod tests {
                 vsock_uds: None,
                 disks: vec![],
                 rng: false,
+                balloon: false,
                 fs: vec![],
                 net: None,
                 quirks: HostQuirks::none(),

@@ -68,6 +68,7 @@ fn every_vmm_thread_runs_confined() {
             "--disk",
             image.to_str().unwrap(),
             "--rng",
+            "--balloon",
             "--net",
             "user",
             "--fs",

@@ -158,6 +158,8 @@ fn snapshot_at_ready_then_restore_in_a_new_process() {
             "--mem-mib",
             "256",
             "--rng",
+            // The balloon's queues go through the snapshot too.
+            "--balloon",
         ])
         .arg("--serial-log")
         .arg(&serial1)

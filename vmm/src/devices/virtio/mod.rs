@@ -14,6 +14,7 @@ use virtio_queue::Queue;
 use crate::hypervisor::InterruptLine;
 use crate::GuestMemoryMmap;
 
+pub mod balloon;
 pub mod block;
 #[cfg(target_os = "linux")]
 pub mod event_handler;
@@ -39,6 +40,8 @@ pub mod device_type {
     pub const BLOCK: u32 = 2;
     /// Entropy source.
     pub const RNG: u32 = 4;
+    /// Memory balloon (free page reporting).
+    pub const BALLOON: u32 = 5;
     /// Socket device.
     pub const VSOCK: u32 = 19;
     /// File system device (virtio-fs).
