@@ -11,7 +11,7 @@
 
 use super::probe::{self, HostFacts, Isolation};
 use super::report::{Metric, PlacementReport};
-use super::target::{Running, Target};
+use super::target::{Running, Target, BIND_TARGET};
 use super::{Options, PlacementKind, Progress, Workload};
 use anyhow::{bail, Result};
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,25 +25,86 @@ pub fn measure_placement(
     host: &HostFacts,
     progress: &dyn Progress,
 ) -> PlacementReport {
-    let mut rep = PlacementReport::new(kind);
+    let rep = PlacementReport::new(kind);
     progress.step(kind, "opening the placement");
     let t0 = Instant::now();
-    let target = match Target::open(kind, &opts.image) {
+    let target = Target::open(kind, &opts.image);
+    measure(target, t0, rep, opts, host, progress)
+}
+
+/// Measures the docker reference column with daemon `docker`.
+pub fn measure_docker(
+    docker: super::docker::Docker,
+    opts: &Options,
+    host: &HostFacts,
+    progress: &dyn Progress,
+) -> PlacementReport {
+    let kind = PlacementKind::Docker;
+    let mut rep = PlacementReport::new(kind);
+    rep.description = format!(
+        "{} (Docker Engine {} at {})",
+        rep.description,
+        docker.server_version,
+        docker.host()
+    );
+    progress.step(kind, "loading the image");
+    let t0 = Instant::now();
+    let target = Target::open_docker(docker, &opts.image);
+    measure(target, t0, rep, opts, host, progress)
+}
+
+fn measure(
+    target: Result<Target>,
+    t0: Instant,
+    mut rep: PlacementReport,
+    opts: &Options,
+    host: &HostFacts,
+    progress: &dyn Progress,
+) -> PlacementReport {
+    let target = match target {
         Ok(t) => t,
         Err(e) => {
             rep.error = Some(format!("{e:#}"));
             return rep;
         }
     };
+    let kind = target.kind;
     rep.available = true;
-    if kind != PlacementKind::Vm {
+    if kind != PlacementKind::Vm && kind != PlacementKind::Docker {
         rep.push(Metric::value("engine_ready_ms", ms(t0.elapsed())));
     }
     if opts.workloads.contains(&Workload::Startup) {
         startup(&target, opts, &mut rep, progress);
     }
     progress.step(kind, "starting an idle container");
-    let idle = match target.start_idle() {
+    // With `fs`, the idle container gets a host folder bind-mounted (as
+    // `-v`): where the placement cannot bind host folders, the bind row
+    // says why and the container starts without it.
+    let bind_dir = opts
+        .workloads
+        .contains(&Workload::Fs)
+        .then(|| {
+            tempfile::Builder::new()
+                .prefix("berth-compare-")
+                .tempdir_in(std::env::temp_dir())
+        })
+        .transpose();
+    let mut bind_error = None;
+    let bound = match &bind_dir {
+        Ok(Some(d)) => match target.start_idle_bound(d.path()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                bind_error = Some(format!("{e:#}"));
+                None
+            }
+        },
+        Ok(None) => None,
+        Err(e) => {
+            bind_error = Some(format!("a host folder to bind: {e}"));
+            None
+        }
+    };
+    let idle = match bound.map(Ok).unwrap_or_else(|| target.start_idle()) {
         Ok(r) => r,
         Err(e) => {
             rep.error = Some(format!("starting an idle container: {e:#}"));
@@ -84,6 +145,18 @@ pub fn measure_placement(
         if !opts.workloads.contains(&w) {
             continue;
         }
+        if spec.id == "bind_write_mib_s" {
+            if let Some(why) = &bind_error {
+                rep.push(Metric::failed(spec.id, why));
+                continue;
+            }
+            if let Ok(Some(d)) = &bind_dir {
+                if let Err(e) = check_bind(&target, &idle, d.path()) {
+                    rep.push(Metric::failed(spec.id, &format!("{e:#}")));
+                    continue;
+                }
+            }
+        }
         progress.step(kind, spec.what);
         let r = differential(&target, &idle, &spec, target_time, opts.rounds.max(1));
         rep.push(Metric::from_samples(spec.id, r));
@@ -99,6 +172,29 @@ pub fn measure_placement(
         }
     }
     rep
+}
+
+/// Checks that [`BIND_TARGET`] in `r` is host folder `dir`: a file the
+/// container writes there is read back on the host.
+fn check_bind(target: &Target, r: &Running, dir: &std::path::Path) -> Result<()> {
+    let token = format!("berth-compare-{}", std::process::id());
+    let res = target.exec(
+        r,
+        &[
+            "sh",
+            "-c",
+            &format!("echo {token} > {BIND_TARGET}/.berth-compare-check"),
+        ],
+    )?;
+    let back = std::fs::read_to_string(dir.join(".berth-compare-check")).unwrap_or_default();
+    if res.code != 0 || back.trim() != token {
+        bail!(
+            "the bind mount did not reach the host folder (exit {}, read back {:?})",
+            res.code,
+            back.trim()
+        );
+    }
+    Ok(())
 }
 
 fn ms(d: Duration) -> f64 {
@@ -147,7 +243,7 @@ pub struct Differential {
     pub value: fn(f64, u64) -> f64,
 }
 
-const DIFFERENTIAL: [(Workload, Differential); 5] = [
+const DIFFERENTIAL: [(Workload, Differential); 6] = [
     (
         Workload::Syscall,
         Differential {
@@ -207,6 +303,24 @@ const DIFFERENTIAL: [(Workload, Differential); 5] = [
             command: |n| {
                 format!(
                     "dd if=/dev/zero of=/tmp/.berth-compare bs=64k count={n} conv=fsync 2>/dev/null; rm -f /tmp/.berth-compare"
+                )
+            },
+            base: 1,
+            start: 16,
+            max: 4096,
+            value: |s, n| (n as f64 / 16.0) / s,
+        },
+    ),
+    (
+        Workload::Fs,
+        Differential {
+            id: "bind_write_mib_s",
+            what: "bind-mount writes",
+            // The same writes as the rootfs row, to a host folder bind
+            // mounted at BIND_TARGET (virtio-fs in the machine VM).
+            command: |n| {
+                format!(
+                    "dd if=/dev/zero of=/berth-compare-bind/.berth-compare bs=64k count={n} conv=fsync 2>/dev/null; rm -f /berth-compare-bind/.berth-compare"
                 )
             },
             base: 1,
@@ -456,5 +570,9 @@ mod tests {
             assert!(d.base < d.start && d.start <= d.max);
             assert!((d.value)(1.0, d.start - d.base) > 0.0);
         }
+        let bind = DIFFERENTIAL
+            .iter()
+            .find(|(_, d)| d.id == "bind_write_mib_s");
+        assert!(bind.is_some_and(|(_, d)| (d.command)(2).contains(&format!("{BIND_TARGET}/"))));
     }
 }
