@@ -5,6 +5,8 @@
 //!   renders in headless Chromium (a screenshot that is not blank, no
 //!   console errors); with a private dockerd, the docker reference column
 //!   (the image loaded into it by compare) on the host's kernel too;
+//!   published-port throughput (`net`) natively (the test's dockerd has
+//!   no bridge, so docker's net row is a failure there, not checked);
 //! - native, shared and vm in ONE reduced run (probe and memory only: each
 //!   guest container start costs ~20-30 s on kvm_pvm): the VM placements
 //!   report a kernel and boot id of their own, and each further VM
@@ -106,7 +108,7 @@ fn native_report_validates_and_matches_the_host() {
             &args[..],
             &[
                 "--workload",
-                "startup,exec,syscall,fork,memory,fs",
+                "startup,exec,syscall,fork,memory,fs,net",
                 "--docker-host",
                 &docker_host,
                 "--format",
@@ -167,6 +169,7 @@ fn native_report_validates_and_matches_the_host() {
         "memory_additional_mib",
         "fs_write_mib_s",
         "bind_write_mib_s",
+        "net_published_mib_s",
     ] {
         assert!(metric(native, id) > 0.0, "{id} is positive: {native:#}");
     }

@@ -2,7 +2,7 @@
 //! CLI against a docker daemon (`--docker-host`, else `DOCKER_HOST`, else
 //! /var/run/docker.sock), when one answers.
 
-use super::target::{ExecResult, RunResult, BIND_TARGET};
+use super::target::{ExecResult, RunResult, BIND_TARGET, NET_PORT};
 use anyhow::{anyhow, bail, Context, Result};
 use std::io::Read;
 use std::path::Path;
@@ -254,6 +254,39 @@ impl Docker {
         Ok(id)
     }
 
+    /// `docker run -d -p 127.0.0.1::NET_PORT` of an idle container on the
+    /// default network: its id and the host port.
+    pub fn start_net(&self, image: &str) -> Result<(String, u16)> {
+        let publish = format!("127.0.0.1::{NET_PORT}");
+        let id = self
+            .ok(&[
+                "run",
+                "-d",
+                "-p",
+                &publish,
+                "--label",
+                "berth.compare=1",
+                "--entrypoint",
+                "",
+                image,
+                "sleep",
+                "2147483647",
+            ])?
+            .trim()
+            .to_string();
+        let port = self
+            .ok(&["port", &id, &format!("{NET_PORT}/tcp")])
+            .ok()
+            .and_then(|o| parse_port(&o));
+        match port {
+            Some(p) => Ok((id, p)),
+            None => {
+                let _ = self.remove(&id);
+                bail!("docker published no host port for {NET_PORT}")
+            }
+        }
+    }
+
     /// `docker exec` of `cmd` in `id`, timed from request to exit.
     pub fn exec(&self, id: &str, cmd: &[&str]) -> Result<ExecResult> {
         let t0 = Instant::now();
@@ -292,9 +325,24 @@ impl Docker {
     }
 }
 
+/// The first `ADDR:PORT` line of `docker port`.
+fn parse_port(out: &str) -> Option<u16> {
+    let line = out.lines().next()?.trim();
+    line.rsplit_once(':')?.1.parse().ok().filter(|&p| p != 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn docker_port_lines() {
+        assert_eq!(parse_port("127.0.0.1:49153\n"), Some(49153));
+        assert_eq!(parse_port("[::1]:80\n0.0.0.0:81\n"), Some(80));
+        assert_eq!(parse_port("junk"), None);
+        assert_eq!(parse_port("1.2.3.4:0"), None);
+        assert_eq!(parse_port(""), None);
+    }
 
     #[test]
     fn host_is_the_option_then_docker_host_then_the_socket() {

@@ -23,7 +23,7 @@ pub struct MetricDef {
 }
 
 /// Every metric, in report order.
-pub const METRICS: [MetricDef; 13] = [
+pub const METRICS: [MetricDef; 14] = [
     MetricDef { id: "engine_ready_ms", label: "engine ready", unit: "ms", lower_is_better: true,
         meaning: "connecting to the placement's engine: starts the native agent or boots the machine VM when not running yet" },
     MetricDef { id: "startup_cold_ms", label: "startup, cold", unit: "ms", lower_is_better: true,
@@ -46,6 +46,8 @@ pub const METRICS: [MetricDef; 13] = [
         meaning: "sequential writes with fsync to the container's root file system" },
     MetricDef { id: "bind_write_mib_s", label: "bind-mount write", unit: "MiB/s", lower_is_better: false,
         meaning: "the same writes to a host folder bind-mounted with -v: source trees and build outputs shared with the host (virtio-fs in the machine VM)" },
+    MetricDef { id: "net_published_mib_s", label: "published port", unit: "MiB/s", lower_is_better: false,
+        meaning: "TCP from a container to the host through -p 127.0.0.1::PORT: what a dev server or database you reach on localhost gets" },
     MetricDef { id: "memory_first_mib", label: "memory, 1 container", unit: "MiB", lower_is_better: true,
         meaning: "PSS of every host process one idle container needs (agent, shim, VMM with the guest RAM it touched)" },
     MetricDef { id: "memory_additional_mib", label: "memory, each further", unit: "MiB", lower_is_better: true,

@@ -17,6 +17,10 @@ use std::time::{Duration, Instant};
 /// Where the bind-mounted host folder appears in the container.
 pub const BIND_TARGET: &str = "/berth-compare-bind";
 
+/// The port the `net` workload's container listens on, published on the
+/// host's 127.0.0.1 at a port the engine picks.
+pub const NET_PORT: u16 = 5001;
+
 /// Longest output kept from one container process.
 const MAX_OUTPUT: usize = 64 * 1024;
 
@@ -245,6 +249,42 @@ impl Target {
         ));
         crate::mounts::check_placement(self.kind.isolation(), &mut cfg).map_err(|e| anyhow!(e))?;
         self.start_idle_with(cfg)
+    }
+
+    /// Starts an idle container on the default network with [`NET_PORT`]
+    /// published as `-p 127.0.0.1::5001`; the host port.
+    pub fn start_net(&self) -> Result<(Running, u16)> {
+        if let Some(d) = &self.docker {
+            let (id, port) = d.start_net(&self.image)?;
+            return Ok((Running { id, vm: None }, port));
+        }
+        let mut cfg = self.config(&["sleep", "2147483647"]);
+        cfg.network_mode = None;
+        cfg.ports.push(berth_protocol::PortBinding {
+            host_ip: "127.0.0.1".into(),
+            host_port: 0,
+            host_port_end: 0,
+            container_port: NET_PORT,
+            proto: Default::default(),
+        });
+        crate::ports::check_placement(self.kind.isolation(), &cfg).map_err(|e| anyhow!(e))?;
+        let r = self.start_idle_with(cfg)?;
+        let port = self
+            .connect_to(&r)
+            .and_then(|mut e| Ok(e.container_inspect(&r.id)?))
+            .map(|d| {
+                d.ports
+                    .iter()
+                    .find(|p| p.container_port == NET_PORT && p.host_port != 0)
+                    .map(|p| p.host_port)
+            });
+        match port {
+            Ok(Some(p)) => Ok((r, p)),
+            other => {
+                let _ = self.remove(r);
+                bail!("port {NET_PORT} was not published: {other:?}")
+            }
+        }
     }
 
     fn start_idle_with(&self, cfg: ContainerConfig) -> Result<Running> {

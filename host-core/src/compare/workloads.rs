@@ -11,7 +11,7 @@
 
 use super::probe::{self, HostFacts, Isolation};
 use super::report::{Metric, PlacementReport};
-use super::target::{Running, Target, BIND_TARGET};
+use super::target::{Running, Target, BIND_TARGET, NET_PORT};
 use super::{Options, PlacementKind, Progress, Workload};
 use anyhow::{bail, Result};
 use std::collections::{BTreeMap, BTreeSet};
@@ -160,6 +160,13 @@ fn measure(
         progress.step(kind, spec.what);
         let r = differential(&target, &idle, &spec, target_time, opts.rounds.max(1));
         rep.push(Metric::from_samples(spec.id, r));
+    }
+    if opts.workloads.contains(&Workload::Net) {
+        progress.step(kind, "published-port throughput");
+        rep.push(Metric::from_samples(
+            "net_published_mib_s",
+            net(&target, opts.rounds.max(1)),
+        ));
     }
     let mut running = vec![idle];
     if opts.workloads.contains(&Workload::Memory) {
@@ -416,6 +423,89 @@ pub fn differential(
         samples.push((spec.value)(secs, n - spec.base));
     }
     Ok(samples)
+}
+
+/// MiB one `net` round moves.
+const NET_MIB: u64 = 64;
+
+/// Published-port throughput: a container on the default network with
+/// [`NET_PORT`] published on 127.0.0.1 sends `NET_MIB` MiB with `nc -l`;
+/// the host connects to the published port and times the bytes from the
+/// first to the last.
+fn net(target: &Target, rounds: u32) -> Result<Vec<f64>> {
+    let (r, port) = target.start_net()?;
+    let res = (0..rounds).map(|_| net_round(target, &r, port)).collect();
+    if let Err(e) = target.remove(r) {
+        bail!("removing the net container: {e:#}");
+    }
+    res
+}
+
+fn net_round(target: &Target, r: &Running, port: u16) -> Result<f64> {
+    let bytes = NET_MIB << 20;
+    // `timeout` ends a listener nobody reached, so the exec returns.
+    let server = format!(
+        "dd if=/dev/zero bs=64k count={} 2>/dev/null | timeout 120 nc -l -p {NET_PORT}",
+        NET_MIB * 16
+    );
+    std::thread::scope(|s| {
+        let listener = s.spawn(|| target.exec(r, &["sh", "-c", &server]));
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let got = loop {
+            match receive(port, bytes) {
+                Ok(Some(v)) => break Ok(v),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                Ok(None) => {
+                    break Err(anyhow::anyhow!(
+                        "nothing came from 127.0.0.1:{port} in 90 s"
+                    ))
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        let ran = listener.join();
+        let v = got?;
+        match ran {
+            Ok(Ok(_)) => Ok(v),
+            Ok(Err(e)) => Err(e),
+            Err(_) => bail!("the listener's thread panicked"),
+        }
+    })
+}
+
+/// Reads `bytes` from 127.0.0.1:`port`: MiB/s from the first byte to the
+/// last; None when the connection gave nothing (no listener yet).
+fn receive(port: u16, bytes: u64) -> Result<Option<f64>> {
+    use std::io::Read;
+    let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return Ok(None);
+    };
+    c.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    let mut first = None;
+    while total < bytes {
+        let n = match c.read(&mut buf) {
+            Ok(n) => n,
+            Err(_) if total == 0 => return Ok(None),
+            Err(e) => bail!("reading from the published port after {total} bytes: {e}"),
+        };
+        if n == 0 {
+            if total == 0 {
+                return Ok(None);
+            }
+            bail!("the published port closed after {total} of {bytes} bytes");
+        }
+        first.get_or_insert_with(Instant::now);
+        total += n as u64;
+    }
+    let secs = first
+        .map(|t| t.elapsed().as_secs_f64())
+        .unwrap_or(0.0)
+        .max(1e-6);
+    Ok(Some(total as f64 / (1 << 20) as f64 / secs))
 }
 
 /// Host memory: PSS of the processes behind one idle container, then
