@@ -21,7 +21,9 @@ pub struct CompareArgs {
     /// Image to run in every placement (must be loaded or pulled already)
     #[arg(default_value = "busybox")]
     pub image: String,
-    /// Placements to compare, comma-separated: native, shared, vm
+    /// Placements to compare, comma-separated: native, shared, vm (a docker
+    /// column is added whenever a docker daemon answers; naming docker makes
+    /// a missing daemon an error in the report)
     #[arg(long, default_value = "native,shared,vm", value_delimiter = ',')]
     pub placements: Vec<PlacementKind>,
     /// Workloads, comma-separated: startup, exec, syscall, fork, cpu, fault, memory, fs, net
@@ -37,6 +39,10 @@ pub struct CompareArgs {
     /// Idle containers run at once for the per-container memory figure
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..=50))]
     pub memory_containers: u32,
+    /// Docker daemon for the reference column (default: DOCKER_HOST, else
+    /// unix:///var/run/docker.sock when it exists); `none` leaves it out
+    #[arg(long, value_name = "HOST")]
+    pub docker_host: Option<String>,
     /// Output format
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
@@ -88,6 +94,7 @@ pub fn run(a: &CompareArgs) -> Result<i32> {
         workloads: canonical(&a.workload),
         rounds: a.rounds,
         memory_containers: a.memory_containers,
+        docker_host: a.docker_host.clone(),
         ..Options::default()
     };
     #[cfg(unix)]

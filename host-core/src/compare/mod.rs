@@ -10,6 +10,8 @@
 //! - [`report`]: the report model (serialized as the JSON schema in
 //!   `docs/compare.schema.json`), the terminal table and the HTML page.
 
+#[cfg(unix)]
+pub mod docker;
 pub mod probe;
 pub mod report;
 #[cfg(unix)]
@@ -28,6 +30,8 @@ pub enum PlacementKind {
     Native,
     Shared,
     Vm,
+    /// The reference column: a docker daemon that answers here.
+    Docker,
 }
 
 impl PlacementKind {
@@ -42,6 +46,7 @@ impl PlacementKind {
             PlacementKind::Native => "native",
             PlacementKind::Shared => "shared",
             PlacementKind::Vm => "vm",
+            PlacementKind::Docker => "docker",
         }
     }
 
@@ -57,6 +62,9 @@ impl PlacementKind {
             PlacementKind::Vm => {
                 "container in a microVM of its own, cloned from the machine snapshot"
             }
+            PlacementKind::Docker => {
+                "reference: a container of the docker daemon that answers here (docker CLI)"
+            }
         }
     }
 
@@ -65,6 +73,8 @@ impl PlacementKind {
             PlacementKind::Native => crate::placement::Isolation::Native,
             PlacementKind::Shared => crate::placement::Isolation::Shared,
             PlacementKind::Vm => crate::placement::Isolation::Vm,
+            // Binds and the like as natively: host paths.
+            PlacementKind::Docker => crate::placement::Isolation::Native,
         }
     }
 }
@@ -78,7 +88,7 @@ impl fmt::Display for PlacementKind {
 /// An unknown placement or workload name.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ParseError {
-    #[error("unknown placement {0:?} (expected native, shared or vm)")]
+    #[error("unknown placement {0:?} (expected native, shared, vm or docker)")]
     Placement(String),
     #[error("unknown workload {0:?} (expected startup, exec, syscall, fork, cpu, fault, memory, fs or net)")]
     Workload(String),
@@ -93,6 +103,7 @@ impl FromStr for PlacementKind {
             "native" => Ok(PlacementKind::Native),
             "shared" => Ok(PlacementKind::Shared),
             "vm" => Ok(PlacementKind::Vm),
+            "docker" => Ok(PlacementKind::Docker),
             other => Err(ParseError::Placement(other.to_string())),
         }
     }
@@ -117,7 +128,8 @@ pub enum Workload {
     Memory,
     /// File writes on the container's root file system.
     Fs,
-    /// Network throughput (not measured yet; reported as such).
+    /// Published-port TCP throughput, container to host (not in the
+    /// default set).
     Net,
 }
 
@@ -202,6 +214,9 @@ pub struct Options {
     pub memory_containers: u32,
     /// Each differential workload runs until its work takes this long.
     pub target_ms: u64,
+    /// The docker daemon for the reference column: None tries
+    /// `DOCKER_HOST`, then /var/run/docker.sock; `none` turns it off.
+    pub docker_host: Option<String>,
 }
 
 impl Default for Options {
@@ -213,6 +228,7 @@ impl Default for Options {
             rounds: 3,
             memory_containers: 5,
             target_ms: 300,
+            docker_host: None,
         }
     }
 }
@@ -236,12 +252,34 @@ impl Progress for Quiet {
 pub fn run(opts: &Options, progress: &dyn Progress) -> Report {
     let host = probe::HostFacts::read();
     let mut placements = Vec::new();
-    for &p in &opts.placements {
-        placements.push(workloads::measure_placement(p, opts, &host, progress));
-    }
     let mut notes = Vec::new();
-    if opts.workloads.contains(&Workload::Net) {
-        notes.push("net: loopback and published-port throughput are not measured yet".to_string());
+    for &p in &opts.placements {
+        if p != PlacementKind::Docker {
+            placements.push(workloads::measure_placement(p, opts, &host, progress));
+        }
+    }
+    // The docker column: whenever a daemon answers (asked for by name in
+    // --placements, one that does not answer is reported as an error).
+    let asked = opts.placements.contains(&PlacementKind::Docker);
+    match docker::choose_host(opts.docker_host.as_deref()) {
+        Some(h) => {
+            progress.step(PlacementKind::Docker, "asking the docker daemon");
+            match docker::Docker::connect(&h) {
+                Ok(d) => placements.push(workloads::measure_docker(d, opts, &host, progress)),
+                Err(e) if asked => {
+                    let mut rep = PlacementReport::new(PlacementKind::Docker);
+                    rep.error = Some(format!("{e:#}"));
+                    placements.push(rep);
+                }
+                Err(e) => notes.push(format!("no docker column: {e:#}")),
+            }
+        }
+        None if asked => {
+            let mut rep = PlacementReport::new(PlacementKind::Docker);
+            rep.error = Some("no docker daemon: DOCKER_HOST is unset and /var/run/docker.sock does not exist (see --docker-host)".into());
+            placements.push(rep);
+        }
+        None => {}
     }
     Report::new(opts, host, placements, notes)
 }

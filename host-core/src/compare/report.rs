@@ -23,7 +23,7 @@ pub struct MetricDef {
 }
 
 /// Every metric, in report order.
-pub const METRICS: [MetricDef; 12] = [
+pub const METRICS: [MetricDef; 14] = [
     MetricDef { id: "engine_ready_ms", label: "engine ready", unit: "ms", lower_is_better: true,
         meaning: "connecting to the placement's engine: starts the native agent or boots the machine VM when not running yet" },
     MetricDef { id: "startup_cold_ms", label: "startup, cold", unit: "ms", lower_is_better: true,
@@ -44,6 +44,10 @@ pub const METRICS: [MetricDef; 12] = [
         meaning: "touching one fresh 4 KiB page (fault + fill): programs that allocate memory pay this" },
     MetricDef { id: "fs_write_mib_s", label: "rootfs write", unit: "MiB/s", lower_is_better: false,
         meaning: "sequential writes with fsync to the container's root file system" },
+    MetricDef { id: "bind_write_mib_s", label: "bind-mount write", unit: "MiB/s", lower_is_better: false,
+        meaning: "the same writes to a host folder bind-mounted with -v: source trees and build outputs shared with the host (virtio-fs in the machine VM)" },
+    MetricDef { id: "net_published_mib_s", label: "published port", unit: "MiB/s", lower_is_better: false,
+        meaning: "TCP from a container to the host through -p 127.0.0.1::PORT: what a dev server or database you reach on localhost gets" },
     MetricDef { id: "memory_first_mib", label: "memory, 1 container", unit: "MiB", lower_is_better: true,
         meaning: "PSS of every host process one idle container needs (agent, shim, VMM with the guest RAM it touched)" },
     MetricDef { id: "memory_additional_mib", label: "memory, each further", unit: "MiB", lower_is_better: true,
@@ -565,7 +569,7 @@ const CSS: &str = "body{font-family:system-ui,sans-serif;max-width:60rem;margin:
 h3 small{font-weight:normal;color:#666}.virt{background:#fff4d6;border-left:4px solid #e0a800;padding:.5rem}\
 .meaning{color:#555}.cmp{margin:.2rem 0}.err{color:#b00}table{border-collapse:collapse}\
 td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:top}\
-svg .lbl,svg .val{font-size:13px;fill:#222}.bar{fill:#4a7fb5}.bar.shared{fill:#d08c2e}.bar.vm{fill:#7a4ab5}";
+svg .lbl,svg .val{font-size:13px;fill:#222}.bar{fill:#4a7fb5}.bar.shared{fill:#d08c2e}.bar.vm{fill:#7a4ab5}.bar.docker{fill:#2e9d5b}";
 
 /// `x` times, as words.
 fn times(r: f64) -> String {

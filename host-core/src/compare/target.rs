@@ -9,9 +9,17 @@ use crate::image_cache::ImageCache;
 use crate::placement::OwnVm;
 use anyhow::{anyhow, bail, Context, Result};
 use berth_protocol::mux::{self, Kind};
-use berth_protocol::{ContainerConfig, ExecConfig, ImageCommit};
+use berth_protocol::{ContainerConfig, ExecConfig, ImageCommit, MountSpec, MountType};
 use std::io::Read;
+use std::path::Path;
 use std::time::{Duration, Instant};
+
+/// Where the bind-mounted host folder appears in the container.
+pub const BIND_TARGET: &str = "/berth-compare-bind";
+
+/// The port the `net` workload's container listens on, published on the
+/// host's 127.0.0.1 at a port the engine picks.
+pub const NET_PORT: u16 = 5001;
 
 /// Longest output kept from one container process.
 const MAX_OUTPUT: usize = 64 * 1024;
@@ -23,6 +31,8 @@ pub struct Target {
     /// The image as the host cache records it (needed for `vm`).
     commit: Option<ImageCommit>,
     cache: Option<ImageCache>,
+    /// The daemon behind the `docker` reference column.
+    docker: Option<super::docker::Docker>,
 }
 
 /// A container left running (idle) for exec and memory measurements.
@@ -56,6 +66,9 @@ impl Target {
     /// Opens the placement: checks the image is there (uploading it from
     /// the host cache to the engine when the engine lacks it).
     pub fn open(kind: PlacementKind, image: &str) -> Result<Target> {
+        if kind == PlacementKind::Docker {
+            bail!("the docker column needs a daemon (Target::open_docker)");
+        }
         let cache = ImageCache::open().ok();
         let commit = cache.as_ref().and_then(|c| c.resolve(image));
         let t = Target {
@@ -63,6 +76,7 @@ impl Target {
             image: image.to_string(),
             commit,
             cache,
+            docker: None,
         };
         match kind {
             PlacementKind::Vm => {
@@ -85,6 +99,19 @@ impl Target {
         Ok(t)
     }
 
+    /// The docker reference column: `docker` with the image loaded into
+    /// it (from berth's cache when it lacks it).
+    pub fn open_docker(docker: super::docker::Docker, image: &str) -> Result<Target> {
+        docker.ensure_image(image)?;
+        Ok(Target {
+            kind: PlacementKind::Docker,
+            image: image.to_string(),
+            commit: None,
+            cache: None,
+            docker: Some(docker),
+        })
+    }
+
     /// A connection to the long-lived engine (native, shared).
     fn engine(&self) -> Result<Engine> {
         self.kind.isolation().connect()
@@ -97,6 +124,7 @@ impl Target {
             PlacementKind::Native => self.engine().ok()?.peer_pid(),
             PlacementKind::Shared => crate::machine::Machine::default_machine().vmm_pid(),
             PlacementKind::Vm => None,
+            PlacementKind::Docker => self.docker.as_ref()?.daemon_pid(),
         }
     }
 
@@ -108,6 +136,19 @@ impl Target {
                 .iter()
                 .filter_map(|r| r.vm.as_ref().and_then(|v| v.vmm_pid()))
                 .collect(),
+            // dockerd (and the containerd it started), and each
+            // container's shim, which runs apart from them.
+            PlacementKind::Docker => {
+                let d = self.docker.as_ref();
+                self.engine_root_pid()
+                    .into_iter()
+                    .chain(
+                        running
+                            .iter()
+                            .filter_map(|r| d.and_then(|d| d.shim_pid(&r.id))),
+                    )
+                    .collect()
+            }
             _ => self.engine_root_pid().into_iter().collect(),
         }
     }
@@ -115,7 +156,7 @@ impl Target {
     /// The VMM process behind `running` (shared: the machine's).
     pub fn vmm_pid(&self, running: &Running) -> Option<i32> {
         match self.kind {
-            PlacementKind::Native => None,
+            PlacementKind::Native | PlacementKind::Docker => None,
             PlacementKind::Shared => self.engine_root_pid(),
             PlacementKind::Vm => running.vm.as_ref().and_then(|v| v.vmm_pid()),
         }
@@ -146,6 +187,9 @@ impl Target {
     /// Runs `cmd` in a new container, attached: times to its first output
     /// and its exit, then removes it (and its VM) and times that.
     pub fn run(&self, cmd: &[&str]) -> Result<RunResult> {
+        if let Some(d) = &self.docker {
+            return d.run(&self.image, cmd);
+        }
         let t0 = Instant::now();
         let vm = match self.kind {
             PlacementKind::Vm => Some(self.own_vm()?),
@@ -181,6 +225,69 @@ impl Target {
 
     /// Starts a container that idles until removed.
     pub fn start_idle(&self) -> Result<Running> {
+        if let Some(d) = &self.docker {
+            let id = d.start_idle(&self.image, None)?;
+            return Ok(Running { id, vm: None });
+        }
+        self.start_idle_with(self.config(&["sleep", "2147483647"]))
+    }
+
+    /// Starts an idle container with host folder `dir` bind-mounted at
+    /// [`BIND_TARGET`], as `-v DIR:/berth-compare-bind` would: in the
+    /// machine VM the folder must be in its shares (the source becomes
+    /// its guest path); an own VM has no shares, which is the error.
+    pub fn start_idle_bound(&self, dir: &Path) -> Result<Running> {
+        if let Some(d) = &self.docker {
+            let id = d.start_idle(&self.image, Some(dir))?;
+            return Ok(Running { id, vm: None });
+        }
+        let mut cfg = self.config(&["sleep", "2147483647"]);
+        cfg.mounts.push(MountSpec::new(
+            MountType::Bind,
+            &dir.display().to_string(),
+            BIND_TARGET,
+        ));
+        crate::mounts::check_placement(self.kind.isolation(), &mut cfg).map_err(|e| anyhow!(e))?;
+        self.start_idle_with(cfg)
+    }
+
+    /// Starts an idle container on the default network with [`NET_PORT`]
+    /// published as `-p 127.0.0.1::5001`; the host port.
+    pub fn start_net(&self) -> Result<(Running, u16)> {
+        if let Some(d) = &self.docker {
+            let (id, port) = d.start_net(&self.image)?;
+            return Ok((Running { id, vm: None }, port));
+        }
+        let mut cfg = self.config(&["sleep", "2147483647"]);
+        cfg.network_mode = None;
+        cfg.ports.push(berth_protocol::PortBinding {
+            host_ip: "127.0.0.1".into(),
+            host_port: 0,
+            host_port_end: 0,
+            container_port: NET_PORT,
+            proto: Default::default(),
+        });
+        crate::ports::check_placement(self.kind.isolation(), &cfg).map_err(|e| anyhow!(e))?;
+        let r = self.start_idle_with(cfg)?;
+        let port = self
+            .connect_to(&r)
+            .and_then(|mut e| Ok(e.container_inspect(&r.id)?))
+            .map(|d| {
+                d.ports
+                    .iter()
+                    .find(|p| p.container_port == NET_PORT && p.host_port != 0)
+                    .map(|p| p.host_port)
+            });
+        match port {
+            Ok(Some(p)) => Ok((r, p)),
+            other => {
+                let _ = self.remove(r);
+                bail!("port {NET_PORT} was not published: {other:?}")
+            }
+        }
+    }
+
+    fn start_idle_with(&self, cfg: ContainerConfig) -> Result<Running> {
         let vm = match self.kind {
             PlacementKind::Vm => Some(self.own_vm()?),
             _ => None,
@@ -189,9 +296,7 @@ impl Target {
             Some(v) => v.connect()?,
             None => self.engine()?,
         };
-        let id = ctl
-            .container_create(self.config(&["sleep", "2147483647"]))?
-            .id;
+        let id = ctl.container_create(cfg)?.id;
         if let Err(e) = ctl.container_start(&id) {
             let _ = ctl.container_remove(&id, true, false);
             return Err(e.into());
@@ -208,6 +313,9 @@ impl Target {
 
     /// Runs `cmd` in `r` and waits for it; the time from request to exit.
     pub fn exec(&self, r: &Running, cmd: &[&str]) -> Result<ExecResult> {
+        if let Some(d) = &self.docker {
+            return d.exec(&r.id, cmd);
+        }
         let cfg = ExecConfig {
             cmd: cmd.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
@@ -224,6 +332,9 @@ impl Target {
 
     /// Removes `r` (and powers off its VM).
     pub fn remove(&self, r: Running) -> Result<()> {
+        if let Some(d) = &self.docker {
+            return d.remove(&r.id);
+        }
         let res = self
             .connect_to(&r)
             .and_then(|mut c| Ok(c.container_remove(&r.id, true, false)?));

@@ -11,7 +11,7 @@
 
 use super::probe::{self, HostFacts, Isolation};
 use super::report::{Metric, PlacementReport};
-use super::target::{Running, Target};
+use super::target::{Running, Target, BIND_TARGET, NET_PORT};
 use super::{Options, PlacementKind, Progress, Workload};
 use anyhow::{bail, Result};
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,25 +25,86 @@ pub fn measure_placement(
     host: &HostFacts,
     progress: &dyn Progress,
 ) -> PlacementReport {
-    let mut rep = PlacementReport::new(kind);
+    let rep = PlacementReport::new(kind);
     progress.step(kind, "opening the placement");
     let t0 = Instant::now();
-    let target = match Target::open(kind, &opts.image) {
+    let target = Target::open(kind, &opts.image);
+    measure(target, t0, rep, opts, host, progress)
+}
+
+/// Measures the docker reference column with daemon `docker`.
+pub fn measure_docker(
+    docker: super::docker::Docker,
+    opts: &Options,
+    host: &HostFacts,
+    progress: &dyn Progress,
+) -> PlacementReport {
+    let kind = PlacementKind::Docker;
+    let mut rep = PlacementReport::new(kind);
+    rep.description = format!(
+        "{} (Docker Engine {} at {})",
+        rep.description,
+        docker.server_version,
+        docker.host()
+    );
+    progress.step(kind, "loading the image");
+    let t0 = Instant::now();
+    let target = Target::open_docker(docker, &opts.image);
+    measure(target, t0, rep, opts, host, progress)
+}
+
+fn measure(
+    target: Result<Target>,
+    t0: Instant,
+    mut rep: PlacementReport,
+    opts: &Options,
+    host: &HostFacts,
+    progress: &dyn Progress,
+) -> PlacementReport {
+    let target = match target {
         Ok(t) => t,
         Err(e) => {
             rep.error = Some(format!("{e:#}"));
             return rep;
         }
     };
+    let kind = target.kind;
     rep.available = true;
-    if kind != PlacementKind::Vm {
+    if kind != PlacementKind::Vm && kind != PlacementKind::Docker {
         rep.push(Metric::value("engine_ready_ms", ms(t0.elapsed())));
     }
     if opts.workloads.contains(&Workload::Startup) {
         startup(&target, opts, &mut rep, progress);
     }
     progress.step(kind, "starting an idle container");
-    let idle = match target.start_idle() {
+    // With `fs`, the idle container gets a host folder bind-mounted (as
+    // `-v`): where the placement cannot bind host folders, the bind row
+    // says why and the container starts without it.
+    let bind_dir = opts
+        .workloads
+        .contains(&Workload::Fs)
+        .then(|| {
+            tempfile::Builder::new()
+                .prefix("berth-compare-")
+                .tempdir_in(std::env::temp_dir())
+        })
+        .transpose();
+    let mut bind_error = None;
+    let bound = match &bind_dir {
+        Ok(Some(d)) => match target.start_idle_bound(d.path()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                bind_error = Some(format!("{e:#}"));
+                None
+            }
+        },
+        Ok(None) => None,
+        Err(e) => {
+            bind_error = Some(format!("a host folder to bind: {e}"));
+            None
+        }
+    };
+    let idle = match bound.map(Ok).unwrap_or_else(|| target.start_idle()) {
         Ok(r) => r,
         Err(e) => {
             rep.error = Some(format!("starting an idle container: {e:#}"));
@@ -84,9 +145,28 @@ pub fn measure_placement(
         if !opts.workloads.contains(&w) {
             continue;
         }
+        if spec.id == "bind_write_mib_s" {
+            if let Some(why) = &bind_error {
+                rep.push(Metric::failed(spec.id, why));
+                continue;
+            }
+            if let Ok(Some(d)) = &bind_dir {
+                if let Err(e) = check_bind(&target, &idle, d.path()) {
+                    rep.push(Metric::failed(spec.id, &format!("{e:#}")));
+                    continue;
+                }
+            }
+        }
         progress.step(kind, spec.what);
         let r = differential(&target, &idle, &spec, target_time, opts.rounds.max(1));
         rep.push(Metric::from_samples(spec.id, r));
+    }
+    if opts.workloads.contains(&Workload::Net) {
+        progress.step(kind, "published-port throughput");
+        rep.push(Metric::from_samples(
+            "net_published_mib_s",
+            net(&target, opts.rounds.max(1)),
+        ));
     }
     let mut running = vec![idle];
     if opts.workloads.contains(&Workload::Memory) {
@@ -99,6 +179,29 @@ pub fn measure_placement(
         }
     }
     rep
+}
+
+/// Checks that [`BIND_TARGET`] in `r` is host folder `dir`: a file the
+/// container writes there is read back on the host.
+fn check_bind(target: &Target, r: &Running, dir: &std::path::Path) -> Result<()> {
+    let token = format!("berth-compare-{}", std::process::id());
+    let res = target.exec(
+        r,
+        &[
+            "sh",
+            "-c",
+            &format!("echo {token} > {BIND_TARGET}/.berth-compare-check"),
+        ],
+    )?;
+    let back = std::fs::read_to_string(dir.join(".berth-compare-check")).unwrap_or_default();
+    if res.code != 0 || back.trim() != token {
+        bail!(
+            "the bind mount did not reach the host folder (exit {}, read back {:?})",
+            res.code,
+            back.trim()
+        );
+    }
+    Ok(())
 }
 
 fn ms(d: Duration) -> f64 {
@@ -147,7 +250,7 @@ pub struct Differential {
     pub value: fn(f64, u64) -> f64,
 }
 
-const DIFFERENTIAL: [(Workload, Differential); 5] = [
+const DIFFERENTIAL: [(Workload, Differential); 6] = [
     (
         Workload::Syscall,
         Differential {
@@ -207,6 +310,24 @@ const DIFFERENTIAL: [(Workload, Differential); 5] = [
             command: |n| {
                 format!(
                     "dd if=/dev/zero of=/tmp/.berth-compare bs=64k count={n} conv=fsync 2>/dev/null; rm -f /tmp/.berth-compare"
+                )
+            },
+            base: 1,
+            start: 16,
+            max: 4096,
+            value: |s, n| (n as f64 / 16.0) / s,
+        },
+    ),
+    (
+        Workload::Fs,
+        Differential {
+            id: "bind_write_mib_s",
+            what: "bind-mount writes",
+            // The same writes as the rootfs row, to a host folder bind
+            // mounted at BIND_TARGET (virtio-fs in the machine VM).
+            command: |n| {
+                format!(
+                    "dd if=/dev/zero of=/berth-compare-bind/.berth-compare bs=64k count={n} conv=fsync 2>/dev/null; rm -f /berth-compare-bind/.berth-compare"
                 )
             },
             base: 1,
@@ -302,6 +423,89 @@ pub fn differential(
         samples.push((spec.value)(secs, n - spec.base));
     }
     Ok(samples)
+}
+
+/// MiB one `net` round moves.
+const NET_MIB: u64 = 64;
+
+/// Published-port throughput: a container on the default network with
+/// [`NET_PORT`] published on 127.0.0.1 sends `NET_MIB` MiB with `nc -l`;
+/// the host connects to the published port and times the bytes from the
+/// first to the last.
+fn net(target: &Target, rounds: u32) -> Result<Vec<f64>> {
+    let (r, port) = target.start_net()?;
+    let res = (0..rounds).map(|_| net_round(target, &r, port)).collect();
+    if let Err(e) = target.remove(r) {
+        bail!("removing the net container: {e:#}");
+    }
+    res
+}
+
+fn net_round(target: &Target, r: &Running, port: u16) -> Result<f64> {
+    let bytes = NET_MIB << 20;
+    // `timeout` ends a listener nobody reached, so the exec returns.
+    let server = format!(
+        "dd if=/dev/zero bs=64k count={} 2>/dev/null | timeout 120 nc -l -p {NET_PORT}",
+        NET_MIB * 16
+    );
+    std::thread::scope(|s| {
+        let listener = s.spawn(|| target.exec(r, &["sh", "-c", &server]));
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let got = loop {
+            match receive(port, bytes) {
+                Ok(Some(v)) => break Ok(v),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                Ok(None) => {
+                    break Err(anyhow::anyhow!(
+                        "nothing came from 127.0.0.1:{port} in 90 s"
+                    ))
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        let ran = listener.join();
+        let v = got?;
+        match ran {
+            Ok(Ok(_)) => Ok(v),
+            Ok(Err(e)) => Err(e),
+            Err(_) => bail!("the listener's thread panicked"),
+        }
+    })
+}
+
+/// Reads `bytes` from 127.0.0.1:`port`: MiB/s from the first byte to the
+/// last; None when the connection gave nothing (no listener yet).
+fn receive(port: u16, bytes: u64) -> Result<Option<f64>> {
+    use std::io::Read;
+    let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return Ok(None);
+    };
+    c.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    let mut first = None;
+    while total < bytes {
+        let n = match c.read(&mut buf) {
+            Ok(n) => n,
+            Err(_) if total == 0 => return Ok(None),
+            Err(e) => bail!("reading from the published port after {total} bytes: {e}"),
+        };
+        if n == 0 {
+            if total == 0 {
+                return Ok(None);
+            }
+            bail!("the published port closed after {total} of {bytes} bytes");
+        }
+        first.get_or_insert_with(Instant::now);
+        total += n as u64;
+    }
+    let secs = first
+        .map(|t| t.elapsed().as_secs_f64())
+        .unwrap_or(0.0)
+        .max(1e-6);
+    Ok(Some(total as f64 / (1 << 20) as f64 / secs))
 }
 
 /// Host memory: PSS of the processes behind one idle container, then
@@ -456,5 +660,9 @@ mod tests {
             assert!(d.base < d.start && d.start <= d.max);
             assert!((d.value)(1.0, d.start - d.base) > 0.0);
         }
+        let bind = DIFFERENTIAL
+            .iter()
+            .find(|(_, d)| d.id == "bind_write_mib_s");
+        assert!(bind.is_some_and(|(_, d)| (d.command)(2).contains(&format!("{BIND_TARGET}/"))));
     }
 }
