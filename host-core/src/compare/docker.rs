@@ -2,7 +2,7 @@
 //! CLI against a docker daemon (`--docker-host`, else `DOCKER_HOST`, else
 //! /var/run/docker.sock), when one answers.
 
-use super::target::{ExecResult, RunResult, BIND_TARGET, NET_PORT};
+use super::results::{ExecResult, RunResult, BIND_TARGET, NET_PORT};
 use anyhow::{anyhow, bail, Context, Result};
 use std::io::Read;
 use std::path::Path;
@@ -312,7 +312,7 @@ impl Docker {
             .parse()
             .ok()?;
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        super::workloads::parent_of(&stat).filter(|&p| p > 1)
+        super::probe::parent_of(&stat).filter(|&p| p > 1)
     }
 
     /// The daemon's PID, when it is on a local socket (SO_PEERCRED).

@@ -14,6 +14,7 @@
 pub mod docker;
 pub mod probe;
 pub mod report;
+pub mod results;
 #[cfg(unix)]
 pub mod target;
 #[cfg(unix)]

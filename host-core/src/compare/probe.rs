@@ -312,9 +312,23 @@ pub fn process_seccomp(pid: i32) -> Option<bool> {
     Some(line.split_whitespace().nth(1)? != "0")
 }
 
+/// The parent PID from a /proc/PID/stat line (the name in parentheses
+/// may itself hold spaces and parentheses).
+pub fn parent_of(stat: &str) -> Option<i32> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parent_pid_of_a_stat_line() {
+        assert_eq!(parent_of("42 (a) b) (c) S 7 42 42 0"), Some(7));
+        assert_eq!(parent_of("42 (sh) S 1 42"), Some(1));
+        assert_eq!(parent_of("garbage"), None);
+    }
 
     fn host() -> HostFacts {
         HostFacts {

@@ -3,6 +3,7 @@
 //! native agent or of the machine VM; an [`OwnVm`] per container for
 //! `vm`), with the host processes each container needs.
 
+use super::results::{ExecResult, RunResult, BIND_TARGET, NET_PORT};
 use super::PlacementKind;
 use crate::engine::Engine;
 use crate::image_cache::ImageCache;
@@ -13,13 +14,6 @@ use berth_protocol::{ContainerConfig, ExecConfig, ImageCommit, MountSpec, MountT
 use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// Where the bind-mounted host folder appears in the container.
-pub const BIND_TARGET: &str = "/berth-compare-bind";
-
-/// The port the `net` workload's container listens on, published on the
-/// host's 127.0.0.1 at a port the engine picks.
-pub const NET_PORT: u16 = 5001;
 
 /// Longest output kept from one container process.
 const MAX_OUTPUT: usize = 64 * 1024;
@@ -39,27 +33,6 @@ pub struct Target {
 pub struct Running {
     pub id: String,
     vm: Option<OwnVm>,
-}
-
-/// What one attached run gave.
-#[derive(Debug, Clone)]
-pub struct RunResult {
-    /// From the request to the first byte of output.
-    pub first_output: Option<Duration>,
-    /// From the request to the exit.
-    pub exited: Duration,
-    /// From the exit until the container (and its VM) is gone.
-    pub teardown: Duration,
-    pub code: i32,
-    pub stdout: String,
-}
-
-/// What one exec gave.
-#[derive(Debug, Clone)]
-pub struct ExecResult {
-    pub elapsed: Duration,
-    pub code: i32,
-    pub stdout: String,
 }
 
 impl Target {

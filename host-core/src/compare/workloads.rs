@@ -11,7 +11,8 @@
 
 use super::probe::{self, HostFacts, Isolation};
 use super::report::{Metric, PlacementReport};
-use super::target::{Running, Target, BIND_TARGET, NET_PORT};
+use super::results::{BIND_TARGET, NET_PORT};
+use super::target::{Running, Target};
 use super::{Options, PlacementKind, Progress, Workload};
 use anyhow::{bail, Result};
 use std::collections::{BTreeMap, BTreeSet};
@@ -568,7 +569,7 @@ pub fn tree(roots: &[i32]) -> BTreeSet<i32> {
             };
             if let Some(ppid) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
                 .ok()
-                .and_then(|s| parent_of(&s))
+                .and_then(|s| probe::parent_of(&s))
             {
                 children.entry(ppid).or_default().push(pid);
             }
@@ -582,13 +583,6 @@ pub fn tree(roots: &[i32]) -> BTreeSet<i32> {
         }
     }
     seen
-}
-
-/// The parent PID from a /proc/PID/stat line (the name in parentheses
-/// may itself hold spaces and parentheses).
-pub fn parent_of(stat: &str) -> Option<i32> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// PSS of one process in KiB, from /proc/PID/smaps_rollup.
@@ -611,13 +605,6 @@ pub fn parse_pss(rollup: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_parent_survives_odd_names() {
-        assert_eq!(parent_of("42 (a) b) (c) S 7 42 42 0"), Some(7));
-        assert_eq!(parent_of("42 (sh) S 1 42"), Some(1));
-        assert_eq!(parent_of("garbage"), None);
-    }
 
     #[test]
     fn pss_from_rollup() {
