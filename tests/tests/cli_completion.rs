@@ -1,5 +1,7 @@
 //! `berth completion SHELL`: scripts generated from the CLI's clap
 //! definitions, loaded into a real bash and asked to complete.
+// Drives the Linux build of berth.
+#![cfg(target_os = "linux")]
 
 use berth_tests::{berth_bin, have, skip, Berth};
 use std::process::Command;

@@ -316,12 +316,20 @@ impl Docker {
     }
 
     /// The daemon's PID, when it is on a local socket (SO_PEERCRED).
+    #[cfg(target_os = "linux")]
     pub fn daemon_pid(&self) -> Option<i32> {
         let path = self.host.strip_prefix("unix://")?;
         let s = std::os::unix::net::UnixStream::connect(path).ok()?;
         let cred =
             nix::sys::socket::getsockopt(&s, nix::sys::socket::sockopt::PeerCredentials).ok()?;
         Some(cred.pid())
+    }
+
+    /// Not known off Linux (no SO_PEERCRED): the daemon's memory is then
+    /// not counted.
+    #[cfg(not(target_os = "linux"))]
+    pub fn daemon_pid(&self) -> Option<i32> {
+        None
     }
 }
 
