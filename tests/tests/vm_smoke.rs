@@ -154,9 +154,9 @@ fn machine_vm_boots_runs_containers_and_keeps_images() {
     // once it is removed the guest frees them, reports them, and the VMM
     // releases them. Without the device (BERTH_BALLOON=0) the RSS does not
     // fall at all. 64 MiB: filling takes about a minute on an idle kvm_pvm
-    // host, several on a loaded one. The bound (half of it) leaves room
-    // for what the guest cannot report (only whole free 4 MiB blocks are)
-    // and what it allocates meanwhile; the generous wait is for a loaded
+    // host, several on a loaded one. The bound (below) leaves room for
+    // what the guest cannot report and what it allocates meanwhile; the
+    // generous wait is for a loaded
     // host (the guest reports 2 s after a free, a sixteenth of its free
     // lists per pass).
     let vmm = b.vmm_pid().unwrap();
@@ -202,10 +202,15 @@ fn machine_vm_boots_runs_containers_and_keeps_images() {
     let _ = hog.wait();
     let deadline = Instant::now() + std::time::Duration::from_secs(300);
     let mut now = vm_rss_mib(vmm);
-    while full - now < 32 {
+    // At least two of the guest's 4 MiB reporting blocks: without the
+    // device the RSS does not fall at all. How much comes back varies a
+    // lot (16, 32 and 41 MiB of the 64 seen here): only wholly free blocks
+    // are reported, and none while the zone's free memory is under its low
+    // watermark + 128 MiB; benches/machine.sh measures the share.
+    while full - now < 8 {
         assert!(
             Instant::now() < deadline,
-            "the VMM's RSS fell from {full} to {now} MiB only, 300 s after the guest freed 64 MiB"
+            "the VMM's RSS fell from {full} to {now} MiB only (8 wanted), 300 s after the guest freed 64 MiB"
         );
         std::thread::sleep(std::time::Duration::from_secs(1));
         now = vm_rss_mib(vmm);
