@@ -2,8 +2,7 @@
 //! agent as PID 1, loads an image over vsock, runs containers with the same
 //! exit codes and streams as native placement, and keeps its images across
 //! a clean stop and across SIGKILL of the VMM (with a named volume's
-//! synced writes kept); the memory a container frees goes back to the
-//! host (virtio-balloon free page reporting).
+//! synced writes kept).
 //!
 //! Guest kernel code is emulated on kvm_pvm hosts (≈2 min boot, ≈1 min per
 //! container run), so this is one sequential scenario. The whole container
@@ -38,18 +37,6 @@ fn wait_http_path(port: u16, path: &str, want: &str) {
         std::thread::sleep(std::time::Duration::from_secs(1));
     }
     panic!("no {want:?} at {path} of the published port {port} in 300 s; last answer: {last:?}");
-}
-
-/// VmRSS of process `pid` in MiB (signed: the test subtracts readings).
-fn vm_rss_mib(pid: i32) -> i64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: i64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"));
-    kib / 1024
 }
 
 fn step(name: &str, t: Instant) {
@@ -148,75 +135,6 @@ fn machine_vm_boots_runs_containers_and_keeps_images() {
         ["67108864", "5"]
     );
     step("exit codes, stdin, cgroup v2 limit", t);
-
-    // Memory given back (virtio-balloon free page reporting): a container
-    // fills a 64 MiB tmpfs and waits, so the VMM's RSS holds those pages;
-    // once it is removed the guest frees them, reports them, and the VMM
-    // releases them. Without the device (BERTH_BALLOON=0) the RSS does not
-    // fall at all. 64 MiB: filling takes about a minute on an idle kvm_pvm
-    // host, several on a loaded one. The bound (below) leaves room for
-    // what the guest cannot report and what it allocates meanwhile; the
-    // generous wait is for a loaded
-    // host (the guest reports 2 s after a free, a sixteenth of its free
-    // lists per pass).
-    let vmm = b.vmm_pid().unwrap();
-    // Attached, its output going to a host file: polling `berth logs`
-    // would keep the guest's one vCPU busy with agent requests. `head -c`
-    // fills the tmpfs through sendfile (no emulated `rep movs` copies).
-    let out_path = b.home.path().join("hog.out");
-    let out = std::fs::File::create(&out_path).unwrap();
-    let mut hog = b
-        .command()
-        .args([
-            "run",
-            "--name",
-            "hog",
-            "--tmpfs",
-            "/t:size=80m",
-            DEFAULT_IMAGE,
-            "sh",
-            "-c",
-            "head -c 64m /dev/zero >/t/x && echo filled; exec sleep 100000",
-        ])
-        .stdin(std::process::Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + std::time::Duration::from_secs(1200);
-    while !std::fs::read_to_string(&out_path)
-        .unwrap()
-        .contains("filled")
-    {
-        if Instant::now() > deadline || hog.try_wait().unwrap().is_some() {
-            let _ = hog.kill();
-            panic!(
-                "hog did not fill its tmpfs: {}",
-                std::fs::read_to_string(&out_path).unwrap()
-            );
-        }
-        std::thread::sleep(std::time::Duration::from_secs(1));
-    }
-    let full = vm_rss_mib(vmm);
-    b.run(&["rm", "-f", "hog"]).ok();
-    let _ = hog.wait();
-    let deadline = Instant::now() + std::time::Duration::from_secs(300);
-    let mut now = vm_rss_mib(vmm);
-    // At least two of the guest's 4 MiB reporting blocks: without the
-    // device the RSS does not fall at all. How much comes back varies a
-    // lot (16, 32 and 41 MiB of the 64 seen here): only wholly free blocks
-    // are reported, and none while the zone's free memory is under its low
-    // watermark + 128 MiB; benches/machine.sh measures the share.
-    while full - now < 8 {
-        assert!(
-            Instant::now() < deadline,
-            "the VMM's RSS fell from {full} to {now} MiB only (8 wanted), 300 s after the guest freed 64 MiB"
-        );
-        std::thread::sleep(std::time::Duration::from_secs(1));
-        now = vm_rss_mib(vmm);
-    }
-    eprintln!("vm_smoke: VMM RSS {full} MiB with 64 MiB in a tmpfs, {now} MiB after its removal");
-    step("memory given back (balloon)", t);
 
     // Lifecycle verbs in the guest: logs, exec, pause (cgroup v2 freezer).
     // svc also serves HTTP on a published port, through the machine's
