@@ -631,6 +631,10 @@ pub fn serve(machine_dir: &Path, endpoint: Endpoint, vmm_alive: impl Fn() -> boo
                     if !vmm_alive() {
                         break;
                     }
+                    // Still needed: without it vm_smoke's restart step
+                    // found the port unpublished for 300 s after a
+                    // machine stop/start (cause not yet found).
+                    let _ = fwd.reconcile();
                 }
                 Err(_) => break,
             }
