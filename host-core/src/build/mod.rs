@@ -24,7 +24,7 @@ use crate::client::ClientError;
 use crate::engine::Engine;
 use anyhow::{anyhow, bail, Context as _, Result};
 use berth_dockerfile::{
-    CopyArgs, Dockerfile, Heredoc, Instruction, InstructionKind, ShellOrExec, Stage,
+    CopyArgs, Dockerfile, Healthcheck, Heredoc, Instruction, InstructionKind, ShellOrExec, Stage,
 };
 use berth_protocol::mux::{self, Kind};
 use berth_protocol::reference::Reference;
@@ -732,36 +732,7 @@ impl<'a> Builder<'a> {
                 self.config_step(st, ins, json!(["ENTRYPOINT"]), print)
             }
             InstructionKind::Healthcheck(h) => {
-                let mut hc = json!({});
-                if h.none {
-                    hc["Test"] = json!(["NONE"]);
-                } else if let Some(t) = &h.test {
-                    hc["Test"] = match t {
-                        ShellOrExec::Shell(s) => json!(["CMD-SHELL", s]),
-                        ShellOrExec::Exec(a) => {
-                            let mut v = vec!["CMD".to_string()];
-                            v.extend(a.iter().cloned());
-                            json!(v)
-                        }
-                    };
-                    let ns = |d: &Option<std::time::Duration>| d.map(|d| d.as_nanos() as u64);
-                    if let Some(n) = ns(&h.interval) {
-                        hc["Interval"] = json!(n);
-                    }
-                    if let Some(n) = ns(&h.timeout) {
-                        hc["Timeout"] = json!(n);
-                    }
-                    if let Some(n) = ns(&h.start_period) {
-                        hc["StartPeriod"] = json!(n);
-                    }
-                    if let Some(n) = ns(&h.start_interval) {
-                        hc["StartInterval"] = json!(n);
-                    }
-                    if let Some(r) = h.retries {
-                        hc["Retries"] = json!(r);
-                    }
-                }
-                st.config["Healthcheck"] = hc;
+                st.config["Healthcheck"] = healthcheck_config(h);
                 self.config_step(st, ins, json!(["HEALTHCHECK"]), print)
             }
             InstructionKind::Onbuild(inner) => {
@@ -1397,6 +1368,39 @@ pub fn build_and_tag<'a>(
         ctl.image_tag(&id, t).map_err(api)?;
     }
     Ok(id)
+}
+
+/// The image config's `Healthcheck` for a HEALTHCHECK instruction, as
+/// docker stores it (durations in nanoseconds, unset ones left out); for
+/// `build` and for `import --change`.
+pub(crate) fn healthcheck_config(h: &Healthcheck) -> Value {
+    let mut hc = json!({});
+    if h.none {
+        hc["Test"] = json!(["NONE"]);
+    } else if let Some(t) = &h.test {
+        hc["Test"] = match t {
+            ShellOrExec::Shell(s) => json!(["CMD-SHELL", s]),
+            ShellOrExec::Exec(a) => {
+                let mut v = vec!["CMD".to_string()];
+                v.extend(a.iter().cloned());
+                json!(v)
+            }
+        };
+        for (key, d) in [
+            ("Interval", &h.interval),
+            ("Timeout", &h.timeout),
+            ("StartPeriod", &h.start_period),
+            ("StartInterval", &h.start_interval),
+        ] {
+            if let Some(d) = d {
+                hc[key] = json!(d.as_nanos() as u64);
+            }
+        }
+        if let Some(r) = h.retries {
+            hc["Retries"] = json!(r);
+        }
+    }
+    hc
 }
 
 #[cfg(test)]

@@ -189,34 +189,7 @@ fn apply(cfg: &mut Value, kind: &InstructionKind) -> Result<()> {
             cfg["OnBuild"] = json!(list);
         }
         InstructionKind::Healthcheck(h) => {
-            let mut hc = json!({});
-            if h.none {
-                hc["Test"] = json!(["NONE"]);
-            } else if let Some(t) = &h.test {
-                hc["Test"] = match t {
-                    ShellOrExec::Shell(s) => json!(["CMD-SHELL", s]),
-                    ShellOrExec::Exec(a) => {
-                        let mut v = vec!["CMD".to_string()];
-                        v.extend(a.iter().cloned());
-                        json!(v)
-                    }
-                };
-                let ns = |d: &Option<std::time::Duration>| d.map(|d| d.as_nanos() as u64);
-                for (key, d) in [
-                    ("Interval", &h.interval),
-                    ("Timeout", &h.timeout),
-                    ("StartPeriod", &h.start_period),
-                    ("StartInterval", &h.start_interval),
-                ] {
-                    if let Some(n) = ns(d) {
-                        hc[key] = json!(n);
-                    }
-                }
-                if let Some(r) = h.retries {
-                    hc["Retries"] = json!(r);
-                }
-            }
-            cfg["Healthcheck"] = hc;
+            cfg["Healthcheck"] = crate::build::healthcheck_config(h);
         }
         other => bail!(
             "{} is not a valid change command",
