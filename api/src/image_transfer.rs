@@ -6,7 +6,7 @@
 
 use crate::archive::{tokio_stream_of, ChannelWriter};
 use crate::error::{ApiError, ApiResult};
-use crate::routes::{qbool, query};
+use crate::routes::{qbool, qstr, query, query_all, repo_tag};
 use crate::server::AppState;
 use axum::body::Body;
 use axum::http::{header, HeaderMap};
@@ -70,15 +70,6 @@ pub(crate) async fn save(st: AppState, names: Vec<String>) -> ApiResult<Response
         Body::from_stream(tokio_stream_of(rx)),
     )
         .into_response())
-}
-
-/// Every `names` value of a raw query (the key repeats).
-pub(crate) fn names_param(raw: Option<&str>) -> Vec<String> {
-    form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-        .filter(|(k, _)| k == "names")
-        .map(|(_, v)| v.into_owned())
-        .filter(|v| !v.is_empty())
-        .collect()
 }
 
 /// One JSON message line of a progress stream.
@@ -176,40 +167,14 @@ pub(crate) async fn import(
     use berth_host::transfer::import::{
         config_from_changes, import as import_tarball, open_url, parse_platform, ImportOptions,
     };
-    let pairs: Vec<(String, String)> =
-        form_urlencoded::parse(raw_query.as_deref().unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
-    let one = |k: &str| {
-        pairs
-            .iter()
-            .rev()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
-            .filter(|v| !v.is_empty())
-    };
-    let src = one("fromSrc").unwrap_or_default();
-    let reference = match one("repo") {
-        Some(repo) => {
-            let target = match one("tag") {
-                Some(t) => format!("{repo}:{t}"),
-                None => repo,
-            };
-            let r = Reference::parse(&target).map_err(|e| ApiError::bad_request(e.to_string()))?;
-            Some(r.to_string())
-        }
-        None => None,
-    };
+    let q = query(raw_query.clone());
+    let src = qstr(&q, "fromSrc").unwrap_or_default();
     let opts = ImportOptions {
         source: src.clone(),
-        message: one("message"),
-        changes: pairs
-            .iter()
-            .filter(|(k, v)| k == "changes" && !v.is_empty())
-            .map(|(_, v)| v.clone())
-            .collect(),
-        reference,
-        platform: one("platform"),
+        message: qstr(&q, "message"),
+        changes: query_all(raw_query.as_deref(), "changes"),
+        reference: repo_tag(&q)?,
+        platform: qstr(&q, "platform"),
     };
     // What docker's daemon refuses before reading the tarball.
     config_from_changes(&opts.changes).map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
@@ -474,10 +439,11 @@ mod tests {
 
     #[test]
     fn names_come_from_every_repeated_key() {
+        use crate::routes::query_all;
         assert_eq!(
-            names_param(Some("names=a&names=b%2Fc%3Av1&other=x&names=")),
+            query_all(Some("names=a&names=b%2Fc%3Av1&other=x&names="), "names"),
             vec!["a".to_string(), "b/c:v1".into()]
         );
-        assert!(names_param(None).is_empty());
+        assert!(query_all(None, "names").is_empty());
     }
 }

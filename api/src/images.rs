@@ -2,7 +2,7 @@
 //! save, load, push and history are in `image_transfer`.
 
 use crate::error::{ApiError, ApiResult};
-use crate::routes::{qbool, query};
+use crate::routes::{qbool, qstr, query, query_all, repo_tag};
 use crate::server::AppState;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
@@ -196,35 +196,15 @@ pub(crate) async fn commit(
     State(st): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
-    let pairs: Vec<(String, String)> =
-        form_urlencoded::parse(raw.as_deref().unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
-    let one = |k: &str| {
-        pairs
-            .iter()
-            .rev()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
-            .filter(|v| !v.is_empty())
-    };
+    let q = query(raw.clone());
+    let one = |k: &str| qstr(&q, k);
     let container = one("container").unwrap_or_default();
-    let tag = match one("repo") {
-        Some(repo) => {
-            let target = match one("tag") {
-                Some(t) => format!("{repo}:{t}"),
-                None => repo,
-            };
-            let r = Reference::parse(&target).map_err(|e| ApiError::bad_request(e.to_string()))?;
-            Some(r.to_string())
-        }
-        None if one("tag").is_some() => {
-            return Err(ApiError::bad_request(
-                "invalid reference format: a tag needs a repository",
-            ))
-        }
-        None => None,
-    };
+    if one("repo").is_none() && one("tag").is_some() {
+        return Err(ApiError::bad_request(
+            "invalid reference format: a tag needs a repository",
+        ));
+    }
+    let tag = repo_tag(&q)?;
     let pause = one("pause").is_none_or(|v| {
         !matches!(
             v.to_ascii_lowercase().as_str(),
@@ -236,11 +216,7 @@ pub(crate) async fn commit(
         tag,
         message: one("comment"),
         author: one("author"),
-        changes: pairs
-            .iter()
-            .filter(|(k, v)| k == "changes" && !v.is_empty())
-            .map(|(_, v)| v.clone())
-            .collect(),
+        changes: query_all(raw.as_deref(), "changes"),
         pause,
     };
     let img = st.engine(move |e| Ok(e.container_commit(opts)?)).await?;

@@ -1,10 +1,11 @@
 //! The route table.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiResult};
 use crate::server::AppState;
 use axum::extract::{RawQuery, State};
 use axum::routing::{delete, get, post};
 use axum::Router;
+use berth_protocol::reference::Reference;
 
 pub(crate) fn router(state: AppState) -> Router {
     use crate::{containers as c, images as i, streams as s, system as sys};
@@ -55,7 +56,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(
             "/images/get",
             get(|State(st): State<AppState>, RawQuery(q): RawQuery| async move {
-                crate::image_transfer::save(st, crate::image_transfer::names_param(q.as_deref()))
+                crate::image_transfer::save(st, query_all(q.as_deref(), "names"))
                     .await
             }),
         )
@@ -118,6 +119,36 @@ pub(crate) fn qbool(q: &Query, key: &str) -> bool {
             "" | "0" | "false" | "no" | "off"
         )
     })
+}
+
+/// A query value, `None` when absent or empty (the last of repeated keys
+/// wins).
+pub(crate) fn qstr(q: &Query, key: &str) -> Option<String> {
+    q.get(key).filter(|v| !v.is_empty()).cloned()
+}
+
+/// Every non-empty value of a key that repeats (`names`, `changes`), in
+/// order.
+pub(crate) fn query_all(raw: Option<&str>, key: &str) -> Vec<String> {
+    form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
+/// The image reference of the `repo` and `tag` parameters (`commit`,
+/// `import`), normalised; `None` without a repository. A bad one is a 400.
+pub(crate) fn repo_tag(q: &Query) -> ApiResult<Option<String>> {
+    let Some(repo) = qstr(q, "repo") else {
+        return Ok(None);
+    };
+    let target = match qstr(q, "tag") {
+        Some(t) => format!("{repo}:{t}"),
+        None => repo,
+    };
+    let r = Reference::parse(&target).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(Some(r.to_string()))
 }
 
 /// An integer query value; a malformed one is a 400.
