@@ -169,26 +169,33 @@ pub(crate) async fn import(
     };
     let q = query(raw_query.clone());
     let src = qstr(&q, "fromSrc").unwrap_or_default();
-    let opts = ImportOptions {
-        source: src.clone(),
-        message: qstr(&q, "message"),
-        changes: query_all(raw_query.as_deref(), "changes"),
-        reference: repo_tag(&q)?,
-        platform: qstr(&q, "platform"),
-    };
-    // What docker's daemon refuses before reading the tarball.
-    config_from_changes(&opts.changes).map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
-    parse_platform(opts.platform.as_deref())
-        .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+    // What docker's daemon refuses before it imports: a bad reference,
+    // change or platform. Answered only once an uploaded body is read: a
+    // reply before that can reach the client as a broken pipe on its
+    // upload instead of the error (the docker CLI then prints that).
+    let checked = (|| -> ApiResult<ImportOptions> {
+        let opts = ImportOptions {
+            source: src.clone(),
+            message: qstr(&q, "message"),
+            changes: query_all(raw_query.as_deref(), "changes"),
+            reference: repo_tag(&q)?,
+            platform: qstr(&q, "platform"),
+        };
+        config_from_changes(&opts.changes).map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+        parse_platform(opts.platform.as_deref())
+            .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+        Ok(opts)
+    })();
     let iso = st.iso();
     if src == "-" {
         let dir = tempdir().map_err(ApiError::internal)?;
         let upload = dir.join("upload");
         let spooled =
             crate::server::spool_body(body, &upload, MAX_LOAD_BODY, "the tarball", "request body")
-                .await;
+                .await
+                .and(checked);
         let result = match spooled {
-            Ok(_) => tokio::task::spawn_blocking(move || {
+            Ok(opts) => tokio::task::spawn_blocking(move || {
                 let mut f = std::fs::File::open(&upload)?;
                 import_tarball(iso, &mut f, &opts)
             })
@@ -206,6 +213,7 @@ pub(crate) async fn import(
             .into_response());
     }
     drop(body);
+    let opts = checked?;
     // docker takes a URL without a scheme as http.
     let url = if src.contains("://") {
         src.clone()
