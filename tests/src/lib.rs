@@ -209,6 +209,19 @@ fn wait_or_kill(child: &mut Child, limit: Duration) -> Option<std::process::Exit
     }
 }
 
+/// `berth compose ARGS` run in `dir` (the project directory).
+#[track_caller]
+pub fn compose(b: &Berth, dir: &Path, args: &[&str]) -> Out {
+    let mut cmd = b.command();
+    cmd.current_dir(dir).arg("compose").args(args);
+    run_command(
+        cmd,
+        None,
+        b.timeout,
+        &format!("berth compose {}", args.join(" ")),
+    )
+}
+
 /// Runs `cmd` (any CLI: berth with extra environment, docker) with `input`
 /// on stdin, or none, and collects its output; fails the test, as
 /// [`wait_output`] does, when it runs past `limit`.

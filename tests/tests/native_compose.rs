@@ -8,7 +8,7 @@
 //! scaled to three, and the errors for an unknown service or a bad file.
 #![cfg(target_os = "linux")]
 
-use berth_tests::{have, run_command, skip, wait_for, Berth, Out};
+use berth_tests::{compose, have, skip, wait_for, Berth};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -20,19 +20,6 @@ fn ready() -> bool {
         return false;
     }
     true
-}
-
-/// `berth compose ARGS` run in `dir` (the project directory).
-#[track_caller]
-fn compose(b: &Berth, dir: &Path, args: &[&str]) -> Out {
-    let mut cmd = b.command();
-    cmd.current_dir(dir).arg("compose").args(args);
-    run_command(
-        cmd,
-        None,
-        b.timeout,
-        &format!("berth compose {}", args.join(" ")),
-    )
 }
 
 /// A project directory named `name` (the default project name).

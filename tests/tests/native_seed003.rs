@@ -17,7 +17,8 @@
 //! docker compose v2 does.
 #![cfg(target_os = "linux")]
 
-use berth_tests::{have, run_command, skip, timing, wait_for, with_lock, workspace, Berth, Out};
+use berth_tests::registry::free_port;
+use berth_tests::{compose, have, skip, timing, wait_for, with_lock, workspace, Berth};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -63,26 +64,6 @@ fn ready() -> bool {
         }
     }
     true
-}
-
-#[track_caller]
-fn compose(b: &Berth, dir: &Path, args: &[&str]) -> Out {
-    let mut cmd = b.command();
-    cmd.current_dir(dir).arg("compose").args(args);
-    run_command(
-        cmd,
-        None,
-        b.timeout,
-        &format!("berth compose {}", args.join(" ")),
-    )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The body of `GET /` on 127.0.0.1:`port`, if it answered 200.
