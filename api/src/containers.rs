@@ -628,7 +628,8 @@ pub(crate) async fn list(
     filters::check_keys(&f, LIST_FILTERS).map_err(ApiError::bad_request)?;
     let limit = qint(&q, "limit")?.filter(|l| *l > 0);
     let all = qbool(&q, "all") || limit.is_some();
-    let rows = st
+    let size = qbool(&q, "size");
+    let (rows, sizes) = st
         .engine(move |e| {
             let mut list = e.container_list(all)?;
             list.retain(|s| matches(s, &f));
@@ -646,12 +647,39 @@ pub(crate) async fn list(
                 };
                 rows.push((s, ports));
             }
-            Ok(rows)
+            // `size=1`: SizeRw and SizeRootFs, as `docker ps -s` asks.
+            let sizes = if size {
+                let usage = e.disk_usage(true, false)?;
+                let images = e.image_list()?;
+                rows.iter()
+                    .map(|(s, _)| {
+                        let rw = usage.containers.get(&s.id).copied().unwrap_or(0);
+                        let image = images
+                            .iter()
+                            .find(|i| i.id == s.image_id)
+                            .map_or(0, |i| i.size);
+                        Some((rw as i64, (rw + image) as i64))
+                    })
+                    .collect()
+            } else {
+                vec![None; rows.len()]
+            };
+            Ok((rows, sizes))
         })
         .await?;
     let now = chrono::Utc::now().timestamp();
     Ok(Json(
-        rows.iter().map(|(s, p)| summary_json(s, p, now)).collect(),
+        rows.iter()
+            .zip(sizes)
+            .map(|((s, p), size)| {
+                let mut j = summary_json(s, p, now);
+                if let Some((rw, root)) = size {
+                    j.size_rw = Some(rw);
+                    j.size_root_fs = Some(root);
+                }
+                j
+            })
+            .collect(),
     ))
 }
 

@@ -111,37 +111,18 @@ fn mem_total() -> u64 {
         .map_or(0, |k| k * 1024)
 }
 
-/// Bytes under `dir` (not following symlinks; at most `budget` entries
-/// looked at, so a huge volume cannot stall the answer: -1 past it).
-fn dir_size(dir: &std::path::Path, budget: &mut usize) -> i64 {
-    let mut total = 0i64;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            if *budget == 0 {
-                return -1;
-            }
-            *budget -= 1;
-            let Ok(m) = e.metadata() else { continue };
-            if m.is_dir() {
-                stack.push(e.path());
-            } else {
-                total += m.len() as i64;
-            }
-        }
-    }
-    total
-}
-
 /// `GET /system/df`: images, containers and volumes with their sizes
-/// as far as berth knows them (a volume's size natively; -1 in a VM).
+/// (writable layers and volumes measured by the engine where they live).
 pub(crate) async fn df(State(st): State<AppState>) -> ApiResult<impl IntoResponse> {
-    let native = st.iso() == berth_host::placement::Isolation::Native;
-    let (images, containers, volumes) = st
-        .engine(|e| Ok((e.image_list()?, e.container_list(true)?, e.volume_list()?)))
+    let (images, containers, volumes, usage) = st
+        .engine(|e| {
+            Ok((
+                e.image_list()?,
+                e.container_list(true)?,
+                e.volume_list()?,
+                e.disk_usage(true, true)?,
+            ))
+        })
         .await?;
     let now = chrono::Utc::now().timestamp();
     let layers: u64 = images.iter().map(|i| i.size).sum();
@@ -156,23 +137,20 @@ pub(crate) async fn df(State(st): State<AppState>) -> ApiResult<impl IntoRespons
         .iter()
         .map(|c| {
             let mut s = crate::containers::summary_json(c, &[], now);
-            s.size_rw = Some(0);
-            s.size_root_fs = images
+            let rw = usage.containers.get(&c.id).copied().unwrap_or(0);
+            let image = images
                 .iter()
                 .find(|i| i.id == c.image_id)
-                .map(|i| i.size as i64);
+                .map_or(0, |i| i.size);
+            s.size_rw = Some(rw as i64);
+            s.size_root_fs = Some((rw + image) as i64);
             s
         })
         .collect();
-    let mut budget = 100_000usize;
     let vols: Vec<_> = volumes
         .iter()
         .map(|v| {
-            let size = if native {
-                dir_size(std::path::Path::new(&v.mountpoint), &mut budget)
-            } else {
-                -1
-            };
+            let size = usage.volumes.get(&v.name).map_or(-1, |s| *s as i64);
             let mut j =
                 serde_json::to_value(berth_host::inspect::volume_json(v)).unwrap_or_default();
             if let Some(o) = j.as_object_mut() {

@@ -254,6 +254,10 @@ fn handle(engine: &Engine, req: Request) -> Result<Response, ApiError> {
     match req {
         Request::Info => Ok(Response::Info(info(engine))),
         Request::KernelCounters => Ok(Response::KernelCounters(crate::kernel_counters::read())),
+        Request::DiskUsage {
+            containers,
+            volumes,
+        } => Ok(Response::DiskUsage(c.disk_usage(containers, volumes))),
         Request::BlobsPresent { digests } => Ok(Response::BlobsPresent {
             present: digests
                 .into_iter()

@@ -128,6 +128,22 @@ impl Engine {
         }
     }
 
+    /// Bytes of containers' writable layers and of volumes, measured by the
+    /// engine where they live (inside the VM for VM placements).
+    pub fn disk_usage(
+        &mut self,
+        containers: bool,
+        volumes: bool,
+    ) -> Result<berth_protocol::DiskUsage, ClientError> {
+        match self.call(Request::DiskUsage {
+            containers,
+            volumes,
+        })? {
+            Response::DiskUsage(d) => Ok(d),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Asks the engine to exit (a machine VM's agent before power-off).
     pub fn shutdown(&mut self) -> Result<(), ClientError> {
         self.ack(Request::Shutdown)

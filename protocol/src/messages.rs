@@ -77,6 +77,13 @@ pub enum Request {
     /// switches, interrupts, page faults, CPU time): what a guest kernel
     /// did, which costs exits and emulation on a VM host.
     KernelCounters,
+    /// Bytes on disk of containers' writable layers and of volumes, as
+    /// docker counts them (`ps --size`, `system df`). Walking the trees
+    /// costs, so each part is asked for.
+    DiskUsage {
+        containers: bool,
+        volumes: bool,
+    },
     /// Which of these blob digests the store already holds.
     BlobsPresent {
         digests: Vec<String>,
@@ -507,6 +514,7 @@ pub enum Response {
     Info(AgentInfo),
     /// Counter name to value (see `Request::KernelCounters`).
     KernelCounters(BTreeMap<String, u64>),
+    DiskUsage(DiskUsage),
     /// The stream may begin.
     Ready,
     BlobsPresent {
@@ -896,6 +904,19 @@ pub struct ContainerSummary {
     /// `State.Health`: set once a container with a healthcheck started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<crate::Health>,
+}
+
+/// The answer to `Request::DiskUsage`: regular files and symbolic links,
+/// each hard-linked inode once, never crossing into another file system.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DiskUsage {
+    /// Container id to the bytes of its writable layer.
+    pub containers: BTreeMap<String, u64>,
+    /// Volume name to the bytes under its mount point.
+    pub volumes: BTreeMap<String, u64>,
+    /// A walk stopped at the entry budget: the sizes are lower bounds.
+    #[serde(default)]
+    pub truncated: bool,
 }
 
 /// `inspect` output (docker-shaped fields are assembled by the CLI).

@@ -1257,6 +1257,81 @@ fn system_df_matches_docker() {
         DEFAULT_IMAGE,
         "true",
     ]);
+    // Sizes as docker counts them: a writable layer with a file, a hard
+    // link to it (counted once) and a symlink, and a volume whose size
+    // shows the summary's precision (12,345 bytes: 12.35kB, not 12.3kB).
+    p.same(&[
+        "run",
+        "--name",
+        "dfw",
+        "-v",
+        "dfw-vol:/data",
+        DEFAULT_IMAGE,
+        "sh",
+        "-c",
+        "head -c 100000 /dev/zero > /big && ln /big /big2 && ln -s /big /big3 \
+         && head -c 12345 /dev/zero > /data/v",
+    ]);
+    let rw = |s: &str| s.split(" (virtual").next().unwrap_or("").trim().to_string();
+    let (d, b) = p.both(&[
+        "ps",
+        "-a",
+        "-s",
+        "--filter",
+        "name=dfw",
+        "--format",
+        "{{.Size}}",
+    ]);
+    assert_eq!(
+        rw(&d.stdout),
+        rw(&b.stdout),
+        "docker: {}{}\nberth: {}{}",
+        d.stdout,
+        d.stderr,
+        b.stdout,
+        b.stderr
+    );
+    assert!(b.stdout.contains("100kB (virtual "), "{}", b.stdout);
+    let (d, b) = p.both(&["ps", "-a", "-s", "--filter", "name=dfw"]);
+    assert_eq!(header(&d.stdout), header(&b.stdout));
+    let (d, b) = p.same(&[
+        "system",
+        "df",
+        "--format",
+        "{{.Type}}\t{{.Size}}\t{{.Reclaimable}}",
+    ]);
+    let rows = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| l.starts_with("Containers") || l.starts_with("Local Volumes"))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(
+        rows(&d.stdout),
+        rows(&b.stdout),
+        "docker:\n{}\nberth:\n{}",
+        d.stdout,
+        b.stdout
+    );
+    let sizes = |s: &str| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(s.trim()).unwrap();
+        let mut out: Vec<String> = ["Containers", "Volumes"]
+            .iter()
+            .flat_map(|k| v[*k].as_array().cloned().unwrap_or_default())
+            .map(|r| {
+                format!(
+                    "{}={}",
+                    r["Names"].as_str().or(r["Name"].as_str()).unwrap_or(""),
+                    r["Size"]
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let (d, b) = p.both(&["system", "df", "-v", "--format", "{{json .}}"]);
+    assert_eq!(sizes(&d.stdout), sizes(&b.stdout));
+    drop(b);
     let (d, b) = p.same(&[
         "system",
         "df",

@@ -6,6 +6,7 @@ pub mod commit;
 pub mod containers;
 pub mod copy;
 pub mod decide;
+pub mod disk_usage;
 pub mod error;
 pub mod events;
 pub mod exec;

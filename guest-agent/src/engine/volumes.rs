@@ -20,7 +20,6 @@ use crate::layout::{random_hex, write_json_atomic, Layout};
 use berth_protocol::{MountPoint, MountSpec, MountType, VolumeInfo};
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 /// Docker 23+ marks the volumes it makes for one container with this label.
 pub const ANONYMOUS_LABEL: &str = "com.docker.volume.anonymous";
@@ -70,32 +69,6 @@ fn check_options(name: &str, options: &BTreeMap<String, String>) -> Result<(), E
         )));
     }
     Ok(())
-}
-
-/// Bytes in regular files below `dir`, not crossing mounts.
-pub fn disk_usage(dir: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    fn walk(p: &Path, dev: u64, total: &mut u64) {
-        let Ok(rd) = std::fs::read_dir(p) else { return };
-        for e in rd.flatten() {
-            let Ok(m) = std::fs::symlink_metadata(e.path()) else {
-                continue;
-            };
-            if m.is_dir() {
-                if m.dev() == dev {
-                    walk(&e.path(), dev, total);
-                }
-            } else if m.is_file() {
-                *total += m.len();
-            }
-        }
-    }
-    let Ok(m) = std::fs::symlink_metadata(dir) else {
-        return 0;
-    };
-    let mut total = 0;
-    walk(dir, m.dev(), &mut total);
-    total
 }
 
 fn info(layout: &Layout, v: &VolumeRecord, used_by: Vec<String>) -> VolumeInfo {
@@ -324,7 +297,8 @@ impl ContainerStore {
         if super::fsutil::is_mounted(&data) {
             nix::mount::umount2(&data, nix::mount::MntFlags::MNT_DETACH)?;
         }
-        let size = disk_usage(&data);
+        let mut unbounded = usize::MAX;
+        let size = super::fsutil::tree_size(&data, &mut unbounded);
         let trash = self.layout().tmp().join(format!("rmvol-{}", random_hex(8)));
         std::fs::rename(&dir, &trash)?;
         remove_tree_same_fs(&trash)?;
@@ -546,6 +520,7 @@ impl ContainerStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn spec(kind: MountType, source: &str, target: &str) -> MountSpec {
         MountSpec::new(kind, source, target)

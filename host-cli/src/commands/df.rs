@@ -2,15 +2,17 @@
 //! it: a summary per type, or (`-v`) images, containers, volumes and the
 //! build cache one by one.
 //!
-//! Sizes are what berth knows: an image's unpacked size; a container's
-//! writable layer is not measured (0B); a volume's size natively (a VM's
-//! volumes are inside its disk: 0B). An image's SHARED SIZE is the size
+//! Sizes: an image's unpacked size; a container's writable layer and a
+//! volume as the engine measures them where the files live (inside the VM
+//! for VM placements), counted as docker counts them. An image's SHARED SIZE is the size
 //! of the largest other image its layer chain starts with, or its own
 //! size when another image is built on it (docker sums shared layers;
 //! the two agree for images stacked in one line).
 
 use crate::commands::connect;
-use crate::fmt::{ago, command_column, human_size, json_field, table, Template, TemplateValue};
+use crate::fmt::{
+    ago, command_column, human_size, human_size4, json_field, table, Template, TemplateValue,
+};
 use crate::placement::Isolation;
 use anyhow::Result;
 use berth_protocol::reference::Reference;
@@ -34,34 +36,10 @@ fn diff_ids(i: &ImageSummary) -> Vec<&str> {
         .unwrap_or_default()
 }
 
-/// Bytes of a directory tree (regular files), `budget` entries at most.
-fn dir_size(root: &std::path::Path, budget: &mut usize) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            if *budget == 0 {
-                return total;
-            }
-            *budget -= 1;
-            let Ok(m) = e.metadata() else { continue };
-            if m.is_dir() {
-                stack.push(e.path());
-            } else if m.is_file() {
-                total += m.len();
-            }
-        }
-    }
-    total
-}
-
 fn reclaim(reclaimable: u64, total: u64) -> String {
     match (reclaimable * 100).checked_div(total) {
-        Some(pct) => format!("{} ({pct}%)", human_size(reclaimable)),
-        None => human_size(reclaimable),
+        Some(pct) => format!("{} ({pct}%)", human_size4(reclaimable)),
+        None => human_size4(reclaimable),
     }
 }
 
@@ -90,17 +68,14 @@ pub fn run(iso: Isolation, a: &DfArgs) -> Result<i32> {
         })
         .collect();
     let users = |id: &str| containers.iter().filter(|c| c.image_id == id).count();
-    let native = iso == Isolation::Native;
-    let mut budget = 100_000usize;
+    // Sizes measured by the engine where the files live (in the VM for VM
+    // placements): writable layers and volumes.
+    let usage = e.disk_usage(true, true)?;
+    let rw =
+        |c: &berth_protocol::ContainerSummary| usage.containers.get(&c.id).copied().unwrap_or(0);
     let vol_sizes: Vec<u64> = volumes
         .iter()
-        .map(|v| {
-            if native {
-                dir_size(std::path::Path::new(&v.mountpoint), &mut budget)
-            } else {
-                0
-            }
-        })
+        .map(|v| usage.volumes.get(&v.name).copied().unwrap_or(0))
         .collect();
 
     // The summary rows.
@@ -132,6 +107,8 @@ pub fn run(iso: Isolation, a: &DfArgs) -> Result<i32> {
             berth_protocol::ContainerStatus::Running | berth_protocol::ContainerStatus::Paused
         )
     };
+    let ctr_total: u64 = containers.iter().map(rw).sum();
+    let ctr_idle: u64 = containers.iter().filter(|c| !running(c)).map(rw).sum();
     let vol_total: u64 = vol_sizes.iter().sum();
     let vol_unused: u64 = volumes
         .iter()
@@ -141,14 +118,14 @@ pub fn run(iso: Isolation, a: &DfArgs) -> Result<i32> {
         .sum();
     let summary = [
         json!({"Type": "Images", "TotalCount": images.len().to_string(),
-               "Active": active_images.to_string(), "Size": human_size(layers_size),
+               "Active": active_images.to_string(), "Size": human_size4(layers_size),
                "Reclaimable": reclaim(layers_size.saturating_sub(used), layers_size)}),
         json!({"Type": "Containers", "TotalCount": containers.len().to_string(),
                "Active": containers.iter().filter(|c| running(c)).count().to_string(),
-               "Size": human_size(0), "Reclaimable": reclaim(0, 0)}),
+               "Size": human_size4(ctr_total), "Reclaimable": reclaim(ctr_idle, ctr_total)}),
         json!({"Type": "Local Volumes", "TotalCount": volumes.len().to_string(),
                "Active": volumes.iter().filter(|v| !v.used_by.is_empty()).count().to_string(),
-               "Size": human_size(vol_total), "Reclaimable": reclaim(vol_unused, vol_total)}),
+               "Size": human_size4(vol_total), "Reclaimable": reclaim(vol_unused, vol_total)}),
         json!({"Type": "Build Cache", "TotalCount": "0", "Active": "0",
                "Size": "0B", "Reclaimable": "0B"}),
     ];
@@ -217,7 +194,7 @@ pub fn run(iso: Isolation, a: &DfArgs) -> Result<i32> {
             json!({
                 "ID": c.id.chars().take(12).collect::<String>(),
                 "Image": c.image, "Command": command_column(&c.command, true),
-                "LocalVolumes": local.to_string(), "Size": human_size(0),
+                "LocalVolumes": local.to_string(), "Size": human_size(rw(c)),
                 "RunningFor": ago(Some(&c.created)),
                 "Status": crate::commands::ps::status_text(c), "Names": c.name,
             })
@@ -227,7 +204,7 @@ pub fn run(iso: Isolation, a: &DfArgs) -> Result<i32> {
         .iter()
         .zip(&vol_sizes)
         .map(|(v, s)| {
-            json!({"Name": v.name, "Links": v.used_by.len().to_string(), "Size": human_size(*s)})
+            json!({"Name": v.name, "Links": v.used_by.len().to_string(), "Size": human_size4(*s)})
         })
         .collect();
     if let Some(f) = a.format.as_deref().filter(|f| *f != "table") {

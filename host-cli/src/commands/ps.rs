@@ -33,6 +33,9 @@ pub struct PsArgs {
     /// Filter output based on conditions provided (status=, name=, label=, ancestor=, id=, exited=)
     #[arg(short, long)]
     filter: Vec<String>,
+    /// Display total file sizes
+    #[arg(short, long)]
+    size: bool,
 }
 
 /// One `--filter key=value`; values of the same key are ORed, keys ANDed.
@@ -162,6 +165,7 @@ pub fn run(iso: Isolation, a: &PsArgs) -> Result<i32> {
     }
     let format = match a.format.as_deref() {
         None | Some("") | Some("table") if a.quiet => "{{.ID}}",
+        None | Some("") | Some("table") if a.size => SIZE_FORMAT,
         None | Some("") | Some("table") => DEFAULT_FORMAT,
         Some(f) => f,
     };
@@ -179,6 +183,24 @@ pub fn run(iso: Isolation, a: &PsArgs) -> Result<i32> {
     // the containers whose columns need them.
     let whole = format == "json" || format.contains("{{json .}}");
     let wants = |field: &str| whole || format.contains(field);
+    // docker measures sizes for -s and for any format that shows them.
+    let sizes = if a.size || wants(".Size") {
+        let usage = conn.disk_usage(true, false)?;
+        let images: std::collections::HashMap<String, u64> = conn
+            .image_list()?
+            .into_iter()
+            .map(|i| (i.id, i.size))
+            .collect();
+        list.iter()
+            .map(|s| {
+                let rw = usage.containers.get(&s.id).copied().unwrap_or(0);
+                let image = images.get(&s.image_id).copied().unwrap_or(0);
+                (s.id.clone(), size_text(rw, rw + image))
+            })
+            .collect()
+    } else {
+        std::collections::HashMap::new()
+    };
     let rows: Vec<Value> = list
         .iter()
         .map(|s| {
@@ -186,7 +208,11 @@ pub fn run(iso: Isolation, a: &PsArgs) -> Result<i32> {
                 && matches!(s.status, ContainerStatus::Running | ContainerStatus::Paused))
                 || wants(".Networks");
             let details = needed.then(|| conn.container_inspect(&s.id).ok()).flatten();
-            ps_json(s, details.as_deref(), !a.no_trunc)
+            let mut row = ps_json(s, details.as_deref(), !a.no_trunc);
+            if let Some(size) = sizes.get(&s.id) {
+                row["Size"] = size.clone().into();
+            }
+            row
         })
         .collect();
     let Some(t) = template else {
@@ -212,6 +238,20 @@ pub fn run(iso: Isolation, a: &PsArgs) -> Result<i32> {
 /// docker's default `ps` table.
 const DEFAULT_FORMAT: &str =
     "table {{.ID}}\\t{{.Image}}\\t{{.Command}}\\t{{.RunningFor}}\\t{{.Status}}\\t{{.Ports}}\\t{{.Names}}";
+
+/// docker's `ps -s` table: the default one and SIZE.
+const SIZE_FORMAT: &str =
+    "table {{.ID}}\\t{{.Image}}\\t{{.Command}}\\t{{.RunningFor}}\\t{{.Status}}\\t{{.Ports}}\\t{{.Names}}\\t{{.Size}}";
+
+/// docker's SIZE cell: the writable layer, then the whole file system.
+fn size_text(rw: u64, virtual_size: u64) -> String {
+    use crate::fmt::human_size;
+    if virtual_size > 0 {
+        format!("{} (virtual {})", human_size(rw), human_size(virtual_size))
+    } else {
+        human_size(rw)
+    }
+}
 
 /// docker's `ps --format json` object (its `ContainerContext` fields);
 /// `details` gives the ports and networks.
