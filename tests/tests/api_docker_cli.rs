@@ -267,6 +267,11 @@ fn the_docker_cli_runs_containers_through_the_socket() {
     });
     let out = s.docker(&["exec", "web", "sh", "-c", "echo in-exec; exit 4"]);
     assert_eq!((out.code, out.stdout.as_str()), (4, "in-exec\n"));
+    // `ps -s` asks for size=1: the writable layer, then the whole.
+    s.docker(&["exec", "web", "sh", "-c", "head -c 50000 /dev/zero > /f"])
+        .ok();
+    let ps = s.docker(&["ps", "-s", "--format", "{{.Size}}"]).ok();
+    assert!(ps.stdout.starts_with("50kB (virtual "), "{}", ps.stdout);
     let st = s
         .docker(&[
             "inspect",
