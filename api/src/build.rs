@@ -181,15 +181,25 @@ struct BuildQuery {
     quiet: bool,
 }
 
+fn buildkit_refusal() -> ApiError {
+    ApiError::bad_request(
+        "BuildKit is not supported by berth yet; use the classic builder (DOCKER_BUILDKIT=0)",
+    )
+}
+
+/// `POST /session`, `POST /grpc`: BuildKit's streams, refused with the
+/// reason (rather than a 404 a client reports as a missing page).
+pub(crate) async fn buildkit_refused() -> ApiError {
+    buildkit_refusal()
+}
+
 fn parse_query(raw: Option<&str>) -> ApiResult<BuildQuery> {
     let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
         .into_owned()
         .collect();
     let q = query(raw.map(String::from));
     if q.get("version").is_some_and(|v| v == "2") {
-        return Err(ApiError::bad_request(
-            "BuildKit is not supported by berth yet; use the classic builder (DOCKER_BUILDKIT=0)",
-        ));
+        return Err(buildkit_refusal());
     }
     if q.get("remote").is_some_and(|r| !r.is_empty()) {
         return Err(ApiError::bad_request(

@@ -155,7 +155,40 @@ pub(crate) async fn by_name_get(
     };
     let name = name.to_string();
     let img = st.engine(move |e| Ok(e.image_inspect(&name)?)).await?;
-    Ok(Json(berth_host::inspect::image_json(&img)).into_response())
+    let mut out = berth_host::inspect::image_json(&img);
+    add_container_config(&mut out, &img.config);
+    Ok(Json(out).into_response())
+}
+
+/// The `Container` and `ContainerConfig` of an image (the image config's
+/// `container` and `container_config`, an empty config where it has
+/// none). dockerd answers them below API 1.45 only, but docker-compose
+/// 1.29 negotiates the newest version and reads `ContainerConfig.Volumes`
+/// of the old container's image whenever it recreates one: without them
+/// it fails with `KeyError: 'ContainerConfig'` (as it does against
+/// dockerd 25 and later). Answered at every version: clients ignore a
+/// field they do not know.
+fn add_container_config(out: &mut serde_json::Value, config: &serde_json::Value) {
+    let empty = serde_json::json!({
+        "Hostname": "", "Domainname": "", "User": "",
+        "AttachStdin": false, "AttachStdout": false, "AttachStderr": false,
+        "Tty": false, "OpenStdin": false, "StdinOnce": false,
+        "Env": null, "Cmd": null, "Image": "", "Volumes": null,
+        "WorkingDir": "", "Entrypoint": null, "OnBuild": null, "Labels": null,
+    });
+    let cc = config
+        .get("container_config")
+        .filter(|c| c.is_object())
+        .cloned()
+        .unwrap_or(empty);
+    let container = config
+        .get("container")
+        .and_then(|c| c.as_str())
+        .unwrap_or("");
+    if let Some(o) = out.as_object_mut() {
+        o.insert("Container".into(), container.into());
+        o.insert("ContainerConfig".into(), cc);
+    }
 }
 
 /// `POST /images/{name}/tag?repo=&tag=` and `POST /images/{name}/push`.
@@ -472,4 +505,29 @@ pub(crate) fn summary_for_df(img: &ImageSummary, containers: i64) -> models::Ima
     s.containers = containers;
     s.shared_size = 0;
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn container_config_is_the_images_or_an_empty_one() {
+        let mut out = json!({"Id": "sha256:x"});
+        add_container_config(&mut out, &json!({"config": {"Cmd": ["sh"]}}));
+        assert_eq!(out["Container"], "");
+        assert_eq!(out["ContainerConfig"]["Volumes"], serde_json::Value::Null);
+        assert_eq!(out["ContainerConfig"]["Hostname"], "");
+        let mut out = json!({});
+        let cfg = json!({"container": "abc", "container_config": {"Volumes": {"/v": {}}}});
+        add_container_config(&mut out, &cfg);
+        assert_eq!(out["Container"], "abc");
+        assert_eq!(out["ContainerConfig"]["Volumes"], json!({"/v": {}}));
+        // A hostile config whose container_config is no object: the empty one.
+        let mut out = json!({});
+        add_container_config(&mut out, &json!({"container_config": [1], "container": 7}));
+        assert_eq!(out["Container"], "");
+        assert!(out["ContainerConfig"].is_object());
+    }
 }

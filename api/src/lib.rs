@@ -2,7 +2,8 @@
 //! the SDKs speak, served on a Unix socket over berth's host library
 //! (`berth_host`), so the API and the `berth` CLI see one state.
 //!
-//! - [`server`]: the listener, version prefixes, body caps, shared state.
+//! - [`server`]: the listener, version prefixes, body caps, shared state;
+//!   `drain`: the rest of a body a handler answered without reading.
 //! - [`version`], [`filters`], [`stdcopy`]: the protocol's small parts.
 //! - The endpoint modules: containers, streams (start, wait, attach,
 //!   exec, logs, events), images, volumes, networks, system.
@@ -13,6 +14,7 @@
 mod archive;
 mod build;
 mod containers;
+mod drain;
 pub mod error;
 pub mod filters;
 mod image_transfer;

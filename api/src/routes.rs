@@ -48,6 +48,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/exec/{id}/resize", post(s::exec_resize))
         .route("/exec/{id}/json", get(s::exec_inspect))
         .route("/build", post(crate::build::build))
+        // BuildKit's session and gRPC streams (docker buildx, the docker
+        // CLI with DOCKER_BUILDKIT=1): not served.
+        .route("/session", post(crate::build::buildkit_refused))
+        .route("/grpc", post(crate::build::buildkit_refused))
         .route("/commit", post(i::commit))
         .route("/images/json", get(i::list))
         .route("/images/create", post(i::create))

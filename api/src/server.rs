@@ -227,11 +227,28 @@ async fn handle(router: axum::Router, mut req: Request<hyper::body::Incoming>) -
             // a few endpoints answer older clients the older way.
             req.extensions_mut()
                 .insert(ClientVersion(v.unwrap_or(version::MAX_VERSION)));
-            let req = req.map(Body::new);
-            match router.oneshot(req).await {
+            let expect_continue = req
+                .headers()
+                .get(axum::http::header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+            let slot = crate::drain::Slot::default();
+            let req = req.map(|b| Body::new(crate::drain::KeptBody::new(b, slot.clone())));
+            let resp = match router.oneshot(req).await {
                 Ok(r) => r,
                 Err(e) => match e {},
+            };
+            // What the handler left of the body is read while the answer
+            // goes out (see drain.rs); not under a protocol switch (attach,
+            // exec), where the connection is the handler's.
+            let rest = slot.lock().ok().and_then(|mut s| s.take());
+            if let Some(rest) = rest {
+                if resp.status() != StatusCode::SWITCHING_PROTOCOLS
+                    && rest.worth_draining(expect_continue)
+                {
+                    tokio::spawn(rest.drain());
+                }
             }
+            resp
         }
     };
     add_headers(&mut resp);

@@ -15,6 +15,9 @@ pub(crate) async fn ping() -> impl IntoResponse {
             (header::CACHE_CONTROL, "no-cache, no-store, must-revalidate"),
             (header::PRAGMA, "no-cache"),
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            // The classic builder only: a client that picks its builder
+            // from the ping (the docker CLI 20.10) picks it.
+            (header::HeaderName::from_static("builder-version"), "1"),
         ],
         "OK",
     )

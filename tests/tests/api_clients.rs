@@ -224,6 +224,136 @@ networks:
     assert!(http_get(port).is_err(), "port {port} still answers");
 }
 
+/// docker-compose 1.29 builds a service that has `build:` through the
+/// socket: with the docker CLI (compose's default, `docker build
+/// --iidfile`, the classic builder) and with its own Python client
+/// (`COMPOSE_DOCKER_CLI_BUILD=0`, `POST /build`); `up --build` rebuilds
+/// and recreates; a failing build is compose's error.
+#[test]
+fn docker_compose_1_29_builds_services_through_the_socket() {
+    let compose = "/usr/bin/docker-compose";
+    if !Path::new(compose).exists() {
+        skip("no docker-compose at /usr/bin/docker-compose (Debian docker-compose)");
+        return;
+    }
+    let Some(cli) = docker_cli() else {
+        skip("no docker CLI (docker-compose builds with it by default)");
+        return;
+    };
+    let s = Service::start();
+    let dir = tempfile::tempdir().unwrap();
+    let proj = dir.path().join("kit");
+    std::fs::create_dir(&proj).unwrap();
+    let dockerfile = |greeting_file: &str| {
+        std::fs::write(
+            proj.join("Dockerfile"),
+            format!("FROM {IMG}\nARG GREETING=unset\nCOPY {greeting_file} /suffix\nRUN echo \"$GREETING $(cat /suffix)\" > /greeting\nCMD [\"cat\", \"/greeting\"]\n"),
+        )
+        .unwrap()
+    };
+    std::fs::write(proj.join("one.txt"), "one\n").unwrap();
+    std::fs::write(proj.join("two.txt"), "two\n").unwrap();
+    dockerfile("one.txt");
+    std::fs::write(
+        proj.join("docker-compose.yml"),
+        format!(
+            r#"version: "3.8"
+services:
+  app:
+    build:
+      context: .
+      args:
+        GREETING: built-by-compose
+    image: kit/app:v1
+  side:
+    image: {IMG}
+    command: ["sh", "-c", "echo side-up; exec sleep 300"]
+    init: true
+    depends_on: [app]
+"#
+        ),
+    )
+    .unwrap();
+    // compose runs `docker build`: the CLI found first on PATH.
+    let path = format!(
+        "{}:{}",
+        Path::new(cli).parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let dc = |env: &[(&str, &str)], args: &[&str]| {
+        let mut c = s.cmd(compose);
+        c.env("PATH", &path).args(args).current_dir(&proj);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        run_command(
+            c,
+            None,
+            Duration::from_secs(600),
+            &format!("docker-compose {}", args.join(" ")),
+        )
+    };
+    let greeting = || s.docker(&["run", "--rm", "kit/app:v1"]).ok().stdout;
+    // The docker CLI's build (compose's default).
+    let out = dc(&[], &["build"]).ok();
+    assert!(
+        out.stdout.contains("Successfully tagged kit/app:v1"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert_eq!(greeting(), "built-by-compose one\n");
+    let images = s.berth.run(&["images"]).ok().stdout;
+    assert!(
+        images
+            .lines()
+            .any(|l| l.split_whitespace().take(2).eq(["kit/app", "v1"])),
+        "{images}"
+    );
+    // compose's own client (POST /build from Python), after a change.
+    dockerfile("two.txt");
+    let out = dc(&[("COMPOSE_DOCKER_CLI_BUILD", "0")], &["build"]).ok();
+    assert!(
+        out.stdout.contains("Successfully tagged kit/app:v1"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert_eq!(greeting(), "built-by-compose two\n");
+    // up --build: built, then run; again after a change: rebuilt, and the
+    // containers recreated (compose reads the old image's ContainerConfig).
+    for (round, file) in [(1, "one.txt"), (2, "two.txt")] {
+        dockerfile(file);
+        dc(&[], &["up", "-d", "--build"]).ok();
+        let want = format!("built-by-compose {}", file.trim_end_matches(".txt"));
+        wait_for("the built service's output", || {
+            dc(&[], &["logs", "--no-color", "app"])
+                .stdout
+                .contains(&want)
+        });
+        let ps = dc(&[], &["ps"]).ok().stdout;
+        assert!(
+            ps.lines()
+                .any(|l| l.starts_with("kit_side_1") && l.contains(" Up ")),
+            "round {round}: {ps}"
+        );
+    }
+    // A failing build: compose's error, nonzero.
+    std::fs::write(proj.join("Dockerfile"), format!("FROM {IMG}\nRUN exit 3\n")).unwrap();
+    for env in [&[][..], &[("COMPOSE_DOCKER_CLI_BUILD", "0")][..]] {
+        let out = dc(env, &["build"]);
+        assert_ne!(out.code, 0, "{env:?}: {}", out.stdout);
+        let all = format!("{}{}", out.stdout, out.stderr);
+        assert!(
+            all.contains("returned a non-zero code: 3"),
+            "{env:?}: {all}"
+        );
+        assert!(all.contains("failed to build"), "{env:?}: {all}");
+    }
+    dc(&[], &["down", "--rmi", "local"]).ok();
+    assert_eq!(s.docker(&["ps", "-aq"]).ok().stdout, "");
+}
+
 /// A Python with the docker SDK: the venv scripts/deps.sh makes from
 /// PyPI, a python3 on PATH that has it, or Debian's (docker-compose's
 /// dependency).

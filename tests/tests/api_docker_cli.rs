@@ -1129,3 +1129,151 @@ fn the_docker_cli_imports_through_the_socket() {
     );
     assert!(s.docker(&["version"]).code == 0);
 }
+
+/// One raw HTTP exchange by a client that sends its whole body before it
+/// reads (as Python's http.client does): whether every byte of `body` was
+/// taken, and the answer.
+fn send_all_then_read(sock: &Path, head: &str, body: &[u8]) -> (std::io::Result<()>, String) {
+    let mut s = UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(120))).unwrap();
+    let sent = s
+        .write_all(head.as_bytes())
+        .and_then(|()| s.write_all(body));
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    (sent, String::from_utf8_lossy(&out).into_owned())
+}
+
+/// A tar whose first entry climbs out of the directory (the engine
+/// refuses it) followed by `pad` bytes of a second entry.
+fn refused_then_big_tar(pad: usize) -> Vec<u8> {
+    let mut t = raw_name_tar("../escape");
+    // raw_name_tar ends with the end-of-archive blocks: a second entry
+    // goes where they start.
+    t.truncate(1024);
+    let mut b = tar::Builder::new(t);
+    let mut h = tar::Header::new_gnu();
+    h.set_size(pad as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append_data(&mut h, "big", std::io::repeat(7).take(pad as u64))
+        .unwrap();
+    b.into_inner().unwrap()
+}
+
+/// Rounds of each case below: the failure they guard against was a race.
+const UPLOAD_ROUNDS: usize = 4;
+
+#[test]
+fn an_error_answered_before_an_upload_is_read_reaches_the_client() {
+    let Some(s) = Service::start() else { return };
+    let big = 64 << 20;
+    // docker build with a parameter the server refuses before it reads
+    // the context (a label), with a 64 MiB context: the CLI prints the
+    // server's error, not a broken pipe on its upload.
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("Dockerfile"), format!("FROM {IMG}\n")).unwrap();
+    std::fs::write(ctx.path().join("big.bin"), vec![0x5a; big]).unwrap();
+    for round in 0..UPLOAD_ROUNDS {
+        let mut c = s.docker_cmd();
+        c.env("DOCKER_BUILDKIT", "0")
+            .args(["build", "--label", "a=b", "-t", "never:made"])
+            .arg(ctx.path());
+        let out = run_command(c, None, Duration::from_secs(300), "docker build --label");
+        assert_eq!(out.code, 1, "round {round}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("Error response from daemon: build --label is not supported"),
+            "round {round}: {}",
+            out.stderr
+        );
+    }
+    // docker load of a 64 MiB file that is no archive: the server's error
+    // (in its stream: the body is read first).
+    let junk = ctx.path().join("junk.tar");
+    std::fs::write(&junk, vec![0x5a; big]).unwrap();
+    for round in 0..UPLOAD_ROUNDS {
+        let out = s.docker(&["load", "-i", junk.to_str().unwrap()]);
+        assert_eq!(out.code, 1, "round {round}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("invalid archive"),
+            "round {round}: {}",
+            out.stderr
+        );
+    }
+    // A client that sends its whole body before it reads: the server
+    // takes all of it (up to its bound) and answers.
+    let body = vec![0x5a; big];
+    let put = |path: &str, len: usize| {
+        format!(
+            "PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-tar\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let post = |path: &str, len: usize| put(path, len).replacen("PUT", "POST", 1);
+    let cases: Vec<(String, &[u8], &str, &str)> = vec![
+        // A bad tag: refused before the context is read.
+        (
+            post("/v1.41/build?t=Not%20A%20Tag", big),
+            &body,
+            "HTTP/1.1 400",
+            "invalid reference format",
+        ),
+        // A container that does not exist.
+        (
+            put("/v1.41/containers/nosuch/archive?path=/tmp", big),
+            &body,
+            "HTTP/1.1 404",
+            "No such container",
+        ),
+        // A JSON body over the cap (1 MiB).
+        (
+            post("/v1.41/containers/create", 4 << 20),
+            &body[..4 << 20],
+            "HTTP/1.1 413",
+            "exceeds the limit",
+        ),
+        // An import with a bad change, refused before the tarball is read.
+        (
+            post("/v1.41/images/create?fromSrc=-&changes=RUN%20true", big),
+            &body,
+            "HTTP/1.1 400",
+            "run is not a valid change command",
+        ),
+    ];
+    for (head, body, status, text) in &cases {
+        for round in 0..UPLOAD_ROUNDS {
+            let (sent, answer) = send_all_then_read(&s.sock, head, body);
+            assert!(
+                sent.is_ok(),
+                "round {round}: {head}: the upload was cut off ({sent:?}); answer: {answer}"
+            );
+            assert!(
+                answer.starts_with(status),
+                "round {round}: {head}: {answer}"
+            );
+            assert!(answer.contains(text), "round {round}: {head}: {answer}");
+        }
+    }
+    // An upload the engine refuses mid-way (its first entry leaves the
+    // directory) into a running container: the rest is taken, the
+    // refusal arrives.
+    s.docker(&["run", "-d", "--init", "--name", "box", IMG, "sleep", "300"])
+        .ok();
+    let tar = refused_then_big_tar(big);
+    for round in 0..UPLOAD_ROUNDS {
+        let (sent, answer) = send_all_then_read(
+            &s.sock,
+            &put("/v1.41/containers/box/archive?path=/tmp", tar.len()),
+            &tar,
+        );
+        assert!(sent.is_ok(), "round {round}: cut off ({sent:?}): {answer}");
+        assert!(
+            answer.starts_with("HTTP/1.1 400"),
+            "round {round}: {answer}"
+        );
+    }
+    assert_ne!(s.docker(&["exec", "box", "test", "-e", "/escape"]).code, 0);
+    s.docker(&["rm", "-f", "box"]).ok();
+    s.docker(&["version"]).ok();
+}
