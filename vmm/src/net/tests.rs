@@ -362,7 +362,9 @@ fn the_thread_relays_frames() {
 
 /// What a snapshot of the device asks of its stack: nothing open. A DNS
 /// query opens a flow (kept [`super::stack`]'s DNS idle time), and the
-/// device refuses to be snapshotted while it lives.
+/// device refuses to be snapshotted while it lives. (The device is Unix
+/// only.)
+#[cfg(unix)]
 #[test]
 fn the_thread_counts_flows_for_the_snapshot_check() {
     use crate::devices::virtio::net::snapshot_blocker;
