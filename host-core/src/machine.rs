@@ -200,7 +200,16 @@ impl std::fmt::Display for VmOrigin {
 }
 
 /// Bumped when what a snapshot holds changes (guest command line, devices).
-const SNAPSHOT_FORMAT: &str = "berth-vm-snapshot-2";
+/// 3: the guest has its network card (snapshots of 2 had none).
+const SNAPSHOT_FORMAT: &str = "berth-vm-snapshot-3";
+
+/// Whether VMs get a network card: egress through the VMM's user-mode
+/// stack (host sockets, so the host's VPN, DNS and proxy apply), and
+/// `host.docker.internal` for their containers. `BERTH_MACHINE_NET=none`
+/// boots without one (the machine VM and `--isolation vm` VMs alike).
+fn vm_net() -> bool {
+    !crate::env::is(crate::env::MACHINE_NET, "none")
+}
 
 /// Identity of a file that is not hashed: path, size, modification time.
 fn file_identity(p: &Path) -> Result<String> {
@@ -216,9 +225,9 @@ fn file_identity(p: &Path) -> Result<String> {
 }
 
 /// Cache key of the snapshot of a freshly booted guest: the kernel, the
-/// root disk (named by the agent's hash), the VMM binary and the machine
-/// size. The VMM also checks the kernel's sha256 and its own version on
-/// restore.
+/// root disk (named by the agent's hash), the VMM binary, the machine
+/// size and whether it has a network card ([`vm_net`]). The VMM also
+/// checks the kernel's sha256 and its own version on restore.
 fn snapshot_key(kernel: &Path, rootfs: &Path, vmm: &Path, spec: MachineSpec) -> Result<String> {
     let mut h = Sha256::new();
     for part in [
@@ -227,6 +236,7 @@ fn snapshot_key(kernel: &Path, rootfs: &Path, vmm: &Path, spec: MachineSpec) -> 
         file_identity(rootfs)?,
         file_identity(vmm)?,
         format!("cpus={} mem={}", spec.cpus, spec.mem_mib),
+        format!("net={}", if vm_net() { "user" } else { "none" }),
     ] {
         h.update(part.as_bytes());
         h.update([0u8]);
@@ -683,11 +693,14 @@ impl Machine {
             Launch::Boot { snapshot_to } => {
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
                 let (share_flags, share_param) = crate::shares::vmm_args(shares);
-                // Egress through the VMM's user-mode network stack (host
-                // sockets, so the host's VPN, DNS and proxy apply). Not for
-                // snapshotted boots: snapshots hold no host connections.
-                // BERTH_MACHINE_NET=none boots without a network card.
-                let net = snapshot_to.is_none() && !crate::env::is(crate::env::MACHINE_NET, "none");
+                // Egress through the VMM's user-mode network stack, in
+                // snapshotted boots too: the snapshot keeps the card and
+                // the guest's eth0 as the agent set it up from
+                // `berth.net=` (every clone keeps that command line, so its
+                // containers get `host.docker.internal` as well), and each
+                // clone's VMM starts a fresh stack. The VMM refuses the
+                // snapshot if the stack holds a connection then.
+                let net = vm_net();
                 // The guest agent logs at this berth's level when one was
                 // asked for (BERTH_LOG or --log-level exported it). Not in
                 // snapshotted boots: every clone of a snapshot keeps the
@@ -931,9 +944,10 @@ impl Machine {
                     let _ = std::fs::write(
                         tmp.join("inputs.txt"),
                         format!(
-                            "kernel {}\nrootfs {}\ncpus {}\nmem_mib {}\n",
+                            "kernel {}\nrootfs {}\nnet {}\ncpus {}\nmem_mib {}\n",
                             kernel.display(),
                             rootfs.display(),
+                            if vm_net() { "user" } else { "none" },
                             spec.cpus,
                             spec.mem_mib
                         ),

@@ -4,6 +4,9 @@
 //! output, hostname and the host's wall clock; a snapshot that cannot be
 //! restored (another VMM version) is reported, replaced by a cold boot and
 //! rebuilt. Ten clones run at once and their summed PSS is printed.
+//! A clone has the snapshot's network card with a stack of its own: one
+//! fetches from an HTTP server on the host's 127.0.0.1 through
+//! `host.docker.internal` (egress, issue 19).
 //!
 //! Slow where the guest kernel is emulated (kvm_pvm, 2 cores): each run's
 //! container start inside the guest takes about a minute, ten at once
@@ -36,14 +39,41 @@ struct Probe {
 }
 
 fn parse(stdout: &str, stderr: &str) -> Probe {
+    parse_with(stdout, stderr, 0).0
+}
+
+/// [`parse`] of a probe followed by `extra` more lines, returned.
+fn parse_with(stdout: &str, stderr: &str, extra: usize) -> (Probe, Vec<String>) {
     let l: Vec<&str> = stdout.lines().map(str::trim).collect();
-    assert_eq!(l.len(), 3, "stdout: {stdout}\nstderr: {stderr}");
+    assert_eq!(l.len(), 3 + extra, "stdout: {stdout}\nstderr: {stderr}");
     assert_eq!(l[0].len(), 36, "boot_id {:?}", l[0]);
-    Probe {
+    let probe = Probe {
         boot_id: l[0].to_string(),
         random: l[1].to_string(),
         clock: l[2].parse().unwrap_or_else(|_| panic!("date: {:?}", l[2])),
-    }
+    };
+    (probe, l[3..].iter().map(|s| s.to_string()).collect())
+}
+
+/// An HTTP server on the host's 127.0.0.1 that answers every request
+/// with `body`, on a thread that lives as long as the test; its port.
+fn host_http_server(body: String) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut c in listener.incoming().flatten() {
+            let mut req = [0u8; 4096];
+            let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(30)));
+            let _ = c.read(&mut req);
+            let _ = write!(
+                c,
+                "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
 }
 
 /// Runs the probe in its own VM; returns stderr and the probe.
@@ -54,6 +84,23 @@ fn run_probe(b: &Berth) -> (String, Probe, f64) {
 /// [`run_probe`], the image on an image disk or (`image_disk` false)
 /// streamed over vsock.
 fn run_probe_with(b: &Berth, image_disk: bool) -> (String, Probe, f64) {
+    let (stderr, p, secs, _) = run_probe_then(b, image_disk, "", 0);
+    (stderr, p, secs)
+}
+
+/// [`run_probe_with`], then `then` (a shell command list) in the same
+/// container, which prints `lines` more lines (returned).
+fn run_probe_then(
+    b: &Berth,
+    image_disk: bool,
+    then: &str,
+    lines: usize,
+) -> (String, Probe, f64, Vec<String>) {
+    let script = if then.is_empty() {
+        PROBE.to_string()
+    } else {
+        format!("{PROBE}; {then}")
+    };
     let t = Instant::now();
     let start = now_s();
     let o = b
@@ -69,7 +116,7 @@ fn run_probe_with(b: &Berth, image_disk: bool) -> (String, Probe, f64) {
             DEFAULT_IMAGE,
             "sh",
             "-c",
-            PROBE,
+            &script,
         ])
         .output()
         .unwrap();
@@ -83,9 +130,9 @@ fn run_probe_with(b: &Berth, image_disk: bool) -> (String, Probe, f64) {
         "exit {:?}\nstdout: {stdout}\nstderr: {stderr}",
         o.status
     );
-    let p = parse(&stdout, &stderr);
+    let (p, extra) = parse_with(&stdout, &stderr, lines);
     check_clock(&p, start, now_s());
-    (stderr, p, secs)
+    (stderr, p, secs, extra)
 }
 
 /// The guest's clock is within 1 s of the host's while the run lasted.
@@ -182,9 +229,29 @@ fn vm_containers_start_as_clones_with_their_own_identity() {
     randoms.insert(p.random);
     step(&format!("cold boot + snapshot run ({cold_s:.1} s)"));
 
-    // Then clones, one after another, each with its own identity.
+    // Then clones, one after another, each with its own identity. The
+    // last also fetches from a server on the host's 127.0.0.1 through
+    // host.docker.internal, and shows its resolver (the stack's DNS).
+    let token = format!("berth-egress-{}", now_s());
+    let port = host_http_server(token.clone());
+    let egress = format!(
+        "echo \"body=$(wget -q -O- http://host.docker.internal:{port}/ 2>&1)\"; \
+         echo \"dns=$(grep nameserver /etc/resolv.conf | tr '\\n' ' ')\"; \
+         echo \"hosts=$(grep -w host.docker.internal /etc/hosts)\""
+    );
     for i in 1..=3 {
-        let (stderr, p, clone_s) = run_probe(&b);
+        let (stderr, p, clone_s, extra) = if i == 3 {
+            run_probe_then(&b, true, &egress, 3)
+        } else {
+            let (stderr, p, secs) = run_probe(&b);
+            (stderr, p, secs, Vec::new())
+        };
+        if i == 3 {
+            assert_eq!(extra[0], format!("body={token}"), "{stderr}");
+            assert_eq!(extra[1].trim(), "dns=nameserver 192.168.127.1", "{stderr}");
+            assert_eq!(extra[2], "hosts=192.168.127.254\thost.docker.internal");
+            step("clone fetched from the host through host.docker.internal");
+        }
         assert!(stderr.contains("berth: vm: clone,"), "{stderr}");
         assert!(
             stderr.contains("berth: vm: image disk attached"),

@@ -62,8 +62,10 @@ pub enum DeviceConfig {
     /// A shared host directory (virtio-fs). Linux hosts only; a VM with one
     /// cannot be snapshotted.
     Fs(FsConfig),
-    /// virtio-net with user-mode networking (crate::net). Unix hosts only;
-    /// a VM with one cannot be snapshotted.
+    /// virtio-net with user-mode networking (crate::net). Unix hosts only.
+    /// A snapshot records the device and its queues, not the stack: a
+    /// restore starts a fresh stack, so a VM is snapshotted only while its
+    /// stack holds no connections (see `devices::virtio::net::snapshot_blocker`).
     Net(UserNetConfig),
 }
 
@@ -94,7 +96,10 @@ pub enum DeviceKind {
         /// The share's mount tag.
         tag: String,
     },
-    /// virtio-net with user networking (snapshots refuse VMs that have one).
+    /// virtio-net with user networking. What the guest sees of it (MAC,
+    /// addresses of the VM network) is fixed by the VMM version, which a
+    /// restore must match; the stack's host side (DNS upstreams) is this
+    /// run's ([`RestoreResources::net`]).
     Net,
     /// virtio-balloon (free page reporting).
     Balloon,
@@ -108,9 +113,9 @@ impl DeviceKind {
             DeviceKind::Vsock
             | DeviceKind::Block { .. }
             | DeviceKind::Rng
-            | DeviceKind::Balloon => None,
+            | DeviceKind::Balloon
+            | DeviceKind::Net => None,
             DeviceKind::Fs { tag } => Some(format!("virtio-fs share `{tag}`")),
-            DeviceKind::Net => Some("virtio-net (user networking)".into()),
         }
     }
 
@@ -134,6 +139,11 @@ pub struct RestoreResources {
     pub vsock_uds: Option<PathBuf>,
     /// Disks, in the snapshot's order; empty: the paths recorded in it.
     pub disks: Vec<DiskConfig>,
+    /// The user-mode stack of the snapshot's network card (a fresh one:
+    /// no connections); `None`: [`UserNetConfig::from_host`], the host's
+    /// resolvers as they are now. Given for a snapshot without a card, it
+    /// is refused (the guest would have no driver bound to a new one).
+    pub net: Option<UserNetConfig>,
 }
 
 impl DeviceConfig {
@@ -190,9 +200,22 @@ impl DeviceConfig {
                 }),
                 DeviceKind::Rng => DeviceConfig::Rng,
                 DeviceKind::Balloon => DeviceConfig::Balloon,
+                // One card: the VMM makes no more, and all would share
+                // one MAC address.
+                DeviceKind::Net if out.iter().any(|c| matches!(c, DeviceConfig::Net(_))) => {
+                    return Err(SnapshotError::Mismatch(
+                        "the snapshot claims more than one network card".into(),
+                    ))
+                }
+                DeviceKind::Net => DeviceConfig::Net(
+                    resources
+                        .net
+                        .clone()
+                        .unwrap_or_else(UserNetConfig::from_host),
+                ),
                 // Never written (snapshots refuse VMs with these); refused
                 // should a state file claim one.
-                DeviceKind::Fs { .. } | DeviceKind::Net => {
+                DeviceKind::Fs { .. } => {
                     return Err(SnapshotError::UnsupportedDevice {
                         device: kind.snapshot_refusal().unwrap_or_default(),
                     })
@@ -204,6 +227,11 @@ impl DeviceConfig {
                 "{} disks given, the snapshot has fewer",
                 resources.disks.len()
             )));
+        }
+        if resources.net.is_some() && !records.contains(&DeviceKind::Net) {
+            return Err(SnapshotError::Mismatch(
+                "a network card was asked for, the snapshot has none".into(),
+            ));
         }
         Ok(out)
     }
@@ -565,7 +593,7 @@ mod tests {
         ];
         let res = RestoreResources {
             vsock_uds: Some("/run/v.sock".into()),
-            disks: vec![],
+            ..Default::default()
         };
         let configs = DeviceConfig::for_restore(&records, &res).unwrap();
         let kinds: Vec<_> = configs.iter().map(DeviceConfig::kind).collect();
@@ -586,6 +614,7 @@ mod tests {
         let res = RestoreResources {
             vsock_uds: Some("/run/v.sock".into()),
             disks: vec![disk("/now.img")],
+            net: None,
         };
         let configs = DeviceConfig::for_restore(&records, &res).unwrap();
         assert!(
@@ -604,30 +633,72 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, SnapshotError::Mismatch(_)), "{e}");
         let two = RestoreResources {
-            vsock_uds: None,
             disks: vec![disk("/x"), disk("/y")],
+            ..Default::default()
         };
         let e = DeviceConfig::for_restore(std::slice::from_ref(&block), &two).unwrap_err();
         assert!(e.to_string().contains("fewer"), "{e}");
         let one = RestoreResources {
-            vsock_uds: None,
             disks: vec![disk("/x")],
+            ..Default::default()
         };
         let e = DeviceConfig::for_restore(&[block.clone(), block], &one).unwrap_err();
         assert!(e.to_string().contains("more"), "{e}");
-        for hostile in [DeviceKind::Fs { tag: "t".into() }, DeviceKind::Net] {
-            let e =
-                DeviceConfig::for_restore(&[hostile], &RestoreResources::default()).unwrap_err();
-            assert!(matches!(e, SnapshotError::UnsupportedDevice { .. }), "{e}");
-        }
+        let e = DeviceConfig::for_restore(
+            &[DeviceKind::Fs { tag: "t".into() }],
+            &RestoreResources::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, SnapshotError::UnsupportedDevice { .. }), "{e}");
     }
 
     #[test]
-    fn only_shares_and_user_networking_refuse_snapshots() {
+    fn a_restored_network_card_gets_this_runs_stack_and_hostile_records_are_refused() {
+        let mine = UserNetConfig::with_upstreams(vec!["127.0.0.1:5353".parse().unwrap()]);
+        let with_net = RestoreResources {
+            vsock_uds: Some("/run/v.sock".into()),
+            net: Some(mine),
+            ..Default::default()
+        };
+        // The card keeps its place among the devices (its slot and
+        // interrupt line are the guest's), with this run's stack.
+        let configs = DeviceConfig::for_restore(
+            &[DeviceKind::Vsock, DeviceKind::Net, DeviceKind::Rng],
+            &with_net,
+        )
+        .unwrap();
+        assert!(
+            matches!(&configs[1], DeviceConfig::Net(c) if c.dns_upstreams == ["127.0.0.1:5353".parse().unwrap()])
+        );
+        assert_eq!(configs.len(), 3);
+        // Without one given: the host's resolvers as they are now.
+        let configs =
+            DeviceConfig::for_restore(&[DeviceKind::Net], &RestoreResources::default()).unwrap();
+        assert!(matches!(&configs[0], DeviceConfig::Net(c) if c.host_loopback.is_loopback()));
+        // A state file that claims two cards.
+        let e = DeviceConfig::for_restore(
+            &[DeviceKind::Net, DeviceKind::Net],
+            &RestoreResources::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("more than one network card"), "{e}");
+        // A card asked for a snapshot whose guest had none.
+        let e = DeviceConfig::for_restore(&[DeviceKind::Vsock], &with_net).unwrap_err();
+        assert!(matches!(e, SnapshotError::Mismatch(_)), "{e}");
+        assert!(e.to_string().contains("has none"), "{e}");
+        // The record as the state file stores it (a unit variant).
+        assert_eq!(serde_json::to_string(&DeviceKind::Net).unwrap(), r#""Net""#);
+        let back: DeviceKind = serde_json::from_str(r#""Net""#).unwrap();
+        assert_eq!(back, DeviceKind::Net);
+    }
+
+    #[test]
+    fn only_shares_refuse_snapshots() {
         assert!(DeviceKind::check_snapshot_support(&[
             DeviceKind::Vsock,
             DeviceKind::Rng,
-            DeviceKind::Balloon
+            DeviceKind::Balloon,
+            DeviceKind::Net
         ])
         .is_ok());
         let e = DeviceKind::check_snapshot_support(&[
@@ -636,8 +707,6 @@ mod tests {
         ])
         .unwrap_err();
         assert!(e.to_string().contains("virtio-fs share `home`"), "{e}");
-        let e = DeviceKind::check_snapshot_support(&[DeviceKind::Net]).unwrap_err();
-        assert!(e.to_string().contains("virtio-net"), "{e}");
     }
 
     #[test]

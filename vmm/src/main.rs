@@ -74,9 +74,10 @@ struct Args {
     /// Network card (virtio-net): `user` = user-mode networking, the
     /// guest's connections leave through the VMM's host sockets (VM
     /// network 192.168.127.0/24: gateway and DNS .1, guest .2, host
-    /// loopback .254). Linux (KVM) only yet; such a VM cannot be
-    /// snapshotted.
-    #[arg(long, value_name = "MODE", value_parser = ["user"], conflicts_with_all = ["restore", "standby", "snapshot_on_ready"])]
+    /// loopback .254). Linux (KVM) only yet. A snapshot keeps the card
+    /// (a restore gets a fresh stack) and is taken only while the stack
+    /// holds no connections.
+    #[arg(long, value_name = "MODE", value_parser = ["user"], conflicts_with_all = ["restore", "standby"])]
     net: Option<String>,
     /// Do not apply host workarounds (kvm_pvm command line and CPUID filter).
     #[arg(long = "no-host-quirks")]

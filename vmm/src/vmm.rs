@@ -269,6 +269,9 @@ pub fn restore_prepared(
         &RestoreResources {
             vsock_uds: config.vsock_uds.clone(),
             disks: config.disks.clone(),
+            // A network card gets a fresh stack with the host's resolvers
+            // of now (a VPN connected since the snapshot applies).
+            net: None,
         },
     )?;
     let (event_tx, event_rx) = channel::<Event>();

@@ -360,6 +360,46 @@ fn the_thread_relays_frames() {
     drop(t);
 }
 
+/// What a snapshot of the device asks of its stack: nothing open. A DNS
+/// query opens a flow (kept [`super::stack`]'s DNS idle time), and the
+/// device refuses to be snapshotted while it lives. (The device is Unix
+/// only.)
+#[cfg(unix)]
+#[test]
+fn the_thread_counts_flows_for_the_snapshot_check() {
+    use crate::devices::virtio::net::snapshot_blocker;
+    let upstream = udp_server(b"a:", 1);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let t = UserNetThread::spawn(
+        UserNet::new(UserNetConfig::with_upstreams(vec![upstream])).unwrap(),
+        Box::new(move || {
+            let _ = tx.lock().unwrap().send(());
+        }),
+    )
+    .unwrap();
+    assert_eq!((t.flows(), t.pending_from_guest()), (0, 0));
+    assert_eq!(snapshot_blocker(t.flows(), t.pending_from_guest()), None);
+    let query = super::frames::udp_frame(
+        EthernetAddress(GUEST_MAC),
+        EthernetAddress(GATEWAY_MAC),
+        std::net::SocketAddrV4::new(GUEST, 1000),
+        std::net::SocketAddrV4::new(GATEWAY, 53),
+        b"q",
+    )
+    .unwrap();
+    assert!(t.send_frame(&query));
+    rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(t.recv_frame().is_some());
+    assert_eq!(t.flows(), 1);
+    let why = snapshot_blocker(t.flows(), t.pending_from_guest()).unwrap();
+    assert!(why.contains("1 open connection"), "{why}");
+    // Unread frames from the guest refuse too (one may open a flow).
+    let why = snapshot_blocker(0, 3).unwrap();
+    assert!(why.contains("3 frame(s)"), "{why}");
+    drop(t);
+}
+
 /// A TCP SYN frame from the guest.
 fn syn_frame(dst: Ipv4Addr, port: u16) -> Vec<u8> {
     let tcp = TcpRepr {

@@ -2,7 +2,7 @@
 //! queues to and from the device.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -19,6 +19,9 @@ struct Shared {
     to_stack: Mutex<VecDeque<Vec<u8>>>,
     to_guest: Mutex<VecDeque<Vec<u8>>>,
     stop: AtomicBool,
+    /// TCP connections and UDP flows the stack held after its last round
+    /// (what a snapshot cannot carry: their host sockets).
+    flows: AtomicUsize,
 }
 
 /// A [`UserNet`] running on its own thread. Dropping it stops the thread.
@@ -40,6 +43,7 @@ impl UserNetThread {
             to_stack: Mutex::new(VecDeque::new()),
             to_guest: Mutex::new(VecDeque::new()),
             stop: AtomicBool::new(false),
+            flows: AtomicUsize::new(0),
         });
         let waker = net.waker();
         let s = shared.clone();
@@ -53,7 +57,15 @@ impl UserNetThread {
                     for frame in &input {
                         net.guest_frame(frame);
                     }
+                    let count = |net: &UserNet| {
+                        let (tcp, udp) = net.flow_counts();
+                        s.flows.store(tcp + udp, Ordering::SeqCst);
+                    };
+                    // Before the poll too: a frame that opened a flow
+                    // shows at once, not after the poll's wait.
+                    count(&net);
                     net.poll(Duration::from_secs(1));
+                    count(&net);
                     let mut moved = false;
                     {
                         let mut out = lock(&s.to_guest);
@@ -110,6 +122,17 @@ impl UserNetThread {
     /// guest had no buffer for it).
     pub fn unrecv_frame(&self, frame: Vec<u8>) {
         lock(&self.shared.to_guest).push_front(frame);
+    }
+
+    /// TCP connections and UDP flows open in the stack (as of its last
+    /// round; frames from the guest it has not read yet may open more).
+    pub fn flows(&self) -> usize {
+        self.shared.flows.load(Ordering::SeqCst)
+    }
+
+    /// Frames from the guest the stack has not read yet.
+    pub fn pending_from_guest(&self) -> usize {
+        lock(&self.shared.to_stack).len()
     }
 
     /// Whether frames for the guest wait.

@@ -131,6 +131,28 @@ impl Net {
     }
 }
 
+/// Why a device whose stack holds `flows` TCP connections and UDP flows,
+/// with `pending` frames from the guest unread, cannot be snapshotted:
+/// their host sockets cannot be carried over (a clone's stack starts
+/// empty, and the guest would keep connections nobody serves), and an
+/// unread frame may open one. `None` when both are zero (a guest that was
+/// idle on the network, as berth's is when its agent is ready). Frames
+/// queued for the guest are not saved: a clone loses them as a lossy
+/// link would, and the guest's TCP resends.
+pub fn snapshot_blocker(flows: usize, pending: usize) -> Option<String> {
+    if flows > 0 {
+        return Some(format!(
+            "virtio-net: the user-mode network stack has {flows} open connection(s) or flow(s), whose host sockets a snapshot cannot carry"
+        ));
+    }
+    if pending > 0 {
+        return Some(format!(
+            "virtio-net: {pending} frame(s) from the guest not yet handled by the user-mode network stack"
+        ));
+    }
+    None
+}
+
 impl VirtioDevice for Net {
     fn device_type(&self) -> u32 {
         device_type::NET
@@ -189,7 +211,7 @@ impl VirtioDevice for Net {
     }
 
     fn snapshot_blocker(&self) -> Option<String> {
-        Some("virtio-net user networking holds host connections; it cannot be snapshotted".into())
+        snapshot_blocker(self.stack.flows(), self.stack.pending_from_guest())
     }
 
     fn host_event_fd(&self) -> Option<RawFd> {

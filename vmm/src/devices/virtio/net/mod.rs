@@ -6,7 +6,7 @@ mod device;
 #[cfg(test)]
 mod tests;
 
-pub use device::Net;
+pub use device::{snapshot_blocker, Net};
 
 /// Size of `virtio_net_hdr_v1` (virtio 1.0: always with `num_buffers`).
 pub const NET_HDR_LEN: usize = 12;
