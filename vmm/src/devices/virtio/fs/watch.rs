@@ -213,11 +213,6 @@ fn cover(n: usize, set: &[(usize, PathBuf)]) -> Vec<BTreeSet<PathBuf>> {
     out
 }
 
-/// `base` joined with `rel` (`""`: `base` itself).
-fn join_rel(base: &Path, rel: &Path) -> PathBuf {
-    full_path(base, rel)
-}
-
 /// `root` joined with a share-relative folder (`""`: `root` itself).
 fn full_path(root: &Path, rel: &Path) -> PathBuf {
     if rel.as_os_str().is_empty() {
@@ -853,7 +848,7 @@ impl Translator {
                     // A new directory moved: read it where it is now.
                     for (d, _) in self.pending.iter_mut() {
                         if let Ok(r) = d.strip_prefix(&p) {
-                            *d = join_rel(&to, r);
+                            *d = full_path(&to, r);
                         }
                     }
                     let moved: Vec<PathBuf> = self
@@ -865,7 +860,7 @@ impl Translator {
                     for m in moved {
                         self.told.remove(&m);
                         if let Ok(r) = m.strip_prefix(&p) {
-                            let n = join_rel(&to, r);
+                            let n = full_path(&to, r);
                             if under(self, &n) {
                                 self.told.insert(n);
                             }
