@@ -47,6 +47,12 @@ const SCAN_MAX: usize = 1024;
 /// How long a create found by such a scan absorbs the create event of
 /// the same path.
 const SCAN_TTL: Duration = Duration::from_secs(2);
+/// Most paths remembered as told to the guest under new directories that
+/// wait to be read again (past it, the reading again is given up).
+const TOLD_MAX: usize = 65_536;
+/// How often a watched folder that is missing (removed, moved away, or
+/// not there when asked for) is looked for again.
+const RETRY: Duration = Duration::from_secs(1);
 
 /// One watched share.
 pub struct WatchedShare {
@@ -92,9 +98,10 @@ pub fn start(shares: Vec<WatchedShare>, listen: &Path) -> std::io::Result<()> {
     let tags: Arc<Vec<String>> = Arc::new(shares.iter().map(|s| s.tag.clone()).collect());
     let watch_events = tx.clone();
     let watch_sent = sent.clone();
+    let checks = watch_tx.clone();
     std::thread::Builder::new()
         .name("berth-fswatch-watch".into())
-        .spawn(move || watch_loop(roots, watch_events, watch_rx, watch_sent))?;
+        .spawn(move || watch_loop(roots, watch_events, watch_rx, checks, watch_sent))?;
     let _ = std::fs::remove_file(listen);
     let listener = UnixListener::bind(listen)?;
     let accept_tx = tx.clone();
@@ -227,28 +234,57 @@ fn confine_watch_thread() {
     }
 }
 
-/// A watch request: the agent connection it came from, and its folders.
-type WatchSet = (u64, Vec<(usize, PathBuf)>);
+/// What the watch thread acts on.
+enum WatchMsg {
+    /// A watch request: the agent connection it came from, and its
+    /// folders.
+    Set(u64, Vec<(usize, PathBuf)>),
+    /// A translator has new directories to read again once their watch
+    /// is in place, or watched folders that went away.
+    Check,
+}
+
+fn lock(t: &Mutex<Translator>) -> std::sync::MutexGuard<'_, Translator> {
+    t.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Whether `p` is a real directory: no component a symbolic link (the
+/// guest can make those).
+fn real_dir(p: &Path) -> bool {
+    std::fs::canonicalize(p).is_ok_and(|c| c == p) && lstat(p).is_some_and(|m| m.is_dir())
+}
 
 /// Owns the `notify` watchers and keeps their watches on the folders the
-/// newest agent connection asked for.
+/// newest agent connection asked for: again when one is removed (or moved
+/// away) and made again. Reads new directories again once their watch is
+/// in place.
+///
+/// Never holds a translator's lock while it calls the watcher: `notify`
+/// answers on the thread that runs the handler, which takes that lock.
 fn watch_loop(
     shares: Vec<(String, PathBuf, Arc<ShareEvents>)>,
     tx: Sender<Msg>,
-    rx: Receiver<WatchSet>,
+    rx: Receiver<WatchMsg>,
+    checks: Sender<WatchMsg>,
     sent: Arc<AtomicU64>,
 ) {
     // Before the watchers exist: notify's inotify thread inherits this.
     confine_watch_thread();
     let mut watchers = Vec::new();
+    let mut translators = Vec::new();
     for (i, (_, root, events)) in shares.iter().enumerate() {
-        let translator = Mutex::new(Translator::new(root.clone(), events.clone()));
+        let translator = Arc::new(Mutex::new(Translator::new(root.clone(), events.clone())));
+        translators.push(translator.clone());
         let tx = tx.clone();
+        let checks = checks.clone();
         let handler = move |res: notify::Result<notify::Event>| match res {
             Ok(ev) => {
-                let mut t = translator.lock().unwrap_or_else(|p| p.into_inner());
+                let mut t = lock(&translator);
                 for h in t.translate(ev) {
                     let _ = tx.send(Msg::Host(i, h));
+                }
+                if t.take_wake() {
+                    let _ = checks.send(WatchMsg::Check);
                 }
             }
             Err(e) => log::warn!("share watcher: {e}"),
@@ -264,53 +300,132 @@ fn watch_loop(
             }
         }
     }
-    drop(tx);
+    drop(checks);
     let n = shares.len();
+    // The folders asked for (outermost only), those watched now, and
+    // those to look for again (missing or gone since: logged once).
+    let mut want: Vec<BTreeSet<PathBuf>> = vec![BTreeSet::new(); n];
     let mut current: Vec<BTreeSet<PathBuf>> = vec![BTreeSet::new(); n];
+    let mut retry: Vec<BTreeSet<PathBuf>> = vec![BTreeSet::new(); n];
     let mut latest = 0u64;
-    while let Ok(first) = rx.recv() {
+    loop {
+        // While an asked-for folder is not watched, look again now and
+        // then; otherwise sleep until told.
+        let missing = (0..n).any(|i| watchers[i].is_some() && want[i] != current[i]);
+        let first = if missing {
+            match rx.recv_timeout(RETRY) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        } else {
+            match rx.recv() {
+                Ok(m) => Some(m),
+                Err(_) => return,
+            }
+        };
         let mut next = None;
-        for (conn, set) in std::iter::once(first).chain(rx.try_iter()) {
+        for m in first.into_iter().chain(rx.try_iter()) {
             // A closed connection clears its set; an older one is ignored.
-            if conn >= latest {
-                latest = conn;
-                next = Some(set);
+            // A check needs nothing more: every share is checked below.
+            if let WatchMsg::Set(conn, set) = m {
+                if conn >= latest {
+                    latest = conn;
+                    next = Some(set);
+                }
             }
         }
-        let Some(set) = next else { continue };
-        let want = cover(n, &set);
+        let mut changed = false;
+        if let Some(set) = next {
+            want = cover(n, &set);
+            changed = true;
+            for (i, (_, root, _)) in shares.iter().enumerate() {
+                if let Some(w) = watchers[i].as_mut() {
+                    for p in current[i].difference(&want[i]) {
+                        let _ = w.unwatch(&full_path(root, p));
+                    }
+                }
+                current[i] = current[i].intersection(&want[i]).cloned().collect();
+                retry[i].retain(|p| want[i].contains(p));
+            }
+        }
         for (i, (_, root, _)) in shares.iter().enumerate() {
             let Some(w) = watchers[i].as_mut() else {
                 continue;
             };
-            for p in current[i].difference(&want[i]) {
-                let _ = w.unwatch(&full_path(root, p));
+            let t = &translators[i];
+            // Watched folders that went away: removed, or moved (notify
+            // would go on reporting a moved one under its old path).
+            let lost = lock(t).take_lost();
+            for full in lost {
+                let Ok(rel) = full.strip_prefix(root) else {
+                    continue;
+                };
+                if current[i].remove(rel) {
+                    let _ = w.unwatch(&full);
+                    retry[i].insert(rel.to_path_buf());
+                    changed = true;
+                }
             }
-            let mut now: BTreeSet<PathBuf> = current[i].intersection(&want[i]).cloned().collect();
-            for p in want[i].difference(&current[i]) {
-                let full = full_path(root, p);
-                // Only a real folder of the share: no component may be a
-                // symbolic link (the guest can make those).
-                match std::fs::canonicalize(&full) {
-                    Ok(c) if c == full => {}
-                    _ => {
+            let full_of = |set: &BTreeSet<PathBuf>| -> Vec<PathBuf> {
+                set.iter().map(|p| full_path(root, p)).collect()
+            };
+            // Until it is watched again, the translator drops what is
+            // reported under an asked-for folder: reading it when the
+            // watch is in place tells the guest its state.
+            lock(t).set_roots(full_of(&current[i]), full_of(&want[i]));
+            for p in want[i].difference(&current[i]).cloned().collect::<Vec<_>>() {
+                let full = full_path(root, &p);
+                let again = retry[i].contains(&p);
+                // Only a real folder of the share.
+                if !real_dir(&full) {
+                    if retry[i].insert(p) {
                         log::warn!(
-                            "share events: not watching {}: missing or behind a symbolic link",
+                            "share events: not watching {} (yet): missing or behind a symbolic link",
                             full.display()
                         );
-                        continue;
                     }
+                    continue;
                 }
                 match w.watch(&full, RecursiveMode::Recursive) {
                     // A partial watch (e.g. past fs.inotify.max_user_watches)
                     // still reports what it covers.
-                    Err(e) => log::warn!("share events of {}: {e}", full.display()),
+                    Err(e) => {
+                        if retry[i].insert(p) {
+                            log::warn!("share events of {}: {e}", full.display());
+                        }
+                    }
                     Ok(()) => {
-                        now.insert(p.clone());
+                        // A folder made again (or late) is new to the
+                        // guest: reported as made, with what it holds.
+                        let mut g = lock(t);
+                        for h in g.watched_again(&full, again) {
+                            let _ = tx.send(Msg::Host(i, h));
+                        }
+                        drop(g);
+                        current[i].insert(p.clone());
+                        retry[i].remove(&p);
+                        changed = true;
                     }
                 }
             }
-            current[i] = now;
+            // New directories: `notify` adds their watch on its own
+            // thread after the batch of events that reported them, and
+            // answers any request only after that batch; a request
+            // answered means their watches are in place: read them again.
+            // Only those known before the request: one reported since
+            // may not be watched yet (the handler asks again for it).
+            let known = lock(t).reads_pending();
+            if let Some(upto) = known {
+                let _ = w.configure(notify::Config::default());
+                let mut g = lock(t);
+                for h in g.rescan(upto) {
+                    let _ = tx.send(Msg::Host(i, h));
+                }
+            }
+        }
+        if !changed {
+            continue;
         }
         let mut names = Vec::new();
         for (i, (tag, _, _)) in shares.iter().enumerate() {
@@ -331,7 +446,7 @@ fn watch_loop(
 fn accept_loop(
     listener: UnixListener,
     tx: Sender<Msg>,
-    watch_tx: Sender<WatchSet>,
+    watch_tx: Sender<WatchMsg>,
     tags: Arc<Vec<String>>,
 ) {
     // The reader threads of agent connections inherit this.
@@ -413,7 +528,7 @@ fn agent_loop(
     conn: u64,
     mut s: UnixStream,
     tx: Sender<Msg>,
-    watch_tx: Sender<WatchSet>,
+    watch_tx: Sender<WatchMsg>,
     tags: &[String],
 ) {
     let mut buf = [0u8; 4096];
@@ -422,7 +537,7 @@ fn agent_loop(
         let n = match s.read(&mut buf) {
             Ok(0) | Err(_) => {
                 let _ = tx.send(Msg::Closed(conn));
-                let _ = watch_tx.send((conn, Vec::new()));
+                let _ = watch_tx.send(WatchMsg::Set(conn, Vec::new()));
                 return;
             }
             Ok(n) => n,
@@ -432,7 +547,7 @@ fn agent_loop(
         for (k, r) in lines.feed(&buf[..n], tags).into_iter().enumerate() {
             match r {
                 Ok(set) => {
-                    let _ = watch_tx.send((conn, set));
+                    let _ = watch_tx.send(WatchMsg::Set(conn, set));
                 }
                 // The first few are logged, the rest only counted.
                 Err(e) if logged + (k as u64) < REFUSED_LOG_MAX => {
@@ -572,6 +687,21 @@ pub struct Translator {
     removed: HashSet<PathBuf>,
     /// Creates reported by scanning a new directory.
     scanned: HashMap<PathBuf, Instant>,
+    /// The watched folders (full paths, as given to the watcher).
+    roots: Vec<PathBuf>,
+    /// Asked-for folders not watched now (removed, moved away, not there
+    /// yet): what is reported under them is dropped.
+    gone: Vec<PathBuf>,
+    /// Watched folders found gone, for the watch thread to take.
+    lost: Vec<PathBuf>,
+    /// New directories to read again once their watch is in place, each
+    /// with its number (from `pending_seq`).
+    pending: Vec<(PathBuf, u64)>,
+    pending_seq: u64,
+    /// Paths under `pending` directories the guest has been told exist.
+    told: HashSet<PathBuf>,
+    /// Whether the watch thread has something to do ([`Self::take_wake`]).
+    wake: bool,
 }
 
 fn lstat(p: &Path) -> Option<std::fs::Metadata> {
@@ -598,6 +728,155 @@ impl Translator {
             from: None,
             removed: HashSet::new(),
             scanned: HashMap::new(),
+            roots: Vec::new(),
+            gone: Vec::new(),
+            lost: Vec::new(),
+            pending: Vec::new(),
+            pending_seq: 0,
+            told: HashSet::new(),
+            wake: false,
+        }
+    }
+
+    /// Whether the watch thread should look at this translator (new
+    /// directories to read again, or a watched folder gone); clears it.
+    pub fn take_wake(&mut self) -> bool {
+        std::mem::take(&mut self.wake)
+    }
+
+    /// The watched folders found gone (removed or moved away) since the
+    /// watch thread last took them.
+    fn take_lost(&mut self) -> Vec<PathBuf> {
+        std::mem::take(&mut self.lost)
+    }
+
+    /// The folders watched now and those asked for (full paths): events
+    /// under an asked-for one that is not watched are dropped. One found
+    /// gone and not yet taken stays gone.
+    fn set_roots(&mut self, watched: Vec<PathBuf>, wanted: Vec<PathBuf>) {
+        let lost = &self.lost;
+        self.gone = wanted
+            .into_iter()
+            .filter(|w| !watched.contains(w) || lost.contains(w))
+            .collect();
+        self.roots = watched.into_iter().filter(|w| !lost.contains(w)).collect();
+    }
+
+    /// `root` is watched (again): with `again`, it is reported as made,
+    /// with what it holds (it was gone, or not there when asked for).
+    fn watched_again(&mut self, root: &Path, again: bool) -> Vec<HostEvent> {
+        self.gone.retain(|g| g != root);
+        if !self.roots.iter().any(|r| r == root) {
+            self.roots.push(root.to_path_buf());
+        }
+        let mut out = Vec::new();
+        // The share's root itself has no name to make in the guest.
+        if again && self.rel(root).is_some() {
+            self.created(root, true, &mut out);
+            self.note(&out);
+        }
+        out
+    }
+
+    /// Reads directory `p` again once its watch is in place.
+    fn read_again(&mut self, p: &Path) {
+        if !self.pending.iter().any(|(d, _)| d == p) {
+            self.pending_seq += 1;
+            self.pending.push((p.to_path_buf(), self.pending_seq));
+        }
+        self.wake = true;
+    }
+
+    /// Whether new directories wait to be read again: the number of the
+    /// newest.
+    fn reads_pending(&self) -> Option<u64> {
+        self.pending.iter().map(|(_, n)| *n).max()
+    }
+
+    /// Reads the new directories again, now that their watch is in place
+    /// (the watch thread knows): reports what they hold that the guest
+    /// was not told of (made after the first reading and before the
+    /// watch). What happens from now on comes as events; a create of a
+    /// name found here is absorbed for [`SCAN_TTL`]. Only those numbered
+    /// up to `upto` ([`Self::reads_pending`] before the watch thread made
+    /// sure of their watch).
+    pub fn rescan(&mut self, upto: u64) -> Vec<HostEvent> {
+        let mut out = Vec::new();
+        let mut budget = SCAN_MAX;
+        let (now, later) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|(_, n)| *n <= upto);
+        self.pending = later;
+        for (d, _) in now {
+            // Removed (or moved out) since: its events told the guest.
+            if !lstat(&d).is_some_and(|m| m.is_dir()) || self.gone.iter().any(|g| d.starts_with(g))
+            {
+                continue;
+            }
+            self.scan(&d, &mut out, &mut budget);
+        }
+        if self.pending.is_empty() {
+            self.told.clear();
+        }
+        out
+    }
+
+    /// Keeps `told` (paths under new directories the guest knows of) and
+    /// `scanned` up to date with `evs`, the events just reported.
+    fn note(&mut self, evs: &[HostEvent]) {
+        if self.pending.is_empty() && self.scanned.is_empty() {
+            return;
+        }
+        for e in evs {
+            let p = self.root.join(std::ffi::OsStr::from_bytes(&e.path));
+            let under = |t: &Translator, q: &Path| t.pending.iter().any(|(d, _)| q.starts_with(d));
+            match &e.change {
+                Change::Create(_) | Change::Mkdir => {
+                    if under(self, &p) {
+                        self.told.insert(p);
+                    }
+                }
+                Change::Delete | Change::Rmdir => {
+                    // A name found by a scan and gone since: a create of
+                    // it again is news.
+                    self.scanned.remove(&p);
+                    self.told.retain(|t| !t.starts_with(&p));
+                }
+                Change::Rename { to, .. } => {
+                    self.scanned.remove(&p);
+                    let to = self.root.join(std::ffi::OsStr::from_bytes(to));
+                    // A new directory moved: read it where it is now.
+                    for (d, _) in self.pending.iter_mut() {
+                        if let Ok(r) = d.strip_prefix(&p) {
+                            *d = full_path(&to, r);
+                        }
+                    }
+                    let moved: Vec<PathBuf> = self
+                        .told
+                        .iter()
+                        .filter(|t| t.starts_with(&p))
+                        .cloned()
+                        .collect();
+                    for m in moved {
+                        self.told.remove(&m);
+                        if let Ok(r) = m.strip_prefix(&p) {
+                            let n = full_path(&to, r);
+                            if under(self, &n) {
+                                self.told.insert(n);
+                            }
+                        }
+                    }
+                }
+                Change::Modify | Change::Attrib => {}
+            }
+        }
+        if self.told.len() > TOLD_MAX {
+            log::warn!(
+                "share events of {}: too many new paths at once; new directories are not read again",
+                self.root.display()
+            );
+            self.pending.clear();
+            self.told.clear();
         }
     }
 
@@ -646,6 +925,11 @@ impl Translator {
         self.scanned
             .retain(|_, t| now.duration_since(*t) < SCAN_TTL);
         if self.scanned.remove(p).is_some() {
+            // Told already, but a directory found by a reading is read
+            // again too once its own watch is in place.
+            if lstat(p).is_some_and(|m| m.is_dir()) {
+                self.read_again(p);
+            }
             return;
         }
         let m = lstat(p);
@@ -671,12 +955,16 @@ impl Translator {
             out.push(e);
         }
         if t == FileType::Dir && m.is_some() {
+            // Read now (what it holds shows before later events of it)
+            // and again once its watch is in place ([`Self::rescan`]).
+            self.read_again(p);
             let mut budget = SCAN_MAX;
             self.scan(p, out, &mut budget);
         }
     }
 
-    /// Reports what a new directory already holds (depth first).
+    /// Reports what a new directory already holds (depth first), but for
+    /// what the guest was told of already.
     fn scan(&mut self, dir: &Path, out: &mut Vec<HostEvent>, budget: &mut usize) {
         let Ok(rd) = std::fs::read_dir(dir) else {
             return;
@@ -690,6 +978,13 @@ impl Translator {
             *budget -= 1;
             let Some(m) = lstat(&p) else { continue };
             let Some(t) = file_type(&m) else { continue };
+            // Told already: by an event, or by a reading a moment ago.
+            if self.told.contains(&p) || self.scanned.contains_key(&p) {
+                if t == FileType::Dir {
+                    self.scan(&p, out, budget);
+                }
+                continue;
+            }
             let Some(key) = self.entry_key(&p) else {
                 continue;
             };
@@ -703,6 +998,7 @@ impl Translator {
                 out.push(e);
             }
             self.scanned.insert(p.clone(), Instant::now());
+            self.told.insert(p.clone());
             if t == FileType::Dir {
                 self.scan(&p, out, budget);
             }
@@ -711,8 +1007,42 @@ impl Translator {
 
     /// The events of one `notify` event.
     pub fn translate(&mut self, ev: notify::Event) -> Vec<HostEvent> {
+        let out = self.translate_one(ev);
+        self.note(&out);
+        out
+    }
+
+    fn translate_one(&mut self, ev: notify::Event) -> Vec<HostEvent> {
         let mut out = Vec::new();
         let first = ev.paths.first().cloned();
+        // A watched folder removed or moved away (its own watch tells it):
+        // the watch thread watches it again when it is back.
+        if let Some(p) = &first {
+            if self.roots.contains(p) {
+                let moved = matches!(
+                    ev.kind,
+                    EventKind::Modify(ModifyKind::Name(RenameMode::From))
+                ) && ev.attrs.tracker().is_none();
+                if moved || matches!(ev.kind, EventKind::Remove(_)) {
+                    self.gone.push(p.clone());
+                    self.lost.push(p.clone());
+                    self.roots.retain(|r| r != p);
+                    self.wake = true;
+                    // A moved one is still full in the guest (no rmdir);
+                    // a removed one was emptied by the events before.
+                    if moved {
+                        return out;
+                    }
+                }
+            }
+        }
+        if ev
+            .paths
+            .iter()
+            .any(|p| self.gone.iter().any(|g| p.starts_with(g) && p != g))
+        {
+            return out;
+        }
         match ev.kind {
             EventKind::Modify(ModifyKind::Name(RenameMode::From)) => {
                 let Some(p) = first else { return out };
@@ -936,6 +1266,149 @@ mod tests {
     }
 
     #[test]
+    fn a_new_directory_is_read_again_for_what_came_before_its_watch() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let mut t = Translator::new(root.clone(), Arc::new(ShareEvents::new()));
+        let n = root.join("n");
+        std::fs::create_dir(&n).unwrap();
+        std::fs::write(n.join("a"), b"").unwrap();
+        let got = t.translate(ev(EventKind::Create(CreateKind::Folder), &[&n]));
+        assert_eq!(
+            summary(&got),
+            [("n".into(), "mkdir"), ("n/a".into(), "create")]
+        );
+        assert!(t.take_wake());
+        let upto = t.reads_pending().unwrap();
+        // Before the watch: b and m/c made (no events); then, watched, d
+        // made and reported.
+        std::fs::write(n.join("b"), b"").unwrap();
+        std::fs::create_dir(n.join("m")).unwrap();
+        std::fs::write(n.join("m/c"), b"").unwrap();
+        std::fs::write(n.join("d"), b"").unwrap();
+        let got = t.translate(ev(EventKind::Create(CreateKind::File), &[&n.join("d")]));
+        assert_eq!(summary(&got), [("n/d".into(), "create")]);
+        // Read again: only what the guest was not told of.
+        let got = t.rescan(upto);
+        assert_eq!(
+            summary(&got),
+            [
+                ("n/b".into(), "create"),
+                ("n/m".into(), "mkdir"),
+                ("n/m/c".into(), "create")
+            ]
+        );
+        assert!(t.reads_pending().is_none() && !t.take_wake());
+        // Events of what the reading found, queued behind it, are absorbed.
+        assert!(t
+            .translate(ev(EventKind::Create(CreateKind::File), &[&n.join("b")]))
+            .is_empty());
+        // A removed and made again name is news.
+        std::fs::remove_file(n.join("m/c")).unwrap();
+        let rm = t.translate(ev(EventKind::Remove(RemoveKind::File), &[&n.join("m/c")]));
+        assert_eq!(summary(&rm), [("n/m/c".into(), "delete")]);
+        std::fs::write(n.join("m/c"), b"").unwrap();
+        let got = t.translate(ev(EventKind::Create(CreateKind::File), &[&n.join("m/c")]));
+        assert_eq!(summary(&got), [("n/m/c".into(), "create")]);
+    }
+
+    #[test]
+    fn a_new_directory_moved_or_removed_before_its_reading_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let mut t = Translator::new(root.clone(), Arc::new(ShareEvents::new()));
+        std::fs::create_dir_all(root.join("p/q")).unwrap();
+        std::fs::write(root.join("p/q/x"), b"").unwrap();
+        t.translate(ev(
+            EventKind::Create(CreateKind::Folder),
+            &[&root.join("p")],
+        ));
+        std::fs::create_dir(root.join("r")).unwrap();
+        t.translate(ev(
+            EventKind::Create(CreateKind::Folder),
+            &[&root.join("r")],
+        ));
+        // p moved to p2 (told), then y made in it; r removed (told).
+        std::fs::rename(root.join("p"), root.join("p2")).unwrap();
+        let from = ev(
+            EventKind::Modify(ModifyKind::Name(RenameMode::From)),
+            &[&root.join("p")],
+        )
+        .set_tracker(3);
+        let both = ev(
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
+            &[&root.join("p"), &root.join("p2")],
+        )
+        .set_tracker(3);
+        t.translate(from);
+        assert_eq!(summary(&t.translate(both)), [("p".into(), "rename")]);
+        std::fs::write(root.join("p2/q/y"), b"").unwrap();
+        std::fs::remove_dir(root.join("r")).unwrap();
+        let got = t.translate(ev(
+            EventKind::Remove(RemoveKind::Folder),
+            &[&root.join("r")],
+        ));
+        assert_eq!(summary(&got), [("r".into(), "rmdir")]);
+        // Read again where it is now; nothing it had is told twice.
+        // Only those asked for before: a later one waits for its watch.
+        let upto = t.reads_pending().unwrap();
+        std::fs::create_dir(root.join("z")).unwrap();
+        std::fs::write(root.join("z/later"), b"").unwrap();
+        t.translate(ev(
+            EventKind::Create(CreateKind::Folder),
+            &[&root.join("z")],
+        ));
+        std::fs::write(root.join("z/later2"), b"").unwrap();
+        assert_eq!(summary(&t.rescan(upto)), [("p2/q/y".into(), "create")]);
+        let upto = t.reads_pending().unwrap();
+        assert_eq!(summary(&t.rescan(upto)), [("z/later2".into(), "create")]);
+        assert!(t.reads_pending().is_none());
+    }
+
+    #[test]
+    fn a_watched_folder_gone_drops_its_events_until_watched_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let mut t = Translator::new(root.clone(), Arc::new(ShareEvents::new()));
+        let w = root.join("w");
+        std::fs::create_dir(&w).unwrap();
+        t.set_roots(vec![w.clone()], vec![w.clone()]);
+        std::fs::remove_dir(&w).unwrap();
+        // Its own watch says it went: told once, and taken by the watch
+        // thread.
+        let got = t.translate(ev(EventKind::Remove(RemoveKind::Folder), &[&w]));
+        assert_eq!(summary(&got), [("w".into(), "rmdir")]);
+        assert!(t.take_wake());
+        assert_eq!(t.take_lost(), std::slice::from_ref(&w));
+        t.set_roots(vec![], vec![w.clone()]);
+        // Made again with a file: nothing under it counts until watched.
+        std::fs::create_dir(&w).unwrap();
+        std::fs::write(w.join("a"), b"").unwrap();
+        assert!(t
+            .translate(ev(EventKind::Create(CreateKind::File), &[&w.join("a")]))
+            .is_empty());
+        let got = t.watched_again(&w, true);
+        assert_eq!(
+            summary(&got),
+            [("w".into(), "mkdir"), ("w/a".into(), "create")]
+        );
+        // A first watch (not again) reports nothing.
+        let v = root.join("v");
+        std::fs::create_dir(&v).unwrap();
+        assert!(t.watched_again(&v, false).is_empty());
+        // Moved away: no event (the guest's copy is full), gone.
+        std::fs::rename(&w, root.join("w.old")).unwrap();
+        let moved = ev(EventKind::Modify(ModifyKind::Name(RenameMode::From)), &[&w]);
+        assert!(t.translate(moved).is_empty());
+        assert_eq!(t.take_lost(), std::slice::from_ref(&w));
+        // Reported under the old path by its stale watch: dropped.
+        std::fs::write(root.join("w.old/b"), b"").unwrap();
+        assert!(t
+            .translate(ev(EventKind::Create(CreateKind::File), &[&w.join("b")]))
+            .is_empty());
+    }
+
+    #[test]
     fn the_servers_own_changes_are_not_reported() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().canonicalize().unwrap();
@@ -1133,6 +1606,172 @@ mod stream_tests {
         );
     }
 
+    /// A fake agent on `listen` that asks for `watch` (a watch line's
+    /// list) and acknowledges every event; returns the events' (kind, path)
+    /// as they come, once the watch is shown to be in place by a poke file
+    /// in `poke_dir` (its events are not returned).
+    fn agent(listen: &Path, watch: &str, poke_dir: &Path) -> Receiver<(String, String)> {
+        let agent = UnixStream::connect(listen).unwrap();
+        let mut w = agent.try_clone().unwrap();
+        w.write_all(format!("{{\"watch\":{watch}}}\n").as_bytes())
+            .unwrap();
+        let mut r = std::io::BufReader::new(agent);
+        let mut k = 0;
+        loop {
+            std::fs::write(poke_dir.join(format!("poke{k}")), b"").unwrap();
+            k += 1;
+            if next(&mut r).is_some() {
+                break;
+            }
+            assert!(k < 100, "no event after {k} pokes");
+        }
+        w.write_all(&vec![b'\n'; k + 1]).unwrap();
+        while next(&mut r).is_some() {
+            w.write_all(b"\n").unwrap();
+        }
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            while let Some(e) = next_within(&mut r, Duration::from_secs(600)) {
+                if w.write_all(b"\n").is_err() || tx.send(e).is_err() {
+                    return;
+                }
+            }
+        });
+        rx
+    }
+
+    /// Waits until `want` are all among the events (or 30 s pass with
+    /// none new); returns those never seen. Every event read is added to
+    /// `seen`.
+    fn missing(
+        rx: &Receiver<(String, String)>,
+        want: &[(String, String)],
+        seen: &mut Vec<(String, String)>,
+    ) -> Vec<(String, String)> {
+        let mut left: HashSet<(String, String)> = want.iter().cloned().collect();
+        while !left.is_empty() {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(e) => {
+                    left.remove(&e);
+                    seen.push(e);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut v: Vec<_> = left.into_iter().collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn files_made_at_once_in_a_new_directory_are_all_reported() {
+        // The race of a new directory: its watch is added after the event
+        // that reports it; what is made in it before is found by reading
+        // it once the watch is known to be in place.
+        let share = tempfile::tempdir().unwrap();
+        let sockdir = tempfile::tempdir().unwrap();
+        let root = share.path().canonicalize().unwrap();
+        let listen = listen_path(&sockdir.path().join("v.sock"));
+        start(
+            vec![WatchedShare {
+                tag: "s0".into(),
+                root: root.clone(),
+                events: Arc::new(ShareEvents::new()),
+            }],
+            &listen,
+        )
+        .unwrap();
+        let rx = agent(&listen, r#"[{"tag":"s0","path":""}]"#, &root);
+        let (dirs, files) = (200, 5);
+        let mut want = Vec::new();
+        for i in 0..dirs {
+            let d = format!("d{i}");
+            std::fs::create_dir(root.join(&d)).unwrap();
+            want.push(("mkdir".to_string(), d.clone()));
+            // Nested too: a directory made in the new one at once.
+            std::fs::create_dir(root.join(&d).join("s")).unwrap();
+            want.push(("mkdir".to_string(), format!("{d}/s")));
+            for j in 0..files {
+                let f = format!("{d}/f{j}");
+                std::fs::write(root.join(&f), b"x").unwrap();
+                want.push(("create".to_string(), f));
+                let f = format!("{d}/s/f{j}");
+                std::fs::write(root.join(&f), b"x").unwrap();
+                want.push(("create".to_string(), f));
+            }
+        }
+        let mut seen = Vec::new();
+        let lost = missing(&rx, &want, &mut seen);
+        let mut told = HashSet::new();
+        let twice: Vec<_> = seen
+            .iter()
+            .filter(|(k, _)| k == "create" || k == "mkdir")
+            .filter(|e| !told.insert(*e))
+            .collect();
+        eprintln!(
+            "new directories: {} of {} events lost, {} told twice",
+            lost.len(),
+            want.len(),
+            twice.len()
+        );
+        assert!(twice.is_empty(), "told twice: {twice:?}");
+        assert!(
+            lost.is_empty(),
+            "{} of {} lost: {:?}",
+            lost.len(),
+            want.len(),
+            &lost[..lost.len().min(10)]
+        );
+    }
+
+    #[test]
+    fn a_watched_folder_removed_or_moved_and_made_again_is_watched_again() {
+        let share = tempfile::tempdir().unwrap();
+        let sockdir = tempfile::tempdir().unwrap();
+        let root = share.path().canonicalize().unwrap();
+        let w = root.join("w");
+        std::fs::create_dir(&w).unwrap();
+        let listen = listen_path(&sockdir.path().join("v.sock"));
+        start(
+            vec![WatchedShare {
+                tag: "s0".into(),
+                root: root.clone(),
+                events: Arc::new(ShareEvents::new()),
+            }],
+            &listen,
+        )
+        .unwrap();
+        let rx = agent(&listen, r#"[{"tag":"s0","path":"w"}]"#, &w);
+        let ev = |k: &str, p: &str| (k.to_string(), p.to_string());
+        let mut seen = Vec::new();
+        // Removed, made again at once, a file in it.
+        std::fs::remove_dir_all(&w).unwrap();
+        std::fs::create_dir(&w).unwrap();
+        std::fs::write(w.join("a"), b"x").unwrap();
+        assert_eq!(
+            missing(&rx, &[ev("mkdir", "w"), ev("create", "w/a")], &mut seen),
+            []
+        );
+        std::fs::write(w.join("b"), b"x").unwrap();
+        assert_eq!(missing(&rx, &[ev("create", "w/b")], &mut seen), []);
+        // Moved away and made again later: what the old one gets is not
+        // reported, the new one is watched.
+        std::fs::rename(&w, root.join("w.old")).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        std::fs::write(root.join("w.old/c"), b"x").unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        std::fs::create_dir(&w).unwrap();
+        std::fs::write(w.join("d"), b"x").unwrap();
+        assert_eq!(missing(&rx, &[ev("create", "w/d")], &mut seen), []);
+        std::fs::write(w.join("e"), b"x").unwrap();
+        assert_eq!(missing(&rx, &[ev("create", "w/e")], &mut seen), []);
+        seen.extend(rx.try_iter());
+        assert!(
+            !seen.iter().any(|(_, p)| p == "w/c"),
+            "the moved folder's file was reported: {seen:?}"
+        );
+    }
+
     #[test]
     fn only_the_folders_the_agent_names_are_watched() {
         let share = tempfile::tempdir().unwrap();
@@ -1326,5 +1965,70 @@ mod agent_line_tests {
         assert_eq!(c[1].iter().collect::<Vec<_>>(), [Path::new("a/b")]);
         let root = cover(1, &[(0, PathBuf::new()), (0, PathBuf::from("z"))]);
         assert_eq!(root[0].iter().collect::<Vec<_>>(), [Path::new("")]);
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod confined_tests {
+    use super::*;
+
+    /// The watch thread under its own seccomp filter (EPERM instead of a
+    /// kill, so that a refused call shows as a failure here): new
+    /// directories read again, a watched folder made again watched again.
+    #[test]
+    fn the_watch_thread_works_under_its_filter() {
+        let share = tempfile::tempdir().unwrap();
+        let root = share.path().canonicalize().unwrap();
+        let w = root.join("w");
+        std::fs::create_dir(&w).unwrap();
+        let (tx, rx) = channel();
+        let (watch_tx, watch_rx) = channel();
+        let checks = watch_tx.clone();
+        let shares = vec![("s0".to_string(), root.clone(), Arc::new(ShareEvents::new()))];
+        std::thread::spawn(move || {
+            let prog = crate::confine::build_filter(
+                crate::confine::ThreadKind::Watch,
+                seccompiler::SeccompAction::Errno(libc::EPERM as u32),
+            )
+            .unwrap();
+            seccompiler::apply_filter(&prog).unwrap();
+            watch_loop(shares, tx, watch_rx, checks, Arc::new(AtomicU64::new(0)));
+        });
+        watch_tx
+            .send(WatchMsg::Set(1, vec![(0, PathBuf::from("w"))]))
+            .unwrap();
+        let paths = |want: &[&str]| {
+            let mut left: BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
+            while !left.is_empty() {
+                let Ok(Msg::Host(_, e)) = rx.recv_timeout(Duration::from_secs(30)) else {
+                    break;
+                };
+                left.remove(&String::from_utf8_lossy(&e.path).into_owned());
+            }
+            left
+        };
+        let mut k = 0;
+        loop {
+            std::fs::write(w.join(format!("poke{k}")), b"").unwrap();
+            k += 1;
+            if let Ok(Msg::Host(..)) = rx.recv_timeout(Duration::from_millis(300)) {
+                break;
+            }
+            assert!(k < 100, "no event after {k} pokes");
+        }
+        let mut want = Vec::new();
+        for i in 0..20 {
+            std::fs::create_dir(w.join(format!("d{i}"))).unwrap();
+            for j in 0..5 {
+                std::fs::write(w.join(format!("d{i}/f{j}")), b"x").unwrap();
+                want.push(format!("w/d{i}/f{j}"));
+            }
+        }
+        let want: Vec<&str> = want.iter().map(|s| s.as_str()).collect();
+        assert_eq!(paths(&want), BTreeSet::new());
+        std::fs::remove_dir_all(&w).unwrap();
+        std::fs::create_dir(&w).unwrap();
+        std::fs::write(w.join("a"), b"x").unwrap();
+        assert_eq!(paths(&["w/a"]), BTreeSet::new());
     }
 }
