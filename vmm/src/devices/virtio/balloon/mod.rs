@@ -58,6 +58,36 @@ const PFN_SHIFT: u32 = 12;
 /// ignored.
 pub const MAX_PFNS: usize = 4096;
 
+/// The guest kernel parameter that sets the order of the blocks Linux
+/// reports (`mm/page_reporting.c`).
+pub const REPORTING_ORDER_PARAM: &str = "page_reporting.page_reporting_order";
+
+/// The order the device asks the guest to report in: 1 MiB blocks (order
+/// 8 of 4 KiB pages). Linux's default is `pageblock_order`, 4 MiB on our
+/// x86 kernel, and that returned too little: a block is reported only once
+/// it is wholly free, and one page of other data in it (page cache, a
+/// process's heap, allocated while a container filled its memory) keeps
+/// all 4 MiB on the host. Measured in the machine VM (512 MiB, a 64 MiB
+/// tmpfs freed): 11 of its 16 blocks of 4 MiB merged whole; 14 of the 20
+/// MiB left were free in 1 and 2 MiB blocks. A smaller order also lowers
+/// the guest's floor for reporting at all (its low watermark plus 32
+/// blocks: 132 MiB at 4 MiB, 36 MiB at 1 MiB) at the cost of more, smaller
+/// reports.
+pub const GUEST_REPORTING_ORDER: u32 = 8;
+
+/// `cmdline` with the guest kernel options the device needs: the reporting
+/// order ([`GUEST_REPORTING_ORDER`]), unless the command line sets one
+/// already.
+pub fn guest_cmdline(cmdline: &str) -> String {
+    let prefix = format!("{REPORTING_ORDER_PARAM}=");
+    if cmdline.split_whitespace().any(|w| w.starts_with(&prefix)) {
+        return cmdline.to_string();
+    }
+    format!("{} {prefix}{GUEST_REPORTING_ORDER}", cmdline.trim_end())
+        .trim_start()
+        .to_string()
+}
+
 /// Size of `struct virtio_balloon_config` (num_pages, actual,
 /// free_page_hint_cmd_id, poison_val; little-endian 32-bit each).
 const CONFIG_SIZE: usize = 16;
@@ -229,10 +259,20 @@ fn handle_report(
     mem: &GuestMemoryMmap,
     stats: &mut BalloonStats,
 ) {
+    let t = std::time::Instant::now();
+    let before = stats.released_bytes;
+    let mut ranges = 0u32;
     // The chain iterator stops after the queue size (a looping chain ends).
     for desc in chain {
+        ranges += 1;
         release(mem, desc.addr().raw_value(), u64::from(desc.len()), stats);
     }
+    log::debug!(
+        "balloon: report of {ranges} ranges, {} KiB released in {:?} ({} MiB in all)",
+        (stats.released_bytes - before) >> 10,
+        t.elapsed(),
+        stats.released_bytes >> 20
+    );
 }
 
 /// An inflate request: little-endian 4 KiB page numbers in the readable
