@@ -4,9 +4,10 @@
 //! The device offers `VIRTIO_BALLOON_F_FREE_PAGE_REPORTING` and never asks
 //! the guest to inflate (`num_pages` stays 0). A Linux guest with
 //! `CONFIG_PAGE_REPORTING` then hands the device blocks of free memory
-//! (order `page_reporting_order`: 4 MiB blocks on our x86 kernel, which
-//! has neither hugetlb nor THP, so `pageblock_order` is `MAX_PAGE_ORDER`
-//! 10), up to 32 per request, two seconds after enough memory was freed;
+//! (wholly free blocks of order `page_reporting_order` and up: 1 MiB
+//! blocks, the order [`guest_cmdline`] puts on the guest's command line;
+//! Linux's own default, `pageblock_order`, is 4 MiB on our x86 kernel),
+//! up to 32 per request, two seconds after enough memory was freed;
 //! the device releases them on the host ([`discard`]: `madvise
 //! (MADV_DONTNEED)` on Linux), and the guest keeps them on its free lists
 //! marked as reported. When the guest allocates such a page again the host
