@@ -114,12 +114,17 @@ pub fn run(hypervisor: &dyn Hypervisor, config: Arm64VmConfig) -> Result<Arm64Ex
         configs.push(DeviceConfig::Balloon);
     }
     let devices = device_manager::build(&configs)?;
+    let cmdline = if config.balloon {
+        crate::devices::virtio::balloon::guest_cmdline(&config.cmdline)
+    } else {
+        config.cmdline.clone()
+    };
     let boot = load_guest(
         &mem,
         &GuestSpec {
             kernel: &kernel,
             initrd: initrd.as_deref(),
-            cmdline: &config.cmdline,
+            cmdline: &cmdline,
             cpus: 1,
             ram_size: ram,
             virtio_devices: devices.len() as u32,

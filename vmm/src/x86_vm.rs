@@ -185,6 +185,9 @@ pub(crate) fn base_cmdline(config: &VmConfig, hotplug: &[(u64, u64)]) -> String 
     let mut s = format!("{} {}", config.cmdline.trim(), extras)
         .trim()
         .to_string();
+    if config.balloon {
+        s = crate::devices::virtio::balloon::guest_cmdline(&s);
+    }
     if !hotplug.is_empty() {
         let ranges: Vec<String> = hotplug
             .iter()
@@ -878,6 +881,35 @@ mod tests {
         assert_eq!(
             cfg_line,
             "console=ttyS0 berth.mem_hotplug=0x10000000-0x20000000"
+        );
+        // With the balloon the guest is told the reporting order.
+        let balloon_line = base_cmdline(
+            &VmConfig {
+                kernel: "k".into(),
+                initrd: None,
+                cmdline: "console=ttyS0".into(),
+                cpus: 1,
+                mem_mib: 512,
+                boot_mem_mib: None,
+                serial: SerialOutput::Stdout,
+                vsock_uds: None,
+                disks: vec![],
+                rng: false,
+                balloon: true,
+                fs: vec![],
+                net: None,
+                quirks: HostQuirks::none(),
+                snapshot_on_ready: None,
+            },
+            &[],
+        );
+        assert_eq!(
+            balloon_line,
+            format!(
+                "console=ttyS0 {}={}",
+                crate::devices::virtio::balloon::REPORTING_ORDER_PARAM,
+                crate::devices::virtio::balloon::GUEST_REPORTING_ORDER
+            )
         );
     }
 }

@@ -314,3 +314,21 @@ fn an_unready_reporting_queue_is_left_alone() {
     assert_eq!(dev.stats().released_bytes, 0);
     assert_eq!(count(&mem, 4 * MIB, MIB).0, MIB as usize);
 }
+
+#[test]
+fn guest_cmdline_adds_the_reporting_order_once() {
+    let want = format!("{REPORTING_ORDER_PARAM}={GUEST_REPORTING_ORDER}");
+    assert_eq!(
+        guest_cmdline("console=ttyS0 quiet"),
+        format!("console=ttyS0 quiet {want}")
+    );
+    assert_eq!(guest_cmdline(""), want);
+    // A command line that chose an order keeps it.
+    let own = format!("console=ttyS0 {REPORTING_ORDER_PARAM}=5");
+    assert_eq!(guest_cmdline(&own), own);
+    // Another parameter that merely starts alike is not a choice.
+    assert_eq!(
+        guest_cmdline("page_reporting.other=1"),
+        format!("page_reporting.other=1 {want}")
+    );
+}
