@@ -550,11 +550,31 @@ fn run_flow(
 /// Runs the forwarder for the machine at `machine_dir` until its VMM is
 /// gone (`vmm_alive` says).
 pub fn serve(machine_dir: &Path, endpoint: Endpoint, vmm_alive: impl Fn() -> bool) -> Result<()> {
+    serve_with(machine_dir, endpoint, vmm_alive, ALIVE_CHECK)
+}
+
+/// [`serve`], looking at `vmm_alive` every `alive_check` while no event
+/// comes.
+///
+/// The guest is asked for the published ports only when something may
+/// have changed them: after each (re)subscription to the container events,
+/// on each `start`, `die` and `destroy`, and on `sync`. While the stream is
+/// quiet nothing is asked of the guest (each listing is a vsock connection,
+/// a handshake and file reads in the guest kernel). The engine records
+/// `start` once the container runs (see the agent's shim), so the listing
+/// an event triggers sees the container it is about.
+fn serve_with(
+    machine_dir: &Path,
+    endpoint: Endpoint,
+    vmm_alive: impl Fn() -> bool,
+    alive_check: Duration,
+) -> Result<()> {
     let (sock, pid_file) = paths(machine_dir);
     let _ = std::fs::remove_file(&sock);
     let control =
         UnixListener::bind(&sock).with_context(|| format!("binding {}", sock.display()))?;
-    std::fs::write(&pid_file, std::process::id().to_string())?;
+    let me = std::process::id().to_string();
+    std::fs::write(&pid_file, &me)?;
     let fwd = Arc::new(Forwarder {
         endpoint,
         bound: Mutex::new(BTreeMap::new()),
@@ -586,11 +606,10 @@ pub fn serve(machine_dir: &Path, endpoint: Endpoint, vmm_alive: impl Fn() -> boo
             }
         });
     }
-    // Follow container events; reconcile on each, and after reconnecting.
+    // Follow container events; reconcile after each subscription and on
+    // each event that changes what runs.
+    let mut unreachable_logged = false;
     while vmm_alive() {
-        if let Err(e) = fwd.reconcile() {
-            eprintln!("{} engine not reachable: {e:#}", stamp());
-        }
         let stream = Engine::open(&fwd.endpoint).and_then(|c| {
             c.events(EventsOptions {
                 since: None,
@@ -598,43 +617,57 @@ pub fn serve(machine_dir: &Path, endpoint: Endpoint, vmm_alive: impl Fn() -> boo
                 filters: BTreeMap::from([("type".to_string(), vec!["container".to_string()])]),
             })
         });
-        let Ok(stream) = stream else {
-            std::thread::sleep(Duration::from_secs(1));
-            continue;
-        };
-        eprintln!("{} following container events", stamp());
-        let _ = fwd.reconcile();
-        // A restarting machine ends the stream; the reconnect above
-        // catches up. While the stream is quiet, nothing is asked of the
-        // guest.
-        let _ = stream.set_read_timeout(Some(ALIVE_CHECK));
-        let mut lines = BufReader::new(stream);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            match lines.read_line(&mut line) {
-                Ok(0) => break,
-                Ok(_) => {
-                    if line.contains("\"start\"")
-                        || line.contains("\"die\"")
-                        || line.contains("\"destroy\"")
-                    {
-                        let _ = fwd.reconcile();
-                    }
+        let stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                // A booting or restarting machine: its agent is not
+                // listening yet.
+                if !unreachable_logged {
+                    eprintln!("{} engine not reachable: {e:#}", stamp());
+                    unreachable_logged = true;
                 }
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+        };
+        unreachable_logged = false;
+        eprintln!("{} following container events", stamp());
+        // Subscribed first, then caught up: whatever changed before the
+        // subscription (another boot's restart policy, a container started
+        // while the stream was down) is in this listing, and whatever
+        // changes after it comes as an event.
+        if let Err(e) = fwd.reconcile() {
+            eprintln!("{} catching up: {e:#}", stamp());
+        }
+        let _ = stream.set_read_timeout(Some(alive_check));
+        let mut lines = BufReader::new(stream);
+        // Bytes, kept across a timeout: a line may arrive in parts.
+        let mut line = Vec::new();
+        loop {
+            match lines.read_until(b'\n', &mut line) {
+                Ok(0) => break,
+                Ok(_) if line.ends_with(b"\n") => {
+                    if let Some(action) = changes_ports(&line) {
+                        if let Err(e) = fwd.reconcile() {
+                            eprintln!("{} after {action}: {e:#}", stamp());
+                        }
+                    }
+                    line.clear();
+                }
+                // The end of the stream within a line.
+                Ok(_) => break,
                 Err(e)
                     if matches!(
                         e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::Interrupted
                     ) =>
                 {
+                    // Only the host is asked here.
                     if !vmm_alive() {
                         break;
                     }
-                    // Still needed: without it vm_smoke's restart step
-                    // found the port unpublished for 300 s after a
-                    // machine stop/start (cause not yet found).
-                    let _ = fwd.reconcile();
                 }
                 Err(_) => break,
             }
@@ -643,9 +676,27 @@ pub fn serve(machine_dir: &Path, endpoint: Endpoint, vmm_alive: impl Fn() -> boo
         std::thread::sleep(Duration::from_millis(200));
     }
     eprintln!("{} the machine's VMM is gone; exiting", stamp());
-    let _ = std::fs::remove_file(&sock);
-    let _ = std::fs::remove_file(&pid_file);
+    // A forwarder started for the machine's next boot may own them now.
+    if std::fs::read_to_string(&pid_file).is_ok_and(|p| p.trim() == me) {
+        let _ = std::fs::remove_file(&sock);
+        let _ = std::fs::remove_file(&pid_file);
+    }
     Ok(())
+}
+
+/// The action of a container event line that can change the published
+/// ports (`start`, `die`, `destroy`), if it is one. The line comes from the
+/// guest: anything that is not such an event is ignored.
+fn changes_ports(line: &[u8]) -> Option<&'static str> {
+    #[derive(serde::Deserialize)]
+    struct Ev {
+        #[serde(rename = "Action", default)]
+        action: String,
+    }
+    let ev: Ev = serde_json::from_slice(line).ok()?;
+    ["start", "die", "destroy"]
+        .into_iter()
+        .find(|a| *a == ev.action)
 }
 
 fn stamp() -> String {
@@ -858,5 +909,248 @@ mod tests {
         wake(PortProto::Udp, local);
         let _ = ended.recv();
         UdpSocket::bind(local).expect("port released after stop");
+    }
+
+    #[test]
+    fn only_start_die_and_destroy_change_ports() {
+        let ev = |a: &str| format!("{{\"Type\":\"container\",\"Action\":\"{a}\",\"id\":\"x\"}}\n");
+        assert_eq!(changes_ports(ev("start").as_bytes()), Some("start"));
+        assert_eq!(changes_ports(ev("die").as_bytes()), Some("die"));
+        assert_eq!(changes_ports(ev("destroy").as_bytes()), Some("destroy"));
+        assert_eq!(changes_ports(ev("attach").as_bytes()), None);
+        assert_eq!(changes_ports(ev("restart").as_bytes()), None);
+        // From the guest, so anything: a name that says "start", not JSON,
+        // the wrong type.
+        let named = "{\"Action\":\"rename\",\"Actor\":{\"Attributes\":{\"name\":\"start\"}}}";
+        assert_eq!(changes_ports(named.as_bytes()), None);
+        assert_eq!(changes_ports(b"\"start\"\n"), None);
+        assert_eq!(changes_ports(b"{\"Action\":7}\n"), None);
+        assert_eq!(changes_ports(&[0xff, b'{', b'\n']), None);
+    }
+
+    /// A stand-in engine for `serve`: answers `PublishedPorts` with
+    /// `ports` (counting the listings) and `Events` with a stream the test
+    /// writes events to or ends. Ports in `on_subscribe` are published as
+    /// the next subscription is answered, with no event of their own (a
+    /// container that started while the forwarder was not subscribed).
+    #[cfg(unix)]
+    #[derive(Default)]
+    struct FakeEngine {
+        ports: Mutex<Vec<PublishedPort>>,
+        on_subscribe: Mutex<Vec<PublishedPort>>,
+        listings: std::sync::atomic::AtomicUsize,
+        subscriptions: std::sync::atomic::AtomicUsize,
+        stream: Mutex<Option<UnixStream>>,
+    }
+
+    #[cfg(unix)]
+    impl FakeEngine {
+        fn start(dir: &Path) -> (Endpoint, Arc<FakeEngine>) {
+            use berth_protocol::frame::{read_frame, write_frame};
+            use berth_protocol::{
+                Hello, HelloReply, Request, RequestEnvelope, Response, ResponseEnvelope,
+            };
+            let path = dir.join("engine.sock");
+            let l = UnixListener::bind(&path).unwrap();
+            let eng = Arc::new(FakeEngine::default());
+            let me = Arc::clone(&eng);
+            std::thread::spawn(move || {
+                for mut c in l.incoming().flatten() {
+                    let eng = Arc::clone(&me);
+                    std::thread::spawn(move || {
+                        let Ok(Hello { .. }) = read_frame(&mut c) else {
+                            return;
+                        };
+                        let reply = HelloReply {
+                            version: berth_protocol::PROTOCOL_VERSION,
+                            error: None,
+                            agent_version: "test".into(),
+                        };
+                        if write_frame(&mut c, &reply).is_err() {
+                            return;
+                        }
+                        let Ok(req) = read_frame::<_, RequestEnvelope>(&mut c) else {
+                            return;
+                        };
+                        let result = match req.request {
+                            Request::PublishedPorts => {
+                                eng.listings.fetch_add(1, Ordering::SeqCst);
+                                Ok(Response::Ports(lock(&eng.ports).clone()))
+                            }
+                            Request::Events(_) => {
+                                let appeared = std::mem::take(&mut *lock(&eng.on_subscribe));
+                                lock(&eng.ports).extend(appeared);
+                                *lock(&eng.stream) = c.try_clone().ok();
+                                eng.subscriptions.fetch_add(1, Ordering::SeqCst);
+                                Ok(Response::Ready)
+                            }
+                            // PortConnect of a test's connection: refused.
+                            _ => return,
+                        };
+                        let _ = write_frame(&mut c, &ResponseEnvelope { id: req.id, result });
+                    });
+                }
+            });
+            (Endpoint::Unix(path), eng)
+        }
+
+        fn set_ports(&self, ports: &[u16]) {
+            *lock(&self.ports) = ports.iter().map(|p| published(*p)).collect();
+        }
+
+        fn listings(&self) -> usize {
+            self.listings.load(Ordering::SeqCst)
+        }
+
+        fn subscriptions(&self) -> usize {
+            self.subscriptions.load(Ordering::SeqCst)
+        }
+
+        /// Sends one container event with `action` on the current stream.
+        fn event(&self, action: &str) {
+            let line = format!(
+                "{{\"status\":\"{action}\",\"id\":\"c1\",\"Type\":\"container\",\"Action\":\"{action}\",\"Actor\":{{\"ID\":\"c1\",\"Attributes\":{{\"name\":\"web\"}}}}}}\n"
+            );
+            let mut s = lock(&self.stream);
+            s.as_mut().unwrap().write_all(line.as_bytes()).unwrap();
+        }
+
+        /// Ends the current event stream (a machine restart, an agent gone).
+        fn end_stream(&self) {
+            if let Some(s) = lock(&self.stream).take() {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    #[cfg(unix)]
+    fn published(port: u16) -> PublishedPort {
+        PublishedPort {
+            container_port: 80,
+            proto: PortProto::Tcp,
+            host_ip: "127.0.0.1".into(),
+            host_port: port,
+        }
+    }
+
+    #[cfg(unix)]
+    fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    #[cfg(unix)]
+    fn listening(port: u16) -> bool {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }
+
+    /// Waits (bounded) until `f` holds.
+    #[cfg(unix)]
+    #[track_caller]
+    fn eventually(what: &str, f: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !f() {
+            assert!(Instant::now() < deadline, "{what}: not within 30 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The forwarder catches up after each subscription (a container that
+    /// came while it was not subscribed, also in the gap of a dropped
+    /// stream), follows `start` and `die`, and asks the engine nothing
+    /// while the stream is quiet.
+    #[cfg(unix)]
+    #[test]
+    fn serve_catches_up_on_each_subscription_and_is_silent_while_idle() {
+        let dir = tempfile::tempdir().unwrap();
+        let (endpoint, eng) = FakeEngine::start(dir.path());
+        let machine = dir.path().join("machine");
+        std::fs::create_dir(&machine).unwrap();
+        let (p1, p2, p3) = (free_port(), free_port(), free_port());
+        // Started by another boot's restart policy just as the forwarder
+        // subscribes: no event of its own comes.
+        lock(&eng.on_subscribe).push(published(p1));
+        let alive = Arc::new(AtomicBool::new(true));
+        let served = {
+            let (m, a) = (machine.clone(), Arc::clone(&alive));
+            let check = Duration::from_millis(50);
+            std::thread::spawn(move || {
+                serve_with(&m, endpoint, move || a.load(Ordering::SeqCst), check)
+            })
+        };
+        eventually("the port of a container started at subscription", || {
+            listening(p1)
+        });
+        assert_eq!(eng.subscriptions(), 1);
+
+        // Quiet: many alive checks, not one listing.
+        let n = eng.listings();
+        std::thread::sleep(Duration::from_millis(1000));
+        assert_eq!(eng.listings(), n, "the engine was asked while idle");
+
+        // An event: listed and published.
+        eng.set_ports(&[p1, p2]);
+        eng.event("start");
+        eventually("the port after a start event", || listening(p2));
+        // Events that change no port ask nothing.
+        let n = eng.listings();
+        eng.event("attach");
+        eng.event("exec_start: sh");
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(eng.listings(), n);
+
+        // The stream drops; in the gap p1's container goes and p3's comes,
+        // with no event: the next subscription catches up.
+        eng.set_ports(&[p2, p3]);
+        eng.end_stream();
+        eventually("the port of a container started in the gap", || {
+            listening(p3)
+        });
+        eventually("the port of a container gone in the gap", || !listening(p1));
+        assert_eq!(eng.subscriptions(), 2);
+
+        // die: unpublished.
+        eng.set_ports(&[p3]);
+        eng.event("die");
+        eventually("the port after a die event", || !listening(p2));
+        assert!(listening(p3));
+
+        // The VMM is gone: it exits, and takes its files along.
+        alive.store(false, Ordering::SeqCst);
+        served.join().unwrap().unwrap();
+        let (sock, pid) = paths(&machine);
+        assert!(!sock.exists() && !pid.exists());
+    }
+
+    /// A forwarder that exits leaves the files of the one started after it
+    /// (the machine's next boot) alone.
+    #[cfg(unix)]
+    #[test]
+    fn an_exiting_forwarder_keeps_its_successors_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (endpoint, eng) = FakeEngine::start(dir.path());
+        let machine = dir.path().join("machine");
+        std::fs::create_dir(&machine).unwrap();
+        let alive = Arc::new(AtomicBool::new(true));
+        let served = {
+            let (m, a) = (machine.clone(), Arc::clone(&alive));
+            std::thread::spawn(move || {
+                serve_with(
+                    &m,
+                    endpoint,
+                    move || a.load(Ordering::SeqCst),
+                    Duration::from_millis(50),
+                )
+            })
+        };
+        eventually("subscribed", || eng.subscriptions() == 1);
+        let (_, pid) = paths(&machine);
+        std::fs::write(&pid, "4242424").unwrap();
+        alive.store(false, Ordering::SeqCst);
+        served.join().unwrap().unwrap();
+        assert_eq!(std::fs::read_to_string(&pid).unwrap(), "4242424");
     }
 }

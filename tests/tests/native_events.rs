@@ -441,3 +441,72 @@ fn events_match_dockers() {
     assert_eq!(ours.0, d.0, "berth:\n{}\ndocker:\n{}", ours.0, d.0);
     assert_eq!(ours.1, d.1, "berth:\n{}\ndocker:\n{}", ours.1, d.1);
 }
+
+/// Whoever acts on a container's `start` event finds the container
+/// running: the machine's port forwarder lists the running containers'
+/// ports on each `start`, and after a machine restart it listed the
+/// container still dead and never published its ports. The shim is held
+/// right after it recorded the event (the fault-injection agent), so what
+/// a client sees then is deterministic.
+#[test]
+fn a_start_event_comes_once_the_container_runs() {
+    let b = Berth::new().with_default_image();
+    // Every command with the fault-injection agent (a command with another
+    // agent binary would restart the agent).
+    b.kill_agent();
+    let cmd = |args: &[&str]| {
+        let mut c = b.command();
+        c.env("BERTH_AGENT", berth_tests::fault_agent_bin())
+            .args(args);
+        c
+    };
+    let run = |args: &[&str]| {
+        berth_tests::run_command(cmd(args), None, Duration::from_secs(120), &args.join(" "))
+    };
+    let t0 = now();
+    let o = run(&["create", "--name", "held", DEFAULT_IMAGE, "sleep", "100"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let id = o.stdout.trim().to_string();
+    let cdir = b.native_root().join("containers").join(&id);
+    assert!(cdir.is_dir(), "{}", cdir.display());
+    std::fs::write(cdir.join("fault-pause-after-start-event-once"), b"").unwrap();
+    let mut child = cmd(&[
+        "events",
+        "--since",
+        &t0,
+        "--filter",
+        "event=start",
+        "--format",
+        "{{.Actor.ID}}",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let _ = tx.send(line.unwrap_or_default());
+        }
+    });
+    let start = {
+        let c = cmd(&["start", "held"]);
+        std::thread::spawn(move || {
+            berth_tests::run_command(c, None, Duration::from_secs(120), "start held")
+        })
+    };
+    let line = rx.recv_timeout(Duration::from_secs(60));
+    // At once, while the shim is held after the event.
+    let status = run(&["inspect", "-f", "{{.State.Status}}", "held"]);
+    // SAFETY: kill(2) of the child this test started, by its pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let _ = child.wait();
+    assert_eq!(line.as_deref(), Ok(id.as_str()), "no start event followed");
+    assert_eq!(status.stdout, "running\n", "{}", status.stderr);
+    let o = start.join().unwrap();
+    assert_eq!((o.code, o.stdout.as_str()), (0, "held\n"), "{}", o.stderr);
+    assert!(!cdir.join("fault-pause-after-start-event-once").exists());
+    run(&["rm", "-f", "held"]);
+}

@@ -1333,7 +1333,11 @@ fn workarounds(b: &Berth, quirks: &str) -> String {
 fn the_release_agent_has_no_fault_injection() {
     let release = std::fs::read(berth_tests::agent_bin()).unwrap();
     let variant = std::fs::read(berth_tests::fault_agent_bin()).unwrap();
-    for name in ["fault-shim-dies-once", "fault-state-without-pid-once"] {
+    for name in [
+        "fault-shim-dies-once",
+        "fault-state-without-pid-once",
+        "fault-pause-after-start-event-once",
+    ] {
         let has = |bin: &[u8]| bin.windows(name.len()).any(|w| w == name.as_bytes());
         assert!(has(&variant), "the test variant lacks {name}");
         assert!(!has(&release), "the release agent contains {name}");

@@ -18,7 +18,14 @@ pub enum Fault {
     ShimDies,
     /// The shim acts as if libcontainer's saved state had no init pid.
     StateWithoutPid,
+    /// The shim stops for [`PAUSE_AFTER_START`] right after it recorded
+    /// the container's `start` event (what a client acting on the event
+    /// finds then, made deterministic).
+    PauseAfterStartEvent,
 }
+
+/// How long [`Fault::PauseAfterStartEvent`] holds the shim.
+pub const PAUSE_AFTER_START: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Fault {
     /// The file in the container's directory that arms this fault.
@@ -27,6 +34,7 @@ impl Fault {
         match self {
             Fault::ShimDies => "fault-shim-dies-once",
             Fault::StateWithoutPid => "fault-state-without-pid-once",
+            Fault::PauseAfterStartEvent => "fault-pause-after-start-event-once",
         }
     }
 }
@@ -54,6 +62,13 @@ pub fn shim_dies_here(dir: &Path, id: &str) {
         }
         #[cfg(not(feature = "fault-injection"))]
         let _ = id;
+    }
+}
+
+/// [`Fault::PauseAfterStartEvent`]: holds the shim if armed.
+pub fn shim_pauses_after_start_event(dir: &Path) {
+    if take(dir, Fault::PauseAfterStartEvent) {
+        std::thread::sleep(PAUSE_AFTER_START);
     }
 }
 

@@ -494,7 +494,6 @@ fn start(
         net::container::activate(engine, rec, p);
     }
     phases.report("start");
-    super::events::container(layout.root(), rec, "start", &[]);
     let state = RunState {
         pid: pid.as_raw(),
         shim_pid: std::process::id() as i32,
@@ -502,6 +501,13 @@ fn start(
         boot_id: boot_id(),
     };
     let _ = write_json_atomic(&paths.dir.join(super::files::RUN_STATE), &state);
+    // After run.json, as docker logs `start` once the container is
+    // running: whoever acts on the event finds it running, with its
+    // published ports (the machine's port forwarder lists them on each
+    // `start`; before, it could list the container still dead after a
+    // machine restart and never publish its ports).
+    super::events::container(layout.root(), rec, "start", &[]);
+    super::fault::shim_pauses_after_start_event(&paths.dir);
     if !wait_attach {
         report(ready, &Readiness::OK);
     }
