@@ -3,7 +3,8 @@
 //! mounts the data disk, then serves the engine on vsock.
 //!
 //! Kernel command line parameters read here:
-//! - `berth.time=<unix seconds>[.<nanos>]`: wall clock at launch
+//! - `berth.time=<unix seconds>[.<nanos>]`: wall clock at launch (the
+//!   guest adds the time since its kernel started)
 //! - `berth.disk=<device>`: ext4 data disk (without one the engine keeps its
 //!   state on tmpfs, as throw-away VMs do)
 //! - `berth.hostname=<name>`
@@ -238,8 +239,20 @@ fn mnt(src: &str, target: &str, fstype: &str, flags: MsFlags, data: Option<&str>
 }
 
 fn set_clock(spec: &str) {
-    let (s, ns) = spec.split_once('.').unwrap_or((spec, "0"));
-    let (Ok(secs), Ok(nanos)) = (s.parse::<i64>(), format!("{ns:0<9}")[..9].parse::<i64>()) else {
+    let mut up = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into `up`.
+    let since_boot = if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut up) } == 0 {
+        std::time::Duration::new(
+            up.tv_sec.max(0) as u64,
+            up.tv_nsec.clamp(0, 999_999_999) as u32,
+        )
+    } else {
+        std::time::Duration::ZERO
+    };
+    let Some((secs, nanos)) = clock_now(spec, since_boot) else {
         return;
     };
     let ts = libc::timespec {
@@ -248,6 +261,21 @@ fn set_clock(spec: &str) {
     };
     // SAFETY: clock_settime reads a valid timespec.
     unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) };
+}
+
+/// The wall clock now: the host's clock at launch (`berth.time`) plus the
+/// time the kernel has run since. Booting takes seconds to a minute in an
+/// emulated guest, and the clock set to the launch time alone stayed that
+/// far behind the host (55 s seen: wrong event times and `StartedAt`).
+fn clock_now(spec: &str, since_boot: std::time::Duration) -> Option<(i64, i64)> {
+    let (s, ns) = spec.split_once('.').unwrap_or((spec, "0"));
+    let secs = s.parse::<i64>().ok().filter(|s| *s >= 0)?;
+    let nanos = format!("{ns:0<9}").get(..9)?.parse::<i64>().ok()?;
+    let total = nanos + i64::from(since_boot.subsec_nanos());
+    let secs = secs
+        .checked_add(i64::try_from(since_boot.as_secs()).ok()?)?
+        .checked_add(total / 1_000_000_000)?;
+    Some((secs, total % 1_000_000_000))
 }
 
 /// Moves the root from the initramfs (rootfs, which pivot_root(2) refuses
@@ -486,6 +514,24 @@ fn serve_serial(engine: Arc<Engine>, dev: &str) -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_clock_is_launch_time_plus_time_since_boot() {
+        use std::time::Duration;
+        assert_eq!(clock_now("100", Duration::ZERO), Some((100, 0)));
+        assert_eq!(
+            clock_now("100.5", Duration::new(2, 600_000_000)),
+            Some((103, 100_000_000))
+        );
+        assert_eq!(
+            clock_now("1765065600.000000001", Duration::new(55, 999_999_999)),
+            Some((1765065656, 0))
+        );
+        // Hostile or broken values set nothing (and never panic).
+        for bad in ["", "x", "-5", "1.x", "1.é", "9223372036854775807"] {
+            assert_eq!(clock_now(bad, Duration::new(1, 0)), None, "{bad}");
+        }
+    }
 
     fn share(tag: &str, path: &str, ro: bool) -> Share {
         Share {
