@@ -37,6 +37,9 @@ use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryS
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+/// Longest container event line read from the guest.
+const MAX_EVENT_LINE: usize = 1 << 20;
+
 /// How often the forwarder, with no event coming, checks that the
 /// machine's VMM still runs. Only the host is asked: a periodic catch-up
 /// with the engine (a vsock connection and a container listing each time)
@@ -644,7 +647,14 @@ fn serve_with(
         // Bytes, kept across a timeout: a line may arrive in parts.
         let mut line = Vec::new();
         loop {
-            match lines.read_until(b'\n', &mut line) {
+            // The guest's lines are bounded: one that grows past the cap
+            // ends this stream (the next subscription catches up).
+            let room = (MAX_EVENT_LINE as u64).saturating_sub(line.len() as u64);
+            if room == 0 {
+                eprintln!("{} event line over {MAX_EVENT_LINE} bytes", stamp());
+                break;
+            }
+            match (&mut lines).take(room).read_until(b'\n', &mut line) {
                 Ok(0) => break,
                 Ok(_) if line.ends_with(b"\n") => {
                     if let Some(action) = changes_ports(&line) {
@@ -654,7 +664,7 @@ fn serve_with(
                     }
                     line.clear();
                 }
-                // The end of the stream within a line.
+                // The end of the stream within a line, or a line at the cap.
                 Ok(_) => break,
                 Err(e)
                     if matches!(
@@ -1123,6 +1133,48 @@ mod tests {
         served.join().unwrap().unwrap();
         let (sock, pid) = paths(&machine);
         assert!(!sock.exists() && !pid.exists());
+    }
+
+    /// A guest that sends an endless event line gets its stream dropped at
+    /// the cap (the forwarder subscribes again), not a host buffer that
+    /// grows without end.
+    #[cfg(unix)]
+    #[test]
+    fn an_endless_event_line_ends_the_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let (endpoint, eng) = FakeEngine::start(dir.path());
+        let machine = dir.path().join("machine");
+        std::fs::create_dir(&machine).unwrap();
+        let alive = Arc::new(AtomicBool::new(true));
+        let served = {
+            let (m, a) = (machine.clone(), Arc::clone(&alive));
+            std::thread::spawn(move || {
+                serve_with(
+                    &m,
+                    endpoint,
+                    move || a.load(Ordering::SeqCst),
+                    Duration::from_millis(50),
+                )
+            })
+        };
+        eventually("subscribed", || eng.subscriptions() == 1);
+        let mut s = lock(&eng.stream).take().unwrap();
+        let writer = std::thread::spawn(move || {
+            let chunk = vec![b'x'; 64 * 1024];
+            // 4 MiB with no newline; the forwarder lets go after 1 MiB.
+            for _ in 0..64 {
+                if s.write_all(&chunk).is_err() {
+                    return true;
+                }
+            }
+            false
+        });
+        eventually("a new subscription after the endless line", || {
+            eng.subscriptions() == 2
+        });
+        assert!(writer.join().unwrap(), "the forwarder read all 4 MiB");
+        alive.store(false, Ordering::SeqCst);
+        served.join().unwrap().unwrap();
     }
 
     /// A forwarder that exits leaves the files of the one started after it
