@@ -938,6 +938,52 @@ mod tests {
         assert_eq!(changes_ports(&[0xff, b'{', b'\n']), None);
     }
 
+    /// A forwarder serving a [`FakeEngine`] on its own thread, checking
+    /// every 50 ms that its "VMM" lives; `before` sets the engine up
+    /// before the forwarder first subscribes.
+    #[cfg(unix)]
+    struct Served {
+        dir: tempfile::TempDir,
+        eng: Arc<FakeEngine>,
+        machine: PathBuf,
+        alive: Arc<AtomicBool>,
+        served: std::thread::JoinHandle<Result<()>>,
+    }
+
+    #[cfg(unix)]
+    impl Served {
+        fn start(before: impl FnOnce(&FakeEngine)) -> Served {
+            let dir = tempfile::tempdir().unwrap();
+            let (endpoint, eng) = FakeEngine::start(dir.path());
+            before(&eng);
+            let machine = dir.path().join("machine");
+            std::fs::create_dir(&machine).unwrap();
+            let alive = Arc::new(AtomicBool::new(true));
+            let served = {
+                let (m, a) = (machine.clone(), Arc::clone(&alive));
+                let check = Duration::from_millis(50);
+                std::thread::spawn(move || {
+                    serve_with(&m, endpoint, move || a.load(Ordering::SeqCst), check)
+                })
+            };
+            Served {
+                dir,
+                eng,
+                machine,
+                alive,
+                served,
+            }
+        }
+
+        /// The VMM is gone: the forwarder must exit without an error. The
+        /// folder is handed back, so what the forwarder left can be read.
+        fn stop(self) -> tempfile::TempDir {
+            self.alive.store(false, Ordering::SeqCst);
+            self.served.join().unwrap().unwrap();
+            self.dir
+        }
+    }
+
     /// A stand-in engine for `serve`: answers `PublishedPorts` with
     /// `ports` (counting the listings) and `Events` with a stream the test
     /// writes events to or ends. Ports in `on_subscribe` are published as
@@ -1075,22 +1121,11 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn serve_catches_up_on_each_subscription_and_is_silent_while_idle() {
-        let dir = tempfile::tempdir().unwrap();
-        let (endpoint, eng) = FakeEngine::start(dir.path());
-        let machine = dir.path().join("machine");
-        std::fs::create_dir(&machine).unwrap();
         let (p1, p2, p3) = (free_port(), free_port(), free_port());
         // Started by another boot's restart policy just as the forwarder
         // subscribes: no event of its own comes.
-        lock(&eng.on_subscribe).push(published(p1));
-        let alive = Arc::new(AtomicBool::new(true));
-        let served = {
-            let (m, a) = (machine.clone(), Arc::clone(&alive));
-            let check = Duration::from_millis(50);
-            std::thread::spawn(move || {
-                serve_with(&m, endpoint, move || a.load(Ordering::SeqCst), check)
-            })
-        };
+        let f = Served::start(|eng| lock(&eng.on_subscribe).push(published(p1)));
+        let eng = &f.eng;
         eventually("the port of a container started at subscription", || {
             listening(p1)
         });
@@ -1129,9 +1164,8 @@ mod tests {
         assert!(listening(p3));
 
         // The VMM is gone: it exits, and takes its files along.
-        alive.store(false, Ordering::SeqCst);
-        served.join().unwrap().unwrap();
-        let (sock, pid) = paths(&machine);
+        let (sock, pid) = paths(&f.machine);
+        let _dir = f.stop();
         assert!(!sock.exists() && !pid.exists());
     }
 
@@ -1141,22 +1175,8 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn an_endless_event_line_ends_the_stream() {
-        let dir = tempfile::tempdir().unwrap();
-        let (endpoint, eng) = FakeEngine::start(dir.path());
-        let machine = dir.path().join("machine");
-        std::fs::create_dir(&machine).unwrap();
-        let alive = Arc::new(AtomicBool::new(true));
-        let served = {
-            let (m, a) = (machine.clone(), Arc::clone(&alive));
-            std::thread::spawn(move || {
-                serve_with(
-                    &m,
-                    endpoint,
-                    move || a.load(Ordering::SeqCst),
-                    Duration::from_millis(50),
-                )
-            })
-        };
+        let f = Served::start(|_| {});
+        let eng = &f.eng;
         eventually("subscribed", || eng.subscriptions() == 1);
         let mut s = lock(&eng.stream).take().unwrap();
         let writer = std::thread::spawn(move || {
@@ -1173,8 +1193,7 @@ mod tests {
             eng.subscriptions() == 2
         });
         assert!(writer.join().unwrap(), "the forwarder read all 4 MiB");
-        alive.store(false, Ordering::SeqCst);
-        served.join().unwrap().unwrap();
+        let _dir = f.stop();
     }
 
     /// A forwarder that exits leaves the files of the one started after it
@@ -1182,27 +1201,12 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn an_exiting_forwarder_keeps_its_successors_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let (endpoint, eng) = FakeEngine::start(dir.path());
-        let machine = dir.path().join("machine");
-        std::fs::create_dir(&machine).unwrap();
-        let alive = Arc::new(AtomicBool::new(true));
-        let served = {
-            let (m, a) = (machine.clone(), Arc::clone(&alive));
-            std::thread::spawn(move || {
-                serve_with(
-                    &m,
-                    endpoint,
-                    move || a.load(Ordering::SeqCst),
-                    Duration::from_millis(50),
-                )
-            })
-        };
+        let f = Served::start(|_| {});
+        let eng = &f.eng;
         eventually("subscribed", || eng.subscriptions() == 1);
-        let (_, pid) = paths(&machine);
+        let (_, pid) = paths(&f.machine);
         std::fs::write(&pid, "4242424").unwrap();
-        alive.store(false, Ordering::SeqCst);
-        served.join().unwrap().unwrap();
+        let _dir = f.stop();
         assert_eq!(std::fs::read_to_string(&pid).unwrap(), "4242424");
     }
 }

@@ -858,26 +858,24 @@ mod tests {
                 (arch::HIGH_RAM_START, (4 << 30) - arch::LOW_RAM_END)
             ]
         );
-        let cfg_line = base_cmdline(
-            &VmConfig {
-                kernel: "k".into(),
-                initrd: None,
-                cmdline: "console=ttyS0".into(),
-                cpus: 1,
-                mem_mib: 512,
-                boot_mem_mib: None,
-                serial: SerialOutput::Stdout,
-                vsock_uds: None,
-                disks: vec![],
-                rng: false,
-                balloon: false,
-                fs: vec![],
-                net: None,
-                quirks: HostQuirks::none(),
-                snapshot_on_ready: None,
-            },
-            &[(0x1000_0000, 0x1000_0000)],
-        );
+        let cfg = VmConfig {
+            kernel: "k".into(),
+            initrd: None,
+            cmdline: "console=ttyS0".into(),
+            cpus: 1,
+            mem_mib: 512,
+            boot_mem_mib: None,
+            serial: SerialOutput::Stdout,
+            vsock_uds: None,
+            disks: vec![],
+            rng: false,
+            balloon: false,
+            fs: vec![],
+            net: None,
+            quirks: HostQuirks::none(),
+            snapshot_on_ready: None,
+        };
+        let cfg_line = base_cmdline(&cfg, &[(0x1000_0000, 0x1000_0000)]);
         assert_eq!(
             cfg_line,
             "console=ttyS0 berth.mem_hotplug=0x10000000-0x20000000"
@@ -885,21 +883,8 @@ mod tests {
         // With the balloon the guest is told the reporting order.
         let balloon_line = base_cmdline(
             &VmConfig {
-                kernel: "k".into(),
-                initrd: None,
-                cmdline: "console=ttyS0".into(),
-                cpus: 1,
-                mem_mib: 512,
-                boot_mem_mib: None,
-                serial: SerialOutput::Stdout,
-                vsock_uds: None,
-                disks: vec![],
-                rng: false,
                 balloon: true,
-                fs: vec![],
-                net: None,
-                quirks: HostQuirks::none(),
-                snapshot_on_ready: None,
+                ..cfg
             },
             &[],
         );
