@@ -329,8 +329,9 @@ fn udp_to_the_gateway_other_ports_is_dropped() {
     assert!(net.take_guest_frame().is_none());
 }
 
-#[test]
-fn the_thread_relays_frames() {
+/// A stack thread whose DNS upstream answers `a:` + the query once, and
+/// the channel its "frames for the guest" callback signals on.
+fn thread_with_dns_upstream() -> (UserNetThread, std::sync::mpsc::Receiver<()>) {
     let upstream = udp_server(b"a:", 1);
     let (tx, rx) = std::sync::mpsc::channel();
     let tx = std::sync::Mutex::new(tx);
@@ -341,14 +342,25 @@ fn the_thread_relays_frames() {
         }),
     )
     .unwrap();
-    let query = super::frames::udp_frame(
+    (t, rx)
+}
+
+/// The guest's DNS query `q` to the gateway, as a frame.
+fn dns_query() -> Vec<u8> {
+    super::frames::udp_frame(
         EthernetAddress(GUEST_MAC),
         EthernetAddress(GATEWAY_MAC),
         std::net::SocketAddrV4::new(GUEST, 1000),
         std::net::SocketAddrV4::new(GATEWAY, 53),
         b"q",
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn the_thread_relays_frames() {
+    let (t, rx) = thread_with_dns_upstream();
+    let query = dns_query();
     assert!(t.send_frame(&query));
     rx.recv_timeout(Duration::from_secs(10)).unwrap();
     let reply = t.recv_frame().unwrap();
@@ -368,26 +380,10 @@ fn the_thread_relays_frames() {
 #[test]
 fn the_thread_counts_flows_for_the_snapshot_check() {
     use crate::devices::virtio::net::snapshot_blocker;
-    let upstream = udp_server(b"a:", 1);
-    let (tx, rx) = std::sync::mpsc::channel();
-    let tx = std::sync::Mutex::new(tx);
-    let t = UserNetThread::spawn(
-        UserNet::new(UserNetConfig::with_upstreams(vec![upstream])).unwrap(),
-        Box::new(move || {
-            let _ = tx.lock().unwrap().send(());
-        }),
-    )
-    .unwrap();
+    let (t, rx) = thread_with_dns_upstream();
     assert_eq!((t.flows(), t.pending_from_guest()), (0, 0));
     assert_eq!(snapshot_blocker(t.flows(), t.pending_from_guest()), None);
-    let query = super::frames::udp_frame(
-        EthernetAddress(GUEST_MAC),
-        EthernetAddress(GATEWAY_MAC),
-        std::net::SocketAddrV4::new(GUEST, 1000),
-        std::net::SocketAddrV4::new(GATEWAY, 53),
-        b"q",
-    )
-    .unwrap();
+    let query = dns_query();
     assert!(t.send_frame(&query));
     rx.recv_timeout(Duration::from_secs(10)).unwrap();
     assert!(t.recv_frame().is_some());
