@@ -1482,6 +1482,20 @@ mod stream_tests {
         next_within(r, Duration::from_millis(300))
     }
 
+    /// Writes `poke0`, `poke1`, … into `dir` until an event line comes
+    /// (the watches are set up on their own thread); returns how many.
+    fn poke_until_event(dir: &Path, r: &mut std::io::BufReader<UnixStream>) -> usize {
+        let mut k = 0;
+        loop {
+            std::fs::write(dir.join(format!("poke{k}")), b"").unwrap();
+            k += 1;
+            if next(r).is_some() {
+                return k;
+            }
+            assert!(k < 100, "no event after {k} pokes");
+        }
+    }
+
     /// The next event line's (kind, path), or `None` after `wait` (an
     /// expected event gets long: the machine may be loaded).
     fn next_within(
@@ -1525,15 +1539,7 @@ mod stream_tests {
             .unwrap();
         let mut r = std::io::BufReader::new(agent);
         // The watches are set up on their own thread: poke until one shows.
-        let mut k = 0;
-        loop {
-            std::fs::write(root.join(format!("poke{k}")), b"").unwrap();
-            k += 1;
-            if next(&mut r).is_some() {
-                break;
-            }
-            assert!(k < 100, "no event after {k} pokes");
-        }
+        let k = poke_until_event(&root, &mut r);
         while next(&mut r).is_some() {}
         let mut seen = Vec::new();
         let mut step = |op: &dyn Fn(), want: &[(&str, &str)]| {
@@ -1616,15 +1622,7 @@ mod stream_tests {
         w.write_all(format!("{{\"watch\":{watch}}}\n").as_bytes())
             .unwrap();
         let mut r = std::io::BufReader::new(agent);
-        let mut k = 0;
-        loop {
-            std::fs::write(poke_dir.join(format!("poke{k}")), b"").unwrap();
-            k += 1;
-            if next(&mut r).is_some() {
-                break;
-            }
-            assert!(k < 100, "no event after {k} pokes");
-        }
+        let k = poke_until_event(poke_dir, &mut r);
         w.write_all(&vec![b'\n'; k + 1]).unwrap();
         while next(&mut r).is_some() {
             w.write_all(b"\n").unwrap();
@@ -1804,15 +1802,7 @@ mod stream_tests {
             b"{\"watch\":[{\"tag\":\"s0\",\"path\":\"in\"},{\"tag\":\"s0\",\"path\":\"in/deep\"}]}\n",
         )
         .unwrap();
-        let mut k = 0;
-        loop {
-            std::fs::write(root.join(format!("in/deep/poke{k}")), b"").unwrap();
-            k += 1;
-            if next(&mut r).is_some() {
-                break;
-            }
-            assert!(k < 100, "no event after {k} pokes");
-        }
+        poke_until_event(&root.join("in/deep"), &mut r);
         while next(&mut r).is_some() {}
         std::fs::write(root.join("out/x"), b"").unwrap();
         std::fs::write(root.join("in/y"), b"").unwrap();
@@ -1829,15 +1819,7 @@ mod stream_tests {
             b"{\"watch\":[{\"tag\":\"s0\",\"path\":\"link\"},{\"tag\":\"s0\",\"path\":\"later\"}]}\n",
         )
         .unwrap();
-        let mut k = 0;
-        loop {
-            std::fs::write(root.join(format!("later/poke{k}")), b"").unwrap();
-            k += 1;
-            if next(&mut r).is_some() {
-                break;
-            }
-            assert!(k < 100, "no event after {k} pokes");
-        }
+        poke_until_event(&root.join("later"), &mut r);
         while next(&mut r).is_some() {}
         std::fs::write(root.join("in/z"), b"").unwrap();
         std::fs::write(outside.path().join("z"), b"").unwrap();
