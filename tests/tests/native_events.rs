@@ -206,6 +206,18 @@ fn history_lists_what_happened_in_order() {
     assert!(history(&b, "1", "2", &[]).is_empty());
 }
 
+/// The lines `child` prints, read on a thread as they come.
+fn stdout_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let _ = tx.send(line.unwrap_or_default());
+        }
+    });
+    rx
+}
+
 #[test]
 fn follow_prints_new_events_until_stopped() {
     let b = Berth::new().with_default_image();
@@ -223,13 +235,7 @@ fn follow_prints_new_events_until_stopped() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let out = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let _ = tx.send(line.unwrap_or_default());
-        }
-    });
+    let rx = stdout_lines(&mut child);
     // The stream starts when the agent has the request: make volumes
     // until the follower shows one (those before it connected are not
     // history: no --since).
@@ -484,13 +490,7 @@ fn a_start_event_comes_once_the_container_runs() {
     .stderr(Stdio::null())
     .spawn()
     .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let out = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let _ = tx.send(line.unwrap_or_default());
-        }
-    });
+    let rx = stdout_lines(&mut child);
     let start = {
         let c = cmd(&["start", "held"]);
         std::thread::spawn(move || {
