@@ -649,17 +649,10 @@ pub(crate) async fn list(
             }
             // `size=1`: SizeRw and SizeRootFs, as `docker ps -s` asks.
             let sizes = if size {
-                let usage = e.disk_usage(true, false)?;
-                let images = e.image_list()?;
-                rows.iter()
-                    .map(|(s, _)| {
-                        let rw = usage.containers.get(&s.id).copied().unwrap_or(0);
-                        let image = images
-                            .iter()
-                            .find(|i| i.id == s.image_id)
-                            .map_or(0, |i| i.size);
-                        Some((rw as i64, (rw + image) as i64))
-                    })
+                let list: Vec<_> = rows.iter().map(|(s, _)| s.clone()).collect();
+                e.container_sizes(&list)?
+                    .into_iter()
+                    .map(|(rw, root)| Some((rw as i64, root as i64)))
                     .collect()
             } else {
                 vec![None; rows.len()]

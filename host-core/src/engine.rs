@@ -144,6 +144,27 @@ impl Engine {
         }
     }
 
+    /// `list`'s containers' sizes as docker's `SizeRw` and `SizeRootFs`:
+    /// each writable layer, and that plus the container's image.
+    pub fn container_sizes(
+        &mut self,
+        list: &[berth_protocol::ContainerSummary],
+    ) -> Result<Vec<(u64, u64)>, ClientError> {
+        let usage = self.disk_usage(true, false)?;
+        let images: BTreeMap<String, u64> = self
+            .image_list()?
+            .into_iter()
+            .map(|i| (i.id, i.size))
+            .collect();
+        Ok(list
+            .iter()
+            .map(|s| {
+                let rw = usage.containers.get(&s.id).copied().unwrap_or(0);
+                (rw, rw + images.get(&s.image_id).copied().unwrap_or(0))
+            })
+            .collect())
+    }
+
     /// Asks the engine to exit (a machine VM's agent before power-off).
     pub fn shutdown(&mut self) -> Result<(), ClientError> {
         self.ack(Request::Shutdown)

@@ -185,18 +185,10 @@ pub fn run(iso: Isolation, a: &PsArgs) -> Result<i32> {
     let wants = |field: &str| whole || format.contains(field);
     // docker measures sizes for -s and for any format that shows them.
     let sizes = if a.size || wants(".Size") {
-        let usage = conn.disk_usage(true, false)?;
-        let images: std::collections::HashMap<String, u64> = conn
-            .image_list()?
-            .into_iter()
-            .map(|i| (i.id, i.size))
-            .collect();
+        let sizes = conn.container_sizes(&list)?;
         list.iter()
-            .map(|s| {
-                let rw = usage.containers.get(&s.id).copied().unwrap_or(0);
-                let image = images.get(&s.image_id).copied().unwrap_or(0);
-                (s.id.clone(), size_text(rw, rw + image))
-            })
+            .zip(sizes)
+            .map(|(s, (rw, root))| (s.id.clone(), size_text(rw, root)))
             .collect()
     } else {
         std::collections::HashMap::new()
