@@ -396,6 +396,20 @@ impl OwnVm {
     pub fn vmm_pid(&self) -> Option<i32> {
         self.vm.vmm_pid()
     }
+
+    /// The last `max` bytes the guest wrote to its serial console (empty
+    /// when there is no log).
+    pub fn console_tail(&self, max: u64) -> String {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut f) = std::fs::File::open(self.vm.serial_log()) else {
+            return String::new();
+        };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let _ = f.seek(SeekFrom::Start(len.saturating_sub(max)));
+        let mut buf = Vec::new();
+        let _ = f.take(max).read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
 }
 
 impl Drop for OwnVm {

@@ -340,7 +340,7 @@ fn vm_placements_run_their_own_kernel_and_cost_more_memory() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
     // One reduced run: the isolation probe and memory (2 idle containers
-    // per placement) only.
+    // per placement) only, and the guest-kernel panic in an own VM.
     let o = b.run(&[
         "compare",
         DEFAULT_IMAGE,
@@ -354,6 +354,7 @@ fn vm_placements_run_their_own_kernel_and_cost_more_memory() {
         "2",
         "--docker-host",
         "none",
+        "--destructive",
         "--format",
         "json",
         "-o",
@@ -366,6 +367,27 @@ fn vm_placements_run_their_own_kernel_and_cost_more_memory() {
     let native = placement(&report, "native");
     assert_eq!(native["isolation"]["kernel"], host_kernel().as_str());
     let native_more = metric(native, "memory_additional_mib");
+    // --destructive: the panic is forced in the own VM only, and takes down
+    // that VM alone; the other placements say why they were spared.
+    let trial = |name: &str| placement(&report, name)["isolation"]["panic_trial"].clone();
+    for name in ["native", "shared"] {
+        let t = trial(name);
+        assert_eq!(t["ran"], false, "{name}: {t:#}");
+        assert!(
+            t["note"].as_str().unwrap_or("").starts_with("not run"),
+            "{name}: {t:#}"
+        );
+    }
+    let t = trial("vm");
+    for fact in [
+        "ran",
+        "panic_seen",
+        "vm_ended",
+        "witness_unaffected",
+        "host_unaffected",
+    ] {
+        assert_eq!(t[fact], true, "vm panic trial, {fact}: {t:#}");
+    }
     for name in ["shared", "vm"] {
         let p = placement(&report, name);
         assert_eq!(p["available"], true, "{p:#}");

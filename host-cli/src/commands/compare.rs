@@ -43,6 +43,11 @@ pub struct CompareArgs {
     /// unix:///var/run/docker.sock when it exists); `none` leaves it out
     #[arg(long, value_name = "HOST")]
     pub docker_host: Option<String>,
+    /// In an own VM (vm placement) only: force a guest-kernel panic from a
+    /// privileged container and report whether it took down anything but
+    /// that VM
+    #[arg(long)]
+    pub destructive: bool,
     /// Output format
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
@@ -95,6 +100,7 @@ pub fn run(a: &CompareArgs) -> Result<i32> {
         rounds: a.rounds,
         memory_containers: a.memory_containers,
         docker_host: a.docker_host.clone(),
+        destructive: a.destructive,
         ..Options::default()
     };
     #[cfg(unix)]

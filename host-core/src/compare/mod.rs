@@ -218,6 +218,9 @@ pub struct Options {
     /// The docker daemon for the reference column: None tries
     /// `DOCKER_HOST`, then /var/run/docker.sock; `none` turns it off.
     pub docker_host: Option<String>,
+    /// Force a guest-kernel panic in a throw-away placement (own VM) and
+    /// record what it took down.
+    pub destructive: bool,
 }
 
 impl Default for Options {
@@ -230,6 +233,7 @@ impl Default for Options {
             memory_containers: 5,
             target_ms: 300,
             docker_host: None,
+            destructive: false,
         }
     }
 }

@@ -230,6 +230,50 @@ pub struct Isolation {
     /// Whether the VMM behind the placement runs under seccomp (from the
     /// host's /proc/PID/status of the VMM; None without a VMM).
     pub vmm_seccomp: Option<bool>,
+    /// `--destructive`: what a guest-kernel panic took down (None when
+    /// not asked for).
+    #[serde(default)]
+    pub panic_trial: Option<PanicTrial>,
+}
+
+/// `--destructive`: a kernel panic forced from a privileged container, in a
+/// placement that may be thrown away (an own VM), beside a witness
+/// container in another VM that must not notice.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PanicTrial {
+    /// Whether the panic was forced here.
+    pub ran: bool,
+    /// Why it was not run here, or what went wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// The kernel's panic message reached the panicking VM's console.
+    pub panic_seen: bool,
+    /// The panicking VM ended (its VMM process exited).
+    pub vm_ended: bool,
+    /// The witness container, in a VM of its own, still answered an exec
+    /// afterwards, with the boot id it had before.
+    pub witness_unaffected: bool,
+    /// The host's boot id is the one it had before.
+    pub host_unaffected: bool,
+}
+
+impl PanicTrial {
+    /// A placement where the trial is not run, and why.
+    pub fn not_run(why: &str) -> PanicTrial {
+        PanicTrial {
+            note: Some(why.to_string()),
+            ..PanicTrial::default()
+        }
+    }
+
+    /// The panic happened and took down only its own VM.
+    pub fn contained(&self) -> bool {
+        self.ran
+            && self.panic_seen
+            && self.vm_ended
+            && self.witness_unaffected
+            && self.host_unaffected
+    }
 }
 
 impl Isolation {
@@ -301,6 +345,7 @@ impl Isolation {
             shared_namespaces,
             cgroup_limits,
             vmm_seccomp: None,
+            panic_trial: None,
         }
     }
 }

@@ -500,7 +500,7 @@ type IsoRow = (
 );
 
 /// The isolation rows: label, what it means, and the cell.
-const ISOLATION_ROWS: [IsoRow; 9] = [
+const ISOLATION_ROWS: [IsoRow; 10] = [
     (
         ("kernel", "whose kernel the container's system calls reach: a bug there is the host's problem, or only this VM's"),
         |i, _| {
@@ -563,7 +563,33 @@ const ISOLATION_ROWS: [IsoRow; 9] = [
             ),
         },
     ),
+    (
+        ("guest kernel panic", "--destructive: a panic forced from a privileged container, with a witness container in another VM; what it took down"),
+        |i, _| match &i.panic_trial {
+            None => "not run (needs --destructive)".into(),
+            Some(t) if t.contained() => {
+                "only its own VM (the witness and the host carried on)".into()
+            }
+            Some(t) if !t.ran => t.note.clone().unwrap_or_default(),
+            Some(t) => format!(
+                "not shown: panic {}, VM ended {}, witness unaffected {}, host unaffected {}{}",
+                yes_no(t.panic_seen),
+                yes_no(t.vm_ended),
+                yes_no(t.witness_unaffected),
+                yes_no(t.host_unaffected),
+                t.note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
+            ),
+        },
+    ),
 ];
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
 
 const CSS: &str = "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222;background:#fff}\
 h3 small{font-weight:normal;color:#666}.virt{background:#fff4d6;border-left:4px solid #e0a800;padding:.5rem}\
@@ -611,6 +637,7 @@ fn esc(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compare::probe::PanicTrial;
 
     fn sample() -> Report {
         let mut native = PlacementReport::new(PlacementKind::Native);
@@ -659,6 +686,44 @@ mod tests {
         assert!(!h.contains("http"), "no address of any kind");
         assert!(!h.contains("src="), "nothing is loaded");
         assert!(h.contains("<svg"));
+    }
+
+    #[test]
+    fn the_panic_row_says_what_was_taken_down() {
+        let mut r = sample();
+        let cell = |r: &Report| {
+            let t = r.table();
+            t.lines()
+                .find(|l| l.starts_with("guest kernel panic"))
+                .map(str::to_string)
+                .unwrap_or_else(|| panic!("no panic row: {t}"))
+        };
+        assert!(cell(&r).contains("needs --destructive"), "{}", cell(&r));
+        let contained = PanicTrial {
+            ran: true,
+            note: None,
+            panic_seen: true,
+            vm_ended: true,
+            witness_unaffected: true,
+            host_unaffected: true,
+        };
+        assert!(contained.contained());
+        r.placements[1].isolation.as_mut().unwrap().panic_trial = Some(contained.clone());
+        assert!(cell(&r).contains("only its own VM"), "{}", cell(&r));
+        // Any missing piece of evidence is not "contained", and says which.
+        let witness_lost = PanicTrial {
+            witness_unaffected: false,
+            note: Some("boom".into()),
+            ..contained
+        };
+        assert!(!witness_lost.contained());
+        r.placements[1].isolation.as_mut().unwrap().panic_trial = Some(witness_lost);
+        let c = cell(&r);
+        assert!(
+            c.contains("witness unaffected no") && c.contains("(boom)"),
+            "{c}"
+        );
+        assert!(!PanicTrial::not_run("x").contained());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! native agent or of the machine VM; an [`OwnVm`] per container for
 //! `vm`), with the host processes each container needs.
 
+use super::probe::PanicTrial;
 use super::results::{ExecResult, RunResult, BIND_TARGET, NET_PORT};
 use super::PlacementKind;
 use crate::engine::Engine;
@@ -301,6 +302,70 @@ impl Target {
             code,
             stdout,
         })
+    }
+
+    /// `--destructive` (own VMs only): forces a guest-kernel panic from a
+    /// privileged container in a new VM, with `witness` running in another
+    /// one, and records what it took down. The panic comes from the
+    /// kernel's own out-of-memory path (`vm.panic_on_oom=2` panics on a
+    /// cgroup's OOM too, and the container has a 16 MiB limit): it needs
+    /// no sysrq or debug option in the guest kernel.
+    pub fn panic_trial(&self, witness: &Running, host_boot_id: &str) -> PanicTrial {
+        if self.kind != PlacementKind::Vm {
+            return PanicTrial::not_run("only an own VM is thrown away");
+        }
+        let mut t = PanicTrial {
+            ran: true,
+            ..PanicTrial::default()
+        };
+        let boot_id = |r: &Running| -> Option<String> {
+            let out = self
+                .exec(r, &["cat", "/proc/sys/kernel/random/boot_id"])
+                .ok()?;
+            (out.code == 0).then(|| out.stdout.trim().to_string())
+        };
+        let Some(before) = boot_id(witness) else {
+            return PanicTrial::not_run("the witness container did not answer before the panic");
+        };
+        let vm = match self.own_vm() {
+            Ok(vm) => vm,
+            Err(e) => return PanicTrial::not_run(&format!("starting the VM to panic: {e:#}")),
+        };
+        let mut cfg = self.config(&[
+            "sh",
+            "-c",
+            "echo 2 > /proc/sys/vm/panic_on_oom && dd if=/dev/zero of=/dev/null bs=64M count=1",
+        ]);
+        cfg.privileged = true;
+        cfg.memory = Some(16 << 20);
+        let outcome = (|| -> Result<String> {
+            let id = vm.connect()?.container_create(cfg)?.id;
+            let stream = vm.connect()?.attach(&id, false, true, None)?;
+            Ok(match relay(stream, Instant::now()) {
+                Ok((_, code, out)) => {
+                    format!("the container exited {code} instead: {}", out.trim())
+                }
+                Err(e) => format!("{e:#}"),
+            })
+        })();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while vm.vmm_pid().is_some() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        t.vm_ended = vm.vmm_pid().is_none();
+        t.panic_seen = vm.console_tail(64 * 1024).contains("Kernel panic");
+        drop(vm);
+        t.witness_unaffected = boot_id(witness).as_deref() == Some(before.as_str());
+        t.host_unaffected = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|s| s.trim() == host_boot_id)
+            .unwrap_or(false);
+        if !t.contained() {
+            t.note = Some(match outcome {
+                Ok(s) => s,
+                Err(e) => format!("{e:#}"),
+            });
+        }
+        t
     }
 
     /// Removes `r` (and powers off its VM).

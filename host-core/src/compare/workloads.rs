@@ -117,6 +117,18 @@ fn measure(
         Ok(r) if r.stdout.contains("probe=done") => {
             let mut iso = Isolation::from_probe(&probe::parse(&r.stdout), host);
             iso.vmm_seccomp = target.vmm_pid(&idle).and_then(probe::process_seccomp);
+            if opts.destructive {
+                progress.step(kind, "forcing a guest-kernel panic (--destructive)");
+                iso.panic_trial = Some(match kind {
+                    PlacementKind::Vm => target.panic_trial(&idle, &host.boot_id),
+                    PlacementKind::Shared => probe::PanicTrial::not_run(
+                        "not run: it would end the machine VM and every container in it",
+                    ),
+                    PlacementKind::Native | PlacementKind::Docker => {
+                        probe::PanicTrial::not_run("not run: it would panic the host's own kernel")
+                    }
+                });
+            }
             rep.isolation = Some(iso);
         }
         Ok(r) => {
