@@ -441,7 +441,6 @@ pub(crate) async fn create(
     let (mut cfg, extra) = container_config(b, name)?;
     let iso = st.iso();
     berth_host::mounts::check_placement(iso, &mut cfg).map_err(ApiError::bad_request)?;
-    berth_host::ports::check_placement(iso, &cfg).map_err(ApiError::bad_request)?;
     let created = st
         .engine(move |e| {
             let created = e.container_create(cfg)?;

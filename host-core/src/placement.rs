@@ -392,6 +392,11 @@ impl OwnVm {
         Ok(self.vm.connect_running()?)
     }
 
+    /// Where the VM's agent listens (the VMM's vsock socket).
+    pub fn endpoint(&self) -> crate::client::Endpoint {
+        self.vm.endpoint()
+    }
+
     /// PID of the VM's VMM process, while it runs.
     pub fn vmm_pid(&self) -> Option<i32> {
         self.vm.vmm_pid()

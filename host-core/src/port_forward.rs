@@ -1,4 +1,5 @@
-//! Published ports of containers in the machine VM, on the host.
+//! Published ports of containers in a VM (the machine VM, or one of their
+//! own), on the host.
 //!
 //! In the VM the container's shim binds each `-p` port on the guest's own
 //! addresses, as in native placement. On the host, one long-lived
@@ -21,6 +22,11 @@
 //! the published socket. A flow ends after [`UDP_IDLE`] without a datagram,
 //! when the guest closes it or sends a bad frame (it is untrusted), or with
 //! its socket; [`MAX_UDP_FLOWS`] per socket.
+//!
+//! A container in a VM of its own (`--isolation vm`) has no long-lived
+//! forwarder: its `berth run` binds the host ports before the VM starts
+//! ([`RunPorts`]) and serves them, with the same per-socket code, for as
+//! long as the run lasts.
 
 use crate::client::Endpoint;
 use crate::engine::Engine;
@@ -79,6 +85,7 @@ impl Key {
 struct Listening {
     stop: Arc<AtomicBool>,
     local: SocketAddr,
+    proto: PortProto,
     /// Disconnected once the serving thread is done with the socket.
     ended: Receiver<()>,
 }
@@ -140,14 +147,9 @@ impl Forwarder {
         for k in gone {
             eprintln!("{} unpublish {}", stamp(), k.name());
             if let Some(l) = bound.remove(&k) {
-                l.stop.store(true, Ordering::SeqCst);
-                // Wake its accept() or recv_from(); it sees the flag and
-                // returns.
-                wake(k.proto, l.local);
                 // Let the port go before it is bound again (a container
-                // restarted at once): the thread closes its UDP flows,
-                // which hold the socket, on the way out.
-                let _ = l.ended.recv_timeout(Duration::from_secs(2));
+                // restarted at once).
+                l.close();
             }
         }
         let mut failed = BTreeMap::new();
@@ -157,27 +159,10 @@ impl Forwarder {
             }
             match bind(k.addr, k.proto) {
                 Ok((socket, local)) => {
-                    let stop = Arc::new(AtomicBool::new(false));
-                    let me = Arc::clone(self);
-                    let st = Arc::clone(&stop);
                     let guest = k.guest_port;
-                    let (end, ended) = sync_channel::<()>(0);
-                    match socket {
-                        HostSocket::Tcp(l) => {
-                            std::thread::spawn(move || {
-                                me.accept_loop(l, guest, st);
-                                drop(end);
-                            });
-                        }
-                        HostSocket::Udp(s) => {
-                            std::thread::spawn(move || {
-                                me.udp_loop(s, guest, st);
-                                drop(end);
-                            });
-                        }
-                    }
+                    let l = Listening::serve(socket, local, guest, &self.endpoint);
                     eprintln!("{} publish {} -> guest port {guest}", stamp(), k.name());
-                    bound.insert(k, Listening { stop, local, ended });
+                    bound.insert(k, l);
                 }
                 Err(e) => {
                     eprintln!("{} cannot bind {}: {e}", stamp(), k.name());
@@ -188,21 +173,64 @@ impl Forwarder {
         *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = failed;
         Ok(())
     }
+}
 
-    fn accept_loop(self: Arc<Self>, l: TcpListener, guest_port: u16, stop: Arc<AtomicBool>) {
-        for conn in l.incoming() {
-            if stop.load(Ordering::SeqCst) {
-                return;
+impl Listening {
+    /// Serves a bound host socket on a thread of its own: each TCP
+    /// connection, or each UDP peer's flow, goes to `guest_port` in the
+    /// guest over `endpoint` (the agent's `PortConnect`/`PortConnectUdp`).
+    fn serve(socket: HostSocket, local: SocketAddr, guest_port: u16, endpoint: &Endpoint) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (st, ep) = (Arc::clone(&stop), endpoint.clone());
+        let (end, ended) = sync_channel::<()>(0);
+        let proto = match socket {
+            HostSocket::Tcp(l) => {
+                std::thread::spawn(move || {
+                    accept_loop(l, &ep, guest_port, &st);
+                    drop(end);
+                });
+                PortProto::Tcp
             }
-            let Ok(conn) = conn else {
-                std::thread::sleep(Duration::from_millis(10));
-                continue;
-            };
-            let ep = self.endpoint.clone();
-            std::thread::spawn(move || {
-                let _ = forward(conn, &ep, guest_port);
-            });
+            HostSocket::Udp(s) => {
+                std::thread::spawn(move || {
+                    udp_loop(s, &ep, guest_port, &st);
+                    drop(end);
+                });
+                PortProto::Udp
+            }
+        };
+        Listening {
+            stop,
+            local,
+            proto,
+            ended,
         }
+    }
+
+    /// Stops serving and waits (up to 2 s) until the socket is closed:
+    /// the thread closes its UDP flows, which hold the socket, on the way
+    /// out.
+    fn close(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake its accept() or recv_from(); it sees the flag and returns.
+        wake(self.proto, self.local);
+        let _ = self.ended.recv_timeout(Duration::from_secs(2));
+    }
+}
+
+fn accept_loop(l: TcpListener, ep: &Endpoint, guest_port: u16, stop: &AtomicBool) {
+    for conn in l.incoming() {
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(conn) = conn else {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        };
+        let ep = ep.clone();
+        std::thread::spawn(move || {
+            let _ = forward(conn, &ep, guest_port);
+        });
     }
 }
 
@@ -343,112 +371,110 @@ fn forget(flows: &UdpFlows, peer: SocketAddr, flow: &Arc<UdpFlow>) {
     }
 }
 
-impl Forwarder {
-    /// Serves one published UDP socket: each datagram goes to its peer's
-    /// flow (made on the peer's first datagram), until `stop`.
-    fn udp_loop(self: Arc<Self>, socket: UdpSocket, guest_port: u16, stop: Arc<AtomicBool>) {
-        let socket = Arc::new(socket);
-        // A fallback to the wake-up datagram, which a full buffer drops.
-        let _ = socket.set_read_timeout(Some(Duration::from_secs(1)));
-        let flows: UdpFlows = Arc::new(Mutex::new(HashMap::new()));
-        let mut threads: Vec<std::thread::JoinHandle<()>> = Vec::new();
-        // One byte more than the largest datagram carried: a larger one
-        // (IPv6 allows 65527) fills it and is dropped, not cut.
-        let mut buf = vec![0u8; MAX_DATAGRAM + 1];
-        while !stop.load(Ordering::SeqCst) {
-            let (n, peer) = match socket.recv_from(&mut buf) {
-                Ok(got) => got,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock
+/// Serves one published UDP socket: each datagram goes to its peer's
+/// flow (made on the peer's first datagram), until `stop`.
+fn udp_loop(socket: UdpSocket, ep: &Endpoint, guest_port: u16, stop: &AtomicBool) {
+    let socket = Arc::new(socket);
+    // A fallback to the wake-up datagram, which a full buffer drops.
+    let _ = socket.set_read_timeout(Some(Duration::from_secs(1)));
+    let flows: UdpFlows = Arc::new(Mutex::new(HashMap::new()));
+    let mut threads: Vec<std::thread::JoinHandle<()>> = Vec::new();
+    // One byte more than the largest datagram carried: a larger one
+    // (IPv6 allows 65527) fills it and is dropped, not cut.
+    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    while !stop.load(Ordering::SeqCst) {
+        let (n, peer) = match socket.recv_from(&mut buf) {
+            Ok(got) => got,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
                             | std::io::ErrorKind::TimedOut
                             | std::io::ErrorKind::Interrupted
                             // Windows reports an earlier send's ICMP
                             // unreachable here.
                             | std::io::ErrorKind::ConnectionReset
                             | std::io::ErrorKind::ConnectionRefused
-                    ) =>
-                {
-                    continue
-                }
-                Err(_) => {
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
-                }
-            };
-            if stop.load(Ordering::SeqCst) {
-                break;
+                ) =>
+            {
+                continue
             }
-            if n > MAX_DATAGRAM {
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(10));
                 continue;
             }
-            threads.retain(|t| !t.is_finished());
-            if let Some(t) = self.relay(&flows, &socket, guest_port, peer, buf[..n].to_vec()) {
-                threads.push(t);
-            }
-        }
-        let entries: Vec<FlowEntry> = lock(&flows).drain().map(|(_, e)| e).collect();
-        for e in entries {
-            e.flow.close();
-        }
-        // The flows' threads hold the socket: the port is free once they
-        // are gone.
-        for t in threads {
-            let _ = t.join();
-        }
-    }
-
-    /// Queues one datagram from `peer` on its flow, making the flow (and
-    /// returning its thread) when there is none. Dropped when the flow's
-    /// queue is full or the table is.
-    fn relay(
-        self: &Arc<Self>,
-        flows: &UdpFlows,
-        socket: &Arc<UdpSocket>,
-        guest_port: u16,
-        peer: SocketAddr,
-        data: Vec<u8>,
-    ) -> Option<std::thread::JoinHandle<()>> {
-        let mut table = lock(flows);
-        let data = match table.get(&peer) {
-            Some(e) => match e.tx.try_send(data) {
-                Ok(()) => {
-                    e.flow.touch();
-                    return None;
-                }
-                Err(TrySendError::Full(_)) => return None,
-                // The flow ended (the guest closed it): start another.
-                Err(TrySendError::Disconnected(d)) => {
-                    table.remove(&peer);
-                    d
-                }
-            },
-            None => data,
         };
-        if table.len() >= MAX_UDP_FLOWS {
-            return None;
+        if stop.load(Ordering::SeqCst) {
+            break;
         }
-        let (tx, rx) = sync_channel(UDP_QUEUE);
-        tx.try_send(data).ok()?;
-        let flow = Arc::new(UdpFlow {
-            last_active: Mutex::new(Instant::now()),
-            stream: Mutex::new(None),
-            closed: AtomicBool::new(false),
-        });
-        let (ep, fl, fw, so) = (
-            self.endpoint.clone(),
-            Arc::clone(flows),
-            Arc::clone(&flow),
-            Arc::clone(socket),
-        );
-        let t = std::thread::Builder::new()
-            .name("ports-udp-flow".into())
-            .spawn(move || run_flow(&ep, guest_port, peer, so, &fl, fw, rx))
-            .ok()?;
-        table.insert(peer, FlowEntry { tx, flow });
-        Some(t)
+        if n > MAX_DATAGRAM {
+            continue;
+        }
+        threads.retain(|t| !t.is_finished());
+        if let Some(t) = relay(ep, &flows, &socket, guest_port, peer, buf[..n].to_vec()) {
+            threads.push(t);
+        }
     }
+    let entries: Vec<FlowEntry> = lock(&flows).drain().map(|(_, e)| e).collect();
+    for e in entries {
+        e.flow.close();
+    }
+    // The flows' threads hold the socket: the port is free once they
+    // are gone.
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
+/// Queues one datagram from `peer` on its flow, making the flow (and
+/// returning its thread) when there is none. Dropped when the flow's
+/// queue is full or the table is.
+fn relay(
+    ep: &Endpoint,
+    flows: &UdpFlows,
+    socket: &Arc<UdpSocket>,
+    guest_port: u16,
+    peer: SocketAddr,
+    data: Vec<u8>,
+) -> Option<std::thread::JoinHandle<()>> {
+    let mut table = lock(flows);
+    let data = match table.get(&peer) {
+        Some(e) => match e.tx.try_send(data) {
+            Ok(()) => {
+                e.flow.touch();
+                return None;
+            }
+            Err(TrySendError::Full(_)) => return None,
+            // The flow ended (the guest closed it): start another.
+            Err(TrySendError::Disconnected(d)) => {
+                table.remove(&peer);
+                d
+            }
+        },
+        None => data,
+    };
+    if table.len() >= MAX_UDP_FLOWS {
+        return None;
+    }
+    let (tx, rx) = sync_channel(UDP_QUEUE);
+    tx.try_send(data).ok()?;
+    let flow = Arc::new(UdpFlow {
+        last_active: Mutex::new(Instant::now()),
+        stream: Mutex::new(None),
+        closed: AtomicBool::new(false),
+    });
+    let (ep, fl, fw, so) = (
+        ep.clone(),
+        Arc::clone(flows),
+        Arc::clone(&flow),
+        Arc::clone(socket),
+    );
+    let t = std::thread::Builder::new()
+        .name("ports-udp-flow".into())
+        .spawn(move || run_flow(&ep, guest_port, peer, so, &fl, fw, rx))
+        .ok()?;
+    table.insert(peer, FlowEntry { tx, flow });
+    Some(t)
 }
 
 /// One UDP flow: connects to the guest's port, then sends the queued
@@ -734,6 +760,205 @@ pub fn sync(machine_dir: &Path) -> Option<Vec<(String, String)>> {
     None
 }
 
+/// A host port of a container in a VM of its own (`--isolation vm`)
+/// that could not be bound; docker's words after `failed to bind host
+/// port for`.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to bind host port for {addr}:{container_port}/{proto}: {reason}")]
+pub struct BindError {
+    /// `0.0.0.0:8080`, `[::1]:53`, `127.0.0.1:8000-8010`.
+    pub addr: String,
+    pub container_port: u16,
+    pub proto: &'static str,
+    /// The system's error, lower case without the error number.
+    pub reason: String,
+    /// Whether the port (every port of a range) was in use.
+    pub in_use: bool,
+}
+
+/// Tries for an IPv6 socket on the port the kernel gave the IPv4 one.
+const SAME_PORT_TRIES: usize = 8;
+
+/// The host ports of one container run in a VM of its own, bound before
+/// the VM starts and served, once it runs, for as long as the run lasts.
+///
+/// Each binding is bound on the host as docker binds it (every address:
+/// `0.0.0.0` and, where the host has IPv6, `::`; port 0: a free port; a
+/// range: its first free port). The guest is given the same binding with
+/// the host's port pinned, on its own loopback ([`RunPorts::guest_bindings`]):
+/// the agent's `PortConnect` joins the guest's `127.0.0.1:PORT`, whatever
+/// host address the port is published on.
+pub struct RunPorts {
+    sockets: Vec<(HostSocket, SocketAddr)>,
+    guest: Vec<berth_protocol::PortBinding>,
+}
+
+impl RunPorts {
+    /// Binds every binding, or none: on an error the sockets already
+    /// bound are closed.
+    pub fn bind(bindings: &[berth_protocol::PortBinding]) -> Result<RunPorts, BindError> {
+        let mut out = RunPorts {
+            sockets: Vec::new(),
+            guest: Vec::new(),
+        };
+        for b in bindings {
+            let port = bind_binding(b, &mut out.sockets)?;
+            let guest = berth_protocol::PortBinding {
+                host_ip: "127.0.0.1".into(),
+                host_port: port,
+                host_port_end: 0,
+                container_port: b.container_port,
+                proto: b.proto,
+            };
+            // One guest socket serves the same port on several host
+            // addresses.
+            if !out.guest.contains(&guest) {
+                out.guest.push(guest);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The bindings the guest's engine is to publish: the host's ports,
+    /// on the guest's 127.0.0.1.
+    pub fn guest_bindings(&self) -> &[berth_protocol::PortBinding] {
+        &self.guest
+    }
+
+    /// The host sockets bound, with their protocol.
+    pub fn host_addrs(&self) -> Vec<(PortProto, SocketAddr)> {
+        self.sockets
+            .iter()
+            .map(|(s, a)| {
+                let proto = match s {
+                    HostSocket::Tcp(_) => PortProto::Tcp,
+                    HostSocket::Udp(_) => PortProto::Udp,
+                };
+                (proto, *a)
+            })
+            .collect()
+    }
+
+    /// Starts forwarding to the guest behind `endpoint`; it ends when the
+    /// returned value is dropped.
+    pub fn serve(self, endpoint: &Endpoint) -> RunForwarding {
+        RunForwarding {
+            listening: self
+                .sockets
+                .into_iter()
+                .map(|(socket, local)| Listening::serve(socket, local, local.port(), endpoint))
+                .collect(),
+        }
+    }
+}
+
+/// The host ports of a running own-VM container, forwarded to its guest;
+/// closed (and their threads stopped) when dropped.
+pub struct RunForwarding {
+    listening: Vec<Listening>,
+}
+
+impl Drop for RunForwarding {
+    fn drop(&mut self) {
+        for l in self.listening.drain(..) {
+            l.close();
+        }
+    }
+}
+
+/// Binds one binding's host sockets (pushed on `sockets`); its port.
+fn bind_binding(
+    b: &berth_protocol::PortBinding,
+    sockets: &mut Vec<(HostSocket, SocketAddr)>,
+) -> Result<u16, BindError> {
+    let text = b.host_ip.trim();
+    let bare = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    let (first_ip, dual) = if bare.is_empty() {
+        (IpAddr::from([0, 0, 0, 0]), true)
+    } else {
+        match bare.parse::<IpAddr>() {
+            Ok(ip) => (ip.to_canonical(), false),
+            Err(_) => {
+                return Err(BindError {
+                    addr: b.host_ip.clone(),
+                    container_port: b.container_port,
+                    proto: b.proto.as_str(),
+                    reason: "invalid host address".into(),
+                    in_use: false,
+                })
+            }
+        }
+    };
+    let first = b.host_port;
+    let last = if first != 0 && b.host_port_end > first {
+        b.host_port_end
+    } else {
+        first
+    };
+    let error = |port: String, e: &std::io::Error| BindError {
+        addr: crate::ports::join_host_port(&first_ip.to_string(), &port),
+        container_port: b.container_port,
+        proto: b.proto.as_str(),
+        reason: e
+            .to_string()
+            .split(" (os error")
+            .next()
+            .unwrap_or_default()
+            .to_lowercase(),
+        in_use: e.kind() == std::io::ErrorKind::AddrInUse,
+    };
+    let mut last_err = None;
+    for port in first..=last {
+        let tries = if dual && port == 0 {
+            SAME_PORT_TRIES
+        } else {
+            1
+        };
+        for _ in 0..tries {
+            let (v4, local) = match bind(SocketAddr::new(first_ip, port), b.proto) {
+                Ok(s) => s,
+                Err(e) => {
+                    last_err = Some(e);
+                    break;
+                }
+            };
+            if !dual {
+                sockets.push((v4, local));
+                return Ok(local.port());
+            }
+            let v6_addr =
+                SocketAddr::new(IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED), local.port());
+            match bind(v6_addr, b.proto) {
+                Ok((v6, l6)) => {
+                    sockets.push((v4, local));
+                    sockets.push((v6, l6));
+                    return Ok(local.port());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last_err = Some(e),
+                // No IPv6 on this host: the IPv4 socket alone.
+                Err(_) => {
+                    sockets.push((v4, local));
+                    return Ok(local.port());
+                }
+            }
+        }
+        match &last_err {
+            Some(e) if e.kind() == std::io::ErrorKind::AddrInUse && port != last => continue,
+            _ => break,
+        }
+    }
+    let e = last_err.unwrap_or_else(|| std::io::Error::from(std::io::ErrorKind::AddrInUse));
+    let port = if last > first {
+        format!("{first}-{last}")
+    } else {
+        first.to_string()
+    };
+    Err(error(port, &e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -780,12 +1005,16 @@ mod tests {
         assert_eq!(k.name(), "[::1]:53/udp");
     }
 
+    /// What the fake agent was asked, `tcp PORT` or `udp PORT` each.
+    type Requests = Arc<Mutex<Vec<String>>>;
+
     /// A stand-in for the agent on a Unix socket (the native endpoint):
     /// answers each `PortConnectUdp` stream by echoing datagram frames
     /// with `echo:` in front; `bad` is answered with a frame no datagram
-    /// can have (65535 bytes announced). Counts the streams.
+    /// can have (65535 bytes announced). Each `PortConnect` stream is
+    /// echoed after `tcp PORT:`. Counts the streams and records them.
     #[cfg(unix)]
-    fn fake_agent(dir: &Path) -> (Endpoint, Arc<std::sync::atomic::AtomicUsize>) {
+    fn fake_agent(dir: &Path) -> (Endpoint, Arc<std::sync::atomic::AtomicUsize>, Requests) {
         use berth_protocol::frame::{read_frame, write_frame};
         use berth_protocol::{
             Hello, HelloReply, Request, RequestEnvelope, Response, ResponseEnvelope,
@@ -794,9 +1023,12 @@ mod tests {
         let l = UnixListener::bind(&path).unwrap();
         let streams = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let count = Arc::clone(&streams);
+        let requests = Requests::default();
+        let asked_all = Arc::clone(&requests);
         std::thread::spawn(move || {
             for mut c in l.incoming().flatten() {
                 let count = Arc::clone(&count);
+                let asked = Arc::clone(&asked_all);
                 std::thread::spawn(move || {
                     let _: Hello = read_frame(&mut c).unwrap();
                     write_frame(
@@ -809,7 +1041,12 @@ mod tests {
                     )
                     .unwrap();
                     let req: RequestEnvelope = read_frame(&mut c).unwrap();
-                    assert!(matches!(req.request, Request::PortConnectUdp { port: 9 }));
+                    let tcp = match req.request {
+                        Request::PortConnectUdp { port } => format!("udp {port}"),
+                        Request::PortConnect { port } => format!("tcp {port}"),
+                        other => panic!("unexpected {other:?}"),
+                    };
+                    lock(&asked).push(tcp.clone());
                     count.fetch_add(1, Ordering::SeqCst);
                     write_frame(
                         &mut c,
@@ -819,6 +1056,14 @@ mod tests {
                         },
                     )
                     .unwrap();
+                    if tcp.starts_with("tcp") {
+                        // Echoes the stream with its port in front.
+                        let _ = c.write_all(format!("{tcp}:").as_bytes());
+                        let mut r = c.try_clone().unwrap();
+                        let _ = std::io::copy(&mut r, &mut c);
+                        let _ = c.shutdown(Shutdown::Write);
+                        return;
+                    }
                     let mut buf = vec![0u8; MAX_DATAGRAM];
                     while let Ok(Some(n)) = read_datagram(&mut c, &mut buf) {
                         if &buf[..n] == b"bad" {
@@ -834,7 +1079,7 @@ mod tests {
                 });
             }
         });
-        (Endpoint::Unix(path), streams)
+        (Endpoint::Unix(path), streams, requests)
     }
 
     #[cfg(unix)]
@@ -867,24 +1112,9 @@ mod tests {
     #[test]
     fn udp_flows_echo_per_peer_keep_boundaries_and_survive_a_hostile_guest() {
         let dir = tempfile::tempdir().unwrap();
-        let (endpoint, streams) = fake_agent(dir.path());
-        let fwd = Arc::new(Forwarder {
-            endpoint,
-            bound: Mutex::new(BTreeMap::new()),
-            failed: Mutex::new(BTreeMap::new()),
-        });
-        let (HostSocket::Udp(s), local) =
-            bind("127.0.0.1:0".parse().unwrap(), PortProto::Udp).unwrap()
-        else {
-            panic!("not a UDP socket");
-        };
-        let stop = Arc::new(AtomicBool::new(false));
-        let (end, ended) = sync_channel::<()>(0);
-        let (f, st) = (Arc::clone(&fwd), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            f.udp_loop(s, 9, st);
-            drop(end);
-        });
+        let (endpoint, streams, _) = fake_agent(dir.path());
+        let (socket, local) = bind("127.0.0.1:0".parse().unwrap(), PortProto::Udp).unwrap();
+        let served = Listening::serve(socket, local, 9, &endpoint);
 
         // Two peers, each answered on its own flow, boundaries kept.
         let (a, b) = (client(), client());
@@ -915,10 +1145,116 @@ mod tests {
         assert_eq!(streams.load(Ordering::SeqCst), 3);
 
         // Stopped: the port is free again once the thread is done.
-        stop.store(true, Ordering::SeqCst);
-        wake(PortProto::Udp, local);
-        let _ = ended.recv();
+        served.close();
         UdpSocket::bind(local).expect("port released after stop");
+    }
+
+    fn binding(
+        ip: &str,
+        host_port: u16,
+        container_port: u16,
+        proto: PortProto,
+    ) -> berth_protocol::PortBinding {
+        berth_protocol::PortBinding {
+            host_ip: ip.into(),
+            host_port,
+            host_port_end: 0,
+            container_port,
+            proto,
+        }
+    }
+
+    /// An own VM's run: its host ports forward TCP and UDP to the same
+    /// port in the guest, which publishes them on its loopback; dropped,
+    /// they are free again.
+    #[cfg(unix)]
+    #[test]
+    fn run_ports_forward_to_the_guest_and_close_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (endpoint, _, asked) = fake_agent(dir.path());
+        let ports = RunPorts::bind(&[
+            binding("127.0.0.1", 0, 80, PortProto::Tcp),
+            binding("127.0.0.1", 0, 53, PortProto::Udp),
+        ])
+        .unwrap();
+        let addrs = ports.host_addrs();
+        let (tcp, udp) = (addrs[0].1, addrs[1].1);
+        assert_eq!(addrs[0].0, PortProto::Tcp);
+        assert_eq!(addrs[1].0, PortProto::Udp);
+        assert_eq!(
+            ports.guest_bindings(),
+            &[
+                binding("127.0.0.1", tcp.port(), 80, PortProto::Tcp),
+                binding("127.0.0.1", udp.port(), 53, PortProto::Udp),
+            ]
+        );
+        let forwarding = ports.serve(&endpoint);
+
+        let mut c = TcpStream::connect(tcp).unwrap();
+        c.write_all(b"hello").unwrap();
+        c.shutdown(Shutdown::Write).unwrap();
+        let mut got = String::new();
+        c.read_to_string(&mut got).unwrap();
+        assert_eq!(got, format!("tcp {}:hello", tcp.port()));
+        assert_eq!(round(&client(), udp, b"dns"), b"echo:dns");
+        assert_eq!(
+            *lock(&asked),
+            vec![format!("tcp {}", tcp.port()), format!("udp {}", udp.port())]
+        );
+
+        drop(forwarding);
+        TcpListener::bind(tcp).expect("tcp port released");
+        UdpSocket::bind(udp).expect("udp port released");
+    }
+
+    /// Docker's error for a port in use, and nothing of the run stays
+    /// bound; every address: 0.0.0.0 (and :: where there is IPv6) on one
+    /// port; an address that is not one is refused.
+    #[test]
+    fn run_ports_bind_all_or_none() {
+        let held = TcpListener::bind("127.0.0.1:0").unwrap();
+        let busy = held.local_addr().unwrap().port();
+        let free = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let e = RunPorts::bind(&[
+            binding("127.0.0.1", free, 80, PortProto::Tcp),
+            binding("127.0.0.1", busy, 81, PortProto::Tcp),
+        ])
+        .err()
+        .unwrap();
+        assert!(e.in_use);
+        assert_eq!(
+            e.to_string(),
+            format!("failed to bind host port for 127.0.0.1:{busy}:81/tcp: address already in use")
+        );
+        TcpListener::bind(("127.0.0.1", free)).expect("the first port was let go");
+
+        let every = RunPorts::bind(&[binding("", 0, 80, PortProto::Tcp)]).unwrap();
+        let addrs = every.host_addrs();
+        let port = addrs[0].1.port();
+        assert_eq!(addrs[0].1, SocketAddr::from(([0, 0, 0, 0], port)));
+        if let Some((_, v6)) = addrs.get(1) {
+            assert_eq!(
+                *v6,
+                SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port))
+            );
+        }
+        assert_eq!(
+            every.guest_bindings(),
+            &[binding("127.0.0.1", port, 80, PortProto::Tcp)]
+        );
+
+        let e = RunPorts::bind(&[binding("nope", 1, 80, PortProto::Tcp)])
+            .err()
+            .unwrap();
+        assert!(!e.in_use);
+        assert_eq!(
+            e.to_string(),
+            "failed to bind host port for nope:80/tcp: invalid host address"
+        );
     }
 
     #[test]

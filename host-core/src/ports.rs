@@ -5,7 +5,6 @@
 //!
 //! The parsers return docker's message alone; the caller lays it out.
 
-use crate::placement::Isolation;
 use berth_protocol::{ContainerConfig, PortBinding, PortProto, PublishedPort};
 use serde_json::{json, Map, Value};
 
@@ -213,26 +212,46 @@ pub fn parse_expose(e: &str) -> Result<Vec<String>, String> {
     Ok((start..=end).map(|p| format!("{p}/{proto}")).collect())
 }
 
-/// Refuses `-p`/`-P` where the engine cannot publish ports yet.
-pub fn check_placement(iso: Isolation, cfg: &ContainerConfig) -> Result<(), String> {
-    let name = match iso {
-        Isolation::Native => return Ok(()),
-        Isolation::Shared => "shared",
-        Isolation::Vm => "vm",
-    };
-    let flag = if !cfg.ports.is_empty() {
-        "-p"
-    } else if cfg.publish_all {
-        "-P"
-    } else {
-        return Ok(());
-    };
-    if iso == Isolation::Vm {
-        return Err(format!(
-            "publishing ports ({flag}) is not supported yet with --isolation {name}; use --isolation shared or native"
-        ));
+/// The bindings a container publishes, as the engine makes them: `-p`
+/// and, with `-P`, each port the image or `--expose` exposes that `-p`
+/// does not publish, on every address and a free port. `image_exposed`
+/// is the image config's `ExposedPorts` keys (`80/tcp`, `53/udp`, `8080`).
+pub fn run_bindings(cfg: &ContainerConfig, image_exposed: &[String]) -> Vec<PortBinding> {
+    let mut out = cfg.ports.clone();
+    if !cfg.publish_all {
+        return out;
     }
-    Ok(())
+    for p in image_exposed.iter().chain(&cfg.expose) {
+        let (proto, port) = split_proto_port(p);
+        let (Ok(port), Some(proto)) = (port.parse::<u16>(), PortProto::parse(proto)) else {
+            continue;
+        };
+        if !out
+            .iter()
+            .any(|b| b.container_port == port && b.proto == proto)
+        {
+            out.push(PortBinding {
+                host_ip: String::new(),
+                host_port: 0,
+                host_port_end: 0,
+                container_port: port,
+                proto,
+            });
+        }
+    }
+    out
+}
+
+/// The `ExposedPorts` keys of an image config (JSON); none when it
+/// cannot be read (the image is checked elsewhere).
+pub fn image_exposed(config: &[u8]) -> Vec<String> {
+    let Ok(v) = serde_json::from_slice::<Value>(config) else {
+        return Vec::new();
+    };
+    v["config"]["ExposedPorts"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
 }
 
 /// In the machine VM: has the host forwarder bind this container's ports
@@ -712,20 +731,31 @@ mod tests {
     }
 
     #[test]
-    fn publishing_by_placement() {
-        let mut cfg = ContainerConfig::default();
-        assert!(check_placement(Isolation::Shared, &cfg).is_ok());
-        cfg.publish_all = true;
-        assert_eq!(
-            check_placement(Isolation::Vm, &cfg).unwrap_err(),
-            "publishing ports (-P) is not supported yet with --isolation vm; use --isolation shared or native"
+    fn run_bindings_add_exposed_ports_with_publish_all() {
+        let mut cfg = ContainerConfig {
+            ports: parse_publish("127.0.0.1:8080:80").unwrap(),
+            expose: vec!["9000/tcp".into()],
+            ..Default::default()
+        };
+        let image = image_exposed(
+            br#"{"config":{"ExposedPorts":{"80/tcp":{},"53/udp":{},"x/tcp":{},"7/sctp":{}}}}"#,
         );
-        cfg.ports = parse_publish("80").unwrap();
-        assert!(check_placement(Isolation::Shared, &cfg).is_ok());
-        cfg.ports = parse_publish("53/udp").unwrap();
-        assert!(check_placement(Isolation::Shared, &cfg).is_ok());
-        assert!(check_placement(Isolation::Native, &cfg).is_ok());
-        assert!(check_placement(Isolation::Vm, &cfg).is_err());
+        assert_eq!(image.len(), 4);
+        // Without -P: -p alone.
+        assert_eq!(run_bindings(&cfg, &image), cfg.ports);
+        cfg.publish_all = true;
+        let got = run_bindings(&cfg, &image);
+        assert_eq!(
+            got,
+            vec![
+                b("127.0.0.1", 8080, 0, 80, PortProto::Tcp),
+                b("", 0, 0, 53, PortProto::Udp),
+                b("", 0, 0, 9000, PortProto::Tcp),
+            ]
+        );
+        // A config that is not JSON, or has no ports: none.
+        assert!(image_exposed(b"{").is_empty());
+        assert!(image_exposed(br#"{"config":{}}"#).is_empty());
     }
 
     fn published(ip: &str, host: u16, port: u16, proto: PortProto) -> PublishedPort {

@@ -135,6 +135,57 @@ fn run_probe_then(
     (stderr, p, secs, extra)
 }
 
+/// A free TCP port on the host's 127.0.0.1.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs a clone with `-p 127.0.0.1:HP:80` whose container answers one
+/// HTTP request with `published-HP` (busybox nc), and fetches it from
+/// the host until it comes; stderr, the answer and HP.
+fn published_port_run(b: &Berth) -> (String, String, u16) {
+    use std::io::{Read, Write};
+    let hp = free_port();
+    let token = format!("published-{hp}");
+    let script = format!("printf 'HTTP/1.0 200 OK\\r\\n\\r\\n{token}' | nc -l -p 80");
+    let child = b
+        .command()
+        .env("BERTH_VM_TIMINGS", "1")
+        .args(["--isolation", "vm", "run", "--rm", "-p"])
+        .arg(format!("127.0.0.1:{hp}:80"))
+        .args([DEFAULT_IMAGE, "sh", "-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Until the container listens, each connection is closed at once.
+    let mut answer = String::new();
+    let deadline = Instant::now() + std::time::Duration::from_secs(900);
+    while Instant::now() < deadline {
+        if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", hp)) {
+            let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(60)));
+            let _ = c.write_all(b"GET / HTTP/1.0\r\n\r\n");
+            let mut got = String::new();
+            let _ = c.read_to_string(&mut got);
+            if got.contains(&token) {
+                answer = got;
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "exit {:?}\n{stderr}", o.status);
+    // The run is over: its host port is free again.
+    std::net::TcpListener::bind(("127.0.0.1", hp)).expect("host port released");
+    (stderr, answer.trim_end().to_string(), hp)
+}
+
 /// The guest's clock is within 1 s of the host's while the run lasted.
 fn check_clock(p: &Probe, start: u64, end: u64) {
     assert!(
@@ -265,6 +316,17 @@ fn vm_containers_start_as_clones_with_their_own_identity() {
         ));
     }
 
+    // A clone publishing a port (-p, issue 19): its one HTTP answer is
+    // fetched from the host's 127.0.0.1 through the host forwarder and
+    // the clone's vsock.
+    let (stderr, answer, hp) = published_port_run(&b);
+    assert!(
+        answer.starts_with("HTTP/1.0 200 OK") && answer.ends_with(&format!("published-{hp}")),
+        "{answer:?}\n{stderr}"
+    );
+    assert!(stderr.contains("berth: vm: clone,"), "{stderr}");
+    step("clone served a published port to the host");
+
     // A snapshot from another VMM version: warning, cold boot, rebuilt.
     let snap = snapshot_dirs(&home).pop().unwrap();
     fake_other_vmm_version(&snap.join("state.bin"));
@@ -381,4 +443,39 @@ fn vm_containers_start_as_clones_with_their_own_identity() {
         "throw-away VM left behind"
     );
     step(&format!("{n} concurrent clones"));
+}
+
+/// A published port in use fails an own-VM run with docker's error and
+/// exit 125 before any VM starts (no guest kernel needed): the host
+/// ports are bound first.
+#[test]
+fn vm_run_with_a_port_in_use_fails_before_a_vm_starts() {
+    let mut b = Berth::new();
+    b.isolation = "vm".into();
+    let b = b.with_default_image();
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let p = held.local_addr().unwrap().port();
+    let o = b
+        .command()
+        .args(["--isolation", "vm", "run", "--rm", "--name", "web", "-p"])
+        .arg(format!("127.0.0.1:{p}:80"))
+        .args(["-p", "127.0.0.1::81", DEFAULT_IMAGE, "true"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(125), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "berth: Error response from daemon: driver failed programming external connectivity \
+             on endpoint web: failed to bind host port for 127.0.0.1:{p}:80/tcp: address already in use.\n"
+        )
+    );
+    assert_eq!(
+        std::fs::read_dir(b.home.path().join("vms"))
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0,
+        "a VM was made"
+    );
 }

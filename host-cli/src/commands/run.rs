@@ -11,6 +11,7 @@ use anyhow::Result;
 pub use berth_host::args::ArgError;
 use berth_host::engine::Created;
 use berth_host::placement::OwnVm;
+use berth_host::port_forward::RunPorts;
 use berth_protocol::mux::{self, Kind};
 use berth_protocol::{ContainerConfig, ErrorKind, RestartPolicy};
 use std::collections::BTreeMap;
@@ -660,8 +661,7 @@ fn compact_json(text: &str) -> String {
 /// What the placement cannot give the container: bind mounts outside the
 /// shared folders, published ports, ...
 fn check_placement(iso: Isolation, cfg: &mut ContainerConfig) -> Result<(), String> {
-    crate::mounts::check_placement(iso, cfg)?;
-    crate::ports::check_placement(iso, cfg)
+    crate::mounts::check_placement(iso, cfg)
 }
 
 /// Docker's exit codes for failures before the command ran.
@@ -793,12 +793,39 @@ fn run_in_own_vm(a: &RunArgs, cfg: ContainerConfig) -> Result<i32> {
         );
         return Ok(EXIT_ENGINE);
     };
+    // Published ports are bound on the host before anything starts: one
+    // in use fails the run as docker's does, with nothing left behind.
+    let mut cfg = cfg;
+    let bindings = if cfg.ports.is_empty() && !cfg.publish_all {
+        Vec::new()
+    } else {
+        let config = cache.read_blob(&image.config_digest).unwrap_or_default();
+        crate::ports::run_bindings(&cfg, &crate::ports::image_exposed(&config))
+    };
+    let ports = match RunPorts::bind(&bindings) {
+        Ok(p) => p,
+        Err(e) => {
+            let endpoint = a.name.as_deref().map(|n| format!(" on endpoint {n}"));
+            eprintln!(
+                "berth: Error response from daemon: driver failed programming external connectivity{}: {e}.",
+                endpoint.unwrap_or_default()
+            );
+            return Ok(EXIT_ENGINE);
+        }
+    };
+    if !bindings.is_empty() {
+        // The guest publishes the host's ports on its own loopback, where
+        // the agent joins each forwarded connection to them.
+        cfg.ports = ports.guest_bindings().to_vec();
+    }
     let timings = std::env::var_os("BERTH_VM_TIMINGS").is_some();
     let note = |line: &str| eprintln!("{line}");
     let vm = OwnVm::new(&cache, &image, &a.image, timings, &note)?;
-    let result = vm
-        .start(&cache, &image, timings, &note)
-        .and_then(|()| run_with(&|| vm.connect(), a, cfg, false));
+    let result = vm.start(&cache, &image, timings, &note).and_then(|()| {
+        // Forwarding for the life of the run; closed before the VM goes.
+        let _forwarding = ports.serve(&vm.endpoint());
+        run_with(&|| vm.connect(), a, cfg, false)
+    });
     drop(vm);
     match result {
         Ok(code) => Ok(code),

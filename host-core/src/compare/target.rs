@@ -241,7 +241,6 @@ impl Target {
             container_port: NET_PORT,
             proto: Default::default(),
         });
-        crate::ports::check_placement(self.kind.isolation(), &cfg).map_err(|e| anyhow!(e))?;
         let r = self.start_idle_with(cfg)?;
         let port = self
             .connect_to(&r)

@@ -425,7 +425,6 @@ impl<'p> Orchestrator<'p> {
 
     fn prepare(&self, mut cfg: ContainerConfig) -> Result<ContainerConfig> {
         crate::mounts::check_placement(self.iso, &mut cfg).map_err(Error::Placement)?;
-        crate::ports::check_placement(self.iso, &cfg).map_err(Error::Placement)?;
         Ok(cfg)
     }
 
