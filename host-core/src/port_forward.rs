@@ -899,7 +899,12 @@ fn bind_binding(
         first
     };
     let error = |port: String, e: &std::io::Error| BindError {
-        addr: crate::ports::join_host_port(&first_ip.to_string(), &port),
+        // Go's JoinHostPort, as `ports::join_host_port` (not called: that
+        // module depends on the machine, which depends on this one).
+        addr: match first_ip {
+            IpAddr::V6(_) => format!("[{first_ip}]:{port}"),
+            IpAddr::V4(_) => format!("{first_ip}:{port}"),
+        },
         container_port: b.container_port,
         proto: b.proto.as_str(),
         reason: e
