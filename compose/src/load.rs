@@ -673,6 +673,43 @@ impl Project {
         Ok((project, warnings))
     }
 
+    /// A project known only by its name, as docker compose v2 has one for
+    /// `-p NAME` with no compose file: the verbs that act on existing
+    /// containers (`ps`, `down`, `stop`, ...) find them by their project
+    /// label. `services` are the names those containers carry; each gets
+    /// an empty definition.
+    pub fn named(
+        name: &str,
+        working_dir: PathBuf,
+        services: impl IntoIterator<Item = String>,
+    ) -> Result<Project, ComposeError> {
+        if !valid_project_name(name) {
+            return Err(ComposeError::ProjectName { name: name.into() });
+        }
+        Ok(Project {
+            name: name.into(),
+            working_dir,
+            files: Vec::new(),
+            version: None,
+            legacy_v1: false,
+            services: services
+                .into_iter()
+                .map(|n| {
+                    let s = Service {
+                        name: n.clone(),
+                        ..Service::default()
+                    };
+                    (n, s)
+                })
+                .collect(),
+            volumes: BTreeMap::new(),
+            networks: BTreeMap::new(),
+            profiles: Vec::new(),
+            environment: BTreeMap::new(),
+            other: BTreeMap::new(),
+        })
+    }
+
     fn finalize(&mut self, warnings: &mut Vec<Warning>) -> Result<(), ComposeError> {
         let names: BTreeSet<String> = self.services.keys().cloned().collect();
         // Top-level secrets/configs: `file` made absolute, external named.

@@ -700,3 +700,202 @@ fn build_run_exec_and_the_other_verbs() {
     let ls = compose(&b, d, &["ls", "-a"]).ok().stdout;
     assert!(!ls.contains("verbs"), "{ls}");
 }
+
+/// `-p NAME` with no compose file (docker compose v2): `ps`, `stop` and
+/// `down` act on the project's containers, found by their labels; a verb
+/// that needs the definition (`up`) still asks for the file.
+#[test]
+fn project_name_alone_finds_the_containers() {
+    if !ready() {
+        return;
+    }
+    let b = Berth::new().with_default_image();
+    let dir = tempfile::tempdir().unwrap();
+    let d = &project_dir(&dir, "byname");
+    write(
+        d,
+        "compose.yaml",
+        "services:\n  a:\n    image: berth/busybox\n    init: true\n    command: sleep 100000\n  \
+         b:\n    image: berth/busybox\n    init: true\n    command: sleep 100000\n",
+    );
+    compose(&b, d, &["up", "-d"]).ok();
+    let empty = tempfile::tempdir().unwrap();
+    let e = empty.path();
+    let p = |args: &[&str]| {
+        let mut v = vec!["-p", "byname"];
+        v.extend_from_slice(args);
+        compose(&b, e, &v)
+    };
+    let names = |all: bool| -> Vec<String> {
+        let args: &[&str] = if all { &["ps", "-a"] } else { &["ps"] };
+        let out = p(args).ok().stdout;
+        out.lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next().map(String::from))
+            .collect()
+    };
+    assert_eq!(names(false), ["byname-a-1", "byname-b-1"]);
+    let out = p(&["stop", "b"]).ok();
+    assert!(
+        out.stderr.contains("Container byname-b-1  Stopped"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(names(false), ["byname-a-1"]);
+    assert_eq!(names(true), ["byname-a-1", "byname-b-1"]);
+    let out = p(&["up", "-d"]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("no compose file found"),
+        "{}",
+        out.stderr
+    );
+    let out = p(&["down"]).ok();
+    assert!(
+        out.stderr.contains("Network byname_default  Removed"),
+        "{}",
+        out.stderr
+    );
+    assert!(names(true).is_empty());
+    assert!(b.run(&["ps", "-a", "-q"]).ok().stdout.is_empty());
+    // A name no container carries lists nothing, and is no error.
+    let out = compose(&b, e, &["-p", "nosuch", "ps", "-a", "-q"]).ok();
+    assert_eq!(out.stdout, "");
+}
+
+/// The `up` flags (`--no-deps`, `--wait`, `--force-recreate`,
+/// `--no-recreate`, `--remove-orphans`), the global `--profile` and
+/// `--env-file`, `logs --tail` and `-t`, and `rm -s`.
+#[test]
+fn up_flags_profiles_env_file_logs_and_rm_stop() {
+    if !ready() {
+        return;
+    }
+    let b = Berth::new().with_default_image();
+    let dir = tempfile::tempdir().unwrap();
+    let d = &project_dir(&dir, "flags");
+    let file = |with_old: bool| {
+        let old = if with_old {
+            "  old:\n    image: berth/busybox\n    init: true\n    command: sleep 100000\n"
+        } else {
+            ""
+        };
+        format!(
+            "services:\n  db:\n    image: berth/busybox\n    init: true\n    command: sleep 100000\n    \
+             healthcheck:\n      test: 'true'\n      interval: 1s\n  \
+             web:\n    image: berth/busybox\n    init: true\n    depends_on: [db]\n    \
+             environment:\n      X: ${{X_VALUE:-unset}}\n    \
+             command: sh -c 'echo one; echo two; echo three-$$X; exec sleep 100000'\n  \
+             extra:\n    image: berth/busybox\n    init: true\n    command: sleep 100000\n    profiles: [extra]\n{old}"
+        )
+    };
+    write(d, "compose.yaml", &file(true));
+    write(d, "alt.env", "X_VALUE=alt\n");
+    write(d, "other.env", "X_VALUE=other\n");
+    let with_env = |env: &str, args: &[&str]| {
+        let mut v = vec!["--env-file", env];
+        v.extend_from_slice(args);
+        compose(&b, d, &v)
+    };
+
+    // --no-deps: web alone, db not made.
+    let out = with_env("alt.env", &["up", "-d", "--no-deps", "web"]).ok();
+    assert!(
+        out.stderr.contains("Container flags-web-1  Started"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(ps_names(&b, d, true), ["flags-web-1"]);
+    // --env-file: the value interpolated is the file's.
+    wait_for("web's log", || {
+        compose(&b, d, &["logs", "web"])
+            .stdout
+            .contains("three-alt")
+    });
+
+    // --wait: up returns once db is healthy; the profiled service is not
+    // started without its profile.
+    let out = with_env("alt.env", &["up", "-d", "--wait"]).ok();
+    assert!(
+        out.stderr.contains("Container flags-db-1  Healthy"),
+        "{}",
+        out.stderr
+    );
+    let ps = compose(&b, d, &["ps", "--format", "json", "db"])
+        .ok()
+        .stdout;
+    assert!(ps.contains("(healthy)"), "{ps}");
+    assert_eq!(
+        ps_names(&b, d, true),
+        ["flags-db-1", "flags-old-1", "flags-web-1"]
+    );
+
+    // --force-recreate: everything, though nothing changed.
+    let web_id = b.inspect("flags-web-1")["Id"].clone();
+    let out = with_env("alt.env", &["up", "-d", "--force-recreate"]).ok();
+    for c in ["flags-db-1", "flags-web-1"] {
+        assert!(
+            out.stderr.contains(&format!("Container {c}  Recreate")),
+            "{}",
+            out.stderr
+        );
+    }
+    assert_ne!(b.inspect("flags-web-1")["Id"], web_id);
+    // --no-recreate: web's environment changed, and it is kept.
+    let web_id = b.inspect("flags-web-1")["Id"].clone();
+    let out = with_env("other.env", &["up", "-d", "--no-recreate"]).ok();
+    assert!(!out.stderr.contains("Recreate"), "{}", out.stderr);
+    assert_eq!(b.inspect("flags-web-1")["Id"], web_id);
+
+    // --profile: the profiled service joins.
+    with_env("alt.env", &["--profile", "extra", "up", "-d", "extra"]).ok();
+    assert!(ps_names(&b, d, false).contains(&"flags-extra-1".to_string()));
+
+    // A service gone from the file: warned about, then removed with
+    // --remove-orphans.
+    write(d, "compose.yaml", &file(false));
+    let out = with_env("alt.env", &["up", "-d"]).ok();
+    assert!(
+        out.stderr
+            .contains("Found orphan containers ([flags-old-1])"),
+        "{}",
+        out.stderr
+    );
+    let out = with_env("alt.env", &["up", "-d", "--remove-orphans"]).ok();
+    assert!(
+        out.stderr.contains("Container flags-old-1  Removed"),
+        "{}",
+        out.stderr
+    );
+    assert!(!ps_names(&b, d, true).contains(&"flags-old-1".to_string()));
+
+    // logs: the last line only; with timestamps.
+    let out = compose(&b, d, &["logs", "--tail", "1", "web"]).ok();
+    assert_eq!(out.stdout, "flags-web-1 | three-alt\n");
+    let out = compose(&b, d, &["logs", "-t", "--tail", "1", "web"]).ok();
+    let line = out.stdout.trim_end();
+    let stamp = line
+        .strip_prefix("flags-web-1 | ")
+        .and_then(|l| l.strip_suffix(" three-alt"))
+        .unwrap_or_else(|| panic!("{line:?}"));
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(stamp).is_ok(),
+        "{stamp:?}"
+    );
+
+    // rm -s: stops, then removes.
+    let out = compose(&b, d, &["rm", "-s", "-f", "web"]).ok();
+    assert!(
+        out.stderr.contains("Container flags-web-1  Stopped"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("Container flags-web-1  Removed"),
+        "{}",
+        out.stderr
+    );
+    assert!(!ps_names(&b, d, true).contains(&"flags-web-1".to_string()));
+    compose(&b, d, &["--profile", "extra", "down"]).ok();
+    assert!(b.run(&["ps", "-a", "-q"]).ok().stdout.is_empty());
+}

@@ -1159,3 +1159,87 @@ fn login_and_logout_print_what_docker_prints() {
                 .contains(&h)
     );
 }
+
+/// `compose push` and `compose pull` (issue 21): the images of services with both `build` and
+/// `image` go to their registry; the others are skipped, as docker compose
+/// v2 does. A failed push fails the verb unless `--ignore-push-failures`.
+#[test]
+fn compose_push_sends_built_service_images() {
+    if let Some(r) = tools_missing() {
+        return skip(&r);
+    }
+    let reg = Registry::start(false);
+    let h = reg.host();
+    let b = Berth::new().with_default_image();
+    let root = tempfile::tempdir().unwrap();
+    let d = root.path().join("pushed");
+    std::fs::create_dir_all(d.join("app")).unwrap();
+    std::fs::write(d.join("app/msg"), "composed and pushed\n").unwrap();
+    std::fs::write(
+        d.join("app/Dockerfile"),
+        format!("FROM {DEFAULT_IMAGE}\nCOPY msg /msg\nCMD [\"cat\", \"/msg\"]\n"),
+    )
+    .unwrap();
+    // A closed port: nothing answers there.
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    std::fs::write(
+        d.join("compose.yaml"),
+        format!(
+            "services:\n  app:\n    build: ./app\n    image: {h}/compose/app:v1\n  \
+             local:\n    build: ./app\n  plain:\n    image: {DEFAULT_IMAGE}\n  \
+             broken:\n    build: ./app\n    image: {dead}/compose/broken:v1\n    profiles: [broken]\n"
+        ),
+    )
+    .unwrap();
+    let target = format!("{h}/compose/app:v1");
+    berth_tests::compose(&b, &d, &["build"]).ok();
+    let o = berth_tests::compose(&b, &d, &["push"]).ok();
+    assert_eq!(o.stdout, "");
+    let err = &o.stderr;
+    for line in [
+        " Service app  Pushing\n",
+        "The push refers to repository [",
+        "v1: digest: sha256:",
+        " Service app  Pushed\n",
+        " Service local  Skipped\n",
+        " Service plain  Skipped\n",
+    ] {
+        assert!(err.contains(line), "{line:?} in {err}");
+    }
+    assert!(!err.contains("broken"), "{err}");
+    // `compose pull` brings it back into an empty cache.
+    let fresh = Berth::new();
+    let o = berth_tests::compose(&fresh, &d, &["pull", "app"]).ok();
+    assert_eq!(o.stdout, "");
+    assert_eq!(image_id(&fresh, &target), image_id(&b, &target));
+    assert_eq!(
+        fresh.run(&["run", "--rm", &target]).ok().stdout,
+        "composed and pushed\n"
+    );
+    // -q: nothing printed; a second push finds the layers there.
+    let o = berth_tests::compose(&b, &d, &["push", "-q", "app"]).ok();
+    assert_eq!((o.stdout.as_str(), o.stderr.as_str()), ("", ""));
+
+    // A registry that does not answer: the verb fails and names the image,
+    // unless told to go on.
+    let with_broken = |args: &[&str]| {
+        let mut a = vec!["--profile", "broken"];
+        a.extend_from_slice(args);
+        berth_tests::compose(&b, &d, &a)
+    };
+    with_broken(&["build", "broken"]).ok();
+    let o = with_broken(&["push", "broken"]);
+    assert_ne!(o.code, 0);
+    assert!(
+        o.stderr
+            .contains(&format!("failed to push {dead}/compose/broken:v1")),
+        "{}",
+        o.stderr
+    );
+    let o = with_broken(&["push", "--ignore-push-failures", "broken", "app"]).ok();
+    assert!(o.stderr.contains(" Service app  Pushed\n"), "{}", o.stderr);
+    assert!(o.stderr.contains("ignored"), "{}", o.stderr);
+}

@@ -18,12 +18,11 @@
 #![cfg(target_os = "linux")]
 
 use berth_tests::registry::free_port;
+use berth_tests::shop::{http_get, ps_rows};
 use berth_tests::{compose, have, skip, timing, wait_for, with_lock, workspace, Berth};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Builds (first time) or finds the Debian test images; `None` after
 /// printing the skip marker when the mirror cannot be reached.
@@ -64,20 +63,6 @@ fn ready() -> bool {
         }
     }
     true
-}
-
-/// The body of `GET /` on 127.0.0.1:`port`, if it answered 200.
-fn http_get(port: u16) -> Option<String> {
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET / HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let (head, body) = out.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.0 200")
-        .then(|| body.to_string())
-        .or_else(|| head.starts_with("HTTP/1.1 200").then(|| body.to_string()))
 }
 
 /// The seed's files, verbatim but for the two changes the module names.
@@ -166,37 +151,6 @@ const INDEX_PHP: &str = r#"<html>
     </body>
 </html>
 "#;
-
-/// `ps` (or `ps -a`) rows as (NAME, IMAGE, COMMAND, SERVICE, STATUS, PORTS),
-/// cut at the header's column starts.
-fn ps_rows(b: &Berth, d: &Path, all: bool) -> Vec<Vec<String>> {
-    let args: &[&str] = if all { &["ps", "-a"] } else { &["ps"] };
-    let out = compose(b, d, args).ok().stdout;
-    let mut lines = out.lines();
-    let header = lines.next().unwrap_or_default().to_string();
-    let cols = [
-        "NAME", "IMAGE", "COMMAND", "SERVICE", "CREATED", "STATUS", "PORTS",
-    ];
-    let starts: Vec<usize> = cols
-        .iter()
-        .map(|c| {
-            header
-                .find(c)
-                .unwrap_or_else(|| panic!("{c} in {header:?}"))
-        })
-        .collect();
-    lines
-        .map(|l| {
-            (0..cols.len())
-                .filter(|&i| i != 4)
-                .map(|i| {
-                    let end = starts.get(i + 1).copied().unwrap_or(l.len()).min(l.len());
-                    l.get(starts[i]..end).unwrap_or_default().trim().to_string()
-                })
-                .collect()
-        })
-        .collect()
-}
 
 #[test]
 fn seed_003_flask_and_php_apache() {
@@ -393,4 +347,24 @@ fn seed_003_flask_and_php_apache() {
     b.run(&["image", "inspect", "seed003-product-service"]).ok();
     assert!(b.run(&["ps", "-a", "-q"]).ok().stdout.is_empty());
     timing("native_seed003", "ps, stop, rm, up, down", started);
+}
+
+/// The busybox stand-in of the same project (`berth_tests::shop`), which
+/// shared_placement.rs runs in the machine VM: natively here, so a change
+/// that breaks the scenario shows in seconds rather than in the VM pass.
+#[test]
+fn seed_003_busybox_stand_in() {
+    if !have("nft") || !have("ip") {
+        return skip("nft or ip missing (scripts/deps.sh installs nftables and iproute2)");
+    }
+    let started = Instant::now();
+    let b = Berth::new().with_default_image();
+    let root = tempfile::tempdir().unwrap();
+    berth_tests::shop::run(
+        &b,
+        root.path(),
+        std::time::Duration::from_secs(60),
+        &mut |s| timing("native_seed003", s, started),
+    );
+    assert!(b.run(&["ps", "-a", "-q"]).ok().stdout.is_empty());
 }

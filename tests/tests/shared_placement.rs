@@ -4,6 +4,8 @@
 //! - images reach the guest from the host cache (load, pull, build);
 //! - build steps run as containers in the guest;
 //! - registries are spoken to by the host CLI (push, pull, login, save);
+//! - seed 003's compose project, on busybox: a built service and a plain
+//!   one, bind-mounted shared folders, found by service name, published;
 //! - a few `run` comparisons with docker (users, env, exit codes, a missing
 //!   command, stdin, a created working directory), the sweep's masking;
 //! - a named volume on the machine's data disk; a bind mount of a shared
@@ -337,6 +339,15 @@ fn machine_vm_runs_builds_and_talks_to_registries_like_native() {
         "built in the machine\n"
     );
     timing("shared_placement", "build and run", t);
+
+    // Seed 003's busybox stand-in (berth_tests::shop, natively in
+    // native_seed003.rs): a compose project built from a Dockerfile,
+    // bind-mounting shared host folders, its two services finding each
+    // other by name on the project network and published on the host.
+    let shop = tempfile::tempdir().unwrap();
+    berth_tests::shop::run(&b, shop.path(), Duration::from_secs(300), &mut |s| {
+        timing("shared_placement", &format!("compose: {s}"), t)
+    });
 
     // push from the machine's engine, pull back into an empty cache.
     let o = b.run(&["push", &target]).ok();

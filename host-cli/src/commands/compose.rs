@@ -3,7 +3,7 @@
 //! is `berth_host::compose`. This module parses flags, loads the project
 //! and prints.
 
-use crate::commands::{build, container, pull, run};
+use crate::commands::{build, container, pull, push, run};
 use crate::placement::Isolation;
 use anyhow::Result;
 use berth_compose::{LoadOptions, Project};
@@ -198,6 +198,19 @@ enum Verb {
         ignore_pull_failures: bool,
         services: Vec<String>,
     },
+    /// Push service images (those of services with both `build` and `image`)
+    Push {
+        /// Push without printing progress information
+        #[arg(short, long)]
+        quiet: bool,
+        /// Push what it can and ignores images with push failures
+        #[arg(long)]
+        ignore_push_failures: bool,
+        /// Also push images of services declared as dependencies
+        #[arg(long)]
+        include_deps: bool,
+        services: Vec<String>,
+    },
     /// Execute a command in a running container
     #[command(trailing_var_arg = true)]
     Exec {
@@ -387,6 +400,16 @@ pub fn run(iso: Isolation, a: &ComposeArgs) -> Result<i32> {
             }
             p
         }
+        // `-p NAME` and no file: docker compose v2 acts on the project's
+        // containers for the verbs that need no definition.
+        Err(berth_compose::ComposeError::NoComposeFile { .. })
+            if a.file.is_empty() && a.project_name.is_some() && a.verb.acts_on_containers() =>
+        {
+            match named_project(iso, a.project_name.as_deref().unwrap_or_default()) {
+                Ok(p) => p,
+                Err(e) => return Ok(fail(e)),
+            }
+        }
         Err(e) => return Ok(fail(e)),
     };
     if let Verb::Config {
@@ -416,6 +439,42 @@ pub fn run(iso: Isolation, a: &ComposeArgs) -> Result<i32> {
         Ok(code) => Ok(code),
         Err(e) => Ok(fail(e)),
     }
+}
+
+impl Verb {
+    /// The verbs that act only on a project's existing containers, and so
+    /// work with `-p NAME` and no compose file.
+    fn acts_on_containers(&self) -> bool {
+        matches!(
+            self,
+            Verb::Down { .. }
+                | Verb::Ps { .. }
+                | Verb::Logs { .. }
+                | Verb::Stop { .. }
+                | Verb::Start { .. }
+                | Verb::Restart { .. }
+                | Verb::Kill { .. }
+                | Verb::Rm { .. }
+                | Verb::Pause { .. }
+                | Verb::Unpause { .. }
+                | Verb::Top { .. }
+        )
+    }
+}
+
+/// The project `name` as the engine holds it: its services are those its
+/// containers are labelled with.
+fn named_project(iso: Isolation, name: &str) -> anyhow::Result<Project> {
+    let cwd = std::env::current_dir()?;
+    let bare = Project::named(name, cwd.clone(), [])?;
+    let mut services: Vec<String> = Orchestrator::new(&bare, iso)?
+        .containers(true, true)?
+        .iter()
+        .map(|c| orch::service_of(c).to_string())
+        .collect();
+    services.sort();
+    services.dedup();
+    Ok(Project::named(name, cwd, services)?)
 }
 
 fn parse_scale(specs: &[String]) -> std::result::Result<BTreeMap<String, u64>, String> {
@@ -586,6 +645,45 @@ fn verb(o: &mut Orchestrator, v: &Verb) -> anyhow::Result<i32> {
                 }
             }
             Ok(code)
+        }
+        Verb::Push {
+            quiet,
+            ignore_push_failures,
+            include_deps,
+            services,
+        } => {
+            // docker compose v2 pushes what the project builds and names:
+            // a service without both `build` and `image` is skipped.
+            let say = |name: &str, status: &str| {
+                if !quiet {
+                    eprintln!(" Service {name}  {status}");
+                }
+            };
+            for s in o.selection(services, !include_deps)? {
+                let (Some(image), Some(_)) = (&s.image, &s.build) else {
+                    say(&s.name, "Skipped");
+                    continue;
+                };
+                say(&s.name, "Pushing");
+                let failed = match push::run_to(
+                    o.isolation(),
+                    image,
+                    *quiet,
+                    (!quiet).then_some(pull::Sink::Stderr),
+                ) {
+                    Ok(0) => None,
+                    Ok(c) => Some(format!("exit status {c}")),
+                    Err(e) => Some(format!("{e:#}")),
+                };
+                match failed {
+                    None => say(&s.name, "Pushed"),
+                    Some(e) if *ignore_push_failures => {
+                        eprintln!("failed to push {image}, ignored: {e}")
+                    }
+                    Some(e) => return Ok(fail(format!("failed to push {image}: {e}"))),
+                }
+            }
+            Ok(0)
         }
         Verb::Exec {
             detach,

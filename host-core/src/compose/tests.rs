@@ -104,3 +104,56 @@ fn dependency_levels_follow_depends_on_and_links() {
     assert_eq!(lv["api"], 1);
     assert_eq!(lv["web"], 2);
 }
+
+/// The service keys that become container settings as they are: entrypoint,
+/// env_file under environment, working_dir, user, hostname, tty,
+/// stdin_open, init, stop_signal, stop_grace_period, labels, tmpfs, and the
+/// anonymous, tmpfs and long-syntax volumes.
+#[test]
+fn service_keys_reach_the_container_config() {
+    use berth_protocol::MountType;
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("app.env"), "FROM_FILE=1\nBOTH=file\n").unwrap();
+    let p = load(
+        d.path(),
+        "services:\n  s:\n    image: busybox\n    entrypoint: [/bin/sh, -c]\n    command: echo hi\n    \
+         env_file: app.env\n    environment: {BOTH: env}\n    working_dir: /w\n    user: '1000:1000'\n    \
+         hostname: box\n    tty: true\n    stdin_open: true\n    init: true\n    stop_signal: SIGUSR1\n    \
+         stop_grace_period: 1m30s\n    labels: {team: x}\n    tmpfs: [/run]\n    \
+         volumes:\n      - /anon\n      - type: tmpfs\n        target: /scratch\n      \
+         - type: bind\n        source: ./src\n        target: /src\n        read_only: true\n",
+    );
+    let s = &p.services["s"];
+    let cfg = spec::service_config(&p, s).unwrap();
+    assert_eq!(
+        cfg.entrypoint.as_deref(),
+        Some(&["/bin/sh".to_string(), "-c".into()][..])
+    );
+    assert_eq!(
+        cfg.cmd.as_deref(),
+        Some(&["echo".to_string(), "hi".into()][..])
+    );
+    assert_eq!(cfg.env, vec!["BOTH=env".to_string(), "FROM_FILE=1".into()]);
+    assert_eq!(cfg.workdir.as_deref(), Some("/w"));
+    assert_eq!(cfg.user.as_deref(), Some("1000:1000"));
+    assert_eq!(cfg.hostname.as_deref(), Some("box"));
+    assert!(cfg.tty && cfg.open_stdin && cfg.init);
+    assert_eq!(cfg.stop_signal.as_deref(), Some("SIGUSR1"));
+    assert_eq!(spec::stop_timeout(s), Some(90));
+    assert_eq!(cfg.labels["team"], "x");
+    assert_eq!(cfg.tmpfs, vec!["/run".to_string()]);
+    let m: Vec<(MountType, &str, &str, bool)> = cfg
+        .mounts
+        .iter()
+        .map(|m| (m.kind, m.source.as_str(), m.target.as_str(), m.read_only))
+        .collect();
+    let src = d.path().join("src");
+    assert_eq!(
+        m,
+        [
+            (MountType::Volume, "", "/anon", false),
+            (MountType::Tmpfs, "", "/scratch", false),
+            (MountType::Bind, src.to_str().unwrap(), "/src", true),
+        ]
+    );
+}
