@@ -208,6 +208,9 @@ hog_round() {
         sleep 1
         samples="$samples $(rss_kib "$pid")"
     done
+    # What the VMM counted itself (berth-vmm --balloon-stats): released
+    # since boot, and of it what the host held.
+    [ ! -f "$home/machine/balloon.json" ] || log "balloon counters: $(tr -d ' \n' <"$home/machine/balloon.json")"
     echo "$full $gone$samples"
 }
 rss_on="" rss_off=""
