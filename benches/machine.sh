@@ -145,7 +145,7 @@ if [ -n "$perf_pid" ]; then
 fi
 # delta NAME: the run's change of a counter, less one read's own.
 delta() {
-    python3 -c 'import json,sys; a,b,c=(json.loads(x) for x in sys.argv[2:5]); k=sys.argv[1]; print((c[k]-b[k])-(b[k]-a[k]))' "$1" "$c0" "$c1" "$c2"
+    python3 -c 'import json,sys; a,b,c=(json.loads(x) for x in sys.argv[2:5]); k=sys.argv[1]; print((c[k]-b[k])-(b[k]-a[k]) if all(k in x for x in (a,b,c)) else 0)' "$1" "$c0" "$c1" "$c2"
 }
 
 # ------------------------------------------------------------------ 4. idle CPU
@@ -208,6 +208,9 @@ hog_round() {
         sleep 1
         samples="$samples $(rss_kib "$pid")"
     done
+    # What the VMM counted itself (berth-vmm --balloon-stats): released
+    # since boot, and of it what the host held.
+    [ ! -f "$home/machine/balloon.json" ] || log "balloon counters: $(tr -d ' \n' <"$home/machine/balloon.json")"
     echo "$full $gone$samples"
 }
 rss_on="" rss_off=""
@@ -241,12 +244,16 @@ printf "$fmt" "boot -> ready on vsock, bare VM (s)" "$b_vsock" "n/a" ""
     "$(awk -v b="$b_insns" -v q="$q_insns" 'BEGIN {if (q > 0) printf "%.2f", b / q; else print "n/a"}')"
 printf "$fmt" "berth machine start -> agent answers (s)" "$m_start" "" ""
 printf "$fmt" "run --rm berth/busybox true, warm machine (s)" "$run_s" "" ""
+# RSS_ONLY=1 skipped step 3: no counters to print.
+if [ "$rss_only" != 1 ]; then
 printf "$fmt" "  guest forks" "$(delta forks)" "" ""
 printf "$fmt" "  guest context switches" "$(delta context_switches)" "" ""
 printf "$fmt" "  guest interrupts" "$(delta interrupts)" "" ""
 printf "$fmt" "  guest page faults" "$(delta page_faults)" "" ""
 printf "$fmt" "  guest CPU, system + user (ticks of 10 ms)" "$(( $(delta cpu_system_ticks) + $(delta cpu_user_ticks) ))" "" ""
+printf "$fmt" "  guest disk flushes (fsync: journal commits)" "$(delta disk_flushes)" "" ""
 [ -z "$run_insns" ] || printf "$fmt" "  emulated guest instructions (M)" "$run_insns" "" ""
+fi
 printf "$fmt" "idle machine VMM CPU over ${idle_s} s (% of a core)" "$idle_pct" "" ""
 printf "$fmt" "  the same, one sleeping container (% of a core)" "$sleeper_pct" "" ""
 if [ -n "$rss_on" ]; then

@@ -169,9 +169,55 @@ pub fn random_hex(bytes: usize) -> String {
     hex::encode(buf)
 }
 
-/// Writes `data` to `path` atomically (temp file in the same directory,
-/// fsync, rename).
+// Which writes are fsynced: crash consistency of the state directory.
+//
+// Where the state is: in the machine VM, ext4 on the virtio data disk
+// (/dev/vdb, journalled, mounted with the defaults data=ordered and
+// auto_da_alloc; guest.rs); in throw-away VMs a tmpfs, where fsync does
+// nothing and a crash loses everything anyway; natively, the host's
+// filesystem. A crash here is the VMM killed, the guest kernel panicking or
+// the host going down: what the guest had only in its page cache is lost,
+// what reached the virtual disk stays (the VMM writes it to the image file,
+// and a flush request fsyncs that file on the host).
+//
+// What a rename without an fsync of the data gives after a crash, on ext4
+// with data=ordered: when it replaces an existing file, auto_da_alloc makes
+// ext4 allocate and write the new data before the journal commits the
+// rename, so the name holds the old content or the new. When it makes a
+// new name, the rename can commit before the data is written: the file
+// may then be there but empty. So an unsynced write is only sound for a
+// file whose readers take an unreadable file as a missing one, and for
+// which "missing" after a crash means what the file said: true of what
+// only describes the current boot (it carries the boot id, or a new boot
+// makes it meaningless: run state, exit state, published ports, network
+// endpoints, health, exec instances) and of what is written again before
+// each use (the OCI bundle's config.json, an exec's process.json). Those use
+// [`write_atomic_unsynced`]: five of the six fsyncs a `run --rm` made
+// (config.json, the network runtime file, ports, state.json, exit.json;
+// container.json stays). Each fsync is a journal commit with cache
+// flushes, disk requests that an emulated guest pays dearly for. Records
+// the user made (containers, images,
+// tags, volumes, networks) keep [`write_atomic`]: after a crash they are
+// old or new, never empty.
+
+/// Writes `data` to `path` atomically and durably (temp file in the same
+/// directory, fsync, rename): after a crash the file holds the old content
+/// or the new.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    write_atomic_with(path, data, true)
+}
+
+/// Writes `data` to `path` atomically but without an fsync (temp file in
+/// the same directory, rename): a reader never sees half a file, but after
+/// a crash the file may be empty or, where it was new, missing. Only for
+/// files that are no longer meaningful after a crash or are rewritten
+/// before use, whose readers take an unreadable file as missing (see the
+/// comment above [`write_atomic`]).
+pub fn write_atomic_unsynced(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    write_atomic_with(path, data, false)
+}
+
+fn write_atomic_with(path: &Path, data: &[u8], sync: bool) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
@@ -181,7 +227,9 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if sync {
+            f.sync_all()?;
+        }
         std::fs::rename(&tmp, path)
     })();
     if result.is_err() {
@@ -194,6 +242,16 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
 pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     let data = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
     write_atomic(path, &data)
+}
+
+/// Serialises `value` as JSON and writes it atomically, without an fsync
+/// ([`write_atomic_unsynced`]).
+pub fn write_json_atomic_unsynced<T: serde::Serialize>(
+    path: &Path,
+    value: &T,
+) -> std::io::Result<()> {
+    let data = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
+    write_atomic_unsynced(path, &data)
 }
 
 /// Reads a JSON file; `Ok(None)` when it does not exist.

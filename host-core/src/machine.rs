@@ -4,7 +4,8 @@
 //!
 //! Files under `$BERTH_HOME/machine/`: `disk.img` (sparse ext4 data disk,
 //! formatted on first start), `vsock.sock`, `serial.log`, `vmm.log`,
-//! `vmm.pid`, `timings.json`; the agent's read-only root disk
+//! `vmm.pid`, `timings.json`, `balloon.json` (the balloon's counters, see
+//! [`Machine::balloon_counters`]); the agent's read-only root disk
 //! (`rootfs-<hash>.ext4`, see [`write_rootfs`]) is cached in `$BERTH_HOME/cache`.
 
 use crate::client::Endpoint;
@@ -405,6 +406,22 @@ impl Machine {
         self.dir.join("serial.log")
     }
 
+    /// The VMM's balloon counters (`berth-vmm --balloon-stats`).
+    pub fn balloon_stats(&self) -> PathBuf {
+        self.dir.join("balloon.json")
+    }
+
+    /// What the running VMM's balloon gave back to the host since it
+    /// started, as `vmm_balloon_<counter>` (bytes and range counts; see
+    /// berth-vmm's `BalloonStats`); empty when the file is missing or not
+    /// the VMM's format.
+    pub fn balloon_counters(&self) -> std::collections::BTreeMap<String, u64> {
+        std::fs::read(self.balloon_stats())
+            .ok()
+            .map(|d| parse_balloon_stats(&d))
+            .unwrap_or_default()
+    }
+
     pub fn endpoint(&self) -> Endpoint {
         Endpoint::VsockMux {
             path: self.vsock_socket(),
@@ -763,6 +780,9 @@ impl Machine {
             .arg(self.serial_log())
             .arg("--vsock-uds")
             .arg(self.vsock_socket());
+        // Counters of what the balloon gave back (`machine counters`); a
+        // restore's balloon, taken from the snapshot, writes them too.
+        cmd.arg("--balloon-stats").arg(self.balloon_stats());
         cmd.arg("--timings");
         Ok(cmd)
     }
@@ -1135,9 +1155,50 @@ impl Machine {
     }
 }
 
+/// The balloon stats file's counters, named `vmm_balloon_<key>`: a JSON
+/// object of whole numbers. Anything else (a torn or foreign file, other
+/// value types, more than a few keys) gives an empty or partial map.
+pub fn parse_balloon_stats(data: &[u8]) -> std::collections::BTreeMap<String, u64> {
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(data) else {
+        return Default::default();
+    };
+    map.into_iter()
+        .filter(|(k, _)| k.len() <= 64 && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+        .filter_map(|(k, v)| Some((format!("vmm_balloon_{k}"), v.as_u64()?)))
+        .take(16)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::write_rootfs;
+
+    #[test]
+    fn balloon_stats_are_read_defensively() {
+        use super::parse_balloon_stats;
+        // The VMM's own text: fixed width, numbers padded with spaces.
+        let text = br#"{"released_bytes":             1048576,"resident_released_bytes":    4096,"refused_ranges": 0,"failed_ranges": 2}"#;
+        let m = parse_balloon_stats(text);
+        assert_eq!(m["vmm_balloon_released_bytes"], 1 << 20);
+        assert_eq!(m["vmm_balloon_resident_released_bytes"], 4096);
+        assert_eq!(m["vmm_balloon_failed_ranges"], 2);
+        assert_eq!(m.len(), 4);
+        // Torn, foreign or hostile files give nothing or only whole numbers
+        // under plain names.
+        assert!(parse_balloon_stats(b"").is_empty());
+        assert!(parse_balloon_stats(br#"{"released_bytes":  12"#).is_empty());
+        assert!(parse_balloon_stats(b"[1,2]").is_empty());
+        let m = parse_balloon_stats(
+            br#"{"a":-1,"b":1.5,"c":"7","D":1,"e f":1,"ok":18446744073709551615}"#,
+        );
+        assert_eq!(m.len(), 1);
+        assert_eq!(m["vmm_balloon_ok"], u64::MAX);
+        let many: Vec<String> = (0..40)
+            .map(|i| format!("\"k{}\":{i}", "a".repeat(i + 1)))
+            .collect();
+        let many = format!("{{{}}}", many.join(","));
+        assert_eq!(parse_balloon_stats(many.as_bytes()).len(), 16);
+    }
 
     #[test]
     fn rootfs_is_ext4_with_init_and_newroot() {

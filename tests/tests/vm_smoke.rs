@@ -110,7 +110,11 @@ fn machine_vm_boots_runs_containers_and_keeps_images() {
             "{k}: {x:?} -> {y:?}"
         );
     }
+    // The guest's disk counters are there too (a fsync per container
+    // start used to show here as flushes).
+    assert!(after["disk_writes"].as_u64().is_some(), "{after}");
     step("run", t);
+
 
     // Kept (no --rm): `container prune` removes it further down.
     let o = b.run(&["run", "--name", "failed", DEFAULT_IMAGE, "no-such-command"]);

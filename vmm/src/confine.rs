@@ -322,7 +322,7 @@ const SOCKETS: &[i64] = &[
 /// The network stack binds its UDP sockets (DNS and other datagrams).
 const NET: &[i64] = &[libc::SYS_bind];
 
-/// The device event loop: block I/O, the vsock muxer's accepts, the
+/// The device event loop: block I/O, the balloon's resident count, the vsock muxer's accepts, the
 /// virtio-rng's getrandom (in COMMON), and the virtio-fs passthrough
 /// server's file operations (fuse-backend-rs PassthroughFs, without file
 /// handles, and berth's ShareFs).
@@ -336,6 +336,9 @@ const EVENTS: &[i64] = &[
     libc::SYS_lseek,
     libc::SYS_fsync,
     libc::SYS_fdatasync,
+    // balloon: how much of a reported block the host holds (its stats
+    // file is written with pwrite64, above)
+    libc::SYS_mincore,
     // virtio-fs
     libc::SYS_openat,
     libc::SYS_newfstatat,

@@ -66,6 +66,12 @@ struct Args {
     /// A restore takes its devices from the snapshot instead.
     #[arg(long)]
     balloon: bool,
+    /// With the balloon: keep its counters in FILE (created or replaced),
+    /// rewritten after each request that released memory: one line of JSON
+    /// (released_bytes, resident_released_bytes, refused_ranges,
+    /// failed_ranges).
+    #[arg(long = "balloon-stats", value_name = "FILE")]
+    balloon_stats: Option<PathBuf>,
     /// Share a host directory (virtio-fs): `tag=TAG,path=HOSTDIR[,ro]`;
     /// repeat for more. The guest mounts it with `mount -t virtiofs TAG`.
     /// Linux (KVM) only; a VM with shares cannot be snapshotted.
@@ -112,6 +118,30 @@ struct Args {
     /// With --standby: exit when no request came within this many seconds.
     #[arg(long = "standby-idle", value_name = "SECS", default_value_t = 600)]
     standby_idle: u64,
+}
+
+/// Opens `--balloon-stats` (before any thread is confined) and hands it to
+/// the balloon device, with zero counters written: the file exists from the
+/// start.
+fn open_balloon_stats(args: &Args) -> Result<(), ExitCode> {
+    use berth_vmm::devices::virtio::balloon;
+    let Some(path) = &args.balloon_stats else {
+        return Ok(());
+    };
+    let opened = std::fs::File::create(path).and_then(|mut f| {
+        std::io::Write::write_all(&mut f, balloon::stats_json(&Default::default()).as_bytes())?;
+        Ok(f)
+    });
+    match opened {
+        Ok(f) => {
+            balloon::set_stats_file(f);
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("berth-vmm: --balloon-stats {}: {e}", path.display());
+            Err(ExitCode::from(2))
+        }
+    }
 }
 
 fn parse_disk(spec: &str) -> Result<(PathBuf, bool), String> {
@@ -163,6 +193,9 @@ fn refuse_shares(args: &Args) -> Result<(), ExitCode> {
 fn main() -> ExitCode {
     let args = Args::parse();
     berth_log::init(None);
+    if let Err(code) = open_balloon_stats(&args) {
+        return code;
+    }
     let fs = match parse_shares(&args.fs) {
         Ok(v) => v,
         Err(code) => return code,
@@ -415,6 +448,9 @@ fn main() -> ExitCode {
     use berth_vmm::arm64_vm::{self, Arm64Exit, Arm64VmConfig};
     let args = Args::parse();
     berth_log::init(None);
+    if let Err(code) = open_balloon_stats(&args) {
+        return code;
+    }
     let _ = (
         HostQuirks::none(),
         args.no_host_quirks,
@@ -478,6 +514,9 @@ fn main() -> ExitCode {
     use berth_vmm::x86_vm::{self, SerialOutput, VmConfig, X86Exit};
     let args = Args::parse();
     berth_log::init(None);
+    if let Err(code) = open_balloon_stats(&args) {
+        return code;
+    }
     let _ = (
         args.timings,
         args.boot_mem_mib,
@@ -563,6 +602,7 @@ fn main() -> ExitCode {
     let _ = Args::parse();
     let _ = HostQuirks::none();
     let _ = parse_disk;
+    let _ = open_balloon_stats;
     let _ = parse_shares;
     eprintln!("berth-vmm: no hypervisor backend for this OS yet");
     ExitCode::from(1)

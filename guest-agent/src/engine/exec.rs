@@ -12,7 +12,7 @@ use super::rootfs_path::secure_join;
 use super::shim::{self, StartError};
 use super::{spec, user, Engine};
 use crate::engine::Error;
-use crate::layout::{random_hex, read_json, write_json_atomic, Layout};
+use crate::layout::{random_hex, read_json, write_json_atomic_unsynced, Layout};
 use berth_protocol::mux::{self, Kind};
 use berth_protocol::{ContainerStatus, ErrorKind, ExecConfig};
 use serde::{Deserialize, Serialize};
@@ -83,7 +83,7 @@ impl ContainerStore {
         let (created, started) = (action("exec_create"), action("exec_start"));
         let dir = exec_dir(self.layout(), &r.id);
         std::fs::create_dir_all(&dir).map_err(Error::unexpected)?;
-        write_json_atomic(
+        write_json_atomic_unsynced(
             &dir.join(format!("{exec_id}.json")),
             &ExecRecord {
                 id: exec_id.clone(),
@@ -217,7 +217,7 @@ fn run_exec(
         super::security::seccomp_executor(&privileges, &mut process, &layout.seccomp_cache())
             .map_err(StartError::engine)?;
     let process_path = exec_dir(layout, &rec.id).join(format!("{}.process.json", ex.id));
-    write_json_atomic(&process_path, &process).map_err(Error::unexpected)?;
+    write_json_atomic_unsynced(&process_path, &process).map_err(Error::unexpected)?;
 
     let attach_path = exec_socket(layout, &ex.id);
     let _ = std::fs::remove_file(&attach_path);

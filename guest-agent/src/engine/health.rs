@@ -14,7 +14,7 @@ use super::files::ContainerPaths;
 use super::record::ContainerRecord;
 
 use super::{spec, user, Engine};
-use crate::layout::{random_hex, read_json, write_json_atomic, Layout};
+use crate::layout::{random_hex, read_json, write_json_atomic_unsynced, Layout};
 use berth_protocol::health::{HEALTHY, STARTING, UNHEALTHY};
 use berth_protocol::{Health, HealthConfig, HealthResult};
 use nix::sys::signal::{kill, Signal};
@@ -302,7 +302,7 @@ impl Monitor {
     }
 
     fn save(&self) {
-        let _ = write_json_atomic(&self.dir.join(super::files::HEALTH_FILE), &self.health);
+        let _ = write_json_atomic_unsynced(&self.dir.join(super::files::HEALTH_FILE), &self.health);
     }
 
     fn since_start(&self, t: chrono::DateTime<chrono::Utc>) -> i64 {
@@ -535,7 +535,7 @@ fn probe(root: &Path, id: &str) -> Result<ProbeOutcome, String> {
     let dir = layout.container(id).join(super::files::EXEC_DIR);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let process_path = dir.join(format!("{exec_id}.probe.json"));
-    write_json_atomic(&process_path, &process).map_err(|e| e.to_string())?;
+    write_json_atomic_unsynced(&process_path, &process).map_err(|e| e.to_string())?;
     // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes an integer flag.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;

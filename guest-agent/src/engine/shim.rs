@@ -16,7 +16,7 @@ use super::net::{self, netns};
 use super::record::{boot_id, ContainerRecord, ExitState, RunState};
 use super::rootfs_path::secure_join;
 use super::{spec, user, Engine, Error};
-use crate::layout::{read_json, write_json_atomic, Layout};
+use crate::layout::{read_json, write_json_atomic_unsynced, Layout};
 use berth_protocol::mux::{self, Kind};
 use berth_protocol::ErrorKind;
 use nix::sys::signal::{SigSet, Signal};
@@ -196,7 +196,7 @@ pub fn run(root: &Path, id: &str, wait_attach: bool) -> i32 {
     match start(&engine, &rec, &paths, wait_attach, &mut ready) {
         Ok(code) => code,
         Err(e) => {
-            let _ = write_json_atomic(
+            let _ = write_json_atomic_unsynced(
                 &paths.dir.join(super::files::EXIT_STATE),
                 &ExitState {
                     code: e.code,
@@ -381,7 +381,8 @@ fn start(
         &layout.seccomp_cache(),
     )
     .map_err(StartError::engine)?;
-    write_json_atomic(&paths.bundle.join("config.json"), &spec_json).map_err(Error::unexpected)?;
+    write_json_atomic_unsynced(&paths.bundle.join("config.json"), &spec_json)
+        .map_err(Error::unexpected)?;
     phases.mark("spec");
 
     // Stale libcontainer state from a crashed run blocks a new create.
@@ -500,7 +501,7 @@ fn start(
         started_at: started_at.clone(),
         boot_id: boot_id(),
     };
-    let _ = write_json_atomic(&paths.dir.join(super::files::RUN_STATE), &state);
+    let _ = write_json_atomic_unsynced(&paths.dir.join(super::files::RUN_STATE), &state);
     // After run.json, as docker logs `start` once the container is
     // running: whoever acts on the event finds it running, with its
     // published ports (the machine's port forwarder lists them on each
@@ -540,7 +541,7 @@ fn start(
         "die",
         &[("exitCode", code.0.to_string())],
     );
-    let _ = write_json_atomic(
+    let _ = write_json_atomic_unsynced(
         &paths.dir.join(super::files::EXIT_STATE),
         &ExitState {
             code: code.0,

@@ -27,7 +27,9 @@ pub enum MachineCommand {
     /// Print the guest's serial console log
     Logs,
     /// Print the guest kernel's work counters since boot (forks, context
-    /// switches, interrupts, page faults, CPU ticks)
+    /// switches, interrupts, page faults, CPU ticks, disk writes and
+    /// flushes) and the memory the VMM's balloon gave back to the host
+    /// (vmm_balloon_*)
     Counters {
         /// Output format: table (default) or json
         #[arg(long)]
@@ -123,7 +125,8 @@ pub fn run(cmd: &MachineCommand) -> Result<i32> {
     }
 }
 
-/// `machine counters`: the guest kernel's counters, from the agent.
+/// `machine counters`: the guest kernel's counters, from the agent, and the
+/// VMM's balloon counters (`vmm_balloon_*`, from its stats file).
 fn counters(m: &Machine, format: Option<&str>) -> Result<i32> {
     if !matches!(format, None | Some("table") | Some("json")) {
         eprintln!(
@@ -136,7 +139,9 @@ fn counters(m: &Machine, format: Option<&str>) -> Result<i32> {
         eprintln!("berth: the machine is not running (berth machine start)");
         return Ok(1);
     }
-    let counters = crate::engine::Engine::open(&m.endpoint())?.kernel_counters()?;
+    let mut counters = crate::engine::Engine::open(&m.endpoint())?.kernel_counters()?;
+    // The host side: what the VMM's balloon gave back (vmm_balloon_*).
+    counters.extend(m.balloon_counters());
     if format == Some("json") {
         println!("{}", serde_json::to_string(&counters)?);
     } else {

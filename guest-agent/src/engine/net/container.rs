@@ -11,7 +11,7 @@ use super::store::{RuntimeEndpoint, RuntimeNet, PORTS_FILE, RUNTIME_FILE};
 use super::{dns, link, proxy};
 use crate::engine::record::ContainerRecord;
 use crate::engine::Engine;
-use crate::layout::write_json_atomic;
+use crate::layout::write_json_atomic_unsynced;
 use berth_protocol::{PortBinding, PortProto, PublishedPort};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::Path;
@@ -244,7 +244,8 @@ pub fn activate(engine: &Engine, rec: &ContainerRecord, p: Prepared) {
             log::warn!("container {}: port proxy: {e}", rec.id);
         }
     }
-    let _ = write_json_atomic(&dir.join(PORTS_FILE), &published);
+    // This boot's only (read with the runtime file): no fsync (layout.rs).
+    let _ = write_json_atomic_unsynced(&dir.join(PORTS_FILE), &published);
     if let Some((udp, tcp)) = p.dns {
         let names = Arc::new(Names {
             root: engine.layout().root().to_path_buf(),

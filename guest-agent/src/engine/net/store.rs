@@ -683,8 +683,12 @@ impl ContainerStore {
             boot_id: boot_id(),
             endpoints,
         };
-        write_json_atomic(&self.layout().container(&rec.id).join(RUNTIME_FILE), &rt)
-            .map_err(Error::unexpected)?;
+        // This boot's only (boot_id): no fsync (layout.rs).
+        crate::layout::write_json_atomic_unsynced(
+            &self.layout().container(&rec.id).join(RUNTIME_FILE),
+            &rt,
+        )
+        .map_err(Error::unexpected)?;
         Ok(rt)
     }
 

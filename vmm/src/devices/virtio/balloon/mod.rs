@@ -24,8 +24,16 @@
 //! region of guest memory (no overflow, no holes), only the whole host
 //! pages inside it are released, and an inflate request is read up to
 //! [`MAX_PFNS`] page numbers.
+//!
+//! What the device released is counted ([`BalloonStats`]) and, when the
+//! VMM was given a stats file ([`set_stats_file`], `berth-vmm
+//! --balloon-stats`), written there after every request that released
+//! memory: the host reads how much the balloon gave back without
+//! inferring it from the VMM's RSS, which the guest's other allocations
+//! move too.
 
 use std::io;
+use std::sync::OnceLock;
 
 use virtio_queue::{DescriptorChain, Queue};
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemory, GuestMemoryRegion};
@@ -100,6 +108,13 @@ const CONFIG_ACTUAL: u64 = 4;
 pub struct BalloonStats {
     /// Bytes released to the host.
     pub released_bytes: u64,
+    /// Of those, the bytes the host held when they were released (Linux:
+    /// resident pages by `mincore`; 0 on other hosts): memory really given
+    /// back, where `released_bytes` also counts reported blocks the guest
+    /// never touched since they were last released. For a restored VM whose
+    /// memory is a private mapping of the snapshot file, pages of that file
+    /// in the host's page cache count too.
+    pub resident_released_bytes: u64,
     /// Ranges refused: outside guest memory, across regions, overflowing,
     /// empty, or smaller than a host page once trimmed to whole pages.
     pub refused_ranges: u64,
@@ -132,6 +147,87 @@ impl Balloon {
     pub fn stats(&self) -> BalloonStats {
         self.stats
     }
+}
+
+/// Where the device writes its counters ([`write_stats`]); set once per
+/// process (one VM per VMM process) before the VM starts.
+static STATS_FILE: OnceLock<std::fs::File> = OnceLock::new();
+
+/// Makes `file` the balloon's stats file (see [`write_stats`]). Returns
+/// false if one was set already.
+pub fn set_stats_file(file: std::fs::File) -> bool {
+    STATS_FILE.set(file).is_ok()
+}
+
+/// Width of every number in the stats file: the file keeps one length, so
+/// each write replaces the whole text in place (no truncation, which would
+/// let a reader see an empty file).
+const STATS_WIDTH: usize = 20;
+
+/// The stats file's text: one JSON object of a fixed length (numbers
+/// padded with spaces on the left, which JSON allows).
+pub fn stats_json(s: &BalloonStats) -> String {
+    let w = STATS_WIDTH;
+    format!(
+        "{{\"released_bytes\":{:>w$},\"resident_released_bytes\":{:>w$},\"refused_ranges\":{:>w$},\"failed_ranges\":{:>w$}}}\n",
+        s.released_bytes, s.resident_released_bytes, s.refused_ranges, s.failed_ranges
+    )
+}
+
+/// Writes `stats` over the stats file, if there is one (a positioned write
+/// of the whole text at offset 0; errors are logged once).
+fn write_stats(stats: &BalloonStats) {
+    let Some(f) = STATS_FILE.get() else {
+        return;
+    };
+    if let Err(e) = write_at_start(f, stats_json(stats).as_bytes()) {
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            log::warn!("balloon: cannot write the stats file: {e}");
+        }
+    }
+}
+
+#[cfg(unix)]
+fn write_at_start(f: &std::fs::File, data: &[u8]) -> io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(f, data, 0)
+}
+
+#[cfg(windows)]
+fn write_at_start(f: &std::fs::File, data: &[u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < data.len() {
+        let n = std::os::windows::fs::FileExt::seek_write(f, &data[done..], done as u64)?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        done += n;
+    }
+    Ok(())
+}
+
+/// Bytes of `[ptr, ptr + len)` the host holds in memory now (Linux:
+/// `mincore`; `None` where it cannot tell).
+///
+/// # Safety
+/// `ptr` is host-page aligned and the range lies inside one mapping.
+#[cfg(target_os = "linux")]
+unsafe fn resident_bytes(ptr: *mut u8, len: usize, page: u64) -> Option<u64> {
+    let pages = len.div_ceil(page as usize);
+    let mut vec = vec![0u8; pages];
+    // SAFETY: the caller guarantees an aligned range inside one mapping;
+    // `vec` has one byte per page of it, as mincore() writes.
+    if unsafe { libc::mincore(ptr.cast(), len, vec.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    Some(vec.iter().filter(|b| **b & 1 != 0).count() as u64 * page)
+}
+
+/// # Safety
+/// Reads nothing.
+#[cfg(not(target_os = "linux"))]
+unsafe fn resident_bytes(_ptr: *mut u8, _len: usize, _page: u64) -> Option<u64> {
+    None
 }
 
 /// The size of the host's pages, the unit [`discard`] works in.
@@ -235,16 +331,22 @@ pub fn host_range(mem: &GuestMemoryMmap, addr: u64, len: u64, page: u64) -> Opti
 /// Releases `[addr, addr + len)` of guest memory to the host, counting it
 /// in `stats`.
 fn release(mem: &GuestMemoryMmap, addr: u64, len: u64, stats: &mut BalloonStats) {
-    let Some((ptr, n)) = host_range(mem, addr, len, host_page_size()) else {
+    let page = host_page_size();
+    let Some((ptr, n)) = host_range(mem, addr, len, page) else {
         stats.refused_ranges += 1;
         return;
     };
+    // SAFETY: as for `discard` below: whole host pages inside one region.
+    let resident = unsafe { resident_bytes(ptr as *mut u8, n, page) }.unwrap_or(0);
     // SAFETY: `host_range` checked that the pages lie inside one region of
     // guest memory, whole host pages; the VMM holds no references into guest
     // RAM (it is accessed through volatile slices), so only the guest sees
     // the dropped contents, and it reported them free.
     match unsafe { discard(ptr as *mut u8, n) } {
-        Ok(()) => stats.released_bytes += n as u64,
+        Ok(()) => {
+            stats.released_bytes += n as u64;
+            stats.resident_released_bytes += resident;
+        }
         Err(e) => {
             if stats.failed_ranges == 0 {
                 log::warn!("balloon: cannot release guest memory: {e}");
@@ -261,7 +363,7 @@ fn handle_report(
     stats: &mut BalloonStats,
 ) {
     let t = std::time::Instant::now();
-    let before = stats.released_bytes;
+    let before = *stats;
     let mut ranges = 0u32;
     // The chain iterator stops after the queue size (a looping chain ends).
     for desc in chain {
@@ -269,10 +371,12 @@ fn handle_report(
         release(mem, desc.addr().raw_value(), u64::from(desc.len()), stats);
     }
     log::debug!(
-        "balloon: report of {ranges} ranges, {} KiB released in {:?} ({} MiB in all)",
-        (stats.released_bytes - before) >> 10,
+        "balloon: report of {ranges} ranges, {} KiB released ({} KiB of it resident) in {:?} ({} MiB in all, {} MiB resident)",
+        (stats.released_bytes - before.released_bytes) >> 10,
+        (stats.resident_released_bytes - before.resident_released_bytes) >> 10,
         t.elapsed(),
-        stats.released_bytes >> 20
+        stats.released_bytes >> 20,
+        stats.resident_released_bytes >> 20
     );
 }
 
@@ -377,6 +481,7 @@ impl VirtioDevice for Balloon {
             return;
         };
         let mem = a.mem.clone();
+        let before = self.stats;
         let stats = &mut self.stats;
         drain_queue(queue, &mem, &a.interrupt, |chain| {
             match index {
@@ -387,6 +492,9 @@ impl VirtioDevice for Balloon {
             }
             0
         });
+        if self.stats != before {
+            write_stats(&self.stats);
+        }
     }
 
     fn reset(&mut self) {

@@ -332,3 +332,45 @@ fn guest_cmdline_adds_the_reporting_order_once() {
         format!("page_reporting.other=1 {want}")
     );
 }
+
+/// Only memory the host held counts as given back: a block reported
+/// again before the guest touched it is released again but holds nothing.
+#[test]
+fn resident_bytes_count_only_memory_the_host_held() {
+    let mem = filled_memory();
+    let vqs = queues(&mem);
+    vqs[REPORTING_QUEUE]
+        .add_desc_chains(
+            &[
+                block(4 * MIB, 2 * MIB as u32, None),
+                block(4 * MIB, 2 * MIB as u32, None),
+            ],
+            0,
+        )
+        .unwrap();
+    let mut dev = active(&mem, &vqs);
+    dev.process_queue(REPORTING_QUEUE);
+    assert_eq!(dev.stats().released_bytes, 4 * MIB);
+    if cfg!(target_os = "linux") {
+        assert_eq!(dev.stats().resident_released_bytes, 2 * MIB);
+    } else {
+        assert_eq!(dev.stats().resident_released_bytes, 0);
+    }
+}
+
+/// The stats file keeps one length whatever the counters, and is JSON.
+#[test]
+fn stats_text_has_a_fixed_length() {
+    let zero = stats_json(&BalloonStats::default());
+    let full = stats_json(&BalloonStats {
+        released_bytes: u64::MAX,
+        resident_released_bytes: u64::MAX,
+        refused_ranges: u64::MAX,
+        failed_ranges: u64::MAX,
+    });
+    assert_eq!(zero.len(), full.len());
+    let v: serde_json::Value = serde_json::from_str(&full).unwrap();
+    assert_eq!(v["resident_released_bytes"].as_u64(), Some(u64::MAX));
+    let v: serde_json::Value = serde_json::from_str(&zero).unwrap();
+    assert_eq!(v["released_bytes"].as_u64(), Some(0));
+}
