@@ -1277,3 +1277,24 @@ fn an_error_answered_before_an_upload_is_read_reaches_the_client() {
     s.docker(&["rm", "-f", "box"]).ok();
     s.docker(&["version"]).ok();
 }
+
+#[test]
+fn the_server_reconnects_to_an_engine_that_restarted() {
+    let Some(s) = Service::start() else { return };
+    // Requests leave idle engine connections behind for the next ones.
+    s.docker(&["create", "--name", "before", IMG, "true"]).ok();
+    for _ in 0..3 {
+        let ps = s.docker(&["ps", "-a", "--format", "{{.Names}}"]).ok();
+        assert_eq!(lines(&ps.stdout), vec!["before"]);
+    }
+    let old = s.berth.agent_pid().expect("the native agent runs");
+    s.berth.kill_agent();
+    // The next requests get a new engine, not the closed connections.
+    let ps = s.docker(&["ps", "-a", "--format", "{{.Names}}"]).ok();
+    assert_eq!(lines(&ps.stdout), vec!["before"]);
+    let out = s.docker(&["run", "--rm", IMG, "echo", "after"]).ok();
+    assert_eq!(out.stdout, "after\n");
+    let new = s.berth.agent_pid().expect("a new native agent runs");
+    assert_ne!(old, new);
+    s.docker(&["rm", "before"]).ok();
+}
