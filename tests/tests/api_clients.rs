@@ -264,6 +264,8 @@ services:
       context: .
       args:
         GREETING: built-by-compose
+      labels:
+        org.example.kit: from-compose
     image: kit/app:v1
   side:
     image: {IMG}
@@ -294,6 +296,18 @@ services:
         )
     };
     let greeting = || s.docker(&["run", "--rm", "kit/app:v1"]).ok().stdout;
+    // `build: labels:` (POST /build's labels) on the image.
+    let label = || {
+        s.docker(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{index .Config.Labels \"org.example.kit\"}}",
+            "kit/app:v1",
+        ])
+        .ok()
+        .stdout
+    };
     // The docker CLI's build (compose's default).
     let out = dc(&[], &["build"]).ok();
     assert!(
@@ -303,6 +317,7 @@ services:
         out.stderr
     );
     assert_eq!(greeting(), "built-by-compose one\n");
+    assert_eq!(label(), "from-compose\n");
     let images = s.berth.run(&["images"]).ok().stdout;
     assert!(
         images
@@ -320,6 +335,7 @@ services:
         out.stderr
     );
     assert_eq!(greeting(), "built-by-compose two\n");
+    assert_eq!(label(), "from-compose\n");
     // up --build: built, then run; again after a change: rebuilt, and the
     // containers recreated (compose reads the old image's ContainerConfig).
     for (round, file) in [(1, "one.txt"), (2, "two.txt")] {
