@@ -212,6 +212,10 @@ networks:
     dc(&["stop"]).ok();
     let ps = dc(&["ps"]).ok().stdout;
     assert!(ps.contains("Exit"), "{ps}");
+    // rm: the stopped containers go, the volume and network stay for down.
+    dc(&["rm", "-f"]).ok();
+    assert_eq!(s.docker(&["ps", "-aq"]).ok().stdout, "");
+    s.berth.run(&["volume", "inspect", "shop_data"]).ok();
     dc(&["down", "-v"]).ok();
     assert_eq!(s.docker(&["ps", "-aq"]).ok().stdout, "");
     let vols = s.docker(&["volume", "ls", "-q"]).ok().stdout;

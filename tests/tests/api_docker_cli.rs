@@ -1339,6 +1339,68 @@ fn an_error_answered_before_an_upload_is_read_reaches_the_client() {
 }
 
 #[test]
+fn exec_it_under_script_and_events_followed_through_the_socket() {
+    let Some(s) = Service::start() else { return };
+    s.docker(&["run", "-d", "--name", "ev", IMG, "sleep", "300"])
+        .ok();
+    // `docker events` streams until stopped; only this container's.
+    let mut ev = s.docker_cmd();
+    ev.args([
+        "events",
+        "--filter",
+        "container=ev",
+        "--format",
+        "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}",
+    ])
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::null());
+    let mut ev = ev.spawn().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = ev.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines() {
+            let _ = tx.send(line.unwrap_or_default());
+        }
+    });
+    // exec -it under script(1): a TTY in the exec, raw output.
+    if berth_tests::have("script") {
+        let cmd = format!(
+            "DOCKER_HOST=unix://{} DOCKER_CONFIG={} {} exec -it ev sh -c 'tty >/dev/null && echo exec-tty-ok; exit 5'",
+            s.sock.display(),
+            s.config.path().display(),
+            s.cli
+        );
+        let mut c = Command::new("script");
+        c.args(["-qec", &cmd, "/dev/null"]);
+        let out = run_command(c, None, Duration::from_secs(300), "script docker exec -it");
+        assert_eq!(out.code, 5, "{} {}", out.stdout, out.stderr);
+        assert!(out.stdout.contains("exec-tty-ok\r\n"), "{:?}", out.stdout);
+    } else {
+        skip("no script(1) for exec -it");
+    }
+    s.docker(&["stop", "-t", "1", "ev"]).ok();
+    // The stop shows as docker's die then stop, each named.
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !seen.iter().any(|l: &String| l == "container stop ev") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => seen.push(l),
+            Err(_) => panic!("no stop event; saw {seen:?}"),
+        }
+    }
+    let die = seen.iter().position(|l| l == "container die ev");
+    let stop = seen.iter().position(|l| l == "container stop ev");
+    assert!(die.is_some() && die < stop, "{seen:?}");
+    // SAFETY: SIGTERM to the docker events client this test started.
+    unsafe { libc::kill(ev.id() as i32, libc::SIGTERM) };
+    let _ = ev.wait();
+    s.docker(&["rm", "ev"]).ok();
+}
+
+#[test]
 fn the_server_reconnects_to_an_engine_that_restarted() {
     let Some(s) = Service::start() else { return };
     // Requests leave idle engine connections behind for the next ones.
