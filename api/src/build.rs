@@ -11,7 +11,7 @@ use crate::routes::{qbool, query};
 use crate::server::AppState;
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use berth_host::build::context::clean_rel;
 use berth_host::build::{build_and_tag, BuildError, BuildOptions};
@@ -175,6 +175,7 @@ struct BuildQuery {
     tags: Vec<String>,
     dockerfile: String,
     args: BTreeMap<String, String>,
+    labels: BTreeMap<String, String>,
     target: Option<String>,
     no_cache: bool,
     pull: bool,
@@ -227,15 +228,19 @@ fn parse_query(raw: Option<&str>) -> ApiResult<BuildQuery> {
             }
         }
     }
-    if let Some(raw) = q.get("labels").filter(|b| !b.is_empty()) {
-        let m: BTreeMap<String, String> = serde_json::from_str(raw)
-            .map_err(|e| ApiError::bad_request(format!("invalid labels: {e}")))?;
-        if !m.is_empty() {
-            return Err(ApiError::new(
-                StatusCode::NOT_IMPLEMENTED,
-                "build --label is not supported by berth yet; use LABEL in the Dockerfile",
-            ));
-        }
+    let labels = match q.get("labels").filter(|b| !b.is_empty()) {
+        Some(raw) => serde_json::from_str(raw)
+            .map_err(|e| ApiError::bad_request(format!("invalid labels: {e}")))?,
+        None => BTreeMap::new(),
+    };
+    // Linux has one isolation, "default" (dockerd's check).
+    if let Some(i) = q
+        .get("isolation")
+        .filter(|i| !i.is_empty() && !i.eq_ignore_ascii_case("default"))
+    {
+        return Err(ApiError::bad_request(format!(
+            "unsupported isolation: {i:?}"
+        )));
     }
     let dockerfile = q
         .get("dockerfile")
@@ -253,6 +258,7 @@ fn parse_query(raw: Option<&str>) -> ApiResult<BuildQuery> {
         tags,
         dockerfile,
         args,
+        labels,
         target: q.get("target").filter(|t| !t.is_empty()).cloned(),
         no_cache: qbool(&q, "nocache"),
         pull: qbool(&q, "pull"),
@@ -329,6 +335,7 @@ pub(crate) async fn build(
         };
         let opts = BuildOptions {
             build_args: bq.args,
+            labels: bq.labels,
             target: bq.target,
             no_cache: bq.no_cache,
             pull: bq.pull,
@@ -489,5 +496,13 @@ mod tests {
         assert!(parse_query(Some("buildargs=%5B1%5D")).is_err());
         assert!(parse_query(Some("version=2")).is_err());
         assert!(parse_query(Some("remote=https%3A%2F%2Fx")).is_err());
+        // labels: a JSON object of strings; anything else is a 400.
+        let q = parse_query(Some("labels=%7B%22k%22%3A%22v%20w%22%7D")).unwrap();
+        assert_eq!(q.labels.get("k").map(String::as_str), Some("v w"));
+        assert!(parse_query(Some("labels=%5B%22k%22%5D")).is_err());
+        assert!(parse_query(Some("labels=%7B%22k%22%3A1%7D")).is_err());
+        // Linux's one isolation.
+        assert!(parse_query(Some("isolation=default")).is_ok());
+        assert!(parse_query(Some("isolation=hyperv")).is_err());
     }
 }

@@ -638,11 +638,15 @@ pub(crate) async fn list(
                 list.truncate(l as usize);
             }
             let mut rows = Vec::with_capacity(list.len());
-            for s in list {
-                let ports = if s.status == ContainerStatus::Running {
-                    e.container_ports(&s.id).unwrap_or_default()
-                } else {
-                    Vec::new()
+            for mut s in list {
+                // The list carries each row's ports; an older agent's
+                // does not, and each running row is asked for them.
+                let ports = match s.ports.take() {
+                    Some(p) => p,
+                    None if s.status == ContainerStatus::Running => {
+                        e.container_ports(&s.id).unwrap_or_default()
+                    }
+                    None => Vec::new(),
                 };
                 rows.push((s, ports));
             }

@@ -62,8 +62,15 @@ pub(crate) struct ExecRecord {
     pub exit_code: Option<i32>,
 }
 
+/// Idle engine connections kept for later requests, at most.
+const IDLE_ENGINES: usize = 8;
+
 pub(crate) struct Inner {
     pub iso: Isolation,
+    /// Engine connections a request finished with, for the next ones: a
+    /// connection costs a connect and the protocol handshake (and, for
+    /// the native agent, a check of its binary).
+    idle: Mutex<Vec<Engine>>,
     pub pending: Mutex<HashMap<String, Vec<PendingAttach>>>,
     pub execs: Mutex<HashMap<String, ExecRecord>>,
     /// Resize requests for the relays this server runs, by container id.
@@ -78,6 +85,7 @@ impl AppState {
     pub fn new(iso: Isolation) -> AppState {
         AppState(Arc::new(Inner {
             iso,
+            idle: Mutex::new(Vec::new()),
             pending: Mutex::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
             resizers: Mutex::new(HashMap::new()),
@@ -88,30 +96,58 @@ impl AppState {
         self.0.iso
     }
 
-    /// Runs `f` on a fresh engine connection off the async threads.
+    /// An engine connection: an idle one that is still open (one whose
+    /// engine exited or restarted is dropped), else a new one.
+    fn take_engine(&self) -> ApiResult<Engine> {
+        loop {
+            let idle = self.0.idle.lock().ok().and_then(|mut v| v.pop());
+            match idle {
+                Some(e) if e.idle_open() => return Ok(e),
+                Some(_) => continue,
+                None => return Ok(self.0.iso.connect()?),
+            }
+        }
+    }
+
+    /// Keeps a connection a request finished with for the next one.
+    fn keep_engine(&self, e: Engine) {
+        if let Ok(mut idle) = self.0.idle.lock() {
+            if idle.len() < IDLE_ENGINES {
+                idle.push(e);
+            }
+        }
+    }
+
+    /// Runs `f` on an engine connection off the async threads. The
+    /// connection is kept for later requests when `f` succeeds; after an
+    /// error it is closed (whatever failed, its stream may be mid-answer).
     pub async fn engine<T, F>(&self, f: F) -> ApiResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Engine) -> ApiResult<T> + Send + 'static,
     {
-        let iso = self.0.iso;
+        let st = self.clone();
         tokio::task::spawn_blocking(move || {
-            let mut e = iso.connect()?;
-            f(&mut e)
+            let mut e = st.take_engine()?;
+            let r = f(&mut e);
+            if r.is_ok() {
+                st.keep_engine(e);
+            }
+            r
         })
         .await
         .map_err(ApiError::internal)?
     }
 
     /// As [`AppState::engine`], for the verbs that turn the connection
-    /// into a stream.
+    /// into a stream (it is not kept).
     pub async fn engine_owned<T, F>(&self, f: F) -> ApiResult<T>
     where
         T: Send + 'static,
         F: FnOnce(Engine) -> ApiResult<T> + Send + 'static,
     {
-        let iso = self.0.iso;
-        tokio::task::spawn_blocking(move || f(iso.connect()?))
+        let st = self.clone();
+        tokio::task::spawn_blocking(move || f(st.take_engine()?))
             .await
             .map_err(ApiError::internal)?
     }

@@ -7,8 +7,8 @@ use crate::engine::Engine;
 use crate::store::StoreError;
 use berth_protocol::frame::{read_frame, write_frame, FrameError};
 use berth_protocol::{
-    AgentInfo, ApiError, ErrorKind, Hello, HelloReply, Request, RequestEnvelope, Response,
-    ResponseEnvelope, PROTOCOL_VERSION,
+    AgentInfo, ApiError, ContainerStatus, ErrorKind, Hello, HelloReply, Request, RequestEnvelope,
+    Response, ResponseEnvelope, PROTOCOL_VERSION,
 };
 use std::io::Write;
 use std::net::Shutdown;
@@ -302,7 +302,18 @@ fn handle(engine: &Engine, req: Request) -> Result<Response, ApiError> {
                 .map(|_| Response::Ok),
         ),
         Request::ContainerWait { id } => wire(c.wait(&id).map(|code| Response::Exited { code })),
-        Request::ContainerList { all } => Ok(Response::Containers(c.list(all))),
+        Request::ContainerList { all } => {
+            let mut list = c.list(all);
+            // Each row's published ports: one list answers `ps` whole.
+            for s in &mut list {
+                s.ports = Some(if s.status == ContainerStatus::Running {
+                    c.published_ports(&s.id)
+                } else {
+                    Vec::new()
+                });
+            }
+            Ok(Response::Containers(list))
+        }
         Request::ContainerInspect { id } => {
             wire(c.inspect(&id).map(|d| Response::Container(Box::new(d))))
         }

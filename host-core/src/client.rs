@@ -96,6 +96,30 @@ impl Connection {
         None
     }
 
+    /// Whether an idle connection can carry another request: its peer has
+    /// not closed it (an engine that exited or restarted) and has sent
+    /// nothing unasked (a desynchronised stream). Only the socket's
+    /// receive queue is looked at, nothing is read from it.
+    #[cfg(unix)]
+    pub(crate) fn idle_open(&self) -> bool {
+        use nix::sys::socket::{recv, MsgFlags};
+        use std::os::fd::AsRawFd;
+        let mut b = [0u8; 1];
+        matches!(
+            recv(
+                self.stream.as_raw_fd(),
+                &mut b,
+                MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+            ),
+            Err(nix::errno::Errno::EAGAIN)
+        )
+    }
+
+    #[cfg(not(unix))]
+    pub(crate) fn idle_open(&self) -> bool {
+        false
+    }
+
     /// Sends a request and waits for its response.
     pub(crate) fn call(&mut self, request: Request) -> Result<Response, ClientError> {
         let id = self.next_id;

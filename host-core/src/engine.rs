@@ -97,6 +97,13 @@ impl Engine {
         self.conn.peer_pid()
     }
 
+    /// Whether this idle connection can be used again: the engine has
+    /// not closed it (exited, restarted) and sent nothing unasked. For
+    /// pools of connections; false where that cannot be told.
+    pub fn idle_open(&self) -> bool {
+        self.conn.idle_open()
+    }
+
     fn call(&mut self, request: Request) -> Result<Response, ClientError> {
         self.conn.call(request)
     }

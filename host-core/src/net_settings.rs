@@ -220,6 +220,7 @@ pub fn sample_details(status: ContainerStatus) -> ContainerDetails {
             labels: BTreeMap::new(),
             restart_count: 0,
             health: None,
+            ports: None,
         },
         config: ContainerConfig::default(),
         path: "sh".into(),

@@ -904,6 +904,12 @@ pub struct ContainerSummary {
     /// `State.Health`: set once a container with a healthcheck started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<crate::Health>,
+    /// The ports it publishes now (empty unless it runs), set in the
+    /// answer to `ContainerList` so that a list needs no `ContainerPorts`
+    /// per container. None from an agent that predates it (or where the
+    /// summary is part of another answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports: Option<Vec<crate::PublishedPort>>,
 }
 
 /// The answer to `Request::DiskUsage`: regular files and symbolic links,

@@ -212,6 +212,10 @@ networks:
     dc(&["stop"]).ok();
     let ps = dc(&["ps"]).ok().stdout;
     assert!(ps.contains("Exit"), "{ps}");
+    // rm: the stopped containers go, the volume and network stay for down.
+    dc(&["rm", "-f"]).ok();
+    assert_eq!(s.docker(&["ps", "-aq"]).ok().stdout, "");
+    s.berth.run(&["volume", "inspect", "shop_data"]).ok();
     dc(&["down", "-v"]).ok();
     assert_eq!(s.docker(&["ps", "-aq"]).ok().stdout, "");
     let vols = s.docker(&["volume", "ls", "-q"]).ok().stdout;
@@ -264,6 +268,8 @@ services:
       context: .
       args:
         GREETING: built-by-compose
+      labels:
+        org.example.kit: from-compose
     image: kit/app:v1
   side:
     image: {IMG}
@@ -294,6 +300,18 @@ services:
         )
     };
     let greeting = || s.docker(&["run", "--rm", "kit/app:v1"]).ok().stdout;
+    // `build: labels:` (POST /build's labels) on the image.
+    let label = || {
+        s.docker(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{index .Config.Labels \"org.example.kit\"}}",
+            "kit/app:v1",
+        ])
+        .ok()
+        .stdout
+    };
     // The docker CLI's build (compose's default).
     let out = dc(&[], &["build"]).ok();
     assert!(
@@ -303,6 +321,7 @@ services:
         out.stderr
     );
     assert_eq!(greeting(), "built-by-compose one\n");
+    assert_eq!(label(), "from-compose\n");
     let images = s.berth.run(&["images"]).ok().stdout;
     assert!(
         images
@@ -320,6 +339,7 @@ services:
         out.stderr
     );
     assert_eq!(greeting(), "built-by-compose two\n");
+    assert_eq!(label(), "from-compose\n");
     // up --build: built, then run; again after a change: rebuilt, and the
     // containers recreated (compose reads the old image's ContainerConfig).
     for (round, file) in [(1, "one.txt"), (2, "two.txt")] {

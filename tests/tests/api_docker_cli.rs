@@ -807,6 +807,61 @@ fn the_docker_cli_builds_through_the_socket() {
         .docker(&["run", "--rm", "api/built:v1", "cat", "/hello.txt", "/who"])
         .ok();
     assert_eq!(run.stdout, "hello from the context\nbuilt by the-api\n");
+    // --label: the image config's Labels, set by a LABEL step docker's
+    // classic builder appends (keys sorted); the steps before are cached.
+    let mut c = s.docker_cmd();
+    c.env("DOCKER_BUILDKIT", "0").args([
+        "build",
+        "-t",
+        "api/built:labelled",
+        "--build-arg",
+        "WHO=the-api",
+        "--label",
+        "org.example.b=two words",
+        "--label",
+        "a=1",
+        dir,
+    ]);
+    let out = run_command(c, None, Duration::from_secs(600), "docker build --label").ok();
+    assert!(
+        out.stdout
+            .contains("Step 5/5 : LABEL \"a\"='1' \"org.example.b\"='two words'"),
+        "{}",
+        out.stdout
+    );
+    // (The base image's own labels stay beside them.)
+    let labels = s
+        .docker(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{index .Config.Labels \"a\"}}|{{index .Config.Labels \"org.example.b\"}}|{{index .Config.Labels \"org.opencontainers.image.title\"}}",
+            "api/built:labelled",
+        ])
+        .ok();
+    assert_eq!(labels.stdout.trim(), "1|two words|berth busybox");
+    // A container of the image has them in its config.
+    s.docker(&["create", "--name", "lab", "api/built:labelled"])
+        .ok();
+    let l = s
+        .docker(&["inspect", "-f", "{{index .Config.Labels \"a\"}}", "lab"])
+        .ok();
+    assert_eq!(l.stdout.trim(), "1");
+    s.docker(&["rm", "lab"]).ok();
+    let unlabelled = s
+        .docker(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{json .Config.Labels}}",
+            "api/built:v1",
+        ])
+        .ok();
+    assert!(
+        !unlabelled.stdout.contains("org.example.b"),
+        "{}",
+        unlabelled.stdout
+    );
     // The same image in berth's own list.
     let images = s.berth.run(&["images"]).ok();
     assert!(
@@ -1170,21 +1225,26 @@ fn an_error_answered_before_an_upload_is_read_reaches_the_client() {
     let Some(s) = Service::start() else { return };
     let big = 64 << 20;
     // docker build with a parameter the server refuses before it reads
-    // the context (a label), with a 64 MiB context: the CLI prints the
-    // server's error, not a broken pipe on its upload.
+    // the context (an isolation Linux lacks), with a 64 MiB context: the
+    // CLI prints the server's error, not a broken pipe on its upload.
     let ctx = tempfile::tempdir().unwrap();
     std::fs::write(ctx.path().join("Dockerfile"), format!("FROM {IMG}\n")).unwrap();
     std::fs::write(ctx.path().join("big.bin"), vec![0x5a; big]).unwrap();
     for round in 0..UPLOAD_ROUNDS {
         let mut c = s.docker_cmd();
         c.env("DOCKER_BUILDKIT", "0")
-            .args(["build", "--label", "a=b", "-t", "never:made"])
+            .args(["build", "--isolation", "hyperv", "-t", "never:made"])
             .arg(ctx.path());
-        let out = run_command(c, None, Duration::from_secs(300), "docker build --label");
+        let out = run_command(
+            c,
+            None,
+            Duration::from_secs(300),
+            "docker build --isolation",
+        );
         assert_eq!(out.code, 1, "round {round}: {}", out.stderr);
         assert!(
             out.stderr
-                .contains("Error response from daemon: build --label is not supported"),
+                .contains("Error response from daemon: unsupported isolation: \"hyperv\""),
             "round {round}: {}",
             out.stderr
         );
@@ -1276,4 +1336,87 @@ fn an_error_answered_before_an_upload_is_read_reaches_the_client() {
     assert_ne!(s.docker(&["exec", "box", "test", "-e", "/escape"]).code, 0);
     s.docker(&["rm", "-f", "box"]).ok();
     s.docker(&["version"]).ok();
+}
+
+#[test]
+fn exec_it_under_script_and_events_followed_through_the_socket() {
+    let Some(s) = Service::start() else { return };
+    s.docker(&["run", "-d", "--name", "ev", IMG, "sleep", "300"])
+        .ok();
+    // `docker events` streams until stopped; only this container's.
+    let mut ev = s.docker_cmd();
+    ev.args([
+        "events",
+        "--filter",
+        "container=ev",
+        "--format",
+        "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}",
+    ])
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::null());
+    let mut ev = ev.spawn().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = ev.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines() {
+            let _ = tx.send(line.unwrap_or_default());
+        }
+    });
+    // exec -it under script(1): a TTY in the exec, raw output.
+    if berth_tests::have("script") {
+        let cmd = format!(
+            "DOCKER_HOST=unix://{} DOCKER_CONFIG={} {} exec -it ev sh -c 'tty >/dev/null && echo exec-tty-ok; exit 5'",
+            s.sock.display(),
+            s.config.path().display(),
+            s.cli
+        );
+        let mut c = Command::new("script");
+        c.args(["-qec", &cmd, "/dev/null"]);
+        let out = run_command(c, None, Duration::from_secs(300), "script docker exec -it");
+        assert_eq!(out.code, 5, "{} {}", out.stdout, out.stderr);
+        assert!(out.stdout.contains("exec-tty-ok\r\n"), "{:?}", out.stdout);
+    } else {
+        skip("no script(1) for exec -it");
+    }
+    s.docker(&["stop", "-t", "1", "ev"]).ok();
+    // The stop shows as docker's die then stop, each named.
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !seen.iter().any(|l: &String| l == "container stop ev") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => seen.push(l),
+            Err(_) => panic!("no stop event; saw {seen:?}"),
+        }
+    }
+    let die = seen.iter().position(|l| l == "container die ev");
+    let stop = seen.iter().position(|l| l == "container stop ev");
+    assert!(die.is_some() && die < stop, "{seen:?}");
+    // SAFETY: SIGTERM to the docker events client this test started.
+    unsafe { libc::kill(ev.id() as i32, libc::SIGTERM) };
+    let _ = ev.wait();
+    s.docker(&["rm", "ev"]).ok();
+}
+
+#[test]
+fn the_server_reconnects_to_an_engine_that_restarted() {
+    let Some(s) = Service::start() else { return };
+    // Requests leave idle engine connections behind for the next ones.
+    s.docker(&["create", "--name", "before", IMG, "true"]).ok();
+    for _ in 0..3 {
+        let ps = s.docker(&["ps", "-a", "--format", "{{.Names}}"]).ok();
+        assert_eq!(lines(&ps.stdout), vec!["before"]);
+    }
+    let old = s.berth.agent_pid().expect("the native agent runs");
+    s.berth.kill_agent();
+    // The next requests get a new engine, not the closed connections.
+    let ps = s.docker(&["ps", "-a", "--format", "{{.Names}}"]).ok();
+    assert_eq!(lines(&ps.stdout), vec!["before"]);
+    let out = s.docker(&["run", "--rm", IMG, "echo", "after"]).ok();
+    assert_eq!(out.stdout, "after\n");
+    let new = s.berth.agent_pid().expect("a new native agent runs");
+    assert_ne!(old, new);
+    s.docker(&["rm", "before"]).ok();
 }

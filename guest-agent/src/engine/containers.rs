@@ -328,6 +328,7 @@ impl ContainerStore {
                 .as_ref()
                 .filter(|h| h.probes())
                 .and_then(|_| super::health::read(&self.layout.container(&r.id))),
+            ports: None,
         }
     }
 

@@ -20,6 +20,9 @@ pub struct BuildArgs {
     /// Set build-time variables
     #[arg(long = "build-arg")]
     build_arg: Vec<String>,
+    /// Set metadata for an image
+    #[arg(long)]
+    label: Vec<String>,
     /// Set the target build stage to build
     #[arg(long)]
     target: Option<String>,
@@ -92,6 +95,15 @@ fn build(iso: Isolation, a: &BuildArgs, sink: Sink) -> Result<i32> {
             }
         }
     }
+    // `--label k=v`; `--label k` sets k to "" (as docker).
+    let labels = a
+        .label
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (kv.clone(), String::new()),
+        })
+        .collect();
     let root = PathBuf::from(&a.context);
     let file = match &a.file {
         Some(f) if f.is_absolute() || f.exists() => f.clone(),
@@ -101,6 +113,7 @@ fn build(iso: Isolation, a: &BuildArgs, sink: Sink) -> Result<i32> {
     let connector = || connect(iso);
     let opts = BuildOptions {
         build_args,
+        labels,
         target: a.target.clone(),
         no_cache: a.no_cache,
         pull: a.pull,

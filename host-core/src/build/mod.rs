@@ -58,6 +58,9 @@ fn default_shell() -> Vec<String> {
 /// What the user asked for.
 pub struct BuildOptions {
     pub build_args: BTreeMap<String, String>,
+    /// `--label`: set on the image as by a `LABEL` step docker adds at
+    /// the end of the Dockerfile (its last stage).
+    pub labels: BTreeMap<String, String>,
     pub target: Option<String>,
     pub no_cache: bool,
     pub pull: bool,
@@ -1356,8 +1359,9 @@ pub fn build_and_tag<'a>(
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_else(|| "Dockerfile".into());
-    let df = berth_dockerfile::parse(&name, &text)
+    let mut df = berth_dockerfile::parse(&name, &text)
         .map_err(|e| anyhow!("Error response from daemon: dockerfile parse error: {e}"))?;
+    add_label_step(&mut df, &opts.labels);
     let mut b = Builder::new(connect, pull, ctx, opts)?;
     if let Some(out) = out {
         b.set_output(out);
@@ -1368,6 +1372,24 @@ pub fn build_and_tag<'a>(
         ctl.image_tag(&id, t).map_err(api)?;
     }
     Ok(id)
+}
+
+/// `--label`s as docker's classic builder takes them: one `LABEL` step,
+/// keys sorted, appended to the Dockerfile (so to its last stage, which
+/// a `--target` of an earlier stage does not build).
+fn add_label_step(df: &mut Dockerfile, labels: &BTreeMap<String, String>) {
+    let Some(last) = df.stages.last_mut() else {
+        return;
+    };
+    if labels.is_empty() {
+        return;
+    }
+    let shown: Vec<String> = labels.iter().map(|(k, v)| format!("{k:?}='{v}'")).collect();
+    last.instructions.push(Instruction {
+        loc: last.instructions.last().map_or(last.from.loc, |i| i.loc),
+        original: format!("LABEL {}", shown.join(" ")),
+        kind: InstructionKind::Label(labels.clone().into_iter().collect()),
+    });
 }
 
 /// The image config's `Healthcheck` for a HEALTHCHECK instruction, as
@@ -1406,6 +1428,26 @@ pub(crate) fn healthcheck_config(h: &Healthcheck) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_option_is_a_last_label_step() {
+        let mut df =
+            berth_dockerfile::parse("Dockerfile", "FROM a AS one\nFROM b\nRUN true\n").unwrap();
+        add_label_step(&mut df, &BTreeMap::new());
+        assert_eq!(df.stages[1].instructions.len(), 1);
+        let labels: BTreeMap<String, String> = [("z", "2"), ("a b", "x y")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        add_label_step(&mut df, &labels);
+        assert!(df.stages[0].instructions.is_empty());
+        let ins = df.stages[1].instructions.last().unwrap();
+        assert_eq!(ins.original, "LABEL \"a b\"='x y' \"z\"='2'");
+        assert_eq!(
+            ins.kind,
+            InstructionKind::Label(vec![("a b".into(), "x y".into()), ("z".into(), "2".into())])
+        );
+    }
 
     #[test]
     fn ports() {
