@@ -86,4 +86,16 @@ mod tests {
         // Huge numbers do not overflow into a small version.
         assert!(split("/v99999999999.1/info").is_ok_and(|(v, _)| v.is_none()));
     }
+
+    #[test]
+    fn the_cli_names_the_versions_served() {
+        assert_eq!(
+            MAX_VERSION.to_string(),
+            berth_host::docker_info::API_VERSION
+        );
+        assert_eq!(
+            MIN_VERSION.to_string(),
+            berth_host::docker_info::MIN_API_VERSION
+        );
+    }
 }

@@ -497,7 +497,13 @@ fn render_parts(
                     TemplateValue::Missing => Value::Null,
                 };
                 let mut found = true;
+                // Whether the last map indexed holds only strings: docker's
+                // typed `map[string]string` (labels, options), whose
+                // missing key is Go's zero value "", not `<no value>`.
+                let mut strings_map = false;
                 for k in keys {
+                    strings_map =
+                        matches!(&v, Value::Object(m) if m.values().all(Value::is_string));
                     let next = match (k, &v) {
                         (IndexKey::Name(n), Value::Object(m)) => m.get(n).cloned(),
                         (IndexKey::Position(i), Value::Array(a)) => match a.get(*i) {
@@ -524,6 +530,9 @@ fn render_parts(
                 }
                 // A key a map lacks gives Go's zero value: printed as
                 // `<no value>`, a nil receiver for a field after it.
+                if !found && strings_map && tail.is_empty() {
+                    continue;
+                }
                 let v = if found { Some(v) } else { None };
                 match field_chain(v, tail, *at)? {
                     None => out.push_str("<no value>"),
@@ -714,6 +723,7 @@ mod tests {
             "Networks": {"b": {"IPAddress": "10.0.0.3"}, "a": {"IPAddress": "10.0.0.2"}},
             "Ports": {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]},
             "List": ["x", "y"],
+            "Labels": {"a": "b"},
             "None": null
         });
         let lookup = |f: &str, a: Option<&str>| a.is_none().then(|| json_field(&whole, f));
@@ -733,6 +743,9 @@ mod tests {
             "8080"
         );
         assert_eq!(render("{{index .Ports \"81/tcp\"}}").unwrap(), "<no value>");
+        // A map of strings is docker's map[string]string: "" for a key
+        // it lacks.
+        assert_eq!(render("{{index .Labels \"nope\"}}|").unwrap(), "|");
         assert!(render("{{index .List 5}}")
             .unwrap_err()
             .contains("index out of range: 5"));

@@ -140,8 +140,8 @@ pub enum Command {
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCommand),
-    /// Show agent and placement information
-    Info,
+    /// Show agent and placement information (docker's `info` with --format)
+    Info(commands::system::InfoArgs),
     /// Show the berth version information (client and engine)
     Version(commands::version::VersionArgs),
     /// Manage the machine VM that hosts shared-placement containers

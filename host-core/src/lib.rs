@@ -21,6 +21,7 @@ pub mod build;
 pub mod client;
 pub mod compare;
 pub mod compose;
+pub mod docker_info;
 pub mod engine;
 pub mod env;
 pub mod image_cache;

@@ -267,6 +267,70 @@ fn follow_prints_new_events_until_stopped() {
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     let _ = child.wait();
 
+    // A container run from another terminal: its start, then its die
+    // with the exit code, each with docker's timestamp.
+    let mut child = b
+        .command()
+        .args([
+            "events",
+            "--filter",
+            "type=container",
+            "--filter",
+            "event=start",
+            "--filter",
+            "event=die",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rx = stdout_lines(&mut child);
+    // Until the follower is connected: a volume event tells nothing here,
+    // so poll with containers until the first start shows.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    // The first line of `rx` that holds `want`, others skipped.
+    let next_with = |want: &str, wait: Duration| -> Option<String> {
+        let until = Instant::now() + wait;
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            match rx.recv_timeout(left) {
+                Ok(l) if l.contains(want) => return Some(l),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        None
+    };
+    let (start, die, id) = loop {
+        assert!(Instant::now() < deadline, "no container event followed");
+        let o = b.run(&["run", "-d", DEFAULT_IMAGE, "sh", "-c", "exit 3"]);
+        assert_eq!(o.code, 0, "{}", o.stderr);
+        let id = o.stdout.trim().to_string();
+        b.run(&["wait", &id]);
+        let Some(start) = next_with(&format!("container start {id}"), Duration::from_secs(5))
+        else {
+            continue;
+        };
+        let die = next_with(&format!("container die {id}"), Duration::from_secs(30));
+        break (start, die.expect("no die event after the start"), id);
+    };
+    // SAFETY: kill(2) of the child this test started, by its pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let _ = child.wait();
+    for (line, action) in [(&start, "start"), (&die, "die")] {
+        let (time, rest) = line.split_once(' ').unwrap();
+        assert!(
+            rest.starts_with(&format!("container {action} {id} (")),
+            "{line}"
+        );
+        let t = chrono::DateTime::parse_from_rfc3339(time).unwrap();
+        let age = chrono::Utc::now().signed_duration_since(t);
+        assert!(age.num_seconds() >= 0 && age.num_seconds() < 600, "{line}");
+    }
+    assert!(die.contains("exitCode=3"), "{die}");
+    assert!(!start.contains("exitCode"), "{start}");
+    b.run(&["rm", &id]).ok();
+
     // With --until in the future it ends by itself once that passed
     // (a duration counts in whole seconds, as docker's: 1 to 2 s here).
     let start = Instant::now();

@@ -97,6 +97,18 @@ impl ContainerStore {
     /// Resolves a name, full id or unique id prefix.
     pub fn resolve(&self, key: &str) -> Result<ContainerRecord, Error> {
         let key = key.trim_start_matches('/');
+        // A whole id names its record's folder: read that one record, not
+        // every container's (an inspect of N containers by id read N²).
+        // Only 64 hex digits get here, so the key cannot leave the folder.
+        if key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let rec: Option<ContainerRecord> =
+                read_json(&self.layout.container(key).join(super::files::RECORD))
+                    .ok()
+                    .flatten();
+            if let Some(r) = rec.filter(|r| r.id == key) {
+                return Ok(r);
+            }
+        }
         let recs = self.records();
         if let Some(r) = recs.iter().find(|r| r.id == key || r.name == key) {
             return Ok(r.clone());

@@ -4,6 +4,7 @@
 
 use crate::client::ClientError;
 use crate::commands::connect;
+use crate::engine::Engine;
 use crate::fmt::{ago, human_size, table};
 use crate::image_cache::ImageCache;
 use crate::placement::Isolation;
@@ -163,6 +164,43 @@ pub fn history(iso: Isolation, a: &HistoryArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// Removes the images no container uses: the dangling ones, or all of
+/// them with `all` (`image prune`, `system prune`). The lines `rmi`
+/// prints for each, and the bytes freed.
+pub fn prune_images(c: &mut Engine, all: bool) -> Result<(Vec<String>, u64)> {
+    let images = c.image_list()?;
+    let used: Vec<String> = match c.container_list(true) {
+        Ok(cs) => cs.into_iter().map(|c| c.image_id).collect(),
+        Err(ClientError::Unexpected(_)) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    // Intermediate build images (parents of other images) are not
+    // dangling: they stay, as the build cache, unless -a.
+    let parents: Vec<String> = images.iter().filter_map(|i| i.parent.clone()).collect();
+    let cache = ImageCache::open()?;
+    let mut deleted = Vec::new();
+    let mut reclaimed = 0u64;
+    for img in images {
+        let unused = !used.contains(&img.id);
+        let dangling = img.tags.is_empty() && !parents.contains(&img.id);
+        if !(unused && (dangling || all)) {
+            continue;
+        }
+        // Only images no container uses get here; -a removes them whatever
+        // their tags.
+        match c.image_remove(&img.id, all) {
+            Ok(lines) => {
+                reclaimed += img.size;
+                let _ = cache.forget(&img.id);
+                deleted.extend(lines);
+            }
+            Err(ClientError::Unexpected(_)) => {}
+            Err(e) => eprintln!("berth: could not remove {}: {e}", &img.id),
+        }
+    }
+    Ok((deleted, reclaimed))
+}
+
 fn prune(iso: Isolation, a: &PruneArgs) -> Result<i32> {
     if !a.force {
         let what = if a.all {
@@ -182,36 +220,7 @@ fn prune(iso: Isolation, a: &PruneArgs) -> Result<i32> {
         }
     }
     let mut c = connect(iso)?;
-    let images = c.image_list()?;
-    let used: Vec<String> = match c.container_list(true) {
-        Ok(cs) => cs.into_iter().map(|c| c.image_id).collect(),
-        Err(ClientError::Unexpected(_)) => Vec::new(),
-        Err(e) => return Err(e.into()),
-    };
-    // Intermediate build images (parents of other images) are not
-    // dangling: they stay, as the build cache, unless -a.
-    let parents: Vec<String> = images.iter().filter_map(|i| i.parent.clone()).collect();
-    let cache = ImageCache::open()?;
-    let mut deleted = Vec::new();
-    let mut reclaimed = 0u64;
-    for img in images {
-        let unused = !used.contains(&img.id);
-        let dangling = img.tags.is_empty() && !parents.contains(&img.id);
-        if !(unused && (dangling || a.all)) {
-            continue;
-        }
-        // Only images no container uses get here; -a removes them whatever
-        // their tags.
-        match c.image_remove(&img.id, a.all) {
-            Ok(lines) => {
-                reclaimed += img.size;
-                let _ = cache.forget(&img.id);
-                deleted.extend(lines);
-            }
-            Err(ClientError::Unexpected(_)) => {}
-            Err(e) => eprintln!("berth: could not remove {}: {e}", &img.id),
-        }
-    }
+    let (deleted, reclaimed) = prune_images(&mut c, a.all)?;
     if !deleted.is_empty() {
         println!("Deleted Images:");
         for d in &deleted {

@@ -133,28 +133,6 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         }
         Command::Version(a) => version::run(iso, a),
         Command::Create(a) => run::create(iso, a),
-        Command::Info => {
-            let mut c = connect(iso)?;
-            {
-                let i = c.info()?;
-                println!("Isolation: {iso:?}");
-                println!("Agent version: {}", i.agent_version);
-                println!("Kernel Version: {}", i.kernel_release);
-                println!("Architecture: {}", i.arch);
-                println!("Cgroup Version: {}", i.cgroup_version);
-                println!("Data Root: {}", i.data_root);
-                println!("Images: {}", i.images);
-                println!("Containers: {}", i.containers);
-                if i.quirks.is_empty() {
-                    println!("Host workarounds: none");
-                } else {
-                    println!("Host workarounds: {}", i.quirks.join(", "));
-                    for (what, n) in &i.workarounds {
-                        println!(" {what}: {n}");
-                    }
-                }
-            }
-            Ok(0)
-        }
+        Command::Info(a) => system::info(iso, a),
     }
 }

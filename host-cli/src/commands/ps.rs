@@ -308,8 +308,23 @@ pub fn inspect(iso: Isolation, names: &[String], format: Option<&str>) -> Result
     let mut out = Vec::new();
     let mut code = 0;
     let mut info = None;
+    // Several containers: their names to whole ids from one list, so that
+    // the engine reads one record for each instead of finding each name
+    // among all of them. Anything else (an id prefix, an image) is looked
+    // up as given.
+    let ids: std::collections::HashMap<String, String> = if names.len() > 1 {
+        match c.container_list(true) {
+            Ok(list) => list.into_iter().map(|s| (s.name, s.id)).collect(),
+            Err(e @ crate::client::ClientError::Unexpected(_)) => return Err(e.into()),
+            Err(_) => Default::default(),
+        }
+    } else {
+        Default::default()
+    };
+    let mut images: std::collections::HashMap<String, Option<Value>> = Default::default();
     for n in names {
-        if let Ok(mut d) = c.container_inspect(n) {
+        let key = ids.get(n.trim_start_matches('/')).unwrap_or(n);
+        if let Ok(mut d) = c.container_inspect(key) {
             if iso.shares_host_folders() {
                 // Shared folders are at /host_mnt + host path in the
                 // machine: show the host path, as the user gave it.
@@ -338,10 +353,17 @@ pub fn inspect(iso: Isolation, names: &[String], format: Option<&str>) -> Result
                     Err(e) => return Err(e.into()),
                 };
             }
-            let image = c
-                .image_inspect(&d.summary.image_id)
-                .ok()
-                .map(|img| img.config);
+            let image = match images.get(&d.summary.image_id) {
+                Some(i) => i.clone(),
+                None => {
+                    let i = c
+                        .image_inspect(&d.summary.image_id)
+                        .ok()
+                        .map(|img| img.config);
+                    images.insert(d.summary.image_id.clone(), i.clone());
+                    i
+                }
+            };
             out.push(inspect::container_json(
                 iso,
                 &d,

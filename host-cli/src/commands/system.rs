@@ -2,6 +2,7 @@
 //! check` (an fsck of the store) and `berth docker-env` (how to point
 //! docker at it).
 
+use crate::commands::connect;
 use crate::placement::Isolation;
 use anyhow::Result;
 use std::path::PathBuf;
@@ -15,6 +16,30 @@ pub enum SystemCommand {
     Check(CheckArgs),
     /// Show docker disk usage
     Df(crate::commands::df::DfArgs),
+    /// Display system-wide information
+    Info(InfoArgs),
+    /// Remove unused data
+    Prune(PruneArgs),
+}
+
+#[derive(clap::Args)]
+pub struct InfoArgs {
+    /// Format output using a custom template: 'json', or a Go template
+    #[arg(short, long)]
+    format: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct PruneArgs {
+    /// Remove all unused images not just dangling ones
+    #[arg(short, long)]
+    all: bool,
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    force: bool,
+    /// Prune volumes
+    #[arg(long)]
+    volumes: bool,
 }
 
 #[derive(clap::Args)]
@@ -43,6 +68,8 @@ pub fn run(iso: Isolation, c: &SystemCommand) -> Result<i32> {
     match c {
         SystemCommand::Check(a) => check(a),
         SystemCommand::Df(a) => crate::commands::df::run(iso, a),
+        SystemCommand::Info(a) => info(iso, a),
+        SystemCommand::Prune(a) => prune(iso, a),
         #[cfg(unix)]
         SystemCommand::Service(a) => {
             let socket = a.socket.clone().unwrap_or_else(berth_api::default_socket);
@@ -63,6 +90,133 @@ pub fn run(iso: Isolation, c: &SystemCommand) -> Result<i32> {
             anyhow::bail!("the Docker Engine API socket needs a Unix host")
         }
     }
+}
+
+/// `info` and `system info`: berth's facts, or docker's `types.Info`
+/// through `--format` (`json`, `{{json .}}`, a Go template).
+pub fn info(iso: Isolation, a: &InfoArgs) -> Result<i32> {
+    let mut c = connect(iso)?;
+    let i = c.info()?;
+    let Some(format) = a.format.as_deref() else {
+        println!("Isolation: {iso:?}");
+        println!("Agent version: {}", i.agent_version);
+        println!("Kernel Version: {}", i.kernel_release);
+        println!("Architecture: {}", i.arch);
+        println!("Cgroup Version: {}", i.cgroup_version);
+        println!("Data Root: {}", i.data_root);
+        println!("Images: {}", i.images);
+        println!("Containers: {}", i.containers);
+        if i.quirks.is_empty() {
+            println!("Host workarounds: none");
+        } else {
+            println!("Host workarounds: {}", i.quirks.join(", "));
+            for (what, n) in &i.workarounds {
+                println!(" {what}: {n}");
+            }
+        }
+        return Ok(0);
+    };
+    let list = c.container_list(true)?;
+    let images = c.image_list()?.len();
+    let v = berth_host::docker_info::info_value(iso, &i, &list, images);
+    print_template(format, &v, "types.Info")
+}
+
+/// Prints `v` through a docker `--format`: `json` or a Go template. As
+/// docker's: a template that does not parse is exit 64, one that fails on
+/// a field `v` lacks (a struct field, in docker) exit 1.
+pub fn print_template(format: &str, v: &serde_json::Value, type_name: &str) -> Result<i32> {
+    use crate::fmt::{json_field, Template, TemplateValue};
+    if format == "json" {
+        println!("{v}");
+        return Ok(0);
+    }
+    let t = match Template::parse(format) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("template parsing error: {e}");
+            return Ok(64);
+        }
+    };
+    let lookup = |f: &str, _: Option<&str>| match json_field(v, f) {
+        TemplateValue::Missing => None,
+        x => Some(x),
+    };
+    match t.render(&lookup, v, type_name) {
+        Ok(s) => {
+            println!("{s}");
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(1)
+        }
+    }
+}
+
+/// docker's `system prune`: stopped containers, unused networks, with
+/// `--volumes` unused anonymous volumes, and dangling images (`-a`: every
+/// image no container uses), each section as its own prune prints it, then
+/// the total.
+fn prune(iso: Isolation, a: &PruneArgs) -> Result<i32> {
+    if !a.force {
+        let mut warning = String::from(
+            "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container\n",
+        );
+        if a.volumes {
+            warning.push_str("  - all volumes not used by at least one container\n");
+        }
+        warning.push_str(if a.all {
+            "  - all images without at least one container associated to them\n  - all build cache\n"
+        } else {
+            "  - all dangling images\n  - all dangling build cache\n"
+        });
+        print!("{warning}\nAre you sure you want to continue? [y/N] ");
+        std::io::Write::flush(&mut std::io::stdout())?;
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::stdin().lock(), &mut line)?;
+        if !line.trim().eq_ignore_ascii_case("y") {
+            return Ok(0);
+        }
+    }
+    let mut c = connect(iso)?;
+    let mut out = String::new();
+    let section = |out: &mut String, title: &str, lines: &[String]| {
+        if !lines.is_empty() {
+            out.push_str(title);
+            out.push('\n');
+            for l in lines {
+                out.push_str(l);
+                out.push('\n');
+            }
+            out.push('\n');
+        }
+    };
+    section(&mut out, "Deleted Containers:", &c.container_prune()?);
+    section(&mut out, "Deleted Networks:", &c.network_prune()?);
+    let mut reclaimed = 0;
+    if a.volumes {
+        let p = c.volume_prune(false)?;
+        section(&mut out, "Deleted Volumes:", &p.names);
+        reclaimed += p.reclaimed;
+    }
+    let (images, bytes) = crate::commands::image::prune_images(&mut c, a.all)?;
+    // docker's image prune report words its lines in lower case.
+    let images: Vec<String> = images
+        .iter()
+        .map(|l| match l.split_once(": ") {
+            Some((k, v)) => format!("{}: {v}", k.to_lowercase()),
+            None => l.clone(),
+        })
+        .collect();
+    section(&mut out, "Deleted Images:", &images);
+    reclaimed += bytes;
+    print!("{out}");
+    println!(
+        "Total reclaimed space: {}",
+        crate::fmt::human_size(reclaimed)
+    );
+    Ok(0)
 }
 
 /// Prints the `DOCKER_HOST` to export for the default socket.

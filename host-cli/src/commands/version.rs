@@ -9,16 +9,26 @@ use serde_json::{json, Value};
 
 #[derive(clap::Args)]
 pub struct VersionArgs {
-    /// Output format: "json" (the table is the default)
+    /// Format output using a custom template: 'json', or a Go template
     #[arg(short, long)]
     format: Option<String>,
 }
 
+/// The client, with the keys of docker's `Client` (cli's `clientVersion`).
 fn client() -> Value {
+    let api = berth_host::docker_info::API_VERSION;
     json!({
+        "Platform": {"Name": ""},
         "Version": env!("CARGO_PKG_VERSION"),
+        "ApiVersion": api,
+        "DefaultAPIVersion": api,
+        "GitCommit": "",
+        "GoVersion": "",
         "Os": std::env::consts::OS,
         "Arch": go_arch(std::env::consts::ARCH),
+        "BuildTime": "",
+        "Context": "default",
+        "Experimental": true,
     })
 }
 
@@ -38,6 +48,7 @@ fn server(iso: Isolation) -> Result<Value, String> {
         let agent = placement::agent_binary().map_err(|e| format!("{e:#}"))?;
         return Ok(json!({
             "Version": env!("CARGO_PKG_VERSION"),
+            "AgentVersion": env!("CARGO_PKG_VERSION"),
             "Placement": iso_name(iso),
             "Agent": agent.display().to_string(),
             "UpToDate": true,
@@ -45,13 +56,11 @@ fn server(iso: Isolation) -> Result<Value, String> {
     }
     let mut c = connect(iso).map_err(|e| format!("{e:#}"))?;
     let info = c.info().map_err(|e| e.to_string())?;
-    let mut v = json!({
-        "Version": info.agent_version,
-        "Placement": iso_name(iso),
-        "KernelVersion": info.kernel_release,
-        "Os": "linux",
-        "Arch": go_arch(&info.arch),
-    });
+    // docker's `Server` (the API's /version), and berth's own facts.
+    use berth_host::docker_info::{version_value, API_VERSION, MIN_API_VERSION};
+    let mut v = version_value(&info, API_VERSION, MIN_API_VERSION);
+    v["AgentVersion"] = json!(info.agent_version);
+    v["Placement"] = json!(iso_name(iso));
     match iso.agent_build(&c) {
         AgentBuild::Native(agent) => {
             if let Some(a) = agent {
@@ -91,8 +100,14 @@ pub fn run(iso: Isolation, a: &VersionArgs) -> Result<i32> {
             println!("{v}");
         }
         Some(f) => {
-            eprintln!("berth: unsupported --format {f:?}: only json");
-            return Ok(crate::EXIT_ENGINE);
+            let v = json!({
+                "Client": client,
+                "Server": server.as_ref().ok(),
+            });
+            let code = crate::commands::system::print_template(f, &v, "types.VersionResponse")?;
+            if code != 0 {
+                return Ok(code);
+            }
         }
         None => {
             let s = |v: &Value, k: &str| v[k].as_str().unwrap_or("").to_string();
@@ -108,7 +123,7 @@ pub fn run(iso: Isolation, a: &VersionArgs) -> Result<i32> {
                 println!();
                 println!("Server: berth engine");
                 println!(" Engine:");
-                println!("  Version:          {}", s(v, "Version"));
+                println!("  Version:          {}", s(v, "AgentVersion"));
                 if v.get("KernelVersion").is_some() {
                     println!("  Kernel Version:   {}", s(v, "KernelVersion"));
                     println!("  OS/Arch:          {}/{}", s(v, "Os"), s(v, "Arch"));
