@@ -115,7 +115,6 @@ fn machine_vm_boots_runs_containers_and_keeps_images() {
     assert!(after["disk_writes"].as_u64().is_some(), "{after}");
     step("run", t);
 
-
     // Kept (no --rm): `container prune` removes it further down.
     let o = b.run(&["run", "--name", "failed", DEFAULT_IMAGE, "no-such-command"]);
     assert_eq!(o.code, 127, "{}", o.stderr);
