@@ -1011,6 +1011,7 @@ mod tests {
     }
 
     /// What the fake agent was asked, `tcp PORT` or `udp PORT` each.
+    #[cfg(unix)]
     type Requests = Arc<Mutex<Vec<String>>>;
 
     /// A stand-in for the agent on a Unix socket (the native endpoint):
