@@ -91,6 +91,46 @@ pub fn ps_rows(b: &Berth, d: &Path, all: bool) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// `compose stop ARGS` of a seed-003-shaped `project`: the website stops
+/// before the product service (reverse dependency order), then `ps` lists
+/// nothing, `ps -a` both exited with no ports, and `ports` are closed.
+pub fn stop_in_reverse_order(b: &Berth, d: &Path, project: &str, args: &[&str], ports: [u16; 2]) {
+    let out = compose(b, d, &[&["stop"], args].concat()).ok();
+    let err = &out.stderr;
+    let website_at = err
+        .find(&format!("Container {project}-website-1  Stopped"))
+        .unwrap_or_else(|| panic!("{err}"));
+    let product_at = err
+        .find(&format!("Container {project}-product-service-1  Stopped"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(website_at < product_at, "{err}");
+    assert!(ps_rows(b, d, false).is_empty());
+    let rows = ps_rows(b, d, true);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for r in &rows {
+        assert!(r[4].starts_with("Exited ("), "{rows:?}");
+        assert_eq!(r[5], "", "{rows:?}");
+    }
+    assert!(ports.iter().all(|p| http_get(*p).is_none()));
+}
+
+/// `compose rm -f` of a stopped seed-003-shaped `project` removes both
+/// containers and keeps the project's network.
+pub fn rm_keeps_the_network(b: &Berth, d: &Path, project: &str) {
+    let out = compose(b, d, &["rm", "-f"]).ok();
+    for c in ["website-1", "product-service-1"] {
+        assert!(
+            out.stderr
+                .contains(&format!("Container {project}-{c}  Removed")),
+            "{}",
+            out.stderr
+        );
+    }
+    assert!(ps_rows(b, d, true).is_empty());
+    b.run(&["network", "inspect", &format!("{project}_default")])
+        .ok();
+}
+
 fn write_exec(path: &Path, text: &str) {
     use std::os::unix::fs::PermissionsExt;
     // A new file renamed over the old: the script may be executing.
@@ -228,36 +268,11 @@ pub fn run(b: &Berth, root: &Path, limit: Duration, step: &mut dyn FnMut(&str)) 
 
     // stop in reverse dependency order (httpd as PID 1 ignores SIGTERM:
     // -t 1 kills it after a second); the ports close.
-    let out = compose(b, d, &["stop", "-t", "1"]).ok();
-    let err = &out.stderr;
-    let website_at = err
-        .find("Container shop-website-1  Stopped")
-        .unwrap_or_else(|| panic!("{err}"));
-    let product_at = err
-        .find("Container shop-product-service-1  Stopped")
-        .unwrap_or_else(|| panic!("{err}"));
-    assert!(website_at < product_at, "{err}");
-    assert!(ps_rows(b, d, false).is_empty());
-    let rows = ps_rows(b, d, true);
-    assert_eq!(rows.len(), 2, "{rows:?}");
-    for r in &rows {
-        assert!(r[4].starts_with("Exited ("), "{rows:?}");
-        assert_eq!(r[5], "", "{rows:?}");
-    }
-    assert!(http_get(wp).is_none() && http_get(pp).is_none());
+    stop_in_reverse_order(b, d, "shop", &["-t", "1"], [wp, pp]);
 
     // rm removes the stopped containers and keeps the network; down takes
     // the network, and keeps the built image.
-    let out = compose(b, d, &["rm", "-f"]).ok();
-    for c in ["shop-website-1", "shop-product-service-1"] {
-        assert!(
-            out.stderr.contains(&format!("Container {c}  Removed")),
-            "{}",
-            out.stderr
-        );
-    }
-    assert!(ps_rows(b, d, true).is_empty());
-    b.run(&["network", "inspect", "shop_default"]).ok();
+    rm_keeps_the_network(b, d, "shop");
     let out = compose(b, d, &["down"]).ok();
     assert!(
         out.stderr.contains("Network shop_default  Removed"),

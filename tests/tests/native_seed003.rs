@@ -18,7 +18,7 @@
 #![cfg(target_os = "linux")]
 
 use berth_tests::registry::free_port;
-use berth_tests::shop::{http_get, ps_rows};
+use berth_tests::shop::{http_get, ps_rows, rm_keeps_the_network, stop_in_reverse_order};
 use berth_tests::{compose, have, skip, timing, wait_for, with_lock, workspace, Berth};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -291,39 +291,10 @@ fn seed_003_flask_and_php_apache() {
 
     // stop: reverse dependency order; ps lists nothing, ps -a both exited,
     // and the ports are closed.
-    let out = compose(&b, d, &["stop"]).ok();
-    let err = &out.stderr;
-    let website_at = err
-        .find("Container seed003-website-1  Stopped")
-        .unwrap_or_else(|| panic!("{err}"));
-    let product_at = err
-        .find("Container seed003-product-service-1  Stopped")
-        .unwrap_or_else(|| panic!("{err}"));
-    assert!(website_at < product_at, "{err}");
-    assert!(ps_rows(&b, d, false).is_empty());
-    let rows = ps_rows(&b, d, true);
-    assert_eq!(rows.len(), 2, "{rows:?}");
-    for r in &rows {
-        assert!(r[4].starts_with("Exited ("), "{rows:?}");
-        assert_eq!(r[5], "", "{rows:?}");
-    }
-    assert!(http_get(wp).is_none() && http_get(pp).is_none());
+    stop_in_reverse_order(&b, d, "seed003", &[], [wp, pp]);
 
     // rm: removes the stopped containers, keeps the network.
-    let out = compose(&b, d, &["rm", "-f"]).ok();
-    assert!(
-        out.stderr.contains("Container seed003-website-1  Removed"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr
-            .contains("Container seed003-product-service-1  Removed"),
-        "{}",
-        out.stderr
-    );
-    assert!(ps_rows(&b, d, true).is_empty());
-    b.run(&["network", "inspect", "seed003_default"]).ok();
+    rm_keeps_the_network(&b, d, "seed003");
 
     // up again (the built image is reused), then down: containers and the
     // network go, the built image stays.
