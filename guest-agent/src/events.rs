@@ -148,8 +148,6 @@ pub fn volume(root: &Path, action: &str, name: &str) {
     emit(root, "volume", action, name, attrs);
 }
 
-/// berth's `workaround` event: the host workaround `what` was used for
-/// container `container`.
 /// A network event (`create`, `destroy`, `connect`, `disconnect`), as
 /// docker records them: the network id, its name and type.
 pub fn network(root: &Path, id: &str, name: &str, action: &str) {
@@ -159,6 +157,19 @@ pub fn network(root: &Path, id: &str, name: &str, action: &str) {
     emit(root, "network", action, id, attrs);
 }
 
+/// A container joining (`connect`) or leaving (`disconnect`) a bridge
+/// network, as docker logs it at each start and stop.
+pub fn network_endpoint(root: &Path, network_id: &str, name: &str, container: &str, action: &str) {
+    let attrs = BTreeMap::from([
+        ("container".to_string(), container.to_string()),
+        ("name".to_string(), name.to_string()),
+        ("type".to_string(), "bridge".to_string()),
+    ]);
+    emit(root, "network", action, network_id, attrs);
+}
+
+/// berth's `workaround` event: the host workaround `what` was used for
+/// container `container`.
 pub fn workaround(root: &Path, what: &str, container: &str) {
     let attrs = BTreeMap::from([
         ("name".to_string(), what.to_string()),

@@ -1535,8 +1535,59 @@ fn surface_verbs_and_templates_match_docker() {
     ] {
         p.same(&["network", "ls", "--filter", "name=fmtnet", "--format", f]);
     }
-    // (`stats --format` takes only `table` and `json`, `history` no
-    // `--format` yet: issue 20's coverage notes.)
+    // history and stats templates (stats: the fields both count alike).
+    for f in [
+        "{{.ID}} {{.CreatedBy}} {{.Size}} {{.Comment}}",
+        "table {{.ID}}\t{{.CreatedBy}}\t{{.Comment}}",
+    ] {
+        p.same(&["history", "--format", f, DEFAULT_IMAGE]);
+    }
+    p.same(&[
+        "history",
+        "-H=false",
+        "--no-trunc",
+        "--format",
+        "{{.CreatedAt}}|{{.CreatedSince}}|{{.Size}}|{{.CreatedBy}}",
+        DEFAULT_IMAGE,
+    ]);
+    p.same(&["history", "--format", "{{.Nope}}", DEFAULT_IMAGE]);
+    for f in [
+        "{{.Container}} {{.Name}} {{.PIDs}}",
+        "table {{.Name}}\t{{.PIDs}}",
+    ] {
+        p.same(&["stats", "--no-stream", "--format", f, "fmtrun"]);
+    }
+    let (d, b) = p.both(&["stats", "--no-stream", "--format", "{{json .}}", "fmtrun"]);
+    assert_eq!(
+        json_keys(&d.stdout),
+        json_keys(&b.stdout),
+        "stats {{json .}}"
+    );
+    // images --filter.
+    p.same(&["tag", DEFAULT_IMAGE, "fmtfilter/one:v1"]);
+    for f in [
+        "reference=fmtfilter/*",
+        "reference=berth/busybox",
+        "reference=*",
+        "dangling=false",
+        "label=nope",
+    ] {
+        p.same(&["images", "-f", f, "--format", "{{.Repository}}:{{.Tag}}"]);
+    }
+    p.same(&[
+        "images",
+        "-f",
+        "reference=fmtfilter/*",
+        "-f",
+        "reference=berth/*",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+    ]);
+    for f in ["bogus=1", "dangling=maybe", "nokey"] {
+        p.same_err(&["images", "-f", f]);
+    }
+    p.same(&["images", "-f", "since=ghost:nope"]);
+    p.same(&["rmi", "fmtfilter/one:v1"]);
     // info and system info.
     let f = "{{.Containers}} {{.ContainersRunning}} {{.ContainersStopped}} {{.Images}} \
              {{.OSType}} {{.KernelVersion}} {{.CgroupVersion}}";

@@ -401,32 +401,95 @@ type Runner<'a> = dyn Fn(&[&str]) -> (i32, String, String) + 'a;
 
 /// The same commands give the same `Type Action` sequence as docker's, and
 /// the same default line once times and ids are masked.
+/// Event lines with their times (each line's first word) and
+/// 64-hex-digit ids masked.
+fn mask_events(s: &str) -> String {
+    s.lines()
+        .map(|l| {
+            let rest = l.split_once(' ').map_or("", |p| p.1);
+            let mut out = String::from("TIME ");
+            let mut run = String::new();
+            for c in rest.chars().chain(std::iter::once(' ')) {
+                if c.is_ascii_hexdigit() {
+                    run.push(c);
+                    continue;
+                }
+                out.push_str(if run.len() == 64 { "ID" } else { &run });
+                run.clear();
+                out.push(c);
+            }
+            out.trim_end().to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A user network's life: create, a container joining it at each start
+/// and leaving it at each stop, destroy; the same events, attributes and
+/// order as dockerd's.
+#[test]
+fn network_events_match_dockers() {
+    let docker = berth_tests::dockerd::Dockerd::required();
+    docker.load_default_image(DEFAULT_IMAGE).unwrap();
+    let b = Berth::new().with_default_image();
+    let seq = |run: &Runner| -> (String, String) {
+        let t0 = now();
+        for args in [
+            &["network", "create", "parnet"][..],
+            &["run", "--rm", "--network", "parnet", DEFAULT_IMAGE, "true"],
+            &[
+                "run",
+                "-d",
+                "--name",
+                "parn2",
+                "--network",
+                "parnet",
+                DEFAULT_IMAGE,
+                "sleep",
+                "100",
+            ],
+            &["kill", "parn2"],
+            &["wait", "parn2"],
+            &["rm", "parn2"],
+            &["network", "rm", "parnet"],
+        ] {
+            let (code, _, err) = run(args);
+            assert_eq!(code, 0, "{args:?}: {err}");
+        }
+        let t1 = now();
+        let f = ["--since", &t0, "--until", &t1, "-f", "type=network"];
+        let mut a = vec!["events", "--format", "{{.Type}} {{.Action}}"];
+        a.extend_from_slice(&f);
+        let (code, short, err) = run(&a);
+        assert_eq!(code, 0, "{err}");
+        let mut a = vec!["events"];
+        a.extend_from_slice(&f);
+        let (code, full, err) = run(&a);
+        assert_eq!(code, 0, "{err}");
+        (short, mask_events(&full))
+    };
+    let d = seq(&|args| {
+        let o = docker.docker(args).unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    });
+    let ours = seq(&|args| {
+        let o = b.run(args);
+        (o.code, o.stdout, o.stderr)
+    });
+    assert!(d.0.contains("network connect"), "docker: {}", d.0);
+    assert_eq!(ours.0, d.0, "berth:\n{}\ndocker:\n{}", ours.0, d.0);
+    assert_eq!(ours.1, d.1, "berth:\n{}\ndocker:\n{}", ours.1, d.1);
+}
+
 #[test]
 fn events_match_dockers() {
     let docker = berth_tests::dockerd::Dockerd::required();
     docker.load_default_image(DEFAULT_IMAGE).unwrap();
     let b = Berth::new().with_default_image();
-    // Times (each line's first word) and 64-hex-digit ids masked.
-    let mask = |s: &str| -> String {
-        s.lines()
-            .map(|l| {
-                let rest = l.split_once(' ').map_or("", |p| p.1);
-                let mut out = String::from("TIME ");
-                let mut run = String::new();
-                for c in rest.chars().chain(std::iter::once(' ')) {
-                    if c.is_ascii_hexdigit() {
-                        run.push(c);
-                        continue;
-                    }
-                    out.push_str(if run.len() == 64 { "ID" } else { &run });
-                    run.clear();
-                    out.push(c);
-                }
-                out.trim_end().to_string()
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
     let seq = |run: &Runner| -> (String, String) {
         let t0 = now();
         for args in [
@@ -441,11 +504,14 @@ fn events_match_dockers() {
             // (after the renames: docker 20.10 without a bridge fails to
             // rename a restarted container, "sandbox … not found")
             &["restart", "-t", "1", "par2"],
+            // (an image of its own, so that `rmi` below deletes one)
+            &["commit", "par2", "parimg:v1"],
             &["kill", "par2"],
             &["wait", "par2"],
             &["rm", "par2"],
             &["tag", DEFAULT_IMAGE, "partag:v1"],
             &["rmi", "partag:v1"],
+            &["rmi", "parimg:v1"],
             &["volume", "create", "parvol"],
             &["volume", "rm", "parvol"],
         ] {
@@ -478,7 +544,7 @@ fn events_match_dockers() {
         a.extend_from_slice(&filters);
         let (code, full, err) = run(&a);
         assert_eq!(code, 0, "{err}");
-        (short, mask(&full))
+        (short, mask_events(&full))
     };
     let d = seq(&|args| {
         let o = docker.docker(args).unwrap();

@@ -7,6 +7,7 @@ use super::files::ContainerPaths;
 use super::fsutil::overlay_opaque as opaque;
 use super::Engine;
 use crate::engine::Error;
+use berth_protocol::reference::Reference;
 use berth_protocol::{CommitOptions, ContainerStatus, DeriveOptions, ImageCommit, LayerRef};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -307,6 +308,25 @@ pub fn commit(engine: &Engine, o: &CommitOptions) -> Result<berth_protocol::Imag
             tags: o.tag.iter().cloned().collect(),
         },
     );
+    if let Ok(img) = &result {
+        // docker's attributes: the comment, the new image and its name.
+        let image_ref = o
+            .tag
+            .as_deref()
+            .and_then(|t| Reference::parse(t).ok())
+            .map(|r| r.familiar())
+            .unwrap_or_default();
+        super::events::container(
+            engine.layout().root(),
+            &rec,
+            "commit",
+            &[
+                ("comment", o.message.clone().unwrap_or_default()),
+                ("imageID", img.id.clone()),
+                ("imageRef", image_ref),
+            ],
+        );
+    }
     if paused_here {
         let _ = c.unpause(&rec.id);
     }
@@ -538,6 +558,19 @@ fn store_image(engine: &Engine, n: NewImage<'_>) -> Result<berth_protocol::Image
             .map_err(Error::malformed)
     })();
     let _ = std::fs::remove_dir_all(&tmp);
+    // docker logs `tag` for each name a commit or build gives its image.
+    if let Ok(img) = &result {
+        for t in &img.tags {
+            let name = Reference::parse(t).map_or_else(|_| t.clone(), |r| r.familiar());
+            crate::events::image(
+                engine.layout().root(),
+                "tag",
+                &img.id,
+                &name,
+                engine.images.labels(&img.id),
+            );
+        }
+    }
     result
 }
 

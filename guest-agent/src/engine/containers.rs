@@ -407,7 +407,16 @@ impl ContainerStore {
         let _ = std::fs::remove_file(self.layout.container(&r.id).join(super::files::STOPPED));
         // Addresses are chosen here, under the store's lock, so two
         // starts never take the same one; the shim sets them up.
-        self.allocate_endpoints(&r)?;
+        let net = self.allocate_endpoints(&r)?;
+        for e in &net.endpoints {
+            super::events::network_endpoint(
+                self.layout.root(),
+                &e.info.network_id,
+                &e.info.network_name,
+                &r.id,
+                "connect",
+            );
+        }
         let mut args = vec!["shim", "--id", r.id.as_str()];
         if wait_attach {
             args.push("--wait-attach");

@@ -548,7 +548,7 @@ impl ImageStore {
     }
 
     /// The image's labels (docker's image events carry them).
-    fn labels(&self, image_id: &str) -> BTreeMap<String, String> {
+    pub fn labels(&self, image_id: &str) -> BTreeMap<String, String> {
         self.config(image_id)
             .ok()
             .and_then(|c| c.config)

@@ -7,7 +7,7 @@ use crate::client::ClientError;
 use crate::commands::connect;
 use crate::commands::run::{attach, parse_bytes, parse_restart, Report};
 use crate::engine::Engine;
-use crate::fmt::{binary_size, table};
+use crate::fmt::{binary_size, table, Template, TemplateValue};
 use crate::placement::Isolation;
 use crate::tty::window_size;
 use anyhow::{bail, Result};
@@ -469,7 +469,8 @@ pub struct StatsArgs {
     /// Show all containers (default shows just running)
     #[arg(short, long)]
     all: bool,
-    /// Format output: "table" or "json"
+    /// Format output using a custom template: 'table', 'table TEMPLATE',
+    /// 'json', or a Go template
     #[arg(long)]
     format: Option<String>,
     containers: Vec<String>,
@@ -480,9 +481,30 @@ fn sample(c: &mut Engine, id: &str) -> Result<StatsSample, ClientError> {
 }
 
 pub fn stats(iso: Isolation, a: &StatsArgs) -> Result<i32> {
+    let format = match a.format.as_deref() {
+        None | Some("") | Some("table") => {
+            "table {{.ID}}\\t{{.Name}}\\t{{.CPUPerc}}\\t{{.MemUsage}}\\t{{.MemPerc}}\\t{{.NetIO}}\\t{{.BlockIO}}\\t{{.PIDs}}"
+        }
+        Some(f) => f,
+    };
+    let template = match format {
+        "json" => None,
+        f => match Template::parse(f) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("template parsing error: {e}");
+                return Ok(1);
+            }
+        },
+    };
     let mut c = connect(iso)?;
+    // docker's `.Container` is the name or id as given, or the short id
+    // when every running container is listed.
     let keys: Vec<String> = if a.containers.is_empty() {
-        c.container_list(false)?.into_iter().map(|s| s.id).collect()
+        c.container_list(false)?
+            .into_iter()
+            .map(|s| s.id[..12].to_string())
+            .collect()
     } else {
         a.containers.clone()
     };
@@ -491,7 +513,7 @@ pub fn stats(iso: Isolation, a: &StatsArgs) -> Result<i32> {
         let mut code = 0;
         for k in &keys {
             match sample(&mut c, k) {
-                Ok(s) => first.push(s),
+                Ok(s) => first.push((k, s)),
                 Err(e) => {
                     daemon_error(&e);
                     code = 1;
@@ -500,64 +522,119 @@ pub fn stats(iso: Isolation, a: &StatsArgs) -> Result<i32> {
         }
         std::thread::sleep(std::time::Duration::from_millis(500));
         let mut rows = Vec::new();
-        let mut json_rows = Vec::new();
-        for s0 in &first {
+        for (key, s0) in &first {
             let Ok(s1) = sample(&mut c, &s0.id) else {
                 continue;
             };
-            let dcpu = s1.cpu_usage_ns.saturating_sub(s0.cpu_usage_ns) as f64;
-            let dsys = s1.system_ns.saturating_sub(s0.system_ns).max(1) as f64;
-            let cpu = dcpu / dsys * 100.0;
-            let mem_pct = if s1.memory_limit > 0 {
-                s1.memory_usage as f64 / s1.memory_limit as f64 * 100.0
-            } else {
-                0.0
-            };
-            let mem = format!(
-                "{} / {}",
-                binary_size(s1.memory_usage),
-                binary_size(s1.memory_limit)
-            );
-            json_rows.push(serde_json::json!({
-                "BlockIO": "0B / 0B", "CPUPerc": format!("{cpu:.2}%"), "Container": &s1.id[..12],
-                "ID": &s1.id[..12], "MemPerc": format!("{mem_pct:.2}%"), "MemUsage": mem,
-                "Name": s1.name, "NetIO": "0B / 0B", "PIDs": s1.pids.to_string()
-            }));
-            rows.push(vec![
-                s1.id[..12].to_string(),
-                s1.name.clone(),
-                format!("{cpu:.2}%"),
-                mem,
-                format!("{mem_pct:.2}%"),
-                "0B / 0B".into(),
-                "0B / 0B".into(),
-                s1.pids.to_string(),
-            ]);
+            let row = StatsRow::new(key, s0, &s1);
+            let json = row.json();
+            rows.push((row, json));
         }
-        match a.format.as_deref() {
-            Some("json") => json_rows.iter().for_each(|r| println!("{r}")),
-            Some(f) if f != "table" => bail!("unsupported --format {f:?} (use table or json)"),
-            _ => print!(
-                "{}",
-                table(
-                    &[
-                        "CONTAINER ID",
-                        "NAME",
-                        "CPU %",
-                        "MEM USAGE / LIMIT",
-                        "MEM %",
-                        "NET I/O",
-                        "BLOCK I/O",
-                        "PIDS"
-                    ],
-                    &rows
-                )
-            ),
+        match &template {
+            None => rows.iter().for_each(|(_, j)| println!("{j}")),
+            Some(t) => match t.render_list(
+                &rows,
+                &stats_header,
+                "*formatter.statsContext",
+                &|r, _, f, arg| r.field(f, arg),
+            ) {
+                Ok(out) => print!("{out}"),
+                Err(e) => {
+                    eprintln!("template parsing error: {e}");
+                    return Ok(1);
+                }
+            },
         }
         if a.no_stream {
             return Ok(code);
         }
     }
+}
+
+/// One row of `stats`: docker's stats formatter fields, as text.
+struct StatsRow {
+    container: String,
+    id: String,
+    name: String,
+    cpu_perc: String,
+    mem_usage: String,
+    mem_perc: String,
+    pids: String,
+}
+
+impl StatsRow {
+    /// From two samples of one container, half a second apart.
+    fn new(key: &str, s0: &StatsSample, s1: &StatsSample) -> Self {
+        let dcpu = s1.cpu_usage_ns.saturating_sub(s0.cpu_usage_ns) as f64;
+        let dsys = s1.system_ns.saturating_sub(s0.system_ns).max(1) as f64;
+        let mem_pct = if s1.memory_limit > 0 {
+            s1.memory_usage as f64 / s1.memory_limit as f64 * 100.0
+        } else {
+            0.0
+        };
+        StatsRow {
+            container: key.to_string(),
+            id: s1.id.chars().take(12).collect(),
+            name: if s1.name.is_empty() {
+                "--".into()
+            } else {
+                s1.name.trim_start_matches('/').to_string()
+            },
+            cpu_perc: format!("{:.2}%", dcpu / dsys * 100.0),
+            mem_usage: format!(
+                "{} / {}",
+                binary_size(s1.memory_usage),
+                binary_size(s1.memory_limit)
+            ),
+            mem_perc: format!("{mem_pct:.2}%"),
+            pids: s1.pids.to_string(),
+        }
+    }
+
+    fn field(&self, field: &str, arg: Option<&str>) -> Option<TemplateValue> {
+        if arg.is_some() {
+            return None;
+        }
+        let v = match field {
+            "Container" => &self.container,
+            "ID" => &self.id,
+            "Name" => &self.name,
+            "CPUPerc" => &self.cpu_perc,
+            "MemUsage" => &self.mem_usage,
+            "MemPerc" => &self.mem_perc,
+            // Network and block I/O are not counted yet.
+            "NetIO" | "BlockIO" => "0B / 0B",
+            "PIDs" => &self.pids,
+            _ => return None,
+        };
+        Some(TemplateValue::Text(v.to_string()))
+    }
+
+    /// `{{json .}}`: every field, keys in Go's sorted order.
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "BlockIO": "0B / 0B", "CPUPerc": self.cpu_perc, "Container": self.container,
+            "ID": self.id, "MemPerc": self.mem_perc, "MemUsage": self.mem_usage,
+            "Name": self.name, "NetIO": "0B / 0B", "PIDs": self.pids,
+        })
+    }
+}
+
+/// docker's table headers for the stats fields.
+fn stats_header(field: &str) -> String {
+    match field {
+        "Container" => "CONTAINER",
+        "ID" => "CONTAINER ID",
+        "Name" => "NAME",
+        "CPUPerc" => "CPU %",
+        "MemUsage" => "MEM USAGE / LIMIT",
+        "MemPerc" => "MEM %",
+        "NetIO" => "NET I/O",
+        "BlockIO" => "BLOCK I/O",
+        "PIDs" => "PIDS",
+        f => return f.to_uppercase(),
+    }
+    .into()
 }
 
 #[derive(clap::Args)]

@@ -5,7 +5,7 @@
 use crate::client::ClientError;
 use crate::commands::connect;
 use crate::engine::Engine;
-use crate::fmt::{ago, human_size, table};
+use crate::fmt::{ago, human_size, Template, TemplateValue};
 use crate::image_cache::ImageCache;
 use crate::placement::Isolation;
 use anyhow::{bail, Result};
@@ -49,6 +49,10 @@ pub struct HistoryArgs {
     /// Print sizes and dates in human readable format
     #[arg(short = 'H', long, default_value_t = true, action = clap::ArgAction::Set)]
     human: bool,
+    /// Format output using a custom template: 'table', 'table TEMPLATE',
+    /// 'json', or a Go template
+    #[arg(long)]
+    format: Option<String>,
     image: String,
 }
 
@@ -108,60 +112,149 @@ pub fn history(iso: Isolation, a: &HistoryArgs) -> Result<i32> {
         Err(e @ ClientError::Unexpected(_)) => return Err(e.into()),
         Err(e) => bail!("No such image: {} ({e})", a.image),
     };
-    let rows: Vec<(String, String, u64, String)> = berth_host::inspect::image_history(&img)
-        .into_iter()
-        .map(|h| (h.created, h.created_by, h.size, h.comment))
-        .collect();
+    let format = match a.format.as_deref() {
+        None | Some("") | Some("table") if a.quiet => "{{.ID}}",
+        None | Some("") | Some("table") => {
+            "table {{.ID}}\\t{{.CreatedSince}}\\t{{.CreatedBy}}\\t{{.Size}}\\t{{.Comment}}"
+        }
+        Some(f) => f,
+    };
+    let template = match format {
+        "json" => None,
+        f => match Template::parse(f) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("template parsing error: {e}");
+                return Ok(1);
+            }
+        },
+    };
     let full_id = img.id.clone();
     let id = if a.no_trunc {
         full_id.clone()
     } else {
         full_id.trim_start_matches("sha256:")[..12].to_string()
     };
-    if a.quiet {
-        for (i, _) in rows.iter().enumerate() {
-            println!("{}", if i == 0 { id.as_str() } else { "<missing>" });
-        }
-        return Ok(0);
-    }
-    let cells: Vec<Vec<String>> = rows
-        .iter()
+    let rows: Vec<(HistoryRow, serde_json::Value)> = berth_host::inspect::image_history(&img)
+        .into_iter()
         .enumerate()
-        .map(|(i, (created, by, size, comment))| {
-            let by = if a.no_trunc || by.chars().count() <= 45 {
-                by.clone()
-            } else {
-                format!("{}…", by.chars().take(44).collect::<String>())
-            };
-            vec![
-                if i == 0 {
-                    id.clone()
-                } else {
-                    "<missing>".into()
-                },
-                if a.human {
-                    ago(Some(created.as_str()))
-                } else {
-                    created.clone()
-                },
-                by,
-                if a.human {
-                    human_size(*size)
-                } else {
-                    size.to_string()
-                },
-                comment.clone(),
-            ]
+        .map(|(i, h)| {
+            let row = HistoryRow::new(
+                if i == 0 { &id } else { "<missing>" },
+                &h,
+                a.human,
+                !a.no_trunc,
+            );
+            let json = row.json();
+            (row, json)
         })
         .collect();
-    print!(
-        "{}",
-        table(
-            &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
-            &cells
-        )
-    );
+    let Some(t) = template else {
+        for (_, j) in &rows {
+            println!("{j}");
+        }
+        return Ok(0);
+    };
+    match t.render_list(
+        &rows,
+        &history_header,
+        "*formatter.historyContext",
+        &|r, _, f, arg| r.field(f, arg),
+    ) {
+        Ok(out) => print!("{out}"),
+        Err(e) => {
+            eprintln!("template parsing error: {e}");
+            return Ok(1);
+        }
+    }
     Ok(0)
+}
+
+/// One row of `history`, its fields as docker's history formatter gives
+/// them (`--human` and truncation already applied).
+struct HistoryRow {
+    id: String,
+    created_at: String,
+    created_since: String,
+    created_by: String,
+    size: String,
+    comment: String,
+}
+
+impl HistoryRow {
+    fn new(id: &str, h: &berth_host::inspect::HistoryEntry, human: bool, trunc: bool) -> Self {
+        let created_at = rfc3339_secs(&h.created);
+        // docker replaces tabs, then cuts at 45 characters with an ellipsis.
+        let by = h.created_by.replace('\t', " ");
+        let created_by = if trunc && by.chars().count() > 45 {
+            format!("{}…", by.chars().take(44).collect::<String>())
+        } else {
+            by
+        };
+        HistoryRow {
+            id: id.to_string(),
+            created_since: if human {
+                ago(Some(h.created.as_str()))
+            } else {
+                created_at.clone()
+            },
+            created_at,
+            created_by,
+            size: if human {
+                human_size(h.size)
+            } else {
+                h.size.to_string()
+            },
+            comment: h.comment.clone(),
+        }
+    }
+
+    fn field(&self, field: &str, arg: Option<&str>) -> Option<TemplateValue> {
+        if arg.is_some() {
+            return None;
+        }
+        let v = match field {
+            "ID" => &self.id,
+            "CreatedAt" => &self.created_at,
+            "CreatedSince" => &self.created_since,
+            "CreatedBy" => &self.created_by,
+            "Size" => &self.size,
+            "Comment" => &self.comment,
+            _ => return None,
+        };
+        Some(TemplateValue::Text(v.clone()))
+    }
+
+    /// `{{json .}}`: every field, keys in Go's sorted order.
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "Comment": self.comment, "CreatedAt": self.created_at,
+            "CreatedBy": self.created_by, "CreatedSince": self.created_since,
+            "ID": self.id, "Size": self.size,
+        })
+    }
+}
+
+/// docker's table headers for the history fields.
+fn history_header(field: &str) -> String {
+    match field {
+        "ID" => "IMAGE".into(),
+        "CreatedSince" => "CREATED".into(),
+        "CreatedAt" => "CREATED AT".into(),
+        "CreatedBy" => "CREATED BY".into(),
+        f => f.to_uppercase(),
+    }
+}
+
+/// An RFC 3339 time to the second in the local zone, as Go's
+/// `time.Unix(s, 0).Format(time.RFC3339)` prints it (`Z` for UTC).
+fn rfc3339_secs(ts: &str) -> String {
+    match chrono::DateTime::parse_from_rfc3339(ts) {
+        Ok(t) => t
+            .with_timezone(&chrono::Local)
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        Err(_) => ts.to_string(),
+    }
 }
 
 /// Removes the images no container uses: the dangling ones, or all of

@@ -22,19 +22,47 @@ pub struct ImagesArgs {
     /// Format output: "table" or "json"
     #[arg(long)]
     format: Option<String>,
+    /// Filter output based on conditions provided (dangling, label,
+    /// reference, before, since)
+    #[arg(short, long)]
+    filter: Vec<String>,
     /// Show only images of this repository
     repository: Option<String>,
 }
 
 pub fn list(iso: Isolation, a: &ImagesArgs) -> Result<i32> {
-    let images = connect(iso)?.image_list()?;
+    let filters = match parse_filters(&a.filter) {
+        Ok(f) => f,
+        Err((m, code)) => {
+            eprintln!("{m}");
+            return Ok(code);
+        }
+    };
+    let mut c = connect(iso)?;
+    // before= and since= name an image: its creation time is the bound.
+    let mut bounds = Vec::new();
+    for (k, v) in filters
+        .iter()
+        .filter(|(k, _)| k == "before" || k == "since")
+    {
+        match c.image_inspect(v) {
+            Ok(img) => bounds.push((k.clone(), img.created.unwrap_or_default())),
+            Err(_) => {
+                eprintln!("Error response from daemon: No such image: {v}");
+                return Ok(1);
+            }
+        }
+    }
+    let images = c.image_list()?;
     // Intermediate images (untagged build steps that other images were
-    // derived from) are listed only with -a, as docker does.
+    // derived from, whether or not those pass the filters) are listed
+    // only with -a, as docker does.
     let parents: std::collections::HashSet<&str> =
         images.iter().filter_map(|i| i.parent.as_deref()).collect();
-    let images: Vec<_> = images
+    let images: Vec<&ImageSummary> = images
         .iter()
         .filter(|i| a.all || !i.tags.is_empty() || !parents.contains(i.id.as_str()))
+        .filter(|i| image_matches(i, &filters, &bounds))
         .collect();
     let mut rows = Vec::new();
     let repo_digests: std::collections::HashMap<String, Vec<String>> = images
@@ -76,6 +104,18 @@ pub fn list(iso: Isolation, a: &ImagesArgs) -> Result<i32> {
                         names.push((repo.to_string(), "<none>".into()));
                     }
                 }
+            }
+        }
+        let references: Vec<&str> = filters
+            .iter()
+            .filter(|(k, _)| k == "reference")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        if !references.is_empty() {
+            // Only the tags a reference filter matches are listed.
+            names.retain(|(repo, tag)| references.iter().any(|p| reference_matches(p, repo, tag)));
+            if names.is_empty() {
+                continue;
             }
         }
         if names.is_empty() {
@@ -170,6 +210,96 @@ pub fn list(iso: Isolation, a: &ImagesArgs) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// `--filter` as given: `(key, value)` pairs.
+type Filters = Vec<(String, String)>;
+
+/// Checks `--filter` entries as docker does: a bad shape exits 125 before
+/// anything is asked, an unknown key or bad `dangling` value is the
+/// daemon's error (exit 1).
+fn parse_filters(list: &[String]) -> Result<Filters, (String, i32)> {
+    let mut out = Vec::new();
+    for f in list {
+        let Some((k, v)) = f.split_once('=') else {
+            return Err((
+                format!(
+                    "invalid argument {f:?} for \"-f, --filter\" flag: bad format of filter (expected name=value)\nSee 'berth images --help'."
+                ),
+                crate::EXIT_ENGINE,
+            ));
+        };
+        match k {
+            "dangling" if !matches!(v, "true" | "false" | "1" | "0") => {
+                return Err((
+                    format!("Error response from daemon: Invalid filter 'dangling=[{v}]'"),
+                    1,
+                ))
+            }
+            "dangling" | "label" | "reference" | "before" | "since" => {}
+            _ => {
+                return Err((
+                    format!("Error response from daemon: Invalid filter '{k}'"),
+                    1,
+                ))
+            }
+        }
+        out.push((k.to_string(), v.to_string()));
+    }
+    Ok(out)
+}
+
+/// Whether an image passes the `dangling`, `label`, `before` and `since`
+/// filters (`reference` is applied per tag). Every filter must hold.
+fn image_matches(img: &ImageSummary, filters: &Filters, bounds: &[(String, String)]) -> bool {
+    let labels = img
+        .config
+        .get("config")
+        .and_then(|c| c.get("Labels"))
+        .and_then(|l| l.as_object());
+    let created = img
+        .created
+        .as_deref()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+    let ok = filters.iter().all(|(k, v)| match k.as_str() {
+        "dangling" => img.tags.is_empty() == matches!(v.as_str(), "true" | "1"),
+        "label" => {
+            let (key, want) = match v.split_once('=') {
+                Some((k, w)) => (k, Some(w)),
+                None => (v.as_str(), None),
+            };
+            match (labels.and_then(|l| l.get(key)), want) {
+                (Some(have), Some(w)) => have.as_str() == Some(w),
+                (Some(_), None) => true,
+                (None, _) => false,
+            }
+        }
+        _ => true,
+    });
+    ok && bounds.iter().all(|(k, bound)| {
+        let Ok(bound) = chrono::DateTime::parse_from_rfc3339(bound) else {
+            return false;
+        };
+        match created {
+            Some(t) if k == "before" => t < bound,
+            Some(t) => t > bound,
+            None => false,
+        }
+    })
+}
+
+/// docker's `reference` filter: a glob (Go's `path.Match`, where `*`
+/// stops at `/`) over `repo:tag`, or over the repository alone.
+fn reference_matches(pattern: &str, repo: &str, tag: &str) -> bool {
+    let glob = |name: &str| {
+        let (p, n): (Vec<&str>, Vec<&str>) =
+            (pattern.split('/').collect(), name.split('/').collect());
+        p.len() == n.len()
+            && p.iter()
+                .zip(&n)
+                .all(|(p, n)| berth_host::build::context::glob_match(p, n))
+    };
+    glob(&format!("{repo}:{tag}")) || glob(repo)
 }
 
 /// docker's column header for an image template field.

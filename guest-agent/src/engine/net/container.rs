@@ -264,6 +264,13 @@ pub fn teardown(engine: &Engine, rec: &ContainerRecord) {
     if let Ok(Some(rt)) = crate::layout::read_json::<RuntimeNet>(&dir.join(RUNTIME_FILE)) {
         for e in &rt.endpoints {
             let _ = link::detach_veth(&e.veth);
+            crate::events::network_endpoint(
+                engine.layout().root(),
+                &e.info.network_id,
+                &e.info.network_name,
+                &rec.id,
+                "disconnect",
+            );
         }
     }
     let _ = std::fs::remove_file(dir.join(PORTS_FILE));
