@@ -127,17 +127,37 @@ impl Dockerd {
 
 impl Drop for Dockerd {
     fn drop(&mut self) {
+        // dockerd keeps a user network's bridge (`br-<id>`) when it stops:
+        // the ones a failed test left would use up the host's address
+        // pools for later tests (berth's and dockerd's alike).
+        let bridges: Vec<String> = self
+            .docker(&["network", "ls", "-q", "--filter", "type=custom"])
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(|id| format!("br-{}", &id[..id.len().min(12)]))
+            .collect();
         // SAFETY: SIGTERM to the dockerd this test started.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(15);
+        let mut exited = false;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+                exited = true;
+                break;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if !exited {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        for b in bridges {
+            let _ = Command::new("ip")
+                .args(["link", "del", &b])
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 
