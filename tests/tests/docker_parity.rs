@@ -1271,7 +1271,18 @@ fn resource_flags_match_docker() {
         &["--shm-size", "x"][..],
         &["--cpu-shares", "x"][..],
         &["--memory-swap", "x"][..],
+    ] {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&[DEFAULT_IMAGE, "true"]);
+        // The newer CLI lays out its usage lines differently.
+        p.same_err(&args);
+    }
+    // Refusals after the flags were read: the same words in both CLIs.
+    p.newest_cli = false;
+    for flags in [
         &["--device", "/dev/zero:/a:rwx"][..],
+        &["--device", "/dev/zero:rel"][..],
         &["-m", "64m", "--memory-swap", "32m"][..],
         &["--memory-reservation", "1m"][..],
         &["-m", "16m", "--memory-reservation", "32m"][..],

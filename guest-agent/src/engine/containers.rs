@@ -186,7 +186,6 @@ impl ContainerStore {
         let healthcheck = HealthConfig::merge(cfg.healthcheck.clone(), run.healthcheck.as_ref());
         // As docker: the container's labels are the image's, overridden by
         // the ones given to `run`.
-        let mut cfg = cfg;
         cfg.healthcheck = healthcheck;
         if let Some(image_labels) = &run.labels {
             let mut labels = image_labels.clone();
