@@ -230,6 +230,16 @@ struct HostConfigBody {
     memory: Option<i64>,
     nano_cpus: Option<i64>,
     pids_limit: Option<i64>,
+    ulimits: Option<Vec<UlimitBody>>,
+    shm_size: Option<i64>,
+    sysctls: Option<BTreeMap<String, String>>,
+    cpu_shares: Option<i64>,
+    cpuset_cpus: Option<String>,
+    memory_swap: Option<i64>,
+    memory_reservation: Option<i64>,
+    oom_kill_disable: Option<bool>,
+    devices: Option<Vec<DeviceBody>>,
+    group_add: Option<Vec<String>>,
     readonly_rootfs: Option<bool>,
     init: Option<bool>,
     dns: Option<Vec<String>>,
@@ -244,6 +254,22 @@ struct HostConfigBody {
     privileged: Option<bool>,
     security_opt: Option<Vec<String>>,
     links: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+struct UlimitBody {
+    name: String,
+    soft: i64,
+    hard: i64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+struct DeviceBody {
+    path_on_host: String,
+    path_in_container: String,
+    cgroup_permissions: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -297,6 +323,43 @@ fn container_config(
         memory: h.memory.filter(|m| *m > 0),
         nano_cpus: h.nano_cpus.filter(|n| *n > 0),
         pids_limit: h.pids_limit.filter(|p| *p > 0),
+        ulimits: h
+            .ulimits
+            .unwrap_or_default()
+            .into_iter()
+            .map(|u| berth_protocol::Ulimit {
+                name: u.name,
+                soft: u.soft,
+                hard: u.hard,
+            })
+            .collect(),
+        shm_size: h.shm_size.filter(|s| *s != 0),
+        sysctls: h.sysctls.unwrap_or_default(),
+        cpu_shares: h.cpu_shares.filter(|s| *s != 0),
+        cpuset_cpus: h.cpuset_cpus.filter(|s| !s.is_empty()),
+        memory_swap: h.memory_swap.filter(|s| *s != 0),
+        memory_reservation: h.memory_reservation.filter(|s| *s != 0),
+        oom_kill_disable: h.oom_kill_disable.unwrap_or(false),
+        devices: h
+            .devices
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| berth_protocol::DeviceMapping {
+                // docker's daemon: an empty container path is the host's.
+                path_in_container: if d.path_in_container.is_empty() {
+                    d.path_on_host.clone()
+                } else {
+                    d.path_in_container
+                },
+                path_on_host: d.path_on_host,
+                cgroup_permissions: if d.cgroup_permissions.is_empty() {
+                    "rwm".into()
+                } else {
+                    d.cgroup_permissions
+                },
+            })
+            .collect(),
+        group_add: h.group_add.unwrap_or_default(),
         read_only: h.readonly_rootfs.unwrap_or(false),
         init: h.init.unwrap_or(false),
         stop_signal: b.stop_signal.filter(|s| !s.is_empty()),

@@ -139,26 +139,28 @@ pub fn container_json(
         "CapAdd": if cfg.cap_add.is_empty() { Value::Null } else { json!(cfg.cap_add) },
         "CapDrop": if cfg.cap_drop.is_empty() { Value::Null } else { json!(cfg.cap_drop) },
         "CgroupnsMode": if info.is_some_and(|i| i.cgroup_version == 2) { "private" } else { "host" },
-        "GroupAdd": null,
+        "GroupAdd": if cfg.group_add.is_empty() { Value::Null } else { json!(cfg.group_add) },
         "IpcMode": "private", "Cgroup": "", "OomScoreAdj": 0, "PidMode": "",
         "Privileged": cfg.privileged, "ReadonlyRootfs": cfg.read_only,
-        "SecurityOpt": security_opt(cfg), "UTSMode": "", "UsernsMode": "", "ShmSize": 67108864,
+        "SecurityOpt": security_opt(cfg), "UTSMode": "", "UsernsMode": "",
+        "ShmSize": cfg.shm_size.filter(|s| *s > 0).unwrap_or(67_108_864),
         "Runtime": "berth", "ConsoleSize": [0, 0],
         "Isolation": format!("{iso:?}").to_lowercase()
     });
     // Resources (split in two: one json! this size exceeds the macro
     // recursion limit).
     let resources = json!({
-        "CpuShares": 0, "Memory": memory, "NanoCpus": cfg.nano_cpus.unwrap_or(0),
+        "CpuShares": cfg.cpu_shares.unwrap_or(0), "Memory": memory, "NanoCpus": cfg.nano_cpus.unwrap_or(0),
         "CgroupParent": "", "BlkioWeight": 0, "BlkioWeightDevice": [],
         "BlkioDeviceReadBps": null, "BlkioDeviceWriteBps": null,
         "BlkioDeviceReadIOps": null, "BlkioDeviceWriteIOps": null,
         "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0,
-        "CpusetCpus": "", "CpusetMems": "", "Devices": [], "DeviceCgroupRules": null,
+        "CpusetCpus": cfg.cpuset_cpus.clone().unwrap_or_default(), "CpusetMems": "", "Devices": devices_json(&cfg.devices), "DeviceCgroupRules": null,
         "DeviceRequests": null, "KernelMemory": 0, "KernelMemoryTCP": 0,
-        "MemoryReservation": 0, "MemorySwap": if memory > 0 { memory * 2 } else { 0 },
-        "MemorySwappiness": null, "OomKillDisable": false, "PidsLimit": cfg.pids_limit,
-        "Ulimits": null, "CpuCount": 0, "CpuPercent": 0,
+        "MemoryReservation": cfg.memory_reservation.unwrap_or(0),
+        "MemorySwap": match cfg.memory_swap { Some(s) if s != 0 => s, _ if memory > 0 => memory * 2, _ => 0 },
+        "MemorySwappiness": null, "OomKillDisable": cfg.oom_kill_disable, "PidsLimit": cfg.pids_limit,
+        "Ulimits": ulimits_json(&cfg.ulimits), "CpuCount": 0, "CpuPercent": 0,
         "IOMaximumIOps": 0, "IOMaximumBandwidth": 0,
         // A privileged container has none (docker: null).
         "MaskedPaths": if cfg.privileged { Value::Null } else { json!([
@@ -180,6 +182,9 @@ pub fn container_json(
     }
     if cfg.init {
         host["Init"] = json!(true);
+    }
+    if !cfg.sysctls.is_empty() {
+        host["Sysctls"] = json!(cfg.sysctls);
     }
     if !cfg.tmpfs.is_empty() {
         host["Tmpfs"] = json!(cfg
@@ -223,6 +228,29 @@ pub fn container_json(
 
 /// Config.Env as docker shows it: the `run` environment first, then the
 /// image's, without what the runtime adds (HOSTNAME, TERM for a tty).
+/// `HostConfig.Ulimits` (docker's field order; null when none).
+fn ulimits_json(u: &[berth_protocol::Ulimit]) -> Value {
+    if u.is_empty() {
+        return Value::Null;
+    }
+    json!(u
+        .iter()
+        .map(|u| json!({"Name": u.name, "Hard": u.hard, "Soft": u.soft}))
+        .collect::<Vec<_>>())
+}
+
+/// `HostConfig.Devices` (an empty list when none, as docker).
+fn devices_json(d: &[berth_protocol::DeviceMapping]) -> Value {
+    json!(d
+        .iter()
+        .map(|d| json!({
+            "PathOnHost": d.path_on_host,
+            "PathInContainer": d.path_in_container,
+            "CgroupPermissions": d.cgroup_permissions
+        }))
+        .collect::<Vec<_>>())
+}
+
 /// `HostConfig.SecurityOpt`: the options as given; docker's daemon adds
 /// `label=disable` to a privileged container's.
 fn security_opt(cfg: &berth_protocol::ContainerConfig) -> Value {

@@ -451,6 +451,24 @@ pub struct CommitOptions {
     pub pause: bool,
 }
 
+/// One `--ulimit` (docker's `Ulimit`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ulimit {
+    /// docker's name: `nofile`, `nproc`, `core`, …
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
+}
+
+/// One `--device` (docker's `DeviceMapping`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceMapping {
+    pub path_on_host: String,
+    pub path_in_container: String,
+    /// Some of `rwm`.
+    pub cgroup_permissions: String,
+}
+
 /// `--restart` policy.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RestartPolicy {
@@ -646,6 +664,37 @@ pub struct ContainerConfig {
     /// CPU quota in units of 1e-9 CPUs (`--cpus`).
     pub nano_cpus: Option<i64>,
     pub pids_limit: Option<i64>,
+    /// `--ulimit NAME=SOFT[:HARD]` (docker's names: `nofile`, `nproc`, …;
+    /// -1 is unlimited).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ulimits: Vec<Ulimit>,
+    /// `--shm-size` in bytes; docker's 64 MiB when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<i64>,
+    /// `--sysctl KEY=VALUE` (namespaced keys only).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
+    /// `--cpu-shares` (relative weight, docker's 1024 scale).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_shares: Option<i64>,
+    /// `--cpuset-cpus` (`0-1,3`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpuset_cpus: Option<String>,
+    /// `--memory-swap` in bytes: memory plus swap; -1 is unlimited swap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_swap: Option<i64>,
+    /// `--memory-reservation` in bytes (a soft limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_reservation: Option<i64>,
+    /// `--oom-kill-disable`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oom_kill_disable: bool,
+    /// `--device HOST[:CONTAINER][:PERMISSIONS]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceMapping>,
+    /// `--group-add`: group names or ids added to the process's groups.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_add: Vec<String>,
     #[serde(default)]
     pub read_only: bool,
     /// `--tmpfs PATH[:OPTIONS]`.

@@ -723,3 +723,87 @@ fn the_docker_cli_uses_df_top_stats_prune_update_and_create_options() {
     assert_ne!(out.code, 0);
     s.docker(&["rm", "-f", "busy"]).ok();
 }
+
+/// `run`'s resource and device flags through the socket: the docker CLI's
+/// create body (Ulimits, ShmSize, Sysctls, CpuShares, CpusetCpus,
+/// MemorySwap, MemoryReservation, OomKillDisable, Devices, GroupAdd) as
+/// berth's inspect shows them; a hostile body is refused with a 400.
+#[test]
+fn the_docker_cli_sends_resource_flags_through_the_socket() {
+    let Some(_) = docker_cli() else {
+        skip("no docker CLI installed");
+        return;
+    };
+    let s = Service::start();
+    s.docker(&[
+        "create",
+        "--name",
+        "res",
+        "--ulimit",
+        "nofile=1024:2048",
+        "--shm-size",
+        "16m",
+        "--sysctl",
+        "net.ipv4.ip_forward=1",
+        "--cpu-shares",
+        "512",
+        "--cpuset-cpus",
+        "0",
+        "-m",
+        "64m",
+        "--memory-swap",
+        "-1",
+        "--memory-reservation",
+        "32m",
+        "--oom-kill-disable",
+        "--device",
+        "/dev/zero:/dev/myzero:r",
+        "--group-add",
+        "1234",
+        IMG,
+        "true",
+    ])
+    .ok();
+    let i = s.berth.inspect("res");
+    let h = &i["HostConfig"];
+    assert_eq!(
+        h["Ulimits"],
+        serde_json::json!([{"Name": "nofile", "Hard": 2048, "Soft": 1024}])
+    );
+    assert_eq!(h["ShmSize"], 16 << 20);
+    assert_eq!(
+        h["Sysctls"],
+        serde_json::json!({"net.ipv4.ip_forward": "1"})
+    );
+    assert_eq!(h["CpuShares"], 512);
+    assert_eq!(h["CpusetCpus"], "0");
+    assert_eq!(h["MemorySwap"], -1);
+    assert_eq!(h["MemoryReservation"], 32 << 20);
+    assert_eq!(h["OomKillDisable"], true);
+    assert_eq!(
+        h["Devices"],
+        serde_json::json!([{"PathOnHost": "/dev/zero", "PathInContainer": "/dev/myzero", "CgroupPermissions": "r"}])
+    );
+    assert_eq!(h["GroupAdd"], serde_json::json!(["1234"]));
+    // The CLI checks what it sends; a raw body is checked by the engine:
+    // a sysctl outside the container's namespaces, one that walks out of
+    // /proc/sys/net, a device path with `..`, an unknown ulimit.
+    for host_config in [
+        r#"{"Sysctls": {"kernel.core_pattern": "|/tmp/x"}}"#,
+        r#"{"Sysctls": {"net/../../kernel/core_pattern": "x"}}"#,
+        r#"{"Devices": [{"PathOnHost": "/dev/zero", "PathInContainer": "/../etc/x", "CgroupPermissions": "rwm"}]}"#,
+        r#"{"Ulimits": [{"Name": "bogus", "Soft": 1, "Hard": 1}]}"#,
+        r#"{"Memory": 67108864, "MemorySwap": 1048576}"#,
+    ] {
+        let body = format!(r#"{{"Image": "{IMG}", "Cmd": ["true"], "HostConfig": {host_config}}}"#);
+        let r = s
+            .raw(&format!(
+                "POST /containers/create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ))
+            .unwrap();
+        assert!(r.starts_with("HTTP/1.1 400"), "{host_config}: {r}");
+    }
+    // Only the CLI's container was made.
+    assert_eq!(s.berth.run(&["ps", "-aq"]).ok().stdout.lines().count(), 1);
+}

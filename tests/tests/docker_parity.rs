@@ -1196,6 +1196,105 @@ fn security_flags_match_docker() {
     }
 }
 
+/// The resource and device flags (issue 20): what the container sees,
+/// inspect's HostConfig fields, and the refusals (docker 28's CLI words,
+/// the daemon's).
+#[test]
+fn resource_flags_match_docker() {
+    let Some(mut p) = pair() else { return };
+    let flags = [
+        "--ulimit",
+        "nofile=1024:2048",
+        "--ulimit",
+        "nproc=100",
+        "--shm-size",
+        "32m",
+        "--sysctl",
+        "net.ipv4.ip_forward=1",
+        "--sysctl",
+        "kernel.shmmax=100000000",
+        "--cpu-shares",
+        "512",
+        "--cpuset-cpus",
+        "0",
+        "-m",
+        "64m",
+        "--memory-swap",
+        "128m",
+        "--memory-reservation",
+        "32m",
+        "--device",
+        "/dev/zero:/dev/myzero:r",
+        "--group-add",
+        "1234",
+        "--group-add",
+        "daemon",
+    ];
+    let inside = "ulimit -Sn; ulimit -Hn; ulimit -u; id -G; df -k /dev/shm | tail -1 | awk '{print $2}'; \
+        cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmax; \
+        cat /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpuset/cpuset.cpus \
+        /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes /sys/fs/cgroup/memory/memory.soft_limit_in_bytes; \
+        head -c 2 /dev/myzero | od -An -tx1; (echo x > /dev/myzero) 2>/dev/null; echo $?";
+    let mut args = vec!["run", "--rm"];
+    args.extend_from_slice(&flags);
+    args.extend_from_slice(&[DEFAULT_IMAGE, "sh", "-c", inside]);
+    p.same(&args);
+    let mut args = vec!["create", "--name", "res"];
+    args.extend_from_slice(&flags);
+    args.extend_from_slice(&[DEFAULT_IMAGE, "true"]);
+    p.same(&args);
+    let (d, b) = p.both(&["inspect", "res"]);
+    assert_eq!((d.code, b.code), (0, 0), "{}", b.stderr);
+    let d: serde_json::Value = serde_json::from_str(&d.stdout).unwrap();
+    let b: serde_json::Value = serde_json::from_str(&b.stdout).unwrap();
+    for field in [
+        "Ulimits",
+        "ShmSize",
+        "Sysctls",
+        "CpuShares",
+        "CpusetCpus",
+        "Memory",
+        "MemorySwap",
+        "MemoryReservation",
+        "OomKillDisable",
+        "Devices",
+        "GroupAdd",
+    ] {
+        let ptr = format!("/HostConfig/{field}");
+        assert_eq!(d[0].pointer(&ptr), b[0].pointer(&ptr), "inspect {ptr}");
+    }
+    p.newest_cli = true;
+    for flags in [
+        &["--ulimit", "bad"][..],
+        &["--ulimit", "nofile=2:1"][..],
+        &["--sysctl", "kernel.foo=1"][..],
+        &["--shm-size", "x"][..],
+        &["--cpu-shares", "x"][..],
+        &["--memory-swap", "x"][..],
+    ] {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&[DEFAULT_IMAGE, "true"]);
+        // The newer CLI lays out its usage lines differently.
+        p.same_err(&args);
+    }
+    // Refusals after the flags were read: the same words in both CLIs.
+    p.newest_cli = false;
+    for flags in [
+        &["--device", "/dev/zero:/a:rwx"][..],
+        &["--device", "/dev/zero:rel"][..],
+        &["-m", "64m", "--memory-swap", "32m"][..],
+        &["--memory-reservation", "1m"][..],
+        &["-m", "16m", "--memory-reservation", "32m"][..],
+        &["--device", "/nonexistent"][..],
+    ] {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&[DEFAULT_IMAGE, "true"]);
+        p.same_all(&args);
+    }
+}
+
 #[test]
 fn import_matches_docker() {
     let Some(p) = pair() else { return };

@@ -63,6 +63,24 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `--oom-kill-disable`: turns the OOM killer off for the cgroup `rel`
+/// (e.g. `/berth/<id>`) of the v1 memory hierarchy. Cgroup v2 has no such
+/// switch (docker discards the setting there): nothing to do.
+pub fn disable_oom_killer(rel: &str) -> std::io::Result<()> {
+    let rel = rel.trim_start_matches('/');
+    if rel
+        .split('/')
+        .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Err(std::io::Error::other(format!("bad cgroup path {rel:?}")));
+    }
+    let root = Path::new("/sys/fs/cgroup/memory");
+    if !root.join("memory.oom_control").exists() {
+        return Ok(());
+    }
+    std::fs::write(root.join(rel).join("memory.oom_control"), b"1")
+}
+
 /// Kills what is left in the cgroup `rel` (e.g. `/berth/<id>`) of every
 /// hierarchy and removes it. Ok when nothing is left.
 pub fn remove(rel: &str) -> std::io::Result<()> {

@@ -143,6 +143,8 @@ impl ContainerStore {
     ) -> Result<(String, Vec<String>), Error> {
         // As docker's daemon: the host settings are checked before the image.
         validate_host_config(&cfg, cpu_count())?;
+        let mut cfg = cfg;
+        super::resources::adapt(&mut cfg);
         let image_id = images.resolve(&cfg.image).map_err(|e| match e {
             crate::store::StoreError::NoSuchImage(_) => Error::not_found(Object::Image, &cfg.image),
             other => Error::malformed(other),
@@ -184,7 +186,6 @@ impl ContainerStore {
         let healthcheck = HealthConfig::merge(cfg.healthcheck.clone(), run.healthcheck.as_ref());
         // As docker: the container's labels are the image's, overridden by
         // the ones given to `run`.
-        let mut cfg = cfg;
         cfg.healthcheck = healthcheck;
         if let Some(image_labels) = &run.labels {
             let mut labels = image_labels.clone();
@@ -790,6 +791,7 @@ pub fn validate_host_config(cfg: &ContainerConfig, cpus: usize) -> Result<(), Er
     if let Some(s) = &cfg.stop_signal {
         super::signal::parse(s).map_err(Error::malformed)?;
     }
+    super::resources::validate(cfg, cpus).or_else(invalid)?;
     // Capabilities, --security-opt and a custom seccomp profile: refused
     // now with the reason rather than when the container starts.
     super::security::Privileges::resolve(cfg)

@@ -170,7 +170,10 @@ fn run_exec(
 ) -> Result<i32, StartError> {
     let c = &ex.config;
     let user_spec = c.user.clone().unwrap_or_else(|| rec.user.clone());
-    let identity = user::resolve(&paths.rootfs, &user_spec).map_err(Error::unexpected)?;
+    let mut identity = user::resolve(&paths.rootfs, &user_spec).map_err(Error::unexpected)?;
+    // docker's exec joins the container's --group-add groups too.
+    user::add_groups(&paths.rootfs, &mut identity, &rec.config.group_add)
+        .map_err(StartError::engine)?;
     let mut env = rec.env.clone();
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", identity.home));
@@ -213,6 +216,7 @@ fn run_exec(
         shim::nofile_limit(),
         &privileges,
     );
+    process["rlimits"] = spec::rlimits(shim::nofile_limit(), &rec.config.ulimits);
     let seccomp =
         super::security::seccomp_executor(&privileges, &mut process, &layout.seccomp_cache())
             .map_err(StartError::engine)?;

@@ -319,7 +319,22 @@ fn start(
             .filter(|m| m.kind == berth_protocol::MountType::Bind)
             .map(|m| m.source.as_str()),
     );
-    let identity = user::resolve(&paths.rootfs, &rec.user).map_err(Error::unexpected)?;
+    let mut identity = user::resolve(&paths.rootfs, &rec.user).map_err(Error::unexpected)?;
+    user::add_groups(&paths.rootfs, &mut identity, &rec.config.group_add)
+        .map_err(StartError::engine)?;
+    let devices = super::resources::host_devices(&rec.config.devices).map_err(|m| {
+        // docker's CLI exits 127 for any start error that says "no such
+        // file or directory".
+        if m.ends_with("no such file or directory") {
+            StartError {
+                kind: berth_protocol::ErrorKind::CommandNotFound,
+                code: 127,
+                message: m,
+            }
+        } else {
+            StartError::engine(m)
+        }
+    })?;
     let mut env = rec.env.clone();
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", identity.home));
@@ -375,6 +390,7 @@ fn start(
             privileges: &privileges,
         },
     );
+    spec::add_devices(&mut spec_json, devices);
     let seccomp = super::security::seccomp_executor(
         &privileges,
         &mut spec_json["process"],
@@ -463,6 +479,13 @@ fn start(
             Pid::from_raw(pid)
         }
     };
+    // libcontainer leaves the OOM switch (cgroup v1) alone.
+    if rec.config.oom_kill_disable {
+        if let Err(e) = super::cgroup::disable_oom_killer(&format!("/berth/{}", rec.id)) {
+            let _ = container.delete(true);
+            return Err(StartError::engine(format!("disabling the OOM killer: {e}")));
+        }
+    }
     // Fault injection for the start retry's test: a shim dying here leaves
     // a created container (runtime state, an init waiting to be started)
     // behind, as the shims that died in emulated guests did.

@@ -176,6 +176,7 @@ pub fn build(rec: &ContainerRecord, inp: &SpecInputs) -> Value {
     if let Some(p) = c.pids_limit.filter(|p| *p > 0) {
         resources["pids"] = json!({"limit": p});
     }
+    resource_limits(c, inp.swap_accounting, inp.cgroup_v2, &mut resources);
     let mut namespaces = vec![
         json!({"type": "pid"}),
         json!({"type": "ipc"}),
@@ -228,14 +229,128 @@ pub fn build(rec: &ContainerRecord, inp: &SpecInputs) -> Value {
     if privs.privileged {
         linux["devices"] = json!(super::security::host_devices());
     }
+    if !c.sysctls.is_empty() {
+        linux["sysctl"] = json!(c.sysctls);
+    }
+    shm_size(&mut mounts, c.shm_size);
+    let mut process = process(
+        c.tty,
+        inp.identity,
+        &args,
+        inp.env,
+        &rec.workdir,
+        inp.nofile,
+        privs,
+    );
+    process["rlimits"] = rlimits(inp.nofile, &c.ulimits);
     json!({
         "ociVersion": "1.0.2",
-        "process": process(c.tty, inp.identity, &args, inp.env, &rec.workdir, inp.nofile, privs),
+        "process": process,
         "root": {"path": inp.rootfs, "readonly": c.read_only},
         "hostname": rec.hostname,
         "mounts": mounts,
         "linux": linux
     })
+}
+
+/// The process's rlimits: docker's open-files default, then each
+/// `--ulimit` (-1 is unlimited), which may replace it.
+pub fn rlimits(nofile: u64, ulimits: &[berth_protocol::Ulimit]) -> Value {
+    let mut out = vec![("RLIMIT_NOFILE", nofile, nofile)];
+    let value = |v: i64| if v < 0 { u64::MAX } else { v as u64 };
+    for u in ulimits {
+        let Some(kind) = super::resources::rlimit(&u.name) else {
+            continue;
+        };
+        out.retain(|(k, _, _)| *k != kind);
+        out.push((kind, value(u.soft), value(u.hard)));
+    }
+    json!(out
+        .into_iter()
+        .map(|(k, soft, hard)| json!({"type": k, "hard": hard, "soft": soft}))
+        .collect::<Vec<_>>())
+}
+
+/// `--shm-size`: the size of the /dev/shm tmpfs (docker's 64 MiB when
+/// unset or 0).
+fn shm_size(mounts: &mut [Value], size: Option<i64>) {
+    let Some(size) = size.filter(|s| *s > 0) else {
+        return;
+    };
+    for m in mounts.iter_mut().filter(|m| m["destination"] == "/dev/shm") {
+        if let Some(opts) = m["options"].as_array_mut() {
+            for o in opts.iter_mut() {
+                if o.as_str().is_some_and(|o| o.starts_with("size=")) {
+                    *o = json!(format!("size={size}"));
+                }
+            }
+        }
+    }
+}
+
+/// `--cpu-shares`, `--cpuset-cpus`, `--memory-swap`,
+/// `--memory-reservation` and `--oom-kill-disable` in the OCI
+/// `resources` (after `-m`, `--cpus` and `--pids-limit`).
+fn resource_limits(
+    c: &berth_protocol::ContainerConfig,
+    swap_accounting: bool,
+    cgroup_v2: bool,
+    resources: &mut Value,
+) {
+    if c.cpu_shares.is_some() || c.cpuset_cpus.is_some() {
+        let cpu = resources["cpu"].as_object().cloned().unwrap_or_default();
+        let mut cpu = Value::Object(cpu);
+        if let Some(s) = c.cpu_shares.filter(|s| *s > 0) {
+            cpu["shares"] = json!(s);
+        }
+        if let Some(set) = c.cpuset_cpus.as_deref().filter(|s| !s.is_empty()) {
+            cpu["cpus"] = json!(set);
+        }
+        resources["cpu"] = cpu;
+    }
+    let mut memory = resources["memory"]
+        .as_object()
+        .cloned()
+        .map(Value::Object)
+        .unwrap_or_else(|| json!({}));
+    if let (Some(s), true) = (c.memory_swap.filter(|s| *s != 0), swap_accounting) {
+        if c.memory.is_some_and(|m| m > 0) || s == -1 {
+            memory["swap"] = json!(s);
+        }
+    }
+    if let Some(r) = c.memory_reservation.filter(|r| *r > 0) {
+        memory["reservation"] = json!(r);
+    }
+    // cgroup v2 has no switch for the OOM killer (docker discards it).
+    if c.oom_kill_disable && !cgroup_v2 {
+        memory["disableOOMKiller"] = json!(true);
+    }
+    if memory.as_object().is_some_and(|m| !m.is_empty()) {
+        resources["memory"] = memory;
+    }
+}
+
+/// `--device`: each device node in the container and its cgroup rule
+/// ([`super::resources::host_devices`]).
+pub fn add_devices(spec: &mut Value, devices: Vec<(Value, Value)>) {
+    if devices.is_empty() {
+        return;
+    }
+    let linux = &mut spec["linux"];
+    if !linux["devices"].is_array() {
+        linux["devices"] = json!([]);
+    }
+    for (node, rule) in devices {
+        let path = node["path"].clone();
+        if let Some(list) = linux["devices"].as_array_mut() {
+            // A --device over one --privileged already gives replaces it.
+            list.retain(|d| d["path"] != path);
+            list.push(node);
+        }
+        if let Some(rules) = linux["resources"]["devices"].as_array_mut() {
+            rules.push(rule);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -148,6 +148,27 @@ pub fn resolve(root: &Path, spec: &str) -> Result<Identity, UserError> {
     })
 }
 
+/// Adds `--group-add`'s groups (names in the image's /etc/group, or
+/// numbers) to `identity`'s additional groups, each once.
+pub fn add_groups(root: &Path, identity: &mut Identity, extra: &[String]) -> Result<(), String> {
+    if extra.is_empty() {
+        return Ok(());
+    }
+    let grs = groups(root);
+    for g in extra {
+        let gid = match grs.iter().find(|e| e.name == *g || e.gid.to_string() == *g) {
+            Some(e) => e.gid,
+            None => g.parse::<u32>().map_err(|_| {
+                format!("Unable to find group {g}: no matching entries in group file")
+            })?,
+        };
+        if !identity.additional_gids.contains(&gid) {
+            identity.additional_gids.push(gid);
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -85,6 +85,8 @@ pub struct CreateArgs {
     /// Tune container pids limit (set -1 for unlimited)
     #[arg(long, allow_negative_numbers = true)]
     pids_limit: Option<i64>,
+    #[command(flatten)]
+    resources: super::run_resources::ResourceArgs,
     /// Read in a file of environment variables
     #[arg(long)]
     env_file: Vec<String>,
@@ -567,6 +569,7 @@ fn config(a: &CreateArgs) -> Result<ContainerConfig, ArgError> {
     cfg.privileged = a.privileged;
     cfg.security_opt = security_opts(&a.security_opt)?;
     cfg.healthcheck = a.health.config()?;
+    a.resources.apply(&mut cfg)?;
     a.net.apply(&mut cfg)?;
     Ok(cfg)
 }
