@@ -795,6 +795,12 @@ impl Machine {
             .stdout(log.try_clone()?)
             .stderr(log);
         crate::platform::detach(&mut cmd);
+        if !self.persistent {
+            // A throw-away VM lives no longer than the process that made
+            // it (a `berth run` or the keeper of a `run -d`), even when
+            // that process is killed and its Drop never runs.
+            crate::platform::die_with_parent(&mut cmd);
+        }
         let child = cmd
             .spawn()
             .with_context(|| format!("starting {}", cmd.get_program().to_string_lossy()))?;
