@@ -61,6 +61,9 @@ pub enum Command {
     Compare(Box<commands::compare::CompareArgs>),
     /// Run a command in a new container
     Run(Box<commands::run::RunArgs>),
+    /// Keeps one detached `--isolation vm` container (started by `run -d`)
+    #[command(name = "vm-keeper", hide = true)]
+    VmKeeper,
     /// Create a new container
     Create(Box<commands::run::CreateArgs>),
     /// List containers

@@ -41,4 +41,5 @@ pub mod sig_proxy;
 pub mod system_check;
 pub mod transfer;
 pub mod tty;
+pub mod vm_fleet;
 pub mod vm_pool;

@@ -341,6 +341,21 @@ impl Machine {
         })
     }
 
+    /// The throw-away VM whose directory is `dir` (made by
+    /// [`Machine::ephemeral`], possibly by another process).
+    pub fn existing_ephemeral(dir: PathBuf) -> Machine {
+        Machine {
+            dir,
+            persistent: false,
+            image_disk: None,
+        }
+    }
+
+    /// This VM's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Puts `disk` (see [`crate::image_disk`]) in this throw-away VM's
     /// image slot.
     pub fn with_image_disk(mut self, disk: Option<PathBuf>) -> Machine {
@@ -388,14 +403,19 @@ impl Machine {
 
     /// Stops a throw-away VM and deletes its directory.
     pub fn destroy(&self) {
+        self.power_off();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+
+    /// Kills a throw-away VM's VMM (its state is disposable: no clean
+    /// shutdown needed) and waits until it is gone; the directory stays.
+    pub fn power_off(&self) {
         if let Some(pid) = self.vmm_pid() {
-            // Its state is disposable: no clean shutdown needed.
             crate::platform::kill(pid);
             while pid_alive(pid) {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 
     pub fn vsock_socket(&self) -> PathBuf {
@@ -795,6 +815,12 @@ impl Machine {
             .stdout(log.try_clone()?)
             .stderr(log);
         crate::platform::detach(&mut cmd);
+        if !self.persistent {
+            // A throw-away VM lives no longer than the process that made
+            // it (a `berth run` or the keeper of a `run -d`), even when
+            // that process is killed and its Drop never runs.
+            crate::platform::die_with_parent(&mut cmd);
+        }
         let child = cmd
             .spawn()
             .with_context(|| format!("starting {}", cmd.get_program().to_string_lossy()))?;

@@ -293,6 +293,8 @@ pub enum AgentBuild {
 pub struct OwnVm {
     vm: crate::machine::Machine,
     disk: Option<PathBuf>,
+    /// Set by [`OwnVm::power_off_keeping_dir`]: Drop leaves the directory.
+    keep_dir: bool,
 }
 
 impl OwnVm {
@@ -331,6 +333,7 @@ impl OwnVm {
         Ok(OwnVm {
             vm: crate::machine::Machine::ephemeral()?.with_image_disk(disk.clone()),
             disk,
+            keep_dir: false,
         })
     }
 
@@ -397,6 +400,17 @@ impl OwnVm {
         self.vm.endpoint()
     }
 
+    /// The VM's directory (`$BERTH_HOME/vms/<pid>-<nanos>`).
+    pub fn dir(&self) -> &std::path::Path {
+        self.vm.dir()
+    }
+
+    /// Powers the VM off and keeps its directory (a detached container's
+    /// record and logs, see [`crate::vm_fleet`]).
+    pub fn power_off_keeping_dir(mut self) {
+        self.keep_dir = true;
+    }
+
     /// PID of the VM's VMM process, while it runs.
     pub fn vmm_pid(&self) -> Option<i32> {
         self.vm.vmm_pid()
@@ -419,6 +433,10 @@ impl OwnVm {
 
 impl Drop for OwnVm {
     fn drop(&mut self) {
-        self.vm.destroy();
+        if self.keep_dir {
+            self.vm.power_off();
+        } else {
+            self.vm.destroy();
+        }
     }
 }

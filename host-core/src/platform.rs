@@ -102,6 +102,36 @@ pub fn detach(cmd: &mut std::process::Command) {
     }
 }
 
+/// Makes the process `cmd` starts get SIGKILL when this process dies
+/// (Linux: `PR_SET_PDEATHSIG`). The signal follows the *thread* that
+/// spawns it: call this only from a thread that lives as long as the
+/// process (berth spawns VMMs from its main thread). Elsewhere nothing
+/// is set up: the child outlives a killed parent there.
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: getpid is async-signal-safe; it runs before the fork.
+        let parent = unsafe { libc::getpid() };
+        // SAFETY: prctl, getppid and _exit are async-signal-safe, as
+        // pre_exec requires; nothing is allocated.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent died before the prctl: no signal will come.
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
+}
+
 /// The per-user data directory berth keeps state in when neither
 /// `$BERTH_HOME` nor `$XDG_DATA_HOME` says otherwise: `~/.local/share/berth`
 /// on Linux, `~/Library/Application Support/berth` on macOS,

@@ -479,3 +479,213 @@ fn vm_run_with_a_port_in_use_fails_before_a_vm_starts() {
         "a VM was made"
     );
 }
+
+/// The VMM PIDs of this installation's own VMs (`vms/*/vmm.pid`) that
+/// are alive.
+fn own_vmm_pids(home: &Path) -> Vec<i32> {
+    let Ok(dirs) = std::fs::read_dir(home.join("vms")) else {
+        return Vec::new();
+    };
+    dirs.flatten()
+        .filter_map(|d| std::fs::read_to_string(d.path().join("vmm.pid")).ok())
+        .filter_map(|s| s.trim().parse::<i32>().ok())
+        .filter(|p| pid_is(*p, "berth-vmm"))
+        .collect()
+}
+
+/// Whether `pid` is a live (not zombie) process named `comm`.
+fn pid_is(pid: i32, comm: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.contains(&format!("({comm})")) && !s.contains(") Z "))
+}
+
+/// Waits up to `secs` for `pid` to be gone; whether it is.
+fn gone_within(pid: i32, comm: &str, secs: u64) -> bool {
+    let deadline = Instant::now() + std::time::Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if !pid_is(pid, comm) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
+
+/// Kills, when dropped, the keepers (`berth vm-keeper`) of this
+/// installation's detached own-VM containers, should a test fail before
+/// it removed them (their VMMs die with them).
+struct Keepers(PathBuf);
+
+impl Drop for Keepers {
+    fn drop(&mut self) {
+        let Ok(dirs) = std::fs::read_dir(self.0.join("vms")) else {
+            return;
+        };
+        for d in dirs.flatten() {
+            let Ok(text) = std::fs::read(d.path().join("container.json")) else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&text) else {
+                continue;
+            };
+            let Some(pid) = v["keeper_pid"].as_i64().map(|p| p as i32) else {
+                continue;
+            };
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if cmdline.split(|b| *b == 0).any(|a| a == b"vm-keeper") {
+                // SAFETY: kill(2) of the keeper this test's berth started.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+/// `run -d` in an own VM (issues 19 and 21): `run -d` returns with the
+/// id while a keeper serves the published port; `ps` shows the container
+/// with its host port, `logs` its output; `rm` refuses a running one,
+/// `rm -f` ends it: the port is free, the VMM gone, the VM dir removed.
+#[test]
+fn vm_run_detached_serves_its_port_until_rm_f() {
+    if !Path::new("/dev/kvm").exists() {
+        return skip("/dev/kvm not available");
+    }
+    if !berth_tests::kernel_available() {
+        return skip("no guest kernel built (kernel-config/build-kernel.sh)");
+    }
+    let t = Instant::now();
+    let step = |name: &str| berth_tests::timing("vm_clone", name, t);
+    let mut b = Berth::new();
+    b.isolation = "vm".into();
+    let b = b.with_default_image();
+    let home = b.home.path().to_path_buf();
+    let _keepers = Keepers(home.clone());
+    let hp = free_port();
+    let token = format!("detached-{hp}");
+    let script = format!(
+        "echo started-{hp}; while true; do printf 'HTTP/1.0 200 OK\\r\\n\\r\\n{token}' | nc -l -p 80; done"
+    );
+    let port = format!("127.0.0.1:{hp}:80");
+    let out = b
+        .run(&[
+            "--isolation",
+            "vm",
+            "run",
+            "-d",
+            "--name",
+            "keep",
+            "-p",
+            &port,
+            DEFAULT_IMAGE,
+            "sh",
+            "-c",
+            &script,
+        ])
+        .ok();
+    let id = out.stdout.trim().to_string();
+    assert!(
+        id.len() == 64 && id.bytes().all(|c| c.is_ascii_hexdigit()),
+        "{}",
+        out.stdout
+    );
+    step("run -d");
+    // The keeper serves the port after run -d returned.
+    use std::io::{Read, Write};
+    let mut answer = String::new();
+    let deadline = Instant::now() + std::time::Duration::from_secs(600);
+    while Instant::now() < deadline && !answer.contains(&token) {
+        if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", hp)) {
+            let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(60)));
+            let _ = c.write_all(b"GET / HTTP/1.0\r\n\r\n");
+            answer.clear();
+            let _ = c.read_to_string(&mut answer);
+        }
+        if !answer.contains(&token) {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
+    assert!(answer.contains(&token), "no answer on {hp}: {answer:?}");
+    let vmms = own_vmm_pids(&home);
+    assert_eq!(vmms.len(), 1, "one VMM runs");
+    step("port answered");
+
+    let ps = b
+        .run(&[
+            "--isolation",
+            "vm",
+            "ps",
+            "--format",
+            "{{.ID}} {{.Names}} {{.Status}} {{.Ports}}",
+        ])
+        .ok();
+    let row = ps.stdout.trim();
+    assert!(row.starts_with(&format!("{} keep Up ", &id[..12])), "{row}");
+    assert!(row.ends_with(&format!("127.0.0.1:{hp}->80/tcp")), "{row}");
+    let logs = b.run(&["--isolation", "vm", "logs", "keep"]).ok();
+    assert!(
+        logs.stdout.contains(&format!("started-{hp}")),
+        "{}",
+        logs.stdout
+    );
+
+    let refused = b.run(&["--isolation", "vm", "rm", "keep"]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("container is running"),
+        "{}",
+        refused.stderr
+    );
+    b.run(&["--isolation", "vm", "rm", "-f", &id[..12]]).ok();
+    std::net::TcpListener::bind(("127.0.0.1", hp)).expect("host port released");
+    assert!(
+        gone_within(vmms[0], "berth-vmm", 10),
+        "VMM {} still runs",
+        vmms[0]
+    );
+    let left: Vec<_> = std::fs::read_dir(home.join("vms"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .collect();
+    assert!(left.is_empty(), "VM dir left: {left:?}");
+    let ps = b.run(&["--isolation", "vm", "ps", "-aq"]).ok();
+    assert_eq!(ps.stdout, "");
+    step("rm -f");
+}
+
+/// A foreground own-VM run whose CLI is SIGKILLed (its Drop never runs)
+/// takes its VMM with it (issue 24).
+#[test]
+fn vm_run_killed_takes_its_vmm_along() {
+    if !Path::new("/dev/kvm").exists() {
+        return skip("/dev/kvm not available");
+    }
+    if !berth_tests::kernel_available() {
+        return skip("no guest kernel built (kernel-config/build-kernel.sh)");
+    }
+    use std::io::BufRead;
+    let mut b = Berth::new();
+    b.isolation = "vm".into();
+    let b = b.with_default_image();
+    let home = b.home.path().to_path_buf();
+    let mut child = b
+        .command()
+        .args(["--isolation", "vm", "run", "--rm", DEFAULT_IMAGE])
+        .args(["sh", "-c", "echo up; sleep 900"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let _ = out.read_line(&mut line);
+    assert_eq!(line, "up\n", "the container did not start");
+    let vmms = own_vmm_pids(&home);
+    assert_eq!(vmms.len(), 1, "one VMM runs");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        gone_within(vmms[0], "berth-vmm", 10),
+        "VMM {} outlived its berth run",
+        vmms[0]
+    );
+}

@@ -26,6 +26,9 @@ fn each(
     keys: &[String],
     f: &dyn Fn(&mut Engine, &str) -> Result<(), ClientError>,
 ) -> Result<i32> {
+    if iso.own_vm() {
+        return each_own_vm(keys, false, f);
+    }
     let mut c = connect(iso)?;
     let mut code = 0;
     for k in keys {
@@ -33,6 +36,84 @@ fn each(
             Ok(()) => println!("{k}"),
             Err(e) => {
                 daemon_error(&e);
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// [`each`] for detached own-VM containers: each through its own VM's
+/// engine, by id. One whose VM is off is not running: `stop` (`stopped`)
+/// has nothing to do, anything else fails. After a request that may end
+/// the container, waits for its keeper to record the exit and power the
+/// VM off, so that `ps -a` shows it exited.
+fn each_own_vm(
+    keys: &[String],
+    stop: bool,
+    f: &dyn Fn(&mut Engine, &str) -> Result<(), ClientError>,
+) -> Result<i32> {
+    let mut code = 0;
+    for k in keys {
+        let entry = match berth_host::vm_fleet::find(k) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("Error response from daemon: {e}");
+                code = 1;
+                continue;
+            }
+        };
+        if !entry.running() {
+            if stop {
+                println!("{k}");
+            } else {
+                eprintln!(
+                    "Error response from daemon: container {} is not running",
+                    entry.record.id
+                );
+                code = 1;
+            }
+            continue;
+        }
+        let result = entry
+            .engine()
+            .map_err(|e| ClientError::Unexpected(format!("{e:#}")))
+            .and_then(|mut c| f(&mut c, &entry.record.id));
+        match result {
+            Ok(()) => {
+                if stop {
+                    entry.wait_keeper(std::time::Duration::from_secs(60));
+                }
+                println!("{k}");
+            }
+            Err(e) => {
+                daemon_error(&e);
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// `rm [-f]` of detached own-VM containers: a running one only with
+/// `force` (its keeper and VM are killed); the VM directory goes.
+pub fn rm_own_vm(keys: &[String], force: bool) -> Result<i32> {
+    let mut code = 0;
+    for k in keys {
+        match berth_host::vm_fleet::find(k) {
+            Ok(e) if e.running() && !force => {
+                eprintln!(
+                    "Error response from daemon: cannot remove container \"/{}\": container is running: stop the container before removing or force remove",
+                    e.record.name
+                );
+                code = 1;
+            }
+            Ok(e) => {
+                e.remove();
+                println!("{k}");
+            }
+            Err(e) => {
+                eprintln!("Error response from daemon: {e}");
                 code = 1;
             }
         }
@@ -50,10 +131,21 @@ pub struct StopArgs {
 }
 
 pub fn stop(iso: Isolation, a: &StopArgs) -> Result<i32> {
+    if iso.own_vm() {
+        return each_own_vm(&a.containers, true, &|c, k| c.container_stop(k, a.time));
+    }
     each(iso, &a.containers, &|c, k| c.container_stop(k, a.time))
 }
 
 pub fn restart(iso: Isolation, a: &StopArgs) -> Result<i32> {
+    if iso.own_vm() {
+        // Its keeper powers the VM off once the container stops.
+        eprintln!(
+            "Error response from daemon: restarting an --isolation vm container is not supported yet; \
+             remove it and run it again"
+        );
+        return Ok(1);
+    }
     each(iso, &a.containers, &|c, k| c.container_restart(k, a.time))
 }
 
@@ -70,6 +162,13 @@ pub struct StartArgs {
 }
 
 pub fn start(iso: Isolation, a: &StartArgs) -> Result<i32> {
+    if iso.own_vm() {
+        eprintln!(
+            "Error response from daemon: starting a stopped --isolation vm container is not supported yet; \
+             remove it and run it again (berth --isolation vm rm NAME; berth run --isolation vm -d ...)"
+        );
+        return Ok(1);
+    }
     if a.attach || a.interactive {
         if a.containers.len() > 1 {
             bail!("you cannot start and attach multiple containers at once");
@@ -143,7 +242,7 @@ pub fn kill(iso: Isolation, a: &KillArgs) -> Result<i32> {
         eprintln!("Error response from daemon: Invalid signal: {}", a.signal);
         return Ok(1);
     };
-    each(iso, &a.containers, &|c, k| {
+    let kill = |c: &mut Engine, k: &str| {
         c.container_kill(k, sig).map_err(|e| match e {
             // The daemon's wording: "Cannot kill container: <key>: No such container: <key>".
             ClientError::Api(a) if a.kind == ErrorKind::NotFound => ClientError::Api(
@@ -151,7 +250,12 @@ pub fn kill(iso: Isolation, a: &KillArgs) -> Result<i32> {
             ),
             e => e,
         })
-    })
+    };
+    if iso.own_vm() {
+        // A KILL ends the container: wait for its keeper as stop does.
+        return each_own_vm(&a.containers, sig == 9, &kill);
+    }
+    each(iso, &a.containers, &kill)
 }
 
 pub fn wait(iso: Isolation, containers: &[String]) -> Result<i32> {
@@ -277,9 +381,31 @@ pub fn logs(iso: Isolation, a: &LogsArgs) -> Result<i32> {
             return Ok(1);
         }
     };
-    let conn = connect(iso)?;
+    let (conn, id) = if iso.own_vm() {
+        let entry = match berth_host::vm_fleet::find(&a.container) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("Error: {e}");
+                return Ok(1);
+            }
+        };
+        if !entry.running() {
+            // The keeper saved the output when the container exited.
+            for (stderr, d) in entry.saved_logs() {
+                if stderr {
+                    let _ = std::io::stderr().write_all(&d);
+                } else if std::io::stdout().write_all(&d).is_err() {
+                    return Ok(0);
+                }
+            }
+            return Ok(0);
+        }
+        (entry.engine()?, entry.record.id.clone())
+    } else {
+        (connect(iso)?, a.container.clone())
+    };
     let mut stream = match conn.logs(LogsOptions {
-        id: a.container.clone(),
+        id,
         follow: a.follow,
         tail,
         since,

@@ -24,6 +24,7 @@ pub mod save;
 pub mod search;
 pub mod system;
 pub mod version;
+pub mod vm_keeper;
 pub mod volume;
 
 use crate::engine::Engine;
@@ -50,12 +51,16 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Rmi { force, images } => image::rmi(iso, images, *force),
         Command::Compare(a) => compare::run(a),
         Command::Run(a) => run::run(iso, a),
+        Command::VmKeeper => vm_keeper::keeper(),
         Command::Ps(a) => ps::run(iso, a),
         Command::Rm {
             force,
             volumes,
             containers,
         } => {
+            if iso.own_vm() {
+                return container::rm_own_vm(containers, *force);
+            }
             let mut c = connect(iso)?;
             let mut code = 0;
             for k in containers {

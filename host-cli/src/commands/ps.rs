@@ -157,8 +157,20 @@ pub fn run(iso: Isolation, a: &PsArgs) -> Result<i32> {
         || a.last.is_some()
         || a.latest
         || filters.iter().any(|(k, _)| k == "status" || k == "exited");
-    let mut conn = connect(iso)?;
-    let mut list = conn.container_list(all)?;
+    // Own VMs have no engine in common: their keepers' records.
+    let mut conn = if iso.own_vm() {
+        None
+    } else {
+        Some(connect(iso)?)
+    };
+    let mut list = match conn.as_mut() {
+        Some(c) => c.container_list(all)?,
+        None => berth_host::vm_fleet::list()
+            .iter()
+            .map(|e| e.summary())
+            .filter(|s| all || s.status == ContainerStatus::Running)
+            .collect(),
+    };
     list.retain(|s| matches(s, &filters));
     if let Some(n) = a.last.or(a.latest.then_some(1)) {
         list.truncate(n);
@@ -184,7 +196,7 @@ pub fn run(iso: Isolation, a: &PsArgs) -> Result<i32> {
     let whole = format == "json" || format.contains("{{json .}}");
     let wants = |field: &str| whole || format.contains(field);
     // docker measures sizes for -s and for any format that shows them.
-    let sizes = if a.size || wants(".Size") {
+    let sizes = if let (true, Some(conn)) = (a.size || wants(".Size"), conn.as_mut()) {
         let sizes = conn.container_sizes(&list)?;
         list.iter()
             .zip(sizes)
@@ -199,8 +211,17 @@ pub fn run(iso: Isolation, a: &PsArgs) -> Result<i32> {
             let needed = (wants(".Ports")
                 && matches!(s.status, ContainerStatus::Running | ContainerStatus::Paused))
                 || wants(".Networks");
-            let details = needed.then(|| conn.container_inspect(&s.id).ok()).flatten();
+            let details = match conn.as_mut() {
+                Some(conn) => needed.then(|| conn.container_inspect(&s.id).ok()).flatten(),
+                None => None,
+            };
             let mut row = ps_json(s, details.as_deref(), !a.no_trunc);
+            if conn.is_none() {
+                // The host side of an own VM's ports, from its record.
+                row["Ports"] =
+                    berth_host::ports::ps_column(s.ports.as_deref().unwrap_or_default(), &[])
+                        .into();
+            }
             if let Some(size) = sizes.get(&s.id) {
                 row["Size"] = size.clone().into();
             }

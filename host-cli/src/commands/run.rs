@@ -668,7 +668,7 @@ fn check_placement(iso: Isolation, cfg: &mut ContainerConfig) -> Result<(), Stri
 }
 
 /// Docker's exit codes for failures before the command ran.
-fn error_code(e: &ClientError) -> i32 {
+pub(crate) fn error_code(e: &ClientError) -> i32 {
     match e.kind() {
         Some(ErrorKind::CommandNotFound) => 127,
         Some(ErrorKind::CommandNotExecutable) => 126,
@@ -677,7 +677,7 @@ fn error_code(e: &ClientError) -> i32 {
 }
 
 /// docker's CLI ends a daemon error with one period.
-fn sentence(e: &ClientError) -> String {
+pub(crate) fn sentence(e: &ClientError) -> String {
     format!("{}.", e.to_string().trim_end_matches('.'))
 }
 
@@ -783,10 +783,6 @@ pub fn run(iso: Isolation, a: &RunArgs) -> Result<i32> {
 /// `--isolation vm`: a throw-away microVM for this one container, fed the
 /// image from the host cache over vsock, powered off when it exits.
 fn run_in_own_vm(a: &RunArgs, cfg: ContainerConfig) -> Result<i32> {
-    if a.detach {
-        eprintln!("berth: --isolation vm does not support -d yet; use --isolation shared");
-        return Ok(EXIT_ENGINE);
-    }
     let cache = crate::image_cache::ImageCache::open()?;
     let Some(image) = cache.resolve(&a.image) else {
         eprintln!("Unable to find image '{}' locally", a.image);
@@ -796,6 +792,10 @@ fn run_in_own_vm(a: &RunArgs, cfg: ContainerConfig) -> Result<i32> {
         );
         return Ok(EXIT_ENGINE);
     };
+    if a.detach {
+        // A keeper process owns the VM and the ports from here on.
+        return crate::commands::vm_keeper::run_detached(&a.image, cfg);
+    }
     // Published ports are bound on the host before anything starts: one
     // in use fails the run as docker's does, with nothing left behind.
     let mut cfg = cfg;
