@@ -692,7 +692,7 @@ pub(crate) async fn list(
     let all = qbool(&q, "all") || limit.is_some();
     let size = qbool(&q, "size");
     let (rows, sizes) = st
-        .engine(move |e| {
+        .engine_inline(move |e| {
             let mut list = e.container_list(all)?;
             list.retain(|s| matches(s, &f));
             // Newest first, as docker.

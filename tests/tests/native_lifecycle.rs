@@ -1270,6 +1270,58 @@ fn ps_filters_names_prefixes_and_prune() {
     assert!(o.stderr.contains("Are you sure"), "{}", o.stderr);
 }
 
+/// The agent keeps each container's parsed files for listings (issue 22,
+/// `guest-agent/src/engine/record_cache.rs`). A shim is another process:
+/// when it writes a container's exit behind the agent's back, the very
+/// next listing shows it, as do a rename and an `rm`.
+#[test]
+fn ps_shows_what_the_shim_wrote_at_the_next_listing() {
+    let b = Berth::new().with_default_image();
+    let id = detached(&b, &["--name", "sleeper", DEFAULT_IMAGE, "sleep", "300"]);
+    let row = |name: &str| -> Option<serde_json::Value> {
+        b.run(&["ps", "-a", "--format", "json"])
+            .ok()
+            .stdout
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|j| j["Names"] == name)
+    };
+    assert_eq!(row("sleeper").unwrap()["State"], "running");
+    // Let the directory go quiet (the cache serves only directories
+    // unchanged for a second), then list twice: held in memory now.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(row("sleeper").unwrap()["State"], "running");
+    assert_eq!(row("sleeper").unwrap()["State"], "running");
+    assert_eq!(b.inspect("sleeper")["RestartCount"], 0);
+
+    // Killed behind berth's back: only the shim knows, and it writes exit.json.
+    let pid = b.inspect("sleeper")["State"]["Pid"].as_i64().unwrap();
+    assert!(pid > 0, "{pid}");
+    // SAFETY: kill(2) on the container's init, a process this test started.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    let exit = b
+        .native_root()
+        .join("containers")
+        .join(&id)
+        .join("exit.json");
+    wait_for("the shim's exit.json", || exit.exists());
+    let r = row("sleeper").unwrap();
+    assert_eq!(r["State"], "exited", "{r}");
+    assert!(
+        r["Status"].as_str().unwrap().starts_with("Exited (137)"),
+        "{r}"
+    );
+
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(row("sleeper").unwrap()["State"], "exited");
+    b.run(&["rename", "sleeper", "woken"]).ok();
+    assert!(row("sleeper").is_none());
+    assert_eq!(row("woken").unwrap()["State"], "exited");
+    b.run(&["rm", "woken"]).ok();
+    assert!(row("woken").is_none());
+    assert_eq!(b.run(&["ps", "-aq"]).ok().stdout.trim(), "");
+}
+
 #[test]
 fn attach_relays_a_running_containers_output() {
     let b = Berth::new().with_default_image();

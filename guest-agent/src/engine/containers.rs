@@ -6,6 +6,7 @@ use super::files::ContainerPaths;
 use super::fsutil::{is_mounted, remove_tree_same_fs};
 use super::launch::Readiness;
 use super::record::{boot_id, merge_env, resolve_args, ContainerRecord, ExitState, RunState};
+use super::record_cache::Snapshot;
 use super::{Error, Object};
 use crate::layout::{random_hex, read_json, write_json_atomic, Layout};
 use crate::store::ImageStore;
@@ -16,7 +17,7 @@ use std::io::BufRead;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Container bookkeeping under `<root>/containers`.
@@ -31,6 +32,8 @@ pub struct ContainerStore {
     /// a container stopped: a user stop that races a policy restart either
     /// comes first (no restart) or waits and then stops the new run.
     pub(super) policy_gate: Mutex<()>,
+    /// Each container directory's parsed files, for listings (issue 22).
+    cache: super::record_cache::RecordCache,
 }
 
 const ADJECTIVES: &[&str] = &[
@@ -71,6 +74,7 @@ impl ContainerStore {
             lock: Mutex::new(()),
             policy_hint: std::sync::atomic::AtomicBool::new(false),
             policy_gate: Mutex::new(()),
+            cache: super::record_cache::RecordCache::default(),
         }
     }
 
@@ -78,20 +82,35 @@ impl ContainerStore {
         &self.layout
     }
 
-    pub(super) fn records(&self) -> Vec<ContainerRecord> {
+    /// Every container's files, newest first (see `record_cache`): a
+    /// directory without a readable record is left out.
+    fn snapshots(&self) -> Vec<Arc<Snapshot>> {
         let Ok(rd) = std::fs::read_dir(self.layout.containers()) else {
             return Vec::new();
         };
-        let mut out: Vec<ContainerRecord> = rd
-            .flatten()
-            .filter_map(|e| {
-                read_json(&e.path().join(super::files::RECORD))
-                    .ok()
-                    .flatten()
-            })
-            .collect();
-        out.sort_by(|a, b| b.created.cmp(&a.created));
+        let mut seen = std::collections::HashSet::new();
+        let mut out: Vec<Arc<Snapshot>> = Vec::new();
+        for e in rd.flatten() {
+            let Ok(id) = e.file_name().into_string() else {
+                continue;
+            };
+            if let Some(s) = self.cache.get(&id, &e.path()) {
+                if s.record.is_some() {
+                    out.push(s);
+                }
+            }
+            seen.insert(id);
+        }
+        self.cache.retain(&seen);
+        out.sort_by(|a, b| created(b).cmp(created(a)));
         out
+    }
+
+    pub(super) fn records(&self) -> Vec<ContainerRecord> {
+        self.snapshots()
+            .into_iter()
+            .filter_map(|s| s.record.clone())
+            .collect()
     }
 
     /// Resolves a name, full id or unique id prefix.
@@ -301,54 +320,27 @@ impl ContainerStore {
             .flatten();
         let status =
             super::decide::status(run.as_ref(), exit.as_ref(), |r| super::decide::Liveness {
-                same_boot: r.boot_id == boot_id(),
+                same_boot: r.boot_id == this_boot(),
                 shim_alive: shim_alive(r.shim_pid),
                 paused: dir.join(super::files::PAUSED).exists(),
             });
         (status, run, exit)
     }
 
+    /// The summary of `r` from its files as they are now.
     fn summary(&self, r: &ContainerRecord) -> ContainerSummary {
-        let (status, run, exit) = self.status(&r.id);
-        let (status, exit_code) = super::decide::shown(status, exit.as_ref());
-        ContainerSummary {
-            id: r.id.clone(),
-            name: r.name.clone(),
-            image: r.image.clone(),
-            image_id: r.image_id.clone(),
-            command: r
-                .args
-                .iter()
-                .map(|a| {
-                    if a.contains(' ') {
-                        format!("'{a}'")
-                    } else {
-                        a.clone()
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(" "),
-            created: r.created.clone(),
-            status,
-            exit_code,
-            started_at: run.map(|s| s.started_at),
-            finished_at: exit.map(|e| e.finished_at),
-            labels: r.config.labels.clone(),
-            restart_count: restart_count(&self.layout.container(&r.id)),
-            health: r
-                .config
-                .healthcheck
-                .as_ref()
-                .filter(|h| h.probes())
-                .and_then(|_| super::health::read(&self.layout.container(&r.id))),
-            ports: None,
-        }
+        let dir = self.layout.container(&r.id);
+        let snap = self
+            .cache
+            .get(&r.id, &dir)
+            .unwrap_or_else(|| Arc::new(Snapshot::read(&dir)));
+        summary_of(r, &snap)
     }
 
     pub fn list(&self, all: bool) -> Vec<ContainerSummary> {
-        self.records()
+        self.snapshots()
             .iter()
-            .map(|r| self.summary(r))
+            .filter_map(|s| s.record.as_ref().map(|r| summary_of(r, s)))
             .filter(|s| {
                 all || matches!(s.status, ContainerStatus::Running | ContainerStatus::Paused)
             })
@@ -568,6 +560,7 @@ impl ContainerStore {
             .flatten();
         let trash = self.layout.tmp().join(format!("rm-{id}"));
         std::fs::rename(&paths.dir, &trash)?;
+        self.cache.forget(id);
         rec.inspect(|r| super::events::container(self.layout.root(), r, "destroy", &[]));
         Ok(Some(trash))
     }
@@ -708,6 +701,61 @@ pub(super) fn wait_shim_gone(run: &RunState, timeout: Duration) {
 }
 
 /// How often the restart policy restarted this container.
+/// The record's creation time, for sorting (snapshots without a record
+/// are left out before).
+fn created(s: &Snapshot) -> &str {
+    s.record.as_ref().map(|r| r.created.as_str()).unwrap_or("")
+}
+
+/// A container's status from its parsed files and what is alive now.
+fn status_of(snap: &Snapshot) -> ContainerStatus {
+    super::decide::status(snap.run.as_ref(), snap.exit.as_ref(), |r| {
+        super::decide::Liveness {
+            same_boot: r.boot_id == this_boot(),
+            shim_alive: shim_alive(r.shim_pid),
+            paused: snap.paused,
+        }
+    })
+}
+
+/// The kernel boot id, read once: this process cannot outlive its boot.
+fn this_boot() -> &'static str {
+    static BOOT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BOOT.get_or_init(boot_id)
+}
+
+/// A listing's row for `r` from its directory's parsed files.
+fn summary_of(r: &ContainerRecord, snap: &Snapshot) -> ContainerSummary {
+    let (status, exit_code) = super::decide::shown(status_of(snap), snap.exit.as_ref());
+    ContainerSummary {
+        id: r.id.clone(),
+        name: r.name.clone(),
+        image: r.image.clone(),
+        image_id: r.image_id.clone(),
+        command: r
+            .args
+            .iter()
+            .map(|a| {
+                if a.contains(' ') {
+                    format!("'{a}'")
+                } else {
+                    a.clone()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        created: r.created.clone(),
+        status,
+        exit_code,
+        started_at: snap.run.as_ref().map(|s| s.started_at.clone()),
+        finished_at: snap.exit.as_ref().map(|e| e.finished_at.clone()),
+        labels: r.config.labels.clone(),
+        restart_count: snap.restarts,
+        health: snap.health.clone(),
+        ports: None,
+    }
+}
+
 pub fn restart_count(dir: &Path) -> u32 {
     std::fs::read_to_string(dir.join(super::files::RESTARTS))
         .ok()

@@ -23,6 +23,7 @@ pub mod net;
 pub mod ops;
 pub mod ports;
 pub mod record;
+pub mod record_cache;
 pub mod resources;
 pub mod restart;
 pub mod rootfs_path;

@@ -81,7 +81,13 @@ fn tick(engine: &Engine) -> bool {
         if dir.join(STOPPED).exists() || c.status(&r.id).0 != status {
             continue; // the user stopped it (or started it) meanwhile
         }
-        let _ = std::fs::write(dir.join(super::files::RESTARTS), format!("{}\n", count + 1));
+        // Replaced by a rename, as every file a listing reads: that changes
+        // the directory, which is how the listing cache sees it
+        // (`record_cache`).
+        let _ = crate::layout::write_atomic_unsynced(
+            &dir.join(super::files::RESTARTS),
+            format!("{}\n", count + 1).as_bytes(),
+        );
         // After a reboot say so (once per container), so that a restart
         // that does not come back can be told from one never tried.
         let after_reboot = status == ContainerStatus::Dead;
