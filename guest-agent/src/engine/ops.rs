@@ -63,7 +63,8 @@ impl ContainerStore {
         if !matches!(status, ContainerStatus::Running | ContainerStatus::Paused) {
             return Ok(r.id);
         }
-        let timeout = timeout.unwrap_or(10);
+        // `-t`, else the container's `--stop-timeout`, else docker's 10 s.
+        let timeout = timeout.or(r.config.stop_timeout).unwrap_or(10);
         let sig = self.stop_signal(&r, images);
         let _ = self.kill(&r.id, sig);
         if status == ContainerStatus::Paused {
