@@ -78,7 +78,7 @@ fn pid_host_and_container_modes() {
             "/proc/1/cmdline",
         ])
         .ok();
-    assert_eq!(o.stdout, "sleep\0300\0");
+    assert_eq!(o.stdout, "sleep\x00300\x00");
     let theirs = b
         .run(&["exec", "pidhost", "readlink", "/proc/self/ns/pid"])
         .ok()
