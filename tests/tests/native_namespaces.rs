@@ -616,3 +616,70 @@ fn log_driver_none_keeps_nothing_and_local_keeps_the_log() {
         "berth: invalid logging opts for driver none.\nSee 'berth run --help'.\n"
     );
 }
+
+#[test]
+fn pull_missing_and_always_fetch_from_a_registry() {
+    use berth_tests::registry::{tools_missing, Registry};
+    if let Some(r) = tools_missing() {
+        return berth_tests::skip(&r);
+    }
+    let reg = Registry::start(false);
+    let src = format!("oci-archive:{}", berth_tests::default_image().display());
+    reg.seed(&src, "t/bb:v1", "");
+    let image = format!("{}/t/bb:v1", reg.host());
+    let b = Berth::new();
+    let o = b.run(&["run", "--rm", "--pull", "never", &image, "true"]);
+    assert_eq!(o.code, 125);
+    assert_eq!(
+        o.stderr,
+        format!(
+            "berth: Error response from daemon: No such image: {image}.\nSee 'berth run --help'.\n"
+        )
+    );
+    // missing: docker's line, the pull (on stderr), then the run.
+    let o = b
+        .run(&["run", "--rm", "--pull", "missing", &image, "echo", "hi"])
+        .ok();
+    assert_eq!(o.stdout, "hi\n");
+    assert!(
+        o.stderr
+            .starts_with(&format!("Unable to find image '{image}' locally\n")),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        o.stderr.contains("Status: Downloaded newer image"),
+        "{}",
+        o.stderr
+    );
+    // Now present: missing pulls nothing, always asks the registry again.
+    let o = b
+        .run(&["run", "--rm", "--pull", "missing", &image, "echo", "again"])
+        .ok();
+    assert_eq!((o.stdout.as_str(), o.stderr.as_str()), ("again\n", ""));
+    let o = b
+        .run(&["create", "--pull", "always", "--name", "fresh", &image])
+        .ok();
+    assert!(
+        o.stderr.contains("Status: Image is up to date"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(o.stdout.trim(), b.inspect("fresh")["Id"].as_str().unwrap());
+    // always with a registry that lacks it: the pull's error, exit 125.
+    let gone = format!("{}/t/none:v1", reg.host());
+    let o = b.run(&["run", "--rm", "--pull", "always", &gone, "true"]);
+    assert_eq!(o.code, 125, "{}", o.stderr);
+    assert!(
+        o.stderr.contains(&format!(
+            "berth: Error response from daemon: pulling {gone}: manifest for {gone} not found"
+        )),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        o.stderr.ends_with("\nSee 'berth run --help'.\n"),
+        "{}",
+        o.stderr
+    );
+}
