@@ -57,6 +57,7 @@ struct CreateBody {
     healthcheck: Option<berth_protocol::HealthConfig>,
     host_config: Option<HostConfigBody>,
     networking_config: Option<NetworkingConfigBody>,
+    stop_timeout: Option<i64>,
 }
 
 /// `NetworkingConfig`: the endpoint settings per network.
@@ -254,6 +255,22 @@ struct HostConfigBody {
     privileged: Option<bool>,
     security_opt: Option<Vec<String>>,
     links: Option<Vec<String>>,
+    ipc_mode: Option<String>,
+    pid_mode: Option<String>,
+    #[serde(rename = "UTSMode")]
+    uts_mode: Option<String>,
+    cgroupns_mode: Option<String>,
+    #[serde(rename = "ContainerIDFile")]
+    container_id_file: Option<String>,
+    log_config: Option<LogConfigBody>,
+}
+
+/// `HostConfig.LogConfig`: the driver (its options are the CLI's).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+struct LogConfigBody {
+    #[serde(rename = "Type")]
+    kind: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -376,8 +393,17 @@ fn container_config(
         security_opt: h.security_opt.unwrap_or_default(),
         healthcheck: b.healthcheck,
         links: h.links.unwrap_or_default(),
+        stop_timeout: b.stop_timeout,
         ..Default::default()
     };
+    // Empty strings are docker's defaults.
+    let given = |v: Option<String>| v.filter(|s| !s.is_empty());
+    cfg.ipc_mode = given(h.ipc_mode);
+    cfg.pid_mode = given(h.pid_mode);
+    cfg.uts_mode = given(h.uts_mode);
+    cfg.cgroupns_mode = given(h.cgroupns_mode);
+    cfg.container_id_file = given(h.container_id_file);
+    cfg.log_driver = given(h.log_config.and_then(|l| l.kind));
     // The endpoint of the network the container starts on gives its
     // aliases and address; other endpoints are connected after the create.
     let mut extra = Vec::new();
@@ -1058,6 +1084,39 @@ mod tests {
         assert_eq!(c.ports[0].container_port, 80);
         assert_eq!(c.expose, vec!["80/tcp"]);
         assert_eq!(c.memory, None);
+    }
+
+    #[test]
+    fn namespace_and_lifecycle_fields_map_from_the_body() {
+        let raw = r#"{"Image":"busybox","StopTimeout":3,
+            "HostConfig":{"IpcMode":"shareable","PidMode":"container:web","UTSMode":"host",
+              "CgroupnsMode":"private","ContainerIDFile":"/tmp/cid",
+              "LogConfig":{"Type":"none","Config":{}}}}"#;
+        let b: CreateBody = serde_json::from_str(raw).unwrap();
+        let (c, _) = container_config(b, None).unwrap();
+        assert_eq!(c.stop_timeout, Some(3));
+        assert_eq!(c.ipc_mode.as_deref(), Some("shareable"));
+        assert_eq!(c.pid_mode.as_deref(), Some("container:web"));
+        assert_eq!(c.uts_mode.as_deref(), Some("host"));
+        assert_eq!(c.cgroupns_mode.as_deref(), Some("private"));
+        assert_eq!(c.container_id_file.as_deref(), Some("/tmp/cid"));
+        assert_eq!(c.log_driver.as_deref(), Some("none"));
+        // docker's CLI sends empty strings for what was not given.
+        let raw = r#"{"Image":"busybox","HostConfig":{"IpcMode":"","PidMode":"",
+            "UTSMode":"","CgroupnsMode":"","LogConfig":{"Type":"","Config":{}}}}"#;
+        let b: CreateBody = serde_json::from_str(raw).unwrap();
+        let (c, _) = container_config(b, None).unwrap();
+        assert_eq!(
+            (
+                c.ipc_mode,
+                c.pid_mode,
+                c.uts_mode,
+                c.cgroupns_mode,
+                c.log_driver,
+                c.stop_timeout
+            ),
+            (None, None, None, None, None, None)
+        );
     }
 
     #[test]

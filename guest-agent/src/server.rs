@@ -586,7 +586,16 @@ fn proxy(
 fn logs(engine: &Engine, mut conn: Box<dyn Conn>, id: u64, o: berth_protocol::LogsOptions) {
     use crate::engine::logs::{entry_nanos, read_all, LogEntry};
     use berth_protocol::mux::{self, Kind};
-    let rec = match engine.containers.resolve(&o.id) {
+    // docker's daemon: a driver that keeps nothing has nothing to read.
+    let rec = match engine.containers.resolve(&o.id).and_then(|r| {
+        if r.config.log_driver.as_deref() == Some("none") {
+            Err(crate::engine::error::Error::invalid(
+                "configured logging driver does not support reading",
+            ))
+        } else {
+            Ok(r)
+        }
+    }) {
         Ok(r) => r,
         Err(e) => {
             let _ = write_frame(

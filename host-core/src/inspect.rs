@@ -127,9 +127,14 @@ pub fn container_json(
     if let Some(h) = &cfg.healthcheck {
         config["Healthcheck"] = json!(h);
     }
+    // Set only when given, as docker (`omitempty`).
+    if let Some(t) = cfg.stop_timeout {
+        config["StopTimeout"] = json!(t);
+    }
     let mut host = json!({
-        "Binds": crate::mounts::binds_json(&cfg.mounts), "ContainerIDFile": "",
-        "LogConfig": {"Type": "json-file", "Config": log_opts},
+        "Binds": crate::mounts::binds_json(&cfg.mounts),
+        "ContainerIDFile": cfg.container_id_file.clone().unwrap_or_default(),
+        "LogConfig": {"Type": cfg.log_driver.as_deref().unwrap_or("json-file"), "Config": log_opts},
         "RestartPolicy": {
             "Name": if cfg.restart.name.is_empty() { "no" } else { cfg.restart.name.as_str() },
             "MaximumRetryCount": cfg.restart.maximum_retry_count
@@ -138,11 +143,16 @@ pub fn container_json(
         "VolumesFrom": if cfg.volumes_from.is_empty() { Value::Null } else { json!(cfg.volumes_from) },
         "CapAdd": if cfg.cap_add.is_empty() { Value::Null } else { json!(cfg.cap_add) },
         "CapDrop": if cfg.cap_drop.is_empty() { Value::Null } else { json!(cfg.cap_drop) },
-        "CgroupnsMode": if info.is_some_and(|i| i.cgroup_version == 2) { "private" } else { "host" },
+        "CgroupnsMode": match cfg.cgroupns_mode.as_deref() {
+            Some(m) => m,
+            None if info.is_some_and(|i| i.cgroup_version == 2) => "private",
+            None => "host",
+        },
         "GroupAdd": if cfg.group_add.is_empty() { Value::Null } else { json!(cfg.group_add) },
-        "IpcMode": "private", "Cgroup": "", "OomScoreAdj": 0, "PidMode": "",
+        "IpcMode": cfg.ipc_mode.as_deref().unwrap_or("private"),
+        "Cgroup": "", "OomScoreAdj": 0, "PidMode": cfg.pid_mode.clone().unwrap_or_default(),
         "Privileged": cfg.privileged, "ReadonlyRootfs": cfg.read_only,
-        "SecurityOpt": security_opt(cfg), "UTSMode": "", "UsernsMode": "",
+        "SecurityOpt": security_opt(cfg), "UTSMode": cfg.uts_mode.clone().unwrap_or_default(), "UsernsMode": "",
         "ShmSize": cfg.shm_size.filter(|s| *s > 0).unwrap_or(67_108_864),
         "Runtime": "berth", "ConsoleSize": [0, 0],
         "Isolation": format!("{iso:?}").to_lowercase()

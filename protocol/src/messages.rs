@@ -772,6 +772,32 @@ pub struct ContainerConfig {
     /// by the profile's JSON itself (the CLI reads the file).
     #[serde(default)]
     pub security_opt: Vec<String>,
+    /// `--ipc`: `none`, `private`, `shareable`, `host` or `container:ID`
+    /// (the engine stores the full ID); unset is the engine's default,
+    /// `private`.
+    #[serde(default)]
+    pub ipc_mode: Option<String>,
+    /// `--pid`: `host` or `container:ID` (full ID once created); unset is
+    /// a private PID namespace.
+    #[serde(default)]
+    pub pid_mode: Option<String>,
+    /// `--uts host`; unset is a private UTS namespace.
+    #[serde(default)]
+    pub uts_mode: Option<String>,
+    /// `--cgroupns host|private`; unset is private on cgroup v2, host on v1.
+    #[serde(default)]
+    pub cgroupns_mode: Option<String>,
+    /// `--stop-timeout`: seconds `stop` waits before SIGKILL when it is
+    /// not given `-t` (docker's `Config.StopTimeout`; 10 when unset).
+    #[serde(default)]
+    pub stop_timeout: Option<i64>,
+    /// `--log-driver`: `json-file` (unset), `local` (stored as json-file
+    /// is), or `none` (nothing kept; `logs` refuses).
+    #[serde(default)]
+    pub log_driver: Option<String>,
+    /// `--cidfile`, as given (docker's `HostConfig.ContainerIDFile`).
+    #[serde(default)]
+    pub container_id_file: Option<String>,
 }
 
 /// The kinds of mount `-v` and `--mount` make.

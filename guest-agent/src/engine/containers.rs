@@ -206,6 +206,7 @@ impl ContainerStore {
         // As docker: the container's labels are the image's, overridden by
         // the ones given to `run`.
         cfg.healthcheck = healthcheck;
+        super::namespaces::resolve(self, &mut cfg)?;
         if let Some(image_labels) = &run.labels {
             let mut labels = image_labels.clone();
             labels.append(&mut cfg.labels);
@@ -845,6 +846,7 @@ pub fn validate_host_config(cfg: &ContainerConfig, cpus: usize) -> Result<(), Er
     super::security::Privileges::resolve(cfg)
         .map(|_| ())
         .or_else(invalid)?;
+    super::namespaces::validate(cfg)?;
     for t in &cfg.tmpfs {
         let dest = t.split_once(':').map_or(t.as_str(), |p| p.0);
         if !dest.starts_with('/') {

@@ -19,6 +19,7 @@ pub mod logs;
 pub mod mini_init;
 pub mod mounts;
 pub mod names;
+pub mod namespaces;
 pub mod net;
 pub mod ops;
 pub mod ports;

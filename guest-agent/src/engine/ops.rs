@@ -63,14 +63,16 @@ impl ContainerStore {
         if !matches!(status, ContainerStatus::Running | ContainerStatus::Paused) {
             return Ok(r.id);
         }
-        let timeout = timeout.unwrap_or(10);
+        // `-t`, else the container's `--stop-timeout`, else docker's 10 s.
+        let timeout = timeout.or(r.config.stop_timeout).unwrap_or(10);
         let sig = self.stop_signal(&r, images);
         let _ = self.kill(&r.id, sig);
         if status == ContainerStatus::Paused {
             let _ = self.thaw(&r.id);
         }
-        let deadline = Instant::now() + Duration::from_secs(timeout.max(0) as u64);
-        while self.is_running(&r.id) && Instant::now() < deadline {
+        // A negative timeout waits for as long as it takes (docker's -1).
+        let deadline = (timeout >= 0).then(|| Instant::now() + Duration::from_secs(timeout as u64));
+        while self.is_running(&r.id) && deadline.is_none_or(|d| Instant::now() < d) {
             std::thread::sleep(Duration::from_millis(20));
         }
         if self.is_running(&r.id) {

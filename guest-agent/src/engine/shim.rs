@@ -253,6 +253,7 @@ fn teardown(
         let _ = std::fs::remove_dir_all(&runtime);
     }
     let _ = nix::mount::umount2(&paths.rootfs, nix::mount::MntFlags::MNT_DETACH);
+    super::namespaces::unmount_shm(&paths.dir);
     phases.mark("umount");
     net::container::teardown(engine, rec);
     phases.mark("net");
@@ -374,6 +375,11 @@ fn start(
     };
     let privileges =
         super::security::Privileges::resolve(&rec.config).map_err(StartError::engine)?;
+    let joins = super::namespaces::joins(&engine.containers, &rec.id, &rec.config)
+        .map_err(StartError::engine)?;
+    if rec.config.ipc_mode.as_deref() == Some("shareable") {
+        super::namespaces::mount_shm(&paths.dir).map_err(Error::failed("mounting /dev/shm"))?;
+    }
     let mut spec_json = spec::build(
         rec,
         &spec::SpecInputs {
@@ -388,6 +394,7 @@ fn start(
             nofile: nofile_limit(),
             init_binary: init_binary.as_deref(),
             privileges: &privileges,
+            joins: &joins,
         },
     );
     spec::add_devices(&mut spec_json, devices);
@@ -541,7 +548,8 @@ fn start(
         stdio,
         listener,
         clients,
-        Some((
+        // `--log-driver none` keeps nothing.
+        (rec.config.log_driver.as_deref() != Some("none")).then_some((
             paths.log.as_path(),
             rec.config.log_max_size.unwrap_or(logs::DEFAULT_MAX_SIZE),
             rec.config.log_max_files.unwrap_or(logs::DEFAULT_MAX_FILES),

@@ -29,6 +29,8 @@ pub struct SpecInputs<'a> {
     pub init_binary: Option<&'a Path>,
     /// Capabilities, no-new-privileges, seccomp, `--privileged`.
     pub privileges: &'a Privileges,
+    /// Namespaces joined (`--ipc container:`, `--pid container:`).
+    pub joins: &'a super::namespaces::Joins,
 }
 
 fn allow_dev(kind: &str, major: i64, minor: Option<i64>) -> Value {
@@ -177,20 +179,8 @@ pub fn build(rec: &ContainerRecord, inp: &SpecInputs) -> Value {
         resources["pids"] = json!({"limit": p});
     }
     resource_limits(c, inp.swap_accounting, inp.cgroup_v2, &mut resources);
-    let mut namespaces = vec![
-        json!({"type": "pid"}),
-        json!({"type": "ipc"}),
-        json!({"type": "uts"}),
-        json!({"type": "mount"}),
-    ];
-    if let Some(ns) = inp.netns {
-        namespaces.insert(1, json!({"type": "network", "path": ns}));
-    }
-    if inp.cgroup_v2 {
-        // As docker on cgroup v2: a private cgroup namespace, so the
-        // container sees its own limits at /sys/fs/cgroup.
-        namespaces.push(json!({"type": "cgroup"}));
-    }
+    let namespaces = namespaces(c, inp);
+    ipc_shm(c, inp.joins, &mut mounts);
     let (masked, readonly) = if privs.privileged {
         (json!([]), json!([]))
     } else {
@@ -247,7 +237,8 @@ pub fn build(rec: &ContainerRecord, inp: &SpecInputs) -> Value {
         "ociVersion": "1.0.2",
         "process": process,
         "root": {"path": inp.rootfs, "readonly": c.read_only},
-        "hostname": rec.hostname,
+        // `--uts host`: the host's name, set by no one.
+        "hostname": if c.uts_mode.as_deref() == Some("host") { Value::Null } else { json!(rec.hostname) },
         "mounts": mounts,
         "linux": linux
     })
@@ -351,6 +342,63 @@ pub fn add_devices(spec: &mut Value, devices: Vec<(Value, Value)>) {
             rules.push(rule);
         }
     }
+}
+
+/// The OCI namespaces: new ones, or a path to join; `host` modes leave
+/// theirs out (the process stays in the agent's).
+fn namespaces(c: &berth_protocol::ContainerConfig, inp: &SpecInputs) -> Vec<Value> {
+    let host = |m: &Option<String>| m.as_deref() == Some("host");
+    let mut namespaces = Vec::new();
+    match &inp.joins.pid {
+        Some(path) => namespaces.push(json!({"type": "pid", "path": path})),
+        None if host(&c.pid_mode) => {}
+        None => namespaces.push(json!({"type": "pid"})),
+    }
+    if let Some(ns) = inp.netns {
+        namespaces.push(json!({"type": "network", "path": ns}));
+    }
+    match &inp.joins.ipc {
+        Some(path) => namespaces.push(json!({"type": "ipc", "path": path})),
+        None if host(&c.ipc_mode) => {}
+        None => namespaces.push(json!({"type": "ipc"})),
+    }
+    if !host(&c.uts_mode) {
+        namespaces.push(json!({"type": "uts"}));
+    }
+    namespaces.push(json!({"type": "mount"}));
+    // As docker: a private cgroup namespace on cgroup v2 (the container
+    // sees its own limits at /sys/fs/cgroup), the host's on v1; or as
+    // `--cgroupns` says.
+    let cgroupns = match c.cgroupns_mode.as_deref() {
+        Some("private") => true,
+        Some("host") => false,
+        _ => inp.cgroup_v2,
+    };
+    if cgroupns {
+        namespaces.push(json!({"type": "cgroup"}));
+    }
+    namespaces
+}
+
+/// `/dev/shm` by `--ipc`: none for `none`; the host's for `host`; the
+/// donor's for `container:` (docker's daemon does the same).
+fn ipc_shm(
+    c: &berth_protocol::ContainerConfig,
+    joins: &super::namespaces::Joins,
+    mounts: &mut Vec<Value>,
+) {
+    let shm = mounts.iter().position(|m| m["destination"] == "/dev/shm");
+    let Some(i) = shm else { return };
+    let source = match (c.ipc_mode.as_deref(), &joins.shm) {
+        (_, Some(src)) => src.clone(),
+        (Some("host"), None) => "/dev/shm".into(),
+        (Some("none"), None) => {
+            mounts.remove(i);
+            return;
+        }
+        _ => return,
+    };
+    mounts[i] = json!({"destination": "/dev/shm", "type": "bind", "source": source, "options": ["rbind", "rprivate"]});
 }
 
 #[cfg(test)]

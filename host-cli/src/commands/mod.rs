@@ -19,6 +19,7 @@ pub mod ps;
 pub mod pull;
 pub mod push;
 pub mod run;
+pub mod run_namespaces;
 pub mod run_resources;
 pub mod save;
 pub mod search;

@@ -151,6 +151,21 @@ pub fn pull_for_build(
     pull(&a, Some(connect), !quiet, sink)
 }
 
+/// `run`/`create --pull`: the image into the engine, progress on stderr
+/// (where docker's `run` prints it).
+pub fn pull_for_run(
+    connect: &dyn Fn() -> Result<crate::engine::Engine>,
+    image: &str,
+    platform: Option<String>,
+) -> Result<i32> {
+    let a = PullArgs {
+        platform,
+        quiet: false,
+        image: image.to_string(),
+    };
+    pull(&a, Some(connect), true, Sink::Stderr)
+}
+
 /// Pulls into the host cache and, with `upload`, into the engine.
 fn pull(
     a: &PullArgs,

@@ -28,6 +28,9 @@ pub struct RunArgs {
     /// Proxy received signals to the process (without a tty)
     #[arg(long, default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
     sig_proxy: bool,
+    /// Attach to STDIN, STDOUT or STDERR
+    #[arg(short, long)]
+    attach: Vec<String>,
     #[command(flatten)]
     create: CreateArgs,
 }
@@ -133,6 +136,8 @@ pub struct CreateArgs {
     net: crate::net_flags::NetworkArgs,
     #[command(flatten)]
     health: HealthArgs,
+    #[command(flatten)]
+    ns: crate::commands::run_namespaces::NamespaceArgs,
     /// The image to run
     image: String,
     /// Command and arguments
@@ -244,7 +249,7 @@ impl HealthArgs {
 /// Go's `strconv.ParseInt(s, 0, 64)` (pflag's int flags): a sign, then
 /// `0x`/`0o`/`0b`/`0` prefixes pick the base, `_` may separate digits
 /// after a prefix.
-fn go_parse_int(s: &str) -> Result<i64, &'static str> {
+pub(crate) fn go_parse_int(s: &str) -> Result<i64, &'static str> {
     let (neg, body) = match s.as_bytes().first() {
         Some(b'-') => (true, &s[1..]),
         Some(b'+') => (false, &s[1..]),
@@ -486,6 +491,7 @@ fn config(a: &CreateArgs) -> Result<ContainerConfig, ArgError> {
             "Conflicting options: --restart and --rm".into(),
         ));
     }
+    a.ns.check_log_opts(&a.log_opt)?;
     let mut log_max_size = None;
     let mut log_max_files = None;
     for o in &a.log_opt {
@@ -571,6 +577,7 @@ fn config(a: &CreateArgs) -> Result<ContainerConfig, ArgError> {
     cfg.healthcheck = a.health.config()?;
     a.resources.apply(&mut cfg)?;
     a.net.apply(&mut cfg)?;
+    a.ns.apply(&mut cfg)?;
     Ok(cfg)
 }
 
@@ -717,17 +724,103 @@ pub fn create(iso: Isolation, a: &CreateArgs) -> Result<i32> {
             return Ok(EXIT_ENGINE);
         }
     };
-    match create_container(&mut ctl, cfg, &a.image)? {
+    let mut cid = match open_cidfile(a, "create") {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    // docker's create: the daemon's error as it is, exit 1.
+    let refused = |e: &ClientError| {
+        eprintln!("Error response from daemon: {e}");
+        1
+    };
+    match create_pulling(&mut ctl, cfg, a, &|| connect(iso), &refused, "create")? {
         Ok(id) => {
+            if let Some(code) = write_cidfile(&mut cid, &id) {
+                return Ok(code);
+            }
             println!("{id}");
             Ok(0)
         }
-        Err(e) => {
-            // docker's create: the daemon's error as it is, exit 1.
-            eprintln!("Error response from daemon: {e}");
-            Ok(1)
+        Err(code) => Ok(code),
+    }
+}
+
+/// `--cidfile`: the file made before the create (docker's CLI words and
+/// codes when it exists or cannot be made).
+fn open_cidfile(
+    a: &CreateArgs,
+    verb: &str,
+) -> Result<Option<crate::commands::run_namespaces::CidFile>, i32> {
+    match a.ns.cidfile() {
+        None => Ok(None),
+        Some(p) => crate::commands::run_namespaces::CidFile::create(p)
+            .map(Some)
+            .map_err(|(m, code)| {
+                eprintln!("berth: {m}.\nSee 'berth {verb} --help'.");
+                code
+            }),
+    }
+}
+
+/// Fills the `--cidfile`; `Some(exit code)` when that failed.
+fn write_cidfile(
+    cid: &mut Option<crate::commands::run_namespaces::CidFile>,
+    id: &str,
+) -> Option<i32> {
+    let e = cid.as_mut()?.write(id).err()?;
+    eprintln!("berth: {e}");
+    Some(EXIT_ENGINE)
+}
+
+/// The create with `--pull`: `always` pulls first; `missing` pulls when
+/// the engine has no such image and asks again; `never` (and no flag)
+/// never pulls. A refusal is printed by `refused`, a failed pull as
+/// docker's `run` prints it; the error is the exit code.
+fn create_pulling(
+    ctl: &mut Engine,
+    cfg: ContainerConfig,
+    a: &CreateArgs,
+    connect: &dyn Fn() -> Result<Engine>,
+    refused: &dyn Fn(&ClientError) -> i32,
+    verb: &str,
+) -> Result<Result<String, i32>> {
+    use crate::commands::run_namespaces::PullPolicy;
+    // Both checked in config().
+    let policy = a.ns.pull_policy().unwrap_or(PullPolicy::Unset);
+    let platform = a.ns.platform().ok().flatten();
+    let pull = || -> Option<i32> {
+        match crate::commands::pull::pull_for_run(connect, &a.image, platform.clone()) {
+            Ok(0) => None,
+            Ok(code) => Some(code),
+            Err(e) => {
+                eprintln!(
+                    "berth: Error response from daemon: {}.\nSee 'berth {verb} --help'.",
+                    format!("{e:#}").trim_end_matches('.')
+                );
+                Some(EXIT_ENGINE)
+            }
+        }
+    };
+    if policy == PullPolicy::Always {
+        if let Some(code) = pull() {
+            return Ok(Err(code));
         }
     }
+    let missing_line = policy != PullPolicy::Never;
+    match create_container(ctl, cfg.clone(), &a.image, missing_line)? {
+        Ok(id) => Ok(Ok(id)),
+        Err(e) if policy == PullPolicy::Missing && no_such_image(&e) => {
+            if let Some(code) = pull() {
+                return Ok(Err(code));
+            }
+            Ok(create_container(ctl, cfg, &a.image, false)?.map_err(|e| refused(&e)))
+        }
+        Err(e) => Ok(Err(refused(&e))),
+    }
+}
+
+fn no_such_image(e: &ClientError) -> bool {
+    e.kind() == Some(ErrorKind::NotFound) && e.to_string().starts_with("No such image")
 }
 
 /// Asks the engine for the container; prints its warnings, and docker's
@@ -737,6 +830,7 @@ fn create_container(
     ctl: &mut Engine,
     cfg: ContainerConfig,
     image: &str,
+    missing_line: bool,
 ) -> Result<Result<String, ClientError>> {
     let mut printed = crate::net_flags::warnings(&cfg);
     match ctl.container_create(cfg) {
@@ -753,7 +847,7 @@ fn create_container(
         }
         Err(e @ ClientError::Unexpected(_)) => Err(e.into()),
         Err(e) => {
-            if e.kind() == Some(ErrorKind::NotFound) && e.to_string().starts_with("No such image") {
+            if missing_line && no_such_image(&e) {
                 eprintln!("Unable to find image '{image}' locally");
             }
             Ok(Err(e))
@@ -762,10 +856,22 @@ fn create_container(
 }
 
 pub fn run(iso: Isolation, a: &RunArgs) -> Result<i32> {
+    let streams = match crate::commands::run_namespaces::attach_streams(&a.attach) {
+        Ok(s) => s,
+        Err(e) => return Ok(e.report("run")),
+    };
     let mut cfg = match config(a) {
         Ok(c) => c,
         Err(e) => return Ok(e.report("run")),
     };
+    if let Some([_, out, err]) = streams {
+        if a.detach {
+            eprintln!("Conflicting options: -a and -d");
+            return Ok(1);
+        }
+        DROP_STDOUT.store(!out, std::sync::atomic::Ordering::Relaxed);
+        DROP_STDERR.store(!err, std::sync::atomic::Ordering::Relaxed);
+    }
     if let Err(m) = check_placement(iso, &mut cfg) {
         eprintln!("berth: {m}");
         return Ok(EXIT_ENGINE);
@@ -853,10 +959,17 @@ fn run_with(
             return Ok(EXIT_ENGINE);
         }
     };
-    let id = match create_container(&mut ctl, cfg, &a.image)? {
-        Ok(id) => id,
-        Err(e) => return Ok(fail_create(&e)),
+    let mut cid = match open_cidfile(a, "run") {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
     };
+    let id = match create_pulling(&mut ctl, cfg, a, connect, &fail_create, "run")? {
+        Ok(id) => id,
+        Err(code) => return Ok(code),
+    };
+    if let Some(code) = write_cidfile(&mut cid, &id) {
+        return Ok(code);
+    }
     if a.detach {
         return match ctl.container_start(&id) {
             Ok(()) => {
@@ -902,6 +1015,10 @@ pub fn attach(
     let stream = conn.attach(id, stdin, start, if tty { window_size() } else { None })?;
     relay(stream, stdin, tty)
 }
+
+/// `run -a` without `stdout` / without `stderr`: that stream is not shown.
+static DROP_STDOUT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static DROP_STDERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Set when the user typed the detach keys (ctrl-p ctrl-q).
 static DETACHED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -997,12 +1114,16 @@ fn relay_output(mut stream: UnixStream) -> Result<i32, ClientError> {
     loop {
         match mux::read_frame(&mut stream) {
             Ok(Some((Kind::Stdout, d))) => {
-                out.write_all(&d)?;
-                out.flush()?;
+                if !DROP_STDOUT.load(std::sync::atomic::Ordering::Relaxed) {
+                    out.write_all(&d)?;
+                    out.flush()?;
+                }
             }
             Ok(Some((Kind::Stderr, d))) => {
-                err.write_all(&d)?;
-                err.flush()?;
+                if !DROP_STDERR.load(std::sync::atomic::Ordering::Relaxed) {
+                    err.write_all(&d)?;
+                    err.flush()?;
+                }
             }
             Ok(Some((Kind::Exit, p))) => return Ok(mux::parse_exit(&p).unwrap_or(255)),
             Ok(Some((Kind::Error, p))) => {
