@@ -623,7 +623,7 @@ mod tests {
             ret(RET_ALLOW),
             ret(RET_ERRNO | 1),
         ];
-        let c = count(&[prog.clone()], X86).unwrap();
+        let c = count(std::slice::from_ref(&prog), X86).unwrap();
         assert_eq!(c.allowed, 380);
         let d = |nr| Data {
             nr,
@@ -648,7 +648,7 @@ mod tests {
             ret(RET_ALLOW),
             ret(RET_KILL_PROCESS),
         ];
-        assert_eq!(count(&[prog.clone()], X86).unwrap().allowed, 2);
+        assert_eq!(count(std::slice::from_ref(&prog), X86).unwrap().allowed, 2);
         assert_eq!(count(&[prog], AUDIT_ARCH_AARCH64).unwrap().allowed, 0);
     }
 
