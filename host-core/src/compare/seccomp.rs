@@ -425,16 +425,27 @@ pub fn read_filters(tid: i32) -> Result<Vec<Vec<Insn>>, ReadError> {
         if unsafe { libc::ptrace(PTRACE_INTERRUPT, tid, 0usize, 0usize) } != 0 {
             return Err(sys("ptrace interrupt"));
         }
+        // Polled with a deadline: a task that never stops is reported,
+        // not waited for.
         let mut st = 0;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
             // SAFETY: waitpid writes only to `st`, which lives on our stack.
-            let r = unsafe { libc::waitpid(tid, &mut st, libc::__WALL) };
+            let r = unsafe { libc::waitpid(tid, &mut st, libc::__WALL | libc::WNOHANG) };
             if r == tid {
                 break;
             }
             if r < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
                 return Err(sys("waitpid"));
             }
+            if std::time::Instant::now() > deadline {
+                return Err(ReadError::Sys {
+                    tid,
+                    what: "the task did not stop",
+                    errno: io::Error::from_raw_os_error(libc::ETIMEDOUT),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
         if libc::WIFEXITED(st) || libc::WIFSIGNALED(st) {
             return Err(ReadError::Sys {
@@ -545,6 +556,9 @@ pub fn process_syscalls(pid: i32, all_threads: bool) -> Result<ProcessSyscalls, 
     let mut dependent = vec![false; 1024];
     let mut out = ProcessSyscalls::default();
     for tid in tids {
+        if all_threads && kernel_worker(pid, tid) {
+            continue;
+        }
         let filters = match read_filters(tid) {
             Ok(f) => f,
             // A thread that ended since the listing.
@@ -578,6 +592,25 @@ pub fn process_syscalls(pid: i32, all_threads: bool) -> Result<ProcessSyscalls, 
         .filter(|(u, d)| **u && **d)
         .count() as u32;
     Ok(out)
+}
+
+/// Whether thread `tid` of `pid` is a kernel worker in the process's
+/// thread group (e.g. KVM's `kvm-nx-lpage-recovery`): it runs no user
+/// code and cannot be stopped with ptrace. From the flags of its
+/// /proc stat line (PF_IO_WORKER, PF_USER_WORKER, PF_KTHREAD).
+fn kernel_worker(pid: i32, tid: i32) -> bool {
+    const WORKER: u64 = 0x10 | 0x4000 | 0x0020_0000;
+    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat"))
+        .ok()
+        .and_then(|s| stat_flags(&s))
+        .is_some_and(|f| f & WORKER != 0)
+}
+
+/// The flags field of a /proc stat line (the name in parentheses may
+/// hold spaces and parentheses).
+fn stat_flags(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(6)?.parse().ok()
 }
 
 /// `ESRCH` (the same number on every unix).
@@ -756,6 +789,18 @@ mod tests {
         );
         assert_eq!(validate(&[ld(0)]), Err(NoReturn));
         assert!(count(&[vec![ld(0)]], X86).is_err());
+    }
+
+    #[test]
+    fn kernel_workers_are_told_by_their_flags() {
+        let line = "77 (notify-rs (in) S 1 77 77 0 -1 4210752 0 0";
+        assert_eq!(stat_flags(line), Some(4_210_752));
+        assert_eq!(stat_flags("77 (x) S 1"), None);
+        assert_eq!(stat_flags("garbage"), None);
+        assert!(!kernel_worker(
+            std::process::id() as i32,
+            std::process::id() as i32
+        ));
     }
 
     #[test]
