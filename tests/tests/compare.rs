@@ -60,6 +60,23 @@ fn metric(p: &Value, id: &str) -> f64 {
         .unwrap_or_else(|| panic!("{id} has no value: {m:#}"))
 }
 
+/// A container under the default seccomp profile, on the host's kernel:
+/// its live filter was read and lets through some, not all, system calls.
+fn assert_default_filter(iso: &Value, name: &str) {
+    let c = &iso["syscalls"];
+    let n = |k: &str| {
+        c[k].as_u64()
+            .unwrap_or_else(|| panic!("{name}: {k} in {iso:#}"))
+    };
+    assert!(n("filters") >= 1, "{name}: {c:#}");
+    assert!(n("total") > 300, "{name}: every x86_64/arm64 number: {c:#}");
+    assert!(
+        n("allowed") > 100 && n("allowed") < n("total"),
+        "{name}: the default profile allows most system calls, not all: {c:#}"
+    );
+    assert!(n("arg_dependent") <= n("allowed"), "{name}: {c:#}");
+}
+
 fn host_kernel() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .unwrap()
@@ -158,6 +175,7 @@ fn native_report_validates_and_matches_the_host() {
         "docker's default profile filters syscalls"
     );
     assert_eq!(iso["vmm_seccomp"], Value::Null, "no VMM natively");
+    assert_default_filter(iso, "native");
     for id in [
         "startup_cold_ms",
         "startup_warm_ms",
@@ -203,6 +221,7 @@ fn native_report_validates_and_matches_the_host() {
         );
         assert_eq!(iso["sees_host_boot_id"], true);
         assert_eq!(iso["vmm_seccomp"], Value::Null, "no VMM under docker");
+        assert_default_filter(iso, "docker");
         for id in [
             "startup_cold_ms",
             "startup_warm_ms",
@@ -367,6 +386,8 @@ fn vm_placements_run_their_own_kernel_and_cost_more_memory() {
     let native = placement(&report, "native");
     assert_eq!(native["isolation"]["kernel"], host_kernel().as_str());
     let native_more = metric(native, "memory_additional_mib");
+    let native_allowed = native["isolation"]["syscalls"]["allowed"].as_u64().unwrap();
+    let native_total = native["isolation"]["syscalls"]["total"].as_u64().unwrap();
     // --destructive: the panic is forced in the own VM only, and takes down
     // that VM alone; the other placements say why they were spared.
     let trial = |name: &str| placement(&report, name)["isolation"]["panic_trial"].clone();
@@ -409,6 +430,27 @@ fn vm_placements_run_their_own_kernel_and_cost_more_memory() {
             "a boot id was read: {iso:#}"
         );
         assert_ne!(iso["vmm_seccomp"], Value::Null, "{name} has a VMM: {iso:#}");
+        // The guest's filters are not the host's to read; the VMM's are:
+        // under its per-thread lists it may make far fewer system calls
+        // than a container on the host's kernel.
+        assert_eq!(iso["syscalls"], Value::Null, "{name}: {iso:#}");
+        let v = &iso["vmm_syscalls"];
+        let (allowed, total) = (v["allowed"].as_u64().unwrap(), v["total"].as_u64().unwrap());
+        assert!(
+            allowed > 0 && allowed < native_allowed && total == native_total,
+            "{name}: the VMM's threads may call {allowed}/{total}, a native container {native_allowed}/{native_total}: {iso:#}"
+        );
+        assert!(v["threads"].as_u64().unwrap() >= 2, "{name}: {v:#}");
+        // The exits the VMM's own loop hands to device models.
+        let exits = iso["vmm_exits"].as_array().unwrap();
+        for kind in ["port I/O write", "MMIO write"] {
+            assert!(
+                exits
+                    .iter()
+                    .any(|e| e["kind"] == kind && e["handling"] == "device"),
+                "{name}: {kind} reaches a device: {exits:#?}"
+            );
+        }
         let more = metric(p, "memory_additional_mib");
         assert!(more.is_finite() && more >= 0.0, "{name}: {more}");
         // An own VM per container brings a VMM and a guest kernel each. A

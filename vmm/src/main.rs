@@ -28,7 +28,7 @@ filter (capabilities are still dropped)."
 struct Args {
     /// Guest kernel: an ELF vmlinux or a bzImage. With --restore optional:
     /// when given, it must be the kernel the snapshot's guest booted.
-    #[arg(long, required_unless_present_any = ["restore", "standby"])]
+    #[arg(long, required_unless_present_any = ["restore", "standby", "describe"])]
     kernel: Option<PathBuf>,
     /// Initial ramdisk (cpio).
     #[arg(long)]
@@ -118,6 +118,25 @@ struct Args {
     /// With --standby: exit when no request came within this many seconds.
     #[arg(long = "standby-idle", value_name = "SECS", default_value_t = 600)]
     standby_idle: u64,
+    /// Print, as JSON, the exits a guest can cause in this VMM and what
+    /// its vCPU loop does with each (found by running the loop over one
+    /// exit of every kind), then exit.
+    #[arg(long)]
+    describe: bool,
+}
+
+/// `--describe`: the exit kinds as JSON on stdout; `None` without it.
+fn describe(args: &Args) -> Option<ExitCode> {
+    if !args.describe {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    let exits = berth_vmm::x86_vm::describe_exits();
+    #[cfg(not(target_arch = "x86_64"))]
+    let exits: Vec<()> = Vec::new();
+    let doc = serde_json::json!({ "exits": exits });
+    println!("{doc}");
+    Some(ExitCode::SUCCESS)
 }
 
 /// Opens `--balloon-stats` (before any thread is confined) and hands it to
@@ -192,6 +211,9 @@ fn refuse_shares(args: &Args) -> Result<(), ExitCode> {
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(code) = describe(&args) {
+        return code;
+    }
     berth_log::init(None);
     if let Err(code) = open_balloon_stats(&args) {
         return code;
@@ -447,6 +469,9 @@ fn disks_and_console(
 fn main() -> ExitCode {
     use berth_vmm::arm64_vm::{self, Arm64Exit, Arm64VmConfig};
     let args = Args::parse();
+    if let Some(code) = describe(&args) {
+        return code;
+    }
     berth_log::init(None);
     if let Err(code) = open_balloon_stats(&args) {
         return code;
@@ -513,6 +538,9 @@ fn main() -> ExitCode {
     use berth_vmm::device_manager::DiskConfig;
     use berth_vmm::x86_vm::{self, SerialOutput, VmConfig, X86Exit};
     let args = Args::parse();
+    if let Some(code) = describe(&args) {
+        return code;
+    }
     berth_log::init(None);
     if let Err(code) = open_balloon_stats(&args) {
         return code;
@@ -599,7 +627,10 @@ fn main() -> ExitCode {
     all(windows, target_arch = "x86_64")
 )))]
 fn main() -> ExitCode {
-    let _ = Args::parse();
+    let args = Args::parse();
+    if let Some(code) = describe(&args) {
+        return code;
+    }
     let _ = HostQuirks::none();
     let _ = parse_disk;
     let _ = open_balloon_stats;

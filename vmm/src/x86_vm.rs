@@ -555,6 +555,199 @@ pub(crate) fn exit_loop(
     }
 }
 
+/// One kind of exit the guest can cause in the VMM: an exit of the
+/// hypervisor seam ([`VcpuExit`]) and what [`exit_loop`] does with it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ExitKind {
+    /// The exit, in a few words.
+    pub kind: &'static str,
+    /// What the loop did with it: `device` (handed to a device on the
+    /// I/O-port or MMIO bus, then the vCPU runs again), `resume` (the vCPU
+    /// runs again), `end` (the VM ends) or `fail` (the VM ends as failed).
+    pub handling: &'static str,
+    /// The bus, for `device`: `io` or `mmio`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bus: Option<&'static str>,
+}
+
+/// The name of an exit; exhaustive, so a new kind of exit must be named
+/// (and then probed by [`describe_exits`]).
+fn exit_name(e: &VcpuExit<'_>) -> &'static str {
+    match e {
+        VcpuExit::IoIn { .. } => "port I/O read",
+        VcpuExit::IoOut { .. } => "port I/O write",
+        VcpuExit::MmioRead { .. } => "MMIO read",
+        VcpuExit::MmioWrite { .. } => "MMIO write",
+        VcpuExit::Hlt => "HLT",
+        VcpuExit::Shutdown => "shutdown",
+        VcpuExit::Reset => "reset",
+        VcpuExit::Interrupted => "interrupted (signal)",
+        VcpuExit::InternalError { .. } => "hypervisor internal error",
+        VcpuExit::Other(_) => "other hypervisor exit",
+    }
+}
+
+/// The exit kinds of the seam, one of each, as [`describe_exits`] feeds
+/// them to the loop.
+#[derive(Clone, Copy)]
+enum ProbeExit {
+    IoIn,
+    IoOut,
+    MmioRead,
+    MmioWrite,
+    Hlt,
+    Shutdown,
+    Reset,
+    Interrupted,
+    InternalError,
+    Other,
+}
+
+const PROBE_EXITS: [ProbeExit; 10] = [
+    ProbeExit::IoIn,
+    ProbeExit::IoOut,
+    ProbeExit::MmioRead,
+    ProbeExit::MmioWrite,
+    ProbeExit::Hlt,
+    ProbeExit::Shutdown,
+    ProbeExit::Reset,
+    ProbeExit::Interrupted,
+    ProbeExit::InternalError,
+    ProbeExit::Other,
+];
+
+/// A vCPU that returns one exit, then fails the next run (which ends the
+/// loop: the exit was not the VM's end).
+struct ProbeVcpu {
+    exit: Option<ProbeExit>,
+    buf: [u8; 4],
+    name: &'static str,
+}
+
+/// Port and address the probe's exits access (a device is there).
+const PROBE_PORT: u16 = 0x3f8;
+const PROBE_MMIO: u64 = 0xd000_0000;
+
+impl Vcpu for ProbeVcpu {
+    fn index(&self) -> u8 {
+        0
+    }
+    fn configure_x86(&mut self, _: &VcpuSetup) -> crate::hypervisor::Result<()> {
+        Ok(())
+    }
+    fn run(&mut self) -> crate::hypervisor::Result<VcpuExit<'_>> {
+        let Some(exit) = self.exit.take() else {
+            return Err(HypervisorError::call(
+                "probe",
+                std::io::Error::other("ran again"),
+            ));
+        };
+        let e = match exit {
+            ProbeExit::IoIn => VcpuExit::IoIn {
+                port: PROBE_PORT,
+                data: &mut self.buf[..1],
+            },
+            ProbeExit::IoOut => VcpuExit::IoOut {
+                port: PROBE_PORT,
+                data: &self.buf[..1],
+            },
+            ProbeExit::MmioRead => VcpuExit::MmioRead {
+                addr: PROBE_MMIO,
+                data: &mut self.buf,
+            },
+            ProbeExit::MmioWrite => VcpuExit::MmioWrite {
+                addr: PROBE_MMIO,
+                data: &self.buf,
+            },
+            ProbeExit::Hlt => VcpuExit::Hlt,
+            ProbeExit::Shutdown => VcpuExit::Shutdown,
+            ProbeExit::Reset => VcpuExit::Reset,
+            ProbeExit::Interrupted => VcpuExit::Interrupted,
+            ProbeExit::InternalError => VcpuExit::InternalError {
+                suberror: 1,
+                data: Vec::new(),
+            },
+            ProbeExit::Other => VcpuExit::Other("probe".into()),
+        };
+        self.name = exit_name(&e);
+        Ok(e)
+    }
+    fn describe_failure(&mut self, _: &GuestMemoryMmap) -> String {
+        String::new()
+    }
+}
+
+/// Counts the accesses that reach it.
+struct ProbeDevice(Arc<std::sync::atomic::AtomicUsize>);
+
+impl crate::devices::BusDevice for ProbeDevice {
+    fn read(&mut self, _: u64, _: &mut [u8]) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn write(&mut self, _: u64, _: &[u8]) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The exits the guest can cause in this VMM and what its vCPU loop does
+/// with each: found by running [`exit_loop`] itself over one exit of
+/// every kind the hypervisor seam has (`berth-vmm --describe`).
+pub fn describe_exits() -> Vec<ExitKind> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let Ok(mem) = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 4096)]) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for exit in PROBE_EXITS {
+        let (io_hits, mmio_hits) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let mut io = Bus::new();
+        let mut mmio = Bus::new();
+        if io
+            .insert(
+                u64::from(PROBE_PORT),
+                8,
+                Arc::new(Mutex::new(ProbeDevice(io_hits.clone()))),
+            )
+            .and_then(|()| {
+                mmio.insert(
+                    PROBE_MMIO,
+                    0x1000,
+                    Arc::new(Mutex::new(ProbeDevice(mmio_hits.clone()))),
+                )
+            })
+            .is_err()
+        {
+            return Vec::new();
+        }
+        let mut vcpu = ProbeVcpu {
+            exit: Some(exit),
+            buf: [0; 4],
+            name: "",
+        };
+        let ended = exit_loop(&mut vcpu, &io, &mmio, &mem, &mut |_| true);
+        let ran_again = vcpu.exit.is_none()
+            && matches!(&ended, Some(VmExitReason::Failed(m)) if m.contains("ran again"));
+        let (handling, bus) = if io_hits.load(Ordering::SeqCst) > 0 {
+            ("device", Some("io"))
+        } else if mmio_hits.load(Ordering::SeqCst) > 0 {
+            ("device", Some("mmio"))
+        } else if ran_again {
+            ("resume", None)
+        } else {
+            match ended {
+                Some(VmExitReason::Failed(_)) => ("fail", None),
+                _ => ("end", None),
+            }
+        };
+        out.push(ExitKind {
+            kind: vcpu.name,
+            handling,
+            bus,
+        });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -749,6 +942,28 @@ mod tests {
 
     fn mem() -> GuestMemoryMmap {
         GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap()
+    }
+
+    #[test]
+    fn describe_exits_runs_the_loop_over_every_kind() {
+        let d = describe_exits();
+        let got: Vec<(&str, &str, Option<&str>)> =
+            d.iter().map(|e| (e.kind, e.handling, e.bus)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("port I/O read", "device", Some("io")),
+                ("port I/O write", "device", Some("io")),
+                ("MMIO read", "device", Some("mmio")),
+                ("MMIO write", "device", Some("mmio")),
+                ("HLT", "end", None),
+                ("shutdown", "end", None),
+                ("reset", "end", None),
+                ("interrupted (signal)", "resume", None),
+                ("hypervisor internal error", "fail", None),
+                ("other hypervisor exit", "fail", None),
+            ]
+        );
     }
 
     #[test]

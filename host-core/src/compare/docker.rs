@@ -305,14 +305,20 @@ impl Docker {
     /// The host process behind container `id`: the parent of its first
     /// process (the containerd shim).
     pub fn shim_pid(&self, id: &str) -> Option<i32> {
-        let pid: i32 = self
-            .ok(&["inspect", "--format", "{{.State.Pid}}", id])
+        let pid = self.container_pid(id)?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        super::probe::parent_of(&stat).filter(|&p| p > 1)
+    }
+
+    /// The host PID of container `id`'s first process (docker inspect's
+    /// State.Pid; none when it does not run here).
+    pub fn container_pid(&self, id: &str) -> Option<i32> {
+        self.ok(&["inspect", "--format", "{{.State.Pid}}", id])
             .ok()?
             .trim()
             .parse()
-            .ok()?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        super::probe::parent_of(&stat).filter(|&p| p > 1)
+            .ok()
+            .filter(|&p: &i32| p > 0)
     }
 
     /// The daemon's PID, when it is on a local socket (SO_PEERCRED).

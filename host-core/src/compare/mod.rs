@@ -15,6 +15,7 @@ pub mod docker;
 pub mod probe;
 pub mod report;
 pub mod results;
+pub mod seccomp;
 #[cfg(unix)]
 pub mod target;
 #[cfg(unix)]

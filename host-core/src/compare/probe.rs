@@ -230,6 +230,24 @@ pub struct Isolation {
     /// Whether the VMM behind the placement runs under seccomp (from the
     /// host's /proc/PID/status of the VMM; None without a VMM).
     pub vmm_seccomp: Option<bool>,
+    /// The system calls the container's seccomp filters let through to
+    /// the host kernel: its process's live filters, read from the host
+    /// and run over every system call number (native, docker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syscalls: Option<super::seccomp::SyscallCount>,
+    /// The system calls the VMM's threads may make on the host kernel
+    /// (the union over its threads' live filters; shared, vm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmm_syscalls: Option<super::seccomp::ProcessSyscalls>,
+    /// The exits the guest can cause in the VMM and what its vCPU loop
+    /// does with each, as the running VMM's binary describes them
+    /// (`berth-vmm --describe`; shared, vm).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vmm_exits: Vec<VmmExit>,
+    /// Why `syscalls` / `vmm_syscalls` / `vmm_exits` are missing, when
+    /// they are.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub syscalls_notes: Vec<String>,
     /// `--destructive`: what a guest-kernel panic took down (None when
     /// not asked for).
     #[serde(default)]
@@ -345,9 +363,87 @@ impl Isolation {
             shared_namespaces,
             cgroup_limits,
             vmm_seccomp: None,
+            syscalls: None,
+            vmm_syscalls: None,
+            syscalls_notes: Vec::new(),
+            vmm_exits: Vec::new(),
             panic_trial: None,
         }
     }
+}
+
+/// One kind of exit the guest can cause in the VMM (`berth-vmm
+/// --describe`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmmExit {
+    /// The exit, in a few words (`port I/O read`, `MMIO write`, `HLT`...).
+    pub kind: String,
+    /// `device` (handed to a device model on a bus), `resume`, `end` (the
+    /// VM ends) or `fail` (the VM ends as failed).
+    pub handling: String,
+    /// For `device`: `io` or `mmio`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bus: Option<String>,
+}
+
+/// Parses `berth-vmm --describe`'s JSON: at most 32 exits, known
+/// handlings only, short printable names.
+pub fn parse_vmm_describe(data: &[u8]) -> Vec<VmmExit> {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return Vec::new();
+    };
+    let Some(exits) = v.get("exits").and_then(|e| e.as_array()) else {
+        return Vec::new();
+    };
+    let text = |v: Option<&serde_json::Value>| -> Option<String> {
+        let s = v?.as_str()?;
+        (!s.is_empty() && s.len() <= 64 && s.chars().all(|c| !c.is_control()))
+            .then(|| s.to_string())
+    };
+    exits
+        .iter()
+        .take(32)
+        .filter_map(|e| {
+            let handling = text(e.get("handling"))?;
+            if !["device", "resume", "end", "fail"].contains(&handling.as_str()) {
+                return None;
+            }
+            let bus = text(e.get("bus")).filter(|b| b == "io" || b == "mmio");
+            Some(VmmExit {
+                kind: text(e.get("kind"))?,
+                handling,
+                bus,
+            })
+        })
+        .collect()
+}
+
+/// The exits of the VMM running as `pid`, from its own binary
+/// (`/proc/PID/exe --describe`).
+#[cfg(target_os = "linux")]
+pub fn vmm_exits(pid: i32) -> Result<Vec<VmmExit>, String> {
+    let out = std::process::Command::new(format!("/proc/{pid}/exe"))
+        .arg("--describe")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("running the VMM's binary: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "the VMM's binary does not describe its exits ({})",
+            out.status
+        ));
+    }
+    let exits = parse_vmm_describe(&out.stdout[..out.stdout.len().min(64 * 1024)]);
+    if exits.is_empty() {
+        return Err("the VMM described no exits".into());
+    }
+    Ok(exits)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn vmm_exits(_pid: i32) -> Result<Vec<VmmExit>, String> {
+    Err("not read off Linux".into())
 }
 
 /// Whether `/proc/<pid>/status` shows a seccomp filter on that process.
@@ -421,6 +517,35 @@ mod tests {
         // No boot id at all is not the host's.
         let m = parse("kernel=6.1.0-host\n");
         assert!(!Isolation::from_probe(&m, &host()).sees_host_boot_id);
+    }
+
+    #[test]
+    fn vmm_describe_is_parsed_defensively() {
+        let good = br#"{"exits":[{"kind":"port I/O read","handling":"device","bus":"io"},{"kind":"HLT","handling":"end"}]}"#;
+        let e = parse_vmm_describe(good);
+        assert_eq!(e.len(), 2);
+        assert_eq!(e[0].bus.as_deref(), Some("io"));
+        assert_eq!(e[1].handling, "end");
+        assert!(parse_vmm_describe(b"").is_empty());
+        assert!(parse_vmm_describe(b"[1]").is_empty());
+        assert!(parse_vmm_describe(br#"{"exits":"x"}"#).is_empty());
+        let long = "k".repeat(65);
+        let hostile = serde_json::json!({"exits": [
+            {"kind": "a", "handling": "explode"},
+            {"kind": long, "handling": "end"},
+            {"kind": "a\u{1b}", "handling": "end"},
+            {"kind": 7, "handling": "end"},
+            {"kind": "b", "handling": "device", "bus": "pci"},
+        ]})
+        .to_string();
+        let e = parse_vmm_describe(hostile.as_bytes());
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].bus, None, "an unknown bus is dropped");
+        let many = format!(
+            r#"{{"exits":[{}]}}"#,
+            vec![r#"{"kind":"a","handling":"end"}"#; 100].join(",")
+        );
+        assert_eq!(parse_vmm_describe(many.as_bytes()).len(), 32);
     }
 
     #[test]

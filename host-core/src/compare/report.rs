@@ -500,7 +500,7 @@ type IsoRow = (
 );
 
 /// The isolation rows: label, what it means, and the cell.
-const ISOLATION_ROWS: [IsoRow; 10] = [
+const ISOLATION_ROWS: [IsoRow; 12] = [
     (
         ("kernel", "whose kernel the container's system calls reach: a bug there is the host's problem, or only this VM's"),
         |i, _| {
@@ -537,6 +537,10 @@ const ISOLATION_ROWS: [IsoRow; 10] = [
         },
     ),
     (
+        ("syscalls allowed", "system call numbers the live seccomp filters let through to the host's kernel, of all the arch has: the container's own on the host's kernel, the VMM's threads' (their union) behind a VM"),
+        |i, _| syscalls_cell(i),
+    ),
+    (
         ("capabilities", "effective capabilities in that kernel (docker's default set is 14)"),
         |i, _| format!("{} ({})", i.capabilities, i.cap_eff),
     ),
@@ -564,6 +568,10 @@ const ISOLATION_ROWS: [IsoRow; 10] = [
         },
     ),
     (
+        ("VMM exits", "the exits the guest can cause in the host-side VMM, as the running VMM's binary reports them (berth-vmm --describe): those handed to its device models are its attack surface"),
+        |i, _| exits_cell(i),
+    ),
+    (
         ("guest kernel panic", "--destructive: a panic forced from a privileged container, with a witness container in another VM; what it took down"),
         |i, _| match &i.panic_trial {
             None => "not run (needs --destructive)".into(),
@@ -582,6 +590,73 @@ const ISOLATION_ROWS: [IsoRow; 10] = [
         },
     ),
 ];
+
+/// The `VMM exits` cell: the exits grouped by what the VMM does.
+fn exits_cell(i: &Isolation) -> String {
+    if i.vmm_exits.is_empty() {
+        return match i.vmm_seccomp {
+            None => "no VMM".into(),
+            Some(_) => match i.syscalls_notes.iter().find(|n| n.contains("exits")) {
+                Some(n) => format!("not read: {n}"),
+                None => "not read".into(),
+            },
+        };
+    }
+    let mut parts = Vec::new();
+    for (h, label) in [
+        ("device", "to devices"),
+        ("end", "end the VM"),
+        ("fail", "fail the VM"),
+        ("resume", "resume"),
+    ] {
+        let kinds: Vec<&str> = i
+            .vmm_exits
+            .iter()
+            .filter(|e| e.handling == h)
+            .map(|e| e.kind.as_str())
+            .collect();
+        if !kinds.is_empty() {
+            parts.push(format!("{label}: {}", kinds.join(", ")));
+        }
+    }
+    parts.join("; ")
+}
+
+/// The `syscalls allowed` cell.
+fn syscalls_cell(i: &Isolation) -> String {
+    let by_args = |n: u32| {
+        if n > 0 {
+            format!(" ({n} by arguments)")
+        } else {
+            String::new()
+        }
+    };
+    if let Some(c) = &i.syscalls {
+        return if c.filters == 0 {
+            format!("all {} (no filter)", c.total)
+        } else {
+            format!("{} / {}{}", c.allowed, c.total, by_args(c.arg_dependent))
+        };
+    }
+    if let Some(v) = &i.vmm_syscalls {
+        let c = &v.count;
+        return if c.filters == 0 {
+            format!("VMM: all {} (no filter)", c.total)
+        } else {
+            format!(
+                "VMM: {} / {}{} over {} threads",
+                c.allowed,
+                c.total,
+                by_args(c.arg_dependent),
+                v.threads
+            )
+        };
+    }
+    match i.syscalls_notes.iter().find(|n| !n.contains("exits")) {
+        Some(n) => format!("not read: {n}"),
+        None => "not read".into(),
+    }
+}
 
 fn yes_no(b: bool) -> &'static str {
     if b {

@@ -34,6 +34,10 @@ pub struct Target {
 pub struct Running {
     pub id: String,
     vm: Option<OwnVm>,
+    /// An own VM's published ports, forwarded from the host as `berth run
+    /// --isolation vm -p` does; closed before the VM goes (in a mutex
+    /// only so that threads may share a `&Running`).
+    forwarding: Option<std::sync::Mutex<crate::port_forward::RunForwarding>>,
 }
 
 impl Target {
@@ -136,6 +140,16 @@ impl Target {
         }
     }
 
+    /// The host PID of `running`'s first process, where it runs on the
+    /// host's kernel (native, docker).
+    pub fn container_pid(&self, running: &Running) -> Option<i32> {
+        match self.kind {
+            PlacementKind::Native => self.engine().ok()?.container_inspect(&running.id).ok()?.pid,
+            PlacementKind::Docker => self.docker.as_ref()?.container_pid(&running.id),
+            PlacementKind::Shared | PlacementKind::Vm => None,
+        }
+    }
+
     fn config(&self, cmd: &[&str]) -> ContainerConfig {
         ContainerConfig {
             image: self.image.clone(),
@@ -201,7 +215,11 @@ impl Target {
     pub fn start_idle(&self) -> Result<Running> {
         if let Some(d) = &self.docker {
             let id = d.start_idle(&self.image, None)?;
-            return Ok(Running { id, vm: None });
+            return Ok(Running {
+                id,
+                vm: None,
+                forwarding: None,
+            });
         }
         self.start_idle_with(self.config(&["sleep", "2147483647"]))
     }
@@ -213,7 +231,11 @@ impl Target {
     pub fn start_idle_bound(&self, dir: &Path) -> Result<Running> {
         if let Some(d) = &self.docker {
             let id = d.start_idle(&self.image, Some(dir))?;
-            return Ok(Running { id, vm: None });
+            return Ok(Running {
+                id,
+                vm: None,
+                forwarding: None,
+            });
         }
         let mut cfg = self.config(&["sleep", "2147483647"]);
         cfg.mounts.push(MountSpec::new(
@@ -230,17 +252,44 @@ impl Target {
     pub fn start_net(&self) -> Result<(Running, u16)> {
         if let Some(d) = &self.docker {
             let (id, port) = d.start_net(&self.image)?;
-            return Ok((Running { id, vm: None }, port));
+            return Ok((
+                Running {
+                    id,
+                    vm: None,
+                    forwarding: None,
+                },
+                port,
+            ));
         }
         let mut cfg = self.config(&["sleep", "2147483647"]);
         cfg.network_mode = None;
-        cfg.ports.push(berth_protocol::PortBinding {
+        let binding = berth_protocol::PortBinding {
             host_ip: "127.0.0.1".into(),
             host_port: 0,
             host_port_end: 0,
             container_port: NET_PORT,
             proto: Default::default(),
-        });
+        };
+        if self.kind == PlacementKind::Vm {
+            // As `berth run --isolation vm -p`: the host port is bound
+            // here and forwarded to the guest's loopback, where the agent
+            // publishes it.
+            let ports = crate::port_forward::RunPorts::bind(std::slice::from_ref(&binding))
+                .map_err(|e| anyhow!("binding the host port: {e}"))?;
+            let port = ports
+                .host_addrs()
+                .first()
+                .map(|(_, a)| a.port())
+                .ok_or_else(|| anyhow!("no host port was bound"))?;
+            cfg.ports = ports.guest_bindings().to_vec();
+            let mut r = self.start_idle_with(cfg)?;
+            let Some(vm) = &r.vm else {
+                bail!("the container has no VM");
+            };
+            r.forwarding = Some(std::sync::Mutex::new(ports.serve(&vm.endpoint())));
+            return Ok((r, port));
+        }
+        cfg.ports.push(binding);
         let r = self.start_idle_with(cfg)?;
         let port = self
             .connect_to(&r)
@@ -274,7 +323,11 @@ impl Target {
             let _ = ctl.container_remove(&id, true, false);
             return Err(e.into());
         }
-        Ok(Running { id, vm })
+        Ok(Running {
+            id,
+            vm,
+            forwarding: None,
+        })
     }
 
     fn connect_to(&self, r: &Running) -> Result<Engine> {
@@ -375,6 +428,7 @@ impl Target {
         let res = self
             .connect_to(&r)
             .and_then(|mut c| Ok(c.container_remove(&r.id, true, false)?));
+        drop(r.forwarding);
         drop(r.vm);
         res
     }

@@ -117,6 +117,8 @@ fn measure(
         Ok(r) if r.stdout.contains("probe=done") => {
             let mut iso = Isolation::from_probe(&probe::parse(&r.stdout), host);
             iso.vmm_seccomp = target.vmm_pid(&idle).and_then(probe::process_seccomp);
+            progress.step(kind, "reading seccomp filters");
+            read_syscalls(&target, &idle, &mut iso);
             if opts.destructive {
                 progress.step(kind, "forcing a guest-kernel panic (--destructive)");
                 iso.panic_trial = Some(match kind {
@@ -192,6 +194,48 @@ fn measure(
         }
     }
     rep
+}
+
+/// Fills the system call counts: the container's own filters where it
+/// runs on the host's kernel, the VMM's threads' where a VMM stands
+/// between it and the host; each missing count says why.
+fn read_syscalls(target: &Target, idle: &Running, iso: &mut Isolation) {
+    use super::seccomp;
+    match target.kind {
+        PlacementKind::Native | PlacementKind::Docker => match target.container_pid(idle) {
+            Some(pid) => match seccomp::process_syscalls(pid, false) {
+                Ok(p) => iso.syscalls = Some(p.count),
+                Err(e) => iso
+                    .syscalls_notes
+                    .push(format!("the container's filter: {e}")),
+            },
+            None => iso
+                .syscalls_notes
+                .push("the container's filter: its host PID is not known".into()),
+        },
+        PlacementKind::Shared | PlacementKind::Vm => {
+            iso.syscalls_notes.push(
+                "the container's filter is in the guest's kernel, which the host cannot read; \
+                 the host's kernel is reached only through the VMM"
+                    .into(),
+            );
+            match target.vmm_pid(idle) {
+                Some(pid) => {
+                    match seccomp::process_syscalls(pid, true) {
+                        Ok(p) => iso.vmm_syscalls = Some(p),
+                        Err(e) => iso.syscalls_notes.push(format!("the VMM's filters: {e}")),
+                    }
+                    match probe::vmm_exits(pid) {
+                        Ok(e) => iso.vmm_exits = e,
+                        Err(e) => iso.syscalls_notes.push(format!("the VMM's exits: {e}")),
+                    }
+                }
+                None => iso
+                    .syscalls_notes
+                    .push("the VMM's filters: its PID is not known".into()),
+            }
+        }
+    }
 }
 
 /// Checks that [`BIND_TARGET`] in `r` is host folder `dir`: a file the
