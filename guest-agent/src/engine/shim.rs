@@ -223,14 +223,16 @@ pub fn run(root: &Path, id: &str, wait_attach: bool) -> i32 {
 
 /// Tears down what a run set up; removes the container when asked to.
 fn cleanup(engine: &Engine, rec: &ContainerRecord, paths: &ContainerPaths) {
-    teardown(engine, rec, paths, false, &mut Phases::new(&rec.id));
+    let left = teardown(engine, rec, paths, false, &mut Phases::new(&rec.id));
+    net::container::disconnected(engine, rec, &left);
     if rec.config.auto_remove && engine.containers.remove_files(&rec.id).is_ok() {
         engine.containers.remove_anonymous_volumes(rec);
     }
 }
 
 /// Unmounts and deletes what a run set up (runtime state, rootfs mount,
-/// network namespace, sockets).
+/// network namespace, sockets). Returns the networks the container left,
+/// whose `disconnect` events the caller logs (after `die`, as docker).
 ///
 /// `exited`: the container's init is known to have exited, so its cgroups
 /// can be removed without libcontainer (see [`super::cgroup`]).
@@ -240,7 +242,7 @@ fn teardown(
     paths: &ContainerPaths,
     exited: bool,
     phases: &mut Phases,
-) {
+) -> Vec<(String, String)> {
     let runtime = engine.layout().runtime().join(&rec.id);
     if runtime.exists() {
         let fast = exited && super::cgroup::remove(&format!("/berth/{}", rec.id)).is_ok();
@@ -255,7 +257,7 @@ fn teardown(
     let _ = nix::mount::umount2(&paths.rootfs, nix::mount::MntFlags::MNT_DETACH);
     super::namespaces::unmount_shm(&paths.dir);
     phases.mark("umount");
-    net::container::teardown(engine, rec);
+    let left = net::container::teardown(engine, rec);
     phases.mark("net");
     netns::remove(&paths.netns);
     phases.mark("netns");
@@ -263,6 +265,7 @@ fn teardown(
     let _ = std::fs::remove_file(engine.layout().console_socket(&rec.id));
     let _ = std::fs::remove_file(paths.dir.join(super::files::PAUSED));
     super::share_watch::unregister(engine.layout().root(), &rec.id);
+    left
 }
 
 fn etc_files(
@@ -564,7 +567,7 @@ fn start(
     // never meet a half-cleaned container. With --rm it is removed before
     // attached clients hear the exit code.
     let mut phases = Phases::new(&rec.id);
-    teardown(engine, rec, paths, true, &mut phases);
+    let left = teardown(engine, rec, paths, true, &mut phases);
     // Before exit.json: whoever sees the container stopped finds its `die`.
     super::events::container(
         layout.root(),
@@ -572,6 +575,7 @@ fn start(
         "die",
         &[("exitCode", code.0.to_string())],
     );
+    net::container::disconnected(engine, rec, &left);
     let _ = write_json_atomic_unsynced(
         &paths.dir.join(super::files::EXIT_STATE),
         &ExitState {

@@ -258,23 +258,28 @@ pub fn activate(engine: &Engine, rec: &ContainerRecord, p: Prepared) {
 }
 
 /// Frees the container's addresses and ports (the namespace goes with
-/// the shim's teardown, and its veth ends with it).
-pub fn teardown(engine: &Engine, rec: &ContainerRecord) {
+/// the shim's teardown, and its veth ends with it). Returns the networks
+/// it left, `(id, name)`, for [`disconnected`].
+pub fn teardown(engine: &Engine, rec: &ContainerRecord) -> Vec<(String, String)> {
     let dir = engine.layout().container(&rec.id);
+    let mut left = Vec::new();
     if let Ok(Some(rt)) = crate::layout::read_json::<RuntimeNet>(&dir.join(RUNTIME_FILE)) {
-        for e in &rt.endpoints {
+        for e in rt.endpoints {
             let _ = link::detach_veth(&e.veth);
-            crate::events::network_endpoint(
-                engine.layout().root(),
-                &e.info.network_id,
-                &e.info.network_name,
-                &rec.id,
-                "disconnect",
-            );
+            left.push((e.info.network_id, e.info.network_name));
         }
     }
     let _ = std::fs::remove_file(dir.join(PORTS_FILE));
     let _ = std::fs::remove_file(dir.join(RUNTIME_FILE));
+    left
+}
+
+/// Logs `network disconnect` for each network [`teardown`] left: docker
+/// logs them after the container's `die`.
+pub fn disconnected(engine: &Engine, rec: &ContainerRecord, left: &[(String, String)]) {
+    for (id, name) in left {
+        crate::events::network_endpoint(engine.layout().root(), id, name, &rec.id, "disconnect");
+    }
 }
 
 /// `/etc/hosts` for the container.
