@@ -155,11 +155,19 @@ fn ipc_modes_share_or_separate_the_namespace() {
             "donor",
             "--ipc",
             "shareable",
+            "--shm-size",
+            "32m",
             DEFAULT_IMAGE,
             "sleep",
             "300",
         ],
     );
+    // Its own /dev/shm, of the size asked for.
+    let df = b
+        .run(&["exec", "donor", "df", "-k", "/dev/shm"])
+        .ok()
+        .stdout;
+    assert!(df.contains(" 32768 "), "{df}");
     let donor_ns = b
         .run(&["exec", "donor", "readlink", "/proc/self/ns/ipc"])
         .ok()

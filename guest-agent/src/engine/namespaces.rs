@@ -155,9 +155,10 @@ pub fn joins(
 }
 
 /// A `shareable` container's `/dev/shm`: a tmpfs mounted on the engine's
-/// side (docker's size and flags), so that the containers joining its IPC
-/// namespace bind the same one. A stale one from an earlier run goes first.
-pub fn mount_shm(dir: &Path) -> std::io::Result<()> {
+/// side (docker's flags; `--shm-size` bytes, else docker's 64 MiB), so that
+/// the containers joining its IPC namespace bind the same one. A stale one
+/// from an earlier run goes first.
+pub fn mount_shm(dir: &Path, size: Option<i64>) -> std::io::Result<()> {
     use nix::mount::{mount, umount2, MntFlags, MsFlags};
     let shm = dir.join(SHM_DIR);
     let _ = umount2(&shm, MntFlags::MNT_DETACH);
@@ -167,7 +168,13 @@ pub fn mount_shm(dir: &Path) -> std::io::Result<()> {
         &shm,
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some("mode=1777,size=65536k"),
+        Some(
+            format!(
+                "mode=1777,size={}",
+                size.filter(|s| *s > 0).unwrap_or(64 << 20)
+            )
+            .as_str(),
+        ),
     )?;
     Ok(())
 }

@@ -381,7 +381,8 @@ fn start(
     let joins = super::namespaces::joins(&engine.containers, &rec.id, &rec.config)
         .map_err(StartError::engine)?;
     if rec.config.ipc_mode.as_deref() == Some("shareable") {
-        super::namespaces::mount_shm(&paths.dir).map_err(Error::failed("mounting /dev/shm"))?;
+        super::namespaces::mount_shm(&paths.dir, rec.config.shm_size)
+            .map_err(Error::failed("mounting /dev/shm"))?;
     }
     let mut spec_json = spec::build(
         rec,
