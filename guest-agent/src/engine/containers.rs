@@ -757,11 +757,22 @@ fn summary_of(r: &ContainerRecord, snap: &Snapshot) -> ContainerSummary {
     }
 }
 
-pub fn restart_count(dir: &Path) -> u32 {
-    std::fs::read_to_string(dir.join(super::files::RESTARTS))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
+impl super::namespaces::Donors for ContainerStore {
+    fn donor(&self, key: &str) -> Result<(String, Option<String>), Error> {
+        let r = self.resolve(key)?;
+        Ok((r.id, r.config.ipc_mode))
+    }
+
+    fn running_pid(&self, id: &str) -> Option<i32> {
+        let (status, run, _) = self.status(id);
+        matches!(status, ContainerStatus::Running | ContainerStatus::Paused)
+            .then_some(run.map(|r| r.pid))
+            .flatten()
+    }
+
+    fn dir(&self, id: &str) -> std::path::PathBuf {
+        self.layout().container(id)
+    }
 }
 
 pub(super) fn shim_alive(pid: i32) -> bool {

@@ -80,3 +80,11 @@ impl ContainerPaths {
         self.dir.join(EXIT_STATE)
     }
 }
+
+/// The `restarts` count in a container directory (0 when missing).
+pub fn restart_count(dir: &std::path::Path) -> u32 {
+    std::fs::read_to_string(dir.join(RESTARTS))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}

@@ -5,10 +5,22 @@
 //! `host` means the namespaces of the agent: the host's natively, the
 //! machine VM's (or the own VM's) elsewhere.
 
-use super::containers::ContainerStore;
 use super::error::{Error, Object};
-use berth_protocol::{ContainerConfig, ContainerStatus};
+use berth_protocol::ContainerConfig;
 use std::path::{Path, PathBuf};
+
+/// What this module needs to know of the other containers a mode names
+/// (the engine's container store gives it; a trait keeps this module
+/// below the store).
+pub trait Donors {
+    /// The full id of container `key` (a name, an id or its prefix) and
+    /// its `--ipc` mode.
+    fn donor(&self, key: &str) -> Result<(String, Option<String>), Error>;
+    /// The pid of container `id`'s process while it runs (or is paused).
+    fn running_pid(&self, id: &str) -> Option<i32>;
+    /// Container `id`'s directory.
+    fn dir(&self, id: &str) -> PathBuf;
+}
 
 /// Where a `shareable` container's `/dev/shm` lives, in its directory.
 const SHM_DIR: &str = "shm";
@@ -60,7 +72,7 @@ pub fn validate(cfg: &ContainerConfig) -> Result<(), Error> {
 
 /// `container:NAME` modes with NAME as the other container's full ID (as
 /// docker's inspect shows them); an unknown NAME is docker's error.
-pub fn resolve(containers: &ContainerStore, cfg: &mut ContainerConfig) -> Result<(), Error> {
+pub fn resolve(containers: &impl Donors, cfg: &mut ContainerConfig) -> Result<(), Error> {
     if let Some(name) = cfg
         .ipc_mode
         .as_deref()
@@ -71,7 +83,7 @@ pub fn resolve(containers: &ContainerStore, cfg: &mut ContainerConfig) -> Result
                 "can't join IPC of container : invalid name or ID supplied: \"\"",
             ));
         }
-        let id = containers.resolve(name)?.id;
+        let id = containers.donor(name)?.0;
         cfg.ipc_mode = Some(format!("container:{id}"));
     }
     if let Some(name) = cfg
@@ -82,7 +94,7 @@ pub fn resolve(containers: &ContainerStore, cfg: &mut ContainerConfig) -> Result
         if name.is_empty() {
             return Err(Error::not_found(Object::Container, ""));
         }
-        let id = containers.resolve(name)?.id;
+        let id = containers.donor(name)?.0;
         cfg.pid_mode = Some(format!("container:{id}"));
     }
     Ok(())
@@ -102,43 +114,30 @@ pub struct Joins {
 
 /// The donors' namespaces, checked as docker's daemon checks them when the
 /// container starts: running, and for IPC shareable (or host).
-pub fn joins(
-    containers: &ContainerStore,
-    id: &str,
-    cfg: &ContainerConfig,
-) -> Result<Joins, String> {
+pub fn joins(containers: &impl Donors, id: &str, cfg: &ContainerConfig) -> Result<Joins, String> {
     let mut j = Joins::default();
     if cfg.ipc_mode.as_deref() == Some("shareable") {
-        j.shm = Some(containers.layout().container(id).join(SHM_DIR));
+        j.shm = Some(containers.dir(id).join(SHM_DIR));
     }
-    let running_pid = |id: &str| -> Option<i32> {
-        let (status, run, _) = containers.status(id);
-        matches!(status, ContainerStatus::Running | ContainerStatus::Paused)
-            .then_some(run.map(|r| r.pid))
-            .flatten()
-    };
     if let Some(id) = cfg
         .ipc_mode
         .as_deref()
         .and_then(|m| m.strip_prefix("container:"))
     {
-        let donor = containers
-            .resolve(id)
+        let (donor, ipc_mode) = containers
+            .donor(id)
             .map_err(|e| format!("can't join IPC of container {id}: {e}"))?;
-        let pid = running_pid(&donor.id).ok_or_else(|| {
-            format!(
-                "can't join IPC of container {}: container {} is not running",
-                donor.id, donor.id
-            )
+        let pid = containers.running_pid(&donor).ok_or_else(|| {
+            format!("can't join IPC of container {donor}: container {donor} is not running")
         })?;
-        if !matches!(donor.config.ipc_mode.as_deref(), Some("shareable" | "host")) {
-            return Err(format!("can't join IPC of container {}: non-shareable IPC (hint: use IpcMode:shareable for the donor container)", donor.id));
+        if !matches!(ipc_mode.as_deref(), Some("shareable" | "host")) {
+            return Err(format!("can't join IPC of container {donor}: non-shareable IPC (hint: use IpcMode:shareable for the donor container)"));
         }
-        if donor.config.ipc_mode.as_deref() == Some("host") {
+        if ipc_mode.as_deref() == Some("host") {
             j.shm = Some("/dev/shm".into());
         } else {
             j.ipc = Some(format!("/proc/{pid}/ns/ipc").into());
-            j.shm = Some(containers.layout().container(&donor.id).join(SHM_DIR));
+            j.shm = Some(containers.dir(&donor).join(SHM_DIR));
         }
     }
     if let Some(id) = cfg
@@ -146,9 +145,10 @@ pub fn joins(
         .as_deref()
         .and_then(|m| m.strip_prefix("container:"))
     {
-        let other = containers.resolve(id).map_err(|e| e.to_string())?;
-        let pid = running_pid(&other.id)
-            .ok_or_else(|| format!("container {} is not running", other.id))?;
+        let (other, _) = containers.donor(id).map_err(|e| e.to_string())?;
+        let pid = containers
+            .running_pid(&other)
+            .ok_or_else(|| format!("container {other} is not running"))?;
         j.pid = Some(format!("/proc/{pid}/ns/pid").into());
     }
     Ok(j)

@@ -67,7 +67,7 @@ impl Snapshot {
             exit: read_json(&dir.join(super::files::EXIT_STATE))
                 .ok()
                 .flatten(),
-            restarts: super::containers::restart_count(dir),
+            restarts: super::files::restart_count(dir),
             paused: dir.join(super::files::PAUSED).exists(),
             health,
         }

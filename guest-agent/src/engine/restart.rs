@@ -6,8 +6,8 @@
 //! a run lasted 10 s. Runs after an agent restart too, and after a machine
 //! reboot (containers that were running are then "dead").
 
-use super::containers::restart_count;
 use super::decide;
+use super::files::restart_count;
 use super::files::STOPPED;
 use super::Engine;
 use berth_protocol::ContainerStatus;

@@ -21,6 +21,7 @@ pub mod push;
 pub mod run;
 pub mod run_namespaces;
 pub mod run_resources;
+pub mod run_values;
 pub mod save;
 pub mod search;
 pub mod system;

@@ -57,7 +57,7 @@ impl NamespaceArgs {
     /// the fields into `cfg`.
     pub fn apply(&self, cfg: &mut ContainerConfig) -> Result<(), ArgError> {
         if let Some(s) = &self.stop_timeout {
-            let t = super::run::go_parse_int(s).map_err(|why| ArgError::Flag {
+            let t = super::run_values::go_parse_int(s).map_err(|why| ArgError::Flag {
                 flag: "--stop-timeout",
                 value: s.clone(),
                 reason: format!("strconv.ParseInt: parsing {s:?}: {why}"),

@@ -5,7 +5,7 @@
 //! values mean (limits, namespaced sysctls, devices that exist) is the
 //! engine's to check.
 
-use super::run::parse_bytes;
+use super::run_values::parse_bytes;
 use berth_host::args::ArgError;
 use berth_protocol::{ContainerConfig, DeviceMapping, Ulimit};
 

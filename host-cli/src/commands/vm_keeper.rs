@@ -238,9 +238,9 @@ fn start(
             (
                 format!(
                     "berth: Error response from daemon: {}\nSee 'berth run --help'.",
-                    crate::commands::run::sentence(&e)
+                    crate::commands::run_values::sentence(&e)
                 ),
-                crate::commands::run::error_code(&e),
+                crate::commands::run_values::error_code(&e),
             )
         })?;
         for w in &created.warnings {
@@ -251,9 +251,9 @@ fn start(
             (
                 format!(
                     "berth: Error response from daemon: {}",
-                    crate::commands::run::sentence(&e)
+                    crate::commands::run_values::sentence(&e)
                 ),
-                crate::commands::run::error_code(&e),
+                crate::commands::run_values::error_code(&e),
             )
         })?;
         let summary = ctl
