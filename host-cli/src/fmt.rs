@@ -214,6 +214,17 @@ enum IndexKey {
     Position(usize),
 }
 
+/// A list command's `--format`, defaults applied: `json` (each item's
+/// JSON: `None`) or a Go template; the error is docker's wording.
+pub fn list_template(format: &str) -> Result<Option<Template>, String> {
+    match format {
+        "json" => Ok(None),
+        f => Template::parse(f)
+            .map(Some)
+            .map_err(|e| format!("template parsing error: {e}")),
+    }
+}
+
 /// How [`Template::render_list`] finds a field of one list item: the item,
 /// its `{{json .}}` value, the field's name and its argument.
 pub type ListLookup<'a, T> =

@@ -7,7 +7,7 @@ use crate::client::ClientError;
 use crate::commands::connect;
 use crate::commands::run::{attach, parse_bytes, parse_restart, Report};
 use crate::engine::Engine;
-use crate::fmt::{binary_size, table, Template, TemplateValue};
+use crate::fmt::{binary_size, table, TemplateValue};
 use crate::placement::Isolation;
 use crate::tty::window_size;
 use anyhow::{bail, Result};
@@ -613,15 +613,12 @@ pub fn stats(iso: Isolation, a: &StatsArgs) -> Result<i32> {
         }
         Some(f) => f,
     };
-    let template = match format {
-        "json" => None,
-        f => match Template::parse(f) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                eprintln!("template parsing error: {e}");
-                return Ok(1);
-            }
-        },
+    let template = match crate::fmt::list_template(format) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(1);
+        }
     };
     let mut c = connect(iso)?;
     // docker's `.Container` is the name or id as given, or the short id

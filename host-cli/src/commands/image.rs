@@ -5,7 +5,7 @@
 use crate::client::ClientError;
 use crate::commands::connect;
 use crate::engine::Engine;
-use crate::fmt::{ago, human_size, Template, TemplateValue};
+use crate::fmt::{ago, human_size, TemplateValue};
 use crate::image_cache::ImageCache;
 use crate::placement::Isolation;
 use anyhow::{bail, Result};
@@ -119,15 +119,12 @@ pub fn history(iso: Isolation, a: &HistoryArgs) -> Result<i32> {
         }
         Some(f) => f,
     };
-    let template = match format {
-        "json" => None,
-        f => match Template::parse(f) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                eprintln!("template parsing error: {e}");
-                return Ok(1);
-            }
-        },
+    let template = match crate::fmt::list_template(format) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(1);
+        }
     };
     let full_id = img.id.clone();
     let id = if a.no_trunc {

@@ -614,15 +614,12 @@ fn list(iso: Isolation, a: &LsArgs) -> Result<i32> {
             return Ok(code);
         }
     };
-    let template = match ls_format(a.format.as_deref(), a.quiet) {
-        "json" => None,
-        f => match Template::parse(f) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                eprintln!("template parsing error: {e}");
-                return Ok(1);
-            }
-        },
+    let template = match crate::fmt::list_template(ls_format(a.format.as_deref(), a.quiet)) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(1);
+        }
     };
     let mut nets = match connect(iso)?.network_list() {
         Ok(n) => n,

@@ -181,15 +181,12 @@ pub fn run(iso: Isolation, a: &PsArgs) -> Result<i32> {
         None | Some("") | Some("table") => DEFAULT_FORMAT,
         Some(f) => f,
     };
-    let template = match format {
-        "json" => None,
-        f => match Template::parse(f) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                eprintln!("template parsing error: {e}");
-                return Ok(1);
-            }
-        },
+    let template = match crate::fmt::list_template(format) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(1);
+        }
     };
     // The summaries carry no ports or networks: ask for the details of
     // the containers whose columns need them.

@@ -303,15 +303,12 @@ fn list(iso: Isolation, a: &LsArgs) -> Result<i32> {
         None | Some("") | Some("table") => "table {{.Driver}}\\t{{.Name}}",
         Some(f) => f,
     };
-    let template = match format {
-        "json" => None,
-        f => match Template::parse(f) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                eprintln!("template parsing error: {e}");
-                return Ok(1);
-            }
-        },
+    let template = match crate::fmt::list_template(format) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(1);
+        }
     };
     let mut vols = connect(iso)?.volume_list()?;
     vols.retain(|v| ls_matches(v, &filters));
