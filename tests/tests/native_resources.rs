@@ -166,6 +166,23 @@ fn limits_devices_and_groups_apply_inside() {
 #[test]
 fn bad_resource_flags_get_dockers_errors() {
     let b = Berth::new().with_default_image();
+    // A `-c` after the image is the command's, not a flag (docker_build_parity
+    // runs `--entrypoint /bin/sh IMAGE -c …`).
+    let o = b.run(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "/bin/sh",
+        DEFAULT_IMAGE,
+        "-c",
+        "echo after-the-image",
+    ]);
+    assert_eq!(
+        (o.code, o.stdout.as_str()),
+        (0, "after-the-image\n"),
+        "{}",
+        o.stderr
+    );
     for (flags, code, want) in [
         (
             &["--ulimit", "bad"][..],

@@ -22,7 +22,10 @@ pub struct ResourceArgs {
     #[arg(long)]
     sysctl: Vec<String>,
     /// CPU shares (relative weight)
-    #[arg(short = 'c', long, allow_hyphen_values = true)]
+    // (No `-c` shorthand, unlike docker: clap would take a `-c` right
+    // after the image, as in `--entrypoint /bin/sh IMAGE -c CMD`, for this
+    // flag rather than the command's first argument.)
+    #[arg(long, allow_hyphen_values = true)]
     cpu_shares: Option<String>,
     /// CPUs in which to allow execution (0-3, 0,1)
     #[arg(long)]
