@@ -225,6 +225,25 @@ pub fn list_template(format: &str) -> Result<Option<Template>, String> {
     }
 }
 
+/// A list item's field read from its `{{json .}}` object, for items whose
+/// fields are all there as text: a key the object lacks is `None` (Go's
+/// error for a field the formatter's type has not), and so is a field
+/// given an argument when `strict`.
+pub fn json_row_field(
+    row: &serde_json::Value,
+    field: &str,
+    arg: Option<&str>,
+    strict: bool,
+) -> Option<TemplateValue> {
+    if strict && arg.is_some() {
+        return None;
+    }
+    match json_field(row, field) {
+        TemplateValue::Missing => None,
+        v => Some(v),
+    }
+}
+
 /// How [`Template::render_list`] finds a field of one list item: the item,
 /// its `{{json .}}` value, the field's name and its argument.
 pub type ListLookup<'a, T> =

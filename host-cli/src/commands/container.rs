@@ -7,7 +7,7 @@ use crate::client::ClientError;
 use crate::commands::connect;
 use crate::commands::run::{attach, parse_bytes, parse_restart, Report};
 use crate::engine::Engine;
-use crate::fmt::{binary_size, table, TemplateValue};
+use crate::fmt::{binary_size, json_row_field, table};
 use crate::placement::Isolation;
 use crate::tty::window_size;
 use anyhow::{bail, Result};
@@ -649,9 +649,7 @@ pub fn stats(iso: Isolation, a: &StatsArgs) -> Result<i32> {
             let Ok(s1) = sample(&mut c, &s0.id) else {
                 continue;
             };
-            let row = StatsRow::new(key, s0, &s1);
-            let json = row.json();
-            rows.push((row, json));
+            rows.push(((), stats_row(key, s0, &s1)));
         }
         match &template {
             None => rows.iter().for_each(|(_, j)| println!("{j}")),
@@ -659,7 +657,7 @@ pub fn stats(iso: Isolation, a: &StatsArgs) -> Result<i32> {
                 &rows,
                 &stats_header,
                 "*formatter.statsContext",
-                &|r, _, f, arg| r.field(f, arg),
+                &|_, row, f, arg| json_row_field(row, f, arg, true),
             ) {
                 Ok(out) => print!("{out}"),
                 Err(e) => {
@@ -674,73 +672,34 @@ pub fn stats(iso: Isolation, a: &StatsArgs) -> Result<i32> {
     }
 }
 
-/// One row of `stats`: docker's stats formatter fields, as text.
-struct StatsRow {
-    container: String,
-    id: String,
-    name: String,
-    cpu_perc: String,
-    mem_usage: String,
-    mem_perc: String,
-    pids: String,
-}
-
-impl StatsRow {
-    /// From two samples of one container, half a second apart.
-    fn new(key: &str, s0: &StatsSample, s1: &StatsSample) -> Self {
-        let dcpu = s1.cpu_usage_ns.saturating_sub(s0.cpu_usage_ns) as f64;
-        let dsys = s1.system_ns.saturating_sub(s0.system_ns).max(1) as f64;
-        let mem_pct = if s1.memory_limit > 0 {
-            s1.memory_usage as f64 / s1.memory_limit as f64 * 100.0
-        } else {
-            0.0
-        };
-        StatsRow {
-            container: key.to_string(),
-            id: s1.id.chars().take(12).collect(),
-            name: if s1.name.is_empty() {
-                "--".into()
-            } else {
-                s1.name.trim_start_matches('/').to_string()
-            },
-            cpu_perc: format!("{:.2}%", dcpu / dsys * 100.0),
-            mem_usage: format!(
-                "{} / {}",
-                binary_size(s1.memory_usage),
-                binary_size(s1.memory_limit)
-            ),
-            mem_perc: format!("{mem_pct:.2}%"),
-            pids: s1.pids.to_string(),
-        }
-    }
-
-    fn field(&self, field: &str, arg: Option<&str>) -> Option<TemplateValue> {
-        if arg.is_some() {
-            return None;
-        }
-        let v = match field {
-            "Container" => &self.container,
-            "ID" => &self.id,
-            "Name" => &self.name,
-            "CPUPerc" => &self.cpu_perc,
-            "MemUsage" => &self.mem_usage,
-            "MemPerc" => &self.mem_perc,
-            // Network and block I/O are not counted yet.
-            "NetIO" | "BlockIO" => "0B / 0B",
-            "PIDs" => &self.pids,
-            _ => return None,
-        };
-        Some(TemplateValue::Text(v.to_string()))
-    }
-
-    /// `{{json .}}`: every field, keys in Go's sorted order.
-    fn json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "BlockIO": "0B / 0B", "CPUPerc": self.cpu_perc, "Container": self.container,
-            "ID": self.id, "MemPerc": self.mem_perc, "MemUsage": self.mem_usage,
-            "Name": self.name, "NetIO": "0B / 0B", "PIDs": self.pids,
-        })
-    }
+/// One row of `stats`, from two samples of one container half a second
+/// apart, as its `{{json .}}` object: docker's stats formatter fields, as
+/// text. The template fields are read from it.
+fn stats_row(key: &str, s0: &StatsSample, s1: &StatsSample) -> serde_json::Value {
+    let dcpu = s1.cpu_usage_ns.saturating_sub(s0.cpu_usage_ns) as f64;
+    let dsys = s1.system_ns.saturating_sub(s0.system_ns).max(1) as f64;
+    let mem_pct = if s1.memory_limit > 0 {
+        s1.memory_usage as f64 / s1.memory_limit as f64 * 100.0
+    } else {
+        0.0
+    };
+    let name = if s1.name.is_empty() {
+        "--"
+    } else {
+        s1.name.trim_start_matches('/')
+    };
+    let mem_usage = format!(
+        "{} / {}",
+        binary_size(s1.memory_usage),
+        binary_size(s1.memory_limit)
+    );
+    // Network and block I/O are not counted yet.
+    serde_json::json!({
+        "BlockIO": "0B / 0B", "CPUPerc": format!("{:.2}%", dcpu / dsys * 100.0),
+        "Container": key, "ID": s1.id.chars().take(12).collect::<String>(),
+        "MemPerc": format!("{mem_pct:.2}%"), "MemUsage": mem_usage, "Name": name,
+        "NetIO": "0B / 0B", "PIDs": s1.pids.to_string(),
+    })
 }
 
 /// docker's table headers for the stats fields.

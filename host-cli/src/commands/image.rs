@@ -5,7 +5,7 @@
 use crate::client::ClientError;
 use crate::commands::connect;
 use crate::engine::Engine;
-use crate::fmt::{ago, human_size, TemplateValue};
+use crate::fmt::{ago, human_size, json_row_field};
 use crate::image_cache::ImageCache;
 use crate::placement::Isolation;
 use anyhow::{bail, Result};
@@ -132,18 +132,12 @@ pub fn history(iso: Isolation, a: &HistoryArgs) -> Result<i32> {
     } else {
         full_id.trim_start_matches("sha256:")[..12].to_string()
     };
-    let rows: Vec<(HistoryRow, serde_json::Value)> = berth_host::inspect::image_history(&img)
+    let rows: Vec<((), serde_json::Value)> = berth_host::inspect::image_history(&img)
         .into_iter()
         .enumerate()
         .map(|(i, h)| {
-            let row = HistoryRow::new(
-                if i == 0 { &id } else { "<missing>" },
-                &h,
-                a.human,
-                !a.no_trunc,
-            );
-            let json = row.json();
-            (row, json)
+            let id = if i == 0 { &id } else { "<missing>" };
+            ((), history_row(id, &h, a.human, !a.no_trunc))
         })
         .collect();
     let Some(t) = template else {
@@ -156,7 +150,7 @@ pub fn history(iso: Isolation, a: &HistoryArgs) -> Result<i32> {
         &rows,
         &history_header,
         "*formatter.historyContext",
-        &|r, _, f, arg| r.field(f, arg),
+        &|_, row, f, arg| json_row_field(row, f, arg, true),
     ) {
         Ok(out) => print!("{out}"),
         Err(e) => {
@@ -167,69 +161,37 @@ pub fn history(iso: Isolation, a: &HistoryArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// One row of `history`, its fields as docker's history formatter gives
-/// them (`--human` and truncation already applied).
-struct HistoryRow {
-    id: String,
-    created_at: String,
-    created_since: String,
-    created_by: String,
-    size: String,
-    comment: String,
-}
-
-impl HistoryRow {
-    fn new(id: &str, h: &berth_host::inspect::HistoryEntry, human: bool, trunc: bool) -> Self {
-        let created_at = rfc3339_secs(&h.created);
-        // docker replaces tabs, then cuts at 45 characters with an ellipsis.
-        let by = h.created_by.replace('\t', " ");
-        let created_by = if trunc && by.chars().count() > 45 {
-            format!("{}…", by.chars().take(44).collect::<String>())
-        } else {
-            by
-        };
-        HistoryRow {
-            id: id.to_string(),
-            created_since: if human {
-                ago(Some(h.created.as_str()))
-            } else {
-                created_at.clone()
-            },
-            created_at,
-            created_by,
-            size: if human {
-                human_size(h.size)
-            } else {
-                h.size.to_string()
-            },
-            comment: h.comment.clone(),
-        }
-    }
-
-    fn field(&self, field: &str, arg: Option<&str>) -> Option<TemplateValue> {
-        if arg.is_some() {
-            return None;
-        }
-        let v = match field {
-            "ID" => &self.id,
-            "CreatedAt" => &self.created_at,
-            "CreatedSince" => &self.created_since,
-            "CreatedBy" => &self.created_by,
-            "Size" => &self.size,
-            "Comment" => &self.comment,
-            _ => return None,
-        };
-        Some(TemplateValue::Text(v.clone()))
-    }
-
-    /// `{{json .}}`: every field, keys in Go's sorted order.
-    fn json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "Comment": self.comment, "CreatedAt": self.created_at,
-            "CreatedBy": self.created_by, "CreatedSince": self.created_since,
-            "ID": self.id, "Size": self.size,
-        })
-    }
+/// One row of `history` as its `{{json .}}` object: docker's history
+/// formatter fields, as text (`--human` and truncation applied). The
+/// template fields are read from it.
+fn history_row(
+    id: &str,
+    h: &berth_host::inspect::HistoryEntry,
+    human: bool,
+    trunc: bool,
+) -> serde_json::Value {
+    let created_at = rfc3339_secs(&h.created);
+    // docker replaces tabs, then cuts at 45 characters with an ellipsis.
+    let by = h.created_by.replace('\t', " ");
+    let created_by = if trunc && by.chars().count() > 45 {
+        format!("{}…", by.chars().take(44).collect::<String>())
+    } else {
+        by
+    };
+    let created_since = if human {
+        ago(Some(h.created.as_str()))
+    } else {
+        created_at.clone()
+    };
+    let size = if human {
+        human_size(h.size)
+    } else {
+        h.size.to_string()
+    };
+    serde_json::json!({
+        "Comment": h.comment, "CreatedAt": created_at, "CreatedBy": created_by,
+        "CreatedSince": created_since, "ID": id, "Size": size,
+    })
 }
 
 /// docker's table headers for the history fields.

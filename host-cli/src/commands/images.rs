@@ -1,7 +1,7 @@
 //! `berth images`.
 
 use crate::commands::connect;
-use crate::fmt::{ago, go_time_secs, human_size, json_field, table, Template, TemplateValue};
+use crate::fmt::{ago, go_time_secs, human_size, json_row_field, table, Template};
 use crate::placement::Isolation;
 use anyhow::Result;
 use berth_protocol::reference::Reference;
@@ -162,11 +162,8 @@ pub fn list(iso: Isolation, a: &ImagesArgs) -> Result<i32> {
                 .iter()
                 .map(|(repo, tag, short, img)| ((), row_json(repo, tag, short, img)))
                 .collect();
-            let lookup = |_: &(), row: &serde_json::Value, f: &str, _: Option<&str>| {
-                match json_field(row, f) {
-                    TemplateValue::Missing => None,
-                    v => Some(v),
-                }
+            let lookup = |_: &(), row: &serde_json::Value, f: &str, arg: Option<&str>| {
+                json_row_field(row, f, arg, false)
             };
             match t.render_list(&items, &images_header, "*formatter.imageContext", &lookup) {
                 Ok(out) => print!("{out}"),
