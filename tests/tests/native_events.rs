@@ -431,6 +431,38 @@ fn mask_events(s: &str) -> String {
         .join("\n")
 }
 
+/// The events between `t0` and `t1` that pass `filters`, twice: as
+/// `{{.Type}} {{.Action}}` lines and as docker's default lines, masked.
+fn events_between(run: &Runner, t0: &str, t1: &str, filters: &[&str]) -> (String, String) {
+    let mut a = vec![
+        "events",
+        "--since",
+        t0,
+        "--until",
+        t1,
+        "--format",
+        "{{.Type}} {{.Action}}",
+    ];
+    a.extend_from_slice(filters);
+    let (code, short, err) = run(&a);
+    assert_eq!(code, 0, "{err}");
+    let mut a = vec!["events", "--since", t0, "--until", t1];
+    a.extend_from_slice(filters);
+    let (code, full, err) = run(&a);
+    assert_eq!(code, 0, "{err}");
+    (short, mask_events(&full))
+}
+
+/// A [`Runner`] for the test's dockerd.
+fn run_docker(docker: &berth_tests::dockerd::Dockerd, args: &[&str]) -> (i32, String, String) {
+    let o = docker.docker(args).unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
 /// A user network's life: create, a container joining it at each start
 /// and leaving it at each stop, destroy; the same events, attributes and
 /// order as dockerd's.
@@ -472,35 +504,14 @@ fn network_events_match_dockers() {
             let (code, _, err) = run(args);
             assert_eq!(code, 0, "{args:?}: {err}");
         }
-        let t1 = now();
-        let f = [
-            "--since",
+        events_between(
+            run,
             &t0,
-            "--until",
-            &t1,
-            "-f",
-            "type=network",
-            "-f",
-            "type=container",
-        ];
-        let mut a = vec!["events", "--format", "{{.Type}} {{.Action}}"];
-        a.extend_from_slice(&f);
-        let (code, short, err) = run(&a);
-        assert_eq!(code, 0, "{err}");
-        let mut a = vec!["events"];
-        a.extend_from_slice(&f);
-        let (code, full, err) = run(&a);
-        assert_eq!(code, 0, "{err}");
-        (short, mask_events(&full))
-    };
-    let d = seq(&|args| {
-        let o = docker.docker(args).unwrap();
-        (
-            o.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
+            &now(),
+            &["-f", "type=network", "-f", "type=container"],
         )
-    });
+    };
+    let d = seq(&|args| run_docker(&docker, args));
     let ours = seq(&|args| {
         let o = b.run(args);
         (o.code, o.stdout, o.stderr)
@@ -544,41 +555,21 @@ fn events_match_dockers() {
             let want = if args[0] == "exec" { 2 } else { 0 };
             assert_eq!(code, want, "{args:?}: {err}");
         }
-        let t1 = now();
-        let filters = [
-            "-f",
-            "type=container",
-            "-f",
-            "type=image",
-            "-f",
-            "type=volume",
-        ];
-        let mut a = vec![
-            "events",
-            "--since",
+        events_between(
+            run,
             &t0,
-            "--until",
-            &t1,
-            "--format",
-            "{{.Type}} {{.Action}}",
-        ];
-        a.extend_from_slice(&filters);
-        let (code, short, err) = run(&a);
-        assert_eq!(code, 0, "{err}");
-        let mut a = vec!["events", "--since", &t0, "--until", &t1];
-        a.extend_from_slice(&filters);
-        let (code, full, err) = run(&a);
-        assert_eq!(code, 0, "{err}");
-        (short, mask_events(&full))
-    };
-    let d = seq(&|args| {
-        let o = docker.docker(args).unwrap();
-        (
-            o.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
+            &now(),
+            &[
+                "-f",
+                "type=container",
+                "-f",
+                "type=image",
+                "-f",
+                "type=volume",
+            ],
         )
-    });
+    };
+    let d = seq(&|args| run_docker(&docker, args));
     // dockerd logs `detach` when an attach ends by a cancelled context,
     // which for an attached `run` races the CLI's exit after it got the
     // exit code: some runs have the line after `die`, most do not. No
