@@ -451,6 +451,40 @@ pub struct CommitOptions {
     pub pause: bool,
 }
 
+/// docker's `--ulimit` names (go-units' `ulimitNameMapping`) and the OCI
+/// rlimit each sets: the CLI checks the name, the engine maps it.
+pub const ULIMIT_RLIMITS: &[(&str, &str)] = &[
+    ("core", "RLIMIT_CORE"),
+    ("cpu", "RLIMIT_CPU"),
+    ("data", "RLIMIT_DATA"),
+    ("fsize", "RLIMIT_FSIZE"),
+    ("locks", "RLIMIT_LOCKS"),
+    ("memlock", "RLIMIT_MEMLOCK"),
+    ("msgqueue", "RLIMIT_MSGQUEUE"),
+    ("nice", "RLIMIT_NICE"),
+    ("nofile", "RLIMIT_NOFILE"),
+    ("nproc", "RLIMIT_NPROC"),
+    ("rss", "RLIMIT_RSS"),
+    ("rtprio", "RLIMIT_RTPRIO"),
+    ("rttime", "RLIMIT_RTTIME"),
+    ("sigpending", "RLIMIT_SIGPENDING"),
+    ("stack", "RLIMIT_STACK"),
+];
+
+/// The sysctls of a container's own IPC namespace (runc's list; with
+/// `fs.mqueue.*` and, outside the host's network, `net.*`, what
+/// `--sysctl` may set): the CLI and the engine both check against it.
+pub const IPC_SYSCTLS: &[&str] = &[
+    "kernel.msgmax",
+    "kernel.msgmnb",
+    "kernel.msgmni",
+    "kernel.sem",
+    "kernel.shmall",
+    "kernel.shmmax",
+    "kernel.shmmni",
+    "kernel.shm_rmid_forced",
+];
+
 /// One `--ulimit` (docker's `Ulimit`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ulimit {

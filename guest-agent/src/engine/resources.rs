@@ -15,41 +15,13 @@ const MIN_MEMORY: i64 = 6 * 1024 * 1024;
 const MIN_SHARES: i64 = 2;
 const MAX_SHARES: i64 = 262_144;
 
-/// `--ulimit` names and the resource each sets.
-const RLIMITS: &[(&str, &str)] = &[
-    ("core", "RLIMIT_CORE"),
-    ("cpu", "RLIMIT_CPU"),
-    ("data", "RLIMIT_DATA"),
-    ("fsize", "RLIMIT_FSIZE"),
-    ("locks", "RLIMIT_LOCKS"),
-    ("memlock", "RLIMIT_MEMLOCK"),
-    ("msgqueue", "RLIMIT_MSGQUEUE"),
-    ("nice", "RLIMIT_NICE"),
-    ("nofile", "RLIMIT_NOFILE"),
-    ("nproc", "RLIMIT_NPROC"),
-    ("rss", "RLIMIT_RSS"),
-    ("rtprio", "RLIMIT_RTPRIO"),
-    ("rttime", "RLIMIT_RTTIME"),
-    ("sigpending", "RLIMIT_SIGPENDING"),
-    ("stack", "RLIMIT_STACK"),
-];
-
 /// The OCI name of a `--ulimit` name.
 pub fn rlimit(name: &str) -> Option<&'static str> {
-    RLIMITS.iter().find(|(n, _)| *n == name).map(|(_, r)| *r)
+    berth_protocol::ULIMIT_RLIMITS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, r)| *r)
 }
-
-/// The sysctls of the container's own IPC namespace (runc's list).
-const IPC_SYSCTLS: &[&str] = &[
-    "kernel.msgmax",
-    "kernel.msgmnb",
-    "kernel.msgmni",
-    "kernel.sem",
-    "kernel.shmall",
-    "kernel.shmmax",
-    "kernel.shmmni",
-    "kernel.shm_rmid_forced",
-];
 
 /// A sysctl key and value the container may set: the key names a
 /// parameter of one of its own namespaces (IPC, or network unless it
@@ -67,7 +39,7 @@ fn check_sysctl(key: &str, value: &str, host_network: bool) -> Result<(), String
     if value.contains(['\0', '\n']) {
         return Err(format!("invalid value for sysctl {key:?}"));
     }
-    if IPC_SYSCTLS.contains(&key) || key.starts_with("fs.mqueue.") {
+    if berth_protocol::IPC_SYSCTLS.contains(&key) || key.starts_with("fs.mqueue.") {
         return Ok(());
     }
     if key.starts_with("net.") {

@@ -47,25 +47,6 @@ pub struct ResourceArgs {
     group_add: Vec<String>,
 }
 
-/// docker's names for `--ulimit` (go-units' `ulimitNameMapping`).
-pub const ULIMIT_NAMES: &[&str] = &[
-    "core",
-    "cpu",
-    "data",
-    "fsize",
-    "locks",
-    "memlock",
-    "msgqueue",
-    "nice",
-    "nofile",
-    "nproc",
-    "rss",
-    "rtprio",
-    "rttime",
-    "sigpending",
-    "stack",
-];
-
 /// Go's `strconv.ParseInt(s, 10, 64)` error text.
 fn parse_int(s: &str) -> Result<i64, String> {
     let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
@@ -81,7 +62,10 @@ pub fn parse_ulimit(val: &str) -> Result<Ulimit, String> {
     let (name, limits) = val
         .split_once('=')
         .ok_or_else(|| format!("invalid ulimit argument: {val}"))?;
-    if !ULIMIT_NAMES.contains(&name) {
+    if !berth_protocol::ULIMIT_RLIMITS
+        .iter()
+        .any(|(n, _)| *n == name)
+    {
         return Err(format!("invalid ulimit type: {name}"));
     }
     let parts: Vec<&str> = limits.split(':').collect();
@@ -119,22 +103,15 @@ pub fn parse_ulimit(val: &str) -> Result<Ulimit, String> {
 
 /// docker's CLI `ValidateSysctl`: keys of the IPC and network namespaces.
 pub fn validate_sysctl(val: &str) -> Result<(String, String), String> {
-    const IPC: &[&str] = &[
-        "kernel.msgmax",
-        "kernel.msgmnb",
-        "kernel.msgmni",
-        "kernel.sem",
-        "kernel.shmall",
-        "kernel.shmmax",
-        "kernel.shmmni",
-        "kernel.shm_rmid_forced",
-    ];
     let refused = || format!("sysctl '{val}' is not allowed");
     let (k, v) = val.split_once('=').ok_or_else(refused)?;
     if k.is_empty() {
         return Err(refused());
     }
-    if IPC.contains(&k) || k.starts_with("net.") || k.starts_with("fs.mqueue.") {
+    if berth_protocol::IPC_SYSCTLS.contains(&k)
+        || k.starts_with("net.")
+        || k.starts_with("fs.mqueue.")
+    {
         Ok((k.to_string(), v.to_string()))
     } else {
         Err(refused())
