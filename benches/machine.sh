@@ -14,10 +14,10 @@
 #   5. the same with one sleeping container (`run -d berth/busybox sleep`;
 #      SLEEPER=0 skips it): what a running container's shim costs idle;
 #   6. memory given back: a container fills a 300 MiB tmpfs (HOG_MIB) in
-#      the machine and waits; the VMM's VmRSS is read, the container is
-#      removed (its tmpfs, 300 MiB of touched guest memory, is freed), and
-#      the VmRSS is sampled when the container is gone (its attached run
-#      returned) and every second for 10 s (RSS_S) after. Done with the
+#      the machine and waits; the VMM's VmRSS is read, the container
+#      deletes the file (300 MiB of touched guest memory freed), and the
+#      VmRSS is sampled when the guest has freed it and every second for
+#      10 s (RSS_S) after. Done with the
 #      virtio-balloon (free page reporting, the default) and then, after a
 #      machine restart with BERTH_BALLOON=0, without it; prints the share of
 #      the 300 MiB back on the host at the end of the window. RSS=0 skips
@@ -173,57 +173,69 @@ fi
 fi
 
 # ------------------------------------------------------------------ 6. memory given back
-# One round in the running machine: prints "full_kib samples_kib..." (the
-# VmRSS with the tmpfs full, then one sample a second after the removal).
-# A tmpfs holds the memory until the host chooses to free it (rm -f), so
+# One round in the running machine: prints "full_kib freed_kib samples_kib..."
+# (the VmRSS with the tmpfs full, when the guest has freed it, then one
+# sample a second). The container fills a tmpfs and waits for a line on its
+# stdin (a fifo this script holds open) before it deletes the file itself:
 # the full reading is not raced by the guest's reporting (which starts 2 s
-# after a free). `head -c` copies /dev/zero with sendfile (busybox), so the
-# guest kernel fills the pages with plain stores: dd's read/write copies go
+# after a free), and the window starts when the guest has freed the pages
+# ("freed"), not after a container teardown (minutes in the emulated
+# guest). `head -c` copies /dev/zero with sendfile (busybox), so the guest
+# kernel fills the pages with plain stores: dd's read/write copies go
 # through `rep movsq`, which kvm_pvm emulates per iteration (4x slower here).
 hog_round() {
-    local pid=$1 full gone samples="" i cli out=$home/hog.out t0
+    local pid=$1 full freed samples="" i cli out=$home/hog.out fifo=$home/hog.in t0
     # Attached, its output streamed to a host file: polling `berth logs`
     # would keep the guest's one vCPU busy with agent requests.
     : >"$out"
+    rm -f "$fifo"
+    mkfifo "$fifo"
     t0=$(now)
-    "$berth" run --name bench-hog --tmpfs "/t:size=$((hog_mib + 16))m" berth/busybox \
-        sh -c "head -c ${hog_mib}m /dev/zero >/t/x && echo filled; exec sleep 100000" >"$out" 2>&1 &
+    "$berth" run -i --rm --tmpfs "/t:size=$((hog_mib + 16))m" berth/busybox \
+        sh -c "head -c ${hog_mib}m /dev/zero >/t/x && echo filled; read go; rm /t/x && echo freed; read done" \
+        <"$fifo" >"$out" 2>&1 &
     cli=$!
-    for i in $(seq 1200); do
-        grep -q filled "$out" && break
-        [ "$i" != 1200 ] || die "the hog container did not fill its tmpfs in 1200 s"
+    exec 3>"$fifo"
+    for i in $(seq 3600); do
+        grep -qx filled "$out" && break
+        [ "$i" != 3600 ] || die "the hog container did not fill its tmpfs in 3600 s"
         sleep 1
     done
     full=$(rss_kib "$pid")
     log "run -> tmpfs full: $(secs "$t0" "$(now)") s"
-    # The window starts when the container is gone (its attached run
-    # returned): `rm -f` answers before the emulated guest has torn the
-    # container down and freed its tmpfs (tens of seconds on a loaded host).
     t0=$(now)
-    "$berth" rm -f bench-hog >/dev/null
-    wait "$cli" || true
-    gone=$(rss_kib "$pid")
-    log "rm -f -> container gone: $(secs "$t0" "$(now)") s"
+    echo go >&3
+    for i in $(seq 3600); do
+        grep -qx freed "$out" && break
+        [ "$i" != 3600 ] || die "the hog container did not free its tmpfs in 3600 s"
+        sleep 1
+    done
+    freed=$(rss_kib "$pid")
+    log "rm -> freed in the guest: $(secs "$t0" "$(now)") s"
     for i in $(seq "$rss_s"); do
         sleep 1
         samples="$samples $(rss_kib "$pid")"
     done
+    echo done >&3
+    exec 3>&-
+    wait "$cli" || true
+    rm -f "$fifo"
     # What the VMM counted itself (berth-vmm --balloon-stats): released
     # since boot, and of it what the host held.
     [ ! -f "$home/machine/balloon.json" ] || log "balloon counters: $(tr -d ' \n' <"$home/machine/balloon.json")"
-    echo "$full $gone$samples"
+    echo "$full $freed$samples"
 }
 rss_on="" rss_off=""
 if [ "${RSS:-1}" != 0 ]; then
     log "6/6 VmRSS after a container frees $hog_mib MiB, balloon on"
     rss_on=$(hog_round "$vmm_pid")
-    log "balloon on: VmRSS full, when the container is gone, then every second (KiB): $rss_on"
+    log "balloon on: VmRSS full, when the guest freed it, then every second (KiB): $rss_on"
     if [ "${RSS_OFF:-1}" != 0 ]; then
         "$berth" machine stop >/dev/null
         log "6/6 the same after a restart with BERTH_BALLOON=0"
         BERTH_BALLOON=0 "$berth" machine start >/dev/null 2>&1 || die "machine start (BERTH_BALLOON=0) failed"
         rss_off=$(hog_round "$(cat "$home/machine/vmm.pid")")
-        log "balloon off: VmRSS full, when the container is gone, then every second (KiB): $rss_off"
+        log "balloon off: VmRSS full, when the guest freed it, then every second (KiB): $rss_off"
     fi
 fi
 # "full samples..." -> "full_MiB -> last_MiB (share of HOG_MIB back)".
@@ -259,7 +271,7 @@ printf "$fmt" "  the same, one sleeping container (% of a core)" "$sleeper_pct" 
 if [ -n "$rss_on" ]; then
     printf "$fmt" "VMM VmRSS, $hog_mib MiB freed, full -> +${rss_s} s, balloon" "$(rss_row "$rss_on")" "" ""
     [ -z "$rss_off" ] || printf "$fmt" "  the same, BERTH_BALLOON=0" "$(rss_row "$rss_off")" "" ""
-    echo "VmRSS when the container is gone, then per second (MiB), balloon: $(awk '{for (i = 2; i <= NF; i++) printf "%.0f ", $i / 1024}' <<<"$rss_on")"
+    echo "VmRSS when the guest freed it, then per second (MiB), balloon: $(awk '{for (i = 2; i <= NF; i++) printf "%.0f ", $i / 1024}' <<<"$rss_on")"
     [ -z "$rss_off" ] || echo "the same, BERTH_BALLOON=0: $(awk '{for (i = 2; i <= NF; i++) printf "%.0f ", $i / 1024}' <<<"$rss_off")"
 fi
 echo "machine start breakdown (timings.json): $timings"
