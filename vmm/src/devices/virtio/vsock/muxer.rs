@@ -721,6 +721,10 @@ mod tests {
         m.handle_guest_packet(&guest_hdr(key, op::CREDIT_UPDATE, 0, 10, 20), &[]);
         let h = next(&mut m, 4096, &mut p);
         assert_eq!(({ h.op }, p.len()), (op::RW, 5));
+        // The counters the debug log shows when the connection closes.
+        let st = m.conns[&key].stats;
+        assert_eq!((st.host_packets, st.host_bytes), (3, 25));
+        assert!(st.credit_stalls >= 1, "{st:?}");
         // Host closes its side: the guest gets SHUTDOWN(SEND).
         client.shutdown(std::net::Shutdown::Write).unwrap();
         m.handle_guest_packet(&guest_hdr(key, op::CREDIT_UPDATE, 0, 10, 25), &[]);
