@@ -714,11 +714,11 @@ fn port_connect(mut conn: Box<dyn Conn>, id: u64, port: u16) {
         return;
     };
     let up = std::thread::spawn(move || {
-        let _ = std::io::copy(&mut conn_r, &mut tcp_w);
+        let _ = crate::conn::relay(&mut conn_r, &mut tcp_w);
         let _ = tcp_w.shutdown(std::net::Shutdown::Write);
     });
     let mut tcp_r = tcp;
-    let _ = std::io::copy(&mut tcp_r, &mut conn);
+    let _ = crate::conn::relay(&mut tcp_r, &mut conn);
     let _ = conn.flush();
     conn.shutdown_write();
     let _ = up.join();

@@ -29,6 +29,27 @@ pub enum ConnState {
     Established,
 }
 
+/// What one connection moved, logged (debug) when it ends: the packets
+/// per byte and the credit traffic say whether a slow stream is the
+/// guest's small writes or flow control.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnStats {
+    /// RW packets from the guest, and their payload bytes.
+    pub guest_packets: u64,
+    /// Payload bytes from the guest.
+    pub guest_bytes: u64,
+    /// RW packets to the guest.
+    pub host_packets: u64,
+    /// Payload bytes to the guest.
+    pub host_bytes: u64,
+    /// CREDIT_UPDATEs sent to the guest.
+    pub credit_updates_sent: u64,
+    /// CREDIT_REQUESTs from the guest.
+    pub credit_requests_received: u64,
+    /// Times host data waited for the guest's credit.
+    pub credit_stalls: u64,
+}
+
 /// A connection between a guest vsock stream and a host Unix stream.
 pub struct Connection {
     /// Host side.
@@ -62,6 +83,8 @@ pub struct Connection {
     pub credit_update_queued: bool,
     /// The key is in the muxer's receive schedule.
     pub scheduled: bool,
+    /// What it moved.
+    pub stats: ConnStats,
 }
 
 impl Connection {
@@ -83,6 +106,7 @@ impl Connection {
             credit_requested: false,
             credit_update_queued: false,
             scheduled: false,
+            stats: ConnStats::default(),
         }
     }
 

@@ -301,6 +301,12 @@ impl VsockMuxer {
             let fd = c.stream.as_raw_fd();
             self.unwatch(fd);
             self.fd_keys.remove(&fd);
+            log::debug!(
+                "vsock {}:{} closed: {:?}",
+                key.guest_port,
+                key.host_port,
+                c.stats
+            );
         }
     }
 
@@ -401,10 +407,13 @@ impl VsockMuxer {
                     return;
                 }
                 c.tx_buf.extend_from_slice(payload);
+                c.stats.guest_packets += 1;
+                c.stats.guest_bytes += payload.len() as u64;
                 self.flush(key);
             }
             op::CREDIT_UPDATE => {}
             op::CREDIT_REQUEST => {
+                c.stats.credit_requests_received += 1;
                 if !c.credit_update_queued {
                     c.credit_update_queued = true;
                     self.push_control(key, op::CREDIT_UPDATE, 0);
@@ -465,6 +474,7 @@ impl VsockMuxer {
                 c.last_fwd_cnt_sent = c.fwd_cnt;
                 if op == super::packet::op::CREDIT_UPDATE {
                     c.credit_update_queued = false;
+                    c.stats.credit_updates_sent += 1;
                 }
                 (CONN_BUF_SIZE, c.fwd_cnt)
             }
@@ -505,6 +515,7 @@ impl VsockMuxer {
             }
             let credit = c.peer_credit() as usize;
             if credit == 0 {
+                c.stats.credit_stalls += 1;
                 if !c.credit_requested {
                     c.credit_requested = true;
                     return Some(self.header(key, op::CREDIT_REQUEST, 0, 0));
@@ -546,6 +557,8 @@ impl VsockMuxer {
                 }
             }
             c.rx_cnt = c.rx_cnt.wrapping_add(payload.len() as u32);
+            c.stats.host_packets += 1;
+            c.stats.host_bytes += payload.len() as u64;
             let len = payload.len() as u32;
             self.schedule_rx(key);
             return Some(self.header(key, op::RW, 0, len));
@@ -708,6 +721,10 @@ mod tests {
         m.handle_guest_packet(&guest_hdr(key, op::CREDIT_UPDATE, 0, 10, 20), &[]);
         let h = next(&mut m, 4096, &mut p);
         assert_eq!(({ h.op }, p.len()), (op::RW, 5));
+        // The counters the debug log shows when the connection closes.
+        let st = m.conns[&key].stats;
+        assert_eq!((st.host_packets, st.host_bytes), (3, 25));
+        assert!(st.credit_stalls >= 1, "{st:?}");
         // Host closes its side: the guest gets SHUTDOWN(SEND).
         client.shutdown(std::net::Shutdown::Write).unwrap();
         m.handle_guest_packet(&guest_hdr(key, op::CREDIT_UPDATE, 0, 10, 25), &[]);
