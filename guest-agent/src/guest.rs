@@ -89,43 +89,55 @@ pub fn parse_shares(value: &str) -> (Vec<Share>, Vec<String>) {
             Some(p) => (p, true),
             None => (rest, false),
         };
+        match Share::checked(tag, path, read_only, &shares) {
+            Ok(share) => shares.push(share),
+            Err(why) => refused.push(format!("share `{entry}`: {why}")),
+        }
+    }
+    (shares, refused)
+}
+
+impl Share {
+    /// A share from its parts: the tag as the VMM takes it, an absolute
+    /// path without `.`/`..` (normalized), neither tag nor path among
+    /// `others`; why not otherwise.
+    pub fn checked(
+        tag: &str,
+        path: &str,
+        read_only: bool,
+        others: &[Share],
+    ) -> Result<Share, String> {
         let tag_ok = !tag.is_empty()
             && tag.len() <= 36
             && tag
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if !tag_ok {
-            refused.push(format!(
-                "share `{entry}`: tag must be 1 to 36 characters of A-Z a-z 0-9 _ -"
-            ));
-            continue;
+            return Err("tag must be 1 to 36 characters of A-Z a-z 0-9 _ -".into());
         }
         if !path.starts_with('/') {
-            refused.push(format!("share `{entry}`: path must be absolute"));
-            continue;
+            return Err("path must be absolute".into());
         }
         let parts: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
-        if parts.iter().any(|c| *c == "." || *c == "..") {
-            refused.push(format!(
-                "share `{entry}`: path must not contain . or .. components"
-            ));
-            continue;
+        if parts
+            .iter()
+            .any(|c| *c == "." || *c == ".." || c.contains('\0'))
+        {
+            return Err("path must not contain . or .. components".into());
         }
         let share = Share {
             tag: tag.to_string(),
             host_path: format!("/{}", parts.join("/")),
             read_only,
         };
-        if shares
+        if others
             .iter()
             .any(|s| s.tag == share.tag || s.host_path == share.host_path)
         {
-            refused.push(format!("share `{entry}`: tag or path given twice"));
-            continue;
+            return Err("tag or path given twice".into());
         }
-        shares.push(share);
+        Ok(share)
     }
-    (shares, refused)
 }
 
 /// Mounts the shares of `berth.shares=`; failures are logged and skipped.
@@ -141,55 +153,90 @@ fn mount_shares(cmdline: &str) {
     // Writable shares get live host events (share_events.rs).
     let mut watched = Vec::new();
     for share in shares {
-        let mp = share.mount_point();
-        if let Err(e) = std::fs::create_dir_all(&mp) {
-            log(&format!("share {} at {mp}: mkdir: {e}", share.tag));
-            continue;
+        match mount_share(&share, check) {
+            Ok(mp) if !share.read_only => watched.push((share.tag.clone(), mp.into())),
+            Ok(_) => {}
+            Err(why) => log(&why),
         }
-        let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-        if share.read_only {
-            flags |= MsFlags::MS_RDONLY;
-        }
-        if let Err(e) = mount(
-            Some(share.tag.as_str()),
-            mp.as_str(),
-            Some("virtiofs"),
-            flags,
-            None::<&str>,
-        ) {
-            log(&format!("share {} at {mp}: mount virtiofs: {e}", share.tag));
-            continue;
-        }
-        if check && !share.read_only {
-            if let Err(e) = std::fs::write(
-                format!("{mp}/.berth-share-check"),
-                format!("written by the guest through share {}\n", share.tag),
-            ) {
-                log(&format!("share {} at {mp}: check file: {e}", share.tag));
-            }
-        }
-        // Not listed here: reading a large host folder (the /tmp share has
-        // thousands of entries) through virtio-fs cost over a second of
-        // boot time in an emulated guest. `berth.shares_check=1` still
-        // lists it.
-        let entries = if check {
-            std::fs::read_dir(&mp)
-                .map(|d| format!(": {} entries", d.count()))
-                .unwrap_or_else(|e| format!(": unreadable ({e})"))
-        } else {
-            String::new()
-        };
-        log(&format!(
-            "share {} at {mp}{}{entries} (uptime {:.3} s)",
-            share.tag,
-            if share.read_only { " (ro)" } else { "" },
-            uptime()
-        ));
+    }
+    crate::share_events::spawn(watched, Path::new(ENGINE_ROOT));
+}
+
+/// Whether [`mount_requested`] ran (a guest mounts its requested shares once).
+static REQUESTED_SHARES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `SharesMount`: mounts the shares a throw-away VM got at restore (its
+/// snapshot's share slots; see `host-core/src/vm_shares.rs`), and starts
+/// live events for the writable ones. Unlike the boot's shares, a share
+/// that does not mount fails the request: the container would otherwise
+/// see an empty folder where its bind mount should be.
+pub fn mount_requested(list: &[berth_protocol::ShareMount]) -> Result<(), String> {
+    use std::sync::atomic::Ordering;
+    if std::process::id() != 1 {
+        return Err("shares are only for guest agents".into());
+    }
+    let mut shares: Vec<Share> = Vec::new();
+    for m in list {
+        let share = Share::checked(&m.tag, &m.host_path, m.read_only, &shares)
+            .map_err(|why| format!("share `{}`: {why}", m.tag))?;
+        shares.push(share);
+    }
+    if REQUESTED_SHARES.swap(true, Ordering::SeqCst) {
+        return Err("this guest's shares are already mounted".into());
+    }
+    let mut watched = Vec::new();
+    for share in &shares {
+        let mp = mount_share(share, false)?;
         if !share.read_only {
             watched.push((share.tag.clone(), mp.into()));
         }
     }
     crate::share_events::spawn(watched, Path::new(ENGINE_ROOT));
+    Ok(())
+}
+
+/// Mounts `share` at its mount point; the mount point, or why not.
+fn mount_share(share: &Share, check: bool) -> Result<String, String> {
+    let mp = share.mount_point();
+    std::fs::create_dir_all(&mp).map_err(|e| format!("share {} at {mp}: mkdir: {e}", share.tag))?;
+    let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    if share.read_only {
+        flags |= MsFlags::MS_RDONLY;
+    }
+    mount(
+        Some(share.tag.as_str()),
+        mp.as_str(),
+        Some("virtiofs"),
+        flags,
+        None::<&str>,
+    )
+    .map_err(|e| format!("share {} at {mp}: mount virtiofs: {e}", share.tag))?;
+    if check && !share.read_only {
+        if let Err(e) = std::fs::write(
+            format!("{mp}/.berth-share-check"),
+            format!("written by the guest through share {}\n", share.tag),
+        ) {
+            log(&format!("share {} at {mp}: check file: {e}", share.tag));
+        }
+    }
+    // Not listed here: reading a large host folder (the /tmp share has
+    // thousands of entries) through virtio-fs cost over a second of
+    // boot time in an emulated guest. `berth.shares_check=1` still
+    // lists it.
+    let entries = if check {
+        std::fs::read_dir(&mp)
+            .map(|d| format!(": {} entries", d.count()))
+            .unwrap_or_else(|e| format!(": unreadable ({e})"))
+    } else {
+        String::new()
+    };
+    log(&format!(
+        "share {} at {mp}{}{entries} (uptime {:.3} s)",
+        share.tag,
+        if share.read_only { " (ro)" } else { "" },
+        uptime()
+    ));
+    Ok(mp)
 }
 
 /// Sets up eth0 and /etc/resolv.conf from `berth.net=` (an empty
