@@ -758,6 +758,12 @@ fn vm_run_binds_host_folders_both_ways_and_ro_holds() {
     let status = child.wait().unwrap();
     step("run ended");
     let stdout = lines.concat();
+    // The run was a clone of the snapshot with its folders in the share
+    // slots, not a cold boot after a refused restore.
+    assert!(
+        !stderr.contains("cannot restore the VM snapshot"),
+        "stderr: {stderr}"
+    );
     assert!(
         status.success(),
         "{status}\nstdout: {stdout}\nstderr: {stderr}"

@@ -194,6 +194,14 @@ impl VirtioDevice for Fs {
         self.in_session = false;
     }
 
+    fn queue_snapshots(&self) -> Vec<crate::devices::virtio::QueueSnapshot> {
+        self.active
+            .iter()
+            .flat_map(|a| a.queues.iter())
+            .map(crate::devices::virtio::QueueSnapshot::from)
+            .collect()
+    }
+
     /// A share the guest has not used yet (a probed driver, no mount) holds
     /// nothing but its queues, which the transport saves: such a slot can
     /// be snapshotted and given another folder at restore, where the guest's

@@ -1750,6 +1750,8 @@ fn an_unused_share_can_be_snapshotted_and_one_in_use_cannot() {
     // Probed and set up by the driver, never mounted: nothing but queues,
     // which the transport saves (a snapshot's empty share slot).
     assert_eq!(s.dev.snapshot_blocker(), None);
+    // Both queues are saved (a restore refuses another count).
+    assert_eq!(s.dev.queue_snapshots().len(), 2);
     // A notification that carries no request starts no session.
     s.dev.process_queue(1);
     assert_eq!(s.dev.snapshot_blocker(), None);
