@@ -51,147 +51,6 @@ pub const ENGINE_ROOT: &str = "/var/lib/berth/engine";
 
 pub use crate::engine::share_watch::HOST_MNT;
 
-/// One `berth.shares=` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Share {
-    /// virtio-fs tag (`[A-Za-z0-9_-]`, at most 36 bytes).
-    pub tag: String,
-    /// The host path as the host names it (absolute, normalized).
-    pub host_path: String,
-    /// Mount read-only.
-    pub read_only: bool,
-}
-
-impl Share {
-    /// `/host_mnt` + the host path.
-    pub fn mount_point(&self) -> String {
-        if self.host_path == "/" {
-            HOST_MNT.to_string()
-        } else {
-            format!("{HOST_MNT}{}", self.host_path)
-        }
-    }
-}
-
-/// Parses the value of `berth.shares=`: comma-separated `TAG@/abs/path`
-/// entries, each optionally ending in `:ro`. Returns the valid shares and
-/// one message per refused entry (bad tag, relative path, `.`/`..`
-/// components, a tag or mount point given twice).
-pub fn parse_shares(value: &str) -> (Vec<Share>, Vec<String>) {
-    let mut shares: Vec<Share> = Vec::new();
-    let mut refused = Vec::new();
-    for entry in value.split(',').filter(|e| !e.is_empty()) {
-        let Some((tag, rest)) = entry.split_once('@') else {
-            refused.push(format!("share `{entry}`: expected TAG@/path"));
-            continue;
-        };
-        let (path, read_only) = match rest.strip_suffix(":ro") {
-            Some(p) => (p, true),
-            None => (rest, false),
-        };
-        let tag_ok = !tag.is_empty()
-            && tag.len() <= 36
-            && tag
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !tag_ok {
-            refused.push(format!(
-                "share `{entry}`: tag must be 1 to 36 characters of A-Z a-z 0-9 _ -"
-            ));
-            continue;
-        }
-        if !path.starts_with('/') {
-            refused.push(format!("share `{entry}`: path must be absolute"));
-            continue;
-        }
-        let parts: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
-        if parts.iter().any(|c| *c == "." || *c == "..") {
-            refused.push(format!(
-                "share `{entry}`: path must not contain . or .. components"
-            ));
-            continue;
-        }
-        let share = Share {
-            tag: tag.to_string(),
-            host_path: format!("/{}", parts.join("/")),
-            read_only,
-        };
-        if shares
-            .iter()
-            .any(|s| s.tag == share.tag || s.host_path == share.host_path)
-        {
-            refused.push(format!("share `{entry}`: tag or path given twice"));
-            continue;
-        }
-        shares.push(share);
-    }
-    (shares, refused)
-}
-
-/// Mounts the shares of `berth.shares=`; failures are logged and skipped.
-fn mount_shares(cmdline: &str) {
-    let Some(value) = param(cmdline, "berth.shares") else {
-        return;
-    };
-    let check = param(cmdline, "berth.shares_check") == Some("1");
-    let (shares, refused) = parse_shares(value);
-    for why in refused {
-        log(&format!("{why}; not mounted"));
-    }
-    // Writable shares get live host events (share_events.rs).
-    let mut watched = Vec::new();
-    for share in shares {
-        let mp = share.mount_point();
-        if let Err(e) = std::fs::create_dir_all(&mp) {
-            log(&format!("share {} at {mp}: mkdir: {e}", share.tag));
-            continue;
-        }
-        let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-        if share.read_only {
-            flags |= MsFlags::MS_RDONLY;
-        }
-        if let Err(e) = mount(
-            Some(share.tag.as_str()),
-            mp.as_str(),
-            Some("virtiofs"),
-            flags,
-            None::<&str>,
-        ) {
-            log(&format!("share {} at {mp}: mount virtiofs: {e}", share.tag));
-            continue;
-        }
-        if check && !share.read_only {
-            if let Err(e) = std::fs::write(
-                format!("{mp}/.berth-share-check"),
-                format!("written by the guest through share {}\n", share.tag),
-            ) {
-                log(&format!("share {} at {mp}: check file: {e}", share.tag));
-            }
-        }
-        // Not listed here: reading a large host folder (the /tmp share has
-        // thousands of entries) through virtio-fs cost over a second of
-        // boot time in an emulated guest. `berth.shares_check=1` still
-        // lists it.
-        let entries = if check {
-            std::fs::read_dir(&mp)
-                .map(|d| format!(": {} entries", d.count()))
-                .unwrap_or_else(|e| format!(": unreadable ({e})"))
-        } else {
-            String::new()
-        };
-        log(&format!(
-            "share {} at {mp}{}{entries} (uptime {:.3} s)",
-            share.tag,
-            if share.read_only { " (ro)" } else { "" },
-            uptime()
-        ));
-        if !share.read_only {
-            watched.push((share.tag.clone(), mp.into()));
-        }
-    }
-    crate::share_events::spawn(watched, Path::new(ENGINE_ROOT));
-}
-
 /// Sets up eth0 and /etc/resolv.conf from `berth.net=` (an empty
 /// resolv.conf without it).
 fn configure_network(cmdline: &str) {
@@ -427,7 +286,7 @@ pub fn run_as_init() -> ! {
         disk.filter(|_| on_disk).unwrap_or("tmpfs"),
         uptime()
     ));
-    mount_shares(&cmdline);
+    crate::shares::mount_shares(&cmdline, Path::new(ENGINE_ROOT));
     let layout = Layout::new(ENGINE_ROOT);
     if let Err(e) = layout.prepare() {
         log(&format!("preparing {ENGINE_ROOT}: {e}"));
@@ -531,44 +390,5 @@ mod tests {
         for bad in ["", "x", "-5", "1.x", "1.é", "9223372036854775807"] {
             assert_eq!(clock_now(bad, Duration::new(1, 0)), None, "{bad}");
         }
-    }
-
-    fn share(tag: &str, path: &str, ro: bool) -> Share {
-        Share {
-            tag: tag.into(),
-            host_path: path.into(),
-            read_only: ro,
-        }
-    }
-
-    #[test]
-    fn shares_parse() {
-        let (ok, bad) = parse_shares("t1@/root/proj,src_2-b@/Users/me/code:ro,root@/");
-        assert!(bad.is_empty(), "{bad:?}");
-        assert_eq!(
-            ok,
-            [
-                share("t1", "/root/proj", false),
-                share("src_2-b", "/Users/me/code", true),
-                share("root", "/", false)
-            ]
-        );
-        assert_eq!(ok[0].mount_point(), "/host_mnt/root/proj");
-        assert_eq!(ok[2].mount_point(), "/host_mnt");
-        // Redundant slashes are normalized.
-        let (ok, _) = parse_shares("t@//a//b/");
-        assert_eq!(ok[0].mount_point(), "/host_mnt/a/b");
-    }
-
-    #[test]
-    fn bad_shares_are_refused_and_the_rest_kept() {
-        let (ok, bad) = parse_shares(
-            "good@/a,@/x,no-at,bad/tag@/x,b@rel/path,c@/a/../etc,d@/a/./b,e@/a,good@/z,\
-             way-too-long-tag-of-more-than-36-chars@/y,f g@/q",
-        );
-        assert_eq!(ok, [share("good", "/a", false)]);
-        assert_eq!(bad.len(), 10, "{bad:#?}");
-        let (ok, bad) = parse_shares("");
-        assert!(ok.is_empty() && bad.is_empty());
     }
 }

@@ -31,6 +31,8 @@ pub mod server;
 #[cfg(target_os = "linux")]
 pub mod share_events;
 #[cfg(target_os = "linux")]
+pub mod shares;
+#[cfg(target_os = "linux")]
 pub mod store;
 #[cfg(target_os = "linux")]
 pub mod vsock;

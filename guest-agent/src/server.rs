@@ -462,6 +462,11 @@ fn handle(engine: &Engine, req: Request) -> Result<Response, ApiError> {
                 })
                 .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))
         }
+        Request::SharesMount { shares } => {
+            crate::shares::mount_requested(&shares, engine.layout().root())
+                .map(|()| Response::Ok)
+                .map_err(|e| ApiError::new(ErrorKind::InvalidArgument, e))
+        }
         Request::PutBlob { .. }
         | Request::Attach { .. }
         | Request::Logs(_)

@@ -191,6 +191,14 @@ impl Engine {
         })
     }
 
+    /// Mounts the virtio-fs shares a throw-away VM was given at restore.
+    pub fn shares_mount(
+        &mut self,
+        shares: Vec<berth_protocol::ShareMount>,
+    ) -> Result<(), ClientError> {
+        self.ack(Request::SharesMount { shares })
+    }
+
     /// Mounts an image disk the VM was given as `device`.
     pub fn image_disk_attach(&mut self, device: &str) -> Result<(), ClientError> {
         self.ack(Request::ImageDiskAttach {

@@ -43,3 +43,4 @@ pub mod transfer;
 pub mod tty;
 pub mod vm_fleet;
 pub mod vm_pool;
+pub mod vm_shares;

@@ -70,6 +70,9 @@ pub struct Machine {
     /// Throw-away VMs: the read-only image disk for their image slot
     /// (`/dev/vdb`); an empty placeholder disk fills the slot without one.
     image_disk: Option<PathBuf>,
+    /// Throw-away VMs: the host folders for their share slots (see
+    /// [`crate::vm_shares`]); an empty placeholder folder fills the others.
+    vm_shares: Vec<crate::vm_shares::VmShare>,
 }
 
 /// Whether `pid` runs (not a zombie, not dead).
@@ -202,7 +205,8 @@ impl std::fmt::Display for VmOrigin {
 
 /// Bumped when what a snapshot holds changes (guest command line, devices).
 /// 3: the guest has its network card (snapshots of 2 had none).
-const SNAPSHOT_FORMAT: &str = "berth-vm-snapshot-3";
+/// 4: the guest has [`crate::vm_shares::SLOTS`] empty share slots.
+const SNAPSHOT_FORMAT: &str = "berth-vm-snapshot-4";
 
 /// Whether VMs get a network card: egress through the VMM's user-mode
 /// stack (host sockets, so the host's VPN, DNS and proxy apply), and
@@ -322,6 +326,7 @@ impl Machine {
             dir: state_dir().join("machine"),
             persistent: true,
             image_disk: None,
+            vm_shares: Vec::new(),
         }
     }
 
@@ -338,6 +343,7 @@ impl Machine {
             dir,
             persistent: false,
             image_disk: None,
+            vm_shares: Vec::new(),
         })
     }
 
@@ -348,6 +354,7 @@ impl Machine {
             dir,
             persistent: false,
             image_disk: None,
+            vm_shares: Vec::new(),
         }
     }
 
@@ -361,6 +368,41 @@ impl Machine {
     pub fn with_image_disk(mut self, disk: Option<PathBuf>) -> Machine {
         self.image_disk = disk;
         self
+    }
+
+    /// Gives this throw-away VM `shares` in its share slots (at most
+    /// [`crate::vm_shares::SLOTS`]; [`crate::vm_shares::check_binds`]
+    /// keeps a container to that).
+    pub fn set_shares(&mut self, shares: Vec<crate::vm_shares::VmShare>) {
+        self.vm_shares = shares;
+    }
+
+    /// The host folders in this VM's share slots.
+    pub fn vm_shares(&self) -> &[crate::vm_shares::VmShare] {
+        &self.vm_shares
+    }
+
+    /// The `--fs` flags of a throw-away VM (none for the machine VM): its
+    /// share slots with its folders, or all empty for a boot that will be
+    /// snapshotted (the guest has not mounted them when it is taken; each
+    /// clone gets its own folders at restore).
+    fn share_slots(&self, for_snapshot: bool) -> Result<Vec<String>> {
+        if self.persistent {
+            return Ok(Vec::new());
+        }
+        let placeholder = state_dir().join("cache").join("empty-share");
+        if !placeholder.is_dir() {
+            std::fs::create_dir_all(&placeholder)?;
+        }
+        let shares = if for_snapshot {
+            &[][..]
+        } else {
+            &self.vm_shares[..]
+        };
+        Ok(crate::vm_shares::vmm_fs_args(shares, &placeholder)
+            .into_iter()
+            .flat_map(|a| ["--fs".to_string(), a])
+            .collect())
     }
 
     /// The disk for the image slot of a throw-away VM (`None` for the
@@ -663,8 +705,8 @@ impl Machine {
         }
         let kernel = kernel_path()?;
         // The host folders this boot shares (persistent machine only: a
-        // throw-away VM is a snapshot clone, and snapshots hold no shares),
-        // recorded for [`Machine::shares`].
+        // throw-away VM gets its folders in share slots, mounted on request,
+        // see [`crate::vm_shares`]), recorded for [`Machine::shares`].
         let shares = if self.persistent {
             crate::shares::effective(&crate::shares::configured())
         } else {
@@ -726,6 +768,7 @@ impl Machine {
                 for d in self.restore_disks(rootfs)? {
                     cmd.arg("--disk").arg(d);
                 }
+                cmd.args(self.share_slots(false)?);
             }
             Launch::Boot { snapshot_to } => {
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
@@ -785,6 +828,7 @@ impl Machine {
                 if let Some(slot) = self.image_slot(snapshot_to.is_some())? {
                     cmd.arg("--disk").arg(format!("{},ro", slot.display()));
                 }
+                cmd.args(self.share_slots(snapshot_to.is_some())?);
                 cmd.arg("--rng");
                 // BERTH_BALLOON=0: no free page reporting (freed guest
                 // memory stays on the host).
@@ -1029,6 +1073,15 @@ impl Machine {
             }
         }
         drop(claim);
+        if tmp.is_some() && !self.vm_shares.is_empty() {
+            // This boot was meant for the snapshot: its share slots hold
+            // the empty placeholder, not this VM's folders.
+            crate::platform::kill(pid);
+            while pid_alive(pid) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            return Ok((VmOrigin::ColdBoot, self.start(spec, false)?));
+        }
         let t = self.wait_ready(pid, t0, prepare_ms, false)?;
         self.clone_init()?;
         Ok((VmOrigin::ColdBoot, t))
@@ -1093,7 +1146,9 @@ impl Machine {
         kernel: &Path,
         rootfs: &Path,
     ) -> Result<Option<i32>> {
-        if crate::vm_pool::size() == 0 {
+        // A standby confines itself before its request, for a VM without
+        // shares: a VM with shares gets a VMM of its own.
+        if crate::vm_pool::size() == 0 || !self.vm_shares.is_empty() {
             return Ok(None);
         }
         let _ = std::fs::remove_file(self.vsock_socket());
@@ -1138,6 +1193,17 @@ impl Machine {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Has the agent of this throw-away VM mount the folders of its share
+    /// slots (at `/host_mnt` + host path; see [`crate::vm_shares`]).
+    pub fn mount_vm_shares(&self) -> Result<()> {
+        if self.vm_shares.is_empty() {
+            return Ok(());
+        }
+        self.connect_running()?
+            .shares_mount(crate::vm_shares::mounts(&self.vm_shares))
+            .context("mounting the shared folders in the VM")
     }
 
     /// Tells the guest it is a clone: host wall clock, fresh entropy, a new

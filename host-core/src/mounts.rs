@@ -491,8 +491,9 @@ pub fn describe(m: &MountSpec) -> String {
 /// What `iso` cannot give a container, checked before the engine is asked:
 /// bind mounts need the host path where the engine runs: native, or in
 /// the machine VM a folder it shares (the source is rewritten to its guest
-/// path); a container with its own VM has its own disk, so a named volume
-/// there would be neither shared nor kept.
+/// path); a container with its own VM gets its bind folders as shares of
+/// that VM (`vm_shares`, sources rewritten the same way) and has its own
+/// disk, so a named volume there would be neither shared nor kept.
 pub fn check_placement(iso: Isolation, cfg: &mut ContainerConfig) -> Result<(), String> {
     check_placement_with(iso, cfg, || {
         crate::machine::Machine::default_machine()
@@ -537,14 +538,9 @@ fn check_placement_with(
         return Ok(());
     }
     for m in &cfg.mounts {
-        if m.kind == MountType::Bind {
-            let why = if iso == Isolation::Shared {
-                "the machine VM has no shared folders; use --isolation native, or a named volume"
-            } else {
-                "the container's VM has no shared folders; use --isolation native, or a named volume with --isolation shared"
-            };
+        if m.kind == MountType::Bind && iso == Isolation::Shared {
             return Err(format!(
-                "bind mounts ({}) are not available with --isolation {name} yet: {why}",
+                "bind mounts ({}) are not available with --isolation {name} yet: the machine VM has no shared folders; use --isolation native, or a named volume",
                 describe(m)
             ));
         }
@@ -562,6 +558,8 @@ fn check_placement_with(
                 "--volumes-from {from} is not available with --isolation vm: the container's VM holds no other container; use --isolation shared or native"
             ));
         }
+        // Bind sources become the VM's shares (given at restore).
+        crate::vm_shares::check_binds(cfg)?;
     }
     Ok(())
 }
@@ -1144,9 +1142,18 @@ mod tests {
         assert!(check(Isolation::Shared, &named).is_ok());
         assert!(check(Isolation::Shared, &anon).is_ok());
         assert!(check(Isolation::Shared, &from).is_ok());
-        assert!(check(Isolation::Vm, &bind)
-            .unwrap_err()
-            .contains("--isolation vm yet"));
+        // A bind in an own VM is one of its shares (vm_shares.rs): its
+        // source points at the guest path.
+        let mut c = inside.clone();
+        check_placement_with(Isolation::Vm, &mut c, || unreachable!()).unwrap();
+        assert_eq!(
+            c.mounts[0].source,
+            format!("/host_mnt{}/sub", real.display())
+        );
+        assert!(real.join("sub").is_dir(), "-v makes a missing folder");
+        let mut c = missing.clone();
+        let e = check_placement_with(Isolation::Vm, &mut c, || unreachable!()).unwrap_err();
+        assert!(e.ends_with(&want), "{e}");
         assert!(check(Isolation::Vm, &named)
             .unwrap_err()
             .starts_with("named volumes (-v data:/d)"));

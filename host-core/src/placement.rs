@@ -350,6 +350,7 @@ impl OwnVm {
         let (origin, _) = self
             .vm
             .start_clone(crate::machine::MachineSpec::default())?;
+        self.vm.mount_vm_shares()?;
         if timings {
             note(&format!(
                 "berth: vm: {origin}, agent ready in {} ms",
@@ -388,6 +389,12 @@ impl OwnVm {
             ));
         }
         Ok(())
+    }
+
+    /// Gives the VM the host folders of its container's bind mounts
+    /// ([`crate::vm_shares::from_config`]), before [`OwnVm::start`].
+    pub fn set_shares(&mut self, shares: Vec<crate::vm_shares::VmShare>) {
+        self.vm.set_shares(shares);
     }
 
     /// A new connection to the VM's engine.

@@ -12,6 +12,18 @@ pub struct Hello {
     pub client: String,
 }
 
+/// One share of [`Request::SharesMount`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareMount {
+    /// The virtio-fs tag (`[A-Za-z0-9_-]`, at most 36 bytes).
+    pub tag: String,
+    /// The host folder it serves (absolute, without `.`/`..`): where the
+    /// guest mounts it under `/host_mnt`.
+    pub host_path: String,
+    /// Mount it read-only (the VMM refuses changes to it too).
+    pub read_only: bool,
+}
+
 /// The agent's answer to [`Hello`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HelloReply {
@@ -261,6 +273,15 @@ pub enum Request {
     /// Answers `Ok`. Guest agents only.
     ImageDiskAttach {
         device: String,
+    },
+    /// Mounts the virtio-fs shares a throw-away VM was given at restore (the
+    /// share slots of its snapshot, filled per clone with the folders of
+    /// its `-v` binds): each at `/host_mnt` + `host_path`, read-only with
+    /// `read_only`; writable ones get live host events. Once per guest.
+    /// Answers `Ok`, or an error naming the share that failed. Guest
+    /// agents only.
+    SharesMount {
+        shares: Vec<ShareMount>,
     },
     /// Creates a volume (a new anonymous one without a name); creating
     /// one that exists returns it unchanged, as docker does.

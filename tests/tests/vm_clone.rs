@@ -7,6 +7,8 @@
 //! A clone has the snapshot's network card with a stack of its own: one
 //! fetches from an HTTP server on the host's 127.0.0.1 through
 //! `host.docker.internal` (egress, issue 19).
+//! `-v` binds host folders into a clone (the snapshot's share slots, issue
+//! 18): edits both ways, `:ro` refused.
 //!
 //! Slow where the guest kernel is emulated (kvm_pvm, 2 cores): each run's
 //! container start inside the guest takes about a minute, ten at once
@@ -724,4 +726,99 @@ fn vm_run_killed_takes_its_vmm_along() {
         "VMM {} outlived its berth run",
         vmms[0]
     );
+}
+
+/// `-v` in an own VM (issue 18's own-VM case): the clone gets the host
+/// folders in the snapshot's share slots at restore. In one run: a host
+/// file is read, a container write lands on the host, a host edit made
+/// while the container runs shows in it, and a write to a `:ro` folder
+/// fails with EROFS and leaves nothing on the host (that folder is a share
+/// of its own, read-only in the guest's mount and in the VMM's server,
+/// whose refusal fs/tests.rs checks with raw requests).
+#[test]
+fn vm_run_binds_host_folders_both_ways_and_ro_holds() {
+    if !Path::new("/dev/kvm").exists() {
+        return skip("/dev/kvm not available");
+    }
+    if !berth_tests::kernel_available() {
+        return skip("no guest kernel built (kernel-config/build-kernel.sh)");
+    }
+    use std::io::BufRead;
+    let t = Instant::now();
+    let step = |name: &str| berth_tests::timing("vm_clone", name, t);
+    let mut b = Berth::new();
+    b.isolation = "vm".into();
+    let b = b.with_default_image();
+    let rw = tempfile::tempdir().unwrap();
+    let ro = tempfile::tempdir().unwrap();
+    std::fs::write(rw.path().join("a.txt"), "from the host\n").unwrap();
+    std::fs::write(ro.path().join("r.txt"), "read-only folder\n").unwrap();
+    // The container prints what it reads; it waits (bounded) for the host's
+    // edit of a.txt, which it reads through the same mount.
+    let script = "cat /w/a.txt /r/r.txt; echo from the container > /w/b.txt; echo waiting; \
+                  i=0; until grep -q edited /w/a.txt || [ $i -ge 300 ]; do sleep 1; i=$((i+1)); done; \
+                  cat /w/a.txt; touch /r/c.txt 2>&1; echo touch=$?";
+    let mut child = b
+        .command()
+        .args(["--isolation", "vm", "run", "--rm", "-v"])
+        .arg(format!("{}:/w", rw.path().display()))
+        .arg("-v")
+        .arg(format!("{}:/r:ro", ro.path().display()))
+        .args([DEFAULT_IMAGE, "sh", "-c", script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        let waiting = line == "waiting\n";
+        lines.push(line);
+        if waiting {
+            step("container started with two shares");
+            // The container's write is on the host before the host edits.
+            assert_eq!(
+                std::fs::read_to_string(rw.path().join("b.txt")).unwrap(),
+                "from the container\n"
+            );
+            std::fs::write(rw.path().join("a.txt"), "edited on the host\n").unwrap();
+        }
+    }
+    let mut stderr = String::new();
+    use std::io::Read;
+    let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+    let status = child.wait().unwrap();
+    step("run ended");
+    let stdout = lines.concat();
+    // The run was a clone of the snapshot with its folders in the share
+    // slots, not a cold boot after a refused restore.
+    assert!(
+        !stderr.contains("cannot restore the VM snapshot"),
+        "stderr: {stderr}"
+    );
+    assert!(
+        status.success(),
+        "{status}\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    assert_eq!(
+        lines[..3],
+        ["from the host\n", "read-only folder\n", "waiting\n"],
+        "stderr: {stderr}"
+    );
+    assert_eq!(lines[3], "edited on the host\n", "stdout: {stdout}");
+    assert!(
+        lines[4].contains("Read-only file system"),
+        "stdout: {stdout}"
+    );
+    assert_eq!(lines[5], "touch=1\n", "stdout: {stdout}");
+    assert!(!ro.path().join("c.txt").exists());
+    // --rm took the VM along.
+    let left = std::fs::read_dir(b.home.path().join("vms"))
+        .map(|d| d.flatten().filter(|e| e.path().is_dir()).count())
+        .unwrap_or(0);
+    assert_eq!(left, 0, "a VM directory is left");
 }

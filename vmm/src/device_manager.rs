@@ -59,8 +59,10 @@ pub enum DeviceConfig {
     Rng,
     /// A virtio-balloon that takes back the memory the guest reports free.
     Balloon,
-    /// A shared host directory (virtio-fs). Linux hosts only; a VM with one
-    /// cannot be snapshotted.
+    /// A shared host directory (virtio-fs). Linux hosts only. A VM is
+    /// snapshotted only while the guest has not used the share (no FUSE
+    /// session: see the device's `snapshot_blocker`), so a snapshot holds
+    /// an empty share slot that each restore fills with its own folder.
     Fs(FsConfig),
     /// virtio-net with user-mode networking (crate::net). Unix hosts only.
     /// A snapshot records the device and its queues, not the stack: a
@@ -91,10 +93,16 @@ pub enum DeviceKind {
     },
     /// virtio-rng.
     Rng,
-    /// A virtio-fs share (snapshots refuse VMs that have one).
+    /// A virtio-fs share slot, snapshotted before the guest mounted it (the
+    /// guest driver knows the tag; no FUSE session exists): a restore may
+    /// give the slot another folder under the same tag.
     Fs {
-        /// The share's mount tag.
+        /// The share's mount tag (the guest driver read it at probe time).
         tag: String,
+        /// The folder the snapshotted VM had there (a restore given no
+        /// shares uses it again, read-only).
+        #[serde(default)]
+        path: PathBuf,
     },
     /// virtio-net with user networking. What the guest sees of it (MAC,
     /// addresses of the VM network) is fixed by the VMM version, which a
@@ -105,32 +113,6 @@ pub enum DeviceKind {
     Balloon,
 }
 
-impl DeviceKind {
-    /// Why a VM with this device cannot be snapshotted (the device's name
-    /// for [`SnapshotError::UnsupportedDevice`]), or `None` when it can.
-    pub fn snapshot_refusal(&self) -> Option<String> {
-        match self {
-            DeviceKind::Vsock
-            | DeviceKind::Block { .. }
-            | DeviceKind::Rng
-            | DeviceKind::Balloon
-            | DeviceKind::Net => None,
-            DeviceKind::Fs { tag } => Some(format!("virtio-fs share `{tag}`")),
-        }
-    }
-
-    /// [`SnapshotError::UnsupportedDevice`] for the first device of `kinds`
-    /// that refuses snapshots.
-    pub fn check_snapshot_support<'a>(
-        kinds: impl IntoIterator<Item = &'a DeviceKind>,
-    ) -> Result<(), SnapshotError> {
-        match kinds.into_iter().find_map(DeviceKind::snapshot_refusal) {
-            Some(device) => Err(SnapshotError::UnsupportedDevice { device }),
-            None => Ok(()),
-        }
-    }
-}
-
 /// Host resources a restore gives the snapshot's devices.
 #[derive(Clone, Debug, Default)]
 pub struct RestoreResources {
@@ -139,6 +121,9 @@ pub struct RestoreResources {
     pub vsock_uds: Option<PathBuf>,
     /// Disks, in the snapshot's order; empty: the paths recorded in it.
     pub disks: Vec<DiskConfig>,
+    /// Shared folders for the snapshot's share slots, in its order, each
+    /// with the slot's tag; empty: the folders recorded in it, read-only.
+    pub shares: Vec<FsConfig>,
     /// The user-mode stack of the snapshot's network card (a fresh one:
     /// no connections); `None`: [`UserNetConfig::from_host`], the host's
     /// resolvers as they are now. Given for a snapshot without a card, it
@@ -161,6 +146,7 @@ impl DeviceConfig {
             DeviceConfig::Balloon => DeviceKind::Balloon,
             DeviceConfig::Fs(share) => DeviceKind::Fs {
                 tag: share.tag.clone(),
+                path: share.path.clone(),
             },
             DeviceConfig::Net(_) => DeviceKind::Net,
         }
@@ -173,6 +159,7 @@ impl DeviceConfig {
         resources: &RestoreResources,
     ) -> Result<Vec<DeviceConfig>, SnapshotError> {
         let mut disks = resources.disks.iter();
+        let mut shares = resources.shares.iter();
         let mut out = Vec::new();
         for kind in records {
             out.push(match kind {
@@ -213,14 +200,35 @@ impl DeviceConfig {
                         .clone()
                         .unwrap_or_else(UserNetConfig::from_host),
                 ),
-                // Never written (snapshots refuse VMs with these); refused
-                // should a state file claim one.
-                DeviceKind::Fs { .. } => {
-                    return Err(SnapshotError::UnsupportedDevice {
-                        device: kind.snapshot_refusal().unwrap_or_default(),
-                    })
-                }
+                // The guest's driver registered the slot under its tag at
+                // probe time: a folder given for it must carry that tag.
+                DeviceKind::Fs { tag, path } => DeviceConfig::Fs(match shares.next() {
+                    Some(given) if given.tag == *tag => given.clone(),
+                    Some(given) => {
+                        return Err(SnapshotError::Mismatch(format!(
+                            "share `{}` given for the snapshot's share slot `{tag}` (shares go in the snapshot's order, with its tags)",
+                            given.tag
+                        )))
+                    }
+                    None if resources.shares.is_empty() => FsConfig {
+                        tag: tag.clone(),
+                        path: path.clone(),
+                        read_only: true,
+                    },
+                    None => {
+                        return Err(SnapshotError::Mismatch(format!(
+                            "{} shares given, the snapshot has more share slots",
+                            resources.shares.len()
+                        )))
+                    }
+                }),
             });
+        }
+        if shares.next().is_some() {
+            return Err(SnapshotError::Mismatch(format!(
+                "{} shares given, the snapshot has fewer share slots",
+                resources.shares.len()
+            )));
         }
         if disks.next().is_some() {
             return Err(SnapshotError::Mismatch(format!(
@@ -614,7 +622,7 @@ mod tests {
         let res = RestoreResources {
             vsock_uds: Some("/run/v.sock".into()),
             disks: vec![disk("/now.img")],
-            net: None,
+            ..Default::default()
         };
         let configs = DeviceConfig::for_restore(&records, &res).unwrap();
         assert!(
@@ -623,7 +631,7 @@ mod tests {
     }
 
     #[test]
-    fn restore_refuses_missing_resources_wrong_disk_counts_and_unsnapshottable_devices() {
+    fn restore_refuses_missing_resources_and_wrong_disk_counts() {
         let block = DeviceKind::Block {
             path: "/a".into(),
             read_only: false,
@@ -644,12 +652,85 @@ mod tests {
         };
         let e = DeviceConfig::for_restore(&[block.clone(), block], &one).unwrap_err();
         assert!(e.to_string().contains("more"), "{e}");
-        let e = DeviceConfig::for_restore(
-            &[DeviceKind::Fs { tag: "t".into() }],
-            &RestoreResources::default(),
-        )
-        .unwrap_err();
-        assert!(matches!(e, SnapshotError::UnsupportedDevice { .. }), "{e}");
+    }
+
+    fn share(tag: &str, path: &str, read_only: bool) -> FsConfig {
+        FsConfig {
+            tag: tag.into(),
+            path: path.into(),
+            read_only,
+        }
+    }
+
+    #[test]
+    fn share_slots_are_filled_per_restore_under_their_tags() {
+        let slot = |tag: &str| DeviceKind::Fs {
+            tag: tag.into(),
+            path: "/cache/empty-share".into(),
+        };
+        let records = vec![DeviceKind::Vsock, slot("s0"), slot("s1"), DeviceKind::Rng];
+        let base = RestoreResources {
+            vsock_uds: Some("/run/v.sock".into()),
+            ..Default::default()
+        };
+        // No shares given: the recorded (empty) folders, read-only.
+        let configs = DeviceConfig::for_restore(&records, &base).unwrap();
+        assert_eq!(configs[1].kind(), slot("s0"));
+        assert!(matches!(&configs[2], DeviceConfig::Fs(f) if f.read_only && f.tag == "s1"));
+        // Given ones replace them one for one, keeping their slot.
+        let given = RestoreResources {
+            shares: vec![
+                share("s0", "/home/me/src", false),
+                share("s1", "/srv", true),
+            ],
+            ..base.clone()
+        };
+        let configs = DeviceConfig::for_restore(&records, &given).unwrap();
+        assert!(
+            matches!(&configs[1], DeviceConfig::Fs(f) if f.path == std::path::Path::new("/home/me/src") && !f.read_only)
+        );
+        assert!(
+            matches!(&configs[2], DeviceConfig::Fs(f) if f.path == std::path::Path::new("/srv") && f.read_only)
+        );
+        assert!(matches!(configs[3], DeviceConfig::Rng));
+        // A tag the guest does not know, out of order, too few, too many.
+        for (shares, why) in [
+            (
+                vec![share("s1", "/a", false), share("s0", "/b", false)],
+                "slot `s0`",
+            ),
+            (
+                vec![share("x", "/a", false), share("s1", "/b", false)],
+                "slot `s0`",
+            ),
+            (vec![share("s0", "/a", false)], "more share slots"),
+            (
+                vec![
+                    share("s0", "/a", false),
+                    share("s1", "/b", false),
+                    share("s2", "/c", false),
+                ],
+                "fewer share slots",
+            ),
+        ] {
+            let res = RestoreResources {
+                shares,
+                ..base.clone()
+            };
+            let e = DeviceConfig::for_restore(&records, &res).unwrap_err();
+            assert!(matches!(e, SnapshotError::Mismatch(_)), "{e}");
+            assert!(e.to_string().contains(why), "{e}");
+        }
+        // A snapshot without slots takes no shares.
+        let res = RestoreResources {
+            shares: vec![share("s0", "/a", false)],
+            ..base
+        };
+        let e = DeviceConfig::for_restore(&[DeviceKind::Vsock], &res).unwrap_err();
+        assert!(e.to_string().contains("fewer share slots"), "{e}");
+        // The record as the state file stores it.
+        let json = serde_json::to_string(&slot("s0")).unwrap();
+        assert_eq!(json, r#"{"Fs":{"tag":"s0","path":"/cache/empty-share"}}"#);
     }
 
     #[test]
@@ -690,23 +771,6 @@ mod tests {
         assert_eq!(serde_json::to_string(&DeviceKind::Net).unwrap(), r#""Net""#);
         let back: DeviceKind = serde_json::from_str(r#""Net""#).unwrap();
         assert_eq!(back, DeviceKind::Net);
-    }
-
-    #[test]
-    fn only_shares_refuse_snapshots() {
-        assert!(DeviceKind::check_snapshot_support(&[
-            DeviceKind::Vsock,
-            DeviceKind::Rng,
-            DeviceKind::Balloon,
-            DeviceKind::Net
-        ])
-        .is_ok());
-        let e = DeviceKind::check_snapshot_support(&[
-            DeviceKind::Rng,
-            DeviceKind::Fs { tag: "home".into() },
-        ])
-        .unwrap_err();
-        assert!(e.to_string().contains("virtio-fs share `home`"), "{e}");
     }
 
     #[test]

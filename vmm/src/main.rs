@@ -74,8 +74,11 @@ struct Args {
     balloon_stats: Option<PathBuf>,
     /// Share a host directory (virtio-fs): `tag=TAG,path=HOSTDIR[,ro]`;
     /// repeat for more. The guest mounts it with `mount -t virtiofs TAG`.
-    /// Linux (KVM) only; a VM with shares cannot be snapshotted.
-    #[arg(long = "fs", value_name = "tag=TAG,path=HOSTDIR[,ro]", conflicts_with_all = ["restore", "standby", "snapshot_on_ready"])]
+    /// Linux (KVM) only. A snapshot is taken only while the guest has not
+    /// used its shares (empty share slots); with --restore, --fs gives
+    /// each of the snapshot's slots, in order and with its tag, this run's
+    /// folder (default: the snapshot's folders, read-only).
+    #[arg(long = "fs", value_name = "tag=TAG,path=HOSTDIR[,ro]", conflicts_with_all = ["standby"])]
     fs: Vec<String>,
     /// Network card (virtio-net): `user` = user-mode networking, the
     /// guest's connections leave through the VMM's host sockets (VM
@@ -259,6 +262,7 @@ fn main() -> ExitCode {
             serial,
             vsock_uds: args.vsock_uds,
             disks,
+            shares: fs,
             kernel: args.kernel,
             snapshot_on_ready: None,
             memory: if args.restore_memory == "copy" {
@@ -414,6 +418,10 @@ fn standby(
             serial: SerialOutput::File(req.serial_log),
             vsock_uds: req.vsock_uds,
             disks,
+            // A standby's seccomp and capabilities are set before its
+            // request; berth gives restores with shares to a VMM of their
+            // own (the snapshot's empty folders otherwise).
+            shares: Vec::new(),
             kernel: req.kernel,
             snapshot_on_ready: None,
             memory,

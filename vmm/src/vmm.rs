@@ -83,15 +83,9 @@ pub fn run(config: &VmConfig) -> Result<VmOutcome, VmmError> {
     let start = Instant::now();
     crate::x86_vm::check_sizes(config.cpus, config.mem_mib)?;
     virtio_fs::check_unique_tags(&config.fs)?;
+    // Shares do not stop a snapshot on ready: the device refuses only once
+    // the guest has used it (a FUSE session a restore could not continue).
     let device_configs = config.devices();
-    if config.snapshot_on_ready.is_some() {
-        DeviceKind::check_snapshot_support(
-            &device_configs
-                .iter()
-                .map(DeviceConfig::kind)
-                .collect::<Vec<_>>(),
-        )?;
-    }
     let mem_size = config.mem_mib << 20;
 
     let hypervisor = crate::hypervisor::open_host(config.cpus)?;
@@ -162,6 +156,9 @@ pub struct RestoreConfig {
     pub vsock_uds: Option<PathBuf>,
     /// Disks, in the snapshot's order; empty: the paths recorded in it.
     pub disks: Vec<DiskConfig>,
+    /// Folders for the snapshot's share slots, in its order and with its
+    /// tags; empty: the folders recorded in it, read-only.
+    pub shares: Vec<virtio_fs::FsConfig>,
     /// When given, must be the kernel the snapshot's guest booted.
     pub kernel: Option<PathBuf>,
     /// Take another snapshot at this marker line (chained snapshots).
@@ -269,6 +266,7 @@ pub fn restore_prepared(
         &RestoreResources {
             vsock_uds: config.vsock_uds.clone(),
             disks: config.disks.clone(),
+            shares: config.shares.clone(),
             // A network card gets a fresh stack with the host's resolvers
             // of now (a VPN connected since the snapshot applies).
             net: None,
@@ -680,7 +678,6 @@ impl Snapshotter<'_> {
                 None => Err(SnapshotError::NotQuiescent("vCPU state missing".into())),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        DeviceKind::check_snapshot_support(self.transports.iter().map(|d| &d.kind))?;
         // Devices stay locked until memory is written: the event loop must
         // not move a queue between its saved indices and the saved memory.
         let transports: Vec<_> = self
@@ -819,9 +816,11 @@ mod tests {
     use crate::host_quirks::HostQuirks;
 
     #[test]
-    fn shares_refuse_snapshots_and_duplicate_tags_before_the_hypervisor() {
+    fn duplicate_tags_are_refused_before_the_hypervisor() {
         let share = FsConfig::parse("tag=t1,path=/nonexistent").unwrap();
-        let mut config = VmConfig {
+        // A snapshot on ready no longer refuses shares up front (only a
+        // share the guest used refuses, when the snapshot is taken).
+        let config = VmConfig {
             kernel: "k".into(),
             initrd: None,
             cmdline: String::new(),
@@ -833,7 +832,7 @@ mod tests {
             disks: vec![],
             rng: false,
             balloon: false,
-            fs: vec![share.clone()],
+            fs: vec![share.clone(), share],
             net: None,
             quirks: HostQuirks::none(),
             snapshot_on_ready: Some(SnapshotOnReady {
@@ -841,12 +840,6 @@ mod tests {
                 marker: AGENT_READY_MARKER.into(),
             }),
         };
-        assert!(matches!(
-            run(&config),
-            Err(VmmError::Snapshot(SnapshotError::UnsupportedDevice { .. }))
-        ));
-        config.snapshot_on_ready = None;
-        config.fs.push(share);
         assert!(matches!(
             run(&config),
             Err(VmmError::Fs(FsError::DuplicateTag(_)))

@@ -2,7 +2,8 @@
 //! cold boot with `--snapshot-on-ready`, kill that VMM, `--restore` in a new
 //! process and talk to the agent over the vsock muxer socket (protocol
 //! handshake); the same through a warm-pool standby VMM (`--standby`).
-//! A 2-vCPU snapshot restored with a disk in a slot that was empty.
+//! A 2-vCPU snapshot restored with a disk in a slot that was empty; a
+//! snapshot with an empty share slot restored with a folder in it.
 //! Also: tampered and incompatible snapshots are refused.
 // Boots guests with the KVM backend and an x86_64 kernel.
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
@@ -502,6 +503,117 @@ fn two_vcpu_snapshot_restored_with_a_disk_in_the_empty_slot() {
         boot.as_secs_f64(),
         t0.elapsed().as_secs_f64()
     );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A snapshot taken with an empty, unmounted share slot (virtio-fs probed
+/// by the guest driver, no FUSE session), restored with a host folder in
+/// the slot under the same tag: the agent mounts it, which starts a FUSE
+/// session with the restored VMM's own server (berth's own-VM `-v`). A
+/// folder given under another tag is refused before the guest runs.
+#[test]
+fn a_snapshot_with_an_empty_share_slot_restores_with_a_folder() {
+    let _one = common::serialize();
+    if !common::kvm_usable() {
+        return skip("/dev/kvm is not available");
+    }
+    let Some(kernel) = common::find_kernel() else {
+        return skip("no guest kernel (set BERTH_KERNEL or run kernel-config/build-kernel.sh)");
+    };
+    let Some(agent) = common::find_agent() else {
+        return skip("no static berth-agent (run scripts/dev-build.sh)");
+    };
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("vmm-snapshot-share");
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let Some(rootfs) = common::write_agent_rootfs(&agent, &dir) else {
+        return skip("mkfs.ext4 -d failed (install e2fsprogs)");
+    };
+    let empty = dir.join("empty-share");
+    let folder = dir.join("folder");
+    fs::create_dir_all(&empty).unwrap();
+    fs::create_dir_all(&folder).unwrap();
+    fs::write(folder.join("hello.txt"), "from the host\n").unwrap();
+    let snap = dir.join("snap");
+    let serial1 = dir.join("serial-cold.log");
+    let stderr1 = dir.join("vmm-cold.log");
+    let mut cold = vmm();
+    cold.arg("--kernel")
+        .arg(&kernel)
+        .arg("--disk")
+        .arg(format!("{},ro", rootfs.display()))
+        .arg("--fs")
+        .arg(format!("tag=berth-vm-0,path={},ro", empty.display()))
+        .args(["--cmdline", common::AGENT_CMDLINE, "--mem-mib", "256"])
+        .arg("--serial-log")
+        .arg(&serial1)
+        .arg("--vsock-uds")
+        .arg(dir.join("cold.sock"))
+        .arg("--snapshot-on-ready")
+        .arg(&snap);
+    let mut child = spawn(cold, &stderr1);
+    wait_for(&mut child, &stderr1, "snapshot saved", &serial1, &stderr1);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let restore = |uds: &Path, serial: &Path, share: &str| {
+        let mut cmd = vmm();
+        cmd.arg("--restore")
+            .arg(&snap)
+            .arg("--kernel")
+            .arg(&kernel)
+            .arg("--disk")
+            .arg(format!("{},ro", rootfs.display()))
+            .arg("--fs")
+            .arg(share)
+            .arg("--serial-log")
+            .arg(serial)
+            .arg("--vsock-uds")
+            .arg(uds);
+        cmd
+    };
+    // The guest knows the slot by its tag: another one is refused.
+    let o = restore(
+        &dir.join("bad.sock"),
+        &dir.join("serial-bad.log"),
+        &format!("tag=other,path={}", folder.display()),
+    )
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("slot `berth-vm-0`"), "{err}");
+
+    let serial2 = dir.join("serial-restore.log");
+    let stderr2 = dir.join("vmm-restore.log");
+    let uds = dir.join("restore.sock");
+    let mut child = spawn(
+        restore(
+            &uds,
+            &serial2,
+            &format!("tag=berth-vm-0,path={}", folder.display()),
+        ),
+        &stderr2,
+    );
+    let reply = handshake_until(&uds, &mut child, &serial2, &stderr2);
+    assert!(reply.contains("\"error\":null"), "{reply}");
+    let mount = r#"{"type":"SharesMount","args":{"shares":[{"tag":"berth-vm-0","host_path":"/srv/folder","read_only":false}]}}"#;
+    let mounted = agent_request(&uds, mount);
+    assert!(
+        mounted.contains("\"Ok\"") && !mounted.contains("\"Err\""),
+        "{mounted}\n{}",
+        report(&serial2, &stderr2)
+    );
+    let serial = fs::read_to_string(&serial2).unwrap_or_default();
+    assert!(
+        serial.contains("share berth-vm-0 at /host_mnt/srv/folder"),
+        "{}",
+        report(&serial2, &stderr2)
+    );
+    // Once per guest.
+    let again = agent_request(&uds, mount);
+    assert!(again.contains("already mounted"), "{again}");
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -161,13 +161,15 @@ impl Target {
         }
     }
 
-    /// An own VM with the image, started (vm only).
-    fn own_vm(&self) -> Result<OwnVm> {
+    /// An own VM with the image, started (vm only), sharing the host
+    /// folders that `cfg`'s bind mounts need.
+    fn own_vm(&self, cfg: &ContainerConfig) -> Result<OwnVm> {
         let (Some(cache), Some(commit)) = (&self.cache, &self.commit) else {
             bail!("no image cache entry for {}", self.image);
         };
         let quiet = |_: &str| {};
-        let vm = OwnVm::new(cache, commit, &self.image, false, &quiet)?;
+        let mut vm = OwnVm::new(cache, commit, &self.image, false, &quiet)?;
+        vm.set_shares(crate::vm_shares::from_config(cfg));
         vm.start(cache, commit, false, &quiet)?;
         Ok(vm)
     }
@@ -179,8 +181,9 @@ impl Target {
             return d.run(&self.image, cmd);
         }
         let t0 = Instant::now();
+        let cfg = self.config(cmd);
         let vm = match self.kind {
-            PlacementKind::Vm => Some(self.own_vm()?),
+            PlacementKind::Vm => Some(self.own_vm(&cfg)?),
             _ => None,
         };
         let connect = || -> Result<Engine> {
@@ -190,7 +193,7 @@ impl Target {
             }
         };
         let mut ctl = connect()?;
-        let id = ctl.container_create(self.config(cmd))?.id;
+        let id = ctl.container_create(cfg)?.id;
         let result = (|| -> Result<(Option<Duration>, Duration, i32, String)> {
             let stream = connect()?.attach(&id, false, true, None)?;
             let (first, code, out) = relay(stream, t0)?;
@@ -227,7 +230,7 @@ impl Target {
     /// Starts an idle container with host folder `dir` bind-mounted at
     /// [`BIND_TARGET`], as `-v DIR:/berth-compare-bind` would: in the
     /// machine VM the folder must be in its shares (the source becomes
-    /// its guest path); an own VM has no shares, which is the error.
+    /// its guest path); an own VM gets it as a share of its own.
     pub fn start_idle_bound(&self, dir: &Path) -> Result<Running> {
         if let Some(d) = &self.docker {
             let id = d.start_idle(&self.image, Some(dir))?;
@@ -311,7 +314,7 @@ impl Target {
 
     fn start_idle_with(&self, cfg: ContainerConfig) -> Result<Running> {
         let vm = match self.kind {
-            PlacementKind::Vm => Some(self.own_vm()?),
+            PlacementKind::Vm => Some(self.own_vm(&cfg)?),
             _ => None,
         };
         let mut ctl = match &vm {
@@ -379,7 +382,7 @@ impl Target {
         let Some(before) = boot_id(witness) else {
             return PanicTrial::not_run("the witness container did not answer before the panic");
         };
-        let vm = match self.own_vm() {
+        let vm = match self.own_vm(&ContainerConfig::default()) {
             Ok(vm) => vm,
             Err(e) => return PanicTrial::not_run(&format!("starting the VM to panic: {e:#}")),
         };

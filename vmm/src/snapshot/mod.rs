@@ -152,13 +152,6 @@ pub enum SnapshotError {
     /// The VM cannot be snapshotted in its current state.
     #[error("cannot snapshot now: {0}")]
     NotQuiescent(String),
-    /// The VM has a device whose state snapshots do not carry (virtio-fs:
-    /// open host files and the server's node ids).
-    #[error("cannot snapshot a VM with a {device} device (not supported)")]
-    UnsupportedDevice {
-        /// The device, e.g. `virtio-fs share \`t1\``.
-        device: String,
-    },
     /// The hypervisor refused to save or load some state.
     #[error("hypervisor state: {0}")]
     Hypervisor(String),

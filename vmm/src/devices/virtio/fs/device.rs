@@ -41,6 +41,9 @@ pub struct Fs {
     /// The driver was reset: the FUSE session it had is over, and its nodes
     /// and handles are closed before the next request is served.
     session_ended: bool,
+    /// The guest has sent requests since the driver set the device up: a
+    /// FUSE session (INIT, node ids, open files) a snapshot cannot carry.
+    in_session: bool,
 }
 
 impl Fs {
@@ -56,6 +59,7 @@ impl Fs {
             fs,
             active: None,
             session_ended: false,
+            in_session: false,
         })
     }
 
@@ -173,7 +177,9 @@ impl VirtioDevice for Fs {
         }
         let mem = a.mem.clone();
         let server = self.server.clone();
+        let in_session = &mut self.in_session;
         drain_queue(queue, &mem, &a.interrupt, |chain| {
+            *in_session = true;
             serve_chain(&server, &mem, chain)
         });
     }
@@ -185,12 +191,29 @@ impl VirtioDevice for Fs {
         // before the next request, or a guest resetting again and again
         // would run the VMM out of them.
         self.session_ended = true;
+        self.in_session = false;
     }
 
+    fn queue_snapshots(&self) -> Vec<crate::devices::virtio::QueueSnapshot> {
+        self.active
+            .iter()
+            .flat_map(|a| a.queues.iter())
+            .map(crate::devices::virtio::QueueSnapshot::from)
+            .collect()
+    }
+
+    /// A share the guest has not used yet (a probed driver, no mount) holds
+    /// nothing but its queues, which the transport saves: such a slot can
+    /// be snapshotted and given another folder at restore, where the guest's
+    /// first mount starts a FUSE session with a fresh server. Once the guest
+    /// has sent a request, its session (node ids, open files) lives in this
+    /// process and cannot be carried.
     fn snapshot_blocker(&self) -> Option<String> {
-        Some(format!(
-            "virtio-fs share `{}` cannot be snapshotted (open host files and node ids are not saved)",
-            self.config.tag
-        ))
+        self.in_session.then(|| {
+            format!(
+                "virtio-fs share `{}` is in use by the guest (open host files and node ids are not saved)",
+                self.config.tag
+            )
+        })
     }
 }

@@ -1741,3 +1741,31 @@ fn a_driver_reset_closes_what_the_guest_had_open() {
     );
     assert!(s.lookup(ROOT, b"hello.txt").is_ok());
 }
+
+#[test]
+fn an_unused_share_can_be_snapshotted_and_one_in_use_cannot() {
+    let l = layout();
+    let mem = test_memory();
+    let mut s = Session::new(&mem, &l.share, false);
+    // Probed and set up by the driver, never mounted: nothing but queues,
+    // which the transport saves (a snapshot's empty share slot).
+    assert_eq!(s.dev.snapshot_blocker(), None);
+    // Both queues are saved (a restore refuses another count).
+    assert_eq!(s.dev.queue_snapshots().len(), 2);
+    // A notification that carries no request starts no session.
+    s.dev.process_queue(1);
+    assert_eq!(s.dev.snapshot_blocker(), None);
+    // The guest mounted it (any request): its FUSE session lives in this
+    // process and a restore could not continue it.
+    s.lookup(ROOT, b"hello.txt").unwrap();
+    let why = s
+        .dev
+        .snapshot_blocker()
+        .expect("a share in use must refuse");
+    assert!(why.contains("`t1`") && why.contains("in use"), "{why}");
+    // A reset driver has no session left until it sends again.
+    s.restart();
+    assert_eq!(s.dev.snapshot_blocker(), None);
+    s.lookup(ROOT, b"hello.txt").unwrap();
+    assert!(s.dev.snapshot_blocker().is_some());
+}
