@@ -396,7 +396,8 @@ pub struct EventsOptions {
 /// One engine event, as docker's `events.Message` (its JSON shape).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Event {
-    /// Legacy fields, container events only (docker's JSONMessage).
+    /// Legacy fields (docker's JSONMessage): `status` and `id` on
+    /// container and image events, `from` on container events.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub status: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -649,6 +650,36 @@ pub struct ImageCommit {
     pub tags: Vec<String>,
     /// Digest of the manifest the image came from, if any.
     pub manifest_digest: Option<String>,
+    /// How the image came in, for the engine's event log (docker's image
+    /// `pull`, `load` and `import` events). Absent from older hosts, from
+    /// the host cache's own records, and for images that log no such
+    /// event (build steps, `commit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<ImageOrigin>,
+}
+
+impl ImageCommit {
+    /// The same commit, telling the engine how the image came in.
+    pub fn with_origin(&self, origin: ImageOrigin) -> ImageCommit {
+        ImageCommit {
+            origin: Some(origin),
+            ..self.clone()
+        }
+    }
+}
+
+/// What brought an image into the engine (see [`ImageCommit::origin`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageOrigin {
+    /// Pulled from a registry: `reference` as docker's event names it
+    /// (`busybox:latest`, `reg:5000/app@sha256:…`: the digest when one was
+    /// asked for, else the tag) and `name` its repository (`busybox`).
+    Pull { reference: String, name: String },
+    /// Loaded from an archive (`load`).
+    Load,
+    /// Made from a filesystem tarball (`import`).
+    Import,
 }
 
 /// What `images` shows.
