@@ -558,6 +558,17 @@ pub struct StatsSample {
     pub memory_usage: u64,
     pub memory_limit: u64,
     pub pids: u64,
+    /// Bytes received and sent on the container's own interfaces
+    /// (loopback not counted; zero with `--network host`).
+    #[serde(default)]
+    pub net_rx_bytes: u64,
+    #[serde(default)]
+    pub net_tx_bytes: u64,
+    /// Bytes its cgroup read from and wrote to block devices.
+    #[serde(default)]
+    pub block_read_bytes: u64,
+    #[serde(default)]
+    pub block_write_bytes: u64,
 }
 
 /// Successful responses.
