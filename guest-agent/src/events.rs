@@ -79,9 +79,13 @@ pub fn emit(root: &Path, kind: &str, action: &str, id: &str, attributes: BTreeMa
         time_nano: nanos,
         ..Event::default()
     };
-    if kind == "container" {
+    // docker's legacy fields: status and id on container and image
+    // events, from on container events.
+    if kind == "container" || kind == "image" {
         ev.status = action.into();
         ev.id = id.into();
+    }
+    if kind == "container" {
         ev.from = ev
             .actor
             .attributes

@@ -1,5 +1,6 @@
 //! `berth`: Docker-compatible containers, run natively or in microVMs.
 
+mod argv;
 mod commands;
 mod fmt;
 mod net_flags;
@@ -11,7 +12,7 @@ use berth_host::{
     shares, sig_proxy, tty,
 };
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use placement::Isolation;
 
 /// Exit code docker uses when the engine itself failed.
@@ -196,52 +197,14 @@ pub enum ContainerCommand {
     Port(commands::container::PortArgs),
 }
 
-/// Container verbs docker also spells `container VERB`; `ls`, `ps`,
-/// `list`, `prune` and `port` are `container` subcommands of their own.
-const CONTAINER_VERBS: &[&str] = &[
-    "attach", "commit", "cp", "create", "diff", "exec", "export", "inspect", "kill", "logs",
-    "pause", "rename", "restart", "rm", "run", "start", "stats", "stop", "top", "unpause",
-    "update", "wait",
-];
-
-/// Image verbs docker also spells `image VERB` that are not `image`
-/// subcommands of their own (`image rm` is `rmi`).
-const IMAGE_VERBS: &[&str] = &["build", "tag", "rm", "import"];
-
-/// docker's `container VERB` and `image VERB` spellings of the top-level
-/// verbs, rewritten to them: `container top c` is `top c`, `image rm x` is
-/// `rmi x`. Global flags before the group word are kept.
-fn alias_args(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    let mut i = 1;
-    while i < args.len() {
-        let a = args[i].to_string_lossy();
-        if a == "--isolation" || a == "--log-level" {
-            i += 2;
-            continue;
-        }
-        if a.starts_with('-') {
-            i += 1;
-            continue;
-        }
-        break;
-    }
-    let (Some(group), Some(verb)) = (args.get(i), args.get(i + 1)) else {
-        return args;
-    };
-    let verb = verb.to_string_lossy().into_owned();
-    if group == "container" && CONTAINER_VERBS.contains(&verb.as_str()) {
-        args.remove(i);
-    } else if group == "image" && IMAGE_VERBS.contains(&verb.as_str()) {
-        args.remove(i);
-        if verb == "rm" {
-            args[i] = "rmi".into();
-        }
-    }
-    args
-}
-
 fn main() {
-    let cli = match Cli::try_parse_from(alias_args(std::env::args_os().collect())) {
+    let mut definition = Cli::command();
+    definition.build();
+    let args = argv::stop_at_operand(&definition, argv::alias_args(std::env::args_os().collect()));
+    let parsed = definition
+        .try_get_matches_from_mut(args)
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             // docker's exit codes: 1 for a missing argument or an unknown
@@ -335,42 +298,5 @@ fn docker_style(e: &clap::Error) -> Option<String> {
             "\"berth {verb}\" requires at least 1 argument.\n{hint}"
         )),
         _ => None,
-    }
-}
-
-#[cfg(test)]
-mod alias_tests {
-    use super::alias_args;
-
-    fn words(s: &str) -> Vec<String> {
-        alias_args(s.split(' ').map(Into::into).collect())
-            .into_iter()
-            .map(|w| w.to_string_lossy().into_owned())
-            .collect()
-    }
-
-    #[test]
-    fn group_spellings_become_the_top_level_verbs() {
-        assert_eq!(words("berth container top c"), ["berth", "top", "c"]);
-        assert_eq!(
-            words("berth --isolation native container diff c"),
-            ["berth", "--isolation", "native", "diff", "c"]
-        );
-        assert_eq!(words("berth image rm x"), ["berth", "rmi", "x"]);
-        assert_eq!(words("berth image tag a b"), ["berth", "tag", "a", "b"]);
-        // Subcommands of their own, and other words, are left alone.
-        assert_eq!(
-            words("berth container ls -a"),
-            ["berth", "container", "ls", "-a"]
-        );
-        assert_eq!(
-            words("berth image inspect x"),
-            ["berth", "image", "inspect", "x"]
-        );
-        assert_eq!(
-            words("berth run container top"),
-            ["berth", "run", "container", "top"]
-        );
-        assert_eq!(words("berth container"), ["berth", "container"]);
     }
 }

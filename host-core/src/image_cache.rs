@@ -331,6 +331,7 @@ impl ImageCache {
             layers: layers.to_vec(),
             tags: Vec::new(),
             manifest_digest: None,
+            origin: None,
         };
         self.record(&commit)?;
         self.resolve(&img.id)

@@ -417,7 +417,8 @@ pub struct EventsOptions {
 /// One engine event, as docker's `events.Message` (its JSON shape).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Event {
-    /// Legacy fields, container events only (docker's JSONMessage).
+    /// Legacy fields (docker's JSONMessage): `status` and `id` on
+    /// container and image events, `from` on container events.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub status: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -578,6 +579,17 @@ pub struct StatsSample {
     pub memory_usage: u64,
     pub memory_limit: u64,
     pub pids: u64,
+    /// Bytes received and sent on the container's own interfaces
+    /// (loopback not counted; zero with `--network host`).
+    #[serde(default)]
+    pub net_rx_bytes: u64,
+    #[serde(default)]
+    pub net_tx_bytes: u64,
+    /// Bytes its cgroup read from and wrote to block devices.
+    #[serde(default)]
+    pub block_read_bytes: u64,
+    #[serde(default)]
+    pub block_write_bytes: u64,
 }
 
 /// Successful responses.
@@ -670,6 +682,36 @@ pub struct ImageCommit {
     pub tags: Vec<String>,
     /// Digest of the manifest the image came from, if any.
     pub manifest_digest: Option<String>,
+    /// How the image came in, for the engine's event log (docker's image
+    /// `pull`, `load` and `import` events). Absent from older hosts, from
+    /// the host cache's own records, and for images that log no such
+    /// event (build steps, `commit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<ImageOrigin>,
+}
+
+impl ImageCommit {
+    /// The same commit, telling the engine how the image came in.
+    pub fn with_origin(&self, origin: ImageOrigin) -> ImageCommit {
+        ImageCommit {
+            origin: Some(origin),
+            ..self.clone()
+        }
+    }
+}
+
+/// What brought an image into the engine (see [`ImageCommit::origin`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageOrigin {
+    /// Pulled from a registry: `reference` as docker's event names it
+    /// (`busybox:latest`, `reg:5000/app@sha256:…`: the digest when one was
+    /// asked for, else the tag) and `name` its repository (`busybox`).
+    Pull { reference: String, name: String },
+    /// Loaded from an archive (`load`).
+    Load,
+    /// Made from a filesystem tarball (`import`).
+    Import,
 }
 
 /// What `images` shows.

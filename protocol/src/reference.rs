@@ -167,17 +167,21 @@ impl Reference {
         format!("{}/{}", self.domain, self.path)
     }
 
-    /// The short form docker prints (`busybox:latest`, `myreg:5000/app:v1`).
-    pub fn familiar(&self) -> String {
-        let repo = if self.domain == DEFAULT_DOMAIN {
+    /// The repository as docker prints it (`busybox`, `myreg:5000/app`).
+    pub fn familiar_name(&self) -> String {
+        if self.domain == DEFAULT_DOMAIN {
             self.path
                 .strip_prefix("library/")
                 .unwrap_or(&self.path)
                 .to_string()
         } else {
             self.repository()
-        };
-        let mut s = repo;
+        }
+    }
+
+    /// The short form docker prints (`busybox:latest`, `myreg:5000/app:v1`).
+    pub fn familiar(&self) -> String {
+        let mut s = self.familiar_name();
         if let Some(t) = &self.tag {
             s.push(':');
             s.push_str(t);

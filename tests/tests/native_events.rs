@@ -594,6 +594,59 @@ fn events_match_dockers() {
     assert_eq!(ours.1, d.1, "berth:\n{}\ndocker:\n{}", ours.1, d.1);
 }
 
+/// Images arriving: `pull` (a tag, the same again, a digest), a `run`
+/// that pulls, `load` and `import` log the same image events as
+/// dockerd's: `pull` naming the reference asked for, `load` and `import`
+/// the image id, an import's name as a `tag` first.
+#[test]
+fn image_arrival_events_match_dockers() {
+    use berth_tests::registry::{sh, tools_missing, Registry};
+    if let Some(r) = tools_missing() {
+        return berth_tests::skip(&r);
+    }
+    let reg = Registry::start(false);
+    let src = format!("oci-archive:{}", berth_tests::default_image().display());
+    reg.seed(&src, "t/bb:v1", "");
+    reg.seed(&src, "t/run:v2", "");
+    let h = reg.host();
+    let tagged = format!("{h}/t/bb:v1");
+    let digested = format!("{h}/t/bb@{}", reg.digest("t/bb:v1"));
+    let pulled_by_run = format!("{h}/t/run:v2");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    sh(&format!(
+        "skopeo copy -q {src} docker-archive:{d}/img.tar:evload:v1 && \
+         mkdir {d}/root && echo hi > {d}/root/f && tar -C {d}/root -cf {d}/root.tar ."
+    ));
+    let (archive, rootfs) = (format!("{d}/img.tar"), format!("{d}/root.tar"));
+    let seq = |run: &Runner| -> (String, String) {
+        let t0 = now();
+        for args in [
+            &["pull", "-q", &tagged][..],
+            &["pull", "-q", &tagged],
+            &["pull", "-q", &digested],
+            &["run", "--rm", &pulled_by_run, "true"],
+            &["load", "-q", "-i", &archive],
+            &["import", &rootfs, "evimp:v1"],
+        ] {
+            let (code, _, err) = run(args);
+            assert_eq!(code, 0, "{args:?}: {err}");
+        }
+        events_between(run, &t0, &now(), &["-f", "type=image"])
+    };
+    let docker = berth_tests::dockerd::Dockerd::required();
+    let d = seq(&|args| run_docker(&docker, args));
+    drop(docker);
+    let b = Berth::new();
+    let ours = seq(&|args| {
+        let o = b.run(args);
+        (o.code, o.stdout, o.stderr)
+    });
+    assert!(d.0.contains("image pull"), "docker: {}", d.0);
+    assert_eq!(ours.0, d.0, "berth:\n{}\ndocker:\n{}", ours.0, d.0);
+    assert_eq!(ours.1, d.1, "berth:\n{}\ndocker:\n{}", ours.1, d.1);
+}
+
 /// Whoever acts on a container's `start` event finds the container
 /// running: the machine's port forwarder lists the running containers'
 /// ports on each `start`, and after a machine restart it listed the

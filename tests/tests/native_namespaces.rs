@@ -691,3 +691,149 @@ fn pull_missing_and_always_fetch_from_a_registry() {
         o.stderr
     );
 }
+
+/// No `--pull` is docker's `missing`: `run` and `create` pull an image
+/// that is not here (docker's `Unable to find` line, the pull on stderr
+/// without `pull`'s last line), then run it; `events` has docker's image
+/// `pull` event. A pull the registry refuses prints only its error.
+#[test]
+fn run_and_create_pull_a_missing_image_by_default() {
+    use berth_tests::registry::{tools_missing, Registry};
+    if let Some(r) = tools_missing() {
+        return berth_tests::skip(&r);
+    }
+    let reg = Registry::start(false);
+    let src = format!("oci-archive:{}", berth_tests::default_image().display());
+    reg.seed(&src, "t/bb:v1", "");
+    reg.seed(&src, "t/cc:latest", "");
+    let image = format!("{}/t/bb:v1", reg.host());
+    let b = Berth::new();
+    let t0 = berth_tests::events_now();
+    let o = b.run(&["run", "--rm", &image, "echo", "hi"]).ok();
+    assert_eq!(o.stdout, "hi\n");
+    let lines: Vec<&str> = o.stderr.lines().collect();
+    assert_eq!(lines[0], format!("Unable to find image '{image}' locally"));
+    assert_eq!(lines[1], "v1: Pulling from t/bb");
+    assert!(lines[2].ends_with(": Pull complete"), "{}", o.stderr);
+    assert!(lines[3].starts_with("Digest: sha256:"), "{}", o.stderr);
+    assert_eq!(
+        &lines[4..],
+        [format!("Status: Downloaded newer image for {image}")],
+        "{}",
+        o.stderr
+    );
+    // create, with the image named without its tag: docker's line has it.
+    let short = format!("{}/t/cc", reg.host());
+    let o = b.run(&["create", "--name", "made", &short]).ok();
+    assert!(
+        o.stderr
+            .starts_with(&format!("Unable to find image '{short}:latest' locally\n")),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(o.stdout.trim(), b.inspect("made")["Id"].as_str().unwrap());
+    let pulls = b
+        .run(&[
+            "events",
+            "--since",
+            &t0,
+            "--until",
+            &berth_tests::events_now(),
+            "--filter",
+            "event=pull",
+            "--format",
+            "{{.Type}} {{.Action}} {{.Actor.ID}} {{.Actor.Attributes.name}} {{.Status}}",
+        ])
+        .ok()
+        .stdout;
+    let h = reg.host();
+    assert_eq!(
+        pulls,
+        format!("image pull {image} {h}/t/bb pull\nimage pull {short}:latest {h}/t/cc pull\n")
+    );
+    // A registry without the image: its error, no `Pulling from` line.
+    let gone = format!("{}/t/none:v1", reg.host());
+    let o = b.run(&["run", "--rm", &gone, "true"]);
+    assert_eq!(o.code, 125);
+    assert_eq!(
+        o.stderr,
+        format!(
+            "Unable to find image '{gone}' locally\nberth: Error response from daemon: pulling {gone}: manifest for {gone} not found: manifest unknown.\nSee 'berth run --help'.\n"
+        )
+    );
+}
+
+/// docker 28 refuses a local image of another platform than `--platform`
+/// names as "not found": `never` stops there, `missing` (the default)
+/// pulls that platform first, and the same image from the registry is
+/// refused the same way.
+#[test]
+fn platform_of_a_local_image_is_checked() {
+    let b = Berth::new().with_default_image();
+    let o = b.run(&[
+        "run",
+        "--rm",
+        "--pull",
+        "never",
+        "--platform",
+        "linux/arm64",
+        DEFAULT_IMAGE,
+        "true",
+    ]);
+    assert_eq!(o.code, 125);
+    assert_eq!(
+        o.stderr,
+        format!("berth: Error response from daemon: image with reference {DEFAULT_IMAGE} was found but does not match the specified platform: wanted linux/arm64, actual: linux/amd64.\nSee 'berth run --help'.\n")
+    );
+    let o = b.run(&[
+        "create",
+        "--pull",
+        "never",
+        "--platform",
+        "linux/arm64/v8",
+        DEFAULT_IMAGE,
+    ]);
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr
+            .contains("wanted linux/arm64/v8, actual: linux/amd64"),
+        "{}",
+        o.stderr
+    );
+    // Its own platform, spelt three ways.
+    for p in ["linux/amd64", "linux/x86_64", "linux"] {
+        let o = b
+            .run(&[
+                "run",
+                "--rm",
+                "--pull",
+                "never",
+                "--platform",
+                p,
+                DEFAULT_IMAGE,
+                "echo",
+                p,
+            ])
+            .ok();
+        assert_eq!(o.stdout, format!("{p}\n"));
+    }
+    use berth_tests::registry::{tools_missing, Registry};
+    if let Some(r) = tools_missing() {
+        return berth_tests::skip(&r);
+    }
+    let reg = Registry::start(false);
+    let src = format!("oci-archive:{}", berth_tests::default_image().display());
+    reg.seed(&src, "t/bb:v1", "");
+    let image = format!("{}/t/bb:v1", reg.host());
+    b.run(&["pull", "-q", &image]).ok();
+    let o = b.run(&["run", "--rm", "--platform", "linux/arm64", &image, "true"]);
+    assert_eq!(o.code, 125);
+    let lines: Vec<&str> = o.stderr.lines().collect();
+    assert_eq!(lines[0], format!("Unable to find image '{image}' locally"));
+    assert_eq!(lines[1], "v1: Pulling from t/bb");
+    assert!(
+        o.stderr.ends_with(&format!("berth: Error response from daemon: image with reference {image} was found but does not match the specified platform: wanted linux/arm64, actual: linux/amd64.\nSee 'berth run --help'.\n")),
+        "{}",
+        o.stderr
+    );
+}

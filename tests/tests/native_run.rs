@@ -53,7 +53,22 @@ fn exit_codes_follow_docker() {
         "sleep 5 & kill -KILL $!; wait $!",
     ]);
     assert_eq!(o.code, 137);
+    // A missing image is pulled, as docker's default `--pull missing`
+    // does; from a registry that cannot give it, the pull's error.
     let o = b.run(&["run", "--rm", "no-such-image:v9", "true"]);
+    assert_eq!(o.code, 125);
+    assert!(
+        o.stderr
+            .starts_with("Unable to find image 'no-such-image:v9' locally\n"),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        o.stderr.contains("pulling no-such-image:v9"),
+        "{}",
+        o.stderr
+    );
+    let o = b.run(&["run", "--rm", "--pull", "never", "no-such-image:v9", "true"]);
     assert_eq!(o.code, 125);
     assert!(o.stderr.contains("No such image"), "{}", o.stderr);
     let o = b.run(&["run", "--rm", "-m", "lots", DEFAULT_IMAGE, "true"]);
@@ -64,6 +79,55 @@ fn exit_codes_follow_docker() {
         "",
         "failed runs with --rm leave nothing"
     );
+}
+
+/// docker's flags end at the image (`exec`: at the container): every
+/// word after it is the command's, even one that is a flag of `run`.
+#[test]
+fn words_after_the_image_belong_to_the_command() {
+    let b = Berth::new().with_default_image();
+    let words = [
+        "-a", "-e", "-l", "-c", "x", "--help", "-d", "--rm", "--", "-it",
+    ];
+    let mut args = vec!["run", "--rm", DEFAULT_IMAGE, "echo"];
+    args.extend_from_slice(&words);
+    assert_eq!(b.run(&args).ok().stdout, format!("{}\n", words.join(" ")));
+    // A flag of run as the command's first word.
+    let o = b.run(&["run", "--rm", DEFAULT_IMAGE, "-a"]);
+    assert_eq!(o.code, 127, "{}", o.stderr);
+    assert!(o.stderr.contains(r#"exec: "-a""#), "{}", o.stderr);
+    // Values before the image are still run's: -e's, -l's, -w's.
+    let o = b
+        .run(&[
+            "run",
+            "--rm",
+            "-e",
+            "A=1",
+            "-lk=v",
+            "-w/tmp",
+            DEFAULT_IMAGE,
+            "sh",
+            "-c",
+            "echo $A $(pwd) \"$@\"",
+            "-l",
+            "-e",
+            "-w",
+        ])
+        .ok();
+    assert_eq!(o.stdout, "1 /tmp -e -w\n");
+    b.run(&["create", "--name", "cr", DEFAULT_IMAGE, "-l", "--name", "x"])
+        .ok();
+    assert_eq!(
+        b.inspect("cr")["Config"]["Cmd"],
+        serde_json::json!(["-l", "--name", "x"])
+    );
+    b.run(&["run", "-d", "--name", "ex", DEFAULT_IMAGE, "sleep", "100"])
+        .ok();
+    let o = b
+        .run(&["exec", "ex", "echo", "-i", "-t", "-u", "nobody", "-d"])
+        .ok();
+    assert_eq!(o.stdout, "-i -t -u nobody -d\n");
+    b.run(&["rm", "-f", "ex", "cr"]).ok();
 }
 
 #[test]

@@ -552,6 +552,7 @@ fn store_image(engine: &Engine, n: NewImage<'_>) -> Result<berth_protocol::Image
                     layers,
                     tags,
                     manifest_digest: None,
+                    origin: None,
                 },
                 parent,
             )

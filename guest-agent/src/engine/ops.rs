@@ -240,7 +240,7 @@ impl ContainerStore {
     pub fn stats(&self, key: &str) -> Result<StatsSample, Error> {
         let (r, _) = self.pids(key)?;
         let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
-        let (cpu, usage, raw_limit, inactive, pids) = if v2 {
+        let c = if v2 {
             // Read directly: libcgroups' v2 stats also want PSI files
             // (cpu.pressure), which a kernel without CONFIG_PSI lacks.
             v2_stats(&r.id)
@@ -256,31 +256,56 @@ impl ContainerStore {
                 .or_else(|| s.memory.stats.get("inactive_file"))
                 .copied()
                 .unwrap_or(0);
-            (
-                s.cpu.usage.usage_total,
-                s.memory.memory.usage,
-                s.memory.memory.limit,
-                inactive,
-                s.pids.current,
-            )
+            // docker's CLI sums the `Read` and `Write` rows of every device.
+            let op_bytes = |op: &str| -> u64 {
+                s.blkio
+                    .service_bytes
+                    .iter()
+                    .filter(|d| {
+                        d.op_type
+                            .as_deref()
+                            .is_some_and(|t| t.eq_ignore_ascii_case(op))
+                    })
+                    .map(|d| d.value)
+                    .sum()
+            };
+            CgroupSample {
+                cpu_ns: s.cpu.usage.usage_total,
+                memory: s.memory.memory.usage,
+                memory_limit: s.memory.memory.limit,
+                inactive_file: inactive,
+                pids: s.pids.current,
+                block_read: op_bytes("read"),
+                block_write: op_bytes("write"),
+            }
         };
         let total_mem = host_memory();
-        let limit = match raw_limit {
+        let limit = match c.memory_limit {
             0 => total_mem,
             l if l > total_mem => total_mem,
             l => l,
         };
+        // The container's own network namespace (docker counts its
+        // interfaces; a host-network container has none of its own).
+        let (net_rx, net_tx) = match self.status(&r.id).1 {
+            Some(run) if r.config.network_mode.as_deref() != Some("host") => net_bytes(run.pid),
+            _ => (0, 0),
+        };
         Ok(StatsSample {
             id: r.id.clone(),
             name: r.name.clone(),
-            cpu_usage_ns: cpu,
+            cpu_usage_ns: c.cpu_ns,
             system_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64,
             online_cpus: std::thread::available_parallelism()
                 .map(|n| n.get() as u32)
                 .unwrap_or(1),
-            memory_usage: usage.saturating_sub(inactive),
+            memory_usage: c.memory.saturating_sub(c.inactive_file),
             memory_limit: limit,
-            pids,
+            pids: c.pids,
+            net_rx_bytes: net_rx,
+            net_tx_bytes: net_tx,
+            block_read_bytes: c.block_read,
+            block_write_bytes: c.block_write,
         })
     }
 
@@ -411,7 +436,18 @@ fn apply_limits(
 
 /// (cpu ns, memory bytes, memory limit (0 = none), inactive file bytes,
 /// pids) of a container's cgroup v2 directory.
-fn v2_stats(id: &str) -> (u64, u64, u64, u64, u64) {
+/// What one sample reads from a container's cgroup.
+struct CgroupSample {
+    cpu_ns: u64,
+    memory: u64,
+    memory_limit: u64,
+    inactive_file: u64,
+    pids: u64,
+    block_read: u64,
+    block_write: u64,
+}
+
+fn v2_stats(id: &str) -> CgroupSample {
     let dir = PathBuf::from(format!("/sys/fs/cgroup/berth/{id}"));
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
     let num = |f: &str| read(f).trim().parse::<u64>().unwrap_or(0);
@@ -427,13 +463,64 @@ fn v2_stats(id: &str) -> (u64, u64, u64, u64, u64) {
             })
             .unwrap_or(0)
     };
-    (
-        keyed("cpu.stat", "usage_usec").saturating_mul(1000),
-        num("memory.current"),
-        num("memory.max"),
-        keyed("memory.stat", "inactive_file"),
-        num("pids.current"),
-    )
+    let (block_read, block_write) = io_stat_bytes(&read("io.stat"));
+    CgroupSample {
+        cpu_ns: keyed("cpu.stat", "usage_usec").saturating_mul(1000),
+        memory: num("memory.current"),
+        memory_limit: num("memory.max"),
+        inactive_file: keyed("memory.stat", "inactive_file"),
+        pids: num("pids.current"),
+        block_read,
+        block_write,
+    }
+}
+
+/// cgroup v2 `io.stat` (`MAJ:MIN rbytes=N wbytes=N rios=N …` a device a
+/// line): the bytes read and written, summed over the devices.
+fn io_stat_bytes(text: &str) -> (u64, u64) {
+    let mut sums = (0u64, 0u64);
+    for field in text.split_whitespace() {
+        let Some((k, v)) = field.split_once('=') else {
+            continue;
+        };
+        let v = v.parse::<u64>().unwrap_or(0);
+        match k {
+            "rbytes" => sums.0 = sums.0.saturating_add(v),
+            "wbytes" => sums.1 = sums.1.saturating_add(v),
+            _ => {}
+        }
+    }
+    sums
+}
+
+/// Bytes received and sent on the interfaces of `pid`'s network namespace
+/// but loopback (`/proc/PID/net/dev`), as docker's stats count them.
+fn net_bytes(pid: i32) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).unwrap_or_default();
+    net_dev_bytes(&text)
+}
+
+/// `/proc/net/dev`: two header lines, then `IFACE: rx_bytes rx_packets …
+/// (8 receive columns) tx_bytes …`.
+fn net_dev_bytes(text: &str) -> (u64, u64) {
+    let mut sums = (0u64, 0u64);
+    for line in text.lines().skip(2) {
+        let Some((iface, cols)) = line.split_once(':') else {
+            continue;
+        };
+        if iface.trim() == "lo" {
+            continue;
+        }
+        let cols: Vec<u64> = cols
+            .split_whitespace()
+            .map(|c| c.parse().unwrap_or(0))
+            .collect();
+        if cols.len() >= 9 {
+            sums.0 = sums.0.saturating_add(cols[0]);
+            sums.1 = sums.1.saturating_add(cols[8]);
+        }
+    }
+    sums
 }
 
 fn host_memory() -> u64 {
@@ -529,4 +616,23 @@ fn user_name(uid: &str) -> String {
             })
         })
         .unwrap_or_else(|| uid.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{io_stat_bytes, net_dev_bytes};
+
+    #[test]
+    fn io_and_network_counters_are_summed() {
+        let io = "8:0 rbytes=4096 wbytes=512 rios=1 wios=1 dbytes=0 dios=0\n\
+                  254:0 rbytes=100 wbytes=0 rios=2 wios=0 dbytes=0 dios=0\n";
+        assert_eq!(io_stat_bytes(io), (4196, 512));
+        assert_eq!(io_stat_bytes(""), (0, 0));
+        let dev = "Inter-|   Receive                            |  Transmit\n \
+                   face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    \
+                   lo:  999       9    0    0    0     0          0         0      999       9    0    0    0     0       0          0\n  \
+                   eth0:  1450      12    0    0    0     0          0         0      656       8    0    0    0     0       0          0\n  \
+                   eth1:    50       1    0    0    0     0          0         0        4       1    0    0    0     0       0          0\n";
+        assert_eq!(net_dev_bytes(dev), (1500, 660));
+    }
 }

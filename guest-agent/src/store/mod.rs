@@ -6,7 +6,7 @@ pub mod unpack;
 
 use crate::layout::{read_json, write_json_atomic, Layout};
 use berth_protocol::reference::Reference;
-use berth_protocol::{ImageCommit, ImageSummary, LayerRef};
+use berth_protocol::{ImageCommit, ImageOrigin, ImageSummary, LayerRef};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -331,9 +331,33 @@ impl ImageStore {
     }
 
     /// Unpacks the layers of `commit` (reusing existing snapshots) and
-    /// records and tags the image.
+    /// records and tags the image; logs the event of its origin.
     pub fn commit(&self, commit: &ImageCommit) -> Result<ImageSummary, StoreError> {
-        self.commit_derived(commit, None)
+        let summary = self.commit_derived(commit, None)?;
+        if let Some(origin) = &commit.origin {
+            self.log_origin(origin, &summary.id, &commit.tags);
+        }
+        Ok(summary)
+    }
+
+    /// docker's image event for how the image came in: `pull` names the
+    /// reference pulled, `load` and `import` the image id (an import's
+    /// names are `tag` events first, as docker logs them).
+    fn log_origin(&self, origin: &ImageOrigin, id: &str, tags: &[String]) {
+        let root = self.layout.root();
+        match origin {
+            ImageOrigin::Pull { reference, name } => {
+                crate::events::image(root, "pull", reference, name, self.labels(id));
+            }
+            ImageOrigin::Load => crate::events::image(root, "load", id, id, self.labels(id)),
+            ImageOrigin::Import => {
+                for t in tags {
+                    let name = Reference::parse(t).map_or_else(|_| t.clone(), |r| r.familiar());
+                    crate::events::image(root, "tag", id, &name, self.labels(id));
+                }
+                crate::events::image(root, "import", id, id, self.labels(id));
+            }
+        }
     }
 
     /// [`ImageStore::commit`] of an image made from `parent` (a build step

@@ -693,12 +693,20 @@ fn stats_row(key: &str, s0: &StatsSample, s1: &StatsSample) -> serde_json::Value
         binary_size(s1.memory_usage),
         binary_size(s1.memory_limit)
     );
-    // Network and block I/O are not counted yet.
+    // docker's `units.HumanSizeWithPrecision(n, 3)` of the totals.
+    let io = |a: u64, b: u64| {
+        format!(
+            "{} / {}",
+            crate::fmt::human_size(a),
+            crate::fmt::human_size(b)
+        )
+    };
     serde_json::json!({
-        "BlockIO": "0B / 0B", "CPUPerc": format!("{:.2}%", dcpu / dsys * 100.0),
+        "BlockIO": io(s1.block_read_bytes, s1.block_write_bytes),
+        "CPUPerc": format!("{:.2}%", dcpu / dsys * 100.0),
         "Container": key, "ID": s1.id.chars().take(12).collect::<String>(),
         "MemPerc": format!("{mem_pct:.2}%"), "MemUsage": mem_usage, "Name": name,
-        "NetIO": "0B / 0B", "PIDs": s1.pids.to_string(),
+        "NetIO": io(s1.net_rx_bytes, s1.net_tx_bytes), "PIDs": s1.pids.to_string(),
     })
 }
 

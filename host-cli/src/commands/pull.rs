@@ -55,6 +55,9 @@ struct Reporter {
     bars: Option<(MultiProgress, Mutex<HashMap<String, ProgressBar>>)>,
     lines: bool,
     sink: Sink,
+    /// `TAG: Pulling from REPO`, printed once the registry resolved the
+    /// reference (a pull that fails before prints only its error).
+    header: Option<String>,
 }
 
 fn short(d: &str) -> &str {
@@ -62,7 +65,7 @@ fn short(d: &str) -> &str {
 }
 
 impl Reporter {
-    fn new(quiet: bool, sink: Sink) -> Reporter {
+    fn new(quiet: bool, sink: Sink, header: Option<String>) -> Reporter {
         let tty = std::io::stderr().is_terminal() && std::io::stdout().is_terminal();
         let bars = (!quiet && tty).then(|| {
             let mp = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
@@ -72,11 +75,18 @@ impl Reporter {
             lines: !quiet && bars.is_none(),
             bars,
             sink,
+            header,
         }
     }
 }
 
 impl PullProgress for Reporter {
+    fn resolved(&self) {
+        if let Some(h) = &self.header {
+            self.sink.line(h);
+        }
+    }
+
     fn start(&self, digest: &str, size: u64, cached: bool) {
         if let Some((mp, map)) = &self.bars {
             let pb = mp.add(ProgressBar::new(size));
@@ -133,7 +143,7 @@ pub fn run_to(iso: Isolation, a: &PullArgs, sink: Sink) -> Result<i32> {
     } else {
         Some(&connector)
     };
-    pull(a, upload, true, sink)
+    pull(a, upload, true, true, sink)
 }
 
 /// `FROM`/`COPY --from` of an image that is not in the engine yet.
@@ -148,13 +158,14 @@ pub fn pull_for_build(
         quiet,
         image: image.to_string(),
     };
-    pull(&a, Some(connect), !quiet, sink)
+    pull(&a, Some(connect), !quiet, true, sink)
 }
 
-/// `run`/`create --pull`: the image into the engine, progress on stderr
-/// (where docker's `run` prints it).
+/// `run`/`create --pull`: the image into the engine (or, without one,
+/// only the host cache), progress on stderr (where docker's `run` prints
+/// it).
 pub fn pull_for_run(
-    connect: &dyn Fn() -> Result<crate::engine::Engine>,
+    connect: Option<&dyn Fn() -> Result<crate::engine::Engine>>,
     image: &str,
     platform: Option<String>,
 ) -> Result<i32> {
@@ -163,14 +174,17 @@ pub fn pull_for_run(
         quiet: false,
         image: image.to_string(),
     };
-    pull(&a, Some(connect), true, Sink::Stderr)
+    pull(&a, connect, true, false, Sink::Stderr)
 }
 
-/// Pulls into the host cache and, with `upload`, into the engine.
+/// Pulls into the host cache and, with `upload`, into the engine;
+/// `name_last` ends the report with the reference (`berth pull`'s last
+/// line, which `run` does not print).
 fn pull(
     a: &PullArgs,
     upload: Option<&dyn Fn() -> Result<crate::engine::Engine>>,
     print: bool,
+    name_last: bool,
     sink: Sink,
 ) -> Result<i32> {
     let r = Reference::parse(&a.image)?;
@@ -183,10 +197,8 @@ fn pull(
         .clone()
         .or_else(|| r.tag.clone())
         .unwrap_or_else(|| "latest".into());
-    if !a.quiet && print {
-        sink.line(&format!("{}: Pulling from {}", reference, r.path));
-    }
-    let reporter = Reporter::new(a.quiet, sink);
+    let header = (!a.quiet && print).then(|| format!("{}: Pulling from {}", reference, r.path));
+    let reporter = Reporter::new(a.quiet, sink, header);
     let pulled = berth_host::registry::pull::pull(&r, &platform, &reporter, upload)?;
     let (commit, before) = (&pulled.commit, pulled.before);
     if !print {
@@ -200,7 +212,9 @@ fn pull(
         } else {
             sink.line(&format!("Status: Downloaded newer image for {name}"));
         }
-        sink.line(&r.to_string());
+        if name_last {
+            sink.line(&r.to_string());
+        }
     }
     Ok(0)
 }

@@ -695,9 +695,9 @@ fn write_cidfile(
     Some(EXIT_ENGINE)
 }
 
-/// The create with `--pull`: `always` pulls first; `missing` pulls when
-/// the engine has no such image and asks again; `never` (and no flag)
-/// never pulls. A refusal is printed by `refused`, a failed pull as
+/// The create with `--pull`: `always` pulls first; `missing` (the
+/// default, as docker's) pulls when the engine has no such image and asks
+/// again; `never` never pulls. A refusal is printed by `refused`, a failed pull as
 /// docker's `run` prints it; the error is the exit code.
 fn create_pulling(
     ctl: &mut Engine,
@@ -709,41 +709,95 @@ fn create_pulling(
 ) -> Result<Result<String, i32>> {
     use crate::commands::run_namespaces::PullPolicy;
     // Both checked in config().
-    let policy = a.ns.pull_policy().unwrap_or(PullPolicy::Unset);
+    let policy = a.ns.pull_policy().unwrap_or(PullPolicy::Missing);
     let platform = a.ns.platform().ok().flatten();
-    let pull = || -> Option<i32> {
-        match crate::commands::pull::pull_for_run(connect, &a.image, platform.clone()) {
-            Ok(0) => None,
-            Ok(code) => Some(code),
-            Err(e) => {
-                eprintln!(
-                    "berth: Error response from daemon: {}.\nSee 'berth {verb} --help'.",
-                    format!("{e:#}").trim_end_matches('.')
-                );
-                Some(EXIT_ENGINE)
-            }
-        }
-    };
+    let pull = || pull_for_run(Some(connect), a, verb);
     if policy == PullPolicy::Always {
         if let Some(code) = pull() {
             return Ok(Err(code));
         }
     }
     let missing_line = policy != PullPolicy::Never;
-    match create_container(ctl, cfg.clone(), &a.image, missing_line)? {
+    let wanted = platform.as_deref();
+    match create_container(ctl, cfg.clone(), &a.image, wanted, missing_line)? {
         Ok(id) => Ok(Ok(id)),
         Err(e) if policy == PullPolicy::Missing && no_such_image(&e) => {
             if let Some(code) = pull() {
                 return Ok(Err(code));
             }
-            Ok(create_container(ctl, cfg, &a.image, false)?.map_err(|e| refused(&e)))
+            Ok(create_container(ctl, cfg, &a.image, wanted, false)?.map_err(|e| refused(&e)))
         }
         Err(e) => Ok(Err(refused(&e))),
     }
 }
 
+/// An image as docker's `Unable to find image` line names it: with its
+/// tag (`busybox:latest`).
+fn familiar(image: &str) -> String {
+    berth_protocol::reference::Reference::parse(image)
+        .map_or_else(|_| image.to_string(), |r| r.familiar())
+}
+
+/// `--pull`'s pull (into the engine that `connect` reaches, or only into
+/// the host cache); `Some(exit code)` when it failed, the error printed
+/// as docker's `run` prints it.
+fn pull_for_run(
+    connect: Option<&dyn Fn() -> Result<Engine>>,
+    a: &CreateArgs,
+    verb: &str,
+) -> Option<i32> {
+    let platform = a.ns.platform().ok().flatten();
+    match crate::commands::pull::pull_for_run(connect, &a.image, platform) {
+        Ok(0) => None,
+        Ok(code) => Some(code),
+        Err(e) => {
+            eprintln!(
+                "berth: Error response from daemon: {}.\nSee 'berth {verb} --help'.",
+                format!("{e:#}").trim_end_matches('.')
+            );
+            Some(EXIT_ENGINE)
+        }
+    }
+}
+
+/// The engine has no image by that name, or (`--platform`) none of that
+/// platform: what makes `--pull missing` pull.
 fn no_such_image(e: &ClientError) -> bool {
-    e.kind() == Some(ErrorKind::NotFound) && e.to_string().starts_with("No such image")
+    let text = e.to_string();
+    e.kind() == Some(ErrorKind::NotFound)
+        && (text.starts_with("No such image") || text.contains(PLATFORM_MISMATCH))
+}
+
+const PLATFORM_MISMATCH: &str = "was found but does not match the specified platform";
+
+/// docker 28's daemon refuses a create whose `--platform` the local
+/// image does not match as "not found" (so its CLI pulls that platform,
+/// and a pull that brings the same image fails the same way).
+fn check_platform(ctl: &mut Engine, image: &str, wanted: Option<&str>) -> Result<(), ClientError> {
+    use berth_host::registry::manifest::Platform;
+    let Some(wanted) = wanted.and_then(|w| Platform::parse(w).ok()) else {
+        return Ok(());
+    };
+    let img = match ctl.image_inspect(image) {
+        Ok(img) => img,
+        // No image at all: the create says so in its own words.
+        Err(ClientError::Api(_)) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let actual = Platform {
+        os: img.os.clone(),
+        architecture: img.architecture.clone(),
+        variant: img.config["variant"].as_str().map(String::from),
+    };
+    if actual.matches(&wanted) {
+        return Ok(());
+    }
+    Err(ClientError::Api(berth_protocol::ApiError::new(
+        ErrorKind::NotFound,
+        format!(
+            "image with reference {image} {PLATFORM_MISMATCH}: wanted {wanted}, actual: {actual}"
+        ),
+    )))
 }
 
 /// Asks the engine for the container; prints its warnings, and docker's
@@ -753,10 +807,12 @@ fn create_container(
     ctl: &mut Engine,
     cfg: ContainerConfig,
     image: &str,
+    platform: Option<&str>,
     missing_line: bool,
 ) -> Result<Result<String, ClientError>> {
     let mut printed = crate::net_flags::warnings(&cfg);
-    match ctl.container_create(cfg) {
+    let created = check_platform(ctl, image, platform).and_then(|()| ctl.container_create(cfg));
+    match created {
         Ok(Created { id, warnings }) => {
             // The daemon's warnings berth's CLI gives, then the engine's
             // (once each, should the engine give the same).
@@ -771,7 +827,7 @@ fn create_container(
         Err(e @ ClientError::Unexpected(_)) => Err(e.into()),
         Err(e) => {
             if missing_line && no_such_image(&e) {
-                eprintln!("Unable to find image '{image}' locally");
+                eprintln!("Unable to find image '{}' locally", familiar(image));
             }
             Ok(Err(e))
         }
@@ -812,11 +868,26 @@ pub fn run(iso: Isolation, a: &RunArgs) -> Result<i32> {
 /// `--isolation vm`: a throw-away microVM for this one container, fed the
 /// image from the host cache over vsock, powered off when it exits.
 fn run_in_own_vm(a: &RunArgs, cfg: ContainerConfig) -> Result<i32> {
+    use crate::commands::run_namespaces::PullPolicy;
     let cache = crate::image_cache::ImageCache::open()?;
-    let Some(image) = cache.resolve(&a.image) else {
-        eprintln!("Unable to find image '{}' locally", a.image);
+    // The host cache is this placement's image store: `--pull` fills it.
+    let policy = a.ns.pull_policy().unwrap_or(PullPolicy::Missing);
+    if policy == PullPolicy::Always {
+        if let Some(code) = pull_for_run(None, a, "run") {
+            return Ok(code);
+        }
+    }
+    let mut found = cache.resolve(&a.image);
+    if found.is_none() && policy == PullPolicy::Missing {
+        eprintln!("Unable to find image '{}' locally", familiar(&a.image));
+        if let Some(code) = pull_for_run(None, a, "run") {
+            return Ok(code);
+        }
+        found = cache.resolve(&a.image);
+    }
+    let Some(image) = found else {
         eprintln!(
-            "berth: Error response from daemon: No such image: {}",
+            "berth: Error response from daemon: No such image: {}.\nSee 'berth run --help'.",
             a.image
         );
         return Ok(EXIT_ENGINE);

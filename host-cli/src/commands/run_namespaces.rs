@@ -42,11 +42,9 @@ pub struct NamespaceArgs {
     log_driver: Option<String>,
 }
 
-/// `--pull`, as given (no flag: berth's old behaviour, no pull).
+/// `--pull` (docker's default: `missing`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PullPolicy {
-    /// No `--pull`: a missing image is an error, as before the flag.
-    Unset,
     Always,
     Missing,
     Never,
@@ -120,9 +118,8 @@ impl NamespaceArgs {
     /// `--pull`: docker's CLI (23+) refuses other values with these words.
     pub fn pull_policy(&self) -> Result<PullPolicy, ArgError> {
         match self.pull.as_deref() {
-            None => Ok(PullPolicy::Unset),
+            None | Some("missing") => Ok(PullPolicy::Missing),
             Some("always") => Ok(PullPolicy::Always),
-            Some("missing") => Ok(PullPolicy::Missing),
             Some("never") => Ok(PullPolicy::Never),
             Some(p) => Err(ArgError::Other(format!(
                 "invalid pull option: '{p}': must be one of \"always\", \"missing\" or \"never\""

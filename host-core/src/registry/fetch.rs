@@ -33,6 +33,10 @@ pub trait PullProgress: Sync {
     fn start(&self, digest: &str, size: u64, cached: bool);
     fn advance(&self, digest: &str, bytes: u64);
     fn done(&self, digest: &str);
+    /// The reference resolved to an image manifest: its layers come next
+    /// (docker prints `TAG: Pulling from REPO` here, after the registry
+    /// answered).
+    fn resolved(&self) {}
 }
 
 /// Resolves `reference` (tag or digest) in `repo` to a single-platform
@@ -72,6 +76,7 @@ pub fn pull_image(
             }
         }
     };
+    progress.resolved();
     // Config first: it is small and tells whether the layers fit.
     let mut blobs: Vec<&Descriptor> = vec![&m.config];
     for l in &m.layers {

@@ -100,7 +100,9 @@ impl Platform {
         }
     }
 
-    fn matches(&self, other: &Platform) -> bool {
+    /// Whether an image of this platform serves a request for `other`
+    /// (a variant is compared only when `other` names one).
+    pub fn matches(&self, other: &Platform) -> bool {
         self.os == other.os
             && normalise_arch(&self.architecture) == other.architecture
             && (other.variant.is_none() || self.variant == other.variant)

@@ -8,7 +8,7 @@ use crate::engine::Engine;
 use crate::image_cache::ImageCache;
 use anyhow::{Context, Result};
 use berth_protocol::reference::Reference;
-use berth_protocol::{ImageCommit, LayerRef};
+use berth_protocol::{ImageCommit, ImageOrigin, LayerRef};
 
 /// What a pull recorded.
 #[derive(Debug, Clone)]
@@ -61,9 +61,10 @@ pub fn pull(
             .collect(),
         tags,
         manifest_digest: Some(pulled.manifest_digest.clone()),
+        origin: None,
     };
     if let Some(connect) = upload {
-        cache.upload(&commit, connect)?;
+        cache.upload(&commit.with_origin(pull_origin(r)), connect)?;
     }
     cache.record(&commit)?;
     cache.add_repo_digest(
@@ -75,4 +76,17 @@ pub fn pull(
         top_digest: pulled.top_digest,
         before,
     })
+}
+
+/// docker's `pull` event names what the daemon was asked for: the digest
+/// when the reference has one (a tag beside it is dropped, as docker's
+/// CLI sends only the digest), else the tag.
+fn pull_origin(r: &Reference) -> ImageOrigin {
+    let name = r.familiar_name();
+    let reference = match (&r.digest, &r.tag) {
+        (Some(d), _) => format!("{name}@{d}"),
+        (None, Some(t)) => format!("{name}:{t}"),
+        (None, None) => name.clone(),
+    };
+    ImageOrigin::Pull { reference, name }
 }

@@ -15,7 +15,7 @@ use crate::placement::Isolation;
 use anyhow::{anyhow, bail, Context, Result};
 use berth_dockerfile::{InstructionKind, ShellOrExec};
 use berth_protocol::reference::Reference;
-use berth_protocol::{ImageCommit, LayerRef};
+use berth_protocol::{ImageCommit, ImageOrigin, LayerRef};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -511,9 +511,10 @@ pub fn import(iso: Isolation, src: &mut dyn Read, o: &ImportOptions) -> Result<I
             }],
             tags,
             manifest_digest: None,
+            origin: None,
         };
         if iso.has_engine() {
-            cache.upload(&commit, &|| iso.connect())?;
+            cache.upload(&commit.with_origin(ImageOrigin::Import), &|| iso.connect())?;
         }
         cache.record(&commit)?;
         Ok(commit)

@@ -6,7 +6,7 @@ use crate::image_cache::ImageCache;
 use crate::placement::Isolation;
 use anyhow::{Context, Result};
 use berth_protocol::reference::Reference;
-use berth_protocol::{ImageCommit, LayerRef};
+use berth_protocol::{ImageCommit, ImageOrigin, LayerRef};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -122,9 +122,10 @@ pub fn load_archive(
                 .collect(),
             tags: tags.clone(),
             manifest_digest: img.manifest_digest.clone(),
+            origin: None,
         };
         if iso.has_engine() {
-            cache.upload(&commit, &|| iso.connect())?;
+            cache.upload(&commit.with_origin(ImageOrigin::Load), &|| iso.connect())?;
         }
         cache.record(&commit)?;
         on(LoadEvent::Image {
