@@ -36,7 +36,13 @@ pub fn parse_bytes(s: &str) -> Result<i64, String> {
     if !(v.is_finite() && v >= 0.0) {
         return Err(format!("invalid size: '{s}'"));
     }
-    Ok((v * mult as f64) as i64)
+    let bytes = v * mult as f64;
+    // Past i64 (docker's int64 conversion wraps it negative, and its
+    // daemon refuses that): refused rather than clamped.
+    if bytes >= i64::MAX as f64 {
+        return Err(format!("invalid size: '{s}'"));
+    }
+    Ok(bytes as i64)
 }
 
 /// One `--ulimit NAME=SOFT[:HARD]` (go-units' `ParseUlimit`).
