@@ -16,7 +16,8 @@ pub mod yaml;
 
 pub use error::ComposeError;
 pub use load::{
-    merge_service, normalize_project_name, normpath, LoadOptions, DEFAULT_FILES, OVERRIDE_FILES,
+    merge_service, normalize_project_name, normpath, LoadOptions, PullPolicy, UlimitValue,
+    DEFAULT_FILES, OVERRIDE_FILES,
 };
 pub use model::*;
 pub use value::Value;

@@ -11,6 +11,9 @@ use crate::model::*;
 use crate::value::Value;
 use crate::yaml::{self, Kind, Node, Scalar};
 
+mod run_keys;
+pub use run_keys::{PullPolicy, UlimitValue};
+
 /// Default compose file names, in lookup order.
 pub const DEFAULT_FILES: [&str; 4] = [
     "compose.yaml",
@@ -47,14 +50,14 @@ pub struct LoadOptions {
     pub working_dir: Option<PathBuf>,
 }
 
-/// Service keys of the Compose Specification that are kept as written.
+/// Service keys of the Compose Specification that are kept as written
+/// (those of `run`'s flags too, once `run_keys` has checked them).
 const PASSTHROUGH_SERVICE_KEYS: &[&str] = &[
     "annotations",
     "attach",
     "blkio_config",
     "cap_add",
     "cap_drop",
-    "cgroup",
     "cgroup_parent",
     "configs",
     "container_name",
@@ -64,12 +67,9 @@ const PASSTHROUGH_SERVICE_KEYS: &[&str] = &[
     "cpu_quota",
     "cpu_rt_period",
     "cpu_rt_runtime",
-    "cpu_shares",
     "cpus",
-    "cpuset",
     "credential_spec",
     "device_cgroup_rules",
-    "devices",
     "dns",
     "dns_opt",
     "dns_search",
@@ -77,33 +77,19 @@ const PASSTHROUGH_SERVICE_KEYS: &[&str] = &[
     "expose",
     "external_links",
     "extra_hosts",
-    "group_add",
-    "ipc",
     "isolation",
-    "logging",
     "mac_address",
-    "mem_limit",
-    "mem_reservation",
     "mem_swappiness",
-    "memswap_limit",
     "network_mode",
-    "oom_kill_disable",
     "oom_score_adj",
-    "pid",
     "pids_limit",
-    "platform",
     "privileged",
-    "pull_policy",
     "read_only",
     "runtime",
     "secrets",
     "security_opt",
-    "shm_size",
     "storage_opt",
-    "sysctls",
-    "ulimits",
     "userns_mode",
-    "uts",
     "volumes_from",
 ];
 
@@ -395,6 +381,32 @@ fn normalize_other(s: &mut Service, names: &BTreeSet<String>) {
             s.other.insert(key.to_string(), v);
         }
     }
+    // Limits as integers (`"20"` too), as docker-compose converts them.
+    if let Some(Value::Map(m)) = s.other.get("ulimits") {
+        fn int(v: &Value) -> Value {
+            match v {
+                Value::Str(t) => t.trim().parse().map(Value::Int).unwrap_or(v.clone()),
+                Value::Map(m) => Value::Map(m.iter().map(|(k, v)| (k.clone(), int(v))).collect()),
+                other => other.clone(),
+            }
+        }
+        let m = m.iter().map(|(k, v)| (k.clone(), int(v))).collect();
+        s.other.insert("ulimits".into(), Value::Map(m));
+    }
+    // Values as strings, as docker-compose prints (and docker takes) them.
+    if let Some(Value::Map(m)) = s.other.get("sysctls") {
+        let m = m
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    Value::Null => Value::Null,
+                    v => Value::Str(value_text(v)),
+                };
+                (k.clone(), v)
+            })
+            .collect();
+        s.other.insert("sysctls".into(), Value::Map(m));
+    }
     if let Some(Value::Seq(items)) = s.other.get("sysctls") {
         let m = items
             .iter()
@@ -448,7 +460,8 @@ fn normalize_other(s: &mut Service, names: &BTreeSet<String>) {
 }
 
 /// Services a service needs started first: `depends_on`, `links`,
-/// `volumes_from: service:x` and `network_mode: service:x`.
+/// `volumes_from: service:x`, `network_mode: service:x` and
+/// `ipc`/`pid: service:x`.
 pub(crate) fn service_deps(s: &Service) -> Vec<String> {
     let mut d: Vec<String> = s.depends_on.keys().cloned().collect();
     d.extend(
@@ -467,6 +480,9 @@ pub(crate) fn service_deps(s: &Service) -> Vec<String> {
         if let Some(n) = m.strip_prefix("service:") {
             d.push(n.to_string());
         }
+    }
+    for key in ["ipc", "pid"] {
+        d.extend(s.joined_service(key));
     }
     d
 }
@@ -787,6 +803,18 @@ impl Project {
                         "links",
                         format!("has a link to service {target:?} which is undefined"),
                     ));
+                }
+            }
+            for key in ["ipc", "pid"] {
+                if let Some(target) = s.joined_service(key) {
+                    if !names.contains(&target) {
+                        return Err(svc_err(
+                            name,
+                            s,
+                            key,
+                            format!("joins service {target:?} which is undefined"),
+                        ));
+                    }
                 }
             }
             if !s.links.is_empty() {
@@ -1533,6 +1561,10 @@ fn service(cx: &Cx, name: &str, n: &Node) -> Result<Service, ComposeError> {
             }
             "profiles" => s.profiles = cx.string_list(v, p)?,
             "extends" => {} // resolved after the file is read
+            k if run_keys::KEYS.contains(&k) => {
+                run_keys::check(cx, k, v, p)?;
+                s.other.insert(k.to_string(), Value::from_node(v));
+            }
             k if k.starts_with("x-") || PASSTHROUGH_SERVICE_KEYS.contains(&k) => {
                 s.other.insert(k.to_string(), Value::from_node(v));
             }

@@ -79,6 +79,16 @@ const INVALID: &[(&str, &str, &str)] = &[
         "services.web.command: unclosed '${' in \"echo ${UNCLOSED\"",
     ),
     (
+        "invalid_ulimits_soft_hard",
+        "'soft' value can not be greater than 'hard' value",
+        "services.a.ulimits.nofile: 'soft' value can not be greater than 'hard' value",
+    ),
+    (
+        "invalid_pull_policy",
+        "services.a.pull_policy value 'sometimes' is not one of ['always', 'never', 'if_not_present', 'build']",
+        "services.a.pull_policy: value 'sometimes' is not one of ['always', 'never', 'if_not_present', 'build', 'missing']",
+    ),
+    (
         "invalid_tmpfs_source",
         "tmpfs mounts can not specify a source",
         "services.web.volumes: tmpfs mounts can not specify a source",

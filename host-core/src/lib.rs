@@ -10,7 +10,8 @@
 //! - [`image_cache`], [`registry`], [`archive`]: images on the host;
 //!   [`transfer`]: save, load and push.
 //! - [`build`]: the Dockerfile build driver.
-//! - [`ports`], [`port_forward`], [`mounts`]: publishing and mount models.
+//! - [`ports`], [`port_forward`], [`mounts`]: publishing and mount models;
+//!   [`limits`]: docker's limit, device and sysctl values.
 //! - [`inspect`], [`net_settings`]: docker-shaped inspect/list JSON.
 //! - [`compose`]: compose projects (the model is `berth_compose`) on an
 //!   engine.
@@ -27,6 +28,7 @@ pub mod env;
 pub mod image_cache;
 pub mod image_disk;
 pub mod inspect;
+pub mod limits;
 pub mod machine;
 pub mod mounts;
 pub mod net_settings;

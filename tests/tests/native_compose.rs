@@ -899,3 +899,309 @@ fn up_flags_profiles_env_file_logs_and_rm_stop() {
     compose(&b, d, &["--profile", "extra", "down"]).ok();
     assert!(b.run(&["ps", "-a", "-q"]).ok().stdout.is_empty());
 }
+
+/// `KEY=VALUE` lines of `out` as a map.
+fn kv_lines(out: &str) -> std::collections::BTreeMap<String, String> {
+    out.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+fn this_machines_ns(kind: &str) -> String {
+    std::fs::read_link(format!("/proc/self/ns/{kind}"))
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+/// The service keys of `run`'s resource, namespace and logging flags,
+/// seen from inside the containers (`run`'s flags give the same,
+/// native_resources / native_namespaces), and hostile values refused
+/// before anything is made.
+const RUN_KEYS: &str = r#"
+services:
+  res:
+    image: berth/busybox
+    command: sleep 100000
+    init: true
+    ulimits:
+      nofile: {soft: 1024, hard: 2048}
+      nproc: 100
+    shm_size: 32m
+    sysctls:
+      net.ipv4.ip_forward: 1
+    devices: ["/dev/zero:/dev/myzero:r"]
+    group_add: [1234, daemon]
+    cpu_shares: 512
+    cpuset: "0"
+    mem_limit: 64m
+    memswap_limit: 128m
+    mem_reservation: 32m
+    oom_kill_disable: true
+    ipc: shareable
+    uts: host
+    cgroup: host
+    stop_grace_period: 7s
+    logging:
+      driver: none
+  joiner:
+    image: berth/busybox
+    command: sleep 100000
+    ipc: service:res
+    pid: service:res
+    cgroup: private
+    sysctls:
+      - kernel.shmmax=100000000
+"#;
+
+#[test]
+fn run_flag_keys_apply_inside() {
+    if !ready() {
+        return;
+    }
+    let b = Berth::new().with_default_image();
+    let dir = tempfile::tempdir().unwrap();
+    let d = &project_dir(&dir, "keys");
+    write(d, "compose.yaml", RUN_KEYS);
+    let out = compose(&b, d, &["up", "-d"]).ok();
+    // `ipc`/`pid: service:res` order res first.
+    let res_at = out.stderr.find("Container keys-res-1  Started").unwrap();
+    let joiner_at = out.stderr.find("Container keys-joiner-1  Started").unwrap();
+    assert!(res_at < joiner_at, "{}", out.stderr);
+
+    let script = r#"
+        echo "pid1.nofile=$(grep 'Max open files' /proc/1/limits | awk '{print $4":"$5}')"
+        echo "pid1.nproc=$(grep 'Max processes' /proc/1/limits | awk '{print $3":"$4}')"
+        echo "groups=$(id -G)"
+        echo "shm=$(df -k /dev/shm | tail -1 | awk '{print $2}')"
+        echo "ip_forward=$(cat /proc/sys/net/ipv4/ip_forward)"
+        c=/sys/fs/cgroup
+        echo "shares=$(cat $c/cpu/cpu.shares 2>/dev/null || cat $c/cpu.weight)"
+        echo "cpuset=$(cat $c/cpuset/cpuset.cpus 2>/dev/null || cat $c/cpuset.cpus)"
+        echo "mem=$(cat $c/memory/memory.limit_in_bytes 2>/dev/null || cat $c/memory.max)"
+        echo "swap=$(cat $c/memory/memory.memsw.limit_in_bytes 2>/dev/null || cat $c/memory.swap.max)"
+        echo "low=$(cat $c/memory/memory.soft_limit_in_bytes 2>/dev/null || cat $c/memory.low)"
+        echo "oom=$(grep oom_kill_disable $c/memory/memory.oom_control 2>/dev/null | awk '{print $2}')"
+        echo "myzero=$(head -c 3 /dev/myzero | od -An -tx1 | xargs)"
+        echo "hostname=$(hostname)"
+        for n in ipc pid uts cgroup; do echo "ns.$n=$(readlink /proc/self/ns/$n)"; done
+    "#;
+    let o = compose(&b, d, &["exec", "-T", "res", "sh", "-c", script]).ok();
+    let m = kv_lines(&o.stdout);
+    let get = |k: &str| m.get(k).map(String::as_str).unwrap_or("");
+    assert_eq!(get("pid1.nofile"), "1024:2048", "{}", o.stdout);
+    assert_eq!(get("pid1.nproc"), "100:100", "{}", o.stdout);
+    let g: Vec<&str> = get("groups").split_whitespace().collect();
+    // busybox's daemon group is gid 1.
+    assert!(g.contains(&"1234") && g.contains(&"1"), "{}", o.stdout);
+    assert_eq!(get("shm"), "32768", "{}", o.stdout);
+    assert_eq!(get("ip_forward"), "1", "{}", o.stdout);
+    assert!(matches!(get("shares"), "512" | "20"), "{}", o.stdout);
+    assert_eq!(get("cpuset"), "0", "{}", o.stdout);
+    assert_eq!(get("mem"), "67108864", "{}", o.stdout);
+    assert!(
+        matches!(get("swap"), "134217728" | "67108864"),
+        "{}",
+        o.stdout
+    );
+    assert_eq!(get("low"), "33554432", "{}", o.stdout);
+    if Path::new("/sys/fs/cgroup/memory/memory.oom_control").exists() {
+        assert_eq!(get("oom"), "1", "{}", o.stdout);
+    }
+    assert_eq!(get("myzero"), "00 00 00", "{}", o.stdout);
+    // uts: host, cgroup: host.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(get("hostname"), host.trim(), "{}", o.stdout);
+    assert_eq!(get("ns.uts"), this_machines_ns("uts"), "{}", o.stdout);
+    assert_eq!(get("ns.cgroup"), this_machines_ns("cgroup"), "{}", o.stdout);
+    assert_ne!(get("ns.ipc"), this_machines_ns("ipc"), "{}", o.stdout);
+
+    // The joiner shares res's IPC and PID namespaces; its own cgroup one.
+    let j = compose(&b, d, &["exec", "-T", "joiner", "sh", "-c", script]).ok();
+    let jm = kv_lines(&j.stdout);
+    assert_eq!(jm["ns.ipc"], get("ns.ipc"), "{}", j.stdout);
+    assert_eq!(jm["ns.pid"], get("ns.pid"), "{}", j.stdout);
+    assert_ne!(jm["ns.cgroup"], this_machines_ns("cgroup"), "{}", j.stdout);
+    // The list form of sysctls, in the shared IPC namespace.
+    let shm = compose(
+        &b,
+        d,
+        &["exec", "-T", "joiner", "cat", "/proc/sys/kernel/shmmax"],
+    )
+    .ok();
+    assert_eq!(shm.stdout.trim(), "100000000");
+    // res's processes are the joiner's to see.
+    let ps = compose(&b, d, &["exec", "-T", "joiner", "ps", "-o", "args"]).ok();
+    assert!(ps.stdout.contains("sleep 100000"), "{}", ps.stdout);
+
+    // In inspect: the stop timeout, the log driver, the modes.
+    let h = b.inspect("keys-res-1");
+    assert_eq!(h["Config"]["StopTimeout"], 7, "{h}");
+    assert_eq!(h["HostConfig"]["LogConfig"]["Type"], "none", "{h}");
+    let jh = b.inspect("keys-joiner-1");
+    let res_id = h["Id"].as_str().unwrap();
+    assert_eq!(
+        jh["HostConfig"]["IpcMode"],
+        format!("container:{res_id}"),
+        "{jh}"
+    );
+    // logging: none keeps nothing; `logs` refuses as docker does.
+    let logs = compose(&b, d, &["logs", "res"]);
+    assert!(
+        logs.stderr.contains("does not support reading"),
+        "{}",
+        logs.stderr
+    );
+    compose(&b, d, &["down", "-t", "1"]).ok();
+
+    // Hostile values: refused with docker's words, before anything is
+    // made; a device that is not one, as docker refuses it, at start.
+    for (keys, says) in [
+        (
+            "    sysctls: {kernel.hostname: evil}\n",
+            "sysctl 'kernel.hostname=evil' is not allowed",
+        ),
+        (
+            "    devices: ['/dev/../etc/shadow:/dev/x']\n",
+            "error gathering device information",
+        ),
+        (
+            "    ulimits: {nofile: 99999999999999999999}\n",
+            "\"99999999999999999999\" is not a valid integer",
+        ),
+        (
+            "    shm_size: 99999999999999999999999t\n",
+            "shm_size: invalid size: '99999999999999999999999t'",
+        ),
+        (
+            "    pid: service:ghost\n",
+            "joins service \"ghost\" which is undefined",
+        ),
+    ] {
+        write(
+            d,
+            "compose.yaml",
+            &format!("services:\n  bad:\n    image: berth/busybox\n{keys}"),
+        );
+        let out = compose(&b, d, &["up", "-d"]);
+        assert_ne!(out.code, 0, "{keys:?}: {}", out.stderr);
+        assert!(out.stderr.contains(says), "{keys:?}: {}", out.stderr);
+        if keys.contains("devices") {
+            assert_eq!(b.inspect("keys-bad-1")["State"]["Running"], false);
+            compose(&b, d, &["down"]).ok();
+        } else {
+            assert!(b.run(&["inspect", "keys-bad-1"]).code != 0, "{keys:?}");
+        }
+    }
+}
+
+/// The verbs' options no other test reaches: `up --no-build` (refused
+/// while the image is missing, no rebuild once it is there), `logs -f`
+/// as its own verb (it follows new lines and ends when the container
+/// stops), `rm -v` (the anonymous volume goes; without `-v` it stays) and
+/// `down --remove-orphans` (a plain `down` leaves the orphan and the
+/// network; the flag removes both).
+#[test]
+fn no_build_logs_follow_rm_v_and_down_remove_orphans() {
+    if !ready() {
+        return;
+    }
+    let b = Berth::new().with_default_image();
+    let dir = tempfile::tempdir().unwrap();
+    let d = &project_dir(&dir, "verbs");
+    write(d, "Dockerfile", "FROM berth/busybox\nRUN echo one > /v\n");
+    let file = r#"
+services:
+  built:
+    build: .
+    command: sleep 100000
+    init: true
+  keep:
+    image: berth/busybox
+    init: true
+    command: sh -c 'echo before; while [ ! -e /tmp/go ]; do sleep 0.2; done; echo after-trigger; exec sleep 100000'
+    volumes: [/anon]
+  extra:
+    image: berth/busybox
+    init: true
+    command: sleep 100000
+    volumes: [/anon]
+"#;
+    write(d, "compose.yaml", file);
+
+    // --no-build with the image missing: refused before anything is made.
+    let out = compose(&b, d, &["up", "-d", "--no-build"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("--no-build"), "{}", out.stderr);
+    assert!(ids(&b, d).is_empty());
+    let out = compose(&b, d, &["up", "-d"]).ok();
+    assert!(out.stderr.contains("Building"), "{}", out.stderr);
+    // A changed Dockerfile is not built with --no-build.
+    write(d, "Dockerfile", "FROM berth/busybox\nRUN echo two > /v\n");
+    let out = compose(&b, d, &["up", "-d", "--no-build"]).ok();
+    assert!(!out.stderr.contains("Building"), "{}", out.stderr);
+    let v = compose(&b, d, &["exec", "-T", "built", "cat", "/v"]).ok();
+    assert_eq!(v.stdout, "one\n");
+
+    // logs -f: the lines so far, a line written later, the end at stop.
+    let log_path = dir.path().join("follow.log");
+    let mut cmd = b.command();
+    cmd.current_dir(d)
+        .args(["compose", "logs", "-f", "keep"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&log_path).unwrap())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let seen = |what: &str| {
+        std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .contains(what)
+    };
+    wait_for("logs -f to print the first line", || {
+        seen("verbs-keep-1 | before")
+    });
+    assert!(!seen("after-trigger"));
+    compose(&b, d, &["exec", "-T", "keep", "touch", "/tmp/go"]).ok();
+    wait_for("logs -f to print a later line", || {
+        seen("verbs-keep-1 | after-trigger")
+    });
+    compose(&b, d, &["stop", "-t", "1", "keep"]).ok();
+    let out = berth_tests::wait_output(child, b.timeout, "berth compose logs -f");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    // rm -v takes the anonymous volume with the container; rm alone not.
+    let anon = |name: &str| {
+        let c = b.inspect(name);
+        let m = c["Mounts"].as_array().unwrap().clone();
+        let m = m.iter().find(|m| m["Destination"] == "/anon").unwrap();
+        m["Name"].as_str().unwrap().to_string()
+    };
+    let (keep_vol, extra_vol) = (anon("verbs-keep-1"), anon("verbs-extra-1"));
+    compose(&b, d, &["rm", "-f", "-v", "keep"]).ok();
+    assert_ne!(b.run(&["inspect", "verbs-keep-1"]).code, 0);
+    assert_ne!(b.run(&["volume", "inspect", &keep_vol]).code, 0);
+    compose(&b, d, &["rm", "-f", "-s", "extra"]).ok();
+    assert_ne!(b.run(&["inspect", "verbs-extra-1"]).code, 0);
+    assert_eq!(b.run(&["volume", "inspect", &extra_vol]).code, 0);
+    b.run(&["volume", "rm", &extra_vol]).ok();
+
+    // down --remove-orphans: extra leaves the file and becomes an orphan.
+    compose(&b, d, &["up", "-d", "--no-build"]).ok();
+    let without_extra = file.split("  extra:").next().unwrap();
+    write(d, "compose.yaml", without_extra);
+    let out = compose(&b, d, &["down", "-t", "1"]).ok();
+    assert!(out.stderr.contains("orphan"), "{}", out.stderr);
+    assert_eq!(b.inspect("verbs-extra-1")["State"]["Running"], true);
+    assert_eq!(b.run(&["network", "inspect", "verbs_default"]).code, 0);
+    assert_ne!(b.run(&["inspect", "verbs-keep-1"]).code, 0);
+    let out = compose(&b, d, &["down", "-t", "1", "--remove-orphans"]).ok();
+    assert!(
+        out.stderr.contains("Container verbs-extra-1  Removed"),
+        "{}",
+        out.stderr
+    );
+    assert_ne!(b.run(&["inspect", "verbs-extra-1"]).code, 0);
+    assert_ne!(b.run(&["network", "inspect", "verbs_default"]).code, 0);
+    compose(&b, d, &["down", "--rmi", "local", "-v"]).ok();
+}

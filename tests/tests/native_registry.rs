@@ -1242,4 +1242,51 @@ fn compose_push_sends_built_service_images() {
     let o = with_broken(&["push", "--ignore-push-failures", "broken", "app"]).ok();
     assert!(o.stderr.contains(" Service app  Pushed\n"), "{}", o.stderr);
     assert!(o.stderr.contains("ignored"), "{}", o.stderr);
+
+    // pull_policy on `up`, in an engine that has not got the image.
+    let user = Berth::new();
+    let pp = root.path().join("policy");
+    std::fs::create_dir_all(&pp).unwrap();
+    let policy = |p: &str| {
+        let f = format!(
+            "services:\n  p:\n    image: {target}\n    pull_policy: {p}\n    platform: linux\n"
+        );
+        std::fs::write(pp.join("compose.yaml"), f).unwrap();
+    };
+    // never: a missing image is an error, nothing is pulled.
+    policy("never");
+    let o = berth_tests::compose(&user, &pp, &["up", "-d"]);
+    assert_ne!(o.code, 0);
+    assert!(
+        o.stderr.contains(&format!("No such image: {target}")),
+        "{}",
+        o.stderr
+    );
+    assert_ne!(user.run(&["image", "inspect", &target]).code, 0);
+    // missing: pulled once, then used as it is.
+    policy("missing");
+    berth_tests::compose(&user, &pp, &["up", "-d"]).ok();
+    assert_eq!(image_id(&user, &target), image_id(&b, &target));
+    // A new image under the same tag in the registry.
+    std::fs::write(d.join("app/msg"), "pushed again\n").unwrap();
+    berth_tests::compose(&b, &d, &["build", "app"]).ok();
+    berth_tests::compose(&b, &d, &["push", "app"]).ok();
+    let old = image_id(&user, &target);
+    berth_tests::compose(&user, &pp, &["up", "-d"]).ok();
+    assert_eq!(
+        image_id(&user, &target),
+        old,
+        "missing pulls only what is missing"
+    );
+    // always: pulled on every up, and the container recreated on it.
+    policy("always");
+    berth_tests::compose(&user, &pp, &["up", "-d"]).ok();
+    assert_eq!(image_id(&user, &target), image_id(&b, &target));
+    assert_ne!(image_id(&user, &target), old);
+    berth_tests::wait_for("the recreated container's output", || {
+        berth_tests::compose(&user, &pp, &["logs", "--no-log-prefix", "p"])
+            .stdout
+            .contains("pushed again")
+    });
+    berth_tests::compose(&user, &pp, &["down"]).ok();
 }

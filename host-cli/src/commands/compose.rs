@@ -6,7 +6,7 @@
 use crate::commands::{build, container, pull, push, run};
 use crate::placement::Isolation;
 use anyhow::Result;
-use berth_compose::{LoadOptions, Project};
+use berth_compose::{LoadOptions, Project, PullPolicy};
 use berth_host::compose::{
     self as orch, spec, DownOptions, Orchestrator, Progress, RunOverrides, UpOptions,
 };
@@ -638,7 +638,8 @@ fn verb(o: &mut Orchestrator, v: &Verb) -> anyhow::Result<i32> {
             for s in o.project.services.values() {
                 let Some(image) = &s.image else { continue };
                 if services.is_empty() || services.contains(&s.name) {
-                    let c = pull_image(o.isolation(), image, *quiet)?;
+                    let platform = spec::run_keys::platform(s)?;
+                    let c = pull_image(o.isolation(), image, platform.as_deref(), *quiet)?;
                     if c != 0 && !ignore_pull_failures {
                         code = c;
                     }
@@ -963,10 +964,18 @@ fn build_service(
     build::run_to(o.isolation(), &w.a, pull::Sink::Stderr)
 }
 
-fn pull_image(iso: Isolation, image: &str, quiet: bool) -> anyhow::Result<i32> {
+fn pull_image(
+    iso: Isolation,
+    image: &str,
+    platform: Option<&str>,
+    quiet: bool,
+) -> anyhow::Result<i32> {
     let mut argv = vec!["pull".to_string()];
     if quiet {
         argv.push("-q".into());
+    }
+    if let Some(p) = platform {
+        argv.extend(["--platform".into(), p.to_string()]);
     }
     argv.push(image.into());
     let w = PullWrap::try_parse_from(argv)?;
@@ -974,7 +983,9 @@ fn pull_image(iso: Isolation, image: &str, quiet: bool) -> anyhow::Result<i32> {
     pull::run_to(iso, &w.a, pull::Sink::Stderr)
 }
 
-/// Builds (or pulls) what `up` is about to run and is missing.
+/// Builds (or pulls) what `up` is about to run and is missing, as each
+/// service's `pull_policy` says: `always` pulls anyway, `never` refuses
+/// a missing image, `build` builds anyway.
 fn images_for_up(o: &mut Orchestrator, u: &UpArgs) -> anyhow::Result<i32> {
     let services: Vec<berth_compose::Service> = o
         .selection(&u.services, u.no_deps)?
@@ -988,8 +999,13 @@ fn images_for_up(o: &mut Orchestrator, u: &UpArgs) -> anyhow::Result<i32> {
             Err(e) if e.kind() == Some(ErrorKind::NotFound) => false,
             Err(e) => return Err(e.into()),
         };
-        let code = if s.build.is_some() && !u.no_build && (u.build || !present) {
+        let policy = s.pull_policy();
+        let platform = spec::run_keys::platform(s)?;
+        let build_anyway = u.build || policy == Some(PullPolicy::Build);
+        let code = if s.build.is_some() && !u.no_build && (build_anyway || !present) {
             build_service(o, s, false, false, false)?
+        } else if s.build.is_none() && policy == Some(PullPolicy::Always) {
+            pull_image(o.isolation(), &image, platform.as_deref(), false)?
         } else if present {
             0
         } else if s.build.is_some() {
@@ -997,8 +1013,13 @@ fn images_for_up(o: &mut Orchestrator, u: &UpArgs) -> anyhow::Result<i32> {
                 "service {:?} has neither an image nor a build context specified: image {image:?} is missing and --no-build was given",
                 s.name
             )));
+        } else if policy == Some(PullPolicy::Never) {
+            return Ok(fail(format!(
+                "Error response from daemon: No such image: {image} (service {:?} has pull_policy: never)",
+                s.name
+            )));
         } else {
-            pull_image(o.isolation(), &image, false)?
+            pull_image(o.isolation(), &image, platform.as_deref(), false)?
         };
         if code != 0 {
             return Ok(code);

@@ -49,27 +49,7 @@ pub(crate) fn go_parse_int(s: &str) -> Result<i64, &'static str> {
     }
 }
 
-/// Parses docker's memory sizes (`32m`, `1g`, `512k`, plain bytes).
-pub fn parse_bytes(s: &str) -> Result<i64, String> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t
-        .strip_suffix('b')
-        .filter(|x| !x.is_empty() && x.ends_with(|c: char| c.is_ascii_alphabetic()))
-        .unwrap_or(&t);
-    let (num, mult) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        Some('b') => (&t[..t.len() - 1], 1),
-        _ => (t, 1),
-    };
-    let v: f64 = num.parse().map_err(|_| format!("invalid size: '{s}'"))?;
-    if !(v.is_finite() && v >= 0.0) {
-        return Err(format!("invalid size: '{s}'"));
-    }
-    Ok((v * mult as f64) as i64)
-}
+pub use berth_host::limits::parse_bytes;
 
 /// Docker's exit codes for failures before the command ran.
 pub(crate) fn error_code(e: &ClientError) -> i32 {

@@ -1,7 +1,10 @@
 //! A compose service as the engine's [`ContainerConfig`]: names, the
 //! `com.docker.compose.*` labels, the config hash, and the conversion of
 //! each service key berth runs (command, environment, mounts, ports,
-//! networks, healthcheck, restart policy, ...).
+//! networks, healthcheck, restart policy, ...; those of `run`'s resource,
+//! namespace and logging flags in [`run_keys`]).
+
+pub mod run_keys;
 
 use berth_compose::{Command, Healthcheck, Mount, MountKind, Project, Service, Value};
 use berth_protocol::{ContainerConfig, HealthConfig, RestartPolicy};
@@ -335,7 +338,7 @@ pub fn service_config(project: &Project, s: &Service) -> Result<ContainerConfig,
         .collect();
     labels.insert(label::DEPENDS_ON.into(), depends.join(","));
     let bool_key = |k: &str| matches!(s.other.get(k), Some(Value::Bool(true)));
-    let cfg = ContainerConfig {
+    let mut cfg = ContainerConfig {
         image: image_name(project, s),
         name: None,
         cmd: s
@@ -378,6 +381,7 @@ pub fn service_config(project: &Project, s: &Service) -> Result<ContainerConfig,
             .transpose()?,
         ..Default::default()
     };
+    run_keys::apply(project, s, &mut cfg)?;
     Ok(cfg)
 }
 

@@ -157,3 +157,122 @@ fn service_keys_reach_the_container_config() {
         ]
     );
 }
+
+#[test]
+fn run_flag_keys_reach_the_container_config() {
+    let d = tempfile::tempdir().unwrap();
+    let p = load(
+        d.path(),
+        concat!(
+            "services:\n  a:\n    image: busybox\n",
+            "    ulimits:\n      nofile: {soft: 1024, hard: 2048}\n      nproc: 100\n",
+            "    shm_size: 32m\n    sysctls: [net.ipv4.ip_forward=1, kernel.shmmax=100000000]\n",
+            "    devices: [/dev/zero:/dev/myzero:r]\n    group_add: [1234, daemon]\n",
+            "    cpu_shares: 512\n    cpuset: '0'\n    mem_limit: 64m\n    memswap_limit: 128m\n",
+            "    mem_reservation: 32m\n    oom_kill_disable: true\n    ipc: shareable\n",
+            "    uts: host\n    cgroup: private\n    stop_grace_period: 1m30s\n",
+            "    logging:\n      driver: json-file\n      options: {max-size: 1k, max-file: '2'}\n",
+            "  b:\n    image: busybox\n    ipc: service:a\n    pid: service:a\n    memswap_limit: -1\n",
+        ),
+    );
+    let a = spec::service_config(&p, &p.services["a"]).unwrap();
+    let u: Vec<(&str, i64, i64)> = a
+        .ulimits
+        .iter()
+        .map(|u| (u.name.as_str(), u.soft, u.hard))
+        .collect();
+    assert_eq!(u, [("nofile", 1024, 2048), ("nproc", 100, 100)]);
+    assert_eq!(a.shm_size, Some(32 << 20));
+    assert_eq!(a.sysctls["net.ipv4.ip_forward"], "1");
+    assert_eq!(a.sysctls["kernel.shmmax"], "100000000");
+    assert_eq!(a.devices[0].path_on_host, "/dev/zero");
+    assert_eq!(a.devices[0].path_in_container, "/dev/myzero");
+    assert_eq!(a.devices[0].cgroup_permissions, "r");
+    assert_eq!(a.group_add, ["1234", "daemon"]);
+    assert_eq!(a.cpu_shares, Some(512));
+    assert_eq!(a.cpuset_cpus.as_deref(), Some("0"));
+    assert_eq!(a.memory, Some(64 << 20));
+    assert_eq!(a.memory_swap, Some(128 << 20));
+    assert_eq!(a.memory_reservation, Some(32 << 20));
+    assert!(a.oom_kill_disable);
+    assert_eq!(a.ipc_mode.as_deref(), Some("shareable"));
+    assert_eq!(a.uts_mode.as_deref(), Some("host"));
+    assert_eq!(a.cgroupns_mode.as_deref(), Some("private"));
+    assert_eq!(a.stop_timeout, Some(90));
+    assert_eq!(a.log_driver.as_deref(), Some("json-file"));
+    assert_eq!(a.log_max_size, Some(1024));
+    assert_eq!(a.log_max_files, Some(2));
+    let b = spec::service_config(&p, &p.services["b"]).unwrap();
+    assert_eq!(b.ipc_mode.as_deref(), Some("container:demo-a-1"));
+    assert_eq!(b.pid_mode.as_deref(), Some("container:demo-a-1"));
+    assert_eq!(b.memory_swap, Some(-1));
+}
+
+#[test]
+fn hostile_run_flag_values_are_refused_as_docker_refuses_the_flags() {
+    let d = tempfile::tempdir().unwrap();
+    for (keys, says) in [
+        // A sysctl of the host's kernel, outside the container's namespaces.
+        (
+            "    sysctls: {kernel.hostname: x}\n",
+            "sysctls: sysctl 'kernel.hostname=x' is not allowed",
+        ),
+        (
+            "    sysctls: [vm.swappiness=1]\n",
+            "sysctls: sysctl 'vm.swappiness=1' is not allowed",
+        ),
+        ("    ulimits: {bogus: 1}\n", "ulimits: invalid ulimit type: bogus"),
+        (
+            "    ulimits: {nofile: {soft: -1, hard: 5}}\n",
+            "ulimit soft limit must be less than or equal to hard limit: soft: -1 (unlimited), hard: 5",
+        ),
+        ("    shm_size: lots\n", "shm_size: invalid size: 'lots'"),
+        (
+            "    shm_size: 99999999999t\n",
+            "shm_size: invalid size: '99999999999t'",
+        ),
+        ("    mem_limit: -5m\n", "mem_limit: invalid size: '-5m'"),
+        (
+            "    cpu_shares: 99999999999999999999\n",
+            "cpu_shares: strconv.ParseInt: parsing \"99999999999999999999\": value out of range",
+        ),
+        (
+            "    devices: ['/dev/zero:rel']\n",
+            "devices: rel is not an absolute path",
+        ),
+        (
+            "    devices: ['/dev/zero:/a:rwx']\n",
+            "devices: bad mode specified: rwx",
+        ),
+        ("    devices: ['a:b:c:d']\n", "devices: bad format for path: a:b:c:d"),
+        ("    pid: bogus\n", "pid: invalid PID mode \"bogus\""),
+        ("    uts: private\n", "uts: invalid UTS mode \"private\""),
+        (
+            "    platform: foo/bar\n",
+            "platform: error parsing specified platform: \"foo/bar\"",
+        ),
+        (
+            "    logging: {driver: none, options: {max-size: 1m}}\n",
+            "logging: invalid logging opts for driver none",
+        ),
+        (
+            "    logging: {options: {foo: 1}}\n",
+            "logging: unknown log opt 'foo' for json-file log driver",
+        ),
+    ] {
+        let p = load(d.path(), &format!("services:\n  a:\n    image: busybox\n{keys}"));
+        let e = spec::service_config(&p, &p.services["a"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("service \"a\": "), "{e}");
+        assert!(e.contains(says), "{keys:?}: {e}");
+    }
+    // A device whose container path climbs out is cleaned to stay inside,
+    // as docker's CLI cleans it; the engine refuses a `..` left over.
+    let p = load(
+        d.path(),
+        "services:\n  a:\n    image: busybox\n    devices: ['/dev/zero:/a/../../etc/x']\n",
+    );
+    let c = spec::service_config(&p, &p.services["a"]).unwrap();
+    assert_eq!(c.devices[0].path_in_container, "/etc/x");
+}
