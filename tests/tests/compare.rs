@@ -7,10 +7,11 @@
 //!   (the image loaded into it by compare) on the host's kernel too;
 //!   published-port throughput (`net`) natively (the test's dockerd has
 //!   no bridge, so docker's net row is a failure there, not checked);
-//! - native, shared and vm in ONE reduced run (probe and memory only: each
-//!   guest container start costs ~20-30 s on kvm_pvm): the VM placements
-//!   report a kernel and boot id of their own, and each further VM
-//!   container costs the host more memory than a native one.
+//! - native, shared and vm in ONE reduced run (probe, memory and the
+//!   published port only: each guest container start costs ~20-30 s on
+//!   kvm_pvm): the VM placements report a kernel and boot id of their own,
+//!   each further VM container costs the host more memory than a native
+//!   one, and bytes come through a published port in each placement.
 #![cfg(target_os = "linux")]
 
 use berth_tests::dockerd::Dockerd;
@@ -358,8 +359,10 @@ fn vm_placements_run_their_own_kernel_and_cost_more_memory() {
     let b = b.with_default_image();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
-    // One reduced run: the isolation probe and memory (2 idle containers
-    // per placement) only, and the guest-kernel panic in an own VM.
+    // One reduced run: the isolation probe, memory (2 idle containers per
+    // placement), published-port throughput (one container and at most
+    // 20 s of transfer per placement) and the guest-kernel panic in an
+    // own VM.
     let o = b.run(&[
         "compare",
         DEFAULT_IMAGE,
@@ -368,7 +371,7 @@ fn vm_placements_run_their_own_kernel_and_cost_more_memory() {
         "--rounds",
         "1",
         "--workload",
-        "memory",
+        "memory,net",
         "--memory-containers",
         "2",
         "--docker-host",
@@ -453,6 +456,11 @@ fn vm_placements_run_their_own_kernel_and_cost_more_memory() {
         }
         let more = metric(p, "memory_additional_mib");
         assert!(more.is_finite() && more >= 0.0, "{name}: {more}");
+        // Bytes came through the published port: the host forwarder, the
+        // VM's vsock and the guest agent's relay, every byte checked by
+        // compare (issues 19 and 23).
+        let net = metric(p, "net_published_mib_s");
+        assert!(net > 0.0, "{name}: published-port throughput {net}: {p:#}");
         // An own VM per container brings a VMM and a guest kernel each. A
         // further container in the shared machine VM mostly reuses guest
         // memory the VMM has already touched, so it can cost the host less
