@@ -416,8 +416,11 @@ fn cidfile_gets_the_id_and_an_existing_one_is_refused() {
         .ok();
     assert_eq!(std::fs::read_to_string(&cid2).unwrap(), o.stdout.trim());
     let cid3 = dir.path().join("cid3");
+    // --pull never: the default would try docker.io, which is offline.
     let o = b.run(&[
         "create",
+        "--pull",
+        "never",
         "--cidfile",
         cid3.to_str().unwrap(),
         "no-such-image:1",
@@ -759,6 +762,15 @@ fn run_and_create_pull_a_missing_image_by_default() {
         o.stderr,
         format!(
             "Unable to find image '{gone}' locally\nberth: Error response from daemon: pulling {gone}: manifest for {gone} not found: manifest unknown.\nSee 'berth run --help'.\n"
+        )
+    );
+    // docker's create gives the pull's error as it is, exit 1.
+    let o = b.run(&["create", &gone]);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert_eq!(
+        o.stderr,
+        format!(
+            "Unable to find image '{gone}' locally\nError response from daemon: pulling {gone}: manifest for {gone} not found: manifest unknown\n"
         )
     );
 }

@@ -750,6 +750,12 @@ fn pull_for_run(
     match crate::commands::pull::pull_for_run(connect, &a.image, platform) {
         Ok(0) => None,
         Ok(code) => Some(code),
+        // docker's create returns the pull's error as it is (exit 1); its
+        // run wraps it with the usage hint and exit 125.
+        Err(e) if verb == "create" => {
+            eprintln!("Error response from daemon: {e:#}");
+            Some(1)
+        }
         Err(e) => {
             eprintln!(
                 "berth: Error response from daemon: {}.\nSee 'berth {verb} --help'.",
