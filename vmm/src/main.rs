@@ -681,7 +681,9 @@ mod tests {
         assert!(shares[1].read_only);
         assert!(parse_shares(&["tag=t,path=/a".into(), "tag=t,path=/b".into()]).is_err());
         assert!(parse_shares(&["tag=t".into()]).is_err());
-        // Snapshots cannot carry a share.
+        // A snapshot carries empty share slots, and a restore fills them
+        // (own VMs' -v); a standby cannot, it confines itself before its
+        // request.
         assert!(Args::try_parse_from([
             "berth-vmm",
             "--kernel",
@@ -690,6 +692,22 @@ mod tests {
             "tag=t1,path=/tmp/a",
             "--snapshot-on-ready",
             "/tmp/s",
+        ])
+        .is_ok());
+        assert!(Args::try_parse_from([
+            "berth-vmm",
+            "--restore",
+            "/tmp/s",
+            "--fs",
+            "tag=t1,path=/tmp/a",
+        ])
+        .is_ok());
+        assert!(Args::try_parse_from([
+            "berth-vmm",
+            "--standby",
+            "/tmp/sock",
+            "--fs",
+            "tag=t1,path=/tmp/a",
         ])
         .is_err());
     }
