@@ -61,7 +61,10 @@ pub(crate) async fn save(st: AppState, names: Vec<String>) -> ApiResult<Response
     });
     match ready_rx.await {
         Ok(Ok(())) => {}
-        Ok(Err(msg)) if msg.contains("does not exist") => return Err(ApiError::not_found(msg)),
+        // dockerd's words for a name it has no image for.
+        Ok(Err(msg)) if msg.contains("does not exist") => {
+            return Err(ApiError::not_found("reference does not exist"))
+        }
         Ok(Err(msg)) => return Err(ApiError::internal(msg)),
         Err(_) => return Err(ApiError::internal("the save ended early")),
     }
@@ -338,17 +341,35 @@ pub(crate) async fn push(
             ..r
         }
     );
-    Reference::parse(&image).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let wanted = Reference::parse(&image).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let local = push_source(&st, &wanted).await?;
     let iso = st.iso();
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
     tokio::task::spawn_blocking(move || {
         let send = |b: Bytes| {
             let _ = tx.blocking_send(b);
         };
+        let refers = |repository: &str| {
+            line(&json!({"status": format!("The push refers to repository [{repository}]")}))
+        };
+        // dockerd names the repository before it finds the image missing.
+        let layers = match local {
+            Ok(layers) => layers,
+            Err(missing) => {
+                send(refers(&wanted.repository()));
+                send(error_line(&missing));
+                return;
+            }
+        };
         let out = push_image(iso, &image, creds, &|ev| match ev {
-            PushEvent::Start { repository } => send(line(
-                &json!({"status": format!("The push refers to repository [{repository}]")}),
-            )),
+            PushEvent::Start { repository } => {
+                send(refers(repository));
+                for id in &layers {
+                    send(line(
+                        &json!({"status": "Preparing", "progressDetail": {}, "id": id}),
+                    ));
+                }
+            }
             PushEvent::Layer { id, outcome } => {
                 let status = match outcome {
                     BlobOutcome::AlreadyExists => "Layer already exists".to_string(),
@@ -378,6 +399,56 @@ pub(crate) async fn push(
         Body::from_stream(tokio_stream_of(rx)),
     )
         .into_response())
+}
+
+/// The image a push sends: its layers as docker names them in the push's
+/// progress (the uncompressed digests' first 12 hex digits, top layer
+/// first, as dockerd lists them "Preparing"), or docker's error for a
+/// name the engine has no image for.
+async fn push_source(st: &AppState, wanted: &Reference) -> ApiResult<Result<Vec<String>, String>> {
+    let name = wanted.familiar();
+    let found = st
+        .engine(move |e| match e.image_inspect(&name) {
+            Ok(img) => Ok(Ok(img)),
+            Err(err) if err.kind() == Some(berth_protocol::ErrorKind::NotFound) => {
+                Ok(Err(e.image_list()?))
+            }
+            Err(err) => Err(err.into()),
+        })
+        .await?;
+    let img = match found {
+        Ok(img) => img,
+        Err(list) => {
+            let repo_known = list
+                .iter()
+                .flat_map(|i| &i.tags)
+                .filter_map(|t| Reference::parse(t).ok())
+                .any(|t| t.domain == wanted.domain && t.path == wanted.path);
+            return Ok(Err(if repo_known {
+                format!("tag does not exist: {}", wanted.familiar())
+            } else {
+                format!(
+                    "An image does not exist locally with the tag: {}",
+                    wanted.familiar_name()
+                )
+            }));
+        }
+    };
+    let mut ids: Vec<String> = Vec::new();
+    let diff_ids = img.config["rootfs"]["diff_ids"].as_array().cloned();
+    for d in diff_ids.unwrap_or_default().iter().rev() {
+        let id: String = d
+            .as_str()
+            .unwrap_or("")
+            .trim_start_matches("sha256:")
+            .chars()
+            .take(12)
+            .collect();
+        if !id.is_empty() && !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    Ok(Ok(ids))
 }
 
 /// `GET /images/{name}/history`: newest first, as `docker history` reads it.

@@ -639,9 +639,34 @@ pub(crate) async fn exec_start(
         .extensions
         .remove::<hyper::upgrade::OnUpgrade>()
         .ok_or_else(|| ApiError::bad_request("this connection cannot be hijacked"))?;
-    let stream = st
-        .engine_owned(move |e| Ok(e.exec(&container, cfg, None)?))
+    // A process that cannot start (no such command, not executable) is
+    // dockerd's answer after the hijack: its error as output, then exit
+    // code 126 (docker exec's code for every start failure).
+    let started = st
+        .engine_owned(move |e| Ok(e.exec(&container, cfg, None)))
         .await?;
+    let stream = match started {
+        Ok(s) => s,
+        Err(e) if exec_start_failure(&e) => {
+            set(false, Some(126));
+            let text = format!("{e}\r\n").into_bytes();
+            tokio::spawn(async move {
+                let Ok(upgraded) = on_upgrade.await else {
+                    return;
+                };
+                let mut io = hyper_util::rt::TokioIo::new(upgraded);
+                let bytes = if r.tty {
+                    text
+                } else {
+                    stdcopy::frame(stdcopy::STDOUT, &text)
+                };
+                let _ = io.write_all(&bytes).await;
+                let _ = io.shutdown().await;
+            });
+            return Ok(upgraded_response(r.tty));
+        }
+        Err(e) => return Err(e.into()),
+    };
     set(true, None);
     let key = format!("exec:{exec_id}");
     let resize = resize_channel(&st, &key);
@@ -669,6 +694,16 @@ pub(crate) async fn exec_start(
             .remove(&key);
     });
     Ok(upgraded_response(r.tty))
+}
+
+/// Whether an exec's error is its process failing to start (dockerd
+/// reports those in the hijacked stream, not as an HTTP error).
+fn exec_start_failure(e: &berth_host::client::ClientError) -> bool {
+    matches!(
+        e.kind(),
+        Some(berth_protocol::ErrorKind::CommandNotFound)
+            | Some(berth_protocol::ErrorKind::CommandNotExecutable)
+    )
 }
 
 pub(crate) async fn exec_inspect(
