@@ -13,7 +13,9 @@
 use crate::engine::Engine;
 use crate::machine::Machine;
 use anyhow::Result;
-use berth_protocol::{ContainerStatus, ContainerSummary, PublishedPort};
+use berth_protocol::{
+    AgentInfo, ContainerDetails, ContainerStatus, ContainerSummary, MountType, PublishedPort,
+};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -22,8 +24,16 @@ use std::time::{Duration, Instant};
 pub const RECORD: &str = "container.json";
 /// The container's output, saved by the keeper when the container exits.
 pub const LOG: &str = "container.log";
+/// The container's inspect details, saved by the keeper when the
+/// container started and again when it exited ([`Saved`]).
+pub const DETAILS: &str = "details.json";
+/// Present while a `berth restart` restarts the container in place: the
+/// restarter's PID. The keeper does not take the stop for the end.
+pub const RESTARTING: &str = "restarting";
 /// A record larger than this is not berth's.
 const MAX_RECORD: u64 = 1 << 20;
+/// Saved details larger than this are not berth's.
+const MAX_DETAILS: u64 = 8 << 20;
 /// What the keeper's command line contains (to tell it from a reused PID).
 pub const KEEPER_ARG: &str = "vm-keeper";
 
@@ -61,6 +71,104 @@ impl Record {
     }
 }
 
+/// What `inspect` needs of a container whose VM may be off: the guest
+/// engine's details, its image's config and the guest engine's facts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Saved {
+    pub details: ContainerDetails,
+    #[serde(default)]
+    pub image: Option<serde_json::Value>,
+    #[serde(default)]
+    pub info: Option<AgentInfo>,
+}
+
+/// Reads a file of at most `max` bytes (a regular file only).
+fn read_capped(path: &Path, max: u64) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).ok()?;
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut text = Vec::new();
+    f.take(max + 1).read_to_end(&mut text).ok()?;
+    (text.len() as u64 <= max).then_some(text)
+}
+
+/// Writes `bytes` to `dir/name` whole or not at all.
+fn write_whole(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, dir.join(name))?;
+    Ok(())
+}
+
+/// Saves the container's inspect details into `dir`.
+pub fn write_details(dir: &Path, saved: &Saved) -> Result<()> {
+    write_whole(dir, DETAILS, &serde_json::to_vec(saved)?)
+}
+
+/// Marks `dir`'s container as being restarted in place by this process
+/// until the guard is dropped (see [`RESTARTING`]).
+pub struct Restarting(PathBuf);
+
+impl Restarting {
+    pub fn mark(dir: &Path) -> Result<Restarting> {
+        write_whole(dir, RESTARTING, std::process::id().to_string().as_bytes())?;
+        Ok(Restarting(dir.join(RESTARTING)))
+    }
+}
+
+impl Drop for Restarting {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Whether a live process restarts `dir`'s container in place now.
+pub fn restart_pending(dir: &Path) -> bool {
+    read_capped(&dir.join(RESTARTING), 32)
+        .and_then(|t| String::from_utf8(t).ok()?.trim().parse::<i32>().ok())
+        .is_some_and(|pid| pid > 0 && crate::machine::pid_alive(pid))
+}
+
+/// `d` as seen from the host: the published ports' host side (the
+/// record's) while it runs and none once it stopped, no PID once
+/// stopped, and bind sources at their host path (the VM sees host
+/// folders under the share prefix).
+pub fn for_host(
+    mut d: ContainerDetails,
+    summary: ContainerSummary,
+    ports: &[PublishedPort],
+) -> ContainerDetails {
+    let running = summary.status == ContainerStatus::Running;
+    d.summary = ContainerSummary {
+        ports: None,
+        ..summary
+    };
+    d.ports = if running { ports.to_vec() } else { Vec::new() };
+    if !running && d.summary.status != ContainerStatus::Paused {
+        d.pid = None;
+    }
+    for s in d
+        .mounts
+        .iter_mut()
+        .filter(|m| m.kind == MountType::Bind)
+        .map(|m| &mut m.source)
+        .chain(
+            d.config
+                .mounts
+                .iter_mut()
+                .filter(|m| m.kind == MountType::Bind)
+                .map(|m| &mut m.source),
+        )
+    {
+        if let Some(h) = crate::shares::host_path(s) {
+            *s = h.to_string();
+        }
+    }
+    d
+}
+
 /// One detached own-VM container: its VM directory and record.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -84,16 +192,7 @@ pub fn root() -> PathBuf {
 
 /// Reads the record of the VM directory `dir`, if it has a sound one.
 pub fn read_record(dir: &Path) -> Option<Record> {
-    use std::io::Read;
-    let f = std::fs::File::open(dir.join(RECORD)).ok()?;
-    if !f.metadata().ok()?.is_file() {
-        return None;
-    }
-    let mut text = Vec::new();
-    f.take(MAX_RECORD + 1).read_to_end(&mut text).ok()?;
-    if text.len() as u64 > MAX_RECORD {
-        return None;
-    }
+    let text = read_capped(&dir.join(RECORD), MAX_RECORD)?;
     let r: Record = serde_json::from_slice(&text).ok()?;
     r.plausible().then_some(r)
 }
@@ -101,10 +200,7 @@ pub fn read_record(dir: &Path) -> Option<Record> {
 /// Writes `record` into `dir` (whole or not at all: a temporary file
 /// renamed into place).
 pub fn write_record(dir: &Path, record: &Record) -> Result<()> {
-    let tmp = dir.join(format!("{RECORD}.tmp"));
-    std::fs::write(&tmp, serde_json::to_vec(record)?)?;
-    std::fs::rename(&tmp, dir.join(RECORD))?;
-    Ok(())
+    write_whole(dir, RECORD, &serde_json::to_vec(record)?)
 }
 
 /// The detached own-VM containers under `root`, newest first.
@@ -243,6 +339,38 @@ impl Entry {
         }
         // Its VMM dies with it; one started elsewhere does not.
         self.machine().destroy();
+    }
+
+    /// The details the keeper saved, if they are this container's.
+    pub fn saved(&self) -> Option<Saved> {
+        let text = read_capped(&self.dir.join(DETAILS), MAX_DETAILS)?;
+        let s: Saved = serde_json::from_slice(&text).ok()?;
+        (s.details.summary.id == self.record.id).then_some(s)
+    }
+
+    /// The container's inspect details as the host sees them ([`for_host`]):
+    /// the guest engine's while the VM runs, the saved ones otherwise;
+    /// with the image's config and the guest engine's facts when known.
+    pub fn details(&self) -> Option<Saved> {
+        let saved = self.saved();
+        let live = self
+            .running()
+            .then(|| self.engine().ok()?.container_inspect(&self.record.id).ok())
+            .flatten();
+        let mut s = match (live, saved) {
+            (Some(d), Some(saved)) => Saved {
+                details: *d,
+                ..saved
+            },
+            (Some(d), None) => Saved {
+                details: *d,
+                image: None,
+                info: None,
+            },
+            (None, saved) => saved?,
+        };
+        s.details = for_host(s.details, self.summary(), &self.record.ports);
+        Some(s)
     }
 
     /// The output the keeper saved when the container exited, as
@@ -391,6 +519,109 @@ mod tests {
         assert_eq!(s.status, ContainerStatus::Exited);
         assert_eq!(s.exit_code, Some(137));
         assert_eq!(s.ports, Some(Vec::new()));
+    }
+
+    fn details(id: &str, status: ContainerStatus) -> ContainerDetails {
+        let mut d = crate::net_settings::sample_details(status);
+        d.summary.id = id.into();
+        d.ports = vec![PublishedPort {
+            container_port: 80,
+            proto: berth_protocol::PortProto::Tcp,
+            host_ip: "127.0.0.1".into(),
+            host_port: 80,
+        }];
+        d.mounts = vec![berth_protocol::MountPoint {
+            kind: MountType::Bind,
+            name: None,
+            source: format!("{}/home/u/site", crate::shares::GUEST_PREFIX),
+            destination: "/site".into(),
+            mode: String::new(),
+            rw: true,
+            propagation: "rprivate".into(),
+            anonymous: false,
+            non_recursive: false,
+            copy_up: false,
+            tmpfs_options: Vec::new(),
+        }];
+        d
+    }
+
+    #[test]
+    fn details_show_the_host_side() {
+        let t = tempfile::tempdir().unwrap();
+        let id = "34".repeat(32);
+        let mut r = record(&id, "web", "1");
+        r.ports = vec![PublishedPort {
+            container_port: 80,
+            proto: berth_protocol::PortProto::Tcp,
+            host_ip: "127.0.0.1".into(),
+            host_port: 18080,
+        }];
+        // Running: the record's host ports, the guest's PID, host paths.
+        let d = for_host(
+            details(&id, ContainerStatus::Running),
+            details(&id, ContainerStatus::Running).summary,
+            &r.ports,
+        );
+        assert_eq!(d.ports, r.ports);
+        assert_eq!(d.pid, Some(42));
+        assert_eq!(d.mounts[0].source, "/home/u/site");
+        // Stopped: no ports, no PID.
+        let mut exited = details(&id, ContainerStatus::Exited).summary;
+        exited.exit_code = Some(3);
+        let d = for_host(details(&id, ContainerStatus::Running), exited, &r.ports);
+        assert!(d.ports.is_empty());
+        assert_eq!(d.pid, None);
+        assert_eq!(d.summary.exit_code, Some(3));
+        assert_eq!(d.summary.status, ContainerStatus::Exited);
+
+        // Saved details: the VM is off (no VMM), the record says stopped.
+        r.stopped = true;
+        r.summary.status = ContainerStatus::Exited;
+        r.summary.exit_code = Some(7);
+        put(t.path(), "1-1", &r);
+        let e = find_in(t.path(), "web").unwrap();
+        assert!(e.details().is_none(), "nothing saved yet");
+        let saved = Saved {
+            details: details(&id, ContainerStatus::Running),
+            image: Some(serde_json::json!({"config": {"Cmd": ["sh"]}})),
+            info: None,
+        };
+        write_details(&e.dir, &saved).unwrap();
+        let got = e.details().unwrap();
+        assert_eq!(got.details.summary.status, ContainerStatus::Exited);
+        assert_eq!(got.details.summary.exit_code, Some(7));
+        assert!(got.details.ports.is_empty());
+        assert_eq!(got.details.pid, None);
+        assert_eq!(got.image, saved.image);
+        // Another container's details, or a hostile file, are not shown.
+        let mut other = saved.clone();
+        other.details.summary.id = "56".repeat(32);
+        write_details(&e.dir, &other).unwrap();
+        assert!(e.details().is_none());
+        std::fs::write(e.dir.join(DETAILS), vec![b' '; (MAX_DETAILS + 1) as usize]).unwrap();
+        assert!(e.details().is_none());
+    }
+
+    #[test]
+    fn a_restart_mark_lasts_while_its_process_does() {
+        let t = tempfile::tempdir().unwrap();
+        assert!(!restart_pending(t.path()));
+        {
+            let _m = Restarting::mark(t.path()).unwrap();
+            assert!(restart_pending(t.path()));
+        }
+        assert!(!restart_pending(t.path()), "the guard removes the mark");
+        // A mark left by a process that is gone, or garbage, is stale.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        std::fs::write(t.path().join(RESTARTING), pid.to_string()).unwrap();
+        assert!(!restart_pending(t.path()));
+        std::fs::write(t.path().join(RESTARTING), "-1").unwrap();
+        assert!(!restart_pending(t.path()));
+        std::fs::write(t.path().join(RESTARTING), "x").unwrap();
+        assert!(!restart_pending(t.path()));
     }
 
     #[test]

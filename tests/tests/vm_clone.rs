@@ -665,6 +665,105 @@ fn vm_run_detached_serves_its_port_until_rm_f() {
         logs.stdout
     );
 
+    step("ps, logs");
+
+    // exec through the VM's engine: env, workdir, user, stdin, exit code.
+    let vm = |args: &[&str]| {
+        let mut all = vec!["--isolation", "vm"];
+        all.extend_from_slice(args);
+        b.run(&all)
+    };
+    let ex = vm(&[
+        "exec",
+        "-e",
+        "GREET=hi",
+        "-w",
+        "/tmp",
+        "keep",
+        "sh",
+        "-c",
+        "echo $GREET $(pwd) $(id -u); exit 3",
+    ]);
+    assert_eq!(
+        (ex.code, ex.stdout.as_str()),
+        (3, "hi /tmp 0\n"),
+        "{}",
+        ex.stderr
+    );
+    let ex = vm(&["exec", "-u", "1:1", &id[..12], "id", "-u"]).ok();
+    assert_eq!(ex.stdout, "1\n");
+    let ex = b
+        .run_stdin(
+            &["--isolation", "vm", "exec", "-i", "keep", "cat"],
+            b"piped\n",
+        )
+        .ok();
+    assert_eq!(ex.stdout, "piped\n");
+    let nope = vm(&["exec", "nope", "true"]);
+    assert_eq!(nope.code, 1, "{}", nope.stderr);
+    assert_eq!(
+        nope.stderr.trim(),
+        "Error response from daemon: No such container: nope"
+    );
+    step("exec");
+
+    // port and inspect show the host side of the published port.
+    let port = vm(&["port", "keep"]).ok();
+    assert_eq!(port.stdout, format!("80/tcp -> 127.0.0.1:{hp}\n"));
+    let port = vm(&["port", "keep", "80"]).ok();
+    assert_eq!(port.stdout, format!("127.0.0.1:{hp}\n"));
+    let d = b.inspect("keep");
+    assert_eq!(d["Id"], id.as_str());
+    assert_eq!(d["Name"], "/keep");
+    assert_eq!(d["State"]["Status"], "running");
+    assert_eq!(d["Config"]["Cmd"][0], "sh");
+    assert_eq!(
+        d["HostConfig"]["PortBindings"]["80/tcp"][0]["HostIp"],
+        "127.0.0.1"
+    );
+    let bound = &d["NetworkSettings"]["Ports"]["80/tcp"][0];
+    assert_eq!(bound["HostIp"], "127.0.0.1", "{d}");
+    assert_eq!(bound["HostPort"], hp.to_string(), "{d}");
+    let started = d["State"]["StartedAt"].as_str().unwrap().to_string();
+    let f = vm(&[
+        "inspect",
+        "-f",
+        "{{.State.Running}} {{.Config.Image}}",
+        "keep",
+    ])
+    .ok();
+    assert_eq!(f.stdout, format!("true {DEFAULT_IMAGE}\n"));
+    let nope = vm(&["inspect", "nope"]);
+    assert_eq!(nope.code, 1);
+    assert_eq!(nope.stderr.trim(), "Error: No such object: nope");
+    step("port, inspect");
+
+    // restart in place: same VM, the port answers again, a new start.
+    let out = vm(&["restart", "-t", "1", "keep"]).ok();
+    assert_eq!(out.stdout, "keep\n");
+    assert_eq!(own_vmm_pids(&home), vmms, "restart kept the VM");
+    let d = b.inspect("keep");
+    assert_eq!(d["State"]["Status"], "running");
+    assert_ne!(d["State"]["StartedAt"], started.as_str());
+    answer.clear();
+    let deadline = Instant::now() + std::time::Duration::from_secs(600);
+    while Instant::now() < deadline && !answer.contains(&token) {
+        if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", hp)) {
+            let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(60)));
+            let _ = c.write_all(b"GET / HTTP/1.0\r\n\r\n");
+            answer.clear();
+            let _ = c.read_to_string(&mut answer);
+        }
+        if !answer.contains(&token) {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
+    assert!(
+        answer.contains(&token),
+        "no answer after restart: {answer:?}"
+    );
+    step("restart");
+
     let refused = b.run(&["--isolation", "vm", "rm", "keep"]);
     assert_eq!(refused.code, 1, "{}", refused.stderr);
     assert!(
@@ -672,6 +771,46 @@ fn vm_run_detached_serves_its_port_until_rm_f() {
         "{}",
         refused.stderr
     );
+
+    // wait: blocks until it exits (sh as PID 1 ignores SIGTERM: stop
+    // kills it after 1 s), then answers from the record.
+    let waiter = {
+        let mut c = b.command();
+        c.args(["--isolation", "vm", "wait", "keep"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c.spawn().unwrap()
+    };
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    vm(&["stop", "-t", "1", "keep"]).ok();
+    let waited = berth_tests::wait_output(waiter, b.timeout, "berth wait");
+    assert_eq!(
+        (waited.code, waited.stdout.as_str()),
+        (0, "137\n"),
+        "{}",
+        waited.stderr
+    );
+    let again = vm(&["wait", "keep"]).ok();
+    assert_eq!(again.stdout, "137\n");
+    let ex = vm(&["exec", "keep", "true"]);
+    assert_eq!(ex.code, 1);
+    assert_eq!(
+        ex.stderr.trim(),
+        format!("Error response from daemon: container {id} is not running")
+    );
+    let f = vm(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.State.ExitCode}} {{.State.Pid}} {{json .NetworkSettings.Ports}}",
+        "keep",
+    ])
+    .ok();
+    assert_eq!(f.stdout, "exited 137 0 {}\n");
+    // From the details the keeper saved: the VM is off.
+    assert_eq!(b.inspect("keep")["Config"]["Cmd"][2], script.as_str());
+    assert_eq!(vm(&["port", "keep"]).ok().stdout, "");
+    step("wait, stop, inspect stopped");
+
     b.run(&["--isolation", "vm", "rm", "-f", &id[..12]]).ok();
     std::net::TcpListener::bind(("127.0.0.1", hp)).expect("host port released");
     assert!(

@@ -4,8 +4,8 @@
 //! what docker prints.
 
 use crate::client::ClientError;
-use crate::commands::connect;
 use crate::commands::run::{attach, parse_bytes, parse_restart, Report};
+use crate::commands::{connect, vm_verbs};
 use crate::engine::Engine;
 use crate::fmt::{binary_size, json_row_field, table};
 use crate::placement::Isolation;
@@ -139,14 +139,42 @@ pub fn stop(iso: Isolation, a: &StopArgs) -> Result<i32> {
 
 pub fn restart(iso: Isolation, a: &StopArgs) -> Result<i32> {
     if iso.own_vm() {
-        // Its keeper powers the VM off once the container stops.
-        eprintln!(
-            "Error response from daemon: restarting an --isolation vm container is not supported yet; \
-             remove it and run it again"
-        );
-        return Ok(1);
+        return restart_own_vm(a);
     }
     each(iso, &a.containers, &|c, k| c.container_restart(k, a.time))
+}
+
+/// `restart` of detached own-VM containers: a running one in place in
+/// its VM (its keeper keeps the VM up across the stop); a stopped one's
+/// VM is off and cannot be started again yet (see `start`).
+fn restart_own_vm(a: &StopArgs) -> Result<i32> {
+    let mut code = 0;
+    for k in &a.containers {
+        let e = match vm_verbs::find(k) {
+            Ok(e) => e,
+            Err(c) => {
+                code = c;
+                continue;
+            }
+        };
+        if !e.running() {
+            eprintln!(
+                "Error response from daemon: Cannot restart container {k}: container {} has stopped and its VM is off; \
+                 restarting a stopped --isolation vm container is not supported yet: remove it and run it again",
+                e.record.id
+            );
+            code = 1;
+            continue;
+        }
+        match vm_verbs::restart(&e, a.time) {
+            Ok(()) => println!("{k}"),
+            Err(m) => {
+                eprintln!("Error response from daemon: Cannot restart container {k}: {m}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
 }
 
 #[derive(clap::Args)]
@@ -259,6 +287,20 @@ pub fn kill(iso: Isolation, a: &KillArgs) -> Result<i32> {
 }
 
 pub fn wait(iso: Isolation, containers: &[String]) -> Result<i32> {
+    if iso.own_vm() {
+        let mut code = 0;
+        for k in containers {
+            match vm_verbs::find(k).map(|e| vm_verbs::wait(&e)) {
+                Ok(Ok(c)) => println!("{c}"),
+                Ok(Err(m)) => {
+                    eprintln!("Error response from daemon: {m}");
+                    code = 1;
+                }
+                Err(c) => code = c,
+            }
+        }
+        return Ok(code);
+    }
     let mut c = connect(iso)?;
     let mut code = 0;
     for k in containers {
@@ -496,13 +538,22 @@ pub fn exec(iso: Isolation, a: &ExecArgs) -> Result<i32> {
         }
     };
     let tty_size = if a.tty { window_size() } else { None };
+    // An own-VM container's exec goes to its VM's engine, by id.
+    let (mut c, key) = if iso.own_vm() {
+        match vm_verbs::running(&a.container) {
+            Ok(t) => t,
+            Err(code) => return Ok(code),
+        }
+    } else {
+        (connect(iso)?, a.container.clone())
+    };
     if a.detach {
-        return match connect(iso)?.exec_detached(&a.container, config, tty_size) {
+        return match c.exec_detached(&key, config, tty_size) {
             Ok(()) => Ok(0),
             Err(e) => Ok(fail(&e)),
         };
     }
-    let stream = match connect(iso)?.exec(&a.container, config, tty_size) {
+    let stream = match c.exec(&key, config, tty_size) {
         Ok(s) => s,
         Err(e) => return Ok(fail(&e)),
     };
@@ -524,8 +575,29 @@ pub struct AttachArgs {
 }
 
 pub fn attach_cmd(iso: Isolation, a: &AttachArgs) -> Result<i32> {
-    let mut c = connect(iso)?;
-    let d = match c.container_inspect(&a.container) {
+    let (mut c, key) = if iso.own_vm() {
+        match vm_verbs::find(&a.container) {
+            Ok(e) if !e.running() => {
+                eprintln!("You cannot attach to a stopped container, start it first");
+                return Ok(1);
+            }
+            Ok(_) => match vm_verbs::running(&a.container) {
+                Ok(t) => t,
+                Err(code) => return Ok(code),
+            },
+            Err(code) => return Ok(code),
+        }
+    } else {
+        (connect(iso)?, a.container.clone())
+    };
+    let reconnect = || -> Result<Engine> {
+        if iso.own_vm() {
+            Ok(berth_host::vm_fleet::find(&key)?.engine()?)
+        } else {
+            connect(iso)
+        }
+    };
+    let d = match c.container_inspect(&key) {
         Ok(d) => d,
         Err(e @ ClientError::Unexpected(_)) => return Err(e.into()),
         Err(e) => {
@@ -541,7 +613,7 @@ pub fn attach_cmd(iso: Isolation, a: &AttachArgs) -> Result<i32> {
     if a.sig_proxy && !d.config.tty {
         crate::sig_proxy::forward(c, d.summary.id.clone());
     }
-    match attach(connect(iso)?, &a.container, stdin, d.config.tty, false) {
+    match attach(reconnect()?, &key, stdin, d.config.tty, false) {
         Ok(code) => Ok(code),
         Err(e) => {
             daemon_error(&e);
@@ -550,8 +622,21 @@ pub fn attach_cmd(iso: Isolation, a: &AttachArgs) -> Result<i32> {
     }
 }
 
+/// The engine to ask about `key` and the key to give it: an own-VM
+/// container's VM engine and id (it must run), or the placement's engine.
+fn one(iso: Isolation, key: &str) -> Result<Result<(Engine, String), i32>> {
+    if iso.own_vm() {
+        return Ok(vm_verbs::running(key));
+    }
+    Ok(Ok((connect(iso)?, key.to_string())))
+}
+
 pub fn top(iso: Isolation, container: &str) -> Result<i32> {
-    match connect(iso)?.container_top(container) {
+    let (mut c, container) = match one(iso, container)? {
+        Ok(t) => t,
+        Err(code) => return Ok(code),
+    };
+    match c.container_top(&container) {
         Ok(t) => {
             let titles: Vec<&str> = t.titles.iter().map(|s| s.as_str()).collect();
             print!("{}", table(&titles, &t.processes));
@@ -567,7 +652,11 @@ pub fn top(iso: Isolation, container: &str) -> Result<i32> {
 
 /// `diff`: one `C|A|D /path` line per change, as docker prints them.
 pub fn diff(iso: Isolation, container: &str) -> Result<i32> {
-    match connect(iso)?.container_changes(container) {
+    let (mut c, container) = match one(iso, container)? {
+        Ok(t) => t,
+        Err(code) => return Ok(code),
+    };
+    match c.container_changes(&container) {
         Ok(changes) => {
             let mut out = String::new();
             for c in changes {
@@ -800,12 +889,20 @@ pub struct PortArgs {
 /// `berth port`: the container's published ports, as docker 28 prints
 /// them.
 pub fn port(iso: Isolation, a: &PortArgs) -> Result<i32> {
-    let published = match connect(iso)?.container_ports(&a.container) {
-        Ok(p) => p,
-        Err(e @ ClientError::Unexpected(_)) => return Err(e.into()),
-        Err(e) => {
-            daemon_error(&e);
-            return Ok(1);
+    let published = if iso.own_vm() {
+        // The host side, as the keeper bound it; none once stopped.
+        match vm_verbs::find(&a.container) {
+            Ok(e) => e.summary().ports.unwrap_or_default(),
+            Err(code) => return Ok(code),
+        }
+    } else {
+        match connect(iso)?.container_ports(&a.container) {
+            Ok(p) => p,
+            Err(e @ ClientError::Unexpected(_)) => return Err(e.into()),
+            Err(e) => {
+                daemon_error(&e);
+                return Ok(1);
+            }
         }
     };
     match crate::ports::port_lines(&published, a.private_port.as_deref()) {

@@ -27,6 +27,7 @@ pub mod search;
 pub mod system;
 pub mod version;
 pub mod vm_keeper;
+pub mod vm_verbs;
 pub mod volume;
 
 use crate::engine::Engine;

@@ -322,6 +322,9 @@ pub fn inspect(iso: Isolation, names: &[String], format: Option<&str>) -> Result
             }
         },
     };
+    if iso.own_vm() {
+        return inspect_own_vm(names, template.as_ref(), format);
+    }
     let mut c = connect(iso)?;
     let mut out = Vec::new();
     let mut code = 0;
@@ -399,6 +402,39 @@ pub fn inspect(iso: Isolation, names: &[String], format: Option<&str>) -> Result
         }
     }
     let printed = print_inspect(&out, template.as_ref(), format)?;
+    Ok(if printed != 0 { printed } else { code })
+}
+
+/// `inspect` of detached own-VM containers: each from its VM's engine
+/// while it runs, from the details its keeper saved once stopped; the
+/// published ports' host side and bind sources' host paths
+/// (`vm_fleet::for_host`).
+fn inspect_own_vm(
+    names: &[String],
+    template: Option<&Template>,
+    format: Option<&str>,
+) -> Result<i32> {
+    let mut out = Vec::new();
+    let mut code = 0;
+    for n in names {
+        match berth_host::vm_fleet::find(n).map(|e| e.details()) {
+            Ok(Some(s)) => out.push(inspect::container_json(
+                Isolation::Vm,
+                &s.details,
+                s.image.as_ref(),
+                s.info.as_ref(),
+            )),
+            Err(e @ berth_host::vm_fleet::FindError::Ambiguous(_)) => {
+                eprintln!("Error response from daemon: {e}");
+                code = 1;
+            }
+            Ok(None) | Err(_) => {
+                eprintln!("Error: No such object: {n}");
+                code = 1;
+            }
+        }
+    }
+    let printed = print_inspect(&out, template, format)?;
     Ok(if printed != 0 { printed } else { code })
 }
 

@@ -138,7 +138,7 @@ pub fn keeper() -> Result<i32> {
         ..Default::default()
     });
     let dir = vm.dir().to_path_buf();
-    let final_summary = watch(&vm, &id);
+    let final_summary = watch(&vm, &dir, &id);
     // Ports close before the VM goes.
     drop(forwarding);
     if auto_remove {
@@ -149,6 +149,7 @@ pub fn keeper() -> Result<i32> {
         if let Ok(c) = vm.connect() {
             let _ = vm_fleet::write_logs(&dir.join(vm_fleet::LOG), &output(c, &id));
         }
+        save_details(&vm, &dir, &id);
         if let Some(s) = final_summary {
             record.summary = s;
         }
@@ -276,15 +277,39 @@ fn start(
             stopped: false,
         };
         vm_fleet::write_record(vm.dir(), &record).map_err(|e| engine_err(&e))?;
+        save_details(&vm, vm.dir(), &id);
         Ok((vm, forwarding, id))
     });
     notes.extend(collected.into_inner());
     started
 }
 
+/// Saves the container's inspect details, its image's config and the
+/// guest engine's facts into `dir` (for `inspect` once the VM is off).
+fn save_details(vm: &OwnVm, dir: &std::path::Path, id: &str) {
+    let Ok(mut c) = vm.connect() else { return };
+    let Ok(details) = c.container_inspect(id) else {
+        return;
+    };
+    let image = c
+        .image_inspect(&details.summary.image_id)
+        .ok()
+        .map(|i| i.config);
+    let info = c.info().ok();
+    let _ = vm_fleet::write_details(
+        dir,
+        &vm_fleet::Saved {
+            details: *details,
+            image,
+            info,
+        },
+    );
+}
+
 /// Waits until the container has exited for good (a restart policy
-/// brings it back in place); its last summary.
-fn watch(vm: &OwnVm, id: &str) -> Option<berth_protocol::ContainerSummary> {
+/// brings it back in place, and so does a `berth restart`: see
+/// [`vm_fleet::RESTARTING`]); its last summary.
+fn watch(vm: &OwnVm, dir: &std::path::Path, id: &str) -> Option<berth_protocol::ContainerSummary> {
     loop {
         // The VM is gone (killed): nothing more to see.
         vm.vmm_pid()?;
@@ -296,6 +321,10 @@ fn watch(vm: &OwnVm, id: &str) -> Option<berth_protocol::ContainerSummary> {
                 .find(|s| s.id == id)
         });
         match (waited, summary) {
+            // Restarted in place: the stop is not the end.
+            (Some(Ok(_)), Some(_)) if vm_fleet::restart_pending(dir) => {
+                std::thread::sleep(Duration::from_millis(200))
+            }
             (Some(Ok(_)), Some(s))
                 if !matches!(
                     s.status,
