@@ -390,7 +390,10 @@ impl Machine {
     /// Also returns the files the VMM's own mount namespace binds into
     /// the staging folders of file shares (`files/` in the VM directory;
     /// see [`crate::vm_shares::stage_files`]).
-    fn share_slots(&self, for_snapshot: bool) -> Result<(Vec<String>, Vec<(PathBuf, PathBuf)>)> {
+    fn share_slots(
+        &self,
+        for_snapshot: bool,
+    ) -> Result<(Vec<String>, crate::vm_shares::FileBinds)> {
         if self.persistent {
             return Ok((Vec::new(), Vec::new()));
         }

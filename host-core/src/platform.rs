@@ -391,7 +391,8 @@ mod tests {
         let point = stage.join("file");
         std::fs::write(&point, b"").unwrap();
         let mut cmd = std::process::Command::new("sh");
-        cmd.arg("-c").arg(format!("cat {}; ls {}", point.display(), stage.display()));
+        cmd.arg("-c")
+            .arg(format!("cat {}; ls {}", point.display(), stage.display()));
         super::private_binds(&mut cmd, &[(secret.clone(), point.clone())]).unwrap();
         let out = cmd.output().unwrap();
         assert!(out.status.success(), "{out:?}");

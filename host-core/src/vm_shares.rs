@@ -286,12 +286,16 @@ fn served_path(i: usize, s: &VmShare, staging: &Path) -> PathBuf {
     }
 }
 
+/// (host file, empty file in a staging folder) pairs the VMM's own mount
+/// namespace binds.
+pub type FileBinds = Vec<(PathBuf, PathBuf)>;
+
 /// Makes the staging folder of each file share under `staging` (the VM
 /// directory's `files/`): an empty file per bound file, and the folders
 /// where the guest mounts other shares inside it. Returns the (host file,
 /// empty file) pairs the VMM's mount namespace binds
 /// ([`crate::platform::private_binds`]).
-pub fn stage_files(shares: &[VmShare], staging: &Path) -> std::io::Result<Vec<(PathBuf, PathBuf)>> {
+pub fn stage_files(shares: &[VmShare], staging: &Path) -> std::io::Result<FileBinds> {
     let mut binds = Vec::new();
     for (i, s) in shares.iter().enumerate() {
         if s.files.is_empty() {
@@ -441,7 +445,11 @@ mod tests {
                 },
             ]
         );
-        let args = vmm_fs_args(&shares, Path::new("/cache/empty-share"), Path::new("/vm/files"));
+        let args = vmm_fs_args(
+            &shares,
+            Path::new("/cache/empty-share"),
+            Path::new("/vm/files"),
+        );
         assert_eq!(args.len(), SLOTS);
         assert_eq!(args[0], format!("tag=berth-vm-0,path={}", made.display()));
         assert_eq!(args[2], "tag=berth-vm-2,path=/cache/empty-share,ro");
@@ -477,7 +485,10 @@ mod tests {
             Ok(()) => assert!(file_binds_possible()),
             Err(e) => {
                 assert!(!file_binds_possible());
-                assert!(e.contains("is a file") && e.contains("root on Linux"), "{e}");
+                assert!(
+                    e.contains("is a file") && e.contains("root on Linux"),
+                    "{e}"
+                );
             }
         }
         // Neither a folder nor a file.
@@ -549,7 +560,10 @@ mod tests {
         // A folder share below a file share's folder is mounted inside it.
         assert_eq!(
             got(plan(&[file("/p/f", false), dir("/p/q", false)])),
-            vec![("/p".into(), false, v(&["f"])), ("/p/q".into(), false, v(&[]))]
+            vec![
+                ("/p".into(), false, v(&["f"])),
+                ("/p/q".into(), false, v(&[]))
+            ]
         );
     }
 

@@ -246,9 +246,7 @@ impl VolumeStore {
     /// Renames the volume aside, then removes it; the bytes it held.
     fn delete(&self, name: &str) -> std::io::Result<u64> {
         let size = tree_size(&self.data_dir(name));
-        let trash = self
-            .root
-            .join(format!(".rm-{name}-{}", std::process::id()));
+        let trash = self.root.join(format!(".rm-{name}-{}", std::process::id()));
         std::fs::rename(self.dir(name), &trash)?;
         std::fs::remove_dir_all(&trash)?;
         Ok(size)
@@ -498,9 +496,7 @@ mod tests {
         s.create(Some("db"), &BTreeMap::new(), &BTreeMap::new())
             .unwrap();
         // A foreground run of this very process: alive.
-        let live = t
-            .path()
-            .join(format!("vms/{}-1", std::process::id()));
+        let live = t.path().join(format!("vms/{}-1", std::process::id()));
         std::fs::create_dir(&live).unwrap();
         record_uses(&live, &["db".to_string()]).unwrap();
         assert_eq!(
@@ -524,14 +520,19 @@ mod tests {
         for bad in ["..", ".x", "a/b", "x", "a b"] {
             let e = s.create(Some(bad), &BTreeMap::new(), &BTreeMap::new());
             assert!(
-                e.unwrap_err().message.contains("includes invalid characters"),
+                e.unwrap_err()
+                    .message
+                    .contains("includes invalid characters"),
                 "{bad}"
             );
         }
         assert!(!t.path().join("b").exists());
         let opts = BTreeMap::from([("type".to_string(), "tmpfs".to_string())]);
         let e = s.create(Some("v1"), &BTreeMap::new(), &opts).unwrap_err();
-        assert!(e.message.contains("not available with --isolation vm"), "{e}");
+        assert!(
+            e.message.contains("not available with --isolation vm"),
+            "{e}"
+        );
         assert!(s.list().is_empty());
     }
 
@@ -552,7 +553,10 @@ mod tests {
         attach(&s, &mut cfg).unwrap();
         let host = std::fs::canonicalize(s.data_dir("web")).unwrap();
         let device = format!("/host_mnt{}", host.display());
-        assert_eq!(crate::vm_shares::bound_device(&cfg.mounts[0]), Some(device.as_str()));
+        assert_eq!(
+            crate::vm_shares::bound_device(&cfg.mounts[0]),
+            Some(device.as_str())
+        );
         assert_eq!(cfg.mounts[0].source, "web");
         // Anonymous volumes stay in the VM.
         assert!(cfg.mounts[1].volume_options.is_empty());
