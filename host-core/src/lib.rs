@@ -46,3 +46,4 @@ pub mod tty;
 pub mod vm_fleet;
 pub mod vm_pool;
 pub mod vm_shares;
+pub mod vm_volumes;

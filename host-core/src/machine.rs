@@ -386,9 +386,16 @@ impl Machine {
     /// share slots with its folders, or all empty for a boot that will be
     /// snapshotted (the guest has not mounted them when it is taken; each
     /// clone gets its own folders at restore).
-    fn share_slots(&self, for_snapshot: bool) -> Result<Vec<String>> {
+    ///
+    /// Also returns the files the VMM's own mount namespace binds into
+    /// the staging folders of file shares (`files/` in the VM directory;
+    /// see [`crate::vm_shares::stage_files`]).
+    fn share_slots(
+        &self,
+        for_snapshot: bool,
+    ) -> Result<(Vec<String>, crate::vm_shares::FileBinds)> {
         if self.persistent {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
         let placeholder = state_dir().join("cache").join("empty-share");
         if !placeholder.is_dir() {
@@ -399,10 +406,13 @@ impl Machine {
         } else {
             &self.vm_shares[..]
         };
-        Ok(crate::vm_shares::vmm_fs_args(shares, &placeholder)
+        let staging = self.dir.join("files");
+        let binds = crate::vm_shares::stage_files(shares, &staging)?;
+        let args = crate::vm_shares::vmm_fs_args(shares, &placeholder, &staging)
             .into_iter()
             .flat_map(|a| ["--fs".to_string(), a])
-            .collect())
+            .collect();
+        Ok((args, binds))
     }
 
     /// The disk for the image slot of a throw-away VM (`None` for the
@@ -768,7 +778,9 @@ impl Machine {
                 for d in self.restore_disks(rootfs)? {
                     cmd.arg("--disk").arg(d);
                 }
-                cmd.args(self.share_slots(false)?);
+                let (slots, binds) = self.share_slots(false)?;
+                cmd.args(slots);
+                crate::platform::private_binds(&mut cmd, &binds)?;
             }
             Launch::Boot { snapshot_to } => {
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
@@ -828,7 +840,9 @@ impl Machine {
                 if let Some(slot) = self.image_slot(snapshot_to.is_some())? {
                     cmd.arg("--disk").arg(format!("{},ro", slot.display()));
                 }
-                cmd.args(self.share_slots(snapshot_to.is_some())?);
+                let (slots, binds) = self.share_slots(snapshot_to.is_some())?;
+                cmd.args(slots);
+                crate::platform::private_binds(&mut cmd, &binds)?;
                 cmd.arg("--rng");
                 // BERTH_BALLOON=0: no free page reporting (freed guest
                 // memory stays on the host).

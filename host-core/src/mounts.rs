@@ -544,13 +544,6 @@ fn check_placement_with(
                 describe(m)
             ));
         }
-        if iso == Isolation::Vm && m.kind == MountType::Volume && !m.source.is_empty() {
-            return Err(format!(
-                "named volumes ({}) are not available with --isolation vm: each container's VM has its own disk, so the volume would be neither shared nor kept; use --isolation shared or native, or an anonymous volume (-v {})",
-                describe(m),
-                m.target
-            ));
-        }
     }
     if iso == Isolation::Vm {
         if let Some(from) = cfg.volumes_from.first() {
@@ -558,7 +551,9 @@ fn check_placement_with(
                 "--volumes-from {from} is not available with --isolation vm: the container's VM holds no other container; use --isolation shared or native"
             ));
         }
-        // Bind sources become the VM's shares (given at restore).
+        // Named volumes are host folders (made on first use); they and
+        // the bind sources become the VM's shares (given at restore).
+        crate::vm_volumes::attach(&crate::vm_volumes::VolumeStore::open(), cfg)?;
         crate::vm_shares::check_binds(cfg)?;
     }
     Ok(())
@@ -1154,9 +1149,8 @@ mod tests {
         let mut c = missing.clone();
         let e = check_placement_with(Isolation::Vm, &mut c, || unreachable!()).unwrap_err();
         assert!(e.ends_with(&want), "{e}");
-        assert!(check(Isolation::Vm, &named)
-            .unwrap_err()
-            .starts_with("named volumes (-v data:/d)"));
+        // A named volume in an own VM becomes a host folder in the berth
+        // home (vm_volumes.rs tests it in a store of its own).
         assert!(check(Isolation::Vm, &anon).is_ok());
         assert!(check(Isolation::Vm, &from).is_err());
     }

@@ -397,6 +397,18 @@ impl OwnVm {
         self.vm.set_shares(shares);
     }
 
+    /// Gives the VM what its container's mounts need, before
+    /// [`OwnVm::start`]: the host folders of its binds and named volumes
+    /// as shares ([`crate::vm_shares::from_config`]), and a note in its
+    /// directory of the named volumes it uses ([`crate::vm_volumes`]: a
+    /// volume in use is not removed).
+    pub fn set_mounts(&mut self, cfg: &berth_protocol::ContainerConfig) -> Result<()> {
+        self.vm.set_shares(crate::vm_shares::from_config(cfg));
+        crate::vm_volumes::record_uses(self.vm.dir(), &crate::vm_volumes::names(cfg))
+            .context("recording the volumes the VM uses")?;
+        Ok(())
+    }
+
     /// A new connection to the VM's engine.
     pub fn connect(&self) -> Result<Engine> {
         Ok(self.vm.connect_running()?)

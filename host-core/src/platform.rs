@@ -132,6 +132,92 @@ pub fn die_with_parent(cmd: &mut std::process::Command) {
     let _ = cmd;
 }
 
+/// Whether [`private_binds`] can work here: Linux, as root (a mount
+/// namespace needs CAP_SYS_ADMIN).
+pub fn can_bind_privately() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        unsafe { libc::geteuid() == 0 }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        false
+    }
+}
+
+/// Makes the process `cmd` starts run in a mount namespace of its own
+/// (Linux), private to it, in which each `(source, target)` of `binds` is
+/// bind-mounted: the host's namespace never sees those mounts, and they
+/// end with the process, however it ends. Refused where
+/// [`can_bind_privately`] says no (the start would fail).
+pub fn private_binds(
+    cmd: &mut std::process::Command,
+    binds: &[(std::path::PathBuf, std::path::PathBuf)],
+) -> io::Result<()> {
+    if binds.is_empty() {
+        return Ok(());
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::process::CommandExt;
+        let c = |p: &std::path::Path| {
+            CString::new(p.as_os_str().as_bytes())
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path with a NUL byte"))
+        };
+        let pairs: Vec<(CString, CString)> = binds
+            .iter()
+            .map(|(s, t)| Ok((c(s)?, c(t)?)))
+            .collect::<io::Result<_>>()?;
+        // SAFETY: unshare and mount are async-signal-safe system calls, as
+        // pre_exec requires; the strings were made before the fork and are
+        // only read.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // Nothing mounted here may propagate to the host's
+                // namespace (systemd makes `/` shared).
+                if libc::mount(
+                    std::ptr::null(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                for (s, t) in &pairs {
+                    if libc::mount(
+                        s.as_ptr(),
+                        t.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_BIND,
+                        std::ptr::null(),
+                    ) != 0
+                    {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = cmd;
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "bind-mounting single files for a VM needs Linux",
+        ))
+    }
+}
+
 /// The per-user data directory berth keeps state in when neither
 /// `$BERTH_HOME` nor `$XDG_DATA_HOME` says otherwise: `~/.local/share/berth`
 /// on Linux, `~/Library/Application Support/berth` on macOS,
@@ -287,5 +373,33 @@ mod tests {
     fn data_dir_is_per_user() {
         let d = super::default_data_dir();
         assert!(d.ends_with("berth"), "{}", d.display());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn private_binds_are_seen_by_the_child_only() {
+        if !super::can_bind_privately() {
+            println!("SKIPPED: a mount namespace needs root");
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let secret = t.path().join("file");
+        std::fs::write(&secret, b"the file").unwrap();
+        std::fs::write(t.path().join("sibling"), b"hidden").unwrap();
+        let stage = t.path().join("stage");
+        std::fs::create_dir(&stage).unwrap();
+        let point = stage.join("file");
+        std::fs::write(&point, b"").unwrap();
+        let mut cmd = std::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("cat {}; ls {}", point.display(), stage.display()));
+        super::private_binds(&mut cmd, &[(secret.clone(), point.clone())]).unwrap();
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "the filefile\n");
+        // The host's namespace never had the mount.
+        assert_eq!(std::fs::read(&point).unwrap(), b"");
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mounts.contains(stage.to_str().unwrap()));
     }
 }

@@ -18,11 +18,31 @@
 //! Each distinct folder gets a slot, except one inside another share of the
 //! same read-only-ness, which that share serves. A folder bound both
 //! read-only and read-write is shared read-write; its read-only binds are
-//! then read-only through the guest's bind mount only.
+//! then read-only through the guest's bind mount only, and so is a
+//! read-only folder share holding a file bound read-write.
+//!
+//! Named volumes ([`crate::vm_volumes`]) are host folders too: their
+//! mounts reach here with the local driver's bind options naming the
+//! folder's guest path ([`bound_device`]) and take slots as binds do.
+//!
+//! A single file (`-v /home/me/.gitconfig:/root/.gitconfig`) is not shared
+//! through its folder, which would show the guest its siblings. Files of
+//! one folder that no folder share serves make a *file share*: the VMM
+//! serves a private staging folder, `<VM dir>/files/<slot>`, holding an
+//! empty file per bound file, and the VMM process runs in a mount
+//! namespace of its own in which each bound file is bind-mounted onto its
+//! empty one ([`crate::platform::private_binds`]). The host never sees
+//! those mounts and they end with the VMM, killed or not; the staging
+//! folder goes with the VM directory. The guest mounts the share at
+//! `/host_mnt` + the file's folder, so the bind source keeps its usual
+//! guest path. That needs a Linux host and root (a mount namespace);
+//! elsewhere a file source is refused with the reason.
 
+use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use berth_protocol::{ContainerConfig, MountType, ShareMount};
+use berth_protocol::{ContainerConfig, MountSpec, MountType, ShareMount};
 
 use crate::shares::{host_path, resolve_host_path, GUEST_PREFIX};
 
@@ -38,23 +58,38 @@ pub fn slot_tag(i: usize) -> String {
 /// One host folder shared with an own VM.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VmShare {
-    /// Resolved (absolute, no symlinks) host folder.
+    /// Resolved (absolute, no symlinks) host folder: where the guest
+    /// mounts it (`/host_mnt` + this path).
     pub host: PathBuf,
     /// Refused changes in the VMM's server.
     pub read_only: bool,
+    /// A file share: only these files of `host` (names), served from a
+    /// staging folder ([`stage_files`]). Empty: the whole folder.
+    pub files: Vec<OsString>,
 }
 
-/// The shares for binds of `(resolved host path, read-only)`: one per
-/// distinct folder, read-only when all its binds are; a folder inside
-/// another share of the same read-only-ness uses that one.
-fn plan(binds: &[(PathBuf, bool)]) -> Vec<VmShare> {
+/// One bind source to share: resolved host path, read-only, a file.
+#[derive(Clone, Debug)]
+struct Source {
+    host: PathBuf,
+    read_only: bool,
+    file: bool,
+}
+
+/// The shares for `sources`: one per distinct folder, read-only when all
+/// its binds are; a folder inside another share of the same
+/// read-only-ness uses that one. A file is served by a folder share above
+/// it (made read-write when the file is bound read-write and every such
+/// share is read-only); the others make one file share per folder.
+fn plan(sources: &[Source]) -> Vec<VmShare> {
     let mut folders: Vec<VmShare> = Vec::new();
-    for (host, ro) in binds {
-        match folders.iter_mut().find(|f| f.host == *host) {
-            Some(f) => f.read_only &= *ro,
+    for b in sources.iter().filter(|b| !b.file) {
+        match folders.iter_mut().find(|f| f.host == b.host) {
+            Some(f) => f.read_only &= b.read_only,
             None => folders.push(VmShare {
-                host: host.clone(),
-                read_only: *ro,
+                host: b.host.clone(),
+                read_only: b.read_only,
+                files: Vec::new(),
             }),
         }
     }
@@ -69,16 +104,87 @@ fn plan(binds: &[(PathBuf, bool)]) -> Vec<VmShare> {
             out.push(f);
         }
     }
+    let mut file_shares: Vec<VmShare> = Vec::new();
+    for b in sources.iter().filter(|b| b.file) {
+        let above: Vec<usize> = (0..out.len())
+            .filter(|&i| b.host.starts_with(&out[i].host))
+            .collect();
+        if above.iter().any(|&i| b.read_only || !out[i].read_only) {
+            continue;
+        }
+        if let Some(&i) = above.iter().max_by_key(|&&i| out[i].host.as_os_str().len()) {
+            out[i].read_only = false;
+            continue;
+        }
+        let (Some(parent), Some(name)) = (b.host.parent(), b.host.file_name()) else {
+            continue;
+        };
+        match file_shares.iter_mut().find(|s| s.host == parent) {
+            Some(s) => {
+                s.read_only &= b.read_only;
+                if !s.files.iter().any(|f| f == name) {
+                    s.files.push(name.to_os_string());
+                }
+            }
+            None => file_shares.push(VmShare {
+                host: parent.to_path_buf(),
+                read_only: b.read_only,
+                files: vec![name.to_os_string()],
+            }),
+        }
+    }
+    out.extend(file_shares);
+    out.sort_by(|a, b| a.host.cmp(&b.host));
     out
+}
+
+/// The local driver's options that make a named volume's mount in the
+/// guest bind the share of its host folder `host` (see
+/// [`crate::vm_volumes`]).
+pub fn volume_bind_options(host: &Path) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("type".to_string(), "none".to_string()),
+        ("o".to_string(), "bind".to_string()),
+        (
+            "device".to_string(),
+            format!("{GUEST_PREFIX}{}", host.display()),
+        ),
+    ])
+}
+
+/// The guest path a named volume's mount binds, when
+/// [`volume_bind_options`] made its options.
+pub fn bound_device(m: &MountSpec) -> Option<&str> {
+    if m.kind != MountType::Volume || m.source.is_empty() {
+        return None;
+    }
+    let o = &m.volume_options;
+    if o.len() != 3
+        || o.get("type").map(String::as_str) != Some("none")
+        || o.get("o").map(String::as_str) != Some("bind")
+    {
+        return None;
+    }
+    o.get("device")
+        .map(String::as_str)
+        .filter(|d| host_path(d).is_some())
+}
+
+/// Whether a single file can be bound into an own VM here: the VMM then
+/// needs a mount namespace of its own (Linux, root).
+fn file_binds_possible() -> bool {
+    crate::platform::can_bind_privately()
 }
 
 /// Checks the bind mounts of a container that gets its own VM and points
 /// their sources at the guest path of their share (`/host_mnt` + host
 /// path). A `-v` folder that does not exist is made, as docker's daemon
 /// does; a `--mount` one is refused with docker's error, and so is a
-/// source that is not a folder or more folders than [`SLOTS`].
+/// source that is neither a folder nor a regular file, a file where
+/// [`file_binds_possible`] says no, or more shares than [`SLOTS`]. Named
+/// volumes ([`bound_device`]) count as folders.
 pub fn check_binds(cfg: &mut ContainerConfig) -> Result<(), String> {
-    let mut binds = Vec::new();
+    let mut sources = Vec::new();
     for m in cfg.mounts.iter().filter(|m| m.kind == MountType::Bind) {
         let given = Path::new(&m.source);
         let host = resolve_host_path(given);
@@ -93,57 +199,140 @@ pub fn check_binds(cfg: &mut ContainerConfig) -> Result<(), String> {
                 format!("error while creating mount source path '{}': {e}", m.source)
             })?;
         }
-        if !host.is_dir() {
+        let file = host.is_file();
+        if !host.is_dir() && !file {
             return Err(format!(
-                "bind mount source {} is not a directory: a container with its own VM (--isolation vm) can bind host folders only yet; bind its folder, or use --isolation shared or native",
+                "bind mount source {} is neither a folder nor a regular file: a container with its own VM (--isolation vm) cannot be given it; use --isolation shared or native",
+                m.source
+            ));
+        }
+        if file && !file_binds_possible() {
+            return Err(format!(
+                "bind mount source {} is a file: a container with its own VM (--isolation vm) gets a single file only where berth runs as root on Linux (the file is bind-mounted alone into a private folder the VM shares, so that its siblings stay hidden); bind its folder, or use --isolation shared or native",
                 m.source
             ));
         }
         let host = std::fs::canonicalize(&host).unwrap_or(host);
-        binds.push((host, m.read_only));
+        sources.push(Source {
+            host,
+            read_only: m.read_only,
+            file,
+        });
     }
-    let shares = plan(&binds);
+    let resolved = sources.len();
+    sources.extend(volume_sources(cfg));
+    let shares = plan(&sources);
     if shares.len() > SLOTS {
         let list: Vec<String> = shares
             .iter()
             .map(|s| s.host.display().to_string())
             .collect();
         return Err(format!(
-            "a container with its own VM (--isolation vm) can bind at most {SLOTS} host folders, {} given ({}); bind a folder that holds them, or use --isolation shared or native",
+            "a container with its own VM (--isolation vm) can bind at most {SLOTS} host folders (named volumes and the folders of bound files count too), {} given ({}); bind a folder that holds them, or use --isolation shared or native",
             shares.len(),
             list.join(", ")
         ));
     }
-    let mut binds = binds.into_iter();
+    let mut binds = sources.into_iter().take(resolved);
     for m in cfg.mounts.iter_mut().filter(|m| m.kind == MountType::Bind) {
-        let (host, _) = binds.next().expect("one resolved path per bind");
-        m.source = format!("{GUEST_PREFIX}{}", host.display());
+        let b = binds.next().expect("one resolved path per bind");
+        m.source = format!("{GUEST_PREFIX}{}", b.host.display());
     }
     Ok(())
+}
+
+/// The host folders of `cfg`'s named volumes, as sources to share.
+fn volume_sources(cfg: &ContainerConfig) -> Vec<Source> {
+    cfg.mounts
+        .iter()
+        .filter_map(|m| {
+            Some(Source {
+                host: PathBuf::from(host_path(bound_device(m)?)?),
+                read_only: m.read_only,
+                file: false,
+            })
+        })
+        .collect()
 }
 
 /// The shares a container checked by [`check_binds`] needs (its bind
 /// sources are guest paths by then: `run -d` hands the config to the VM's
 /// keeper process, which finds its shares again here).
 pub fn from_config(cfg: &ContainerConfig) -> Vec<VmShare> {
-    let binds: Vec<(PathBuf, bool)> = cfg
+    let mut sources: Vec<Source> = cfg
         .mounts
         .iter()
         .filter(|m| m.kind == MountType::Bind)
-        .filter_map(|m| Some((PathBuf::from(host_path(&m.source)?), m.read_only)))
+        .filter_map(|m| {
+            let host = PathBuf::from(host_path(&m.source)?);
+            Some(Source {
+                file: host.is_file(),
+                host,
+                read_only: m.read_only,
+            })
+        })
         .collect();
-    plan(&binds)
+    sources.extend(volume_sources(cfg));
+    plan(&sources)
+}
+
+/// The host folder the VMM serves for share `i`: its folder, or for a
+/// file share its staging folder under `staging`.
+fn served_path(i: usize, s: &VmShare, staging: &Path) -> PathBuf {
+    if s.files.is_empty() {
+        s.host.clone()
+    } else {
+        staging.join(i.to_string())
+    }
+}
+
+/// (host file, empty file in a staging folder) pairs the VMM's own mount
+/// namespace binds.
+pub type FileBinds = Vec<(PathBuf, PathBuf)>;
+
+/// Makes the staging folder of each file share under `staging` (the VM
+/// directory's `files/`): an empty file per bound file, and the folders
+/// where the guest mounts other shares inside it. Returns the (host file,
+/// empty file) pairs the VMM's mount namespace binds
+/// ([`crate::platform::private_binds`]).
+pub fn stage_files(shares: &[VmShare], staging: &Path) -> std::io::Result<FileBinds> {
+    let mut binds = Vec::new();
+    for (i, s) in shares.iter().enumerate() {
+        if s.files.is_empty() {
+            continue;
+        }
+        let dir = served_path(i, s, staging);
+        std::fs::create_dir_all(&dir)?;
+        for f in &s.files {
+            let point = dir.join(f);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&point)?;
+            binds.push((s.host.join(f), point));
+        }
+        for other in shares {
+            if let Ok(rel) = other.host.strip_prefix(&s.host) {
+                if !rel.as_os_str().is_empty() {
+                    std::fs::create_dir_all(dir.join(rel))?;
+                }
+            }
+        }
+    }
+    Ok(binds)
 }
 
 /// The `--fs` values for the VMM: one per slot, `shares` in the first ones
-/// and `placeholder` (read-only) in the others.
-pub fn vmm_fs_args(shares: &[VmShare], placeholder: &Path) -> Vec<String> {
+/// (a file share's staging folder under `staging`) and `placeholder`
+/// (read-only) in the others.
+pub fn vmm_fs_args(shares: &[VmShare], placeholder: &Path, staging: &Path) -> Vec<String> {
     (0..SLOTS)
         .map(|i| match shares.get(i) {
             Some(s) => format!(
                 "tag={},path={}{}",
                 slot_tag(i),
-                s.host.display(),
+                served_path(i, s, staging).display(),
                 if s.read_only { ",ro" } else { "" }
             ),
             None => format!("tag={},path={},ro", slot_tag(i), placeholder.display()),
@@ -151,7 +340,7 @@ pub fn vmm_fs_args(shares: &[VmShare], placeholder: &Path) -> Vec<String> {
         .collect()
 }
 
-/// What the agent is asked to mount (`SharesMount`).
+/// What the agent is asked to mount (`SharesMount`), parents first.
 pub fn mounts(shares: &[VmShare]) -> Vec<ShareMount> {
     shares
         .iter()
@@ -176,6 +365,21 @@ mod tests {
         m
     }
 
+    fn dir(host: &str, read_only: bool) -> Source {
+        Source {
+            host: PathBuf::from(host),
+            read_only,
+            file: false,
+        }
+    }
+
+    fn file(host: &str, read_only: bool) -> Source {
+        Source {
+            file: true,
+            ..dir(host, read_only)
+        }
+    }
+
     fn config(mounts: Vec<MountSpec>) -> ContainerConfig {
         ContainerConfig {
             mounts,
@@ -185,14 +389,13 @@ mod tests {
 
     #[test]
     fn each_folder_gets_a_slot_unless_a_share_above_serves_it() {
-        let p = |s: &str| PathBuf::from(s);
         let shares = plan(&[
-            (p("/a/b"), false),
-            (p("/a"), false),
-            (p("/c"), true),
-            (p("/c"), false),
-            (p("/a/ro"), true),
-            (p("/ab"), false),
+            dir("/a/b", false),
+            dir("/a", false),
+            dir("/c", true),
+            dir("/c", false),
+            dir("/a/ro", true),
+            dir("/ab", false),
         ]);
         let got: Vec<(&str, bool)> = shares
             .iter()
@@ -232,15 +435,21 @@ mod tests {
             vec![
                 VmShare {
                     host: made.clone(),
-                    read_only: false
+                    read_only: false,
+                    files: Vec::new(),
                 },
                 VmShare {
                     host: src.clone(),
-                    read_only: false
+                    read_only: false,
+                    files: Vec::new(),
                 },
             ]
         );
-        let args = vmm_fs_args(&shares, Path::new("/cache/empty-share"));
+        let args = vmm_fs_args(
+            &shares,
+            Path::new("/cache/empty-share"),
+            Path::new("/vm/files"),
+        );
         assert_eq!(args.len(), SLOTS);
         assert_eq!(args[0], format!("tag=berth-vm-0,path={}", made.display()));
         assert_eq!(args[2], "tag=berth-vm-2,path=/cache/empty-share,ro");
@@ -264,7 +473,7 @@ mod tests {
             format!("Error response from daemon: invalid mount config for type \"bind\": bind source path does not exist: {}", missing.display())
         );
         assert!(!missing.exists());
-        // A file is not a folder the VM can share.
+        // A file: shared alone where the VMM can have a mount namespace.
         std::fs::write(root.join("f"), b"x").unwrap();
         let mut cfg = config(vec![bind(
             root.join("f").to_str().unwrap(),
@@ -272,8 +481,25 @@ mod tests {
             false,
             true,
         )]);
-        let e = check_binds(&mut cfg).unwrap_err();
-        assert!(e.contains("is not a directory"), "{e}");
+        match check_binds(&mut cfg) {
+            Ok(()) => assert!(file_binds_possible()),
+            Err(e) => {
+                assert!(!file_binds_possible());
+                assert!(
+                    e.contains("is a file") && e.contains("root on Linux"),
+                    "{e}"
+                );
+            }
+        }
+        // Neither a folder nor a file.
+        #[cfg(unix)]
+        {
+            let sock = root.join("sock");
+            let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+            let mut cfg = config(vec![bind(sock.to_str().unwrap(), "/s", false, true)]);
+            let e = check_binds(&mut cfg).unwrap_err();
+            assert!(e.contains("neither a folder nor a regular file"), "{e}");
+        }
         // More folders than slots.
         let mut mounts = Vec::new();
         for i in 0..=SLOTS {
@@ -285,10 +511,139 @@ mod tests {
         let e = check_binds(&mut cfg).unwrap_err();
         assert!(
             e.contains(&format!(
-                "at most {SLOTS} host folders, {} given",
+                "at most {SLOTS} host folders (named volumes and the folders of bound files count too), {} given",
                 SLOTS + 1
             )),
             "{e}"
         );
+    }
+
+    #[test]
+    fn files_are_shared_alone_unless_a_folder_share_serves_them() {
+        let got = |shares: Vec<VmShare>| -> Vec<(String, bool, Vec<String>)> {
+            shares
+                .into_iter()
+                .map(|s| {
+                    (
+                        s.host.display().to_string(),
+                        s.read_only,
+                        s.files
+                            .iter()
+                            .map(|f| f.to_string_lossy().into_owned())
+                            .collect(),
+                    )
+                })
+                .collect()
+        };
+        let v = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // Two files of one folder: one file share; a folder share serves
+        // the file inside it; a read-only file under a read-write share
+        // too.
+        assert_eq!(
+            got(plan(&[
+                file("/home/me/.gitconfig", true),
+                file("/home/me/.netrc", false),
+                dir("/src", false),
+                file("/src/app/config.toml", true),
+            ])),
+            vec![
+                ("/home/me".into(), false, v(&[".gitconfig", ".netrc"])),
+                ("/src".into(), false, v(&[])),
+            ]
+        );
+        // A file bound read-write under a read-only share: that share
+        // becomes read-write (its binds stay read-only in the guest).
+        assert_eq!(
+            got(plan(&[dir("/src", true), file("/src/a/log", false)])),
+            vec![("/src".into(), false, v(&[]))]
+        );
+        // A folder share below a file share's folder is mounted inside it.
+        assert_eq!(
+            got(plan(&[file("/p/f", false), dir("/p/q", false)])),
+            vec![
+                ("/p".into(), false, v(&["f"])),
+                ("/p/q".into(), false, v(&[]))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_file_share_serves_a_staging_folder_of_empty_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let staging = tmp.path().join("files");
+        let shares = vec![
+            VmShare {
+                host: PathBuf::from("/p"),
+                read_only: true,
+                files: vec!["f".into(), "g".into()],
+            },
+            VmShare {
+                host: PathBuf::from("/p/q/r"),
+                read_only: false,
+                files: Vec::new(),
+            },
+        ];
+        let binds = stage_files(&shares, &staging).unwrap();
+        assert_eq!(
+            binds,
+            vec![
+                (PathBuf::from("/p/f"), staging.join("0/f")),
+                (PathBuf::from("/p/g"), staging.join("0/g")),
+            ]
+        );
+        // Empty mount points only: nothing of the host's folder.
+        let mut names: Vec<String> = std::fs::read_dir(staging.join("0"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, vec!["f", "g", "q"]);
+        assert_eq!(std::fs::metadata(staging.join("0/f")).unwrap().len(), 0);
+        assert!(staging.join("0/q/r").is_dir());
+        let args = vmm_fs_args(&shares, Path::new("/e"), &staging);
+        assert_eq!(
+            args[0],
+            format!("tag=berth-vm-0,path={},ro", staging.join("0").display())
+        );
+        assert_eq!(args[1], "tag=berth-vm-1,path=/p/q/r");
+        // The guest mounts the file share at its folder's guest path.
+        assert_eq!(mounts(&shares)[0].host_path, "/p");
+    }
+
+    #[test]
+    fn named_volumes_take_slots_like_binds() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(tmp.path()).unwrap();
+        let mut vols = Vec::new();
+        for i in 0..SLOTS {
+            let d = root.join(format!("v{i}/_data"));
+            std::fs::create_dir_all(&d).unwrap();
+            let mut m = MountSpec::new(MountType::Volume, &format!("v{i}"), &format!("/v{i}"));
+            m.volume_options = volume_bind_options(&d);
+            m.read_only = i == 0;
+            vols.push(m);
+        }
+        let mut cfg = config(vols.clone());
+        check_binds(&mut cfg).unwrap();
+        let shares = from_config(&cfg);
+        assert_eq!(shares.len(), SLOTS);
+        assert_eq!(shares[0].host, root.join("v0/_data"));
+        assert!(shares[0].read_only && !shares[1].read_only);
+        // One more folder is one too many.
+        let extra = root.join("src");
+        std::fs::create_dir(&extra).unwrap();
+        vols.push(bind(extra.to_str().unwrap(), "/src", false, true));
+        let e = check_binds(&mut config(vols)).unwrap_err();
+        assert!(e.contains(&format!("{} given", SLOTS + 1)), "{e}");
+        // Options a user gave are not a share: only the three berth sets.
+        let mut m = MountSpec::new(MountType::Volume, "x", "/x");
+        m.volume_options = volume_bind_options(Path::new("/etc"));
+        assert_eq!(bound_device(&m), Some("/host_mnt/etc"));
+        m.volume_options.insert("size".into(), "1".into());
+        assert_eq!(bound_device(&m), None);
+        let mut m = MountSpec::new(MountType::Volume, "x", "/x");
+        m.volume_options = volume_bind_options(Path::new("/etc"));
+        m.volume_options.insert("device".into(), "/etc".into());
+        assert_eq!(bound_device(&m), None);
     }
 }

@@ -8,7 +8,8 @@
 //! fetches from an HTTP server on the host's 127.0.0.1 through
 //! `host.docker.internal` (egress, issue 19).
 //! `-v` binds host folders into a clone (the snapshot's share slots, issue
-//! 18): edits both ways, `:ro` refused.
+//! 18): edits both ways, `:ro` refused; a named volume is shared by two
+//! clones and kept past `rm`; a single file is bound without its siblings.
 //!
 //! Slow where the guest kernel is emulated (kvm_pvm, 2 cores): each run's
 //! container start inside the guest takes about a minute, ten at once
@@ -1001,4 +1002,185 @@ fn vm_run_binds_host_folders_both_ways_and_ro_holds() {
         .map(|d| d.flatten().filter(|e| e.path().is_dir()).count())
         .unwrap_or(0);
     assert_eq!(left, 0, "a VM directory is left");
+}
+
+/// Named volumes and single-file binds in own VMs (issue 18's own-VM
+/// gaps): a volume is a host folder in the berth home that each VM
+/// mounting it gets as a share. A detached container writes into volume
+/// `data` while a second own VM, started after it, reads that write, adds
+/// its own and sees a host edit; `volume rm` refuses the volume while the
+/// detached container exists, and after its `rm -f` the volume and both
+/// writes are still there until `volume rm`. The second run also binds
+/// one file of a host folder read-only: the container reads it, and the
+/// folder its VMM serves holds that file and nothing of its siblings (the
+/// file is bind-mounted in the VMM's own mount namespace only: on the
+/// host the staging folder holds an empty file).
+#[test]
+fn vm_named_volume_is_shared_and_kept_and_a_file_binds_alone() {
+    if !Path::new("/dev/kvm").exists() {
+        return skip("/dev/kvm not available");
+    }
+    if !berth_tests::kernel_available() {
+        return skip("no guest kernel built (kernel-config/build-kernel.sh)");
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return skip("a single-file bind in an own VM needs root (a mount namespace)");
+    }
+    use std::io::BufRead;
+    let t = Instant::now();
+    let step = |name: &str| berth_tests::timing("vm_clone", name, t);
+    let mut b = Berth::new();
+    b.isolation = "vm".into();
+    let b = b.with_default_image();
+    let home = b.home.path().to_path_buf();
+    let _keepers = Keepers(home.clone());
+    let vm = |args: &[&str]| {
+        let mut all = vec!["--isolation", "vm"];
+        all.extend_from_slice(args);
+        b.run(&all)
+    };
+    let files = tempfile::tempdir().unwrap();
+    std::fs::write(files.path().join("app.conf"), "the bound file\n").unwrap();
+    std::fs::write(files.path().join("secret.txt"), "a sibling\n").unwrap();
+
+    vm(&[
+        "run",
+        "-d",
+        "--name",
+        "writer",
+        "-v",
+        "data:/data",
+        DEFAULT_IMAGE,
+        "sh",
+        "-c",
+        "echo from the first VM > /data/a; sleep 1200",
+    ])
+    .ok();
+    step("run -d with a named volume");
+    let data = home.join("vm-volumes/data/_data");
+    // The second VM waits (bounded) for the first one's write, then for
+    // the host's go-ahead, written into the volume's host folder.
+    let script = "i=0; until [ -f /data/a ] || [ $i -ge 900 ]; do sleep 1; i=$((i+1)); done; \
+                  cat /data/a; echo from the second VM > /data/b; cat /etc/app.conf; echo waiting; \
+                  i=0; until [ -f /data/go ] || [ $i -ge 600 ]; do sleep 1; i=$((i+1)); done; \
+                  cat /data/go";
+    let mut child = b
+        .command()
+        .args(["--isolation", "vm", "run", "--rm", "-v", "data:/data", "-v"])
+        .arg(format!(
+            "{}:/etc/app.conf:ro",
+            files.path().join("app.conf").display()
+        ))
+        .args([DEFAULT_IMAGE, "sh", "-c", script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    let mut served: Option<(Vec<String>, String, String)> = None;
+    loop {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        let waiting = line == "waiting\n";
+        lines.push(line);
+        if !waiting {
+            continue;
+        }
+        step("second VM read the first one's write");
+        // The second VM's directory is the one with a file share, served
+        // by its VMM from files/<slot>.
+        let dir = std::fs::read_dir(home.join("vms"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|d| d.join("files").is_dir())
+            .expect("the second VM's directory");
+        let pid: i32 = std::fs::read_to_string(dir.join("vmm.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        let staging = cmdline
+            .split(|c| *c == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .find_map(|a| {
+                let path = a.split(',').find_map(|kv| kv.strip_prefix("path="))?;
+                path.starts_with(dir.join("files").to_str().unwrap())
+                    .then(|| path.to_string())
+            })
+            .expect("a share served from the VM's files/ folder");
+        // What the VMM sees there (its own mount namespace), and the host.
+        let in_vmm = PathBuf::from(format!("/proc/{pid}/root{staging}"));
+        let mut names: Vec<String> = std::fs::read_dir(&in_vmm)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let content = std::fs::read_to_string(in_vmm.join("app.conf")).unwrap();
+        let on_host = std::fs::read_to_string(Path::new(&staging).join("app.conf")).unwrap();
+        served = Some((names, content, on_host));
+        // The second VM's write is on the host; the go-ahead goes in.
+        assert_eq!(
+            std::fs::read_to_string(data.join("b")).unwrap(),
+            "from the second VM\n"
+        );
+        std::fs::write(data.join("go"), "edited on the host\n").unwrap();
+    }
+    let mut stderr = String::new();
+    use std::io::Read;
+    let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+    let status = child.wait().unwrap();
+    step("second VM ended");
+    let stdout = lines.concat();
+    assert!(
+        status.success(),
+        "{status}\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    assert_eq!(
+        lines,
+        [
+            "from the first VM\n",
+            "the bound file\n",
+            "waiting\n",
+            "edited on the host\n"
+        ],
+        "stderr: {stderr}"
+    );
+    let (names, content, on_host) = served.expect("the VMM's served folder was read");
+    assert_eq!(names, ["app.conf"], "the VMM serves the file alone");
+    assert_eq!(content, "the bound file\n");
+    assert_eq!(on_host, "", "the host's namespace has no bind mount");
+
+    let ls = vm(&["volume", "ls", "--format", "{{.Driver}} {{.Name}}"]).ok();
+    assert_eq!(ls.stdout, "local data\n");
+    let refused = vm(&["volume", "rm", "data"]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("remove data: volume is in use - ["),
+        "{}",
+        refused.stderr
+    );
+    vm(&["rm", "-f", "writer"]).ok();
+    step("rm -f of the first container");
+    // The volume outlives both containers.
+    assert_eq!(
+        std::fs::read_to_string(data.join("a")).unwrap(),
+        "from the first VM\n"
+    );
+    let inspect = vm(&["volume", "inspect", "--format", "{{.Mountpoint}}", "data"]).ok();
+    assert_eq!(inspect.stdout.trim(), data.to_str().unwrap());
+    assert_eq!(vm(&["volume", "rm", "data"]).ok().stdout, "data\n");
+    assert!(!data.exists());
+    let left: Vec<_> = std::fs::read_dir(home.join("vms"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .collect();
+    assert!(left.is_empty(), "VM dir left: {left:?}");
 }

@@ -930,7 +930,7 @@ fn run_in_own_vm(a: &RunArgs, cfg: ContainerConfig) -> Result<i32> {
     let timings = std::env::var_os("BERTH_VM_TIMINGS").is_some();
     let note = |line: &str| eprintln!("{line}");
     let mut vm = OwnVm::new(&cache, &image, &a.image, timings, &note)?;
-    vm.set_shares(berth_host::vm_shares::from_config(&cfg));
+    vm.set_mounts(&cfg)?;
     let result = vm.start(&cache, &image, timings, &note).and_then(|()| {
         // Forwarding for the life of the run; closed before the VM goes.
         let _forwarding = ports.serve(&vm.endpoint());

@@ -229,11 +229,11 @@ fn start(
     let collected = std::cell::RefCell::new(Vec::new());
     let note = |line: &str| collected.borrow_mut().push(line.to_string());
     let vm = OwnVm::new(&cache, &image, &request.image, timings, &note);
-    let vm = vm.map_err(|e| engine_err(&e)).map(|mut vm| {
-        // The config's bind sources were pointed at the VM's shares by the
-        // `run` that started this keeper.
-        vm.set_shares(berth_host::vm_shares::from_config(&cfg));
-        vm
+    let vm = vm.map_err(|e| engine_err(&e)).and_then(|mut vm| {
+        // The config's bind sources and named volumes were pointed at the
+        // VM's shares by the `run` that started this keeper.
+        vm.set_mounts(&cfg).map_err(|e| engine_err(&e))?;
+        Ok(vm)
     });
     let started = vm.and_then(|vm| {
         vm.start(&cache, &image, timings, &note)

@@ -8,6 +8,7 @@ use crate::placement::Isolation;
 use anyhow::Result;
 use berth_host::engine::VolumeCreate;
 use berth_host::inspect::{volume_json as inspect_json, VolumeJson as InspectJson};
+use berth_host::vm_volumes::VolumeStore;
 use berth_protocol::{ErrorKind, VolumeInfo};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -102,6 +103,58 @@ pub fn run(iso: Isolation, c: &VolumeCommand) -> Result<i32> {
     }
 }
 
+/// Where a placement's volumes are: its engine, or for own VMs the host
+/// folders they share ([`berth_host::vm_volumes`]).
+enum Volumes {
+    Engine(berth_host::engine::Engine),
+    OwnVm(VolumeStore),
+}
+
+fn volumes(iso: Isolation) -> Result<Volumes> {
+    Ok(if iso.own_vm() {
+        Volumes::OwnVm(VolumeStore::open())
+    } else {
+        Volumes::Engine(connect(iso)?)
+    })
+}
+
+impl Volumes {
+    fn create(&mut self, v: VolumeCreate) -> Result<VolumeInfo, ClientError> {
+        match self {
+            Volumes::Engine(c) => c.volume_create(v),
+            Volumes::OwnVm(s) => Ok(s.create(v.name.as_deref(), &v.labels, &v.options)?),
+        }
+    }
+
+    fn list(&mut self) -> Result<Vec<VolumeInfo>, ClientError> {
+        match self {
+            Volumes::Engine(c) => c.volume_list(),
+            Volumes::OwnVm(s) => Ok(s.list()),
+        }
+    }
+
+    fn inspect(&mut self, name: &str) -> Result<VolumeInfo, ClientError> {
+        match self {
+            Volumes::Engine(c) => c.volume_inspect(name),
+            Volumes::OwnVm(s) => Ok(s.inspect(name)?),
+        }
+    }
+
+    fn remove(&mut self, name: &str, force: bool) -> Result<(), ClientError> {
+        match self {
+            Volumes::Engine(c) => c.volume_remove(name, force),
+            Volumes::OwnVm(s) => Ok(s.remove(name, force)?),
+        }
+    }
+
+    fn prune(&mut self, all: bool) -> Result<(Vec<String>, u64), ClientError> {
+        match self {
+            Volumes::Engine(c) => c.volume_prune(all).map(|p| (p.names, p.reclaimed)),
+            Volumes::OwnVm(s) => Ok(s.prune(all)),
+        }
+    }
+}
+
 /// A usage error as docker's CLI prints one: the flag, then the hint.
 fn flag_error(verb: &str, flag: &str, value: &str, reason: &str) -> i32 {
     eprintln!(
@@ -169,7 +222,7 @@ fn create(iso: Isolation, a: &CreateArgs) -> Result<i32> {
         );
         return Ok(1);
     }
-    match connect(iso)?.volume_create(VolumeCreate {
+    match volumes(iso)?.create(VolumeCreate {
         name,
         driver: Some(a.driver.clone()),
         labels: kv_map(&a.label),
@@ -310,7 +363,7 @@ fn list(iso: Isolation, a: &LsArgs) -> Result<i32> {
             return Ok(1);
         }
     };
-    let mut vols = connect(iso)?.volume_list()?;
+    let mut vols = volumes(iso)?.list()?;
     vols.retain(|v| ls_matches(v, &filters));
     vols.sort_by(|x, y| {
         if natural_less(&x.name, &y.name) {
@@ -384,11 +437,11 @@ fn inspect(iso: Isolation, a: &InspectArgs) -> Result<i32> {
             }
         },
     };
-    let mut c = connect(iso)?;
+    let mut c = volumes(iso)?;
     let mut found = Vec::new();
     let mut code = 0;
     for n in &a.volumes {
-        match c.volume_inspect(n) {
+        match c.inspect(n) {
             Ok(v) => found.push(v),
             Err(e @ ClientError::Unexpected(_)) => return Err(e.into()),
             Err(e) => {
@@ -423,10 +476,10 @@ fn inspect(iso: Isolation, a: &InspectArgs) -> Result<i32> {
 }
 
 fn remove(iso: Isolation, a: &RmArgs) -> Result<i32> {
-    let mut c = connect(iso)?;
+    let mut c = volumes(iso)?;
     let mut code = 0;
     for n in &a.volumes {
-        match c.volume_remove(n, a.force) {
+        match c.remove(n, a.force) {
             Ok(_) => println!("{n}"),
             // `-f` hides a missing volume (the engine does too).
             Err(e) if a.force && e.kind() == Some(ErrorKind::NotFound) => println!("{n}"),
@@ -494,16 +547,15 @@ fn prune(iso: Isolation, a: &PruneArgs) -> Result<i32> {
     {
         return Ok(0);
     }
-    let mut c = connect(iso)?;
+    let mut c = volumes(iso)?;
     let (names, reclaimed) = if filters.is_empty() {
-        let p = c.volume_prune(a.all)?;
-        (p.names, p.reclaimed)
+        c.prune(a.all)?
     } else {
         // The engine's prune takes no filters: choose here, remove each.
-        let vols = c.volume_list()?;
+        let vols = c.list()?;
         let mut names = Vec::new();
         for v in vols.iter().filter(|v| prunable(v, a.all, &filters)) {
-            match c.volume_remove(&v.name, false) {
+            match c.remove(&v.name, false) {
                 Ok(_) => names.push(v.name.clone()),
                 Err(e) => eprintln!("berth: could not remove volume {}: {e}", v.name),
             }

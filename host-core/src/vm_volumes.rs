@@ -1,0 +1,584 @@
+//! Named volumes of containers with their own VM (`--isolation vm -v
+//! NAME:/path`): host folders, `$BERTH_HOME/vm-volumes/<name>/_data` with
+//! `volume.json` beside it (the native engine's layout), shared with each
+//! VM that mounts one through a share slot ([`crate::vm_shares`]).
+//!
+//! Why on the host: an own VM is a throw-away clone with a disk of its
+//! own, so a volume kept there would be neither kept past `rm` nor seen by
+//! a second container. A host folder is both, and `volume ls/inspect/rm/
+//! prune --isolation vm` list and remove it as docker's do (docker users
+//! expect `docker volume ls` to show the volume their container made).
+//! Not the native engine's store: that one belongs to the native agent
+//! (Linux, root), which knows nothing of own VMs' containers and could
+//! remove a volume one of them uses; own VMs also run on macOS and Windows.
+//!
+//! In the guest the volume stays a volume: the mount keeps its name and
+//! gets the local driver's bind options (`type=none,o=bind,device=` the
+//! share's guest path), so the guest engine mounts the shared folder as
+//! the volume's data and fills a new, empty one from the image (docker's
+//! copy-up) through the share.
+//!
+//! A volume is in use while a VM directory under `$BERTH_HOME/vms/` lists
+//! it in its [`USES`] file and belongs to a container: a detached one's
+//! record (until `rm`), or a run whose process or VMM is still alive.
+//! Anonymous volumes (`-v /path`, an image's `VOLUME`) stay on the VM's own
+//! disk: they take no share slot and go with the VM, as `--rm` and `rm -v`
+//! would remove them.
+
+use berth_protocol::{ApiError, ContainerConfig, ErrorKind, MountType, VolumeInfo};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The file in a VM directory naming the volumes its container mounts,
+/// one a line.
+pub const USES: &str = "volumes";
+
+/// What a volume's `volume.json` holds (the native engine's fields).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Record {
+    name: String,
+    created_at: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    options: BTreeMap<String, String>,
+    #[serde(default)]
+    anonymous: bool,
+}
+
+/// Docker's rule for local volume names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`, at
+/// most 255 bytes (a file name; never `.` or `..`).
+pub fn valid_name(n: &str) -> bool {
+    let b = n.as_bytes();
+    b.len() >= 2
+        && b.len() <= 255
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+fn invalid_name(n: &str) -> ApiError {
+    ApiError::new(
+        ErrorKind::InvalidArgument,
+        format!("create {n}: \"{n}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"),
+    )
+}
+
+fn no_such_volume(n: &str) -> ApiError {
+    ApiError::new(ErrorKind::NotFound, format!("get {n}: no such volume"))
+}
+
+fn io_error(what: String, e: std::io::Error) -> ApiError {
+    ApiError::new(ErrorKind::Internal, format!("{what}: {e}"))
+}
+
+/// The own-VM volume store of one berth home.
+#[derive(Debug, Clone)]
+pub struct VolumeStore {
+    root: PathBuf,
+    vms: PathBuf,
+}
+
+impl VolumeStore {
+    /// `$BERTH_HOME/vm-volumes`, with users found under `$BERTH_HOME/vms`.
+    pub fn open() -> VolumeStore {
+        VolumeStore::at(
+            crate::paths::state_dir().join("vm-volumes"),
+            crate::vm_fleet::root(),
+        )
+    }
+
+    /// A store in `root` whose users are the VM directories under `vms`.
+    pub fn at(root: PathBuf, vms: PathBuf) -> VolumeStore {
+        VolumeStore { root, vms }
+    }
+
+    fn dir(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    /// Where volume `name`'s files are (docker's `Mountpoint`).
+    pub fn data_dir(&self, name: &str) -> PathBuf {
+        self.dir(name).join("_data")
+    }
+
+    fn read(&self, name: &str) -> Option<Record> {
+        if !valid_name(name) {
+            return None;
+        }
+        let text = std::fs::read(self.dir(name).join("volume.json")).ok()?;
+        let r: Record = serde_json::from_slice(&text).ok()?;
+        (r.name == name && self.data_dir(name).is_dir()).then_some(r)
+    }
+
+    fn info(&self, r: &Record, used_by: Vec<String>) -> VolumeInfo {
+        VolumeInfo {
+            name: r.name.clone(),
+            driver: "local".into(),
+            mountpoint: self.data_dir(&r.name).to_string_lossy().into_owned(),
+            created_at: r.created_at.clone(),
+            labels: r.labels.clone(),
+            options: r.options.clone(),
+            anonymous: r.anonymous,
+            used_by,
+        }
+    }
+
+    /// Volume `name` (a random one when `None`), made with `labels` when it
+    /// does not exist. Driver options are refused: an own VM's volume is a
+    /// host folder the VM shares, not something the guest mounts.
+    pub fn create(
+        &self,
+        name: Option<&str>,
+        labels: &BTreeMap<String, String>,
+        options: &BTreeMap<String, String>,
+    ) -> Result<VolumeInfo, ApiError> {
+        let name = match name.filter(|n| !n.is_empty()) {
+            Some(n) => n.to_string(),
+            None => random_name(),
+        };
+        if !options.is_empty() {
+            return Err(ApiError::new(
+                ErrorKind::InvalidArgument,
+                format!("create {name}: volume driver options (-o) are not available with --isolation vm: the volume is a host folder each container's VM shares; use --isolation shared or native"),
+            ));
+        }
+        let r = self.ensure(&name, labels)?;
+        let used = self.users().remove(&name).unwrap_or_default();
+        Ok(self.info(&r, used))
+    }
+
+    /// The host folder of volume `name`, made (with `labels`) when it does
+    /// not exist yet: what a container's `-v NAME:/path` mounts. For front
+    /// ends that run own-VM containers (run, compose).
+    pub fn host_folder(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<PathBuf, ApiError> {
+        self.ensure(name, labels)?;
+        Ok(self.data_dir(name))
+    }
+
+    fn ensure(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<Record, ApiError> {
+        if !valid_name(name) {
+            return Err(invalid_name(name));
+        }
+        if let Some(r) = self.read(name) {
+            return Ok(r);
+        }
+        let rec = Record {
+            name: name.to_string(),
+            created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            labels: labels.clone(),
+            options: BTreeMap::new(),
+            anonymous: false,
+        };
+        // Made beside and renamed into place: a volume is there whole or
+        // not at all; of two runs making it at once, one rename wins.
+        let fail = |e| io_error(format!("create {name}"), e);
+        std::fs::create_dir_all(&self.root).map_err(fail)?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".new-")
+            .tempdir_in(&self.root)
+            .map_err(fail)?;
+        std::fs::create_dir(tmp.path().join("_data")).map_err(fail)?;
+        std::fs::write(
+            tmp.path().join("volume.json"),
+            serde_json::to_vec(&rec).map_err(|e| fail(e.into()))?,
+        )
+        .map_err(fail)?;
+        match std::fs::rename(tmp.path(), self.dir(name)) {
+            Ok(()) => {
+                // Renamed away: nothing left for the guard to remove.
+                let _ = tmp.keep();
+                Ok(rec)
+            }
+            Err(e) => self.read(name).ok_or_else(|| fail(e)),
+        }
+    }
+
+    /// Every volume, by name.
+    pub fn list(&self) -> Vec<VolumeInfo> {
+        let mut used = self.users();
+        let Ok(rd) = std::fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
+        let mut out: Vec<VolumeInfo> = rd
+            .flatten()
+            .filter_map(|e| self.read(&e.file_name().to_string_lossy()))
+            .map(|r| {
+                let u = used.remove(&r.name).unwrap_or_default();
+                self.info(&r, u)
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    pub fn inspect(&self, name: &str) -> Result<VolumeInfo, ApiError> {
+        let r = self.read(name).ok_or_else(|| no_such_volume(name))?;
+        let used = self.users().remove(name).unwrap_or_default();
+        Ok(self.info(&r, used))
+    }
+
+    /// Removes volume `name` unless a container uses it (docker's words);
+    /// `force` hides a missing one.
+    pub fn remove(&self, name: &str, force: bool) -> Result<(), ApiError> {
+        if self.read(name).is_none() {
+            return if force {
+                Ok(())
+            } else {
+                Err(no_such_volume(name))
+            };
+        }
+        if let Some(ids) = self.users().remove(name) {
+            return Err(ApiError::new(
+                ErrorKind::Conflict,
+                format!("remove {name}: volume is in use - [{}]", ids.join(", ")),
+            ));
+        }
+        self.delete(name)
+            .map(|_| ())
+            .map_err(|e| io_error(format!("remove {name}"), e))
+    }
+
+    /// Renames the volume aside, then removes it; the bytes it held.
+    fn delete(&self, name: &str) -> std::io::Result<u64> {
+        let size = tree_size(&self.data_dir(name));
+        let trash = self.root.join(format!(".rm-{name}-{}", std::process::id()));
+        std::fs::rename(self.dir(name), &trash)?;
+        std::fs::remove_dir_all(&trash)?;
+        Ok(size)
+    }
+
+    /// `volume prune`: the unused volumes (all of them are named: the
+    /// anonymous ones stay in the VMs), only with `all`, as docker's.
+    pub fn prune(&self, all: bool) -> (Vec<String>, u64) {
+        let mut names = Vec::new();
+        let mut reclaimed = 0;
+        for v in self.list() {
+            if !v.used_by.is_empty() || !(all || v.anonymous) {
+                continue;
+            }
+            if let Ok(n) = self.delete(&v.name) {
+                reclaimed += n;
+                names.push(v.name);
+            }
+        }
+        (names, reclaimed)
+    }
+
+    /// Volume name → the containers that use it: a detached container's id
+    /// (from its record), or the VM directory's name for a run in the
+    /// foreground while its process or VMM lives.
+    fn users(&self) -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let Ok(rd) = std::fs::read_dir(&self.vms) else {
+            return out;
+        };
+        for e in rd.flatten() {
+            let dir = e.path();
+            let Some(names) = read_uses(&dir) else {
+                continue;
+            };
+            let user = match crate::vm_fleet::read_record(&dir) {
+                Some(r) => r.id,
+                None if vm_dir_alive(&dir) => e.file_name().to_string_lossy().into_owned(),
+                None => continue,
+            };
+            for n in names {
+                let ids = out.entry(n).or_default();
+                if !ids.contains(&user) {
+                    ids.push(user.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A volume name docker's daemon would make: 64 random hex digits.
+fn random_name() -> String {
+    use sha2::{Digest, Sha256};
+    let mut seed = [0u8; 32];
+    let read = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))
+        .is_ok();
+    if !read {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        seed[..16].copy_from_slice(&t.as_nanos().to_le_bytes());
+        seed[16..20].copy_from_slice(&std::process::id().to_le_bytes());
+    }
+    hex::encode(Sha256::digest(seed))
+}
+
+fn tree_size(p: &Path) -> u64 {
+    let Ok(m) = std::fs::symlink_metadata(p) else {
+        return 0;
+    };
+    if !m.is_dir() {
+        return m.len();
+    }
+    std::fs::read_dir(p)
+        .map(|rd| rd.flatten().map(|e| tree_size(&e.path())).sum())
+        .unwrap_or(0)
+}
+
+/// Whether the VM directory `dir` (`<pid>-<nanos>`) still belongs to a
+/// run: the process that made it, or its VMM, is alive.
+fn vm_dir_alive(dir: &Path) -> bool {
+    let made_by = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.split_once('-'))
+        .and_then(|(pid, _)| pid.parse::<i32>().ok());
+    let vmm = std::fs::read_to_string(dir.join("vmm.pid"))
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok());
+    [made_by, vmm]
+        .into_iter()
+        .flatten()
+        .any(|pid| pid > 0 && crate::machine::pid_alive(pid))
+}
+
+/// The volumes the VM directory `dir` says its container mounts.
+fn read_uses(dir: &Path) -> Option<Vec<String>> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(dir.join(USES))
+        .ok()?
+        .take(1 << 20)
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(
+        text.lines()
+            .filter(|l| valid_name(l))
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+/// The named volumes `cfg` mounts (after [`attach`]).
+pub fn names(cfg: &ContainerConfig) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for m in &cfg.mounts {
+        if m.kind == MountType::Volume && !m.source.is_empty() && !out.contains(&m.source) {
+            out.push(m.source.clone());
+        }
+    }
+    out
+}
+
+/// Records in the VM directory `dir` that its container mounts `names`.
+pub fn record_uses(dir: &Path, names: &[String]) -> std::io::Result<()> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let mut text = names.join("\n");
+    text.push('\n');
+    std::fs::write(dir.join(USES), text)
+}
+
+/// Points each named volume of a container that gets its own VM at its
+/// host folder in `store` (made on first use, with the mount's labels):
+/// the mount gets the local driver's bind options with the folder's guest
+/// path (`/host_mnt` + host path), which [`crate::vm_shares::check_binds`]
+/// then gives a share slot. A volume with a driver other than `local` or
+/// with driver options is refused.
+pub fn attach(store: &VolumeStore, cfg: &mut ContainerConfig) -> Result<(), String> {
+    for m in cfg.mounts.iter_mut() {
+        if m.kind != MountType::Volume || m.source.is_empty() {
+            continue;
+        }
+        let name = m.source.clone();
+        if let Some(d) = m.volume_driver.as_deref().filter(|d| *d != "local") {
+            return Err(format!(
+                "Error response from daemon: create {name}: error looking up volume plugin {d}: plugin \"{d}\" not found"
+            ));
+        }
+        if !m.volume_options.is_empty() {
+            return Err(format!(
+                "volume driver options (volume-opt) for volume {name} are not available with --isolation vm: the volume is a host folder each container's VM shares; use --isolation shared or native"
+            ));
+        }
+        let host = store
+            .host_folder(&name, &m.volume_labels)
+            .map_err(|e| format!("Error response from daemon: {e}"))?;
+        let host = std::fs::canonicalize(&host).unwrap_or(host);
+        m.volume_options = crate::vm_shares::volume_bind_options(&host);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_protocol::MountSpec;
+
+    fn store(t: &tempfile::TempDir) -> VolumeStore {
+        let s = VolumeStore::at(t.path().join("vm-volumes"), t.path().join("vms"));
+        std::fs::create_dir_all(t.path().join("vms")).unwrap();
+        s
+    }
+
+    #[test]
+    fn a_volume_is_made_once_listed_and_removed_unless_in_use() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(&t);
+        let labels = BTreeMap::from([("k".to_string(), "v".to_string())]);
+        let v = s.create(Some("data1"), &labels, &BTreeMap::new()).unwrap();
+        assert_eq!(v.name, "data1");
+        assert_eq!(v.driver, "local");
+        assert_eq!(v.mountpoint, s.data_dir("data1").display().to_string());
+        std::fs::write(s.data_dir("data1").join("f"), b"kept").unwrap();
+        // A second create (or a run's first use) finds the same volume.
+        let again = s.host_folder("data1", &BTreeMap::new()).unwrap();
+        assert_eq!(std::fs::read(again.join("f")).unwrap(), b"kept");
+        assert_eq!(s.inspect("data1").unwrap().labels, labels);
+        let names: Vec<String> = s.list().into_iter().map(|v| v.name).collect();
+        assert_eq!(names, vec!["data1"]);
+        // A detached container's record keeps it in use until its rm.
+        let vm = t.path().join("vms/1-2");
+        std::fs::create_dir(&vm).unwrap();
+        record_uses(&vm, &["data1".to_string()]).unwrap();
+        let id = "ab".repeat(32);
+        let rec = crate::vm_fleet::Record {
+            id: id.clone(),
+            name: "c1".into(),
+            summary: berth_protocol::ContainerSummary {
+                id: id.clone(),
+                name: "c1".into(),
+                image: "busybox".into(),
+                image_id: "sha256:00".into(),
+                command: "sh".into(),
+                created: "2026-12-07T00:00:00Z".into(),
+                status: berth_protocol::ContainerStatus::Exited,
+                exit_code: Some(0),
+                started_at: None,
+                finished_at: None,
+                labels: Default::default(),
+                restart_count: 0,
+                health: None,
+                ports: None,
+            },
+            ports: Vec::new(),
+            keeper_pid: 1,
+            stopped: true,
+        };
+        crate::vm_fleet::write_record(&vm, &rec).unwrap();
+        assert_eq!(s.inspect("data1").unwrap().used_by, vec![id.clone()]);
+        let e = s.remove("data1", false).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Conflict);
+        assert_eq!(
+            e.message,
+            format!("remove data1: volume is in use - [{id}]")
+        );
+        assert!(s.prune(true).0.is_empty());
+        // Its rm (the directory goes) frees it.
+        std::fs::remove_dir_all(&vm).unwrap();
+        s.remove("data1", false).unwrap();
+        assert!(!s.dir("data1").exists());
+        let e = s.remove("data1", false).unwrap_err();
+        assert_eq!(
+            (e.kind, e.message.as_str()),
+            (ErrorKind::NotFound, "get data1: no such volume")
+        );
+        s.remove("data1", true).unwrap();
+    }
+
+    #[test]
+    fn a_dead_runs_directory_does_not_hold_a_volume() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(&t);
+        s.create(Some("db"), &BTreeMap::new(), &BTreeMap::new())
+            .unwrap();
+        // A foreground run of this very process: alive.
+        let live = t.path().join(format!("vms/{}-1", std::process::id()));
+        std::fs::create_dir(&live).unwrap();
+        record_uses(&live, &["db".to_string()]).unwrap();
+        assert_eq!(
+            s.inspect("db").unwrap().used_by,
+            vec![format!("{}-1", std::process::id())]
+        );
+        std::fs::remove_dir_all(&live).unwrap();
+        // A killed run's leftover: no process, no VMM, no record.
+        let dead = t.path().join("vms/999999999-1");
+        std::fs::create_dir(&dead).unwrap();
+        record_uses(&dead, &["db".to_string()]).unwrap();
+        assert!(s.inspect("db").unwrap().used_by.is_empty());
+        assert_eq!(s.prune(false).0, Vec::<String>::new());
+        assert_eq!(s.prune(true).0, vec!["db".to_string()]);
+    }
+
+    #[test]
+    fn bad_names_and_options_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(&t);
+        for bad in ["..", ".x", "a/b", "x", "a b"] {
+            let e = s.create(Some(bad), &BTreeMap::new(), &BTreeMap::new());
+            assert!(
+                e.unwrap_err()
+                    .message
+                    .contains("includes invalid characters"),
+                "{bad}"
+            );
+        }
+        assert!(!t.path().join("b").exists());
+        let opts = BTreeMap::from([("type".to_string(), "tmpfs".to_string())]);
+        let e = s.create(Some("v1"), &BTreeMap::new(), &opts).unwrap_err();
+        assert!(
+            e.message.contains("not available with --isolation vm"),
+            "{e}"
+        );
+        assert!(s.list().is_empty());
+    }
+
+    #[test]
+    fn attach_points_named_volumes_at_their_host_folder() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(&t);
+        let mut named = MountSpec::new(MountType::Volume, "web", "/data");
+        named.read_only = true;
+        let mut cfg = ContainerConfig {
+            mounts: vec![
+                named,
+                MountSpec::new(MountType::Volume, "", "/anon"),
+                MountSpec::new(MountType::Tmpfs, "", "/t"),
+            ],
+            ..Default::default()
+        };
+        attach(&s, &mut cfg).unwrap();
+        let host = std::fs::canonicalize(s.data_dir("web")).unwrap();
+        let device = format!("/host_mnt{}", host.display());
+        assert_eq!(
+            crate::vm_shares::bound_device(&cfg.mounts[0]),
+            Some(device.as_str())
+        );
+        assert_eq!(cfg.mounts[0].source, "web");
+        // Anonymous volumes stay in the VM.
+        assert!(cfg.mounts[1].volume_options.is_empty());
+        assert_eq!(crate::vm_shares::bound_device(&cfg.mounts[1]), None);
+        assert_eq!(names(&cfg), vec!["web".to_string()]);
+        // Options or another driver: refused, nothing made.
+        let mut o = MountSpec::new(MountType::Volume, "opt", "/o");
+        o.volume_options.insert("type".into(), "tmpfs".into());
+        let mut cfg = ContainerConfig {
+            mounts: vec![o],
+            ..Default::default()
+        };
+        assert!(attach(&s, &mut cfg).unwrap_err().contains("volume-opt"));
+        let mut d = MountSpec::new(MountType::Volume, "drv", "/d");
+        d.volume_driver = Some("nfs".into());
+        let mut cfg = ContainerConfig {
+            mounts: vec![d],
+            ..Default::default()
+        };
+        assert!(attach(&s, &mut cfg)
+            .unwrap_err()
+            .contains("plugin \"nfs\" not found"));
+        assert!(s.inspect("opt").is_err() && s.inspect("drv").is_err());
+    }
+}
