@@ -90,7 +90,8 @@ struct Args {
     net: Option<String>,
     /// A peer address of the user-mode network (repeatable): the guest's
     /// TCP connections to GUEST_IP (an address outside 192.168.127.0/24)
-    /// go to HOST_IP on the host, same port. With --net user, or with
+    /// go to HOST_IP on the host, same port (a port below 1024 at 40000 +
+    /// port: an unprivileged listener cannot bind it). With --net user, or with
     /// --restore of a snapshot that has a network card.
     #[arg(long = "net-peer", value_name = "GUEST_IP=HOST_IP", value_parser = parse_peer, conflicts_with_all = ["standby"])]
     net_peers: Vec<(std::net::Ipv4Addr, std::net::Ipv4Addr)>,

@@ -20,7 +20,9 @@
 //!   benchmarking range no network routes) whose TCP connections go to a
 //!   given host address, same port: how one own VM reaches another VM's
 //!   published ports by service name (the other VM's keeper listens on a
-//!   host loopback address of its own, 127.X.Y.Z). TCP only: UDP to a
+//!   host loopback address of its own, 127.X.Y.Z). A port below 1024 is
+//!   reached at [`PEER_LOW_PORT_OFFSET`] + port on the host (a keeper run
+//!   by an unprivileged user cannot bind port 80). TCP only: UDP to a
 //!   peer address leaves for the peer address itself, as any outside one.
 //! - Every other destination outside the /24 is the outside world: a TCP
 //!   SYN makes the stack connect a host socket to that address first and
@@ -81,6 +83,8 @@ pub const MAX_TCP_FLOWS: usize = 512;
 pub const MAX_UDP_FLOWS: usize = 256;
 /// Buffer of each TCP connection, each way.
 pub const TCP_BUFFER: usize = 64 * 1024;
+/// Where a peer's ports below 1024 are on the host: this plus the port.
+pub const PEER_LOW_PORT_OFFSET: u16 = 40000;
 /// Most peer addresses ([`UserNetConfig::peers`]).
 pub const MAX_PEERS: usize = 256;
 /// Most frames waiting in each direction.

@@ -193,7 +193,12 @@ impl UserNet {
     pub(super) fn host_target(&self, dst: SocketAddrV4) -> Option<SocketAddr> {
         let ip = *dst.ip();
         if let Some((_, host)) = self.config.peers.iter().find(|(peer, _)| *peer == ip) {
-            return (dst.port() != 0).then(|| SocketAddr::new(IpAddr::V4(*host), dst.port()));
+            let port = match dst.port() {
+                0 => return None,
+                p if p < 1024 => super::PEER_LOW_PORT_OFFSET + p,
+                p => p,
+            };
+            return Some(SocketAddr::new(IpAddr::V4(*host), port));
         }
         if ip == HOST_ALIAS {
             return Some(SocketAddr::new(

@@ -274,6 +274,15 @@ fn tcp_to_a_peer_goes_to_its_host_address() {
         Some(SocketAddr::from((host, port)))
     );
     assert_eq!(net.host_target(std::net::SocketAddrV4::new(peer, 0)), None);
+    // Ports below 1024 are at an offset (an unprivileged keeper binds them).
+    assert_eq!(
+        net.host_target(std::net::SocketAddrV4::new(peer, 80)),
+        Some(SocketAddr::from((host, PEER_LOW_PORT_OFFSET + 80)))
+    );
+    assert_eq!(
+        net.host_target(std::net::SocketAddrV4::new(peer, 1024)),
+        Some(SocketAddr::from((host, 1024)))
+    );
 }
 
 #[test]
