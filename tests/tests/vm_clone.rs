@@ -911,7 +911,10 @@ services:
         }
     }
     assert!(logs.contains(&page) && logs.contains("fetched"), "{logs}");
-    assert!(logs.contains("vmdemo-client-1  | "), "prefixed: {logs}");
+    assert!(
+        logs.contains(&format!("vmdemo-client-1 | {page}")),
+        "prefixed: {logs}"
+    );
     step("client fetched web by name");
 
     let ps = berth_tests::compose(&b, &d, &["ps"]).ok().stdout;
