@@ -12,8 +12,8 @@
 //!   `expose`, the image's `ExposedPorts`), same number (a port below
 //!   1024 at [`PEER_LOW_PORT_OFFSET`] + port: an unprivileged keeper
 //!   cannot bind it; the VMM maps it the same way);
-//! - a *guest* address, `198.18.0.N` (the benchmarking range no network
-//!   routes), the same in every VM of the project.
+//! - a *guest* address, `198.18.0.N` (the benchmarking range, unused by
+//!   ordinary networks), the same in every VM of the project.
 //!
 //! Every VM's user-mode network maps each service's guest address to its
 //! host address (`berth-vmm --net-peer`), and every container gets

@@ -17,7 +17,7 @@
 //!   (`host.docker.internal`): connections to it go to 127.0.0.1.
 //! - *Peers* ([`UserNetConfig::peers`], `berth-vmm --net-peer`): extra
 //!   addresses outside the /24 (berth compose uses 198.18.0.0/15, the
-//!   benchmarking range no network routes) whose TCP connections go to a
+//!   benchmarking range, which ordinary networks do not use) whose TCP connections go to a
 //!   given host address, same port: how one own VM reaches another VM's
 //!   published ports by service name (the other VM's keeper listens on a
 //!   host loopback address of its own, 127.X.Y.Z). A port below 1024 is

@@ -258,8 +258,8 @@ fn tcp_to_a_peer_goes_to_its_host_address() {
         let (port, server) = half_close_server_on(host);
         tcp_round_trip_to(Harness::new(config.clone()), local, (peer, port), server);
     }
-    // Without the peer, the same address is the outside world: nothing
-    // answers there (198.18.0.0/15 is not routed), not the host address.
+    // Without the peer, the same address is the outside world: the host
+    // connects to the address itself, not to the host address.
     let (port, _server) = half_close_server_on(host);
     let mut net = UserNet::new(default_config()).unwrap();
     assert_eq!(
