@@ -73,6 +73,10 @@ pub struct Machine {
     /// Throw-away VMs: the host folders for their share slots (see
     /// [`crate::vm_shares`]); an empty placeholder folder fills the others.
     vm_shares: Vec<crate::vm_shares::VmShare>,
+    /// Throw-away VMs: the user-mode network's peer addresses (guest
+    /// address, host address; `berth-vmm --net-peer`), for compose's
+    /// service names between own VMs.
+    net_peers: Vec<(std::net::Ipv4Addr, std::net::Ipv4Addr)>,
 }
 
 /// Whether `pid` runs (not a zombie, not dead).
@@ -327,6 +331,7 @@ impl Machine {
             persistent: true,
             image_disk: None,
             vm_shares: Vec::new(),
+            net_peers: Vec::new(),
         }
     }
 
@@ -344,6 +349,7 @@ impl Machine {
             persistent: false,
             image_disk: None,
             vm_shares: Vec::new(),
+            net_peers: Vec::new(),
         })
     }
 
@@ -355,6 +361,7 @@ impl Machine {
             persistent: false,
             image_disk: None,
             vm_shares: Vec::new(),
+            net_peers: Vec::new(),
         }
     }
 
@@ -375,6 +382,24 @@ impl Machine {
     /// keeps a container to that).
     pub fn set_shares(&mut self, shares: Vec<crate::vm_shares::VmShare>) {
         self.vm_shares = shares;
+    }
+
+    /// Gives this throw-away VM's user-mode network these peer addresses
+    /// (guest address, host address): the guest's TCP connections to a
+    /// guest address go to the host address, same port.
+    pub fn set_net_peers(&mut self, peers: Vec<(std::net::Ipv4Addr, std::net::Ipv4Addr)>) {
+        self.net_peers = peers;
+    }
+
+    /// The `--net-peer` flags of this VM (none without user networking).
+    fn net_peer_args(&self) -> Vec<String> {
+        if !vm_net() {
+            return Vec::new();
+        }
+        self.net_peers
+            .iter()
+            .flat_map(|(g, h)| ["--net-peer".to_string(), format!("{g}={h}")])
+            .collect()
     }
 
     /// The host folders in this VM's share slots.
@@ -780,6 +805,7 @@ impl Machine {
                 }
                 let (slots, binds) = self.share_slots(false)?;
                 cmd.args(slots);
+                cmd.args(self.net_peer_args());
                 crate::platform::private_binds(&mut cmd, &binds)?;
             }
             Launch::Boot { snapshot_to } => {
@@ -823,6 +849,9 @@ impl Machine {
                 cmd.args(&share_flags);
                 if net {
                     cmd.arg("--net").arg("user");
+                    if snapshot_to.is_none() {
+                        cmd.args(self.net_peer_args());
+                    }
                 }
                 cmd.arg("--kernel")
                     .arg(kernel)
@@ -1087,9 +1116,10 @@ impl Machine {
             }
         }
         drop(claim);
-        if tmp.is_some() && !self.vm_shares.is_empty() {
+        if tmp.is_some() && (!self.vm_shares.is_empty() || !self.net_peers.is_empty()) {
             // This boot was meant for the snapshot: its share slots hold
-            // the empty placeholder, not this VM's folders.
+            // the empty placeholder, not this VM's folders (and its stack
+            // has no peer addresses).
             crate::platform::kill(pid);
             while pid_alive(pid) {
                 std::thread::sleep(Duration::from_millis(10));
@@ -1162,7 +1192,8 @@ impl Machine {
     ) -> Result<Option<i32>> {
         // A standby confines itself before its request, for a VM without
         // shares: a VM with shares gets a VMM of its own.
-        if crate::vm_pool::size() == 0 || !self.vm_shares.is_empty() {
+        // Nor does one with peer addresses (its stack exists already).
+        if crate::vm_pool::size() == 0 || !self.vm_shares.is_empty() || !self.net_peers.is_empty() {
             return Ok(None);
         }
         let _ = std::fs::remove_file(self.vsock_socket());

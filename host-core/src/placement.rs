@@ -409,6 +409,12 @@ impl OwnVm {
         Ok(())
     }
 
+    /// Gives the VM's user-mode network peer addresses (guest address,
+    /// host address), before [`OwnVm::start`]: compose's other services.
+    pub fn set_net_peers(&mut self, peers: Vec<(std::net::Ipv4Addr, std::net::Ipv4Addr)>) {
+        self.vm.set_net_peers(peers);
+    }
+
     /// A new connection to the VM's engine.
     pub fn connect(&self) -> Result<Engine> {
         Ok(self.vm.connect_running()?)

@@ -1184,3 +1184,141 @@ fn vm_named_volume_is_shared_and_kept_and_a_file_binds_alone() {
         .collect();
     assert!(left.is_empty(), "VM dir left: {left:?}");
 }
+
+/// `compose --isolation vm` (issue 21): each service in a VM of its own,
+/// a detached keeper each. `web` (busybox httpd) publishes a host port;
+/// `client` fetches `http://web/` by service name, which goes through its
+/// VM's user-net peer address to web's keeper on the project's loopback
+/// address. `up -d` starts web before client, the host reaches web's
+/// published port, client's log shows web's page, `ps` lists both with
+/// only the user's port, `down` leaves no VMM, keeper or VM directory.
+#[test]
+fn vm_compose_services_reach_each_other_by_name() {
+    if !Path::new("/dev/kvm").exists() {
+        return skip("/dev/kvm not available");
+    }
+    if !berth_tests::kernel_available() {
+        return skip("no guest kernel built (kernel-config/build-kernel.sh)");
+    }
+    let t = Instant::now();
+    let step = |name: &str| berth_tests::timing("vm_clone", name, t);
+    let mut b = Berth::new();
+    b.isolation = "vm".into();
+    let b = b.with_default_image();
+    let home = b.home.path().to_path_buf();
+    let _keepers = Keepers(home.clone());
+    let hp = free_port();
+    let root = tempfile::tempdir().unwrap();
+    let d = root.path().join("vmdemo");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::write(
+        d.join("compose.yaml"),
+        format!(
+            r#"
+services:
+  web:
+    image: {DEFAULT_IMAGE}
+    command: sh -c 'mkdir -p /www && echo "page-$$TOKEN" > /www/index.html && exec httpd -f -p 80 -h /www'
+    environment:
+      TOKEN: "{hp}"
+    ports: ["127.0.0.1:{hp}:80"]
+  client:
+    image: {DEFAULT_IMAGE}
+    depends_on: [web]
+    command: sh -c 'until wget -q -O - http://web/; do sleep 1; done; echo fetched; exec sleep 100000'
+"#
+        ),
+    )
+    .unwrap();
+    let out = berth_tests::compose(&b, &d, &["up", "-d"]).ok();
+    let web_at = out.stderr.find("Container vmdemo-web-1  Started");
+    let client_at = out.stderr.find("Container vmdemo-client-1  Started");
+    assert!(
+        web_at.is_some() && client_at.is_some() && web_at < client_at,
+        "{}",
+        out.stderr
+    );
+    let vmms = own_vmm_pids(&home);
+    assert_eq!(vmms.len(), 2, "a VMM per service");
+    step("compose up -d");
+
+    // The host reaches web's published port.
+    use std::io::{Read, Write};
+    let page = format!("page-{hp}");
+    let mut answer = String::new();
+    let deadline = Instant::now() + std::time::Duration::from_secs(600);
+    while Instant::now() < deadline && !answer.contains(&page) {
+        if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", hp)) {
+            let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(60)));
+            let _ = c.write_all(b"GET / HTTP/1.0\r\n\r\n");
+            answer.clear();
+            let _ = c.read_to_string(&mut answer);
+        }
+        if !answer.contains(&page) {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
+    assert!(answer.contains(&page), "no answer on {hp}: {answer:?}");
+    step("host fetched web");
+
+    // The client fetched web by its service name, from its own VM.
+    let mut logs = String::new();
+    let deadline = Instant::now() + std::time::Duration::from_secs(600);
+    while Instant::now() < deadline && !logs.contains("fetched") {
+        logs = berth_tests::compose(&b, &d, &["logs", "client"])
+            .ok()
+            .stdout;
+        if !logs.contains("fetched") {
+            std::thread::sleep(std::time::Duration::from_secs(2));
+        }
+    }
+    assert!(logs.contains(&page) && logs.contains("fetched"), "{logs}");
+    assert!(
+        logs.contains(&format!("vmdemo-client-1 | {page}")),
+        "prefixed: {logs}"
+    );
+    step("client fetched web by name");
+
+    let ps = berth_tests::compose(&b, &d, &["ps"]).ok().stdout;
+    let rows: Vec<&str> = ps.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{ps}");
+    assert!(rows[0].starts_with("vmdemo-web-1 "), "{ps}");
+    assert!(rows[1].starts_with("vmdemo-client-1 "), "{ps}");
+    // Only the port the file publishes: not web's peer binding.
+    assert!(
+        rows[0]
+            .trim_end()
+            .ends_with(&format!("127.0.0.1:{hp}->80/tcp")),
+        "{ps}"
+    );
+    assert!(rows[0].contains("Up"), "{ps}");
+    assert_eq!(ps.matches("->").count(), 1, "{ps}");
+
+    let out = berth_tests::compose(&b, &d, &["down"]).ok();
+    for c in ["vmdemo-web-1", "vmdemo-client-1"] {
+        assert!(
+            out.stderr.contains(&format!("Container {c}  Removed")),
+            "{}",
+            out.stderr
+        );
+    }
+    // The client went first (it depends on web).
+    assert!(
+        out.stderr.find("vmdemo-client-1  Removed") < out.stderr.find("vmdemo-web-1  Removing"),
+        "{}",
+        out.stderr
+    );
+    for pid in vmms {
+        assert!(gone_within(pid, "berth-vmm", 10), "VMM {pid} still runs");
+    }
+    std::net::TcpListener::bind(("127.0.0.1", hp)).expect("host port released");
+    let left: Vec<_> = std::fs::read_dir(home.join("vms"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .collect();
+    assert!(left.is_empty(), "VM dir left: {left:?}");
+    let ps = berth_tests::compose(&b, &d, &["ps", "-aq"]).ok();
+    assert_eq!(ps.stdout, "");
+    step("compose down");
+}

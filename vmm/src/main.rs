@@ -88,6 +88,13 @@ struct Args {
     /// holds no connections.
     #[arg(long, value_name = "MODE", value_parser = ["user"], conflicts_with_all = ["restore", "standby"])]
     net: Option<String>,
+    /// A peer address of the user-mode network (repeatable): the guest's
+    /// TCP connections to GUEST_IP (an address outside 192.168.127.0/24)
+    /// go to HOST_IP on the host, same port (a port below 1024 at 40000 +
+    /// port: an unprivileged listener cannot bind it). With --net user, or with
+    /// --restore of a snapshot that has a network card.
+    #[arg(long = "net-peer", value_name = "GUEST_IP=HOST_IP", value_parser = parse_peer, conflicts_with_all = ["standby"])]
+    net_peers: Vec<(std::net::Ipv4Addr, std::net::Ipv4Addr)>,
     /// Do not apply host workarounds (kvm_pvm command line and CPUID filter).
     #[arg(long = "no-host-quirks")]
     no_host_quirks: bool,
@@ -175,6 +182,31 @@ fn parse_disk(spec: &str) -> Result<(PathBuf, bool), String> {
         )),
         None => Ok((PathBuf::from(spec), false)),
     }
+}
+
+/// One `--net-peer GUEST_IP=HOST_IP`.
+fn parse_peer(s: &str) -> Result<(std::net::Ipv4Addr, std::net::Ipv4Addr), String> {
+    let (guest, host) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}`: want GUEST_IP=HOST_IP"))?;
+    let guest: std::net::Ipv4Addr = guest
+        .parse()
+        .map_err(|_| format!("`{guest}` is not an IPv4 address"))?;
+    let host: std::net::Ipv4Addr = host
+        .parse()
+        .map_err(|_| format!("`{host}` is not an IPv4 address"))?;
+    let vm_net = (u32::from(guest) >> 8) == (u32::from(berth_vmm::net::NETWORK) >> 8);
+    if vm_net
+        || guest.is_loopback()
+        || guest.is_unspecified()
+        || guest.is_multicast()
+        || guest.is_broadcast()
+    {
+        return Err(format!(
+            "peer address `{guest}` must be a unicast address outside the VM network 192.168.127.0/24"
+        ));
+    }
+    Ok((guest, host))
 }
 
 /// The `--fs` shares, or the exit code after saying what is wrong.
@@ -270,6 +302,7 @@ fn main() -> ExitCode {
             } else {
                 MemoryRestore::Private
             },
+            net_peers: args.net_peers.clone(),
         })
     } else {
         let mut cmdline = args.cmdline;
@@ -300,10 +333,10 @@ fn main() -> ExitCode {
             rng: args.rng,
             balloon: args.balloon,
             fs,
-            net: args
-                .net
-                .as_ref()
-                .map(|_| berth_vmm::net::UserNetConfig::from_host()),
+            net: args.net.as_ref().map(|_| berth_vmm::net::UserNetConfig {
+                peers: args.net_peers.clone(),
+                ..berth_vmm::net::UserNetConfig::from_host()
+            }),
             quirks: if args.no_host_quirks {
                 HostQuirks::none()
             } else {
@@ -425,6 +458,7 @@ fn standby(
             kernel: req.kernel,
             snapshot_on_ready: None,
             memory,
+            net_peers: Vec::new(),
         },
     ))
 }

@@ -165,6 +165,9 @@ pub struct RestoreConfig {
     pub snapshot_on_ready: Option<SnapshotOnReady>,
     /// How guest memory comes back (see [`snapshot::memory::MemoryRestore`]).
     pub memory: snapshot::memory::MemoryRestore,
+    /// Peer addresses for the snapshot's network card's fresh stack (see
+    /// [`crate::net::UserNetConfig::peers`]).
+    pub net_peers: Vec<(std::net::Ipv4Addr, std::net::Ipv4Addr)>,
 }
 
 /// A VM made ahead of a restore, for a warm pool (`berth-vmm --standby`):
@@ -268,8 +271,12 @@ pub fn restore_prepared(
             disks: config.disks.clone(),
             shares: config.shares.clone(),
             // A network card gets a fresh stack with the host's resolvers
-            // of now (a VPN connected since the snapshot applies).
-            net: None,
+            // of now (a VPN connected since the snapshot applies), and
+            // this run's peers.
+            net: (!config.net_peers.is_empty()).then(|| crate::net::UserNetConfig {
+                peers: config.net_peers.clone(),
+                ..crate::net::UserNetConfig::from_host()
+            }),
         },
     )?;
     let (event_tx, event_rx) = channel::<Event>();

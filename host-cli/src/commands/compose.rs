@@ -14,9 +14,11 @@ use berth_protocol::mux::{self, Kind};
 use berth_protocol::{ContainerStatus, ContainerSummary, ErrorKind, LogsOptions};
 use clap::Parser;
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+
+mod vm;
 
 #[derive(clap::Args)]
 pub struct ComposeArgs {
@@ -431,6 +433,13 @@ pub fn run(iso: Isolation, a: &ComposeArgs) -> Result<i32> {
         }
         return Ok(0);
     }
+    if iso.own_vm() {
+        // A VM of its own for each service container: no common engine.
+        return match vm::run(&project, &a.verb) {
+            Ok(code) => Ok(code),
+            Err(e) => Ok(fail(format!("{e:#}"))),
+        };
+    }
     let mut o = match Orchestrator::new(&project, iso) {
         Ok(o) => o,
         Err(e) => return Ok(fail(e)),
@@ -466,6 +475,9 @@ impl Verb {
 /// containers are labelled with.
 fn named_project(iso: Isolation, name: &str) -> anyhow::Result<Project> {
     let cwd = std::env::current_dir()?;
+    if iso.own_vm() {
+        return Ok(Project::named(name, cwd, vm::service_names(name))?);
+    }
     let bare = Project::named(name, cwd.clone(), [])?;
     let mut services: Vec<String> = Orchestrator::new(&bare, iso)?
         .containers(true, true)?
@@ -1101,20 +1113,35 @@ fn follow_logs(
     prefix: bool,
     stop: Option<Arc<std::sync::atomic::AtomicBool>>,
 ) -> anyhow::Result<()> {
-    let width = list.iter().map(|c| c.name.len()).max().unwrap_or(0);
-    let out = Arc::new(Mutex::new(()));
-    let mut threads = Vec::new();
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    for (i, c) in list.iter().enumerate() {
+    let open = |c: &ContainerSummary| -> anyhow::Result<Box<dyn Read + Send>> {
         let conn = o.connect()?;
-        let mut stream = conn.logs(LogsOptions {
+        Ok(Box::new(conn.logs(LogsOptions {
             id: c.id.clone(),
             follow,
             tail,
             since: None,
             until: None,
             timestamps,
-        })?;
+        })?))
+    };
+    print_logs(list, &open, prefix, stop)
+}
+
+/// Prints the log streams (`open`: a container's multiplexed output) of
+/// the containers, each line prefixed by the container's name, until
+/// every stream ends or `stop` is set.
+pub(super) fn print_logs(
+    list: &[ContainerSummary],
+    open: &dyn Fn(&ContainerSummary) -> anyhow::Result<Box<dyn Read + Send>>,
+    prefix: bool,
+    stop: Option<Arc<std::sync::atomic::AtomicBool>>,
+) -> anyhow::Result<()> {
+    let width = list.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    let out = Arc::new(Mutex::new(()));
+    let mut threads = Vec::new();
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    for (i, c) in list.iter().enumerate() {
+        let mut stream = open(c)?;
         let head = if !prefix {
             String::new()
         } else if colour {
@@ -1189,13 +1216,34 @@ fn ps(
     names: &[String],
 ) -> anyhow::Result<i32> {
     let list = o.listing(names, all)?;
+    let project = o.project.name.clone();
+    let mut ports_of = |c: &ContainerSummary| {
+        if c.status == ContainerStatus::Running {
+            o.engine().container_ports(&c.id).unwrap_or_default()
+        } else {
+            Vec::new()
+        }
+    };
+    print_ps(&project, &list, &mut ports_of, quiet, format, services)
+}
+
+/// Prints `compose ps`'s listing of `list` (`ports_of`: a container's
+/// published ports).
+pub(super) fn print_ps(
+    project: &str,
+    list: &[ContainerSummary],
+    ports_of: &mut dyn FnMut(&ContainerSummary) -> Vec<berth_protocol::PublishedPort>,
+    quiet: bool,
+    format: &str,
+    services: bool,
+) -> anyhow::Result<i32> {
     if quiet {
         list.iter().for_each(|c| println!("{}", c.id));
         return Ok(0);
     }
     if services {
         let mut seen = Vec::new();
-        for c in &list {
+        for c in list {
             let s = orch::service_of(c).to_string();
             if !seen.contains(&s) {
                 println!("{s}");
@@ -1205,12 +1253,8 @@ fn ps(
         return Ok(0);
     }
     let mut rows = Vec::new();
-    for c in &list {
-        let ports = if c.status == ContainerStatus::Running {
-            o.engine().container_ports(&c.id).unwrap_or_default()
-        } else {
-            Vec::new()
-        };
+    for c in list {
+        let ports = ports_of(c);
         if format == "json" {
             let publishers: Vec<serde_json::Value> = ports
                 .iter()
@@ -1228,7 +1272,7 @@ fn ps(
                 "Name": c.name,
                 "Image": c.image,
                 "Command": c.command,
-                "Project": o.project.name,
+                "Project": project,
                 "Service": orch::service_of(c),
                 "State": c.status.as_str(),
                 "Health": c.health.as_ref().map(|h| h.status.clone()).unwrap_or_default(),

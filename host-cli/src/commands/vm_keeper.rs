@@ -27,6 +27,9 @@ use std::time::Duration;
 struct KeeperRequest {
     image: String,
     config: ContainerConfig,
+    /// The VM's user-mode network peers (compose's other services).
+    #[serde(default)]
+    net_peers: Vec<(std::net::Ipv4Addr, std::net::Ipv4Addr)>,
 }
 
 /// The keeper's one answer.
@@ -57,6 +60,52 @@ pub fn run_detached(image: &str, config: ContainerConfig) -> Result<i32> {
             return Ok(EXIT_ENGINE);
         }
     }
+    let reply = launch(image, config, Vec::new())?;
+    reply.notes.iter().for_each(|n| eprintln!("{n}"));
+    match reply.started() {
+        Ok(id) => {
+            println!("{id}");
+            Ok(0)
+        }
+        Err((error, code)) => {
+            eprintln!("{error}");
+            Ok(code)
+        }
+    }
+}
+
+/// What a keeper answered [`launch`].
+pub struct Launched {
+    /// Lines for the user's stderr (warnings, timings).
+    pub notes: Vec<String>,
+    reply: KeeperReply,
+}
+
+impl Launched {
+    /// The container's id, or the error to print and the exit code.
+    pub fn started(&self) -> std::result::Result<String, (String, i32)> {
+        match (&self.reply.id, &self.reply.error) {
+            (Some(id), None) => Ok(id.clone()),
+            (_, error) => Err((
+                error.clone().unwrap_or_default(),
+                if self.reply.code == 0 {
+                    EXIT_ENGINE
+                } else {
+                    self.reply.code
+                },
+            )),
+        }
+    }
+}
+
+/// Starts a keeper for `config` (its bind sources already pointed at
+/// the VM's shares) in a VM whose user-mode network has `net_peers`, and
+/// waits for its answer.
+pub fn launch(
+    image: &str,
+    config: ContainerConfig,
+    net_peers: Vec<(std::net::Ipv4Addr, std::net::Ipv4Addr)>,
+) -> Result<Launched> {
     let root = vm_fleet::root();
     std::fs::create_dir_all(&root)?;
     let log = std::fs::OpenOptions::new()
@@ -73,6 +122,7 @@ pub fn run_detached(image: &str, config: ContainerConfig) -> Result<i32> {
     let request = serde_json::to_vec(&KeeperRequest {
         image: image.to_string(),
         config,
+        net_peers,
     })?;
     {
         let mut stdin = child.stdin.take().context("keeper stdin")?;
@@ -86,29 +136,24 @@ pub fn run_detached(image: &str, config: ContainerConfig) -> Result<i32> {
         Ok(r) => r,
         Err(_) => {
             let _ = child.wait();
-            eprintln!(
-                "berth: the VM's keeper exited before the container started (see {})",
-                root.join("keeper.log").display()
-            );
-            return Ok(EXIT_ENGINE);
+            return Ok(Launched {
+                notes: Vec::new(),
+                reply: KeeperReply {
+                    error: Some(format!(
+                        "berth: the VM's keeper exited before the container started (see {})",
+                        root.join("keeper.log").display()
+                    )),
+                    code: EXIT_ENGINE,
+                    ..Default::default()
+                },
+            });
         }
     };
     std::mem::forget(child);
-    reply.notes.iter().for_each(|n| eprintln!("{n}"));
-    match (reply.id, reply.error) {
-        (Some(id), None) => {
-            println!("{id}");
-            Ok(0)
-        }
-        (_, error) => {
-            eprintln!("{}", error.unwrap_or_default());
-            Ok(if reply.code == 0 {
-                EXIT_ENGINE
-            } else {
-                reply.code
-            })
-        }
-    }
+    Ok(Launched {
+        notes: reply.notes.clone(),
+        reply,
+    })
 }
 
 /// `berth vm-keeper`: serves one detached own-VM container (see the
@@ -190,6 +235,7 @@ fn start(
         ));
     };
     let mut cfg = request.config;
+    let net_peers = request.net_peers;
     let bindings = if cfg.ports.is_empty() && !cfg.publish_all {
         Vec::new()
     } else {
@@ -233,6 +279,7 @@ fn start(
         // The config's bind sources and named volumes were pointed at the
         // VM's shares by the `run` that started this keeper.
         vm.set_mounts(&cfg).map_err(|e| engine_err(&e))?;
+        vm.set_net_peers(net_peers);
         Ok(vm)
     });
     let started = vm.and_then(|vm| {

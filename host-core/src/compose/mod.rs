@@ -10,6 +10,7 @@
 //! end's: every step is reported through a [`Progress`] callback.
 
 pub mod spec;
+pub mod vm;
 
 use crate::client::ClientError;
 use crate::engine::{Engine, NetworkConnect, NetworkCreate, VolumeCreate};

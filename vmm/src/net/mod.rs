@@ -15,6 +15,15 @@
 //! - `192.168.127.2` ([`GUEST`]): the guest.
 //! - `192.168.127.254` ([`HOST_ALIAS`]): the host's loopback
 //!   (`host.docker.internal`): connections to it go to 127.0.0.1.
+//! - *Peers* ([`UserNetConfig::peers`], `berth-vmm --net-peer`): extra
+//!   addresses outside the /24 (berth compose uses 198.18.0.0/15, the
+//!   benchmarking range, which ordinary networks do not use) whose TCP connections go to a
+//!   given host address, same port: how one own VM reaches another VM's
+//!   published ports by service name (the other VM's keeper listens on a
+//!   host loopback address of its own, 127.X.Y.Z). A port below 1024 is
+//!   reached at [`PEER_LOW_PORT_OFFSET`] + port on the host (a keeper run
+//!   by an unprivileged user cannot bind port 80). TCP only: UDP to a
+//!   peer address leaves for the peer address itself, as any outside one.
 //! - Every other destination outside the /24 is the outside world: a TCP
 //!   SYN makes the stack connect a host socket to that address first and
 //!   only then answer the guest (SYN-ACK), so a refused or unreachable
@@ -74,6 +83,10 @@ pub const MAX_TCP_FLOWS: usize = 512;
 pub const MAX_UDP_FLOWS: usize = 256;
 /// Buffer of each TCP connection, each way.
 pub const TCP_BUFFER: usize = 64 * 1024;
+/// Where a peer's ports below 1024 are on the host: this plus the port.
+pub const PEER_LOW_PORT_OFFSET: u16 = 40000;
+/// Most peer addresses ([`UserNetConfig::peers`]).
+pub const MAX_PEERS: usize = 256;
 /// Most frames waiting in each direction.
 pub const MAX_QUEUED_FRAMES: usize = 1024;
 
@@ -87,6 +100,10 @@ pub struct UserNetConfig {
     /// Networks behind the guest (its containers' bridges): replies to
     /// them are routed via [`GUEST`].
     pub guest_routes: Vec<(Ipv4Addr, u8)>,
+    /// Peer addresses (as the guest sees them) and the host addresses
+    /// their TCP connections go to, same port (see the module docs). At
+    /// most [`MAX_PEERS`].
+    pub peers: Vec<(Ipv4Addr, Ipv4Addr)>,
 }
 
 impl UserNetConfig {
@@ -109,6 +126,7 @@ impl UserNetConfig {
                 (Ipv4Addr::new(10, 0, 0, 0), 8),
                 (Ipv4Addr::new(192, 168, 0, 0), 16),
             ],
+            peers: Vec::new(),
         }
     }
 }
@@ -125,4 +143,7 @@ pub enum NetError {
     /// More guest routes than the stack's route table holds.
     #[error("too many guest routes (at most {0})")]
     TooManyRoutes(usize),
+    /// More peer addresses than [`MAX_PEERS`].
+    #[error("too many peer addresses (at most {MAX_PEERS})")]
+    TooManyPeers,
 }

@@ -103,6 +103,9 @@ pub struct UserNet {
 impl UserNet {
     /// A stack for the VM network described in [`super`].
     pub fn new(config: UserNetConfig) -> Result<Self, NetError> {
+        if config.peers.len() > super::MAX_PEERS {
+            return Err(NetError::TooManyPeers);
+        }
         let poll = Poll::new().map_err(NetError::Poller)?;
         let waker = Waker::new(poll.registry(), WAKER).map_err(NetError::Poller)?;
         let mut link = FrameQueue::default();
@@ -187,8 +190,16 @@ impl UserNet {
 
     /// Where the guest's `dst` leads on the host; `None`: nowhere (dropped
     /// or reset).
-    fn host_target(&self, dst: SocketAddrV4) -> Option<SocketAddr> {
+    pub(super) fn host_target(&self, dst: SocketAddrV4) -> Option<SocketAddr> {
         let ip = *dst.ip();
+        if let Some((_, host)) = self.config.peers.iter().find(|(peer, _)| *peer == ip) {
+            let port = match dst.port() {
+                0 => return None,
+                p if p < 1024 => super::PEER_LOW_PORT_OFFSET + p,
+                p => p,
+            };
+            return Some(SocketAddr::new(IpAddr::V4(*host), port));
+        }
         if ip == HOST_ALIAS {
             return Some(SocketAddr::new(
                 IpAddr::V4(self.config.host_loopback),

@@ -171,7 +171,12 @@ fn answers_arp_for_its_own_addresses_only() {
 /// A host server on 127.0.0.1 that reads until the client half-closes,
 /// then answers `got:<data>` and closes.
 fn half_close_server() -> (u16, std::thread::JoinHandle<Vec<u8>>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    half_close_server_on(Ipv4Addr::LOCALHOST)
+}
+
+/// [`half_close_server`] on host address `ip`.
+fn half_close_server_on(ip: Ipv4Addr) -> (u16, std::thread::JoinHandle<Vec<u8>>) {
+    let l = TcpListener::bind((ip, 0)).unwrap();
     let port = l.local_addr().unwrap().port();
     let t = std::thread::spawn(move || {
         let (mut s, _) = l.accept().unwrap();
@@ -187,8 +192,19 @@ fn half_close_server() -> (u16, std::thread::JoinHandle<Vec<u8>>) {
 
 fn tcp_round_trip(local: Ipv4Addr) {
     let (port, server) = half_close_server();
-    let mut h = Harness::new(default_config());
-    let s = h.connect((local, 49152), (HOST_ALIAS, port));
+    let h = Harness::new(default_config());
+    tcp_round_trip_to(h, local, (HOST_ALIAS, port), server);
+}
+
+/// Sends 6000 bytes from `local` to `remote` through the stack, half
+/// closes, and checks `server`'s answer.
+fn tcp_round_trip_to(
+    mut h: Harness,
+    local: Ipv4Addr,
+    remote: (Ipv4Addr, u16),
+    server: std::thread::JoinHandle<Vec<u8>>,
+) {
+    let s = h.connect((local, 49152), remote);
     h.run_until("established", |h| h.tcp(s).may_send());
     // More than one window's worth of smoltcp segments, to exercise the relay.
     let data: Vec<u8> = (0..6000u32).map(|i| (i % 251) as u8).collect();
@@ -224,6 +240,58 @@ fn tcp_to_host_loopback_with_half_close() {
 #[test]
 fn tcp_from_a_container_address_behind_the_guest() {
     tcp_round_trip(CONTAINER);
+}
+
+/// A peer address (`--net-peer`) leads to its host address, from the
+/// guest and from a container behind it; the host alias's port of the
+/// same number stays closed.
+#[test]
+fn tcp_to_a_peer_goes_to_its_host_address() {
+    let peer = Ipv4Addr::new(198, 18, 0, 3);
+    let host = Ipv4Addr::new(127, 77, 3, 3);
+    let mut config = default_config();
+    config.peers = vec![
+        (Ipv4Addr::new(198, 18, 0, 2), Ipv4Addr::LOCALHOST),
+        (peer, host),
+    ];
+    for local in [GUEST, CONTAINER] {
+        let (port, server) = half_close_server_on(host);
+        tcp_round_trip_to(Harness::new(config.clone()), local, (peer, port), server);
+    }
+    // Without the peer, the same address is the outside world: the host
+    // connects to the address itself, not to the host address.
+    let (port, _server) = half_close_server_on(host);
+    let mut net = UserNet::new(default_config()).unwrap();
+    assert_eq!(
+        net.host_target(std::net::SocketAddrV4::new(peer, port)),
+        Some(SocketAddr::from((peer, port)))
+    );
+    let mut config = default_config();
+    config.peers = vec![(peer, host)];
+    net = UserNet::new(config).unwrap();
+    assert_eq!(
+        net.host_target(std::net::SocketAddrV4::new(peer, port)),
+        Some(SocketAddr::from((host, port)))
+    );
+    assert_eq!(net.host_target(std::net::SocketAddrV4::new(peer, 0)), None);
+    // Ports below 1024 are at an offset (an unprivileged keeper binds them).
+    assert_eq!(
+        net.host_target(std::net::SocketAddrV4::new(peer, 80)),
+        Some(SocketAddr::from((host, PEER_LOW_PORT_OFFSET + 80)))
+    );
+    assert_eq!(
+        net.host_target(std::net::SocketAddrV4::new(peer, 1024)),
+        Some(SocketAddr::from((host, 1024)))
+    );
+}
+
+#[test]
+fn too_many_peers_are_refused() {
+    let mut config = default_config();
+    config.peers = (0..=MAX_PEERS as u32)
+        .map(|i| (Ipv4Addr::from(0xc612_0000 + i), Ipv4Addr::LOCALHOST))
+        .collect();
+    assert!(matches!(UserNet::new(config), Err(NetError::TooManyPeers)));
 }
 
 #[test]
