@@ -296,6 +296,21 @@ fn follow_interest(shares: &[(String, PathBuf)], dir: &Path, mut out: Shared) {
 /// Connects to the VMM's event stream and serves it on a thread of its
 /// own (no stream: a VMM without the watcher; nothing happens). Another
 /// thread tells the VMM which folders to watch (see the module docs).
+/// The socket of the running event stream (a duplicate, for [`stop`]).
+static STREAM: Mutex<Option<OwnedFd>> = Mutex::new(None);
+
+/// Ends the running event stream, if any: its socket is shut down, so the
+/// VMM sees the connection close and the serving thread returns (the
+/// interest thread returns at its next write). Before a suspend: a
+/// snapshot carries no vsock connection.
+pub fn stop() {
+    let fd = STREAM.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(fd) = fd {
+        // SAFETY: shutdown(2) on a socket descriptor this process owns.
+        unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) };
+    }
+}
+
 pub fn spawn(shares: Vec<(String, PathBuf)>, engine_root: &Path) {
     if shares.is_empty() {
         return;
@@ -315,6 +330,9 @@ pub fn spawn(shares: Vec<(String, PathBuf)>, engine_root: &Path) {
                 Ok(r) => std::fs::File::from(r),
                 Err(_) => return,
             };
+            if let Ok(d) = fd.try_clone() {
+                *STREAM.lock().unwrap_or_else(|e| e.into_inner()) = Some(d);
+            }
             let out = Shared(Arc::new(Mutex::new(std::fs::File::from(fd))));
             let watch_out = out.clone();
             let watch_shares = shares.clone();

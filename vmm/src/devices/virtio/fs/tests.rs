@@ -1768,4 +1768,11 @@ fn an_unused_share_can_be_snapshotted_and_one_in_use_cannot() {
     assert_eq!(s.dev.snapshot_blocker(), None);
     s.lookup(ROOT, b"hello.txt").unwrap();
     assert!(s.dev.snapshot_blocker().is_some());
+    // The guest unmounted it (its last mount): DESTROY ends the session,
+    // and the share can be snapshotted again (a suspended machine VM)
+    // until the next mount's requests.
+    let _ = s.call(Opcode::Destroy, 0, &[]);
+    assert_eq!(s.dev.snapshot_blocker(), None);
+    let _ = s.lookup(ROOT, b"hello.txt");
+    assert!(s.dev.snapshot_blocker().is_some());
 }
