@@ -169,12 +169,15 @@ pub fn clone_init(unix_time_ns: u64, seed: &[u8], hostname: &str) -> Result<(), 
     }
     // Empty: keep the hostname (a resumed machine, not a clone).
     if !hostname.is_empty() {
-        nix::unistd::sethostname(hostname)
-            .map_err(|e| format!("sethostname {hostname:?}: {e}"))?;
+        nix::unistd::sethostname(hostname).map_err(|e| format!("sethostname {hostname:?}: {e}"))?;
     }
     log(&format!(
         "clone init: clock set, RNG reseeded, hostname {} (uptime {:.3} s)",
-        if hostname.is_empty() { "kept" } else { hostname },
+        if hostname.is_empty() {
+            "kept"
+        } else {
+            hostname
+        },
         uptime()
     ));
     Ok(())

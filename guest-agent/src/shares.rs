@@ -157,7 +157,10 @@ pub fn release() -> Result<(), String> {
         nix::mount::umount2(mp.as_str(), nix::mount::MntFlags::empty())
             .map_err(|e| format!("share {} at {mp}: unmount: {e}", share.tag))?;
     }
-    log(&format!("shares released for a suspend (uptime {:.3} s)", uptime()));
+    log(&format!(
+        "shares released for a suspend (uptime {:.3} s)",
+        uptime()
+    ));
     Ok(())
 }
 

@@ -1431,7 +1431,10 @@ impl Machine {
                 }
                 let _ = std::fs::remove_file(self.dir.join("vmm.pid"));
                 let log = std::fs::read_to_string(self.dir.join("vmm.log")).unwrap_or_default();
-                match log.lines().find(|l| l.starts_with("berth-vmm: ") && !l.contains("timings")) {
+                match log
+                    .lines()
+                    .find(|l| l.starts_with("berth-vmm: ") && !l.contains("timings"))
+                {
                     Some(l) => Err(e.context(l.trim_start_matches("berth-vmm: ").to_string())),
                     None => Err(e),
                 }
@@ -1448,7 +1451,9 @@ impl Machine {
             .map_err(anyhow::Error::from)
             .and_then(|mut c| c.shares_remount().map_err(anyhow::Error::from));
         if let Err(e) = done {
-            eprintln!("berth: warning: the machine VM did not mount its shared folders again: {e:#}");
+            eprintln!(
+                "berth: warning: the machine VM did not mount its shared folders again: {e:#}"
+            );
         }
     }
 

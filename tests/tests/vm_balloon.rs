@@ -181,9 +181,15 @@ fn machine_vmm_rss_falls_after_the_guest_frees_memory() {
 
 /// `ps -a` without the status column (its "Up N seconds" moves on).
 fn containers(b: &Berth) -> String {
-    b.run(&["ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Names}} {{.Image}} {{.Command}}"])
-        .ok()
-        .stdout
+    b.run(&[
+        "ps",
+        "-a",
+        "--no-trunc",
+        "--format",
+        "{{.ID}} {{.Names}} {{.Image}} {{.Command}}",
+    ])
+    .ok()
+    .stdout
 }
 
 /// The sleeper's PID, StartedAt, RestartCount and Running.
@@ -227,7 +233,10 @@ fn machine_suspends_to_a_snapshot_and_resumes_with_its_containers() {
     ])
     .ok();
     let before = containers(&b);
-    let images = b.run(&["images", "--no-trunc"]).ok().stdout;
+    let images = b
+        .run(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"])
+        .ok()
+        .stdout;
     let state = sleeper_state(&b);
     assert!(state.3, "the sleeper runs before the suspend: {state:?}");
     let vmm = b.vmm_pid().expect("the machine's VMM runs");
@@ -263,7 +272,9 @@ fn machine_suspends_to_a_snapshot_and_resumes_with_its_containers() {
     );
     assert_eq!(after, before, "the containers after the resume");
     assert_eq!(
-        b.run(&["images", "--no-trunc"]).ok().stdout,
+        b.run(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"])
+            .ok()
+            .stdout,
         images,
         "the images after the resume"
     );
@@ -272,7 +283,10 @@ fn machine_suspends_to_a_snapshot_and_resumes_with_its_containers() {
         now, state,
         "the --restart always sleeper runs on as the same process (a cold boot would have restarted it)\nvmm.log: {log}"
     );
-    let ps = b.run(&["ps", "--format", "{{.Names}} {{.Status}}"]).ok().stdout;
+    let ps = b
+        .run(&["ps", "--format", "{{.Names}} {{.Status}}"])
+        .ok()
+        .stdout;
     assert!(ps.contains("sleeper Up"), "{ps}");
     assert!(
         !b.home.path().join("machine/suspend").exists()

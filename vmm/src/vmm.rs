@@ -628,7 +628,9 @@ impl Machine {
             match event_rx.recv() {
                 Ok(Event::Exit(r)) => break r,
                 Ok(Event::Suspend) => {
-                    let Some(dir) = SUSPEND_DIR.get() else { continue };
+                    let Some(dir) = SUSPEND_DIR.get() else {
+                        continue;
+                    };
                     let snap = Snapshotter {
                         backend,
                         vm: &vm,
@@ -845,7 +847,10 @@ impl Snapshotter<'_> {
         std::fs::rename(&tmp, dir.join(snapshot::STATE_FILE))
             .map_err(snapshot::io_err("rename state file"))?;
         if let Some(_held) = held {
-            self.serial.lock().unwrap_or_else(|e| e.into_inner()).flush();
+            self.serial
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .flush();
             eprintln!(
                 "berth-vmm: suspended to {} (pause {:.2} ms, total {:.1} ms, {:.1} MiB of memory data)",
                 dir.display(),

@@ -1771,7 +1771,13 @@ fn an_unused_share_can_be_snapshotted_and_one_in_use_cannot() {
     // The guest unmounted it (its last mount): DESTROY ends the session,
     // and the share can be snapshotted again (a suspended machine VM)
     // until the next mount's requests.
-    let _ = s.call(Opcode::Destroy, 0, &[]);
+    // (DESTROY has no reply: sent raw, its header only.)
+    let mut destroy = Vec::new();
+    destroy.extend_from_slice(&40u32.to_le_bytes());
+    destroy.extend_from_slice(&(Opcode::Destroy as u32).to_le_bytes());
+    destroy.extend_from_slice(&9999u64.to_le_bytes());
+    destroy.extend_from_slice(&[0u8; 24]);
+    s.raw(&destroy);
     assert_eq!(s.dev.snapshot_blocker(), None);
     let _ = s.lookup(ROOT, b"hello.txt");
     assert!(s.dev.snapshot_blocker().is_some());
