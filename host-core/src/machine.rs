@@ -529,7 +529,12 @@ impl Machine {
 
     /// Runs this machine's port forwarder (see [`crate::port_forward`]).
     pub fn serve_ports(&self) -> Result<()> {
-        crate::port_forward::serve(&self.dir, self.endpoint(), || self.vmm_pid().is_some())
+        crate::port_forward::serve(
+            &self.dir,
+            self.endpoint(),
+            || self.vmm_pid().is_some(),
+            || self.idle_suspend_check(),
+        )
     }
 
     /// Starts the port forwarder of the machine VM unless one runs.
@@ -579,8 +584,49 @@ impl Machine {
         crate::port_forward::sync(&self.dir).unwrap_or_default()
     }
 
+    /// Where each command that uses the machine leaves its time (the
+    /// file's mtime), for the idle suspend.
+    fn last_use(&self) -> PathBuf {
+        self.dir.join("last-use")
+    }
+
+    fn touch_last_use(&self) {
+        let _ = std::fs::File::create(self.last_use());
+    }
+
+    /// The port forwarder's quiet tick (every 10 s without a container
+    /// event): with `BERTH_MACHINE_IDLE_SUSPEND=<seconds>` and no command
+    /// for that long, starts `berth machine suspend` (which ends this
+    /// forwarder; a refused suspend waits another period).
+    fn idle_suspend_check(&self) {
+        let after = crate::env::parse::<u64>(crate::env::MACHINE_IDLE_SUSPEND);
+        let since = std::fs::metadata(self.last_use())
+            .or_else(|_| std::fs::metadata(self.dir.join("vmm.pid")))
+            .and_then(|m| m.modified())
+            .ok();
+        if !idle_suspend_due(after, since, std::time::SystemTime::now()) {
+            return;
+        }
+        self.touch_last_use();
+        let Ok(exe) = std::env::current_exe() else {
+            return;
+        };
+        eprintln!("machine idle for {} s: suspending it", after.unwrap_or(0));
+        let mut cmd = std::process::Command::new(exe);
+        cmd.args(["machine", "suspend"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null());
+        crate::platform::detach(&mut cmd);
+        if let Err(e) = cmd.spawn() {
+            eprintln!("machine suspend: {e}");
+        }
+    }
+
     /// Connects to the agent, starting the machine when it is not running.
     pub fn connect(&self) -> Result<Engine> {
+        if self.persistent {
+            self.touch_last_use();
+        }
         if self.vmm_pid().is_some() {
             if let Ok(c) = self.connect_running() {
                 self.ensure_port_forwarder();
@@ -1502,6 +1548,22 @@ impl Machine {
     }
 }
 
+/// Whether the machine, last used at `since`, has been idle for `after`
+/// seconds at `now` (`BERTH_MACHINE_IDLE_SUSPEND`; None or 0: never; an
+/// unknown last use or a clock that went back: not idle).
+fn idle_suspend_due(
+    after: Option<u64>,
+    since: Option<std::time::SystemTime>,
+    now: std::time::SystemTime,
+) -> bool {
+    match (after.filter(|&s| s > 0), since) {
+        (Some(after), Some(since)) => now
+            .duration_since(since)
+            .is_ok_and(|idle| idle >= Duration::from_secs(after)),
+        _ => false,
+    }
+}
+
 /// Asks the VMM `pid` (started with `--suspend-to`) to suspend.
 fn signal_suspend(pid: i32) -> Result<()> {
     #[cfg(unix)]
@@ -1544,6 +1606,26 @@ pub fn parse_balloon_stats(data: &[u8]) -> std::collections::BTreeMap<String, u6
 #[cfg(test)]
 mod tests {
     use super::write_rootfs;
+
+    #[test]
+    fn idle_suspend_is_due_only_after_the_setting() {
+        use std::time::{Duration, SystemTime};
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let ago = |s| Some(now - Duration::from_secs(s));
+        assert!(idle_suspend_due(Some(60), ago(60), now));
+        assert!(idle_suspend_due(Some(60), ago(3600), now));
+        assert!(!idle_suspend_due(Some(60), ago(59), now));
+        // Off: unset or 0.
+        assert!(!idle_suspend_due(None, ago(3600), now));
+        assert!(!idle_suspend_due(Some(0), ago(3600), now));
+        // No known last use, or one in the future (the clock went back).
+        assert!(!idle_suspend_due(Some(60), None, now));
+        assert!(!idle_suspend_due(
+            Some(60),
+            Some(now + Duration::from_secs(600)),
+            now
+        ));
+    }
 
     #[test]
     fn balloon_stats_are_read_defensively() {
