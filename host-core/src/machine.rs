@@ -1371,8 +1371,9 @@ impl Machine {
         }
         let log = self.dir.join("vmm.log");
         // A connection just closed (the forwarder's, this process's own)
-        // takes the guest a moment to finish: those reasons are retried.
-        let deadline = Instant::now() + Duration::from_secs(15);
+        // takes the guest a moment to finish (seconds where its kernel is
+        // emulated): those reasons are retried.
+        let deadline = Instant::now() + Duration::from_secs(60);
         let refusal = loop {
             let seen = std::fs::read_to_string(&log).unwrap_or_default().len();
             signal_suspend(pid)?;
