@@ -1606,7 +1606,7 @@ pub fn parse_balloon_stats(data: &[u8]) -> std::collections::BTreeMap<String, u6
 
 #[cfg(test)]
 mod tests {
-    use super::write_rootfs;
+    use super::{idle_suspend_due, write_rootfs};
 
     #[test]
     fn idle_suspend_is_due_only_after_the_setting() {
