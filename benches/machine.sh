@@ -23,6 +23,10 @@
 #      the 300 MiB back on the host at the end of the window. RSS=0 skips
 #      it; RSS_OFF=0 skips the second round; RSS_ONLY=1 runs only steps 2
 #      and 6.
+#   7. suspend and resume: `berth machine suspend` with a `--restart
+#      always` sleeper running, then the first command answered (`ps`,
+#      which resumes the machine from its snapshot), and its ratio to
+#      step 2's cold start (goal <= 0.2). SUSPEND=0 skips it.
 # The machine runs in a private BERTH_HOME (removed at the end) and is
 # stopped afterwards.
 #
@@ -238,6 +242,27 @@ if [ "${RSS:-1}" != 0 ]; then
         log "balloon off: VmRSS full, when the guest freed it, then every second (KiB): $rss_off"
     fi
 fi
+# ------------------------------------------------------------------ 7. suspend and resume
+# `machine suspend` (snapshot, VMM gone), then the first command answered
+# (`ps`, which resumes the machine), against step 2's cold machine start.
+# SUSPEND=0 skips it.
+suspend_s=n/a resume_s=n/a resume_ratio=n/a
+if [ "${SUSPEND:-1}" != 0 ]; then
+    log "7 machine suspend, then the first ps (resume)"
+    "$berth" run -d --name bench-suspend --restart always berth/busybox sleep 100000 >/dev/null
+    t0=$(now)
+    if "$berth" machine suspend >/dev/null 2>"$home/suspend.err"; then
+        suspend_s=$(secs "$t0" "$(now)")
+        t0=$(now)
+        "$berth" ps >/dev/null || die "ps after the suspend failed"
+        resume_s=$(secs "$t0" "$(now)")
+        resume_ratio=$(awk -v r="$resume_s" -v c="$m_start" 'BEGIN {if (c > 0) printf "%.2f", r / c; else print "n/a"}')
+    else
+        log "suspend refused: $(cat "$home/suspend.err")"
+    fi
+    "$berth" rm -f bench-suspend >/dev/null 2>&1 || true
+fi
+
 # "full samples..." -> "full_MiB -> last_MiB (share of HOG_MIB back)".
 rss_row() {
     awk -v hog="$hog_mib" '{full = $1; last = $NF; printf "%.0f -> %.0f MiB, %.0f %%", full / 1024, last / 1024, (full - last) / 1024 * 100 / hog}' <<<"$1"
@@ -256,6 +281,9 @@ printf "$fmt" "boot -> ready on vsock, bare VM (s)" "$b_vsock" "n/a" ""
     "$(awk -v b="$b_insns" -v q="$q_insns" 'BEGIN {if (q > 0) printf "%.2f", b / q; else print "n/a"}')"
 printf "$fmt" "berth machine start -> agent answers (s)" "$m_start" "" ""
 printf "$fmt" "run --rm berth/busybox true, warm machine (s)" "$run_s" "" ""
+printf "$fmt" "machine suspend (s)" "$suspend_s" "" ""
+printf "$fmt" "resume: suspended -> first ps answered (s)" "$resume_s" "" ""
+printf "$fmt" "  resume / cold machine start (goal <= 0.2)" "$resume_ratio" "" ""
 # RSS_ONLY=1 skipped step 3: no counters to print.
 if [ "$rss_only" != 1 ]; then
 printf "$fmt" "  guest forks" "$(delta forks)" "" ""

@@ -167,9 +167,17 @@ pub fn clone_init(unix_time_ns: u64, seed: &[u8], hostname: &str) -> Result<(), 
             std::io::Error::last_os_error()
         ));
     }
-    nix::unistd::sethostname(hostname).map_err(|e| format!("sethostname {hostname:?}: {e}"))?;
+    // Empty: keep the hostname (a resumed machine, not a clone).
+    if !hostname.is_empty() {
+        nix::unistd::sethostname(hostname).map_err(|e| format!("sethostname {hostname:?}: {e}"))?;
+    }
     log(&format!(
-        "clone init: clock set, RNG reseeded, hostname {hostname} (uptime {:.3} s)",
+        "clone init: clock set, RNG reseeded, hostname {} (uptime {:.3} s)",
+        if hostname.is_empty() {
+            "kept"
+        } else {
+            hostname
+        },
         uptime()
     ));
     Ok(())

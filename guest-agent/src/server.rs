@@ -462,6 +462,12 @@ fn handle(engine: &Engine, req: Request) -> Result<Response, ApiError> {
                 })
                 .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))
         }
+        Request::SharesRelease => crate::shares::release()
+            .map(|()| Response::Ok)
+            .map_err(|e| ApiError::new(ErrorKind::Internal, e)),
+        Request::SharesRemount => crate::shares::remount(engine.layout().root())
+            .map(|()| Response::Ok)
+            .map_err(|e| ApiError::new(ErrorKind::Internal, e)),
         Request::SharesMount { shares } => {
             crate::shares::mount_requested(&shares, engine.layout().root())
                 .map(|()| Response::Ok)

@@ -251,7 +251,7 @@ impl Write for Shared {
 
 /// Sends the VMM the folders the running containers bind-mount, now and
 /// whenever a registration in `dir` changes.
-fn follow_interest(shares: &[(String, PathBuf)], dir: &Path, mut out: Shared) {
+fn follow_interest(shares: &[(String, PathBuf)], dir: &Path, mut out: Shared, generation: u64) {
     use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
     let _ = std::fs::create_dir_all(dir);
     let inotify = Inotify::init(InitFlags::IN_CLOEXEC).ok().filter(|i| {
@@ -267,6 +267,10 @@ fn follow_interest(shares: &[(String, PathBuf)], dir: &Path, mut out: Shared) {
     });
     let mut last = None;
     loop {
+        if GENERATION.load(std::sync::atomic::Ordering::SeqCst) != generation {
+            // Stopped (a suspend): `out`, the socket's last holder, closes.
+            return;
+        }
         let sources: Vec<PathBuf> = crate::engine::share_watch::registered(dir)
             .into_iter()
             .filter_map(|p| std::fs::canonicalize(p).ok())
@@ -296,6 +300,40 @@ fn follow_interest(shares: &[(String, PathBuf)], dir: &Path, mut out: Shared) {
 /// Connects to the VMM's event stream and serves it on a thread of its
 /// own (no stream: a VMM without the watcher; nothing happens). Another
 /// thread tells the VMM which folders to watch (see the module docs).
+/// The socket of the running event stream (a duplicate, for [`stop`]).
+static STREAM: Mutex<Option<OwnedFd>> = Mutex::new(None);
+
+/// Ends the running event stream, if any: its socket is shut down, so the
+/// VMM sees the connection close and the serving thread returns (the
+/// interest thread returns at its next write). Before a suspend: a
+/// snapshot carries no vsock connection.
+pub fn stop() {
+    let fd = STREAM.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(fd) = fd {
+        // SAFETY: shutdown(2) on a socket descriptor this process owns.
+        unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) };
+    }
+    // The interest thread holds the socket too, asleep on its inotify
+    // watch: a new generation and a file made and removed in the folder
+    // it watches wake it, and it returns, so that the socket is closed
+    // (a snapshot refuses a connection the guest has only shut down).
+    GENERATION.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    if let Some(dir) = INTEREST_DIR
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+    {
+        let wake = dir.join(".stop");
+        let _ = std::fs::File::create(&wake);
+        let _ = std::fs::remove_file(&wake);
+    }
+}
+
+/// Bumped by [`stop`]: an interest thread of an older generation returns.
+static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// The folder the interest thread watches (for [`stop`]'s wake-up).
+static INTEREST_DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
+
 pub fn spawn(shares: Vec<(String, PathBuf)>, engine_root: &Path) {
     if shares.is_empty() {
         return;
@@ -315,12 +353,17 @@ pub fn spawn(shares: Vec<(String, PathBuf)>, engine_root: &Path) {
                 Ok(r) => std::fs::File::from(r),
                 Err(_) => return,
             };
+            if let Ok(d) = fd.try_clone() {
+                *STREAM.lock().unwrap_or_else(|e| e.into_inner()) = Some(d);
+            }
             let out = Shared(Arc::new(Mutex::new(std::fs::File::from(fd))));
             let watch_out = out.clone();
             let watch_shares = shares.clone();
+            let generation = GENERATION.load(std::sync::atomic::Ordering::SeqCst);
+            *INTEREST_DIR.lock().unwrap_or_else(|e| e.into_inner()) = Some(dir.clone());
             let _ = std::thread::Builder::new()
                 .name("share-watch".into())
-                .spawn(move || follow_interest(&watch_shares, &dir, watch_out));
+                .spawn(move || follow_interest(&watch_shares, &dir, watch_out, generation));
             serve(&shares, reader, out);
         });
 }

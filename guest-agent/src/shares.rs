@@ -122,6 +122,77 @@ pub fn mount_shares(cmdline: &str, engine_root: &Path) {
     crate::share_events::spawn(watched, engine_root);
 }
 
+/// The boot's shares (`berth.shares=` of /proc/cmdline), parsed again.
+fn boot_shares() -> Result<Vec<Share>, String> {
+    let cmdline =
+        std::fs::read_to_string("/proc/cmdline").map_err(|e| format!("/proc/cmdline: {e}"))?;
+    Ok(param(&cmdline, "berth.shares")
+        .map(|v| parse_shares(v).0)
+        .unwrap_or_default())
+}
+
+/// Whether `mp` is a mount point in this mount namespace.
+fn is_mounted(mp: &str) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(mp))
+}
+
+/// `SharesRelease`: ends the share-event stream and unmounts the boot's
+/// shares before a suspend (see the request's docs). A share a container
+/// still binds stays alive in the guest kernel (its FUSE session goes on):
+/// the VMM then refuses the suspend and the host asks for
+/// [`remount`].
+pub fn release() -> Result<(), String> {
+    if std::process::id() != 1 {
+        return Err("shares are only for guest agents".into());
+    }
+    crate::share_events::stop();
+    for share in boot_shares()? {
+        let mp = share.mount_point();
+        if !is_mounted(&mp) {
+            continue;
+        }
+        nix::mount::umount2(mp.as_str(), nix::mount::MntFlags::empty())
+            .map_err(|e| format!("share {} at {mp}: unmount: {e}", share.tag))?;
+    }
+    log(&format!(
+        "shares released for a suspend (uptime {:.3} s)",
+        uptime()
+    ));
+    Ok(())
+}
+
+/// `SharesRemount`: mounts the boot's shares that are not mounted and
+/// restarts the live events of the writable ones.
+pub fn remount(engine_root: &Path) -> Result<(), String> {
+    if std::process::id() != 1 {
+        return Err("shares are only for guest agents".into());
+    }
+    let mut watched = Vec::new();
+    let mut failed = Vec::new();
+    for share in boot_shares()? {
+        let mp = share.mount_point();
+        if !is_mounted(&mp) {
+            if let Err(why) = mount_share(&share, false) {
+                failed.push(why);
+                continue;
+            }
+        }
+        if !share.read_only {
+            watched.push((share.tag.clone(), mp.into()));
+        }
+    }
+    crate::share_events::stop();
+    crate::share_events::spawn(watched, engine_root);
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("; "))
+    }
+}
+
 /// Whether [`mount_requested`] ran (a guest mounts its requested shares once).
 static REQUESTED_SHARES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 

@@ -199,6 +199,18 @@ impl Engine {
         self.ack(Request::SharesMount { shares })
     }
 
+    /// Before a suspend: the machine's agent ends its share-event stream
+    /// and unmounts its shares.
+    pub fn shares_release(&mut self) -> Result<(), ClientError> {
+        self.ack(Request::SharesRelease)
+    }
+
+    /// After a resume or a refused suspend: the agent mounts its shares
+    /// again.
+    pub fn shares_remount(&mut self) -> Result<(), ClientError> {
+        self.ack(Request::SharesRemount)
+    }
+
     /// Mounts an image disk the VM was given as `device`.
     pub fn image_disk_attach(&mut self, device: &str) -> Result<(), ClientError> {
         self.ack(Request::ImageDiskAttach {

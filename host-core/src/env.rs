@@ -29,6 +29,9 @@ pub const MACHINE_NET: &str = "BERTH_MACHINE_NET";
 pub const BALLOON: &str = "BERTH_BALLOON";
 /// The machine VM's shared folders (see `shares.rs`).
 pub const MACHINE_SHARES: &str = "BERTH_MACHINE_SHARES";
+/// Seconds without a command after which the machine VM suspends itself
+/// (`machine suspend`); unset or 0: never.
+pub const MACHINE_IDLE_SUSPEND: &str = "BERTH_MACHINE_IDLE_SUSPEND";
 /// Seconds to wait for a booting guest's agent (default 300).
 pub const BOOT_TIMEOUT: &str = "BERTH_BOOT_TIMEOUT";
 /// Seconds to wait for a restored clone's agent (default 180).
@@ -93,6 +96,7 @@ pub const ALL: &[&str] = &[
     MACHINE_NET,
     BALLOON,
     MACHINE_SHARES,
+    MACHINE_IDLE_SUSPEND,
     BOOT_TIMEOUT,
     RESTORE_TIMEOUT,
     VM_SNAPSHOTS,

@@ -59,6 +59,10 @@ pub struct Timings {
     pub init_to_ready_ms: Option<u64>,
     /// Launch → agent answered a request.
     pub agent_ready_ms: u64,
+    /// The machine was resumed from its suspend snapshot (see
+    /// [`Machine::suspend`]), not booted: the boot fields are empty.
+    #[serde(default)]
+    pub resumed: bool,
 }
 
 /// One machine's files.
@@ -560,7 +564,12 @@ impl Machine {
 
     /// Runs this machine's port forwarder (see [`crate::port_forward`]).
     pub fn serve_ports(&self) -> Result<()> {
-        crate::port_forward::serve(&self.dir, self.endpoint(), || self.vmm_pid().is_some())
+        crate::port_forward::serve(
+            &self.dir,
+            self.endpoint(),
+            || self.vmm_pid().is_some(),
+            || self.idle_suspend_check(),
+        )
     }
 
     /// Starts the port forwarder of the machine VM unless one runs.
@@ -610,8 +619,49 @@ impl Machine {
         crate::port_forward::sync(&self.dir).unwrap_or_default()
     }
 
+    /// Where each command that uses the machine leaves its time (the
+    /// file's mtime), for the idle suspend.
+    fn last_use(&self) -> PathBuf {
+        self.dir.join("last-use")
+    }
+
+    fn touch_last_use(&self) {
+        let _ = std::fs::File::create(self.last_use());
+    }
+
+    /// The port forwarder's quiet tick (every 10 s without a container
+    /// event): with `BERTH_MACHINE_IDLE_SUSPEND=<seconds>` and no command
+    /// for that long, starts `berth machine suspend` (which ends this
+    /// forwarder; a refused suspend waits another period).
+    fn idle_suspend_check(&self) {
+        let after = crate::env::parse::<u64>(crate::env::MACHINE_IDLE_SUSPEND);
+        let since = std::fs::metadata(self.last_use())
+            .or_else(|_| std::fs::metadata(self.dir.join("vmm.pid")))
+            .and_then(|m| m.modified())
+            .ok();
+        if !idle_suspend_due(after, since, std::time::SystemTime::now()) {
+            return;
+        }
+        self.touch_last_use();
+        let Ok(exe) = std::env::current_exe() else {
+            return;
+        };
+        eprintln!("machine idle for {} s: suspending it", after.unwrap_or(0));
+        let mut cmd = std::process::Command::new(exe);
+        cmd.args(["machine", "suspend"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null());
+        crate::platform::detach(&mut cmd);
+        if let Err(e) = cmd.spawn() {
+            eprintln!("machine suspend: {e}");
+        }
+    }
+
     /// Connects to the agent, starting the machine when it is not running.
     pub fn connect(&self) -> Result<Engine> {
+        if self.persistent {
+            self.touch_last_use();
+        }
         if self.vmm_pid().is_some() {
             if let Ok(c) = self.connect_running() {
                 self.ensure_port_forwarder();
@@ -728,6 +778,14 @@ impl Machine {
             // A VMM whose agent does not answer: give it the boot timeout below.
             return self.wait_ready(pid, t0, 0, verbose);
         }
+        if self.is_suspended() {
+            match self.resume(spec, t0, verbose) {
+                Ok(t) => return Ok(t),
+                Err(e) => eprintln!(
+                    "berth: warning: cannot resume the suspended machine VM: {e:#}; cold-booting it instead (its containers are stopped, images and volumes are kept)"
+                ),
+            }
+        }
         let disk = if self.persistent {
             Some(self.ensure_disk()?)
         } else {
@@ -807,6 +865,11 @@ impl Machine {
                 cmd.args(slots);
                 cmd.args(self.net_peer_args());
                 crate::platform::private_binds(&mut cmd, &binds)?;
+                if self.persistent {
+                    // A resume: the shares it booted with, writable again
+                    // (a restore's default is the snapshot's, read-only).
+                    cmd.args(crate::shares::vmm_args(shares).0);
+                }
             }
             Launch::Boot { snapshot_to } => {
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
@@ -882,6 +945,11 @@ impl Machine {
                     cmd.arg("--snapshot-on-ready").arg(dir);
                 }
             }
+        }
+        if self.persistent {
+            // `berth machine suspend` (SIGUSR2) snapshots it there and
+            // ends it.
+            cmd.arg("--suspend-to").arg(self.suspend_dir());
         }
         cmd.arg("--serial-log")
             .arg(self.serial_log())
@@ -986,6 +1054,7 @@ impl Machine {
             kernel_to_init_ms: init_ms,
             init_to_ready_ms: init_ms.zip(ready_ms).map(|(i, r)| r.saturating_sub(i)),
             agent_ready_ms: total_ms,
+            resumed: false,
         };
         let _ = std::fs::write(self.dir.join("timings.json"), serde_json::to_vec(&t)?);
         if verbose {
@@ -1264,6 +1333,235 @@ impl Machine {
         Ok(())
     }
 
+    /// Where `berth machine suspend` leaves the machine's snapshot
+    /// (`state.bin`, `memory.bin`; see berth-vmm `--suspend-to`).
+    pub fn suspend_dir(&self) -> PathBuf {
+        self.dir.join("suspend")
+    }
+
+    /// Where a resume moves the snapshot before its VMM starts: from then
+    /// on the data disk moves on, and that memory must never run again.
+    fn consumed_dir(&self) -> PathBuf {
+        self.dir.join("suspend.consumed")
+    }
+
+    /// Whether the machine is suspended: no VMM, a complete snapshot.
+    pub fn is_suspended(&self) -> bool {
+        self.persistent
+            && self.vmm_pid().is_none()
+            && self.suspend_dir().join("state.bin").is_file()
+    }
+
+    /// Deletes a suspend snapshot (and a consumed one a resume left).
+    fn discard_suspend(&self) {
+        let _ = std::fs::remove_dir_all(self.suspend_dir());
+        let _ = std::fs::remove_dir_all(self.consumed_dir());
+    }
+
+    /// Ends the machine's port forwarder (its event stream is a vsock
+    /// connection, which a snapshot cannot carry); started again with the
+    /// machine.
+    fn stop_port_forwarder(&self) {
+        let (_, pid_file) = crate::port_forward::paths(&self.dir);
+        let pid = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+            .filter(|&p| {
+                pid_alive(p)
+                    && std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                        .is_ok_and(|c| c.contains("port-forwarder"))
+            });
+        if let Some(p) = pid {
+            crate::platform::kill(p);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while pid_alive(p) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    /// Suspends the machine VM: its VMM writes guest memory and device
+    /// state to [`Machine::suspend_dir`] and exits; the next start resumes
+    /// it (same containers, images, published ports). `Ok(false)` when it
+    /// does not run. Refused, with the VMM's reason and the machine left
+    /// running, while something the snapshot cannot carry is open: a vsock
+    /// connection (a `logs -f`, an `attach`…), a flow of the user-mode
+    /// network, a virtio-fs share the guest has mounted.
+    pub fn suspend(&self) -> Result<bool> {
+        if !self.persistent {
+            bail!("only the machine VM can be suspended");
+        }
+        std::fs::create_dir_all(&self.dir)?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join("start.lock"))?;
+        crate::platform::lock_exclusive(&lock)?;
+        let Some(pid) = self.vmm_pid() else {
+            return Ok(false);
+        };
+        self.stop_port_forwarder();
+        self.discard_suspend();
+        // The shares' FUSE sessions live in the VMM: the guest unmounts
+        // them (mounted again after the resume, or at once if refused).
+        let released = self
+            .connect_running()
+            .map_err(anyhow::Error::from)
+            .and_then(|mut c| c.shares_release().map_err(anyhow::Error::from));
+        if let Err(e) = released {
+            self.remount_shares();
+            self.ensure_port_forwarder();
+            bail!("the machine VM cannot be suspended now: releasing its shares: {e:#}");
+        }
+        let log = self.dir.join("vmm.log");
+        // A connection just closed (the forwarder's, this process's own)
+        // takes the guest a moment to finish (seconds where its kernel is
+        // emulated): those reasons are retried.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let refusal = loop {
+            let seen = std::fs::read_to_string(&log).unwrap_or_default().len();
+            signal_suspend(pid)?;
+            let reason = loop {
+                if !pid_alive(pid) {
+                    break None;
+                }
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                if let Some(l) = text
+                    .get(seen..)
+                    .and_then(|t| t.lines().find(|l| l.contains("suspend refused: ")))
+                {
+                    break Some(l.split("suspend refused: ").nth(1).unwrap_or(l).to_string());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            match reason {
+                None => break None,
+                Some(r) if retryable_refusal(&r) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Some(r) => break Some(r),
+            }
+        };
+        if let Some(reason) = refusal {
+            self.remount_shares();
+            self.ensure_port_forwarder();
+            bail!("the machine VM cannot be suspended now: {reason}");
+        }
+        let _ = std::fs::remove_file(self.dir.join("vmm.pid"));
+        if !self.suspend_dir().join("state.bin").is_file() {
+            self.discard_suspend();
+            bail!(
+                "the machine's VMM ended without a snapshot (see {}); the next start boots it",
+                log.display()
+            );
+        }
+        Ok(true)
+    }
+
+    /// Resumes the suspended machine: the snapshot is moved aside first
+    /// (consumed: whatever happens next, it never runs again), restored,
+    /// and the guest gets the host's clock and fresh entropy. On failure
+    /// the VMM is stopped and the snapshot deleted; the caller boots.
+    fn resume(&self, spec: MachineSpec, t0: Instant, verbose: bool) -> Result<Timings> {
+        let consumed = self.consumed_dir();
+        let _ = std::fs::remove_dir_all(&consumed);
+        std::fs::rename(self.suspend_dir(), &consumed)
+            .context("moving the suspend snapshot aside")?;
+        let resumed = (|| {
+            let kernel = kernel_path()?;
+            let rootfs = self.ensure_rootfs()?;
+            let shares: Vec<PathBuf> = std::fs::read_to_string(self.dir.join("shares"))
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(PathBuf::from)
+                .collect();
+            let cmd = self.vmm_command(
+                &Launch::Restore(&consumed),
+                spec,
+                &kernel,
+                &rootfs,
+                None,
+                &shares,
+            )?;
+            let pid = self.spawn_vmm(cmd)?;
+            let prepare_ms = t0.elapsed().as_millis() as u64;
+            let timeout =
+                Duration::from_secs(crate::env::parse(crate::env::RESTORE_TIMEOUT).unwrap_or(180));
+            let t = self.wait_ready_within(pid, t0, prepare_ms, false, timeout)?;
+            self.resume_init()?;
+            self.remount_shares();
+            Ok::<_, anyhow::Error>((pid, t))
+        })();
+        // The restored VM maps the memory file privately: deleting it
+        // keeps that mapping.
+        let _ = std::fs::remove_dir_all(&consumed);
+        match resumed {
+            Ok((pid, t)) => {
+                let t = Timings {
+                    prepare_ms: t.prepare_ms,
+                    agent_ready_ms: t.agent_ready_ms,
+                    resumed: true,
+                    ..Timings::default()
+                };
+                let _ = std::fs::write(self.dir.join("timings.json"), serde_json::to_vec(&t)?);
+                if verbose {
+                    eprintln!(
+                        "machine resumed from its suspend snapshot (pid {pid}, {} ms)",
+                        t.agent_ready_ms
+                    );
+                }
+                Ok(t)
+            }
+            Err(e) => {
+                if let Some(pid) = self.vmm_pid() {
+                    crate::platform::kill(pid);
+                    while pid_alive(pid) {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
+                let _ = std::fs::remove_file(self.dir.join("vmm.pid"));
+                let log = std::fs::read_to_string(self.dir.join("vmm.log")).unwrap_or_default();
+                match log
+                    .lines()
+                    .find(|l| l.starts_with("berth-vmm: ") && !l.contains("timings"))
+                {
+                    Some(l) => Err(e.context(l.trim_start_matches("berth-vmm: ").to_string())),
+                    None => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Has the machine's agent mount its shares again (after a resume or
+    /// a refused suspend); a failure is a warning (bind mounts of the
+    /// share would fail, the rest works).
+    fn remount_shares(&self) {
+        let done = self
+            .connect_running()
+            .map_err(anyhow::Error::from)
+            .and_then(|mut c| c.shares_remount().map_err(anyhow::Error::from));
+        if let Err(e) = done {
+            eprintln!(
+                "berth: warning: the machine VM did not mount its shared folders again: {e:#}"
+            );
+        }
+    }
+
+    /// Tells a resumed guest the host's wall clock (its own stood still
+    /// while suspended) and mixes fresh host entropy into its RNG; the
+    /// hostname stays (empty: kept).
+    fn resume_init(&self) -> Result<()> {
+        let mut c = self.connect_running()?;
+        let unix_time_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos() as u64;
+        c.clone_init(unix_time_ns, host_random(64)?, String::new())
+            .context("setting the resumed guest's clock")?;
+        Ok(())
+    }
+
     /// The timings of the last start.
     pub fn timings(&self) -> Timings {
         std::fs::read(self.dir.join("timings.json"))
@@ -1273,9 +1571,13 @@ impl Machine {
     }
 
     /// Asks the agent to power off; kills the VMM if it does not stop.
+    /// A suspended machine is stopped by dropping its snapshot (the next
+    /// start boots).
     pub fn stop(&self) -> Result<bool> {
         let Some(pid) = self.vmm_pid() else {
-            return Ok(false);
+            let suspended = self.is_suspended();
+            self.discard_suspend();
+            return Ok(suspended);
         };
         if let Ok(mut c) = self.connect_running() {
             let _ = c.shutdown();
@@ -1290,6 +1592,47 @@ impl Machine {
         let _ = std::fs::remove_file(self.dir.join("vmm.pid"));
         Ok(true)
     }
+}
+
+/// Whether the machine, last used at `since`, has been idle for `after`
+/// seconds at `now` (`BERTH_MACHINE_IDLE_SUSPEND`; None or 0: never; an
+/// unknown last use or a clock that went back: not idle).
+fn idle_suspend_due(
+    after: Option<u64>,
+    since: Option<std::time::SystemTime>,
+    now: std::time::SystemTime,
+) -> bool {
+    match (after.filter(|&s| s > 0), since) {
+        (Some(after), Some(since)) => now
+            .duration_since(since)
+            .is_ok_and(|idle| idle >= Duration::from_secs(after)),
+        _ => false,
+    }
+}
+
+/// Asks the VMM `pid` (started with `--suspend-to`) to suspend.
+fn signal_suspend(pid: i32) -> Result<()> {
+    #[cfg(unix)]
+    {
+        // SAFETY: kill(2) has no memory-safety preconditions; `pid` is the
+        // machine's VMM (pid file and name checked by `vmm_pid`).
+        if unsafe { libc::kill(pid, libc::SIGUSR2) } != 0 {
+            bail!("signalling the VMM: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        bail!("suspending the machine VM needs the Linux KVM backend")
+    }
+}
+
+/// Whether a suspend refusal may pass by itself within moments: a vsock
+/// connection or a network flow just closed that the guest has not
+/// finished yet. A share the guest uses does not.
+fn retryable_refusal(reason: &str) -> bool {
+    reason.starts_with("cannot snapshot now: vsock") || reason.contains("virtio-net")
 }
 
 /// The balloon stats file's counters, named `vmm_balloon_<key>`: a JSON
@@ -1308,7 +1651,27 @@ pub fn parse_balloon_stats(data: &[u8]) -> std::collections::BTreeMap<String, u6
 
 #[cfg(test)]
 mod tests {
-    use super::write_rootfs;
+    use super::{idle_suspend_due, write_rootfs};
+
+    #[test]
+    fn idle_suspend_is_due_only_after_the_setting() {
+        use std::time::{Duration, SystemTime};
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let ago = |s| Some(now - Duration::from_secs(s));
+        assert!(idle_suspend_due(Some(60), ago(60), now));
+        assert!(idle_suspend_due(Some(60), ago(3600), now));
+        assert!(!idle_suspend_due(Some(60), ago(59), now));
+        // Off: unset or 0.
+        assert!(!idle_suspend_due(None, ago(3600), now));
+        assert!(!idle_suspend_due(Some(0), ago(3600), now));
+        // No known last use, or one in the future (the clock went back).
+        assert!(!idle_suspend_due(Some(60), None, now));
+        assert!(!idle_suspend_due(
+            Some(60),
+            Some(now + Duration::from_secs(600)),
+            now
+        ));
+    }
 
     #[test]
     fn balloon_stats_are_read_defensively() {

@@ -578,8 +578,13 @@ fn run_flow(
 
 /// Runs the forwarder for the machine at `machine_dir` until its VMM is
 /// gone (`vmm_alive` says).
-pub fn serve(machine_dir: &Path, endpoint: Endpoint, vmm_alive: impl Fn() -> bool) -> Result<()> {
-    serve_with(machine_dir, endpoint, vmm_alive, ALIVE_CHECK)
+pub fn serve(
+    machine_dir: &Path,
+    endpoint: Endpoint,
+    vmm_alive: impl Fn() -> bool,
+    on_quiet: impl Fn(),
+) -> Result<()> {
+    serve_with(machine_dir, endpoint, vmm_alive, ALIVE_CHECK, on_quiet)
 }
 
 /// [`serve`], looking at `vmm_alive` every `alive_check` while no event
@@ -597,6 +602,7 @@ fn serve_with(
     endpoint: Endpoint,
     vmm_alive: impl Fn() -> bool,
     alive_check: Duration,
+    on_quiet: impl Fn(),
 ) -> Result<()> {
     let (sock, pid_file) = paths(machine_dir);
     let _ = std::fs::remove_file(&sock);
@@ -704,6 +710,8 @@ fn serve_with(
                     if !vmm_alive() {
                         break;
                     }
+                    // The machine's idle suspend (see `Machine::serve_ports`).
+                    on_quiet();
                 }
                 Err(_) => break,
             }
@@ -1305,7 +1313,7 @@ mod tests {
                 let (m, a) = (machine.clone(), Arc::clone(&alive));
                 let check = Duration::from_millis(50);
                 std::thread::spawn(move || {
-                    serve_with(&m, endpoint, move || a.load(Ordering::SeqCst), check)
+                    serve_with(&m, endpoint, move || a.load(Ordering::SeqCst), check, || {})
                 })
             };
             Served {

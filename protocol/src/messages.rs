@@ -259,7 +259,8 @@ pub enum Request {
     /// Sent first to a guest restored from a snapshot (and to the VM the
     /// snapshot was taken of): it was cloned. The agent sets the wall clock,
     /// mixes `seed` (fresh host entropy) into the kernel RNG and reseeds it,
-    /// and takes `hostname`. Guest agents only.
+    /// and takes `hostname` (empty: keeps its own; a machine VM resumed
+    /// from its suspend snapshot is sent this too). Guest agents only.
     CloneInit {
         /// Host wall clock, nanoseconds since the Unix epoch.
         unix_time_ns: u64,
@@ -283,6 +284,17 @@ pub enum Request {
     SharesMount {
         shares: Vec<ShareMount>,
     },
+    /// Before a suspend of the machine VM: ends the share-event stream and
+    /// unmounts the boot's shares (`berth.shares=`), so that no FUSE
+    /// session is left for the snapshot to carry (the VMM refuses the
+    /// suspend while one is: a container that binds a share keeps it).
+    /// Answers `Ok`. Guest agents only.
+    SharesRelease,
+    /// After a resume, or a refused suspend: mounts the boot's shares again
+    /// (a new FUSE session with the VMM) and restarts their live events.
+    /// Shares still mounted are left as they are. Answers `Ok`. Guest
+    /// agents only.
+    SharesRemount,
     /// Creates a volume (a new anonymous one without a name); creating
     /// one that exists returns it unchanged, as docker does.
     VolumeCreate {

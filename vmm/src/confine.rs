@@ -7,7 +7,7 @@
 //!
 //! | kind               | thread                               |
 //! |--------------------|--------------------------------------|
-//! | [`ThreadKind::Main`]   | the main thread: waits for the VM's end, takes snapshots |
+//! | [`ThreadKind::Main`]   | the main thread: waits for the VM's end, takes snapshots; `berth-suspend` (`--suspend-to`): waits for SIGUSR2 |
 //! | [`ThreadKind::Vcpu`]   | `berth-vcpuN`: KVM_RUN, port and MMIO exits (serial, virtio transports) |
 //! | [`ThreadKind::Events`] | `berth-events`: the virtio queues (blk, rng, balloon, vsock, fs, net) |
 //! | [`ThreadKind::Net`]    | `berth-usernet`: the user-mode network stack's host sockets |
@@ -281,9 +281,12 @@ const VCPU: &[i64] = &[libc::SYS_ioctl];
 /// The main thread after the VM started: waits, takes snapshots (KVM
 /// state ioctls; the directory, the memory file written sparsely after a
 /// mincore look, the state file through a rename; the kernel's hash),
-/// pauses vCPUs with a signal, flushes the console and exits.
+/// pauses vCPUs with a signal, flushes the console and exits. The
+/// `berth-suspend` thread (`--suspend-to`) runs under this list too and
+/// waits for its signal (`sigwait`).
 const MAIN: &[i64] = &[
     libc::SYS_ioctl,
+    libc::SYS_rt_sigtimedwait,
     libc::SYS_openat,
     libc::SYS_mkdir,
     libc::SYS_mkdirat,

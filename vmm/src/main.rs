@@ -110,6 +110,14 @@ struct Args {
     /// The console text that means "ready" for --snapshot-on-ready.
     #[arg(long = "ready-marker", default_value = "ready on vsock port")]
     ready_marker: String,
+    /// Suspend: on SIGUSR2, snapshot the VM into DIR and exit (status 0,
+    /// `suspended to DIR` logged); the vCPUs are not resumed, so the disks
+    /// are not written after the snapshot. A VM that cannot be snapshotted
+    /// then (see --snapshot-on-ready) logs `suspend refused: REASON` and
+    /// keeps running. Linux x86_64 (KVM) only; without it SIGUSR2 is
+    /// ignored.
+    #[arg(long = "suspend-to", value_name = "DIR")]
+    suspend_to: Option<PathBuf>,
     /// Restore the snapshot in DIR instead of booting (--vsock-uds and
     /// --disk give this run's host resources; disks default to the
     /// snapshot's paths).
@@ -245,6 +253,9 @@ fn refuse_shares(args: &Args) -> Result<(), ExitCode> {
 
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 fn main() -> ExitCode {
+    // Before any thread exists: every thread inherits SIGUSR2 blocked, and
+    // only the suspend thread takes it (sigwait), never its default action.
+    berth_vmm::vmm::block_suspend_signal();
     let args = Args::parse();
     if let Some(code) = describe(&args) {
         return code;
@@ -252,6 +263,9 @@ fn main() -> ExitCode {
     berth_log::init(None);
     if let Err(code) = open_balloon_stats(&args) {
         return code;
+    }
+    if let Some(dir) = &args.suspend_to {
+        berth_vmm::vmm::set_suspend_dir(dir.clone());
     }
     let fs = match parse_shares(&args.fs) {
         Ok(v) => v,
@@ -470,8 +484,12 @@ fn standby(
     all(windows, target_arch = "x86_64")
 ))]
 fn portable_kernel(args: &Args) -> Result<PathBuf, ExitCode> {
-    if args.restore.is_some() || args.snapshot_on_ready.is_some() || args.standby.is_some() {
-        eprintln!("berth-vmm: snapshots and --standby are supported on Linux x86_64 (KVM) only");
+    if args.restore.is_some()
+        || args.snapshot_on_ready.is_some()
+        || args.standby.is_some()
+        || args.suspend_to.is_some()
+    {
+        eprintln!("berth-vmm: snapshots, --suspend-to and --standby are supported on Linux x86_64 (KVM) only");
         return Err(ExitCode::from(2));
     }
     args.kernel.clone().ok_or_else(|| {

@@ -330,6 +330,68 @@ enum Event {
     Exit(VmExitReason),
     /// The guest wrote the ready marker.
     Ready,
+    /// The host asked for a suspend (SIGUSR2, see [`set_suspend_dir`]).
+    Suspend,
+}
+
+/// The signal that asks a VMM started with `--suspend-to` to suspend.
+pub const SUSPEND_SIGNAL: libc::c_int = libc::SIGUSR2;
+
+/// Where a suspend writes its snapshot (`--suspend-to`); unset: the
+/// signal is taken and ignored.
+static SUSPEND_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+/// Sets the directory of `--suspend-to`.
+pub fn set_suspend_dir(dir: PathBuf) {
+    let _ = SUSPEND_DIR.set(dir);
+}
+
+/// Blocks [`SUSPEND_SIGNAL`] in the calling thread; called first in
+/// `main`, so that every thread inherits the mask and the signal is only
+/// ever taken by the suspend thread's `sigwait` (its default action would
+/// end the VMM).
+pub fn block_suspend_signal() {
+    // SAFETY: the set is initialised by sigemptyset before use and only
+    // this thread's mask changes.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, SUSPEND_SIGNAL);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Starts the thread that turns each [`SUSPEND_SIGNAL`] into
+/// [`Event::Suspend`] (only with `--suspend-to`).
+fn spawn_suspend_waiter(events: Sender<Event>) -> Result<(), VmmError> {
+    if SUSPEND_DIR.get().is_none() {
+        return Ok(());
+    }
+    std::thread::Builder::new()
+        .name("berth-suspend".into())
+        .spawn(move || {
+            crate::confine::confine_or_exit(ThreadKind::Main);
+            // SAFETY: as in block_suspend_signal; sigwait writes the
+            // signal number into `sig`.
+            let set = unsafe {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, SUSPEND_SIGNAL);
+                set
+            };
+            loop {
+                let mut sig: libc::c_int = 0;
+                // SAFETY: `set` and `sig` are valid for the call.
+                if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+                    continue;
+                }
+                if events.send(Event::Suspend).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(io_err("spawn suspend thread"))?;
+    Ok(())
 }
 
 #[derive(Serialize, Deserialize)]
@@ -563,6 +625,7 @@ impl Machine {
                 resume: resume_tx,
             });
         }
+        spawn_suspend_waiter(event_tx.clone())?;
         drop(event_tx);
         // Every thread of the VM runs now; the main thread only waits,
         // snapshots and reports from here on.
@@ -571,6 +634,27 @@ impl Machine {
         let reason = loop {
             match event_rx.recv() {
                 Ok(Event::Exit(r)) => break r,
+                Ok(Event::Suspend) => {
+                    let Some(dir) = SUSPEND_DIR.get() else {
+                        continue;
+                    };
+                    let snap = Snapshotter {
+                        backend,
+                        vm: &vm,
+                        mem: &mem,
+                        serial: &serial,
+                        transports: &transports,
+                        memory_regions: &memory_regions,
+                        anonymous_memory,
+                        kernel: &kernel,
+                        cpus,
+                    };
+                    // Returns only when it failed: a taken suspend snapshot
+                    // ends the process with the vCPUs still paused.
+                    if let Err(e) = snap.take(&handles, dir, true) {
+                        eprintln!("berth-vmm: suspend refused: {e}");
+                    }
+                }
                 Ok(Event::Ready) => {
                     let Some(dir) = &snapshot_dir else { continue };
                     let snap = Snapshotter {
@@ -584,7 +668,7 @@ impl Machine {
                         kernel: &kernel,
                         cpus,
                     };
-                    match snap.take(&handles, dir) {
+                    match snap.take(&handles, dir, false) {
                         Ok(st) => eprintln!(
                             "berth-vmm: snapshot saved to {} (pause {:.2} ms, total {:.1} ms, {:.1} MiB of memory data, {} KiB state)",
                             dir.display(),
@@ -626,8 +710,15 @@ struct Snapshotter<'a> {
 }
 
 impl Snapshotter<'_> {
-    /// Pauses every vCPU, saves, resumes (also on failure).
-    fn take(&self, handles: &[VcpuHandle], dir: &Path) -> Result<SnapshotStats, SnapshotError> {
+    /// Pauses every vCPU, saves, resumes (also on failure). With `exit`
+    /// (a suspend), a saved snapshot ends the process instead of resuming:
+    /// nothing the guest does after the snapshot reaches its disks.
+    fn take(
+        &self,
+        handles: &[VcpuHandle],
+        dir: &Path,
+        exit: bool,
+    ) -> Result<SnapshotStats, SnapshotError> {
         let t0 = Instant::now();
         for h in handles {
             h.pause.store(true, Ordering::SeqCst);
@@ -661,7 +752,7 @@ impl Snapshotter<'_> {
         let pause = t0.elapsed();
         let result = match failure {
             Some(e) => Err(e),
-            None => self.save(states, dir, t0, pause),
+            None => self.save(states, dir, t0, pause, exit),
         };
         for h in handles {
             h.pause.store(false, Ordering::SeqCst);
@@ -676,6 +767,7 @@ impl Snapshotter<'_> {
         dir: &Path,
         t0: Instant,
         pause: Duration,
+        exit: bool,
     ) -> Result<SnapshotStats, SnapshotError> {
         let vcpus = states
             .into_iter()
@@ -726,8 +818,10 @@ impl Snapshotter<'_> {
             &dir.join(snapshot::MEMORY_FILE),
             self.anonymous_memory,
         )?;
-        drop(device_guards);
-        drop(transports);
+        // A suspend keeps the devices locked until the process ends: the
+        // event loop must not complete a request (a disk write) that the
+        // saved queues still show as pending.
+        let held = exit.then_some((device_guards, transports));
         let kernel_sha256 = match self.kernel {
             KernelIdentity::Path(p) => snapshot::file_sha256(p)?,
             KernelIdentity::Hash(h) => h.clone(),
@@ -759,6 +853,20 @@ impl Snapshotter<'_> {
             .map_err(snapshot::io_err(format!("write {}", tmp.display())))?;
         std::fs::rename(&tmp, dir.join(snapshot::STATE_FILE))
             .map_err(snapshot::io_err("rename state file"))?;
+        if let Some(_held) = held {
+            self.serial
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .flush();
+            eprintln!(
+                "berth-vmm: suspended to {} (pause {:.2} ms, total {:.1} ms, {:.1} MiB of memory data)",
+                dir.display(),
+                pause.as_secs_f64() * 1e3,
+                t0.elapsed().as_secs_f64() * 1e3,
+                mem_stats.data_bytes as f64 / f64::from(1 << 20),
+            );
+            std::process::exit(0);
+        }
         Ok(SnapshotStats {
             pause,
             total: t0.elapsed(),

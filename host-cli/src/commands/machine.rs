@@ -1,4 +1,4 @@
-//! `berth machine start|stop|status|logs|counters|shares`.
+//! `berth machine start|stop|suspend|status|logs|counters|shares`.
 
 use crate::machine::{Machine, MachineSpec};
 use anyhow::Result;
@@ -17,8 +17,13 @@ pub enum MachineCommand {
         #[arg(long)]
         memory: Option<u32>,
     },
-    /// Power the machine VM off cleanly
+    /// Power the machine VM off cleanly (a suspended one: drop its
+    /// snapshot)
     Stop,
+    /// Save the running machine VM to a snapshot and end its VMM; the next
+    /// command resumes it with the same containers, images and published
+    /// ports (refused while a connection or mounted share is open)
+    Suspend,
     /// Show whether the machine VM runs
     Status {
         #[arg(long)]
@@ -71,7 +76,9 @@ pub fn run(cmd: &MachineCommand) -> Result<i32> {
             }
             let t = m.start(spec, true)?;
             m.ensure_port_forwarder();
-            if *timings {
+            if *timings && t.resumed {
+                println!("launch → resumed agent ready: {} ms", t.agent_ready_ms);
+            } else if *timings {
                 println!("prepare (disks, spawn): {} ms", t.prepare_ms);
                 if let Some(v) = t.vmm_setup_ms {
                     println!("VMM setup and kernel load: {v} ms");
@@ -92,6 +99,18 @@ pub fn run(cmd: &MachineCommand) -> Result<i32> {
             }
             Ok(0)
         }
+        MachineCommand::Suspend => {
+            let t0 = std::time::Instant::now();
+            if m.suspend()? {
+                eprintln!(
+                    "machine suspended ({} ms); the next command resumes it",
+                    t0.elapsed().as_millis()
+                );
+            } else {
+                eprintln!("machine is not running");
+            }
+            Ok(0)
+        }
         MachineCommand::PortForwarder => {
             m.serve_ports()?;
             Ok(0)
@@ -104,11 +123,12 @@ pub fn run(cmd: &MachineCommand) -> Result<i32> {
             if format.as_deref() == Some("json") {
                 println!(
                     "{}",
-                    json!({"Running": pid.is_some(), "Pid": pid, "Timings": m.timings()})
+                    json!({"Running": pid.is_some(), "Pid": pid, "Suspended": m.is_suspended(), "Timings": m.timings()})
                 );
             } else {
                 match pid {
                     Some(p) => println!("running (pid {p})"),
+                    None if m.is_suspended() => println!("suspended"),
                     None => println!("stopped"),
                 }
             }

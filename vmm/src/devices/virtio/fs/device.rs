@@ -74,6 +74,15 @@ impl Fs {
     }
 }
 
+/// FUSE_DESTROY's opcode (linux/fuse.h).
+const FUSE_DESTROY: u32 = 38;
+
+/// The opcode of a request chain (`None` when its header is unreadable).
+fn request_opcode(mem: &GuestMemoryMmap, chain: &DescriptorChain<&GuestMemoryMmap>) -> Option<u32> {
+    let mut r = Reader::from_descriptor_chain(mem, chain.clone()).ok()?;
+    r.read_obj::<InHeader>().ok().map(|h| h.opcode)
+}
+
 /// Size of a FUSE reply header (`len: u32, error: i32, unique: u64`).
 const OUT_HEADER_LEN: usize = 16;
 
@@ -179,8 +188,14 @@ impl VirtioDevice for Fs {
         let server = self.server.clone();
         let in_session = &mut self.in_session;
         drain_queue(queue, &mem, &a.interrupt, |chain| {
-            *in_session = true;
-            serve_chain(&server, &mem, chain)
+            let opcode = request_opcode(&mem, &chain);
+            let n = serve_chain(&server, &mem, chain);
+            // DESTROY ends the session (the guest unmounted the share):
+            // the server dropped its nodes and handles, and the next
+            // request is a new INIT. A share the guest unmounted can be
+            // snapshotted again (a suspended machine VM).
+            *in_session = opcode != Some(FUSE_DESTROY);
+            n
         });
     }
 

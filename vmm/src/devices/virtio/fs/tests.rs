@@ -1768,4 +1768,17 @@ fn an_unused_share_can_be_snapshotted_and_one_in_use_cannot() {
     assert_eq!(s.dev.snapshot_blocker(), None);
     s.lookup(ROOT, b"hello.txt").unwrap();
     assert!(s.dev.snapshot_blocker().is_some());
+    // The guest unmounted it (its last mount): DESTROY ends the session,
+    // and the share can be snapshotted again (a suspended machine VM)
+    // until the next mount's requests.
+    // (DESTROY has no reply: sent raw, its header only.)
+    let mut destroy = Vec::new();
+    destroy.extend_from_slice(&40u32.to_le_bytes());
+    destroy.extend_from_slice(&(Opcode::Destroy as u32).to_le_bytes());
+    destroy.extend_from_slice(&9999u64.to_le_bytes());
+    destroy.extend_from_slice(&[0u8; 24]);
+    s.raw(&destroy);
+    assert_eq!(s.dev.snapshot_blocker(), None);
+    let _ = s.lookup(ROOT, b"hello.txt");
+    assert!(s.dev.snapshot_blocker().is_some());
 }
