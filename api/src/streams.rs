@@ -838,18 +838,43 @@ fn stats_json(
             "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}
         })
     };
-    serde_json::json!({
+    // dockerd leaves an empty list null and has no `networks` key for a
+    // container without interfaces of its own.
+    let blkio = (!s.blkio_service_bytes.is_empty()).then(|| {
+        s.blkio_service_bytes
+            .iter()
+            .map(|b| serde_json::json!({"major": b.major, "minor": b.minor, "op": b.op, "value": b.value}))
+            .collect::<Vec<_>>()
+    });
+    let mut v = serde_json::json!({
         "read": read, "preread": preread,
         "name": format!("/{}", s.name), "id": s.id,
         "pids_stats": {"current": s.pids},
-        "blkio_stats": {"io_service_bytes_recursive": null, "io_serviced_recursive": null,
+        "blkio_stats": {"io_service_bytes_recursive": blkio, "io_serviced_recursive": null,
                         "io_queue_recursive": null, "io_service_time_recursive": null,
                         "io_wait_time_recursive": null, "io_merged_recursive": null,
                         "io_time_recursive": null, "sectors_recursive": null},
         "num_procs": 0, "storage_stats": {},
         "cpu_stats": cpu(Some(s)), "precpu_stats": cpu(pre),
         "memory_stats": {"usage": s.memory_usage, "limit": s.memory_limit, "stats": {}},
-    })
+    });
+    if !s.networks.is_empty() {
+        let nets: serde_json::Map<String, serde_json::Value> = s
+            .networks
+            .iter()
+            .map(|i| {
+                let counters = serde_json::json!({
+                    "rx_bytes": i.rx_bytes, "rx_packets": i.rx_packets,
+                    "rx_errors": i.rx_errors, "rx_dropped": i.rx_dropped,
+                    "tx_bytes": i.tx_bytes, "tx_packets": i.tx_packets,
+                    "tx_errors": i.tx_errors, "tx_dropped": i.tx_dropped,
+                });
+                (i.name.clone(), counters)
+            })
+            .collect();
+        v["networks"] = serde_json::Value::Object(nets);
+    }
+    v
 }
 
 fn rfc3339_now() -> String {
