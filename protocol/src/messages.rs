@@ -606,6 +606,10 @@ pub struct StatsSample {
     /// (the Engine API's `blkio_stats.io_service_bytes_recursive`).
     #[serde(default)]
     pub blkio_service_bytes: Vec<BlkioEntry>,
+    /// Read from a cgroup v1 hierarchy (dockerd's stats then have every
+    /// `blkio_stats` list, empty ones as `[]`; on v2 only the bytes).
+    #[serde(default)]
+    pub cgroup_v1: bool,
 }
 
 /// One network interface's counters, as `/proc/PID/net/dev` has them.

@@ -1546,17 +1546,23 @@ fn stats_objects_count_networks_and_block_io_like_dockerds() {
         dh.get("networks").map(keys),
         "berth {bh}\ndocker {dh}"
     );
-    // Block I/O: the same shape (rows of major, minor, op and value, or
-    // null where the cgroup counted no device).
-    let rows = |v: &serde_json::Value| -> Option<Vec<String>> {
-        v["blkio_stats"]["io_service_bytes_recursive"]
-            .as_array()
-            .map(|a| {
-                let mut keys: Vec<String> = a.iter().flat_map(keys).collect();
-                keys.sort();
-                keys.dedup();
-                keys
+    // Block I/O: the same lists (rows of major, minor, op and value; on
+    // cgroup v1 every list, [] where the cgroup counted nothing; on v2
+    // only the bytes, null when empty).
+    let rows = |v: &serde_json::Value| -> Vec<(String, Option<Vec<String>>)> {
+        let blkio = v["blkio_stats"].as_object().cloned().unwrap_or_default();
+        blkio
+            .into_iter()
+            .map(|(k, list)| {
+                let row_keys = list.as_array().map(|a| {
+                    let mut keys: Vec<String> = a.iter().flat_map(keys).collect();
+                    keys.sort();
+                    keys.dedup();
+                    keys
+                });
+                (k, row_keys)
             })
+            .collect()
     };
     assert_eq!(rows(&bb), rows(&db), "berth {bb}\ndocker {db}");
     // The CLI reads NET I/O from them: some for the bridge container, none

@@ -311,6 +311,7 @@ impl ContainerStore {
             block_write_bytes: block_write,
             networks,
             blkio_service_bytes: c.blkio,
+            cgroup_v1: !v2,
         })
     }
 
