@@ -17,7 +17,7 @@ use berth_host::registry::auth::Credentials;
 use berth_host::registry::upload::BlobOutcome;
 use berth_host::transfer::load::{is_gzip, load_archive, spool, tempdir, LoadEvent};
 use berth_host::transfer::push::{push as push_image, PushEvent};
-use berth_host::transfer::save::{collect, write_archive, SaveFormat};
+use berth_host::transfer::save::{collect, log_saved, write_archive, SaveFormat};
 use berth_protocol::reference::Reference;
 use bollard_stubs::models;
 use bytes::Bytes;
@@ -52,7 +52,9 @@ pub(crate) async fn save(st: AppState, names: Vec<String>) -> ApiResult<Response
                 let _ = ready_tx.send(Ok(()));
                 // A client that goes away ends the write (broken pipe).
                 let sink = std::io::BufWriter::with_capacity(256 << 10, ChannelWriter(tx));
-                let _ = write_archive(&cache, &entries, SaveFormat::Docker, sink);
+                if write_archive(&cache, &entries, SaveFormat::Docker, sink).is_ok() {
+                    log_saved(iso, &entries);
+                }
             }
             Err(e) => {
                 let _ = ready_tx.send(Err(format!("{e:#}")));

@@ -276,6 +276,10 @@ pub(crate) async fn remove(
 /// Pull progress as docker's JSON message lines.
 pub(crate) struct Progress {
     send: Box<dyn Fn(Bytes) + Send + Sync>,
+    /// `(TAG, "Pulling from REPO")`, sent once the registry resolved the
+    /// reference, as dockerd does (a pull that fails before sends only
+    /// its error).
+    header: Option<(String, String)>,
 }
 
 fn short(d: &str) -> String {
@@ -283,11 +287,13 @@ fn short(d: &str) -> String {
 }
 
 impl Progress {
-    fn unbounded(tx: tokio::sync::mpsc::UnboundedSender<Bytes>) -> Progress {
+    /// Progress lines as `Ok` pieces of a pull's stream.
+    fn unbounded(tx: tokio::sync::mpsc::UnboundedSender<Result<Bytes, String>>) -> Progress {
         Progress {
             send: Box::new(move |b| {
-                let _ = tx.send(b);
+                let _ = tx.send(Ok(b));
             }),
+            header: None,
         }
     }
 
@@ -297,6 +303,7 @@ impl Progress {
             send: Box::new(move |b| {
                 let _ = tx.blocking_send(b);
             }),
+            header: None,
         }
     }
 
@@ -317,6 +324,12 @@ impl Progress {
 }
 
 impl berth_host::registry::fetch::PullProgress for Progress {
+    fn resolved(&self) {
+        if let Some((tag, status)) = &self.header {
+            self.status(Some(tag.clone()), status);
+        }
+    }
+
     fn start(&self, digest: &str, size: u64, cached: bool) {
         let status = if cached {
             "Already exists"
@@ -371,16 +384,20 @@ pub(crate) async fn create(
             .map_err(|e| ApiError::bad_request(e.to_string()))?,
         None => berth_host::registry::manifest::Platform::host(),
     };
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+    // Progress lines, and the pull's error as an `Err` piece.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Result<Bytes, String>>();
+    let failed = tx.clone();
     let iso = st.iso();
     tokio::task::spawn_blocking(move || {
-        let p = Progress::unbounded(tx);
         let tag = r
             .digest
             .clone()
             .or_else(|| r.tag.clone())
             .unwrap_or_default();
-        p.status(Some(tag), &format!("Pulling from {}", r.path));
+        let p = Progress {
+            header: Some((tag, format!("Pulling from {}", r.path))),
+            ..Progress::unbounded(tx)
+        };
         let connect = || iso.connect();
         let upload: Option<&dyn Fn() -> anyhow::Result<berth_host::engine::Engine>> =
             iso.has_engine().then_some(&connect);
@@ -396,26 +413,47 @@ pub(crate) async fn create(
                 p.status(None, &format!("Status: {word} {}", r.familiar()));
             }
             Err(e) => {
-                let msg = format!("{e:#}");
-                p.send(&models::CreateImageInfo {
-                    error: Some(msg.clone()),
-                    error_detail: Some(models::ErrorDetail {
-                        code: None,
-                        message: Some(msg),
-                    }),
-                    ..Default::default()
-                });
+                let _ = failed.send(Err(format!("{e:#}")));
             }
         }
     });
-    let stream = futures_util::stream::poll_fn(move |cx| {
-        rx.poll_recv(cx).map(|o| o.map(Ok::<_, std::io::Error>))
+    // dockerd answers a pull that fails before its first progress line
+    // (the registry refused the reference) with an error status, which
+    // the CLI prints as "Error response from daemon: …"; a later error
+    // ends the stream as an error line.
+    let head = match rx.recv().await {
+        Some(Err(msg)) if msg.contains(" not found") => return Err(ApiError::not_found(msg)),
+        Some(Err(msg)) => return Err(ApiError::internal(msg)),
+        Some(Ok(line)) => Some(line),
+        None => None,
+    };
+    let rest = futures_util::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx).map(|o| {
+            o.map(|piece| Ok::<_, std::io::Error>(piece.unwrap_or_else(|m| error_line(&m))))
+        })
     });
+    use futures_util::StreamExt;
+    let stream = futures_util::stream::iter(head.map(Ok)).chain(rest);
     Ok((
         [(header::CONTENT_TYPE, "application/json")],
         Body::from_stream(stream),
     )
         .into_response())
+}
+
+/// docker's JSON message line for an error that ends a progress stream.
+fn error_line(msg: &str) -> Bytes {
+    let mut v = serde_json::to_vec(&models::CreateImageInfo {
+        error: Some(msg.to_string()),
+        error_detail: Some(models::ErrorDetail {
+            code: None,
+            message: Some(msg.to_string()),
+        }),
+        ..Default::default()
+    })
+    .unwrap_or_default();
+    v.extend_from_slice(b"\r\n");
+    Bytes::from(v)
 }
 
 /// `POST /images/prune`: dangling images (untagged), or with the

@@ -873,18 +873,45 @@ fn stats_json(
             "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}
         })
     };
-    serde_json::json!({
+    // dockerd has every blkio list on cgroup v1 (empty ones as []), only
+    // the bytes on v2 (null when empty), and no `networks` key for a
+    // container without interfaces of its own.
+    let rows: Vec<serde_json::Value> = s
+        .blkio_service_bytes
+        .iter()
+        .map(|b| serde_json::json!({"major": b.major, "minor": b.minor, "op": b.op, "value": b.value}))
+        .collect();
+    let other = s.cgroup_v1.then(Vec::<serde_json::Value>::new);
+    let blkio = (s.cgroup_v1 || !rows.is_empty()).then_some(rows);
+    let mut v = serde_json::json!({
         "read": read, "preread": preread,
         "name": format!("/{}", s.name), "id": s.id,
         "pids_stats": {"current": s.pids},
-        "blkio_stats": {"io_service_bytes_recursive": null, "io_serviced_recursive": null,
-                        "io_queue_recursive": null, "io_service_time_recursive": null,
-                        "io_wait_time_recursive": null, "io_merged_recursive": null,
-                        "io_time_recursive": null, "sectors_recursive": null},
+        "blkio_stats": {"io_service_bytes_recursive": blkio, "io_serviced_recursive": other,
+                        "io_queue_recursive": other, "io_service_time_recursive": other,
+                        "io_wait_time_recursive": other, "io_merged_recursive": other,
+                        "io_time_recursive": other, "sectors_recursive": other},
         "num_procs": 0, "storage_stats": {},
         "cpu_stats": cpu(Some(s)), "precpu_stats": cpu(pre),
         "memory_stats": {"usage": s.memory_usage, "limit": s.memory_limit, "stats": {}},
-    })
+    });
+    if !s.networks.is_empty() {
+        let nets: serde_json::Map<String, serde_json::Value> = s
+            .networks
+            .iter()
+            .map(|i| {
+                let counters = serde_json::json!({
+                    "rx_bytes": i.rx_bytes, "rx_packets": i.rx_packets,
+                    "rx_errors": i.rx_errors, "rx_dropped": i.rx_dropped,
+                    "tx_bytes": i.tx_bytes, "tx_packets": i.tx_packets,
+                    "tx_errors": i.tx_errors, "tx_dropped": i.tx_dropped,
+                });
+                (i.name.clone(), counters)
+            })
+            .collect();
+        v["networks"] = serde_json::Value::Object(nets);
+    }
+    v
 }
 
 fn rfc3339_now() -> String {

@@ -287,6 +287,14 @@ fn handle(engine: &Engine, req: Request) -> Result<Response, ApiError> {
             .tag(&source, &target)
             .map(|_| Response::Ok)
             .map_err(store_err),
+        Request::ImageEvent {
+            action,
+            reference,
+            name,
+        } => {
+            engine.images.log_event(action.as_str(), &reference, &name);
+            Ok(Response::Ok)
+        }
         Request::ImageRemove { reference, force } => engine
             .images
             .remove(&reference, force, &|id| c.uses_image(id))

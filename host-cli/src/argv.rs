@@ -73,36 +73,69 @@ fn flag_words(verb: &clap::Command, word: &str) -> usize {
     1
 }
 
-/// Ends the flags of `run`, `create` and `exec` at their first operand,
-/// as docker's CLI does: a `--` is put after it (when words follow), so
-/// every word after the image (or the container) reaches the command
+/// Ends the flags of `run`, `create` and `exec` (and of `compose run` and
+/// `compose exec`, at the service) at their first operand, as docker's
+/// CLI does: a `--` is put after it (when words follow), so every word
+/// after the image (or the container, or the service) reaches the command
 /// unchanged. `cli` is the whole command definition, built.
-pub fn stop_at_operand(cli: &clap::Command, mut args: Vec<OsString>) -> Vec<OsString> {
+pub fn stop_at_operand(cli: &clap::Command, args: Vec<OsString>) -> Vec<OsString> {
     let Some(v) = verb_index(&args) else {
         return args;
     };
     let verb_name = args[v].to_string_lossy().into_owned();
+    if verb_name == "compose" {
+        let Some(compose) = cli.find_subcommand("compose") else {
+            return args;
+        };
+        // compose's own flags (`-f FILE`, `-p NAME`) come before its verb.
+        let Some(sub) = first_operand(compose, &args, v + 1) else {
+            return args;
+        };
+        let sub_name = args[sub].to_string_lossy().into_owned();
+        return match compose.find_subcommand(&sub_name) {
+            Some(c) if COMPOSE_OPERAND_ENDS_FLAGS.contains(&sub_name.as_str()) => {
+                end_after_operand(c, args, sub + 1)
+            }
+            _ => args,
+        };
+    }
     if !OPERAND_ENDS_FLAGS.contains(&verb_name.as_str()) {
         return args;
     }
     let Some(verb) = cli.find_subcommand(&verb_name) else {
         return args;
     };
-    let mut i = v + 1;
+    end_after_operand(verb, args, v + 1)
+}
+
+/// The compose verbs whose first operand (the service) ends their flags.
+const COMPOSE_OPERAND_ENDS_FLAGS: &[&str] = &["run", "exec"];
+
+/// The index of the first word from `from` on that is not one of `verb`'s
+/// flags or a flag's value; `None` at a `--` or when there is none.
+fn first_operand(verb: &clap::Command, args: &[OsString], from: usize) -> Option<usize> {
+    let mut i = from;
     while i < args.len() {
-        let word = args[i].to_string_lossy().into_owned();
+        let word = args[i].to_string_lossy();
         if word == "--" {
-            // The user ended the flags already.
-            return args;
+            return None;
         }
         if word.len() > 1 && word.starts_with('-') {
             i += flag_words(verb, &word);
             continue;
         }
+        return Some(i);
+    }
+    None
+}
+
+/// Puts a `--` after `verb`'s first operand at or after `from`, unless the
+/// user ended the flags already or nothing follows the operand.
+fn end_after_operand(verb: &clap::Command, mut args: Vec<OsString>, from: usize) -> Vec<OsString> {
+    if let Some(i) = first_operand(verb, &args, from) {
         if i + 1 < args.len() {
             args.insert(i + 1, "--".into());
         }
-        return args;
     }
     args
 }
@@ -202,6 +235,30 @@ mod tests {
         assert_eq!(
             words("berth exec -u 0 c ls -l"),
             ["berth", "exec", "-u", "0", "c", "--", "ls", "-l"]
+        );
+    }
+
+    #[test]
+    fn compose_run_and_exec_flags_end_at_the_service() {
+        assert_eq!(
+            words("berth compose -f c.yml -p p run --rm -e A=1 svc ls -l"),
+            [
+                "berth", "compose", "-f", "c.yml", "-p", "p", "run", "--rm", "-e", "A=1", "svc",
+                "--", "ls", "-l"
+            ]
+        );
+        assert_eq!(
+            words("berth compose exec -T -u 0 svc sh -c x"),
+            ["berth", "compose", "exec", "-T", "-u", "0", "svc", "--", "sh", "-c", "x"]
+        );
+        // Other compose verbs, and a lone service, are left alone.
+        assert_eq!(
+            words("berth compose logs -f svc"),
+            ["berth", "compose", "logs", "-f", "svc"]
+        );
+        assert_eq!(
+            words("berth compose run svc"),
+            ["berth", "compose", "run", "svc"]
         );
     }
 

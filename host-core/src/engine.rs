@@ -283,6 +283,21 @@ impl Engine {
         })
     }
 
+    /// Logs docker's event for an image verb done on the host (`push`,
+    /// `save`) in the engine's event log.
+    pub fn image_event(
+        &mut self,
+        action: berth_protocol::ImageEventAction,
+        reference: &str,
+        name: &str,
+    ) -> Result<(), ClientError> {
+        self.ack(Request::ImageEvent {
+            action,
+            reference: reference.into(),
+            name: name.into(),
+        })
+    }
+
     /// Removes a reference (or the image); what was untagged and deleted.
     pub fn image_remove(
         &mut self,

@@ -122,6 +122,14 @@ pub enum Request {
         reference: String,
         force: bool,
     },
+    /// Logs docker's event for an image verb the host carries out from
+    /// its cache: `reference` is the event's actor id, `name` its `name`
+    /// attribute (the image's labels are added when it resolves).
+    ImageEvent {
+        action: ImageEventAction,
+        reference: String,
+        name: String,
+    },
     ContainerCreate(Box<ContainerConfig>),
     /// Starts a created or stopped container in the background.
     ContainerStart {
@@ -602,6 +610,43 @@ pub struct StatsSample {
     pub block_read_bytes: u64,
     #[serde(default)]
     pub block_write_bytes: u64,
+    /// The counters of each of those interfaces (the Engine API's
+    /// `networks`); empty with `--network host`.
+    #[serde(default)]
+    pub networks: Vec<InterfaceCounters>,
+    /// The cgroup's block I/O byte counters a device and operation a row
+    /// (the Engine API's `blkio_stats.io_service_bytes_recursive`).
+    #[serde(default)]
+    pub blkio_service_bytes: Vec<BlkioEntry>,
+    /// Read from a cgroup v1 hierarchy (dockerd's stats then have every
+    /// `blkio_stats` list, empty ones as `[]`; on v2 only the bytes).
+    #[serde(default)]
+    pub cgroup_v1: bool,
+}
+
+/// One network interface's counters, as `/proc/PID/net/dev` has them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceCounters {
+    pub name: String,
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_errors: u64,
+    pub rx_dropped: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_errors: u64,
+    pub tx_dropped: u64,
+}
+
+/// One block I/O counter of a cgroup: the device, the operation as the
+/// cgroup names it (v1 `Read`, `Write`, `Sync`, …, `Total`; v2 `read`,
+/// `write`) and the bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlkioEntry {
+    pub major: u64,
+    pub minor: u64,
+    pub op: String,
+    pub value: u64,
 }
 
 /// Successful responses.
@@ -681,6 +726,26 @@ pub struct LayerRef {
     pub digest: String,
     pub media_type: String,
     pub size: u64,
+}
+
+/// The image verbs the host carries out that docker logs an event for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageEventAction {
+    /// `push`: the reference pushed (`NAME:TAG`), named by its repository.
+    Push,
+    /// `save`: the image id, named by itself.
+    Save,
+}
+
+impl ImageEventAction {
+    /// docker's action word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImageEventAction::Push => "push",
+            ImageEventAction::Save => "save",
+        }
+    }
 }
 
 /// An image assembled from stored blobs.

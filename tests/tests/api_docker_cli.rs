@@ -1420,3 +1420,197 @@ fn the_server_reconnects_to_an_engine_that_restarted() {
     assert_ne!(old, new);
     s.docker(&["rm", "before"]).ok();
 }
+
+/// The JSON body of `GET path` on the Engine API socket `sock` (HTTP/1.0:
+/// the answer is the body until the socket closes, from either engine).
+fn get_json(sock: &Path, path: &str) -> serde_json::Value {
+    let mut s = UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// The Engine API's stats object counts a container's network interfaces
+/// (`networks`, per interface, loopback left out) and its cgroup's block
+/// I/O (`blkio_stats.io_service_bytes_recursive`) as dockerd's does, so
+/// `docker stats` shows NET I/O through berth's socket; a host-network
+/// container has no interfaces of its own in either.
+#[test]
+fn stats_objects_count_networks_and_block_io_like_dockerds() {
+    let Some(s) = Service::start() else { return };
+    if !berth_tests::have("dockerd") {
+        skip("no dockerd to compare with");
+        return;
+    }
+    let d = berth_tests::dockerd::Dockerd::required();
+    d.load_default_image(IMG).unwrap();
+    let on_dockerd = |args: &[&str]| -> Out {
+        let mut c = d.command();
+        c.args(args);
+        run_command(c, None, Duration::from_secs(300), &args.join(" "))
+    };
+    let on_berth = |args: &[&str]| s.docker(args);
+    // (bridge container's stats, host-network container's stats, the CLI's
+    // `Name NetIO BlockIO` lines).
+    // On a network of its own: the test's dockerd has no default bridge.
+    let exercise = |run: &dyn Fn(&[&str]) -> Out, sock: &Path| {
+        run(&["network", "create", "statnet"]).ok();
+        run(&[
+            "run",
+            "-d",
+            "--name",
+            "io",
+            "--network",
+            "statnet",
+            IMG,
+            "sleep",
+            "300",
+        ])
+        .ok();
+        let gw = run(&[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.Gateway}}{{end}}",
+            "io",
+        ])
+        .ok()
+        .stdout;
+        run(&["exec", "io", "ping", "-c", "3", "-W", "2", gw.trim()]).ok();
+        run(&["exec", "io", "ping", "-c", "3", "-s", "1000", "127.0.0.1"]).ok();
+        run(&[
+            "run",
+            "-d",
+            "--name",
+            "hostnet",
+            "--network",
+            "host",
+            IMG,
+            "sleep",
+            "300",
+        ])
+        .ok();
+        let bridge = get_json(sock, "/containers/io/stats?stream=false");
+        let host = get_json(sock, "/containers/hostnet/stats?stream=false");
+        let lines = run(&[
+            "stats",
+            "--no-stream",
+            "--format",
+            "{{.Name}} {{.NetIO}}",
+            "io",
+            "hostnet",
+        ])
+        .ok()
+        .stdout;
+        run(&["rm", "-f", "io", "hostnet"]).ok();
+        run(&["network", "rm", "statnet"]).ok();
+        (bridge, host, lines)
+    };
+    let (db, dh, dl) = exercise(&on_dockerd, Path::new(d.socket()));
+    let (bb, bh, bl) = exercise(&on_berth, &s.sock);
+    let keys = |v: &serde_json::Value| -> Vec<String> {
+        v.as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    // One interface, eth0, with dockerd's eight counters.
+    assert_eq!(
+        keys(&bb["networks"]),
+        keys(&db["networks"]),
+        "berth {bb}\ndocker {db}"
+    );
+    assert_eq!(keys(&bb["networks"]), ["eth0"], "{bb}");
+    assert_eq!(
+        keys(&bb["networks"]["eth0"]),
+        keys(&db["networks"]["eth0"]),
+        "berth {bb}\ndocker {db}"
+    );
+    let eth0 = &bb["networks"]["eth0"];
+    let n = |k: &str| eth0[k].as_u64().unwrap_or_else(|| panic!("{k}: {eth0}"));
+    // Three echo requests out, three replies in (98 bytes each on the
+    // wire); the loopback pings are not counted.
+    assert!(n("rx_packets") >= 3 && n("tx_packets") >= 3, "{eth0}");
+    assert!(n("rx_bytes") >= 3 * 98 && n("tx_bytes") >= 3 * 98, "{eth0}");
+    assert!(n("rx_bytes") < 3 * 1000, "loopback counted: {eth0}");
+    // A host-network container: no interfaces of its own in either.
+    assert_eq!(
+        bh.get("networks").map(keys),
+        dh.get("networks").map(keys),
+        "berth {bh}\ndocker {dh}"
+    );
+    // Block I/O: the same lists (rows of major, minor, op and value; on
+    // cgroup v1 every list, [] where the cgroup counted nothing; on v2
+    // only the bytes, null when empty).
+    let rows = |v: &serde_json::Value| -> Vec<(String, Option<Vec<String>>)> {
+        let blkio = v["blkio_stats"].as_object().cloned().unwrap_or_default();
+        blkio
+            .into_iter()
+            .map(|(k, list)| {
+                let row_keys = list.as_array().map(|a| {
+                    let mut keys: Vec<String> = a.iter().flat_map(keys).collect();
+                    keys.sort();
+                    keys.dedup();
+                    keys
+                });
+                (k, row_keys)
+            })
+            .collect()
+    };
+    assert_eq!(rows(&bb), rows(&db), "berth {bb}\ndocker {db}");
+    // The CLI reads NET I/O from them: some for the bridge container, none
+    // for the host-network one, as on dockerd.
+    let net = |l: &str, name: &str| -> String {
+        l.lines()
+            .find_map(|x| x.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} in {l}"))
+            .to_string()
+    };
+    assert_ne!(net(&bl, "io"), "0B / 0B", "{bl}");
+    assert_ne!(net(&dl, "io"), "0B / 0B", "{dl}");
+    assert_eq!(
+        net(&bl, "hostnet"),
+        net(&dl, "hostnet"),
+        "berth {bl}\ndocker {dl}"
+    );
+}
+
+/// A pull the registry refuses: the registry's error as dockerd prints
+/// it, and no `Pulling from` line before it (that comes once the registry
+/// resolved the reference), through berth's socket and from `berth pull`.
+#[test]
+fn a_refused_pull_prints_the_registrys_error_as_dockerd() {
+    let Some((s, reg)) = service_and_registry(false, false) else {
+        return;
+    };
+    if !berth_tests::have("dockerd") {
+        skip("no dockerd to compare with");
+        return;
+    }
+    reg.seed(&default_image_src(), "t/here:v1", "");
+    let d = berth_tests::dockerd::Dockerd::required();
+    let h = reg.host();
+    for name in [format!("{h}/t/nope"), format!("{h}/t/here:v9")] {
+        let docker = Out::from(d.docker(&["pull", &name]).unwrap());
+        assert_ne!(docker.code, 0, "{}", docker.stdout);
+        let ours = s.docker(&["pull", &name]);
+        assert_eq!(
+            (ours.code, &ours.stdout, &ours.stderr),
+            (docker.code, &docker.stdout, &docker.stderr),
+            "{name} through berth's socket, then on dockerd"
+        );
+        let cli = s.berth.run(&["pull", &name]);
+        assert_eq!(
+            (cli.code, cli.stderr.as_str()),
+            (docker.code, docker.stderr.as_str()),
+            "berth pull {name}, then docker pull"
+        );
+    }
+}

@@ -579,6 +579,15 @@ fn build_run_exec_and_the_other_verbs() {
     )
     .ok();
     assert_eq!(out.stdout, "run-42\nbuilt-2\n");
+    // Flags after the service are the command's, as docker compose reads
+    // them (`-l`, `-e`, `-d`, `-u` and `-w` are also run's and exec's).
+    let out = compose(
+        &b,
+        d,
+        &["run", "--rm", "-T", "app", "echo", "-l", "-e", "-d", "x"],
+    )
+    .ok();
+    assert_eq!(out.stdout, "-l -e -d x\n");
     let out = compose(&b, d, &["run", "-T", "other", "sh", "-c", "exit 7"]);
     assert_eq!(out.code, 7, "{}", out.stderr);
     let all = b
@@ -665,6 +674,13 @@ fn build_run_exec_and_the_other_verbs() {
     );
     assert_eq!(out.code, 3);
     assert_eq!(out.stdout, "exec-ok\n");
+    let out = compose(
+        &b,
+        d,
+        &["exec", "-T", "other", "echo", "-u", "0", "-w", "/", "-d"],
+    )
+    .ok();
+    assert_eq!(out.stdout, "-u 0 -w / -d\n");
 
     compose(&b, d, &["pause", "other"]).ok();
     // Pause is synchronous (kill, below, is not).

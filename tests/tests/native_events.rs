@@ -647,6 +647,53 @@ fn image_arrival_events_match_dockers() {
     assert_eq!(ours.1, d.1, "berth:\n{}\ndocker:\n{}", ours.1, d.1);
 }
 
+/// `push` and `save`, done from berth's host cache, log docker's image
+/// events in the engine's log: `push` named by the reference pushed and
+/// its repository, `save` by the image id, as dockerd logs them.
+#[test]
+fn push_and_save_events_match_dockers() {
+    use berth_tests::registry::{tools_missing, Registry};
+    if let Some(r) = tools_missing() {
+        return berth_tests::skip(&r);
+    }
+    let reg = Registry::start(false);
+    let src = format!("oci-archive:{}", berth_tests::default_image().display());
+    reg.seed(&src, "t/src:v1", "");
+    let h = reg.host();
+    let (from, to) = (format!("{h}/t/src:v1"), format!("{h}/t/pushed:v2"));
+    let dir = tempfile::tempdir().unwrap();
+    let (one, two) = (
+        dir.path().join("one.tar").display().to_string(),
+        dir.path().join("two.tar").display().to_string(),
+    );
+    let seq = |run: &Runner| -> (String, String) {
+        let (code, _, err) = run(&["pull", "-q", &from]);
+        assert_eq!(code, 0, "{err}");
+        let t0 = now();
+        for args in [
+            &["tag", &from, &to][..],
+            &["push", &to],
+            &["save", "-o", &one, &to],
+            &["save", "-o", &two, &from, &to],
+        ] {
+            let (code, _, err) = run(args);
+            assert_eq!(code, 0, "{args:?}: {err}");
+        }
+        events_between(run, &t0, &now(), &["-f", "type=image"])
+    };
+    let docker = berth_tests::dockerd::Dockerd::required();
+    let d = seq(&|args| run_docker(&docker, args));
+    drop(docker);
+    let b = Berth::new();
+    let ours = seq(&|args| {
+        let o = b.run(args);
+        (o.code, o.stdout, o.stderr)
+    });
+    assert!(d.0.contains("image push"), "docker: {}", d.0);
+    assert_eq!(ours.0, d.0, "berth:\n{}\ndocker:\n{}", ours.0, d.0);
+    assert_eq!(ours.1, d.1, "berth:\n{}\ndocker:\n{}", ours.1, d.1);
+}
+
 /// Whoever acts on a container's `start` event finds the container
 /// running: the machine's port forwarder lists the running containers'
 /// ports on each `start`, and after a machine restart it listed the

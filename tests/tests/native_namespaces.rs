@@ -683,7 +683,7 @@ fn pull_missing_and_always_fetch_from_a_registry() {
     assert_eq!(o.code, 125, "{}", o.stderr);
     assert!(
         o.stderr.contains(&format!(
-            "berth: Error response from daemon: pulling {gone}: manifest for {gone} not found"
+            "berth: Error response from daemon: manifest for {gone} not found"
         )),
         "{}",
         o.stderr
@@ -761,7 +761,7 @@ fn run_and_create_pull_a_missing_image_by_default() {
     assert_eq!(
         o.stderr,
         format!(
-            "Unable to find image '{gone}' locally\nberth: Error response from daemon: pulling {gone}: manifest for {gone} not found: manifest unknown.\nSee 'berth run --help'.\n"
+            "Unable to find image '{gone}' locally\nberth: Error response from daemon: manifest for {gone} not found: manifest unknown: manifest unknown.\nSee 'berth run --help'.\n"
         )
     );
     // docker's create gives the pull's error as it is, exit 1.
@@ -770,7 +770,7 @@ fn run_and_create_pull_a_missing_image_by_default() {
     assert_eq!(
         o.stderr,
         format!(
-            "Unable to find image '{gone}' locally\nError response from daemon: pulling {gone}: manifest for {gone} not found: manifest unknown\n"
+            "Unable to find image '{gone}' locally\nError response from daemon: manifest for {gone} not found: manifest unknown: manifest unknown\n"
         )
     );
 }

@@ -64,7 +64,8 @@ fn exit_codes_follow_docker() {
         o.stderr
     );
     assert!(
-        o.stderr.contains("pulling no-such-image:v9"),
+        o.stderr.contains("berth: Error response from daemon: ")
+            && o.stderr.ends_with("See 'berth run --help'.\n"),
         "{}",
         o.stderr
     );

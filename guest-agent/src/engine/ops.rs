@@ -6,7 +6,9 @@ use super::containers::{process_alive, valid_name, ContainerStore};
 use super::record::ContainerRecord;
 use crate::engine::Error;
 use crate::layout::write_json_atomic;
-use berth_protocol::{ContainerStatus, RestartPolicy, StatsSample, TopInfo};
+use berth_protocol::{
+    BlkioEntry, ContainerStatus, InterfaceCounters, RestartPolicy, StatsSample, TopInfo,
+};
 use libcgroups::common::{AnyCgroupManager, CgroupConfig, CgroupManager, FreezerState};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -256,29 +258,27 @@ impl ContainerStore {
                 .or_else(|| s.memory.stats.get("inactive_file"))
                 .copied()
                 .unwrap_or(0);
-            // docker's CLI sums the `Read` and `Write` rows of every device.
-            let op_bytes = |op: &str| -> u64 {
-                s.blkio
-                    .service_bytes
-                    .iter()
-                    .filter(|d| {
-                        d.op_type
-                            .as_deref()
-                            .is_some_and(|t| t.eq_ignore_ascii_case(op))
-                    })
-                    .map(|d| d.value)
-                    .sum()
-            };
+            let blkio = s
+                .blkio
+                .service_bytes
+                .iter()
+                .map(|d| BlkioEntry {
+                    major: d.major,
+                    minor: d.minor,
+                    op: d.op_type.clone().unwrap_or_default(),
+                    value: d.value,
+                })
+                .collect();
             CgroupSample {
                 cpu_ns: s.cpu.usage.usage_total,
                 memory: s.memory.memory.usage,
                 memory_limit: s.memory.memory.limit,
                 inactive_file: inactive,
                 pids: s.pids.current,
-                block_read: op_bytes("read"),
-                block_write: op_bytes("write"),
+                blkio,
             }
         };
+        let (block_read, block_write) = blkio_read_write(&c.blkio);
         let total_mem = host_memory();
         let limit = match c.memory_limit {
             0 => total_mem,
@@ -287,10 +287,13 @@ impl ContainerStore {
         };
         // The container's own network namespace (docker counts its
         // interfaces; a host-network container has none of its own).
-        let (net_rx, net_tx) = match self.status(&r.id).1 {
-            Some(run) if r.config.network_mode.as_deref() != Some("host") => net_bytes(run.pid),
-            _ => (0, 0),
+        let networks = match self.status(&r.id).1 {
+            Some(run) if r.config.network_mode.as_deref() != Some("host") => interfaces(run.pid),
+            _ => Vec::new(),
         };
+        let (net_rx, net_tx) = networks.iter().fold((0u64, 0u64), |(r, t), i| {
+            (r.saturating_add(i.rx_bytes), t.saturating_add(i.tx_bytes))
+        });
         Ok(StatsSample {
             id: r.id.clone(),
             name: r.name.clone(),
@@ -304,8 +307,11 @@ impl ContainerStore {
             pids: c.pids,
             net_rx_bytes: net_rx,
             net_tx_bytes: net_tx,
-            block_read_bytes: c.block_read,
-            block_write_bytes: c.block_write,
+            block_read_bytes: block_read,
+            block_write_bytes: block_write,
+            networks,
+            blkio_service_bytes: c.blkio,
+            cgroup_v1: !v2,
         })
     }
 
@@ -443,8 +449,8 @@ struct CgroupSample {
     memory_limit: u64,
     inactive_file: u64,
     pids: u64,
-    block_read: u64,
-    block_write: u64,
+    /// `io_service_bytes_recursive`'s rows.
+    blkio: Vec<BlkioEntry>,
 }
 
 fn v2_stats(id: &str) -> CgroupSample {
@@ -463,64 +469,98 @@ fn v2_stats(id: &str) -> CgroupSample {
             })
             .unwrap_or(0)
     };
-    let (block_read, block_write) = io_stat_bytes(&read("io.stat"));
     CgroupSample {
         cpu_ns: keyed("cpu.stat", "usage_usec").saturating_mul(1000),
         memory: num("memory.current"),
         memory_limit: num("memory.max"),
         inactive_file: keyed("memory.stat", "inactive_file"),
         pids: num("pids.current"),
-        block_read,
-        block_write,
+        blkio: io_stat_entries(&read("io.stat")),
     }
 }
 
 /// cgroup v2 `io.stat` (`MAJ:MIN rbytes=N wbytes=N rios=N …` a device a
-/// line): the bytes read and written, summed over the devices.
-fn io_stat_bytes(text: &str) -> (u64, u64) {
-    let mut sums = (0u64, 0u64);
-    for field in text.split_whitespace() {
-        let Some((k, v)) = field.split_once('=') else {
+/// line): a `read` and a `write` row a device, as dockerd reports them.
+fn io_stat_entries(text: &str) -> Vec<BlkioEntry> {
+    let mut rows = Vec::new();
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        let Some((major, minor)) = fields.next().and_then(|d| d.split_once(':')) else {
             continue;
         };
-        let v = v.parse::<u64>().unwrap_or(0);
-        match k {
-            "rbytes" => sums.0 = sums.0.saturating_add(v),
-            "wbytes" => sums.1 = sums.1.saturating_add(v),
-            _ => {}
+        let (Ok(major), Ok(minor)) = (major.parse::<u64>(), minor.parse::<u64>()) else {
+            continue;
+        };
+        let (mut read, mut write) = (0u64, 0u64);
+        for field in fields {
+            match field.split_once('=') {
+                Some(("rbytes", v)) => read = v.parse().unwrap_or(0),
+                Some(("wbytes", v)) => write = v.parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        for (op, value) in [("read", read), ("write", write)] {
+            rows.push(BlkioEntry {
+                major,
+                minor,
+                op: op.into(),
+                value,
+            });
         }
     }
-    sums
+    rows
 }
 
-/// Bytes received and sent on the interfaces of `pid`'s network namespace
-/// but loopback (`/proc/PID/net/dev`), as docker's stats count them.
-fn net_bytes(pid: i32) -> (u64, u64) {
+/// The bytes read and written over every device: docker's CLI sums the
+/// `Read` and `Write` rows (either case) and leaves out the others.
+fn blkio_read_write(rows: &[BlkioEntry]) -> (u64, u64) {
+    let sum = |op: &str| {
+        rows.iter()
+            .filter(|r| r.op.eq_ignore_ascii_case(op))
+            .fold(0u64, |a, r| a.saturating_add(r.value))
+    };
+    (sum("read"), sum("write"))
+}
+
+/// The interfaces of `pid`'s network namespace but loopback
+/// (`/proc/PID/net/dev`), as docker's stats count them.
+fn interfaces(pid: i32) -> Vec<InterfaceCounters> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).unwrap_or_default();
-    net_dev_bytes(&text)
+    net_dev_interfaces(&text)
 }
 
-/// `/proc/net/dev`: two header lines, then `IFACE: rx_bytes rx_packets …
-/// (8 receive columns) tx_bytes …`.
-fn net_dev_bytes(text: &str) -> (u64, u64) {
-    let mut sums = (0u64, 0u64);
+/// `/proc/net/dev`: two header lines, then `IFACE: rx_bytes rx_packets
+/// rx_errs rx_drop … (8 receive columns) tx_bytes tx_packets tx_errs
+/// tx_drop …`.
+fn net_dev_interfaces(text: &str) -> Vec<InterfaceCounters> {
+    let mut out = Vec::new();
     for line in text.lines().skip(2) {
         let Some((iface, cols)) = line.split_once(':') else {
             continue;
         };
-        if iface.trim() == "lo" {
+        let name = iface.trim();
+        if name == "lo" || name.is_empty() {
             continue;
         }
-        let cols: Vec<u64> = cols
+        let c: Vec<u64> = cols
             .split_whitespace()
             .map(|c| c.parse().unwrap_or(0))
             .collect();
-        if cols.len() >= 9 {
-            sums.0 = sums.0.saturating_add(cols[0]);
-            sums.1 = sums.1.saturating_add(cols[8]);
+        if c.len() >= 12 {
+            out.push(InterfaceCounters {
+                name: name.to_string(),
+                rx_bytes: c[0],
+                rx_packets: c[1],
+                rx_errors: c[2],
+                rx_dropped: c[3],
+                tx_bytes: c[8],
+                tx_packets: c[9],
+                tx_errors: c[10],
+                tx_dropped: c[11],
+            });
         }
     }
-    sums
+    out
 }
 
 fn host_memory() -> u64 {
@@ -620,19 +660,49 @@ fn user_name(uid: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{io_stat_bytes, net_dev_bytes};
+    use super::{blkio_read_write, io_stat_entries, net_dev_interfaces, BlkioEntry};
 
     #[test]
     fn io_and_network_counters_are_summed() {
         let io = "8:0 rbytes=4096 wbytes=512 rios=1 wios=1 dbytes=0 dios=0\n\
                   254:0 rbytes=100 wbytes=0 rios=2 wios=0 dbytes=0 dios=0\n";
-        assert_eq!(io_stat_bytes(io), (4196, 512));
-        assert_eq!(io_stat_bytes(""), (0, 0));
+        let rows = io_stat_entries(io);
+        assert_eq!(rows.len(), 4);
+        assert_eq!(
+            rows[1],
+            BlkioEntry {
+                major: 8,
+                minor: 0,
+                op: "write".into(),
+                value: 512
+            }
+        );
+        assert_eq!(blkio_read_write(&rows), (4196, 512));
+        assert_eq!(blkio_read_write(&io_stat_entries("")), (0, 0));
+        // v1 rows: Sync, Async and Total are not summed.
+        let v1 = ["Read", "Write", "Sync", "Total"].map(|op| BlkioEntry {
+            major: 8,
+            minor: 0,
+            op: op.into(),
+            value: 10,
+        });
+        assert_eq!(blkio_read_write(&v1), (10, 10));
         let dev = "Inter-|   Receive                            |  Transmit\n \
                    face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    \
                    lo:  999       9    0    0    0     0          0         0      999       9    0    0    0     0       0          0\n  \
-                   eth0:  1450      12    0    0    0     0          0         0      656       8    0    0    0     0       0          0\n  \
+                   eth0:  1450      12    1    2    0     0          0         0      656       8    3    4    0     0       0          0\n  \
                    eth1:    50       1    0    0    0     0          0         0        4       1    0    0    0     0       0          0\n";
-        assert_eq!(net_dev_bytes(dev), (1500, 660));
+        let ifs = net_dev_interfaces(dev);
+        let names: Vec<&str> = ifs.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["eth0", "eth1"]);
+        let e = &ifs[0];
+        assert_eq!(
+            (e.rx_bytes, e.rx_packets, e.rx_errors, e.rx_dropped),
+            (1450, 12, 1, 2)
+        );
+        assert_eq!(
+            (e.tx_bytes, e.tx_packets, e.tx_errors, e.tx_dropped),
+            (656, 8, 3, 4)
+        );
     }
 }

@@ -360,6 +360,16 @@ impl ImageStore {
         }
     }
 
+    /// An image event the host asked for (its `push` and `save`): with the
+    /// image's labels when `reference` names one, as docker logs them.
+    pub fn log_event(&self, action: &str, reference: &str, name: &str) {
+        let labels = self
+            .resolve(reference)
+            .map(|id| self.labels(&id))
+            .unwrap_or_default();
+        crate::events::image(self.layout.root(), action, reference, name, labels);
+    }
+
     /// [`ImageStore::commit`] of an image made from `parent` (a build step
     /// or `commit`): the parent is recorded, so listings can hide
     /// intermediate images.

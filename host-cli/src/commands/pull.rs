@@ -132,7 +132,16 @@ impl PullProgress for Reporter {
 }
 
 pub fn run(iso: Isolation, a: &PullArgs) -> Result<i32> {
-    run_to(iso, a, Sink::Stdout)
+    // A bad reference is the client's error; what the registry (or the
+    // engine) answered is the daemon's, printed as docker prints it.
+    Reference::parse(&a.image)?;
+    match run_to(iso, a, Sink::Stdout) {
+        Err(e) => {
+            eprintln!("Error response from daemon: {e:#}");
+            Ok(1)
+        }
+        ok => ok,
+    }
 }
 
 /// [`run`] with its output on `sink`.

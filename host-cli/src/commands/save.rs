@@ -6,7 +6,7 @@
 
 use crate::image_cache::ImageCache;
 use anyhow::{bail, Result};
-use berth_host::transfer::save::{collect, write_archive, SaveFormat};
+use berth_host::transfer::save::{collect, log_saved, write_archive, SaveFormat};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -35,8 +35,10 @@ pub fn run(iso: crate::placement::Isolation, a: &SaveArgs) -> Result<i32> {
         }
         let sink = std::io::BufWriter::new(std::io::stdout().lock());
         write_archive(&cache, &entries, format, sink)?;
+        log_saved(iso, &entries);
         return Ok(0);
     };
     crate::out_file::write_atomically(out, |w| write_archive(&cache, &entries, format, w))?;
+    log_saved(iso, &entries);
     Ok(0)
 }

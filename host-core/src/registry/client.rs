@@ -171,6 +171,40 @@ fn error_message(resp: ureq::Response) -> String {
     }
 }
 
+/// A 404's first registry error as docker prints it: the code's words,
+/// then the registry's message (`manifest unknown: manifest unknown`).
+fn not_found_detail(resp: ureq::Response) -> String {
+    let mut body = Vec::new();
+    let _ = resp
+        .into_reader()
+        .take(MAX_ERROR_BODY)
+        .read_to_end(&mut body);
+    let first = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("errors")?.as_array()?.first().cloned());
+    let field = |k: &str| {
+        first
+            .as_ref()
+            .and_then(|e| e.get(k)?.as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    let (code, message) = (field("code"), field("message"));
+    // The distribution spec's descriptions of its codes, as docker's
+    // errcode package words them.
+    let words = match code.as_str() {
+        "" => return "manifest unknown".into(),
+        "NAME_UNKNOWN" => "repository name not known to registry".to_string(),
+        "TAG_INVALID" => "manifest tag did not match URI".to_string(),
+        other => other.to_ascii_lowercase().replace('_', " "),
+    };
+    let text = if message.is_empty() {
+        words
+    } else {
+        format!("{words}: {message}")
+    };
+    text.chars().filter(|c| !c.is_control()).take(300).collect()
+}
+
 /// The HTTP agent berth speaks to `host` (`host[:port]`) with: the extra
 /// CA certificates, the proxy settings, timeouts, same-host redirects.
 pub(crate) fn http_agent(host: &str) -> Result<ureq::Agent, RegistryError> {
@@ -491,8 +525,9 @@ impl RegistryClient {
         )?;
         if resp.status() == 404 {
             return Err(RegistryError::Status(format!(
-                "manifest for {}/{repo}:{reference} not found: manifest unknown",
-                self.domain
+                "manifest for {}/{repo}:{reference} not found: {}",
+                self.domain,
+                not_found_detail(resp)
             )));
         }
         let resp = self.check(resp, &what)?;

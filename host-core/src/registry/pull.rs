@@ -6,7 +6,7 @@ use super::manifest::Platform;
 use super::RegistryClient;
 use crate::engine::Engine;
 use crate::image_cache::ImageCache;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use berth_protocol::reference::Reference;
 use berth_protocol::{ImageCommit, ImageOrigin, LayerRef};
 
@@ -36,13 +36,12 @@ pub fn pull(
         .clone()
         .or_else(|| r.tag.clone())
         .unwrap_or_else(|| "latest".into());
-    let client = RegistryClient::connect(&r.domain, vec![format!("repository:{}:pull", r.path)])
-        .with_context(|| format!("pulling {}", r.familiar()))?;
+    // The registry's errors as they are, as docker prints them.
+    let client = RegistryClient::connect(&r.domain, vec![format!("repository:{}:pull", r.path)])?;
     let cache = ImageCache::open()?;
     cache.remove_stale_temps();
     let before = cache.resolve(&r.to_string()).map(|c| c.config_digest);
-    let pulled = pull_image(&client, &r.path, &reference, platform, &cache, progress)
-        .with_context(|| format!("pulling {}", r.familiar()))?;
+    let pulled = pull_image(&client, &r.path, &reference, platform, &cache, progress)?;
     let m = &pulled.manifest;
     let tags = match (&r.tag, &r.digest) {
         (Some(_), None) => vec![r.to_string()],

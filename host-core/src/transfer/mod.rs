@@ -17,6 +17,25 @@ use anyhow::{bail, Context, Result};
 /// (tags live in the agent), falling back to the cache's own tags. An error
 /// says whether the image is missing or only its blobs are (images made
 /// inside the agent, e.g. by `commit`, never pass through the host cache).
+/// docker's event for an image verb done here from the host cache, in
+/// the engine's log when the placement has an engine (events never fail
+/// the verb).
+pub(crate) fn log_image_event(
+    iso: Isolation,
+    action: berth_protocol::ImageEventAction,
+    reference: &str,
+    name: &str,
+) {
+    if !iso.has_engine() {
+        return;
+    }
+    if let Ok(mut c) = iso.connect() {
+        if let Err(e) = c.image_event(action, reference, name) {
+            log::debug!("logging the image {} event: {e}", action.as_str());
+        }
+    }
+}
+
 pub fn resolve_local(
     iso: Isolation,
     cache: &ImageCache,

@@ -165,6 +165,12 @@ pub fn push(
     })() {
         eprintln!("berth: warning: recording the pushed digest: {e:#}");
     }
+    super::log_image_event(
+        iso,
+        berth_protocol::ImageEventAction::Push,
+        &name.familiar(),
+        &name.familiar_name(),
+    );
     Ok(Pushed {
         name: name.familiar(),
         tag,

@@ -75,6 +75,15 @@ pub fn collect(iso: Isolation, cache: &ImageCache, names: &[String]) -> Result<V
     Ok(entries)
 }
 
+/// Logs docker's `save` event for each image of `entries` (actor and name
+/// the image id, as dockerd logs them), once the archive is written.
+pub fn log_saved(iso: Isolation, entries: &[SaveEntry]) {
+    for e in entries {
+        let id = &e.commit.config_digest;
+        super::log_image_event(iso, berth_protocol::ImageEventAction::Save, id, id);
+    }
+}
+
 fn append<W: Write>(
     t: &mut tar::Builder<W>,
     name: &str,
