@@ -9,6 +9,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use berth_host::image_cache::ImageCache;
 use berth_protocol::reference::Reference;
 use berth_protocol::ImageSummary;
 use bollard_stubs::models;
@@ -268,7 +269,16 @@ pub(crate) async fn remove(
     let q = query(q);
     let force = qbool(&q, "force");
     let lines = st
-        .engine(move |e| Ok(e.image_remove(&name, force)?))
+        .engine(move |e| {
+            let before = e.image_inspect(&name).ok();
+            let lines = e.image_remove(&name, force)?;
+            // The repository digests docker drops with the last tag of a
+            // repository (the berth CLI's `rmi` does the same).
+            Ok(match (before, ImageCache::open()) {
+                (Some(img), Ok(cache)) => cache.with_digest_untags(&img, &name, lines),
+                _ => lines,
+            })
+        })
         .await?;
     Ok(Json(delete_items(&lines)))
 }

@@ -203,6 +203,75 @@ impl ImageCache {
         self.write_repo_digest_map(&map)
     }
 
+    /// An engine's `rmi` lines with the repository digests docker drops
+    /// alongside: when the last tag of a repository leaves an image, that
+    /// repository's digests are untagged too (`Untagged: repo@sha256:…`,
+    /// after the tag's line, before the `Deleted:` ones), and a deleted
+    /// image keeps none. The cache forgets those digests. `img` is the
+    /// image as it was before the removal.
+    pub fn with_digest_untags(
+        &self,
+        img: &berth_protocol::ImageSummary,
+        reference: &str,
+        lines: Vec<String>,
+    ) -> Vec<String> {
+        let extra = self.digest_untags(img, reference, &lines);
+        let untagged = lines.iter().take_while(|l| l.starts_with("Untagged:"));
+        let rest = lines.iter().skip_while(|l| l.starts_with("Untagged:"));
+        untagged.chain(extra.iter()).chain(rest).cloned().collect()
+    }
+
+    /// The `Untagged: repo@digest` lines owed after removing `reference` from
+    /// `img`, with those digests forgotten by the cache.
+    fn digest_untags(
+        &self,
+        img: &berth_protocol::ImageSummary,
+        reference: &str,
+        lines: &[String],
+    ) -> Vec<String> {
+        let deleted = lines.iter().any(|l| l.starts_with("Deleted:"));
+        let removed_repo = match Reference::parse(reference) {
+            Ok(r) if r.digest.is_none() && !deleted => Some(r.repository()),
+            // An id or a digest: only a deleted image loses its digests.
+            _ if deleted => None,
+            _ => return Vec::new(),
+        };
+        let repo_of = |s: &str| Reference::parse(s).ok().map(|r| r.repository());
+        let mut gone = Vec::new();
+        for rd in self.repo_digests(&img.id) {
+            let repo = repo_of(&rd);
+            let drop = match &removed_repo {
+                // The last tag of that repository on this image went.
+                Some(r) => {
+                    repo.as_ref() == Some(r)
+                        && !img.tags.iter().any(|t| {
+                            repo_of(t).as_ref() == Some(r)
+                                && Reference::parse(t).ok().map(|x| x.familiar())
+                                    != Reference::parse(reference).ok().map(|x| x.familiar())
+                        })
+                }
+                None => true,
+            };
+            if drop {
+                gone.push(rd);
+            }
+        }
+        if gone.is_empty() {
+            return Vec::new();
+        }
+        if let Err(e) = self.remove_repo_digests(&img.id, &gone) {
+            log::warn!("forgetting repository digests: {e:#}");
+        }
+        gone.iter()
+            .map(|d| {
+                let name = Reference::parse(d)
+                    .map(|r| r.familiar())
+                    .unwrap_or_else(|_| d.clone());
+                format!("Untagged: {name}")
+            })
+            .collect()
+    }
+
     /// Forgets an image record (its blobs stay until pruned).
     pub fn forget(&self, config_digest: &str) -> Result<()> {
         let _lock = self.lock()?;

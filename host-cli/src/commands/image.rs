@@ -9,7 +9,6 @@ use crate::fmt::{ago, human_size, json_row_field};
 use crate::image_cache::ImageCache;
 use crate::placement::Isolation;
 use anyhow::{bail, Result};
-use berth_protocol::reference::Reference;
 use std::io::{BufRead, IsTerminal, Write};
 
 #[derive(clap::Subcommand)]
@@ -296,17 +295,11 @@ pub fn rmi(iso: Isolation, images: &[String], force: bool) -> Result<i32> {
         let before = c.image_inspect(i).ok();
         match c.image_remove(i, force) {
             Ok(lines) => {
-                let extra = match (&before, &cache) {
-                    (Some(img), Some(cache)) => digest_untags(cache, img, i, &lines),
-                    _ => Vec::new(),
+                let lines = match (&before, &cache) {
+                    (Some(img), Some(cache)) => cache.with_digest_untags(img, i, lines),
+                    _ => lines,
                 };
-                // docker: the tag, then the digests, then what was deleted.
-                let untagged = lines.iter().take_while(|l| l.starts_with("Untagged:"));
-                let rest = lines.iter().skip_while(|l| l.starts_with("Untagged:"));
-                untagged
-                    .chain(extra.iter())
-                    .chain(rest)
-                    .for_each(|l| println!("{l}"));
+                lines.iter().for_each(|l| println!("{l}"));
             }
             Err(ClientError::Unexpected(_)) => {}
             Err(e) => {
@@ -316,55 +309,4 @@ pub fn rmi(iso: Isolation, images: &[String], force: bool) -> Result<i32> {
         }
     }
     Ok(code)
-}
-
-/// The `Untagged: repo@digest` lines owed after removing `reference` from
-/// `img`, with those digests forgotten by the cache.
-fn digest_untags(
-    cache: &crate::image_cache::ImageCache,
-    img: &berth_protocol::ImageSummary,
-    reference: &str,
-    lines: &[String],
-) -> Vec<String> {
-    let deleted = lines.iter().any(|l| l.starts_with("Deleted:"));
-    let removed_repo = match Reference::parse(reference) {
-        Ok(r) if r.digest.is_none() && !deleted => Some(r.repository()),
-        // An id or a digest: only a deleted image loses its digests.
-        _ if deleted => None,
-        _ => return Vec::new(),
-    };
-    let repo_of = |s: &str| Reference::parse(s).ok().map(|r| r.repository());
-    let mut gone = Vec::new();
-    for rd in cache.repo_digests(&img.id) {
-        let repo = repo_of(&rd);
-        let drop = match &removed_repo {
-            // The last tag of that repository on this image went.
-            Some(r) => {
-                repo.as_ref() == Some(r)
-                    && !img.tags.iter().any(|t| {
-                        repo_of(t).as_ref() == Some(r)
-                            && Reference::parse(t).ok().map(|x| x.familiar())
-                                != Reference::parse(reference).ok().map(|x| x.familiar())
-                    })
-            }
-            None => true,
-        };
-        if drop {
-            gone.push(rd);
-        }
-    }
-    if gone.is_empty() {
-        return Vec::new();
-    }
-    if let Err(e) = cache.remove_repo_digests(&img.id, &gone) {
-        eprintln!("berth: warning: forgetting repository digests: {e:#}");
-    }
-    gone.iter()
-        .map(|d| {
-            let name = Reference::parse(d)
-                .map(|r| r.familiar())
-                .unwrap_or_else(|_| d.clone());
-            format!("Untagged: {name}")
-        })
-        .collect()
 }

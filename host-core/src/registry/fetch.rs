@@ -84,11 +84,15 @@ pub fn pull_image(
             blobs.push(l);
         }
     }
+    // An image whose every blob is here already gets no layer lines:
+    // dockerd stops as soon as it finds the image's config in its store
+    // ("Digest" and "Status" follow at once).
+    let whole = blobs.iter().all(|b| cache.has_blob(&b.digest));
     let mut todo = Vec::new();
     for b in blobs {
         let have = cache.has_blob(&b.digest);
         // Progress is about layers, as docker shows it.
-        if b.digest != m.config.digest {
+        if b.digest != m.config.digest && !whole {
             progress.start(&b.digest, b.size, have);
         }
         if !have {

@@ -40,7 +40,16 @@ pub fn pull(
     let client = RegistryClient::connect(&r.domain, vec![format!("repository:{}:pull", r.path)])?;
     let cache = ImageCache::open()?;
     cache.remove_stale_temps();
-    let before = cache.resolve(&r.to_string()).map(|c| c.config_digest);
+    // "Image is up to date" when the name already meant this image: the
+    // engine's view when there is one (an `rmi` there leaves the host
+    // cache's record of the tag), else the cache's.
+    let before = match upload {
+        Some(connect) => connect()
+            .ok()
+            .and_then(|mut e| e.image_inspect(&r.to_string()).ok())
+            .map(|i| i.id),
+        None => cache.resolve(&r.to_string()).map(|c| c.config_digest),
+    };
     let pulled = pull_image(&client, &r.path, &reference, platform, &cache, progress)?;
     let m = &pulled.manifest;
     let tags = match (&r.tag, &r.digest) {
