@@ -44,6 +44,7 @@ cleanup() {
     set +e
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
     [ -f "$work/berth/native/agent.pid" ] && kill "$(cat "$work/berth/native/agent.pid")" 2>/dev/null
+    "$root/scripts/remove-native-networks.sh" "$work/berth"
     sleep 1
     grep " $work" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m"; done
     rm -rf "$work"
