@@ -298,8 +298,9 @@ impl VolumeStore {
     }
 }
 
-/// A volume name docker's daemon would make: 64 random hex digits.
-fn random_name() -> String {
+/// A volume name docker's daemon would make: 64 random hex digits
+/// (anonymous volumes; `volume create` without a name).
+pub fn random_name() -> String {
     use sha2::{Digest, Sha256};
     let mut seed = [0u8; 32];
     let read = std::fs::File::open("/dev/urandom")

@@ -564,12 +564,9 @@ fn verb(o: &mut Orchestrator, v: &Verb) -> anyhow::Result<i32> {
             no_log_prefix,
             services,
         } => {
-            let tail = match tail.as_str() {
-                "all" | "-1" => None,
-                n => match n.parse() {
-                    Ok(v) => Some(v),
-                    Err(_) => return Ok(fail(format!("invalid value for --tail: {n:?}"))),
-                },
+            let tail = match parse_tail(tail) {
+                Ok(t) => t,
+                Err(e) => return Ok(fail(e)),
             };
             let list = o.service_containers(services, true)?;
             follow_logs(o, &list, *follow, *timestamps, tail, !no_log_prefix, None)?;
@@ -1101,6 +1098,17 @@ fn up(o: &mut Orchestrator, u: &UpArgs) -> anyhow::Result<i32> {
 /// Foreground colours for log prefixes on a terminal (cyan, yellow,
 /// green, magenta, blue, then their bright forms).
 const COLOURS: [&str; 10] = ["36", "33", "32", "35", "34", "96", "93", "92", "95", "94"];
+
+/// `logs --tail`: a count, or `all`/`-1` for every line.
+fn parse_tail(tail: &str) -> std::result::Result<Option<u64>, String> {
+    match tail {
+        "all" | "-1" => Ok(None),
+        n => n
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("invalid value for --tail: {n:?}")),
+    }
+}
 
 /// Prints the containers' logs, each line prefixed by the container's
 /// name; with `follow`, until every stream ends or `stop` is set.

@@ -173,23 +173,6 @@ fn kv_map(list: &[String]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// A volume name docker's daemon would make: 64 random hex digits.
-fn random_name() -> String {
-    use sha2::{Digest, Sha256};
-    let mut seed = [0u8; 32];
-    let read = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))
-        .is_ok();
-    if !read {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        seed[..16].copy_from_slice(&t.as_nanos().to_le_bytes());
-        seed[16..20].copy_from_slice(&std::process::id().to_le_bytes());
-    }
-    hex::encode(Sha256::digest(seed))
-}
-
 fn create(iso: Isolation, a: &CreateArgs) -> Result<i32> {
     let name = match (&a.name, &a.volume) {
         (Some(_), Some(_)) => {
@@ -215,7 +198,9 @@ fn create(iso: Isolation, a: &CreateArgs) -> Result<i32> {
     if a.driver != "local" {
         // docker's daemon, when no plugin of that name is installed
         // (berth has no volume plugins).
-        let shown = name.clone().unwrap_or_else(random_name);
+        let shown = name
+            .clone()
+            .unwrap_or_else(berth_host::vm_volumes::random_name);
         eprintln!(
             "Error response from daemon: create {shown}: error looking up volume plugin {d}: plugin \"{d}\" not found",
             d = a.driver
@@ -737,6 +722,6 @@ mod tests {
         assert_eq!(m.get("a").unwrap(), "b");
         assert_eq!(m.get("c").unwrap(), "");
         assert_eq!(m.get("d").unwrap(), "e=f");
-        assert_eq!(random_name().len(), 64);
+        assert_eq!(berth_host::vm_volumes::random_name().len(), 64);
     }
 }

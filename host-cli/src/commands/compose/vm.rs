@@ -5,7 +5,9 @@
 //! host-core's `compose::vm` plan. `up`, `down`, `ps`, `logs`, `stop` and
 //! `rm` work; the other verbs say they do not yet.
 
-use super::{confirm, fail, parse_scale, print_logs, print_ps, pull_image, UpArgs, Verb};
+use super::{
+    confirm, fail, parse_scale, parse_tail, print_logs, print_ps, pull_image, UpArgs, Verb,
+};
 use crate::commands::vm_keeper;
 use crate::placement::Isolation;
 use anyhow::{anyhow, Context, Result};
@@ -75,12 +77,9 @@ pub(super) fn run(project: &Project, v: &Verb) -> Result<i32> {
             no_log_prefix,
             services,
         } => {
-            let tail = match tail.as_str() {
-                "all" | "-1" => None,
-                n => match n.parse() {
-                    Ok(v) => Some(v),
-                    Err(_) => return Ok(fail(format!("invalid value for --tail: {n:?}"))),
-                },
+            let tail = match parse_tail(tail) {
+                Ok(t) => t,
+                Err(e) => return Ok(fail(e)),
             };
             let list = containers(project, services)?;
             logs(&list, *follow, *timestamps, tail, !no_log_prefix, None)?;
