@@ -422,6 +422,22 @@ impl Berth {
         }
     }
 
+    /// Starts `berth system service` on `<home>/api/docker.sock`, its
+    /// output discarded: the socket's path and the server process (the
+    /// caller waits for the socket and stops the process).
+    pub fn spawn_api_service(&self) -> (PathBuf, Child) {
+        let sock = self.home.path().join("api").join("docker.sock");
+        let child = self
+            .command()
+            .args(["system", "service", "--socket"])
+            .arg(&sock)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        (sock, child)
+    }
+
     /// A command with this installation's environment.
     pub fn command(&self) -> Command {
         let mut c = Command::new(berth_bin());

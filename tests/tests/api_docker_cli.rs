@@ -37,15 +37,7 @@ impl Service {
             return None;
         };
         let berth = Berth::new().with_default_image();
-        let sock = berth.home.path().join("api").join("docker.sock");
-        let child = berth
-            .command()
-            .args(["system", "service", "--socket"])
-            .arg(&sock)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let (sock, child) = berth.spawn_api_service();
         let s = Service {
             berth,
             child,

@@ -48,15 +48,7 @@ impl Engines {
             return None;
         }
         let berth = Berth::new().with_default_image();
-        let sock = berth.home.path().join("api").join("docker.sock");
-        let service = berth
-            .command()
-            .args(["system", "service", "--socket"])
-            .arg(&sock)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let (sock, service) = berth.spawn_api_service();
         let dockerd = Dockerd::required();
         dockerd.load_default_image(IMG).unwrap();
         let e = Engines {
