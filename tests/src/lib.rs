@@ -9,6 +9,7 @@
 pub mod dockerd;
 pub mod parity;
 pub mod registry;
+pub mod seccomp_probe;
 pub mod shop;
 
 use std::io::Read;

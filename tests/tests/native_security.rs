@@ -7,30 +7,17 @@
 // Drives the Linux builds of berth and berth-agent (native placement, KVM).
 #![cfg(target_os = "linux")]
 
-use berth_tests::{have, skip, workspace, Berth, DEFAULT_IMAGE};
+use berth_tests::{seccomp_probe, skip, Berth, DEFAULT_IMAGE};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// tests/probe/seccomp_probe.c built static (gcc), or None (a skip).
+/// The static probe, or None (a skip).
 fn probe(dir: &std::path::Path) -> Option<PathBuf> {
-    if !have("gcc") {
+    let probe = seccomp_probe::build(dir);
+    if probe.is_none() {
         skip("gcc not installed (the seccomp probe is a static C program)");
-        return None;
     }
-    let out = dir.join("seccomp_probe");
-    let src = workspace().join("tests/probe/seccomp_probe.c");
-    let o = std::process::Command::new("gcc")
-        .args(["-static", "-O1", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "gcc -static failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    Some(out)
+    probe
 }
 
 /// Runs the probe as the main process of a container made with `flags`
@@ -45,12 +32,7 @@ fn run_probe(b: &Berth, probe: &std::path::Path, flags: &[&str]) -> BTreeMap<Str
     b.run(&["cp", probe.to_str().unwrap(), &format!("{name}:/probe")])
         .ok();
     let o = b.run(&["start", "-a", &name]).ok();
-    let mut map: BTreeMap<String, String> = o
-        .stdout
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let mut map = seccomp_probe::answers(&o.stdout);
     // The same probe through exec (a process joining the container gets
     // the container's filter too, as with runc).
     let ex = format!("{name}x");
@@ -93,21 +75,6 @@ fn rand_suffix() -> String {
     format!("{n:08x}")
 }
 
-/// The calls the issue names, each filtered to EPERM by docker's profile.
-const BLOCKED: &[&str] = &[
-    "unshare_bad",
-    "unshare_user",
-    "keyctl",
-    "add_key",
-    "mount_bad",
-    "swapon",
-    "reboot",
-    "init_module",
-    "bpf",
-    "clone_ns",
-    "personality",
-];
-
 #[test]
 fn default_profile_blocks_and_opt_outs_lift_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -119,14 +86,13 @@ fn default_profile_blocks_and_opt_outs_lift_it() {
     // docker's default profile: EPERM for each, in the main process and
     // in exec; fork and the persona query still work.
     let m = run_probe(&b, &probe, &[]);
-    for k in BLOCKED {
-        assert_eq!(m.get(*k).map(String::as_str), Some("EPERM"), "{k}: {m:?}");
-        let e = format!("exec.{k}");
-        assert_eq!(m.get(&e).map(String::as_str), Some("EPERM"), "{e}: {m:?}");
-    }
-    for k in ["fork", "personality_query", "exec.fork"] {
-        assert_eq!(m.get(k).map(String::as_str), Some("OK"), "{k}: {m:?}");
-    }
+    seccomp_probe::assert_default_profile(&m, "");
+    seccomp_probe::assert_default_profile(&m, "exec.");
+    assert_eq!(
+        m.get("personality_query").map(String::as_str),
+        Some("OK"),
+        "{m:?}"
+    );
     assert_eq!(
         m.get("exec.Seccomp").map(String::as_str),
         Some("2"),

@@ -26,6 +26,7 @@
 use berth_tests::dockerd::Dockerd;
 use berth_tests::parity::differences;
 use berth_tests::registry::{tools_missing, Registry, PASS, USER};
+use berth_tests::seccomp_probe;
 use berth_tests::{run_command, skip, timing, wait_for, Berth, Out, DEFAULT_IMAGE};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
@@ -263,55 +264,18 @@ fn machine_vm_runs_builds_and_talks_to_registries_like_native() {
     // the default profile each call is refused by the filter (EPERM);
     // under seccomp=unconfined the calls reach the guest kernel, which
     // rejects their bad arguments (or lacks the call) with other errors.
-    if berth_tests::have("gcc") {
-        let probe = shared.path().join("seccomp_probe");
-        let o = std::process::Command::new("gcc")
-            .args(["-static", "-O1", "-o"])
-            .arg(&probe)
-            .arg(berth_tests::workspace().join("tests/probe/seccomp_probe.c"))
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let answers = |flags: &[&str]| -> std::collections::BTreeMap<String, String> {
+    if seccomp_probe::build(shared.path()).is_some() {
+        let answers = |flags: &[&str]| {
             let mount = format!("{sd}:/p:ro");
             let mut args = vec!["run", "--rm", "-v", &mount];
             args.extend_from_slice(flags);
             args.extend_from_slice(&[DEFAULT_IMAGE, "/p/seccomp_probe"]);
-            let o = b.run(&args).ok();
-            o.stdout
-                .lines()
-                .filter_map(|l| l.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
+            seccomp_probe::answers(&b.run(&args).ok().stdout)
         };
-        let blocked = [
-            "unshare_user",
-            "unshare_bad",
-            "keyctl",
-            "add_key",
-            "mount_bad",
-            "swapon",
-            "reboot",
-            "init_module",
-            "bpf",
-            "clone_ns",
-            "personality",
-        ];
-        let m = answers(&[]);
-        for k in blocked {
-            assert_eq!(m.get(k).map(String::as_str), Some("EPERM"), "{k}: {m:?}");
-        }
-        assert_eq!(m.get("fork").map(String::as_str), Some("OK"), "{m:?}");
+        seccomp_probe::assert_default_profile(&answers(&[]), "");
         let m = answers(&["--security-opt", "seccomp=unconfined"]);
-        for k in [
-            "unshare_bad",
-            "keyctl",
-            "add_key",
-            "mount_bad",
-            "clone_ns",
-            "swapon",
-        ] {
-            let got = m.get(k).map(String::as_str);
+        for k in seccomp_probe::REJECTED_BY_THE_KERNEL {
+            let got = m.get(*k).map(String::as_str);
             assert!(got.is_some() && got != Some("EPERM"), "{k}: {m:?}");
         }
         timing("shared_placement", "seccomp default and unconfined", t);
