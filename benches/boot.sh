@@ -23,7 +23,8 @@
 # PERF=1 the VMM is perf's child: it is killed first and perf's count read).
 #
 # With PERF=1 each VMM runs under `perf stat -e kvm:kvm_emulate_insn` and the
-# table adds the emulated guest instructions from launch to the last marker
+# table adds the emulated guest instructions and the VMM's CPU time
+# (task-clock, all its threads) from launch to the last marker
 # (on kvm_pvm hosts every guest-kernel instruction goes through KVM's
 # emulator, so this counts the guest kernel's work independently of load).
 # PERF=record records every emulated instruction instead (`perf record`;
@@ -35,7 +36,12 @@
 # QEMU=0 skips the QEMU boots.
 #
 # Environment: ROUNDS (3), MEM_MIB (guest RAM, 512), PERF (0, 1 or record),
-# PROFILE_TOP (30), QEMU (1),
+# PROFILE_TOP (30), QEMU (1), EXTRA_CMDLINE (words for both command lines),
+# THP_OFF (berth, qemu or "berth qemu": run that VMM with transparent huge
+# pages disabled, prctl PR_SET_THP_DISABLE; QEMU advises MADV_HUGEPAGE on
+# its guest RAM, berth-vmm does not, see benches/README.md), PERF_EVENTS
+# (more events for PERF=1, space separated, e.g. "kvm:kvm_msr page-faults":
+# in the perf output kept with KEEP=1),
 # BERTH_KERNEL (default: newest
 # ${BERTH_CACHE_DIR:-~/.cache/berth}/kernel/*/vmlinux, built with
 # kernel-config/build-kernel.sh when there is none), BOOT_TIMEOUT (400 s per
@@ -54,6 +60,9 @@ init_marker='berth-agent: started as init'
 engine_marker='berth-agent: engine open'
 vsock_marker='berth-agent: ready on vsock port 1024'
 base_cmdline='console=ttyS0 reboot=k panic=-1 quiet clocksource=kvm-clock'
+# EXTRA_CMDLINE: words added to both VMMs' command lines (e.g. `loglevel=7
+# initcall_debug` with KEEP=1 to compare the guests' dmesg phase by phase).
+[ -z "${EXTRA_CMDLINE:-}" ] || base_cmdline="$base_cmdline $EXTRA_CMDLINE"
 # = what host-core/src/machine.rs adds for the root disk.
 root_args='root=/dev/vda ro rootfstype=ext4 init=/init'
 # = PVM_CMDLINE_EXTRAS in vmm/src/host_quirks.rs; berth-vmm appends it by
@@ -139,7 +148,8 @@ perf_out = os.environ.get("PERF_OUT")
 if perf_out and os.environ.get("PERF_MODE") == "record":
     cmd = ["perf", "record", "-q", "-e", "kvm:kvm_emulate_insn", "-o", perf_out, "--"] + cmd
 elif perf_out:
-    cmd = ["perf", "stat", "-x", ",", "-o", perf_out, "-e", "kvm:kvm_emulate_insn", "--"] + cmd
+    events = ",".join(["kvm:kvm_emulate_insn", "task-clock"] + os.environ.get("PERF_EVENTS", "").split())
+    cmd = ["perf", "stat", "-x", ",", "-o", perf_out, "-e", events, "--"] + cmd
 
 def vmm_pids():
     # Under perf the VMM is perf's only child.
@@ -189,8 +199,17 @@ try:
         pass
     out = open(serial + ".vmm.log", "wb")
     t0 = time.monotonic()
+    # THP_OFF names the VMMs to run without transparent huge pages:
+    # prctl(PR_SET_THP_DISABLE), inherited by the VMM, makes the kernel
+    # ignore their madvise(MADV_HUGEPAGE) on guest RAM.
+    thp_off = name in os.environ.get("THP_OFF", "").replace(",", " ").split()
+    def no_thp():
+        import ctypes
+        if ctypes.CDLL(None, use_errno=True).prctl(41, 1, 0, 0, 0) != 0:
+            os._exit(126)
     child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
-                             stderr=subprocess.STDOUT, start_new_session=True)
+                             stderr=subprocess.STDOUT, start_new_session=True,
+                             preexec_fn=no_thp if thp_off else None)
     buf, f, results, i = b"", None, [], 0
     while i < len(markers):
         if f is None:
@@ -301,6 +320,11 @@ boot() {
         local insns
         insns=$(awk -F, '$3 ~ /kvm_emulate_insn/ {print $1}' "$work/$name.perf" 2>/dev/null)
         echo "${insns:--}" >>"$work/$name.insns"
+        # task-clock: the VMM's CPU time (all threads, msec), which the
+        # host's load stretches far less than the wall time.
+        local cpu_ms
+        cpu_ms=$(awk -F, '$3 == "task-clock" {print $1}' "$work/$name.perf" 2>/dev/null)
+        echo "${cpu_ms:--}" >>"$work/$name.cpu"
         log "round $r: $name emulated guest instructions to the last marker: ${insns:-?}"
     elif [ "$perf" = record ]; then
         log "round $r: $name: guest kernel functions by emulated instructions"
@@ -352,7 +376,8 @@ awk -v bi="$(col berth 1)" -v qi="$(col qemu 1)" \
     -v be="$(col berth 4)" -v qe="$(col qemu 4)" \
     -v bue="$(col berth 6)" -v que="$(col qemu 6)" \
     -v ber="$(col berth 5)" -v qer="$(col qemu 5)" \
-    -v bv="$(col berth 7)" -v bn="$(col berth 1 insns)" -v qn="$(col qemu 1 insns)" 'BEGIN {
+    -v bv="$(col berth 7)" -v bn="$(col berth 1 insns)" -v qn="$(col qemu 1 insns)" \
+    -v bc="$(col berth 1 cpu)" -v qc="$(col qemu 1 cpu)" 'BEGIN {
     fmt = "%-48s %10s %10s %11s\n"
     printf fmt, "", "berth-vmm", "qemu", "berth/qemu"
     row("(a) launch -> started as init (s)", bi, qi, "%.2f")
@@ -364,8 +389,11 @@ awk -v bi="$(col berth 1)" -v qi="$(col qemu 1)" \
     row("berth only: launch -> ready on vsock 1024 (s)", bv, "n/a", "%.2f")
     if (bn != "n/a" || qn != "n/a")
         row("emulated guest instructions, last marker (M)", mil(bn), mil(qn), "%.1f")
+    if (bc != "n/a" || qc != "n/a")
+        row("VMM CPU time (task-clock), last marker (s)", sec(bc), sec(qc), "%.2f")
 }
 function mil(v) { return v == "n/a" ? v : v / 1e6 }
+function sec(v) { return v == "n/a" ? v : v / 1e3 }
 function kib(v) { return v == "n/a" ? v : v / 1024 }
 function num(v, f) { return v == "n/a" ? v : sprintf(f, v) }
 function row(label, b, q, f) {

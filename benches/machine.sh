@@ -33,8 +33,8 @@
 #   benches/machine.sh
 #   ROUNDS=3 IDLE_S=60 MEM_MIB=512 benches/machine.sh
 #
-# Environment: PERF=1 (count the emulated guest instructions of the bare
-# boots, see boot.sh), ROUNDS (boot rounds, 1), IDLE_S (60), SETTLE_S (wait after
+# Environment: PERF=1 (count the emulated guest instructions and the VMMs'
+# CPU time of the bare boots, see boot.sh), ROUNDS (boot rounds, 1), IDLE_S (60), SETTLE_S (wait after
 # the last run before the idle window, 30), SLEEPER (1), MEM_MIB (guest RAM for
 # both VMMs in step 1 and for the machine, default: the machine's default),
 # BERTH_KERNEL, IMAGE (out/images/busybox.oci.tar), RSS (1), RSS_OFF (1), RSS_ONLY (0),
@@ -90,7 +90,7 @@ rss_s=${RSS_S:-10}
 log "host: $([ -e /sys/module/kvm_pvm ] && echo kvm_pvm || echo kvm), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ------------------------------------------------------------------ 1. boot vs QEMU
-b_boot=n/a q_boot=n/a b_vsock=n/a insns="" boot_out=""
+b_boot=n/a q_boot=n/a b_vsock=n/a insns="" vmm_cpu="" boot_out=""
 if [ "$rss_only" != 1 ]; then
 log "1/6 boot: berth-vmm vs QEMU microvm (benches/boot.sh, $mem MiB)"
 boot_out=$(ROUNDS=${ROUNDS:-1} MEM_MIB=$mem "$root/benches/boot.sh")
@@ -108,6 +108,8 @@ if [ -n "$insns" ]; then
     b_insns=$(awk '{print $(NF-2)}' <<<"$insns")
     q_insns=$(awk '{print $(NF-1)}' <<<"$insns")
 fi
+# PERF=1: the VMMs' CPU time to the last marker (less load-bound than wall).
+vmm_cpu=$(row "VMM CPU time (task-clock), last marker (s)" || true)
 fi
 
 # ------------------------------------------------------------------ 2. machine start
@@ -279,6 +281,10 @@ printf "$fmt" "boot -> agent ready (engine open), bare VM (s)" "$b_boot" "$q_boo
 printf "$fmt" "boot -> ready on vsock, bare VM (s)" "$b_vsock" "n/a" ""
 [ -z "$insns" ] || printf "$fmt" "emulated guest insns, bare boot (M; berth: vsock)" "$b_insns" "$q_insns" \
     "$(awk -v b="$b_insns" -v q="$q_insns" 'BEGIN {if (q > 0) printf "%.2f", b / q; else print "n/a"}')"
+if [ -n "$vmm_cpu" ]; then
+    read -r cpu_b cpu_q cpu_r <<<"$(awk '{print $(NF-2), $(NF-1), $NF}' <<<"$vmm_cpu")"
+    printf "$fmt" "VMM CPU time, bare boot (s; berth: vsock)" "$cpu_b" "$cpu_q" "$cpu_r"
+fi
 printf "$fmt" "berth machine start -> agent answers (s)" "$m_start" "" ""
 printf "$fmt" "run --rm berth/busybox true, warm machine (s)" "$run_s" "" ""
 printf "$fmt" "machine suspend (s)" "$suspend_s" "" ""
