@@ -146,15 +146,26 @@ pub fn can_bind_privately() -> bool {
     }
 }
 
+/// One bind mount of [`private_binds`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrivateBind {
+    /// The host file or folder.
+    pub source: std::path::PathBuf,
+    /// Where it is mounted (an existing empty file or folder).
+    pub target: std::path::PathBuf,
+    /// Remounted read-only: writes through it fail with EROFS in the host
+    /// kernel, whatever the process serving it is asked. A read-only
+    /// folder is bound alone (not recursively), so that no mount below it
+    /// stays writable; a writable one with the mounts below it, as `-v`.
+    pub read_only: bool,
+}
+
 /// Makes the process `cmd` starts run in a mount namespace of its own
-/// (Linux), private to it, in which each `(source, target)` of `binds` is
+/// (Linux), private to it, in which each of `binds` (parents first) is
 /// bind-mounted: the host's namespace never sees those mounts, and they
 /// end with the process, however it ends. Refused where
 /// [`can_bind_privately`] says no (the start would fail).
-pub fn private_binds(
-    cmd: &mut std::process::Command,
-    binds: &[(std::path::PathBuf, std::path::PathBuf)],
-) -> io::Result<()> {
+pub fn private_binds(cmd: &mut std::process::Command, binds: &[PrivateBind]) -> io::Result<()> {
     if binds.is_empty() {
         return Ok(());
     }
@@ -167,9 +178,9 @@ pub fn private_binds(
             CString::new(p.as_os_str().as_bytes())
                 .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path with a NUL byte"))
         };
-        let pairs: Vec<(CString, CString)> = binds
+        let pairs: Vec<(CString, CString, bool)> = binds
             .iter()
-            .map(|(s, t)| Ok((c(s)?, c(t)?)))
+            .map(|b| Ok((c(&b.source)?, c(&b.target)?, b.read_only)))
             .collect::<io::Result<_>>()?;
         // SAFETY: unshare and mount are async-signal-safe system calls, as
         // pre_exec requires; the strings were made before the fork and are
@@ -191,14 +202,26 @@ pub fn private_binds(
                 {
                     return Err(io::Error::last_os_error());
                 }
-                for (s, t) in &pairs {
+                for (s, t, read_only) in &pairs {
+                    let rec = if *read_only { 0 } else { libc::MS_REC };
                     if libc::mount(
                         s.as_ptr(),
                         t.as_ptr(),
                         std::ptr::null(),
-                        libc::MS_BIND,
+                        libc::MS_BIND | rec,
                         std::ptr::null(),
                     ) != 0
+                    {
+                        return Err(io::Error::last_os_error());
+                    }
+                    if *read_only
+                        && libc::mount(
+                            std::ptr::null(),
+                            t.as_ptr(),
+                            std::ptr::null(),
+                            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                            std::ptr::null(),
+                        ) != 0
                     {
                         return Err(io::Error::last_os_error());
                     }
@@ -390,13 +413,40 @@ mod tests {
         std::fs::create_dir(&stage).unwrap();
         let point = stage.join("file");
         std::fs::write(&point, b"").unwrap();
+        // And a folder, read-only: the child cannot write through it.
+        let folder = t.path().join("folder");
+        std::fs::create_dir(&folder).unwrap();
+        std::fs::write(folder.join("inside"), b"kept").unwrap();
+        let folder_point = stage.join("dir");
+        std::fs::create_dir(&folder_point).unwrap();
         let mut cmd = std::process::Command::new("sh");
-        cmd.arg("-c")
-            .arg(format!("cat {}; ls {}", point.display(), stage.display()));
-        super::private_binds(&mut cmd, &[(secret.clone(), point.clone())]).unwrap();
+        cmd.arg("-c").arg(format!(
+            "cat {}; ls {}; cat {fp}/inside; echo x > {fp}/inside || echo refused",
+            point.display(),
+            stage.display(),
+            fp = folder_point.display()
+        ));
+        let binds = [
+            super::PrivateBind {
+                source: secret.clone(),
+                target: point.clone(),
+                read_only: false,
+            },
+            super::PrivateBind {
+                source: folder.clone(),
+                target: folder_point.clone(),
+                read_only: true,
+            },
+        ];
+        super::private_binds(&mut cmd, &binds).unwrap();
         let out = cmd.output().unwrap();
         assert!(out.status.success(), "{out:?}");
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "the filefile\n");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "the filedir\nfile\nkeptrefused\n"
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("Read-only file system"));
+        assert_eq!(std::fs::read(folder.join("inside")).unwrap(), b"kept");
         // The host's namespace never had the mount.
         assert_eq!(std::fs::read(&point).unwrap(), b"");
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();

@@ -37,6 +37,15 @@
 //! `/host_mnt` + the file's folder, so the bind source keeps its usual
 //! guest path. That needs a Linux host and root (a mount namespace);
 //! elsewhere a file source is refused with the reason.
+//!
+//! More shares than [`SLOTS`] (where a mount namespace is possible, as for
+//! files) make one *packed share* in slot 0 instead: the VMM serves a
+//! staging folder, `<VM dir>/files/all`, that mirrors the host's paths, with
+//! each folder (or file) bind-mounted at its own path in the VMM's mount
+//! namespace, read-only ones remounted read-only there (so the host kernel
+//! refuses their writes, whatever the guest asks). The guest mounts it at
+//! `/host_mnt` itself, so every bind source keeps its guest path. At most
+//! [`MAX_PACKED`] shares.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -49,6 +58,9 @@ use crate::shares::{host_path, resolve_host_path, GUEST_PREFIX};
 /// Share slots in every own-VM snapshot: the most distinct host folders a
 /// container with its own VM can bind.
 pub const SLOTS: usize = 4;
+
+/// The most shares one packed share holds (see the module docs).
+pub const MAX_PACKED: usize = 64;
 
 /// The virtio-fs tag of share slot `i`.
 pub fn slot_tag(i: usize) -> String {
@@ -66,6 +78,35 @@ pub struct VmShare {
     /// A file share: only these files of `host` (names), served from a
     /// staging folder ([`stage_files`]). Empty: the whole folder.
     pub files: Vec<OsString>,
+    /// A packed share (`host` is `/`): these shares, each bound at its
+    /// own path in a staging folder ([`stage_files`]). Empty otherwise.
+    pub packed: Vec<VmShare>,
+}
+
+impl VmShare {
+    fn folder(host: PathBuf, read_only: bool) -> VmShare {
+        VmShare {
+            host,
+            read_only,
+            files: Vec::new(),
+            packed: Vec::new(),
+        }
+    }
+}
+
+/// `shares` as they fit the slots: as they are, or, when there are more
+/// than [`SLOTS`], one packed share holding them all (read-only when all
+/// are).
+fn fit(shares: Vec<VmShare>) -> Vec<VmShare> {
+    if shares.len() <= SLOTS {
+        return shares;
+    }
+    vec![VmShare {
+        host: PathBuf::from("/"),
+        read_only: shares.iter().all(|s| s.read_only),
+        files: Vec::new(),
+        packed: shares,
+    }]
 }
 
 /// One bind source to share: resolved host path, read-only, a file.
@@ -86,11 +127,7 @@ fn plan(sources: &[Source]) -> Vec<VmShare> {
     for b in sources.iter().filter(|b| !b.file) {
         match folders.iter_mut().find(|f| f.host == b.host) {
             Some(f) => f.read_only &= b.read_only,
-            None => folders.push(VmShare {
-                host: b.host.clone(),
-                read_only: b.read_only,
-                files: Vec::new(),
-            }),
+            None => folders.push(VmShare::folder(b.host.clone(), b.read_only)),
         }
     }
     // Ancestors first, so that each folder finds the share above it.
@@ -127,9 +164,8 @@ fn plan(sources: &[Source]) -> Vec<VmShare> {
                 }
             }
             None => file_shares.push(VmShare {
-                host: parent.to_path_buf(),
-                read_only: b.read_only,
                 files: vec![name.to_os_string()],
+                ..VmShare::folder(parent.to_path_buf(), b.read_only)
             }),
         }
     }
@@ -180,10 +216,15 @@ fn file_binds_possible() -> bool {
 /// their sources at the guest path of their share (`/host_mnt` + host
 /// path). A `-v` folder that does not exist is made, as docker's daemon
 /// does; a `--mount` one is refused with docker's error, and so is a
-/// source that is neither a folder nor a regular file, a file where
-/// [`file_binds_possible`] says no, or more shares than [`SLOTS`]. Named
-/// volumes ([`bound_device`]) count as folders.
+/// source that is neither a folder nor a regular file, or a file or more
+/// shares than [`SLOTS`] where [`file_binds_possible`] says no, or more
+/// than [`MAX_PACKED`]. Named volumes ([`bound_device`]) count as folders.
 pub fn check_binds(cfg: &mut ContainerConfig) -> Result<(), String> {
+    check_binds_here(cfg, file_binds_possible())
+}
+
+/// [`check_binds`], with whether a mount namespace is possible given.
+fn check_binds_here(cfg: &mut ContainerConfig, can_bind_privately: bool) -> Result<(), String> {
     let mut sources = Vec::new();
     for m in cfg.mounts.iter().filter(|m| m.kind == MountType::Bind) {
         let given = Path::new(&m.source);
@@ -206,7 +247,7 @@ pub fn check_binds(cfg: &mut ContainerConfig) -> Result<(), String> {
                 m.source
             ));
         }
-        if file && !file_binds_possible() {
+        if file && !can_bind_privately {
             return Err(format!(
                 "bind mount source {} is a file: a container with its own VM (--isolation vm) gets a single file only where berth runs as root on Linux (the file is bind-mounted alone into a private folder the VM shares, so that its siblings stay hidden); bind its folder, or use --isolation shared or native",
                 m.source
@@ -222,13 +263,25 @@ pub fn check_binds(cfg: &mut ContainerConfig) -> Result<(), String> {
     let resolved = sources.len();
     sources.extend(volume_sources(cfg));
     let shares = plan(&sources);
-    if shares.len() > SLOTS {
+    let most = if can_bind_privately {
+        MAX_PACKED
+    } else {
+        SLOTS
+    };
+    if shares.len() > most {
         let list: Vec<String> = shares
             .iter()
             .map(|s| s.host.display().to_string())
             .collect();
+        let why = if can_bind_privately {
+            String::new()
+        } else {
+            format!(
+                " here (more than {SLOTS} need a mount namespace for the VMM: berth as root on Linux)"
+            )
+        };
         return Err(format!(
-            "a container with its own VM (--isolation vm) can bind at most {SLOTS} host folders (named volumes and the folders of bound files count too), {} given ({}); bind a folder that holds them, or use --isolation shared or native",
+            "a container with its own VM (--isolation vm) can bind at most {most} host folders{why} (named volumes and the folders of bound files count too), {} given ({}); bind a folder that holds them, or use --isolation shared or native",
             shares.len(),
             list.join(", ")
         ));
@@ -273,22 +326,59 @@ pub fn from_config(cfg: &ContainerConfig) -> Vec<VmShare> {
         })
         .collect();
     sources.extend(volume_sources(cfg));
-    plan(&sources)
+    fit(plan(&sources))
 }
 
 /// The host folder the VMM serves for share `i`: its folder, or for a
 /// file share its staging folder under `staging`.
 fn served_path(i: usize, s: &VmShare, staging: &Path) -> PathBuf {
-    if s.files.is_empty() {
+    if !s.packed.is_empty() {
+        staging.join("all")
+    } else if s.files.is_empty() {
         s.host.clone()
     } else {
         staging.join(i.to_string())
     }
 }
 
-/// (host file, empty file in a staging folder) pairs the VMM's own mount
-/// namespace binds.
-pub type FileBinds = Vec<(PathBuf, PathBuf)>;
+/// The binds the VMM's own mount namespace makes: host files or folders
+/// onto their empty stand-ins in a staging folder.
+pub type FileBinds = Vec<crate::platform::PrivateBind>;
+
+/// Stages a packed share in `dir`: a folder at each held share's host
+/// path (parents first), or for a file share an empty file per bound
+/// file, and the binds onto them.
+fn stage_packed(held: &[VmShare], dir: &Path, binds: &mut FileBinds) -> std::io::Result<()> {
+    use crate::platform::PrivateBind;
+    let mut held: Vec<&VmShare> = held.iter().collect();
+    held.sort_by(|a, b| a.host.cmp(&b.host));
+    for s in held {
+        let rel = s.host.strip_prefix("/").unwrap_or(&s.host);
+        let point = dir.join(rel);
+        std::fs::create_dir_all(&point)?;
+        if s.files.is_empty() {
+            binds.push(PrivateBind {
+                source: s.host.clone(),
+                target: point,
+                read_only: s.read_only,
+            });
+            continue;
+        }
+        for f in &s.files {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(point.join(f))?;
+            binds.push(PrivateBind {
+                source: s.host.join(f),
+                target: point.join(f),
+                read_only: s.read_only,
+            });
+        }
+    }
+    Ok(())
+}
 
 /// Makes the staging folder of each file share under `staging` (the VM
 /// directory's `files/`): an empty file per bound file, and the folders
@@ -298,6 +388,10 @@ pub type FileBinds = Vec<(PathBuf, PathBuf)>;
 pub fn stage_files(shares: &[VmShare], staging: &Path) -> std::io::Result<FileBinds> {
     let mut binds = Vec::new();
     for (i, s) in shares.iter().enumerate() {
+        if !s.packed.is_empty() {
+            stage_packed(&s.packed, &served_path(i, s, staging), &mut binds)?;
+            continue;
+        }
         if s.files.is_empty() {
             continue;
         }
@@ -310,7 +404,11 @@ pub fn stage_files(shares: &[VmShare], staging: &Path) -> std::io::Result<FileBi
                 .create(true)
                 .truncate(false)
                 .open(&point)?;
-            binds.push((s.host.join(f), point));
+            binds.push(crate::platform::PrivateBind {
+                source: s.host.join(f),
+                target: point,
+                read_only: false,
+            });
         }
         for other in shares {
             if let Ok(rel) = other.host.strip_prefix(&s.host) {
@@ -433,16 +531,8 @@ mod tests {
         assert_eq!(
             shares,
             vec![
-                VmShare {
-                    host: made.clone(),
-                    read_only: false,
-                    files: Vec::new(),
-                },
-                VmShare {
-                    host: src.clone(),
-                    read_only: false,
-                    files: Vec::new(),
-                },
+                VmShare::folder(made.clone(), false),
+                VmShare::folder(src.clone(), false),
             ]
         );
         let args = vmm_fs_args(
@@ -500,7 +590,8 @@ mod tests {
             let e = check_binds(&mut cfg).unwrap_err();
             assert!(e.contains("neither a folder nor a regular file"), "{e}");
         }
-        // More folders than slots.
+        // More folders than slots, where the VMM cannot get a mount
+        // namespace to pack them in.
         let mut mounts = Vec::new();
         for i in 0..=SLOTS {
             let d = root.join(format!("d{i}"));
@@ -508,10 +599,10 @@ mod tests {
             mounts.push(bind(d.to_str().unwrap(), &format!("/m{i}"), false, true));
         }
         let mut cfg = config(mounts);
-        let e = check_binds(&mut cfg).unwrap_err();
+        let e = check_binds_here(&mut cfg, false).unwrap_err();
         assert!(
             e.contains(&format!(
-                "at most {SLOTS} host folders (named volumes and the folders of bound files count too), {} given",
+                "at most {SLOTS} host folders here (more than {SLOTS} need a mount namespace for the VMM: berth as root on Linux) (named volumes and the folders of bound files count too), {} given",
                 SLOTS + 1
             )),
             "{e}"
@@ -573,19 +664,16 @@ mod tests {
         let staging = tmp.path().join("files");
         let shares = vec![
             VmShare {
-                host: PathBuf::from("/p"),
-                read_only: true,
                 files: vec!["f".into(), "g".into()],
+                ..VmShare::folder(PathBuf::from("/p"), true)
             },
-            VmShare {
-                host: PathBuf::from("/p/q/r"),
-                read_only: false,
-                files: Vec::new(),
-            },
+            VmShare::folder(PathBuf::from("/p/q/r"), false),
         ];
         let binds = stage_files(&shares, &staging).unwrap();
+        let pairs: Vec<(PathBuf, PathBuf)> =
+            binds.into_iter().map(|b| (b.source, b.target)).collect();
         assert_eq!(
-            binds,
+            pairs,
             vec![
                 (PathBuf::from("/p/f"), staging.join("0/f")),
                 (PathBuf::from("/p/g"), staging.join("0/g")),
@@ -629,12 +717,22 @@ mod tests {
         assert_eq!(shares.len(), SLOTS);
         assert_eq!(shares[0].host, root.join("v0/_data"));
         assert!(shares[0].read_only && !shares[1].read_only);
-        // One more folder is one too many.
+        // One more folder is one too many where the VMM cannot have a
+        // mount namespace; elsewhere they are packed in one share.
         let extra = root.join("src");
         std::fs::create_dir(&extra).unwrap();
         vols.push(bind(extra.to_str().unwrap(), "/src", false, true));
-        let e = check_binds(&mut config(vols)).unwrap_err();
+        let e = check_binds_here(&mut config(vols.clone()), false).unwrap_err();
+        assert!(
+            e.contains(&format!("at most {SLOTS} host folders here")),
+            "{e}"
+        );
         assert!(e.contains(&format!("{} given", SLOTS + 1)), "{e}");
+        let mut cfg = config(vols);
+        check_binds_here(&mut cfg, true).unwrap();
+        let shares = from_config(&cfg);
+        assert_eq!(shares.len(), 1);
+        assert_eq!(shares[0].packed.len(), SLOTS + 1);
         // Options a user gave are not a share: only the three berth sets.
         let mut m = MountSpec::new(MountType::Volume, "x", "/x");
         m.volume_options = volume_bind_options(Path::new("/etc"));
@@ -645,5 +743,89 @@ mod tests {
         m.volume_options = volume_bind_options(Path::new("/etc"));
         m.volume_options.insert("device".into(), "/etc".into());
         assert_eq!(bound_device(&m), None);
+    }
+
+    #[test]
+    fn more_folders_than_slots_are_packed_in_one_share_at_their_own_paths() {
+        let tmp = tempfile::tempdir().unwrap();
+        let staging = tmp.path().join("files");
+        let mut sources: Vec<Source> = (0..SLOTS)
+            .map(|i| dir(&format!("/d{i}"), i % 2 == 0))
+            .collect();
+        sources.push(dir("/d0/inner", false));
+        sources.push(file("/etc/one.conf", true));
+        sources.push(file("/etc/two.conf", true));
+        let shares = fit(plan(&sources));
+        assert_eq!(shares.len(), 1, "{shares:?}");
+        let packed = &shares[0];
+        assert_eq!(packed.host, Path::new("/"));
+        assert!(!packed.read_only);
+        assert_eq!(packed.packed.len(), SLOTS + 2);
+        let binds = stage_files(&shares, &staging).unwrap();
+        let all = staging.join("all");
+        let got: Vec<(String, String, bool)> = binds
+            .iter()
+            .map(|b| {
+                (
+                    b.source.display().to_string(),
+                    b.target.strip_prefix(&all).unwrap().display().to_string(),
+                    b.read_only,
+                )
+            })
+            .collect();
+        // Parents first; read-only folders stay read-only in the VMM's
+        // mount namespace; files are bound alone.
+        assert_eq!(
+            got,
+            vec![
+                ("/d0".into(), "d0".into(), true),
+                ("/d0/inner".into(), "d0/inner".into(), false),
+                ("/d1".into(), "d1".into(), false),
+                ("/d2".into(), "d2".into(), true),
+                ("/d3".into(), "d3".into(), false),
+                ("/etc/one.conf".into(), "etc/one.conf".into(), true),
+                ("/etc/two.conf".into(), "etc/two.conf".into(), true),
+            ]
+        );
+        assert!(all.join("d0/inner").is_dir());
+        assert_eq!(
+            std::fs::metadata(all.join("etc/one.conf")).unwrap().len(),
+            0
+        );
+        // Nothing but the stand-ins in the staging folder.
+        assert_eq!(std::fs::read_dir(all.join("etc")).unwrap().count(), 2);
+        // Slot 0 serves the staging folder; the guest mounts it at
+        // /host_mnt itself, so each bind source keeps its guest path.
+        let args = vmm_fs_args(&shares, Path::new("/e"), &staging);
+        assert_eq!(args[0], format!("tag=berth-vm-0,path={}", all.display()));
+        assert_eq!(args[1], "tag=berth-vm-1,path=/e,ro");
+        let m = mounts(&shares);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].host_path, "/");
+        // All read-only: the packed share is read-only too.
+        let ro: Vec<Source> = (0..=SLOTS).map(|i| dir(&format!("/r{i}"), true)).collect();
+        assert!(fit(plan(&ro))[0].read_only);
+        // Up to SLOTS, nothing is packed.
+        assert!(fit(plan(&sources[..SLOTS]))
+            .iter()
+            .all(|s| s.packed.is_empty()));
+        // Too many for one packed share.
+        let tmp2 = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(tmp2.path()).unwrap();
+        let mounts: Vec<MountSpec> = (0..=MAX_PACKED)
+            .map(|i| {
+                bind(
+                    root.join(format!("m{i}")).to_str().unwrap(),
+                    &format!("/m{i}"),
+                    false,
+                    true,
+                )
+            })
+            .collect();
+        let e = check_binds_here(&mut config(mounts), true).unwrap_err();
+        assert!(
+            e.contains(&format!("at most {MAX_PACKED} host folders (")),
+            "{e}"
+        );
     }
 }

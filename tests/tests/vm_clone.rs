@@ -893,6 +893,17 @@ fn vm_run_binds_host_folders_both_ways_and_ro_holds() {
     let ro = tempfile::tempdir().unwrap();
     std::fs::write(rw.path().join("a.txt"), "from the host\n").unwrap();
     std::fs::write(ro.path().join("r.txt"), "read-only folder\n").unwrap();
+    // Three more folders and a file, six shares in all: more than the
+    // snapshot's four share slots, so the VMM serves them packed in one
+    // share, each bound at its own path in its private mount namespace
+    // (host-core vm_shares.rs).
+    let more: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    std::fs::write(more[0].path().join("x.txt"), "third folder\n").unwrap();
+    std::fs::write(more[1].path().join("y.txt"), "fourth folder, read-only\n").unwrap();
+    // And a single file, read-write (its folder's siblings stay hidden).
+    let lone = tempfile::tempdir().unwrap();
+    std::fs::write(lone.path().join("app.conf"), "single file\n").unwrap();
+    std::fs::write(lone.path().join("sibling"), "hidden\n").unwrap();
     // docker's default seccomp profile holds in an own VM too (issue 20,
     // "in every placement"): the static probe of native_security.rs
     // (tests/probe/seccomp_probe.c) reaches the container through the
@@ -906,6 +917,9 @@ fn vm_run_binds_host_folders_both_ways_and_ro_holds() {
     let script = "cat /w/a.txt /r/r.txt; echo from the container > /w/b.txt; echo waiting; \
                   i=0; until grep -q edited /w/a.txt || [ $i -ge 300 ]; do sleep 1; i=$((i+1)); done; \
                   cat /w/a.txt; touch /r/c.txt 2>&1; echo touch=$?; \
+                  cat /x1/x.txt /x2/y.txt; echo fifth > /x3/z.txt; echo z=$?; \
+                  touch /x2/n 2>&1; echo touch2=$?; \
+                  cat /app.conf; echo rewritten > /app.conf; echo f=$?; \
                   if [ -x /r/seccomp_probe ]; then /r/seccomp_probe; fi";
     let mut child = b
         .command()
@@ -913,6 +927,17 @@ fn vm_run_binds_host_folders_both_ways_and_ro_holds() {
         .arg(format!("{}:/w", rw.path().display()))
         .arg("-v")
         .arg(format!("{}:/r:ro", ro.path().display()))
+        .arg("-v")
+        .arg(format!("{}:/x1", more[0].path().display()))
+        .arg("-v")
+        .arg(format!("{}:/x2:ro", more[1].path().display()))
+        .arg("-v")
+        .arg(format!("{}:/x3", more[2].path().display()))
+        .arg("-v")
+        .arg(format!(
+            "{}:/app.conf",
+            lone.path().join("app.conf").display()
+        ))
         .args([DEFAULT_IMAGE, "sh", "-c", script])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -965,9 +990,34 @@ fn vm_run_binds_host_folders_both_ways_and_ro_holds() {
     );
     assert_eq!(lines[5], "touch=1\n", "stdout: {stdout}");
     assert!(!ro.path().join("c.txt").exists());
+    // The packed folders: read, written, and read-only where asked.
+    assert_eq!(
+        lines[6..9],
+        ["third folder\n", "fourth folder, read-only\n", "z=0\n"],
+        "stdout: {stdout}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(more[2].path().join("z.txt")).unwrap(),
+        "fifth\n"
+    );
+    assert!(
+        lines[9].contains("Read-only file system"),
+        "stdout: {stdout}"
+    );
+    assert_eq!(lines[10], "touch2=1\n", "stdout: {stdout}");
+    assert!(!more[1].path().join("n").exists());
+    assert_eq!(
+        lines[11..13],
+        ["single file\n", "f=0\n"],
+        "stdout: {stdout}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(lone.path().join("app.conf")).unwrap(),
+        "rewritten\n"
+    );
     if probe.is_some() {
         // Under the default profile each call is refused by the filter.
-        let m = berth_tests::seccomp_probe::answers(&lines[6..].concat());
+        let m = berth_tests::seccomp_probe::answers(&lines[13..].concat());
         berth_tests::seccomp_probe::assert_default_profile(&m, "");
     }
     // --rm took the VM along.
