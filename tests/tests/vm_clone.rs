@@ -953,7 +953,7 @@ fn vm_run_binds_host_folders_both_ways_and_ro_holds() {
         let waiting = line == "waiting\n";
         lines.push(line);
         if waiting {
-            step("container started with two shares");
+            step("container started with six shares (packed)");
             // The container's write is on the host before the host edits.
             assert_eq!(
                 std::fs::read_to_string(rw.path().join("b.txt")).unwrap(),
