@@ -3,7 +3,8 @@
 //! through the keepers' records (`vm_fleet`) by the compose labels they
 //! carry. The addresses that give the services each other's names are
 //! host-core's `compose::vm` plan. `run`, `scale`, `push` and `down --rmi`
-//! say they do not work yet; `start` (and `restart` of a stopped
+//! say they do not work yet; named volumes are made with the compose
+//! labels (host folders the VMs share) and `down -v` removes them; `start` (and `restart` of a stopped
 //! container) makes the container anew in a new VM; `build` builds in the
 //! native engine (the machine VM's off Linux) and copies the image into
 //! the host cache.
@@ -18,6 +19,7 @@ use berth_compose::{Condition, Project, PullPolicy, Service};
 use berth_host::compose::vm::{self as plan, Plan};
 use berth_host::compose::{self as orch, spec, Progress};
 use berth_host::vm_fleet::{self, Entry};
+use berth_host::vm_volumes::VolumeStore;
 use berth_protocol::mux::{self, Kind};
 use berth_protocol::{ContainerStatus, ContainerSummary, LogsOptions};
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,13 +43,21 @@ fn note(object: &'static str, name: &str, status: &'static str) {
 pub(super) fn run(project: &Project, v: &Verb) -> Result<i32> {
     match v {
         Verb::Up(u) => up(project, u),
-        Verb::Down { timeout, rmi, .. } => {
+        Verb::Down {
+            timeout,
+            rmi,
+            volumes,
+            ..
+        } => {
             if rmi.is_some() {
                 return Ok(fail(
                     "compose down --rmi is not supported with --isolation vm yet",
                 ));
             }
             down(project, *timeout)?;
+            if *volumes {
+                remove_volumes(project)?;
+            }
             Ok(0)
         }
         Verb::Ps {
@@ -591,6 +601,7 @@ fn up(project: &Project, u: &UpArgs) -> Result<i32> {
             );
         }
     }
+    ensure_volumes(project, &services)?;
     let chosen: BTreeSet<&str> = services.iter().map(|s| s.name.as_str()).collect();
     let levels = orch::dependency_levels(project)?;
     let mut by_level: BTreeMap<usize, Vec<&Service>> = BTreeMap::new();
@@ -700,6 +711,61 @@ fn converge(
         if recreate { "Recreated" } else { "Created" },
     );
     note("Container", &name, "Started");
+    Ok(())
+}
+
+/// The project's named volumes that `services` mount, made (as host
+/// folders, `vm_volumes`) with the compose labels when missing, so that
+/// `down -v` finds them.
+fn ensure_volumes(project: &Project, services: &[&Service]) -> Result<()> {
+    let store = VolumeStore::open();
+    let keys: BTreeSet<&str> = services
+        .iter()
+        .flat_map(|s| s.volumes.iter().filter_map(|m| m.named_volume()))
+        .collect();
+    for key in keys {
+        let name = spec::volume_name(project, key);
+        if store.inspect(&name).is_ok() {
+            continue;
+        }
+        let def = project.volumes.get(key).cloned().unwrap_or_default();
+        if def.external {
+            return Err(anyhow!("external volume {name:?} not found"));
+        }
+        let mut labels = def.labels.clone();
+        labels.insert(spec::label::PROJECT.into(), project.name.clone());
+        labels.insert(spec::label::VOLUME.into(), key.to_string());
+        labels.insert(
+            spec::label::VERSION.into(),
+            env!("CARGO_PKG_VERSION").into(),
+        );
+        note("Volume", &name, "Creating");
+        store
+            .create(Some(&name), &labels, &def.driver_opts)
+            .map_err(|e| anyhow!("{}", e.message))?;
+        note("Volume", &name, "Created");
+    }
+    Ok(())
+}
+
+/// `down -v`: the project's named volumes (not the external ones), once
+/// no container uses them.
+fn remove_volumes(project: &Project) -> Result<()> {
+    let store = VolumeStore::open();
+    for (key, def) in &project.volumes {
+        if def.external {
+            continue;
+        }
+        let name = spec::volume_name(project, key);
+        if store.inspect(&name).is_err() {
+            continue;
+        }
+        note("Volume", &name, "Removing");
+        store
+            .remove(&name, false)
+            .map_err(|e| anyhow!("{}", e.message))?;
+        note("Volume", &name, "Removed");
+    }
     Ok(())
 }
 
