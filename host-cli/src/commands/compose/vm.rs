@@ -176,8 +176,8 @@ pub(super) fn run(project: &Project, v: &Verb) -> Result<i32> {
                 e.engine()?
                     .container_kill(&e.record.id, sig)
                     .with_context(|| format!("killing {}", c.name))?;
-                if sig == libc::SIGKILL {
-                    // The container ends: its keeper records the exit.
+                if sig == 9 {
+                    // SIGKILL ends the container: its keeper records the exit.
                     e.wait_keeper(KEEPER_WAIT);
                 }
                 note("Container", &c.name, "Killed");
