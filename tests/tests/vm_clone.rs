@@ -1246,11 +1246,17 @@ services:
       TOKEN: "{hp}"
     ports: ["127.0.0.1:{hp}:80"]
   client:
-    image: {DEFAULT_IMAGE}
+    build: .
     depends_on: [web]
-    command: sh -c 'until wget -q -O - http://web/; do sleep 1; done; echo fetched; exec sleep 100000'
+    command: sh -c 'cat /marker; until wget -q -O - http://web/; do sleep 1; done; echo fetched; exec sleep 100000'
 "#
         ),
+    )
+    .unwrap();
+    // client's image is built (in the native engine) into the host cache.
+    std::fs::write(
+        d.join("Dockerfile"),
+        format!("FROM {DEFAULT_IMAGE}\nRUN echo built-marker > /marker\n"),
     )
     .unwrap();
     let out = berth_tests::compose(&b, &d, &["up", "-d"]).ok();
@@ -1316,6 +1322,61 @@ services:
     );
     assert!(rows[0].contains("Up"), "{ps}");
     assert_eq!(ps.matches("->").count(), 1, "{ps}");
+    assert!(logs.contains("vmdemo-client-1 | built-marker"), "{logs}");
+    step("compose ps");
+
+    // The verbs on the services' VMs.
+    let ls = berth_tests::compose(&b, &d, &["ls"]).ok().stdout;
+    assert!(
+        ls.lines()
+            .any(|l| l.starts_with("vmdemo ") && l.contains("running(2)")),
+        "{ls}"
+    );
+    let images = berth_tests::compose(&b, &d, &["images"]).ok().stdout;
+    assert!(
+        images.lines().any(|l| l.starts_with("vmdemo-web-1 ")
+            && l.contains(DEFAULT_IMAGE.split(':').next().unwrap())),
+        "{images}"
+    );
+    assert!(
+        images
+            .lines()
+            .any(|l| l.starts_with("vmdemo-client-1 ") && l.contains("vmdemo-client")),
+        "{images}"
+    );
+    let port = berth_tests::compose(&b, &d, &["port", "web", "80"]).ok();
+    assert_eq!(port.stdout.trim(), format!("127.0.0.1:{hp}"));
+    let exec = berth_tests::compose(&b, &d, &["exec", "-T", "web", "cat", "/www/index.html"]).ok();
+    assert_eq!(exec.stdout.trim(), page);
+    let top = berth_tests::compose(&b, &d, &["top", "web"]).ok().stdout;
+    assert!(
+        top.starts_with("vmdemo-web-1\n") && top.contains("httpd"),
+        "{top}"
+    );
+    step("compose ls, images, port, exec, top");
+
+    let out = berth_tests::compose(&b, &d, &["kill", "client"]).ok();
+    assert!(
+        out.stderr.contains("Container vmdemo-client-1  Killed"),
+        "{}",
+        out.stderr
+    );
+    let ps = berth_tests::compose(&b, &d, &["ps", "-a"]).ok().stdout;
+    assert!(
+        ps.lines()
+            .any(|l| l.starts_with("vmdemo-client-1 ") && l.contains("Exited (137)")),
+        "{ps}"
+    );
+    // start makes the stopped container anew, in a new VM.
+    let out = berth_tests::compose(&b, &d, &["start", "client"]).ok();
+    assert!(
+        out.stderr.contains("Container vmdemo-client-1  Started"),
+        "{}",
+        out.stderr
+    );
+    let ps = berth_tests::compose(&b, &d, &["ps"]).ok().stdout;
+    assert_eq!(ps.lines().filter(|l| l.contains(" Up ")).count(), 2, "{ps}");
+    step("compose kill, start");
 
     let out = berth_tests::compose(&b, &d, &["down"]).ok();
     for c in ["vmdemo-web-1", "vmdemo-client-1"] {

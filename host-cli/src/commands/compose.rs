@@ -629,7 +629,8 @@ fn verb(o: &mut Orchestrator, v: &Verb) -> anyhow::Result<i32> {
             o.check_services(services)?;
             for s in o.project.services.values() {
                 if s.build.is_some() && (services.is_empty() || services.contains(&s.name)) {
-                    let code = build_service(o, s, *no_cache, *pull, *quiet)?;
+                    let code =
+                        build_service(o.project, o.isolation(), s, *no_cache, *pull, *quiet)?;
                     if code != 0 {
                         return Ok(code);
                     }
@@ -643,18 +644,13 @@ fn verb(o: &mut Orchestrator, v: &Verb) -> anyhow::Result<i32> {
             services,
         } => {
             o.check_services(services)?;
-            let mut code = 0;
-            for s in o.project.services.values() {
-                let Some(image) = &s.image else { continue };
-                if services.is_empty() || services.contains(&s.name) {
-                    let platform = spec::run_keys::platform(s)?;
-                    let c = pull_image(o.isolation(), image, platform.as_deref(), *quiet)?;
-                    if c != 0 && !ignore_pull_failures {
-                        code = c;
-                    }
-                }
-            }
-            Ok(code)
+            pull_services(
+                o.project,
+                o.isolation(),
+                services,
+                *quiet,
+                *ignore_pull_failures,
+            )
         }
         Verb::Push {
             quiet,
@@ -695,40 +691,9 @@ fn verb(o: &mut Orchestrator, v: &Verb) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Verb::Exec {
-            detach,
-            env,
-            workdir,
-            user,
-            index,
-            no_tty,
-            service,
-            command,
-        } => {
+        Verb::Exec { index, service, .. } => {
             let name = replica(o, service, *index)?;
-            let mut argv: Vec<String> = vec!["exec".into()];
-            if *detach {
-                argv.push("-d".into());
-            }
-            let terminal = std::io::IsTerminal::is_terminal(&std::io::stdin());
-            if !no_tty && !detach && terminal {
-                argv.push("-it".into());
-            } else if !detach && terminal {
-                argv.push("-i".into());
-            }
-            for e in env {
-                argv.extend(["-e".into(), e.clone()]);
-            }
-            if let Some(w) = workdir {
-                argv.extend(["-w".into(), w.clone()]);
-            }
-            if let Some(u) = user {
-                argv.extend(["-u".into(), u.clone()]);
-            }
-            argv.push(name);
-            argv.extend(command.iter().cloned());
-            let w = ExecWrap::try_parse_from(argv)?;
-            container::exec(o.isolation(), &w.a)
+            exec_in(o.isolation(), name, v)
         }
         Verb::Run {
             rm,
@@ -883,6 +848,68 @@ fn verb(o: &mut Orchestrator, v: &Verb) -> anyhow::Result<i32> {
     }
 }
 
+/// `compose exec` (`v`) in the container `name`, as `berth exec` runs it.
+fn exec_in(iso: Isolation, name: String, v: &Verb) -> anyhow::Result<i32> {
+    let Verb::Exec {
+        detach,
+        env,
+        workdir,
+        user,
+        no_tty,
+        command,
+        ..
+    } = v
+    else {
+        unreachable!("an exec verb");
+    };
+    let mut argv: Vec<String> = vec!["exec".into()];
+    if *detach {
+        argv.push("-d".into());
+    }
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    if !no_tty && !detach && terminal {
+        argv.push("-it".into());
+    } else if !detach && terminal {
+        argv.push("-i".into());
+    }
+    for e in env {
+        argv.extend(["-e".into(), e.clone()]);
+    }
+    if let Some(w) = workdir {
+        argv.extend(["-w".into(), w.clone()]);
+    }
+    if let Some(u) = user {
+        argv.extend(["-u".into(), u.clone()]);
+    }
+    argv.push(name);
+    argv.extend(command.iter().cloned());
+    let w = ExecWrap::try_parse_from(argv)?;
+    container::exec(iso, &w.a)
+}
+
+/// `compose pull`: each (or each named) service's `image`, through the
+/// placement's pull.
+fn pull_services(
+    project: &Project,
+    iso: Isolation,
+    services: &[String],
+    quiet: bool,
+    ignore_pull_failures: bool,
+) -> anyhow::Result<i32> {
+    let mut code = 0;
+    for s in project.services.values() {
+        let Some(image) = &s.image else { continue };
+        if services.is_empty() || services.contains(&s.name) {
+            let platform = spec::run_keys::platform(s)?;
+            let c = pull_image(iso, image, platform.as_deref(), quiet)?;
+            if c != 0 && !ignore_pull_failures {
+                code = c;
+            }
+        }
+    }
+    Ok(code)
+}
+
 #[derive(Parser)]
 #[command(trailing_var_arg = true)]
 struct ExecWrap {
@@ -939,14 +966,15 @@ fn warn_orphans(project: &Project, orphans: &[ContainerSummary]) {
 }
 
 fn build_service(
-    o: &Orchestrator,
+    project: &Project,
+    iso: Isolation,
     s: &berth_compose::Service,
     no_cache: bool,
     pull: bool,
     quiet: bool,
 ) -> anyhow::Result<i32> {
     let b = s.build.as_ref().expect("a build section");
-    let mut argv: Vec<String> = vec!["build".into(), "-t".into(), spec::image_name(o.project, s)];
+    let mut argv: Vec<String> = vec!["build".into(), "-t".into(), spec::image_name(project, s)];
     if let Some(f) = &b.dockerfile {
         let p = PathBuf::from(&b.context).join(f);
         argv.extend(["-f".into(), p.display().to_string()]);
@@ -970,7 +998,7 @@ fn build_service(
     eprintln!(" Service {}  Building", s.name);
     let w = BuildWrap::try_parse_from(argv)?;
     // The build's own output goes to stderr: stdout is the verb's.
-    build::run_to(o.isolation(), &w.a, pull::Sink::Stderr)
+    build::run_to(iso, &w.a, pull::Sink::Stderr)
 }
 
 fn pull_image(
@@ -1012,7 +1040,7 @@ fn images_for_up(o: &mut Orchestrator, u: &UpArgs) -> anyhow::Result<i32> {
         let platform = spec::run_keys::platform(s)?;
         let build_anyway = u.build || policy == Some(PullPolicy::Build);
         let code = if s.build.is_some() && !u.no_build && (build_anyway || !present) {
-            build_service(o, s, false, false, false)?
+            build_service(o.project, o.isolation(), s, false, false, false)?
         } else if s.build.is_none() && policy == Some(PullPolicy::Always) {
             pull_image(o.isolation(), &image, platform.as_deref(), false)?
         } else if present {
@@ -1317,12 +1345,20 @@ pub(super) fn print_ps(
 
 /// `compose ls`: projects found by their containers' labels.
 fn ls(iso: Isolation, all: bool, quiet: bool, format: &str) -> Result<i32> {
-    let mut engine = match iso.connect() {
-        Ok(e) => e,
-        Err(e) => return Ok(fail(format!("{e:#}"))),
+    let list = if iso.own_vm() {
+        // Each container in a VM of its own: the keepers' records.
+        berth_host::vm_fleet::list()
+            .iter()
+            .map(|e| e.summary())
+            .collect()
+    } else {
+        let mut engine = match iso.connect() {
+            Ok(e) => e,
+            Err(e) => return Ok(fail(format!("{e:#}"))),
+        };
+        engine.container_list(true)?
     };
     let mut projects: BTreeMap<String, (BTreeMap<&'static str, usize>, String)> = BTreeMap::new();
-    let list = engine.container_list(true)?;
     for c in &list {
         let Some(p) = c.labels.get(spec::label::PROJECT) else {
             continue;

@@ -2,19 +2,24 @@
 //! of its own, started by a detached keeper (`vm_keeper`), found again
 //! through the keepers' records (`vm_fleet`) by the compose labels they
 //! carry. The addresses that give the services each other's names are
-//! host-core's `compose::vm` plan. `up`, `down`, `ps`, `logs`, `stop` and
-//! `rm` work; the other verbs say they do not yet.
+//! host-core's `compose::vm` plan. `run`, `scale`, `push` and `down --rmi`
+//! say they do not work yet; named volumes are made with the compose
+//! labels (host folders the VMs share) and `down -v` removes them; `start` (and `restart` of a stopped
+//! container) makes the container anew in a new VM; `build` builds in the
+//! native engine (the machine VM's off Linux) and copies the image into
+//! the host cache.
 
 use super::{
     confirm, fail, parse_scale, parse_tail, print_logs, print_ps, pull_image, UpArgs, Verb,
 };
-use crate::commands::vm_keeper;
+use crate::commands::{container, vm_keeper, vm_verbs};
 use crate::placement::Isolation;
 use anyhow::{anyhow, Context, Result};
-use berth_compose::{Condition, Project, Service};
+use berth_compose::{Condition, Project, PullPolicy, Service};
 use berth_host::compose::vm::{self as plan, Plan};
 use berth_host::compose::{self as orch, spec, Progress};
 use berth_host::vm_fleet::{self, Entry};
+use berth_host::vm_volumes::VolumeStore;
 use berth_protocol::mux::{self, Kind};
 use berth_protocol::{ContainerStatus, ContainerSummary, LogsOptions};
 use std::collections::{BTreeMap, BTreeSet};
@@ -38,13 +43,21 @@ fn note(object: &'static str, name: &str, status: &'static str) {
 pub(super) fn run(project: &Project, v: &Verb) -> Result<i32> {
     match v {
         Verb::Up(u) => up(project, u),
-        Verb::Down { timeout, rmi, .. } => {
+        Verb::Down {
+            timeout,
+            rmi,
+            volumes,
+            ..
+        } => {
             if rmi.is_some() {
                 return Ok(fail(
                     "compose down --rmi is not supported with --isolation vm yet",
                 ));
             }
             down(project, *timeout)?;
+            if *volumes {
+                remove_volumes(project)?;
+            }
             Ok(0)
         }
         Verb::Ps {
@@ -115,10 +128,313 @@ pub(super) fn run(project: &Project, v: &Verb) -> Result<i32> {
             }
             Ok(0)
         }
+        Verb::Start { services } => {
+            // A stopped own-VM container cannot start again (its writable
+            // layer went with its VM): the service's container is made anew.
+            let stopped: BTreeSet<String> = containers(project, services)?
+                .into_iter()
+                .filter(|(e, _)| !e.running())
+                .map(|(_, c)| orch::service_of(&c).to_string())
+                .collect();
+            remake(project, &stopped)?;
+            Ok(0)
+        }
+        Verb::Restart { timeout, services } => {
+            let list = containers(project, services)?;
+            let stopped: BTreeSet<String> = list
+                .iter()
+                .filter(|(e, _)| !e.running())
+                .map(|(_, c)| orch::service_of(c).to_string())
+                .collect();
+            let running: Vec<(Entry, ContainerSummary)> =
+                list.into_iter().filter(|(e, _)| e.running()).collect();
+            reverse_levels(project, &running, &|(e, c)| {
+                let t = timeout.or_else(|| {
+                    project
+                        .services
+                        .get(orch::service_of(c))
+                        .and_then(spec::stop_timeout)
+                });
+                note("Container", &c.name, "Restarting");
+                vm_verbs::restart(e, t).map_err(|err| anyhow!("restarting {}: {err}", c.name))?;
+                note("Container", &c.name, "Started");
+                Ok(())
+            })?;
+            remake(project, &stopped)?;
+            Ok(0)
+        }
+        Verb::Kill { signal, services } => {
+            let Some(sig) = container::parse_signal(signal.trim_start_matches("SIG")) else {
+                return Ok(fail(format!("invalid signal: {signal}")));
+            };
+            let list: Vec<(Entry, ContainerSummary)> = containers(project, services)?
+                .into_iter()
+                .filter(|(e, _)| e.running())
+                .collect();
+            each_at_once(&list, &|(e, c)| {
+                note("Container", &c.name, "Killing");
+                e.engine()?
+                    .container_kill(&e.record.id, sig)
+                    .with_context(|| format!("killing {}", c.name))?;
+                if sig == 9 {
+                    // SIGKILL ends the container: its keeper records the exit.
+                    e.wait_keeper(KEEPER_WAIT);
+                }
+                note("Container", &c.name, "Killed");
+                Ok(())
+            })?;
+            Ok(0)
+        }
+        Verb::Pause { services } | Verb::Unpause { services } => {
+            let pause = matches!(v, Verb::Pause { .. });
+            let list: Vec<(Entry, ContainerSummary)> = containers(project, services)?
+                .into_iter()
+                .filter(|(e, _)| e.running())
+                .collect();
+            for (e, c) in &list {
+                note("Container", &c.name, if pause { "Pausing" } else { "Unpausing" });
+                let mut engine = e.engine()?;
+                if pause {
+                    engine.container_pause(&e.record.id)?;
+                } else {
+                    engine.container_unpause(&e.record.id)?;
+                }
+                note("Container", &c.name, if pause { "Paused" } else { "Unpaused" });
+            }
+            Ok(0)
+        }
+        Verb::Top { services } => {
+            for (e, c) in containers(project, services)?
+                .into_iter()
+                .filter(|(e, _)| e.running())
+            {
+                let t = e.engine()?.container_top(&e.record.id)?;
+                println!("{}", c.name);
+                print!(
+                    "{}",
+                    crate::fmt::table(
+                        &t.titles.iter().map(String::as_str).collect::<Vec<_>>(),
+                        &t.processes
+                    )
+                );
+                println!();
+            }
+            Ok(0)
+        }
+        Verb::Port {
+            index,
+            protocol,
+            service,
+            private_port,
+        } => {
+            let (_, c) = replica(project, service, *index)?;
+            let ports = c.ports.clone().unwrap_or_default();
+            match ports.iter().find(|p| {
+                p.container_port == *private_port
+                    && p.proto.as_str() == protocol.as_str()
+                    && !plan::is_peer_binding(&project.name, &p.host_ip)
+            }) {
+                Some(p) => {
+                    println!(
+                        "{}",
+                        crate::ports::join_host_port(&p.host_ip, &p.host_port.to_string())
+                    );
+                    Ok(0)
+                }
+                None => Ok(fail(format!(
+                    "no port {private_port}/{protocol} for container {}",
+                    c.name
+                ))),
+            }
+        }
+        Verb::Exec { service, index, .. } => {
+            let (_, c) = replica(project, service, *index)?;
+            super::exec_in(Isolation::Vm, c.name, v)
+        }
+        Verb::Images { quiet, services } => {
+            let cache = berth_host::image_cache::ImageCache::open()?;
+            let mut rows = Vec::new();
+            for (_, c) in containers(project, services)? {
+                let Some(i) = cache.resolve(&c.image) else {
+                    continue;
+                };
+                if *quiet {
+                    println!("{}", i.config_digest);
+                    continue;
+                }
+                let (repo, tag) = super::split_tag(&c.image);
+                let size: u64 = i.layers.iter().map(|l| l.size).sum();
+                rows.push(vec![
+                    c.name.clone(),
+                    repo,
+                    tag,
+                    i.config_digest
+                        .trim_start_matches("sha256:")
+                        .chars()
+                        .take(12)
+                        .collect(),
+                    crate::fmt::human_size(size),
+                ]);
+            }
+            if !quiet {
+                print!(
+                    "{}",
+                    crate::fmt::table(
+                        &["CONTAINER", "REPOSITORY", "TAG", "IMAGE ID", "SIZE"],
+                        &rows
+                    )
+                );
+            }
+            Ok(0)
+        }
+        Verb::Pull {
+            quiet,
+            ignore_pull_failures,
+            services,
+        } => {
+            check_services(project, services)?;
+            super::pull_services(project, Isolation::Vm, services, *quiet, *ignore_pull_failures)
+        }
+        Verb::Build {
+            no_cache,
+            pull,
+            quiet,
+            services,
+        } => {
+            check_services(project, services)?;
+            for s in project.services.values() {
+                if s.build.is_some() && (services.is_empty() || services.contains(&s.name)) {
+                    let code = build(project, s, *no_cache, *pull, *quiet)?;
+                    if code != 0 {
+                        return Ok(code);
+                    }
+                }
+            }
+            Ok(0)
+        }
         _ => Ok(fail(
-            "this compose command is not supported with --isolation vm yet (up, down, ps, logs, stop and rm are)",
+            "this compose command is not supported with --isolation vm yet (run, scale, push and down --rmi are not; the others are)",
         )),
     }
+}
+
+fn check_services(project: &Project, services: &[String]) -> Result<()> {
+    for s in services {
+        if !project.services.contains_key(s) {
+            return Err(anyhow!("no such service: {s}"));
+        }
+    }
+    Ok(())
+}
+
+/// The container `index` of `service`, running.
+fn replica(project: &Project, service: &str, index: u64) -> Result<(Entry, ContainerSummary)> {
+    containers(project, &[service.to_string()])?
+        .into_iter()
+        .find(|(e, c)| orch::number(c) == index && e.running())
+        .ok_or_else(|| anyhow!("service {service:?} is not running"))
+}
+
+/// The engine that builds a service's image for own VMs: own VMs have
+/// none, so the image is built where `build` runs (native on Linux, the
+/// machine VM elsewhere) and copied into the host cache.
+fn builder() -> Isolation {
+    if cfg!(target_os = "linux") {
+        Isolation::Native
+    } else {
+        Isolation::Shared
+    }
+}
+
+/// Builds `s`'s image with [`builder`]'s engine and puts it, tagged, in
+/// the host cache, where own VMs are given their images from.
+fn build(project: &Project, s: &Service, no_cache: bool, pull: bool, quiet: bool) -> Result<i32> {
+    let iso = builder();
+    seed_bases(iso, s)?;
+    let code = super::build_service(project, iso, s, no_cache, pull, quiet)?;
+    if code != 0 {
+        return Ok(code);
+    }
+    let image = spec::image_name(project, s);
+    let cache = berth_host::image_cache::ImageCache::open()?;
+    let mut commit = berth_host::transfer::resolve_local(iso, &cache, &image)
+        .with_context(|| format!("copying image {image} into the host cache"))?;
+    let tag = berth_protocol::reference::Reference::parse(&image)
+        .map_err(|e| anyhow!("image {image:?}: {e}"))?
+        .to_string();
+    commit.tags = vec![tag];
+    cache.record(&commit)?;
+    Ok(0)
+}
+
+/// Gives the builder's engine the base images (`FROM`) of `s`'s
+/// Dockerfile that only the host cache holds (pulled or loaded with
+/// `--isolation vm`), so that the build does not pull them again.
+fn seed_bases(iso: Isolation, s: &Service) -> Result<()> {
+    let Some(b) = &s.build else { return Ok(()) };
+    let file =
+        std::path::Path::new(&b.context).join(b.dockerfile.as_deref().unwrap_or("Dockerfile"));
+    let Ok(text) = std::fs::read_to_string(&file) else {
+        // The build reports a missing Dockerfile in its own words.
+        return Ok(());
+    };
+    let cache = berth_host::image_cache::ImageCache::open()?;
+    let mut stages: BTreeSet<String> = BTreeSet::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        if !words.next().is_some_and(|w| w.eq_ignore_ascii_case("from")) {
+            continue;
+        }
+        let rest: Vec<&str> = words.filter(|w| !w.starts_with("--")).collect();
+        let Some(base) = rest.first() else { continue };
+        if let [_, kw, stage, ..] = rest.as_slice() {
+            if kw.eq_ignore_ascii_case("as") {
+                stages.insert(stage.to_ascii_lowercase());
+            }
+        }
+        if base.contains('$') || stages.contains(&base.to_ascii_lowercase()) {
+            continue;
+        }
+        let Some(commit) = cache.resolve(base) else {
+            continue;
+        };
+        let mut engine = iso.connect()?;
+        if engine.image_inspect(base).is_ok() {
+            continue;
+        }
+        cache
+            .upload(&commit, &|| iso.connect())
+            .with_context(|| format!("giving the build its base image {base}"))?;
+    }
+    Ok(())
+}
+
+/// Makes the containers of `services` anew, in dependency order (own-VM
+/// `start` and `restart` of a stopped container).
+fn remake(project: &Project, services: &BTreeSet<String>) -> Result<()> {
+    if services.is_empty() {
+        return Ok(());
+    }
+    let plan = Plan::new(project)?;
+    let existing = containers(project, &[])?;
+    let u = UpArgs {
+        detach: true,
+        build: false,
+        no_build: true,
+        scale: Vec::new(),
+        no_deps: true,
+        force_recreate: false,
+        no_recreate: false,
+        remove_orphans: false,
+        wait: false,
+        services: Vec::new(),
+    };
+    for s in project.services_in_dependency_order()? {
+        if services.contains(&s.name) {
+            converge(project, &plan, s, &u, &existing)?;
+        }
+    }
+    Ok(())
 }
 
 /// The services a project's own-VM containers are labelled with (for
@@ -233,12 +549,28 @@ fn up(project: &Project, u: &UpArgs) -> Result<i32> {
     let cache = berth_host::image_cache::ImageCache::open()?;
     for s in &services {
         let image = spec::image_name(project, s);
-        if cache.resolve(&image).is_some() && !u.build {
+        let present = cache.resolve(&image).is_some();
+        let policy = s.pull_policy();
+        let build_anyway = u.build || policy == Some(PullPolicy::Build);
+        if s.build.is_some() && !u.no_build && (build_anyway || !present) {
+            let code = build(project, s, false, false, false)?;
+            if code != 0 {
+                return Ok(code);
+            }
+            continue;
+        }
+        if present && !(s.build.is_none() && policy == Some(PullPolicy::Always)) {
             continue;
         }
         if s.build.is_some() {
             return Ok(fail(format!(
-                "service {:?}: image {image:?} is not in the host cache and --isolation vm cannot build it (berth build runs in an engine): build it with --isolation native or shared, then `berth save {image} | berth --isolation vm load`",
+                "service {:?} has neither an image nor a build context specified: image {image:?} is missing and --no-build was given",
+                s.name
+            )));
+        }
+        if policy == Some(PullPolicy::Never) {
+            return Ok(fail(format!(
+                "Error response from daemon: No such image: {image} (service {:?} has pull_policy: never)",
                 s.name
             )));
         }
@@ -269,6 +601,7 @@ fn up(project: &Project, u: &UpArgs) -> Result<i32> {
             );
         }
     }
+    ensure_volumes(project, &services)?;
     let chosen: BTreeSet<&str> = services.iter().map(|s| s.name.as_str()).collect();
     let levels = orch::dependency_levels(project)?;
     let mut by_level: BTreeMap<usize, Vec<&Service>> = BTreeMap::new();
@@ -378,6 +711,61 @@ fn converge(
         if recreate { "Recreated" } else { "Created" },
     );
     note("Container", &name, "Started");
+    Ok(())
+}
+
+/// The project's named volumes that `services` mount, made (as host
+/// folders, `vm_volumes`) with the compose labels when missing, so that
+/// `down -v` finds them.
+fn ensure_volumes(project: &Project, services: &[&Service]) -> Result<()> {
+    let store = VolumeStore::open();
+    let keys: BTreeSet<&str> = services
+        .iter()
+        .flat_map(|s| s.volumes.iter().filter_map(|m| m.named_volume()))
+        .collect();
+    for key in keys {
+        let name = spec::volume_name(project, key);
+        if store.inspect(&name).is_ok() {
+            continue;
+        }
+        let def = project.volumes.get(key).cloned().unwrap_or_default();
+        if def.external {
+            return Err(anyhow!("external volume {name:?} not found"));
+        }
+        let mut labels = def.labels.clone();
+        labels.insert(spec::label::PROJECT.into(), project.name.clone());
+        labels.insert(spec::label::VOLUME.into(), key.to_string());
+        labels.insert(
+            spec::label::VERSION.into(),
+            env!("CARGO_PKG_VERSION").into(),
+        );
+        note("Volume", &name, "Creating");
+        store
+            .create(Some(&name), &labels, &def.driver_opts)
+            .map_err(|e| anyhow!("{}", e.message))?;
+        note("Volume", &name, "Created");
+    }
+    Ok(())
+}
+
+/// `down -v`: the project's named volumes (not the external ones), once
+/// no container uses them.
+fn remove_volumes(project: &Project) -> Result<()> {
+    let store = VolumeStore::open();
+    for (key, def) in &project.volumes {
+        if def.external {
+            continue;
+        }
+        let name = spec::volume_name(project, key);
+        if store.inspect(&name).is_err() {
+            continue;
+        }
+        note("Volume", &name, "Removing");
+        store
+            .remove(&name, false)
+            .map_err(|e| anyhow!("{}", e.message))?;
+        note("Volume", &name, "Removed");
+    }
     Ok(())
 }
 
