@@ -4,17 +4,26 @@
 
 use std::io::{Read, Write};
 use std::net::Shutdown;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 
 /// A connected stream the server can split for proxying.
 pub trait Conn: Read + Write + Send + 'static {
     fn try_clone_conn(&self) -> std::io::Result<Box<dyn Conn>>;
     fn shutdown_write(&self);
+    /// The socket under the stream, for splice(2) ([`crate::splice`]);
+    /// `None` where the stream is not a socket one may splice (serial).
+    fn stream_fd(&self) -> Option<RawFd> {
+        None
+    }
 }
 
 impl Conn for UnixStream {
     fn try_clone_conn(&self) -> std::io::Result<Box<dyn Conn>> {
         Ok(Box::new(self.try_clone()?))
+    }
+    fn stream_fd(&self) -> Option<RawFd> {
+        Some(self.as_raw_fd())
     }
     fn shutdown_write(&self) {
         let _ = self.shutdown(Shutdown::Write);
@@ -43,6 +52,36 @@ pub fn relay(from: &mut dyn Read, to: &mut dyn Write) -> std::io::Result<u64> {
         to.write_all(&buf[..n])?;
         total += n as u64;
     }
+}
+
+/// How [`pump`] moved the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moved {
+    /// All through splice(2).
+    Spliced,
+    /// Through [`relay`]'s buffer: no descriptor for one end, or splice
+    /// refused (possibly after some bytes went through splice).
+    Relayed,
+}
+
+/// Moves `from` to `to` until EOF or an error, as [`relay`] does, but
+/// with splice(2) where both ends have a descriptor (`from_fd`, `to_fd`:
+/// the same streams' sockets) and the kernel splices between them: the
+/// bytes are copied once in the kernel instead of into a user-space buffer
+/// and out again (vsock ↔ TCP in the guest, where every kernel copy is
+/// emulated on kvm_pvm hosts). Neither end is shut down here.
+pub fn pump(
+    from: &mut dyn Read,
+    from_fd: Option<RawFd>,
+    to: &mut dyn Write,
+    to_fd: Option<RawFd>,
+) -> std::io::Result<Moved> {
+    if let (Some(src), Some(dst)) = (from_fd, to_fd) {
+        if crate::splice::forward(&src, &dst) == crate::splice::End::Done {
+            return Ok(Moved::Spliced);
+        }
+    }
+    relay(from, to).map(|_| Moved::Relayed)
 }
 
 #[cfg(test)]
@@ -86,5 +125,80 @@ mod tests {
         assert_eq!(n, data.len() as u64);
         assert_eq!(w.1, data);
         assert_eq!(w.0, vec![RELAY_CHUNK, RELAY_CHUNK, RELAY_CHUNK, 8 * 1024]);
+    }
+
+    /// [`pump`] between a Unix stream (as the agent's vsock stream) and a
+    /// TCP connection, both ways: every byte, in order, through splice
+    /// (not the buffer), and the EOF ends it; with no descriptor for an
+    /// end it relays the same bytes.
+    #[test]
+    fn pump_splices_between_stream_sockets_and_relays_without_descriptors() {
+        use std::net::{TcpListener, TcpStream};
+        use std::os::unix::net::UnixStream;
+        let data: Vec<u8> = (0..3 * 1024 * 1024 + 5u32)
+            .map(|i| (i % 253) as u8)
+            .collect();
+        for splice in [true, false] {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let mut tcp_near = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (tcp_far, _) = listener.accept().unwrap();
+            let (mut unix_near, unix_far) = UnixStream::pair().unwrap();
+            // Host → container: unix_near → pump → tcp_far → tcp_near.
+            let sent = data.clone();
+            let writer = std::thread::spawn(move || {
+                unix_near.write_all(&sent).unwrap();
+                unix_near.shutdown(Shutdown::Write).unwrap();
+                unix_near
+            });
+            let (mut from, mut to) = (unix_far.try_clone().unwrap(), tcp_far.try_clone().unwrap());
+            let (from_fd, to_fd) = if splice {
+                (Some(from.as_raw_fd()), Some(to.as_raw_fd()))
+            } else {
+                (None, Some(to.as_raw_fd()))
+            };
+            let pumper = std::thread::spawn(move || {
+                let moved = pump(&mut from, from_fd, &mut to, to_fd).unwrap();
+                to.shutdown(Shutdown::Write).unwrap();
+                moved
+            });
+            let mut got = Vec::new();
+            tcp_near.read_to_end(&mut got).unwrap();
+            let want = if splice {
+                Moved::Spliced
+            } else {
+                Moved::Relayed
+            };
+            assert_eq!(pumper.join().unwrap(), want);
+            assert!(
+                got == data,
+                "{} of {} bytes, or out of order",
+                got.len(),
+                data.len()
+            );
+            // Container → host: tcp_near → pump → unix_far → unix_near.
+            let mut unix_near = writer.join().unwrap();
+            let sent = data.clone();
+            let writer = std::thread::spawn(move || {
+                tcp_near.write_all(&sent).unwrap();
+                tcp_near.shutdown(Shutdown::Write).unwrap();
+            });
+            let (mut from, mut to) = (tcp_far, unix_far);
+            let (from_fd, to_fd) = (Some(from.as_raw_fd()), splice.then(|| to.as_raw_fd()));
+            let pumper = std::thread::spawn(move || {
+                let moved = pump(&mut from, from_fd, &mut to, to_fd).unwrap();
+                to.shutdown(Shutdown::Write).unwrap();
+                moved
+            });
+            let mut got = Vec::new();
+            unix_near.read_to_end(&mut got).unwrap();
+            assert_eq!(pumper.join().unwrap(), want);
+            assert!(
+                got == data,
+                "{} of {} bytes, or out of order",
+                got.len(),
+                data.len()
+            );
+            writer.join().unwrap();
+        }
     }
 }

@@ -33,6 +33,8 @@ pub mod share_events;
 #[cfg(target_os = "linux")]
 pub mod shares;
 #[cfg(target_os = "linux")]
+pub mod splice;
+#[cfg(target_os = "linux")]
 pub mod store;
 #[cfg(target_os = "linux")]
 pub mod vsock;

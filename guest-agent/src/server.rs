@@ -732,12 +732,18 @@ fn port_connect(mut conn: Box<dyn Conn>, id: u64, port: u16) {
     let (Ok(mut conn_r), Ok(mut tcp_w)) = (conn.try_clone_conn(), tcp.try_clone()) else {
         return;
     };
+    // Both ways with splice(2) where the kernel takes it: one kernel copy
+    // per byte instead of two through a buffer here.
+    use std::os::fd::AsRawFd;
+    let tcp_fd = Some(tcp.as_raw_fd());
     let up = std::thread::spawn(move || {
-        let _ = crate::conn::relay(&mut conn_r, &mut tcp_w);
+        let (from_fd, to_fd) = (conn_r.stream_fd(), Some(tcp_w.as_raw_fd()));
+        let _ = crate::conn::pump(&mut conn_r, from_fd, &mut tcp_w, to_fd);
         let _ = tcp_w.shutdown(std::net::Shutdown::Write);
     });
     let mut tcp_r = tcp;
-    let _ = crate::conn::relay(&mut tcp_r, &mut conn);
+    let conn_fd = conn.stream_fd();
+    let _ = crate::conn::pump(&mut tcp_r, tcp_fd, &mut conn, conn_fd);
     let _ = conn.flush();
     conn.shutdown_write();
     let _ = up.join();

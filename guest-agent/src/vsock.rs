@@ -104,4 +104,7 @@ impl Conn for VsockStream {
         // SAFETY: shutdown(2) on a descriptor we own.
         unsafe { libc::shutdown(self.0.as_raw_fd(), libc::SHUT_WR) };
     }
+    fn stream_fd(&self) -> Option<std::os::fd::RawFd> {
+        Some(self.0.as_raw_fd())
+    }
 }
