@@ -51,6 +51,10 @@ struct Control {
 struct Readiness {
     readable: bool,
     writable: bool,
+    /// Neither direction can carry data any more: the peer closed its
+    /// whole stream (EPOLLHUP; kqueue: EOF on the write filter). A
+    /// half-close (the peer's `shutdown(SHUT_WR)`) is only read-closed.
+    hung_up: bool,
 }
 
 /// mio token of a host socket: its fd (unique while it is open).
@@ -149,6 +153,7 @@ impl VsockMuxer {
                                 || ev.is_write_closed()
                                 || ev.is_error(),
                             writable: ev.is_writable(),
+                            hung_up: ev.is_write_closed() || ev.is_error(),
                         },
                     )
                 })
@@ -169,6 +174,17 @@ impl VsockMuxer {
         } else if self.handshakes.contains_key(&fd) {
             self.read_handshake(fd);
         } else if let Some(key) = self.fd_keys.get(&fd).copied() {
+            if set.hung_up {
+                if let Some(c) = self.conns.get_mut(&key) {
+                    c.host_hung_up = true;
+                    if c.host_eof {
+                        // Its end of stream already went to the guest as
+                        // a half-close: nobody reads the guest's side.
+                        self.reset_conn(key);
+                        return;
+                    }
+                }
+            }
             if set.writable {
                 self.flush(key);
             }
@@ -469,10 +485,7 @@ impl VsockMuxer {
     /// not end by themselves; the rest (host peer gone, handshakes, queued
     /// packets) end within moments.
     pub fn open_connections(&self) -> usize {
-        self.conns
-            .values()
-            .filter(|c| !peer_hung_up(c.stream.as_raw_fd()))
-            .count()
+        self.conns.values().filter(|c| !c.host_hung_up).count()
     }
 
     /// Why a snapshot cannot be taken now, or `None` when the muxer is
@@ -564,7 +577,7 @@ impl VsockMuxer {
             } else {
                 payload.resize(want, 0);
                 match c.stream.read(payload) {
-                    Ok(0) if peer_hung_up(c.stream.as_raw_fd()) => {
+                    Ok(0) if c.host_hung_up => {
                         // The host peer closed the whole stream (a client
                         // that ended, a killed `logs -f`): nobody can take
                         // the guest's data any more, and waiting for the
@@ -610,21 +623,6 @@ impl VsockMuxer {
         }
         None
     }
-}
-
-/// Whether the peer of the Unix stream `fd` closed it entirely (a
-/// half-close, `shutdown(SHUT_WR)`, does not count): POLLHUP, which a Unix
-/// stream reports once neither direction can carry data.
-fn peer_hung_up(fd: RawFd) -> bool {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: 0,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, its count, no wait; `fd` is an open socket
-    // this muxer owns.
-    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
-    n > 0 && pfd.revents & (libc::POLLHUP | libc::POLLERR) != 0
 }
 
 /// Parses `CONNECT <port>` (an optional trailing `\r` is tolerated).
@@ -881,6 +879,7 @@ mod tests {
         // Bytes written before the close still reach the guest first.
         client.write_all(b"last words").unwrap();
         drop(client);
+        m.process_host_events();
         assert!(
             m.snapshot_blocker().unwrap().contains("closing"),
             "{:?}",
@@ -933,6 +932,25 @@ mod tests {
         let mut rest = Vec::new();
         client.read_to_end(&mut rest).unwrap();
         assert!(rest.is_empty(), "{rest:?}");
+        assert!(m.is_idle());
+        std::fs::remove_dir_all(uds.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn host_close_after_a_half_close_resets_too() {
+        let uds = temp_uds();
+        let mut m = VsockMuxer::new(&uds, CID).unwrap();
+        let (client, key) = establish(&mut m, &uds, 1024, 64 * 1024);
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut p = Vec::new();
+        let h = next(&mut m, 4096, &mut p);
+        assert_eq!(({ h.op }, { h.flags }), (op::SHUTDOWN, SHUTDOWN_SEND));
+        assert!(m.snapshot_blocker().unwrap().contains(" in use "));
+        // The client that only ended its input now goes away (a killed
+        // `exec -i`): the guest hears RST, the muxer is idle.
+        drop(client);
+        let h = next(&mut m, 4096, &mut p);
+        assert_eq!(({ h.op }, { h.dst_port }), (op::RST, key.guest_port));
         assert!(m.is_idle());
         std::fs::remove_dir_all(uds.parent().unwrap()).unwrap();
     }
