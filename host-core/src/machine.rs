@@ -1416,9 +1416,12 @@ impl Machine {
         }
         let log = self.dir.join("vmm.log");
         // A connection just closed (the forwarder's, this process's own)
-        // takes the guest a moment to finish (seconds where its kernel is
-        // emulated): those reasons are retried.
-        let deadline = Instant::now() + Duration::from_secs(60);
+        // may take a moment to finish: those reasons are retried. One in
+        // use (a `logs -f`, an `attach`) is retried only briefly, for a
+        // command that was just ending: it does not end by itself.
+        let t0 = Instant::now();
+        let deadline = t0 + Duration::from_secs(60);
+        let in_use_deadline = t0 + Duration::from_secs(5);
         let refusal = loop {
             let seen = std::fs::read_to_string(&log).unwrap_or_default().len();
             signal_suspend(pid)?;
@@ -1437,7 +1440,15 @@ impl Machine {
             };
             match reason {
                 None => break None,
-                Some(r) if retryable_refusal(&r) && Instant::now() < deadline => {
+                Some(r)
+                    if retryable_refusal(&r)
+                        && Instant::now()
+                            < if refusal_in_use(&r) {
+                                in_use_deadline
+                            } else {
+                                deadline
+                            } =>
+                {
                     std::thread::sleep(Duration::from_millis(200));
                 }
                 Some(r) => break Some(r),
@@ -1633,6 +1644,12 @@ fn signal_suspend(pid: i32) -> Result<()> {
 /// finished yet. A share the guest uses does not.
 fn retryable_refusal(reason: &str) -> bool {
     reason.starts_with("cannot snapshot now: vsock") || reason.contains("virtio-net")
+}
+
+/// Whether a vsock refusal names connections a client still holds open
+/// (berth-vmm's "in use" wording), not ones closing.
+fn refusal_in_use(reason: &str) -> bool {
+    reason.starts_with("cannot snapshot now: vsock") && reason.contains(" in use ")
 }
 
 /// The balloon stats file's counters, named `vmm_balloon_<key>`: a JSON

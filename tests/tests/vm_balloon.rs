@@ -20,7 +20,8 @@
 //! VM to a snapshot and ends its VMM, and the next command resumes it with
 //! the same containers and images, a `--restart always` container still
 //! running as the same process (a cold boot would restart it: another
-//! PID and StartedAt).
+//! PID and StartedAt). Then the idle timer (`BERTH_MACHINE_IDLE_SUSPEND`)
+//! suspends it by itself, and the next command resumes it the same way.
 // Drives the Linux builds of berth and berth-agent (KVM).
 #![cfg(target_os = "linux")]
 
@@ -295,5 +296,71 @@ fn machine_suspends_to_a_snapshot_and_resumes_with_its_containers() {
     );
     b.run(&["run", "--rm", DEFAULT_IMAGE, "true"]).ok();
     timing("vm_suspend", "run --rm after the resume", t);
+
+    // The idle timer: with BERTH_MACHINE_IDLE_SUSPEND, the port forwarder
+    // suspends the machine by itself once no command came for that long.
+    // It reads the setting from its own environment: the running one
+    // (started without it) is stopped, and the next command starts one
+    // that has it. Without a working timer the machine never suspends.
+    let machine = b.home.path().join("machine");
+    let fwd: i32 = std::fs::read_to_string(machine.join("ports.pid"))
+        .expect("the port forwarder's pid file")
+        .trim()
+        .parse()
+        .expect("the port forwarder's pid");
+    // SAFETY: kill(2) on the forwarder this installation started.
+    assert_eq!(unsafe { libc::kill(fwd, libc::SIGTERM) }, 0);
+    berth_tests::wait_for("the port forwarder to end", || {
+        !Path::new(&format!("/proc/{fwd}")).exists()
+    });
+    let vmm = b.vmm_pid().expect("the machine's VMM runs");
+    let mut cmd = b.command();
+    cmd.env("BERTH_MACHINE_IDLE_SUSPEND", "1")
+        .args(["ps", "-q"]);
+    berth_tests::run_command(cmd, None, b.timeout, "berth ps").ok();
+    let since = Instant::now();
+    // The forwarder looks every 10 s; the bound only keeps a broken timer
+    // from hanging the suite.
+    while b.run(&["machine", "status"]).stdout.trim() != "suspended" {
+        assert!(
+            since.elapsed() < Duration::from_secs(600),
+            "the idle machine did not suspend itself\nports.log: {}\nvmm.log: {}",
+            std::fs::read_to_string(machine.join("ports.log")).unwrap_or_default(),
+            std::fs::read_to_string(machine.join("vmm.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    timing("vm_suspend", "suspended by the idle timer", t);
+    eprintln!(
+        "vm_suspend: idle suspend seen {:.1} s after the last command",
+        since.elapsed().as_secs_f64()
+    );
+    assert!(
+        !Path::new(&format!("/proc/{vmm}")).exists()
+            || std::fs::read_to_string(format!("/proc/{vmm}/stat"))
+                .is_ok_and(|s| s.contains(") Z ")),
+        "the VMM (pid {vmm}) still runs after the idle suspend"
+    );
+    let ports_log = std::fs::read_to_string(machine.join("ports.log")).unwrap_or_default();
+    assert!(
+        ports_log.contains("machine idle for 1 s: suspending it"),
+        "ports.log: {ports_log}"
+    );
+    // The next command resumes it, with the same containers.
+    assert_eq!(
+        containers(&b),
+        before,
+        "the containers after the idle resume"
+    );
+    assert!(
+        b.vmm_pid().is_some_and(|p| p != vmm),
+        "a new VMM runs the machine after the idle resume"
+    );
+    assert_eq!(
+        sleeper_state(&b),
+        state,
+        "the sleeper runs on as the same process after the idle suspend"
+    );
+    timing("vm_suspend", "resumed after the idle suspend", t);
     b.run(&["machine", "stop"]).ok();
 }

@@ -61,6 +61,9 @@ pub struct Connection {
     pub host_readable: bool,
     /// The host closed its sending side; SHUTDOWN(SEND) went to the guest.
     pub host_eof: bool,
+    /// The host peer closed its whole stream (not a half-close): at its
+    /// end of stream the guest gets RST (see the muxer).
+    pub host_hung_up: bool,
     /// Host bytes that arrived with the CONNECT line, sent first.
     pub stash: Vec<u8>,
     /// Guest bytes not yet accepted by the host stream.
@@ -95,6 +98,7 @@ impl Connection {
             state,
             host_readable: false,
             host_eof: false,
+            host_hung_up: false,
             stash: Vec::new(),
             tx_buf: Vec::new(),
             fwd_cnt: 0,

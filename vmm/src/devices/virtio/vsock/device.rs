@@ -201,12 +201,7 @@ impl VirtioDevice for Vsock {
     }
 
     fn snapshot_blocker(&self) -> Option<String> {
-        (!self.muxer.is_idle()).then(|| {
-            format!(
-                "vsock has {} open connection(s) or pending packets; close them first",
-                self.muxer.connection_count()
-            )
-        })
+        self.muxer.snapshot_blocker()
     }
 
     fn host_event_fd(&self) -> Option<RawFd> {

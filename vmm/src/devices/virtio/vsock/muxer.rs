@@ -51,6 +51,10 @@ struct Control {
 struct Readiness {
     readable: bool,
     writable: bool,
+    /// Neither direction can carry data any more: the peer closed its
+    /// whole stream (EPOLLHUP; kqueue: EOF on the write filter). A
+    /// half-close (the peer's `shutdown(SHUT_WR)`) is only read-closed.
+    hung_up: bool,
 }
 
 /// mio token of a host socket: its fd (unique while it is open).
@@ -149,6 +153,7 @@ impl VsockMuxer {
                                 || ev.is_write_closed()
                                 || ev.is_error(),
                             writable: ev.is_writable(),
+                            hung_up: ev.is_write_closed() || ev.is_error(),
                         },
                     )
                 })
@@ -169,6 +174,17 @@ impl VsockMuxer {
         } else if self.handshakes.contains_key(&fd) {
             self.read_handshake(fd);
         } else if let Some(key) = self.fd_keys.get(&fd).copied() {
+            if set.hung_up {
+                if let Some(c) = self.conns.get_mut(&key) {
+                    c.host_hung_up = true;
+                    if c.host_eof {
+                        // Its end of stream already went to the guest as
+                        // a half-close: nobody reads the guest's side.
+                        self.reset_conn(key);
+                        return;
+                    }
+                }
+            }
             if set.writable {
                 self.flush(key);
             }
@@ -463,6 +479,35 @@ impl VsockMuxer {
         self.conns.is_empty() && self.handshakes.is_empty() && !self.has_rx()
     }
 
+    /// Connections whose host peer still holds its stream open: a client
+    /// that is using the guest now (`logs -f`, `attach`, `exec`, a
+    /// published port's flow). Those a snapshot cannot carry, and they do
+    /// not end by themselves; the rest (host peer gone, handshakes, queued
+    /// packets) end within moments.
+    pub fn open_connections(&self) -> usize {
+        self.conns.values().filter(|c| !c.host_hung_up).count()
+    }
+
+    /// Why a snapshot cannot be taken now, or `None` when the muxer is
+    /// idle. The two wordings are told apart by `berth machine suspend`:
+    /// "in use" is refused at once, "closing" is retried.
+    pub fn snapshot_blocker(&self) -> Option<String> {
+        if self.is_idle() {
+            return None;
+        }
+        let open = self.open_connections();
+        Some(if open > 0 {
+            format!(
+                "vsock: {open} connection(s) in use (a `logs -f`, `attach`, `exec` or published-port connection still open); end them first"
+            )
+        } else {
+            format!(
+                "vsock: {} connection(s) closing or packets in flight",
+                self.conns.len() + self.handshakes.len()
+            )
+        })
+    }
+
     /// Whether packets may be waiting for the guest.
     pub fn has_rx(&self) -> bool {
         !self.control.is_empty() || !self.schedule.is_empty()
@@ -532,7 +577,20 @@ impl VsockMuxer {
             } else {
                 payload.resize(want, 0);
                 match c.stream.read(payload) {
+                    Ok(0) if c.host_hung_up => {
+                        // The host peer closed the whole stream (a client
+                        // that ended, a killed `logs -f`): nobody can take
+                        // the guest's data any more, and waiting for the
+                        // guest to close too would keep the connection (and
+                        // a suspend) waiting on guest work or forever.
+                        payload.clear();
+                        self.remove(key);
+                        return Some(self.header(key, op::RST, 0, 0));
+                    }
                     Ok(0) => {
+                        // A half-close (the host shut down its sending
+                        // side: stdin ended): the guest's output still
+                        // flows until the guest closes.
                         payload.clear();
                         c.host_readable = false;
                         c.host_eof = true;
@@ -809,6 +867,91 @@ mod tests {
         m.handle_guest_packet(&guest_hdr(other, op::REQUEST, 0, 4096, 0), &[]);
         let h = next(&mut m, 4096, &mut p);
         assert_eq!(({ h.op }, { h.dst_port }), (op::RST, 49153));
+        std::fs::remove_dir_all(uds.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn host_close_resets_the_guest_side_at_once() {
+        let uds = temp_uds();
+        let mut m = VsockMuxer::new(&uds, CID).unwrap();
+        let (mut client, key) = establish(&mut m, &uds, 1024, 64 * 1024);
+        assert!(m.snapshot_blocker().unwrap().contains(" in use "));
+        // Bytes written before the close still reach the guest first.
+        client.write_all(b"last words").unwrap();
+        drop(client);
+        m.process_host_events();
+        assert!(
+            m.snapshot_blocker().unwrap().contains("closing"),
+            "{:?}",
+            m.snapshot_blocker()
+        );
+        let mut p = Vec::new();
+        let h = next(&mut m, 4096, &mut p);
+        assert_eq!(({ h.op }, p.as_slice()), (op::RW, &b"last words"[..]));
+        // The client is gone: RST, not SHUTDOWN(SEND) and a wait for the
+        // guest to close its end.
+        let h = next(&mut m, 4096, &mut p);
+        assert_eq!(({ h.op }, { h.dst_port }), (op::RST, key.guest_port));
+        assert_eq!(m.connection_count(), 0);
+        m.process_host_events();
+        assert!(m.next_rx_packet(4096, &mut p).is_none());
+        assert!(m.is_idle());
+        assert_eq!(m.snapshot_blocker(), None);
+        // The guest's late data for it is answered with RST.
+        m.handle_guest_packet(&guest_hdr(key, op::RW, 2, 4096, 0), b"hi");
+        let h = next(&mut m, 4096, &mut p);
+        assert_eq!({ h.op }, op::RST);
+        std::fs::remove_dir_all(uds.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn host_half_close_still_delivers_the_guest_output() {
+        let uds = temp_uds();
+        let mut m = VsockMuxer::new(&uds, CID).unwrap();
+        let (mut client, key) = establish(&mut m, &uds, 1024, 64 * 1024);
+        // stdin ends (`attach`, `exec -i` with a closed stdin).
+        client.write_all(b"input").unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut p = Vec::new();
+        let h = next(&mut m, 4096, &mut p);
+        assert_eq!(({ h.op }, p.as_slice()), (op::RW, &b"input"[..]));
+        let h = next(&mut m, 4096, &mut p);
+        assert_eq!(({ h.op }, { h.flags }), (op::SHUTDOWN, SHUTDOWN_SEND));
+        assert_eq!(m.connection_count(), 1);
+        // Still in use: a suspend is refused with that reason.
+        assert!(m.snapshot_blocker().unwrap().contains(" in use "));
+        // The rest of the output still reaches the client.
+        m.handle_guest_packet(&guest_hdr(key, op::RW, 11, 64 * 1024, 5), b"the output\n");
+        assert_eq!(read_line(&client), "the output\n");
+        // The guest closes: the client reads the end, the host resets.
+        let mut sd = guest_hdr(key, op::SHUTDOWN, 0, 64 * 1024, 5);
+        sd.flags = SHUTDOWN_RCV | SHUTDOWN_SEND;
+        m.handle_guest_packet(&sd, &[]);
+        let h = next(&mut m, 4096, &mut p);
+        assert_eq!({ h.op }, op::RST);
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "{rest:?}");
+        assert!(m.is_idle());
+        std::fs::remove_dir_all(uds.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn host_close_after_a_half_close_resets_too() {
+        let uds = temp_uds();
+        let mut m = VsockMuxer::new(&uds, CID).unwrap();
+        let (client, key) = establish(&mut m, &uds, 1024, 64 * 1024);
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut p = Vec::new();
+        let h = next(&mut m, 4096, &mut p);
+        assert_eq!(({ h.op }, { h.flags }), (op::SHUTDOWN, SHUTDOWN_SEND));
+        assert!(m.snapshot_blocker().unwrap().contains(" in use "));
+        // The client that only ended its input now goes away (a killed
+        // `exec -i`): the guest hears RST, the muxer is idle.
+        drop(client);
+        let h = next(&mut m, 4096, &mut p);
+        assert_eq!(({ h.op }, { h.dst_port }), (op::RST, key.guest_port));
+        assert!(m.is_idle());
         std::fs::remove_dir_all(uds.parent().unwrap()).unwrap();
     }
 
