@@ -44,6 +44,24 @@ pub struct Fs {
     /// The guest has sent requests since the driver set the device up: a
     /// FUSE session (INIT, node ids, open files) a snapshot cannot carry.
     in_session: bool,
+    /// Where each request's time and opcode are logged ([`TRACE_ENV`]).
+    trace: Option<std::fs::File>,
+}
+
+/// A file the device appends one line per FUSE request to, `UNIXTIME
+/// OPCODE` (seconds with nanoseconds; the opcode's number, linux/fuse.h),
+/// for counting requests per operation (benches/fs.sh `COUNT=1`). Opened
+/// when the device is made; unset: nothing is logged.
+pub const TRACE_ENV: &str = "BERTH_VMM_FS_TRACE";
+
+/// Appends `opcode`'s line to the trace (errors are ignored: a debug aid).
+fn trace_request(trace: &mut std::fs::File, opcode: Option<u32>) {
+    use std::io::Write;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let op = opcode.map_or_else(|| "?".to_string(), |o| o.to_string());
+    let _ = writeln!(trace, "{}.{:09} {op}", now.as_secs(), now.subsec_nanos());
 }
 
 impl Fs {
@@ -51,7 +69,15 @@ impl Fs {
     pub fn new(config: &FsConfig) -> Result<Fs, FsError> {
         super::validate_tag(&config.tag)?;
         let fs = Arc::new(ShareFs::new(&config.path, config.read_only)?);
+        let trace = std::env::var_os(TRACE_ENV).and_then(|p| {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(p)
+                .ok()
+        });
         Ok(Fs {
+            trace,
             events: fs.events(),
             config_space: config.config_space(REQUEST_QUEUES),
             config: config.clone(),
@@ -66,6 +92,12 @@ impl Fs {
     /// The share's live-event tables (for the host watcher).
     pub fn events(&self) -> Arc<super::events::ShareEvents> {
         self.events.clone()
+    }
+
+    /// Logs each request to `trace` ([`TRACE_ENV`]'s format).
+    #[cfg(test)]
+    pub(super) fn trace_to(&mut self, trace: std::fs::File) {
+        self.trace = Some(trace);
     }
 
     /// The share's configuration.
@@ -187,8 +219,12 @@ impl VirtioDevice for Fs {
         let mem = a.mem.clone();
         let server = self.server.clone();
         let in_session = &mut self.in_session;
+        let trace = &mut self.trace;
         drain_queue(queue, &mem, &a.interrupt, |chain| {
             let opcode = request_opcode(&mem, &chain);
+            if let Some(t) = trace.as_mut() {
+                trace_request(t, opcode);
+            }
             let n = serve_chain(&server, &mem, chain);
             // DESTROY ends the session (the guest unmounted the share):
             // the server dropped its nodes and handles, and the next

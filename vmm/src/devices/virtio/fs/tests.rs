@@ -375,6 +375,33 @@ fn host_ino(p: &Path) -> u64 {
 }
 
 #[test]
+fn trace_logs_one_line_per_request_with_its_opcode() {
+    let l = layout();
+    let mem = test_memory();
+    let mut s = Session::new(&mem, &l.share, false);
+    let log = l.share.parent().unwrap().join("trace.log");
+    s.dev.trace_to(std::fs::File::create(&log).unwrap());
+    let e = s.lookup(ROOT, b"hello.txt").unwrap();
+    s.getattr(e.nodeid).unwrap();
+    assert_eq!(s.lookup(ROOT, b"missing").err(), Some(libc::ENOENT));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let ops: Vec<&str> = text
+        .lines()
+        .map(|line| {
+            let (time, op) = line.split_once(' ').expect("TIME OPCODE");
+            assert!(time.parse::<f64>().unwrap() > 1.0e9, "{line}");
+            op
+        })
+        .collect();
+    let (lookup, getattr) = (Opcode::Lookup as u32, Opcode::Getattr as u32);
+    assert_eq!(
+        ops,
+        [lookup, getattr, lookup].map(|o| o.to_string()),
+        "{text}"
+    );
+}
+
+#[test]
 fn dotdot_at_the_root_stays_at_the_root() {
     let l = layout();
     let mem = test_memory();
