@@ -79,7 +79,7 @@ posint TREE_FILES "$ntree"; posint TREE_PER_DIR "$per_dir"
 [[ $count == [01] ]] || die "COUNT must be 0 or 1"
 has() { [[ " $engines " == *" $1 "* ]]; }
 for e in $engines; do
-    case $e in berth | berth-unconfined | virtiofsd | native) ;; *) die "unknown engine '$e' in ENGINES" ;; esac
+    case $e in berth | berth-unconfined | berth-noballoon | virtiofsd | native) ;; *) die "unknown engine '$e' in ENGINES" ;; esac
 done
 
 busybox=${BUSYBOX:-/bin/busybox}
@@ -155,17 +155,18 @@ cleanup() {
     for p in "$berth_pid" "$qemu_pid" "$vfsd_pid"; do
         if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then kill -KILL "$p"; wait "$p" 2>/dev/null; fi
     done
-    if [ -n "$machine_up" ]; then
-        p=$(cat "$BERTH_HOME/machine/vmm.pid" 2>/dev/null)
-        timeout 120 "$berth" --isolation shared machine stop >/dev/null 2>&1 ||
-            log "machine stop failed"
+    local h
+    for h in $machine_up; do
+        p=$(cat "$h/machine/vmm.pid" 2>/dev/null)
+        BERTH_HOME=$h timeout 120 "$berth" --isolation shared machine stop >/dev/null 2>&1 ||
+            log "machine stop failed ($h)"
         # The VMM berth started for this BERTH_HOME, if `stop` left it.
         if [ -n "$p" ] && kill -0 "$p" 2>/dev/null &&
             tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "$work/"; then
             log "machine VMM $p still running after stop: killing it"
             kill -KILL "$p"
         fi
-    fi
+    done
     if [ "${KEEP:-0}" = 1 ]; then log "work directory kept: $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -265,15 +266,22 @@ parse() {
 }
 
 # ------------------------------------------------------------------ berth
+# berth_home ENGINE: the BERTH_HOME of ENGINE's machine VM (berth-noballoon:
+# a second machine booted with BERTH_BALLOON=0, no free page reporting).
+berth_home() { if [ "$1" = berth-noballoon ]; then echo "$work/home-noballoon"; else echo "$work/home"; fi; }
+
+# berth_setup ENGINE: boots ENGINE's machine VM and loads the image.
 berth_setup() {
-    export BERTH_HOME=$work/home BERTH_AGENT=$agent BERTH_VMM=$vmm BERTH_KERNEL=$kernel
+    export BERTH_HOME BERTH_AGENT=$agent BERTH_VMM=$vmm BERTH_KERNEL=$kernel
+    BERTH_HOME=$(berth_home "$1")
     export BERTH_MACHINE_SHARES=$data
     # COUNT=1: berth-vmm logs every FUSE request (time, opcode).
     if [ "$count" = 1 ]; then export BERTH_VMM_FS_TRACE=$work/berth-fs.trace; fi
     unset BERTH_ISOLATION
     log "berth: booting the machine VM (private BERTH_HOME $BERTH_HOME, share $data)"
     local t0=$SECONDS
-    machine_up=1
+    machine_up="$machine_up $BERTH_HOME"
+    if [ "$1" = berth-noballoon ]; then export BERTH_BALLOON=0; else unset BERTH_BALLOON; fi
     nice -n "$niceness" "$berth" --isolation shared machine start >/dev/null ||
         die "berth machine start failed"
     "$berth" --isolation shared load -q -i "$image_tar" >/dev/null || die "berth load failed"
@@ -284,6 +292,7 @@ run_berth() {
     # run_berth ROUND ENGINE [RUN OPTIONS...]
     local r=$1 e=$2 dir=$data/$2-r$1 t0 rc=0
     shift 2
+    BERTH_HOME=$(berth_home "$e")
     make_round_dir "$dir"
     local seen=0
     [ -f "$work/berth-fs.trace" ] && seen=$(wc -l <"$work/berth-fs.trace")
@@ -424,16 +433,18 @@ run_native() {
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 log "kernel $kernel; host $([ -e /sys/module/kvm_pvm ] && echo kvm_pvm || echo kvm), $(nproc) CPUs, load $load_before"
 log "$rounds round(s): write/read ${file_mb} MiB, $nsmall small files, find over $ntree files in $ndirs dirs; engines: $engines"
-{ has berth || has berth-unconfined; } && berth_setup
+{ has berth || has berth-unconfined; } && berth_setup berth
+has berth-noballoon && berth_setup berth-noballoon
 if has virtiofsd && [ -z "$vfsd_skip" ]; then vfsd_setup; fi
 order=()
-for e in berth berth-unconfined virtiofsd native; do has "$e" && order+=("$e"); done
+for e in berth berth-unconfined berth-noballoon virtiofsd native; do has "$e" && order+=("$e"); done
 for ((r = 1; r <= rounds; r++)); do
     for ((k = 0; k < ${#order[@]}; k++)); do
         e=${order[$(( (k + r - 1) % ${#order[@]} ))]}
         case $e in
         berth) run_berth "$r" berth ;;
         berth-unconfined) run_berth "$r" berth-unconfined --security-opt seccomp=unconfined ;;
+        berth-noballoon) run_berth "$r" berth-noballoon ;;
         virtiofsd) if [ -z "$vfsd_skip" ]; then run_vfsd "$r" || log "virtiofsd SKIPPED: $vfsd_skip"; fi ;;
         native) run_native "$r" ;;
         esac
@@ -462,27 +473,26 @@ labels=("write:write ${file_mb} MiB (dd bs=1M conv=fsync)" "read:read ${file_mb}
 fmt='| %-40s | %9s | %12s | %9s | %15s | %12s |\n'
 printf "$fmt" op "berth s" "virtiofsd s" "native s" "berth/virtiofsd" "berth/native"
 printf '|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..42})" "-----------" "--------------" "-----------" "-----------------" "--------------"
-ufmt='| %-40s | %9s | %22s | %15s | %28s |\n'
-unconfined_rows=()
+variant_rows=()
 for l in "${labels[@]}"; do
     s=${l%%:*} label=${l#*:}
     b=$(med berth "$s") v=$(med virtiofsd "$s") n=$(med native "$s")
     ratio() { if [ "$1" = n/a ] || [ "$2" = n/a ]; then echo n/a; else awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "inf"}'; fi; }
     f3() { if [ "$1" = n/a ]; then echo n/a; else printf %.4f "$1"; fi; }
     printf "$fmt" "$label" "$(f3 "$b")" "$(f3 "$v")" "$(f3 "$n")" "$(ratio "$b" "$v")" "$(ratio "$b" "$n")"
-    u=$(med berth-unconfined "$s")
-    unconfined_rows+=("$(printf "$ufmt" "$label" "$(f3 "$b")" "$(f3 "$u")" "$(ratio "$b" "$u")" "$(ratio "$u" "$v")")")
+    u=$(med berth-unconfined "$s") nb=$(med berth-noballoon "$s")
+    variant_rows+=("$(printf '| %-40s | %9s | %12s | %14s | %12s | %14s |' "$label" "$(f3 "$b")" "$(f3 "$u")" "$(f3 "$nb")" "$(f3 "$v")" "$(ratio "$nb" "$v")")")
 done
 echo
-if has berth-unconfined; then
-    echo "container cost: the same ops in a container without the seccomp filter (--security-opt seccomp=unconfined)"
-    printf "$ufmt" op "berth s" "berth unconfined s" "berth/unconfined" "berth unconfined/virtiofsd"
-    printf '|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..42})" "-----------" "------------------------" "-----------------" "------------------------------"
-    printf '%s\n' "${unconfined_rows[@]}"
+if has berth-unconfined || has berth-noballoon; then
+    echo "berth variants: unconfined = the same container without its seccomp filter (--security-opt seccomp=unconfined);"
+    echo "noballoon = a second machine VM booted with BERTH_BALLOON=0 (no virtio-balloon free page reporting)"
+    printf '| %-40s | %9s | %12s | %14s | %12s | %14s |\n' op "berth s" "unconfined s" "noballoon s" "virtiofsd s" "noballoon/vfsd"
+    printf '|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..42})" "-----------" "--------------" "----------------" "--------------" "----------------"
+    printf '%s\n' "${variant_rows[@]}"
     echo
 fi
-if has virtiofsd && [ -n "$vfsd_skip" ]; then echo "virtiofsd: SKIPPED: $vfsd_skip"; fi
-for e in berth berth-unconfined; do
+for e in berth berth-unconfined berth-noballoon; do
     if has "$e" && [ -f "$work/$e.wall" ]; then
         echo "$e: 'run --rm' wall clock per round (container start + ops + exit): $(awk '{printf "%.1f s ", $2}' "$work/$e.wall")"
     fi
@@ -492,7 +502,7 @@ has virtiofsd && [ -f "$work/virtiofsd.wall" ] &&
 if [ "$count" = 1 ]; then
     echo "FUSE requests per step, round 1 (COUNT=1: berth-vmm's BERTH_VMM_FS_TRACE log, virtiofsd's debug log;"
     echo "between the STATFS marks around each step, so a mark's own path lookup may add one request):"
-    for e in berth berth-unconfined virtiofsd; do
+    for e in berth berth-unconfined berth-noballoon virtiofsd; do
         [ -f "$work/$e.r1.ops" ] || continue
         awk -v e="$e" '
             BEGIN {

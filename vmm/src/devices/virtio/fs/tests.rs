@@ -753,6 +753,15 @@ fn device_shape() {
         Fs::new(&FsConfig::parse(&format!("tag=t1,path={}", l.share.display())).unwrap()).unwrap();
     assert_eq!(dev.device_type(), 26);
     assert_eq!(dev.queue_max_sizes().len(), 2);
+    // Linux's driver caps a request at the queue size less 4 descriptors
+    // (FUSE_HEADER_OVERHEAD): a whole max_pages (256) request must fit,
+    // or every 1 MiB read or write becomes two requests.
+    for (q, size) in dev.queue_max_sizes().iter().enumerate() {
+        assert!(
+            usize::from(*size) >= 256 + 4 && size.is_power_of_two(),
+            "queue {q}: {size}"
+        );
+    }
     let mut cfg = [0u8; 40];
     dev.read_config(0, &mut cfg);
     assert_eq!(&cfg[..3], b"t1\0");
