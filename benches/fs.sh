@@ -375,6 +375,7 @@ run_vfsd() {
         -M microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=off,memory-backend=mem \
         -enable-kvm -cpu host,-arch-capabilities -m 512 -smp 1 \
         -object memory-backend-memfd,id=mem,size=512M,share=on \
+        -global virtio-mmio.force-legacy=false \
         -nodefaults -no-user-config -nographic \
         -serial "file:$serial" -no-reboot -device i8042 \
         -drive "id=root,file=$qroot,format=raw,if=none,readonly=on" \
