@@ -390,6 +390,8 @@ run_vfsd() {
         fi
         grep -qE '^FSBENCH-(END|ERROR)' "$serial" 2>/dev/null && break
         kill -0 "$qemu_pid" 2>/dev/null || break
+        # A virtiofsd that exited (a panic) leaves QEMU waiting forever.
+        kill -0 "$vfsd_pid" 2>/dev/null || break
         awk -v a="$(date +%s.%N)" -v b="$t0" -v l="$timeout_s" 'BEGIN {exit !(a - b > l)}' && break
         sleep 0.5
     done
