@@ -1380,6 +1380,7 @@ fn init_offers_one_mebibyte_requests() {
         | FsOptions::BIG_WRITES
         | FsOptions::ASYNC_READ
         | FsOptions::PARALLEL_DIROPS
+        | FsOptions::AUTO_INVAL_DATA
         | FsOptions::DO_READDIRPLUS;
     let body = InitIn {
         major: 7,
@@ -1395,7 +1396,12 @@ fn init_offers_one_mebibyte_requests() {
     assert_eq!(init.max_pages, 256);
     let got = FsOptions::from_bits_truncate(u64::from(init.flags));
     assert!(
-        got.contains(FsOptions::MAX_PAGES | FsOptions::ASYNC_READ | FsOptions::PARALLEL_DIROPS),
+        got.contains(
+            FsOptions::MAX_PAGES
+                | FsOptions::ASYNC_READ
+                | FsOptions::PARALLEL_DIROPS
+                | FsOptions::AUTO_INVAL_DATA
+        ),
         "{got:?}"
     );
     // Nothing the guest did not offer is switched on.
