@@ -47,7 +47,10 @@
 # each round, the table shows medians), FILE_MB (64), SMALL_FILES (500),
 # TREE_FILES (2000), TREE_PER_DIR (100), ENGINES ("berth virtiofsd native"),
 # NICE (niceness of the VMMs, virtiofsd and the native run, 10), RUN_TIMEOUT
-# (seconds per guest run, 3600), KEEP=1 keeps the work directory.
+# (seconds per guest run, 3600), KEEP=1 keeps the work directory. More berth
+# columns in ENGINES: berth-unconfined (seccomp=unconfined), berth-noballoon
+# (a second machine VM with BERTH_BALLOON=0). COUNT=1 counts the FUSE requests
+# of each step (see benches/README.md).
 #
 # Processes: the berth machine VM of a private BERTH_HOME (stopped with
 # `machine stop`, then its recorded VMM PID killed if still there), and QEMU /
