@@ -47,7 +47,10 @@
 # each round, the table shows medians), FILE_MB (64), SMALL_FILES (500),
 # TREE_FILES (2000), TREE_PER_DIR (100), ENGINES ("berth virtiofsd native"),
 # NICE (niceness of the VMMs, virtiofsd and the native run, 10), RUN_TIMEOUT
-# (seconds per guest run, 3600), KEEP=1 keeps the work directory.
+# (seconds per guest run, 3600), KEEP=1 keeps the work directory. More berth
+# columns in ENGINES: berth-unconfined (seccomp=unconfined), berth-noballoon
+# (a second machine VM with BERTH_BALLOON=0). COUNT=1 counts the FUSE requests
+# of each step (see benches/README.md).
 #
 # Processes: the berth machine VM of a private BERTH_HOME (stopped with
 # `machine stop`, then its recorded VMM PID killed if still there), and QEMU /
@@ -63,6 +66,7 @@ per_dir=${TREE_PER_DIR:-100}
 engines=${ENGINES:-berth virtiofsd native}
 niceness=${NICE:-10}
 timeout_s=${RUN_TIMEOUT:-3600}
+count=${COUNT:-0}
 base_cmdline='console=ttyS0 reboot=k panic=-1 quiet clocksource=kvm-clock'
 root_args='root=/dev/vda ro rootfstype=ext4 init=/init'
 # = PVM_CMDLINE_EXTRAS in vmm/src/host_quirks.rs: berth-vmm appends it on
@@ -75,9 +79,10 @@ die() { log "FAIL: $*"; exit 1; }
 posint() { [[ $2 =~ ^[1-9][0-9]*$ ]] || die "$1 must be a positive integer"; }
 posint ROUNDS "$rounds"; posint FILE_MB "$file_mb"; posint SMALL_FILES "$nsmall"
 posint TREE_FILES "$ntree"; posint TREE_PER_DIR "$per_dir"
+[[ $count == [01] ]] || die "COUNT must be 0 or 1"
 has() { [[ " $engines " == *" $1 "* ]]; }
 for e in $engines; do
-    case $e in berth | virtiofsd | native) ;; *) die "unknown engine '$e' in ENGINES" ;; esac
+    case $e in berth | berth-unconfined | berth-noballoon | virtiofsd | native) ;; *) die "unknown engine '$e' in ENGINES" ;; esac
 done
 
 busybox=${BUSYBOX:-/bin/busybox}
@@ -153,17 +158,18 @@ cleanup() {
     for p in "$berth_pid" "$qemu_pid" "$vfsd_pid"; do
         if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then kill -KILL "$p"; wait "$p" 2>/dev/null; fi
     done
-    if [ -n "$machine_up" ]; then
-        p=$(cat "$BERTH_HOME/machine/vmm.pid" 2>/dev/null)
-        timeout 120 "$berth" --isolation shared machine stop >/dev/null 2>&1 ||
-            log "machine stop failed"
+    local h
+    for h in $machine_up; do
+        p=$(cat "$h/machine/vmm.pid" 2>/dev/null)
+        BERTH_HOME=$h timeout 120 "$berth" --isolation shared machine stop >/dev/null 2>&1 ||
+            log "machine stop failed ($h)"
         # The VMM berth started for this BERTH_HOME, if `stop` left it.
         if [ -n "$p" ] && kill -0 "$p" 2>/dev/null &&
             tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "$work/"; then
             log "machine VMM $p still running after stop: killing it"
             kill -KILL "$p"
         fi
-    fi
+    done
     if [ "${KEEP:-0}" = 1 ]; then log "work directory kept: $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -174,45 +180,60 @@ trap 'exit 143' TERM
 # busybox sh ops.sh DIR FILE_MB SMALL_FILES TREE_ENTRIES; prints
 # "FSBENCH <step> <t0> <t1>" per step, FSBENCH-END when done, FSBENCH-ERROR on failure.
 cat >"$work/ops.sh" <<'EOF'
-d=$1 mb=$2 n=$3 want=$4
+d=$1 mb=$2 n=$3 want=$4 count=${5:-0}
 fail() { echo "FSBENCH-ERROR $*"; exit 1; }
+# COUNT=1: a STATFS request (df) just before and just after each timed step
+# marks the step's requests in the server's request log.
+mark() { [ "$count" = 1 ] || return 0; df "$d" >/dev/null 2>&1 || fail "mark: df $d"; }
 echo "FSBENCH-BEGIN $(uname -r)"
 [ -d "$d/tree" ] || fail "no $d/tree"
 
+mark
 t0=$EPOCHREALTIME
 dd if=/dev/zero of="$d/seq.bin" bs=1M count="$mb" conv=fsync 2>/dev/null || fail write
 t1=$EPOCHREALTIME
+mark
 echo "FSBENCH write $t0 $t1"
 [ "$(stat -c %s "$d/seq.bin")" = $((mb * 1048576)) ] || fail "write: wrong size"
 
+mark
 t0=$EPOCHREALTIME
 dd if="$d/seq.bin" of=/dev/null bs=1M 2>/dev/null || fail read
 t1=$EPOCHREALTIME
+mark
 echo "FSBENCH read $t0 $t1"
 rm -f "$d/seq.bin"
 
 mkdir "$d/small" || fail mkdir
 i=0
+mark
 t0=$EPOCHREALTIME
 while [ $i -lt $n ]; do echo x >"$d/small/f$i" || fail "create f$i"; i=$((i + 1)); done
 t1=$EPOCHREALTIME
+mark
 echo "FSBENCH create $t0 $t1"
 
 i=0
+mark
 t0=$EPOCHREALTIME
 while [ $i -lt $n ]; do [ -f "$d/small/f$i" ] || fail "stat f$i"; i=$((i + 1)); done
 t1=$EPOCHREALTIME
+mark
 echo "FSBENCH stat $t0 $t1"
 
+mark
 t0=$EPOCHREALTIME
 rm -f "$d/small/"* || fail unlink
 t1=$EPOCHREALTIME
+mark
 echo "FSBENCH unlink $t0 $t1"
 rmdir "$d/small" || fail "unlink left files in small/"
 
+mark
 t0=$EPOCHREALTIME
 find "$d/tree" >/dev/null || fail find
 t1=$EPOCHREALTIME
+mark
 echo "FSBENCH find $t0 $t1"
 c=$(find "$d/tree" | wc -l)
 [ "$c" = "$want" ] || fail "find saw $c entries, want $want"
@@ -248,13 +269,22 @@ parse() {
 }
 
 # ------------------------------------------------------------------ berth
+# berth_home ENGINE: the BERTH_HOME of ENGINE's machine VM (berth-noballoon:
+# a second machine booted with BERTH_BALLOON=0, no free page reporting).
+berth_home() { if [ "$1" = berth-noballoon ]; then echo "$work/home-noballoon"; else echo "$work/home"; fi; }
+
+# berth_setup ENGINE: boots ENGINE's machine VM and loads the image.
 berth_setup() {
-    export BERTH_HOME=$work/home BERTH_AGENT=$agent BERTH_VMM=$vmm BERTH_KERNEL=$kernel
+    export BERTH_HOME BERTH_AGENT=$agent BERTH_VMM=$vmm BERTH_KERNEL=$kernel
+    BERTH_HOME=$(berth_home "$1")
     export BERTH_MACHINE_SHARES=$data
+    # COUNT=1: berth-vmm logs every FUSE request (time, opcode).
+    if [ "$count" = 1 ]; then export BERTH_VMM_FS_TRACE=$work/berth-fs.trace; fi
     unset BERTH_ISOLATION
     log "berth: booting the machine VM (private BERTH_HOME $BERTH_HOME, share $data)"
     local t0=$SECONDS
-    machine_up=1
+    machine_up="$machine_up $BERTH_HOME"
+    if [ "$1" = berth-noballoon ]; then export BERTH_BALLOON=0; else unset BERTH_BALLOON; fi
     nice -n "$niceness" "$berth" --isolation shared machine start >/dev/null ||
         die "berth machine start failed"
     "$berth" --isolation shared load -q -i "$image_tar" >/dev/null || die "berth load failed"
@@ -262,23 +292,29 @@ berth_setup() {
 }
 
 run_berth() {
-    local r=$1 dir=$data/berth-r$1 t0 rc=0
+    # run_berth ROUND ENGINE [RUN OPTIONS...]
+    local r=$1 e=$2 dir=$data/$2-r$1 t0 rc=0
+    shift 2
+    BERTH_HOME=$(berth_home "$e")
     make_round_dir "$dir"
+    local seen=0
+    [ -f "$work/berth-fs.trace" ] && seen=$(wc -l <"$work/berth-fs.trace")
     t0=$(date +%s.%N)
-    timeout -k 10 "$timeout_s" "$berth" --isolation shared run --rm -v "$dir:/w" berth/busybox \
-        sh /w/ops.sh /w "$file_mb" "$nsmall" "$tree_entries" >"$work/berth.r$r.out" 2>"$work/berth.r$r.err" &
+    timeout -k 10 "$timeout_s" "$berth" --isolation shared run --rm "$@" -v "$dir:/w" berth/busybox \
+        sh /w/ops.sh /w "$file_mb" "$nsmall" "$tree_entries" "$count" >"$work/$e.r$r.out" 2>"$work/$e.r$r.err" &
     berth_pid=$!
     wait "$berth_pid" || rc=$?
     berth_pid=""
     local wall
     wall=$(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN {printf "%.3f", a - b}')
-    if ! steps=$(parse berth "$work/berth.r$r.out" "$r"); then
-        log "berth round $r: run exited $rc; stdout/stderr tail:"
-        tail -n 10 "$work/berth.r$r.out" "$work/berth.r$r.err" | sed 's/^/    /' >&2
-        die "berth round $r failed"
+    if ! steps=$(parse "$e" "$work/$e.r$r.out" "$r"); then
+        log "$e round $r: run exited $rc; stdout/stderr tail:"
+        tail -n 10 "$work/$e.r$r.out" "$work/$e.r$r.err" | sed 's/^/    /' >&2
+        die "$e round $r failed"
     fi
-    echo "$r $wall" >>"$work/berth.wall"
-    log "round $r: berth     $steps (run --rm wall $(printf %.1f "$wall") s)"
+    echo "$r $wall" >>"$work/$e.wall"
+    if [ "$count" = 1 ]; then tail -n "+$((seen + 1))" "$work/berth-fs.trace" | awk '{print $2}' >"$work/$e.r$r.ops"; fi
+    log "round $r: $e $steps (run --rm wall $(printf %.1f "$wall") s)"
 }
 
 # ------------------------------------------------------------------ QEMU + virtiofsd
@@ -315,16 +351,18 @@ EOF
 run_vfsd() {
     local r=$1 dir=$data/virtiofsd-r$1 sock=$work/vfsd.sock serial=$work/virtiofsd.r$1.serial
     make_round_dir "$dir"
-    printf 'exec sh /mnt/virtiofsd-r%s/ops.sh /mnt/virtiofsd-r%s %s %s %s\n' \
-        "$r" "$r" "$file_mb" "$nsmall" "$tree_entries" >"$data/run.sh"
+    printf 'exec sh /mnt/virtiofsd-r%s/ops.sh /mnt/virtiofsd-r%s %s %s %s %s\n' \
+        "$r" "$r" "$file_mb" "$nsmall" "$tree_entries" "$count" >"$data/run.sh"
     rm -f "$sock" "$serial"
     local -a vcmd
     if [ "$vfsd_kind" = rust ]; then
         vcmd=("$virtiofsd" --socket-path="$sock" --shared-dir="$data" --cache=auto
-            --sandbox=chroot --thread-pool-size=0 --log-level=error)
+            --sandbox=chroot --thread-pool-size=0 --log-level="$([ "$count" = 1 ] && echo debug || echo error)")
     else
         vcmd=("$virtiofsd" --socket-path="$sock" -o source="$data" -o cache=auto
             -o sandbox=chroot -o no_writeback -o no_xattr -o log_level=err)
+        # COUNT=1: one "unique: N, opcode: NAME (N), ..." line per request.
+        if [ "$count" = 1 ]; then vcmd+=(-o debug); fi
     fi
     nice -n "$niceness" "${vcmd[@]}" >"$work/virtiofsd.r$r.log" 2>&1 &
     vfsd_pid=$!
@@ -340,6 +378,7 @@ run_vfsd() {
         -M microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=off,memory-backend=mem \
         -enable-kvm -cpu host,-arch-capabilities -m 512 -smp 1 \
         -object memory-backend-memfd,id=mem,size=512M,share=on \
+        -global virtio-mmio.force-legacy=false \
         -nodefaults -no-user-config -nographic \
         -serial "file:$serial" -no-reboot -device i8042 \
         -drive "id=root,file=$qroot,format=raw,if=none,readonly=on" \
@@ -354,6 +393,8 @@ run_vfsd() {
         fi
         grep -qE '^FSBENCH-(END|ERROR)' "$serial" 2>/dev/null && break
         kill -0 "$qemu_pid" 2>/dev/null || break
+        # A virtiofsd that exited (a panic) leaves QEMU waiting forever.
+        kill -0 "$vfsd_pid" 2>/dev/null || break
         awk -v a="$(date +%s.%N)" -v b="$t0" -v l="$timeout_s" 'BEGIN {exit !(a - b > l)}' && break
         sleep 0.5
     done
@@ -375,6 +416,9 @@ run_vfsd() {
         return 1
     fi
     echo "$r $wall ${booted:-n/a}" >>"$work/virtiofsd.wall"
+    if [ "$count" = 1 ]; then
+        grep -o 'opcode: [A-Z_0-9]* ([0-9]*)' "$work/virtiofsd.r$r.log" | tr -d '()' | awk '{print $3}' >"$work/virtiofsd.r$r.ops" || true
+    fi
     log "round $r: virtiofsd $steps (launch -> ops start $(printf %.1f "${booted:-0}") s, -> done $(printf %.1f "$wall") s)"
 }
 
@@ -395,15 +439,18 @@ run_native() {
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 log "kernel $kernel; host $([ -e /sys/module/kvm_pvm ] && echo kvm_pvm || echo kvm), $(nproc) CPUs, load $load_before"
 log "$rounds round(s): write/read ${file_mb} MiB, $nsmall small files, find over $ntree files in $ndirs dirs; engines: $engines"
-has berth && berth_setup
+{ has berth || has berth-unconfined; } && berth_setup berth
+has berth-noballoon && berth_setup berth-noballoon
 if has virtiofsd && [ -z "$vfsd_skip" ]; then vfsd_setup; fi
 order=()
-for e in berth virtiofsd native; do has "$e" && order+=("$e"); done
+for e in berth berth-unconfined berth-noballoon virtiofsd native; do has "$e" && order+=("$e"); done
 for ((r = 1; r <= rounds; r++)); do
     for ((k = 0; k < ${#order[@]}; k++)); do
         e=${order[$(( (k + r - 1) % ${#order[@]} ))]}
         case $e in
-        berth) run_berth "$r" ;;
+        berth) run_berth "$r" berth ;;
+        berth-unconfined) run_berth "$r" berth-unconfined --security-opt seccomp=unconfined ;;
+        berth-noballoon) run_berth "$r" berth-noballoon ;;
         virtiofsd) if [ -z "$vfsd_skip" ]; then run_vfsd "$r" || log "virtiofsd SKIPPED: $vfsd_skip"; fi ;;
         native) run_native "$r" ;;
         esac
@@ -432,19 +479,55 @@ labels=("write:write ${file_mb} MiB (dd bs=1M conv=fsync)" "read:read ${file_mb}
 fmt='| %-40s | %9s | %12s | %9s | %15s | %12s |\n'
 printf "$fmt" op "berth s" "virtiofsd s" "native s" "berth/virtiofsd" "berth/native"
 printf '|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..42})" "-----------" "--------------" "-----------" "-----------------" "--------------"
+variant_rows=()
 for l in "${labels[@]}"; do
     s=${l%%:*} label=${l#*:}
     b=$(med berth "$s") v=$(med virtiofsd "$s") n=$(med native "$s")
     ratio() { if [ "$1" = n/a ] || [ "$2" = n/a ]; then echo n/a; else awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "inf"}'; fi; }
     f3() { if [ "$1" = n/a ]; then echo n/a; else printf %.4f "$1"; fi; }
     printf "$fmt" "$label" "$(f3 "$b")" "$(f3 "$v")" "$(f3 "$n")" "$(ratio "$b" "$v")" "$(ratio "$b" "$n")"
+    u=$(med berth-unconfined "$s") nb=$(med berth-noballoon "$s")
+    variant_rows+=("$(printf '| %-40s | %9s | %12s | %14s | %12s | %14s |' "$label" "$(f3 "$b")" "$(f3 "$u")" "$(f3 "$nb")" "$(f3 "$v")" "$(ratio "$nb" "$v")")")
 done
 echo
-if has virtiofsd && [ -n "$vfsd_skip" ]; then echo "virtiofsd: SKIPPED: $vfsd_skip"; fi
-has berth && [ -f "$work/berth.wall" ] &&
-    echo "berth: 'run --rm' wall clock per round (container start + ops + exit): $(awk '{printf "%.1f s ", $2}' "$work/berth.wall")"
+if has berth-unconfined || has berth-noballoon; then
+    echo "berth variants: unconfined = the same container without its seccomp filter (--security-opt seccomp=unconfined);"
+    echo "noballoon = a second machine VM booted with BERTH_BALLOON=0 (no virtio-balloon free page reporting)"
+    printf '| %-40s | %9s | %12s | %14s | %12s | %14s |\n' op "berth s" "unconfined s" "noballoon s" "virtiofsd s" "noballoon/vfsd"
+    printf '|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..42})" "-----------" "--------------" "----------------" "--------------" "----------------"
+    printf '%s\n' "${variant_rows[@]}"
+    echo
+fi
+for e in berth berth-unconfined berth-noballoon; do
+    if has "$e" && [ -f "$work/$e.wall" ]; then
+        echo "$e: 'run --rm' wall clock per round (container start + ops + exit): $(awk '{printf "%.1f s ", $2}' "$work/$e.wall")"
+    fi
+done
 has virtiofsd && [ -f "$work/virtiofsd.wall" ] &&
     echo "virtiofsd: QEMU launch -> ops start / -> ops done per round: $(awk '{printf "%s / %.1f s ", ($3 == "n/a" ? "n/a" : sprintf("%.1f", $3)), $2}' "$work/virtiofsd.wall")"
+if [ "$count" = 1 ]; then
+    echo "FUSE requests per step, round 1 (COUNT=1: berth-vmm's BERTH_VMM_FS_TRACE log, virtiofsd's debug log;"
+    echo "between the STATFS marks around each step, so a mark's own path lookup may add one request):"
+    for e in berth berth-unconfined berth-noballoon virtiofsd; do
+        [ -f "$work/$e.r1.ops" ] || continue
+        awk -v e="$e" '
+            BEGIN {
+                split("write read create stat unlink find", step, " ")
+                split("LOOKUP FORGET GETATTR SETATTR READLINK SYMLINK - MKNOD MKDIR UNLINK RMDIR RENAME LINK OPEN READ WRITE STATFS RELEASE - FSYNC SETXATTR GETXATTR LISTXATTR REMOVEXATTR FLUSH INIT OPENDIR READDIR RELEASEDIR FSYNCDIR GETLK SETLK SETLKW ACCESS CREATE INTERRUPT BMAP DESTROY IOCTL POLL NOTIFY_REPLY BATCH_FORGET FALLOCATE READDIRPLUS RENAME2 LSEEK", name, " ")
+            }
+            $1 == 17 { if (inside) { inside = 0; k++ } else inside = 1; marks++; next }
+            inside { c[k + 1, $1]++; t[k + 1]++; if (!($1 in seen)) { seen[$1] = 1; ops[++nops] = $1 } }
+            END {
+                if (marks != 12) printf "  %s: %d STATFS marks, want 12: counts not split\n", e, marks
+                else for (i = 1; i <= 6; i++) {
+                    line = ""
+                    for (j = 1; j <= nops; j++) if (c[i, ops[j]]) line = line sprintf(" %s %d", (ops[j] in name) ? name[ops[j]] : ops[j], c[i, ops[j]])
+                    printf "  %-17s %-7s %5d:%s\n", e, step[i], t[i], line
+                }
+            }' "$work/$e.r1.ops"
+    done
+    echo
+fi
 echo "no page-cache drops anywhere (a berth container cannot write /proc/sys); reads re-open the file:"
 echo "with cache=auto the guest's page cache of it is dropped at open; the host's is warm in all three"
 echo "total bench wall time $(( $(date +%s) - t_start )) s"

@@ -17,7 +17,14 @@ use crate::devices::virtio::{
 };
 use crate::GuestMemoryMmap;
 
-const QUEUE_SIZE: u16 = 256;
+/// Descriptors per queue. Linux's virtio-fs driver caps a request at the
+/// queue size less 4 pages (`FUSE_HEADER_OVERHEAD`): at 256 that is 252
+/// pages, and every 1 MiB write or read the guest sends (`max_pages` 256,
+/// granted at INIT) went as two requests, 1008 KiB and 16 KiB, each a
+/// queue round trip (a notification, an interrupt, a guest wakeup). 1024
+/// (QEMU's vhost-user-fs-device allows up to 1024, virtio's split-ring
+/// maximum is 32768) fits a whole 1 MiB request in one.
+const QUEUE_SIZE: u16 = 1024;
 /// Request queues besides the high-priority one.
 const REQUEST_QUEUES: u32 = 1;
 const QUEUE_SIZES: [u16; 1 + REQUEST_QUEUES as usize] = [QUEUE_SIZE; 1 + REQUEST_QUEUES as usize];
@@ -44,6 +51,24 @@ pub struct Fs {
     /// The guest has sent requests since the driver set the device up: a
     /// FUSE session (INIT, node ids, open files) a snapshot cannot carry.
     in_session: bool,
+    /// Where each request's time and opcode are logged ([`TRACE_ENV`]).
+    trace: Option<std::fs::File>,
+}
+
+/// A file the device appends one line per FUSE request to, `UNIXTIME
+/// OPCODE` (seconds with nanoseconds; the opcode's number, linux/fuse.h),
+/// for counting requests per operation (benches/fs.sh `COUNT=1`). Opened
+/// when the device is made; unset: nothing is logged.
+pub const TRACE_ENV: &str = "BERTH_VMM_FS_TRACE";
+
+/// Appends `opcode`'s line to the trace (errors are ignored: a debug aid).
+fn trace_request(trace: &mut std::fs::File, opcode: Option<u32>) {
+    use std::io::Write;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let op = opcode.map_or_else(|| "?".to_string(), |o| o.to_string());
+    let _ = writeln!(trace, "{}.{:09} {op}", now.as_secs(), now.subsec_nanos());
 }
 
 impl Fs {
@@ -51,7 +76,15 @@ impl Fs {
     pub fn new(config: &FsConfig) -> Result<Fs, FsError> {
         super::validate_tag(&config.tag)?;
         let fs = Arc::new(ShareFs::new(&config.path, config.read_only)?);
+        let trace = std::env::var_os(TRACE_ENV).and_then(|p| {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(p)
+                .ok()
+        });
         Ok(Fs {
+            trace,
             events: fs.events(),
             config_space: config.config_space(REQUEST_QUEUES),
             config: config.clone(),
@@ -66,6 +99,12 @@ impl Fs {
     /// The share's live-event tables (for the host watcher).
     pub fn events(&self) -> Arc<super::events::ShareEvents> {
         self.events.clone()
+    }
+
+    /// Logs each request to `trace` ([`TRACE_ENV`]'s format).
+    #[cfg(test)]
+    pub(super) fn trace_to(&mut self, trace: std::fs::File) {
+        self.trace = Some(trace);
     }
 
     /// The share's configuration.
@@ -187,8 +226,12 @@ impl VirtioDevice for Fs {
         let mem = a.mem.clone();
         let server = self.server.clone();
         let in_session = &mut self.in_session;
+        let trace = &mut self.trace;
         drain_queue(queue, &mem, &a.interrupt, |chain| {
             let opcode = request_opcode(&mem, &chain);
+            if let Some(t) = trace.as_mut() {
+                trace_request(t, opcode);
+            }
             let n = serve_chain(&server, &mem, chain);
             // DESTROY ends the session (the guest unmounted the share):
             // the server dropped its nodes and handles, and the next

@@ -468,10 +468,16 @@ impl FileSystem for ShareFs {
         // requests (MAX_PAGES, BIG_WRITES), reads issued ahead of use
         // (ASYNC_READ), lookups in one directory in parallel
         // (PARALLEL_DIROPS).
+        // AUTO_INVAL_DATA (virtiofsd asks for it too): the guest drops its
+        // cached data of a file when a reply shows the host's mtime
+        // changed, so a host edit is read fresh at the next stat, and a
+        // file the guest wrote is dropped at its next GETATTR rather than
+        // at the next open.
         let wanted = FsOptions::BIG_WRITES
             | FsOptions::MAX_PAGES
             | FsOptions::ASYNC_READ
-            | FsOptions::PARALLEL_DIROPS;
+            | FsOptions::PARALLEL_DIROPS
+            | FsOptions::AUTO_INVAL_DATA;
         Ok(self.inner.init(capable)? | (capable & wanted))
     }
 

@@ -375,6 +375,33 @@ fn host_ino(p: &Path) -> u64 {
 }
 
 #[test]
+fn trace_logs_one_line_per_request_with_its_opcode() {
+    let l = layout();
+    let mem = test_memory();
+    let mut s = Session::new(&mem, &l.share, false);
+    let log = l.share.parent().unwrap().join("trace.log");
+    s.dev.trace_to(std::fs::File::create(&log).unwrap());
+    let e = s.lookup(ROOT, b"hello.txt").unwrap();
+    s.getattr(e.nodeid).unwrap();
+    assert_eq!(s.lookup(ROOT, b"missing").err(), Some(libc::ENOENT));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let ops: Vec<&str> = text
+        .lines()
+        .map(|line| {
+            let (time, op) = line.split_once(' ').expect("TIME OPCODE");
+            assert!(time.parse::<f64>().unwrap() > 1.0e9, "{line}");
+            op
+        })
+        .collect();
+    let (lookup, getattr) = (Opcode::Lookup as u32, Opcode::Getattr as u32);
+    assert_eq!(
+        ops,
+        [lookup, getattr, lookup].map(|o| o.to_string()),
+        "{text}"
+    );
+}
+
+#[test]
 fn dotdot_at_the_root_stays_at_the_root() {
     let l = layout();
     let mem = test_memory();
@@ -726,6 +753,15 @@ fn device_shape() {
         Fs::new(&FsConfig::parse(&format!("tag=t1,path={}", l.share.display())).unwrap()).unwrap();
     assert_eq!(dev.device_type(), 26);
     assert_eq!(dev.queue_max_sizes().len(), 2);
+    // Linux's driver caps a request at the queue size less 4 descriptors
+    // (FUSE_HEADER_OVERHEAD): a whole max_pages (256) request must fit,
+    // or every 1 MiB read or write becomes two requests.
+    for (q, size) in dev.queue_max_sizes().iter().enumerate() {
+        assert!(
+            usize::from(*size) >= 256 + 4 && size.is_power_of_two(),
+            "queue {q}: {size}"
+        );
+    }
     let mut cfg = [0u8; 40];
     dev.read_config(0, &mut cfg);
     assert_eq!(&cfg[..3], b"t1\0");
@@ -1344,6 +1380,7 @@ fn init_offers_one_mebibyte_requests() {
         | FsOptions::BIG_WRITES
         | FsOptions::ASYNC_READ
         | FsOptions::PARALLEL_DIROPS
+        | FsOptions::AUTO_INVAL_DATA
         | FsOptions::DO_READDIRPLUS;
     let body = InitIn {
         major: 7,
@@ -1359,7 +1396,12 @@ fn init_offers_one_mebibyte_requests() {
     assert_eq!(init.max_pages, 256);
     let got = FsOptions::from_bits_truncate(u64::from(init.flags));
     assert!(
-        got.contains(FsOptions::MAX_PAGES | FsOptions::ASYNC_READ | FsOptions::PARALLEL_DIROPS),
+        got.contains(
+            FsOptions::MAX_PAGES
+                | FsOptions::ASYNC_READ
+                | FsOptions::PARALLEL_DIROPS
+                | FsOptions::AUTO_INVAL_DATA
+        ),
         "{got:?}"
     );
     // Nothing the guest did not offer is switched on.
