@@ -170,3 +170,67 @@ pub(super) fn spawn(m: &Monitor) -> std::io::Result<i32> {
     })?;
     Ok(pid)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn monitor_runs_in_its_session_with_its_fds_and_env() {
+        let dir = std::env::temp_dir().join(format!("berth-spawn-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log_path = dir.join("log");
+        let log = File::create(&log_path).unwrap();
+        let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        // The session id (field 6 of stat, read by `cat` in the same session)
+        // is the child's own pid after
+        // setsid; stdin is /dev/null (read hits end of file at once); the
+        // write end of the pipe is fd 3; no other fd of ours leaks in.
+        let script = r#"set -- $(cat /proc/self/stat); read -r line; echo "read=$? env=$BERTH_SPAWN_TEST sid_is_pid=$([ "$6" = "$$" ] && echo yes)"; ls /proc/$$/fd | sort -n | tr '\n' ' '; echo ready >&3"#;
+        let args: Vec<&OsStr> = vec!["-c".as_ref(), script.as_ref()];
+        let pid = spawn(&Monitor {
+            program: "/bin/sh".as_ref(),
+            args: &args,
+            extra_env: &[("BERTH_SPAWN_TEST", "yes")],
+            log: &log,
+            ready: wr.as_raw_fd(),
+        })
+        .unwrap();
+        drop(wr);
+        let mut ready = String::new();
+        File::from(rd).read_to_string(&mut ready).unwrap();
+        let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap();
+        assert_eq!(
+            status,
+            nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(pid), 0)
+        );
+        let out = std::fs::read_to_string(&log_path).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(ready.trim(), "ready");
+        assert!(out.contains("read=1 env=yes sid_is_pid=yes"), "{out}");
+        // The shell holds fds 0-3 and nothing else of the agent's.
+        let fds: Vec<&str> = out
+            .lines()
+            .nth(1)
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        assert_eq!(&fds[..4], &["0", "1", "2", "3"], "{out}");
+        assert!(fds.len() <= 5, "{out}");
+    }
+
+    #[test]
+    fn a_missing_program_is_an_error() {
+        let log = File::create("/dev/null").unwrap();
+        let err = spawn(&Monitor {
+            program: "/nonexistent/berth-monitor".as_ref(),
+            args: &[],
+            extra_env: &[],
+            log: &log,
+            ready: log.as_raw_fd(),
+        })
+        .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    }
+}
