@@ -15,7 +15,6 @@ use berth_protocol::{
 };
 use std::io::BufRead;
 use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -588,31 +587,27 @@ pub(super) fn spawn_monitor(
     // monitors other threads start meanwhile.
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(Error::unexpected)?;
     // /proc/self/exe still works after the binary was replaced on disk.
-    let mut cmd = std::process::Command::new("/proc/self/exe");
-    cmd.args(args).arg("--root").arg(root);
-    if std::process::id() == 1 {
-        cmd.env(super::launch::CONSOLE_TRACE_ENV, "1");
-    }
+    let mut argv: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    argv.push("--root".as_ref());
+    argv.push(root.as_os_str());
+    let trace: &[(&str, &str)] = if std::process::id() == 1 {
+        &[(super::launch::CONSOLE_TRACE_ENV, "1")]
+    } else {
+        &[]
+    };
     let log_file = std::fs::File::create(log).map_err(Error::unexpected)?;
-    cmd.stdin(std::process::Stdio::null())
-        .stdout(log_file.try_clone().map_err(Error::unexpected)?)
-        .stderr(log_file);
-    let wfd = wr.as_raw_fd();
-    // SAFETY: between fork and exec we only call async-signal-safe
-    // functions (setsid, dup2).
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::setsid();
-            if libc::dup2(wfd, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let child = cmd.spawn().map_err(Error::io(format!("starting {what}")))?;
-    // Reaped by the agent's reaper, not here.
-    let pid = child.id() as i32;
-    drop(child);
+    // In a new session, stdin /dev/null, output in the log, the write end
+    // as fd 3; spawned without a fork of the agent (spawn.rs). Reaped by
+    // the agent's reaper, not here.
+    let pid = super::spawn::spawn(&super::spawn::Monitor {
+        program: "/proc/self/exe".as_ref(),
+        args: &argv,
+        extra_env: trace,
+        log: &log_file,
+        ready: wr.as_raw_fd(),
+    })
+    .map_err(Error::io(format!("starting {what}")))?;
+    drop(log_file);
     drop(wr);
     // Wait for the line, or for the monitor to die without writing it: its
     // children (a container init waiting to be started) may still hold the

@@ -33,6 +33,7 @@ pub mod security;
 pub mod share_watch;
 pub mod shim;
 pub mod signal;
+pub mod spawn;
 pub mod spec;
 pub mod user;
 pub mod volumes;
