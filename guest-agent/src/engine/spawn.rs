@@ -187,12 +187,12 @@ mod tests {
         // is the child's own pid after
         // setsid; stdin is /dev/null (read hits end of file at once); the
         // write end of the pipe is fd 3; no other fd of ours leaks in.
-        let script = r#"set -- $(cat /proc/self/stat); read -r line; echo "read=$? env=$BERTH_SPAWN_TEST sid_is_pid=$([ "$6" = "$$" ] && echo yes)"; cd /proc/$$/fd && echo *; echo ready >&3"#;
+        let script = r#"set -- $(cat /proc/self/stat); read -r line; echo "read=$? env=$SPAWN_TEST_VALUE sid_is_pid=$([ "$6" = "$$" ] && echo yes)"; cd /proc/$$/fd && echo *; echo ready >&3"#;
         let args: Vec<&OsStr> = vec!["-c".as_ref(), script.as_ref()];
         let pid = spawn(&Monitor {
             program: "/bin/sh".as_ref(),
             args: &args,
-            extra_env: &[("BERTH_SPAWN_TEST", "yes")],
+            extra_env: &[("SPAWN_TEST_VALUE", "yes")],
             log: &log,
             ready: wr.as_raw_fd(),
         })
