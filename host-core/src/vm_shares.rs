@@ -345,6 +345,17 @@ fn served_path(i: usize, s: &VmShare, staging: &Path) -> PathBuf {
 /// onto their empty stand-ins in a staging folder.
 pub type FileBinds = Vec<crate::platform::PrivateBind>;
 
+/// Makes the empty file a bound file is mounted onto (kept as it is if
+/// it exists).
+fn stand_in(path: &Path) -> std::io::Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map(drop)
+}
+
 /// Stages a packed share in `dir`: a folder at each held share's host
 /// path (parents first), or for a file share an empty file per bound
 /// file, and the binds onto them.
@@ -365,11 +376,7 @@ fn stage_packed(held: &[VmShare], dir: &Path, binds: &mut FileBinds) -> std::io:
             continue;
         }
         for f in &s.files {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(point.join(f))?;
+            stand_in(&point.join(f))?;
             binds.push(PrivateBind {
                 source: s.host.join(f),
                 target: point.join(f),
@@ -399,11 +406,7 @@ pub fn stage_files(shares: &[VmShare], staging: &Path) -> std::io::Result<FileBi
         std::fs::create_dir_all(&dir)?;
         for f in &s.files {
             let point = dir.join(f);
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&point)?;
+            stand_in(&point)?;
             binds.push(crate::platform::PrivateBind {
                 source: s.host.join(f),
                 target: point,
