@@ -598,16 +598,9 @@ fn verb(o: &mut Orchestrator, v: &Verb) -> anyhow::Result<i32> {
             services,
         } => {
             let list = o.removable(services, *stop)?;
-            if list.is_empty() {
-                eprintln!("No stopped containers");
+            let names: Vec<&str> = list.iter().map(|c| c.name.as_str()).collect();
+            if !confirm_removal(&names, *force)? {
                 return Ok(0);
-            }
-            if !force {
-                let names: Vec<&str> = list.iter().map(|c| c.name.as_str()).collect();
-                eprintln!("Going to remove {}", names.join(", "));
-                if !confirm()? {
-                    return Ok(0);
-                }
             }
             o.remove(&list, *volumes, report)?;
             Ok(0)
@@ -627,13 +620,10 @@ fn verb(o: &mut Orchestrator, v: &Verb) -> anyhow::Result<i32> {
             services,
         } => {
             o.check_services(services)?;
-            for s in o.project.services.values() {
-                if s.build.is_some() && (services.is_empty() || services.contains(&s.name)) {
-                    let code =
-                        build_service(o.project, o.isolation(), s, *no_cache, *pull, *quiet)?;
-                    if code != 0 {
-                        return Ok(code);
-                    }
+            for s in to_build(o.project, services) {
+                let code = build_service(o.project, o.isolation(), s, *no_cache, *pull, *quiet)?;
+                if code != 0 {
+                    return Ok(code);
                 }
             }
             Ok(0)
@@ -778,32 +768,11 @@ fn verb(o: &mut Orchestrator, v: &Verb) -> anyhow::Result<i32> {
             let list = o.service_containers(services, true)?;
             let mut rows = Vec::new();
             for c in &list {
-                let Ok(i) = o.engine().image_inspect(&c.image) else {
-                    continue;
-                };
-                let id = i.id.trim_start_matches("sha256:");
-                if *quiet {
-                    println!("{}", i.id);
-                    continue;
+                if let Ok(i) = o.engine().image_inspect(&c.image) {
+                    rows.push((c.name.clone(), c.image.clone(), i.id, i.size));
                 }
-                let (repo, tag) = split_tag(&c.image);
-                rows.push(vec![
-                    c.name.clone(),
-                    repo,
-                    tag,
-                    id.chars().take(12).collect(),
-                    crate::fmt::human_size(i.size),
-                ]);
             }
-            if !quiet {
-                print!(
-                    "{}",
-                    crate::fmt::table(
-                        &["CONTAINER", "REPOSITORY", "TAG", "IMAGE ID", "SIZE"],
-                        &rows
-                    )
-                );
-            }
+            print_images(&rows, *quiet);
             Ok(0)
         }
         Verb::Port {
@@ -814,34 +783,16 @@ fn verb(o: &mut Orchestrator, v: &Verb) -> anyhow::Result<i32> {
         } => {
             let name = replica(o, service, *index)?;
             let ports = o.engine().container_ports(&name)?;
-            match ports.iter().find(|p| {
+            let found = ports.iter().find(|p| {
                 p.container_port == *private_port && p.proto.as_str() == protocol.as_str()
-            }) {
-                Some(p) => {
-                    println!(
-                        "{}",
-                        crate::ports::join_host_port(&p.host_ip, &p.host_port.to_string())
-                    );
-                    Ok(0)
-                }
-                None => Ok(fail(format!(
-                    "no port {private_port}/{protocol} for container {name}"
-                ))),
-            }
+            });
+            Ok(print_port(found, *private_port, protocol, &name))
         }
         Verb::Top { services } => {
             let list = o.service_containers(services, false)?;
             for c in &list {
                 let t = o.engine().container_top(&c.id)?;
-                println!("{}", c.name);
-                print!(
-                    "{}",
-                    crate::fmt::table(
-                        &t.titles.iter().map(String::as_str).collect::<Vec<_>>(),
-                        &t.processes
-                    )
-                );
-                println!();
+                print_top(&c.name, &t);
             }
             Ok(0)
         }
@@ -927,6 +878,100 @@ struct BuildWrap {
 struct PullWrap {
     #[command(flatten)]
     a: pull::PullArgs,
+}
+
+/// `compose images`' output for (container name, image reference, image
+/// id `sha256:…`, size) rows: the ids alone with `quiet`, else docker
+/// compose's table.
+fn print_images(rows: &[(String, String, String, u64)], quiet: bool) {
+    if quiet {
+        for (_, _, id, _) in rows {
+            println!("{id}");
+        }
+        return;
+    }
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(name, image, id, size)| {
+            let (repo, tag) = split_tag(image);
+            vec![
+                name.clone(),
+                repo,
+                tag,
+                id.trim_start_matches("sha256:").chars().take(12).collect(),
+                crate::fmt::human_size(*size),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        crate::fmt::table(
+            &["CONTAINER", "REPOSITORY", "TAG", "IMAGE ID", "SIZE"],
+            &rows
+        )
+    );
+}
+
+/// `compose port`'s answer for container `name`: the host side of the
+/// binding found, or the error (exit 1).
+fn print_port(
+    found: Option<&berth_protocol::PublishedPort>,
+    private_port: u16,
+    protocol: &str,
+    name: &str,
+) -> i32 {
+    match found {
+        Some(p) => {
+            println!(
+                "{}",
+                crate::ports::join_host_port(&p.host_ip, &p.host_port.to_string())
+            );
+            0
+        }
+        None => fail(format!(
+            "no port {private_port}/{protocol} for container {name}"
+        )),
+    }
+}
+
+/// `compose top`'s block for the container `name`.
+fn print_top(name: &str, t: &berth_protocol::TopInfo) {
+    println!("{name}");
+    print!(
+        "{}",
+        crate::fmt::table(
+            &t.titles.iter().map(String::as_str).collect::<Vec<_>>(),
+            &t.processes
+        )
+    );
+    println!();
+}
+
+/// docker compose's words before `rm` removes the containers `names`:
+/// "No stopped containers" when there are none, else the list and, unless
+/// `force`, the question. Whether to go on.
+fn confirm_removal(names: &[&str], force: bool) -> anyhow::Result<bool> {
+    if names.is_empty() {
+        eprintln!("No stopped containers");
+        return Ok(false);
+    }
+    if force {
+        return Ok(true);
+    }
+    eprintln!("Going to remove {}", names.join(", "));
+    confirm()
+}
+
+/// The services `compose build SERVICES` builds: those with a `build`
+/// section, among `services` (none: all).
+fn to_build<'p>(
+    project: &'p Project,
+    services: &'p [String],
+) -> impl Iterator<Item = &'p berth_compose::Service> {
+    project
+        .services
+        .values()
+        .filter(|s| s.build.is_some() && (services.is_empty() || services.contains(&s.name)))
 }
 
 fn split_tag(image: &str) -> (String, String) {

@@ -9,9 +9,7 @@
 //! native engine (the machine VM's off Linux) and copies the image into
 //! the host cache.
 
-use super::{
-    confirm, fail, parse_scale, parse_tail, print_logs, print_ps, pull_image, UpArgs, Verb,
-};
+use super::{fail, parse_scale, parse_tail, print_logs, print_ps, pull_image, UpArgs, Verb};
 use crate::commands::{container, vm_keeper, vm_verbs};
 use crate::placement::Isolation;
 use anyhow::{anyhow, Context, Result};
@@ -112,16 +110,9 @@ pub(super) fn run(project: &Project, v: &Verb) -> Result<i32> {
                 .into_iter()
                 .filter(|(e, _)| *stop_first || !e.running())
                 .collect();
-            if list.is_empty() {
-                eprintln!("No stopped containers");
+            let names: Vec<&str> = list.iter().map(|(_, c)| c.name.as_str()).collect();
+            if !super::confirm_removal(&names, *force)? {
                 return Ok(0);
-            }
-            if !force {
-                let names: Vec<&str> = list.iter().map(|(_, c)| c.name.as_str()).collect();
-                eprintln!("Going to remove {}", names.join(", "));
-                if !confirm()? {
-                    return Ok(0);
-                }
             }
             for (e, c) in &list {
                 remove(e, c, None);
@@ -131,24 +122,15 @@ pub(super) fn run(project: &Project, v: &Verb) -> Result<i32> {
         Verb::Start { services } => {
             // A stopped own-VM container cannot start again (its writable
             // layer went with its VM): the service's container is made anew.
-            let stopped: BTreeSet<String> = containers(project, services)?
-                .into_iter()
-                .filter(|(e, _)| !e.running())
-                .map(|(_, c)| orch::service_of(&c).to_string())
-                .collect();
-            remake(project, &stopped)?;
+            remake(project, &stopped_services(&containers(project, services)?))?;
             Ok(0)
         }
         Verb::Restart { timeout, services } => {
             let list = containers(project, services)?;
-            let stopped: BTreeSet<String> = list
-                .iter()
-                .filter(|(e, _)| !e.running())
-                .map(|(_, c)| orch::service_of(c).to_string())
-                .collect();
-            let running: Vec<(Entry, ContainerSummary)> =
+            let stopped = stopped_services(&list);
+            let live: Vec<(Entry, ContainerSummary)> =
                 list.into_iter().filter(|(e, _)| e.running()).collect();
-            reverse_levels(project, &running, &|(e, c)| {
+            reverse_levels(project, &live, &|(e, c)| {
                 let t = timeout.or_else(|| {
                     project
                         .services
@@ -167,10 +149,7 @@ pub(super) fn run(project: &Project, v: &Verb) -> Result<i32> {
             let Some(sig) = container::parse_signal(signal.trim_start_matches("SIG")) else {
                 return Ok(fail(format!("invalid signal: {signal}")));
             };
-            let list: Vec<(Entry, ContainerSummary)> = containers(project, services)?
-                .into_iter()
-                .filter(|(e, _)| e.running())
-                .collect();
+            let list = running(project, services)?;
             each_at_once(&list, &|(e, c)| {
                 note("Container", &c.name, "Killing");
                 e.engine()?
@@ -187,10 +166,7 @@ pub(super) fn run(project: &Project, v: &Verb) -> Result<i32> {
         }
         Verb::Pause { services } | Verb::Unpause { services } => {
             let pause = matches!(v, Verb::Pause { .. });
-            let list: Vec<(Entry, ContainerSummary)> = containers(project, services)?
-                .into_iter()
-                .filter(|(e, _)| e.running())
-                .collect();
+            let list = running(project, services)?;
             for (e, c) in &list {
                 note("Container", &c.name, if pause { "Pausing" } else { "Unpausing" });
                 let mut engine = e.engine()?;
@@ -204,20 +180,9 @@ pub(super) fn run(project: &Project, v: &Verb) -> Result<i32> {
             Ok(0)
         }
         Verb::Top { services } => {
-            for (e, c) in containers(project, services)?
-                .into_iter()
-                .filter(|(e, _)| e.running())
-            {
+            for (e, c) in running(project, services)? {
                 let t = e.engine()?.container_top(&e.record.id)?;
-                println!("{}", c.name);
-                print!(
-                    "{}",
-                    crate::fmt::table(
-                        &t.titles.iter().map(String::as_str).collect::<Vec<_>>(),
-                        &t.processes
-                    )
-                );
-                println!();
+                super::print_top(&c.name, &t);
             }
             Ok(0)
         }
@@ -229,23 +194,12 @@ pub(super) fn run(project: &Project, v: &Verb) -> Result<i32> {
         } => {
             let (_, c) = replica(project, service, *index)?;
             let ports = c.ports.clone().unwrap_or_default();
-            match ports.iter().find(|p| {
+            let found = ports.iter().find(|p| {
                 p.container_port == *private_port
                     && p.proto.as_str() == protocol.as_str()
                     && !plan::is_peer_binding(&project.name, &p.host_ip)
-            }) {
-                Some(p) => {
-                    println!(
-                        "{}",
-                        crate::ports::join_host_port(&p.host_ip, &p.host_port.to_string())
-                    );
-                    Ok(0)
-                }
-                None => Ok(fail(format!(
-                    "no port {private_port}/{protocol} for container {}",
-                    c.name
-                ))),
-            }
+            });
+            Ok(super::print_port(found, *private_port, protocol, &c.name))
         }
         Verb::Exec { service, index, .. } => {
             let (_, c) = replica(project, service, *index)?;
@@ -255,36 +209,13 @@ pub(super) fn run(project: &Project, v: &Verb) -> Result<i32> {
             let cache = berth_host::image_cache::ImageCache::open()?;
             let mut rows = Vec::new();
             for (_, c) in containers(project, services)? {
-                let Some(i) = cache.resolve(&c.image) else {
-                    continue;
-                };
-                if *quiet {
-                    println!("{}", i.config_digest);
-                    continue;
+                if let Some(i) = cache.resolve(&c.image) {
+                    // The size of the compressed layers the cache holds.
+                    let size = i.layers.iter().map(|l| l.size).sum();
+                    rows.push((c.name, c.image, i.config_digest, size));
                 }
-                let (repo, tag) = super::split_tag(&c.image);
-                let size: u64 = i.layers.iter().map(|l| l.size).sum();
-                rows.push(vec![
-                    c.name.clone(),
-                    repo,
-                    tag,
-                    i.config_digest
-                        .trim_start_matches("sha256:")
-                        .chars()
-                        .take(12)
-                        .collect(),
-                    crate::fmt::human_size(size),
-                ]);
             }
-            if !quiet {
-                print!(
-                    "{}",
-                    crate::fmt::table(
-                        &["CONTAINER", "REPOSITORY", "TAG", "IMAGE ID", "SIZE"],
-                        &rows
-                    )
-                );
-            }
+            super::print_images(&rows, *quiet);
             Ok(0)
         }
         Verb::Pull {
@@ -302,12 +233,10 @@ pub(super) fn run(project: &Project, v: &Verb) -> Result<i32> {
             services,
         } => {
             check_services(project, services)?;
-            for s in project.services.values() {
-                if s.build.is_some() && (services.is_empty() || services.contains(&s.name)) {
-                    let code = build(project, s, *no_cache, *pull, *quiet)?;
-                    if code != 0 {
-                        return Ok(code);
-                    }
+            for s in super::to_build(project, services) {
+                let code = build(project, s, *no_cache, *pull, *quiet)?;
+                if code != 0 {
+                    return Ok(code);
                 }
             }
             Ok(0)
@@ -480,6 +409,22 @@ fn containers(project: &Project, services: &[String]) -> Result<Vec<(Entry, Cont
         )
     });
     Ok(list)
+}
+
+/// The running ones of [`containers`].
+fn running(project: &Project, services: &[String]) -> Result<Vec<(Entry, ContainerSummary)>> {
+    Ok(containers(project, services)?
+        .into_iter()
+        .filter(|(e, _)| e.running())
+        .collect())
+}
+
+/// The services of the stopped containers in `list`.
+fn stopped_services(list: &[(Entry, ContainerSummary)]) -> BTreeSet<String> {
+    list.iter()
+        .filter(|(e, _)| !e.running())
+        .map(|(_, c)| orch::service_of(c).to_string())
+        .collect()
 }
 
 /// The named services and (unless `no_deps`) what they depend on, in
@@ -890,10 +835,7 @@ fn reverse_levels(
 }
 
 fn stop(project: &Project, services: &[String], timeout: Option<i64>) -> Result<()> {
-    let list: Vec<(Entry, ContainerSummary)> = containers(project, services)?
-        .into_iter()
-        .filter(|(e, _)| e.running())
-        .collect();
+    let list = running(project, services)?;
     reverse_levels(project, &list, &|(e, c)| {
         let t = timeout.or_else(|| {
             project
