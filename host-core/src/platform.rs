@@ -45,37 +45,68 @@ pub fn kill(pid: i32) {
 /// Blocks until this process holds an exclusive lock on `file`; the lock is
 /// released when the file is closed.
 pub fn lock_exclusive(file: &File) -> io::Result<()> {
+    file_lock(file, false, true).map(|_| ())
+}
+
+/// Blocks until this process holds a shared lock on `file` (others may
+/// hold shared locks too; an exclusive one waits); released when the file
+/// is closed.
+pub fn lock_shared(file: &File) -> io::Result<()> {
+    file_lock(file, true, true).map(|_| ())
+}
+
+/// Takes an exclusive lock on `file` if nobody holds one of any kind:
+/// Ok(false) when someone does (nothing waits).
+pub fn try_lock_exclusive(file: &File) -> io::Result<bool> {
+    file_lock(file, false, false)
+}
+
+/// flock / LockFileEx over the whole file: Ok(false) only when `wait` is
+/// false and another holder is in the way.
+fn file_lock(file: &File, shared: bool, wait: bool) -> io::Result<bool> {
     #[cfg(unix)]
     {
         use std::os::fd::AsRawFd;
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(io::Error::last_os_error());
+        let mut op = if shared { libc::LOCK_SH } else { libc::LOCK_EX };
+        if !wait {
+            op |= libc::LOCK_NB;
         }
-        Ok(())
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), op) } != 0 {
+            let e = io::Error::last_os_error();
+            if !wait && e.kind() == io::ErrorKind::WouldBlock {
+                return Ok(false);
+            }
+            return Err(e);
+        }
+        Ok(true)
     }
     #[cfg(windows)]
     {
         use std::os::windows::io::AsRawHandle;
-        use windows_sys::Win32::Storage::FileSystem::{LockFileEx, LOCKFILE_EXCLUSIVE_LOCK};
+        use windows_sys::Win32::Foundation::ERROR_LOCK_VIOLATION;
+        use windows_sys::Win32::Storage::FileSystem::{
+            LockFileEx, LOCKFILE_EXCLUSIVE_LOCK, LOCKFILE_FAIL_IMMEDIATELY,
+        };
         use windows_sys::Win32::System::IO::OVERLAPPED;
+        let mut flags = if shared { 0 } else { LOCKFILE_EXCLUSIVE_LOCK };
+        if !wait {
+            flags |= LOCKFILE_FAIL_IMMEDIATELY;
+        }
         // SAFETY: the handle is live for the call; OVERLAPPED is plain data
         // (all-zero = offset 0) and only read during this synchronous call.
         let ok = unsafe {
             let mut ov: OVERLAPPED = std::mem::zeroed();
-            LockFileEx(
-                file.as_raw_handle(),
-                LOCKFILE_EXCLUSIVE_LOCK,
-                0,
-                u32::MAX,
-                u32::MAX,
-                &mut ov,
-            )
+            LockFileEx(file.as_raw_handle(), flags, 0, u32::MAX, u32::MAX, &mut ov)
         };
         if ok == 0 {
-            return Err(io::Error::last_os_error());
+            let e = io::Error::last_os_error();
+            if !wait && e.raw_os_error() == Some(ERROR_LOCK_VIOLATION as i32) {
+                return Ok(false);
+            }
+            return Err(e);
         }
-        Ok(())
+        Ok(true)
     }
 }
 
