@@ -131,6 +131,32 @@ fn mkfs_ext4(options: &[&str], tree: &Path, img: &Path) -> Result<()> {
     Ok(())
 }
 
+/// mkfs.ext4 options of the machine's data disk.
+const DATA_DISK_MKFS: &[&str] = &[
+    "-L",
+    "berth-data",
+    // A new sparse file reads as zeros: mark the inode tables
+    // zeroed, or the guest kernel's ext4lazyinit thread writes
+    // 1 GiB of zeros into them (64 GiB disk) after every boot
+    // until done, taking guest CPU and the disk's sparseness.
+    "-E",
+    "lazy_itable_init=1,lazy_journal_init=1,nodiscard,assume_storage_prezeroed=1,root_owner=0:0",
+    // No metadata checksums: with them the guest kernel computes
+    // a crc32c over a whole 4 KiB block for every directory,
+    // inode-table and bitmap block it changes and for every
+    // journal block, in software (generic slice-by-8). Emulated
+    // (kvm_pvm) that was the largest single kernel function of
+    // a `run --rm true`, ~4 M of its instructions
+    // (benches/README.md, issue 25). uninit_bg keeps the group
+    // descriptors' own (crc16) checksum and the lazy inode
+    // table init above, which metadata_csum gave before. Disks
+    // made before keep their features.
+    "-O",
+    "^metadata_csum,uninit_bg",
+    "-m",
+    "0",
+];
+
 /// Bumped when the layout of the root disk changes.
 const ROOTFS_FORMAT: &str = "berth-rootfs-1";
 
@@ -744,22 +770,7 @@ impl Machine {
             .prefix(".disk-")
             .tempdir_in(&self.dir)?;
         std::fs::create_dir(stage.path().join("engine"))?;
-        mkfs_ext4(
-            &[
-                "-L",
-                "berth-data",
-                // A new sparse file reads as zeros: mark the inode tables
-                // zeroed, or the guest kernel's ext4lazyinit thread writes
-                // 1 GiB of zeros into them (64 GiB disk) after every boot
-                // until done, taking guest CPU and the disk's sparseness.
-                "-E",
-                "lazy_itable_init=1,lazy_journal_init=1,nodiscard,assume_storage_prezeroed=1,root_owner=0:0",
-                "-m",
-                "0",
-            ],
-            stage.path(),
-            &tmp,
-        )?;
+        mkfs_ext4(DATA_DISK_MKFS, stage.path(), &tmp)?;
         std::fs::rename(&tmp, &disk)?;
         Ok(disk)
     }
@@ -1783,6 +1794,46 @@ mod tests {
             Some(now + Duration::from_secs(600)),
             now
         ));
+    }
+
+    /// The data disk is formatted without metadata checksums (the guest's
+    /// software crc32c of them was the largest kernel function of a
+    /// `run --rm`), with uninit_bg for the lazy inode tables instead.
+    #[test]
+    fn data_disk_has_no_metadata_checksums() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tree, img) = (dir.path().join("tree"), dir.path().join("disk.img"));
+        std::fs::create_dir_all(tree.join("engine")).unwrap();
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(64 << 20)
+            .unwrap();
+        if let Err(e) = super::mkfs_ext4(super::DATA_DISK_MKFS, &tree, &img) {
+            println!("SKIPPED: mkfs.ext4: {e:#}");
+            return;
+        }
+        let out = match std::process::Command::new("dumpe2fs")
+            .arg("-h")
+            .arg(&img)
+            .output()
+        {
+            Ok(o) if o.status.success() => o,
+            other => {
+                println!("SKIPPED: dumpe2fs -h: {other:?}");
+                return;
+            }
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        let features: Vec<&str> = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Filesystem features:"))
+            .expect("dumpe2fs printed the features")
+            .split_whitespace()
+            .collect();
+        assert!(!features.contains(&"metadata_csum"), "{features:?}");
+        for f in ["uninit_bg", "has_journal", "extent", "64bit"] {
+            assert!(features.contains(&f), "{f} missing: {features:?}");
+        }
     }
 
     #[test]
