@@ -49,8 +49,10 @@
 # NICE (niceness of the VMMs, virtiofsd and the native run, 10), RUN_TIMEOUT
 # (seconds per guest run, 3600), KEEP=1 keeps the work directory. More berth
 # columns in ENGINES: berth-unconfined (seccomp=unconfined), berth-noballoon
-# (a second machine VM with BERTH_BALLOON=0). COUNT=1 counts the FUSE requests
-# of each step (see benches/README.md).
+# (a second machine VM with BERTH_BALLOON=0), berth-noevents (one with
+# BERTH_SHARE_EVENTS=0). COUNT=1 counts the FUSE requests of each step and
+# prints the host CPU and the guest kernel's counters per step (see
+# benches/README.md).
 #
 # Processes: the berth machine VM of a private BERTH_HOME (stopped with
 # `machine stop`, then its recorded VMM PID killed if still there), and QEMU /
@@ -314,7 +316,10 @@ cpu_sample() {
 }
 sampler_start() { cpu_sample "$@" & sampler_pid=$!; }
 sampler_stop() {
-    if [ -n "$sampler_pid" ]; then kill "$sampler_pid" 2>/dev/null; wait "$sampler_pid" 2>/dev/null; fi
+    if [ -n "$sampler_pid" ]; then
+        kill "$sampler_pid" 2>/dev/null || true
+        wait "$sampler_pid" 2>/dev/null || true
+    fi
     sampler_pid=""
 }
 # cpu_steps MARKS SAMPLES: "STEP VCPU_S REST_S" per step, the host CPU used
