@@ -296,7 +296,8 @@ parse() {
 # ------------------------------------------------------------------ host CPU per step (COUNT=1)
 # cpu_sample OUT PID...: every 0.1 s a line "TIME VCPU_NS REST_NS", the host
 # CPU time the PIDs' threads have used (/proc/PID/task/*/schedstat): the vCPU
-# threads (berth-vcpu*, QEMU's "CPU n/KVM": the guest's own work, emulation
+# threads (berth-vcpu*, QEMU's "CPU n/KVM" (named with -name debug-threads=on):
+# the guest's own work, emulation
 # included) and the rest (device emulation, the file server).
 cpu_sample() {
     local out=$1 p f c a v r
@@ -465,7 +466,7 @@ run_vfsd() {
         -enable-kvm -cpu host,-arch-capabilities -m 512 -smp 1 \
         -object memory-backend-memfd,id=mem,size=512M,share=on \
         -global virtio-mmio.force-legacy=false \
-        -nodefaults -no-user-config -nographic \
+        -nodefaults -no-user-config -nographic -name fsbench,debug-threads=on \
         -serial "file:$serial" -no-reboot -device i8042 \
         -drive "id=root,file=$qroot,format=raw,if=none,readonly=on" \
         -device virtio-blk-device,drive=root \
@@ -631,7 +632,7 @@ if [ "$count" = 1 ]; then
         cpu_steps "$work/$e.r1.marks" "$work/$e.r1.cpu" | awk -v e="$e" '{printf "  %-17s %-7s %8s %8s\n", e, $1, $2, $3}'
     done
     echo
-    echo "guest kernel counters per step, round 1 (COUNT=1: /proc/stat and /proc/vmstat deltas over the timed"
+    echo "guest kernel counters per step, round 1 (COUNT=1: /proc/stat deltas over the timed"
     echo "step, read by the ops script with shell builtins; CPU in ticks of 10 ms: idle = the vCPU halted, waiting)"
     printf '  %-17s %-7s %6s %6s %6s %6s %6s %8s %8s %6s\n' engine step user system idle iowait irq+si ctxt intr forks
     for e in berth berth-unconfined berth-noballoon berth-noevents virtiofsd; do
