@@ -581,15 +581,16 @@ for l in "${labels[@]}"; do
     ratio() { if [ "$1" = n/a ] || [ "$2" = n/a ]; then echo n/a; else awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "inf"}'; fi; }
     f3() { if [ "$1" = n/a ]; then echo n/a; else printf %.4f "$1"; fi; }
     printf "$fmt" "$label" "$(f3 "$b")" "$(f3 "$v")" "$(f3 "$n")" "$(ratio "$b" "$v")" "$(ratio "$b" "$n")"
-    u=$(med berth-unconfined "$s") nb=$(med berth-noballoon "$s")
-    variant_rows+=("$(printf '| %-40s | %9s | %12s | %14s | %12s | %14s |' "$label" "$(f3 "$b")" "$(f3 "$u")" "$(f3 "$nb")" "$(f3 "$v")" "$(ratio "$nb" "$v")")")
+    u=$(med berth-unconfined "$s") nb=$(med berth-noballoon "$s") ne=$(med berth-noevents "$s")
+    variant_rows+=("$(printf '| %-40s | %9s | %12s | %14s | %11s | %12s | %14s |' "$label" "$(f3 "$b")" "$(f3 "$u")" "$(f3 "$nb")" "$(f3 "$ne")" "$(f3 "$v")" "$(ratio "$nb" "$v")")")
 done
 echo
-if has berth-unconfined || has berth-noballoon; then
+if has berth-unconfined || has berth-noballoon || has berth-noevents; then
     echo "berth variants: unconfined = the same container without its seccomp filter (--security-opt seccomp=unconfined);"
-    echo "noballoon = a second machine VM booted with BERTH_BALLOON=0 (no virtio-balloon free page reporting)"
-    printf '| %-40s | %9s | %12s | %14s | %12s | %14s |\n' op "berth s" "unconfined s" "noballoon s" "virtiofsd s" "noballoon/vfsd"
-    printf '|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..42})" "-----------" "--------------" "----------------" "--------------" "----------------"
+    echo "noballoon = a second machine VM booted with BERTH_BALLOON=0 (no virtio-balloon free page reporting);"
+    echo "noevents = one booted with BERTH_SHARE_EVENTS=0 (no host file events)"
+    printf '| %-40s | %9s | %12s | %14s | %11s | %12s | %14s |\n' op "berth s" "unconfined s" "noballoon s" "noevents s" "virtiofsd s" "noballoon/vfsd"
+    printf '|%s|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..42})" "-----------" "--------------" "----------------" "-------------" "--------------" "----------------"
     printf '%s\n' "${variant_rows[@]}"
     echo
 fi
