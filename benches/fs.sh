@@ -49,8 +49,10 @@
 # NICE (niceness of the VMMs, virtiofsd and the native run, 10), RUN_TIMEOUT
 # (seconds per guest run, 3600), KEEP=1 keeps the work directory. More berth
 # columns in ENGINES: berth-unconfined (seccomp=unconfined), berth-noballoon
-# (a second machine VM with BERTH_BALLOON=0). COUNT=1 counts the FUSE requests
-# of each step (see benches/README.md).
+# (a second machine VM with BERTH_BALLOON=0), berth-noevents (one with
+# BERTH_SHARE_EVENTS=0). COUNT=1 counts the FUSE requests of each step and
+# prints the host CPU and the guest kernel's counters per step (see
+# benches/README.md).
 #
 # Processes: the berth machine VM of a private BERTH_HOME (stopped with
 # `machine stop`, then its recorded VMM PID killed if still there), and QEMU /
@@ -82,7 +84,7 @@ posint TREE_FILES "$ntree"; posint TREE_PER_DIR "$per_dir"
 [[ $count == [01] ]] || die "COUNT must be 0 or 1"
 has() { [[ " $engines " == *" $1 "* ]]; }
 for e in $engines; do
-    case $e in berth | berth-unconfined | berth-noballoon | virtiofsd | native) ;; *) die "unknown engine '$e' in ENGINES" ;; esac
+    case $e in berth | berth-unconfined | berth-noballoon | berth-noevents | virtiofsd | native) ;; *) die "unknown engine '$e' in ENGINES" ;; esac
 done
 
 busybox=${BUSYBOX:-/bin/busybox}
@@ -151,11 +153,11 @@ fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/berth-bench-fs.XXXXXX")
 data=$work/data        # the one shared folder (berth: BERTH_MACHINE_SHARES; virtiofsd: --shared-dir)
 mkdir -p "$data"
-qemu_pid="" vfsd_pid="" berth_pid="" machine_up=""
+qemu_pid="" vfsd_pid="" berth_pid="" machine_up="" sampler_pid=""
 cleanup() {
     set +e
     local p
-    for p in "$berth_pid" "$qemu_pid" "$vfsd_pid"; do
+    for p in "$sampler_pid" "$berth_pid" "$qemu_pid" "$vfsd_pid"; do
         if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then kill -KILL "$p"; wait "$p" 2>/dev/null; fi
     done
     local h
@@ -185,21 +187,36 @@ fail() { echo "FSBENCH-ERROR $*"; exit 1; }
 # COUNT=1: a STATFS request (df) just before and just after each timed step
 # marks the step's requests in the server's request log.
 mark() { [ "$count" = 1 ] || return 0; df "$d" >/dev/null 2>&1 || fail "mark: df $d"; }
+# COUNT=1: the guest kernel's counters at a step's start (ctr STEP 0) and end
+# (ctr STEP 1), from /proc/stat with shell builtins (no fork): "FSCTR STEP 0|1
+# user nice system idle iowait irq softirq (ticks) ctxt intr processes".
+# (/proc/vmstat has no event counters: the guest kernel is built without them.)
+ctr() {
+    [ "$count" = 1 ] || return 0
+    while read -r k a b c e f g h rest; do
+        case $k in cpu) cpu="$a $b $c $e $f $g $h" ;; ctxt) ctxt=$a ;; intr) intr=$a ;; processes) procs=$a ;; esac
+    done </proc/stat
+    echo "FSCTR $1 $2 $cpu $ctxt $intr $procs"
+}
 echo "FSBENCH-BEGIN $(uname -r)"
 [ -d "$d/tree" ] || fail "no $d/tree"
 
 mark
+ctr write 0
 t0=$EPOCHREALTIME
 dd if=/dev/zero of="$d/seq.bin" bs=1M count="$mb" conv=fsync 2>/dev/null || fail write
 t1=$EPOCHREALTIME
+ctr write 1
 mark
 echo "FSBENCH write $t0 $t1"
 [ "$(stat -c %s "$d/seq.bin")" = $((mb * 1048576)) ] || fail "write: wrong size"
 
 mark
+ctr read 0
 t0=$EPOCHREALTIME
 dd if="$d/seq.bin" of=/dev/null bs=1M 2>/dev/null || fail read
 t1=$EPOCHREALTIME
+ctr read 1
 mark
 echo "FSBENCH read $t0 $t1"
 rm -f "$d/seq.bin"
@@ -207,32 +224,40 @@ rm -f "$d/seq.bin"
 mkdir "$d/small" || fail mkdir
 i=0
 mark
+ctr create 0
 t0=$EPOCHREALTIME
 while [ $i -lt $n ]; do echo x >"$d/small/f$i" || fail "create f$i"; i=$((i + 1)); done
 t1=$EPOCHREALTIME
+ctr create 1
 mark
 echo "FSBENCH create $t0 $t1"
 
 i=0
 mark
+ctr stat 0
 t0=$EPOCHREALTIME
 while [ $i -lt $n ]; do [ -f "$d/small/f$i" ] || fail "stat f$i"; i=$((i + 1)); done
 t1=$EPOCHREALTIME
+ctr stat 1
 mark
 echo "FSBENCH stat $t0 $t1"
 
 mark
+ctr unlink 0
 t0=$EPOCHREALTIME
 rm -f "$d/small/"* || fail unlink
 t1=$EPOCHREALTIME
+ctr unlink 1
 mark
 echo "FSBENCH unlink $t0 $t1"
 rmdir "$d/small" || fail "unlink left files in small/"
 
 mark
+ctr find 0
 t0=$EPOCHREALTIME
 find "$d/tree" >/dev/null || fail find
 t1=$EPOCHREALTIME
+ctr find 1
 mark
 echo "FSBENCH find $t0 $t1"
 c=$(find "$d/tree" | wc -l)
@@ -268,10 +293,60 @@ parse() {
     awk '$1 == "FSBENCH" {printf " %s %.3f", $2, $4 - $3}' "$out.clean"
 }
 
+# ------------------------------------------------------------------ host CPU per step (COUNT=1)
+# cpu_sample OUT PID...: every 0.1 s a line "TIME VCPU_NS REST_NS", the host
+# CPU time the PIDs' threads have used (/proc/PID/task/*/schedstat): the vCPU
+# threads (berth-vcpu*, QEMU's "CPU n/KVM" (named with -name debug-threads=on):
+# the guest's own work, emulation
+# included) and the rest (device emulation, the file server).
+cpu_sample() {
+    local out=$1 p f c a v r
+    shift
+    while :; do
+        v=0 r=0
+        for p in "$@"; do
+            for f in /proc/"$p"/task/*; do
+                c="" a=0
+                { read -r c <"$f/comm" && read -r a _ <"$f/schedstat"; } 2>/dev/null || continue
+                case $c in berth-vcpu* | CPU*/KVM) v=$((v + a)) ;; *) r=$((r + a)) ;; esac
+            done
+        done
+        echo "$EPOCHREALTIME $v $r"
+        sleep 0.1
+    done >"$out"
+}
+sampler_start() { cpu_sample "$@" & sampler_pid=$!; }
+sampler_stop() {
+    if [ -n "$sampler_pid" ]; then
+        kill "$sampler_pid" 2>/dev/null || true
+        wait "$sampler_pid" 2>/dev/null || true
+    fi
+    sampler_pid=""
+}
+# cpu_steps MARKS SAMPLES: "STEP VCPU_S REST_S" per step, the host CPU used
+# between the STATFS marks around it (MARKS: their 12 host times, in order).
+cpu_steps() {
+    awk 'NR == FNR { m[++n] = $1; next }
+        { t[++k] = $1; v[k] = $2; r[k] = $3 }
+        END {
+            if (n != 12) exit
+            split("write read create stat unlink find", st, " ")
+            for (i = 1; i <= 6; i++) {
+                s = m[2 * i - 1]; e = m[2 * i]; a = 0; b = 0
+                for (j = 1; j <= k; j++) { if (t[j] <= s) a = j; if (t[j] >= e && !b) b = j }
+                if (!a || !b) printf "%s n/a n/a\n", st[i]
+                else printf "%s %.2f %.2f\n", st[i], (v[b] - v[a]) / 1e9, (r[b] - r[a]) / 1e9
+            }
+        }' "$1" "$2"
+}
+
 # ------------------------------------------------------------------ berth
 # berth_home ENGINE: the BERTH_HOME of ENGINE's machine VM (berth-noballoon:
 # a second machine booted with BERTH_BALLOON=0, no free page reporting).
-berth_home() { if [ "$1" = berth-noballoon ]; then echo "$work/home-noballoon"; else echo "$work/home"; fi; }
+# berth-noevents: one booted with BERTH_SHARE_EVENTS=0, no host file events.
+berth_home() {
+    case $1 in berth-noballoon | berth-noevents) echo "$work/home-${1#berth-}" ;; *) echo "$work/home" ;; esac
+}
 
 # berth_setup ENGINE: boots ENGINE's machine VM and loads the image.
 berth_setup() {
@@ -285,6 +360,7 @@ berth_setup() {
     local t0=$SECONDS
     machine_up="$machine_up $BERTH_HOME"
     if [ "$1" = berth-noballoon ]; then export BERTH_BALLOON=0; else unset BERTH_BALLOON; fi
+    if [ "$1" = berth-noevents ]; then export BERTH_SHARE_EVENTS=0; else unset BERTH_SHARE_EVENTS; fi
     nice -n "$niceness" "$berth" --isolation shared machine start >/dev/null ||
         die "berth machine start failed"
     "$berth" --isolation shared load -q -i "$image_tar" >/dev/null || die "berth load failed"
@@ -299,12 +375,14 @@ run_berth() {
     make_round_dir "$dir"
     local seen=0
     [ -f "$work/berth-fs.trace" ] && seen=$(wc -l <"$work/berth-fs.trace")
+    if [ "$count" = 1 ]; then sampler_start "$work/$e.r$r.cpu" "$(cat "$BERTH_HOME/machine/vmm.pid")"; fi
     t0=$(date +%s.%N)
     timeout -k 10 "$timeout_s" "$berth" --isolation shared run --rm "$@" -v "$dir:/w" berth/busybox \
         sh /w/ops.sh /w "$file_mb" "$nsmall" "$tree_entries" "$count" >"$work/$e.r$r.out" 2>"$work/$e.r$r.err" &
     berth_pid=$!
     wait "$berth_pid" || rc=$?
     berth_pid=""
+    sampler_stop
     local wall
     wall=$(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN {printf "%.3f", a - b}')
     if ! steps=$(parse "$e" "$work/$e.r$r.out" "$r"); then
@@ -313,7 +391,10 @@ run_berth() {
         die "$e round $r failed"
     fi
     echo "$r $wall" >>"$work/$e.wall"
-    if [ "$count" = 1 ]; then tail -n "+$((seen + 1))" "$work/berth-fs.trace" | awk '{print $2}' >"$work/$e.r$r.ops"; fi
+    if [ "$count" = 1 ]; then
+        tail -n "+$((seen + 1))" "$work/berth-fs.trace" | awk '{print $2}' >"$work/$e.r$r.ops"
+        tail -n "+$((seen + 1))" "$work/berth-fs.trace" | awk '$2 == 17 {print $1}' >"$work/$e.r$r.marks"
+    fi
     log "round $r: $e $steps (run --rm wall $(printf %.1f "$wall") s)"
 }
 
@@ -364,7 +445,13 @@ run_vfsd() {
         # COUNT=1: one "unique: N, opcode: NAME (N), ..." line per request.
         if [ "$count" = 1 ]; then vcmd+=(-o debug); fi
     fi
-    nice -n "$niceness" "${vcmd[@]}" >"$work/virtiofsd.r$r.log" 2>&1 &
+    if [ "$count" = 1 ]; then
+        # Each log line gets the host time it was read at (the step marks).
+        nice -n "$niceness" "${vcmd[@]}" > >(perl -MTime::HiRes=time -ne 'printf "%.6f %s", time, $_' \
+            >"$work/virtiofsd.r$r.log") 2>&1 &
+    else
+        nice -n "$niceness" "${vcmd[@]}" >"$work/virtiofsd.r$r.log" 2>&1 &
+    fi
     vfsd_pid=$!
     local i
     for ((i = 0; i < 100; i++)); do [ -S "$sock" ] && break; sleep 0.1; done
@@ -379,13 +466,14 @@ run_vfsd() {
         -enable-kvm -cpu host,-arch-capabilities -m 512 -smp 1 \
         -object memory-backend-memfd,id=mem,size=512M,share=on \
         -global virtio-mmio.force-legacy=false \
-        -nodefaults -no-user-config -nographic \
+        -nodefaults -no-user-config -nographic -name fsbench,debug-threads=on \
         -serial "file:$serial" -no-reboot -device i8042 \
         -drive "id=root,file=$qroot,format=raw,if=none,readonly=on" \
         -device virtio-blk-device,drive=root \
         -chardev "socket,id=vfs,path=$sock" -device vhost-user-fs-device,chardev=vfs,tag=fsbench \
         -kernel "$kernel" -append "$append" >"$work/qemu.r$r.log" 2>&1 &
     qemu_pid=$!
+    if [ "$count" = 1 ]; then sampler_start "$work/virtiofsd.r$r.cpu" "$qemu_pid" "$vfsd_pid"; fi
     local booted=""
     while :; do
         if [ -z "$booted" ] && grep -q '^FSBENCH-BEGIN' "$serial" 2>/dev/null; then
@@ -401,6 +489,7 @@ run_vfsd() {
     local wall
     wall=$(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN {printf "%.3f", a - b}')
     sleep 1
+    sampler_stop
     kill -KILL "$qemu_pid" 2>/dev/null || true
     wait "$qemu_pid" 2>/dev/null || true
     qemu_pid=""
@@ -417,7 +506,11 @@ run_vfsd() {
     fi
     echo "$r $wall ${booted:-n/a}" >>"$work/virtiofsd.wall"
     if [ "$count" = 1 ]; then
-        grep -o 'opcode: [A-Z_0-9]* ([0-9]*)' "$work/virtiofsd.r$r.log" | tr -d '()' | awk '{print $3}' >"$work/virtiofsd.r$r.ops" || true
+        sleep 1 # the log's reader flushes at virtiofsd's exit
+        awk '/opcode(: |=)[A-Za-z]+ \(17\)/ {print $1}' "$work/virtiofsd.r$r.log" >"$work/virtiofsd.r$r.marks"
+        # The C virtiofsd logs "opcode: LOOKUP (1)", the Rust one "opcode=Lookup (1)".
+        grep -oE 'opcode(: |=)[A-Za-z_0-9]+ \([0-9]+\)' "$work/virtiofsd.r$r.log" |
+            sed -E 's/.*\(([0-9]+)\)$/\1/' >"$work/virtiofsd.r$r.ops" || true
     fi
     log "round $r: virtiofsd $steps (launch -> ops start $(printf %.1f "${booted:-0}") s, -> done $(printf %.1f "$wall") s)"
 }
@@ -441,9 +534,10 @@ log "kernel $kernel; host $([ -e /sys/module/kvm_pvm ] && echo kvm_pvm || echo k
 log "$rounds round(s): write/read ${file_mb} MiB, $nsmall small files, find over $ntree files in $ndirs dirs; engines: $engines"
 { has berth || has berth-unconfined; } && berth_setup berth
 has berth-noballoon && berth_setup berth-noballoon
+has berth-noevents && berth_setup berth-noevents
 if has virtiofsd && [ -z "$vfsd_skip" ]; then vfsd_setup; fi
 order=()
-for e in berth berth-unconfined berth-noballoon virtiofsd native; do has "$e" && order+=("$e"); done
+for e in berth berth-unconfined berth-noballoon berth-noevents virtiofsd native; do has "$e" && order+=("$e"); done
 for ((r = 1; r <= rounds; r++)); do
     for ((k = 0; k < ${#order[@]}; k++)); do
         e=${order[$(( (k + r - 1) % ${#order[@]} ))]}
@@ -451,6 +545,7 @@ for ((r = 1; r <= rounds; r++)); do
         berth) run_berth "$r" berth ;;
         berth-unconfined) run_berth "$r" berth-unconfined --security-opt seccomp=unconfined ;;
         berth-noballoon) run_berth "$r" berth-noballoon ;;
+        berth-noevents) run_berth "$r" berth-noevents ;;
         virtiofsd) if [ -z "$vfsd_skip" ]; then run_vfsd "$r" || log "virtiofsd SKIPPED: $vfsd_skip"; fi ;;
         native) run_native "$r" ;;
         esac
@@ -486,19 +581,20 @@ for l in "${labels[@]}"; do
     ratio() { if [ "$1" = n/a ] || [ "$2" = n/a ]; then echo n/a; else awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "inf"}'; fi; }
     f3() { if [ "$1" = n/a ]; then echo n/a; else printf %.4f "$1"; fi; }
     printf "$fmt" "$label" "$(f3 "$b")" "$(f3 "$v")" "$(f3 "$n")" "$(ratio "$b" "$v")" "$(ratio "$b" "$n")"
-    u=$(med berth-unconfined "$s") nb=$(med berth-noballoon "$s")
-    variant_rows+=("$(printf '| %-40s | %9s | %12s | %14s | %12s | %14s |' "$label" "$(f3 "$b")" "$(f3 "$u")" "$(f3 "$nb")" "$(f3 "$v")" "$(ratio "$nb" "$v")")")
+    u=$(med berth-unconfined "$s") nb=$(med berth-noballoon "$s") ne=$(med berth-noevents "$s")
+    variant_rows+=("$(printf '| %-40s | %9s | %12s | %14s | %11s | %12s | %14s |' "$label" "$(f3 "$b")" "$(f3 "$u")" "$(f3 "$nb")" "$(f3 "$ne")" "$(f3 "$v")" "$(ratio "$nb" "$v")")")
 done
 echo
-if has berth-unconfined || has berth-noballoon; then
+if has berth-unconfined || has berth-noballoon || has berth-noevents; then
     echo "berth variants: unconfined = the same container without its seccomp filter (--security-opt seccomp=unconfined);"
-    echo "noballoon = a second machine VM booted with BERTH_BALLOON=0 (no virtio-balloon free page reporting)"
-    printf '| %-40s | %9s | %12s | %14s | %12s | %14s |\n' op "berth s" "unconfined s" "noballoon s" "virtiofsd s" "noballoon/vfsd"
-    printf '|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..42})" "-----------" "--------------" "----------------" "--------------" "----------------"
+    echo "noballoon = a second machine VM booted with BERTH_BALLOON=0 (no virtio-balloon free page reporting);"
+    echo "noevents = one booted with BERTH_SHARE_EVENTS=0 (no host file events)"
+    printf '| %-40s | %9s | %12s | %14s | %11s | %12s | %14s |\n' op "berth s" "unconfined s" "noballoon s" "noevents s" "virtiofsd s" "noballoon/vfsd"
+    printf '|%s|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..42})" "-----------" "--------------" "----------------" "-------------" "--------------" "----------------"
     printf '%s\n' "${variant_rows[@]}"
     echo
 fi
-for e in berth berth-unconfined berth-noballoon; do
+for e in berth berth-unconfined berth-noballoon berth-noevents; do
     if has "$e" && [ -f "$work/$e.wall" ]; then
         echo "$e: 'run --rm' wall clock per round (container start + ops + exit): $(awk '{printf "%.1f s ", $2}' "$work/$e.wall")"
     fi
@@ -508,7 +604,7 @@ has virtiofsd && [ -f "$work/virtiofsd.wall" ] &&
 if [ "$count" = 1 ]; then
     echo "FUSE requests per step, round 1 (COUNT=1: berth-vmm's BERTH_VMM_FS_TRACE log, virtiofsd's debug log;"
     echo "between the STATFS marks around each step, so a mark's own path lookup may add one request):"
-    for e in berth berth-unconfined berth-noballoon virtiofsd; do
+    for e in berth berth-unconfined berth-noballoon berth-noevents virtiofsd; do
         [ -f "$work/$e.r1.ops" ] || continue
         awk -v e="$e" '
             BEGIN {
@@ -525,6 +621,31 @@ if [ "$count" = 1 ]; then
                     printf "  %-17s %-7s %5d:%s\n", e, step[i], t[i], line
                 }
             }' "$work/$e.r1.ops"
+    done
+    echo
+fi
+if [ "$count" = 1 ]; then
+    echo "host CPU seconds per step, round 1 (COUNT=1: all threads' schedstat every 0.1 s, between the STATFS marks;"
+    echo "vCPU = the guest vCPU thread, emulation included; rest = the other VMM / QEMU threads and virtiofsd)"
+    printf '  %-17s %-7s %8s %8s\n' engine step vCPU rest
+    for e in berth berth-unconfined berth-noballoon berth-noevents virtiofsd; do
+        [ -f "$work/$e.r1.marks" ] && [ -f "$work/$e.r1.cpu" ] || continue
+        cpu_steps "$work/$e.r1.marks" "$work/$e.r1.cpu" | awk -v e="$e" '{printf "  %-17s %-7s %8s %8s\n", e, $1, $2, $3}'
+    done
+    echo
+    echo "guest kernel counters per step, round 1 (COUNT=1: /proc/stat deltas over the timed"
+    echo "step, read by the ops script with shell builtins; CPU in ticks of 10 ms: idle = the vCPU halted, waiting)"
+    printf '  %-17s %-7s %6s %6s %6s %6s %6s %8s %8s %6s\n' engine step user system idle iowait irq+si ctxt intr forks
+    for e in berth berth-unconfined berth-noballoon berth-noevents virtiofsd; do
+        f=$work/$e.r1.out.clean
+        [ "$e" = virtiofsd ] && f=$work/virtiofsd.r1.serial.clean
+        [ -f "$f" ] || continue
+        awk -v e="$e" '
+            $1 == "FSCTR" && $3 == 0 { for (i = 4; i <= 13; i++) s[$2, i] = $i }
+            $1 == "FSCTR" && $3 == 1 {
+                for (i = 4; i <= 13; i++) dl[i] = $i - s[$2, i]
+                printf "  %-17s %-7s %6d %6d %6d %6d %6d %8d %8d %6d\n", e, $2, dl[4] + dl[5], dl[6], dl[7], dl[8], dl[9] + dl[10], dl[11], dl[12], dl[13]
+            }' "$f"
     done
     echo
 fi
