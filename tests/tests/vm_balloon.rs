@@ -21,7 +21,8 @@
 //! the same containers and images, a `--restart always` container still
 //! running as the same process (a cold boot would restart it: another
 //! PID and StartedAt). Then the idle timer (`BERTH_MACHINE_IDLE_SUSPEND`)
-//! suspends it by itself, and the next command resumes it the same way.
+//! suspends it by itself (not while a `logs -f` runs), and the next
+//! command resumes it the same way.
 // Drives the Linux builds of berth and berth-agent (KVM).
 #![cfg(target_os = "linux")]
 
@@ -318,6 +319,34 @@ fn machine_suspends_to_a_snapshot_and_resumes_with_its_containers() {
     cmd.env("BERTH_MACHINE_IDLE_SUSPEND", "1")
         .args(["ps", "-q"]);
     berth_tests::run_command(cmd, None, b.timeout, "berth ps").ok();
+    // A command that runs longer than the idle time is use, not idleness:
+    // while a `logs -f` follows the sleeper (it connected once, at its
+    // start), the forwarder's ticks must not try to suspend (before the
+    // in-use mark they did, every tick, and each try released and
+    // remounted the shares before the open connection refused it).
+    let mut follow = b.command();
+    follow
+        .args(["logs", "-f", "sleeper"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut follow = follow.spawn().expect("berth logs -f");
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_secs(25) {
+        let ports_log = std::fs::read_to_string(machine.join("ports.log")).unwrap_or_default();
+        assert!(
+            !ports_log.contains("suspending it"),
+            "the forwarder tried to suspend while `logs -f` ran ({:.0} s in)\nports.log: {ports_log}",
+            watched.elapsed().as_secs_f64()
+        );
+        assert!(
+            follow.try_wait().unwrap().is_none(),
+            "`logs -f` ended by itself"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    follow.kill().unwrap();
+    follow.wait().unwrap();
+    timing("vm_suspend", "no idle suspend while logs -f ran", t);
     let since = Instant::now();
     // The forwarder looks every 10 s; the bound only keeps a broken timer
     // from hanging the suite.
