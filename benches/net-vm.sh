@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # VM networking rows of benches/net.sh (run by `VM=1 benches/net.sh`, or
-# `VM=only benches/net.sh`, or directly): TCP throughput through the machine
-# VM's network paths, berth against QEMU -M microvm booting the same guest
-# kernel, side by side in one run:
+# `VM=only benches/net.sh`, or directly): TCP throughput and connection rate
+# through the VMs' network paths, berth against QEMU -M microvm booting the
+# same guest kernel, side by side in one run:
 #
 #   berth   the machine VM (--isolation shared, private BERTH_HOME): virtio-net
 #           served by berth-vmm's user-mode TCP/IP stack (--net user, smoltcp);
 #           published ports through the host-side port forwarder (host-core
 #           port_forward.rs: host TCP <-> vsock <-> the guest)
+#   own     a container in a VM of its own (--isolation vm run -d, same home):
+#           the same user-mode stack in its own VMM; published ports served
+#           by its keeper process (port_forward::RunPorts, the same per-socket
+#           code), to the guest's 127.0.0.1:PORT
 #   passt   QEMU + passt (Debian `passt`): `-netdev stream,addr.type=unix`
 #           (QEMU >= 7.2) to passt's socket, `-t HOSTPORT:80` forwards
 #           (no -4: with it this passt (git 20230309) fails to bind -t ports)
@@ -24,10 +28,16 @@
 #   host → guest  `curl -o /dev/null http://127.0.0.1:HOSTPORT/big` on the host
 #                 through the forwarded port to busybox httpd in the guest
 #                 (berth: `run -d -p 127.0.0.1:HOSTPORT:80` in the machine VM;
-#                 QEMU: the hostfwd / passt -t forward), a SIZE file made
-#                 in the guest's memory (tmpfs / the container's rootfs)
-#                 before the timing
-# MiB/s per row and the ratio berth / peer (below 1: berth is slower).
+#                 own: the same with --isolation vm; QEMU: the hostfwd /
+#                 passt -t forward), a SIZE file made in the guest's memory
+#                 (tmpfs / the container's rootfs) before the timing
+#   connection rate, guest → host  CONNS busybox `wget -q -O /dev/null` of a
+#                 2-byte file one after another (a new connection each, and a
+#                 fork + exec of wget in the guest each), timed in the guest
+#   connection rate, host → guest  `ab -n CONNS -c 1` (apache2-utils) of the
+#                 guest's 2-byte index.html through the forwarded port
+# MiB/s or connections/s per row, and the ratio berth / peer (below 1: berth
+# is slower).
 #
 # QEMU guest: the same kernel (newest ~/.cache/berth/kernel/*/vmlinux or
 # $BERTH_KERNEL), 1 vCPU, 512 MiB, flags as in benches/boot.sh / fs.sh, and on
@@ -38,24 +48,29 @@
 # → guest download. The berth machine VM gets its default size (on kvm_pvm
 # hosts 1 vCPU / 512 MiB as well; BERTH_MACHINE_CPUS / BERTH_MACHINE_MEM_MIB).
 #
-# Environment: VM_SIZE_MIB (2), VM_ROUNDS (1; each round runs every peer, the
-# order rotating), VM_PEERS ("berth passt slirp"), VM_TIMEOUT (seconds a guest
-# step may take, 600), VM_PORT_BASE (18480: the host server; +1, +2, +3
-# the berth, passt and slirp forwards), NICE (niceness of the VMMs and passt, 0), KEEP=1.
+# Environment: VM_SIZE_MIB (2), VM_CONNS (50, connections per rate row),
+# VM_ROUNDS (1; each round runs every peer, the order rotating), VM_PEERS
+# ("berth own passt slirp"), VM_TIMEOUT (seconds a guest step may take, 600),
+# VM_PORT_BASE (18480: the host server; +1, +2, +3, +4 the berth, passt,
+# slirp and own forwards), NICE (niceness of the VMMs and passt, 0), KEEP=1.
 # A peer that cannot run is printed as `SKIPPED: <reason>`; the others still
-# run. Processes: the machine VM is stopped with `machine stop` (then its
-# recorded VMM PID killed if it is still there), QEMU, passt and the host
-# httpd are killed by the PIDs started here; nothing is killed by name.
+# run. Processes: the own-VM container is removed with `rm -f` (its keeper
+# and VMM go with it), the machine VM is stopped with `machine stop` (then
+# its recorded VMM PID killed if it is still there), QEMU, passt and the host
+# httpd are killed by the PIDs started here; last, any process still running
+# one of the binaries copied into this run's work directory is killed by its
+# PID. Nothing is killed by name.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 size_mib=${VM_SIZE_MIB:-2}
 rounds=${VM_ROUNDS:-1}
-peers=${VM_PEERS:-berth passt slirp}
+conns=${VM_CONNS:-50}
+peers=${VM_PEERS:-berth own passt slirp}
 step_timeout=${VM_TIMEOUT:-600}
 niceness=${NICE:-0}
 srv_port=${VM_PORT_BASE:-18480}   # host-side server on 127.0.0.1; the forwards follow it
-port_berth=$((srv_port + 1)) port_passt=$((srv_port + 2)) port_slirp=$((srv_port + 3))
+port_berth=$((srv_port + 1)) port_passt=$((srv_port + 2)) port_slirp=$((srv_port + 3)) port_own=$((srv_port + 4))
 base_cmdline='console=ttyS0 reboot=k panic=-1 quiet clocksource=kvm-clock'
 root_args='root=/dev/vda ro rootfstype=ext4 init=/init'
 # = PVM_CMDLINE_EXTRAS in vmm/src/host_quirks.rs (berth-vmm adds it itself).
@@ -65,12 +80,21 @@ log() { printf 'bench-vm: %s\n' "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
 [[ $size_mib =~ ^[1-9][0-9]*$ ]] || die "VM_SIZE_MIB must be a positive integer"
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || die "VM_ROUNDS must be a positive integer"
+[[ $conns =~ ^[1-9][0-9]*$ ]] || die "VM_CONNS must be a positive integer"
+for p in $peers; do
+    case $p in berth | own | passt | slirp) ;; *) die "VM_PEERS: unknown peer $p (berth, own, passt, slirp)" ;; esac
+done
 has() { [[ " $peers " == *" $1 "* ]]; }
 PATH=$PATH:/usr/sbin:/sbin
 
 busybox=${BUSYBOX:-/bin/busybox}
 [ -x "$busybox" ] || die "$busybox missing (apt-get install busybox-static)"
 command -v curl >/dev/null || die "curl missing"
+if ! command -v ab >/dev/null; then
+    log "installing apache2-utils (ab)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends apache2-utils >/dev/null 2>&1 || true
+fi
+command -v ab >/dev/null || log "ab missing (apt-get install apache2-utils failed): no host → guest connection-rate row"
 if [ -n "${BERTH_KERNEL:-}" ]; then kernel=$BERTH_KERNEL; else
     kernel=$(ls -t "${BERTH_CACHE_DIR:-$HOME/.cache/berth}"/kernel/*/vmlinux 2>/dev/null | head -n 1 || true)
 fi
@@ -96,13 +120,14 @@ mkfs=$(command -v mkfs.ext4 || true)
 work=$(mktemp -d "${TMPDIR:-/tmp}/berth-bench-netvm.XXXXXX")
 mkdir -p "$work/bin" "$work/www" "$work/res"
 berth=$work/bin/berth
-qemu_pid="" passt_pid="" srv_pid="" machine_up="" berth_web=""
+qemu_pid="" passt_pid="" srv_pid="" machine_up="" berth_web="" own_web=""
 cleanup() {
     set +e
     local p
     for p in "$qemu_pid" "$passt_pid" "$srv_pid"; do
         if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then kill -KILL "$p"; wait "$p" 2>/dev/null; fi
     done
+    [ -n "$own_web" ] && { timeout 120 "$berth" --isolation vm rm -f nb-own >/dev/null 2>&1 || log "own: rm -f nb-own failed"; }
     if [ -n "$machine_up" ]; then
         [ -n "$berth_web" ] && timeout 120 "$berth" --isolation shared rm -f nb-web >/dev/null 2>&1
         p=$(cat "$BERTH_HOME/machine/vmm.pid" 2>/dev/null)
@@ -113,13 +138,21 @@ cleanup() {
             kill -KILL "$p"
         fi
     fi
+    # Anything still running a binary of this run's (a keeper, a VMM).
+    local c
+    for c in /proc/[0-9]*/cmdline; do
+        p=${c#/proc/} p=${p%/cmdline}
+        [ "$p" != $$ ] && tr '\0' ' ' <"$c" 2>/dev/null | grep -qF "$work/bin/" || continue
+        log "process $p still runs a binary of this run: killing it"
+        kill -KILL "$p" 2>/dev/null
+    done
     if [ "${KEEP:-0}" = 1 ]; then log "work directory kept: $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-for p in "$srv_port" "$port_berth" "$port_passt" "$port_slirp"; do
+for p in "$srv_port" "$port_berth" "$port_passt" "$port_slirp" "$port_own"; do
     ! ss -Hltn "sport = :$p" | grep -q . || die "port $p is in use on this host (set VM_PORT_BASE)"
 done
 size_bytes=$((size_mib * 1048576))
@@ -141,38 +174,87 @@ h2g() {
     mbps "$4" "$5" >>"$work/res/h2g.$1"
     log "$1: host → guest $(tail -n 1 "$work/res/h2g.$1") MiB/s ($5 s)"
 }
+# h2gc PEER PORT: ab -n CONNS -c 1 through the forwarded port, append
+# connections/s to res/h2gc.PEER
+h2gc() {
+    command -v ab >/dev/null || return 0
+    local out n
+    out=$(timeout "$step_timeout" ab -q -n "$conns" -c 1 -s "$step_timeout" "http://127.0.0.1:$2/index.html" 2>&1) ||
+        { log "$1: ab through 127.0.0.1:$2 failed: $(tail -n 2 <<<"$out" | tr '\n' ' ')"; return 1; }
+    n=$(awk -v n="$conns" '/^Complete requests:/ {c = $3} /^Failed requests:/ {f = $3} /^Non-2xx responses:/ {x = $3}
+        END {print (c == n && f == 0 && x == "") ? "ok" : "complete " c ", failed " f ", non-2xx " x}' <<<"$out")
+    [ "$n" = ok ] || { log "$1: ab: $n"; return 1; }
+    awk '/^Requests per second:/ {print $4}' <<<"$out" >>"$work/res/h2gc.$1"
+    log "$1: host → guest $(tail -n 1 "$work/res/h2gc.$1") connections/s (ab -n $conns -c 1)"
+}
+# The guest's part of both guest → host rows, in a busybox sh: prints
+# "T0 T1 T2 T3" (the SIZE download, then CONNS downloads of a 2-byte file).
+# $1: the host alias, $2: the host server's port, $3: CONNS.
+guest_g2h='t0=$EPOCHREALTIME; wget -q -O /dev/null "http://$1:$2/big" || exit 1; t1=$EPOCHREALTIME
+i=0; while [ $i -lt $3 ]; do wget -q -O /dev/null "http://$1:$2/index.html" || exit 2; i=$((i + 1)); done
+echo "$t0 $t1 $t1 $EPOCHREALTIME"'
+# g2h_record PEER "T0 T1 T2 T3": append to res/g2h.PEER and res/g2hc.PEER
+g2h_record() {
+    awk -v b="$size_bytes" -v t="$2" 'BEGIN { split(t, a, " "); printf "%.3f\n", b / 1048576 / (a[2] - a[1]) }' >>"$work/res/g2h.$1"
+    awk -v n="$conns" -v t="$2" 'BEGIN { split(t, a, " "); printf "%.2f\n", n / (a[4] - a[3]) }' >>"$work/res/g2hc.$1"
+    log "$1: guest → host $(tail -n 1 "$work/res/g2h.$1") MiB/s, $(tail -n 1 "$work/res/g2hc.$1") connections/s"
+}
+# web_cmd: the container's command (a SIZE file, an index.html, httpd)
+web_cmd="mkdir -p /www && echo x >/www/index.html && dd if=/dev/zero of=/www/big bs=1M count=$size_mib 2>/dev/null && exec httpd -f -p 80 -h /www"
+# wait_port PEER PORT: until the forwarded port serves index.html
+wait_port() {
+    local i
+    for ((i = 0; i < step_timeout; i++)); do
+        [ "$(curl -s --max-time 30 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$2/index.html")" = 200 ] && return 0
+        sleep 1
+    done
+    return 1
+}
 
 # ------------------------------------------------------------------ berth
-berth_setup() {
+# berth_env: the binaries copied into the work directory, a private home
+berth_env() {
+    [ -x "$berth" ] && return 0
     cp "$root/target/release/berth" "$root/target/release/berth-vmm" \
-        "$root/target/x86_64-unknown-linux-gnu/release/berth-agent" "$work/bin/"
+        "$root/target/x86_64-unknown-linux-gnu/release/berth-agent" "$work/bin/" || return 1
     export BERTH_HOME=$work/home BERTH_AGENT=$work/bin/berth-agent BERTH_VMM=$work/bin/berth-vmm BERTH_KERNEL=$kernel
     unset BERTH_ISOLATION BERTH_MACHINE_NET
+}
+berth_setup() {
+    berth_env || { skip[berth]="copying the berth binaries failed"; return 1; }
     local t0=$SECONDS
     machine_up=1
     log "berth: booting the machine VM (BERTH_HOME $BERTH_HOME)"
     nice -n "$niceness" "$berth" --isolation shared machine start >/dev/null || { skip[berth]="machine start failed"; return 1; }
     "$berth" --isolation shared load -q -i "$root/out/images/busybox.oci.tar" >/dev/null || { skip[berth]="image load failed"; return 1; }
     berth_web=1
-    "$berth" --isolation shared run -d --name nb-web -p "127.0.0.1:$port_berth:80" berth/busybox \
-        sh -c "mkdir -p /www && echo x >/www/index.html && dd if=/dev/zero of=/www/big bs=1M count=$size_mib 2>/dev/null && exec httpd -f -p 80 -h /www" >/dev/null ||
+    "$berth" --isolation shared run -d --name nb-web -p "127.0.0.1:$port_berth:80" berth/busybox sh -c "$web_cmd" >/dev/null ||
         { skip[berth]="run -d -p 127.0.0.1:$port_berth:80 failed"; return 1; }
-    local i
-    for ((i = 0; i < step_timeout; i++)); do
-        [ "$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port_berth/index.html")" = 200 ] && break
-        sleep 1
-    done
-    [ "$i" -lt "$step_timeout" ] || { skip[berth]="published port 127.0.0.1:$port_berth never answered"; return 1; }
+    wait_port berth "$port_berth" || { skip[berth]="published port 127.0.0.1:$port_berth never answered"; return 1; }
     log "berth: machine up, image loaded, web container serving in $((SECONDS - t0)) s"
 }
+# own_setup: a detached container in a VM of its own, in the same home
+own_setup() {
+    berth_env || { skip[own]="copying the berth binaries failed"; return 1; }
+    local t0=$SECONDS
+    log "own: loading the image, starting a container in a VM of its own"
+    "$berth" --isolation vm load -q -i "$root/out/images/busybox.oci.tar" >/dev/null || { skip[own]="image load (--isolation vm) failed"; return 1; }
+    own_web=1
+    local out
+    out=$(nice -n "$niceness" timeout "$step_timeout" "$berth" --isolation vm run -d --name nb-own -p "127.0.0.1:$port_own:80" \
+        berth/busybox sh -c "$web_cmd" 2>&1 >/dev/null) ||
+        { skip[own]="--isolation vm run -d -p 127.0.0.1:$port_own:80 failed: $(tail -n 1 <<<"$out")"; return 1; }
+    wait_port own "$port_own" || { skip[own]="published port 127.0.0.1:$port_own never answered"; return 1; }
+    log "own: VM up, web container serving in $((SECONDS - t0)) s"
+}
+# run_berth PEER: the rows of the machine VM (berth) or the own VM (own)
 run_berth() {
-    local t
-    t=$(timeout "$step_timeout" "$berth" --isolation shared exec nb-web sh -c \
-        't0=$EPOCHREALTIME; wget -q -O /dev/null "$1" || exit 1; t1=$EPOCHREALTIME; echo "$t0 $t1"' \
-        sh "http://192.168.127.254:$srv_port/big") || { log "berth: wget in the container failed"; return 1; }
-    awk -v b="$size_bytes" -v t="$t" 'BEGIN { split(t, a, " "); printf "%.3f\n", b / 1048576 / (a[2] - a[1]) }' >>"$work/res/g2h.berth"
-    log "berth: guest → host $(tail -n 1 "$work/res/g2h.berth") MiB/s"
-    h2g berth "$port_berth"
+    local t iso=shared name=nb-web port=$port_berth
+    [ "$1" = own ] && iso=vm name=nb-own port=$port_own
+    t=$(timeout "$step_timeout" "$berth" --isolation "$iso" exec "$name" sh -c "$guest_g2h" \
+        sh 192.168.127.254 "$srv_port" "$conns") || { log "$1: wget in the container failed"; return 1; }
+    g2h_record "$1" "$t"
+    h2g "$1" "$port" && h2gc "$1" "$port"
 }
 
 # ------------------------------------------------------------------ QEMU
@@ -204,7 +286,13 @@ echo "NETBENCH-BEGIN $(uname -r)"
 t0=$EPOCHREALTIME
 if wget -q -O /dev/null "http://10.0.2.2:$NB_PORT/big"; then
     t1=$EPOCHREALTIME
-    echo "NETBENCH g2h $t0 $t1"
+    i=0
+    while [ $i -lt "$NB_CONNS" ] && wget -q -O /dev/null "http://10.0.2.2:$NB_PORT/index.html"; do i=$((i + 1)); done
+    if [ $i = "$NB_CONNS" ]; then
+        echo "NETBENCH g2h $t0 $t1 $t1 $EPOCHREALTIME"
+    else
+        echo "NETBENCH-ERROR wget http://10.0.2.2:$NB_PORT/index.html failed after $i"
+    fi
 else
     echo "NETBENCH-ERROR wget http://10.0.2.2:$NB_PORT/big failed"
 fi
@@ -216,7 +304,7 @@ EOF
     truncate -s 16M "$qroot"
     "$mkfs" -q -F -b 4096 -m 0 -O ^has_journal -E root_owner=0:0 -d "$tree" "$qroot" ||
         { skip[passt]="mkfs.ext4 failed"; skip[slirp]="mkfs.ext4 failed"; return 1; }
-    append="$base_cmdline $root_args NB_SIZE=$size_mib NB_PORT=$srv_port"
+    append="$base_cmdline $root_args NB_SIZE=$size_mib NB_PORT=$srv_port NB_CONNS=$conns"
     [ -e /sys/module/kvm_pvm ] && append="$append $pvm_extras"
     return 0
 }
@@ -270,9 +358,10 @@ run_qemu() {
         skip[$peer]="round $r: $(grep -m1 '^NETBENCH-ERROR' "$serial.clean" || echo "no NETBENCH-READY on the serial console after $booted s")"
         rc=1
     else
-        awk -v b="$size_bytes" '$1 == "NETBENCH" && $2 == "g2h" { printf "%.3f\n", b / 1048576 / ($4 - $3) }' "$serial.clean" >>"$work/res/g2h.$peer"
-        log "$peer: guest → host $(tail -n 1 "$work/res/g2h.$peer") MiB/s (launch → ready $booted s)"
+        log "$peer: launch → ready $booted s"
+        g2h_record "$peer" "$(awk '$1 == "NETBENCH" && $2 == "g2h" { print $3, $4, $5, $6 }' "$serial.clean")"
         h2g "$peer" "$port" || { skip[$peer]="round $r: host → guest curl through 127.0.0.1:$port failed"; rc=1; }
+        [ "$rc" != 0 ] || h2gc "$peer" "$port" || { skip[$peer]="round $r: host → guest ab through 127.0.0.1:$port failed"; rc=1; }
     fi
     kill -KILL "$qemu_pid" 2>/dev/null || true
     wait "$qemu_pid" 2>/dev/null || true
@@ -290,15 +379,16 @@ load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 t_start=$(date +%s)
 log "kernel $kernel; $size_mib MiB per row; peers: $peers; load $load_start"
 if has berth && [ -z "${skip[berth]:-}" ]; then berth_setup || true; fi
+if has own && [ -z "${skip[own]:-}" ]; then own_setup || true; fi
 if { has passt && [ -z "${skip[passt]:-}" ]; } || { has slirp && [ -z "${skip[slirp]:-}" ]; }; then qemu_setup || true; fi
 order=()
-for p in berth passt slirp; do has "$p" && order+=("$p"); done
+for p in berth own passt slirp; do has "$p" && order+=("$p"); done
 for ((r = 1; r <= rounds; r++)); do
     for ((k = 0; k < ${#order[@]}; k++)); do
         p=${order[$(((k + r - 1) % ${#order[@]}))]}
         [ -z "${skip[$p]:-}" ] || continue
         case $p in
-        berth) run_berth || skip[berth]="round $r: see the log above" ;;
+        berth | own) run_berth "$p" || skip[$p]="round $r: see the log above" ;;
         passt | slirp) run_qemu "$p" || log "$p SKIPPED: ${skip[$p]}" ;;
         esac
     done
@@ -311,25 +401,45 @@ med() {
     [ -s "$f" ] || { echo n/a; return; }
     sort -g "$f" | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'
 }
+# rng ROW PEER: "min–max" of the rounds (empty with one round)
+rng() {
+    local f=$work/res/$1.$2
+    [ "$(wc -l <"$f" 2>/dev/null || echo 0)" -gt 1 ] || return 0
+    sort -g "$f" | awk 'NR == 1 {a = $1} {b = $1} END {printf " (%s–%s)", a, b}'
+}
 ratio() { if [ "$1" = n/a ] || [ "$2" = n/a ]; then echo n/a; else awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; fi; }
 f() { if [ "$1" = n/a ]; then echo n/a; else printf %.3f "$1"; fi; }
 echo
-echo "VM networking, $size_mib MiB per row, $rounds round(s), medians (MiB/s, higher is better)"
+echo "VM networking, $size_mib MiB per throughput row, $conns connections per rate row, $rounds round(s): medians (range), higher is better"
 echo "host: $(uname -r), $([ -e /sys/module/kvm_pvm ] && echo 'kvm_pvm (guest kernel emulated)' || echo kvm), $(nproc) CPUs, $(date -u '+%Y-%m-%d %H:%M UTC'); load average $load_start at start, $load_end at end; $(($(date +%s) - t_start)) s"
 echo "kernel $kernel; $("$berth" --version 2>/dev/null || echo '?') (git $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'))"
 command -v qemu-system-x86_64 >/dev/null && echo "$(qemu-system-x86_64 --version | head -n 1) -M microvm; passt $(dpkg-query -W -f '${Version}' passt 2>/dev/null || echo '?') via -netdev stream; slirp: -netdev user (libslirp $(dpkg-query -W -f '${Version}' libslirp0 2>/dev/null || echo '?'))"
 echo
-echo "| row | berth | passt | slirp | berth/passt | berth/slirp |"
-echo "|---|---|---|---|---|---|"
-for row in g2h h2g; do
+# Columns: each peer run, then berth and own against each QEMU peer.
+ours=() theirs=()
+for p in berth own; do has "$p" && ours+=("$p"); done
+for p in passt slirp; do has "$p" && theirs+=("$p"); done
+head="| row |" rule="|---|"
+for p in "${order[@]}"; do head+=" ${p/own/own VM} |" rule+="---|"; done
+for a in "${ours[@]}"; do for b in "${theirs[@]}"; do head+=" $a/$b |" rule+="---|"; done; done
+echo "$head"
+echo "$rule"
+for row in g2h h2g g2hc h2gc; do
     case $row in
-    g2h) label="guest → host: wget $size_mib MiB from host 127.0.0.1 (berth: container → 192.168.127.254; QEMU: 10.0.2.2)" ;;
-    h2g) label="host → guest: curl $size_mib MiB via forwarded port (berth: -p 127.0.0.1:P:80; passt -t; slirp hostfwd)" ;;
+    g2h) label="guest → host: wget $size_mib MiB from host 127.0.0.1, MiB/s" ;;
+    h2g) label="host → guest: curl $size_mib MiB via the forwarded port, MiB/s" ;;
+    g2hc) label="guest → host: $conns wget of 2 bytes, connections/s" ;;
+    h2gc) label="host → guest: ab -n $conns -c 1 of 2 bytes via the forwarded port, connections/s" ;;
     esac
-    b=$(med "$row" berth) p=$(med "$row" passt) s=$(med "$row" slirp)
-    echo "| $label | $(f "$b") | $(f "$p") | $(f "$s") | $(ratio "$b" "$p") | $(ratio "$b" "$s") |"
+    line="| $label |"
+    for p in "${order[@]}"; do line+=" $(f "$(med "$row" "$p")")$(rng "$row" "$p") |"; done
+    for a in "${ours[@]}"; do for b in "${theirs[@]}"; do line+=" $(ratio "$(med "$row" "$a")" "$(med "$row" "$b")") |"; done; done
+    echo "$line"
 done
 echo
-for p in berth passt slirp; do
+echo "berth: the machine VM (--isolation shared; its container reaches the host at 192.168.127.254);"
+echo "own VM: --isolation vm run -d (the same alias); QEMU guests reach the host at 10.0.2.2."
+echo "Published ports: berth -p 127.0.0.1:P:80 (port forwarder, vsock), passt -t, slirp hostfwd."
+for p in berth own passt slirp; do
     if has "$p" && [ -n "${skip[$p]:-}" ]; then echo "$p: SKIPPED: ${skip[$p]}"; fi
 done

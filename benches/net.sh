@@ -58,10 +58,11 @@
 #
 # Environment: SIZE_MIB (1024), REQUESTS (5000, ab), WGET_REQUESTS (1000),
 # CONCURRENCY (8), ROUNDS (5), KEEP=1 keeps the work directory.
-# VM=1 adds the machine-VM rows after these (benches/net-vm.sh: berth's VM
-# with its user-mode network stack and port forwarder against QEMU microvm
-# with passt and with slirp, same guest kernel; VM_SIZE_MIB, VM_ROUNDS, see
-# that script), VM=only runs just those.
+# VM=1 adds the VM rows after these (benches/net-vm.sh: throughput and
+# connection rate of berth's machine VM and of an own VM, with their
+# user-mode network stack and port forwarding, against QEMU microvm with
+# passt and with slirp, same guest kernel; VM_SIZE_MIB, VM_CONNS, VM_ROUNDS,
+# VM_PEERS, see that script), VM=only runs just those.
 # Processes: containers are removed, dockerd is stopped by its pidfile PID,
 # the berth agent by its agent.pid, the host-side servers by the PIDs started
 # here; then the namespaces and the work directory are removed. Nothing is

@@ -144,9 +144,90 @@ impl Connection {
     }
 }
 
+/// A stream request sent without waiting for any answer: the vsock
+/// handshake line, `Hello` and the request go out in one write, so the
+/// caller may send the stream's first bytes at once; [`PendingStream::ready`]
+/// then reads the three answers. Where the agent sits behind a VMM (an
+/// emulated guest kernel, where each round trip is an interrupt, a wakeup
+/// and several system calls there) the stream starts after one round trip
+/// instead of three. The muxer keeps what follows the `CONNECT` line until
+/// the guest accepts, and the agent reads the frames without reading ahead.
+pub(crate) struct PendingStream {
+    stream: UnixStream,
+    vsock_port: Option<u32>,
+    id: u64,
+}
+
+impl PendingStream {
+    pub(crate) fn send(ep: &Endpoint, request: Request) -> Result<PendingStream, ClientError> {
+        let (path, port) = match ep {
+            Endpoint::Unix(p) => (p.as_path(), None),
+            Endpoint::VsockMux { path, port } => (path.as_path(), Some(*port)),
+        };
+        let mut stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut out = match port {
+            Some(port) => format!("CONNECT {port}\n").into_bytes(),
+            None => Vec::new(),
+        };
+        let id = 1;
+        out.extend(berth_protocol::frame::encode(&Hello {
+            version: PROTOCOL_VERSION,
+            client: format!("berth {}", env!("CARGO_PKG_VERSION")),
+        })?);
+        out.extend(berth_protocol::frame::encode(&RequestEnvelope {
+            id,
+            request,
+        })?);
+        stream.write_all(&out)?;
+        Ok(PendingStream {
+            stream,
+            vsock_port: port,
+            id,
+        })
+    }
+
+    /// Another handle on the stream, for writing while the answers are
+    /// awaited.
+    pub(crate) fn try_clone(&self) -> std::io::Result<UnixStream> {
+        self.stream.try_clone()
+    }
+
+    /// Reads the handshake's, `Hello`'s and the request's answers; after
+    /// `Ready` the raw stream is returned.
+    pub(crate) fn ready(mut self) -> Result<UnixStream, ClientError> {
+        if let Some(port) = self.vsock_port {
+            vsock_answer(&mut self.stream, &format!("vsock port {port}: "))?;
+        }
+        let reply: HelloReply = read_frame(&mut self.stream)?;
+        if let Some(e) = reply.error {
+            return Err(ClientError::Refused(e));
+        }
+        let resp: ResponseEnvelope = read_frame(&mut self.stream)?;
+        if resp.id != self.id && resp.id != 0 {
+            return Err(ClientError::Unexpected(format!(
+                "response id {} for request {}",
+                resp.id, self.id
+            )));
+        }
+        match resp.result? {
+            Response::Ready => Ok(self.stream),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+}
+
 /// Firecracker-style handshake on the VMM's vsock Unix socket.
 pub fn vsock_connect(stream: &mut UnixStream, port: u32) -> Result<(), ClientError> {
     stream.write_all(format!("CONNECT {port}\n").as_bytes())?;
+    vsock_answer(stream, &format!("vsock port {port}: "))
+}
+
+/// Reads the muxer's answer to a `CONNECT` line: `OK <hostport>`, or an
+/// error (`what` prefixes it).
+fn vsock_answer(stream: &mut UnixStream, what: &str) -> Result<(), ClientError> {
     let mut line = Vec::new();
     let mut b = [0u8; 1];
     while line.len() < 64 {
@@ -160,7 +241,7 @@ pub fn vsock_connect(stream: &mut UnixStream, port: u32) -> Result<(), ClientErr
     }
     let line = String::from_utf8_lossy(&line);
     if !line.starts_with("OK ") {
-        return Err(ClientError::Refused(format!("vsock port {port}: {line:?}")));
+        return Err(ClientError::Refused(format!("{what}{line:?}")));
     }
     Ok(())
 }

@@ -7,7 +7,7 @@
 //! reply carries nothing the caller uses return `()` whatever the engine
 //! acknowledged with.
 
-use crate::client::{ClientError, Connection, Endpoint};
+use crate::client::{ClientError, Connection, Endpoint, PendingStream};
 use crate::platform::UnixStream;
 use berth_protocol::frame::read_frame;
 use berth_protocol::{
@@ -80,6 +80,22 @@ pub struct Engine {
 
 fn unexpected(r: Response) -> ClientError {
     ClientError::Unexpected(format!("{r:?}"))
+}
+
+/// A published port's stream asked for and not yet answered
+/// ([`Engine::port_connect_pipelined`]).
+pub struct PortStream(PendingStream);
+
+impl PortStream {
+    /// A handle to write the stream's first bytes with now.
+    pub fn writer(&self) -> std::io::Result<UnixStream> {
+        self.0.try_clone()
+    }
+
+    /// Waits for the answers: the stream once the guest joined the port.
+    pub fn ready(self) -> Result<UnixStream, ClientError> {
+        self.0.ready()
+    }
 }
 
 impl Engine {
@@ -553,6 +569,13 @@ impl Engine {
     /// A byte stream to a published port inside the engine's host.
     pub fn port_connect(self, port: u16) -> Result<UnixStream, ClientError> {
         self.stream(Request::PortConnect { port })
+    }
+
+    /// [`Engine::port_connect`] on a connection of its own, sent without
+    /// waiting ([`PortStream`]): the caller may write the stream's first
+    /// bytes before the answers come.
+    pub fn port_connect_pipelined(ep: &Endpoint, port: u16) -> Result<PortStream, ClientError> {
+        PendingStream::send(ep, Request::PortConnect { port }).map(PortStream)
     }
 
     /// A stream of datagram frames ([`berth_protocol::datagram`]) to a

@@ -303,16 +303,29 @@ fn bind(addr: SocketAddr, proto: PortProto) -> std::io::Result<(HostSocket, Sock
     })
 }
 
-/// One host connection, joined to the guest's port.
+/// One host connection, joined to the guest's port. The `PortConnect`
+/// request goes out without waiting ([`Engine::port_connect_pipelined`])
+/// and the client's bytes follow it at once: a short request reaches the
+/// guest after one round trip to it instead of three (vsock handshake,
+/// `Hello`, `PortConnect`), which on an emulated guest kernel is a good
+/// part of a short connection's time.
 fn forward(client: TcpStream, ep: &Endpoint, guest_port: u16) -> Result<()> {
     let _ = client.set_nodelay(true);
-    let conn = Engine::open(ep)?;
-    let guest = conn.port_connect(guest_port)?;
-    let (mut c_r, mut g_w) = (client.try_clone()?, guest.try_clone()?);
+    let pending = Engine::port_connect_pipelined(ep, guest_port)?;
+    let (mut c_r, mut g_w) = (client.try_clone()?, pending.writer()?);
     let up = std::thread::spawn(move || {
         let _ = std::io::copy(&mut c_r, &mut g_w);
         let _ = g_w.shutdown(Shutdown::Write);
     });
+    let guest = match pending.ready() {
+        Ok(g) => g,
+        Err(e) => {
+            // The copy above ends with the client's socket.
+            let _ = client.shutdown(Shutdown::Both);
+            let _ = up.join();
+            return Err(e.into());
+        }
+    };
     let (mut g_r, mut c_w) = (guest, client);
     let _ = std::io::copy(&mut g_r, &mut c_w);
     let _ = c_w.shutdown(Shutdown::Write);
@@ -1219,6 +1232,98 @@ mod tests {
         drop(forwarding);
         TcpListener::bind(tcp).expect("tcp port released");
         UdpSocket::bind(udp).expect("udp port released");
+    }
+
+    /// A forwarded connection does not wait for the guest between the
+    /// vsock handshake, `Hello`, `PortConnect` and the client's first
+    /// bytes: a fake VMM muxer that reads all four before it answers
+    /// anything still serves the connection (one round trip to the guest,
+    /// not three). With a refusal from the guest the client is closed.
+    #[cfg(unix)]
+    #[test]
+    fn a_connection_reaches_the_guest_without_waiting_for_answers() {
+        use berth_protocol::frame::{read_frame, write_frame};
+        use berth_protocol::{
+            ApiError, ErrorKind, Hello, HelloReply, Request, RequestEnvelope, Response,
+            ResponseEnvelope,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vsock.sock");
+        let l = UnixListener::bind(&path).unwrap();
+        let endpoint = Endpoint::VsockMux {
+            path,
+            port: berth_protocol::AGENT_VSOCK_PORT,
+        };
+        std::thread::spawn(move || {
+            for (n, mut c) in l.incoming().flatten().enumerate() {
+                // Reads everything before answering: a forwarder that
+                // waits for an answer first is cut off here.
+                c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                let mut line = Vec::new();
+                let mut b = [0u8; 1];
+                while c.read_exact(&mut b).is_ok() && b[0] != b'\n' {
+                    line.push(b[0]);
+                }
+                let Ok(_) = read_frame::<_, Hello>(&mut c) else {
+                    continue;
+                };
+                let Ok(req) = read_frame::<_, RequestEnvelope>(&mut c) else {
+                    continue;
+                };
+                let mut first = [0u8; 5];
+                if c.read_exact(&mut first).is_err() {
+                    continue;
+                }
+                assert_eq!(
+                    line,
+                    format!("CONNECT {}", berth_protocol::AGENT_VSOCK_PORT).as_bytes()
+                );
+                let Request::PortConnect { port } = req.request else {
+                    panic!("unexpected {:?}", req.request);
+                };
+                c.write_all(b"OK 1025\n").unwrap();
+                write_frame(
+                    &mut c,
+                    &HelloReply {
+                        version: berth_protocol::PROTOCOL_VERSION,
+                        error: None,
+                        agent_version: "test".into(),
+                    },
+                )
+                .unwrap();
+                let result = if n == 0 {
+                    Ok(Response::Ready)
+                } else {
+                    Err(ApiError::new(ErrorKind::NotFound, "no such port"))
+                };
+                let ok = result.is_ok();
+                write_frame(&mut c, &ResponseEnvelope { id: req.id, result }).unwrap();
+                if ok {
+                    c.write_all(format!("tcp {port}:").as_bytes()).unwrap();
+                    c.write_all(&first).unwrap();
+                    let mut r = c.try_clone().unwrap();
+                    let _ = std::io::copy(&mut r, &mut c);
+                    let _ = c.shutdown(Shutdown::Write);
+                }
+            }
+        });
+        let ports = RunPorts::bind(&[binding("127.0.0.1", 0, 80, PortProto::Tcp)]).unwrap();
+        let tcp = ports.host_addrs()[0].1;
+        let forwarding = ports.serve(&endpoint);
+        let mut c = TcpStream::connect(tcp).unwrap();
+        c.write_all(b"hello, guest").unwrap();
+        c.shutdown(Shutdown::Write).unwrap();
+        let mut got = String::new();
+        c.read_to_string(&mut got).unwrap();
+        assert_eq!(got, format!("tcp {}:hello, guest", tcp.port()));
+
+        // Refused in the guest: the client's connection ends, empty.
+        let mut c = TcpStream::connect(tcp).unwrap();
+        c.write_all(b"hello").unwrap();
+        let mut got = Vec::new();
+        let _ = c.read_to_end(&mut got);
+        assert!(got.is_empty(), "{got:?}");
+        drop(forwarding);
     }
 
     /// Docker's error for a port in use, and nothing of the run stays
