@@ -45,37 +45,68 @@ pub fn kill(pid: i32) {
 /// Blocks until this process holds an exclusive lock on `file`; the lock is
 /// released when the file is closed.
 pub fn lock_exclusive(file: &File) -> io::Result<()> {
+    lock(file, true).map(|_| ())
+}
+
+/// Takes an exclusive lock on `file` if nobody holds one (a lock is held
+/// per open file, so a second open of the same file in this process
+/// counts as somebody); false when it is held.
+pub fn try_lock_exclusive(file: &File) -> io::Result<bool> {
+    lock(file, false)
+}
+
+fn lock(file: &File, wait: bool) -> io::Result<bool> {
     #[cfg(unix)]
     {
         use std::os::fd::AsRawFd;
+        let op = if wait {
+            libc::LOCK_EX
+        } else {
+            libc::LOCK_EX | libc::LOCK_NB
+        };
         // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(io::Error::last_os_error());
+        if unsafe { libc::flock(file.as_raw_fd(), op) } != 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::EWOULDBLOCK) if !wait => Ok(false),
+                _ => Err(e),
+            };
         }
-        Ok(())
+        Ok(true)
     }
     #[cfg(windows)]
     {
         use std::os::windows::io::AsRawHandle;
-        use windows_sys::Win32::Storage::FileSystem::{LockFileEx, LOCKFILE_EXCLUSIVE_LOCK};
+        use windows_sys::Win32::Foundation::ERROR_LOCK_VIOLATION;
+        use windows_sys::Win32::Storage::FileSystem::{
+            LockFileEx, LOCKFILE_EXCLUSIVE_LOCK, LOCKFILE_FAIL_IMMEDIATELY,
+        };
         use windows_sys::Win32::System::IO::OVERLAPPED;
+        let flags = if wait {
+            LOCKFILE_EXCLUSIVE_LOCK
+        } else {
+            LOCKFILE_EXCLUSIVE_LOCK | LOCKFILE_FAIL_IMMEDIATELY
+        };
+        // Windows locks are mandatory: one byte far past any content is
+        // locked, so that other processes can still read the file (a
+        // reservation's names, `vm_volumes`); every locker locks the same
+        // byte, which is all the exclusion needs.
         // SAFETY: the handle is live for the call; OVERLAPPED is plain data
-        // (all-zero = offset 0) and only read during this synchronous call.
+        // (zeroed, then its offset set) and only read during this
+        // synchronous call.
         let ok = unsafe {
             let mut ov: OVERLAPPED = std::mem::zeroed();
-            LockFileEx(
-                file.as_raw_handle(),
-                LOCKFILE_EXCLUSIVE_LOCK,
-                0,
-                u32::MAX,
-                u32::MAX,
-                &mut ov,
-            )
+            ov.Anonymous.Anonymous.OffsetHigh = u32::MAX;
+            LockFileEx(file.as_raw_handle(), flags, 0, 1, 0, &mut ov)
         };
         if ok == 0 {
-            return Err(io::Error::last_os_error());
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(c) if !wait && c == ERROR_LOCK_VIOLATION as i32 => Ok(false),
+                _ => Err(e),
+            };
         }
-        Ok(())
+        Ok(true)
     }
 }
 
