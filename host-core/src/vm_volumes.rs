@@ -676,7 +676,15 @@ mod tests {
         let stop = AtomicBool::new(false);
         let removed = AtomicUsize::new(0);
         let refused = AtomicUsize::new(0);
+        /// Stops the remover however the rounds end (a failed one too).
+        struct Stop<'a>(&'a AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
         std::thread::scope(|scope| {
+            let _stop = Stop(&stop);
             scope.spawn(|| {
                 while !stop.load(Ordering::SeqCst) {
                     match s.remove("db", true) {
@@ -695,7 +703,11 @@ mod tests {
                 let held = s.reserve(&[("db".to_string(), BTreeMap::new())]).unwrap();
                 // The run's VM would now write into the folder.
                 let f = s.data_dir("db").join("f");
-                std::fs::write(&f, round.to_string()).unwrap();
+                let written = std::fs::write(&f, round.to_string());
+                assert!(
+                    written.is_ok(),
+                    "round {round}: a held volume was removed: {written:?}"
+                );
                 std::thread::yield_now();
                 assert_eq!(
                     std::fs::read_to_string(&f).ok(),
@@ -704,7 +716,6 @@ mod tests {
                 );
                 drop(held);
             }
-            stop.store(true, Ordering::SeqCst);
         });
         eprintln!(
             "volume rm: {} removed, {} refused as in use",
