@@ -629,6 +629,46 @@ impl Machine {
         let _ = std::fs::File::create(self.last_use());
     }
 
+    /// The file a command holds a shared lock on from its first
+    /// connection to the machine until it exits (see [`Machine::connect`]),
+    /// so that the idle suspend can tell a long command (`load`, `logs
+    /// -f`, `build`) from an idle machine.
+    fn in_use_file(&self) -> PathBuf {
+        self.dir.join("in-use")
+    }
+
+    fn open_in_use(&self) -> std::io::Result<std::fs::File> {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.in_use_file())
+    }
+
+    /// Marks this process as a command using the machine until it exits
+    /// (once per process; a server that stays up calls
+    /// [`commands_leave_no_use_mark`] first, or the machine would never be
+    /// idle).
+    fn mark_in_use(&self) {
+        if NO_USE_MARK.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        USE_MARK.get_or_init(|| {
+            let f = self.open_in_use().ok()?;
+            crate::platform::lock_shared(&f).ok()?;
+            Some(f)
+        });
+    }
+
+    /// Whether a command other than this process is connected to the
+    /// machine now (holds the in-use mark).
+    fn commands_connected(&self) -> bool {
+        match self.open_in_use() {
+            Ok(f) => matches!(crate::platform::try_lock_exclusive(&f), Ok(false)),
+            Err(_) => false,
+        }
+    }
+
     /// The port forwarder's quiet tick (every 10 s without a container
     /// event): with `BERTH_MACHINE_IDLE_SUSPEND=<seconds>` and no command
     /// for that long, starts `berth machine suspend` (which ends this
@@ -643,6 +683,11 @@ impl Machine {
             return;
         }
         self.touch_last_use();
+        if self.commands_connected() {
+            // A long command (its last use was recorded when it
+            // connected) is still running: idle again from now.
+            return;
+        }
         let Ok(exe) = std::env::current_exe() else {
             return;
         };
@@ -661,6 +706,7 @@ impl Machine {
     pub fn connect(&self) -> Result<Engine> {
         if self.persistent {
             self.touch_last_use();
+            self.mark_in_use();
         }
         if self.vmm_pid().is_some() {
             if let Ok(c) = self.connect_running() {
@@ -1401,6 +1447,14 @@ impl Machine {
         let Some(pid) = self.vmm_pid() else {
             return Ok(false);
         };
+        if self.commands_connected() {
+            // Its connection would refuse the snapshot anyway, but only
+            // after the shares were released: say so before touching them.
+            bail!(
+                "the machine VM cannot be suspended now: a berth command is using it \
+                 (a `logs -f`, `attach`, `load`, `build`…); end it first"
+            );
+        }
         self.stop_port_forwarder();
         self.discard_suspend();
         // The shares' FUSE sessions live in the VMM: the guest unmounts
@@ -1605,6 +1659,20 @@ impl Machine {
     }
 }
 
+/// This process's in-use mark on the machine (see [`Machine::connect`]).
+static USE_MARK: std::sync::OnceLock<Option<std::fs::File>> = std::sync::OnceLock::new();
+
+/// Set by a long-lived server (the Engine API) whose connections are not
+/// commands: it leaves no in-use mark.
+static NO_USE_MARK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// For a process that stays up serving others (the Engine API socket):
+/// its connections to the machine do not keep it from the idle suspend
+/// (each request still counts as a use when it connects).
+pub fn commands_leave_no_use_mark() {
+    NO_USE_MARK.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Whether the machine, last used at `since`, has been idle for `after`
 /// seconds at `now` (`BERTH_MACHINE_IDLE_SUSPEND`; None or 0: never; an
 /// unknown last use or a clock that went back: not idle).
@@ -1668,7 +1736,34 @@ pub fn parse_balloon_stats(data: &[u8]) -> std::collections::BTreeMap<String, u6
 
 #[cfg(test)]
 mod tests {
-    use super::{idle_suspend_due, write_rootfs};
+    use super::{idle_suspend_due, write_rootfs, Machine};
+
+    #[test]
+    fn a_connected_command_is_seen_until_it_lets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Machine {
+            dir: dir.path().to_path_buf(),
+            persistent: true,
+            image_disk: None,
+            vm_shares: Vec::new(),
+            net_peers: Vec::new(),
+        };
+        assert!(!m.commands_connected(), "nobody holds the mark yet");
+        // Another command's mark: its own open file with a shared lock
+        // (flock locks belong to the open file, so this process's second
+        // open conflicts as another process's would).
+        let other = m.open_in_use().unwrap();
+        crate::platform::lock_shared(&other).unwrap();
+        assert!(m.commands_connected());
+        let second = m.open_in_use().unwrap();
+        crate::platform::lock_shared(&second).unwrap();
+        drop(other);
+        assert!(m.commands_connected(), "one command still holds it");
+        drop(second);
+        assert!(!m.commands_connected(), "the mark goes with the command");
+        // The check itself leaves no lock behind.
+        assert!(!m.commands_connected());
+    }
 
     #[test]
     fn idle_suspend_is_due_only_after_the_setting() {

@@ -45,32 +45,39 @@ pub fn kill(pid: i32) {
 /// Blocks until this process holds an exclusive lock on `file`; the lock is
 /// released when the file is closed.
 pub fn lock_exclusive(file: &File) -> io::Result<()> {
-    lock(file, true).map(|_| ())
+    file_lock(file, false, true).map(|_| ())
 }
 
-/// Takes an exclusive lock on `file` if nobody holds one (a lock is held
-/// per open file, so a second open of the same file in this process
-/// counts as somebody); false when it is held.
+/// Blocks until this process holds a shared lock on `file` (others may
+/// hold shared locks too; an exclusive one waits); released when the file
+/// is closed.
+pub fn lock_shared(file: &File) -> io::Result<()> {
+    file_lock(file, true, true).map(|_| ())
+}
+
+/// Takes an exclusive lock on `file` if nobody holds one of any kind:
+/// Ok(false) when someone does (nothing waits).
 pub fn try_lock_exclusive(file: &File) -> io::Result<bool> {
-    lock(file, false)
+    file_lock(file, false, false)
 }
 
-fn lock(file: &File, wait: bool) -> io::Result<bool> {
+/// flock / LockFileEx over the whole file: Ok(false) only when `wait` is
+/// false and another holder is in the way.
+fn file_lock(file: &File, shared: bool, wait: bool) -> io::Result<bool> {
     #[cfg(unix)]
     {
         use std::os::fd::AsRawFd;
-        let op = if wait {
-            libc::LOCK_EX
-        } else {
-            libc::LOCK_EX | libc::LOCK_NB
-        };
+        let mut op = if shared { libc::LOCK_SH } else { libc::LOCK_EX };
+        if !wait {
+            op |= libc::LOCK_NB;
+        }
         // SAFETY: flock on a descriptor we own.
         if unsafe { libc::flock(file.as_raw_fd(), op) } != 0 {
             let e = io::Error::last_os_error();
-            return match e.raw_os_error() {
-                Some(libc::EWOULDBLOCK) if !wait => Ok(false),
-                _ => Err(e),
-            };
+            if !wait && e.kind() == io::ErrorKind::WouldBlock {
+                return Ok(false);
+            }
+            return Err(e);
         }
         Ok(true)
     }
@@ -82,11 +89,10 @@ fn lock(file: &File, wait: bool) -> io::Result<bool> {
             LockFileEx, LOCKFILE_EXCLUSIVE_LOCK, LOCKFILE_FAIL_IMMEDIATELY,
         };
         use windows_sys::Win32::System::IO::OVERLAPPED;
-        let flags = if wait {
-            LOCKFILE_EXCLUSIVE_LOCK
-        } else {
-            LOCKFILE_EXCLUSIVE_LOCK | LOCKFILE_FAIL_IMMEDIATELY
-        };
+        let mut flags = if shared { 0 } else { LOCKFILE_EXCLUSIVE_LOCK };
+        if !wait {
+            flags |= LOCKFILE_FAIL_IMMEDIATELY;
+        }
         // Windows locks are mandatory: one byte far past any content is
         // locked, so that other processes can still read the file (a
         // reservation's names, `vm_volumes`); every locker locks the same
@@ -101,10 +107,10 @@ fn lock(file: &File, wait: bool) -> io::Result<bool> {
         };
         if ok == 0 {
             let e = io::Error::last_os_error();
-            return match e.raw_os_error() {
-                Some(c) if !wait && c == ERROR_LOCK_VIOLATION as i32 => Ok(false),
-                _ => Err(e),
-            };
+            if !wait && e.raw_os_error() == Some(ERROR_LOCK_VIOLATION as i32) {
+                return Ok(false);
+            }
+            return Err(e);
         }
         Ok(true)
     }

@@ -78,6 +78,9 @@ pub fn run(iso: Isolation, c: &SystemCommand) -> Result<i32> {
                 socket.display(),
                 format!("{iso:?}").to_lowercase()
             );
+            // Its connections are requests, not commands: they must not keep
+            // the machine from the idle suspend while the socket is up.
+            crate::machine::commands_leave_no_use_mark();
             berth_api::serve(&berth_api::ServeOptions {
                 socket,
                 isolation: iso,
