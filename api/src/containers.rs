@@ -529,7 +529,9 @@ pub(crate) async fn create(
     let name = q.get("name").filter(|n| !n.is_empty()).cloned();
     let (mut cfg, extra) = container_config(b, name)?;
     let iso = st.iso();
-    berth_host::mounts::check_placement(iso, &mut cfg).map_err(ApiError::bad_request)?;
+    // Own VMs' named volumes stay held until the create is answered.
+    let _held =
+        berth_host::mounts::check_placement(iso, &mut cfg).map_err(ApiError::bad_request)?;
     let created = st
         .engine(move |e| {
             let created = e.container_create(cfg)?;

@@ -493,8 +493,13 @@ pub fn describe(m: &MountSpec) -> String {
 /// the machine VM a folder it shares (the source is rewritten to its guest
 /// path); a container with its own VM gets its bind folders as shares of
 /// that VM (`vm_shares`, sources rewritten the same way) and has its own
-/// disk, so a named volume there would be neither shared nor kept.
-pub fn check_placement(iso: Isolation, cfg: &mut ContainerConfig) -> Result<(), String> {
+/// disk, so its named volumes are host folders it shares
+/// ([`crate::vm_volumes`]), held in use by the returned reservation: keep
+/// it until the container's VM directory records them (empty elsewhere).
+pub fn check_placement(
+    iso: Isolation,
+    cfg: &mut ContainerConfig,
+) -> Result<crate::vm_volumes::Reservation, String> {
     check_placement_with(iso, cfg, || {
         crate::machine::Machine::default_machine()
             .shares()
@@ -507,9 +512,9 @@ fn check_placement_with(
     iso: Isolation,
     cfg: &mut ContainerConfig,
     shares: impl FnOnce() -> Vec<std::path::PathBuf>,
-) -> Result<(), String> {
+) -> Result<crate::vm_volumes::Reservation, String> {
     let name = match iso {
-        Isolation::Native => return Ok(()),
+        Isolation::Native => return Ok(Default::default()),
         Isolation::Shared => "shared",
         Isolation::Vm => "vm",
     };
@@ -535,7 +540,7 @@ fn check_placement_with(
             }
             m.source = guest;
         }
-        return Ok(());
+        return Ok(Default::default());
     }
     for m in &cfg.mounts {
         if m.kind == MountType::Bind && iso == Isolation::Shared {
@@ -551,12 +556,14 @@ fn check_placement_with(
                 "--volumes-from {from} is not available with --isolation vm: the container's VM holds no other container; use --isolation shared or native"
             ));
         }
-        // Named volumes are host folders (made on first use); they and
-        // the bind sources become the VM's shares (given at restore).
-        crate::vm_volumes::attach(&crate::vm_volumes::VolumeStore::open(), cfg)?;
+        // Named volumes are host folders (made on first use, held until
+        // the VM directory records them); they and the bind sources
+        // become the VM's shares (given at restore).
+        let held = crate::vm_volumes::attach(&crate::vm_volumes::VolumeStore::open(), cfg)?;
         crate::vm_shares::check_binds(cfg)?;
+        return Ok(held);
     }
-    Ok(())
+    Ok(Default::default())
 }
 
 /// Whether `m` came from `-v` rather than `--mount`, as far as the spec
@@ -1100,7 +1107,7 @@ mod tests {
         let from = cfg(vec![], &["other:ro"]);
         let check = |iso, c: &ContainerConfig| {
             let mut c = c.clone();
-            check_placement_with(iso, &mut c, Vec::new).map(|()| c)
+            check_placement_with(iso, &mut c, Vec::new).map(|_| c)
         };
         for c in [&bind, &named, &anon, &from] {
             assert!(check(Isolation::Native, c).is_ok());
@@ -1118,7 +1125,7 @@ mod tests {
         let real = std::fs::canonicalize(d.path()).unwrap();
         let inside = cfg(vec![v(&format!("{}/sub:/c", real.display()))], &[]);
         let mut c = inside.clone();
-        check_placement_with(Isolation::Shared, &mut c, || vec![real.clone()]).unwrap();
+        let _held = check_placement_with(Isolation::Shared, &mut c, || vec![real.clone()]).unwrap();
         assert_eq!(
             c.mounts[0].source,
             format!("/host_mnt{}/sub", real.display())
@@ -1140,7 +1147,7 @@ mod tests {
         // A bind in an own VM is one of its shares (vm_shares.rs): its
         // source points at the guest path.
         let mut c = inside.clone();
-        check_placement_with(Isolation::Vm, &mut c, || unreachable!()).unwrap();
+        let _held = check_placement_with(Isolation::Vm, &mut c, || unreachable!()).unwrap();
         assert_eq!(
             c.mounts[0].source,
             format!("/host_mnt{}/sub", real.display())

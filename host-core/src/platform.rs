@@ -93,11 +93,17 @@ fn file_lock(file: &File, shared: bool, wait: bool) -> io::Result<bool> {
         if !wait {
             flags |= LOCKFILE_FAIL_IMMEDIATELY;
         }
+        // Windows locks are mandatory: one byte far past any content is
+        // locked, so that other processes can still read the file (a
+        // reservation's names, `vm_volumes`); every locker locks the same
+        // byte, which is all the exclusion needs.
         // SAFETY: the handle is live for the call; OVERLAPPED is plain data
-        // (all-zero = offset 0) and only read during this synchronous call.
+        // (zeroed, then its offset set) and only read during this
+        // synchronous call.
         let ok = unsafe {
             let mut ov: OVERLAPPED = std::mem::zeroed();
-            LockFileEx(file.as_raw_handle(), flags, 0, u32::MAX, u32::MAX, &mut ov)
+            ov.Anonymous.Anonymous.OffsetHigh = u32::MAX;
+            LockFileEx(file.as_raw_handle(), flags, 0, 1, 0, &mut ov)
         };
         if ok == 0 {
             let e = io::Error::last_os_error();

@@ -21,6 +21,13 @@
 //! A volume is in use while a VM directory under `$BERTH_HOME/vms/` lists
 //! it in its [`USES`] file and belongs to a container: a detached one's
 //! record (until `rm`), or a run whose process or VMM is still alive.
+//! Before its VM directory exists, a starting run holds its volumes with a
+//! [`Reservation`] ([`attach`] makes it). Making a volume, reserving it and
+//! `volume rm`/`prune`'s check-then-delete all run under one lock
+//! (`vm-volumes/.lock`, a file lock, as the users are separate
+//! processes), so a `volume rm` racing a `run -v NAME:/path` either
+//! removes the volume before the run makes it anew, or is refused as in
+//! use: never a container bound to a deleted folder.
 //! Anonymous volumes (`-v /path`, an image's `VOLUME`) stay on the VM's own
 //! disk: they take no share slot and go with the VM, as `--rm` and `rm -v`
 //! would remove them.
@@ -32,6 +39,33 @@ use std::path::{Path, PathBuf};
 /// The file in a VM directory naming the volumes its container mounts,
 /// one a line.
 pub const USES: &str = "volumes";
+
+/// The lock file in the store's folder (see the module's comment).
+const LOCK: &str = ".lock";
+
+/// The folder of the [`Reservation`]s, one file each, naming its volumes.
+const STARTING: &str = ".starting";
+
+/// The named volumes of a container that is being started, held in use
+/// from [`attach`] until it is dropped (or its process ends), by then the
+/// container's VM directory lists them ([`record_uses`]). A file in
+/// `vm-volumes/.starting/` names them; its process holds a lock on it, so
+/// a reservation of a process that died is seen as gone (and removed).
+/// An empty one (no named volumes, another placement) holds nothing.
+#[derive(Debug, Default)]
+#[must_use = "the volumes are held only while the reservation lives"]
+pub struct Reservation {
+    held: Option<(PathBuf, std::fs::File)>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        // The file goes first, then its lock (with the handle).
+        if let Some((path, _)) = &self.held {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
 
 /// What a volume's `volume.json` holds (the native engine's fields).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -143,9 +177,68 @@ impl VolumeStore {
                 format!("create {name}: volume driver options (-o) are not available with --isolation vm: the volume is a host folder each container's VM shares; use --isolation shared or native"),
             ));
         }
-        let r = self.ensure(&name, labels)?;
+        let r = {
+            let _locked = self.lock(&name)?;
+            self.ensure(&name, labels)?
+        };
         let used = self.users().remove(&name).unwrap_or_default();
         Ok(self.info(&r, used))
+    }
+
+    /// Serialises making, reserving and removing volumes between berth
+    /// processes; released when the returned file is dropped. `name`: for
+    /// the error.
+    fn lock(&self, name: &str) -> Result<std::fs::File, ApiError> {
+        let fail = |e| io_error(format!("locking the volumes for {name}"), e);
+        std::fs::create_dir_all(&self.root).map_err(fail)?;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.root.join(LOCK))
+            .map_err(fail)?;
+        crate::platform::lock_exclusive(&f).map_err(fail)?;
+        Ok(f)
+    }
+
+    /// Makes each of `volumes` (name, labels for a new one) that does not
+    /// exist yet and holds them all in use until the reservation is
+    /// dropped: what a run does before its container's VM directory
+    /// records them.
+    pub fn reserve(
+        &self,
+        volumes: &[(String, BTreeMap<String, String>)],
+    ) -> Result<Reservation, ApiError> {
+        let Some((first, _)) = volumes.first() else {
+            return Ok(Reservation::default());
+        };
+        let _locked = self.lock(first)?;
+        for (name, labels) in volumes {
+            self.ensure(name, labels)?;
+        }
+        let fail = |e| io_error(format!("reserving volume {first}"), e);
+        let dir = self.root.join(STARTING);
+        std::fs::create_dir_all(&dir).map_err(fail)?;
+        let mut text = String::new();
+        for (name, _) in volumes {
+            text.push_str(name);
+            text.push('\n');
+        }
+        // Written and locked under a temporary name, then renamed: a
+        // reservation under its own name is always whole and locked.
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".new-")
+            .tempfile_in(&dir)
+            .map_err(fail)?;
+        std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(fail)?;
+        if !crate::platform::try_lock_exclusive(tmp.as_file()).map_err(fail)? {
+            return Err(fail(std::io::Error::other("a new file is locked")));
+        }
+        let path = dir.join(format!("{}-{}", std::process::id(), &random_name()[..16]));
+        let file = tmp.persist(&path).map_err(|e| fail(e.error))?;
+        Ok(Reservation {
+            held: Some((path, file)),
+        })
     }
 
     /// The host folder of volume `name`, made (with `labels`) when it does
@@ -156,6 +249,7 @@ impl VolumeStore {
         name: &str,
         labels: &BTreeMap<String, String>,
     ) -> Result<PathBuf, ApiError> {
+        let _locked = self.lock(name)?;
         self.ensure(name, labels)?;
         Ok(self.data_dir(name))
     }
@@ -225,6 +319,7 @@ impl VolumeStore {
     /// Removes volume `name` unless a container uses it (docker's words);
     /// `force` hides a missing one.
     pub fn remove(&self, name: &str, force: bool) -> Result<(), ApiError> {
+        let _locked = self.lock(name)?;
         if self.read(name).is_none() {
             return if force {
                 Ok(())
@@ -257,6 +352,9 @@ impl VolumeStore {
     pub fn prune(&self, all: bool) -> (Vec<String>, u64) {
         let mut names = Vec::new();
         let mut reclaimed = 0;
+        let Ok(_locked) = self.lock("prune") else {
+            return (names, reclaimed);
+        };
         for v in self.list() {
             if !v.used_by.is_empty() || !(all || v.anonymous) {
                 continue;
@@ -270,10 +368,16 @@ impl VolumeStore {
     }
 
     /// Volume name → the containers that use it: a detached container's id
-    /// (from its record), or the VM directory's name for a run in the
-    /// foreground while its process or VMM lives.
+    /// (from its record), the VM directory's name for a run in the
+    /// foreground while its process or VMM lives, or a starting run's
+    /// reservation (`<pid>-<random>`).
     fn users(&self) -> BTreeMap<String, Vec<String>> {
         let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (user, names) in self.reservations() {
+            for n in names {
+                out.entry(n).or_default().push(user.clone());
+            }
+        }
         let Ok(rd) = std::fs::read_dir(&self.vms) else {
             return out;
         };
@@ -292,6 +396,38 @@ impl VolumeStore {
                 if !ids.contains(&user) {
                     ids.push(user.clone());
                 }
+            }
+        }
+        out
+    }
+}
+
+impl VolumeStore {
+    /// The live reservations: (its name, the volumes it holds). One whose
+    /// lock nobody holds belongs to a process that ended: removed.
+    fn reservations(&self) -> Vec<(String, Vec<String>)> {
+        let mut out = Vec::new();
+        let Ok(rd) = std::fs::read_dir(self.root.join(STARTING)) else {
+            return out;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let Ok(f) = std::fs::File::open(e.path()) else {
+                continue;
+            };
+            match crate::platform::try_lock_exclusive(&f) {
+                Ok(false) => {}
+                Ok(true) => {
+                    let _ = std::fs::remove_file(e.path());
+                    continue;
+                }
+                Err(_) => continue,
+            }
+            if let Some(names) = read_names(f) {
+                out.push((name, names));
             }
         }
         out
@@ -347,13 +483,14 @@ fn vm_dir_alive(dir: &Path) -> bool {
 
 /// The volumes the VM directory `dir` says its container mounts.
 fn read_uses(dir: &Path) -> Option<Vec<String>> {
+    read_names(std::fs::File::open(dir.join(USES)).ok()?)
+}
+
+/// Volume names, one a line (at most 1 MiB of them).
+fn read_names(f: std::fs::File) -> Option<Vec<String>> {
     use std::io::Read;
     let mut text = String::new();
-    std::fs::File::open(dir.join(USES))
-        .ok()?
-        .take(1 << 20)
-        .read_to_string(&mut text)
-        .ok()?;
+    f.take(1 << 20).read_to_string(&mut text).ok()?;
     Some(
         text.lines()
             .filter(|l| valid_name(l))
@@ -388,9 +525,12 @@ pub fn record_uses(dir: &Path, names: &[String]) -> std::io::Result<()> {
 /// the mount gets the local driver's bind options with the folder's guest
 /// path (`/host_mnt` + host path), which [`crate::vm_shares::check_binds`]
 /// then gives a share slot. A volume with a driver other than `local` or
-/// with driver options is refused.
-pub fn attach(store: &VolumeStore, cfg: &mut ContainerConfig) -> Result<(), String> {
-    for m in cfg.mounts.iter_mut() {
+/// with driver options is refused. The volumes stay in use while the
+/// returned reservation lives: the caller keeps it until the container's
+/// VM directory records them ([`record_uses`]).
+pub fn attach(store: &VolumeStore, cfg: &mut ContainerConfig) -> Result<Reservation, String> {
+    let mut wanted: Vec<(String, BTreeMap<String, String>)> = Vec::new();
+    for m in &cfg.mounts {
         if m.kind != MountType::Volume || m.source.is_empty() {
             continue;
         }
@@ -405,13 +545,22 @@ pub fn attach(store: &VolumeStore, cfg: &mut ContainerConfig) -> Result<(), Stri
                 "volume driver options (volume-opt) for volume {name} are not available with --isolation vm: the volume is a host folder each container's VM shares; use --isolation shared or native"
             ));
         }
-        let host = store
-            .host_folder(&name, &m.volume_labels)
-            .map_err(|e| format!("Error response from daemon: {e}"))?;
+        if !wanted.iter().any(|(n, _)| *n == name) {
+            wanted.push((name, m.volume_labels.clone()));
+        }
+    }
+    let held = store
+        .reserve(&wanted)
+        .map_err(|e| format!("Error response from daemon: {e}"))?;
+    for m in cfg.mounts.iter_mut() {
+        if m.kind != MountType::Volume || m.source.is_empty() {
+            continue;
+        }
+        let host = store.data_dir(&m.source);
         let host = std::fs::canonicalize(&host).unwrap_or(host);
         m.volume_options = crate::vm_shares::volume_bind_options(&host);
     }
-    Ok(())
+    Ok(held)
 }
 
 #[cfg(test)]
@@ -514,6 +663,110 @@ mod tests {
         assert_eq!(s.prune(true).0, vec!["db".to_string()]);
     }
 
+    /// A `volume rm` racing runs that start with the volume: each run
+    /// holds it (a reservation, made under the store's lock) from the
+    /// moment it points its mount at the folder, so the remover either
+    /// removes it between runs (the next run makes it anew) or is refused
+    /// as in use; a held folder is never deleted.
+    #[test]
+    fn a_volume_rm_racing_a_starting_run_never_deletes_a_held_volume() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let t = tempfile::tempdir().unwrap();
+        let s = store(&t);
+        let stop = AtomicBool::new(false);
+        let removed = AtomicUsize::new(0);
+        let refused = AtomicUsize::new(0);
+        /// Stops the remover however the rounds end (a failed one too).
+        struct Stop<'a>(&'a AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        std::thread::scope(|scope| {
+            let _stop = Stop(&stop);
+            scope.spawn(|| {
+                while !stop.load(Ordering::SeqCst) {
+                    match s.remove("db", true) {
+                        Ok(()) => removed.fetch_add(1, Ordering::SeqCst),
+                        Err(e) => {
+                            assert_eq!(e.kind, ErrorKind::Conflict, "{e}");
+                            let held =
+                                format!("remove db: volume is in use - [{}-", std::process::id());
+                            assert!(e.message.starts_with(&held), "{e}");
+                            refused.fetch_add(1, Ordering::SeqCst)
+                        }
+                    };
+                }
+            });
+            for round in 0..300 {
+                let held = s.reserve(&[("db".to_string(), BTreeMap::new())]).unwrap();
+                // The run's VM would now write into the folder.
+                let f = s.data_dir("db").join("f");
+                let written = std::fs::write(&f, round.to_string());
+                assert!(
+                    written.is_ok(),
+                    "round {round}: a held volume was removed: {written:?}"
+                );
+                std::thread::yield_now();
+                assert_eq!(
+                    std::fs::read_to_string(&f).ok(),
+                    Some(round.to_string()),
+                    "round {round}: a held volume was removed"
+                );
+                drop(held);
+            }
+        });
+        eprintln!(
+            "volume rm: {} removed, {} refused as in use",
+            removed.load(Ordering::SeqCst),
+            refused.load(Ordering::SeqCst)
+        );
+        // Nothing holds it now; no reservation file is left.
+        s.create(Some("db"), &BTreeMap::new(), &BTreeMap::new())
+            .unwrap();
+        s.remove("db", false).unwrap();
+        let left = std::fs::read_dir(t.path().join("vm-volumes").join(STARTING))
+            .unwrap()
+            .count();
+        assert_eq!(left, 0);
+    }
+
+    #[test]
+    fn a_reservation_holds_its_volumes_until_dropped_or_its_process_ends() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(&t);
+        let labels = BTreeMap::from([("k".to_string(), "v".to_string())]);
+        let held = s
+            .reserve(&[
+                ("web".to_string(), labels.clone()),
+                ("db".to_string(), BTreeMap::new()),
+            ])
+            .unwrap();
+        // Made, with the labels of a new volume.
+        assert_eq!(s.inspect("web").unwrap().labels, labels);
+        let users = s.inspect("db").unwrap().used_by;
+        assert_eq!(users.len(), 1);
+        assert!(users[0].starts_with(&format!("{}-", std::process::id())));
+        assert!(s.prune(true).0.is_empty());
+        assert_eq!(
+            s.remove("web", false).unwrap_err().kind,
+            ErrorKind::Conflict
+        );
+        drop(held);
+        assert!(s.inspect("db").unwrap().used_by.is_empty());
+        // A reservation nobody holds a lock on (its process ended without
+        // dropping it) holds nothing, and goes.
+        let stale = t.path().join("vm-volumes").join(STARTING).join("1-dead");
+        std::fs::write(&stale, "db\n").unwrap();
+        assert!(s.inspect("db").unwrap().used_by.is_empty());
+        assert!(!stale.exists());
+        assert_eq!(s.prune(true).0, vec!["db".to_string(), "web".to_string()]);
+        // No named volume: nothing made, nothing held.
+        let none = s.reserve(&[]).unwrap();
+        assert!(none.held.is_none());
+    }
+
     #[test]
     fn bad_names_and_options_are_refused() {
         let t = tempfile::tempdir().unwrap();
@@ -551,7 +804,10 @@ mod tests {
             ],
             ..Default::default()
         };
-        attach(&s, &mut cfg).unwrap();
+        let held = attach(&s, &mut cfg).unwrap();
+        assert_eq!(s.inspect("web").unwrap().used_by.len(), 1, "held");
+        drop(held);
+        assert!(s.inspect("web").unwrap().used_by.is_empty());
         let host = std::fs::canonicalize(s.data_dir("web")).unwrap();
         let device = format!("/host_mnt{}", host.display());
         assert_eq!(

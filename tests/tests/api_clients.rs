@@ -799,3 +799,69 @@ fn the_docker_cli_sends_resource_flags_through_the_socket() {
     // Only the CLI's container was made.
     assert_eq!(s.berth.run(&["ps", "-aq"]).ok().stdout.lines().count(), 1);
 }
+
+/// The socket served with `--isolation vm` shows and acts on the named
+/// volumes own VMs use (host folders, issue 18), as `berth volume
+/// --isolation vm` does: list, inspect, remove refused while a VM's
+/// directory lists the volume, then removed. No VM is booted: a run's
+/// record of its volumes is a file in its VM directory.
+#[test]
+fn own_vm_volumes_through_the_socket() {
+    let mut b = Berth::new();
+    b.isolation = "vm".into();
+    assert_eq!(
+        b.run(&["volume", "create", "vmdata"]).ok().stdout,
+        "vmdata\n"
+    );
+    let (sock, mut child) = b.spawn_api_service();
+    let raw = |req: &str| -> std::io::Result<String> {
+        let mut s = UnixStream::connect(&sock)?;
+        s.set_read_timeout(Some(Duration::from_secs(120)))?;
+        s.write_all(req.as_bytes())?;
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    };
+    let req = |method: &str, path: &str| {
+        raw(&format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        ))
+        .unwrap()
+    };
+    wait_for("the API socket", || {
+        raw("GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .is_ok_and(|r| r.starts_with("HTTP/1.1 200"))
+    });
+    let data = b.home.path().join("vm-volumes/vmdata/_data");
+    let list = req("GET", "/v1.43/volumes");
+    assert!(list.starts_with("HTTP/1.1 200"), "{list}");
+    assert!(list.contains("\"Name\":\"vmdata\""), "{list}");
+    assert!(
+        list.contains(&format!("\"Mountpoint\":\"{}\"", data.display())),
+        "{list}"
+    );
+    let one = req("GET", "/v1.43/volumes/vmdata");
+    assert!(one.starts_with("HTTP/1.1 200"), "{one}");
+    // In use while a (live) run's VM directory lists it.
+    let vm = b.home.path().join(format!("vms/{}-1", child.id()));
+    std::fs::create_dir_all(&vm).unwrap();
+    std::fs::write(vm.join("volumes"), "vmdata\n").unwrap();
+    let refused = req("DELETE", "/v1.43/volumes/vmdata");
+    assert!(refused.starts_with("HTTP/1.1 409"), "{refused}");
+    assert!(
+        refused.contains(&format!(
+            "remove vmdata: volume is in use - [{}-1]",
+            child.id()
+        )),
+        "{refused}"
+    );
+    std::fs::remove_dir_all(&vm).unwrap();
+    let gone = req("DELETE", "/v1.43/volumes/vmdata");
+    assert!(gone.starts_with("HTTP/1.1 204"), "{gone}");
+    assert!(!data.exists());
+    assert_eq!(b.run(&["volume", "ls", "-q"]).ok().stdout, "");
+    let missing = req("GET", "/v1.43/volumes/vmdata");
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+    let _ = child.kill();
+    let _ = child.wait();
+}

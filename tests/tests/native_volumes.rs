@@ -446,3 +446,85 @@ fn commands_run_from_binds_and_volumes() {
     assert_eq!(o.code, 127);
     assert!(o.stderr.contains("/t/missing"), "{}", o.stderr);
 }
+
+/// `volume rm` racing a `run -d -v NAME:/d` (issue 18): the engine makes
+/// the container's record and checks a volume's users under one lock, so
+/// each round ends as docker's would: the volume removed first and the run
+/// on a new, empty one; or the rm refused as in use by that container,
+/// the data kept. Never a container whose volume folder is gone. The rm
+/// starts a little later each round, sweeping the run's create.
+#[test]
+fn volume_rm_racing_a_starting_run_never_leaves_a_container_without_its_volume() {
+    let b = Berth::new().with_default_image();
+    let (mut removed, mut refused) = (0, 0);
+    for round in 0..50 {
+        let vol = format!("race{round}");
+        let ctr = format!("racer{round}");
+        b.run(&["volume", "create", &vol]).ok();
+        let info: serde_json::Value =
+            serde_json::from_str(&b.run(&["volume", "inspect", &vol]).ok().stdout).unwrap();
+        let old = info[0]["Mountpoint"].as_str().unwrap().to_string();
+        std::fs::write(Path::new(&old).join("kept"), "data\n").unwrap();
+        let (run, rm) = std::thread::scope(|s| {
+            let run = s.spawn(|| {
+                b.run(&[
+                    "run",
+                    "-d",
+                    "--name",
+                    &ctr,
+                    "-v",
+                    &format!("{vol}:/d"),
+                    IMG,
+                    "sleep",
+                    "600",
+                ])
+            });
+            let rm = s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(round % 25 * 2));
+                b.run(&["volume", "rm", &vol])
+            });
+            (run.join().unwrap(), rm.join().unwrap())
+        });
+        // docker's run never fails here: it uses the volume or makes it anew.
+        let run = run.ok();
+        let id = run.stdout.trim().to_string();
+        let info = b.run(&["volume", "inspect", &vol]);
+        assert_eq!(
+            info.code, 0,
+            "round {round}: the container's volume is gone (rm: {} {})",
+            rm.code, rm.stderr
+        );
+        let info: serde_json::Value = serde_json::from_str(&info.stdout).unwrap();
+        let mountpoint = info[0]["Mountpoint"].as_str().unwrap().to_string();
+        let m = &b.inspect(&id)["Mounts"][0];
+        assert_eq!(m["Name"], vol.as_str(), "{m}");
+        assert_eq!(m["Source"], mountpoint.as_str(), "{m}");
+        assert!(Path::new(&mountpoint).is_dir(), "round {round}");
+        // The container writes into the volume the host sees.
+        b.run(&["exec", &ctr, "sh", "-c", "echo probe > /d/probe"])
+            .ok();
+        assert_eq!(
+            std::fs::read_to_string(Path::new(&mountpoint).join("probe")).unwrap(),
+            "probe\n",
+            "round {round}"
+        );
+        let kept = Path::new(&mountpoint).join("kept").exists();
+        if rm.code == 0 {
+            assert_eq!(rm.stdout, format!("{vol}\n"));
+            assert!(!kept, "round {round}: removed, yet the old data is there");
+            removed += 1;
+        } else {
+            assert_eq!(rm.code, 1, "{}", rm.stderr);
+            assert_eq!(
+                rm.stderr,
+                format!("Error response from daemon: remove {vol}: volume is in use - [{id}]\n"),
+                "round {round}"
+            );
+            assert!(kept, "round {round}: refused, yet the data is lost");
+            refused += 1;
+        }
+        b.run(&["rm", "-f", &ctr]).ok();
+        b.run(&["volume", "rm", &vol]).ok();
+    }
+    eprintln!("volume rm vs run: {removed} removed first, {refused} refused as in use");
+}

@@ -1033,7 +1033,8 @@ fn vm_run_binds_host_folders_both_ways_and_ro_holds() {
 /// `data` while a second own VM, started after it, reads that write, adds
 /// its own and sees a host edit; `volume rm` refuses the volume while the
 /// detached container exists, and after its `rm -f` the volume and both
-/// writes are still there until `volume rm`. The second run also binds
+/// writes are still there until `volume rm`. The first run's new volume
+/// `etc` is filled from the image's `/etc` (copy-up). The second run also binds
 /// one file of a host folder read-only: the container reads it, and the
 /// folder its VMM serves holds that file and nothing of its siblings (the
 /// file is bind-mounted in the VMM's own mount namespace only: on the
@@ -1074,6 +1075,8 @@ fn vm_named_volume_is_shared_and_kept_and_a_file_binds_alone() {
         "writer",
         "-v",
         "data:/data",
+        "-v",
+        "etc:/etc",
         DEFAULT_IMAGE,
         "sh",
         "-c",
@@ -1082,6 +1085,12 @@ fn vm_named_volume_is_shared_and_kept_and_a_file_binds_alone() {
     .ok();
     step("run -d with a named volume");
     let data = home.join("vm-volumes/data/_data");
+    // A new, empty volume got the image's content at its mount point
+    // (docker's copy-up), made by the guest engine through the share.
+    assert_eq!(
+        std::fs::read_to_string(home.join("vm-volumes/etc/_data/passwd")).unwrap(),
+        "root:x:0:0:root:/root:/bin/sh\ndaemon:x:1:1:daemon:/usr/sbin:/bin/false\nnobody:x:65534:65534:nobody:/home:/bin/false\n"
+    );
     // The second VM waits (bounded) for the first one's write, then for
     // the host's go-ahead, written into the volume's host folder.
     let script = "i=0; until [ -f /data/a ] || [ $i -ge 900 ]; do sleep 1; i=$((i+1)); done; \
@@ -1181,7 +1190,7 @@ fn vm_named_volume_is_shared_and_kept_and_a_file_binds_alone() {
     assert_eq!(on_host, "", "the host's namespace has no bind mount");
 
     let ls = vm(&["volume", "ls", "--format", "{{.Driver}} {{.Name}}"]).ok();
-    assert_eq!(ls.stdout, "local data\n");
+    assert_eq!(ls.stdout, "local data\nlocal etc\n");
     let refused = vm(&["volume", "rm", "data"]);
     assert_eq!(refused.code, 1, "{}", refused.stderr);
     assert!(

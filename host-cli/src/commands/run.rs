@@ -606,8 +606,12 @@ fn compact_json(text: &str) -> String {
 }
 
 /// What the placement cannot give the container: bind mounts outside the
-/// shared folders, published ports, ...
-fn check_placement(iso: Isolation, cfg: &mut ContainerConfig) -> Result<(), String> {
+/// shared folders, published ports, ... With an own VM, its named volumes
+/// are held in use while the reservation lives.
+fn check_placement(
+    iso: Isolation,
+    cfg: &mut ContainerConfig,
+) -> Result<berth_host::vm_volumes::Reservation, String> {
     crate::mounts::check_placement(iso, cfg)
 }
 
@@ -636,6 +640,7 @@ pub fn create(iso: Isolation, a: &CreateArgs) -> Result<i32> {
         eprintln!("berth: --isolation vm runs a container only with run; use --isolation shared");
         return Ok(EXIT_ENGINE);
     }
+    // Not an own VM (refused above): nothing is held.
     if let Err(m) = check_placement(iso, &mut cfg) {
         eprintln!("berth: {m}");
         return Ok(EXIT_ENGINE);
@@ -857,10 +862,15 @@ pub fn run(iso: Isolation, a: &RunArgs) -> Result<i32> {
         DROP_STDOUT.store(!out, std::sync::atomic::Ordering::Relaxed);
         DROP_STDERR.store(!err, std::sync::atomic::Ordering::Relaxed);
     }
-    if let Err(m) = check_placement(iso, &mut cfg) {
-        eprintln!("berth: {m}");
-        return Ok(EXIT_ENGINE);
-    }
+    // An own VM's named volumes are held for the whole run: its VM
+    // directory (or a detached one's keeper) records them meanwhile.
+    let _held = match check_placement(iso, &mut cfg) {
+        Ok(held) => held,
+        Err(m) => {
+            eprintln!("berth: {m}");
+            return Ok(EXIT_ENGINE);
+        }
+    };
     if a.interactive && a.tty && !std::io::stdin().is_terminal() {
         eprintln!("the input device is not a TTY");
         return Ok(1);

@@ -246,7 +246,9 @@ impl Target {
             &dir.display().to_string(),
             BIND_TARGET,
         ));
-        crate::mounts::check_placement(self.kind.isolation(), &mut cfg).map_err(|e| anyhow!(e))?;
+        // A bind only: no named volume to hold.
+        let _held = crate::mounts::check_placement(self.kind.isolation(), &mut cfg)
+            .map_err(|e| anyhow!(e))?;
         self.start_idle_with(cfg)
     }
 

@@ -425,7 +425,9 @@ impl<'p> Orchestrator<'p> {
     }
 
     fn prepare(&self, mut cfg: ContainerConfig) -> Result<ContainerConfig> {
-        crate::mounts::check_placement(self.iso, &mut cfg).map_err(Error::Placement)?;
+        // Native or the machine VM (own VMs: host-cli's compose/vm.rs):
+        // nothing is held.
+        let _held = crate::mounts::check_placement(self.iso, &mut cfg).map_err(Error::Placement)?;
         Ok(cfg)
     }
 

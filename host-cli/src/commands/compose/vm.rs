@@ -642,7 +642,10 @@ fn converge(
         }
         e.remove();
     }
-    berth_host::mounts::check_placement(Isolation::Vm, &mut cfg).map_err(|e| anyhow!(e))?;
+    // The named volumes stay held until the keeper's VM directory
+    // records them (it has when `launch` returns).
+    let _held =
+        berth_host::mounts::check_placement(Isolation::Vm, &mut cfg).map_err(|e| anyhow!(e))?;
     if !recreate {
         note("Container", &name, "Creating");
     }
