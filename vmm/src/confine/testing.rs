@@ -84,66 +84,110 @@ pub fn run_confined_with_shares<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 }
 
 fn run<R: Send>(kind: ThreadKind, fs_shares: bool, f: impl FnOnce() -> R + Send) -> R {
-    match try_run(kind, fs_shares, f) {
-        Ok(r) => r,
-        Err(Failure::Refused { violations, panic }) => {
-            let calls: Vec<String> = violations.iter().map(|v| v.to_string()).collect();
-            let panicked = panic
-                .as_deref()
-                .map(|p| {
-                    format!(
-                        "; it also panicked (with RUST_BACKTRACE set, the panic's own \
-                         backtrace printing makes refused calls too): {}",
-                        panic_message(p)
-                    )
-                })
-                .unwrap_or_default();
-            panic!(
-                "the {kind:?} thread's seccomp filter refused {} call(s): {}{panicked}",
-                violations.len(),
-                calls.join(", ")
-            )
+    let run = Run::new(kind, fs_shares);
+    let joined = std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name(format!("confined-{kind:?}"))
+            .spawn_scoped(s, || {
+                run.confine_this_thread();
+                f()
+            })
+            .expect("spawning the confined thread")
+            .join()
+    });
+    run.check(joined.as_ref().err().map(|p| &**p));
+    joined.unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+/// One confined run: a filter whose refusals carry this run's id.
+/// [`Run::confine_this_thread`] confines the calling thread (and the
+/// threads it spawns later) with it; [`Run::violations`] and
+/// [`Run::check`] read what it refused.
+pub struct Run {
+    id: u16,
+    kind: ThreadKind,
+    fs_shares: bool,
+    program: BpfProgram,
+}
+
+impl Run {
+    /// A run of `kind`'s filter (`fs_shares`: as the events thread of a VM
+    /// with shares, which keeps two capabilities).
+    pub fn new(kind: ThreadKind, fs_shares: bool) -> Run {
+        install_handler();
+        let id = next_run();
+        Run {
+            id,
+            kind,
+            fs_shares,
+            program: trap_program(kind, id),
         }
-        Err(Failure::Panicked(p)) => std::panic::resume_unwind(p),
+    }
+
+    /// Confines the calling thread as production confines a `kind`
+    /// thread ([`super::install`]), with this run's program.
+    pub fn confine_this_thread(&self) {
+        install(self.kind, self.fs_shares, Some(&self.program))
+            .unwrap_or_else(|e| panic!("confining the test thread: {e}"));
+    }
+
+    /// The calls refused so far, in order.
+    pub fn violations(&self) -> Vec<Violation> {
+        violations_of(self.id)
+    }
+
+    /// Fails the test when the filter refused anything, naming each
+    /// call; `panic` is the confined code's panic, if any, told too.
+    pub fn check(&self, panic: Option<&(dyn Any + Send)>) {
+        let violations = self.violations();
+        if violations.is_empty() {
+            return;
+        }
+        let calls: Vec<String> = violations.iter().map(|v| v.to_string()).collect();
+        let panicked = panic
+            .map(|p| {
+                format!(
+                    "; it also panicked (with RUST_BACKTRACE set, the panic's own \
+                     backtrace printing makes refused calls too): {}",
+                    panic_message(p)
+                )
+            })
+            .unwrap_or_default();
+        panic!(
+            "the {:?} thread's seccomp filter refused {} call(s): {}{panicked}",
+            self.kind,
+            violations.len(),
+            calls.join(", ")
+        )
     }
 }
 
-/// Why a confined run failed.
-pub enum Failure {
+/// Why a confined run failed (for the tests of the harness itself).
+enum Failure {
     /// The filter refused calls (and the closure may have panicked too).
     Refused {
-        /// The refused calls, in order (the first [`LOG_SLOTS`] of the
-        /// whole process are kept in detail; later ones only counted).
         violations: Vec<Violation>,
-        /// The closure's panic, if it panicked.
         panic: Option<Box<dyn Any + Send>>,
     },
     /// The closure panicked; the filter refused nothing.
     Panicked(Box<dyn Any + Send>),
 }
 
-/// [`run_confined`]'s work, returning what went wrong instead of failing
-/// (for the tests of the harness itself).
-pub fn try_run<R: Send>(
+/// [`run_confined`]'s work, returning what went wrong instead of failing.
+fn try_run<R: Send>(
     kind: ThreadKind,
     fs_shares: bool,
     f: impl FnOnce() -> R + Send,
 ) -> Result<R, Failure> {
-    install_handler();
-    let run = next_run();
-    let program = trap_program(kind, run);
+    let run = Run::new(kind, fs_shares);
     let joined = std::thread::scope(|s| {
-        std::thread::Builder::new()
-            .name(format!("confined-{kind:?}"))
-            .spawn_scoped(s, || {
-                install(kind, fs_shares, Some(&program))
-                    .unwrap_or_else(|e| panic!("confining the test thread: {e}"));
-                f()
-            })
-            .expect("spawning the confined thread")
-            .join()
+        s.spawn(|| {
+            run.confine_this_thread();
+            f()
+        })
+        .join()
     });
-    let violations = violations_of(run);
+    let violations = run.violations();
     match (joined, violations.is_empty()) {
         (Ok(r), true) => Ok(r),
         (Err(p), true) => Err(Failure::Panicked(p)),
