@@ -134,3 +134,30 @@ impl<T: Send + 'static> Drop for DeviceThread<T> {
         }
     }
 }
+
+/// Runs `f` (which may borrow from the test) once on a new thread of
+/// `kind`, confined as [`DeviceThread`]'s, and returns its result; a call
+/// the filter refused fails the test, named.
+pub fn on_thread<R: Send>(kind: Kind, f: impl FnOnce() -> R + Send) -> R {
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    {
+        use crate::confine::testing::{run_confined, run_confined_with_shares};
+        use crate::confine::ThreadKind as K;
+        match kind {
+            Kind::Vcpu => run_confined(K::Vcpu, f),
+            Kind::Events => run_confined(K::Events, f),
+            Kind::EventsWithShares => run_confined_with_shares(f),
+            Kind::Net => run_confined(K::Net, f),
+            Kind::Main => run_confined(K::Main, f),
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+    {
+        let _ = kind;
+        std::thread::scope(|s| {
+            s.spawn(f)
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })
+    }
+}
