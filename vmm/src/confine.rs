@@ -36,7 +36,10 @@
 //! thread keeps none). `no_new_privs` is set before the filter.
 //!
 //! Nothing is confined unless the binary asked for it with [`enable`]
-//! (library users such as unit tests run unconfined).
+//! (library users run unconfined). The device unit tests run their
+//! device code under these filters anyway, through the test-only
+//! `testing` module (production's program, with a kill made a trap that
+//! names the refused call; see docs/adding-a-device.md).
 //!
 //! `BERTH_VMM_SECCOMP` (read by [`Mode::from_env`]) chooses the filters'
 //! action for a system call outside the list: unset or `kill` (default),
