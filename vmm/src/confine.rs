@@ -36,7 +36,10 @@
 //! thread keeps none). `no_new_privs` is set before the filter.
 //!
 //! Nothing is confined unless the binary asked for it with [`enable`]
-//! (library users such as unit tests run unconfined).
+//! (library users run unconfined). The device unit tests run their
+//! device code under these filters anyway, through the test-only
+//! `testing` module (production's program, with a kill made a trap that
+//! names the refused call; see docs/adding-a-device.md).
 //!
 //! `BERTH_VMM_SECCOMP` (read by [`Mode::from_env`]) chooses the filters'
 //! action for a system call outside the list: unset or `kill` (default),
@@ -176,15 +179,31 @@ pub fn confine(kind: ThreadKind) -> Result<(), ConfineError> {
     let Some(policy) = policy() else {
         return Ok(());
     };
-    drop_capabilities(&kept_capabilities(kind, policy.fs_shares))?;
-    set_no_new_privs()?;
-    let action = match policy.mode {
-        Mode::Off => return Ok(()),
-        Mode::Kill => SeccompAction::KillProcess,
-        Mode::Log => SeccompAction::Log,
+    let program = match policy.mode {
+        Mode::Off => None,
+        Mode::Kill => Some(build_filter(kind, SeccompAction::KillProcess)?),
+        Mode::Log => Some(build_filter(kind, SeccompAction::Log)?),
     };
-    let program = build_filter(kind, action)?;
-    seccompiler::apply_filter(&program).map_err(|source| ConfineError::Install { kind, source })
+    install(kind, policy.fs_shares, program.as_ref())
+}
+
+/// What [`confine`] does to the calling thread once its filter is built:
+/// drops capabilities, sets `no_new_privs`, installs `program` (none:
+/// `BERTH_VMM_SECCOMP=off`). The tests' confined threads
+/// ([`testing::run_confined`]) go through here too.
+fn install(
+    kind: ThreadKind,
+    fs_shares: bool,
+    program: Option<&BpfProgram>,
+) -> Result<(), ConfineError> {
+    drop_capabilities(&kept_capabilities(kind, fs_shares))?;
+    set_no_new_privs()?;
+    match program {
+        Some(p) => {
+            seccompiler::apply_filter(p).map_err(|source| ConfineError::Install { kind, source })
+        }
+        None => Ok(()),
+    }
 }
 
 /// [`confine`], or end the process: a thread that should run confined
@@ -666,6 +685,9 @@ pub fn test_hook_forbidden_syscall(kind: ThreadKind) {
         eprintln!("berth-vmm: test hook: {kind:?} thread survived getppid");
     }
 }
+
+#[cfg(test)]
+pub(crate) mod testing;
 
 #[cfg(test)]
 mod tests {

@@ -8,6 +8,8 @@ pub mod ioapic;
 pub mod notify;
 pub mod pl011;
 pub mod serial;
+#[cfg(test)]
+pub(crate) mod test_thread;
 pub mod virtio;
 
 pub use bus::{Bus, BusDevice, BusError};

@@ -17,6 +17,7 @@ use smoltcp::wire::{
 
 use super::frames::FrameQueue;
 use super::*;
+use crate::devices::test_thread::{on_thread, Kind};
 
 const CONTAINER: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 2);
 
@@ -59,13 +60,18 @@ impl Harness {
     fn step(&mut self) {
         let now = self.now();
         self.iface.poll(now, &mut self.link, &mut self.sockets);
-        while let Some(f) = self.link.tx.pop_front() {
-            self.net.guest_frame(&f);
-        }
-        self.net.poll(Duration::from_millis(2));
-        while let Some(f) = self.net.take_guest_frame() {
-            self.link.rx.push_back(f);
-        }
+        // The stack's round, as its thread runs it: under the filter of
+        // `berth-usernet` (see `devices::test_thread`).
+        let (net, link) = (&mut self.net, &mut self.link);
+        on_thread(Kind::Net, || {
+            while let Some(f) = link.tx.pop_front() {
+                net.guest_frame(&f);
+            }
+            net.poll(Duration::from_millis(2));
+            while let Some(f) = net.take_guest_frame() {
+                link.rx.push_back(f);
+            }
+        });
         let now = self.now();
         self.iface.poll(now, &mut self.link, &mut self.sockets);
     }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::devices::test_thread::{on_thread, Kind};
 use crate::devices::virtio::test_utils::{null_interrupt, test_memory};
 use virtio_bindings::bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
 use virtio_queue::desc::{split::Descriptor, RawDescriptor};
@@ -19,12 +20,15 @@ fn queues(mem: &GuestMemoryMmap) -> Vec<MockSplitQueue<'_, GuestMemoryMmap>> {
 
 fn active(mem: &GuestMemoryMmap, vqs: &[MockSplitQueue<'_, GuestMemoryMmap>]) -> Balloon {
     let mut dev = Balloon::new();
-    dev.activate(ActivateContext {
-        mem: mem.clone(),
-        queues: vqs.iter().map(|q| q.create_queue().unwrap()).collect(),
-        interrupt: null_interrupt(),
-        acked_features: dev.features(),
-    })
+    {
+        let ctx = ActivateContext {
+            mem: mem.clone(),
+            queues: vqs.iter().map(|q| q.create_queue().unwrap()).collect(),
+            interrupt: null_interrupt(),
+            acked_features: dev.features(),
+        };
+        on_thread(Kind::Vcpu, || dev.activate(ctx))
+    }
     .unwrap();
     dev
 }
@@ -70,23 +74,27 @@ fn offers_reporting_and_a_zero_target() {
     // Linux needs room for 32 blocks per report.
     assert!(dev.queue_max_sizes()[REPORTING_QUEUE] >= 32);
     let mut cfg = [0xffu8; 8];
-    dev.read_config(0, &mut cfg);
+    on_thread(Kind::Vcpu, || dev.read_config(0, &mut cfg));
     assert_eq!(cfg, [0; 8]);
-    dev.write_config(CONFIG_ACTUAL, &7u32.to_le_bytes());
+    on_thread(Kind::Vcpu, || {
+        dev.write_config(CONFIG_ACTUAL, &7u32.to_le_bytes())
+    });
     let mut actual = [0u8; 4];
-    dev.read_config(CONFIG_ACTUAL, &mut actual);
+    on_thread(Kind::Vcpu, || dev.read_config(CONFIG_ACTUAL, &mut actual));
     assert_eq!(u32::from_le_bytes(actual), 7);
     // The target is not the driver's to write; odd sizes and offsets are
     // ignored; reads past the end are zero.
-    dev.write_config(0, &9u32.to_le_bytes());
-    dev.write_config(CONFIG_ACTUAL, &[1, 2]);
-    dev.write_config(CONFIG_ACTUAL + 1, &[1, 2, 3, 4]);
-    dev.write_config(u64::MAX, &[1]);
+    on_thread(Kind::Vcpu, || dev.write_config(0, &9u32.to_le_bytes()));
+    on_thread(Kind::Vcpu, || dev.write_config(CONFIG_ACTUAL, &[1, 2]));
+    on_thread(Kind::Vcpu, || {
+        dev.write_config(CONFIG_ACTUAL + 1, &[1, 2, 3, 4])
+    });
+    on_thread(Kind::Vcpu, || dev.write_config(u64::MAX, &[1]));
     let mut all = [0xffu8; 8];
-    dev.read_config(0, &mut all);
+    on_thread(Kind::Vcpu, || dev.read_config(0, &mut all));
     assert_eq!(all, [0, 0, 0, 0, 7, 0, 0, 0]);
     let mut far = [0xffu8; 4];
-    dev.read_config(u64::MAX - 1, &mut far);
+    on_thread(Kind::Vcpu, || dev.read_config(u64::MAX - 1, &mut far));
     assert_eq!(far, [0; 4]);
 }
 
@@ -106,7 +114,7 @@ fn reported_blocks_go_back_to_the_host() {
         )
         .unwrap();
     let mut dev = active(&mem, &vqs);
-    dev.process_queue(REPORTING_QUEUE);
+    on_thread(Kind::Events, || dev.process_queue(REPORTING_QUEUE));
     assert_eq!(used_entries(&mem, &vqs[REPORTING_QUEUE]), 2);
     assert_eq!(dev.stats().released_bytes, 7 * MIB);
     assert_eq!(dev.stats().refused_ranges, 0);
@@ -146,7 +154,7 @@ fn hostile_reports_release_nothing_outside_the_range() {
         )
         .unwrap();
     let mut dev = active(&mem, &vqs);
-    dev.process_queue(REPORTING_QUEUE);
+    on_thread(Kind::Events, || dev.process_queue(REPORTING_QUEUE));
     assert_eq!(used_entries(&mem, &vqs[REPORTING_QUEUE]), 8);
     assert_eq!(dev.stats().released_bytes, page);
     assert_eq!(dev.stats().refused_ranges, 7);
@@ -168,7 +176,7 @@ fn looping_chains_end() {
         .add_desc_chains(&[block(4 * MIB, MIB as u32, Some(0))], 0)
         .unwrap();
     let mut dev = active(&mem, &vqs);
-    dev.process_queue(REPORTING_QUEUE);
+    on_thread(Kind::Events, || dev.process_queue(REPORTING_QUEUE));
     assert_eq!(used_entries(&mem, &vqs[REPORTING_QUEUE]), 1);
     // At most one release per descriptor slot of the 16-entry queue.
     let released = dev.stats().released_bytes;
@@ -212,7 +220,7 @@ fn inflated_pages_go_back_and_bad_ones_are_refused() {
     pfns.extend(base..base + per_page);
     inflate_request(&mem, &vqs[INFLATE_QUEUE], 0x1_0000, &pfns);
     let mut dev = active(&mem, &vqs);
-    dev.process_queue(INFLATE_QUEUE);
+    on_thread(Kind::Events, || dev.process_queue(INFLATE_QUEUE));
     assert_eq!(used_entries(&mem, &vqs[INFLATE_QUEUE]), 1);
     assert_eq!(dev.stats().released_bytes, 3 * page);
     assert_eq!(dev.stats().refused_ranges, 1);
@@ -220,7 +228,7 @@ fn inflated_pages_go_back_and_bad_ones_are_refused() {
     assert_eq!(count(&mem, 4 * MIB + 2 * page, page).0, page as usize);
     // Deflating needs nothing from the host: the chain is just returned.
     inflate_request(&mem, &vqs[DEFLATE_QUEUE], 0x2_0000, &[base]);
-    dev.process_queue(DEFLATE_QUEUE);
+    on_thread(Kind::Events, || dev.process_queue(DEFLATE_QUEUE));
     assert_eq!(used_entries(&mem, &vqs[DEFLATE_QUEUE]), 1);
     assert_eq!(dev.stats().released_bytes, 3 * page);
 }
@@ -251,7 +259,7 @@ fn inflate_requests_are_bounded() {
         )
         .unwrap();
     let mut dev = active(&mem, &vqs);
-    dev.process_queue(INFLATE_QUEUE);
+    on_thread(Kind::Events, || dev.process_queue(INFLATE_QUEUE));
     assert_eq!(used_entries(&mem, &vqs[INFLATE_QUEUE]), 2);
     if host_page_size() == 4096 {
         assert_eq!(dev.stats().released_bytes, (MAX_PFNS as u64 + 1) * 4096);
@@ -282,10 +290,10 @@ fn wrong_queue_counts_and_unknown_queues() {
         }
     ));
     // Not active, or a queue it does not have: nothing happens.
-    dev.process_queue(REPORTING_QUEUE);
+    on_thread(Kind::Events, || dev.process_queue(REPORTING_QUEUE));
     let mut dev = active(&mem, &vqs);
-    dev.process_queue(3);
-    dev.process_queue(usize::MAX);
+    on_thread(Kind::Events, || dev.process_queue(3));
+    on_thread(Kind::Events, || dev.process_queue(usize::MAX));
     assert_eq!(dev.queue_snapshots().len(), 3);
     dev.reset();
     assert!(dev.queue_snapshots().is_empty());
@@ -303,14 +311,17 @@ fn an_unready_reporting_queue_is_left_alone() {
     let mut qs: Vec<Queue> = vqs.iter().map(|q| q.create_queue().unwrap()).collect();
     qs[REPORTING_QUEUE].set_ready(false);
     let mut dev = Balloon::new();
-    dev.activate(ActivateContext {
-        mem: mem.clone(),
-        queues: qs,
-        interrupt: null_interrupt(),
-        acked_features: VIRTIO_F_VERSION_1,
-    })
+    {
+        let ctx = ActivateContext {
+            mem: mem.clone(),
+            queues: qs,
+            interrupt: null_interrupt(),
+            acked_features: VIRTIO_F_VERSION_1,
+        };
+        on_thread(Kind::Vcpu, || dev.activate(ctx))
+    }
     .unwrap();
-    dev.process_queue(REPORTING_QUEUE);
+    on_thread(Kind::Events, || dev.process_queue(REPORTING_QUEUE));
     assert_eq!(dev.stats().released_bytes, 0);
     assert_eq!(count(&mem, 4 * MIB, MIB).0, MIB as usize);
 }
@@ -349,7 +360,7 @@ fn resident_bytes_count_only_memory_the_host_held() {
         )
         .unwrap();
     let mut dev = active(&mem, &vqs);
-    dev.process_queue(REPORTING_QUEUE);
+    on_thread(Kind::Events, || dev.process_queue(REPORTING_QUEUE));
     assert_eq!(dev.stats().released_bytes, 4 * MIB);
     if cfg!(target_os = "linux") {
         assert_eq!(dev.stats().resident_released_bytes, 2 * MIB);

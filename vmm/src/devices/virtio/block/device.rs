@@ -161,6 +161,7 @@ impl VirtioDevice for Block {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::devices::test_thread::{on_thread, Kind};
     use crate::devices::virtio::test_utils::{null_interrupt, test_memory};
     use std::io::Write;
     use virtio_bindings::bindings::virtio_ring::VRING_DESC_F_WRITE;
@@ -249,14 +250,17 @@ mod tests {
             })
             .collect();
         vq.add_desc_chains(&descs, 0).unwrap();
-        dev.activate(ActivateContext {
-            mem: mem.clone(),
-            queues: vec![vq.create_queue().unwrap()],
-            interrupt: null_interrupt(),
-            acked_features: VIRTIO_F_VERSION_1,
-        })
+        {
+            let ctx = ActivateContext {
+                mem: mem.clone(),
+                queues: vec![vq.create_queue().unwrap()],
+                interrupt: null_interrupt(),
+                acked_features: VIRTIO_F_VERSION_1,
+            };
+            on_thread(Kind::Vcpu, || dev.activate(ctx))
+        }
         .unwrap();
-        dev.process_queue(0);
+        on_thread(Kind::Events, || dev.process_queue(0));
         let status: u8 = mem.read_obj(GuestAddress(STATUS)).unwrap();
         let used_len: u32 = mem.read_obj(vq.used_addr().unchecked_add(8)).unwrap();
         (status, used_len)

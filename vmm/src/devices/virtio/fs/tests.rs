@@ -14,9 +14,11 @@ use virtio_queue::mock::MockSplitQueue;
 use vm_memory::{Address, ByteValued, Bytes, GuestAddress};
 
 use super::{Fs, FsConfig, Override, OVERRIDE_XATTR};
+use crate::devices::test_thread::{on_thread, DeviceThread, Kind};
 use crate::devices::virtio::test_utils::{null_interrupt, test_memory};
 use crate::devices::virtio::{ActivateContext, VirtioDevice, VIRTIO_F_VERSION_1};
 use crate::GuestMemoryMmap;
+use std::sync::{Arc, Mutex};
 
 const ROOT: u64 = 1;
 const QSIZE: u16 = 256;
@@ -63,7 +65,11 @@ fn layout() -> Layout {
 struct Session<'a> {
     mem: &'a GuestMemoryMmap,
     vq: MockSplitQueue<'a, GuestMemoryMmap>,
-    dev: Fs,
+    dev: Arc<Mutex<Fs>>,
+    /// The events thread that serves every request, under its filter, as
+    /// production's one `berth-events` thread (the server's files are
+    /// opened and used by the same thread and credentials).
+    events: DeviceThread<Arc<Mutex<Fs>>>,
     next_desc: u16,
     requests: u16,
     unique: u64,
@@ -79,16 +85,21 @@ impl<'a> Session<'a> {
             read_only,
         })
         .unwrap();
-        dev.activate(ActivateContext {
-            mem: mem.clone(),
-            queues: vec![hq.create_queue().unwrap(), vq.create_queue().unwrap()],
-            interrupt: null_interrupt(),
-            acked_features: VIRTIO_F_VERSION_1,
-        })
+        {
+            let ctx = ActivateContext {
+                mem: mem.clone(),
+                queues: vec![hq.create_queue().unwrap(), vq.create_queue().unwrap()],
+                interrupt: null_interrupt(),
+                acked_features: VIRTIO_F_VERSION_1,
+            };
+            on_thread(Kind::Vcpu, || dev.activate(ctx))
+        }
         .unwrap();
+        let dev = Arc::new(Mutex::new(dev));
         Session {
             mem,
             vq,
+            events: DeviceThread::spawn(Kind::EventsWithShares, dev.clone()),
             dev,
             next_desc: 0,
             requests: 0,
@@ -96,20 +107,28 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// The device, for what the test asks of it directly.
+    fn dev(&self) -> std::sync::MutexGuard<'_, Fs> {
+        self.dev.lock().unwrap()
+    }
+
     /// Resets the driver and activates it again on fresh queues, as a guest
     /// that reloads its virtio-fs driver does.
     fn restart(&mut self) {
-        self.dev.reset();
+        let dev = self.dev.clone();
+        on_thread(Kind::Vcpu, || dev.lock().unwrap().reset());
         let hq = MockSplitQueue::create(self.mem, GuestAddress(HIPRIO_Q), QSIZE);
         self.vq = MockSplitQueue::create(self.mem, GuestAddress(REQUEST_Q), QSIZE);
-        self.dev
-            .activate(ActivateContext {
+        {
+            let ctx = ActivateContext {
                 mem: self.mem.clone(),
                 queues: vec![hq.create_queue().unwrap(), self.vq.create_queue().unwrap()],
                 interrupt: null_interrupt(),
                 acked_features: VIRTIO_F_VERSION_1,
-            })
-            .unwrap();
+            };
+            on_thread(Kind::Vcpu, || dev.lock().unwrap().activate(ctx))
+        }
+        .unwrap();
         self.next_desc = 0;
         self.requests = 0;
     }
@@ -138,7 +157,15 @@ impl<'a> Session<'a> {
         ];
         self.vq.add_desc_chains(&descs, i).unwrap();
         self.next_desc = (i + 2) % QSIZE;
-        self.dev.process_queue(1);
+        // As production's events thread, under its filter; a test that
+        // switched this thread's credentials (`AsUser`) runs the request
+        // here, as that user (a confined thread cannot switch).
+        // SAFETY: getuid and geteuid only read this thread's credentials.
+        if unsafe { libc::geteuid() == libc::getuid() } {
+            self.events.call(|d| d.lock().unwrap().process_queue(1));
+        } else {
+            self.dev().process_queue(1);
+        }
         let slot = u64::from(self.requests % QSIZE);
         self.requests = self.requests.wrapping_add(1);
         let used_idx: u16 = self
@@ -380,7 +407,7 @@ fn trace_logs_one_line_per_request_with_its_opcode() {
     let mem = test_memory();
     let mut s = Session::new(&mem, &l.share, false);
     let log = l.share.parent().unwrap().join("trace.log");
-    s.dev.trace_to(std::fs::File::create(&log).unwrap());
+    s.dev().trace_to(std::fs::File::create(&log).unwrap());
     let e = s.lookup(ROOT, b"hello.txt").unwrap();
     s.getattr(e.nodeid).unwrap();
     assert_eq!(s.lookup(ROOT, b"missing").err(), Some(libc::ENOENT));
@@ -768,14 +795,16 @@ fn device_shape() {
     assert_eq!(&cfg[36..], &1u32.to_le_bytes());
     let mem = test_memory();
     let vq = MockSplitQueue::create(&mem, GuestAddress(REQUEST_Q), QSIZE);
-    assert!(dev
-        .activate(ActivateContext {
+    assert!({
+        let ctx = ActivateContext {
             mem: mem.clone(),
             queues: vec![vq.create_queue().unwrap()],
             interrupt: null_interrupt(),
             acked_features: VIRTIO_F_VERSION_1,
-        })
-        .is_err());
+        };
+        on_thread(Kind::Vcpu, || dev.activate(ctx))
+    }
+    .is_err());
     // A missing directory or a file is refused at creation.
     assert!(Fs::new(&FsConfig {
         tag: "t".into(),
@@ -1470,7 +1499,7 @@ fn mirrored_host_changes_complete_without_a_host_operation() {
     let l = layout();
     let mem = test_memory();
     let mut s = Session::new(&mem, &l.share, false);
-    let ev = s.dev.events();
+    let ev = s.dev().events();
     let root = l.share.clone();
 
     // create: the host made new.txt; the name is hidden until the
@@ -1612,7 +1641,7 @@ fn acknowledged_or_mismatched_expectations_change_nothing() {
     let l = layout();
     let mem = test_memory();
     let mut s = Session::new(&mem, &l.share, false);
-    let ev = s.dev.events();
+    let ev = s.dev().events();
     let root = l.share.clone();
     // An expectation the agent acknowledged without using it is gone: a
     // later guest MKNOD of that name is a real one.
@@ -1663,7 +1692,7 @@ fn the_guests_own_changes_are_recorded_as_echoes() {
     let l = layout();
     let mem = test_memory();
     let mut s = Session::new(&mem, &l.share, false);
-    let ev = s.dev.events();
+    let ev = s.dev().events();
     let root = l.share.clone();
     // Without a watcher nothing is recorded.
     s.create(ROOT, b"quiet", libc::O_RDWR, 0o644).unwrap();
@@ -1692,7 +1721,7 @@ fn a_guest_behind_the_host_mirrors_through_ghosts() {
     let l = layout();
     let mem = test_memory();
     let mut s = Session::new(&mem, &l.share, false);
-    let ev = s.dev.events();
+    let ev = s.dev().events();
     let root = l.share.clone();
     // The host made q, wrote it and moved it to q2 before the guest
     // mirrored anything: the watcher saw q's node at its create.
@@ -1791,25 +1820,25 @@ fn an_unused_share_can_be_snapshotted_and_one_in_use_cannot() {
     let mut s = Session::new(&mem, &l.share, false);
     // Probed and set up by the driver, never mounted: nothing but queues,
     // which the transport saves (a snapshot's empty share slot).
-    assert_eq!(s.dev.snapshot_blocker(), None);
+    assert_eq!(s.dev().snapshot_blocker(), None);
     // Both queues are saved (a restore refuses another count).
-    assert_eq!(s.dev.queue_snapshots().len(), 2);
+    assert_eq!(s.dev().queue_snapshots().len(), 2);
     // A notification that carries no request starts no session.
-    s.dev.process_queue(1);
-    assert_eq!(s.dev.snapshot_blocker(), None);
+    s.events.call(|d| d.lock().unwrap().process_queue(1));
+    assert_eq!(s.dev().snapshot_blocker(), None);
     // The guest mounted it (any request): its FUSE session lives in this
     // process and a restore could not continue it.
     s.lookup(ROOT, b"hello.txt").unwrap();
     let why = s
-        .dev
+        .dev()
         .snapshot_blocker()
         .expect("a share in use must refuse");
     assert!(why.contains("`t1`") && why.contains("in use"), "{why}");
     // A reset driver has no session left until it sends again.
     s.restart();
-    assert_eq!(s.dev.snapshot_blocker(), None);
+    assert_eq!(s.dev().snapshot_blocker(), None);
     s.lookup(ROOT, b"hello.txt").unwrap();
-    assert!(s.dev.snapshot_blocker().is_some());
+    assert!(s.dev().snapshot_blocker().is_some());
     // The guest unmounted it (its last mount): DESTROY ends the session,
     // and the share can be snapshotted again (a suspended machine VM)
     // until the next mount's requests.
@@ -1820,7 +1849,7 @@ fn an_unused_share_can_be_snapshotted_and_one_in_use_cannot() {
     destroy.extend_from_slice(&9999u64.to_le_bytes());
     destroy.extend_from_slice(&[0u8; 24]);
     s.raw(&destroy);
-    assert_eq!(s.dev.snapshot_blocker(), None);
+    assert_eq!(s.dev().snapshot_blocker(), None);
     let _ = s.lookup(ROOT, b"hello.txt");
-    assert!(s.dev.snapshot_blocker().is_some());
+    assert!(s.dev().snapshot_blocker().is_some());
 }

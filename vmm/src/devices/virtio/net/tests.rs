@@ -13,6 +13,7 @@ use virtio_queue::mock::MockSplitQueue;
 use vm_memory::{Bytes, GuestAddress};
 
 use super::*;
+use crate::devices::test_thread::{on_thread, Kind};
 use crate::devices::virtio::test_utils::{null_interrupt, test_memory};
 use crate::devices::virtio::{ActivateContext, VirtioDevice, VIRTIO_F_VERSION_1};
 use crate::net::{UserNetConfig, GATEWAY, GATEWAY_MAC, GUEST, GUEST_MAC};
@@ -52,12 +53,15 @@ fn rig(mem: &GuestMemoryMmap) -> Rig<'_> {
     let rxq = MockSplitQueue::create(mem, GuestAddress(0x1_0000), 16);
     let txq = MockSplitQueue::create(mem, GuestAddress(0x2_0000), 16);
     let mut dev = Net::new(GUEST_MAC, UserNetConfig::with_upstreams(vec![])).unwrap();
-    dev.activate(ActivateContext {
-        mem: mem.clone(),
-        queues: vec![rxq.create_queue().unwrap(), txq.create_queue().unwrap()],
-        interrupt: null_interrupt(),
-        acked_features: VIRTIO_F_VERSION_1 | VIRTIO_NET_F_MAC,
-    })
+    {
+        let ctx = ActivateContext {
+            mem: mem.clone(),
+            queues: vec![rxq.create_queue().unwrap(), txq.create_queue().unwrap()],
+            interrupt: null_interrupt(),
+            acked_features: VIRTIO_F_VERSION_1 | VIRTIO_NET_F_MAC,
+        };
+        on_thread(Kind::Vcpu, || dev.activate(ctx))
+    }
     .unwrap();
     Rig { mem, rxq, txq, dev }
 }
@@ -79,7 +83,7 @@ impl Rig<'_> {
         while Self::used_idx(&self.rxq, self.mem) < n {
             assert!(Instant::now() < deadline, "no frame for the guest");
             std::thread::sleep(Duration::from_millis(5));
-            self.dev.process_host_events();
+            on_thread(Kind::Events, || self.dev.process_host_events());
         }
     }
 }
@@ -129,7 +133,7 @@ fn arp_request_on_tx_is_answered_on_rx() {
             0,
         )
         .unwrap();
-    r.dev.process_queue(1);
+    on_thread(Kind::Events, || r.dev.process_queue(1));
     assert_eq!(Rig::used_idx(&r.txq, &mem), 1);
     r.wait_rx(1);
     let len = Rig::used_len(&r.rxq, &mem, 0) as usize;
@@ -173,7 +177,7 @@ fn malformed_chains_are_returned_empty() {
         r.txq.build_desc_chain(chain).unwrap();
         next += 1;
     }
-    r.dev.process_queue(1);
+    on_thread(Kind::Events, || r.dev.process_queue(1));
     assert_eq!(Rig::used_idx(&r.txq, &mem), next);
     for i in 0..u64::from(next) {
         assert_eq!(Rig::used_len(&r.txq, &mem, i), 0);
@@ -198,7 +202,7 @@ fn malformed_chains_are_returned_empty() {
         r.txq
             .build_desc_chain(&[Descriptor::new(TX_BUF, tx.len() as u32, 0, 0).into()])
             .unwrap();
-        r.dev.process_queue(1);
+        on_thread(Kind::Events, || r.dev.process_queue(1));
         // One reply each: the stack answers the same request twice.
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -226,7 +230,7 @@ fn rx_ring_index_far_ahead_does_not_spin() {
     txq.build_desc_chain(&[Descriptor::new(TX_BUF, tx.len() as u32, 0, 0).into()])
         .unwrap();
     let wake = dev.host_event_fd().unwrap();
-    dev.process_queue(1);
+    on_thread(Kind::Events, || dev.process_queue(1));
     // The stack thread signals the reply on the device's wake-up fd.
     assert!(
         crate::sys::wait_readable(wake, Duration::from_secs(30)).unwrap(),
@@ -236,8 +240,8 @@ fn rx_ring_index_far_ahead_does_not_spin() {
         mem.write_obj(far, avail_idx).unwrap();
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            dev.process_host_events();
-            dev.process_queue(0);
+            on_thread(Kind::Events, || dev.process_host_events());
+            on_thread(Kind::Events, || dev.process_queue(0));
             let _ = done_tx.send(dev);
         });
         dev = done_rx
@@ -257,7 +261,7 @@ fn rx_ring_index_far_ahead_does_not_spin() {
         0,
     )
     .unwrap();
-    dev.process_queue(0);
+    on_thread(Kind::Events, || dev.process_queue(0));
     assert_eq!(Rig::used_idx(&rxq, &mem), 1);
     assert_eq!(Rig::used_len(&rxq, &mem, 0) as usize, NET_HDR_LEN + 42);
 }

@@ -105,6 +105,7 @@ impl VirtioDevice for Rng {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::devices::test_thread::{on_thread, Kind};
     use crate::devices::virtio::test_utils::{null_interrupt, test_memory};
     use virtio_bindings::bindings::virtio_ring::VRING_DESC_F_WRITE;
     use virtio_queue::desc::{split::Descriptor, RawDescriptor};
@@ -125,14 +126,17 @@ mod tests {
         vq.add_desc_chains(&descs, 0).unwrap();
         let mut rng = Rng::new();
         let queue: Queue = vq.create_queue().unwrap();
-        rng.activate(ActivateContext {
-            mem: mem.clone(),
-            queues: vec![queue],
-            interrupt: null_interrupt(),
-            acked_features: VIRTIO_F_VERSION_1,
-        })
+        {
+            let ctx = ActivateContext {
+                mem: mem.clone(),
+                queues: vec![queue],
+                interrupt: null_interrupt(),
+                acked_features: VIRTIO_F_VERSION_1,
+            };
+            on_thread(Kind::Vcpu, || rng.activate(ctx))
+        }
         .unwrap();
-        rng.process_queue(0);
+        on_thread(Kind::Events, || rng.process_queue(0));
         let mut out = [0u8; 256];
         mem.read_slice(&mut out, GuestAddress(0x10_0000)).unwrap();
         assert!(out.iter().any(|b| *b != 0));
@@ -157,14 +161,17 @@ mod tests {
         ];
         vq.add_desc_chains(&descs, 0).unwrap();
         let mut rng = Rng::new();
-        rng.activate(ActivateContext {
-            mem: mem.clone(),
-            queues: vec![vq.create_queue().unwrap()],
-            interrupt: null_interrupt(),
-            acked_features: VIRTIO_F_VERSION_1,
-        })
+        {
+            let ctx = ActivateContext {
+                mem: mem.clone(),
+                queues: vec![vq.create_queue().unwrap()],
+                interrupt: null_interrupt(),
+                acked_features: VIRTIO_F_VERSION_1,
+            };
+            on_thread(Kind::Vcpu, || rng.activate(ctx))
+        }
         .unwrap();
-        rng.process_queue(0);
+        on_thread(Kind::Events, || rng.process_queue(0));
         let used = |i: u64| -> u32 {
             mem.read_obj(vq.used_addr().unchecked_add(4 + 8 * i + 4))
                 .unwrap()

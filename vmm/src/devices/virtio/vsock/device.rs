@@ -217,6 +217,7 @@ impl VirtioDevice for Vsock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::devices::test_thread::{on_thread, Kind};
     use crate::devices::virtio::test_utils::{null_interrupt, test_memory};
     use crate::devices::virtio::vsock::packet::{op, HOST_CID, TYPE_STREAM};
     use std::os::unix::net::UnixListener;
@@ -253,16 +254,19 @@ mod tests {
         let txq = MockSplitQueue::create(&mem, GuestAddress(0x2_0000), 16);
         let evq = MockSplitQueue::create(&mem, GuestAddress(0x3_0000), 16);
         let mut dev = Vsock::new(3, &uds).unwrap();
-        dev.activate(ActivateContext {
-            mem: mem.clone(),
-            queues: vec![
-                rxq.create_queue().unwrap(),
-                txq.create_queue().unwrap(),
-                evq.create_queue().unwrap(),
-            ],
-            interrupt: null_interrupt(),
-            acked_features: VIRTIO_F_VERSION_1,
-        })
+        {
+            let ctx = ActivateContext {
+                mem: mem.clone(),
+                queues: vec![
+                    rxq.create_queue().unwrap(),
+                    txq.create_queue().unwrap(),
+                    evq.create_queue().unwrap(),
+                ],
+                interrupt: null_interrupt(),
+                acked_features: VIRTIO_F_VERSION_1,
+            };
+            on_thread(Kind::Vcpu, || dev.activate(ctx))
+        }
         .unwrap();
         let rw = PacketHeader {
             src_cid: 3,
@@ -284,7 +288,7 @@ mod tests {
         for (i, c) in chains.iter().enumerate() {
             txq.add_desc_chains(c, i as u16).unwrap();
         }
-        dev.process_queue(TX);
+        on_thread(Kind::Events, || dev.process_queue(TX));
         let used_idx: u16 = mem.read_obj(GuestAddress(txq.used_addr().0 + 2)).unwrap();
         assert_eq!(usize::from(used_idx), chains.len());
         std::fs::remove_dir_all(&dir).unwrap();
@@ -318,16 +322,19 @@ mod tests {
         let txq = MockSplitQueue::create(&mem, GuestAddress(0x2_0000), 16);
         let evq = MockSplitQueue::create(&mem, GuestAddress(0x3_0000), 16);
         let mut dev = Vsock::new(3, &dir.join("v.sock")).unwrap();
-        dev.activate(ActivateContext {
-            mem: mem.clone(),
-            queues: vec![
-                rxq.create_queue().unwrap(),
-                txq.create_queue().unwrap(),
-                evq.create_queue().unwrap(),
-            ],
-            interrupt: null_interrupt(),
-            acked_features: VIRTIO_F_VERSION_1,
-        })
+        {
+            let ctx = ActivateContext {
+                mem: mem.clone(),
+                queues: vec![
+                    rxq.create_queue().unwrap(),
+                    txq.create_queue().unwrap(),
+                    evq.create_queue().unwrap(),
+                ],
+                interrupt: null_interrupt(),
+                acked_features: VIRTIO_F_VERSION_1,
+            };
+            on_thread(Kind::Vcpu, || dev.activate(ctx))
+        }
         .unwrap();
         // A datagram packet: the muxer answers it with RST.
         let bad = PacketHeader {
@@ -345,8 +352,8 @@ mod tests {
         for far in [17u16, 200, u16::MAX] {
             mem.write_obj(far, avail_idx).unwrap();
             dev = returns(move || {
-                dev.process_queue(RX);
-                dev.process_host_events();
+                on_thread(Kind::Events, || dev.process_queue(RX));
+                on_thread(Kind::Events, || dev.process_host_events());
                 dev
             });
             let used_idx: u16 = mem.read_obj(GuestAddress(rxq.used_addr().0 + 2)).unwrap();
@@ -365,7 +372,7 @@ mod tests {
             0,
         )
         .unwrap();
-        dev.process_queue(RX);
+        on_thread(Kind::Events, || dev.process_queue(RX));
         let used_idx: u16 = mem.read_obj(GuestAddress(rxq.used_addr().0 + 2)).unwrap();
         assert_eq!(used_idx, 1);
         let rst: PacketHeader = mem.read_obj(GuestAddress(RX_BUF)).unwrap();
@@ -389,18 +396,21 @@ mod tests {
         let evq = MockSplitQueue::create(&mem, GuestAddress(0x3_0000), 16);
         let mut dev = Vsock::new(3, &uds).unwrap();
         let mut cid = [0u8; 8];
-        dev.read_config(0, &mut cid);
+        on_thread(Kind::Vcpu, || dev.read_config(0, &mut cid));
         assert_eq!(u64::from_le_bytes(cid), 3);
-        dev.activate(ActivateContext {
-            mem: mem.clone(),
-            queues: vec![
-                rxq.create_queue().unwrap(),
-                txq.create_queue().unwrap(),
-                evq.create_queue().unwrap(),
-            ],
-            interrupt: null_interrupt(),
-            acked_features: VIRTIO_F_VERSION_1,
-        })
+        {
+            let ctx = ActivateContext {
+                mem: mem.clone(),
+                queues: vec![
+                    rxq.create_queue().unwrap(),
+                    txq.create_queue().unwrap(),
+                    evq.create_queue().unwrap(),
+                ],
+                interrupt: null_interrupt(),
+                acked_features: VIRTIO_F_VERSION_1,
+            };
+            on_thread(Kind::Vcpu, || dev.activate(ctx))
+        }
         .unwrap();
 
         // The guest offers one receive buffer.
@@ -436,7 +446,7 @@ mod tests {
             0,
         )
         .unwrap();
-        dev.process_queue(TX);
+        on_thread(Kind::Events, || dev.process_queue(TX));
 
         let resp: PacketHeader = mem.read_obj(GuestAddress(RX_BUF)).unwrap();
         let resp = resp.from_le();

@@ -634,7 +634,9 @@ fn parse_connect(line: &[u8]) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::devices::test_thread::{DeviceThread, Kind};
     use std::io::BufRead;
+    use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 
     const CID: u64 = 3;
@@ -666,8 +668,65 @@ mod tests {
         }
     }
 
+    /// The muxer as production drives it, each call on its thread under
+    /// that thread's seccomp filter (see `devices::test_thread`): guest
+    /// packets and host events on the events thread, the suspend check
+    /// (`snapshot_blocker`, through the device) on the main thread. The
+    /// host peers stay on the test's thread. Made before the threads
+    /// confine themselves, as production opens its socket first.
+    struct Mux {
+        events: DeviceThread<Arc<Mutex<VsockMuxer>>>,
+        main: DeviceThread<Arc<Mutex<VsockMuxer>>>,
+    }
+
+    impl Mux {
+        fn new(uds: &Path) -> Mux {
+            let m = Arc::new(Mutex::new(VsockMuxer::new(uds, CID).unwrap()));
+            Mux {
+                events: DeviceThread::spawn(Kind::Events, m.clone()),
+                main: DeviceThread::spawn(Kind::Main, m),
+            }
+        }
+
+        /// Runs `f` on the events thread.
+        fn on<R: Send + 'static>(
+            &self,
+            f: impl FnOnce(&mut VsockMuxer) -> R + Send + 'static,
+        ) -> R {
+            self.events.call(move |m| f(&mut m.lock().unwrap()))
+        }
+
+        fn process_host_events(&self) {
+            self.on(|m| m.process_host_events())
+        }
+
+        fn next_rx_packet(&self, max: usize, payload: &mut Vec<u8>) -> Option<PacketHeader> {
+            let mut p = std::mem::take(payload);
+            let (h, p) = self.on(move |m| (m.next_rx_packet(max, &mut p), p));
+            *payload = p;
+            h
+        }
+
+        fn handle_guest_packet(&self, hdr: &PacketHeader, payload: &[u8]) {
+            let (hdr, payload) = (*hdr, payload.to_vec());
+            self.on(move |m| m.handle_guest_packet(&hdr, &payload))
+        }
+
+        fn connection_count(&self) -> usize {
+            self.on(|m| m.connection_count())
+        }
+
+        fn is_idle(&self) -> bool {
+            self.on(|m| m.is_idle())
+        }
+
+        fn snapshot_blocker(&self) -> Option<String> {
+            self.main.call(|m| m.lock().unwrap().snapshot_blocker())
+        }
+    }
+
     /// Polls the muxer until it has a packet for the guest.
-    fn next(m: &mut VsockMuxer, max: usize, payload: &mut Vec<u8>) -> PacketHeader {
+    fn next(m: &Mux, max: usize, payload: &mut Vec<u8>) -> PacketHeader {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             m.process_host_events();
@@ -687,12 +746,7 @@ mod tests {
     }
 
     /// Host connects, guest accepts; returns the client stream and key.
-    fn establish(
-        m: &mut VsockMuxer,
-        uds: &Path,
-        port: u32,
-        buf_alloc: u32,
-    ) -> (UnixStream, ConnKey) {
+    fn establish(m: &Mux, uds: &Path, port: u32, buf_alloc: u32) -> (UnixStream, ConnKey) {
         let mut client = UnixStream::connect(uds).unwrap();
         client
             .write_all(format!("CONNECT {port}\n").as_bytes())
@@ -717,12 +771,12 @@ mod tests {
     #[test]
     fn connect_handshake_and_data_both_ways() {
         let uds = temp_uds();
-        let mut m = VsockMuxer::new(&uds, CID).unwrap();
-        let (mut client, key) = establish(&mut m, &uds, 1024, 64 * 1024);
+        let m = Mux::new(&uds);
+        let (mut client, key) = establish(&m, &uds, 1024, 64 * 1024);
 
         client.write_all(b"hello guest").unwrap();
         let mut p = Vec::new();
-        let h = next(&mut m, 4096, &mut p);
+        let h = next(&m, 4096, &mut p);
         assert_eq!(({ h.op }, { h.len }), (op::RW, 11));
         assert_eq!(&p, b"hello guest");
 
@@ -740,11 +794,11 @@ mod tests {
     #[test]
     fn refused_connection_closes_the_client() {
         let uds = temp_uds();
-        let mut m = VsockMuxer::new(&uds, CID).unwrap();
+        let m = Mux::new(&uds);
         let mut client = UnixStream::connect(&uds).unwrap();
         client.write_all(b"CONNECT 77\n").unwrap();
         let mut p = Vec::new();
-        let req = next(&mut m, 4096, &mut p);
+        let req = next(&m, 4096, &mut p);
         let key = ConnKey {
             guest_port: 77,
             host_port: req.src_port,
@@ -761,38 +815,38 @@ mod tests {
     #[test]
     fn host_to_guest_respects_credit() {
         let uds = temp_uds();
-        let mut m = VsockMuxer::new(&uds, CID).unwrap();
-        let (mut client, key) = establish(&mut m, &uds, 1024, 10);
+        let m = Mux::new(&uds);
+        let (mut client, key) = establish(&m, &uds, 1024, 10);
         client.write_all(&[1u8; 25]).unwrap();
         let mut p = Vec::new();
-        let h = next(&mut m, 4096, &mut p);
+        let h = next(&m, 4096, &mut p);
         assert_eq!(({ h.op }, p.len()), (op::RW, 10));
         // Out of credit: one CREDIT_REQUEST, then nothing.
-        let h = next(&mut m, 4096, &mut p);
+        let h = next(&m, 4096, &mut p);
         assert_eq!({ h.op }, op::CREDIT_REQUEST);
         m.process_host_events();
         assert!(m.next_rx_packet(4096, &mut p).is_none());
         // The guest consumed 10 bytes: the rest flows.
         m.handle_guest_packet(&guest_hdr(key, op::CREDIT_UPDATE, 0, 10, 10), &[]);
-        let h = next(&mut m, 4096, &mut p);
+        let h = next(&m, 4096, &mut p);
         assert_eq!(({ h.op }, p.len()), (op::RW, 10));
         m.handle_guest_packet(&guest_hdr(key, op::CREDIT_UPDATE, 0, 10, 20), &[]);
-        let h = next(&mut m, 4096, &mut p);
+        let h = next(&m, 4096, &mut p);
         assert_eq!(({ h.op }, p.len()), (op::RW, 5));
         // The counters the debug log shows when the connection closes.
-        let st = m.conns[&key].stats;
+        let st = m.on(move |m| m.conns[&key].stats);
         assert_eq!((st.host_packets, st.host_bytes), (3, 25));
         assert!(st.credit_stalls >= 1, "{st:?}");
         // Host closes its side: the guest gets SHUTDOWN(SEND).
         client.shutdown(std::net::Shutdown::Write).unwrap();
         m.handle_guest_packet(&guest_hdr(key, op::CREDIT_UPDATE, 0, 10, 25), &[]);
-        let h = next(&mut m, 4096, &mut p);
+        let h = next(&m, 4096, &mut p);
         assert_eq!(({ h.op }, { h.flags }), (op::SHUTDOWN, SHUTDOWN_SEND));
         // Guest closes too: RST, connection gone.
         let mut sd = guest_hdr(key, op::SHUTDOWN, 0, 10, 25);
         sd.flags = SHUTDOWN_RCV | SHUTDOWN_SEND;
         m.handle_guest_packet(&sd, &[]);
-        let h = next(&mut m, 4096, &mut p);
+        let h = next(&m, 4096, &mut p);
         assert_eq!({ h.op }, op::RST);
         assert_eq!(m.connection_count(), 0);
         std::fs::remove_dir_all(uds.parent().unwrap()).unwrap();
@@ -801,8 +855,8 @@ mod tests {
     #[test]
     fn guest_to_host_credit_updates() {
         let uds = temp_uds();
-        let mut m = VsockMuxer::new(&uds, CID).unwrap();
-        let (client, key) = establish(&mut m, &uds, 1024, 4096);
+        let m = Mux::new(&uds);
+        let (client, key) = establish(&m, &uds, 1024, 4096);
         let chunk = vec![9u8; 32 * 1024];
         let reader = std::thread::spawn(move || {
             let mut c = client;
@@ -817,7 +871,7 @@ mod tests {
             m.handle_guest_packet(&guest_hdr(key, op::RW, chunk.len() as u32, 4096, 0), &chunk);
             // Let the host drain.
             let deadline = Instant::now() + Duration::from_secs(5);
-            while !m.conns[&key].tx_buf.is_empty() {
+            while !m.on(move |m| m.conns[&key].tx_buf.is_empty()) {
                 m.process_host_events();
                 assert!(Instant::now() < deadline);
                 std::thread::sleep(Duration::from_millis(2));
@@ -827,7 +881,7 @@ mod tests {
         assert_eq!(reader.join().unwrap(), 128 * 1024);
         // 128 KiB forwarded: credit updates were sent along the way.
         let mut p = Vec::new();
-        let h = next(&mut m, 4096, &mut p);
+        let h = next(&m, 4096, &mut p);
         assert_eq!({ h.op }, op::CREDIT_UPDATE);
         assert!({ h.fwd_cnt } >= 64 * 1024);
         std::fs::remove_dir_all(uds.parent().unwrap()).unwrap();
@@ -836,7 +890,7 @@ mod tests {
     #[test]
     fn guest_initiated_connection_reaches_uds_port() {
         let uds = temp_uds();
-        let mut m = VsockMuxer::new(&uds, CID).unwrap();
+        let m = Mux::new(&uds);
         let mut port_path = uds.clone().into_os_string();
         port_path.push("_5000");
         let listener = UnixListener::bind(&port_path).unwrap();
@@ -846,7 +900,7 @@ mod tests {
         };
         m.handle_guest_packet(&guest_hdr(key, op::REQUEST, 0, 4096, 0), &[]);
         let mut p = Vec::new();
-        let h = next(&mut m, 4096, &mut p);
+        let h = next(&m, 4096, &mut p);
         assert_eq!(
             ({ h.op }, { h.src_port }, { h.dst_port }),
             (op::RESPONSE, 5000, 49152)
@@ -857,7 +911,7 @@ mod tests {
         server.read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"ping");
         server.write_all(b"pong").unwrap();
-        let h = next(&mut m, 4096, &mut p);
+        let h = next(&m, 4096, &mut p);
         assert_eq!(({ h.op }, p.as_slice()), (op::RW, &b"pong"[..]));
         // No listener on another port: RST.
         let other = ConnKey {
@@ -865,7 +919,7 @@ mod tests {
             host_port: 5001,
         };
         m.handle_guest_packet(&guest_hdr(other, op::REQUEST, 0, 4096, 0), &[]);
-        let h = next(&mut m, 4096, &mut p);
+        let h = next(&m, 4096, &mut p);
         assert_eq!(({ h.op }, { h.dst_port }), (op::RST, 49153));
         std::fs::remove_dir_all(uds.parent().unwrap()).unwrap();
     }
@@ -873,8 +927,8 @@ mod tests {
     #[test]
     fn host_close_resets_the_guest_side_at_once() {
         let uds = temp_uds();
-        let mut m = VsockMuxer::new(&uds, CID).unwrap();
-        let (mut client, key) = establish(&mut m, &uds, 1024, 64 * 1024);
+        let m = Mux::new(&uds);
+        let (mut client, key) = establish(&m, &uds, 1024, 64 * 1024);
         assert!(m.snapshot_blocker().unwrap().contains(" in use "));
         // Bytes written before the close still reach the guest first.
         client.write_all(b"last words").unwrap();
@@ -886,11 +940,11 @@ mod tests {
             m.snapshot_blocker()
         );
         let mut p = Vec::new();
-        let h = next(&mut m, 4096, &mut p);
+        let h = next(&m, 4096, &mut p);
         assert_eq!(({ h.op }, p.as_slice()), (op::RW, &b"last words"[..]));
         // The client is gone: RST, not SHUTDOWN(SEND) and a wait for the
         // guest to close its end.
-        let h = next(&mut m, 4096, &mut p);
+        let h = next(&m, 4096, &mut p);
         assert_eq!(({ h.op }, { h.dst_port }), (op::RST, key.guest_port));
         assert_eq!(m.connection_count(), 0);
         m.process_host_events();
@@ -899,7 +953,7 @@ mod tests {
         assert_eq!(m.snapshot_blocker(), None);
         // The guest's late data for it is answered with RST.
         m.handle_guest_packet(&guest_hdr(key, op::RW, 2, 4096, 0), b"hi");
-        let h = next(&mut m, 4096, &mut p);
+        let h = next(&m, 4096, &mut p);
         assert_eq!({ h.op }, op::RST);
         std::fs::remove_dir_all(uds.parent().unwrap()).unwrap();
     }
@@ -907,15 +961,15 @@ mod tests {
     #[test]
     fn host_half_close_still_delivers_the_guest_output() {
         let uds = temp_uds();
-        let mut m = VsockMuxer::new(&uds, CID).unwrap();
-        let (mut client, key) = establish(&mut m, &uds, 1024, 64 * 1024);
+        let m = Mux::new(&uds);
+        let (mut client, key) = establish(&m, &uds, 1024, 64 * 1024);
         // stdin ends (`attach`, `exec -i` with a closed stdin).
         client.write_all(b"input").unwrap();
         client.shutdown(std::net::Shutdown::Write).unwrap();
         let mut p = Vec::new();
-        let h = next(&mut m, 4096, &mut p);
+        let h = next(&m, 4096, &mut p);
         assert_eq!(({ h.op }, p.as_slice()), (op::RW, &b"input"[..]));
-        let h = next(&mut m, 4096, &mut p);
+        let h = next(&m, 4096, &mut p);
         assert_eq!(({ h.op }, { h.flags }), (op::SHUTDOWN, SHUTDOWN_SEND));
         assert_eq!(m.connection_count(), 1);
         // Still in use: a suspend is refused with that reason.
@@ -927,7 +981,7 @@ mod tests {
         let mut sd = guest_hdr(key, op::SHUTDOWN, 0, 64 * 1024, 5);
         sd.flags = SHUTDOWN_RCV | SHUTDOWN_SEND;
         m.handle_guest_packet(&sd, &[]);
-        let h = next(&mut m, 4096, &mut p);
+        let h = next(&m, 4096, &mut p);
         assert_eq!({ h.op }, op::RST);
         let mut rest = Vec::new();
         client.read_to_end(&mut rest).unwrap();
@@ -939,17 +993,17 @@ mod tests {
     #[test]
     fn host_close_after_a_half_close_resets_too() {
         let uds = temp_uds();
-        let mut m = VsockMuxer::new(&uds, CID).unwrap();
-        let (client, key) = establish(&mut m, &uds, 1024, 64 * 1024);
+        let m = Mux::new(&uds);
+        let (client, key) = establish(&m, &uds, 1024, 64 * 1024);
         client.shutdown(std::net::Shutdown::Write).unwrap();
         let mut p = Vec::new();
-        let h = next(&mut m, 4096, &mut p);
+        let h = next(&m, 4096, &mut p);
         assert_eq!(({ h.op }, { h.flags }), (op::SHUTDOWN, SHUTDOWN_SEND));
         assert!(m.snapshot_blocker().unwrap().contains(" in use "));
         // The client that only ended its input now goes away (a killed
         // `exec -i`): the guest hears RST, the muxer is idle.
         drop(client);
-        let h = next(&mut m, 4096, &mut p);
+        let h = next(&m, 4096, &mut p);
         assert_eq!(({ h.op }, { h.dst_port }), (op::RST, key.guest_port));
         assert!(m.is_idle());
         std::fs::remove_dir_all(uds.parent().unwrap()).unwrap();
@@ -958,17 +1012,17 @@ mod tests {
     #[test]
     fn data_sent_with_the_connect_line_is_kept() {
         let uds = temp_uds();
-        let mut m = VsockMuxer::new(&uds, CID).unwrap();
+        let m = Mux::new(&uds);
         let mut client = UnixStream::connect(&uds).unwrap();
         client.write_all(b"CONNECT 9\nearly").unwrap();
         let mut p = Vec::new();
-        let req = next(&mut m, 4096, &mut p);
+        let req = next(&m, 4096, &mut p);
         let key = ConnKey {
             guest_port: 9,
             host_port: req.src_port,
         };
         m.handle_guest_packet(&guest_hdr(key, op::RESPONSE, 0, 4096, 0), &[]);
-        let h = next(&mut m, 4096, &mut p);
+        let h = next(&m, 4096, &mut p);
         assert_eq!(({ h.op }, p.as_slice()), (op::RW, &b"early"[..]));
         assert!(parse_connect(b"CONNECT 12\r").is_some());
         assert!(parse_connect(b"CONNECT x").is_none());
