@@ -282,6 +282,27 @@ fn anonymous_volumes_copy_up_volumes_from_and_prune() {
     .ok();
     assert!(volumes(&b).is_empty(), "{:?}", volumes(&b));
 
+    // A volume over /etc gets the image's /etc, and the engine's
+    // /etc/hosts, /etc/hostname and /etc/resolv.conf still sit on top of it
+    // (docker mounts them after the volume; mounted before it, they were
+    // hidden and `cat /etc/hosts` found only the image's file).
+    let out = b
+        .run(&[
+            "run",
+            "--rm",
+            "--hostname",
+            "etcvol-host",
+            "-v",
+            "etcvol:/etc",
+            IMG,
+            "sh",
+            "-c",
+            "grep -c etcvol-host /etc/hosts; cat /etc/hostname; test -s /etc/resolv.conf && echo resolv; grep -c '^root:' /etc/passwd",
+        ])
+        .ok();
+    assert_eq!(out.stdout, "1\netcvol-host\nresolv\n1\n", "{}", out.stderr);
+    b.run(&["volume", "rm", "etcvol"]).ok();
+
     // Copy-up into a new named volume; none with volume-nocopy.
     b.run(&["run", "--rm", "-v", "fresh:/data", "withvol", "true"])
         .ok();

@@ -105,6 +105,22 @@ pub fn user_mounts(points: &[MountPoint]) -> Vec<Value> {
         .collect()
 }
 
+/// Orders a container's mounts (the engine's `/etc` files, the init, `-v`,
+/// `--mount`, `--tmpfs`) as docker does: by the depth of their
+/// destination, a stable sort, so that `-v vol:/etc` is mounted before the
+/// engine's `/etc/hosts` (not over it), and at the same path a user's mount
+/// still comes after the engine's and wins.
+fn parents_first(mounts: &mut [Value]) {
+    mounts.sort_by_key(|m| {
+        m["destination"]
+            .as_str()
+            .unwrap_or("")
+            .split('/')
+            .filter(|c| !c.is_empty())
+            .count()
+    });
+}
+
 /// Builds the spec as JSON.
 pub fn build(rec: &ContainerRecord, inp: &SpecInputs) -> Value {
     let privs = inp.privileges;
@@ -128,6 +144,8 @@ pub fn build(rec: &ContainerRecord, inp: &SpecInputs) -> Value {
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": sys_opts}),
         json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": cgroup_opts}),
     ];
+    // The container's own mounts below: sorted together by depth at the end.
+    let system_mounts = mounts.len();
     for (dest, src) in inp.etc_files {
         mounts.push(json!({"destination": dest, "type": "bind", "source": src, "options": ["rbind", "rprivate"]}));
     }
@@ -149,6 +167,7 @@ pub fn build(rec: &ContainerRecord, inp: &SpecInputs) -> Value {
             json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": options}),
         );
     }
+    parents_first(&mut mounts[system_mounts..]);
     let mut resources = json!({
         "devices": [
             {"allow": false, "access": "rwm"},
@@ -423,6 +442,31 @@ mod tests {
             copy_up: false,
             tmpfs_options: vec!["nosuid".into(), "size=1024".into()],
         }
+    }
+
+    #[test]
+    fn a_volume_over_etc_goes_below_the_engines_etc_files() {
+        let mut m = vec![
+            json!({"destination": "/etc/hosts", "source": "engine-hosts"}),
+            json!({"destination": "/etc/resolv.conf", "source": "engine-resolv"}),
+            json!({"destination": "/sbin/docker-init", "source": "init"}),
+            json!({"destination": "/etc", "source": "vol"}),
+            json!({"destination": "/etc/hosts", "source": "user-hosts"}),
+            json!({"destination": "/data", "source": "tmpfs"}),
+        ];
+        parents_first(&mut m);
+        let order: Vec<&str> = m.iter().map(|m| m["source"].as_str().unwrap()).collect();
+        assert_eq!(
+            order,
+            [
+                "vol",
+                "tmpfs",
+                "engine-hosts",
+                "engine-resolv",
+                "init",
+                "user-hosts"
+            ]
+        );
     }
 
     #[test]
