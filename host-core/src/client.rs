@@ -48,6 +48,20 @@ pub enum Endpoint {
     VsockMux { path: PathBuf, port: u32 },
 }
 
+/// Connects to `ep`'s socket: the stream, and the vsock port still to ask
+/// the muxer for (`CONNECT`) where the agent sits behind a VMM.
+fn dial(ep: &Endpoint) -> Result<(UnixStream, Option<u32>), ClientError> {
+    let (path, port) = match ep {
+        Endpoint::Unix(p) => (p.as_path(), None),
+        Endpoint::VsockMux { path, port } => (path.as_path(), Some(*port)),
+    };
+    let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok((stream, port))
+}
+
 /// One connection to the agent: the transport under [`crate::engine::Engine`].
 pub(crate) struct Connection {
     stream: UnixStream,
@@ -56,14 +70,7 @@ pub(crate) struct Connection {
 
 impl Connection {
     pub(crate) fn open(ep: &Endpoint) -> Result<Connection, ClientError> {
-        let (path, port) = match ep {
-            Endpoint::Unix(p) => (p.as_path(), None),
-            Endpoint::VsockMux { path, port } => (path.as_path(), Some(*port)),
-        };
-        let mut stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let (mut stream, port) = dial(ep)?;
         if let Some(port) = port {
             vsock_connect(&mut stream, port)?;
         }
@@ -160,14 +167,7 @@ pub(crate) struct PendingStream {
 
 impl PendingStream {
     pub(crate) fn send(ep: &Endpoint, request: Request) -> Result<PendingStream, ClientError> {
-        let (path, port) = match ep {
-            Endpoint::Unix(p) => (p.as_path(), None),
-            Endpoint::VsockMux { path, port } => (path.as_path(), Some(*port)),
-        };
-        let mut stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let (mut stream, port) = dial(ep)?;
         let mut out = match port {
             Some(port) => format!("CONNECT {port}\n").into_bytes(),
             None => Vec::new(),
