@@ -662,3 +662,56 @@ impl Drop for Berth {
         }
     }
 }
+
+/// Issue 24's load step: `n` `run --rm` of [`DEFAULT_IMAGE`] at once, run
+/// `i` printing `load-i` and exiting `i % 7`, each writing its ID with
+/// `--cidfile`. Panics listing every run whose output or exit code was
+/// not its own; returns the `n` container IDs (64 hex each), in order.
+pub fn run_rm_concurrently(b: &std::sync::Arc<Berth>, n: usize) -> Vec<String> {
+    let ids = tempfile::tempdir().unwrap();
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let b = b.clone();
+            let cid = ids.path().join(format!("{i}.cid"));
+            std::thread::spawn(move || {
+                b.run(&[
+                    "run",
+                    "--rm",
+                    "--cidfile",
+                    cid.to_str().unwrap(),
+                    DEFAULT_IMAGE,
+                    "sh",
+                    "-c",
+                    &format!("echo load-{i}; exit {}", i % 7),
+                ])
+            })
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for (i, h) in handles.into_iter().enumerate() {
+        let o = h.join().unwrap();
+        if o.code != (i % 7) as i32 || o.stdout != format!("load-{i}\n") {
+            failures.push(format!(
+                "run {i}: exit {} (want {}), stdout {:?}, stderr {:?}",
+                o.code,
+                i % 7,
+                o.stdout,
+                o.stderr
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {n} runs failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    (0..n)
+        .map(|i| {
+            let id = std::fs::read_to_string(ids.path().join(format!("{i}.cid")))
+                .unwrap_or_else(|e| panic!("run {i} wrote no --cidfile: {e}"));
+            assert_eq!(id.len(), 64, "run {i}'s ID: {id:?}");
+            id
+        })
+        .collect()
+}

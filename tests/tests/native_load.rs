@@ -9,7 +9,7 @@
 //! host (other tests, other engines). A detached container checked first
 //! shows that the check sees each kind of trace while a container lives.
 
-use berth_tests::{Berth, DEFAULT_IMAGE};
+use berth_tests::{run_rm_concurrently, Berth, DEFAULT_IMAGE};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -100,59 +100,14 @@ fn a_hundred_concurrent_runs_all_succeed_and_leave_nothing() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    let ids = tempfile::tempdir().unwrap();
     let t = Instant::now();
-    let handles: Vec<_> = (0..RUNS)
-        .map(|i| {
-            let b = b.clone();
-            let cid = ids.path().join(format!("{i}.cid"));
-            std::thread::spawn(move || {
-                b.run(&[
-                    "run",
-                    "--rm",
-                    "--cidfile",
-                    cid.to_str().unwrap(),
-                    DEFAULT_IMAGE,
-                    "sh",
-                    "-c",
-                    &format!("echo load-{i}; exit {}", i % 7),
-                ])
-            })
-        })
-        .collect();
-    let mut failures = Vec::new();
-    for (i, h) in handles.into_iter().enumerate() {
-        let o = h.join().unwrap();
-        if o.code != (i % 7) as i32 || o.stdout != format!("load-{i}\n") {
-            failures.push(format!(
-                "run {i}: exit {} (want {}), stdout {:?}, stderr {:?}",
-                o.code,
-                i % 7,
-                o.stdout,
-                o.stderr
-            ));
-        }
-    }
+    let ids = run_rm_concurrently(&b, RUNS);
     eprintln!(
         "native_load: {RUNS} concurrent run --rm done in {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    assert!(
-        failures.is_empty(),
-        "{} of {RUNS} runs failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
 
-    // Every run got an ID, and none of them left anything behind.
-    let ids: Vec<String> = (0..RUNS)
-        .map(|i| {
-            let id = std::fs::read_to_string(ids.path().join(format!("{i}.cid")))
-                .unwrap_or_else(|e| panic!("run {i} wrote no --cidfile: {e}"));
-            assert_eq!(id.len(), 64, "run {i}'s ID: {id:?}");
-            id
-        })
-        .collect();
+    // None of them left anything behind.
     let ps = b.run(&["ps", "-a", "-q", "--no-trunc"]).ok().stdout;
     for id in &ids {
         assert!(!ps.contains(id.as_str()), "{id} is still listed:\n{ps}");

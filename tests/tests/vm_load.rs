@@ -12,7 +12,7 @@
 // Drives the Linux builds of berth and berth-agent (KVM).
 #![cfg(target_os = "linux")]
 
-use berth_tests::{kernel_available, skip, timing, Berth, DEFAULT_IMAGE};
+use berth_tests::{kernel_available, run_rm_concurrently, skip, timing, Berth, DEFAULT_IMAGE};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -83,56 +83,13 @@ fn ten_concurrent_runs_in_the_machine_vm_all_succeed_and_leave_nothing() {
         .to_string();
 
     let b = Arc::new(b);
-    let ids = tempfile::tempdir().unwrap();
     let t_load = Instant::now();
-    let handles: Vec<_> = (0..RUNS)
-        .map(|i| {
-            let b = b.clone();
-            let cid = ids.path().join(format!("{i}.cid"));
-            std::thread::spawn(move || {
-                b.run(&[
-                    "run",
-                    "--rm",
-                    "--cidfile",
-                    cid.to_str().unwrap(),
-                    DEFAULT_IMAGE,
-                    "sh",
-                    "-c",
-                    &format!("echo load-{i}; exit {}", i % 7),
-                ])
-            })
-        })
-        .collect();
-    let mut failures = Vec::new();
-    for (i, h) in handles.into_iter().enumerate() {
-        let o = h.join().unwrap();
-        if o.code != (i % 7) as i32 || o.stdout != format!("load-{i}\n") {
-            failures.push(format!(
-                "run {i}: exit {} (want {}), stdout {:?}, stderr {:?}",
-                o.code,
-                i % 7,
-                o.stdout,
-                o.stderr
-            ));
-        }
-    }
+    let ids = run_rm_concurrently(&b, RUNS);
     eprintln!(
         "vm_load: {RUNS} concurrent run --rm in the machine VM done in {:.1} s",
         t_load.elapsed().as_secs_f64()
     );
     timing("vm_load", &format!("{RUNS} concurrent run --rm"), t);
-    assert!(
-        failures.is_empty(),
-        "{} of {RUNS} runs failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-    let ids: Vec<String> = (0..RUNS)
-        .map(|i| {
-            std::fs::read_to_string(ids.path().join(format!("{i}.cid")))
-                .unwrap_or_else(|e| panic!("run {i} wrote no --cidfile: {e}"))
-        })
-        .collect();
     let ps = b.run(&["ps", "-a", "-q", "--no-trunc"]).ok().stdout;
     assert_eq!(ps.trim(), sleeper, "only the sleeper is listed");
 
