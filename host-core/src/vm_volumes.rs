@@ -43,6 +43,10 @@ pub const USES: &str = "volumes";
 /// The lock file in the store's folder (see the module's comment).
 const LOCK: &str = ".lock";
 
+/// How a volume's folder set aside for removal begins (a dot name: no
+/// volume's name, see [`valid_name`]).
+const TRASH: &str = ".rm-";
+
 /// The folder of the [`Reservation`]s, one file each, naming its volumes.
 const STARTING: &str = ".starting";
 
@@ -317,51 +321,84 @@ impl VolumeStore {
     }
 
     /// Removes volume `name` unless a container uses it (docker's words);
-    /// `force` hides a missing one.
+    /// `force` hides a missing one. Only the check and a rename aside run
+    /// under the store's lock: the files go after it is released, so a
+    /// starting run never waits behind a large delete.
     pub fn remove(&self, name: &str, force: bool) -> Result<(), ApiError> {
-        let _locked = self.lock(name)?;
-        if self.read(name).is_none() {
-            return if force {
-                Ok(())
-            } else {
-                Err(no_such_volume(name))
-            };
+        let trash = {
+            let _locked = self.lock(name)?;
+            if self.read(name).is_none() {
+                return if force {
+                    Ok(())
+                } else {
+                    Err(no_such_volume(name))
+                };
+            }
+            if let Some(ids) = self.users().remove(name) {
+                return Err(ApiError::new(
+                    ErrorKind::Conflict,
+                    format!("remove {name}: volume is in use - [{}]", ids.join(", ")),
+                ));
+            }
+            self.set_aside(name)
+                .map_err(|e| io_error(format!("remove {name}"), e))?
+        };
+        match std::fs::remove_dir_all(&trash) {
+            // A prune sweeping old trash took it first.
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(io_error(format!("remove {name}"), e))
+            }
+            _ => Ok(()),
         }
-        if let Some(ids) = self.users().remove(name) {
-            return Err(ApiError::new(
-                ErrorKind::Conflict,
-                format!("remove {name}: volume is in use - [{}]", ids.join(", ")),
-            ));
-        }
-        self.delete(name)
-            .map(|_| ())
-            .map_err(|e| io_error(format!("remove {name}"), e))
     }
 
-    /// Renames the volume aside, then removes it; the bytes it held.
-    fn delete(&self, name: &str) -> std::io::Result<u64> {
-        let size = tree_size(&self.data_dir(name));
-        let trash = self.root.join(format!(".rm-{name}-{}", std::process::id()));
+    /// Renames volume `name`'s folder to a trash name (a dot name, which
+    /// no volume has, so it is gone from the store at once); returns it.
+    /// A trash folder an interrupted delete left is removed by the next
+    /// [`Self::prune`].
+    fn set_aside(&self, name: &str) -> std::io::Result<PathBuf> {
+        let trash = self.root.join(format!("{TRASH}{}", &random_name()[..32]));
         std::fs::rename(self.dir(name), &trash)?;
-        std::fs::remove_dir_all(&trash)?;
-        Ok(size)
+        Ok(trash)
     }
 
     /// `volume prune`: the unused volumes (all of them are named: the
-    /// anonymous ones stay in the VMs), only with `all`, as docker's.
+    /// anonymous ones stay in the VMs), only with `all`, as docker's. The
+    /// volumes leave the store under its lock; their files are removed
+    /// after it, with any trash an interrupted delete left.
     pub fn prune(&self, all: bool) -> (Vec<String>, u64) {
         let mut names = Vec::new();
         let mut reclaimed = 0;
-        let Ok(_locked) = self.lock("prune") else {
-            return (names, reclaimed);
-        };
-        for v in self.list() {
-            if !v.used_by.is_empty() || !(all || v.anonymous) {
-                continue;
+        let mut trash = Vec::new();
+        {
+            let Ok(_locked) = self.lock("prune") else {
+                return (names, reclaimed);
+            };
+            for v in self.list() {
+                if !v.used_by.is_empty() || !(all || v.anonymous) {
+                    continue;
+                }
+                if let Ok(t) = self.set_aside(&v.name) {
+                    trash.push((Some(v.name), t));
+                }
             }
-            if let Ok(n) = self.delete(&v.name) {
-                reclaimed += n;
-                names.push(v.name);
+        }
+        if let Ok(rd) = std::fs::read_dir(&self.root) {
+            for e in rd.flatten() {
+                let old = e.file_name().to_string_lossy().starts_with(TRASH);
+                if old && !trash.iter().any(|(_, t)| *t == e.path()) {
+                    trash.push((None, e.path()));
+                }
+            }
+        }
+        for (name, t) in trash {
+            let size = tree_size(&t.join("_data"));
+            // Another prune may be removing the same old trash: what it
+            // takes first is simply gone.
+            let _ = std::fs::remove_dir_all(&t);
+            if let Some(name) = name {
+                reclaimed += size;
+                names.push(name);
             }
         }
         (names, reclaimed)
@@ -637,6 +674,56 @@ mod tests {
             (ErrorKind::NotFound, "get data1: no such volume")
         );
         s.remove("data1", true).unwrap();
+    }
+
+    #[test]
+    fn a_volume_set_aside_is_gone_at_once_and_old_trash_goes_with_prune() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(&t);
+        let none = BTreeMap::new();
+        s.create(Some("big"), &none, &none).unwrap();
+        std::fs::create_dir_all(s.data_dir("big").join("a/b")).unwrap();
+        std::fs::write(s.data_dir("big").join("a/b/f"), b"12345").unwrap();
+        // What `remove` does under the lock: the volume leaves the store
+        // at once (its files still there, as after a delete interrupted
+        // by a kill), and the store's lock is free again.
+        let trash = {
+            let _locked = s.lock("big").unwrap();
+            s.set_aside("big").unwrap()
+        };
+        assert!(trash.join("_data/a/b/f").exists());
+        assert!(s.list().is_empty(), "{:?}", s.list());
+        assert_eq!(s.inspect("big").unwrap_err().kind, ErrorKind::NotFound);
+        let lock = std::fs::File::open(s.root.join(LOCK)).unwrap();
+        assert!(crate::platform::try_lock_exclusive(&lock).unwrap());
+        drop(lock);
+        // A new volume of the same name starts empty.
+        s.create(Some("big"), &none, &none).unwrap();
+        assert_eq!(std::fs::read_dir(s.data_dir("big")).unwrap().count(), 0);
+        // prune removes the unused volume and the old trash; the trash is
+        // not counted as a volume it removed.
+        let (names, _) = s.prune(true);
+        assert_eq!(names, vec!["big".to_string()]);
+        assert!(!trash.exists());
+        let left: Vec<_> = std::fs::read_dir(&s.root)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(TRASH) || !n.starts_with('.'))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        // remove leaves no trash either.
+        s.create(Some("big"), &none, &none).unwrap();
+        std::fs::write(s.data_dir("big").join("f"), b"x").unwrap();
+        s.remove("big", false).unwrap();
+        assert_eq!(
+            std::fs::read_dir(&s.root)
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(TRASH))
+                .count(),
+            0
+        );
     }
 
     #[test]
