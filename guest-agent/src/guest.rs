@@ -229,9 +229,16 @@ pub fn run_as_init() -> ! {
     // kvm_pvm hosts). /proc/meminfo and /proc/vmstat stay accurate to the
     // per-CPU thresholds.
     let _ = std::fs::write("/proc/sys/vm/stat_interval", "10");
-    // Let containers' cgroups use every controller.
+    // Let containers' cgroups use every controller but `cpu` and `cpuset`,
+    // which the engine turns on only for containers with CPU limits (see
+    // engine::controllers: with `cpu` on, the scheduler's per-group work
+    // is a large part of the guest kernel's).
     if let Ok(ctrls) = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers") {
-        let enable: Vec<String> = ctrls.split_whitespace().map(|c| format!("+{c}")).collect();
+        let enable: Vec<String> = ctrls
+            .split_whitespace()
+            .filter(|c| *c != "cpu" && *c != "cpuset")
+            .map(|c| format!("+{c}"))
+            .collect();
         let _ = std::fs::write("/sys/fs/cgroup/cgroup.subtree_control", enable.join(" "));
     }
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();

@@ -4,6 +4,7 @@ pub mod cgroup;
 pub mod changes;
 pub mod commit;
 pub mod containers;
+pub mod controllers;
 pub mod copy;
 pub mod decide;
 pub mod disk_usage;

@@ -430,6 +430,12 @@ fn apply_limits(
         );
     }
     let resources = res.build().map_err(bad)?;
+    let wants = super::controllers::Wants {
+        cpu: nano_cpus.is_some(),
+        cpuset: false,
+    };
+    let _guard = super::controllers::prepare_update(wants)
+        .map_err(Error::failed("enabling the cpu controller"))?;
     cgroup(id)?
         .apply(&libcgroups::common::ControllerOpt {
             resources: &resources,

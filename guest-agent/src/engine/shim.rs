@@ -251,6 +251,7 @@ fn teardown(
                 let _ = c.delete(true);
             }
         }
+        super::controllers::relax();
         phases.mark("delete");
         let _ = std::fs::remove_dir_all(&runtime);
     }
@@ -421,6 +422,13 @@ fn start(
         let _ = std::fs::remove_dir_all(&runtime_dir);
     }
 
+    // The cgroup, made before libcontainer so that `cpu`/`cpuset` are on
+    // only for a container with CPU limits (see `controllers`); the guard
+    // keeps them on until libcontainer has written the limits.
+    let wants = super::controllers::Wants::of_cpu(&spec_json["linux"]["resources"]["cpu"]);
+    let cgroup_guard = super::controllers::prepare(&rec.id, wants)
+        .map_err(Error::failed("creating the container's cgroup"))?;
+
     let attach_path = layout.attach_socket(&rec.id);
     let _ = std::fs::remove_file(&attach_path);
     let listener = UnixListener::bind(&attach_path).map_err(Error::failed("attach socket"))?;
@@ -457,6 +465,7 @@ fn start(
         .build();
     // SAFETY: as above; the shim itself must not die of SIGPIPE.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    drop(cgroup_guard);
     let mut container = built.map_err(Error::failed("creating container"))?;
     phases.mark("create");
     // In guests whose kernel is emulated (kvm_pvm) the state libcontainer
