@@ -164,6 +164,10 @@ fn switch_root() {
     }
 }
 
+/// The threads vsock connections are served on (std's default stack: a
+/// request may run any engine code).
+static CONNECTIONS: crate::workers::Pool = crate::workers::Pool::new("conn", None);
+
 /// Runs the guest init; never returns.
 pub fn run_as_init() -> ! {
     switch_root();
@@ -329,7 +333,10 @@ pub fn run_as_init() -> ! {
         match listener.accept() {
             Ok(conn) => {
                 let engine = engine.clone();
-                std::thread::spawn(move || crate::server::serve_connection(engine, Box::new(conn)));
+                // A kept thread: a new one per connection is a clone, a
+                // stack mapping and their teardown in an emulated kernel.
+                let _ = CONNECTIONS
+                    .run(move || crate::server::serve_connection(engine, Box::new(conn)));
             }
             Err(e) => {
                 log(&format!("accept: {e}"));

@@ -38,6 +38,8 @@ pub mod splice;
 pub mod store;
 #[cfg(target_os = "linux")]
 pub mod vsock;
+#[cfg(target_os = "linux")]
+pub mod workers;
 
 #[cfg(target_os = "linux")]
 use engine::Engine;

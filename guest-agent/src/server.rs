@@ -192,7 +192,7 @@ pub fn serve_connection(engine: Arc<Engine>, mut conn: Box<dyn Conn>) {
                 return;
             }
             Request::PortConnect { port } => {
-                port_connect(conn, id, port);
+                port_connect(&engine, conn, id, port);
                 return;
             }
             Request::PortConnectUdp { port } => {
@@ -698,10 +698,19 @@ fn logs(engine: &Engine, mut conn: Box<dyn Conn>, id: u64, o: berth_protocol::Lo
 
 /// Streams engine events as JSON lines: the stored ones from `since`, then
 /// new ones until `until` has passed or the client went away.
-/// Joins a host connection to a published port's proxy where the agent
-/// runs, for the host's port forwarder (VM placements).
-fn port_connect(mut conn: Box<dyn Conn>, id: u64, port: u16) {
-    let tcp = match std::net::TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, port)) {
+/// Joins a host connection to a published port where the agent runs, for
+/// the host's port forwarder (VM placements). The agent connects straight
+/// to the container's address the port's proxy would relay to
+/// ([`crate::engine::net::direct`]), from the namespace the proxy connects
+/// from; a port it finds no container for is joined to `127.0.0.1:port`
+/// as before (its proxy, or whatever listens there). The host → guest
+/// direction runs on a kept thread ([`RELAYS`]), the other here.
+fn port_connect(engine: &Engine, mut conn: Box<dyn Conn>, id: u64, port: u16) {
+    let connected = match crate::engine::net::direct::target(engine, port) {
+        Some(target) => std::net::TcpStream::connect_timeout(&target.into(), CONNECT_TIMEOUT),
+        None => std::net::TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, port)),
+    };
+    let tcp = match connected {
         Ok(t) => t,
         Err(e) => {
             let _ = write_frame(
@@ -736,18 +745,33 @@ fn port_connect(mut conn: Box<dyn Conn>, id: u64, port: u16) {
     // per byte instead of two through a buffer here.
     use std::os::fd::AsRawFd;
     let tcp_fd = Some(tcp.as_raw_fd());
-    let up = std::thread::spawn(move || {
+    let up = RELAYS.run(move || {
         let (from_fd, to_fd) = (conn_r.stream_fd(), Some(tcp_w.as_raw_fd()));
         let _ = crate::conn::pump(&mut conn_r, from_fd, &mut tcp_w, to_fd);
         let _ = tcp_w.shutdown(std::net::Shutdown::Write);
     });
+    if up.is_err() {
+        // No thread for the host's bytes: end the connection rather than
+        // leave the container waiting for a request that never comes.
+        let _ = tcp.shutdown(std::net::Shutdown::Both);
+        conn.shutdown_write();
+        return;
+    }
     let mut tcp_r = tcp;
     let conn_fd = conn.stream_fd();
     let _ = crate::conn::pump(&mut tcp_r, tcp_fd, &mut conn, conn_fd);
     let _ = conn.flush();
     conn.shutdown_write();
-    let _ = up.join();
 }
+
+/// How long [`port_connect`] waits for the container to accept (the
+/// port proxy's bound).
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The threads of [`port_connect`]'s host → container direction. Each
+/// runs only a splice loop, or a relay whose buffer is on the heap: a
+/// small stack is plenty.
+static RELAYS: crate::workers::Pool = crate::workers::Pool::new("port-relay", Some(64 * 1024));
 
 /// Joins a host peer's UDP flow to a published UDP port's proxy where the
 /// agent runs (VM placements): a socket of its own, connected to

@@ -7,10 +7,12 @@
 //! - [`link`]: bridges, veth pairs, addresses and routes over rtnetlink;
 //! - [`nat`]: egress masquerade and network isolation with nftables;
 //! - [`proxy`]: published ports (a userland proxy in the container's shim);
+//! - [`direct`]: where a published port leads, for the agent's `PortConnect`;
 //! - [`dns`]: the embedded DNS server at 127.0.0.11 on user networks;
 //! - [`sockets`]: socket helpers those two share.
 
 pub mod container;
+pub mod direct;
 pub mod dns;
 pub mod link;
 pub mod nat;

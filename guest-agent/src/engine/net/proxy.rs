@@ -286,7 +286,7 @@ impl Default for Limits {
 /// Stack of the proxy's listener and UDP threads: their buffers live on
 /// the heap.
 const THREAD_STACK: usize = 256 * 1024;
-/// Stack of the threads TCP connections run on ([`workers`], named
+/// Stack of the threads TCP connections run on ([`TCP_WORKERS`], named
 /// `proxy-tcp`), which run only [`relay_tcp`] / [`forward`]: a connect,
 /// socket calls and small frames. No buffer lives on them (splice
 /// keeps the bytes in a pipe; the copy fallback's buffer is on the heap),
@@ -345,7 +345,7 @@ fn serve_tcp(listener: TcpListener, target: SocketAddrV4, limits: Limits) {
         let Some(permit) = Permit::acquire(&connections, limits.max_tcp_connections) else {
             continue; // dropped: closed at once
         };
-        let _ = workers::run(move || relay_tcp(client, target, limits, permit));
+        let _ = TCP_WORKERS.run(move || relay_tcp(client, target, limits, permit));
     }
 }
 
@@ -363,7 +363,7 @@ fn relay_tcp(client: TcpStream, target: SocketAddrV4, limits: Limits, permit: Pe
     let (client, server, permit) = (Arc::new(client), Arc::new(server), Arc::new(permit));
     let splice = limits.splice;
     let (back_client, back_server) = (client.clone(), server.clone());
-    let back = workers::run(move || {
+    let back = TCP_WORKERS.run(move || {
         let _permit = permit;
         forward(&back_server, &back_client, splice);
     });
@@ -422,77 +422,8 @@ fn copy(mut from: &TcpStream, mut to: &TcpStream) {
 }
 
 /// The threads TCP connections run on (two per connection, one per
-/// direction), kept for the next connections once done: creating a thread
-/// (stack, guard page, signal stack) and tearing it down cost more than
-/// a short connection's bytes. A thread idle for [`workers::IDLE`] ends.
-mod workers {
-    use super::{io, lock, CONN_STACK};
-    use std::collections::VecDeque;
-    use std::sync::{Condvar, Mutex};
-    use std::time::{Duration, Instant};
-
-    type Job = Box<dyn FnOnce() + Send>;
-
-    /// How long a thread waits for another connection before it ends.
-    pub(super) const IDLE: Duration = Duration::from_secs(30);
-
-    /// Jobs handed to idle threads; never more of them than idle threads.
-    struct Queue {
-        jobs: VecDeque<Job>,
-        idle: usize,
-    }
-
-    static QUEUE: Mutex<Queue> = Mutex::new(Queue {
-        jobs: VecDeque::new(),
-        idle: 0,
-    });
-    static WAKE: Condvar = Condvar::new();
-
-    /// Runs `job` on an idle thread, or on a new one (with the small
-    /// [`CONN_STACK`]); `Err` when no thread can be created (`job` is
-    /// dropped).
-    pub(super) fn run(job: impl FnOnce() + Send + 'static) -> io::Result<()> {
-        let job: Job = Box::new(job);
-        let mut queue = lock(&QUEUE);
-        if queue.idle > queue.jobs.len() {
-            queue.jobs.push_back(job);
-            drop(queue);
-            WAKE.notify_one();
-            return Ok(());
-        }
-        drop(queue);
-        std::thread::Builder::new()
-            .name("proxy-tcp".into())
-            .stack_size(CONN_STACK)
-            .spawn(move || work(job))
-            .map(drop)
-    }
-
-    /// Runs `job`, then the jobs handed over, until idle for [`IDLE`].
-    fn work(mut job: Job) {
-        loop {
-            job();
-            let mut queue = lock(&QUEUE);
-            queue.idle += 1;
-            let until = Instant::now() + IDLE;
-            job = loop {
-                if let Some(next) = queue.jobs.pop_front() {
-                    queue.idle -= 1;
-                    break next;
-                }
-                let left = until.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    queue.idle -= 1;
-                    return;
-                }
-                queue = match WAKE.wait_timeout(queue, left) {
-                    Ok((queue, _)) => queue,
-                    Err(poisoned) => poisoned.into_inner().0,
-                };
-            };
-        }
-    }
-}
+/// direction), kept for the next connections once done.
+static TCP_WORKERS: crate::workers::Pool = crate::workers::Pool::new("proxy-tcp", Some(CONN_STACK));
 
 /// One client address's path to the container.
 struct Flow {
@@ -839,7 +770,9 @@ mod tests {
         let mut threads = std::collections::HashSet::new();
         for _ in 0..50 {
             let (done, wait) = std::sync::mpsc::channel();
-            workers::run(move || done.send(std::thread::current().id()).unwrap()).unwrap();
+            TCP_WORKERS
+                .run(move || done.send(std::thread::current().id()).unwrap())
+                .unwrap();
             threads.insert(wait.recv_timeout(Duration::from_secs(10)).unwrap());
             // Let the thread get back to waiting.
             std::thread::sleep(Duration::from_millis(2));
