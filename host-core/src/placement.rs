@@ -330,6 +330,8 @@ impl OwnVm {
                 )),
             }
         }
+        // The directories of runs killed before they removed theirs.
+        crate::vm_fleet::remove_orphans_in(&crate::vm_fleet::root());
         Ok(OwnVm {
             vm: crate::machine::Machine::ephemeral()?.with_image_disk(disk.clone()),
             disk,

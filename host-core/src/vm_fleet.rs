@@ -190,6 +190,59 @@ pub fn root() -> PathBuf {
     crate::paths::state_dir().join("vms")
 }
 
+/// Whether the VM directory `dir` belongs to a live process: the one that
+/// made it (named `<pid>-<nanos>`, see [`Machine::ephemeral`]) or its VMM.
+pub fn dir_alive(dir: &Path) -> bool {
+    let made_by = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.split_once('-'))
+        .and_then(|(pid, _)| pid.parse::<i32>().ok());
+    let vmm = std::fs::read_to_string(dir.join("vmm.pid"))
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok());
+    [made_by, vmm]
+        .into_iter()
+        .flatten()
+        .any(|pid| pid > 0 && crate::machine::pid_alive(pid))
+}
+
+/// Removes the VM directories under `root` that nothing owns any more:
+/// named `<pid>-<nanos>`, without a record (a detached container's stays
+/// until `rm`), and neither their maker nor their VMM alive. A SIGKILLed
+/// `berth run --isolation vm` (or a keeper killed before its record)
+/// leaves one: its VMM died with it, but its Drop never ran. Returns the
+/// directories removed.
+pub fn remove_orphans_in(root: &Path) -> Vec<PathBuf> {
+    let Ok(dirs) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for e in dirs.flatten() {
+        let dir = e.path();
+        let ours = e
+            .file_name()
+            .to_str()
+            .and_then(|n| n.split_once('-'))
+            .is_some_and(|(pid, nanos)| {
+                !pid.is_empty()
+                    && !nanos.is_empty()
+                    && pid.bytes().chain(nanos.bytes()).all(|b| b.is_ascii_digit())
+            });
+        if !ours
+            || !e.file_type().is_ok_and(|t| t.is_dir())
+            || dir.join(RECORD).exists()
+            || dir_alive(&dir)
+        {
+            continue;
+        }
+        if std::fs::remove_dir_all(&dir).is_ok() {
+            removed.push(dir);
+        }
+    }
+    removed
+}
+
 /// Reads the record of the VM directory `dir`, if it has a sound one.
 pub fn read_record(dir: &Path) -> Option<Record> {
     let text = read_capped(&dir.join(RECORD), MAX_RECORD)?;
@@ -440,6 +493,43 @@ mod tests {
             keeper_pid: 1,
             stopped: false,
         }
+    }
+
+    #[test]
+    fn orphan_vm_dirs_are_removed_and_owned_ones_kept() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        // A PID that is surely not alive: past the kernel's maximum.
+        let dead = 1 << 23;
+        let me = std::process::id();
+        let mk = |name: &str| {
+            let d = root.join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("serial.log"), b"x").unwrap();
+            d
+        };
+        let orphan = mk(&format!("{dead}-1"));
+        std::fs::write(orphan.join("vmm.pid"), format!("{dead}\n")).unwrap();
+        let orphan_no_vmm = mk(&format!("{dead}-2"));
+        let live_maker = mk(&format!("{me}-3"));
+        let live_vmm = mk(&format!("{dead}-4"));
+        std::fs::write(live_vmm.join("vmm.pid"), format!("{me}\n")).unwrap();
+        let detached = mk(&format!("{dead}-5"));
+        put(
+            root,
+            &format!("{dead}-5"),
+            &record(&"a".repeat(64), "keep", "1"),
+        );
+        let foreign = mk("notes");
+        let odd = mk(&format!("{dead}-x"));
+        let mut removed = remove_orphans_in(root);
+        removed.sort();
+        assert_eq!(removed, vec![orphan.clone(), orphan_no_vmm.clone()]);
+        for d in [live_maker, live_vmm, detached, foreign, odd] {
+            assert!(d.is_dir(), "{} removed", d.display());
+        }
+        assert!(!orphan.exists() && !orphan_no_vmm.exists());
+        assert!(remove_orphans_in(&root.join("none")).is_empty());
     }
 
     fn put(root: &Path, dir: &str, r: &Record) {

@@ -425,7 +425,9 @@ impl VolumeStore {
             };
             let user = match crate::vm_fleet::read_record(&dir) {
                 Some(r) => r.id,
-                None if vm_dir_alive(&dir) => e.file_name().to_string_lossy().into_owned(),
+                None if crate::vm_fleet::dir_alive(&dir) => {
+                    e.file_name().to_string_lossy().into_owned()
+                }
                 None => continue,
             };
             for n in names {
@@ -499,23 +501,6 @@ fn tree_size(p: &Path) -> u64 {
     std::fs::read_dir(p)
         .map(|rd| rd.flatten().map(|e| tree_size(&e.path())).sum())
         .unwrap_or(0)
-}
-
-/// Whether the VM directory `dir` (`<pid>-<nanos>`) still belongs to a
-/// run: the process that made it, or its VMM, is alive.
-fn vm_dir_alive(dir: &Path) -> bool {
-    let made_by = dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.split_once('-'))
-        .and_then(|(pid, _)| pid.parse::<i32>().ok());
-    let vmm = std::fs::read_to_string(dir.join("vmm.pid"))
-        .ok()
-        .and_then(|s| s.trim().parse::<i32>().ok());
-    [made_by, vmm]
-        .into_iter()
-        .flatten()
-        .any(|pid| pid > 0 && crate::machine::pid_alive(pid))
 }
 
 /// The volumes the VM directory `dir` says its container mounts.

@@ -7,6 +7,7 @@
 #![cfg(target_os = "linux")]
 
 pub mod dockerd;
+pub mod own_vm;
 pub mod parity;
 pub mod registry;
 pub mod seccomp_probe;

@@ -3,7 +3,11 @@
 //! ready, later runs restore it; every clone gets its own boot_id, RNG
 //! output, hostname and the host's wall clock; a snapshot that cannot be
 //! restored (another VMM version) is reported, replaced by a cold boot and
-//! rebuilt. Ten clones run at once and their summed PSS is printed.
+//! rebuilt. Ten clones run at once and their summed PSS is printed; beside
+//! them a detached clone is shown to the leak check live, its VMM is
+//! SIGKILLed and it is removed with `rm -f`, and then nothing of any clone
+//! is left on the host (issue 24: no process, VM directory, socket, mount,
+//! cgroup or tap; the snapshot unchanged).
 //! A clone has the snapshot's network card with a stack of its own: one
 //! fetches from an HTTP server on the host's 127.0.0.1 through
 //! `host.docker.internal` (egress, issue 19).
@@ -19,7 +23,7 @@
 //! (about 20 minutes); `BERTH_CLONE_CONCURRENCY` sets the number.
 #![cfg(target_os = "linux")]
 
-use berth_tests::{skip, Berth, DEFAULT_IMAGE};
+use berth_tests::{own_vm, skip, Berth, DEFAULT_IMAGE};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -399,6 +403,25 @@ fn vm_containers_start_as_clones_with_their_own_identity() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(if full { 10 } else { 3 });
+    // Beside them, one detached clone with a file bound in (its VMM
+    // mounts it in a mount namespace of its own): the leak check is shown
+    // to see each kind of trace on it while it runs, then its VMM is
+    // SIGKILLed (the crash path) and `rm -f` must leave nothing either.
+    let taps_before = own_vm::tap_links();
+    let snapshot_before = own_vm::snapshot_files(&home);
+    assert!(!snapshot_before.is_empty(), "no snapshot before the clones");
+    let _keepers = Keepers(home.clone());
+    let bound = tempfile::tempdir().unwrap();
+    std::fs::write(bound.path().join("bound.txt"), "bound\n").unwrap();
+    let volume = format!("{}:/bound.txt", bound.path().join("bound.txt").display());
+    let detached = b
+        .command()
+        .args(["--isolation", "vm", "run", "-d", "-v", &volume])
+        .args([DEFAULT_IMAGE, "sleep", "100000"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let start = now_s();
     let t_conc = Instant::now();
     let children: Vec<_> = (0..n)
@@ -425,9 +448,12 @@ fn vm_containers_start_as_clones_with_their_own_identity() {
     // Sample the VMMs' PSS while they run; keep the sample with the most.
     let pids: Vec<u32> = children.iter().map(|c| c.id()).collect();
     let mut best: Vec<u64> = Vec::new();
+    // Every VMM seen, for the leak check.
+    let mut vmms = HashSet::new();
     while pids.iter().any(|p| {
         std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| !s.contains(") Z "))
     }) {
+        vmms.extend(own_vm::recorded_vmm_pids(&home));
         let s = vmm_pss(&home);
         if s.len() > best.len()
             || (s.len() == best.len() && s.iter().sum::<u64>() > best.iter().sum())
@@ -474,14 +500,88 @@ fn vm_containers_start_as_clones_with_their_own_identity() {
         sum as f64 / 1024.0 / best.len().max(1) as f64
     );
     eprintln!("vm_clone: boot_ids: {boot_ids:?}");
-    assert_eq!(
-        std::fs::read_dir(home.join("vms"))
-            .map(|d| d.count())
-            .unwrap_or(0),
-        0,
-        "throw-away VM left behind"
-    );
     step(&format!("{n} concurrent clones"));
+
+    // The detached clone, running: every kind of trace the check looks
+    // for that an own VM has is seen (its VMM and keeper, its directory,
+    // its vsock socket, the VMM's private mount of the bound file), and
+    // the kinds the host never makes for one are not (a cgroup, a tap).
+    let o = berth_tests::wait_output(detached, b.timeout, "berth run -d");
+    assert_eq!(o.code, 0, "run -d: {}", o.stderr);
+    let id = o.stdout.trim().to_string();
+    assert_eq!(id.len(), 64, "run -d printed {:?}", o.stdout);
+    let dir = std::fs::read_dir(home.join("vms"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|d| std::fs::read_to_string(d.join("container.json")).is_ok_and(|r| r.contains(&id)))
+        .expect("the detached clone's VM directory");
+    let vmm: i32 = std::fs::read_to_string(dir.join("vmm.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    vmms.insert(vmm);
+    let ids = [id.clone()];
+    let vmms: Vec<i32> = vmms.into_iter().collect();
+    let live = own_vm::traces(&home, &vmms, &ids, &taps_before);
+    for kind in ["process ", "file ", "socket ", "mount "] {
+        assert!(
+            live.iter().any(|t| t.starts_with(kind)),
+            "no {kind}trace of a running clone:\n{}",
+            live.join("\n")
+        );
+    }
+    assert!(
+        live.iter()
+            .any(|t| t.starts_with(&format!("process {vmm} "))),
+        "its VMM {vmm} is not among its processes:\n{}",
+        live.join("\n")
+    );
+    let made: Vec<_> = live
+        .iter()
+        .filter(|t| t.starts_with("cgroup") || t.starts_with("link"))
+        .collect();
+    assert!(made.is_empty(), "the host made for a clone: {made:?}");
+    // The crash path: its VMM dies by SIGKILL, then `rm -f`.
+    // SAFETY: kill(2) of the VMM this test's berth started.
+    unsafe { libc::kill(vmm, libc::SIGKILL) };
+    assert!(
+        gone_within(vmm, "berth-vmm", 60),
+        "VMM {vmm} survived SIGKILL"
+    );
+    b.run(&["--isolation", "vm", "rm", "-f", &id]).ok();
+    step("detached clone seen by the leak check, its VMM killed, rm -f");
+
+    // Nothing of any clone is left: no process, VM directory, socket,
+    // mount, cgroup or tap. Teardown may trail a CLI's exit by a moment;
+    // a leak stays.
+    let deadline = Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let left = own_vm::traces(&home, &vmms, &ids, &taps_before);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "left after {n} clones and the killed one:\n{}",
+            left.join("\n")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    // The snapshot they were cloned from is intact, the same files.
+    assert_eq!(
+        own_vm::snapshot_files(&home),
+        snapshot_before,
+        "the snapshot changed under its clones"
+    );
+    let ps = b.run(&["--isolation", "vm", "ps", "-aq"]).ok();
+    assert_eq!(ps.stdout, "", "a clone is still listed");
+    eprintln!(
+        "vm_clone: leak check: nothing left of {} VMMs ({n} clones and the killed one)",
+        vmms.len()
+    );
+    step("leak check");
 }
 
 /// A published port in use fails an own-VM run with docker's error and
@@ -831,7 +931,8 @@ fn vm_run_detached_serves_its_port_until_rm_f() {
 }
 
 /// A foreground own-VM run whose CLI is SIGKILLed (its Drop never runs)
-/// takes its VMM with it (issue 24).
+/// takes its VMM with it, and the next own VM removes the directory it
+/// left (issue 24).
 #[test]
 fn vm_run_killed_takes_its_vmm_along() {
     if !Path::new("/dev/kvm").exists() {
@@ -866,6 +967,26 @@ fn vm_run_killed_takes_its_vmm_along() {
         "VMM {} outlived its berth run",
         vmms[0]
     );
+    // Its Drop never ran: its VM directory is left, until the next own VM
+    // is made, which removes it. That run fails at once here (no VMM to
+    // start), before any VM, and removes its own directory too.
+    let vm_dirs = || -> Vec<PathBuf> {
+        std::fs::read_dir(home.join("vms"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect()
+    };
+    assert_eq!(vm_dirs().len(), 1, "the killed run's VM directory");
+    let o = b
+        .command()
+        .env("BERTH_VMM", home.join("no-such-vmm"))
+        .args(["--isolation", "vm", "run", "--rm", DEFAULT_IMAGE, "true"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(125), "{o:?}");
+    assert_eq!(vm_dirs(), Vec::<PathBuf>::new(), "VM directories left");
 }
 
 /// `-v` in an own VM (issue 18's own-VM case): the clone gets the host
