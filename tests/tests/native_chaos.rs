@@ -328,7 +328,7 @@ fn sigkill_at_random_points_corrupts_nothing() {
     let seeds: Vec<u64> = FIXED_SEEDS
         .iter()
         .copied()
-        .chain((0..trials).map(|_| rng.next()))
+        .chain((0..trials).map(|_| rng.next_u64()))
         .collect();
     let t0 = Instant::now();
     for (i, s) in seeds.iter().enumerate() {

@@ -444,7 +444,7 @@ fn sigkill_of_cli_shim_or_vmm_in_the_machine_vm_loses_nothing() {
     let seeds: Vec<u64> = FIXED_SEEDS
         .iter()
         .copied()
-        .chain((0..trials).map(|_| rng.next()))
+        .chain((0..trials).map(|_| rng.next_u64()))
         .collect();
     let t0 = Instant::now();
     let mut lines = Vec::new();
