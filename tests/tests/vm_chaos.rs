@@ -159,9 +159,11 @@ impl World {
         let o = self.in_guest(&format!(
             "for f in $(grep -la '[s]him' /proc/[0-9]*/cmdline 2>/dev/null | \
              xargs grep -La {inspector_id} 2>/dev/null); do \
-             p=${{f#/proc/}}; p=${{p%/cmdline}}; kill -9 $p && echo $p; done; true"
+             p=${{f#/proc/}}; p=${{p%/cmdline}}; \
+             echo \"$p: $(tr '\\0' ' ' < $f | head -c 100)\"; done > /tmp/k; \
+             for p in $(cut -d: -f1 /tmp/k); do kill -9 $p; done; cat /tmp/k; true"
         ));
-        o.stdout.split_whitespace().collect::<Vec<_>>().join(" ")
+        o.stdout.lines().collect::<Vec<_>>().join("; ")
     }
 
     fn check(&self, extra: &[&str]) -> (Out, serde_json::Value) {
@@ -337,7 +339,7 @@ fn trial(w: &World, inspector_id: &str, seed: u64, trial: u64) -> String {
             unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
         }
         Target::Vmm => b.kill_vmm(),
-        Target::Shim => note = format!(" (shims {})", w.kill_shims(inspector_id)),
+        Target::Shim => note = format!(" (killed: {})", w.kill_shims(inspector_id)),
     }
     // The CLI must end by itself when its shim or VM went.
     let status = berth_tests::wait_status(&mut child, b.timeout, &what);
