@@ -201,8 +201,8 @@ pub fn random_hex(bytes: usize) -> String {
 // old or new, never empty.
 
 /// Writes `data` to `path` atomically and durably (temp file in the same
-/// directory, fsync, rename): after a crash the file holds the old content
-/// or the new.
+/// directory, fsync, rename, fsync of the directory): after a crash the
+/// file holds the old content or the new, and once this returns, the new.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     write_atomic_with(path, data, true)
 }
@@ -230,12 +230,27 @@ fn write_atomic_with(path: &Path, data: &[u8], sync: bool) -> std::io::Result<()
         if sync {
             f.sync_all()?;
         }
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        if sync {
+            // The rename is a change of the directory: until the journal
+            // commits it (up to 5 s on ext4) a crash leaves the temporary
+            // name and loses the record (vm_chaos: a container `create`
+            // had acknowledged was gone after the VMM was killed).
+            sync_parent(path)?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// fsyncs the directory that holds `path`, so that a rename or a new name
+/// there is on the disk (ext4 otherwise commits it with the journal, up to
+/// 5 s later).
+pub fn sync_parent(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
 }
 
 /// Serialises `value` as JSON and writes it atomically.

@@ -6,6 +6,7 @@
 // Drives the Linux builds of berth and berth-agent (native placement, KVM).
 #![cfg(target_os = "linux")]
 
+pub mod chaos;
 pub mod dockerd;
 pub mod own_vm;
 pub mod parity;

@@ -10,6 +10,7 @@
 //! `BERTH_CHAOS_SEED` replays a run. Seeds that once found a bug stay in
 //! [`FIXED_SEEDS`].
 
+use berth_tests::chaos::{seed_from_env, trials_from_env, Rng};
 use berth_tests::registry::{tools_missing, Registry};
 use berth_tests::{default_image, skip, Berth, Out, DEFAULT_IMAGE};
 use std::process::Stdio;
@@ -21,22 +22,6 @@ use std::time::{Duration, Instant};
 ///   check took the container being started (no state.json yet, its shim
 ///   alive) for a dead one, and --repair unmounted its rootfs.
 const FIXED_SEEDS: &[u64] = &[8705845627923827576];
-
-/// splitmix64: a small seeded generator, so a seed replays a trial.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 #[derive(Debug, Clone, Copy)]
 enum Op {
@@ -156,18 +141,6 @@ impl World {
         });
         (o, v)
     }
-}
-
-fn seed_from_env() -> u64 {
-    std::env::var("BERTH_CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        })
 }
 
 /// One trial; returns a line for the summary.
@@ -326,10 +299,7 @@ fn trial(w: &World, seed: u64, trial: u64) -> String {
 
 #[test]
 fn sigkill_at_random_points_corrupts_nothing() {
-    let trials: u64 = std::env::var("BERTH_CHAOS_TRIALS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(8);
+    let trials = trials_from_env("BERTH_CHAOS_TRIALS", 8);
     let reg = match tools_missing() {
         None => {
             let r = Registry::start(false);
@@ -358,7 +328,7 @@ fn sigkill_at_random_points_corrupts_nothing() {
     let seeds: Vec<u64> = FIXED_SEEDS
         .iter()
         .copied()
-        .chain((0..trials).map(|_| rng.next()))
+        .chain((0..trials).map(|_| rng.next_u64()))
         .collect();
     let t0 = Instant::now();
     for (i, s) in seeds.iter().enumerate() {
