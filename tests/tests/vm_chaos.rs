@@ -24,7 +24,7 @@
 //! the host only through the VMM's user network, and native_chaos covers
 //! the pull path.
 //!
-//! `BERTH_VM_CHAOS_TRIALS` sets the number of random trials (default 3);
+//! `BERTH_VM_CHAOS_TRIALS` sets the number of random trials (default 2);
 //! `BERTH_CHAOS_SEED` replays a run. Seeds that once found a bug stay in
 //! [`FIXED_SEEDS`].
 // Drives the Linux builds of berth and berth-agent (KVM).
@@ -425,7 +425,7 @@ fn sigkill_of_cli_shim_or_vmm_in_the_machine_vm_loses_nothing() {
     if !kernel_available() {
         return skip("no guest kernel built (kernel-config/build-kernel.sh)");
     }
-    let trials = trials_from_env("BERTH_VM_CHAOS_TRIALS", 3);
+    let trials = trials_from_env("BERTH_VM_CHAOS_TRIALS", 2);
     let mut b = Berth::new();
     b.isolation = "shared".into();
     b.timeout = Duration::from_secs(1800);
