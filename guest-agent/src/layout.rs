@@ -253,6 +253,26 @@ pub fn sync_parent(path: &Path) -> std::io::Result<()> {
     std::fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
 }
 
+/// Makes a store entry durably: `fill` writes its files into `tmp` (a
+/// private directory of [`Layout::temp_dir`]'s, so no rename is needed
+/// inside it), then each of them is fsynced, `tmp` is renamed to `dest`
+/// and `dest`'s parent fsynced. Once this returns the entry survives a
+/// crash whole; before, a crash leaves it in tmp/, which the next start
+/// empties. Two journal commits, where writing each file with
+/// [`write_atomic`] and then renaming would take one more per file.
+pub fn publish_dir(tmp: &Path, dest: &Path, files: &[(&str, &[u8])]) -> std::io::Result<()> {
+    for (name, data) in files {
+        let mut f = std::fs::File::create(tmp.join(name))?;
+        std::io::Write::write_all(&mut f, data)?;
+        f.sync_all()?;
+    }
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::rename(tmp, dest)?;
+    sync_parent(dest)
+}
+
 /// Serialises `value` as JSON and writes it atomically.
 pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     let data = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
@@ -280,5 +300,27 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> std::io::Result
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_dir_moves_a_whole_entry_into_place_once() {
+        let t = tempfile::tempdir().unwrap();
+        let tmp = t.path().join("tmp/vol-1");
+        std::fs::create_dir_all(tmp.join("_data")).unwrap();
+        let dest = t.path().join("volumes/v1");
+        publish_dir(&tmp, &dest, &[("volume.json", b"{}"), ("b", b"2")]).unwrap();
+        assert!(!tmp.exists());
+        assert_eq!(std::fs::read(dest.join("volume.json")).unwrap(), b"{}");
+        assert_eq!(std::fs::read(dest.join("b")).unwrap(), b"2");
+        assert!(dest.join("_data").is_dir());
+        // An entry already there is never replaced.
+        std::fs::create_dir_all(&tmp).unwrap();
+        assert!(publish_dir(&tmp, &dest, &[("volume.json", b"[]")]).is_err());
+        assert_eq!(std::fs::read(dest.join("volume.json")).unwrap(), b"{}");
     }
 }

@@ -8,7 +8,7 @@ use super::launch::Readiness;
 use super::record::{boot_id, merge_env, resolve_args, ContainerRecord, ExitState, RunState};
 use super::record_cache::Snapshot;
 use super::{Error, Object};
-use crate::layout::{random_hex, read_json, sync_parent, Layout};
+use crate::layout::{publish_dir, random_hex, read_json, Layout};
 use crate::store::ImageStore;
 use berth_protocol::{
     ContainerConfig, ContainerDetails, ContainerStatus, ContainerSummary, ErrorKind, HealthConfig,
@@ -298,16 +298,15 @@ impl ContainerStore {
             // The directory is private until the rename below: the record
             // is written in place and fsynced (a rename within it and a
             // second directory fsync would add a journal commit).
-            let json = serde_json::to_vec_pretty(&rec).map_err(std::io::Error::other)?;
-            let mut f = std::fs::File::create(tmp.join(super::files::RECORD))?;
-            std::io::Write::write_all(&mut f, &json)?;
-            f.sync_all()?;
-            let dir = self.layout.container(&id);
-            std::fs::rename(&tmp, &dir)?;
             // Durable before `create` answers: a crash in the next seconds
             // (the journal's commit interval) must not take the container
             // back into tmp/, which the next start empties.
-            sync_parent(&dir)
+            let json = serde_json::to_vec_pretty(&rec).map_err(std::io::Error::other)?;
+            publish_dir(
+                &tmp,
+                &self.layout.container(&id),
+                &[(super::files::RECORD, &json)],
+            )
         })();
         if let Err(e) = written {
             // The volumes made for it go too; named ones stay, as in docker.

@@ -16,7 +16,7 @@ use super::mounts::read_volume;
 pub use super::mounts::{copy_up, prepare_mounts, valid_volume_name, VolumeRecord};
 use super::record::ContainerRecord;
 use crate::engine::{Error, Object};
-use crate::layout::{random_hex, write_json_atomic, Layout};
+use crate::layout::{publish_dir, random_hex, Layout};
 use berth_protocol::{MountPoint, MountSpec, MountType, VolumeInfo};
 
 use std::collections::BTreeMap;
@@ -238,13 +238,12 @@ impl ContainerStore {
             anonymous,
         };
         // Made in tmp/ and renamed into place: a volume is there whole or
-        // not at all.
+        // not at all, and once `create` answers it survives a crash.
         let tmp = layout.temp_dir("vol").map_err(Error::unexpected)?;
         let made = (|| {
             std::fs::create_dir(tmp.join("_data"))?;
-            write_json_atomic(&tmp.join("volume.json"), &rec)?;
-            std::fs::create_dir_all(layout.volumes())?;
-            std::fs::rename(&tmp, layout.volume(&name))
+            let json = serde_json::to_vec_pretty(&rec).map_err(std::io::Error::other)?;
+            publish_dir(&tmp, &layout.volume(&name), &[("volume.json", &json)])
         })();
         if let Err(e) = made {
             let _ = std::fs::remove_dir_all(&tmp);

@@ -16,7 +16,7 @@
 use super::super::containers::ContainerStore;
 use super::super::record::{boot_id, Attachment, ContainerRecord};
 use crate::engine::{Error, Object};
-use crate::layout::{random_hex, read_json, write_json_atomic, Layout};
+use crate::layout::{publish_dir, random_hex, read_json, write_json_atomic, Layout};
 use berth_protocol::{EndpointInfo, NetworkInfo, NetworkMember};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -258,10 +258,12 @@ impl ContainerStore {
 
     fn write_network(&self, rec: &NetworkRecord) -> Result<(), Error> {
         (|| {
+            // Whole or not at all, and durable once `network create`
+            // answers.
             let tmp = self.layout().temp_dir("net")?;
-            write_json_atomic(&tmp.join("network.json"), rec)?;
-            std::fs::create_dir_all(networks_dir(self.layout()))?;
-            std::fs::rename(&tmp, networks_dir(self.layout()).join(&rec.id))
+            let json = serde_json::to_vec_pretty(rec).map_err(std::io::Error::other)?;
+            let dest = networks_dir(self.layout()).join(&rec.id);
+            publish_dir(&tmp, &dest, &[("network.json", &json)])
         })()
         .map_err(Error::unexpected)
     }
