@@ -696,8 +696,6 @@ fn logs(engine: &Engine, mut conn: Box<dyn Conn>, id: u64, o: berth_protocol::Lo
     let _ = conn.flush();
 }
 
-/// Streams engine events as JSON lines: the stored ones from `since`, then
-/// new ones until `until` has passed or the client went away.
 /// Joins a host connection to a published port where the agent runs, for
 /// the host's port forwarder (VM placements). The agent connects straight
 /// to the container's address the port's proxy would relay to
@@ -851,6 +849,8 @@ fn port_connect_udp(mut conn: Box<dyn Conn>, id: u64, port: u16) {
     let _ = up.join();
 }
 
+/// Streams engine events as JSON lines: the stored ones from `since`, then
+/// new ones until `until` has passed or the client went away.
 fn events(engine: &Engine, mut conn: Box<dyn Conn>, id: u64, o: berth_protocol::EventsOptions) {
     use crate::engine::events::{check_times, matches, watch_peer, Reader, Waiter};
     let now = || chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
