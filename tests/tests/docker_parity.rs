@@ -983,6 +983,10 @@ fn volumes_match_docker() {
         "true",
     ]);
     p.same(&["rm", "user2"]);
+    // A container already gone: exit 1, but 0 with -f (docker's CLI says
+    // so on stderr and goes on; vm_chaos met it after a VMM kill).
+    p.same(&["rm", "user2"]);
+    p.same(&["rm", "-f", "user2"]);
     p.same(&["volume", "prune", "-f"]);
     p.same(&["volume", "ls", "-q"]);
 }

@@ -114,7 +114,10 @@ pub fn rm_own_vm(keys: &[String], force: bool) -> Result<i32> {
             }
             Err(e) => {
                 eprintln!("Error response from daemon: {e}");
-                code = 1;
+                // docker's `rm -f` of a container already gone exits 0.
+                if !(force && matches!(e, berth_host::vm_fleet::FindError::NotFound(_))) {
+                    code = 1;
+                }
             }
         }
     }

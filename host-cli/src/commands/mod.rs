@@ -69,10 +69,14 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             for k in containers {
                 match c.container_remove(k, *force, *volumes) {
                     Ok(_) => println!("{k}"),
-                    // docker's CLI reports an unknown container itself.
+                    // docker's CLI reports an unknown container itself;
+                    // with -f it says so and goes on (exit 0), as docker's
+                    // `rm -f` of a container that is already gone.
                     Err(e) if e.kind() == Some(berth_protocol::ErrorKind::NotFound) => {
                         eprintln!("Error: {e}");
-                        code = 1;
+                        if !*force {
+                            code = 1;
+                        }
                     }
                     Err(e) => {
                         eprintln!("Error response from daemon: {e}");
