@@ -1552,6 +1552,18 @@ mod stream_tests {
             &|| std::fs::create_dir(root.join("d")).unwrap(),
             &[("mkdir", "d")],
         );
+        // `d`'s own watch is added after its mkdir is sent: an event from
+        // inside it shows the watch is there (a probe made before it is
+        // found by the new directory's scan, after it by the watch), so
+        // the rename below is seen as a rename, not found as a create.
+        step(
+            &|| std::fs::create_dir(root.join("d/p")).unwrap(),
+            &[("mkdir", "d/p")],
+        );
+        step(
+            &|| std::fs::remove_dir(root.join("d/p")).unwrap(),
+            &[("rmdir", "d/p")],
+        );
         step(
             &|| std::fs::write(root.join("f"), b"x").unwrap(),
             &[("create", "f"), ("modify", "f")],
@@ -1578,6 +1590,8 @@ mod stream_tests {
         );
         let want = [
             ("mkdir", "d"),
+            ("mkdir", "d/p"),
+            ("rmdir", "d/p"),
             ("create", "f"),
             ("modify", "f"),
             ("rename", "f"),
