@@ -10,7 +10,7 @@
 //! `BERTH_CHAOS_SEED` replays a run. Seeds that once found a bug stay in
 //! [`FIXED_SEEDS`].
 
-use berth_tests::chaos::{seed_from_env, trials_from_env, Rng};
+use berth_tests::chaos::{check_store, seed_from_env, system_check, trials_from_env, Rng};
 use berth_tests::registry::{tools_missing, Registry};
 use berth_tests::{default_image, skip, Berth, Out, DEFAULT_IMAGE};
 use std::process::Stdio;
@@ -128,19 +128,6 @@ impl World {
                 .ok();
         }
     }
-
-    fn check(&self, extra: &[&str]) -> (Out, serde_json::Value) {
-        let mut args = vec!["system", "check", "--format", "json"];
-        args.extend_from_slice(extra);
-        let o = self.b.run(&args);
-        let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap_or_else(|e| {
-            panic!(
-                "system check printed no JSON ({e}): {} {}",
-                o.stdout, o.stderr
-            )
-        });
-        (o, v)
-    }
 }
 
 /// One trial; returns a line for the summary.
@@ -202,40 +189,7 @@ fn trial(w: &World, seed: u64, trial: u64) -> String {
         w.b.kill_agent();
     }
     // The check: nothing corrupt or inconsistent; debris is allowed.
-    let (o, v) = w.check(&[]);
-    let findings = v["Findings"].as_array().cloned().unwrap_or_default();
-    let bad: Vec<&serde_json::Value> = findings.iter().filter(|f| f["kind"] != "debris").collect();
-    assert!(
-        bad.is_empty(),
-        "{what}: system check found damage: {}\n{}",
-        serde_json::to_string_pretty(&bad).unwrap(),
-        o.stderr
-    );
-    let debris = findings.len();
-    for f in &findings {
-        println!(
-            "  debris: {}: {}",
-            f["path"].as_str().unwrap_or(""),
-            f["why"].as_str().unwrap_or("")
-        );
-    }
-    if debris > 0 {
-        assert_eq!(
-            o.code, 1,
-            "{what}: findings but exit {}: {}",
-            o.code, o.stdout
-        );
-        let (o, v) = w.check(&["--repair"]);
-        assert_eq!(o.code, 0, "{what}: repair did not clear the debris: {v}");
-        let (o, v) = w.check(&[]);
-        assert_eq!(o.code, 0, "{what}: not clean after the repair: {v}");
-    } else {
-        assert_eq!(
-            o.code, 0,
-            "{what}: clean but exit {}: {} {}",
-            o.code, o.stdout, o.stderr
-        );
-    }
+    let debris = check_store(&w.b, &what);
     // The same command works now.
     let again = match op {
         Op::Rm => {
@@ -285,7 +239,7 @@ fn trial(w: &World, seed: u64, trial: u64) -> String {
         }
         _ => {}
     }
-    let (o, v) = w.check(&[]);
+    let (o, v) = system_check(&w.b, &[]);
     assert_eq!(o.code, 0, "{what}: not clean after the rerun: {v}");
     format!(
         "{what}: {}, {debris} debris finding(s)",

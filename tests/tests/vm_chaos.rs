@@ -30,7 +30,7 @@
 // Drives the Linux builds of berth and berth-agent (KVM).
 #![cfg(target_os = "linux")]
 
-use berth_tests::chaos::{seed_from_env, trials_from_env, Rng};
+use berth_tests::chaos::{check_store, seed_from_env, system_check, trials_from_env, Rng};
 use berth_tests::{default_image, kernel_available, skip, timing, Berth, Out, DEFAULT_IMAGE};
 use std::path::Path;
 use std::process::Stdio;
@@ -170,49 +170,6 @@ impl World {
              for p in $(cut -d: -f1 /tmp/k); do kill -9 $p; done; cat /tmp/k; true"
         ));
         o.stdout.lines().collect::<Vec<_>>().join("; ")
-    }
-
-    fn check(&self, extra: &[&str]) -> (Out, serde_json::Value) {
-        let mut args = vec!["system", "check", "--format", "json"];
-        args.extend_from_slice(extra);
-        let o = self.b.run(&args);
-        let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap_or_else(|e| {
-            panic!(
-                "system check printed no JSON ({e}): {} {}",
-                o.stdout, o.stderr
-            )
-        });
-        (o, v)
-    }
-
-    /// The host stores: no damage; debris goes with --repair.
-    fn check_host(&self, what: &str) -> usize {
-        let (o, v) = self.check(&[]);
-        let findings = v["Findings"].as_array().cloned().unwrap_or_default();
-        let bad: Vec<&serde_json::Value> =
-            findings.iter().filter(|f| f["kind"] != "debris").collect();
-        assert!(
-            bad.is_empty(),
-            "{what}: system check found damage: {}\n{}",
-            serde_json::to_string_pretty(&bad).unwrap(),
-            o.stderr
-        );
-        for f in &findings {
-            println!(
-                "  debris: {}: {}",
-                f["path"].as_str().unwrap_or(""),
-                f["why"].as_str().unwrap_or("")
-            );
-        }
-        if findings.is_empty() {
-            assert_eq!(o.code, 0, "{what}: clean but exit {}: {}", o.code, o.stderr);
-        } else {
-            let (o, v) = self.check(&["--repair"]);
-            assert_eq!(o.code, 0, "{what}: repair did not clear the debris: {v}");
-            let (o, v) = self.check(&[]);
-            assert_eq!(o.code, 0, "{what}: not clean after the repair: {v}");
-        }
-        findings.len()
     }
 
     /// The guest's store: every listed container inspects, each that says
@@ -357,7 +314,7 @@ fn trial(w: &World, inspector_id: &str, seed: u64, trial: u64) -> String {
         },
         status.code()
     );
-    let debris = w.check_host(&what);
+    let debris = check_store(&w.b, &what);
     w.check_guest(&what);
 
     // The same command works now.
@@ -412,7 +369,7 @@ fn trial(w: &World, inspector_id: &str, seed: u64, trial: u64) -> String {
             }
         }
     }
-    let (o, v) = w.check(&[]);
+    let (o, v) = system_check(&w.b, &[]);
     assert_eq!(o.code, 0, "{what}: not clean after the rerun: {v}");
     format!("{line}, {debris} debris finding(s)")
 }
