@@ -99,27 +99,31 @@ impl Pool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     static TEST_POOL: Pool = Pool::new("test-pool", Some(64 * 1024));
 
-    /// Jobs one after another mostly land on a kept thread (a job may
-    /// still find its predecessor's thread busy between its job and the
-    /// pool, so only "far fewer threads than jobs" is certain).
-    #[test]
-    fn threads_are_reused() {
+    /// Runs 50 jobs on `pool` one after another: they must mostly land on
+    /// a kept thread (a job may still find its predecessor's thread busy
+    /// between its job and the pool, and other tests may share the pool,
+    /// so only "far fewer threads than jobs" is certain).
+    pub fn assert_threads_reused(pool: &'static Pool) {
         let mut threads = std::collections::HashSet::new();
         for _ in 0..50 {
             let (done, wait) = std::sync::mpsc::channel();
-            TEST_POOL
-                .run(move || done.send(std::thread::current().id()).unwrap())
+            pool.run(move || done.send(std::thread::current().id()).unwrap())
                 .unwrap();
             threads.insert(wait.recv_timeout(Duration::from_secs(10)).unwrap());
             // Let the thread get back to waiting.
             std::thread::sleep(Duration::from_millis(2));
         }
         assert!(threads.len() < 25, "{} threads for 50 jobs", threads.len());
+    }
+
+    #[test]
+    fn threads_are_reused() {
+        assert_threads_reused(&TEST_POOL);
     }
 
     static BLOCKING_POOL: Pool = Pool::new("test-blocking", None);

@@ -767,17 +767,7 @@ mod tests {
     /// pool, so only "far fewer threads than jobs" is certain).
     #[test]
     fn worker_threads_are_reused() {
-        let mut threads = std::collections::HashSet::new();
-        for _ in 0..50 {
-            let (done, wait) = std::sync::mpsc::channel();
-            TCP_WORKERS
-                .run(move || done.send(std::thread::current().id()).unwrap())
-                .unwrap();
-            threads.insert(wait.recv_timeout(Duration::from_secs(10)).unwrap());
-            // Let the thread get back to waiting.
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        assert!(threads.len() < 25, "{} threads for 50 jobs", threads.len());
+        crate::workers::tests::assert_threads_reused(&TCP_WORKERS);
     }
 
     #[test]
