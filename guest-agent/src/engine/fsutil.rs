@@ -1,6 +1,29 @@
 //! File system helpers the engine's layers share.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+
+/// What tells one version of a file or directory from another: its
+/// identity (a file replaced by rename is a new inode) and its change
+/// times, in nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sig {
+    pub dev: u64,
+    pub ino: u64,
+    pub mtime: i128,
+    pub ctime: i128,
+}
+
+impl Sig {
+    pub fn of(md: &std::fs::Metadata) -> Sig {
+        Sig {
+            dev: md.dev(),
+            ino: md.ino(),
+            mtime: i128::from(md.mtime()) * 1_000_000_000 + i128::from(md.mtime_nsec()),
+            ctime: i128::from(md.ctime()) * 1_000_000_000 + i128::from(md.ctime_nsec()),
+        }
+    }
+}
 
 /// Whether `path` is a mount point (differs in device from its parent, or
 /// is listed in /proc/self/mountinfo).
@@ -15,7 +38,6 @@ pub fn is_mounted(path: &Path) -> bool {
 /// Deletes a tree but never descends into another filesystem (a mount left
 /// behind must not have its contents deleted).
 pub fn remove_tree_same_fs(root: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
     let dev = std::fs::symlink_metadata(root)?.dev();
     fn walk(p: &Path, dev: u64) -> std::io::Result<()> {
         for e in std::fs::read_dir(p)? {

@@ -23,11 +23,11 @@
 //! containers directory: each full scan drops the others, and `rm` drops
 //! its own at once.
 
+use super::fsutil::Sig;
 use super::record::{ContainerRecord, ExitState, RunState};
 use crate::layout::read_json;
 use berth_protocol::Health;
 use std::collections::{HashMap, HashSet};
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -74,28 +74,8 @@ impl Snapshot {
     }
 }
 
-/// A directory's identity and change times, in nanoseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct DirSig {
-    dev: u64,
-    ino: u64,
-    mtime: i128,
-    ctime: i128,
-}
-
-impl DirSig {
-    fn of(md: &std::fs::Metadata) -> DirSig {
-        DirSig {
-            dev: md.dev(),
-            ino: md.ino(),
-            mtime: i128::from(md.mtime()) * 1_000_000_000 + i128::from(md.mtime_nsec()),
-            ctime: i128::from(md.ctime()) * 1_000_000_000 + i128::from(md.ctime_nsec()),
-        }
-    }
-}
-
 struct Entry {
-    sig: DirSig,
+    sig: Sig,
     snap: Arc<Snapshot>,
 }
 
@@ -142,7 +122,7 @@ impl RecordCache {
             self.forget(id);
             return None;
         };
-        let sig = DirSig::of(&md);
+        let sig = Sig::of(&md);
         if let Some(e) = self.map().get(id) {
             if e.sig == sig {
                 return Some(e.snap.clone());

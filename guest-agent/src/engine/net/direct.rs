@@ -14,11 +14,11 @@
 //! (one `stat` per connection).
 
 use super::store::PORTS_FILE;
+use crate::engine::fsutil::Sig;
 use crate::engine::Engine;
 use berth_protocol::{PortProto, PublishedPort};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -60,27 +60,13 @@ const MISS_KEPT: Duration = Duration::from_secs(10);
 struct Entry {
     target: SocketAddrV4,
     ports_file: PathBuf,
-    identity: Identity,
+    identity: Sig,
 }
 
-/// What tells one written `ports.json` from another: a rewrite is a new
-/// inode (and times); removal makes `stat` fail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Identity {
-    dev: u64,
-    ino: u64,
-    mtime_ns: i64,
-    ctime_ns: i64,
-}
-
-fn identity(path: &Path) -> Option<Identity> {
-    let m = std::fs::metadata(path).ok()?;
-    Some(Identity {
-        dev: m.dev(),
-        ino: m.ino(),
-        mtime_ns: m.mtime().saturating_mul(1_000_000_000) + m.mtime_nsec(),
-        ctime_ns: m.ctime().saturating_mul(1_000_000_000) + m.ctime_nsec(),
-    })
+/// What tells one written `ports.json` from another (a rewrite is a new
+/// inode and times); `None` once it is removed.
+fn identity(path: &Path) -> Option<Sig> {
+    std::fs::metadata(path).ok().map(|m| Sig::of(&m))
 }
 
 #[derive(Debug)]
